@@ -1,0 +1,88 @@
+"""Smart constructors for the matrix expressions the chain rule builds.
+
+SymPy's `MatMul`, `MatAdd` and `HadamardProduct` keep zeros, identities and nested diagonal
+products unless asked to `doit()`, which in turn rewrites more than we want (and expands
+reductions into index sums). These constructors apply only the identities that keep a
+Jacobian small and readable:
+
+    A + 0 = A        A 0 = 0        A I = A        diag(u) diag(v) = diag(u * v)
+    u * 1 = u        diag(1) = I
+"""
+
+import sympy as sp
+from sympy import HadamardProduct, Identity, MatAdd, MatMul, OneMatrix, ZeroMatrix
+from sympy.matrices.expressions.diagonal import DiagMatrix
+
+
+def is_zero(a):
+    return isinstance(a, ZeroMatrix) or a == 0
+
+
+def add(*terms, shape=None):
+    """Sum of matrix expressions, dropping zeros; `shape` is used when nothing is left."""
+    flat = [a for t in terms for a in (t.args if isinstance(t, MatAdd) else (t,))]
+    kept = [t for t in flat if not is_zero(t)]
+    if not kept:
+        return ZeroMatrix(*(shape if shape is not None else terms[0].shape))
+    return kept[0] if len(kept) == 1 else MatAdd(*kept)
+
+
+def scale(c, a):
+    """The scalar c times the matrix expression a."""
+    c = sp.sympify(c)
+    if c == 0 or is_zero(a):
+        return ZeroMatrix(*a.shape)
+    if c == 1:
+        return a
+    return mul(c, a)
+
+
+def mul(*factors):
+    """Matrix product (scalars allowed) with zeros, identities and diagonal runs simplified."""
+    coeff, mats = sp.S.One, []
+    for f in factors:
+        if isinstance(f, MatMul):
+            c, ms = f.as_coeff_matrices()
+            coeff, parts = coeff * c, list(ms)
+        elif isinstance(f, sp.MatrixExpr):
+            parts = [f]
+        else:
+            coeff, parts = coeff * f, []
+        for p in parts:
+            if isinstance(p, Identity):
+                continue
+            if mats and isinstance(p, DiagMatrix) and isinstance(mats[-1], DiagMatrix):
+                mats[-1] = diag(hadamard(mats[-1].args[0], p.args[0]))
+                continue
+            mats.append(p)
+    shape = (factors[0].shape[0] if isinstance(factors[0], sp.MatrixExpr) else None)
+    if coeff == 0 or any(is_zero(p) for p in mats):
+        rows = mats[0].shape[0] if mats else shape
+        return ZeroMatrix(rows, mats[-1].shape[1])
+    if not mats:
+        raise ValueError("mul() needs at least one matrix factor")
+    if coeff == 1 and len(mats) == 1:
+        return mats[0]
+    return MatMul(coeff, *mats) if coeff != 1 else MatMul(*mats)
+
+
+def hadamard(*factors):
+    """Elementwise product, dropping all-ones factors."""
+    flat = []
+    for f in factors:
+        flat.extend(f.args if isinstance(f, HadamardProduct) else [f])
+    if any(is_zero(f) for f in flat):
+        return ZeroMatrix(*flat[0].shape)
+    kept = [f for f in flat if not isinstance(f, OneMatrix)]
+    if not kept:
+        return flat[0]
+    return kept[0] if len(kept) == 1 else HadamardProduct(*kept)
+
+
+def diag(v):
+    """diag(v) for a column vector v; diag(1) is the identity."""
+    if isinstance(v, OneMatrix):
+        return Identity(v.shape[0])
+    if is_zero(v):
+        return ZeroMatrix(v.shape[0], v.shape[0])
+    return DiagMatrix(v)

@@ -1,0 +1,66 @@
+"""The array namespaces lowered code runs against: `xp.tanh(a)`, `xp.eye(n, like)`, ...
+
+Lowered code is printed once, against the names below, and bound to a backend at load
+time; a backend is a small table, so adding one (JAX, CuPy) is one more table. torch is
+imported only when the torch backend is first asked for.
+"""
+
+import functools
+import types
+
+import numpy as np
+
+
+def _numpy():
+    def like_kw(like):
+        return {"dtype": like.dtype}
+
+    return types.SimpleNamespace(
+        name="numpy",
+        matmul=np.matmul,
+        mT=lambda a: np.swapaxes(a, -1, -2),
+        eye=lambda k, like: np.eye(k, **like_kw(like)),
+        zeros=lambda r, c, like: np.zeros((r, c), **like_kw(like)),
+        ones=lambda r, c, like: np.ones((r, c), **like_kw(like)),
+        tanh=np.tanh,
+        # 1 / (1 + e^-x) written through tanh: exact, and no overflow for large |x|
+        sigmoid=lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)),
+        relu=lambda a: np.maximum(a, 0.0),
+        step=lambda a: (a > 0).astype(a.dtype),
+        sqrt=np.sqrt, exp=np.exp, log=np.log, Abs=np.abs,
+        asarray=np.asarray,
+        broadcast_to=np.broadcast_to,
+        cat=lambda arrays, axis: np.concatenate(arrays, axis=axis),
+    )
+
+
+def _torch():
+    import torch
+
+    def like_kw(like):
+        return {"dtype": like.dtype, "device": like.device}
+
+    return types.SimpleNamespace(
+        name="torch",
+        matmul=torch.matmul,
+        mT=lambda a: a.transpose(-1, -2),
+        eye=lambda k, like: torch.eye(k, **like_kw(like)),
+        zeros=lambda r, c, like: torch.zeros((r, c), **like_kw(like)),
+        ones=lambda r, c, like: torch.ones((r, c), **like_kw(like)),
+        tanh=torch.tanh,
+        sigmoid=torch.sigmoid,
+        relu=torch.relu,
+        step=lambda a: (a > 0).to(a.dtype),
+        sqrt=torch.sqrt, exp=torch.exp, log=torch.log, Abs=torch.abs,
+        asarray=torch.as_tensor,
+        broadcast_to=torch.broadcast_to,
+        cat=lambda arrays, axis: torch.cat(arrays, dim=axis),
+    )
+
+
+LOADERS = {"numpy": _numpy, "torch": _torch}
+
+
+@functools.lru_cache(maxsize=None)
+def backend(name):
+    return LOADERS[name]()

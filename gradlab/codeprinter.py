@@ -1,0 +1,135 @@
+"""Printing SymPy matrix expressions as batched array code.
+
+Every value is an array whose last two axes are the matrix axes; a leading batch axis
+broadcasts. So a vector is (B, n, 1), a scalar reduction (B, 1, 1), a weight (n, n), and
+
+    A v           -> xp.matmul(A, v)
+    diag(v) M     -> (v * M)                 a broadcast, never a diagonal matrix
+    M diag(v)     -> (M * xp.mT(v))
+    u * v (Hadamard), u^k -> (u * v), (u ** k)
+    f(v) elementwise      -> xp.f(v)
+
+SymPy's own printers cannot print `DiagMatrix` or `ElementwiseApplyFunction`; this one can,
+and anything it does not know fails loudly rather than printing something wrong.
+"""
+
+import keyword
+import re
+
+import sympy as sp
+from sympy import OneMatrix
+from sympy.matrices.expressions.diagonal import DiagMatrix
+from sympy.printing.str import StrPrinter
+
+from .errors import GradlabError
+
+
+def identifier(name):
+    """A Python identifier for a symbol name: h' -> h_p, sigma_r^2 -> sigma_r_2."""
+    ident = "v_" + re.sub(r"\W", "_", name.replace("'", "_p"))
+    return ident + "_" if keyword.iskeyword(ident) else ident
+
+
+class ArrayPrinter(StrPrinter):
+    """Prints one expression, using `names` for symbols and already-computed subterms."""
+
+    printmethod = "_arraycode"
+
+    def __init__(self, names):
+        super().__init__({"order": "none"})
+        self.names = names   # expr -> identifier (symbols, and common subexpressions)
+
+    def _print(self, expr, **kwargs):
+        name = self.names.get(expr)
+        return name if name is not None else super()._print(expr, **kwargs)
+
+    def definition(self, expr):
+        """Print expr itself even if it has a name (used to define that name)."""
+        name = self.names.pop(expr, None)
+        try:
+            return self._print(expr)
+        finally:
+            if name is not None:
+                self.names[expr] = name
+
+    def emptyPrinter(self, expr):
+        raise GradlabError(f"cannot lower {type(expr).__name__}: {expr}")
+
+    def _print_Symbol(self, expr):
+        if expr.name in ("n", "m"):
+            return expr.name
+        raise GradlabError(f"unbound symbol {expr} in lowered code")
+
+    _print_MatrixSymbol = _print_Symbol
+
+    def _print_Integer(self, expr):
+        return str(expr)
+
+    def _print_Rational(self, expr):
+        return f"({expr.p}/{expr.q})"
+
+    def _print_Float(self, expr):
+        return repr(float(expr))
+
+    def _print_Pow(self, expr, rational=False):
+        return f"({self._print(expr.base)} ** {self._print(expr.exp)})"
+
+    def _print_Function(self, expr):
+        args = ", ".join(self._print(a) for a in expr.args)
+        return f"xp.{type(expr).__name__}({args})"
+
+    def _print_Add(self, expr, order=None):
+        return "(" + " + ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_Mul(self, expr, order=None):
+        return "(" + " * ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_MatAdd(self, expr):
+        # an all-ones term broadcasts as the scalar 1 against the others (same shape)
+        terms = ["1" if isinstance(a, OneMatrix) else self._print(a) for a in expr.args]
+        return "(" + " + ".join(terms) + ")"
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_matrices()
+        acc = self._print(mats[-1])
+        if isinstance(mats[-1], DiagMatrix) and len(mats) > 1:
+            acc = f"xp.mT({self._print(mats[-1].args[0])})"
+            left = mats[-2]
+            acc = f"({self._print(left)} * {acc})"
+            mats = mats[:-1]
+        for f in reversed(mats[:-1]):
+            if isinstance(f, DiagMatrix):
+                acc = f"({self._print(f.args[0])} * {acc})"
+            else:
+                acc = f"xp.matmul({self._print(f)}, {acc})"
+        return acc if coeff == 1 else f"({self._print(coeff)} * {acc})"
+
+    def _print_HadamardProduct(self, expr):
+        return "(" + " * ".join(self._print(a) for a in expr.args) + ")"
+
+    def _print_HadamardPower(self, expr):
+        return f"({self._print(expr.base)} ** {self._print(expr.exp)})"
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        fn, arg = expr.function, expr.expr
+        body = fn.expr.xreplace({fn.variables[0]: sp.Dummy("arg")})
+        if isinstance(body, sp.Function) and len(body.args) == 1 and body.args[0].is_Dummy:
+            return f"xp.{type(body).__name__}({self._print(arg)})"
+        raise GradlabError(f"cannot lower the elementwise function {fn}")
+
+    def _print_Transpose(self, expr):
+        return f"xp.mT({self._print(expr.arg)})"
+
+    def _print_DiagMatrix(self, expr):
+        return f"({self._print(expr.args[0])} * xp.eye({self._print(expr.shape[0])}, like))"
+
+    def _print_Identity(self, expr):
+        return f"xp.eye({self._print(expr.shape[0])}, like)"
+
+    def _print_ZeroMatrix(self, expr):
+        r, c = map(self._print, expr.shape)
+        return f"xp.zeros({r}, {c}, like)"
+
+    def _print_OneMatrix(self, expr):
+        r, c = map(self._print, expr.shape)
+        return f"xp.ones({r}, {c}, like)"

@@ -1,0 +1,165 @@
+"""The matrix chain rule: total Jacobians of a cell's quantities, in numerator layout.
+
+SymPy 1.14 cannot differentiate the LSTM's core pattern (a Hadamard product of an
+elementwise sigmoid with another vector) with respect to a vector, and where its matrix
+`diff` succeeds it answers in denominator layout with `Lambda(_d, ...)` dummies. So gradlab
+owns the matrix rules below and leaves SymPy the scalar calculus (f' of every activation,
+derivatives of scalar coefficients) and the expression trees themselves:
+
+    d(A v)        = A dv                      A constant, v a vector
+    d(u^T R)      = R^T du                    a row vector times a column (reductions)
+    d(c(s) M)     = c dM + M (dc/ds) ds       c a scalar coefficient, s a scalar quantity
+    d(u * v)      = diag(v) du + diag(u) dv   (Hadamard product)
+    d(u^k)        = diag(k u^(k-1)) du        (Hadamard power)
+    d(f(v))       = diag(f'(v)) dv            (elementwise function; f' from SymPy)
+
+Every rule returns J[i, j] = d out_i / d in_j (numerator layout, as torch.func.jacrev).
+Quantities the cell names with `let` keep their names: the derivative of i = sigma(a) is
+written diag(i * (1 - i)), not diag(sigma(a) * (1 - sigma(a))).
+"""
+
+import sympy as sp
+from sympy import (HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, MatrixSymbol,
+                   OneMatrix, ZeroMatrix)
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+from . import algebra as al
+from .errors import GradlabError
+
+RULES = {}
+
+
+def rule(cls):
+    """Register the chain rule for one SymPy node class."""
+    def register(fn):
+        RULES[cls] = fn
+        return fn
+    return register
+
+
+class Chain:
+    """Total Jacobians of let-bound quantities with respect to one vector `wrt`.
+
+    `lets` maps each named quantity (a MatrixSymbol for a vector, a Symbol for a scalar
+    reduction) to its defining expression, in the order they were declared.
+    """
+
+    def __init__(self, lets, wrt):
+        self.lets, self.wrt, self.k = lets, wrt, wrt.shape[0]
+        self._totals = {}
+        self.dependent = {wrt}
+        for sym, expr in lets.items():
+            if expr.free_symbols & self.dependent:
+                self.dependent.add(sym)
+
+    def depends(self, expr):
+        return bool(getattr(expr, "free_symbols", set()) & self.dependent)
+
+    def total(self, sym):
+        """d sym / d wrt, with sym a let-bound quantity or wrt itself."""
+        if sym == self.wrt:
+            return Identity(self.k)
+        if sym not in self._totals:
+            self._totals[sym] = self.jac(self.lets[sym], named=sym)
+        return self._totals[sym]
+
+    def jac(self, expr, named=None):
+        rows = expr.shape[0] if isinstance(expr, sp.MatrixExpr) else 1
+        if not self.depends(expr):
+            return ZeroMatrix(rows, self.k)
+        for cls in type(expr).__mro__:
+            if cls in RULES:
+                return RULES[cls](self, expr, named)
+        raise GradlabError(f"gradlab has no chain rule for {type(expr).__name__}: {expr}")
+
+    def gradient(self, scalar):
+        """Row vector d scalar / d wrt of a scalar expression over scalar lets."""
+        terms = [al.scale(sp.diff(scalar, s), self.total(s))
+                 for s in sorted(scalar.free_symbols & self.dependent, key=str)
+                 if s in self.lets]
+        return al.add(*terms, shape=(1, self.k))
+
+
+@rule(MatrixSymbol)
+def _symbol(chain, expr, named):
+    return chain.total(expr)
+
+
+@rule(MatAdd)
+def _sum(chain, expr, named):
+    return al.add(*(chain.jac(a) for a in expr.args), shape=(expr.shape[0], chain.k))
+
+
+@rule(MatMul)
+def _product(chain, expr, named):
+    coeff, mats = expr.as_coeff_matrices()
+    terms = []
+    if chain.depends(coeff):
+        terms.append(al.mul(*mats, chain.gradient(coeff)))
+    for i, factor in enumerate(mats):
+        if not chain.depends(factor):
+            continue
+        prefix, rest = mats[:i], mats[i + 1:]
+        if not rest and factor.shape[1] == 1:                 # A v
+            terms.append(al.mul(coeff, *prefix, chain.jac(factor)))
+        elif factor.shape[0] == 1 and al.mul(*rest).shape[1] == 1:      # u^T R
+            terms.append(al.mul(coeff, *prefix, al.mul(*rest).T, chain.jac(factor.T)))
+        else:
+            raise GradlabError(
+                f"cannot differentiate {expr}: the factor {factor} depends on {chain.wrt} "
+                "but is neither the trailing vector nor a transposed vector")
+    return al.add(*terms, shape=(expr.shape[0], chain.k))
+
+
+@rule(HadamardProduct)
+def _hadamard(chain, expr, named):
+    fs = expr.args
+    return al.add(*(al.mul(al.diag(al.hadamard(*(fs[:i] + fs[i + 1:]))), chain.jac(f))
+                    for i, f in enumerate(fs)), shape=(expr.shape[0], chain.k))
+
+
+@rule(HadamardPower)
+def _power(chain, expr, named):
+    base, k = expr.args
+    slope = al.scale(k, base if k == 2 else HadamardPower(base, k - 1))
+    return al.mul(al.diag(slope), chain.jac(base))
+
+
+@rule(ElementwiseApplyFunction)
+def _elementwise(chain, expr, named):
+    y = sp.Dummy("y")
+    fy = expr.function(y)
+    slope = lift(sp.diff(fy, y), y, fy, arg=expr.expr, value=named if named is not None else expr)
+    return al.mul(al.diag(slope), chain.jac(expr.expr))
+
+
+def lift(scalar, y, fy, *, arg, value):
+    """Turn f'(y), a scalar SymPy expression, into the vector of f'(arg) values.
+
+    f(y) inside f'(y) becomes `value` (the named result where there is one), y becomes
+    `arg`; sums, products and powers become their elementwise forms.
+    """
+    placeholder = sp.Dummy("f")
+    scalar = scalar.subs(fy, placeholder)
+    ones = OneMatrix(*arg.shape)
+
+    def go(e):
+        if e == placeholder:
+            return value
+        if e == y:
+            return arg
+        if e.is_Number:
+            return al.scale(e, ones)
+        if isinstance(e, sp.Add):
+            return al.add(*(go(a) for a in e.args))
+        if isinstance(e, sp.Mul):
+            c, rest = e.as_coeff_Mul()
+            factors = sorted(sp.Mul.make_args(rest), key=lambda a: isinstance(a, sp.Add))
+            return al.scale(c, al.hadamard(*(go(a) for a in factors)))
+        if isinstance(e, sp.Pow) and e.exp.is_Number:
+            return HadamardPower(go(e.base), e.exp)
+        if isinstance(e, sp.Function) and len(e.args) == 1:
+            return ElementwiseApplyFunction(e.func, go(e.args[0]))
+        raise GradlabError(f"cannot write the derivative {scalar} elementwise")
+
+    return go(scalar)

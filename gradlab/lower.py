@@ -1,0 +1,151 @@
+"""Lowering: a cell's SymPy derivation becomes one batched Python function per backend.
+
+The printed function computes each named quantity once (the cell's `let`s, in order),
+then each repeated subterm of the Jacobian once (common subexpressions), then the blocks.
+It is printed once per (cell, what) and bound once per backend; both are cached.
+
+    def jacobian(n, m, like, v_W, v_U, v_b, v_h, v_x):
+        v_h_p = xp.tanh((xp.matmul(v_W, v_h) + xp.matmul(v_U, v_x) + v_b))
+        return [[((1 + (-1 * (v_h_p ** 2))) * v_W)]]
+"""
+
+import functools
+from collections import Counter
+
+import sympy as sp
+
+from .backends import backend
+from .codeprinter import ArrayPrinter, identifier
+from .errors import GradlabError
+
+
+def source(cell, what):
+    """Python source of the lowered `step` or `jacobian_state` / `jacobian_input` function."""
+    if what == "step":
+        rows = [[sym] for sym in cell.outputs]
+    else:
+        rows = cell.jacobian_blocks(what.removeprefix("jacobian_"))
+    args = [*cell.param_symbols, *cell.state_symbols, cell.input_symbol]
+    names = {s: identifier(s.name) for s in (*args, *cell.lets)}
+    outs = [e for row in rows for e in row]
+    needed = _needed_lets(cell.lets, outs)
+    printer = ArrayPrinter(names)
+    lines = [f"def {what}(n, m, like, {', '.join(names[a] for a in args)}):"]
+    lines += [f"    {names[s]} = {printer.definition(e)}" for s, e in cell.lets.items()
+              if s in needed]
+    for k, sub in enumerate(_repeated(outs)):
+        name = f"t{k}"
+        lines.append(f"    {name} = {printer.definition(sub)}")
+        names[sub] = name
+    body = ", ".join("[" + ", ".join(printer._print(e) for e in row) + "]" for row in rows)
+    lines.append(f"    return [{body}]")
+    return "\n".join(lines) + "\n"
+
+
+def _needed_lets(lets, outs):
+    """The lets the outputs depend on, directly or through other lets."""
+    needed, todo = set(), set().union(*(getattr(e, "free_symbols", set()) for e in outs))
+    while todo:
+        s = todo.pop()
+        if s in lets and s not in needed:
+            needed.add(s)
+            todo |= lets[s].free_symbols
+    return needed
+
+
+def _repeated(exprs):
+    """Compound subterms occurring more than once, children before parents."""
+    counts, order = Counter(), []
+
+    def visit(e):
+        if not isinstance(e, sp.Basic) or e.is_Atom or isinstance(e, (sp.MatrixSymbol, sp.Lambda)) \
+                or not e.args or e.is_Number:
+            return
+        counts[e] += 1
+        if counts[e] == 1:
+            for a in e.args:
+                visit(a)
+            order.append(e)
+
+    for e in exprs:
+        visit(e)
+    return [e for e in order if counts[e] > 1 and isinstance(e, sp.MatrixExpr)
+            and not isinstance(e, (sp.Identity, sp.ZeroMatrix, sp.OneMatrix))]
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(cell, what, backend_name):
+    """The lowered function bound to a backend's namespace (cached)."""
+    namespace = {"xp": backend(backend_name)}
+    code = source(cell, what)
+    exec(compile(code, f"<gradlab {cell.name} {what}>", "exec"), namespace)
+    return namespace[what]
+
+
+def _prepare(cell, xp, params, state, x):
+    """Check shapes; return (n, m, B, argument arrays with matrix axes last)."""
+    if not isinstance(state, (tuple, list)):
+        state = (state,)
+    if len(state) != len(cell.state_names):
+        raise GradlabError(f"cell '{cell.name}' takes a state of {len(cell.state_names)} "
+                           f"part(s) ({', '.join(cell.state_names)}), got {len(state)}")
+    missing = [p for p in cell.param_names if p not in params]
+    if missing:
+        raise GradlabError(f"params for cell '{cell.name}' lack {', '.join(missing)}; "
+                           f"expected {', '.join(cell.param_names)}")
+    if tuple(x.shape[:-1]) == () or x.ndim != 2:
+        raise GradlabError(f"x has shape {tuple(x.shape)}, expected (B, m)")
+    B, m = x.shape
+    n = state[0].shape[-1] if state[0].ndim == 2 else None
+    for part, s in zip(cell.state_names, state):
+        if tuple(s.shape) != (B, n):
+            raise GradlabError(f"state part '{part}' has shape {tuple(s.shape)}, expected "
+                               f"(B, n) = ({B}, {n}) with B from x {tuple(x.shape)}")
+    sizes = {sp.Symbol("n", integer=True, positive=True): n,
+             sp.Symbol("m", integer=True, positive=True): m, sp.S.One: 1}
+    args = []
+    for p in cell.param_names:
+        shape = cell.param_shapes[p]
+        vector = shape[1] == 1                 # symbolically: an n-vector, not n x n at n = 1
+        rows, cols = (int(sizes[d]) for d in shape)
+        expected = (rows,) if vector else (rows, cols)
+        value = params[p]
+        if tuple(value.shape) != expected:
+            raise GradlabError(f"param '{p}' of cell '{cell.name}' has shape "
+                               f"{tuple(value.shape)}, expected {expected} (n={n}, m={m})")
+        args.append(value[:, None] if vector else value)
+    args += [s[:, :, None] for s in state]
+    args.append(x[:, :, None])
+    return n, m, B, args
+
+
+@functools.lru_cache(maxsize=None)
+def step_function(cell, backend_name):
+    fn, xp = compiled(cell, "step", backend_name), backend(backend_name)
+
+    def step(params, state, x):
+        n, m, B, args = _prepare(cell, xp, params, state, x)
+        rows = fn(n, m, x, *args)
+        return tuple(xp.broadcast_to(row[0], (B, n, 1))[:, :, 0] for row in rows)
+
+    step.__doc__ = f"One step of {cell.name}: (params, state, x) -> new state ({backend_name})."
+    return step
+
+
+@functools.lru_cache(maxsize=None)
+def jacobian_function(cell, wrt, backend_name):
+    what = f"jacobian_{wrt}"
+    fn, xp = compiled(cell, what, backend_name), backend(backend_name)
+
+    def jacobian(params, state, x):
+        n, m, B, args = _prepare(cell, xp, params, state, x)
+        rows = fn(n, m, x, *args)
+        width = n if wrt == "state" else m
+        if len(rows) == 1 and len(rows[0]) == 1:
+            return xp.broadcast_to(rows[0][0], (B, n, width))
+        return xp.cat([xp.cat([xp.broadcast_to(b, (B, n, width)) for b in row], -1)
+                       for row in rows], -2)
+
+    jacobian.__doc__ = (f"d {cell.name} state' / d {wrt}, batched: (params, state, x) -> "
+                        f"(B, S, {'S' if wrt == 'state' else 'm'}) ({backend_name}).")
+    return jacobian

@@ -1,0 +1,155 @@
+"""Reading a derivation: LaTeX (documents, notebooks) and plain text (the terminal).
+
+Both printers show an elementwise function as f(v), diag(v) as diag(v), the Hadamard
+product as a circled dot, and powers of vectors as elementwise powers; neither ever shows
+SymPy's `Lambda(_d, ...)` dummies.
+"""
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+LATEX_FUNCTIONS = {"tanh": r"\tanh", "sigmoid": r"\sigma", "relu": r"\operatorname{relu}",
+                   "step": r"\theta", "exp": r"\exp", "sqrt": r"\sqrt"}
+TEXT_FUNCTIONS = {"sigmoid": "σ", "step": "θ"}
+
+
+def _function_name(expr):
+    """The name of f in f.(v) when the Lambda is just `_d -> f(_d)`, else None."""
+    body = expr.function.expr
+    if isinstance(body, sp.Function) and body.args == expr.function.variables:
+        return type(body).__name__
+    return None
+
+
+def _signed_terms(expr):
+    """(negative?, term) for the terms of a sum, the all-ones vector first: 1 - i, not -i + 1."""
+    terms = sorted(expr.args, key=lambda t: not isinstance(t, sp.OneMatrix))
+    out = []
+    for t in terms:
+        coeff, mats = t.as_coeff_mmul() if isinstance(t, sp.MatMul) else (sp.S.One, t)
+        if coeff.is_Number and coeff < 0:
+            out.append((True, -t))
+        else:
+            out.append((False, t))
+    return out
+
+
+def _join_terms(expr, show):
+    parts = []
+    for k, (negative, term) in enumerate(_signed_terms(expr)):
+        body = show(term)
+        parts.append(("- " if k == 0 else " - ") + body if negative
+                     else (body if k == 0 else " + " + body))
+    return "".join(parts)
+
+
+class MatrixLatexPrinter(LatexPrinter):
+    def _print_MatAdd(self, expr):
+        return _join_terms(expr, self._print)
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        name = _function_name(expr)
+        arg = self._print(expr.expr)
+        if name is None:
+            return super()._print_ElementwiseApplyFunction(expr)
+        if name == "sqrt":
+            return r"\sqrt{%s}" % arg
+        fn = LATEX_FUNCTIONS.get(name, r"\operatorname{%s}" % name)
+        return r"%s\left(%s\right)" % (fn, arg)
+
+    def _print_DiagMatrix(self, expr):
+        return r"\operatorname{diag}\left(%s\right)" % self._print(expr.args[0])
+
+    def _print_HadamardProduct(self, expr):
+        return r" \odot ".join(self.parenthesize(a, 60) if isinstance(a, sp.MatAdd)
+                               else self._print(a) for a in expr.args)
+
+    def _print_HadamardPower(self, expr):
+        base = self._print(expr.base)
+        if not isinstance(expr.base, (sp.MatrixSymbol, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction)):
+            base = r"\left(%s\right)" % base
+        return r"%s^{%s}" % (base, self._print(expr.exp))
+
+    def _print_OneMatrix(self, expr):
+        return r"\mathbf{1}"
+
+    def _print_Identity(self, expr):
+        return "I"
+
+    def _print_ZeroMatrix(self, expr):
+        return "0"
+
+
+class MatrixTextPrinter(StrPrinter):
+    def _print_MatAdd(self, expr):
+        return _join_terms(expr, self._print)
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        name = _function_name(expr) or str(expr.function)
+        return f"{TEXT_FUNCTIONS.get(name, name)}({self._print(expr.expr)})"
+
+    def _print_DiagMatrix(self, expr):
+        return f"diag({self._print(expr.args[0])})"
+
+    def _print_HadamardProduct(self, expr):
+        return " ⊙ ".join(f"({self._print(a)})" if isinstance(a, sp.MatAdd) else self._print(a)
+                          for a in expr.args)
+
+    def _print_HadamardPower(self, expr):
+        base = self._print(expr.base)
+        if not isinstance(expr.base, sp.MatrixSymbol):
+            base = f"({base})"
+        return f"{base}^{self._print(expr.exp)}"
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_matrices()
+        parts = [f"({self._print(m)})" if isinstance(m, sp.MatAdd) else self._print(m)
+                 for m in mats]
+        if coeff == -1:
+            return "-" + " ".join(parts)
+        if coeff != 1:
+            c = self._print(coeff)
+            parts.insert(0, f"({c})" if isinstance(coeff, sp.Add) else c)
+        return " ".join(parts)
+
+    def _print_Transpose(self, expr):
+        arg = self._print(expr.arg)
+        return f"({arg})ᵀ" if not isinstance(expr.arg, sp.MatrixSymbol) else f"{arg}ᵀ"
+
+    def _print_OneMatrix(self, expr):
+        return "1"
+
+    def _print_Identity(self, expr):
+        return "I"
+
+    def _print_ZeroMatrix(self, expr):
+        return "0"
+
+    def _print_sigmoid(self, expr):
+        return f"σ({self._print(expr.args[0])})"
+
+
+def latex(expr):
+    return MatrixLatexPrinter().doprint(expr)
+
+
+def text(expr):
+    return MatrixTextPrinter().doprint(expr)
+
+
+def block_name(out, wrt, fmt):
+    """'∂h'/∂c' in text, '\\frac{\\partial h'}{\\partial c}' in LaTeX."""
+    if fmt == "latex":
+        return r"\frac{\partial %s}{\partial %s}" % (latex(out), latex(wrt))
+    return f"∂{out}/∂{wrt}"
+
+
+def cell_latex(cell):
+    """The update equations and every Jacobian block as one LaTeX `aligned` display."""
+    lines = [r"%s &= %s" % (latex(s), latex(e)) for s, e in cell.lets.items()]
+    for wrt, ins in (("state", cell.state_symbols), ("input", (cell.input_symbol,))):
+        for out, row in zip(cell.outputs, cell.jacobian_blocks(wrt)):
+            lines += [r"%s &= %s" % (block_name(out, s, "latex"), latex(b))
+                      for s, b in zip(ins, row)]
+    return "$$\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}$$"
