@@ -6,6 +6,7 @@ reductions into index sums). These constructors apply only the identities that k
 Jacobian small and readable:
 
     A + 0 = A        A 0 = 0        A I = A        diag(u) diag(v) = diag(u * v)
+    A + A = 2 A
     u * 1 = u        diag(1) = I
 """
 
@@ -21,7 +22,11 @@ def is_zero(a):
 def add(*terms, shape=None):
     """Sum of matrix expressions, dropping zeros; `shape` is used when nothing is left."""
     flat = [a for t in terms for a in (t.args if isinstance(t, MatAdd) else (t,))]
-    kept = [t for t in flat if not is_zero(t)]
+    counts = {}
+    for t in flat:                       # u + u = 2 u: merge terms that are the same
+        if not is_zero(t):
+            counts[t] = counts.get(t, 0) + 1
+    kept = [t if k == 1 else scale(k, t) for t, k in counts.items()]
     if not kept:
         return ZeroMatrix(*(shape if shape is not None else terms[0].shape))
     return kept[0] if len(kept) == 1 else MatAdd(*kept)

@@ -30,6 +30,7 @@ def _numpy():
         sqrt=np.sqrt, exp=np.exp, log=np.log, Abs=np.abs,
         asarray=np.asarray,
         broadcast_to=np.broadcast_to,
+        contiguous=np.ascontiguousarray,
         cat=lambda arrays, axis: np.concatenate(arrays, axis=axis),
     )
 
@@ -54,6 +55,7 @@ def _torch():
         sqrt=torch.sqrt, exp=torch.exp, log=torch.log, Abs=torch.abs,
         asarray=torch.as_tensor,
         broadcast_to=torch.broadcast_to,
+        contiguous=lambda a: a.contiguous(),
         cat=lambda arrays, axis: torch.cat(arrays, dim=axis),
     )
 

@@ -103,7 +103,8 @@ def _product(chain, expr, named):
         if not rest and factor.shape[1] == 1:                 # A v
             terms.append(al.mul(coeff, *prefix, chain.jac(factor)))
         elif factor.shape[0] == 1 and al.mul(*rest).shape[1] == 1:      # u^T R
-            terms.append(al.mul(coeff, *prefix, al.mul(*rest).T, chain.jac(factor.T)))
+            column = factor.arg if isinstance(factor, sp.Transpose) else factor.T
+            terms.append(al.mul(coeff, *prefix, sp.Transpose(al.mul(*rest)), chain.jac(column)))
         else:
             raise GradlabError(
                 f"cannot differentiate {expr}: the factor {factor} depends on {chain.wrt} "

@@ -119,6 +119,11 @@ def _prepare(cell, xp, params, state, x):
     return n, m, B, args
 
 
+def _full(xp, a, shape):
+    """a as an array of exactly `shape` that owns its memory (a block may broadcast)."""
+    return a if tuple(a.shape) == shape else xp.contiguous(xp.broadcast_to(a, shape))
+
+
 @functools.lru_cache(maxsize=None)
 def step_function(cell, backend_name):
     fn, xp = compiled(cell, "step", backend_name), backend(backend_name)
@@ -126,7 +131,7 @@ def step_function(cell, backend_name):
     def step(params, state, x):
         n, m, B, args = _prepare(cell, xp, params, state, x)
         rows = fn(n, m, x, *args)
-        return tuple(xp.broadcast_to(row[0], (B, n, 1))[:, :, 0] for row in rows)
+        return tuple(_full(xp, row[0], (B, n, 1))[:, :, 0] for row in rows)
 
     step.__doc__ = f"One step of {cell.name}: (params, state, x) -> new state ({backend_name})."
     return step
@@ -142,7 +147,7 @@ def jacobian_function(cell, wrt, backend_name):
         rows = fn(n, m, x, *args)
         width = n if wrt == "state" else m
         if len(rows) == 1 and len(rows[0]) == 1:
-            return xp.broadcast_to(rows[0][0], (B, n, width))
+            return _full(xp, rows[0][0], (B, n, width))
         return xp.cat([xp.cat([xp.broadcast_to(b, (B, n, width)) for b in row], -1)
                        for row in rows], -2)
 

@@ -23,16 +23,15 @@ def _function_name(expr):
 
 
 def _signed_terms(expr):
-    """(negative?, term) for the terms of a sum, the all-ones vector first: 1 - i, not -i + 1."""
-    terms = sorted(expr.args, key=lambda t: not isinstance(t, sp.OneMatrix))
+    """(negative?, term) for a sum: the all-ones vector first, negated terms last, so that
+    sums read 1 - i and r - mu 1, not -i + 1."""
     out = []
-    for t in terms:
-        coeff, mats = t.as_coeff_mmul() if isinstance(t, sp.MatMul) else (sp.S.One, t)
-        if coeff.is_Number and coeff < 0:
-            out.append((True, -t))
-        else:
-            out.append((False, t))
-    return out
+    for t in expr.args:
+        coeff = t.as_coeff_mmul()[0] if isinstance(t, sp.MatMul) else sp.S.One
+        negative = coeff.could_extract_minus_sign()
+        out.append((negative, sp.MatMul(-coeff, *t.as_coeff_mmul()[1].args) if negative and
+                    isinstance(t, sp.MatMul) else t))
+    return sorted(out, key=lambda nt: (not isinstance(nt[1], sp.OneMatrix), nt[0]))
 
 
 def _join_terms(expr, show):
@@ -47,6 +46,17 @@ def _join_terms(expr, show):
 class MatrixLatexPrinter(LatexPrinter):
     def _print_MatAdd(self, expr):
         return _join_terms(expr, self._print)
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_matrices()
+        parts = [r"\left(%s\right)" % self._print(m) if isinstance(m, (sp.MatAdd, sp.HadamardProduct))
+                 else self._print(m) for m in mats]
+        if coeff == -1:
+            return "- " + " ".join(parts)
+        if coeff != 1:
+            c = self._print(coeff)
+            parts.insert(0, r"\left(%s\right)" % c if isinstance(coeff, sp.Add) else c)
+        return " ".join(parts)
 
     def _print_ElementwiseApplyFunction(self, expr):
         name = _function_name(expr)
@@ -72,7 +82,7 @@ class MatrixLatexPrinter(LatexPrinter):
         return r"%s^{%s}" % (base, self._print(expr.exp))
 
     def _print_OneMatrix(self, expr):
-        return r"\mathbf{1}"
+        return r"\mathbf{1}^{T}" if expr.shape[0] == 1 else r"\mathbf{1}"
 
     def _print_Identity(self, expr):
         return "I"
@@ -81,7 +91,18 @@ class MatrixLatexPrinter(LatexPrinter):
         return "0"
 
 
+def _text_name(name):
+    """stilde -> s~, mu_r -> μ_r, sigma_r^2 -> σ_r^2: the names as a reader writes them."""
+    name = name[:-5] + "~" if name.endswith("tilde") else name
+    return name.replace("mu_", "μ_").replace("sigma_", "σ_")
+
+
 class MatrixTextPrinter(StrPrinter):
+    def _print_Symbol(self, expr):
+        return _text_name(expr.name)
+
+    _print_MatrixSymbol = _print_Symbol
+
     def _print_MatAdd(self, expr):
         return _join_terms(expr, self._print)
 
@@ -104,8 +125,8 @@ class MatrixTextPrinter(StrPrinter):
 
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()
-        parts = [f"({self._print(m)})" if isinstance(m, sp.MatAdd) else self._print(m)
-                 for m in mats]
+        parts = [f"({self._print(m)})" if isinstance(m, (sp.MatAdd, sp.HadamardProduct))
+                 else self._print(m) for m in mats]
         if coeff == -1:
             return "-" + " ".join(parts)
         if coeff != 1:
@@ -118,7 +139,7 @@ class MatrixTextPrinter(StrPrinter):
         return f"({arg})ᵀ" if not isinstance(expr.arg, sp.MatrixSymbol) else f"{arg}ᵀ"
 
     def _print_OneMatrix(self, expr):
-        return "1"
+        return "1ᵀ" if expr.shape[0] == 1 else "1"
 
     def _print_Identity(self, expr):
         return "I"
@@ -128,6 +149,26 @@ class MatrixTextPrinter(StrPrinter):
 
     def _print_sigmoid(self, expr):
         return f"σ({self._print(expr.args[0])})"
+
+
+class Partial(sp.MatrixExpr):
+    """∂out/∂wrt as a name, standing in for a Jacobian a document shows separately."""
+
+    def __new__(cls, out, wrt):
+        return sp.Basic.__new__(cls, out, wrt)
+
+    out = property(lambda self: self.args[0])
+    wrt = property(lambda self: self.args[1])
+    shape = property(lambda self: (self.out.shape[0], self.wrt.shape[0]))
+
+    def doit(self, **hints):
+        return self
+
+    def _latex(self, printer):
+        return block_name(self.out, self.wrt, "latex")
+
+    def _sympystr(self, printer):
+        return block_name(self.out, self.wrt, "text")
 
 
 def latex(expr):

@@ -1,5 +1,11 @@
 """The cell registry: built-in cells register themselves; lookups list the valid names."""
 
+import importlib
+import importlib.util
+import pathlib
+import sys
+import traceback
+
 from .errors import GradlabError
 
 CELLS = {}
@@ -14,7 +20,7 @@ def register(cell):
 
 
 def _load():
-    from . import cells  # noqa: F401  (declaring the built-in cells registers them)
+    from . import catalogue  # noqa: F401  (declaring the built-in cells registers them)
 
 
 def cells():
@@ -24,12 +30,53 @@ def cells():
 
 
 def cell(name):
-    """The registered cell called `name`; a `Cell` object is returned as it is."""
-    from .cell import Cell
+    """A cell by registered name, by "path/to/file.py:NAME" or "package.module:NAME", or a
+    `Cell` object as it is."""
+    from .recurrent import Cell
     if isinstance(name, Cell):
         return name
+    if not isinstance(name, str):
+        raise GradlabError(f"a cell is a name or a Cell object, got {type(name).__name__}")
+    if ":" in name:
+        return _user_cell(name, Cell)
     _load()
     try:
         return CELLS[name]
     except KeyError:
-        raise GradlabError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}") from None
+        raise GradlabError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}, or "
+                           "path/to/file.py:NAME for a cell of your own") from None
+
+
+def _user_cell(spec, Cell):
+    where, _, attr = spec.rpartition(":")
+    if where.endswith(".py"):
+        path = pathlib.Path(where)
+        if not path.is_file():
+            raise GradlabError(f"no such file {where!r} (in cell {spec!r})")
+        module_name = f"gradlab_user_{abs(hash(str(path.resolve())))}"
+        module = sys.modules.get(module_name)
+        if module is None:
+            loader = importlib.util.spec_from_file_location(module_name, path)
+            module = importlib.util.module_from_spec(loader)
+            sys.modules[module_name] = module
+            try:
+                loader.loader.exec_module(module)
+            except GradlabError:
+                del sys.modules[module_name]
+                raise
+            except Exception as err:
+                del sys.modules[module_name]
+                line = traceback.extract_tb(err.__traceback__)[-1]
+                raise GradlabError(f"cannot load {where} ({type(err).__name__} at "
+                                   f"{line.filename}:{line.lineno}: {err})") from None
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as err:
+            raise GradlabError(f"cannot import {where!r} (in cell {spec!r}): {err}") from None
+    found = getattr(module, attr, None)
+    if not isinstance(found, Cell):
+        cells_there = [k for k, v in vars(module).items() if isinstance(v, Cell)]
+        raise GradlabError(f"{where} has no cell {attr!r}; cells there: "
+                           f"{', '.join(cells_there) or 'none'}")
+    return found

@@ -1,7 +1,7 @@
 """Vanilla recurrent cells: a squashing function of an affine map (torch nn.RNN)."""
 
-from ..cell import declare
-from ..declare import relu, tanh
+from ..recurrent import declare
+from ..language import relu, tanh
 from ..registry import register
 
 

@@ -1,7 +1,7 @@
 """Gated cells after the LSTM and GRU, each with theory to check against."""
 
-from ..cell import declare
-from ..declare import sigmoid, tanh
+from ..recurrent import declare
+from ..language import sigmoid, tanh
 from ..registry import register
 
 

@@ -151,7 +151,8 @@ def var(v):
     v, name = _named(v, "var")
     centred = (v - mean(v)).expr
     rows = centred.shape[0]
-    return v.owner.let(f"sigma_{name}^2", Value(al.scale(1 / rows, al.mul(centred.T, centred))))
+    spread = al.mul(sp.Transpose(centred), centred)
+    return v.owner.let(f"sigma_{name}^2", Value(al.scale(1 / rows, spread)))
 
 
 def _named(v, what):

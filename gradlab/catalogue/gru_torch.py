@@ -1,7 +1,7 @@
 """PyTorch's GRU (the cuDNN form): the reset gate multiplies W_n h + b_hn."""
 
-from ..cell import declare
-from ..declare import sigmoid, tanh
+from ..recurrent import declare
+from ..language import sigmoid, tanh
 from ..registry import register
 
 

@@ -6,7 +6,7 @@ import linecache
 import sympy as sp
 from sympy import BlockMatrix, MatrixSymbol
 
-from .declare import SIZES, Builder, Value, n
+from .language import SIZES, Builder, Value, n
 from .derive import Chain
 from .errors import GradlabError
 

@@ -1,7 +1,7 @@
 """The LSTM with a forget gate, as torch.nn.LSTM computes it."""
 
-from ..cell import declare
-from ..declare import sigmoid, tanh
+from ..recurrent import declare
+from ..language import sigmoid, tanh
 from ..registry import register
 
 

@@ -1,0 +1,85 @@
+"""Random parameters for a cell, by scheme, reproducible from a seed.
+
+Roles come from each parameter's declared shape: n x n matrices are recurrent (W_*, V,
+R_*), n x m matrices read the input (U_*), n-vectors named b* are biases and other
+n-vectors are diagonal weights (the peepholes p_*).
+
+    gaussian    recurrent ~ N(0, weight_scale^2 / n), input ~ N(0, input_scale^2 / m),
+                bias ~ N(0, bias_scale^2), diagonal ~ N(0, weight_scale^2)
+                (a diagonal weight times a unit-variance state then has the variance a
+                 row of W gives: the mean-field scaling of THEORY.md 2)
+    orthogonal  as gaussian, but each recurrent matrix is weight_scale times a uniformly
+                random orthogonal matrix
+    torch       PyTorch's default: every parameter ~ U(-1/sqrt(n), 1/sqrt(n))
+
+`gate_bias` is then added to the bias that sets the cell's memory gate (CELLS.md).
+"""
+
+import math
+
+import torch
+
+from .errors import GradlabError
+
+SCHEMES = ("gaussian", "orthogonal", "torch")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def as_dtype(dtype):
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[str(dtype)]
+    except KeyError:
+        raise GradlabError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}") from None
+
+
+def _positive(value, what):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise GradlabError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+def _role(name, shape):
+    rows, cols = shape
+    if cols == 1:
+        return "bias" if name.startswith("b") else "diagonal"
+    return "input" if str(cols) == "m" else "recurrent"
+
+
+def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias_scale=0.0,
+                input_scale=1.0, gate_bias=0.0, seed=0, dtype=torch.float64, device="cpu"):
+    """dict of parameter name -> tensor for `cell` at hidden size n and input size m."""
+    n, m = _positive(hidden, "hidden"), _positive(inputs, "inputs")
+    if init not in SCHEMES:
+        raise GradlabError(f"unknown init {init!r}; valid: {', '.join(SCHEMES)}")
+    dtype = as_dtype(dtype)
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def normal(*shape, std):
+        return torch.randn(*shape, generator=gen, dtype=torch.float64) * std
+
+    params = {}
+    for name, shape in cell.param_shapes.items():
+        role = _role(name, shape)
+        size = (n,) if shape[1] == 1 else (n, m if role == "input" else n)
+        if init == "torch":
+            bound = 1 / math.sqrt(n)
+            value = (torch.rand(*size, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+        elif role == "recurrent" and init == "orthogonal":
+            q, r = torch.linalg.qr(normal(n, n, std=1.0))
+            value = weight_scale * q * torch.sign(torch.diagonal(r))   # Haar-uniform
+        elif role == "recurrent":
+            value = normal(*size, std=weight_scale / math.sqrt(n))
+        elif role == "input":
+            value = normal(*size, std=input_scale / math.sqrt(m))
+        elif role == "bias":
+            value = normal(*size, std=bias_scale)
+        else:
+            value = normal(*size, std=weight_scale)
+        params[name] = value
+    if gate_bias and cell.gate_bias:
+        sign, name = (-1.0, cell.gate_bias[1:]) if cell.gate_bias.startswith("-") else (
+            1.0, cell.gate_bias)
+        params[name] = params[name] + sign * gate_bias
+    return {k: v.to(dtype=dtype, device=device) for k, v in params.items()}

@@ -1,0 +1,160 @@
+"""Verification: the lowered derivation against torch autograd, numbers against numbers.
+
+For one cell, at random sizes, every check below compares two independent computations and
+reports the max relative error  max|a - b| / max|b|:
+
+    step        lowered step              vs the hand-written oracle (gradlab.oracles)
+    J state     lowered d s'/d s          vs torch.func.jacrev of the oracle
+    J input     lowered d s'/d x          vs torch.func.jacrev of the oracle
+    J state     lowered d s'/d s          vs jacrev of the lowered step (any cell, user cells too)
+    J input     lowered d s'/d x          vs jacrev of the lowered step
+    torch.nn    step and both Jacobians   vs nn.RNNCell / nn.LSTMCell / nn.GRUCell
+    numpy       numpy backend             vs torch backend
+"""
+
+import dataclasses
+
+import torch
+from torch.func import jacrev, vmap
+
+from . import registry
+from .errors import GradlabError
+from .initialize import as_dtype
+
+# float64 agrees with autograd to a few ulps (~1e-16) times the handful of terms in a
+# Jacobian entry; 1e-10 leaves six orders of margin yet catches any wrong term. float32's
+# ulp is 1.2e-7: the same margin over a few hundred ulps gives 1e-4.
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4}
+NN = {"rnn_tanh": ("RNNCell", {"nonlinearity": "tanh"}),
+      "rnn_relu": ("RNNCell", {"nonlinearity": "relu"}),
+      "lstm": ("LSTMCell", {}), "gru_torch": ("GRUCell", {})}
+DEVICES = ("cpu", "cuda")
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    cell: str
+    what: str          # "step", "J state", "J input"
+    reference: str     # what it was compared with
+    error: float       # max relative error
+    tolerance: float
+
+    @property
+    def passed(self):
+        return self.error <= self.tolerance
+
+
+def resolve_device(device):
+    if device not in DEVICES:
+        raise GradlabError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise GradlabError("device 'cuda' asked for but torch sees no CUDA device; "
+                               "valid here: cpu")
+        torch.backends.cuda.matmul.allow_tf32 = False   # checks need true float32/64
+        torch.backends.cudnn.allow_tf32 = False
+    return torch.device(device)
+
+
+def relative_error(a, b):
+    a, b = torch.as_tensor(a).to(torch.float64), torch.as_tensor(b).to(torch.float64)
+    scale = b.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
+    return float(((a.cpu() - b.cpu()).abs().max() / scale.cpu()).item())
+
+
+def flat_step(step, params, n):
+    """s -> s' on one sample with the state as one flat vector (what jacrev wants)."""
+    def f(s, x):
+        parts = tuple(p[None] for p in torch.split(s, n))
+        return torch.cat(step(params, parts, x[None]), -1)[0]
+    return f
+
+
+def jacobians(step, params, state, x):
+    """(d s'/d s, d s'/d x), batched, by torch.func.jacrev of a one-sample step."""
+    f = flat_step(step, params, state[0].shape[-1])
+    s = torch.cat(state, -1)
+    return vmap(jacrev(f, 0))(s, x), vmap(jacrev(f, 1))(s, x)
+
+
+def sample(cell, n, m, batch, *, seed, dtype, device):
+    """Random params (weights scaled to keep gates unsaturated), state and inputs."""
+    params = cell.init_params(n, m, weight_scale=1.5, bias_scale=0.5, seed=seed, dtype=dtype,
+                              device=device)
+    gen = torch.Generator().manual_seed(seed + 1)
+    state = tuple(torch.randn(batch, n, generator=gen, dtype=torch.float64).to(dtype=dtype,
+                  device=device) for _ in cell.state_names)
+    x = torch.randn(batch, m, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    return params, state, x
+
+
+def _module(cell, params, n, m, dtype, device):
+    cls, kwargs = NN[cell.name]
+    module = getattr(torch.nn, cls)(m, n, **kwargs).to(dtype=dtype, device=device)
+    gates = {"lstm": "ifgo", "gru_torch": "rzn"}.get(cell.name)
+    with torch.no_grad():
+        if gates is None:
+            module.weight_hh.copy_(params["W"]), module.weight_ih.copy_(params["U"])
+            module.bias_ih.copy_(params["b"]), module.bias_hh.zero_()
+        elif cell.name == "lstm":
+            module.weight_hh.copy_(torch.cat([params[f"W_{g}"] for g in gates]))
+            module.weight_ih.copy_(torch.cat([params[f"U_{g}"] for g in gates]))
+            module.bias_ih.copy_(torch.cat([params[f"b_{g}"] for g in gates]))
+            module.bias_hh.zero_()
+        else:
+            module.weight_hh.copy_(torch.cat([params[f"W_{g}"] for g in gates]))
+            module.weight_ih.copy_(torch.cat([params[f"U_{g}"] for g in gates]))
+            module.bias_ih.copy_(torch.cat([params[f"b_i{g}"] for g in gates]))
+            module.bias_hh.copy_(torch.cat([params[f"b_h{g}"] for g in gates]))
+
+    def step(_, state, x):
+        out = module(x, state if cell.name == "lstm" else state[0])
+        return tuple(out) if isinstance(out, tuple) else (out,)
+    return step
+
+
+def verify_cell(cell, *, device="cpu", dtype="float64", sizes=None, batch=3, seed=0):
+    """Every check for one cell; `sizes` is a list of (n, m), random ones by default."""
+    from .oracles import ORACLES
+
+    cell = registry.cell(cell)
+    dtype, device = as_dtype(dtype), resolve_device(device)
+    tol = TOLERANCE[dtype]
+    if sizes is None:
+        gen = torch.Generator().manual_seed(seed)
+        sizes = [(int(a), int(b)) for a, b in torch.randint(2, 9, (1, 2), generator=gen)]
+        sizes.append((1, 1))
+    checks = []
+    builtin = registry.CELLS.get(cell.name) is cell
+    for n, m in sizes:
+        params, state, x = sample(cell, n, m, batch, seed=seed, dtype=dtype, device=device)
+        step = cell.step_fn("torch")
+        new = step(params, state, x)
+        J, Jx = (cell.jacobian_fn(w, "torch")(params, state, x) for w in ("state", "input"))
+        where = f" (n={n}, m={m})"
+        refs = [("jacrev(lowered step)", None, jacobians(step, params, state, x))]
+        if builtin and cell.name in ORACLES:
+            oracle = ORACLES[cell.name]
+            refs.insert(0, ("oracle", oracle(params, state, x), jacobians(oracle, params,
+                                                                          state, x)))
+        if builtin and cell.name in NN:
+            module = _module(cell, params, n, m, dtype, device)
+            refs.append((f"torch.nn.{NN[cell.name][0]}", module(None, state, x),
+                         jacobians(module, params, state, x)))
+        for label, ref_step, (rJ, rJx) in refs:
+            if ref_step is not None:
+                err = max(relative_error(a, b) for a, b in zip(new, ref_step))
+                checks.append(Check(cell.name, "step", label + where, err, tol))
+            checks.append(Check(cell.name, "J state", label + where, relative_error(J, rJ), tol))
+            checks.append(Check(cell.name, "J input", label + where, relative_error(Jx, rJx),
+                                tol))
+        cpu = lambda t: t.detach().cpu().numpy()   # noqa: E731
+        np_args = ({k: cpu(v) for k, v in params.items()}, tuple(map(cpu, state)), cpu(x))
+        for what, ours, theirs in (
+                ("step", torch.cat(new, -1), lambda: torch.cat([torch.as_tensor(a.copy()) for a in
+                                                               cell.step_fn("numpy")(*np_args)], -1)),
+                ("J state", J, lambda: cell.jacobian_fn("state", "numpy")(*np_args)),
+                ("J input", Jx, lambda: cell.jacobian_fn("input", "numpy")(*np_args))):
+            checks.append(Check(cell.name, what, "numpy backend" + where,
+                                relative_error(theirs(), ours), tol))
+    return checks
