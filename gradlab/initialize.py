@@ -26,12 +26,12 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def as_dtype(dtype):
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return DTYPES[str(dtype)]
-    except KeyError:
-        raise GradlabError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}") from None
+    """torch.float32 / torch.float64 from a dtype or its name; anything else is refused."""
+    found = DTYPES.get(dtype) if isinstance(dtype, str) else (
+        dtype if dtype in DTYPES.values() else None)
+    if found is None:
+        raise GradlabError(f"unsupported dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    return found
 
 
 def _positive(value, what):

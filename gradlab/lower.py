@@ -23,6 +23,8 @@ def source(cell, what):
     """Python source of the lowered `step` or `jacobian_state` / `jacobian_input` function."""
     if what == "step":
         rows = [[sym] for sym in cell.outputs]
+    elif what == "values":
+        rows = [[sym] for sym in cell.lets if isinstance(sym, sp.MatrixSymbol)]
     else:
         rows = cell.jacobian_blocks(what.removeprefix("jacobian_"))
     args = [*cell.param_symbols, *cell.state_symbols, cell.input_symbol]
@@ -96,7 +98,15 @@ def _prepare(cell, xp, params, state, x):
     if tuple(x.shape[:-1]) == () or x.ndim != 2:
         raise GradlabError(f"x has shape {tuple(x.shape)}, expected (B, m)")
     B, m = x.shape
-    n = state[0].shape[-1] if state[0].ndim == 2 else None
+    for part, s in zip(cell.state_names, state):
+        if s.ndim != 2:
+            raise GradlabError(f"state part '{part}' has shape {tuple(s.shape)}, expected "
+                               f"(B, n) with B = {B} from x {tuple(x.shape)}")
+    n = state[0].shape[-1]
+    dtypes = {str(t.dtype) for t in (x, *state, *(params[p] for p in cell.param_names))}
+    if len(dtypes) > 1:
+        raise GradlabError(f"params, state and x of cell '{cell.name}' mix dtypes "
+                           f"{', '.join(sorted(dtypes))}; use one")
     for part, s in zip(cell.state_names, state):
         if tuple(s.shape) != (B, n):
             raise GradlabError(f"state part '{part}' has shape {tuple(s.shape)}, expected "
@@ -112,7 +122,8 @@ def _prepare(cell, xp, params, state, x):
         value = params[p]
         if tuple(value.shape) != expected:
             raise GradlabError(f"param '{p}' of cell '{cell.name}' has shape "
-                               f"{tuple(value.shape)}, expected {expected} (n={n}, m={m})")
+                               f"{tuple(value.shape)}, expected {expected} (n = {n} from the "
+                               f"state, m = {m} from x {tuple(x.shape)})")
         args.append(value[:, None] if vector else value)
     args += [s[:, :, None] for s in state]
     args.append(x[:, :, None])
@@ -135,6 +146,20 @@ def step_function(cell, backend_name):
 
     step.__doc__ = f"One step of {cell.name}: (params, state, x) -> new state ({backend_name})."
     return step
+
+
+@functools.lru_cache(maxsize=None)
+def values_function(cell, backend_name):
+    fn, xp = compiled(cell, "values", backend_name), backend(backend_name)
+    names = [str(s) for s in cell.lets if isinstance(s, sp.MatrixSymbol)]
+
+    def values(params, state, x):
+        n, m, B, args = _prepare(cell, xp, params, state, x)
+        rows = fn(n, m, x, *args)
+        return {k: _full(xp, row[0], (B, n, 1))[:, :, 0] for k, row in zip(names, rows)}
+
+    values.__doc__ = f"Every named vector of {cell.name} (gates, candidates, new state), batched."
+    return values
 
 
 @functools.lru_cache(maxsize=None)

@@ -167,6 +167,20 @@ class Cell:
         from .lower import step_function
         return step_function(self, _check(backend, BACKENDS, "backend"))
 
+    def values_fn(self, backend="torch"):
+        """values(params, state, x) -> {name: (B, n)} for every named vector (gates, ...)."""
+        from .lower import values_function
+        return values_function(self, _check(backend, BACKENDS, "backend"))
+
+    @property
+    def gates(self):
+        """Names of the quantities that are a sigmoid of something: the cell's gates."""
+        from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+        from .functions import sigmoid
+        return tuple(str(s) for s, e in self.lets.items()
+                     if isinstance(e, ElementwiseApplyFunction) and e.function(sp.Dummy()).func
+                     is sigmoid)
+
     def jacobian_fn(self, wrt="state", backend="torch"):
         """f(params, state, x) -> (B, S, S) for wrt="state", (B, S, m) for wrt="input"."""
         from .lower import jacobian_function

@@ -1,0 +1,129 @@
+"""The measurements behind a gradient-decay report, as plain numbers (data.json).
+
+One `Setup` fixes everything a run depends on; `measure(setup, name)` returns the numbers
+for one cell: decay curves of log ||d s_T / d s_{T-k}||_2 (median and quartiles over
+sequences), the summary (rate, timescale, horizons, condition number, top Lyapunov
+exponent, theory), the per-part paths, single-step singular values, what a loss sees,
+state drift with gate saturation, and the share of gradient truncated BPTT keeps.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import torch
+
+from . import registry, theory
+from .flow import gradient_flow, lyapunov, make_inputs
+from .initialize import as_dtype
+
+LOG10E = 1 / math.log(10)
+SATURATED = 0.05      # a gate value below 0.05 or above 0.95 counts as saturated
+LYAPUNOV_SPAN = 4     # Lyapunov exponents over 4 T steps, the first T discarded as transient
+LYAPUNOV_K = 4
+GATED_EXACT = {"lstm": ("c", "c"), "gru": None, "gru_torch": None, "minimal_rnn": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    cells: tuple
+    hidden: int = 64
+    inputs: int = 8
+    steps: int = 100
+    batch: int = 16
+    init: str = "gaussian"
+    weight_scale: float = 1.0
+    bias_scale: float = 0.0
+    input_scale: float = 1.0
+    gate_bias: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float64"
+
+    def params(self, cell):
+        return cell.init_params(self.hidden, self.inputs, init=self.init,
+                                weight_scale=self.weight_scale, bias_scale=self.bias_scale,
+                                input_scale=self.input_scale, gate_bias=self.gate_bias,
+                                seed=self.seed, dtype=as_dtype(self.dtype), device=self.device)
+
+    def xs(self, steps=None):
+        kind = "gaussian" if self.input_scale else "zeros"
+        return make_inputs(kind, steps or self.steps, self.batch, self.inputs,
+                           scale=self.input_scale, seed=self.seed + 1,
+                           dtype=as_dtype(self.dtype), device=self.device)
+
+
+def _quartiles(values):
+    """(median, q1, q3) over sequences (axis 0), finite where the data are."""
+    with np.errstate(invalid="ignore"):
+        q = np.nanpercentile(np.where(np.isnan(values), np.nan, values), [50, 25, 75], axis=0)
+    return {"median": q[0], "q1": q[1], "q3": q[2]}
+
+
+def _theory(setup, cell, params):
+    """Predicted per-step rate (natural log) where theory gives one, with its name."""
+    if cell.name == "rnn_tanh" and setup.init == "gaussian":
+        return "mean-field ½ ln χ", theory.mean_field_rate(
+            setup.weight_scale, input_scale=setup.input_scale, bias_scale=setup.bias_scale)
+    if (cell.name in GATED_EXACT and setup.weight_scale == 0 and setup.input_scale == 0
+            and setup.bias_scale == 0):
+        return "exact ln σ(gate bias)", theory.gate_rate(setup.gate_bias)
+    return None, None
+
+
+def measure(setup, name):
+    """Every number the report shows for one cell."""
+    cell = registry.cell(name)
+    params, xs = setup.params(cell), setup.xs()
+    flow = gradient_flow(cell, params, xs, norms=("spectral", "frobenius", "min_singular"))
+    T, mid = setup.steps, max(1, setup.steps // 2)
+    log_spec = flow.log_norm("spectral")
+    out = {"cell": name, "state": list(cell.state_names), "lags": flow.lags,
+           "decay_log10": _quartiles(log_spec * LOG10E)}
+    rate = flow.rate()
+    lyap = lyapunov(cell, params, setup.xs(LYAPUNOV_SPAN * T), k=LYAPUNOV_K, discard=T)
+    label, predicted = _theory(setup, cell, params)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cond = float(np.nanmedian(flow.log_condition(mid))) * LOG10E
+    out["summary"] = {
+        "rate": rate, "timescale": theory.timescale(rate) if np.isfinite(rate) else
+        (0.0 if rate == -math.inf else math.nan),
+        "horizon_1e-3": flow.horizon(1e-3), "horizon_1e-6": flow.horizon(1e-6),
+        "log10_condition_mid": cond, "condition_lag": mid,
+        "lyapunov": lyap, "theory": predicted, "theory_label": label,
+        "theory_timescale": None if predicted is None else theory.timescale(predicted)}
+    if name == "rnn_tanh":
+        out["pascanu_rate"] = theory.pascanu_rate(params["W"])
+    if len(cell.state_names) > 1:
+        out["paths"] = {f"{a}->{b}": _quartiles(flow.block_log_norm(b, a) * LOG10E)["median"]
+                        for a in cell.state_names for b in cell.state_names}
+    out["spectrum"] = _spectrum(cell, params, flow)
+    loss = flow.loss_grad_norms(log=True)["input"] * LOG10E
+    out["loss_input_log10"] = _quartiles(loss)
+    out["drift"] = _drift(cell, params, flow)
+    ks = sorted({int(k) for k in np.unique(np.geomspace(1, T, num=min(T, 24)).round())})
+    out["bptt"] = {"K": ks, "fraction": [flow.bptt_fraction(k) for k in ks]}
+    return out
+
+
+def _spectrum(cell, params, flow):
+    """Singular values of the last single-step Jacobian J_T, sorted, median over sequences."""
+    state = tuple(s[-2] for s in flow.states)
+    J = cell.jacobian_fn("state")(params, state, flow.xs[-1])
+    sv = torch.linalg.svdvals(J.to(torch.float64)).cpu().numpy()
+    return np.median(sv, axis=0)
+
+
+def _drift(cell, params, flow):
+    """RMS of the state over time and the share of gate values that are saturated."""
+    T1, B = flow.states[0].shape[:2]
+    state = torch.cat(flow.states, -1)                               # (T+1, B, S)
+    rms = torch.sqrt((state.to(torch.float64) ** 2).mean(-1)).cpu().numpy()
+    out = {"rms": np.median(rms, axis=1)}
+    if cell.gates:
+        flat = tuple(s[:-1].reshape((T1 - 1) * B, -1) for s in flow.states)
+        values = cell.values_fn()(params, flat, flow.xs.reshape((T1 - 1) * B, -1))
+        gates = torch.stack([values[g] for g in cell.gates])         # (G, T*B, n)
+        sat = ((gates < SATURATED) | (gates > 1 - SATURATED)).to(torch.float64)
+        out["saturation"] = sat.reshape(len(cell.gates), T1 - 1, -1).mean((0, 2)).cpu().numpy()
+    return out

@@ -1,0 +1,60 @@
+"""The theory reports draw over measurements (THEORY.md), each a small exact formula.
+
+    mean_field      q* and chi of the vanilla tanh RNN (Poole et al. 2016; Chen et al. 2018):
+                        q*  = sw^2 E[tanh(sqrt(q*) z)^2] + sv^2 R + sb^2
+                        chi = sw^2 E[tanh'(sqrt(q*) z)^2]
+                    the log of a gradient norm falls by (1/2) ln chi per step.
+    pascanu_rate    ln(gamma ||W||_2): the per-step log of Pascanu et al.'s bound
+                    ||P_k|| <= (gamma ||W||)^k (tanh: gamma = 1).
+    gate_rate       ln sigma(a): with zero recurrent weights and a constant gate
+                    pre-activation a, the gated product is sigma(a)^k I exactly.
+"""
+
+import math
+
+import numpy as np
+
+QUADRATURE_POINTS = 100   # Gauss-Hermite: exact for polynomials to degree 199, ample here
+
+
+def _gauss():
+    z, w = np.polynomial.hermite_e.hermegauss(QUADRATURE_POINTS)
+    return z, w / math.sqrt(2 * math.pi)     # E[f(z)] = sum w f(z) for z ~ N(0, 1)
+
+
+def mean_field(weight_scale, *, input_scale=1.0, bias_scale=0.0, input_power=1.0,
+               iterations=500, tol=1e-14):
+    """(q*, chi) for W ~ N(0, sw^2/n), U ~ N(0, sv^2/m), b ~ N(0, sb^2), R = |x|^2/m."""
+    z, w = _gauss()
+    drive = input_scale ** 2 * input_power + bias_scale ** 2
+    q = 1.0
+    for _ in range(iterations):
+        q_next = weight_scale ** 2 * float(w @ np.tanh(math.sqrt(q) * z) ** 2) + drive
+        if abs(q_next - q) <= tol * max(q, 1.0):
+            q = q_next
+            break
+        q = q_next
+    slope = 1.0 - np.tanh(math.sqrt(q) * z) ** 2
+    chi = weight_scale ** 2 * float(w @ slope ** 2)
+    return q, chi
+
+
+def mean_field_rate(weight_scale, **kwargs):
+    """Per-step slope of the log gradient norm predicted by mean-field theory: (1/2) ln chi."""
+    return 0.5 * math.log(mean_field(weight_scale, **kwargs)[1])
+
+
+def timescale(rate):
+    """xi = -1 / rate (steps for the norm to fall by e); inf when it does not decay."""
+    return math.inf if rate >= 0 else -1.0 / rate
+
+
+def pascanu_rate(W, gamma=1.0):
+    """ln(gamma ||W||_2) for a weight matrix W (torch or numpy)."""
+    W = np.asarray(W.detach().cpu() if hasattr(W, "detach") else W, dtype=np.float64)
+    return math.log(gamma * float(np.linalg.norm(W, 2)))
+
+
+def gate_rate(preactivation):
+    """ln sigma(a): the exact per-step log of a gated product at constant gate input a."""
+    return -math.log1p(math.exp(-preactivation))

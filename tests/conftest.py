@@ -1,0 +1,66 @@
+"""Shared helpers: the whole registry, random cell inputs, strict numpy, the `cuda` marker."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import gradlab
+
+ALL = gradlab.cells()   # every registered cell: a new cell gets every registry-wide check
+
+# Random sizes for registry-wide checks, always including n = 1, m = 1 and batch 1 (the
+# shapes where a squeezed or broadcast axis goes wrong first); the rest drawn from a seeded
+# generator so a failure reproduces. Each entry is (n, m, batch).
+_RNG = random.Random(20240611)
+SIZES = [(1, 1, 1), (1, 3, 2), (4, 1, 1)] + [
+    (_RNG.randint(2, 7), _RNG.randint(2, 5), _RNG.randint(2, 4)) for _ in range(2)]
+
+
+def size_id(size):
+    return "n{}-m{}-B{}".format(*size)
+
+
+def random_params(cell, n, m, *, seed=0, dtype=torch.float64, device="cpu"):
+    """Parameters with weights scaled up (1.5) and nonzero biases (0.5), so gates sit away
+    from 1/2 and from saturation and every term of a Jacobian carries weight."""
+    return cell.init_params(n, m, weight_scale=1.5, bias_scale=0.5, seed=seed, dtype=dtype,
+                            device=device)
+
+
+def random_inputs(cell, n, m, batch, *, seed=0, dtype=torch.float64, device="cpu"):
+    """(params, state tuple of (B, n), x (B, m)), reproducible from `seed`."""
+    params = random_params(cell, n, m, seed=seed, dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(seed + 7919)
+    state = tuple(torch.randn(batch, n, generator=gen, dtype=torch.float64)
+                  .to(dtype=dtype, device=device) for _ in cell.state_names)
+    x = torch.randn(batch, m, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    return params, state, x
+
+
+def relative_error(a, b):
+    """max |a - b| / max |b| (as `gradlab verify` reports it), in float64 on the CPU."""
+    a = torch.as_tensor(np.asarray(a) if isinstance(a, np.ndarray) else a).detach()
+    b = torch.as_tensor(np.asarray(b) if isinstance(b, np.ndarray) else b).detach()
+    a, b = a.cpu().to(torch.float64), b.cpu().to(torch.float64)
+    assert a.shape == b.shape, f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}"
+    scale = b.abs().max().clamp_min(torch.finfo(torch.float64).tiny)
+    return float((a - b).abs().max() / scale)
+
+
+@pytest.fixture
+def strict_numpy():
+    """numpy floating-point errors (overflow, invalid, divide) raise instead of warning."""
+    with np.errstate(all="raise"):
+        yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip cleanly where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; torch.cuda.is_available() is False")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,135 @@
+"""`from_torch`: a torch recurrent module as a gradlab cell, checked against the module itself.
+
+The reference is the module's own forward (torch's fused RNN kernels) and torch.func.jacrev
+of it; gradlab's step and lowered Jacobians come from the mapped parameters alone.
+"""
+
+import pytest
+import torch
+from torch import nn
+from torch.func import jacrev
+
+import gradlab
+from gradlab.oracles import PARAMS
+from conftest import relative_error
+
+TOL = 1e-10   # float64 against torch's kernels; see test_cells.py
+N, M, B = 5, 3, 4
+
+
+def _make(factory, seed):
+    torch.manual_seed(seed)       # torch's own default init, reproducibly
+    return factory().double()
+
+
+MODULES = {
+    "RNNCell-tanh": (lambda: nn.RNNCell(M, N), "rnn_tanh"),
+    "RNNCell-relu": (lambda: nn.RNNCell(M, N, nonlinearity="relu"), "rnn_relu"),
+    "RNNCell-nobias": (lambda: nn.RNNCell(M, N, bias=False), "rnn_tanh"),
+    "RNN-2layers": (lambda: nn.RNN(M, N, num_layers=2), "rnn_tanh"),
+    "RNN-relu": (lambda: nn.RNN(M, N, nonlinearity="relu"), "rnn_relu"),
+    "LSTMCell": (lambda: nn.LSTMCell(M, N), "lstm"),
+    "LSTMCell-nobias": (lambda: nn.LSTMCell(M, N, bias=False), "lstm"),
+    "LSTM-2layers": (lambda: nn.LSTM(M, N, num_layers=2), "lstm"),
+    "LSTM-nobias-batchfirst": (lambda: nn.LSTM(M, N, bias=False, batch_first=True), "lstm"),
+    "GRUCell": (lambda: nn.GRUCell(M, N), "gru_torch"),
+    "GRUCell-nobias": (lambda: nn.GRUCell(M, N, bias=False), "gru_torch"),
+    "GRU-2layers": (lambda: nn.GRU(M, N, num_layers=2), "gru_torch"),
+    "GRU-bidirectional": (lambda: nn.GRU(M, N, bidirectional=True), "gru_torch"),
+}
+
+
+def module_step(module, other):
+    """(state tuple of (B, n), x (B, m)) -> new state tuple of layer 0, forward direction,
+    computed by the module itself; `other` holds the initial state of every other layer."""
+    lstm = isinstance(module, (nn.LSTM, nn.LSTMCell))
+
+    def step(state, x):
+        if isinstance(module, nn.RNNCellBase):
+            out = module(x, tuple(state) if lstm else state[0])
+            return tuple(out) if lstm else (out,)
+        seq = x[:, None] if module.batch_first else x[None]      # one time step
+        full = tuple(torch.cat([s[None], o], 0) for s, o in zip(state, other))
+        _, last = module(seq, full if lstm else full[0])
+        last = last if lstm else (last,)
+        return tuple(t[0] for t in last)                        # layer 0, forward
+    return step
+
+
+def batched_jacobian(f, s, x, argnum):
+    """Per-sample Jacobians (B, out, in) of a batched f from jacrev of the whole batch
+    (no vmap over torch's fused kernels): the cross-sample blocks are zero."""
+    full = jacrev(f, argnums=argnum)(s, x)                       # (B, S, B, in)
+    return torch.diagonal(full, dim1=0, dim2=2).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("key", list(MODULES))
+def test_from_torch_matches_the_module(key):
+    factory, expected_name = MODULES[key]
+    module = _make(factory, seed=len(key))
+    cell, params = gradlab.from_torch(module)
+    assert cell is gradlab.cell(expected_name)
+    assert tuple(params) == PARAMS[expected_name] == cell.param_names
+    assert all(v.dtype == torch.float64 for v in params.values())
+
+    gen = torch.Generator().manual_seed(1)
+    parts = len(cell.state_names)
+    state = tuple(torch.randn(B, N, generator=gen, dtype=torch.float64) for _ in range(parts))
+    x = torch.randn(B, M, generator=gen, dtype=torch.float64)
+    layers = getattr(module, "num_layers", 1) * (2 if getattr(module, "bidirectional",
+                                                                False) else 1)
+    other = tuple(torch.randn(layers - 1, B, N, generator=gen, dtype=torch.float64)
+                  for _ in range(parts))
+    step = module_step(module, other)
+
+    with torch.no_grad():
+        reference = step(state, x)
+    for a, b in zip(cell.step_fn()(params, state, x), reference):
+        assert relative_error(a, b) <= TOL
+
+    def flat(s, xs):
+        return torch.cat(step(torch.split(s, N, -1), xs), -1)
+
+    s = torch.cat(state, -1)
+    assert relative_error(cell.jacobian_fn("state")(params, state, x),
+                          batched_jacobian(flat, s, x, 0)) <= TOL
+    assert relative_error(cell.jacobian_fn("input")(params, state, x),
+                          batched_jacobian(flat, s, x, 1)) <= TOL
+
+
+def test_weights_are_copied_not_shared():
+    module = nn.LSTMCell(M, N).double()
+    _, params = gradlab.from_torch(module)
+    before = {k: v.clone() for k, v in params.items()}
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(params[k], before[k]) for k in params)
+    assert not any(v.requires_grad for v in params.values())
+
+
+def test_float32_module_gives_float32_params():
+    _, params = gradlab.from_torch(nn.GRUCell(M, N))
+    assert all(v.dtype == torch.float32 and v.is_contiguous() for v in params.values())
+
+
+def test_issue_command():
+    c, p = gradlab.from_torch(torch.nn.LSTMCell(3, 5).double())
+    assert c.name == "lstm"
+    assert sorted(p) == sorted(PARAMS["lstm"])
+    assert p["W_i"].shape == (5, 5) and p["U_i"].shape == (5, 3) and p["b_i"].shape == (5,)
+
+
+def test_proj_size_is_refused():
+    with pytest.raises(gradlab.GradlabError, match="proj_size"):
+        gradlab.from_torch(nn.LSTM(M, N, proj_size=2))
+
+
+@pytest.mark.parametrize("factory", [lambda: nn.Linear(3, 4), lambda: nn.Conv1d(3, 4, 2),
+                                     lambda: nn.Sequential(nn.Linear(3, 4))],
+                         ids=["Linear", "Conv1d", "Sequential"])
+def test_unsupported_module_is_refused(factory):
+    module = factory()
+    with pytest.raises(gradlab.GradlabError) as err:
+        gradlab.from_torch(module)
+    assert type(module).__name__ in str(err.value) and "nn.LSTM" in str(err.value)
