@@ -113,5 +113,133 @@ def verify(names, device, dtype, seed):
         sys.exit(1)
 
 
+def _cells_option(value, default):
+    from . import registry
+    if value is None:
+        return list(default)
+    if value.strip() == "all":
+        return registry.cells()
+    return [c.name if ":" not in spec else spec
+            for spec, c in zip([v.strip() for v in value.split(",") if v.strip()],
+                               cell_list(value))]
+
+
+POSITIVE = click.IntRange(min=1)
+
+
+@cli.command()
+@click.option("--cells", "names", default=None,
+              help="Comma-separated cells, or 'all' (default: rnn_tanh and the seed's gated "
+                   "cells).")
+@click.option("--hidden", type=POSITIVE, default=64, show_default=True, help="Hidden size n.")
+@click.option("--inputs", type=POSITIVE, default=8, show_default=True, help="Input size m.")
+@click.option("--steps", type=POSITIVE, default=100, show_default=True, help="Sequence length T.")
+@click.option("--batch", type=POSITIVE, default=16, show_default=True, help="Sequences.")
+@click.option("--init", type=click.Choice(["gaussian", "orthogonal", "torch"]),
+              default="gaussian", show_default=True)
+@click.option("--weight-scale", type=float, default=1.0, show_default=True)
+@click.option("--bias-scale", type=float, default=0.0, show_default=True)
+@click.option("--input-scale", type=float, default=1.0, show_default=True,
+              help="Inputs are i.i.d. N(0, scale²); 0 gives zero inputs.")
+@click.option("--gate-bias", type=float, default=0.0, show_default=True,
+              help="Added to each cell's memory-gate bias (positive keeps).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True)
+@click.option("--out", type=click.Path(), default="reports/gradient-decay", show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing report.")
+@click.option("--open", "open_", is_flag=True, help="Open the report in a browser.")
+def report(names, out, force, open_, **options):
+    """Write a gradient-decay report: vanilla RNN against gated cells, with theory."""
+    from . import report as rp
+    from .publish import check_target
+    from .verify import resolve_device
+    cells = _cells_option(names, rp.DEFAULT_CELLS)
+    check_target(out, force)
+    resolve_device(options["device"])
+    setup = rp.Setup(cells=tuple(cells), **options)
+    command = "gradlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else \
+        "gradlab report"
+    with click.progressbar(length=len(cells), label="measuring", file=sys.stderr,
+                           show_pos=True) as bar:
+        path = rp.report(setup, out, force=force, command=command,
+                         progress=lambda name: bar.update(1, name))
+    click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
+    if open_:
+        click.launch(str(path / "index.html"))
+
+
+def _floats(value, what):
+    try:
+        values = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise GradlabError(f"{what} {value!r} is not a comma-separated list of numbers") \
+            from None
+    if not values or len(set(values)) != len(values):
+        raise GradlabError(f"{what} {value!r} needs one or more distinct numbers")
+    return values
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--cells", "names", default=None,
+              help="Comma-separated cells, or 'all' (default: rnn_tanh, lstm, gru, minimal_rnn).")
+@click.option("--weight-scales", default="0.5,0.75,1,1.25,1.5,2,2.5,3", show_default=True)
+@click.option("--gate-biases", default="-2,-1,0,1,2,3,4", show_default=True)
+@click.option("--hidden", type=POSITIVE, default=32, show_default=True)
+@click.option("--inputs", type=POSITIVE, default=8, show_default=True)
+@click.option("--steps", type=POSITIVE, default=60, show_default=True)
+@click.option("--batch", type=POSITIVE, default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True)
+@click.option("--shard", default=None, help="I/N: compute only shard I of N and write its "
+              "part to --out (join the parts with `gradlab sweep merge`).")
+@click.option("--out", type=click.Path(), default=None,
+              help="Report directory [default: reports/phase-diagram; with --shard I/N: "
+                   "reports/phase-diagram/shard-I-of-N].")
+@click.option("--force", is_flag=True, help="Replace an existing report.")
+@click.pass_context
+def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
+    """Phase diagram: gradient timescale over weight scale x gate bias, per cell."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import sweep as sw
+    from .publish import check_target
+    from .verify import resolve_device
+    grid = sw.Grid(cells=tuple(_cells_option(names, sw.DEFAULT_CELLS)),
+                   weight_scales=_floats(weight_scales, "--weight-scales"),
+                   gate_biases=_floats(gate_biases, "--gate-biases"), **options)
+    part = sw.parse_shard(shard) if shard else None
+    if out is None:
+        out = "reports/phase-diagram" + (f"/shard-{part[0]}-of-{part[1]}" if part else "")
+    check_target(out, force)
+    resolve_device(grid.device)
+    count = len(grid.points()[(part or (1, 1))[0] - 1::(part or (1, 1))[1]])
+    with click.progressbar(length=count, label="sweeping", file=sys.stderr,
+                           show_pos=True) as bar:
+        points = sw.run(grid, part or (1, 1), progress=lambda p: bar.update(1))
+    if part:
+        click.echo(f"wrote {sw.write_part(grid, part, points, out)}")
+        return
+    path = sw.report(grid, points, out, force=force, command="gradlab sweep")
+    click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
+
+
+@sweep.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", type=click.Path(), default="reports/phase-diagram", show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing report.")
+def merge(dirs, out, force):
+    """Join shard directories (from --shard I/N) into one phase-diagram report."""
+    from . import sweep as sw
+    from .publish import check_target
+    grid, points = sw.read_parts(dirs)
+    check_target(out, force)
+    path = sw.report(grid, points, out, force=force, command="gradlab sweep merge")
+    click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
+
+
 def main():
     cli.main(prog_name="gradlab")

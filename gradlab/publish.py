@@ -101,6 +101,9 @@ def write_report(out, *, title, intro, header, sections, figures, data, force=Fa
     out = check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)          # mkdtemp's 0700 is for secrets, not reports
     try:
         (tmp / "figures").mkdir()
         pngs = {}

@@ -10,6 +10,7 @@
                     pre-activation a, the gated product is sigma(a)^k I exactly.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -17,25 +18,44 @@ import numpy as np
 QUADRATURE_POINTS = 100   # Gauss-Hermite: exact for polynomials to degree 199, ample here
 
 
+@functools.lru_cache(maxsize=None)
 def _gauss():
     z, w = np.polynomial.hermite_e.hermegauss(QUADRATURE_POINTS)
     return z, w / math.sqrt(2 * math.pi)     # E[f(z)] = sum w f(z) for z ~ N(0, 1)
 
 
+def _expect(f, q):
+    """E[f(sqrt(q) z)], z ~ N(0, 1), for f = sech^2 or sech^4 (decaying like e^-2|u|).
+
+    Gauss-Hermite needs f(sqrt(q) z) smooth on the node spacing (~0.3 near 0); for
+    sqrt(q) > 2 the integrand is a spike of width ~1/sqrt(q), so integrate it on a grid
+    fine enough to resolve the spike instead (trapezoid, 64 points per unit of u).
+    """
+    if q <= 4.0:
+        z, w = _gauss()
+        return float(w @ f(math.sqrt(q) * z))
+    root = math.sqrt(q)
+    u = np.linspace(-40.0, 40.0, 5121)       # f(40) ~ e^-80: the tails are negligible
+    density = np.exp(-0.5 * u ** 2 / q) / math.sqrt(2 * math.pi * q)
+    return float(np.trapezoid(f(u) * density, u))
+
+
+def _sech2(u):
+    return 1.0 / np.cosh(np.clip(u, -350, 350)) ** 2
+
+
 def mean_field(weight_scale, *, input_scale=1.0, bias_scale=0.0, input_power=1.0,
                iterations=500, tol=1e-14):
     """(q*, chi) for W ~ N(0, sw^2/n), U ~ N(0, sv^2/m), b ~ N(0, sb^2), R = |x|^2/m."""
-    z, w = _gauss()
     drive = input_scale ** 2 * input_power + bias_scale ** 2
     q = 1.0
-    for _ in range(iterations):
-        q_next = weight_scale ** 2 * float(w @ np.tanh(math.sqrt(q) * z) ** 2) + drive
+    for _ in range(iterations):       # tanh^2 = 1 - sech^2
+        q_next = weight_scale ** 2 * (1.0 - _expect(_sech2, q)) + drive
         if abs(q_next - q) <= tol * max(q, 1.0):
             q = q_next
             break
         q = q_next
-    slope = 1.0 - np.tanh(math.sqrt(q) * z) ** 2
-    chi = weight_scale ** 2 * float(w @ slope ** 2)
+    chi = weight_scale ** 2 * _expect(lambda u: _sech2(u) ** 2, q)
     return q, chi
 
 

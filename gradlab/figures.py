@@ -1,0 +1,142 @@
+"""The report's figures, drawn from the numbers in data.json with matplotlib's object API.
+
+No pyplot: figures are built with `matplotlib.figure.Figure`, which needs no display and
+keeps no global state. Non-finite values are not drawn as lines (matplotlib leaves gaps);
+the summary table says where they occurred.
+"""
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+PALETTE = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+           "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+LOG10E = 1 / math.log(10)
+
+
+def colors(names):
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def _figure(width=7.5, height=4.4):
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _finite(a):
+    a = np.asarray(a, dtype=np.float64)
+    return np.where(np.isfinite(a), a, np.nan)
+
+
+def decay(cells, col):
+    """log10 ||d s_T / d s_{T-k}||_2 against k, median and quartile band, theory on top."""
+    fig, ax = _figure()
+    measured = np.concatenate([_finite(d["decay_log10"][q]) for d in cells.values()
+                               for q in ("q1", "q3")])
+    for name, d in cells.items():
+        k, q = np.asarray(d["lags"]), d["decay_log10"]
+        ax.plot(k, _finite(q["median"]), color=col[name], lw=1.8, label=name)
+        ax.fill_between(k, _finite(q["q1"]), _finite(q["q3"]), color=col[name], alpha=0.15,
+                        lw=0)
+        s = d["summary"]
+        start = _finite(q["median"])[0]
+        if s["theory"] is not None and np.isfinite(start):
+            ax.plot(k, start + (k - 1) * s["theory"] * LOG10E, color=col[name], ls="--",
+                    lw=1.2, label=f"{name}: {s['theory_label']}")
+        if "pascanu_rate" in d and np.isfinite(start):
+            ax.plot(k, start + (k - 1) * d["pascanu_rate"] * LOG10E, color=col[name], ls=":",
+                    lw=1.2, label=f"{name}: Pascanu bound (‖W‖₂)^k")
+    ax.set(xlabel="lag k (steps back from s_T)", ylabel="log₁₀ ‖∂s_T / ∂s_{T−k}‖₂",
+           title="How far gradients reach back")
+    if np.isfinite(measured).any():        # frame the measurements; theory lines may leave
+        lo, hi = np.nanmin(measured), np.nanmax(measured)
+        ax.set_ylim(lo - 0.1 * (hi - lo) - 0.5, hi + 0.15 * (hi - lo) + 0.5)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def paths(cells, col):
+    """Per-part blocks of the product: the LSTM's cell path against its hidden path."""
+    multi = {n: d for n, d in cells.items() if "paths" in d}
+    fig, ax = _figure()
+    styles = ["-", "--", ":", "-."]
+    for name, d in multi.items():
+        k = np.asarray(d["lags"])
+        for i, (path, values) in enumerate(d["paths"].items()):
+            a, b = path.split("->")
+            if a != b and len(d["state"]) > 2:
+                continue                                # keep five-part states legible
+            ax.plot(k, _finite(values), color=col[name], ls=styles[i % len(styles)],
+                    label=f"{name}: ∂{b}_T/∂{a}_(T−k)")
+    ax.set(xlabel="lag k", ylabel="log₁₀ ‖block of ∂s_T/∂s_{T−k}‖₂",
+           title="Cell path against hidden path")
+    ax.grid(alpha=0.3)
+    if multi:
+        ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def spectra(cells, col):
+    """Singular values of one step's Jacobian J_T, largest first (median over sequences)."""
+    fig, ax = _figure()
+    for name, d in cells.items():
+        sv = np.asarray(d["spectrum"], dtype=np.float64)
+        ax.semilogy(np.arange(1, len(sv) + 1) / len(sv), np.where(sv > 0, sv, np.nan),
+                    color=col[name], label=name)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set(xlabel="singular value index / state size", ylabel="σ_i(J_T)",
+           title="One step's Jacobian: singular values")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def loss(cells, col):
+    """log10 ||dL/dx_t|| against t for L = <v, s_T>."""
+    fig, ax = _figure()
+    for name, d in cells.items():
+        q = d["loss_input_log10"]
+        t = np.arange(len(q["median"]))
+        ax.plot(t, _finite(q["median"]), color=col[name], label=name)
+        ax.fill_between(t, _finite(q["q1"]), _finite(q["q3"]), color=col[name], alpha=0.12,
+                        lw=0)
+    ax.set(xlabel="time step t (the loss reads s_T at the right)",
+           ylabel="log₁₀ ‖∂L/∂x_t‖", title="What a loss at the end sees of each input")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def drift(cells, col, names):
+    """State RMS over time and gate saturation: the prototype's drift against bounded cells."""
+    fig = Figure(figsize=(7.5, 5.6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for name in names:
+        d = cells[name]["drift"]
+        rms = _finite(d["rms"])
+        top.plot(np.arange(len(rms)), rms, color=col[name], label=name)
+        if "saturation" in d:
+            bottom.plot(np.arange(1, len(d["saturation"]) + 1), _finite(d["saturation"]),
+                        color=col[name], label=name)
+    top.set(ylabel="RMS of the state", title="Internal state drift", yscale="log")
+    bottom.set(xlabel="time step t", ylabel="saturated gate share", ylim=(-0.02, 1.02))
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    if names:
+        top.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def bptt(cells, col):
+    """Share of the input-gradient mass that truncated BPTT over K steps keeps."""
+    fig, ax = _figure()
+    for name, d in cells.items():
+        ax.semilogx(d["bptt"]["K"], _finite(d["bptt"]["fraction"]), marker="o", ms=3,
+                    color=col[name], label=name)
+    ax.set(xlabel="truncation length K", ylabel="fraction of gradient kept", ylim=(0, 1.02),
+           title="Truncated backpropagation through time")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
