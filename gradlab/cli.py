@@ -211,7 +211,7 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     grid = sw.Grid(cells=tuple(_cells_option(names, sw.DEFAULT_CELLS)),
                    weight_scales=_floats(weight_scales, "--weight-scales"),
                    gate_biases=_floats(gate_biases, "--gate-biases"), **options)
-    part = sw.parse_shard(shard) if shard else None
+    part = sw.parse_shard(shard) if shard is not None else None
     if out is None:
         out = "reports/phase-diagram" + (f"/shard-{part[0]}-of-{part[1]}" if part else "")
     check_target(out, force)

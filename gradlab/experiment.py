@@ -53,11 +53,38 @@ class Setup:
                            dtype=as_dtype(self.dtype), device=self.device)
 
 
+FLOOR = -1e300    # stands in for -inf while percentiles interpolate (-inf - -inf is nan)
+
+
 def _quartiles(values):
-    """(median, q1, q3) over sequences (axis 0), finite where the data are."""
-    with np.errstate(invalid="ignore"):
-        q = np.nanpercentile(np.where(np.isnan(values), np.nan, values), [50, 25, 75], axis=0)
+    """(median, q1, q3) over sequences (axis 0); -inf (an exactly zero norm) stays -inf,
+    nan (an overflowed state) stays nan."""
+    values = np.where(values == -np.inf, FLOOR, values)
+    q = np.percentile(values, [50, 25, 75], axis=0)
+    q = np.where(q <= FLOOR / 2, -np.inf, q)
     return {"median": q[0], "q1": q[1], "q3": q[2]}
+
+
+def states_finite(flow):
+    """Did the forward run stay finite? If a state overflowed, every Jacobian after it
+    (and so every product P_k, which all hold J_T) is meaningless: report nan."""
+    return all(bool(torch.isfinite(s).all()) for s in flow.states)
+
+
+def timescale_of(rate):
+    return theory.timescale(rate)
+
+
+def _runs_finite(cell, params, xs):
+    step, state = cell.step_fn("torch"), tuple(
+        torch.zeros(xs.shape[1], params[cell.param_names[0]].shape[0], dtype=xs.dtype,
+                    device=xs.device) for _ in cell.state_names)
+    with torch.no_grad():
+        for x in xs:
+            state = step(params, state, x)
+            if not all(bool(torch.isfinite(s).all()) for s in state):
+                return False
+    return True
 
 
 def _theory(setup, cell, params):
@@ -77,17 +104,21 @@ def measure(setup, name):
     params, xs = setup.params(cell), setup.xs()
     flow = gradient_flow(cell, params, xs, norms=("spectral", "frobenius", "min_singular"))
     T, mid = setup.steps, max(1, setup.steps // 2)
-    log_spec = flow.log_norm("spectral")
+    finite = states_finite(flow)
+    nan = np.full((setup.batch, T), np.nan)
+    log_spec = flow.log_norm("spectral") if finite else nan
     out = {"cell": name, "state": list(cell.state_names), "lags": flow.lags,
-           "decay_log10": _quartiles(log_spec * LOG10E)}
-    rate = flow.rate()
-    lyap = lyapunov(cell, params, setup.xs(LYAPUNOV_SPAN * T), k=LYAPUNOV_K, discard=T)
+           "finite": finite, "decay_log10": _quartiles(log_spec * LOG10E)}
+    rate = flow.rate() if finite else math.nan
+    long_xs = setup.xs(LYAPUNOV_SPAN * T)
+    lyap = (lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T)
+            if _runs_finite(cell, params, long_xs) else np.full(LYAPUNOV_K, np.nan))
     label, predicted = _theory(setup, cell, params)
     with np.errstate(invalid="ignore", over="ignore"):
-        cond = float(np.nanmedian(flow.log_condition(mid))) * LOG10E
+        conds = flow.log_condition(mid) if finite else nan[:, 0]
+        cond = float(np.median(conds)) * LOG10E if not np.isnan(conds).all() else math.nan
     out["summary"] = {
-        "rate": rate, "timescale": theory.timescale(rate) if np.isfinite(rate) else
-        (0.0 if rate == -math.inf else math.nan),
+        "rate": rate, "timescale": theory.timescale(rate),
         "horizon_1e-3": flow.horizon(1e-3), "horizon_1e-6": flow.horizon(1e-6),
         "log10_condition_mid": cond, "condition_lag": mid,
         "lyapunov": lyap, "theory": predicted, "theory_label": label,
@@ -95,23 +126,26 @@ def measure(setup, name):
     if name == "rnn_tanh":
         out["pascanu_rate"] = theory.pascanu_rate(params["W"])
     if len(cell.state_names) > 1:
-        out["paths"] = {f"{a}->{b}": _quartiles(flow.block_log_norm(b, a) * LOG10E)["median"]
+        out["paths"] = {f"{a}->{b}": _quartiles((flow.block_log_norm(b, a) if finite else nan)
+                                                * LOG10E)["median"]
                         for a in cell.state_names for b in cell.state_names}
     out["spectrum"] = _spectrum(cell, params, flow)
-    loss = flow.loss_grad_norms(log=True)["input"] * LOG10E
+    loss = flow.loss_grad_norms(log=True)["input"] * LOG10E if finite else nan
     out["loss_input_log10"] = _quartiles(loss)
     out["drift"] = _drift(cell, params, flow)
     ks = sorted({int(k) for k in np.unique(np.geomspace(1, T, num=min(T, 24)).round())})
-    out["bptt"] = {"K": ks, "fraction": [flow.bptt_fraction(k) for k in ks]}
+    out["bptt"] = {"K": ks, "fraction": [flow.bptt_fraction(k) if finite else math.nan
+                                         for k in ks]}
     return out
 
 
 def _spectrum(cell, params, flow):
     """Singular values of the last single-step Jacobian J_T, sorted, median over sequences."""
     state = tuple(s[-2] for s in flow.states)
-    J = cell.jacobian_fn("state")(params, state, flow.xs[-1])
-    sv = torch.linalg.svdvals(J.to(torch.float64)).cpu().numpy()
-    return np.median(sv, axis=0)
+    J = cell.jacobian_fn("state")(params, state, flow.xs[-1]).to(torch.float64)
+    if not bool(torch.isfinite(J).all()):
+        return np.full(J.shape[-1], np.nan)
+    return np.median(torch.linalg.svdvals(J).cpu().numpy(), axis=0)
 
 
 def _drift(cell, params, flow):

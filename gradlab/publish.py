@@ -66,6 +66,20 @@ def dumps(data):
     return json.dumps(jsonable(data), sort_keys=True, indent=1, allow_nan=False) + "\n"
 
 
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def loads(text):
+    """Inverse of `dumps` for numbers: "nan", "inf", "-inf" strings become floats again."""
+    def back(v):
+        if isinstance(v, dict):
+            return {k: back(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [back(x) for x in v]
+        return NON_FINITE.get(v, v) if isinstance(v, str) else v
+    return back(json.loads(text))
+
+
 def cell_text(value):
     if isinstance(value, float):
         if math.isnan(value):

@@ -12,7 +12,6 @@ and cover it exactly, then writes the report.
 """
 
 import dataclasses
-import json
 import math
 import pathlib
 
@@ -21,14 +20,15 @@ from matplotlib.figure import Figure
 
 from . import registry, theory
 from .errors import GradlabError
-from .experiment import Setup
+from .experiment import Setup, states_finite, timescale_of
 from .flow import gradient_flow
-from .publish import Section, check_target, write_report
+from .publish import Section, check_target, dumps, loads, write_report
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "minimal_rnn")
 DEFAULT_WEIGHT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 DEFAULT_GATE_BIASES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
 PART = "part.json"
+VMIN, VMAX = -0.5, 3.0      # colour range of log10 timescale: 0.3 to 1000 steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +71,9 @@ def measure_point(grid, cell_name, weight_scale, gate_bias):
     cell = registry.cell(cell_name)
     flow = gradient_flow(cell, setup.params(cell), setup.xs(), norms=("spectral",),
                          blocks=False)
-    rate = flow.rate()
+    rate = flow.rate() if states_finite(flow) else math.nan
     return {"cell": cell_name, "weight_scale": weight_scale, "gate_bias": gate_bias,
-            "rate": rate, "timescale": theory.timescale(rate) if np.isfinite(rate) else 0.0}
+            "rate": rate, "timescale": timescale_of(rate)}
 
 
 def run(grid, shard=(1, 1), progress=None):
@@ -91,8 +91,7 @@ def write_part(grid, shard, points, out):
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (PART + ".tmp")
-    tmp.write_text(json.dumps({"grid": grid.as_dict(), "shard": list(shard),
-                               "points": points}, sort_keys=True, indent=1) + "\n")
+    tmp.write_text(dumps({"grid": grid.as_dict(), "shard": list(shard), "points": points}))
     tmp.replace(out / PART)
     return out / PART
 
@@ -104,7 +103,7 @@ def read_parts(dirs):
         path = pathlib.Path(d) / PART
         if not path.is_file():
             raise GradlabError(f"{str(d)!r} holds no {PART}: not a sweep shard directory")
-        parts.append(json.loads(path.read_text()))
+        parts.append(loads(path.read_text()))
     grid = parts[0]["grid"]
     if any(p["grid"] != grid for p in parts):
         raise GradlabError("the shards come from different sweeps (their grids differ)")
@@ -148,12 +147,14 @@ def _heatmaps(grid, points, critical):
         for p in points:
             if p["cell"] == name:
                 xi[gb.index(p["gate_bias"]), ws.index(p["weight_scale"])] = p["timescale"]
-        shown = np.where(np.isfinite(xi) & (xi > 0), np.log10(np.clip(xi, 1e-3, None)), np.nan)
-        image = ax.imshow(shown, origin="lower", aspect="auto", cmap="viridis", vmin=-0.5,
-                          vmax=3, extent=(-0.5, len(ws) - 0.5, -0.5, len(gb) - 0.5))
-        grows = ~(np.isfinite(xi) & (xi > 0))
-        for r, c in zip(*np.nonzero(grows)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shown = np.where(xi >= 0, np.log10(np.clip(xi, 10 ** VMIN, None)), np.nan)
+        image = ax.imshow(shown, origin="lower", aspect="auto", cmap="viridis", vmin=VMIN,
+                          vmax=VMAX, extent=(-0.5, len(ws) - 0.5, -0.5, len(gb) - 0.5))
+        for r, c in zip(*np.nonzero(xi < 0)):          # negative timescale: growth
             ax.text(c, r, "↑", ha="center", va="center", color="red", fontsize=9)
+        for r, c in zip(*np.nonzero(np.isnan(xi))):    # the state overflowed: no number
+            ax.text(c, r, "×", ha="center", va="center", color="black", fontsize=9)
         ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_yticks(range(len(gb)), [f"{g:g}" for g in gb], fontsize=7)
         ax.set(title=name, xlabel="weight scale σ_w", ylabel="gate bias")
@@ -176,7 +177,8 @@ def report(grid, points, out, *, force=False, command="gradlab sweep"):
                        f"{grid.steps}, batch = {grid.batch}",
               "inputs": "i.i.d. N(0, 1); gaussian init, bias scale 0",
               "timescale": "ξ = −1 / rate, rate the slope of the mean log spectral norm of "
-                           "∂s_T/∂s_{T−k} against k; ↑ marks points where gradients grow"}
+                           "∂s_T/∂s_{T−k} against k; ↑ marks points where gradients grow "
+                           "(ξ < 0), × points whose state overflowed (nan)"}
     table = (["cell", "weight scale", "gate bias", "rate / step", "timescale ξ"],
              [[p["cell"], p["weight_scale"], p["gate_bias"], p["rate"], p["timescale"]]
               for p in points])
