@@ -4,21 +4,25 @@ The work: for one cell, inputs xs (T, B, m) from a zero state, the products
 P_k = d s_T / d s_{T-k} for k = 1..T and the spectral norm of every one. Timed four ways on
 one device, best of `repeats`, CUDA synchronised around each timing:
 
-    gradient_flow   lowered step and Jacobians, one running product, warm-started Lanczos
+    gradient_flow   gradient_flow(norms=("spectral", "frobenius"), blocks=False): lowered
+                    step and Jacobians, one running product, warm-started Lanczos
     autograd        a step run with requires_grad keeping every state, rows of each P_k by
                     torch.autograd.grad(s_T, states, eye, is_grads_batched=True), norms by
                     torch.linalg.matrix_norm(ord=2)
     func            torch.func.vmap(jacrev(step)) at every step, chained products, the
                     same matrix_norm(ord=2)
-    floor           T bare torch.bmm of (B, S, S): the matrix products alone
+    floor           T bare torch.bmm of (B, S, S), the same operands each time: the
+                    matrix products alone, with nothing to compute them from
 
-and each of the first three again without the norms ("products alone"). The baselines do
-not renormalise, so keep T where ||P_k|| stays inside the dtype's range. Agreement is the
-largest relative error of a baseline's per-lag spectral and Frobenius norms against
-gradient_flow's.
+and each of the first three again without the spectral norms ("products alone": for
+gradient_flow, norms=("frobenius",), which still runs the cell forward and evaluates every
+Jacobian, all of which the floor leaves out). The baselines do not renormalise, so keep T
+where ||P_k|| stays inside the dtype's range. Agreement is the largest relative error of a
+baseline's per-lag spectral and Frobenius norms against gradient_flow's.
 """
 
 import math
+import platform
 import time
 
 import numpy as np
@@ -28,7 +32,8 @@ from .errors import GradlabError
 from .flow import _as_dtype, gradient_flow, make_inputs
 from .registry import cell as _lookup
 
-METHODS = ("gradient_flow", "autograd", "func", "floor")
+WARM_UP_LIMIT = 10.0      # seconds: one-off costs (torch.func's first trace, ~1-2 s) are
+                          # small beside a first run this long
 
 
 def _sync(device):
@@ -36,16 +41,25 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _timed(fn, device):
+    _sync(device)
+    start = time.perf_counter()
+    result = fn()
+    _sync(device)
+    return time.perf_counter() - start, result
+
+
 def _best(fn, device, repeats):
-    """(best wall time in seconds, the last result) over `repeats` runs after one warm-up."""
-    result, best = fn(), math.inf
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        result = fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - start)
-    return best, result
+    """(best wall time in seconds, the result) over `repeats` runs. The first run warms
+    caches and is not counted, unless it took over WARM_UP_LIMIT seconds: then one-off
+    costs are noise beside it, and it counts as the first repeat (a slow baseline at
+    n = 256 is not run once more just to be thrown away)."""
+    first, result = _timed(fn, device)
+    times = [first] if first > WARM_UP_LIMIT else []
+    while len(times) < repeats:
+        seconds, result = _timed(fn, device)
+        times.append(seconds)
+    return min(times), result
 
 
 def _flow(cell, params, xs, norms):
@@ -182,6 +196,8 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
         "cell": cell.name, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
         "hidden": n, "inputs": m, "steps": T, "batch": B, "state_size": S,
         "repeats": repeats, "threads": torch.get_num_threads(),
+        "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                        else platform.processor() or platform.machine()),
         "seconds": seconds,
         "speedup": {"autograd": seconds["autograd"] / gf, "func": seconds["func"] / gf,
                     "autograd_products": seconds["autograd_products"] / gfp,

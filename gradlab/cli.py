@@ -170,6 +170,44 @@ def report(names, out, force, open_, **options):
         click.launch(str(path / "index.html"))
 
 
+# float64 products agree to ~1e-13 (the spectral iteration stops at 1e-12); float32 to a
+# few hundred ulps of its 1.2e-7. Beyond these the methods disagree.
+AGREEMENT = {"float64": 1e-8, "float32": 1e-3}
+
+
+@cli.command()
+@click.option("--cells", "names", default="lstm", show_default=True,
+              help="Comma-separated cells, or 'all'.")
+@click.option("--hidden", type=POSITIVE, default=64, show_default=True)
+@click.option("--inputs", type=POSITIVE, default=None, help="Input size m [default: hidden].")
+@click.option("--steps", type=POSITIVE, default=64, show_default=True)
+@click.option("--batch", type=POSITIVE, default=8, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
+              show_default=True)
+@click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="Best of N.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_json):
+    """Time gradient_flow against autograd, torch.func and the bare bmm floor."""
+    from .bench import format_table, run_bench
+    from .publish import dumps
+    from .verify import resolve_device
+    cells = _cells_option(names, ())
+    resolve_device(device)
+    results = []
+    with click.progressbar(cells, label="timing", file=sys.stderr) as bar:
+        for name in bar:
+            results += run_bench([name], hidden, steps, batch, device, dtype, seed=seed,
+                                 repeats=repeats, inputs=inputs)
+    click.echo(dumps(results) if as_json else format_table(results), nl=not as_json)
+    worst = max(r["max_relative_error"] for r in results)
+    if not worst <= AGREEMENT[dtype]:
+        click.echo(f"gradlab: methods disagree: max relative error {worst:.2e} > "
+                   f"{AGREEMENT[dtype]:.0e}", err=True)
+        sys.exit(1)
+
+
 def _floats(value, what):
     try:
         values = tuple(float(v) for v in value.split(",") if v.strip())

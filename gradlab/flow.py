@@ -6,31 +6,35 @@ gradient that reaches s_{T-k} from s_T is carried by
     P_k = d s_T / d s_{T-k} = J_T J_{T-1} ... J_{T-k+1},    J_t = d s_t / d s_{t-1},
 
 k = 1..T (numerator layout, parts in `state_names` order, S = n * parts). `gradient_flow`
-runs the lowered step forward, keeps the states (O(T B S)), then walks back in time with one
-running (B, S, S) product, P_k = P_{k-1} J_{T-k+1}, evaluating each J_t with the lowered
-Jacobian. The running product is divided by its Frobenius norm at every step and the
-scale is summed in log space, so log ||P_k|| stays finite and exact over 10,000 steps where
-||P_k|| itself underflows float64. Memory beyond the states: a chunk of the last few
-products, O(C B S^2) with C fixed by a byte budget, never O(T B S^2).
+runs the lowered step forward and keeps the states (O(T B S)), then walks back in time
+with one running product, P_k = P_{k-1} J_{T-k+1}, evaluating the lowered Jacobian for a
+chunk of C steps per call. Memory beyond the states is O(C B S^2), C set by a byte budget
+(CHUNK_BYTES), never O(T B S^2).
+
+The product is kept transposed, P^T = J^T ... J^T, in one row slab per state part, so
+a cell with diagonal or zero Jacobian blocks (read from SymPy: the LSTM's d c'/d c =
+diag(f)) multiplies those blocks as broadcasts and skips zeros: half the flops of a
+dense (S, S) product for the LSTM. After every step it is multiplied by 2^-e, e the binary
+exponent of its Frobenius norm: exact (a power of two) and the log scale is an integer
+sum, so log ||P_k|| is finite and correct to float64 round-off at lag 10,000, where
+||P_k|| itself is far outside float64.
 
 Norms of every P_k, per sequence, natural log, lag k at column k-1:
-    frobenius     the log scale itself (free).
-    spectral      block Lanczos on P P^T (left vectors), warm-started from the previous
-                  chunk's top Ritz vectors, which converge as k grows; stopped on a
-                  residual bound (relative error < 1e-12 in float64), falling back to
-                  svdvals for the rare matrix that has not converged. Cost: a few
-                  matrix-vector passes per lag instead of an SVD (~11 products) per lag.
-    min_singular  1 / ||P_k^{-1}||_2 with P_k^{-1} = J_{T-k+1}^{-1} P_{k-1}^{-1}, streamed
-                  the same way (one LU solve per lag, ~1.3 products, plus the Lanczos
-                  passes); exact where sigma_min / sigma_max is far below 1e-16, which
-                  svdvals of the product could not resolve. Once some J_t is exactly
-                  singular, every longer product is: log sigma_min = -inf from that lag on.
-                  Computed when asked for (a second walk if not requested up front).
+    frobenius     the scale and the norm that is left (free).
+    spectral      block Lanczos on P P^T (left vectors: they live at time T, so the top
+                  Ritz vectors of the previous chunk of lags are a warm start), stopped
+                  when a Weyl / Kato-Temple bound puts the relative error of sigma^2
+                  below 1e-11 (float64; seen ~4e-12 against svdvals), svdvals for any
+                  matrix that has not converged in LANCZOS_STEPS, and for S <= 24. Cost:
+                  a few thin passes over P per lag, not an SVD (~11 products) per lag.
+    min_singular  1 / ||P_k^{-1}||_2, P_k^{-1} = J_{T-k+1}^{-1} P_{k-1}^{-1} streamed the
+                  same way (one LU solve per lag, ~1.3 products, plus the Lanczos
+                  passes): exact even where sigma_min / sigma_max is far below 1e-16,
+                  which svdvals of P_k could not resolve. From the first exactly singular
+                  J_t on, every longer product is singular: -inf. Computed on request.
 Blocks of P_k (out part, in part), e.g. the LSTM's cell path ("c", "c"), get spectral and
-Frobenius norms in the same walk.
-
-What a loss sees: for L = <v, s_T>, dL/ds_t = v^T P_{T-t} and dL/dx_t by vector-Jacobian
-products with the lowered state and input Jacobians, O(T B S^2) (`Flow.loss_grad_norms`).
+Frobenius norms in the same walk. What a loss L = <v, s_T> sees, ||dL/ds_t|| and
+||dL/dx_t||, comes from vector-Jacobian products, O(T B S^2) (`Flow.loss_grad_norms`).
 """
 
 import functools
@@ -46,20 +50,23 @@ from .errors import GradlabError
 from .registry import cell as _lookup
 
 NORMS = ("spectral", "frobenius", "min_singular")
+LN2 = math.log(2.0)
 BLOCK_NORMS = ("spectral", "frobenius")
 DTYPES = (torch.float32, torch.float64)
 
 # Bytes of running products kept per chunk (C lags at once): large enough that the
 # per-chunk Lanczos overhead is amortised, small enough to stay in cache-friendly memory.
-CHUNK_BYTES = {"cpu": 32 << 20, "cuda": 1 << 30}
+CHUNK_BYTES = {"cpu": 8 << 20, "cuda": 1 << 30}
 DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
-LANCZOS_BLOCK = 4         # vectors per Lanczos block (a block costs ~ one vector on CPU)
-LANCZOS_BASIS = 12        # blocks kept before restarting from the top Ritz vectors
+LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a small eigh per
+LANCZOS_BASIS = 8         # matrix, so keep the basis (blocks before a restart) small
 LANCZOS_STEPS = 60        # block steps before falling back to svdvals
+LANCZOS_FIRST_CHECK = 2   # block steps before the first convergence check (a warm start
+                          # alone almost never passes it)
 # Stop when the bound on the relative error of the top eigenvalue of P P^T is below `quad`
 # (min(rho, rho^2 / gap) / theta, rho the Ritz residual: Weyl and Kato-Temple) and the
 # residual itself is below `lin` (so the Ritz gap used by the quadratic bound is credible).
-TOLERANCE = {torch.float64: (1e-13, 1e-6), torch.float32: (1e-6, 1e-3)}
+TOLERANCE = {torch.float64: (1e-11, 1e-5), torch.float32: (1e-6, 1e-3)}
 
 
 # --- inputs --------------------------------------------------------------------------------
@@ -116,7 +123,7 @@ def _matmul(a, b):
     """A v for a weight a (r, k) and a batch of vectors b (B, k, 1): one GEMM reading a
     once (torch.matmul would broadcast a to (B, r, k) and run B matrix-vector products)."""
     if a.ndim == 2 and b.ndim == 3 and b.shape[-1] == 1:
-        return torch.matmul(b[..., 0], a.mT).unsqueeze(-1)
+        return torch.nn.functional.linear(b[..., 0], a).unsqueeze(-1)
     return torch.matmul(a, b)
 
 
@@ -150,13 +157,22 @@ class _Bound:
         for o, row in zip(out, self._call("step", state, x)):
             o.copy_(row[0][..., 0])
 
-    def jacobian(self, wrt, state, x, out):
-        """d s' / d s (B, S, S) or d s' / d x (B, S, m); written into `out` unless the
-        cell has one block that is already a full tensor."""
+    def blocks(self, state, x, steps):
+        """The blocks of d s' / d s for `steps` steps batched together (state, x hold
+        steps * B rows), each as (steps, B, n, n) (a block may be a broadcast view)."""
+        n, B = self.n, x.shape[0] // steps
+        return [[torch.broadcast_to(b, (steps * B, n, n)).view(steps, B, n, n)
+                 if b.ndim == 3 and b.shape[0] == steps * B
+                 else torch.broadcast_to(b, (steps, B, n, n)) for b in row]
+                for row in self._call("jacobian_state", state, x)]
+
+    def jacobian(self, wrt, state, x, out=None):
+        """d s' / d s (N, S, S) or d s' / d x (N, S, m) for N = len(x) rows: the block
+        itself for a one-block cell, else the blocks copied into `out`."""
         rows = self._call(f"jacobian_{wrt}", state, x)
-        if len(rows) == 1 and tuple(rows[0][0].shape) == tuple(out.shape):
-            return rows[0][0]
-        n, w = self.n, out.shape[-1] // len(rows[0])
+        n, w = self.n, self.n if wrt == "state" else self.m
+        if len(rows) == 1 and len(rows[0]) == 1:
+            return torch.broadcast_to(rows[0][0], (x.shape[0], n, w))
         for i, row in enumerate(rows):
             for j, block in enumerate(row):
                 out[:, i * n:(i + 1) * n, j * w:(j + 1) * w].copy_(block)
@@ -171,6 +187,10 @@ def _check_params(cell, params):
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
         raise GradlabError(f"params must hold torch tensors named "
                            f"{', '.join(cell.param_names)}")
+    missing = [p for p in cell.param_names if p not in params]
+    if missing:
+        raise GradlabError(f"params for cell '{cell.name}' lack {', '.join(missing)}; "
+                           f"expected {', '.join(cell.param_names)}")
     dtype, device = tensors[0].dtype, tensors[0].device
     if any(t.dtype != dtype or t.device != device for t in tensors):
         raise GradlabError("params mix dtypes or devices: "
@@ -215,54 +235,63 @@ def _run_states(bound, xs, state0):
 
 # --- top singular value: warm-started block Lanczos ----------------------------------------
 
-def _orthonormal_block(W, V):
-    """Orthonormal columns spanning W (N, S, p) minus span(V), twice projected (CGS2);
-    columns W does not add to V are zero, so a Rayleigh-Ritz over [V, block] stays exact."""
-    scale = torch.linalg.vector_norm(W, dim=1)                       # (N, p)
+def _orthonormal_rows(W, V):
+    """Orthonormal rows spanning the rows of W (N, p, S) minus those of V (N, q, S),
+    projected twice (CGS2). Rows W does not add to V are zero, so a Rayleigh-Ritz over
+    [V; W] stays exact; a row that nearly vanished in the projection is orthogonalised
+    once more, since dividing by its small norm magnifies what is left of V in it."""
+    scale = torch.linalg.vector_norm(W, dim=-1)                      # (N, p)
     for _ in range(2):
-        W = W - V @ (V.mT @ W)
-    Q, R = torch.linalg.qr(W)
-    keep = torch.diagonal(R, dim1=-2, dim2=-1).abs() > 1e-10 * scale  # (N, p)
-    Q = Q * keep[:, None, :]
-    Q = Q - V @ (V.mT @ Q)                                           # second pass: orthogonality
-    Q, _ = torch.linalg.qr(Q)
-    return Q * keep[:, None, :]
+        W = W - (W @ V.mT) @ V
+    Q, R = torch.linalg.qr(W.mT)
+    kept = torch.diagonal(R, dim1=-2, dim2=-1).abs()
+    keep = (kept > 1e-10 * scale)[:, :, None]
+    W = Q.mT * keep
+    if bool((keep[:, :, 0] & (kept < 1e-3 * scale)).any()):
+        W = W - (W @ V.mT) @ V
+        W = torch.linalg.qr(W.mT)[0].mT * keep
+    return W
 
 
 def _lanczos(M, U, tol):
     """Largest singular value of each M (N, S, S): block Lanczos with full
-    reorthogonalisation on A = M M^T from the orthonormal block U (N, S, p).
-    Returns sigma (N,) and the top-p Ritz vectors (N, S, p) (the next warm start)."""
+    reorthogonalisation on A = M M^T, from the orthonormal rows U (N, p, S).
+
+    Vectors are kept as rows, (A V)^T = (V^T M) M^T, which is the fast layout for a thin
+    block against a square matrix. Returns sigma (N,) and the top-p Ritz vectors as rows
+    (N, p, S), the next warm start."""
     quad, lin = tol
-    N, S, p = U.shape
+    N, p, S = U.shape
     qmax = min(S, LANCZOS_BASIS * p)
     sigma, ritz = M.new_zeros(N), U.clone()
     idx = torch.arange(N, device=M.device)
-    V, AV = U, M @ (M.mT @ U)                                        # (Na, S, q)
+    V, AV = U, (U @ M) @ M.mT                                        # (Na, q, S)
     for it in range(LANCZOS_STEPS):
-        H = V.mT @ AV
-        theta, Y = torch.linalg.eigh(0.5 * (H + H.mT))               # ascending
-        top = theta[:, -1].clamp_min(0)                              # (Na,)
-        y = Y[:, :, -1:]
-        rho = torch.linalg.vector_norm(AV @ y - top[:, None, None] * (V @ y), dim=(1, 2))
-        gap = top - theta[:, -2] if theta.shape[-1] > 1 else top
-        bound = torch.minimum(rho, rho * rho / gap.clamp_min(torch.finfo(M.dtype).tiny))
-        ok = (bound <= quad * top) & (rho <= lin * top)
-        best = V @ Y[:, :, -p:]
-        sigma[idx[ok]] = top[ok].sqrt()
-        ritz[idx[ok]] = best[ok]
-        left = ~ok
-        count = int(left.sum())
-        if count == 0:
-            return sigma, ritz
-        if it == LANCZOS_STEPS - 1:
-            break
-        if count < len(idx):                                          # iterate on the rest
-            idx, M, V, AV, Y = idx[left], M[left], V[left], AV[left], Y[left]
-        if V.shape[-1] + p > qmax:                                    # restart: top Ritz block
-            V, AV = V @ Y[:, :, -p:], AV @ Y[:, :, -p:]
-        W = _orthonormal_block(AV[:, :, -p:], V)
-        V, AV = torch.cat([V, W], -1), torch.cat([AV, M @ (M.mT @ W)], -1)
+        if it >= LANCZOS_FIRST_CHECK or V.shape[1] + p > qmax:
+            H = V @ AV.mT
+            theta, Y = torch.linalg.eigh(0.5 * (H + H.mT))           # ascending
+            top = theta[:, -1].clamp_min(0)                          # (Na,)
+            y = Y[:, None, :, -1]                                    # (Na, 1, q)
+            rho = torch.linalg.vector_norm(y @ AV - top[:, None, None] * (y @ V), dim=(1, 2))
+            gap = top - theta[:, -2] if theta.shape[-1] > 1 else top
+            bound = torch.minimum(rho, rho * rho / gap.clamp_min(torch.finfo(M.dtype).tiny))
+            ok = (bound <= quad * top) & (rho <= lin * top)
+            Yp = Y[:, :, -p:].mT                                     # (Na, p, q)
+            best = Yp @ V
+            sigma[idx[ok]] = top[ok].sqrt()
+            ritz[idx[ok]] = best[ok]
+            left = ~ok
+            count = int(left.sum())
+            if count == 0:
+                return sigma, ritz
+            if it == LANCZOS_STEPS - 1:
+                break
+            if count < len(idx):                                      # iterate on the rest
+                idx, M, V, AV, Yp, best = (a[left] for a in (idx, M, V, AV, Yp, best))
+            if V.shape[1] + p > qmax:                                 # restart: top Ritz block
+                V, AV = best, Yp @ AV
+        W = _orthonormal_rows(AV[:, -p:], V)
+        V, AV = torch.cat([V, W], 1), torch.cat([AV, (W @ M) @ M.mT], 1)
     sigma[idx] = torch.linalg.svdvals(M)[:, 0]                        # not converged: exact
     ritz[idx] = best[left]
     return sigma, ritz
@@ -275,7 +304,7 @@ class _Spectral:
     def __init__(self, seed, dtype):
         self.gen = torch.Generator().manual_seed(int(seed))
         self.tol = TOLERANCE[dtype]
-        self.warm = None                                              # (B', S, p - 1)
+        self.warm = None                                              # (B', p - 1, S)
 
     def __call__(self, M, lags):
         """sigma_max of M (lags * B', S, S) -> (lags * B',)."""
@@ -283,17 +312,148 @@ class _Spectral:
         if S <= DENSE_BELOW:
             return torch.linalg.svdvals(M)[:, 0]
         p = min(LANCZOS_BLOCK, S)
-        start = torch.randn(N, S, p, generator=self.gen, dtype=torch.float64).to(M)
-        if self.warm is not None and p > 1:
-            warm = self.warm[None].expand(lags, *self.warm.shape)
-            start[:, :, 1:] = warm.reshape(N, S, p - 1)               # plus one fresh vector
-        U, _ = torch.linalg.qr(start)
+        start = torch.randn(N, p, S, generator=self.gen, dtype=torch.float64).to(M)
+        if self.warm is not None and p > 1:                           # plus one fresh vector
+            start[:, 1:] = self.warm[None].expand(lags, *self.warm.shape).reshape(N, p - 1, S)
+        U = torch.linalg.qr(start.mT)[0].mT
         sigma, ritz = _lanczos(M, U, self.tol)
-        self.warm = ritz.view(lags, N // lags, S, p)[-1, :, :, 1:].clone()   # top p - 1
+        self.warm = ritz.view(lags, N // lags, p, S)[-1, :, 1:].clone()  # top p - 1
         return sigma
 
 
 # --- the backward walk ------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _kinds(cell):
+    """Each state-Jacobian block's structure (zero / diagonal / dense), read from SymPy."""
+    from .structure import kind
+    return tuple(tuple("dense" if kind(b) not in ("zero", "diagonal") else kind(b)
+                       for b in row) for row in cell.jacobian_blocks("state"))
+
+
+class _Chain:
+    """The running product kept transposed, P_k^T = J_{T-k+1}^T P_{k-1}^T, normalised.
+
+    P^T is stored as g row slabs of width w, (g, B, w, S): for a cell whose Jacobian has
+    diagonal or zero blocks (the LSTM's d c'/d c = diag(f)) one slab per state part, so
+    slab j of J^T P^T is sum_i J_ij^T slab_i with a bmm for a dense block, a broadcast
+    multiply for a diagonal one and nothing for a zero one (the LSTM: half the flops of a
+    dense product); otherwise one slab, J assembled, one bmm.
+    """
+
+    def __init__(self, bound, C, dtype, device):
+        kinds, parts, n, S = _kinds(bound.cell), bound.parts, bound.n, bound.S
+        dense = sum(k == "dense" for row in kinds for k in row)
+        self.structured = parts > 1 and 2 * dense <= parts * parts
+        self.g, self.w = (parts, n) if self.structured else (1, S)
+        self.kinds = kinds if self.structured else (("dense",),)
+        self.bound, self.C, self.S = bound, C, S
+        self.jbuf = None
+        if not self.structured and parts > 1:
+            self.jbuf = torch.empty(C * bound.B, S, S, dtype=dtype, device=device)
+
+    def jacobians(self, state, x, steps):
+        """Blocks [i][j] of J for `steps` steps at once, each (steps, B, w, w)."""
+        if self.structured:
+            return self.bound.blocks(state, x, steps)
+        jbuf = None if self.jbuf is None else self.jbuf[:x.shape[0]]
+        J = self.bound.jacobian("state", state, x, jbuf)
+        return [[J.view(steps, -1, self.S, self.S)]]
+
+    def dense(self, rows, j, out):
+        """J at step j of the chunk as one (B, S, S) matrix (for the inverse product)."""
+        if not self.structured:
+            return rows[0][0][j]
+        n = self.bound.n
+        for a, row in enumerate(rows):
+            for b, block in enumerate(row):
+                out[:, a * n:(a + 1) * n, b * n:(b + 1) * n].copy_(block[j])
+        return out
+
+    def first(self, rows, j, Q):
+        """Q (g, B, w, S) <- J^T."""
+        w = self.w
+        for a, row in enumerate(rows):
+            for b, kind in enumerate(self.kinds[a]):
+                target = Q[b, :, :, a * w:(a + 1) * w]             # block (b, a) of J^T
+                if kind == "dense":
+                    target.copy_(rows[a][b][j].mT)
+                else:
+                    target.zero_()
+                    if kind == "diagonal":
+                        target.diagonal(dim1=-2, dim2=-1).copy_(
+                            rows[a][b][j].diagonal(dim1=-2, dim2=-1))
+
+    def step(self, rows, j, Q, out):
+        """out (g, B, w, S) <- J^T Q: slab b is sum_a J_ab^T Q[a]."""
+        for b in range(self.g):
+            first = True
+            for a in range(self.g):
+                kind = self.kinds[a][b]
+                if kind == "zero":
+                    continue
+                block = rows[a][b][j]
+                if kind == "diagonal":
+                    d = block.diagonal(dim1=-2, dim2=-1)[:, :, None]  # (B, w, 1)
+                    if first:
+                        torch.mul(Q[a], d, out=out[b])
+                    else:
+                        out[b].addcmul_(Q[a], d)
+                elif first:
+                    torch.bmm(block.mT, Q[a], out=out[b])
+                else:
+                    out[b].baddbmm_(block.mT, Q[a])
+                first = False
+            if first:
+                out[b].zero_()
+
+    def matrices(self, Qc):
+        """The chunk (lags, g, B, w, S) as P^T matrices (lags * B, S, S)."""
+        lags, g, B = Qc.shape[:3]
+        if g == 1:
+            return Qc.view(lags * B, self.S, self.S)
+        return Qc.transpose(1, 2).reshape(lags * B, self.S, self.S)
+
+    def blocks_of(self, Qc, parts, n):
+        """X (lags, B, in part, n, out part, n) with X[.., b, r, a, c] = P[(a, c), (b, r)]."""
+        lags, g, B = Qc.shape[:3]
+        if g == 1:
+            return Qc.view(lags, B, parts, n, parts, n)
+        return Qc.view(lags, g, B, n, parts, n).transpose(1, 2)
+
+
+class _Scale:
+    """The scale of a running product, kept exactly: each step multiplies the product by
+    2^-e, e the binary exponent of its Frobenius norm (exact: a power of two), so the log
+    of the scale is an integer sum times ln 2, with no rounding to accumulate over
+    10,000 steps; what is left, ||Q||_F in [1/2, 1), is kept per lag as its mantissa."""
+
+    def __init__(self, T, B, dtype, device):
+        self.total = torch.zeros(B, dtype=torch.int64, device=device)
+        self.exps = torch.empty(T, B, dtype=torch.int64, device=device)
+        self.mants = torch.empty(T, B, dtype=dtype, device=device)
+        self.e = torch.empty(B, dtype=torch.int32, device=device)
+        self.one = torch.ones(B, dtype=dtype, device=device)
+
+    def __call__(self, M, k, batch=0):
+        """Rescale M (sequences on axis `batch`), the product at lag k (row k - 1), in place."""
+        norm = torch.linalg.vector_norm(M, dim=tuple(range(batch + 1, M.ndim)))
+        if batch:                           # leading slabs: combine their norms (faster
+            norm = torch.linalg.vector_norm(norm, dim=tuple(range(batch)))   # than one pass)
+        torch.frexp(norm, out=(self.mants[k - 1], self.e))     # norm = mant 2^e; 0 -> 0, 0
+        self.total += self.e
+        self.exps[k - 1] = self.total
+        M.mul_(torch.ldexp(self.one, -self.e).view([-1 if d == batch else 1
+                                                      for d in range(M.ndim)]))
+
+    def log(self, rows):
+        """ln 2 * (sum of e) at rows (a slice), float64 (lags, B)."""
+        return self.exps[rows].double() * LN2
+
+    def mantissa(self, rows):
+        """log ||Q||_F at rows: -inf where the product is exactly zero."""
+        return self.mants[rows].double().log()
+
 
 def _chunk_lags(T, B, S, dtype, device, buffers):
     budget = CHUNK_BYTES.get(torch.device(device).type, CHUNK_BYTES["cpu"])
@@ -308,72 +468,73 @@ def _walk(bound, states, xs, *, norms, blocks, seed):
     dtype, device = xs.dtype, xs.device
     spectral, inverse = "spectral" in norms, "min_singular" in norms
     blocks = blocks and parts > 1
-    C = _chunk_lags(T, B, S, dtype, device, 2 if inverse else 1)
+    C = _chunk_lags(T, B, S, dtype, device, 4 if inverse else 2)
+    ping = 1 if T <= C else 2             # chunk c in buffer c % 2; the next reads its end
     empty = functools.partial(torch.empty, dtype=dtype, device=device)
-    Q = empty(C, B, S, S)                 # P_k / ||P_k||_F for the chunk's lags
-    logfro = empty(T, B)                  # log ||P_k||_F, lag k at row k - 1
-    out = {"frobenius": logfro}
-    scale = torch.zeros(B, dtype=dtype, device=device)
-    jbuf = empty(B, S, S)
+    chain = _Chain(bound, C, dtype, device)
+    Qs = empty(ping, C, chain.g, B, chain.w, S)     # P_k^T / ||P_k||_F for a chunk's lags
+    scale = _Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(e_k), ||Q_k||_F in [1/2, 1)
+    logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
+    out = {"frobenius": logs()}           # log ||P_k||_F, lag k at row k - 1
     if spectral:
-        out["spectral"], top = empty(T, B), _Spectral(seed, dtype)
+        out["spectral"], top = logs(), _Spectral(seed, dtype)
     if inverse:
-        R = empty(C, B, S, S)             # P_k^{-1} / ||P_k^{-1}||_F
-        out["min_singular"], bottom = empty(T, B), _Spectral(seed + 1, dtype)
-        rscale, rlog = torch.zeros(B, dtype=dtype, device=device), empty(T, B)
+        Rs = empty(ping, C, B, S, S)      # P_k^{-1} 2^(-r_k)
+        out["min_singular"], bottom = logs(), _Spectral(seed + 1, dtype)
+        rscale = _Scale(T, B, dtype, device)
         singular = torch.full((B,), T + 1, device=device)    # first lag with a singular J
         info = torch.empty(B, dtype=torch.int32, device=device)
         lag = torch.arange(1, T + 1, device=device)
         eye = torch.eye(S, dtype=dtype, device=device).expand(B, S, S)
+        jdense = empty(B, S, S)
     if blocks:
-        bfro = empty(T, B, parts, parts)
-        out["block_frobenius"] = bfro
+        out["block_frobenius"] = logs(parts, parts)
         if spectral:
-            out["block_spectral"], btop = empty(T, B, parts, parts), _Spectral(seed + 2, dtype)
-
-    def normalise(M, log):
-        norm = torch.linalg.vector_norm(M, dim=(-2, -1))                 # (B,)
-        M.div_(torch.where(norm > 0, norm, 1)[:, None, None])
-        return log + norm.log()                                          # -inf once zero
+            out["block_spectral"], btop = logs(parts, parts), _Spectral(seed + 2, dtype)
 
     with torch.no_grad():
-        for k in range(1, T + 1):
-            t = T - k + 1                                                 # J_t at (s_{t-1}, x_t)
-            J = bound.jacobian("state", tuple(s[t - 1] for s in states), xs[t - 1], jbuf)
-            i = (k - 1) % C
-            if k == 1:
-                Q[0].copy_(J)
-            else:
-                torch.bmm(Q[i - 1], J, out=Q[i])                          # Q[-1] = last chunk's
-            scale = normalise(Q[i], scale)
-            logfro[k - 1] = scale
-            if inverse:
-                torch.linalg.solve_ex(J, eye if k == 1 else R[i - 1], out=(R[i], info))
-                bad = (info > 0) | ~torch.isfinite(R[i]).all(dim=(-2, -1))
-                singular = torch.where(bad, singular.clamp_max(k), singular)
-                torch.where(bad[:, None, None], eye, R[i], out=R[i])     # keep finite
-                rscale = normalise(R[i], rscale)
-                rlog[k - 1] = rscale
-            if i < C - 1 and k < T:
-                continue
-            lags, k0 = i + 1, k - i                                       # chunk: lags k0..k
-            rows = slice(k0 - 1, k)
-            Qc = Q[:lags].view(lags * B, S, S)
-            if spectral:
-                out["spectral"][rows] = logfro[rows] + top(Qc, lags).view(lags, B).log()
-            if inverse:
-                big = rlog[rows] + bottom(R[:lags].view(lags * B, S, S), lags).view(lags, B).log()
+        for c, k0 in enumerate(range(1, T + 1, C)):                       # lags k0..k1
+            k1 = min(k0 + C - 1, T)
+            lags, rows = k1 - k0 + 1, slice(k0 - 1, k1)
+            lo, hi = T - k1, T - k0 + 1         # J_t for t = lo+1..hi at (s_{t-1}, xs[t-1])
+            J = chain.jacobians(tuple(s[lo:hi].reshape(-1, n) for s in states),
+                                xs[lo:hi].reshape(lags * B, -1), lags)   # [a][b][j]: lag k1-j
+            Q, Q0 = Qs[c % ping], Qs[(c - 1) % ping, C - 1]               # Q0: lag k0 - 1
+            R, R0 = (Rs[c % ping], Rs[(c - 1) % ping, C - 1]) if inverse else (None, None)
+            for i in range(lags):
+                k, j = k0 + i, lags - 1 - i
+                if k == 1:
+                    chain.first(J, j, Q[0])
+                else:
+                    chain.step(J, j, Q[i - 1] if i else Q0, Q[i])
+                scale(Q[i], k, batch=1)                                   # Q[i]: (g, B, w, S)
+                if inverse:
+                    Jk = chain.dense(J, j, jdense)
+                    last = eye if k == 1 else R[i - 1] if i else R0
+                    torch.linalg.solve_ex(Jk, last, out=(R[i], info))
+                    bad = (info > 0) | ~torch.isfinite(R[i]).all(dim=(-2, -1))
+                    singular = torch.where(bad, singular.clamp_max(k), singular)
+                    torch.where(bad[:, None, None], eye, R[i], out=R[i])  # keep finite
+                    rscale(R[i], k)
+            base = scale.log(rows)                                        # (lags, B)
+            out["frobenius"][rows] = base + scale.mantissa(rows)
+            if spectral:   # sigma(P) with P = (P^T)^T: left vectors live at time T (warm)
+                sig = top(chain.matrices(Q[:lags]).mT, lags).view(lags, B)
+                out["spectral"][rows] = base + sig.double().log()
+            if inverse:    # P^{-1} maps s_T to s_{T-k}: its right vectors live at time T
+                Rc = R[:lags].view(lags * B, S, S).mT
+                big = rscale.log(rows) + bottom(Rc, lags).view(lags, B).double().log()
                 # log sigma_min(P_k) = -log ||P_k^{-1}||_2; -inf from the first singular J_t
                 gone = lag[rows, None] >= singular[None, :]
                 out["min_singular"][rows] = torch.where(gone, -math.inf, -big)
             if blocks:
-                Qb = Q[:lags].view(lags, B, parts, n, parts, n)
-                bfro[rows] = (logfro[rows, :, None, None]
-                              + torch.linalg.vector_norm(Qb, dim=(3, 5)).log())
+                X = chain.blocks_of(Q[:lags], parts, n)
+                fro = torch.linalg.vector_norm(X, dim=(3, 5)).transpose(-1, -2)   # [out, in]
+                out["block_frobenius"][rows] = base[..., None, None] + fro.double().log()
                 if spectral:
-                    Mb = Qb.permute(0, 1, 2, 4, 3, 5).reshape(lags * B * parts * parts, n, n)
+                    Mb = X.permute(0, 1, 4, 2, 5, 3).reshape(lags * B * parts * parts, n, n)
                     sig = btop(Mb, lags).view(lags, B, parts, parts)
-                    out["block_spectral"][rows] = logfro[rows, :, None, None] + sig.log()
+                    out["block_spectral"][rows] = base[..., None, None] + sig.double().log()
     return out
 
 
@@ -382,30 +543,33 @@ def _loss_walk(bound, states, xs, v):
     T, B = xs.shape[:2]
     S, m = bound.S, bound.m
     empty = functools.partial(torch.empty, dtype=xs.dtype, device=xs.device)
-    g = v.expand(B, S).clone()                                   # dL/ds_T, then normalised
-    norm = torch.linalg.vector_norm(g, dim=-1)
-    g.div_(torch.where(norm > 0, norm, 1)[:, None])
-    log = norm.log()
-    state_log, input_log = empty(T, B), empty(T, B)
+    scale = _Scale(T + 1, B, xs.dtype, xs.device)      # row t: dL/ds_t = g 2^(e_t)
+    g = v.expand(B, S).clone()
+    scale(g, T + 1)                                    # dL/ds_T
+    gx = empty(T, B, m)                                # dL/dxs[t] 2^(-e_{t+1})
     jbuf, kbuf = empty(B, S, S), empty(B, S, m)
     with torch.no_grad():
-        for t in range(T, 0, -1):                                # step t reads s_{t-1}, xs[t-1]
+        for t in range(T, 0, -1):                      # step t reads s_{t-1}, xs[t-1]
             state = tuple(s[t - 1] for s in states)
             K = bound.jacobian("input", state, xs[t - 1], kbuf)
-            gx = torch.bmm(g[:, None, :], K)[:, 0]                # dL/dxs[t-1] / scale
-            input_log[t - 1] = log + torch.linalg.vector_norm(gx, dim=-1).log()
+            torch.bmm(g[:, None, :], K, out=gx[t - 1, :, None, :])
             J = bound.jacobian("state", state, xs[t - 1], jbuf)
-            g = torch.bmm(g[:, None, :], J)[:, 0]                 # dL/ds_{t-1} / scale
-            norm = torch.linalg.vector_norm(g, dim=-1)
-            g.div_(torch.where(norm > 0, norm, 1)[:, None])
-            log = log + norm.log()
-            state_log[t - 1] = log
-    return state_log, input_log
+            g = torch.bmm(g[:, None, :], J)[:, 0]
+            scale(g, t)                                # dL/ds_{t-1}
+    logs = scale.log(slice(None))                      # row t: for s_t, t = 0..T
+    state_log = logs[:T] + scale.mantissa(slice(0, T))
+    return state_log, logs[1:] + torch.linalg.vector_norm(gx, dim=-1).double().log()
 
 
 def _numpy(a):
     """(T, B, ...) tensor -> (B, T, ...) float64 numpy array."""
     return a.transpose(0, 1).to(dtype=torch.float64, device="cpu").numpy().copy()
+
+
+def _exp(logs):
+    """exp of each array in a dict; norms below float64's range read 0 (as they are)."""
+    with np.errstate(under="ignore", over="ignore"):
+        return {k: np.exp(a) for k, a in logs.items()}
 
 
 def _slope(y):
@@ -427,9 +591,9 @@ class Flow:
     requested from `gradient_flow` are computed on first use by another walk.
     """
 
-    def __init__(self, cell, bound, xs, state0, states, *, reverse, seed, blocks):
+    def __init__(self, cell, bound, xs, state0, states, *, reverse, seed):
         self.cell, self.xs, self.state0, self.states = cell, xs, state0, states
-        self.reverse, self.seed, self._blocks = reverse, seed, blocks
+        self.reverse, self.seed = reverse, seed
         self._bound = bound
         self.T, self.B = xs.shape[:2]
         self.n, self.S, self.parts = bound.n, bound.S, cell.state_names
@@ -446,12 +610,11 @@ class Flow:
 
     # -- norms -------------------------------------------------------------------------
     def _ensure(self, kind, blocks=False):
-        have = self._log if not blocks else self._block
-        if kind in have:
+        """Walk again for a norm (of the whole product, or of its blocks) not yet had."""
+        if kind in (self._block if blocks else self._log):
             return
-        norms = (kind, "frobenius") if kind != "frobenius" else ("frobenius",)
-        self._store(_walk(self._bound, self.states, self.xs, norms=norms,
-                          blocks=blocks or self._blocks, seed=self.seed))
+        self._store(_walk(self._bound, self.states, self.xs, norms=(kind,), blocks=blocks,
+                          seed=self.seed))
 
     def _store(self, out):
         for kind, value in out.items():
@@ -474,7 +637,7 @@ class Flow:
         whole product (below 1e-308 of it) reads -inf."""
         _check(kind, BLOCK_NORMS, "block norm")
         i, j = (self._part(p) for p in (out_part, in_part))
-        if self.parts.__len__() == 1:
+        if len(self.parts) == 1:
             return self.log_norm(kind)
         self._ensure(kind, blocks=True)
         return self._block[kind][:, :, i, j].copy()
@@ -510,6 +673,8 @@ class Flow:
     def horizon(self, fraction=1e-3, kind="spectral"):
         """The first lag where the mean log norm falls below log(fraction) plus its lag-1
         value (the norm below `fraction` of the lag-1 norm); None if it never does."""
+        if not 0 < fraction < 1:
+            raise GradlabError(f"fraction must be in (0, 1), got {fraction!r}")
         y = self.mean_log_norm(kind)
         below = np.nonzero(y < y[0] + math.log(fraction))[0]
         return int(below[0]) + 1 if len(below) else None
@@ -550,15 +715,15 @@ class Flow:
         "input": ||dL/dx_t||}, each (B, T) with column t for time step t: s_t is the state
         that xs[t] meets (s_0 = state0, lag T - t from s_T) and x_t = xs[t]. Natural logs
         with log=True (exact where the norms underflow); by VJPs, O(T B S^2)."""
-        key = (None if v is None else id(v), seed)
-        if key not in self._loss:
+        if v is not None or seed not in self._loss:     # a random v is kept per seed
             state, inputs = _loss_walk(self._bound, self.states, self.xs,
                                        self.loss_vector(v, seed=seed))
-            self._loss[key] = {"state": _numpy(state), "input": _numpy(inputs)}
-        out = {k: a.copy() for k, a in self._loss[key].items()}
-        if not log:
-            out = {k: np.exp(a) for k, a in out.items()}
-        return out
+            found = {"state": _numpy(state), "input": _numpy(inputs)}
+            if v is not None:
+                return found if log else _exp(found)
+            self._loss[seed] = found
+        out = {k: a.copy() for k, a in self._loss[seed].items()}
+        return out if log else _exp(out)
 
     def bptt_fraction(self, K, v=None, *, seed=0):
         """Fraction of the gradient kept by truncated BPTT over the last K steps: per
@@ -574,7 +739,7 @@ class Flow:
 
     def lyapunov(self, k=8, *, seed=0, discard=0):
         """Top-k Lyapunov exponents along this flow's inputs and initial state (`lyapunov`)."""
-        return _lyapunov(self._bound, self.xs, self.state0, k, seed, discard)
+        return _lyapunov(self._bound, self.xs, self.states, k, seed, discard)
 
     def summary(self):
         """Plain numbers (JSON-ready) from the norms computed so far."""
@@ -617,35 +782,37 @@ def gradient_flow(cell, params, xs, *, state0=None, reverse=False,
         _check(kind, NORMS, "norm")
     cell, bound, xs, state0 = _setup(cell, params, xs, state0, reverse)
     states = _run_states(bound, xs, state0)
-    flow = Flow(cell, bound, xs, state0, states, reverse=reverse, seed=seed, blocks=blocks)
+    flow = Flow(cell, bound, xs, state0, states, reverse=reverse, seed=seed)
     flow._store(_walk(bound, states, xs, norms=tuple(norms) + ("frobenius",), blocks=blocks,
                       seed=seed))
     return flow
 
 
-def _lyapunov(bound, xs, state0, k, seed, discard):
+def _lyapunov(bound, xs, states, k, seed, discard):
+    """Benettin's QR iteration along the stored states; the Jacobians of a chunk of steps
+    come from one lowered call."""
     T, B = xs.shape[:2]
-    S = bound.S
+    n, S = bound.n, bound.S
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise GradlabError(f"k must be a positive integer, got {k!r}")
-    if not 0 <= discard < T:
-        raise GradlabError(f"discard must be in 0..{T - 1}, got {discard!r}")
+    if isinstance(discard, bool) or not isinstance(discard, int) or not 0 <= discard < T:
+        raise GradlabError(f"discard must be an integer in 0..{T - 1}, got {discard!r}")
     k = min(k, S)
     gen = torch.Generator().manual_seed(int(seed))
     Q, _ = torch.linalg.qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64).to(xs))
-    state = tuple(s.clone() for s in state0)
-    new = tuple(torch.empty_like(s) for s in state0)
-    jbuf = torch.empty(B, S, S, dtype=xs.dtype, device=xs.device)
-    total = torch.zeros(B, k, dtype=xs.dtype, device=xs.device)
+    C = _chunk_lags(T, B, S, xs.dtype, xs.device, 1)
+    jbuf = torch.empty(C * B, S, S, dtype=xs.dtype, device=xs.device)
+    total = torch.zeros(B, k, dtype=torch.float64, device=xs.device)
     with torch.no_grad():
-        for t in range(T):
-            J = bound.jacobian("state", state, xs[t], jbuf)       # J_{t+1}
-            bound.step(state, xs[t], new)
-            state, new = new, state
-            Q, R = torch.linalg.qr(torch.bmm(J, Q))
-            if t >= discard:
-                total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log()
-    return (total / (T - discard)).mean(0).to(dtype=torch.float64, device="cpu").numpy()
+        for t0 in range(0, T, C):                                  # steps t0+1..t1
+            t1 = min(t0 + C, T)
+            J = bound.jacobian("state", tuple(s[t0:t1].reshape(-1, n) for s in states),
+                               xs[t0:t1].reshape((t1 - t0) * B, -1), jbuf[:(t1 - t0) * B])
+            for j, Jt in enumerate(J.view(t1 - t0, B, S, S)):      # J_{t+1}, t = t0 + j
+                Q, R = torch.linalg.qr(torch.bmm(Jt, Q))
+                if t0 + j >= discard:
+                    total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log()
+    return (total / (T - discard)).mean(0).cpu().numpy()
 
 
 def lyapunov(cell, params, xs, k=8, *, state0=None, reverse=False, seed=0, discard=0):
@@ -656,4 +823,4 @@ def lyapunov(cell, params, xs, k=8, *, state0=None, reverse=False, seed=0, disca
     ||P_k||_2 (THEORY.md 5). Cost: one Jacobian, one (S, S) x (S, k) product and one QR per
     step."""
     cell, bound, xs, state0 = _setup(cell, params, xs, state0, reverse)
-    return _lyapunov(bound, xs, state0, k, seed, discard)
+    return _lyapunov(bound, xs, _run_states(bound, xs, state0), k, seed, discard)

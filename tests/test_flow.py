@@ -1,0 +1,425 @@
+"""gradlab.flow against brute force, exact answers and theory; gradlab.bench agreement.
+
+Brute force shares nothing with gradient_flow: each step's Jacobian is torch.func.jacrev
+of the hand-written oracle (gradlab.oracles), products are formed densely without
+renormalisation, norms come from a full SVD (torch.linalg.svdvals) and the loss gradients
+from torch.autograd through the oracle chain.
+"""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.func import jacrev, vmap
+
+import gradlab
+from gradlab import flow as F
+from gradlab.bench import format_table, run_bench
+from gradlab.oracles import ORACLES
+from conftest import ALL
+
+pytestmark = pytest.mark.usefixtures("strict_numpy")
+
+# gradient_flow's spectral norms stop on a residual bound of relative error < 1e-11 in
+# sigma^2 (flow.TOLERANCE), its other numbers are float64 round-off over a few dozen
+# products (~1e-14); 1e-10 keeps an order of magnitude of margin above both.
+TOL = 1e-10
+
+
+def relative(logs, reference_logs):
+    """max |a / b - 1| given natural logs a and b (equal -inf entries agree)."""
+    a = np.asarray(logs)
+    b = np.broadcast_to(reference_logs, a.shape)
+    both = np.isneginf(a) & np.isneginf(b)
+    assert not (np.isneginf(a) ^ np.isneginf(b)).any(), "one side is -inf, the other not"
+    return float(np.max(np.abs(np.expm1(a[~both] - b[~both])), initial=0.0))
+
+
+def log_root_sum_squares(logs, axis=-1):
+    """log sqrt(sum_i exp(2 l_i)), safely in log space (torch: no numpy underflow)."""
+    return 0.5 * torch.logsumexp(2 * torch.as_tensor(logs), dim=axis).numpy()
+
+
+def params_for(cell, n, m, seed=0, **options):
+    options = {"weight_scale": 1.3, "bias_scale": 0.4, **options}
+    return cell.init_params(n, m, seed=seed, **options)
+
+
+def brute_force(name, params, xs):
+    """States, dense products P_k (list, k = 1..T) and the oracle's step, from s_0 = 0."""
+    cell, step = gradlab.cell(name), ORACLES[name]
+    T, B, m = xs.shape
+    n = params[cell.param_names[0]].shape[0]
+    parts = len(cell.state_names)
+
+    def flat(s, x):                                              # (S,), (m,) -> (S,)
+        return torch.cat(step(params, tuple(p[None] for p in s.split(n)), x[None]), -1)[0]
+
+    s, jacobians = torch.zeros(B, n * parts, dtype=xs.dtype), []
+    for t in range(T):
+        jacobians.append(vmap(jacrev(flat))(s, xs[t]))          # J_{t+1}
+        s = vmap(flat)(s, xs[t])
+    products, P = [], None
+    for k in range(1, T + 1):
+        P = jacobians[T - k] if P is None else P @ jacobians[T - k]
+        products.append(P)
+    return products, flat
+
+
+def svd_logs(products):
+    """(B, T) natural logs of sigma_max, sigma_min and the Frobenius norm."""
+    sv = torch.stack([torch.linalg.svdvals(P) for P in products], 1)     # (B, T, S)
+    fro = torch.stack([torch.linalg.matrix_norm(P) for P in products], 1)
+    return sv[..., 0].log().numpy(), sv[..., -1].log().numpy(), fro.log().numpy()
+
+
+# --- every cell against brute force --------------------------------------------------------
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_cell_matches_brute_force(name, monkeypatch):
+    """Spectral / Frobenius / smallest singular value of every P_k, every block, and the
+    loss gradients, for every registered cell; the Lanczos path is forced (it is only
+    skipped for S <= flow.DENSE_BELOW) and chunks hold 2 lags, so warm starts cross chunks."""
+    monkeypatch.setattr(F, "DENSE_BELOW", 0)
+    cell = gradlab.cell(name)
+    n, m, B, T = 5, 3, 2, 9
+    params = params_for(cell, n, m, seed=3)
+    xs = F.make_inputs("gaussian", T, B, m, seed=4)
+    S = n * len(cell.state_names)
+    monkeypatch.setitem(F.CHUNK_BYTES, "cpu", 2 * 4 * B * S * S * 8)
+    flow = gradlab.gradient_flow(cell, params, xs, norms=F.NORMS)
+    products, step = brute_force(name, params, xs)
+    spec, smallest, fro = svd_logs(products)
+    assert flow.lags.tolist() == list(range(1, T + 1))
+    assert relative(flow.log_norm("spectral"), spec) < TOL
+    assert relative(flow.log_norm("frobenius"), fro) < TOL
+    # svdvals resolves sigma_min only to ~eps * sigma_max; compare where that is < 1e-11
+    # of sigma_min (gradient_flow streams P_k^{-1} instead, exact beyond that)
+    with np.errstate(invalid="ignore"):                       # a zero product: -inf - -inf
+        ok = spec - smallest < math.log(1e4)
+    got = flow.log_norm("min_singular")
+    assert relative(got[ok], smallest[ok]) < TOL
+    assert (got[~ok] <= np.nan_to_num(spec[~ok], neginf=-1e300) - math.log(1e4) + 1e-6).all()
+    for a, out_part in enumerate(cell.state_names):
+        for b, in_part in enumerate(cell.state_names):
+            block = [P.view(B, len(cell.state_names), n, -1, n)[:, a, :, b, :] for P in products]
+            bspec, _, bfro = svd_logs(block)
+            assert relative(flow.block_log_norm(out_part, in_part), bspec) < TOL
+            assert relative(flow.block_log_norm(out_part, in_part, "frobenius"), bfro) < TOL
+
+    # what a loss L = <v, s_T> sees, by autograd through the oracle chain
+    v = flow.loss_vector(seed=5)
+    x = xs.clone().requires_grad_(True)
+    states = [torch.zeros(B, S, dtype=xs.dtype, requires_grad=True)]
+    for t in range(T):
+        states.append(vmap(step)(states[-1], x[t]))
+    grads = torch.autograd.grad((states[-1] @ v).sum(), [*states[:-1], x])
+    seen = flow.loss_grad_norms(seed=5, log=True)
+    want_state = torch.stack([g.norm(dim=-1) for g in grads[:-1]], 1).log().numpy()
+    want_input = grads[-1].norm(dim=-1).T.log().numpy()
+    assert relative(seen["state"], want_state) < TOL
+    assert relative(seen["input"], want_input) < TOL
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "gru", "lstm", "lstm_fgr"])
+def test_lanczos_at_moderate_size(name, monkeypatch):
+    """S = 40..100, well past the dense cutoff: warm-started Lanczos vs svdvals of the
+    lowered products, with chunks of one lag (ping-pong buffers) and of many."""
+    cell = gradlab.cell(name)
+    n = 100 // len(cell.state_names) if len(cell.state_names) < 5 else 8
+    B, T = 2, 14
+    params = params_for(cell, n, n, seed=1)
+    xs = F.make_inputs("gaussian", T, B, n, seed=2)
+    jacobian = cell.jacobian_fn("state")
+    reference = gradlab.gradient_flow(cell, params, xs, norms=())      # states only
+    products, P = [], None
+    for t in range(T, 0, -1):
+        J = jacobian(params, tuple(s[t - 1] for s in reference.states), xs[t - 1])
+        P = J if P is None else P @ J
+        products.append(P)
+    spec, _, fro = svd_logs(products)
+    S = n * len(cell.state_names)
+    for lags in (1, 5, T):
+        monkeypatch.setitem(F.CHUNK_BYTES, "cpu", lags * 2 * B * S * S * 8)
+        flow = gradlab.gradient_flow(cell, params, xs, blocks=False)
+        assert relative(flow.log_norm("spectral"), spec) < TOL
+        assert relative(flow.log_norm("frobenius"), fro) < TOL
+
+
+# --- exact answers (THEORY.md 3) -----------------------------------------------------------
+
+def zero_recurrence(cell, n, m, **options):
+    """params with every recurrent (n x n) weight zero."""
+    params = cell.init_params(n, m, **options)
+    return {k: torch.zeros_like(v) if tuple(v.shape) == (n, n) else v for k, v in params.items()}
+
+
+@pytest.mark.parametrize("name,gate", [("gru", "b_z"), ("gru_torch", "b_iz"),
+                                       ("minimal_rnn", "b_u")])
+def test_gated_product_is_sigma_a_to_the_k(name, gate):
+    """Zero recurrent weights, constant inputs, the gate's pre-activation a held constant
+    (its input weights zero, bias a): P_k = sigma(a)^k I exactly, for 3,000 steps, where
+    the norm itself (sigma(-2)^3000 ~ 1e-2771) underflows float64."""
+    cell = gradlab.cell(name)
+    n, m, B, T, a = 4, 3, 2, 3000, -2.0
+    params = zero_recurrence(cell, n, m, bias_scale=0.5, seed=1)
+    # the gate's pre-activation is a: its bias a, the rest of it (input weights, gru_torch's
+    # second bias b_hz) zero; minimal_rnn's gate reads V z, and V is n x n (zeroed above)
+    held = {"gru": ("U_z",), "gru_torch": ("U_z", "b_hz"), "minimal_rnn": ()}[name]
+    params.update({key: torch.zeros_like(params[key]) for key in held})
+    params[gate] = torch.full((n,), a, dtype=torch.float64)
+    xs = F.make_inputs("constant", T, B, m, seed=2)
+    flow = gradlab.gradient_flow(cell, params, xs, norms=F.NORMS)
+    k = np.arange(1, T + 1)
+    exact = k * math.log(torch.sigmoid(torch.tensor(a, dtype=torch.float64)).item())
+    for kind in ("spectral", "min_singular"):
+        assert relative(flow.log_norm(kind), exact) < TOL
+    assert relative(flow.log_norm("frobenius"), exact + 0.5 * math.log(n)) < TOL
+    assert flow.rate() == pytest.approx(exact[0], rel=1e-12)
+
+
+def test_lstm_cell_path_is_the_product_of_forget_gates():
+    """Zero recurrent weights and constant inputs: d c_T / d c_{T-k} = diag(f)^k (a
+    different f per unit), d h_T / d h_{T-k} = 0; 2,000 steps."""
+    cell = gradlab.cell("lstm")
+    n, m, B, T = 6, 3, 2, 2000
+    params = zero_recurrence(cell, n, m, bias_scale=1.0, seed=3)
+    xs = F.make_inputs("constant", T, B, m, seed=4)
+    flow = gradlab.gradient_flow(cell, params, xs)
+    state = tuple(s[-2] for s in flow.states)                    # constant from step 2 on
+    gates = cell.values_fn()(params, state, xs[-1])
+    log_f = gates["f"].log().numpy()                             # (B, n)
+    k = np.arange(1, T + 1)[None, :, None]
+    cc = log_f[:, None, :] * k                                   # (B, T, n) log diag entries
+    assert relative(flow.block_log_norm("c", "c"), cc.max(-1)) < TOL
+    fro = log_root_sum_squares(cc)
+    assert relative(flow.block_log_norm("c", "c", "frobenius"), fro) < TOL
+    assert np.isneginf(flow.block_log_norm("h", "h")).all()
+    # d h_T / d c_{T-k} = diag(o tanh'(c_T) f) diag(f)^(k-1): only step T's h-row counts
+    lead = (gates["o"] * (1 - torch.tanh(gates["c'"]) ** 2) * gates["f"]).log().numpy()
+    hc = lead[:, None, :] + log_f[:, None, :] * (k - 1)
+    assert relative(flow.block_log_norm("h", "c"), hc.max(-1)) < TOL
+
+
+def test_constant_error_carousel():
+    """lstm_nfg (no forget gate), no recurrent weights or peepholes: d c_t / d c_{t-1} = I,
+    so the cell path keeps its norm exactly, step after step."""
+    cell = gradlab.cell("lstm_nfg")
+    params = zero_recurrence(cell, 4, 3, seed=5)
+    params = {k: torch.zeros_like(v) if k.startswith("p_") else v for k, v in params.items()}
+    flow = gradlab.gradient_flow(cell, params, F.make_inputs("constant", 200, 2, 3, seed=6))
+    assert np.abs(flow.block_log_norm("c", "c")).max() < 1e-13
+
+
+def test_ten_thousand_steps_stay_exact():
+    """rnn_tanh with W = diag(d), no input or bias, h_0 = 0: h stays 0, J = diag(d), so
+    P_k = diag(d)^k: log sigma_max = k ln max|d|, log sigma_min = k ln min|d|, exact for
+    k up to 10,000, where the norms (0.9^10000 ~ 1e-458, 0.3^10000) and their ratio are
+    far outside float64."""
+    cell = gradlab.cell("rnn_tanh")
+    d = torch.tensor([0.9, -0.5, 0.3], dtype=torch.float64)
+    params = {"W": torch.diag(d), "U": torch.zeros(3, 2, dtype=torch.float64),
+              "b": torch.zeros(3, dtype=torch.float64)}
+    T = 10_000
+    flow = gradlab.gradient_flow(cell, params, torch.zeros(T, 1, 2, dtype=torch.float64),
+                                 norms=F.NORMS)
+    k = np.arange(1, T + 1)
+    for kind, value in (("spectral", 0.9), ("min_singular", 0.3)):
+        got = flow.log_norm(kind)
+        assert np.isfinite(got).all()
+        assert relative(got[0], k * math.log(value)) < TOL
+    logs = np.log(d.abs().numpy())[None, :] * k[:, None]
+    assert relative(flow.log_norm("frobenius")[0], log_root_sum_squares(logs)) < TOL
+    assert flow.rate() == pytest.approx(math.log(0.9), rel=1e-12)
+    assert flow.timescale() == pytest.approx(-1 / math.log(0.9), rel=1e-12)
+    # the norm falls below 1e-3 of its lag-1 value after (k - 1) ln 0.9 < ln 1e-3
+    assert flow.horizon(1e-3) == math.floor(math.log(1e-3) / math.log(0.9)) + 2
+    assert flow.log_condition(T)[0] == pytest.approx(T * math.log(3), rel=1e-12)
+    assert flow.condition(10)[0] == pytest.approx(3.0 ** 10, rel=1e-10)
+    assert flow.condition(T)[0] == math.inf                       # 3^10000 overflows
+
+
+def test_singular_jacobian_gives_minus_infinity():
+    """W = 0: every J_t is zero, so every P_k is zero: -inf, never nan."""
+    cell = gradlab.cell("rnn_tanh")
+    params = zero_recurrence(cell, 3, 2, seed=1)
+    flow = gradlab.gradient_flow(cell, params, F.make_inputs("gaussian", 5, 2, 2), norms=F.NORMS)
+    for kind in F.NORMS:
+        assert np.isneginf(flow.log_norm(kind)).all()
+    assert flow.rate() == -math.inf and flow.timescale() == 0.0
+    assert flow.horizon() is None                       # nothing to fall from at lag 1
+
+
+# --- theory ---------------------------------------------------------------------------------
+
+def mean_field_chi(sw, sv, sb, R, points=100):
+    """THEORY.md 2 by probabilists' Gauss-Hermite quadrature (E over z ~ N(0, 1))."""
+    z, w = np.polynomial.hermite_e.hermegauss(points)
+    w = w / math.sqrt(2 * math.pi)
+    q = 1.0
+    for _ in range(1000):
+        q = sw ** 2 * float(w @ np.tanh(math.sqrt(q) * z) ** 2) + sv ** 2 * R + sb ** 2
+    return sw ** 2 * float(w @ (1 - np.tanh(math.sqrt(q) * z) ** 2) ** 2)
+
+
+def test_vanilla_rate_matches_mean_field_chi():
+    """rnn_tanh at n = 600 driven by i.i.d. Gaussian inputs: the Frobenius norm falls by
+    (1/2) ln chi per step. Tolerance: (1/n) ||P_k||_F^2 fluctuates around chi^k by
+    O(1/sqrt(n)) per step, and the fit over 20 lags averages 3 sequences; at n = 600 the
+    per-step slope is within a few 1e-3 of theory (seen: ~2e-3), so 0.02 (a few percent of
+    the rate) leaves room without hiding a wrong formula (sw = 1.3 vs 1.2 shifts the
+    prediction by 0.06)."""
+    cell = gradlab.cell("rnn_tanh")
+    n, m, B, T = 600, 50, 3, 45
+    sw, sv, sb = 1.3, 1.0, 0.3
+    params = cell.init_params(n, m, weight_scale=sw, input_scale=sv, bias_scale=sb, seed=7)
+    xs = F.make_inputs("gaussian", T, B, m, seed=8)               # R = E x^2 = 1
+    flow = gradlab.gradient_flow(cell, params, xs, norms=("frobenius",), blocks=False)
+    chi = mean_field_chi(sw, sv, sb, R=1.0)
+    # lags 1..20 span steps 25..45, after the state variance has settled on q*
+    assert flow.rate("frobenius", stop=20) == pytest.approx(0.5 * math.log(chi), abs=0.02)
+
+
+def test_top_lyapunov_exponent_is_the_long_lag_rate():
+    """Benettin's QR exponent and the slope of log ||P_k||_2 measure the same growth rate
+    of the same products; over 1,500 steps they agree to O(1/T) (the slope's intercept
+    and the start vector's overlap, both O(1) in the log, spread over T steps)."""
+    cell = gradlab.cell("rnn_tanh")
+    n, m, B, T = 12, 4, 2, 1500
+    params = cell.init_params(n, m, weight_scale=1.6, seed=9)
+    xs = F.make_inputs("gaussian", T, B, m, seed=10)
+    flow = gradlab.gradient_flow(cell, params, xs)
+    exponents = F.lyapunov(cell, params, xs, k=3)
+    assert exponents.shape == (3,) and exponents[0] == exponents.max()
+    assert flow.rate(start=100) == pytest.approx(exponents[0], abs=0.01)
+    # one Benettin column is ||P_T q|| / ||q|| <= ||P_T||_2: a bound, up to round-off
+    assert exponents[0] * T <= flow.mean_log_norm()[-1] + 1e-8
+    same = flow.lyapunov(k=3)
+    assert np.allclose(same, exponents, rtol=0, atol=1e-12)
+
+
+# --- the rest of the API --------------------------------------------------------------------
+
+def test_truncated_bptt_fraction():
+    cell = gradlab.cell("gru")
+    params = params_for(cell, 6, 3, seed=11)
+    flow = gradlab.gradient_flow(cell, params, F.make_inputs("gaussian", 20, 3, 3, seed=12))
+    mass = flow.loss_grad_norms()["input"] ** 2                  # (B, T)
+    for K in (0, 1, 5, 20, 50):
+        want = (mass[:, 20 - min(K, 20):].sum(1) / mass.sum(1)).mean()
+        assert flow.bptt_fraction(K) == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert flow.bptt_fraction(20) == pytest.approx(1.0)
+    fractions = [flow.bptt_fraction(K) for K in range(21)]
+    assert all(a <= b for a, b in zip(fractions, fractions[1:]))
+
+
+def test_reverse_is_the_flipped_sequence():
+    cell = gradlab.cell("lstm")
+    params = params_for(cell, 4, 3)
+    xs = F.make_inputs("gaussian", 12, 2, 3, seed=1)
+    back = gradlab.gradient_flow(cell, params, xs, reverse=True)
+    flipped = gradlab.gradient_flow(cell, params, xs.flip(0))
+    assert back.reverse and np.array_equal(back.log_norm(), flipped.log_norm())
+    assert np.array_equal(back.block_log_norm("c", "c"), flipped.block_log_norm("c", "c"))
+
+
+def test_lazy_norms_and_summary_are_json_ready():
+    cell = gradlab.cell("lstm")
+    params = params_for(cell, 4, 3)
+    xs = F.make_inputs("gaussian", 10, 2, 3)
+    eager = gradlab.gradient_flow(cell, params, xs, norms=F.NORMS)
+    lazy = gradlab.gradient_flow(cell, params, xs, norms=(), blocks=False)
+    for kind in F.NORMS:
+        assert relative(lazy.log_norm(kind), eager.log_norm(kind)) < TOL
+    assert relative(lazy.block_log_norm("h", "c"), eager.block_log_norm("h", "c")) < TOL
+    summary = eager.summary()
+    json.dumps(summary)
+    assert summary["rate_spectral"] == eager.rate() and summary["S"] == 8
+
+
+def test_chunking_does_not_change_the_numbers(monkeypatch):
+    cell = gradlab.cell("lstm_np")
+    params = params_for(cell, 14, 3)
+    xs = F.make_inputs("gaussian", 11, 2, 3)
+    runs = []
+    for size in (1, 3 * 4 * 2 * 28 * 28 * 8, 1 << 30):          # 1, 3 and all 11 lags
+        monkeypatch.setitem(F.CHUNK_BYTES, "cpu", size)
+        runs.append(gradlab.gradient_flow(cell, params, xs, norms=F.NORMS))
+    for kind in F.NORMS:
+        assert relative(runs[0].log_norm(kind), runs[2].log_norm(kind)) < TOL
+        assert relative(runs[1].log_norm(kind), runs[2].log_norm(kind)) < TOL
+
+
+def test_float32_follows_float64():
+    cell = gradlab.cell("lstm")
+    p64 = params_for(cell, 16, 4)
+    p32 = {k: v.float() for k, v in p64.items()}
+    xs = F.make_inputs("gaussian", 20, 2, 4)
+    a = gradlab.gradient_flow(cell, p64, xs).log_norm()
+    b = gradlab.gradient_flow(cell, p32, xs).log_norm()
+    assert np.abs(b - a).max() < 1e-4
+
+
+def test_make_inputs():
+    assert F.make_inputs("zeros", 3, 2, 4).abs().max() == 0
+    g = F.make_inputs("gaussian", 400, 5, 6, scale=2.0, seed=1)
+    assert g.shape == (400, 5, 6) and g.dtype == torch.float64
+    assert float(g.pow(2).mean()) == pytest.approx(4.0, rel=0.05)
+    assert torch.equal(g, F.make_inputs("gaussian", 400, 5, 6, scale=2.0, seed=1))
+    c = F.make_inputs("constant", 7, 2, 3, dtype="float32")
+    assert c.dtype == torch.float32 and torch.equal(c[0], c[-1])
+    given = torch.ones(2, 3, 4)
+    assert F.make_inputs(given, 2, 3, 4).dtype == torch.float64
+    with pytest.raises(gradlab.GradlabError, match="zeros, gaussian, constant"):
+        F.make_inputs("uniform", 2, 3, 4)
+    with pytest.raises(gradlab.GradlabError, match=r"expected \(T, B, m\)"):
+        F.make_inputs(given, 3, 3, 4)
+
+
+def test_errors_are_gradlab_errors():
+    cell = gradlab.cell("lstm")
+    params = params_for(cell, 4, 3)
+    xs = F.make_inputs("gaussian", 5, 2, 3)
+    flow = gradlab.gradient_flow(cell, params, xs)
+    with pytest.raises(gradlab.GradlabError, match=r"expected \(T, B, m\)"):
+        gradlab.gradient_flow(cell, params, xs[0])
+    with pytest.raises(gradlab.GradlabError, match="valid: spectral, frobenius, min_singular"):
+        flow.log_norm("nuclear")
+    with pytest.raises(gradlab.GradlabError, match="parts are h, c"):
+        flow.block_log_norm("h", "x")
+    with pytest.raises(gradlab.GradlabError, match="lag must be"):
+        flow.condition(6)
+    with pytest.raises(gradlab.GradlabError, match="mix dtypes"):
+        gradlab.gradient_flow(cell, {**params, "W_f": params["W_f"].float()}, xs)
+    with pytest.raises(gradlab.GradlabError, match="loss vector"):
+        flow.loss_grad_norms(torch.ones(3))
+
+
+# --- bench and devices ----------------------------------------------------------------------
+
+def test_bench_agrees_on_a_tiny_case():
+    results = run_bench(["lstm", "rnn_tanh"], hidden=6, steps=5, batch=2, repeats=1)
+    json.dumps(results)
+    for r in results:
+        assert r["max_relative_error"] <= 1e-10
+        assert set(r["seconds"]) >= {"gradient_flow", "autograd", "func", "floor",
+                                     "gradient_flow_products"}
+    assert "lstm" in format_table(results) and "floor" in format_table(results)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    torch.backends.cuda.matmul.allow_tf32 = False
+    cell = gradlab.cell("lstm")
+    params = params_for(cell, 24, 5)
+    xs = F.make_inputs("gaussian", 30, 3, 5)
+    cpu = gradlab.gradient_flow(cell, params, xs, norms=F.NORMS)
+    gpu = gradlab.gradient_flow(cell, {k: v.cuda() for k, v in params.items()}, xs.cuda(),
+                                norms=F.NORMS)
+    for kind in F.NORMS:
+        assert relative(gpu.log_norm(kind), cpu.log_norm(kind)) < TOL
+    assert relative(gpu.block_log_norm("c", "c"), cpu.block_log_norm("c", "c")) < TOL
+    results = run_bench(["lstm"], hidden=16, steps=8, batch=2, device="cuda", repeats=1)
+    assert results[0]["max_relative_error"] <= 1e-10
