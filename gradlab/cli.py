@@ -141,8 +141,9 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--bias-scale", type=float, default=0.0, show_default=True)
 @click.option("--input-scale", type=float, default=1.0, show_default=True,
               help="Inputs are i.i.d. N(0, scale²); 0 gives zero inputs.")
-@click.option("--gate-bias", type=float, default=0.0, show_default=True,
-              help="Added to each cell's memory-gate bias (positive keeps).")
+@click.option("--gate-bias", type=float, default=1.0, show_default=True,
+              help="Added to each cell's memory-gate bias (positive keeps); 1 is the usual "
+                   "forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
