@@ -24,6 +24,12 @@ def _figure(width=7.5, height=4.4):
     return fig, fig.add_subplot()
 
 
+def _finish(ax, legend=True):
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7, ncol=2)
+
+
 def _finite(a):
     a = np.asarray(a, dtype=np.float64)
     return np.where(np.isfinite(a), a, np.nan)
@@ -52,8 +58,7 @@ def decay(cells, col):
     if np.isfinite(measured).any():        # frame the measurements; theory lines may leave
         lo, hi = np.nanmin(measured), np.nanmax(measured)
         ax.set_ylim(lo - 0.1 * (hi - lo) - 0.5, hi + 0.15 * (hi - lo) + 0.5)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    _finish(ax)
     return fig
 
 
@@ -72,9 +77,7 @@ def paths(cells, col):
                     label=f"{name}: ∂{b}_T/∂{a}_(T−k)")
     ax.set(xlabel="lag k", ylabel="log₁₀ ‖block of ∂s_T/∂s_{T−k}‖₂",
            title="Cell path against hidden path")
-    ax.grid(alpha=0.3)
-    if multi:
-        ax.legend(fontsize=7, ncol=2)
+    _finish(ax, legend=bool(multi))
     return fig
 
 
@@ -88,8 +91,7 @@ def spectra(cells, col):
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set(xlabel="singular value index / state size", ylabel="σ_i(J_T)",
            title="One step's Jacobian: singular values")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    _finish(ax)
     return fig
 
 
@@ -104,8 +106,7 @@ def loss(cells, col):
                         lw=0)
     ax.set(xlabel="time step t (the loss reads s_T at the right)",
            ylabel="log₁₀ ‖∂L/∂x_t‖", title="What a loss at the end sees of each input")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    _finish(ax)
     return fig
 
 
@@ -137,6 +138,5 @@ def bptt(cells, col):
                     color=col[name], label=name)
     ax.set(xlabel="truncation length K", ylabel="fraction of gradient kept", ylim=(0, 1.02),
            title="Truncated backpropagation through time")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    _finish(ax)
     return fig
