@@ -589,6 +589,10 @@ class Flow:
     Every array is numpy float64 with sequences on axis 0 and lag k = 1..T at column k-1
     (`lags`), natural logs, lag k meaning P_k = d s_T / d s_{T-k}. Norms that were not
     requested from `gradient_flow` are computed on first use by another walk.
+
+    Attributes: cell, xs (T, B, m) as analysed (flipped when `reverse`), state0 and
+    states (one (T+1, B, n) tensor per state part, s_0..s_T), T, B, n, S, parts (the
+    state part names), reverse, seed.
     """
 
     def __init__(self, cell, bound, xs, state0, states, *, reverse, seed):

@@ -48,7 +48,8 @@ def params_for(cell, n, m, seed=0, **options):
 
 
 def brute_force(name, params, xs):
-    """States, dense products P_k (list, k = 1..T) and the oracle's step, from s_0 = 0."""
+    """Dense products P_k (a list, k = 1..T) from s_0 = 0, and the oracle's one-sample step
+    on a flat state, (S,), (m,) -> (S,)."""
     cell, step = gradlab.cell(name), ORACLES[name]
     T, B, m = xs.shape
     n = params[cell.param_names[0]].shape[0]
