@@ -301,6 +301,6 @@ def test_readme_custom_cell_example_runs_in_a_shell(tmp_path):
     if shutil.which("gradlab") is None or shutil.which("bash") is None:
         pytest.skip("needs bash and the gradlab console script on PATH")
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert " 0 failed" in done.stdout
