@@ -14,10 +14,10 @@ chunk of C steps per call. Memory beyond the states is O(C B S^2), C set by a by
 The product is kept transposed, P^T = J^T ... J^T, in one row slab per state part, so
 a cell with diagonal or zero Jacobian blocks (read from SymPy: the LSTM's d c'/d c =
 diag(f)) multiplies those blocks as broadcasts and skips zeros: half the flops of a
-dense (S, S) product for the LSTM. After every step it is multiplied by 2^-e, e the binary
-exponent of its Frobenius norm: exact (a power of two) and the log scale is an integer
-sum, so log ||P_k|| is finite and correct to float64 round-off at lag 10,000, where
-||P_k|| itself is far outside float64.
+dense (S, S) product for the LSTM. Its Frobenius norm is m 2^e (frexp); whenever e drifts
+past +-64 (at every step on CUDA) the product is multiplied by 2^-e, which is exact, and
+the exponents divided out are summed as integers, so log ||P_k|| is finite and correct to
+float64 round-off at lag 10,000, where ||P_k|| itself is far outside float64.
 
 Norms of every P_k, per sequence, natural log, lag k at column k-1:
     frobenius     the scale and the norm that is left (free).
@@ -60,12 +60,14 @@ CHUNK_BYTES = {"cpu": 8 << 20, "cuda": 1 << 30}
 DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
 LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a small eigh per
 LANCZOS_BASIS = 8         # matrix, so keep the basis (blocks before a restart) small
-LANCZOS_STEPS = 60        # block steps before falling back to svdvals
+LANCZOS_STEPS = 20        # block steps before svdvals takes over: by then they have cost
+                          # about what an SVD does
 LANCZOS_FIRST_CHECK = 2   # block steps before the first convergence check (a warm start
                           # alone almost never passes it)
 # Stop when the bound on the relative error of the top eigenvalue of P P^T is below `quad`
-# (min(rho, rho^2 / gap) / theta, rho the Ritz residual: Weyl and Kato-Temple) and the
-# residual itself is below `lin` (so the Ritz gap used by the quadratic bound is credible).
+# (Weyl: rho; Kato-Temple for the top c Ritz values as a cluster: ||R_c||^2 / gap_c; over
+# theta) and the top residual rho itself is below `lin` (so the Ritz gaps that stand in for
+# the true ones in the quadratic bound are credible).
 TOLERANCE = {torch.float64: (1e-11, 1e-5), torch.float32: (1e-6, 1e-3)}
 
 
@@ -271,13 +273,18 @@ def _lanczos(M, U, tol):
             H = V @ AV.mT
             theta, Y = torch.linalg.eigh(0.5 * (H + H.mT))           # ascending
             top = theta[:, -1].clamp_min(0)                          # (Na,)
-            y = Y[:, None, :, -1]                                    # (Na, 1, q)
-            rho = torch.linalg.vector_norm(y @ AV - top[:, None, None] * (y @ V), dim=(1, 2))
-            gap = top - theta[:, -2] if theta.shape[-1] > 1 else top
-            bound = torch.minimum(rho, rho * rho / gap.clamp_min(torch.finfo(M.dtype).tiny))
-            ok = (bound <= quad * top) & (rho <= lin * top)
             Yp = Y[:, :, -p:].mT                                     # (Na, p, q)
-            best = Yp @ V
+            best = Yp @ V                                            # top-p Ritz vectors
+            r2 = torch.linalg.vector_norm(Yp @ AV - theta[:, -p:, None] * best, dim=-1) ** 2
+            rho = r2[:, -1].sqrt()                                   # the top one's residual
+            # the top c Ritz values as one cluster: each is within ||R_c||^2 / gap_c of an
+            # eigenvalue, gap_c = theta_c - theta_{c+1}; a near-degenerate top (gated
+            # cells) is certified as a cluster long before its members separate
+            down = theta.flip(-1)
+            gaps = down[:, :p] - down[:, 1:p + 1]
+            cluster = (r2.flip(-1).cumsum(-1) / gaps.clamp_min(torch.finfo(M.dtype).tiny))
+            bound = torch.minimum(rho, cluster.min(-1).values)
+            ok = (bound <= quad * top) & (rho <= lin * top)
             sigma[idx[ok]] = top[ok].sqrt()
             ritz[idx[ok]] = best[ok]
             left = ~ok
@@ -292,8 +299,9 @@ def _lanczos(M, U, tol):
                 V, AV = best, Yp @ AV
         W = _orthonormal_rows(AV[:, -p:], V)
         V, AV = torch.cat([V, W], 1), torch.cat([AV, (W @ M) @ M.mT], 1)
-    sigma[idx] = torch.linalg.svdvals(M)[:, 0]                        # not converged: exact
-    ritz[idx] = best[left]
+    rest = idx[left]                                                  # not converged:
+    sigma[rest] = torch.linalg.svdvals(M[left])[:, 0]                 # exact, at SVD cost
+    ritz[rest] = best[left]
     return sigma, ritz
 
 
@@ -423,36 +431,46 @@ class _Chain:
 
 
 class _Scale:
-    """The scale of a running product, kept exactly: each step multiplies the product by
-    2^-e, e the binary exponent of its Frobenius norm (exact: a power of two), so the log
-    of the scale is an integer sum times ln 2, with no rounding to accumulate over
-    10,000 steps; what is left, ||Q||_F in [1/2, 1), is kept per lag as its mantissa."""
+    """The scale of a running product, kept exactly. With ||Q||_F = m 2^e (m in [1/2, 1),
+    frexp), log ||P_k|| = (E + e) ln 2 + ln m, where E is the sum of the exponents already
+    divided out: integers, so nothing rounds as they add up over 10,000 steps. Q is
+    multiplied by 2^-e (exact: a power of two) once e drifts past +-DRIFT[dtype] (on
+    CUDA at every step, which costs no host sync); in between it is left as it is."""
+
+    DRIFT = {torch.float64: 64, torch.float32: 16}   # 2^64 times a Jacobian is still far
+                                                     # from float64's 2^1024
 
     def __init__(self, T, B, dtype, device):
-        self.total = torch.zeros(B, dtype=torch.int64, device=device)
-        self.exps = torch.empty(T, B, dtype=torch.int64, device=device)
+        self.total = torch.zeros(B, dtype=torch.int64, device=device)      # E
+        self.exps = torch.empty(T, B, dtype=torch.int64, device=device)    # E + e per row
+        self.applied = torch.empty(T, B, dtype=torch.int64, device=device) # E after it
         self.mants = torch.empty(T, B, dtype=dtype, device=device)
         self.e = torch.empty(B, dtype=torch.int32, device=device)
         self.one = torch.ones(B, dtype=dtype, device=device)
+        self.drift = self.DRIFT[dtype] if torch.device(device).type == "cpu" else 0
 
     def __call__(self, M, k, batch=0):
-        """Rescale M (sequences on axis `batch`), the product at lag k (row k - 1), in place."""
+        """Record log ||M|| for row k - 1 (M has sequences on axis `batch`); rescale M in
+        place when its norm has drifted far from 1."""
         norm = torch.linalg.vector_norm(M, dim=tuple(range(batch + 1, M.ndim)))
         if batch:                           # leading slabs: combine their norms (faster
             norm = torch.linalg.vector_norm(norm, dim=tuple(range(batch)))   # than one pass)
-        torch.frexp(norm, out=(self.mants[k - 1], self.e))     # norm = mant 2^e; 0 -> 0, 0
-        self.total += self.e
-        self.exps[k - 1] = self.total
-        M.mul_(torch.ldexp(self.one, -self.e).view([-1 if d == batch else 1
-                                                      for d in range(M.ndim)]))
+        torch.frexp(norm, out=(self.mants[k - 1], self.e))     # norm = m 2^e; 0 -> 0, 0
+        torch.add(self.total, self.e, out=self.exps[k - 1])
+        if not self.drift or bool((self.e.abs() > self.drift).any()):
+            self.total += self.e
+            M.mul_(torch.ldexp(self.one, -self.e).view([-1 if d == batch else 1
+                                                          for d in range(M.ndim)]))
+        self.applied[k - 1] = self.total
 
     def log(self, rows):
-        """ln 2 * (sum of e) at rows (a slice), float64 (lags, B)."""
-        return self.exps[rows].double() * LN2
+        """E ln 2 at rows (a slice), float64 (lags, B): add the log of a norm of the
+        matrix as it was left (rescaled or not) to get that norm of the product."""
+        return self.applied[rows].double() * LN2
 
-    def mantissa(self, rows):
-        """log ||Q||_F at rows: -inf where the product is exactly zero."""
-        return self.mants[rows].double().log()
+    def frobenius(self, rows):
+        """log ||P||_F = (E + e) ln 2 + ln m at rows: -inf where the product is zero."""
+        return self.exps[rows].double() * LN2 + self.mants[rows].double().log()
 
 
 def _chunk_lags(T, B, S, dtype, device, buffers):
@@ -517,7 +535,7 @@ def _walk(bound, states, xs, *, norms, blocks, seed):
                     torch.where(bad[:, None, None], eye, R[i], out=R[i])  # keep finite
                     rscale(R[i], k)
             base = scale.log(rows)                                        # (lags, B)
-            out["frobenius"][rows] = base + scale.mantissa(rows)
+            out["frobenius"][rows] = scale.frobenius(rows)
             if spectral:   # sigma(P) with P = (P^T)^T: left vectors live at time T (warm)
                 sig = top(chain.matrices(Q[:lags]).mT, lags).view(lags, B)
                 out["spectral"][rows] = base + sig.double().log()
@@ -556,9 +574,9 @@ def _loss_walk(bound, states, xs, v):
             J = bound.jacobian("state", state, xs[t - 1], jbuf)
             g = torch.bmm(g[:, None, :], J)[:, 0]
             scale(g, t)                                # dL/ds_{t-1}
-    logs = scale.log(slice(None))                      # row t: for s_t, t = 0..T
-    state_log = logs[:T] + scale.mantissa(slice(0, T))
-    return state_log, logs[1:] + torch.linalg.vector_norm(gx, dim=-1).double().log()
+    state_log = scale.frobenius(slice(0, T))           # row t: s_t, t = 0..T
+    inputs = torch.linalg.vector_norm(gx, dim=-1).double().log()
+    return state_log, scale.log(slice(1, T + 1)) + inputs
 
 
 def _numpy(a):
