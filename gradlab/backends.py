@@ -32,11 +32,40 @@ def _numpy():
         broadcast_to=np.broadcast_to,
         contiguous=np.ascontiguousarray,
         cat=lambda arrays, axis: np.concatenate(arrays, axis=axis),
+        scaled_sum=_numpy_scaled_sum,
     )
+
+
+def _numpy_scaled_sum(*terms):
+    """sum of v * M over (v, M) terms (v None: M alone), accumulated in one array."""
+    shape = np.broadcast_shapes(*(a.shape for term in terms for a in term if a is not None))
+    out = np.zeros(shape, dtype=np.result_type(*(M for _, M in terms)))
+    for v, M in terms:
+        out += M if v is None else v * M
+    return out
 
 
 def _torch():
     import torch
+
+    def scaled_sum(*terms, empty=torch.empty):
+        """sum of v * M over (v, M) terms (v None: M alone): one output, from
+        empty(shape, dtype=, device=), written in place (addcmul_) rather than a
+        temporary per product and per sum."""
+        shape = torch.broadcast_shapes(*(a.shape for term in terms for a in term
+                                         if a is not None))
+        (v, M), rest = terms[0], terms[1:]
+        out = empty(shape, dtype=M.dtype, device=M.device)
+        if v is None:
+            out.copy_(M)
+        else:
+            torch.mul(v, M, out=out)
+        for v, M in rest:
+            if v is None:
+                out.add_(M)
+            else:
+                out.addcmul_(v, M)
+        return out
 
     def like_kw(like):
         return {"dtype": like.dtype, "device": like.device}
@@ -57,6 +86,7 @@ def _torch():
         broadcast_to=torch.broadcast_to,
         contiguous=lambda a: a.contiguous(),
         cat=lambda arrays, axis: torch.cat(arrays, dim=axis),
+        scaled_sum=scaled_sum,
     )
 
 

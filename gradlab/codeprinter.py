@@ -5,6 +5,8 @@ broadcasts. So a vector is (B, n, 1), a scalar reduction (B, 1, 1), a weight (n,
 
     A v           -> xp.matmul(A, v)
     diag(v) M     -> (v * M)                 a broadcast, never a diagonal matrix
+    diag(u) A + diag(v) B + C  -> xp.scaled_sum((u, A), (v, B), (None, C))
+                                             one output array, accumulated in place
     M diag(v)     -> (M * xp.mT(v))
     u * v (Hadamard), u^k -> (u * v), (u ** k)
     f(v) elementwise      -> xp.f(v)
@@ -85,9 +87,29 @@ class ArrayPrinter(StrPrinter):
         return "(" + " * ".join(self._print(a) for a in expr.args) + ")"
 
     def _print_MatAdd(self, expr):
+        terms = [self._row_scaled(a) for a in expr.args]
+        if expr.shape[1] != 1 and all(terms):
+            pairs = ", ".join(f"({scale}, {matrix})" for scale, matrix in terms)
+            return f"xp.scaled_sum({pairs})"
         # an all-ones term broadcasts as the scalar 1 against the others (same shape)
         terms = ["1" if isinstance(a, OneMatrix) else self._print(a) for a in expr.args]
         return "(" + " + ".join(terms) + ")"
+
+    def _row_scaled(self, term):
+        """(printed v or None, printed M) for a term diag(v) M, c diag(v) M or M, where M is
+        a weight or a named subterm; None for any other term."""
+        if isinstance(term, (sp.MatrixSymbol,)) or term in self.names:
+            return "None", self._print(term)
+        if not isinstance(term, sp.MatMul):
+            return None
+        coeff, mats = term.as_coeff_matrices()
+        if len(mats) != 2 or not isinstance(mats[0], DiagMatrix) \
+                or isinstance(mats[1], DiagMatrix) or not (
+                    isinstance(mats[1], sp.MatrixSymbol) or mats[1] in self.names):
+            return None
+        scale = self._print(mats[0].args[0])
+        return (scale if coeff == 1 else f"({self._print(coeff)} * {scale})",
+                self._print(mats[1]))
 
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()

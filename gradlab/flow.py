@@ -6,10 +6,12 @@ gradient that reaches s_{T-k} from s_T is carried by
     P_k = d s_T / d s_{T-k} = J_T J_{T-1} ... J_{T-k+1},    J_t = d s_t / d s_{t-1},
 
 k = 1..T (numerator layout, parts in `state_names` order, S = n * parts). `gradient_flow`
-runs the lowered step forward and keeps the states (O(T B S)), then walks back in time
-with one running product, P_k = P_{k-1} J_{T-k+1}, evaluating the lowered Jacobian for a
-chunk of C steps per call. Memory beyond the states is O(C B S^2), C set by a byte budget
-(CHUNK_BYTES), never O(T B S^2).
+runs the lowered step forward and keeps the states (O(T B S)); what of a step reads no
+state (U x + b) is computed for all T steps in one call first (`hoist`). Then it walks
+back in time with one running product, P_k = P_{k-1} J_{T-k+1}, evaluating the lowered
+Jacobian for a chunk of C steps per call, its blocks compacted by structure (a diagonal
+block as its diagonal) and written into reused arrays. Memory beyond the states is
+O(C B S^2), C set by a byte budget (CHUNK_BYTES), never O(T B S^2).
 
 The product is kept transposed, P^T = J^T ... J^T, in one row slab per state part, so
 a cell with diagonal or zero Jacobian blocks (read from SymPy: the LSTM's d c'/d c =
@@ -39,6 +41,7 @@ Frobenius norms in the same walk. What a loss L = <v, s_T> sees, ||dL/ds_t|| and
 
 import functools
 import math
+import threading
 import types
 
 import numpy as np
@@ -56,7 +59,7 @@ DTYPES = (torch.float32, torch.float64)
 
 # Bytes of running products kept per chunk (C lags at once): large enough that the
 # per-chunk Lanczos overhead is amortised, small enough to stay in cache-friendly memory.
-CHUNK_BYTES = {"cpu": 8 << 20, "cuda": 1 << 30}
+CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 1 << 30}
 DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
 LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a small eigh per
 LANCZOS_BASIS = 8         # matrix, so keep the basis (blocks before a restart) small
@@ -130,18 +133,40 @@ def _matmul(a, b):
 
 
 @functools.lru_cache(maxsize=None)
-def _lowered(cell, what):
-    """The lowered `what` (step, jacobian_state, jacobian_input) bound to the torch
-    backend layered with the one-GEMM `_matmul`; printed and compiled once per cell."""
-    namespace = {"xp": types.SimpleNamespace(**{**vars(backend("torch")),
-                                               "matmul": _matmul})}
-    exec(compile(lower.source(cell, what), f"<gradlab flow {cell.name} {what}>", "exec"),
-         namespace)
-    return namespace[what]
+def _code(cell, what):
+    """The lowered `what` (see `lower.source`), printed and compiled once per cell."""
+    return compile(lower.source(cell, what), f"<gradlab flow {cell.name} {what}>", "exec")
+
+
+class _Workspace(threading.local):
+    """Arrays handed out in the order asked for and handed out again, the same ones, after
+    `reset`: the outputs of a lowered Jacobian's in-place sums (`xp.scaled_sum`), one per
+    call site. A fresh array of a few megabytes costs a page fault per 4 KiB on first touch
+    on the CPU, as long as the arithmetic that fills it; reused, it costs nothing. Thread-
+    local, so each thread has its own."""
+
+    def __init__(self):
+        self.arrays, self.taken = [], 0
+
+    def reset(self):
+        self.taken = 0
+
+    def empty(self, shape, *, dtype, device):
+        size, k = math.prod(shape), self.taken
+        self.taken += 1
+        if k == len(self.arrays):
+            self.arrays.append(None)
+        a = self.arrays[k]
+        if a is None or a.numel() < size or a.dtype != dtype or a.device != torch.device(device):
+            a = self.arrays[k] = torch.empty(size, dtype=dtype, device=device)
+        return a[:size].view(shape)
 
 
 class _Bound:
-    """A cell's lowered step and Jacobians bound to one params dict and batch size."""
+    """A cell's lowered step and Jacobians bound to one params dict and batch size.
+
+    The Jacobians' dense blocks live in a workspace owned by this object: what one call
+    of `blocks` or `jacobian` returns is valid until the next call, and no longer."""
 
     def __init__(self, cell, params, state0, x0):
         n, m, B, args = lower._prepare(cell, backend("torch"), params, state0, x0)
@@ -149,36 +174,91 @@ class _Bound:
         self.parts = len(cell.state_names)
         self.S = n * self.parts
         self.pargs = args[:len(cell.param_names)]
+        self.workspace, self.functions = _Workspace(), {}
+
+    def _lowered(self, what):
+        """The lowered `what`, bound to the torch backend with the one-GEMM `_matmul`
+        and, for a Jacobian, in-place sums into this object's workspace."""
+        if what not in self.functions:
+            xp = vars(backend("torch")) | {"matmul": _matmul}
+            if what.startswith("jacobian"):
+                xp["scaled_sum"] = functools.partial(xp["scaled_sum"],
+                                                     empty=self.workspace.empty)
+            namespace = {"xp": types.SimpleNamespace(**xp)}
+            exec(_code(self.cell, what), namespace)
+            self.functions[what] = namespace[what]
+        return self.functions[what]
 
     def _call(self, what, state, x):
-        return _lowered(self.cell, what)(self.n, self.m, x, *self.pargs,
-                                         *(s.unsqueeze(-1) for s in state), x.unsqueeze(-1))
+        self.workspace.reset()
+        return self._lowered(what)(self.n, self.m, x, *self.pargs,
+                                   *(s.unsqueeze(-1) for s in state), x.unsqueeze(-1))
 
-    def step(self, state, x, out):
-        """Write the new state parts into `out` (tuple of (B, n))."""
-        for o, row in zip(out, self._call("step", state, x)):
-            o.copy_(row[0][..., 0])
+    def inputs(self, xs):
+        """The state-free part of every step (`hoist`), for xs (T, B, m) at once: a list
+        of (T, B, r, 1) tensors, the extra arguments of `step`."""
+        T, B, m = xs.shape
+        rows = self._lowered("step_inputs")(self.n, self.m, xs, *self.pargs,
+                                            xs.reshape(T * B, m, 1))
+        return [torch.broadcast_to(r, (T * B, *r.shape[-2:])).reshape(T, B, *r.shape[-2:])
+                for (r,) in rows]
+
+    def step(self, state, pre, out):
+        """Write the new state parts into `out` (tuple of (B, n)), given the state and
+        this step's slice of `inputs`."""
+        rows = self._lowered("step_hoisted")(self.n, self.m, state[0], *self.pargs,
+                                             *(s.unsqueeze(-1) for s in state), *pre)
+        for o, (row,) in zip(out, rows):
+            o.copy_(row[..., 0])
 
     def blocks(self, state, x, steps):
         """The blocks of d s' / d s for `steps` steps batched together (state, x hold
-        steps * B rows), each as (steps, B, n, n) (a block may be a broadcast view)."""
+        steps * B rows), compacted by structure: None for a zero block, (steps, B, n, 1)
+        for a diagonal one (its diagonal), (steps, B, n, n) for a dense one (a block that
+        does not vary along a batch axis is a broadcast view)."""
         n, B = self.n, x.shape[0] // steps
-        return [[torch.broadcast_to(b, (steps * B, n, n)).view(steps, B, n, n)
-                 if b.ndim == 3 and b.shape[0] == steps * B
-                 else torch.broadcast_to(b, (steps, B, n, n)) for b in row]
-                for row in self._call("jacobian_state", state, x)]
+
+        def shaped(b):
+            if b is None:
+                return None
+            w = b.shape[-1]
+            if b.ndim == 3 and b.shape[0] == steps * B:
+                return b.view(steps, B, n, w)
+            return torch.broadcast_to(b, (steps, B, n, w))
+
+        return [[shaped(b) for b in row]
+                for row in self._call("jacobian_state_blocks", state, x)]
 
     def jacobian(self, wrt, state, x, out=None):
         """d s' / d s (N, S, S) or d s' / d x (N, S, m) for N = len(x) rows: the block
-        itself for a one-block cell, else the blocks copied into `out`."""
-        rows = self._call(f"jacobian_{wrt}", state, x)
-        n, w = self.n, self.n if wrt == "state" else self.m
-        if len(rows) == 1 and len(rows[0]) == 1:
-            return torch.broadcast_to(rows[0][0], (x.shape[0], n, w))
+        itself for a one-block cell, else the blocks written into `out`."""
+        n, N = self.n, x.shape[0]
+        if wrt == "state":
+            rows = self.blocks(state, x, 1)
+            if _kinds(self.cell) == (("dense",),):
+                return rows[0][0][0]
+            return _assemble(rows, 0, out)
+        rows = self._call("jacobian_input", state, x)
+        if len(rows) == 1:
+            return torch.broadcast_to(rows[0][0], (N, n, self.m))
         for i, row in enumerate(rows):
-            for j, block in enumerate(row):
-                out[:, i * n:(i + 1) * n, j * w:(j + 1) * w].copy_(block)
+            out[:, i * n:(i + 1) * n].copy_(row[0])
         return out
+
+
+def _assemble(rows, j, out):
+    """Compact blocks [a][b] at step j (see `_Bound.blocks`) as one dense (B, S, S) `out`."""
+    n = out.shape[-1] // len(rows)
+    for a, row in enumerate(rows):
+        for b, block in enumerate(row):
+            target = out[:, a * n:(a + 1) * n, b * n:(b + 1) * n]
+            if block is not None and block.shape[-1] == n:
+                target.copy_(block[j])
+            else:
+                target.zero_()
+                if block is not None:
+                    target.diagonal(dim1=-2, dim2=-1).copy_(block[j][..., 0])
+    return out
 
 
 def _check_params(cell, params):
@@ -230,8 +310,10 @@ def _run_states(bound, xs, state0):
     for buf, s in zip(states, state0):
         buf[0].copy_(s)
     with torch.no_grad():
+        pre = bound.inputs(xs)
         for t in range(T):
-            bound.step(tuple(s[t] for s in states), xs[t], tuple(s[t + 1] for s in states))
+            bound.step(tuple(s[t] for s in states), [p[t] for p in pre],
+                       tuple(s[t + 1] for s in states))
     return states
 
 
@@ -345,8 +427,8 @@ class _Chain:
     P^T is stored as g row slabs of width w, (g, B, w, S): for a cell whose Jacobian has
     diagonal or zero blocks (the LSTM's d c'/d c = diag(f)) one slab per state part, so
     slab j of J^T P^T is sum_i J_ij^T slab_i with a bmm for a dense block, a broadcast
-    multiply for a diagonal one and nothing for a zero one (the LSTM: half the flops of a
-    dense product); otherwise one slab, J assembled, one bmm.
+    multiply for a diagonal one (held as its diagonal) and nothing for a zero one (the
+    LSTM: half the flops of a dense product); otherwise one slab, J assembled, one bmm.
     """
 
     def __init__(self, bound, C, dtype, device):
@@ -356,27 +438,24 @@ class _Chain:
         self.g, self.w = (parts, n) if self.structured else (1, S)
         self.kinds = kinds if self.structured else (("dense",),)
         self.bound, self.C, self.S = bound, C, S
-        self.jbuf = None
-        if not self.structured and parts > 1:
-            self.jbuf = torch.empty(C * bound.B, S, S, dtype=dtype, device=device)
+        self.assemble = not self.structured and kinds != (("dense",),)
+        if self.assemble:        # several parts, or one that is diagonal or zero
+            self.jbuf = torch.empty(C, bound.B, S, S, dtype=dtype, device=device)
 
     def jacobians(self, state, x, steps):
-        """Blocks [i][j] of J for `steps` steps at once, each (steps, B, w, w)."""
-        if self.structured:
-            return self.bound.blocks(state, x, steps)
-        jbuf = None if self.jbuf is None else self.jbuf[:x.shape[0]]
-        J = self.bound.jacobian("state", state, x, jbuf)
-        return [[J.view(steps, -1, self.S, self.S)]]
+        """Blocks [i][j] of J for `steps` steps at once, each (steps, B, w, w), or
+        (steps, B, w, 1) for a diagonal block, None for a zero one (structured)."""
+        rows = self.bound.blocks(state, x, steps)
+        if not self.assemble:
+            return rows
+        J = self.jbuf[:steps]
+        for j in range(steps):
+            _assemble(rows, j, J[j])
+        return [[J]]
 
     def dense(self, rows, j, out):
         """J at step j of the chunk as one (B, S, S) matrix (for the inverse product)."""
-        if not self.structured:
-            return rows[0][0][j]
-        n = self.bound.n
-        for a, row in enumerate(rows):
-            for b, block in enumerate(row):
-                out[:, a * n:(a + 1) * n, b * n:(b + 1) * n].copy_(block[j])
-        return out
+        return _assemble(rows, j, out) if self.structured else rows[0][0][j]
 
     def first(self, rows, j, Q):
         """Q (g, B, w, S) <- J^T."""
@@ -389,8 +468,7 @@ class _Chain:
                 else:
                     target.zero_()
                     if kind == "diagonal":
-                        target.diagonal(dim1=-2, dim2=-1).copy_(
-                            rows[a][b][j].diagonal(dim1=-2, dim2=-1))
+                        target.diagonal(dim1=-2, dim2=-1).copy_(rows[a][b][j][..., 0])
 
     def step(self, rows, j, Q, out):
         """out (g, B, w, S) <- J^T Q: slab b is sum_a J_ab^T Q[a]."""
@@ -401,12 +479,11 @@ class _Chain:
                 if kind == "zero":
                     continue
                 block = rows[a][b][j]
-                if kind == "diagonal":
-                    d = block.diagonal(dim1=-2, dim2=-1)[:, :, None]  # (B, w, 1)
+                if kind == "diagonal":                               # block: (B, w, 1)
                     if first:
-                        torch.mul(Q[a], d, out=out[b])
+                        torch.mul(Q[a], block, out=out[b])
                     else:
-                        out[b].addcmul_(Q[a], d)
+                        out[b].addcmul_(Q[a], block)
                 elif first:
                     torch.bmm(block.mT, Q[a], out=out[b])
                 else:
@@ -490,7 +567,10 @@ def _walk(bound, states, xs, *, norms, blocks, seed):
     ping = 1 if T <= C else 2             # chunk c in buffer c % 2; the next reads its end
     empty = functools.partial(torch.empty, dtype=dtype, device=device)
     chain = _Chain(bound, C, dtype, device)
-    Qs = empty(ping, C, chain.g, B, chain.w, S)     # P_k^T / ||P_k||_F for a chunk's lags
+    # P_k^T / ||P_k||_F for a chunk's lags, when anything reads them after the chunk's
+    # products; if not (Frobenius norms alone) two alternating buffers, which stay in cache
+    keep = spectral or inverse or blocks
+    Qs = empty(*((ping, C) if keep else (2,)), chain.g, B, chain.w, S)
     scale = _Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(e_k), ||Q_k||_F in [1/2, 1)
     logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
     out = {"frobenius": logs()}           # log ||P_k||_F, lag k at row k - 1
@@ -517,15 +597,17 @@ def _walk(bound, states, xs, *, norms, blocks, seed):
             lo, hi = T - k1, T - k0 + 1         # J_t for t = lo+1..hi at (s_{t-1}, xs[t-1])
             J = chain.jacobians(tuple(s[lo:hi].reshape(-1, n) for s in states),
                                 xs[lo:hi].reshape(lags * B, -1), lags)   # [a][b][j]: lag k1-j
-            Q, Q0 = Qs[c % ping], Qs[(c - 1) % ping, C - 1]               # Q0: lag k0 - 1
+            if keep:
+                Q, Q0 = Qs[c % ping], Qs[(c - 1) % ping, C - 1]           # Q0: lag k0 - 1
             R, R0 = (Rs[c % ping], Rs[(c - 1) % ping, C - 1]) if inverse else (None, None)
             for i in range(lags):
                 k, j = k0 + i, lags - 1 - i
+                cur, prev = (Q[i], Q[i - 1] if i else Q0) if keep else (Qs[k % 2], Qs[1 - k % 2])
                 if k == 1:
-                    chain.first(J, j, Q[0])
+                    chain.first(J, j, cur)
                 else:
-                    chain.step(J, j, Q[i - 1] if i else Q0, Q[i])
-                scale(Q[i], k, batch=1)                                   # Q[i]: (g, B, w, S)
+                    chain.step(J, j, prev, cur)
+                scale(cur, k, batch=1)                                    # (g, B, w, S)
                 if inverse:
                     Jk = chain.dense(J, j, jdense)
                     last = eye if k == 1 else R[i - 1] if i else R0

@@ -13,35 +13,66 @@ import functools
 from collections import Counter
 
 import sympy as sp
+from sympy.matrices.expressions.diagonal import DiagMatrix
 
+from . import hoist
 from .backends import backend
 from .codeprinter import ArrayPrinter, identifier
 from .errors import GradlabError
+from .structure import diagonal, kind
 
 
 def source(cell, what):
-    """Python source of the lowered `step` or `jacobian_state` / `jacobian_input` function."""
+    """Python source of a lowered function: `step`, `values` (every named vector),
+    `jacobian_state` / `jacobian_input` (rows of blocks), `jacobian_state_blocks` (the
+    state Jacobian's blocks compacted by their structure, see `_compact`), or the step
+    split in two (`hoist`): `step_inputs`, the state-free part for any number of rows
+    at once, and `step_hoisted`, the rest, which takes its results as extra arguments."""
+    args = [*cell.param_symbols, *cell.state_symbols, cell.input_symbol]
+    lets = cell.lets
     if what == "step":
         rows = [[sym] for sym in cell.outputs]
     elif what == "values":
-        rows = [[sym] for sym in cell.lets if isinstance(sym, sp.MatrixSymbol)]
+        rows = [[sym] for sym in lets if isinstance(sym, sp.MatrixSymbol)]
+    elif what == "jacobian_state_blocks":
+        rows = [[_compact(b) for b in row] for row in cell.jacobian_blocks("state")]
+    elif what == "step_inputs":
+        plan = hoist.split(cell)
+        args, lets = [*cell.param_symbols, cell.input_symbol], dict(plan.before)
+        rows = [[sym] for sym in plan.carried]
+    elif what == "step_hoisted":
+        plan = hoist.split(cell)
+        args = [*cell.param_symbols, *cell.state_symbols, *plan.carried]
+        lets, rows = plan.lets, [[sym] for sym in cell.outputs]
     else:
         rows = cell.jacobian_blocks(what.removeprefix("jacobian_"))
-    args = [*cell.param_symbols, *cell.state_symbols, cell.input_symbol]
-    names = {s: identifier(s.name) for s in (*args, *cell.lets)}
-    outs = [e for row in rows for e in row]
-    needed = _needed_lets(cell.lets, outs)
+    return _function(what, args, lets, rows)
+
+
+def _function(what, args, lets, rows):
+    """def what(n, m, like, *args): the needed lets, shared subterms, then rows of blocks."""
+    names = {s: identifier(s.name) for s in (*args, *lets)}
+    outs = [e for row in rows for e in row if e is not None]
+    needed = _needed_lets(lets, outs)
     printer = ArrayPrinter(names)
     lines = [f"def {what}(n, m, like, {', '.join(names[a] for a in args)}):"]
-    lines += [f"    {names[s]} = {printer.definition(e)}" for s, e in cell.lets.items()
+    lines += [f"    {names[s]} = {printer.definition(e)}" for s, e in lets.items()
               if s in needed]
     for k, sub in enumerate(_repeated(outs)):
         name = f"t{k}"
         lines.append(f"    {name} = {printer.definition(sub)}")
         names[sub] = name
-    body = ", ".join("[" + ", ".join(printer._print(e) for e in row) + "]" for row in rows)
+    body = ", ".join("[" + ", ".join("None" if e is None else printer._print(e) for e in row)
+                     + "]" for row in rows)
     lines.append(f"    return [{body}]")
     return "\n".join(lines) + "\n"
+
+
+def _compact(block):
+    """A state-Jacobian block as `jacobian_state_blocks` returns it: None for a zero
+    block, the diagonal (an n-vector) for a diagonal one, the matrix otherwise."""
+    shape = kind(block)
+    return None if shape == "zero" else diagonal(block) if shape == "diagonal" else block
 
 
 def _needed_lets(lets, outs):
@@ -71,8 +102,10 @@ def _repeated(exprs):
 
     for e in exprs:
         visit(e)
+    # diag(v) is printed through v wherever it multiplies (never as a matrix), so it is not
+    # worth a name of its own; v is
     return [e for e in order if counts[e] > 1 and isinstance(e, sp.MatrixExpr)
-            and not isinstance(e, (sp.Identity, sp.ZeroMatrix, sp.OneMatrix))]
+            and not isinstance(e, (sp.Identity, sp.ZeroMatrix, sp.OneMatrix, DiagMatrix))]
 
 
 @functools.lru_cache(maxsize=None)

@@ -6,7 +6,7 @@ weight matrix appears; a product with the all-ones vector couples every unit at 
 """
 
 import sympy as sp
-from sympy import Identity, MatAdd, MatMul, MatrixSymbol, ZeroMatrix
+from sympy import Identity, MatAdd, MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 
@@ -40,6 +40,21 @@ def kind(expr):
     if any(_outer(a) for a in sp.preorder_traversal(expr) if isinstance(a, MatMul)):
         return "rank-one coupled"
     return "dense"
+
+
+def diagonal(expr):
+    """The diagonal of a 'diagonal' block as an n-vector expression: diag(u) diag(v) -> u * v,
+    I -> the all-ones vector, so lowered code holds n numbers per row, not n x n."""
+    if kind(expr) != "diagonal":
+        raise ValueError(f"not a diagonal block: {expr}")
+    n = expr.shape[0]
+    vectors = []
+    for term in _terms(expr):
+        coeff, mats = term.as_coeff_matrices() if isinstance(term, MatMul) else (1, [term])
+        parts = [m.args[0] for m in mats if isinstance(m, DiagMatrix)]
+        vector = sp.hadamard_product(*parts) if parts else OneMatrix(n, 1)
+        vectors.append(vector if coeff == 1 else coeff * vector)
+    return sp.MatAdd(*vectors) if len(vectors) > 1 else vectors[0]
 
 
 def sentence(expr, out, wrt, param_names):

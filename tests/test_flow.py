@@ -124,6 +124,21 @@ def test_every_cell_matches_brute_force(name, monkeypatch):
     assert relative(seen["input"], want_input) < TOL
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_frobenius_alone_matches_brute_force(name, monkeypatch):
+    """With Frobenius norms alone nothing reads a chunk's products after it, so the walk
+    keeps two alternating buffers instead: the same numbers, across several chunks."""
+    cell = gradlab.cell(name)
+    n, m, B, T = 5, 3, 2, 9
+    params = params_for(cell, n, m, seed=6)
+    xs = F.make_inputs("gaussian", T, B, m, seed=7)
+    S = n * len(cell.state_names)
+    monkeypatch.setitem(F.CHUNK_BYTES, "cpu", 2 * 2 * B * S * S * 8)     # 2 lags a chunk
+    flow = gradlab.gradient_flow(cell, params, xs, norms=("frobenius",), blocks=False)
+    _, _, fro = svd_logs(brute_force(name, params, xs)[0])
+    assert relative(flow.log_norm("frobenius"), fro) < TOL
+
+
 @pytest.mark.parametrize("name", ["rnn_tanh", "gru", "lstm", "lstm_fgr"])
 def test_lanczos_at_moderate_size(name, monkeypatch):
     """S = 40..100, well past the dense cutoff: warm-started Lanczos vs svdvals of the

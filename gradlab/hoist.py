@@ -1,0 +1,63 @@
+"""Splitting a step into what depends on the state and what does not.
+
+In W h + U x + b only W h changes with the state; U x + b depends on the input alone, so
+it can be computed for every step of a sequence in one batched call before the loop (as
+cuDNN does with input projections) and the loop is left with W h + pre0. `split` finds
+those pieces in a cell's SymPy lets: every let that depends on the input but not on the
+state moves out whole (the minimal RNN's z = tanh(U x + b_z)), and inside the others every
+maximal state-free vector that involves the input is named, a sum's state-free terms
+grouped together, so the loop does one addition where it did several.
+"""
+
+import sympy as sp
+from sympy import MatAdd, MatrixExpr, MatrixSymbol
+
+
+class Split:
+    """`before`: (symbol, expr) computed from params and inputs, all steps at once, in
+    order; `carried`: the symbols of those that the loop reads, its extra arguments;
+    `lets`: the loop's lets, rewritten to read them."""
+
+    def __init__(self, before, carried, lets):
+        self.before, self.carried, self.lets = before, carried, lets
+
+
+def split(cell):
+    x = cell.input_symbol
+    varying = set(cell.state_symbols)     # symbols whose value changes with the state
+    inputs = {x}                          # symbols that depend on the input, not the state
+    before, named, lets = [], {}, {}
+
+    def name(expr):
+        if expr not in named:
+            named[expr] = MatrixSymbol(f"pre{len(named)}", *expr.shape)
+            before.append((named[expr], expr))
+        return named[expr]
+
+    def movable(expr):
+        free = expr.free_symbols
+        return not (free & varying) and bool(free & inputs)
+
+    def rewrite(expr):
+        if not isinstance(expr, sp.Basic) or not expr.args or isinstance(expr, MatrixSymbol):
+            return expr
+        if isinstance(expr, MatrixExpr) and expr.shape[1] == 1 and movable(expr):
+            return name(expr)
+        if isinstance(expr, MatAdd):
+            fixed = [a for a in expr.args if not (a.free_symbols & varying)]
+            if 1 < len(fixed) < len(expr.args) and any(a.free_symbols & inputs for a in fixed):
+                rest = [rewrite(a) for a in expr.args if a.free_symbols & varying]
+                return MatAdd(*rest, name(MatAdd(*fixed)))
+        args = [rewrite(a) for a in expr.args]
+        return expr.func(*args) if args != list(expr.args) else expr
+
+    for sym, expr in cell.lets.items():
+        if isinstance(sym, MatrixSymbol) and movable(expr):
+            before.append((sym, expr))
+            inputs.add(sym)
+        else:
+            lets[sym] = rewrite(expr)
+            varying.add(sym)
+    used = set().union(*(e.free_symbols for e in lets.values()))
+    carried = [s for s, _ in before if s in used]
+    return Split(before, carried, lets)

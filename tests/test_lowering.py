@@ -1,0 +1,160 @@
+"""The lowered variants the gradient-flow engine runs: compacted Jacobian blocks, the step
+split by `hoist`, in-place sums and the workspace they write into. Each is checked
+against the plain lowered functions (themselves verified against oracles in test_cells)."""
+
+import numpy as np
+import pytest
+import sympy as sp
+import torch
+
+import gradlab
+from gradlab import flow as F
+from gradlab import hoist, lower
+from gradlab.backends import backend
+from gradlab.structure import diagonal, kind
+from conftest import ALL, SIZES, random_inputs, relative_error, size_id
+
+
+def lowered(cell, what):
+    namespace = {"xp": backend("torch")}
+    exec(compile(lower.source(cell, what), what, "exec"), namespace)
+    return namespace[what]
+
+
+def call(cell, what, params, state, x):
+    n, m, B, args = lower._prepare(cell, backend("torch"), params, state, x)
+    return lowered(cell, what)(n, m, x, *args)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_id)
+@pytest.mark.parametrize("name", ALL)
+def test_compact_blocks_are_the_blocks(name, size):
+    """None where the block is zero, its diagonal where it is diagonal (and it is: nothing
+    off the diagonal), the block itself where it is dense."""
+    cell = gradlab.cell(name)
+    n, m, B = size
+    params, state, x = random_inputs(cell, n, m, B, seed=11)
+    full = call(cell, "jacobian_state", params, state, x)
+    compact = call(cell, "jacobian_state_blocks", params, state, x)
+    for a, row in enumerate(cell.jacobian_blocks("state")):
+        for b, block in enumerate(row):
+            dense = torch.broadcast_to(full[a][b], (B, n, n))
+            got = compact[a][b]
+            if kind(block) == "zero":
+                assert got is None and not dense.any()
+            elif kind(block) == "diagonal":
+                vector = torch.broadcast_to(got, (B, n, 1))[..., 0]
+                assert torch.equal(dense, torch.diag_embed(dense.diagonal(dim1=-2, dim2=-1)))
+                assert relative_error(vector, dense.diagonal(dim1=-2, dim2=-1)) < 1e-15
+            else:
+                assert relative_error(torch.broadcast_to(got, (B, n, n)), dense) < 1e-15
+
+
+def test_diagonal_of_the_lstm_cell_path_is_f():
+    lstm = gradlab.cell("lstm")
+    assert diagonal(lstm.jacobian_blocks("state")[1][1]) == lstm.symbol("f")
+    with pytest.raises(ValueError, match="not a diagonal block"):
+        diagonal(lstm.jacobian_blocks("state")[0][0])
+
+
+def test_diagonal_of_the_identity_is_the_ones_vector():
+    n = sp.Symbol("n", integer=True, positive=True)
+    assert diagonal(sp.Identity(n)) == sp.OneMatrix(n, 1)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=size_id)
+@pytest.mark.parametrize("name", ALL)
+def test_hoisted_step_is_the_step(name, size):
+    """step_hoisted(state, step_inputs(x)) == step(state, x), bit for bit up to the order
+    of additions; the part moved out of the loop reads no state."""
+    cell = gradlab.cell(name)
+    n, m, B = size
+    params, state, x = random_inputs(cell, n, m, B, seed=12)
+    want = call(cell, "step", params, state, x)
+    _, _, _, args = lower._prepare(cell, backend("torch"), params, state, x)
+    pargs = args[:len(cell.param_names)]
+    pre = [r for (r,) in lowered(cell, "step_inputs")(n, m, x, *pargs, x[:, :, None])]
+    got = lowered(cell, "step_hoisted")(n, m, x, *pargs, *(s[:, :, None] for s in state), *pre)
+    for (a,), (b,) in zip(got, want):
+        assert relative_error(torch.broadcast_to(a, (B, n, 1)), b) < 1e-15
+    plan = hoist.split(cell)
+    states = set(cell.state_symbols)
+    for _, expr in plan.before:
+        assert not expr.free_symbols & states
+
+
+def test_lstm_input_projections_move_out_of_the_loop():
+    lstm = gradlab.cell("lstm")
+    plan = hoist.split(lstm)
+    assert [str(e) for _, e in plan.before] == ["U_i*x + b_i", "U_f*x + b_f", "U_g*x + b_g",
+                                                "U_o*x + b_o"]
+    assert plan.carried == [s for s, _ in plan.before]
+    assert str(plan.lets[lstm.symbol("i")]) == "Lambda(_d, sigmoid(_d)).(W_i*h + pre0)"
+    body = lower.source(lstm, "step_hoisted").split("\n", 1)[1]   # after the signature
+    assert "matmul(v_U" not in body and body.count("xp.matmul(") == 4
+
+
+def test_a_let_of_the_input_alone_moves_out_whole():
+    """The minimal RNN's z = tanh(U x + b_z) reads no state: computed before the loop,
+    and V z + b_u with it."""
+    cell = gradlab.cell("minimal_rnn")
+    plan = hoist.split(cell)
+    assert [str(s) for s, _ in plan.before] == ["z", "pre0"]
+    assert str(plan.before[1][1]) == "V*z + b_u"
+    assert [str(s) for s in plan.carried] == ["z", "pre0"]
+
+
+def test_scaled_sum_prints_for_sums_of_row_scaled_matrices():
+    src = lower.source(gradlab.cell("lstm"), "jacobian_state_blocks")
+    assert src.count("xp.scaled_sum(") == 2
+    assert "xp.eye" not in src                         # diagonal blocks stay vectors
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_scaled_sum_is_the_sum(name):
+    rng = np.random.default_rng(0)
+    v, u = rng.standard_normal((2, 4, 3, 1))
+    A, C = rng.standard_normal((2, 3, 3))
+    M = rng.standard_normal((4, 3, 3))
+    want = v * A + u * M + C
+    xp = backend(name)
+    args = [torch.as_tensor(a) for a in (v, A, u, M, C)] if name == "torch" else [v, A, u, M, C]
+    got = xp.scaled_sum((args[0], args[1]), (args[2], args[3]), (None, args[4]))
+    assert tuple(got.shape) == (4, 3, 3)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-15, atol=1e-15)
+    first = xp.scaled_sum((None, args[4]), (args[0], args[1]))       # a plain matrix first
+    np.testing.assert_allclose(np.asarray(first), C + v * A, rtol=1e-15, atol=1e-15)
+
+
+def test_workspace_hands_out_the_same_arrays_after_reset():
+    ws = F._Workspace()
+    a = ws.empty((2, 3), dtype=torch.float64, device="cpu")
+    b = ws.empty((4,), dtype=torch.float64, device="cpu")
+    assert a.data_ptr() != b.data_ptr()
+    ws.reset()
+    assert ws.empty((3, 2), dtype=torch.float64, device="cpu").data_ptr() == a.data_ptr()
+    assert ws.empty((2, 2), dtype=torch.float64, device="cpu").data_ptr() == b.data_ptr()
+    ws.reset()
+    bigger = ws.empty((5, 5), dtype=torch.float64, device="cpu")      # outgrows: replaced
+    assert bigger.shape == (5, 5) and bigger.data_ptr() != a.data_ptr()
+    ws.reset()
+    other = ws.empty((2, 3), dtype=torch.float32, device="cpu")       # another dtype
+    assert other.dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", ["lstm", "peephole_lstm", "gru", "normalized_lstm"])
+def test_bound_blocks_are_right_call_after_call(name):
+    """The workspace is reused: each call's blocks are right when it returns, whatever
+    the calls before it computed."""
+    cell = gradlab.cell(name)
+    n, m, B = 4, 3, 2
+    params, _, _ = random_inputs(cell, n, m, B, seed=13)
+    bound = F._Bound(cell, params, *random_inputs(cell, n, m, B, seed=14)[1:])
+    for seed in (15, 16, 17):
+        _, state, x = random_inputs(cell, n, m, B, seed=seed)
+        full = call(cell, "jacobian_state", params, state, x)
+        J = bound.jacobian("state", state, x, torch.empty(B, bound.S, bound.S,
+                                                           dtype=torch.float64))
+        want = torch.cat([torch.cat([torch.broadcast_to(b, (B, n, n)) for b in row], -1)
+                          for row in full], -2)
+        assert relative_error(J, want) < 1e-15
