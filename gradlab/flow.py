@@ -165,8 +165,9 @@ class _Workspace(threading.local):
 class _Bound:
     """A cell's lowered step and Jacobians bound to one params dict and batch size.
 
-    The Jacobians' dense blocks live in a workspace owned by this object: what one call
-    of `blocks` or `jacobian` returns is valid until the next call, and no longer."""
+    Each lowered Jacobian writes its dense blocks into a workspace of its own, owned by
+    this object: what `blocks` or `jacobian(wrt)` returns is valid until the next call of
+    the same one, and no longer."""
 
     def __init__(self, cell, params, state0, x0):
         n, m, B, args = lower._prepare(cell, backend("torch"), params, state0, x0)
@@ -174,40 +175,45 @@ class _Bound:
         self.parts = len(cell.state_names)
         self.S = n * self.parts
         self.pargs = args[:len(cell.param_names)]
-        self.workspace, self.functions = _Workspace(), {}
+        self.functions = {}                  # what -> (lowered function, its workspace)
 
     def _lowered(self, what):
-        """The lowered `what`, bound to the torch backend with the one-GEMM `_matmul`
-        and, for a Jacobian, in-place sums into this object's workspace."""
+        """The lowered `what` bound to the torch backend with the one-GEMM `_matmul` and
+        in-place sums into a workspace of its own (reset at each call), and that workspace."""
         if what not in self.functions:
-            xp = vars(backend("torch")) | {"matmul": _matmul}
-            if what.startswith("jacobian"):
-                xp["scaled_sum"] = functools.partial(xp["scaled_sum"],
-                                                     empty=self.workspace.empty)
+            workspace = _Workspace()
+            xp = vars(backend("torch")) | {
+                "matmul": _matmul,
+                "scaled_sum": functools.partial(backend("torch").scaled_sum,
+                                                empty=workspace.empty)}
             namespace = {"xp": types.SimpleNamespace(**xp)}
             exec(_code(self.cell, what), namespace)
-            self.functions[what] = namespace[what]
+            self.functions[what] = namespace[what], workspace
         return self.functions[what]
 
     def _call(self, what, state, x):
-        self.workspace.reset()
-        return self._lowered(what)(self.n, self.m, x, *self.pargs,
-                                   *(s.unsqueeze(-1) for s in state), x.unsqueeze(-1))
+        fn, workspace = self._lowered(what)
+        workspace.reset()
+        return fn(self.n, self.m, x, *self.pargs, *(s.unsqueeze(-1) for s in state),
+                  x.unsqueeze(-1))
 
     def inputs(self, xs):
         """The state-free part of every step (`hoist`), for xs (T, B, m) at once: a list
         of (T, B, r, 1) tensors, the extra arguments of `step`."""
         T, B, m = xs.shape
-        rows = self._lowered("step_inputs")(self.n, self.m, xs, *self.pargs,
-                                            xs.reshape(T * B, m, 1))
+        fn, workspace = self._lowered("step_inputs")
+        workspace.reset()
+        rows = fn(self.n, self.m, xs, *self.pargs, xs.reshape(T * B, m, 1))
         return [torch.broadcast_to(r, (T * B, *r.shape[-2:])).reshape(T, B, *r.shape[-2:])
                 for (r,) in rows]
 
     def step(self, state, pre, out):
         """Write the new state parts into `out` (tuple of (B, n)), given the state and
         this step's slice of `inputs`."""
-        rows = self._lowered("step_hoisted")(self.n, self.m, state[0], *self.pargs,
-                                             *(s.unsqueeze(-1) for s in state), *pre)
+        fn, workspace = self._lowered("step_hoisted")
+        workspace.reset()
+        rows = fn(self.n, self.m, state[0], *self.pargs, *(s.unsqueeze(-1) for s in state),
+                  *pre)
         for o, (row,) in zip(out, rows):
             o.copy_(row[..., 0])
 

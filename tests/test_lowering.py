@@ -11,6 +11,7 @@ import gradlab
 from gradlab import flow as F
 from gradlab import hoist, lower
 from gradlab.backends import backend
+from gradlab.language import sigmoid, tanh
 from gradlab.structure import diagonal, kind
 from conftest import ALL, SIZES, random_inputs, relative_error, size_id
 
@@ -158,3 +159,30 @@ def test_bound_blocks_are_right_call_after_call(name):
         want = torch.cat([torch.cat([torch.broadcast_to(b, (B, n, n)) for b in row], -1)
                           for row in full], -2)
         assert relative_error(J, want) < 1e-15
+
+
+@gradlab.declare(state="h", params="W W_g U U_g b", source="a test cell")
+def two_inputs(s):
+    """h' = tanh(W h + U x + b) + sigmoid(U_g x) * (W_g h): both Jacobians are sums of
+    row-scaled weights (d h' / d x = diag(.) U + diag(.) U_g), each lowered to one
+    in-place sum in a workspace."""
+    return tanh(s.W @ s.h + s.U @ s.x + s.b) + sigmoid(s.U_g @ s.x) * (s.W_g @ s.h)
+
+
+def test_input_jacobian_survives_a_state_jacobian_call():
+    """Each lowered Jacobian has its own workspace: the input Jacobian of a one-part cell
+    (a view into its workspace) is not overwritten by the state Jacobian computed next,
+    though with m >= n the state Jacobian's sum would fit in the same array."""
+    cell = two_inputs
+    n, m, B = 3, 6, 2
+    params, state, x = random_inputs(cell, n, m, B, seed=18)
+    bound = F._Bound(cell, params, state, x)
+    assert "return [[xp.scaled_sum(" in lower.source(cell, "jacobian_input")
+    assert "return [[xp.scaled_sum(" in lower.source(cell, "jacobian_state")
+    K = bound.jacobian("input", state, x, torch.empty(B, n, m, dtype=torch.float64))
+    want = K.clone()
+    _, other, y = random_inputs(cell, n, m, B, seed=19)
+    bound.jacobian("state", other, y)
+    assert torch.equal(K, want)
+    full = call(cell, "jacobian_input", params, state, x)[0][0]
+    assert relative_error(K, torch.broadcast_to(full, (B, n, m))) < 1e-15
