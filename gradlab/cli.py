@@ -149,7 +149,7 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True)
 @click.option("--out", type=click.Path(), default="reports/gradient-decay", show_default=True)
-@click.option("--force", is_flag=True, help="Replace an existing report.")
+@click.option("--force", is_flag=True, help="Replace --out even if it holds more than an earlier report.")
 @click.option("--open", "open_", is_flag=True, help="Open the report in a browser.")
 def report(names, out, force, open_, **options):
     """Write a gradient-decay report: vanilla RNN against gated cells, with theory."""
@@ -238,7 +238,7 @@ def _floats(value, what):
 @click.option("--out", type=click.Path(), default=None,
               help="Report directory [default: reports/phase-diagram; with --shard I/N: "
                    "reports/phase-diagram/shard-I-of-N].")
-@click.option("--force", is_flag=True, help="Replace an existing report.")
+@click.option("--force", is_flag=True, help="Replace --out even if it holds more than an earlier report.")
 @click.pass_context
 def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     """Phase diagram: gradient timescale over weight scale x gate bias, per cell."""
@@ -269,7 +269,7 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
 @sweep.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(), default="reports/phase-diagram", show_default=True)
-@click.option("--force", is_flag=True, help="Replace an existing report.")
+@click.option("--force", is_flag=True, help="Replace --out even if it holds more than an earlier report.")
 def merge(dirs, out, force):
     """Join shard directories (from --shard I/N) into one phase-diagram report."""
     from . import sweep as sw

@@ -1,8 +1,9 @@
 """Writing a report directory: index.html, report.md, figures/*.png|svg and data.json.
 
 A report is built in a temporary directory beside its target and moved into place only
-when complete, so an interrupted run never leaves half a report; an existing report is
-replaced only with `force`. data.json is byte-for-byte reproducible for the same inputs
+when complete, so an interrupted run never leaves half a report. Running again over an
+earlier report replaces it; a directory holding anything a report does not is replaced
+only with `force`. data.json is byte-for-byte reproducible for the same inputs
 (sorted keys, no timestamps); non-finite numbers are written as the strings "nan", "inf"
 and "-inf" (JSON has no literal for them) and never dropped.
 """
@@ -29,13 +30,30 @@ class Section:
     table: tuple[list[str], list[list]] | None = None  # (header, rows)
 
 
+REPORT_FILES = {"index.html", "report.md", "data.json"}
+FIGURE_SUFFIXES = {".png", ".svg"}
+
+
+def is_report(out):
+    """Does the directory hold nothing but what `write_report` writes (or nothing at all)?"""
+    for entry in pathlib.Path(out).iterdir():
+        if entry.name == "figures" and entry.is_dir():
+            if any(not f.is_file() or f.suffix not in FIGURE_SUFFIXES for f in entry.iterdir()):
+                return False
+        elif entry.name not in REPORT_FILES or not entry.is_file():
+            return False
+    return True
+
+
 def check_target(out, force):
-    """Refuse early (before any work) a target that exists or cannot be written."""
+    """Refuse early (before any work) a target that cannot be written, or that exists
+    and holds more than an earlier report (unless `force`)."""
     out = pathlib.Path(out)
     if out.exists() and not out.is_dir():
         raise GradlabError(f"--out {str(out)!r} is a file; give a directory")
-    if out.exists() and not force:
-        raise GradlabError(f"{str(out)!r} exists; pass --force to replace it")
+    if out.exists() and not force and not is_report(out):
+        raise GradlabError(f"{str(out)!r} exists and holds files that are not a gradlab "
+                           "report; pass --force to replace it")
     parent = out.resolve().parent
     probe = parent
     while not probe.exists():

@@ -154,6 +154,29 @@ def test_existing_directory_is_refused_without_force(tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
+def test_running_again_replaces_an_earlier_report(tmp_path):
+    """The README's `gradlab report` works on a fresh clone, over the committed report."""
+    out = write(tmp_path / "r")
+    write(out, data={"second": 1})
+    assert strict_loads((out / "data.json").read_text()) == {"second": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_an_empty_directory_is_replaced(tmp_path):
+    (tmp_path / "r").mkdir()
+    assert (write(tmp_path / "r") / "index.html").is_file()
+
+
+@pytest.mark.parametrize("extra", ["notes.txt", "figures/notes.txt", "figures/sub/a.png"])
+def test_a_report_with_anything_more_is_refused_without_force(tmp_path, extra):
+    out = write(tmp_path / "r")
+    (out / extra).parent.mkdir(parents=True, exist_ok=True)
+    (out / extra).write_text("mine")
+    with pytest.raises(GradlabError, match="not a gradlab report; pass --force"):
+        write(out)
+    assert (out / extra).read_text() == "mine"
+
+
 def test_force_replaces_an_existing_directory(tmp_path):
     out = tmp_path / "r"
     out.mkdir()
@@ -217,9 +240,11 @@ def test_check_target_accepts_new_and_forced_paths(tmp_path):
     assert listing(tmp_path) == []                               # checking writes nothing
 
 
-def test_check_target_refuses_an_existing_directory(tmp_path):
+def test_check_target_refuses_a_directory_that_is_not_a_report(tmp_path):
+    (tmp_path / "thesis.tex").write_text("mine")
     with pytest.raises(GradlabError, match="--force"):
         check_target(tmp_path, False)
+    assert check_target(tmp_path, True) == tmp_path
 
 
 def test_check_target_refuses_a_file(tmp_path):

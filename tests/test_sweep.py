@@ -217,22 +217,22 @@ def test_other_bad_options(args, needle, tmp_path):
     assert listing(tmp_path) == []
 
 
-def test_existing_sweep_report_needs_force(tmp_path):
+def test_a_directory_that_is_not_a_report_needs_force(tmp_path):
     out = tmp_path / "s"
     out.mkdir()
+    (out / "keep.txt").write_text("mine")
     assert_one_line_error(invoke("sweep", *GRID, "--out", out), "--force")
-    assert listing(tmp_path) == ["s"]
+    assert listing(tmp_path) == ["s", "s/keep.txt"]
 
 
 def test_vanishing_point_is_not_marked_as_growing(tmp_path):
     """rnn_tanh at weight scale 50 in float32: tanh' is exactly 0 once saturated, the
     products are exactly zero and the rate is -inf: gradients vanish at once (timescale 0).
 
-    Known failure (bug): sweep.measure_point stores timescale 0.0 for a rate of -inf, and
-    sweep._heatmaps marks every point whose timescale is not finite and > 0 with "↑",
-    which the report's header explains as "points where gradients grow". The vanishing
-    point is drawn as a growing one. (matplotlib writes each text of an SVG as a comment,
-    so the marks can be counted there.)"""
+    Regression: measure_point stores timescale 0.0 for a rate of -inf, and the heatmaps
+    once marked every point whose timescale was not finite and > 0 with "↑" ("gradients
+    grow"), drawing the vanishing point as a growing one. (matplotlib writes each text of
+    an SVG as a comment, so the marks can be counted there.)"""
     out = tmp_path / "s"
     assert_ok(invoke("sweep", "--cells", "rnn_tanh", "--weight-scales", "0.5,50",
                      "--gate-biases", "0", "--dtype", "float32", "--hidden", "6", "--steps",
