@@ -2,7 +2,10 @@
 
 The printed function computes each named quantity once (the cell's `let`s, in order),
 then each repeated subterm of the Jacobian once (common subexpressions), then the blocks.
-It is printed once per (cell, what) and bound once per backend; both are cached.
+It is printed once per (cell, what) and bound once per backend; both are cached. Besides
+the step and the Jacobians, the gradient-flow engine asks for the state Jacobian with its
+blocks compacted by structure (`jacobian_state_blocks`) and for the step split into its
+state-free part and the rest (`step_inputs`, `step_hoisted`; see `hoist`).
 
     def jacobian(n, m, like, v_W, v_U, v_b, v_h, v_x):
         v_h_p = xp.tanh((xp.matmul(v_W, v_h) + xp.matmul(v_U, v_x) + v_b))
