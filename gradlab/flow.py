@@ -275,10 +275,7 @@ def _check_params(cell, params):
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
         raise GradlabError(f"params must hold torch tensors named "
                            f"{', '.join(cell.param_names)}")
-    missing = [p for p in cell.param_names if p not in params]
-    if missing:
-        raise GradlabError(f"params for cell '{cell.name}' lack {', '.join(missing)}; "
-                           f"expected {', '.join(cell.param_names)}")
+    lower.require_params(cell, params)
     dtype, device = tensors[0].dtype, tensors[0].device
     if any(t.dtype != dtype or t.device != device for t in tensors):
         raise GradlabError("params mix dtypes or devices: "

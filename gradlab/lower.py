@@ -120,6 +120,14 @@ def compiled(cell, what, backend_name):
     return namespace[what]
 
 
+def require_params(cell, params):
+    """Refuse params that lack any of the cell's parameters, naming them."""
+    missing = [p for p in cell.param_names if p not in params]
+    if missing:
+        raise GradlabError(f"params for cell '{cell.name}' lack {', '.join(missing)}; "
+                           f"expected {', '.join(cell.param_names)}")
+
+
 def _prepare(cell, xp, params, state, x):
     """Check shapes; return (n, m, B, argument arrays with matrix axes last)."""
     if not isinstance(state, (tuple, list)):
@@ -127,10 +135,7 @@ def _prepare(cell, xp, params, state, x):
     if len(state) != len(cell.state_names):
         raise GradlabError(f"cell '{cell.name}' takes a state of {len(cell.state_names)} "
                            f"part(s) ({', '.join(cell.state_names)}), got {len(state)}")
-    missing = [p for p in cell.param_names if p not in params]
-    if missing:
-        raise GradlabError(f"params for cell '{cell.name}' lack {', '.join(missing)}; "
-                           f"expected {', '.join(cell.param_names)}")
+    require_params(cell, params)
     if tuple(x.shape[:-1]) == () or x.ndim != 2:
         raise GradlabError(f"x has shape {tuple(x.shape)}, expected (B, m)")
     B, m = x.shape

@@ -1,4 +1,5 @@
-"""Shared helpers: the whole registry, random cell inputs, strict numpy, the `cuda` marker."""
+"""Shared helpers: the whole registry, random cell inputs, strict numpy, the `cuda` marker,
+running the CLI and checking what it says."""
 
 import random
 
@@ -7,6 +8,8 @@ import pytest
 import torch
 
 import gradlab
+from click.testing import CliRunner
+from gradlab.cli import cli
 
 ALL = gradlab.cells()   # every registered cell: a new cell gets every registry-wide check
 
@@ -64,3 +67,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+def invoke(*args):
+    """Run the CLI in-process (arguments as strings); click's Result."""
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def assert_ok(result):
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "Traceback" not in result.output
+
+
+def assert_one_line_error(result, needle=""):
+    """Exit status 2, nothing on stdout, one line on stderr naming `needle`."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.stdout == "", result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gradlab: error: ") and needle in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def listing(root):
+    """Every path below root, relative, sorted."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import gradlab
 from gradlab.cli import cli
-from conftest import ALL
+from conftest import ALL, assert_one_line_error
 
 ERROR_CASES = {
     "unknown cell": (["derive", "nope"], "'nope'"),
@@ -38,16 +38,6 @@ ERROR_CASES = {
 
 def run(*args):
     return CliRunner().invoke(cli, list(args))
-
-
-def assert_one_line_error(result, needle):
-    assert result.exit_code == 2, (result.exit_code, result.output)
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert result.stdout == "", result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gradlab: error:") and needle in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES))

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from gradlab import publish
 from gradlab.errors import GradlabError
 from gradlab.publish import Section, check_target, dumps, jsonable, write_report
+from conftest import listing
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -87,10 +88,6 @@ def write(out, *, figures=None, data=None, force=False):
     data = {"x": [1.0, math.nan], "y": np.array([math.inf])} if data is None else data
     return write_report(out, title="T <1>", intro="intro", header={"seed": 0, "rate": math.nan},
                         sections=sections, figures=figures, data=data, force=force)
-
-
-def listing(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 def test_write_report_writes_every_file(tmp_path):

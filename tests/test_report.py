@@ -14,12 +14,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from matplotlib.figure import Figure
 
 from gradlab import figures, registry, theory
-from gradlab.cli import cli
 from gradlab.experiment import LYAPUNOV_K, Setup, measure
+from conftest import assert_ok, assert_one_line_error, invoke, listing
 
 T, N, M, B = 12, 6, 3, 2
 TINY = ["--steps", str(T), "--hidden", str(N), "--batch", str(B), "--inputs", str(M)]
@@ -27,31 +26,14 @@ CELLS = ("rnn_tanh", "lstm", "gru")
 FIGURES = ("decay", "paths", "spectra", "loss", "drift", "bptt")
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
 def report(out, *args, cells=",".join(CELLS)):
     return invoke("report", "--out", out, "--cells", cells, *TINY, *args)
 
 
-def assert_ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    assert "Traceback" not in result.output
 
 
-def assert_one_line_error(result, needle=""):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gradlab: error: ") and needle in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
-def listing(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 def load(out):
@@ -293,7 +275,8 @@ def test_non_finite_values_are_reported_not_dropped(saturated):
 
 
 def test_non_finite_values_raise_no_warning(saturated):
-    """Known failure (bug): experiment.measure calls np.nanmedian on log condition numbers
+    """Regression test. The bug as first found:
+    experiment.measure calls np.nanmedian on log condition numbers
     that are all nan (a zero product's), which warns "RuntimeWarning: All-NaN slice
     encountered" (experiment.py, `cond = float(np.nanmedian(...))`): np.errstate does not
     silence it. A user sees two stray warning lines on stderr; under -W error (as in this
@@ -307,7 +290,8 @@ def test_non_finite_values_raise_no_warning(saturated):
 def test_a_zero_product_stays_minus_infinity(saturated):
     """Once every sequence's product is exactly zero, the decay curve is -inf from there on.
 
-    Known failure (bug): experiment._quartiles takes np.nanpercentile of per-sequence log
+    Regression test. The bug as first found:
+    experiment._quartiles takes np.nanpercentile of per-sequence log
     norms that are all -inf; numpy interpolates -inf + f * (-inf - -inf) = nan, so the
     median and quartiles read "nan" where gradient_flow measured -inf (and likewise the
     loss curve, loss_input_log10). Expected "-inf"."""
@@ -324,7 +308,8 @@ def test_overflowing_states_are_not_reported_as_vanishing():
     """rnn_relu at weight scale 50 in float32: the state grows ~30x per step and overflows
     (inf, then nan) within T = 40 steps; its gradients explode.
 
-    Known failure (bug): the Jacobians at non-finite states come out as exact zeros (the
+    Regression test. The bug as first found:
+    the Jacobians at non-finite states come out as exact zeros (the
     ReLU derivative of nan is 0), so gradient_flow reports log norms of -inf and measure's
     summary says rate -inf, timescale 0 ("gradients vanish at once") -- the opposite of
     what happens -- while the same data.json shows the state RMS as nan. Expected: a rate
@@ -340,7 +325,8 @@ def test_overflowing_states_are_not_reported_as_vanishing():
 
 
 def test_very_negative_gate_bias_is_no_traceback(tmp_path, blank_figures):
-    """Known failure (bug): with zero weights and inputs the report asks theory.gate_rate
+    """Regression test. The bug as first found:
+    with zero weights and inputs the report asks theory.gate_rate
     for ln sigma(gate bias); at --gate-bias -800 math.exp(800) overflows and the command
     ends in an OverflowError traceback (exit 1). Expected a report (ln sigma(-800) = -800)
     or at worst a one-line error."""

@@ -4,37 +4,14 @@ import json
 import math
 
 import pytest
-from click.testing import CliRunner
 from matplotlib.figure import Figure
 
 from gradlab import sweep
-from gradlab.cli import cli
+from conftest import assert_ok, assert_one_line_error, invoke, listing
 
 GRID = ["--cells", "rnn_tanh,gru", "--weight-scales", "0.5,2", "--gate-biases", "0,2",
         "--hidden", "6", "--steps", "12", "--batch", "2", "--inputs", "3"]
 POINTS = [(c, w, g) for c in ("rnn_tanh", "gru") for w in (0.5, 2.0) for g in (0.0, 2.0)]
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def assert_ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-
-
-def assert_one_line_error(result, needle=""):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), result.exception
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("gradlab: error: ") and needle in lines[0], lines[0]
-    assert "Traceback" not in result.output
-
-
-def listing(root):
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +161,8 @@ def test_empty_shard_is_refused(tmp_path):
     """An explicitly empty --shard (e.g. `--shard "$SHARD"` with SHARD unset in a job
     array) must be refused like any other value that is not I/N.
 
-    Known failure (bug): cli.sweep tests `if shard` rather than `shard is not None`, so
+    Regression test. The bug as first found:
+    cli.sweep tests `if shard` rather than `shard is not None`, so
     --shard "" is taken as no --shard at all: every array job silently runs the whole grid
     and writes a full report where a part was expected."""
     out = tmp_path / "s"

@@ -68,7 +68,8 @@ def test_fixed_point_and_chi_agree_with_independent_quadrature(sw, sv, sb):
     """q* solves q = sw^2 E[tanh^2(sqrt(q) z)] + sv^2 R + sb^2 and chi = sw^2 E[tanh'^2],
     both to 1e-6 relative: these are deterministic integrals, not estimates.
 
-    Known failure (bug): for q* a little below 4 (sw = 2.1432, q* = 3.9) the 100-point
+    Regression test. The bug as first found:
+    for q* a little below 4 (sw = 2.1432, q* = 3.9) the 100-point
     Gauss-Hermite rule theory._expect uses up to q = 4 is off by 2.6e-4 relative in chi
     (and q* by 4.7e-6); the rule's error on E[sech^4] grows from 8e-10 at q = 1 to 1.6e-6
     at q = 2, 4.4e-5 at q = 3 and 3e-4 at q = 4, where the code switches to a trapezoid
@@ -92,7 +93,8 @@ def test_large_weight_scales_give_large_q():
 def test_chi_is_continuous_across_the_quadrature_switch():
     """Across q* = 4 chi must change as the true integral does, not jump.
 
-    Known failure (bug): chi changes by 4.16e-3 between q* = 3.99 (Gauss-Hermite) and
+    Regression test. The bug as first found:
+    chi changes by 4.16e-3 between q* = 3.99 (Gauss-Hermite) and
     q* = 4.01 (trapezoid) where the exact change is 3.81e-3: a jump of 3.6e-4 (3e-4 of
     chi) at the switch."""
     below, above = 2.1701474341042686, 2.176086466120443       # q* = 3.99 and 4.01
@@ -175,7 +177,8 @@ def test_gate_rate_is_log_sigmoid(a):
 def test_gate_rate_of_a_very_negative_gate():
     """log sigmoid(a) ~ a for a << 0: ln sigma(-800) = -800 is an ordinary float.
 
-    Known failure (bug): theory.gate_rate computes -log1p(exp(-a)), and math.exp(800)
+    Regression test. The bug as first found:
+    theory.gate_rate computes -log1p(exp(-a)), and math.exp(800)
     raises OverflowError for any a < -709.78. It is reachable from the command line:
     `gradlab report --cells gru --weight-scale 0 --input-scale 0 --gate-bias -800` ends
     in a traceback (see test_report.py)."""
