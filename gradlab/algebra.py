@@ -44,7 +44,7 @@ def scale(c, a):
 
 def mul(*factors):
     """Matrix product (scalars allowed) with zeros, identities and diagonal runs simplified."""
-    coeff, mats = sp.S.One, []
+    coeff, mats, eye = sp.S.One, [], None
     for f in factors:
         if isinstance(f, MatMul):
             c, ms = f.as_coeff_matrices()
@@ -55,11 +55,14 @@ def mul(*factors):
             coeff, parts = coeff * f, []
         for p in parts:
             if isinstance(p, Identity):
+                eye = p
                 continue
             if mats and isinstance(p, DiagMatrix) and isinstance(mats[-1], DiagMatrix):
                 mats[-1] = diag(hadamard(mats[-1].args[0], p.args[0]))
                 continue
             mats.append(p)
+    if not mats and eye is not None:                 # c I: the identity stays
+        mats = [eye]
     shape = (factors[0].shape[0] if isinstance(factors[0], sp.MatrixExpr) else None)
     if coeff == 0 or any(is_zero(p) for p in mats):
         rows = mats[0].shape[0] if mats else shape

@@ -15,8 +15,8 @@ from sympy import MatAdd, MatrixExpr, MatrixSymbol
 
 class Split:
     """`before`: (symbol, expr) computed from params and inputs, all steps at once, in
-    order; `carried`: the symbols of those that the loop reads, its extra arguments;
-    `lets`: the loop's lets, rewritten to read them."""
+    order; `carried`: those symbols (and x itself) that the loop reads, its extra
+    arguments; `lets`: the loop's lets, rewritten to read them."""
 
     def __init__(self, before, carried, lets):
         self.before, self.carried, self.lets = before, carried, lets
@@ -39,10 +39,12 @@ def split(cell):
         return not (free & varying) and bool(free & inputs)
 
     def rewrite(expr):
+        if expr in inputs:                  # x, or a let moved out whole: carried as itself
+            return expr
+        if isinstance(expr, MatrixExpr) and movable(expr):
+            return name(expr)
         if not isinstance(expr, sp.Basic) or not expr.args or isinstance(expr, MatrixSymbol):
             return expr
-        if isinstance(expr, MatrixExpr) and expr.shape[1] == 1 and movable(expr):
-            return name(expr)
         if isinstance(expr, MatAdd):
             fixed = [a for a in expr.args if not (a.free_symbols & varying)]
             if 1 < len(fixed) < len(expr.args) and any(a.free_symbols & inputs for a in fixed):
@@ -52,12 +54,12 @@ def split(cell):
         return expr.func(*args) if args != list(expr.args) else expr
 
     for sym, expr in cell.lets.items():
-        if isinstance(sym, MatrixSymbol) and movable(expr):
+        if movable(expr):
             before.append((sym, expr))
             inputs.add(sym)
         else:
             lets[sym] = rewrite(expr)
             varying.add(sym)
     used = set().union(*(e.free_symbols for e in lets.values()))
-    carried = [s for s, _ in before if s in used]
+    carried = [s for s in (x, *(s for s, _ in before)) if s in used]
     return Split(before, carried, lets)

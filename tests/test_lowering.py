@@ -2,6 +2,8 @@
 split by `hoist`, in-place sums and the workspace they write into. Each is checked
 against the plain lowered functions (themselves verified against oracles in test_cells)."""
 
+import types
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -11,7 +13,7 @@ import gradlab
 from gradlab import flow as F
 from gradlab import hoist, lower
 from gradlab.backends import backend
-from gradlab.language import sigmoid, tanh
+from gradlab.language import mean, sigmoid, tanh
 from gradlab.structure import diagonal, kind
 from conftest import ALL, SIZES, random_inputs, relative_error, size_id
 
@@ -186,3 +188,51 @@ def test_input_jacobian_survives_a_state_jacobian_call():
     assert torch.equal(K, want)
     full = call(cell, "jacobian_input", params, state, x)[0][0]
     assert relative_error(K, torch.broadcast_to(full, (B, n, m))) < 1e-15
+
+
+@gradlab.declare(state="h", params="W U b", source="a test cell")
+def input_gain(s):
+    """h' = mu(U x) (tanh(W h + b) + h): a scalar let that reads the input alone, and a
+    state Jacobian with a scalar times the identity in it."""
+    u = s.let("u", s.U @ s.x)
+    return tanh(s.W @ s.h + s.b) * mean(u) + s.h * mean(u)
+
+
+def test_a_scalar_let_of_the_input_moves_out_of_the_loop():
+    plan = hoist.split(input_gain)
+    assert [str(s) for s, _ in plan.before] == ["u", "mu_u"]
+    assert [str(s) for s in plan.carried] == ["mu_u"]
+    n, m, B = 4, 3, 2
+    params, state, x = random_inputs(input_gain, n, m, B, seed=20)
+    _, _, _, args = lower._prepare(input_gain, backend("torch"), params, state, x)
+    pargs = args[:len(input_gain.param_names)]
+    (pre,), = lowered(input_gain, "step_inputs")(n, m, x, *pargs, x[:, :, None])
+    (got,), = lowered(input_gain, "step_hoisted")(n, m, x, *pargs, state[0][:, :, None], pre)
+    (want,), = call(input_gain, "step", params, state, x)
+    assert relative_error(got, want) < 1e-15
+
+
+def test_scalar_times_identity_in_a_jacobian():
+    """d (c h) / d h = c I for a scalar c: once a ValueError ("mul() needs at least one
+    matrix factor") when the chain rule dropped the identity and nothing was left."""
+    (block,), = input_gain.jacobian_blocks("state")
+    assert "mu_u*I" in str(block)
+    n, m, B = 4, 3, 2
+    params, state, x = random_inputs(input_gain, n, m, B, seed=21)
+    step = input_gain.step_fn("torch")
+    single = lambda h, xx: step(params, (h[None],), xx[None])[0][0]
+    want = torch.func.vmap(torch.func.jacrev(single))(state[0], x)
+    got = input_gain.jacobian_fn("state", "torch")(params, state, x)
+    assert relative_error(got, want) < 1e-14
+
+
+def test_the_input_itself_is_carried_into_the_loop():
+    """Where x enters a state-dependent term bare (x * h), the loop takes x as it is."""
+    n = sp.Symbol("n", integer=True, positive=True)
+    h, x, W = sp.MatrixSymbol("h", n, 1), sp.MatrixSymbol("x", n, 1), sp.MatrixSymbol("W", n, n)
+    out = sp.MatrixSymbol("h'", n, 1)
+    cell = types.SimpleNamespace(input_symbol=x, state_symbols=(h,),
+                                 lets={out: W * h + x + sp.hadamard_product(x, h)})
+    plan = hoist.split(cell)
+    assert plan.before == [] and plan.carried == [x]
+    assert plan.lets[out] == cell.lets[out]
