@@ -54,12 +54,16 @@ def _torch():
         temporary per product and per sum."""
         shape = torch.broadcast_shapes(*(a.shape for term in terms for a in term
                                          if a is not None))
+        if torch.is_grad_enabled() and any(a is not None and a.requires_grad
+                                           for term in terms for a in term):
+            return functools.reduce(torch.add, (M if v is None else v * M
+                                                for v, M in terms))   # out= has no autograd
         (v, M), rest = terms[0], terms[1:]
         out = empty(shape, dtype=M.dtype, device=M.device)
         if v is None:
             out.copy_(M)
         else:
-            torch.mul(v, M, out=out)
+            torch.mul(v, M.expand(shape), out=out)
         for v, M in rest:
             if v is None:
                 out.add_(M)

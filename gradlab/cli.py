@@ -4,6 +4,7 @@ Only click loads at start; SymPy and torch load inside the commands that need th
 `gradlab --help` is instant.
 """
 
+import pathlib
 import sys
 
 import click
@@ -149,7 +150,8 @@ POSITIVE = click.IntRange(min=1)
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
               show_default=True)
 @click.option("--out", type=click.Path(), default="reports/gradient-decay", show_default=True)
-@click.option("--force", is_flag=True, help="Replace --out even if it holds more than an earlier report.")
+@click.option("--force", is_flag=True,
+              help="Replace --out even if it holds more than an earlier report.")
 @click.option("--open", "open_", is_flag=True, help="Open the report in a browser.")
 def report(names, out, force, open_, **options):
     """Write a gradient-decay report: vanilla RNN against gated cells, with theory."""
@@ -237,8 +239,9 @@ def _floats(value, what):
               "part to --out (join the parts with `gradlab sweep merge`).")
 @click.option("--out", type=click.Path(), default=None,
               help="Report directory [default: reports/phase-diagram; with --shard I/N: "
-                   "reports/phase-diagram/shard-I-of-N].")
-@click.option("--force", is_flag=True, help="Replace --out even if it holds more than an earlier report.")
+                   "reports/phase-diagram-shards/I-of-N].")
+@click.option("--force", is_flag=True,
+              help="Replace --out even if it holds more than an earlier report.")
 @click.pass_context
 def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     """Phase diagram: gradient timescale over weight scale x gate bias, per cell."""
@@ -252,7 +255,8 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
                    gate_biases=_floats(gate_biases, "--gate-biases"), **options)
     part = sw.parse_shard(shard) if shard is not None else None
     if out is None:
-        out = "reports/phase-diagram" + (f"/shard-{part[0]}-of-{part[1]}" if part else "")
+        out = f"reports/phase-diagram-shards/{part[0]}-of-{part[1]}" if part \
+            else "reports/phase-diagram"
     check_target(out, force)
     resolve_device(grid.device)
     count = len(grid.points()[(part or (1, 1))[0] - 1::(part or (1, 1))[1]])
@@ -269,11 +273,19 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
 @sweep.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(), default="reports/phase-diagram", show_default=True)
-@click.option("--force", is_flag=True, help="Replace --out even if it holds more than an earlier report.")
+@click.option("--force", is_flag=True,
+              help="Replace --out even if it holds more than an earlier report.")
 def merge(dirs, out, force):
     """Join shard directories (from --shard I/N) into one phase-diagram report."""
     from . import sweep as sw
     from .publish import check_target
+    target = pathlib.Path(out).resolve()
+    inside = [d for d in dirs if target in pathlib.Path(d).resolve().parents
+              or pathlib.Path(d).resolve() == target]
+    if inside:
+        raise GradlabError(f"--out {out!r} holds {inside[0]!r}, one of the parts being "
+                           "merged, and writing the report would delete it; choose another "
+                           "--out")
     grid, points = sw.read_parts(dirs)
     check_target(out, force)
     path = sw.report(grid, points, out, force=force, command="gradlab sweep merge")

@@ -6,7 +6,8 @@ broadcasts. So a vector is (B, n, 1), a scalar reduction (B, 1, 1), a weight (n,
     A v           -> xp.matmul(A, v)
     diag(v) M     -> (v * M)                 a broadcast, never a diagonal matrix
     diag(u) A + diag(v) B + C  -> xp.scaled_sum((u, A), (v, B), (None, C))
-                                             one output array, accumulated in place
+                    where A, B, C are weights or named subterms: one output array,
+                    accumulated in place (any other sum prints as a sum)
     M diag(v)     -> (M * xp.mT(v))
     u * v (Hadamard), u^k -> (u * v), (u ** k)
     f(v) elementwise      -> xp.f(v)
@@ -47,6 +48,8 @@ class ArrayPrinter(StrPrinter):
 
     def definition(self, expr):
         """Print expr itself even if it has a name (used to define that name)."""
+        if isinstance(expr, (sp.Symbol, sp.MatrixSymbol)):   # an alias: print the name
+            return self._print(expr)
         name = self.names.pop(expr, None)
         try:
             return self._print(expr)
@@ -96,8 +99,8 @@ class ArrayPrinter(StrPrinter):
         return "(" + " + ".join(terms) + ")"
 
     def _row_scaled(self, term):
-        """(printed v or None, printed M) for a term diag(v) M, c diag(v) M or M, where M is
-        a weight or a named subterm; None for any other term."""
+        """(printed v, printed M) for a term diag(v) M or c diag(v) M, ("None", printed M)
+        for M, where M is a weight or a named subterm; None for any other term."""
         if isinstance(term, (sp.MatrixSymbol,)) or term in self.names:
             return "None", self._print(term)
         if not isinstance(term, sp.MatMul):

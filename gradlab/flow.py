@@ -10,8 +10,9 @@ runs the lowered step forward and keeps the states (O(T B S)); what of a step re
 state (U x + b) is computed for all T steps in one call first (`hoist`). Then it walks
 back in time with one running product, P_k = P_{k-1} J_{T-k+1}, evaluating the lowered
 Jacobian for a chunk of C steps per call, its blocks compacted by structure (a diagonal
-block as its diagonal) and written into reused arrays. Memory beyond the states is
-O(C B S^2), C set by a byte budget (CHUNK_BYTES), never O(T B S^2).
+block as its diagonal), its in-place sums written into arrays reused from chunk to chunk.
+Memory beyond the states and the hoisted inputs (O(T B S) both) is O(C B S^2), C set by
+a byte budget (CHUNK_BYTES), never O(T B S^2).
 
 The product is kept transposed, P^T = J^T ... J^T, in one row slab per state part, so
 a cell with diagonal or zero Jacobian blocks (read from SymPy: the LSTM's d c'/d c =
@@ -165,9 +166,10 @@ class _Workspace(threading.local):
 class _Bound:
     """A cell's lowered step and Jacobians bound to one params dict and batch size.
 
-    Each lowered Jacobian writes its dense blocks into a workspace of its own, owned by
-    this object: what `blocks` or `jacobian(wrt)` returns is valid until the next call of
-    the same one, and no longer."""
+    Each lowered function writes the results of its in-place sums (`xp.scaled_sum`, the
+    dense blocks of most gated cells) into a workspace of its own, owned by this object
+    and kept per thread: what `blocks` or `jacobian(wrt)` returns is valid until the next
+    call of the same one in the same thread, and no longer."""
 
     def __init__(self, cell, params, state0, x0):
         n, m, B, args = lower._prepare(cell, backend("torch"), params, state0, x0)
@@ -237,7 +239,8 @@ class _Bound:
 
     def jacobian(self, wrt, state, x, out=None):
         """d s' / d s (N, S, S) or d s' / d x (N, S, m) for N = len(x) rows: the block
-        itself for a one-block cell, else the blocks written into `out`."""
+        itself (`out` unused) for a one-part cell whose block is dense (state) or for any
+        one-part cell (input), else the blocks written into `out`."""
         n, N = self.n, x.shape[0]
         if wrt == "state":
             rows = self.blocks(state, x, 1)
@@ -352,6 +355,7 @@ def _lanczos(M, U, tol):
     qmax = min(S, LANCZOS_BASIS * p)
     sigma, ritz = M.new_zeros(N), U.clone()
     idx = torch.arange(N, device=M.device)
+    trace = torch.linalg.vector_norm(M, dim=(-2, -1)) ** 2          # sum of A's eigenvalues
     V, AV = U, (U @ M) @ M.mT                                        # (Na, q, S)
     for it in range(LANCZOS_STEPS):
         if it >= LANCZOS_FIRST_CHECK or V.shape[1] + p > qmax:
@@ -369,7 +373,15 @@ def _lanczos(M, U, tol):
             gaps = down[:, :p] - down[:, 1:p + 1]
             cluster = (r2.flip(-1).cumsum(-1) / gaps.clamp_min(torch.finfo(M.dtype).tiny))
             bound = torch.minimum(rho, cluster.min(-1).values)
-            ok = (bound <= quad * top) & (rho <= lin * top)
+            # A residual bound says theta is near *an* eigenvalue, not the largest: a warm
+            # start that is an exact eigenvector (a diagonal product whose top entry has
+            # changed places) has residual 0. So the other p - 1 Ritz pairs, grown from the
+            # fresh random vector, must have converged too (then nothing they can reach
+            # lies above theta), unless theta is over half the trace, where no other
+            # eigenvalue can exceed it
+            explored = (r2[:, :-1] <= (lin * top[:, None]) ** 2).all(-1)
+            dominant = 2 * top * (1 - quad) > trace
+            ok = (bound <= quad * top) & (rho <= lin * top) & (explored | dominant)
             sigma[idx[ok]] = top[ok].sqrt()
             ritz[idx[ok]] = best[ok]
             left = ~ok
@@ -379,7 +391,8 @@ def _lanczos(M, U, tol):
             if it == LANCZOS_STEPS - 1:
                 break
             if count < len(idx):                                      # iterate on the rest
-                idx, M, V, AV, Yp, best = (a[left] for a in (idx, M, V, AV, Yp, best))
+                idx, M, V, AV, Yp, best, trace = (
+                    a[left] for a in (idx, M, V, AV, Yp, best, trace))
             if V.shape[1] + p > qmax:                                 # restart: top Ritz block
                 V, AV = best, Yp @ AV
         W = _orthonormal_rows(AV[:, -p:], V)

@@ -15,8 +15,10 @@ from sympy import MatAdd, MatrixExpr, MatrixSymbol
 
 class Split:
     """`before`: (symbol, expr) computed from params and inputs, all steps at once, in
-    order; `carried`: those symbols (and x itself) that the loop reads, its extra
-    arguments; `lets`: the loop's lets, rewritten to read them."""
+    order, under names no let, parameter or state already has; `carried`: those symbols
+    (and x itself) that the loop reads or returns (a state part that reads no state is
+    computed before the loop), its extra arguments; `lets`: the loop's lets, rewritten
+    to read them."""
 
     def __init__(self, before, carried, lets):
         self.before, self.carried, self.lets = before, carried, lets
@@ -28,9 +30,15 @@ def split(cell):
     inputs = {x}                          # symbols that depend on the input, not the state
     before, named, lets = [], {}, {}
 
+    taken = {str(s) for s in (*cell.lets, *cell.param_symbols, *cell.state_symbols, x)}
+
     def name(expr):
         if expr not in named:
-            named[expr] = MatrixSymbol(f"pre{len(named)}", *expr.shape)
+            k = len(named)
+            while f"pre{k}" in taken:
+                k += 1
+            taken.add(f"pre{k}")
+            named[expr] = MatrixSymbol(f"pre{k}", *expr.shape)
             before.append((named[expr], expr))
         return named[expr]
 
@@ -60,6 +68,6 @@ def split(cell):
         else:
             lets[sym] = rewrite(expr)
             varying.add(sym)
-    used = set().union(*(e.free_symbols for e in lets.values()))
+    used = set(cell.outputs).union(*(e.free_symbols for e in lets.values()))
     carried = [s for s in (x, *(s for s, _ in before)) if s in used]
     return Split(before, carried, lets)

@@ -231,8 +231,9 @@ def test_the_input_itself_is_carried_into_the_loop():
     n = sp.Symbol("n", integer=True, positive=True)
     h, x, W = sp.MatrixSymbol("h", n, 1), sp.MatrixSymbol("x", n, 1), sp.MatrixSymbol("W", n, n)
     out = sp.MatrixSymbol("h'", n, 1)
-    cell = types.SimpleNamespace(input_symbol=x, state_symbols=(h,),
-                                 lets={out: W * h + x + sp.hadamard_product(x, h)})
+    cell = types.SimpleNamespace(input_symbol=x, state_symbols=(h,), param_symbols=(W,),
+                                 lets={out: W * h + x + sp.hadamard_product(x, h)},
+                                 outputs=(out,))
     plan = hoist.split(cell)
     assert plan.before == [] and plan.carried == [x]
     assert plan.lets[out] == cell.lets[out]

@@ -150,6 +150,22 @@ def test_merge_refuses_an_existing_report_without_force(shards, tmp_path):
     assert listing(tmp_path) == ["m", "m/keep.txt"]
 
 
+def test_merge_refuses_an_out_that_holds_a_part(tmp_path, monkeypatch):
+    """Writing the report replaces --out: a part inside it would be deleted, --force or
+    not. The default places (shards beside the report, not in it) do not collide."""
+    monkeypatch.chdir(tmp_path)
+    assert_ok(invoke("sweep", *GRID, "--shard", "1/2"))
+    assert_ok(invoke("sweep", *GRID, "--shard", "2/2"))
+    parts = ["reports/phase-diagram-shards/1-of-2", "reports/phase-diagram-shards/2-of-2"]
+    assert listing(tmp_path) == ["reports", "reports/phase-diagram-shards", parts[0],
+                                 parts[0] + "/part.json", parts[1], parts[1] + "/part.json"]
+    for out in ("reports/phase-diagram-shards", parts[1]):
+        for force in ([], ["--force"]):
+            result = invoke("sweep", "merge", *parts, "--out", out, *force)
+            assert_one_line_error(result, "one of the parts being merged")
+    assert len(listing(tmp_path)) == 6
+
+
 @pytest.mark.parametrize("shard", ["0/2", "3/2", "abc", "1/0", "1/2/3", "-1/2", "/", "1/x"])
 def test_bad_shard(shard, tmp_path):
     out = tmp_path / "s"
