@@ -2,7 +2,8 @@
 
 The work: for one cell, inputs xs (T, B, m) from a zero state, the products
 P_k = d s_T / d s_{T-k} for k = 1..T and the spectral norm of every one. Timed four ways on
-one device, best of `repeats`, CUDA synchronised around each timing:
+one device, the best of at least `repeats` runs (quick methods get more, see `_best`),
+CUDA synchronised around each timing:
 
     gradient_flow   gradient_flow(norms=("spectral", "frobenius"), blocks=False): lowered
                     step and Jacobians, one running product, warm-started Lanczos
@@ -32,6 +33,7 @@ from .errors import GradlabError
 from .flow import _as_dtype, gradient_flow, make_inputs
 from .registry import cell as _lookup
 
+FAST, FAST_BUDGET, FAST_RUNS = 0.25, 1.5, 15    # seconds, seconds, runs: see _best
 WARM_UP_LIMIT = 10.0      # seconds: one-off costs (torch.func's first trace, ~1-2 s) are
                           # small beside a first run this long
 
@@ -50,9 +52,12 @@ def _timed(fn, device):
 
 
 def _best(runs, device, repeats):
-    """{name: (best wall time in seconds, result)} over `repeats` rounds. The methods take
-    turns within each round, so a burst of load from elsewhere hits all of them alike. A
-    first round warms caches and is not counted for a method, unless that method's first
+    """{name: (best wall time in seconds, result, runs timed)}. The methods take turns
+    within each round, so a burst of load from elsewhere hits all of them alike; each is
+    timed at least `repeats` times, and one that is quick (under FAST seconds a run) keeps
+    taking turns with the other quick ones until it has had FAST_BUDGET seconds or
+    FAST_RUNS runs, since the best of three 50 ms runs on a shared machine is still noise.
+    A first round warms caches and is not counted for a method, unless that method's first
     run took over WARM_UP_LIMIT seconds: then one-off costs are noise beside it, and it
     counts (a slow baseline at n = 256 is not run once more just to be thrown away)."""
     times = {name: [] for name in runs}
@@ -61,12 +66,19 @@ def _best(runs, device, repeats):
         first, results[name] = _timed(fn, device)
         if first > WARM_UP_LIMIT:
             times[name].append(first)
-    for _ in range(repeats):
+
+    def wanted(name):
+        t = times[name]
+        if len(t) < repeats:
+            return True
+        return min(t) < FAST and sum(t) < FAST_BUDGET and len(t) < FAST_RUNS
+
+    while any(wanted(name) for name in runs):
         for name, fn in runs.items():
-            if len(times[name]) < repeats:
+            if wanted(name):
                 seconds, results[name] = _timed(fn, device)
                 times[name].append(seconds)
-    return {name: (min(times[name]), results[name]) for name in runs}
+    return {name: (min(times[name]), results[name], len(times[name])) for name in runs}
 
 
 def _flow(cell, params, xs, norms):
@@ -162,7 +174,8 @@ def run_bench(cells, hidden, steps, batch, device="cpu", dtype="float64", seed=0
 
     cells: names (or one comma-separated string); hidden = n, steps = T, batch = B;
     inputs = m (default hidden). Returns one JSON-ready dict per cell: "seconds" (best of
-    `repeats` per method, "<method>_products" without the norms), "speedup" (a baseline's
+    at least `repeats` runs per method, "<method>_products" without the norms; "runs" says
+    how many each had), "speedup" (a baseline's
     time over gradient_flow's, same work), "floor_ratio" (gradient_flow's time over the
     floor's, with and without norms), "agreement" (max relative errors against
     gradient_flow) and "max_relative_error".
@@ -202,8 +215,9 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
         "floor": _floor(T, B, S, dtype, device),
     }
     best = _best(runs, device, repeats)
-    seconds = {name: t for name, (t, _) in best.items()}
-    results = {name: r for name, (_, r) in best.items()}
+    seconds = {name: t for name, (t, _, _) in best.items()}
+    results = {name: r for name, (_, r, _) in best.items()}
+    timed = {name: k for name, (_, _, k) in best.items()}
     spectral, fro = results["gradient_flow"]
     agreement = {}
     for name in ("autograd", "func"):
@@ -214,7 +228,7 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
     return {
         "cell": cell.name, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
         "hidden": n, "inputs": m, "steps": T, "batch": B, "state_size": S,
-        "repeats": repeats, "threads": torch.get_num_threads(),
+        "repeats": repeats, "runs": timed, "threads": torch.get_num_threads(),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                         else platform.processor() or platform.machine()),
         "seconds": seconds,
@@ -236,7 +250,7 @@ def format_table(results):
         lines += [
             f"{r['cell']}: n={r['hidden']} m={r['inputs']} T={r['steps']} B={r['batch']} "
             f"S={r['state_size']} {r['dtype']} on {r['device']} ({r['threads']} threads, "
-            f"best of {r['repeats']})",
+            f"best of {min(r['runs'].values())} to {max(r['runs'].values())} runs)",
             f"  {'':16}{'with norms':>14}{'products alone':>18}",
         ]
         for name in ("gradient_flow", "autograd", "func"):

@@ -454,6 +454,18 @@ def test_bench_agrees_on_a_tiny_case():
     assert "lstm" in format_table(results) and "floor" in format_table(results)
 
 
+def test_bench_times_quick_methods_more_often(monkeypatch):
+    """A slow method is timed `repeats` times; a quick one keeps taking turns until it has
+    had FAST_BUDGET seconds or FAST_RUNS runs; a first run over WARM_UP_LIMIT counts."""
+    from gradlab import bench
+    cost = {"quick": 0.01, "slow": 1.0, "glacial": 20.0}
+    monkeypatch.setattr(bench, "_timed", lambda fn, device: (cost[fn()], fn()))
+    best = bench._best({name: (lambda name=name: name) for name in cost}, "cpu", 3)
+    assert {name: runs for name, (_, _, runs) in best.items()} == {
+        "quick": bench.FAST_RUNS, "slow": 3, "glacial": 3}
+    assert best["quick"][:2] == (0.01, "quick")
+
+
 @pytest.mark.cuda
 def test_cuda_matches_cpu():
     torch.backends.cuda.matmul.allow_tf32 = False
