@@ -201,7 +201,7 @@ class _Bound:
 
     def inputs(self, xs):
         """The state-free part of every step (`hoist`), for xs (T, B, m) at once: a list
-        of (T, B, r, 1) tensors, the extra arguments of `step`."""
+        of (T, B, r, 1) tensors, the extra arguments of the hoisted step."""
         T, B, m = xs.shape
         fn, workspace = self._lowered("step_inputs")
         workspace.reset()
@@ -209,15 +209,20 @@ class _Bound:
         return [torch.broadcast_to(r, (T * B, *r.shape[-2:])).reshape(T, B, *r.shape[-2:])
                 for (r,) in rows]
 
-    def step(self, state, pre, out):
-        """Write the new state parts into `out` (tuple of (B, n)), given the state and
-        this step's slice of `inputs`."""
+    def run(self, states, xs):
+        """Fill states[part][1..T] ((T+1, B, n) each, [0] given) by the hoisted step.
+        Every per-step view is made once, before the loop: on the CPU at small sizes a
+        step is a few dozen tiny kernels, and each view or select costs as much as one."""
         fn, workspace = self._lowered("step_hoisted")
-        workspace.reset()
-        rows = fn(self.n, self.m, state[0], *self.pargs, *(s.unsqueeze(-1) for s in state),
-                  *pre)
-        for o, (row,) in zip(out, rows):
-            o.copy_(row[..., 0])
+        T = xs.shape[0]
+        pre = [p.unbind(0) for p in self.inputs(xs)]                # per step (B, r, 1)
+        cols = [s.unsqueeze(-1).unbind(0) for s in states]          # per step (B, n, 1)
+        head = (self.n, self.m, states[0], *self.pargs)
+        for t in range(T):
+            workspace.reset()
+            rows = fn(*head, *(c[t] for c in cols), *(p[t] for p in pre))
+            for c, (row,) in zip(cols, rows):
+                c[t + 1].copy_(row)
 
     def blocks(self, state, x, steps):
         """The blocks of d s' / d s for `steps` steps batched together (state, x hold
@@ -316,10 +321,7 @@ def _run_states(bound, xs, state0):
     for buf, s in zip(states, state0):
         buf[0].copy_(s)
     with torch.no_grad():
-        pre = bound.inputs(xs)
-        for t in range(T):
-            bound.step(tuple(s[t] for s in states), [p[t] for p in pre],
-                       tuple(s[t + 1] for s in states))
+        bound.run(states, xs)
     return states
 
 
@@ -473,37 +475,47 @@ class _Chain:
         """J at step j of the chunk as one (B, S, S) matrix (for the inverse product)."""
         return _assemble(rows, j, out) if self.structured else rows[0][0][j]
 
-    def first(self, rows, j, Q):
-        """Q (g, B, w, S) <- J^T."""
+    def transposed(self, rows, steps):
+        """The chunk's blocks step by step, as the product uses them: [j][a][b] is
+        J_ab^T at step j ((B, w, w) views made once per chunk), J_ab's diagonal (B, w, 1)
+        for a diagonal block, None for a zero one."""
+        split = [[None if b is None else (b.mT if k == "dense" else b).unbind(0)
+                  for b, k in zip(row, kinds)] for row, kinds in zip(rows, self.kinds)]
+        return [[[None if b is None else b[j] for b in row] for row in split]
+                for j in range(steps)]
+
+    def first(self, Jt, Q):
+        """Q (g, B, w, S) <- J^T, from one step of `transposed`."""
         w = self.w
-        for a, row in enumerate(rows):
+        for a, row in enumerate(Jt):
             for b, kind in enumerate(self.kinds[a]):
                 target = Q[b, :, :, a * w:(a + 1) * w]             # block (b, a) of J^T
                 if kind == "dense":
-                    target.copy_(rows[a][b][j].mT)
+                    target.copy_(row[b])
                 else:
                     target.zero_()
                     if kind == "diagonal":
-                        target.diagonal(dim1=-2, dim2=-1).copy_(rows[a][b][j][..., 0])
+                        target.diagonal(dim1=-2, dim2=-1).copy_(row[b][..., 0])
 
-    def step(self, rows, j, Q, out):
-        """out (g, B, w, S) <- J^T Q: slab b is sum_a J_ab^T Q[a]."""
+    def step(self, Jt, Q, out):
+        """out <- J^T Q, from one step of `transposed`; Q and out are tuples of the g slabs
+        (B, w, S) of the product: slab b of the result is sum_a J_ab^T Q[a]."""
         for b in range(self.g):
             first = True
             for a in range(self.g):
                 kind = self.kinds[a][b]
                 if kind == "zero":
                     continue
-                block = rows[a][b][j]
+                block = Jt[a][b]
                 if kind == "diagonal":                               # block: (B, w, 1)
                     if first:
                         torch.mul(Q[a], block, out=out[b])
                     else:
                         out[b].addcmul_(Q[a], block)
                 elif first:
-                    torch.bmm(block.mT, Q[a], out=out[b])
+                    torch.bmm(block, Q[a], out=out[b])
                 else:
-                    out[b].baddbmm_(block.mT, Q[a])
+                    out[b].baddbmm_(block, Q[a])
                 first = False
             if first:
                 out[b].zero_()
@@ -541,20 +553,24 @@ class _Scale:
         self.e = torch.empty(B, dtype=torch.int32, device=device)
         self.one = torch.ones(B, dtype=dtype, device=device)
         self.drift = self.DRIFT[dtype] if torch.device(device).type == "cpu" else 0
+        # one view per row, made once: a select per call costs as much as a small kernel
+        self.rows = tuple(zip(self.mants.unbind(0), self.exps.unbind(0),
+                              self.applied.unbind(0)))
 
     def __call__(self, M, k, batch=0):
         """Record log ||M|| for row k - 1 (M has sequences on axis `batch`); rescale M in
         place when its norm has drifted far from 1."""
+        mant, exp, applied = self.rows[k - 1]
         norm = torch.linalg.vector_norm(M, dim=tuple(range(batch + 1, M.ndim)))
         if batch:                           # leading slabs: combine their norms (faster
             norm = torch.linalg.vector_norm(norm, dim=tuple(range(batch)))   # than one pass)
-        torch.frexp(norm, out=(self.mants[k - 1], self.e))     # norm = m 2^e; 0 -> 0, 0
-        torch.add(self.total, self.e, out=self.exps[k - 1])
-        if not self.drift or bool((self.e.abs() > self.drift).any()):
+        torch.frexp(norm, out=(mant, self.e))                   # norm = m 2^e; 0 -> 0, 0
+        torch.add(self.total, self.e, out=exp)
+        if not self.drift or int(self.e.abs().max()) > self.drift:
             self.total += self.e
             M.mul_(torch.ldexp(self.one, -self.e).view([-1 if d == batch else 1
                                                           for d in range(M.ndim)]))
-        self.applied[k - 1] = self.total
+        applied.copy_(self.total)
 
     def log(self, rows):
         """E ln 2 at rows (a slice), float64 (lags, B): add the log of a norm of the
@@ -587,6 +603,7 @@ def _walk(bound, states, xs, *, norms, blocks, seed):
     # products; if not (Frobenius norms alone) two alternating buffers, which stay in cache
     keep = spectral or inverse or blocks
     Qs = empty(*((ping, C) if keep else (2,)), chain.g, B, chain.w, S)
+    alternate = None if keep else [(q, q.unbind(0)) for q in Qs]
     scale = _Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(e_k), ||Q_k||_F in [1/2, 1)
     logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
     out = {"frobenius": logs()}           # log ||P_k||_F, lag k at row k - 1
@@ -613,17 +630,20 @@ def _walk(bound, states, xs, *, norms, blocks, seed):
             lo, hi = T - k1, T - k0 + 1         # J_t for t = lo+1..hi at (s_{t-1}, xs[t-1])
             J = chain.jacobians(tuple(s[lo:hi].reshape(-1, n) for s in states),
                                 xs[lo:hi].reshape(lags * B, -1), lags)   # [a][b][j]: lag k1-j
+            Jt = chain.transposed(J, lags)
             if keep:
-                Q, Q0 = Qs[c % ping], Qs[(c - 1) % ping, C - 1]           # Q0: lag k0 - 1
+                Q = Qs[c % ping]
+                slabs = [(q, q.unbind(0)) for q in Q[:lags]]
             R, R0 = (Rs[c % ping], Rs[(c - 1) % ping, C - 1]) if inverse else (None, None)
             for i in range(lags):
                 k, j = k0 + i, lags - 1 - i
-                cur, prev = (Q[i], Q[i - 1] if i else Q0) if keep else (Qs[k % 2], Qs[1 - k % 2])
+                cur = slabs[i] if keep else alternate[k % 2]     # P_k^T: (g, B, w, S), slabs
                 if k == 1:
-                    chain.first(J, j, cur)
-                else:
-                    chain.step(J, j, prev, cur)
-                scale(cur, k, batch=1)                                    # (g, B, w, S)
+                    chain.first(Jt[j], cur[0])
+                else:                                            # from P_{k-1}^T, which is
+                    chain.step(Jt[j], held[1], cur[1])           # still held (ping-pong)
+                scale(cur[0], k, batch=1)
+                held = cur
                 if inverse:
                     Jk = chain.dense(J, j, jdense)
                     last = eye if k == 1 else R[i - 1] if i else R0
