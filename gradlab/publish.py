@@ -3,9 +3,10 @@
 A report is built in a temporary directory beside its target and moved into place only
 when complete, so an interrupted run never leaves half a report. Running again over an
 earlier report replaces it; a directory holding anything a report does not is replaced
-only with `force`. data.json is byte-for-byte reproducible for the same inputs
-(sorted keys, no timestamps); non-finite numbers are written as the strings "nan", "inf"
-and "-inf" (JSON has no literal for them) and never dropped.
+only with `force`. Every file is byte-for-byte reproducible for the same inputs (data.json
+with sorted keys, SVG ids from a fixed salt, no timestamps anywhere); non-finite numbers
+are written as the strings "nan", "inf" and "-inf" (JSON has no literal for them) and
+never dropped.
 """
 
 import base64
@@ -19,6 +20,8 @@ import pathlib
 import shutil
 import tempfile
 
+import matplotlib
+
 from .errors import GradlabError
 
 
@@ -30,6 +33,7 @@ class Section:
     table: tuple[list[str], list[list]] | None = None  # (header, rows)
 
 
+SVG_SALT = "gradlab"      # the same figure gives the same SVG bytes, run after run
 REPORT_FILES = {"index.html", "report.md", "data.json"}
 FIGURE_SUFFIXES = {".png", ".svg"}
 
@@ -144,8 +148,9 @@ def write_report(out, *, title, intro, header, sections, figures, data, force=Fa
             fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
             pngs[name] = buf.getvalue()
             (tmp / "figures" / f"{name}.png").write_bytes(pngs[name])
-            fig.savefig(tmp / "figures" / f"{name}.svg", format="svg",
-                        metadata={"Date": None, "Creator": None})
+            with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):   # ids from a fixed
+                fig.savefig(tmp / "figures" / f"{name}.svg", format="svg",   # salt, not random
+                            metadata={"Date": None, "Creator": None})
         (tmp / "data.json").write_text(dumps(data), encoding="utf-8")
         (tmp / "report.md").write_text(_markdown(title, intro, header, sections),
                                        encoding="utf-8")

@@ -151,6 +151,16 @@ def test_existing_directory_is_refused_without_force(tmp_path):
     assert (out / "keep.txt").read_text() == "mine"
 
 
+def test_the_same_report_twice_is_the_same_bytes(tmp_path):
+    """Every file, the SVGs too (matplotlib draws their ids from a random salt unless
+    told otherwise): rerunning the README's command leaves a clean git tree."""
+    a, b = write(tmp_path / "a"), write(tmp_path / "b")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert [f.name for f in files if f.suffix == ".svg"] == ["one.svg", "two.svg"]
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
 def test_running_again_replaces_an_earlier_report(tmp_path):
     """The README's `gradlab report` works on a fresh clone, over the committed report."""
     out = write(tmp_path / "r")
