@@ -101,7 +101,7 @@ class ArrayPrinter(StrPrinter):
     def _row_scaled(self, term):
         """(printed v, printed M) for a term diag(v) M or c diag(v) M, ("None", printed M)
         for M, where M is a weight or a named subterm; None for any other term."""
-        if isinstance(term, (sp.MatrixSymbol,)) or term in self.names:
+        if isinstance(term, sp.MatrixSymbol) or term in self.names:
             return "None", self._print(term)
         if not isinstance(term, sp.MatMul):
             return None

@@ -133,12 +133,6 @@ def _matmul(a, b):
     return torch.matmul(a, b)
 
 
-@functools.lru_cache(maxsize=None)
-def _code(cell, what):
-    """The lowered `what` (see `lower.source`), printed and compiled once per cell."""
-    return compile(lower.source(cell, what), f"<gradlab flow {cell.name} {what}>", "exec")
-
-
 class _Workspace(threading.local):
     """Arrays handed out in the order asked for and handed out again, the same ones, after
     `reset`: the outputs of a lowered Jacobian's in-place sums (`xp.scaled_sum`), one per
@@ -177,11 +171,11 @@ class _Bound:
         self.parts = len(cell.state_names)
         self.S = n * self.parts
         self.pargs = args[:len(cell.param_names)]
-        self.functions = {}                  # what -> (lowered function, its workspace)
+        self.functions = {}                  # what -> lowered function
 
     def _lowered(self, what):
-        """The lowered `what` bound to the torch backend with the one-GEMM `_matmul` and
-        in-place sums into a workspace of its own (reset at each call), and that workspace."""
+        """The lowered `what` (see `lower.source`) bound to the torch backend with the
+        one-GEMM `_matmul` and in-place sums into a workspace of its own, reset at each call."""
         if what not in self.functions:
             workspace = _Workspace()
             xp = vars(backend("torch")) | {
@@ -189,23 +183,26 @@ class _Bound:
                 "scaled_sum": functools.partial(backend("torch").scaled_sum,
                                                 empty=workspace.empty)}
             namespace = {"xp": types.SimpleNamespace(**xp)}
-            exec(_code(self.cell, what), namespace)
-            self.functions[what] = namespace[what], workspace
+            exec(lower.code(self.cell, what), namespace)
+            fn = namespace[what]
+
+            def call(*args):
+                workspace.reset()
+                return fn(*args)
+
+            self.functions[what] = call
         return self.functions[what]
 
     def _call(self, what, state, x):
-        fn, workspace = self._lowered(what)
-        workspace.reset()
-        return fn(self.n, self.m, x, *self.pargs, *(s.unsqueeze(-1) for s in state),
-                  x.unsqueeze(-1))
+        return self._lowered(what)(self.n, self.m, x, *self.pargs,
+                                   *(s.unsqueeze(-1) for s in state), x.unsqueeze(-1))
 
     def inputs(self, xs):
         """The state-free part of every step (`hoist`), for xs (T, B, m) at once: a list
         of (T, B, r, 1) tensors, the extra arguments of the hoisted step."""
         T, B, m = xs.shape
-        fn, workspace = self._lowered("step_inputs")
-        workspace.reset()
-        rows = fn(self.n, self.m, xs, *self.pargs, xs.reshape(T * B, m, 1))
+        rows = self._lowered("step_inputs")(self.n, self.m, xs, *self.pargs,
+                                            xs.reshape(T * B, m, 1))
         return [torch.broadcast_to(r, (T * B, *r.shape[-2:])).reshape(T, B, *r.shape[-2:])
                 for (r,) in rows]
 
@@ -213,14 +210,13 @@ class _Bound:
         """Fill states[part][1..T] ((T+1, B, n) each, [0] given) by the hoisted step.
         Every per-step view is made once, before the loop: on the CPU at small sizes a
         step is a few dozen tiny kernels, and each view or select costs as much as one."""
-        fn, workspace = self._lowered("step_hoisted")
+        step = self._lowered("step_hoisted")
         T = xs.shape[0]
         pre = [p.unbind(0) for p in self.inputs(xs)]                # per step (B, r, 1)
         cols = [s.unsqueeze(-1).unbind(0) for s in states]          # per step (B, n, 1)
         head = (self.n, self.m, states[0], *self.pargs)
         for t in range(T):
-            workspace.reset()
-            rows = fn(*head, *(c[t] for c in cols), *(p[t] for p in pre))
+            rows = step(*head, *(c[t] for c in cols), *(p[t] for p in pre))
             for c, (row,) in zip(cols, rows):
                 c[t + 1].copy_(row)
 

@@ -112,11 +112,16 @@ def _repeated(exprs):
 
 
 @functools.lru_cache(maxsize=None)
+def code(cell, what):
+    """`source(cell, what)` compiled (cached): exec it in a namespace that holds `xp`."""
+    return compile(source(cell, what), f"<gradlab {cell.name} {what}>", "exec")
+
+
+@functools.lru_cache(maxsize=None)
 def compiled(cell, what, backend_name):
     """The lowered function bound to a backend's namespace (cached)."""
     namespace = {"xp": backend(backend_name)}
-    code = source(cell, what)
-    exec(compile(code, f"<gradlab {cell.name} {what}>", "exec"), namespace)
+    exec(code(cell, what), namespace)
     return namespace[what]
 
 
