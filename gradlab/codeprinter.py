@@ -101,14 +101,15 @@ class ArrayPrinter(StrPrinter):
     def _row_scaled(self, term):
         """(printed v, printed M) for a term diag(v) M or c diag(v) M, ("None", printed M)
         for M, where M is a weight or a named subterm; None for any other term."""
-        if isinstance(term, sp.MatrixSymbol) or term in self.names:
+        def held(m):                                 # a weight or a named subterm
+            return isinstance(m, sp.MatrixSymbol) or m in self.names
+
+        if held(term):
             return "None", self._print(term)
         if not isinstance(term, sp.MatMul):
             return None
         coeff, mats = term.as_coeff_matrices()
-        if len(mats) != 2 or not isinstance(mats[0], DiagMatrix) \
-                or isinstance(mats[1], DiagMatrix) or not (
-                    isinstance(mats[1], sp.MatrixSymbol) or mats[1] in self.names):
+        if len(mats) != 2 or not isinstance(mats[0], DiagMatrix) or not held(mats[1]):
             return None
         scale = self._print(mats[0].args[0])
         return (scale if coeff == 1 else f"({self._print(coeff)} * {scale})",
