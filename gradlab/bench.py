@@ -242,6 +242,21 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
     }
 
 
+# float64 products agree to ~1e-13 (the spectral iteration stops at 1e-12); float32 to a
+# few hundred ulps of its 1.2e-7. Beyond these the methods disagree.
+AGREEMENT = {"float64": 1e-8, "float32": 1e-3}
+
+
+def disagreement(results, dtype):
+    """A sentence if any method's norms disagree with gradient_flow's beyond AGREEMENT
+    (nan counts as disagreement), else None."""
+    worst = max(r["max_relative_error"] for r in results)
+    if worst <= AGREEMENT[str(dtype).removeprefix("torch.")]:
+        return None
+    return (f"methods disagree: max relative error {worst:.2e} > "
+            f"{AGREEMENT[str(dtype).removeprefix('torch.')]:.0e}")
+
+
 def format_table(results):
     """A plain-text table of `run_bench` results: milliseconds per method, ratios, agreement."""
     lines = []

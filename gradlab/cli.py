@@ -4,7 +4,9 @@ Only click loads at start; SymPy and torch load inside the commands that need th
 `gradlab --help` is instant.
 """
 
-import pathlib
+import math
+import os
+import shlex
 import sys
 
 import click
@@ -12,22 +14,47 @@ import click
 from .errors import GradlabError
 
 
+def _one_line(message):
+    return " ".join(str(message).split())
+
+
 class Gradlab(click.Group):
-    """A group whose errors are one line on stderr with exit status 2, never a traceback."""
+    """A group whose errors are one line on stderr, never a traceback: exit 2 for anything
+    a user can fix (and for an unforeseen failure, which is named as one), 130 on Ctrl-C.
+    GRADLAB_DEBUG=1 lets an unforeseen exception through with its traceback."""
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
         try:
             return super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
             code = e.exit_code
-        except click.exceptions.Abort:
-            click.echo("gradlab: aborted", err=True)
-            code = 1
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("gradlab: interrupted", err=True)
+            code = 130
         except click.ClickException as e:
-            click.echo(f"gradlab: error: {e.format_message()}", err=True)
+            click.echo(f"gradlab: error: {_one_line(e.format_message())}", err=True)
             code = e.exit_code
         except GradlabError as e:
-            click.echo(f"gradlab: error: {e}", err=True)
+            click.echo(f"gradlab: error: {_one_line(e)}", err=True)
+            code = 2
+        except MemoryError:
+            click.echo("gradlab: error: out of memory; use a smaller --hidden, --steps or "
+                       "--batch", err=True)
+            code = 2
+        except BrokenPipeError:
+            code = 0 if standalone_mode else 1      # `gradlab cells | head`: not an error
+        except Exception as e:
+            if os.environ.get("GRADLAB_DEBUG"):
+                raise
+            kind = type(e).__name__
+            if "OutOfMemory" in kind:
+                message = "out of memory on the device; use a smaller --hidden, --steps or --batch"
+            elif isinstance(e, OSError):
+                message = f"{e.strerror or e}" + (f": {e.filename!r}" if e.filename else "")
+            else:
+                message = (f"internal error ({kind}: {_one_line(e)[:300]}); rerun with "
+                           "GRADLAB_DEBUG=1 for the traceback and please report it")
+            click.echo(f"gradlab: error: {message}", err=True)
             code = 2
         if standalone_mode:
             sys.exit(code)
@@ -65,8 +92,12 @@ def cells():
 @click.argument("cell", required=False)
 @click.option("--all", "every", is_flag=True, help="Every registered cell (needs --out).")
 @click.option("--latex", is_flag=True, help="Print LaTeX instead of plain text.")
-@click.option("--out", type=click.Path(file_okay=False), help="Write Markdown documents here.")
-def derive(cell, every, latex, out):
+@click.option("--out", type=click.Path(), help="Write Markdown documents here (a folder "
+              "gradlab owns: it updates its own files there and touches no other).")
+@click.option("--force", is_flag=True,
+              help="Write into --out even if it holds files gradlab did not write (they are "
+                   "never overwritten).")
+def derive(cell, every, latex, out, force):
     """Show a cell's equations and Jacobian blocks, or write derivation documents."""
     from . import document, registry
     if every == bool(cell):
@@ -76,7 +107,8 @@ def derive(cell, every, latex, out):
         raise GradlabError("--all writes documents: give --out DIR")
     if out:
         names = registry.cells() if every else [registry.cell(cell)]
-        written = document.write_all(out, names)
+        written = document.write_all(out, names, force=force,
+                                     cell_files=_cell_files([cell] if cell else []))
         click.echo(f"wrote {len(written)} files to {out}")
         return
     click.echo(document.terminal(cell, as_latex=latex))
@@ -92,10 +124,10 @@ def derive(cell, every, latex, out):
 def verify(names, device, dtype, seed):
     """Check the lowered Jacobians against torch autograd, torch.nn and numpy."""
     from . import registry
-    from .verify import resolve_device, verify_cell
-    chosen = cell_list(names) if names else [registry.cell(n) for n in registry.cells()]
+    from .verify import independence_note, resolve_device, summarize, verify_cell
+    chosen = cell_list(names) if names is not None else \
+        [registry.cell(n) for n in registry.cells()]
     resolve_device(device)
-    failed = 0
     with click.progressbar(chosen, label="verifying", file=sys.stderr,
                            item_show_func=lambda c: c.name if c else "") as bar:
         results = [(c, verify_cell(c, device=device, dtype=dtype, seed=seed)) for c in bar]
@@ -103,18 +135,20 @@ def verify(names, device, dtype, seed):
         click.echo(f"\n{c.name}  ({device}, {dtype})")
         click.echo(f"  {'check':<8} {'against':<40} {'max rel error':>13}  {'tolerance':>9}")
         for ch in checks:
-            mark = "ok" if ch.passed else "FAIL"
-            failed += not ch.passed
+            mark = "ok" if ch.passed else "FAIL" if ch.finite else "FAIL (non-finite)"
             click.echo(f"  {ch.what:<8} {ch.reference:<40} {ch.error:>13.2e}  "
                        f"{ch.tolerance:>9.0e}  {mark}")
-    total = sum(len(ch) for _, ch in results)
-    worst = max(ch.error for _, checks in results for ch in checks)
-    click.echo(f"\n{total - failed} passed, {failed} failed; worst relative error {worst:.2e}")
-    if failed:
+        note = independence_note(c, checks)
+        if note:
+            click.echo(f"  {note}")
+    summary = summarize(ch for _, checks in results for ch in checks)
+    click.echo(f"\n{summary}")
+    if summary.failed:
         sys.exit(1)
 
 
 def _cells_option(value, default):
+    """--cells for report, bench and sweep: names (or specs) as given, 'all', or the default."""
     from . import registry
     if value is None:
         return list(default)
@@ -125,57 +159,120 @@ def _cells_option(value, default):
                                cell_list(value))]
 
 
+def _cell_files(specs):
+    """The files that `path/to/file.py:NAME` specs load (a report may not overwrite them)."""
+    return [s.rpartition(":")[0] for s in specs if ":" in s and s.rpartition(":")[0].endswith(".py")]
+
+
+class Number(click.ParamType):
+    """A finite float, optionally bounded: nan, inf and words are refused in one line."""
+
+    name = "number"
+
+    def __init__(self, low=None):
+        self.low = low
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.low is not None and number < self.low:
+            self.fail(f"{value!r} is below {self.low:g}", param, ctx)
+        return number
+
+
 POSITIVE = click.IntRange(min=1)
+SEED = click.IntRange(0, 2 ** 63 - 1)          # what torch.Generator.manual_seed takes
+SCALE = Number(low=0.0)
+FINITE = Number()
+DEVICE = click.Choice(["cpu", "cuda"])
+DTYPE = click.Choice(["float64", "float32"])
+
+
+class Progress:
+    """Progress on stderr: a bar on a terminal, else one line per item done."""
+
+    def __init__(self, total, label):
+        self.total, self.label, self.done = total, label, 0
+        self.bar = None
+        if sys.stderr.isatty():
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
+                                         show_pos=True)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, item=None):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1, item)
+        else:
+            name = f" {item}" if item is not None else ""
+            click.echo(f"gradlab: {self.label}{name} ({self.done}/{self.total})", err=True)
+
+
+def _notice(message):
+    click.echo(f"gradlab: note: {message}", err=True)
 
 
 @cli.command()
 @click.option("--cells", "names", default=None,
               help="Comma-separated cells, or 'all' (default: rnn_tanh and the seed's gated "
-                   "cells).")
+                   "cells). path/to/file.py:NAME imports, and so runs, that file.")
 @click.option("--hidden", type=POSITIVE, default=64, show_default=True, help="Hidden size n.")
 @click.option("--inputs", type=POSITIVE, default=8, show_default=True, help="Input size m.")
 @click.option("--steps", type=POSITIVE, default=100, show_default=True, help="Sequence length T.")
 @click.option("--batch", type=POSITIVE, default=16, show_default=True, help="Sequences.")
 @click.option("--init", type=click.Choice(["gaussian", "orthogonal", "torch"]),
               default="gaussian", show_default=True)
-@click.option("--weight-scale", type=float, default=1.0, show_default=True)
-@click.option("--bias-scale", type=float, default=0.0, show_default=True)
-@click.option("--input-scale", type=float, default=1.0, show_default=True,
+@click.option("--weight-scale", type=SCALE, default=1.0, show_default=True)
+@click.option("--bias-scale", type=SCALE, default=0.0, show_default=True)
+@click.option("--input-scale", type=SCALE, default=1.0, show_default=True,
               help="Inputs are i.i.d. N(0, scale²); 0 gives zero inputs.")
-@click.option("--gate-bias", type=float, default=1.0, show_default=True,
+@click.option("--gate-bias", type=FINITE, default=1.0, show_default=True,
               help="Added to each cell's memory-gate bias (positive keeps); 1 is the usual "
                    "forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
-              show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
+@click.option("--dtype", type=DTYPE, default="float64", show_default=True)
 @click.option("--out", type=click.Path(), default="reports/gradient-decay", show_default=True)
 @click.option("--force", is_flag=True,
-              help="Replace --out even if it holds more than an earlier report.")
+              help="Write into --out even if it holds files gradlab did not write (they are "
+                   "kept; only gradlab's own files are ever replaced).")
 @click.option("--open", "open_", is_flag=True, help="Open the report in a browser.")
 def report(names, out, force, open_, **options):
     """Write a gradient-decay report: vanilla RNN against gated cells, with theory."""
+    from . import budget, outputs
     from . import report as rp
-    from .publish import check_target
     from .verify import resolve_device
     cells = _cells_option(names, rp.DEFAULT_CELLS)
-    check_target(out, force)
+    where = {"cell_files": _cell_files(cells)}
+    outputs.check_target(out, force=force, **where)
     resolve_device(options["device"])
     setup = rp.Setup(cells=tuple(cells), **options)
-    command = "gradlab " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else \
+    budget.ensure_cells_fit("report", cells, setup.hidden, setup.inputs, setup.steps,
+                            setup.batch, dtype=setup.dtype, device=setup.device)
+    command = "gradlab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else \
         "gradlab report"
-    with click.progressbar(length=len(cells), label="measuring", file=sys.stderr,
-                           show_pos=True) as bar:
-        path = rp.report(setup, out, force=force, command=command,
-                         progress=lambda name: bar.update(1, name))
+    before = outputs.snapshot(out)
+    with Progress(len(cells), "measured") as progress:
+        path = rp.report(setup, out, force=force, command=command, progress=progress,
+                         expect=before, notice=_notice, **where)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
     if open_:
         click.launch(str(path / "index.html"))
-
-
-# float64 products agree to ~1e-13 (the spectral iteration stops at 1e-12); float32 to a
-# few hundred ulps of its 1.2e-7. Beyond these the methods disagree.
-AGREEMENT = {"float64": 1e-8, "float32": 1e-3}
 
 
 @cli.command()
@@ -185,29 +282,32 @@ AGREEMENT = {"float64": 1e-8, "float32": 1e-3}
 @click.option("--inputs", type=POSITIVE, default=None, help="Input size m [default: hidden].")
 @click.option("--steps", type=POSITIVE, default=64, show_default=True)
 @click.option("--batch", type=POSITIVE, default=8, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
-              show_default=True)
-@click.option("--repeats", type=POSITIVE, default=3, show_default=True, help="Best of N.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
+@click.option("--dtype", type=DTYPE, default="float64", show_default=True)
+@click.option("--repeats", type=click.IntRange(1, 1000), default=3, show_default=True,
+              help="Best of N.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_json):
     """Time gradient_flow against autograd, torch.func and the bare bmm floor."""
-    from .bench import format_table, run_bench
+    from . import budget
+    from .bench import AGREEMENT, disagreement, format_table, run_bench
     from .publish import dumps
     from .verify import resolve_device
     cells = _cells_option(names, ())
     resolve_device(device)
+    budget.ensure_cells_fit("bench", cells, hidden, inputs or hidden, steps, batch,
+                            dtype=dtype, device=device)
     results = []
-    with click.progressbar(cells, label="timing", file=sys.stderr) as bar:
-        for name in bar:
+    with Progress(len(cells), "timed") as progress:
+        for name in cells:
             results += run_bench([name], hidden, steps, batch, device, dtype, seed=seed,
                                  repeats=repeats, inputs=inputs)
+            progress(name)
     click.echo(dumps(results) if as_json else format_table(results), nl=not as_json)
-    worst = max(r["max_relative_error"] for r in results)
-    if not worst <= AGREEMENT[dtype]:
-        click.echo(f"gradlab: methods disagree: max relative error {worst:.2e} > "
-                   f"{AGREEMENT[dtype]:.0e}", err=True)
+    problem = disagreement(results, dtype)
+    if problem:
+        click.echo(f"gradlab: {problem}", err=True)
         sys.exit(1)
 
 
@@ -219,6 +319,8 @@ def _floats(value, what):
             from None
     if not values or len(set(values)) != len(values):
         raise GradlabError(f"{what} {value!r} needs one or more distinct numbers")
+    if not all(math.isfinite(v) for v in values):
+        raise GradlabError(f"{what} {value!r} holds a value that is not a finite number")
     return values
 
 
@@ -231,42 +333,46 @@ def _floats(value, what):
 @click.option("--inputs", type=POSITIVE, default=8, show_default=True)
 @click.option("--steps", type=POSITIVE, default=60, show_default=True)
 @click.option("--batch", type=POSITIVE, default=8, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
-              show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
+@click.option("--dtype", type=DTYPE, default="float64", show_default=True)
 @click.option("--shard", default=None, help="I/N: compute only shard I of N and write its "
               "part to --out (join the parts with `gradlab sweep merge`).")
 @click.option("--out", type=click.Path(), default=None,
               help="Report directory [default: reports/phase-diagram; with --shard I/N: "
                    "reports/phase-diagram-shards/I-of-N].")
 @click.option("--force", is_flag=True,
-              help="Replace --out even if it holds more than an earlier report.")
+              help="Write into --out even if it holds files gradlab did not write (they are "
+                   "kept; only gradlab's own files are ever replaced).")
 @click.pass_context
 def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     """Phase diagram: gradient timescale over weight scale x gate bias, per cell."""
     if ctx.invoked_subcommand is not None:
         return
+    from . import budget, outputs
     from . import sweep as sw
-    from .publish import check_target
     from .verify import resolve_device
-    grid = sw.Grid(cells=tuple(_cells_option(names, sw.DEFAULT_CELLS)),
-                   weight_scales=_floats(weight_scales, "--weight-scales"),
+    cells = _cells_option(names, sw.DEFAULT_CELLS)
+    grid = sw.Grid(cells=tuple(cells), weight_scales=_floats(weight_scales, "--weight-scales"),
                    gate_biases=_floats(gate_biases, "--gate-biases"), **options)
     part = sw.parse_shard(shard) if shard is not None else None
-    if out is None:
-        out = f"reports/phase-diagram-shards/{part[0]}-of-{part[1]}" if part \
-            else "reports/phase-diagram"
-    check_target(out, force)
+    points = sw.shard_points(grid, part)
+    out = sw.default_out(part) if out is None else out
+    where = {"cell_files": _cell_files(cells)}
+    outputs.check_target(out, force=force, **where)
     resolve_device(grid.device)
-    count = len(grid.points()[(part or (1, 1))[0] - 1::(part or (1, 1))[1]])
-    with click.progressbar(length=count, label="sweeping", file=sys.stderr,
-                           show_pos=True) as bar:
-        points = sw.run(grid, part or (1, 1), progress=lambda p: bar.update(1))
+    budget.ensure_cells_fit("sweep", cells, grid.hidden, grid.inputs, grid.steps, grid.batch,
+                            dtype=grid.dtype, device=grid.device, lyapunov=False)
+    before = outputs.snapshot(out)
+    with Progress(len(points), "swept") as progress:
+        measured = sw.run_points(grid, points, progress=lambda p: progress())
     if part:
-        click.echo(f"wrote {sw.write_part(grid, part, points, out)}")
+        path = sw.write_part(grid, part, measured, out, force=force, expect=before,
+                             notice=_notice, **where)
+        click.echo(f"wrote {path}")
         return
-    path = sw.report(grid, points, out, force=force, command="gradlab sweep")
+    path = sw.report(grid, measured, out, force=force, command="gradlab sweep",
+                     expect=before, notice=_notice, **where)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
 
 
@@ -274,21 +380,18 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
 @click.argument("dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(), default="reports/phase-diagram", show_default=True)
 @click.option("--force", is_flag=True,
-              help="Replace --out even if it holds more than an earlier report.")
+              help="Write into --out even if it holds files gradlab did not write (they are "
+                   "kept; only gradlab's own files are ever replaced).")
 def merge(dirs, out, force):
     """Join shard directories (from --shard I/N) into one phase-diagram report."""
+    from . import outputs
     from . import sweep as sw
-    from .publish import check_target
-    target = pathlib.Path(out).resolve()
-    inside = [d for d in dirs if target in pathlib.Path(d).resolve().parents
-              or pathlib.Path(d).resolve() == target]
-    if inside:
-        raise GradlabError(f"--out {out!r} holds {inside[0]!r}, one of the parts being "
-                           "merged, and writing the report would delete it; choose another "
-                           "--out")
+    sw.check_merge_target(out, dirs)
     grid, points = sw.read_parts(dirs)
-    check_target(out, force)
-    path = sw.report(grid, points, out, force=force, command="gradlab sweep merge")
+    outputs.check_target(out, force=force)
+    before = outputs.snapshot(out)
+    path = sw.report(grid, points, out, force=force, command="gradlab sweep merge",
+                     expect=before, notice=_notice)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
 
 

@@ -9,12 +9,15 @@ state drift with gate saturation, and the share of gradient truncated BPTT keeps
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import torch
 
 from . import registry, theory
-from .flow import gradient_flow, lyapunov, make_inputs
+from .errors import GradlabError
+from .flow import GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, lyapunov, \
+    make_inputs
 from .initialize import as_dtype
 
 LOG10E = 1 / math.log(10)
@@ -75,6 +78,45 @@ def timescale_of(rate):
     return theory.timescale(rate)
 
 
+def rate_words(rate, status=None):
+    """What a table or sentence shows for a rate that is not a plain decay (None for a
+    finite negative rate, whose timescale is a positive number): the status when one was
+    recorded (`Flow.why`), else words read from the rate itself."""
+    if isinstance(rate, (int, float)) and math.isfinite(rate) and rate < 0:
+        return None
+    if status:
+        return status
+    if rate is None or not isinstance(rate, (int, float)) or math.isnan(rate):
+        return NOT_FINITE
+    if rate == -math.inf:
+        return ZERO
+    return GROW if rate > 0 else NO_DECAY
+
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# A cell name as reports print it: a registered name, package.module:NAME, or
+# path/to/file.py:NAME whose path holds letters, digits, spaces and . / _ ~ + - = , @ %
+# only: nothing that Markdown reads as structure (| ` [ ] < > * # \\ and line breaks).
+CELL_NAME = re.compile(rf"{_IDENT}|{_IDENT}(\.{_IDENT})*:{_IDENT}|[\w ./~+=,@%-]*\.py:{_IDENT}")
+
+
+def check_cell_name(name):
+    """`name` if it is a plain identifier, package.module:NAME or path.py:NAME with a path
+    of plain characters (CELL_NAME); else a one-line GradlabError."""
+    if not isinstance(name, str) or not CELL_NAME.fullmatch(name):
+        raise GradlabError(f"cell name {name!r} is not an identifier, package.module:NAME or "
+                           "path/to/file.py:NAME (a path of letters, digits, spaces and "
+                           ". / _ ~ + - = , @ % only)")
+    return name
+
+
+def _overflow_to_nan(values):
+    """+inf in a log norm means the norm overflowed: no measurement, nan. -inf (an exactly
+    zero norm) and nan stay as they are."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isposinf(values), np.nan, values)
+
+
 def _runs_finite(cell, params, xs):
     step, state = cell.step_fn("torch"), tuple(
         torch.zeros(xs.shape[1], params[cell.param_names[0]].shape[0], dtype=xs.dtype,
@@ -106,10 +148,12 @@ def measure(setup, name):
     T, mid = setup.steps, max(1, setup.steps // 2)
     finite = states_finite(flow)
     nan = np.full((setup.batch, T), np.nan)
-    log_spec = flow.log_norm("spectral") if finite else nan
+    log_spec = _overflow_to_nan(flow.log_norm("spectral")) if finite else nan
     out = {"cell": name, "state": list(cell.state_names), "lags": flow.lags,
            "finite": finite, "decay_log10": _quartiles(log_spec * LOG10E)}
-    rate = flow.rate() if finite else math.nan
+    rate, status = (flow.rate(), flow.why()) if finite else (math.nan, OVERFLOW)
+    # a curve with nan in it (an overflowed norm) has no horizon either
+    measured = finite and not np.isnan(log_spec).any()
     long_xs = setup.xs(LYAPUNOV_SPAN * T)
     lyap = (lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T)
             if _runs_finite(cell, params, long_xs) else np.full(LYAPUNOV_K, np.nan))
@@ -118,19 +162,21 @@ def measure(setup, name):
         conds = flow.log_condition(mid) if finite else nan[:, 0]
         cond = float(np.median(conds)) * LOG10E if not np.isnan(conds).all() else math.nan
     out["summary"] = {
-        "rate": rate, "timescale": theory.timescale(rate),
-        "horizon_1e-3": flow.horizon(1e-3), "horizon_1e-6": flow.horizon(1e-6),
+        "rate": rate, "timescale": theory.timescale(rate), "status": status,
+        "horizon_1e-3": flow.horizon(1e-3) if measured else math.nan,
+        "horizon_1e-6": flow.horizon(1e-6) if measured else math.nan,
         "log10_condition_mid": cond, "condition_lag": mid,
         "lyapunov": lyap, "theory": predicted, "theory_label": label,
         "theory_timescale": None if predicted is None else theory.timescale(predicted)}
     if name == "rnn_tanh":
         out["pascanu_rate"] = theory.pascanu_rate(params["W"])
     if len(cell.state_names) > 1:
-        out["paths"] = {f"{a}->{b}": _quartiles((flow.block_log_norm(b, a) if finite else nan)
-                                                * LOG10E)["median"]
+        out["paths"] = {f"{a}->{b}": _quartiles((_overflow_to_nan(flow.block_log_norm(b, a))
+                                                 if finite else nan) * LOG10E)["median"]
                         for a in cell.state_names for b in cell.state_names}
     out["spectrum"] = _spectrum(cell, params, flow)
-    loss = flow.loss_grad_norms(log=True)["input"] * LOG10E if finite else nan
+    loss = (_overflow_to_nan(flow.loss_grad_norms(log=True)["input"]) * LOG10E if finite
+            else nan)
     out["loss_input_log10"] = _quartiles(loss)
     out["drift"] = _drift(cell, params, flow)
     ks = sorted({int(k) for k in np.unique(np.geomspace(1, T, num=min(T, 24)).round())})
@@ -145,19 +191,29 @@ def _spectrum(cell, params, flow):
     J = cell.jacobian_fn("state")(params, state, flow.xs[-1]).to(torch.float64)
     if not bool(torch.isfinite(J).all()):
         return np.full(J.shape[-1], np.nan)
-    return np.median(torch.linalg.svdvals(J).cpu().numpy(), axis=0)
+    try:
+        sv = torch.linalg.svdvals(J)
+    except torch.linalg.LinAlgError:            # did not converge: no numbers, no crash
+        return np.full(J.shape[-1], np.nan)
+    return np.median(sv.cpu().numpy(), axis=0)
 
 
 def _drift(cell, params, flow):
     """RMS of the state over time and the share of gate values that are saturated."""
     T1, B = flow.states[0].shape[:2]
-    state = torch.cat(flow.states, -1)                               # (T+1, B, S)
-    rms = torch.sqrt((state.to(torch.float64) ** 2).mean(-1)).cpu().numpy()
+    state = torch.cat(flow.states, -1).to(torch.float64)              # (T+1, B, S)
+    ok = torch.isfinite(state).all(-1)                               # (T+1, B)
+    # an overflowed state (or one whose square overflows) has no RMS: nan, not inf
+    rms = torch.sqrt((state ** 2).mean(-1))
+    rms = torch.where(ok & torch.isfinite(rms), rms, math.nan).cpu().numpy()
     out = {"rms": np.median(rms, axis=1)}
     if cell.gates:
         flat = tuple(s[:-1].reshape((T1 - 1) * B, -1) for s in flow.states)
         values = cell.values_fn()(params, flat, flow.xs.reshape((T1 - 1) * B, -1))
         gates = torch.stack([values[g] for g in cell.gates])         # (G, T*B, n)
         sat = ((gates < SATURATED) | (gates > 1 - SATURATED)).to(torch.float64)
-        out["saturation"] = sat.reshape(len(cell.gates), T1 - 1, -1).mean((0, 2)).cpu().numpy()
+        share = sat.reshape(len(cell.gates), T1 - 1, -1).mean((0, 2))
+        # gates read at an overflowed state (nan compares as unsaturated) are no data
+        share = torch.where(ok[:-1].all(-1), share, math.nan)
+        out["saturation"] = share.cpu().numpy()
     return out

@@ -2,7 +2,8 @@
 
 No pyplot: figures are built with `matplotlib.figure.Figure`, which needs no display and
 keeps no global state. Non-finite values are not drawn as lines (matplotlib leaves gaps);
-the summary table says where they occurred.
+a cell with nothing to draw keeps its legend entry, saying why ("state overflowed: not
+drawn"), and the summary table says where they occurred.
 """
 
 import math
@@ -35,6 +36,19 @@ def _finite(a):
     return np.where(np.isfinite(a), a, np.nan)
 
 
+def _label(name, values, d=None):
+    """A legend entry: the cell's name, with what went wrong where nothing of `values` can
+    be drawn (an overflowed state: "state overflowed, not drawn"), or, for the decay
+    figure (`d` given), why its rate is not a plain decay ("gradients grow")."""
+    s = (d or {}).get("summary", {})
+    status = s.get("status")
+    if not np.isfinite(_finite(values)).any():
+        return f"{name} ({status or 'not finite'}: not drawn)"
+    if d is not None and status is not None:
+        return f"{name} ({status})"
+    return name
+
+
 def decay(cells, col):
     """log10 ||d s_T / d s_{T-k}||_2 against k, median and quartile band, theory on top."""
     fig, ax = _figure()
@@ -42,7 +56,8 @@ def decay(cells, col):
                                for q in ("q1", "q3")])
     for name, d in cells.items():
         k, q = np.asarray(d["lags"]), d["decay_log10"]
-        ax.plot(k, _finite(q["median"]), color=col[name], lw=1.8, label=name)
+        ax.plot(k, _finite(q["median"]), color=col[name], lw=1.8,
+                label=_label(name, q["median"], d))
         ax.fill_between(k, _finite(q["q1"]), _finite(q["q3"]), color=col[name], alpha=0.15,
                         lw=0)
         s = d["summary"]
@@ -74,7 +89,7 @@ def paths(cells, col):
             if a != b and len(d["state"]) > 2:
                 continue                                # keep five-part states legible
             ax.plot(k, _finite(values), color=col[name], ls=styles[i % len(styles)],
-                    label=f"{name}: ∂{b}_T/∂{a}_(T−k)")
+                    label=_label(f"{name}: ∂{b}_T/∂{a}_(T−k)", values))
     ax.set(xlabel="lag k", ylabel="log₁₀ ‖block of ∂s_T/∂s_{T−k}‖₂",
            title="Cell path against hidden path")
     _finish(ax, legend=bool(multi))
@@ -87,7 +102,7 @@ def spectra(cells, col):
     for name, d in cells.items():
         sv = np.asarray(d["spectrum"], dtype=np.float64)
         ax.semilogy(np.arange(1, len(sv) + 1) / len(sv), np.where(sv > 0, sv, np.nan),
-                    color=col[name], label=name)
+                    color=col[name], label=_label(name, sv))
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set(xlabel="singular value index / state size", ylabel="σ_i(J_T)",
            title="One step's Jacobian: singular values")
@@ -101,7 +116,7 @@ def loss(cells, col):
     for name, d in cells.items():
         q = d["loss_input_log10"]
         t = np.arange(len(q["median"]))
-        ax.plot(t, _finite(q["median"]), color=col[name], label=name)
+        ax.plot(t, _finite(q["median"]), color=col[name], label=_label(name, q["median"]))
         ax.fill_between(t, _finite(q["q1"]), _finite(q["q3"]), color=col[name], alpha=0.12,
                         lw=0)
     ax.set(xlabel="time step t (the loss reads s_T at the right)",
@@ -117,7 +132,7 @@ def drift(cells, col, names):
     for name in names:
         d = cells[name]["drift"]
         rms = _finite(d["rms"])
-        top.plot(np.arange(len(rms)), rms, color=col[name], label=name)
+        top.plot(np.arange(len(rms)), rms, color=col[name], label=_label(name, rms))
         if "saturation" in d:
             bottom.plot(np.arange(1, len(d["saturation"]) + 1), _finite(d["saturation"]),
                         color=col[name], label=name)
@@ -135,7 +150,7 @@ def bptt(cells, col):
     fig, ax = _figure()
     for name, d in cells.items():
         ax.semilogx(d["bptt"]["K"], _finite(d["bptt"]["fraction"]), marker="o", ms=3,
-                    color=col[name], label=name)
+                    color=col[name], label=_label(name, d["bptt"]["fraction"]))
     ax.set(xlabel="truncation length K", ylabel="fraction of gradient kept", ylim=(0, 1.02),
            title="Truncated backpropagation through time")
     _finish(ax)

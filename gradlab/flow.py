@@ -94,8 +94,8 @@ INPUTS = {"zeros": _zeros, "gaussian": _gaussian, "constant": _constant}
 
 def make_inputs(kind, T, B, m, *, scale=1.0, seed=0, dtype=torch.float64, device="cpu"):
     """Inputs xs (T, B, m): "zeros"; "gaussian", i.i.d. N(0, scale^2) per entry (so
-    R = ||x||^2 / m = scale^2, THEORY.md 2); "constant", one N(0, scale^2) vector per
-    sequence held for all T steps (THEORY.md 3's exact results); or a tensor (T, B, m),
+    R = ||x||^2/m = scale^2, derivations/theory.md §2); "constant", one N(0, scale^2) vector per
+    sequence held for all T steps (exact results, derivations/theory.md §3); or a tensor (T, B, m),
     returned on `device` in `dtype` (then T, B, m are checked against it)."""
     dtype = _as_dtype(dtype)
     if isinstance(kind, (torch.Tensor, np.ndarray)):
@@ -396,7 +396,7 @@ def _lanczos(M, U, tol):
         W = _orthonormal_rows(AV[:, -p:], V)
         V, AV = torch.cat([V, W], 1), torch.cat([AV, (W @ M) @ M.mT], 1)
     rest = idx[left]                                                  # not converged:
-    sigma[rest] = torch.linalg.svdvals(M[left])[:, 0]                 # exact, at SVD cost
+    sigma[rest] = _top_singular(M[left])                              # exact, at SVD cost
     ritz[rest] = best[left]
     return sigma, ritz
 
@@ -413,16 +413,39 @@ class _Spectral:
     def __call__(self, M, lags):
         """sigma_max of M (lags * B', S, S) -> (lags * B',)."""
         N, S, _ = M.shape
+        # A matrix holding inf or nan (a Jacobian evaluated at an overflowed state) has no
+        # norm to measure: its sigma is nan. It enters the routines below as zeros, since
+        # SVD and eigh raise on non-finite input and one such matrix would lose the batch.
+        finite = torch.isfinite(M).all(dim=(-2, -1))
+        if not bool(finite.all()):
+            M = torch.where(finite[:, None, None], M, 0)
         if S <= DENSE_BELOW:
-            return torch.linalg.svdvals(M)[:, 0]
+            return _nan_where(_top_singular(M), finite)
         p = min(LANCZOS_BLOCK, S)
         start = torch.randn(N, p, S, generator=self.gen, dtype=torch.float64).to(M)
         if self.warm is not None and p > 1:                           # plus one fresh vector
             start[:, 1:] = self.warm[None].expand(lags, *self.warm.shape).reshape(N, p - 1, S)
         U = torch.linalg.qr(start.mT)[0].mT
-        sigma, ritz = _lanczos(M, U, self.tol)
+        try:
+            sigma, ritz = _lanczos(M, U, self.tol)
+        except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
+            sigma, ritz = _top_singular(M), U
         self.warm = ritz.view(lags, N // lags, p, S)[-1, :, 1:].clone()  # top p - 1
-        return sigma
+        return _nan_where(sigma, finite)
+
+
+def _nan_where(sigma, finite):
+    """sigma with nan where the matrix it measures was not finite."""
+    return sigma if bool(finite.all()) else torch.where(finite, sigma, math.nan)
+
+
+def _top_singular(M):
+    """sigma_max of each finite M (N, S, S) by SVD; nan for the batch in the rare case the
+    SVD does not converge (torch.linalg.LinAlgError), never an exception."""
+    try:
+        return torch.linalg.svdvals(M)[:, 0]
+    except torch.linalg.LinAlgError:
+        return M.new_full(M.shape[:1], math.nan)
 
 
 # --- the backward walk ------------------------------------------------------------------------
@@ -704,15 +727,42 @@ def _exp(logs):
         return {k: np.exp(a) for k, a in logs.items()}
 
 
+# Why a rate or timescale is not a plain number (`Flow.why`): None when the rate is finite
+# and negative, so the timescale -1 / rate is a positive number of steps.
+OVERFLOW = "state overflowed"        # rate nan: a state the products read is inf or nan
+NOT_FINITE = "norm not finite"       # rate nan: finite states, but a norm is nan or +inf
+                                     # (a Jacobian overflowed)
+ZERO = "product exactly zero"        # rate -inf, timescale 0: gradients vanish at once
+ONE_LAG = "one lag: no slope"        # rate nan: a slope needs two lags
+GROW = "gradients grow"              # rate > 0, timescale inf
+NO_DECAY = "no decay within T"       # rate 0, timescale inf
+
+
 def _slope(y):
-    """Least-squares slope of y (L,) against 1..L; -inf if y reaches -inf (a zero product)."""
+    """(least-squares slope of y (L,) against 1..L, why it is not a plain number or None).
+
+    nan or +inf anywhere (an overflowed product: nothing to fit) gives nan, before -inf
+    anywhere (an exactly zero product: infinitely fast decay) gives -inf."""
+    if (np.isnan(y) | np.isposinf(y)).any():
+        return math.nan, NOT_FINITE
     if np.isneginf(y).any():
-        return -math.inf
-    if not np.isfinite(y).all() or len(y) < 2:
-        return math.nan
+        return -math.inf, ZERO
+    if len(y) < 2:
+        return math.nan, ONE_LAG
     x = np.arange(1, len(y) + 1, dtype=np.float64)
     x -= x.mean()
-    return float(np.dot(x, y - y.mean()) / np.dot(x, x))
+    return float(np.dot(x, y - y.mean()) / np.dot(x, x)), None
+
+
+def timescale_of_rate(rate):
+    """xi = -1 / rate for a decay (rate < 0): steps for a gradient norm to fall by e. 0 at
+    rate -inf (an exactly zero product); inf at rate >= 0 (it never falls: growth, or no
+    decay, the limit of -1 / rate as rate -> 0-); nan at rate nan. Never negative."""
+    if math.isnan(rate):
+        return math.nan
+    if rate == -math.inf:
+        return 0.0
+    return math.inf if rate >= 0 else -1.0 / rate
 
 
 class Flow:
@@ -792,19 +842,53 @@ class Flow:
 
     def rate(self, kind="spectral", *, block=None, start=1, stop=None):
         """Per-step decay rate: the least-squares slope of the mean log norm against the lag,
-        over lags start..stop (default all). Negative when gradients vanish; -inf when the
-        product becomes exactly zero (or singular, for "min_singular")."""
+        over lags start..stop (default all). A float, always (`why` says what a value that
+        is not a plain number means):
+
+            < 0     gradients vanish (finite: timescale -1 / rate);
+            >= 0    gradients grow (> 0) or keep their size (0);
+            -inf    a product is exactly zero (every unit of a ReLU cell dead, W = 0):
+                    infinitely fast decay, a genuine measurement;
+            nan     no measurement: a state the products read overflowed (inf or nan;
+                    then its Jacobians are meaningless, even where they come out as exact
+                    zeros), a norm overflowed, or a single lag.
+        """
+        return self._rate(kind, block, start, stop)[0]
+
+    def why(self, kind="spectral", *, block=None, start=1, stop=None):
+        """Why `rate` / `timescale` (same arguments) is not a plain decay, or None when the
+        rate is finite and negative: OVERFLOW "state overflowed" (rate nan), NOT_FINITE
+        "norm not finite" (nan), ONE_LAG (nan), ZERO "product exactly zero" (rate -inf,
+        timescale 0), GROW "gradients grow" (rate > 0, timescale inf), NO_DECAY "no decay
+        within T" (rate 0, timescale inf)."""
+        rate, reason = self._rate(kind, block, start, stop)
+        if reason is None and rate >= 0:
+            return GROW if rate > 0 else NO_DECAY
+        return reason
+
+    def _rate(self, kind, block, start, stop):
         y = self.mean_log_norm(kind, block=block)
         stop = self.T if stop is None else stop
         if not 1 <= start <= stop <= self.T:
             raise GradlabError(f"lags {start}..{stop} are outside 1..{self.T}")
+        if self._finite_lags() < stop:     # P_stop reads s_{T-stop}..s_{T-1}; s_T is the
+            return math.nan, OVERFLOW      # state a loss reads
         return _slope(y[start - 1:stop])
 
+    def _finite_lags(self):
+        """The largest L with s_{T-L}..s_T finite for every sequence (-1: s_T is not)."""
+        if not hasattr(self, "_finite"):
+            ok = torch.stack([torch.isfinite(s).flatten(1).all(1) for s in self.states])
+            bad = torch.nonzero(~ok.all(0)).flatten()          # times t with a bad state
+            self._finite = self.T if len(bad) == 0 else self.T - int(bad[-1]) - 1
+        return self._finite
+
     def timescale(self, kind="spectral", **options):
-        """xi = -1 / rate (steps for the gradient to fall by e); inf at rate 0, negative when
-        gradients grow (then -xi is the e-folding time of the growth)."""
-        rate = self.rate(kind, **options)
-        return math.inf if rate == 0 else -1.0 / rate
+        """xi = -1 / rate (steps for the gradient to fall by e) when gradients decay, a
+        positive number; 0 at rate -inf (an exactly zero product); inf when they do not
+        decay (rate >= 0: they grow, or keep their size); nan with a nan rate. Never
+        negative: `why` tells growth from no decay (`timescale_of_rate`)."""
+        return timescale_of_rate(self.rate(kind, **options))
 
     def horizon(self, fraction=1e-3, kind="spectral"):
         """The first lag where the mean log norm falls below log(fraction) plus its lag-1
@@ -956,7 +1040,7 @@ def lyapunov(cell, params, xs, k=8, *, state0=None, reverse=False, seed=0, disca
     Benettin's method, Q_t R_t = J_t Q_{t-1} from a random orthonormal Q_0 (S, k), the i-th
     exponent the mean of log |R_t[i, i]| over steps after the first `discard`. They come in
     decreasing order (up to finite-T fluctuation); the first is the long-lag rate of
-    ||P_k||_2 (THEORY.md 5). Cost: one Jacobian, one (S, S) x (S, k) product and one QR per
+    ||P_k||_2 (derivations/theory.md §5). Cost: one Jacobian, an (S, S) x (S, k) product, a QR per
     step."""
     cell, bound, xs, state0 = _setup(cell, params, xs, state0, reverse)
     return _lyapunov(bound, xs, _run_states(bound, xs, state0), k, seed, discard)

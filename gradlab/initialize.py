@@ -7,12 +7,12 @@ n-vectors are diagonal weights (the peepholes p_*).
     gaussian    recurrent ~ N(0, weight_scale^2 / n), input ~ N(0, input_scale^2 / m),
                 bias ~ N(0, bias_scale^2), diagonal ~ N(0, weight_scale^2)
                 (a diagonal weight times a unit-variance state then has the variance a
-                 row of W gives: the mean-field scaling of THEORY.md 2)
+                 row of W gives: the mean-field scaling of derivations/theory.md §2)
     orthogonal  as gaussian, but each recurrent matrix is weight_scale times a uniformly
                 random orthogonal matrix
     torch       PyTorch's default: every parameter ~ U(-1/sqrt(n), 1/sqrt(n))
 
-`gate_bias` is then added to the bias that sets the cell's memory gate (CELLS.md).
+`gate_bias` is then added to the bias that sets the memory gate (derivations/conventions.md).
 """
 
 import math

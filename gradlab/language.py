@@ -1,4 +1,4 @@
-"""The declaration language: a cell is its update equations, written as in CELLS.md.
+"""The declaration language: a cell is its update equations (notation: derivations/conventions.md).
 
     @declare(state="h c", params="W_i W_f W_g W_o U_i U_f U_g U_o b_i b_f b_g b_o",
              source="Hochreiter & Schmidhuber 1997")
@@ -11,9 +11,12 @@
 `@` is the matrix product, `*` and `/` are elementwise (scalars broadcast), `1 - z` means
 the all-ones vector minus z. Underneath, every value is a plain SymPy matrix expression
 (MatMul, HadamardProduct, ElementwiseApplyFunction, ...) over symbols whose sizes are the
-SymPy symbols n (hidden) and m (input): nothing here depends on a numeric size.
+SymPy symbols n (hidden) and m (input): nothing here depends on a numeric size. Inside
+a declaration they are `s.hidden_size` and `s.input_size`; `s.n` and `s.m` are whatever the
+cell declares under those names (xLSTM's state parts n and m, say).
 """
 
+import keyword
 import re
 
 import sympy as sp
@@ -22,6 +25,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from . import algebra as al
 from . import functions
+from .codeprinter import identifier
 from .errors import GradlabError
 
 n, m = sp.symbols("n m", integer=True, positive=True)
@@ -135,7 +139,16 @@ def elementwise(fn):
 tanh = elementwise(sp.tanh)
 sigmoid = elementwise(functions.sigmoid)
 relu = elementwise(functions.relu)
-sqrt = elementwise(sp.sqrt)
+
+
+def sqrt(v):
+    """The square root, applied elementwise: a vector's is its Hadamard power 1/2 (what
+    the lowering prints and the chain rule differentiates; sqrt as a function would not
+    lower)."""
+    v = _value(v)
+    return Value(HadamardPower(v.expr, sp.S.Half) if v.is_vector else sp.sqrt(v.expr))
+
+
 exp = elementwise(sp.exp)
 
 
@@ -161,19 +174,61 @@ def _named(v, what):
     return v, re.sub(r"\W", "", v.expr.name)
 
 
+RESERVED = ("let", "hidden_size", "input_size")   # what a Builder offers besides the symbols
+
+
+def check_name(name, what):
+    """Refuse a state part, parameter or input name a declaration cannot use as `s.NAME`.
+
+    Returns None if `name` is usable, else the reason (one line, naming the rule)."""
+    if not isinstance(name, str):
+        return f"{what} name {name!r} is a {type(name).__name__}, not a string"
+    if not name.isidentifier():
+        return f"{what} name {name!r} is not a Python identifier (letters, digits, _)"
+    if keyword.iskeyword(name):
+        return f"{what} name {name!r} is a Python keyword; s.{name} cannot be written"
+    if name.startswith("_"):
+        return f"{what} name {name!r} starts with '_', which gradlab keeps for itself"
+    if name in RESERVED:
+        return (f"{what} name {name!r} is reserved: s.{name} is the builder's own "
+                f"({', '.join(RESERVED)} are)")
+    return None
+
+
 class Builder:
-    """The namespace a declaration function receives: parameters, state parts, x and let."""
+    """The namespace a declaration function receives: parameters, state parts, x and let.
+
+    `s.NAME` is the parameter, state part or input called NAME, and nothing else: the
+    sizes are `s.hidden_size` and `s.input_size` (the SymPy symbols n and m), so a state
+    part may itself be called n or m (as in the xLSTM paper)."""
 
     def __init__(self, cell_name, state, params, inputs="x"):
         self._cell = cell_name
-        self.n, self.m = n, m
         self._symbols = {p: MatrixSymbol(p, n, 1) for p in state}
         self._symbols[inputs] = MatrixSymbol(inputs, m, 1)
         self._symbols.update({p: MatrixSymbol(p, *shape) for p, shape in params.items()})
-        self.lets = {}       # let-bound symbol -> its definition, in order of declaration
+        self._lets = {}       # let-bound symbol -> its definition, in order of declaration
+        # identifier in the lowered code -> the name that has it (h' and h_p both print
+        # as v_h_p: two such names would be one variable)
+        self._printed = {identifier(str(s)): str(s) for s in self._symbols.values()}
+
+    @property
+    def lets(self):
+        """let-bound symbol -> its definition, in order of declaration."""
+        return self._lets
+
+    @property
+    def hidden_size(self):
+        """The hidden size n (a SymPy symbol): a state part is an n-vector."""
+        return n
+
+    @property
+    def input_size(self):
+        """The input size m (a SymPy symbol): the input is an m-vector."""
+        return m
 
     def __getattr__(self, name):
-        if name.startswith("_"):
+        if name.startswith("__") or "_symbols" not in self.__dict__:
             raise AttributeError(name)
         try:
             return Value(self._symbols[name])
@@ -184,14 +239,22 @@ class Builder:
 
     def let(self, name, value):
         """Name a vector (or a 1 x 1 reduction); later equations and the Jacobians use the name."""
+        if not isinstance(name, str) or not name or name != name.strip() \
+                or any(ch.isspace() for ch in name):
+            raise GradlabError(f"let name {name!r} must be a non-empty string without spaces")
         expr = _value(value).expr
         if not isinstance(expr, sp.MatrixExpr) or expr.shape[1] != 1:
             raise GradlabError(f"'{name}' must be a vector, got {_shape(expr)}")
         sym = sp.Symbol(name, real=True) if expr.shape == (1, 1) else MatrixSymbol(name, *expr.shape)
-        previous = self.lets.get(sym)
+        previous = self._lets.get(sym)
         if previous is not None and previous == expr:
             return Value(sym, owner=self)    # the same reduction asked for twice
-        if name in self._symbols or any(str(s) == name for s in self.lets):
+        if name in self._symbols or any(str(s) == name for s in self._lets):
             raise GradlabError(f"'{name}' is already defined in cell '{self._cell}'")
-        self.lets[sym] = expr
+        printed = identifier(name)
+        if printed in self._printed:
+            raise GradlabError(f"let name {name!r} and {self._printed[printed]!r} would be the "
+                               f"same variable ({printed}) in the lowered code; rename one")
+        self._printed[printed] = name
+        self._lets[sym] = expr
         return Value(sym, owner=self)

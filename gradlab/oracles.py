@@ -1,14 +1,14 @@
-"""Independent oracles: one plain PyTorch step per cell, written by hand from CELLS.md.
+"""Independent oracles: one plain PyTorch step per cell, written by hand from the papers.
 
 ``gradlab verify`` and the tests compare the symbolically derived Jacobians against
 ``torch.func.jacrev`` of these functions, so nothing here is derived from the SymPy
 declarations and no Jacobian is written here.
 
 Each ``ORACLES[name]`` is ``step(params, state, x) -> new_state``: ``params`` maps the
-names of CELLS.md's parameter table to tensors (``W_*``/``V``/``R_*`` (n, n), ``U_*`` (n, m),
+names of derivations/conventions.md to tensors (``W_*``/``V``/``R_*`` (n, n), ``U_*`` (n, m),
 ``b_*``/``p_*`` (n,)), ``state`` is a tuple of (B, n) tensors in ``STATES[name]`` order and
 ``x`` is (B, m). A batched ``W h`` is ``h @ W.T``. ``PARAMS`` and ``STATES`` give the
-parameter and state-part names in CELLS.md's order.
+parameter and state-part names in the order of derivations/conventions.md.
 """
 
 from functools import partial

@@ -1,9 +1,8 @@
-"""Writing a report directory: index.html, report.md, figures/*.png|svg and data.json.
+"""A report's files: index.html, report.md, figures/*.png|svg and data.json.
 
-A report is built in a temporary directory beside its target and moved into place only
-when complete, so an interrupted run never leaves half a report. Running again over an
-earlier report replaces it; a directory holding anything a report does not is replaced
-only with `force`. Every file is byte-for-byte reproducible for the same inputs (data.json
+`render` turns a report's parts into bytes; `write_report` hands them to `outputs`, which
+writes them atomically into a folder gradlab owns (running again replaces what gradlab
+wrote there and nothing else). Every file is byte-for-byte reproducible for the same inputs (data.json
 with sorted keys, SVG ids from a fixed salt, no timestamps anywhere); non-finite numbers
 are written as the strings "nan", "inf" and "-inf" (JSON has no literal for them) and
 never dropped.
@@ -15,14 +14,10 @@ import html
 import io
 import json
 import math
-import os
-import pathlib
-import shutil
-import tempfile
 
 import matplotlib
 
-from .errors import GradlabError
+from .outputs import write_files
 
 
 @dataclasses.dataclass
@@ -34,41 +29,17 @@ class Section:
 
 
 SVG_SALT = "gradlab"      # the same figure gives the same SVG bytes, run after run
-REPORT_FILES = {"index.html", "report.md", "data.json"}
-FIGURE_SUFFIXES = {".png", ".svg"}
 
 
-def is_report(out):
-    """Does the directory hold nothing but what `write_report` writes (or nothing at all)?"""
-    for entry in pathlib.Path(out).iterdir():
-        if entry.name == "figures" and entry.is_dir():
-            if any(not f.is_file() or f.suffix not in FIGURE_SUFFIXES for f in entry.iterdir()):
-                return False
-        elif entry.name not in REPORT_FILES or not entry.is_file():
-            return False
-    return True
-
-
-def check_target(out, force):
-    """Refuse early (before any work) a target that cannot be written, or that exists
-    and holds more than an earlier report (unless `force`)."""
-    out = pathlib.Path(out)
-    if out.exists() and not out.is_dir():
-        raise GradlabError(f"--out {str(out)!r} is a file; give a directory")
-    if out.exists() and not force and not is_report(out):
-        raise GradlabError(f"{str(out)!r} exists and holds files that are not a gradlab "
-                           "report; pass --force to replace it")
-    parent = out.resolve().parent
-    probe = parent
-    while not probe.exists():
-        probe = probe.parent
-    if not os.access(probe, os.W_OK) or not probe.is_dir():
-        raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is not writable")
-    return out
+# Significant digits written for a float. The numbers are float64 results of long chains of
+# products whose last bits depend on the BLAS kernel and thread count; 12 digits is well
+# within what every one of them determines, so a rerun on another CPU writes the same bytes.
+DIGITS = 12
 
 
 def jsonable(value):
-    """Numbers as JSON can hold them: floats finite or "nan"/"inf"/"-inf"; arrays as lists."""
+    """Numbers as JSON can hold them: floats to DIGITS significant digits, or "nan"/"inf"/
+    "-inf"; arrays as lists."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, dict):
@@ -80,7 +51,7 @@ def jsonable(value):
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return value
+        return float(f"{value:.{DIGITS}g}")
     return value
 
 
@@ -112,9 +83,19 @@ def cell_text(value):
     return "—" if value is None else str(value)
 
 
+MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`|<>[]"})
+
+
+def markdown_text(text):
+    """Text as one Markdown line that renders as itself: no table cell ends early, no tag,
+    link or code span starts (the characters that do so are escaped; newlines are spaces)."""
+    return " ".join(str(text).split()).translate(MARKDOWN_SPECIAL)
+
+
 def _markdown_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell_text(v) for v in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(map(markdown_text, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_text(cell_text(v)) for v in row) + " |"
+              for row in rows]
     return "\n".join(lines)
 
 
@@ -132,47 +113,36 @@ th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}
 .header td{text-align:left}code{background:#f5f5f5;padding:0 3px}"""
 
 
-def write_report(out, *, title, intro, header, sections, figures, data, force=False):
-    """Write the report at `out` atomically; figures maps name -> matplotlib Figure."""
-    out = check_target(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)          # mkdtemp's 0700 is for secrets, not reports
-    try:
-        (tmp / "figures").mkdir()
-        pngs = {}
-        for name, fig in figures.items():
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-            pngs[name] = buf.getvalue()
-            (tmp / "figures" / f"{name}.png").write_bytes(pngs[name])
-            with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):   # ids from a fixed
-                fig.savefig(tmp / "figures" / f"{name}.svg", format="svg",   # salt, not random
-                            metadata={"Date": None, "Creator": None})
-        (tmp / "data.json").write_text(dumps(data), encoding="utf-8")
-        (tmp / "report.md").write_text(_markdown(title, intro, header, sections),
-                                       encoding="utf-8")
-        (tmp / "index.html").write_text(_html(title, intro, header, sections, pngs),
-                                        encoding="utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+def render(*, title, intro, header, sections, figures, data):
+    """{relative path: bytes} of a report; figures maps name -> matplotlib Figure."""
+    files, pngs = {}, {}
+    for name, fig in figures.items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        pngs[name] = files[f"figures/{name}.png"] = buf.getvalue()
+        buf = io.BytesIO()
+        with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):   # ids from a fixed salt
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        files[f"figures/{name}.svg"] = buf.getvalue()
+    files["data.json"] = dumps(data).encode()
+    files["report.md"] = _markdown(title, intro, header, sections).encode()
+    files["index.html"] = _html(title, intro, header, sections, pngs).encode()
+    return files
+
+
+def write_report(out, *, title, intro, header, sections, figures, data, force=False,
+                 **where):
+    """Render the report and write it at `out` atomically (`outputs.write_files`: gradlab
+    replaces only what it wrote); `where` passes cell_files, expect and notice on."""
+    files = render(title=title, intro=intro, header=header, sections=sections,
+                   figures=figures, data=data)
+    return write_files(out, files, replace=True, force=force, **where)
 
 
 def _markdown(title, intro, header, sections):
     lines = [f"# {title}", "", intro, "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {cell_text(v)} |" for k, v in header.items()]
+    lines += [f"| {markdown_text(k)} | {markdown_text(cell_text(v))} |"
+              for k, v in header.items()]
     for s in sections:
         lines += ["", f"## {s.title}", ""]
         if s.text:

@@ -1,12 +1,13 @@
 """`Cell`: one recurrent cell, declared once in SymPy; everything else is derived from it."""
 
 import functools
+import keyword
 import linecache
 
 import sympy as sp
 from sympy import BlockMatrix, MatrixSymbol
 
-from .language import SIZES, Builder, Value, n
+from .language import SIZES, Builder, Value, check_name, n
 from .derive import Chain
 from .errors import GradlabError
 
@@ -24,26 +25,118 @@ def declare(*, state, params, source, gate_bias=None, name=None, inputs="x"):
     gate_bias: the bias that sets the memory gate ("b_f"; "-b_f" where the gate forgets).
     """
     def wrap(fn):
-        return Cell(fn, name=name or fn.__name__, state=state, params=params, source=source,
-                    gate_bias=gate_bias, inputs=inputs)
+        return Cell(fn, name=fn.__name__ if name is None else name, state=state,
+                    params=params, source=source, gate_bias=gate_bias, inputs=inputs)
     return wrap
+
+
+SHAPES = {("n",): "n", ("n", "1"): "n", ("n", "n"): "n n", ("n", "m"): "n m"}
 
 
 def _shape_of(name, spec=None):
     if spec is not None:
-        dims = spec.split() if isinstance(spec, str) else list(spec)
-        if len(dims) == 1:
-            dims.append("1")
-        try:
-            return tuple(SIZES[str(d)] for d in dims)
-        except KeyError:
+        dims = spec.split() if isinstance(spec, str) else spec
+        dims = tuple(str(d) for d in dims) if isinstance(dims, (tuple, list)) else None
+        if dims not in SHAPES:
             raise GradlabError(f"parameter '{name}' has shape {spec!r}; use 'n', 'n n' or "
-                               "'n m'") from None
+                               "'n m'")
+        dims = dims + ("1",) if len(dims) == 1 else dims
+        return tuple(SIZES[d] for d in dims)
     if name.startswith("U"):
         return (SIZES["n"], SIZES["m"])
     if name.startswith(("b", "p")):
         return (SIZES["n"], sp.S.One)
     return (SIZES["n"], SIZES["n"])
+
+
+def _refuse(cell, why):
+    raise GradlabError(f"cell {cell!r}: {why}")
+
+
+def _check_cell_name(name):
+    """A cell's name is a file name (`gradlab derive --out`) and a registry key."""
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise GradlabError(f"cell name {name!r} is not a plain Python identifier (letters, "
+                           "digits, _; not a keyword): it names the cell's files, so give "
+                           "name='my_cell' or rename the function")
+
+
+def _names(cell, what, value):
+    """`state=` as "h c" or a sequence of names, each checked."""
+    if isinstance(value, str):
+        names = tuple(value.split())
+    elif isinstance(value, (tuple, list)):
+        names = tuple(value)
+    else:
+        _refuse(cell, f"{what}= must be a string of names (\"h c\") or a list of them, got "
+                      f"{type(value).__name__}")
+    if not names:
+        _refuse(cell, f"{what}= {value!r} names no part; give at least one, e.g. \"h\"")
+    for p in names:
+        why = check_name(p, "state part")
+        if why:
+            _refuse(cell, f"state={value!r}: {why}")
+    return names
+
+
+def _param_specs(cell, params):
+    """`params=` as "W U b", a list of names, or a dict {name: shape}, each name checked."""
+    if isinstance(params, dict):
+        names, specs = list(params), dict(params)
+    elif isinstance(params, str):
+        names = params.split()
+        specs = dict.fromkeys(names)
+    elif isinstance(params, (tuple, list)):
+        names = list(params)
+        specs = dict.fromkeys(p for p in names if isinstance(p, str))
+    else:
+        _refuse(cell, f"params= must be a string of names (\"W U b\"), a list or a dict "
+                      f"{{name: shape}}, got {type(params).__name__}")
+    for p in names:
+        why = check_name(p, "parameter")
+        if why:
+            _refuse(cell, f"params: {why}")
+    twice = sorted({p for p in names if names.count(p) > 1})
+    if twice:
+        _refuse(cell, f"parameter {twice[0]!r} is declared twice in params; each parameter "
+                      "needs its own name")
+    return specs
+
+
+def _check_names(cell, state, params, inputs):
+    """Every name once across state, input and parameters; h' (the new h, printed h_p in
+    lowered code) not shadowed by a declared h_p."""
+    why = check_name(inputs, "input")
+    if why:
+        _refuse(cell, f"inputs={inputs!r}: {why}")
+    seen = {}
+    for role, names in (("state part", state), ("input", (inputs,)), ("parameter", params)):
+        for p in names:
+            if p in seen:
+                again = "twice" if seen[p] == role else f"as {_a(seen[p])} and as {_a(role)}"
+                _refuse(cell, f"{p!r} is declared {again}; each state part, input and "
+                              "parameter needs its own name")
+            seen[p] = role
+    for p in state:
+        if f"{p}_p" in seen:
+            _refuse(cell, f"{seen[f'{p}_p']} {p}_p would be the same variable as the new "
+                          f"state part {p}' in the lowered code; rename {p}_p")
+
+
+def _a(role):
+    return ("an " if role[0] in "aeiou" else "a ") + role
+
+
+def _check_gate_bias(cell, gate_bias, shapes):
+    if gate_bias is None:
+        return
+    biases = [p for p, s in shapes.items() if s[1] == sp.S.One]
+    name = gate_bias[1:] if isinstance(gate_bias, str) and gate_bias.startswith("-") \
+        else gate_bias
+    if name not in biases:
+        valid = ", ".join(biases) or "none (declare an n-vector parameter)"
+        _refuse(cell, f"gate_bias={gate_bias!r} names no n-vector parameter; valid: {valid} "
+                      "(or '-NAME' where the gate forgets)")
 
 
 class Cell:
@@ -54,13 +147,19 @@ class Cell:
     """
 
     def __init__(self, fn, *, name, state, params, source, gate_bias=None, inputs="x"):
+        _check_cell_name(name)
         self.name, self.source, self.gate_bias = name, source, gate_bias
         self.doc = " ".join((fn.__doc__ or "").split())
-        self.state_names = tuple(state.split() if isinstance(state, str) else state)
-        specs = dict(params) if isinstance(params, dict) else dict.fromkeys(params.split())
-        self.param_shapes = {p: _shape_of(p, s) for p, s in specs.items()}
+        self.state_names = _names(name, "state", state)
+        specs = _param_specs(name, params)
+        try:
+            self.param_shapes = {p: _shape_of(p, s) for p, s in specs.items()}
+        except GradlabError as err:
+            _refuse(name, err)
         self.param_names = tuple(self.param_shapes)
         self.input_name = inputs
+        _check_names(name, self.state_names, self.param_names, inputs)
+        _check_gate_bias(name, gate_bias, self.param_shapes)
         self._fn = fn
         self.lets, self.outputs = self._build(fn)
 
@@ -74,7 +173,10 @@ class Cell:
             out = fn(builder)
             outputs = self._bind_outputs(builder, out)
         except (GradlabError, sp.ShapeError) as err:
-            raise GradlabError(f"cell '{self.name}'{_where(fn, err)}: {err}") from None
+            raise GradlabError(f"cell '{self.name}'{_where(fn, err)}: {_line(err)}") from None
+        except Exception as err:   # a Python slip in the declaration (s.W.T, a typo, ...)
+            raise GradlabError(f"cell '{self.name}'{_where(fn, err)}: {type(err).__name__}: "
+                               f"{_line(err)}") from None
         used = set().union(*(e.free_symbols for e in builder.lets.values()))
         unused = [p for p in self.param_names if builder._symbols[p] not in used]
         if unused:
@@ -192,6 +294,10 @@ def _check(value, valid, what):
     if value not in valid:
         raise GradlabError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
     return value
+
+
+def _line(err):
+    return " ".join(str(err).split())
 
 
 def _where(fn, err):

@@ -49,6 +49,10 @@ def cell(name):
 
 def _user_cell(spec, Cell):
     where, _, attr = spec.rpartition(":")
+    if not where or not attr.isidentifier() or ":" in where and not where.endswith(".py"):
+        raise GradlabError(f"cell {spec!r} is not path/to/file.py:NAME or "
+                           "package.module:NAME (one ':', a file or module before it, a cell "
+                           "name after it)")
     if where.endswith(".py"):
         path = pathlib.Path(where)
         if not path.is_file():
@@ -64,19 +68,38 @@ def _user_cell(spec, Cell):
             except GradlabError:
                 del sys.modules[module_name]
                 raise
-            except Exception as err:
+            except (Exception, SystemExit) as err:   # not KeyboardInterrupt: that stops us
                 del sys.modules[module_name]
-                line = traceback.extract_tb(err.__traceback__)[-1]
-                raise GradlabError(f"cannot load {where} ({type(err).__name__} at "
-                                   f"{line.filename}:{line.lineno}: {err})") from None
+                raise GradlabError(f"cannot load {where} (in cell {spec!r}): "
+                                   f"{_describe(err)}") from None
     else:
+        if not all(part.isidentifier() for part in where.split(".")):
+            raise GradlabError(f"cell {spec!r}: {where!r} is neither a .py file nor a module "
+                               "name (package.module)")
         try:
             module = importlib.import_module(where)
-        except ImportError as err:
-            raise GradlabError(f"cannot import {where!r} (in cell {spec!r}): {err}") from None
+        except GradlabError:
+            raise
+        except (Exception, SystemExit) as err:
+            raise GradlabError(f"cannot import {where!r} (in cell {spec!r}): "
+                               f"{_describe(err)}") from None
     found = getattr(module, attr, None)
     if not isinstance(found, Cell):
         cells_there = [k for k, v in vars(module).items() if isinstance(v, Cell)]
         raise GradlabError(f"{where} has no cell {attr!r}; cells there: "
                            f"{', '.join(cells_there) or 'none'}")
     return found
+
+
+def _describe(err):
+    """One line: what was raised, where in the user's code, and its message."""
+    if isinstance(err, SyntaxError):
+        return f"SyntaxError at {err.filename}:{err.lineno}: {err.msg}"
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not f.filename.startswith("<frozen") and f.filename != __file__
+              and pathlib.Path(f.filename).parent.name != "importlib"]
+    at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    if isinstance(err, SystemExit):
+        return (f"it called sys.exit({err.code!r}){at}; a cell file must declare cells, "
+                "not exit")
+    return f"{type(err).__name__}{at}: {' '.join(str(err).split())}"

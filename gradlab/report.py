@@ -4,13 +4,14 @@ Builds every number (experiment.measure), draws the figures (figures), and write
 report directory (publish): index.html, report.md, figures/*.png|svg, data.json.
 """
 
+import math
 import platform
 
 import numpy as np
 
 from . import figures as fg
 from . import registry
-from .experiment import Setup, measure
+from .experiment import Setup, check_cell_name, measure, rate_words
 from .publish import Section, write_report
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "gru_torch", "prototype_lstm", "pseudo_lstm",
@@ -52,11 +53,31 @@ def run(setup, *, progress=None):
     return out
 
 
+def _rate_cell(rate, status):
+    """A rate as the table shows it: the number, or words where there is no measurement."""
+    if isinstance(rate, float) and math.isnan(rate):
+        return rate_words(rate, status)
+    return rate
+
+
+def _timescale_cell(rate, timescale, status):
+    """A timescale as the table shows it: a positive number of steps for a decay (0 for an
+    exactly zero product), else words ("gradients grow", "no decay within T", "state
+    overflowed"): never a negative number."""
+    words = rate_words(rate, status)
+    return timescale if words is None or rate == -math.inf else words
+
+
 def _row(name, d):
     s = d["summary"]
-    return [name, s["rate"], s["timescale"], s["horizon_1e-3"], s["horizon_1e-6"],
-            s["log10_condition_mid"], float(s["lyapunov"][0]), s["theory"],
-            s["theory_timescale"], s["theory_label"] or "—"]
+    status = s.get("status")
+    predicted = s["theory"]
+    return [name, _rate_cell(s["rate"], status),
+            _timescale_cell(s["rate"], s["timescale"], status), s["horizon_1e-3"],
+            s["horizon_1e-6"], s["log10_condition_mid"], float(s["lyapunov"][0]), predicted,
+            s["theory_timescale"] if predicted is None or math.isnan(predicted)
+            else _timescale_cell(predicted, s["theory_timescale"], None),
+            s["theory_label"] or "—"]
 
 
 TABLE_HEADER = ["cell", "rate / step", "timescale ξ", "horizon 10⁻³", "horizon 10⁻⁶",
@@ -65,12 +86,22 @@ TABLE_HEADER = ["cell", "rate / step", "timescale ξ", "horizon 10⁻³", "horiz
 
 
 def findings(cells):
-    """A few sentences with the measured numbers, for the top of the report."""
+    """A few sentences with the measured numbers, for the top of the report; words, not
+    numbers, where a rate is not a plain decay (an overflowed state, growth)."""
     parts = []
     for name, d in cells.items():
         s = d["summary"]
-        line = (f"{name}: rate {s['rate']:.3g} per step (ξ = {s['timescale']:.3g} steps, "
-                f"λ₁ = {float(s['lyapunov'][0]):.3g})")
+        lyap = float(s["lyapunov"][0])
+        words = rate_words(s["rate"], s.get("status"))
+        if words is None:
+            line = (f"{name}: rate {s['rate']:.3g} per step (ξ = {s['timescale']:.3g} steps, "
+                    f"λ₁ = {lyap:.3g})")
+        elif math.isnan(s["rate"]):
+            line = f"{name}: no rate, {words} (λ₁ = {lyap:.3g})"
+        elif s["rate"] == -math.inf:
+            line = f"{name}: rate -∞, {words} (ξ = 0 steps, λ₁ = {lyap:.3g})"
+        else:
+            line = f"{name}: rate {s['rate']:.3g} per step, {words} (λ₁ = {lyap:.3g})"
         if s["theory"] is not None:
             line += f", {s['theory_label']} predicts {s['theory']:.3g}"
         parts.append(line)
@@ -92,8 +123,11 @@ def build(setup, cells, command):
         Section("Summary", "Rate: least-squares slope of the mean natural-log spectral norm "
                 "against the lag. Horizon: first lag where the norm falls below 10⁻³ "
                 "(10⁻⁶) of its lag-1 value (— if it never does within T). λ₁: top Lyapunov "
-                "exponent by repeated QR over 4T steps (THEORY.md 5); it should match the "
-                "rate. Non-finite values are shown as such.",
+                "exponent by QR over 4T steps (derivations/theory.md §5); it should match the "
+                "rate. ξ = −1/rate is shown only for a decay; where there is none the table "
+                "says why: “gradients grow” (rate > 0), “no decay within T” (rate 0), "
+                "“state overflowed” (a state became inf or nan: no measurement, nan in "
+                "data.json). Other non-finite values are shown as such.",
                 table=(TABLE_HEADER, [_row(n, d) for n, d in cells.items()]))]
     if any("paths" in d for d in cells.values()):
         figs["paths"] = fg.paths(cells, col)
@@ -132,14 +166,17 @@ def build(setup, cells, command):
     return "Gradient decay across time steps", intro, header, sections, figs, data
 
 
-def report(setup, out, *, force=False, command="gradlab report", progress=None):
-    """Measure every cell and write the report directory `out`; returns its path."""
+def report(setup, out, *, force=False, command="gradlab report", progress=None, **where):
+    """Measure every cell and write the report directory `out`; returns its path. `where`
+    (cell_files, expect, notice) goes on to `publish.write_report`."""
     for name in setup.cells:
+        if isinstance(name, str):
+            check_cell_name(name)
         registry.cell(name)
     cells = run(setup, progress=progress)
     title, intro, header, sections, figs, data = build(setup, cells, command)
     return write_report(out, title=title, intro=intro, header=header, sections=sections,
-                        figures=figs, data=data, force=force)
+                        figures=figs, data=data, force=force, **where)
 
 
 __all__ = ["DEFAULT_CELLS", "Setup", "report", "run", "build"]

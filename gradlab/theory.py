@@ -1,4 +1,4 @@
-"""The theory reports draw over measurements (THEORY.md), each a small exact formula.
+"""The theory reports draw over measurements (derivations/theory.md), each a small formula.
 
     mean_field      q* and chi of the vanilla tanh RNN (Poole et al. 2016; Chen et al. 2018):
                         q*  = sw^2 E[tanh(sqrt(q*) z)^2] + sv^2 R + sb^2
@@ -48,39 +48,56 @@ def _sech2(u):
 
 def mean_field(weight_scale, *, input_scale=1.0, bias_scale=0.0, input_power=1.0,
                iterations=500, tol=1e-14):
-    """(q*, chi) for W ~ N(0, sw^2/n), U ~ N(0, sv^2/m), b ~ N(0, sb^2), R = |x|^2/m."""
-    drive = input_scale ** 2 * input_power + bias_scale ** 2
+    """(q*, chi) for W ~ N(0, sw^2/n), U ~ N(0, sv^2/m), b ~ N(0, sb^2), R = |x|^2/m.
+    Squares are products, not powers: a scale beyond 1e154 gives q* = inf and chi = nan
+    (float ** 2 would raise OverflowError)."""
+    drive = input_scale * input_scale * input_power + bias_scale * bias_scale
     q = 1.0
     for _ in range(iterations):       # tanh^2 = 1 - sech^2
-        q_next = weight_scale ** 2 * (1.0 - _expect(_sech2, q)) + drive
+        q_next = weight_scale * weight_scale * (1.0 - _expect(_sech2, q)) + drive
         if abs(q_next - q) <= tol * max(q, 1.0):
             q = q_next
             break
         q = q_next
-    chi = weight_scale ** 2 * _expect(lambda u: _sech2(u) ** 2, q)
+    chi = weight_scale * weight_scale * _expect(lambda u: _sech2(u) ** 2, q)
     return q, chi
 
 
 def mean_field_rate(weight_scale, **kwargs):
-    """Per-step slope of the log gradient norm predicted by mean-field theory: (1/2) ln chi."""
-    return 0.5 * math.log(mean_field(weight_scale, **kwargs)[1])
+    """Per-step slope of the log gradient norm predicted by mean-field theory: (1/2) ln chi;
+    -inf at chi = 0 (weight scale 0: the product is exactly zero), nan where chi is nan
+    (a non-finite weight scale)."""
+    chi = mean_field(weight_scale, **kwargs)[1]
+    if math.isnan(chi):
+        return math.nan
+    return 0.5 * math.log(chi) if chi > 0 else -math.inf
 
 
 def timescale(rate):
-    """xi = -1 / rate: the steps for a gradient norm to fall by e. 0 for an instant drop
-    (rate -inf), inf at rate 0, negative when it grows (-xi is then the e-folding time of
-    the growth), nan for nan."""
+    """xi = -1 / rate for a decay (rate < 0): the steps for a gradient norm to fall by e.
+    0 for an instant drop (rate -inf); inf when it never falls (rate >= 0: gradients grow
+    or keep their size, the limit of -1 / rate as the rate rises to 0); nan for nan. Never
+    negative (as Flow.timescale): a growth rate is reported as the rate, not as a time."""
     if math.isnan(rate):
         return math.nan
     if rate == -math.inf:
         return 0.0
-    return math.inf if rate == 0 else -1.0 / rate
+    return math.inf if rate >= 0 else -1.0 / rate
 
 
 def pascanu_rate(W, gamma=1.0):
-    """ln(gamma ||W||_2) for a weight matrix W (torch or numpy)."""
+    """ln(gamma ||W||_2) for a weight matrix W (torch or numpy): -inf for W = 0, nan when W
+    holds inf or nan (no norm to take: numpy's SVD would raise LinAlgError)."""
     W = np.asarray(W.detach().cpu() if hasattr(W, "detach") else W, dtype=np.float64)
-    return math.log(gamma * float(np.linalg.norm(W, 2)))
+    if not np.isfinite(W).all():
+        return math.nan
+    try:
+        norm = gamma * float(np.linalg.norm(W, 2))
+    except np.linalg.LinAlgError:
+        return math.nan
+    if math.isnan(norm):
+        return math.nan
+    return math.log(norm) if norm > 0 else -math.inf
 
 
 def gate_rate(preactivation):

@@ -1,11 +1,14 @@
 """Shared helpers: the whole registry, random cell inputs, strict numpy, the `cuda` marker,
-running the CLI and checking what it says."""
+running the CLI and checking what it says, the JANET test cell, and per-sample Jacobians by
+torch.func.jacrev (the independent reference every Jacobian test compares against)."""
 
 import random
+import textwrap
 
 import numpy as np
 import pytest
 import torch
+from torch.func import jacrev, vmap
 
 import gradlab
 from click.testing import CliRunner
@@ -93,3 +96,64 @@ def assert_one_line_error(result, needle=""):
 def listing(root):
     """Every path below root, relative, sorted."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+# -- the JANET test cell: one declaration, as a file's source and as a Cell ------------------
+
+JANET_SOURCE = textwrap.dedent('''
+    """JANET (van der Westhuizen & Lasenby 2018), declared outside gradlab."""
+    from gradlab import declare, sigmoid, tanh
+
+
+    @declare(state="h", params="W_f U_f b_f W U b", gate_bias="b_f",
+             source="van der Westhuizen & Lasenby 2018, JANET (forget gate only)")
+    def janet(s):
+        """JANET: a GRU-like cell with a single forget gate."""
+        f = s.let("f", sigmoid(s.W_f @ s.h + s.U_f @ s.x + s.b_f))
+        candidate = s.let("htilde", tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return f * s.h + (1 - f) * candidate
+''')
+
+
+def janet_cell():
+    """JANET_SOURCE declared in memory: a Cell that is not in the registry."""
+    namespace = {"__name__": "janet_test_cell"}
+    exec(compile(JANET_SOURCE, "<conftest.JANET_SOURCE>", "exec"), namespace)
+    return namespace["janet"]
+
+
+def janet_oracle(P, state, x):
+    """JANET's step written by hand in torch (shares nothing with the declaration)."""
+    (h,) = state
+    f = torch.sigmoid(h @ P["W_f"].T + x @ P["U_f"].T + P["b_f"])
+    return (f * h + (1 - f) * torch.tanh(h @ P["W"].T + x @ P["U"].T + P["b"]),)
+
+
+# -- per-sample Jacobians by autograd: the reference for every lowered Jacobian --------------
+
+def flat_step(step, params, n):
+    """One sample of step(params, state tuple, x) with its state parts (each of size n)
+    concatenated: (S,), (m,) -> (S,), the form torch.func.jacrev differentiates."""
+    def flat(s, x):
+        parts = tuple(p[None] for p in s.split(n))
+        return torch.cat(step(params, parts, x[None]), -1)[0]
+    return flat
+
+
+def sample_jacobians(step, params, state, x, *, batched=False):
+    """(d s'/d s (B, S, S), d s'/d x (B, S, m)) of step(params, state, x) by jacrev.
+
+    By default vmap over a one-sample step (`flat_step`). batched=True differentiates the
+    whole batch at once and keeps each sample's diagonal block (the cross-sample blocks are
+    zero): for steps vmap cannot run, such as torch's fused RNN kernels."""
+    n = state[0].shape[-1]
+    s = torch.cat(state, -1)
+    if not batched:
+        flat = flat_step(step, params, n)
+        return vmap(jacrev(flat, 0))(s, x), vmap(jacrev(flat, 1))(s, x)
+
+    def whole(s, x):
+        return torch.cat(step(params, tuple(s.split(n, -1)), x), -1)
+
+    return tuple(torch.diagonal(jacrev(whole, argnums=a)(s, x), dim1=0, dim2=2).permute(2, 0, 1)
+                 for a in (0, 1))                                    # (B, S, B, in) -> (B, S, in)

@@ -11,12 +11,12 @@ import sympy as sp
 import torch
 from sympy import BlockMatrix, MatrixSymbol
 from sympy.matrices.expressions.matexpr import MatrixElement
-from torch.func import jacrev, vmap
 
 import gradlab
+from gradlab.derive import Chain
 from gradlab.language import m as M_SYMBOL, n as N_SYMBOL
 from gradlab.oracles import ORACLES, PARAMS, STATES
-from conftest import ALL, SIZES, random_inputs, relative_error, size_id
+from conftest import ALL, SIZES, random_inputs, relative_error, sample_jacobians, size_id
 
 pytestmark = pytest.mark.usefixtures("strict_numpy")
 
@@ -26,28 +26,16 @@ pytestmark = pytest.mark.usefixtures("strict_numpy")
 TOL = {torch.float64: 1e-10, torch.float32: 1e-4}
 
 
-def oracle_jacobians(step, params, state, x):
-    """(d s'/d s (B, S, S), d s'/d x (B, S, m)) by vmap(jacrev) of a one-sample step."""
-    n = state[0].shape[-1]
-
-    def flat(s, xi):   # one sample, the state as one flat vector: what jacrev wants
-        parts = tuple(p[None] for p in torch.split(s, n))
-        return torch.cat(step(params, parts, xi[None]), -1)[0]
-
-    s = torch.cat(state, -1)
-    return vmap(jacrev(flat, 0))(s, x), vmap(jacrev(flat, 1))(s, x)
-
-
 CATALOGUE = ("rnn_tanh rnn_relu prototype_lstm normalized_lstm pseudo_lstm gru gru_torch lstm "
              "peephole_lstm lstm_nig lstm_nfg lstm_nog lstm_niaf lstm_noaf lstm_np lstm_cifg "
-             "lstm_fgr minimal_rnn mgu").split()   # CELLS.md's 19, in its order
+             "lstm_fgr minimal_rnn mgu").split()   # the 19 of derivations/README.md, in order
 
 
 def test_registry_holds_the_catalogue():
     assert len(ALL) == len(set(ALL))
     assert ALL[:len(CATALOGUE)] == CATALOGUE
     assert set(ALL) == set(ORACLES), "every registered cell needs an oracle in gradlab.oracles"
-    assert ALL == list(ORACLES), "registry order is catalogue order (CELLS.md)"
+    assert ALL == list(ORACLES), "registry order is catalogue order (derivations/README.md)"
 
 
 def test_unknown_cell_lists_the_valid_ones():
@@ -82,7 +70,7 @@ def test_step_and_jacobians_match_the_oracle(name, size):
         assert a.shape == (batch, n) and a.dtype == torch.float64
         assert relative_error(a, b) <= TOL[torch.float64], f"step, part {part}"
 
-    J_ref, Jx_ref = oracle_jacobians(oracle, params, state, x)
+    J_ref, Jx_ref = sample_jacobians(oracle, params, state, x)
     J = cell.jacobian_fn("state", "torch")(params, state, x)
     Jx = cell.jacobian_fn("input", "torch")(params, state, x)
     S = n * len(cell.state_names)
@@ -164,7 +152,7 @@ def test_numerator_layout_agrees_with_sympy_diff(name, wrts):
     """SymPy's own matrix diff answers in denominator layout (rnn_tanh: W.T * diag(...)),
     so its transpose must equal gradlab's numerator-layout block. Where SymPy 1.14's diff
     raises (the LSTM's Hadamard-of-sigmoid pattern wrt h or x: "index is larger than
-    expression shape", DESIGN.md) there is nothing to compare; rnn_tanh must succeed."""
+    expression shape", see README.md, How it works) there is nothing to compare; rnn_tanh must succeed."""
     cell = gradlab.cell(name)
     spelled = _sympy_spelled(cell)
     compared = 0
@@ -193,7 +181,13 @@ def test_jacobian_fn_is_cached(name):
         for backend in ("torch", "numpy"):
             assert cell.jacobian_fn(wrt, backend) is cell.jacobian_fn(wrt, backend)
         assert cell.step_fn(backend) is cell.step_fn(backend)
-    assert cell.jacobian("state") == cell.jacobian("state")
+    blocks = cell.jacobian_blocks("state")
+    assert all(a is b for row, again in zip(blocks, cell.jacobian_blocks("state"))
+               for a, b in zip(row, again)), "derived once"
+    fresh = [[Chain(cell.lets, s).total(out) for s in cell.state_symbols]
+             for out in cell.outputs]
+    # what an uncached derivation gives (compared as printed: Lambda dummies are fresh)
+    assert [list(map(str, r)) for r in blocks] == [list(map(str, r)) for r in fresh]
 
 
 def test_bad_wrt_and_backend():
@@ -310,7 +304,7 @@ def test_cuda_matches_the_oracle(name, dtype):
     for a, b in zip(cell.step_fn()(params, state, x), oracle(params, state, x)):
         assert a.device.type == "cuda" and a.dtype == dtype
         assert relative_error(a, b) <= TOL[dtype]
-    J_ref, Jx_ref = oracle_jacobians(oracle, params, state, x)
+    J_ref, Jx_ref = sample_jacobians(oracle, params, state, x)
     J = cell.jacobian_fn("state")(params, state, x)
     Jx = cell.jacobian_fn("input")(params, state, x)
     assert J.device.type == "cuda" and J.dtype == dtype and Jx.dtype == dtype

@@ -7,10 +7,8 @@ both, as a terminal would show them.)
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from click.testing import CliRunner
 
 import gradlab
 from gradlab.cli import cli
-from conftest import ALL, assert_one_line_error
+from conftest import ALL, JANET_SOURCE, assert_one_line_error
 
 ERROR_CASES = {
     "unknown cell": (["derive", "nope"], "'nope'"),
@@ -106,9 +104,10 @@ def test_derive_all_writes_one_document_per_cell(tmp_path):
     out = tmp_path / "docs"
     result = run("derive", "--all", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.md" for n in ALL] +
-                                                           ["README.md"])
-    assert f"wrote {len(ALL) + 1} files" in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{n}.md" for n in ALL] + ["README.md", "conventions.md", "theory.md",
+                                    ".gradlab-manifest.json"])
+    assert f"wrote {len(ALL) + 3} files" in result.stdout      # and README, conventions, theory
     lstm = (out / "lstm.md").read_text(encoding="utf-8")
     assert lstm.startswith("# `lstm`") and "$$" in lstm and "Lambda" not in lstm
     index = (out / "README.md").read_text(encoding="utf-8")
@@ -119,7 +118,8 @@ def test_derive_one_cell_to_a_directory(tmp_path):
     """`derive CELL --out DIR` writes DIR/CELL.md (and an index naming it)."""
     result = run("derive", "lstm", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "lstm.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".gradlab-manifest.json", "README.md", "conventions.md", "lstm.md", "theory.md"]
     assert "(lstm.md)" in (tmp_path / "README.md").read_text(encoding="utf-8")
 
 
@@ -142,21 +142,9 @@ def test_verify_float32():
     assert "gru_torch  (cpu, float32)" in result.stdout and " 0 failed" in result.stdout
 
 
-JANET = textwrap.dedent('''
-    from gradlab import declare, sigmoid, tanh
-
-    @declare(state="h", params="W_f U_f b_f W U b", gate_bias="b_f", source="JANET 2018")
-    def janet(s):
-        """JANET: a forget gate only."""
-        f = s.let("f", sigmoid(s.W_f @ s.h + s.U_f @ s.x + s.b_f))
-        candidate = s.let("htilde", tanh(s.W @ s.h + s.U @ s.x + s.b))
-        return f * s.h + (1 - f) * candidate
-''')
-
-
 def test_user_cell_on_the_command_line(tmp_path):
     path = tmp_path / "my_janet.py"
-    path.write_text(JANET, encoding="utf-8")
+    path.write_text(JANET_SOURCE, encoding="utf-8")
     spec = f"{path}:janet"
     result = run("derive", spec)
     assert result.exit_code == 0, result.output
@@ -198,10 +186,10 @@ def test_help_loads_neither_sympy_nor_torch():
 
 
 def test_console_script_help():
-    exe = shutil.which("gradlab")
-    if exe is None:
-        pytest.skip("the gradlab console script is not on PATH (package not installed)")
-    done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=600)
+    """What the console script runs (gradlab.cli:main, see pyproject.toml), in a fresh
+    interpreter: it need not be on PATH."""
+    done = subprocess.run([sys.executable, "-c", "from gradlab.cli import main; main()",
+                           "--help"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     for command in ("cells", "derive", "verify"):
         assert command in done.stdout

@@ -18,7 +18,7 @@ import gradlab
 from gradlab import flow as F
 from gradlab.bench import format_table, run_bench
 from gradlab.oracles import ORACLES
-from conftest import ALL
+from conftest import ALL, flat_step
 
 pytestmark = pytest.mark.usefixtures("strict_numpy")
 
@@ -55,9 +55,7 @@ def brute_force(name, params, xs):
     n = params[cell.param_names[0]].shape[0]
     parts = len(cell.state_names)
 
-    def flat(s, x):                                              # (S,), (m,) -> (S,)
-        return torch.cat(step(params, tuple(p[None] for p in s.split(n)), x[None]), -1)[0]
-
+    flat = flat_step(step, params, n)                            # (S,), (m,) -> (S,)
     s, jacobians = torch.zeros(B, n * parts, dtype=xs.dtype), []
     for t in range(T):
         jacobians.append(vmap(jacrev(flat))(s, xs[t]))          # J_{t+1}
@@ -188,7 +186,7 @@ def test_near_degenerate_blocks_and_the_svd_fallback(steps, monkeypatch):
     assert relative(flow.block_log_norm("c", "c"), svd_logs(cc)[0]) < TOL
 
 
-# --- exact answers (THEORY.md 3) -----------------------------------------------------------
+# --- exact answers (derivations/theory.md §3) ----------------------------------------------
 
 def zero_recurrence(cell, n, m, **options):
     """params with every recurrent (n x n) weight zero."""
@@ -295,7 +293,7 @@ def test_singular_jacobian_gives_minus_infinity():
 # --- theory ---------------------------------------------------------------------------------
 
 def mean_field_chi(sw, sv, sb, R, points=100):
-    """THEORY.md 2 by probabilists' Gauss-Hermite quadrature (E over z ~ N(0, 1))."""
+    """derivations/theory.md §2 by probabilists' Gauss-Hermite quadrature (E over z ~ N(0,1))."""
     z, w = np.polynomial.hermite_e.hermegauss(points)
     w = w / math.sqrt(2 * math.pi)
     q = 1.0
@@ -336,8 +334,40 @@ def test_top_lyapunov_exponent_is_the_long_lag_rate():
     assert flow.rate(start=100) == pytest.approx(exponents[0], abs=0.01)
     # one Benettin column is ||P_T q|| / ||q|| <= ||P_T||_2: a bound, up to round-off
     assert exponents[0] * T <= flow.mean_log_norm()[-1] + 1e-8
-    same = flow.lyapunov(k=3)
-    assert np.allclose(same, exponents, rtol=0, atol=1e-12)
+
+def benettin(name, params, xs, k, *, discard=0, seed=0):
+    """Top-k Lyapunov exponents (k,) written out here: the oracle's states from s_0 = 0,
+    each step's Jacobian by jacrev, Q R = J_t Q by torch.linalg.qr, the mean over steps
+    after `discard` of log |R_ii|, then over sequences. Q_0 is drawn as gradlab documents
+    it (a seeded torch.Generator's randn(B, S, k), orthonormalised), so the two agree to
+    round-off rather than to O(1/T)."""
+    cell, step = gradlab.cell(name), ORACLES[name]
+    T, B, _ = xs.shape
+    n = params[cell.param_names[0]].shape[0]
+    S = n * len(cell.state_names)
+    flat = flat_step(step, params, n)
+    gen = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0]
+    s, total = torch.zeros(B, S, dtype=torch.float64), torch.zeros(B, k, dtype=torch.float64)
+    for t in range(T):
+        J = vmap(jacrev(flat))(s, xs[t])                          # J_{t+1} at s_t
+        s = vmap(flat)(s, xs[t])
+        Q, R = torch.linalg.qr(J @ Q)
+        if t >= discard:
+            total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log()
+    return (total / (T - discard)).mean(0).numpy()
+
+
+@pytest.mark.parametrize("name, discard", [("rnn_tanh", 0), ("lstm", 7)])
+def test_lyapunov_matches_an_independent_qr_loop(name, discard):
+    cell = gradlab.cell(name)
+    params = params_for(cell, 5, 3, seed=13)
+    xs = F.make_inputs("gaussian", 40, 2, 3, seed=14)
+    want = benettin(name, params, xs, 3, discard=discard)
+    flow = gradlab.gradient_flow(cell, params, xs)
+    assert np.allclose(F.lyapunov(cell, params, xs, k=3, discard=discard), want,
+                       rtol=0, atol=1e-12)
+    assert np.allclose(flow.lyapunov(k=3, discard=discard), want, rtol=0, atol=1e-12)
 
 
 # --- the rest of the API --------------------------------------------------------------------
@@ -360,9 +390,15 @@ def test_reverse_is_the_flipped_sequence():
     params = params_for(cell, 4, 3)
     xs = F.make_inputs("gaussian", 12, 2, 3, seed=1)
     back = gradlab.gradient_flow(cell, params, xs, reverse=True)
-    flipped = gradlab.gradient_flow(cell, params, xs.flip(0))
-    assert back.reverse and np.array_equal(back.log_norm(), flipped.log_norm())
-    assert np.array_equal(back.block_log_norm("c", "c"), flipped.block_log_norm("c", "c"))
+    # brute force, backwards in time: s_0 = 0 sees x_T first; P_k is the product of the last
+    # k Jacobians of that reversed run (brute_force's dense jacrev products, no flow code)
+    products, _ = brute_force("lstm", params, xs.flip(0))
+    spec, _, _ = svd_logs(products)
+    assert back.reverse and relative(back.log_norm(), spec) < TOL
+    cc = [P.view(2, 2, 4, 2, 4)[:, 1, :, 1, :] for P in products]         # (c, c) blocks
+    assert relative(back.block_log_norm("c", "c"), svd_logs(cc)[0]) < TOL
+    forward, _ = brute_force("lstm", params, xs)
+    assert relative(svd_logs(forward)[0], spec) > 1e-3, "the reversal must matter here"
 
 
 def test_lazy_norms_and_summary_are_json_ready():

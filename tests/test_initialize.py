@@ -11,7 +11,7 @@ from conftest import ALL
 
 SCHEMES = ("gaussian", "orthogonal", "torch")
 
-# The memory-gate bias of each built-in cell (CELLS.md, "Gate bias"): '-' where a positive
+# The memory-gate bias of each built-in cell (derivations/conventions.md): '-' where a positive
 # gate_bias must be subtracted so that it still means "keep". None: no memory gate.
 GATE_BIAS = {
     "rnn_tanh": None, "rnn_relu": None,

@@ -7,11 +7,10 @@ of it; gradlab's step and lowered Jacobians come from the mapped parameters alon
 import pytest
 import torch
 from torch import nn
-from torch.func import jacrev
 
 import gradlab
 from gradlab.oracles import PARAMS
-from conftest import relative_error
+from conftest import relative_error, sample_jacobians
 
 TOL = 1e-10   # float64 against torch's kernels; see test_cells.py
 N, M, B = 5, 3, 4
@@ -56,13 +55,6 @@ def module_step(module, other):
     return step
 
 
-def batched_jacobian(f, s, x, argnum):
-    """Per-sample Jacobians (B, out, in) of a batched f from jacrev of the whole batch
-    (no vmap over torch's fused kernels): the cross-sample blocks are zero."""
-    full = jacrev(f, argnums=argnum)(s, x)                       # (B, S, B, in)
-    return torch.diagonal(full, dim1=0, dim2=2).permute(2, 0, 1)
-
-
 @pytest.mark.parametrize("key", list(MODULES))
 def test_from_torch_matches_the_module(key):
     factory, expected_name = MODULES[key]
@@ -87,14 +79,10 @@ def test_from_torch_matches_the_module(key):
     for a, b in zip(cell.step_fn()(params, state, x), reference):
         assert relative_error(a, b) <= TOL
 
-    def flat(s, xs):
-        return torch.cat(step(torch.split(s, N, -1), xs), -1)
-
-    s = torch.cat(state, -1)
-    assert relative_error(cell.jacobian_fn("state")(params, state, x),
-                          batched_jacobian(flat, s, x, 0)) <= TOL
-    assert relative_error(cell.jacobian_fn("input")(params, state, x),
-                          batched_jacobian(flat, s, x, 1)) <= TOL
+    # jacrev of the whole batch: vmap cannot run torch's fused RNN kernels
+    J, Jx = sample_jacobians(lambda _, s, xs: step(s, xs), None, state, x, batched=True)
+    assert relative_error(cell.jacobian_fn("state")(params, state, x), J) <= TOL
+    assert relative_error(cell.jacobian_fn("input")(params, state, x), Jx) <= TOL
 
 
 def test_weights_are_copied_not_shared():

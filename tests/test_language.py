@@ -4,9 +4,9 @@ A user cell gets what a built-in one gets: derived Jacobians, lowered code, `ver
 Here each is also checked against an independent torch step written in the test.
 """
 
+import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,37 +16,25 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from torch.func import jacrev, vmap
 
 import gradlab
-from gradlab import GradlabError, declare, relu, sigmoid, tanh
+from gradlab import GradlabError, declare, relu, tanh
 from gradlab.cli import cli
 from gradlab.verify import verify_cell
-from conftest import random_inputs, relative_error
+from conftest import (JANET_SOURCE, janet_cell, janet_oracle, random_inputs, relative_error,
+                      sample_jacobians)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TOL = 1e-10   # float64 against autograd; see test_cells.py
 
 
-@declare(state="h", params="W_f U_f b_f W U b", gate_bias="b_f",
-         source="van der Westhuizen & Lasenby 2018, JANET (forget gate only)")
-def janet(s):
-    """JANET: a GRU-like cell with a single forget gate."""
-    f = s.let("f", sigmoid(s.W_f @ s.h + s.U_f @ s.x + s.b_f))
-    candidate = s.let("htilde", tanh(s.W @ s.h + s.U @ s.x + s.b))
-    return f * s.h + (1 - f) * candidate
+janet = janet_cell()
 
 
 @declare(state="h", params={"W": "n m", "u": "n", "b": "n"}, source="Li et al. 2018, IndRNN")
 def indrnn(s):
     """IndRNN: each unit recurs only on itself, through the vector u."""
     return relu(s.W @ s.x + s.u * s.h + s.b)
-
-
-def janet_oracle(P, state, x):
-    (h,) = state
-    f = torch.sigmoid(h @ P["W_f"].T + x @ P["U_f"].T + P["b_f"])
-    return (f * h + (1 - f) * torch.tanh(h @ P["W"].T + x @ P["U"].T + P["b"]),)
 
 
 def indrnn_oracle(P, state, x):
@@ -67,14 +55,9 @@ def test_user_cell_matches_an_independent_step(cell, oracle, size):
     (new,) = cell.step_fn()(params, state, x)
     assert relative_error(new, oracle(params, state, x)[0]) <= TOL
 
-    def flat(h, xi):
-        return oracle(params, (h[None],), xi[None])[0][0]
-
-    (h,) = state
-    assert relative_error(cell.jacobian_fn("state")(params, state, x),
-                          vmap(jacrev(flat, 0))(h, x)) <= TOL
-    assert relative_error(cell.jacobian_fn("input")(params, state, x),
-                          vmap(jacrev(flat, 1))(h, x)) <= TOL
+    J, Jx = sample_jacobians(oracle, params, state, x)
+    assert relative_error(cell.jacobian_fn("state")(params, state, x), J) <= TOL
+    assert relative_error(cell.jacobian_fn("input")(params, state, x), Jx) <= TOL
 
 
 @pytest.mark.parametrize("cell", [janet, indrnn], ids=["janet", "indrnn"])
@@ -167,19 +150,7 @@ def test_bad_parameter_shape_spec():
 
 # -- cells from files and modules -----------------------------------------------------------
 
-JANET_FILE = '''
-"""JANET (van der Westhuizen & Lasenby 2018), declared outside gradlab."""
-from gradlab import declare, sigmoid, tanh
-
-
-@declare(state="h", params="W_f U_f b_f W U b", gate_bias="b_f",
-         source="van der Westhuizen & Lasenby 2018")
-def janet(s):
-    """JANET: only a forget gate."""
-    f = s.let("f", sigmoid(s.W_f @ s.h + s.U_f @ s.x + s.b_f))
-    candidate = s.let("htilde", tanh(s.W @ s.h + s.U @ s.x + s.b))
-    return f * s.h + (1 - f) * candidate
-'''
+JANET_FILE = JANET_SOURCE
 
 
 @pytest.fixture
@@ -250,11 +221,10 @@ def test_bad_user_cell_specs(tmp_path, monkeypatch):
 
 def _readme_example():
     """(fenced block, language) of the README block declaring a cell named janet."""
-    text = README.read_text(encoding="utf-8") if README.exists() else ""
+    text = README.read_text(encoding="utf-8")
     blocks = re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S)
     found = [(body, lang) for lang, body in blocks if "declare" in body and "janet" in body]
-    if not found:
-        pytest.skip("README.md has no fenced block declaring a cell named janet yet")
+    assert found, "README.md has no fenced block declaring a cell named janet"
     return found[0]
 
 
@@ -294,13 +264,20 @@ def test_readme_custom_cell_example_runs(tmp_path, monkeypatch, forget_new_modul
 
 
 def test_readme_custom_cell_example_runs_in_a_shell(tmp_path):
-    """The README's shell block, pasted into bash as a user would."""
+    """The README's shell block, pasted into bash as a user would. `gradlab` there is this
+    interpreter's gradlab.cli (a shim first on PATH), installed as a console script or not."""
     body, lang = _readme_example()
-    if lang not in ("bash", "sh", "shell", "console"):
-        pytest.skip(f"the README example is a {lang or 'plain'} block, not a shell one")
-    if shutil.which("gradlab") is None or shutil.which("bash") is None:
-        pytest.skip("needs bash and the gradlab console script on PATH")
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=tmp_path,
+    assert lang in ("bash", "sh", "shell", "console"), f"the README example is a {lang!r} block"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "gradlab"
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c '
+                    f'"from gradlab.cli import main; main()" "$@"\n')
+    shim.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", body], cwd=work, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert " 0 failed" in done.stdout

@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 from gradlab import publish
 from gradlab.errors import GradlabError
-from gradlab.publish import Section, check_target, dumps, jsonable, write_report
+from gradlab import outputs
+from gradlab.publish import Section, dumps, jsonable, write_report
 from conftest import listing
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -93,7 +94,8 @@ def write(out, *, figures=None, data=None, force=False):
 def test_write_report_writes_every_file(tmp_path):
     out = write(tmp_path / "r")
     assert out == tmp_path / "r"
-    assert listing(tmp_path) == ["r", "r/data.json", "r/figures", "r/figures/one.png",
+    assert listing(tmp_path) == ["r", "r/.gradlab-manifest.json", "r/data.json", "r/figures",
+                                 "r/figures/one.png",
                                  "r/figures/one.svg", "r/figures/two.png",
                                  "r/figures/two.svg", "r/index.html", "r/report.md"]
     for name in ("one", "two"):
@@ -145,7 +147,7 @@ def test_existing_directory_is_refused_without_force(tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(GradlabError, match="exists.*--force"):
+    with pytest.raises(GradlabError, match="did not write.*--force"):
         write(out)
     assert listing(tmp_path) == ["r", "r/keep.txt"]
     assert (out / "keep.txt").read_text() == "mine"
@@ -179,17 +181,18 @@ def test_a_report_with_anything_more_is_refused_without_force(tmp_path, extra):
     out = write(tmp_path / "r")
     (out / extra).parent.mkdir(parents=True, exist_ok=True)
     (out / extra).write_text("mine")
-    with pytest.raises(GradlabError, match="not a gradlab report; pass --force"):
+    with pytest.raises(GradlabError, match="did not write.*--force"):
         write(out)
     assert (out / extra).read_text() == "mine"
 
 
-def test_force_replaces_an_existing_directory(tmp_path):
+def test_force_writes_beside_the_users_files_and_keeps_them(tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     (out / "keep.txt").write_text("old")
     write(out, force=True)
-    assert not (out / "keep.txt").exists()
+    write(out, force=True)
+    assert (out / "keep.txt").read_text() == "old"
     assert (out / "index.html").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["r"]        # no .r.old, no temporary
 
@@ -238,7 +241,11 @@ def test_unserialisable_data_leaves_nothing_behind(tmp_path):
     assert listing(tmp_path) == []
 
 
-# --- check_target ---------------------------------------------------------------------------
+# --- check_target (gradlab.outputs) ----------------------------------------------------------
+
+def check_target(out, force):
+    return outputs.check_target(out, force=force)
+
 
 def test_check_target_accepts_new_and_forced_paths(tmp_path):
     assert check_target(tmp_path / "new", False) == tmp_path / "new"
@@ -287,8 +294,14 @@ def test_check_target_refuses_a_read_only_directory(tmp_path):
         locked.chmod(0o700)
 
 
-def test_publish_module_exports():
-    assert callable(publish.write_report) and callable(publish.check_target)
+def test_publish_module_exports(tmp_path):
+    """The entry points do what their names say, by their module path."""
+    out = tmp_path / "via_module"
+    assert outputs.check_target(out) == out.resolve() and not out.exists()
+    publish.write_report(out, title="t", intro="i", header={}, sections=[], figures={},
+                         data={"x": [1.0, math.inf]})
+    assert strict_loads((out / "data.json").read_text()) == {"x": [1.0, "inf"]}
+    assert (out / "index.html").is_file() and (out / "report.md").is_file()
 
 
 def test_check_target_refuses_when_access_says_unwritable(tmp_path, monkeypatch):
@@ -300,7 +313,25 @@ def test_check_target_refuses_when_access_says_unwritable(tmp_path, monkeypatch)
         probed.append(str(path))
         return False
 
-    monkeypatch.setattr(publish.os, "access", access)
+    monkeypatch.setattr(outputs.os, "access", access)
     with pytest.raises(GradlabError, match="not writable"):
         check_target(tmp_path / "x" / "y" / "report", False)
     assert probed == [str(tmp_path)]
+
+
+def test_floats_are_written_to_the_precision_they_carry():
+    """12 significant digits: the last bits of a float64 chain differ between CPUs and
+    thread counts, the first 12 do not; so a rerun elsewhere writes the same bytes."""
+    assert jsonable([0.1 + 0.2, 1 / 3, -2.5e-300, 7]) == [0.3, 0.333333333333, -2.5e-300, 7]
+    assert jsonable(1.0000000000004) == jsonable(1.0000000000001) == 1.0
+
+
+def test_user_text_cannot_break_the_markdown():
+    """A cell name or command with a pipe, a tag, a link or a newline stays in its cell."""
+    from gradlab.publish import markdown_text, render
+    text = render(title="t", intro="i", header={"command": "gradlab report --out 'a|b'\n<x>"},
+                  sections=[Section("s", table=(["cell"], [["[x](y) `z` | w"]]))],
+                  figures={}, data={})["report.md"].decode()
+    assert "| command | gradlab report --out 'a\\|b' \\<x\\> |" in text
+    assert "| \\[x\\](y) \\`z\\` \\| w |" in text
+    assert markdown_text("plain rnn_tanh") == "plain rnn_tanh"

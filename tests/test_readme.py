@@ -1,7 +1,11 @@
 """The README's Python examples run as pasted (its shell example: tests/test_language.py)."""
 
+import json
 import pathlib
 import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -18,6 +22,19 @@ def test_readme_python_block_runs(block):
     exec(compile(block, str(README), "exec"), {"__name__": "readme"})
 
 
-def test_first_command_runs_the_report():
+@pytest.mark.slow
+def test_first_command_runs_the_report(tmp_path):
+    """The `gradlab ...` part of the README's first command, exactly as written (the default
+    report, ~30 s), in a fresh interpreter in an empty folder: it writes the report there."""
     first = re.search(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S)[1]
-    assert first.strip().endswith("gradlab report")
+    command = first.strip().split("&&")[-1]
+    args = shlex.split(command)
+    assert args[:2] == ["gradlab", "report"], command
+    done = subprocess.run([sys.executable, "-c", "from gradlab.cli import main; main()",
+                           *args[1:]], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)                                    # a hang guard only
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "reports" / "gradient-decay"
+    for name in ("index.html", "report.md", "data.json", "figures/decay.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert json.loads((out / "data.json").read_text())["cells"], "no cell measured"

@@ -46,7 +46,8 @@ def blank_heatmaps(monkeypatch):
 def test_sweep_writes_a_report(whole):
     out, result = whole
     assert_ok(result)
-    assert set(listing(out)) == {"data.json", "index.html", "report.md", "figures",
+    assert set(listing(out)) == {".gradlab-manifest.json", "data.json", "index.html",
+                                 "report.md", "figures",
                                  "figures/phase.png", "figures/phase.svg"}
     assert (out / "figures" / "phase.png").read_bytes().startswith(b"\x89PNG")
     page = (out / "index.html").read_text()
@@ -75,7 +76,7 @@ def test_sweep_data_json(whole):
         rate = float(p["rate"])
         timescale = float(p["timescale"])
         assert math.isfinite(rate)
-        assert timescale == (math.inf if rate == 0 else pytest.approx(-1 / rate))
+        assert timescale == (math.inf if rate >= 0 else pytest.approx(-1 / rate))
     by = {(p["cell"], p["weight_scale"], p["gate_bias"]): float(p["rate"]) for p in points}
     # the gate bias does not enter a vanilla RNN; a larger weight scale means more memory
     assert by["rnn_tanh", 0.5, 0.0] == by["rnn_tanh", 0.5, 2.0]
@@ -86,7 +87,7 @@ def test_sweep_data_json(whole):
 def test_shards_write_their_parts(shards):
     seen = []
     for i, d in enumerate(shards, 1):
-        assert listing(d) == ["part.json"]
+        assert listing(d) == [".gradlab-manifest.json", "part.json"]
         part = json.loads((d / "part.json").read_text())
         assert part["shard"] == [i, 2]
         assert len(part["points"]) == 4
@@ -157,13 +158,13 @@ def test_merge_refuses_an_out_that_holds_a_part(tmp_path, monkeypatch):
     assert_ok(invoke("sweep", *GRID, "--shard", "1/2"))
     assert_ok(invoke("sweep", *GRID, "--shard", "2/2"))
     parts = ["reports/phase-diagram-shards/1-of-2", "reports/phase-diagram-shards/2-of-2"]
-    assert listing(tmp_path) == ["reports", "reports/phase-diagram-shards", parts[0],
-                                 parts[0] + "/part.json", parts[1], parts[1] + "/part.json"]
+    assert listing(tmp_path) == ["reports", "reports/phase-diagram-shards", *(
+        f for p in parts for f in (p, p + "/.gradlab-manifest.json", p + "/part.json"))]
     for out in ("reports/phase-diagram-shards", parts[1]):
         for force in ([], ["--force"]):
             result = invoke("sweep", "merge", *parts, "--out", out, *force)
             assert_one_line_error(result, "one of the parts being merged")
-    assert len(listing(tmp_path)) == 6
+    assert len(listing(tmp_path)) == 8
 
 
 @pytest.mark.parametrize("shard", ["0/2", "3/2", "abc", "1/0", "1/2/3", "-1/2", "/", "1/x"])

@@ -1,4 +1,4 @@
-"""Closed forms pinned symbolically, and THEORY.md section 3's exact facts (known answers).
+"""Closed forms pinned symbolically, and the exact facts of derivations/theory.md §3.
 
 Symbolic equalities are checked two ways: structurally, after putting the commutative nodes
 (sums, Hadamard products) of both sides in a canonical order, which holds for every n; and
@@ -116,7 +116,7 @@ def test_block_grid_matches_state_parts(name):
     assert all(row[0].shape == (N_SYMBOL, M_SYMBOL) for row in cell.jacobian_blocks("input"))
 
 
-# -- THEORY.md 3: lstm_np and lstm are the same function ------------------------------------
+# -- theory.md §3: lstm_np and lstm are the same function ------------------------------------
 
 LSTM_NP = {f"{kind_}_{g_np}": f"{kind_}_{g}" for kind_ in "WUb"
            for g_np, g in (("z", "g"), ("i", "i"), ("f", "f"), ("o", "o"))}
@@ -137,7 +137,7 @@ def test_lstm_np_equals_lstm_under_the_parameter_map(size):
                               lstm.jacobian_fn(wrt)(params, state, x)) <= EXACT
 
 
-# -- THEORY.md 3: the constant error carousel -----------------------------------------------
+# -- theory.md §3: the constant error carousel -----------------------------------------------
 
 def test_lstm_nfg_cell_path_is_identity_symbolically_when_p_i_is_zero():
     cell = gradlab.cell("lstm_nfg")
@@ -166,7 +166,7 @@ def test_lstm_nfg_cell_path_is_identity_numerically_when_p_i_is_zero(size):
     assert not torch.allclose(J[:, n:, n:], eye)
 
 
-# -- THEORY.md 3: zero recurrent weights make the gate products exact -----------------------
+# -- theory.md §3: zero recurrent weights make the gate products exact -----------------------
 
 def _zero_recurrent(cell, params):
     """Every n x n matrix that reads the state zero (W_*; R_*). minimal_rnn's V is n x n

@@ -9,7 +9,7 @@ from torch.func import jacrev, vmap
 
 import gradlab
 from gradlab import sigmoid, tanh
-from conftest import relative_error
+from conftest import flat_step, relative_error, sample_jacobians
 
 
 @gradlab.declare(state="h c", params="W U b", source="a test cell")
@@ -67,10 +67,7 @@ def brute_force(cell, params, xs):
     T, B, _ = xs.shape
     n = params[cell.param_names[0]].shape[0]
 
-    def single(flat, x):
-        state = tuple(p[None] for p in flat.split(n))
-        return torch.cat([o[0] for o in step(params, state, x[None])])
-
+    single = flat_step(step, params, n)                          # (S,), (m,) -> (S,)
     state = tuple(torch.zeros(B, n, dtype=xs.dtype) for _ in cell.state_names)
     jacobians = []
     for t in range(T):
@@ -114,8 +111,7 @@ def test_a_parameter_only_scale_first_in_an_in_place_sum(backend):
     params = param_gate.init_params(n, m, seed=4)
     state = (torch.randn(B, n, dtype=torch.float64),)
     x = torch.randn(B, m, dtype=torch.float64)
-    want = vmap(jacrev(lambda h, xx: param_gate.step_fn()(params, (h[None],), xx[None])[0][0]))(
-        state[0], x)
+    want, _ = sample_jacobians(param_gate.step_fn(), params, state, x)
     if backend == "numpy":
         params = {k: v.numpy() for k, v in params.items()}
         state, x = (state[0].numpy(),), x.numpy()

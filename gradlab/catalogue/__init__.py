@@ -1,3 +1,3 @@
-"""The built-in cells of CELLS.md, in catalogue order. Importing a module registers its cells."""
+"""The built-in cells, in catalogue order (derivations/README.md); a module registers its cells."""
 
 from . import vanilla, written_memories, gru_torch, lstm, peephole, later  # noqa: F401

@@ -1,0 +1,100 @@
+"""Will a run fit? Memory estimated before anything is allocated, against what is free.
+
+The estimates count the arrays each job keeps, in bytes, from the sizes alone:
+
+    flow       the states and hoisted inputs, O(T B S) each, the per-lag logs, O(T B), and
+               a handful of (B, S, S) arrays (running product, Jacobians, Lanczos work)
+    report     the flow, plus Lyapunov exponents over 4 T steps (states kept, O(4T B S))
+    bench      the flow, plus the autograd baseline, which keeps every P_k's rows:
+               O(T B S^2) for its graph and its per-lag products
+
+S is the state size (hidden size times state parts). The estimates are deliberately
+generous (a factor for temporaries); a job is refused when its estimate exceeds the memory
+available now, with both numbers in the message, before it allocates anything.
+"""
+
+import os
+
+from .errors import GradlabError
+
+SQUARE_ARRAYS = 8          # (B, S, S) arrays alive at once, temporaries included
+VECTOR_ARRAYS = 6          # (T + 1, B, S) arrays: states, hoisted inputs, gradients
+SLACK = 1.5                # allocator overhead and the temporaries not counted above
+
+
+def available_bytes(device="cpu"):
+    """Memory free for a new job on `device`, in bytes (None where it cannot be read)."""
+    if str(device).startswith("cuda"):
+        import torch
+        try:
+            return int(torch.cuda.mem_get_info()[0])
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def flow_bytes(*, hidden, inputs, steps, batch, parts=2, params=12, itemsize=8):
+    """Bytes gradient_flow keeps for one cell (`parts` state parts, `params` parameters)."""
+    S = hidden * parts
+    square = SQUARE_ARRAYS * batch * S * S
+    vectors = VECTOR_ARRAYS * (steps + 1) * batch * S + steps * batch * inputs
+    weights = params * hidden * max(hidden, inputs)
+    logs = 4 * steps * batch            # float64 logs and int64 exponents, per norm kind
+    return int(SLACK * (itemsize * (square + vectors + weights) + 8 * logs))
+
+
+def report_bytes(**sizes):
+    """A report's cell: the flow, and Lyapunov exponents over 4 T steps."""
+    long = dict(sizes, steps=4 * sizes["steps"])
+    return max(flow_bytes(**sizes), flow_bytes(**long))
+
+
+def bench_bytes(**sizes):
+    """A bench cell: the flow, and the autograd baseline's per-lag products, O(T B S^2)."""
+    S = sizes["hidden"] * sizes.get("parts", 2)
+    graph = 3 * sizes["steps"] * sizes["batch"] * S * S * sizes.get("itemsize", 8)
+    return flow_bytes(**sizes) + int(SLACK * graph)
+
+
+def describe(nbytes):
+    for unit, size in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes} B"
+
+
+def ensure_fits(nbytes, *, what, device="cpu", available=None):
+    """Refuse (GradlabError, one line) a job whose estimate exceeds the memory available."""
+    free = available_bytes(device) if available is None else available
+    if free is not None and nbytes > free:
+        raise GradlabError(f"{what} needs about {describe(nbytes)} of memory but "
+                           f"{describe(free)} is available on {device}; use a smaller "
+                           "--hidden, --steps or --batch")
+    return nbytes
+
+
+ESTIMATES = {"report": report_bytes, "sweep": flow_bytes, "bench": bench_bytes}
+
+
+def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64",
+                     device="cpu", lyapunov=True):
+    """Refuse a `job` ("report", "sweep", "bench") whose largest cell cannot fit."""
+    from .registry import cell as lookup
+    itemsize = 4 if str(dtype) in ("float32", "torch.float32") else 8
+    estimate = ESTIMATES[job] if lyapunov or job != "report" else flow_bytes
+    need = max(estimate(hidden=hidden, inputs=inputs, steps=steps, batch=batch,
+                        parts=len(c.state_names), params=len(c.param_names),
+                        itemsize=itemsize)
+               for c in map(lookup, cells))
+    return ensure_fits(need, what=f"gradlab {job} at hidden {hidden}, inputs {inputs}, "
+                                  f"steps {steps}, batch {batch}", device=device)

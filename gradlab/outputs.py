@@ -1,0 +1,356 @@
+"""Folders gradlab owns: what it may write, replace or delete, atomically, one run at a time.
+
+Ownership, not a flag, decides what may be deleted. Every folder gradlab writes holds a
+manifest, `.gradlab-manifest.json`, naming each file it wrote with the SHA-256 of the bytes
+it wrote. A file is gradlab's to replace or delete only while it is listed there, is a
+plain file (not a link) and still has those bytes; anything else in the folder (a file
+the user added or edited, a link, a folder of theirs) is left exactly as it is. `force`
+lets gradlab write its files into a folder that also holds such files; it never lets it
+delete or overwrite one. Some folders are refused outright (`refuse_unsafe`): a filesystem
+root, the home folder, the current folder or one above it, a repository's root, a folder
+inside `.git`, a folder that holds a cell file in use, and a link.
+
+Writing (`write_files`) happens under a lock on the parent folder (`flock`, released by
+the kernel when a process dies), so concurrent runs to one place take turns and none is
+lost. A folder gradlab owns whole is built beside its target and swapped in with one
+atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`): at every instant either the old or
+the new folder is at the path, complete. Where the folder also holds the user's files, or
+the exchange is not available, each file is replaced atomically on its own
+(`os.replace`) and the manifest last. Temporary names start with `.<target>.gradlab-`; a
+later run removes what a killed run left.
+"""
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+from .errors import GradlabError
+
+MANIFEST = ".gradlab-manifest.json"
+TEMP_TAG = ".gradlab-"          # temporary names: .<target name>.gradlab-<random>
+MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
+REPOSITORY_MARKERS = (".git", ".hg", ".svn")
+
+
+# -- where gradlab refuses to write ------------------------------------------------------
+def resolve(out, what="--out"):
+    """`out` as an absolute path (links in its parents resolved, the last part kept)."""
+    if out is None or str(out).strip() == "":
+        raise GradlabError(f"{what} is empty; give a folder path")
+    if "\0" in str(out):
+        raise GradlabError(f"{what} {str(out)!r} holds a NUL character")
+    path = pathlib.Path(os.path.expanduser(str(out)))
+    try:
+        parent = path.absolute().parent.resolve()
+    except (OSError, RuntimeError) as err:
+        raise GradlabError(f"{what} {str(out)!r}: {err}") from None
+    name = path.absolute().name
+    if name in ("", ".", ".."):
+        return pathlib.Path(os.path.normpath(path.absolute())).resolve()
+    return parent / name
+
+
+def refuse_unsafe(out, *, cell_files=(), what="--out"):
+    """Refuse a folder no report may take over; returns its resolved path."""
+    path = resolve(out, what)
+    shown = str(out)
+    if path.is_symlink():
+        raise GradlabError(f"{what} {shown!r} is a symbolic link; gradlab writes only into "
+                           "real folders (give the folder it points to, or another path)")
+    if path.exists() and not path.is_dir():
+        raise GradlabError(f"{what} {shown!r} is a file, not a folder; give a folder path")
+    if path == pathlib.Path(path.anchor):
+        raise GradlabError(f"{what} {shown!r} is a filesystem root; give a folder of its own")
+    home = pathlib.Path.home().resolve()
+    if path == home:
+        raise GradlabError(f"{what} {shown!r} is the home folder; give a folder of its own, "
+                           "e.g. ~/gradlab-report")
+    cwd = pathlib.Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise GradlabError(f"{what} {shown!r} is the current folder or one above it; give "
+                           "a folder of its own, e.g. reports/mine")
+    if any(part in REPOSITORY_MARKERS for part in path.parts):
+        raise GradlabError(f"{what} {shown!r} is inside a repository's own metadata")
+    for marker in REPOSITORY_MARKERS:
+        if (path / marker).exists():
+            raise GradlabError(f"{what} {shown!r} is the root of a repository (it holds "
+                               f"{marker}); give a folder of its own inside it")
+    for cell_file in cell_files:
+        holder = pathlib.Path(cell_file).resolve()
+        if path in holder.parents:
+            raise GradlabError(f"{what} {shown!r} holds the cell file {str(cell_file)!r} "
+                               "being used; write elsewhere")
+    return path
+
+
+# -- ownership ------------------------------------------------------------------------------
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_manifest(folder):
+    """{relative path: sha256} of what gradlab wrote in `folder` ({} if none or unreadable)."""
+    path = pathlib.Path(folder) / MANIFEST
+    try:
+        if path.is_symlink() or not path.is_file():
+            return {}
+        data = json.loads(path.read_text(encoding="utf-8"))
+        files = data.get("files", {}) if isinstance(data, dict) else {}
+        return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+
+
+def manifest_bytes(files):
+    """The manifest for {relative path: bytes}: sorted, so the same files give the same bytes."""
+    listed = {name: digest(data) for name, data in sorted(files.items())}
+    return (json.dumps({"written by": "gradlab", "files": listed}, indent=1, sort_keys=True)
+            + "\n").encode()
+
+
+def _owned(folder, manifest, rel):
+    """Is folder/rel a plain file gradlab wrote, unchanged since?"""
+    path = folder / rel
+    if rel not in manifest or path.is_symlink() or not path.is_file():
+        return False
+    try:
+        return digest(path.read_bytes()) == manifest[rel]
+    except OSError:
+        return False
+
+
+def foreign(folder):
+    """Relative paths in `folder` that gradlab did not write (or that changed since), sorted:
+    files, links, and empty folders (written "name/"). The manifest itself is gradlab's."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    manifest = read_manifest(folder)
+    found = []
+
+    def walk(d, prefix):
+        entries = sorted(os.scandir(d), key=lambda e: e.name)
+        if prefix and not entries:
+            found.append(prefix)
+        for entry in entries:
+            rel = prefix + entry.name
+            if rel == MANIFEST and manifest:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path, rel + "/")
+            elif not _owned(folder, manifest, rel):
+                found.append(rel)
+
+    walk(folder, "")
+    return found
+
+
+def snapshot(out):
+    """What gradlab has written at `out` now (its manifest's bytes, or b"" if none): a run
+    compares it before and after its work to see whether another run wrote there meanwhile."""
+    try:
+        return (resolve(out) / MANIFEST).read_bytes()
+    except (OSError, GradlabError):
+        return b""
+
+
+def check_target(out, *, force=False, cell_files=(), what="--out"):
+    """Refuse early (before any work) a folder gradlab may not write. Without `force` the
+    folder must be new, empty, or hold only files gradlab wrote there."""
+    path = refuse_unsafe(out, cell_files=cell_files, what=what)
+    others = foreign(path)
+    if others and not force:
+        raise GradlabError(
+            f"{what} {str(out)!r} holds {len(others)} file(s) gradlab did not write (e.g. "
+            f"{others[0]!r}); pass --force to write beside them (they are never deleted), "
+            "or choose an empty folder")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is not writable "
+                           "(or not a folder)")
+    return path
+
+
+# -- locking and leftovers -----------------------------------------------------------------
+@contextlib.contextmanager
+def locked(parent):
+    """Hold an exclusive lock on the folder `parent` (no file is created for it)."""
+    fd = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)      # closing releases the lock
+
+
+def _temp_prefix(path):
+    return f".{path.name}{TEMP_TAG}"
+
+
+def clean_leftovers(path):
+    """Remove what a killed run writing `path` left: temporary folders and files beside
+    it and inside it that carry gradlab's temporary names. Call with the lock held."""
+    prefix = _temp_prefix(path)
+    for entry in list(os.scandir(path.parent)):
+        if not entry.name.startswith(prefix):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            inside = os.listdir(entry.path)
+            if MARK in inside or not inside or (MANIFEST in inside and not foreign(entry.path)):
+                shutil.rmtree(entry.path, ignore_errors=True)
+        elif entry.is_file(follow_symlinks=False) and entry.name.endswith(".tmp"):
+            os.unlink(entry.path)
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            for f in files:
+                if TEMP_TAG in f and f.startswith(".") and f.endswith(".tmp"):
+                    os.unlink(os.path.join(root, f))
+
+
+# -- writing -----------------------------------------------------------------------------
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a, b):
+    """Swap two paths atomically (Linux renameat2); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _check_names(files):
+    for rel in files:
+        parts = pathlib.PurePosixPath(rel).parts
+        if (not parts or rel.startswith("/") or any(p in ("", ".", "..") for p in parts)
+                or rel == MANIFEST or TEMP_TAG in rel):
+            raise GradlabError(f"refusing to write {rel!r}: not a plain name inside the folder")
+
+
+def _fill(folder, files):
+    for rel, data in files.items():
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+
+def write_files(out, files, *, replace=True, force=False, cell_files=(), what="--out",
+                expect=None, notice=None):
+    """Write {relative path: bytes} into the folder `out`, which gradlab then owns.
+
+    replace=True (a report): the files gradlab wrote there before and does not write now
+    are removed, so the folder holds exactly this output. replace=False (derivation
+    documents): the folder's other files of gradlab's stay. Files gradlab did not write are
+    never touched; one in the way of a file to be written is refused. `expect`: the
+    `snapshot` taken when the run began; if another run wrote here since, `notice` is
+    told (with one sentence) before this run's output replaces it."""
+    _check_names(files)
+    path = refuse_unsafe(out, cell_files=cell_files, what=what)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with locked(path.parent):
+            clean_leftovers(path)
+            if expect is not None and notice is not None and snapshot(out) != expect:
+                notice(f"another run wrote {str(out)!r} while this one worked; this run's "
+                       "output replaces it")
+            others = foreign(check_target(out, force=force, cell_files=cell_files, what=what))
+            blocked = [rel for rel in files if any(
+                rel == o.rstrip("/") or o.startswith(rel + "/")
+                or (not o.endswith("/") and rel.startswith(o + "/")) for o in others)]
+            if blocked:
+                raise GradlabError(f"{what} {str(out)!r}: {blocked[0]!r} is in the way and "
+                                   "gradlab did not write it; move it away or choose "
+                                   "another folder")
+            if not replace:
+                kept = {rel: (path / rel).read_bytes() for rel in read_manifest(path)
+                        if rel not in files and _owned(path, read_manifest(path), rel)}
+                files = {**kept, **files}
+            if not others and _whole(path, files):
+                return path
+            _each(path, files)
+    except OSError as err:
+        raise GradlabError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
+    return path
+
+
+def _whole(path, files):
+    """Build the folder beside `path` and swap it in; False if the system cannot swap."""
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=_temp_prefix(path), dir=path.parent))
+    try:
+        (tmp / MARK).touch()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)          # mkdtemp's 0700 is for secrets, not reports
+        _fill(tmp, files)
+        (tmp / MANIFEST).write_bytes(manifest_bytes(files))
+        if not path.exists():
+            (tmp / MARK).unlink()
+            os.rename(tmp, path)
+            return True
+        (tmp / MARK).unlink()
+        if not _exchange(tmp, path):
+            (tmp / MARK).touch()
+            return False
+        (tmp / MARK).touch()                   # tmp now holds the old folder: gradlab's
+        return True
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _each(path, files):
+    """Replace file by file (each atomically), remove gradlab's stale files, manifest last."""
+    before = read_manifest(path)
+    path.mkdir(exist_ok=True)
+    for rel, data in files.items():
+        target = path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_bytes(target, data)
+    for rel in before:
+        if rel not in files and _owned(path, before, rel):
+            (path / rel).unlink()
+            parent = (path / rel).parent
+            while parent != path and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    _atomic_bytes(path / MANIFEST, manifest_bytes(files))
+
+
+def _atomic_bytes(target, data):
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_TAG}", suffix=".tmp",
+                               dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,367 @@
+"""Folders gradlab owns (gradlab.outputs): it replaces only what it wrote, refuses folders no
+report may take over, survives a kill at any point of writing, and takes turns with a
+concurrent run. Every test here failed on the code before ownership (where `--force`
+deleted a whole folder)."""
+
+import errno
+import hashlib
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from gradlab import outputs
+from gradlab.errors import GradlabError
+
+from conftest import assert_one_line_error, invoke
+
+REPORT = {"index.html": b"<html>1</html>", "report.md": b"# one\n", "data.json": b"{}\n",
+          "figures/decay.png": b"png1", "figures/decay.svg": b"svg1"}
+SECOND = {"index.html": b"<html>2</html>", "report.md": b"# two\n", "data.json": b"{\"a\": 2}\n",
+          "figures/loss.png": b"png2"}
+TINY = ("--cells", "rnn_tanh", "--hidden", "3", "--inputs", "2", "--steps", "4", "--batch", "2")
+
+
+def tree(root):
+    """{relative path: sha256 of bytes, or '<dir>' / '-> target'} for everything below root."""
+    root = pathlib.Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = "-> " + os.readlink(p)
+        elif p.is_dir():
+            out[rel] = "<dir>"
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def home_like(root):
+    """A folder such as a user's home: notes, a thesis, a dotfile."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "notes.txt").write_text("my notes\n")
+    (root / "docs").mkdir()
+    (root / "docs" / "thesis.tex").write_text("\\begin{document}\n")
+    (root / ".bashrc").write_text("export X=1\n")
+    return root
+
+
+def read_tree(out, files):
+    return all((out / rel).read_bytes() == data for rel, data in files.items())
+
+
+# --- ownership: what may be replaced ----------------------------------------------------------
+
+def test_a_rerun_replaces_gradlabs_own_files_and_removes_stale_ones(tmp_path):
+    out = tmp_path / "r"
+    outputs.write_files(out, REPORT)
+    outputs.write_files(out, SECOND)
+    assert read_tree(out, SECOND)
+    assert not (out / "figures" / "decay.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]       # no temporary left
+    assert outputs.foreign(out) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_of_the_users_is_never_deleted(tmp_path, force):
+    out = home_like(tmp_path / "home")
+    before = tree(out)
+    if not force:
+        with pytest.raises(GradlabError, match="did not write.*--force"):
+            outputs.write_files(out, REPORT, force=force)
+        assert tree(out) == before
+        return
+    outputs.write_files(out, REPORT, force=True)
+    outputs.write_files(out, SECOND, force=True)
+    after = tree(out)
+    assert {k: v for k, v in after.items() if k in before} == before   # byte-identical
+    assert read_tree(out, SECOND)
+    assert not (out / "figures" / "decay.png").exists()
+
+
+def test_an_edited_report_file_is_the_users(tmp_path):
+    out = tmp_path / "r"
+    outputs.write_files(out, REPORT)
+    (out / "report.md").write_text("my edits\n")
+    with pytest.raises(GradlabError, match="report.md"):
+        outputs.write_files(out, SECOND)
+    with pytest.raises(GradlabError, match="in the way"):
+        outputs.write_files(out, SECOND, force=True)
+    assert (out / "report.md").read_text() == "my edits\n"
+
+
+def test_force_never_overwrites_a_file_in_the_way(tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "index.html").write_text("mine")
+    with pytest.raises(GradlabError, match="index.html.*in the way"):
+        outputs.write_files(out, REPORT, force=True)
+    assert (out / "index.html").read_text() == "mine"
+    assert sorted(p.name for p in out.iterdir()) == ["index.html"]
+
+
+def test_a_link_inside_the_folder_is_never_written_through(tmp_path):
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("precious")
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.md").symlink_to(target)
+    (out / "figures").symlink_to(tmp_path)
+    for force in (False, True):
+        with pytest.raises(GradlabError):
+            outputs.write_files(out, REPORT, force=force)
+    assert target.read_text() == "precious"
+    assert (out / "report.md").is_symlink()
+
+
+def test_an_empty_folder_of_the_users_counts_as_theirs(tmp_path):
+    out = tmp_path / "r"
+    (out / "keep").mkdir(parents=True)
+    with pytest.raises(GradlabError, match="keep/"):
+        outputs.write_files(out, REPORT)
+    outputs.write_files(out, REPORT, force=True)
+    outputs.write_files(out, SECOND, force=True)
+    assert (out / "keep").is_dir()
+
+
+# --- folders refused outright -----------------------------------------------------------------
+
+def test_refused_folders(tmp_path, monkeypatch):
+    repo = tmp_path / "checkout"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "src").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "work" / "sub").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work" / "sub")
+    cell = tmp_path / "cells" / "mine.py"
+    cell.parent.mkdir()
+    cell.write_text("")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "cells")
+    cases = {repo: "root of a repository", tmp_path / "work": "current folder",
+             ".": "current folder", "..": "current folder", tmp_path / "home": "home folder",
+             "~": "home folder", "/": "filesystem root", repo / ".git" / "x": "metadata",
+             tmp_path / "cells": "cell file", link: "symbolic link", "": "empty"}
+    for out, needle in cases.items():
+        for force in (False, True):
+            with pytest.raises(GradlabError, match=needle):
+                outputs.check_target(out, force=force, cell_files=[cell])
+            with pytest.raises(GradlabError, match=needle):
+                outputs.write_files(out, REPORT, force=force, cell_files=[cell])
+    assert not (repo / "index.html").exists() and not (repo / "src" / "index.html").exists()
+
+
+def test_cli_report_refuses_a_checkout_and_the_cell_files_folder(tmp_path, monkeypatch):
+    repo = tmp_path / "checkout"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "README.md").write_text("project")
+    checkout = tree(repo)
+    assert_one_line_error(invoke("report", *TINY, "--out", repo, "--force"), "repository")
+    assert tree(repo) == checkout
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    (cells / "mine.py").write_text(textwrap.dedent("""
+        import gradlab
+        from gradlab import tanh
+        @gradlab.declare(state="h", params="W U b", source="test")
+        def mine(s):
+            return tanh(s.W @ s.h + s.U @ s.x + s.b)
+    """))
+    before = tree(cells)
+    result = invoke("report", "--cells", f"{cells / 'mine.py'}:mine", "--hidden", "3",
+                    "--steps", "4", "--batch", "2", "--out", cells, "--force")
+    assert_one_line_error(result, "cell file")
+    assert tree(cells) == before
+    monkeypatch.chdir(repo)
+    assert_one_line_error(invoke("derive", "lstm", "--out", "."), "current folder")
+    assert_one_line_error(invoke("derive", "lstm", "--out", ".", "--force"), "current folder")
+    assert tree(repo) == checkout
+
+
+def test_cli_report_force_into_a_home_like_folder_keeps_every_file(tmp_path):
+    out = home_like(tmp_path / "home")
+    before = tree(out)
+    assert_one_line_error(invoke("report", *TINY, "--out", out), "--force")
+    assert tree(out) == before
+    result = invoke("report", *TINY, "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert {k: v for k, v in tree(out).items() if k in before} == before
+    assert (out / "index.html").is_file() and (out / "data.json").is_file()
+
+
+def test_cli_derive_writes_no_file_it_did_not_write(tmp_path):
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "README.md").write_text("the user's readme")
+    assert_one_line_error(invoke("derive", "lstm", "--out", out), "--force")
+    assert_one_line_error(invoke("derive", "lstm", "--out", out, "--force"), "README.md")
+    assert (out / "README.md").read_text() == "the user's readme"
+    assert sorted(p.name for p in out.iterdir()) == ["README.md"]
+    fresh = tmp_path / "e"
+    assert invoke("derive", "lstm", "--out", fresh).exit_code == 0
+    assert invoke("derive", "gru", "--out", fresh).exit_code == 0     # adds, keeps lstm.md
+    assert {"lstm.md", "gru.md", "README.md"} <= {p.name for p in fresh.iterdir()}
+
+
+def test_cli_derive_never_writes_through_a_symlink(tmp_path):
+    victim = tmp_path / "victim.md"
+    victim.write_text("keep me")
+    out = tmp_path / "d"
+    out.mkdir()
+    (out / "lstm.md").symlink_to(victim)
+    for force in ([], ["--force"]):
+        result = invoke("derive", "lstm", "--out", out, *force)
+        assert result.exit_code == 2, result.output
+    assert victim.read_text() == "keep me"
+
+
+# --- faults while writing ---------------------------------------------------------------------
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    outputs.write_files(out, REPORT)
+    before = tree(tmp_path)
+    real = pathlib.Path.write_bytes
+
+    def full(self, data):
+        if "decay" in self.name or "loss" in self.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)
+    with pytest.raises(GradlabError, match="No space left"):
+        outputs.write_files(out, SECOND)
+    assert tree(tmp_path) == before
+
+
+def test_a_leftover_of_a_killed_run_is_removed(tmp_path):
+    out = tmp_path / "r"
+    outputs.write_files(out, REPORT)
+    stale = tmp_path / ".r.gradlab-abc123"
+    stale.mkdir()
+    (stale / outputs.MARK).touch()
+    (stale / "index.html").write_text("half")
+    empty = tmp_path / ".r.gradlab-empty"
+    empty.mkdir()
+    user = tmp_path / ".r.gradlab-mine"          # not gradlab's: no mark, not empty
+    user.mkdir()
+    (user / "x").write_text("x")
+    outputs.write_files(out, SECOND)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".r.gradlab-mine", "r"]
+
+
+KILLER = textwrap.dedent("""
+    import os, pathlib, shutil, signal, sys
+    from gradlab import outputs
+    out, kill_at, which = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    files = {"index.html": which.encode(), "report.md": which.encode(),
+             "data.json": which.encode(), "figures/a.png": which.encode()}
+    count = [0]
+    def counting(fn):
+        def wrapped(*a, **k):
+            count[0] += 1
+            if count[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return fn(*a, **k)
+        return wrapped
+    for mod, name in ((os, "rename"), (os, "replace"), (os, "unlink"), (os, "mkdir"),
+                      (os, "chmod"), (shutil, "rmtree"), (outputs, "_exchange")):
+        setattr(mod, name, counting(getattr(mod, name)))
+    pathlib.Path.write_bytes = counting(pathlib.Path.write_bytes)
+    pathlib.Path.touch = counting(pathlib.Path.touch)
+    outputs.write_files(out, files)
+    print("done", count[0])
+""")
+
+
+def test_a_kill_at_any_point_of_writing_leaves_a_whole_report(tmp_path):
+    """SIGKILL at each filesystem call of the write phase in turn: the path always holds
+    the old or the new report, whole, and the next run leaves no temporary behind."""
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    out = tmp_path / "box" / "r"
+    names = ("index.html", "report.md", "data.json", "figures/a.png")
+    subprocess.run([sys.executable, str(script), str(out), "0", "old"], check=True,
+                   timeout=600)
+    kill_at = 1
+    while True:
+        run = subprocess.run([sys.executable, str(script), str(out), str(kill_at), "new"],
+                             capture_output=True, text=True, timeout=600)
+        if run.returncode == 0:
+            break
+        assert run.returncode == -signal.SIGKILL, run.stderr
+        contents = {(out / n).read_text() for n in names}
+        assert contents in ({"old"}, {"new"}), (kill_at, contents)
+        subprocess.run([sys.executable, str(script), str(out), "0", "old"], check=True,
+                       timeout=600)
+        assert sorted(p.name for p in out.parent.iterdir()) == ["r"], kill_at
+        assert {(out / n).read_text() for n in names} == {"old"}
+        kill_at += 1
+    assert kill_at > 5                      # the write phase was really interrupted
+    assert {(out / n).read_text() for n in names} == {"new"}
+
+
+CONCURRENT = textwrap.dedent("""
+    import sys
+    from gradlab import outputs
+    out, tag = sys.argv[1], sys.argv[2]
+    for k in range(40):
+        body = f"{tag}{k}".encode()
+        outputs.write_files(out, {"index.html": body, "report.md": body, "data.json": body,
+                                  "figures/a.png": body * 1000})
+    print("ok")
+""")
+
+
+def test_concurrent_runs_take_turns(tmp_path):
+    script = tmp_path / "writer.py"
+    script.write_text(CONCURRENT)
+    out = tmp_path / "r"
+    procs = [subprocess.Popen([sys.executable, str(script), str(out), tag],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for tag in "ab"]
+    seen = 0
+    try:
+        while any(p.poll() is None for p in procs):   # a reader never sees a mixed report
+            try:
+                fd = os.open(out, os.O_RDONLY)        # one version of the folder, pinned
+            except FileNotFoundError:
+                assert seen == 0              # missing only before the first write lands
+                continue
+            try:
+                texts = set()
+                for name in ("index.html", "report.md", "data.json"):
+                    f = os.open(name, os.O_RDONLY, dir_fd=fd)
+                    texts.add(os.read(f, 100))
+                    os.close(f)
+            except FileNotFoundError:         # the version pinned was replaced and is
+                assert out.is_dir()           # being removed; the path holds the next
+                continue
+            finally:
+                os.close(fd)
+            seen += 1
+            assert len(texts) == 1, texts
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.wait(timeout=600)
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0 and "Traceback" not in stderr, stderr
+    assert {(out / n).read_text() for n in ("index.html", "report.md")} in ({"a39"}, {"b39"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "writer.py"]
+
+
+def test_the_cli_notes_a_report_written_meanwhile(tmp_path):
+    out = tmp_path / "r"
+    seen = []
+    before = outputs.snapshot(out)
+    outputs.write_files(out, REPORT)
+    outputs.write_files(out, SECOND, expect=before, notice=seen.append)
+    assert seen and "another run" in seen[0]

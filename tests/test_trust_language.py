@@ -1,0 +1,348 @@
+"""Trust at the edges: names a declaration may use, cell files that misbehave, and a
+`verify` that says what it proved. Each test here failed before the fix it names."""
+
+import math
+import sys
+import textwrap
+import uuid
+
+import pytest
+import torch
+from torch.func import jacrev, vmap
+
+import gradlab
+from gradlab import GradlabError, declare, sigmoid, sqrt, tanh
+from gradlab.language import m as M_SYMBOL, n as N_SYMBOL
+from gradlab import verify
+from conftest import assert_one_line_error, invoke, random_inputs, relative_error
+
+TIGHT = 1e-12   # float64, lowered Jacobian against jacrev of an independent step
+
+
+@pytest.fixture
+def forget_new_modules():
+    """Drop modules a test imported (user cell files) so tests stay independent."""
+    before = set(sys.modules)
+    yield
+    for name in set(sys.modules) - before:
+        if name.startswith(("gradlab_user_", "trustcells_")):
+            del sys.modules[name]
+
+
+def _refused(fn, **options):
+    """The one-line message of a declaration gradlab refuses."""
+    options = {"state": "h", "params": "W U b", "source": "a test cell", **options}
+    with pytest.raises(GradlabError) as err:
+        declare(**options)(fn)
+    msg = str(err.value)
+    assert "\n" not in msg, msg
+    return msg
+
+
+def _rnn(s):
+    return tanh(s.W @ s.h + s.U @ s.x + s.b)
+
+
+def _flat_jacobian(step, params, state, x):
+    """(B, S, S) by torch.func.jacrev of a hand-written one-sample step."""
+    k = state[0].shape[-1]
+
+    def flat(s, xi):
+        parts = tuple(p[None] for p in torch.split(s, k))
+        return torch.cat(step(params, parts, xi[None]), -1)[0]
+
+    return vmap(jacrev(flat, 0))(torch.cat(state, -1), x)
+
+
+# -- 1. the sizes are not s.n / s.m: state parts and parameters may be called n and m -------
+
+def xlstm_names(s):
+    """State parts named n and m, as in the xLSTM paper."""
+    h = s.let("h'", tanh(s.W_h @ s.h + s.W_n @ s.n + s.U @ s.x + s.b))
+    n = sigmoid(s.W_m @ s.m + s.U_n @ s.x + s.b_n) * s.n + s.m
+    m = tanh(s.m * s.n + s.U_m @ s.x + s.b_m)
+    return h, n, m
+
+
+def xlstm_names_step(P, state, x):
+    h, n, m = state
+    h2 = torch.tanh(h @ P["W_h"].T + n @ P["W_n"].T + x @ P["U"].T + P["b"])
+    n2 = torch.sigmoid(m @ P["W_m"].T + x @ P["U_n"].T + P["b_n"]) * n + m
+    m2 = torch.tanh(m * n + x @ P["U_m"].T + P["b_m"])
+    return h2, n2, m2
+
+
+def param_m(s):
+    """A parameter named m (it used to be refused as 'declared but used by no equation')
+    and a let named n."""
+    a = s.let("n", tanh(s.m @ s.h + s.U @ s.x + s.b))
+    return a * s.h + a
+
+
+def param_m_step(P, state, x):
+    a = torch.tanh(state[0] @ P["m"].T + x @ P["U"].T + P["b"])
+    return (a * state[0] + a,)
+
+
+DECLARED = {  # declared in the tests, so that a refusal fails a test, not the collection
+    "xlstm_names": dict(state="h n m", params="W_h W_n W_m U U_n U_m b b_n b_m"),
+    "param_m": dict(state="h", params="m U b"),
+}
+
+
+def declared(fn):
+    return declare(source="a test cell", **DECLARED[fn.__name__])(fn)
+
+
+@pytest.mark.parametrize("fn, step", [(xlstm_names, xlstm_names_step),
+                                      (param_m, param_m_step)], ids=["state-n-m", "param-m"])
+@pytest.mark.parametrize("size", [(1, 1, 1), (5, 3, 2)], ids=["n1", "n5"])
+def test_names_n_and_m_get_correct_jacobians(fn, step, size):
+    n, m, batch = size
+    cell = declared(fn)
+    params, state, x = random_inputs(cell, n, m, batch, seed=3)
+    for ours, theirs in zip(cell.step_fn()(params, state, x), step(params, state, x)):
+        assert relative_error(ours, theirs) <= TIGHT
+    assert relative_error(cell.jacobian_fn("state")(params, state, x),
+                          _flat_jacobian(step, params, state, x)) <= TIGHT
+
+
+def test_size_symbols_are_not_the_state():
+    """s.m * s.h with a state part m was the size m times h: verify passed it."""
+    @declare(state="h m", params="W U b", source="a test cell")
+    def sized(s):
+        return tanh(s.W @ s.h + s.U @ s.x + s.b), s.m * s.h
+
+    (_, m_new), = [sized.outputs]
+    assert sized.lets[m_new].free_symbols >= {sized.symbol("m"), sized.symbol("h")}
+    assert N_SYMBOL not in sized.lets[m_new].free_symbols
+    assert M_SYMBOL not in sized.lets[m_new].free_symbols
+    params, state, x = random_inputs(sized, 3, 2, 2, seed=1)
+    assert relative_error(sized.step_fn()(params, state, x)[1], state[1] * state[0]) <= TIGHT
+
+
+def test_sizes_have_their_own_spelling():
+    seen = {}
+
+    @declare(state="h", params="W U b", source="a test cell")
+    def scaled(s):
+        seen["sizes"] = (s.hidden_size, s.input_size)
+        return tanh(s.W @ s.h + s.U @ s.x + s.b) * (1 / s.hidden_size)
+
+    assert seen["sizes"] == (N_SYMBOL, M_SYMBOL)
+    params, state, x = random_inputs(scaled, 4, 2, 2, seed=2)
+    expected = torch.tanh(state[0] @ params["W"].T + x @ params["U"].T + params["b"]) / 4
+    assert relative_error(scaled.step_fn()(params, state, x)[0], expected) <= TIGHT
+
+
+# -- names refused at declaration, with the reason ------------------------------------------
+
+BAD_NAMES = {
+    "leading underscore": (dict(state="_h"), "'_h'", "starts with '_'"),
+    "state named let": (dict(state="let"), "'let'", "reserved"),
+    "parameter named let": (dict(params="W U b let"), "'let'", "reserved"),
+    "state named hidden_size": (dict(state="hidden_size"), "'hidden_size'", "reserved"),
+    "keyword parameter": (dict(params="W U b lambda"), "'lambda'", "keyword"),
+    "not an identifier": (dict(params={"W": "n n", "U": "n m", "b": "n", "b-1": "n"}),
+                          "'b-1'", "not a Python identifier"),
+    "spaces in a state list": (dict(state=["h", "a b"]), "'a b'", "not a Python identifier"),
+    "input reused as state": (dict(state="h x"), "'x'", "state part and as an input"),
+    "inputs= a state part": (dict(inputs="h"), "'h'", "state part and as an input"),
+    "state twice": (dict(state="h h"), "'h'", "twice"),
+    "parameter twice": (dict(params="W U b W"), "'W'", "twice"),
+    "parameter named like a state": (dict(params="W U b h"), "'h'", "as a parameter"),
+    "h_p shadows h'": (dict(params="W U b h_p"), "h_p", "h'"),
+    "no state": (dict(state=""), "state=", "names no part"),
+    "gate_bias names nothing": (dict(gate_bias="b_f"), "'b_f'", "valid: b"),
+    "-gate_bias names nothing": (dict(gate_bias="-b_x"), "'-b_x'", "valid: b"),
+    "gate_bias not a bias": (dict(gate_bias="W"), "'W'", "valid: b"),
+}
+
+
+@pytest.mark.parametrize("options, bad, why", BAD_NAMES.values(), ids=BAD_NAMES)
+def test_bad_names_are_refused_at_declaration(options, bad, why):
+    body = _rnn if "h_p" not in str(options) else (
+        lambda s: tanh(s.W @ s.h + s.U @ s.x + s.b + s.h_p))
+    body.__name__ = "named_cell"
+    msg = _refused(body, **options)
+    assert msg.startswith("cell 'named_cell'") and bad in msg and why in msg, msg
+
+
+@pytest.mark.parametrize("name", ["../../ESCAPED", "a/b", "x y", "", "class", "3d"])
+def test_cell_names_that_are_not_identifiers_are_refused(name):
+    msg = _refused(_rnn, name=name)
+    assert repr(name) in msg and "identifier" in msg, msg
+
+
+def test_a_let_that_would_share_a_lowered_variable_is_refused():
+    """c_p and the new c (c') both print as v_c_p: one would overwrite the other."""
+    def shared(s):
+        a = s.let("c_p", tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return a, a * s.c
+
+    msg = _refused(shared, state="h c")
+    assert "'c_p'" in msg and "c'" in msg and "v_c_p" in msg, msg
+
+
+def test_a_python_slip_in_a_declaration_names_the_equation():
+    def slip(s):
+        return tanh(s.W.T @ s.h + s.U @ s.x + s.b)
+
+    msg = _refused(slip)
+    assert "cell 'slip'" in msg and "AttributeError" in msg, msg
+    assert "return tanh(s.W.T @ s.h + s.U @ s.x + s.b)" in msg, msg
+
+
+def test_sqrt_of_a_vector_lowers():
+    @declare(state="h", params="W U b", source="a test cell")
+    def rooted(s):
+        return tanh(s.W @ s.h + s.U @ s.x + s.b) / sqrt(s.h * s.h + 1)
+
+    def step(P, state, x):
+        h = state[0]
+        return (torch.tanh(h @ P["W"].T + x @ P["U"].T + P["b"]) / torch.sqrt(h * h + 1),)
+
+    params, state, x = random_inputs(rooted, 3, 2, 2, seed=5)
+    assert relative_error(rooted.step_fn()(params, state, x)[0],
+                          step(params, state, x)[0]) <= TIGHT
+    assert relative_error(rooted.jacobian_fn("state")(params, state, x),
+                          _flat_jacobian(step, params, state, x)) <= TIGHT
+
+
+# -- 2. cell files that exit, crash or are misnamed -------------------------------------------
+
+GOOD = textwrap.dedent('''
+    from gradlab import declare, tanh
+
+    @declare(state="h", params="W U b", source="a test cell")
+    def good(s):
+        return tanh(s.W @ s.h + s.U @ s.x + s.b)
+''')
+
+BAD_FILES = {   # code, what the error names ({file}: the cell file's name)
+    "sys.exit(0)": ("import sys\nsys.exit(0)\n", "called sys.exit(0) at {file}:2"),
+    "sys.exit(message)": ("import sys\nsys.exit('bye\\nnow')\n", "called sys.exit("),
+    "ZeroDivisionError": ("x = 1 / 0\n", "ZeroDivisionError at {file}:1"),
+    "SyntaxError": ("def f(:\n", "SyntaxError at {file}:1"),
+    "ImportError inside": ("import trustcells_not_a_module\n", "ModuleNotFoundError at {file}:1"),
+    "escaping cell name": (GOOD.replace('source="a test cell")',
+                                        'source="t", name="../../ESCAPED")'),
+                           "'../../ESCAPED'"),
+}
+
+
+@pytest.mark.usefixtures("forget_new_modules")
+@pytest.mark.parametrize("code, needle", BAD_FILES.values(), ids=BAD_FILES)
+def test_a_bad_cell_file_is_one_line_exit_2(tmp_path, monkeypatch, code, needle):
+    path = tmp_path / "cells" / "bad_cell.py"
+    path.parent.mkdir()
+    path.write_text(code)
+    monkeypatch.chdir(tmp_path / "cells")
+    for args in (["verify", "--cells", f"{path}:good"],
+                 ["derive", f"{path}:good", "--out", str(tmp_path / "out")]):
+        result = invoke(*args)
+        assert_one_line_error(result, needle.format(file=path))
+        if "ESCAPED" not in needle:   # a refused declaration is its own message
+            assert result.stderr.startswith(f"gradlab: error: cannot load {path} ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cells"]   # nothing written
+
+
+@pytest.mark.usefixtures("forget_new_modules")
+@pytest.mark.parametrize("code, needle", [v for k, v in BAD_FILES.items() if "name" not in k],
+                         ids=[k for k in BAD_FILES if "name" not in k])
+def test_a_bad_cell_module_is_one_line_exit_2(tmp_path, monkeypatch, code, needle):
+    module = f"trustcells_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{module}.py"
+    path.write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = invoke("verify", "--cells", f"{module}:good")
+    assert_one_line_error(result, needle.format(file=path))
+    assert result.stderr.startswith(f"gradlab: error: cannot import '{module}' ")
+
+
+@pytest.mark.usefixtures("forget_new_modules")
+def test_keyboard_interrupt_in_a_cell_file_is_not_swallowed(tmp_path):
+    path = tmp_path / "interrupted.py"
+    path.write_text("raise KeyboardInterrupt\n")
+    with pytest.raises(KeyboardInterrupt):
+        gradlab.cell(f"{path}:good")
+
+
+@pytest.mark.usefixtures("forget_new_modules")
+@pytest.mark.parametrize("spec", [":good", "good.py:", "good.py:good:x", "a.py:b:c",
+                                  "good.py:not a name", "not a module:good", "pkg.:good"])
+def test_malformed_cell_specs_are_one_line_exit_2(tmp_path, monkeypatch, spec):
+    (tmp_path / "good.py").write_text(GOOD)
+    monkeypatch.chdir(tmp_path)
+    assert gradlab.cell("good.py:good").name == "good"
+    where = spec.rpartition(":")[0]
+    assert_one_line_error(invoke("verify", "--cells", spec),
+                          f"{where!r} is neither a .py file nor a module name"
+                          if where in ("not a module", "pkg.") else
+                          "is not path/to/file.py:NAME or package.module:NAME")
+
+
+def test_verify_with_an_empty_cells_option_checks_nothing_and_says_so():
+    assert_one_line_error(invoke("verify", "--cells", ""), "names no cell")
+
+
+# -- 3. an honest verify -----------------------------------------------------------------------
+
+NAN_CELL = textwrap.dedent('''
+    from gradlab import declare, sqrt
+
+    @declare(state="h", params="W U b", source="a test cell")
+    def rooty(s):
+        """sqrt of a pre-activation: nan wherever it is negative."""
+        return sqrt(s.W @ s.h + s.U @ s.x + s.b)
+''')
+
+
+def test_nan_counts_as_a_failure_and_as_the_worst_error():
+    Check, summarize, worst_error = verify.Check, verify.summarize, verify.worst_error
+    ok = Check("c", "J state", "oracle", 3.34e-16, 1e-10, True)
+    bad = Check("c", "J state", "jacrev(lowered step)", math.nan, 1e-10)
+    inf = Check("c", "J state", "numpy backend", math.inf, 1e-10)
+    assert ok.passed and not bad.passed and not inf.passed and not bad.finite
+    assert math.isnan(worst_error([ok, bad])) and math.isnan(worst_error([bad, ok]))
+    summary = summarize([ok, bad, ok, inf])
+    assert (summary.passed, summary.failed, summary.nonfinite) == (2, 2, 2)
+    assert str(summary) == ("2 passed, 2 failed; worst relative error nan "
+                            "(2 non-finite results)")
+    assert str(summarize([ok])) == "1 passed, 0 failed; worst relative error 3.34e-16"
+
+
+@pytest.mark.usefixtures("forget_new_modules")
+def test_verify_reports_nan_as_a_failure(tmp_path):
+    path = tmp_path / "rooty.py"
+    path.write_text(NAN_CELL)
+    result = invoke("verify", "--cells", f"rnn_tanh,{path}:rooty")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert "failed; worst relative error nan (" in last and "non-finite" in last, last
+    assert "FAIL (non-finite)" in result.stdout
+
+
+def test_a_user_cell_is_told_its_checks_are_not_independent():
+    cell = declared(param_m)
+    checks = verify.verify_cell(cell)
+    assert checks and all(c.passed and not c.independent for c in checks)
+    note = verify.independence_note(cell, checks)
+    assert "no hand-written oracle" in note and "param_m" in note
+    builtin = verify.verify_cell("lstm")
+    assert any(c.independent for c in builtin)
+    assert {c.reference.split(" (")[0] for c in builtin if c.independent} == {
+        "oracle", "torch.nn.LSTMCell"}
+    assert verify.independence_note("lstm", builtin) is None
+
+
+@pytest.mark.usefixtures("forget_new_modules")
+def test_verify_prints_the_note_under_the_user_cells_table(tmp_path):
+    path = tmp_path / "good.py"
+    path.write_text(GOOD)
+    result = invoke("verify", "--cells", f"{path}:good,rnn_tanh")
+    assert result.exit_code == 0, result.output
+    good, rnn = result.stdout.split("\nrnn_tanh  (cpu, float64)")
+    assert "note: no hand-written oracle for good" in good
+    assert "no hand-written oracle" not in rnn
