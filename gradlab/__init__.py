@@ -18,9 +18,10 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "cells": "registry", "cell": "registry",
-    "Cell": "recurrent", "declare": "recurrent",
-    "sigmoid": "language", "tanh": "language", "relu": "language", "sqrt": "language",
-    "exp": "language", "mean": "language", "var": "language", "elementwise": "language",
+    "Cell": "symbolic.cell", "declare": "symbolic.cell",
+    "sigmoid": "symbolic.language", "tanh": "symbolic.language", "relu": "symbolic.language",
+    "sqrt": "symbolic.language", "exp": "symbolic.language", "mean": "symbolic.language",
+    "var": "symbolic.language", "elementwise": "symbolic.language",
     "from_torch": "interop",
     "gradient_flow": "flow", "Flow": "flow",
 }

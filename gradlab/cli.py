@@ -99,7 +99,8 @@ def cells():
                    "never overwritten).")
 def derive(cell, every, latex, out, force):
     """Show a cell's equations and Jacobian blocks, or write derivation documents."""
-    from . import document, registry
+    from .documents import derivation as document
+    from . import registry
     if every == bool(cell):
         raise GradlabError("give one CELL or --all (valid cells: "
                            f"{', '.join(registry.cells())})")
@@ -124,7 +125,7 @@ def derive(cell, every, latex, out, force):
 def verify(names, device, dtype, seed):
     """Check the lowered Jacobians against torch autograd, torch.nn and numpy."""
     from . import registry
-    from .verify import independence_note, resolve_device, summarize, verify_cell
+    from .verification.verify import independence_note, resolve_device, summarize, verify_cell
     chosen = cell_list(names) if names is not None else \
         [registry.cell(n) for n in registry.cells()]
     resolve_device(device)
@@ -255,8 +256,8 @@ def _notice(message):
 def report(names, out, force, open_, **options):
     """Write a gradient-decay report: vanilla RNN against gated cells, with theory."""
     from . import budget, outputs
-    from . import report as rp
-    from .verify import resolve_device
+    from .reports import gradient_decay as rp
+    from .verification.verify import resolve_device
     cells = _cells_option(names, rp.DEFAULT_CELLS)
     where = {"cell_files": _cell_files(cells)}
     outputs.check_target(out, force=force, **where)
@@ -291,9 +292,9 @@ def report(names, out, force, open_, **options):
 def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_json):
     """Time gradient_flow against autograd, torch.func and the bare bmm floor."""
     from . import budget
-    from .bench import AGREEMENT, disagreement, format_table, run_bench
-    from .publish import dumps
-    from .verify import resolve_device
+    from .bench import disagreement, format_table, run_bench
+    from .reports.publish import dumps
+    from .verification.verify import resolve_device
     cells = _cells_option(names, ())
     resolve_device(device)
     budget.ensure_cells_fit("bench", cells, hidden, inputs or hidden, steps, batch,
@@ -350,8 +351,8 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     if ctx.invoked_subcommand is not None:
         return
     from . import budget, outputs
-    from . import sweep as sw
-    from .verify import resolve_device
+    from .reports import sweep as sw
+    from .verification.verify import resolve_device
     cells = _cells_option(names, sw.DEFAULT_CELLS)
     grid = sw.Grid(cells=tuple(cells), weight_scales=_floats(weight_scales, "--weight-scales"),
                    gate_biases=_floats(gate_biases, "--gate-biases"), **options)
@@ -385,7 +386,7 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
 def merge(dirs, out, force):
     """Join shard directories (from --shard I/N) into one phase-diagram report."""
     from . import outputs
-    from . import sweep as sw
+    from .reports import sweep as sw
     sw.check_merge_target(out, dirs)
     grid, points = sw.read_parts(dirs)
     outputs.check_target(out, force=force)

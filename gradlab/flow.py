@@ -48,8 +48,8 @@ import types
 import numpy as np
 import torch
 
-from . import lower
-from .backends import backend
+from .lowering import lower
+from .lowering.backends import backend
 from .errors import GradlabError
 from .registry import cell as _lookup
 
@@ -453,7 +453,7 @@ def _top_singular(M):
 @functools.lru_cache(maxsize=None)
 def _kinds(cell):
     """Each state-Jacobian block's structure (zero / diagonal / dense), read from SymPy."""
-    from .structure import kind
+    from .symbolic.structure import kind
     return tuple(tuple("dense" if kind(b) not in ("zero", "diagonal") else kind(b)
                        for b in row) for row in cell.jacobian_blocks("state"))
 

@@ -32,7 +32,7 @@ def cells():
 def cell(name):
     """A cell by registered name, by "path/to/file.py:NAME" or "package.module:NAME", or a
     `Cell` object as it is."""
-    from .recurrent import Cell
+    from .symbolic.cell import Cell
     if isinstance(name, Cell):
         return name
     if not isinstance(name, str):

@@ -36,7 +36,6 @@ def _expect(f, q):
     if q <= 0.25:
         z, w = _gauss()
         return float(w @ f(math.sqrt(q) * z))
-    root = math.sqrt(q)
     u = np.linspace(-40.0, 40.0, 5121)       # f(40) ~ e^-80: the tails are negligible
     density = np.exp(-0.5 * u ** 2 / q) / math.sqrt(2 * math.pi * q)
     return float(np.trapezoid(f(u) * density, u))

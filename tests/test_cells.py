@@ -1,6 +1,6 @@
 """Every registered cell, every check: a new cell gets all of these with no new test code.
 
-The reference for the lowered step and Jacobians is `gradlab.oracles`: one hand-written
+The reference for the lowered step and Jacobians is `gradlab.verification.oracles`: one hand-written
 torch step per cell, differentiated by torch.func.jacrev. Nothing there is derived from
 the SymPy declarations, so agreement is evidence, not tautology.
 """
@@ -13,9 +13,9 @@ from sympy import BlockMatrix, MatrixSymbol
 from sympy.matrices.expressions.matexpr import MatrixElement
 
 import gradlab
-from gradlab.derive import Chain
-from gradlab.language import m as M_SYMBOL, n as N_SYMBOL
-from gradlab.oracles import ORACLES, PARAMS, STATES
+from gradlab.symbolic.derive import Chain
+from gradlab.symbolic.language import m as M_SYMBOL, n as N_SYMBOL
+from gradlab.verification.oracles import ORACLES, PARAMS, STATES
 from conftest import ALL, SIZES, random_inputs, relative_error, sample_jacobians, size_id
 
 pytestmark = pytest.mark.usefixtures("strict_numpy")
@@ -34,7 +34,7 @@ CATALOGUE = ("rnn_tanh rnn_relu prototype_lstm normalized_lstm pseudo_lstm gru g
 def test_registry_holds_the_catalogue():
     assert len(ALL) == len(set(ALL))
     assert ALL[:len(CATALOGUE)] == CATALOGUE
-    assert set(ALL) == set(ORACLES), "every registered cell needs an oracle in gradlab.oracles"
+    assert set(ALL) == set(ORACLES), "every registered cell needs an oracle in gradlab.verification.oracles"
     assert ALL == list(ORACLES), "registry order is catalogue order (derivations/README.md)"
 
 
@@ -282,7 +282,7 @@ def test_wrong_number_of_state_parts():
 def test_verify_refuses_an_unsupported_dtype():
     """verify_cell takes "float32"/"float64" or the torch dtypes; any other is a user error
     (GradlabError naming it), not a KeyError from inside the tolerance table."""
-    from gradlab.verify import verify_cell
+    from gradlab.verification.verify import verify_cell
     for dtype in ("float16", torch.float16, torch.int64):
         with pytest.raises(gradlab.GradlabError) as err:
             verify_cell("rnn_tanh", dtype=dtype)
@@ -315,7 +315,7 @@ def test_cuda_matches_the_oracle(name, dtype):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_cuda_verify_passes(dtype):
-    from gradlab.verify import verify_cell
+    from gradlab.verification.verify import verify_cell
     for name in ("rnn_tanh", "lstm", "normalized_lstm", "gru_torch"):
         checks = verify_cell(name, device="cuda", dtype=dtype)
         failed = [c for c in checks if not c.passed]

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from gradlab.document import write_all
+from gradlab.documents.derivation import write_all
 
 COMMITTED = Path(__file__).resolve().parent.parent / "derivations"
 FIX = "regenerate with `gradlab derive --all --out derivations` and commit the result"

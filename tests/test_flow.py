@@ -1,7 +1,7 @@
 """gradlab.flow against brute force, exact answers and theory; gradlab.bench agreement.
 
 Brute force shares nothing with gradient_flow: each step's Jacobian is torch.func.jacrev
-of the hand-written oracle (gradlab.oracles), products are formed densely without
+of the hand-written oracle (gradlab.verification.oracles), products are formed densely without
 renormalisation, norms come from a full SVD (torch.linalg.svdvals) and the loss gradients
 from torch.autograd through the oracle chain.
 """
@@ -17,7 +17,7 @@ from torch.func import jacrev, vmap
 import gradlab
 from gradlab import flow as F
 from gradlab.bench import format_table, run_bench
-from gradlab.oracles import ORACLES
+from gradlab.verification.oracles import ORACLES
 from conftest import ALL, flat_step
 
 pytestmark = pytest.mark.usefixtures("strict_numpy")

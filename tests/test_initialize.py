@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gradlab
-from gradlab.language import n as N_SYMBOL
+from gradlab.symbolic.language import n as N_SYMBOL
 from conftest import ALL
 
 SCHEMES = ("gaussian", "orthogonal", "torch")

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import gradlab
-from gradlab.oracles import PARAMS
+from gradlab.verification.oracles import PARAMS
 from conftest import relative_error, sample_jacobians
 
 TOL = 1e-10   # float64 against torch's kernels; see test_cells.py

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import gradlab
 from gradlab import GradlabError, declare, relu, tanh
 from gradlab.cli import cli
-from gradlab.verify import verify_cell
+from gradlab.verification.verify import verify_cell
 from conftest import (JANET_SOURCE, janet_cell, janet_oracle, random_inputs, relative_error,
                       sample_jacobians)
 
@@ -68,7 +68,7 @@ def test_user_cell_passes_verify(cell):
 
 
 def test_indrnn_jacobian_is_diagonal_symbolically():
-    from gradlab.structure import kind
+    from gradlab.symbolic.structure import kind
     assert kind(indrnn.jacobian()) == "diagonal"
     assert kind(indrnn.jacobian("input")) == "dense"
 

@@ -11,10 +11,11 @@ import torch
 
 import gradlab
 from gradlab import flow as F
-from gradlab import hoist, lower
-from gradlab.backends import backend
-from gradlab.language import mean, sigmoid, tanh
-from gradlab.structure import diagonal, kind
+from gradlab.lowering import hoist
+from gradlab.lowering import lower
+from gradlab.lowering.backends import backend
+from gradlab.symbolic.language import mean, sigmoid, tanh
+from gradlab.symbolic.structure import diagonal, kind
 from conftest import ALL, SIZES, random_inputs, relative_error, sample_jacobians, size_id
 
 

@@ -1,4 +1,4 @@
-"""gradlab.publish: JSON for non-finite numbers, and writing a report directory atomically."""
+"""gradlab.reports.publish: JSON for non-finite numbers, and writing a report directory atomically."""
 
 import base64
 import json
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from gradlab import publish
+from gradlab.reports import publish
 from gradlab.errors import GradlabError
 from gradlab import outputs
-from gradlab.publish import Section, dumps, jsonable, write_report
+from gradlab.reports.publish import Section, dumps, jsonable, write_report
 from conftest import listing
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -328,7 +328,7 @@ def test_floats_are_written_to_the_precision_they_carry():
 
 def test_user_text_cannot_break_the_markdown():
     """A cell name or command with a pipe, a tag, a link or a newline stays in its cell."""
-    from gradlab.publish import markdown_text, render
+    from gradlab.reports.publish import markdown_text, render
     text = render(title="t", intro="i", header={"command": "gradlab report --out 'a|b'\n<x>"},
                   sections=[Section("s", table=(["cell"], [["[x](y) `z` | w"]]))],
                   figures={}, data={})["report.md"].decode()

@@ -16,8 +16,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from gradlab import figures, registry, theory
-from gradlab.experiment import LYAPUNOV_K, Setup, measure
+from gradlab import registry, theory
+
+from gradlab.reports import figures
+from gradlab.reports.measurements import LYAPUNOV_K, Setup, measure
 from conftest import assert_ok, assert_one_line_error, invoke, listing
 
 T, N, M, B = 12, 6, 3, 2

@@ -6,7 +6,7 @@ import math
 import pytest
 from matplotlib.figure import Figure
 
-from gradlab import sweep
+from gradlab.reports import sweep
 from conftest import assert_ok, assert_one_line_error, invoke, listing
 
 GRID = ["--cells", "rnn_tanh,gru", "--weight-scales", "0.5,2", "--gate-biases", "0,2",

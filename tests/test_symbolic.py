@@ -14,8 +14,8 @@ from sympy import (BlockMatrix, HadamardPower, HadamardProduct, Identity, MatAdd
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 import gradlab
-from gradlab.language import m as M_SYMBOL, n as N_SYMBOL
-from gradlab.structure import kind
+from gradlab.symbolic.language import m as M_SYMBOL, n as N_SYMBOL
+from gradlab.symbolic.structure import kind
 from conftest import random_inputs, relative_error
 
 pytestmark = pytest.mark.usefixtures("strict_numpy")

@@ -14,7 +14,7 @@ import torch
 from scipy import integrate
 
 from gradlab import theory
-from gradlab.sweep import critical_weight_scale
+from gradlab.reports.sweep import critical_weight_scale
 
 SQRT2PI = math.sqrt(2 * math.pi)
 SWITCH = 4.0      # theory._expect changes quadrature at q = 4 (documented in its docstring)

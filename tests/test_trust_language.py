@@ -12,8 +12,8 @@ from torch.func import jacrev, vmap
 
 import gradlab
 from gradlab import GradlabError, declare, sigmoid, sqrt, tanh
-from gradlab.language import m as M_SYMBOL, n as N_SYMBOL
-from gradlab import verify
+from gradlab.symbolic.language import m as M_SYMBOL, n as N_SYMBOL
+from gradlab.verification import verify
 from conftest import assert_one_line_error, invoke, random_inputs, relative_error
 
 TIGHT = 1e-12   # float64, lowered Jacobian against jacrev of an independent step

@@ -15,15 +15,16 @@ import torch
 
 import gradlab
 from gradlab import flow as F
-from gradlab import report as rp
-from gradlab import sweep, theory
+from gradlab.reports import gradient_decay as rp
+from gradlab import theory
+from gradlab.reports import sweep
 from gradlab.errors import GradlabError
-from gradlab.experiment import Setup
+from gradlab.reports.measurements import Setup
 from conftest import assert_ok, assert_one_line_error, invoke, listing
 
 EXPCELL = textwrap.dedent('''
     import gradlab
-    from gradlab.language import exp
+    from gradlab.symbolic.language import exp
 
 
     @gradlab.declare(state="h", params="W U b", source="test")
@@ -392,7 +393,7 @@ def test_write_part_on_a_full_disk_leaves_nothing(tmp_path):
     out = tmp_path / "part"
     script = textwrap.dedent(f"""
         import resource, signal, sys
-        from gradlab import sweep
+        from gradlab.reports import sweep
         from gradlab.errors import GradlabError
         grid = sweep.Grid(cells=("rnn_tanh",), weight_scales=(0.5,), gate_biases=(0.0,))
         points = [{{"cell": "rnn_tanh", "weight_scale": 0.5, "gate_bias": 0.0,

@@ -1,7 +1,7 @@
 """PyTorch's GRU (the cuDNN form): the reset gate multiplies W_n h + b_hn."""
 
-from ..recurrent import declare
-from ..language import sigmoid, tanh
+from ..symbolic.cell import declare
+from ..symbolic.language import sigmoid, tanh
 from ..registry import register
 
 

@@ -1,7 +1,7 @@
 """Gated cells after the LSTM and GRU, each with theory to check against."""
 
-from ..recurrent import declare
-from ..language import sigmoid, tanh
+from ..symbolic.cell import declare
+from ..symbolic.language import sigmoid, tanh
 from ..registry import register
 
 

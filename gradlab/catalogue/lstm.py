@@ -1,7 +1,7 @@
 """The LSTM with a forget gate, as torch.nn.LSTM computes it."""
 
-from ..recurrent import declare
-from ..language import sigmoid, tanh
+from ..symbolic.cell import declare
+from ..symbolic.language import sigmoid, tanh
 from ..registry import register
 
 

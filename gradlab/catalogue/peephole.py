@@ -5,8 +5,8 @@ Greff, Srivastava, Koutnik, Steunebrink & Schmidhuber 2015, "LSTM: A Search Spac
 cell through diagonal peepholes p, the output gate the new cell c'.
 """
 
-from ..recurrent import declare
-from ..language import sigmoid, tanh
+from ..symbolic.cell import declare
+from ..symbolic.language import sigmoid, tanh
 from ..registry import register
 
 GREFF = "Greff et al. 2015, LSTM: A Search Space Odyssey (arXiv 1503.04069)"

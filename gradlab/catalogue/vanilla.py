@@ -1,7 +1,7 @@
 """Vanilla recurrent cells: a squashing function of an affine map (torch nn.RNN)."""
 
-from ..recurrent import declare
-from ..language import relu, tanh
+from ..symbolic.cell import declare
+from ..symbolic.language import relu, tanh
 from ..registry import register
 
 

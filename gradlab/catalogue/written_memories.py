@@ -4,8 +4,8 @@ Gates are selective writes (i), reads (o) and forgets (f, really "keep"). The pr
 state is unbounded and drifts; the normalized LSTM, the pseudo LSTM and the GRU bound it.
 """
 
-from ..recurrent import declare
-from ..language import sigmoid, sqrt, tanh, var
+from ..symbolic.cell import declare
+from ..symbolic.language import sigmoid, sqrt, tanh, var
 from ..registry import register
 
 GATED = "W_i U_i b_i W_o U_o b_o W_f U_f b_f W U b"

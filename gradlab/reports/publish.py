@@ -17,7 +17,7 @@ import math
 
 import matplotlib
 
-from .outputs import write_files
+from ..outputs import write_files
 
 
 @dataclasses.dataclass

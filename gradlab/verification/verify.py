@@ -3,7 +3,7 @@
 For one cell, at random sizes, every check below compares two independent computations and
 reports the max relative error  max|a - b| / max|b|:
 
-    step        lowered step              vs the hand-written oracle (gradlab.oracles)
+    step        lowered step              vs the hand-written oracle (gradlab.verification.oracles)
     J state     lowered d s'/d s          vs torch.func.jacrev of the oracle
     J input     lowered d s'/d x          vs torch.func.jacrev of the oracle
     J state     lowered d s'/d s          vs jacrev of the lowered step (any cell, user cells too)
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch.func import jacrev, vmap
 
-from . import registry
-from .errors import GradlabError
-from .initialize import as_dtype
+from .. import registry
+from ..errors import GradlabError
+from ..initialize import as_dtype
 
 # float64 agrees with autograd to a few ulps (~1e-16) times the handful of terms in a
 # Jacobian entry; 1e-10 leaves six orders of margin yet catches any wrong term. float32's

@@ -19,10 +19,10 @@ import pathlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import registry, theory
-from .errors import GradlabError
-from .experiment import Setup, check_cell_name, rate_words, states_finite
-from .flow import GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, gradient_flow
+from .. import registry, theory
+from ..errors import GradlabError
+from .measurements import Setup, check_cell_name, rate_words, states_finite
+from ..flow import GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, gradient_flow
 from .publish import Section, dumps, loads, write_report
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "minimal_rnn")
@@ -161,7 +161,7 @@ def write_part(grid, shard, points, out, **where):
     """Write <out>/part.json; `where` (force, expect, notice, cell_files) goes to
     `outputs.write_files`, which writes through a temporary file removed on any failure
     (a full disk: one-line GradlabError, no part.json.tmp left)."""
-    from .outputs import write_files
+    from ..outputs import write_files
     data = dumps({"grid": grid.as_dict(), "shard": list(shard), "points": points})
     path = write_files(out, {PART: data.encode()}, replace=True, **where)
     return pathlib.Path(path) / PART

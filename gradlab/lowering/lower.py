@@ -21,8 +21,8 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from . import hoist
 from .backends import backend
 from .codeprinter import ArrayPrinter, identifier
-from .errors import GradlabError
-from .structure import diagonal, kind
+from ..errors import GradlabError
+from ..symbolic.structure import diagonal, kind
 
 
 def source(cell, what):

@@ -9,7 +9,7 @@ from sympy import BlockMatrix, MatrixSymbol
 
 from .language import SIZES, Builder, Value, check_name, n
 from .derive import Chain
-from .errors import GradlabError
+from ..errors import GradlabError
 
 WRT = ("state", "input")
 BACKENDS = ("torch", "numpy")
@@ -261,31 +261,31 @@ class Cell:
     # -- numbers -------------------------------------------------------------------------
     def init_params(self, hidden, inputs, **options):
         """Random parameters; see `gradlab.initialize.init_params` for the schemes."""
-        from .initialize import init_params
+        from ..initialize import init_params
         return init_params(self, hidden, inputs, **options)
 
     def step_fn(self, backend="torch"):
         """step(params, state: tuple of (B, n), x: (B, m)) -> new state tuple."""
-        from .lower import step_function
+        from ..lowering.lower import step_function
         return step_function(self, _check(backend, BACKENDS, "backend"))
 
     def values_fn(self, backend="torch"):
         """values(params, state, x) -> {name: (B, n)} for every named vector (gates, ...)."""
-        from .lower import values_function
+        from ..lowering.lower import values_function
         return values_function(self, _check(backend, BACKENDS, "backend"))
 
     @property
     def gates(self):
         """Names of the quantities that are a sigmoid of something: the cell's gates."""
         from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
-        from .functions import sigmoid
+        from .activations import sigmoid
         return tuple(str(s) for s, e in self.lets.items()
                      if isinstance(e, ElementwiseApplyFunction) and e.function(sp.Dummy()).func
                      is sigmoid)
 
     def jacobian_fn(self, wrt="state", backend="torch"):
         """f(params, state, x) -> (B, S, S) for wrt="state", (B, S, m) for wrt="input"."""
-        from .lower import jacobian_function
+        from ..lowering.lower import jacobian_function
         return jacobian_function(self, _check(wrt, WRT, "wrt"), _check(backend, BACKENDS,
                                                                        "backend"))
 

@@ -5,10 +5,12 @@ from sympy import MatAdd, MatMul, MatrixExpr, MatrixSymbol
 
 _MATRIX_NODES = (MatMul, MatrixExpr)   # sums, products and every other matrix node
 
-from . import outputs, reference, registry
-from .derive import Chain
-from .printing import Partial, block_name, latex, text
-from .structure import kind, sentence
+from .. import outputs, registry
+from . import reference
+from ..symbolic.derive import Chain
+from ..symbolic.printing import Partial, block_name, latex, text
+from ..symbolic.structure import kind
+from .sentences import sentence
 
 CONVENTIONS = (
     "Conventions: numerator layout, J[i, j] = ∂ out_i / ∂ in_j (as `torch.func.jacrev`); "

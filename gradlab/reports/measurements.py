@@ -14,11 +14,11 @@ import re
 import numpy as np
 import torch
 
-from . import registry, theory
-from .errors import GradlabError
-from .flow import GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, lyapunov, \
+from .. import registry, theory
+from ..errors import GradlabError
+from ..flow import GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, lyapunov, \
     make_inputs
-from .initialize import as_dtype
+from ..initialize import as_dtype
 
 LOG10E = 1 / math.log(10)
 SATURATED = 0.05      # a gate value below 0.05 or above 0.95 counts as saturated

@@ -24,7 +24,7 @@ from sympy import (HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, Mat
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from . import algebra as al
-from .errors import GradlabError
+from ..errors import GradlabError
 
 RULES = {}
 

@@ -24,9 +24,9 @@ from sympy import HadamardPower, MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from . import algebra as al
-from . import functions
-from .codeprinter import identifier
-from .errors import GradlabError
+from . import activations
+from ..lowering.codeprinter import identifier
+from ..errors import GradlabError
 
 n, m = sp.symbols("n m", integer=True, positive=True)
 SIZES = {"n": n, "m": m, "1": sp.S.One}
@@ -137,8 +137,8 @@ def elementwise(fn):
 
 
 tanh = elementwise(sp.tanh)
-sigmoid = elementwise(functions.sigmoid)
-relu = elementwise(functions.relu)
+sigmoid = elementwise(activations.sigmoid)
+relu = elementwise(activations.relu)
 
 
 def sqrt(v):

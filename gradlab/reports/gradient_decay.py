@@ -10,8 +10,8 @@ import platform
 import numpy as np
 
 from . import figures as fg
-from . import registry
-from .experiment import Setup, check_cell_name, measure, rate_words
+from .. import registry
+from .measurements import Setup, check_cell_name, measure, rate_words
 from .publish import Section, write_report
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "gru_torch", "prototype_lstm", "pseudo_lstm",
@@ -27,7 +27,7 @@ def versions():
     import sympy
     import torch
 
-    from . import __version__
+    from .. import __version__
     cuda = torch.version.cuda or "none"
     cudnn = torch.backends.cudnn.version() if torch.cuda.is_available() else None
     return {"gradlab": __version__, "python": platform.python_version(),

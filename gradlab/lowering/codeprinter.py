@@ -24,7 +24,7 @@ from sympy import OneMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.printing.str import StrPrinter
 
-from .errors import GradlabError
+from ..errors import GradlabError
 
 
 def identifier(name):
