@@ -1,25 +1,34 @@
-"""How fast `gradient_flow` is, against the ways one would otherwise get the same numbers.
+"""How fast `gradient_flow` is, against the way a competent user would get the same numbers.
 
 The work: for one cell, inputs xs (T, B, m) from a zero state, the products
-P_k = d s_T / d s_{T-k} for k = 1..T and the spectral norm of every one. Timed four ways on
-one device, the best of at least `repeats` runs (quick methods get more, see `_best`),
-CUDA synchronised around each timing:
+P_k = d s_T / d s_{T-k} for k = 1..T and the spectral norm of every one. The baselines use
+the step a user would write, not gradlab's: for the cells torch ships (rnn_tanh, rnn_relu,
+lstm, gru_torch) torch's own nn.RNNCell / nn.LSTMCell / nn.GRUCell with the same weights
+(`interop.to_torch`); for the other built-in cells a plain eager torch step written by hand
+(`verification.oracles`: `h @ W.T` products, no validation); only a user's own cell, for
+which no plain step exists, is stepped by gradlab's lowered code (and the table says so).
 
-    gradient_flow   gradient_flow(norms=("spectral", "frobenius"), blocks=False): lowered
-                    step and Jacobians, one running product, warm-started Lanczos
-    autograd        a step run with requires_grad keeping every state, rows of each P_k by
-                    torch.autograd.grad(s_T, states, eye, is_grads_batched=True), norms by
-                    torch.linalg.matrix_norm(ord=2)
+    gradient_flow   gradient_flow(norms=("spectral", "frobenius"), blocks=False)
+    autograd        the baseline step run with requires_grad, every state kept, rows of
+                    every P_k from ONE batched backward pass (torch.autograd.grad with
+                    is_grads_batched=True), norms by torch.linalg.matrix_norm(ord=2)
     func            torch.func.vmap(jacrev(step)) at every step, chained products, the
                     same matrix_norm(ord=2)
-    floor           T bare torch.bmm of (B, S, S), the same operands each time: the
-                    matrix products alone, with nothing to compute them from
+    floor           T bare torch.bmm of (B, S, S): the matrix products alone
+    svd             torch.linalg.matrix_norm(ord=2) of all T products at once: what the
+                    baselines' spectral norms cost
 
-and each of the first three again without the spectral norms ("products alone": for
-gradient_flow, norms=("frobenius",), which still runs the cell forward and evaluates every
-Jacobian, all of which the floor leaves out). The baselines do not renormalise, so keep T
-where ||P_k|| stays inside the dtype's range. Agreement is the largest relative error of a
-baseline's per-lag spectral and Frobenius norms against gradient_flow's.
+each of the first three also without the spectral norms ("products alone"; for
+gradient_flow norms=("frobenius",), which still runs the cell forward and evaluates every
+Jacobian, all of which the floor leaves out). Three factors are reported apart: the
+products (gradient_flow's against the baselines' and the floor), the norms (what
+gradient_flow's per-lag spectral norms add, against the SVDs), and the whole.
+
+Timing: the methods take turns in rounds (`best`), so load from elsewhere hits them alike;
+each ratio is given for the best times and as its spread (min, median, max) over the
+rounds. The baselines do not renormalise, so keep T where ||P_k|| stays inside the dtype's
+range. Agreement is the largest relative error of a baseline's per-lag spectral and
+Frobenius norms against gradient_flow's.
 """
 
 import math
@@ -29,11 +38,15 @@ import time
 import numpy as np
 import torch
 
+from . import registry
+from .device import exact_float32, resolve
 from .errors import GradlabError
-from .flow import _as_dtype, gradient_flow, make_inputs
-from .registry import cell as _lookup
+from .flow import gradient_flow, make_inputs
+from .initialize import as_dtype
+from .interop import MODULES, to_torch
+from .verification.oracles import ORACLES
 
-FAST, FAST_BUDGET, FAST_RUNS = 0.25, 1.5, 15    # seconds, seconds, runs: see _best
+FAST, FAST_BUDGET, FAST_RUNS = 0.25, 1.5, 15    # seconds, seconds, runs: see best
 WARM_UP_LIMIT = 10.0      # seconds: one-off costs (torch.func's first trace, ~1-2 s) are
                           # small beside a first run this long
 
@@ -51,8 +64,8 @@ def _timed(fn, device):
     return time.perf_counter() - start, result
 
 
-def _best(runs, device, repeats):
-    """{name: (best wall time in seconds, result, runs timed)}. The methods take turns
+def best(runs, device, repeats):
+    """({name: [wall time of each run, in seconds]}, {name: result}). The methods take turns
     within each round, so a burst of load from elsewhere hits all of them alike; each is
     timed at least `repeats` times, and one that is quick (under FAST seconds a run) keeps
     taking turns with the other quick ones until it has had FAST_BUDGET seconds or
@@ -78,7 +91,7 @@ def _best(runs, device, repeats):
             if wanted(name):
                 seconds, results[name] = _timed(fn, device)
                 times[name].append(seconds)
-    return {name: (min(times[name]), results[name], len(times[name])) for name in runs}
+    return times, results
 
 
 def _flow(cell, params, xs, norms):
@@ -87,65 +100,70 @@ def _flow(cell, params, xs, norms):
     return spectral, flow.log_norm("frobenius")
 
 
-class _Norms:
-    """Per-lag log spectral and Frobenius norms of products seen one at a time, with the
-    spectral norm as the baselines compute it: torch.linalg.matrix_norm(ord=2) (an SVD)."""
+def baseline_step(cell, params):
+    """(label, step(state tuple, x) -> state tuple): the step a user would write."""
+    builtin = registry.CELLS.get(cell.name) is cell
+    if builtin and cell.name in MODULES:
+        module = to_torch(cell, params).requires_grad_(False)   # gradients wrt states only
+        two = cell.name == "lstm"
 
-    def __init__(self, wanted):
-        self.wanted, self.spectral, self.frobenius, self.last = wanted, [], [], None
-
-    def add(self, P):                                                  # P (B, S, S)
-        self.last = P
-        if self.wanted:
-            self.spectral.append(torch.linalg.matrix_norm(P, ord=2).log())
-            self.frobenius.append(torch.linalg.matrix_norm(P).log())
-
-    def result(self):
-        """(spectral, frobenius) as (B, T) float64 numpy, or the last product."""
-        if not self.wanted:
-            return self.last
-        return [torch.stack(a, 1).to(dtype=torch.float64, device="cpu").numpy()
-                for a in (self.spectral, self.frobenius)]
+        def step(state, x):
+            out = module(x, state if two else state[0])
+            return tuple(out) if two else (out,)
+        return f"torch.nn.{MODULES[cell.name][0]}", step
+    if builtin and cell.name in ORACLES:
+        oracle = ORACLES[cell.name]
+        return "plain torch step", lambda state, x: oracle(params, state, x)
+    lowered = cell.step_fn("torch")
+    return ("gradlab's lowered step (a user cell has no plain torch step)",
+            lambda state, x: lowered(params, state, x))
 
 
-def _autograd(cell, params, xs, norms):
+def _norms(P, wanted):
+    """log spectral and Frobenius norms of P (T, B, S, S) as (B, T) float64 numpy arrays,
+    or just the last product when norms are not wanted."""
+    if not wanted:
+        return P[-1]
+    return [torch.linalg.matrix_norm(P, ord=o).log().T.detach()
+            .to(dtype=torch.float64, device="cpu").numpy() for o in (2, "fro")]
+
+
+def _autograd(step, S, xs, norms):
     """Rows of every P_k from one batched backward pass over the retained states."""
-    step = cell.step_fn("torch")
     T, B, _ = xs.shape
-    n = params[cell.param_names[0]].shape[0]
-    S = n * len(cell.state_names)
+    n = S // len(step.parts)
     s = torch.zeros(B, S, dtype=xs.dtype, device=xs.device, requires_grad=True)
     states = [s]
     for t in range(T):
-        states.append(torch.cat(step(params, states[-1].split(n, -1), xs[t]), -1))
+        states.append(torch.cat(step(states[-1].split(n, -1), xs[t]), -1))
     eye = torch.eye(S, dtype=xs.dtype, device=xs.device)[:, None, :].expand(S, B, S)
     rows = torch.autograd.grad(states[T], states[:T], grad_outputs=eye, is_grads_batched=True)
-    out = _Norms(norms)
-    for k in range(1, T + 1):
-        out.add(rows[T - k].transpose(0, 1))                          # (B, S, S): P_k
-    return out.result()
+    P = torch.stack(rows[::-1]).transpose(1, 2)                     # (T, B, S, S): P_k
+    return _norms(P, norms)
 
 
-def _func(cell, params, xs, norms):
-    """vmap(jacrev(step)) at every step, chained back from s_T."""
-    step = cell.step_fn("torch")
+def chained_products(step, S, xs):
+    """P_1 .. P_T (T, B, S, S): vmap(jacrev(step)) at every step, chained back from s_T."""
     T, B, _ = xs.shape
-    n = params[cell.param_names[0]].shape[0]
+    n = S // len(step.parts)
 
     def single(s, x):                                                  # (S,), (m,) -> (S,)
-        return torch.cat(step(params, tuple(p[None] for p in s.split(n)), x[None]), -1)[0]
+        return torch.cat(step(tuple(p[None] for p in s.split(n)), x[None]), -1)[0]
 
     jacobian = torch.func.vmap(torch.func.jacrev(single))
     with torch.no_grad():
-        states = [torch.zeros(B, n * len(cell.state_names), dtype=xs.dtype, device=xs.device)]
+        states = [torch.zeros(B, S, dtype=xs.dtype, device=xs.device)]
         for t in range(T):
-            states.append(torch.cat(step(params, states[-1].split(n, -1), xs[t]), -1))
-    out, P = _Norms(norms), None
+            states.append(torch.cat(step(states[-1].split(n, -1), xs[t]), -1))
+    P = []
     for t in range(T, 0, -1):
         J = jacobian(states[t - 1], xs[t - 1])
-        P = J if P is None else torch.bmm(P, J)
-        out.add(P)
-    return out.result()
+        P.append(J if not P else torch.bmm(P[-1], J))
+    return torch.stack(P)
+
+
+def _func(step, S, xs, norms):
+    return _norms(chained_products(step, S, xs), norms)
 
 
 def _floor(T, B, S, dtype, device):
@@ -170,73 +188,81 @@ def _relative(logs, reference):
 
 def run_bench(cells, hidden, steps, batch, device="cpu", dtype="float64", seed=0, repeats=3,
               inputs=None):
-    """Time gradient_flow, autograd, torch.func and the bmm floor on the same work.
+    """Time gradient_flow against the baselines on the same work (see the module's text).
 
     cells: names (or one comma-separated string); hidden = n, steps = T, batch = B;
-    inputs = m (default hidden). Returns one JSON-ready dict per cell: "seconds" (best of
-    at least `repeats` runs per method, "<method>_products" without the norms; "runs" says
-    how many each had), "speedup" (a baseline's
-    time over gradient_flow's, same work), "floor_ratio" (gradient_flow's time over the
-    floor's, with and without norms), "agreement" (max relative errors against
-    gradient_flow) and "max_relative_error".
+    inputs = m (default hidden). Returns one JSON-ready dict per cell: "baseline" (the step
+    the baselines use), "seconds" (best time per method), "runs", and "factors": for
+    "products", "norms" and "whole", each ratio as {"best", "min", "median", "max"} over
+    the rounds; "agreement" and "max_relative_error".
     """
     if isinstance(cells, str):
         cells = [c for c in cells.split(",") if c]
-    dtype = _as_dtype(dtype)
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GradlabError("device 'cuda' asked for, but torch sees no CUDA device")
+    dtype = as_dtype(dtype)
     for value, what in ((hidden, "hidden"), (steps, "steps"), (batch, "batch"),
                         (repeats, "repeats")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise GradlabError(f"{what} must be a positive integer, got {value!r}")
+    device = resolve(device)
     m = hidden if inputs is None else inputs
-    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        return [_bench_one(_lookup(name), hidden, m, steps, batch, device, dtype, seed,
+    with exact_float32():
+        return [_bench_one(registry.cell(name), hidden, m, steps, batch, device, dtype, seed,
                            repeats) for name in cells]
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _spread(times, a, b):
+    """b's time over a's: at the best times, and min / median / max over the rounds."""
+    rounds = [tb / ta for ta, tb in zip(times[a], times[b])]
+    return {"best": min(times[b]) / min(times[a]), "min": min(rounds),
+            "median": float(np.median(rounds)), "max": max(rounds)}
 
 
 def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
     params = cell.init_params(n, m, seed=seed, dtype=dtype, device=device)
     xs = make_inputs("gaussian", T, B, m, seed=seed + 1, dtype=dtype, device=device)
     S = n * len(cell.state_names)
+    label, step = baseline_step(cell, params)
+    step.parts = cell.state_names
     both = ("spectral", "frobenius")
+    P = chained_products(step, S, xs)            # every P_k once, to time the SVDs alone
     runs = {
         "gradient_flow": lambda: _flow(cell, params, xs, both),
         "gradient_flow_products": lambda: _flow(cell, params, xs, ("frobenius",)),
-        "autograd": lambda: _autograd(cell, params, xs, True),
-        "autograd_products": lambda: _autograd(cell, params, xs, False),
-        "func": lambda: _func(cell, params, xs, True),
-        "func_products": lambda: _func(cell, params, xs, False),
+        "autograd": lambda: _autograd(step, S, xs, True),
+        "autograd_products": lambda: _autograd(step, S, xs, False),
+        "func": lambda: _func(step, S, xs, True),
+        "func_products": lambda: _func(step, S, xs, False),
         "floor": _floor(T, B, S, dtype, device),
+        "svd": lambda: torch.linalg.matrix_norm(P, ord=2),
     }
-    best = _best(runs, device, repeats)
-    seconds = {name: t for name, (t, _, _) in best.items()}
-    results = {name: r for name, (_, r, _) in best.items()}
-    timed = {name: k for name, (_, _, k) in best.items()}
+    times, results = best(runs, device, repeats)
     spectral, fro = results["gradient_flow"]
     agreement = {}
     for name in ("autograd", "func"):
         spec_b, fro_b = results[name]
         agreement[f"spectral_{name}"] = _relative(spec_b, spectral)
         agreement[f"frobenius_{name}"] = _relative(fro_b, fro)
-    gf, gfp = seconds["gradient_flow"], seconds["gradient_flow_products"]
+    seconds = {name: min(t) for name, t in times.items()}
+    gf, gfp = "gradient_flow", "gradient_flow_products"
+    norm_cost = [a - b for a, b in zip(times[gf], times[gfp])]
     return {
-        "cell": cell.name, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-        "hidden": n, "inputs": m, "steps": T, "batch": B, "state_size": S,
-        "repeats": repeats, "runs": timed, "threads": torch.get_num_threads(),
+        "cell": cell.name, "baseline": label, "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."), "hidden": n, "inputs": m, "steps": T,
+        "batch": B, "state_size": S, "repeats": repeats,
+        "runs": {name: len(t) for name, t in times.items()}, "threads": torch.get_num_threads(),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                         else platform.processor() or platform.machine()),
         "seconds": seconds,
-        "speedup": {"autograd": seconds["autograd"] / gf, "func": seconds["func"] / gf,
-                    "autograd_products": seconds["autograd_products"] / gfp,
-                    "func_products": seconds["func_products"] / gfp},
-        "floor_ratio": {"gradient_flow": gf / seconds["floor"],
-                        "products": gfp / seconds["floor"]},
+        "factors": {
+            "products": {"autograd": _spread(times, gfp, "autograd_products"),
+                         "func": _spread(times, gfp, "func_products"),
+                         "over_floor": _spread(times, "floor", gfp)},
+            "norms": {"gradient_flow_seconds": max(0.0, float(np.median(norm_cost))),
+                      "svd_seconds": seconds["svd"],
+                      "share_of_products": max(0.0, float(np.median(norm_cost)))
+                      / seconds[gfp]},
+            "whole": {"autograd": _spread(times, gf, "autograd"),
+                      "func": _spread(times, gf, "func")}},
         "agreement": agreement,
         "max_relative_error": max(agreement.values()),
     }
@@ -257,27 +283,36 @@ def disagreement(results, dtype):
             f"{AGREEMENT[str(dtype).removeprefix('torch.')]:.0e}")
 
 
+def _ratio(r):
+    return f"{r['best']:.2f}x (rounds {r['min']:.2f}-{r['max']:.2f}x)"
+
+
 def format_table(results):
-    """A plain-text table of `run_bench` results: milliseconds per method, ratios, agreement."""
+    """A plain-text table of `run_bench` results: times, the three factors, agreement."""
     lines = []
     for r in results:
         s = {k: 1e3 * v for k, v in r["seconds"].items()}
+        f = r["factors"]
         lines += [
             f"{r['cell']}: n={r['hidden']} m={r['inputs']} T={r['steps']} B={r['batch']} "
             f"S={r['state_size']} {r['dtype']} on {r['device']} ({r['threads']} threads, "
-            f"best of {min(r['runs'].values())} to {max(r['runs'].values())} runs)",
+            f"best of {min(r['runs'].values())} to {max(r['runs'].values())} runs); "
+            f"baselines step with {r['baseline']}",
             f"  {'':16}{'with norms':>14}{'products alone':>18}",
         ]
         for name in ("gradient_flow", "autograd", "func"):
             lines.append(f"  {name:16}{s[name]:>11.1f} ms{s[name + '_products']:>15.1f} ms")
-        lines.append(f"  {'floor (T bmm)':16}{'':>14}{s['floor']:>15.1f} ms")
-        sp, fr = r["speedup"], r["floor_ratio"]
         lines += [
-            "  speedup of gradient_flow (baseline time / gradient_flow time): "
-            f"autograd {sp['autograd']:.1f}x, torch.func {sp['func']:.1f}x with norms; "
-            f"{sp['autograd_products']:.1f}x, {sp['func_products']:.1f}x products alone",
-            f"  gradient_flow time / floor: {fr['products']:.2f}x products alone, "
-            f"{fr['gradient_flow']:.2f}x with per-lag spectral norms",
+            f"  {'floor (T bmm)':16}{'':>14}{s['floor']:>15.1f} ms",
+            f"  {'SVDs (T norms)':16}{s['svd']:>11.1f} ms",
+            "  products: speed-up " + _ratio(f["products"]["autograd"]) + " over autograd, "
+            + _ratio(f["products"]["func"]) + " over torch.func; time "
+            + _ratio(f["products"]["over_floor"]) + " the floor's",
+            f"  norms: per-lag spectral norms add {1e3 * f['norms']['gradient_flow_seconds']:.1f}"
+            f" ms ({100 * f['norms']['share_of_products']:.0f}% of the products) against "
+            f"{s['svd']:.1f} ms for the SVDs",
+            "  whole (with norms): speed-up " + _ratio(f["whole"]["autograd"]) + " over "
+            "autograd, " + _ratio(f["whole"]["func"]) + " over torch.func",
             "  agreement (max relative error vs gradient_flow): "
             + ", ".join(f"{k} {v:.1e}" for k, v in r["agreement"].items()),
         ]

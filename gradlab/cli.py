@@ -4,7 +4,6 @@ Only click loads at start; SymPy and torch load inside the commands that need th
 `gradlab --help` is instant.
 """
 
-import math
 import os
 import shlex
 import sys
@@ -12,6 +11,8 @@ import sys
 import click
 
 from .errors import GradlabError
+from .options import (DEVICE, DTYPE, FINITE, POSITIVE, SCALE, SEED, Progress, cell_files,
+                      cell_list, cells_option, floats, notice)
 
 
 def _one_line(message):
@@ -61,15 +62,6 @@ class Gradlab(click.Group):
         return code
 
 
-def cell_list(value):
-    """--cells a,b,path.py:NAME -> list of Cell (validated, one line on error)."""
-    from . import registry
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if not names:
-        raise GradlabError(f"--cells {value!r} names no cell; valid: {', '.join(registry.cells())}")
-    return [registry.cell(n) for n in names]
-
-
 @click.group(cls=Gradlab, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gradlab")
 def cli():
@@ -109,7 +101,7 @@ def derive(cell, every, latex, out, force):
     if out:
         names = registry.cells() if every else [registry.cell(cell)]
         written = document.write_all(out, names, force=force,
-                                     cell_files=_cell_files([cell] if cell else []))
+                                     cell_files=cell_files([cell] if cell else []))
         click.echo(f"wrote {len(written)} files to {out}")
         return
     click.echo(document.terminal(cell, as_latex=latex))
@@ -125,7 +117,8 @@ def derive(cell, every, latex, out, force):
 def verify(names, device, dtype, seed):
     """Check the lowered Jacobians against torch autograd, torch.nn and numpy."""
     from . import registry
-    from .verification.verify import independence_note, resolve_device, summarize, verify_cell
+    from .device import resolve as resolve_device
+    from .verification.verify import independence_note, summarize, verify_cell
     chosen = cell_list(names) if names is not None else \
         [registry.cell(n) for n in registry.cells()]
     resolve_device(device)
@@ -146,86 +139,6 @@ def verify(names, device, dtype, seed):
     click.echo(f"\n{summary}")
     if summary.failed:
         sys.exit(1)
-
-
-def _cells_option(value, default):
-    """--cells for report, bench and sweep: names (or specs) as given, 'all', or the default."""
-    from . import registry
-    if value is None:
-        return list(default)
-    if value.strip() == "all":
-        return registry.cells()
-    return [c.name if ":" not in spec else spec
-            for spec, c in zip([v.strip() for v in value.split(",") if v.strip()],
-                               cell_list(value))]
-
-
-def _cell_files(specs):
-    """The files that `path/to/file.py:NAME` specs load (a report may not overwrite them)."""
-    return [s.rpartition(":")[0] for s in specs if ":" in s and s.rpartition(":")[0].endswith(".py")]
-
-
-class Number(click.ParamType):
-    """A finite float, optionally bounded: nan, inf and words are refused in one line."""
-
-    name = "number"
-
-    def __init__(self, low=None):
-        self.low = low
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            number = value
-        else:
-            try:
-                number = float(str(value).strip())
-            except ValueError:
-                self.fail(f"{value!r} is not a number", param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        if self.low is not None and number < self.low:
-            self.fail(f"{value!r} is below {self.low:g}", param, ctx)
-        return number
-
-
-POSITIVE = click.IntRange(min=1)
-SEED = click.IntRange(0, 2 ** 63 - 1)          # what torch.Generator.manual_seed takes
-SCALE = Number(low=0.0)
-FINITE = Number()
-DEVICE = click.Choice(["cpu", "cuda"])
-DTYPE = click.Choice(["float64", "float32"])
-
-
-class Progress:
-    """Progress on stderr: a bar on a terminal, else one line per item done."""
-
-    def __init__(self, total, label):
-        self.total, self.label, self.done = total, label, 0
-        self.bar = None
-        if sys.stderr.isatty():
-            self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
-                                         show_pos=True)
-
-    def __enter__(self):
-        if self.bar is not None:
-            self.bar.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-    def __call__(self, item=None):
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1, item)
-        else:
-            name = f" {item}" if item is not None else ""
-            click.echo(f"gradlab: {self.label}{name} ({self.done}/{self.total})", err=True)
-
-
-def _notice(message):
-    click.echo(f"gradlab: note: {message}", err=True)
 
 
 @cli.command()
@@ -257,9 +170,9 @@ def report(names, out, force, open_, **options):
     """Write a gradient-decay report: vanilla RNN against gated cells, with theory."""
     from . import budget, outputs
     from .reports import gradient_decay as rp
-    from .verification.verify import resolve_device
-    cells = _cells_option(names, rp.DEFAULT_CELLS)
-    where = {"cell_files": _cell_files(cells)}
+    from .device import resolve as resolve_device
+    cells = cells_option(names, rp.DEFAULT_CELLS)
+    where = {"cell_files": cell_files(cells)}
     outputs.check_target(out, force=force, **where)
     resolve_device(options["device"])
     setup = rp.Setup(cells=tuple(cells), **options)
@@ -270,7 +183,7 @@ def report(names, out, force, open_, **options):
     before = outputs.snapshot(out)
     with Progress(len(cells), "measured") as progress:
         path = rp.report(setup, out, force=force, command=command, progress=progress,
-                         expect=before, notice=_notice, **where)
+                         expect=before, notice=notice, **where)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
     if open_:
         click.launch(str(path / "index.html"))
@@ -294,8 +207,8 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
     from . import budget
     from .bench import disagreement, format_table, run_bench
     from .reports.publish import dumps
-    from .verification.verify import resolve_device
-    cells = _cells_option(names, ())
+    from .device import resolve as resolve_device
+    cells = cells_option(names, ())
     resolve_device(device)
     budget.ensure_cells_fit("bench", cells, hidden, inputs or hidden, steps, batch,
                             dtype=dtype, device=device)
@@ -310,19 +223,6 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
     if problem:
         click.echo(f"gradlab: {problem}", err=True)
         sys.exit(1)
-
-
-def _floats(value, what):
-    try:
-        values = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise GradlabError(f"{what} {value!r} is not a comma-separated list of numbers") \
-            from None
-    if not values or len(set(values)) != len(values):
-        raise GradlabError(f"{what} {value!r} needs one or more distinct numbers")
-    if not all(math.isfinite(v) for v in values):
-        raise GradlabError(f"{what} {value!r} holds a value that is not a finite number")
-    return values
 
 
 @cli.group(invoke_without_command=True)
@@ -351,15 +251,16 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     if ctx.invoked_subcommand is not None:
         return
     from . import budget, outputs
+    from .reports import shards
     from .reports import sweep as sw
-    from .verification.verify import resolve_device
-    cells = _cells_option(names, sw.DEFAULT_CELLS)
-    grid = sw.Grid(cells=tuple(cells), weight_scales=_floats(weight_scales, "--weight-scales"),
-                   gate_biases=_floats(gate_biases, "--gate-biases"), **options)
-    part = sw.parse_shard(shard) if shard is not None else None
-    points = sw.shard_points(grid, part)
-    out = sw.default_out(part) if out is None else out
-    where = {"cell_files": _cell_files(cells)}
+    from .device import resolve as resolve_device
+    cells = cells_option(names, sw.DEFAULT_CELLS)
+    grid = sw.Grid(cells=tuple(cells), weight_scales=floats(weight_scales, "--weight-scales"),
+                   gate_biases=floats(gate_biases, "--gate-biases"), **options)
+    part = shards.parse_shard(shard) if shard is not None else None
+    points = shards.shard_points(grid, part)
+    out = shards.default_out(part) if out is None else out
+    where = {"cell_files": cell_files(cells)}
     outputs.check_target(out, force=force, **where)
     resolve_device(grid.device)
     budget.ensure_cells_fit("sweep", cells, grid.hidden, grid.inputs, grid.steps, grid.batch,
@@ -368,12 +269,12 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     with Progress(len(points), "swept") as progress:
         measured = sw.run_points(grid, points, progress=lambda p: progress())
     if part:
-        path = sw.write_part(grid, part, measured, out, force=force, expect=before,
-                             notice=_notice, **where)
+        path = shards.write_part(grid, part, measured, out, force=force, expect=before,
+                             notice=notice, **where)
         click.echo(f"wrote {path}")
         return
     path = sw.report(grid, measured, out, force=force, command="gradlab sweep",
-                     expect=before, notice=_notice, **where)
+                     expect=before, notice=notice, **where)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
 
 
@@ -386,13 +287,14 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
 def merge(dirs, out, force):
     """Join shard directories (from --shard I/N) into one phase-diagram report."""
     from . import outputs
+    from .reports import shards
     from .reports import sweep as sw
-    sw.check_merge_target(out, dirs)
-    grid, points = sw.read_parts(dirs)
+    shards.check_merge_target(out, dirs)
+    grid, points = shards.read_parts(dirs)
     outputs.check_target(out, force=force)
     before = outputs.snapshot(out)
     path = sw.report(grid, points, out, force=force, command="gradlab sweep merge",
-                     expect=before, notice=_notice)
+                     expect=before, notice=notice)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
 
 

@@ -5,13 +5,20 @@
     nn.LSTM / nn.LSTMCell             -> lstm       gate rows i, f, g, o; b_a = sum of biases
     nn.GRU / nn.GRUCell               -> gru_torch  gate rows r, z, n; both biases kept
 
-A stacked or bidirectional module gives its layer 0, forward direction.
+A stacked or bidirectional module gives its layer 0, forward direction. `to_torch` is the
+inverse: the torch cell module (nn.RNNCell, nn.LSTMCell, nn.GRUCell) computing exactly
+what a gradlab cell computes with given parameters.
 """
 
 from .errors import GradlabError
 from .registry import cell
 
+# torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
 GATES = {"lstm": ("i", "f", "g", "o"), "gru_torch": ("r", "z", "n")}
+# the gradlab cells that torch ships, and the torch cell module computing each
+MODULES = {"rnn_tanh": ("RNNCell", {"nonlinearity": "tanh"}),
+           "rnn_relu": ("RNNCell", {"nonlinearity": "relu"}),
+           "lstm": ("LSTMCell", {}), "gru_torch": ("GRUCell", {})}
 
 
 def _kind(module):
@@ -60,3 +67,36 @@ def from_torch(module):
             params.update({f"W_{g}": w, f"U_{g}": u, f"b_i{g}": bi, f"b_h{g}": bh})
     c = cell(name)
     return c, {p: params[p].contiguous() for p in c.param_names}
+
+
+def to_torch(c, params):
+    """The torch cell module (nn.RNNCell, nn.LSTMCell or nn.GRUCell) that computes what the
+    gradlab cell `c` computes with `params`, on their dtype and device: from_torch's inverse.
+    The LSTM's and RNN's single bias b goes to bias_ih (bias_hh is zero)."""
+    import torch
+
+    c = cell(c)
+    if c.name not in MODULES:
+        raise GradlabError(f"cell '{c.name}' has no torch module; torch ships: "
+                           f"{', '.join(MODULES)}")
+    cls, options = MODULES[c.name]
+    first = params[c.param_names[0]]
+    n, m = first.shape[0], params["U" if c.name.startswith("rnn_") else "U_" + GATES[c.name][0]].shape[1]
+    module = getattr(torch.nn, cls)(m, n, **options).to(dtype=first.dtype, device=first.device)
+    if c.name.startswith("rnn_"):
+        w_hh, w_ih, b_ih, b_hh = params["W"], params["U"], params["b"], torch.zeros_like(params["b"])
+    else:
+        gates = GATES[c.name]
+        w_hh = torch.cat([params[f"W_{g}"] for g in gates])
+        w_ih = torch.cat([params[f"U_{g}"] for g in gates])
+        if c.name == "lstm":
+            b_ih = torch.cat([params[f"b_{g}"] for g in gates])
+            b_hh = torch.zeros_like(b_ih)
+        else:
+            b_ih = torch.cat([params[f"b_i{g}"] for g in gates])
+            b_hh = torch.cat([params[f"b_h{g}"] for g in gates])
+    with torch.no_grad():
+        for name, value in (("weight_hh", w_hh), ("weight_ih", w_ih), ("bias_ih", b_ih),
+                            ("bias_hh", b_hh)):
+            getattr(module, name).copy_(value)
+    return module

@@ -16,7 +16,7 @@ from torch.func import jacrev, vmap
 
 import gradlab
 from gradlab import flow as F
-from gradlab.bench import format_table, run_bench
+from gradlab.bench import run_bench
 from gradlab.verification.oracles import ORACLES
 from conftest import ALL, flat_step
 
@@ -478,29 +478,7 @@ def test_errors_are_gradlab_errors():
         flow.loss_grad_norms(torch.ones(3))
 
 
-# --- bench and devices ----------------------------------------------------------------------
-
-def test_bench_agrees_on_a_tiny_case():
-    results = run_bench(["lstm", "rnn_tanh"], hidden=6, steps=5, batch=2, repeats=1)
-    json.dumps(results)
-    for r in results:
-        assert r["max_relative_error"] <= 1e-10
-        assert set(r["seconds"]) >= {"gradient_flow", "autograd", "func", "floor",
-                                     "gradient_flow_products"}
-    assert "lstm" in format_table(results) and "floor" in format_table(results)
-
-
-def test_bench_times_quick_methods_more_often(monkeypatch):
-    """A slow method is timed `repeats` times; a quick one keeps taking turns until it has
-    had FAST_BUDGET seconds or FAST_RUNS runs; a first run over WARM_UP_LIMIT counts."""
-    from gradlab import bench
-    cost = {"quick": 0.01, "slow": 1.0, "glacial": 20.0}
-    monkeypatch.setattr(bench, "_timed", lambda fn, device: (cost[fn()], fn()))
-    best = bench._best({name: (lambda name=name: name) for name in cost}, "cpu", 3)
-    assert {name: runs for name, (_, _, runs) in best.items()} == {
-        "quick": bench.FAST_RUNS, "slow": 3, "glacial": 3}
-    assert best["quick"][:2] == (0.01, "quick")
-
+# --- devices ----------------------------------------------------------------------
 
 @pytest.mark.cuda
 def test_cuda_matches_cpu():

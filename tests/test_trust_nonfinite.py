@@ -17,7 +17,7 @@ import gradlab
 from gradlab import flow as F
 from gradlab.reports import gradient_decay as rp
 from gradlab import theory
-from gradlab.reports import sweep
+from gradlab.reports import shards, sweep
 from gradlab.errors import GradlabError
 from gradlab.reports.measurements import Setup
 from conftest import assert_ok, assert_one_line_error, invoke, listing
@@ -376,10 +376,10 @@ def test_a_point_in_both_parts_is_refused(parts, tmp_path):
 
 def test_shard_count_above_the_grid_is_refused(tmp_path):
     grid = sweep.Grid(cells=("rnn_tanh",), weight_scales=(0.5, 2.0), gate_biases=(0.0, 2.0))
-    assert [len(sweep.shard_points(grid, (i, 4))) for i in (1, 2, 3, 4)] == [1, 1, 1, 1]
-    assert sweep.shard_points(grid, None) == grid.points()
+    assert [len(shards.shard_points(grid, (i, 4))) for i in (1, 2, 3, 4)] == [1, 1, 1, 1]
+    assert shards.shard_points(grid, None) == grid.points()
     with pytest.raises(GradlabError) as err:
-        sweep.shard_points(grid, (1, 5))
+        shards.shard_points(grid, (1, 5))
     assert "4" in one_line(err) and "5" in one_line(err)
     result = invoke("sweep", *GRID, "--shard", "1/5", "--out", tmp_path / "s")
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -393,7 +393,7 @@ def test_write_part_on_a_full_disk_leaves_nothing(tmp_path):
     out = tmp_path / "part"
     script = textwrap.dedent(f"""
         import resource, signal, sys
-        from gradlab.reports import sweep
+        from gradlab.reports import shards, sweep
         from gradlab.errors import GradlabError
         grid = sweep.Grid(cells=("rnn_tanh",), weight_scales=(0.5,), gate_biases=(0.0,))
         points = [{{"cell": "rnn_tanh", "weight_scale": 0.5, "gate_bias": 0.0,
@@ -401,7 +401,7 @@ def test_write_part_on_a_full_disk_leaves_nothing(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
         try:
-            sweep.write_part(grid, (1, 1), points, {str(out)!r})
+            shards.write_part(grid, (1, 1), points, {str(out)!r})
         except GradlabError as err:
             print("GradlabError:", err)
             sys.exit(2)

@@ -6,15 +6,11 @@ the spectral norm of d s_T / d s_{T-k} is measured (gradient_flow). For rnn_tanh
 mean-field critical line chi = 1 (derivations/theory.md §2) is drawn: ordered (vanishing) left,
 chaotic right of it. Gated cells move their memory with the gate bias.
 
-Grids split across machines: shard I of N takes points I-1, I-1+N, ... of the grid in a
-fixed order and writes <out>/part.json; `merge` checks that the parts come from one sweep
-and cover it exactly, then writes the report.
+Grids split across machines (shard I of N, joined by `sweep merge`): see `shards`.
 """
 
 import dataclasses
-import json
 import math
-import pathlib
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -23,7 +19,7 @@ from .. import registry, theory
 from ..errors import GradlabError
 from .measurements import Setup, check_cell_name, rate_words, states_finite
 from ..flow import GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, gradient_flow
-from .publish import Section, dumps, loads, write_report
+from .publish import Section, write_report
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "minimal_rnn")
 DEFAULT_WEIGHT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
@@ -34,11 +30,11 @@ STATUSES = (None, OVERFLOW, NOT_FINITE, ONE_LAG, ZERO, GROW, NO_DECAY)   # Flow.
 DEVICES, DTYPES = ("cpu", "cuda"), ("float64", "float32")
 
 
-def _is_int(v):
+def is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_number(v):
+def is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
@@ -69,15 +65,15 @@ class Grid:
         for what in ("weight_scales", "gate_biases"):
             values = getattr(self, what)
             if (not isinstance(values, (tuple, list)) or not values
-                    or not all(_is_number(v) and math.isfinite(v) for v in values)
+                    or not all(is_number(v) and math.isfinite(v) for v in values)
                     or len(set(values)) != len(values)):
                 raise GradlabError(f"grid {what} {values!r}: need one or more distinct "
                                    "finite numbers")
         for what in ("hidden", "inputs", "steps", "batch"):
             value = getattr(self, what)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise GradlabError(f"grid {what} must be a positive integer, got {value!r}")
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             raise GradlabError(f"grid seed must be an integer, got {self.seed!r}")
         if self.device not in DEVICES or self.dtype not in DTYPES:
             raise GradlabError(f"grid device {self.device!r} / dtype {self.dtype!r}: valid "
@@ -90,40 +86,6 @@ class Grid:
 
     def as_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
-
-
-def parse_shard(text):
-    """'I/N' -> (I, N) with 1 <= I <= N."""
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except (ValueError, AttributeError):
-        raise GradlabError(f"--shard {text!r} is not I/N (e.g. 2/8)") from None
-    if not 1 <= i <= n:
-        raise GradlabError(f"--shard {text!r}: need 1 <= I <= N")
-    return i, n
-
-
-def shard_points(grid, shard=None):
-    """The grid points shard (I, N) measures: points I-1, I-1+N, ... of `grid.points()`
-    (all of them for None). Refuses N above the number of points, where some shard would
-    measure nothing."""
-    if shard is None:
-        return grid.points()
-    i, n = shard
-    total = len(grid.points())
-    if not (_is_int(i) and _is_int(n) and 1 <= i <= n):
-        raise GradlabError(f"--shard {i}/{n}: need integers 1 <= I <= N")
-    if n > total:
-        raise GradlabError(f"--shard {i}/{n}: N = {n} is more than the grid's {total} "
-                           f"points; use N <= {total}")
-    return grid.points()[i - 1::n]
-
-
-def default_out(shard):
-    """Where a run writes without --out: its part for a shard, else the report."""
-    if shard:
-        return f"reports/phase-diagram-shards/{shard[0]}-of-{shard[1]}"
-    return "reports/phase-diagram"
 
 
 def measure_point(grid, cell_name, weight_scale, gate_bias):
@@ -151,157 +113,6 @@ def run_points(grid, points, progress=None):
         if progress is not None:
             progress(p)
     return out
-
-
-def run(grid, shard=(1, 1), progress=None):
-    return run_points(grid, shard_points(grid, shard), progress)
-
-
-def write_part(grid, shard, points, out, **where):
-    """Write <out>/part.json; `where` (force, expect, notice, cell_files) goes to
-    `outputs.write_files`, which writes through a temporary file removed on any failure
-    (a full disk: one-line GradlabError, no part.json.tmp left)."""
-    from ..outputs import write_files
-    data = dumps({"grid": grid.as_dict(), "shard": list(shard), "points": points})
-    path = write_files(out, {PART: data.encode()}, replace=True, **where)
-    return pathlib.Path(path) / PART
-
-
-def check_merge_target(out, dirs):
-    """Refuse an --out that is or holds one of the part directories being merged: writing
-    the report there would delete it."""
-    target = pathlib.Path(out).resolve()
-    for d in dirs:
-        where = pathlib.Path(d).resolve()
-        if where == target or target in where.parents:
-            raise GradlabError(f"--out {str(out)!r} holds {str(d)!r}, one of the parts being "
-                               "merged, and writing the report would delete it; choose "
-                               "another --out")
-
-
-# --- reading parts: every field checked, one line naming the file --------------------------
-
-POINT_KEYS = {"cell": str, "weight_scale": "number", "gate_bias": "number", "rate": "number",
-              "timescale": "number"}
-
-
-def _read_part(path):
-    """The part at `path` as {"grid": Grid, "shard": (I, N), "points": [dict]}."""
-    where = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise GradlabError(f"cannot read {where!r}: {err.strerror or err}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise GradlabError(f"{where!r} is not a sweep part: not UTF-8 text (binary?)") \
-            from None
-    if not text.strip():
-        raise GradlabError(f"{where!r} is empty: not a sweep part (was its write "
-                           "interrupted?)")
-    try:
-        part = loads(text)
-    except (ValueError, RecursionError) as err:
-        detail = (f"line {err.lineno} column {err.colno}: {err.msg}"
-                  if isinstance(err, json.JSONDecodeError) else type(err).__name__)
-        raise GradlabError(f"{where!r} is not valid JSON ({detail}): truncated or not a "
-                           "sweep part") from None
-
-    def bad(what):
-        return GradlabError(f"{where!r} is not a sweep part: {what}")
-
-    if not isinstance(part, dict):
-        raise bad(f"holds a {type(part).__name__}, expected an object with grid, shard, "
-                  "points")
-    if set(part) != {"grid", "shard", "points"}:
-        raise bad(f"keys {sorted(part)}, expected ['grid', 'points', 'shard']")
-    g = part["grid"]
-    fields = [f.name for f in dataclasses.fields(Grid)]
-    if not isinstance(g, dict) or set(g) != set(fields):
-        raise bad(f"grid must be an object with keys {', '.join(fields)}")
-    if not all(isinstance(g[k], list) for k in ("cells", "weight_scales", "gate_biases")):
-        raise bad("grid cells, weight_scales and gate_biases must be lists")
-    try:
-        grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
-    except GradlabError as err:
-        raise bad(str(err)) from None
-    shard = part["shard"]
-    if (not isinstance(shard, list) or len(shard) != 2 or not all(map(_is_int, shard))
-            or not 1 <= shard[0] <= shard[1]):
-        raise bad(f"shard {shard!r} is not [I, N] with integers 1 <= I <= N")
-    points = part["points"]
-    if not isinstance(points, list):
-        raise bad(f"points must be a list, got {type(points).__name__}")
-    for k, p in enumerate(points):
-        if not isinstance(p, dict):
-            raise bad(f"point {k} is a {type(p).__name__}, expected an object")
-        missing = sorted(set(POINT_KEYS) - set(p))
-        extra = sorted(set(p) - set(POINT_KEYS) - {"status"})
-        if missing or extra:
-            raise bad(f"point {k} " + (f"lacks {', '.join(missing)}" if missing else
-                                       f"has unknown keys {', '.join(extra)}"))
-        for key, kind in POINT_KEYS.items():
-            ok = isinstance(p[key], str) if kind is str else _is_number(p[key])
-            if not ok:
-                raise bad(f"point {k}: {key} = {p[key]!r} is not a "
-                          f"{'string' if kind is str else 'number'}")
-        if p.get("status") not in STATUSES:
-            raise bad(f"point {k}: status {p['status']!r} is not one of "
-                      f"{', '.join(repr(s) for s in STATUSES)}")
-        check = (p["cell"], p["weight_scale"], p["gate_bias"])
-        if not all(_is_number(v) and math.isfinite(v) for v in check[1:]):
-            raise bad(f"point {k}: weight_scale and gate_bias must be finite")
-    return {"grid": grid, "shard": tuple(shard), "points": points}
-
-
-def read_parts(dirs):
-    """(grid, points) from shard directories; refuses a part that is not one (truncated,
-    empty, binary, wrong types), parts of different sweeps, gaps and overlaps: together the
-    parts must hold every grid point exactly once, and nothing else."""
-    parts, paths = [], []
-    for d in dirs:
-        path = pathlib.Path(d) / PART
-        if not path.is_file():
-            raise GradlabError(f"{str(d)!r} holds no {PART}: not a sweep shard directory")
-        parts.append(_read_part(path))
-        paths.append(str(path))
-    if not parts:
-        raise GradlabError("no shard directories given")
-    grid = parts[0]["grid"]
-    for p, path in zip(parts, paths):
-        if p["grid"] != grid:
-            raise GradlabError(f"the shards come from different sweeps (their grids differ): "
-                               f"{path!r} against {paths[0]!r}")
-    total = parts[0]["shard"][1]
-    seen = sorted(p["shard"][0] for p in parts)
-    if seen != list(range(1, total + 1)) or any(p["shard"][1] != total for p in parts):
-        missing = sorted(set(range(1, total + 1)) - set(seen))
-        raise GradlabError(f"shards {seen} of {total} given; missing {missing or 'none'}, "
-                           "each must appear exactly once")
-    order = {p: k for k, p in enumerate(grid.points())}
-    found = {}
-    for p, path in zip(parts, paths):
-        for q in p["points"]:
-            key = (q["cell"], q["weight_scale"], q["gate_bias"])
-            if key not in order:
-                raise GradlabError(f"{path!r} holds point {key!r}, which is not on the grid")
-            if key in found:
-                raise GradlabError(f"point {key!r} appears twice ({found[key][0]!r} and "
-                                   f"{path!r}); each grid point must appear exactly once")
-            # a decay keeps the timescale measured (-1 / rate before rounding); other
-            # timescales follow from the rate (older parts held -1 / rate for growth too)
-            kept = q["rate"] < 0 and q["timescale"] > 0
-            found[key] = (path, {**q, "timescale": q["timescale"] if kept
-                                 else theory.timescale(q["rate"])})
-    missing = [key for key in order if key not in found]
-    if missing:
-        owner = {p["shard"][0]: path for p, path in zip(parts, paths)}
-        should = owner[order[missing[0]] % total + 1]          # the shard that measures it
-        raise GradlabError(f"the parts lack {len(missing)} grid point(s), e.g. "
-                           f"{missing[0]!r}, which {should!r} should hold; each grid point "
-                           "must appear exactly once")
-    return grid, [found[key][1] for key in order]
 
 
 def critical_weight_scale(input_scale=1.0, bias_scale=0.0):
@@ -403,5 +214,4 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", **where):
                         force=force, **where)
 
 
-__all__ = ["Grid", "run", "run_points", "report", "read_parts", "write_part", "parse_shard",
-           "shard_points", "default_out", "check_merge_target", "critical_weight_scale"]
+__all__ = ["Grid", "run_points", "report", "critical_weight_scale"]

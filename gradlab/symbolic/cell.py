@@ -9,7 +9,7 @@ from sympy import BlockMatrix, MatrixSymbol
 
 from .language import SIZES, Builder, Value, check_name, n
 from .derive import Chain
-from ..errors import GradlabError
+from ..errors import GradlabError, choice
 
 WRT = ("state", "input")
 BACKENDS = ("torch", "numpy")
@@ -238,7 +238,7 @@ class Cell:
 
     def jacobian_blocks(self, wrt="state"):
         """Rows of blocks d out_part / d in_part (numerator layout), as a list of lists."""
-        return [list(row) for row in self._blocks(_check(wrt, WRT, "wrt"))]
+        return [list(row) for row in self._blocks(choice(wrt, WRT, "wrt"))]
 
     @functools.lru_cache(maxsize=None)
     def _blocks(self, wrt):
@@ -267,12 +267,12 @@ class Cell:
     def step_fn(self, backend="torch"):
         """step(params, state: tuple of (B, n), x: (B, m)) -> new state tuple."""
         from ..lowering.lower import step_function
-        return step_function(self, _check(backend, BACKENDS, "backend"))
+        return step_function(self, choice(backend, BACKENDS, "backend"))
 
     def values_fn(self, backend="torch"):
         """values(params, state, x) -> {name: (B, n)} for every named vector (gates, ...)."""
         from ..lowering.lower import values_function
-        return values_function(self, _check(backend, BACKENDS, "backend"))
+        return values_function(self, choice(backend, BACKENDS, "backend"))
 
     @property
     def gates(self):
@@ -286,14 +286,8 @@ class Cell:
     def jacobian_fn(self, wrt="state", backend="torch"):
         """f(params, state, x) -> (B, S, S) for wrt="state", (B, S, m) for wrt="input"."""
         from ..lowering.lower import jacobian_function
-        return jacobian_function(self, _check(wrt, WRT, "wrt"), _check(backend, BACKENDS,
+        return jacobian_function(self, choice(wrt, WRT, "wrt"), choice(backend, BACKENDS,
                                                                        "backend"))
-
-
-def _check(value, valid, what):
-    if value not in valid:
-        raise GradlabError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
-    return value
 
 
 def _line(err):

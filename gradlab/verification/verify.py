@@ -26,17 +26,15 @@ import torch
 from torch.func import jacrev, vmap
 
 from .. import registry
-from ..errors import GradlabError
+from ..device import exact_float32, resolve
 from ..initialize import as_dtype
+from ..interop import MODULES, to_torch
 
 # float64 agrees with autograd to a few ulps (~1e-16) times the handful of terms in a
 # Jacobian entry; 1e-10 leaves six orders of margin yet catches any wrong term. float32's
 # ulp is 1.2e-7: the same margin over a few hundred ulps gives 1e-4.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-4}
-NN = {"rnn_tanh": ("RNNCell", {"nonlinearity": "tanh"}),
-      "rnn_relu": ("RNNCell", {"nonlinearity": "relu"}),
-      "lstm": ("LSTMCell", {}), "gru_torch": ("GRUCell", {})}
-DEVICES = ("cpu", "cuda")
+NN = MODULES   # cells torch ships: checked against its nn cell module too
 
 
 INDEPENDENT = ("oracle", "torch.nn.")   # references written apart from the declaration
@@ -107,18 +105,6 @@ def independence_note(cell, checks):
             "lowering, not that the declared equations are the intended ones")
 
 
-def resolve_device(device):
-    if device not in DEVICES:
-        raise GradlabError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise GradlabError("device 'cuda' asked for but torch sees no CUDA device; "
-                               "valid here: cpu")
-        torch.backends.cuda.matmul.allow_tf32 = False   # checks need true float32/64
-        torch.backends.cudnn.allow_tf32 = False
-    return torch.device(device)
-
-
 def relative_error(a, b):
     a, b = torch.as_tensor(a).to(torch.float64), torch.as_tensor(b).to(torch.float64)
     if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
@@ -153,24 +139,9 @@ def sample(cell, n, m, batch, *, seed, dtype, device):
     return params, state, x
 
 
-def _module(cell, params, n, m, dtype, device):
-    cls, kwargs = NN[cell.name]
-    module = getattr(torch.nn, cls)(m, n, **kwargs).to(dtype=dtype, device=device)
-    gates = {"lstm": "ifgo", "gru_torch": "rzn"}.get(cell.name)
-    with torch.no_grad():
-        if gates is None:
-            module.weight_hh.copy_(params["W"]), module.weight_ih.copy_(params["U"])
-            module.bias_ih.copy_(params["b"]), module.bias_hh.zero_()
-        elif cell.name == "lstm":
-            module.weight_hh.copy_(torch.cat([params[f"W_{g}"] for g in gates]))
-            module.weight_ih.copy_(torch.cat([params[f"U_{g}"] for g in gates]))
-            module.bias_ih.copy_(torch.cat([params[f"b_{g}"] for g in gates]))
-            module.bias_hh.zero_()
-        else:
-            module.weight_hh.copy_(torch.cat([params[f"W_{g}"] for g in gates]))
-            module.weight_ih.copy_(torch.cat([params[f"U_{g}"] for g in gates]))
-            module.bias_ih.copy_(torch.cat([params[f"b_i{g}"] for g in gates]))
-            module.bias_hh.copy_(torch.cat([params[f"b_h{g}"] for g in gates]))
+def _module(cell, params):
+    """A step by the torch module that computes `cell` (interop.to_torch)."""
+    module = to_torch(cell, params)
 
     def step(_, state, x):
         out = module(x, state if cell.name == "lstm" else state[0])
@@ -179,11 +150,16 @@ def _module(cell, params, n, m, dtype, device):
 
 
 def verify_cell(cell, *, device="cpu", dtype="float64", sizes=None, batch=3, seed=0):
-    """Every check for one cell; `sizes` is a list of (n, m), random ones by default."""
+    """Every check for one cell; `sizes` is a list of (n, m), random ones by default.
+    float32 is compared as true float32 (TF32 off during the checks, then as it was)."""
+    with exact_float32():
+        return _checks(registry.cell(cell), device, dtype, sizes, batch, seed)
+
+
+def _checks(cell, device, dtype, sizes, batch, seed):
     from .oracles import ORACLES
 
-    cell = registry.cell(cell)
-    dtype, device = as_dtype(dtype), resolve_device(device)
+    dtype, device = as_dtype(dtype), resolve(device)
     tol = TOLERANCE[dtype]
     if sizes is None:
         gen = torch.Generator().manual_seed(seed)
@@ -203,7 +179,7 @@ def verify_cell(cell, *, device="cpu", dtype="float64", sizes=None, batch=3, see
             refs.insert(0, ("oracle", oracle(params, state, x), jacobians(oracle, params,
                                                                           state, x)))
         if builtin and cell.name in NN:
-            module = _module(cell, params, n, m, dtype, device)
+            module = _module(cell, params)
             refs.append((f"torch.nn.{NN[cell.name][0]}", module(None, state, x),
                          jacobians(module, params, state, x)))
         for label, ref_step, (rJ, rJx) in refs:

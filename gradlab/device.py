@@ -1,0 +1,39 @@
+"""Devices: which are valid here, and exact float32 arithmetic while numbers are compared.
+
+`resolve(device)` checks a device name and returns a torch.device; it changes nothing.
+`exact_float32()` turns TF32 off (matrix products and cuDNN) for the `with` block and
+restores the caller's settings after it: checks and benchmarks compare true float32
+products, and a user's own settings survive a call into gradlab.
+"""
+
+import contextlib
+
+from .errors import GradlabError
+
+DEVICES = ("cpu", "cuda")
+
+
+def resolve(device):
+    """torch.device for "cpu" or "cuda" (refused, one line, where torch sees no CUDA device)."""
+    import torch
+
+    name = device.type if isinstance(device, torch.device) else device
+    if name not in DEVICES:
+        raise GradlabError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GradlabError("device 'cuda' asked for but torch sees no CUDA device; valid "
+                           "here: cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def exact_float32():
+    """TF32 off inside the block (matmul and cuDNN), the caller's settings restored after."""
+    import torch
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -1,0 +1,113 @@
+"""The CLI's vocabulary: option types that refuse bad values in one line, the parsing of
+--cells and number lists, and progress on stderr. Parsing and printing only: the commands
+in `cli` call the library with what these return."""
+
+import math
+import sys
+
+import click
+
+from .errors import GradlabError
+
+
+def cell_list(value):
+    """--cells a,b,path.py:NAME -> list of Cell (validated, one line on error)."""
+    from . import registry
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise GradlabError(f"--cells {value!r} names no cell; valid: {', '.join(registry.cells())}")
+    return [registry.cell(n) for n in names]
+
+
+def cells_option(value, default):
+    """--cells for report, bench and sweep: names (or specs) as given, 'all', or the default."""
+    from . import registry
+    if value is None:
+        return list(default)
+    if value.strip() == "all":
+        return registry.cells()
+    return [c.name if ":" not in spec else spec
+            for spec, c in zip([v.strip() for v in value.split(",") if v.strip()],
+                               cell_list(value))]
+
+
+def cell_files(specs):
+    """The files that `path/to/file.py:NAME` specs load (a report may not overwrite them)."""
+    return [s.rpartition(":")[0] for s in specs if ":" in s and s.rpartition(":")[0].endswith(".py")]
+
+
+class Number(click.ParamType):
+    """A finite float, optionally bounded: nan, inf and words are refused in one line."""
+
+    name = "number"
+
+    def __init__(self, low=None):
+        self.low = low
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.low is not None and number < self.low:
+            self.fail(f"{value!r} is below {self.low:g}", param, ctx)
+        return number
+
+
+POSITIVE = click.IntRange(min=1)
+SEED = click.IntRange(0, 2 ** 63 - 1)          # what torch.Generator.manual_seed takes
+SCALE = Number(low=0.0)
+FINITE = Number()
+DEVICE = click.Choice(["cpu", "cuda"])
+DTYPE = click.Choice(["float64", "float32"])
+
+
+class Progress:
+    """Progress on stderr: a bar on a terminal, else one line per item done."""
+
+    def __init__(self, total, label):
+        self.total, self.label, self.done = total, label, 0
+        self.bar = None
+        if sys.stderr.isatty():
+            self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
+                                         show_pos=True)
+
+    def __enter__(self):
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, item=None):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1, item)
+        else:
+            name = f" {item}" if item is not None else ""
+            click.echo(f"gradlab: {self.label}{name} ({self.done}/{self.total})", err=True)
+
+
+def notice(message):
+    """A note on stderr that is not an error."""
+    click.echo(f"gradlab: note: {message}", err=True)
+
+
+def floats(value, what):
+    try:
+        values = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise GradlabError(f"{what} {value!r} is not a comma-separated list of numbers") \
+            from None
+    if not values or len(set(values)) != len(values):
+        raise GradlabError(f"{what} {value!r} needs one or more distinct numbers")
+    if not all(math.isfinite(v) for v in values):
+        raise GradlabError(f"{what} {value!r} holds a value that is not a finite number")
+    return values

@@ -1,0 +1,92 @@
+"""`gradlab bench`: fair baselines (the step a user writes), the three factors, agreement.
+
+Timings are never asserted here (speed goals live in `gradlab bench` runs, not in tests);
+what is checked is that the baselines compute the same numbers as gradlab, with torch's own
+modules where torch ships the cell, and that the report separates products, norms and the
+whole."""
+
+import json
+
+import pytest
+import torch
+
+import gradlab
+from gradlab import bench
+from gradlab.bench import baseline_step, format_table, run_bench
+from gradlab.interop import to_torch
+
+from conftest import invoke, janet_cell
+
+
+def test_baselines_step_with_torch_modules_or_plain_torch():
+    """lstm, gru_torch, rnn_* through torch.nn's cell modules; the other built-in cells
+    through a hand-written eager step; a user's cell through gradlab's lowered step, and
+    the label says so. Each computes exactly gradlab's step."""
+    cases = {"lstm": "torch.nn.LSTMCell", "gru_torch": "torch.nn.GRUCell",
+             "rnn_tanh": "torch.nn.RNNCell", "rnn_relu": "torch.nn.RNNCell",
+             "gru": "plain torch step", "peephole_lstm": "plain torch step"}
+    for name, label in cases.items():
+        cell = gradlab.cell(name)
+        params = cell.init_params(5, 3, weight_scale=1.5, bias_scale=0.5, seed=1)
+        got, step = baseline_step(cell, params)
+        assert got == label
+        state = tuple(torch.randn(4, 5, dtype=torch.float64) for _ in cell.state_names)
+        x = torch.randn(4, 3, dtype=torch.float64)
+        ours = cell.step_fn("torch")(params, state, x)
+        for a, b in zip(step(state, x), ours):
+            torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-14)
+    label, _ = baseline_step(janet_cell(), janet_cell().init_params(4, 2))
+    assert "lowered" in label and "user cell" in label
+
+
+@pytest.mark.parametrize("name, hidden", [("lstm", 16), ("gru", 32)])
+def test_bench_agrees_where_lanczos_runs(name, hidden):
+    """S = 32 > 24, so gradient_flow's spectral norms come from Lanczos, not svdvals; the
+    baselines (autograd and torch.func over the fair step, matrix_norm(ord=2)) agree."""
+    (r,) = run_bench([name], hidden=hidden, steps=12, batch=3, repeats=1)
+    assert r["state_size"] == 32
+    assert r["max_relative_error"] <= 1e-10, r["agreement"]
+    json.dumps(r)
+    for factor in ("autograd", "func"):
+        spread = r["factors"]["whole"][factor]
+        assert spread["min"] <= spread["median"] <= spread["max"]
+    assert r["factors"]["norms"]["svd_seconds"] > 0
+    table = format_table([r])
+    for words in ("floor", "SVDs", "products:", "norms:", "whole", r["baseline"]):
+        assert words in table
+
+
+def test_best_times_quick_methods_more_often(monkeypatch):
+    """A slow method is timed `repeats` times; a quick one keeps taking turns until it has
+    had FAST_BUDGET seconds or FAST_RUNS runs; a first run over WARM_UP_LIMIT counts."""
+    cost = {"quick": 0.01, "slow": 1.0, "glacial": 20.0}
+    monkeypatch.setattr(bench, "_timed", lambda fn, device: (cost[fn()], fn()))
+    times, results = bench.best({name: (lambda name=name: name) for name in cost}, "cpu", 3)
+    assert {name: len(t) for name, t in times.items()} == {
+        "quick": bench.FAST_RUNS, "slow": 3, "glacial": 3}
+    assert min(times["quick"]) == 0.01 and results["quick"] == "quick"
+
+
+def test_disagreement_counts_nan():
+    ok = [{"max_relative_error": 1e-12}]
+    assert bench.disagreement(ok, "float64") is None
+    assert "disagree" in bench.disagreement([{"max_relative_error": float("nan")}], "float64")
+    assert "disagree" in bench.disagreement([{"max_relative_error": 1e-6}], "float64")
+
+
+def test_bench_command_prints_the_factors():
+    result = invoke("bench", "--cells", "rnn_tanh", "--hidden", "4", "--steps", "3",
+                    "--batch", "2", "--repeats", "1")
+    assert result.exit_code == 0, result.output
+    assert "torch.nn.RNNCell" in result.stdout and "whole (with norms)" in result.stdout
+
+
+def test_to_torch_round_trips_with_from_torch():
+    for name in ("lstm", "gru_torch", "rnn_tanh", "rnn_relu"):
+        cell = gradlab.cell(name)
+        params = cell.init_params(4, 3, bias_scale=0.5, seed=2)
+        module = to_torch(cell, params)
+        back, again = gradlab.from_torch(module)
+        assert back is cell
+        for p in cell.param_names:
+            torch.testing.assert_close(again[p], params[p], rtol=0, atol=1e-15)
