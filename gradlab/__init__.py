@@ -22,14 +22,24 @@ _HOMES = {
     "sigmoid": "symbolic.language", "tanh": "symbolic.language", "relu": "symbolic.language",
     "sqrt": "symbolic.language", "exp": "symbolic.language", "mean": "symbolic.language",
     "var": "symbolic.language", "elementwise": "symbolic.language",
-    "from_torch": "interop",
-    "gradient_flow": "flow", "Flow": "flow",
+    "softplus": "symbolic.language", "log": "symbolic.language", "abs": "symbolic.language",
+    "maximum": "symbolic.language", "minimum": "symbolic.language", "I": "symbolic.language",
+    "sum": "symbolic.language", "norm": "symbolic.language", "Jacobian": "symbolic.jacobian",
+    "from_torch": "interop", "to_torch": "interop", "stack": "symbolic.stack",
+    "check_jacobian": "verification.check", "check_lyapunov": "verification.lyapunov_check",
+    "gradient_flow": "flow", "Flow": "flow", "lyapunov": "flow.benettin",
+    "mean_field": "meanfield", "critical_init": "meanfield",
 }
 
 __all__ = ["GradlabError", *_HOMES]
 
 
+SUBMODULES = ("testing",)      # `gradlab.testing` without importing it first
+
+
 def __getattr__(name):
+    if name in SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'gradlab' has no attribute {name!r}")

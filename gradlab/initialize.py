@@ -62,7 +62,10 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
     params = {}
     for name, shape in cell.param_shapes.items():
         role = _role(name, shape)
-        size = (n,) if shape[1] == 1 else (n, m if role == "input" else n)
+        if shape[0] == 1:                                  # a scalar parameter: one number
+            size = (1,)
+        else:
+            size = (n,) if shape[1] == 1 else (n, m if role == "input" else n)
         if init == "torch":
             bound = 1 / math.sqrt(n)
             value = (torch.rand(*size, generator=gen, dtype=torch.float64) * 2 - 1) * bound

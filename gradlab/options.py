@@ -4,9 +4,11 @@ in `cli` call the library with what these return."""
 
 import math
 import sys
+import time
 
 import click
 
+from . import progress
 from .errors import GradlabError
 
 
@@ -68,11 +70,15 @@ DTYPE = click.Choice(["float64", "float32"])
 
 
 class Progress:
-    """Progress on stderr: a bar on a terminal, else one line per item done."""
+    """Progress on stderr: a bar on a terminal, else one line per item done; inside an
+    item, the steps of long loops (`gradlab.progress`) at most every few seconds."""
+
+    QUIET = {True: 0.5, False: 5.0}      # seconds between step reports: terminal, log
 
     def __init__(self, total, label):
         self.total, self.label, self.done = total, label, 0
-        self.bar = None
+        self.bar, self.last = None, time.monotonic()
+        self.listening = progress.listening(self.steps)
         if sys.stderr.isatty():
             self.bar = click.progressbar(length=total, label=label, file=sys.stderr,
                                          show_pos=True)
@@ -80,19 +86,34 @@ class Progress:
     def __enter__(self):
         if self.bar is not None:
             self.bar.__enter__()
+        self.listening.__enter__()
         return self
 
     def __exit__(self, *exc):
+        self.listening.__exit__(*exc)
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
     def __call__(self, item=None):
         self.done += 1
         if self.bar is not None:
+            self.bar.label = self.label
             self.bar.update(1, item)
         else:
             name = f" {item}" if item is not None else ""
             click.echo(f"gradlab: {self.label}{name} ({self.done}/{self.total})", err=True)
+
+    def steps(self, what, done, total):
+        now = time.monotonic()
+        if now - self.last < self.QUIET[self.bar is not None]:
+            return
+        self.last = now
+        where = f"{what}: step {done:,} of {total:,}"
+        if self.bar is not None:
+            self.bar.label = f"{self.label} ({where})"
+            self.bar.render_progress()
+        else:
+            click.echo(f"gradlab: item {self.done + 1} of {self.total}, {where}", err=True)
 
 
 def notice(message):

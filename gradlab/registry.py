@@ -48,15 +48,30 @@ def cell(name):
 
 
 def _user_cell(spec, Cell):
+    module, where, attr = load(spec, "cell")
+    found = getattr(module, attr, None)
+    if not isinstance(found, Cell):
+        cells_there = [k for k, v in vars(module).items() if isinstance(v, Cell)]
+        raise GradlabError(f"{where} has no cell {attr!r}; cells there: "
+                           f"{', '.join(cells_there) or 'none'}")
+    return found
+
+
+def load(spec, what="cell"):
+    """(module, where, name) for "path/to/file.py:NAME" or "package.module:NAME": the file
+    or module imported (and so run), once per process; every failure one line."""
+    if not isinstance(spec, str):
+        raise GradlabError(f"a {what} is given as path/to/file.py:NAME or "
+                           f"package.module:NAME, got {type(spec).__name__}")
     where, _, attr = spec.rpartition(":")
     if not where or not attr.isidentifier() or ":" in where and not where.endswith(".py"):
-        raise GradlabError(f"cell {spec!r} is not path/to/file.py:NAME or "
-                           "package.module:NAME (one ':', a file or module before it, a cell "
+        raise GradlabError(f"{what} {spec!r} is not path/to/file.py:NAME or "
+                           f"package.module:NAME (one ':', a file or module before it, a {what} "
                            "name after it)")
     if where.endswith(".py"):
         path = pathlib.Path(where)
         if not path.is_file():
-            raise GradlabError(f"no such file {where!r} (in cell {spec!r})")
+            raise GradlabError(f"no such file {where!r} (in {what} {spec!r})")
         module_name = f"gradlab_user_{abs(hash(str(path.resolve())))}"
         module = sys.modules.get(module_name)
         if module is None:
@@ -70,25 +85,20 @@ def _user_cell(spec, Cell):
                 raise
             except (Exception, SystemExit) as err:   # not KeyboardInterrupt: that stops us
                 del sys.modules[module_name]
-                raise GradlabError(f"cannot load {where} (in cell {spec!r}): "
+                raise GradlabError(f"cannot load {where} (in {what} {spec!r}): "
                                    f"{_describe(err)}") from None
     else:
         if not all(part.isidentifier() for part in where.split(".")):
-            raise GradlabError(f"cell {spec!r}: {where!r} is neither a .py file nor a module "
+            raise GradlabError(f"{what} {spec!r}: {where!r} is neither a .py file nor a module "
                                "name (package.module)")
         try:
             module = importlib.import_module(where)
         except GradlabError:
             raise
         except (Exception, SystemExit) as err:
-            raise GradlabError(f"cannot import {where!r} (in cell {spec!r}): "
+            raise GradlabError(f"cannot import {where!r} (in {what} {spec!r}): "
                                f"{_describe(err)}") from None
-    found = getattr(module, attr, None)
-    if not isinstance(found, Cell):
-        cells_there = [k for k, v in vars(module).items() if isinstance(v, Cell)]
-        raise GradlabError(f"{where} has no cell {attr!r}; cells there: "
-                           f"{', '.join(cells_there) or 'none'}")
-    return found
+    return module, where, attr
 
 
 def _describe(err):

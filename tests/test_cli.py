@@ -105,9 +105,9 @@ def test_derive_all_writes_one_document_per_cell(tmp_path):
     result = run("derive", "--all", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [f"{n}.md" for n in ALL] + ["README.md", "conventions.md", "theory.md",
+        [f"{n}.md" for n in ALL] + ["README.md", "conventions.md", "theory.md", "tour.md",
                                     ".gradlab-manifest.json"])
-    assert f"wrote {len(ALL) + 3} files" in result.stdout      # and README, conventions, theory
+    assert f"wrote {len(ALL) + 4} files" in result.stdout      # and README, conventions, theory, tour
     lstm = (out / "lstm.md").read_text(encoding="utf-8")
     assert lstm.startswith("# `lstm`") and "$$" in lstm and "Lambda" not in lstm
     index = (out / "README.md").read_text(encoding="utf-8")
@@ -119,7 +119,8 @@ def test_derive_one_cell_to_a_directory(tmp_path):
     result = run("derive", "lstm", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".gradlab-manifest.json", "README.md", "conventions.md", "lstm.md", "theory.md"]
+        ".gradlab-manifest.json", "README.md", "conventions.md", "lstm.md", "theory.md",
+        "tour.md"]
     assert "(lstm.md)" in (tmp_path / "README.md").read_text(encoding="utf-8")
 
 

@@ -22,8 +22,8 @@ from conftest import ALL, flat_step
 
 pytestmark = pytest.mark.usefixtures("strict_numpy")
 
-# gradient_flow's spectral norms stop on a residual bound of relative error < 1e-11 in
-# sigma^2 (flow.TOLERANCE), its other numbers are float64 round-off over a few dozen
+# gradient_flow's spectral norms stop on a certified bound of relative error < 1e-11 in
+# sigma (the default rtol, flow.lanczos.RTOL), its other numbers are float64 round-off over a few dozen
 # products (~1e-14); 1e-10 keeps an order of magnitude of margin above both.
 TOL = 1e-10
 
@@ -81,7 +81,7 @@ def test_every_cell_matches_brute_force(name, monkeypatch):
     """Spectral / Frobenius / smallest singular value of every P_k, every block, and the
     loss gradients, for every registered cell; the Lanczos path is forced (it is only
     skipped for S <= flow.DENSE_BELOW) and chunks hold 2 lags, so warm starts cross chunks."""
-    monkeypatch.setattr(F, "DENSE_BELOW", 0)
+    monkeypatch.setattr(F.lanczos, "DENSE_BELOW", 0)
     cell = gradlab.cell(name)
     n, m, B, T = 5, 3, 2, 9
     params = params_for(cell, n, m, seed=3)
@@ -169,7 +169,7 @@ def test_near_degenerate_blocks_and_the_svd_fallback(steps, monkeypatch):
     the unconverged matrices to svdvals (at 5, some converge on the very last step):
     either way the numbers are the SVD's."""
     if steps:
-        monkeypatch.setattr(F, "LANCZOS_STEPS", steps)
+        monkeypatch.setattr(F.lanczos, "LANCZOS_STEPS", steps)
     cell = gradlab.cell("lstm")
     n, B, T = 30, 2, 12
     params = cell.init_params(n, 4, gate_bias=2.0, seed=3)
@@ -335,12 +335,13 @@ def test_top_lyapunov_exponent_is_the_long_lag_rate():
     # one Benettin column is ||P_T q|| / ||q|| <= ||P_T||_2: a bound, up to round-off
     assert exponents[0] * T <= flow.mean_log_norm()[-1] + 1e-8
 
-def benettin(name, params, xs, k, *, discard=0, seed=0):
+def benettin(name, params, xs, k, *, discard=0, seed=0, per_step=False):
     """Top-k Lyapunov exponents (k,) written out here: the oracle's states from s_0 = 0,
     each step's Jacobian by jacrev, Q R = J_t Q by torch.linalg.qr, the mean over steps
     after `discard` of log |R_ii|, then over sequences. Q_0 is drawn as gradlab documents
     it (a seeded torch.Generator's randn(B, S, k), orthonormalised), so the two agree to
-    round-off rather than to O(1/T)."""
+    round-off rather than to O(1/T). per_step: the log |R_ii| of every step after
+    `discard` instead, (T - discard, B, k)."""
     cell, step = gradlab.cell(name), ORACLES[name]
     T, B, _ = xs.shape
     n = params[cell.param_names[0]].shape[0]
@@ -348,14 +349,15 @@ def benettin(name, params, xs, k, *, discard=0, seed=0):
     flat = flat_step(step, params, n)
     gen = torch.Generator().manual_seed(seed)
     Q = torch.linalg.qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0]
-    s, total = torch.zeros(B, S, dtype=torch.float64), torch.zeros(B, k, dtype=torch.float64)
+    s, logs = torch.zeros(B, S, dtype=torch.float64), []
     for t in range(T):
         J = vmap(jacrev(flat))(s, xs[t])                          # J_{t+1} at s_t
         s = vmap(flat)(s, xs[t])
         Q, R = torch.linalg.qr(J @ Q)
         if t >= discard:
-            total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log()
-    return (total / (T - discard)).mean(0).numpy()
+            logs.append(torch.diagonal(R, dim1=-2, dim2=-1).abs().log())
+    logs = torch.stack(logs)
+    return logs.numpy() if per_step else logs.mean(0).mean(0).numpy()
 
 
 @pytest.mark.parametrize("name, discard", [("rnn_tanh", 0), ("lstm", 7)])
@@ -368,6 +370,115 @@ def test_lyapunov_matches_an_independent_qr_loop(name, discard):
     assert np.allclose(F.lyapunov(cell, params, xs, k=3, discard=discard), want,
                        rtol=0, atol=1e-12)
     assert np.allclose(flow.lyapunov(k=3, discard=discard), want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, B, discard", [("gru", 3, 0), ("lstm", 2, 6)])
+def test_lyapunov_result_matches_an_independent_qr_loop(name, B, discard):
+    """gradlab.lyapunov's per-sequence exponents, mean, standard error and running
+    estimate, each against the jacrev + torch.linalg.qr loop's own numbers."""
+    cell = gradlab.cell(name)
+    params = params_for(cell, 5, 3, seed=15)
+    xs = F.make_inputs("gaussian", 30, B, 3, seed=16)
+    logs = benettin(name, params, xs, 4, discard=discard, seed=2, per_step=True)  # (T', B, k)
+    got = gradlab.lyapunov(cell, params, xs, 4, discard=discard, seed=2)
+    steps = 30 - discard
+    per = logs.mean(0)
+    assert got.exponents.shape == (B, 4) and got.steps == steps and got.discard == discard
+    assert np.allclose(got.exponents, per, rtol=0, atol=1e-12)
+    assert np.allclose(got.mean, per.mean(0), rtol=0, atol=1e-12)
+    assert np.allclose(got.stderr, per.std(0, ddof=1) / math.sqrt(B), rtol=0, atol=1e-12)
+    running = (np.cumsum(logs, 0) / np.arange(1, steps + 1)[:, None, None]).mean(1)
+    assert got.running.shape == (steps, 4)
+    assert np.allclose(got.running, running, rtol=0, atol=1e-12)
+    assert np.allclose(got.running[-1], got.mean, rtol=0, atol=1e-14)
+    assert np.array_equal(F.lyapunov(cell, params, xs, 4, discard=discard, seed=2), got.mean)
+
+
+def test_lyapunov_of_one_sequence_has_no_standard_error():
+    cell = gradlab.cell("rnn_tanh")
+    got = gradlab.lyapunov(cell, params_for(cell, 4, 2), F.make_inputs("gaussian", 8, 1, 2), 9)
+    assert got.exponents.shape == (1, 4) and np.isnan(got.stderr).all()   # k capped at S
+    with pytest.raises(gradlab.GradlabError, match="discard must be"):
+        gradlab.lyapunov(cell, params_for(cell, 4, 2), F.make_inputs("gaussian", 8, 1, 2),
+                         discard=8)
+
+
+def test_flow_walks_only_for_what_is_read(monkeypatch):
+    """gradient_flow runs the cell forward and no walk: Lyapunov exponents and loss
+    gradients never pay for norms; the first norm read brings every norm asked for (and
+    their blocks) in one walk; a norm not asked for walks on its own."""
+    from gradlab.flow import result
+    walks = []
+
+    def counted(*args, **kwargs):
+        walks.append(kwargs["norms"])
+        return real(*args, **kwargs)
+
+    real = result.walk
+    monkeypatch.setattr(result, "walk", counted)
+    cell = gradlab.cell("lstm")
+    params = params_for(cell, 4, 3)
+    xs = F.make_inputs("gaussian", 10, 2, 3)
+    flow = gradlab.gradient_flow(cell, params, xs)
+    flow.lyapunov(3)
+    flow.loss_grad_norms()
+    flow.bptt_fraction(3)
+    assert walks == []
+    flow.log_norm("spectral")
+    flow.log_norm("frobenius")
+    flow.block_log_norm("c", "c")
+    flow.rate()
+    assert walks == [("spectral", "frobenius")]
+    flow.log_norm("min_singular")
+    assert walks == [("spectral", "frobenius"), ("min_singular",)]
+    assert "rate_spectral" in gradlab.gradient_flow(cell, params, xs).summary()
+
+
+@pytest.mark.parametrize("name", ["lstm", "rnn_tanh"])
+def test_rtol_bounds_the_spectral_norms_error(name):
+    """S = 32 > DENSE_BELOW, so Lanczos runs: the default rtol agrees with
+    torch.linalg.matrix_norm(ord=2) to 1e-8 (and to TOL), a loose rtol to itself."""
+    cell = gradlab.cell(name)
+    n = 32 // len(cell.state_names)
+    B, T = 2, 12
+    assert n * len(cell.state_names) > F.lanczos.DENSE_BELOW
+    params = params_for(cell, n, 4, seed=5, gate_bias=1.0)
+    xs = F.make_inputs("gaussian", T, B, 4, seed=6)
+    states = F.run_states(cell, params, xs)
+    jacobian = cell.jacobian_fn("state")
+    products, P = [], None
+    for t in range(T, 0, -1):
+        J = jacobian(params, tuple(s[t - 1] for s in states), xs[t - 1])
+        P = J if P is None else P @ J
+        products.append(P)
+    want = torch.stack([torch.linalg.matrix_norm(P, ord=2) for P in products], 1).log()
+    default = gradlab.gradient_flow(cell, params, xs, blocks=False).log_norm()
+    assert relative(default, want.numpy()) < min(1e-8, TOL)
+    for rtol in (1e-4, 1e-7):
+        loose = gradlab.gradient_flow(cell, params, xs, blocks=False, rtol=rtol).log_norm()
+        assert relative(loose, want.numpy()) < rtol
+    for bad in (0, 1.5, "tight", True):
+        with pytest.raises(gradlab.GradlabError, match="rtol must be"):
+            gradlab.gradient_flow(cell, params, xs, rtol=bad)
+
+
+def test_run_states_is_the_forward_run():
+    """run_states against the lowered one-step function called step by step (checked on
+    every call), from zeros and from a given state, forwards and reversed."""
+    cell = gradlab.cell("gru")
+    params = params_for(cell, 5, 3, seed=8)
+    xs = F.make_inputs("gaussian", 7, 2, 3, seed=9)
+    step = cell.step_fn("torch")
+    h0 = torch.randn(2, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for state0, reverse in ((None, False), (h0, False), ((h0,), True)):
+        (states,) = F.run_states(cell, params, xs, state0, reverse=reverse)
+        h = (torch.zeros(2, 5, dtype=torch.float64) if state0 is None else h0,)
+        assert torch.equal(states[0], h[0])
+        for t, x in enumerate(xs.flip(0) if reverse else xs):
+            h = step(params, h, x)
+            assert torch.allclose(states[t + 1], h[0], rtol=0, atol=1e-14)
+    assert torch.equal(gradlab.gradient_flow(cell, params, xs).states[0],
+                       F.run_states(cell, params, xs)[0])
 
 
 # --- the rest of the API --------------------------------------------------------------------
@@ -424,7 +535,7 @@ def test_chunking_and_rescaling_do_not_change_the_numbers(monkeypatch):
     runs = []
     for size, drift in ((1, 64), (3 * 4 * 2 * 28 * 28 * 8, 0), (1 << 30, 64), (1 << 30, 0)):
         monkeypatch.setitem(F.CHUNK_BYTES, "cpu", size)
-        monkeypatch.setitem(F._Scale.DRIFT, torch.float64, drift)
+        monkeypatch.setitem(F.Scale.DRIFT, torch.float64, drift)
         runs.append(gradlab.gradient_flow(cell, params, xs, norms=F.NORMS))
     for run in runs[:2] + runs[3:]:
         for kind in F.NORMS:

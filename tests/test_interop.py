@@ -25,17 +25,15 @@ MODULES = {
     "RNNCell-tanh": (lambda: nn.RNNCell(M, N), "rnn_tanh"),
     "RNNCell-relu": (lambda: nn.RNNCell(M, N, nonlinearity="relu"), "rnn_relu"),
     "RNNCell-nobias": (lambda: nn.RNNCell(M, N, bias=False), "rnn_tanh"),
-    "RNN-2layers": (lambda: nn.RNN(M, N, num_layers=2), "rnn_tanh"),
     "RNN-relu": (lambda: nn.RNN(M, N, nonlinearity="relu"), "rnn_relu"),
     "LSTMCell": (lambda: nn.LSTMCell(M, N), "lstm"),
     "LSTMCell-nobias": (lambda: nn.LSTMCell(M, N, bias=False), "lstm"),
-    "LSTM-2layers": (lambda: nn.LSTM(M, N, num_layers=2), "lstm"),
     "LSTM-nobias-batchfirst": (lambda: nn.LSTM(M, N, bias=False, batch_first=True), "lstm"),
     "GRUCell": (lambda: nn.GRUCell(M, N), "gru_torch"),
     "GRUCell-nobias": (lambda: nn.GRUCell(M, N, bias=False), "gru_torch"),
-    "GRU-2layers": (lambda: nn.GRU(M, N, num_layers=2), "gru_torch"),
-    "GRU-bidirectional": (lambda: nn.GRU(M, N, bidirectional=True), "gru_torch"),
+    "GRU-1layer": (lambda: nn.GRU(M, N), "gru_torch"),
 }
+# stacked (num_layers > 1) and bidirectional modules: tests/test_stacked.py
 
 
 def module_step(module, other):

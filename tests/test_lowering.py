@@ -24,7 +24,7 @@ def lowered(cell, what):
 
 
 def call(cell, what, params, state, x):
-    n, m, B, args = lower._prepare(cell, backend("torch"), params, state, x)
+    n, m, B, args = lower.prepare(cell, params, state, x)
     return lowered(cell, what)(n, m, x, *args)
 
 
@@ -73,7 +73,7 @@ def test_hoisted_step_is_the_step(name, size):
     n, m, B = size
     params, state, x = random_inputs(cell, n, m, B, seed=12)
     want = call(cell, "step", params, state, x)
-    _, _, _, args = lower._prepare(cell, backend("torch"), params, state, x)
+    _, _, _, args = lower.prepare(cell, params, state, x)
     pargs = args[:len(cell.param_names)]
     pre = [r for (r,) in lowered(cell, "step_inputs")(n, m, x, *pargs, x[:, :, None])]
     got = lowered(cell, "step_hoisted")(n, m, x, *pargs, *(s[:, :, None] for s in state), *pre)
@@ -129,7 +129,7 @@ def test_scaled_sum_is_the_sum(name):
 
 
 def test_workspace_hands_out_the_same_arrays_after_reset():
-    ws = F._Workspace()
+    ws = F.Workspace()
     a = ws.empty((2, 3), dtype=torch.float64, device="cpu")
     b = ws.empty((4,), dtype=torch.float64, device="cpu")
     assert a.data_ptr() != b.data_ptr()
@@ -151,7 +151,7 @@ def test_bound_blocks_are_right_call_after_call(name):
     cell = gradlab.cell(name)
     n, m, B = 4, 3, 2
     params, _, _ = random_inputs(cell, n, m, B, seed=13)
-    bound = F._Bound(cell, params, *random_inputs(cell, n, m, B, seed=14)[1:])
+    bound = F.Bound(cell, params, *random_inputs(cell, n, m, B, seed=14)[1:])
     for seed in (15, 16, 17):
         _, state, x = random_inputs(cell, n, m, B, seed=seed)
         full = call(cell, "jacobian_state", params, state, x)
@@ -177,7 +177,7 @@ def test_input_jacobian_survives_a_state_jacobian_call():
     cell = two_inputs
     n, m, B = 3, 6, 2
     params, state, x = random_inputs(cell, n, m, B, seed=18)
-    bound = F._Bound(cell, params, state, x)
+    bound = F.Bound(cell, params, state, x)
     assert "return [[xp.scaled_sum(" in lower.source(cell, "jacobian_input")
     assert "return [[xp.scaled_sum(" in lower.source(cell, "jacobian_state")
     K = bound.jacobian("input", state, x, torch.empty(B, n, m, dtype=torch.float64))
@@ -203,7 +203,7 @@ def test_a_scalar_let_of_the_input_moves_out_of_the_loop():
     assert [str(s) for s in plan.carried] == ["mu_u"]
     n, m, B = 4, 3, 2
     params, state, x = random_inputs(input_gain, n, m, B, seed=20)
-    _, _, _, args = lower._prepare(input_gain, backend("torch"), params, state, x)
+    _, _, _, args = lower.prepare(input_gain, params, state, x)
     pargs = args[:len(input_gain.param_names)]
     (pre,), = lowered(input_gain, "step_inputs")(n, m, x, *pargs, x[:, :, None])
     (got,), = lowered(input_gain, "step_hoisted")(n, m, x, *pargs, state[0][:, :, None], pre)

@@ -86,7 +86,7 @@ def param_m_step(P, state, x):
 
 DECLARED = {  # declared in the tests, so that a refusal fails a test, not the collection
     "xlstm_names": dict(state="h n m", params="W_h W_n W_m U U_n U_m b b_n b_m"),
-    "param_m": dict(state="h", params="m U b"),
+    "param_m": dict(state="h", params={"m": "n n", "U": "n m", "b": "n"}),
 }
 
 
@@ -186,11 +186,11 @@ def test_a_let_that_would_share_a_lowered_variable_is_refused():
 
 def test_a_python_slip_in_a_declaration_names_the_equation():
     def slip(s):
-        return tanh(s.W.T @ s.h + s.U @ s.x + s.b)
+        return tanh(s.W.t @ s.h + s.U @ s.x + s.b)     # .T is the transpose; .t a slip
 
     msg = _refused(slip)
     assert "cell 'slip'" in msg and "AttributeError" in msg, msg
-    assert "return tanh(s.W.T @ s.h + s.U @ s.x + s.b)" in msg, msg
+    assert "return tanh(s.W.t @ s.h + s.U @ s.x + s.b)" in msg, msg
 
 
 def test_sqrt_of_a_vector_lowers():

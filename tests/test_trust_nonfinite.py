@@ -124,7 +124,7 @@ def test_spectral_norm_of_a_non_finite_matrix_is_nan(S):
     M = torch.randn(3, S, S, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     M[1, 0, 0] = math.nan
     M[2, 1, 2] = math.inf
-    sigma = F._Spectral(0, torch.float64)(M.clone(), 1)
+    sigma = F.Spectral(0, torch.float64)(M.clone(), 1)
     assert math.isnan(sigma[1]) and math.isnan(sigma[2])
     assert float(sigma[0]) == pytest.approx(float(torch.linalg.svdvals(M[0])[0]), rel=1e-9)
 

@@ -10,6 +10,8 @@ import types
 
 import numpy as np
 
+from ..symbolic.activations import implementations
+
 
 def _numpy():
     def like_kw(like):
@@ -22,12 +24,8 @@ def _numpy():
         eye=lambda k, like: np.eye(k, **like_kw(like)),
         zeros=lambda r, c, like: np.zeros((r, c), **like_kw(like)),
         ones=lambda r, c, like: np.ones((r, c), **like_kw(like)),
-        tanh=np.tanh,
-        # 1 / (1 + e^-x) written through tanh: exact, and no overflow for large |x|
-        sigmoid=lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)),
-        relu=lambda a: np.maximum(a, 0.0),
-        step=lambda a: (a > 0).astype(a.dtype),
-        sqrt=np.sqrt, exp=np.exp, log=np.log, Abs=np.abs,
+        **implementations("numpy", np),     # the activation table: tanh, sigmoid, ...
+        sqrt=np.sqrt,
         asarray=np.asarray,
         broadcast_to=np.broadcast_to,
         contiguous=np.ascontiguousarray,
@@ -71,21 +69,26 @@ def _torch():
                 out.addcmul_(v, M)
         return out
 
+    def matmul(a, b):
+        """a @ b; for a weight a (r, k) times a batch of columns b (B, k, 1), one GEMM
+        reading a once (`F.linear`), where torch.matmul would broadcast a to (B, r, k)
+        and run B matrix-vector products."""
+        if a.ndim == 2 and b.ndim == 3 and b.shape[-1] == 1:
+            return torch.nn.functional.linear(b[..., 0], a).unsqueeze(-1)
+        return torch.matmul(a, b)
+
     def like_kw(like):
         return {"dtype": like.dtype, "device": like.device}
 
     return types.SimpleNamespace(
         name="torch",
-        matmul=torch.matmul,
+        matmul=matmul,
         mT=lambda a: a.transpose(-1, -2),
         eye=lambda k, like: torch.eye(k, **like_kw(like)),
         zeros=lambda r, c, like: torch.zeros((r, c), **like_kw(like)),
         ones=lambda r, c, like: torch.ones((r, c), **like_kw(like)),
-        tanh=torch.tanh,
-        sigmoid=torch.sigmoid,
-        relu=torch.relu,
-        step=lambda a: (a > 0).to(a.dtype),
-        sqrt=torch.sqrt, exp=torch.exp, log=torch.log, Abs=torch.abs,
+        **implementations("torch", torch),  # the activation table: tanh, sigmoid, ...
+        sqrt=torch.sqrt,
         asarray=torch.as_tensor,
         broadcast_to=torch.broadcast_to,
         contiguous=lambda a: a.contiguous(),

@@ -25,6 +25,7 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.printing.str import StrPrinter
 
 from ..errors import GradlabError
+from ..symbolic.printing import text
 
 
 def identifier(name):
@@ -58,12 +59,12 @@ class ArrayPrinter(StrPrinter):
                 self.names[expr] = name
 
     def emptyPrinter(self, expr):
-        raise GradlabError(f"cannot lower {type(expr).__name__}: {expr}")
+        raise GradlabError(f"cannot lower {type(expr).__name__}: {text(expr)}")
 
     def _print_Symbol(self, expr):
         if expr.name in ("n", "m"):
             return expr.name
-        raise GradlabError(f"unbound symbol {expr} in lowered code")
+        raise GradlabError(f"unbound symbol {text(expr)} in lowered code")
 
     _print_MatrixSymbol = _print_Symbol
 
@@ -141,7 +142,14 @@ class ArrayPrinter(StrPrinter):
         body = fn.expr.xreplace({fn.variables[0]: sp.Dummy("arg")})
         if isinstance(body, sp.Function) and len(body.args) == 1 and body.args[0].is_Dummy:
             return f"xp.{type(body).__name__}({self._print(arg)})"
-        raise GradlabError(f"cannot lower the elementwise function {fn}")
+        raise GradlabError(f"cannot lower {text(expr)}: an elementwise function must be one "
+                           "function of the activation table, applied to the whole vector")
+
+    def _print_Pairwise(self, expr):
+        if expr.name is None:
+            raise GradlabError(f"cannot lower {text(expr)}: a two-argument elementwise "
+                               "function must be one of the activation table's")
+        return f"xp.{expr.name}({', '.join(self._print(a) for a in expr.operands)})"
 
     def _print_Transpose(self, expr):
         return f"xp.mT({self._print(expr.arg)})"

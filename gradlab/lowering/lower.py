@@ -13,6 +13,7 @@ state-free part and the rest (`step_inputs`, `step_hoisted`; see `hoist`).
 """
 
 import functools
+import types
 from collections import Counter
 
 import sympy as sp
@@ -30,7 +31,9 @@ def source(cell, what):
     `jacobian_state` / `jacobian_input` (rows of blocks), `jacobian_state_blocks` (the
     state Jacobian's blocks compacted by their structure, see `_compact`), or the step
     split in two (`hoist`): `step_inputs`, the state-free part for any number of rows
-    at once, and `step_hoisted`, the rest, which takes its results as extra arguments."""
+    at once, and `step_hoisted`, the rest, which takes its results as extra arguments;
+    or `terms_state` / `terms_input`: one row per block (row-major), the block's terms
+    (`block_terms`), for taking a Jacobian apart numerically."""
     args = [*cell.param_symbols, *cell.state_symbols, cell.input_symbol]
     lets = cell.lets
     if what == "step":
@@ -47,9 +50,21 @@ def source(cell, what):
         plan = hoist.split(cell)
         args = [*cell.param_symbols, *cell.state_symbols, *plan.carried]
         lets, rows = plan.lets, [[sym] for sym in cell.outputs]
+    elif what.startswith("terms_"):
+        rows = [list(block_terms(b)) or [None]
+                for row in cell.jacobian_blocks(what.removeprefix("terms_")) for b in row]
     else:
         rows = cell.jacobian_blocks(what.removeprefix("jacobian_"))
     return _function(what, args, lets, rows)
+
+
+def block_terms(block):
+    """The terms of a Jacobian block with every product of sums multiplied out (the LSTM's
+    d h'/d h has four): a sum of these is the block. A zero block has none."""
+    if isinstance(block, sp.ZeroMatrix):
+        return ()
+    expanded = block.expand()
+    return tuple(expanded.args) if isinstance(expanded, sp.MatAdd) else (expanded,)
 
 
 def _function(what, args, lets, rows):
@@ -120,7 +135,20 @@ def code(cell, what):
 @functools.lru_cache(maxsize=None)
 def compiled(cell, what, backend_name):
     """The lowered function bound to a backend's namespace (cached)."""
-    namespace = {"xp": backend(backend_name)}
+    return bind(cell, what, backend_name)
+
+
+def bind(cell, what, backend_name, *, empty=None):
+    """The lowered `what` bound to a backend, from the one compiled `code(cell, what)`.
+
+    With `empty` (a function (shape, *, dtype, device) -> array, e.g. a workspace's), the
+    in-place sums (`xp.scaled_sum`) write their results into arrays it hands out instead
+    of fresh ones: a binding of its own, not cached (`compiled` is the shared, cached one)."""
+    xp = backend(backend_name)
+    if empty is not None:
+        xp = types.SimpleNamespace(**vars(xp))
+        xp.scaled_sum = functools.partial(backend(backend_name).scaled_sum, empty=empty)
+    namespace = {"xp": xp}
     exec(code(cell, what), namespace)
     return namespace[what]
 
@@ -133,8 +161,10 @@ def require_params(cell, params):
                            f"expected {', '.join(cell.param_names)}")
 
 
-def _prepare(cell, xp, params, state, x):
-    """Check shapes; return (n, m, B, argument arrays with matrix axes last)."""
+def prepare(cell, params, state, x):
+    """Check the shapes and dtypes of one call's arguments; return (n, m, B, argument
+    arrays with matrix axes last), ready for a lowered function: `fn(n, m, x, *args)`.
+    Callers that run many steps check once here and call the lowered function directly."""
     if not isinstance(state, (tuple, list)):
         state = (state,)
     if len(state) != len(cell.state_names):
@@ -186,7 +216,7 @@ def step_function(cell, backend_name):
     fn, xp = compiled(cell, "step", backend_name), backend(backend_name)
 
     def step(params, state, x):
-        n, m, B, args = _prepare(cell, xp, params, state, x)
+        n, m, B, args = prepare(cell, params, state, x)
         rows = fn(n, m, x, *args)
         return tuple(_full(xp, row[0], (B, n, 1))[:, :, 0] for row in rows)
 
@@ -200,7 +230,7 @@ def values_function(cell, backend_name):
     names = [str(s) for s in cell.lets if isinstance(s, sp.MatrixSymbol)]
 
     def values(params, state, x):
-        n, m, B, args = _prepare(cell, xp, params, state, x)
+        n, m, B, args = prepare(cell, params, state, x)
         rows = fn(n, m, x, *args)
         return {k: _full(xp, row[0], (B, n, 1))[:, :, 0] for k, row in zip(names, rows)}
 
@@ -214,7 +244,7 @@ def jacobian_function(cell, wrt, backend_name):
     fn, xp = compiled(cell, what, backend_name), backend(backend_name)
 
     def jacobian(params, state, x):
-        n, m, B, args = _prepare(cell, xp, params, state, x)
+        n, m, B, args = prepare(cell, params, state, x)
         rows = fn(n, m, x, *args)
         width = n if wrt == "state" else m
         if len(rows) == 1 and len(rows[0]) == 1:
@@ -225,3 +255,23 @@ def jacobian_function(cell, wrt, backend_name):
     jacobian.__doc__ = (f"d {cell.name} state' / d {wrt}, batched: (params, state, x) -> "
                         f"(B, S, {'S' if wrt == 'state' else 'm'}) ({backend_name}).")
     return jacobian
+
+
+@functools.lru_cache(maxsize=None)
+def terms_function(cell, wrt, backend_name):
+    """f(params, state, x) -> {(out part, in part): [(term, (B, n, w) array), ...]}: every
+    term of every block of the state (or input) Jacobian, evaluated; a block's terms sum to
+    the block as `jacobian_function` gives it."""
+    fn, xp = compiled(cell, f"terms_{wrt}", backend_name), backend(backend_name)
+    ins = cell.state_names if wrt == "state" else (cell.input_name,)
+    keys = [(a, b) for a in cell.state_names for b in ins]
+    terms = [block_terms(b) for row in cell.jacobian_blocks(wrt) for b in row]
+
+    def evaluate(params, state, x):
+        n, m, B, args = prepare(cell, params, state, x)
+        width = n if wrt == "state" else m
+        rows = fn(n, m, x, *args)
+        return {key: [(t, _full(xp, v, (B, n, width))) for t, v in zip(ts, row) if v is not None]
+                for key, ts, row in zip(keys, terms, rows)}
+
+    return evaluate

@@ -125,8 +125,9 @@ def loss(cells, col):
     return fig
 
 
-def drift(cells, col, names):
-    """State RMS over time and gate saturation: the prototype's drift against bounded cells."""
+def drift(cells, col, names, title="State RMS over time"):
+    """State RMS over time and gate saturation, the prototype against the bounded cells; the
+    title says what was measured, the caption (computed from the numbers) what it shows."""
     fig = Figure(figsize=(7.5, 5.6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
     for name in names:
@@ -136,7 +137,7 @@ def drift(cells, col, names):
         if "saturation" in d:
             bottom.plot(np.arange(1, len(d["saturation"]) + 1), _finite(d["saturation"]),
                         color=col[name], label=name)
-    top.set(ylabel="RMS of the state", title="Internal state drift", yscale="log")
+    top.set(ylabel="RMS of the state", title=title, yscale="log")
     bottom.set(xlabel="time step t", ylabel="saturated gate share", ylim=(-0.02, 1.02))
     for ax in (top, bottom):
         ax.grid(alpha=0.3)

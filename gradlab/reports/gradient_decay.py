@@ -43,11 +43,13 @@ def device_name(device):
     return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def run(setup, *, progress=None):
-    """{cell name: measurements} for every cell of the setup, in order."""
+def run(setup, *, progress=None, models=None):
+    """{cell name: measurements} for every cell of the setup, in order, then for every
+    model of `models` ({label: (cell, params)}, e.g. `checkpoint.model_entries`)."""
     out = {}
-    for name in setup.cells:
-        out[name] = measure(setup, name)
+    jobs = [(name, None) for name in setup.cells] + list((models or {}).items())
+    for name, model in jobs:
+        out[name] = measure(setup, name, model)
         if progress is not None:
             progress(name)
     return out
@@ -108,8 +110,46 @@ def findings(cells):
     return "; ".join(parts) + "."
 
 
-def build(setup, cells, command):
-    """(title, intro, header, sections, figures, data) for `write_report`."""
+DRIFT_GROWTH = 2.0     # a state "drifts" if its RMS at step T is at least 2x that at T/10
+
+
+def drift_caption(setup, cells, names):
+    """The drift section's text, computed from the measured state RMS: how much each cell's
+    state grew from step T/10 to step T at initialisation, and whether that is drift
+    (growth of at least DRIFT_GROWTH), with no claim the numbers do not make."""
+    T = setup.steps
+    early = max(1, T // 10)
+    growth, parts = {}, []
+    for name in names:
+        rms = np.asarray(cells[name]["drift"]["rms"], dtype=np.float64)
+        a, b = rms[early], rms[-1]
+        growth[name] = math.inf if not np.isfinite(b) else b / a if a > 0 else math.nan
+        parts.append(f"{name} {a:.3g} → {b:.3g} (×{growth[name]:.3g})" if np.isfinite(b)
+                     else f"{name} {a:.3g} → overflow")
+    text = (f"Measured at initialisation (gate bias {setup.gate_bias:g}, input scale "
+            f"{setup.input_scale:g}), the RMS of the state from step {early} to step {T}: "
+            + "; ".join(parts) + ". ")
+    bounded = [n for n in names if n != "prototype_lstm"]
+    grew = [n for n in names if growth[n] >= DRIFT_GROWTH]
+    if "prototype_lstm" in grew and not set(grew) & set(bounded):
+        text += ("The prototype LSTM's state grows here while the bounded cells' states do "
+                 "not: internal state drift, at initialisation. ")
+    elif grew:
+        text += f"States that grow by ×{DRIFT_GROWTH:g} or more: {', '.join(grew)}"
+        most = max(grew, key=lambda n: growth[n])
+        text += f" (most: {most}). "
+    else:
+        text += (f"No state here grows by ×{DRIFT_GROWTH:g} or more: at initialisation, with "
+                 "these settings, the prototype LSTM shows no internal state drift. The seed "
+                 "places the drift in the early stage of training; `gradlab train` measures "
+                 "it there (reports/learnability/). ")
+    return text + ("Below: the share of gate values beyond 0.05 or 0.95 (saturated gates "
+                   "pass no gradient).")
+
+
+def build(setup, cells, command, model_note=None):
+    """(title, intro, header, sections, figures, data) for `write_report`; `model_note`
+    says, in the header, which checkpoint the model entries come from."""
     col = fg.colors(cells)
     drift = [n for n in DRIFT_CELLS if n in cells]
     figs = {"decay": fg.decay(cells, col), "spectra": fg.spectra(cells, col),
@@ -141,12 +181,9 @@ def build(setup, cells, command):
     sections.append(Section("What a loss sees", "For L = ⟨v, s_T⟩ with v a random unit "
                             "vector: the norm of ∂L/∂x_t for every input.", "loss"))
     if drift:
-        figs["drift"] = fg.drift(cells, col, drift)
-        sections.append(Section(
-            "Internal state drift", "The prototype LSTM's state is unbounded and drifts; "
-            "the normalized LSTM, the GRU and the pseudo LSTM bound it. Below: the share "
-            "of gate values beyond 0.05 or 0.95 (saturated gates pass no gradient).",
-            "drift"))
+        figs["drift"] = fg.drift(cells, col, drift, title="State RMS at initialisation")
+        sections.append(Section("Internal state drift", drift_caption(setup, cells, drift),
+                                "drift"))
     sections.append(Section("Truncated backpropagation through time", "The share of the "
                             "squared input-gradient mass within the last K steps: what "
                             "truncating BPTT at K keeps.", "bptt"))
@@ -158,23 +195,27 @@ def build(setup, cells, command):
               "init": f"{setup.init}, weight scale {setup.weight_scale}, bias scale "
                       f"{setup.bias_scale}, input scale {setup.input_scale}, gate bias "
                       f"{setup.gate_bias}",
+              **({"model": model_note} if model_note else {}),
               "Jacobian convention": CONVENTION,
               "versions": ", ".join(f"{k} {v}" for k, v in versions().items())}
-    data = {"setup": setup_dict, "convention": CONVENTION, "cells": cells}
+    data = {"setup": setup_dict, "convention": CONVENTION, "cells": cells,
+            **({"model": model_note} if model_note else {})}
     intro = ("Why vanilla RNNs forget and gated cells remember, measured: exact Jacobian "
              "products from gradlab's symbolic derivations, with theory drawn over them.")
     return "Gradient decay across time steps", intro, header, sections, figs, data
 
 
-def report(setup, out, *, force=False, command="gradlab report", progress=None, **where):
-    """Measure every cell and write the report directory `out`; returns its path. `where`
+def report(setup, out, *, force=False, command="gradlab report", progress=None,
+           models=None, model_note=None, **where):
+    """Measure every cell (and every model, {label: (cell, params)}: a checkpoint trained
+    and at initialisation) and write the report directory `out`; returns its path. `where`
     (cell_files, expect, notice) goes on to `publish.write_report`."""
     for name in setup.cells:
         if isinstance(name, str):
             check_cell_name(name)
         registry.cell(name)
-    cells = run(setup, progress=progress)
-    title, intro, header, sections, figs, data = build(setup, cells, command)
+    cells = run(setup, progress=progress, models=models)
+    title, intro, header, sections, figs, data = build(setup, cells, command, model_note)
     return write_report(out, title=title, intro=intro, header=header, sections=sections,
                         figures=figs, data=data, force=force, **where)
 

@@ -17,7 +17,7 @@ import torch
 from .. import registry, theory
 from ..errors import GradlabError
 from ..flow import GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, lyapunov, \
-    make_inputs
+    make_inputs, run_states
 from ..initialize import as_dtype
 
 LOG10E = 1 / math.log(10)
@@ -118,15 +118,8 @@ def _overflow_to_nan(values):
 
 
 def _runs_finite(cell, params, xs):
-    step, state = cell.step_fn("torch"), tuple(
-        torch.zeros(xs.shape[1], params[cell.param_names[0]].shape[0], dtype=xs.dtype,
-                    device=xs.device) for _ in cell.state_names)
-    with torch.no_grad():
-        for x in xs:
-            state = step(params, state, x)
-            if not all(bool(torch.isfinite(s).all()) for s in state):
-                return False
-    return True
+    """Does the forward run over xs stay finite (so Lyapunov exponents mean something)?"""
+    return all(bool(torch.isfinite(s).all()) for s in run_states(cell, params, xs))
 
 
 def _theory(setup, cell, params):
@@ -140,10 +133,12 @@ def _theory(setup, cell, params):
     return None, None
 
 
-def measure(setup, name):
-    """Every number the report shows for one cell."""
-    cell = registry.cell(name)
-    params, xs = setup.params(cell), setup.xs()
+def measure(setup, name, model=None):
+    """Every number the report shows for one cell; `model` = (cell, params) measures those
+    (a checkpoint, `gradlab.checkpoint`) under the label `name`, with no theory line."""
+    cell = registry.cell(name) if model is None else model[0]
+    params = setup.params(cell) if model is None else model[1]
+    xs = setup.xs()
     flow = gradient_flow(cell, params, xs, norms=("spectral", "frobenius", "min_singular"))
     T, mid = setup.steps, max(1, setup.steps // 2)
     finite = states_finite(flow)
@@ -157,7 +152,7 @@ def measure(setup, name):
     long_xs = setup.xs(LYAPUNOV_SPAN * T)
     lyap = (lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T)
             if _runs_finite(cell, params, long_xs) else np.full(LYAPUNOV_K, np.nan))
-    label, predicted = _theory(setup, cell, params)
+    label, predicted = _theory(setup, cell, params) if model is None else (None, None)
     with np.errstate(invalid="ignore", over="ignore"):
         conds = flow.log_condition(mid) if finite else nan[:, 0]
         cond = float(np.median(conds)) * LOG10E if not np.isnan(conds).all() else math.nan

@@ -1,48 +1,121 @@
-"""Scalar activation functions SymPy lacks, with their derivatives in the usual forms.
+"""The activation table: every elementwise function gradlab knows, in one place.
 
-SymPy differentiates these like any built-in function, so the matrix chain rule in
-`derive` can ask for f'(x) and get sigma(x) (1 - sigma(x)) rather than an opaque
-`Derivative` object.
+An entry gives a function's SymPy form (from which the chain rule asks SymPy for its
+derivative), how the text and LaTeX printers write it, and its numpy and torch
+implementations; the cell language (`gradlab.symbolic.language`), the printers
+(`printing`, `lowering.codeprinter`) and both backends (`lowering.backends`) all read
+this table. Adding an activation is one `activation(...)` call here, e.g.
+
+    activation("softplus", _function("softplus", lambda x: sigmoid(x)),
+               text="softplus({})", latex=r"\\operatorname{softplus}\\left({}\\right)",
+               numpy=lambda np: lambda a: np.logaddexp(a, 0.0),
+               torch=lambda torch: lambda a: torch.logaddexp(a, torch.zeros_like(a)),
+               language="softplus")
+
+Functions that only appear in derivatives (θ, H, sign) are entries without a language
+name. Subgradients follow torch: relu'(0) = 0, |v|' = sign(v) with sign(0) = 0, and where
+maximum(a, b) or minimum(a, b) ties (a = b) each argument gets half the gradient,
+H(0) = 1/2, as torch.maximum and torch.minimum do.
 """
 
 import sympy as sp
 
+TABLE = {}   # SymPy function name (lowered code calls xp.<name>) -> Activation
 
-class sigmoid(sp.Function):
-    """The logistic function 1 / (1 + exp(-x))."""
 
-    nargs = 1
+class Activation:
+    """One elementwise function: SymPy form, printed forms, backend implementations."""
 
+    def __init__(self, key, function, *, text, latex, numpy, torch, language=None):
+        self.key, self.function, self.language = key, function, language
+        self.text, self.latex = text, latex        # str.format templates, one {} per argument
+        self.numpy, self.torch = numpy, torch      # module -> implementation
+
+    @property
+    def arity(self):
+        return self.text.count("{}")
+
+
+def activation(language, function, *, text, latex, numpy, torch, key=None):
+    """Register an activation; `language` None for a function only derivatives use."""
+    key = key or function.__name__
+    TABLE[key] = Activation(key, function, text=text, latex=latex, numpy=numpy, torch=torch,
+                            language=language)
+    return function
+
+
+def _function(name, derivative, nargs=1, value_at_zero=None):
+    """A SymPy function class whose derivative is `derivative(*args)` (a tuple of partial
+    derivatives for several arguments), printed through the table."""
     def fdiff(self, argindex=1):
-        s = sigmoid(self.args[0])
-        return s * (1 - s)
+        d = derivative(*self.args)
+        return d[argindex - 1] if isinstance(d, tuple) else d
 
     def _latex(self, printer, exp=None):
-        body = r"\sigma\left(%s\right)" % printer._print(self.args[0])
-        return body if exp is None else r"%s^{%s}" % (body, exp)
+        body = TABLE[name].latex.format(*(printer._print(a) for a in self.args))
+        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
+    namespace = {"nargs": nargs, "fdiff": fdiff, "_latex": _latex}
+    if value_at_zero is not None:
+        namespace["eval"] = classmethod(lambda cls, x: value_at_zero if x == 0 else None)
+    return type(name, (sp.Function,), namespace)
 
 
-class step(sp.Function):
-    """The Heaviside step with step(0) = 0: the derivative torch gives relu at 0."""
-
-    nargs = 1
-
-    def fdiff(self, argindex=1):
-        return sp.S.Zero
-
-    def _latex(self, printer, exp=None):
-        body = r"\theta\left(%s\right)" % printer._print(self.args[0])
-        return body if exp is None else r"%s^{%s}" % (body, exp)
+def call(attr):
+    """module -> module.attr: the implementation when the backend has it under that name."""
+    return lambda module: getattr(module, attr)
 
 
-class relu(sp.Function):
-    """max(x, 0), differentiated as torch does: relu'(0) = 0."""
+def implementations(backend, module):
+    """{key: implementation} of every activation for one backend ("numpy" or "torch")."""
+    return {key: getattr(a, backend)(module) for key, a in TABLE.items()}
 
-    nargs = 1
 
-    def fdiff(self, argindex=1):
-        return step(self.args[0])
+def by_language_name():
+    """{language name: Activation} of what a declaration can call."""
+    return {a.language: a for a in TABLE.values() if a.language}
 
-    def _latex(self, printer, exp=None):
-        body = r"\operatorname{relu}\left(%s\right)" % printer._print(self.args[0])
-        return body if exp is None else r"%s^{%s}" % (body, exp)
+
+step = _function("step", lambda x: sp.S.Zero)                 # θ(v), θ(0) = 0: relu'
+heaviside = _function("heaviside", lambda x: sp.S.Zero, value_at_zero=sp.S.Half)
+sigmoid = _function("sigmoid", lambda x: sigmoid(x) * (1 - sigmoid(x)))
+relu = _function("relu", lambda x: step(x))
+softplus = _function("softplus", lambda x: sigmoid(x))
+maximum = _function("maximum", lambda a, b: (heaviside(a - b), heaviside(b - a)), nargs=2)
+minimum = _function("minimum", lambda a, b: (heaviside(b - a), heaviside(a - b)), nargs=2)
+
+_np_sigmoid = (lambda np: lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)))  # exact, no overflow
+
+
+def _torch_heaviside(torch):
+    return lambda a: torch.heaviside(a, torch.full((), 0.5, dtype=a.dtype, device=a.device))
+
+
+activation("tanh", sp.tanh, text="tanh({})", latex=r"\tanh\left({}\right)",
+           numpy=call("tanh"), torch=call("tanh"))
+activation("sigmoid", sigmoid, text="σ({})", latex=r"\sigma\left({}\right)",
+           numpy=_np_sigmoid, torch=call("sigmoid"))
+activation("relu", relu, text="relu({})", latex=r"\operatorname{{relu}}\left({}\right)",
+           numpy=lambda np: lambda a: np.maximum(a, 0.0), torch=call("relu"))
+activation("softplus", softplus, text="softplus({})",
+           latex=r"\operatorname{{softplus}}\left({}\right)",
+           numpy=lambda np: lambda a: np.logaddexp(a, 0.0),
+           torch=lambda torch: lambda a: torch.logaddexp(a, torch.zeros_like(a)))
+activation("exp", sp.exp, text="exp({})", latex=r"\exp\left({}\right)",
+           numpy=call("exp"), torch=call("exp"))
+activation("log", sp.log, text="log({})", latex=r"\log\left({}\right)",
+           numpy=call("log"), torch=call("log"))
+activation("abs", sp.Abs, text="|{}|", latex=r"\left|{}\right|",
+           numpy=call("abs"), torch=call("abs"))
+activation("maximum", maximum, text="max({}, {})", latex=r"\max\left({}, {}\right)",
+           numpy=call("maximum"), torch=call("maximum"))
+activation("minimum", minimum, text="min({}, {})", latex=r"\min\left({}, {}\right)",
+           numpy=call("minimum"), torch=call("minimum"))
+# only in derivatives
+activation(None, step, text="θ({})", latex=r"\theta\left({}\right)",
+           numpy=lambda np: lambda a: (a > 0).astype(a.dtype),
+           torch=lambda torch: lambda a: (a > 0).to(a.dtype))
+activation(None, heaviside, text="H({})", latex=r"H\left({}\right)",
+           numpy=lambda np: lambda a: np.heaviside(a, 0.5), torch=_torch_heaviside)
+activation(None, sp.sign, text="sign({})", latex=r"\operatorname{{sign}}\left({}\right)",
+           numpy=call("sign"), torch=call("sign"))

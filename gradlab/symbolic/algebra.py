@@ -7,11 +7,11 @@ Jacobian small and readable:
 
     A + 0 = A        A 0 = 0        A I = A        diag(u) diag(v) = diag(u * v)
     A + A = 2 A
-    u * 1 = u        diag(1) = I
+    u * 1 = u        diag(1) = I      u^-1 * u = 1
 """
 
 import sympy as sp
-from sympy import HadamardProduct, Identity, MatAdd, MatMul, OneMatrix, ZeroMatrix
+from sympy import HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 
@@ -58,7 +58,11 @@ def mul(*factors):
                 eye = p
                 continue
             if mats and isinstance(p, DiagMatrix) and isinstance(mats[-1], DiagMatrix):
-                mats[-1] = diag(hadamard(mats[-1].args[0], p.args[0]))
+                merged = diag(hadamard(mats[-1].args[0], p.args[0]))
+                if isinstance(merged, Identity):     # diag(u^-1) diag(u) = I
+                    eye = mats.pop() and merged
+                else:
+                    mats[-1] = merged
                 continue
             mats.append(p)
     if not mats and eye is not None:                 # c I: the identity stays
@@ -82,8 +86,12 @@ def hadamard(*factors):
     if any(is_zero(f) for f in flat):
         return ZeroMatrix(*flat[0].shape)
     kept = [f for f in flat if not isinstance(f, OneMatrix)]
+    for f in [f for f in kept if isinstance(f, HadamardPower) and f.exp == -1]:
+        if f in kept and f.base in kept:             # u^-1 * u = 1 (log's derivative)
+            kept.remove(f)
+            kept.remove(f.base)
     if not kept:
-        return flat[0]
+        return OneMatrix(*flat[0].shape)
     return kept[0] if len(kept) == 1 else HadamardProduct(*kept)
 
 
@@ -94,3 +102,51 @@ def diag(v):
     if is_zero(v):
         return ZeroMatrix(v.shape[0], v.shape[0])
     return DiagMatrix(v)
+
+
+def collect(expr):
+    """Collect the terms of every sum that share a right factor:
+
+        c1 diag(u ⊙ w) R + c2 diag(v ⊙ w) R  ->  diag((c1 u + c2 v) ⊙ w) R
+
+    (Hadamard factors common to all of them stay outside the sum; if every c is negative,
+    -diag(...) R). The GRU's diag(h ⊙ z ⊙ (1 - z)) W_z - diag(h~ ⊙ z ⊙ (1 - z)) W_z reads
+    diag((h - h~) ⊙ z ⊙ (1 - z)) W_z. The same matrix, written shorter: for reading."""
+    if not isinstance(expr, sp.MatrixExpr) or not expr.args \
+            or isinstance(expr, sp.MatrixSymbol):
+        return expr
+    args = [collect(a) for a in expr.args]
+    if args != list(expr.args):
+        expr = expr.func(*args)
+    if not isinstance(expr, MatAdd):
+        return expr
+    groups, order = {}, []
+    for t in expr.args:
+        coeff, mats = t.as_coeff_matrices() if isinstance(t, MatMul) else (sp.S.One, [t])
+        if len(mats) < 2 or not isinstance(mats[0], DiagMatrix):
+            order.append((None, t))
+            continue
+        right = tuple(mats[1:])
+        if right not in groups:
+            groups[right] = []
+            order.append((right, None))
+        groups[right].append((coeff, mats[0].args[0]))
+    if all(len(g) == 1 for g in groups.values()):
+        return expr
+    terms = [t if right is None else _collected(groups[right], right) for right, t in order]
+    return add(*terms)
+
+
+def _collected(members, right):
+    if len(members) == 1:
+        (c, v), = members
+        return scale(c, mul(diag(v), *right))
+    factors = [list(v.args) if isinstance(v, HadamardProduct) else [v] for _, v in members]
+    common = [f for f in factors[0] if all(f in fs for fs in factors[1:])]
+    negative = all(c.could_extract_minus_sign() for c, _ in members)
+    sign = -1 if negative else 1
+    rest = [hadamard(*[f for f in fs if f not in common]) if len(fs) > len(common)
+            else OneMatrix(*members[0][1].shape) for fs in factors]
+    parts = [scale(sign * c, r) for (c, _), r in zip(members, rest)]
+    total = MatAdd(*parts) if any(isinstance(p, MatAdd) for p in parts) else add(*parts)
+    return scale(sign, mul(diag(hadamard(total, *common)), *right))

@@ -5,9 +5,9 @@ import keyword
 import linecache
 
 import sympy as sp
-from sympy import BlockMatrix, MatrixSymbol
+from sympy import MatrixSymbol
 
-from .language import SIZES, Builder, Value, check_name, n
+from .language import SIZES, Builder, Value, check_name, n, parameter_symbol
 from .derive import Chain
 from ..errors import GradlabError, choice
 
@@ -30,23 +30,29 @@ def declare(*, state, params, source, gate_bias=None, name=None, inputs="x"):
     return wrap
 
 
-SHAPES = {("n",): "n", ("n", "1"): "n", ("n", "n"): "n n", ("n", "m"): "n m"}
+SHAPES = {("n",): "n", ("n", "1"): "n", ("n", "n"): "n n", ("n", "m"): "n m", ("1",): "1",
+          ("1", "1"): "1"}
+BY_NAME = (("W", "n n"), ("V", "n n"), ("R", "n n"), ("U", "n m"), ("b", "n"), ("p", "n"))
 
 
 def _shape_of(name, spec=None):
-    if spec is not None:
-        dims = spec.split() if isinstance(spec, str) else spec
-        dims = tuple(str(d) for d in dims) if isinstance(dims, (tuple, list)) else None
-        if dims not in SHAPES:
-            raise GradlabError(f"parameter '{name}' has shape {spec!r}; use 'n', 'n n' or "
-                               "'n m'")
-        dims = dims + ("1",) if len(dims) == 1 else dims
-        return tuple(SIZES[d] for d in dims)
-    if name.startswith("U"):
-        return (SIZES["n"], SIZES["m"])
-    if name.startswith(("b", "p")):
-        return (SIZES["n"], sp.S.One)
-    return (SIZES["n"], SIZES["n"])
+    """(rows, cols) of a parameter, from its shape spec or else from its name's first
+    letter (W*, V*, R*: n x n; U*: n x m; b*, p*: n); any other name must be given one."""
+    if spec is None:
+        spec = next((shape for first, shape in BY_NAME if name.startswith(first)), None)
+        if spec is None:
+            raise GradlabError(
+                f"parameter {name!r} has no shape gradlab can infer from its name (W*, V*, "
+                f"R*: n x n; U*: n x m; b*, p*: n-vectors); give it one, e.g. "
+                f"params={{..., {name!r}: \"1\"}} for a learnable scalar, \"n\", \"n n\" "
+                "or \"n m\"")
+    dims = spec.split() if isinstance(spec, str) else spec
+    dims = tuple(str(d) for d in dims) if isinstance(dims, (tuple, list)) else None
+    if dims not in SHAPES:
+        raise GradlabError(f"parameter '{name}' has shape {spec!r}; use 'n', 'n n', 'n m' or "
+                           "'1' (a scalar)")
+    dims = dims + ("1",) if len(dims) == 1 else dims
+    return tuple(SIZES[d] for d in dims)
 
 
 def _refuse(cell, why):
@@ -130,7 +136,7 @@ def _a(role):
 def _check_gate_bias(cell, gate_bias, shapes):
     if gate_bias is None:
         return
-    biases = [p for p, s in shapes.items() if s[1] == sp.S.One]
+    biases = [p for p, s in shapes.items() if s[1] == sp.S.One and s[0] != sp.S.One]
     name = gate_bias[1:] if isinstance(gate_bias, str) and gate_bias.startswith("-") \
         else gate_bias
     if name not in biases:
@@ -152,19 +158,30 @@ class Cell:
         self.doc = " ".join((fn.__doc__ or "").split())
         self.state_names = _names(name, "state", state)
         specs = _param_specs(name, params)
+        self.input_name = inputs
+        _check_names(name, self.state_names, tuple(specs), inputs)
         try:
             self.param_shapes = {p: _shape_of(p, s) for p, s in specs.items()}
         except GradlabError as err:
             _refuse(name, err)
         self.param_names = tuple(self.param_shapes)
-        self.input_name = inputs
-        _check_names(name, self.state_names, self.param_names, inputs)
         _check_gate_bias(name, gate_bias, self.param_shapes)
         self._fn = fn
         self.lets, self.outputs = self._build(fn)
 
     def __repr__(self):
-        return f"<Cell {self.name}: state ({', '.join(self.state_names)})>"
+        from .printing import text
+        head = f"{self.name}: state ({', '.join(self.state_names)})   {self.source}"
+        lets = getattr(self, "lets", {})     # (not yet there while it is being declared)
+        return "\n".join([head, *(f"  {text(s)} = {text(e)}" for s, e in lets.items())])
+
+    def _repr_markdown_(self):
+        from .printing import latex
+        lines = [f"**{self.name}**: state ({', '.join(self.state_names)}); {self.source}", ""]
+        if self.doc:
+            lines += [self.doc, ""]
+        body = " \\\\\n".join(f"{latex(s)} &= {latex(e)}" for s, e in self.lets.items())
+        return "\n".join(lines + ["$$\\begin{aligned}\n" + body + "\n\\end{aligned}$$"])
 
     # -- declaration ---------------------------------------------------------------------
     def _build(self, fn):
@@ -230,11 +247,14 @@ class Cell:
 
     @property
     def param_symbols(self):
-        return tuple(MatrixSymbol(p, *s) for p, s in self.param_shapes.items())
+        """A MatrixSymbol per parameter; a real Symbol for a scalar (shape "1") one."""
+        return tuple(parameter_symbol(p, s) for p, s in self.param_shapes.items())
 
     def equations(self):
-        """The update equations, in order, as SymPy `Eq(name, definition)`."""
-        return [sp.Eq(sym, expr, evaluate=False) for sym, expr in self.lets.items()]
+        """The update equations, in order: SymPy `Eq(name, definition)`s that print as
+        `gradlab derive` does (a list; `Equations.latex()` for all of them)."""
+        from .jacobian import Equation, Equations
+        return Equations(Equation(sym, expr) for sym, expr in self.lets.items())
 
     def jacobian_blocks(self, wrt="state"):
         """Rows of blocks d out_part / d in_part (numerator layout), as a list of lists."""
@@ -247,9 +267,17 @@ class Cell:
         return tuple(tuple(c.total(out) for c in chains) for out in self.outputs)
 
     def jacobian(self, wrt="state"):
-        """d state' / d state (the block matrix) or d state' / d x, dimension-free."""
-        blocks = self.jacobian_blocks(wrt)
-        return blocks[0][0] if len(blocks) == 1 and len(blocks[0]) == 1 else BlockMatrix(blocks)
+        """d state' / d state or d state' / d x, dimension-free: a `Jacobian` (a SymPy
+        BlockMatrix, one block per pair of state parts) that prints as `gradlab derive`
+        does. J["c", "c"] is a block by name, J.terms(), J.explicit(n=2), J.at(params,
+        state, x), J.subs(...), J.simplify(); see `gradlab.symbolic.jacobian`."""
+        return self._jacobian(choice(wrt, WRT, "wrt"))
+
+    @functools.lru_cache(maxsize=None)
+    def _jacobian(self, wrt):
+        from .jacobian import Jacobian
+        ins = self.state_names if wrt == "state" else (self.input_name,)
+        return Jacobian.of(self, wrt, self._blocks(wrt), [str(s) for s in self.outputs], ins)
 
     def latex(self):
         from .printing import cell_latex
@@ -260,7 +288,8 @@ class Cell:
 
     # -- numbers -------------------------------------------------------------------------
     def init_params(self, hidden, inputs, **options):
-        """Random parameters; see `gradlab.initialize.init_params` for the schemes."""
+        """Random parameters; see `gradlab.initialize.init_params` for the schemes. A
+        scalar parameter (shape "1") is one number, stored with shape (1,)."""
         from ..initialize import init_params
         return init_params(self, hidden, inputs, **options)
 

@@ -24,6 +24,9 @@ from sympy import (HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, Mat
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from . import algebra as al
+from .activations import TABLE
+from .pairwise import Pairwise
+from .printing import text
 from ..errors import GradlabError
 
 RULES = {}
@@ -70,7 +73,8 @@ class Chain:
         for cls in type(expr).__mro__:
             if cls in RULES:
                 return RULES[cls](self, expr, named)
-        raise GradlabError(f"gradlab has no chain rule for {type(expr).__name__}: {expr}")
+        raise GradlabError(f"gradlab has no chain rule for {type(expr).__name__}: "
+                           f"{text(expr)}")
 
     def gradient(self, scalar):
         """Row vector d scalar / d wrt of a scalar expression over scalar lets."""
@@ -107,7 +111,8 @@ def _product(chain, expr, named):
             terms.append(al.mul(coeff, *prefix, sp.Transpose(al.mul(*rest)), chain.jac(column)))
         else:
             raise GradlabError(
-                f"cannot differentiate {expr}: the factor {factor} depends on {chain.wrt} "
+                f"cannot differentiate {text(expr)}: the factor {text(factor)} depends on "
+                f"{text(chain.wrt)} "
                 "but is neither the trailing vector nor a transposed vector")
     return al.add(*terms, shape=(expr.shape[0], chain.k))
 
@@ -128,27 +133,40 @@ def _power(chain, expr, named):
 
 @rule(ElementwiseApplyFunction)
 def _elementwise(chain, expr, named):
-    y = sp.Dummy("y")
+    y = sp.Dummy("y", real=True)     # real: |y|' is sign(y), not SymPy's re/im form
     fy = expr.function(y)
-    slope = lift(sp.diff(fy, y), y, fy, arg=expr.expr, value=named if named is not None else expr)
+    slope = lift(sp.diff(fy, y), {y: expr.expr}, fy,
+                 value=named if named is not None else expr)
     return al.mul(al.diag(slope), chain.jac(expr.expr))
 
 
-def lift(scalar, y, fy, *, arg, value):
+@rule(Pairwise)
+def _pairwise(chain, expr, named):
+    ys = sp.Dummy("a", real=True), sp.Dummy("b", real=True)
+    fy = expr.function(*ys)
+    args = dict(zip(ys, expr.operands))
+    value = named if named is not None else expr
+    return al.add(*(al.mul(al.diag(lift(sp.diff(fy, y), args, fy, value=value)),
+                           chain.jac(arg)) for y, arg in args.items()),
+                  shape=(expr.shape[0], chain.k))
+
+
+def lift(scalar, args, fy, *, value):
     """Turn f'(y), a scalar SymPy expression, into the vector of f'(arg) values.
 
-    f(y) inside f'(y) becomes `value` (the named result where there is one), y becomes
-    `arg`; sums, products and powers become their elementwise forms.
+    `args` maps each variable y of f to the vector it stands for; f(y) inside f'(y)
+    becomes `value` (the named result where there is one); sums, products and powers
+    become their elementwise forms.
     """
     placeholder = sp.Dummy("f")
     scalar = scalar.subs(fy, placeholder)
-    ones = OneMatrix(*arg.shape)
+    ones = OneMatrix(*next(iter(args.values())).shape)
 
     def go(e):
         if e == placeholder:
             return value
-        if e == y:
-            return arg
+        if e in args:
+            return args[e]
         if e.is_Number:
             return al.scale(e, ones)
         if isinstance(e, sp.Add):
@@ -159,8 +177,17 @@ def lift(scalar, y, fy, *, arg, value):
             return al.scale(c, al.hadamard(*(go(a) for a in factors)))
         if isinstance(e, sp.Pow) and e.exp.is_Number:
             return HadamardPower(go(e.base), e.exp)
-        if isinstance(e, sp.Function) and len(e.args) == 1:
-            return ElementwiseApplyFunction(e.func, go(e.args[0]))
-        raise GradlabError(f"cannot write the derivative {scalar} elementwise")
+        if isinstance(e, sp.Function) and type(e).__name__ in TABLE:
+            if len(e.args) == 1:
+                return ElementwiseApplyFunction(e.func, go(e.args[0]))
+            if len(e.args) == 2:
+                return Pairwise(e.func, *(go(a) for a in e.args))
+        names = {y: sp.Symbol(f"v{k}" if len(args) > 1 else "v") for k, y in enumerate(args)}
+        f = text(fy.xreplace(names))
+        raise GradlabError(f"cannot differentiate {f} elementwise: its derivative "
+                           f"{text(scalar.xreplace(names).subs(placeholder, sp.Symbol(f)))} "
+                           "uses a function outside gradlab's activation table "
+                           f"({', '.join(sorted(TABLE))}); add it to "
+                           "gradlab/symbolic/activations.py")
 
     return go(scalar)

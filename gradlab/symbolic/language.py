@@ -9,27 +9,39 @@
         return o * tanh(c), c
 
 `@` is the matrix product, `*` and `/` are elementwise (scalars broadcast), `1 - z` means
-the all-ones vector minus z. Underneath, every value is a plain SymPy matrix expression
+the all-ones vector minus z, `W.T` is a transpose and `s.I` (or `gradlab.I`) the n x n
+identity. The elementwise functions (tanh, sigmoid, relu, softplus, exp, log, abs,
+maximum, minimum) come from the activation table, `activations.TABLE`. Underneath, every value is a plain SymPy matrix expression
 (MatMul, HadamardProduct, ElementwiseApplyFunction, ...) over symbols whose sizes are the
 SymPy symbols n (hidden) and m (input): nothing here depends on a numeric size. Inside
 a declaration they are `s.hidden_size` and `s.input_size`; `s.n` and `s.m` are whatever the
 cell declares under those names (xLSTM's state parts n and m, say).
 """
 
+import builtins
 import keyword
 import re
 
 import sympy as sp
-from sympy import HadamardPower, MatrixSymbol, OneMatrix
+from sympy import HadamardPower, Identity, MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from . import algebra as al
-from . import activations
+from .activations import by_language_name
+from .pairwise import Pairwise
+from .printing import text
 from ..lowering.codeprinter import identifier
 from ..errors import GradlabError
 
 n, m = sp.symbols("n m", integer=True, positive=True)
 SIZES = {"n": n, "m": m, "1": sp.S.One}
+
+
+def parameter_symbol(name, shape):
+    """The SymPy symbol of a parameter: a real scalar for shape (1, 1), else a matrix."""
+    if tuple(shape) == (sp.S.One, sp.S.One):
+        return sp.Symbol(name, real=True)
+    return MatrixSymbol(name, *shape)
 
 
 class Value:
@@ -46,13 +58,32 @@ class Value:
         return isinstance(self.expr, sp.MatrixExpr)
 
     def __repr__(self):
-        return f"Value({self.expr})"
+        return text(self.expr)
+
+    @property
+    def T(self):
+        """The transpose of a matrix (a scalar is its own)."""
+        if not self.is_vector:
+            return self
+        if self.expr.shape[1] == 1:
+            raise GradlabError(f"{text(self.expr)}.T: {text(self.expr)} is a vector, and "
+                               "the language has column vectors only; for a sum over units "
+                               "write sum(u * v)")
+        return Value(self.expr.T)
 
     def __matmul__(self, other):
-        a, b = self.expr, _expr(other)
-        if not isinstance(b, sp.MatrixExpr) or a.shape[1] != b.shape[0]:
-            raise GradlabError(f"cannot multiply {a} ({_shape(a)}) by {b} ({_shape(b)})")
+        a, b = self.expr, _expr(_value(other))
+        if not isinstance(a, sp.MatrixExpr) or not isinstance(b, sp.MatrixExpr) \
+                or a.shape[1] != b.shape[0]:
+            raise GradlabError(f"cannot multiply {text(a)} ({_shape(a)}) by {text(b)} "
+                               f"({_shape(b)}) with @")
         return Value(al.mul(a, b))
+
+    def __rmatmul__(self, other):
+        return _value(other) @ self
+
+    def __abs__(self):
+        return abs(self)
 
     def __add__(self, other):
         return _combine(self, other, "add")
@@ -101,8 +132,12 @@ def _expr(v):
 def _value(v):
     if isinstance(v, Value):
         return v
-    if isinstance(v, (int, float, sp.Expr)) and not isinstance(v, sp.MatrixExpr):
-        return Value(sp.nsimplify(v) if isinstance(v, float) else sp.sympify(v))
+    if isinstance(v, bool):
+        raise GradlabError(f"cannot use {v!r} (bool) in a cell equation")
+    if isinstance(v, float):       # kept as written: 0.5 stays 0.5 (nsimplify gave log(2))
+        return Value(sp.Float(v))
+    if isinstance(v, (int, sp.Expr)) and not isinstance(v, sp.MatrixExpr):
+        return Value(sp.sympify(v))
     raise GradlabError(f"cannot use {v!r} ({type(v).__name__}) in a cell equation")
 
 
@@ -112,7 +147,8 @@ def _shape(e):
 
 def _same_shape(a, b, verb):
     if a.shape != b.shape:
-        raise GradlabError(f"cannot {verb} {a} ({_shape(a)}) and {b} ({_shape(b)})")
+        raise GradlabError(f"cannot {verb} {text(a)} ({_shape(a)}) and {text(b)} "
+                           f"({_shape(b)})")
 
 
 def _combine(a, b, verb):
@@ -126,19 +162,51 @@ def _combine(a, b, verb):
     return Value(a.expr + b.expr)
 
 
-def elementwise(fn):
+def elementwise(fn, name=None):
     """Lift a scalar SymPy function to act on every entry of a vector (or on a scalar)."""
     def apply(v):
         v = _value(v)
         return Value(ElementwiseApplyFunction(fn, v.expr) if v.is_vector else fn(v.expr))
-    apply.__name__ = apply.__qualname__ = getattr(fn, "__name__", str(fn))
+    apply.__name__ = apply.__qualname__ = name or getattr(fn, "__name__", str(fn))
     apply.__doc__ = f"{apply.__name__}, applied elementwise."
     return apply
 
 
-tanh = elementwise(sp.tanh)
-sigmoid = elementwise(activations.sigmoid)
-relu = elementwise(activations.relu)
+def pairwise(fn, name=None):
+    """Lift a two-argument SymPy function to act entry by entry on two vectors (a scalar
+    broadcasts)."""
+    def apply(a, b):
+        a, b = _value(a), _value(b)
+        if not (a.is_vector or b.is_vector):
+            return Value(fn(a.expr, b.expr))
+        shape = (a if a.is_vector else b).expr.shape
+        a, b = (v.expr if v.is_vector else al.scale(v.expr, OneMatrix(*shape)) for v in (a, b))
+        _same_shape(a, b, f"take {apply.__name__} of")
+        return Value(Pairwise(fn, a, b))
+    apply.__name__ = apply.__qualname__ = name or fn.__name__
+    apply.__doc__ = f"{apply.__name__}(a, b), entry by entry."
+    return apply
+
+
+def _from_table():
+    """The language's elementwise functions, one per entry of the activation table."""
+    return {name: (elementwise if a.arity == 1 else pairwise)(a.function, name)
+            for name, a in by_language_name().items()}
+
+
+FUNCTIONS = _from_table()
+globals().update(FUNCTIONS)     # tanh, sigmoid, relu, softplus, exp, log, maximum, ...
+_elementwise_abs = FUNCTIONS["abs"]
+
+
+def abs(v):     # noqa: A001 - Python's abs(v) for a Value comes here through __abs__
+    """|v| elementwise (derivative sign(v), 0 at 0 as torch); any other value: builtins.abs."""
+    if isinstance(v, (Value, sp.Expr)) and not isinstance(v, sp.Number):
+        return _elementwise_abs(v)
+    return builtins.abs(v)
+
+
+I = Value(Identity(n))   # the n x n identity (also s.I in a declaration)
 
 
 def sqrt(v):
@@ -147,9 +215,6 @@ def sqrt(v):
     lower)."""
     v = _value(v)
     return Value(HadamardPower(v.expr, sp.S.Half) if v.is_vector else sp.sqrt(v.expr))
-
-
-exp = elementwise(sp.exp)
 
 
 def mean(v):
@@ -168,13 +233,29 @@ def var(v):
     return v.owner.let(f"sigma_{name}^2", Value(al.scale(1 / rows, spread)))
 
 
+def sum(v, *rest):     # noqa: A001 - a plain iterable goes to builtins.sum
+    """The sum over the units of a named vector r, as the scalar Σ_r; anything else is
+    Python's sum (so `from gradlab import *` leaves sum([1, 2]) working)."""
+    if not isinstance(v, Value):
+        return builtins.sum(v, *rest)
+    v, name = _named(v, "sum")
+    return v.owner.let(f"sum_{name}", Value(al.mul(OneMatrix(1, v.expr.shape[0]), v.expr)))
+
+
+def norm(v):
+    """The Euclidean norm over the units of a named vector r, as the scalar ‖r‖."""
+    v, name = _named(v, "norm")
+    squares = al.mul(sp.Transpose(v.expr), v.expr)
+    return v.owner.let(f"norm_{name}", Value(HadamardPower(squares, sp.S.Half)))
+
+
 def _named(v, what):
     if not (isinstance(v, Value) and v.owner is not None):
         raise GradlabError(f"{what}() takes a named vector: bind it first, r = s.let('r', ...)")
     return v, re.sub(r"\W", "", v.expr.name)
 
 
-RESERVED = ("let", "hidden_size", "input_size")   # what a Builder offers besides the symbols
+RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
 
 
 def check_name(name, what):
@@ -206,7 +287,7 @@ class Builder:
         self._cell = cell_name
         self._symbols = {p: MatrixSymbol(p, n, 1) for p in state}
         self._symbols[inputs] = MatrixSymbol(inputs, m, 1)
-        self._symbols.update({p: MatrixSymbol(p, *shape) for p, shape in params.items()})
+        self._symbols.update({p: parameter_symbol(p, shape) for p, shape in params.items()})
         self._lets = {}       # let-bound symbol -> its definition, in order of declaration
         # identifier in the lowered code -> the name that has it (h' and h_p both print
         # as v_h_p: two such names would be one variable)
@@ -216,6 +297,11 @@ class Builder:
     def lets(self):
         """let-bound symbol -> its definition, in order of declaration."""
         return self._lets
+
+    @property
+    def I(self):     # noqa: E743 - the identity, as the papers write it
+        """The n x n identity matrix."""
+        return I
 
     @property
     def hidden_size(self):
@@ -244,7 +330,8 @@ class Builder:
             raise GradlabError(f"let name {name!r} must be a non-empty string without spaces")
         expr = _value(value).expr
         if not isinstance(expr, sp.MatrixExpr) or expr.shape[1] != 1:
-            raise GradlabError(f"'{name}' must be a vector, got {_shape(expr)}")
+            raise GradlabError(f"'{name}' must be a vector, got {_shape(expr)} "
+                               f"{text(expr)}")
         sym = sp.Symbol(name, real=True) if expr.shape == (1, 1) else MatrixSymbol(name, *expr.shape)
         previous = self._lets.get(sym)
         if previous is not None and previous == expr:

@@ -9,9 +9,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-LATEX_FUNCTIONS = {"tanh": r"\tanh", "sigmoid": r"\sigma", "relu": r"\operatorname{relu}",
-                   "step": r"\theta", "exp": r"\exp", "sqrt": r"\sqrt"}
-TEXT_FUNCTIONS = {"sigmoid": "σ", "step": "θ"}
+from .activations import TABLE
 
 
 def _function_name(expr):
@@ -20,6 +18,11 @@ def _function_name(expr):
     if isinstance(body, sp.Function) and body.args == expr.function.variables:
         return type(body).__name__
     return None
+
+
+def _float(expr):
+    """A constant as the declaration wrote it: 0.5, not 0.500000000000000."""
+    return repr(float(expr))
 
 
 def _signed_terms(expr):
@@ -61,12 +64,26 @@ class MatrixLatexPrinter(LatexPrinter):
     def _print_ElementwiseApplyFunction(self, expr):
         name = _function_name(expr)
         arg = self._print(expr.expr)
+        if name in TABLE:
+            return TABLE[name].latex.format(arg)
         if name is None:
             return super()._print_ElementwiseApplyFunction(expr)
-        if name == "sqrt":
-            return r"\sqrt{%s}" % arg
-        fn = LATEX_FUNCTIONS.get(name, r"\operatorname{%s}" % name)
-        return r"%s\left(%s\right)" % (fn, arg)
+        return r"\operatorname{%s}\left(%s\right)" % (name, arg)
+
+    def _print_Pairwise(self, expr):
+        args = [self._print(a) for a in expr.operands]
+        if expr.name in TABLE:
+            return TABLE[expr.name].latex.format(*args)
+        return r"\left(%s\right).\left(%s\right)" % (self._print(expr.function),
+                                                      ", ".join(args))
+
+    def _print_Float(self, expr):
+        return _float(expr)
+
+    def _print_Transpose(self, expr):
+        arg = self._print(expr.arg)
+        return (r"%s^{T}" % arg if isinstance(expr.arg, sp.MatrixSymbol)
+                else r"\left(%s\right)^{T}" % arg)
 
     def _print_DiagMatrix(self, expr):
         return r"\operatorname{diag}\left(%s\right)" % self._print(expr.args[0])
@@ -92,9 +109,12 @@ class MatrixLatexPrinter(LatexPrinter):
 
 
 def _text_name(name):
-    """stilde -> s~, mu_r -> μ_r, sigma_r^2 -> σ_r^2: the names as a reader writes them."""
+    """stilde -> s~, mu_r -> μ_r, sigma_r^2 -> σ_r^2, sum_r -> Σ_r, norm_r -> ‖r‖: the
+    names as a reader writes them."""
     name = name[:-5] + "~" if name.endswith("tilde") else name
-    return name.replace("mu_", "μ_").replace("sigma_", "σ_")
+    if name.startswith("norm_"):
+        return f"‖{name[5:]}‖"
+    return name.replace("mu_", "μ_").replace("sigma_", "σ_").replace("sum_", "Σ_")
 
 
 class MatrixTextPrinter(StrPrinter):
@@ -107,15 +127,43 @@ class MatrixTextPrinter(StrPrinter):
         return _join_terms(expr, self._print)
 
     def _print_ElementwiseApplyFunction(self, expr):
-        name = _function_name(expr) or str(expr.function)
-        return f"{TEXT_FUNCTIONS.get(name, name)}({self._print(expr.expr)})"
+        name = _function_name(expr)
+        arg = self._print(expr.expr)
+        if name in TABLE:
+            return TABLE[name].text.format(arg)
+        if name is None:       # a composite (y -> f(g(y))): written with its variable
+            y = expr.function.variables[0]
+            body = self._print(expr.function.expr.xreplace({y: sp.Symbol("y")}))
+            return f"(y ↦ {body})({arg})"
+        return f"{name}({arg})"
+
+    def _print_Pairwise(self, expr):
+        args = [self._print(a) for a in expr.operands]
+        if expr.name in TABLE:
+            return TABLE[expr.name].text.format(*args)
+        a, b = expr.function.variables
+        body = self._print(expr.function.expr.xreplace({a: sp.Symbol("a"), b: sp.Symbol("b")}))
+        return f"((a, b) ↦ {body})({', '.join(args)})"
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        if name in TABLE:
+            return TABLE[name].text.format(*(self._print(a) for a in expr.args))
+        return super()._print_Function(expr)
+
+    def _print_Float(self, expr):
+        return _float(expr)
+
+    def _print_Dummy(self, expr):
+        return expr.name
 
     def _print_DiagMatrix(self, expr):
         return f"diag({self._print(expr.args[0])})"
 
     def _print_HadamardProduct(self, expr):
-        return " ⊙ ".join(f"({self._print(a)})" if isinstance(a, sp.MatAdd) else self._print(a)
-                          for a in expr.args)
+        return " ⊙ ".join(f"({self._print(a)})" if isinstance(a, sp.MatAdd) or (
+            isinstance(a, sp.MatMul) and a.args[0].could_extract_minus_sign())
+            else self._print(a) for a in expr.args)
 
     def _print_HadamardPower(self, expr):
         base = self._print(expr.base)
@@ -146,9 +194,6 @@ class MatrixTextPrinter(StrPrinter):
 
     def _print_ZeroMatrix(self, expr):
         return "0"
-
-    def _print_sigmoid(self, expr):
-        return f"σ({self._print(expr.args[0])})"
 
 
 class Partial(sp.MatrixExpr):
@@ -181,6 +226,7 @@ def text(expr):
 
 def block_name(out, wrt, fmt):
     """'∂h'/∂c' in text, '\\frac{\\partial h'}{\\partial c}' in LaTeX."""
+    out, wrt = (sp.Symbol(p) if isinstance(p, str) else p for p in (out, wrt))
     if fmt == "latex":
         return r"\frac{\partial %s}{\partial %s}" % (latex(out), latex(wrt))
     return f"∂{out}/∂{wrt}"

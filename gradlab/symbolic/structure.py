@@ -13,8 +13,19 @@ from sympy import Identity, MatAdd, MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 
+def plain(expr):
+    """The SymPy expression of a block: a `Block` gives its expression, a Jacobian of one
+    block (a single-part state) that block."""
+    if hasattr(expr, "_sympy_"):
+        expr = expr._sympy_()
+    if isinstance(expr, sp.BlockMatrix) and expr.blockshape == (1, 1):
+        expr = expr.blocks[0, 0]
+    return expr
+
+
 def terms(expr):
     """The terms of a block, a sum or a single term."""
+    expr = plain(expr)
     return expr.args if isinstance(expr, MatAdd) else (expr,)
 
 
@@ -38,6 +49,7 @@ def weights(expr, param_names):
 
 def kind(expr):
     """'zero', 'diagonal', 'rank-one coupled' or 'dense'."""
+    expr = plain(expr)
     if isinstance(expr, ZeroMatrix):
         return "zero"
     if all(_diagonal(t) for t in terms(expr)):
@@ -50,6 +62,7 @@ def kind(expr):
 def diagonal(expr):
     """The diagonal of a 'diagonal' block as an n-vector expression: diag(u) diag(v) -> u * v,
     I -> the all-ones vector, so lowered code holds n numbers per row, not n x n."""
+    expr = plain(expr)
     if kind(expr) != "diagonal":
         raise ValueError(f"not a diagonal block: {expr}")
     n = expr.shape[0]

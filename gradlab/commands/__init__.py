@@ -1,0 +1,1 @@
+"""The `gradlab` subcommands beyond the reports (which live in `gradlab.cli`)."""

@@ -1,0 +1,116 @@
+"""Commands on cells and derivations: cells, derive, verify, check, shell.
+
+Each parses its options, calls one function of the package and prints the result."""
+
+import sys
+
+import click
+
+from ..errors import GradlabError
+from ..options import DEVICE, DTYPE, POSITIVE, SCALE, SEED, cell_files, cell_list
+
+
+@click.command()
+def cells():
+    """List the registered cells: name, state parts, source."""
+    from .. import registry
+    rows = [(c.name, ", ".join(c.state_names), c.source)
+            for c in map(registry.cell, registry.cells())]
+    width = max(len(r[0]) for r in rows)
+    click.echo(f"{'cell':<{width}}  {'state':<13}  source")
+    for name, state, source in rows:
+        click.echo(f"{name:<{width}}  {state:<13}  {source}")
+
+
+@click.command()
+@click.argument("cell", required=False)
+@click.option("--all", "every", is_flag=True, help="Every registered cell (needs --out).")
+@click.option("--latex", is_flag=True, help="Print LaTeX instead of plain text.")
+@click.option("--out", type=click.Path(), help="Write Markdown documents here (a folder "
+              "gradlab owns: it updates its own files there and touches no other).")
+@click.option("--force", is_flag=True,
+              help="Write into --out even if it holds files gradlab did not write (they are "
+                   "never overwritten).")
+def derive(cell, every, latex, out, force):
+    """Show a cell's equations and Jacobian blocks, or write derivation documents."""
+    from ..documents import derivation as document
+    from .. import registry
+    if every == bool(cell):
+        raise GradlabError("give one CELL or --all (valid cells: "
+                           f"{', '.join(registry.cells())})")
+    if every and not out:
+        raise GradlabError("--all writes documents: give --out DIR")
+    if out:
+        names = registry.cells() if every else [registry.cell(cell)]
+        written = document.write_all(out, names, force=force,
+                                     cell_files=cell_files([cell] if cell else []))
+        click.echo(f"wrote {len(written)} files to {out}")
+        return
+    click.echo(document.terminal(cell, as_latex=latex))
+
+
+@click.command()
+@click.option("--cells", "names", default=None, help="Comma-separated cells (default: all); "
+              "a cell may be path/to/file.py:NAME.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
+@click.option("--dtype", type=DTYPE, default="float64", show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for sizes and values.")
+def verify(names, device, dtype, seed):
+    """Check the lowered Jacobians against torch autograd, torch.nn and numpy."""
+    from .. import registry
+    from ..device import resolve as resolve_device
+    from ..verification.verify import independence_note, summarize, verify_cell
+    chosen = cell_list(names) if names is not None else \
+        [registry.cell(n) for n in registry.cells()]
+    resolve_device(device)
+    with click.progressbar(chosen, label="verifying", file=sys.stderr,
+                           item_show_func=lambda c: c.name if c else "") as bar:
+        results = [(c, verify_cell(c, device=device, dtype=dtype, seed=seed)) for c in bar]
+    for c, checks in results:
+        click.echo(f"\n{c.name}  ({device}, {dtype})")
+        click.echo(f"  {'check':<8} {'against':<40} {'max rel error':>13}  {'tolerance':>9}")
+        for ch in checks:
+            mark = "ok" if ch.passed else "FAIL" if ch.finite else "FAIL (non-finite)"
+            click.echo(f"  {ch.what:<8} {ch.reference:<40} {ch.error:>13.2e}  "
+                       f"{ch.tolerance:>9.0e}  {mark}")
+        note = independence_note(c, checks)
+        if note:
+            click.echo(f"  {note}")
+    summary = summarize(ch for _, checks in results for ch in checks)
+    click.echo(f"\n{summary}")
+    if summary.failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("function")
+@click.option("--cell", "cell_name", required=True, help="The cell FUNCTION claims to "
+              "differentiate (a name, or path/to/file.py:NAME).")
+@click.option("--wrt", type=click.Choice(["state", "input"]), default="state", show_default=True)
+@click.option("--block", default=None, help="OUT,IN when FUNCTION gives one block, e.g. h,h.")
+@click.option("--layout", type=click.Choice(["numerator", "denominator"]), default="numerator",
+              show_default=True, help="numerator: rows are outputs (as torch.func.jacrev).")
+@click.option("--hidden", type=POSITIVE, default=8, show_default=True)
+@click.option("--inputs", type=POSITIVE, default=4, show_default=True)
+@click.option("--batch", type=POSITIVE, default=4, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--rtol", type=SCALE, default=1e-8, show_default=True)
+def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, rtol):
+    """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
+    exact one; exit 0 when it agrees, 1 with a diagnosis when it does not."""
+    from ..verification.check import check_spec
+    parts = None if block is None else tuple(p.strip() for p in block.split(","))
+    result = check_spec(function, cell_name, hidden=hidden, inputs=inputs, seed=seed,
+                        wrt=wrt, layout=layout, block=parts, batch=batch, rtol=rtol)
+    click.echo(str(result))
+    if not result.ok:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--plain", is_flag=True, help="Python's own console even if IPython is there.")
+def shell(plain):
+    """A Python prompt with gradlab, torch and every catalogue cell loaded (IPython when
+    installed: pip install 'gradlab[repl]')."""
+    from ..repl import start
+    start(plain=plain)

@@ -1,0 +1,107 @@
+"""Commands on learning and initialisation: train, init.
+
+Each parses its options, calls one function of the package and prints the result."""
+
+import shlex
+import sys
+
+import click
+
+from ..errors import GradlabError
+from ..options import DTYPE, DEVICE, FINITE, POSITIVE, SCALE, SEED, Progress, cell_files, \
+    cells_option, notice
+
+
+@click.command()
+@click.option("--cells", "names", default=None,
+              help="Comma-separated cells, or 'all' (default: rnn_tanh, lstm, gru, "
+                   "prototype_lstm, normalized_lstm, pseudo_lstm).")
+@click.option("--tasks", "task_spec", default="adding:10,adding:30,copy:20",
+              show_default=True, help="NAME:DELAY entries; NAME is adding, copy or parity.")
+@click.option("--steps", type=POSITIVE, default=200, show_default=True,
+              help="Adam steps per cell and task.")
+@click.option("--hidden", type=POSITIVE, default=32, show_default=True)
+@click.option("--batch", type=POSITIVE, default=32, show_default=True)
+@click.option("--lr", type=SCALE, default=1e-2, show_default=True)
+@click.option("--gate-bias", type=FINITE, default=1.0, show_default=True)
+@click.option("--drift-steps", type=POSITIVE, default=50, show_default=True,
+              help="The early training steps the drift measurement covers.")
+@click.option("--char-steps", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Steps of the character-level LSTM (0: leave it out).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
+@click.option("--dtype", type=DTYPE, default="float32", show_default=True)
+@click.option("--out", type=click.Path(), default="reports/learnability", show_default=True)
+@click.option("--force", is_flag=True,
+              help="Write into --out even if it holds files gradlab did not write (they are "
+                   "kept; only gradlab's own files are ever replaced).")
+def train(names, task_spec, out, force, **options):
+    """Train cells on long-range tasks; report learning beside gradient timescales."""
+    from .. import outputs
+    from ..device import resolve as resolve_device
+    from ..training import learnability as ln
+    cells = cells_option(names, ln.DEFAULT_CELLS)
+    setup = ln.LearnSetup(cells=tuple(cells), tasks=ln.parse_tasks(task_spec), **options)
+    where = {"cell_files": cell_files(cells)}
+    outputs.check_target(out, force=force, **where)
+    resolve_device(setup.device)
+    command = "gradlab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else \
+        "gradlab train"
+    before = outputs.snapshot(out)
+    total = len(cells) * len(setup.tasks) + (1 if setup.char_steps else 0)
+    with Progress(total, "trained") as progress:
+        path = ln.report(setup, out, force=force, command=command, progress=progress,
+                         expect=before, notice=notice, **where)
+    click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
+
+
+@click.command("init")
+@click.argument("cell")
+@click.option("--timescale", type=SCALE, required=True,
+              help="Target gradient timescale in steps (the norm falls by e).")
+@click.option("--hidden", type=POSITIVE, default=512, show_default=True,
+              help="Width n the correction measures at.")
+@click.option("--inputs", type=POSITIVE, default=32, show_default=True, help="Input size m.")
+@click.option("--weight-scale", type=SCALE, default=1.0, show_default=True)
+@click.option("--bias-scale", type=SCALE, default=0.1, show_default=True)
+@click.option("--input-scale", type=SCALE, default=1.0, show_default=True)
+@click.option("--gate-bias", type=FINITE, default=0.0, show_default=True,
+              help="Kept for a cell without a gate bias (then the weight scale is tuned).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--write-torch", "write_torch", type=click.Path(), default=None,
+              help="Save the torch module's state dict here (a new file; torch-shipped cells).")
+def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale, gate_bias,
+          seed, write_torch):
+    """Critical initialisation: init_params options whose gradients decay over TIMESCALE
+    steps, from mean-field theory corrected by measurement at --hidden."""
+    import os
+    from .. import registry
+    from ..meanfield import critical_init
+    c = registry.cell(cell)
+    if write_torch is not None:
+        from ..interop import MODULES
+        if os.path.exists(write_torch):
+            raise GradlabError(f"--write-torch {write_torch!r} exists; give a new file")
+        if c.name not in MODULES:
+            raise GradlabError(f"cell '{c.name}' has no torch module for --write-torch; "
+                               f"torch ships: {', '.join(MODULES)}")
+    found = critical_init(c, timescale, hidden=hidden, inputs=inputs,
+                          weight_scale=weight_scale, bias_scale=bias_scale,
+                          input_scale=input_scale, gate_bias=gate_bias, seed=seed)
+    opts = found["options"]
+    click.echo(f"{c.name}: " + " ".join(f"--{k.replace('_', '-')} {v:.4g}"
+                                         for k, v in opts.items()) + f" (seed {seed})")
+    click.echo(f"  timescale: target {timescale:g}, theory (annealed mean field) "
+               f"{found['predicted_timescale']:.4g}, measured at n = {hidden} "
+               f"{found['measured_timescale']:.4g} steps ({len(found['measurements'])} "
+               "measurements)")
+    if write_torch is not None:
+        import torch
+        from ..interop import to_torch
+        params = c.init_params(hidden, inputs, seed=seed, **opts)
+        try:
+            with open(write_torch, "xb") as handle:
+                torch.save(to_torch(c, params).state_dict(), handle)
+        except OSError as err:
+            raise GradlabError(f"--write-torch {write_torch!r}: {err.strerror}") from None
+        click.echo(f"  wrote {write_torch}")

@@ -1,0 +1,155 @@
+"""Lyapunov exponents by Benettin's QR iteration along the stored states.
+
+Q_t R_t = J_t Q_{t-1} from a random orthonormal Q_0 (S, k): the i-th exponent is the mean
+of log |R_t[i, i]| over the steps measured. The Jacobians of a chunk of steps come from
+one lowered call, compacted by structure (a diagonal block as its diagonal), and J_t Q
+is formed block by block (the LSTM's d c'/d c = diag(f) is a broadcast multiply), never
+as a dense (S, S) matrix; the QR is LAPACK's geqrf and Householder product (`thin_qr`),
+which on a CPU costs a fraction of torch.linalg.qr at these small sizes.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .. import progress
+from ..errors import GradlabError
+from .bound import kinds, setup
+from .linalg import thin_qr
+from .walk import chunk_lags
+
+
+@dataclass(frozen=True)
+class Lyapunov:
+    """Top-k Lyapunov exponents (per step, natural log), in decreasing order up to
+    finite-T fluctuation; the first is the long-lag rate of ||P_k||_2.
+
+    exponents  (B, k): each sequence's own, the mean of log |R_t[i, i]| over its steps
+               t = discard+1..T;
+    mean       (k,): their mean over sequences;
+    stderr     (k,): the standard error of that mean over sequences (sample standard
+               deviation / sqrt(B); nan for B = 1), which says nothing of the O(1/T)
+               bias of a finite run: read `running` for that;
+    running    (T - discard, k): the estimate after each measured step (row j: the mean
+               over sequences of the exponents from steps discard+1..discard+j+1), so
+               convergence can be seen (it should flatten);
+    discard, steps (T - discard, the steps averaged)."""
+
+    exponents: np.ndarray
+    mean: np.ndarray
+    stderr: np.ndarray
+    running: np.ndarray
+    discard: int
+    steps: int
+
+
+def _step_blocks(rows, cell_kinds, steps):
+    """Per step j, the blocks [a][b] of J_j: (B, n, n), (B, n, 1) for a diagonal block,
+    None for a zero one; one unbind per block per chunk."""
+    split = [[None if b is None or k == "zero" else b.unbind(0) for b, k in zip(row, kr)]
+             for row, kr in zip(rows, cell_kinds)]
+    return [[[None if b is None else b[j] for b in row] for row in split]
+            for j in range(steps)]
+
+
+def _times(blocks, cell_kinds, Q, out, n):
+    """out (B, S, k) <- J Q from J's compact blocks, part by part."""
+    for a, row in enumerate(blocks):
+        target, first = out[:, a * n:(a + 1) * n], True
+        for b, block in enumerate(row):
+            if block is None:
+                continue
+            q = Q[:, b * n:(b + 1) * n]
+            if cell_kinds[a][b] == "diagonal":
+                if first:
+                    torch.mul(block, q, out=target)
+                else:
+                    target.addcmul_(block, q)
+            elif first:
+                torch.bmm(block, q, out=target)
+            else:
+                target.baddbmm_(block, q)
+            first = False
+        if first:
+            target.zero_()
+
+
+def log_stretches(bound, xs, states, k, seed):
+    """log |R_t[i, i]| for every step t = 1..T and sequence, float64 (T, B, k), with
+    k at most S; Q_0 from torch.Generator().manual_seed(seed).randn(B, S, k) (float64)."""
+    T, B = xs.shape[:2]
+    n, S = bound.n, bound.S
+    k = min(k, S)
+    gen = torch.Generator().manual_seed(int(seed))
+    Q = thin_qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0].to(xs)
+    cell_kinds = kinds(bound.cell)
+    C = chunk_lags(T, B, S, xs.dtype, xs.device, 1)
+    logs = torch.empty(T, B, k, dtype=xs.dtype, device=xs.device)
+    Y = torch.empty(B, S, k, dtype=xs.dtype, device=xs.device)
+    with torch.no_grad():
+        for t0 in range(0, T, C):                                  # steps t0+1..t1
+            t1 = min(t0 + C, T)
+            rows = bound.blocks(tuple(s[t0:t1].reshape(-1, n) for s in states),
+                                xs[t0:t1].reshape((t1 - t0) * B, -1), t1 - t0)
+            for j, blocks in enumerate(_step_blocks(rows, cell_kinds, t1 - t0)):
+                _times(blocks, cell_kinds, Q, Y, n)                # J_{t+1} Q, t = t0 + j
+                Q, diag = thin_qr(Y)
+                torch.log(diag.abs(), out=logs[t0 + j])
+                if progress.due(t0 + j, T):
+                    progress.advance("Lyapunov QR", t0 + j + 1, T)
+    return logs.double()
+
+
+def _check(k, discard, T):
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise GradlabError(f"k must be a positive integer, got {k!r}")
+    if isinstance(discard, bool) or not isinstance(discard, int) or not 0 <= discard < T:
+        raise GradlabError(f"discard must be an integer in 0..{T - 1}, got {discard!r}")
+
+
+def exponents_along(bound, xs, states, k, seed, discard):
+    """The `Lyapunov` result along stored states (see `lyapunov`)."""
+    T, B = xs.shape[:2]
+    _check(k, discard, T)
+    logs = log_stretches(bound, xs, states, k, seed)[discard:].cpu()   # (T - discard, B, k)
+    steps = T - discard
+    # in torch, not numpy: an exactly singular J_t gives -inf, whose spread is nan
+    # without a floating-point warning
+    sums = logs.cumsum(0)
+    per = sums[-1] / steps                                            # (B, k)
+    count = torch.arange(1, steps + 1, dtype=torch.float64)[:, None]
+    running = sums.mean(1) / count
+    stderr = (per.std(0, correction=1) / math.sqrt(B) if B > 1
+              else torch.full(per.shape[1:], math.nan, dtype=torch.float64))
+    return Lyapunov(exponents=per.numpy(), mean=per.mean(0).numpy(), stderr=stderr.numpy(),
+                    running=running.numpy(), discard=discard, steps=steps)
+
+
+def lyapunov(cell, params, xs, k=8, *, discard=0, state0=None, seed=0, reverse=False):
+    """Top-k Lyapunov exponents of `cell` along inputs xs (T, B, m) from state0 (zeros by
+    default), per sequence, with their mean, standard error and running estimate: a
+    `Lyapunov`. Benettin's method: Q_t R_t = J_t Q_{t-1} from a random orthonormal Q_0
+    (seeded torch.Generator().manual_seed(seed).randn(B, S, k), float64, orthonormalised),
+    the i-th exponent the mean of log |R_t[i, i]| over steps t = discard+1..T. k is capped
+    at S.
+
+    discard: the first `discard` steps are a warm-up: the state and the basis Q evolve
+    through them (Q turns towards the leading directions, the state forgets state0), but
+    their stretches are not averaged. A warm-up of W steps followed by T' measured steps
+    is xs of length W + T' with discard=W; the result is the same as measuring xs[W:]
+    from the warm state s_W with the warm basis Q_W.
+
+    Cost per step: one Jacobian (a chunk of steps per lowered call), J Q block by block
+    (S^2 k), one thin QR."""
+    cell, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
+    _check(k, discard, xs.shape[0])
+    return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard)
+
+
+def lyapunov_mean(cell, params, xs, k=8, *, state0=None, reverse=False, seed=0, discard=0):
+    """The mean over sequences of the top-k Lyapunov exponents, (k,): `lyapunov(...).mean`
+    (gradlab.flow.lyapunov, as the reports call it)."""
+    return lyapunov(cell, params, xs, k, discard=discard, state0=state0, seed=seed,
+                    reverse=reverse).mean

@@ -1,0 +1,196 @@
+"""A cell's lowered step and Jacobians bound to one params dict, checked once; the forward run.
+
+Everything is checked here, once per `gradient_flow` / `lyapunov` / `run_states` call
+(`setup`, `lower.prepare`); the lowered functions are then called step after step with
+no check at all.
+"""
+
+import functools
+
+import torch
+
+from .. import progress
+from ..errors import GradlabError
+from ..initialize import as_dtype
+from ..lowering import lower
+from ..registry import cell as lookup
+from .workspace import Workspace
+
+
+@functools.lru_cache(maxsize=None)
+def kinds(cell):
+    """Each state-Jacobian block's structure (zero / diagonal / dense), read from SymPy."""
+    from ..symbolic.structure import kind
+    return tuple(tuple("dense" if kind(b) not in ("zero", "diagonal") else kind(b)
+                       for b in row) for row in cell.jacobian_blocks("state"))
+
+
+def assemble(rows, j, out):
+    """Compact blocks [a][b] at step j (see `Bound.blocks`) as one dense (B, S, S) `out`."""
+    n = out.shape[-1] // len(rows)
+    for a, row in enumerate(rows):
+        for b, block in enumerate(row):
+            target = out[:, a * n:(a + 1) * n, b * n:(b + 1) * n]
+            if block is not None and block.shape[-1] == n:
+                target.copy_(block[j])
+            else:
+                target.zero_()
+                if block is not None:
+                    target.diagonal(dim1=-2, dim2=-1).copy_(block[j][..., 0])
+    return out
+
+
+class Bound:
+    """A cell's lowered step and Jacobians bound to one params dict and batch size.
+
+    Each lowered function writes the results of its in-place sums (`xp.scaled_sum`, the
+    dense blocks of most gated cells) into a workspace of its own, owned by this object
+    and kept per thread: what `blocks` or `jacobian(wrt)` returns is valid until the next
+    call of the same one in the same thread, and no longer."""
+
+    def __init__(self, cell, params, state0, x0):
+        n, m, B, args = lower.prepare(cell, params, state0, x0)
+        self.cell, self.n, self.m, self.B = cell, n, m, B
+        self.parts = len(cell.state_names)
+        self.S = n * self.parts
+        self.pargs = args[:len(cell.param_names)]
+        self.functions = {}                  # what -> lowered function
+
+    def lowered(self, what):
+        """The lowered `what` (see `lower.source`) bound to the torch backend, its in-place
+        sums written into a workspace of its own, reset at each call."""
+        if what not in self.functions:
+            workspace = Workspace()
+            fn = lower.bind(self.cell, what, "torch", empty=workspace.empty)
+
+            def call(*args):
+                workspace.reset()
+                return fn(*args)
+
+            self.functions[what] = call
+        return self.functions[what]
+
+    def _call(self, what, state, x):
+        return self.lowered(what)(self.n, self.m, x, *self.pargs,
+                                  *(s.unsqueeze(-1) for s in state), x.unsqueeze(-1))
+
+    def inputs(self, xs):
+        """The state-free part of every step (`hoist`), for xs (T, B, m) at once: a list
+        of (T, B, r, 1) tensors, the extra arguments of the hoisted step."""
+        T, B, m = xs.shape
+        rows = self.lowered("step_inputs")(self.n, self.m, xs, *self.pargs,
+                                           xs.reshape(T * B, m, 1))
+        return [torch.broadcast_to(r, (T * B, *r.shape[-2:])).reshape(T, B, *r.shape[-2:])
+                for (r,) in rows]
+
+    def run(self, states, xs):
+        """Fill states[part][1..T] ((T+1, B, n) each, [0] given) by the hoisted step.
+        Every per-step view is made once, before the loop: on the CPU at small sizes a
+        step is a few dozen tiny kernels, and each view or select costs as much as one."""
+        step = self.lowered("step_hoisted")
+        T = xs.shape[0]
+        pre = [p.unbind(0) for p in self.inputs(xs)]                # per step (B, r, 1)
+        cols = [s.unsqueeze(-1).unbind(0) for s in states]          # per step (B, n, 1)
+        head = (self.n, self.m, states[0], *self.pargs)
+        for t in range(T):
+            rows = step(*head, *(c[t] for c in cols), *(p[t] for p in pre))
+            for c, (row,) in zip(cols, rows):
+                c[t + 1].copy_(row)
+            if progress.due(t, T):
+                progress.advance("forward run", t + 1, T)
+
+    def states(self, xs, state0):
+        """States s_0..s_T along xs (T, B, m) from state0: one (T+1, B, n) tensor per part."""
+        T = xs.shape[0]
+        states = tuple(torch.empty((T + 1, *s.shape), dtype=s.dtype, device=s.device)
+                       for s in state0)
+        for buf, s in zip(states, state0):
+            buf[0].copy_(s)
+        with torch.no_grad():
+            self.run(states, xs)
+        return states
+
+    def blocks(self, state, x, steps):
+        """The blocks of d s' / d s for `steps` steps batched together (state, x hold
+        steps * B rows), compacted by structure: None for a zero block, (steps, B, n, 1)
+        for a diagonal one (its diagonal), (steps, B, n, n) for a dense one (a block that
+        does not vary along a batch axis is a broadcast view)."""
+        n, B = self.n, x.shape[0] // steps
+
+        def shaped(b):
+            if b is None:
+                return None
+            w = b.shape[-1]
+            if b.ndim == 3 and b.shape[0] == steps * B:
+                return b.view(steps, B, n, w)
+            return torch.broadcast_to(b, (steps, B, n, w))
+
+        return [[shaped(b) for b in row]
+                for row in self._call("jacobian_state_blocks", state, x)]
+
+    def jacobian(self, wrt, state, x, out=None):
+        """d s' / d s (N, S, S) or d s' / d x (N, S, m) for N = len(x) rows: the block
+        itself (`out` unused) for a one-part cell whose block is dense (state) or for any
+        one-part cell (input), else the blocks written into `out`."""
+        n, N = self.n, x.shape[0]
+        if wrt == "state":
+            rows = self.blocks(state, x, 1)
+            if kinds(self.cell) == (("dense",),):
+                return rows[0][0][0]
+            return assemble(rows, 0, out)
+        rows = self._call("jacobian_input", state, x)
+        if len(rows) == 1:
+            return torch.broadcast_to(rows[0][0], (N, n, self.m))
+        for i, row in enumerate(rows):
+            out[:, i * n:(i + 1) * n].copy_(row[0])
+        return out
+
+
+def check_params(cell, params):
+    """(dtype, device) of a params dict for `cell`, refusing anything else with a message."""
+    if not isinstance(params, dict) or not params:
+        raise GradlabError(f"params must be a dict of tensors for cell '{cell.name}' "
+                           f"({', '.join(cell.param_names)}), got {type(params).__name__}")
+    tensors = [params[p] for p in cell.param_names if p in params]
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise GradlabError(f"params must hold torch tensors named "
+                           f"{', '.join(cell.param_names)}")
+    lower.require_params(cell, params)
+    dtype, device = tensors[0].dtype, tensors[0].device
+    if any(t.dtype != dtype or t.device != device for t in tensors):
+        raise GradlabError("params mix dtypes or devices: "
+                           + ", ".join(f"{p}: {params[p].dtype} on {params[p].device}"
+                                       for p in cell.param_names if p in params))
+    as_dtype(dtype)
+    return dtype, device
+
+
+def setup(cell, params, xs, state0=None, reverse=False):
+    """(cell, bound, xs (T, B, m), state0 tuple), everything on the params' dtype/device,
+    every shape checked: the one check of a gradient_flow / lyapunov / run_states call."""
+    cell = lookup(cell)
+    dtype, device = check_params(cell, params)
+    xs = torch.as_tensor(xs)
+    if xs.ndim != 3 or xs.shape[0] < 1:
+        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, m) with T >= 1")
+    xs = xs.to(dtype=dtype, device=device)
+    if reverse:
+        xs = xs.flip(0)
+    T, B, m = xs.shape
+    n = params[cell.param_names[0]].shape[0]
+    if state0 is None:
+        state0 = tuple(torch.zeros(B, n, dtype=dtype, device=device) for _ in cell.state_names)
+    else:
+        state0 = tuple(state0) if isinstance(state0, (tuple, list)) else (state0,)
+        state0 = tuple(torch.as_tensor(s).to(dtype=dtype, device=device) for s in state0)
+    return cell, Bound(cell, params, state0, xs[0]), xs, state0
+
+
+def run_states(cell, params, xs, state0=None, *, reverse=False):
+    """Run `cell` forward over xs (T, B, m) from state0 (zeros by default; a (B, n) tensor
+    per state part): the states s_0..s_T, one (T+1, B, n) tensor per part, in the params'
+    dtype and on their device, without autograd. Shapes are checked once, then the lowered
+    step (its state-free part hoisted out of the loop) runs T times unchecked. The forward
+    run every gradient-flow measurement starts from; `reverse` runs xs backwards."""
+    cell, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
+    return bound.states(xs, state0)

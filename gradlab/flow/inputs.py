@@ -1,0 +1,45 @@
+"""Input sequences xs (T, B, m) by name, reproducible from a seed."""
+
+import numpy as np
+import torch
+
+from ..errors import GradlabError
+from ..initialize import as_dtype
+
+
+def _zeros(T, B, m, gen, dtype):
+    return torch.zeros(T, B, m, dtype=dtype)
+
+
+def _gaussian(T, B, m, gen, dtype):
+    return torch.randn(T, B, m, generator=gen, dtype=dtype)
+
+
+def _constant(T, B, m, gen, dtype):
+    return torch.randn(1, B, m, generator=gen, dtype=dtype).expand(T, B, m).clone()
+
+
+INPUTS = {"zeros": _zeros, "gaussian": _gaussian, "constant": _constant}
+
+
+def make_inputs(kind, T, B, m, *, scale=1.0, seed=0, dtype=torch.float64, device="cpu"):
+    """Inputs xs (T, B, m): "zeros"; "gaussian", i.i.d. N(0, scale^2) per entry (so
+    R = ||x||^2/m = scale^2, derivations/theory.md §2); "constant", one N(0, scale^2) vector per
+    sequence held for all T steps (exact results, derivations/theory.md §3); or a tensor (T, B, m),
+    returned on `device` in `dtype` (then T, B, m are checked against it)."""
+    dtype = as_dtype(dtype)
+    if isinstance(kind, (torch.Tensor, np.ndarray)):
+        xs = torch.as_tensor(kind)
+        if tuple(xs.shape) != (T, B, m):
+            raise GradlabError(f"inputs have shape {tuple(xs.shape)}, expected (T, B, m) = "
+                               f"({T}, {B}, {m})")
+        return xs.to(dtype=dtype, device=device)
+    if kind not in INPUTS:
+        raise GradlabError(f"unknown inputs {kind!r}; valid: {', '.join(INPUTS)} or a "
+                           "tensor (T, B, m)")
+    for value, what in ((T, "T"), (B, "B"), (m, "m")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise GradlabError(f"{what} must be a positive integer, got {value!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    xs = INPUTS[kind](T, B, m, gen, torch.float64) * scale
+    return xs.to(dtype=dtype, device=device)

@@ -1,0 +1,162 @@
+"""The top singular value of many matrices at once: warm-started block Lanczos.
+
+sigma_max(M) for a batch of M (N, S, S), as the top eigenvalue of A = M M^T, by block
+Lanczos with full reorthogonalisation from a start block that carries the previous
+chunk's top Ritz vectors (the running product's top left vector moves little from lag
+to lag) plus one fresh random vector. It stops per matrix on a certified bound, with no
+host synchronisation per matrix: the Weyl bound (the top residual rho) or the
+Kato-Temple bound for the top c Ritz values as a cluster (||R_c||^2 / gap_c), relative
+to theta, below 2 rtol (sigma = sqrt(theta): half the relative error). Whatever has not
+converged in LANCZOS_STEPS, and every matrix with S <= DENSE_BELOW, gets svdvals.
+"""
+
+import math
+
+import torch
+
+from ..errors import GradlabError
+from .linalg import nan_where, thin_qr, top_singular
+
+DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
+LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a small eigh per
+LANCZOS_BASIS = 8         # matrix, so keep the basis (blocks before a restart) small
+LANCZOS_STEPS = 20        # block steps before svdvals takes over: by then they have cost
+                          # about what an SVD does
+LANCZOS_FIRST_CHECK = 1   # block steps before the first convergence check
+# Default relative accuracy of each spectral norm (`gradient_flow(rtol=)`): a certified
+# bound, seen ~1e-12 against svdvals in float64.
+RTOL = {torch.float64: 1e-11, torch.float32: 5e-7}
+
+
+def tolerance(dtype, rtol=None):
+    """(quad, lin) for `lanczos`: stop when the bound on the relative error of the top
+    eigenvalue of M M^T is below quad = 2 rtol and the top residual below lin (so the
+    Ritz gaps that stand in for the true ones in the quadratic bound are credible)."""
+    if rtol is None:
+        rtol = RTOL[dtype]
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1:
+        raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
+    quad = 2.0 * float(rtol)
+    return quad, min(1e-3, math.sqrt(10 * quad))
+
+
+def orthonormal_rows(W, V):
+    """Orthonormal rows spanning the rows of W (N, p, S) minus those of V (N, q, S), one
+    row at a time, each projected three times against V and the rows already made
+    (classical Gram-Schmidt, twice is enough; the third pass for a row that nearly
+    vanished, since dividing by its small norm magnifies what is left of V in it). A row
+    W does not add (its remainder below 1e-10 of its norm) is zero, so a Rayleigh-Ritz
+    over [V; W] stays exact; later rows are never orthogonalised against such a row."""
+    rows, basis = [], V
+    for i in range(W.shape[1]):
+        w = W[:, i:i + 1]
+        scale = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+        for sweep in range(3):
+            w = w - (w @ basis.mT) @ basis
+            norm = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
+            if sweep == 1:
+                keep = norm > 1e-10 * scale
+            if sweep:
+                w = torch.where(keep, w / norm.clamp_min(torch.finfo(w.dtype).tiny), 0)
+        rows.append(w)
+        basis = torch.cat([basis, w], 1)
+    return torch.cat(rows, 1)
+
+
+def lanczos(M, U, tol, trace):
+    """Largest singular value of each M (N, S, S): block Lanczos with full
+    reorthogonalisation on A = M M^T, from the orthonormal rows U (N, p, S); trace (N,)
+    is ||M||_F^2, the sum of A's eigenvalues.
+
+    Vectors are kept as rows, (A V)^T = (V^T M) M^T, which is the fast layout for a thin
+    block against a square matrix. Returns sigma (N,) and the top-p Ritz vectors as rows
+    (N, p, S), the next warm start."""
+    quad, lin = tol
+    N, p, S = U.shape
+    qmax = min(S, LANCZOS_BASIS * p)
+    sigma, ritz = M.new_zeros(N), U.clone()
+    idx = torch.arange(N, device=M.device)
+    V, AV = U, (U @ M) @ M.mT                                        # (Na, q, S)
+    for it in range(LANCZOS_STEPS):
+        if it >= LANCZOS_FIRST_CHECK or V.shape[1] + p > qmax:
+            H = V @ AV.mT
+            theta, Y = torch.linalg.eigh(0.5 * (H + H.mT))           # ascending
+            top = theta[:, -1].clamp_min(0)                          # (Na,)
+            Yp = Y[:, :, -p:].mT                                     # (Na, p, q)
+            best = Yp @ V                                            # top-p Ritz vectors
+            r2 = torch.linalg.vector_norm(Yp @ AV - theta[:, -p:, None] * best, dim=-1) ** 2
+            rho = r2[:, -1].sqrt()                                   # the top one's residual
+            # the top c Ritz values as one cluster: each is within ||R_c||^2 / gap_c of an
+            # eigenvalue, gap_c = theta_c - theta_{c+1}; a near-degenerate top (gated
+            # cells) is certified as a cluster long before its members separate
+            down = theta.flip(-1)
+            gaps = down[:, :p] - down[:, 1:p + 1]
+            cluster = (r2.flip(-1).cumsum(-1) / gaps.clamp_min(torch.finfo(M.dtype).tiny))
+            bound = torch.minimum(rho, cluster.min(-1).values)
+            # A residual bound says theta is near *an* eigenvalue, not the largest: a warm
+            # start that is an exact eigenvector (a diagonal product whose top entry has
+            # changed places) has residual 0. So the other p - 1 Ritz pairs, grown from the
+            # fresh random vector, must have converged too (then nothing they can reach
+            # lies above theta), unless theta is over half the trace, where no other
+            # eigenvalue can exceed it
+            explored = (r2[:, :-1] <= (lin * top[:, None]) ** 2).all(-1)
+            dominant = 2 * top * (1 - quad) > trace
+            ok = (bound <= quad * top) & (rho <= lin * top) & (explored | dominant)
+            sigma[idx[ok]] = top[ok].sqrt()
+            ritz[idx[ok]] = best[ok]
+            left = ~ok
+            count = int(left.sum())
+            if count == 0:
+                return sigma, ritz
+            if it == LANCZOS_STEPS - 1:
+                break
+            if count < len(idx):                                      # iterate on the rest
+                idx, M, V, AV, Yp, best, trace = (
+                    a[left] for a in (idx, M, V, AV, Yp, best, trace))
+            if V.shape[1] + p > qmax:                                 # restart: top Ritz block
+                V, AV = best, Yp @ AV
+        W = orthonormal_rows(AV[:, -p:], V)
+        V, AV = torch.cat([V, W], 1), torch.cat([AV, (W @ M) @ M.mT], 1)
+    rest = idx[left]                                                  # not converged:
+    sigma[rest] = top_singular(M[left])                               # exact, at SVD cost
+    ritz[rest] = best[left]
+    return sigma, ritz
+
+
+class Spectral:
+    """Spectral norms of successive chunks of matrices of one kind (the running product,
+    its inverse, or its blocks), carrying the warm start from chunk to chunk, to relative
+    accuracy `rtol` (default RTOL[dtype])."""
+
+    def __init__(self, seed, dtype, rtol=None):
+        self.gen = torch.Generator().manual_seed(int(seed))
+        self.tol = tolerance(dtype, rtol)
+        self.warm = None                                              # (B', p - 1, S)
+
+    def __call__(self, M, lags):
+        """sigma_max of M (lags * B', S, S) -> (lags * B',)."""
+        N, S, _ = M.shape
+        # A matrix holding inf or nan (a Jacobian evaluated at an overflowed state) has no
+        # norm to measure: its sigma is nan. It enters the routines below as zeros, since
+        # SVD and eigh raise on non-finite input and one such matrix would lose the batch.
+        # A finite Frobenius norm (needed anyway: the trace of M M^T) says so in one pass.
+        fro = torch.linalg.vector_norm(M, dim=(-2, -1))
+        finite = torch.isfinite(fro)
+        if not bool(finite.all()):                  # rare: which entries, exactly
+            finite = torch.isfinite(M).all(dim=(-2, -1))
+            M = torch.where(finite[:, None, None], M, 0)
+            fro = torch.where(finite, fro, 0)
+        trace = fro * fro
+        if S <= DENSE_BELOW:
+            return nan_where(top_singular(M), finite)
+        p = min(LANCZOS_BLOCK, S)
+        start = torch.randn(N, p, S, generator=self.gen, dtype=torch.float64).to(M)
+        if self.warm is not None and p > 1:                           # plus one fresh vector
+            start[:, 1:] = self.warm[None].expand(lags, *self.warm.shape).reshape(N, p - 1, S)
+        U = thin_qr(start.mT)[0].mT
+        try:
+            sigma, ritz = lanczos(M, U, self.tol, trace)
+        except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
+            sigma, ritz = top_singular(M), U
+        self.warm = ritz.view(lags, N // lags, p, S)[-1, :, 1:].clone()  # top p - 1
+        return nan_where(sigma, finite)

@@ -1,0 +1,67 @@
+"""What a loss L = <v, s_T> sees of each step: ||dL/ds_t|| and ||dL/dx_t||, by VJPs."""
+
+import functools
+
+import numpy as np
+import torch
+
+from .. import progress
+from ..errors import GradlabError
+from .scale import Scale
+
+
+def loss_vector(v, S, B, like, seed=0):
+    """v for L = <v, s_T>: the given (S,) or (B, S) tensor (as `like`'s dtype and device),
+    else a random unit (S,) vector from `seed`."""
+    if v is None:
+        gen = torch.Generator().manual_seed(int(seed))
+        v = torch.randn(S, generator=gen, dtype=torch.float64)
+        v = v / torch.linalg.vector_norm(v)
+    v = torch.as_tensor(v).to(like)
+    if tuple(v.shape) not in ((S,), (B, S)):
+        raise GradlabError(f"loss vector has shape {tuple(v.shape)}, expected (S,) = "
+                           f"({S},) or (B, S) = ({B}, {S})")
+    return v
+
+
+def check_cut(K):
+    """K, a truncated-BPTT length (a non-negative integer), or a GradlabError."""
+    if isinstance(K, bool) or not isinstance(K, (int, np.integer)) or K < 0:
+        raise GradlabError(f"K must be a non-negative integer, got {K!r}")
+    return int(K)
+
+
+def kept_fraction(input_logs, K):
+    """The share of the squared input-gradient mass within the last K steps, per sequence
+    from log ||dL/dx_t|| (B, T), averaged over sequences (`Flow.bptt_fraction`)."""
+    K = check_cut(K)
+    logs = torch.as_tensor(input_logs)
+    T = logs.shape[1]
+    total = torch.logsumexp(2 * logs, dim=1)
+    kept = torch.logsumexp(2 * logs[:, T - min(K, T):], dim=1)
+    return float(torch.exp(kept - total).mean())
+
+
+def loss_walk(bound, states, xs, v):
+    """log ||dL/ds_t|| and log ||dL/dx_t|| (each (T, B)) for L = <v, s_T>, by VJPs."""
+    T, B = xs.shape[:2]
+    S, m = bound.S, bound.m
+    empty = functools.partial(torch.empty, dtype=xs.dtype, device=xs.device)
+    scale = Scale(T + 1, B, xs.dtype, xs.device)      # row t: dL/ds_t = g 2^(e_t)
+    g = v.expand(B, S).clone()
+    scale(g, T + 1)                                    # dL/ds_T
+    gx = empty(T, B, m)                                # dL/dxs[t] 2^(-e_{t+1})
+    jbuf, kbuf = empty(B, S, S), empty(B, S, m)
+    with torch.no_grad():
+        for t in range(T, 0, -1):                      # step t reads s_{t-1}, xs[t-1]
+            state = tuple(s[t - 1] for s in states)
+            K = bound.jacobian("input", state, xs[t - 1], kbuf)
+            torch.bmm(g[:, None, :], K, out=gx[t - 1, :, None, :])
+            J = bound.jacobian("state", state, xs[t - 1], jbuf)
+            g = torch.bmm(g[:, None, :], J)[:, 0]
+            scale(g, t)                                # dL/ds_{t-1}
+            if progress.due(T - t, T):
+                progress.advance("loss gradients", T - t + 1, T)
+    state_log = scale.frobenius(slice(0, T))           # row t: s_t, t = 0..T
+    inputs = torch.linalg.vector_norm(gx, dim=-1).double().log()
+    return state_log, scale.log(slice(1, T + 1)) + inputs

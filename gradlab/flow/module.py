@@ -1,0 +1,199 @@
+"""The fallback for a torch module gradlab cannot declare: Jacobians by torch.func.jacrev.
+
+The protocol: `module(x, state)` is one recurrent step, x (B, m) and state a (B, ...)
+tensor or a tuple of them, returning the new state in the same structure and shapes.
+The initial state is `state0=` (that structure), else `module.state0`: a tensor or tuple
+of one sequence's state (no batch axis; expanded over the batch) or a callable taking B
+and returning the batched state. The state is analysed flattened, one vector of
+S = sum of the parts' sizes per sequence (`Flow.parts == ("state",)`).
+
+torch's own recurrent modules (nn.RNN, nn.LSTM, nn.GRU and their cells) are not run
+through this protocol: `gradient_flow` maps them by `from_torch` to their symbolic cells,
+and measures here, by jacrev of the module itself, only what has no symbolic cell (an
+nn.LSTM with proj_size > 0, whose step is wrapped as `TorchStep`).
+
+`ModuleBound` stands where the symbolic `Bound` stands in the flow engine (the same walk,
+loss walk and Benettin iteration read it): its Jacobians come from
+vmap(jacrev(step)) over the batch, or one jacrev per sequence where vmap cannot run the
+module (torch's fused RNN kernels). `Flow.symbolic` is False for it.
+"""
+
+import sympy as sp
+import torch
+
+from ..errors import GradlabError
+
+
+class ModuleCell:
+    """What the flow engine reads of a cell, for a module: a name and one dense part."""
+
+    symbolic = False
+
+    def __init__(self, name, S):
+        self.name, self.S = name, S
+        self.state_names, self.input_name = ("state",), "x"
+
+    def jacobian_blocks(self, wrt="state"):
+        return [[sp.MatrixSymbol("J", self.S, self.S)]]
+
+
+class TorchStep(torch.nn.Module):
+    """A torch nn.LSTM / nn.GRU / nn.RNN as one step `(x, state) -> state`, state in
+    batch-first parts (B, layers, size) of one direction: the protocol's form."""
+
+    def __init__(self, module, direction="forward"):
+        super().__init__()
+        self.module, self.pick = module, int(direction == "backward")
+        self.dirs = 2 if module.bidirectional else 1
+        if self.dirs == 2 and module.num_layers > 1:
+            raise GradlabError("a bidirectional module with num_layers > 1 has no recurrent "
+                               "step: layer 2 reads both directions of layer 1")
+
+    def forward(self, x, state):
+        lstm = isinstance(self.module, torch.nn.LSTM)
+        parts = state if lstm else (state,)
+        full = []
+        for s in parts:
+            s = s.transpose(0, 1)                                  # (L, B, size)
+            if self.dirs == 2:
+                z = torch.zeros_like(s)
+                s = torch.stack([z, s] if self.pick else [s, z], 1).flatten(0, 1)
+            full.append(s)
+        seq = x[:, None] if self.module.batch_first else x[None]
+        _, last = self.module(seq, tuple(full) if lstm else full[0])
+        last = last if lstm else (last,)
+        L = self.module.num_layers
+        new = tuple(t.view(L, self.dirs, *t.shape[1:])[:, self.pick].transpose(0, 1)
+                    for t in last)
+        return new if lstm else new[0]
+
+    def state0(self, B):
+        m = self.module
+        sizes = ((m.proj_size or m.hidden_size, m.hidden_size)
+                 if isinstance(m, torch.nn.LSTM) else (m.hidden_size,))
+        like = next(m.parameters())
+        zeros = tuple(like.new_zeros(B, m.num_layers, k) for k in sizes)
+        return zeros if len(zeros) > 1 else zeros[0]
+
+
+def _structure(state):
+    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
+
+
+class ModuleBound:
+    """A module's step and its jacrev Jacobians, in the flattened state (see the module
+    docstring); the interface of `bound.Bound` that the walks read."""
+
+    symbolic = False
+
+    def __init__(self, module, state0, m):
+        self.module, self.m = module, m
+        self.tuple = isinstance(state0, (tuple, list))
+        parts = _structure(state0)
+        self.shapes = [tuple(p.shape[1:]) for p in parts]
+        self.sizes = [int(torch.Size(s).numel()) for s in self.shapes]
+        self.B, self.S = parts[0].shape[0], sum(self.sizes)
+        self.n, self.parts = self.S, 1
+        self.cell = ModuleCell(f"{type(module).__name__} (jacrev)", self.S)
+        self.vmap = True
+
+    def flatten(self, state):
+        return torch.cat([p.reshape(p.shape[0], -1) for p in _structure(state)], -1)
+
+    def unflatten(self, flat):
+        parts = [c.reshape(flat.shape[0], *s)
+                 for c, s in zip(flat.split(self.sizes, -1), self.shapes)]
+        return tuple(parts) if self.tuple else parts[0]
+
+    def step(self, flat, x):
+        new = self.module(x, self.unflatten(flat))
+        if isinstance(new, (tuple, list)) != self.tuple or \
+                [tuple(p.shape[1:]) for p in _structure(new)] != self.shapes:
+            got = [tuple(p.shape) for p in _structure(new)] if isinstance(
+                new, (tuple, list, torch.Tensor)) else type(new).__name__
+            raise GradlabError(f"{type(self.module).__name__}(x, state) returned {got}; the "
+                               f"protocol wants the new state shaped as state0: "
+                               f"{[(flat.shape[0], *s) for s in self.shapes]}")
+        return self.flatten(new)
+
+    def states(self, xs, state0):
+        """(T+1, B, S): the flattened states s_0..s_T, one tuple entry (one part)."""
+        T = xs.shape[0]
+        out = torch.empty(T + 1, self.B, self.S, dtype=xs.dtype, device=xs.device)
+        out[0] = self.flatten(state0)
+        with torch.no_grad():
+            for t in range(T):
+                try:
+                    out[t + 1] = self.step(out[t], xs[t])
+                except GradlabError:
+                    raise
+                except Exception as err:     # the module's own failure, one line
+                    raise GradlabError(f"{type(self.module).__name__}(x, state) failed at "
+                                       f"step {t + 1}: {type(err).__name__}: "
+                                       f"{' '.join(str(err).split())}") from None
+        return (out,)
+
+    def _jacrev(self, argnum, s, x):
+        """(N, S, S) or (N, S, m): per-sample jacrev, by vmap where the module allows it."""
+        from torch.func import jacrev, vmap
+
+        def one(s1, x1):
+            return self.step(s1[None], x1[None])[0]
+
+        with torch.enable_grad():
+            if self.vmap:
+                try:
+                    return vmap(jacrev(one, argnums=argnum))(s, x)
+                except GradlabError:
+                    raise
+                except Exception:       # fused kernels, data-dependent control flow, ...
+                    self.vmap = False
+            return torch.stack([jacrev(one, argnums=argnum)(a, b) for a, b in zip(s, x)])
+
+    def blocks(self, state, x, steps):
+        J = self._jacrev(0, state[0], x)
+        return [[J.detach().view(steps, x.shape[0] // steps, self.S, self.S)]]
+
+    def jacobian(self, wrt, state, x, out=None):
+        return self._jacrev(0 if wrt == "state" else 1, state[0], x).detach()
+
+
+def torch_recurrent(module):
+    return isinstance(module, (torch.nn.RNNBase, torch.nn.RNNCellBase))
+
+
+def _state0(module, state0, B, like):
+    if state0 is None:
+        given = getattr(module, "state0", None)
+        if given is None:
+            raise GradlabError(f"{type(module).__name__} gives no initial state: pass "
+                               "state0= (a (B, ...) tensor or tuple of them) or give the "
+                               "module a state0 attribute")
+        if callable(given) and not isinstance(given, torch.Tensor):
+            state0 = given(B)
+        else:
+            state0 = type(_structure(given))(p.expand(B, *p.shape) for p in _structure(given)) \
+                if isinstance(given, (tuple, list)) else given.expand(B, *given.shape)
+    parts = _structure(state0)
+    if not parts or not all(isinstance(p, torch.Tensor) and p.ndim >= 2 and p.shape[0] == B
+                            for p in parts):
+        raise GradlabError(f"state0 must be a (B, ...) tensor or a tuple of them with B = {B}, "
+                           f"got {[getattr(p, 'shape', type(p).__name__) for p in parts]}")
+    parts = tuple(p.to(like).detach() for p in parts)
+    return parts if isinstance(state0, (tuple, list)) else parts[0]
+
+
+def prepare(module, xs, state0, reverse):
+    """(bound, xs (T, B, m) as analysed, flattened state0 tuple) for a module."""
+    if torch_recurrent(module):       # only an LSTM with proj_size gets here
+        module = TorchStep(module, "backward" if reverse else "forward")
+    like = next(iter(module.parameters()), None)
+    xs = torch.as_tensor(xs)
+    if xs.ndim != 3 or xs.shape[0] < 1:
+        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, m) with T >= 1")
+    like = like if like is not None and like.is_floating_point() else xs
+    xs = xs.to(dtype=like.dtype, device=like.device)
+    xs = xs.flip(0) if reverse else xs
+    state0 = _state0(module, state0, xs.shape[1], xs)
+    bound = ModuleBound(module, state0, xs.shape[2])
+    return bound, xs, (bound.flatten(state0),)

@@ -1,0 +1,43 @@
+"""Decay rates from log-norm curves, and why a rate is not a plain number."""
+
+import math
+
+import numpy as np
+
+
+# Why a rate or timescale is not a plain number (`Flow.why`): None when the rate is finite
+# and negative, so the timescale -1 / rate is a positive number of steps.
+OVERFLOW = "state overflowed"        # rate nan: a state the products read is inf or nan
+NOT_FINITE = "norm not finite"       # rate nan: finite states, but a norm is nan or +inf
+                                     # (a Jacobian overflowed)
+ZERO = "product exactly zero"        # rate -inf, timescale 0: gradients vanish at once
+ONE_LAG = "one lag: no slope"        # rate nan: a slope needs two lags
+GROW = "gradients grow"              # rate > 0, timescale inf
+NO_DECAY = "no decay within T"       # rate 0, timescale inf
+
+
+def slope(y):
+    """(least-squares slope of y (L,) against 1..L, why it is not a plain number or None).
+
+    nan or +inf anywhere (an overflowed product: nothing to fit) gives nan, before -inf
+    anywhere (an exactly zero product: infinitely fast decay) gives -inf."""
+    if (np.isnan(y) | np.isposinf(y)).any():
+        return math.nan, NOT_FINITE
+    if np.isneginf(y).any():
+        return -math.inf, ZERO
+    if len(y) < 2:
+        return math.nan, ONE_LAG
+    x = np.arange(1, len(y) + 1, dtype=np.float64)
+    x -= x.mean()
+    return float(np.dot(x, y - y.mean()) / np.dot(x, x)), None
+
+
+def timescale_of_rate(rate):
+    """xi = -1 / rate for a decay (rate < 0): steps for a gradient norm to fall by e. 0 at
+    rate -inf (an exactly zero product); inf at rate >= 0 (it never falls: growth, or no
+    decay, the limit of -1 / rate as rate -> 0-); nan at rate nan. Never negative."""
+    if math.isnan(rate):
+        return math.nan
+    if rate == -math.inf:
+        return 0.0
+    return math.inf if rate >= 0 else -1.0 / rate

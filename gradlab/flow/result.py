@@ -1,0 +1,322 @@
+"""The `Flow` object: one cell's gradient flow over a batch, its norms walked on demand."""
+
+import math
+
+import numpy as np
+import torch
+
+from ..errors import GradlabError
+from .benettin import exponents_along
+from .bound import setup
+from .lanczos import tolerance
+from .loss import check_cut, kept_fraction, loss_vector, loss_walk
+from .rates import GROW, NO_DECAY, OVERFLOW, slope, timescale_of_rate
+from .walk import walk
+
+NORMS = ("spectral", "frobenius", "min_singular")
+BLOCK_NORMS = ("spectral", "frobenius")
+
+
+def _numpy(a):
+    """(T, B, ...) tensor -> (B, T, ...) float64 numpy array."""
+    return a.transpose(0, 1).to(dtype=torch.float64, device="cpu").numpy().copy()
+
+
+def _exp(logs):
+    """exp of each array in a dict; norms below float64's range read 0 (as they are)."""
+    with np.errstate(under="ignore", over="ignore"):
+        return {k: np.exp(a) for k, a in logs.items()}
+
+
+class Flow:
+    """The gradient flow of one cell over one batch of input sequences.
+
+    Every array is numpy float64 with sequences on axis 0 and lag k = 1..T at column k-1
+    (`lags`), natural logs, lag k meaning P_k = d s_T / d s_{T-k}. Nothing is walked
+    until a norm is read: the first read of a norm asked of `gradient_flow` computes all
+    of those in one walk; any other norm is computed on first use by a walk of its own.
+    What reads no norm (`lyapunov`, `loss_grad_norms`, `states`) never walks for one.
+
+    Attributes: cell, xs (T, B, m) as analysed (flipped when `reverse`), state0 and
+    states (one (T+1, B, n) tensor per state part, s_0..s_T), T, B, n, S, parts (the
+    state part names), reverse, seed.
+    """
+
+    def __init__(self, cell, bound, xs, state0, states, *, reverse, seed, rtol=None,
+                 norms=(), blocks=False):
+        self.cell, self.xs, self.state0, self.states = cell, xs, state0, states
+        self.reverse, self.seed, self.rtol = reverse, seed, rtol
+        self._bound = bound
+        self.symbolic = getattr(bound, "symbolic", True)   # False: a module, by jacrev
+        self.T, self.B = xs.shape[:2]
+        self.n, self.S, self.parts = bound.n, bound.S, cell.state_names
+        self._log, self._block, self._loss = {}, {}, {}
+        self._pending = (tuple(norms), bool(blocks))    # asked for, not yet walked
+
+    def __repr__(self):
+        return (f"<Flow {self.cell.name}: T={self.T}, B={self.B}, S={self.S}"
+                f"{', reversed' if self.reverse else ''}"
+                f"{'' if self.symbolic else ', not symbolic: Jacobians by jacrev'}>")
+
+    @property
+    def lags(self):
+        """1..T as an int array: column k-1 of every (B, T) array is lag k."""
+        return np.arange(1, self.T + 1)
+
+    # -- norms -------------------------------------------------------------------------
+    def _ensure(self, kind, blocks=False):
+        """Walk for a norm (of the whole product, or of its blocks) not yet had: the first
+        norm asked for that `gradient_flow` was asked for brings all of those in one walk;
+        any other walks on its own."""
+        had = self._block if blocks else self._log
+        if kind in had:
+            return
+        norms, with_blocks = self._pending
+        if kind in norms and (with_blocks or not blocks):
+            self._walk_pending()
+            if kind in had:
+                return
+        self._store(self._walk((kind,), blocks))
+
+    def _walk_pending(self):
+        norms, blocks = self._pending
+        self._pending = ((), False)
+        if norms:
+            self._store(self._walk(norms, blocks))
+
+    def _walk(self, norms, blocks):
+        return walk(self._bound, self.states, self.xs, norms=norms, blocks=blocks,
+                    seed=self.seed, rtol=self.rtol)
+
+    def _store(self, out):
+        for kind, value in out.items():
+            if kind.startswith("block_"):
+                self._block.setdefault(kind[6:], _numpy(value))
+            else:
+                self._log.setdefault(kind, _numpy(value))
+
+    def log_norm(self, kind="spectral"):
+        """log ||P_k|| (B, T): "spectral", "frobenius" or "min_singular" (smallest singular
+        value; -inf from the first exactly singular J_t on)."""
+        check(kind, NORMS, "norm")
+        self._ensure(kind)
+        return self._log[kind].copy()
+
+    def block_log_norm(self, out_part, in_part, kind="spectral"):
+        """log of the norm of the (out_part, in_part) block of P_k, (B, T): for the LSTM
+        ("c", "c") is the cell path d c_T / d c_{T-k} and ("h", "h") the hidden path. The
+        block shares the product's normalisation, so a block that vanishes relative to the
+        whole product (below 1e-308 of it) reads -inf."""
+        check(kind, BLOCK_NORMS, "block norm")
+        i, j = (self._part(p) for p in (out_part, in_part))
+        if len(self.parts) == 1:
+            return self.log_norm(kind)
+        self._ensure(kind, blocks=True)
+        return self._block[kind][:, :, i, j].copy()
+
+    def _part(self, name):
+        if name not in self.parts:
+            raise GradlabError(f"cell '{self.cell.name}' has no state part {name!r}; its "
+                               f"parts are {', '.join(self.parts)}")
+        return self.parts.index(name)
+
+    # -- summary numbers ------------------------------------------------------------------
+    def mean_log_norm(self, kind="spectral", *, block=None):
+        """The mean over sequences of the log norm, (T,): the curve a decay plot draws."""
+        values = self.log_norm(kind) if block is None else self.block_log_norm(*block, kind)
+        return values.mean(axis=0)
+
+    def rate(self, kind="spectral", *, block=None, start=1, stop=None):
+        """Per-step decay rate: the least-squares slope of the mean log norm against the lag,
+        over lags start..stop (default all). A float, always (`why` says what a value that
+        is not a plain number means):
+
+            < 0     gradients vanish (finite: timescale -1 / rate);
+            >= 0    gradients grow (> 0) or keep their size (0);
+            -inf    a product is exactly zero (every unit of a ReLU cell dead, W = 0):
+                    infinitely fast decay, a genuine measurement;
+            nan     no measurement: a state the products read overflowed (inf or nan;
+                    then its Jacobians are meaningless, even where they come out as exact
+                    zeros), a norm overflowed, or a single lag.
+        """
+        return self._rate(kind, block, start, stop)[0]
+
+    def why(self, kind="spectral", *, block=None, start=1, stop=None):
+        """Why `rate` / `timescale` (same arguments) is not a plain decay, or None when the
+        rate is finite and negative: OVERFLOW "state overflowed" (rate nan), NOT_FINITE
+        "norm not finite" (nan), ONE_LAG (nan), ZERO "product exactly zero" (rate -inf,
+        timescale 0), GROW "gradients grow" (rate > 0, timescale inf), NO_DECAY "no decay
+        within T" (rate 0, timescale inf)."""
+        rate, reason = self._rate(kind, block, start, stop)
+        if reason is None and rate >= 0:
+            return GROW if rate > 0 else NO_DECAY
+        return reason
+
+    def _rate(self, kind, block, start, stop):
+        y = self.mean_log_norm(kind, block=block)
+        stop = self.T if stop is None else stop
+        if not 1 <= start <= stop <= self.T:
+            raise GradlabError(f"lags {start}..{stop} are outside 1..{self.T}")
+        if self._finite_lags() < stop:     # P_stop reads s_{T-stop}..s_{T-1}; s_T is the
+            return math.nan, OVERFLOW      # state a loss reads
+        return slope(y[start - 1:stop])
+
+    def _finite_lags(self):
+        """The largest L with s_{T-L}..s_T finite for every sequence (-1: s_T is not)."""
+        if not hasattr(self, "_finite"):
+            ok = torch.stack([torch.isfinite(s).flatten(1).all(1) for s in self.states])
+            bad = torch.nonzero(~ok.all(0)).flatten()          # times t with a bad state
+            self._finite = self.T if len(bad) == 0 else self.T - int(bad[-1]) - 1
+        return self._finite
+
+    def timescale(self, kind="spectral", **options):
+        """xi = -1 / rate (steps for the gradient to fall by e) when gradients decay, a
+        positive number; 0 at rate -inf (an exactly zero product); inf when they do not
+        decay (rate >= 0: they grow, or keep their size); nan with a nan rate. Never
+        negative: `why` tells growth from no decay (`timescale_of_rate`)."""
+        return timescale_of_rate(self.rate(kind, **options))
+
+    def horizon(self, fraction=1e-3, kind="spectral"):
+        """The first lag where the mean log norm falls below log(fraction) plus its lag-1
+        value (the norm below `fraction` of the lag-1 norm); None if it never does."""
+        if not 0 < fraction < 1:
+            raise GradlabError(f"fraction must be in (0, 1), got {fraction!r}")
+        y = self.mean_log_norm(kind)
+        below = np.nonzero(y < y[0] + math.log(fraction))[0]
+        return int(below[0]) + 1 if len(below) else None
+
+    def log_condition(self, lag=None):
+        """log of the condition number sigma_max / sigma_min of P_k: (B, T), or (B,) at one
+        lag; inf where P_k is singular, nan where it is zero."""
+        with np.errstate(invalid="ignore"):
+            values = self.log_norm("spectral") - self.log_norm("min_singular")
+        return values if lag is None else values[:, self._lag(lag)]
+
+    def condition(self, lag):
+        """Condition number of P_lag per sequence, (B,) (inf where it overflows float64)."""
+        with np.errstate(over="ignore"):
+            return np.exp(self.log_condition(lag))
+
+    def _lag(self, lag):
+        if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) \
+                or not 1 <= lag <= self.T:
+            raise GradlabError(f"lag must be an integer in 1..{self.T}, got {lag!r}")
+        return int(lag) - 1
+
+    # -- what a loss sees -------------------------------------------------------------------
+    def loss_vector(self, v=None, *, seed=0):
+        """v for L = <v, s_T>: the given (S,) or (B, S) tensor, else a random unit (S,)."""
+        return loss_vector(v, self.S, self.B, self.xs, seed)
+
+    def loss_grad_norms(self, v=None, *, seed=0, log=False):
+        """For L = <v, s_T> (v random unit from `seed` unless given): {"state": ||dL/ds_t||,
+        "input": ||dL/dx_t||}, each (B, T) with column t for time step t: s_t is the state
+        that xs[t] meets (s_0 = state0, lag T - t from s_T) and x_t = xs[t]. Natural logs
+        with log=True (exact where the norms underflow); by VJPs, O(T B S^2)."""
+        if v is not None or seed not in self._loss:     # a random v is kept per seed
+            state, inputs = loss_walk(self._bound, self.states, self.xs,
+                                       self.loss_vector(v, seed=seed))
+            found = {"state": _numpy(state), "input": _numpy(inputs)}
+            if v is not None:
+                return found if log else _exp(found)
+            self._loss[seed] = found
+        out = {k: a.copy() for k, a in self._loss[seed].items()}
+        return out if log else _exp(out)
+
+    def bptt_fraction(self, K, v=None, *, seed=0):
+        """Fraction of the gradient kept by truncated BPTT over the last K steps: per
+        sequence, sum_{t >= T-K} ||dL/dx_t||^2 / sum_t ||dL/dx_t||^2 (the share of the
+        squared input-gradient mass within K steps of the loss), averaged over sequences.
+        1.0 for K >= T; nan where no gradient reaches any input."""
+        check_cut(K)                                          # before any walk
+        return kept_fraction(self.loss_grad_norms(v, seed=seed, log=True)["input"], K)
+
+    def lyapunov(self, k=8, *, seed=0, discard=0):
+        """Top-k Lyapunov exponents along this flow's inputs and initial state, the mean
+        over sequences (k,) (`gradlab.lyapunov(...).mean`; no norm is computed for it)."""
+        return exponents_along(self._bound, self.xs, self.states, k, seed, discard).mean
+
+    def summary(self):
+        """Plain numbers (JSON-ready) from the norms computed so far."""
+        self._walk_pending()
+        out = {"cell": self.cell.name, "T": self.T, "B": self.B, "S": self.S,
+               "reverse": self.reverse}
+        for kind in self._log:
+            out[f"rate_{kind}"] = self.rate(kind)
+        if "spectral" in self._log:
+            out["timescale"] = self.timescale()
+            out["horizon_1e-3"], out["horizon_1e-6"] = self.horizon(1e-3), self.horizon(1e-6)
+            out["log_norm_lag1"] = float(self.mean_log_norm()[0])
+        for kind in self._block:
+            for a in self.parts:
+                for b in self.parts:
+                    out[f"rate_{kind}_{a}{b}"] = self.rate(kind, block=(a, b))
+        return out
+
+
+def check(value, valid, what):
+    if value not in valid:
+        raise GradlabError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+    return value
+
+
+def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
+                  norms=("spectral", "frobenius"), blocks=True, seed=0, rtol=None):
+    """Jacobian products P_k = d s_T / d s_{T-k} of `cell` over inputs xs (T, B, m), k=1..T.
+
+    cell:    a registered name or a Cell; params: its dict of tensors, whose dtype
+             (float32/float64) and device every computation uses. Or a torch module,
+             `gradient_flow(module, xs)`: nn.RNN / nn.LSTM / nn.GRU (and their cells) go
+             through `from_torch` to their symbolic cells (a bidirectional one's backward
+             half with reverse=True); any other module is one recurrent step
+             `module(x, state) -> state` measured by torch.func.jacrev, not symbolically
+             (`Flow.symbolic` is False; the protocol: `gradlab.flow.module`).
+    state0:  tuple of (B, n) per state part (zeros by default).
+    reverse: analyse the sequence backwards in time (xs flipped): the backward half of a
+             bidirectional model.
+    norms:   those computed in this walk ("spectral", "frobenius", "min_singular"); others
+             are computed on first use. blocks: also the norms of the per-part blocks.
+    seed:    for the random starts of the spectral iteration (results do not depend on it
+             beyond rounding).
+    rtol:    relative accuracy of every spectral norm and smallest singular value: a
+             certified bound on each (default 1e-11 in float64, 5e-7 in float32; seen
+             ~1e-12 against torch.linalg.matrix_norm(ord=2) in float64). A looser one
+             (1e-6 is plenty for a decay rate) costs fewer Lanczos steps.
+
+    Shapes and dtypes are checked here, once; the cell runs forward here (`states`);
+    the backward walk for the norms waits until a norm is read (`Flow`).
+    """
+    for kind in norms:
+        check(kind, NORMS, "norm")
+    bound = None
+    if isinstance(cell, torch.nn.Module):
+        if params is not None and xs is not None:
+            raise GradlabError("a torch module carries its own weights: call "
+                               "gradient_flow(module, xs), without params")
+        xs = params if xs is None else xs
+        cell, params, bound = _module(cell, xs, state0, reverse)
+    if params is None or xs is None:
+        raise GradlabError("gradient_flow(cell, params, xs) needs params and xs "
+                           "(or gradient_flow(module, xs) for a torch module)")
+    if bound is not None:
+        bound, xs, state0 = bound
+    else:
+        cell, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
+    tolerance(xs.dtype, rtol)                                    # refuse a bad rtol now
+    states = bound.states(xs, state0)
+    wanted = tuple(dict.fromkeys((*norms, "frobenius")))
+    return Flow(bound.cell, bound, xs, state0, states, reverse=reverse, seed=seed, rtol=rtol,
+                norms=wanted, blocks=blocks)
+
+
+def _module(module, xs, state0, reverse):
+    """(cell, params, None) for a module `from_torch` maps; else (None, {}, the module's
+    (bound, xs, state0) from `gradlab.flow.module.prepare`), measured by jacrev."""
+    from .module import prepare, torch_recurrent
+    if torch_recurrent(module) and not getattr(module, "proj_size", 0):
+        from ..interop import from_torch
+        bidirectional = getattr(module, "bidirectional", False)
+        direction = ("backward" if reverse else "forward") if bidirectional else None
+        cell, params = from_torch(module, direction=direction)
+        return cell, params, None
+    return None, {}, prepare(module, xs, state0, reverse)

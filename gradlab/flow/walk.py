@@ -1,0 +1,117 @@
+"""The backward walk: P_k = P_{k-1} J_{T-k+1} for k = 1..T, a chunk of lags at a time.
+
+The Jacobians of a chunk of C steps come from one lowered call; the products of the chunk
+are formed one lag after another from the previous (`Chain`), scaled exactly (`Scale`),
+and their norms taken for the whole chunk at once (`Spectral`): the iterations of the
+spectral norm never synchronise with the host per lag. C is set by a byte budget
+(CHUNK_BYTES), so memory beyond the states is O(C B S^2), never O(T B S^2).
+"""
+
+import functools
+import math
+
+import torch
+
+from .. import progress
+from .chain import Chain
+from .lanczos import Spectral
+from .scale import Scale
+
+# Bytes of running products kept per chunk (C lags at once): large enough that the
+# per-chunk Lanczos overhead is amortised, small enough to stay in cache-friendly memory.
+CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 1 << 30}
+
+
+def chunk_lags(T, B, S, dtype, device, buffers):
+    budget = CHUNK_BYTES.get(torch.device(device).type, CHUNK_BYTES["cpu"])
+    per_lag = buffers * B * S * S * torch.finfo(dtype).bits // 8
+    return max(1, min(T, budget // per_lag))
+
+
+def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
+    """One backward pass: log norms of every P_k (and its blocks), as (T, B) tensors;
+    spectral norms (and smallest singular values) to relative accuracy `rtol`."""
+    T, B = xs.shape[:2]
+    n, S, parts = bound.n, bound.S, bound.parts
+    dtype, device = xs.dtype, xs.device
+    spectral, inverse = "spectral" in norms, "min_singular" in norms
+    blocks = blocks and parts > 1
+    C = chunk_lags(T, B, S, dtype, device, 4 if inverse else 2)
+    ping = 1 if T <= C else 2             # chunk c in buffer c % 2; the next reads its end
+    empty = functools.partial(torch.empty, dtype=dtype, device=device)
+    chain = Chain(bound, C, dtype, device)
+    # P_k^T / ||P_k||_F for a chunk's lags, when anything reads them after the chunk's
+    # products; if not (Frobenius norms alone) two alternating buffers, which stay in cache
+    keep = spectral or inverse or blocks
+    Qs = empty(*((ping, C) if keep else (2,)), chain.g, B, chain.w, S)
+    alternate = None if keep else [(q, q.unbind(0)) for q in Qs]
+    scale = Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(e_k), ||Q_k||_F in [1/2, 1)
+    logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
+    out = {"frobenius": logs()}           # log ||P_k||_F, lag k at row k - 1
+    if spectral:
+        out["spectral"], top = logs(), Spectral(seed, dtype, rtol)
+    if inverse:
+        Rs = empty(ping, C, B, S, S)      # P_k^{-1} 2^(-r_k)
+        out["min_singular"], bottom = logs(), Spectral(seed + 1, dtype, rtol)
+        rscale = Scale(T, B, dtype, device)
+        singular = torch.full((B,), T + 1, device=device)    # first lag with a singular J
+        info = torch.empty(B, dtype=torch.int32, device=device)
+        lag = torch.arange(1, T + 1, device=device)
+        eye = torch.eye(S, dtype=dtype, device=device).expand(B, S, S)
+        jdense = empty(B, S, S)
+    if blocks:
+        out["block_frobenius"] = logs(parts, parts)
+        if spectral:
+            out["block_spectral"], btop = logs(parts, parts), Spectral(seed + 2, dtype, rtol)
+
+    with torch.no_grad():
+        for c, k0 in enumerate(range(1, T + 1, C)):                       # lags k0..k1
+            k1 = min(k0 + C - 1, T)
+            lags, rows = k1 - k0 + 1, slice(k0 - 1, k1)
+            lo, hi = T - k1, T - k0 + 1         # J_t for t = lo+1..hi at (s_{t-1}, xs[t-1])
+            J = chain.jacobians(tuple(s[lo:hi].reshape(-1, n) for s in states),
+                                xs[lo:hi].reshape(lags * B, -1), lags)   # [a][b][j]: lag k1-j
+            Jt = chain.transposed(J, lags)
+            if keep:
+                Q = Qs[c % ping]
+                slabs = [(q, q.unbind(0)) for q in Q[:lags]]
+            R, R0 = (Rs[c % ping], Rs[(c - 1) % ping, C - 1]) if inverse else (None, None)
+            for i in range(lags):
+                k, j = k0 + i, lags - 1 - i
+                cur = slabs[i] if keep else alternate[k % 2]     # P_k^T: (g, B, w, S), slabs
+                if k == 1:
+                    chain.first(Jt[j], cur[0])
+                else:                                            # from P_{k-1}^T, which is
+                    chain.step(Jt[j], held[1], cur[1])           # still held (ping-pong)
+                scale(cur[0], k, batch=1)
+                held = cur
+                if progress.due(k - 1, T):
+                    progress.advance("backward walk", k, T)
+                if inverse:
+                    Jk = chain.dense(J, j, jdense)
+                    last = eye if k == 1 else R[i - 1] if i else R0
+                    torch.linalg.solve_ex(Jk, last, out=(R[i], info))
+                    bad = (info > 0) | ~torch.isfinite(R[i]).all(dim=(-2, -1))
+                    singular = torch.where(bad, singular.clamp_max(k), singular)
+                    torch.where(bad[:, None, None], eye, R[i], out=R[i])  # keep finite
+                    rscale(R[i], k)
+            base = scale.log(rows)                                        # (lags, B)
+            out["frobenius"][rows] = scale.frobenius(rows)
+            if spectral:   # sigma(P) with P = (P^T)^T: left vectors live at time T (warm)
+                sig = top(chain.matrices(Q[:lags]).mT, lags).view(lags, B)
+                out["spectral"][rows] = base + sig.double().log()
+            if inverse:    # P^{-1} maps s_T to s_{T-k}: its right vectors live at time T
+                Rc = R[:lags].view(lags * B, S, S).mT
+                big = rscale.log(rows) + bottom(Rc, lags).view(lags, B).double().log()
+                # log sigma_min(P_k) = -log ||P_k^{-1}||_2; -inf from the first singular J_t
+                gone = lag[rows, None] >= singular[None, :]
+                out["min_singular"][rows] = torch.where(gone, -math.inf, -big)
+            if blocks:
+                X = chain.blocks_of(Q[:lags], parts, n)
+                fro = torch.linalg.vector_norm(X, dim=(3, 5)).transpose(-1, -2)   # [out, in]
+                out["block_frobenius"][rows] = base[..., None, None] + fro.double().log()
+                if spectral:
+                    Mb = X.permute(0, 1, 4, 2, 5, 3).reshape(lags * B * parts * parts, n, n)
+                    sig = btop(Mb, lags).view(lags, B, parts, parts)
+                    out["block_spectral"][rows] = base[..., None, None] + sig.double().log()
+    return out

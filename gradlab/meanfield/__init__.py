@@ -1,0 +1,75 @@
+"""Mean-field theory for any declared cell, from its declaration and symbolic Jacobian.
+
+    mean_field(cell, weight_scale=..., gate_bias=..., method="annealed" | "dynamic")
+        .rate       per-step slope of the log Frobenius norm of P_k (Flow.rate's units:
+                    1/2 ln chi for the vanilla RNN)
+        .timescale  -1 / rate, inf when gradients do not decay (never negative)
+        .moments    the statistics the theory used; .method
+
+    annealed    the standard theory: fresh Gaussian weights at every step (`annealed`)
+    dynamic     each unit's fields are Gaussian processes with the population's own
+                autocorrelation, gains multiplied along each unit's history (`dynamic`)
+
+    critical_init(cell, timescale, hidden=...)   init_params options for a timescale,
+                                                 corrected by measurement (`critical`)
+    timescale_grid(cell, weight_scales, gate_biases)   the theory over a sweep grid
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import GradlabError
+from ..registry import cell as as_cell
+from ..theory import timescale as timescale_of
+from .annealed import annealed
+from .critical import critical_init, measure_timescale, timescale_grid
+from .dynamic import dynamic
+from .population import Scales, population
+
+METHODS = {"annealed": annealed, "dynamic": dynamic}
+
+__all__ = ["MeanField", "mean_field", "critical_init", "timescale_grid", "measure_timescale",
+           "METHODS"]
+
+
+@dataclass
+class MeanField:
+    """A theory's prediction: rate (per step, natural log), timescale, moments, method."""
+    rate: float
+    method: str
+    moments: dict = field(repr=False)
+    scales: Scales = None
+
+    @property
+    def timescale(self):
+        return timescale_of(self.rate)
+
+
+def _scale(value, what, low=0.0):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < low:
+        raise GradlabError(f"{what} must be a finite number >= {low:g}, got {value!r}")
+    return float(value)
+
+
+def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_bias=0.0,
+               input_power=1.0, method="annealed", **options):
+    """The mean-field prediction for `cell` (a name or Cell) initialised as
+    init_params(..., init="gaussian", weight_scale, bias_scale, input_scale, gate_bias)
+    and driven by i.i.d. inputs of mean square `input_power` (make_inputs "gaussian" with
+    scale 1: 1). `options` go to the method: annealed(units, burn_in, steps, seed),
+    dynamic(units, steps, iterations, passes, lags, seed)."""
+    if method not in METHODS:
+        raise GradlabError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    c = as_cell(cell)
+    scales = Scales(weight_scale=_scale(weight_scale, "weight_scale"),
+                    bias_scale=_scale(bias_scale, "bias_scale"),
+                    input_scale=_scale(input_scale, "input_scale"),
+                    gate_bias=_scale(gate_bias, "gate_bias", -math.inf),
+                    input_power=_scale(input_power, "input_power"))
+    population(c)          # reads the declaration (refuses what it cannot read, one line)
+    try:
+        rate, moments = METHODS[method](c, scales, **options)
+    except TypeError as err:
+        raise GradlabError(f"mean_field method {method!r}: {err}") from None
+    return MeanField(rate=float(rate), method=method, moments=moments, scales=scales)

@@ -1,0 +1,137 @@
+"""Critical initialisation: init_params options for a chosen gradient timescale, and the
+theory's timescales over a sweep grid (for the phase diagram's contours)."""
+
+import math
+
+import numpy as np
+
+from ..errors import GradlabError
+from ..registry import cell as as_cell
+from ..theory import timescale as timescale_of
+from .annealed import annealed
+from .population import Scales
+
+QUICK = {"units": 4000, "burn_in": 60, "steps": 120}   # annealed, for searches and grids
+
+
+def _knob(c):
+    """What critical_init turns: the gate bias where the cell has one, else weight scale."""
+    return "gate_bias" if c.gate_bias else "weight_scale"
+
+
+def _theory_timescale(c, options):
+    return timescale_of(annealed(c, Scales(**options), **QUICK)[0])
+
+
+def _theory_start(c, knob, target, options):
+    """The knob value where the annealed theory's timescale is `target` (bisection on
+    log timescale; the ends of the range if it is never reached)."""
+    lo, hi = (-4.0, 12.0) if knob == "gate_bias" else (0.05, 6.0)
+
+    def gap(v):
+        t = _theory_timescale(c, {**options, knob: v})
+        return (math.log(t) if 0 < t < math.inf else (50.0 if t else -50.0)) - math.log(target)
+
+    g_lo, g_hi = gap(lo), gap(hi)
+    if g_lo * g_hi > 0:
+        return lo if abs(g_lo) < abs(g_hi) else hi
+    for _ in range(14):
+        mid = 0.5 * (lo + hi)
+        g = gap(mid)
+        if (g < 0) == (g_lo < 0):
+            lo, g_lo = mid, g
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0):
+    """Frobenius-norm timescale of gradient_flow at this width, fitted over lags
+    steps // 4 .. steps - 10 (the first lags are transients)."""
+    import torch
+
+    from ..flow import gradient_flow, make_inputs
+    params = c.init_params(hidden, inputs, seed=seed, **options)
+    xs = make_inputs("gaussian", steps, batch, inputs, seed=seed + 1, dtype=torch.float64)
+    flow = gradient_flow(c, params, xs, norms=("frobenius",), blocks=False)
+    rate = flow.rate("frobenius", start=max(1, steps // 4), stop=max(2, steps - 10))
+    return timescale_of(rate)
+
+
+def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
+                  bias_scale=0.1, input_scale=1.0, gate_bias=0.0, tolerance=0.1,
+                  measurements=5, steps=None, seed=0):
+    """init_params options whose gradients decay with `timescale` steps at width `hidden`.
+
+    The knob is the gate bias where the cell declares one, else the weight scale; the
+    other options are kept. It starts where the annealed mean-field theory puts the
+    timescale, then corrects by secant steps on the knob against log(measured timescale)
+    (gradient_flow, one sequence of `steps` = 3 x timescale by default, 100..2000), at most
+    `measurements` runs, until the measurement is within `tolerance` of the target.
+    Deterministic for a seed. Returns {"options": init_params keywords, their values flat,
+    "knob", "predicted_timescale" (theory, at the start), "measured_timescale",
+    "measurements": [(knob value, measured timescale), ...]}."""
+    c = as_cell(cell)
+    if not (isinstance(timescale, (int, float)) and math.isfinite(timescale) and timescale > 1):
+        raise GradlabError(f"timescale must be a finite number of steps above 1, got "
+                           f"{timescale!r}")
+    if not 0 < tolerance < 1:
+        raise GradlabError(f"tolerance must be in (0, 1), got {tolerance!r}")
+    steps = int(min(2000, max(100, 3 * timescale))) if steps is None else int(steps)
+    options = {"weight_scale": float(weight_scale), "bias_scale": float(bias_scale),
+               "input_scale": float(input_scale), "gate_bias": float(gate_bias)}
+    knob = _knob(c)
+    start = _theory_start(c, knob, timescale, options)
+    predicted = _theory_timescale(c, {**options, knob: start})
+
+    def miss(v):
+        t = measure_timescale(c, {**options, knob: v}, hidden=hidden, inputs=inputs,
+                              steps=steps, seed=seed)
+        history.append((float(v), t))
+        return (math.log(t) if 0 < t < math.inf else (10.0 if t else -10.0)) \
+            - math.log(timescale)
+
+    history = []
+    x0, y0 = start, miss(start)
+    best = (abs(y0), x0)
+    step = 0.5 if knob == "gate_bias" else 0.05
+    x1 = x0 - math.copysign(step, y0)
+    while len(history) < measurements and abs(y0) > math.log1p(tolerance):
+        y1 = miss(x1)
+        best = min(best, (abs(y1), x1))
+        if abs(y1) <= math.log1p(tolerance):
+            break
+        slope = (y1 - y0) / (x1 - x0) if x1 != x0 else 0.0
+        x0, y0 = x1, y1
+        if slope == 0 or not math.isfinite(slope):
+            x1 = x1 - math.copysign(step, y1)
+        else:
+            x1 = x1 - float(np.clip(y1 / slope, -3.0, 3.0))
+    value = best[1]
+    options[knob] = float(value)
+    measured = dict(history)[value]
+    return {**options, "options": dict(options), "knob": knob, "hidden": hidden,
+            "inputs": inputs, "steps": steps, "seed": seed,
+            "predicted_timescale": predicted, "measured_timescale": measured,
+            "measurements": history}
+
+
+def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_scale=1.0,
+                   method="annealed", **options):
+    """The theory's timescale -1/rate (inf where gradients do not decay) over a sweep grid:
+    an array (len(gate_biases), len(weight_scales)), rows by gate bias as the sweep's
+    heat maps. A cell without a gate bias gives the same row at every gate bias."""
+    from . import mean_field
+    c = as_cell(cell)
+    if method == "annealed":
+        options = {**QUICK, **options}
+    grid = np.empty((len(gate_biases), len(weight_scales)))
+    for j, ws in enumerate(weight_scales):
+        for i, gb in enumerate(gate_biases):
+            if i and not c.gate_bias:
+                grid[i, j] = grid[0, j]
+                continue
+            grid[i, j] = mean_field(c, weight_scale=ws, bias_scale=bias_scale,
+                                    input_scale=input_scale, gate_bias=gb, method=method,
+                                    **options).timescale
+    return grid

@@ -1,0 +1,48 @@
+"""`gradlab shell`: a Python prompt with gradlab, torch and every catalogue cell loaded.
+
+IPython when it is installed (`pip install 'gradlab[repl]'`), else Python's own `code`
+console; `namespace()` is what either starts with.
+"""
+
+import code
+import sys
+
+HOWTO = (
+    "gradlab shell: gradlab, torch, sympy and every catalogue cell (lstm, gru, ...) are loaded.\n"
+    "  print(lstm); J = lstm.jacobian(); J['c', 'c']; J.terms('h', 'h'); J.explicit(n=2)\n"
+    "  p = lstm.init_params(hidden=4, inputs=3); J.at(p, state, x); help(gradlab.Jacobian)\n")
+
+
+def namespace():
+    """{name: value} the shell starts with: gradlab, torch, sympy, the language's
+    functions and every registered cell under its own name."""
+    import sympy
+    import torch
+
+    import gradlab
+    from gradlab import registry
+    from gradlab.symbolic import language
+    ns = {"gradlab": gradlab, "torch": torch, "sympy": sympy, "sp": sympy,
+          "declare": gradlab.declare, "I": language.I, "mean": language.mean,
+          "var": language.var, "sqrt": language.sqrt, "norm": language.norm}
+    ns.update({k: v for k, v in language.FUNCTIONS.items() if k != "abs"})  # abs(): Python's
+    ns.update({name: registry.cell(name) for name in registry.cells()})
+    return ns
+
+
+def start(*, plain=False, stdout=None):
+    """Print the how-to and start IPython (or the plain console: `plain`, or no IPython)."""
+    out = stdout or sys.stdout
+    ns = namespace()
+    ipython = None
+    if not plain:
+        try:
+            import IPython as ipython
+        except ImportError:
+            ipython = None
+    out.write(HOWTO)
+    out.flush()
+    if ipython is not None:
+        ipython.start_ipython(argv=["--no-banner"], user_ns=ns)
+    else:
+        code.interact(banner="", local=ns, exitmsg="")

@@ -1,0 +1,281 @@
+"""A cell's Jacobian as an object to take apart: blocks by name, terms, entries, numbers.
+
+    >>> J = gradlab.cell("lstm").jacobian()
+    >>> J["c", "c"]                       # the block ∂c'/∂c, by state-part names
+    diag(f)
+    >>> J.explicit(n=2)[("c", "c")]       # written out entry by entry at n = 2
+    Matrix([[f[0, 0], 0], [0, f[1, 0]]])
+
+`Jacobian` is a SymPy `BlockMatrix` (rows: the new state parts; columns: the state parts,
+or the input) that prints as `gradlab derive` does; its blocks are the derived ones with
+terms that share a right factor collected (`algebra.collect`). `J.at(params, state, x)`
+evaluates the cell's lowered code, the same numbers `cell.jacobian_fn` gives.
+"""
+
+import sympy as sp
+from sympy import BlockMatrix, MatAdd, MatrixSymbol
+from sympy.core.symbol import Str
+
+from . import algebra as al
+from .derive import Chain
+from .printing import Partial, block_name, latex, text
+from .structure import kind, terms as block_terms
+from ..errors import GradlabError
+
+_MATRIX_NODES = (sp.MatMul, sp.MatrixExpr)   # sums, products and every other matrix node
+
+
+def readable_blocks(cell, wrt):
+    """(named, rows): the blocks, collected, with reused intermediate Jacobians written
+    as ∂q/∂s.
+
+    A quantity q whose Jacobian is a sum and appears inside the blocks (the LSTM's c'
+    inside ∂h'/∂h; the normalized LSTM's r) is shown once, by name, as ∂q/∂s.
+    """
+    ins = cell.state_symbols if wrt == "state" else (cell.input_symbol,)
+    named, rows = [], [[None] * len(ins) for _ in cell.outputs]
+    for j, s in enumerate(ins):
+        chain = Chain(cell.lets, s)
+        blocks = [chain.total(out) for out in cell.outputs]
+        subs = {J: Partial(q, s) for q, J in chain._totals.items()
+                if isinstance(q, MatrixSymbol) and isinstance(J, MatAdd)}
+        for i, block in enumerate(blocks):
+            rows[i][j] = al.collect(_name_sums(block, subs, keep=block))
+        used = set().union(*(r[j].atoms(Partial) for r in rows))
+        for J, p in subs.items():
+            if p in used and p.out not in cell.outputs:
+                named.append((p, al.collect(_name_sums(J, subs, keep=J))))
+    return named, rows
+
+
+def _name_sums(expr, subs, keep):
+    """Replace each sum in `subs` by its name, also where it was merged into a larger sum."""
+    if expr in subs and expr != keep:
+        return subs[expr]
+    if not expr.args or isinstance(expr, MatrixSymbol) or not isinstance(expr, _MATRIX_NODES):
+        return expr
+    if isinstance(expr, MatAdd):
+        terms = list(expr.args)
+        for J, p in subs.items():
+            if J != keep and isinstance(J, MatAdd) and set(J.args) < set(terms):
+                terms = [p] + [t for t in terms if t not in J.args]
+        if terms != list(expr.args):
+            return MatAdd(*(_name_sums(t, subs, keep) for t in terms))
+    return expr.func(*(_name_sums(a, subs, keep) for a in expr.args))
+
+
+def _sizes(n, m):
+    from .language import SIZES
+    for what, k in (("n", n), ("m", m)):
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise GradlabError(f"explicit({what}={k!r}): give a small positive integer size")
+    return {SIZES["n"]: n, SIZES["m"]: m}
+
+
+def _backend(x):
+    return "numpy" if type(x).__module__.split(".")[0] == "numpy" else "torch"
+
+
+class Jacobian(BlockMatrix):
+    """d(new state parts) / d(state parts or input): a BlockMatrix with named blocks."""
+
+    def __new__(cls, blocks, outs, ins):
+        plain = BlockMatrix(blocks.tolist() if isinstance(blocks, sp.MatrixBase) else blocks)
+        names = [sp.Tuple(*(Str(str(p)) for p in part)) for part in (outs, ins)]
+        obj = sp.Basic.__new__(cls, plain.blocks, *names)
+        obj._cell = obj._wrt = None
+        return obj
+
+    @classmethod
+    def of(cls, cell, wrt, blocks, outs, ins):
+        """The cell's own Jacobian (blocks collected); `at` evaluates it."""
+        J = cls([[al.collect(b) for b in row] for row in blocks], outs, ins)
+        J._cell, J._wrt = cell, wrt
+        return J
+
+    outs = property(lambda self: tuple(str(p) for p in self.args[1]))
+    ins = property(lambda self: tuple(str(p) for p in self.args[2]))
+
+    # -- blocks by name ------------------------------------------------------------------
+    def _index(self, name, names, what):
+        key = str(name)
+        for k, p in enumerate(names):
+            if key in (p, p.rstrip("'")):
+                return k
+        valid = ", ".join(p.rstrip("'") for p in names)
+        raise GradlabError(f"no {what} {name!r} in this Jacobian; valid: {valid}")
+
+    def block(self, out, wrt):
+        """The block ∂out'/∂wrt, by state-part names ("c" or "c'" for the new c)."""
+        i = self._index(out, self.outs, "output")
+        j = self._index(wrt, self.ins, "input")
+        return Block(self, i, j)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
+            return self.block(*key)
+        if isinstance(key, str):
+            raise GradlabError(f"J[{key!r}]: name a block by two parts, J[out, in], e.g. "
+                               f"J[{self.outs[0].rstrip(chr(39))!r}, {self.ins[0]!r}]")
+        return super().__getitem__(key)
+
+    def blocks_by_name(self):
+        """{(out, in): Block} for every block, rows first."""
+        return {(o.rstrip("'"), w): self.block(o, w) for o in self.outs for w in self.ins}
+
+    def terms(self, out=None, wrt=None):
+        """The terms of one block (a list), or {(out, in): terms} of every block."""
+        if out is not None or wrt is not None:
+            return self.block(out or self.outs[0], wrt or self.ins[0]).terms()
+        return {k: b.terms() for k, b in self.blocks_by_name().items()}
+
+    def explicit(self, n=2, m=None):
+        """{(out, in): SymPy Matrix} of every block written entry by entry at hidden size
+        n (and input size m, n by default): what a student checks by hand."""
+        return {k: b.explicit(n, m) for k, b in self.blocks_by_name().items()}
+
+    # -- numbers -------------------------------------------------------------------------
+    def at(self, params, state, x, backend=None):
+        """The Jacobian at (params, state, x), batched: (B, S, S) or (B, S, m), from the
+        cell's lowered code (`cell.jacobian_fn`); torch or numpy after the arguments."""
+        if getattr(self, "_cell", None) is None:
+            raise GradlabError("at() evaluates a cell's own Jacobian (cell.jacobian(), or "
+                               "it simplified); this one was changed by subs or built by "
+                               "hand: substitute into the numbers instead")
+        return self._cell.jacobian_fn(self._wrt, backend or _backend(x))(params, state, x)
+
+    def simplify(self, **kwargs):
+        """Every block through SymPy's simplify (and collected again); still evaluable."""
+        J = Jacobian([[al.collect(sp.simplify(b, **kwargs)) for b in row]
+                      for row in self.blocks.tolist()], self.outs, self.ins)
+        J._cell, J._wrt = getattr(self, "_cell", None), getattr(self, "_wrt", None)
+        return J
+
+    # -- printing ------------------------------------------------------------------------
+    def _lines(self, show, fmt):
+        return [f"{block_name(o, w, fmt)} = {show(b)}" for (o, w), b in
+                zip(((o, w) for o in self.outs for w in self.ins), self.blocks)]
+
+    def _sympystr(self, printer):
+        return "\n".join(self._lines(text, "text"))
+
+    def _latex(self, printer):
+        return "\\begin{aligned}\n" + " \\\\\n".join(
+            line.replace(" = ", " &= ", 1) for line in self._lines(latex, "latex")) \
+            + "\n\\end{aligned}"
+
+    def _repr_latex_(self):
+        return f"$${self._latex(None)}$$"
+
+
+class Expression:
+    """A SymPy matrix expression that prints as `gradlab derive` does; `expr` is the SymPy
+    object, SymPy's methods reach it, and it compares equal to it."""
+
+    def __init__(self, expr):
+        self.expr = expr
+
+    def _sympy_(self):
+        return self.expr
+
+    def __getattr__(self, name):           # shape, free_symbols, atoms, xreplace, ...
+        if name.startswith("__") or name == "expr":
+            raise AttributeError(name)
+        return getattr(self.expr, name)
+
+    def __eq__(self, other):
+        return self.expr == (other.expr if isinstance(other, Expression) else other)
+
+    def __hash__(self):
+        return hash(self.expr)
+
+    def __repr__(self):
+        return text(self.expr)
+
+    __str__ = __repr__
+
+    def _repr_latex_(self):
+        return f"$${latex(self.expr)}$$"
+
+    def latex(self):
+        return latex(self.expr)
+
+    @property
+    def kind(self):
+        """'zero', 'diagonal', 'rank-one coupled' or 'dense'."""
+        return kind(self.expr)
+
+    def explicit(self, n=2, m=None):
+        """A SymPy Matrix with explicit entries at hidden size n (input size m, n by
+        default)."""
+        sizes = _sizes(n, n if m is None else m)
+        return sp.Matrix(self.expr.xreplace(sizes).as_explicit())
+
+    def subs(self, *args, **kwargs):
+        """SymPy's subs on the expression (printed as derive does)."""
+        return Expression(self.expr.subs(*args, **kwargs))
+
+    def simplify(self, **kwargs):
+        return Expression(al.collect(sp.simplify(self.expr, **kwargs)))
+
+
+class Block(Expression):
+    """One block ∂out/∂wrt of a Jacobian; `at` gives its numbers."""
+
+    def __init__(self, jacobian, i, j):
+        super().__init__(jacobian.blocks[i, j])
+        self.jacobian, self.i, self.j = jacobian, i, j
+        self.out, self.wrt = jacobian.outs[i], jacobian.ins[j]
+
+    def _repr_latex_(self):
+        return f"$${block_name(self.out, self.wrt, 'latex')} = {latex(self.expr)}$$"
+
+    def terms(self):
+        """The terms of the block's sum (one term if it is not a sum), each printable."""
+        return Terms(Expression(t) for t in block_terms(self.expr))
+
+    def at(self, params, state, x, backend=None):
+        """This block's numbers, batched: (B, n, n) or (B, n, m)."""
+        full = self.jacobian.at(params, state, x, backend)
+        n = state[0].shape[-1] if isinstance(state, (tuple, list)) else state.shape[-1]
+        cols = slice(self.j * n, (self.j + 1) * n) if self.jacobian._wrt == "state" \
+            else slice(None)
+        return full[:, self.i * n:(self.i + 1) * n, cols]
+
+
+class Terms(list):
+    """A block's terms: a list of `Expression`s, printed in derive's notation."""
+
+    def __repr__(self):
+        return "[" + ", ".join(map(repr, self)) + "]"
+
+    __str__ = __repr__
+
+
+class Equation(sp.Equality):
+    """name = definition, one update equation; prints as `gradlab derive` does."""
+
+    def __new__(cls, lhs, rhs):
+        return sp.Equality.__new__(cls, lhs, rhs, evaluate=False)
+
+    def _sympystr(self, printer):
+        return f"{text(self.lhs)} = {text(self.rhs)}"
+
+    def _latex(self, printer):
+        return f"{latex(self.lhs)} = {latex(self.rhs)}"
+
+
+class Equations(list):
+    """A cell's update equations: one per line, in derive's notation."""
+
+    def __repr__(self):
+        return "\n".join(str(e) for e in self)
+
+    __str__ = __repr__
+
+    def latex(self):
+        return "\\begin{aligned}\n" + " \\\\\n".join(
+            f"{latex(e.lhs)} &= {latex(e.rhs)}" for e in self) + "\n\\end{aligned}"
+
+    def _repr_latex_(self):
+        return f"$${self.latex()}$$"

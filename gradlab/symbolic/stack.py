@@ -1,0 +1,112 @@
+"""`stack(layer, L)`: L copies of a layer cell composed into one cell, declared symbolically.
+
+A stacked recurrent network (torch's nn.LSTM(num_layers=L)) updates its layers in order at
+every step: layer 1 reads the input x_t, layer l >= 2 reads the NEW h of layer l-1 at the
+same step. `stack` writes that as one declaration, generated from the layer cell's own
+declaration function: it runs the layer's equations once per layer against a view of the
+builder in which every symbol carries the layer's number,
+
+    state parts  h, c        ->  h1, c1, h2, c2, ...        (layer by layer)
+    parameters   W_i, b_f    ->  W_i1, b_f1, W_i2, ...      (an n x m one is n x n above
+                                                             layer 1: it reads h_{l-1}')
+    named values i, c'       ->  i1, c1', i2, c2', ...
+    input        x           ->  x for layer 1, h_{l-1}' (the previous layer's new h) above
+
+and names each layer's new state (h1', ...). The stacked Jacobian d(h1, c1, h2, ...)' /
+d(h1, c1, h2, ...) then comes from gradlab's chain rule through those names like any
+other cell's: the cross-layer blocks (d h2'/d c1 through h1') included, nothing written
+by hand. J["h2", "c1"] is a block by name.
+"""
+
+import functools
+
+from .cell import Cell
+from .language import Value, n
+from ..errors import GradlabError
+
+MAX_LAYERS = 64
+
+
+def layer_name(name, layer):
+    """A layer's copy of a name: `W_i` -> `W_i2`, `c'` -> `c2'` (primes stay last)."""
+    base = name.rstrip("'")
+    return f"{base}{layer}{name[len(base):]}"
+
+
+class _LayerView:
+    """What layer `layer`'s equations see: the stacked builder with every name renamed,
+    and `x` the layer's input (x itself, or the previous layer's new h)."""
+
+    def __init__(self, builder, layer, inputs, input_name):
+        self._builder, self._layer = builder, layer
+        self._inputs, self._input_name = inputs, input_name
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name == self._input_name:
+            return self._inputs
+        return getattr(self._builder, layer_name(name, self._layer))
+
+    def let(self, name, value):
+        return self._builder.let(layer_name(name, self._layer), value)
+
+    @property
+    def I(self):     # noqa: E743 - the identity, as the papers write it
+        return self._builder.I
+
+    @property
+    def hidden_size(self):
+        return n
+
+    @property
+    def input_size(self):
+        return self._builder.input_size if self._layer == 1 else n
+
+
+def _layer_outputs(layer_cell, out):
+    """The layer declaration's return value as a list, one per state part."""
+    if isinstance(out, dict):
+        return [out[p] for p in layer_cell.state_names]
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+@functools.lru_cache(maxsize=None)
+def stack(layer_cell, layers, name=None):
+    """The cell of `layers` copies of `layer_cell` (a Cell) stacked as torch stacks them
+    (layer l reads layer l-1's new first state part, h): state h1, c1, h2, c2, ...; a
+    parameter P of layer l is P{l}. Cached: the same stack is the same Cell."""
+    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= MAX_LAYERS:
+        raise GradlabError(f"layers must be an integer in 1..{MAX_LAYERS}, got {layers!r}")
+    parts, x = layer_cell.state_names, layer_cell.input_name
+    state = [layer_name(p, l) for l in range(1, layers + 1) for p in parts]
+    params = {}
+    for l in range(1, layers + 1):
+        for p, (rows, cols) in layer_cell.param_shapes.items():
+            dims = [str(rows), "n" if l > 1 and str(cols) == "m" else str(cols)]
+            params[layer_name(p, l)] = " ".join(d for d in dims if d != "1") or "1"
+    gate_bias = layer_cell.gate_bias
+    if gate_bias is not None:   # layer 1's memory gate, as gradlab's init sets it
+        sign = "-" if gate_bias.startswith("-") else ""
+        gate_bias = sign + layer_name(gate_bias.lstrip("-"), 1)
+
+    def declaration(s):
+        inputs, new = getattr(s, x), {}
+        for l in range(1, layers + 1):
+            view = _LayerView(s, l, inputs, x)
+            outs = _layer_outputs(layer_cell, layer_cell._fn(view))
+            for p, value in zip(parts, outs):
+                value = value if isinstance(value, Value) else Value(value)
+                target = layer_name(f"{p}'", l)
+                if str(getattr(value.expr, "name", "")) != target:
+                    value = s.let(target, value)
+                new[layer_name(p, l)] = value
+            inputs = new[layer_name(parts[0], l)]
+        return new
+
+    declaration.__doc__ = (f"{layers} layers of {layer_cell.name}, layer l reading layer "
+                           f"l-1's new {parts[0]}. {layer_cell.doc}")
+    name = name or f"{layer_cell.name}_x{layers}"
+    return Cell(declaration, name=name, state=state, params=params, inputs=x,
+                source=f"{layers} stacked layers of {layer_cell.name} ({layer_cell.source})",
+                gate_bias=gate_bias)

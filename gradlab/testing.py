@@ -1,0 +1,32 @@
+"""Assertions for your own test suite: your hand-derived Jacobian or Lyapunov code against
+gradlab's exact derivation, failing with a message that says what is wrong.
+
+    from gradlab.testing import assert_jacobian
+
+    def test_my_gru_jacobian():
+        cell = gradlab.cell("gru")
+        params = cell.init_params(16, 4, weight_scale=1.5, bias_scale=0.5)
+        assert_jacobian(my_gru_jacobian, cell, params)
+"""
+
+from .verification.check import check_jacobian
+from .verification.lyapunov_check import check_lyapunov
+
+
+def assert_jacobian(fn, cell, params, **options):
+    """AssertionError (its message the diagnosis) unless `fn(params, state, x)` is the exact
+    Jacobian of `cell`; options as `gradlab.check_jacobian` (wrt, layout, block, batch,
+    seed, rtol, states). Returns the result when it agrees."""
+    result = check_jacobian(fn, cell, params, **options)
+    if not result.ok:
+        raise AssertionError(str(result))
+    return result
+
+
+def assert_lyapunov(fn, cell, params, xs, k, **options):
+    """AssertionError (its message the diagnosis) unless `fn(params, xs, k)` gives the
+    exact top-k Lyapunov exponents on xs; options as `gradlab.check_lyapunov`."""
+    result = check_lyapunov(fn, cell, params, xs, k, **options)
+    if not result.ok:
+        raise AssertionError(str(result))
+    return result

@@ -1,0 +1,115 @@
+"""The learnability report's figures, drawn from the numbers in its data.json (matplotlib's
+object API, no pyplot, as gradlab.reports.figures)."""
+
+import math
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..reports.figures import colors
+
+__all__ = ["colors", "learning", "timescales", "drift", "charlm"]
+
+
+def _finite(values):
+    a = np.asarray([math.nan if v is None else v for v in values], dtype=np.float64)
+    return np.where(np.isfinite(a), a, np.nan)
+
+
+def _by_task(runs):
+    out = {}
+    for r in runs:
+        out.setdefault(r["task"], {}).setdefault(r["cell"], []).append(r)
+    return out
+
+
+def learning(runs, col, chance, thresholds):
+    """Final test loss over chance loss against the delay, one panel per task."""
+    tasks = _by_task(runs)
+    fig = Figure(figsize=(7.5, 3.6 * max(1, len(tasks))), layout="constrained")
+    axes = fig.subplots(max(1, len(tasks)), 1, squeeze=False)[:, 0]
+    for ax, (task, cells) in zip(axes, tasks.items()):
+        for cell, rs in cells.items():
+            rs = sorted(rs, key=lambda r: r["delay"])
+            ratio = _finite([r["final"]["loss"] / chance[task] for r in rs])
+            ax.semilogy([r["delay"] for r in rs], ratio, marker="o", color=col[cell],
+                        label=cell)
+        for t, words in thresholds:
+            ax.axhline(t, color="grey", lw=0.8, ls="--")
+            ax.annotate(words, (0, t), xycoords=("axes fraction", "data"), fontsize=7,
+                        color="grey", va="bottom")
+        ax.set(xlabel=f"{task}: delay (steps)", ylabel="final test loss / chance loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=3)
+    axes[0].set_title("Which cells learned, by delay")
+    return fig
+
+
+def timescales(runs, col, cap):
+    """Gradient timescale xi at initialisation (open) and after training (filled) against
+    the delay; xi = inf (no decay over the probe) is drawn at `cap` as a triangle."""
+    tasks = _by_task(runs)
+    fig = Figure(figsize=(7.5, 3.6 * max(1, len(tasks))), layout="constrained")
+    axes = fig.subplots(max(1, len(tasks)), 1, squeeze=False)[:, 0]
+    for ax, (task, cells) in zip(axes, tasks.items()):
+        delays = sorted({r["delay"] for rs in cells.values() for r in rs})
+        for cell, rs in cells.items():
+            rs = sorted(rs, key=lambda r: r["delay"])
+            d = [r["delay"] for r in rs]
+            for which, fill, ls in ((0, "none", "--"), (-1, col[cell], "-")):
+                xi = np.array([r["checkpoints"][which]["timescale"] for r in rs], float)
+                grows = np.isposinf(xi)
+                ax.plot(d, np.where(np.isfinite(xi), xi, np.nan), ls=ls, marker="o",
+                        mfc=fill, color=col[cell],
+                        label=f"{cell} ({'init' if which == 0 else 'trained'})")
+                if grows.any():
+                    ax.plot(np.array(d)[grows], np.full(grows.sum(), cap), ls="none",
+                            marker="^", mfc=fill, color=col[cell])
+        ax.plot(delays, delays, color="grey", lw=0.8, ls=":", label="ξ = delay")
+        ax.set(xlabel=f"{task}: delay (steps)", ylabel="gradient timescale ξ (steps)",
+               yscale="log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=3)
+    axes[0].set_title("Timescale at initialisation (open) and after training (filled)")
+    return fig
+
+
+def drift(runs, col, title):
+    """State RMS at the final step over the training steps (top) and the mean write gate
+    over the first ones (bottom), one line per cell."""
+    fig = Figure(figsize=(7.5, 5.6), layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    for r in runs:
+        rms = _finite(r["state_rms"])
+        top.plot(np.arange(len(rms)), rms, color=col[r["cell"]], label=r["cell"])
+        write = _finite(r["write_gate"])
+        keep = np.isfinite(write)
+        if keep.any():
+            bottom.plot(np.arange(len(write))[keep], write[keep], color=col[r["cell"]],
+                        label=r["cell"])
+    top.set(xlabel="training step", ylabel="state RMS at the last time step", yscale="log",
+            title=title)
+    bottom.set(xlabel="training step", ylabel="mean write gate (i; GRU: 1 − z)",
+               ylim=(-0.02, 1.02))
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        if ax.get_lines():
+            ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def charlm(record):
+    """Training loss of the character LSTM in bits per character, with the baseline."""
+    fig = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    bits = _finite(record["train_bits"])
+    ax.plot(np.arange(1, len(bits) + 1), bits, color="#1f77b4", label="training batch")
+    ax.axhline(record["unigram_bits"], color="grey", ls="--",
+               label="character frequencies (held out)")
+    ax.axhline(record["trained"]["bits"], color="#d62728", ls=":",
+               label="trained, held out")
+    ax.set(xlabel="training step", ylabel="bits per character",
+           title="Character-level LSTM on " + record["corpus"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig

@@ -1,0 +1,335 @@
+"""Checking someone else's Jacobian against the exact one, and saying what is wrong with it.
+
+`check_jacobian(fn, cell, params)` evaluates a user's `fn(params, state, x)` (torch or
+numpy; (B, S, S), or (S, S) for one sample) at random states and inputs, or at the ones
+given, and compares it with gradlab's lowered Jacobian. When they differ it looks for the
+mistakes people make when they derive a Jacobian by hand, in the terms of the derivation:
+
+    layout      the transpose (denominator layout: rows are inputs)
+    order       the state parts in another order ((c, h) for (h, c))
+    terms       a term missing, doubled, with the wrong sign or a wrong constant factor:
+                each block is a sum of terms such as diag(h ⊙ z ⊙ (1 − z)) W_z, each is
+                evaluated, and the combination of them that explains the difference found
+                by least squares
+    slope       a term whose diagonal factor is wrong row by row (an activation's slope)
+    gates       weights read in another gate order (torch stacks i, f, g, o / r, z, n)
+
+and, when nothing simple explains the difference, says so and shows the worst entries.
+"""
+
+import dataclasses
+import itertools
+
+import numpy as np
+import torch
+from sympy import MatMul
+from sympy.matrices.expressions.diagonal import DiagMatrix
+
+from .. import registry
+from ..errors import GradlabError, choice
+from ..interop import GATES
+from ..lowering.lower import terms_function
+from ..symbolic.printing import text
+
+LAYOUTS = ("numerator", "denominator")
+EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
+
+
+class Error(float):
+    """The largest relative error (a float, compared with rtol), with `.absolute` and
+    `.relative` beside it."""
+
+    def __new__(cls, absolute, relative):
+        self = super().__new__(cls, relative)
+        self.absolute, self.relative = absolute, relative
+        return self
+
+
+@dataclasses.dataclass
+class Result:
+    ok: bool
+    max_error: Error                 # relative; .absolute and .relative
+    worst_block: tuple               # (out part, in part) of the largest relative error
+    block_errors: dict               # {(out part, in part): relative error}
+    diagnosis: list                  # plain sentences
+    checked: int                     # samples compared
+
+    def __str__(self):
+        head = ("agrees" if self.ok else "differs") + (
+            f": max relative error {self.max_error.relative:.3g} (absolute "
+            f"{self.max_error.absolute:.3g}) over {self.checked} samples")
+        return "\n".join([head, *self.diagnosis])
+
+
+def _tensor(a, like):
+    if isinstance(a, np.ndarray) or not isinstance(a, torch.Tensor):
+        a = torch.as_tensor(np.asarray(a))
+    return a.detach().to(dtype=torch.float64, device="cpu")
+
+
+def _call(fn, params, state, x, shape):
+    """The user's Jacobian, batched (B, rows, cols), float64 on the CPU."""
+    B = x.shape[0]
+    try:
+        out = fn(params, state, x)
+    except Exception as err:                          # noqa: BLE001  (the user's code)
+        raise GradlabError(f"the function under test raised {type(err).__name__}: "
+                           f"{' '.join(str(err).split())}") from None
+    out = _tensor(out, x)
+    if out.ndim == 2 and B > 1:                       # one sample at a time
+        rows = []
+        for b in range(B):
+            one = fn(params, tuple(s[b] for s in state), x[b])
+            rows.append(_tensor(one, x))
+        out = torch.stack(rows)
+    elif out.ndim == 2:
+        out = out[None]
+    if tuple(out.shape) != (B, *shape):
+        raise GradlabError(f"the function under test returned shape {tuple(out.shape)}; "
+                           f"expected ({B}, {shape[0]}, {shape[1]}) or {shape} per sample")
+    return out
+
+
+def _relative(a, b):
+    scale = float(b.abs().max()) or 1.0
+    return float((a - b).abs().max()) / scale
+
+
+def _sample(cell, params, batch, seed, states):
+    """(state tuple (B, n), x (B, m)) at which to compare."""
+    first = params[cell.param_names[0]]
+    if states is not None:
+        if len(states) == 2 and isinstance(states[0], (tuple, list)):   # (state, x)
+            return tuple(states[0]), states[1]
+        state = tuple(states) if isinstance(states, (tuple, list)) else (states,)
+        B = state[0].shape[0]
+    else:
+        B = batch
+    n = first.shape[0]
+    m = next((params[p].shape[1] for p in cell.param_names
+              if params[p].ndim == 2 and str(cell.param_shapes[p][1]) == "m"), 1)
+    gen = torch.Generator().manual_seed(seed)
+    draw = lambda *shape: (0.8 * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa
+                           ).to(dtype=first.dtype, device=first.device)
+    if states is None:
+        state = tuple(draw(B, n) for _ in cell.state_names)
+    return state, draw(B, m)
+
+
+@dataclasses.dataclass(frozen=True)
+class Blocks:
+    """Where each block sits in a Jacobian (rows: the state parts; columns: the state parts
+    or the input), and the one block checked, if one is named."""
+    outs: tuple
+    ins: tuple
+    n: int
+    width: int
+    block: tuple = None
+
+    @property
+    def keys(self):
+        return [self.block] if self.block else [(a, b) for a in self.outs for b in self.ins]
+
+    def cut(self, M, key):
+        a, b = self.outs.index(key[0]), self.ins.index(key[1])
+        return M[:, a * self.n:(a + 1) * self.n, b * self.width:(b + 1) * self.width]
+
+    def select(self, M):
+        """The part of a whole Jacobian that is checked."""
+        return self.cut(M, self.block) if self.block else M
+
+    def part(self, M, key):
+        """Block `key` of a checked matrix (which is that block when one is named)."""
+        return M if self.block else self.cut(M, key)
+
+
+def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=None, batch=4,
+                   seed=0, rtol=1e-8, states=None):
+    """Compare `fn(params, state, x)` with gradlab's exact Jacobian; a `Result`.
+
+    wrt: "state" ((B, S, S)) or "input" ((B, S, m)); layout: "numerator" (rows are
+    outputs, as torch.func.jacrev) or "denominator" (the transpose); block=("h", "h") when
+    fn gives one block (an LSTM analysed on h alone); states: a state tuple of (B, n)
+    tensors (x drawn at random) or a pair (state tuple, x), e.g. points of a trajectory."""
+    cell = registry.cell(cell)
+    choice(wrt, ("state", "input"), "wrt")
+    choice(layout, LAYOUTS, "layout")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise GradlabError(f"batch must be a positive integer, got {batch!r}")
+    state, x = _sample(cell, params, batch, seed, states)
+    n = state[0].shape[-1]
+    ins = cell.state_names if wrt == "state" else (cell.input_name,)
+    if block is not None:
+        block = tuple(block)
+        if len(block) != 2 or block[0] not in cell.state_names or block[1] not in ins:
+            raise GradlabError(f"block {block!r} is not (out part, in part) with parts from "
+                               f"{', '.join(cell.state_names)} and {', '.join(ins)}")
+    blocks = Blocks(cell.state_names, ins, n, n if wrt == "state" else x.shape[-1], block)
+    exact = blocks.select(_exact(cell, wrt, params, state, x))
+    rows, cols = exact.shape[1:]
+    theirs = _call(fn, params, state, x, (rows, cols) if layout == "numerator" else (cols, rows))
+    if layout == "denominator":
+        theirs = theirs.transpose(1, 2)
+    errors = {k: _relative(blocks.part(theirs, k), blocks.part(exact, k)) for k in blocks.keys}
+    absolute = float((theirs - exact).abs().max())
+    relative = absolute / (float(exact.abs().max()) or 1.0)
+    ok = relative <= rtol
+    diagnosis = [] if ok else _diagnose(cell, params, state, x, theirs, exact, blocks, wrt,
+                                        layout, rtol)
+    return Result(ok, Error(absolute, relative), max(blocks.keys, key=errors.get), errors,
+                  diagnosis, x.shape[0])
+
+
+def _exact(cell, wrt, params, state, x):
+    return cell.jacobian_fn(wrt)(params, state, x).to(dtype=torch.float64, device="cpu")
+
+
+def _diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
+    close = lambda a, b: _relative(a, b) <= max(rtol, 1e-9)      # noqa: E731
+    if theirs.shape[1] == theirs.shape[2] and close(theirs.transpose(1, 2), exact):
+        other = "numerator" if layout == "denominator" else "denominator"
+        return [f"Your Jacobian is the transpose of the exact one: it is in {other} layout "
+                "(rows are inputs). gradlab uses numerator layout, J[i, j] = ∂out_i/∂in_j, "
+                f"as torch.func.jacrev; transpose it or pass layout={other!r}."]
+    parts = cell.state_names
+    if blocks.block is None and wrt == "state" and len(parts) > 1:
+        for order in itertools.permutations(range(len(parts))):
+            if list(order) == list(range(len(parts))):
+                continue
+            n = blocks.n
+            idx = torch.cat([torch.arange(k * n, (k + 1) * n) for k in order])
+            if close(theirs, exact[:, idx][:, :, idx]):
+                return [f"Your state parts are in the order ({', '.join(parts[k] for k in order)}"
+                        f"); gradlab's state is ({', '.join(parts)}). Reorder the rows and "
+                        "columns of your blocks."]
+    found = _gate_order(cell, params, state, x, theirs, wrt, blocks, close)
+    if found:
+        return found
+    terms = terms_function(cell, wrt, "torch")(params, state, x)
+    sentences = []
+    unexplained = []
+    for key in blocks.keys:
+        mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
+        if _relative(mine, ref) <= rtol:
+            continue
+        said = _explain_block(key, mine - ref, terms.get(key, []), float(ref.abs().max()) or 1.0)
+        if said:
+            sentences += said
+        else:
+            unexplained.append(key)
+    for key in unexplained:
+        sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: no missing, extra, sign-flipped or "
+                         "rescaled term explains the difference. Worst entries "
+                         + _worst_entries(blocks.part(theirs, key), blocks.part(exact, key))
+                         + ".")
+    return sentences
+
+
+def _explain_block(key, D, terms, scale):
+    """Sentences naming the terms whose wrong coefficients (or slopes) explain D."""
+    name = f"∂{key[0]}'/∂{key[1]}"
+    if not terms:
+        return [f"Block {name} is exactly zero, but yours is not (largest entry "
+                f"{float(D.abs().max()):.3g}): that block has no term at all."]
+    T = torch.stack([v.to(dtype=torch.float64, device="cpu") for _, v in terms])  # (K, B, n, w)
+    A = T.reshape(len(terms), -1).T
+    d = D.reshape(-1)
+    coef = torch.linalg.lstsq(A, d[:, None]).solution[:, 0]
+    residual = float((A @ coef - d).abs().max()) / scale
+    if residual <= EXPLAINED:
+        out = []
+        for (term, _), c in zip(terms, coef.tolist()):
+            c = round(c, 6)
+            if abs(c) < 1e-6:
+                continue
+            shown = text(term)
+            if abs(c + 1) < 1e-6:
+                out.append(f"Block {name}: the term {shown} is missing.")
+            elif abs(c + 2) < 1e-6:
+                out.append(f"Block {name}: the term {shown} has the wrong sign.")
+            elif abs(c - 1) < 1e-6:
+                out.append(f"Block {name}: the term {shown} appears twice (an extra copy).")
+            else:
+                out.append(f"Block {name}: the term {shown} is scaled by {1 + c:.6g} "
+                           "instead of 1 (a wrong constant factor).")
+        return out
+    for factor, group in _by_leading_factor(terms):      # terms sharing a wrong slope
+        V = sum(value.to(dtype=torch.float64, device="cpu") for _, value in group)
+        norm = (V * V).sum(-1)
+        w = torch.where(norm > 0, (D * V).sum(-1) / norm.clamp_min(1e-300), torch.zeros_like(norm))
+        if (float(w.abs().max()) > 0
+                and float((w[..., None] * V - D).abs().max()) / scale <= EXPLAINED):
+            ratio = (1 + w)[norm > 0]
+            shown = " + ".join(text(t) for t, _ in group)
+            return [f"Block {name}: the factor {text(factor)} of {shown} is wrong: yours "
+                    f"is it times {float(ratio.min()):.4g} to {float(ratio.max()):.4g}, row "
+                    "by row, not 1 (an activation's slope written wrong?)."]
+    return []
+
+
+def _by_leading_factor(terms):
+    """Groups of terms that share their leftmost diag(...) factor, largest first: a slope
+    written wrong changes that factor in every term it leads."""
+    groups = {}
+    for term, value in terms:
+        args = term.args if isinstance(term, MatMul) else (term,)
+        lead = next((a for a in args if isinstance(a, DiagMatrix)), None)
+        if lead is not None:
+            groups.setdefault(lead, []).append((term, value))
+    singles = [(t.args[0] if isinstance(t, MatMul) else t, [(t, v)]) for t, v in terms]
+    return sorted(groups.items(), key=lambda g: -len(g[1])) + singles
+
+
+def _gate_order(cell, params, state, x, theirs, wrt, blocks, close):
+    """Weights read in another gate order (torch stacks gates in GATES order)."""
+    gates = GATES.get(cell.name)
+    if not gates:
+        return []
+    for order in itertools.permutations(gates):
+        if order == gates:
+            continue
+        swap = dict(zip(gates, order))
+        moved = {}
+        for p, v in params.items():
+            head, _, g = p.rpartition("_")
+            g0 = g[1:] if cell.name == "gru_torch" and p.startswith("b_") else g
+            if g0 in swap and head:
+                prefix = p[:len(p) - len(g0)]
+                moved[p] = params[prefix + swap[g0]]
+            else:
+                moved[p] = v
+        other = blocks.select(_exact(cell, wrt, moved, state, x))
+        if close(theirs, other):
+            return [f"Your Jacobian is the exact one for weights read in gate order "
+                    f"({', '.join(order)}); torch stacks the gates as ({', '.join(gates)}) in "
+                    "weight_ih, weight_hh and the biases. Split them in that order."]
+    return []
+
+
+def _worst_entries(mine, ref, count=3):
+    diff = (mine - ref).abs().reshape(-1)
+    top = torch.topk(diff, min(count, diff.numel())).indices
+    B, r, c = mine.shape
+    out = []
+    for i in top.tolist():
+        b, rest = divmod(i, r * c)
+        row, col = divmod(rest, c)
+        out.append(f"[sample {b}, {row}, {col}] yours {float(mine[b, row, col]):.6g}, exact "
+                   f"{float(ref[b, row, col]):.6g}")
+    return "; ".join(out)
+
+
+def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, **options):
+    """check_jacobian for the function `spec` ("path/to/file.py:FN" or "module:FN"), at
+    parameters drawn for `cell` with weights large enough and biases away from zero that
+    every term of the Jacobian carries weight (as `gradlab verify` draws them)."""
+    cell = registry.cell(cell)
+    module, where, name = registry.load(spec, "function")
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise GradlabError(f"{where} has no function {name!r}")
+    params = cell.init_params(hidden, inputs, weight_scale=1.5, bias_scale=0.5, seed=seed)
+    return check_jacobian(fn, cell, params, seed=seed, **options)
+
+
+__all__ = ["check_jacobian", "check_spec", "Result", "Error", "LAYOUTS"]

@@ -1,0 +1,309 @@
+"""gradlab as the oracle for other people's derivations: check_jacobian, check_lyapunov,
+gradlab.testing and `gradlab check`, each mistake class diagnosed by name.
+
+The Jacobians under test are written by hand here, the way a researcher writes them: the
+GRU's (R2RT form) from its equations; the LSTM's and torch GRU's through torch.func.jacrev
+of a plain torch step, then broken on purpose."""
+
+import math
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from torch.func import jacrev, vmap
+
+import gradlab
+from gradlab.testing import assert_jacobian, assert_lyapunov
+from gradlab.verification.lyapunov_check import exponents
+
+from conftest import assert_one_line_error, invoke
+
+sig, tanh = torch.sigmoid, torch.tanh
+D = torch.diag_embed
+
+
+def lin(v, W):
+    return v @ W.T
+
+
+def gru_jacobian(P, state, x, *, drop=False, flip=False, transpose=False, slope=False,
+                 extra=False, half=False):
+    """d h'/d h of h' = z h + (1 - z) tanh(W (r h) + U x + b), by hand, optionally wrong."""
+    (h,) = state
+    r = sig(lin(h, P["W_r"]) + lin(x, P["U_r"]) + P["b_r"])
+    z = sig(lin(h, P["W_z"]) + lin(x, P["U_z"]) + P["b_z"])
+    ht = tanh(lin(r * h, P["W"]) + lin(x, P["U"]) + P["b"])
+    dz = D(z * (1 - z)) @ P["W_z"]
+    dr = D(r * (1 - r)) @ P["W_r"]
+    dht = D((1 - ht) if slope else (1 - ht ** 2)) @ P["W"] @ (D(r) + D(h) @ dr)
+    J = D(z) + (-1 if flip else 1) * D(h) @ dz + (0.5 if half else 1) * D(1 - z) @ dht
+    if not drop:
+        J = J - D(ht) @ dz
+    if extra:
+        J = J + D(z)
+    return J.transpose(1, 2) if transpose else J
+
+
+@pytest.fixture(scope="module")
+def gru():
+    cell = gradlab.cell("gru")
+    return cell, cell.init_params(6, 3, weight_scale=1.5, bias_scale=0.5, seed=0)
+
+
+def test_a_correct_hand_derived_jacobian_passes(gru):
+    cell, params = gru
+    result = gradlab.check_jacobian(gru_jacobian, cell, params)
+    assert result.ok and result.max_error < 1e-12 and result.diagnosis == []
+    assert result.max_error.absolute < 1e-12 and result.worst_block == ("h", "h")
+
+
+@pytest.mark.parametrize("mistake, words", [
+    ({"drop": True}, "the term -diag(h~ ⊙ z ⊙ (1 - z)) W_z is missing"),
+    ({"flip": True}, "the term diag(h ⊙ z ⊙ (1 - z)) W_z has the wrong sign"),
+    ({"extra": True}, "the term diag(z) appears twice"),
+    ({"half": True}, "is scaled by 0.5 instead of 1"),
+    ({"transpose": True}, "transpose of the exact one"),
+    ({"slope": True}, "the factor diag((1 - z) ⊙ (1 - h~^2))"),
+])
+def test_each_mistake_is_named(gru, mistake, words):
+    cell, params = gru
+    result = gradlab.check_jacobian(lambda P, s, x: gru_jacobian(P, s, x, **mistake),
+                                    cell, params)
+    assert not result.ok
+    assert any(words in sentence for sentence in result.diagnosis), result.diagnosis
+
+
+def test_layout_option_accepts_the_transpose(gru):
+    cell, params = gru
+    fn = lambda P, s, x: gru_jacobian(P, s, x, transpose=True)          # noqa: E731
+    assert gradlab.check_jacobian(fn, cell, params, layout="denominator").ok
+
+
+def test_a_numpy_function_of_one_sample(gru):
+    cell, params = gru
+
+    def one(P, state, x):                       # (n,) state, (m,) x -> (n, n) numpy
+        J = gru_jacobian(P, tuple(s[None] for s in state), x[None])[0]
+        return J.numpy()
+
+    assert gradlab.check_jacobian(one, cell, params, batch=3).ok
+
+
+def lstm_step(P, state, x):
+    h, c = state
+    gate = lambda a, f=sig: f(lin(h, P[f"W_{a}"]) + lin(x, P[f"U_{a}"]) + P[f"b_{a}"])  # noqa
+    i, f, g, o = gate("i"), gate("f"), gate("g", tanh), gate("o")
+    c2 = f * c + i * g
+    return o * tanh(c2), c2
+
+
+def lstm_jacobian(P, state, x, order=(0, 1)):
+    n = state[0].shape[-1]
+
+    def flat(s, x):
+        h, c = s[:n], s[n:]
+        return torch.cat(lstm_step(P, (h[None], c[None]), x[None]), -1)[0]
+
+    J = vmap(jacrev(flat))(torch.cat(state, -1), x)
+    idx = torch.cat([torch.arange(k * n, (k + 1) * n) for k in order])
+    return J[:, idx][:, :, idx]
+
+
+def test_lstm_blocks_order_and_the_h_only_block():
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(5, 3, weight_scale=1.5, bias_scale=0.5, seed=1)
+    assert gradlab.check_jacobian(lstm_jacobian, cell, params).ok
+    swapped = gradlab.check_jacobian(lambda P, s, x: lstm_jacobian(P, s, x, (1, 0)), cell,
+                                     params)
+    assert not swapped.ok and "order (c, h)" in swapped.diagnosis[0]
+    h_only = lambda P, s, x: lstm_jacobian(P, s, x)[:, :5, :5]        # noqa: E731
+    assert gradlab.check_jacobian(h_only, cell, params, block=("h", "h")).ok
+    wrong = gradlab.check_jacobian(h_only, cell, params, block=("h", "c"))
+    assert not wrong.ok and wrong.worst_block == ("h", "c")
+
+
+def test_torch_gru_weights_read_in_the_wrong_gate_order():
+    """A Jacobian taken through nn.GRUCell, with weight_ih/hh stacked (z, r, n) instead of
+    torch's (r, z, n): the diagnosis names the order."""
+    cell = gradlab.cell("gru_torch")
+    params = cell.init_params(4, 3, weight_scale=1.5, bias_scale=0.5, seed=2)
+
+    def through_module(P, state, x, gates=("z", "r", "n")):
+        module = torch.nn.GRUCell(3, 4).double()
+        with torch.no_grad():
+            module.weight_hh.copy_(torch.cat([P[f"W_{g}"] for g in gates]))
+            module.weight_ih.copy_(torch.cat([P[f"U_{g}"] for g in gates]))
+            module.bias_ih.copy_(torch.cat([P[f"b_i{g}"] for g in gates]))
+            module.bias_hh.copy_(torch.cat([P[f"b_h{g}"] for g in gates]))
+        return vmap(jacrev(lambda h, x: module(x[None], h[None])[0]))(state[0], x)
+
+    right = lambda P, s, x: through_module(P, s, x, ("r", "z", "n"))  # noqa: E731
+    assert gradlab.check_jacobian(right, cell, params).ok
+    result = gradlab.check_jacobian(through_module, cell, params)
+    assert not result.ok and "gate order (z, r, n)" in result.diagnosis[0], result.diagnosis
+
+
+def test_nothing_simple_is_said_plainly(gru):
+    cell, params = gru
+    noisy = lambda P, s, x: gru_jacobian(P, s, x) + 0.01 * torch.ones(6, 6)    # noqa: E731
+    result = gradlab.check_jacobian(noisy, cell, params)
+    assert not result.ok and "no missing, extra" in result.diagnosis[0]
+    assert "yours" in result.diagnosis[0] and "exact" in result.diagnosis[0]
+
+
+def test_given_states_along_a_trajectory(gru):
+    cell, params = gru
+    flow = gradlab.gradient_flow(cell, params, torch.randn(6, 2, 3, dtype=torch.float64),
+                                 norms=("frobenius",))
+    state = (flow.states[0][3],)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    assert gradlab.check_jacobian(gru_jacobian, cell, params, states=(state, x)).ok
+    assert gradlab.check_jacobian(gru_jacobian, cell, params, states=state).checked == 2
+
+
+def test_assert_jacobian_fails_with_the_diagnosis(gru):
+    cell, params = gru
+    assert_jacobian(gru_jacobian, cell, params)
+    with pytest.raises(AssertionError, match="is missing"):
+        assert_jacobian(lambda P, s, x: gru_jacobian(P, s, x, drop=True), cell, params)
+
+
+def test_bad_input_is_one_error(gru):
+    cell, params = gru
+    with pytest.raises(gradlab.GradlabError, match="returned shape"):
+        gradlab.check_jacobian(lambda P, s, x: torch.zeros(2, 2), cell, params)
+    with pytest.raises(gradlab.GradlabError, match="raised ZeroDivisionError"):
+        gradlab.check_jacobian(lambda P, s, x: 1 / 0, cell, params)
+    with pytest.raises(gradlab.GradlabError, match="layout"):
+        gradlab.check_jacobian(gru_jacobian, cell, params, layout="columns")
+    with pytest.raises(gradlab.GradlabError, match="block"):
+        gradlab.check_jacobian(gru_jacobian, cell, params, block=("h", "q"))
+
+
+BROKEN = textwrap.dedent('''
+    import torch
+
+    def gru_jacobian(P, state, x):
+        """d h'/d h of the R2RT GRU, missing the candidate's share of the update gate."""
+        (h,) = state
+        lin = lambda v, W: v @ W.T
+        r = torch.sigmoid(lin(h, P["W_r"]) + lin(x, P["U_r"]) + P["b_r"])
+        z = torch.sigmoid(lin(h, P["W_z"]) + lin(x, P["U_z"]) + P["b_z"])
+        ht = torch.tanh(lin(r * h, P["W"]) + lin(x, P["U"]) + P["b"])
+        D = torch.diag_embed
+        dr = D(r * (1 - r)) @ P["W_r"]
+        return (D(z) + D(h * z * (1 - z)) @ P["W_z"]
+                + D((1 - z) * (1 - ht ** 2)) @ P["W"] @ (D(r) + D(h) @ dr))
+
+    def fixed(P, state, x):
+        (h,) = state
+        z = torch.sigmoid(h @ P["W_z"].T + x @ P["U_z"].T + P["b_z"])
+        r = torch.sigmoid(h @ P["W_r"].T + x @ P["U_r"].T + P["b_r"])
+        ht = torch.tanh((r * h) @ P["W"].T + x @ P["U"].T + P["b"])
+        return gru_jacobian(P, state, x) - torch.diag_embed(ht * z * (1 - z)) @ P["W_z"]
+''')
+
+
+def test_gradlab_check_command(tmp_path):
+    f = tmp_path / "mine.py"
+    f.write_text(BROKEN)
+    bad = invoke("check", f"{f}:gru_jacobian", "--cell", "gru")
+    assert bad.exit_code == 1 and "W_z is missing" in bad.stdout, bad.output
+    good = invoke("check", f"{f}:fixed", "--cell", "gru", "--hidden", "5")
+    assert good.exit_code == 0 and good.stdout.startswith("agrees"), good.output
+    assert_one_line_error(invoke("check", f"{f}:nope", "--cell", "gru"), "nope")
+    assert_one_line_error(invoke("check", f"{f}:fixed", "--cell", "nope"), "nope")
+    assert_one_line_error(invoke("check", "missing.py:f", "--cell", "gru"), "missing.py")
+    assert_one_line_error(invoke("check", f"{f}:fixed", "--cell", "gru", "--block", "h"),
+                          "block")
+
+
+# --- Lyapunov ----------------------------------------------------------------------------
+
+def periodic_inputs(T=300, B=2, m=3, period=3, scale=2.0, seed=0):
+    """Inputs repeating with period 3: the state settles on a periodic orbit, J_t repeats,
+    and the forward product (J_3 J_2 J_1)^k and the reverse one (J_1 J_2 J_3)^k have
+    different spectra."""
+    gen = torch.Generator().manual_seed(seed)
+    base = scale * torch.randn(period, B, m, generator=gen, dtype=torch.float64)
+    return base.repeat(T // period, 1, 1)
+
+
+def benettin(transpose=False, part=None, base=math.e):
+    """A user's routine: jacrev Jacobians along the run and a QR step per step."""
+    def fn(P, xs, k):
+        step = gradlab.cell("lstm").step_fn("torch")
+        T, B, _ = xs.shape
+        n = P["W_i"].shape[0]
+        s, states = (torch.zeros(B, n, dtype=xs.dtype),) * 2, []
+        for t in range(T):
+            states.append(torch.cat(s, -1))
+            s = step(P, s, xs[t])
+
+        def flat(v, x):
+            return torch.cat(step(P, (v[None, :n], v[None, n:]), x[None]), -1)[0]
+
+        J = vmap(jacrev(flat))(torch.cat(states), xs.reshape(T * B, -1)).view(T, B, 2 * n, 2 * n)
+        if part:
+            J = J[:, :, :n, :n]
+        gen = torch.Generator().manual_seed(7)
+        Q = torch.linalg.qr(torch.randn(B, J.shape[-1], k, generator=gen, dtype=xs.dtype))[0]
+        total = torch.zeros(B, k, dtype=xs.dtype)
+        for Jt in J:
+            Q, R = torch.linalg.qr((Jt.mT if transpose else Jt) @ Q)
+            total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log() / math.log(base)
+        return total / T
+    return fn
+
+
+@pytest.fixture(scope="module")
+def lstm_case():
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(3, 3, weight_scale=2.0, gate_bias=1.0, seed=4)
+    return cell, params, periodic_inputs()
+
+
+def test_check_lyapunov_agrees_with_a_correct_routine(lstm_case):
+    cell, params, xs = lstm_case
+    result = gradlab.check_lyapunov(benettin(), cell, params, xs, 2)
+    assert result.ok, str(result)
+    assert_lyapunov(benettin(), cell, params, xs, 2)
+
+
+def test_check_lyapunov_flags_the_transposed_qr_on_periodic_input(lstm_case):
+    cell, params, xs = lstm_case
+    J = torch.stack([cell.jacobian_fn("state")(params, s, x) for s, x in
+                     zip(_states(cell, params, xs), xs)])
+    forward, reverse = exponents(J, 2).mean(0), exponents(J, 2, transpose=True).mean(0)
+    assert np.max(np.abs(forward - reverse)) > 3 * 10 / len(xs)    # the spectra differ
+    result = gradlab.check_lyapunov(benettin(transpose=True), cell, params, xs, 2)
+    assert not result.ok and "reverse time order" in result.diagnosis[0], str(result)
+
+
+def test_check_lyapunov_names_log_base_and_partial_state(lstm_case):
+    cell, params, xs = lstm_case
+    two = gradlab.check_lyapunov(benettin(base=2), cell, params, xs, 2)
+    assert not two.ok and "log base 2" in two.diagnosis[0], str(two)
+    h_only = gradlab.check_lyapunov(benettin(part=True), cell, params, xs, 2)
+    assert not h_only.ok and "state part h alone" in h_only.diagnosis[0], str(h_only)
+    with pytest.raises(AssertionError, match="log base 2"):
+        assert_lyapunov(benettin(base=2), cell, params, xs, 2)
+
+
+def _states(cell, params, xs):
+    step = cell.step_fn("torch")
+    s = tuple(torch.zeros(xs.shape[1], 3, dtype=xs.dtype) for _ in cell.state_names)
+    for x in xs:
+        yield s
+        s = step(params, s, x)
+
+
+def test_the_readme_example_prints_what_the_readme_says(capsys):
+    import pathlib
+    import re
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Check your own derivation"):]
+    code, shown = re.findall(r"```(?:python)?\n(.*?)```", section, re.S)[:2]
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    assert capsys.readouterr().out.strip() == shown.strip()

@@ -1,0 +1,149 @@
+"""Exploring Jacobians in a REPL (issue 12): readable reprs, Jacobians taken apart, rich
+display through IPython's formatter, and `gradlab shell`."""
+
+import subprocess
+import sys
+
+import pytest
+import sympy as sp
+import torch
+from sympy import BlockMatrix
+
+import gradlab
+from gradlab import GradlabError
+from gradlab.repl import HOWTO, namespace
+from conftest import invoke, random_inputs, relative_error
+
+INTERNALS = ("Lambda", "_d", "DiagMatrix", "HadamardProduct", "Eq(")
+
+
+def _plain(code):
+    """What a plain `python` prompt prints for the last expression of `code`."""
+    done = subprocess.run([sys.executable, "-c", f"import gradlab\nprint(repr({code}))"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_lstm_prints_in_derives_notation_in_a_plain_python():
+    jac = _plain('gradlab.cell("lstm").jacobian()')
+    eqs = _plain('gradlab.cell("lstm").equations()')
+    for shown in (jac, eqs, _plain('gradlab.cell("lstm")')):
+        assert not any(bad in shown for bad in INTERNALS), shown
+    assert "∂c'/∂c = diag(f)" in jac and "⊙" in jac and "σ" in eqs
+    assert "c' = f ⊙ c + i ⊙ g" in eqs and "h' = o ⊙ tanh(c')" in eqs
+    assert _plain('gradlab.cell("lstm").jacobian()["c", "c"]').strip() == "diag(f)"
+
+
+def test_explicit_is_a_2x2_sympy_matrix_per_block():
+    J = gradlab.cell("lstm").jacobian()
+    blocks = J.explicit(n=2)
+    assert sorted(blocks) == [(o, w) for o in ("c", "h") for w in ("c", "h")]
+    assert all(isinstance(b, sp.MatrixBase) and b.shape == (2, 2) for b in blocks.values())
+    f = sp.MatrixSymbol("f", 2, 1)                  # the gate f at n = 2
+    assert blocks[("c", "c")] == sp.Matrix([[f[0, 0], 0], [0, f[1, 0]]])
+    assert J["c", "c"].explicit(n=3).shape == (3, 3)
+    assert gradlab.cell("lstm").jacobian("input")["h", "x"].explicit(n=2, m=3).shape == (2, 3)
+
+
+def test_jacobian_stays_a_block_matrix_with_named_blocks():
+    lstm = gradlab.cell("lstm")
+    J = lstm.jacobian()
+    assert isinstance(J, BlockMatrix) and J.blockshape == (2, 2) and J is lstm.jacobian()
+    assert J["c", "c"] == J.blocks[1, 1] == sp.DiagMatrix(lstm.symbol("f"))
+    assert J["c'", "c"] == J["c", "c"] and J["c", "c"].kind == "diagonal"
+    assert [str(t) for t in J.terms("c", "h")] == [
+        "diag(c ⊙ f ⊙ (1 - f)) W_f", "diag(g ⊙ i ⊙ (1 - i)) W_i", "diag(i ⊙ (1 - g^2)) W_g"]
+    assert set(J.terms()) == {(o, w) for o in "hc" for w in "hc"}
+    with pytest.raises(GradlabError, match="no input 'z'.*valid: h, c"):
+        J["h", "z"]
+    with pytest.raises(GradlabError, match="two parts"):
+        J["h"]
+
+
+def test_terms_that_share_a_right_factor_are_collected_without_changing_numbers():
+    gru = gradlab.cell("gru")
+    J = gru.jacobian()
+    assert str(J.terms("h", "h")[0]) == "diag((h - h~) ⊙ z ⊙ (1 - z)) W_z"
+    assert "diag((h - h~) ⊙ z ⊙ (1 - z)) W_z" in (
+        gradlab.cell("gru").jacobian().__str__())
+    raw = gru.jacobian_blocks()[0][0]                 # what is lowered: uncollected
+    at = {sp.Symbol("n", integer=True, positive=True): 2,
+          sp.Symbol("m", integer=True, positive=True): 2}
+    diff = (J["h", "h"].expr.xreplace(at).as_explicit() - raw.xreplace(at).as_explicit())
+    assert diff.applyfunc(sp.expand).is_zero_matrix
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
+def test_at_is_the_lowered_jacobian_and_blocks_slice_it(name):
+    cell = gradlab.cell(name)
+    params, state, x = random_inputs(cell, 3, 2, 2, seed=5)
+    J = cell.jacobian()
+    full = cell.jacobian_fn("state")(params, state, x)
+    assert relative_error(J.at(params, state, x), full) == 0
+    k = len(cell.state_names) - 1
+    last = cell.state_names[-1]
+    assert relative_error(J[last, last].at(params, state, x), full[:, 3 * k:, 3 * k:]) == 0
+    assert relative_error(J.simplify().at(params, state, x), full) == 0
+    Jx = cell.jacobian("input")
+    assert relative_error(Jx[last, "x"].at(params, state, x),
+                          cell.jacobian_fn("input")(params, state, x)[:, 3 * k:]) == 0
+
+
+def test_subs_and_simplify_work_as_in_sympy():
+    lstm = gradlab.cell("lstm")
+    J = lstm.jacobian()
+    f, i = lstm.symbol("f"), lstm.symbol("i")
+    swapped = J.subs(f, i)
+    assert isinstance(swapped, BlockMatrix) and str(swapped["c", "c"]) == "diag(i)"
+    with pytest.raises(GradlabError, match="at\\(\\) evaluates a cell's own Jacobian"):
+        swapped.at(*random_inputs(lstm, 2, 2, 1))
+    assert str(J["c", "c"].subs(f, i)) == "diag(i)"
+    assert str(J.simplify()["c", "c"]) == "diag(f)"
+
+
+def _formats(obj):
+    from IPython.core.formatters import DisplayFormatter
+    data, _ = DisplayFormatter().format(obj)
+    return data
+
+
+@pytest.mark.parametrize("what", ["cell", "equations", "jacobian", "block"])
+def test_rich_display_through_ipython(what):
+    lstm = gradlab.cell("lstm")
+    obj = {"cell": lstm, "equations": lstm.equations(), "jacobian": lstm.jacobian(),
+           "block": lstm.jacobian()["c", "c"]}[what]
+    data = _formats(obj)
+    assert not any(bad in data["text/plain"] for bad in INTERNALS), data["text/plain"]
+    latex = data["text/latex"]
+    assert latex.startswith("$$") and latex.rstrip().endswith("$$")
+    assert "Lambda" not in latex and r"\odot" in latex or what == "block"
+    if what == "block":
+        assert data["text/plain"] == "diag(f)" and r"\operatorname{diag}\left(f\right)" in latex
+    if what == "cell":
+        assert "text/markdown" in data and "**lstm**" in data["text/markdown"]
+
+
+def test_the_shell_namespace_has_gradlab_torch_and_every_cell():
+    ns = namespace()
+    assert ns["gradlab"] is gradlab and ns["torch"] is torch
+    for name in gradlab.cells():
+        assert ns[name] is gradlab.cell(name)
+    assert "abs" not in ns and ns["maximum"] is gradlab.maximum
+    assert len(HOWTO.splitlines()) == 3
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["code.interact", "ipython"])
+def test_gradlab_shell_runs_what_it_is_fed(plain):
+    args = ["shell", "--plain"] if plain else ["shell"]
+    done = subprocess.run([sys.executable, "-c", "from gradlab.cli import main; main()",
+                           *args], input='print(lstm.jacobian()["c", "c"])\nprint(gru)\nexit()\n',
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(HOWTO)
+    assert "diag(f)" in done.stdout and "h' = z ⊙ h + (1 - z) ⊙ h~" in done.stdout
+
+
+def test_shell_is_a_cli_command():
+    result = invoke("shell", "--help")
+    assert result.exit_code == 0 and "--plain" in result.output
