@@ -11,7 +11,8 @@ from conftest import assert_ok, assert_one_line_error, invoke, listing
 
 GRID = ["--cells", "rnn_tanh,gru", "--weight-scales", "0.5,2", "--gate-biases", "0,2",
         "--hidden", "6", "--steps", "12", "--batch", "2", "--inputs", "3"]
-POINTS = [(c, w, g) for c in ("rnn_tanh", "gru") for w in (0.5, 2.0) for g in (0.0, 2.0)]
+POINTS = [("rnn_tanh", w, 0.0) for w in (0.5, 2.0)] + [   # no gate: one point per scale
+    ("gru", w, g) for w in (0.5, 2.0) for g in (0.0, 2.0)]
 
 
 @pytest.fixture(scope="module")
@@ -70,16 +71,19 @@ def test_sweep_data_json(whole):
     assert data["grid"]["weight_scales"] == [0.5, 2.0]
     assert data["grid"]["gate_biases"] == [0.0, 2.0]
     points = data["points"]
-    assert len(points) == 8
+    assert len(points) == 6
     assert [(p["cell"], p["weight_scale"], p["gate_bias"]) for p in points] == POINTS
     for p in points:
         rate = float(p["rate"])
         timescale = float(p["timescale"])
         assert math.isfinite(rate)
         assert timescale == (math.inf if rate >= 0 else pytest.approx(-1 / rate))
+        # a decay's horizon grew until it held 4 timescales, or hit the budget (240)
+        assert p["horizon"] >= 12 and (rate >= 0 or p["converged"] == (4 * timescale
+                                                                          <= p["horizon"]))
+        assert p["rate_stderr"] > 0
     by = {(p["cell"], p["weight_scale"], p["gate_bias"]): float(p["rate"]) for p in points}
     # the gate bias does not enter a vanilla RNN; a larger weight scale means more memory
-    assert by["rnn_tanh", 0.5, 0.0] == by["rnn_tanh", 0.5, 2.0]
     assert by["rnn_tanh", 2.0, 0.0] > by["rnn_tanh", 0.5, 0.0]
     assert by["gru", 0.5, 2.0] > by["gru", 0.5, 0.0]          # a keeping gate remembers
 
@@ -90,9 +94,9 @@ def test_shards_write_their_parts(shards):
         assert listing(d) == [".gradlab-manifest.json", "part.json"]
         part = json.loads((d / "part.json").read_text())
         assert part["shard"] == [i, 2]
-        assert len(part["points"]) == 4
+        assert len(part["points"]) == 3
         seen += [(p["cell"], p["weight_scale"], p["gate_bias"]) for p in part["points"]]
-        assert seen[-4:] == POINTS[i - 1::2]
+        assert seen[-3:] == POINTS[i - 1::2]
     assert sorted(seen) == sorted(POINTS)
 
 

@@ -116,7 +116,8 @@ def test_sweep_finishes_past_an_overflowing_point(tmp_path, expcell):
     for key in ((expcell, 0.5), ("rnn_tanh", 0.5), ("rnn_tanh", 3.0)):
         assert isinstance(by[key]["rate"], float) and by[key]["timescale"] > 0, by[key]
     assert (out / "figures" / "phase.svg").read_text().count("<!-- × -->") == 1
-    assert "| 3 | 0 | state overflowed | state overflowed |" in (out / "report.md").read_text()
+    assert "| 3 | 0 | state overflowed | nan | state overflowed |" in \
+        (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("S", [4, 30])               # svdvals; block Lanczos
@@ -209,7 +210,7 @@ def test_sweep_table_shows_words_for_growth(tmp_path):
                "timescale": -4.0}]                  # as parts from before wrote growth
     out = sweep.report(grid, points, tmp_path / "s")
     md = (out / "report.md").read_text()
-    assert "| rnn_tanh | 3 | 0 | 0.25 | gradients grow |" in md
+    assert "| rnn_tanh | 3 | 0 | 0.25 | nan | gradients grow |" in md
     assert "-4" not in md
     assert (out / "figures" / "phase.svg").read_text().count("<!-- ↑ -->") == 1
 
@@ -375,7 +376,7 @@ def test_a_point_in_both_parts_is_refused(parts, tmp_path):
 
 
 def test_shard_count_above_the_grid_is_refused(tmp_path):
-    grid = sweep.Grid(cells=("rnn_tanh",), weight_scales=(0.5, 2.0), gate_biases=(0.0, 2.0))
+    grid = sweep.Grid(cells=("gru",), weight_scales=(0.5, 2.0), gate_biases=(0.0, 2.0))
     assert [len(shards.shard_points(grid, (i, 4))) for i in (1, 2, 3, 4)] == [1, 1, 1, 1]
     assert shards.shard_points(grid, None) == grid.points()
     with pytest.raises(GradlabError) as err:

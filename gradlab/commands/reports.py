@@ -115,7 +115,9 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
 @click.option("--gate-biases", default="-2,-1,0,1,2,3,4", show_default=True)
 @click.option("--hidden", type=POSITIVE, default=32, show_default=True)
 @click.option("--inputs", type=POSITIVE, default=8, show_default=True)
-@click.option("--steps", type=POSITIVE, default=60, show_default=True)
+@click.option("--steps", type=POSITIVE, default=60, show_default=True,
+              help="First horizon T; doubled until T is 4 timescales or --max-steps.")
+@click.option("--max-steps", type=POSITIVE, default=240, show_default=True)
 @click.option("--batch", type=POSITIVE, default=8, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
@@ -146,7 +148,8 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     where = {"cell_files": cell_files(cells)}
     outputs.check_target(out, force=force, **where)
     resolve_device(grid.device)
-    budget.ensure_cells_fit("sweep", cells, grid.hidden, grid.inputs, grid.steps, grid.batch,
+    budget.ensure_cells_fit("sweep", cells, grid.hidden, grid.inputs,
+                            max(grid.steps, grid.max_steps), grid.batch,
                             dtype=grid.dtype, device=grid.device, lyapunov=False)
     before = outputs.snapshot(out)
     with Progress(len(points), "swept") as progress:

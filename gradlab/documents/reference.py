@@ -87,8 +87,9 @@ P_k = ∂s_T/∂s_(T-k) = J_T J_(T-1) ⋯ J_(T-k+1).
 
 ## PyTorch's weight layouts
 
-`gradlab.from_torch` copies a module's weights into a cell's params (layer 0 of a stacked
-module):
+`gradlab.from_torch` copies a module's weights into a cell's params; a stacked module
+becomes a stacked cell (`gradlab.stack`) whose state is every layer's, h1, c1, h2, c2, ...,
+layer l reading layer l-1's new h, with each layer's weights named by its number (W_i2):
 
 - `nn.RNN` / `nn.RNNCell` (tanh or relu) → rnn_tanh / rnn_relu: W = weight_hh,
   U = weight_ih, b = bias_ih + bias_hh.

@@ -74,7 +74,8 @@ def check_merge_target(out, dirs):
 # --- reading parts: every field checked, one line naming the file --------------------------
 
 POINT_KEYS = {"cell": str, "weight_scale": "number", "gate_bias": "number", "rate": "number",
-              "timescale": "number"}
+              "rate_stderr": "number", "timescale": "number", "horizon": "number",
+              "converged": bool}
 
 
 def _read_part(path):
@@ -134,10 +135,10 @@ def _read_part(path):
             raise bad(f"point {k} " + (f"lacks {', '.join(missing)}" if missing else
                                        f"has unknown keys {', '.join(extra)}"))
         for key, kind in POINT_KEYS.items():
-            ok = isinstance(p[key], str) if kind is str else is_number(p[key])
+            ok = (isinstance(p[key], kind) if kind in (str, bool) else is_number(p[key]))
             if not ok:
                 raise bad(f"point {k}: {key} = {p[key]!r} is not a "
-                          f"{'string' if kind is str else 'number'}")
+                          f"{ {str: 'string', bool: 'boolean'}.get(kind, 'number') }")
         if p.get("status") not in STATUSES:
             raise bad(f"point {k}: status {p['status']!r} is not one of "
                       f"{', '.join(repr(s) for s in STATUSES)}")

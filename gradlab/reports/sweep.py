@@ -46,6 +46,7 @@ class Grid:
     hidden: int = 32
     inputs: int = 8
     steps: int = 60
+    max_steps: int = 240
     batch: int = 8
     seed: int = 0
     device: str = "cpu"
@@ -69,7 +70,7 @@ class Grid:
                     or len(set(values)) != len(values)):
                 raise GradlabError(f"grid {what} {values!r}: need one or more distinct "
                                    "finite numbers")
-        for what in ("hidden", "inputs", "steps", "batch"):
+        for what in ("hidden", "inputs", "steps", "max_steps", "batch"):
             value = getattr(self, what)
             if not is_int(value) or value < 1:
                 raise GradlabError(f"grid {what} must be a positive integer, got {value!r}")
@@ -79,30 +80,70 @@ class Grid:
             raise GradlabError(f"grid device {self.device!r} / dtype {self.dtype!r}: valid "
                                f"{', '.join(DEVICES)} / {', '.join(DTYPES)}")
 
+    def gate_axis(self, cell_name):
+        """The gate biases measured for a cell: all of them, or only the first for a cell
+        with no memory gate (rnn_tanh: the gate bias changes nothing, so one measurement
+        per weight scale stands for the whole column)."""
+        gated = registry.cell(cell_name).gate_bias is not None
+        return self.gate_biases if gated else self.gate_biases[:1]
+
     def points(self):
-        """Every (cell, weight scale, gate bias) in the fixed order shards index into."""
+        """Every (cell, weight scale, gate bias) measured, in the fixed order shards index
+        into."""
         return [(c, w, g) for c in self.cells for w in self.weight_scales
-                for g in self.gate_biases]
+                for g in self.gate_axis(c)]
 
     def as_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
 
 
+CONVERGED = 4        # a timescale is converged when the run is at least this many of it
+
+
 def measure_point(grid, cell_name, weight_scale, gate_bias):
-    """rate, timescale (never negative: `Flow.timescale`) and status (`Flow.why`: None for a
-    plain decay) at one grid point; an overflowed state gives nan, not an exception."""
-    setup = Setup(cells=(cell_name,), hidden=grid.hidden, inputs=grid.inputs,
-                  steps=grid.steps, batch=grid.batch, weight_scale=weight_scale,
-                  gate_bias=gate_bias, seed=grid.seed, device=grid.device, dtype=grid.dtype)
+    """rate (with its standard error over sequences), timescale (never negative) and status
+    (`Flow.why`: None for a plain decay) at one grid point, measured over a horizon that
+    doubles from grid.steps up to grid.max_steps until it is CONVERGED timescales long;
+    `converged` says whether it got there. The rate is the slope of the mean log Frobenius
+    norm over the lags past the first quarter (the transient of the first lags left out):
+    at long lags it has the spectral norm's slope (both tend to λ₁), at the cost of the
+    products alone.
+    An overflowed state gives nan, not an exception."""
     cell = registry.cell(cell_name)
-    flow = gradient_flow(cell, setup.params(cell), setup.xs(), norms=("spectral",),
-                         blocks=False)
-    if states_finite(flow):
-        rate, status = flow.rate(), flow.why()
-    else:
-        rate, status = math.nan, OVERFLOW
+    steps = grid.steps
+    while True:
+        setup = Setup(cells=(cell_name,), hidden=grid.hidden, inputs=grid.inputs,
+                      steps=steps, batch=grid.batch, weight_scale=weight_scale,
+                      gate_bias=gate_bias, seed=grid.seed, device=grid.device,
+                      dtype=grid.dtype)
+        flow = gradient_flow(cell, setup.params(cell), setup.xs(), norms=("frobenius",),
+                             blocks=False)
+        if not states_finite(flow):
+            rate, stderr, status = math.nan, math.nan, OVERFLOW
+            break
+        start = max(1, steps // 4)
+        rate = flow.rate("frobenius", start=start)
+        status = flow.why("frobenius", start=start)
+        stderr = _stderr(flow.log_norm("frobenius")[:, start - 1:])
+        xi = theory.timescale(rate)
+        if not (rate < 0 and CONVERGED * xi > steps and 2 * steps <= grid.max_steps):
+            break
+        steps *= 2
+    xi = theory.timescale(rate)
+    converged = bool(rate < 0 and CONVERGED * xi <= steps) or status is not None
     return {"cell": cell_name, "weight_scale": weight_scale, "gate_bias": gate_bias,
-            "rate": rate, "timescale": theory.timescale(rate), "status": status}
+            "rate": rate, "rate_stderr": stderr, "timescale": xi, "status": status,
+            "horizon": steps, "converged": converged}
+
+
+def _stderr(logs):
+    """Standard error over sequences of the per-sequence slopes of log norms (B, L)."""
+    B, L = logs.shape
+    if B < 2 or L < 2 or not np.isfinite(logs).all():
+        return math.nan
+    x = np.arange(L, dtype=np.float64) - (L - 1) / 2
+    slopes = (logs - logs.mean(1, keepdims=True)) @ x / (x @ x)
+    return float(slopes.std(ddof=1) / math.sqrt(B))
 
 
 def run_points(grid, points, progress=None):
@@ -139,9 +180,11 @@ def _heatmaps(grid, points, critical):
     image = None
     for ax, name in zip(axes, cells):
         rate = np.full((len(gb), len(ws)), np.nan)
+        gated = len(grid.gate_axis(name)) > 1 or len(gb) == 1
         for p in points:
             if p["cell"] == name:
-                rate[gb.index(p["gate_bias"]), ws.index(p["weight_scale"])] = p["rate"]
+                rows = [gb.index(p["gate_bias"])] if gated else slice(None)
+                rate[rows, ws.index(p["weight_scale"])] = p["rate"]
         # colour: log10 of xi = -1 / rate where gradients decay (rate -inf: xi = 0, the
         # bottom of the scale); no colour, a mark instead, where there is no timescale
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -155,6 +198,11 @@ def _heatmaps(grid, points, critical):
             ax.text(c, r, "=", ha="center", va="center", color="black", fontsize=9)
         for r, c in zip(*np.nonzero(np.isnan(rate))):   # the state overflowed: no number
             ax.text(c, r, "×", ha="center", va="center", color="black", fontsize=9)
+        for p in points:                                # the budget was not enough
+            if p["cell"] == name and p["rate"] < 0 and not p.get("converged", True):
+                r = gb.index(p["gate_bias"]) if gated else len(gb) // 2
+                ax.text(ws.index(p["weight_scale"]), r, "≥", ha="center", va="center",
+                        color="white", fontsize=9)
         ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_yticks(range(len(gb)), [f"{g:g}" for g in gb], fontsize=7)
         ax.set(title=name, xlabel="weight scale σ_w", ylabel="gate bias")
@@ -176,7 +224,10 @@ def _table_row(p):
     words = rate_words(rate, status)
     shown_rate = words if math.isnan(rate) else rate
     shown_xi = p["timescale"] if words is None or rate == -math.inf else words
-    return [p["cell"], p["weight_scale"], p["gate_bias"], shown_rate, shown_xi]
+    if words is None and not p.get("converged", True):
+        shown_xi = f"≥ {p['horizon'] / CONVERGED:.4g} (not converged)"
+    return [p["cell"], p["weight_scale"], p["gate_bias"], shown_rate,
+            p.get("rate_stderr", math.nan), shown_xi, p.get("horizon")]
 
 
 def report(grid, points, out, *, force=False, command="gradlab sweep", **where):
@@ -186,20 +237,29 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", **where):
     header = {"command": command, "seed": grid.seed, "device": grid.device,
               "dtype": grid.dtype,
               "sizes": f"hidden n = {grid.hidden}, inputs m = {grid.inputs}, T = "
-                       f"{grid.steps}, batch = {grid.batch}",
+                       f"{grid.steps}, doubled up to {grid.max_steps} until T ≥ {CONVERGED} ξ, "
+                       f"batch = {grid.batch}",
               "inputs": "i.i.d. N(0, 1); gaussian init, bias scale 0",
               "timescale": "ξ = −1 / rate where gradients decay (rate < 0), rate the slope "
-                           "of the mean log spectral norm of ∂s_T/∂s_{T−k} against k; ↑ "
-                           "marks points where gradients grow (rate > 0, no ξ), = points "
-                           "with no decay within T (rate 0), × points whose state overflowed "
-                           "(nan)"}
-    table = (["cell", "weight scale", "gate bias", "rate / step", "timescale ξ"],
+                           "of the mean log Frobenius norm of ∂s_T/∂s_{T−k} against k over "
+                           "k > T/4, ± its standard error over sequences; ≥ marks points "
+                           f"where even T = {grid.max_steps} was under {CONVERGED} ξ (not "
+                           "converged: ξ is a lower bound), ↑ points where gradients grow "
+                           "(rate > 0, no ξ), = points with no decay within T (rate 0), × "
+                           "points whose state overflowed (nan); a cell with no memory gate "
+                           "is measured once per weight scale"}
+    table = (["cell", "weight scale", "gate bias", "rate / step", "± (s.e.)", "timescale ξ",
+              "horizon T"],
              [_table_row(p) for p in points])
     text = ("Each panel: the timescale of gradient memory over the initialisation grid. "
             "Gates let memory grow with the gate bias at any weight scale; the vanilla "
             "RNN's memory depends on the weight scale alone and peaks at the edge of chaos.")
     if critical is not None:
         text += f" Mean-field theory puts rnn_tanh's critical line χ = 1 at σ_w = {critical:.3f}."
+    open_ = sum(p["rate"] < 0 and not p.get("converged", True) for p in points)
+    if open_:
+        text += (f" {open_} of {len(points)} points did not converge within T = "
+                 f"{grid.max_steps} (marked ≥).")
     overflowed = sum(isinstance(p["rate"], float) and math.isnan(p["rate"]) for p in points)
     if overflowed:
         text += (f" {overflowed} of {len(points)} points have no measurement (marked ×: "

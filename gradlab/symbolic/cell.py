@@ -169,6 +169,12 @@ class Cell:
         self._fn = fn
         self.lets, self.outputs = self._build(fn)
 
+    @property
+    def declaration(self):
+        """The declaration function the cell was built from (its equations, in the
+        language): a stacked cell runs it once per layer on renamed symbols."""
+        return self._fn
+
     def __repr__(self):
         from .printing import text
         head = f"{self.name}: state ({', '.join(self.state_names)})   {self.source}"

@@ -94,7 +94,7 @@ def stack(layer_cell, layers, name=None):
         inputs, new = getattr(s, x), {}
         for l in range(1, layers + 1):
             view = _LayerView(s, l, inputs, x)
-            outs = _layer_outputs(layer_cell, layer_cell._fn(view))
+            outs = _layer_outputs(layer_cell, layer_cell.declaration(view))
             for p, value in zip(parts, outs):
                 value = value if isinstance(value, Value) else Value(value)
                 target = layer_name(f"{p}'", l)
