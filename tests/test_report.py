@@ -352,3 +352,22 @@ def test_measure_five_part_cell():
     assert np.isfinite(d["decay_log10"]["median"]).all()
     fig = figures.paths({"lstm_fgr": d}, figures.colors(["lstm_fgr"]))
     assert len(fig.axes[0].lines) == 5          # five-part states: the diagonal paths only
+
+
+def test_data_json_is_the_same_bytes_for_any_thread_count():
+    """Another machine is simulated by another BLAS thread count: the numbers are written to
+    the precision they carry (12 digits), so data.json comes out byte-identical."""
+    import torch
+    from gradlab.reports import gradient_decay as rp
+    from gradlab.reports.publish import dumps
+    setup = rp.Setup(cells=("rnn_tanh", "lstm"), hidden=24, inputs=4, steps=30, batch=4,
+                     gate_bias=1.0)
+    threads = torch.get_num_threads()
+    written = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            written.append(dumps(rp.run(setup)))
+    finally:
+        torch.set_num_threads(threads)
+    assert written[0] == written[1]
