@@ -13,6 +13,8 @@ import warnings
 
 import numpy as np
 import pytest
+
+import gradlab
 import torch
 from matplotlib.figure import Figure
 
@@ -158,8 +160,13 @@ def test_rnn_tanh_summary_has_its_theory(full):
     setup = Setup(cells=("rnn_tanh",), hidden=N, inputs=M, steps=T, batch=B)
     W = setup.params(registry.cell("rnn_tanh"))["W"]
     assert d["pascanu_rate"] == pytest.approx(theory.pascanu_rate(W), rel=1e-12)
-    for name in ("lstm", "gru"):                        # no theory for a random gated cell
-        assert load(out)["cells"][name]["summary"]["theory"] is None
+    for name in ("lstm", "gru"):       # gated cells: the annealed theory, which forgets
+        g = load(out)["cells"][name]["summary"]         # faster than the real network
+        assert g["theory_label"] == "annealed mean field"
+        assert g["theory"] == pytest.approx(gradlab.mean_field(
+            name, weight_scale=1.0, bias_scale=0.0, input_scale=1.0,
+            gate_bias=g_bias(out)).rate, rel=1e-9)
+        assert g["theory"] < g["rate"] < 0
 
 
 # --- reproducible -----------------------------------------------------------------------
@@ -371,3 +378,7 @@ def test_data_json_is_the_same_bytes_for_any_thread_count():
     finally:
         torch.set_num_threads(threads)
     assert written[0] == written[1]
+
+
+def g_bias(out):
+    return load(out)["setup"]["gate_bias"]

@@ -10,6 +10,7 @@ state drift with gate saturation, and the share of gradient truncated BPTT keeps
 import dataclasses
 import math
 import re
+import warnings
 
 import numpy as np
 import torch
@@ -130,6 +131,18 @@ def _theory(setup, cell, params):
     if (cell.name in GATED_EXACT and setup.weight_scale == 0 and setup.input_scale == 0
             and setup.bias_scale == 0):
         return "exact ln σ(gate bias)", theory.gate_rate(setup.gate_bias)
+    if setup.init == "gaussian" and math.isfinite(setup.weight_scale * setup.input_scale):
+        from ..meanfield import mean_field          # any declared cell, from its Jacobian
+        try:       # an overflowing cell has no theory: its statistics are not finite
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                predicted = mean_field(cell, weight_scale=setup.weight_scale,
+                                       bias_scale=setup.bias_scale,
+                                       input_scale=setup.input_scale,
+                                       gate_bias=setup.gate_bias, method="annealed").rate
+        except (GradlabError, ArithmeticError, ValueError):
+            return None, None
+        return "annealed mean field", predicted if math.isfinite(predicted) else None
     return None, None
 
 
