@@ -5,15 +5,28 @@
 An architecture is KIND:key=value,... with KIND one of rnn (tanh), rnn_relu, lstm, gru
 (torch's nn.RNN, nn.RNN(nonlinearity="relu"), nn.LSTM, nn.GRU) and the keys
 
-    hidden   hidden_size (required)        layers   num_layers (default 1)
-    inputs   input_size (required)         bias     1 / 0, true / false (default 1)
+    hidden   hidden_size (required)        layers         num_layers (default 1)
+    inputs   input_size (required)         bias           1 / 0, true / false (default 1)
+    proj     proj_size (lstm only, 1..hidden-1; default none)
+    bidirectional   1 / 0, true / false (default 0)
+    prefix   the text in front of every name of the module's tensors (prefix=rnn. for a
+             model whose recurrent module is its attribute `rnn`): the file may then be a
+             whole model's state dict; names not under the prefix are ignored
 
 The file is read with torch.load(path, weights_only=True) and nothing else: a pickle that
 is not plain tensors and containers (a whole module, any object) is refused, never run.
-It must be the module's state dict (`torch.save(module.state_dict(), path)`): every name
-and shape is checked against the architecture (weight_ih_l0, ...), then loaded into the
-torch module, which `from_torch` maps to its (stacked) cell. `model_entries` gives the
-trained model and the same architecture at torch's default initialisation side by side.
+It must be a state dict (`torch.save(module.state_dict(), path)`, or a model's with
+prefix=): every name under the prefix and every shape is checked against the
+architecture (weight_ih_l0, ...), then loaded into the torch module, which `from_torch`
+maps to its (stacked) cell. `model_entries` gives the trained model and the same
+architecture at torch's default initialisation side by side: "lstm (trained)" and
+"lstm (init)", or for a bidirectional one both directions of each, "lstm (trained,
+forward)", "lstm (trained, backward)", ... . The backward direction is measured on the
+report's input sequence read backwards (its own time order, what reverse=True does), and
+with layers > 1 each direction reads the other direction's layer outputs on that
+sequence as a fixed input (`interop.direction_inputs`, carried as `Model.inputs`).
+proj: h is zero padded to hidden entries (gradlab.interop), which leaves every norm of
+the gradient flow unchanged.
 """
 
 import dataclasses
@@ -24,8 +37,10 @@ from .errors import GradlabError
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
          "lstm": ("LSTM", {}), "gru": ("GRU", {})}
-KEYS = ("layers", "hidden", "inputs", "bias")
+KEYS = ("layers", "hidden", "inputs", "bias", "bidirectional", "proj", "prefix")
+FLAGS = ("bias", "bidirectional")
 EXAMPLE = "lstm:layers=2,hidden=256,inputs=64"
+PREFIX = re.compile(r"[\w.]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,10 +50,16 @@ class Arch:
     inputs: int
     layers: int = 1
     bias: bool = True
+    bidirectional: bool = False
+    proj: int = 0
+    prefix: str = ""
 
     def __str__(self):
         return (f"{self.kind}:layers={self.layers},hidden={self.hidden},inputs={self.inputs}"
-                + ("" if self.bias else ",bias=0"))
+                + ("" if self.bias else ",bias=0")
+                + (",bidirectional=1" if self.bidirectional else "")
+                + (f",proj={self.proj}" if self.proj else "")
+                + (f",prefix={self.prefix}" if self.prefix else ""))
 
     def module(self, *, seed=0, dtype="float64", device="cpu"):
         """The torch module of this architecture, at torch's default init from `seed`."""
@@ -46,11 +67,24 @@ class Arch:
 
         from .initialize import as_dtype
         cls, options = KINDS[self.kind]
+        options = {**options, **({"proj_size": self.proj} if self.proj else {})}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             module = getattr(torch.nn, cls)(self.inputs, self.hidden, num_layers=self.layers,
-                                            bias=self.bias, **options)
+                                            bias=self.bias, bidirectional=self.bidirectional,
+                                            **options)
         return module.to(dtype=as_dtype(dtype), device=device)
+
+
+class Model(tuple):
+    """A model to report: the pair (cell, params), and `inputs`, None or the function
+    taking the report's input sequence xs (T, B, m) to the one the cell reads, in the
+    cell's own time order (a direction of a bidirectional module)."""
+
+    def __new__(cls, cell, params, inputs=None):
+        self = super().__new__(cls, (cell, params))
+        self.inputs = inputs
+        return self
 
 
 def _integer(key, value, spec):
@@ -61,6 +95,21 @@ def _integer(key, value, spec):
     if number < 1 or str(number) != value.strip():
         raise GradlabError(f"--arch {spec!r}: {key}={value!r} is not a positive integer")
     return number
+
+
+def _value(key, value, spec):
+    """One key's value, parsed and checked on its own."""
+    if key in FLAGS:
+        flag = value.strip().lower()
+        if flag not in ("1", "0", "true", "false"):
+            raise GradlabError(f"--arch {spec!r}: {key}={value!r} is not 1, 0, true or false")
+        return flag in ("1", "true")
+    if key == "prefix":
+        if not PREFIX.fullmatch(value.strip()):
+            raise GradlabError(f"--arch {spec!r}: prefix={value!r} is not the start of a "
+                               "state-dict name (letters, digits, _ and ., e.g. prefix=rnn.)")
+        return value.strip()
+    return _integer(key, value, spec)
 
 
 def parse_arch(spec):
@@ -81,16 +130,19 @@ def parse_arch(spec):
                                f"{', '.join(KEYS)}")
         if key in values:
             raise GradlabError(f"--arch {spec!r}: {key} is given twice")
-        if key == "bias":
-            flag = value.strip().lower()
-            if flag not in ("1", "0", "true", "false"):
-                raise GradlabError(f"--arch {spec!r}: bias={value!r} is not 1, 0, true or false")
-            values[key] = flag in ("1", "true")
-        else:
-            values[key] = _integer(key, value, spec)
+        values[key] = _value(key, value, spec)
     missing = [k for k in ("hidden", "inputs") if k not in values]
     if missing:
         raise GradlabError(f"--arch {spec!r} lacks {' and '.join(missing)} (e.g. {EXAMPLE})")
+    proj = values.get("proj")
+    if proj is not None and kind != "lstm":
+        raise GradlabError(f"--arch {spec!r}: proj={proj} (proj_size) applies to lstm only, "
+                           f"not {kind}; valid keys for {kind}: "
+                           f"{', '.join(k for k in KEYS if k != 'proj')}")
+    if proj is not None and proj >= values["hidden"]:
+        raise GradlabError(f"--arch {spec!r}: proj={proj} must be below hidden="
+                           f"{values['hidden']} (torch's proj_size < hidden_size); valid: "
+                           f"1..{values['hidden'] - 1}")
     return Arch(kind=kind, **values)
 
 
@@ -117,45 +169,91 @@ def load_state_dict(path):
     return state
 
 
+def select(state, arch):
+    """The tensors of `state` under `arch.prefix`, the prefix taken off (all of `state`
+    without one); one line when nothing is under it."""
+    prefix = arch.prefix
+    if not prefix:
+        return state
+    under = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not under:
+        names = list(state)
+        raise GradlabError(f"no checkpoint key starts with prefix={prefix!r}; the file's "
+                           f"keys begin {', '.join(map(repr, names[:4]))}"
+                           + (f" ... ({len(names)} in all)" if len(names) > 4 else "")
+                           + f" (valid: a prefix of one of them, e.g. {_guess(names)})")
+    if all(k.startswith(".") for k in under):
+        raise GradlabError(f"prefix={prefix!r} leaves names starting with '.' "
+                           f"({next(iter(under))!r}): did you mean prefix={prefix}. ?")
+    return under
+
+
+def _guess(names):
+    """A prefix the file suggests: the text before a name's weight_ih_l0, if any."""
+    found = next((k[:-len("weight_ih_l0")] for k in names if k.endswith("weight_ih_l0")), None)
+    return f"prefix={found}" if found else "prefix=rnn."
+
+
 def check_state_dict(state, arch):
-    """Refuse, in one line, a state dict whose names or shapes are not `arch`'s."""
+    """Refuse, in one line, a state dict whose names (under the prefix) or shapes are not
+    `arch`'s; the tensors to load, the prefix taken off."""
+    state = select(state, arch)
+    where = arch.prefix
     expected = {k: tuple(v.shape) for k, v in arch.module().state_dict().items()}
     unexpected = [k for k in state if k not in expected]
     if unexpected:
-        raise GradlabError(f"checkpoint key {unexpected[0]!r} is not in {arch} (expected keys: "
+        raise GradlabError(f"checkpoint key {where + unexpected[0]!r} is not in {arch} "
+                           f"(expected keys{' after the prefix' if where else ''}: "
                            f"{', '.join(expected)})")
     missing = [k for k in expected if k not in state]
     if missing:
-        raise GradlabError(f"checkpoint lacks {missing[0]!r} {expected[missing[0]]}, which "
-                           f"{arch} has")
+        raise GradlabError(f"checkpoint lacks {where + missing[0]!r} {expected[missing[0]]}, "
+                           f"which {arch} has")
     for key, shape in expected.items():
         if tuple(state[key].shape) != shape:
-            raise GradlabError(f"checkpoint {key!r} has shape {tuple(state[key].shape)}, "
-                               f"expected {shape} for {arch}")
+            raise GradlabError(f"checkpoint {where + key!r} has shape "
+                               f"{tuple(state[key].shape)}, expected {shape} for {arch}")
         if not state[key].is_floating_point():
-            raise GradlabError(f"checkpoint {key!r} holds {state[key].dtype}, not floats")
+            raise GradlabError(f"checkpoint {where + key!r} holds {state[key].dtype}, not "
+                               "floats")
+    return state
 
 
 def load_model(path, arch, *, dtype="float64", device="cpu"):
     """The torch module of `arch` with the checkpoint's weights, checked."""
     import torch
 
-    state = load_state_dict(path)
-    check_state_dict(state, arch)
+    state = check_state_dict(load_state_dict(path), arch)
     module = arch.module(dtype=dtype, device=device)
     with torch.no_grad():
         module.load_state_dict(state)
     return module
 
 
+def _entries(kind, label, module):
+    """{"KIND (label)": Model}, or one per direction for a bidirectional module, each
+    direction reading its own sequence (`Model.inputs`; the module docstring)."""
+    from .interop import DIRECTIONS, direction_inputs, from_torch
+    if not module.bidirectional:
+        return {f"{kind} ({label})": Model(*from_torch(module))}
+
+    def reader(direction):
+        def inputs(xs):
+            wide = direction_inputs(module, xs, direction)
+            return wide.flip(0) if direction == "backward" else wide
+        return inputs
+    return {f"{kind} ({label}, {d})": Model(*from_torch(module, direction=d), inputs=reader(d))
+            for d in DIRECTIONS}
+
+
 def model_entries(path, arch, *, seed=0, dtype="float64", device="cpu"):
-    """{"KIND (trained)": (cell, params), "KIND (init)": (cell, params)}: the checkpoint
-    and the same architecture at torch's default initialisation (from `seed`)."""
-    from .interop import from_torch
+    """{"KIND (trained)": Model, "KIND (init)": Model}: the checkpoint and the same
+    architecture at torch's default initialisation (from `seed`); for a bidirectional
+    one "KIND (trained, forward)", "KIND (trained, backward)", "KIND (init, forward)",
+    "KIND (init, backward)". A Model is a (cell, params) pair (see `Model`)."""
     trained = load_model(path, arch, dtype=dtype, device=device)
     fresh = arch.module(seed=seed, dtype=dtype, device=device)
-    return {f"{arch.kind} (trained)": from_torch(trained),
-            f"{arch.kind} (init)": from_torch(fresh)}
+    return {**_entries(arch.kind, "trained", trained), **_entries(arch.kind, "init", fresh)}
 
 
 def report_models(path, spec, options):
@@ -171,5 +269,7 @@ def report_models(path, spec, options):
     options.update(hidden=arch.hidden, inputs=arch.inputs)
     models = model_entries(path, arch, seed=options["seed"], dtype=options["dtype"],
                            device=options["device"])
+    both = (", each direction on its own (the backward one reading the inputs backwards)"
+            if arch.bidirectional else "")
     return models, (f"{path} ({arch}), against the same architecture at torch's default "
-                    f"initialisation (seed {options['seed']})")
+                    f"initialisation (seed {options['seed']}){both}")

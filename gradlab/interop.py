@@ -3,37 +3,70 @@
     nn.RNN / nn.RNNCell (tanh, relu) -> rnn_tanh / rnn_relu   W = weight_hh, U = weight_ih,
                                                               b = bias_ih + bias_hh
     nn.LSTM / nn.LSTMCell             -> lstm       gate rows i, f, g, o; b_a = sum of biases
+    nn.LSTM(proj_size=p)              -> lstm_proj  the same, and W_r = weight_hr (padded)
     nn.GRU / nn.GRUCell               -> gru_torch  gate rows r, z, n; both biases kept
 
 A module with num_layers = L > 1 gives the stacked cell `stack(layer cell, L)`
 (gradlab.symbolic.stack): state h1, c1, h2, c2, ... (layer by layer, numbered from 1;
 torch's weight_ih_l0 is layer 1's U), each parameter P of layer l as P{l}, its Jacobian
 derived symbolically from the layer cell's equations. `bias=False` gives zero biases;
-`batch_first` changes only how the module lays out its input, not the step.
+`batch_first` changes only how the module lays out its input, not the step; inter-layer
+dropout is not modelled (the step is the module's eval-mode step).
+
+proj_size = p > 0 (an LSTM whose h has p < n entries, c n; h' = W_hr (o * tanh(c'))):
+the declaration language sizes every state part n, so `lstm_proj` (gradlab.catalogue.lstm)
+declares h an n-vector and W_r n x n, and the weights are zero padded: W_r = weight_hr in
+rows 0..p-1 and zero rows below, weight_hh's gate blocks W_* and the upper layers' U_*
+(which read h) with zero columns p..n-1. Exact, not an approximation: every h (h1, h2,
+...) holds torch's p entries first and zeros after them (at every step, from any h0,
+since nothing reads entries p..), the Jacobian on the real coordinates is torch's and
+its padded rows and columns are zero, so the spectral and Frobenius norm of every
+product (and every block, J["h2", "c1"], flow.block_log_norm) is torch's; a spectrum
+(singular values, Lyapunov exponents) gains L*(n-p) exact zeros (-inf exponents).
+`state_sizes(module)` says, per state part, how many leading entries are torch's.
 
 A bidirectional module is two recurrences: `direction="forward"` or `"backward"` picks one
 (it must be given); the backward one reads the sequence reversed, so analyse it with
-`gradient_flow(cell, params, xs, reverse=True)`. Only num_layers = 1 is accepted: above
-it, layer l reads both directions of layer l-1 at every step, so the backward half's
-future enters the forward half's step and neither direction is a recurrence in its own
-state. An LSTM with proj_size > 0 is refused: its h (proj_size) and c (hidden_size)
-differ in size, and every state part of a gradlab cell is an n-vector (the language has
-the sizes n, m and 1 only); `gradient_flow(module, xs)` measures it by jacrev instead.
+`gradient_flow(cell, params, xs, reverse=True)`. With num_layers = L > 1, layer l reads
+concat(forward h, backward h) of layer l-1 at each step, and the other direction's half
+runs in the opposite time: the whole network is no causal recurrence. Each direction is
+its own flow, that direction's L layers stacked, with the other direction's layer outputs
+an input held fixed (at their values on the actual sequence): the cell is
+`stack(layer cell, L, exogenous=True)` reading x' = concat(x_t, the other direction's h of
+layers 1..L-1 at t), m + (L-1)*p wide (p = proj_size or hidden_size). Layer 1's U is
+weight_ih_l0 with zero columns for the rest of x'; layer l's U{l} is its own direction's
+columns of weight_ih (forward h first in torch's concat, backward h second), U{l}_x the
+other direction's, placed at layer l-1's columns of x' (zeros elsewhere).
+`direction_inputs(module, xs, direction)` builds x' from xs by running the module's own
+layers (torch's kernels, zero initial state): pass it to gradient_flow, or let
+`gradient_flow(module, xs, reverse=...)` do it. The Jacobian is then that of the
+direction's step with the other half fixed: d s'/d s of one direction's state.
 
 `to_torch` is the inverse for one layer: the torch cell module (nn.RNNCell, nn.LSTMCell,
 nn.GRUCell) computing exactly what a gradlab cell computes with given parameters.
 """
 
+import re
+
 from .errors import GradlabError
 from .registry import cell
 
 # torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
-GATES = {"lstm": ("i", "f", "g", "o"), "gru_torch": ("r", "z", "n")}
+GATES = {"lstm": ("i", "f", "g", "o"), "lstm_proj": ("i", "f", "g", "o"),
+         "gru_torch": ("r", "z", "n")}
 # the gradlab cells that torch ships, and the torch cell module computing each
 MODULES = {"rnn_tanh": ("RNNCell", {"nonlinearity": "tanh"}),
            "rnn_relu": ("RNNCell", {"nonlinearity": "relu"}),
            "lstm": ("LSTMCell", {}), "gru_torch": ("GRUCell", {})}
 DIRECTIONS = ("forward", "backward")
+
+
+def layer_cell(name):
+    """The gradlab cell of one torch layer: a registered one, or `lstm_proj`."""
+    if name == "lstm_proj":
+        from .catalogue.lstm import lstm_proj
+        return lstm_proj
+    return cell(name)
 
 
 def _kind(module):
@@ -42,12 +75,7 @@ def _kind(module):
     if isinstance(module, (nn.RNN, nn.RNNCell)):
         return f"rnn_{module.nonlinearity}"
     if isinstance(module, (nn.LSTM, nn.LSTMCell)):
-        if getattr(module, "proj_size", 0):
-            raise GradlabError("nn.LSTM with proj_size > 0 is refused: its h (proj_size) and "
-                               "c (hidden_size) differ in size, and every state part of a "
-                               "gradlab cell is an n-vector; gradlab.gradient_flow(module, "
-                               "xs) measures it by jacrev instead")
-        return "lstm"
+        return "lstm_proj" if getattr(module, "proj_size", 0) else "lstm"
     if isinstance(module, (nn.GRU, nn.GRUCell)):
         return "gru_torch"
     raise GradlabError(f"from_torch takes nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU or "
@@ -55,8 +83,8 @@ def _kind(module):
 
 
 def _weights(module, suffix=""):
-    """(weight_ih, weight_hh, bias_ih, bias_hh) under `suffix` ("_l0", "_l1_reverse", or
-    "" for a cell module); zero biases where bias=False."""
+    """(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr or None) under `suffix` ("_l0",
+    "_l1_reverse", or "" for a cell module); zero biases where bias=False."""
     import torch
 
     w_ih = getattr(module, f"weight_ih{suffix}").detach().clone()
@@ -66,22 +94,25 @@ def _weights(module, suffix=""):
         b_hh = getattr(module, f"bias_hh{suffix}").detach().clone()
     else:
         b_ih = b_hh = torch.zeros(w_hh.shape[0], dtype=w_hh.dtype, device=w_hh.device)
-    return w_ih, w_hh, b_ih, b_hh
+    w_hr = (getattr(module, f"weight_hr{suffix}").detach().clone()
+            if getattr(module, "proj_size", 0) else None)
+    return w_ih, w_hh, b_ih, b_hh, w_hr
 
 
-def layer_params(name, w_ih, w_hh, b_ih, b_hh):
-    """One layer's torch weights as the params of the gradlab cell `name`."""
+def layer_params(name, w_ih, w_hh, b_ih, b_hh, w_hr=None):
+    """One layer's torch weights as the params of the gradlab cell `name` (for lstm_proj
+    already padded to n columns, and w_hr to n x n)."""
     if name.startswith("rnn_"):
         return {"W": w_hh, "U": w_ih, "b": b_ih + b_hh}
     gates = GATES[name]
     rows = dict(zip(gates, zip(*(t.chunk(len(gates), 0) for t in (w_hh, w_ih, b_ih, b_hh)))))
-    params = {}
+    params = {"W_r": w_hr} if name == "lstm_proj" else {}
     for g, (w, u, bi, bh) in rows.items():
-        if name == "lstm":
+        if name.startswith("lstm"):
             params.update({f"W_{g}": w, f"U_{g}": u, f"b_{g}": bi + bh})
         else:
             params.update({f"W_{g}": w, f"U_{g}": u, f"b_i{g}": bi, f"b_h{g}": bh})
-    return {p: params[p] for p in cell(name).param_names}
+    return {p: params[p] for p in layer_cell(name).param_names}
 
 
 def _direction(module, direction):
@@ -96,36 +127,142 @@ def _direction(module, direction):
     if direction == "backward" and not bidirectional:
         raise GradlabError(f"direction='backward' needs a bidirectional module; this "
                            f"{type(module).__name__} has one direction (use 'forward')")
-    if bidirectional and module.num_layers > 1:
-        raise GradlabError(f"bidirectional {type(module).__name__} with num_layers="
-                           f"{module.num_layers} is refused: layer 2 reads both directions "
-                           "of layer 1, so neither direction is a recurrence in its own state "
-                           "(use num_layers=1, or one module per layer)")
     return "_reverse" if direction == "backward" else ""
+
+
+def _pad(t, rows, cols, at=0):
+    """`t` inside a zero (rows, cols) matrix, its first column at column `at`."""
+    out = t.new_zeros(rows, cols)
+    out[:t.shape[0], at:at + t.shape[1]] = t
+    return out
+
+
+def _sizes(module):
+    """(n, p, m): hidden size, h's torch size (proj_size or n), input size."""
+    n = module.hidden_size
+    return n, getattr(module, "proj_size", 0) or n, module.input_size
+
+
+def wide_input(module):
+    """Does a direction of `module` read the wide input x' (bidirectional, num_layers > 1)?"""
+    return bool(getattr(module, "bidirectional", False)) and getattr(module, "num_layers", 1) > 1
 
 
 def from_torch(module, direction=None):
     """(Cell, params) computing exactly what `module` computes, every layer: a stacked cell
     (gradlab.symbolic.stack) for num_layers > 1. `direction` ("forward" / "backward") is
-    required for a bidirectional module (num_layers = 1 only) and picks its half; the
-    backward half is analysed with reverse=True."""
+    required for a bidirectional module and picks its half; the backward half is analysed
+    with reverse=True, and with num_layers > 1 a half reads `direction_inputs(module, xs,
+    direction)`, not xs. proj_size > 0: lstm_proj, h zero padded to n entries (torch's p
+    first; `state_sizes`). The module docstring has every mapping."""
     name = _kind(module)
     if not hasattr(module, "num_layers"):          # a cell module: nn.LSTMCell, ...
         if direction not in (None, "forward"):
             raise GradlabError(f"{type(module).__name__} has one direction; direction="
                                f"{direction!r} does not apply")
-        c = cell(name)
-        return c, {p: t.contiguous() for p, t in layer_params(name, *_weights(module)).items()}
+        return cell(name), {p: t.contiguous()
+                            for p, t in layer_params(name, *_weights(module)).items()}
     rev = _direction(module, direction)
-    layers = module.num_layers
-    per_layer = [layer_params(name, *_weights(module, f"_l{k}{rev}")) for k in range(layers)]
+    layers, wide = module.num_layers, wide_input(module)
+    n, p, m = _sizes(module)
+    width = m + (layers - 1) * p if wide else m
+    own = int(rev == "_reverse")                   # which half of an upper layer's input
+    per_layer, split = [], []
+    for k in range(layers):
+        w_ih, w_hh, b_ih, b_hh, w_hr = _weights(module, f"_l{k}{rev}")
+        rows = w_hh.shape[0]
+        if w_hr is not None:
+            w_hh, w_hr = _pad(w_hh, rows, n), _pad(w_hr, n, n)
+        other = None
+        if k == 0:
+            w_ih = _pad(w_ih, rows, width)          # x' beyond x: read by layers above
+        elif module.bidirectional:
+            halves = w_ih.split(p, 1)
+            w_ih, other = _pad(halves[own], rows, n), halves[1 - own]
+        else:
+            w_ih = _pad(w_ih, rows, n)
+        per_layer.append(layer_params(name, w_ih, w_hh, b_ih, b_hh, w_hr))
+        if other is not None:                      # its U_* are the layer's U{l}_x
+            other = _pad(other, rows, width, at=m + (k - 1) * p)
+            split.append(layer_params(name, other, w_hh, b_ih, b_hh, w_hr))
     if layers == 1:
-        return cell(name), {p: t.contiguous() for p, t in per_layer[0].items()}
-    from .symbolic.stack import layer_name, stack
-    c = stack(cell(name), layers)
-    params = {layer_name(p, k + 1): t.contiguous()
-              for k, layer in enumerate(per_layer) for p, t in layer.items()}
-    return c, {p: params[p] for p in c.param_names}
+        return layer_cell(name), {q: t.contiguous() for q, t in per_layer[0].items()}
+    from .symbolic.stack import exogenous_name, layer_name, stack
+    c = stack(layer_cell(name), layers, exogenous=wide)
+    params = {layer_name(q, k + 1): t for k, layer in enumerate(per_layer)
+              for q, t in layer.items()}
+    params.update({exogenous_name(q, k + 2): t for k, layer in enumerate(split)
+                   for q, t in layer.items()})         # (only those reading x are kept)
+    return c, {q: params[q].contiguous() for q in c.param_names}
+
+
+def state_sizes(module):
+    """{state part of from_torch(module)'s cell: how many of its leading entries are
+    torch's}: n for every part except the h of an LSTM with proj_size p (p: its entries
+    p.. are the zero padding). The same for both directions."""
+    name = _kind(module)
+    layers = getattr(module, "num_layers", None)
+    n, p, _ = _sizes(module) if layers else (module.hidden_size, module.hidden_size, 0)
+    parts = layer_cell(name).state_names
+    sizes = {q: (p if q == "h" else n) for q in parts}
+    if not layers or layers == 1:
+        return sizes
+    from .symbolic.stack import layer_name
+    return {layer_name(q, k): s for k in range(1, layers + 1) for q, s in sizes.items()}
+
+
+def _one_layer(module, k):
+    """Layer k (from 0) of a bidirectional module as its own one-layer module, both
+    directions, torch's weights: torch's kernels compute what layer k computes."""
+    import torch
+    import torch.nn as nn
+
+    cls = next(c for c in (nn.LSTM, nn.GRU, nn.RNN) if isinstance(module, c))
+    n, p, m = _sizes(module)
+    like = next(module.parameters())
+    options = {"nonlinearity": module.nonlinearity} if cls is nn.RNN else {}
+    if getattr(module, "proj_size", 0):
+        options["proj_size"] = p
+    with torch.random.fork_rng(devices=[]):        # its init draws must not move the user's
+        one = cls(m if k == 0 else 2 * p, n, num_layers=1, bias=module.bias,
+                  bidirectional=True, **options).to(dtype=like.dtype, device=like.device)
+    pattern = re.compile(rf"^(\w+?)_l{k}(_reverse)?$")
+    state = {f"{found.group(1)}_l0{found.group(2) or ''}": v.detach()
+             for name, v in module.named_parameters() if (found := pattern.match(name))}
+    one.load_state_dict(state)
+    return one
+
+
+def direction_inputs(module, xs, direction):
+    """The sequence a direction of `module` reads, from its input sequence xs (T, B, m):
+    for a bidirectional module with num_layers = L > 1, x' = concat(x_t, the other
+    direction's h of layers 1..L-1 at t), (T, B, m + (L-1)*p), computed by running the
+    module's own layers on xs from zero initial states (the module docstring); for any
+    other torch recurrent module, xs itself. Always in natural time order, on the module's
+    dtype and device: pass it with reverse=(direction == "backward")."""
+    import torch
+
+    _kind(module)
+    if not hasattr(module, "num_layers"):
+        raise GradlabError(f"direction_inputs takes nn.RNN, nn.LSTM or nn.GRU, got "
+                           f"{type(module).__name__} (a cell module reads xs itself)")
+    _direction(module, direction)
+    like = next(module.parameters())
+    _, p, m = _sizes(module)
+    xs = torch.as_tensor(xs)
+    if xs.ndim != 3 or xs.shape[0] < 1 or xs.shape[2] != m:
+        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, {m}) (time "
+                           f"first, whatever batch_first says) with T >= 1")
+    xs = xs.to(dtype=like.dtype, device=like.device)
+    if not wide_input(module):
+        return xs
+    other = slice(p, 2 * p) if direction == "forward" else slice(0, p)
+    inputs, halves = xs, []
+    with torch.no_grad():
+        for k in range(module.num_layers - 1):
+            inputs, _ = _one_layer(module, k)(inputs)
+            halves.append(inputs[..., other])
+    return torch.cat([xs, *halves], -1)
 
 
 def to_torch(c, params):

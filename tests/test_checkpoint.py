@@ -115,3 +115,108 @@ def test_missing_file_and_lone_options(tmp_path):
     assert_one_line_error(run("report", "--arch", ARCH, "--out", str(tmp_path / "r")),
                           "go together")
     assert "--arch" in run("report", "--help").output
+
+
+# -- bidirectional, proj_size and a prefix ---------------------------------------------------
+
+BIARCH = "lstm:layers=2,hidden=6,inputs=3,bidirectional=1,proj=2"
+
+
+def test_arch_spec_bidirectional_proj_prefix():
+    arch = parse_arch("lstm:hidden=6,inputs=3,layers=2,bidirectional=true,proj=2,prefix=rnn.")
+    assert arch == Arch("lstm", 6, 3, 2, True, True, 2, "rnn.")
+    assert parse_arch(str(arch)) == arch
+    assert str(arch) == "lstm:layers=2,hidden=6,inputs=3,bidirectional=1,proj=2,prefix=rnn."
+    module = arch.module()
+    assert module.bidirectional and module.proj_size == 2 and module.num_layers == 2
+    assert parse_arch("gru:hidden=4,inputs=2,bidirectional=0").bidirectional is False
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("gru:hidden=6,inputs=3,proj=2", "proj=2 (proj_size) applies to lstm only, not gru; "
+                                     "valid keys for gru: layers, hidden, inputs, bias, "
+                                     "bidirectional, prefix"),
+    ("rnn:hidden=6,inputs=3,proj=2", "applies to lstm only"),
+    ("lstm:hidden=6,inputs=3,proj=6", "proj=6 must be below hidden=6 (torch's proj_size < "
+                                      "hidden_size); valid: 1..5"),
+    ("lstm:hidden=6,inputs=3,proj=0", "proj='0' is not a positive integer"),
+    ("lstm:hidden=6,inputs=3,bidirectional=2", "bidirectional='2' is not 1, 0, true or false"),
+    ("lstm:hidden=6,inputs=3,prefix=rnn/x", "prefix='rnn/x' is not the start of a state-dict"),
+    ("lstm:hidden=6,inputs=3,prefix=", "prefix=''"),
+    ("lstm:hidden=6,inputs=3,proj=2,proj=3", "proj is given twice"),
+])
+def test_hostile_arch_values_exit_2_in_one_line(checkpoint, tmp_path, spec, needle):
+    with pytest.raises(gradlab.GradlabError) as err:
+        parse_arch(spec)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+    path, _ = checkpoint
+    result = run("report", "--model", str(path), "--arch", spec, "--out", str(tmp_path / "r"))
+    assert_one_line_error(result, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def _save_bidirectional(tmp_path, prefix=""):
+    """A 'trained' bidirectional projected LSTM, saved alone or inside a model."""
+    torch.manual_seed(3)
+    rnn = nn.LSTM(3, 6, num_layers=2, bidirectional=True, proj_size=2)
+    with torch.no_grad():
+        rnn.weight_hh_l1_reverse.mul_(3.0)
+    path = tmp_path / "bi.pt"
+    if prefix:
+        model = nn.Module()
+        model.embed, model.rnn, model.head = nn.Embedding(5, 3), rnn, nn.Linear(4, 2)
+        torch.save(model.state_dict(), path)
+    else:
+        torch.save(rnn.state_dict(), path)
+    return path, rnn.double()
+
+
+def test_report_on_a_bidirectional_projected_checkpoint(tmp_path):
+    path, module = _save_bidirectional(tmp_path)
+    entries = model_entries(path, parse_arch(BIARCH))
+    assert list(entries) == ["lstm (trained, forward)", "lstm (trained, backward)",
+                             "lstm (init, forward)", "lstm (init, backward)"]
+    xs = torch.randn(7, 2, 3, dtype=torch.float64)
+    with torch.no_grad():
+        out, _ = module(xs)
+    for direction, half in (("forward", out[..., :2]), ("backward", out[..., 2:].flip(0))):
+        model = entries[f"lstm (trained, {direction})"]
+        cell, params = model                       # still a (cell, params) pair
+        assert cell.name == "lstm_proj_x2_bidir"
+        h2 = gradlab.gradient_flow(cell, params, model.inputs(xs)).states[2][1:]
+        assert torch.allclose(h2[..., :2], half, rtol=0, atol=1e-13)    # its own time order
+
+    out = tmp_path / "report"
+    result = run("report", "--model", str(path), "--arch", BIARCH, "--steps", "10",
+                 "--batch", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "data.json").read_text())
+    assert sorted(data["cells"]) == sorted(entries)
+    assert BIARCH in data["model"] and "each direction" in data["model"]
+    rates = {k: v["summary"]["rate"] for k, v in data["cells"].items()}
+    assert all(isinstance(r, float) and r == r for r in rates.values()), rates
+    assert rates["lstm (trained, backward)"] != rates["lstm (init, backward)"]
+    assert "| lstm (trained, backward) |" in (out / "report.md").read_text()
+
+
+def test_prefix_reads_the_module_out_of_a_whole_model(tmp_path):
+    path, module = _save_bidirectional(tmp_path, prefix="rnn.")
+    arch = parse_arch(BIARCH + ",prefix=rnn.")
+    loaded = load_model(path, arch)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(),
+                                                 module.state_dict().values()))
+    for spec, needle in ((BIARCH + ",prefix=cnn.", "no checkpoint key starts with "
+                          "prefix='cnn.'; the file's keys begin 'embed.weight', "
+                          "'rnn.weight_ih_l0'"),
+                         (BIARCH + ",prefix=rnn", "did you mean prefix=rnn. ?"),
+                         (BIARCH, "'embed.weight' is not in"),
+                         (BIARCH.replace("proj=2", "proj=3") + ",prefix=rnn.",
+                          "'rnn.weight_hh_l0' has shape (24, 2), expected (24, 3)")):
+        assert_one_line_error(run("report", "--model", str(path), "--arch", spec, "--out",
+                                  str(tmp_path / "r")), needle)
+    state = torch.load(path, weights_only=True)    # strict under the prefix
+    state["rnn.extra"] = torch.zeros(2)
+    torch.save(state, tmp_path / "extra.pt")
+    assert_one_line_error(run("report", "--model", str(tmp_path / "extra.pt"), "--arch",
+                              BIARCH + ",prefix=rnn.", "--out", str(tmp_path / "r")),
+                          "'rnn.extra' is not in")

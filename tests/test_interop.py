@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 import gradlab
+from gradlab.interop import state_sizes
 from gradlab.verification.oracles import PARAMS
 from conftest import relative_error, sample_jacobians
 
@@ -106,9 +107,13 @@ def test_issue_command():
     assert p["W_i"].shape == (5, 5) and p["U_i"].shape == (5, 3) and p["b_i"].shape == (5,)
 
 
-def test_proj_size_is_refused():
-    with pytest.raises(gradlab.GradlabError, match="proj_size"):
-        gradlab.from_torch(nn.LSTM(M, N, proj_size=2))
+def test_proj_size_maps_to_the_padded_projected_lstm():
+    cell, params = gradlab.from_torch(nn.LSTM(M, N, proj_size=2).double())
+    assert cell.name == "lstm_proj" and cell.param_names == PARAMS["lstm"] + ("W_r",)
+    assert params["W_r"].shape == (N, N) and bool((params["W_r"][2:] == 0).all())
+    assert params["W_i"].shape == (N, N) and bool((params["W_i"][:, 2:] == 0).all())
+    assert state_sizes(nn.LSTM(M, N, proj_size=2)) == {"h": 2, "c": N}
+    # the Jacobians against torch: tests/test_torch_models.py
 
 
 @pytest.mark.parametrize("factory", [lambda: nn.Linear(3, 4), lambda: nn.Conv1d(3, 4, 2),

@@ -11,6 +11,7 @@ from torch import nn
 from torch.func import jacrev
 
 import gradlab
+from gradlab.flow.module import TorchStep, prepare
 from gradlab.symbolic.stack import stack
 from conftest import relative_error
 
@@ -138,21 +139,20 @@ def test_stacked_flow_runs_the_module_forward_and_reverse():
     assert flow.symbolic is True
 
 
-def test_bidirectional_needs_a_direction_and_one_layer():
+def test_bidirectional_needs_a_direction():
     with pytest.raises(gradlab.GradlabError, match="direction") as err:
         gradlab.from_torch(nn.GRU(M, N, bidirectional=True))
     assert "\n" not in str(err.value)
-    with pytest.raises(gradlab.GradlabError, match="neither direction") as err:
-        gradlab.from_torch(nn.LSTM(M, N, num_layers=2, bidirectional=True), direction="forward")
+    with pytest.raises(gradlab.GradlabError, match="direction") as err:
+        gradlab.from_torch(nn.LSTM(M, N, num_layers=2, bidirectional=True))
     assert "\n" not in str(err.value)
     with pytest.raises(gradlab.GradlabError, match="bidirectional"):
         gradlab.from_torch(nn.LSTM(M, N), direction="backward")
-
-
-def test_proj_size_is_refused_in_one_line():
-    with pytest.raises(gradlab.GradlabError, match="proj_size") as err:
-        gradlab.from_torch(nn.LSTM(M, N, num_layers=2, proj_size=4))
-    assert "\n" not in str(err.value) and "n-vector" in str(err.value)
+    # num_layers > 1: each direction its own flow, reading the other's outputs as input
+    cell, params = gradlab.from_torch(nn.LSTM(M, N, num_layers=2, bidirectional=True),
+                                      direction="forward")
+    assert cell is stack(gradlab.cell("lstm"), 2, exogenous=True)
+    assert params["U_f2_x"].shape == (N, M + N)         # proj_size, more: test_torch_models.py
 
 
 # -- the fallback: any module with a recurrent step, by jacrev -------------------------------
@@ -224,17 +224,25 @@ def test_module_flow_of_a_projected_lstm_and_torch_modules():
     torch.manual_seed(2)
     module = nn.LSTM(M, N, num_layers=2, proj_size=4).double()
     xs = torch.randn(5, B, M, dtype=torch.float64)
-    flow = gradlab.gradient_flow(module, xs)           # not declarable: by jacrev
+    flow = gradlab.gradient_flow(TorchStep(module), xs)     # torch's own step, by jacrev
     assert flow.symbolic is False and flow.S == 2 * 4 + 2 * N
     with torch.no_grad():
         out, _ = module(xs)
     h2 = flow.states[0][1:, :, 4:8]                              # h of layer 2
     assert relative_error(h2, out) <= 1e-12
     assert flow.rate() < 0
+    exact = gradlab.gradient_flow(module, xs)           # declared: lstm_proj, zero padded
+    assert exact.symbolic is True and exact.parts == ("h1", "c1", "h2", "c2")
+    assert relative_error(exact.states[2][1:, :, :4], out) <= 1e-12
+    for kind in ("spectral", "frobenius"):
+        assert abs(exact.log_norm(kind) - flow.log_norm(kind)).max() <= 1e-10
 
     gru = _make(STACKS["GRU-3"])                        # torch's own: symbolic
     flow = gradlab.gradient_flow(gru, xs)
     assert flow.symbolic is True and flow.parts == ("h1", "h2", "h3")
+    with pytest.raises(gradlab.GradlabError, match="TorchStep") as err:
+        prepare(gru, xs, None, False)
+    assert "\n" not in str(err.value)
 
 
 def test_module_flow_refuses_in_one_line():

@@ -44,7 +44,10 @@ from ..options import DEVICE, DTYPE, FINITE, POSITIVE, SCALE, SEED, Progress, ce
 @click.option("--arch", default=None, metavar="KIND:key=value,...",
               help="The checkpoint's architecture, e.g. lstm:layers=2,hidden=256,inputs=64; "
                    "KIND rnn, rnn_relu, lstm or gru; keys hidden, inputs (required), layers "
-                   "(default 1), bias (1/0, default 1). Every tensor name and shape is checked.")
+                   "(default 1), bias (1/0, default 1), bidirectional (1/0, default 0; both "
+                   "directions are reported), proj (lstm's proj_size), prefix (e.g. rnn. to "
+                   "read model.rnn from a whole model's state dict). Every tensor name and "
+                   "shape under the prefix is checked.")
 def report(names, out, force, open_, model, arch, **options):
     """Write a gradient-decay report: vanilla RNN against gated cells, with theory."""
     from .. import budget, outputs

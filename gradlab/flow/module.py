@@ -7,10 +7,12 @@ of one sequence's state (no batch axis; expanded over the batch) or a callable t
 and returning the batched state. The state is analysed flattened, one vector of
 S = sum of the parts' sizes per sequence (`Flow.parts == ("state",)`).
 
-torch's own recurrent modules (nn.RNN, nn.LSTM, nn.GRU and their cells) are not run
-through this protocol: `gradient_flow` maps them by `from_torch` to their symbolic cells,
-and measures here, by jacrev of the module itself, only what has no symbolic cell (an
-nn.LSTM with proj_size > 0, whose step is wrapped as `TorchStep`).
+torch's own recurrent modules (nn.RNN, nn.LSTM, nn.GRU and their cells, proj_size and
+bidirectional stacks included) are not run through this protocol: `gradient_flow` maps
+them all by `from_torch` to their symbolic cells. `TorchStep(module)` wraps one as a
+protocol step, so `gradient_flow(TorchStep(module), xs)` measures the same module by
+jacrev of torch's own kernels: an independent cross-check of the symbolic flow (its state
+is torch's, h of size proj_size unpadded; the norms agree to rounding).
 
 `ModuleBound` stands where the symbolic `Bound` stands in the flow engine (the same walk,
 loss walk and Benettin iteration read it): its Jacobians come from
@@ -39,7 +41,10 @@ class ModuleCell:
 
 class TorchStep(torch.nn.Module):
     """A torch nn.LSTM / nn.GRU / nn.RNN as one step `(x, state) -> state`, state in
-    batch-first parts (B, layers, size) of one direction: the protocol's form."""
+    batch-first parts (B, layers, size) of one direction: the protocol's form, for
+    measuring a module by jacrev (`gradient_flow(TorchStep(module), xs)`). One direction
+    of a bidirectional module with num_layers > 1 has no step of its own here (layer 2
+    reads the other direction too): `from_torch` and `interop.direction_inputs` have it."""
 
     def __init__(self, module, direction="forward"):
         super().__init__()
@@ -184,9 +189,12 @@ def _state0(module, state0, B, like):
 
 
 def prepare(module, xs, state0, reverse):
-    """(bound, xs (T, B, m) as analysed, flattened state0 tuple) for a module."""
-    if torch_recurrent(module):       # only an LSTM with proj_size gets here
-        module = TorchStep(module, "backward" if reverse else "forward")
+    """(bound, xs (T, B, m) as analysed, flattened state0 tuple) for a module (a torch
+    recurrent module goes to `from_torch` instead; `TorchStep` wraps one for jacrev)."""
+    if torch_recurrent(module):
+        raise GradlabError(f"{type(module).__name__} is measured symbolically "
+                           "(gradlab.from_torch); wrap it as TorchStep(module) to measure "
+                           "it by jacrev")
     like = next(iter(module.parameters()), None)
     xs = torch.as_tensor(xs)
     if xs.ndim != 3 or xs.shape[0] < 1:

@@ -268,7 +268,8 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
              (float32/float64) and device every computation uses. Or a torch module,
              `gradient_flow(module, xs)`: nn.RNN / nn.LSTM / nn.GRU (and their cells) go
              through `from_torch` to their symbolic cells (a bidirectional one's backward
-             half with reverse=True); any other module is one recurrent step
+             half with reverse=True, each half of a multi-layer one reading the other's
+             outputs on xs, `interop.direction_inputs`); any other module is one recurrent step
              `module(x, state) -> state` measured by torch.func.jacrev, not symbolically
              (`Flow.symbolic` is False; the protocol: `gradlab.flow.module`).
     state0:  tuple of (B, n) per state part (zeros by default).
@@ -294,7 +295,7 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
             raise GradlabError("a torch module carries its own weights: call "
                                "gradient_flow(module, xs), without params")
         xs = params if xs is None else xs
-        cell, params, bound = _module(cell, xs, state0, reverse)
+        cell, params, xs, bound = _module(cell, xs, state0, reverse)
     if params is None or xs is None:
         raise GradlabError("gradient_flow(cell, params, xs) needs params and xs "
                            "(or gradient_flow(module, xs) for a torch module)")
@@ -310,13 +311,16 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
 
 
 def _module(module, xs, state0, reverse):
-    """(cell, params, None) for a module `from_torch` maps; else (None, {}, the module's
-    (bound, xs, state0) from `gradlab.flow.module.prepare`), measured by jacrev."""
+    """(cell, params, xs, None) for a torch recurrent module, mapped by `from_torch` (a
+    bidirectional multi-layer one's direction reads `direction_inputs`); else (None, {},
+    xs, the module's (bound, xs, state0) from `gradlab.flow.module.prepare`), by jacrev."""
     from .module import prepare, torch_recurrent
-    if torch_recurrent(module) and not getattr(module, "proj_size", 0):
-        from ..interop import from_torch
+    if torch_recurrent(module):
+        from ..interop import direction_inputs, from_torch, wide_input
         bidirectional = getattr(module, "bidirectional", False)
         direction = ("backward" if reverse else "forward") if bidirectional else None
         cell, params = from_torch(module, direction=direction)
-        return cell, params, None
-    return None, {}, prepare(module, xs, state0, reverse)
+        if wide_input(module):
+            xs = direction_inputs(module, xs, direction)
+        return cell, params, xs, None
+    return None, {}, xs, prepare(module, xs, state0, reverse)

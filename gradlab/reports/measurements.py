@@ -146,12 +146,19 @@ def _theory(setup, cell, params):
     return None, None
 
 
+def _model_xs(model, xs):
+    """The inputs as the model's cell reads them: a direction of a bidirectional checkpoint
+    reads its own sequence (`gradlab.checkpoint.Model.inputs`)."""
+    inputs = getattr(model, "inputs", None)
+    return xs if inputs is None else inputs(xs)
+
+
 def measure(setup, name, model=None):
     """Every number the report shows for one cell; `model` = (cell, params) measures those
     (a checkpoint, `gradlab.checkpoint`) under the label `name`, with no theory line."""
     cell = registry.cell(name) if model is None else model[0]
     params = setup.params(cell) if model is None else model[1]
-    xs = setup.xs()
+    xs = _model_xs(model, setup.xs())
     flow = gradient_flow(cell, params, xs, norms=("spectral", "frobenius", "min_singular"))
     T, mid = setup.steps, max(1, setup.steps // 2)
     finite = states_finite(flow)
@@ -162,7 +169,7 @@ def measure(setup, name, model=None):
     rate, status = (flow.rate(), flow.why()) if finite else (math.nan, OVERFLOW)
     # a curve with nan in it (an overflowed norm) has no horizon either
     measured = finite and not np.isnan(log_spec).any()
-    long_xs = setup.xs(LYAPUNOV_SPAN * T)
+    long_xs = _model_xs(model, setup.xs(LYAPUNOV_SPAN * T))
     lyap = (lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T)
             if _runs_finite(cell, params, long_xs) else np.full(LYAPUNOV_K, np.nan))
     label, predicted = _theory(setup, cell, params) if model is None else (None, None)

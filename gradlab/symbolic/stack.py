@@ -16,6 +16,18 @@ and names each layer's new state (h1', ...). The stacked Jacobian d(h1, c1, h2, 
 d(h1, c1, h2, ...) then comes from gradlab's chain rule through those names like any
 other cell's: the cross-layer blocks (d h2'/d c1 through h1') included, nothing written
 by hand. J["h2", "c1"] is a block by name.
+
+`stack(layer, L, exogenous=True)` is one direction of a bidirectional stack (torch's
+nn.LSTM(num_layers=L, bidirectional=True)): there layer l >= 2 reads concat(forward h,
+backward h) of layer l-1, of which only its own direction's is state. The other half is
+an input held fixed, so x is the wide input x' = concat(x_t, the other direction's h of
+layers 1..L-1 at t), and above layer 1 every weight P that reads the layer input splits
+in two, P{l} @ h_{l-1}' + P{l}_x @ x':
+
+    U_i   ->  U_i1 (n x m, reads x')   U_i2 (n x n, reads h1')   U_i2_x (n x m, reads x')
+
+(`exogenous_name`; gradlab.interop fills the P{l}_x with zeros outside the columns of x'
+that hold layer l-1's other half). The layer must read its input only as P @ x.
 """
 
 import functools
@@ -33,19 +45,59 @@ def layer_name(name, layer):
     return f"{base}{layer}{name[len(base):]}"
 
 
+def exogenous_name(name, layer):
+    """The weight by which layer `layer` >= 2 of an exogenous stack reads the wide input
+    x' where its layer cell's weight `name` reads the layer input: `U_i` -> `U_i2_x`."""
+    return f"{layer_name(name, layer)}_x"
+
+
+class _SplitInput:
+    """Layer l >= 2's input in an exogenous stack: the previous layer's new h (state) and
+    the wide input x' (held fixed); only `P @ x` reads it (see `_SplitWeight`)."""
+
+    def __init__(self, own, wide):
+        self.own, self.wide = own, wide
+
+    def __repr__(self):
+        return ("the layer input of a stacked direction (h_{l-1}' and x'), which a layer "
+                "of stack(..., exogenous=True) may read only as P @ x")
+
+
+class _SplitWeight:
+    """A weight P of layer l >= 2 in an exogenous stack: P @ x is P{l} @ h_{l-1}' +
+    P{l}_x @ x'."""
+
+    def __init__(self, name, own, wide):
+        self.name, self.own, self.wide = name, own, wide
+
+    def __matmul__(self, other):
+        if not isinstance(other, _SplitInput):
+            raise GradlabError(f"stack(..., exogenous=True): weight {self.name} reads "
+                               "the layer input, so it may only appear as "
+                               f"{self.name} @ x")
+        return self.own @ other.own + self.wide @ other.wide
+
+    def __repr__(self):
+        return f"{self.name} (split: {self.name} @ x only)"
+
+
 class _LayerView:
     """What layer `layer`'s equations see: the stacked builder with every name renamed,
-    and `x` the layer's input (x itself, or the previous layer's new h)."""
+    and `x` the layer's input (x itself, or the previous layer's new h, or both split
+    for an exogenous stack, with `split` the weights that read it)."""
 
-    def __init__(self, builder, layer, inputs, input_name):
+    def __init__(self, builder, layer, inputs, input_name, split=()):
         self._builder, self._layer = builder, layer
-        self._inputs, self._input_name = inputs, input_name
+        self._inputs, self._input_name, self._split = inputs, input_name, split
 
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
         if name == self._input_name:
             return self._inputs
+        if name in self._split:
+            return _SplitWeight(name, getattr(self._builder, layer_name(name, self._layer)),
+                                getattr(self._builder, exogenous_name(name, self._layer)))
         return getattr(self._builder, layer_name(name, self._layer))
 
     def let(self, name, value):
@@ -71,20 +123,35 @@ def _layer_outputs(layer_cell, out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
-@functools.lru_cache(maxsize=None)
-def stack(layer_cell, layers, name=None):
+def stack(layer_cell, layers, name=None, exogenous=False):
     """The cell of `layers` copies of `layer_cell` (a Cell) stacked as torch stacks them
     (layer l reads layer l-1's new first state part, h): state h1, c1, h2, c2, ...; a
-    parameter P of layer l is P{l}. Cached: the same stack is the same Cell."""
+    parameter P of layer l is P{l}. `exogenous`: layers 2.. also read the input x through
+    weights P{l}_x (one direction of a bidirectional stack; the module docstring).
+    Cached: the same stack is the same Cell."""
     if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= MAX_LAYERS:
         raise GradlabError(f"layers must be an integer in 1..{MAX_LAYERS}, got {layers!r}")
+    return _stack(layer_cell, layers, name, bool(exogenous))
+
+
+@functools.lru_cache(maxsize=None)
+def _stack(layer_cell, layers, name, exogenous):
     parts, x = layer_cell.state_names, layer_cell.input_name
     state = [layer_name(p, l) for l in range(1, layers + 1) for p in parts]
+    split = tuple(p for p, (_, cols) in layer_cell.param_shapes.items()
+                  if exogenous and str(cols) == "m")
+    plain = {layer_name(p, l) for l in range(1, layers + 1) for p in layer_cell.param_names}
     params = {}
     for l in range(1, layers + 1):
         for p, (rows, cols) in layer_cell.param_shapes.items():
             dims = [str(rows), "n" if l > 1 and str(cols) == "m" else str(cols)]
             params[layer_name(p, l)] = " ".join(d for d in dims if d != "1") or "1"
+            if l > 1 and p in split:
+                if exogenous_name(p, l) in plain:
+                    raise GradlabError(f"stack(..., exogenous=True) of {layer_cell.name}: "
+                                       f"the split weight {exogenous_name(p, l)!r} has the "
+                                       "name of a stacked parameter")
+                params[exogenous_name(p, l)] = f"{rows} m"
     gate_bias = layer_cell.gate_bias
     if gate_bias is not None:   # layer 1's memory gate, as gradlab's init sets it
         sign = "-" if gate_bias.startswith("-") else ""
@@ -93,7 +160,7 @@ def stack(layer_cell, layers, name=None):
     def declaration(s):
         inputs, new = getattr(s, x), {}
         for l in range(1, layers + 1):
-            view = _LayerView(s, l, inputs, x)
+            view = _LayerView(s, l, inputs, x, split if l > 1 else ())
             outs = _layer_outputs(layer_cell, layer_cell.declaration(view))
             for p, value in zip(parts, outs):
                 value = value if isinstance(value, Value) else Value(value)
@@ -102,11 +169,15 @@ def stack(layer_cell, layers, name=None):
                     value = s.let(target, value)
                 new[layer_name(p, l)] = value
             inputs = new[layer_name(parts[0], l)]
+            inputs = _SplitInput(inputs, getattr(s, x)) if split else inputs
         return new
 
+    wide = (f", and x (layers 2.. through {', '.join(exogenous_name(p, 2) for p in split)}, "
+            "...)") if split else ""
     declaration.__doc__ = (f"{layers} layers of {layer_cell.name}, layer l reading layer "
-                           f"l-1's new {parts[0]}. {layer_cell.doc}")
-    name = name or f"{layer_cell.name}_x{layers}"
+                           f"l-1's new {parts[0]}{wide}. {layer_cell.doc}")
+    name = name or f"{layer_cell.name}_x{layers}" + ("_bidir" if exogenous else "")
+    one_way = " (one direction of a bidirectional stack)" if exogenous else ""
     return Cell(declaration, name=name, state=state, params=params, inputs=x,
-                source=f"{layers} stacked layers of {layer_cell.name} ({layer_cell.source})",
-                gate_bias=gate_bias)
+                source=f"{layers} stacked layers of {layer_cell.name}{one_way} "
+                       f"({layer_cell.source})", gate_bias=gate_bias)
