@@ -22,7 +22,7 @@ LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a sm
 LANCZOS_BASIS = 8         # matrix, so keep the basis (blocks before a restart) small
 LANCZOS_STEPS = 20        # block steps before svdvals takes over: by then they have cost
                           # about what an SVD does
-LANCZOS_FIRST_CHECK = 1   # block steps before the first convergence check
+LANCZOS_FIRST_CHECK = 2   # block steps before the first convergence check
 # Default relative accuracy of each spectral norm (`gradient_flow(rtol=)`): a certified
 # bound, seen ~1e-12 against svdvals in float64.
 RTOL = {torch.float64: 1e-11, torch.float32: 5e-7}
@@ -41,26 +41,18 @@ def tolerance(dtype, rtol=None):
 
 
 def orthonormal_rows(W, V):
-    """Orthonormal rows spanning the rows of W (N, p, S) minus those of V (N, q, S), one
-    row at a time, each projected three times against V and the rows already made
-    (classical Gram-Schmidt, twice is enough; the third pass for a row that nearly
-    vanished, since dividing by its small norm magnifies what is left of V in it). A row
-    W does not add (its remainder below 1e-10 of its norm) is zero, so a Rayleigh-Ritz
-    over [V; W] stays exact; later rows are never orthogonalised against such a row."""
-    rows, basis = [], V
-    for i in range(W.shape[1]):
-        w = W[:, i:i + 1]
-        scale = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
-        for sweep in range(3):
-            w = w - (w @ basis.mT) @ basis
-            norm = torch.linalg.vector_norm(w, dim=-1, keepdim=True)
-            if sweep == 1:
-                keep = norm > 1e-10 * scale
-            if sweep:
-                w = torch.where(keep, w / norm.clamp_min(torch.finfo(w.dtype).tiny), 0)
-        rows.append(w)
-        basis = torch.cat([basis, w], 1)
-    return torch.cat(rows, 1)
+    """Orthonormal rows spanning the rows of W (N, p, S) minus those of V (N, q, S):
+    block classical Gram-Schmidt against V, twice (enough in floating point), then a
+    Householder QR of the block. A row W does not add (its |R_ii| below 1e-10 of its
+    norm) comes out zero, so a Rayleigh-Ritz over [V; W] stays exact."""
+    scale = torch.linalg.vector_norm(W, dim=-1)                      # (N, p)
+    for _ in range(2):
+        W = W - (W @ V.mT) @ V
+    Q, r = thin_qr(W.mT)
+    Q = Q.mT                                                          # (N, p, S)
+    Q = Q - (Q @ V.mT) @ V                                            # rounding of tiny rows
+    keep = r.abs() > 1e-10 * scale
+    return torch.where(keep[..., None], Q, 0)
 
 
 def lanczos(M, U, tol, trace):
@@ -77,6 +69,7 @@ def lanczos(M, U, tol, trace):
     sigma, ritz = M.new_zeros(N), U.clone()
     idx = torch.arange(N, device=M.device)
     V, AV = U, (U @ M) @ M.mT                                        # (Na, q, S)
+    done = torch.zeros(N, dtype=torch.bool, device=M.device)
     for it in range(LANCZOS_STEPS):
         if it >= LANCZOS_FIRST_CHECK or V.shape[1] + p > qmax:
             H = V @ AV.mT
@@ -102,17 +95,19 @@ def lanczos(M, U, tol, trace):
             explored = (r2[:, :-1] <= (lin * top[:, None]) ** 2).all(-1)
             dominant = 2 * top * (1 - quad) > trace
             ok = (bound <= quad * top) & (rho <= lin * top) & (explored | dominant)
-            sigma[idx[ok]] = top[ok].sqrt()
-            ritz[idx[ok]] = best[ok]
-            left = ~ok
+            new = ok & ~done
+            sigma[idx[new]] = top[new].sqrt()
+            ritz[idx[new]] = best[new]
+            done = done | ok
+            left = ~done
             count = int(left.sum())
             if count == 0:
                 return sigma, ritz
             if it == LANCZOS_STEPS - 1:
                 break
-            if count < len(idx):                                      # iterate on the rest
-                idx, M, V, AV, Yp, best, trace = (
-                    a[left] for a in (idx, M, V, AV, Yp, best, trace))
+            if 2 * count <= len(idx):                                 # iterate on the rest;
+                idx, M, V, AV, Yp, best, trace, done = (              # copying M costs a
+                    a[left] for a in (idx, M, V, AV, Yp, best, trace, done))  # pass over it
             if V.shape[1] + p > qmax:                                 # restart: top Ritz block
                 V, AV = best, Yp @ AV
         W = orthonormal_rows(AV[:, -p:], V)
