@@ -382,3 +382,24 @@ def test_data_json_is_the_same_bytes_for_any_thread_count():
 
 def g_bias(out):
     return load(out)["setup"]["gate_bias"]
+
+
+def test_rates_carry_their_spread_and_whether_they_converged():
+    """Each rate comes with its standard error over sequences (the spread of per-sequence
+    slopes, recomputed here independently), and a timescale longer than T / 4 is marked as
+    not converged: ξ = -1/rate over too short a run is only a lower bound."""
+    long = measure(Setup(cells=("lstm",), hidden=16, steps=60, batch=6, gate_bias=1.0), "lstm")
+    s = long["summary"]
+    assert s["rate"] < 0 and s["converged"] is True and 4 * s["timescale"] <= 60
+    cell = registry.cell("lstm")
+    setup = Setup(cells=("lstm",), hidden=16, steps=60, batch=6, gate_bias=1.0)
+    logs = gradlab.gradient_flow(cell, setup.params(cell), setup.xs()).log_norm("spectral")
+    slopes = [np.polyfit(np.arange(1, 61), row, 1)[0] for row in logs]
+    assert s["rate_stderr"] == pytest.approx(np.std(slopes, ddof=1) / math.sqrt(6), rel=1e-9)
+    assert 0 < s["lyapunov_stderr"] < abs(s["lyapunov"][0])
+    short = measure(Setup(cells=("prototype_lstm",), hidden=16, steps=8, batch=4,
+                          gate_bias=1.0), "prototype_lstm")["summary"]
+    assert short["rate"] < 0 and 4 * short["timescale"] > 8 and short["converged"] is False
+    from gradlab.reports.gradient_decay import TABLE_HEADER, table_row
+    row = dict(zip(TABLE_HEADER, table_row("prototype_lstm", {"summary": short})))
+    assert row["T ≥ 4 ξ"].startswith("no")

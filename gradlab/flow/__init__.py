@@ -55,7 +55,7 @@ Modules, one concern each:
     scale       Scale: a product's norm as an exact power of two and a mantissa
     walk        walk: the backward pass over chunks of lags, every norm
     loss        loss_walk: what a loss at the end sees of each step
-    rates       slope, timescale_of_rate, why a rate is not a plain number
+    rates       slope, slope_stderr, timescale_of_rate, why a rate is not a plain number
     benettin    Lyapunov exponents: lyapunov, the Lyapunov result
     result      Flow, gradient_flow
     module      ModuleBound: a torch module's own step, Jacobians by jacrev (the fallback
@@ -70,7 +70,8 @@ from .bound import Bound, run_states
 from .inputs import INPUTS, make_inputs
 from .lanczos import (DENSE_BELOW, LANCZOS_BASIS, LANCZOS_BLOCK, LANCZOS_FIRST_CHECK,
                       LANCZOS_STEPS, RTOL, Spectral, tolerance)
-from .rates import GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, timescale_of_rate
+from .rates import (CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO,
+                    slope_stderr, timescale_of_rate)
 from .result import BLOCK_NORMS, NORMS, Flow, gradient_flow
 from .scale import LN2, Scale
 from .walk import CHUNK_BYTES
@@ -80,9 +81,10 @@ DTYPES = (torch.float32, torch.float64)
 # (quad, lin) of the default spectral tolerance per dtype, as `lanczos.tolerance` gives it
 TOLERANCE = {dtype: tolerance(dtype) for dtype in DTYPES}
 
-__all__ = ["BLOCK_NORMS", "CHUNK_BYTES", "DENSE_BELOW", "DTYPES", "Flow", "GROW", "INPUTS",
+__all__ = ["BLOCK_NORMS", "CHUNK_BYTES", "CONVERGED", "DENSE_BELOW", "DTYPES", "Flow", "GROW",
+           "INPUTS",
            "LANCZOS_BASIS", "LANCZOS_BLOCK", "LANCZOS_FIRST_CHECK", "LANCZOS_STEPS", "LN2",
            "Bound", "Lyapunov", "NORMS", "NO_DECAY", "NOT_FINITE", "ONE_LAG", "OVERFLOW", "RTOL",
            "Scale", "Spectral", "Workspace",
            "TOLERANCE", "ZERO", "gradient_flow", "lyapunov", "make_inputs", "run_states",
-           "timescale_of_rate"]
+           "slope_stderr", "timescale_of_rate"]

@@ -1,4 +1,5 @@
-"""Decay rates from log-norm curves, and why a rate is not a plain number."""
+"""Decay rates from log-norm curves, their spread over sequences, and why a rate is not a
+plain number."""
 
 import math
 
@@ -30,6 +31,22 @@ def slope(y):
     x = np.arange(1, len(y) + 1, dtype=np.float64)
     x -= x.mean()
     return float(np.dot(x, y - y.mean()) / np.dot(x, x)), None
+
+
+def slope_stderr(logs):
+    """Standard error over sequences of the least-squares slope of log norms (B, L): the
+    sample standard deviation of the B per-sequence slopes over sqrt(B). nan for B < 2,
+    L < 2 or a curve that is not finite everywhere."""
+    logs = np.asarray(logs, dtype=np.float64)
+    B, L = logs.shape
+    if B < 2 or L < 2 or not np.isfinite(logs).all():
+        return math.nan
+    x = np.arange(L, dtype=np.float64) - (L - 1) / 2
+    slopes = (logs - logs.mean(1, keepdims=True)) @ x / (x @ x)
+    return float(slopes.std(ddof=1) / math.sqrt(B))
+
+
+CONVERGED = 4    # a timescale is converged when the run is at least this many of it
 
 
 def timescale_of_rate(rate):

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import figures as fg
 from .. import registry
+from ..flow import CONVERGED
 from .measurements import Setup, check_cell_name, measure, rate_words
 from .publish import Section, write_report
 
@@ -70,21 +71,30 @@ def _timescale_cell(rate, timescale, status):
     return timescale if words is None or rate == -math.inf else words
 
 
-def _row(name, d):
+def _converged_cell(s):
+    """Whether T is at least CONVERGED timescales, in words (— where there is no decay)."""
+    converged = s.get("converged")
+    if converged is None:
+        return "—"
+    return "yes" if converged else f"no: ξ ≥ T/{CONVERGED}, a lower bound"
+
+
+def table_row(name, d):
     s = d["summary"]
     status = s.get("status")
     predicted = s["theory"]
-    return [name, _rate_cell(s["rate"], status),
-            _timescale_cell(s["rate"], s["timescale"], status), s["horizon_1e-3"],
-            s["horizon_1e-6"], s["log10_condition_mid"], float(s["lyapunov"][0]), predicted,
+    return [name, _rate_cell(s["rate"], status), s.get("rate_stderr", math.nan),
+            _timescale_cell(s["rate"], s["timescale"], status), _converged_cell(s),
+            s["horizon_1e-3"], s["horizon_1e-6"], s["log10_condition_mid"],
+            float(s["lyapunov"][0]), s.get("lyapunov_stderr", math.nan), predicted,
             s["theory_timescale"] if predicted is None or math.isnan(predicted)
             else _timescale_cell(predicted, s["theory_timescale"], None),
             s["theory_label"] or "—"]
 
 
-TABLE_HEADER = ["cell", "rate / step", "timescale ξ", "horizon 10⁻³", "horizon 10⁻⁶",
-                "log₁₀ cond(P_k), k = T/2", "top Lyapunov λ₁", "theory rate", "theory ξ",
-                "theory"]
+TABLE_HEADER = ["cell", "rate / step", "± (sequences)", "timescale ξ", f"T ≥ {CONVERGED} ξ",
+                "horizon 10⁻³", "horizon 10⁻⁶", "log₁₀ cond(P_k), k = T/2", "top Lyapunov λ₁",
+                "± (sequences)", "theory rate", "theory ξ", "theory"]
 
 
 def findings(cells):
@@ -96,8 +106,11 @@ def findings(cells):
         lyap = float(s["lyapunov"][0])
         words = rate_words(s["rate"], s.get("status"))
         if words is None:
-            line = (f"{name}: rate {s['rate']:.3g} per step (ξ = {s['timescale']:.3g} steps, "
-                    f"λ₁ = {lyap:.3g})")
+            err = s.get("rate_stderr", math.nan)
+            spread = f" ± {err:.2g}" if math.isfinite(err) else ""
+            line = (f"{name}: rate {s['rate']:.3g}{spread} per step (ξ = {s['timescale']:.3g} "
+                    f"steps{'' if s.get('converged', True) else ', not converged: a lower bound'}"
+                    f", λ₁ = {lyap:.3g})")
         elif math.isnan(s["rate"]):
             line = f"{name}: no rate, {words} (λ₁ = {lyap:.3g})"
         elif s["rate"] == -math.inf:
@@ -164,11 +177,14 @@ def build(setup, cells, command, model_note=None):
                 "against the lag. Horizon: first lag where the norm falls below 10⁻³ "
                 "(10⁻⁶) of its lag-1 value (— if it never does within T). λ₁: top Lyapunov "
                 "exponent by QR over 4T steps (derivations/theory.md §5); it should match the "
-                "rate. ξ = −1/rate is shown only for a decay; where there is none the table "
+                "rate. ±: the standard error over sequences (of the per-sequence slopes, and of "
+                "the per-sequence exponents). A timescale is converged when the run is at least "
+                f"{CONVERGED} of it long (T ≥ {CONVERGED} ξ); where it is not, the slope over T "
+                "steps is a lower bound on ξ. ξ = −1/rate is shown only for a decay; where there is none the table "
                 "says why: “gradients grow” (rate > 0), “no decay within T” (rate 0), "
                 "“state overflowed” (a state became inf or nan: no measurement, nan in "
                 "data.json). Other non-finite values are shown as such.",
-                table=(TABLE_HEADER, [_row(n, d) for n, d in cells.items()]))]
+                table=(TABLE_HEADER, [table_row(n, d) for n, d in cells.items()]))]
     if any("paths" in d for d in cells.values()):
         figs["paths"] = fg.paths(cells, col)
         sections.append(Section(

@@ -17,8 +17,9 @@ import torch
 
 from .. import registry, theory
 from ..errors import GradlabError
-from ..flow import GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, lyapunov, \
-    make_inputs, run_states
+from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, \
+    make_inputs, run_states, slope_stderr
+from ..flow.benettin import lyapunov
 from ..initialize import as_dtype
 
 LOG10E = 1 / math.log(10)
@@ -170,18 +171,24 @@ def measure(setup, name, model=None):
     # a curve with nan in it (an overflowed norm) has no horizon either
     measured = finite and not np.isnan(log_spec).any()
     long_xs = _model_xs(model, setup.xs(LYAPUNOV_SPAN * T))
-    lyap = (lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T)
-            if _runs_finite(cell, params, long_xs) else np.full(LYAPUNOV_K, np.nan))
+    lyap, lyap_err = np.full(LYAPUNOV_K, np.nan), math.nan
+    if _runs_finite(cell, params, long_xs):
+        result = lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T)
+        lyap, lyap_err = result.mean, float(result.stderr[0])
     label, predicted = _theory(setup, cell, params) if model is None else (None, None)
     with np.errstate(invalid="ignore", over="ignore"):
         conds = flow.log_condition(mid) if finite else nan[:, 0]
         cond = float(np.median(conds)) * LOG10E if not np.isnan(conds).all() else math.nan
+    xi = theory.timescale(rate)
     out["summary"] = {
-        "rate": rate, "timescale": theory.timescale(rate), "status": status,
+        "rate": rate, "timescale": xi, "status": status,
+        # spread of the rate over sequences, and whether T is long enough for xi
+        "rate_stderr": slope_stderr(log_spec) if measured else math.nan,
+        "converged": bool(rate < 0 and CONVERGED * xi <= T) if status is None else None,
         "horizon_1e-3": flow.horizon(1e-3) if measured else math.nan,
         "horizon_1e-6": flow.horizon(1e-6) if measured else math.nan,
         "log10_condition_mid": cond, "condition_lag": mid,
-        "lyapunov": lyap, "theory": predicted, "theory_label": label,
+        "lyapunov": lyap, "lyapunov_stderr": lyap_err, "theory": predicted, "theory_label": label,
         "theory_timescale": None if predicted is None else theory.timescale(predicted)}
     if name == "rnn_tanh":
         out["pascanu_rate"] = theory.pascanu_rate(params["W"])
