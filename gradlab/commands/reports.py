@@ -88,8 +88,25 @@ def report(names, out, force, open_, model, arch, **options):
               help="Best of N.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_json):
+@click.option("--lyapunov", "lyapunov_k", type=click.IntRange(1, 4096), default=None,
+              metavar="K", help="Instead: time gradlab.lyapunov (top K exponents) against a "
+              "published QR implementation (lstm, gru; e.g. --cells lstm,gru --steps 1000).")
+def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_json,
+          lyapunov_k):
     """Time gradient_flow against autograd, torch.func and the bare bmm floor."""
+    if lyapunov_k is not None:
+        from ..bench_lyapunov import bench_cells, format_lyapunov_table, run_lyapunov_bench
+        from ..reports.publish import dumps
+        cells = bench_cells(names, device)
+        results = []
+        with Progress(len(cells), "timed") as progress:
+            for name in cells:
+                results += run_lyapunov_bench([name], hidden, steps, batch, lyapunov_k,
+                                              (dtype,), repeats, seed, inputs=inputs or hidden)
+                progress(name)
+        click.echo(dumps(results) if as_json else format_lyapunov_table(results),
+                   nl=not as_json)
+        return
     from .. import budget
     from ..bench import disagreement, format_table, run_bench
     from ..reports.publish import dumps

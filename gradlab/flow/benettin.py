@@ -5,7 +5,8 @@ of log |R_t[i, i]| over the steps measured. The Jacobians of a chunk of steps co
 one lowered call, compacted by structure (a diagonal block as its diagonal), and J_t Q
 is formed block by block (the LSTM's d c'/d c = diag(f) is a broadcast multiply), never
 as a dense (S, S) matrix; the QR is LAPACK's geqrf and Householder product (`thin_qr`),
-which on a CPU costs a fraction of torch.linalg.qr at these small sizes.
+which on a CPU costs a fraction of torch.linalg.qr at these small sizes. On a CPU a chunk
+holds QR_CHUNK_BYTES of dense Jacobian blocks (`chunk_steps`), so that it stays in cache.
 """
 
 import math
@@ -19,6 +20,13 @@ from ..errors import GradlabError
 from .bound import kinds, setup
 from .linalg import thin_qr
 from .walk import chunk_lags
+
+# Bytes of dense Jacobian blocks per chunk of steps on a CPU. Benettin's loop has nothing
+# per chunk to amortise but one lowered call, and the lowered Jacobian's temporaries are
+# memory-bound: at walk's 16 MB a chunk, the GRU at n=64, B=8 (float64, one thread) ran 2x
+# slower than at 2-4 MB; 4 MB was within noise of the best chunk for the LSTM and GRU at
+# n=16..128, B=8..64 (C = 1..64 tried). Any chunk gives the same numbers.
+QR_CHUNK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,16 @@ def _times(blocks, cell_kinds, Q, out, n):
             target.zero_()
 
 
+def chunk_steps(T, B, n, cell_kinds, dtype, device):
+    """Steps whose Jacobians one lowered call evaluates: QR_CHUNK_BYTES of dense blocks on a
+    CPU; elsewhere walk's budget (`chunk_lags`), where a large chunk amortises launches."""
+    if torch.device(device).type != "cpu":
+        return chunk_lags(T, B, n * len(cell_kinds), dtype, device, 1)
+    dense = max(1, sum(kind == "dense" for row in cell_kinds for kind in row))
+    per_step = B * dense * n * n * torch.finfo(dtype).bits // 8
+    return max(1, min(T, QR_CHUNK_BYTES // per_step))
+
+
 def log_stretches(bound, xs, states, k, seed):
     """log |R_t[i, i]| for every step t = 1..T and sequence, float64 (T, B, k), with
     k at most S; Q_0 from torch.Generator().manual_seed(seed).randn(B, S, k) (float64)."""
@@ -85,7 +103,7 @@ def log_stretches(bound, xs, states, k, seed):
     gen = torch.Generator().manual_seed(int(seed))
     Q = thin_qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0].to(xs)
     cell_kinds = kinds(bound.cell)
-    C = chunk_lags(T, B, S, xs.dtype, xs.device, 1)
+    C = chunk_steps(T, B, n, cell_kinds, xs.dtype, xs.device)
     logs = torch.empty(T, B, k, dtype=xs.dtype, device=xs.device)
     Y = torch.empty(B, S, k, dtype=xs.dtype, device=xs.device)
     with torch.no_grad():
