@@ -18,8 +18,11 @@ from .lanczos import Spectral
 from .scale import Scale
 
 # Bytes of running products kept per chunk (C lags at once): large enough that the
-# per-chunk Lanczos overhead is amortised, small enough to stay in cache-friendly memory.
-CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 1 << 30}
+# per-chunk Lanczos overhead is amortised, small enough that the chunk's Jacobians (whose
+# lowered evaluation is memory-bound) stay in cache. Measured on the 2-core CPU, one
+# thread, n=64, T=64, B=8, spectral norms: gru 102 ms at 8 MB against 126 ms at 16 MB and
+# 166 ms at 32 MB; lstm 178 ms at 8 MB, 171 ms at 16 MB (within noise).
+CHUNK_BYTES = {"cpu": 8 << 20, "cuda": 1 << 30}
 
 
 def chunk_lags(T, B, S, dtype, device, buffers):
