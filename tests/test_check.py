@@ -291,9 +291,9 @@ def test_check_lyapunov_names_log_base_and_partial_state(lstm_case):
         assert_lyapunov(benettin(base=2), cell, params, xs, 2)
 
 
-def _states(cell, params, xs):
+def _states(cell, params, xs, n=3):
     step = cell.step_fn("torch")
-    s = tuple(torch.zeros(xs.shape[1], 3, dtype=xs.dtype) for _ in cell.state_names)
+    s = tuple(torch.zeros(xs.shape[1], n, dtype=xs.dtype) for _ in cell.state_names)
     for x in xs:
         yield s
         s = step(params, s, x)
@@ -307,3 +307,34 @@ def test_the_readme_example_prints_what_the_readme_says(capsys):
     code, shown = re.findall(r"```(?:python)?\n(.*?)```", section, re.S)[:2]
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
     assert capsys.readouterr().out.strip() == shown.strip()
+
+
+def test_check_lyapunov_names_mistakes_made_together(lstm_case):
+    """The published LSTM code (lyapunov-hyperopt) makes three mistakes at once: J^T in the
+    QR step, h alone with c frozen, and log2. Each must be named."""
+    cell, params, xs = lstm_case
+    result = gradlab.check_lyapunov(benettin(transpose=True, part=True, base=2), cell,
+                                    params, xs, 2)
+    assert not result.ok, str(result)
+    text = result.diagnosis[0]
+    assert "together" in text and "reverse time order" in text
+    assert "state part h alone" in text and "log base 2" in text
+
+
+@pytest.mark.parametrize("T", [300, 1200])
+def test_check_lyapunov_never_passes_a_transposed_routine_without_a_caveat(T):
+    """On Gaussian inputs a routine on the transposed Jacobian differs from the exact
+    exponents by little (a fixed 10/T let it pass as correct). The measured tolerance (the
+    spread over start vectors) either flags it or says the check cannot tell them apart."""
+    cell = gradlab.cell("gru_torch")
+    params = cell.init_params(4, 3, weight_scale=1.5, seed=2)
+    xs = torch.randn(T, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+
+    def transposed(P, xs, k):
+        J = torch.stack([cell.jacobian_fn("state")(P, s, x)
+                         for s, x in zip(_states(cell, P, xs, n=4), xs)])
+        return torch.as_tensor(exponents(J, k, transpose=True))
+
+    result = gradlab.check_lyapunov(transposed, cell, params, xs, 2)
+    assert (not result.ok and "reverse time order" in result.diagnosis[0]) or \
+        (result.ok and "cannot tell" in result.diagnosis[0]), str(result)
