@@ -73,7 +73,7 @@ def lanczos(M, U, tol, trace):
     V, AV = U, (U @ M) @ M.mT                                        # (Na, q, S)
     done = torch.zeros(N, dtype=torch.bool, device=M.device)
     for it in range(LANCZOS_STEPS):
-        if it >= LANCZOS_FIRST_CHECK or V.shape[1] + p > qmax:
+        if it >= min(LANCZOS_FIRST_CHECK, LANCZOS_STEPS - 1) or V.shape[1] + p > qmax:
             H = V @ AV.mT
             theta, Y = torch.linalg.eigh(0.5 * (H + H.mT))           # ascending
             top = theta[:, -1].clamp_min(0)                          # (Na,)
