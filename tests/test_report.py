@@ -160,13 +160,13 @@ def test_rnn_tanh_summary_has_its_theory(full):
     setup = Setup(cells=("rnn_tanh",), hidden=N, inputs=M, steps=T, batch=B)
     W = setup.params(registry.cell("rnn_tanh"))["W"]
     assert d["pascanu_rate"] == pytest.approx(theory.pascanu_rate(W), rel=1e-12)
-    for name in ("lstm", "gru"):       # gated cells: the annealed theory, which forgets
-        g = load(out)["cells"][name]["summary"]         # faster than the real network
-        assert g["theory_label"] == "annealed mean field"
+    for name in ("lstm", "gru"):       # gated cells: the dynamic mean-field theory
+        g = load(out)["cells"][name]["summary"]
+        assert g["theory_label"] == "dynamic mean field"
         assert g["theory"] == pytest.approx(gradlab.mean_field(
             name, weight_scale=1.0, bias_scale=0.0, input_scale=1.0,
-            gate_bias=g_bias(out)).rate, rel=1e-9)
-        assert g["theory"] < g["rate"] < 0
+            gate_bias=g_bias(out), method="dynamic", units=1024, steps=T, inputs=M,
+            lags=(T // 4, T), seed=0).rate, rel=1e-12)
 
 
 # --- reproducible -----------------------------------------------------------------------

@@ -6,6 +6,7 @@ import math
 import pytest
 from matplotlib.figure import Figure
 
+from gradlab.meanfield import mean_field
 from gradlab.reports import sweep
 from conftest import assert_ok, assert_one_line_error, invoke, listing
 
@@ -86,6 +87,44 @@ def test_sweep_data_json(whole):
     # the gate bias does not enter a vanilla RNN; a larger weight scale means more memory
     assert by["rnn_tanh", 2.0, 0.0] > by["rnn_tanh", 0.5, 0.0]
     assert by["gru", 0.5, 2.0] > by["gru", 0.5, 0.0]          # a keeping gate remembers
+
+
+def test_sweep_draws_the_theory_contours(whole):
+    """data.json records the theory's timescale grid the contours are drawn from (dynamic
+    mean field, at the sweep's inputs and horizon); it is what mean_field gives at a grid
+    point; a cell with no gate bias has one row for every gate bias and a finer curve;
+    the figure labels every level the theory crosses, and says which theory drew them."""
+    out, _ = whole
+    data = json.loads((out / "data.json").read_text())
+    theory = data["theory"]
+    assert theory["method"] == "dynamic" and theory["levels"] == [3, 10, 30, 100, 300]
+    o = theory["options"]
+    assert (o["inputs"], o["steps"], o["lags"], o["seed"]) == (3, 240, [60, 240], 0)
+    gru = [[float(v) for v in row] for row in theory["timescale"]["gru"]]
+    assert len(gru) == 2 and all(len(row) == 2 for row in gru)     # rows by gate bias
+    one = mean_field("gru", weight_scale=2.0, bias_scale=0.0, input_scale=1.0, gate_bias=0.0,
+                     method="dynamic", units=o["units"], steps=o["steps"],
+                     inputs=o["inputs"], lags=tuple(o["lags"]), seed=o["seed"])
+    assert gru[0][1] == pytest.approx(one.timescale, rel=1e-6)
+    assert gru[1][0] > gru[0][0]                   # a keeping gate remembers, in theory too
+    rnn = theory["timescale"]["rnn_tanh"]
+    assert rnn[0] == rnn[1] and float(rnn[0][1]) == math.inf   # chaotic at sw 2: no decay
+    curve = theory["curves"]["rnn_tanh"]
+    assert curve["weight_scale"][0] == 0.5 and curve["weight_scale"][-1] == 2.0
+    assert float(curve["timescale"][0]) == float(rnn[0][0])
+    assert set(theory["curves"]) == {"rnn_tanh"}
+    # matplotlib writes each text of an SVG as a comment: the contours' labels are there
+    svg = (out / "figures" / "phase.svg").read_text()
+    values = [float(v) for v in curve["timescale"]] + [v for row in gru for v in row]
+    finite = [v for v in values if 0 < v < math.inf]
+    crossed = [lv for lv in theory["levels"] if min(finite) < lv < max(finite)]
+    assert crossed == [3, 10, 30]
+    for level in theory["levels"]:
+        assert (f"<!-- {level} -->" in svg) == (level in crossed), level
+    assert "white lines: ξ of dynamic mean field" in svg
+    text = (out / "report.md").read_text()
+    assert "White lines: the timescales ξ = 3, 10, 30, 100, 300 steps of dynamic mean field" \
+        in text and "theory and measurement differ by a factor of" in text
 
 
 def test_shards_write_their_parts(shards):

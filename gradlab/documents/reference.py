@@ -196,6 +196,30 @@ A large gate bias pushes u towards 1 and χ towards 1 whatever σ_w is: this is 
 networks remember over long spans across a wide band of initialisations, the picture the
 phase diagram shows.
 
+`gradlab.mean_field(cell, weight_scale=, gate_bias=, method=)` derives such a theory for
+any declared cell from its declaration alone. Every product M v of a Gaussian weight with
+a vector becomes, unit by unit, a Gaussian field (variance σ_w² times the population's
+mean square of v); each term of the symbolic Jacobian, c diag(D0) M1 diag(D1) ⋯ Mk
+diag(Dk), is read the same way, so a large population of units sampled through the
+cell's own lowered equations gives the mean squared entry of P_k against k. Its slope is
+the predicted rate, in Flow.rate's units.
+
+- **annealed**: the standard theory. Every field is drawn afresh at every step, as if W
+  were redrawn each step. For the vanilla RNN it is the closed form above (to 1e-3). For
+  gated cells it forgets too fast: against n = 1024 measurements (bias scale 0.1, weight
+  scale 1 and 1.5, gate bias 0 to 2) it predicts rates 27-76 % too steep for the GRU and
+  61-197 % for the LSTM.
+- **dynamic**: with W fixed, the field a unit receives is correlated in time, with the
+  population's own autocorrelation as its covariance; units whose gates stay open keep
+  them open, and carry gradient far longer than independent draws allow. Each new field
+  is drawn conditionally on the same unit's earlier draws (one causal sweep; the
+  covariance between times s ≤ t needs nothing after t), forward for the state and
+  backward for the gradient's fields through Wᵀ (drawn independently of the forward W:
+  gradient independence); the diagonal gains multiply along each unit's own history.
+  Against n = 1024 measurements it is within 4 % for the GRU, the LSTM and minimal_rnn
+  from ordered to near-critical settings (7 % at the LSTM's weight scale 1.5, gate bias 2,
+  where single measurements scatter by 17 %). The report and the phase diagram draw it.
+
 ## 5. Lyapunov exponents by QR
 
 Over long horizons the growth rates of P_k applied to k independent directions are the

@@ -8,11 +8,16 @@
 
     annealed    the standard theory: fresh Gaussian weights at every step (`annealed`)
     dynamic     each unit's fields are Gaussian processes with the population's own
-                autocorrelation, gains multiplied along each unit's history (`dynamic`)
+                autocorrelation, drawn causally forward (fields) and backward (the
+                gradient's fields through W^T), gains multiplied along each unit's
+                history (`dynamic`); inputs=m draws the inputs as U x_t exactly
 
     critical_init(cell, timescale, hidden=...)   init_params options for a timescale,
                                                  corrected by measurement (`critical`)
     timescale_grid(cell, weight_scales, gate_biases)   the theory over a sweep grid
+    probe_rate(cell, options, hidden=...)        a measured Frobenius-norm rate from random
+                                                 probes (vector-Jacobian products): what
+                                                 the theory is checked against at n = 1024
 """
 
 import math
@@ -25,11 +30,12 @@ from .annealed import annealed
 from .critical import critical_init, measure_timescale, timescale_grid
 from .dynamic import dynamic
 from .population import Scales, population
+from .probe import probe_curve, probe_rate
 
 METHODS = {"annealed": annealed, "dynamic": dynamic}
 
 __all__ = ["MeanField", "mean_field", "critical_init", "timescale_grid", "measure_timescale",
-           "METHODS"]
+           "probe_curve", "probe_rate", "METHODS"]
 
 
 @dataclass
@@ -58,7 +64,7 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
     init_params(..., init="gaussian", weight_scale, bias_scale, input_scale, gate_bias)
     and driven by i.i.d. inputs of mean square `input_power` (make_inputs "gaussian" with
     scale 1: 1). `options` go to the method: annealed(units, burn_in, steps, seed),
-    dynamic(units, steps, iterations, passes, lags, seed)."""
+    dynamic(units, steps, inputs, lags, seed)."""
     if method not in METHODS:
         raise GradlabError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     c = as_cell(cell)

@@ -9,6 +9,7 @@ from ..errors import GradlabError
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
+from .dynamic import solve
 from .population import Scales
 
 QUICK = {"units": 4000, "burn_in": 60, "steps": 120}   # annealed, for searches and grids
@@ -117,21 +118,36 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
 
 
 def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_scale=1.0,
-                   method="annealed", **options):
+                   method="annealed", batch=16, **options):
     """The theory's timescale -1/rate (inf where gradients do not decay) over a sweep grid:
     an array (len(gate_biases), len(weight_scales)), rows by gate bias as the sweep's
-    heat maps. A cell without a gate bias gives the same row at every gate bias."""
+    heat maps. A cell without a gate bias gives the same row at every gate bias. The
+    dynamic theory runs `batch` grid points at a time as one population (`dynamic.solve`:
+    each point the numbers mean_field gives it alone, with the same options)."""
     from . import mean_field
     c = as_cell(cell)
-    if method == "annealed":
-        options = {**QUICK, **options}
+    rows = gate_biases if c.gate_bias else gate_biases[:1]
+    points = [(i, j) for j in range(len(weight_scales)) for i in range(len(rows))]
     grid = np.empty((len(gate_biases), len(weight_scales)))
-    for j, ws in enumerate(weight_scales):
-        for i, gb in enumerate(gate_biases):
-            if i and not c.gate_bias:
-                grid[i, j] = grid[0, j]
-                continue
-            grid[i, j] = mean_field(c, weight_scale=ws, bias_scale=bias_scale,
-                                    input_scale=input_scale, gate_bias=gb, method=method,
-                                    **options).timescale
+    if method == "dynamic":
+        for k in range(0, len(points), max(1, int(batch))):
+            chunk = points[k:k + max(1, int(batch))]
+            scales = [Scales(weight_scale=float(weight_scales[j]), bias_scale=bias_scale,
+                             input_scale=input_scale, gate_bias=float(rows[i]))
+                      for i, j in chunk]
+            try:
+                rates = solve(c, scales, **options)[0]
+            except TypeError as err:
+                raise GradlabError(f"timescale_grid method 'dynamic': {err}") from None
+            for (i, j), rate in zip(chunk, rates):
+                grid[i, j] = timescale_of(rate)
+    else:
+        if method == "annealed":
+            options = {**QUICK, **options}
+        for i, j in points:
+            grid[i, j] = mean_field(c, weight_scale=weight_scales[j], bias_scale=bias_scale,
+                                    input_scale=input_scale, gate_bias=rows[i],
+                                    method=method, **options).timescale
+    if not c.gate_bias:
+        grid[:] = grid[0]
     return grid

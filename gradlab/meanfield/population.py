@@ -97,7 +97,8 @@ class Population:
         self.scalars = [s for s in cell.param_symbols if not isinstance(s, MatrixSymbol)]
         self.unit_params = [s for s in cell.param_symbols
                             if isinstance(s, MatrixSymbol) and s.shape[1] == 1]
-        state = cell.state_symbols
+        state = self.state_symbols = cell.state_symbols   # the same objects every step
+        self.outputs = tuple(cell.outputs)
         args = [*state, *self.unit_params, *self.scalars, *(f.symbol for f in self.fields)]
         self._names = {s: identifier(s.name) for s in (*args, *lets)}
         self._args = args
@@ -251,7 +252,7 @@ class Population:
         """One step of every unit: env of every let, given the old state (tuple of (N, 1))
         and `fields_for(field, env)` -> (N, 1) samples of each field."""
         env = dict(params)
-        env.update(zip(self.cell.state_symbols, state))
+        env.update(zip(self.state_symbols, state))
         for sym in self.lets:
             for f in self.field_of_let[sym]:
                 env[f.symbol] = fields_for(f, env)
@@ -267,7 +268,7 @@ class Population:
         return [[self.evaluate(fn, env, N)[:, 0] for fn in fns] for fns in self._diag_fns]
 
     def new_state(self, env):
-        return tuple(env[s] for s in self.cell.outputs)
+        return tuple(env[s] for s in self.outputs)
 
 
 _ZERO = None

@@ -156,3 +156,58 @@ def bptt(cells, col):
            title="Truncated backpropagation through time")
     _finish(ax)
     return fig
+
+
+
+def _log10_finite(timescale):
+    xi = np.asarray(timescale, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(xi) & (xi > 0), np.log10(xi), np.nan)
+
+
+def timescale_contours(ax, timescale, levels, color="white"):
+    """Contours of a timescale grid (rows on the y index, columns on the x index, as an
+    imshow of the same grid) at `levels` steps, drawn on log10 of its finite values and
+    labelled in steps; the levels drawn. A grid of one row or column has no contour: its
+    crossings are drawn instead (`timescale_crossings`)."""
+    z = _log10_finite(timescale)
+    if min(z.shape) < 2:
+        axis = "x" if z.shape[0] == 1 else "y"
+        return timescale_crossings(ax, np.arange(z.size), np.power(10.0, z.ravel()), levels,
+                                   axis=axis, color=color)
+    finite = z[np.isfinite(z)]
+    shown = [m for m in (math.log10(v) for v in levels)
+             if finite.size and finite.min() < m < finite.max()]
+    if not shown:
+        return []
+    lines = ax.contour(np.arange(z.shape[1]), np.arange(z.shape[0]), np.ma.masked_invalid(z),
+                       levels=shown, colors=color, linewidths=1.0)
+    ax.clabel(lines, fmt={m: f"{10 ** m:g}" for m in shown}, fontsize=6, colors=color)
+    return [10 ** m for m in shown]
+
+
+def timescale_crossings(ax, positions, timescale, levels, *, axis="x", color="white"):
+    """Where a 1-D timescale curve (values at `positions` along the panel's x or y axis)
+    crosses each level (linear in log10 between neighbouring finite values): a line
+    across the panel there, labelled in steps at its foot; the levels drawn."""
+    z = _log10_finite(timescale)
+    pos = np.asarray(positions, dtype=np.float64)
+    drawn = []
+    for level in levels:
+        m = math.log10(level)
+        for i in range(len(z) - 1):
+            a, b = z[i], z[i + 1]
+            if not (np.isfinite(a) and np.isfinite(b) and a != b
+                    and min(a, b) <= m < max(a, b)):
+                continue
+            at = pos[i] + (m - a) / (b - a) * (pos[i + 1] - pos[i])
+            if axis == "x":
+                ax.axvline(at, color=color, lw=1.0)
+                ax.text(at, 0.02, f"{level:g}", color=color, fontsize=6, ha="right",
+                        va="bottom", rotation=90, transform=ax.get_xaxis_transform())
+            else:
+                ax.axhline(at, color=color, lw=1.0)
+                ax.text(0.02, at, f"{level:g}", color=color, fontsize=6, va="bottom",
+                        transform=ax.get_yaxis_transform())
+            drawn.append(level)
+    return drawn

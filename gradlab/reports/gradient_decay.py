@@ -92,7 +92,8 @@ def table_row(name, d):
             s["theory_label"] or "—"]
 
 
-TABLE_HEADER = ["cell", "rate / step", "± (sequences)", "timescale ξ", f"T ≥ {CONVERGED} ξ",
+TABLE_HEADER = ["cell", "rate / step", "± (sequences)", "timescale ξ",
+                f"T ≥ {CONVERGED} ξ",
                 "horizon 10⁻³", "horizon 10⁻⁶", "log₁₀ cond(P_k), k = T/2", "top Lyapunov λ₁",
                 "± (sequences)", "theory rate", "theory ξ", "theory"]
 

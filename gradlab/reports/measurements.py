@@ -26,6 +26,7 @@ LOG10E = 1 / math.log(10)
 SATURATED = 0.05      # a gate value below 0.05 or above 0.95 counts as saturated
 LYAPUNOV_SPAN = 4     # Lyapunov exponents over 4 T steps, the first T discarded as transient
 LYAPUNOV_K = 4
+THEORY_UNITS = 1024  # the dynamic mean-field population: the large-n limit a theory describes
 GATED_EXACT = {"lstm": ("c", "c"), "gru": None, "gru_torch": None, "minimal_rnn": None}
 
 
@@ -137,13 +138,16 @@ def _theory(setup, cell, params):
         try:       # an overflowing cell has no theory: its statistics are not finite
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
+                T = setup.steps
                 predicted = mean_field(cell, weight_scale=setup.weight_scale,
                                        bias_scale=setup.bias_scale,
                                        input_scale=setup.input_scale,
-                                       gate_bias=setup.gate_bias, method="annealed").rate
+                                       gate_bias=setup.gate_bias, method="dynamic",
+                                       units=THEORY_UNITS, steps=T, inputs=setup.inputs,
+                                       lags=(max(1, T // 4), T), seed=setup.seed).rate
         except (GradlabError, ArithmeticError, ValueError):
             return None, None
-        return "annealed mean field", predicted if math.isfinite(predicted) else None
+        return "dynamic mean field", predicted if math.isfinite(predicted) else None
     return None, None
 
 

@@ -4,7 +4,9 @@ For every cell and every grid point (weight scale sw, gate bias g) the cell is i
 (gaussian, seeded), driven by i.i.d. Gaussian inputs, and the timescale xi = -1 / rate of
 the spectral norm of d s_T / d s_{T-k} is measured (gradient_flow). For rnn_tanh the
 mean-field critical line chi = 1 (derivations/theory.md §2) is drawn: ordered (vanishing) left,
-chaotic right of it. Gated cells move their memory with the gate bias.
+chaotic right of it. Gated cells move their memory with the gate bias. Over every map the
+theory's contours of chosen timescales are drawn (`theory_grid`: dynamic mean field,
+gradlab.meanfield, at the sweep's inputs and horizon; data.json records its grid).
 
 Grids split across machines (shard I of N, joined by `sweep merge`): see `shards`.
 """
@@ -17,8 +19,10 @@ from matplotlib.figure import Figure
 
 from .. import registry, theory
 from ..errors import GradlabError
+from .figures import timescale_contours, timescale_crossings
 from .measurements import Setup, check_cell_name, rate_words, states_finite
-from ..flow import GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, gradient_flow
+from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, \
+    gradient_flow, slope_stderr
 from .publish import Section, write_report
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "minimal_rnn")
@@ -97,7 +101,6 @@ class Grid:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
 
 
-CONVERGED = 4        # a timescale is converged when the run is at least this many of it
 
 
 def measure_point(grid, cell_name, weight_scale, gate_bias):
@@ -124,7 +127,7 @@ def measure_point(grid, cell_name, weight_scale, gate_bias):
         start = max(1, steps // 4)
         rate = flow.rate("frobenius", start=start)
         status = flow.why("frobenius", start=start)
-        stderr = _stderr(flow.log_norm("frobenius")[:, start - 1:])
+        stderr = slope_stderr(flow.log_norm("frobenius")[:, start - 1:])
         xi = theory.timescale(rate)
         if not (rate < 0 and CONVERGED * xi > steps and 2 * steps <= grid.max_steps):
             break
@@ -134,16 +137,6 @@ def measure_point(grid, cell_name, weight_scale, gate_bias):
     return {"cell": cell_name, "weight_scale": weight_scale, "gate_bias": gate_bias,
             "rate": rate, "rate_stderr": stderr, "timescale": xi, "status": status,
             "horizon": steps, "converged": converged}
-
-
-def _stderr(logs):
-    """Standard error over sequences of the per-sequence slopes of log norms (B, L)."""
-    B, L = logs.shape
-    if B < 2 or L < 2 or not np.isfinite(logs).all():
-        return math.nan
-    x = np.arange(L, dtype=np.float64) - (L - 1) / 2
-    slopes = (logs - logs.mean(1, keepdims=True)) @ x / (x @ x)
-    return float(slopes.std(ddof=1) / math.sqrt(B))
 
 
 def run_points(grid, points, progress=None):
@@ -170,7 +163,54 @@ def critical_weight_scale(input_scale=1.0, bias_scale=0.0):
     return 0.5 * (lo + hi)
 
 
-def _heatmaps(grid, points, critical):
+THEORY_LEVELS = (3, 10, 30, 100, 300)   # timescales (steps) the theory's contours mark
+THEORY_UNITS = 256                      # the theory's population (the large-n limit)
+THEORY_FINE = 6                         # points per interval of a cell's 1-D theory curve
+
+
+def theory_grid(grid):
+    """The theory's timescale over the grid, per cell (rows by gate bias, columns by weight
+    scale, as the heat maps; inf where gradients do not decay): dynamic mean field
+    (`gradlab.meanfield`) for the sweep's init (gaussian, bias scale 0, input scale 1),
+    its m inputs, over a horizon of max_steps (at most 400) fitted over lags past the
+    first quarter, as the measurement; a population of THEORY_UNITS units, seeded by the
+    grid's seed. About 0.05-0.2 s per point (a cell with no gate bias: once per weight
+    scale; ~25 s for the default grid on one core, four times the measurement)."""
+    from ..meanfield import timescale_grid
+    steps = max(8, min(grid.max_steps, 400))
+    options = {"units": THEORY_UNITS, "steps": steps, "inputs": grid.inputs,
+               "lags": [max(1, steps // 4), steps], "seed": grid.seed}
+    run = {**options, "lags": tuple(options["lags"])}
+
+    def timescales(name, weight_scales, gate_biases):
+        return timescale_grid(name, weight_scales, gate_biases, bias_scale=0.0,
+                              input_scale=1.0, method="dynamic", batch=32, **run)
+
+    cells = {name: timescales(name, grid.weight_scales, grid.gate_biases).tolist()
+             for name in grid.cells}
+    # a cell with no gate bias: its timescale is a curve over the weight scale, drawn
+    # finely (THEORY_FINE points per interval between neighbours of the axis)
+    curves = {}
+    for name in grid.cells:
+        if len(grid.gate_axis(name)) == 1 and len(grid.gate_biases) > 1:
+            position = np.linspace(0, len(grid.weight_scales) - 1,
+                                   THEORY_FINE * (len(grid.weight_scales) - 1) + 1)
+            ws = np.interp(position, range(len(grid.weight_scales)), grid.weight_scales)
+            curves[name] = {"position": position.tolist(), "weight_scale": ws.tolist(),
+                            "timescale": timescales(name, ws.tolist(),
+                                                    grid.gate_biases[:1])[0].tolist()}
+    return {"method": "dynamic", "options": options, "bias_scale": 0.0, "input_scale": 1.0,
+            "levels": list(THEORY_LEVELS), "timescale": cells, "curves": curves}
+
+
+def theory_words(theory):
+    o = theory["options"]
+    return (f"{theory['method']} mean field (gradlab.meanfield: N = {o['units']} units, "
+            f"m = {o['inputs']} inputs, T = {o['steps']}, fitted over lags "
+            f"{o['lags'][0]}..{o['lags'][1]})")
+
+
+def _heatmaps(grid, points, critical, theory=None):
     cells = list(grid.cells)
     cols = min(len(cells), 2)
     rows = math.ceil(len(cells) / cols)
@@ -203,17 +243,25 @@ def _heatmaps(grid, points, critical):
                 r = gb.index(p["gate_bias"]) if gated else len(gb) // 2
                 ax.text(ws.index(p["weight_scale"]), r, "≥", ha="center", va="center",
                         color="white", fontsize=9)
+        if theory is not None and name in theory["curves"]:
+            curve = theory["curves"][name]
+            timescale_crossings(ax, curve["position"], curve["timescale"], theory["levels"])
+        elif theory is not None:
+            timescale_contours(ax, theory["timescale"][name], theory["levels"])
         ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_yticks(range(len(gb)), [f"{g:g}" for g in gb], fontsize=7)
         ax.set(title=name, xlabel="weight scale σ_w", ylabel="gate bias")
         if name == "rnn_tanh" and critical is not None:
             x = np.interp(critical, ws, range(len(ws)))
-            ax.axvline(x, color="white", ls="--", lw=1.5, label=f"χ = 1 (σ_w = {critical:.2f})")
+            ax.axvline(x, color="#ff7f0e", ls="--", lw=1.5, label=f"χ = 1 (σ_w = {critical:.2f})")
             ax.legend(fontsize=7, loc="upper left")
     for ax in axes[len(cells):]:
         ax.set_visible(False)
     if image is not None:
         fig.colorbar(image, ax=list(axes[:len(cells)]), label="log₁₀ timescale ξ (steps)")
+    if theory is not None:
+        fig.suptitle("colour: measured ξ; white lines: ξ of " + theory_words(theory)
+                     + ", labelled in steps", fontsize=8)
     return fig
 
 
@@ -230,10 +278,37 @@ def _table_row(p):
             p.get("rate_stderr", math.nan), shown_xi, p.get("horizon")]
 
 
+def _theory_text(grid, points, theory):
+    """What drew the contours, and how far they are from the measured map (computed here
+    from the same numbers, at the points where both have a converged timescale)."""
+    ws, gb = list(grid.weight_scales), list(grid.gate_biases)
+    ratios = []
+    for p in points:
+        xi = theory["timescale"][p["cell"]][gb.index(p["gate_bias"])][
+            ws.index(p["weight_scale"])]
+        if p["rate"] < 0 and p.get("converged", True) and 0 < p["timescale"] < math.inf \
+                and 0 < xi < math.inf:
+            ratios.append(abs(math.log10(xi / p["timescale"])))
+    units = theory["options"]["units"]
+    text = (f"White lines: the timescales ξ = {', '.join(map(str, theory['levels']))} steps "
+            f"of {theory_words(theory)}, for the same initialisation and inputs, against "
+            f"the measured n = {grid.hidden}" + (" (nearer the large-width limit)."
+                                                 if units > grid.hidden else "."))
+    if theory["curves"]:
+        text += (" A cell with no gate bias has one curve over the weight scale: its lines "
+                 "mark where it crosses each timescale.")
+    if ratios:
+        text += (f" At the {len(ratios)} points where both have a converged ξ, theory and "
+                 f"measurement differ by a factor of {10 ** float(np.median(ratios)):.2f} "
+                 f"at the median (at most {10 ** max(ratios):.3g}).")
+    return text
+
+
 def report(grid, points, out, *, force=False, command="gradlab sweep", **where):
     """Write the phase-diagram report; `where` (cell_files, expect, notice) goes on to
     `publish.write_report`."""
     critical = critical_weight_scale() if "rnn_tanh" in grid.cells else None
+    theory = theory_grid(grid)
     header = {"command": command, "seed": grid.seed, "device": grid.device,
               "dtype": grid.dtype,
               "sizes": f"hidden n = {grid.hidden}, inputs m = {grid.inputs}, T = "
@@ -247,7 +322,9 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", **where):
                            "converged: ξ is a lower bound), ↑ points where gradients grow "
                            "(rate > 0, no ξ), = points with no decay within T (rate 0), × "
                            "points whose state overflowed (nan); a cell with no memory gate "
-                           "is measured once per weight scale"}
+                           "is measured once per weight scale",
+              "theory": f"white contours: ξ = {', '.join(map(str, theory['levels']))} steps "
+                        f"of {theory_words(theory)}, same init and inputs"}
     table = (["cell", "weight scale", "gate bias", "rate / step", "± (s.e.)", "timescale ξ",
               "horizon T"],
              [_table_row(p) for p in points])
@@ -264,14 +341,17 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", **where):
     if overflowed:
         text += (f" {overflowed} of {len(points)} points have no measurement (marked ×: "
                  "state overflowed).")
+    text += " " + _theory_text(grid, points, theory)
     sections = [Section("Phase diagram", text, "phase"), Section("Every grid point",
                                                                  table=table)]
-    data = {"grid": grid.as_dict(), "critical_weight_scale": critical, "points": points}
+    data = {"grid": grid.as_dict(), "critical_weight_scale": critical, "points": points,
+            "theory": theory}
     return write_report(out, title="Gradient memory across initialisations",
                         intro="Timescales of gradient decay over weight scale and gate bias.",
                         header=header, sections=sections,
-                        figures={"phase": _heatmaps(grid, points, critical)}, data=data,
+                        figures={"phase": _heatmaps(grid, points, critical, theory)},
+                        data=data,
                         force=force, **where)
 
 
-__all__ = ["Grid", "run_points", "report", "critical_weight_scale"]
+__all__ = ["Grid", "run_points", "report", "critical_weight_scale", "theory_grid"]
