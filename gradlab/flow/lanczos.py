@@ -147,9 +147,12 @@ class Spectral:
         if S <= DENSE_BELOW:
             return nan_where(top_singular(M), finite)
         p = min(LANCZOS_BLOCK, S)
-        start = torch.randn(N, p, S, generator=self.gen, dtype=torch.float64).to(M)
-        if self.warm is not None and p > 1:                           # plus one fresh vector
-            start[:, 1:] = self.warm[None].expand(lags, *self.warm.shape).reshape(N, p - 1, S)
+        warm = self.warm is not None and p > 1                        # warm: one fresh vector
+        start = torch.randn(N, 1 if warm else p, S, generator=self.gen,
+                            dtype=torch.float64).to(M)
+        if warm:
+            start = torch.cat([start, self.warm[None].expand(lags, *self.warm.shape)
+                               .reshape(N, p - 1, S)], 1)
         U = thin_qr(start.mT)[0].mT
         try:
             sigma, ritz = lanczos(M, U, self.tol, trace)

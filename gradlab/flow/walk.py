@@ -18,17 +18,23 @@ from .lanczos import Spectral
 from .scale import Scale
 
 # Bytes of running products kept per chunk (C lags at once): large enough that the
-# per-chunk Lanczos overhead is amortised, small enough that the chunk's Jacobians (whose
-# lowered evaluation is memory-bound) stay in cache. Measured on the 2-core CPU, one
-# thread, n=64, T=64, B=8, spectral norms: gru 102 ms at 8 MB against 126 ms at 16 MB and
-# 166 ms at 32 MB; lstm 178 ms at 8 MB, 171 ms at 16 MB (within noise).
-CHUNK_BYTES = {"cpu": 8 << 20, "cuda": 1 << 30}
+# per-chunk Lanczos overhead is amortised. On a CPU also at most CHUNK_LAGS lags, unless
+# CACHE_BYTES hold more lags of (B, S, S) matrices: the chunk's Jacobians (whose lowered
+# evaluation is memory-bound) then stay in cache. Measured on the 2-core CPU with spectral
+# norms: n=64, T=64, B=8: lstm (2 MB a lag) 128 ms at C = 8 against 137 ms at C = 4; gru
+# (0.5 MB a lag) 92 ms at C = 16 against 96 ms at C = 32 (one thread: 102 against 126 ms);
+# n=8, T=1024, B=2: 142 ms in one chunk against 191 ms in chunks of 16 lags.
+CHUNK_BYTES = {"cpu": 16 << 20, "cuda": 1 << 30}
+CHUNK_LAGS = {"cpu": 16}
+CACHE_BYTES = 4 << 20
 
 
 def chunk_lags(T, B, S, dtype, device, buffers):
-    budget = CHUNK_BYTES.get(torch.device(device).type, CHUNK_BYTES["cpu"])
-    per_lag = buffers * B * S * S * torch.finfo(dtype).bits // 8
-    return max(1, min(T, budget // per_lag))
+    kind = torch.device(device).type
+    budget = CHUNK_BYTES.get(kind, CHUNK_BYTES["cpu"])
+    matrices = B * S * S * torch.finfo(dtype).bits // 8                 # one lag's P or J
+    cap = max(CHUNK_LAGS[kind], CACHE_BYTES // matrices) if kind in CHUNK_LAGS else T
+    return max(1, min(T, budget // (buffers * matrices), cap))
 
 
 def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
