@@ -7,6 +7,8 @@ whole."""
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -90,3 +92,17 @@ def test_to_torch_round_trips_with_from_torch():
         assert back is cell
         for p in cell.param_names:
             torch.testing.assert_close(again[p], params[p], rtol=0, atol=1e-15)
+
+
+def test_agreement_leaves_out_lags_the_baseline_cannot_hold():
+    """A baseline's unscaled Frobenius norm squares entries, which underflow below
+    sqrt(tiny): its log is -inf where gradient_flow's scaled norm is still finite. Those
+    lags say nothing of agreement; every other lag does, and a real difference counts."""
+    from gradlab.bench import relative_error
+    ours = np.array([[-1.0, -100.0, -360.0, -800.0]])
+    baseline = np.array([[-1.0, -100.0, -np.inf, -np.inf]])
+    assert relative_error(baseline, ours, torch.float64) == 0.0
+    off = baseline.copy()
+    off[0, 1] += 1e-6
+    assert relative_error(off, ours, torch.float64) == pytest.approx(1e-6, rel=1e-3)
+    assert relative_error(baseline[:, :2] - 1.0, ours[:, :2], torch.float64) > 0.6
