@@ -85,7 +85,7 @@ def test_report_api_at_weight_scale_nan_marks_the_overflow(tmp_path):
         assert s["status"] == F.OVERFLOW
         assert s["horizon_1e-3"] == "nan"            # not null ("never within T")
     md = (out / "report.md").read_text()
-    assert "| rnn_tanh | state overflowed | state overflowed |" in md
+    assert "| rnn_tanh | state overflowed | nan | state overflowed |" in md
     assert "rnn_tanh: no rate, state overflowed" in md
 
 
@@ -195,9 +195,9 @@ def test_report_shows_words_for_growth(tmp_path):
     assert tanh["theory"] > 0 and tanh["theory_timescale"] == "inf"
     md = (out / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| rnn_relu |"))
-    assert row.split(" | ")[2] == "gradients grow", row
+    assert row.split(" | ")[3] == "gradients grow", row
     row = next(line for line in md.splitlines() if line.startswith("| rnn_tanh |"))
-    assert row.split(" | ")[8] == "gradients grow", row          # theory ξ
+    assert row.split(" | ")[11] == "gradients grow", row         # theory ξ
     assert "ξ = -" not in md and "rnn_relu: rate " in md and ", gradients grow" in md
 
 

@@ -13,6 +13,7 @@ Grids split across machines (shard I of N, joined by `sweep merge`): see `shards
 
 import dataclasses
 import math
+import warnings
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -183,8 +184,16 @@ def theory_grid(grid):
     run = {**options, "lags": tuple(options["lags"])}
 
     def timescales(name, weight_scales, gate_biases):
-        return timescale_grid(name, weight_scales, gate_biases, bias_scale=0.0,
-                              input_scale=1.0, method="dynamic", batch=32, **run)
+        # a cell whose statistics overflow (a state that explodes) has no theory there:
+        # nan, no contour, and no warning
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                grid_ = timescale_grid(name, weight_scales, gate_biases, bias_scale=0.0,
+                                       input_scale=1.0, method="dynamic", batch=32, **run)
+        except (GradlabError, ArithmeticError):
+            grid_ = np.full((len(gate_biases), len(weight_scales)), np.nan)
+        return grid_
 
     cells = {name: timescales(name, grid.weight_scales, grid.gate_biases).tolist()
              for name in grid.cells}
@@ -291,9 +300,11 @@ def _theory_text(grid, points, theory):
             ratios.append(abs(math.log10(xi / p["timescale"])))
     units = theory["options"]["units"]
     text = (f"White lines: the timescales ξ = {', '.join(map(str, theory['levels']))} steps "
-            f"of {theory_words(theory)}, for the same initialisation and inputs, against "
-            f"the measured n = {grid.hidden}" + (" (nearer the large-width limit)."
-                                                 if units > grid.hidden else "."))
+            f"of {theory_words(theory)}, for the same initialisation and inputs, over the "
+            f"measurement at n = {grid.hidden}" + (
+                f" (the theory's {units} units stand for the large-width limit, so part of "
+                "any difference is the measurement's finite width)."
+                if units > grid.hidden else "."))
     if theory["curves"]:
         text += (" A cell with no gate bias has one curve over the weight scale: its lines "
                  "mark where it crosses each timescale.")
