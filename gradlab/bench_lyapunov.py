@@ -44,6 +44,7 @@ import torch
 from .errors import GradlabError
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+GRADLAB_CELLS = {"lstm": "lstm", "gru": "gru_torch"}     # what from_torch makes of each
 
 
 # the published helpers: every diagonal factor is a (B, r, r) matrix
@@ -211,6 +212,8 @@ def bench_cells(names, device="cpu"):
         raise GradlabError(f"bench --lyapunov runs on the CPU (the published baseline's "
                            f"reference job), got --device {device}")
     cells = [c.strip() for c in str(names).split(",") if c.strip()]
+    if not cells:
+        raise GradlabError(f"--cells {names!r} names no cell; valid: {', '.join(MODULES)}")
     for c in cells:
         if c not in MODULES:
             raise GradlabError(f"unknown cell {c!r} for bench --lyapunov; valid: "
@@ -267,5 +270,5 @@ def format_lyapunov_table(results):
     return "\n".join(lines)
 
 
-__all__ = ["bench_cells", "format_lyapunov_table", "gru_jac", "lstm_jac", "one_step_var_qr",
+__all__ = ["GRADLAB_CELLS", "MODULES", "bench_cells", "format_lyapunov_table", "gru_jac", "lstm_jac", "one_step_var_qr",
            "published_lyapunov", "run_lyapunov_bench", "seeded_basis"]

@@ -83,12 +83,22 @@ def ensure_fits(nbytes, *, what, device="cpu", available=None):
     return nbytes
 
 
-ESTIMATES = {"report": report_bytes, "sweep": flow_bytes, "bench": bench_bytes}
+def lyapunov_bench_bytes(**sizes):
+    """`bench --lyapunov`: a report's Lyapunov run over T steps, and the published QR
+    loop's per-step temporaries: diag_embed of every gate, (B, G n, G n) with G = 4."""
+    n, B = sizes["hidden"], sizes["batch"]
+    dense = SQUARE_ARRAYS * B * (4 * n) ** 2 * sizes.get("itemsize", 8)
+    return flow_bytes(**sizes) + int(SLACK * dense)
+
+
+ESTIMATES = {"report": report_bytes, "sweep": flow_bytes, "bench": bench_bytes,
+             "bench --lyapunov": lyapunov_bench_bytes}
 
 
 def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64",
                      device="cpu", lyapunov=True):
-    """Refuse a `job` ("report", "sweep", "bench") whose largest cell cannot fit."""
+    """Refuse a `job` ("report", "sweep", "bench", "bench --lyapunov") whose largest cell
+    cannot fit."""
     from .registry import cell as lookup
     itemsize = 4 if str(dtype) in ("float32", "torch.float32") else 8
     estimate = ESTIMATES[job] if lyapunov or job != "report" else flow_bytes

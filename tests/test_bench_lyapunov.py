@@ -136,3 +136,12 @@ def test_cli_bench_lyapunov_prints_the_comparison_and_refuses_in_one_line():
     assert_one_line_error(invoke("bench", "--lyapunov", "4", "--cells", "rnn_tanh"),
                           "rnn_tanh")
     assert_one_line_error(invoke("bench", "--lyapunov", "4", "--device", "cuda"), "CPU")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("--cells", ",,"), "names no cell"),
+    (("--cells", "lstm", "--hidden", "100000", "--steps", "10"), "memory"),
+    (("--cells", "gru", "--batch", "100000000", "--steps", "10"), "memory"),
+])
+def test_cli_bench_lyapunov_refuses_what_cannot_run_before_allocating(args, needle):
+    assert_one_line_error(invoke("bench", "--lyapunov", "8", *args), needle)

@@ -98,6 +98,10 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
         from ..bench_lyapunov import bench_cells, format_lyapunov_table, run_lyapunov_bench
         from ..reports.publish import dumps
         cells = bench_cells(names, device)
+        from .. import budget
+        from ..bench_lyapunov import GRADLAB_CELLS
+        budget.ensure_cells_fit("bench --lyapunov", [GRADLAB_CELLS[c] for c in cells], hidden,
+                                inputs or hidden, steps, batch, dtype=dtype, device=device)
         results = []
         with Progress(len(cells), "timed") as progress:
             for name in cells:
