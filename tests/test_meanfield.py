@@ -293,3 +293,9 @@ def test_cli_init_small_run_writes_torch(tmp_path):
     assert "--gate-bias" in result.output and "measured at n = 32" in result.output
     state = torch.load(target)
     assert state["weight_hh"].shape == (96, 32)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_mean_field_refuses_a_bad_seed_in_one_line(seed):
+    with pytest.raises(gradlab.GradlabError, match="seed must be"):
+        gradlab.mean_field("lstm", method="dynamic", seed=seed)

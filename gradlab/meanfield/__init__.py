@@ -73,6 +73,9 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
                     input_scale=_scale(input_scale, "input_scale"),
                     gate_bias=_scale(gate_bias, "gate_bias", -math.inf),
                     input_power=_scale(input_power, "input_power"))
+    seed = options.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise GradlabError(f"seed must be a non-negative integer, got {seed!r}")
     population(c)          # reads the declaration (refuses what it cannot read, one line)
     try:
         rate, moments = METHODS[method](c, scales, **options)
