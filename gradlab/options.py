@@ -67,6 +67,10 @@ SCALE = Number(low=0.0)
 FINITE = Number()
 DEVICE = click.Choice(["cpu", "cuda"])
 DTYPE = click.Choice(["float64", "float32"])
+# --force, the same for every command that writes a folder gradlab owns (gradlab.outputs)
+FORCE = click.option("--force", is_flag=True,
+                     help="Write into --out even if it holds files gradlab did not write "
+                          "(they are kept; only gradlab's own files are ever replaced).")
 
 
 class Progress:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, POSITIVE, SCALE, SEED, cell_files, cell_list
+from ..options import DEVICE, DTYPE, FORCE, POSITIVE, SCALE, SEED, cell_files, cell_list
 
 
 @click.command()
@@ -28,9 +28,7 @@ def cells():
 @click.option("--latex", is_flag=True, help="Print LaTeX instead of plain text.")
 @click.option("--out", type=click.Path(), help="Write Markdown documents here (a folder "
               "gradlab owns: it updates its own files there and touches no other).")
-@click.option("--force", is_flag=True,
-              help="Write into --out even if it holds files gradlab did not write (they are "
-                   "never overwritten).")
+@FORCE
 def derive(cell, every, latex, out, force):
     """Show a cell's equations and Jacobian blocks, or write derivation documents."""
     from ..documents import derivation as document

@@ -8,8 +8,8 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DTYPE, DEVICE, FINITE, POSITIVE, SCALE, SEED, Progress, cell_files, \
-    cells_option, notice
+from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progress, \
+    cell_files, cells_option, notice
 
 
 @click.command()
@@ -32,9 +32,7 @@ from ..options import DTYPE, DEVICE, FINITE, POSITIVE, SCALE, SEED, Progress, ce
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
 @click.option("--dtype", type=DTYPE, default="float32", show_default=True)
 @click.option("--out", type=click.Path(), default="reports/learnability", show_default=True)
-@click.option("--force", is_flag=True,
-              help="Write into --out even if it holds files gradlab did not write (they are "
-                   "kept; only gradlab's own files are ever replaced).")
+@FORCE
 def train(names, task_spec, out, force, **options):
     """Train cells on long-range tasks; report learning beside gradient timescales."""
     from .. import outputs

@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from ..options import DEVICE, DTYPE, FINITE, POSITIVE, SCALE, SEED, Progress, cell_files, \
-    cells_option, floats, notice
+from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progress, \
+    cell_files, cells_option, floats, notice
 
 
 @click.command()
@@ -32,9 +32,7 @@ from ..options import DEVICE, DTYPE, FINITE, POSITIVE, SCALE, SEED, Progress, ce
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
 @click.option("--dtype", type=DTYPE, default="float64", show_default=True)
 @click.option("--out", type=click.Path(), default="reports/gradient-decay", show_default=True)
-@click.option("--force", is_flag=True,
-              help="Write into --out even if it holds files gradlab did not write (they are "
-                   "kept; only gradlab's own files are ever replaced).")
+@FORCE
 @click.option("--open", "open_", is_flag=True, help="Open the report in a browser.")
 @click.option("--model", type=click.Path(dir_okay=False), default=None,
               help="A checkpoint: torch.save(module.state_dict(), PATH) of an nn.RNN, nn.LSTM "
@@ -151,9 +149,7 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
 @click.option("--out", type=click.Path(), default=None,
               help="Report directory [default: reports/phase-diagram; with --shard I/N: "
                    "reports/phase-diagram-shards/I-of-N].")
-@click.option("--force", is_flag=True,
-              help="Write into --out even if it holds files gradlab did not write (they are "
-                   "kept; only gradlab's own files are ever replaced).")
+@FORCE
 @click.pass_context
 def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     """Phase diagram: gradient timescale over weight scale x gate bias, per cell."""
@@ -191,9 +187,7 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
 @sweep.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--out", type=click.Path(), default="reports/phase-diagram", show_default=True)
-@click.option("--force", is_flag=True,
-              help="Write into --out even if it holds files gradlab did not write (they are "
-                   "kept; only gradlab's own files are ever replaced).")
+@FORCE
 def merge(dirs, out, force):
     """Join shard directories (from --shard I/N) into one phase-diagram report."""
     from .. import outputs
