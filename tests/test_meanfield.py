@@ -299,3 +299,31 @@ def test_cli_init_small_run_writes_torch(tmp_path):
 def test_mean_field_refuses_a_bad_seed_in_one_line(seed):
     with pytest.raises(gradlab.GradlabError, match="seed must be"):
         gradlab.mean_field("lstm", method="dynamic", seed=seed)
+
+
+EXPLODING = '''
+import gradlab
+from gradlab.symbolic.language import exp
+
+
+@gradlab.declare(state="h", params="W U b", source="test")
+def exploding(s):
+    return exp(s.W @ s.h + s.U @ s.x + s.b)
+'''
+
+
+@pytest.mark.parametrize("method", ["annealed", "dynamic"])
+def test_an_overflowing_population_has_no_rate_and_raises_no_warning(method, tmp_path):
+    """h' = exp(W h + U x + b) explodes: its population's statistics overflow. The theory
+    says nan (no rate, as Flow.rate for an overflowed state), never -inf (which would read
+    as an exactly zero product, timescale 0), a LinAlgError or a floating-point warning."""
+    import warnings
+    path = tmp_path / "exploding.py"
+    path.write_text(EXPLODING)
+    cell = gradlab.cell(f"{path}:exploding")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = gradlab.mean_field(cell, weight_scale=3.0, method=method, steps=60)
+        grid = gradlab.meanfield.timescale_grid(cell, [3.0], [0.0], method=method, steps=60)
+    assert math.isnan(result.rate) and math.isnan(result.timescale)
+    assert np.isnan(grid).all()

@@ -29,7 +29,7 @@ from ..theory import timescale as timescale_of
 from .annealed import annealed
 from .critical import critical_init, measure_timescale, timescale_grid
 from .dynamic import dynamic
-from .population import Scales, population
+from .population import Scales, overflow_is_nan, population
 from .probe import probe_curve, probe_rate
 
 METHODS = {"annealed": annealed, "dynamic": dynamic}
@@ -78,7 +78,8 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
         raise GradlabError(f"seed must be a non-negative integer, got {seed!r}")
     population(c)          # reads the declaration (refuses what it cannot read, one line)
     try:
-        rate, moments = METHODS[method](c, scales, **options)
+        with overflow_is_nan():
+            rate, moments = METHODS[method](c, scales, **options)
     except TypeError as err:
         raise GradlabError(f"mean_field method {method!r}: {err}") from None
     return MeanField(rate=float(rate), method=method, moments=moments, scales=scales)

@@ -21,6 +21,8 @@ point. (1/n)||P_k||_F^2 grows as rho(L)^k: the rate is (1/2) ln rho(L).
 For the vanilla RNN the one term diag(tanh') W gives rho = sw^2 E[tanh'^2] = chi.
 """
 
+import math
+
 import numpy as np
 
 from .population import normal, population
@@ -83,8 +85,12 @@ def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
         for name, var in fields_for.variance.items():
             variances[name] = variances.get(name, 0.0) + var / steps
     L = transfer(pop, links, coeff, len(cell.state_names))
-    rho = float(np.max(np.abs(np.linalg.eigvals(L)))) if L.size else 0.0
-    rate = 0.5 * np.log(rho) if rho > 0 else -np.inf
+    finite = np.isfinite(coeff).all() and all(np.isfinite(v).all() for v in sums.values())
+    if not finite:     # the population's state overflowed: no statistics, no rate
+        rho = math.nan
+    else:
+        rho = float(np.max(np.abs(np.linalg.eigvals(L)))) if L.size else 0.0
+    rate = math.nan if math.isnan(rho) else 0.5 * np.log(rho) if rho > 0 else -np.inf
     moments = {"mean": {k: v[0] for k, v in sums.items()},
                "mean_square": {k: v[1] for k, v in sums.items()},
                "field_variance": _field_names(pop, variances),

@@ -10,7 +10,7 @@ from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
 from .dynamic import solve
-from .population import Scales
+from .population import Scales, overflow_is_nan
 
 QUICK = {"units": 4000, "burn_in": 60, "steps": 120}   # annealed, for searches and grids
 
@@ -136,7 +136,8 @@ def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_sc
                              input_scale=input_scale, gate_bias=float(rows[i]))
                       for i, j in chunk]
             try:
-                rates = solve(c, scales, **options)[0]
+                with overflow_is_nan():
+                    rates = solve(c, scales, **options)[0]
             except TypeError as err:
                 raise GradlabError(f"timescale_grid method 'dynamic': {err}") from None
             for (i, j), rate in zip(chunk, rates):

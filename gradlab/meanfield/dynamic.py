@@ -233,7 +233,21 @@ def solve(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed=0
     envs, vectors = _forward(pop, scales, rngs, N, T, inputs and int(inputs))
     curves = _backward(pop, scales, envs, [np.random.default_rng([seed, 1]) for _ in scales],
                        N)
-    return [_slope(c, (start, stop)) for c in curves], curves, envs, vectors
+    overflowed = _overflowed(pop, envs, len(scales), N)
+    rates = [math.nan if bad else _slope(c, (start, stop))
+             for c, bad in zip(curves, overflowed)]
+    return rates, curves, envs, vectors
+
+
+def _overflowed(pop, envs, G, N):
+    """Per group, whether any unit's state or named value left the finite numbers: then
+    the population has no statistics and the theory no rate (nan, as Flow.rate gives for
+    an overflowed state), whatever its gradient curve says."""
+    bad = np.zeros(G, dtype=bool)
+    for env in envs:
+        for sym in pop.vectors:
+            bad |= ~np.isfinite(np.asarray(env[sym], dtype=float).reshape(G, -1)).all(1)
+    return bad
 
 
 def dynamic(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed=0):

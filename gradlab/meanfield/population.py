@@ -16,7 +16,9 @@ block_terms`): each term of block (a, b) is c diag(D0) M1 diag(D1) ... Mk diag(D
 *chain*; k = 0 is a diagonal term, a unit's own gain. Nothing here is written per cell.
 """
 
+import contextlib
 import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -286,6 +288,16 @@ def normal(rng, N):
     random order, so population means of smooth functions are exact to O(1/N^2) rather
     than O(1/sqrt(N)) (what makes the vanilla closed form come out to 1e-4)."""
     return rng.permutation(_quantiles(N))[:, None]
+
+
+@contextlib.contextmanager
+def overflow_is_nan():
+    """A population whose statistics overflow (a cell whose state explodes at this
+    initialisation) has no theory: its rate comes out nan, with no floating-point warning
+    (a warning a caller, or the CLI, would have to swallow)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,7 +10,6 @@ state drift with gate saturation, and the share of gradient truncated BPTT keeps
 import dataclasses
 import math
 import re
-import warnings
 
 import numpy as np
 import torch
@@ -135,17 +134,14 @@ def _theory(setup, cell, params):
         return "exact ln σ(gate bias)", theory.gate_rate(setup.gate_bias)
     if setup.init == "gaussian" and math.isfinite(setup.weight_scale * setup.input_scale):
         from ..meanfield import mean_field          # any declared cell, from its Jacobian
-        try:       # an overflowing cell has no theory: its statistics are not finite
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                T = setup.steps
-                predicted = mean_field(cell, weight_scale=setup.weight_scale,
-                                       bias_scale=setup.bias_scale,
-                                       input_scale=setup.input_scale,
-                                       gate_bias=setup.gate_bias, method="dynamic",
-                                       units=THEORY_UNITS, steps=T, inputs=setup.inputs,
-                                       lags=(max(1, T // 4), T), seed=setup.seed).rate
-        except (GradlabError, ArithmeticError, ValueError):
+        T = setup.steps
+        try:       # a cell mean field cannot read has no theory; an overflowing one: nan
+            predicted = mean_field(cell, weight_scale=setup.weight_scale,
+                                   bias_scale=setup.bias_scale, input_scale=setup.input_scale,
+                                   gate_bias=setup.gate_bias, method="dynamic",
+                                   units=THEORY_UNITS, steps=T, inputs=setup.inputs,
+                                   lags=(max(1, T // 4), T), seed=setup.seed).rate
+        except GradlabError:
             return None, None
         return "dynamic mean field", predicted if math.isfinite(predicted) else None
     return None, None
