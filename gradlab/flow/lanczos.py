@@ -22,9 +22,11 @@ LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a sm
 LANCZOS_BASIS = 8         # matrix, so keep the basis (blocks before a restart) small
 LANCZOS_STEPS = 20        # block steps before svdvals takes over: by then they have cost
                           # about what an SVD does
-LANCZOS_FIRST_CHECK = 3   # block steps before the first convergence check (measured: with a
+LANCZOS_FIRST_CHECK = 3          # block steps before the first convergence check (measured: with a
                           # warm start no matrix converged in fewer, and each check costs an
                           # eigh per matrix)
+FIRST_CHECK_COLD = 5      # from a random start (the first chunk, flat spectra: no LSTM
+EVERY_COLD = 2            # product converged in under 6 steps), then every other step
 # Default relative accuracy of each spectral norm (`gradient_flow(rtol=)`): a certified
 # bound, seen ~1e-12 against svdvals in float64.
 RTOL = {torch.float64: 1e-11, torch.float32: 5e-7}
@@ -57,7 +59,7 @@ def orthonormal_rows(W, V):
     return torch.where(keep[..., None], Q, 0)
 
 
-def lanczos(M, U, tol, trace):
+def lanczos(M, U, tol, trace, cold=False):
     """Largest singular value of each M (N, S, S): block Lanczos with full
     reorthogonalisation on A = M M^T, from the orthonormal rows U (N, p, S); trace (N,)
     is ||M||_F^2, the sum of A's eigenvalues.
@@ -70,23 +72,36 @@ def lanczos(M, U, tol, trace):
     qmax = min(S, LANCZOS_BASIS * p)
     sigma, ritz = M.new_zeros(N), U.clone()
     idx = torch.arange(N, device=M.device)
-    V, AV = U, (U @ M) @ M.mT                                        # (Na, q, S)
+    # the basis V and A V as rows, in buffers filled block by block (no copies as it grows)
+    Vb, AVb = M.new_empty(N, qmax, S), M.new_empty(N, qmax, S)
+    Vb[:, :p], AVb[:, :p] = U, (U @ M) @ M.mT
+    q = p
+    first, every = (FIRST_CHECK_COLD, EVERY_COLD) if cold else (LANCZOS_FIRST_CHECK, 1)
     done = torch.zeros(N, dtype=torch.bool, device=M.device)
     for it in range(LANCZOS_STEPS):
-        if it >= min(LANCZOS_FIRST_CHECK, LANCZOS_STEPS - 1) or V.shape[1] + p > qmax:
+        V, AV = Vb[:, :q], AVb[:, :q]
+        last = it == LANCZOS_STEPS - 1
+        if (it >= first and (it - first) % every == 0) or last or q + p > qmax:
             H = V @ AV.mT
             theta, Y = torch.linalg.eigh(0.5 * (H + H.mT))           # ascending
             top = theta[:, -1].clamp_min(0)                          # (Na,)
-            Yp = Y[:, :, -p:].mT                                     # (Na, p, q)
-            best = Yp @ V                                            # top-p Ritz vectors
-            r2 = torch.linalg.vector_norm(Yp @ AV - theta[:, -p:, None] * best, dim=-1) ** 2
+            Yk = Y[:, :, -p - 1:].mT                                 # (Na, p + 1, q)
+            ritzk = Yk @ V                                           # top p + 1 Ritz vectors
+            rk = torch.linalg.vector_norm(Yk @ AV - theta[:, -p - 1:, None] * ritzk,
+                                          dim=-1) ** 2               # their residuals^2
+            Yp, best, r2 = Yk[:, 1:], ritzk[:, 1:], rk[:, 1:]        # the top p (q >= 2p)
             rho = r2[:, -1].sqrt()                                   # the top one's residual
             # the top c Ritz values as one cluster: each is within ||R_c||^2 / gap_c of an
             # eigenvalue, gap_c = theta_c - theta_{c+1}; a near-degenerate top (gated
-            # cells) is certified as a cluster long before its members separate
+            # cells) is certified as a cluster long before its members separate. The gap
+            # stands in for the true one only where theta_{c+1} has converged too (its
+            # residual below lin): an unconverged one, right after a restart, lies far
+            # below its eigenvalue and was seen to make the bound 5x too small
             down = theta.flip(-1)
             gaps = down[:, :p] - down[:, 1:p + 1]
             cluster = (r2.flip(-1).cumsum(-1) / gaps.clamp_min(torch.finfo(M.dtype).tiny))
+            credible = rk.flip(-1)[:, 1:] <= (lin * top[:, None]) ** 2   # theta_{c+1}
+            cluster = torch.where(credible, cluster, math.inf)
             bound = torch.minimum(rho, cluster.min(-1).values)
             # A residual bound says theta is near *an* eigenvalue, not the largest: a warm
             # start that is an exact eigenvector (a diagonal product whose top entry has
@@ -105,15 +120,18 @@ def lanczos(M, U, tol, trace):
             count = int(left.sum())
             if count == 0:
                 return sigma, ritz
-            if it == LANCZOS_STEPS - 1:
+            if last:
                 break
             if 2 * count <= len(idx):                                 # iterate on the rest;
-                idx, M, V, AV, Yp, best, trace, done = (              # copying M costs a
-                    a[left] for a in (idx, M, V, AV, Yp, best, trace, done))  # pass over it
-            if V.shape[1] + p > qmax:                                 # restart: top Ritz block
-                V, AV = best, Yp @ AV
-        W = orthonormal_rows(AV[:, -p:], V)
-        V, AV = torch.cat([V, W], 1), torch.cat([AV, (W @ M) @ M.mT], 1)
+                idx, M, Vb, AVb, Yp, best, trace, done = (            # copying M costs a
+                    a[left] for a in (idx, M, Vb, AVb, Yp, best, trace, done))  # pass over it
+                V, AV = Vb[:, :q], AVb[:, :q]
+            if q + p > qmax:                                          # restart: top Ritz block
+                Vb[:, :p], AVb[:, :p] = best, Yp @ AV
+                q = p
+        W = orthonormal_rows(AVb[:, q - p:q], Vb[:, :q])
+        Vb[:, q:q + p], AVb[:, q:q + p] = W, (W @ M) @ M.mT
+        q += p
     rest = idx[left]                                                  # not converged:
     sigma[rest] = top_singular(M[left])                               # exact, at SVD cost
     ritz[rest] = best[left]
@@ -130,14 +148,16 @@ class Spectral:
         self.tol = tolerance(dtype, rtol)
         self.warm = None                                              # (B', p - 1, S)
 
-    def __call__(self, M, lags):
-        """sigma_max of M (lags * B', S, S) -> (lags * B',)."""
+    def __call__(self, M, lags, fro=None):
+        """sigma_max of M (lags * B', S, S) -> (lags * B',); fro, if given, is each M's
+        Frobenius norm (the walk has it already: one pass over M fewer)."""
         N, S, _ = M.shape
         # A matrix holding inf or nan (a Jacobian evaluated at an overflowed state) has no
         # norm to measure: its sigma is nan. It enters the routines below as zeros, since
         # SVD and eigh raise on non-finite input and one such matrix would lose the batch.
         # A finite Frobenius norm (needed anyway: the trace of M M^T) says so in one pass.
-        fro = torch.linalg.vector_norm(M, dim=(-2, -1))
+        if fro is None:
+            fro = torch.linalg.vector_norm(M, dim=(-2, -1))
         finite = torch.isfinite(fro)
         if not bool(finite.all()):                  # rare: which entries, exactly
             finite = torch.isfinite(M).all(dim=(-2, -1))
@@ -148,14 +168,15 @@ class Spectral:
             return nan_where(top_singular(M), finite)
         p = min(LANCZOS_BLOCK, S)
         warm = self.warm is not None and p > 1                        # warm: one fresh vector
+        # drawn in float32, which torch's CPU generator draws 4x faster than float64
         start = torch.randn(N, 1 if warm else p, S, generator=self.gen,
-                            dtype=torch.float64).to(M)
+                            dtype=torch.float32).to(M)
         if warm:
             start = torch.cat([start, self.warm[None].expand(lags, *self.warm.shape)
                                .reshape(N, p - 1, S)], 1)
         U = thin_qr(start.mT)[0].mT
         try:
-            sigma, ritz = lanczos(M, U, self.tol, trace)
+            sigma, ritz = lanczos(M, U, self.tol, trace, cold=not warm)
         except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
             sigma, ritz = top_singular(M), U
         self.warm = ritz.view(lags, N // lags, p, S)[-1, :, 1:].clone()  # top p - 1

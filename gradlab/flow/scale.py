@@ -49,6 +49,11 @@ class Scale:
         matrix as it was left (rescaled or not) to get that norm of the product."""
         return self.applied[rows].double() * LN2
 
+    def stored(self, rows):
+        """||M||_F of the matrices as they were left (rescaled or not) at rows, (lags, B)
+        in M's dtype: m 2^(E + e - E after), exact."""
+        return torch.ldexp(self.mants[rows], (self.exps[rows] - self.applied[rows]).int())
+
     def frobenius(self, rows):
         """log ||P||_F = (E + e) ln 2 + ln m at rows: -inf where the product is zero."""
         return self.exps[rows].double() * LN2 + self.mants[rows].double().log()

@@ -107,7 +107,8 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
             base = scale.log(rows)                                        # (lags, B)
             out["frobenius"][rows] = scale.frobenius(rows)
             if spectral:   # sigma(P) with P = (P^T)^T: left vectors live at time T (warm)
-                sig = top(chain.matrices(Q[:lags]).mT, lags).view(lags, B)
+                sig = top(chain.matrices(Q[:lags]).mT, lags, scale.stored(rows).view(-1))
+                sig = sig.view(lags, B)
                 out["spectral"][rows] = base + sig.double().log()
             if inverse:    # P^{-1} maps s_T to s_{T-k}: its right vectors live at time T
                 Rc = R[:lags].view(lags * B, S, S).mT
