@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 
@@ -38,6 +39,8 @@ MANIFEST = ".gradlab-manifest.json"
 TEMP_TAG = ".gradlab-"          # temporary names: .<target name>.gradlab-<random>
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
+# what mkstemp / mkdtemp append to a prefix: eight characters from [a-z0-9_]
+LEFTOVER = re.compile(r"^\.(?P<target>.+)\.gradlab-[a-z0-9_]{8}(?P<tmp>\.tmp)?$")
 
 
 # -- where gradlab refuses to write ------------------------------------------------------
@@ -96,33 +99,63 @@ def digest(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def plain_name(rel):
+    """Is `rel` a plain relative path inside a folder (no root, no '.' or '..', not the
+    manifest or a temporary name)? The only names gradlab writes, deletes or trusts."""
+    if not isinstance(rel, str) or not rel or any(c in rel for c in "\0\\"):
+        return False
+    return not (rel.startswith("/") or rel.endswith("/") or "//" in rel or rel == MANIFEST
+                or TEMP_TAG in rel or any(p in (".", "..") for p in rel.split("/")))
+
+
 def read_manifest(folder):
-    """{relative path: sha256} of what gradlab wrote in `folder` ({} if none or unreadable)."""
+    """{relative path: hashes} of what gradlab wrote in `folder` ({} if none or
+    unreadable): each a tuple of SHA-256 digests, the written bytes' and, while a write
+    file by file is under way ("pending"), the bytes it replaces. A name that is not a
+    plain path inside the folder (absolute, '..', a temporary name) is ignored: a manifest
+    is data from the folder, and must never point gradlab at a file elsewhere."""
     path = pathlib.Path(folder) / MANIFEST
     try:
         if path.is_symlink() or not path.is_file():
             return {}
         data = json.loads(path.read_text(encoding="utf-8"))
-        files = data.get("files", {}) if isinstance(data, dict) else {}
-        return {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)}
     except (OSError, ValueError, UnicodeDecodeError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    listed = {}
+    for key in ("files", "pending"):
+        table = data.get(key, {})
+        for rel, sha in (table.items() if isinstance(table, dict) else ()):
+            if plain_name(rel) and isinstance(sha, str):
+                listed[rel] = listed.get(rel, ()) + (sha,)
+    return listed
 
 
-def manifest_bytes(files):
-    """The manifest for {relative path: bytes}: sorted, so the same files give the same bytes."""
+def manifest_bytes(files, pending=None):
+    """The manifest for {relative path: bytes}: sorted, so the same files give the same
+    bytes. `pending` {relative path: sha256}: bytes still there until a write file by file
+    has finished, gradlab's all the same (so an interrupted write can be retried)."""
     listed = {name: digest(data) for name, data in sorted(files.items())}
-    return (json.dumps({"written by": "gradlab", "files": listed}, indent=1, sort_keys=True)
-            + "\n").encode()
+    table = {"written by": "gradlab", "files": listed}
+    if pending:
+        table["pending"] = dict(sorted(pending.items()))
+    return (json.dumps(table, indent=1, sort_keys=True) + "\n").encode()
 
 
 def _owned(folder, manifest, rel):
-    """Is folder/rel a plain file gradlab wrote, unchanged since?"""
-    path = folder / rel
-    if rel not in manifest or path.is_symlink() or not path.is_file():
+    """Is folder/rel a plain file gradlab wrote, unchanged since, reached through no link?"""
+    if rel not in manifest:
+        return False
+    path = folder
+    for part in pathlib.PurePosixPath(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            return False
+    if not path.is_file():
         return False
     try:
-        return digest(path.read_bytes()) == manifest[rel]
+        return digest(path.read_bytes()) in manifest[rel]
     except OSError:
         return False
 
@@ -193,28 +226,33 @@ def locked(parent):
         os.close(fd)      # closing releases the lock
 
 
-def _temp_prefix(path):
-    return f".{path.name}{TEMP_TAG}"
-
-
 def clean_leftovers(path):
-    """Remove what a killed run writing `path` left: temporary folders and files beside
-    it and inside it that carry gradlab's temporary names. Call with the lock held."""
-    prefix = _temp_prefix(path)
+    """Remove what a killed run writing `path` left, and nothing else: beside it, the
+    temporary folders of `_whole` (named .<name>.gradlab-<8 random characters>, holding
+    the unfinished-mark, nothing, or only files gradlab wrote); inside it, the temporary
+    files of `_atomic_bytes` for files its manifest lists (.<file>.gradlab-<8>.tmp next
+    to that file). Call with the lock held."""
     for entry in list(os.scandir(path.parent)):
-        if not entry.name.startswith(prefix):
+        match = LEFTOVER.match(entry.name)
+        if not match or match["target"] != path.name or match["tmp"]:
             continue
         if entry.is_dir(follow_symlinks=False):
             inside = os.listdir(entry.path)
             if MARK in inside or not inside or (MANIFEST in inside and not foreign(entry.path)):
                 shutil.rmtree(entry.path, ignore_errors=True)
-        elif entry.is_file(follow_symlinks=False) and entry.name.endswith(".tmp"):
-            os.unlink(entry.path)
-    if path.is_dir() and not path.is_symlink():
-        for root, dirs, files in os.walk(path):
-            for f in files:
-                if TEMP_TAG in f and f.startswith(".") and f.endswith(".tmp"):
-                    os.unlink(os.path.join(root, f))
+    if not path.is_dir() or path.is_symlink():
+        return
+    names = {}                                 # folder inside path -> names gradlab writes
+    for rel in (*read_manifest(path), MANIFEST):
+        *folders, name = pathlib.PurePosixPath(rel).parts
+        if not any(path.joinpath(*folders[:i + 1]).is_symlink() for i in range(len(folders))):
+            names.setdefault(path.joinpath(*folders), set()).add(name)
+    for folder, listed in names.items():
+        for entry in list(os.scandir(folder)) if folder.is_dir() else ():
+            match = LEFTOVER.match(entry.name)
+            if (match and match["tmp"] and match["target"] in listed
+                    and entry.is_file(follow_symlinks=False)):
+                os.unlink(entry.path)
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -241,9 +279,7 @@ def _exchange(a, b):
 
 def _check_names(files):
     for rel in files:
-        parts = pathlib.PurePosixPath(rel).parts
-        if (not parts or rel.startswith("/") or any(p in ("", ".", "..") for p in parts)
-                or rel == MANIFEST or TEMP_TAG in rel):
+        if not plain_name(rel):
             raise GradlabError(f"refusing to write {rel!r}: not a plain name inside the folder")
 
 
@@ -282,8 +318,9 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
                                    "gradlab did not write it; move it away or choose "
                                    "another folder")
             if not replace:
-                kept = {rel: (path / rel).read_bytes() for rel in read_manifest(path)
-                        if rel not in files and _owned(path, read_manifest(path), rel)}
+                manifest = read_manifest(path)
+                kept = {rel: (path / rel).read_bytes() for rel in manifest
+                        if rel not in files and _owned(path, manifest, rel)}
                 files = {**kept, **files}
             if not others and _whole(path, files):
                 return path
@@ -295,12 +332,10 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
 
 def _whole(path, files):
     """Build the folder beside `path` and swap it in; False if the system cannot swap."""
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=_temp_prefix(path), dir=path.parent))
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}{TEMP_TAG}", dir=path.parent))
     try:
         (tmp / MARK).touch()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)          # mkdtemp's 0700 is for secrets, not reports
+        os.chmod(tmp, 0o777 & ~_umask())       # mkdtemp's 0700 is for secrets, not reports
         _fill(tmp, files)
         (tmp / MANIFEST).write_bytes(manifest_bytes(files))
         if not path.exists():
@@ -319,9 +354,18 @@ def _whole(path, files):
 
 
 def _each(path, files):
-    """Replace file by file (each atomically), remove gradlab's stale files, manifest last."""
+    """Replace file by file (each atomically), remove gradlab's stale files, manifest last.
+    First the manifest lists the new files with the bytes they replace as pending, so a
+    write cut short (disk full, kill) leaves every file there gradlab's, and the next run
+    can replace them; the final manifest drops the pending ones."""
     before = read_manifest(path)
     path.mkdir(exist_ok=True)
+    pending = {}
+    for rel in before:
+        if _owned(path, before, rel):
+            pending[rel] = digest((path / rel).read_bytes())
+    if pending or files:
+        _atomic_bytes(path / MANIFEST, manifest_bytes(files, pending))
     for rel, data in files.items():
         target = path / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -243,11 +243,11 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
 def test_a_leftover_of_a_killed_run_is_removed(tmp_path):
     out = tmp_path / "r"
     outputs.write_files(out, REPORT)
-    stale = tmp_path / ".r.gradlab-abc123"
+    stale = tmp_path / ".r.gradlab-abc1_345"      # mkdtemp's names: 8 of [a-z0-9_]
     stale.mkdir()
     (stale / outputs.MARK).touch()
     (stale / "index.html").write_text("half")
-    empty = tmp_path / ".r.gradlab-empty"
+    empty = tmp_path / ".r.gradlab-empty_00"
     empty.mkdir()
     user = tmp_path / ".r.gradlab-mine"          # not gradlab's: no mark, not empty
     user.mkdir()
