@@ -19,6 +19,7 @@ and, when nothing simple explains the difference, says so and shows the worst en
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from .. import registry
 from ..errors import GradlabError, choice
+from ..flow.bound import check_params
 from ..interop import GATES
 from ..lowering.lower import terms_function
 from ..symbolic.printing import text
@@ -61,26 +63,47 @@ class Result:
         return "\n".join([head, *self.diagnosis])
 
 
-def _tensor(a, like):
-    if isinstance(a, np.ndarray) or not isinstance(a, torch.Tensor):
-        a = torch.as_tensor(np.asarray(a))
+def call_user(fn, *args):
+    """fn(*args) for the function under test: whatever it raises, and sys.exit, is one
+    GradlabError (a check that exits 0 must not read as "agrees")."""
+    try:
+        return fn(*args)
+    except SystemExit as err:
+        raise GradlabError(f"the function under test called sys.exit({err.code!r})") from None
+    except Exception as err:                          # noqa: BLE001  (the user's code)
+        raise GradlabError(f"the function under test raised {type(err).__name__}: "
+                           f"{' '.join(str(err).split())}") from None
+
+
+def real_array(a, what="the function under test"):
+    """What the user returned as a float64 CPU tensor, refusing anything that is not an
+    array of real numbers (None, a string, ragged lists, complex: no part is dropped)."""
+    if not isinstance(a, torch.Tensor):
+        given = type(a).__name__
+        try:
+            a = np.asarray(a)
+        except ValueError:                            # ragged nesting
+            raise GradlabError(f"{what} returned a ragged {given}, not an array") from None
+        if a.dtype.kind not in "iuf":
+            raise GradlabError(f"{what} returned {given}" + (
+                f" of {a.dtype}" if given in ("ndarray", "list", "tuple") else "")
+                + "; expected an array of real numbers")
+        a = torch.as_tensor(a)
+    if a.is_complex() or a.dtype == torch.bool:
+        raise GradlabError(f"{what} returned a {a.dtype} tensor; expected real numbers")
     return a.detach().to(dtype=torch.float64, device="cpu")
 
 
 def _call(fn, params, state, x, shape):
     """The user's Jacobian, batched (B, rows, cols), float64 on the CPU."""
     B = x.shape[0]
-    try:
-        out = fn(params, state, x)
-    except Exception as err:                          # noqa: BLE001  (the user's code)
-        raise GradlabError(f"the function under test raised {type(err).__name__}: "
-                           f"{' '.join(str(err).split())}") from None
-    out = _tensor(out, x)
+    copy = lambda: {k: v.clone() for k, v in params.items()}          # noqa: E731
+    out = real_array(call_user(fn, copy(), tuple(s.clone() for s in state), x.clone()))
     if out.ndim == 2 and B > 1:                       # one sample at a time
         rows = []
         for b in range(B):
-            one = fn(params, tuple(s[b] for s in state), x[b])
-            rows.append(_tensor(one, x))
+            one = call_user(fn, copy(), tuple(s[b].clone() for s in state), x[b].clone())
+            rows.append(real_array(one))
         out = torch.stack(rows)
     elif out.ndim == 2:
         out = out[None]
@@ -98,11 +121,29 @@ def _relative(a, b):
 def _sample(cell, params, batch, seed, states):
     """(state tuple (B, n), x (B, m)) at which to compare."""
     first = params[cell.param_names[0]]
+
+    def tensor(t, name):
+        try:
+            t = torch.as_tensor(t)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise GradlabError(f"states: {name} is not an array: "
+                               f"{' '.join(str(err).split())}") from None
+        if t.is_complex() or not t.is_floating_point() and t.dtype != torch.int64:
+            raise GradlabError(f"states: {name} holds {t.dtype}; expected real numbers")
+        return t.to(dtype=first.dtype, device=first.device)
+
     if states is not None:
-        if len(states) == 2 and isinstance(states[0], (tuple, list)):   # (state, x)
-            return tuple(states[0]), states[1]
-        state = tuple(states) if isinstance(states, (tuple, list)) else (states,)
-        B = state[0].shape[0]
+        pair = (isinstance(states, (tuple, list)) and len(states) == 2
+                and isinstance(states[0], (tuple, list)))
+        state = states[0] if pair else (
+            tuple(states) if isinstance(states, (tuple, list)) else (states,))
+        if len(state) != len(cell.state_names):
+            raise GradlabError(f"states: {len(state)} state part(s) given; cell "
+                               f"'{cell.name}' has {', '.join(cell.state_names)}")
+        state = tuple(tensor(t, n) for t, n in zip(state, cell.state_names))
+        if pair:
+            return state, tensor(states[1], cell.input_name)
+        B = state[0].shape[0] if state[0].ndim else 0
     else:
         B = batch
     n = first.shape[0]
@@ -156,7 +197,22 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     choice(layout, LAYOUTS, "layout")
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise GradlabError(f"batch must be a positive integer, got {batch!r}")
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1:
+        raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise GradlabError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    check_params(cell, params)
     state, x = _sample(cell, params, batch, seed, states)
+    for name, t in zip((*cell.state_names, cell.input_name), (*state, x)):
+        if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[0] < 1:
+            raise GradlabError(f"states: {name} must be a (B, size) tensor with B >= 1, got "
+                               f"{type(t).__name__} {tuple(getattr(t, 'shape', ()))}")
+    bad = [p for p in cell.param_names if not bool(torch.isfinite(params[p]).all())]
+    bad += [name for name, t in zip((*cell.state_names, cell.input_name), (*state, x))
+            if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise GradlabError(f"{', '.join(bad)} hold(s) nan or inf: the exact Jacobian there is "
+                           "not a number to compare with")
     n = state[0].shape[-1]
     ins = cell.state_names if wrt == "state" else (cell.input_name,)
     if block is not None:
@@ -170,6 +226,14 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     theirs = _call(fn, params, state, x, (rows, cols) if layout == "numerator" else (cols, rows))
     if layout == "denominator":
         theirs = theirs.transpose(1, 2)
+    finite = torch.isfinite(theirs)
+    if not bool(finite.all()):
+        b, i, j = (int(v) for v in (~finite).nonzero()[0])
+        nan = Error(math.nan, math.nan)
+        return Result(False, nan, blocks.keys[0], {k: math.nan for k in blocks.keys}, [
+            f"Your Jacobian holds {int((~finite).sum())} entries that are nan or inf, e.g. "
+            f"[{b}, {i}, {j}] = {float(theirs[b, i, j])} where the exact value is "
+            f"{float(exact[b, i, j]):.6g}."], x.shape[0])
     errors = {k: _relative(blocks.part(theirs, k), blocks.part(exact, k)) for k in blocks.keys}
     absolute = float((theirs - exact).abs().max())
     relative = absolute / (float(exact.abs().max()) or 1.0)

@@ -1,0 +1,118 @@
+"""`check_jacobian`, `check_lyapunov` and `gradlab check` against a function under test
+that misbehaves: nothing it does can read as "agrees" (exiting 0, a tolerance of 1 or
+inf, a complex or non-finite result), and anything that is not an answer is one line
+naming it, never a traceback. Each case was a false pass or a raw error before."""
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import gradlab
+from gradlab import check_lyapunov
+from gradlab.errors import GradlabError
+from gradlab.verification.check import check_jacobian
+
+from conftest import assert_one_line_error, invoke
+
+CELL = gradlab.cell("rnn_tanh")
+PARAMS = CELL.init_params(3, 2, seed=0)
+EXACT = CELL.jacobian_fn("state")
+
+
+def zeros(P, s, x):
+    return torch.zeros(x.shape[0], 3, 3, dtype=torch.float64)
+
+
+def only_batches(P, s, x):
+    if s[0].ndim == 1:
+        raise RuntimeError("I only do batches")
+    return EXACT(P, s, x)[0]
+
+
+@pytest.mark.parametrize("fn, kw, needle", [
+    (lambda P, s, x: sys.exit(0), {}, "called sys.exit(0)"),
+    (lambda P, s, x: sys.exit(), {}, "called sys.exit(None)"),
+    (zeros, {"rtol": 1}, "rtol must be a number in (0, 1), got 1"),
+    (zeros, {"rtol": float("inf")}, "rtol must be"),
+    (zeros, {"rtol": -1.0}, "rtol must be"),
+    (lambda P, s, x: EXACT(P, s, x) + 100j, {}, "complex128"),
+    (lambda P, s, x: None, {}, "returned NoneType"),
+    (lambda P, s, x: "abc", {}, "returned str"),
+    (lambda P, s, x: [[1.0, 2.0], [3.0]], {}, "ragged list"),
+    (only_batches, {}, "raised RuntimeError: I only do batches"),
+    (EXACT, {"seed": 1.5}, "seed must be an integer"),
+    (EXACT, {"states": ([0.1, 0.2, 0.3],)}, "states: h must be a (B, size) tensor"),
+    (EXACT, {"states": (torch.zeros(2, 3), torch.zeros(2, 3))}, "2 state part(s) given"),
+])
+def test_check_jacobian_refuses_what_is_not_an_answer(fn, kw, needle):
+    with pytest.raises(GradlabError) as err:
+        check_jacobian(fn, CELL, PARAMS, **kw)
+    assert needle in str(err.value)
+
+
+def test_non_finite_params_or_results_never_agree():
+    bad = {k: v * float("nan") for k, v in PARAMS.items()}
+    with pytest.raises(GradlabError, match="hold.*nan or inf"):
+        check_jacobian(EXACT, CELL, bad)
+    result = check_jacobian(lambda P, s, x: EXACT(P, s, x) * float("nan"), CELL, PARAMS)
+    assert not result.ok and "nan or inf" in result.diagnosis[0]
+    lstm = gradlab.cell("lstm").init_params(3, 2, seed=0)
+    with pytest.raises(GradlabError, match="params must hold torch tensors named W, U, b"):
+        check_jacobian(EXACT, CELL, lstm)
+
+
+def test_a_function_that_mutates_params_does_not_change_the_diagnosis():
+    def mutates(P, s, x):
+        J = EXACT(P, s, x)
+        P["W"].mul_(-1e4)
+        return 2 * J
+    before = {k: v.clone() for k, v in PARAMS.items()}
+    result = check_jacobian(mutates, CELL, PARAMS)
+    assert all(torch.equal(PARAMS[k], before[k]) for k in PARAMS)
+    assert not result.ok and "appears twice" in " ".join(result.diagnosis)
+    assert check_jacobian(EXACT, CELL, PARAMS, states=(np.full((2, 3), 0.1),)).ok
+
+
+def test_check_lyapunov_tolerance_and_answers():
+    gru = gradlab.cell("gru")
+    p = gru.init_params(3, 2, seed=0)
+    xs = torch.randn(40, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mine = lambda P, xs, k: gradlab.lyapunov(gru, P, xs, k).exponents        # noqa: E731
+    for atol in (float("inf"), -1, 0, float("nan"), "a"):
+        with pytest.raises(GradlabError, match="atol must be a positive finite number"):
+            check_lyapunov(lambda P, xs, k: np.zeros(k), gru, p, xs, 2, atol=atol)
+    with pytest.raises(GradlabError, match="called sys.exit"):
+        check_lyapunov(lambda P, xs, k: sys.exit(0), gru, p, xs, 2)
+    with pytest.raises(GradlabError, match="returned str"):
+        check_lyapunov(lambda P, xs, k: "ab", gru, p, xs, 2)
+    assert not check_lyapunov(lambda P, xs, k: np.full(k, np.nan), gru, p, xs, 2).ok
+    assert check_lyapunov(mine, gru, p, xs, 5).ok                # k capped at S = 3, as ours
+    rnn = gradlab.cell("rnn_tanh")
+    zero = {k: torch.zeros_like(v) for k, v in rnn.init_params(3, 2, seed=0).items()}
+    exact = lambda P, xs, k: gradlab.lyapunov(rnn, P, xs, k).exponents       # noqa: E731
+    result = check_lyapunov(exact, rnn, zero, xs, 2)             # every exponent -inf
+    assert result.ok and np.all(result.exact == -np.inf)
+    assert not check_lyapunov(lambda P, xs, k: np.zeros(k), rnn, zero, xs, 2).ok
+
+
+def test_cli_check_exit_and_tolerance(tmp_path):
+    src = tmp_path / "mine.py"
+    src.write_text(textwrap.dedent("""
+        import sys, torch
+        def exits(params, state, x):
+            sys.exit(0)
+        def zeros(params, state, x):
+            return torch.zeros(x.shape[0], 3, 3, dtype=torch.float64)
+        def nan(params, state, x):
+            return torch.full((x.shape[0], 3, 3), float("nan"), dtype=torch.float64)
+    """))
+    common = ("--cell", "rnn_tanh", "--hidden", "3", "--inputs", "2", "--batch", "2")
+    assert_one_line_error(invoke("check", f"{src}:exits", *common), "called sys.exit(0)")
+    assert_one_line_error(invoke("check", f"{src}:zeros", *common, "--rtol", "1"),
+                          "rtol must be a number in (0, 1)")
+    result = invoke("check", f"{src}:nan", *common)
+    assert result.exit_code == 1 and "nan or inf" in result.stdout
+    assert "MKL" not in result.output and "Traceback" not in result.output
