@@ -133,6 +133,11 @@ def exponents_along(bound, xs, states, k, seed, discard):
     _check(k, discard, T)
     logs = log_stretches(bound, xs, states, k, seed)[discard:].cpu()   # (T - discard, B, k)
     steps = T - discard
+    # a sequence whose state overflowed (or whose input is inf or nan) has Jacobians that
+    # mean nothing, even where they come out as exact zeros (log -inf): its exponents nan
+    finite = torch.stack([torch.isfinite(s).flatten(2).all(2).all(0) for s in states]
+                         + [torch.isfinite(xs).all(2).all(0)]).all(0)
+    logs[:, ~finite.cpu()] = math.nan
     # in torch, not numpy: an exactly singular J_t gives -inf, whose spread is nan
     # without a floating-point warning
     sums = logs.cumsum(0)

@@ -91,9 +91,29 @@ class Flow:
     def _store(self, out):
         for kind, value in out.items():
             if kind.startswith("block_"):
-                self._block.setdefault(kind[6:], _numpy(value))
+                self._block.setdefault(kind[6:], self._overflowed(_numpy(value), self.lags))
             else:
-                self._log.setdefault(kind, _numpy(value))
+                self._log.setdefault(kind, self._overflowed(_numpy(value), self.lags))
+
+    def _reach(self):
+        """(B,) per sequence the largest L with s_{T-L}..s_T and x_{T-L}..x_{T-1} finite
+        (-1: s_T is not): lag k reads J_t at (s_{t-1}, x_{t-1}) for t = T-k+1..T."""
+        if not hasattr(self, "_reach_of"):
+            ok = torch.stack([torch.isfinite(s).flatten(2).all(2) for s in self.states]).all(0)
+            ok[:-1] &= torch.isfinite(self.xs).all(2)
+            t = torch.arange(self.T + 1, device=ok.device)[:, None]
+            last = torch.where(ok, -1, t).max(0).values.cpu()           # last bad time
+            self._reach_of = torch.where(last >= 0, self.T - last - 1, self.T).numpy()
+        return self._reach_of
+
+    def _overflowed(self, a, lags):
+        """a (B, T, ...) with nan where its lag (lags[column]) reads a state of that
+        sequence that overflowed (inf or nan): its Jacobians, and so the number, mean
+        nothing there, even where they come out as exact zeros (log -inf)."""
+        bad = lags[None, :] > self._reach()[:, None]
+        if bad.any():
+            a[bad] = math.nan
+        return a
 
     def log_norm(self, kind="spectral"):
         """log ||P_k|| (B, T): "spectral", "frobenius" or "min_singular" (smallest singular
@@ -163,11 +183,7 @@ class Flow:
 
     def _finite_lags(self):
         """The largest L with s_{T-L}..s_T finite for every sequence (-1: s_T is not)."""
-        if not hasattr(self, "_finite"):
-            ok = torch.stack([torch.isfinite(s).flatten(1).all(1) for s in self.states])
-            bad = torch.nonzero(~ok.all(0)).flatten()          # times t with a bad state
-            self._finite = self.T if len(bad) == 0 else self.T - int(bad[-1]) - 1
-        return self._finite
+        return int(self._reach().min())
 
     def timescale(self, kind="spectral", **options):
         """xi = -1 / rate (steps for the gradient to fall by e) when gradients decay, a
@@ -216,7 +232,9 @@ class Flow:
         if v is not None or seed not in self._loss:     # a random v is kept per seed
             state, inputs = loss_walk(self._bound, self.states, self.xs,
                                        self.loss_vector(v, seed=seed))
-            found = {"state": _numpy(state), "input": _numpy(inputs)}
+            lags = self.T - np.arange(self.T)                 # column t: lag T - t
+            found = {"state": self._overflowed(_numpy(state), lags),
+                     "input": self._overflowed(_numpy(inputs), lags)}
             if v is not None:
                 return found if log else _exp(found)
             self._loss[seed] = found
