@@ -346,3 +346,25 @@ def test_verify_prints_the_note_under_the_user_cells_table(tmp_path):
     good, rnn = result.stdout.split("\nrnn_tanh  (cpu, float64)")
     assert "note: no hand-written oracle for good" in good
     assert "no hand-written oracle" not in rnn
+
+
+@pytest.mark.parametrize("factor, shown", [("/ 0", "zoo"), ("* float('inf')", "oo"),
+                                           ("* float('nan')", "nan")])
+def test_a_constant_that_is_not_finite_is_refused_at_declaration(factor, shown):
+    """`tanh(...) / 0` used to be accepted (h' = zoo tanh(...)) and then fail in every
+    backend with NameError: name 'zoo' is not defined."""
+    source = textwrap.dedent(f"""
+        @declare(state="h", params="W U b", source="x")
+        def broken(s):
+            return tanh(s.W @ s.h + s.U @ s.x + s.b) {factor}
+    """)
+    with pytest.raises(GradlabError, match=f"not finite.*{shown}"):
+        exec(source, {"declare": declare, "tanh": tanh})
+
+
+def test_too_many_values_for_the_state_say_so():
+    with pytest.raises(GradlabError, match=r"returns 3 values for the state \(h, c\)"):
+        @declare(state="h c", params="W U b", source="x")
+        def three(s):
+            a = tanh(s.W @ s.h + s.U @ s.x + s.b)
+            return a, a, a

@@ -200,6 +200,12 @@ class Cell:
         except Exception as err:   # a Python slip in the declaration (s.W.T, a typo, ...)
             raise GradlabError(f"cell '{self.name}'{_where(fn, err)}: {type(err).__name__}: "
                                f"{_line(err)}") from None
+        for symbol, expr in builder.lets.items():
+            if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+                from .printing import text
+                raise GradlabError(f"cell '{self.name}': the equation for {text(symbol)} "
+                                   "holds a constant that is not finite (a division by zero, "
+                                   f"inf or nan): {text(expr)}")
         used = set().union(*(e.free_symbols for e in builder.lets.values()))
         unused = [p for p in self.param_names if builder._symbols[p] not in used]
         if unused:
@@ -216,6 +222,9 @@ class Cell:
                                    f"new value for each of {', '.join(parts)}")
             out = [out[p] for p in parts]
         out = list(out) if isinstance(out, (tuple, list)) else [out]
+        if len(out) > len(parts):
+            raise GradlabError(f"the declaration returns {len(out)} values for the state "
+                               f"({', '.join(parts)}): return one per state part")
         if len(out) != len(parts):
             missing = parts[len(out):] or parts
             raise GradlabError(f"state part '{missing[0]}' is never updated: the declaration "
