@@ -26,6 +26,23 @@ def resolve(device):
     return torch.device(device)
 
 
+def torch_device(device):
+    """torch.device for a device name or object ("cpu", "cuda", "cuda:1", ...), refused in
+    one line when torch does not know it or it is not on this machine."""
+    import torch
+
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise GradlabError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}") from None
+    resolve(found.type)
+    if found.type == "cuda" and found.index is not None \
+            and found.index >= torch.cuda.device_count():
+        raise GradlabError(f"device {device!r} is not available here; valid: cuda:0.."
+                           f"cuda:{torch.cuda.device_count() - 1}, cpu")
+    return found
+
+
 @contextlib.contextmanager
 def exact_float32():
     """TF32 off inside the block (matmul and cuDNN), the caller's settings restored after."""

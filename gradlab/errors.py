@@ -1,4 +1,8 @@
-"""The one exception type gradlab raises for anything a user can fix."""
+"""The one exception type gradlab raises for anything a user can fix, and the checks of
+plain arguments (integers, seeds, real numbers, flags) that every entry point shares."""
+
+import math
+import numbers
 
 
 class GradlabError(ValueError):
@@ -9,8 +13,58 @@ class GradlabError(ValueError):
     """
 
 
+class GradlabIndexError(GradlabError, IndexError):
+    """An index out of range: a GradlabError that is also Python's IndexError."""
+
+
 def choice(value, valid, what):
     """`value` if it is one of `valid`, else a GradlabError naming it and the valid ones."""
     if value not in valid:
         raise GradlabError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
     return value
+
+
+def integer(value, what, low=None, high=None):
+    """`value` as an int if it is an integer (Python's or numpy's, never a bool) within
+    low..high (either bound None: open), else a GradlabError naming it and the range."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and (
+        low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        span = ("" if low is None and high is None else
+                f" >= {low}" if high is None else f" <= {high}" if low is None else
+                f" in {low}..{high}")
+        raise GradlabError(f"{what} must be an integer{span}, got {value!r}")
+    return int(value)
+
+
+SEEDS = 2 ** 63
+
+
+def check_seed(value, what="seed"):
+    """A random seed as an int: an integer in [0, 2**63), else a GradlabError."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+        and 0 <= value < SEEDS
+    if not ok:
+        raise GradlabError(f"{what} must be an integer in [0, 2**63), got {value!r}")
+    return int(value)
+
+
+def real(value, what, low=None, finite=True):
+    """`value` as a float if it is a real number (not a bool, not a string), finite unless
+    `finite` is False (then nan and inf pass), not below `low` where given, else a
+    GradlabError naming it."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and (math.isfinite(value) or not finite) and not (low is not None and value < low)
+    if not ok:
+        kind = "a finite real number" if finite else "a real number"
+        at_least = "" if low is None else f" >= {low}"
+        raise GradlabError(f"{what} must be {kind}{at_least}, got {value!r}")
+    return float(value)
+
+
+def flag(value, what):
+    """`value` as a bool if it is one (Python's or numpy's), else a GradlabError."""
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
+    if not (isinstance(value, bool) or numpy_bool):
+        raise GradlabError(f"{what} must be True or False, got {value!r}")
+    return bool(value)

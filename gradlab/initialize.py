@@ -16,10 +16,12 @@ n-vectors are diagonal weights (the peepholes p_*).
 """
 
 import math
+import numbers
 
 import torch
 
-from .errors import GradlabError
+from .device import torch_device
+from .errors import GradlabError, check_seed, real
 
 SCHEMES = ("gaussian", "orthogonal", "torch")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -35,9 +37,9 @@ def as_dtype(dtype):
 
 
 def _positive(value, what):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise GradlabError(f"{what} must be a positive integer, got {value!r}")
-    return value
+    return int(value)
 
 
 def _role(name, shape):
@@ -49,12 +51,22 @@ def _role(name, shape):
 
 def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias_scale=0.0,
                 input_scale=1.0, gate_bias=0.0, seed=0, dtype=torch.float64, device="cpu"):
-    """dict of parameter name -> tensor for `cell` at hidden size n and input size m."""
+    """dict of parameter name -> tensor for `cell` at hidden size n and input size m.
+    hidden, inputs: positive integers (numpy's too); the scales real numbers >= 0 and
+    gate_bias a real number (nan or inf give non-finite weights); seed an integer in
+    [0, 2**63); device one torch sees here."""
     n, m = _positive(hidden, "hidden"), _positive(inputs, "inputs")
     if init not in SCHEMES:
         raise GradlabError(f"unknown init {init!r}; valid: {', '.join(SCHEMES)}")
     dtype = as_dtype(dtype)
-    gen = torch.Generator().manual_seed(int(seed))
+    # nan and inf pass: non-finite weights are how a caller drives a flow to overflow,
+    # which every measurement then marks ("state overflowed"); a sign never flips a scale
+    weight_scale, bias_scale, input_scale = (real(v, what, low=0, finite=False) for v, what in (
+        (weight_scale, "weight_scale"), (bias_scale, "bias_scale"),
+        (input_scale, "input_scale")))
+    gate_bias = real(gate_bias, "gate_bias", finite=False)
+    device = torch_device(device)
+    gen = torch.Generator().manual_seed(check_seed(seed))
 
     def normal(*shape, std):
         return torch.randn(*shape, generator=gen, dtype=torch.float64) * std

@@ -82,6 +82,13 @@ def _kind(module):
                        f"nn.GRUCell, got {type(module).__name__}")
 
 
+def _refuse_meta(module):
+    """A module whose parameters are on the meta device holds no weights to copy."""
+    if any(t.device.type == "meta" for t in module.parameters()):
+        raise GradlabError(f"{type(module).__name__}'s parameters are on the meta device, "
+                           "which holds no numbers; move the module to cpu or cuda")
+
+
 def _weights(module, suffix=""):
     """(weight_ih, weight_hh, bias_ih, bias_hh, weight_hr or None) under `suffix` ("_l0",
     "_l1_reverse", or "" for a cell module); zero biases where bias=False."""
@@ -156,6 +163,7 @@ def from_torch(module, direction=None):
     direction)`, not xs. proj_size > 0: lstm_proj, h zero padded to n entries (torch's p
     first; `state_sizes`). The module docstring has every mapping."""
     name = _kind(module)
+    _refuse_meta(module)
     if not hasattr(module, "num_layers"):          # a cell module: nn.LSTMCell, ...
         if direction not in (None, "forward"):
             raise GradlabError(f"{type(module).__name__} has one direction; direction="
@@ -243,6 +251,7 @@ def direction_inputs(module, xs, direction):
     import torch
 
     _kind(module)
+    _refuse_meta(module)
     if not hasattr(module, "num_layers"):
         raise GradlabError(f"direction_inputs takes nn.RNN, nn.LSTM or nn.GRU, got "
                            f"{type(module).__name__} (a cell module reads xs itself)")
@@ -265,6 +274,30 @@ def direction_inputs(module, xs, direction):
     return torch.cat([xs, *halves], -1)
 
 
+def _checked_sizes(c, params):
+    """(n, m) of a params dict for the one-layer cell `c`, every name, type, dtype, device
+    and shape checked (as gradient_flow checks them), refused in one line."""
+    from .flow.bound import check_params
+
+    check_params(c, params)
+    first = params[c.param_names[0]]
+    u = "U" if c.name.startswith("rnn_") else "U_" + GATES[c.name][0]
+    for p, t in ((c.param_names[0], first), (u, params[u])):
+        if t.ndim != 2:
+            raise GradlabError(f"param '{p}' of cell '{c.name}' has shape {tuple(t.shape)}, "
+                               f"expected a matrix ({'n, m' if p == u else 'n, n'})")
+    n, m = first.shape[0], params[u].shape[1]
+    sizes = {"n": n, "m": m, "1": 1}
+    for p, (rows, cols) in c.param_shapes.items():
+        expected = (sizes[str(rows)],) if str(cols) == "1" else (sizes[str(rows)],
+                                                                 sizes[str(cols)])
+        if tuple(params[p].shape) != expected:
+            raise GradlabError(f"param '{p}' of cell '{c.name}' has shape "
+                               f"{tuple(params[p].shape)}, expected {expected} (n = {n} from "
+                               f"{c.param_names[0]}, m = {m} from {u})")
+    return n, m
+
+
 def to_torch(c, params):
     """The torch cell module (nn.RNNCell, nn.LSTMCell or nn.GRUCell) that computes what the
     gradlab cell `c` computes with `params`, on their dtype and device: from_torch's inverse.
@@ -276,8 +309,8 @@ def to_torch(c, params):
         raise GradlabError(f"cell '{c.name}' has no torch module; torch ships: "
                            f"{', '.join(MODULES)}")
     cls, options = MODULES[c.name]
+    n, m = _checked_sizes(c, params)
     first = params[c.param_names[0]]
-    n, m = first.shape[0], params["U" if c.name.startswith("rnn_") else "U_" + GATES[c.name][0]].shape[1]
     module = getattr(torch.nn, cls)(m, n, **options).to(dtype=first.dtype, device=first.device)
     if c.name.startswith("rnn_"):
         w_hh, w_ih, b_ih, b_hh = params["W"], params["U"], params["b"], torch.zeros_like(params["b"])

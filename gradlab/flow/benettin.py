@@ -10,13 +10,14 @@ holds QR_CHUNK_BYTES of dense Jacobian blocks (`chunk_steps`), so that it stays 
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .. import progress
-from ..errors import GradlabError
+from ..errors import GradlabError, check_seed
 from .bound import kinds, setup
 from .linalg import thin_qr
 from .walk import chunk_lags
@@ -121,17 +122,21 @@ def log_stretches(bound, xs, states, k, seed):
 
 
 def _check(k, discard, T):
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    """(k, discard) as ints: k >= 1, discard in 0..T-1 (numpy integers accepted)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise GradlabError(f"k must be a positive integer, got {k!r}")
-    if isinstance(discard, bool) or not isinstance(discard, int) or not 0 <= discard < T:
+    if isinstance(discard, bool) or not isinstance(discard, numbers.Integral) \
+            or not 0 <= discard < T:
         raise GradlabError(f"discard must be an integer in 0..{T - 1}, got {discard!r}")
+    return int(k), int(discard)
 
 
 def exponents_along(bound, xs, states, k, seed, discard):
     """The `Lyapunov` result along stored states (see `lyapunov`)."""
     T, B = xs.shape[:2]
-    _check(k, discard, T)
-    logs = log_stretches(bound, xs, states, k, seed)[discard:].cpu()   # (T - discard, B, k)
+    k, discard = _check(k, discard, T)
+    # (T - discard, B, k): log |R_t[i, i]| of the measured steps
+    logs = log_stretches(bound, xs, states, k, check_seed(seed))[discard:].cpu()
     steps = T - discard
     # a sequence whose state overflowed (or whose input is inf or nan) has Jacobians that
     # mean nothing, even where they come out as exact zeros (log -inf): its exponents nan
@@ -166,6 +171,7 @@ def lyapunov(cell, params, xs, k=8, *, discard=0, state0=None, seed=0, reverse=F
 
     Cost per step: one Jacobian (a chunk of steps per lowered call), J Q block by block
     (S^2 k), one thin QR."""
+    seed = check_seed(seed)
     cell, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
     _check(k, discard, xs.shape[0])
     return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard)

@@ -10,7 +10,7 @@ import functools
 import torch
 
 from .. import progress
-from ..errors import GradlabError
+from ..errors import GradlabError, flag
 from ..initialize import as_dtype
 from ..lowering import lower
 from ..registry import cell as lookup
@@ -149,8 +149,9 @@ class Bound:
 def check_params(cell, params):
     """(dtype, device) of a params dict for `cell`, refusing anything else with a message."""
     if not isinstance(params, dict) or not params:
+        got = "an empty dict" if isinstance(params, dict) else type(params).__name__
         raise GradlabError(f"params must be a dict of tensors for cell '{cell.name}' "
-                           f"({', '.join(cell.param_names)}), got {type(params).__name__}")
+                           f"({', '.join(cell.param_names)}), got {got}")
     tensors = [params[p] for p in cell.param_names if p in params]
     if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
         raise GradlabError(f"params must hold torch tensors named "
@@ -162,7 +163,37 @@ def check_params(cell, params):
                            + ", ".join(f"{p}: {params[p].dtype} on {params[p].device}"
                                        for p in cell.param_names if p in params))
     as_dtype(dtype)
+    if device.type == "meta":
+        raise GradlabError("params are on the meta device, which holds no numbers; move "
+                           "them to cpu or cuda")
     return dtype, device
+
+
+def as_real(value, what, dtype=None, device=None):
+    """`value` (a tensor, numpy array or nested list of real numbers) as a tensor, on
+    `dtype` and `device` where given; a string, None, complex, bool or meta tensor refused."""
+    try:
+        t = torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise GradlabError(f"{what} must be an array of real numbers, got "
+                           f"{type(value).__name__}: {' '.join(str(err).split())}") from None
+    if t.is_complex() or not (t.is_floating_point() or t.dtype in INTEGERS):
+        raise GradlabError(f"{what} must hold real numbers, got dtype {t.dtype}")
+    if t.device.type == "meta":
+        raise GradlabError(f"{what} is on the meta device, which holds no numbers")
+    return t if dtype is None else t.to(dtype=dtype, device=device)
+
+
+INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def as_inputs(xs, dtype=None, device=None):
+    """xs as a (T, B, m) tensor of real numbers with T, B >= 1 (on dtype/device if given)."""
+    xs = as_real(xs, "xs")
+    if xs.ndim != 3 or xs.shape[0] < 1 or xs.shape[1] < 1:
+        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, m) with "
+                           "T >= 1 steps and B >= 1 sequences")
+    return xs if dtype is None else xs.to(dtype=dtype, device=device)
 
 
 def setup(cell, params, xs, state0=None, reverse=False):
@@ -170,11 +201,8 @@ def setup(cell, params, xs, state0=None, reverse=False):
     every shape checked: the one check of a gradient_flow / lyapunov / run_states call."""
     cell = lookup(cell)
     dtype, device = check_params(cell, params)
-    xs = torch.as_tensor(xs)
-    if xs.ndim != 3 or xs.shape[0] < 1:
-        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, m) with T >= 1")
-    xs = xs.to(dtype=dtype, device=device)
-    if reverse:
+    xs = as_inputs(xs, dtype, device)
+    if flag(reverse, "reverse"):
         xs = xs.flip(0)
     T, B, m = xs.shape
     n = params[cell.param_names[0]].shape[0]
@@ -182,7 +210,8 @@ def setup(cell, params, xs, state0=None, reverse=False):
         state0 = tuple(torch.zeros(B, n, dtype=dtype, device=device) for _ in cell.state_names)
     else:
         state0 = tuple(state0) if isinstance(state0, (tuple, list)) else (state0,)
-        state0 = tuple(torch.as_tensor(s).to(dtype=dtype, device=device) for s in state0)
+        state0 = tuple(as_real(s, f"state0[{i}]", dtype, device)
+                       for i, s in enumerate(state0))
     return cell, Bound(cell, params, state0, xs[0]), xs, state0
 
 

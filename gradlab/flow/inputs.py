@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from ..errors import GradlabError
+from ..errors import GradlabError, check_seed, integer, real
 from ..initialize import as_dtype
 
 
@@ -37,9 +37,7 @@ def make_inputs(kind, T, B, m, *, scale=1.0, seed=0, dtype=torch.float64, device
     if kind not in INPUTS:
         raise GradlabError(f"unknown inputs {kind!r}; valid: {', '.join(INPUTS)} or a "
                            "tensor (T, B, m)")
-    for value, what in ((T, "T"), (B, "B"), (m, "m")):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise GradlabError(f"{what} must be a positive integer, got {value!r}")
-    gen = torch.Generator().manual_seed(int(seed))
-    xs = INPUTS[kind](T, B, m, gen, torch.float64) * scale
+    T, B, m = (integer(value, what, low=1) for value, what in ((T, "T"), (B, "B"), (m, "m")))
+    gen = torch.Generator().manual_seed(check_seed(seed))
+    xs = INPUTS[kind](T, B, m, gen, torch.float64) * real(scale, "scale", finite=False)
     return xs.to(dtype=dtype, device=device)

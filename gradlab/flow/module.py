@@ -23,7 +23,8 @@ module (torch's fused RNN kernels). `Flow.symbolic` is False for it.
 import sympy as sp
 import torch
 
-from ..errors import GradlabError
+from ..errors import GradlabError, flag
+from .bound import as_inputs
 
 
 class ModuleCell:
@@ -196,12 +197,13 @@ def prepare(module, xs, state0, reverse):
                            "(gradlab.from_torch); wrap it as TorchStep(module) to measure "
                            "it by jacrev")
     like = next(iter(module.parameters()), None)
-    xs = torch.as_tensor(xs)
-    if xs.ndim != 3 or xs.shape[0] < 1:
-        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, m) with T >= 1")
+    if like is not None and like.device.type == "meta":
+        raise GradlabError(f"{type(module).__name__}'s parameters are on the meta device, "
+                           "which holds no numbers; move the module to cpu or cuda")
+    xs = as_inputs(xs)
     like = like if like is not None and like.is_floating_point() else xs
     xs = xs.to(dtype=like.dtype, device=like.device)
-    xs = xs.flip(0) if reverse else xs
+    xs = xs.flip(0) if flag(reverse, "reverse") else xs
     state0 = _state0(module, state0, xs.shape[1], xs)
     bound = ModuleBound(module, state0, xs.shape[2])
     return bound, xs, (bound.flatten(state0),)

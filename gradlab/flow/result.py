@@ -5,7 +5,7 @@ import math
 import numpy as np
 import torch
 
-from ..errors import GradlabError
+from ..errors import GradlabError, check_seed, flag, integer, real
 from .benettin import exponents_along
 from .bound import setup
 from .lanczos import tolerance
@@ -134,6 +134,12 @@ class Flow:
         self._ensure(kind, blocks=True)
         return self._block[kind][:, :, i, j].copy()
 
+    def _pair(self, block):
+        if not isinstance(block, (tuple, list)) or len(block) != 2:
+            raise GradlabError(f"block must be a pair (out_part, in_part) of the parts "
+                               f"{', '.join(self.parts)}, got {block!r}")
+        return block
+
     def _part(self, name):
         if name not in self.parts:
             raise GradlabError(f"cell '{self.cell.name}' has no state part {name!r}; its "
@@ -143,7 +149,8 @@ class Flow:
     # -- summary numbers ------------------------------------------------------------------
     def mean_log_norm(self, kind="spectral", *, block=None):
         """The mean over sequences of the log norm, (T,): the curve a decay plot draws."""
-        values = self.log_norm(kind) if block is None else self.block_log_norm(*block, kind)
+        values = self.log_norm(kind) if block is None else self.block_log_norm(
+            *self._pair(block), kind)
         return values.mean(axis=0)
 
     def rate(self, kind="spectral", *, block=None, start=1, stop=None):
@@ -173,10 +180,12 @@ class Flow:
         return reason
 
     def _rate(self, kind, block, start, stop):
+        start = integer(start, "start", 1, self.T)
+        stop = self.T if stop is None else integer(stop, "stop", 1, self.T)
         y = self.mean_log_norm(kind, block=block)
-        stop = self.T if stop is None else stop
-        if not 1 <= start <= stop <= self.T:
-            raise GradlabError(f"lags {start}..{stop} are outside 1..{self.T}")
+        if start > stop:
+            raise GradlabError(f"lags {start}..{stop} are empty: start must be <= stop "
+                               f"(both in 1..{self.T})")
         if self._finite_lags() < stop:     # P_stop reads s_{T-stop}..s_{T-1}; s_T is the
             return math.nan, OVERFLOW      # state a loss reads
         return slope(y[start - 1:stop])
@@ -195,7 +204,7 @@ class Flow:
     def horizon(self, fraction=1e-3, kind="spectral"):
         """The first lag where the mean log norm falls below log(fraction) plus its lag-1
         value (the norm below `fraction` of the lag-1 norm); None if it never does."""
-        if not 0 < fraction < 1:
+        if real(fraction, "fraction") <= 0 or fraction >= 1:
             raise GradlabError(f"fraction must be in (0, 1), got {fraction!r}")
         y = self.mean_log_norm(kind)
         below = np.nonzero(y < y[0] + math.log(fraction))[0]
@@ -214,21 +223,19 @@ class Flow:
             return np.exp(self.log_condition(lag))
 
     def _lag(self, lag):
-        if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) \
-                or not 1 <= lag <= self.T:
-            raise GradlabError(f"lag must be an integer in 1..{self.T}, got {lag!r}")
-        return int(lag) - 1
+        return integer(lag, "lag", 1, self.T) - 1
 
     # -- what a loss sees -------------------------------------------------------------------
     def loss_vector(self, v=None, *, seed=0):
         """v for L = <v, s_T>: the given (S,) or (B, S) tensor, else a random unit (S,)."""
-        return loss_vector(v, self.S, self.B, self.xs, seed)
+        return loss_vector(v, self.S, self.B, self.xs, check_seed(seed))
 
     def loss_grad_norms(self, v=None, *, seed=0, log=False):
         """For L = <v, s_T> (v random unit from `seed` unless given): {"state": ||dL/ds_t||,
         "input": ||dL/dx_t||}, each (B, T) with column t for time step t: s_t is the state
         that xs[t] meets (s_0 = state0, lag T - t from s_T) and x_t = xs[t]. Natural logs
         with log=True (exact where the norms underflow); by VJPs, O(T B S^2)."""
+        seed = check_seed(seed)
         if v is not None or seed not in self._loss:     # a random v is kept per seed
             state, inputs = loss_walk(self._bound, self.states, self.xs,
                                        self.loss_vector(v, seed=seed))
@@ -252,7 +259,8 @@ class Flow:
     def lyapunov(self, k=8, *, seed=0, discard=0):
         """Top-k Lyapunov exponents along this flow's inputs and initial state, the mean
         over sequences (k,) (`gradlab.lyapunov(...).mean`; no norm is computed for it)."""
-        return exponents_along(self._bound, self.xs, self.states, k, seed, discard).mean
+        return exponents_along(self._bound, self.xs, self.states, k, check_seed(seed),
+                               discard).mean
 
     def summary(self):
         """Plain numbers (JSON-ready) from the norms computed so far."""
@@ -273,7 +281,7 @@ class Flow:
 
 
 def check(value, valid, what):
-    if value not in valid:
+    if not isinstance(value, str) or value not in valid:
         raise GradlabError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
     return value
 
@@ -306,8 +314,14 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
     Shapes and dtypes are checked here, once; the cell runs forward here (`states`);
     the backward walk for the norms waits until a norm is read (`Flow`).
     """
+    if not isinstance(norms, (tuple, list)):
+        raise GradlabError(f"norms is a tuple of names from {', '.join(NORMS)}, got "
+                           f"{norms!r}" + (f"; write ({norms!r},)" if isinstance(norms, str)
+                                           else ""))
     for kind in norms:
         check(kind, NORMS, "norm")
+    seed, reverse = check_seed(seed), flag(reverse, "reverse")
+    blocks = flag(blocks, "blocks")
     bound = None
     if isinstance(cell, torch.nn.Module):
         if params is not None and xs is not None:

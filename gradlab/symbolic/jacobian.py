@@ -12,6 +12,8 @@ terms that share a right factor collected (`algebra.collect`). `J.at(params, sta
 evaluates the cell's lowered code, the same numbers `cell.jacobian_fn` gives.
 """
 
+import numbers
+
 import sympy as sp
 from sympy import BlockMatrix, MatAdd, MatrixSymbol
 from sympy.core.symbol import Str
@@ -20,7 +22,7 @@ from . import algebra as al
 from .derive import Chain
 from .printing import Partial, block_name, latex, text
 from .structure import kind, terms as block_terms
-from ..errors import GradlabError
+from ..errors import GradlabError, GradlabIndexError
 
 _MATRIX_NODES = (sp.MatMul, sp.MatrixExpr)   # sums, products and every other matrix node
 
@@ -72,6 +74,11 @@ def _sizes(n, m):
     return {SIZES["n"]: n, SIZES["m"]: m}
 
 
+def _key(key):
+    """An index as written inside J[...]."""
+    return ", ".join(map(repr, key)) if isinstance(key, tuple) else repr(key)
+
+
 def _backend(x):
     return "numpy" if type(x).__module__.split(".")[0] == "numpy" else "torch"
 
@@ -112,12 +119,26 @@ class Jacobian(BlockMatrix):
         return Block(self, i, j)
 
     def __getitem__(self, key):
+        """J["c", "h"]: a block by part names; J[i, j] (integers, negative from the end):
+        a block by position. Entries by SymPy's indexing only once the sizes are numbers
+        (after xreplace of n and m), where they mean one entry."""
         if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
             return self.block(*key)
+        example = f"J[{self.outs[0].rstrip(chr(39))!r}, {self.ins[0]!r}]"
         if isinstance(key, str):
             raise GradlabError(f"J[{key!r}]: name a block by two parts, J[out, in], e.g. "
-                               f"J[{self.outs[0].rstrip(chr(39))!r}, {self.ins[0]!r}]")
-        return super().__getitem__(key)
+                               f"{example}")
+        if all(isinstance(d, (int, sp.Integer)) for d in self.shape):
+            return super().__getitem__(key)             # sizes are numbers: an entry
+        rows, cols = self.blocks.shape
+        pair = isinstance(key, tuple) and len(key) == 2 and all(
+            isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in key)
+        if not pair or not (-rows <= key[0] < rows and -cols <= key[1] < cols):
+            error = GradlabIndexError if pair else GradlabError
+            raise error(f"J[{_key(key)}]: index a block by part names, {example}, or by "
+                        f"position J[i, j] with integers i in 0..{rows - 1} and j in "
+                        f"0..{cols - 1} (negative from the end)")
+        return Block(self, int(key[0]) % rows, int(key[1]) % cols)
 
     def blocks_by_name(self):
         """{(out, in): Block} for every block, rows first."""

@@ -34,7 +34,7 @@ import functools
 
 from .cell import Cell
 from .language import Value, n
-from ..errors import GradlabError
+from ..errors import GradlabError, flag, integer
 
 MAX_LAYERS = 64
 
@@ -124,14 +124,20 @@ def _layer_outputs(layer_cell, out):
 
 
 def stack(layer_cell, layers, name=None, exogenous=False):
-    """The cell of `layers` copies of `layer_cell` (a Cell) stacked as torch stacks them
+    """The cell of `layers` copies of `layer_cell` (a Cell or a cell's name; not itself
+    a stack) stacked as torch stacks them
     (layer l reads layer l-1's new first state part, h): state h1, c1, h2, c2, ...; a
     parameter P of layer l is P{l}. `exogenous`: layers 2.. also read the input x through
     weights P{l}_x (one direction of a bidirectional stack; the module docstring).
     Cached: the same stack is the same Cell."""
-    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= MAX_LAYERS:
-        raise GradlabError(f"layers must be an integer in 1..{MAX_LAYERS}, got {layers!r}")
-    return _stack(layer_cell, layers, name, bool(exogenous))
+    from ..registry import cell
+    layer_cell = cell(layer_cell)
+    if getattr(layer_cell, "stacked", False):
+        raise GradlabError(f"cannot stack '{layer_cell.name}', itself a stack of layers: its "
+                           "layer numbers would collide; stack the one-layer cell instead, "
+                           "stack(layer, layers)")
+    layers = integer(layers, "layers", 1, MAX_LAYERS)
+    return _stack(layer_cell, layers, name, flag(exogenous, "exogenous"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -178,6 +184,8 @@ def _stack(layer_cell, layers, name, exogenous):
                            f"l-1's new {parts[0]}{wide}. {layer_cell.doc}")
     name = name or f"{layer_cell.name}_x{layers}" + ("_bidir" if exogenous else "")
     one_way = " (one direction of a bidirectional stack)" if exogenous else ""
-    return Cell(declaration, name=name, state=state, params=params, inputs=x,
-                source=f"{layers} stacked layers of {layer_cell.name}{one_way} "
-                       f"({layer_cell.source})", gate_bias=gate_bias)
+    stacked = Cell(declaration, name=name, state=state, params=params, inputs=x,
+                   source=f"{layers} stacked layers of {layer_cell.name}{one_way} "
+                          f"({layer_cell.source})", gate_bias=gate_bias)
+    stacked.stacked = True           # `stack` refuses to stack it again
+    return stacked

@@ -1,0 +1,253 @@
+"""Hostile arguments to the Python API are refused as one-line GradlabErrors, naming the
+bad value (probe report §12): gradient_flow / Flow / lyapunov, init_params, to_torch /
+from_torch, stack, and block-Jacobian indexing. What is merely unusual but meaningful
+(numpy integers) is accepted."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gradlab
+import gradlab.flow as F
+from gradlab.errors import GradlabError
+
+LSTM = gradlab.cell("lstm")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    params = LSTM.init_params(3, 2, seed=1)
+    xs = F.make_inputs("gaussian", 5, 2, 2, seed=2)
+    return params, xs
+
+
+@pytest.fixture(scope="module")
+def flow(setup):
+    return gradlab.gradient_flow(LSTM, *setup)
+
+
+def refused(match, fn, *args, **kwargs):
+    with pytest.raises(GradlabError, match=match) as err:
+        fn(*args, **kwargs)
+    assert "\n" not in str(err.value)
+    return err.value
+
+
+class Step(torch.nn.Module):
+    """A recurrent step by the module protocol, measured by jacrev."""
+
+    def __init__(self, device=None):
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 3, device=device, dtype=torch.float64)
+
+    def forward(self, x, h):
+        return torch.tanh(self.lin(torch.cat([x, h], -1)))
+
+    def state0(self, B):
+        return torch.zeros(B, 3, dtype=torch.float64)
+
+
+# -- gradient_flow / lyapunov: inputs and state ------------------------------------------
+def test_batch_size_zero_is_refused_symbolic_and_module(setup):
+    params, xs = setup
+    refused(r"xs has shape \(5, 0, 2\).*B >= 1", gradlab.gradient_flow, LSTM, params,
+            xs[:, :0])
+    refused(r"B >= 1", gradlab.lyapunov, LSTM, params, xs[:, :0], 2)
+    refused(r"B >= 1", F.run_states, LSTM, params, xs[:, :0])
+    refused(r"xs has shape \(4, 0, 2\).*B >= 1", gradlab.gradient_flow, Step(),
+            torch.zeros(4, 0, 2))
+
+
+def test_xs_must_be_real_numbers_with_data(setup):
+    params, xs = setup
+    refused(r"xs must be an array of real numbers, got str", gradlab.gradient_flow, LSTM,
+            params, "abc")
+    refused(r"xs must hold real numbers, got dtype torch.complex128", gradlab.gradient_flow,
+            LSTM, params, xs.to(torch.complex128))
+    refused(r"xs is on the meta device", gradlab.gradient_flow, LSTM, params, xs.to("meta"))
+    refused(r"xs must be an array of real numbers, got str", gradlab.gradient_flow, Step(),
+            "abc")
+
+
+def test_params_and_modules_on_the_meta_device_are_refused(setup):
+    params, xs = setup
+    meta = {k: v.to("meta") for k, v in params.items()}
+    refused(r"params are on the meta device", gradlab.gradient_flow, LSTM, meta, xs)
+    refused(r"Step's parameters are on the meta device", gradlab.gradient_flow,
+            Step(device="meta"), xs)
+    refused(r"LSTM's parameters are on the meta device", gradlab.from_torch,
+            torch.nn.LSTM(2, 3, device="meta"))
+
+
+def test_state0_parts_must_be_arrays(setup):
+    params, xs = setup
+    refused(r"state0\[0\] must be an array of real numbers, got NoneType",
+            gradlab.gradient_flow, LSTM, params, xs, state0=(None,))
+
+
+@pytest.mark.parametrize("norms", [None, "spectral"])
+def test_norms_must_be_a_tuple_of_names(setup, norms):
+    refused(r"norms is a tuple of names from spectral, frobenius, min_singular, got "
+            + repr(norms), gradlab.gradient_flow, LSTM, *setup, norms=norms)
+
+
+@pytest.mark.parametrize("seed", ["x", 1.5, True, -1, 2 ** 63, 2 ** 70, None])
+def test_bad_seeds_are_refused_everywhere(setup, flow, seed):
+    message = r"seed must be an integer in \[0, 2\*\*63\), got " + repr(seed).replace(
+        ".", r"\.")
+    refused(message, gradlab.gradient_flow, LSTM, *setup, seed=seed)
+    refused(message, gradlab.lyapunov, LSTM, *setup, 2, seed=seed)
+    refused(message, flow.loss_grad_norms, seed=seed)
+    refused(message, flow.lyapunov, 2, seed=seed)
+    refused(message, LSTM.init_params, 3, 2, seed=seed)
+    refused(message, F.make_inputs, "gaussian", 3, 2, 2, seed=seed)
+
+
+@pytest.mark.parametrize("what", ["reverse", "blocks"])
+def test_flags_must_be_bools(setup, what):
+    refused(rf"{what} must be True or False, got 'no'", gradlab.gradient_flow, LSTM, *setup,
+            **{what: "no"})
+    assert gradlab.gradient_flow(LSTM, *setup, **{what: np.bool_(True)}).T == 5
+
+
+def test_reverse_must_be_a_bool_for_lyapunov_and_modules(setup):
+    refused(r"reverse must be True or False", gradlab.lyapunov, LSTM, *setup, 2, reverse=1)
+    refused(r"reverse must be True or False", gradlab.gradient_flow, Step(), setup[1],
+            reverse="no")
+
+
+# -- Flow's own arguments ------------------------------------------------------------------
+@pytest.mark.parametrize("start", [2.5, "1", None, True, 0, 6])
+def test_rate_start_is_an_integer_lag(flow, start):
+    refused(rf"start must be an integer in 1\.\.5, got {re_repr(start)}", flow.rate,
+            start=start)
+
+
+@pytest.mark.parametrize("stop", [2.5, "3", 0, 6])
+def test_rate_stop_is_an_integer_lag(flow, stop):
+    refused(rf"stop must be an integer in 1\.\.5, got {re_repr(stop)}", flow.why, stop=stop)
+
+
+def re_repr(value):
+    return repr(value).replace(".", r"\.")
+
+
+def test_numpy_integers_are_accepted_by_every_flow_argument(flow, setup):
+    assert flow.rate(start=np.int64(2), stop=np.int32(4)) == flow.rate(start=2, stop=4)
+    assert np.array_equal(flow.condition(np.int64(2)), flow.condition(2))
+    assert np.array_equal(flow.lyapunov(np.int64(2), discard=np.int64(1)),
+                          flow.lyapunov(2, discard=1))
+    assert np.array_equal(gradlab.lyapunov(LSTM, *setup, np.int64(2)).mean,
+                          gradlab.lyapunov(LSTM, *setup, 2).mean)
+    assert flow.horizon(np.float32(0.5)) == flow.horizon(0.5)
+    ours = gradlab.gradient_flow(LSTM, *setup, seed=np.int64(3)).log_norm("spectral")
+    theirs = gradlab.gradient_flow(LSTM, *setup, seed=3).log_norm("spectral")
+    assert np.array_equal(ours, theirs)
+    assert torch.equal(LSTM.init_params(3, 2, seed=np.int64(5))["W_i"],
+                       LSTM.init_params(3, 2, seed=5)["W_i"])
+
+
+def test_start_after_stop_is_refused(flow):
+    refused(r"lags 4\.\.2 are empty", flow.rate, start=4, stop=2)
+
+
+@pytest.mark.parametrize("fraction", ["a", None, math.nan, True])
+def test_horizon_fraction_is_a_real_number(flow, fraction):
+    refused(r"fraction must be a finite real number", flow.horizon, fraction)
+
+
+def test_block_is_a_pair_of_parts(flow):
+    refused(r"block must be a pair \(out_part, in_part\) of the parts h, c, got 'cc'",
+            flow.rate, block="cc")
+
+
+# -- init_params ---------------------------------------------------------------------------
+@pytest.mark.parametrize("what", ["weight_scale", "bias_scale", "input_scale"])
+@pytest.mark.parametrize("value", [-1.0, -math.inf, "1", None, True])
+def test_init_scales_are_non_negative_real_numbers(what, value):
+    refused(rf"{what} must be a real number >= 0, got {re_repr(value)}", LSTM.init_params,
+            3, 2, **{what: value})
+
+
+@pytest.mark.parametrize("value", ["1", None, False])
+def test_init_gate_bias_is_a_real_number(value):
+    refused(rf"gate_bias must be a real number, got {value!r}", LSTM.init_params, 3, 2,
+            gate_bias=value)
+
+
+def test_init_non_finite_scales_give_non_finite_weights_on_purpose():
+    """nan and inf stay allowed: a caller drives a flow to overflow with them, and the
+    report marks it (tests/test_trust_nonfinite.py); only the sign and the type are
+    checked."""
+    params = LSTM.init_params(np.int64(3), 2, weight_scale=math.nan, seed=np.uint8(1))
+    assert torch.isnan(params["W_i"]).all() and torch.isfinite(params["U_i"]).all()
+
+
+def test_init_numpy_scales_and_sizes_are_accepted():
+    ours = LSTM.init_params(np.int64(3), np.int64(2), weight_scale=np.float32(1.5),
+                            gate_bias=np.float64(1.0))
+    theirs = LSTM.init_params(3, 2, weight_scale=1.5, gate_bias=1.0)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_init_device_is_checked():
+    refused(r"unknown device 'bogus'; valid: cpu, cuda", LSTM.init_params, 3, 2,
+            device="bogus")
+    if not torch.cuda.is_available():
+        refused(r"device 'cuda' .*valid here: cpu", LSTM.init_params, 3, 2, device="cuda")
+    assert LSTM.init_params(3, 2, device=torch.device("cpu"))["W_i"].device.type == "cpu"
+
+
+# -- to_torch / from_torch / stack -----------------------------------------------------------
+def test_to_torch_checks_its_params(setup):
+    params, _ = setup
+    refused(r"params must be a dict of tensors for cell 'lstm' .*got an empty dict",
+            gradlab.to_torch, "lstm", {})
+    refused(r"params for cell 'lstm' lack W_f", gradlab.to_torch, "lstm",
+            {"W_i": params["W_i"]})
+    bad = {**params, "W_f": torch.zeros(2, 2, dtype=torch.float64)}
+    refused(r"param 'W_f' of cell 'lstm' has shape \(2, 2\), expected \(3, 3\)",
+            gradlab.to_torch, "lstm", bad)
+    refused(r"param 'W_i' of cell 'lstm' has shape \(3,\), expected a matrix",
+            gradlab.to_torch, "lstm", {**params, "W_i": torch.zeros(3, dtype=torch.float64)})
+    refused(r"params must hold torch tensors", gradlab.to_torch, "lstm",
+            {k: v.numpy() for k, v in params.items()})
+    refused(r"params mix dtypes", gradlab.to_torch, "lstm",
+            {**params, "W_i": params["W_i"].float()})
+    module = gradlab.to_torch("lstm", params)                # the good case still works
+    assert isinstance(module, torch.nn.LSTMCell) and module.hidden_size == 3
+
+
+def test_stack_of_an_unknown_cell_names_the_valid_ones():
+    err = refused(r"unknown cell 'nosuch'; valid cells: .*lstm", gradlab.stack, "nosuch", 2)
+    assert "rnn_tanh" in str(err)
+    assert gradlab.stack("lstm", 2) is gradlab.stack(LSTM, 2)
+
+
+def test_stack_of_a_stack_is_refused_clearly():
+    refused(r"cannot stack 'lstm_x2', itself a stack of layers", gradlab.stack,
+            gradlab.stack(LSTM, 2), 2)
+
+
+# -- block-Jacobian indexing -----------------------------------------------------------------
+@pytest.mark.parametrize("key", [(5, 5), (2, 0), (0, -3)])
+def test_jacobian_index_out_of_range_is_refused(key):
+    J = LSTM.jacobian()
+    with pytest.raises(IndexError):
+        J[key]
+    refused(r"integers i in 0\.\.1 and j in 0\.\.1", J.__getitem__, key)
+
+
+@pytest.mark.parametrize("key", [(1.5, 0), (True, 0), 0, ("h", 0)])
+def test_jacobian_index_must_be_integers_or_names(key):
+    refused(r"index a block by part names, J\['h', 'h'\], or by position",
+            LSTM.jacobian().__getitem__, key)
+
+
+def test_jacobian_integer_index_is_a_block_by_position():
+    J = LSTM.jacobian()
+    assert J[-1, -1] == J["c", "c"] and J[1, 1].expr == J["c", "c"].expr
+    assert str(J[np.int64(0), 1]) == str(J["h", "c"])
+    assert (J[1, 0].out, J[1, 0].wrt) == (J["c", "h"].out, J["c", "h"].wrt)
