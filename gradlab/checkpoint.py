@@ -27,9 +27,16 @@ with layers > 1 each direction reads the other direction's layer outputs on that
 sequence as a fixed input (`interop.direction_inputs`, carried as `Model.inputs`).
 proj: h is zero padded to hidden entries (gradlab.interop), which leaves every norm of
 the gradient flow unchanged.
+
+A torch *cell's* state dict (nn.RNNCell, nn.LSTMCell, nn.GRUCell: weight_ih, weight_hh,
+bias_ih, bias_hh, what `gradlab init --write-torch` writes) is read as layer 0 of the
+one-layer, one-direction module of the same kind (`CELL_ARCH` names it per gradlab
+cell): `gradlab report --model init.pt --arch lstm:hidden=N,inputs=M`.
 """
 
 import dataclasses
+import io
+import os
 import pathlib
 import re
 
@@ -41,6 +48,8 @@ KEYS = ("layers", "hidden", "inputs", "bias", "bidirectional", "proj", "prefix")
 FLAGS = ("bias", "bidirectional")
 EXAMPLE = "lstm:layers=2,hidden=256,inputs=64"
 PREFIX = re.compile(r"[\w.]+")
+CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")     # a torch cell's names
+CELL_ARCH = {"rnn_tanh": "rnn", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru_torch": "gru"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,17 +203,32 @@ def _guess(names):
     return f"prefix={found}" if found else "prefix=rnn."
 
 
+def _one_cell(arch):
+    return arch.layers == 1 and not arch.bidirectional and not arch.proj
+
+
+def _as_layer(state, arch):
+    """A torch cell's state dict (names CELL_KEYS only) as layer 0 of a one-layer,
+    one-direction `arch` (weight_ih -> weight_ih_l0, ...); any other unchanged."""
+    if state and _one_cell(arch) and all(k in CELL_KEYS for k in state):
+        return {f"{k}_l0": v for k, v in state.items()}
+    return state
+
+
 def check_state_dict(state, arch):
     """Refuse, in one line, a state dict whose names (under the prefix) or shapes are not
-    `arch`'s; the tensors to load, the prefix taken off."""
-    state = select(state, arch)
+    `arch`'s; the tensors to load, the prefix taken off (a torch cell's names read as
+    layer 0's: the module docstring)."""
+    state = _as_layer(select(state, arch), arch)
     where = arch.prefix
     expected = {k: tuple(v.shape) for k, v in arch.module().state_dict().items()}
     unexpected = [k for k in state if k not in expected]
     if unexpected:
+        cell = (" (a torch cell's state dict is read only as a one-layer, one-direction "
+                "module without proj)" if unexpected[0] in CELL_KEYS else "")
         raise GradlabError(f"checkpoint key {where + unexpected[0]!r} is not in {arch} "
                            f"(expected keys{' after the prefix' if where else ''}: "
-                           f"{', '.join(expected)})")
+                           f"{', '.join(expected)}){cell}")
     missing = [k for k in expected if k not in state]
     if missing:
         raise GradlabError(f"checkpoint lacks {where + missing[0]!r} {expected[missing[0]]}, "
@@ -217,6 +241,49 @@ def check_state_dict(state, arch):
             raise GradlabError(f"checkpoint {where + key!r} holds {state[key].dtype}, not "
                                "floats")
     return state
+
+
+def new_file(path, what="--write-torch"):
+    """Refuse, before any work, a path a new checkpoint may not be written to: empty, one
+    that exists (a file, a folder, a link, even a dangling one: gradlab never overwrites
+    a file), or whose folder is missing or not writable; the path."""
+    text = "" if path is None else str(path)
+    if text.strip() == "" or "\0" in text:
+        raise GradlabError(f"{what} {text!r} is not a file path; give a new file, e.g. "
+                           "model.pt")
+    target = pathlib.Path(os.path.expanduser(text))
+    if os.path.lexists(target) or text.endswith(("/", os.sep)):
+        kind = ("is a symbolic link" if target.is_symlink() else "is a folder"
+                if target.is_dir() or text.endswith(("/", os.sep)) else "exists")
+        raise GradlabError(f"{what} {text!r} {kind}; give a new file (gradlab never "
+                           "overwrites one)")
+    folder = target.absolute().parent
+    if not folder.is_dir():
+        raise GradlabError(f"{what} {text!r}: the folder {str(folder)!r} does not exist; "
+                           "create it, or give a file in an existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise GradlabError(f"{what} {text!r}: the folder {str(folder)!r} is not writable")
+    return target
+
+
+def save_new(state, path, what="--write-torch"):
+    """torch.save(state) to `path` as a new file (never replacing one); nothing is left
+    there if the write fails part-way."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    try:
+        handle = open(path, "xb")
+    except OSError as err:
+        raise GradlabError(f"{what} {str(path)!r}: {err.strerror}") from None
+    try:
+        with handle:
+            handle.write(buffer.getvalue())
+    except OSError as err:
+        os.unlink(path)               # the file this call created, cut short
+        raise GradlabError(f"{what} {str(path)!r}: {err.strerror}") from None
+    return path
 
 
 def load_model(path, arch, *, dtype="float64", device="cpu"):

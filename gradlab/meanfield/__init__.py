@@ -20,13 +20,13 @@
                                                  the theory is checked against at n = 1024
 """
 
-import math
 from dataclasses import dataclass, field
 
 from ..errors import GradlabError
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
+from .checks import count
 from .critical import critical_init, measure_timescale, timescale_grid
 from .dynamic import dynamic
 from .population import Scales, overflow_is_nan, population
@@ -51,31 +51,21 @@ class MeanField:
         return timescale_of(self.rate)
 
 
-def _scale(value, what, low=0.0):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value < low:
-        raise GradlabError(f"{what} must be a finite number >= {low:g}, got {value!r}")
-    return float(value)
-
-
 def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_bias=0.0,
                input_power=1.0, method="annealed", **options):
     """The mean-field prediction for `cell` (a name or Cell) initialised as
     init_params(..., init="gaussian", weight_scale, bias_scale, input_scale, gate_bias)
     and driven by i.i.d. inputs of mean square `input_power` (make_inputs "gaussian" with
-    scale 1: 1). `options` go to the method: annealed(units, burn_in, steps, seed),
-    dynamic(units, steps, inputs, lags, seed)."""
-    if method not in METHODS:
+    scale 1: 1). `options` go to the method: annealed(units >= 2, burn_in >= 0, steps >= 1,
+    seed), dynamic(units >= 2, steps >= 3, inputs, lags, seed); numbers may be numpy's.
+    Scales whose squares overflow float64 (past ~1e154) give rate nan, as a population
+    whose state overflows does, with no warning."""
+    if not isinstance(method, str) or method not in METHODS:
         raise GradlabError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     c = as_cell(cell)
-    scales = Scales(weight_scale=_scale(weight_scale, "weight_scale"),
-                    bias_scale=_scale(bias_scale, "bias_scale"),
-                    input_scale=_scale(input_scale, "input_scale"),
-                    gate_bias=_scale(gate_bias, "gate_bias", -math.inf),
-                    input_power=_scale(input_power, "input_power"))
-    seed = options.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise GradlabError(f"seed must be a non-negative integer, got {seed!r}")
+    scales = Scales(weight_scale=weight_scale, bias_scale=bias_scale, input_scale=input_scale,
+                    gate_bias=gate_bias, input_power=input_power)    # each checked
+    options["seed"] = count(options.get("seed", 0), "seed", 0)
     population(c)          # reads the declaration (refuses what it cannot read, one line)
     try:
         with overflow_is_nan():

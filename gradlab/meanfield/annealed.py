@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from .checks import count
 from .population import normal, population
 
 
@@ -55,10 +56,13 @@ def pairs(pop):
 
 
 def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
-    """(rate, moments) of the annealed theory."""
+    """(rate, moments) of the annealed theory: `units` >= 2 units, `burn_in` >= 0 steps to
+    the fixed point, then `steps` >= 1 steps averaged; nan where a variance overflows."""
+    N = count(units, "units", 2)
+    burn_in, steps = count(burn_in, "burn_in", 0), count(steps, "steps", 1)
+    seed = count(seed, "seed", 0)
     pop = population(cell)
     rng = np.random.default_rng(seed)
-    N = units
     params = pop.quenched(N, scales, rng)
     state = tuple(np.zeros((N, 1)) for _ in cell.state_names)
     fields_for = forward_fields(pop, scales, rng, N)
@@ -85,8 +89,9 @@ def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
         for name, var in fields_for.variance.items():
             variances[name] = variances.get(name, 0.0) + var / steps
     L = transfer(pop, links, coeff, len(cell.state_names))
-    finite = np.isfinite(coeff).all() and all(np.isfinite(v).all() for v in sums.values())
-    if not finite:     # the population's state overflowed: no statistics, no rate
+    finite = np.isfinite(coeff).all() and all(np.isfinite(v).all() for v in sums.values()) \
+        and pop.variances_finite(scales)
+    if not finite:     # the state or a variance overflowed: no statistics, no rate
         rho = math.nan
     else:
         rho = float(np.max(np.abs(np.linalg.eigvals(L)))) if L.size else 0.0

@@ -9,6 +9,7 @@ from ..errors import GradlabError
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
+from .checks import count, scale
 from .dynamic import solve
 from .population import Scales, overflow_is_nan
 
@@ -21,7 +22,8 @@ def _knob(c):
 
 
 def _theory_timescale(c, options):
-    return timescale_of(annealed(c, Scales(**options), **QUICK)[0])
+    with overflow_is_nan():     # an overflowing theory is nan, with no warning
+        return timescale_of(annealed(c, Scales(**options), **QUICK)[0])
 
 
 def _theory_start(c, knob, target, options):
@@ -48,14 +50,15 @@ def _theory_start(c, knob, target, options):
 
 def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0):
     """Frobenius-norm timescale of gradient_flow at this width, fitted over lags
-    steps // 4 .. steps - 10 (the first lags are transients)."""
+    steps // 4 .. steps - 10 (the first lags are transients; at least two lags)."""
     import torch
 
     from ..flow import gradient_flow, make_inputs
     params = c.init_params(hidden, inputs, seed=seed, **options)
     xs = make_inputs("gaussian", steps, batch, inputs, seed=seed + 1, dtype=torch.float64)
     flow = gradient_flow(c, params, xs, norms=("frobenius",), blocks=False)
-    rate = flow.rate("frobenius", start=max(1, steps // 4), stop=max(2, steps - 10))
+    start = max(1, steps // 4)
+    rate = flow.rate("frobenius", start=start, stop=max(start + 1, steps - 10))
     return timescale_of(rate)
 
 
@@ -71,16 +74,23 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     `measurements` runs, until the measurement is within `tolerance` of the target.
     Deterministic for a seed. Returns {"options": init_params keywords, their values flat,
     "knob", "predicted_timescale" (theory, at the start), "measured_timescale",
-    "measurements": [(knob value, measured timescale), ...]}."""
+    "measurements": [(knob value, measured timescale), ...], "tolerance", "converged":
+    whether the measurement reached the target within `tolerance`} (when it did not, the
+    options are the closest measured, and say nothing reliable about the target). Scales
+    are finite (weight, bias and input scales >= 0; numpy numbers too); one-line errors."""
     c = as_cell(cell)
-    if not (isinstance(timescale, (int, float)) and math.isfinite(timescale) and timescale > 1):
-        raise GradlabError(f"timescale must be a finite number of steps above 1, got "
-                           f"{timescale!r}")
+    timescale = scale(timescale, "timescale", 1.0, above=True)
+    tolerance = scale(tolerance, "tolerance", 0.0)
     if not 0 < tolerance < 1:
         raise GradlabError(f"tolerance must be in (0, 1), got {tolerance!r}")
-    steps = int(min(2000, max(100, 3 * timescale))) if steps is None else int(steps)
-    options = {"weight_scale": float(weight_scale), "bias_scale": float(bias_scale),
-               "input_scale": float(input_scale), "gate_bias": float(gate_bias)}
+    hidden, inputs = count(hidden, "hidden", 1), count(inputs, "inputs", 1)
+    measurements, seed = count(measurements, "measurements", 1), count(seed, "seed", 0)
+    steps = int(min(2000, max(100, 3 * timescale))) if steps is None else \
+        count(steps, "steps", 3)
+    checked = Scales(weight_scale=weight_scale, bias_scale=bias_scale,
+                     input_scale=input_scale, gate_bias=gate_bias)    # one line if bad
+    options = {k: getattr(checked, k) for k in ("weight_scale", "bias_scale", "input_scale",
+                                                "gate_bias")}
     knob = _knob(c)
     start = _theory_start(c, knob, timescale, options)
     predicted = _theory_timescale(c, {**options, knob: start})
@@ -114,7 +124,8 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     return {**options, "options": dict(options), "knob": knob, "hidden": hidden,
             "inputs": inputs, "steps": steps, "seed": seed,
             "predicted_timescale": predicted, "measured_timescale": measured,
-            "measurements": history}
+            "measurements": history, "tolerance": tolerance,
+            "converged": bool(best[0] <= math.log1p(tolerance))}
 
 
 def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_scale=1.0,
@@ -132,8 +143,8 @@ def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_sc
     if method == "dynamic":
         for k in range(0, len(points), max(1, int(batch))):
             chunk = points[k:k + max(1, int(batch))]
-            scales = [Scales(weight_scale=float(weight_scales[j]), bias_scale=bias_scale,
-                             input_scale=input_scale, gate_bias=float(rows[i]))
+            scales = [Scales(weight_scale=weight_scales[j], bias_scale=bias_scale,
+                             input_scale=input_scale, gate_bias=rows[i])      # checked
                       for i, j in chunk]
             try:
                 with overflow_is_nan():

@@ -43,9 +43,12 @@ stream (the same seed gives the same numbers alone or in a batch).
 """
 
 import math
+import numbers
 
 import numpy as np
 
+from ..errors import GradlabError
+from .checks import count, lags as check_lags
 from .population import normal, population
 
 
@@ -221,19 +224,20 @@ def _slope(curve, lags):
 def solve(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed=0):
     """Dynamic mean field for each of a list of Scales, one group of `units` units each:
     (rates, curves (G, steps), envs, vectors); see `dynamic`."""
+    N, T = count(units, "units", 2), count(steps, "steps", 3)
+    if inputs is not None and not (isinstance(inputs, numbers.Integral)
+                                   and not isinstance(inputs, bool) and inputs >= 1):
+        raise GradlabError(f"inputs must be None (white input fields) or an integer >= 1 "
+                           f"(the input size), got {inputs!r}")
+    start, stop = check_lags(lags, T)
+    seed = count(seed, "seed", 0)
     pop = population(cell)
-    N, T = int(units), int(steps)
-    if N < 2 or T < 3 or (inputs is not None and int(inputs) < 1):
-        raise TypeError(f"units >= 2, steps >= 3 and inputs >= 1 (or None) needed, got "
-                        f"units={units!r}, steps={steps!r}, inputs={inputs!r}")
-    start, stop = lags if lags is not None else (max(1, T // 8), max(2, T - 20))
-    if not 1 <= start < stop <= T:
-        raise TypeError(f"lags {start}..{stop} are not within 1..{T} (steps)")
     rngs = [np.random.default_rng(seed) for _ in scales]
     envs, vectors = _forward(pop, scales, rngs, N, T, inputs and int(inputs))
     curves = _backward(pop, scales, envs, [np.random.default_rng([seed, 1]) for _ in scales],
                        N)
-    overflowed = _overflowed(pop, envs, len(scales), N)
+    overflowed = _overflowed(pop, envs, len(scales), N) \
+        | ~np.array([pop.variances_finite(s) for s in scales])
     rates = [math.nan if bad else _slope(c, (start, stop))
              for c, bad in zip(curves, overflowed)]
     return rates, curves, envs, vectors
@@ -242,7 +246,8 @@ def solve(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed=0
 def _overflowed(pop, envs, G, N):
     """Per group, whether any unit's state or named value left the finite numbers: then
     the population has no statistics and the theory no rate (nan, as Flow.rate gives for
-    an overflowed state), whatever its gradient curve says."""
+    an overflowed state), whatever its gradient curve says. So has a group one of whose
+    variances overflows (`Population.variances_finite`)."""
     bad = np.zeros(G, dtype=bool)
     for env in envs:
         for sym in pop.vectors:
@@ -252,9 +257,11 @@ def _overflowed(pop, envs, G, N):
 
 def dynamic(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed=0):
     """(rate, moments) of dynamic mean field for a population of `units` units over
-    `steps` steps from the zero state (inputs: None for white input fields, or m, the
+    `steps` >= 3 steps from the zero state (inputs: None for white input fields, or m, the
     input size, for exact U x_t), the slope of the theory's log-norm curve over lags
-    (start, stop) (default (steps // 8, steps - 20)), as Flow.rate fits it."""
+    (start, stop), 1 <= start < stop <= steps, as Flow.rate fits it (default
+    `checks.default_lags`: (steps // 8, steps - 20), or up to the last lag under 40
+    steps)."""
     rates, curves, envs, vectors = solve(cell, [scales], units=units, steps=steps,
                                          inputs=inputs, lags=lags, seed=seed)
     pop, last = population(cell), envs[-1]

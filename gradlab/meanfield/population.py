@@ -18,6 +18,7 @@ block_terms`): each term of block (a, b) is c diag(D0) M1 diag(D1) ... Mk diag(D
 
 import contextlib
 import functools
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from ..errors import GradlabError
 from ..lowering.backends import backend
 from ..lowering.codeprinter import ArrayPrinter, identifier
 from ..lowering.lower import block_terms
+from .checks import scale
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,11 @@ class Scales:
     input_scale: float = 1.0
     gate_bias: float = 0.0
     input_power: float = 1.0
+
+    def __post_init__(self):      # each a finite float; every one but the gate bias >= 0
+        for name in ("weight_scale", "bias_scale", "input_scale", "gate_bias", "input_power"):
+            low = -np.inf if name == "gate_bias" else 0.0
+            object.__setattr__(self, name, scale(getattr(self, name), name, low))
 
 
 @dataclass
@@ -220,14 +227,25 @@ class Population:
 
     # -- numbers -------------------------------------------------------------------------
     def weight_variance(self, key, scales):
-        """sw^2 for a recurrent weight, sv^2 R for an input weight, per unit coefficient."""
+        """sw^2 for a recurrent weight, sv^2 R for an input weight, per unit coefficient.
+        Products, not powers: beyond float64 they are inf (float ** 2 raises
+        OverflowError), and `variances_finite` says the theory has no rate there."""
         name = key[0] if isinstance(key, tuple) else key
         if self.cell.param_shapes[name][1] == self.cell.input_symbol.shape[0]:
-            return scales.input_scale ** 2 * scales.input_power
-        return scales.weight_scale ** 2
+            return scales.input_scale * scales.input_scale * scales.input_power
+        return scales.weight_scale * scales.weight_scale
 
     def field_variance_factor(self, field, scales):
         return sum(c * c * self.weight_variance(w, scales) for w, c in field.weights)
+
+    def variances_finite(self, scales):
+        """Whether every variance the theory multiplies by (each weight's, each field's,
+        each chain's product) is a float64: where one overflows (a scale past ~1e154) the
+        theory has no rate, nan, as for a population whose state overflows."""
+        chains = [math.prod(self.weight_variance(k, scales) for k in c.matrices)
+                  for c in self.chains]
+        fields = [self.field_variance_factor(f, scales) for f in self.fields]
+        return all(math.isfinite(v) for v in chains + fields)
 
     def quenched(self, N, scales, rng):
         """Per-unit draws of the vector parameters (biases, peepholes) and the scalars."""

@@ -18,6 +18,7 @@ from ..flow import make_inputs
 from ..flow.bound import setup
 from ..lowering.lower import compiled
 from ..registry import cell as as_cell
+from .checks import lags as check_lags
 
 
 def probe_curve(cell, params, xs, *, probes=32, seed=0):
@@ -51,11 +52,12 @@ def probe_rate(cell, options, *, hidden, inputs, steps, batch=2, probes=32, seed
     """The Frobenius-norm rate of `cell` initialised by init_params(hidden, inputs,
     seed=seed, **options) (gaussian) and driven by make_inputs("gaussian", steps, batch,
     inputs, seed=seed + 1), estimated from `probes` random probes per sequence (generator
-    seeded by `seed`), fitted over lags (start, stop) (default (steps // 8, steps - 20))."""
+    seeded by `seed`), fitted over lags (start, stop) (default `checks.default_lags`:
+    (steps // 8, steps - 20), or up to the last lag under 40 steps)."""
     c = as_cell(cell)
+    start, stop = check_lags(lags, steps)
     params = c.init_params(hidden, inputs, seed=seed, **options)
     xs = make_inputs("gaussian", steps, batch, inputs, seed=seed + 1)
     curve = probe_curve(c, params, xs, probes=probes, seed=seed).mean(0)
-    start, stop = lags if lags is not None else (max(1, steps // 8), max(2, steps - 20))
     x = np.arange(start, stop + 1, dtype=np.float64)
     return float(np.polyfit(x, curve[start - 1:stop], 1)[0])
