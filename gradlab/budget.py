@@ -73,13 +73,14 @@ def describe(nbytes):
     return f"{nbytes} B"
 
 
-def ensure_fits(nbytes, *, what, device="cpu", available=None):
+def ensure_fits(nbytes, *, what, device="cpu", available=None,
+                advice="--hidden, --steps or --batch"):
     """Refuse (GradlabError, one line) a job whose estimate exceeds the memory available."""
     free = available_bytes(device) if available is None else available
     if free is not None and nbytes > free:
         raise GradlabError(f"{what} needs about {describe(nbytes)} of memory but "
                            f"{describe(free)} is available on {device}; use a smaller "
-                           "--hidden, --steps or --batch")
+                           f"{advice}")
     return nbytes
 
 
@@ -108,3 +109,74 @@ def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64
                for c in map(lookup, cells))
     return ensure_fits(need, what=f"gradlab {job} at hidden {hidden}, inputs {inputs}, "
                                   f"steps {steps}, batch {batch}", device=device)
+
+
+def ensure_check_fits(cell, hidden, inputs, batch, *, available=None):
+    """`gradlab check`: the exact Jacobians (B, S, S), the function's own and their
+    difference, and the cell's weights; one step of a flow covers them."""
+    from .registry import cell as lookup
+    c = lookup(cell)
+    need = flow_bytes(hidden=hidden, inputs=inputs, steps=1, batch=batch,
+                      parts=len(c.state_names), params=len(c.param_names))
+    return ensure_fits(need, what=f"gradlab check at hidden {hidden}, inputs {inputs}, batch "
+                                  f"{batch}", available=available,
+                       advice="--hidden, --inputs or --batch")
+
+
+GATES = {"rnn": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}     # weight blocks per torch kind
+ARCH_COPIES = 6     # the checkpoint, the trained and the fresh module, the shape check's
+                    # module, and both as cell parameters
+
+
+def arch_numbers(arch):
+    """How many numbers the state dict of `arch` (a checkpoint.Arch: kind, hidden, inputs,
+    layers, bias, bidirectional, proj) holds, from its sizes alone: per layer and direction
+    weight_ih (G H, in), weight_hh (G H, H or proj), the biases (G H each) and weight_hr."""
+    G, H = GATES[arch.kind], arch.hidden
+    out = arch.proj or H
+    directions = 2 if arch.bidirectional else 1
+    total = 0
+    for layer in range(arch.layers):
+        width = arch.inputs if layer == 0 else out * directions
+        per = G * H * (width + out) + (2 * G * H if arch.bias else 0) + arch.proj * H
+        total += directions * per
+    return total
+
+
+def ensure_arch_fits(arch, steps, batch, *, dtype="float64", device="cpu", available=None):
+    """`report --model --arch`: refuse before a module is built, from the arch's numbers."""
+    itemsize = 4 if str(dtype) in ("float32", "torch.float32") else 8
+    parts = 2 if arch.kind == "lstm" else 1
+    weights = ARCH_COPIES * 8 * arch_numbers(arch)
+    flow = report_bytes(hidden=arch.hidden * arch.layers, inputs=arch.inputs, steps=steps,
+                        batch=batch, parts=parts, params=0, itemsize=itemsize)
+    return ensure_fits(weights + flow, what=f"gradlab report --arch {arch}", device=device,
+                       available=available, advice="--arch hidden, --steps or --batch")
+
+
+def train_bytes(*, hidden, inputs, steps, batch, parts, params, itemsize=8, test_batch=256,
+                measure_batch=8, probe_steps=60):
+    """One `train` run on a task of `steps` steps and `inputs` channels: its batches (made
+    in float64), the states, gate values and autograd graph of every step on the larger of
+    the training and test batches, and a gradient-flow checkpoint with its Lyapunov run."""
+    B = max(batch, test_batch)
+    data = 8 * steps * B * (3 * inputs + 4)
+    graph = itemsize * steps * B * hidden * (4 * parts + params)
+    probe = report_bytes(hidden=hidden, inputs=inputs, steps=max(steps, probe_steps),
+                         batch=measure_batch, parts=parts, params=params)
+    return int(SLACK * (data + graph)) + probe
+
+
+def ensure_train_fits(cells, tasks, hidden, batch, *, dtype="float32", device="cpu",
+                      available=None, **sizes):
+    """Refuse `gradlab train` whose largest (cell, task) cannot fit; `tasks` are
+    (label, steps, inputs) triples."""
+    from .registry import cell as lookup
+    itemsize = 4 if str(dtype) in ("float32", "torch.float32") else 8
+    shapes = [(len(c.state_names), len(c.param_names)) for c in map(lookup, cells)]
+    need, label = max((train_bytes(hidden=hidden, inputs=m, steps=T, batch=batch, parts=s,
+                                   params=p, itemsize=itemsize, **sizes), label)
+                      for s, p in shapes for label, T, m in tasks)
+    return ensure_fits(need, what=f"gradlab train on {label} at hidden {hidden}, batch "
+                                  f"{batch}", device=device, available=available,
+                       advice="--tasks delay, --hidden or --batch")

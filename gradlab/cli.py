@@ -12,10 +12,16 @@ import click
 
 from .commands import inspect, learning, reports
 from .errors import GradlabError
+from .options import allocator_failed
 
 
 def _one_line(message):
     return " ".join(str(message).split())
+
+
+OUT_OF_MEMORY = "out of memory; use a smaller --hidden, --steps or --batch"
+# click >= 8.2: a bare group invocation; click prints the help on stderr, exit 2
+NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class Gradlab(click.Group):
@@ -28,6 +34,9 @@ class Gradlab(click.Group):
             return super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
             code = e.exit_code
+        except NO_ARGS as e:
+            e.show()
+            code = e.exit_code
         except (click.exceptions.Abort, KeyboardInterrupt):
             click.echo("gradlab: interrupted", err=True)
             code = 130
@@ -38,8 +47,7 @@ class Gradlab(click.Group):
             click.echo(f"gradlab: error: {_one_line(e)}", err=True)
             code = 2
         except MemoryError:
-            click.echo("gradlab: error: out of memory; use a smaller --hidden, --steps or "
-                       "--batch", err=True)
+            click.echo(f"gradlab: error: {OUT_OF_MEMORY}", err=True)
             code = 2
         except BrokenPipeError:
             code = 0 if standalone_mode else 1      # `gradlab cells | head`: not an error
@@ -47,7 +55,9 @@ class Gradlab(click.Group):
             if os.environ.get("GRADLAB_DEBUG"):
                 raise
             kind = type(e).__name__
-            if "OutOfMemory" in kind:
+            if allocator_failed(e):
+                message = OUT_OF_MEMORY
+            elif "OutOfMemory" in kind:
                 message = "out of memory on the device; use a smaller --hidden, --steps or --batch"
             elif isinstance(e, OSError):
                 message = f"{e.strerror or e}" + (f": {e.filename!r}" if e.filename else "")

@@ -28,9 +28,33 @@ def cells_option(value, default):
         return list(default)
     if value.strip() == "all":
         return registry.cells()
-    return [c.name if ":" not in spec else spec
-            for spec, c in zip([v.strip() for v in value.split(",") if v.strip()],
-                               cell_list(value))]
+    chosen = [c.name if ":" not in spec else spec
+              for spec, c in zip([v.strip() for v in value.split(",") if v.strip()],
+                                 cell_list(value))]
+    twice = [n for k, n in enumerate(chosen) if n in chosen[:k]]
+    if twice:
+        raise GradlabError(f"--cells {value!r} names a cell twice ({twice[0]}); name each once")
+    return chosen
+
+
+REPORT_FILES = ("index.html", "report.md", "data.json")
+
+
+def check_report_target(out, *, force=False, figures=(), cell_files=(), files=REPORT_FILES):
+    """`outputs.check_target`, and a file of the user's (kept with --force) in the way of
+    one the report writes (its pages, data and the `figures` every run draws) refused now,
+    before any measurement, in the words `outputs.write_files` would use at the end."""
+    from . import outputs
+    path = outputs.check_target(out, force=force, cell_files=cell_files)
+    names = [*files, *(f"figures/{f}.{e}" for f in figures for e in ("png", "svg"))]
+    for other in outputs.foreign(path):
+        blocked = [rel for rel in names if rel == other.rstrip("/")
+                   or other.startswith(rel + "/")
+                   or (not other.endswith("/") and rel.startswith(other + "/"))]
+        if blocked:
+            raise GradlabError(f"--out {str(out)!r}: {blocked[0]!r} is in the way and gradlab "
+                               "did not write it; move it away or choose another folder")
+    return path
 
 
 def cell_files(specs):
@@ -125,7 +149,8 @@ def notice(message):
     click.echo(f"gradlab: note: {message}", err=True)
 
 
-def floats(value, what):
+def floats(value, what, low=None):
+    """A comma-separated list of distinct finite numbers (none below `low`)."""
     try:
         values = tuple(float(v) for v in value.split(",") if v.strip())
     except ValueError:
@@ -135,4 +160,30 @@ def floats(value, what):
         raise GradlabError(f"{what} {value!r} needs one or more distinct numbers")
     if not all(math.isfinite(v) for v in values):
         raise GradlabError(f"{what} {value!r} holds a value that is not a finite number")
+    below = [v for v in values if low is not None and v < low]
+    if below:
+        raise GradlabError(f"{what} {value!r}: {below[0]:g} is below {low:g}")
     return values
+
+
+def given(name):
+    """Whether the running command's option `name` was given (command line or environment),
+    not left at its default."""
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (click.core.ParameterSource.COMMANDLINE,
+                      click.core.ParameterSource.ENVIRONMENT)
+
+
+def strip_cell(name):
+    """A cell name or spec as given on the command line, without surrounding spaces (as
+    --cells reads each of its names)."""
+    return name.strip() if isinstance(name, str) else name
+
+
+# what torch's CPU allocator says when an allocation fails (a RuntimeError, not MemoryError)
+ALLOCATOR_FAILED = ("can't allocate memory", "not enough memory", "DefaultCPUAllocator")
+
+
+def allocator_failed(err):
+    """Is `err` torch's CPU allocator running out of memory?"""
+    return isinstance(err, RuntimeError) and any(s in str(err) for s in ALLOCATOR_FAILED)

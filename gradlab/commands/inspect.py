@@ -7,7 +7,8 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FORCE, POSITIVE, SCALE, SEED, cell_files, cell_list
+from ..options import DEVICE, DTYPE, FORCE, POSITIVE, SCALE, SEED, cell_files, cells_option, \
+    strip_cell
 
 
 @click.command()
@@ -33,11 +34,15 @@ def derive(cell, every, latex, out, force):
     """Show a cell's equations and Jacobian blocks, or write derivation documents."""
     from ..documents import derivation as document
     from .. import registry
+    cell = strip_cell(cell)
     if every == bool(cell):
         raise GradlabError("give one CELL or --all (valid cells: "
                            f"{', '.join(registry.cells())})")
     if every and not out:
         raise GradlabError("--all writes documents: give --out DIR")
+    if latex and out:
+        raise GradlabError("--latex prints to the terminal, and --out writes Markdown "
+                           "documents; give one of them")
     if out:
         names = registry.cells() if every else [registry.cell(cell)]
         written = document.write_all(out, names, force=force,
@@ -58,8 +63,7 @@ def verify(names, device, dtype, seed):
     from .. import registry
     from ..device import resolve as resolve_device
     from ..verification.verify import independence_note, summarize, verify_cell
-    chosen = cell_list(names) if names is not None else \
-        [registry.cell(n) for n in registry.cells()]
+    chosen = [registry.cell(n) for n in cells_option(names, registry.cells())]
     resolve_device(device)
     with click.progressbar(chosen, label="verifying", file=sys.stderr,
                            item_show_func=lambda c: c.name if c else "") as bar:
@@ -96,7 +100,10 @@ def verify(names, device, dtype, seed):
 def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, rtol):
     """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
     exact one; exit 0 when it agrees, 1 with a diagnosis when it does not."""
+    from .. import budget
     from ..verification.check import check_spec
+    cell_name = strip_cell(cell_name)
+    budget.ensure_check_fits(cell_name, hidden, inputs, batch)
     parts = None if block is None else tuple(p.strip() for p in block.split(","))
     result = check_spec(function, cell_name, hidden=hidden, inputs=inputs, seed=seed,
                         wrt=wrt, layout=layout, block=parts, batch=batch, rtol=rtol)

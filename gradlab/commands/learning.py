@@ -9,7 +9,7 @@ import click
 
 from ..errors import GradlabError
 from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progress, \
-    cell_files, cells_option, notice
+    cell_files, cells_option, check_report_target, given, notice
 
 
 @click.command()
@@ -39,10 +39,17 @@ def train(names, task_spec, out, force, **options):
     from ..device import resolve as resolve_device
     from ..training import learnability as ln
     cells = cells_option(names, ln.DEFAULT_CELLS)
+    if options["drift_steps"] > options["steps"]:
+        if given("drift_steps"):
+            raise GradlabError(f"--drift-steps {options['drift_steps']} is more than --steps "
+                               f"{options['steps']}: the drift measurement covers the first "
+                               "training steps; give --drift-steps <= --steps")
+        options["drift_steps"] = options["steps"]    # the default: all the steps there are
     setup = ln.LearnSetup(cells=tuple(cells), tasks=ln.parse_tasks(task_spec), **options)
     where = {"cell_files": cell_files(cells)}
-    outputs.check_target(out, force=force, **where)
+    check_report_target(out, force=force, figures=ln.FIGURES, **where)
     resolve_device(setup.device)
+    ln.ensure_fits(setup)
     command = "gradlab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else \
         "gradlab train"
     before = outputs.snapshot(out)
@@ -67,22 +74,29 @@ def train(names, task_spec, out, force, **options):
               help="Kept for a cell without a gate bias (then the weight scale is tuned).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--write-torch", "write_torch", type=click.Path(), default=None,
-              help="Save the torch module's state dict here (a new file; torch-shipped cells).")
+              help="Save the torch cell module's state dict here (a new file in an existing "
+                   "folder, checked before any work; torch-shipped cells). `gradlab report "
+                   "--model FILE --arch KIND:hidden=N,inputs=M` reads it (the command "
+                   "prints the --arch).")
 def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale, gate_bias,
           seed, write_torch):
     """Critical initialisation: init_params options whose gradients decay over TIMESCALE
-    steps, from mean-field theory corrected by measurement at --hidden."""
-    import os
+    steps, from mean-field theory corrected by measurement at --hidden.
+
+    Exit 0 when the measured timescale is within 10 % of TIMESCALE; exit 1, with a warning
+    on stderr (and no --write-torch file), when it never got there: the options printed
+    are then only the closest measured."""
     from .. import registry
+    from ..checkpoint import CELL_ARCH, new_file, save_new
     from ..meanfield import critical_init
     c = registry.cell(cell)
+    target = None
     if write_torch is not None:
         from ..interop import MODULES
-        if os.path.exists(write_torch):
-            raise GradlabError(f"--write-torch {write_torch!r} exists; give a new file")
         if c.name not in MODULES:
             raise GradlabError(f"cell '{c.name}' has no torch module for --write-torch; "
                                f"torch ships: {', '.join(MODULES)}")
+        target = new_file(write_torch, "--write-torch")
     found = critical_init(c, timescale, hidden=hidden, inputs=inputs,
                           weight_scale=weight_scale, bias_scale=bias_scale,
                           input_scale=input_scale, gate_bias=gate_bias, seed=seed)
@@ -93,13 +107,16 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
                f"{found['predicted_timescale']:.4g}, measured at n = {hidden} "
                f"{found['measured_timescale']:.4g} steps ({len(found['measurements'])} "
                "measurements)")
-    if write_torch is not None:
-        import torch
+    if not found["converged"]:
+        click.echo(f"gradlab: warning: did not reach timescale {timescale:g}: the closest "
+                   f"measured at n = {hidden} is {found['measured_timescale']:.4g} steps, "
+                   f"not within {found['tolerance']:.0%}, after "
+                   f"{len(found['measurements'])} measurements"
+                   + ("; --write-torch not written" if target is not None else ""), err=True)
+        sys.exit(1)
+    if target is not None:
         from ..interop import to_torch
         params = c.init_params(hidden, inputs, seed=seed, **opts)
-        try:
-            with open(write_torch, "xb") as handle:
-                torch.save(to_torch(c, params).state_dict(), handle)
-        except OSError as err:
-            raise GradlabError(f"--write-torch {write_torch!r}: {err.strerror}") from None
-        click.echo(f"  wrote {write_torch}")
+        save_new(to_torch(c, params).state_dict(), target, "--write-torch")
+        click.echo(f"  wrote {write_torch} (gradlab report --model {shlex.quote(write_torch)} "
+                   f"--arch {CELL_ARCH[c.name]}:hidden={hidden},inputs={inputs})")

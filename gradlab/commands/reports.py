@@ -7,8 +7,9 @@ import sys
 
 import click
 
+from ..errors import GradlabError
 from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progress, \
-    cell_files, cells_option, floats, notice
+    REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, notice
 
 
 @click.command()
@@ -51,12 +52,21 @@ def report(names, out, force, open_, model, arch, **options):
     from .. import budget, outputs
     from ..reports import gradient_decay as rp
     from ..device import resolve as resolve_device
-    from ..checkpoint import report_models
+    from ..checkpoint import parse_arch, report_models
     resolve_device(options["device"])
-    models, model_note = report_models(model, arch, options)     # sizes from --arch
+    if model is not None and arch is not None:      # sizes from --arch, checked first
+        shape = parse_arch(arch)
+        for key in ("hidden", "inputs"):
+            if given(key) and options[key] != getattr(shape, key):
+                raise GradlabError(f"--{key} {options[key]} conflicts with --arch {arch!r} "
+                                   f"({key}={getattr(shape, key)}): with --model the sizes "
+                                   f"come from --arch; leave --{key} out")
+        budget.ensure_arch_fits(shape, options["steps"], options["batch"],
+                                dtype=options["dtype"], device=options["device"])
+    models, model_note = report_models(model, arch, options)
     cells = cells_option(names, () if models else rp.DEFAULT_CELLS)
     where = {"cell_files": cell_files(cells)}
-    outputs.check_target(out, force=force, **where)
+    check_report_target(out, force=force, figures=rp.FIGURES, **where)
     setup = rp.Setup(cells=tuple(cells), **options)
     budget.ensure_cells_fit("report", [*cells, *(c for c, _ in (models or {}).values())],
                             setup.hidden, setup.inputs, setup.steps,
@@ -160,13 +170,21 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     from ..reports import sweep as sw
     from ..device import resolve as resolve_device
     cells = cells_option(names, sw.DEFAULT_CELLS)
-    grid = sw.Grid(cells=tuple(cells), weight_scales=floats(weight_scales, "--weight-scales"),
+    if options["steps"] > options["max_steps"]:
+        if given("max_steps"):
+            raise GradlabError(f"--steps {options['steps']} is more than --max-steps "
+                               f"{options['max_steps']}: the horizon starts at --steps and "
+                               "doubles up to --max-steps; give --steps <= --max-steps")
+        options["max_steps"] = options["steps"]      # the default budget: no doubling
+    grid = sw.Grid(cells=tuple(cells), weight_scales=floats(weight_scales, "--weight-scales",
+                                                            low=0.0),
                    gate_biases=floats(gate_biases, "--gate-biases"), **options)
     part = shards.parse_shard(shard) if shard is not None else None
     points = shards.shard_points(grid, part)
     out = shards.default_out(part) if out is None else out
     where = {"cell_files": cell_files(cells)}
-    outputs.check_target(out, force=force, **where)
+    check_report_target(out, force=force, figures=() if part else sw.FIGURES,
+                        files=(sw.PART,) if part else REPORT_FILES, **where)
     resolve_device(grid.device)
     budget.ensure_cells_fit("sweep", cells, grid.hidden, grid.inputs,
                             max(grid.steps, grid.max_steps), grid.batch,
@@ -195,8 +213,8 @@ def merge(dirs, out, force):
     from ..reports import sweep as sw
     shards.check_merge_target(out, dirs)
     grid, points = shards.read_parts(dirs)
-    outputs.check_target(out, force=force)
+    check_report_target(out, force=force, figures=sw.FIGURES)
     before = outputs.snapshot(out)
     path = sw.report(grid, points, out, force=force, command="gradlab sweep merge",
-                     expect=before, notice=notice)
+                     expect=before, notice=notice, import_cells=False)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")

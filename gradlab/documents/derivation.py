@@ -1,6 +1,7 @@
 """Derivation documents: one Markdown page per cell, LaTeX that renders on GitHub."""
 
 from .. import outputs, registry
+from ..errors import GradlabError
 from . import reference
 from .tour import TOUR
 from ..symbolic.jacobian import readable_blocks
@@ -74,6 +75,9 @@ def index(cells):
                       "| cell | state | source |", "|---|---|---|", *rows]) + "\n"
 
 
+INDEX_PAGES = ("README.md", "conventions.md", "theory.md", "tour.md")   # beside the cells
+
+
 def write_all(out, names=None, *, force=False, cell_files=()):
     """Write <out>/<cell>.md for every cell (names, or Cell objects; all by default) and
     the index <out>/README.md; returns the paths. Nothing is written if a derivation fails.
@@ -81,6 +85,13 @@ def write_all(out, names=None, *, force=False, cell_files=()):
     file is never overwritten, and a folder holding others is written into only with
     `force`."""
     cells = [registry.cell(c) for c in (names or registry.cells())]
+    taken = {p.lower(): p for p in INDEX_PAGES}
+    clash = [c.name for c in cells if f"{c.name}.md".lower() in taken]
+    if clash:
+        raise GradlabError(f"cell {clash[0]!r} cannot be written to {str(out)!r}: its page "
+                           f"{clash[0]}.md would be the index page "
+                           f"{taken[f'{clash[0]}.md'.lower()]}; rename the cell (names "
+                           f"{', '.join(p[:-3] for p in INDEX_PAGES)} are taken)")
     pages = {f"{c.name}.md": markdown(c) for c in cells}     # derive everything first
     pages["README.md"] = index(cells)
     pages.update({"conventions.md": reference.CONVENTIONS, "theory.md": reference.THEORY,

@@ -17,6 +17,7 @@ from .publish import Section, write_report
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "gru_torch", "prototype_lstm", "pseudo_lstm",
                  "normalized_lstm", "peephole_lstm")
+FIGURES = ("decay", "spectra", "loss", "bptt")     # the figures every report draws
 DRIFT_CELLS = ("prototype_lstm", "normalized_lstm", "gru", "pseudo_lstm")
 CONVENTION = ("numerator layout, J_t = ∂s_t/∂s_{t−1} (rows: outputs, as torch.func.jacrev); "
               "P_k = ∂s_T/∂s_{T−k} = J_T ⋯ J_{T−k+1}; multi-part states are flattened in "

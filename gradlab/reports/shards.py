@@ -54,7 +54,8 @@ def write_part(grid, shard, points, out, **where):
     `outputs.write_files`, which writes through a temporary file removed on any failure
     (a full disk: one-line GradlabError, no part.json.tmp left)."""
     from ..outputs import write_files
-    data = dumps({"grid": grid.as_dict(), "shard": list(shard), "points": points})
+    data = dumps({"grid": grid.as_dict(), "gated": list(grid.gates()), "shard": list(shard),
+                  "points": points})
     path = write_files(out, {PART: data.encode()}, replace=True, **where)
     return pathlib.Path(path) / PART
 
@@ -76,6 +77,22 @@ def check_merge_target(out, dirs):
 POINT_KEYS = {"cell": str, "weight_scale": "number", "gate_bias": "number", "rate": "number",
               "rate_stderr": "number", "timescale": "number", "horizon": "number",
               "converged": bool}
+
+
+def _point_problem(p, grid):
+    """What is wrong with a point's measured numbers (None if nothing): a horizon that is
+    not a whole number of steps the sweep could have run, a growing rate of inf, a negative
+    standard error, a negative timescale for a decay."""
+    top = max(grid.steps, grid.max_steps)
+    if not is_int(p["horizon"]) or not 1 <= p["horizon"] <= top:
+        return f"horizon = {p['horizon']!r} is not a whole number of steps from 1 to {top}"
+    if p["rate"] == math.inf:
+        return "rate = inf is not a measured rate (finite, -inf or nan)"
+    if p["rate_stderr"] < 0:
+        return f"rate_stderr = {p['rate_stderr']!r} is negative"
+    if p["timescale"] < 0 and not p["rate"] > 0:      # older parts: -1 / rate for growth
+        return f"timescale = {p['timescale']!r} is negative"
+    return None
 
 
 def _read_part(path):
@@ -107,16 +124,21 @@ def _read_part(path):
     if not isinstance(part, dict):
         raise bad(f"holds a {type(part).__name__}, expected an object with grid, shard, "
                   "points")
-    if set(part) != {"grid", "shard", "points"}:
-        raise bad(f"keys {sorted(part)}, expected ['grid', 'points', 'shard']")
+    if not {"grid", "shard", "points"} <= set(part) <= {"grid", "gated", "shard", "points"}:
+        raise bad(f"keys {sorted(part)}, expected ['gated', 'grid', 'points', 'shard']")
     g = part["grid"]
-    fields = [f.name for f in dataclasses.fields(Grid)]
+    fields = [f.name for f in dataclasses.fields(Grid) if f.compare]
     if not isinstance(g, dict) or set(g) != set(fields):
         raise bad(f"grid must be an object with keys {', '.join(fields)}")
     if not all(isinstance(g[k], list) for k in ("cells", "weight_scales", "gate_biases")):
         raise bad("grid cells, weight_scales and gate_biases must be lists")
+    gated = part.get("gated")
+    if gated is None and any(":" in str(c) for c in g["cells"]):
+        raise bad("it names a cell file but not whether each cell has a gate bias (gated), "
+                  "and merge does not import cell files; re-run the shard with this gradlab")
     try:
-        grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()})
+        grid = Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.items()},
+                    gated=tuple(gated) if isinstance(gated, list) else gated)
     except GradlabError as err:
         raise bad(str(err)) from None
     shard = part["shard"]
@@ -145,6 +167,9 @@ def _read_part(path):
         check = (p["cell"], p["weight_scale"], p["gate_bias"])
         if not all(is_number(v) and math.isfinite(v) for v in check[1:]):
             raise bad(f"point {k}: weight_scale and gate_bias must be finite")
+        problem = _point_problem(p, grid)
+        if problem:
+            raise bad(f"point {k}: {problem}")
     return {"grid": grid, "shard": tuple(shard), "points": points}
 
 
@@ -163,7 +188,7 @@ def read_parts(dirs):
         raise GradlabError("no shard directories given")
     grid = parts[0]["grid"]
     for p, path in zip(parts, paths):
-        if p["grid"] != grid:
+        if p["grid"] != grid or p["grid"].gated != grid.gated:
             raise GradlabError(f"the shards come from different sweeps (their grids differ): "
                                f"{path!r} against {paths[0]!r}")
     total = parts[0]["shard"][1]

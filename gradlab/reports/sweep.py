@@ -29,6 +29,7 @@ DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "minimal_rnn")
 DEFAULT_WEIGHT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 DEFAULT_GATE_BIASES = (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0)
 PART = "part.json"
+FIGURES = ("phase",)
 VMIN, VMAX = -0.5, 3.0      # colour range of log10 timescale: 0.3 to 1000 steps
 STATUSES = (None, OVERFLOW, NOT_FINITE, ONE_LAG, ZERO, GROW, NO_DECAY)   # Flow.why
 DEVICES, DTYPES = ("cpu", "cuda"), ("float64", "float32")
@@ -55,6 +56,9 @@ class Grid:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float64"
+    # whether each cell has a gate bias, as a part records it (None: ask the registry, which
+    # imports a cell file; `sweep merge` never does: it reads this from the parts)
+    gated: tuple = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         """Refuse, in one line, a grid that could not be measured, drawn or merged: cell
@@ -83,12 +87,28 @@ class Grid:
         if self.device not in DEVICES or self.dtype not in DTYPES:
             raise GradlabError(f"grid device {self.device!r} / dtype {self.dtype!r}: valid "
                                f"{', '.join(DEVICES)} / {', '.join(DTYPES)}")
+        if min(self.weight_scales) < 0:
+            raise GradlabError(f"grid weight_scales {self.weight_scales!r}: a weight scale "
+                               "is below 0")
+        if self.steps > self.max_steps:
+            raise GradlabError(f"grid steps {self.steps} is more than max_steps "
+                               f"{self.max_steps}")
+        if self.gated is not None and (
+                not isinstance(self.gated, (tuple, list)) or len(self.gated) != len(self.cells)
+                or not all(isinstance(g, bool) for g in self.gated)):
+            raise GradlabError(f"grid gated {self.gated!r}: need one true or false per cell")
+
+    def gates(self):
+        """Per cell, whether it has a gate bias (from `gated`, else the registry)."""
+        if self.gated is not None:
+            return tuple(self.gated)
+        return tuple(registry.cell(c).gate_bias is not None for c in self.cells)
 
     def gate_axis(self, cell_name):
         """The gate biases measured for a cell: all of them, or only the first for a cell
         with no memory gate (rnn_tanh: the gate bias changes nothing, so one measurement
         per weight scale stands for the whole column)."""
-        gated = registry.cell(cell_name).gate_bias is not None
+        gated = self.gates()[self.cells.index(cell_name)]
         return self.gate_biases if gated else self.gate_biases[:1]
 
     def points(self):
@@ -98,7 +118,8 @@ class Grid:
                 for g in self.gate_axis(c)]
 
     def as_dict(self):
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()
+                if k != "gated"}
 
 
 
@@ -168,14 +189,15 @@ THEORY_UNITS = 256                      # the theory's population (the large-n l
 THEORY_FINE = 6                         # points per interval of a cell's 1-D theory curve
 
 
-def theory_grid(grid):
+def theory_grid(grid, skip=()):
     """The theory's timescale over the grid, per cell (rows by gate bias, columns by weight
     scale, as the heat maps; inf where gradients do not decay): dynamic mean field
     (`gradlab.meanfield`) for the sweep's init (gaussian, bias scale 0, input scale 1),
     its m inputs, over a horizon of max_steps (at most 400) fitted over lags past the
     first quarter, as the measurement; a population of THEORY_UNITS units, seeded by the
     grid's seed. About 0.05-0.2 s per point (a cell with no gate bias: once per weight
-    scale; ~25 s for the default grid on one core, four times the measurement)."""
+    scale; ~25 s for the default grid on one core, four times the measurement). The cells
+    in `skip` get no theory (a merge does not import cell files)."""
     from ..meanfield import timescale_grid
     steps = max(8, min(grid.max_steps, 400))
     options = {"units": THEORY_UNITS, "steps": steps, "inputs": grid.inputs,
@@ -188,11 +210,11 @@ def theory_grid(grid):
                               input_scale=1.0, method="dynamic", batch=32, **run)
 
     cells = {name: timescales(name, grid.weight_scales, grid.gate_biases).tolist()
-             for name in grid.cells}
+             for name in grid.cells if name not in skip}
     # a cell with no gate bias: its timescale is a curve over the weight scale, drawn
     # finely (THEORY_FINE points per interval between neighbours of the axis)
     curves = {}
-    for name in grid.cells:
+    for name in cells:
         if len(grid.gate_axis(name)) == 1 and len(grid.gate_biases) > 1:
             position = np.linspace(0, len(grid.weight_scales) - 1,
                                    THEORY_FINE * (len(grid.weight_scales) - 1) + 1)
@@ -247,7 +269,7 @@ def _heatmaps(grid, points, critical, theory=None):
         if theory is not None and name in theory["curves"]:
             curve = theory["curves"][name]
             timescale_crossings(ax, curve["position"], curve["timescale"], theory["levels"])
-        elif theory is not None:
+        elif theory is not None and name in theory["timescale"]:
             timescale_contours(ax, theory["timescale"][name], theory["levels"])
         ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_yticks(range(len(gb)), [f"{g:g}" for g in gb], fontsize=7)
@@ -284,7 +306,7 @@ def _theory_text(grid, points, theory):
     from the same numbers, at the points where both have a converged timescale)."""
     ws, gb = list(grid.weight_scales), list(grid.gate_biases)
     ratios = []
-    for p in points:
+    for p in (p for p in points if p["cell"] in theory["timescale"]):
         xi = theory["timescale"][p["cell"]][gb.index(p["gate_bias"])][
             ws.index(p["weight_scale"])]
         if p["rate"] < 0 and p.get("converged", True) and 0 < p["timescale"] < math.inf \
@@ -297,6 +319,10 @@ def _theory_text(grid, points, theory):
                 f" (the theory's {units} units stand for the large-width limit, so part of "
                 "any difference is the measurement's finite width)."
                 if units > grid.hidden else "."))
+    left = [c for c in grid.cells if c not in theory["timescale"]]
+    if left:
+        text += (f" No theory is drawn for {', '.join(left)}: a merge of shards does not "
+                 "import cell files, and the theory needs the cell's equations.")
     if theory["curves"]:
         text += (" A cell with no gate bias has one curve over the weight scale: its lines "
                  "mark where it crosses each timescale.")
@@ -307,11 +333,14 @@ def _theory_text(grid, points, theory):
     return text
 
 
-def report(grid, points, out, *, force=False, command="gradlab sweep", **where):
+def report(grid, points, out, *, force=False, command="gradlab sweep", import_cells=True,
+           **where):
     """Write the phase-diagram report; `where` (cell_files, expect, notice) goes on to
-    `publish.write_report`."""
+    `publish.write_report`. import_cells=False (a merge): no cell file is imported, and
+    cells given as files get no theory."""
     critical = critical_weight_scale() if "rnn_tanh" in grid.cells else None
-    theory = theory_grid(grid)
+    theory = theory_grid(grid, skip=() if import_cells else
+                         [c for c in grid.cells if ":" in c])
     header = {"command": command, "seed": grid.seed, "device": grid.device,
               "dtype": grid.dtype,
               "sizes": f"hidden n = {grid.hidden}, inputs m = {grid.inputs}, T = "

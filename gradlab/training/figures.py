@@ -29,11 +29,16 @@ def learning(runs, col, chance, thresholds):
     fig = Figure(figsize=(7.5, 3.6 * max(1, len(tasks))), layout="constrained")
     axes = fig.subplots(max(1, len(tasks)), 1, squeeze=False)[:, 0]
     for ax, (task, cells) in zip(axes, tasks.items()):
+        drawn = False
         for cell, rs in cells.items():
             rs = sorted(rs, key=lambda r: r["delay"])
             ratio = _finite([r["final"]["loss"] / chance[task] for r in rs])
+            drawn = drawn or bool(np.isfinite(ratio).any())
             ax.semilogy([r["delay"] for r in rs], ratio, marker="o", color=col[cell],
                         label=cell)
+        if not drawn and thresholds:       # every run diverged: frame the thresholds alone
+            levels = [t for t, _ in thresholds]
+            ax.set_ylim(min(levels) / 3, max(levels) * 3)
         for t, words in thresholds:
             ax.axhline(t, color="grey", lw=0.8, ls="--")
             ax.annotate(words, (0, t), xycoords=("axes fraction", "data"), fontsize=7,

@@ -26,6 +26,7 @@ DEFAULT_TASKS = (("adding", 10), ("adding", 30), ("copy", 20))
 VANILLA = ("rnn_tanh", "rnn_relu")
 DRIFT_CELL = "prototype_lstm"
 BOUNDED = ("normalized_lstm", "pseudo_lstm", "gru")
+FIGURES = ("learning", "timescales", "drift")      # the figures every report draws
 DRIFT = 2.0          # the state "drifts" if its RMS grows to at least 2x its step-0 value
 LARGE = 1.0          # ... and above 1, the range of a tanh- or gate-bounded state
 
@@ -72,6 +73,20 @@ def parse_tasks(spec):
     if not out or len(set(out)) != len(out):
         raise GradlabError(f"--tasks {spec!r} needs one or more distinct NAME:DELAY entries")
     return tuple(out)
+
+
+def ensure_fits(setup):
+    """Refuse (one line) a run whose largest cell and task cannot fit in memory, from the
+    sizes alone, before anything is allocated (`budget.ensure_train_fits`)."""
+    from .. import budget
+    train = setup.train_setup()
+    tasks = [(f"{name}:{delay}", task.steps, task.inputs)
+             for name, delay in setup.tasks for task in (make(name, delay),)]
+    return budget.ensure_train_fits(setup.cells, tasks, setup.hidden, setup.batch,
+                                    dtype=setup.dtype, device=setup.device,
+                                    test_batch=train.test_batch,
+                                    measure_batch=train.measure_batch,
+                                    probe_steps=train.probe_steps)
 
 
 def run(setup, *, progress=None):

@@ -1,0 +1,189 @@
+"""Hostile input at the CLI: memory refused up front, `sweep merge` that never imports a
+cell file and checks every number it reads, derive pages that cannot collide with the
+index, and the validation gaps of the probe report (each a one-line refusal, exit 2)."""
+
+import json
+import shutil
+import warnings
+
+import pytest
+import torch
+
+import gradlab.registry
+from conftest import JANET_SOURCE, assert_ok, assert_one_line_error, invoke, listing
+
+HUGE = "100000"          # a hidden size whose weights alone need about 80 GB
+
+
+# -- memory: refused before anything is allocated ------------------------------------------
+
+def test_an_allocator_failure_is_the_out_of_memory_message(monkeypatch):
+    def fail():
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 80000000000 bytes.")
+    monkeypatch.setattr(gradlab.registry, "cells", fail)
+    result = invoke("cells")
+    assert_one_line_error(result, "out of memory; use a smaller --hidden")
+    assert "internal error" not in result.stderr
+
+
+@pytest.mark.parametrize("sizes", [["--hidden", HUGE], ["--batch", "100000000"]])
+def test_check_refuses_a_size_that_cannot_fit(tmp_path, sizes):
+    (tmp_path / "mine.py").write_text("def good(params, state, x):\n    return None\n")
+    assert_one_line_error(invoke("check", f"{tmp_path / 'mine.py'}:good", "--cell",
+                                 "rnn_tanh", *sizes), "of memory but")
+
+
+def test_train_refuses_a_size_that_cannot_fit(tmp_path):
+    result = invoke("train", "--cells", "rnn_tanh", "--tasks", "adding:3", "--steps", "1",
+                    "--hidden", HUGE, "--batch", "1", "--char-steps", "0", "--drift-steps",
+                    "1", "--out", tmp_path / "t")
+    assert_one_line_error(result, "of memory but")
+    assert listing(tmp_path) == []
+
+
+def test_report_refuses_an_arch_too_large_before_building_it(tmp_path):
+    path = tmp_path / "lstm.pt"
+    torch.save(torch.nn.LSTM(2, 3).state_dict(), path)
+    result = invoke("report", "--steps", "3", "--batch", "1", "--model", path, "--arch",
+                    "lstm:hidden=200000,inputs=2", "--out", tmp_path / "r")
+    assert_one_line_error(result, "of memory but")
+    assert listing(tmp_path) == ["lstm.pt"]
+
+
+def test_report_refuses_a_size_that_conflicts_with_the_arch(tmp_path):
+    path = tmp_path / "lstm.pt"
+    torch.save(torch.nn.LSTM(2, 3).state_dict(), path)
+    for option, value in (("--hidden", "50"), ("--inputs", "7")):
+        result = invoke("report", "--steps", "3", "--batch", "1", "--model", path, "--arch",
+                        "lstm:hidden=3,inputs=2", option, value, "--out", tmp_path / "r")
+        assert_one_line_error(result, f"{option} {value} conflicts with --arch")
+
+
+# -- sweep merge: parts are data -------------------------------------------------------------
+
+MARKER_CELL = "import pathlib\npathlib.Path(__file__).with_name('RAN').write_text('ran')\n"
+GRID = ["--weight-scales", "0.5,2", "--gate-biases", "0,2", "--hidden", "3", "--steps", "8",
+        "--max-steps", "16", "--batch", "2", "--inputs", "2"]
+
+
+@pytest.fixture(scope="module")
+def janet_parts(tmp_path_factory):
+    """Shards 1/2 and 2/2 of a sweep over a cell file; the file is then replaced by one
+    that leaves a mark when it runs."""
+    base = tmp_path_factory.mktemp("parts")
+    cell = base / "janet.py"
+    cell.write_text(JANET_SOURCE)
+    dirs = [base / f"p{i}" for i in (1, 2)]
+    for i, d in enumerate(dirs, 1):
+        assert_ok(invoke("sweep", "--cells", f"{cell}:janet", *GRID, "--shard", f"{i}/2",
+                         "--out", d))
+    cell.write_text(MARKER_CELL + JANET_SOURCE)
+    return base, dirs
+
+
+def test_merge_does_not_import_a_cell_file(janet_parts, tmp_path):
+    base, dirs = janet_parts
+    result = invoke("sweep", "merge", *dirs, "--out", tmp_path / "m")
+    assert_ok(result)
+    assert not (base / "RAN").exists()
+    data = json.loads((tmp_path / "m" / "data.json").read_text())
+    assert len(data["points"]) == 4                        # janet has a gate bias: 2 x 2
+    assert "does not import cell files" in (tmp_path / "m" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("field, value", [("horizon", -5), ("horizon", 2.5),
+                                          ("timescale", -3), ("rate_stderr", -1),
+                                          ("rate", "inf")])
+def test_merge_refuses_a_tampered_number(janet_parts, tmp_path, field, value):
+    _, dirs = janet_parts
+    copies = [tmp_path / d.name for d in dirs]
+    for d, c in zip(dirs, copies):
+        shutil.copytree(d, c)
+    part = copies[0] / "part.json"
+    data = json.loads(part.read_text())
+    data["points"][0][field] = value
+    part.write_text(json.dumps(data))
+    result = invoke("sweep", "merge", *copies, "--out", tmp_path / "m")
+    assert_one_line_error(result, f"{field} = ")
+    assert str(part) in result.stderr
+
+
+def test_sweep_refuses_a_negative_weight_scale_and_steps_over_the_budget(tmp_path):
+    assert_one_line_error(invoke("sweep", "--cells", "rnn_tanh", "--weight-scales", "-1",
+                                 "--out", tmp_path / "s"), "--weight-scales")
+    assert_one_line_error(invoke("sweep", "--cells", "rnn_tanh", "--steps", "10",
+                                 "--max-steps", "3", "--out", tmp_path / "s"), "--max-steps")
+    assert listing(tmp_path) == []
+
+
+# -- derive ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["tour", "README", "theory", "conventions"])
+def test_derive_refuses_a_cell_named_like_an_index_page(tmp_path, name):
+    source = JANET_SOURCE.replace("def janet(s):", f"def {name}(s):")
+    (tmp_path / "cell.py").write_text(source)
+    result = invoke("derive", f"{tmp_path / 'cell.py'}:{name}", "--out", tmp_path / "d")
+    assert_one_line_error(result, f"{name}.md")
+    assert not (tmp_path / "d").exists()
+
+
+def test_derive_refuses_latex_with_out_and_strips_the_cell(tmp_path):
+    assert_one_line_error(invoke("derive", "lstm", "--latex", "--out", tmp_path / "d"),
+                          "--latex")
+    result = invoke("derive", " lstm ")
+    assert_ok(result)
+    assert result.stdout.startswith("lstm: state (h, c)")
+
+
+# -- the other gaps --------------------------------------------------------------------------
+
+def test_report_refuses_a_cell_named_twice(tmp_path):
+    assert_one_line_error(invoke("report", "--cells", "rnn_tanh,rnn_tanh", "--out",
+                                 tmp_path / "r"), "twice")
+
+
+def test_report_refuses_a_user_file_in_the_way_before_measuring(tmp_path):
+    out = tmp_path / "r"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "decay.png").write_text("mine")
+    result = invoke("report", "--cells", "rnn_tanh", "--hidden", "2", "--inputs", "1",
+                    "--steps", "3", "--batch", "1", "--out", out, "--force")
+    assert_one_line_error(result, "'figures/decay.png' is in the way")   # no progress lines
+    assert listing(tmp_path) == ["r", "r/figures", "r/figures/decay.png"]
+
+
+def test_verify_accepts_all(monkeypatch):
+    import gradlab.verification.verify as verify
+
+    def stop(cell, **options):
+        raise gradlab.GradlabError(f"reached {cell.name}")
+    monkeypatch.setattr(verify, "verify_cell", stop)
+    result = invoke("verify", "--cells", "all")          # the progress bar's label first
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.strip().splitlines()[-1] == "gradlab: error: reached rnn_tanh"
+
+
+def test_a_bare_gradlab_prints_the_help():
+    result = invoke()
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("Usage: ") and "\nCommands:\n" in result.stderr
+    assert "error" not in result.stderr
+
+
+TRAIN = ["--cells", "rnn_tanh", "--tasks", "adding:3", "--hidden", "2", "--batch", "2",
+         "--char-steps", "0"]
+
+
+def test_train_refuses_drift_steps_over_the_steps(tmp_path):
+    assert_one_line_error(invoke("train", *TRAIN, "--steps", "1", "--drift-steps", "5",
+                                 "--out", tmp_path / "t"), "--drift-steps")
+
+
+def test_train_with_a_diverging_rate_warns_nothing(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = invoke("train", *TRAIN, "--steps", "2", "--drift-steps", "1", "--lr",
+                        "1e308", "--out", tmp_path / "t")
+    assert_ok(result)
+    assert "Warning" not in result.stderr
