@@ -63,8 +63,10 @@ def real(value, what, low=None, finite=True):
 
 
 def flag(value, what):
-    """`value` as a bool if it is one (Python's or numpy's), else a GradlabError."""
+    """`value` as a bool if it is one (Python's or numpy's, or the integer 0 or 1), else a
+    GradlabError (a string such as 'no' is not silently true)."""
     numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
-    if not (isinstance(value, bool) or numpy_bool):
+    zero_one = isinstance(value, numbers.Integral) and value in (0, 1)
+    if not (isinstance(value, bool) or numpy_bool or zero_one):
         raise GradlabError(f"{what} must be True or False, got {value!r}")
     return bool(value)

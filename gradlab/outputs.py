@@ -108,22 +108,24 @@ def plain_name(rel):
                 or TEMP_TAG in rel or any(p in (".", "..") for p in rel.split("/")))
 
 
-def read_manifest(folder):
-    """{relative path: hashes} of what gradlab wrote in `folder` ({} if none or
-    unreadable): each a tuple of SHA-256 digests, the written bytes' and, while a write
-    file by file is under way ("pending"), the bytes it replaces. A name that is not a
-    plain path inside the folder (absolute, '..', a temporary name) is ignored: a manifest
-    is data from the folder, and must never point gradlab at a file elsewhere."""
+def _manifest(folder):
+    """The parsed manifest if `folder` holds gradlab's (a plain JSON file "written by"
+    gradlab), else None: a link or any other file of that name is the user's."""
     path = pathlib.Path(folder) / MANIFEST
     try:
-        if path.is_symlink() or not path.is_file():
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = None if path.is_symlink() or not path.is_file() else json.loads(
+            path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    listed = {}
+        return None
+    return data if isinstance(data, dict) and data.get("written by") == "gradlab" else None
+
+
+def read_manifest(folder):
+    """{relative path: hashes} of what gradlab wrote in `folder` ({} if none): SHA-256s of
+    the written bytes and, while a write file by file is under way ("pending"), of the
+    bytes it replaces. A name that is not a plain path inside the folder is ignored: a
+    manifest is data, and must never point gradlab at a file elsewhere."""
+    data, listed = _manifest(folder) or {}, {}
     for key in ("files", "pending"):
         table = data.get(key, {})
         for rel, sha in (table.items() if isinstance(table, dict) else ()):
@@ -166,8 +168,7 @@ def foreign(folder):
     folder = pathlib.Path(folder)
     if not folder.is_dir() or folder.is_symlink():
         return []
-    manifest = read_manifest(folder)
-    found = []
+    manifest, ours, found = read_manifest(folder), _manifest(folder) is not None, []
 
     def walk(d, prefix):
         entries = sorted(os.scandir(d), key=lambda e: e.name)
@@ -175,7 +176,7 @@ def foreign(folder):
             found.append(prefix)
         for entry in entries:
             rel = prefix + entry.name
-            if rel == MANIFEST and manifest:
+            if rel == MANIFEST and ours:
                 continue
             if entry.is_dir(follow_symlinks=False):
                 walk(entry.path, rel + "/")
@@ -256,8 +257,7 @@ def clean_leftovers(path):
 
 
 # -- writing -----------------------------------------------------------------------------
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
 
 
 def _exchange(a, b):
@@ -310,7 +310,7 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
                 notice(f"another run wrote {str(out)!r} while this one worked; this run's "
                        "output replaces it")
             others = foreign(check_target(out, force=force, cell_files=cell_files, what=what))
-            blocked = [rel for rel in files if any(
+            blocked = [rel for rel in (*files, MANIFEST) if any(
                 rel == o.rstrip("/") or o.startswith(rel + "/")
                 or (not o.endswith("/") and rel.startswith(o + "/")) for o in others)]
             if blocked:

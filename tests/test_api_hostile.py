@@ -113,7 +113,9 @@ def test_flags_must_be_bools(setup, what):
 
 
 def test_reverse_must_be_a_bool_for_lyapunov_and_modules(setup):
-    refused(r"reverse must be True or False", gradlab.lyapunov, LSTM, *setup, 2, reverse=1)
+    refused(r"reverse must be True or False", gradlab.lyapunov, LSTM, *setup, 2, reverse=2)
+    refused(r"reverse must be True or False", gradlab.lyapunov, LSTM, *setup, 2, reverse="no")
+    assert gradlab.lyapunov(LSTM, *setup, 2, reverse=1).exponents.shape[1] == 2   # 0 / 1 ok
     refused(r"reverse must be True or False", gradlab.gradient_flow, Step(), setup[1],
             reverse="no")
 

@@ -116,3 +116,13 @@ def test_cli_check_exit_and_tolerance(tmp_path):
     result = invoke("check", f"{src}:nan", *common)
     assert result.exit_code == 1 and "nan or inf" in result.stdout
     assert "MKL" not in result.output and "Traceback" not in result.output
+
+
+def test_numpy_numbers_and_other_base_exceptions():
+    assert check_jacobian(EXACT, CELL, PARAMS, rtol=np.float32(1e-6), batch=np.int64(2),
+                          seed=np.int64(3)).ok
+
+    def generator_exit(P, s, x):
+        raise GeneratorExit("stop")
+    with pytest.raises(GradlabError, match="raised GeneratorExit: stop"):
+        check_jacobian(generator_exit, CELL, PARAMS)

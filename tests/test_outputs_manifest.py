@@ -107,3 +107,22 @@ def test_manifest_names_are_checked():
         assert not outputs.plain_name(bad), bad
     for good in ("report.md", "figures/decay.png", "a b/c.md", "é.md"):
         assert outputs.plain_name(good), good
+
+
+@pytest.mark.parametrize("kind", ["link", "file"])
+def test_a_manifest_name_that_is_not_gradlabs_is_never_overwritten(tmp_path, kind):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("precious")
+    manifest = out / outputs.MANIFEST
+    if kind == "link":
+        manifest.symlink_to(target)
+    else:
+        manifest.write_text("my own notes, not JSON")
+    with pytest.raises(outputs.GradlabError, match="in the way"):
+        outputs.write_files(out, REPORT, force=True)
+    assert target.read_text() == "precious"
+    assert (manifest.is_symlink() if kind == "link" else
+            manifest.read_text() == "my own notes, not JSON")

@@ -99,7 +99,9 @@ def verify(names, device, dtype, seed):
 @click.option("--rtol", type=SCALE, default=1e-8, show_default=True)
 def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, rtol):
     """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
-    exact one; exit 0 when it agrees, 1 with a diagnosis when it does not."""
+    exact one; exit 0 when it agrees (and stdout starts "agrees:"), 1 with a diagnosis
+    when it does not, 2 when FUNCTION fails or exits. A FUNCTION that ends the process
+    itself (os._exit) cannot be caught: a script should also look for "agrees:"."""
     from .. import budget
     from ..verification.check import check_spec
     cell_name = strip_cell(cell_name)

@@ -314,6 +314,9 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
     Shapes and dtypes are checked here, once; the cell runs forward here (`states`);
     the backward walk for the norms waits until a norm is read (`Flow`).
     """
+    if isinstance(norms, (set, frozenset)) or type(norms).__name__ == "ndarray":
+        norms = tuple(sorted(norms, key=NORMS.index) if isinstance(norms, (set, frozenset))
+                      else norms.tolist())
     if not isinstance(norms, (tuple, list)):
         raise GradlabError(f"norms is a tuple of names from {', '.join(NORMS)}, got "
                            f"{norms!r}" + (f"; write ({norms!r},)" if isinstance(norms, str)

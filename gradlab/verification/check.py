@@ -20,6 +20,7 @@ and, when nothing simple explains the difference, says so and shows the worst en
 import dataclasses
 import itertools
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from sympy import MatMul
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from .. import registry
-from ..errors import GradlabError, choice
+from ..errors import GradlabError, check_seed, choice, integer
 from ..flow.bound import check_params
 from ..interop import GATES
 from ..lowering.lower import terms_function
@@ -68,9 +69,11 @@ def call_user(fn, *args):
     GradlabError (a check that exits 0 must not read as "agrees")."""
     try:
         return fn(*args)
+    except KeyboardInterrupt:                         # the user's Ctrl-C, not the code's
+        raise
     except SystemExit as err:
         raise GradlabError(f"the function under test called sys.exit({err.code!r})") from None
-    except Exception as err:                          # noqa: BLE001  (the user's code)
+    except BaseException as err:                      # noqa: BLE001  (the user's code)
         raise GradlabError(f"the function under test raised {type(err).__name__}: "
                            f"{' '.join(str(err).split())}") from None
 
@@ -195,12 +198,10 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     cell = registry.cell(cell)
     choice(wrt, ("state", "input"), "wrt")
     choice(layout, LAYOUTS, "layout")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise GradlabError(f"batch must be a positive integer, got {batch!r}")
-    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1:
+    batch = integer(batch, "batch", 1)
+    if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real) or not 0 < rtol < 1:
         raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
-        raise GradlabError(f"seed must be an integer in [0, 2**63), got {seed!r}")
+    seed = check_seed(seed)
     check_params(cell, params)
     state, x = _sample(cell, params, batch, seed, states)
     for name, t in zip((*cell.state_names, cell.input_name), (*state, x)):

@@ -16,6 +16,7 @@ wrong, and says which one the user's matches:
 
 import dataclasses
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -123,7 +124,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     cell = registry.cell(cell)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise GradlabError(f"k must be a positive integer, got {k!r}")
-    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, (int, float))
+    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, numbers.Real)
                              or not 0 < atol < math.inf):
         raise GradlabError(f"atol must be a positive finite number, got {atol!r}")
     xs = torch.as_tensor(xs)
