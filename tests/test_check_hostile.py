@@ -79,7 +79,8 @@ def test_a_function_that_mutates_params_does_not_change_the_diagnosis():
 def test_check_lyapunov_tolerance_and_answers():
     gru = gradlab.cell("gru")
     p = gru.init_params(3, 2, seed=0)
-    xs = torch.randn(40, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    xs = torch.randn(1200, 2, 2, dtype=torch.float64,
+                     generator=torch.Generator().manual_seed(0))
     mine = lambda P, xs, k: gradlab.lyapunov(gru, P, xs, k).exponents        # noqa: E731
     for atol in (float("inf"), -1, 0, float("nan"), "a"):
         with pytest.raises(GradlabError, match="atol must be a positive finite number"):
@@ -126,3 +127,32 @@ def test_numpy_numbers_and_other_base_exceptions():
         raise GeneratorExit("stop")
     with pytest.raises(GradlabError, match="raised GeneratorExit: stop"):
         check_jacobian(generator_exit, CELL, PARAMS)
+
+
+def test_check_lyapunov_refuses_runs_too_short_to_judge_and_checks_each_row():
+    """At T = 20 gradlab's own estimate moves by 0.09 with the start vector: zeros, or
+    the exact exponents times 1.1, passed as 'agrees'. Per-sequence rows off by +-1 with
+    the right mean passed too, and a function writing into params was judged on its
+    own edit."""
+    gru = gradlab.cell("gru_torch")
+    p = gru.init_params(4, 3, weight_scale=1.5, seed=2)
+    mine = lambda P, xs, k: gradlab.lyapunov(gru, P, xs, k).exponents        # noqa: E731
+    gen = torch.Generator().manual_seed(5)
+    short = torch.randn(20, 2, 3, dtype=torch.float64, generator=gen)
+    for wrong in (lambda P, xs, k: np.zeros(k), lambda P, xs, k: 1.1 * mine(P, xs, k)):
+        with pytest.raises(GradlabError, match="too short to check"):
+            check_lyapunov(wrong, gru, p, short, 2)
+    assert not check_lyapunov(lambda P, xs, k: np.zeros(k), gru, p, short, 2, atol=0.01).ok
+    xs = torch.randn(1200, 2, 3, dtype=torch.float64, generator=gen)
+    assert check_lyapunov(mine, gru, p, xs, 2).ok
+    shifted = lambda P, xs, k: mine(P, xs, k) + np.array([[1.0], [-1.0]])   # noqa: E731
+    result = check_lyapunov(shifted, gru, p, xs, 2)
+    assert not result.ok and "sequence 0" in result.diagnosis[0]
+
+    def writes(P, xs, k):
+        P["W_hh"].mul_(0.0) if "W_hh" in P else next(iter(P.values())).mul_(0.0)
+        xs.mul_(0.0)
+        return mine(P, xs, k)
+    before = {k: v.clone() for k, v in p.items()}
+    assert not check_lyapunov(writes, gru, p, xs, 2).ok
+    assert all(torch.equal(p[k], before[k]) for k in p)

@@ -118,6 +118,8 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
             x1 = x1 - math.copysign(step, y1)
         else:
             x1 = x1 - float(np.clip(y1 / slope, -3.0, 3.0))
+        if knob == "weight_scale" and x1 <= 0:       # a scale is never negative: halve
+            x1 = x0 / 2                              # towards 0 instead (n = 4 went there)
     value = best[1]
     options[knob] = float(value)
     measured = dict(history)[value]

@@ -82,6 +82,8 @@ REVERSED = ("the transposed Jacobian in each QR step (Q R = J_t^T Q): that measu
             "product in reverse time order, J_1 J_2 ⋯ J_T, not J_T ⋯ J_1")
 SEEDS = 3          # start vectors whose spread sets the default tolerance
 SPREAD = 4         # default atol: this many times that spread
+RESOLUTION = 0.05  # refuse to check when that atol exceeds 5 % of the largest exponent
+                   # (at least of 0.1): on too short a run anything near would pass
 
 
 def _variants(cell, J, k, T):
@@ -120,18 +122,23 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     user's exponents match is named, all its mistakes together. When they agree but a
     mistaken variant agrees as well (on inputs without time structure the reverse-time
     product can have the same exponents), the result says the check cannot tell them
-    apart on these inputs."""
+    apart on these inputs. A function that returns one row per sequence is checked row by
+    row too. When xs is so short that gradlab's own estimate moves by more than
+    RESOLUTION of the exponents with the start vector, it refuses to judge (GradlabError)
+    unless given an atol."""
     cell = registry.cell(cell)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise GradlabError(f"k must be a positive integer, got {k!r}")
-    if atol is not None and (isinstance(atol, bool) or not isinstance(atol, numbers.Real)
-                             or not 0 < atol < math.inf):
+    given = atol is not None
+    if given and (isinstance(atol, bool) or not isinstance(atol, numbers.Real)
+                  or not 0 < atol < math.inf):
         raise GradlabError(f"atol must be a positive finite number, got {atol!r}")
     xs = torch.as_tensor(xs)
     if xs.ndim != 3:
         raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, m)")
-    got = call_user(fn, params, xs, k)
-    yours = _mean(got)
+    copy = {name: v.clone() for name, v in params.items()} if isinstance(params, dict) else params
+    got = call_user(fn, copy, xs.detach().clone(), k)       # copies: fn may write into them
+    yours, rows = _mean(got), real_array(got).numpy()
     J = _trajectory_jacobians(cell, params, xs)
     T, S = J.shape[0], J.shape[-1]
     if k > S and yours.shape == (S,):                 # capped at the state size, as gradlab
@@ -147,7 +154,30 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                   max(SPREAD * (spread if math.isfinite(spread) else 0.0), 1e-6 * size(v))
                   for _, v, spread in variants]
     distance = [_distance(yours, v) for _, v, _ in variants]
+    scale = max(float(np.max(np.abs(exact[np.isfinite(exact)]), initial=0.0)), 0.1)
+    if atol is None and tolerances[0] > RESOLUTION * scale:
+        raise GradlabError(
+            f"xs is too short to check exponents: over {T} steps gradlab's own estimates "
+            f"differ by {tolerances[0] / SPREAD:.3g} between start vectors, so any answer "
+            f"within {tolerances[0]:.3g} of {np.round(exact, 4).tolist()} would pass; give "
+            "more steps (estimates converge as 1/T) or an explicit atol")
     error, atol = distance[0], tolerances[0]
+    if error <= atol and rows.ndim == 2:             # per sequence too, not just the mean
+        runs = np.stack([exponents(J, k, seed=s) for s in range(SEEDS)])   # (SEEDS, B, k)
+        if rows.shape[0] != runs.shape[1]:
+            raise GradlabError(f"the function under test returned {rows.shape[0]} rows; xs "
+                               f"holds {runs.shape[1]} sequences")
+        with np.errstate(invalid="ignore"):
+            spread = float(np.nan_to_num(np.max(runs.max(0) - runs.min(0)), nan=0.0))
+        tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact))
+        off = [_distance(r, e) for r, e in zip(rows[:, :k], runs[0])]
+        worst = int(np.argmax(off))
+        if off[worst] > tol:
+            return LyapunovResult(False, yours, exact, error, [
+                f"The mean over sequences agrees, but sequence {worst} is {off[worst]:.3g} "
+                f"from its exact exponents (tolerance {tol:.3g}): yours "
+                f"{np.round(rows[worst, :k], 4).tolist()}, exact "
+                f"{np.round(runs[0][worst], 4).tolist()}."])
     if error <= atol:
         alike = [m for (m, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
                  if d <= tol]
