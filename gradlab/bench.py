@@ -102,7 +102,7 @@ def _flow(cell, params, xs, norms):
 
 def baseline_step(cell, params):
     """(label, step(state tuple, x) -> state tuple): the step a user would write."""
-    builtin = registry.CELLS.get(cell.name) is cell
+    builtin = registry.builtin(cell)
     if builtin and cell.name in MODULES:
         module = to_torch(cell, params).requires_grad_(False)   # gradients wrt states only
         two = cell.name == "lstm"

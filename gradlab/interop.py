@@ -49,7 +49,7 @@ nn.GRUCell) computing exactly what a gradlab cell computes with given parameters
 import re
 
 from .errors import GradlabError
-from .registry import cell
+from .registry import builtin, cell
 
 # torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
 GATES = {"lstm": ("i", "f", "g", "o"), "lstm_proj": ("i", "f", "g", "o"),
@@ -305,9 +305,10 @@ def to_torch(c, params):
     import torch
 
     c = cell(c)
-    if c.name not in MODULES:
-        raise GradlabError(f"cell '{c.name}' has no torch module; torch ships: "
-                           f"{', '.join(MODULES)}")
+    if c.name not in MODULES or not builtin(c):
+        raise GradlabError(f"cell '{c.name}' has no torch module (" + (
+            "a cell of your own that shares a built-in's name; " if c.name in MODULES
+            else "") + f"torch ships: {', '.join(MODULES)}, gradlab's built-in cells)")
     cls, options = MODULES[c.name]
     n, m = _checked_sizes(c, params)
     first = params[c.param_names[0]]

@@ -11,6 +11,12 @@ from .errors import GradlabError
 CELLS = {}
 
 
+def builtin(c):
+    """Is `c` the registered cell of its name (not a user's cell that shares the name)?
+    What gradlab knows by name (torch modules, closed-form theory, oracles) is only for it."""
+    return CELLS.get(getattr(c, "name", None)) is c
+
+
 def register(cell):
     """Add a declared cell to the registry (used as a decorator above `@declare`)."""
     if cell.name in CELLS:

@@ -5,7 +5,7 @@ from ..errors import GradlabError
 from . import reference
 from .tour import TOUR
 from ..symbolic.jacobian import readable_blocks
-from ..symbolic.printing import block_name, latex, text
+from ..symbolic.printing import block_name, latex, prose, text
 from ..symbolic.structure import kind
 from .sentences import sentence
 
@@ -50,8 +50,8 @@ def markdown(cell):
     cell = registry.cell(cell)
     state = ", ".join(cell.state_names)
     news = ", ".join(map(str, cell.outputs))
-    lines = [f"# `{cell.name}`", "", cell.doc, "",
-             f"Source: {cell.source}.", "",
+    lines = [f"# `{cell.name}`", "", prose(cell.doc), "",
+             f"Source: {prose(cell.source)}.", "",
              f"State ({state}); parameters {', '.join(f'`{p}`' for p in cell.param_names)}.",
              "", f"> {CONVENTIONS}", "", "## Update equations", ""]
     for sym, expr in cell.lets.items():
@@ -62,7 +62,8 @@ def markdown(cell):
 
 
 def index(cells):
-    rows = [f"| [`{c.name}`]({c.name}.md) | {', '.join(c.state_names)} | {c.source} |"
+    rows = [f"| [`{c.name}`]({c.name}.md) | {', '.join(c.state_names)} | "
+            f"{prose(c.source)} |"
             for c in map(registry.cell, cells)]
     return "\n".join(["# Derivations", "",
                       "One document per cell: its update equations and every block of its "

@@ -114,7 +114,8 @@ class ModuleBound:
     def step(self, flat, x):
         new = self.module(x, self.unflatten(flat))
         if isinstance(new, (tuple, list)) != self.tuple or \
-                [tuple(p.shape[1:]) for p in _structure(new)] != self.shapes:
+                [tuple(p.shape) for p in _structure(new)] != [(flat.shape[0], *s)
+                                                              for s in self.shapes]:
             got = [tuple(p.shape) for p in _structure(new)] if isinstance(
                 new, (tuple, list, torch.Tensor)) else type(new).__name__
             raise GradlabError(f"{type(self.module).__name__}(x, state) returned {got}; the "
@@ -189,6 +190,13 @@ def _state0(module, state0, B, like):
     return parts if isinstance(state0, (tuple, list)) else parts[0]
 
 
+# layers that act differently in training mode: a Jacobian of one is noise, or changes it
+NOISY = tuple(getattr(torch.nn, name) for name in (
+    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "InstanceNorm1d",
+    "InstanceNorm2d", "InstanceNorm3d") if hasattr(torch.nn, name))
+
+
 def prepare(module, xs, state0, reverse):
     """(bound, xs (T, B, m) as analysed, flattened state0 tuple) for a module (a torch
     recurrent module goes to `from_torch` instead; `TorchStep` wraps one for jacrev)."""
@@ -200,6 +208,11 @@ def prepare(module, xs, state0, reverse):
     if like is not None and like.device.type == "meta":
         raise GradlabError(f"{type(module).__name__}'s parameters are on the meta device, "
                            "which holds no numbers; move the module to cpu or cuda")
+    noisy = [type(m).__name__ for m in module.modules() if isinstance(m, NOISY)]
+    if module.training and noisy:
+        raise GradlabError(f"{type(module).__name__} is in training mode with {noisy[0]}: "
+                           "each step would draw new noise or update running statistics "
+                           "(and change your module); call module.eval() first")
     xs = as_inputs(xs)
     like = like if like is not None and like.is_floating_point() else xs
     xs = xs.to(dtype=like.dtype, device=like.device)

@@ -126,11 +126,12 @@ def _runs_finite(cell, params, xs):
 
 def _theory(setup, cell, params):
     """Predicted per-step rate (natural log) where theory gives one, with its name."""
-    if cell.name == "rnn_tanh" and setup.init == "gaussian":
+    known = registry.builtin(cell)       # a user's cell may share a built-in's name
+    if known and cell.name == "rnn_tanh" and setup.init == "gaussian":
         return "mean-field ½ ln χ", theory.mean_field_rate(
             setup.weight_scale, input_scale=setup.input_scale, bias_scale=setup.bias_scale)
-    if (cell.name in GATED_EXACT and setup.weight_scale == 0 and setup.input_scale == 0
-            and setup.bias_scale == 0):
+    if (known and cell.name in GATED_EXACT and setup.weight_scale == 0
+            and setup.input_scale == 0 and setup.bias_scale == 0):
         return "exact ln σ(gate bias)", theory.gate_rate(setup.gate_bias)
     if setup.init == "gaussian" and math.isfinite(setup.weight_scale * setup.input_scale):
         from ..meanfield import mean_field          # any declared cell, from its Jacobian

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import warnings
 
 import matplotlib
 
@@ -118,10 +119,15 @@ def render(*, title, intro, header, sections, figures, data):
     files, pngs = {}, {}
     for name, fig in figures.items():
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+        with warnings.catch_warnings():     # a long label (a cell file's path) leaves the
+            warnings.filterwarnings(        # layout no room: drawn as it is, not an error
+                "ignore", message="constrained_layout not applied", category=UserWarning)
+            fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
         pngs[name] = files[f"figures/{name}.png"] = buf.getvalue()
         buf = io.BytesIO()
-        with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}):   # ids from a fixed salt
+        with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}), warnings.catch_warnings():
+            warnings.filterwarnings(                             # (ids from a fixed salt)
+                "ignore", message="constrained_layout not applied", category=UserWarning)
             fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         files[f"figures/{name}.svg"] = buf.getvalue()
     files["data.json"] = dumps(data).encode()

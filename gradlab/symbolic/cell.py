@@ -182,10 +182,11 @@ class Cell:
         return "\n".join([head, *(f"  {text(s)} = {text(e)}" for s, e in lets.items())])
 
     def _repr_markdown_(self):
-        from .printing import latex
-        lines = [f"**{self.name}**: state ({', '.join(self.state_names)}); {self.source}", ""]
+        from .printing import latex, prose
+        lines = [f"**{self.name}**: state ({', '.join(self.state_names)}); "
+                 f"{prose(self.source)}", ""]
         if self.doc:
-            lines += [self.doc, ""]
+            lines += [prose(self.doc), ""]
         body = " \\\\\n".join(f"{latex(s)} &= {latex(e)}" for s, e in self.lets.items())
         return "\n".join(lines + ["$$\\begin{aligned}\n" + body + "\n\\end{aligned}$$"])
 

@@ -216,6 +216,16 @@ class Partial(sp.MatrixExpr):
         return block_name(self.out, self.wrt, "text")
 
 
+def prose(words):
+    """A user's words (a cell's source or doc) for Markdown: < and > as entities and [
+    escaped (no tag, script or link gets in through a declaration), $ and | escaped (they
+    cannot open an equation or split a table row)."""
+    out = str(words).replace("<", "&lt;").replace(">", "&gt;")
+    for c in "[$|":
+        out = out.replace(c, "\\" + c)
+    return out
+
+
 def latex(expr):
     return MatrixLatexPrinter().doprint(expr)
 

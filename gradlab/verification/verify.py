@@ -166,7 +166,7 @@ def _checks(cell, device, dtype, sizes, batch, seed):
         sizes = [(int(a), int(b)) for a, b in torch.randint(2, 9, (1, 2), generator=gen)]
         sizes.append((1, 1))
     checks = []
-    builtin = registry.CELLS.get(cell.name) is cell
+    builtin = registry.builtin(cell)
     for n, m in sizes:
         params, state, x = sample(cell, n, m, batch, seed=seed, dtype=dtype, device=device)
         step = cell.step_fn("torch")

@@ -1,0 +1,86 @@
+"""A second hostile probe: what gradlab knows by a cell's name (torch modules, closed-form
+theory) is only for its own cell of that name; a torch module measured by jacrev must
+return one state per sequence and must not be in training mode with noise; a user's words
+in a declaration cannot inject markup. Each case was wrong or unguarded before."""
+
+import textwrap
+
+import pytest
+import torch
+
+import gradlab
+from gradlab import registry
+from gradlab.errors import GradlabError
+from gradlab.interop import to_torch
+
+from conftest import invoke
+
+LEAKY = textwrap.dedent('''
+    import gradlab
+    from gradlab import tanh
+
+    @gradlab.declare(state="h", params="W U b", name="rnn_tanh",
+                     source="<script>alert(1)</script> [x](javascript:a) $ | ok")
+    def leaky(s):
+        """<img src=x onerror=alert(1)>"""
+        return 0.96 * s.h + 0.04 * tanh(s.W @ s.h + s.U @ s.x + s.b)
+''')
+
+
+@pytest.fixture
+def leaky(tmp_path):
+    path = tmp_path / "leaky.py"
+    path.write_text(LEAKY)
+    return gradlab.cell(f"{path}:leaky")
+
+
+def test_a_users_cell_that_shares_a_builtin_name_gets_nothing_by_name(leaky, tmp_path):
+    assert leaky.name == "rnn_tanh" and not registry.builtin(leaky)
+    assert registry.builtin(gradlab.cell("rnn_tanh"))
+    with pytest.raises(GradlabError, match="a cell of your own that shares a built-in"):
+        to_torch(leaky, leaky.init_params(4, 3, seed=0))
+    out = tmp_path / "r"
+    result = invoke("report", "--cells", f"{tmp_path / 'leaky.py'}:leaky", "--hidden", "8",
+                    "--inputs", "3", "--steps", "30", "--batch", "2", "--out", out)
+    assert result.exit_code == 0, result.output
+    text = (out / "report.md").read_text()
+    assert "½ ln χ" not in text and "dynamic mean field predicts" in text
+
+
+def test_a_declarations_words_cannot_inject_markup(leaky, tmp_path):
+    shown = leaky._repr_markdown_()
+    assert "<script>" not in shown and "<img" not in shown
+    assert "\\[x](javascript" in shown                  # an escaped [ makes no link
+    from gradlab.documents.derivation import markdown
+    text = markdown(leaky)
+    assert "<script>" not in text and "<img" not in text and "\\$" in text
+
+
+class OneRow(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 4, dtype=torch.float64)
+
+    def forward(self, x, h):
+        return torch.tanh(self.lin(x[:1]) + h[:1])           # one row, whatever the batch
+
+
+class Noisy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 4, dtype=torch.float64)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def forward(self, x, h):
+        return torch.tanh(self.drop(self.lin(x)) + h)
+
+
+def test_a_module_must_return_one_state_per_sequence_and_be_in_eval_mode():
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    h0 = torch.zeros(2, 4, dtype=torch.float64)
+    with pytest.raises(GradlabError, match=r"returned \[\(1, 4\)\].*\[\(2, 4\)\]"):
+        gradlab.gradient_flow(OneRow(), xs, state0=h0)
+    with pytest.raises(GradlabError, match="training mode with Dropout.*module.eval"):
+        gradlab.gradient_flow(Noisy(), xs, state0=h0)
+    flow = gradlab.gradient_flow(Noisy().eval(), xs, state0=h0)
+    assert flow.log_norm().shape == (2, 5)
