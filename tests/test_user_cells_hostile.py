@@ -84,3 +84,17 @@ def test_a_module_must_return_one_state_per_sequence_and_be_in_eval_mode():
         gradlab.gradient_flow(Noisy(), xs, state0=h0)
     flow = gradlab.gradient_flow(Noisy().eval(), xs, state0=h0)
     assert flow.log_norm().shape == (2, 5)
+
+
+def test_a_float32_jacobian_agrees_at_float32_precision_and_torchstep_checks_its_args():
+    cell = gradlab.cell("gru")
+    p = cell.init_params(5, 3, seed=0, dtype=torch.float32)
+    exact = cell.jacobian_fn("state")
+    noisy = lambda P, s, x: exact(P, s, x) * (1 + 3e-7)             # noqa: E731 float32 ulp
+    assert gradlab.check_jacobian(noisy, cell, p).ok
+    assert not gradlab.check_jacobian(noisy, cell, p, rtol=1e-8).ok
+    from gradlab.flow.module import TorchStep
+    with pytest.raises(GradlabError, match="direction 'sideways' is not one of"):
+        TorchStep(torch.nn.LSTM(3, 4), "sideways")
+    with pytest.raises(GradlabError, match="TorchStep wraps nn.RNN, nn.LSTM or nn.GRU"):
+        TorchStep(torch.nn.LSTMCell(3, 4))

@@ -48,6 +48,12 @@ class TorchStep(torch.nn.Module):
     reads the other direction too): `from_torch` and `interop.direction_inputs` have it."""
 
     def __init__(self, module, direction="forward"):
+        if direction not in ("forward", "backward"):
+            raise GradlabError(f"direction {direction!r} is not one of: forward, backward")
+        if not isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
+            raise GradlabError(f"TorchStep wraps nn.RNN, nn.LSTM or nn.GRU, got "
+                               f"{type(module).__name__} (a cell module is already a step: "
+                               "pass it to gradient_flow as it is)")
         super().__init__()
         self.module, self.pick = module, int(direction == "backward")
         self.dirs = 2 if module.bidirectional else 1

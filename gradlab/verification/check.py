@@ -22,7 +22,6 @@ import itertools
 import math
 import numbers
 
-import numpy as np
 import torch
 from sympy import MatMul
 from sympy.matrices.expressions.diagonal import DiagMatrix
@@ -33,6 +32,7 @@ from ..flow.bound import check_params
 from ..interop import GATES
 from ..lowering.lower import terms_function
 from ..symbolic.printing import text
+from .user import call_user, real_array
 
 LAYOUTS = ("numerator", "denominator")
 EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
@@ -62,39 +62,6 @@ class Result:
             f": max relative error {self.max_error.relative:.3g} (absolute "
             f"{self.max_error.absolute:.3g}) over {self.checked} samples")
         return "\n".join([head, *self.diagnosis])
-
-
-def call_user(fn, *args):
-    """fn(*args) for the function under test: whatever it raises, and sys.exit, is one
-    GradlabError (a check that exits 0 must not read as "agrees")."""
-    try:
-        return fn(*args)
-    except KeyboardInterrupt:                         # the user's Ctrl-C, not the code's
-        raise
-    except SystemExit as err:
-        raise GradlabError(f"the function under test called sys.exit({err.code!r})") from None
-    except BaseException as err:                      # noqa: BLE001  (the user's code)
-        raise GradlabError(f"the function under test raised {type(err).__name__}: "
-                           f"{' '.join(str(err).split())}") from None
-
-
-def real_array(a, what="the function under test"):
-    """What the user returned as a float64 CPU tensor, refusing anything that is not an
-    array of real numbers (None, a string, ragged lists, complex: no part is dropped)."""
-    if not isinstance(a, torch.Tensor):
-        given = type(a).__name__
-        try:
-            a = np.asarray(a)
-        except ValueError:                            # ragged nesting
-            raise GradlabError(f"{what} returned a ragged {given}, not an array") from None
-        if a.dtype.kind not in "iuf":
-            raise GradlabError(f"{what} returned {given}" + (
-                f" of {a.dtype}" if given in ("ndarray", "list", "tuple") else "")
-                + "; expected an array of real numbers")
-        a = torch.as_tensor(a)
-    if a.is_complex() or a.dtype == torch.bool:
-        raise GradlabError(f"{what} returned a {a.dtype} tensor; expected real numbers")
-    return a.detach().to(dtype=torch.float64, device="cpu")
 
 
 def _call(fn, params, state, x, shape):
@@ -188,8 +155,9 @@ class Blocks:
 
 
 def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=None, batch=4,
-                   seed=0, rtol=1e-8, states=None):
+                   seed=0, rtol=None, states=None):
     """Compare `fn(params, state, x)` with gradlab's exact Jacobian; a `Result`.
+    rtol: the largest relative error that agrees (default 1e-8, 1e-5 for float32 params).
 
     wrt: "state" ((B, S, S)) or "input" ((B, S, m)); layout: "numerator" (rows are
     outputs, as torch.func.jacrev) or "denominator" (the transpose); block=("h", "h") when
@@ -199,6 +167,9 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     choice(wrt, ("state", "input"), "wrt")
     choice(layout, LAYOUTS, "layout")
     batch = integer(batch, "batch", 1)
+    if rtol is None:
+        first = params.get(cell.param_names[0]) if isinstance(params, dict) else None
+        rtol = 1e-5 if getattr(first, "dtype", None) == torch.float32 else 1e-8
     if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real) or not 0 < rtol < 1:
         raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
     seed = check_seed(seed)

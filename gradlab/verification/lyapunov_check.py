@@ -23,7 +23,7 @@ import torch
 
 from .. import registry
 from ..errors import GradlabError
-from .check import call_user, real_array
+from .user import call_user, real_array
 
 
 @dataclasses.dataclass
