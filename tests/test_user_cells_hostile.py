@@ -98,3 +98,30 @@ def test_a_float32_jacobian_agrees_at_float32_precision_and_torchstep_checks_its
         TorchStep(torch.nn.LSTM(3, 4), "sideways")
     with pytest.raises(GradlabError, match="TorchStep wraps nn.RNN, nn.LSTM or nn.GRU"):
         TorchStep(torch.nn.LSTMCell(3, 4))
+
+
+class HalfStep(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 4).half()
+
+    def forward(self, x, h):
+        return torch.tanh(self.lin(x) + h)
+
+
+class IntegerStep(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 4, dtype=torch.float64)
+
+    def forward(self, x, h):
+        return (self.lin(x) + h).round().long()
+
+
+def test_a_module_in_half_precision_or_with_integer_states_is_one_line():
+    xs = torch.randn(5, 2, 3)
+    with pytest.raises(GradlabError, match="computes in torch.float16; gradlab measures"):
+        gradlab.gradient_flow(HalfStep(), xs, state0=torch.zeros(2, 4, dtype=torch.float16))
+    with pytest.raises(GradlabError, match=r"returned \[torch.int64\]: a state is real"):
+        gradlab.gradient_flow(IntegerStep(), xs.double(),
+                              state0=torch.zeros(2, 4, dtype=torch.float64)).log_norm()

@@ -127,6 +127,9 @@ class ModuleBound:
             raise GradlabError(f"{type(self.module).__name__}(x, state) returned {got}; the "
                                f"protocol wants the new state shaped as state0: "
                                f"{[(flat.shape[0], *s) for s in self.shapes]}")
+        if not all(p.is_floating_point() for p in _structure(new)):
+            raise GradlabError(f"{type(self.module).__name__}(x, state) returned "
+                               f"{[p.dtype for p in _structure(new)]}: a state is real numbers")
         return self.flatten(new)
 
     def states(self, xs, state0):
@@ -221,6 +224,9 @@ def prepare(module, xs, state0, reverse):
                            "(and change your module); call module.eval() first")
     xs = as_inputs(xs)
     like = like if like is not None and like.is_floating_point() else xs
+    if like.dtype not in (torch.float32, torch.float64):
+        raise GradlabError(f"{type(module).__name__} computes in {like.dtype}; gradlab "
+                           "measures float32 or float64 (module.double() and float xs)")
     xs = xs.to(dtype=like.dtype, device=like.device)
     xs = xs.flip(0) if flag(reverse, "reverse") else xs
     state0 = _state0(module, state0, xs.shape[1], xs)
