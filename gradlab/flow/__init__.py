@@ -70,8 +70,8 @@ from .bound import Bound, run_states
 from .inputs import INPUTS, make_inputs
 from .lanczos import (DENSE_BELOW, LANCZOS_BASIS, LANCZOS_BLOCK, LANCZOS_FIRST_CHECK,
                       LANCZOS_STEPS, RTOL, Spectral, tolerance)
-from .rates import (CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO,
-                    slope_stderr, timescale_of_rate)
+from .rates import (CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, SINGULAR,
+                    ZERO, slope_stderr, timescale_of_rate)
 from .result import BLOCK_NORMS, NORMS, Flow, gradient_flow
 from .scale import LN2, Scale
 from .walk import CHUNK_BYTES
@@ -85,6 +85,5 @@ __all__ = ["BLOCK_NORMS", "CHUNK_BYTES", "CONVERGED", "DENSE_BELOW", "DTYPES", "
            "INPUTS",
            "LANCZOS_BASIS", "LANCZOS_BLOCK", "LANCZOS_FIRST_CHECK", "LANCZOS_STEPS", "LN2",
            "Bound", "Lyapunov", "NORMS", "NO_DECAY", "NOT_FINITE", "ONE_LAG", "OVERFLOW", "RTOL",
-           "Scale", "Spectral", "Workspace",
-           "TOLERANCE", "ZERO", "gradient_flow", "lyapunov", "make_inputs", "run_states",
-           "slope_stderr", "timescale_of_rate"]
+           "Scale", "SINGULAR", "Spectral", "Workspace", "TOLERANCE", "ZERO", "gradient_flow",
+           "lyapunov", "make_inputs", "run_states", "slope_stderr", "timescale_of_rate"]

@@ -12,6 +12,8 @@ OVERFLOW = "state overflowed"        # rate nan: a state the products read is in
 NOT_FINITE = "norm not finite"       # rate nan: finite states, but a norm is nan or +inf
                                      # (a Jacobian overflowed)
 ZERO = "product exactly zero"        # rate -inf, timescale 0: gradients vanish at once
+SINGULAR = "product singular"        # min_singular rate -inf: some direction is lost at
+                                     # once (a dead unit), though the product is not zero
 ONE_LAG = "one lag: no slope"        # rate nan: a slope needs two lags
 GROW = "gradients grow"              # rate > 0, timescale inf
 NO_DECAY = "no decay within T"       # rate 0, timescale inf

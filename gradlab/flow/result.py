@@ -10,7 +10,7 @@ from .benettin import exponents_along
 from .bound import setup
 from .lanczos import tolerance
 from .loss import check_cut, kept_fraction, loss_vector, loss_walk
-from .rates import GROW, NO_DECAY, OVERFLOW, slope, timescale_of_rate
+from .rates import GROW, NO_DECAY, OVERFLOW, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
 
 NORMS = ("spectral", "frobenius", "min_singular")
@@ -117,7 +117,8 @@ class Flow:
 
     def log_norm(self, kind="spectral"):
         """log ||P_k|| (B, T): "spectral", "frobenius" or "min_singular" (smallest singular
-        value; -inf from the first exactly singular J_t on)."""
+        value; -inf from the first J_t singular to working precision on: an LU pivot below
+        S eps of the largest, numpy's matrix_rank rule)."""
         check(kind, NORMS, "norm")
         self._ensure(kind)
         return self._log[kind].copy()
@@ -172,8 +173,8 @@ class Flow:
         """Why `rate` / `timescale` (same arguments) is not a plain decay, or None when the
         rate is finite and negative: OVERFLOW "state overflowed" (rate nan), NOT_FINITE
         "norm not finite" (nan), ONE_LAG (nan), ZERO "product exactly zero" (rate -inf,
-        timescale 0), GROW "gradients grow" (rate > 0, timescale inf), NO_DECAY "no decay
-        within T" (rate 0, timescale inf)."""
+        timescale 0; for min_singular SINGULAR "product singular"), GROW "gradients grow"
+        (rate > 0, timescale inf), NO_DECAY "no decay within T" (rate 0, timescale inf)."""
         rate, reason = self._rate(kind, block, start, stop)
         if reason is None and rate >= 0:
             return GROW if rate > 0 else NO_DECAY
@@ -188,7 +189,8 @@ class Flow:
                                f"(both in 1..{self.T})")
         if self._finite_lags() < stop:     # P_stop reads s_{T-stop}..s_{T-1}; s_T is the
             return math.nan, OVERFLOW      # state a loss reads
-        return slope(y[start - 1:stop])
+        rate, why = slope(y[start - 1:stop])
+        return rate, SINGULAR if why == ZERO and kind == "min_singular" else why
 
     def _finite_lags(self):
         """The largest L with s_{T-L}..s_T finite for every sequence (-1: s_T is not)."""

@@ -64,7 +64,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
         out["min_singular"], bottom = logs(), Spectral(seed + 1, dtype, rtol)
         rscale = Scale(T, B, dtype, device)
         singular = torch.full((B,), T + 1, device=device)    # first lag with a singular J
-        info = torch.empty(B, dtype=torch.int32, device=device)
+        eps = torch.finfo(dtype).eps
         lag = torch.arange(1, T + 1, device=device)
         eye = torch.eye(S, dtype=dtype, device=device).expand(B, S, S)
         jdense = empty(B, S, S)
@@ -99,8 +99,13 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
                 if inverse:
                     Jk = chain.dense(J, j, jdense)
                     last = eye if k == 1 else R[i - 1] if i else R0
-                    torch.linalg.solve_ex(Jk, last, out=(R[i], info))
-                    bad = (info > 0) | ~torch.isfinite(R[i]).all(dim=(-2, -1))
+                    LU, pivots, info = torch.linalg.lu_factor_ex(Jk)
+                    torch.linalg.lu_solve(LU, pivots, last, out=R[i])
+                    # singular to working precision, by numpy's matrix_rank rule on the
+                    # pivots (a pivot below S eps of the largest): its sigma_min is noise
+                    u = LU.diagonal(dim1=-2, dim2=-1).abs()
+                    bad = (info > 0) | (u.amin(-1) <= S * eps * u.amax(-1)) \
+                        | ~torch.isfinite(R[i]).all(dim=(-2, -1))
                     singular = torch.where(bad, singular.clamp_max(k), singular)
                     torch.where(bad[:, None, None], eye, R[i], out=R[i])  # keep finite
                     rscale(R[i], k)
