@@ -47,13 +47,7 @@ def check_report_target(out, *, force=False, figures=(), cell_files=(), files=RE
     from . import outputs
     path = outputs.check_target(out, force=force, cell_files=cell_files)
     names = [*files, *(f"figures/{f}.{e}" for f in figures for e in ("png", "svg"))]
-    for other in outputs.foreign(path):
-        blocked = [rel for rel in names if rel == other.rstrip("/")
-                   or other.startswith(rel + "/")
-                   or (not other.endswith("/") and rel.startswith(other + "/"))]
-        if blocked:
-            raise GradlabError(f"--out {str(out)!r}: {blocked[0]!r} is in the way and gradlab "
-                               "did not write it; move it away or choose another folder")
+    outputs.in_the_way(out, path, [*names, outputs.MANIFEST])
     return path
 
 

@@ -2,8 +2,8 @@
 
 Ownership, not a flag, decides what may be deleted. Every folder gradlab writes holds a
 manifest, `.gradlab-manifest.json`, naming each file it wrote with the SHA-256 of the bytes
-it wrote. A file is gradlab's to replace or delete only while it is listed there, is a
-plain file (not a link) and still has those bytes; anything else in the folder (a file
+it wrote (read in `ownership`). A file is gradlab's to replace or delete only while it is
+listed there, is a plain file (not a link) and still has those bytes; anything else in the folder (a file
 the user added or edited, a link, a folder of theirs) is left exactly as it is. `force`
 lets gradlab write its files into a folder that also holds such files; it never lets it
 delete or overwrite one. Some folders are refused outright (`refuse_unsafe`): a filesystem
@@ -25,8 +25,6 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
-import hashlib
-import json
 import os
 import pathlib
 import re
@@ -34,9 +32,9 @@ import shutil
 import tempfile
 
 from .errors import GradlabError
+from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, manifest_bytes, owned,
+                        plain_name, read_manifest)
 
-MANIFEST = ".gradlab-manifest.json"
-TEMP_TAG = ".gradlab-"          # temporary names: .<target name>.gradlab-<random>
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
 # what mkstemp / mkdtemp append to a prefix: eight characters from [a-z0-9_]
@@ -92,99 +90,6 @@ def refuse_unsafe(out, *, cell_files=(), what="--out"):
             raise GradlabError(f"{what} {shown!r} holds the cell file {str(cell_file)!r} "
                                "being used; write elsewhere")
     return path
-
-
-# -- ownership ------------------------------------------------------------------------------
-def digest(data):
-    return hashlib.sha256(data).hexdigest()
-
-
-def plain_name(rel):
-    """Is `rel` a plain relative path inside a folder (no root, no '.' or '..', not the
-    manifest or a temporary name)? The only names gradlab writes, deletes or trusts."""
-    if not isinstance(rel, str) or not rel or any(c in rel for c in "\0\\"):
-        return False
-    return not (rel.startswith("/") or rel.endswith("/") or "//" in rel or rel == MANIFEST
-                or TEMP_TAG in rel or any(p in (".", "..") for p in rel.split("/")))
-
-
-def _manifest(folder):
-    """The parsed manifest if `folder` holds gradlab's (a plain JSON file "written by"
-    gradlab), else None: a link or any other file of that name is the user's."""
-    path = pathlib.Path(folder) / MANIFEST
-    try:
-        data = None if path.is_symlink() or not path.is_file() else json.loads(
-            path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) and data.get("written by") == "gradlab" else None
-
-
-def read_manifest(folder):
-    """{relative path: hashes} of what gradlab wrote in `folder` ({} if none): SHA-256s of
-    the written bytes and, while a write file by file is under way ("pending"), of the
-    bytes it replaces. A name that is not a plain path inside the folder is ignored: a
-    manifest is data, and must never point gradlab at a file elsewhere."""
-    data, listed = _manifest(folder) or {}, {}
-    for key in ("files", "pending"):
-        table = data.get(key, {})
-        for rel, sha in (table.items() if isinstance(table, dict) else ()):
-            if plain_name(rel) and isinstance(sha, str):
-                listed[rel] = listed.get(rel, ()) + (sha,)
-    return listed
-
-
-def manifest_bytes(files, pending=None):
-    """The manifest for {relative path: bytes}: sorted, so the same files give the same
-    bytes. `pending` {relative path: sha256}: bytes still there until a write file by file
-    has finished, gradlab's all the same (so an interrupted write can be retried)."""
-    listed = {name: digest(data) for name, data in sorted(files.items())}
-    table = {"written by": "gradlab", "files": listed}
-    if pending:
-        table["pending"] = dict(sorted(pending.items()))
-    return (json.dumps(table, indent=1, sort_keys=True) + "\n").encode()
-
-
-def _owned(folder, manifest, rel):
-    """Is folder/rel a plain file gradlab wrote, unchanged since, reached through no link?"""
-    if rel not in manifest:
-        return False
-    path = folder
-    for part in pathlib.PurePosixPath(rel).parts:
-        path = path / part
-        if path.is_symlink():
-            return False
-    if not path.is_file():
-        return False
-    try:
-        return digest(path.read_bytes()) in manifest[rel]
-    except OSError:
-        return False
-
-
-def foreign(folder):
-    """Relative paths in `folder` that gradlab did not write (or that changed since), sorted:
-    files, links, and empty folders (written "name/"). The manifest itself is gradlab's."""
-    folder = pathlib.Path(folder)
-    if not folder.is_dir() or folder.is_symlink():
-        return []
-    manifest, ours, found = read_manifest(folder), _manifest(folder) is not None, []
-
-    def walk(d, prefix):
-        entries = sorted(os.scandir(d), key=lambda e: e.name)
-        if prefix and not entries:
-            found.append(prefix)
-        for entry in entries:
-            rel = prefix + entry.name
-            if rel == MANIFEST and ours:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                walk(entry.path, rel + "/")
-            elif not _owned(folder, manifest, rel):
-                found.append(rel)
-
-    walk(folder, "")
-    return found
 
 
 def snapshot(out):
@@ -309,18 +214,12 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
             if expect is not None and notice is not None and snapshot(out) != expect:
                 notice(f"another run wrote {str(out)!r} while this one worked; this run's "
                        "output replaces it")
-            others = foreign(check_target(out, force=force, cell_files=cell_files, what=what))
-            blocked = [rel for rel in (*files, MANIFEST) if any(
-                rel == o.rstrip("/") or o.startswith(rel + "/")
-                or (not o.endswith("/") and rel.startswith(o + "/")) for o in others)]
-            if blocked:
-                raise GradlabError(f"{what} {str(out)!r}: {blocked[0]!r} is in the way and "
-                                   "gradlab did not write it; move it away or choose "
-                                   "another folder")
+            others = in_the_way(out, check_target(out, force=force, cell_files=cell_files,
+                                                  what=what), (*files, MANIFEST), what)
             if not replace:
                 manifest = read_manifest(path)
                 kept = {rel: (path / rel).read_bytes() for rel in manifest
-                        if rel not in files and _owned(path, manifest, rel)}
+                        if rel not in files and owned(path, manifest, rel)}
                 files = {**kept, **files}
             if not others and _whole(path, files):
                 return path
@@ -328,6 +227,19 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
     except OSError as err:
         raise GradlabError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
     return path
+
+
+def in_the_way(out, path, names, what="--out"):
+    """The entries of `path` gradlab did not write (`foreign`), refusing in one line when one
+    sits where a name in `names` (relative paths gradlab is about to write) would go."""
+    others = foreign(path)
+    blocked = [rel for rel in names if any(
+        rel == o.rstrip("/") or o.startswith(rel + "/")
+        or (not o.endswith("/") and rel.startswith(o + "/")) for o in others)]
+    if blocked:
+        raise GradlabError(f"{what} {str(out)!r}: {blocked[0]!r} is in the way and gradlab "
+                           "did not write it; move it away or choose another folder")
+    return others
 
 
 def _whole(path, files):
@@ -362,7 +274,7 @@ def _each(path, files):
     path.mkdir(exist_ok=True)
     pending = {}
     for rel in before:
-        if _owned(path, before, rel):
+        if owned(path, before, rel):
             pending[rel] = digest((path / rel).read_bytes())
     if pending or files:
         _atomic_bytes(path / MANIFEST, manifest_bytes(files, pending))
@@ -371,7 +283,7 @@ def _each(path, files):
         target.parent.mkdir(parents=True, exist_ok=True)
         _atomic_bytes(target, data)
     for rel in before:
-        if rel not in files and _owned(path, before, rel):
+        if rel not in files and owned(path, before, rel):
             (path / rel).unlink()
             parent = (path / rel).parent
             while parent != path and not any(parent.iterdir()):

@@ -26,7 +26,7 @@ from ..errors import GradlabError
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
-from .checks import count
+from ..errors import check_seed
 from .critical import critical_init, measure_timescale, timescale_grid
 from .dynamic import dynamic
 from .population import Scales, overflow_is_nan, population
@@ -65,7 +65,7 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
     c = as_cell(cell)
     scales = Scales(weight_scale=weight_scale, bias_scale=bias_scale, input_scale=input_scale,
                     gate_bias=gate_bias, input_power=input_power)    # each checked
-    options["seed"] = count(options.get("seed", 0), "seed", 0)
+    options["seed"] = check_seed(options.get("seed", 0))
     population(c)          # reads the declaration (refuses what it cannot read, one line)
     try:
         with overflow_is_nan():

@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .checks import count
+from ..errors import check_seed, integer
 from .population import normal, population
 
 
@@ -58,9 +58,9 @@ def pairs(pop):
 def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
     """(rate, moments) of the annealed theory: `units` >= 2 units, `burn_in` >= 0 steps to
     the fixed point, then `steps` >= 1 steps averaged; nan where a variance overflows."""
-    N = count(units, "units", 2)
-    burn_in, steps = count(burn_in, "burn_in", 0), count(steps, "steps", 1)
-    seed = count(seed, "seed", 0)
+    N = integer(units, "units", 2)
+    burn_in, steps = integer(burn_in, "burn_in", 0), integer(steps, "steps", 1)
+    seed = check_seed(seed)
     pop = population(cell)
     rng = np.random.default_rng(seed)
     params = pop.quenched(N, scales, rng)

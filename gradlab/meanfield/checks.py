@@ -1,37 +1,11 @@
-"""The numbers the mean-field API takes, checked in one line each (GradlabError naming the
-value and what is valid). Python and numpy numbers alike: np.float32(1.0) is a scale as
-1.0 is, np.int64(64) a count as 64 is; bool is neither."""
+"""The lag window a mean-field rate is fitted over, checked in one line (numbers and
+counts are checked by gradlab.errors' `real`, `integer` and `check_seed`)."""
 
-import math
 import numbers
 
 import numpy as np
 
 from ..errors import GradlabError
-
-
-def _real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def scale(value, what, low=0.0, *, above=False):
-    """A finite real number >= low (> low with `above`; low = -inf: any finite number), as
-    a float."""
-    if not _real(value) or not math.isfinite(value) or value < low or (above and value == low):
-        bound = "" if low == -math.inf else f" {'>' if above else '>='} {low:g}"
-        raise GradlabError(f"{what} must be a finite number{bound}, got {value!r}")
-    return float(value)
-
-
-def count(value, what, low):
-    """An integer >= low (Python or numpy), as an int."""
-    if not _integer(value) or value < low:
-        raise GradlabError(f"{what} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 def default_lags(steps):
@@ -48,7 +22,8 @@ def lags(value, steps):
     if value is None:
         return default_lags(steps)
     pair = tuple(value) if isinstance(value, (tuple, list, np.ndarray)) else None
-    if pair is None or len(pair) != 2 or not all(_integer(v) for v in pair) \
+    if pair is None or len(pair) != 2 or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair) \
             or not 1 <= pair[0] < pair[1] <= steps:
         raise GradlabError(f"lags must be two integers (start, stop) with 1 <= start < stop "
                            f"<= steps = {steps}, got {value!r}")

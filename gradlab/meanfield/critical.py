@@ -5,11 +5,10 @@ import math
 
 import numpy as np
 
-from ..errors import GradlabError
+from ..errors import GradlabError, check_seed, integer, real
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
-from .checks import count, scale
 from .dynamic import solve
 from .population import Scales, overflow_is_nan
 
@@ -79,14 +78,16 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     options are the closest measured, and say nothing reliable about the target). Scales
     are finite (weight, bias and input scales >= 0; numpy numbers too); one-line errors."""
     c = as_cell(cell)
-    timescale = scale(timescale, "timescale", 1.0, above=True)
-    tolerance = scale(tolerance, "tolerance", 0.0)
+    timescale = real(timescale, "timescale")
+    if timescale <= 1:
+        raise GradlabError(f"timescale must be a finite number > 1, got {timescale!r}")
+    tolerance = real(tolerance, "tolerance")
     if not 0 < tolerance < 1:
         raise GradlabError(f"tolerance must be in (0, 1), got {tolerance!r}")
-    hidden, inputs = count(hidden, "hidden", 1), count(inputs, "inputs", 1)
-    measurements, seed = count(measurements, "measurements", 1), count(seed, "seed", 0)
+    hidden, inputs = integer(hidden, "hidden", 1), integer(inputs, "inputs", 1)
+    measurements, seed = integer(measurements, "measurements", 1), check_seed(seed)
     steps = int(min(2000, max(100, 3 * timescale))) if steps is None else \
-        count(steps, "steps", 3)
+        integer(steps, "steps", 3)
     checked = Scales(weight_scale=weight_scale, bias_scale=bias_scale,
                      input_scale=input_scale, gate_bias=gate_bias)    # one line if bad
     options = {k: getattr(checked, k) for k in ("weight_scale", "bias_scale", "input_scale",

@@ -47,8 +47,8 @@ import numbers
 
 import numpy as np
 
-from ..errors import GradlabError
-from .checks import count, lags as check_lags
+from ..errors import GradlabError, check_seed, integer
+from .checks import lags as check_lags
 from .population import normal, population
 
 
@@ -224,13 +224,13 @@ def _slope(curve, lags):
 def solve(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed=0):
     """Dynamic mean field for each of a list of Scales, one group of `units` units each:
     (rates, curves (G, steps), envs, vectors); see `dynamic`."""
-    N, T = count(units, "units", 2), count(steps, "steps", 3)
+    N, T = integer(units, "units", 2), integer(steps, "steps", 3)
     if inputs is not None and not (isinstance(inputs, numbers.Integral)
                                    and not isinstance(inputs, bool) and inputs >= 1):
         raise GradlabError(f"inputs must be None (white input fields) or an integer >= 1 "
                            f"(the input size), got {inputs!r}")
     start, stop = check_lags(lags, T)
-    seed = count(seed, "seed", 0)
+    seed = check_seed(seed)
     pop = population(cell)
     rngs = [np.random.default_rng(seed) for _ in scales]
     envs, vectors = _forward(pop, scales, rngs, N, T, inputs and int(inputs))

@@ -27,11 +27,10 @@ import sympy as sp
 from sympy import Identity, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
-from ..errors import GradlabError
+from ..errors import GradlabError, real
 from ..lowering.backends import backend
 from ..lowering.codeprinter import ArrayPrinter, identifier
 from ..lowering.lower import block_terms
-from .checks import scale
 
 
 @dataclass(frozen=True)
@@ -45,8 +44,8 @@ class Scales:
 
     def __post_init__(self):      # each a finite float; every one but the gate bias >= 0
         for name in ("weight_scale", "bias_scale", "input_scale", "gate_bias", "input_power"):
-            low = -np.inf if name == "gate_bias" else 0.0
-            object.__setattr__(self, name, scale(getattr(self, name), name, low))
+            low = None if name == "gate_bias" else 0.0
+            object.__setattr__(self, name, real(getattr(self, name), name, low))
 
 
 @dataclass

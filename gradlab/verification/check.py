@@ -28,7 +28,7 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from .. import registry
 from ..errors import GradlabError, check_seed, choice, integer
-from ..flow.bound import check_params
+from ..flow.bound import as_real, check_params
 from ..interop import GATES
 from ..lowering.lower import terms_function
 from ..symbolic.printing import text
@@ -93,14 +93,7 @@ def _sample(cell, params, batch, seed, states):
     first = params[cell.param_names[0]]
 
     def tensor(t, name):
-        try:
-            t = torch.as_tensor(t)
-        except (TypeError, ValueError, RuntimeError) as err:
-            raise GradlabError(f"states: {name} is not an array: "
-                               f"{' '.join(str(err).split())}") from None
-        if t.is_complex() or not t.is_floating_point() and t.dtype != torch.int64:
-            raise GradlabError(f"states: {name} holds {t.dtype}; expected real numbers")
-        return t.to(dtype=first.dtype, device=first.device)
+        return as_real(t, f"states: {name}", first.dtype, first.device)
 
     if states is not None:
         pair = (isinstance(states, (tuple, list)) and len(states) == 2

@@ -1,0 +1,104 @@
+"""What gradlab wrote in a folder: the manifest (`.gradlab-manifest.json`) naming each file
+with the SHA-256 of the bytes gradlab wrote, and the ownership read from it. A file is
+gradlab's only while it is listed, is a plain file reached through no link, and still has
+those bytes; a manifest is data from the folder, so every name in it is checked."""
+
+import hashlib
+import json
+import os
+import pathlib
+
+MANIFEST = ".gradlab-manifest.json"
+TEMP_TAG = ".gradlab-"          # temporary names: .<target name>.gradlab-<random>
+
+
+def digest(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def plain_name(rel):
+    """Is `rel` a plain relative path inside a folder (no root, no '.' or '..', not the
+    manifest or a temporary name)? The only names gradlab writes, deletes or trusts."""
+    if not isinstance(rel, str) or not rel or any(c in rel for c in "\0\\"):
+        return False
+    return not (rel.startswith("/") or rel.endswith("/") or "//" in rel or rel == MANIFEST
+                or TEMP_TAG in rel or any(p in (".", "..") for p in rel.split("/")))
+
+
+def _manifest(folder):
+    """The parsed manifest if `folder` holds gradlab's (a plain JSON file "written by"
+    gradlab), else None: a link or any other file of that name is the user's."""
+    path = pathlib.Path(folder) / MANIFEST
+    try:
+        data = None if path.is_symlink() or not path.is_file() else json.loads(
+            path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("written by") == "gradlab" else None
+
+
+def read_manifest(folder):
+    """{relative path: hashes} of what gradlab wrote in `folder` ({} if none): SHA-256s of
+    the written bytes and, while a write file by file is under way ("pending"), of the
+    bytes it replaces. A name that is not a plain path inside the folder is ignored: a
+    manifest is data, and must never point gradlab at a file elsewhere."""
+    data, listed = _manifest(folder) or {}, {}
+    for key in ("files", "pending"):
+        table = data.get(key, {})
+        for rel, sha in (table.items() if isinstance(table, dict) else ()):
+            if plain_name(rel) and isinstance(sha, str):
+                listed[rel] = listed.get(rel, ()) + (sha,)
+    return listed
+
+
+def manifest_bytes(files, pending=None):
+    """The manifest for {relative path: bytes}: sorted, so the same files give the same
+    bytes. `pending` {relative path: sha256}: bytes still there until a write file by file
+    has finished, gradlab's all the same (so an interrupted write can be retried)."""
+    listed = {name: digest(data) for name, data in sorted(files.items())}
+    table = {"written by": "gradlab", "files": listed}
+    if pending:
+        table["pending"] = dict(sorted(pending.items()))
+    return (json.dumps(table, indent=1, sort_keys=True) + "\n").encode()
+
+
+def owned(folder, manifest, rel):
+    """Is folder/rel a plain file gradlab wrote, unchanged since, reached through no link?"""
+    if rel not in manifest:
+        return False
+    path = folder
+    for part in pathlib.PurePosixPath(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            return False
+    if not path.is_file():
+        return False
+    try:
+        return digest(path.read_bytes()) in manifest[rel]
+    except OSError:
+        return False
+
+
+def foreign(folder):
+    """Relative paths in `folder` that gradlab did not write (or that changed since), sorted:
+    files, links, and empty folders (written "name/"). The manifest itself is gradlab's."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    manifest, ours, found = read_manifest(folder), _manifest(folder) is not None, []
+
+    def walk(d, prefix):
+        entries = sorted(os.scandir(d), key=lambda e: e.name)
+        if prefix and not entries:
+            found.append(prefix)
+        for entry in entries:
+            rel = prefix + entry.name
+            if rel == MANIFEST and ours:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                walk(entry.path, rel + "/")
+            elif not owned(folder, manifest, rel):
+                found.append(rel)
+
+    walk(folder, "")
+    return found
