@@ -1,18 +1,22 @@
-"""The top singular value of many matrices at once: warm-started block Lanczos.
+"""The top singular value of many matrices at once: warm-started block Lanczos, and the
+dispatch between it and subspace iteration (`Spectral`).
 
-sigma_max(M) for a batch of M (N, S, S), as the top eigenvalue of A = M M^T, by block
-Lanczos with full reorthogonalisation from a start block that carries the previous
-chunk's top Ritz vectors (the running product's top left vector moves little from lag
-to lag) plus one fresh random vector. It stops per matrix on a residual bound, with no
-host synchronisation per matrix: the Weyl bound (the top residual rho) or the
-Kato-Temple bound for the top c Ritz values as a cluster (||R_c||^2 / gap_c), relative
-to theta, below 2 rtol (sigma = sqrt(theta): half the relative error). The Weyl bound is
-rigorous; Kato-Temple needs the true gap, for which the gap to the next Ritz value stands
-in only once that Ritz pair has converged too, and a Krylov method cannot prove that
-nothing lies above its top Ritz value (a fresh random vector and the trace guard it).
-So the bound is a stopping rule, not a proof: the worst error seen against svdvals is
-3.7e-12 at the default 1e-11. Whatever has not converged in LANCZOS_STEPS, and every
-matrix with S <= DENSE_BELOW, gets svdvals.
+sigma_max(M) for a batch of M (N, S, S), as the top eigenvalue of A = M M^T. The first
+chunk of lags has no warm start and flat spectra: block Lanczos with full
+reorthogonalisation from random rows. Every later chunk starts from the previous chunk's
+top Ritz vectors, by subspace iteration, which stops on a proven bound (subspace.py);
+what that bound cannot certify in SUBSPACE_STEPS comes back here, to Lanczos from its top
+Ritz vectors plus one fresh random vector.
+
+Lanczos stops per matrix, with no host synchronisation per matrix, on a residual rule:
+the Weyl bound (the top residual rho) or the Kato-Temple bound for the top c Ritz values
+as a cluster (||R_c||^2 / gap_c), relative to theta, below 2 rtol (sigma = sqrt(theta):
+half the relative error). The Weyl bound is rigorous; Kato-Temple needs the true gap, for
+which the gap to the next Ritz value stands in only once that Ritz pair has converged
+too, and a Krylov method cannot prove that nothing lies above its top Ritz value (a fresh
+random vector and the trace guard it). So Lanczos's bound is a stopping rule, not a
+proof: the worst error seen against svdvals is 3.7e-12 at the default 1e-11. Whatever has
+not converged in LANCZOS_STEPS, and every matrix with S <= DENSE_BELOW, gets svdvals.
 """
 
 import math
@@ -21,6 +25,7 @@ import torch
 
 from ..errors import GradlabError
 from .linalg import nan_where, thin_qr, top_singular
+from .subspace import SUBSPACE_BLOCK, subspace
 
 DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
 LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a small eigh per
@@ -64,18 +69,19 @@ def orthonormal_rows(W, V):
     return torch.where(keep[..., None], Q, 0)
 
 
-def lanczos(M, U, tol, trace, cold=False):
+def lanczos(M, U, tol, trace, cold=False, keep=0):
     """Largest singular value of each M (N, S, S): block Lanczos with full
     reorthogonalisation on A = M M^T, from the orthonormal rows U (N, p, S); trace (N,)
     is ||M||_F^2, the sum of A's eigenvalues.
 
     Vectors are kept as rows, (A V)^T = (V^T M) M^T, which is the fast layout for a thin
-    block against a square matrix. Returns sigma (N,) and the top-p Ritz vectors as rows
-    (N, p, S), the next warm start."""
+    block against a square matrix. Returns sigma (N,) and, for the next warm start, the
+    top `keep` Ritz vectors as rows (N, keep, S); rows the basis did not yet hold when a
+    matrix converged are zero."""
     quad, lin = tol
     N, p, S = U.shape
     qmax = min(S, LANCZOS_BASIS * p)
-    sigma, ritz = M.new_zeros(N), U.clone()
+    sigma, ritz = M.new_zeros(N), M.new_zeros(N, max(keep, p), S)
     idx = torch.arange(N, device=M.device)
     # the basis V and A V as rows, in buffers filled block by block (no copies as it grows)
     Vb, AVb = M.new_empty(N, qmax, S), M.new_empty(N, qmax, S)
@@ -92,6 +98,7 @@ def lanczos(M, U, tol, trace, cold=False):
             top = theta[:, -1].clamp_min(0)                          # (Na,)
             Yk = Y[:, :, -p - 1:].mT                                 # (Na, p + 1, q)
             ritzk = Yk @ V                                           # top p + 1 Ritz vectors
+            kept = min(keep, q)
             rk = torch.linalg.vector_norm(Yk @ AV - theta[:, -p - 1:, None] * ritzk,
                                           dim=-1) ** 2               # their residuals^2
             Yp, best, r2 = Yk[:, 1:], ritzk[:, 1:], rk[:, 1:]        # the top p (q >= 2p)
@@ -119,7 +126,9 @@ def lanczos(M, U, tol, trace, cold=False):
             ok = (bound <= quad * top) & (rho <= lin * top) & (explored | dominant)
             new = ok & ~done
             sigma[idx[new]] = top[new].sqrt()
-            ritz[idx[new]] = best[new]
+            ritz[idx[new], :p] = best[new]
+            if kept > p:
+                ritz[idx[new], :kept] = Y[new, :, -kept:].mT @ V[new]
             done = done | ok
             left = ~done
             count = int(left.sum())
@@ -139,7 +148,7 @@ def lanczos(M, U, tol, trace, cold=False):
         q += p
     rest = idx[left]                                                  # not converged:
     sigma[rest] = top_singular(M[left])                               # exact, at SVD cost
-    ritz[rest] = best[left]
+    ritz[rest, :p] = best[left]
     return sigma, ritz
 
 
@@ -151,7 +160,17 @@ class Spectral:
     def __init__(self, seed, dtype, rtol=None):
         self.gen = torch.Generator().manual_seed(int(seed))
         self.tol = tolerance(dtype, rtol)
-        self.warm = None                                              # (B', p - 1, S)
+        self.warm = None                                              # (B', k, S)
+
+    def orthonormal(self, W):
+        """Orthonormal rows spanning W (N, p, S), its zero rows (a start not yet filled)
+        replaced by random ones, drawn in float32 (torch's CPU generator draws those 4x
+        faster than float64); rows already orthonormal pass through unchanged."""
+        empty = torch.linalg.vector_norm(W, dim=-1) == 0                  # (N, p)
+        if not bool(empty.any()):
+            return W
+        fresh = torch.randn(W.shape, generator=self.gen, dtype=torch.float32).to(W)
+        return thin_qr(torch.where(empty[..., None], fresh, W).mT)[0].mT
 
     def __call__(self, M, lags, fro=None):
         """sigma_max of M (lags * B', S, S) -> (lags * B',); fro, if given, is each M's
@@ -171,18 +190,20 @@ class Spectral:
         trace = fro * fro
         if S <= DENSE_BELOW:
             return nan_where(top_singular(M), finite)
-        p = min(LANCZOS_BLOCK, S)
-        warm = self.warm is not None and p > 1                        # warm: one fresh vector
-        # drawn in float32, which torch's CPU generator draws 4x faster than float64
-        start = torch.randn(N, 1 if warm else p, S, generator=self.gen,
-                            dtype=torch.float32).to(M)
-        if warm:
-            start = torch.cat([start, self.warm[None].expand(lags, *self.warm.shape)
-                               .reshape(N, p - 1, S)], 1)
-        U = thin_qr(start.mT)[0].mT
+        p, k = min(LANCZOS_BLOCK, S), min(SUBSPACE_BLOCK, S)
         try:
-            sigma, ritz = lanczos(M, U, self.tol, trace, cold=not warm)
+            if self.warm is None:            # the first chunk: block Lanczos from random
+                U = self.orthonormal(M.new_zeros(N, p, S))
+                sigma, ritz = lanczos(M, U, self.tol, trace, cold=True, keep=k)
+            else:                            # then subspace iteration from the last lag's
+                warm = self.warm[None].expand(lags, *self.warm.shape).reshape(N, k, S)
+                sigma, ritz, rest = subspace(M, self.orthonormal(warm), self.tol[0], trace)
+                if len(rest):                # too flat for its bound: Lanczos from its
+                    U = torch.cat([M.new_zeros(len(rest), 1, S),      # top Ritz vectors
+                                   ritz[rest, :p - 1]], 1)            # and one fresh one
+                    sigma[rest] = lanczos(M[rest], self.orthonormal(U), self.tol,
+                                          trace[rest])[0]
         except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
-            sigma, ritz = top_singular(M), U
-        self.warm = ritz.view(lags, N // lags, p, S)[-1, :, 1:].clone()  # top p - 1
+            sigma, ritz = top_singular(M), self.orthonormal(M.new_zeros(N, k, S))
+        self.warm = ritz.view(lags, N // lags, -1, S)[-1, :, :k].clone()
         return nan_where(sigma, finite)

@@ -308,10 +308,11 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
     seed:    for the random starts of the spectral iteration (results do not depend on it
              beyond rounding).
     rtol:    relative accuracy of every spectral norm and smallest singular value, as a
-             residual bound on each (default 1e-11 in float64, 5e-7 in float32; the
-             worst error seen against torch.linalg.matrix_norm(ord=2) in float64 is
-             3.7e-12). A looser one
-             (1e-6 is plenty for a decay rate) costs fewer Lanczos steps.
+             bound on each: proven for the lags the warm-started subspace iteration
+             certifies, a residual rule for those Lanczos takes (default 1e-11 in float64,
+             5e-7 in float32; the worst error seen against
+             torch.linalg.matrix_norm(ord=2) in float64 is 7.3e-12). A looser one (1e-6
+             is plenty for a decay rate) costs fewer iterations.
 
     Shapes and dtypes are checked here, once; the cell runs forward here (`states`);
     the backward walk for the norms waits until a norm is read (`Flow`).

@@ -1,0 +1,114 @@
+"""The certified subspace iteration behind per-lag spectral norms (gradlab/flow/subspace.py).
+
+Its stop is a bound, not a heuristic, so it is tested as one: on matrices with known
+spectra and on starts built to fool it (a start that is an exact invariant subspace
+missing the top direction), every value it certifies is within rtol of svdvals.
+"""
+
+import math
+
+import pytest
+import torch
+
+import gradlab.flow as F
+from gradlab.flow.linalg import thin_qr
+from gradlab.flow.subspace import certified, subspace
+
+RTOL = 1e-11
+
+
+def with_spectrum(sigmas, S, seed):
+    """(N, S, S) matrices U diag(sigma) V^T with random orthogonal U, V."""
+    g = torch.Generator().manual_seed(seed)
+    N = sigmas.shape[0]
+    U = torch.linalg.qr(torch.randn(N, S, S, generator=g, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(N, S, S, generator=g, dtype=torch.float64))[0]
+    return U @ torch.diag_embed(sigmas) @ V.mT, U
+
+
+def ritz(M, U):
+    """Ritz values (descending) and squared residuals of A = M M^T on the rows U."""
+    A = M @ M.mT
+    theta, Y = torch.linalg.eigh(U @ A @ U.mT)
+    theta, Y = theta.flip(-1), Y.flip(-1)
+    X = Y.mT @ U
+    r2 = torch.linalg.vector_norm(X @ A - theta[..., None] * X, dim=-1) ** 2
+    return theta, r2, torch.linalg.eigvalsh(A)[:, -1]
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("decay", [0.3, 0.7, 0.95])
+def test_certified_is_an_upper_bound(seed, decay):
+    """theta_1 <= lambda_max <= theta_1 + bound, whatever the start: random rows, rows
+    near the top singular vectors, rows that miss the top one."""
+    S, N, p = 30, 16, 8
+    g = torch.Generator().manual_seed(100 + seed)
+    sig = decay ** torch.arange(S, dtype=torch.float64) * (1 + 0.1 * torch.rand(N, S, generator=g,
+                                                                                  dtype=torch.float64))
+    sig = sig.sort(-1, descending=True).values
+    M, left = with_spectrum(sig, S, seed)
+    starts = [torch.randn(N, S, p, generator=g, dtype=torch.float64),
+              left[..., :p] + 1e-3 * torch.randn(N, S, p, generator=g, dtype=torch.float64),
+              left[..., 1:p + 1]]                              # misses the top direction
+    for W in starts:
+        U = thin_qr(W)[0].mT
+        theta, r2, lam = ritz(M, U)
+        trace = torch.linalg.matrix_norm(M) ** 2
+        bound = certified(theta, r2, trace)
+        assert (theta[:, 0] <= lam * (1 + 1e-13)).all()
+        finite = torch.isfinite(bound)
+        gap = lam - theta[:, 0]
+        assert (gap[finite] <= bound[finite] + 1e-13 * lam[finite]).all()
+
+
+def test_a_start_blind_to_the_top_is_not_certified():
+    """An exact invariant subspace (residual zero) that lacks the top singular vector:
+    a residual rule alone would accept its Ritz value; the trace term refuses it."""
+    S = 40
+    sig = torch.cat([torch.tensor([10.0]), 0.5 ** torch.arange(1, S, dtype=torch.float64)])
+    M = torch.diag(sig)[None]
+    U = torch.eye(S, dtype=torch.float64)[1:9][None]               # e_2 .. e_9
+    sigma, _, rest = subspace(M, U, 2 * RTOL, (sig ** 2).sum()[None], steps=1)
+    assert rest.tolist() == [0] and math.isnan(sigma[0])
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-11), (torch.float64, 1e-8),
+                                        (torch.float32, 5e-7)])
+def test_subspace_agrees_with_svdvals(dtype, rtol):
+    """Decaying spectra from a warm start near the top singular vectors: certified, and
+    within rtol of svdvals; a flat spectrum is handed back uncertified, not guessed."""
+    S, N = 96, 24
+    g = torch.Generator().manual_seed(7)
+    decaying = 0.5 ** torch.arange(S, dtype=torch.float64) * (1 + torch.rand(N, S, generator=g,
+                                                                             dtype=torch.float64))
+    M, left = with_spectrum(decaying.sort(-1, descending=True).values, S, 8)
+    flat, _ = with_spectrum(1 + 0.01 * torch.rand(4, S, generator=g, dtype=torch.float64), S, 9)
+    M = torch.cat([M, flat]).to(dtype)
+    W = torch.cat([left[..., :8], torch.randn(4, S, 8, generator=g, dtype=torch.float64)])
+    W = W + 0.05 * torch.randn(W.shape, generator=g, dtype=torch.float64)
+    U = thin_qr(W.to(dtype))[0].mT
+    trace = torch.linalg.matrix_norm(M) ** 2
+    sigma, rows, rest = subspace(M, U, 2 * rtol, trace)
+    want = torch.linalg.svdvals(M.double())[:, 0]
+    done = torch.ones(len(M), dtype=torch.bool)
+    done[rest] = False
+    assert done[:N].all() and not done[N:].any()
+    assert ((sigma[done].double() / want[done] - 1).abs() <= rtol).all()
+    eye = torch.eye(8, dtype=dtype).expand(len(M), 8, 8)
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert ((rows @ rows.mT - eye).abs() <= tol).all()              # the next warm start
+
+
+def test_spectral_when_the_top_direction_changes_between_chunks():
+    """Diagonal chunks whose largest entry moves to a coordinate the previous chunk's
+    top vectors do not span: the warm start is an exact eigenbasis of lower values, and
+    the norms must still be the largest entries."""
+    S, lags, B = 40, 3, 2
+    spectral = F.Spectral(0, torch.float64)
+    base = 0.7 ** torch.arange(S, dtype=torch.float64)
+    for chunk in range(3):
+        d = base.clone()
+        d[S - 1 - chunk] = 5.0 + chunk                     # a new top, outside the last span
+        M = torch.diag(d).expand(lags * B, S, S).contiguous()
+        sigma = spectral(M, lags)
+        assert torch.allclose(sigma, torch.full_like(sigma, 5.0 + chunk), rtol=1e-12, atol=0)
