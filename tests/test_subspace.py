@@ -68,7 +68,7 @@ def test_a_start_blind_to_the_top_is_not_certified():
     sig = torch.cat([torch.tensor([10.0]), 0.5 ** torch.arange(1, S, dtype=torch.float64)])
     M = torch.diag(sig)[None]
     U = torch.eye(S, dtype=torch.float64)[1:9][None]               # e_2 .. e_9
-    sigma, _, rest = subspace(M, U, 2 * RTOL, (sig ** 2).sum()[None], steps=1)
+    sigma, _, rest, _ = subspace(M, U, 2 * RTOL, (sig ** 2).sum()[None], steps=2)
     assert rest.tolist() == [0] and math.isnan(sigma[0])
 
 
@@ -88,7 +88,7 @@ def test_subspace_agrees_with_svdvals(dtype, rtol):
     W = W + 0.05 * torch.randn(W.shape, generator=g, dtype=torch.float64)
     U = thin_qr(W.to(dtype))[0].mT
     trace = torch.linalg.matrix_norm(M) ** 2
-    sigma, rows, rest = subspace(M, U, 2 * rtol, trace)
+    sigma, rows, rest, _ = subspace(M, U, 2 * rtol, trace)
     want = torch.linalg.svdvals(M.double())[:, 0]
     done = torch.ones(len(M), dtype=torch.bool)
     done[rest] = False
@@ -111,4 +111,38 @@ def test_spectral_when_the_top_direction_changes_between_chunks():
         d[S - 1 - chunk] = 5.0 + chunk                     # a new top, outside the last span
         M = torch.diag(d).expand(lags * B, S, S).contiguous()
         sigma = spectral(M, lags)
-        assert torch.allclose(sigma, torch.full_like(sigma, 5.0 + chunk), rtol=1e-12, atol=0)
+        assert torch.allclose(sigma, torch.full_like(sigma, 5.0 + chunk), rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_every_level_agrees_with_svdvals(level, monkeypatch):
+    """Iterating on (M M^T)^(2^(level-1)) and taking the 2^level-th root is the same
+    sigma_max, to rtol, for Gaussian matrices (flat spectra) and decaying ones, over
+    three chunks (the level of the later ones chosen from the spectrum)."""
+    monkeypatch.setattr(F.lanczos, "COLD_LEVEL", level)
+    S, lags, B = 48, 2, 3
+    g = torch.Generator().manual_seed(11 + level)
+    spectral = F.Spectral(0, torch.float64)
+    for chunk in range(3):
+        M = torch.randn(lags * B, S, S, generator=g, dtype=torch.float64)
+        if chunk:
+            M = M * 0.6 ** (chunk * torch.arange(S, dtype=torch.float64))
+        sigma = spectral(M, lags)
+        want = torch.linalg.svdvals(M)[:, 0]
+        assert ((sigma / want - 1).abs() <= RTOL).all()
+
+
+def test_next_level_follows_the_spectrum():
+    """No power where the spectrum has decayed, the most where it is flat, in between
+    monotone in lambda_8 / lambda_1."""
+    from gradlab.flow.subspace import MAX_LEVEL, next_level
+    levels = []
+    for ratio in (1e-6, 1e-2, 0.1, 0.3, 0.6, 0.9, 1.0):
+        values = torch.tensor([[1.0] + [0.5] * 6 + [ratio]], dtype=torch.float64)
+        levels.append(next_level(values, 0, 2e-11, 128))
+    assert levels[0] == 0 and levels[-1] == MAX_LEVEL
+    assert levels == sorted(levels)
+    # the ratio is read through the level it was measured at: lambda_8 / lambda_1 = 0.6
+    # seen at level 2 as 0.6^4
+    seen = torch.tensor([[1.0] * 7 + [0.6 ** 4]], dtype=torch.float64)
+    assert next_level(seen, 2, 2e-11, 128) == levels[4]

@@ -24,17 +24,18 @@ float64 round-off at lag 10,000, where ||P_k|| itself is far outside float64.
 
 Norms of every P_k, per sequence, natural log, lag k at column k-1:
     frobenius     the scale and the norm that is left (free).
-    spectral      the top eigenvalue of P P^T, on its left vectors (they live at time T).
-                  The first chunk of lags by block Lanczos from random vectors, stopped on
-                  a Weyl / Kato-Temple residual rule; every later chunk by subspace
-                  iteration from the previous chunk's top 8 Ritz vectors (range(P_k)
-                  holds range(P_{k+1}), and P_k is numerically of low rank past the first
-                  lags), stopped on a proven bound (subspace.py), with Lanczos for what it
-                  cannot certify. The relative error of sigma is below `rtol` (default
-                  1e-11 in float64; worst seen 7.3e-12 against svdvals); svdvals for any
-                  matrix that has not converged in LANCZOS_STEPS, and for S <= 24. Cost:
-                  a few thin passes over P per lag, not an SVD (~11 products) per lag,
-                  and no host synchronisation per lag.
+    spectral      the top eigenvalue of P P^T, on its left vectors (they live at time T),
+                  by subspace iteration: the first chunk of lags from random vectors on
+                  (P P^T)^8, every later chunk from the previous chunk's top 8 Ritz
+                  vectors (range(P_k) holds range(P_{k+1}), and P_k is numerically of low
+                  rank past the first lags) on P P^T or a power of it, each stopped on a
+                  proven bound (subspace.py); block Lanczos, stopped on a residual rule,
+                  for what that bound cannot certify. The relative error of sigma is below
+                  `rtol` (default 1e-11 in float64; worst seen 9.7e-12 against svdvals);
+                  svdvals for any matrix Lanczos leaves unconverged, and for S <= 24.
+                  Cost: a few thin passes over P per lag (and three products per lag in
+                  the first chunk), not an SVD (~11 products) per lag, and no host
+                  synchronisation per lag.
     min_singular  1 / ||P_k^{-1}||_2, P_k^{-1} = J_{T-k+1}^{-1} P_{k-1}^{-1} streamed the
                   same way (one LU solve per lag, ~1.3 products, plus the Lanczos
                   passes): exact even where sigma_min / sigma_max is far below 1e-16,
@@ -54,8 +55,8 @@ Modules, one concern each:
     bound       Bound: the lowered step and Jacobians bound to params, checked once;
                 setup (the one check of a call), run_states (the forward run)
     linalg      thin_qr (geqrf + Householder product), top_singular
-    lanczos     Spectral: block Lanczos for sigma_max, its tolerance, the dispatch
-    subspace    certified subspace iteration from a warm start
+    subspace    certified subspace iteration for sigma_max, on a power of P P^T
+    lanczos     Spectral (chunk after chunk), block Lanczos, the tolerance
     chain       Chain: the running product, transposed, in slabs by block structure
     scale       Scale: a product's norm as an exact power of two and a mantissa
     walk        walk: the backward pass over chunks of lags, every norm

@@ -1,12 +1,12 @@
-"""The top singular value of many matrices at once: warm-started block Lanczos, and the
-dispatch between it and subspace iteration (`Spectral`).
+"""The top singular value of many matrices at once: `Spectral`, which runs subspace
+iteration (subspace.py) chunk after chunk, and block Lanczos for what it cannot certify.
 
 sigma_max(M) for a batch of M (N, S, S), as the top eigenvalue of A = M M^T. The first
-chunk of lags has no warm start and flat spectra: block Lanczos with full
-reorthogonalisation from random rows. Every later chunk starts from the previous chunk's
-top Ritz vectors, by subspace iteration, which stops on a proven bound (subspace.py);
-what that bound cannot certify in SUBSPACE_STEPS comes back here, to Lanczos from its top
-Ritz vectors plus one fresh random vector.
+chunk of lags starts from random rows; every later chunk from the previous chunk's top
+Ritz vectors. Each chunk iterates on A or on a power of it, the level chosen from the
+previous chunk's spectrum (`subspace.next_level`), and stops on a proven bound. What that
+bound cannot certify in SUBSPACE_STEPS (a spectrum too flat for it) goes to block
+Lanczos on A, from its top Ritz vector and a fresh random one.
 
 Lanczos stops per matrix, with no host synchronisation per matrix, on a residual rule:
 the Weyl bound (the top residual rho) or the Kato-Temple bound for the top c Ritz values
@@ -15,8 +15,8 @@ half the relative error). The Weyl bound is rigorous; Kato-Temple needs the true
 which the gap to the next Ritz value stands in only once that Ritz pair has converged
 too, and a Krylov method cannot prove that nothing lies above its top Ritz value (a fresh
 random vector and the trace guard it). So Lanczos's bound is a stopping rule, not a
-proof: the worst error seen against svdvals is 3.7e-12 at the default 1e-11. Whatever has
-not converged in LANCZOS_STEPS, and every matrix with S <= DENSE_BELOW, gets svdvals.
+proof. Whatever has not converged in LANCZOS_STEPS, and every matrix with S <=
+DENSE_BELOW, gets svdvals.
 """
 
 import math
@@ -25,7 +25,7 @@ import torch
 
 from ..errors import GradlabError
 from .linalg import nan_where, thin_qr, top_singular
-from .subspace import SUBSPACE_BLOCK, subspace
+from .subspace import COLD_LEVEL, SUBSPACE_BLOCK, next_level, powered, subspace
 
 DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
 LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a small eigh per
@@ -35,10 +35,9 @@ LANCZOS_STEPS = 20        # block steps before svdvals takes over: by then they 
 LANCZOS_FIRST_CHECK = 3   # block steps before the first convergence check (measured: with
                           # a warm start no matrix converged in fewer, and each check costs
                           # an eigh per matrix)
-FIRST_CHECK_COLD = 5      # from a random start (the first chunk, flat spectra: no LSTM
-EVERY_COLD = 2            # product converged in under 6 steps), then every other step
 # Default relative accuracy of each spectral norm (`gradient_flow(rtol=)`), as the bound
-# above; in float64 the error seen against svdvals is below 4e-12.
+# above. In float64 the error seen against svdvals is below 1e-11 (worst 9.7e-12); in
+# float32 rounding in the passes over M adds ~sqrt(S) eps (4.7e-7 seen at S = 128).
 RTOL = {torch.float64: 1e-11, torch.float32: 5e-7}
 
 
@@ -69,36 +68,33 @@ def orthonormal_rows(W, V):
     return torch.where(keep[..., None], Q, 0)
 
 
-def lanczos(M, U, tol, trace, cold=False, keep=0):
+def lanczos(M, U, tol, trace):
     """Largest singular value of each M (N, S, S): block Lanczos with full
     reorthogonalisation on A = M M^T, from the orthonormal rows U (N, p, S); trace (N,)
     is ||M||_F^2, the sum of A's eigenvalues.
 
     Vectors are kept as rows, (A V)^T = (V^T M) M^T, which is the fast layout for a thin
-    block against a square matrix. Returns sigma (N,) and, for the next warm start, the
-    top `keep` Ritz vectors as rows (N, keep, S); rows the basis did not yet hold when a
-    matrix converged are zero."""
+    block against a square matrix. Returns sigma (N,) and the top-p Ritz vectors as rows
+    (N, p, S)."""
     quad, lin = tol
     N, p, S = U.shape
     qmax = min(S, LANCZOS_BASIS * p)
-    sigma, ritz = M.new_zeros(N), M.new_zeros(N, max(keep, p), S)
+    sigma, ritz = M.new_zeros(N), U.clone()
     idx = torch.arange(N, device=M.device)
     # the basis V and A V as rows, in buffers filled block by block (no copies as it grows)
     Vb, AVb = M.new_empty(N, qmax, S), M.new_empty(N, qmax, S)
     Vb[:, :p], AVb[:, :p] = U, (U @ M) @ M.mT
     q = p
-    first, every = (FIRST_CHECK_COLD, EVERY_COLD) if cold else (LANCZOS_FIRST_CHECK, 1)
     done = torch.zeros(N, dtype=torch.bool, device=M.device)
     for it in range(LANCZOS_STEPS):
         V, AV = Vb[:, :q], AVb[:, :q]
         last = it == LANCZOS_STEPS - 1
-        if (it >= first and (it - first) % every == 0) or last or q + p > qmax:
+        if it >= LANCZOS_FIRST_CHECK or last or q + p > qmax:
             H = V @ AV.mT
             theta, Y = torch.linalg.eigh(0.5 * (H + H.mT))           # ascending
             top = theta[:, -1].clamp_min(0)                          # (Na,)
             Yk = Y[:, :, -p - 1:].mT                                 # (Na, p + 1, q)
             ritzk = Yk @ V                                           # top p + 1 Ritz vectors
-            kept = min(keep, q)
             rk = torch.linalg.vector_norm(Yk @ AV - theta[:, -p - 1:, None] * ritzk,
                                           dim=-1) ** 2               # their residuals^2
             Yp, best, r2 = Yk[:, 1:], ritzk[:, 1:], rk[:, 1:]        # the top p (q >= 2p)
@@ -126,9 +122,7 @@ def lanczos(M, U, tol, trace, cold=False, keep=0):
             ok = (bound <= quad * top) & (rho <= lin * top) & (explored | dominant)
             new = ok & ~done
             sigma[idx[new]] = top[new].sqrt()
-            ritz[idx[new], :p] = best[new]
-            if kept > p:
-                ritz[idx[new], :kept] = Y[new, :, -kept:].mT @ V[new]
+            ritz[idx[new]] = best[new]
             done = done | ok
             left = ~done
             count = int(left.sum())
@@ -148,7 +142,7 @@ def lanczos(M, U, tol, trace, cold=False, keep=0):
         q += p
     rest = idx[left]                                                  # not converged:
     sigma[rest] = top_singular(M[left])                               # exact, at SVD cost
-    ritz[rest, :p] = best[left]
+    ritz[rest] = best[left]
     return sigma, ritz
 
 
@@ -161,6 +155,18 @@ class Spectral:
         self.gen = torch.Generator().manual_seed(int(seed))
         self.tol = tolerance(dtype, rtol)
         self.warm = None                                              # (B', k, S)
+        self.level = COLD_LEVEL          # iterate on (M M^T)^(2^(level - 1)), see subspace
+        self.buffers = None
+
+    def buffer(self, M, count):
+        """(count, N, S, S) work arrays like M, kept from chunk to chunk (a fresh one costs
+        a page fault per 4 KiB on the CPU)."""
+        if not count:
+            return None
+        size = count * M.numel()
+        if self.buffers is None or self.buffers.numel() < size or self.buffers.dtype != M.dtype:
+            self.buffers = M.new_empty(size)
+        return self.buffers[:size].view(count, *M.shape)
 
     def orthonormal(self, W):
         """Orthonormal rows spanning W (N, p, S), its zero rows (a start not yet filled)
@@ -191,19 +197,25 @@ class Spectral:
         if S <= DENSE_BELOW:
             return nan_where(top_singular(M), finite)
         p, k = min(LANCZOS_BLOCK, S), min(SUBSPACE_BLOCK, S)
+        if self.warm is None:                # the first chunk: from random rows
+            level, U = COLD_LEVEL, self.orthonormal(M.new_zeros(N, k, S))
+        else:                                # then from the last lag's top Ritz vectors
+            level = self.level
+            U = self.orthonormal(self.warm[None].expand(lags, *self.warm.shape)
+                                 .reshape(N, k, S))
         try:
-            if self.warm is None:            # the first chunk: block Lanczos from random
-                U = self.orthonormal(M.new_zeros(N, p, S))
-                sigma, ritz = lanczos(M, U, self.tol, trace, cold=True, keep=k)
-            else:                            # then subspace iteration from the last lag's
-                warm = self.warm[None].expand(lags, *self.warm.shape).reshape(N, k, S)
-                sigma, ritz, rest = subspace(M, self.orthonormal(warm), self.tol[0], trace)
-                if len(rest):                # too flat for its bound: Lanczos from its
-                    U = torch.cat([M.new_zeros(len(rest), 1, S),      # top Ritz vectors
-                                   ritz[rest, :p - 1]], 1)            # and one fresh one
-                    sigma[rest] = lanczos(M[rest], self.orthonormal(U), self.tol,
-                                          trace[rest])[0]
+            X = powered(M, level, self.buffer(M, 2 if level else 0))
+            traceX = trace if level == 0 else torch.linalg.vector_norm(X, dim=(-2, -1)) ** 2
+            quad = self.tol[0] * 2 ** level
+            s, ritz, rest, values = subspace(X, U, quad, traceX)
+            sigma = s if level == 0 else s ** (0.5 ** level)
+            if len(rest):                    # too flat for its bound: Lanczos on M from
+                U = torch.cat([M.new_zeros(len(rest), 1, S),          # the top Ritz vector
+                               ritz[rest, :p - 1]], 1)                # and a fresh one
+                sigma[rest] = lanczos(M[rest], self.orthonormal(U), self.tol, trace[rest])[0]
+            self.level = next_level(values.view(lags, N // lags, -1)[-1], level, quad, S)
         except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
             sigma, ritz = top_singular(M), self.orthonormal(M.new_zeros(N, k, S))
+            self.level = COLD_LEVEL
         self.warm = ritz.view(lags, N // lags, -1, S)[-1, :, :k].clone()
         return nan_where(sigma, finite)

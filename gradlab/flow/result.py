@@ -311,8 +311,9 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
              bound on each: proven for the lags the warm-started subspace iteration
              certifies, a residual rule for those Lanczos takes (default 1e-11 in float64,
              5e-7 in float32; the worst error seen against
-             torch.linalg.matrix_norm(ord=2) in float64 is 7.3e-12). A looser one (1e-6
-             is plenty for a decay rate) costs fewer iterations.
+             torch.linalg.matrix_norm(ord=2) in float64 is 9.7e-12; in float32 rounding
+             adds ~sqrt(S) eps). A looser one (1e-6 is plenty for a decay rate) costs
+             fewer iterations.
 
     Shapes and dtypes are checked here, once; the cell runs forward here (`states`);
     the backward walk for the norms waits until a norm is read (`Flow`).

@@ -1,4 +1,4 @@
-"""The top singular value of many matrices at once, from a good start: subspace iteration.
+"""The top singular value of many matrices at once: subspace iteration, certified.
 
 Past the first few lags a running product is numerically of low rank (for the LSTM at
 n = 64, sigma_9 / sigma_1 is below 0.04 from lag 32 on), and range(P_{k+1}) = range(P_k
@@ -7,17 +7,19 @@ last product span, almost exactly, those of every product in the next chunk, how
 the top one itself turns from lag to lag. From that start a few steps of subspace
 iteration with Rayleigh-Ritz on A = M M^T converge, each gaining a factor
 (sigma_{p+1} / sigma_1)^4 on the top eigenvalue, and each costs one pass over M and an
-eigh of order p, against the growing basis and eigh of order up to 16 of block Lanczos.
+eigh of order p. Where the spectrum is flat (the first lags, and the first chunk, which
+starts from random rows) the iteration runs on a power of A instead (`powered`).
 
 Stopping is a proof, not a rule of thumb. For the top c Ritz pairs (theta_i, x_i) with
 residuals r_i = A x_i - theta_i x_i, A is, in the basis [x_1..x_c, rest],
 [[diag(theta), E^T], [E, A_22]] with ||E||_F^2 = sum r_i^2 and A_22 positive
-semidefinite of trace ||M||_F^2 - sum theta_i, which bounds its largest eigenvalue. If
-theta_1 exceeds that trace by eta, then theta_1 <= lambda_max(A) <= theta_1 + ||E||^2 /
-eta (the first from the Rayleigh-Ritz principle, the second the quadratic residual bound
-for a block-diagonal perturbation, Li and Li 2005). A matrix is done when that bound, at
-the best c, is below 2 rtol of theta_1. Matrices whose spectra are too flat for it (the
-first lags: their trace is spread over many singular values) are left to block Lanczos.
+semidefinite of trace ||M||_F^2 - sum theta_i, which bounds its largest eigenvalue nu.
+If theta_1 > nu, an eigenvector (x, y) of A for lambda = lambda_max(A) >= theta_1 gives
+y = (lambda - A_22)^{-1} E x, so lambda is an eigenvalue of diag(theta) + E^T (lambda -
+A_22)^{-1} E, and lambda <= theta_1 + ||E||^2 / (lambda - nu) <= theta_1 + ||E||^2 /
+(theta_1 - nu). A matrix is done when that bound, at the best c, is below 2 rtol of
+theta_1. A start blind to the top direction (residual zero) is refused by the trace
+term. What it cannot certify is left to block Lanczos (lanczos.py).
 """
 
 import math
@@ -46,10 +48,12 @@ def subspace(M, U, quad, trace, steps=None):
     """sigma_max of each M (N, S, S) by subspace iteration on A = M M^T from the
     orthonormal rows U (N, p, S); trace (N,) is ||M||_F^2. Returns sigma (N,), the top p
     Ritz vectors as rows (N, p, S) (the next warm start), and the indices of the matrices
-    the bound did not certify within `steps` iterations (their sigma is nan)."""
+    the bound did not certify within `steps` iterations (their sigma is nan), and the top
+    p Ritz values (N, p), descending, at the last Rayleigh-Ritz (nan if there was none)."""
     steps = SUBSPACE_STEPS if steps is None else steps
-    N = M.shape[0]
+    N, p = U.shape[:2]
     sigma, ritz = M.new_full((N,), math.nan), U.clone()
+    values = M.new_full((N, p), math.nan)
     idx = torch.arange(N, device=M.device)
     done = torch.zeros(N, dtype=torch.bool, device=M.device)
     gram = M.dtype == torch.float64
@@ -70,6 +74,7 @@ def subspace(M, U, quad, trace, steps=None):
             r2 = torch.linalg.vector_norm(AXt - Xt * theta[:, None, :], dim=-2) ** 2
         top = theta[:, 0].clamp_min(0)
         ok = (certified(theta, r2, trace) <= quad * top) & ~done
+        values[idx[~done]] = theta[~done]
         if bool(ok.any()):
             sigma[idx[ok]] = top[ok].sqrt()
             ritz[idx[ok]] = Y[ok].mT @ U[ok]
@@ -77,7 +82,7 @@ def subspace(M, U, quad, trace, steps=None):
         left = ~done
         count = int(left.sum())
         if count == 0:
-            return sigma, ritz, idx[:0]
+            return sigma, ritz, idx[:0], values
         if 2 * count <= len(idx):                                # iterate on the rest;
             idx, M, AXt, Y, U, trace, done = (                   # copying M costs a pass
                 a[left] for a in (idx, M, AXt, Y, U, trace, done))
@@ -86,4 +91,43 @@ def subspace(M, U, quad, trace, steps=None):
     rest = ~done
     if steps > FIRST_CHECK:
         ritz[idx[rest]] = last_Y[rest].mT @ last_U[rest]
-    return sigma, ritz, idx[rest]
+    return sigma, ritz, idx[rest], values
+
+
+# Powers. Where the spectrum is flat (the first lags) the rate (sigma_9 / sigma_1)^4 is
+# slow; iterating on B = (M M^T)^(2^(L-1)) instead raises it to the power 2^L for L
+# products of the chunk's matrices. sigma_max(M) = lambda_max(B B^T)^(1 / 2^(L+1)), so the
+# relative bound on lambda_max(B B^T) may be 2^L times looser for the same accuracy in
+# sigma. Forming B rounds like one product: its top eigenvalue is right to ~sqrt(S) eps.
+MAX_LEVEL = 3
+COLD_LEVEL = 3            # no start: (sigma_9 / sigma_1)^32 a step even where it is 0.8
+BMM_COST = 1.3            # one (S, S) product per matrix, in subspace steps, at S = 128
+WARM_ERROR = 1e-2         # the relative error of a warm start's top Ritz value, roughly
+
+
+def powered(M, level, out):
+    """M for level 0, else (M M^T)^(2^(level - 1)) written into the (2, N, S, S) `out`."""
+    if level == 0:
+        return M
+    B = torch.bmm(M, M.mT, out=out[0])
+    for j in range(level - 1):
+        B = torch.bmm(B, B, out=out[(j + 1) % 2])
+    return B
+
+
+def next_level(values, level, quad, S):
+    """The level for the next chunk: least cost (products to form B, and subspace steps,
+    the steps predicted from the worst ratio lambda_8 / lambda_1 of A seen in `values`,
+    the Ritz values of B B^T at this level's last lag)."""
+    ratio = (values[:, -1] / values[:, 0]).clamp(0, 1) ** (0.5 ** level)
+    r = float(torch.nan_to_num(ratio, nan=0.0).max())
+    if r <= 0.0:
+        return 0
+    if r >= 1.0:
+        return MAX_LEVEL
+    bmm = BMM_COST * (S / 128) ** 2
+
+    def cost(L):
+        steps = math.ceil(math.log(quad * 2 ** L / WARM_ERROR) / (2 ** (L + 1) * math.log(r)))
+        return L * bmm + FIRST_CHECK + max(1, steps)
+    return min(range(MAX_LEVEL + 1), key=cost)
