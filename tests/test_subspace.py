@@ -68,7 +68,7 @@ def test_a_start_blind_to_the_top_is_not_certified():
     sig = torch.cat([torch.tensor([10.0]), 0.5 ** torch.arange(1, S, dtype=torch.float64)])
     M = torch.diag(sig)[None]
     U = torch.eye(S, dtype=torch.float64)[1:9][None]               # e_2 .. e_9
-    sigma, _, rest, _ = subspace(M, U, 2 * RTOL, (sig ** 2).sum()[None], steps=2)
+    sigma, _, rest, _ = subspace(M.mT, U, 2 * RTOL, (sig ** 2).sum()[None], steps=2)
     assert rest.tolist() == [0] and math.isnan(sigma[0])
 
 
@@ -88,7 +88,7 @@ def test_subspace_agrees_with_svdvals(dtype, rtol):
     W = W + 0.05 * torch.randn(W.shape, generator=g, dtype=torch.float64)
     U = thin_qr(W.to(dtype))[0].mT
     trace = torch.linalg.matrix_norm(M) ** 2
-    sigma, rows, rest, _ = subspace(M, U, 2 * rtol, trace)
+    sigma, rows, rest, _ = subspace(M.mT, U, 2 * rtol, trace)
     want = torch.linalg.svdvals(M.double())[:, 0]
     done = torch.ones(len(M), dtype=torch.bool)
     done[rest] = False

@@ -44,34 +44,34 @@ def certified(theta, r2, trace):
     return torch.where(eta > 0, bound, math.inf).amin(-1)
 
 
-def subspace(M, U, quad, trace, steps=None):
-    """sigma_max of each M (N, S, S) by subspace iteration on A = M M^T from the
-    orthonormal rows U (N, p, S); trace (N,) is ||M||_F^2. Returns sigma (N,), the top p
-    Ritz vectors as rows (N, p, S) (the next warm start), and the indices of the matrices
-    the bound did not certify within `steps` iterations (their sigma is nan), and the top
-    p Ritz values (N, p), descending, at the last Rayleigh-Ritz (nan if there was none)."""
+def subspace(Q, U, quad, trace, steps=None):
+    """sigma_max of each M = Q^T (Q: N, S, S) by subspace iteration on A = M M^T = Q^T Q
+    from the orthonormal rows U (N, p, S); trace (N,) is ||Q||_F^2. Q rather than M since
+    both products then read a row-major Q as it lies (the walk holds P^T; a power of A is
+    symmetric). Returns sigma (N,), the top p Ritz vectors as rows (N, p, S) (the next
+    warm start), the indices of the matrices the bound did not certify within `steps`
+    iterations (their sigma is nan), and the top p Ritz values (N, p), descending, at the
+    last Rayleigh-Ritz (nan if there was none)."""
     steps = SUBSPACE_STEPS if steps is None else steps
     N, p = U.shape[:2]
-    sigma, ritz = M.new_full((N,), math.nan), U.clone()
-    values = M.new_full((N, p), math.nan)
-    idx = torch.arange(N, device=M.device)
-    done = torch.zeros(N, dtype=torch.bool, device=M.device)
-    gram = M.dtype == torch.float64
+    sigma, ritz = Q.new_full((N,), math.nan), U.clone()
+    values = Q.new_full((N, p), math.nan)
+    idx = torch.arange(N, device=Q.device)
+    done = torch.zeros(N, dtype=torch.bool, device=Q.device)
+    gram = Q.dtype == torch.float64
     for it in range(steps):
-        Z = U @ M                                                # (n, p, S): U M
-        AUt = torch.bmm(M, Z.mT)                                 # (n, S, p): A U^T
+        Zt = torch.bmm(Q, U.mT)                                  # (n, S, p): (U M)^T
+        AU = torch.bmm(Zt.mT, Q)                                 # (n, p, S): U A
         if it < FIRST_CHECK:                                     # a plain power step
-            U = thin_qr(AUt)[0].mT
+            U = thin_qr(AU.mT)[0].mT
             continue
-        theta, Y = torch.linalg.eigh(Z @ Z.mT)                   # U A U^T, ascending
+        theta, Y = torch.linalg.eigh(Zt.mT @ Zt)                 # U A U^T, ascending
         theta, Y = theta.flip(-1), Y.flip(-1)
         if gram:   # ||A x||^2 - theta^2, A x's part in span(U) being theta x: float64 keeps
-            G = AUt.mT @ AUt                                     # r^2 to ~1e-16 theta_1^2
+            G = AU @ AU.mT                                       # r^2 to ~1e-16 theta_1^2
             r2 = (((G @ Y) * Y).sum(-2) - theta * theta).clamp_min(0)
-            AXt = AUt
         else:
-            Xt, AXt = U.mT @ Y, AUt @ Y                          # Ritz vectors as columns
-            r2 = torch.linalg.vector_norm(AXt - Xt * theta[:, None, :], dim=-2) ** 2
+            r2 = torch.linalg.vector_norm(Y.mT @ AU - theta[..., None] * (Y.mT @ U), dim=-1) ** 2
         top = theta[:, 0].clamp_min(0)
         ok = (certified(theta, r2, trace) <= quad * top) & ~done
         values[idx[~done]] = theta[~done]
@@ -84,10 +84,10 @@ def subspace(M, U, quad, trace, steps=None):
         if count == 0:
             return sigma, ritz, idx[:0], values
         if 2 * count <= len(idx):                                # iterate on the rest;
-            idx, M, AXt, Y, U, trace, done = (                   # copying M costs a pass
-                a[left] for a in (idx, M, AXt, Y, U, trace, done))
+            idx, Q, AU, Y, U, trace, done = (                    # copying Q costs a pass
+                a[left] for a in (idx, Q, AU, Y, U, trace, done))
         last_U, last_Y = U, Y
-        U = thin_qr(AXt)[0].mT                                   # span(A U), orthonormal
+        U = thin_qr(AU.mT)[0].mT                                 # span(A U), orthonormal
     rest = ~done
     if steps > FIRST_CHECK:
         ritz[idx[rest]] = last_Y[rest].mT @ last_U[rest]
@@ -106,9 +106,10 @@ WARM_ERROR = 1e-2         # the relative error of a warm start's top Ritz value,
 
 
 def powered(M, level, out):
-    """M for level 0, else (M M^T)^(2^(level - 1)) written into the (2, N, S, S) `out`."""
+    """Q with A = Q^T Q for `subspace`: M^T for level 0, else the symmetric
+    (M M^T)^(2^(level - 1)), written into the (2, N, S, S) `out`."""
     if level == 0:
-        return M
+        return M.mT
     B = torch.bmm(M, M.mT, out=out[0])
     for j in range(level - 1):
         B = torch.bmm(B, B, out=out[(j + 1) % 2])
