@@ -7,6 +7,7 @@ missing the top direction), every value it certifies is within rtol of svdvals.
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,8 +44,8 @@ def test_certified_is_an_upper_bound(seed, decay):
     near the top singular vectors, rows that miss the top one."""
     S, N, p = 30, 16, 8
     g = torch.Generator().manual_seed(100 + seed)
-    sig = decay ** torch.arange(S, dtype=torch.float64) * (1 + 0.1 * torch.rand(N, S, generator=g,
-                                                                                  dtype=torch.float64))
+    jitter = 1 + 0.1 * torch.rand(N, S, generator=g, dtype=torch.float64)
+    sig = decay ** torch.arange(S, dtype=torch.float64) * jitter
     sig = sig.sort(-1, descending=True).values
     M, left = with_spectrum(sig, S, seed)
     starts = [torch.randn(N, S, p, generator=g, dtype=torch.float64),
@@ -79,8 +80,8 @@ def test_subspace_agrees_with_svdvals(dtype, rtol):
     within rtol of svdvals; a flat spectrum is handed back uncertified, not guessed."""
     S, N = 96, 24
     g = torch.Generator().manual_seed(7)
-    decaying = 0.5 ** torch.arange(S, dtype=torch.float64) * (1 + torch.rand(N, S, generator=g,
-                                                                             dtype=torch.float64))
+    jitter = 1 + torch.rand(N, S, generator=g, dtype=torch.float64)
+    decaying = 0.5 ** torch.arange(S, dtype=torch.float64) * jitter
     M, left = with_spectrum(decaying.sort(-1, descending=True).values, S, 8)
     flat, _ = with_spectrum(1 + 0.01 * torch.rand(4, S, generator=g, dtype=torch.float64), S, 9)
     M = torch.cat([M, flat]).to(dtype)
@@ -88,7 +89,7 @@ def test_subspace_agrees_with_svdvals(dtype, rtol):
     W = W + 0.05 * torch.randn(W.shape, generator=g, dtype=torch.float64)
     U = thin_qr(W.to(dtype))[0].mT
     trace = torch.linalg.matrix_norm(M) ** 2
-    sigma, rows, rest, _ = subspace(M.mT, U, 2 * rtol, trace)
+    sigma, rows, rest, checks = subspace(M.mT, U, 2 * rtol, trace)
     want = torch.linalg.svdvals(M.double())[:, 0]
     done = torch.ones(len(M), dtype=torch.bool)
     done[rest] = False
@@ -132,17 +133,27 @@ def test_every_level_agrees_with_svdvals(level, monkeypatch):
         assert ((sigma / want - 1).abs() <= RTOL).all()
 
 
-def test_next_level_follows_the_spectrum():
-    """No power where the spectrum has decayed, the most where it is flat, in between
-    monotone in lambda_8 / lambda_1."""
-    from gradlab.flow.subspace import MAX_LEVEL, next_level
+def test_next_level_walks_down_and_back_up(monkeypatch):
+    """Down a level after an easy chunk, up after one the bound could not certify, the
+    same otherwise, within 0..MAX_LEVEL; and on the running products of a real LSTM the
+    levels Spectral takes start at COLD_LEVEL and come down as the spectrum decays."""
+    from gradlab.flow.subspace import COLD_LEVEL, DESCEND, MAX_LEVEL, next_level
+    assert next_level(2, DESCEND, True) == 1 and next_level(0, 1, True) == 0
+    assert next_level(2, DESCEND + 1, True) == 2
+    assert next_level(1, 5, False) == 2 and next_level(MAX_LEVEL, 8, False) == MAX_LEVEL
+
+    import gradlab
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(32, 16, seed=0)
+    xs = F.make_inputs("gaussian", 48, 4, 16, seed=1)
+    monkeypatch.setitem(F.CHUNK_BYTES, "cpu", 4 * 2 * 4 * 64 * 64 * 8)      # 4 lags a chunk
     levels = []
-    for ratio in (1e-6, 1e-2, 0.1, 0.3, 0.6, 0.9, 1.0):
-        values = torch.tensor([[1.0] + [0.5] * 6 + [ratio]], dtype=torch.float64)
-        levels.append(next_level(values, 0, 2e-11, 128))
-    assert levels[0] == 0 and levels[-1] == MAX_LEVEL
-    assert levels == sorted(levels)
-    # the ratio is read through the level it was measured at: lambda_8 / lambda_1 = 0.6
-    # seen at level 2 as 0.6^4
-    seen = torch.tensor([[1.0] * 7 + [0.6 ** 4]], dtype=torch.float64)
-    assert next_level(seen, 2, 2e-11, 128) == levels[4]
+    original = F.Spectral.__call__
+
+    def spy(self, M, lags, fro=None):
+        levels.append(COLD_LEVEL if self.warm is None else self.level)
+        return original(self, M, lags, fro)
+    monkeypatch.setattr(F.lanczos.Spectral, "__call__", spy)
+    got = gradlab.gradient_flow(cell, params, xs, norms=("spectral",), blocks=False).log_norm()
+    assert levels[0] == COLD_LEVEL and levels[-1] < COLD_LEVEL
+    assert np.isfinite(got).all()

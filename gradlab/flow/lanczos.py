@@ -3,8 +3,8 @@ iteration (subspace.py) chunk after chunk, and block Lanczos for what it cannot 
 
 sigma_max(M) for a batch of M (N, S, S), as the top eigenvalue of A = M M^T. The first
 chunk of lags starts from random rows; every later chunk from the previous chunk's top
-Ritz vectors. Each chunk iterates on A or on a power of it, the level chosen from the
-previous chunk's spectrum (`subspace.next_level`), and stops on a proven bound. What that
+Ritz vectors. Each chunk iterates on A or on a power of it, the level set by how the
+previous chunk went (`subspace.next_level`), and stops on a proven bound. What that
 bound cannot certify in SUBSPACE_STEPS (a spectrum too flat for it) goes to block
 Lanczos on A, from its top Ritz vector and a fresh random one.
 
@@ -75,7 +75,7 @@ def lanczos(M, U, tol, trace):
 
     Vectors are kept as rows, (A V)^T = (V^T M) M^T, which is the fast layout for a thin
     block against a square matrix. Returns sigma (N,) and the top-p Ritz vectors as rows
-    (N, p, S)."""
+    (N, p, S), in ascending order."""
     quad, lin = tol
     N, p, S = U.shape
     qmax = min(S, LANCZOS_BASIS * p)
@@ -151,22 +151,24 @@ class Spectral:
     its inverse, or its blocks), carrying the warm start from chunk to chunk, to relative
     accuracy `rtol` (default RTOL[dtype])."""
 
-    def __init__(self, seed, dtype, rtol=None):
+    def __init__(self, seed, dtype, rtol=None, scratch=None):
         self.gen = torch.Generator().manual_seed(int(seed))
         self.tol = tolerance(dtype, rtol)
         self.warm = None                                              # (B', k, S)
         self.level = COLD_LEVEL          # iterate on (M M^T)^(2^(level - 1)), see subspace
-        self.buffers = None
+        # work arrays for the powers, kept from chunk to chunk (a fresh one costs a page
+        # fault per 4 KiB on the CPU) and shared by the Spectral objects of one walk
+        # (they run one after another), which pass the same dict
+        self.scratch = {} if scratch is None else scratch
 
     def buffer(self, M, count):
-        """(count, N, S, S) work arrays like M, kept from chunk to chunk (a fresh one costs
-        a page fault per 4 KiB on the CPU)."""
+        """(count, N, S, S) work arrays like M (None for count 0)."""
         if not count:
             return None
-        size = count * M.numel()
-        if self.buffers is None or self.buffers.numel() < size or self.buffers.dtype != M.dtype:
-            self.buffers = M.new_empty(size)
-        return self.buffers[:size].view(count, *M.shape)
+        size, held = count * M.numel(), self.scratch.get("powers")
+        if held is None or held.numel() < size or held.dtype != M.dtype:
+            held = self.scratch["powers"] = M.new_empty(size)
+        return held[:size].view(count, *M.shape)
 
     def orthonormal(self, W):
         """Orthonormal rows spanning W (N, p, S), its zero rows (a start not yet filled)
@@ -197,25 +199,26 @@ class Spectral:
         if S <= DENSE_BELOW:
             return nan_where(top_singular(M), finite)
         p, k = min(LANCZOS_BLOCK, S), min(SUBSPACE_BLOCK, S)
+        B = N // lags
         if self.warm is None:                # the first chunk: from random rows
             level, U = COLD_LEVEL, self.orthonormal(M.new_zeros(N, k, S))
         else:                                # then from the last lag's top Ritz vectors
             level = self.level
-            U = self.orthonormal(self.warm[None].expand(lags, *self.warm.shape)
-                                 .reshape(N, k, S))
+            U = self.orthonormal(self.warm[None].expand(lags, B, k, S).reshape(N, k, S))
         try:
             X = powered(M, level, self.buffer(M, 2 if level else 0))
             traceX = trace if level == 0 else torch.linalg.vector_norm(X, dim=(-2, -1)) ** 2
-            quad = self.tol[0] * 2 ** level
-            s, ritz, rest, values = subspace(X, U, quad, traceX)
+            s, ritz, rest, checks = subspace(X, U, self.tol[0] * 2 ** level, traceX)
             sigma = s if level == 0 else s ** (0.5 ** level)
-            if len(rest):                    # too flat for its bound: Lanczos on M from
-                U = torch.cat([M.new_zeros(len(rest), 1, S),          # the top Ritz vector
-                               ritz[rest, :p - 1]], 1)                # and a fresh one
-                sigma[rest] = lanczos(M[rest], self.orthonormal(U), self.tol, trace[rest])[0]
-            self.level = next_level(values.view(lags, N // lags, -1)[-1], level, quad, S)
+            if len(rest):                    # not certified: Lanczos on M from the top
+                U = torch.cat([M.new_zeros(len(rest), 1, S),          # Ritz vector and a
+                               ritz[rest, :p - 1]], 1)                # fresh one
+                sigma[rest], top = lanczos(M[rest], self.orthonormal(U), self.tol,
+                                           trace[rest])
+                ritz[rest, :p] = top.flip(1)                          # converged: top first
+            self.level = next_level(level, checks, len(rest) == 0)
         except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
-            sigma, ritz = top_singular(M), self.orthonormal(M.new_zeros(N, k, S))
+            sigma, ritz = top_singular(M), M.new_zeros(N, k, S)
             self.level = COLD_LEVEL
-        self.warm = ritz.view(lags, N // lags, -1, S)[-1, :, :k].clone()
+        self.warm = ritz[N - B:, :k].clone()
         return nan_where(sigma, finite)

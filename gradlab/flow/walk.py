@@ -45,7 +45,11 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     dtype, device = xs.dtype, xs.device
     spectral, inverse = "spectral" in norms, "min_singular" in norms
     blocks = blocks and parts > 1
-    C = chunk_lags(T, B, S, dtype, device, 4 if inverse else 2)
+    # chunk-sized arrays: the products (two: ping-pong), their inverses, and on a GPU,
+    # where the byte budget is memory rather than cache, the two that Spectral raises a
+    # chunk's matrices to a power in (subspace.powered)
+    powers = torch.device(device).type != "cpu" and (spectral or inverse)
+    C = chunk_lags(T, B, S, dtype, device, 2 + 2 * inverse + 2 * powers)
     ping = 1 if T <= C else 2             # chunk c in buffer c % 2; the next reads its end
     empty = functools.partial(torch.empty, dtype=dtype, device=device)
     chain = Chain(bound, C, dtype, device)
@@ -57,11 +61,12 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     scale = Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(e_k), ||Q_k||_F in [1/2, 1)
     logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
     out = {"frobenius": logs()}           # log ||P_k||_F, lag k at row k - 1
+    scratch = {}                          # work arrays the Spectral objects share
     if spectral:
-        out["spectral"], top = logs(), Spectral(seed, dtype, rtol)
+        out["spectral"], top = logs(), Spectral(seed, dtype, rtol, scratch)
     if inverse:
         Rs = empty(ping, C, B, S, S)      # P_k^{-1} 2^(-r_k)
-        out["min_singular"], bottom = logs(), Spectral(seed + 1, dtype, rtol)
+        out["min_singular"], bottom = logs(), Spectral(seed + 1, dtype, rtol, scratch)
         rscale = Scale(T, B, dtype, device)
         singular = torch.full((B,), T + 1, device=device)    # first lag with a singular J
         eps = torch.finfo(dtype).eps
@@ -71,7 +76,8 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     if blocks:
         out["block_frobenius"] = logs(parts, parts)
         if spectral:
-            out["block_spectral"], btop = logs(parts, parts), Spectral(seed + 2, dtype, rtol)
+            out["block_spectral"], btop = logs(parts, parts), Spectral(seed + 2, dtype, rtol,
+                                                                  scratch)
 
     with torch.no_grad():
         for c, k0 in enumerate(range(1, T + 1, C)):                       # lags k0..k1
