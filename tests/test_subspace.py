@@ -69,7 +69,7 @@ def test_a_start_blind_to_the_top_is_not_certified():
     sig = torch.cat([torch.tensor([10.0]), 0.5 ** torch.arange(1, S, dtype=torch.float64)])
     M = torch.diag(sig)[None]
     U = torch.eye(S, dtype=torch.float64)[1:9][None]               # e_2 .. e_9
-    sigma, _, rest, _ = subspace(M.mT, U, 2 * RTOL, (sig ** 2).sum()[None], steps=2)
+    sigma, _, rest, _ = subspace((M.mT,), U, 2 * RTOL, (sig ** 2).sum()[None], steps=2)
     assert rest.tolist() == [0] and math.isnan(sigma[0])
 
 
@@ -89,7 +89,7 @@ def test_subspace_agrees_with_svdvals(dtype, rtol):
     W = W + 0.05 * torch.randn(W.shape, generator=g, dtype=torch.float64)
     U = thin_qr(W.to(dtype))[0].mT
     trace = torch.linalg.matrix_norm(M) ** 2
-    sigma, rows, rest, checks = subspace(M.mT, U, 2 * rtol, trace)
+    sigma, rows, rest, checks = subspace((M.mT,), U, 2 * rtol, trace)
     want = torch.linalg.svdvals(M.double())[:, 0]
     done = torch.ones(len(M), dtype=torch.bool)
     done[rest] = False
@@ -148,12 +148,12 @@ def test_next_level_walks_down_and_back_up(monkeypatch):
     xs = F.make_inputs("gaussian", 48, 4, 16, seed=1)
     monkeypatch.setitem(F.CHUNK_BYTES, "cpu", 4 * 2 * 4 * 64 * 64 * 8)      # 4 lags a chunk
     levels = []
-    original = F.Spectral.__call__
+    original = F.Spectral.of_rows
 
-    def spy(self, M, lags, fro=None):
+    def spy(self, rows, lags, fro=None):
         levels.append(COLD_LEVEL if self.warm is None else self.level)
-        return original(self, M, lags, fro)
-    monkeypatch.setattr(F.lanczos.Spectral, "__call__", spy)
+        return original(self, rows, lags, fro)
+    monkeypatch.setattr(F.lanczos.Spectral, "of_rows", spy)
     got = gradlab.gradient_flow(cell, params, xs, norms=("spectral",), blocks=False).log_norm()
     assert levels[0] == COLD_LEVEL and levels[-1] < COLD_LEVEL
     assert np.isfinite(got).all()

@@ -86,16 +86,15 @@ class Chain:
             if first:
                 out[b].zero_()
 
-    def matrices(self, Qc):
-        """The chunk (lags, g, B, w, S) as P^T matrices (lags * B, S, S)."""
-        lags, g, B = Qc.shape[:3]
-        if g == 1:
-            return Qc.view(lags * B, self.S, self.S)
-        return Qc.transpose(1, 2).reshape(lags * B, self.S, self.S)
+    def rows(self, Qc, lags):
+        """A chunk's products (g, C, B, w, S) as the row slabs of its P^T matrices, g of
+        (lags * B, w, S), views: what `Spectral.of_rows` reads, with no copy."""
+        return tuple(q[:lags].reshape(lags * q.shape[1], self.w, self.S) for q in Qc)
 
-    def blocks_of(self, Qc, parts, n):
-        """X (lags, B, in part, n, out part, n) with X[.., b, r, a, c] = P[(a, c), (b, r)]."""
-        lags, g, B = Qc.shape[:3]
+    def blocks_of(self, Qc, lags, parts, n):
+        """X (lags, B, in part, n, out part, n) with X[.., b, r, a, c] = P[(a, c), (b, r)],
+        from the chunk's products (g, C, B, w, S)."""
+        g, _, B = Qc.shape[:3]
         if g == 1:
-            return Qc.view(lags, B, parts, n, parts, n)
-        return Qc.view(lags, g, B, n, parts, n).transpose(1, 2)
+            return Qc[0, :lags].view(lags, B, parts, n, parts, n)
+        return Qc[:, :lags].view(g, lags, B, n, parts, n).permute(1, 2, 0, 3, 4, 5)

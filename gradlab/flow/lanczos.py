@@ -161,14 +161,14 @@ class Spectral:
         # (they run one after another), which pass the same dict
         self.scratch = {} if scratch is None else scratch
 
-    def buffer(self, M, count):
-        """(count, N, S, S) work arrays like M (None for count 0)."""
+    def buffer(self, like, N, S, count):
+        """(count, N, S, S) work arrays of like's dtype and device (None for count 0)."""
         if not count:
             return None
-        size, held = count * M.numel(), self.scratch.get("powers")
-        if held is None or held.numel() < size or held.dtype != M.dtype:
-            held = self.scratch["powers"] = M.new_empty(size)
-        return held[:size].view(count, *M.shape)
+        size, held = count * N * S * S, self.scratch.get("powers")
+        if held is None or held.numel() < size or held.dtype != like.dtype:
+            held = self.scratch["powers"] = like.new_empty(size)
+        return held[:size].view(count, N, S, S)
 
     def orthonormal(self, W):
         """Orthonormal rows spanning W (N, p, S), its zero rows (a start not yet filled)
@@ -183,42 +183,52 @@ class Spectral:
     def __call__(self, M, lags, fro=None):
         """sigma_max of M (lags * B', S, S) -> (lags * B',); fro, if given, is each M's
         Frobenius norm (the walk has it already: one pass over M fewer)."""
-        N, S, _ = M.shape
+        return self.of_rows((M.mT,), lags, fro)
+
+    def of_rows(self, rows, lags, fro=None):
+        """sigma_max of each M whose transpose is the row slabs `rows` stacked ((N, w_a,
+        S) each: the walk holds P^T as one slab per state part, so no copy assembles
+        it) -> (N,), N = lags * B'."""
+        N, S = rows[0].shape[0], rows[0].shape[-1]
         # A matrix holding inf or nan (a Jacobian evaluated at an overflowed state) has no
         # norm to measure: its sigma is nan. It enters the routines below as zeros, since
         # SVD and eigh raise on non-finite input and one such matrix would lose the batch.
         # A finite Frobenius norm (needed anyway: the trace of M M^T) says so in one pass.
         if fro is None:
-            fro = torch.linalg.vector_norm(M, dim=(-2, -1))
+            fro = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(r, dim=(-2, -1)) for r in rows]), dim=0)
         finite = torch.isfinite(fro)
         if not bool(finite.all()):                  # rare: which entries, exactly
-            finite = torch.isfinite(M).all(dim=(-2, -1))
-            M = torch.where(finite[:, None, None], M, 0)
+            finite = torch.stack([torch.isfinite(r).all(dim=(-2, -1)) for r in rows]).all(0)
+            rows = tuple(torch.where(finite[:, None, None], r, 0) for r in rows)
             fro = torch.where(finite, fro, 0)
         trace = fro * fro
+
+        def matrices(pick=slice(None)):           # M itself, assembled, where needed
+            return torch.cat([r[pick] for r in rows], 1).mT
         if S <= DENSE_BELOW:
-            return nan_where(top_singular(M), finite)
+            return nan_where(top_singular(matrices()), finite)
         p, k = min(LANCZOS_BLOCK, S), min(SUBSPACE_BLOCK, S)
         B = N // lags
         if self.warm is None:                # the first chunk: from random rows
-            level, U = COLD_LEVEL, self.orthonormal(M.new_zeros(N, k, S))
+            level, U = COLD_LEVEL, self.orthonormal(trace.new_zeros(N, k, S))
         else:                                # then from the last lag's top Ritz vectors
             level = self.level
             U = self.orthonormal(self.warm[None].expand(lags, B, k, S).reshape(N, k, S))
         try:
-            X = powered(M, level, self.buffer(M, 2 if level else 0))
-            traceX = trace if level == 0 else torch.linalg.vector_norm(X, dim=(-2, -1)) ** 2
+            X = powered(rows, level, self.buffer(rows[0], N, S, 2 if level else 0))
+            traceX = trace if level == 0 else torch.linalg.vector_norm(X[0], dim=(-2, -1)) ** 2
             s, ritz, rest, checks = subspace(X, U, self.tol[0] * 2 ** level, traceX)
             sigma = s if level == 0 else s ** (0.5 ** level)
             if len(rest):                    # not certified: Lanczos on M from the top
-                U = torch.cat([M.new_zeros(len(rest), 1, S),          # Ritz vector and a
+                U = torch.cat([U.new_zeros(len(rest), 1, S),          # Ritz vector and a
                                ritz[rest, :p - 1]], 1)                # fresh one
-                sigma[rest], top = lanczos(M[rest], self.orthonormal(U), self.tol,
+                sigma[rest], top = lanczos(matrices(rest), self.orthonormal(U), self.tol,
                                            trace[rest])
                 ritz[rest, :p] = top.flip(1)                          # converged: top first
             self.level = next_level(level, checks, len(rest) == 0)
         except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
-            sigma, ritz = top_singular(M), M.new_zeros(N, k, S)
+            sigma, ritz = top_singular(matrices()), U.new_zeros(N, k, S)
             self.level = COLD_LEVEL
         self.warm = ritz[N - B:, :k].clone()
         return nan_where(sigma, finite)

@@ -44,22 +44,32 @@ def certified(theta, r2, trace):
     return torch.where(eta > 0, bound, math.inf).amin(-1)
 
 
-def subspace(Q, U, quad, trace, steps=None):
-    """sigma_max of each M = Q^T (Q: N, S, S) by subspace iteration on A = M M^T = Q^T Q
-    from the orthonormal rows U (N, p, S); trace (N,) is ||Q||_F^2. Q rather than M since
-    both products then read a row-major Q as it lies (the walk holds P^T; a power of A is
-    symmetric). Returns sigma (N,), the top p Ritz vectors as rows (N, p, S) (the next
-    warm start), the indices of the matrices the bound did not certify within `steps`
-    iterations (their sigma is nan), and the checked iterations it took."""
+def apply(rows, U):
+    """(U M)^T (n, S, p) and U A (n, p, S) for M^T = Q, the row slabs `rows` stacked
+    ((n, w_a, S) each; one slab for a plain Q): A = M M^T = sum_a slab_a^T slab_a."""
+    parts = [torch.bmm(r, U.mT) for r in rows]                     # (n, w_a, p)
+    AU = torch.bmm(parts[0].mT, rows[0])
+    for z, r in zip(parts[1:], rows[1:]):
+        AU.baddbmm_(z.mT, r)
+    return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)), AU
+
+
+def subspace(rows, U, quad, trace, steps=None):
+    """sigma_max of each M by subspace iteration on A = M M^T from the orthonormal rows U
+    (N, p, S), where M^T = Q is given as its row slabs `rows` ((N, w_a, S) each, stacked;
+    a tuple of one for a plain Q): the walk holds P^T as one slab per state part, and a
+    power of A is symmetric, so every product reads a slab as it lies in memory. trace
+    (N,) is ||Q||_F^2. Returns sigma (N,), the top p Ritz vectors as rows (N, p, S) (the
+    next warm start), the indices of the matrices the bound did not certify within
+    `steps` iterations (their sigma is nan), and the checked iterations it took."""
     steps = SUBSPACE_STEPS if steps is None else steps
     N = U.shape[0]
-    sigma, ritz = Q.new_full((N,), math.nan), U.clone()
-    idx = torch.arange(N, device=Q.device)
-    done = torch.zeros(N, dtype=torch.bool, device=Q.device)
-    gram = Q.dtype == torch.float64
+    sigma, ritz = U.new_full((N,), math.nan), U.clone()
+    idx = torch.arange(N, device=U.device)
+    done = torch.zeros(N, dtype=torch.bool, device=U.device)
+    gram = U.dtype == torch.float64
     for it in range(steps):
-        Zt = torch.bmm(Q, U.mT)                                  # (n, S, p): (U M)^T
-        AU = torch.bmm(Zt.mT, Q)                                 # (n, p, S): U A
+        Zt, AU = apply(rows, U)                                  # (U M)^T, U A
         if it < FIRST_CHECK:                                     # a plain power step
             U = thin_qr(AU.mT)[0].mT
             continue
@@ -82,8 +92,8 @@ def subspace(Q, U, quad, trace, steps=None):
         if count == 0:
             return sigma, ritz, idx[:0], it + 1 - FIRST_CHECK
         if 2 * count <= len(idx):                                # iterate on the rest;
-            idx, Q, AU, Y, U, trace, done = (                    # copying Q costs a pass
-                a[left] for a in (idx, Q, AU, Y, U, trace, done))
+            rows = tuple(r[left] for r in rows)                  # copying costs a pass
+            idx, AU, Y, U, trace, done = (a[left] for a in (idx, AU, Y, U, trace, done))
         last_U, last_Y = U, Y
         U = thin_qr(AU.mT)[0].mT                                 # span(A U), orthonormal
     rest = ~done
@@ -102,15 +112,17 @@ COLD_LEVEL = 3            # no start: (sigma_9 / sigma_1)^32 a step even where i
 DESCEND = 2               # checked steps within which a chunk lets the next go a level down
 
 
-def powered(M, level, out):
-    """Q with A = Q^T Q for `subspace`: M^T for level 0, else the symmetric
-    (M M^T)^(2^(level - 1)), written into the (2, N, S, S) `out`."""
+def powered(rows, level, out):
+    """The slabs for `subspace` at `level`: `rows` (those of M^T) for level 0, else the
+    symmetric (M M^T)^(2^(level - 1)) as one slab, written into the (2, N, S, S) `out`."""
     if level == 0:
-        return M.mT
-    B = torch.bmm(M, M.mT, out=out[0])
+        return rows
+    B = torch.bmm(rows[0].mT, rows[0], out=out[0])                 # M M^T = Q^T Q
+    for r in rows[1:]:
+        B.baddbmm_(r.mT, r)
     for j in range(level - 1):
         B = torch.bmm(B, B, out=out[(j + 1) % 2])
-    return B
+    return (B,)
 
 
 def next_level(level, checks, certified_all):

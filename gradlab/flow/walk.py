@@ -56,7 +56,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     # P_k^T / ||P_k||_F for a chunk's lags, when anything reads them after the chunk's
     # products; if not (Frobenius norms alone) two alternating buffers, which stay in cache
     keep = spectral or inverse or blocks
-    Qs = empty(*((ping, C) if keep else (2,)), chain.g, B, chain.w, S)
+    Qs = empty(ping, chain.g, C, B, chain.w, S) if keep else empty(2, chain.g, B, chain.w, S)
     alternate = None if keep else [(q, q.unbind(0)) for q in Qs]
     scale = Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(e_k), ||Q_k||_F in [1/2, 1)
     logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
@@ -89,7 +89,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
             Jt = chain.transposed(J, lags)
             if keep:
                 Q = Qs[c % ping]
-                slabs = [(q, q.unbind(0)) for q in Q[:lags]]
+                slabs = [(q, q.unbind(0)) for q in Q[:, :lags].unbind(1)]
             R, R0 = (Rs[c % ping], Rs[(c - 1) % ping, C - 1]) if inverse else (None, None)
             for i in range(lags):
                 k, j = k0 + i, lags - 1 - i
@@ -118,7 +118,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
             base = scale.log(rows)                                        # (lags, B)
             out["frobenius"][rows] = scale.frobenius(rows)
             if spectral:   # sigma(P) with P = (P^T)^T: left vectors live at time T (warm)
-                sig = top(chain.matrices(Q[:lags]).mT, lags, scale.stored(rows).view(-1))
+                sig = top.of_rows(chain.rows(Q, lags), lags, scale.stored(rows).view(-1))
                 sig = sig.view(lags, B)
                 out["spectral"][rows] = base + sig.double().log()
             if inverse:    # P^{-1} maps s_T to s_{T-k}: its right vectors live at time T
@@ -128,7 +128,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
                 gone = lag[rows, None] >= singular[None, :]
                 out["min_singular"][rows] = torch.where(gone, -math.inf, -big)
             if blocks:
-                X = chain.blocks_of(Q[:lags], parts, n)
+                X = chain.blocks_of(Q, lags, parts, n)
                 fro = torch.linalg.vector_norm(X, dim=(3, 5)).transpose(-1, -2)   # [out, in]
                 out["block_frobenius"][rows] = base[..., None, None] + fro.double().log()
                 if spectral:
