@@ -43,8 +43,9 @@ def test_baselines_step_with_torch_modules_or_plain_torch():
 
 @pytest.mark.parametrize("name, hidden", [("lstm", 16), ("gru", 32)])
 def test_bench_agrees_where_lanczos_runs(name, hidden):
-    """S = 32 > 24, so gradient_flow's spectral norms come from Lanczos, not svdvals; the
-    baselines (autograd and torch.func over the fair step, matrix_norm(ord=2)) agree."""
+    """S = 32 > 24, so gradient_flow's spectral norms come from the iteration, not
+    svdvals; the baselines (autograd and torch.func over the fair step,
+    matrix_norm(ord=2)) agree."""
     (r,) = run_bench([name], hidden=hidden, steps=12, batch=3, repeats=1)
     assert r["state_size"] == 32
     assert r["max_relative_error"] <= 1e-10, r["agreement"]
@@ -52,7 +53,10 @@ def test_bench_agrees_where_lanczos_runs(name, hidden):
     for factor in ("autograd", "func"):
         spread = r["factors"]["whole"][factor]
         assert spread["min"] <= spread["median"] <= spread["max"]
-    assert r["factors"]["norms"]["svd_seconds"] > 0
+    norms, s = r["factors"]["norms"], r["seconds"]
+    assert norms["svd_seconds"] > 0 and norms["share_of_products"] >= 0
+    gf, gfp = s["gradient_flow"], s["gradient_flow_products"]
+    assert norms["share_at_best"] == pytest.approx(max(0.0, gf - gfp) / gfp)
     table = format_table([r])
     for words in ("floor", "SVDs", "products:", "norms:", "whole", r["baseline"]):
         assert words in table
