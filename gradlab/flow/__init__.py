@@ -29,8 +29,8 @@ Norms of every P_k, per sequence, natural log, lag k at column k-1:
                   (P P^T)^8, every later chunk from the previous chunk's top 8 Ritz
                   vectors (range(P_k) holds range(P_{k+1}), and P_k is numerically of low
                   rank past the first lags) on P P^T or a power of it, each stopped on a
-                  proven bound (subspace.py); block Lanczos, stopped on a residual rule,
-                  for what that bound cannot certify. The relative error of sigma is below
+                  residual bound, rounding allowed for (subspace.py); block Lanczos, on a
+                  rule, for what that bound cannot certify. The relative error of sigma is below
                   `rtol` (default 1e-11 in float64; worst seen 9.7e-12 against svdvals);
                   svdvals for any matrix Lanczos leaves unconverged, and for S <= 24.
                   Cost: a few thin passes over P per lag (and three products per lag in

@@ -4,7 +4,7 @@ iteration (subspace.py) chunk after chunk, and block Lanczos for what it cannot 
 sigma_max(M) for a batch of M (N, S, S), as the top eigenvalue of A = M M^T. The first
 chunk of lags starts from random rows; every later chunk from the previous chunk's top
 Ritz vectors. Each chunk iterates on A or on a power of it, the level set by how the
-previous chunk went (`subspace.next_level`), and stops on a proven bound. What that
+previous chunk went (`subspace.next_level`), and stops on a residual bound. What that
 bound cannot certify in SUBSPACE_STEPS (a spectrum too flat for it) goes to block
 Lanczos on A, from its top Ritz vector and a fresh random one.
 
@@ -37,7 +37,7 @@ LANCZOS_FIRST_CHECK = 3   # block steps before the first convergence check (meas
                           # an eigh per matrix)
 # Default relative accuracy of each spectral norm (`gradient_flow(rtol=)`), as the bound
 # above. In float64 the error seen against svdvals is below 1e-11 (worst 9.7e-12); in
-# float32 rounding in the passes over M adds ~sqrt(S) eps (4.7e-7 seen at S = 128).
+# float32 rounding in the passes over M adds ~sqrt(S) eps (5.4e-7 seen at S = 128).
 RTOL = {torch.float64: 1e-11, torch.float32: 5e-7}
 
 
@@ -173,7 +173,8 @@ class Spectral:
     def orthonormal(self, W):
         """Orthonormal rows spanning W (N, p, S), its zero rows (a start not yet filled)
         replaced by random ones, drawn in float32 (torch's CPU generator draws those 4x
-        faster than float64); rows already orthonormal pass through unchanged."""
+        faster than float64). W without a zero row is returned as it is: callers pass
+        rows that are orthonormal already (Ritz vectors) or have zero rows."""
         empty = torch.linalg.vector_norm(W, dim=-1) == 0                  # (N, p)
         if not bool(empty.any()):
             return W
@@ -197,12 +198,21 @@ class Spectral:
         if fro is None:
             fro = torch.linalg.vector_norm(torch.stack(
                 [torch.linalg.vector_norm(r, dim=(-2, -1)) for r in rows]), dim=0)
+        fro = fro.to(rows[0].dtype)
         finite = torch.isfinite(fro)
         if not bool(finite.all()):                  # rare: which entries, exactly
             finite = torch.stack([torch.isfinite(r).all(dim=(-2, -1)) for r in rows]).all(0)
             rows = tuple(torch.where(finite[:, None, None], r, 0) for r in rows)
-            fro = torch.where(finite, fro, 0)
-        trace = fro * fro
+        # a sum of squares that over- or underflowed (entries beyond ~1e154 or below
+        # ~1e-154 in float64): the norm of M / max |M| instead
+        odd = ~torch.isfinite(fro) | (fro < torch.finfo(fro.dtype).tiny ** 0.5)
+        if bool((odd & finite).any()):
+            big = torch.stack([r.abs().amax(dim=(-2, -1)) for r in rows]).amax(0)
+            big = torch.where(big > 0, big, 1)
+            rescaled = torch.stack([torch.linalg.vector_norm(r / big[:, None, None],
+                                                             dim=(-2, -1)) for r in rows])
+            fro = torch.where(odd, rescaled.norm(dim=0) * big, fro)
+        fro = torch.where(finite, fro, 0)
 
         def matrices(pick=slice(None)):           # M itself, assembled, where needed
             return torch.cat([r[pick] for r in rows], 1).mT
@@ -211,21 +221,29 @@ class Spectral:
         p, k = min(LANCZOS_BLOCK, S), min(SUBSPACE_BLOCK, S)
         B = N // lags
         if self.warm is None:                # the first chunk: from random rows
-            level, U = COLD_LEVEL, self.orthonormal(trace.new_zeros(N, k, S))
+            level, U = COLD_LEVEL, self.orthonormal(fro.new_zeros(N, k, S))
         else:                                # then from the last lag's top Ritz vectors
             level = self.level
             U = self.orthonormal(self.warm[None].expand(lags, B, k, S).reshape(N, k, S))
+        # the iterations run on M^ = M / ||M||_F (A = M^ M^^T of trace 1), whatever the
+        # scale the walk left M at; a matrix too small to divide by (or zero) as it is
+        scale = torch.where(fro > torch.finfo(fro.dtype).tiny, 1 / fro, 1)
         try:
-            X = powered(rows, level, self.buffer(rows[0], N, S, 2 if level else 0))
-            traceX = trace if level == 0 else torch.linalg.vector_norm(X[0], dim=(-2, -1)) ** 2
-            s, ritz, rest, checks = subspace(X, U, self.tol[0] * 2 ** level, traceX)
-            sigma = s if level == 0 else s ** (0.5 ** level)
-            if len(rest):                    # not certified: Lanczos on M from the top
+            work = self.buffer(rows[0], N, S, 2 if level else 0)
+            X, xscale, xtrace, log_f = powered(rows, level, work, scale, fro)
+            s, ritz, rest, checks = subspace(X, U, self.tol[0] * 2 ** level, xscale, xtrace)
+            if level:                        # s = lambda_max(X / F), X = A^(2^(level - 1))
+                s = ((s.log() + log_f) * 0.5 ** level).exp()
+            sigma = s / scale
+            if len(rest):                    # not certified: Lanczos on M^ from the top
                 U = torch.cat([U.new_zeros(len(rest), 1, S),          # Ritz vector and a
                                ritz[rest, :p - 1]], 1)                # fresh one
-                sigma[rest], top = lanczos(matrices(rest), self.orthonormal(U), self.tol,
-                                           trace[rest])
+                r = scale[rest]
+                found, top = lanczos(matrices(rest) * r[:, None, None], self.orthonormal(U),
+                                     self.tol, (fro[rest] * r) ** 2)
+                sigma[rest] = found / r
                 ritz[rest, :p] = top.flip(1)                          # converged: top first
+                ritz[rest] = thin_qr(ritz[rest].mT)[0].mT            # with the rest: a basis
             self.level = next_level(level, checks, len(rest) == 0)
         except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
             sigma, ritz = top_singular(matrices()), U.new_zeros(N, k, S)

@@ -58,7 +58,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     keep = spectral or inverse or blocks
     Qs = empty(ping, chain.g, C, B, chain.w, S) if keep else empty(2, chain.g, B, chain.w, S)
     alternate = None if keep else [(q, q.unbind(0)) for q in Qs]
-    scale = Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(e_k), ||Q_k||_F in [1/2, 1)
+    scale = Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(E_k), ||Q_k||_F within 2^+-DRIFT
     logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
     out = {"frobenius": logs()}           # log ||P_k||_F, lag k at row k - 1
     scratch = {}                          # work arrays the Spectral objects share
