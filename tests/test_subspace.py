@@ -214,3 +214,16 @@ def test_a_near_degenerate_top_is_not_certified_by_rounding():
         for _ in range(4):
             spectral(M1[None], 1)                         # the level walks down to 0
         assert abs(spectral(M2[None], 1).item() - 1.0) <= RTOL
+
+
+def test_spectral_restarts_when_the_matrices_change_and_refuses_uneven_lags():
+    """A Spectral object fed other sizes than last time starts cold instead of failing on
+    the old warm start's shape; a batch that does not split into the lags is refused."""
+    from gradlab.errors import GradlabError
+    g = torch.Generator().manual_seed(0)
+    spectral = F.Spectral(0, torch.float64)
+    for S, B in [(30, 2), (40, 3), (30, 2)]:
+        M = torch.randn(2 * B, S, S, generator=g, dtype=torch.float64)
+        assert ((spectral(M, 2) / torch.linalg.svdvals(M)[:, 0] - 1).abs() <= RTOL).all()
+    with pytest.raises(GradlabError, match="5 matrices do not make 2 lags"):
+        spectral(torch.randn(5, 30, 30, generator=g, dtype=torch.float64), 2)

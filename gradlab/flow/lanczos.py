@@ -191,6 +191,8 @@ class Spectral:
         S) each: the walk holds P^T as one slab per state part, so no copy assembles
         it) -> (N,), N = lags * B'."""
         N, S = rows[0].shape[0], rows[0].shape[-1]
+        if lags < 1 or N % lags:
+            raise GradlabError(f"{N} matrices do not make {lags} lags of equal batches")
         # A matrix holding inf or nan (a Jacobian evaluated at an overflowed state) has no
         # norm to measure: its sigma is nan. It enters the routines below as zeros, since
         # SVD and eigh raise on non-finite input and one such matrix would lose the batch.
@@ -220,6 +222,10 @@ class Spectral:
             return nan_where(top_singular(matrices()), finite)
         p, k = min(LANCZOS_BLOCK, S), min(SUBSPACE_BLOCK, S)
         B = N // lags
+        held = self.warm
+        if held is not None and (held.shape != (B, k, S) or held.dtype != rows[0].dtype
+                                 or held.device != rows[0].device):
+            self.warm = None                 # other matrices than last time: start afresh
         if self.warm is None:                # the first chunk: from random rows
             level, U = COLD_LEVEL, self.orthonormal(fro.new_zeros(N, k, S))
         else:                                # then from the last lag's top Ritz vectors
