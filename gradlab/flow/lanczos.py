@@ -26,6 +26,7 @@ import torch
 from ..errors import GradlabError
 from .linalg import nan_where, thin_qr, top_singular
 from .subspace import COLD_LEVEL, SUBSPACE_BLOCK, next_level, powered, subspace
+from .workspace import Workspace
 
 DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
 LANCZOS_BLOCK = 2         # vectors per Lanczos block: each Ritz step costs a small eigh per
@@ -156,19 +157,17 @@ class Spectral:
         self.tol = tolerance(dtype, rtol)
         self.warm = None                                              # (B', k, S)
         self.level = COLD_LEVEL          # iterate on (M M^T)^(2^(level - 1)), see subspace
-        # work arrays for the powers, kept from chunk to chunk (a fresh one costs a page
-        # fault per 4 KiB on the CPU) and shared by the Spectral objects of one walk
-        # (they run one after another), which pass the same dict
-        self.scratch = {} if scratch is None else scratch
+        # the work arrays for the powers: a Workspace, kept from chunk to chunk (a fresh
+        # array costs a page fault per 4 KiB on the CPU) and shared by the Spectral
+        # objects of one walk (they run one after another), which pass the same one
+        self.scratch = Workspace() if scratch is None else scratch
 
     def buffer(self, like, N, S, count):
         """(count, N, S, S) work arrays of like's dtype and device (None for count 0)."""
         if not count:
             return None
-        size, held = count * N * S * S, self.scratch.get("powers")
-        if held is None or held.numel() < size or held.dtype != like.dtype:
-            held = self.scratch["powers"] = like.new_empty(size)
-        return held[:size].view(count, N, S, S)
+        self.scratch.reset()
+        return self.scratch.empty((count, N, S, S), dtype=like.dtype, device=like.device)
 
     def orthonormal(self, W):
         """Orthonormal rows spanning W (N, p, S), its zero rows (a start not yet filled)

@@ -16,6 +16,7 @@ from .. import progress
 from .chain import Chain
 from .lanczos import Spectral
 from .scale import Scale
+from .workspace import Workspace
 
 # Bytes of running products kept per chunk (C lags at once): large enough that the
 # per-chunk Lanczos overhead is amortised. On a CPU also at most CHUNK_LAGS lags, unless
@@ -61,7 +62,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     scale = Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(E_k), ||Q_k||_F within 2^+-DRIFT
     logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
     out = {"frobenius": logs()}           # log ||P_k||_F, lag k at row k - 1
-    scratch = {}                          # work arrays the Spectral objects share
+    scratch = Workspace()                 # work arrays the Spectral objects share
     if spectral:
         out["spectral"], top = logs(), Spectral(seed, dtype, rtol, scratch)
     if inverse:
