@@ -62,17 +62,20 @@ def test_certified_is_an_upper_bound(seed, decay):
         assert (gap[finite] <= bound[finite] + 1e-13 * lam[finite]).all()
 
 
-def test_a_start_blind_to_the_top_is_not_certified():
+@pytest.mark.parametrize("first_check", [0, 1, 3])
+def test_a_start_blind_to_the_top_is_not_certified(first_check):
     """An exact invariant subspace (residual zero) that lacks the top singular vector:
-    a residual rule alone would accept its Ritz value; the trace term refuses it."""
+    a residual rule alone would accept its Ritz value; the trace term refuses it, also
+    when it is checked before any power step (a chunk whose warm start is trusted)."""
     S = 40
     sig = torch.cat([torch.tensor([10.0]), 0.5 ** torch.arange(1, S, dtype=torch.float64)])
     M = torch.diag(sig)[None]
     U = torch.eye(S, dtype=torch.float64)[1:9][None]               # e_2 .. e_9
     scale = 1 / (sig ** 2).sum().sqrt()[None]
-    sigma, _, rest, _ = subspace((M.mT,), U, 2 * RTOL, scale, torch.ones(1, dtype=M.dtype),
-                                 steps=2)
-    assert rest.tolist() == [0] and math.isnan(sigma[0])
+    sigma, _, rest, checks = subspace((M.mT,), U, 2 * RTOL, scale,
+                                      torch.ones(1, dtype=M.dtype), steps=2,
+                                      first_check=first_check)
+    assert rest.tolist() == [0] and math.isnan(sigma[0]) and checks == 2
 
 
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-11), (torch.float64, 1e-8),
@@ -227,3 +230,60 @@ def test_spectral_restarts_when_the_matrices_change_and_refuses_uneven_lags():
         assert ((spectral(M, 2) / torch.linalg.svdvals(M)[:, 0] - 1).abs() <= RTOL).all()
     with pytest.raises(GradlabError, match="5 matrices do not make 2 lags"):
         spectral(torch.randn(5, 30, 30, generator=g, dtype=torch.float64), 2)
+
+
+def test_pace_checks_where_the_last_chunk_was_certified():
+    """Pace starts at FIRST_CHECK plain steps; after a chunk certified at its first check
+    it tries one fewer; a failed try puts it back and makes it wait 1, then 2 chunks
+    before the next; a chunk that needed c checks moves the first check c - 1 steps
+    later; a new level or an uncertified matrix resets it."""
+    from gradlab.flow.subspace import FIRST_CHECK, SUBSPACE_CHECKS, Pace
+    pace = Pace()
+    assert pace.plain == FIRST_CHECK == 1
+    pace.update(True, 1, True)
+    assert pace.plain == 0                       # trying: check the warm start at once
+    pace.update(True, 2, True)
+    assert pace.plain == 1                       # failed: back, and wait one chunk
+    pace.update(True, 1, True)
+    assert pace.plain == 1
+    pace.update(True, 1, True)
+    assert pace.plain == 0
+    pace.update(True, 3, True)
+    assert pace.plain == 2                       # certified at its third check
+    for _ in range(2):                           # the wait has doubled
+        pace.update(True, 1, True)
+        assert pace.plain == 2
+    pace.update(True, 1, True)
+    assert pace.plain == 1
+    pace.update(True, 1, True)
+    assert pace.plain == 0
+    pace.update(True, 1, True)
+    assert pace.plain == 0                       # at 0 it stays while it certifies
+    pace.update(False, 1, True)
+    assert pace.plain == FIRST_CHECK             # a new level
+    pace.plain = 4
+    pace.update(True, 7, False)
+    assert pace.plain == FIRST_CHECK             # something went to Lanczos
+    pace.plain = SUBSPACE_CHECKS
+    pace.update(True, 5, True)
+    assert pace.plain == SUBSPACE_CHECKS         # never all plain: checks stay possible
+
+
+def test_a_trusted_warm_start_that_lost_the_top_is_caught():
+    """Chunks of one decaying spectrum until Spectral checks its warm start with no
+    power step at all; then a chunk whose top direction lies outside that start (an
+    exact eigenbasis of lower values): the bound refuses the stale Ritz value, and the
+    norm found is the new top, to rtol, as are all the others."""
+    S, lags, B = 40, 3, 2
+    spectral = F.Spectral(0, torch.float64)
+    base = 0.3 ** torch.arange(S, dtype=torch.float64)
+    plains = []
+    for chunk in range(8):
+        d = base.clone()
+        if chunk == 7:
+            d[S - 1] = 2.0                                  # a new top, far outside
+        M = torch.diag(d).expand(lags * B, S, S).contiguous()
+        plains.append(spectral.pace.plain)
+        sigma = spectral(M, lags)
+        assert torch.allclose(sigma, torch.full_like(sigma, float(d.max())), rtol=RTOL, atol=0)
+    assert plains[-1] == 0

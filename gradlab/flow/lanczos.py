@@ -4,8 +4,9 @@ iteration (subspace.py) chunk after chunk, and block Lanczos for what it cannot 
 sigma_max(M) for a batch of M (N, S, S), as the top eigenvalue of A = M M^T. The first
 chunk of lags starts from random rows; every later chunk from the previous chunk's top
 Ritz vectors. Each chunk iterates on A or on a power of it, the level set by how the
-previous chunk went (`subspace.next_level`), and stops on a residual bound. What that
-bound cannot certify in SUBSPACE_STEPS (a spectrum too flat for it) goes to block
+previous chunk went (`subspace.next_level`), takes as many unchecked steps as the chunks
+before it suggest (`subspace.Pace`), and stops on a residual bound. What that
+bound cannot certify in SUBSPACE_CHECKS checks (a spectrum too flat for it) goes to block
 Lanczos on A, from its top Ritz vector and a fresh random one.
 
 Lanczos stops per matrix, with no host synchronisation per matrix, on a residual rule:
@@ -25,7 +26,7 @@ import torch
 
 from ..errors import GradlabError
 from .linalg import nan_where, thin_qr, top_singular
-from .subspace import COLD_LEVEL, SUBSPACE_BLOCK, next_level, powered, subspace
+from .subspace import COLD_LEVEL, FIRST_CHECK, SUBSPACE_BLOCK, Pace, next_level, powered, subspace
 from .workspace import Workspace
 
 DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
@@ -157,6 +158,7 @@ class Spectral:
         self.tol = tolerance(dtype, rtol)
         self.warm = None                                              # (B', k, S)
         self.level = COLD_LEVEL          # iterate on (M M^T)^(2^(level - 1)), see subspace
+        self.pace = Pace()               # plain power steps before a chunk's first check
         # the work arrays for the powers: a Workspace, kept from chunk to chunk (a fresh
         # array costs a page fault per 4 KiB on the CPU) and shared by the Spectral
         # objects of one walk (they run one after another), which pass the same one
@@ -225,8 +227,10 @@ class Spectral:
         if held is not None and (held.shape != (B, k, S) or held.dtype != rows[0].dtype
                                  or held.device != rows[0].device):
             self.warm = None                 # other matrices than last time: start afresh
-        if self.warm is None:                # the first chunk: from random rows
+        cold = self.warm is None
+        if cold:                             # the first chunk: from random rows
             level, U = COLD_LEVEL, self.orthonormal(fro.new_zeros(N, k, S))
+            self.pace = Pace()
         else:                                # then from the last lag's top Ritz vectors
             level = self.level
             U = self.orthonormal(self.warm[None].expand(lags, B, k, S).reshape(N, k, S))
@@ -236,7 +240,10 @@ class Spectral:
         try:
             work = self.buffer(rows[0], N, S, 2 if level else 0)
             X, xscale, xtrace, log_f = powered(rows, level, work, scale, fro)
-            s, ritz, rest, checks = subspace(X, U, self.tol[0] * 2 ** level, xscale, xtrace)
+            last = torch.arange(N, device=U.device) >= N - B     # the next warm start
+            s, ritz, rest, checks = subspace(X, U, self.tol[0] * 2 ** level, xscale, xtrace,
+                                             first_check=self.pace.plain,
+                                             keep=last)
             if level:                        # s = lambda_max(X / F), X = A^(2^(level - 1))
                 s = ((s.log() + log_f) * 0.5 ** level).exp()
             sigma = s / scale
@@ -249,9 +256,14 @@ class Spectral:
                 sigma[rest] = found / r
                 ritz[rest, :p] = top.flip(1)                          # converged: top first
                 ritz[rest] = thin_qr(ritz[rest].mT)[0].mT            # with the rest: a basis
-            self.level = next_level(level, checks, len(rest) == 0)
+            # the level policy counts the steps a chunk took as if it had checked from
+            # FIRST_CHECK on (so skipping checks does not change the level it picks)
+            steps = self.pace.plain + checks - FIRST_CHECK
+            self.level = next_level(level, steps, len(rest) == 0)
+            # (a random start says nothing of the pace the warm ones will need)
+            self.pace.update(self.level == level and not cold, checks, len(rest) == 0)
         except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
             sigma, ritz = top_singular(matrices()), U.new_zeros(N, k, S)
-            self.level = COLD_LEVEL
+            self.level, self.pace = COLD_LEVEL, Pace()
         self.warm = ritz[N - B:, :k].clone()
         return nan_where(sigma, finite)

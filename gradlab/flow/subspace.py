@@ -6,8 +6,10 @@ J) lies inside range(P_k). So the top few left singular vectors of the previous 
 last product span, almost exactly, those of every product in the next chunk, however far
 the top one itself turns from lag to lag. From that start a few steps of subspace
 iteration with Rayleigh-Ritz on A = M M^T converge, each gaining a factor
-(sigma_{p+1} / sigma_1)^4 on the top eigenvalue, and each costs one pass over M and an
-eigh of order p. Where the spectrum is flat (the first lags, and the first chunk, which
+(sigma_{p+1} / sigma_1)^4 on the top eigenvalue, and each costs two passes over M and,
+where it is checked, an eigh of order p. Late in a long walk the start is good enough
+to be checked before any step (`Pace` learns, chunk by chunk, how many steps to take
+unchecked). Where the spectrum is flat (the first lags, and the first chunk, which
 starts from random rows) the iteration runs on a power of A instead (`powered`).
 
 Stopping is a bound, not a rule of thumb. For the top c Ritz pairs (theta_i, x_i) with
@@ -34,8 +36,8 @@ from .linalg import thin_qr
 
 SUBSPACE_BLOCK = 8        # vectors carried from chunk to chunk (sigma_9 / sigma_1 decides
                           # the rate; an eigh of order 8 costs ~6 us a matrix on the CPU)
-SUBSPACE_STEPS = 8        # iterations before block Lanczos takes over
-FIRST_CHECK = 1           # plain power steps before the first Rayleigh-Ritz
+SUBSPACE_CHECKS = 7       # checks before block Lanczos takes over
+FIRST_CHECK = 1           # plain power steps before the first check (see Pace)
 
 
 def certified(theta, r2, trace):
@@ -49,72 +51,87 @@ def certified(theta, r2, trace):
 
 
 def apply(rows, U, scale):
-    """(U M^)^T (n, S, p) and U A (n, p, S) for M^ = scale M, M^T = Q given as the row
-    slabs `rows` stacked ((n, w_a, S) each; one slab for a plain Q): A = M^ M^^T =
-    scale^2 sum_a slab_a^T slab_a. Scaled between the two products, so that nothing
-    overflows on the way to A U (float32 squares overflow past 1.8e19)."""
+    """U A U^T (n, p, p) and U A (n, p, S) for A = M^ M^^T, M^ = scale M, M^T = Q given as
+    the row slabs `rows` stacked ((n, w_a, S) each; one slab for a plain Q): with Z_a =
+    slab_a U^T scaled, U A U^T = sum_a Z_a^T Z_a and U A = sum_a Z_a^T slab_a, scaled
+    again. Scaled between the two products, so that nothing overflows on the way to A U
+    (float32 squares overflow past 1.8e19)."""
     s = scale[:, None, None]
-    parts = [torch.bmm(r, U.mT) * s for r in rows]                 # (n, w_a, p)
-    AU = torch.bmm(parts[0].mT, rows[0])
+    parts = [torch.bmm(r, U.mT).mul_(s) for r in rows]             # (n, w_a, p)
+    G, AU = torch.bmm(parts[0].mT, parts[0]), torch.bmm(parts[0].mT, rows[0])
     for z, r in zip(parts[1:], rows[1:]):
+        G.baddbmm_(z.mT, z)
         AU.baddbmm_(z.mT, r)
-    return (parts[0] if len(parts) == 1 else torch.cat(parts, 1)), AU.mul_(s)
+    return G, AU.mul_(s)
 
 
-def subspace(rows, U, quad, scale, trace, steps=None):
+def subspace(rows, U, quad, scale, trace, steps=None, first_check=FIRST_CHECK, keep=None):
     """sigma_max of each M by subspace iteration on A = M^ M^^T, M^ = scale M, from the
     orthonormal rows U (N, p, S), where M^T = Q is given as its row slabs `rows` ((N, w_a,
     S) each, stacked; a tuple of one for a plain Q): the walk holds P^T as one slab per
     state part, and a power of A is symmetric, so every product reads a slab as it lies in
     memory. `scale` (N,) is 1 / ||M||_F (or 1 for a matrix too small to scale): with
     trace(A) = 1 no Ritz value or residual under- or overflows, whatever the scale of M;
-    `trace` (N,) is ||M^||_F^2 (1, or 0 for a zero M).
+    `trace` (N,) is ||M^||_F^2 (1, or 0 for a zero M). The first `first_check` iterations
+    are plain power steps (no check: from a start that cannot be certified yet it would
+    cost for nothing).
+
     Returns sigma of M^ (N,), the top p Ritz vectors as rows (N, p, S) (the next warm
-    start), the indices of the matrices the bound did not certify within `steps`
-    iterations (their sigma is nan), and the checked iterations it took."""
-    steps = SUBSPACE_STEPS if steps is None else steps
+    start; only for the matrices `keep` (N,) marks, if given, and those not certified),
+    the indices of the matrices the bound did not certify within `steps` checks (their
+    sigma is nan), and the checks it took."""
+    steps = first_check + (SUBSPACE_CHECKS if steps is None else steps)
     N, S = U.shape[0], U.shape[-1]
     eps = torch.finfo(U.dtype).eps
-    sigma, ritz = U.new_full((N,), math.nan), U.clone()
+    sigma = U.new_full((N,), math.nan)
+    ritz = U.clone() if keep is None else torch.empty_like(U)
     idx = torch.arange(N, device=U.device)
     done = torch.zeros(N, dtype=torch.bool, device=U.device)
+    want = torch.ones_like(done) if keep is None else keep
     # rounding: the sum of Ritz values is short of its exact value by up to ~(p + 1) S eps
     # (trace 1 and theta_1 <= 1), so the trace beyond them is taken that much larger
     trace = trace + (U.shape[1] + 1) * S * eps
-    for it in range(steps):
-        Zt, AU = apply(rows, U, scale)                           # (U M^)^T, U A
-        if it < FIRST_CHECK:                                     # a plain power step
-            U = thin_qr(AU.mT)[0].mT
-            continue
-        theta, Y = torch.linalg.eigh(Zt.mT @ Zt)                 # U A U^T, ascending
-        theta, Y = theta.flip(-1), Y.flip(-1)
-        residual = Y.mT @ AU - theta[..., None] * (Y.mT @ U)     # A x - theta x, as rows
+
+    def accept(theta, r2, X):
+        """Record the matrices the bound certifies from Ritz values theta (n, p),
+        squared residuals r2 (n, p) and Ritz vectors X (n, p, S); True if none is left."""
+        nonlocal done
         top = theta[:, 0].clamp_min(0)
+        ok = (certified(theta, r2, trace) <= quad * top) & ~done
+        if bool(ok.any()):
+            sigma[idx[ok]] = top[ok].sqrt()
+            kept = ok & want
+            ritz[idx[kept]] = X[kept]
+        done = done | ok
+        return bool(done.all())
+
+    def residual2(theta, AX, X):
         # each residual as computed is off by up to ~2 S eps ||M^||_F ||M^ x|| (two
         # products over S terms), ||M^ x|| = sqrt(theta_i): added, so the bound keeps
         # its meaning in floating point (measured: without it a cancellation certified
         # a value 115x outside rtol)
         slack = 2 * S * eps * theta.clamp_min(0).sqrt()
-        r2 = (torch.linalg.vector_norm(residual, dim=-1) + slack) ** 2
-        ok = (certified(theta, r2, trace) <= quad * top) & ~done
-        if bool(ok.any()):
-            sigma[idx[ok]] = top[ok].sqrt()
-            ritz[idx[ok]] = Y[ok].mT @ U[ok]
-        done = done | ok
-        left = ~done
-        count = int(left.sum())
-        if count == 0:
-            return sigma, ritz, idx[:0], it + 1 - FIRST_CHECK
-        if 2 * count <= len(idx):                                # iterate on the rest;
-            rows = tuple(r[left] for r in rows)                  # copying costs a pass
-            idx, AU, Y, U, trace, scale, done = (
-                a[left] for a in (idx, AU, Y, U, trace, scale, done))
-        last_U, last_Y = U, Y
+        return (torch.linalg.vector_norm(AX - theta[..., None] * X, dim=-1) + slack) ** 2
+
+    for it in range(steps):
+        G, AU = apply(rows, U, scale)                            # U A U^T, U A
+        if it >= first_check:                                    # Rayleigh-Ritz on all p
+            theta, Y = torch.linalg.eigh(G)                      # ascending
+            theta, Y = theta.flip(-1), Y.flip(-1)
+            X = Y.mT @ U                                         # the Ritz vectors, rows
+            if accept(theta, residual2(theta, Y.mT @ AU, X), X):
+                return sigma, ritz, idx[:0], it + 1 - first_check
+            left = ~done
+            if 2 * int(left.sum()) <= len(idx):
+                rows = tuple(r[left] for r in rows)
+                idx, AU, X, trace, scale, done, want = (
+                    a[left] for a in (idx, AU, X, trace, scale, done, want))
+            last_X = X
         U = thin_qr(AU.mT)[0].mT                                 # span(A U), orthonormal
     rest = ~done
-    if steps > FIRST_CHECK:
-        ritz[idx[rest]] = last_Y[rest].mT @ last_U[rest]
-    return sigma, ritz, idx[rest], steps - FIRST_CHECK
+    if steps > first_check:
+        ritz[idx[rest]] = last_X[rest]
+    return sigma, ritz, idx[rest], steps - first_check
 
 
 # Powers. Where the spectrum is flat (the first lags) the rate (sigma_9 / sigma_1)^4 is
@@ -165,3 +182,36 @@ def next_level(level, checks, certified_all):
     if checks <= DESCEND and level > 0:
         return level - 1
     return level
+
+
+class Pace:
+    """How many plain power steps (no check) a chunk takes before its first check, from
+    how the chunks before it went. A check costs a small eigenproblem per matrix and,
+    where it fails, a pass over M for nothing; a chunk usually needs about as many steps
+    as the one before it at the same level, and fewer as the lags grow and the spectrum
+    decays (LSTM, n = 64, T = 1024: from lag ~150 on the previous chunk's top vectors
+    certify each product with no step at all). So the next chunk starts checking at the
+    step that certified this one, and after a chunk certified at its first check it
+    tries one step fewer, unless such a try failed lately (then it waits 1, 2, 4, ...
+    chunks). Back to FIRST_CHECK when the level changes or a matrix went uncertified.
+    It decides cost only: every value is certified either way."""
+
+    def __init__(self):
+        self.plain, self.wait, self.backoff, self.trying = FIRST_CHECK, 0, 1, False
+
+    def update(self, same_level, checks, certified_all):
+        """After a chunk that took self.plain plain steps and `checks` checks."""
+        tried, self.trying = self.trying, False
+        if not (same_level and certified_all):
+            self.plain = FIRST_CHECK
+        elif checks > 1:                 # start checking where this chunk was certified
+            if tried:
+                self.wait, self.backoff = self.backoff, 2 * self.backoff
+            self.plain = min(self.plain + checks - 1, SUBSPACE_CHECKS)
+        else:
+            if tried:
+                self.backoff = 1
+            if self.wait:
+                self.wait -= 1
+            elif self.plain:
+                self.plain, self.trying = self.plain - 1, True
