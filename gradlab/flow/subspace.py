@@ -186,15 +186,16 @@ def next_level(level, checks, certified_all):
 
 class Pace:
     """How many plain power steps (no check) a chunk takes before its first check, from
-    how the chunks before it went. A check costs a small eigenproblem per matrix and,
-    where it fails, a pass over M for nothing; a chunk usually needs about as many steps
-    as the one before it at the same level, and fewer as the lags grow and the spectrum
-    decays (LSTM, n = 64, T = 1024: from lag ~150 on the previous chunk's top vectors
-    certify each product with no step at all). So the next chunk starts checking at the
-    step that certified this one, and after a chunk certified at its first check it
-    tries one step fewer, unless such a try failed lately (then it waits 1, 2, 4, ...
-    chunks). Back to FIRST_CHECK when the level changes or a matrix went uncertified.
-    It decides cost only: every value is certified either way."""
+    how the chunks before it went. A check costs an eigh of order p per matrix, for
+    nothing where it fails; a step saved saves two passes over M and a QR. A chunk
+    usually needs about as many steps as the one before it at the same level, and fewer
+    as the lags grow and the spectrum decays (LSTM, n = 64, B = 4, T = 1024: from lag
+    193 on the previous chunk's vectors certify each product with no step at all). So
+    the next chunk starts checking at the step that certified this one, and after a
+    chunk certified at its first check it tries one step fewer, unless such a try failed
+    lately (then it waits 1, 2, 4, ... chunks). Back to FIRST_CHECK when the level
+    changes or a matrix went uncertified. It decides cost only: every value is
+    certified either way."""
 
     def __init__(self):
         self.plain, self.wait, self.backoff, self.trying = FIRST_CHECK, 0, 1, False
