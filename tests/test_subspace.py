@@ -318,3 +318,59 @@ def test_float32_long_walk_stays_within_rtol_and_rounding(monkeypatch):
     eps = torch.finfo(torch.float32).eps
     assert max(drift) <= 10 * eps
     assert max(errors) <= 5e-7 + math.sqrt(S) * eps
+
+
+@pytest.mark.parametrize("S", [25, 40, 100])
+def test_float32_lanczos_finds_a_top_the_warm_start_cannot_see(S):
+    """float32 diagonal chunks whose warm start is an exact eigenbasis of the old top,
+    while a new top 1e-3 above it appears at a coordinate outside it: the subspace
+    iteration cannot certify, block Lanczos takes over and must find the new top. Its
+    Gram-Schmidt dropped a dependent row only below 1e-10 of its norm, far under float32
+    rounding: rounding noise was normalised into the basis, which was then not
+    orthonormal, and values 1e-3 off (the old top) were accepted."""
+    lags, B = 4, 2
+    spectral = F.Spectral(0, torch.float32)
+    base = 0.7 ** torch.arange(S, dtype=torch.float64)
+    worst = 0.0
+    for chunk in range(6):
+        d = base.clone()
+        if chunk >= 3:
+            d[S - 1 - chunk] = 1 + 1e-3 * (chunk - 2)
+        M = torch.diag(d).expand(lags * B, S, S).contiguous().float()
+        sigma = spectral(M, lags).double()
+        worst = max(worst, float((sigma / d.max() - 1).abs().max()))
+    assert worst <= 5e-7 + math.sqrt(S) * torch.finfo(torch.float32).eps
+
+
+def test_spectral_takes_the_default_tolerance_of_the_matrices_dtype():
+    """A Spectral made for float32 and handed float64 matrices certifies to float64's
+    default rtol, not float32's (it kept the tolerance it was made with: 8.7e-9 off)."""
+    g = torch.Generator().manual_seed(5)
+    spectral = F.Spectral(0, torch.float32)
+    spectral(torch.randn(4, 40, 40, generator=g), 2)
+    M = torch.randn(4, 40, 40, generator=g, dtype=torch.float64)
+    sigma = spectral(M, 2)
+    assert ((sigma / torch.linalg.svdvals(M)[:, 0] - 1).abs() <= RTOL).all()
+
+
+def test_after_an_eigensolver_failure_the_next_chunk_starts_afresh(monkeypatch):
+    """When eigh or QR gives up, the chunk's norms come from svdvals and the next chunk
+    starts cold (random rows), not from coordinate vectors, which are an exact invariant
+    subspace of a diagonal matrix and hid its top from the iteration."""
+    S, lags, B = 40, 2, 2
+    spectral = F.Spectral(0, torch.float64)
+    base = 0.6 ** torch.arange(S, dtype=torch.float64)
+    M = torch.diag(base).expand(lags * B, S, S).contiguous()
+    spectral(M, lags)
+
+    def fail(*args, **kwargs):
+        raise torch.linalg.LinAlgError("gave up")
+    with monkeypatch.context() as m:
+        m.setattr(F.lanczos, "subspace", fail)
+        sigma = spectral(M, lags)
+    assert torch.allclose(sigma, torch.ones_like(sigma), rtol=RTOL, atol=0)
+    assert spectral.warm is None
+    d = base.clone()
+    d[S - 1] = 3.0
+    sigma = spectral(torch.diag(d).expand(lags * B, S, S).contiguous(), lags)
+    assert torch.allclose(sigma, torch.full_like(sigma, 3.0), rtol=RTOL, atol=0)

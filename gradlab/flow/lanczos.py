@@ -48,6 +48,9 @@ def tolerance(dtype, rtol=None):
     eigenvalue of M M^T is below quad = 2 rtol and the top residual below lin (so the
     Ritz gaps that stand in for the true ones in the quadratic bound are credible)."""
     if rtol is None:
+        if dtype not in RTOL:
+            raise GradlabError(f"spectral norms are computed in float32 or float64, "
+                               f"not {str(dtype).removeprefix('torch.')}")
         rtol = RTOL[dtype]
     if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1:
         raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
@@ -59,14 +62,16 @@ def orthonormal_rows(W, V):
     """Orthonormal rows spanning the rows of W (N, p, S) minus those of V (N, q, S):
     block classical Gram-Schmidt against V, twice (enough in floating point), then a
     Householder QR of the block. A row W does not add (its |R_ii| below 1e-10 of its
-    norm) comes out zero, so a Rayleigh-Ritz over [V; W] stays exact."""
+    norm, or 1e3 eps where rounding is coarser: float32) comes out zero, so a
+    Rayleigh-Ritz over [V; W] stays exact (a float32 row of pure rounding, normalised,
+    left the basis far from orthonormal and Lanczos accepted values 1e-3 off)."""
     scale = torch.linalg.vector_norm(W, dim=-1)                      # (N, p)
     for _ in range(2):
         W = W - (W @ V.mT) @ V
     Q, r = thin_qr(W.mT)
     Q = Q.mT                                                          # (N, p, S)
     Q = Q - (Q @ V.mT) @ V                                            # rounding of tiny rows
-    keep = r.abs() > 1e-10 * scale
+    keep = r.abs() > max(1e-10, 1e3 * torch.finfo(W.dtype).eps) * scale
     return torch.where(keep[..., None], Q, 0)
 
 
@@ -155,7 +160,7 @@ class Spectral:
 
     def __init__(self, seed, dtype, rtol=None, scratch=None):
         self.gen = torch.Generator().manual_seed(int(seed))
-        self.tol = tolerance(dtype, rtol)
+        self.rtol, self.tol = rtol, tolerance(dtype, rtol)   # refuse a bad rtol now
         self.warm = None                                              # (B', k, S)
         self.level = COLD_LEVEL          # iterate on (M M^T)^(2^(level - 1)), see subspace
         self.pace = Pace()               # plain power steps before a chunk's first check
@@ -228,6 +233,7 @@ class Spectral:
                                  or held.device != rows[0].device):
             self.warm = None                 # other matrices than last time: start afresh
         cold = self.warm is None
+        tol = tolerance(rows[0].dtype, self.rtol)          # the default follows the dtype
         if cold:                             # the first chunk: from random rows
             level, U = COLD_LEVEL, self.orthonormal(fro.new_zeros(N, k, S))
             self.pace = Pace()
@@ -241,7 +247,7 @@ class Spectral:
             work = self.buffer(rows[0], N, S, 2 if level else 0)
             X, xscale, xtrace, log_f = powered(rows, level, work, scale, fro)
             last = torch.arange(N, device=U.device) >= N - B     # the next warm start
-            s, ritz, rest, checks = subspace(X, U, self.tol[0] * 2 ** level, xscale, xtrace,
+            s, ritz, rest, checks = subspace(X, U, tol[0] * 2 ** level, xscale, xtrace,
                                              first_check=self.pace.plain,
                                              keep=last)
             if level:                        # s = lambda_max(X / F), X = A^(2^(level - 1))
@@ -252,7 +258,7 @@ class Spectral:
                                ritz[rest, :p - 1]], 1)                # fresh one
                 r = scale[rest]
                 found, top = lanczos(matrices(rest) * r[:, None, None], self.orthonormal(U),
-                                     self.tol, (fro[rest] * r) ** 2)
+                                     tol, (fro[rest] * r) ** 2)
                 sigma[rest] = found / r
                 ritz[rest, :p] = top.flip(1)                          # converged: top first
                 ritz[rest] = thin_qr(ritz[rest].mT)[0].mT            # with the rest: a basis
@@ -263,8 +269,8 @@ class Spectral:
             # (a random start says nothing of the pace the warm ones will need)
             self.pace.update(self.level == level and not cold, checks, len(rest) == 0)
         except torch.linalg.LinAlgError:        # eigh/qr gave up on a finite M: SVD it
-            sigma, ritz = top_singular(matrices()), U.new_zeros(N, k, S)
-            self.level, self.pace = COLD_LEVEL, Pace()
+            self.warm, self.level, self.pace = None, COLD_LEVEL, Pace()   # start afresh
+            return nan_where(top_singular(matrices()), finite)
         # orthonormal again (a QR of B blocks): chunks certified with no step pass their
         # start on rotated by eigh's vectors, whose rounding would otherwise add up, and
         # the Ritz values of a start off by d from orthonormal are off by d (float32,
