@@ -374,3 +374,19 @@ def test_after_an_eigensolver_failure_the_next_chunk_starts_afresh(monkeypatch):
     d[S - 1] = 3.0
     sigma = spectral(torch.diag(d).expand(lags * B, S, S).contiguous(), lags)
     assert torch.allclose(sigma, torch.full_like(sigma, 3.0), rtol=RTOL, atol=0)
+
+
+@pytest.mark.parametrize("dtype,big,small", [(torch.float64, 1e308, 1e-310),
+                                             (torch.float32, 1e38, 1e-40)])
+def test_spectral_at_the_ends_of_the_float_range(dtype, big, small):
+    """Matrices whose Frobenius norm is past the largest float (diag(1e308), S = 32), or
+    whose entries are subnormal: measured as M 2^-e, exactly, and scaled back (they gave
+    nan and 0)."""
+    S = 32
+    eye = torch.eye(S, dtype=dtype)
+    for M in (big * eye, big / S * torch.ones(S, S, dtype=dtype), small * eye):
+        M = M.expand(2, S, S).contiguous()
+        sigma = F.Spectral(0, dtype)(M, 1).double()
+        want = torch.linalg.svdvals(M.double())[:, 0]
+        tol = RTOL if dtype == torch.float64 else 5e-7 + math.sqrt(S) * 1.2e-7
+        assert ((sigma / want - 1).abs() <= tol).all(), (sigma, want)

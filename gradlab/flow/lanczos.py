@@ -153,6 +153,15 @@ def lanczos(M, U, tol, trace):
     return sigma, ritz
 
 
+def power_of_two(x, e):
+    """x (N, ...) times 2^e (N,) per leading index, exactly, in two factors so that
+    neither 2^(e/2) overflows for e beyond the exponent range of x's dtype."""
+    half = torch.div(e, 2, rounding_mode="floor")
+    for part in (half, e - half):
+        x = torch.ldexp(x, part.view([-1] + [1] * (x.dim() - 1)).to(x.dtype))
+    return x
+
+
 class Spectral:
     """Spectral norms of successive chunks of matrices of one kind (the running product,
     its inverse, or its blocks), carrying the warm start from chunk to chunk, to relative
@@ -212,14 +221,22 @@ class Spectral:
             finite = torch.stack([torch.isfinite(r).all(dim=(-2, -1)) for r in rows]).all(0)
             rows = tuple(torch.where(finite[:, None, None], r, 0) for r in rows)
         # a sum of squares that over- or underflowed (entries beyond ~1e154 or below
-        # ~1e-154 in float64): the norm of M / max |M| instead
-        odd = ~torch.isfinite(fro) | (fro < torch.finfo(fro.dtype).tiny ** 0.5)
-        if bool((odd & finite).any()):
+        # ~1e-154 in float64, or a norm past the largest float): those matrices are
+        # measured as M 2^-e, max |M 2^-e| in [1/2, 1), exact, and sigma times 2^e
+        odd = (~torch.isfinite(fro) | (fro < torch.finfo(fro.dtype).tiny ** 0.5)) & finite
+        if bool(odd.any()):
             big = torch.stack([r.abs().amax(dim=(-2, -1)) for r in rows]).amax(0)
-            big = torch.where(big > 0, big, 1)
-            rescaled = torch.stack([torch.linalg.vector_norm(r / big[:, None, None],
-                                                             dim=(-2, -1)) for r in rows])
-            fro = torch.where(odd, rescaled.norm(dim=0) * big, fro)
+            shift = torch.where(odd & (big > 0), torch.frexp(big)[1], 0)
+            rows = tuple(power_of_two(r, -shift) for r in rows)
+            fro = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(r, dim=(-2, -1)) for r in rows]), dim=0)
+            return power_of_two(self.measure(rows, lags, fro, finite), shift)
+        return self.measure(rows, lags, fro, finite)
+
+    def measure(self, rows, lags, fro, finite):
+        """of_rows for matrices whose Frobenius norms `fro` are finite where `finite`
+        (the rows are zero elsewhere), and not so small that their squares underflow."""
+        N, S = rows[0].shape[0], rows[0].shape[-1]
         fro = torch.where(finite, fro, 0)
 
         def matrices(pick=slice(None)):           # M itself, assembled, where needed
