@@ -169,7 +169,8 @@ class Spectral:
 
     def __init__(self, seed, dtype, rtol=None, scratch=None):
         self.gen = torch.Generator().manual_seed(int(seed))
-        self.rtol, self.tol = rtol, tolerance(dtype, rtol)   # refuse a bad rtol now
+        tolerance(dtype, rtol)           # refuse a bad rtol (or dtype) now, not mid-walk
+        self.rtol = rtol                 # None: the default of each call's dtype
         self.warm = None                                              # (B', k, S)
         self.level = COLD_LEVEL          # iterate on (M M^T)^(2^(level - 1)), see subspace
         self.pace = Pace()               # plain power steps before a chunk's first check
