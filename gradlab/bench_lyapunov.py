@@ -214,10 +214,12 @@ def bench_cells(names, device="cpu"):
     cells = [c.strip() for c in str(names).split(",") if c.strip()]
     if not cells:
         raise GradlabError(f"--cells {names!r} names no cell; valid: {', '.join(MODULES)}")
-    for c in cells:
+    for k, c in enumerate(cells):
         if c not in MODULES:
             raise GradlabError(f"unknown cell {c!r} for bench --lyapunov; valid: "
                                f"{', '.join(MODULES)}")
+        if c in cells[:k]:
+            raise GradlabError(f"--cells {names!r} names a cell twice ({c}); name each once")
     return cells
 
 

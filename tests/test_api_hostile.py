@@ -253,3 +253,54 @@ def test_jacobian_integer_index_is_a_block_by_position():
     assert J[-1, -1] == J["c", "c"] and J[1, 1].expr == J["c", "c"].expr
     assert str(J[np.int64(0), 1]) == str(J["h", "c"])
     assert (J[1, 0].out, J[1, 0].wrt) == (J["c", "h"].out, J["c", "h"].wrt)
+
+
+def test_a_scalar_or_misshaped_param_is_named_against_the_others():
+    """The state size came from the first parameter alone: a scalar there raised a bare
+    IndexError, and a (2, 8) one made every other parameter look wrong ("expected (2, 2)").
+    Now the parameters declared (n, .) vote, and the odd one is named."""
+    params = LSTM.init_params(4, 3, seed=0)
+    xs = torch.randn(6, 2, 3, dtype=torch.float64)
+    for bad in (torch.tensor(1.0, dtype=torch.float64), torch.randn(2, 8, dtype=torch.float64)):
+        err = refused("param 'W_i'", gradlab.gradient_flow, LSTM,
+                      {**params, "W_i": bad}, xs)
+        assert "expected (4, 4)" in str(err)
+        refused("param 'W_i'", gradlab.lyapunov, LSTM, {**params, "W_i": bad}, xs, 2)
+    rnn = gradlab.cell("rnn_tanh")
+    scalars = {p: torch.tensor(1.0, dtype=torch.float64) for p in rnn.param_names}
+    refused("give no state size", gradlab.gradient_flow, rnn, scalars, xs)
+
+
+@pytest.mark.parametrize("v", ["abc", object(), torch.ones(6, dtype=torch.complex128),
+                               torch.full((6,), math.nan), [1.0] * 5])
+def test_a_bad_loss_vector_is_refused(flow, v):
+    """v was converted unchecked: a string or an object raised torch's own errors, a
+    complex v lost its imaginary part with only a warning, a nan v gave nan everywhere."""
+    refused("loss vector", flow.loss_grad_norms, v)
+    refused("loss vector", flow.bptt_fraction, 2, v)
+
+
+def test_loss_grad_norms_log_must_be_a_bool(flow):
+    refused("log must be True or False", flow.loss_grad_norms, log="no")
+    assert flow.loss_grad_norms(log=True)["state"].shape == (flow.B, flow.T)
+
+
+def test_lstm_with_proj_size_refuses_min_singular_and_caps_lyapunov():
+    """nn.LSTM(proj_size=p) maps to lstm_proj, h padded with n - p zeros: every product
+    is singular on the padding. min_singular came out -inf at every lag (torch's own state
+    by jacrev: finite), and lyapunov(8) returned 8 exponents for 6 true dimensions, the
+    last two from the padding. Now min_singular and the condition number are refused in
+    one line, and the exponents stop at the true size; the spectral norms stand."""
+    from gradlab.flow.module import TorchStep
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(3, 4, proj_size=2).double()
+    xs = torch.randn(12, 2, 3, dtype=torch.float64)
+    flow = gradlab.gradient_flow(module, xs)
+    assert flow.padding == 2
+    for call in (lambda: flow.log_norm("min_singular"), lambda: flow.condition(1),
+                 lambda: gradlab.gradient_flow(module, xs, norms=("min_singular",))):
+        refused("proj_size", call)
+    assert len(flow.lyapunov(8)) == 6
+    jacrev = gradlab.gradient_flow(TorchStep(module), xs)
+    assert np.allclose(flow.log_norm("spectral"), jacrev.log_norm("spectral"), rtol=1e-9)
+    assert gradlab.gradient_flow(torch.nn.LSTM(3, 4).double(), xs).padding == 0

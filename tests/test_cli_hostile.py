@@ -187,3 +187,8 @@ def test_train_with_a_diverging_rate_warns_nothing(tmp_path):
                         "1e308", "--out", tmp_path / "t")
     assert_ok(result)
     assert "Warning" not in result.stderr
+
+
+def test_bench_lyapunov_refuses_a_cell_named_twice():
+    """Plain bench refused a repeated cell; bench --lyapunov timed it twice and exited 0."""
+    assert_one_line_error(invoke("bench", "--lyapunov", "2", "--cells", "lstm,lstm"), "twice")

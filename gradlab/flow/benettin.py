@@ -131,10 +131,12 @@ def _check(k, discard, T):
     return int(k), int(discard)
 
 
-def exponents_along(bound, xs, states, k, seed, discard):
-    """The `Lyapunov` result along stored states (see `lyapunov`)."""
+def exponents_along(bound, xs, states, k, seed, discard, dim=None):
+    """The `Lyapunov` result along stored states (see `lyapunov`); k capped at `dim`, the
+    state's true dimension where part of it is padding (default S)."""
     T, B = xs.shape[:2]
     k, discard = _check(k, discard, T)
+    k = k if dim is None else min(k, dim)
     # (T - discard, B, k): log |R_t[i, i]| of the measured steps
     logs = log_stretches(bound, xs, states, k, check_seed(seed))[discard:].cpu()
     steps = T - discard

@@ -196,6 +196,19 @@ def as_inputs(xs, dtype=None, device=None):
     return xs if dtype is None else xs.to(dtype=dtype, device=device)
 
 
+def hidden_size(cell, params):
+    """n, the state size, as the first dimension most of the parameters declared (n, .)
+    agree on: a single mis-shaped one (or a scalar) is then named by the shape check
+    against the others, not taken as the truth."""
+    votes = [params[p].shape[0] for p in cell.param_names
+             if str(cell.param_shapes[p][0]) == "n" and params[p].dim() >= 1]
+    if not votes:
+        raise GradlabError(f"params for cell '{cell.name}' give no state size: "
+                           + ", ".join(f"{p} has shape {tuple(params[p].shape)}, expected "
+                                       f"{cell.param_shapes[p]}" for p in cell.param_names))
+    return max(set(votes), key=lambda v: (votes.count(v), -votes.index(v)))
+
+
 def setup(cell, params, xs, state0=None, reverse=False):
     """(cell, bound, xs (T, B, m), state0 tuple), everything on the params' dtype/device,
     every shape checked: the one check of a gradient_flow / lyapunov / run_states call."""
@@ -205,7 +218,7 @@ def setup(cell, params, xs, state0=None, reverse=False):
     if flag(reverse, "reverse"):
         xs = xs.flip(0)
     T, B, m = xs.shape
-    n = params[cell.param_names[0]].shape[0]
+    n = hidden_size(cell, params)
     if state0 is None:
         state0 = tuple(torch.zeros(B, n, dtype=dtype, device=device) for _ in cell.state_names)
     else:

@@ -7,6 +7,7 @@ import torch
 
 from .. import progress
 from ..errors import GradlabError
+from .bound import as_real
 from .scale import Scale
 
 
@@ -17,10 +18,12 @@ def loss_vector(v, S, B, like, seed=0):
         gen = torch.Generator().manual_seed(int(seed))
         v = torch.randn(S, generator=gen, dtype=torch.float64)
         v = v / torch.linalg.vector_norm(v)
-    v = torch.as_tensor(v).to(like)
+    v = as_real(v, "the loss vector v", like.dtype, like.device)
     if tuple(v.shape) not in ((S,), (B, S)):
         raise GradlabError(f"loss vector has shape {tuple(v.shape)}, expected (S,) = "
                            f"({S},) or (B, S) = ({B}, {S})")
+    if not bool(torch.isfinite(v).all()):
+        raise GradlabError("the loss vector v holds inf or nan; it must be finite")
     return v
 
 

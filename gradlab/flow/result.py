@@ -39,12 +39,14 @@ class Flow:
 
     Attributes: cell, xs (T, B, m) as analysed (flipped when `reverse`), state0 and
     states (one (T+1, B, n) tensor per state part, s_0..s_T), T, B, n, S, parts (the
-    state part names), reverse, seed.
+    state part names), reverse, seed, padding (state entries that are zero padding: the
+    h of an nn.LSTM with proj_size p < n holds n - p of them; 0 otherwise).
     """
 
     def __init__(self, cell, bound, xs, state0, states, *, reverse, seed, rtol=None,
-                 norms=(), blocks=False):
+                 norms=(), blocks=False, padding=0):
         self.cell, self.xs, self.state0, self.states = cell, xs, state0, states
+        self.padding = padding            # state entries that are zero padding (proj_size)
         self.reverse, self.seed, self.rtol = reverse, seed, rtol
         self._bound = bound
         self.symbolic = getattr(bound, "symbolic", True)   # False: a module, by jacrev
@@ -71,6 +73,8 @@ class Flow:
         had = self._block if blocks else self._log
         if kind in had:
             return
+        if kind == "min_singular" and self.padding:
+            raise GradlabError(NO_MIN_SINGULAR)
         norms, with_blocks = self._pending
         if kind in norms and (with_blocks or not blocks):
             self._walk_pending()
@@ -237,7 +241,7 @@ class Flow:
         "input": ||dL/dx_t||}, each (B, T) with column t for time step t: s_t is the state
         that xs[t] meets (s_0 = state0, lag T - t from s_T) and x_t = xs[t]. Natural logs
         with log=True (exact where the norms underflow); by VJPs, O(T B S^2)."""
-        seed = check_seed(seed)
+        seed, log = check_seed(seed), flag(log, "log")
         if v is not None or seed not in self._loss:     # a random v is kept per seed
             state, inputs = loss_walk(self._bound, self.states, self.xs,
                                        self.loss_vector(v, seed=seed))
@@ -262,7 +266,7 @@ class Flow:
         """Top-k Lyapunov exponents along this flow's inputs and initial state, the mean
         over sequences (k,) (`gradlab.lyapunov(...).mean`; no norm is computed for it)."""
         return exponents_along(self._bound, self.xs, self.states, k, check_seed(seed),
-                               discard).mean
+                               discard, dim=self.S - self.padding).mean
 
     def summary(self):
         """Plain numbers (JSON-ready) from the norms computed so far."""
@@ -280,6 +284,13 @@ class Flow:
                 for b in self.parts:
                     out[f"rate_{kind}_{a}{b}"] = self.rate(kind, block=(a, b))
         return out
+
+
+NO_MIN_SINGULAR = (
+    "min_singular (and the condition number) is not measured for an LSTM with proj_size: "
+    "its h is padded to hidden_size with zeros, so every product is singular on the "
+    "padding; gradient_flow(TorchStep(module), xs), TorchStep from gradlab.flow.module, "
+    "measures torch's own state")
 
 
 def check(value, valid, what):
@@ -329,13 +340,15 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
         check(kind, NORMS, "norm")
     seed, reverse = check_seed(seed), flag(reverse, "reverse")
     blocks = flag(blocks, "blocks")
-    bound = None
+    bound, padding = None, 0
     if isinstance(cell, torch.nn.Module):
         if params is not None and xs is not None:
             raise GradlabError("a torch module carries its own weights: call "
                                "gradient_flow(module, xs), without params")
         xs = params if xs is None else xs
-        cell, params, xs, bound = _module(cell, xs, state0, reverse)
+        cell, params, xs, bound, padding = _module(cell, xs, state0, reverse)
+        if padding and "min_singular" in norms:
+            raise GradlabError(NO_MIN_SINGULAR)
     if params is None or xs is None:
         raise GradlabError("gradient_flow(cell, params, xs) needs params and xs "
                            "(or gradient_flow(module, xs) for a torch module)")
@@ -347,7 +360,7 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
     states = bound.states(xs, state0)
     wanted = tuple(dict.fromkeys((*norms, "frobenius")))
     return Flow(bound.cell, bound, xs, state0, states, reverse=reverse, seed=seed, rtol=rtol,
-                norms=wanted, blocks=blocks)
+                norms=wanted, blocks=blocks, padding=padding)
 
 
 def _module(module, xs, state0, reverse):
@@ -362,5 +375,16 @@ def _module(module, xs, state0, reverse):
         cell, params = from_torch(module, direction=direction)
         if wide_input(module):
             xs = direction_inputs(module, xs, direction)
-        return cell, params, xs, None
-    return None, {}, xs, prepare(module, xs, state0, reverse)
+        return cell, params, xs, None, padded(module)
+    return None, {}, xs, prepare(module, xs, state0, reverse), 0
+
+
+def padded(module):
+    """How many state entries of from_torch(module)'s cell are zero padding (the h of an
+    LSTM with proj_size p < n holds p of torch's entries and n - p zeros, in every layer):
+    they never move, so every product is singular on them and a Lyapunov exponent beyond
+    the true state size is theirs, not the module's."""
+    from ..interop import state_sizes
+    sizes = state_sizes(module)
+    full = max(sizes.values())
+    return sum(full - v for v in sizes.values())
