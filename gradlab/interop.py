@@ -22,7 +22,8 @@ rows 0..p-1 and zero rows below, weight_hh's gate blocks W_* and the upper layer
 since nothing reads entries p..), the Jacobian on the real coordinates is torch's and
 its padded rows and columns are zero, so the spectral and Frobenius norm of every
 product (and every block, J["h2", "c1"], flow.block_log_norm) is torch's; a spectrum
-(singular values, Lyapunov exponents) gains L*(n-p) exact zeros (-inf exponents).
+(singular values, Lyapunov exponents) gains L*(n-p) exact zeros (-inf exponents), so
+`gradient_flow(module, xs)` refuses min_singular for it and stops lyapunov at the true size.
 `state_sizes(module)` says, per state part, how many leading entries are torch's.
 
 A bidirectional module is two recurrences: `direction="forward"` or `"backward"` picks one
