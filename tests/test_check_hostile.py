@@ -156,3 +156,18 @@ def test_check_lyapunov_refuses_runs_too_short_to_judge_and_checks_each_row():
     before = {k: v.clone() for k, v in p.items()}
     assert not check_lyapunov(writes, gru, p, xs, 2).ok
     assert all(torch.equal(p[k], before[k]) for k in p)
+
+
+@pytest.mark.parametrize("block", [3, "hh", ("h",), ("h", "h", "h")])
+def test_a_block_that_is_not_a_pair_is_refused_in_one_line(block):
+    """block=3 raised a bare TypeError ('int' object is not iterable)."""
+    with pytest.raises(GradlabError, match="block") as err:
+        check_jacobian(EXACT, CELL, PARAMS, block=block)
+    assert "\n" not in str(err.value) and repr(block) in str(err.value)
+
+
+def test_a_batch_too_large_for_memory_is_refused_before_allocating():
+    """batch=10**9 went to torch's allocator (64 GB) and came back as its RuntimeError;
+    the CLI checked memory first, the API did not."""
+    with pytest.raises(GradlabError, match="memory"):
+        check_jacobian(EXACT, CELL, PARAMS, batch=10**12)

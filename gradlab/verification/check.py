@@ -26,9 +26,9 @@ import torch
 from sympy import MatMul
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
-from .. import registry
+from .. import budget, registry
 from ..errors import GradlabError, check_seed, choice, integer
-from ..flow.bound import as_real, check_params
+from ..flow.bound import as_real, check_params, hidden_size
 from ..interop import GATES
 from ..lowering.lower import terms_function
 from ..symbolic.printing import text
@@ -109,9 +109,14 @@ def _sample(cell, params, batch, seed, states):
         B = state[0].shape[0] if state[0].ndim else 0
     else:
         B = batch
-    n = first.shape[0]
+    n = hidden_size(cell, params)
     m = next((params[p].shape[1] for p in cell.param_names
               if params[p].ndim == 2 and str(cell.param_shapes[p][1]) == "m"), 1)
+    budget.ensure_fits(budget.flow_bytes(hidden=n, inputs=m, steps=1, batch=B,
+                                         parts=len(cell.state_names),
+                                         params=len(cell.param_names)),
+                       what=f"checking at hidden {n}, inputs {m}, batch {B}",
+                       device=first.device.type, advice="batch")
     gen = torch.Generator().manual_seed(seed)
     draw = lambda *shape: (0.8 * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa
                            ).to(dtype=first.dtype, device=first.device)
@@ -181,9 +186,9 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     n = state[0].shape[-1]
     ins = cell.state_names if wrt == "state" else (cell.input_name,)
     if block is not None:
-        block = tuple(block)
+        given, block = block, tuple(block) if isinstance(block, (tuple, list)) else ()
         if len(block) != 2 or block[0] not in cell.state_names or block[1] not in ins:
-            raise GradlabError(f"block {block!r} is not (out part, in part) with parts from "
+            raise GradlabError(f"block {given!r} is not (out part, in part) with parts from "
                                f"{', '.join(cell.state_names)} and {', '.join(ins)}")
     blocks = Blocks(cell.state_names, ins, n, n if wrt == "state" else x.shape[-1], block)
     exact = blocks.select(_exact(cell, wrt, params, state, x))
