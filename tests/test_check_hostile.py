@@ -171,3 +171,12 @@ def test_a_batch_too_large_for_memory_is_refused_before_allocating():
     the CLI checked memory first, the API did not."""
     with pytest.raises(GradlabError, match="memory"):
         check_jacobian(EXACT, CELL, PARAMS, batch=10**12)
+
+
+def test_a_sparse_answer_is_judged_and_a_meta_one_named():
+    """A sparse tensor (the right numbers) and a meta tensor (no numbers) both ended in
+    "internal error ... please report it"."""
+    assert check_jacobian(lambda P, s, x: EXACT(P, s, x).to_sparse(), CELL, PARAMS).ok
+    meta = lambda P, s, x: torch.empty(x.shape[0], 3, 3, device="meta")  # noqa: E731
+    with pytest.raises(GradlabError, match="meta device"):
+        check_jacobian(meta, CELL, PARAMS)

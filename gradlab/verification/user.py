@@ -38,4 +38,9 @@ def real_array(a, what="the function under test"):
         a = torch.as_tensor(a)
     if a.is_complex() or a.dtype == torch.bool:
         raise GradlabError(f"{what} returned a {a.dtype} tensor; expected real numbers")
+    if a.device.type == "meta":
+        raise GradlabError(f"{what} returned a tensor on the meta device, which holds no "
+                           "numbers; expected real numbers")
+    if a.layout != torch.strided:
+        a = a.to_dense()                              # sparse: the same numbers, dense
     return a.detach().to(dtype=torch.float64, device="cpu")
