@@ -61,8 +61,8 @@ class Number(click.ParamType):
 
     name = "number"
 
-    def __init__(self, low=None):
-        self.low = low
+    def __init__(self, low=None, above=None):
+        self.low, self.above = low, above
 
     def convert(self, value, param, ctx):
         if isinstance(value, float):
@@ -76,6 +76,8 @@ class Number(click.ParamType):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         if self.low is not None and number < self.low:
             self.fail(f"{value!r} is below {self.low:g}", param, ctx)
+        if self.above is not None and number <= self.above:
+            self.fail(f"{value!r} is not above {self.above:g}", param, ctx)
         return number
 
 

@@ -192,3 +192,16 @@ def test_train_with_a_diverging_rate_warns_nothing(tmp_path):
 def test_bench_lyapunov_refuses_a_cell_named_twice():
     """Plain bench refused a repeated cell; bench --lyapunov timed it twice and exited 0."""
     assert_one_line_error(invoke("bench", "--lyapunov", "2", "--cells", "lstm,lstm"), "twice")
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "0.001", "1"])
+def test_init_timescale_says_what_is_valid(value):
+    """-5 was 'below 0', which made 0 look valid; 0 then failed as 'timescale must be a
+    finite number > 1, got 0.0', without the option's name or the value as given."""
+    assert_one_line_error(invoke("init", "rnn_tanh", "--timescale", value),
+                          f"'--timescale': '{value}' is not above 1")
+
+
+def test_derive_refuses_an_empty_out():
+    """--out '' printed to the terminal and exited 0, as if --out had not been given."""
+    assert_one_line_error(invoke("derive", "lstm", "--out", ""), "--out is empty")

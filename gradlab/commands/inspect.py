@@ -38,6 +38,8 @@ def derive(cell, every, latex, out, force):
     if every == bool(cell):
         raise GradlabError("give one CELL or --all (valid cells: "
                            f"{', '.join(registry.cells())})")
+    if out is not None and not str(out).strip():
+        raise GradlabError("--out is empty; give a folder path")
     if every and not out:
         raise GradlabError("--all writes documents: give --out DIR")
     if latex and out:

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progress, \
+from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Number, Progress, \
     cell_files, cells_option, check_report_target, given, notice
 
 
@@ -62,7 +62,7 @@ def train(names, task_spec, out, force, **options):
 
 @click.command("init")
 @click.argument("cell")
-@click.option("--timescale", type=SCALE, required=True,
+@click.option("--timescale", type=Number(above=1.0), required=True,
               help="Target gradient timescale in steps (the norm falls by e).")
 @click.option("--hidden", type=POSITIVE, default=512, show_default=True,
               help="Width n the correction measures at.")
