@@ -205,3 +205,10 @@ def test_init_timescale_says_what_is_valid(value):
 def test_derive_refuses_an_empty_out():
     """--out '' printed to the terminal and exited 0, as if --out had not been given."""
     assert_one_line_error(invoke("derive", "lstm", "--out", ""), "--out is empty")
+
+
+def test_init_refuses_a_size_that_cannot_fit():
+    """init ran into torch's allocator and then advised '--steps or --batch', which it
+    does not take; now the estimate is checked first and names its own options."""
+    assert_one_line_error(invoke("init", "rnn_tanh", "--timescale", "10", "--hidden", HUGE),
+                          "use a smaller --hidden or --inputs")

@@ -262,7 +262,7 @@ def test_critical_init_reaches_its_target_at_a_small_width():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["gru", "--timescale", "0.5"], "timescale must be"),
+    (["gru", "--timescale", "0.5"], "'0.5' is not above 1"),
     (["nope", "--timescale", "20"], "unknown cell"),
     (["mgu", "--timescale", "20", "--write-torch", "{tmp}/new.pt"], "no torch module"),
     (["gru", "--timescale", "nan"], "not a finite number"),

@@ -61,6 +61,11 @@ def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0):
     return timescale_of(rate)
 
 
+def measure_steps(timescale):
+    """The length of the sequence a timescale is measured on: 3 timescales, 100..2000."""
+    return int(min(2000, max(100, 3 * timescale)))
+
+
 def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
                   bias_scale=0.1, input_scale=1.0, gate_bias=0.0, tolerance=0.1,
                   measurements=5, steps=None, seed=0):
@@ -86,8 +91,7 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
         raise GradlabError(f"tolerance must be in (0, 1), got {tolerance!r}")
     hidden, inputs = integer(hidden, "hidden", 1), integer(inputs, "inputs", 1)
     measurements, seed = integer(measurements, "measurements", 1), check_seed(seed)
-    steps = int(min(2000, max(100, 3 * timescale))) if steps is None else \
-        integer(steps, "steps", 3)
+    steps = measure_steps(timescale) if steps is None else integer(steps, "steps", 3)
     checked = Scales(weight_scale=weight_scale, bias_scale=bias_scale,
                      input_scale=input_scale, gate_bias=gate_bias)    # one line if bad
     options = {k: getattr(checked, k) for k in ("weight_scale", "bias_scale", "input_scale",
