@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from .errors import GradlabError
+from .options import entries
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 GRADLAB_CELLS = {"lstm": "lstm", "gru": "gru_torch"}     # what from_torch makes of each
@@ -211,7 +212,7 @@ def bench_cells(names, device="cpu"):
     if device != "cpu":
         raise GradlabError(f"bench --lyapunov runs on the CPU (the published baseline's "
                            f"reference job), got --device {device}")
-    cells = [c.strip() for c in str(names).split(",") if c.strip()]
+    cells = entries(names, "--cells")
     if not cells:
         raise GradlabError(f"--cells {names!r} names no cell; valid: {', '.join(MODULES)}")
     for k, c in enumerate(cells):

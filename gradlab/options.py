@@ -12,10 +12,20 @@ from . import progress
 from .errors import GradlabError
 
 
+def entries(value, what):
+    """The comma-separated entries of `value`, stripped; an empty one between commas (a
+    typo like 'lstm,,gru') refused rather than dropped. An empty `value` gives []."""
+    items = [v.strip() for v in str(value).split(",")]
+    if any(items) and not all(items):
+        raise GradlabError(f"{what} {value!r} has an empty entry; separate the entries "
+                           "with single commas")
+    return [v for v in items if v]
+
+
 def cell_list(value):
     """--cells a,b,path.py:NAME -> list of Cell (validated, one line on error)."""
     from . import registry
-    names = [v.strip() for v in value.split(",") if v.strip()]
+    names = entries(value, "--cells")
     if not names:
         raise GradlabError(f"--cells {value!r} names no cell; valid: {', '.join(registry.cells())}")
     return [registry.cell(n) for n in names]
@@ -29,8 +39,7 @@ def cells_option(value, default):
     if value.strip() == "all":
         return registry.cells()
     chosen = [c.name if ":" not in spec else spec
-              for spec, c in zip([v.strip() for v in value.split(",") if v.strip()],
-                                 cell_list(value))]
+              for spec, c in zip(entries(value, "--cells"), cell_list(value))]
     twice = [n for k, n in enumerate(chosen) if n in chosen[:k]]
     if twice:
         raise GradlabError(f"--cells {value!r} names a cell twice ({twice[0]}); name each once")
@@ -148,7 +157,7 @@ def notice(message):
 def floats(value, what, low=None):
     """A comma-separated list of distinct finite numbers (none below `low`)."""
     try:
-        values = tuple(float(v) for v in value.split(",") if v.strip())
+        values = tuple(float(v) for v in entries(value, what))
     except ValueError:
         raise GradlabError(f"{what} {value!r} is not a comma-separated list of numbers") \
             from None

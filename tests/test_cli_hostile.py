@@ -212,3 +212,14 @@ def test_init_refuses_a_size_that_cannot_fit():
     does not take; now the estimate is checked first and names its own options."""
     assert_one_line_error(invoke("init", "rnn_tanh", "--timescale", "10", "--hidden", HUGE),
                           "use a smaller --hidden or --inputs")
+
+
+@pytest.mark.parametrize("args", [["bench", "--cells", "lstm,,gru"],
+                                  ["bench", "--lyapunov", "2", "--cells", "lstm,,gru"],
+                                  ["verify", "--cells", "lstm,"],
+                                  ["sweep", "--weight-scales", "1,,2", "--out", "{tmp}"]])
+def test_an_empty_entry_in_a_list_is_refused(args, tmp_path):
+    """'lstm,,gru' and '1,,2' ran with the empty entry dropped: a typo taken silently."""
+    result = invoke(*[a.format(tmp=tmp_path / "out") for a in args])
+    assert_one_line_error(result)
+    assert "empty entry" in result.stderr or "comma-separated" in result.stderr
