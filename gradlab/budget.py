@@ -123,6 +123,16 @@ def ensure_check_fits(cell, hidden, inputs, batch, *, available=None):
                        advice="--hidden, --inputs or --batch")
 
 
+def ensure_init_fits(cell, hidden, inputs, steps, *, available=None):
+    """`gradlab init`: the flows it measures on, one sequence of `steps` at `hidden`."""
+    from .registry import cell as lookup
+    c = lookup(cell)
+    need = flow_bytes(hidden=hidden, inputs=inputs, steps=steps, batch=1,
+                      parts=len(c.state_names), params=len(c.param_names))
+    return ensure_fits(need, what=f"gradlab init at hidden {hidden}, inputs {inputs}",
+                       available=available, advice="--hidden or --inputs")
+
+
 GATES = {"rnn": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}     # weight blocks per torch kind
 ARCH_COPIES = 6     # the checkpoint, the trained and the fresh module, the shape check's
                     # module, and both as cell parameters

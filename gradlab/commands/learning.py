@@ -99,11 +99,7 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
         target = new_file(write_torch, "--write-torch")
     from .. import budget
     from ..meanfield.critical import measure_steps
-    budget.ensure_fits(budget.flow_bytes(hidden=hidden, inputs=inputs,
-                                         steps=measure_steps(timescale), batch=1,
-                                         parts=len(c.state_names), params=len(c.param_names)),
-                       what=f"gradlab init at hidden {hidden}, inputs {inputs}",
-                       advice="--hidden or --inputs")
+    budget.ensure_init_fits(c, hidden, inputs, measure_steps(timescale))
     found = critical_init(c, timescale, hidden=hidden, inputs=inputs,
                           weight_scale=weight_scale, bias_scale=bias_scale,
                           input_scale=input_scale, gate_bias=gate_bias, seed=seed)

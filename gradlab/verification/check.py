@@ -112,11 +112,7 @@ def _sample(cell, params, batch, seed, states):
     n = hidden_size(cell, params)
     m = next((params[p].shape[1] for p in cell.param_names
               if params[p].ndim == 2 and str(cell.param_shapes[p][1]) == "m"), 1)
-    budget.ensure_fits(budget.flow_bytes(hidden=n, inputs=m, steps=1, batch=B,
-                                         parts=len(cell.state_names),
-                                         params=len(cell.param_names)),
-                       what=f"checking at hidden {n}, inputs {m}, batch {B}",
-                       device=first.device.type, advice="batch")
+    budget.ensure_check_fits(cell, n, m, B)            # as `gradlab check` does
     gen = torch.Generator().manual_seed(seed)
     draw = lambda *shape: (0.8 * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa
                            ).to(dtype=first.dtype, device=first.device)
