@@ -7,6 +7,8 @@ import sys
 import traceback
 
 from .errors import GradlabError
+from . import exits
+from .exits import ExitCalled, no_exit
 
 CELLS = {}
 
@@ -85,11 +87,12 @@ def load(spec, what="cell"):
             module = importlib.util.module_from_spec(loader)
             sys.modules[module_name] = module
             try:
-                loader.loader.exec_module(module)
+                with no_exit():
+                    loader.loader.exec_module(module)
             except GradlabError:
                 del sys.modules[module_name]
                 raise
-            except (Exception, SystemExit) as err:   # not KeyboardInterrupt: that stops us
+            except (Exception, SystemExit, ExitCalled) as err:  # not KeyboardInterrupt
                 del sys.modules[module_name]
                 raise GradlabError(f"cannot load {where} (in {what} {spec!r}): "
                                    f"{_describe(err)}") from None
@@ -98,10 +101,11 @@ def load(spec, what="cell"):
             raise GradlabError(f"{what} {spec!r}: {where!r} is neither a .py file nor a module "
                                "name (package.module)")
         try:
-            module = importlib.import_module(where)
+            with no_exit():
+                module = importlib.import_module(where)
         except GradlabError:
             raise
-        except (Exception, SystemExit) as err:
+        except (Exception, SystemExit, ExitCalled) as err:
             raise GradlabError(f"cannot import {where!r} (in {what} {spec!r}): "
                                f"{_describe(err)}") from None
     return module, where, attr
@@ -112,10 +116,10 @@ def _describe(err):
     if isinstance(err, SyntaxError):
         return f"SyntaxError at {err.filename}:{err.lineno}: {err.msg}"
     frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if not f.filename.startswith("<frozen") and f.filename != __file__
+              if not f.filename.startswith("<frozen") and f.filename not in (__file__, exits.__file__)
               and pathlib.Path(f.filename).parent.name != "importlib"]
     at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-    if isinstance(err, SystemExit):
-        return (f"it called sys.exit({err.code!r}){at}; a cell file must declare cells, "
-                "not exit")
+    if isinstance(err, (SystemExit, ExitCalled)):
+        how = "sys.exit" if isinstance(err, SystemExit) else "os._exit"
+        return f"it called {how}({err.code!r}){at}"
     return f"{type(err).__name__}{at}: {' '.join(str(err).split())}"

@@ -180,3 +180,70 @@ def test_a_sparse_answer_is_judged_and_a_meta_one_named():
     meta = lambda P, s, x: torch.empty(x.shape[0], 3, 3, device="meta")  # noqa: E731
     with pytest.raises(GradlabError, match="meta device"):
         check_jacobian(meta, CELL, PARAMS)
+
+
+def per_sample_only(P, s, x):
+    """A Jacobian written for one sample: W @ h fails on a (B, n) batch."""
+    W, U, b = P["W"], P["U"], P["b"]
+    h = torch.tanh(W @ s[0] + U @ x + b)
+    return torch.diag(1 - h ** 2) @ W
+
+
+def scales_columns_on_a_batch(P, s, x):
+    """Right for one sample, but (1 - h'^2)[:, None] broadcasts along the wrong axis of a
+    (B, n) batch: the rows of W scaled for one sample, its columns for a batch."""
+    W, U, b = P["W"], P["U"], P["b"]
+    h = torch.tanh(s[0] @ W.T + x @ U.T + b)
+    return (1 - h ** 2)[..., None] * W if h.ndim == 1 else (1 - h ** 2)[:, None, :] * W
+
+
+def test_a_function_written_for_one_sample_is_called_one_sample_at_a_time():
+    result = check_jacobian(per_sample_only, CELL, PARAMS, batch=4)
+    assert result.ok and result.checked == 4 and result.max_error < 1e-14
+
+
+def test_a_function_right_per_sample_but_wrong_on_a_batch_is_told_so():
+    result = check_jacobian(scales_columns_on_a_batch, CELL, PARAMS, batch=4)
+    assert not result.ok
+    assert result.diagnosis[0].startswith("Your Jacobian is right one sample at a time")
+    assert "B = 4" in result.diagnosis[0] and "broadcast" in result.diagnosis[0]
+
+
+def test_a_batch_error_and_a_per_sample_error_are_both_named():
+    def fails(P, s, x):
+        raise ValueError(f"no, ndim {s[0].ndim}")
+    with pytest.raises(GradlabError) as err:
+        check_jacobian(fails, CELL, PARAMS, batch=3)
+    message = str(err.value)
+    assert "ValueError: no, ndim 2 (on a batch of 3)" in message
+    assert "one sample at a time, the function under test raised ValueError: no, ndim 1" in message
+
+
+def run_cli(*args, cwd):
+    """`gradlab ...` in a child process: an os._exit that got through would end pytest."""
+    import subprocess
+    return subprocess.run([sys.executable, "-c", "from gradlab.cli import main; main()",
+                           *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_os_exit_in_code_under_test_is_an_error_not_a_pass(tmp_path):
+    (tmp_path / "fn_exits.py").write_text(textwrap.dedent("""
+        import os
+        def jac(params, state, x):
+            print("agrees: max relative error 0 (absolute 0) over 4 samples")
+            os._exit(0)
+    """))
+    (tmp_path / "module_exits.py").write_text("import posix\nposix._exit(0)\n")
+    common = ("--cell", "rnn_tanh", "--hidden", "3", "--inputs", "2")
+    done = run_cli("check", "fn_exits.py:jac", *common, cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.strip() == "gradlab: error: the function under test called os._exit(0)"
+    done = run_cli("check", "module_exits.py:jac", *common, cwd=tmp_path)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "it called os._exit(0) at " in done.stderr and "module_exits.py:2" in done.stderr
+    import os
+    import posix
+    assert os._exit is posix._exit and type(os._exit).__name__ == "builtin_function_or_method"
+    with pytest.raises(GradlabError, match=r"called os._exit\(3\)"):
+        check_jacobian(lambda P, s, x: os._exit(3), CELL, PARAMS)
+    assert os._exit is posix._exit and type(os._exit).__name__ == "builtin_function_or_method"

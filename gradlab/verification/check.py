@@ -1,8 +1,9 @@
 """Checking someone else's Jacobian against the exact one, and saying what is wrong with it.
 
 `check_jacobian(fn, cell, params)` evaluates a user's `fn(params, state, x)` (torch or
-numpy; (B, S, S), or (S, S) for one sample) at random states and inputs, or at the ones
-given, and compares it with gradlab's lowered Jacobian. When they differ it looks for the
+numpy; (B, S, S), or (S, S) for one sample: a function that fails on a batch, or
+returns one matrix for it, is called one sample at a time) at random states and inputs,
+or at the ones given, and compares it with gradlab's lowered Jacobian. When they differ it looks for the
 mistakes people make when they derive a Jacobian by hand, in the terms of the derivation:
 
     layout      the transpose (denominator layout: rows are inputs)
@@ -13,6 +14,7 @@ mistakes people make when they derive a Jacobian by hand, in the terms of the de
                 by least squares
     slope       a term whose diagonal factor is wrong row by row (an activation's slope)
     gates       weights read in another gate order (torch stacks i, f, g, o / r, z, n)
+    batch       right one sample at a time, wrong on a batch (it does not broadcast)
 
 and, when nothing simple explains the difference, says so and shows the worst entries.
 """
@@ -32,7 +34,7 @@ from ..flow.bound import as_real, check_params, hidden_size
 from ..interop import GATES
 from ..lowering.lower import terms_function
 from ..symbolic.printing import text
-from .user import call_user, real_array
+from .user import batched_jacobian, per_sample
 
 LAYOUTS = ("numerator", "denominator")
 EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
@@ -62,25 +64,6 @@ class Result:
             f": max relative error {self.max_error.relative:.3g} (absolute "
             f"{self.max_error.absolute:.3g}) over {self.checked} samples")
         return "\n".join([head, *self.diagnosis])
-
-
-def _call(fn, params, state, x, shape):
-    """The user's Jacobian, batched (B, rows, cols), float64 on the CPU."""
-    B = x.shape[0]
-    copy = lambda: {k: v.clone() for k, v in params.items()}          # noqa: E731
-    out = real_array(call_user(fn, copy(), tuple(s.clone() for s in state), x.clone()))
-    if out.ndim == 2 and B > 1:                       # one sample at a time
-        rows = []
-        for b in range(B):
-            one = call_user(fn, copy(), tuple(s[b].clone() for s in state), x[b].clone())
-            rows.append(real_array(one))
-        out = torch.stack(rows)
-    elif out.ndim == 2:
-        out = out[None]
-    if tuple(out.shape) != (B, *shape):
-        raise GradlabError(f"the function under test returned shape {tuple(out.shape)}; "
-                           f"expected ({B}, {shape[0]}, {shape[1]}) or {shape} per sample")
-    return out
 
 
 def _relative(a, b):
@@ -189,7 +172,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     blocks = Blocks(cell.state_names, ins, n, n if wrt == "state" else x.shape[-1], block)
     exact = blocks.select(_exact(cell, wrt, params, state, x))
     rows, cols = exact.shape[1:]
-    theirs = _call(fn, params, state, x, (rows, cols) if layout == "numerator" else (cols, rows))
+    shape = (rows, cols) if layout == "numerator" else (cols, rows)
+    theirs, one_by_one = batched_jacobian(fn, params, state, x, shape)
     if layout == "denominator":
         theirs = theirs.transpose(1, 2)
     finite = torch.isfinite(theirs)
@@ -204,10 +188,34 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     absolute = float((theirs - exact).abs().max())
     relative = absolute / (float(exact.abs().max()) or 1.0)
     ok = relative <= rtol
-    diagnosis = [] if ok else _diagnose(cell, params, state, x, theirs, exact, blocks, wrt,
-                                        layout, rtol)
+    batch_only = None if ok or one_by_one or x.shape[0] == 1 else _batch_only(
+        fn, params, state, x, shape, layout, exact, rtol)
+    diagnosis = [] if ok else batch_only or _diagnose(cell, params, state, x, theirs, exact,
+                                                      blocks, wrt, layout, rtol)
     return Result(ok, Error(absolute, relative), max(blocks.keys, key=errors.get), errors,
                   diagnosis, x.shape[0])
+
+
+def _batch_only(fn, params, state, x, shape, layout, exact, rtol):
+    """The diagnosis of a function right one sample at a time but wrong on a batch (it
+    does not broadcast: e.g. a sum or a product over the (B, n) state taken as one
+    sample's), or None: its answers one by one, where it gives them, are compared too."""
+    try:
+        single = per_sample(fn, params, state, x, shape)
+    except GradlabError:
+        return None
+    if layout == "denominator":
+        single = single.transpose(1, 2)
+    if not bool(torch.isfinite(single).all()):
+        return None
+    error = float((single - exact).abs().max()) / (float(exact.abs().max()) or 1.0)
+    if error > rtol:
+        return None
+    B = x.shape[0]
+    return [f"Your Jacobian is right one sample at a time (called with (n,) vectors: max "
+            f"relative error {error:.3g}), but not on a batch: given (B, n) tensors, B = {B}, "
+            f"it returns other matrices, so it does not broadcast over the batch (a sum or "
+            f"product over the batch dimension, or a (B, n) tensor read as one sample's)."]
 
 
 def _exact(cell, wrt, params, state, x):
