@@ -348,8 +348,9 @@ def test_verify_prints_the_note_under_the_user_cells_table(tmp_path):
     assert "no hand-written oracle" not in rnn
 
 
-@pytest.mark.parametrize("factor, shown", [("/ 0", "zoo"), ("* float('inf')", "oo"),
-                                           ("* float('nan')", "nan")])
+@pytest.mark.parametrize("factor, shown", [("/ 0", "cannot divide by 0: it is zero"),
+                                           ("* float('inf')", "not finite.*oo"),
+                                           ("* float('nan')", "not finite.*nan")])
 def test_a_constant_that_is_not_finite_is_refused_at_declaration(factor, shown):
     """`tanh(...) / 0` used to be accepted (h' = zoo tanh(...)) and then fail in every
     backend with NameError: name 'zoo' is not defined."""
@@ -358,7 +359,7 @@ def test_a_constant_that_is_not_finite_is_refused_at_declaration(factor, shown):
         def broken(s):
             return tanh(s.W @ s.h + s.U @ s.x + s.b) {factor}
     """)
-    with pytest.raises(GradlabError, match=f"not finite.*{shown}"):
+    with pytest.raises(GradlabError, match=shown):
         exec(source, {"declare": declare, "tanh": tanh})
 
 

@@ -17,6 +17,7 @@ and anything it does not know fails loudly rather than printing something wrong.
 """
 
 import keyword
+import math
 import re
 
 import sympy as sp
@@ -29,9 +30,27 @@ from ..symbolic.printing import text
 
 
 def identifier(name):
-    """A Python identifier for a symbol name: h' -> h_p, sigma_r^2 -> sigma_r_2."""
-    ident = "v_" + re.sub(r"\W", "_", name.replace("'", "_p"))
+    """A Python identifier for a symbol name: h' -> h_p, sigma_r^2 -> sigma_r_2, and any
+    character beyond ASCII by its code point (σ -> _u3c3_). Only ASCII letters and digits
+    pass as they are: Python normalises identifiers (NFKC), so ℎ (U+210E) would be the
+    variable h, and reads a₁ or σ² as a syntax error."""
+    ascii_ = re.sub(r"[^\x00-\x7f]", lambda c: f"_u{ord(c.group()):x}_", name)
+    ident = "v_" + re.sub(r"[^0-9A-Za-z_]", "_", ascii_.replace("'", "_p"))
     return ident + "_" if keyword.iskeyword(ident) else ident
+
+
+def constant(expr):
+    """A number-valued SymPy expression (no symbol in it) as a float literal, evaluated
+    by the activation table's numpy implementations; refused where it is not finite."""
+    import numpy as np
+    from ..symbolic.activations import implementations
+    try:
+        value = float(sp.lambdify((), expr, [implementations("numpy", np), "numpy"])())
+    except (OverflowError, TypeError, ValueError, ZeroDivisionError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise GradlabError(f"the constant {text(expr)} is not a finite float64 number")
+    return repr(value)
 
 
 class ArrayPrinter(StrPrinter):
@@ -45,7 +64,12 @@ class ArrayPrinter(StrPrinter):
 
     def _print(self, expr, **kwargs):
         name = self.names.get(expr)
-        return name if name is not None else super()._print(expr, **kwargs)
+        if name is not None:
+            return name
+        if isinstance(expr, sp.Expr) and not isinstance(expr, (sp.MatrixExpr, sp.Integer)) \
+                and expr.is_number:
+            return constant(expr)        # e, pi, log(2), relu(-1): a number, not a call
+        return super()._print(expr, **kwargs)
 
     def definition(self, expr):
         """Print expr itself even if it has a name (used to define that name)."""
@@ -69,7 +93,7 @@ class ArrayPrinter(StrPrinter):
     _print_MatrixSymbol = _print_Symbol
 
     def _print_Integer(self, expr):
-        return str(expr)
+        return str(expr) if abs(expr) < 2 ** 53 else constant(expr)
 
     def _print_Rational(self, expr):
         return f"({expr.p}/{expr.q})"

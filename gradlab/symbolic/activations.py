@@ -87,6 +87,22 @@ minimum = _function("minimum", lambda a, b: (heaviside(b - a), heaviside(a - b))
 _np_sigmoid = (lambda np: lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)))  # exact, no overflow
 
 
+def _torch_pair(name):
+    """torch.maximum / torch.minimum, one argument of which may be a number (max(v, 0.5)):
+    torch's own take two tensors."""
+    def make(torch):
+        f = getattr(torch, name)
+
+        def pair(a, b):
+            if not isinstance(a, torch.Tensor):
+                a = torch.full((), a, dtype=b.dtype, device=b.device)
+            if not isinstance(b, torch.Tensor):
+                b = torch.full((), b, dtype=a.dtype, device=a.device)
+            return f(a, b)
+        return pair
+    return make
+
+
 def _torch_heaviside(torch):
     return lambda a: torch.heaviside(a, torch.full((), 0.5, dtype=a.dtype, device=a.device))
 
@@ -108,9 +124,9 @@ activation("log", sp.log, text="log({})", latex=r"\log\left({}\right)",
 activation("abs", sp.Abs, text="|{}|", latex=r"\left|{}\right|",
            numpy=call("abs"), torch=call("abs"))
 activation("maximum", maximum, text="max({}, {})", latex=r"\max\left({}, {}\right)",
-           numpy=call("maximum"), torch=call("maximum"))
+           numpy=call("maximum"), torch=_torch_pair("maximum"))
 activation("minimum", minimum, text="min({}, {})", latex=r"\min\left({}, {}\right)",
-           numpy=call("minimum"), torch=call("minimum"))
+           numpy=call("minimum"), torch=_torch_pair("minimum"))
 # only in derivatives
 activation(None, step, text="θ({})", latex=r"\theta\left({}\right)",
            numpy=lambda np: lambda a: (a > 0).astype(a.dtype),

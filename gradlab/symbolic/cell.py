@@ -3,6 +3,7 @@
 import functools
 import keyword
 import linecache
+import sys
 
 import sympy as sp
 from sympy import MatrixSymbol
@@ -15,7 +16,8 @@ WRT = ("state", "input")
 BACKENDS = ("torch", "numpy")
 
 
-def declare(*, state, params, source, gate_bias=None, name=None, inputs="x"):
+def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None, name=None,
+            inputs="x"):
     """Turn a declaration function into a `Cell`.
 
     state:     the state parts, in order, e.g. "h c".
@@ -24,7 +26,19 @@ def declare(*, state, params, source, gate_bias=None, name=None, inputs="x"):
     source:    the paper or document the equations come from.
     gate_bias: the bias that sets the memory gate ("b_f"; "-b_f" where the gate forgets).
     """
+    missing = [k for k, v in (("state", state), ("params", params), ("source", source))
+               if v is None]
+    if fn is not None or missing:
+        raise GradlabError("declare takes its arguments by name, then decorates: "
+                           "@gradlab.declare(state=\"h\", params=\"W U b\", source=\"...\")"
+                           + (f"; missing: {', '.join(missing)}" if missing else ""))
     def wrap(fn):
+        if not callable(fn):
+            raise GradlabError(f"declare(...) decorates a function of s (the cell's "
+                               f"equations), got {type(fn).__name__}")
+        if name is None and not isinstance(getattr(fn, "__name__", None), str):
+            raise GradlabError(f"declare(...): {type(fn).__name__} {fn!r} has no __name__; "
+                               "give the cell one, declare(..., name='my_cell')")
         return Cell(fn, name=fn.__name__ if name is None else name, state=state,
                     params=params, source=source, gate_bias=gate_bias, inputs=inputs)
     return wrap
@@ -201,12 +215,7 @@ class Cell:
         except Exception as err:   # a Python slip in the declaration (s.W.T, a typo, ...)
             raise GradlabError(f"cell '{self.name}'{_where(fn, err)}: {type(err).__name__}: "
                                f"{_line(err)}") from None
-        for symbol, expr in builder.lets.items():
-            if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
-                from .printing import text
-                raise GradlabError(f"cell '{self.name}': the equation for {text(symbol)} "
-                                   "holds a constant that is not finite (a division by zero, "
-                                   f"inf or nan): {text(expr)}")
+        self._check_constants(builder.lets)
         used = set().union(*(e.free_symbols for e in builder.lets.values()))
         unused = [p for p in self.param_names if builder._symbols[p] not in used]
         if unused:
@@ -214,9 +223,27 @@ class Cell:
                                "declared but used by no equation")
         return builder.lets, outputs
 
+    def _check_constants(self, lets):
+        """Refuse a constant no float64 holds: inf, nan, a division by zero, 1e309."""
+        from .printing import text
+        for symbol, expr in lets.items():
+            if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+                raise GradlabError(f"cell '{self.name}': the equation for {text(symbol)} "
+                                   "holds a constant that is not finite (a division by zero, "
+                                   f"inf or nan): {text(expr)}")
+            for number in expr.atoms(sp.Number):
+                if not abs(number) < sp.Float(sys.float_info.max):
+                    raise GradlabError(f"cell '{self.name}': the equation for {text(symbol)} "
+                                       f"holds the constant {sp.Float(number, 3)}, beyond "
+                                       "float64's range (1.8e308)")
+
     def _bind_outputs(self, builder, out):
         parts = self.state_names
         if isinstance(out, dict):
+            extra = [k for k in out if k not in parts]
+            if extra:
+                raise GradlabError(f"the declaration returns a value for {extra[0]!r}, which "
+                                   f"is not a state part ({', '.join(parts)})")
             missing = [p for p in parts if p not in out]
             if missing:
                 raise GradlabError(f"state part '{missing[0]}' is never updated: return a "
@@ -242,6 +269,11 @@ class Cell:
                                    f"got {value.expr}")
             if value.owner is not builder or not isinstance(value.expr, MatrixSymbol):
                 value = builder.let(f"{part}'", value)
+            other = str(value.expr).rstrip("'")
+            if str(value.expr).endswith("'") and other != part and other in parts:
+                raise GradlabError(f"the new value of state part '{part}' is named "
+                                   f"{value.expr}, the name of the new {other}: name it "
+                                   f"{part}' (or return it unnamed)")
             symbols.append(value.expr)
         return tuple(symbols)
 
@@ -293,7 +325,8 @@ class Cell:
     def _jacobian(self, wrt):
         from .jacobian import Jacobian
         ins = self.state_names if wrt == "state" else (self.input_name,)
-        return Jacobian.of(self, wrt, self._blocks(wrt), [str(s) for s in self.outputs], ins)
+        return Jacobian.of(self, wrt, self._blocks(wrt), [str(s) for s in self.outputs], ins,
+                           self.state_names)
 
     def latex(self):
         from .printing import cell_latex
@@ -306,7 +339,14 @@ class Cell:
     def init_params(self, hidden, inputs, **options):
         """Random parameters; see `gradlab.initialize.init_params` for the schemes. A
         scalar parameter (shape "1") is one number, stored with shape (1,)."""
+        import inspect
         from ..initialize import init_params
+        known = [k for k, v in inspect.signature(init_params).parameters.items()
+                 if v.kind is inspect.Parameter.KEYWORD_ONLY]
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise GradlabError(f"init_params: unknown option {unknown[0]!r}; valid: "
+                               f"{', '.join(known)}")
         return init_params(self, hidden, inputs, **options)
 
     def step_fn(self, backend="torch"):

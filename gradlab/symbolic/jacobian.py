@@ -68,10 +68,12 @@ def _name_sums(expr, subs, keep):
 
 def _sizes(n, m):
     from .language import SIZES
+    sizes = {}
     for what, k in (("n", n), ("m", m)):
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if isinstance(k, bool) or not isinstance(k, (numbers.Integral, sp.Integer)) or k < 1:
             raise GradlabError(f"explicit({what}={k!r}): give a small positive integer size")
-    return {SIZES["n"]: n, SIZES["m"]: m}
+        sizes[SIZES[what]] = int(k)
+    return sizes
 
 
 def _key(key):
@@ -86,35 +88,42 @@ def _backend(x):
 class Jacobian(BlockMatrix):
     """d(new state parts) / d(state parts or input): a BlockMatrix with named blocks."""
 
-    def __new__(cls, blocks, outs, ins):
+    def __new__(cls, blocks, outs, ins, parts=None):
         plain = BlockMatrix(blocks.tolist() if isinstance(blocks, sp.MatrixBase) else blocks)
-        names = [sp.Tuple(*(Str(str(p)) for p in part)) for part in (outs, ins)]
+        parts = [str(p).rstrip("'") for p in outs] if parts is None else parts
+        names = [sp.Tuple(*(Str(str(p)) for p in part)) for part in (outs, ins, parts)]
         obj = sp.Basic.__new__(cls, plain.blocks, *names)
         obj._cell = obj._wrt = None
         return obj
 
     @classmethod
-    def of(cls, cell, wrt, blocks, outs, ins):
-        """The cell's own Jacobian (blocks collected); `at` evaluates it."""
-        J = cls([[al.collect(b) for b in row] for row in blocks], outs, ins)
+    def of(cls, cell, wrt, blocks, outs, ins, parts=None):
+        """The cell's own Jacobian (blocks collected); `at` evaluates it. outs: the names
+        of the new state parts as the equations give them (h', or hnew); parts: the state
+        parts they update, by which J[out, in] finds a row (default: outs unprimed)."""
+        J = cls([[al.collect(b) for b in row] for row in blocks], outs, ins, parts)
         J._cell, J._wrt = cell, wrt
         return J
 
     outs = property(lambda self: tuple(str(p) for p in self.args[1]))
     ins = property(lambda self: tuple(str(p) for p in self.args[2]))
+    parts = property(lambda self: tuple(str(p) for p in self.args[3]))
 
     # -- blocks by name ------------------------------------------------------------------
-    def _index(self, name, names, what):
+    def _index(self, name, names, what, aliases=()):
+        """The position of `name` among the state parts `names` (primed or not), or else
+        among `aliases` (the outputs' own names, e.g. hnew)."""
         key = str(name)
-        for k, p in enumerate(names):
-            if key in (p, p.rstrip("'")):
-                return k
+        for group in (names, aliases):
+            for k, p in enumerate(group):
+                if key in (p, p.rstrip("'"), p.rstrip("'") + "'"):
+                    return k
         valid = ", ".join(p.rstrip("'") for p in names)
         raise GradlabError(f"no {what} {name!r} in this Jacobian; valid: {valid}")
 
     def block(self, out, wrt):
         """The block ∂out'/∂wrt, by state-part names ("c" or "c'" for the new c)."""
-        i = self._index(out, self.outs, "output")
+        i = self._index(out, self.parts, "output", self.outs)
         j = self._index(wrt, self.ins, "input")
         return Block(self, i, j)
 
@@ -124,7 +133,7 @@ class Jacobian(BlockMatrix):
         (after xreplace of n and m), where they mean one entry."""
         if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
             return self.block(*key)
-        example = f"J[{self.outs[0].rstrip(chr(39))!r}, {self.ins[0]!r}]"
+        example = f"J[{self.parts[0]!r}, {self.ins[0]!r}]"
         if isinstance(key, str):
             raise GradlabError(f"J[{key!r}]: name a block by two parts, J[out, in], e.g. "
                                f"{example}")
@@ -142,12 +151,12 @@ class Jacobian(BlockMatrix):
 
     def blocks_by_name(self):
         """{(out, in): Block} for every block, rows first."""
-        return {(o.rstrip("'"), w): self.block(o, w) for o in self.outs for w in self.ins}
+        return {(o, w): self.block(o, w) for o in self.parts for w in self.ins}
 
     def terms(self, out=None, wrt=None):
         """The terms of one block (a list), or {(out, in): terms} of every block."""
         if out is not None or wrt is not None:
-            return self.block(out or self.outs[0], wrt or self.ins[0]).terms()
+            return self.block(out or self.parts[0], wrt or self.ins[0]).terms()
         return {k: b.terms() for k, b in self.blocks_by_name().items()}
 
     def explicit(self, n=2, m=None):
@@ -168,7 +177,7 @@ class Jacobian(BlockMatrix):
     def simplify(self, **kwargs):
         """Every block through SymPy's simplify (and collected again); still evaluable."""
         J = Jacobian([[al.collect(sp.simplify(b, **kwargs)) for b in row]
-                      for row in self.blocks.tolist()], self.outs, self.ins)
+                      for row in self.blocks.tolist()], self.outs, self.ins, self.parts)
         J._cell, J._wrt = getattr(self, "_cell", None), getattr(self, "_wrt", None)
         return J
 
@@ -177,10 +186,24 @@ class Jacobian(BlockMatrix):
         return [f"{block_name(o, w, fmt)} = {show(b)}" for (o, w), b in
                 zip(((o, w) for o in self.outs for w in self.ins), self.blocks)]
 
+    def _nested(self, printer):
+        """True where J is printed inside a larger expression (-J, 2 J, J @ J, J**2): its
+        lines "∂h'/∂h = ..." would then read as equations that the expression does not
+        satisfy (-J printed with the sign on its first line only), so it prints as a
+        plain block matrix there."""
+        return printer is not None and getattr(printer, "_print_level", 1) > 1
+
     def _sympystr(self, printer):
+        if self._nested(printer):
+            return "[" + ", ".join("[" + ", ".join(text(b) for b in row) + "]"
+                                   for row in self.blocks.tolist()) + "]"
         return "\n".join(self._lines(text, "text"))
 
     def _latex(self, printer):
+        if self._nested(printer):
+            return r"\begin{bmatrix}" + r" \\ ".join(" & ".join(latex(b) for b in row)
+                                                    for row in self.blocks.tolist()) \
+                + r"\end{bmatrix}"
         return "\\begin{aligned}\n" + " \\\\\n".join(
             line.replace(" = ", " &= ", 1) for line in self._lines(latex, "latex")) \
             + "\n\\end{aligned}"

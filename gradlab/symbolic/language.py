@@ -27,7 +27,7 @@ from sympy import HadamardPower, Identity, MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from . import algebra as al
-from .activations import by_language_name
+from .activations import TABLE, by_language_name
 from .pairwise import Pairwise
 from .printing import text
 from ..lowering.codeprinter import identifier
@@ -113,6 +113,7 @@ class Value:
 
     def __truediv__(self, other):
         other = _value(other)
+        _nonzero(other, "divide by {}")
         if other.is_vector:
             return self * Value(HadamardPower(other.expr, -1))
         return self * Value(1 / other.expr)
@@ -122,7 +123,18 @@ class Value:
 
     def __pow__(self, k):
         k = sp.sympify(k)
+        if k.is_negative:
+            _nonzero(self, "raise {} to the power " + str(k))
         return Value(HadamardPower(self.expr, k) if self.is_vector else self.expr ** k)
+
+
+def _nonzero(v, what):
+    """Refuse to divide by a value that is zero whatever the state (h - h): every number
+    derived from it would be inf or nan."""
+    e = v.expr.doit() if isinstance(v.expr, sp.Basic) else v.expr
+    if e == 0 or isinstance(e, sp.ZeroMatrix) or getattr(e, "is_zero", None) is True:
+        raise GradlabError(f"cannot {what.format(text(v.expr))}: it is zero for every state and "
+                           "input (a division by zero)")
 
 
 def _expr(v):
@@ -162,8 +174,23 @@ def _combine(a, b, verb):
     return Value(a.expr + b.expr)
 
 
+def _in_table(fn, arity):
+    """Refuse a function the activation table does not hold: the backends could not
+    run it (SymPy would differentiate sympy.atan, and the lowered code then fail)."""
+    known = [a for a in TABLE.values() if a.function is fn and a.arity == arity]
+    if not known:
+        names = ", ".join(a.language for a in TABLE.values() if a.language and a.arity == arity)
+        raise GradlabError(f"{getattr(fn, '__name__', repr(fn))} is not a "
+                           f"{'one' if arity == 1 else 'two'}-argument function of the "
+                           f"activation table ({names}); register it with "
+                           "gradlab.symbolic.activations.activation(...) first")
+
+
 def elementwise(fn, name=None):
-    """Lift a scalar SymPy function to act on every entry of a vector (or on a scalar)."""
+    """Lift a scalar SymPy function (one of the activation table's) to act on every entry
+    of a vector (or on a scalar)."""
+    _in_table(fn, 1)
+
     def apply(v):
         v = _value(v)
         return Value(ElementwiseApplyFunction(fn, v.expr) if v.is_vector else fn(v.expr))
@@ -174,7 +201,9 @@ def elementwise(fn, name=None):
 
 def pairwise(fn, name=None):
     """Lift a two-argument SymPy function to act entry by entry on two vectors (a scalar
-    broadcasts)."""
+    broadcasts); one of the activation table's."""
+    _in_table(fn, 2)
+
     def apply(a, b):
         a, b = _value(a), _value(b)
         if not (a.is_vector or b.is_vector):
@@ -255,6 +284,10 @@ def _named(v, what):
     return v, re.sub(r"\W", "", v.expr.name)
 
 
+# A let name: printed as it is in text, LaTeX and Markdown, so nothing there may have a
+# meaning of its own (%, &, {, $, <); a letter first, so that it never reads as a number
+LET_NAME = re.compile(r"[^\W\d_][\w'~^]*(?<!\^)")
+
 RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
 
 
@@ -325,9 +358,10 @@ class Builder:
 
     def let(self, name, value):
         """Name a vector (or a 1 x 1 reduction); later equations and the Jacobians use the name."""
-        if not isinstance(name, str) or not name or name != name.strip() \
-                or any(ch.isspace() for ch in name):
-            raise GradlabError(f"let name {name!r} must be a non-empty string without spaces")
+        if not isinstance(name, str) or not LET_NAME.fullmatch(name):
+            raise GradlabError(f"let name {name!r} is not a name: a letter, then letters, "
+                               "digits, _, ^, ~ or primes ('), e.g. "
+                               "\"c'\", \"n~\", \"sigma_r^2\"")
         expr = _value(value).expr
         if not isinstance(expr, sp.MatrixExpr) or expr.shape[1] != 1:
             raise GradlabError(f"'{name}' must be a vector, got {_shape(expr)} "

@@ -140,6 +140,24 @@ def stack(layer_cell, layers, name=None, exogenous=False):
     return _stack(layer_cell, layers, name, flag(exogenous, "exogenous"))
 
 
+def _refuse_collisions(layer_cell, layers):
+    """Two names that number to one (b of layer 11 and b1 of layer 1 are both b11) would
+    tie two weights, or two state parts, into one: refused, naming both."""
+    seen = {}
+    names = (*layer_cell.state_names, *layer_cell.param_names, layer_cell.input_name)
+    for l in range(1, layers + 1):
+        for p in names:
+            mine = layer_name(p, l)
+            if mine in seen and seen[mine] != (p, l):
+                q, k = seen[mine]
+                raise GradlabError(f"stack of {layers} layers of {layer_cell.name}: {q!r} of "
+                                   f"layer {k} and {p!r} of layer {l} would both be "
+                                   f"{mine!r}; rename {q if q[-1:].isdigit() else p!r} "
+                                   "in the layer cell (a name ending in a digit collides "
+                                   "with the layer numbers)")
+            seen[mine] = (p, l)
+
+
 @functools.lru_cache(maxsize=None)
 def _stack(layer_cell, layers, name, exogenous):
     parts, x = layer_cell.state_names, layer_cell.input_name
@@ -147,6 +165,7 @@ def _stack(layer_cell, layers, name, exogenous):
     split = tuple(p for p, (_, cols) in layer_cell.param_shapes.items()
                   if exogenous and str(cols) == "m")
     plain = {layer_name(p, l) for l in range(1, layers + 1) for p in layer_cell.param_names}
+    _refuse_collisions(layer_cell, layers)
     params = {}
     for l in range(1, layers + 1):
         for p, (rows, cols) in layer_cell.param_shapes.items():

@@ -1,0 +1,176 @@
+"""The cell language against declarations that looked fine and were not: names Python
+reads as other names, constants the backends could not run, names that collide when
+layers are numbered, outputs named for another part, and a Jacobian printed inside a
+larger expression. Each test failed before its fix (wrong numbers, a false equation, or
+a bare Python error)."""
+
+import functools
+
+import numpy as np
+import pytest
+import sympy
+import torch
+from torch.func import jacrev, vmap
+
+import gradlab
+from gradlab import GradlabError, declare, log, maximum, relu, sigmoid, softplus, tanh
+from conftest import random_inputs, relative_error
+
+TIGHT = 1e-12
+
+
+def jacobian_by_autograd(cell, params, state, x):
+    """d state' / d state by jacrev of the cell's own step (independent of its derivation)."""
+    step = cell.step_fn("torch")
+
+    def one(s, xb):
+        parts = torch.split(s, s.shape[0] // len(cell.state_names))
+        return torch.cat(step(params, tuple(p[None] for p in parts), xb[None]), -1)[0]
+    return vmap(jacrev(one))(torch.cat(state, -1), x)
+
+
+def linear(s):
+    return s.W @ s.h + s.U @ s.x + s.b
+
+
+def test_a_name_python_normalises_to_another_is_its_own_variable():
+    # ℎ (U+210E) is h to Python (NFKC): the lowered code overwrote the input h with it
+    @declare(state="h", params="W U b", source="a test")
+    def planck(s):
+        a = s.let("ℎ", tanh(linear(s)))
+        return a * s.h
+    params, state, x = random_inputs(planck, 4, 3, 3)
+    W, U, b = params["W"], params["U"], params["b"]
+    h = state[0]
+    expected = torch.tanh(h @ W.T + x @ U.T + b) * h
+    assert relative_error(planck.step_fn()(params, state, x)[0], expected) < TIGHT
+    assert relative_error(planck.jacobian_fn()(params, state, x),
+                          jacobian_by_autograd(planck, params, state, x)) < TIGHT
+
+
+@pytest.mark.parametrize("name", ["a₁", "σ²", "ℎ", "α'"])
+def test_names_beyond_ascii_lower_to_code_that_runs(name):
+    @declare(state="h", params="W U b", source="a test", name="beyond_ascii")
+    def cell(s):
+        return tanh(s.let(name, linear(s)))
+    params, state, x = random_inputs(cell, 3, 2, 2)
+    assert relative_error(cell.jacobian_fn()(params, state, x),
+                          jacobian_by_autograd(cell, params, state, x)) < TIGHT
+
+
+@pytest.mark.parametrize("name", ["50%", "a&b", "a{", "$a$", "#", "1", "<i>a</i>", "_a", "a^"])
+def test_a_let_name_with_a_meaning_in_latex_or_markdown_is_refused(name):
+    with pytest.raises(GradlabError, match="is not a name"):
+        @declare(state="h", params="W U b", source="a test", name="odd_let")
+        def cell(s):
+            return tanh(s.let(name, linear(s)))
+
+
+def test_stacked_names_that_number_to_one_are_refused():
+    @declare(state="h", params="W U b b1", source="a test")
+    def layer(s):
+        return tanh(linear(s) + 2 * s.b1)
+    assert len(gradlab.stack(layer, 9).param_names) == 36
+    with pytest.raises(GradlabError, match="'b1' of layer 1 and 'b' of layer 11 would both "
+                                           "be 'b11'"):
+        gradlab.stack(layer, 11)
+
+
+def test_an_output_named_for_another_part_is_refused_and_rows_go_by_state_part():
+    with pytest.raises(GradlabError, match="state part 'h' is named c', the name of the new c"):
+        @declare(state="h c", params="W U b W_f", source="a test")
+        def swapped(s):
+            c = s.let("h'", sigmoid(s.W_f @ s.h) * s.c)
+            h = s.let("c'", tanh(linear(s)))
+            return h, c
+
+    @declare(state="h c", params="W U b W_f", source="a test")
+    def renamed(s):
+        c = s.let("cnew", sigmoid(s.W_f @ s.h) * s.c)
+        return s.let("hnew", tanh(linear(s))), c
+    J = renamed.jacobian()
+    assert str(J["c", "c"]) == str(J["cnew", "c"]) == "diag(σ(W_f h))"
+    assert str(J["h", "h"]) == str(J["h'", "h"]) == "diag(1 - hnew^2) W"
+    assert list(J.blocks_by_name()) == [("h", "h"), ("h", "c"), ("c", "h"), ("c", "c")]
+
+
+def test_a_jacobian_inside_an_expression_prints_as_a_matrix_not_as_equations():
+    J = gradlab.cell("lstm").jacobian()
+    for expr in (-J, 2 * J, J @ J):
+        shown = str(expr)
+        assert "∂" not in shown and "\n" not in shown
+        assert "diag(f)" in shown
+    assert str(-J).startswith("-[[") and str(J @ J).endswith("]]**2")
+    assert sympy.latex(2 * J).startswith(r"2 \begin{bmatrix}")
+    assert str(J).startswith("∂h'/∂h = ")             # on its own: the equations, as before
+
+
+CONSTANTS = {
+    "e": lambda s: sympy.exp(1) * tanh(linear(s)),
+    "pi": lambda s: sympy.pi * tanh(linear(s)),
+    "log 2": lambda s: log(2) * tanh(linear(s)),
+    "relu(-1), softplus(0)": lambda s: (relu(-1) + softplus(0) + 1) * tanh(linear(s)),
+    "max(v, 0.5)": lambda s: maximum(tanh(linear(s)), 0.5),
+    "max(v, scalar)": lambda s: maximum(tanh(linear(s)), s.g),
+}
+
+
+@pytest.mark.parametrize("body", CONSTANTS.values(), ids=CONSTANTS)
+def test_constants_lower_to_numbers(body):
+    params = {"W": "n n", "U": "n m", "b": "n"}
+    if "s.g" in body.__code__.co_names or "g" in body.__code__.co_names:
+        params["g"] = "1"
+    cell = declare(state="h", params=params, source="a test", name="constants")(body)
+    params, state, x = random_inputs(cell, 4, 3, 2)
+    assert relative_error(cell.jacobian_fn()(params, state, x),
+                          jacobian_by_autograd(cell, params, state, x)) < TIGHT
+
+
+@pytest.mark.parametrize("factor, shown", [(1e308 * 10, "inf"), (10 ** 400, "1.00E+400"),
+                                           (sympy.Float("1e309"), "1.00E+309")])
+def test_a_constant_beyond_float64_is_refused_when_declared(factor, shown):
+    with pytest.raises(GradlabError) as err:
+        declare(state="h", params="W U b", source="a test", name="huge")(
+            lambda s: tanh(linear(s)) * factor)
+    assert shown in str(err.value)
+
+
+def test_division_by_what_is_always_zero_is_refused():
+    for body in (lambda s: tanh(linear(s)) / (s.h - s.h),
+                 lambda s: tanh(linear(s)) * (s.h - s.h) ** -1):
+        with pytest.raises(GradlabError, match="zero for every state and input"):
+            declare(state="h", params="W U b", source="a test", name="by_zero")(body)
+
+
+def test_misused_declarations_are_one_error():
+    with pytest.raises(GradlabError, match="elementwise|atan is not"):
+        gradlab.elementwise(sympy.atan)
+    with pytest.raises(GradlabError, match="declare takes its arguments by name"):
+        @declare
+        def bare(s):
+            return tanh(linear(s))
+    with pytest.raises(GradlabError, match="decorates a function"):
+        declare(state="h", params="W U b", source="a test")(3)
+    with pytest.raises(GradlabError, match="has no __name__"):
+        declare(state="h", params="W U b", source="a test")(
+            functools.partial(lambda s, k: tanh(linear(s)) * k, k=2))
+    with pytest.raises(GradlabError, match="'zz', which is not a state part"):
+        declare(state="h", params="W U b", source="a test", name="extra_key")(
+            lambda s: {"h": tanh(linear(s)), "zz": tanh(linear(s))})
+
+
+def test_bad_arguments_to_at_and_init_params_are_one_error():
+    cell = gradlab.cell("lstm")
+    J = cell.jacobian()
+    params, state, x = random_inputs(cell, 3, 2, 2)
+    for args, needle in [((None, state, x), "params of cell 'lstm' must be a dict"),
+                         ((params, state, None), "x of cell 'lstm' must be an array"),
+                         ((params, ("a", "b"), x), "state part 'h' of cell 'lstm' must be"),
+                         (({**params, "W_i": [[1.0]]}, state, x), "param 'W_i'")]:
+        with pytest.raises(GradlabError, match=needle):
+            J.at(*args)
+    with pytest.raises(GradlabError, match="needs about .* of memory"):
+        cell.init_params(10 ** 9, 2)
+    with pytest.raises(GradlabError, match="unknown option 'foo'; valid: init"):
+        cell.init_params(3, 2, foo=1)
+    assert J.explicit(n=np.int64(2))[("c", "c")] == J.explicit(n=sympy.Integer(2))[("c", "c")]
