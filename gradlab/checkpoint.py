@@ -39,6 +39,7 @@ import io
 import os
 import pathlib
 import re
+import warnings
 
 from .errors import GradlabError
 
@@ -118,7 +119,12 @@ def _value(key, value, spec):
             raise GradlabError(f"--arch {spec!r}: prefix={value!r} is not the start of a "
                                "state-dict name (letters, digits, _ and ., e.g. prefix=rnn.)")
         return value.strip()
-    return _integer(key, value, spec)
+    number = _integer(key, value, spec)
+    from .symbolic.stack import MAX_LAYERS
+    if key == "layers" and number > MAX_LAYERS:
+        raise GradlabError(f"--arch {spec!r}: layers={number} is more than gradlab stacks "
+                           f"(at most {MAX_LAYERS})")
+    return number
 
 
 def parse_arch(spec):
@@ -163,10 +169,15 @@ def load_state_dict(path):
     if not path.is_file():
         raise GradlabError(f"no such checkpoint file {str(path)!r}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # a legacy pickle's two-line UserWarning
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:            # weights_only refuses whatever is not plain data
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        why = (f"it pickles {found.group(1)}" if found else
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+)",
+                          str(err))
+        said = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
+        why = (f"it pickles {found.group(1) or found.group(2)}" if found else
+               said.group(1).strip()[:120] if said else
                f"{type(err).__name__}: {' '.join(str(err).split())[:120]}")
         raise GradlabError(f"{str(path)!r} is not a plain state dict: torch.load(weights_only="
                            f"True) refused it ({why}); save module.state_dict(), not the "
@@ -175,6 +186,13 @@ def load_state_dict(path):
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise GradlabError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict "
                            "of named tensors; save module.state_dict()")
+    odd = next(((k, v) for k, v in state.items()
+                if v.layout != torch.strided or v.device.type == "meta"), None)
+    if odd is not None:
+        what = "a meta tensor (no numbers)" if odd[1].device.type == "meta" else \
+            f"a {str(odd[1].layout).removeprefix('torch.')} tensor"
+        raise GradlabError(f"{str(path)!r}: {odd[0]!r} is {what}; a checkpoint holds dense "
+                           "tensors (save module.state_dict() of the trained module)")
     return state
 
 

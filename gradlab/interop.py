@@ -73,6 +73,13 @@ def layer_cell(name):
 def _kind(module):
     import torch.nn as nn
 
+    bases = (nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU, nn.GRUCell)
+    base = next((b for b in type(module).__mro__ if b in bases), None)
+    if base is not None and type(module).forward is not base.forward:
+        raise GradlabError(f"{type(module).__name__} overrides {base.__name__}.forward, so it "
+                           f"may compute something else than {base.__name__}, which is what "
+                           "gradlab would derive; measure what it runs by jacrev, "
+                           "gradlab.gradient_flow(gradlab.flow.module.TorchStep(module), xs)")
     if isinstance(module, (nn.RNN, nn.RNNCell)):
         return f"rnn_{module.nonlinearity}"
     if isinstance(module, (nn.LSTM, nn.LSTMCell)):
@@ -259,8 +266,9 @@ def direction_inputs(module, xs, direction):
     _direction(module, direction)
     like = next(module.parameters())
     _, p, m = _sizes(module)
-    xs = torch.as_tensor(xs)
-    if xs.ndim != 3 or xs.shape[0] < 1 or xs.shape[2] != m:
+    from .flow.bound import as_inputs
+    xs = as_inputs(xs)                   # real numbers, (T, B, .) with T, B >= 1
+    if xs.shape[2] != m:
         raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, {m}) (time "
                            f"first, whatever batch_first says) with T >= 1")
     xs = xs.to(dtype=like.dtype, device=like.device)

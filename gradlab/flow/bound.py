@@ -21,8 +21,8 @@ from .workspace import Workspace
 def kinds(cell):
     """Each state-Jacobian block's structure (zero / diagonal / dense), read from SymPy."""
     from ..symbolic.structure import kind
-    return tuple(tuple("dense" if kind(b) not in ("zero", "diagonal") else kind(b)
-                       for b in row) for row in cell.jacobian_blocks("state"))
+    return tuple(tuple(kind(b, coupled=False) for b in row)
+                 for row in cell.jacobian_blocks("state"))
 
 
 def assemble(rows, j, out):

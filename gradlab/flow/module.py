@@ -217,8 +217,12 @@ def prepare(module, xs, state0, reverse):
     if like is not None and like.device.type == "meta":
         raise GradlabError(f"{type(module).__name__}'s parameters are on the meta device, "
                            "which holds no numbers; move the module to cpu or cuda")
-    noisy = [type(m).__name__ for m in module.modules() if isinstance(m, NOISY)]
-    if module.training and noisy:
+    # each layer's own mode decides (TorchStep(module.eval()) wraps an evaluating module)
+    noisy = [type(m).__name__ for m in module.modules() if isinstance(m, NOISY) and m.training]
+    noisy += [f"{type(m).__name__}(dropout={m.dropout})" for m in module.modules()
+              if isinstance(m, torch.nn.RNNBase) and m.training and m.dropout > 0
+              and m.num_layers > 1]                 # dropout between stacked layers
+    if noisy:
         raise GradlabError(f"{type(module).__name__} is in training mode with {noisy[0]}: "
                            "each step would draw new noise or update running statistics "
                            "(and change your module); call module.eval() first")

@@ -89,19 +89,35 @@ def _function(what, args, lets, rows):
 def _compact(block):
     """A state-Jacobian block as `jacobian_state_blocks` returns it: None for a zero
     block, the diagonal (an n-vector) for a diagonal one, the matrix otherwise."""
-    shape = kind(block)
+    shape = kind(block, coupled=False)
     return None if shape == "zero" else diagonal(block) if shape == "diagonal" else block
 
 
 def _needed_lets(lets, outs):
     """The lets the outputs depend on, directly or through other lets."""
-    needed, todo = set(), set().union(*(getattr(e, "free_symbols", set()) for e in outs))
+    needed, todo = set(), _symbols(e for e in outs if e is not None)
     while todo:
         s = todo.pop()
         if s in lets and s not in needed:
             needed.add(s)
-            todo |= lets[s].free_symbols
+            todo |= _symbols([lets[s]])
     return needed
+
+
+def _symbols(exprs):
+    """The symbols in `exprs`, each distinct subexpression read once (SymPy's free_symbols
+    reads a shared subtree once per occurrence: a 10-layer stack's blocks hold millions)."""
+    seen, found, todo = set(), set(), list(exprs)
+    while todo:
+        e = todo.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        if isinstance(e, (sp.Symbol, sp.MatrixSymbol)):
+            found.add(e)
+        else:
+            todo.extend(getattr(e, "args", ()))
+    return found
 
 
 def _repeated(exprs):
@@ -165,12 +181,21 @@ def prepare(cell, params, state, x):
     """Check the shapes and dtypes of one call's arguments; return (n, m, B, argument
     arrays with matrix axes last), ready for a lowered function: `fn(n, m, x, *args)`.
     Callers that run many steps check once here and call the lowered function directly."""
+    if not callable(getattr(params, "keys", None)) or not callable(getattr(params, "get", None)):
+        raise GradlabError(f"params of cell '{cell.name}' must be a dict of name -> array "
+                           f"({', '.join(cell.param_names)}), got {type(params).__name__}")
     if not isinstance(state, (tuple, list)):
         state = (state,)
     if len(state) != len(cell.state_names):
         raise GradlabError(f"cell '{cell.name}' takes a state of {len(cell.state_names)} "
                            f"part(s) ({', '.join(cell.state_names)}), got {len(state)}")
     require_params(cell, params)
+    named = [("x", x), *((f"state part '{p}'", t) for p, t in zip(cell.state_names, state)),
+             *((f"param '{p}'", params[p]) for p in cell.param_names)]
+    for what, a in named:
+        if not hasattr(a, "shape") or not hasattr(a, "ndim") or not hasattr(a, "dtype"):
+            raise GradlabError(f"{what} of cell '{cell.name}' must be an array (a torch "
+                               f"tensor or a numpy array), got {type(a).__name__}")
     if tuple(x.shape[:-1]) == () or x.ndim != 2:
         raise GradlabError(f"x has shape {tuple(x.shape)}, expected (B, m)")
     B, m = x.shape

@@ -47,13 +47,17 @@ def weights(expr, param_names):
                    if str(s) in param_names and s.shape[1] != 1})
 
 
-def kind(expr):
-    """'zero', 'diagonal', 'rank-one coupled' or 'dense'."""
+def kind(expr, coupled=True):
+    """'zero', 'diagonal', 'rank-one coupled' or 'dense'; with coupled=False, 'dense' for
+    both of the last two (the code generator stores them alike), without reading every
+    node of the expression (a stack's cross-layer blocks hold hundreds of thousands)."""
     expr = plain(expr)
     if isinstance(expr, ZeroMatrix):
         return "zero"
     if all(_diagonal(t) for t in terms(expr)):
         return "diagonal"
+    if not coupled:
+        return "dense"
     if any(_outer(a) for a in sp.preorder_traversal(expr) if isinstance(a, MatMul)):
         return "rank-one coupled"
     return "dense"
@@ -63,7 +67,7 @@ def diagonal(expr):
     """The diagonal of a 'diagonal' block as an n-vector expression: diag(u) diag(v) -> u * v,
     I -> the all-ones vector, so lowered code holds n numbers per row, not n x n."""
     expr = plain(expr)
-    if kind(expr) != "diagonal":
+    if kind(expr, coupled=False) != "diagonal":
         raise ValueError(f"not a diagonal block: {expr}")
     n = expr.shape[0]
     vectors = []

@@ -21,8 +21,8 @@ import numbers
 import numpy as np
 import torch
 
-from .. import registry
 from ..errors import GradlabError
+from ..flow.bound import setup
 from .user import call_user, real_array
 
 
@@ -126,16 +126,17 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     row too. When xs is so short that gradlab's own estimate moves by more than
     RESOLUTION of the exponents with the start vector, it refuses to judge (GradlabError)
     unless given an atol."""
-    cell = registry.cell(cell)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise GradlabError(f"k must be a positive integer, got {k!r}")
+    k = int(k)
     given = atol is not None
     if given and (isinstance(atol, bool) or not isinstance(atol, numbers.Real)
                   or not 0 < atol < math.inf):
         raise GradlabError(f"atol must be a positive finite number, got {atol!r}")
-    xs = torch.as_tensor(xs)
-    if xs.ndim != 3:
-        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, m)")
+    # xs as gradlab.lyapunov takes it: real numbers, (T, B, m), on the params' dtype
+    cell, _, xs, _ = setup(cell, params, xs)
+    if not bool(torch.isfinite(xs).all()):
+        raise GradlabError("xs holds nan or inf: there are no exact exponents to compare with")
     copy = {name: v.clone() for name, v in params.items()} if isinstance(params, dict) else params
     got = call_user(fn, copy, xs.detach().clone(), k)       # copies: fn may write into them
     yours, rows = _mean(got), real_array(got).numpy()

@@ -1,0 +1,102 @@
+"""Torch models, checkpoints and Lyapunov checks against inputs that looked valid: a module
+that computes something else than its torch base class, dropout in training mode, inputs
+that are not numbers on the bidirectional path, checkpoints with sparse or meta tensors or
+code, and absurd layer counts. Each test failed before its fix (wrong numbers measured
+silently, a bare torch error, or a hang)."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import gradlab
+from gradlab import GradlabError
+from gradlab.flow.module import TorchStep
+from gradlab.interop import direction_inputs
+from conftest import assert_one_line_error, invoke
+
+
+class ScaledGRU(torch.nn.GRU):
+    """An nn.GRU whose forward scales its input: not what nn.GRU's weights compute."""
+
+    def forward(self, x, hx=None):
+        return super().forward(3 * x, hx)
+
+
+def test_a_module_overriding_forward_is_not_measured_as_its_base_class():
+    module = ScaledGRU(3, 4).double()
+    xs = torch.randn(6, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(GradlabError, match="ScaledGRU overrides GRU.forward.*TorchStep"):
+        gradlab.gradient_flow(module, xs)
+    with pytest.raises(GradlabError, match="overrides GRU.forward"):
+        gradlab.from_torch(module)
+    own = gradlab.gradient_flow(TorchStep(module), xs)   # what it runs, by jacrev
+    assert np.isfinite(own.log_norm()).all()
+
+
+def test_dropout_between_layers_in_training_mode_is_refused():
+    module = torch.nn.LSTM(3, 4, num_layers=2, dropout=0.5).double()
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    with pytest.raises(GradlabError, match=r"training mode with LSTM\(dropout=0.5\).*eval"):
+        gradlab.gradient_flow(TorchStep(module), xs)
+    module.eval()
+    assert np.isfinite(gradlab.gradient_flow(TorchStep(module), xs).log_norm()).all()
+
+
+@pytest.mark.parametrize("xs, needle", [
+    ("abc", "xs must be an array of real numbers, got str"),
+    (None, "xs must be an array of real numbers, got NoneType"),
+    (torch.zeros(5, 2, 3, device="meta"), "meta device"),
+    (torch.zeros(5, 2, 3, dtype=torch.complex128), "real numbers, got dtype torch.complex128"),
+    (torch.zeros(5, 2, 3, dtype=torch.bool), "real numbers, got dtype torch.bool"),
+    (torch.zeros(5, 0, 3), r"xs has shape \(5, 0, 3\)"),
+])
+def test_bidirectional_stacks_check_xs_as_every_other_path(xs, needle):
+    module = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True).double()
+    with pytest.raises(GradlabError, match=needle):
+        direction_inputs(module, xs, "forward")
+    with pytest.raises(GradlabError, match=needle):
+        gradlab.gradient_flow(module, xs)
+
+
+def test_check_lyapunov_takes_xs_and_k_as_lyapunov_does():
+    gru = gradlab.cell("gru_torch")
+    params = gru.init_params(3, 2, seed=0)
+    xs = torch.randn(1200, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mine = lambda P, xs, k: gradlab.lyapunov(gru, P, xs, k).exponents    # noqa: E731
+    assert gradlab.check_lyapunov(mine, gru, params, xs.float(), 3).ok
+    assert gradlab.check_lyapunov(mine, gru, params, xs.tolist(), np.int64(3)).ok
+    with pytest.raises(GradlabError, match="xs must be an array of real numbers, got str"):
+        gradlab.check_lyapunov(mine, gru, params, "abc", 3)
+    with pytest.raises(GradlabError, match="xs holds nan or inf"):
+        gradlab.check_lyapunov(mine, gru, params, xs * float("nan"), 3)
+
+
+REPORT = ("report", "--steps", "5", "--batch", "2")
+
+
+def test_checkpoints_that_are_not_dense_tensors_are_refused(tmp_path):
+    state = dict(torch.nn.LSTM(3, 4).state_dict())
+    arch = ("--arch", "lstm:hidden=4,inputs=3")
+    sparse = dict(state, weight_hh_l0=state["weight_hh_l0"].to_sparse())
+    torch.save(sparse, tmp_path / "sparse.pt")
+    meta = dict(state, weight_hh_l0=torch.zeros(16, 4, device="meta"))
+    torch.save(meta, tmp_path / "meta.pt")
+    with open(tmp_path / "legacy.pt", "wb") as f:                     # a plain pickle
+        pickle.dump({"weight_hh_l0": [1.0]}, f, protocol=4)
+    for name, needle in [("sparse", "'weight_hh_l0' is a sparse_coo tensor"),
+                         ("meta", "'weight_hh_l0' is a meta tensor"),
+                         ("legacy", "refused it (Unsupported operand")]:
+        out = tmp_path / f"out_{name}"
+        assert_one_line_error(invoke(*REPORT, "--out", out, "--model", tmp_path / f"{name}.pt",
+                                     *arch), needle)
+        assert not out.exists()
+
+
+def test_a_layer_count_beyond_the_stack_limit_is_refused_at_once(tmp_path):
+    torch.save(torch.nn.LSTM(3, 4).state_dict(), tmp_path / "lstm.pt")
+    out = tmp_path / "out"
+    result = invoke(*REPORT, "--out", out, "--model", tmp_path / "lstm.pt",
+                    "--arch", "lstm:hidden=4,inputs=3,layers=99999999999")
+    assert_one_line_error(result, "layers=99999999999 is more than gradlab stacks (at most 64)")
