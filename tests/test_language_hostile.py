@@ -174,3 +174,15 @@ def test_bad_arguments_to_at_and_init_params_are_one_error():
     with pytest.raises(GradlabError, match="unknown option 'foo'; valid: init"):
         cell.init_params(3, 2, foo=1)
     assert J.explicit(n=np.int64(2))[("c", "c")] == J.explicit(n=sympy.Integer(2))[("c", "c")]
+
+
+def test_an_exponent_that_is_not_a_number_is_one_error():
+    from gradlab import norm
+    with pytest.raises(GradlabError, match=r"exponent of h \*\* \.\.\. must be a number .* ‖a‖"):
+        declare(state="h", params="W U b", source="a test", name="power")(
+            lambda s: tanh(linear(s)) * s.h ** norm(s.let("a", s.W @ s.h)))
+    cell = declare(state="h", params="W U b", source="a test", name="power")(
+        lambda s: tanh(linear(s)) * s.h ** np.int64(2))
+    params, state, x = random_inputs(cell, 3, 2, 2)
+    assert relative_error(cell.jacobian_fn()(params, state, x),
+                          jacobian_by_autograd(cell, params, state, x)) < TIGHT

@@ -20,6 +20,7 @@ cell declares under those names (xLSTM's state parts n and m, say).
 
 import builtins
 import keyword
+import numbers
 import re
 
 import sympy as sp
@@ -122,6 +123,10 @@ class Value:
         return _value(other) / self
 
     def __pow__(self, k):
+        if not isinstance(k, (numbers.Real, sp.Number)) or isinstance(k, bool):
+            shown = text(k.expr) if isinstance(k, Value) else repr(k)
+            raise GradlabError(f"the exponent of {text(self.expr)} ** ... must be a number "
+                               f"(2, 0.5, -1), got {shown}")
         k = sp.sympify(k)
         if k.is_negative:
             _nonzero(self, "raise {} to the power " + str(k))
