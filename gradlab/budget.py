@@ -123,6 +123,18 @@ def ensure_check_fits(cell, hidden, inputs, batch, *, available=None):
                        advice="--hidden, --inputs or --batch")
 
 
+def ensure_meanfield_fits(cell, method, units, steps, *, available=None):
+    """`mean_field`: a population of `units` units, a few float64 arrays per named quantity
+    (annealed: ~160 B a unit per quantity measured); the dynamic theory keeps each step's
+    vectors for the backward pass (~40 B a unit, step and quantity). Twice that, and more
+    for small counts, is what is asked for."""
+    from .registry import cell as lookup
+    quantities = len(lookup(cell).lets) + 1
+    per_unit = 8 * 40 * quantities if method == "annealed" else 8 * 10 * quantities * (steps + 10)
+    return ensure_fits(per_unit * units, what=f"mean field ({method}) of {units} units",
+                       available=available, advice="units=")
+
+
 def ensure_init_fits(cell, hidden, inputs, steps, *, available=None):
     """`gradlab init`: the flows it measures on, one sequence of `steps` at `hidden`."""
     from .registry import cell as lookup

@@ -60,6 +60,9 @@ def train(names, task_spec, out, force, **options):
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
 
 
+MEASUREMENTS = 5          # `gradlab init` measures at most this often (critical_init's default)
+
+
 @click.command("init")
 @click.argument("cell")
 @click.option("--timescale", type=Number(above=1.0), required=True,
@@ -100,9 +103,14 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
     from .. import budget
     from ..meanfield.critical import measure_steps
     budget.ensure_init_fits(c, hidden, inputs, measure_steps(timescale))
-    found = critical_init(c, timescale, hidden=hidden, inputs=inputs,
-                          weight_scale=weight_scale, bias_scale=bias_scale,
-                          input_scale=input_scale, gate_bias=gate_bias, seed=seed)
+    with Progress(MEASUREMENTS, f"init {c.name}: measured") as progress:
+        found = critical_init(c, timescale, hidden=hidden, inputs=inputs,
+                              weight_scale=weight_scale, bias_scale=bias_scale,
+                              input_scale=input_scale, gate_bias=gate_bias, seed=seed,
+                              measurements=MEASUREMENTS,
+                              report=lambda knob, value, measured: progress(
+                                  f"{knob.replace('_', '-')} {value:.4g}: timescale "
+                                  f"{measured:.4g}"))
     opts = found["options"]
     click.echo(f"{c.name}: " + " ".join(f"--{k.replace('_', '-')} {v:.4g}"
                                          for k, v in opts.items()) + f" (seed {seed})")

@@ -20,8 +20,11 @@
                                                  the theory is checked against at n = 1024
 """
 
+import inspect
+import numbers
 from dataclasses import dataclass, field
 
+from ..budget import ensure_meanfield_fits
 from ..errors import GradlabError
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
@@ -67,6 +70,11 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
                     gate_bias=gate_bias, input_power=input_power)    # each checked
     options["seed"] = check_seed(options.get("seed", 0))
     population(c)          # reads the declaration (refuses what it cannot read, one line)
+    defaults = inspect.signature(METHODS[method]).parameters
+    units, steps = (options.get(k, defaults[k].default) for k in ("units", "steps"))
+    if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+           for v in (units, steps)):             # else the method names what is wrong
+        ensure_meanfield_fits(c, method, int(units), int(steps))
     try:
         with overflow_is_nan():
             rate, moments = METHODS[method](c, scales, **options)

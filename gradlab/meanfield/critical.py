@@ -68,7 +68,7 @@ def measure_steps(timescale):
 
 def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
                   bias_scale=0.1, input_scale=1.0, gate_bias=0.0, tolerance=0.1,
-                  measurements=5, steps=None, seed=0):
+                  measurements=5, steps=None, seed=0, report=None):
     """init_params options whose gradients decay with `timescale` steps at width `hidden`.
 
     The knob is the gate bias where the cell declares one, else the weight scale; the
@@ -81,7 +81,8 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     "measurements": [(knob value, measured timescale), ...], "tolerance", "converged":
     whether the measurement reached the target within `tolerance`} (when it did not, the
     options are the closest measured, and say nothing reliable about the target). Scales
-    are finite (weight, bias and input scales >= 0; numpy numbers too); one-line errors."""
+    are finite (weight, bias and input scales >= 0; numpy numbers too); one-line errors.
+    report(knob, value, measured timescale), if given, hears each measurement."""
     c = as_cell(cell)
     timescale = real(timescale, "timescale")
     if timescale <= 1:
@@ -104,6 +105,8 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
         t = measure_timescale(c, {**options, knob: v}, hidden=hidden, inputs=inputs,
                               steps=steps, seed=seed)
         history.append((float(v), t))
+        if report is not None:
+            report(knob, float(v), t)
         return (math.log(t) if 0 < t < math.inf else (10.0 if t else -10.0)) \
             - math.log(timescale)
 
@@ -144,6 +147,11 @@ def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_sc
     each point the numbers mean_field gives it alone, with the same options)."""
     from . import mean_field
     c = as_cell(cell)
+    for what, values in (("weight_scales", weight_scales), ("gate_biases", gate_biases)):
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") \
+                or np.ndim(values) != 1 or len(values) == 0:
+            raise GradlabError(f"timescale_grid: {what} must be a non-empty sequence of "
+                               f"numbers, got {values!r}")
     rows = gate_biases if c.gate_bias else gate_biases[:1]
     points = [(i, j) for j in range(len(weight_scales)) for i in range(len(rows))]
     grid = np.empty((len(gate_biases), len(weight_scales)))

@@ -288,16 +288,17 @@ def _heatmaps(grid, points, critical, theory=None):
     return fig
 
 
-def _table_row(p):
+def _table_row(p, gated=True):
     """A grid point as the table shows it: words instead of a rate or timescale that is
-    not a measured decay ("state overflowed", "gradients grow"), never a negative ξ."""
+    not a measured decay ("state overflowed", "gradients grow"), never a negative ξ, and
+    no gate bias for a cell that has none (measured once per weight scale)."""
     rate, status = p["rate"], p.get("status")
     words = rate_words(rate, status)
     shown_rate = words if math.isnan(rate) else rate
     shown_xi = p["timescale"] if words is None or rate == -math.inf else words
     if words is None and not p.get("converged", True):
         shown_xi = f"≥ {p['horizon'] / CONVERGED:.4g} (not converged)"
-    return [p["cell"], p["weight_scale"], p["gate_bias"], shown_rate,
+    return [p["cell"], p["weight_scale"], p["gate_bias"] if gated else "—", shown_rate,
             p.get("rate_stderr", math.nan), shown_xi, p.get("horizon")]
 
 
@@ -357,9 +358,10 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                            "is measured once per weight scale",
               "theory": f"white contours: ξ = {', '.join(map(str, theory['levels']))} steps "
                         f"of {theory_words(theory)}, same init and inputs"}
+    gated = dict(zip(grid.cells, grid.gates()))
     table = (["cell", "weight scale", "gate bias", "rate / step", "± (s.e.)", "timescale ξ",
               "horizon T"],
-             [_table_row(p) for p in points])
+             [_table_row(p, gated[p["cell"]]) for p in points])
     text = ("Each panel: the timescale of gradient memory over the initialisation grid. "
             "Gates let memory grow with the gate bias at any weight scale; the vanilla "
             "RNN's memory depends on the weight scale alone and peaks at the edge of chaos.")

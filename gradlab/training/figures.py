@@ -84,16 +84,24 @@ def drift(runs, col, title):
     over the first ones (bottom), one line per cell."""
     fig = Figure(figsize=(7.5, 5.6), layout="constrained")
     top, bottom = fig.subplots(2, 1)
+    # a state that stays exactly 0 (a saturated gate) has no place on a log axis: its
+    # zeros are said in the legend, and only where no run has a positive value is the
+    # axis linear
+    log = any((_finite(r["state_rms"]) > 0).any() for r in runs)
     for r in runs:
         rms = _finite(r["state_rms"])
-        top.plot(np.arange(len(rms)), rms, color=col[r["cell"]], label=r["cell"])
+        shown = rms > 0 if log else np.isfinite(rms)
+        zeros = int((rms == 0).sum())
+        label = r["cell"] + (f" (RMS 0 at {zeros} steps{', not drawn' if log else ''})"
+                             if zeros else "")
+        top.plot(np.arange(len(rms))[shown], rms[shown], color=col[r["cell"]], label=label)
         write = _finite(r["write_gate"])
         keep = np.isfinite(write)
         if keep.any():
             bottom.plot(np.arange(len(write))[keep], write[keep], color=col[r["cell"]],
                         label=r["cell"])
-    top.set(xlabel="training step", ylabel="state RMS at the last time step", yscale="log",
-            title=title)
+    top.set(xlabel="training step", ylabel="state RMS at the last time step",
+            yscale="log" if log else "linear", title=title)
     bottom.set(xlabel="training step", ylabel="mean write gate (i; GRU: 1 − z)",
                ylim=(-0.02, 1.02))
     for ax in (top, bottom):

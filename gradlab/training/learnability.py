@@ -68,7 +68,10 @@ def parse_tasks(spec):
         except ValueError:
             raise GradlabError(f"--tasks entry {part!r} is not NAME:DELAY (e.g. adding:25)") \
                 from None
-        make(name, value)                       # refuses a bad name or delay, one line
+        try:
+            make(name, value)                   # refuses a bad name or delay, one line
+        except GradlabError as err:
+            raise GradlabError(f"--tasks entry {part!r}: {err}") from None
         out.append((name, value))
     if not out or len(set(out)) != len(out):
         raise GradlabError(f"--tasks {spec!r} needs one or more distinct NAME:DELAY entries")

@@ -73,7 +73,7 @@ def _positive(value, what, low=1):
 
 def adding(steps):
     """The adding problem over `steps` steps (T >= 2)."""
-    T = _positive(steps, "adding problem length", 2)
+    T = _positive(steps, "adding delay (its sequence length)", 2)
     return Task("adding", T, T, 2, 1, "regression", 1 / 6, None)
 
 
