@@ -116,7 +116,7 @@ def test_sweep_finishes_past_an_overflowing_point(tmp_path, expcell):
     for key in ((expcell, 0.5), ("rnn_tanh", 0.5), ("rnn_tanh", 3.0)):
         assert isinstance(by[key]["rate"], float) and by[key]["timescale"] > 0, by[key]
     assert (out / "figures" / "phase.svg").read_text().count("<!-- × -->") == 1
-    assert "| 3 | 0 | state overflowed | nan | state overflowed |" in \
+    assert "| 3 | — | state overflowed | nan | state overflowed |" in \
         (out / "report.md").read_text()
 
 
@@ -210,7 +210,7 @@ def test_sweep_table_shows_words_for_growth(tmp_path):
                "timescale": -4.0}]                  # as parts from before wrote growth
     out = sweep.report(grid, points, tmp_path / "s")
     md = (out / "report.md").read_text()
-    assert "| rnn_tanh | 3 | 0 | 0.25 | nan | gradients grow |" in md
+    assert "| rnn_tanh | 3 | — | 0.25 | nan | gradients grow |" in md   # no gate bias
     assert "-4" not in md
     assert (out / "figures" / "phase.svg").read_text().count("<!-- ↑ -->") == 1
 
