@@ -111,7 +111,31 @@ def _weights(module, suffix=""):
         b_ih = b_hh = torch.zeros(w_hh.shape[0], dtype=w_hh.dtype, device=w_hh.device)
     w_hr = (getattr(module, f"weight_hr{suffix}").detach().clone()
             if getattr(module, "proj_size", 0) else None)
+    _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh)
     return w_ih, w_hh, b_ih, b_hh, w_hr
+
+
+def _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh):
+    """Refuse weights whose shapes are not what the module's sizes say (a weight replaced
+    by hand): torch would fail in its own words, or a cell module compute with them."""
+    import torch.nn as nn
+
+    n, p, _ = _sizes(module)
+    gates = 4 if isinstance(module, (nn.LSTM, nn.LSTMCell)) else \
+        3 if isinstance(module, (nn.GRU, nn.GRUCell)) else 1
+    rows = gates * n
+    for name, t, ok in ((f"weight_ih{suffix}", w_ih, _shaped(w_ih, rows)),
+                        (f"weight_hh{suffix}", w_hh, _shaped(w_hh, rows, p)),
+                        (f"bias_ih{suffix}", b_ih, b_ih.shape == (rows,)),
+                        (f"bias_hh{suffix}", b_hh, b_hh.shape == (rows,))):
+        if not ok:
+            raise GradlabError(f"{type(module).__name__}.{name} has shape {tuple(t.shape)}, "
+                               f"not what its sizes say (rows {rows} = {gates} x hidden_size "
+                               f"{n}{f', columns {p}' if 'hh' in name and 'weight' in name else ''})")
+
+
+def _shaped(t, rows, cols=None):
+    return t.dim() == 2 and t.shape[0] == rows and (cols is None or t.shape[1] == cols)
 
 
 def layer_params(name, w_ih, w_hh, b_ih, b_hh, w_hr=None):
@@ -172,6 +196,11 @@ def from_torch(module, direction=None):
     first; `state_sizes`). The module docstring has every mapping."""
     name = _kind(module)
     _refuse_meta(module)
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in module.parameters()})
+    if any(d not in ("float32", "float64") for d in dtypes) or len(dtypes) > 1:
+        raise GradlabError(f"{type(module).__name__}'s weights are {', '.join(dtypes)}; "
+                           "gradlab measures one of float32, float64 (module.double() or "
+                           "module.float())")
     if not hasattr(module, "num_layers"):          # a cell module: nn.LSTMCell, ...
         if direction not in (None, "forward"):
             raise GradlabError(f"{type(module).__name__} has one direction; direction="
@@ -321,7 +350,9 @@ def to_torch(c, params):
     cls, options = MODULES[c.name]
     n, m = _checked_sizes(c, params)
     first = params[c.param_names[0]]
-    module = getattr(torch.nn, cls)(m, n, **options).to(dtype=first.dtype, device=first.device)
+    with torch.random.fork_rng(devices=[]):        # its init draws must not move the user's
+        module = getattr(torch.nn, cls)(m, n, **options)    # random stream (the weights
+    module = module.to(dtype=first.dtype, device=first.device)   # are overwritten below)
     if c.name.startswith("rnn_"):
         w_hh, w_ih, b_ih, b_hh = params["W"], params["U"], params["b"], torch.zeros_like(params["b"])
     else:

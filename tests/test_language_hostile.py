@@ -186,3 +186,37 @@ def test_an_exponent_that_is_not_a_number_is_one_error():
     params, state, x = random_inputs(cell, 3, 2, 2)
     assert relative_error(cell.jacobian_fn()(params, state, x),
                           jacobian_by_autograd(cell, params, state, x)) < TIGHT
+
+
+def test_a_trailing_tilde_prints_as_a_tilde_in_latex():
+    from gradlab.symbolic.printing import latex
+    @declare(state="h", params="W U b W_n U_n b_n", source="a test", name="tilde")
+    def cell(s):
+        a = s.let("n", tanh(linear(s)))
+        b = s.let("n~", tanh(s.W_n @ s.h + s.U_n @ s.x + s.b_n))
+        return a * b
+    shown = cell.latex()
+    assert r"\tilde{n}" in shown and "n~" not in shown            # ~ in LaTeX is a space
+    assert latex(sympy.MatrixSymbol("n~'", 3, 1)) == r"\tilde{n}'"
+    with pytest.raises(GradlabError, match="is not a name"):     # a ~ inside a name
+        declare(state="h", params="W U b", source="a test", name="inner")(
+            lambda s: tanh(s.let("a~b", linear(s))))
+
+
+def test_explicit_entries_are_refused_beyond_a_small_size():
+    J = gradlab.cell("lstm").jacobian()
+    with pytest.raises(GradlabError, match=r"explicit\(n=1000000\): .* 1\.\.12"):
+        J.explicit(n=10 ** 6)
+
+
+def test_arrays_of_another_library_than_the_backend_are_one_error():
+    cell = gradlab.cell("lstm")
+    params, state, x = random_inputs(cell, 3, 2, 2)
+    J = cell.jacobian()
+    with pytest.raises(GradlabError, match="are torch arrays for the numpy backend"):
+        J.at(params, state, x, backend="numpy")
+    with pytest.raises(GradlabError, match="are numpy and torch arrays"):
+        J.at(params, tuple(s.numpy() for s in state), x.numpy())
+    numpy = J.at({k: v.numpy() for k, v in params.items()}, tuple(s.numpy() for s in state),
+                 x.numpy())
+    assert relative_error(numpy, J.at(params, state, x)) < TIGHT

@@ -100,3 +100,54 @@ def test_a_layer_count_beyond_the_stack_limit_is_refused_at_once(tmp_path):
     result = invoke(*REPORT, "--out", out, "--model", tmp_path / "lstm.pt",
                     "--arch", "lstm:hidden=4,inputs=3,layers=99999999999")
     assert_one_line_error(result, "layers=99999999999 is more than gradlab stacks (at most 64)")
+
+
+def test_to_torch_leaves_the_users_random_stream_alone():
+    cell, params = gradlab.from_torch(torch.nn.LSTMCell(3, 4).double())
+    torch.manual_seed(0)
+    before = torch.randn(3)
+    torch.manual_seed(0)
+    gradlab.to_torch(cell, params)
+    assert torch.equal(torch.randn(3), before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_from_torch_refuses_what_gradlab_cannot_measure(dtype):
+    with pytest.raises(GradlabError, match="weights are .*; gradlab measures one of float32"):
+        gradlab.from_torch(torch.nn.LSTMCell(3, 4).to(dtype))
+    mixed = torch.nn.GRUCell(3, 4)
+    mixed.bias_ih.data = mixed.bias_ih.data.double()
+    with pytest.raises(GradlabError, match="weights are float32, float64"):
+        gradlab.from_torch(mixed)
+
+
+def test_a_block_wrong_throughout_fails_however_small_against_the_others():
+    from gradlab.testing import assert_jacobian
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(4, 3, seed=0)
+    exact = cell.jacobian_fn("state")
+
+    def forgets_the_carry(P, s, x):                  # d c'/d c = diag(f) replaced by 0
+        J = exact(P, s, x).clone()
+        J[:, 4:, 4:] = 0
+        return J
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(4, 4, generator=gen, dtype=torch.float64)
+    c = 1e9 * torch.randn(4, 4, generator=gen, dtype=torch.float64)   # d c'/d h ~ 1e9
+    result = gradlab.check_jacobian(forgets_the_carry, cell, params, states=(h, c))
+    assert not result.ok and result.block_errors[("c", "c")] == 1.0
+    assert result.max_error == 1.0
+    with pytest.raises(AssertionError):
+        assert_jacobian(forgets_the_carry, cell, params, states=(h, c))
+    assert gradlab.check_jacobian(exact, cell, params, states=(h, c)).ok
+
+
+def test_a_weight_of_the_wrong_shape_is_named():
+    lstm = torch.nn.LSTM(3, 4)
+    lstm.weight_hh_l0 = torch.nn.Parameter(torch.randn(15, 4))
+    with pytest.raises(GradlabError, match=r"LSTM.weight_hh_l0 has shape \(15, 4\)"):
+        gradlab.from_torch(lstm)
+    cell = torch.nn.GRUCell(3, 4)                  # used to give (2, 4) params silently
+    cell.weight_hh = torch.nn.Parameter(torch.randn(6, 4))
+    with pytest.raises(GradlabError, match=r"GRUCell.weight_hh has shape \(6, 4\)"):
+        gradlab.from_torch(cell)

@@ -177,7 +177,7 @@ def require_params(cell, params):
                            f"expected {', '.join(cell.param_names)}")
 
 
-def prepare(cell, params, state, x):
+def prepare(cell, params, state, x, backend_name=None):
     """Check the shapes and dtypes of one call's arguments; return (n, m, B, argument
     arrays with matrix axes last), ready for a lowered function: `fn(n, m, x, *args)`.
     Callers that run many steps check once here and call the lowered function directly."""
@@ -196,6 +196,12 @@ def prepare(cell, params, state, x):
         if not hasattr(a, "shape") or not hasattr(a, "ndim") or not hasattr(a, "dtype"):
             raise GradlabError(f"{what} of cell '{cell.name}' must be an array (a torch "
                                f"tensor or a numpy array), got {type(a).__name__}")
+    libraries = {type(a).__module__.split(".")[0] for _, a in named}
+    if len(libraries) > 1 or backend_name is not None and libraries != {backend_name}:
+        given = " and ".join(sorted(libraries))
+        raise GradlabError(f"params, state and x of cell '{cell.name}' are {given} arrays"
+                           + (f" for the {backend_name} backend" if backend_name else "")
+                           + "; give one kind, the backend's (numpy arrays or torch tensors)")
     if tuple(x.shape[:-1]) == () or x.ndim != 2:
         raise GradlabError(f"x has shape {tuple(x.shape)}, expected (B, m)")
     B, m = x.shape
@@ -241,7 +247,7 @@ def step_function(cell, backend_name):
     fn, xp = compiled(cell, "step", backend_name), backend(backend_name)
 
     def step(params, state, x):
-        n, m, B, args = prepare(cell, params, state, x)
+        n, m, B, args = prepare(cell, params, state, x, backend_name)
         rows = fn(n, m, x, *args)
         return tuple(_full(xp, row[0], (B, n, 1))[:, :, 0] for row in rows)
 
@@ -255,7 +261,7 @@ def values_function(cell, backend_name):
     names = [str(s) for s in cell.lets if isinstance(s, sp.MatrixSymbol)]
 
     def values(params, state, x):
-        n, m, B, args = prepare(cell, params, state, x)
+        n, m, B, args = prepare(cell, params, state, x, backend_name)
         rows = fn(n, m, x, *args)
         return {k: _full(xp, row[0], (B, n, 1))[:, :, 0] for k, row in zip(names, rows)}
 
@@ -269,7 +275,7 @@ def jacobian_function(cell, wrt, backend_name):
     fn, xp = compiled(cell, what, backend_name), backend(backend_name)
 
     def jacobian(params, state, x):
-        n, m, B, args = prepare(cell, params, state, x)
+        n, m, B, args = prepare(cell, params, state, x, backend_name)
         rows = fn(n, m, x, *args)
         width = n if wrt == "state" else m
         if len(rows) == 1 and len(rows[0]) == 1:
@@ -293,7 +299,7 @@ def terms_function(cell, wrt, backend_name):
     terms = [block_terms(b) for row in cell.jacobian_blocks(wrt) for b in row]
 
     def evaluate(params, state, x):
-        n, m, B, args = prepare(cell, params, state, x)
+        n, m, B, args = prepare(cell, params, state, x, backend_name)
         width = n if wrt == "state" else m
         rows = fn(n, m, x, *args)
         return {key: [(t, _full(xp, v, (B, n, width))) for t, v in zip(ts, row) if v is not None]

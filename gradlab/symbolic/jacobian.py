@@ -66,12 +66,17 @@ def _name_sums(expr, subs, keep):
     return expr.func(*(_name_sums(a, subs, keep) for a in expr.args))
 
 
+EXPLICIT_MAX = 12        # entries written out one by one: n = 20 already takes seconds
+
+
 def _sizes(n, m):
     from .language import SIZES
     sizes = {}
     for what, k in (("n", n), ("m", m)):
-        if isinstance(k, bool) or not isinstance(k, (numbers.Integral, sp.Integer)) or k < 1:
-            raise GradlabError(f"explicit({what}={k!r}): give a small positive integer size")
+        if isinstance(k, bool) or not isinstance(k, (numbers.Integral, sp.Integer)) \
+                or not 1 <= k <= EXPLICIT_MAX:
+            raise GradlabError(f"explicit({what}={k!r}): give a small positive integer size, "
+                               f"1..{EXPLICIT_MAX} (every entry is written out)")
         sizes[SIZES[what]] = int(k)
     return sizes
 

@@ -5,6 +5,8 @@ product as a circled dot, and powers of vectors as elementwise powers; neither e
 SymPy's `Lambda(_d, ...)` dummies.
 """
 
+import re
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
@@ -47,6 +49,14 @@ def _join_terms(expr, show):
 
 
 class MatrixLatexPrinter(LatexPrinter):
+    def _deal_with_super_sub(self, string, style="plain"):
+        # n~ is ñ (as ntilde is): a ~ left in LaTeX is a space, and n~ would read as n
+        base, primes = re.fullmatch(r"(.*?)('*)", string).groups()
+        if base.endswith("~"):
+            return super()._deal_with_super_sub(base.rstrip("~") + "tilde",
+                                                style=style) + primes
+        return super()._deal_with_super_sub(string, style=style)
+
     def _print_MatAdd(self, expr):
         return _join_terms(expr, self._print)
 
