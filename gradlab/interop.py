@@ -118,24 +118,17 @@ def _weights(module, suffix=""):
 def _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh):
     """Refuse weights whose shapes are not what the module's sizes say (a weight replaced
     by hand): torch would fail in its own words, or a cell module compute with them."""
-    import torch.nn as nn
-
     n, p, _ = _sizes(module)
-    gates = 4 if isinstance(module, (nn.LSTM, nn.LSTMCell)) else \
-        3 if isinstance(module, (nn.GRU, nn.GRUCell)) else 1
+    gates = len(GATES.get(_kind(module), "h"))       # the RNN's one block
     rows = gates * n
-    for name, t, ok in ((f"weight_ih{suffix}", w_ih, _shaped(w_ih, rows)),
-                        (f"weight_hh{suffix}", w_hh, _shaped(w_hh, rows, p)),
-                        (f"bias_ih{suffix}", b_ih, b_ih.shape == (rows,)),
-                        (f"bias_hh{suffix}", b_hh, b_hh.shape == (rows,))):
-        if not ok:
+    for name, t, shape in ((f"weight_ih{suffix}", w_ih, (rows, w_ih.shape[-1])),
+                           (f"weight_hh{suffix}", w_hh, (rows, p)),
+                           (f"bias_ih{suffix}", b_ih, (rows,)),
+                           (f"bias_hh{suffix}", b_hh, (rows,))):
+        if tuple(t.shape) != shape:
             raise GradlabError(f"{type(module).__name__}.{name} has shape {tuple(t.shape)}, "
-                               f"not what its sizes say (rows {rows} = {gates} x hidden_size "
-                               f"{n}{f', columns {p}' if 'hh' in name and 'weight' in name else ''})")
-
-
-def _shaped(t, rows, cols=None):
-    return t.dim() == 2 and t.shape[0] == rows and (cols is None or t.shape[1] == cols)
+                               f"not {shape} as the module's sizes say ({gates} x "
+                               f"hidden_size {n} rows)")
 
 
 def layer_params(name, w_ih, w_hh, b_ih, b_hh, w_hr=None):
