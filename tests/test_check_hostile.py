@@ -197,9 +197,10 @@ def scales_columns_on_a_batch(P, s, x):
     return (1 - h ** 2)[..., None] * W if h.ndim == 1 else (1 - h ** 2)[:, None, :] * W
 
 
-def test_a_function_written_for_one_sample_is_called_one_sample_at_a_time():
-    result = check_jacobian(per_sample_only, CELL, PARAMS, batch=4)
-    assert result.ok and result.checked == 4 and result.max_error < 1e-14
+@pytest.mark.parametrize("batch", [4, 1])
+def test_a_function_written_for_one_sample_is_called_one_sample_at_a_time(batch):
+    result = check_jacobian(per_sample_only, CELL, PARAMS, batch=batch)
+    assert result.ok and result.checked == batch and result.max_error < 1e-14
 
 
 def test_a_function_right_per_sample_but_wrong_on_a_batch_is_told_so():

@@ -63,7 +63,7 @@ def batched_jacobian(fn, params, state, x, shape):
         out = real_array(call_user(fn, copied(params), tuple(s.clone() for s in state),
                                    x.clone()))
     except GradlabError as err:
-        if B == 1 or isinstance(err, Exited):
+        if isinstance(err, Exited):
             raise
         try:                                          # written for one sample?
             return per_sample(fn, params, state, x, shape), True
