@@ -123,6 +123,16 @@ def ensure_check_fits(cell, hidden, inputs, batch, *, available=None):
                        advice="--hidden, --inputs or --batch")
 
 
+def ensure_params_fit(cell, hidden, inputs, *, device="cpu", available=None):
+    """`init_params`: every parameter of `cell` at (hidden, inputs), drawn in float64 and
+    then converted (two copies at once)."""
+    sizes = {"n": hidden, "m": inputs, "1": 1}
+    count = sum(sizes[str(rows)] * sizes[str(cols)] for rows, cols in cell.param_shapes.values())
+    return ensure_fits(2 * 8 * count, what=f"parameters of cell '{cell.name}' at hidden "
+                       f"{hidden}, inputs {inputs}", device=device, available=available,
+                       advice="hidden or inputs")
+
+
 def ensure_meanfield_fits(cell, method, units, steps, *, available=None):
     """`mean_field`: a population of `units` units, a few float64 arrays per named quantity
     (annealed: ~160 B a unit per quantity measured); the dynamic theory keeps each step's

@@ -20,7 +20,7 @@ import numbers
 
 import torch
 
-from .budget import ensure_fits
+from .budget import ensure_params_fit
 from .device import torch_device
 from .errors import GradlabError, check_seed, real
 
@@ -68,10 +68,7 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
     gate_bias = real(gate_bias, "gate_bias", finite=False)
     device = torch_device(device)
     gen = torch.Generator().manual_seed(check_seed(seed))
-    count = sum((1 if s[0] == 1 else n) * (m if str(s[1]) == "m" else n if str(s[1]) == "n"
-                                           else 1) for s in cell.param_shapes.values())
-    ensure_fits(2 * 8 * count, what=f"parameters of cell '{cell.name}' at hidden {n}, "
-                f"inputs {m}", device=device, advice="hidden or inputs")
+    ensure_params_fit(cell, n, m, device=device)
 
     def normal(*shape, std):
         return torch.randn(*shape, generator=gen, dtype=torch.float64) * std
