@@ -124,6 +124,22 @@ def test_derive_one_cell_to_a_directory(tmp_path):
     assert "(lstm.md)" in (tmp_path / "README.md").read_text(encoding="utf-8")
 
 
+def test_derive_again_into_one_folder_indexes_every_page_it_keeps(tmp_path):
+    """Derivation folders accumulate: the pages of an earlier run stay, so the index names
+    them too (it used to name the last run's cells only), but not a page the user edited."""
+    out = tmp_path / "docs"
+    for cell in ("gru", "lstm", "gru"):
+        assert run("derive", cell, "--out", str(out)).exit_code == 0
+    index = (out / "README.md").read_text(encoding="utf-8")
+    assert index.count("(gru.md)") == 1 and index.count("(lstm.md)") == 1
+    with open(out / "lstm.md", "a", encoding="utf-8") as f:
+        f.write("my note\n")                            # now the user's page, not gradlab's
+    assert run("derive", "rnn_tanh", "--out", str(out), "--force").exit_code == 0
+    index = (out / "README.md").read_text(encoding="utf-8")
+    assert "(rnn_tanh.md)" in index and "(gru.md)" in index and "(lstm.md)" not in index
+    assert (out / "lstm.md").read_text(encoding="utf-8").endswith("my note\n")
+
+
 def test_verify_two_cells():
     result = run("verify", "--cells", "rnn_tanh,lstm")
     assert result.exit_code == 0, result.output

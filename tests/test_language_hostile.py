@@ -220,3 +220,20 @@ def test_arrays_of_another_library_than_the_backend_are_one_error():
     numpy = J.at({k: v.numpy() for k, v in params.items()}, tuple(s.numpy() for s in state),
                  x.numpy())
     assert relative_error(numpy, J.at(params, state, x)) < TIGHT
+
+
+def test_reductions_of_a_primed_and_an_unprimed_name_are_two_quantities():
+    # mean(a') was named mu_a, as mean(a) is: the second was refused as "already defined"
+    # and var(n~) read σ_n^2, the variance of another vector
+    @declare(state="h", params="W U b", source="a test", name="primed_means")
+    def cell(s):
+        a = s.let("a", linear(s))
+        a2 = s.let("a'", tanh(a))
+        t = s.let("n~", sigmoid(a))
+        return tanh(a2 - gradlab.mean(a2) + gradlab.mean(a) + gradlab.var(t) * t)
+    shown = str(cell.equations())
+    assert "μ_a' = " in shown and "μ_a = " in shown and "σ_n~^2 = " in shown
+    assert r"\sigma^{2}_{\tilde{n}}" in str(cell.latex()) and r"\mu_{a'}" in str(cell.latex())
+    params, state, x = random_inputs(cell, 5, 3, 2)
+    assert relative_error(cell.jacobian_fn()(params, state, x),
+                          jacobian_by_autograd(cell, params, state, x)) < TIGHT

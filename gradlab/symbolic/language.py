@@ -286,7 +286,9 @@ def norm(v):
 def _named(v, what):
     if not (isinstance(v, Value) and v.owner is not None):
         raise GradlabError(f"{what}() takes a named vector: bind it first, r = s.let('r', ...)")
-    return v, re.sub(r"\W", "", v.expr.name)
+    # the vector's own name in the reduction's (mu_a' for a', so it differs from mu_a),
+    # a ~ spelled out (n~: mu_ntilde, read μ_ñ), so that sigma_ntilde^2 is a name too
+    return v, v.expr.name.replace("~", "tilde")
 
 
 # A let name: printed as it is in text, LaTeX and Markdown, so nothing there may have a

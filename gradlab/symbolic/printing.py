@@ -121,7 +121,7 @@ class MatrixLatexPrinter(LatexPrinter):
 def _text_name(name):
     """stilde -> s~, mu_r -> μ_r, sigma_r^2 -> σ_r^2, sum_r -> Σ_r, norm_r -> ‖r‖: the
     names as a reader writes them."""
-    name = name[:-5] + "~" if name.endswith("tilde") else name
+    name = re.sub(r"tilde(?='*(\^2)?$)", "~", name)
     if name.startswith("norm_"):
         return f"‖{name[5:]}‖"
     return name.replace("mu_", "μ_").replace("sigma_", "σ_").replace("sum_", "Σ_")
