@@ -23,7 +23,7 @@ from . import hoist
 from .backends import backend
 from .codeprinter import ArrayPrinter, identifier
 from ..errors import GradlabError
-from ..symbolic.structure import diagonal, kind
+from ..symbolic.structure import atoms, diagonal, kind
 
 
 def source(cell, what):
@@ -95,29 +95,13 @@ def _compact(block):
 
 def _needed_lets(lets, outs):
     """The lets the outputs depend on, directly or through other lets."""
-    needed, todo = set(), _symbols(e for e in outs if e is not None)
+    needed, todo = set(), atoms(e for e in outs if e is not None)
     while todo:
         s = todo.pop()
         if s in lets and s not in needed:
             needed.add(s)
-            todo |= _symbols([lets[s]])
+            todo |= atoms([lets[s]])
     return needed
-
-
-def _symbols(exprs):
-    """The symbols in `exprs`, each distinct subexpression read once (SymPy's free_symbols
-    reads a shared subtree once per occurrence: a 10-layer stack's blocks hold millions)."""
-    seen, found, todo = set(), set(), list(exprs)
-    while todo:
-        e = todo.pop()
-        if e in seen:
-            continue
-        seen.add(e)
-        if isinstance(e, (sp.Symbol, sp.MatrixSymbol)):
-            found.add(e)
-        else:
-            todo.extend(getattr(e, "args", ()))
-    return found
 
 
 def _repeated(exprs):

@@ -41,9 +41,26 @@ def _outer(product):
                for a, b in zip(mats, mats[1:]))
 
 
+def atoms(exprs, types=(sp.Symbol, MatrixSymbol)):
+    """The subexpressions of `exprs` that are instances of `types` (by default the symbols),
+    each distinct subexpression read once: SymPy's `atoms` and `free_symbols` read a shared
+    subtree once per occurrence, and a 10-layer stack's blocks hold millions."""
+    seen, found, todo = set(), set(), list(exprs)
+    while todo:
+        e = todo.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        if isinstance(e, types):
+            found.add(e)
+        if not isinstance(e, MatrixSymbol):       # its args are its name and shape
+            todo.extend(getattr(e, "args", ()))
+    return found
+
+
 def weights(expr, param_names):
     """The names of the weight matrices (parameters that are not vectors) in a block, sorted."""
-    return sorted({str(s) for s in expr.atoms(MatrixSymbol)
+    return sorted({str(s) for s in atoms([plain(expr)], MatrixSymbol)
                    if str(s) in param_names and s.shape[1] != 1})
 
 
@@ -58,9 +75,25 @@ def kind(expr, coupled=True):
         return "diagonal"
     if not coupled:
         return "dense"
-    if any(_outer(a) for a in sp.preorder_traversal(expr) if isinstance(a, MatMul)):
+    if any(_outer(a) for a in _matrices(expr) if isinstance(a, MatMul)):
         return "rank-one coupled"
     return "dense"
+
+
+def _matrices(expr):
+    """The matrix-shaped subexpressions of expr (neither dimension 1), expr first. A
+    vector inside (the argument of a diag, a gate's pre-activation) is not entered: what
+    couples units there does not couple the block's, and a stack's cross-layer blocks hold
+    hundreds of thousands of such nodes, most of them shared: each is visited once."""
+    todo, seen = [expr], set()
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        todo.extend(a for a in reversed(node.args) if isinstance(a, sp.MatrixExpr)
+                    and id(a) not in seen and a.shape[0] != 1 and a.shape[1] != 1)
 
 
 def diagonal(expr):
