@@ -10,7 +10,9 @@ n-vectors are diagonal weights (the peepholes p_*).
                  row of W gives: the mean-field scaling of derivations/theory.md §2)
     orthogonal  as gaussian, but each recurrent matrix is weight_scale times a uniformly
                 random orthogonal matrix
-    torch       PyTorch's default: every parameter ~ U(-1/sqrt(n), 1/sqrt(n))
+    torch       PyTorch's default: every parameter ~ U(-1/sqrt(n), 1/sqrt(n)); the bias of
+                a cell torch ships with two (rnn_tanh, rnn_relu, lstm: b = bias_ih +
+                bias_hh) is the sum of two such draws, as a fresh torch module's is
 
 `gate_bias` is then added to the bias that sets the memory gate (derivations/conventions.md).
 """
@@ -25,6 +27,8 @@ from .device import torch_device
 from .errors import GradlabError, check_seed, real
 
 SCHEMES = ("gaussian", "orthogonal", "torch")
+# cells whose one bias is torch's bias_ih + bias_hh (gru_torch keeps the two apart)
+TWO_BIASES = ("rnn_tanh", "rnn_relu", "lstm", "lstm_proj")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -82,7 +86,9 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
             size = (n,) if shape[1] == 1 else (n, m if role == "input" else n)
         if init == "torch":
             bound = 1 / math.sqrt(n)
-            value = (torch.rand(*size, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+            draws = 2 if role == "bias" and cell.name in TWO_BIASES else 1
+            value = sum((torch.rand(*size, generator=gen, dtype=torch.float64) * 2 - 1)
+                        * bound for _ in range(draws))
         elif role == "recurrent" and init == "orthogonal":
             q, r = torch.linalg.qr(normal(n, n, std=1.0))
             value = weight_scale * q * torch.sign(torch.diagonal(r))   # Haar-uniform

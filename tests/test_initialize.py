@@ -120,6 +120,23 @@ def test_torch_scheme_is_uniform():
     assert W.abs().max().item() > 0.999 * bound
 
 
+@pytest.mark.parametrize("name", ["lstm", "rnn_tanh"])
+def test_torch_scheme_bias_is_a_torch_modules_two_biases_summed(name):
+    """torch's LSTM and RNN add bias_ih and bias_hh, each U(-1/sqrt(n), 1/sqrt(n)): their
+    sum has variance 2 / (3 n), not the 1 / (3 n) of one draw (which this scheme gave)."""
+    n = 1000
+    cell = gradlab.cell(name)
+    P = cell.init_params(n, 8, init="torch", seed=3)
+    b = torch.cat([P[p] for p in cell.param_names if p.startswith("b")])
+    assert n * b.var().item() == pytest.approx(2 / 3, rel=0.12)
+    assert b.abs().max().item() <= 2 / math.sqrt(n)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = torch.nn.LSTMCell(8, n) if name == "lstm" else torch.nn.RNNCell(8, n)
+    summed = (module.bias_ih + module.bias_hh).detach()
+    assert n * summed.var().item() == pytest.approx(2 / 3, rel=0.12)  # what torch draws
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_gate_bias_lands_on_the_memory_gate(name):
     cell = gradlab.cell(name)

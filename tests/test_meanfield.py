@@ -82,6 +82,17 @@ def test_annealed_matches_the_vanilla_closed_form(sw, sb):
     assert got.method == "annealed" and "mean_square" in got.moments
 
 
+@pytest.mark.parametrize("sw", [0.8, 1.2, 2.0])
+def test_annealed_with_no_drive_finds_the_fixed_point_the_closed_form_iterates_to(sw):
+    """No input and no bias: the population used to start at h = 0, a fixed point it
+    never left (unstable for sw > 1), and gave ln sw (0.182 at sw = 1.2) for 0.0165."""
+    got = mean_field("rnn_tanh", weight_scale=sw, input_scale=0.0, bias_scale=0.0)
+    q, chi = theory.mean_field(sw, input_scale=0.0, bias_scale=0.0)
+    assert got.rate == pytest.approx(0.5 * math.log(chi), abs=1e-3)
+    if sw > 1:                                   # off h = 0: q* = 0.25 at sw = 1.2
+        assert got.moments["mean_square"]["h'"] > 0.1
+
+
 def test_annealed_forgets_faster_than_a_gated_cell_measured():
     """The gradient-independence theory with fresh weights at every step misses gated cells
     in one direction: real networks (fixed W) forget more slowly (27-1000 % here)."""

@@ -161,10 +161,12 @@ and each step multiplies the mean squared entry of P_k by
 
     χ = σ_w² E[tanh'(√q z)²],   tanh' = 1 - tanh².
 
-So (1/n) ||P_k||_F² ≈ χ^k: the log norm changes by ½ ln χ per step and memory lasts
-ξ = -1/ln χ steps (the report's theory "timescale"). χ < 1 is the ordered phase, where
-gradients vanish; χ > 1 the chaotic one, where they explode; χ = 1 is the critical line the
-phase diagram draws. gradlab evaluates the Gaussian expectations by Gauss-Hermite
+So (1/n) ||P_k||_F² ≈ χ^k: the log norm changes by ½ ln χ per step (the theory's "rate",
+as `Flow.rate` measures it), and the norm falls by a factor e in -1/rate = -2/ln χ steps:
+the theory's "timescale", in the same units as `Flow.timescale`. (Schoenholz et al.'s depth
+scale ξ = -1/ln χ is the same time for the squared norm, half of it.) χ < 1 is the
+ordered phase, where gradients vanish; χ > 1 the chaotic one, where they explode; χ = 1 is
+the critical line the phase diagram draws. gradlab evaluates the Gaussian expectations by Gauss-Hermite
 quadrature (switching to a trapezoid rule where √q is large and the integrand a narrow
 spike), and the tests recheck them with adaptive quadrature. The prediction is sharpest
 for wide networks fed fresh inputs at every step; left without input the state settles
@@ -208,7 +210,10 @@ the predicted rate, in Flow.rate's units.
   were redrawn each step. For the vanilla RNN it is the closed form above (to 1e-3). For
   gated cells it forgets too fast: against n = 1024 measurements (bias scale 0.1, weight
   scale 1 and 1.5, gate bias 0 to 2) it predicts rates 27-76 % too steep for the GRU and
-  61-197 % for the LSTM.
+  61-197 % for the LSTM. For the peephole LSTM it is far off: each unit's peephole weights
+  persist, and so does its cell, so its gains are correlated across steps, which redrawing
+  cannot see. At n = 256 (weight scale 1, bias scale 0.1, gate bias 0) it predicts -0.45
+  per step where three measurements give -0.004 to -0.023 (the dynamic theory: +0.004).
 - **dynamic**: with W fixed, the field a unit receives is correlated in time, with the
   population's own autocorrelation as its covariance; units whose gates stay open keep
   them open, and carry gradient far longer than independent draws allow. Each new field

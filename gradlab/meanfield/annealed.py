@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from ..errors import check_seed, integer
-from .population import normal, population
+from .population import normal, population, start
 
 
 def forward_fields(pop, scales, rng, N):
@@ -64,7 +64,7 @@ def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
     pop = population(cell)
     rng = np.random.default_rng(seed)
     params = pop.quenched(N, scales, rng)
-    state = tuple(np.zeros((N, 1)) for _ in cell.state_names)
+    state = start(cell.state_names, N)
     fields_for = forward_fields(pop, scales, rng, N)
     links = pairs(pop)
     coeff = np.zeros(len(links))

@@ -141,6 +141,9 @@ def _forward(pop, scales, rngs, N, T, inputs):
         draw = fields.setdefault(field.weights, Fields(N, rngs))
         return np.sqrt(factors[field.symbol]) * draw(v)[:, None]
 
+    # from the zero state, as a measured flow starts by default (state0=None): with no
+    # input and no bias both stay at that fixed point (the annealed theory instead starts
+    # away from it, `population.start`, as the standard theory iterates q to q*)
     state = tuple(np.zeros((G * N, 1)) for _ in pop.cell.state_names)
     envs = []
     for t in range(T):
