@@ -304,3 +304,69 @@ def test_lstm_with_proj_size_refuses_min_singular_and_caps_lyapunov():
     jacrev = gradlab.gradient_flow(TorchStep(module), xs)
     assert np.allclose(flow.log_norm("spectral"), jacrev.log_norm("spectral"), rtol=1e-9)
     assert gradlab.gradient_flow(torch.nn.LSTM(3, 4).double(), xs).padding == 0
+
+
+def test_an_unknown_norm_in_a_set_is_refused_by_name(setup):
+    refused("unknown norm 'spectrall'", gradlab.gradient_flow, LSTM, *setup,
+            norms={"spectral", "spectrall"})
+
+
+def test_a_loss_vector_that_requires_grad_is_read_as_numbers(flow):
+    v = torch.ones(flow.S, dtype=torch.float64, requires_grad=True)
+    np.testing.assert_array_equal(flow.loss_grad_norms(v)["state"],
+                                  flow.loss_grad_norms(v.detach())["state"])
+    assert 0 <= flow.bptt_fraction(2, v) <= 1
+
+
+def test_numpy_float32_rtol_is_a_number(setup):
+    rates = [gradlab.gradient_flow(LSTM, *setup, rtol=r).log_norm() for r in
+             (np.float32(1e-6), 1e-6)]
+    np.testing.assert_allclose(*rates, rtol=1e-5)
+
+
+def test_an_overflowed_flow_has_no_horizon():
+    params = LSTM.init_params(3, 2, seed=1)
+    xs = F.make_inputs("gaussian", 6, 2, 2, seed=2)
+    xs[2, 0, 0] = math.nan
+    flow = gradlab.gradient_flow(LSTM, params, xs)
+    assert flow.why() == "state overflowed" and math.isnan(flow.horizon(0.5))
+    assert math.isnan(flow.summary()["horizon_1e-3"])
+
+
+def test_params_and_xs_changed_in_place_after_the_call_change_nothing(setup):
+    """The walk waits until a norm is read; it used to read the caller's live tensors,
+    so an optimizer step in between mixed old states with new Jacobians (off by 1.05)."""
+    params, xs = setup
+    truth = gradlab.gradient_flow(LSTM, params, xs).log_norm()
+    mine = {k: v.clone() for k, v in params.items()}
+    xs2 = xs.clone()
+    flow = gradlab.gradient_flow(LSTM, mine, xs2)
+    with torch.no_grad():
+        for v in mine.values():
+            v.mul_(2.0)
+    xs2.zero_()
+    np.testing.assert_array_equal(flow.log_norm(), truth)
+
+
+def test_check_lyapunov_ignores_entries_the_cell_does_not_read():
+    params = dict(LSTM.init_params(3, 2, seed=1), note="not a tensor")
+    xs = F.make_inputs("gaussian", 400, 2, 2, seed=2)
+    mine = lambda p, x, k: gradlab.lyapunov(LSTM, p, x, k).mean           # noqa: E731
+    assert gradlab.check_lyapunov(mine, LSTM, params, xs, 2).ok
+
+
+def test_check_lyapunov_passes_gradlab_past_a_singular_jacobians_rank():
+    """Exponents past the rank of J (exactly -inf) come out of QR as round-off near log
+    eps, different from run to run: they used to fail gradlab's own routine (lstm_nog,
+    -36.23 against -36.18) or refuse the run as too short (an all-zero LSTM)."""
+    gen = torch.Generator().manual_seed(0)
+    for name, zero in (("lstm_nog", False), ("lstm", True)):
+        cell = gradlab.cell(name)
+        params = cell.init_params(4, 3, seed=0)
+        if zero:
+            params = {k: torch.zeros_like(v) for k, v in params.items()}
+        xs = torch.randn(600, 2, 3, dtype=torch.float64, generator=gen)
+        mine = lambda p, x, k, c=cell: gradlab.lyapunov(c, p, x, k).mean    # noqa: E731
+        assert gradlab.check_lyapunov(mine, cell, params, xs, 8).ok
+        wrong = lambda p, x, k, m=mine: m(p, x, k).clip(min=-10)             # noqa: E731
+        assert not gradlab.check_lyapunov(wrong, cell, params, xs, 8).ok

@@ -53,7 +53,11 @@ class Bound:
         self.cell, self.n, self.m, self.B = cell, n, m, B
         self.parts = len(cell.state_names)
         self.S = n * self.parts
-        self.pargs = args[:len(cell.param_names)]
+        # copies: the walk runs when a norm is first read, and an in-place change of the
+        # caller's params before then (an optimizer step) must not meet the states
+        # computed from the old ones
+        self.pargs = tuple(a.clone() if isinstance(a, torch.Tensor) else a
+                           for a in args[:len(cell.param_names)])
         self.functions = {}                  # what -> lowered function
 
     def lowered(self, what):
@@ -214,8 +218,10 @@ def setup(cell, params, xs, state0=None, reverse=False):
     every shape checked: the one check of a gradient_flow / lyapunov / run_states call."""
     cell = lookup(cell)
     dtype, device = check_params(cell, params)
-    xs = as_inputs(xs, dtype, device)
-    if flag(reverse, "reverse"):
+    given, xs = xs, as_inputs(xs, dtype, device)
+    if isinstance(given, torch.Tensor) and xs.data_ptr() == given.data_ptr():
+        xs = xs.clone()      # the walk reads xs when a norm is first read: a snapshot, so
+    if flag(reverse, "reverse"):                  # the caller's in-place changes miss it
         xs = xs.flip(0)
     T, B, m = xs.shape
     n = hidden_size(cell, params)

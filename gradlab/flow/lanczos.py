@@ -21,6 +21,7 @@ DENSE_BELOW, gets svdvals.
 """
 
 import math
+import numbers
 
 import torch
 
@@ -52,7 +53,7 @@ def tolerance(dtype, rtol=None):
             raise GradlabError(f"spectral norms are computed in float32 or float64, "
                                f"not {str(dtype).removeprefix('torch.')}")
         rtol = RTOL[dtype]
-    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 < rtol < 1:
+    if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real) or not 0 < rtol < 1:
         raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
     quad = 2.0 * float(rtol)
     return quad, min(1e-3, math.sqrt(10 * quad))

@@ -18,7 +18,7 @@ def loss_vector(v, S, B, like, seed=0):
         gen = torch.Generator().manual_seed(int(seed))
         v = torch.randn(S, generator=gen, dtype=torch.float64)
         v = v / torch.linalg.vector_norm(v)
-    v = as_real(v, "the loss vector v", like.dtype, like.device)
+    v = as_real(v, "the loss vector v", like.dtype, like.device).detach()
     if tuple(v.shape) not in ((S,), (B, S)):
         raise GradlabError(f"loss vector has shape {tuple(v.shape)}, expected (S,) = "
                            f"({S},) or (B, S) = ({B}, {S})")

@@ -209,10 +209,13 @@ class Flow:
 
     def horizon(self, fraction=1e-3, kind="spectral"):
         """The first lag where the mean log norm falls below log(fraction) plus its lag-1
-        value (the norm below `fraction` of the lag-1 norm); None if it never does."""
+        value (the norm below `fraction` of the lag-1 norm); None if it never does; nan
+        where the log norms are nan (a state that overflowed: `why`), as the rate is."""
         if real(fraction, "fraction") <= 0 or fraction >= 1:
             raise GradlabError(f"fraction must be in (0, 1), got {fraction!r}")
         y = self.mean_log_norm(kind)
+        if np.isnan(y).any():                     # no comparison with nan means anything
+            return math.nan
         below = np.nonzero(y < y[0] + math.log(fraction))[0]
         return int(below[0]) + 1 if len(below) else None
 
@@ -327,9 +330,14 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
              fewer iterations.
 
     Shapes and dtypes are checked here, once; the cell runs forward here (`states`);
-    the backward walk for the norms waits until a norm is read (`Flow`).
+    the backward walk for the norms waits until a norm is read (`Flow`). params and xs are
+    copied here, so changing them in place afterwards (an optimizer step) changes nothing
+    the Flow reports; a module measured by jacrev (not one from_torch converts) is read
+    when the walk runs: read the norms before changing it.
     """
     if isinstance(norms, (set, frozenset)) or type(norms).__name__ == "ndarray":
+        for kind in norms:                        # before sorting by place in NORMS
+            check(kind, NORMS, "norm")
         norms = tuple(sorted(norms, key=NORMS.index) if isinstance(norms, (set, frozenset))
                       else norms.tolist())
     if not isinstance(norms, (tuple, list)):

@@ -67,13 +67,34 @@ def _mean(a):
     return a.mean(0) if a.ndim == 2 else a
 
 
-def _distance(a, b):
-    """max |a - b|, where equal infinities (a zero product: -inf) are 0 apart and a nan
-    is infinitely far from anything."""
+def _distance(a, b, floor=-math.inf):
+    """max |a - b|, where equal infinities (a zero product: -inf) are 0 apart, so are two
+    exponents both at or below `floor` (`resolvable`: round-off, whatever the values),
+    and a nan is infinitely far from anything."""
     with np.errstate(invalid="ignore"):
         d = np.abs(a - b)
-    d[a == b] = 0.0
+    d[(a == b) | ((a <= floor) & (b <= floor))] = 0.0
     return float(np.max(np.where(np.isnan(d), np.inf, d)))
+
+
+def resolvable(values, J):
+    """The lowest exponent a QR iteration on J resolves, given its estimates `values`
+    (..., k), per row: log(10 S eps) per step below the largest. A direction that shrinks
+    faster than that against the top one (a singular J_t's null space: exactly -inf)
+    comes out of each QR step as round-off, near log eps but different from run to run
+    (lstm_nog, whose J has rank n: -36.23 against -36.18), so it cannot be compared."""
+    S, eps = J.shape[-1], torch.finfo(J.dtype).eps
+    with np.errstate(invalid="ignore"):
+        top = np.max(np.where(np.isfinite(values), values, -np.inf), axis=-1, keepdims=True)
+    return top + math.log(10 * S * eps)
+
+
+def _spread(runs, floor):
+    """The largest range over start vectors (axis 0) of the exponents above `floor`."""
+    with np.errstate(invalid="ignore"):                   # -inf - -inf: a zero product
+        width = runs.max(0) - runs.min(0)
+    return float(np.nan_to_num(np.max(np.where(runs[0] > floor, width, 0.0),
+                                      initial=0.0), nan=0.0))
 
 
 SCALES = (("", 1.0), ("log base 2 instead of the natural log", 1 / math.log(2)),
@@ -87,9 +108,10 @@ RESOLUTION = 0.05  # refuse to check when that atol exceeds 5 % of the largest e
 
 
 def _variants(cell, J, k, T):
-    """(mistakes, exponents (k,), spread) for every combination of the mistakes published
-    code makes, the exact exponents first (no mistakes); spread is the largest range of the
-    exponents over SEEDS random start vectors (the O(1/T) effect of the start)."""
+    """(mistakes, exponents (k,), spread, floor) for every combination of the mistakes
+    published code makes, the exact exponents first (no mistakes); spread is the largest
+    range of the resolved exponents over SEEDS random start vectors (the O(1/T) effect of
+    the start), floor the lowest exponent resolved (`resolvable`)."""
     n = J.shape[-1] // len(cell.state_names)
     structures = [((), J, False), ((REVERSED,), J, True)]
     if len(cell.state_names) > 1 and k <= n:
@@ -103,10 +125,11 @@ def _variants(cell, J, k, T):
     for mistakes, M, transpose in structures:
         runs = np.stack([exponents(M, k, transpose=transpose, seed=s).mean(0)
                          for s in range(SEEDS)])
-        with np.errstate(invalid="ignore"):               # -inf - -inf: a zero product
-            spread = float(np.max(runs.max(0) - runs.min(0)))
+        floor = float(resolvable(runs[0], M)[0])
+        spread = _spread(runs, floor)
         for words, c in scales:
-            yield tuple(m for m in (*mistakes, words) if m), runs[0] * c, spread * abs(c)
+            yield (tuple(m for m in (*mistakes, words) if m), runs[0] * c, spread * abs(c),
+                   floor * c)
 
 
 def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
@@ -137,7 +160,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     cell, _, xs, _ = setup(cell, params, xs)
     if not bool(torch.isfinite(xs).all()):
         raise GradlabError("xs holds nan or inf: there are no exact exponents to compare with")
-    copy = {name: v.clone() for name, v in params.items()} if isinstance(params, dict) else params
+    copy = {name: v.clone() if isinstance(v, torch.Tensor) else v      # entries the cell
+            for name, v in params.items()} if isinstance(params, dict) else params  # ignores
     got = call_user(fn, copy, xs.detach().clone(), k)       # copies: fn may write into them
     yours, rows = _mean(got), real_array(got).numpy()
     J = _trajectory_jacobians(cell, params, xs)
@@ -149,13 +173,15 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                            f"expected ({k},) or (B, {k})")
     yours, k = yours[:min(k, S)], min(k, S)
     variants = list(_variants(cell, J, k, T))
-    exact = variants[0][1]
-    size = lambda v: float(np.max(np.abs(v[np.isfinite(v)]), initial=1.0))     # noqa: E731
+    exact, floor = variants[0][1], variants[0][3]
+    size = lambda v, f: float(np.max(np.abs(v[np.isfinite(v) & (v > f)]),      # noqa: E731
+                                     initial=1.0))
     tolerances = [atol if atol is not None else
-                  max(SPREAD * (spread if math.isfinite(spread) else 0.0), 1e-6 * size(v))
-                  for _, v, spread in variants]
-    distance = [_distance(yours, v) for _, v, _ in variants]
-    scale = max(float(np.max(np.abs(exact[np.isfinite(exact)]), initial=0.0)), 0.1)
+                  max(SPREAD * (spread if math.isfinite(spread) else 0.0), 1e-6 * size(v, f))
+                  for _, v, spread, f in variants]
+    distance = [_distance(yours, v, f) for _, v, _, f in variants]
+    scale = max(float(np.max(np.abs(exact[np.isfinite(exact) & (exact > floor)]),
+                             initial=0.0)), 0.1)
     if atol is None and tolerances[0] > RESOLUTION * scale:
         raise GradlabError(
             f"xs is too short to check exponents: over {T} steps gradlab's own estimates "
@@ -168,10 +194,10 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         if rows.shape[0] != runs.shape[1]:
             raise GradlabError(f"the function under test returned {rows.shape[0]} rows; xs "
                                f"holds {runs.shape[1]} sequences")
-        with np.errstate(invalid="ignore"):
-            spread = float(np.nan_to_num(np.max(runs.max(0) - runs.min(0)), nan=0.0))
-        tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact))
-        off = [_distance(r, e) for r, e in zip(rows[:, :k], runs[0])]
+        floors = resolvable(runs[0], J)[:, 0]                          # per sequence
+        spread = max(_spread(runs[:, b], floors[b]) for b in range(runs.shape[1]))
+        tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact, floor))
+        off = [_distance(r, e, f) for r, e, f in zip(rows[:, :k], runs[0], floors)]
         worst = int(np.argmax(off))
         if off[worst] > tol:
             return LyapunovResult(False, yours, exact, error, [
@@ -180,7 +206,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                 f"{np.round(rows[worst, :k], 4).tolist()}, exact "
                 f"{np.round(runs[0][worst], 4).tolist()}."])
     if error <= atol:
-        alike = [m for (m, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
+        alike = [m for (m, _, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
                  if d <= tol]
         note = [] if not alike else [
             "But on these inputs the check cannot tell the exact exponents from "
@@ -191,7 +217,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     best = int(np.argmin([d / tol for d, tol in zip(distance, tolerances)]))
     if distance[best] <= tolerances[best]:
         mistakes = variants[best][0]
-        also = [m for i, ((m, _, _), d, tol) in enumerate(zip(variants, distance, tolerances))
+        also = [m for i, ((m, _, _, _), d, tol) in enumerate(zip(variants, distance,
+                                                                  tolerances))
                 if i not in (0, best) and d <= tol]
         return LyapunovResult(False, yours, exact, error, [
             f"Your exponents match {' and '.join(mistakes)}." if len(mistakes) == 1 else
