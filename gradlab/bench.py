@@ -40,7 +40,7 @@ import torch
 
 from . import registry
 from .device import exact_float32, resolve
-from .errors import GradlabError
+from .errors import GradlabError, derived_seed
 from .flow import gradient_flow, make_inputs
 from .initialize import as_dtype
 from .interop import MODULES, to_torch
@@ -74,26 +74,39 @@ def best(runs, device, repeats):
     FAST_RUNS runs, since the best of three 50 ms runs on a shared machine is still noise.
     A first round warms caches and is not counted for a method, unless that method's first
     run took over WARM_UP_LIMIT seconds: then one-off costs are noise beside it, and it
-    counts (a slow baseline at n = 256 is not run once more just to be thrown away)."""
+    counts (a slow baseline at n = 256 is not run once more just to be thrown away).
+    Entry i of each list is round i, nan where the method did not run or did not count
+    then: ratios pair runs of one round (`_spread`)."""
     times = {name: [] for name in runs}
     results = {}
     for name, fn in runs.items():
         first, results[name] = _timed(fn, device)
-        if first > WARM_UP_LIMIT:
-            times[name].append(first)
+        times[name].append(first if first > WARM_UP_LIMIT else math.nan)
 
     def wanted(name):
-        t = times[name]
+        t = counted(times[name])
         if len(t) < repeats:
             return True
         return min(t) < FAST and sum(t) < FAST_BUDGET and len(t) < FAST_RUNS
 
     while any(wanted(name) for name in runs):
         for name, fn in runs.items():
+            seconds = math.nan
             if wanted(name):
                 seconds, results[name] = _timed(fn, device)
-                times[name].append(seconds)
+            times[name].append(seconds)
     return times, results
+
+
+def counted(t):
+    """The runs that count, of one method's per-round times."""
+    return [x for x in t if not math.isnan(x)]
+
+
+def paired(times, a, b):
+    """(a's time, b's time) of every round where both ran and counted."""
+    return [(ta, tb) for ta, tb in zip(times[a], times[b])
+            if not (math.isnan(ta) or math.isnan(tb))]
 
 
 def _flow(cell, params, xs, norms):
@@ -220,15 +233,19 @@ def run_bench(cells, hidden, steps, batch, device="cpu", dtype="float64", seed=0
 
 
 def _spread(times, a, b):
-    """b's time over a's: at the best times, and min / median / max over the rounds."""
-    rounds = [tb / ta for ta, tb in zip(times[a], times[b])]
-    return {"best": min(times[b]) / min(times[a]), "min": min(rounds),
-            "median": float(np.median(rounds)), "max": max(rounds)}
+    """b's time over a's: at the best times, and min / median / max over the rounds, all
+    from the rounds where both ran (so the best lies within the rounds' range: it used to
+    take each method's best over runs the other had no partner for, 8.12x against rounds
+    of 3.11-6.04x under load)."""
+    pairs = paired(times, a, b) or [(min(counted(times[a])), min(counted(times[b])))]
+    rounds = [tb / ta for ta, tb in pairs]
+    return {"best": min(tb for _, tb in pairs) / min(ta for ta, _ in pairs),
+            "min": min(rounds), "median": float(np.median(rounds)), "max": max(rounds)}
 
 
 def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
     params = cell.init_params(n, m, seed=seed, dtype=dtype, device=device)
-    xs = make_inputs("gaussian", T, B, m, seed=seed + 1, dtype=dtype, device=device)
+    xs = make_inputs("gaussian", T, B, m, seed=derived_seed(seed, 1), dtype=dtype, device=device)
     S = n * len(cell.state_names)
     label, step = baseline_step(cell, params)
     step.parts = cell.state_names
@@ -251,14 +268,15 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
         spec_b, fro_b = results[name]
         agreement[f"spectral_{name}"] = relative_error(spec_b, spectral, dtype)
         agreement[f"frobenius_{name}"] = relative_error(fro_b, fro, dtype)
-    seconds = {name: min(t) for name, t in times.items()}
+    seconds = {name: min(counted(t)) for name, t in times.items()}
     gf, gfp = "gradient_flow", "gradient_flow_products"
-    norm_cost = [a - b for a, b in zip(times[gf], times[gfp])]
+    norm_cost = [a - b for b, a in paired(times, gfp, gf)] or [seconds[gf] - seconds[gfp]]
     return {
         "cell": cell.name, "baseline": label, "device": str(device),
         "dtype": str(dtype).removeprefix("torch."), "hidden": n, "inputs": m, "steps": T,
         "batch": B, "state_size": S, "repeats": repeats,
-        "runs": {name: len(t) for name, t in times.items()}, "threads": torch.get_num_threads(),
+        "runs": {name: len(counted(t)) for name, t in times.items()},
+        "threads": torch.get_num_threads(),
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                         else platform.processor() or platform.machine()),
         "seconds": seconds,
@@ -273,7 +291,7 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
             "norms": {"gradient_flow_seconds": max(0.0, float(np.median(norm_cost))),
                       "svd_seconds": seconds["svd"],
                       "share_of_products": max(0.0, float(np.median(norm_cost)))
-                      / float(np.median(times[gfp])),
+                      / float(np.median(counted(times[gfp]))),
                       "share_at_best": max(0.0, seconds[gf] - seconds[gfp]) / seconds[gfp]},
             "whole": {"autograd": _spread(times, gf, "autograd"),
                       "func": _spread(times, gf, "func")}},

@@ -41,7 +41,7 @@ import time
 import numpy as np
 import torch
 
-from .errors import GradlabError
+from .errors import GradlabError, derived_seed
 from .options import entries
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -180,7 +180,7 @@ def _case(kind, dtype, n, m, T, B, k, repeats, seed):
     torch.manual_seed(seed)
     module = MODULES[kind](m, n, batch_first=True).to(dtype)
     cell, params = from_torch(module)
-    xs = make_inputs("gaussian", T, B, m, seed=seed + 1, dtype=dtype)
+    xs = make_inputs("gaussian", T, B, m, seed=derived_seed(seed, 1), dtype=dtype)
     S = 2 * n if kind == "lstm" else n
     q0 = seeded_basis(B, S, min(k, S), seed, dtype)
     runs = {"gradlab": lambda: lyapunov(cell, params, xs, k, seed=seed).exponents,

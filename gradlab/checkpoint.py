@@ -34,11 +34,14 @@ one-layer, one-direction module of the same kind (`CELL_ARCH` names it per gradl
 cell): `gradlab report --model init.pt --arch lstm:hidden=N,inputs=M`.
 """
 
+import contextlib
 import dataclasses
+import errno
 import io
 import os
 import pathlib
 import re
+import tempfile
 import warnings
 
 from .errors import GradlabError
@@ -285,23 +288,44 @@ def new_file(path, what="--write-torch"):
 
 
 def save_new(state, path, what="--write-torch"):
-    """torch.save(state) to `path` as a new file (never replacing one); nothing is left
-    there if the write fails part-way."""
+    """torch.save(state) to `path` as a new file (never replacing one), atomically: the
+    bytes go to a temporary file beside it, which is then hard-linked to `path` (the
+    link fails if `path` exists) and removed. A kill or Ctrl-C at any point leaves either
+    no file at `path` or the whole one, never an empty file that refuses every rerun."""
     import torch
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
+    path = pathlib.Path(path)
     try:
-        handle = open(path, "xb")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.gradlab-", suffix=".tmp",
+                                   dir=path.parent)
     except OSError as err:
         raise GradlabError(f"{what} {str(path)!r}: {err.strerror}") from None
     try:
-        with handle:
+        with os.fdopen(fd, "wb") as handle:
             handle.write(buffer.getvalue())
+        os.chmod(tmp, 0o666 & ~_umask())        # mkstemp's 0600 is for secrets
+        try:
+            os.link(tmp, path)
+        except OSError as err:                   # a filesystem without hard links: a
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise                            # rename, the check for an existing file
+            if os.path.lexists(path):            # just before it
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST)) from None
+            os.rename(tmp, path)
     except OSError as err:
-        os.unlink(path)               # the file this call created, cut short
         raise GradlabError(f"{what} {str(path)!r}: {err.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
     return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load_model(path, arch, *, dtype="float64", device="cpu"):

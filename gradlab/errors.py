@@ -49,6 +49,12 @@ def check_seed(value, what="seed"):
     return int(value)
 
 
+def derived_seed(seed, k):
+    """The k-th seed drawn from a checked seed: seed + k, wrapped into [0, 2**63), so the
+    largest seed a user may give still gives valid seeds for the inputs, the probes, ..."""
+    return (int(seed) + k) % SEEDS
+
+
 def real(value, what, low=None, finite=True):
     """`value` as a float if it is a real number (not a bool, not a string), finite unless
     `finite` is False (then nan and inf pass), not below `low` where given, else a

@@ -29,13 +29,17 @@ import os
 import pathlib
 import re
 import shutil
+import signal
+import stat
 import tempfile
+import threading
 
 from .errors import GradlabError
 from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, manifest_bytes, owned,
                         plain_name, read_manifest)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
+NAME_MAX = 255                  # bytes in one name (Linux, macOS)
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
 # what mkstemp / mkdtemp append to a prefix: eight characters from [a-z0-9_]
 LEFTOVER = re.compile(r"^\.(?P<target>.+)\.gradlab-[a-z0-9_]{8}(?P<tmp>\.tmp)?$")
@@ -63,6 +67,11 @@ def refuse_unsafe(out, *, cell_files=(), what="--out"):
     """Refuse a folder no report may take over; returns its resolved path."""
     path = resolve(out, what)
     shown = str(out)
+    room = NAME_MAX - len(f".{TEMP_TAG}xxxxxxxx")     # the temporary folder's name is longer
+    if len(os.fsencode(path.name)) > room:
+        raise GradlabError(f"{what} {shown[:40]!r}...: its last part is "
+                           f"{len(os.fsencode(path.name))} bytes long; gradlab can write a "
+                           f"folder whose name is at most {room} bytes")
     if path.is_symlink():
         raise GradlabError(f"{what} {shown!r} is a symbolic link; gradlab writes only into "
                            "real folders (give the folder it points to, or another path)")
@@ -221,12 +230,38 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
                 kept = {rel: (path / rel).read_bytes() for rel in manifest
                         if rel not in files and owned(path, manifest, rel)}
                 files = {**kept, **files}
-            if not others and _whole(path, files):
-                return path
-            _each(path, files)
+            # a folder that exists is swapped whole only if gradlab made it (it holds a
+            # manifest and nothing else): an empty folder of the user's is written into,
+            # so that it stays theirs, with its mode, group and ACLs
+            ours = not path.exists() or bool(read_manifest(path))
+            with uninterrupted():
+                if not (ours and not others and _whole(path, files)):
+                    _each(path, files)
     except OSError as err:
         raise GradlabError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
     return path
+
+
+@contextlib.contextmanager
+def uninterrupted():
+    """Hold SIGINT and SIGTERM back while files are written: a Ctrl-C or kill lands once
+    the folder is whole and new, not between two files of a write file by file, which
+    mixed two reports (`_each`). Python-level handlers that only note the signal, then
+    the signal raised again under the previous ones (a blocked signal mask would not do:
+    the kernel hands a process's signal to any thread, and torch's threads take it)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+              for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        for s in dict.fromkeys(caught):
+            signal.raise_signal(s)
 
 
 def in_the_way(out, path, names, what="--out"):
@@ -254,6 +289,7 @@ def _whole(path, files):
             (tmp / MARK).unlink()
             os.rename(tmp, path)
             return True
+        _keep_mode(path, tmp)
         (tmp / MARK).unlink()
         if not _exchange(tmp, path):
             (tmp / MARK).touch()
@@ -263,6 +299,15 @@ def _whole(path, files):
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _keep_mode(old, new):
+    """Give the folder `new`, about to replace `old`, old's permissions and group (a
+    folder the user made private stays private)."""
+    st = os.stat(old)
+    with contextlib.suppress(OSError):
+        os.chown(new, -1, st.st_gid)
+    os.chmod(new, stat.S_IMODE(st.st_mode))
 
 
 def _each(path, files):

@@ -223,3 +223,50 @@ def test_an_empty_entry_in_a_list_is_refused(args, tmp_path):
     result = invoke(*[a.format(tmp=tmp_path / "out") for a in args])
     assert_one_line_error(result)
     assert "empty entry" in result.stderr or "comma-separated" in result.stderr
+
+
+# -- found by a probe of report, bench, init ---------------------------------------------------
+
+def test_the_largest_seed_the_options_take_works(tmp_path):
+    """Every command took seed + 1 for its inputs, past 2**63 - 1: refused after the
+    work, naming a seed the user never gave."""
+    top = str(2 ** 63 - 1)
+    assert_ok(invoke("report", "--cells", "rnn_tanh", "--hidden", "3", "--inputs", "2",
+                     "--steps", "4", "--batch", "2", "--seed", top, "--out", tmp_path / "r"))
+    assert_ok(invoke("bench", "--cells", "rnn_tanh", "--hidden", "3", "--steps", "3",
+                     "--batch", "2", "--repeats", "1", "--seed", top))
+
+
+def test_init_never_counts_an_unmeasured_timescale_as_reached(monkeypatch):
+    """inf (no decay) scored as e^10 = 22026 steps: a target near it 'converged' on inf."""
+    import gradlab.meanfield.critical as critical
+    monkeypatch.setattr(critical, "measure_timescale", lambda *a, **k: float("inf"))
+    found = critical.critical_init("lstm", 22000, hidden=4, inputs=2, measurements=3)
+    assert not found["converged"]
+
+
+def test_init_write_torch_refuses_a_user_cell_named_like_a_builtin_before_work(tmp_path):
+    (tmp_path / "fake.py").write_text(
+        "import gradlab\n"
+        "@gradlab.declare(state='h', params='W U b', source='mine')\n"
+        "def lstm(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)\n")
+    result = invoke("init", f"{tmp_path / 'fake.py'}:lstm", "--timescale", "5", "--hidden",
+                    "4", "--inputs", "2", "--write-torch", tmp_path / "m.pt")
+    assert_one_line_error(result, "a cell of your own that shares a built-in's name")
+    assert "measured" not in result.stderr and not (tmp_path / "m.pt").exists()
+
+
+def test_write_torch_leaves_no_file_when_interrupted(tmp_path, monkeypatch):
+    """The file was created empty, then written: a kill in between left a 0-byte file
+    that refused every rerun."""
+    from gradlab import checkpoint
+    import os as _os
+    monkeypatch.setattr(_os, "link", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_new({"w": torch.zeros(2)}, tmp_path / "m.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    checkpoint.save_new({"w": torch.zeros(2)}, tmp_path / "m.pt")
+    assert torch.load(tmp_path / "m.pt")["w"].shape == (2,)
+    with pytest.raises(gradlab.GradlabError, match="exists"):
+        checkpoint.save_new({"w": torch.zeros(2)}, tmp_path / "m.pt")

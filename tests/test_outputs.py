@@ -365,3 +365,52 @@ def test_the_cli_notes_a_report_written_meanwhile(tmp_path):
     outputs.write_files(out, REPORT)
     outputs.write_files(out, SECOND, expect=before, notice=seen.append)
     assert seen and "another run" in seen[0]
+
+
+# --- found by a probe of the CLI --------------------------------------------------------------
+
+def test_an_empty_folder_of_the_users_is_written_into_not_replaced(tmp_path):
+    """It used to be swapped for a new folder: a new inode, and mode 0700 (plus setgid)
+    turned into 0755, a private folder made world-readable."""
+    out = tmp_path / "private"
+    out.mkdir(mode=0o700)
+    before = out.stat()
+    outputs.write_files(out, REPORT)
+    after = out.stat()
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert read_tree(out, REPORT)
+
+
+def test_a_gradlab_folder_made_private_stays_private_when_replaced(tmp_path):
+    out = tmp_path / "r"
+    outputs.write_files(out, REPORT)
+    out.chmod(0o700)
+    outputs.write_files(out, SECOND)
+    assert (out.stat().st_mode & 0o777) == 0o700 and read_tree(out, SECOND)
+
+
+def test_a_signal_while_writing_file_by_file_lands_after_the_last_file(tmp_path, monkeypatch):
+    """With a user's file beside the report, files are replaced one by one; a Ctrl-C
+    between two of them left half the old report and half the new one."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine\n")
+    outputs.write_files(out, REPORT, force=True)
+    real, calls = outputs._atomic_bytes, []
+
+    def interrupted(target, data):
+        calls.append(target)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)         # Ctrl-C mid-write
+        real(target, data)
+    monkeypatch.setattr(outputs, "_atomic_bytes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.write_files(out, SECOND, force=True)
+    assert read_tree(out, SECOND) and len(calls) > 3
+    assert not (out / "figures" / "decay.png").exists()      # the old report is gone whole
+
+
+def test_a_name_too_long_for_the_temporary_folder_is_refused_before_any_work(tmp_path):
+    out = tmp_path / ("c" * 240)
+    assert_one_line_error(invoke("report", *TINY, "--out", str(out)), "at most 237 bytes")
+    assert not out.exists()

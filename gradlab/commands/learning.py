@@ -96,9 +96,10 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
     target = None
     if write_torch is not None:
         from ..interop import MODULES
-        if c.name not in MODULES:
-            raise GradlabError(f"cell '{c.name}' has no torch module for --write-torch; "
-                               f"torch ships: {', '.join(MODULES)}")
+        if c.name not in MODULES or not registry.builtin(c):
+            raise GradlabError(f"cell '{c.name}' has no torch module for --write-torch" + (
+                " (a cell of your own that shares a built-in's name)" if c.name in MODULES
+                else "") + f"; torch ships: {', '.join(MODULES)}")
         target = new_file(write_torch, "--write-torch")
     from .. import budget
     from ..meanfield.critical import measure_steps

@@ -13,6 +13,7 @@ import math
 import torch
 
 from .. import progress
+from ..errors import derived_seed
 from .chain import Chain
 from .lanczos import Spectral
 from .scale import Scale
@@ -67,7 +68,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
         out["spectral"], top = logs(), Spectral(seed, dtype, rtol, scratch)
     if inverse:
         Rs = empty(ping, C, B, S, S)      # P_k^{-1} 2^(-r_k)
-        out["min_singular"], bottom = logs(), Spectral(seed + 1, dtype, rtol, scratch)
+        out["min_singular"], bottom = logs(), Spectral(derived_seed(seed, 1), dtype, rtol, scratch)
         rscale = Scale(T, B, dtype, device)
         singular = torch.full((B,), T + 1, device=device)    # first lag with a singular J
         eps = torch.finfo(dtype).eps
@@ -77,7 +78,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     if blocks:
         out["block_frobenius"] = logs(parts, parts)
         if spectral:
-            out["block_spectral"], btop = logs(parts, parts), Spectral(seed + 2, dtype, rtol,
+            out["block_spectral"], btop = logs(parts, parts), Spectral(derived_seed(seed, 2), dtype, rtol,
                                                                   scratch)
 
     with torch.no_grad():

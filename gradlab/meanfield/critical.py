@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ..errors import GradlabError, check_seed, integer, real
+from ..errors import GradlabError, check_seed, derived_seed, integer, real
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
@@ -54,7 +54,7 @@ def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0):
 
     from ..flow import gradient_flow, make_inputs
     params = c.init_params(hidden, inputs, seed=seed, **options)
-    xs = make_inputs("gaussian", steps, batch, inputs, seed=seed + 1, dtype=torch.float64)
+    xs = make_inputs("gaussian", steps, batch, inputs, seed=derived_seed(seed, 1), dtype=torch.float64)
     flow = gradient_flow(c, params, xs, norms=("frobenius",), blocks=False)
     start = max(1, steps // 4)
     rate = flow.rate("frobenius", start=start, stop=max(start + 1, steps - 10))
@@ -107,8 +107,12 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
         history.append((float(v), t))
         if report is not None:
             report(knob, float(v), t)
-        return (math.log(t) if 0 < t < math.inf else (10.0 if t else -10.0)) \
-            - math.log(timescale)
+        # a timescale never measured (inf: no decay; 0: an exact zero) is infinitely far
+        # from any target: it used to count as e^10 steps, so a target near 22000 was
+        # "reached" by inf, and inf beat a finite measurement as the closest
+        if not 0 < t < math.inf:
+            return math.inf if t > 0 else -math.inf
+        return math.log(t) - math.log(timescale)
 
     history = []
     x0, y0 = start, miss(start)

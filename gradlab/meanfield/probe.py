@@ -14,6 +14,7 @@ Flow.rate fits it. With 32 probes it matches gradient_flow's Frobenius rate to 0
 import numpy as np
 import torch
 
+from ..errors import derived_seed
 from ..flow import make_inputs
 from ..flow.bound import setup
 from ..lowering.lower import compiled
@@ -57,7 +58,7 @@ def probe_rate(cell, options, *, hidden, inputs, steps, batch=2, probes=32, seed
     c = as_cell(cell)
     start, stop = check_lags(lags, steps)
     params = c.init_params(hidden, inputs, seed=seed, **options)
-    xs = make_inputs("gaussian", steps, batch, inputs, seed=seed + 1)
+    xs = make_inputs("gaussian", steps, batch, inputs, seed=derived_seed(seed, 1))
     curve = probe_curve(c, params, xs, probes=probes, seed=seed).mean(0)
     x = np.arange(start, stop + 1, dtype=np.float64)
     return float(np.polyfit(x, curve[start - 1:stop], 1)[0])

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .. import registry, theory
-from ..errors import GradlabError
+from ..errors import GradlabError, derived_seed
 from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, \
     make_inputs, run_states, slope_stderr
 from ..flow.benettin import lyapunov
@@ -54,7 +54,7 @@ class Setup:
     def xs(self, steps=None):
         kind = "gaussian" if self.input_scale else "zeros"
         return make_inputs(kind, steps or self.steps, self.batch, self.inputs,
-                           scale=self.input_scale, seed=self.seed + 1,
+                           scale=self.input_scale, seed=derived_seed(self.seed, 1),
                            dtype=as_dtype(self.dtype), device=self.device)
 
 

@@ -19,6 +19,7 @@ import string
 
 import torch
 
+from ..errors import derived_seed
 from ..flow import gradient_flow, lyapunov
 from ..initialize import as_dtype
 from ..interop import from_torch
@@ -109,7 +110,7 @@ def _cell_of(model):
 def _flow(model, held, setup):
     """Gradient flow of the model's LSTM on held-out text (its embedded characters)."""
     cell, params = _cell_of(model)
-    gen = torch.Generator().manual_seed(setup.seed + 3)
+    gen = torch.Generator().manual_seed(derived_seed(setup.seed, 3))
     starts = torch.randint(0, len(held) - setup.measure_steps, (setup.measure_batch,),
                            generator=gen)
     ids = _windows(held, starts, setup.measure_steps).to(setup.device)
@@ -141,7 +142,7 @@ def train_charlm(setup, *, progress=None):
               "held_out": len(held), "unigram_bits": _unigram_bits(train, held),
               "setup": dataclasses.asdict(setup)}
     record["init"] = {"bits": _bits(model, held, setup), **_flow(model, held, setup)}
-    gen = torch.Generator().manual_seed(setup.seed + 1)
+    gen = torch.Generator().manual_seed(derived_seed(setup.seed, 1))
     optimizer = torch.optim.Adam(model.parameters(), lr=setup.lr)
     losses = []
     for step in range(setup.steps):

@@ -27,6 +27,7 @@ from torch.func import jacrev, vmap
 
 from .. import registry
 from ..device import exact_float32, resolve
+from ..errors import derived_seed
 from ..initialize import as_dtype
 from ..interop import MODULES, to_torch
 
@@ -132,7 +133,7 @@ def sample(cell, n, m, batch, *, seed, dtype, device):
     """Random params (weights scaled to keep gates unsaturated), state and inputs."""
     params = cell.init_params(n, m, weight_scale=1.5, bias_scale=0.5, seed=seed, dtype=dtype,
                               device=device)
-    gen = torch.Generator().manual_seed(seed + 1)
+    gen = torch.Generator().manual_seed(derived_seed(seed, 1))
     state = tuple(torch.randn(batch, n, generator=gen, dtype=torch.float64).to(dtype=dtype,
                   device=device) for _ in cell.state_names)
     x = torch.randn(batch, m, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
