@@ -168,6 +168,8 @@ def load_state_dict(path):
     """The state dict in `path`, read with torch.load(weights_only=True) only."""
     import torch
 
+    if str(path).strip() == "":                     # pathlib reads '' as '.'
+        raise GradlabError("the checkpoint path is empty; give a .pt file")
     path = pathlib.Path(path)
     if not path.is_file():
         raise GradlabError(f"no such checkpoint file {str(path)!r}")

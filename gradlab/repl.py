@@ -7,6 +7,8 @@ console; `namespace()` is what either starts with.
 import code
 import sys
 
+from .errors import GradlabError
+
 HOWTO = (
     "gradlab shell: gradlab, torch, sympy and every catalogue cell (lstm, gru, ...) are loaded.\n"
     "  print(lstm); J = lstm.jacobian(); J['c', 'c']; J.terms('h', 'h'); J.explicit(n=2)\n"
@@ -33,6 +35,9 @@ def namespace():
 def start(*, plain=False, stdout=None):
     """Print the how-to and start IPython (or the plain console: `plain`, or no IPython)."""
     out = stdout or sys.stdout
+    if sys.stdin is None or out is None:          # started with stdin or stdout closed
+        raise GradlabError("gradlab shell needs a standard input and output to talk to; "
+                           "run it from a terminal, or pipe commands into it")
     ns = namespace()
     ipython = None
     if not plain:

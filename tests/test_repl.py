@@ -147,3 +147,14 @@ def test_gradlab_shell_runs_what_it_is_fed(plain):
 def test_shell_is_a_cli_command():
     result = invoke("shell", "--help")
     assert result.exit_code == 0 and "--plain" in result.output
+
+
+def test_shell_without_a_standard_input_is_one_line():
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", "import sys; from gradlab.cli import main; "
+                           "sys.argv = ['gradlab', 'shell', '--plain']; main()"],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120, preexec_fn=lambda: __import__("os").close(0))
+    assert done.returncode == 2 and "internal error" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "standard input" in done.stderr

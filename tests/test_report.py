@@ -403,3 +403,31 @@ def test_rates_carry_their_spread_and_whether_they_converged():
     from gradlab.reports.gradient_decay import TABLE_HEADER, table_row
     row = dict(zip(TABLE_HEADER, table_row("prototype_lstm", {"summary": short})))
     assert row["T ≥ 4 ξ"].startswith("no")
+
+
+# -- captions and header that say only what the data shows (found by a CLI probe) -----------
+
+def test_the_paths_caption_names_each_self_path_by_its_symbolic_structure(tmp_path):
+    """It said 'the cell path c → c carries gradient through diag(f) alone' of every cell;
+    lstm_nfg's is I plus a peephole term, with no f at all."""
+    assert_ok(invoke("report", "--cells", "lstm,lstm_nfg", "--hidden", "3", "--inputs", "2",
+                     "--steps", "4", "--batch", "2", "--out", tmp_path / "r"))
+    text = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    data = json.loads((tmp_path / "r" / "data.json").read_text())
+    assert "diag(f) alone" not in text and "lstm_nfg c → c" in text
+    assert data["cells"]["lstm_nfg"]["path_kinds"]["c->c"] == "diagonal"
+    assert data["cells"]["lstm"]["path_kinds"]["h->h"] == "dense"
+
+
+def test_drift_caption_and_init_line_claim_nothing_not_measured(tmp_path):
+    assert_ok(invoke("report", "--cells", "prototype_lstm", "--hidden", "3", "--inputs",
+                     "2", "--steps", "8", "--batch", "2", "--init", "torch", "--weight-scale",
+                     "3", "--out", tmp_path / "r"))
+    text = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "bounded cells" not in text                      # none was measured
+    assert "scales do not apply" in text and "weight scale 3" not in text
+
+
+def test_an_empty_model_path_is_named_as_empty(tmp_path):
+    assert_one_line_error(invoke("report", "--model", "", "--arch", "lstm:hidden=4,inputs=2",
+                                 "--out", tmp_path / "r"), "checkpoint path is empty")

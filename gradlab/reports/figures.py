@@ -130,14 +130,18 @@ def drift(cells, col, names, title="State RMS over time"):
     title says what was measured, the caption (computed from the numbers) what it shows."""
     fig = Figure(figsize=(7.5, 5.6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
+    positive = False
     for name in names:
         d = cells[name]["drift"]
         rms = _finite(d["rms"])
+        positive = positive or bool(np.any(np.asarray(rms, dtype=float) > 0))
         top.plot(np.arange(len(rms)), rms, color=col[name], label=_label(name, rms))
         if "saturation" in d:
             bottom.plot(np.arange(1, len(d["saturation"]) + 1), _finite(d["saturation"]),
                         color=col[name], label=name)
-    top.set(ylabel="RMS of the state", title=title, yscale="log")
+    # log scale where there is something positive to show (all zero: a state that never
+    # moved, and matplotlib warned on stderr)
+    top.set(ylabel="RMS of the state", title=title, yscale="log" if positive else "linear")
     bottom.set(xlabel="time step t", ylabel="saturated gate share", ylim=(-0.02, 1.02))
     for ax in (top, bottom):
         ax.grid(alpha=0.3)

@@ -147,8 +147,9 @@ def drift_caption(setup, cells, names):
     bounded = [n for n in names if n != "prototype_lstm"]
     grew = [n for n in names if growth[n] >= DRIFT_GROWTH]
     if "prototype_lstm" in grew and not set(grew) & set(bounded):
-        text += ("The prototype LSTM's state grows here while the bounded cells' states do "
-                 "not: internal state drift, at initialisation. ")
+        text += ("The prototype LSTM's state grows here" + (
+            f" while those of the bounded cells measured ({', '.join(bounded)}) do not"
+            if bounded else "") + ": internal state drift, at initialisation. ")
     elif grew:
         text += f"States that grow by ×{DRIFT_GROWTH:g} or more: {', '.join(grew)}"
         most = max(grew, key=lambda n: growth[n])
@@ -160,6 +161,39 @@ def drift_caption(setup, cells, names):
                  "it there (reports/learnability/). ")
     return text + ("Below: the share of gate values beyond 0.05 or 0.95 (saturated gates "
                    "pass no gradient).")
+
+
+def init_words(setup):
+    """The header's init line: what the cells measured from --cells were drawn with (the
+    scales do not apply to torch's uniform init; a report of a model alone drew none)."""
+    if not setup.cells:
+        return "none drawn: every entry comes from the model"
+    if setup.init == "torch":
+        return (f"torch (every parameter U(-1/√n, 1/√n): the weight, bias and input scales "
+                f"do not apply), gate bias {setup.gate_bias}")
+    return (f"{setup.init}, weight scale {setup.weight_scale}, bias scale {setup.bias_scale}, "
+            f"input scale {setup.input_scale}, gate bias {setup.gate_bias}")
+
+
+def paths_caption(cells):
+    """What the blocks' structure (read from SymPy, `path_kinds`) says of each path: a
+    diagonal one carries gradient through gates and slopes alone, a dense one through
+    weight matrices and squashing. (It said 'the cell path c → c carries gradient through
+    diag(f) alone' of every cell: the peephole LSTM's adds peephole terms, lstm_nfg's is
+    I plus a peephole term, with no f at all.)"""
+    diagonal, dense = [], []
+    for name, d in cells.items():
+        for path, k in d.get("path_kinds", {}).items():
+            a, b = path.split("->")
+            if a == b:
+                (diagonal if k == "diagonal" else dense).append(f"{name} {a} → {b}")
+    text = "Blocks of the product ∂s_T/∂s_{T−k}, one state part to another. "
+    if diagonal:
+        text += ("Diagonal (each unit scaled by gates and slopes, no weight matrix in the "
+                 f"way, so they can keep gradient for many steps): {', '.join(diagonal)}. ")
+    if dense:
+        text += f"Through weight matrices and squashing: {', '.join(dense)}."
+    return text.rstrip()
 
 
 def build(setup, cells, command, model_note=None):
@@ -189,10 +223,7 @@ def build(setup, cells, command, model_note=None):
                 table=(TABLE_HEADER, [table_row(n, d) for n, d in cells.items()]))]
     if any("paths" in d for d in cells.values()):
         figs["paths"] = fg.paths(cells, col)
-        sections.append(Section(
-            "The LSTM's two paths", "Blocks of the product: the cell path c → c carries "
-            "gradient through diag(f) alone, the hidden path h → h through weight matrices "
-            "and squashing, so the first can keep what the second loses.", "paths"))
+        sections.append(Section("The LSTM's two paths", paths_caption(cells), "paths"))
     sections.append(Section("Single-step Jacobians", "Singular values of J_T at the last "
                             "step, largest first: values below 1 shrink gradients at "
                             "every step.", "spectra"))
@@ -210,9 +241,7 @@ def build(setup, cells, command, model_note=None):
               "dtype": setup.dtype,
               "sizes": f"hidden n = {setup.hidden}, inputs m = {setup.inputs}, T = "
                        f"{setup.steps}, batch = {setup.batch}",
-              "init": f"{setup.init}, weight scale {setup.weight_scale}, bias scale "
-                      f"{setup.bias_scale}, input scale {setup.input_scale}, gate bias "
-                      f"{setup.gate_bias}",
+              "init": init_words(setup),
               **({"model": model_note} if model_note else {}),
               "Jacobian convention": CONVENTION,
               "versions": ", ".join(f"{k} {v}" for k, v in versions().items())}

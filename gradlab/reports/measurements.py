@@ -20,6 +20,7 @@ from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradie
     make_inputs, run_states, slope_stderr
 from ..flow.benettin import lyapunov
 from ..initialize import as_dtype
+from ..symbolic.structure import kind
 
 LOG10E = 1 / math.log(10)
 SATURATED = 0.05      # a gate value below 0.05 or above 0.95 counts as saturated
@@ -197,6 +198,11 @@ def measure(setup, name, model=None):
         out["paths"] = {f"{a}->{b}": _quartiles((_overflow_to_nan(flow.block_log_norm(b, a))
                                                  if finite else nan) * LOG10E)["median"]
                         for a in cell.state_names for b in cell.state_names}
+        # each block's structure, read from SymPy: what the caption may say of a path
+        blocks = cell.jacobian_blocks("state")
+        out["path_kinds"] = {f"{b}->{a}": kind(blocks[i][j], coupled=False)
+                             for i, a in enumerate(cell.state_names)
+                             for j, b in enumerate(cell.state_names)}
     out["spectrum"] = _spectrum(cell, params, flow)
     loss = (_overflow_to_nan(flow.loss_grad_norms(log=True)["input"]) * LOG10E if finite
             else nan)
