@@ -194,7 +194,7 @@ def test_drift_caption_is_computed_from_the_rms():
     text = drift_caption(setup, {"prototype_lstm": flat, "gru": flat}, ["prototype_lstm", "gru"])
     assert "shows no internal state drift" in text and "×1" in text
     text = drift_caption(setup, {"prototype_lstm": grows, "gru": flat}, ["prototype_lstm", "gru"])
-    assert "grows here while the bounded cells' states do not" in text
+    assert "grows here while those of the bounded cells measured (gru) do not" in text
     assert "no internal state drift" not in text
 
 
