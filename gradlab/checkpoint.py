@@ -299,8 +299,10 @@ def save_new(state, path, what="--write-torch"):
     buffer = io.BytesIO()
     torch.save(state, buffer)
     path = pathlib.Path(path)
+    stem = os.fsdecode(os.fsencode(path.name)[:200])       # 200 bytes, not characters
+    _remove_leftovers(path.parent, stem)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.gradlab-", suffix=".tmp",
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.gradlab-", suffix=".tmp",
                                    dir=path.parent)
     except OSError as err:
         raise GradlabError(f"{what} {str(path)!r}: {err.strerror}") from None
@@ -311,7 +313,7 @@ def save_new(state, path, what="--write-torch"):
         try:
             os.link(tmp, path)
         except OSError as err:                   # a filesystem without hard links: a
-            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
                 raise                            # rename, the check for an existing file
             if os.path.lexists(path):            # just before it
                 raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST)) from None
@@ -322,6 +324,17 @@ def save_new(state, path, what="--write-torch"):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
     return path
+
+
+def _remove_leftovers(folder, stem):
+    """Remove what a killed `save_new` of the same name left: `.{stem}.gradlab-XXXXXXXX.tmp`
+    files (mkstemp's eight characters), a name only gradlab writes."""
+    leftover = re.compile(re.escape(f".{stem}.gradlab-") + r"[a-z0-9_]{8}\.tmp")
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if leftover.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def _umask():

@@ -25,6 +25,7 @@ import torch
 from .budget import ensure_params_fit
 from .device import torch_device
 from .errors import GradlabError, check_seed, real
+from .registry import builtin
 
 SCHEMES = ("gaussian", "orthogonal", "torch")
 # cells whose one bias is torch's bias_ih + bias_hh (gru_torch keeps the two apart)
@@ -86,7 +87,7 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
             size = (n,) if shape[1] == 1 else (n, m if role == "input" else n)
         if init == "torch":
             bound = 1 / math.sqrt(n)
-            draws = 2 if role == "bias" and cell.name in TWO_BIASES else 1
+            draws = 2 if role == "bias" and cell.name in TWO_BIASES and builtin(cell) else 1
             value = sum((torch.rand(*size, generator=gen, dtype=torch.float64) * 2 - 1)
                         * bound for _ in range(draws))
         elif role == "recurrent" and init == "orthogonal":

@@ -35,8 +35,8 @@ import tempfile
 import threading
 
 from .errors import GradlabError
-from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, manifest_bytes, owned,
-                        plain_name, read_manifest)
+from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes,
+                        owned, plain_name, read_manifest)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
 NAME_MAX = 255                  # bytes in one name (Linux, macOS)
@@ -205,7 +205,7 @@ def _fill(folder, files):
 
 
 def write_files(out, files, *, replace=True, force=False, cell_files=(), what="--out",
-                expect=None, notice=None):
+                expect=None, notice=None, complete=None):
     """Write {relative path: bytes} into the folder `out`, which gradlab then owns.
 
     replace=True (a report): the files gradlab wrote there before and does not write now
@@ -213,7 +213,9 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
     documents): the folder's other files of gradlab's stay. Files gradlab did not write are
     never touched; one in the way of a file to be written is refused. `expect`: the
     `snapshot` taken when the run began; if another run wrote here since, `notice` is
-    told (with one sentence) before this run's output replaces it."""
+    told (with one sentence) before this run's output replaces it. `complete(path)`, if
+    given, returns more {relative path: bytes} computed under the lock from what the
+    folder holds then (an index of the pages another run left there)."""
     _check_names(files)
     path = refuse_unsafe(out, cell_files=cell_files, what=what)
     try:
@@ -223,6 +225,8 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
             if expect is not None and notice is not None and snapshot(out) != expect:
                 notice(f"another run wrote {str(out)!r} while this one worked; this run's "
                        "output replaces it")
+            if complete is not None:
+                files = {**files, **complete(path)}
             others = in_the_way(out, check_target(out, force=force, cell_files=cell_files,
                                                   what=what), (*files, MANIFEST), what)
             if not replace:
@@ -230,10 +234,10 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
                 kept = {rel: (path / rel).read_bytes() for rel in manifest
                         if rel not in files and owned(path, manifest, rel)}
                 files = {**kept, **files}
-            # a folder that exists is swapped whole only if gradlab made it (it holds a
-            # manifest and nothing else): an empty folder of the user's is written into,
-            # so that it stays theirs, with its mode, group and ACLs
-            ours = not path.exists() or bool(read_manifest(path))
+            # a folder that exists is swapped whole only if gradlab made it (its manifest
+            # says so, and it holds nothing else): a folder the user made is written into,
+            # so that it stays theirs, with its inode, mode, group, ACLs and attributes
+            ours = not path.exists() or made_here(path)
             with uninterrupted():
                 if not (ours and not others and _whole(path, files)):
                     _each(path, files)
@@ -260,7 +264,9 @@ def uninterrupted():
     finally:
         for s, handler in before.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
-        for s in dict.fromkeys(caught):
+        # SIGTERM first: raising SIGINT raises KeyboardInterrupt here, and a SIGTERM after
+        # it would never be delivered
+        for s in sorted(set(caught), key=lambda s: s != signal.SIGTERM):
             signal.raise_signal(s)
 
 
@@ -284,7 +290,7 @@ def _whole(path, files):
         (tmp / MARK).touch()
         os.chmod(tmp, 0o777 & ~_umask())       # mkdtemp's 0700 is for secrets, not reports
         _fill(tmp, files)
-        (tmp / MANIFEST).write_bytes(manifest_bytes(files))
+        (tmp / MANIFEST).write_bytes(manifest_bytes(files, made=True))
         if not path.exists():
             (tmp / MARK).unlink()
             os.rename(tmp, path)
@@ -315,14 +321,14 @@ def _each(path, files):
     First the manifest lists the new files with the bytes they replace as pending, so a
     write cut short (disk full, kill) leaves every file there gradlab's, and the next run
     can replace them; the final manifest drops the pending ones."""
-    before = read_manifest(path)
+    before, made = read_manifest(path), made_here(path) or not path.exists()
     path.mkdir(exist_ok=True)
     pending = {}
     for rel in before:
         if owned(path, before, rel):
             pending[rel] = digest((path / rel).read_bytes())
     if pending or files:
-        _atomic_bytes(path / MANIFEST, manifest_bytes(files, pending))
+        _atomic_bytes(path / MANIFEST, manifest_bytes(files, pending, made))
     for rel, data in files.items():
         target = path / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -334,7 +340,7 @@ def _each(path, files):
             while parent != path and not any(parent.iterdir()):
                 parent.rmdir()
                 parent = parent.parent
-    _atomic_bytes(path / MANIFEST, manifest_bytes(files))
+    _atomic_bytes(path / MANIFEST, manifest_bytes(files, made=made))
 
 
 def _atomic_bytes(target, data):

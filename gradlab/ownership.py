@@ -51,15 +51,24 @@ def read_manifest(folder):
     return listed
 
 
-def manifest_bytes(files, pending=None):
+def manifest_bytes(files, pending=None, made=False):
     """The manifest for {relative path: bytes}: sorted, so the same files give the same
     bytes. `pending` {relative path: sha256}: bytes still there until a write file by file
-    has finished, gradlab's all the same (so an interrupted write can be retried)."""
+    has finished, gradlab's all the same (so an interrupted write can be retried). `made`:
+    gradlab created the folder itself (`made_here`)."""
     listed = {name: digest(data) for name, data in sorted(files.items())}
     table = {"written by": "gradlab", "files": listed}
+    if made:
+        table["folder"] = "made by gradlab"
     if pending:
         table["pending"] = dict(sorted(pending.items()))
     return (json.dumps(table, indent=1, sort_keys=True) + "\n").encode()
+
+
+def made_here(folder):
+    """Did gradlab create `folder` itself (not write into a folder the user made)? Only
+    such a folder may be replaced whole: the user's keeps its inode, mode, ACLs."""
+    return (_manifest(folder) or {}).get("folder") == "made by gradlab"
 
 
 def owned(folder, manifest, rel):

@@ -370,3 +370,18 @@ def test_check_lyapunov_passes_gradlab_past_a_singular_jacobians_rank():
         assert gradlab.check_lyapunov(mine, cell, params, xs, 8).ok
         wrong = lambda p, x, k, m=mine: m(p, x, k).clip(min=-10)             # noqa: E731
         assert not gradlab.check_lyapunov(wrong, cell, params, xs, 8).ok
+
+
+def test_check_lyapunov_still_checks_exponents_qr_resolves_far_below_the_top():
+    """A diagonal W keeps exp(-46) a step apart exactly: a wrong answer there must fail
+    (the round-off allowance once let -60 and -100 pass for -46.48)."""
+    cell = gradlab.cell("rnn_tanh")
+    params = cell.init_params(2, 1, seed=0)
+    params["W"] = torch.diag(torch.tensor([0.9, 1e-20], dtype=torch.float64))
+    xs = torch.randn(400, 3, 1, dtype=torch.float64,
+                     generator=torch.Generator().manual_seed(1)) * 0.5
+    exact = gradlab.lyapunov(cell, params, xs, 2).mean
+    for wrong in (-60.0, -100.0, -math.inf):
+        fn = lambda p, x, k, w=wrong: torch.tensor([exact[0], w])           # noqa: E731
+        assert not gradlab.check_lyapunov(fn, cell, params, xs, 2).ok
+    assert gradlab.check_lyapunov(lambda p, x, k: torch.tensor(exact), cell, params, xs, 2).ok

@@ -1,6 +1,7 @@
 """`gradlab report --model PATH --arch SPEC`: a checkpoint, loaded safely, checked, reported."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -220,3 +221,13 @@ def test_prefix_reads_the_module_out_of_a_whole_model(tmp_path):
     assert_one_line_error(run("report", "--model", str(tmp_path / "extra.pt"), "--arch",
                               BIARCH + ",prefix=rnn.", "--out", str(tmp_path / "r")),
                           "'rnn.extra' is not in")
+
+
+def test_save_new_takes_a_long_multibyte_name_and_clears_a_killed_runs_leftover(tmp_path):
+    import torch
+    from gradlab.checkpoint import save_new
+    name = "模" * 80 + ".pt"                        # 243 bytes: legal, but not + a suffix
+    stem = os.fsdecode(os.fsencode(name)[:200])
+    (tmp_path / f".{stem}.gradlab-abcd1234.tmp").write_bytes(b"half")   # a kill's leftover
+    save_new({"w": torch.zeros(2)}, tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

@@ -338,3 +338,18 @@ def test_an_overflowing_population_has_no_rate_and_raises_no_warning(method, tmp
         grid = gradlab.meanfield.timescale_grid(cell, [3.0], [0.0], method=method, steps=60)
     assert math.isnan(result.rate) and math.isnan(result.timescale)
     assert np.isnan(grid).all()
+
+
+def test_critical_init_steps_down_from_an_overflowed_measurement(monkeypatch):
+    """nan (the state overflowed: growth) counted as 'decays at once', so the search raised
+    the weight scale further into overflow."""
+    import gradlab.meanfield.critical as critical
+    seen = []
+
+    def measure(cell, options, **kw):
+        seen.append(options["weight_scale"])
+        return math.nan
+    monkeypatch.setattr(critical, "measure_timescale", measure)
+    critical.critical_init("rnn_relu", 20, weight_scale=4.0, hidden=4, inputs=2,
+                           measurements=3)
+    assert seen[1] < seen[0] and seen[2] < seen[1]

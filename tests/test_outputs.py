@@ -379,6 +379,10 @@ def test_an_empty_folder_of_the_users_is_written_into_not_replaced(tmp_path):
     after = out.stat()
     assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
     assert read_tree(out, REPORT)
+    outputs.write_files(out, SECOND)             # and on every later write (the manifest
+    again = out.stat()                           # the first left made it look gradlab's)
+    assert (again.st_ino, again.st_mode) == (before.st_ino, before.st_mode)
+    assert read_tree(out, SECOND)
 
 
 def test_a_gradlab_folder_made_private_stays_private_when_replaced(tmp_path):

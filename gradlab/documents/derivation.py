@@ -85,11 +85,12 @@ INDEX_PAGES = ("README.md", "conventions.md", "theory.md", "tour.md")   # beside
 ROW = re.compile(r"\| \[`[^`|]+`\]\(([^()|/]+\.md)\) \|.*\|")       # an index row, its page
 
 
-def kept_rows(out, pages):
-    """The rows of the index gradlab wrote at `out` before whose cell pages stay there:
-    written by gradlab, unchanged since, and not among `pages` (written now). Derivation
-    folders accumulate (`outputs.write_files(replace=False)`), and so does their index."""
-    path = outputs.resolve(out)
+def kept_rows(path, pages):
+    """The rows of the index gradlab wrote in the folder `path` before whose cell pages
+    stay there: written by gradlab, unchanged since, and not among `pages` (written now).
+    Derivation folders accumulate (`outputs.write_files(replace=False)`), and so does their
+    index; read under the folder's lock (`write_files(complete=)`), so that a page another
+    run wrote meanwhile is indexed too."""
     manifest = read_manifest(path) if path.is_dir() and not path.is_symlink() else {}
     if not owned(path, manifest, "README.md"):
         return []
@@ -114,12 +115,15 @@ def write_all(out, names=None, *, force=False, cell_files=()):
                            f"{taken[f'{clash[0]}.md'.lower()]}; rename the cell (names "
                            f"{', '.join(p[:-3] for p in INDEX_PAGES)} are taken)")
     pages = {f"{c.name}.md": markdown(c) for c in cells}     # derive everything first
-    pages["README.md"] = index(cells, kept_rows(out, pages))
     pages.update({"conventions.md": reference.CONVENTIONS, "theory.md": reference.THEORY,
                   "tour.md": TOUR})
+
+    def with_index(path):
+        return {"README.md": index(cells, kept_rows(path, pages)).encode()}
     path = outputs.write_files(out, {name: text.encode() for name, text in pages.items()},
-                               replace=False, force=force, cell_files=cell_files)
-    return [path / name for name in pages]
+                               replace=False, force=force, cell_files=cell_files,
+                               complete=with_index)
+    return [path / name for name in (*pages, "README.md")]
 
 
 def terminal(cell, *, as_latex=False):

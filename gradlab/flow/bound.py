@@ -218,11 +218,10 @@ def setup(cell, params, xs, state0=None, reverse=False):
     every shape checked: the one check of a gradient_flow / lyapunov / run_states call."""
     cell = lookup(cell)
     dtype, device = check_params(cell, params)
-    given, xs = xs, as_inputs(xs, dtype, device)
-    if isinstance(given, torch.Tensor) and xs.data_ptr() == given.data_ptr():
-        xs = xs.clone()      # the walk reads xs when a norm is first read: a snapshot, so
-    if flag(reverse, "reverse"):                  # the caller's in-place changes miss it
-        xs = xs.flip(0)
+    # a copy (flip makes one too): the walk reads xs when a norm is first read, and the
+    # caller's in-place changes (to a tensor, or a numpy array torch shares) must miss it
+    xs = as_inputs(xs, dtype, device)
+    xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()
     T, B, m = xs.shape
     n = hidden_size(cell, params)
     if state0 is None:

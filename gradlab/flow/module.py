@@ -232,7 +232,7 @@ def prepare(module, xs, state0, reverse):
         raise GradlabError(f"{type(module).__name__} computes in {like.dtype}; gradlab "
                            "measures float32 or float64 (module.double() and float xs)")
     xs = xs.to(dtype=like.dtype, device=like.device)
-    xs = xs.flip(0) if flag(reverse, "reverse") else xs
+    xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()    # a copy, as `setup`
     state0 = _state0(module, state0, xs.shape[1], xs)
     bound = ModuleBound(module, state0, xs.shape[2])
     return bound, xs, (bound.flatten(state0),)

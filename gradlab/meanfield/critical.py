@@ -107,11 +107,14 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
         history.append((float(v), t))
         if report is not None:
             report(knob, float(v), t)
-        # a timescale never measured (inf: no decay; 0: an exact zero) is infinitely far
-        # from any target: it used to count as e^10 steps, so a target near 22000 was
-        # "reached" by inf, and inf beat a finite measurement as the closest
-        if not 0 < t < math.inf:
-            return math.inf if t > 0 else -math.inf
+        # a timescale never measured is infinitely far from any target, on its side: inf
+        # (no decay) and nan (the state overflowed: growth) too long, 0 (an exact zero)
+        # too short. inf used to count as e^10 steps, so a target near 22000 was
+        # "reached" by it, and it beat a finite measurement as the closest
+        if math.isnan(t) or t == math.inf:
+            return math.inf
+        if t <= 0:
+            return -math.inf
         return math.log(t) - math.log(timescale)
 
     history = []

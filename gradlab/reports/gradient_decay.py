@@ -154,23 +154,28 @@ def drift_caption(setup, cells, names):
         text += f"States that grow by ×{DRIFT_GROWTH:g} or more: {', '.join(grew)}"
         most = max(grew, key=lambda n: growth[n])
         text += f" (most: {most}). "
-    else:
+    elif "prototype_lstm" in names:
         text += (f"No state here grows by ×{DRIFT_GROWTH:g} or more: at initialisation, with "
                  "these settings, the prototype LSTM shows no internal state drift. The seed "
                  "places the drift in the early stage of training; `gradlab train` measures "
                  "it there (reports/learnability/). ")
+    else:
+        text += f"No state here grows by ×{DRIFT_GROWTH:g} or more. "
     return text + ("Below: the share of gate values beyond 0.05 or 0.95 (saturated gates "
                    "pass no gradient).")
 
 
 def init_words(setup):
     """The header's init line: what the cells measured from --cells were drawn with (the
-    scales do not apply to torch's uniform init; a report of a model alone drew none)."""
+    weight and bias scales do not apply to torch's uniform init; a report of a model
+    alone drew none), and the input scale every entry's inputs have."""
     if not setup.cells:
-        return "none drawn: every entry comes from the model"
+        return (f"none drawn: every entry comes from the model (its inputs: input scale "
+                f"{setup.input_scale})")
     if setup.init == "torch":
-        return (f"torch (every parameter U(-1/√n, 1/√n): the weight, bias and input scales "
-                f"do not apply), gate bias {setup.gate_bias}")
+        return (f"torch (each weight U(-1/√n, 1/√n), each bias too, or two such draws summed "
+                f"where torch adds bias_ih and bias_hh: the weight and bias scales do not "
+                f"apply), input scale {setup.input_scale}, gate bias {setup.gate_bias}")
     return (f"{setup.init}, weight scale {setup.weight_scale}, bias scale {setup.bias_scale}, "
             f"input scale {setup.input_scale}, gate bias {setup.gate_bias}")
 
