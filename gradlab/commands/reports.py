@@ -25,7 +25,8 @@ from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progr
 @click.option("--weight-scale", type=SCALE, default=1.0, show_default=True)
 @click.option("--bias-scale", type=SCALE, default=0.0, show_default=True)
 @click.option("--input-scale", type=SCALE, default=1.0, show_default=True,
-              help="Inputs are i.i.d. N(0, scale²); 0 gives zero inputs.")
+              help="Inputs are i.i.d. N(0, scale²), and the input weights U are drawn with "
+                   "this scale too (gaussian init: N(0, scale²/m)); 0 gives zero inputs.")
 @click.option("--gate-bias", type=FINITE, default=1.0, show_default=True,
               help="Added to each cell's memory-gate bias (positive keeps); 1 is the usual "
                    "forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015).")

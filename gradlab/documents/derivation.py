@@ -44,7 +44,8 @@ def _section(cell, wrt, title):
     for out, row, full_row in zip(cell.outputs, rows, cell.jacobian_blocks(wrt)):
         for s, block, full in zip(ins, row, full_row):
             parts += [_display(block_name(out, s, "latex"), latex(block)), "",
-                      sentence(full, str(out), str(s), cell.param_names), ""]
+                      sentence(full, str(out), str(s), cell.param_names,
+                               across_time=wrt == "state"), ""]
     return parts
 
 
