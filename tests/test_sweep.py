@@ -279,3 +279,19 @@ def test_vanishing_point_is_not_marked_as_growing(tmp_path):
     assert [p["rate"] for p in points][1] == "-inf"
     marks = (out / "figures" / "phase.svg").read_text().count("<!-- ↑ -->")
     assert marks == 0, f"{marks} point marked ↑ (gradients grow); the -inf point vanishes"
+
+
+def test_a_small_rise_is_measured_again_over_a_longer_run():
+    """At T = 60 the LSTM at weight scale 0.5, gate bias 4 rises (+0.0066 a step) and was
+    drawn as 'gradients grow'; it decays (ξ ≈ 100) once T is long enough. A rise too small
+    to tell from a slow decay is re-measured like an unconverged decay, and marked ? if
+    the budget ends first."""
+    assert not sweep.resolved(0.0066, 60) and sweep.resolved(0.1, 60)
+    assert not sweep.resolved(-0.01, 240) and sweep.resolved(-0.01, 480)
+    grid = sweep.Grid(cells=("lstm",), weight_scales=(0.5,), gate_biases=(4.0,),
+                      steps=60, max_steps=120)
+    p = sweep.measure_point(grid, "lstm", 0.5, 4.0)
+    assert p["horizon"] == 120                           # measured again, not left at 60
+    if p["rate"] > 0:
+        assert not p["converged"] and sweep._mark(p) == "?"
+        assert "?" in sweep._table_row(p)[5]

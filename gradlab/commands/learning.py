@@ -116,7 +116,8 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
     click.echo(f"{c.name}: " + " ".join(f"--{k.replace('_', '-')} {v:.4g}"
                                          for k, v in opts.items()) + f" (seed {seed})")
     click.echo(f"  timescale: target {timescale:g}, theory (annealed mean field) "
-               f"{found['predicted_timescale']:.4g}, measured at n = {hidden} "
+               f"{found['theory_timescale']:.4g} at these options (the search started "
+               f"where it says {found['predicted_timescale']:.4g}), measured at n = {hidden} "
                f"{found['measured_timescale']:.4g} steps ({len(found['measurements'])} "
                "measurements)")
     if not found["converged"]:

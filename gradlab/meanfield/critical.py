@@ -77,7 +77,8 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     (gradient_flow, one sequence of `steps` = 3 x timescale by default, 100..2000), at most
     `measurements` runs, until the measurement is within `tolerance` of the target.
     Deterministic for a seed. Returns {"options": init_params keywords, their values flat,
-    "knob", "predicted_timescale" (theory, at the start), "measured_timescale",
+    "knob", "predicted_timescale" (theory, where the search starts: the target),
+    "theory_timescale" (theory at the options returned), "measured_timescale",
     "measurements": [(knob value, measured timescale), ...], "tolerance", "converged":
     whether the measurement reached the target within `tolerance`} (when it did not, the
     options are the closest measured, and say nothing reliable about the target). Scales
@@ -140,7 +141,8 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     measured = dict(history)[value]
     return {**options, "options": dict(options), "knob": knob, "hidden": hidden,
             "inputs": inputs, "steps": steps, "seed": seed,
-            "predicted_timescale": predicted, "measured_timescale": measured,
+            "predicted_timescale": predicted,
+            "theory_timescale": _theory_timescale(c, options), "measured_timescale": measured,
             "measurements": history, "tolerance": tolerance,
             "converged": bool(best[0] <= math.log1p(tolerance))}
 

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import re
 import warnings
 
 import matplotlib
@@ -104,14 +105,21 @@ def _html_table(header, rows):
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(cell_text(v))}</td>" for v in row)
                    + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # in a box of its own that scrolls: a wide table no longer runs past the page's column
+    return (f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body}"
+            "</tbody></table></div>")
+
+
+def _html_prose(text):
+    """Escaped prose with its `code` spans as <code> (they showed their backticks)."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 STYLE = """body{font:15px/1.5 system-ui,sans-serif;max-width:62em;margin:2em auto;padding:0 1em;
 color:#222}h1{font-size:1.6em}h2{font-size:1.25em;margin-top:2em}table{border-collapse:collapse;
 font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}
-.header td{text-align:left}code{background:#f5f5f5;padding:0 3px}"""
+.header td{text-align:left}code{background:#f5f5f5;padding:0 3px}.wide{overflow-x:auto}"""
 
 
 def render(*, title, intro, header, sections, figures, data):
@@ -170,7 +178,7 @@ def _html(title, intro, header, sections, pngs):
     for s in sections:
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
         if s.text:
-            parts.append(f"<p>{html.escape(s.text)}</p>")
+            parts.append(f"<p>{_html_prose(s.text)}</p>")
         if s.figure:
             b64 = base64.b64encode(pngs[s.figure]).decode()
             parts.append(f"<img alt='{html.escape(s.title)}' src='data:image/png;base64,{b64}'>")

@@ -122,17 +122,14 @@ class Grid:
                 if k != "gated"}
 
 
-
-
 def measure_point(grid, cell_name, weight_scale, gate_bias):
     """rate (with its standard error over sequences), timescale (never negative) and status
     (`Flow.why`: None for a plain decay) at one grid point, measured over a horizon that
-    doubles from grid.steps up to grid.max_steps until it is CONVERGED timescales long;
-    `converged` says whether it got there. The rate is the slope of the mean log Frobenius
-    norm over the lags past the first quarter (the transient of the first lags left out):
-    at long lags it has the spectral norm's slope (both tend to λ₁), at the cost of the
-    products alone.
-    An overflowed state gives nan, not an exception."""
+    doubles from grid.steps up to grid.max_steps until the rate is `resolved`; `converged`
+    says whether it got there. The rate is the slope of the mean log Frobenius norm over
+    the lags past the first quarter (the transient of the first lags left out): at long
+    lags it has the spectral norm's slope (both tend to λ₁), at the cost of the products
+    alone. An overflowed state gives nan, not an exception."""
     cell = registry.cell(cell_name)
     steps = grid.steps
     while True:
@@ -149,15 +146,21 @@ def measure_point(grid, cell_name, weight_scale, gate_bias):
         rate = flow.rate("frobenius", start=start)
         status = flow.why("frobenius", start=start)
         stderr = slope_stderr(flow.log_norm("frobenius")[:, start - 1:])
-        xi = theory.timescale(rate)
-        if not (rate < 0 and CONVERGED * xi > steps and 2 * steps <= grid.max_steps):
+        if resolved(rate, steps) or 2 * steps > grid.max_steps:
             break
         steps *= 2
     xi = theory.timescale(rate)
-    converged = bool(rate < 0 and CONVERGED * xi <= steps) or status is not None
+    converged = resolved(rate, steps) or status not in (None, GROW)
     return {"cell": cell_name, "weight_scale": weight_scale, "gate_bias": gate_bias,
             "rate": rate, "rate_stderr": stderr, "timescale": xi, "status": status,
             "horizon": steps, "converged": converged}
+
+
+def resolved(rate, steps):
+    """Is a rate told apart from 0 over `steps`: a decay (growth) by e^CONVERGED or more? A
+    slow decay's first lags can rise (the LSTM at σ_w 0.5, gate bias 4: +0.0066 a step at
+    T = 60, ξ ≈ 100 at T = 480), so small growth is measured again over a longer run."""
+    return not (rate * steps < CONVERGED if rate > 0 else -rate * steps < CONVERGED)
 
 
 def run_points(grid, points, progress=None):
@@ -255,17 +258,10 @@ def _heatmaps(grid, points, critical, theory=None):
             shown = np.where(rate < 0, np.log10(np.clip(xi, 10 ** VMIN, None)), np.nan)
         image = ax.imshow(shown, origin="lower", aspect="auto", cmap="viridis", vmin=VMIN,
                           vmax=VMAX, extent=(-0.5, len(ws) - 0.5, -0.5, len(gb) - 0.5))
-        for r, c in zip(*np.nonzero(rate > 0)):         # gradients grow: no timescale
-            ax.text(c, r, "↑", ha="center", va="center", color="red", fontsize=9)
-        for r, c in zip(*np.nonzero(rate == 0)):        # no decay within T
-            ax.text(c, r, "=", ha="center", va="center", color="black", fontsize=9)
-        for r, c in zip(*np.nonzero(np.isnan(rate))):   # the state overflowed: no number
-            ax.text(c, r, "×", ha="center", va="center", color="black", fontsize=9)
-        for p in points:                                # the budget was not enough
-            if p["cell"] == name and p["rate"] < 0 and not p.get("converged", True):
-                r = gb.index(p["gate_bias"]) if gated else len(gb) // 2
-                ax.text(ws.index(p["weight_scale"]), r, "≥", ha="center", va="center",
-                        color="white", fontsize=9)
+        for p in (p for p in points if p["cell"] == name and _mark(p)):
+            ax.text(ws.index(p["weight_scale"]), gb.index(p["gate_bias"]) if gated
+                    else len(gb) // 2, _mark(p), ha="center", va="center", fontsize=9,
+                    color={"≥": "white", "=": "black", "×": "black"}.get(_mark(p), "red"))
         if theory is not None and name in theory["curves"]:
             curve = theory["curves"][name]
             timescale_crossings(ax, curve["position"], curve["timescale"], theory["levels"])
@@ -288,6 +284,13 @@ def _heatmaps(grid, points, critical, theory=None):
     return fig
 
 
+def _mark(p):
+    """× overflow, = no decay within T, ↑ growth (? too small to tell), ≥ not converged."""
+    rate, done = p["rate"], p.get("converged", True)
+    return ("×" if math.isnan(rate) else "=" if rate == 0 else ("↑" if done else "?")
+            if rate > 0 else "≥" if not done else None)
+
+
 def _table_row(p, gated=True):
     """A grid point as the table shows it: words instead of a rate or timescale that is
     not a measured decay ("state overflowed", "gradients grow"), never a negative ξ, and
@@ -298,6 +301,8 @@ def _table_row(p, gated=True):
     shown_xi = p["timescale"] if words is None or rate == -math.inf else words
     if words is None and not p.get("converged", True):
         shown_xi = f"≥ {p['horizon'] / CONVERGED:.4g} (not converged)"
+    elif status == GROW and not p.get("converged", True):   # too little to tell within T
+        shown_xi = f"{words}? (too slowly to tell from a slow decay)"
     return [p["cell"], p["weight_scale"], p["gate_bias"] if gated else "—", shown_rate,
             p.get("rate_stderr", math.nan), shown_xi, p.get("horizon")]
 
@@ -353,7 +358,8 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                            "k > T/4, ± its standard error over sequences; ≥ marks points "
                            f"where even T = {grid.max_steps} was under {CONVERGED} ξ (not "
                            "converged: ξ is a lower bound), ↑ points where gradients grow "
-                           "(rate > 0, no ξ), = points with no decay within T (rate 0), × "
+                           f"(rate > 0, no ξ; ? where they rise by less than e^{CONVERGED} "
+                           "within that T: a slow decay's first lags can), = points with no decay within T (rate 0), × "
                            "points whose state overflowed (nan); a cell with no memory gate "
                            "is measured once per weight scale",
               "theory": f"white contours: ξ = {', '.join(map(str, theory['levels']))} steps "
@@ -371,6 +377,9 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
     if open_:
         text += (f" {open_} of {len(points)} points did not converge within T = "
                  f"{grid.max_steps} (marked ≥).")
+    if unsure := sum(p["rate"] > 0 and not p.get("converged", True) for p in points):
+        text += (f" At {unsure} points the norm rises too little within T = "
+                 f"{grid.max_steps} to tell growth from a slow decay (marked ?).")
     overflowed = sum(isinstance(p["rate"], float) and math.isnan(p["rate"]) for p in points)
     if overflowed:
         text += (f" {overflowed} of {len(points)} points have no measurement (marked ×: "
