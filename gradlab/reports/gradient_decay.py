@@ -197,8 +197,11 @@ def paths_caption(cells):
         text += ("Diagonal (each unit scaled by gates and slopes, no weight matrix in the "
                  f"way, so they can keep gradient for many steps): {', '.join(diagonal)}. ")
     if dense:
-        text += f"Through weight matrices and squashing: {', '.join(dense)}."
-    return text.rstrip()
+        text += f"Through weight matrices and squashing: {', '.join(dense)}. "
+    text += ("The paths differ in the first lags; at long lags every block of the product "
+             "falls at one rate, the product's top Lyapunov exponent, since each step mixes "
+             "the parts.")
+    return text
 
 
 def build(setup, cells, command, model_note=None):
