@@ -431,3 +431,13 @@ def test_drift_caption_and_init_line_claim_nothing_not_measured(tmp_path):
 def test_an_empty_model_path_is_named_as_empty(tmp_path):
     assert_one_line_error(invoke("report", "--model", "", "--arch", "lstm:hidden=4,inputs=2",
                                  "--out", tmp_path / "r"), "checkpoint path is empty")
+
+
+def test_a_lyapunov_run_that_overflows_is_named_in_the_table(tmp_path):
+    """Its 4T steps can overflow where the T-step measurement does not: λ₁ showed a bare
+    nan beside a measured rate."""
+    assert_ok(invoke("report", "--cells", "rnn_relu", "--weight-scale", "8", "--steps", "300",
+                     "--hidden", "8", "--batch", "2", "--out", tmp_path / "r"))
+    row = [line for line in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+           .splitlines() if line.startswith("| rnn_relu |")][0]
+    assert "state overflowed (over 4T steps)" in row and "| nan |" not in row

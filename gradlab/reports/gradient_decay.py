@@ -87,10 +87,17 @@ def table_row(name, d):
     return [name, _rate_cell(s["rate"], status), s.get("rate_stderr", math.nan),
             _timescale_cell(s["rate"], s["timescale"], status), _converged_cell(s),
             s["horizon_1e-3"], s["horizon_1e-6"], s["log10_condition_mid"],
-            float(s["lyapunov"][0]), s.get("lyapunov_stderr", math.nan), predicted,
+            _lyapunov_cell(float(s["lyapunov"][0])),
+            "—" if math.isnan(float(s["lyapunov"][0])) else s.get("lyapunov_stderr", math.nan),
+            predicted,
             s["theory_timescale"] if predicted is None or math.isnan(predicted)
             else _timescale_cell(predicted, s["theory_timescale"], None),
             s["theory_label"] or "—"]
+
+
+def _lyapunov_cell(lyap):
+    """λ₁, or why there is none: its run (4T steps) overflowed, which T steps need not."""
+    return "state overflowed (over 4T steps)" if math.isnan(lyap) else lyap
 
 
 TABLE_HEADER = ["cell", "rate / step", "± (sequences)", "timescale ξ",
