@@ -34,14 +34,11 @@ one-layer, one-direction module of the same kind (`CELL_ARCH` names it per gradl
 cell): `gradlab report --model init.pt --arch lstm:hidden=N,inputs=M`.
 """
 
-import contextlib
 import dataclasses
-import errno
 import io
 import os
 import pathlib
 import re
-import tempfile
 import warnings
 
 from .errors import GradlabError
@@ -290,57 +287,19 @@ def new_file(path, what="--write-torch"):
 
 
 def save_new(state, path, what="--write-torch"):
-    """torch.save(state) to `path` as a new file (never replacing one), atomically: the
-    bytes go to a temporary file beside it, which is then hard-linked to `path` (the
-    link fails if `path` exists) and removed. A kill or Ctrl-C at any point leaves either
-    no file at `path` or the whole one, never an empty file that refuses every rerun."""
+    """torch.save(state) to `path` as a new file (never replacing one), atomically
+    (`outputs.write_new`): a kill or Ctrl-C leaves no file there or the whole one."""
     import torch
+
+    from .outputs import write_new
 
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    path = pathlib.Path(path)
-    stem = os.fsdecode(os.fsencode(path.name)[:200])       # 200 bytes, not characters
-    _remove_leftovers(path.parent, stem)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.gradlab-", suffix=".tmp",
-                                   dir=path.parent)
+        write_new(path, buffer.getvalue())
     except OSError as err:
-        raise GradlabError(f"{what} {str(path)!r}: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.chmod(tmp, 0o666 & ~_umask())        # mkstemp's 0600 is for secrets
-        try:
-            os.link(tmp, path)
-        except OSError as err:                   # a filesystem without hard links: a
-            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise                            # rename, the check for an existing file
-            if os.path.lexists(path):            # just before it
-                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST)) from None
-            os.rename(tmp, path)
-    except OSError as err:
-        raise GradlabError(f"{what} {str(path)!r}: {err.strerror}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        raise GradlabError(f"{what} {str(path)!r}: {err.strerror or err}") from None
     return path
-
-
-def _remove_leftovers(folder, stem):
-    """Remove what a killed `save_new` of the same name left: `.{stem}.gradlab-XXXXXXXX.tmp`
-    files (mkstemp's eight characters), a name only gradlab writes."""
-    leftover = re.compile(re.escape(f".{stem}.gradlab-") + r"[a-z0-9_]{8}\.tmp")
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        for entry in entries:
-            if leftover.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def load_model(path, arch, *, dtype="float64", device="cpu"):

@@ -18,6 +18,8 @@ the new folder is at the path, complete. Where the folder also holds the user's 
 the exchange is not available, each file is replaced atomically on its own
 (`os.replace`) and the manifest last. Temporary names start with `.<target>.gradlab-`; a
 later run removes what a killed run left.
+A single new file (`write_new`: a checkpoint) is staged the same way and hard-linked into
+place, so it never replaces a file.
 """
 
 import contextlib
@@ -29,12 +31,11 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import stat
 import tempfile
-import threading
 
 from .errors import GradlabError
+from .signals import uninterrupted
 from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes,
                         owned, plain_name, read_manifest)
 
@@ -246,30 +247,6 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
     return path
 
 
-@contextlib.contextmanager
-def uninterrupted():
-    """Hold SIGINT and SIGTERM back while files are written: a Ctrl-C or kill lands once
-    the folder is whole and new, not between two files of a write file by file, which
-    mixed two reports (`_each`). Python-level handlers that only note the signal, then
-    the signal raised again under the previous ones (a blocked signal mask would not do:
-    the kernel hands a process's signal to any thread, and torch's threads take it)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught = []
-    before = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
-              for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in before.items():
-            signal.signal(s, signal.SIG_DFL if handler is None else handler)
-        # SIGTERM first: raising SIGINT raises KeyboardInterrupt here, and a SIGTERM after
-        # it would never be delivered
-        for s in sorted(set(caught), key=lambda s: s != signal.SIGTERM):
-            signal.raise_signal(s)
-
-
 def in_the_way(out, path, names, what="--out"):
     """The entries of `path` gradlab did not write (`foreign`), refusing in one line when one
     sits where a name in `names` (relative paths gradlab is about to write) would go."""
@@ -343,18 +320,64 @@ def _each(path, files):
     _atomic_bytes(path / MANIFEST, manifest_bytes(files, made=made))
 
 
-def _atomic_bytes(target, data):
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}{TEMP_TAG}", suffix=".tmp",
+def _stem(name):
+    """A file's name as its temporary files carry it: at most 200 bytes, so that with
+    `.`, TEMP_TAG, mkstemp's 8 characters and `.tmp` it still fits in a name."""
+    return os.fsdecode(os.fsencode(name)[:200])
+
+
+def _staged(target, data):
+    """A temporary file beside `target` (.<stem>.gradlab-XXXXXXXX.tmp) holding `data`,
+    with the mode a new file gets (mkstemp's 0600 is for secrets)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(target.name)}{TEMP_TAG}", suffix=".tmp",
                                dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o666 & ~_umask())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _atomic_bytes(target, data):
+    tmp = _staged(target, data)
+    try:
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_new(target, data):
+    """Write `data` to `target` as a new file, atomically and never replacing one: staged
+    beside it, then hard-linked into place (the link fails if `target` exists), so a kill
+    at any point leaves no file there or the whole one, never an empty file that refuses
+    every rerun. What a killed call left beside it is removed first. Raises OSError
+    (FileExistsError where `target` exists)."""
+    target = pathlib.Path(target)
+    with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
+        for entry in entries:
+            match = LEFTOVER.match(entry.name)
+            if (match and match["tmp"] and match["target"] == _stem(target.name)
+                    and entry.is_file(follow_symlinks=False)):
+                os.unlink(entry.path)
+    tmp = _staged(target, data)
+    try:
+        try:
+            os.link(tmp, target)
+        except OSError as err:                   # a filesystem without hard links: a
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise                            # rename, the check for an existing file
+            if os.path.lexists(target):          # just before it
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST)) from None
+            os.rename(tmp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _umask():
