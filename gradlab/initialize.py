@@ -28,8 +28,9 @@ from .errors import GradlabError, check_seed, real
 from .registry import builtin
 
 SCHEMES = ("gaussian", "orthogonal", "torch")
-# cells whose one bias is torch's bias_ih + bias_hh (gru_torch keeps the two apart)
-TWO_BIASES = ("rnn_tanh", "rnn_relu", "lstm", "lstm_proj")
+# the catalogue cells whose one bias is torch's bias_ih + bias_hh (gru_torch keeps the
+# two apart; a user's cell of the same name is not torch's: `registry.builtin`)
+TWO_BIASES = ("rnn_tanh", "rnn_relu", "lstm")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 

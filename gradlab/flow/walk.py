@@ -78,8 +78,8 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     if blocks:
         out["block_frobenius"] = logs(parts, parts)
         if spectral:
-            out["block_spectral"], btop = logs(parts, parts), Spectral(derived_seed(seed, 2), dtype, rtol,
-                                                                  scratch)
+            out["block_spectral"] = logs(parts, parts)
+            btop = Spectral(derived_seed(seed, 2), dtype, rtol, scratch)
 
     with torch.no_grad():
         for c, k0 in enumerate(range(1, T + 1, C)):                       # lags k0..k1

@@ -54,7 +54,8 @@ def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0):
 
     from ..flow import gradient_flow, make_inputs
     params = c.init_params(hidden, inputs, seed=seed, **options)
-    xs = make_inputs("gaussian", steps, batch, inputs, seed=derived_seed(seed, 1), dtype=torch.float64)
+    xs = make_inputs("gaussian", steps, batch, inputs, seed=derived_seed(seed, 1),
+                     dtype=torch.float64)
     flow = gradient_flow(c, params, xs, norms=("frobenius",), blocks=False)
     start = max(1, steps // 4)
     rate = flow.rate("frobenius", start=start, stop=max(start + 1, steps - 10))
