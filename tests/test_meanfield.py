@@ -267,6 +267,14 @@ def test_critical_init_reaches_its_target_at_a_small_width():
                                  steps=found["steps"])
     assert measured == pytest.approx(20, rel=0.15)
     assert measured == found["measured_timescale"]          # deterministic for a seed
+    # the spectral norm's timescale at the same options, measured the same way (the
+    # report's xi): a GRU's falls more slowly than the mean squared gradient's
+    spectral = measure_timescale(gradlab.cell("gru"), options, hidden=64, inputs=8,
+                                 steps=found["steps"], kind="spectral")
+    assert found["spectral_timescale"] == spectral > measured
+    with pytest.raises(GradlabError, match="unknown norm 'max'; valid: frobenius, spectral"):
+        measure_timescale(gradlab.cell("gru"), options, hidden=4, inputs=2, steps=10,
+                          kind="max")
     assert found["predicted_timescale"] > 0
     params = gradlab.cell("gru").init_params(64, 8, **options)
     assert params["W_z"].shape == (64, 64)

@@ -66,7 +66,9 @@ MEASUREMENTS = 5          # `gradlab init` measures at most this often (critical
 @click.command("init")
 @click.argument("cell")
 @click.option("--timescale", type=Number(above=1.0), required=True,
-              help="Target gradient timescale in steps (the norm falls by e).")
+              help="Target gradient timescale in steps: the Frobenius norm of ds_T/ds_(T-k), "
+                   "the mean squared gradient the mean-field theory predicts, falls by e "
+                   "(the spectral norm, the report's ξ, falls more slowly: printed too).")
 @click.option("--hidden", type=POSITIVE, default=512, show_default=True,
               help="Width n the correction measures at.")
 @click.option("--inputs", type=POSITIVE, default=32, show_default=True, help="Input size m.")
@@ -119,7 +121,9 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
                f"{found['theory_timescale']:.4g} at these options (the search started "
                f"where it says {found['predicted_timescale']:.4g}), measured at n = {hidden} "
                f"{found['measured_timescale']:.4g} steps ({len(found['measurements'])} "
-               "measurements)")
+               "measurements; Frobenius norm)")
+    click.echo(f"  the spectral norm at these options (Flow.timescale(), the report's ξ): "
+               f"{found['spectral_timescale']:.4g} steps")
     if not found["converged"]:
         click.echo(f"gradlab: warning: did not reach timescale {timescale:g}: the closest "
                    f"measured at n = {hidden} is {found['measured_timescale']:.4g} steps, "
