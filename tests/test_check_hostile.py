@@ -248,3 +248,48 @@ def test_os_exit_in_code_under_test_is_an_error_not_a_pass(tmp_path):
     with pytest.raises(GradlabError, match=r"called os._exit\(3\)"):
         check_jacobian(lambda P, s, x: os._exit(3), CELL, PARAMS)
     assert os._exit is posix._exit and type(os._exit).__name__ == "builtin_function_or_method"
+
+
+def test_entries_in_an_exactly_zero_block_fail_however_small():
+    """A block whose exact value is zero has no scale to be relative to: 5e-9 there
+    passed as an absolute error below rtol; round-off of the whole Jacobian still agrees."""
+    cell = gradlab.declare(state="h c", params="W U", source="a test", name="zero_block")(
+        lambda s: (gradlab.tanh(s.W @ s.h + s.U @ s.x), 0.5 * s.c + s.h))
+    exact, params = cell.jacobian_fn("state"), cell.init_params(3, 2, seed=0)
+
+    def off_by(value):
+        def fn(P, s, x):
+            J = exact(P, s, x).clone()
+            J[:, :3, 3:] += value
+            return J
+        return fn
+    result = check_jacobian(off_by(5e-9), cell, params)
+    assert not result.ok and result.block_errors[("h", "c")] == float("inf")
+    assert "Block ∂h'/∂c is exactly zero, but yours is not (largest entry 5e-09)" \
+        in result.diagnosis[0]
+    assert check_jacobian(off_by(1e-17), cell, params).ok            # round-off
+
+
+def test_a_small_wrong_factor_is_told_with_its_digits():
+    """'scaled by 1 instead of 1': the factor 1 + 1e-6 was printed to 6 digits."""
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 2, seed=0, weight_scale=2.0, bias_scale=0.5)
+    exact = lstm.jacobian_fn("state")
+    for factor, shown in ((1 + 1e-6, "1.000001"), (1 + 1e-7, "1.0000001")):
+        result = check_jacobian(lambda P, s, x: exact(P, s, x) * factor, lstm, params)
+        assert not result.ok and f"is scaled by {shown} instead of 1" in result.diagnosis[0]
+
+
+def test_check_lyapunov_refuses_more_exponents_than_the_state_has():
+    """Asked for 7 of a 6-dimensional state's exponents, an answer of 7 had its seventh
+    (here 123) cut off unchecked, and passed."""
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 2, seed=0, weight_scale=2.0, bias_scale=0.5)
+    xs = torch.randn(200, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def seven(P, x, k):
+        right = torch.as_tensor(gradlab.lyapunov(lstm, P, x, 6).mean, dtype=torch.float64)
+        return torch.cat([right, torch.tensor([123.0], dtype=torch.float64)])
+    with pytest.raises(GradlabError, match=r"returned 7 exponents, but a state of size 6 "
+                                           r"has only 6; expected \(6,\) or \(B, 6\)"):
+        check_lyapunov(seven, lstm, params, xs, 7)

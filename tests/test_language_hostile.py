@@ -135,6 +135,27 @@ def test_a_constant_beyond_float64_is_refused_when_declared(factor, shown):
     assert shown in str(err.value)
 
 
+@pytest.mark.parametrize("factor, message", [
+    (sympy.Symbol("q"), "uses 'q', a symbol the cell does not declare"),
+    (sympy.Symbol("n"), r"uses 'n', a symbol the cell does not declare \(the hidden size is "
+                        r"s.hidden_size\)"),
+    (sympy.I, "holds the imaginary unit I: cells are real"),
+    (2 + 3 * sympy.I, "holds the imaginary unit I")])
+def test_a_symbol_from_outside_the_language_is_refused_when_declared(factor, message):
+    """A sympy.Symbol made outside the language built a cell whose Jacobian printed
+    'q W' and failed only when lowered; sympy.I printed as 'I W', read as an identity."""
+    with pytest.raises(GradlabError, match=f"cell 'stray': the equation for h' {message}"):
+        declare(state="h", params="W U b", source="a test", name="stray")(
+            lambda s: tanh(linear(s)) * factor)
+
+
+@pytest.mark.parametrize("source", [3, b"paper", "", "  ", ["a"]])
+def test_a_source_that_is_not_text_is_refused(source):
+    with pytest.raises(GradlabError, match=r"declare\(source=...\) names the paper"):
+        declare(state="h", params="W U b", source=source, name="src")(
+            lambda s: tanh(linear(s)))
+
+
 def test_division_by_what_is_always_zero_is_refused():
     for body in (lambda s: tanh(linear(s)) / (s.h - s.h),
                  lambda s: tanh(linear(s)) * (s.h - s.h) ** -1):

@@ -3,13 +3,13 @@
 import functools
 import keyword
 import linecache
-import sys
 
 import sympy as sp
 from sympy import MatrixSymbol
 
 from .language import SIZES, Builder, Value, check_name, n, parameter_symbol
 from .derive import Chain
+from .equations import check_constants, check_symbols
 from ..errors import GradlabError, choice
 
 WRT = ("state", "input")
@@ -32,6 +32,9 @@ def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None,
         raise GradlabError("declare takes its arguments by name, then decorates: "
                            "@gradlab.declare(state=\"h\", params=\"W U b\", source=\"...\")"
                            + (f"; missing: {', '.join(missing)}" if missing else ""))
+    if not missing and (not isinstance(source, str) or not source.strip()):
+        raise GradlabError(f"declare(source=...) names the paper or document the equations "
+                           f"come from, as text; got {source!r}")
     def wrap(fn):
         if not callable(fn):
             raise GradlabError(f"declare(...) decorates a function of s (the cell's "
@@ -215,27 +218,14 @@ class Cell:
         except Exception as err:   # a Python slip in the declaration (s.W.T, a typo, ...)
             raise GradlabError(f"cell '{self.name}'{_where(fn, err)}: {type(err).__name__}: "
                                f"{_line(err)}") from None
-        self._check_constants(builder.lets)
+        check_constants(self.name, builder.lets)
+        check_symbols(self.name, builder.lets, builder.declared())
         used = set().union(*(e.free_symbols for e in builder.lets.values()))
         unused = [p for p in self.param_names if builder._symbols[p] not in used]
         if unused:
             raise GradlabError(f"cell '{self.name}': parameter(s) {', '.join(unused)} "
                                "declared but used by no equation")
         return builder.lets, outputs
-
-    def _check_constants(self, lets):
-        """Refuse a constant no float64 holds: inf, nan, a division by zero, 1e309."""
-        from .printing import text
-        for symbol, expr in lets.items():
-            if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
-                raise GradlabError(f"cell '{self.name}': the equation for {text(symbol)} "
-                                   "holds a constant that is not finite (a division by zero, "
-                                   f"inf or nan): {text(expr)}")
-            for number in expr.atoms(sp.Number):
-                if not abs(number) < sp.Float(sys.float_info.max):
-                    raise GradlabError(f"cell '{self.name}': the equation for {text(symbol)} "
-                                       f"holds the constant {sp.Float(number, 3)}, beyond "
-                                       "float64's range (1.8e308)")
 
     def _bind_outputs(self, builder, out):
         parts = self.state_names

@@ -333,6 +333,11 @@ class Builder:
         # as v_h_p: two such names would be one variable)
         self._printed = {identifier(str(s)): str(s) for s in self._symbols.values()}
 
+    def declared(self):
+        """Every symbol an equation may use: the state parts, the input, the parameters,
+        the let-bound names and the sizes n and m."""
+        return {*self._symbols.values(), *self._lets, n, m}
+
     @property
     def lets(self):
         """let-bound symbol -> its definition, in order of declaration."""

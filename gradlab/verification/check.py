@@ -71,6 +71,21 @@ def _relative(a, b):
     return float((a - b).abs().max()) / scale
 
 
+ROUNDOFF = 64         # eps of the largest exact entry: what an exactly-zero block may hold
+
+
+def _block_error(a, b, whole):
+    """The relative error of one block of yours (a) against the exact (b), on the block's
+    own scale. An exactly-zero block has none to be relative to: entries beyond round-off
+    of the whole Jacobian (ROUNDOFF eps of its largest entry) are wrong throughout, an
+    infinite relative error, however small (5e-9 in a zero block used to pass, as an
+    absolute error)."""
+    if bool((b == 0).all()):
+        tiny = ROUNDOFF * torch.finfo(a.dtype).eps * (float(whole.abs().max()) or 1.0)
+        return 0.0 if float(a.abs().max()) <= tiny else math.inf
+    return _relative(a, b)
+
+
 def _sample(cell, params, batch, seed, states):
     """(state tuple (B, n), x (B, m)) at which to compare."""
     first = params[cell.param_names[0]]
@@ -184,9 +199,10 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
             f"Your Jacobian holds {int((~finite).sum())} entries that are nan or inf, e.g. "
             f"[{b}, {i}, {j}] = {float(theirs[b, i, j])} where the exact value is "
             f"{float(exact[b, i, j]):.6g}."], x.shape[0])
-    errors = {k: _relative(blocks.part(theirs, k), blocks.part(exact, k)) for k in blocks.keys}
     absolute = float((theirs - exact).abs().max())
     relative = absolute / (float(exact.abs().max()) or 1.0)
+    errors = {k: _block_error(blocks.part(theirs, k), blocks.part(exact, k), exact)
+              for k in blocks.keys}
     # every block on its own scale too: a block wrong throughout (diag(f) left out) is
     # small against a block a million times larger, and must not pass for it
     ok = relative <= rtol and all(e <= rtol for e in errors.values())
@@ -251,7 +267,7 @@ def _diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
     unexplained = []
     for key in blocks.keys:
         mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
-        if _relative(mine, ref) <= rtol:
+        if _block_error(mine, ref, exact) <= rtol:
             continue
         said = _explain_block(key, mine - ref, terms.get(key, []), float(ref.abs().max()) or 1.0)
         if said:
@@ -280,8 +296,8 @@ def _explain_block(key, D, terms, scale):
     if residual <= EXPLAINED:
         out = []
         for (term, _), c in zip(terms, coef.tolist()):
-            c = round(c, 6)
-            if abs(c) < 1e-6:
+            c = round(c, 10)           # a factor 1 + 1e-7 is still told (rtol 1e-8)
+            if abs(c) < 1e-9:
                 continue
             shown = text(term)
             if abs(c + 1) < 1e-6:
@@ -291,7 +307,7 @@ def _explain_block(key, D, terms, scale):
             elif abs(c - 1) < 1e-6:
                 out.append(f"Block {name}: the term {shown} appears twice (an extra copy).")
             else:
-                out.append(f"Block {name}: the term {shown} is scaled by {1 + c:.6g} "
+                out.append(f"Block {name}: the term {shown} is scaled by {1 + c:.10g} "
                            "instead of 1 (a wrong constant factor).")
         return out
     for factor, group in _by_leading_factor(terms):      # terms sharing a wrong slope

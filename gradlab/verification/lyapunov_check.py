@@ -194,6 +194,9 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     T, S = J.shape[0], J.shape[-1]
     if k > S and yours.shape == (S,):                 # capped at the state size, as gradlab
         k = S
+    elif k > S and yours.shape == (k,):               # more than a state of size S has
+        raise GradlabError(f"the function under test returned {k} exponents, but a state "
+                           f"of size {S} has only {S}; expected ({S},) or (B, {S})")
     if yours.shape != (k,):
         raise GradlabError(f"the function under test returned shape {np.shape(got)}; "
                            f"expected ({k},) or (B, {k})")

@@ -1,0 +1,41 @@
+"""What a declaration's equations may hold: finite real constants, and only the symbols
+the cell declares. Both are checked when a cell is declared, naming the equation."""
+
+import sys
+
+import sympy as sp
+
+from ..errors import GradlabError
+from .printing import text
+
+
+def check_constants(name, lets):
+    """Refuse a constant no float64 holds: inf, nan, a division by zero, 1e309."""
+    for symbol, expr in lets.items():
+        if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+            raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
+                               "holds a constant that is not finite (a division by zero, "
+                               f"inf or nan): {text(expr)}")
+        for number in expr.atoms(sp.Number):
+            if not abs(number) < sp.Float(sys.float_info.max):
+                raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
+                                   f"holds the constant {sp.Float(number, 3)}, beyond "
+                                   "float64's range (1.8e308)")
+
+
+def check_symbols(name, lets, declared):
+    """Refuse a symbol the cell does not declare (a sympy.Symbol made outside the
+    language) and the imaginary unit: a cell is real, and its equations name only
+    what it declares."""
+    for symbol, expr in lets.items():
+        stray = sorted(str(s) for s in expr.free_symbols - declared)
+        if stray:
+            size = {"n": " (the hidden size is s.hidden_size)",
+                    "m": " (the input size is s.input_size)"}.get(stray[0], "")
+            raise GradlabError(f"cell '{name}': the equation for {text(symbol)} uses "
+                               f"'{stray[0]}', a symbol the cell does not declare{size}: "
+                               "an equation may use its state parts, parameters, input, "
+                               "let names and the sizes s.hidden_size, s.input_size")
+        if expr.has(sp.I):
+            raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
+                               f"holds the imaginary unit I: cells are real: {text(expr)}")
