@@ -70,8 +70,8 @@ class Number(click.ParamType):
 
     name = "number"
 
-    def __init__(self, low=None, above=None):
-        self.low, self.above = low, above
+    def __init__(self, low=None, above=None, below=None):
+        self.low, self.above, self.below = low, above, below
 
     def convert(self, value, param, ctx):
         if isinstance(value, float):
@@ -87,12 +87,15 @@ class Number(click.ParamType):
             self.fail(f"{value!r} is below {self.low:g}", param, ctx)
         if self.above is not None and number <= self.above:
             self.fail(f"{value!r} is not above {self.above:g}", param, ctx)
+        if self.below is not None and number >= self.below:
+            self.fail(f"{value!r} is not below {self.below:g}", param, ctx)
         return number
 
 
 POSITIVE = click.IntRange(min=1)
 SEED = click.IntRange(0, 2 ** 63 - 1)          # what torch.Generator.manual_seed takes
 SCALE = Number(low=0.0)
+FRACTION = Number(above=0.0, below=1.0)        # a relative tolerance: 0 < rtol < 1
 FINITE = Number()
 DEVICE = click.Choice(["cpu", "cuda"])
 DTYPE = click.Choice(["float64", "float32"])

@@ -113,7 +113,9 @@ def test_cli_check_exit_and_tolerance(tmp_path):
     common = ("--cell", "rnn_tanh", "--hidden", "3", "--inputs", "2", "--batch", "2")
     assert_one_line_error(invoke("check", f"{src}:exits", *common), "called sys.exit(0)")
     assert_one_line_error(invoke("check", f"{src}:zeros", *common, "--rtol", "1"),
-                          "rtol must be a number in (0, 1)")
+                          "Invalid value for '--rtol': '1' is not below 1")
+    assert_one_line_error(invoke("check", f"{src}:zeros", *common, "--rtol", "0"),
+                          "Invalid value for '--rtol': '0' is not above 0")
     result = invoke("check", f"{src}:nan", *common)
     assert result.exit_code == 1 and "nan or inf" in result.stdout
     assert "MKL" not in result.output and "Traceback" not in result.output

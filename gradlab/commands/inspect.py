@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FORCE, POSITIVE, SCALE, SEED, cell_files, cells_option, \
+from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SEED, cell_files, cells_option, \
     strip_cell
 
 
@@ -98,7 +98,7 @@ def verify(names, device, dtype, seed):
 @click.option("--inputs", type=POSITIVE, default=4, show_default=True)
 @click.option("--batch", type=POSITIVE, default=4, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--rtol", type=SCALE, default=1e-8, show_default=True)
+@click.option("--rtol", type=FRACTION, default=1e-8, show_default=True)
 def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, rtol):
     """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
     exact one; exit 0 when it agrees (and stdout starts "agrees:"), 1 with a diagnosis
