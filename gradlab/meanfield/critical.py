@@ -56,8 +56,8 @@ def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0,
     10 (the first lags are transients; at least two lags), of the Frobenius norm (the
     mean squared gradient, which the mean-field theory predicts: derivations/theory.md
     §2) or of the spectral norm (kind="spectral": `Flow.timescale`'s default and the
-    report's ξ; over a finite window it falls more slowly, e.g. 130 against 90 steps for
-    a GRU at n = 128 whose Frobenius timescale is 90)."""
+    report's ξ; over a finite window it falls more slowly: 130 against 90 steps for a GRU
+    at n = 128, T = 300)."""
     if kind not in NORMS:
         raise GradlabError(f"unknown norm {kind!r}; valid: {', '.join(NORMS)}")
     import torch
@@ -93,9 +93,10 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     "knob", "predicted_timescale" (theory, where the search starts: the target),
     "theory_timescale" (theory at the options returned), "measured_timescale",
     "spectral_timescale" (the spectral norm's at the options returned, measured the same
-    way: `Flow.timescale`'s default and the report's ξ, longer), "measurements": [(knob value, measured timescale), ...], "tolerance", "converged":
-    whether the measurement reached the target within `tolerance`} (when it did not, the
-    options are the closest measured, and say nothing reliable about the target). Scales
+    way: `Flow.timescale`'s default and the report's ξ, longer), "measurements": [(knob
+    value, measured timescale), ...], "tolerance", "converged": whether the measurement
+    reached the target within `tolerance`} (when it did not, the options are the closest
+    measured, and say nothing reliable about the target). Scales
     are finite (weight, bias and input scales >= 0; numpy numbers too); one-line errors.
     report(knob, value, measured timescale), if given, hears each measurement."""
     c = as_cell(cell)
