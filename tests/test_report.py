@@ -169,6 +169,23 @@ def test_rnn_tanh_summary_has_its_theory(full):
             lags=(T // 4, T), seed=0).rate, rel=1e-12)
 
 
+def test_a_theory_rate_is_shown_beside_the_frobenius_rate_it_predicts(full):
+    """A mean-field rate predicts the mean squared gradient, the Frobenius norm; the report
+    drew it over the spectral norm alone, which over a finite T falls more slowly. The
+    measured Frobenius rate now stands beside every theory rate, and the caption says so."""
+    out, _ = full
+    data = load(out)["cells"]
+    setup = Setup(cells=("rnn_tanh",), hidden=N, inputs=M, steps=T, batch=B)
+    cell = registry.cell("rnn_tanh")
+    flow = gradlab.gradient_flow(cell, setup.params(cell), setup.xs())
+    s = data["rnn_tanh"]["summary"]
+    assert s["rate_frobenius"] == pytest.approx(flow.rate("frobenius"), rel=1e-12)
+    assert s["rate_frobenius"] != pytest.approx(s["rate"], rel=1e-6)
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "measured Frobenius rate" in text and "the Frobenius norm" in text
+    assert f"Frobenius-norm rate measured: {s['rate_frobenius']:.3g}" in text
+
+
 # --- reproducible -----------------------------------------------------------------------
 
 def test_same_seed_gives_identical_data_json(full, tmp_path, blank_figures):

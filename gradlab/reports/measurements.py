@@ -191,6 +191,9 @@ def measure(setup, name, model=None):
         "horizon_1e-6": flow.horizon(1e-6) if measured else math.nan,
         "log10_condition_mid": cond, "condition_lag": mid,
         "lyapunov": lyap, "lyapunov_stderr": lyap_err, "theory": predicted, "theory_label": label,
+        # what a mean-field theory predicts: the rate of the mean squared gradient, i.e. of
+        # the Frobenius norm, which over a finite T falls faster than the spectral norm
+        "rate_frobenius": flow.rate("frobenius") if finite else math.nan,
         "theory_timescale": None if predicted is None else theory.timescale(predicted)}
     if name == "rnn_tanh":
         out["pascanu_rate"] = theory.pascanu_rate(params["W"])
