@@ -53,6 +53,16 @@ def test_check_jacobian_refuses_what_is_not_an_answer(fn, kw, needle):
     assert needle in str(err.value)
 
 
+@pytest.mark.parametrize("answer", [lambda J: J + 100j, lambda J: None, lambda J: "abc"])
+def test_an_answer_that_is_not_real_numbers_is_named_alone(answer):
+    """A batched answer of complex numbers (or None) is wrong as it stands: it is not a
+    function written for one sample, so it is not called again per sample, and the message
+    ends at what was wrong (it went on: 'called one sample at a time, ... IndexError')."""
+    with pytest.raises(GradlabError) as err:
+        check_jacobian(lambda P, s, x: answer(EXACT(P, s, x)), CELL, PARAMS)
+    assert "one sample" not in str(err.value) and "expected" in str(err.value)
+
+
 def test_non_finite_params_or_results_never_agree():
     bad = {k: v * float("nan") for k, v in PARAMS.items()}
     with pytest.raises(GradlabError, match="hold.*nan or inf"):

@@ -60,8 +60,7 @@ def batched_jacobian(fn, params, state, x, shape):
     out) may fail on a batch, or return a 2-D array for it: then it is called per sample."""
     B = x.shape[0]
     try:
-        out = real_array(call_user(fn, copied(params), tuple(s.clone() for s in state),
-                                   x.clone()))
+        out = call_user(fn, copied(params), tuple(s.clone() for s in state), x.clone())
     except GradlabError as err:
         if isinstance(err, Exited):
             raise
@@ -70,6 +69,7 @@ def batched_jacobian(fn, params, state, x, shape):
         except GradlabError as one:
             raise GradlabError(f"{err} (on a batch of {B}); called one sample at a time, "
                                f"{one}") from None
+    out = real_array(out)     # an answer that is not real numbers is wrong, batched or not
     if out.ndim == 2 and B == 1:
         out = out[None]
     if tuple(out.shape) != (B, *shape):
