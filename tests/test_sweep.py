@@ -210,7 +210,8 @@ def test_merge_refuses_an_out_that_holds_a_part(tmp_path, monkeypatch):
     assert len(listing(tmp_path)) == 8
 
 
-@pytest.mark.parametrize("shard", ["0/2", "3/2", "abc", "1/0", "1/2/3", "-1/2", "/", "1/x"])
+@pytest.mark.parametrize("shard", ["0/2", "3/2", "abc", "1/0", "1/2/3", "-1/2", "/", "1/x",
+                                   " 1/2", "1 / 2", "\uff11/2", "+1/2", "1_0/20"])
 def test_bad_shard(shard, tmp_path):
     out = tmp_path / "s"
     assert_one_line_error(invoke("sweep", *GRID, "--shard", shard, "--out", out), "--shard")

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import pathlib
+import re
 
 from .. import theory
 from ..errors import GradlabError
@@ -17,10 +18,10 @@ from .sweep import PART, STATUSES, Grid, is_int, is_number
 
 def parse_shard(text):
     """'I/N' -> (I, N) with 1 <= I <= N."""
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except (ValueError, AttributeError):
-        raise GradlabError(f"--shard {text!r} is not I/N (e.g. 2/8)") from None
+    match = re.fullmatch(r"([0-9]+)/([0-9]+)", text) if isinstance(text, str) else None
+    if match is None:                  # ASCII digits only: int() reads '１' and ' 1 ' too
+        raise GradlabError(f"--shard {text!r} is not I/N (e.g. 2/8)")
+    i, n = int(match[1]), int(match[2])
     if not 1 <= i <= n:
         raise GradlabError(f"--shard {text!r}: need 1 <= I <= N")
     return i, n
