@@ -154,6 +154,18 @@ def test_vanilla_text_follows_the_verdicts():
     assert "lstm learned less far than the vanilla RNN (50)" in text
 
 
+def test_a_cell_that_learned_nothing_is_said_so_with_the_delays_tried():
+    """It read 'rnn_tanh learned at no delay' (as if at delay 0) and 'the longest delay a
+    vanilla RNN learned is none'."""
+    runs = [fake_run("rnn_tanh", 10, "not learned", FLAT), fake_run("rnn_tanh", 30, "partly", FLAT),
+            fake_run("lstm", 10, "learned", FLAT), fake_run("lstm", 30, "learned", FLAT)]
+    text, numbers = ln.vanilla_findings(runs)
+    assert "rnn_tanh learned at none of the delays tried (10, 30)" in text
+    assert "the vanilla RNN learned at none of the delays tried, while lstm learned up to 30" in text
+    assert "no delay" not in text and "is none" not in text
+    assert numbers["adding"]["vanilla_longest"] == 0 and numbers["adding"]["claim_holds"]
+
+
 def test_report_writer_at_tiny_sizes(tmp_path):
     setup = ln.LearnSetup(cells=("rnn_tanh", "prototype_lstm"), tasks=(("copy", 2),),
                           hidden=4, batch=8, steps=6, drift_steps=3, char_steps=0)

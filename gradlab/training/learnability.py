@@ -123,11 +123,12 @@ def vanilla_findings(runs):
     numbers, lines = {}, []
     for task in tasks:
         learned = {c: _delays(runs, c, task) for c in cells}
+        tried = sorted({r["delay"] for r in runs if r["task"] == task})
         numbers[task] = {"learned_at": learned, "longest": {c: max(v, default=0)
                                                             for c, v in learned.items()}}
         lines.append(f"{task}: " + "; ".join(
             f"{c} learned at delay {_list(learned[c])}" if learned[c] else
-            f"{c} learned at no delay" for c in cells) + ".")
+            f"{c} learned at none of the delays tried ({_list(tried)})" for c in cells) + ".")
         if not vanilla or not gated:
             continue
         v_best = max(numbers[task]["longest"][c] for c in vanilla)
@@ -136,15 +137,16 @@ def vanilla_findings(runs):
         behind = [c for c in gated if numbers[task]["longest"][c] < v_best]
         if g_best > v_best:
             verdict = (f"As the seed claims, gates let cells learn longer dependencies here: "
-                       f"the longest delay a vanilla RNN learned is {v_best or 'none'}, "
-                       f"while {', '.join(beyond)} learned up to {g_best}")
+                       + (f"the longest delay a vanilla RNN learned is {v_best}, " if v_best
+                          else "the vanilla RNN learned at none of the delays tried, ")
+                       + f"while {', '.join(beyond)} learned up to {g_best}")
         elif g_best == 0:
             verdict = ("The measurement does not show the seed's claim here: neither the "
                        "vanilla RNN nor any gated cell learned at any delay")
         else:
             verdict = (f"The measurement does not show the seed's claim here: no gated cell "
                        f"learned a longer delay than the vanilla RNN (longest: vanilla "
-                       f"{v_best or 'none'}, gated {g_best or 'none'})")
+                       f"{v_best}, gated {g_best})")
         if behind:
             verdict += (f"; {', '.join(behind)} learned less far than the vanilla RNN "
                         f"({v_best})")
