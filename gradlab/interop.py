@@ -90,6 +90,26 @@ def _kind(module):
                        f"nn.GRUCell, got {type(module).__name__}")
 
 
+def _refuse_hooks(module):
+    """A forward (pre-)hook can change what the module computes (its inputs, its output,
+    or its weights, as the old torch.nn.utils.weight_norm and spectral_norm do), and
+    gradlab would derive the plain module: refused. torch.nn.utils.parametrizations
+    (no hook: the weight is computed when read) are read as they are."""
+    from torch.nn.modules import module as base
+
+    own = [name for name in ("_forward_pre_hooks", "_forward_hooks")
+           if getattr(module, name, None)]
+    every = [name for name in ("_global_forward_pre_hooks", "_global_forward_hooks")
+             if getattr(base, name, None)]
+    if own or every:
+        where = "it has" if own else "torch has global"
+        kind = (own or every)[0].removeprefix("_global").strip("_").replace("_", " ")[:-1]
+        raise GradlabError(f"{type(module).__name__} cannot be read as the plain module: "
+                           f"{where} a {kind} (weight_norm and spectral_norm of "
+                           "torch.nn.utils register one), which may change what it "
+                           "computes; remove it, or use torch.nn.utils.parametrizations")
+
+
 def _refuse_meta(module):
     """A module whose parameters are on the meta device holds no weights to copy."""
     if any(t.device.type == "meta" for t in module.parameters()):
@@ -189,6 +209,7 @@ def from_torch(module, direction=None):
     first; `state_sizes`). The module docstring has every mapping."""
     name = _kind(module)
     _refuse_meta(module)
+    _refuse_hooks(module)
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in module.parameters()})
     if any(d not in ("float32", "float64") for d in dtypes) or len(dtypes) > 1:
         raise GradlabError(f"{type(module).__name__}'s weights are {', '.join(dtypes)}; "

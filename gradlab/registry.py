@@ -44,7 +44,10 @@ def cell(name):
     if isinstance(name, Cell):
         return name
     if not isinstance(name, str):
-        raise GradlabError(f"a cell is a name or a Cell object, got {type(name).__name__}")
+        hint = ("; for a torch module, cell, params = gradlab.from_torch(module)"
+                if type(name).__module__.startswith("torch.nn") else "")
+        raise GradlabError(f"a cell is a name or a Cell object, got {type(name).__name__}"
+                           + hint)
     if ":" in name:
         return _user_cell(name, Cell)
     _load()

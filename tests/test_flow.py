@@ -287,7 +287,8 @@ def test_singular_jacobian_gives_minus_infinity():
     for kind in F.NORMS:
         assert np.isneginf(flow.log_norm(kind)).all()
     assert flow.rate() == -math.inf and flow.timescale() == 0.0
-    assert flow.horizon() is None                       # nothing to fall from at lag 1
+    # gone at lag 1, as rate -inf and timescale 0 say (it read None, "never falls")
+    assert flow.horizon() == 1 and flow.horizon(1e-6) == 1
 
 
 # --- theory ---------------------------------------------------------------------------------

@@ -95,14 +95,19 @@ def chunk_steps(T, B, n, cell_kinds, dtype, device):
     return max(1, min(T, QR_CHUNK_BYTES // per_step))
 
 
-def log_stretches(bound, xs, states, k, seed):
+def log_stretches(bound, xs, states, k, seed, pad=None):
     """log |R_t[i, i]| for every step t = 1..T and sequence, float64 (T, B, k), with
-    k at most S; Q_0 from torch.Generator().manual_seed(seed).randn(B, S, k) (float64)."""
+    k at most S; Q_0 from torch.Generator().manual_seed(seed).randn(B, S, k) (float64),
+    zero on the entries `pad` (S,) marks (zero padding of the state: Q_0 then lies in
+    the true state space, so the first step measures no projection onto it)."""
     T, B = xs.shape[:2]
     n, S = bound.n, bound.S
-    k = min(k, S)
+    k = min(k, S if pad is None else S - int(pad.sum()))
     gen = torch.Generator().manual_seed(int(seed))
-    Q = thin_qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0].to(xs)
+    Q0 = torch.randn(B, S, k, generator=gen, dtype=torch.float64)
+    if pad is not None:
+        Q0[:, pad] = 0
+    Q = thin_qr(Q0)[0].to(xs)
     cell_kinds = kinds(bound.cell)
     C = chunk_steps(T, B, n, cell_kinds, xs.dtype, xs.device)
     logs = torch.empty(T, B, k, dtype=xs.dtype, device=xs.device)
@@ -131,14 +136,13 @@ def _check(k, discard, T):
     return int(k), int(discard)
 
 
-def exponents_along(bound, xs, states, k, seed, discard, dim=None):
-    """The `Lyapunov` result along stored states (see `lyapunov`); k capped at `dim`, the
-    state's true dimension where part of it is padding (default S)."""
+def exponents_along(bound, xs, states, k, seed, discard, pad=None):
+    """The `Lyapunov` result along stored states (see `lyapunov`); `pad` (S,) marks the
+    state entries that are zero padding, and k is capped at the state's true dimension."""
     T, B = xs.shape[:2]
     k, discard = _check(k, discard, T)
-    k = k if dim is None else min(k, dim)
     # (T - discard, B, k): log |R_t[i, i]| of the measured steps
-    logs = log_stretches(bound, xs, states, k, check_seed(seed))[discard:].cpu()
+    logs = log_stretches(bound, xs, states, k, check_seed(seed), pad)[discard:].cpu()
     steps = T - discard
     # a sequence whose state overflowed (or whose input is inf or nan) has Jacobians that
     # mean nothing, even where they come out as exact zeros (log -inf): its exponents nan

@@ -7,6 +7,7 @@ no check at all.
 
 import functools
 
+import numpy as np
 import torch
 
 from .. import progress
@@ -176,11 +177,16 @@ def check_params(cell, params):
 def as_real(value, what, dtype=None, device=None):
     """`value` (a tensor, numpy array or nested list of real numbers) as a tensor, on
     `dtype` and `device` where given; a string, None, complex, bool or meta tensor refused."""
-    try:
+    given = type(value).__name__
+    try:     # lists through numpy: Python floats stay float64 (torch reads them as float32)
+        if not isinstance(value, (torch.Tensor, np.ndarray)):
+            value = np.asarray(value)
+            if value.dtype.kind not in "biufc":
+                raise TypeError(f"entries of numpy dtype {value.dtype}")
         t = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as err:
         raise GradlabError(f"{what} must be an array of real numbers, got "
-                           f"{type(value).__name__}: {' '.join(str(err).split())}") from None
+                           f"{given}: {' '.join(str(err).split())}") from None
     if t.is_complex() or not (t.is_floating_point() or t.dtype in INTEGERS):
         raise GradlabError(f"{what} must hold real numbers, got dtype {t.dtype}")
     if t.device.type == "meta":

@@ -11,12 +11,15 @@ from .bound import as_real
 from .scale import Scale
 
 
-def loss_vector(v, S, B, like, seed=0):
+def loss_vector(v, S, B, like, seed=0, pad=None):
     """v for L = <v, s_T>: the given (S,) or (B, S) tensor (as `like`'s dtype and device),
-    else a random unit (S,) vector from `seed`."""
+    else a random unit (S,) vector from `seed`, zero on the entries `pad` (S,) marks
+    (zero padding of the state, which no loss reads)."""
     if v is None:
         gen = torch.Generator().manual_seed(int(seed))
         v = torch.randn(S, generator=gen, dtype=torch.float64)
+        if pad is not None:
+            v[pad] = 0
         v = v / torch.linalg.vector_norm(v)
     v = as_real(v, "the loss vector v", like.dtype, like.device).detach()
     if tuple(v.shape) not in ((S,), (B, S)):

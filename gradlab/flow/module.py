@@ -206,6 +206,19 @@ NOISY = tuple(getattr(torch.nn, name) for name in (
     "InstanceNorm2d", "InstanceNorm3d") if hasattr(torch.nn, name))
 
 
+def refuse_noisy(module):
+    """Refuse a module whose steps would draw noise or update statistics as it runs."""
+    # each layer's own mode decides (TorchStep(module.eval()) wraps an evaluating module)
+    noisy = [type(m).__name__ for m in module.modules() if isinstance(m, NOISY) and m.training]
+    noisy += [f"{type(m).__name__}(dropout={m.dropout})" for m in module.modules()
+              if isinstance(m, torch.nn.RNNBase) and m.training and m.dropout > 0
+              and m.num_layers > 1]                 # dropout between stacked layers
+    if noisy:
+        raise GradlabError(f"{type(module).__name__} is in training mode with {noisy[0]}: "
+                           "each step would draw new noise or update running statistics "
+                           "(and change your module); call module.eval() first")
+
+
 def prepare(module, xs, state0, reverse):
     """(bound, xs (T, B, m) as analysed, flattened state0 tuple) for a module (a torch
     recurrent module goes to `from_torch` instead; `TorchStep` wraps one for jacrev)."""
@@ -217,15 +230,7 @@ def prepare(module, xs, state0, reverse):
     if like is not None and like.device.type == "meta":
         raise GradlabError(f"{type(module).__name__}'s parameters are on the meta device, "
                            "which holds no numbers; move the module to cpu or cuda")
-    # each layer's own mode decides (TorchStep(module.eval()) wraps an evaluating module)
-    noisy = [type(m).__name__ for m in module.modules() if isinstance(m, NOISY) and m.training]
-    noisy += [f"{type(m).__name__}(dropout={m.dropout})" for m in module.modules()
-              if isinstance(m, torch.nn.RNNBase) and m.training and m.dropout > 0
-              and m.num_layers > 1]                 # dropout between stacked layers
-    if noisy:
-        raise GradlabError(f"{type(module).__name__} is in training mode with {noisy[0]}: "
-                           "each step would draw new noise or update running statistics "
-                           "(and change your module); call module.eval() first")
+    refuse_noisy(module)
     xs = as_inputs(xs)
     like = like if like is not None and like.is_floating_point() else xs
     if like.dtype not in (torch.float32, torch.float64):
@@ -236,3 +241,33 @@ def prepare(module, xs, state0, reverse):
     state0 = _state0(module, state0, xs.shape[1], xs)
     bound = ModuleBound(module, state0, xs.shape[2])
     return bound, xs, (bound.flatten(state0),)
+
+
+def from_module(module, xs, state0, reverse):
+    """(cell, params, xs, None) for a torch recurrent module, mapped by `from_torch` (a
+    bidirectional multi-layer one's direction reads `direction_inputs`); else (None, {},
+    xs, the module's (bound, xs, state0) from `gradlab.flow.module.prepare`), by jacrev."""
+    if torch_recurrent(module):
+        from ..interop import direction_inputs, from_torch, wide_input
+        refuse_noisy(module)              # gradlab derives the eval-mode step
+        bidirectional = getattr(module, "bidirectional", False)
+        direction = ("backward" if reverse else "forward") if bidirectional else None
+        cell, params = from_torch(module, direction=direction)
+        if wide_input(module):
+            xs = direction_inputs(module, xs, direction)
+        return cell, params, xs, None, padded(module)
+    return None, {}, xs, prepare(module, xs, state0, reverse), None
+
+
+def padded(module):
+    """Which state entries of from_torch(module)'s cell are zero padding, (S,) bool, or
+    None: the h of an LSTM with proj_size p < n holds p of torch's entries and n - p
+    zeros, in every layer. They never move, so every product is singular on them, a
+    Lyapunov exponent beyond the true state size is theirs, not the module's, and random
+    starts (Lyapunov's Q_0, the default loss vector) are drawn on the other entries."""
+    from ..interop import state_sizes
+    sizes = state_sizes(module)
+    full = max(sizes.values())
+    if all(v == full for v in sizes.values()):
+        return None
+    return torch.cat([torch.arange(full) >= v for v in sizes.values()])

@@ -10,6 +10,7 @@ from .benettin import exponents_along
 from .bound import setup
 from .lanczos import tolerance
 from .loss import check_cut, kept_fraction, loss_vector, loss_walk
+from .module import from_module
 from .rates import GROW, NO_DECAY, OVERFLOW, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
 
@@ -44,9 +45,11 @@ class Flow:
     """
 
     def __init__(self, cell, bound, xs, state0, states, *, reverse, seed, rtol=None,
-                 norms=(), blocks=False, padding=0):
-        self.cell, self.xs, self.state0, self.states = cell, xs, state0, states
-        self.padding = padding            # state entries that are zero padding (proj_size)
+                 norms=(), blocks=False, padding=None):
+        self.cell, self._xs, self._state0, self._states = cell, xs, state0, states
+        # state entries that are zero padding (proj_size): how many, and which (S,) bool
+        self._pad = padding
+        self.padding = 0 if padding is None else int(padding.sum())
         self.reverse, self.seed, self.rtol = reverse, seed, rtol
         self._bound = bound
         self.symbolic = getattr(bound, "symbolic", True)   # False: a module, by jacrev
@@ -54,6 +57,12 @@ class Flow:
         self.n, self.S, self.parts = bound.n, bound.S, cell.state_names
         self._log, self._block, self._loss = {}, {}, {}
         self._pending = (tuple(norms), bool(blocks))    # asked for, not yet walked
+
+    # copies: the walk reads the originals later, so changing these in place changes nothing
+    xs = property(lambda self: self._xs.clone(), doc="xs (T, B, m) as analysed (a copy)")
+    state0 = property(lambda self: tuple(s.clone() for s in self._state0), doc="s_0 (a copy)")
+    states = property(lambda self: tuple(s.clone() for s in self._states),
+                      doc="s_0..s_T, one (T+1, B, n) tensor per state part (copies)")
 
     def __repr__(self):
         return (f"<Flow {self.cell.name}: T={self.T}, B={self.B}, S={self.S}"
@@ -89,7 +98,7 @@ class Flow:
             self._store(self._walk(norms, blocks))
 
     def _walk(self, norms, blocks):
-        return walk(self._bound, self.states, self.xs, norms=norms, blocks=blocks,
+        return walk(self._bound, self._states, self._xs, norms=norms, blocks=blocks,
                     seed=self.seed, rtol=self.rtol)
 
     def _store(self, out):
@@ -103,8 +112,8 @@ class Flow:
         """(B,) per sequence the largest L with s_{T-L}..s_T and x_{T-L}..x_{T-1} finite
         (-1: s_T is not): lag k reads J_t at (s_{t-1}, x_{t-1}) for t = T-k+1..T."""
         if not hasattr(self, "_reach_of"):
-            ok = torch.stack([torch.isfinite(s).flatten(2).all(2) for s in self.states]).all(0)
-            ok[:-1] &= torch.isfinite(self.xs).all(2)
+            ok = torch.stack([torch.isfinite(s).flatten(2).all(2) for s in self._states]).all(0)
+            ok[:-1] &= torch.isfinite(self._xs).all(2)
             t = torch.arange(self.T + 1, device=ok.device)[:, None]
             last = torch.where(ok, -1, t).max(0).values.cpu()           # last bad time
             self._reach_of = torch.where(last >= 0, self.T - last - 1, self.T).numpy()
@@ -210,12 +219,15 @@ class Flow:
     def horizon(self, fraction=1e-3, kind="spectral"):
         """The first lag where the mean log norm falls below log(fraction) plus its lag-1
         value (the norm below `fraction` of the lag-1 norm); None if it never does; nan
-        where the log norms are nan (a state that overflowed: `why`), as the rate is."""
+        where the log norms are nan (a state that overflowed: `why`), as the rate is; 1
+        where the lag-1 product is already exactly zero (rate -inf, timescale 0)."""
         if real(fraction, "fraction") <= 0 or fraction >= 1:
             raise GradlabError(f"fraction must be in (0, 1), got {fraction!r}")
         y = self.mean_log_norm(kind)
         if np.isnan(y).any():                     # no comparison with nan means anything
             return math.nan
+        if y[0] == -math.inf:                     # gone at lag 1: nothing falls below 0
+            return 1
         below = np.nonzero(y < y[0] + math.log(fraction))[0]
         return int(below[0]) + 1 if len(below) else None
 
@@ -237,7 +249,7 @@ class Flow:
     # -- what a loss sees -------------------------------------------------------------------
     def loss_vector(self, v=None, *, seed=0):
         """v for L = <v, s_T>: the given (S,) or (B, S) tensor, else a random unit (S,)."""
-        return loss_vector(v, self.S, self.B, self.xs, check_seed(seed))
+        return loss_vector(v, self.S, self.B, self._xs, check_seed(seed), self._pad)
 
     def loss_grad_norms(self, v=None, *, seed=0, log=False):
         """For L = <v, s_T> (v random unit from `seed` unless given): {"state": ||dL/ds_t||,
@@ -246,7 +258,7 @@ class Flow:
         with log=True (exact where the norms underflow); by VJPs, O(T B S^2)."""
         seed, log = check_seed(seed), flag(log, "log")
         if v is not None or seed not in self._loss:     # a random v is kept per seed
-            state, inputs = loss_walk(self._bound, self.states, self.xs,
+            state, inputs = loss_walk(self._bound, self._states, self._xs,
                                        self.loss_vector(v, seed=seed))
             lags = self.T - np.arange(self.T)                 # column t: lag T - t
             found = {"state": self._overflowed(_numpy(state), lags),
@@ -268,8 +280,8 @@ class Flow:
     def lyapunov(self, k=8, *, seed=0, discard=0):
         """Top-k Lyapunov exponents along this flow's inputs and initial state, the mean
         over sequences (k,) (`gradlab.lyapunov(...).mean`; no norm is computed for it)."""
-        return exponents_along(self._bound, self.xs, self.states, k, check_seed(seed),
-                               discard, dim=self.S - self.padding).mean
+        return exponents_along(self._bound, self._xs, self._states, k, check_seed(seed),
+                               discard, pad=self._pad).mean
 
     def summary(self):
         """Plain numbers (JSON-ready) from the norms computed so far."""
@@ -306,6 +318,7 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
                   norms=("spectral", "frobenius"), blocks=True, seed=0, rtol=None):
     """Jacobian products P_k = d s_T / d s_{T-k} of `cell` over inputs xs (T, B, m), k=1..T.
 
+    xs:      (T, B, m), time first (for a torch module too, whatever its batch_first).
     cell:    a registered name or a Cell; params: its dict of tensors, whose dtype
              (float32/float64) and device every computation uses. Or a torch module,
              `gradient_flow(module, xs)`: nn.RNN / nn.LSTM / nn.GRU (and their cells) go
@@ -348,14 +361,14 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
         check(kind, NORMS, "norm")
     seed, reverse = check_seed(seed), flag(reverse, "reverse")
     blocks = flag(blocks, "blocks")
-    bound, padding = None, 0
+    bound, padding = None, None
     if isinstance(cell, torch.nn.Module):
         if params is not None and xs is not None:
             raise GradlabError("a torch module carries its own weights: call "
                                "gradient_flow(module, xs), without params")
         xs = params if xs is None else xs
-        cell, params, xs, bound, padding = _module(cell, xs, state0, reverse)
-        if padding and "min_singular" in norms:
+        cell, params, xs, bound, padding = from_module(cell, xs, state0, reverse)
+        if padding is not None and "min_singular" in norms:
             raise GradlabError(NO_MIN_SINGULAR)
     if params is None or xs is None:
         raise GradlabError("gradient_flow(cell, params, xs) needs params and xs "
@@ -369,30 +382,3 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
     wanted = tuple(dict.fromkeys((*norms, "frobenius")))
     return Flow(bound.cell, bound, xs, state0, states, reverse=reverse, seed=seed, rtol=rtol,
                 norms=wanted, blocks=blocks, padding=padding)
-
-
-def _module(module, xs, state0, reverse):
-    """(cell, params, xs, None) for a torch recurrent module, mapped by `from_torch` (a
-    bidirectional multi-layer one's direction reads `direction_inputs`); else (None, {},
-    xs, the module's (bound, xs, state0) from `gradlab.flow.module.prepare`), by jacrev."""
-    from .module import prepare, torch_recurrent
-    if torch_recurrent(module):
-        from ..interop import direction_inputs, from_torch, wide_input
-        bidirectional = getattr(module, "bidirectional", False)
-        direction = ("backward" if reverse else "forward") if bidirectional else None
-        cell, params = from_torch(module, direction=direction)
-        if wide_input(module):
-            xs = direction_inputs(module, xs, direction)
-        return cell, params, xs, None, padded(module)
-    return None, {}, xs, prepare(module, xs, state0, reverse), 0
-
-
-def padded(module):
-    """How many state entries of from_torch(module)'s cell are zero padding (the h of an
-    LSTM with proj_size p < n holds p of torch's entries and n - p zeros, in every layer):
-    they never move, so every product is singular on them and a Lyapunov exponent beyond
-    the true state size is theirs, not the module's."""
-    from ..interop import state_sizes
-    sizes = state_sizes(module)
-    full = max(sizes.values())
-    return sum(full - v for v in sizes.values())

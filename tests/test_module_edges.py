@@ -1,0 +1,120 @@
+"""Edges of measuring what a user hands over (found by a hostile probe of the Python API):
+a torch module whose hooks change what it computes, nested lists read in float32, the
+padding of an LSTM with proj_size leaking into random starts, and a Flow whose exposed
+states could be changed under its lazy walk."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gradlab
+from gradlab import GradlabError
+from gradlab.flow.module import TorchStep
+
+D = torch.float64
+
+
+def _xs(T=12, B=2, m=2, seed=0):
+    return torch.randn(T, B, m, generator=torch.Generator().manual_seed(seed), dtype=D)
+
+
+@pytest.mark.parametrize("hook", ["pre", "post", "weight_norm"])
+def test_a_module_whose_hooks_may_change_it_is_refused(hook):
+    """gradlab derives the plain module; a hook could feed it other inputs, change its
+    output, or (old weight_norm) recompute its weights. Measured before: errors of 1.08
+    (a pre-hook scaling x) and 0.12 (weight_norm after an optimizer-style update)."""
+    module = torch.nn.GRU(2, 3).double()
+    if hook == "pre":
+        module.register_forward_pre_hook(lambda mod, args: (args[0] * 10,) + args[1:])
+    elif hook == "post":
+        module.register_forward_hook(lambda mod, args, out: (out[0] * 2, out[1]))
+    else:
+        with pytest.warns(FutureWarning):
+            module = torch.nn.utils.weight_norm(module, name="weight_hh_l0")
+    for call in (lambda: gradlab.from_torch(module),
+                 lambda: gradlab.gradient_flow(module, _xs())):
+        with pytest.raises(GradlabError, match="hook"):
+            call()
+
+
+def test_a_parametrized_module_is_read_as_it_computes():
+    """torch.nn.utils.parametrizations adds no hook: the weight is computed when read."""
+    module = torch.nn.utils.parametrizations.weight_norm(torch.nn.GRU(2, 3).double(),
+                                                         name="weight_hh_l0")
+    with torch.no_grad():
+        module.parametrizations.weight_hh_l0.original0.mul_(3)
+    xs = _xs()
+    flow = gradlab.gradient_flow(module, xs)
+    with torch.no_grad():
+        out, h = module(xs)
+    assert torch.allclose(flow.states[0][-1], h[-1], rtol=0, atol=1e-14)
+
+
+def test_stacked_dropout_in_training_mode_is_refused_as_for_jacrev():
+    module = torch.nn.LSTM(2, 3, num_layers=2, dropout=0.5).double()
+    with pytest.raises(GradlabError, match=r"training mode.*module.eval\(\)"):
+        gradlab.gradient_flow(module, _xs())
+    assert math.isfinite(gradlab.gradient_flow(module.eval(), _xs()).rate())
+
+
+def test_nested_lists_keep_float64():
+    """Python floats went through torch.as_tensor, i.e. float32: log norms 4e-8 off."""
+    cell = gradlab.cell("gru")
+    params = cell.init_params(3, 2, seed=0)
+    xs = _xs()
+    a = gradlab.gradient_flow(cell, params, xs)
+    b = gradlab.gradient_flow(cell, params, xs.tolist(),
+                              state0=tuple(s.tolist() for s in a.state0))
+    assert np.array_equal(a.log_norm(), b.log_norm())
+    assert torch.equal(a.loss_vector(xs[0, 0].tolist() + [0.5]),
+                       torch.tensor(xs[0, 0].tolist() + [0.5], dtype=D))
+    with pytest.raises(GradlabError, match="xs must be an array of real numbers, got list"):
+        gradlab.gradient_flow(cell, params, [[["a", 1.0]]])
+
+
+def test_proj_size_padding_takes_no_part_in_random_starts():
+    """Q_0 and the default loss vector were drawn over the padded state: the first QR step
+    then measured Q_0's projection onto the true state (exponents' sum -15.013 against
+    -14.954 by jacrev of the module), and v had norm 0.70-0.85 on torch's coordinates."""
+    module = torch.nn.LSTM(2, 5, proj_size=2, num_layers=2).double()
+    xs = _xs(T=30)
+    flow, jacrev = gradlab.gradient_flow(module, xs), gradlab.gradient_flow(TorchStep(module), xs)
+    assert flow.padding == 6
+    k = flow.S - flow.padding
+    # all k exponents: their sum is the mean log det of J on the true state, whatever Q_0
+    assert flow.lyapunov(k).sum() == pytest.approx(jacrev.lyapunov(k).sum(), rel=1e-12)
+    v = flow.loss_vector()
+    pad = torch.cat([torch.arange(5) >= 2, torch.zeros(5, dtype=torch.bool)] * 2)
+    assert torch.linalg.vector_norm(v) == pytest.approx(1, rel=1e-15)
+    assert bool((v[pad] == 0).all()) and int((v[~pad] != 0).sum()) == k
+
+
+def test_changing_what_a_flow_exposes_changes_nothing_it_reports():
+    """Flow.states and Flow.xs were the tensors the lazy walk reads: f.states[0].mul_(2)
+    before the first norm moved log_norm by 0.63."""
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(3, 2, seed=0)
+    xs = _xs()
+    expected = gradlab.gradient_flow(cell, params, xs).log_norm()
+    flow = gradlab.gradient_flow(cell, params, xs)
+    for s in flow.states + flow.state0:
+        s.mul_(2)
+    flow.xs.mul_(-3)
+    assert np.array_equal(flow.log_norm(), expected)
+
+
+def test_a_dead_product_has_a_horizon_of_one_step():
+    """rate -inf and timescale 0, but horizon None ('never falls') in the same summary."""
+    params = {"W": torch.randn(3, 3, dtype=D), "U": torch.zeros(3, 2, dtype=D),
+              "b": torch.full((3,), -5.0, dtype=D)}
+    flow = gradlab.gradient_flow("rnn_relu", params, _xs(T=6))
+    summary = flow.summary()
+    assert flow.rate() == -math.inf and flow.timescale() == 0
+    assert flow.horizon(1e-3) == 1 and summary["horizon_1e-3"] == 1
+
+
+def test_lyapunov_of_a_module_points_to_from_torch():
+    with pytest.raises(GradlabError, match=r"got GRU; for a torch module, .*from_torch"):
+        gradlab.lyapunov(torch.nn.GRU(2, 3), _xs(), 2)
