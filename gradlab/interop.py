@@ -339,6 +339,9 @@ def _checked_sizes(c, params):
             raise GradlabError(f"param '{p}' of cell '{c.name}' has shape {tuple(t.shape)}, "
                                f"expected a matrix ({'n, m' if p == u else 'n, n'})")
     n, m = first.shape[0], params[u].shape[1]
+    if n == 0:
+        raise GradlabError(f"param '{c.param_names[0]}' of cell '{c.name}' has shape "
+                           f"{tuple(first.shape)}: the hidden size n must be at least 1")
     sizes = {"n": n, "m": m, "1": 1}
     for p, (rows, cols) in c.param_shapes.items():
         expected = (sizes[str(rows)],) if str(cols) == "1" else (sizes[str(rows)],

@@ -216,7 +216,13 @@ def hidden_size(cell, params):
         raise GradlabError(f"params for cell '{cell.name}' give no state size: "
                            + ", ".join(f"{p} has shape {tuple(params[p].shape)}, expected "
                                        f"{cell.param_shapes[p]}" for p in cell.param_names))
-    return max(set(votes), key=lambda v: (votes.count(v), -votes.index(v)))
+    n = max(set(votes), key=lambda v: (votes.count(v), -votes.index(v)))
+    if n == 0:
+        raise GradlabError(f"params for cell '{cell.name}' give a state of size 0 ("
+                           + ", ".join(f"{p} has shape {tuple(params[p].shape)}"
+                                       for p in cell.param_names[:3])
+                           + "); the hidden size n must be at least 1")
+    return n
 
 
 def setup(cell, params, xs, state0=None, reverse=False):
@@ -230,6 +236,12 @@ def setup(cell, params, xs, state0=None, reverse=False):
     xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()
     T, B, m = xs.shape
     n = hidden_size(cell, params)
+    for p in cell.param_names:           # the inputs' width, named as xs's (not as a param's)
+        if str(cell.param_shapes[p][1]) == "m" and params[p].dim() == 2 \
+                and params[p].shape[1] != m:
+            raise GradlabError(f"xs has shape {tuple(xs.shape)}: {m} inputs a step, but "
+                               f"param '{p}' of cell '{cell.name}' has shape "
+                               f"{tuple(params[p].shape)}, for {params[p].shape[1]}")
     if state0 is None:
         state0 = tuple(torch.zeros(B, n, dtype=dtype, device=device) for _ in cell.state_names)
     else:

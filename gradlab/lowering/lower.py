@@ -198,6 +198,13 @@ def prepare(cell, params, state, x, backend_name=None):
     if len(dtypes) > 1:
         raise GradlabError(f"params, state and x of cell '{cell.name}' mix dtypes "
                            f"{', '.join(sorted(dtypes))}; use one")
+    devices = {str(t.device) for t in (x, *state, *(params[p] for p in cell.param_names))
+               if hasattr(t, "device") and not isinstance(t.device, str)}
+    if "meta" in devices or len(devices) > 1:
+        raise GradlabError(f"params, state and x of cell '{cell.name}' are on "
+                           f"{', '.join(sorted(devices))}: " + (
+                               "the meta device holds no numbers" if "meta" in devices
+                               else "use one device"))
     for part, s in zip(cell.state_names, state):
         if tuple(s.shape) != (B, n):
             raise GradlabError(f"state part '{part}' has shape {tuple(s.shape)}, expected "
@@ -212,6 +219,11 @@ def prepare(cell, params, state, x, backend_name=None):
         expected = (rows,) if vector else (rows, cols)
         value = params[p]
         if tuple(value.shape) != expected:
+            if shape[1] == sp.Symbol("m", integer=True, positive=True) and \
+                    value.ndim == 2 and value.shape[0] == rows and value.shape[1] != m:
+                raise GradlabError(f"x has {m} inputs a step (shape {tuple(x.shape)}), but "
+                                   f"param '{p}' of cell '{cell.name}' has shape "
+                                   f"{tuple(value.shape)}, for {value.shape[1]} inputs")
             raise GradlabError(f"param '{p}' of cell '{cell.name}' has shape "
                                f"{tuple(value.shape)}, expected {expected} (n = {n} from the "
                                f"state, m = {m} from x {tuple(x.shape)})")

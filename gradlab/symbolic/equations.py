@@ -21,6 +21,20 @@ def check_constants(name, lets):
                 raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                    f"holds the constant {sp.Float(number, 3)}, beyond "
                                    "float64's range (1.8e308)")
+        for value in _constant_terms(expr):          # exp(1000): each number fits, not it
+            size = abs(value.evalf(30))
+            if size.is_real and not size < sp.Float(sys.float_info.max):
+                raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
+                                   f"holds the constant {text(value)} = {sp.Float(size, 3)}"
+                                   ", beyond float64's range (1.8e308)")
+
+
+def _constant_terms(expr):
+    """The largest sub-expressions of `expr` free of symbols that are not plain numbers."""
+    if isinstance(expr, sp.Expr) and not getattr(expr, "is_Matrix", False) \
+            and expr.is_number and not isinstance(expr, sp.Number):
+        return [expr]
+    return [term for arg in expr.args for term in _constant_terms(arg)]
 
 
 def check_symbols(name, lets, declared):

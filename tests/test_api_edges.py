@@ -1,0 +1,66 @@
+"""Inputs that ended in a raw error, a misleading one, or a late one (found by a hostile
+probe of the Python API): a state of size 0, a tensor on the meta device, the wrong
+input width, and a constant whose value (not its numbers) is beyond float64."""
+
+import pytest
+import torch
+
+import gradlab
+from gradlab import GradlabError
+
+D = torch.float64
+EMPTY = {"W": torch.ones(0, 0, dtype=D), "U": torch.ones(0, 2, dtype=D),
+         "b": torch.ones(0, dtype=D)}
+
+
+def test_a_state_of_size_zero_is_refused():
+    """It gave a Flow with S = 0, then a ZeroDivisionError; to_torch made RNNCell(2, 0)."""
+    with pytest.raises(GradlabError, match="state of size 0.*at least 1"):
+        gradlab.gradient_flow("rnn_tanh", EMPTY, torch.randn(3, 2, 2, dtype=D))
+    with pytest.raises(GradlabError, match="hidden size n must be at least 1"):
+        gradlab.to_torch("rnn_tanh", EMPTY)
+
+
+def test_the_wrong_input_width_names_xs():
+    """It read "param 'U_i' ... has shape (3, 2), expected (3, 3)", blaming a parameter."""
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(3, 2, seed=0)
+    xs = torch.randn(4, 2, 3, dtype=D)
+    for call in (lambda: gradlab.gradient_flow(cell, params, xs),
+                 lambda: gradlab.lyapunov(cell, params, xs, 2)):
+        with pytest.raises(GradlabError, match=r"xs has shape \(4, 2, 3\): 3 inputs a step"):
+            call()
+    state = (torch.zeros(2, 3, dtype=D),) * 2
+    with pytest.raises(GradlabError, match="x has 3 inputs a step"):
+        cell.jacobian().at(params, state, torch.zeros(2, 3, dtype=D))
+
+
+def test_a_meta_tensor_in_jacobian_at_is_named():
+    """It raised torch's RuntimeError 'Tensor on device meta is not on the expected device'."""
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(3, 2, seed=0)
+    state = (torch.zeros(2, 3, dtype=D),) * 2
+    with pytest.raises(GradlabError, match="meta device holds no numbers"):
+        cell.jacobian().at(params, state, torch.zeros(2, 2, dtype=D, device="meta"))
+
+
+@pytest.mark.parametrize("constant", ["exp(1000)", "exp(exp(10))"])
+def test_a_constant_beyond_float64_is_refused_when_declared(constant):
+    """Each number in exp(1000) fits float64, its value does not: it was accepted, then
+    refused only when lowered, naming no equation, with numpy's RuntimeWarning."""
+    factor = {"exp(1000)": gradlab.exp(1000), "exp(exp(10))": gradlab.exp(gradlab.exp(10))}
+    with pytest.raises(GradlabError, match=r"equation for h' holds the constant .*beyond "
+                                           r"float64's range"):
+        @gradlab.declare(state="h", params="W", source="test")
+        def big(s):
+            return factor[constant] * s.W @ s.h
+
+
+def test_a_large_but_finite_constant_is_kept():
+    @gradlab.declare(state="h", params="W", source="test")
+    def large(s):
+        return gradlab.exp(700) * s.W @ s.h
+    params = large.init_params(2, 1, seed=0)
+    J = large.jacobian().at(params, (torch.ones(1, 2, dtype=D),), torch.zeros(1, 1, dtype=D))
+    assert torch.allclose(J[0], torch.exp(torch.tensor(700.0, dtype=D)) * params["W"],
+                          rtol=1e-15, atol=0)
