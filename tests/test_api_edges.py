@@ -64,3 +64,12 @@ def test_a_large_but_finite_constant_is_kept():
     J = large.jacobian().at(params, (torch.ones(1, 2, dtype=D),), torch.zeros(1, 1, dtype=D))
     assert torch.allclose(J[0], torch.exp(torch.tensor(700.0, dtype=D)) * params["W"],
                           rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("params", [{}, "", [], "  "])
+def test_a_cell_without_parameters_is_refused_when_declared(params):
+    """It was accepted, then gradient_flow and lyapunov refused its only params, {}."""
+    with pytest.raises(GradlabError, match="params= names no parameter"):
+        @gradlab.declare(state="h", params=params, source="test")
+        def free(s):
+            return gradlab.tanh(0.5 * s.h)

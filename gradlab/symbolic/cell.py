@@ -115,6 +115,8 @@ def _param_specs(cell, params):
     else:
         _refuse(cell, f"params= must be a string of names (\"W U b\"), a list or a dict "
                       f"{{name: shape}}, got {type(params).__name__}")
+    if not names:       # the params carry the dtype, device and sizes every call reads
+        _refuse(cell, "params= names no parameter; a cell needs at least one (e.g. \"W\")")
     for p in names:
         why = check_name(p, "parameter")
         if why:
