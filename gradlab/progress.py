@@ -10,7 +10,6 @@ import contextlib
 import contextvars
 
 _LISTENER = contextvars.ContextVar("gradlab_progress", default=None)
-EVERY = 256            # loops report every this many steps (and at their end)
 
 
 def advance(what, done, total):
@@ -21,8 +20,10 @@ def advance(what, done, total):
 
 
 def due(step, total):
-    """Should a loop at `step` (0-based) of `total` report now?"""
-    return (step + 1) % EVERY == 0 or step + 1 == total
+    """Should a loop at `step` (0-based) of `total` report now? At every step while
+    someone listens (the listener decides how often to show it: a step of a large state
+    can take seconds, so a fixed count of steps could leave minutes silent), else never."""
+    return _LISTENER.get() is not None
 
 
 @contextlib.contextmanager
