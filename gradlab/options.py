@@ -3,6 +3,7 @@
 in `cli` call the library with what these return."""
 
 import math
+import shlex
 import sys
 import time
 
@@ -180,6 +181,14 @@ def given(name):
     source = click.get_current_context().get_parameter_source(name)
     return source in (click.core.ParameterSource.COMMANDLINE,
                       click.core.ParameterSource.ENVIRONMENT)
+
+
+def invoked(words):
+    """The command line as run ("gradlab sweep --cells lstm ..."), for a report's header,
+    when this process runs `gradlab <words>`; else (called from Python) "gradlab <words>"."""
+    if sys.argv[1:1 + len(words.split())] == words.split():
+        return "gradlab " + shlex.join(sys.argv[1:])
+    return "gradlab " + words
 
 
 def strip_cell(name):

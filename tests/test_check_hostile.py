@@ -305,3 +305,29 @@ def test_check_lyapunov_refuses_more_exponents_than_the_state_has():
     with pytest.raises(GradlabError, match=r"returned 7 exponents, but a state of size 6 "
                                            r"has only 6; expected \(6,\) or \(B, 6\)"):
         check_lyapunov(seven, lstm, params, xs, 7)
+
+
+def test_a_float32_answer_is_told_as_rounding_not_as_a_wrong_factor():
+    """The exact Jacobian cast to float32 was diagnosed 'scaled by 1.000000016 instead of 1
+    (a wrong constant factor)', and an int64 one 'the term ... is missing'."""
+    params = CELL.init_params(8, 4, seed=0)
+    result = check_jacobian(lambda P, s, x: EXACT(P, s, x).float(), CELL, params)
+    assert not result.ok and "returned float32 numbers" in result.diagnosis[0]
+    assert "wrong constant factor" not in " ".join(result.diagnosis)
+    assert check_jacobian(lambda P, s, x: EXACT(P, s, x).float(), CELL, params, rtol=1e-5).ok
+    wrong = check_jacobian(lambda P, s, x: (2 * EXACT(P, s, x)).float(), CELL, params)
+    assert "appears twice" in " ".join(wrong.diagnosis)            # a real error still named
+    whole = check_jacobian(lambda P, s, x: EXACT(P, s, x).round().long(), CELL, params)
+    assert not whole.ok and "returned int64 numbers" in whole.diagnosis[0]
+
+
+def test_a_numerator_answer_declared_denominator_is_told_so():
+    """It read 'it is in numerator layout (rows are inputs)' and 'gradlab uses numerator
+    layout': rows of numerator layout are outputs, and that was the user's layout."""
+    result = check_jacobian(EXACT, CELL, PARAMS, layout="denominator")
+    text = result.diagnosis[0]
+    assert text.startswith("You passed layout='denominator', but your Jacobian is in "
+                           "numerator layout (rows are outputs")
+    assert "--layout numerator" in text
+    transposed = check_jacobian(lambda P, s, x: EXACT(P, s, x).mT, CELL, PARAMS)
+    assert "denominator layout (rows are inputs)" in transposed.diagnosis[0]

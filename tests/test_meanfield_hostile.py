@@ -175,3 +175,17 @@ def test_a_torch_cells_state_dict_is_a_one_layer_module(name, kind, tmp_path):
     with pytest.raises(GradlabError, match="one-layer"):
         checkpoint.model_entries(path, checkpoint.parse_arch(
             f"{kind}:hidden=5,inputs=3,layers=2"))
+
+
+@pytest.mark.parametrize("method", ["annealed", "dynamic"])
+def test_a_rate_within_rounding_of_zero_is_zero(method):
+    """h' = h + U x has chi = 1 exactly; the theory gave 7e-17, which the report showed as
+    'gradients grow' beside a measured 'no decay', and init as a timescale of 1.8e15 steps."""
+    @gradlab.declare(state="h", params="U", source="test")
+    def identity(s):
+        return s.h + s.U @ s.x
+    options = QUICK if method == "annealed" else dict(units=16, steps=30)
+    prediction = mean_field(identity, method=method, **options)
+    assert prediction.rate == 0.0 and prediction.timescale == math.inf
+    real = mean_field("rnn_tanh", weight_scale=1.5, method=method, **options)
+    assert real.rate != 0.0 and abs(real.rate) > 1e-6

@@ -2,6 +2,7 @@
 
 import json
 import math
+import sys
 
 import pytest
 from matplotlib.figure import Figure
@@ -296,3 +297,26 @@ def test_a_small_rise_is_measured_again_over_a_longer_run():
     if p["rate"] > 0:
         assert not p["converged"] and sweep._mark(p) == "?"
         assert "?" in sweep._table_row(p)[5]
+
+
+def test_an_unconverged_timescale_is_shown_as_measured_not_as_a_bound():
+    """It showed '≥ T/4 (not converged)', and the header called ξ a lower bound; a longer
+    run can give a shorter ξ (the first lags weigh more in a short one), so the measured
+    value is shown, marked ~, with what T was."""
+    p = {"cell": "gru", "weight_scale": 1.0, "gate_bias": 4.0, "rate": -0.0758,
+         "rate_stderr": 0.001, "timescale": 13.19, "horizon": 16, "converged": False,
+         "status": None}
+    assert sweep._mark(p) == "~"
+    assert sweep._table_row(p)[5] == "13.19 (not converged: T < 4 ξ)"
+
+
+def test_the_header_holds_the_sweep_as_it_was_run(tmp_path, monkeypatch):
+    """Its command row read 'gradlab sweep' whatever the options (report and train record
+    the real command line)."""
+    out = tmp_path / "s"
+    args = ["sweep", "--cells", "rnn_tanh", "--weight-scales", "0.5,2", "--gate-biases", "0",
+            "--hidden", "3", "--steps", "4", "--batch", "1", "--inputs", "2", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", ["gradlab", *args])
+    assert_ok(invoke(*args))
+    header = (out / "report.md").read_text(encoding="utf-8")
+    assert "| command | gradlab sweep --cells rnn_tanh --weight-scales 0.5,2 " in header

@@ -9,7 +9,7 @@ import click
 
 from ..errors import GradlabError
 from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Number, Progress, \
-    cell_files, cells_option, check_report_target, given, notice
+    cell_files, cells_option, check_report_target, given, invoked, notice
 
 
 @click.command()
@@ -50,8 +50,7 @@ def train(names, task_spec, out, force, **options):
     check_report_target(out, force=force, figures=ln.FIGURES, **where)
     resolve_device(setup.device)
     ln.ensure_fits(setup)
-    command = "gradlab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["train"] else \
-        "gradlab train"
+    command = invoked("train")
     before = outputs.snapshot(out)
     total = len(cells) * len(setup.tasks) + (1 if setup.char_steps else 0)
     with Progress(total, "trained") as progress:

@@ -2,14 +2,13 @@
 
 Each parses its options, calls one function of the package and prints the result."""
 
-import shlex
 import sys
 
 import click
 
 from ..errors import GradlabError
 from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progress, \
-    REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, notice
+    REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, invoked, notice
 
 
 @click.command()
@@ -72,8 +71,7 @@ def report(names, out, force, open_, model, arch, **options):
     budget.ensure_cells_fit("report", [*cells, *(c for c, _ in (models or {}).values())],
                             setup.hidden, setup.inputs, setup.steps,
                             setup.batch, dtype=setup.dtype, device=setup.device)
-    command = "gradlab " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["report"] else \
-        "gradlab report"
+    command = invoked("report")
     before = outputs.snapshot(out)
     with Progress(len(cells) + len(models or {}), "measured") as progress:
         path = rp.report(setup, out, force=force, command=command, progress=progress,
@@ -198,7 +196,7 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
                              notice=notice, **where)
         click.echo(f"wrote {path}")
         return
-    path = sw.report(grid, measured, out, force=force, command="gradlab sweep",
+    path = sw.report(grid, measured, out, force=force, command=invoked("sweep"),
                      expect=before, notice=notice, **where)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
 
@@ -216,6 +214,6 @@ def merge(dirs, out, force):
     grid, points = shards.read_parts(dirs)
     check_report_target(out, force=force, figures=sw.FIGURES)
     before = outputs.snapshot(out)
-    path = sw.report(grid, points, out, force=force, command="gradlab sweep merge",
+    path = sw.report(grid, points, out, force=force, command=invoked("sweep merge"),
                      expect=before, notice=notice, import_cells=False)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")

@@ -41,6 +41,9 @@ __all__ = ["MeanField", "mean_field", "critical_init", "timescale_grid", "measur
            "probe_curve", "probe_rate", "METHODS"]
 
 
+ROUNDING = 1e-13      # per step: far below any rate a population of samples resolves
+
+
 @dataclass
 class MeanField:
     """A theory's prediction: rate (per step, natural log), timescale, moments, method."""
@@ -80,4 +83,7 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
             rate, moments = METHODS[method](c, scales, **options)
     except TypeError as err:
         raise GradlabError(f"mean_field method {method!r}: {err}") from None
-    return MeanField(rate=float(rate), method=method, moments=moments, scales=scales)
+    # a rate within rounding of 0 (identity dynamics: chi = 1 + 1e-16) is 0: "no decay",
+    # not "gradients grow" with a timescale of 1e15 steps
+    rate = 0.0 if abs(rate) < ROUNDING else float(rate)
+    return MeanField(rate=rate, method=method, moments=moments, scales=scales)

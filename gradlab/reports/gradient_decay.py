@@ -77,7 +77,7 @@ def _converged_cell(s):
     converged = s.get("converged")
     if converged is None:
         return "—"
-    return "yes" if converged else f"no: ξ ≥ T/{CONVERGED}, a lower bound"
+    return "yes" if converged else f"no: T < {CONVERGED} ξ, too short a run to fix ξ"
 
 
 def table_row(name, d):
@@ -123,7 +123,7 @@ def findings(cells):
             err = s.get("rate_stderr", math.nan)
             spread = f" ± {err:.2g}" if math.isfinite(err) else ""
             line = (f"{name}: rate {s['rate']:.3g}{spread} per step (ξ = {s['timescale']:.3g} "
-                    f"steps{'' if s.get('converged', True) else ', not converged: a lower bound'}"
+                    f"steps{'' if s.get('converged', True) else f', not converged: T < {CONVERGED} ξ'}"
                     f", λ₁ = {lyap:.3g})")
         elif math.isnan(s["rate"]):
             line = f"{name}: no rate, {words} (λ₁ = {lyap:.3g})"
@@ -241,8 +241,10 @@ def build(setup, cells, command, model_note=None):
                 "exponent by QR over 4T steps (derivations/theory.md §5); it should match the "
                 "rate. ±: the standard error over sequences (of the per-sequence slopes, and of "
                 "the per-sequence exponents). A timescale is converged when the run is at least "
-                f"{CONVERGED} of it long (T ≥ {CONVERGED} ξ); where it is not, the slope over T "
-                "steps is a lower bound on ξ. ξ = −1/rate is shown only for a decay; where there is none the table "
+                f"{CONVERGED} of it long (T ≥ {CONVERGED} ξ); where it is not, ξ is measured over "
+                "too few steps to be the long-run value, and a longer run may give a larger or "
+                "a smaller one (the first lags, whose spectra are flat, weigh more in a short "
+                "run). ξ = −1/rate is shown only for a decay; where there is none the table "
                 "says why: “gradients grow” (rate > 0), “no decay within T” (rate 0), "
                 "“state overflowed” (a state became inf or nan: no measurement, nan in "
                 "data.json). Other non-finite values are shown as such.",

@@ -261,7 +261,7 @@ def _heatmaps(grid, points, critical, theory=None):
         for p in (p for p in points if p["cell"] == name and _mark(p)):
             ax.text(ws.index(p["weight_scale"]), gb.index(p["gate_bias"]) if gated
                     else len(gb) // 2, _mark(p), ha="center", va="center", fontsize=9,
-                    color={"≥": "white", "=": "black", "×": "black"}.get(_mark(p), "red"))
+                    color={"~": "white", "=": "black", "×": "black"}.get(_mark(p), "red"))
         if theory is not None and name in theory["curves"]:
             curve = theory["curves"][name]
             timescale_crossings(ax, curve["position"], curve["timescale"], theory["levels"])
@@ -285,10 +285,10 @@ def _heatmaps(grid, points, critical, theory=None):
 
 
 def _mark(p):
-    """× overflow, = no decay within T, ↑ growth (? too small to tell), ≥ not converged."""
+    """× overflow, = no decay within T, ↑ growth (? too small to tell), ~ not converged."""
     rate, done = p["rate"], p.get("converged", True)
     return ("×" if math.isnan(rate) else "=" if rate == 0 else ("↑" if done else "?")
-            if rate > 0 else "≥" if not done else None)
+            if rate > 0 else "~" if not done else None)
 
 
 def _table_row(p, gated=True):
@@ -300,7 +300,7 @@ def _table_row(p, gated=True):
     shown_rate = words if math.isnan(rate) else rate
     shown_xi = p["timescale"] if words is None or rate == -math.inf else words
     if words is None and not p.get("converged", True):
-        shown_xi = f"≥ {p['horizon'] / CONVERGED:.4g} (not converged)"
+        shown_xi = f"{p['timescale']:.4g} (not converged: T < {CONVERGED} ξ)"
     elif status == GROW and not p.get("converged", True):   # too little to tell within T
         shown_xi = f"{words}? (too slowly to tell from a slow decay)"
     return [p["cell"], p["weight_scale"], p["gate_bias"] if gated else "—", shown_rate,
@@ -355,9 +355,10 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
               "inputs": "i.i.d. N(0, 1); gaussian init, bias scale 0",
               "timescale": "ξ = −1 / rate where gradients decay (rate < 0), rate the slope "
                            "of the mean log Frobenius norm of ∂s_T/∂s_{T−k} against k over "
-                           "k > T/4, ± its standard error over sequences; ≥ marks points "
+                           "k > T/4, ± its standard error over sequences; ~ marks points "
                            f"where even T = {grid.max_steps} was under {CONVERGED} ξ (not "
-                           "converged: ξ is a lower bound), ↑ points where gradients grow "
+                           "converged: ξ over too few steps, which a longer run may move "
+                           "either way), ↑ points where gradients grow "
                            f"(rate > 0, no ξ; ? where they rise by less than e^{CONVERGED} "
                            "within that T: a slow decay's first lags can), = points with no decay within T (rate 0), × "
                            "points whose state overflowed (nan); a cell with no memory gate "
@@ -376,7 +377,7 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
     open_ = sum(p["rate"] < 0 and not p.get("converged", True) for p in points)
     if open_:
         text += (f" {open_} of {len(points)} points did not converge within T = "
-                 f"{grid.max_steps} (marked ≥).")
+                 f"{grid.max_steps} (marked ~).")
     if unsure := sum(p["rate"] > 0 and not p.get("converged", True) for p in points):
         text += (f" At {unsure} points the norm rises too little within T = "
                  f"{grid.max_steps} to tell growth from a slow decay (marked ?).")

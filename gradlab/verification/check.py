@@ -34,7 +34,7 @@ from ..flow.bound import as_real, check_params, hidden_size
 from ..interop import GATES
 from ..lowering.lower import terms_function
 from ..symbolic.printing import text
-from .user import batched_jacobian, per_sample
+from .user import batched_jacobian, lower_precision, right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
 EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
@@ -188,7 +188,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     exact = blocks.select(_exact(cell, wrt, params, state, x))
     rows, cols = exact.shape[1:]
     shape = (rows, cols) if layout == "numerator" else (cols, rows)
-    theirs, one_by_one = batched_jacobian(fn, params, state, x, shape)
+    theirs, one_by_one, dtype = batched_jacobian(fn, params, state, x, shape)
     if layout == "denominator":
         theirs = theirs.transpose(1, 2)
     finite = torch.isfinite(theirs)
@@ -207,34 +207,14 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     # small against a block a million times larger, and must not pass for it
     ok = relative <= rtol and all(e <= rtol for e in errors.values())
     relative = max(relative, *errors.values())
-    batch_only = None if ok or one_by_one or x.shape[0] == 1 else _batch_only(
+    batch_only = None if ok or one_by_one or x.shape[0] == 1 else right_one_by_one(
         fn, params, state, x, shape, layout, exact, rtol)
-    diagnosis = [] if ok else batch_only or _diagnose(cell, params, state, x, theirs, exact,
-                                                      blocks, wrt, layout, rtol)
+    rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
+                                              relative, rtol)
+    diagnosis = [] if ok else batch_only or rounded or _diagnose(
+        cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol)
     return Result(ok, Error(absolute, relative), max(blocks.keys, key=errors.get), errors,
                   diagnosis, x.shape[0])
-
-
-def _batch_only(fn, params, state, x, shape, layout, exact, rtol):
-    """The diagnosis of a function right one sample at a time but wrong on a batch (it
-    does not broadcast: e.g. a sum or a product over the (B, n) state taken as one
-    sample's), or None: its answers one by one, where it gives them, are compared too."""
-    try:
-        single = per_sample(fn, params, state, x, shape)
-    except GradlabError:
-        return None
-    if layout == "denominator":
-        single = single.transpose(1, 2)
-    if not bool(torch.isfinite(single).all()):
-        return None
-    error = float((single - exact).abs().max()) / (float(exact.abs().max()) or 1.0)
-    if error > rtol:
-        return None
-    B = x.shape[0]
-    return [f"Your Jacobian is right one sample at a time (called with (n,) vectors: max "
-            f"relative error {error:.3g}), but not on a batch: given (B, n) tensors, B = {B}, "
-            f"it returns other matrices, so it does not broadcast over the batch (a sum or "
-            f"product over the batch dimension, or a (B, n) tensor read as one sample's)."]
 
 
 def _exact(cell, wrt, params, state, x):
@@ -245,9 +225,14 @@ def _diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
     close = lambda a, b: _relative(a, b) <= max(rtol, 1e-9)      # noqa: E731
     if theirs.shape[1] == theirs.shape[2] and close(theirs.transpose(1, 2), exact):
         other = "numerator" if layout == "denominator" else "denominator"
-        return [f"Your Jacobian is the transpose of the exact one: it is in {other} layout "
+        if other == "numerator":
+            return ["You passed layout='denominator', but your Jacobian is in numerator "
+                    "layout (rows are outputs, J[i, j] = ∂out_i/∂in_j, as torch.func.jacrev):"
+                    " pass layout='numerator' (--layout numerator), the default."]
+        return ["Your Jacobian is the transpose of the exact one: it is in denominator layout "
                 "(rows are inputs). gradlab uses numerator layout, J[i, j] = ∂out_i/∂in_j, "
-                f"as torch.func.jacrev; transpose it or pass layout={other!r}."]
+                "as torch.func.jacrev; transpose it or pass layout='denominator' (--layout "
+                "denominator)."]
     parts = cell.state_names
     if blocks.block is None and wrt == "state" and len(parts) > 1:
         for order in itertools.permutations(range(len(parts))):

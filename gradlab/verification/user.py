@@ -33,6 +33,11 @@ def call_user(fn, *args):
 def real_array(a, what="the function under test"):
     """What the user returned as a float64 CPU tensor, refusing anything that is not an
     array of real numbers (None, a string, ragged lists, complex: no part is dropped)."""
+    return real_answer(a, what)[0]
+
+
+def real_answer(a, what="the function under test"):
+    """(`real_array(a)`, the torch dtype it came in)."""
     if not isinstance(a, torch.Tensor):
         given = type(a).__name__
         try:
@@ -51,13 +56,14 @@ def real_array(a, what="the function under test"):
                            "numbers; expected real numbers")
     if a.layout != torch.strided:
         a = a.to_dense()                              # sparse: the same numbers, dense
-    return a.detach().to(dtype=torch.float64, device="cpu")
+    return a.detach().to(dtype=torch.float64, device="cpu"), a.dtype
 
 
 def batched_jacobian(fn, params, state, x, shape):
-    """The user's Jacobian, batched (B, rows, cols), float64 on the CPU, and whether it
-    came one sample at a time. A function written for one sample ((n,) vectors in, (S, S)
-    out) may fail on a batch, or return a 2-D array for it: then it is called per sample."""
+    """The user's Jacobian, batched (B, rows, cols), float64 on the CPU, whether it came
+    one sample at a time, and the dtype it came in. A function written for one sample
+    ((n,) vectors in, (S, S) out) may fail on a batch, or return a 2-D array for it: then
+    it is called per sample."""
     B = x.shape[0]
     try:
         out = call_user(fn, copied(params), tuple(s.clone() for s in state), x.clone())
@@ -65,19 +71,21 @@ def batched_jacobian(fn, params, state, x, shape):
         if isinstance(err, Exited):
             raise
         try:                                          # written for one sample?
-            return per_sample(fn, params, state, x, shape), True
+            single, dtype = per_sample(fn, params, state, x, shape)
+            return single, True, dtype
         except GradlabError as one:
             raise GradlabError(f"{err} (on a batch of {B}); called one sample at a time, "
                                f"{one}") from None
-    out = real_array(out)     # an answer that is not real numbers is wrong, batched or not
+    out, dtype = real_answer(out)    # not real numbers: wrong, batched or not
     if out.ndim == 2 and B == 1:
         out = out[None]
     if tuple(out.shape) != (B, *shape):
         if out.ndim == 2:                             # one sample at a time
-            return per_sample(fn, params, state, x, shape), True
+            single, dtype = per_sample(fn, params, state, x, shape)
+            return single, True, dtype
         raise GradlabError(f"the function under test returned shape {tuple(out.shape)}; "
                            f"expected ({B}, {shape[0]}, {shape[1]}) or {shape} per sample")
-    return out, False
+    return out, False, dtype
 
 
 def copied(params):
@@ -85,13 +93,54 @@ def copied(params):
 
 
 def per_sample(fn, params, state, x, shape):
-    """fn called on each sample ((n,) vectors), stacked (B, rows, cols)."""
+    """fn called on each sample ((n,) vectors), stacked (B, rows, cols), and the dtype
+    they came in."""
     rows = []
     for b in range(x.shape[0]):
-        one = real_array(call_user(fn, copied(params), tuple(s[b].clone() for s in state),
-                                   x[b].clone()))
+        one, dtype = real_answer(call_user(fn, copied(params),
+                                           tuple(s[b].clone() for s in state), x[b].clone()))
         if tuple(one.shape) != shape:
             raise GradlabError(f"the function under test returned shape {tuple(one.shape)} "
                                f"for one sample; expected {shape}")
         rows.append(one)
-    return torch.stack(rows)
+    return torch.stack(rows), dtype
+
+
+def right_one_by_one(fn, params, state, x, shape, layout, exact, rtol):
+    """The diagnosis of a function right one sample at a time but wrong on a batch (it
+    does not broadcast: e.g. a sum or a product over the (B, n) state taken as one
+    sample's), or None: its answers one by one, where it gives them, are compared too."""
+    try:
+        single = per_sample(fn, params, state, x, shape)[0]
+    except GradlabError:
+        return None
+    if layout == "denominator":
+        single = single.transpose(1, 2)
+    if not bool(torch.isfinite(single).all()):
+        return None
+    error = float((single - exact).abs().max()) / (float(exact.abs().max()) or 1.0)
+    if error > rtol:
+        return None
+    B = x.shape[0]
+    return [f"Your Jacobian is right one sample at a time (called with (n,) vectors: max "
+            f"relative error {error:.3g}), but not on a batch: given (B, n) tensors, B = {B}, "
+            f"it returns other matrices, so it does not broadcast over the batch (a sum or "
+            f"product over the batch dimension, or a (B, n) tensor read as one sample's)."]
+
+
+def lower_precision(dtype, params_dtype, relative, rtol):
+    """The diagnosis of an answer in a dtype coarser than the params' whose error its own
+    rounding can explain (float32 against float64: a relative error up to ~1e-6; whole
+    numbers: any), or None."""
+    if not dtype.is_floating_point:
+        return [f"Your function returned {str(dtype).removeprefix('torch.')} numbers: a "
+                "Jacobian of real numbers, rounded to whole numbers. Return floats."]
+    eps = torch.finfo(dtype).eps
+    if eps <= torch.finfo(params_dtype).eps or relative > 64 * eps:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    return [f"Your function returned {name} numbers (rounding {eps:.1e}), and its error, "
+            f"{relative:.3g} relative, is within what that rounding explains: it may be "
+            f"right, computed in {name}. Compute in {str(params_dtype).removeprefix('torch.')}"
+            f", or pass rtol={max(64 * eps, relative * 2):.0e} (--rtol) to check it at {name}'s "
+            "precision."]
