@@ -249,6 +249,12 @@ def run_lyapunov_bench(cells=("lstm", "gru"), hidden=64, steps=1000, batch=8, k=
                         (repeats, "repeats"), (inputs, "inputs")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise GradlabError(f"{what} must be a positive integer, got {value!r}")
+    sizes = {c: 2 * hidden if c == "lstm" else hidden for c in cells}   # LSTM: (h, c)
+    small = min(sizes, key=sizes.get)
+    if k > sizes[small]:
+        raise GradlabError(f"k = {k} exponents, but the state of {small} at hidden {hidden} "
+                           f"has {sizes[small]} entries; give k (--lyapunov) at most "
+                           f"{sizes[small]}")
     saved = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))

@@ -195,6 +195,11 @@ def load_state_dict(path):
             f"a {str(odd[1].layout).removeprefix('torch.')} tensor"
         raise GradlabError(f"{str(path)!r}: {odd[0]!r} is {what}; a checkpoint holds dense "
                            "tensors (save module.state_dict() of the trained module)")
+    bad = next((k for k, v in state.items()
+                if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:            # a diverged training run: no weights to measure
+        raise GradlabError(f"{str(path)!r}: {bad!r} holds nan or inf; a checkpoint's weights "
+                           "must be finite (was it saved after training diverged?)")
     return state
 
 
@@ -278,6 +283,10 @@ def new_file(path, what="--write-torch"):
         raise GradlabError(f"{what} {text!r} {kind}; give a new file (gradlab never "
                            "overwrites one)")
     folder = target.absolute().parent
+    above = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), None)
+    if above is not None and not above.is_dir():
+        raise GradlabError(f"{what} {text!r}: {str(above)!r} is a file, not a folder; give "
+                           "a file in an existing folder")
     if not folder.is_dir():
         raise GradlabError(f"{what} {text!r}: the folder {str(folder)!r} does not exist; "
                            "create it, or give a file in an existing folder")

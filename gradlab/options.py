@@ -191,6 +191,11 @@ def invoked(words):
     return "gradlab " + words
 
 
+def plural(count, noun):
+    """'1 measurement', '3 measurements'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def strip_cell(name):
     """A cell name or spec as given on the command line, without surrounding spaces (as
     --cells reads each of its names)."""

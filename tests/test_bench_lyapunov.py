@@ -145,3 +145,14 @@ def test_cli_bench_lyapunov_prints_the_comparison_and_refuses_in_one_line():
 ])
 def test_cli_bench_lyapunov_refuses_what_cannot_run_before_allocating(args, needle):
     assert_one_line_error(invoke("bench", "--lyapunov", "8", *args), needle)
+
+
+def test_more_exponents_than_the_state_holds_are_refused():
+    """bench --lyapunov 5 on an lstm at --hidden 2 (S = 4) quietly timed 4 exponents."""
+    from gradlab.bench_lyapunov import run_lyapunov_bench
+    from gradlab.errors import GradlabError
+    with pytest.raises(GradlabError, match="k = 5 exponents, but the state of lstm at hidden "
+                                           "2 has 4 entries"):
+        run_lyapunov_bench(["lstm"], hidden=2, steps=3, batch=1, k=5)
+    with pytest.raises(GradlabError, match="state of gru at hidden 2 has 2"):
+        run_lyapunov_bench(["lstm", "gru"], hidden=2, steps=3, batch=1, k=3)

@@ -231,3 +231,36 @@ def test_save_new_takes_a_long_multibyte_name_and_clears_a_killed_runs_leftover(
     (tmp_path / f".{stem}.gradlab-abcd1234.tmp").write_bytes(b"half")   # a kill's leftover
     save_new({"w": torch.zeros(2)}, tmp_path / name)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+# -- found by a hostile probe of the CLI ------------------------------------------------------
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_checkpoint_with_non_finite_weights_is_refused(checkpoint, tmp_path, value):
+    """It was reported, every entry 'state overflowed', exit 0."""
+    path, module = checkpoint
+    state = module.state_dict()
+    state["weight_hh_l0"][0, 0] = value
+    torch.save(state, path)
+    assert_one_line_error(run("report", "--model", str(path), "--arch", ARCH, "--out",
+                              str(tmp_path / "r")), "'weight_hh_l0' holds nan or inf")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("option", [("--weight-scale", "3"), ("--init", "orthogonal"),
+                                    ("--gate-bias", "5"), ("--bias-scale", "0.5")])
+def test_options_that_draw_cells_are_refused_for_a_model_alone(checkpoint, tmp_path, option):
+    """They were accepted and changed nothing: the report held the same numbers."""
+    path, _ = checkpoint
+    assert_one_line_error(run("report", "--model", str(path), "--arch", ARCH, *option,
+                              "--out", str(tmp_path / "r")),
+                          f"{option[0]} sets how the --cells are drawn")
+
+
+def test_write_torch_under_a_file_says_so(tmp_path):
+    """It said 'the folder ... does not exist' of a path under a regular file."""
+    (tmp_path / "ex.pt").write_text("x")
+    target = tmp_path / "ex.pt" / "x.pt"
+    result = run("init", "gru_torch", "--timescale", "5", "--hidden", "8", "--write-torch",
+                 str(target))
+    assert_one_line_error(result, "is a file, not a folder")

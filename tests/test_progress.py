@@ -26,3 +26,15 @@ def test_no_listener_no_reports():
     assert not progress.due(0, 1) and not progress.due(255, 1000)
     with progress.listening(lambda *a: None):
         assert progress.due(0, 1000)
+
+
+def test_training_steps_are_heard():
+    """gradlab train at 1e6 steps printed nothing for as long as it ran."""
+    from gradlab.training.loop import TrainSetup, train
+    from gradlab.training.tasks import TASKS
+    heard = []
+    setup = TrainSetup(hidden=2, batch=2, steps=7, drift_steps=0, probe_steps=4, test_batch=4,
+                       measure_batch=2)
+    with progress.listening(lambda what, done, total: heard.append((what, done, total))):
+        train(gradlab.cell("rnn_tanh"), TASKS["adding"](3), setup)
+    assert [d for w, d, t in heard if w == "training"] == list(range(1, 8))

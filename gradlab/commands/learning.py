@@ -9,7 +9,7 @@ import click
 
 from ..errors import GradlabError
 from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Number, Progress, \
-    cell_files, cells_option, check_report_target, given, invoked, notice
+    cell_files, cells_option, check_report_target, given, invoked, notice, plural
 
 
 @click.command()
@@ -119,15 +119,15 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
     click.echo(f"  timescale: target {timescale:g}, theory (annealed mean field) "
                f"{found['theory_timescale']:.4g} at these options (the search started "
                f"where it says {found['predicted_timescale']:.4g}), measured at n = {hidden} "
-               f"{found['measured_timescale']:.4g} steps ({len(found['measurements'])} "
-               "measurements; Frobenius norm)")
+               f"{found['measured_timescale']:.4g} steps "
+               f"({plural(len(found['measurements']), 'measurement')}; Frobenius norm)")
     click.echo(f"  the spectral norm at these options (Flow.timescale(), the report's ξ): "
                f"{found['spectral_timescale']:.4g} steps")
     if not found["converged"]:
         click.echo(f"gradlab: warning: did not reach timescale {timescale:g}: the closest "
                    f"measured at n = {hidden} is {found['measured_timescale']:.4g} steps, "
                    f"not within {found['tolerance']:.0%}, after "
-                   f"{len(found['measurements'])} measurements"
+                   f"{plural(len(found['measurements']), 'measurement')}"
                    + ("; --write-torch not written" if target is not None else ""), err=True)
         sys.exit(1)
     if target is not None:

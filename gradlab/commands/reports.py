@@ -65,6 +65,13 @@ def report(names, out, force, open_, model, arch, **options):
                                 dtype=options["dtype"], device=options["device"])
     models, model_note = report_models(model, arch, options)
     cells = cells_option(names, () if models else rp.DEFAULT_CELLS)
+    unused = [k for k in ("init", "weight_scale", "bias_scale", "gate_bias")
+              if models and not cells and given(k)]
+    if unused:                  # they set how --cells are drawn, and there are none
+        flag = "--" + unused[0].replace("_", "-")
+        raise GradlabError(f"{flag} sets how the --cells are drawn, and a report of --model "
+                           f"alone draws none (the model's weights are its own, its init "
+                           f"entry torch's): leave {flag} out, or add --cells")
     where = {"cell_files": cell_files(cells)}
     check_report_target(out, force=force, figures=rp.FIGURES, **where)
     setup = rp.Setup(cells=tuple(cells), **options)

@@ -333,9 +333,10 @@ def _theory_text(grid, points, theory):
         text += (" A cell with no gate bias has one curve over the weight scale: its lines "
                  "mark where it crosses each timescale.")
     if ratios:
-        text += (f" At the {len(ratios)} points where both have a converged ξ, theory and "
-                 f"measurement differ by a factor of {10 ** float(np.median(ratios)):.2f} "
-                 f"at the median (at most {10 ** max(ratios):.3g}).")
+        text += (f" At {'the one point' if len(ratios) == 1 else f'the {len(ratios)} points'}"
+                 f" where both have a converged ξ, theory and measurement differ by a factor "
+                 f"of {10 ** float(np.median(ratios)):.2f} at the median (at most "
+                 f"{10 ** max(ratios):.3g}).")
     return text
 
 
@@ -358,11 +359,11 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                            "k > T/4, ± its standard error over sequences; ~ marks points "
                            f"where even T = {grid.max_steps} was under {CONVERGED} ξ (not "
                            "converged: ξ over too few steps, which a longer run may move "
-                           "either way), ↑ points where gradients grow "
-                           f"(rate > 0, no ξ; ? where they rise by less than e^{CONVERGED} "
-                           "within that T: a slow decay's first lags can), = points with no decay within T (rate 0), × "
-                           "points whose state overflowed (nan); a cell with no memory gate "
-                           "is measured once per weight scale",
+                           "either way), ↑ points where gradients grow (rate > 0, no ξ; ? "
+                           f"where they rise by less than e^{CONVERGED} within that T: a slow "
+                           "decay's first lags can), = points with no decay within T (rate "
+                           "0), × points whose state overflowed (nan); a cell with no memory "
+                           "gate is measured once per weight scale",
               "theory": f"white contours: ξ = {', '.join(map(str, theory['levels']))} steps "
                         f"of {theory_words(theory)}, same init and inputs"}
     gated = dict(zip(grid.cells, grid.gates()))
@@ -386,16 +387,14 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
         text += (f" {overflowed} of {len(points)} points have no measurement (marked ×: "
                  "state overflowed).")
     text += " " + _theory_text(grid, points, theory)
-    sections = [Section("Phase diagram", text, "phase"), Section("Every grid point",
-                                                                 table=table)]
+    sections = [Section("Phase diagram", text, "phase"), Section("Every grid point", table=table)]
     data = {"grid": grid.as_dict(), "critical_weight_scale": critical, "points": points,
             "theory": theory}
     return write_report(out, title="Gradient memory across initialisations",
                         intro="Timescales of gradient decay over weight scale and gate bias.",
                         header=header, sections=sections,
                         figures={"phase": _heatmaps(grid, points, critical, theory)},
-                        data=data,
-                        force=force, **where)
+                        data=data, force=force, **where)
 
 
 __all__ = ["Grid", "run_points", "report", "critical_weight_scale", "theory_grid"]

@@ -19,6 +19,7 @@ import string
 
 import torch
 
+from .. import progress as steps_progress
 from ..errors import derived_seed
 from ..flow import gradient_flow, lyapunov
 from ..initialize import as_dtype
@@ -155,6 +156,8 @@ def train_charlm(setup, *, progress=None):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(float(loss.detach()) / math.log(2))
+        if steps_progress.due(step, setup.steps):
+            steps_progress.advance("training", step + 1, setup.steps)
     record["train_bits"] = losses
     record["trained"] = {"bits": _bits(model, held, setup), **_flow(model, held, setup)}
     if progress is not None:

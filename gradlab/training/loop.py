@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from .. import registry
+from .. import progress, registry
 from ..errors import GradlabError
 from ..flow import gradient_flow, lyapunov
 from ..initialize import as_dtype
@@ -223,6 +223,8 @@ def train(cell, task, setup, *, seed=None):
         if setup.clip:
             torch.nn.utils.clip_grad_norm_(model.leaves(), setup.clip)
         optimizer.step()
+        if progress.due(step, setup.steps):
+            progress.advance("training", step + 1, setup.steps)
     final = record["checkpoints"][-1]
     record["final"] = {"loss": final["loss"], "accuracy": final["accuracy"],
                        "step": final["step"]}
