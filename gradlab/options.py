@@ -191,6 +191,25 @@ def invoked(words):
     return "gradlab " + words
 
 
+def open_page(path):
+    """Open `path` in the user's browser; a machine with none (a server, a container) gets
+    one line saying where the page is, not the opener's own error output."""
+    import os
+    import subprocess
+
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    try:
+        if sys.platform == "win32":
+            os.startfile(path)                                    # noqa: S606
+            return
+        opener = "open" if sys.platform == "darwin" else "xdg-open"
+        failed = subprocess.run([opener, str(path)], check=False, timeout=30, **quiet).returncode
+    except (OSError, subprocess.TimeoutExpired):
+        failed = True
+    if failed:
+        click.echo(f"gradlab: no browser opened the report; open {path} yourself", err=True)
+
+
 def plural(count, noun):
     """'1 measurement', '3 measurements'."""
     return f"{count} {noun}{'' if count == 1 else 's'}"

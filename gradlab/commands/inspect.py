@@ -7,8 +7,8 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SEED, cell_files, cells_option, \
-    strip_cell
+from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SEED, Progress, cell_files, \
+    cells_option, strip_cell
 
 
 @click.command()
@@ -67,9 +67,11 @@ def verify(names, device, dtype, seed):
     from ..verification.verify import independence_note, summarize, verify_cell
     chosen = [registry.cell(n) for n in cells_option(names, registry.cells())]
     resolve_device(device)
-    with click.progressbar(chosen, label="verifying", file=sys.stderr,
-                           item_show_func=lambda c: c.name if c else "") as bar:
-        results = [(c, verify_cell(c, device=device, dtype=dtype, seed=seed)) for c in bar]
+    results = []
+    with Progress(len(chosen), "verified") as progress:    # as every long command shows it
+        for c in chosen:
+            results.append((c, verify_cell(c, device=device, dtype=dtype, seed=seed)))
+            progress(c.name)
     for c, checks in results:
         click.echo(f"\n{c.name}  ({device}, {dtype})")
         click.echo(f"  {'check':<8} {'against':<40} {'max rel error':>13}  {'tolerance':>9}")

@@ -8,7 +8,8 @@ import click
 
 from ..errors import GradlabError
 from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progress, \
-    REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, invoked, notice
+    REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, invoked, notice, \
+    open_page
 
 
 @click.command()
@@ -86,7 +87,7 @@ def report(names, out, force, open_, model, arch, **options):
                          model_note=model_note, **where)
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
     if open_:
-        click.launch(str(path / "index.html"))
+        open_page(path / "index.html")
 
 
 @click.command()

@@ -62,10 +62,10 @@ def decay(cells, col):
                         lw=0)
         s = d["summary"]
         start = _finite(q["median"])[0]
-        if s["theory"] is not None and np.isfinite(start):
+        if s["theory"] is not None and np.isfinite(start) and np.isfinite(s["theory"]):
             ax.plot(k, start + (k - 1) * s["theory"] * LOG10E, color=col[name], ls="--",
                     lw=1.2, label=f"{name}: {s['theory_label']}")
-        if "pascanu_rate" in d and np.isfinite(start):
+        if "pascanu_rate" in d and np.isfinite(start) and np.isfinite(d["pascanu_rate"]):
             ax.plot(k, start + (k - 1) * d["pascanu_rate"] * LOG10E, color=col[name], ls=":",
                     lw=1.2, label=f"{name}: Pascanu bound (‖W‖₂)^k")
     ax.set(xlabel="lag k (steps back from s_T)", ylabel="log₁₀ ‖∂s_T / ∂s_{T−k}‖₂",

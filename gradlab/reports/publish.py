@@ -18,6 +18,7 @@ import re
 import warnings
 
 import matplotlib
+import numpy as np
 
 from ..outputs import write_files
 
@@ -122,22 +123,31 @@ th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}
 .header td{text-align:left}code{background:#f5f5f5;padding:0 3px}.wide{overflow-x:auto}"""
 
 
+def _saved(name, fig):
+    """{figures/NAME.png: bytes, figures/NAME.svg: bytes} of one figure."""
+    files = {}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():     # a long label (a cell file's path) leaves the
+        warnings.filterwarnings(        # layout no room: drawn as it is, not an error
+            "ignore", message="constrained_layout not applied", category=UserWarning)
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    files[f"figures/{name}.png"] = buf.getvalue()
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}), warnings.catch_warnings():
+        warnings.filterwarnings(                             # (ids from a fixed salt)
+            "ignore", message="constrained_layout not applied", category=UserWarning)
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    files[f"figures/{name}.svg"] = buf.getvalue()
+    return files
+
+
 def render(*, title, intro, header, sections, figures, data):
     """{relative path: bytes} of a report; figures maps name -> matplotlib Figure."""
     files, pngs = {}, {}
     for name, fig in figures.items():
-        buf = io.BytesIO()
-        with warnings.catch_warnings():     # a long label (a cell file's path) leaves the
-            warnings.filterwarnings(        # layout no room: drawn as it is, not an error
-                "ignore", message="constrained_layout not applied", category=UserWarning)
-            fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-        pngs[name] = files[f"figures/{name}.png"] = buf.getvalue()
-        buf = io.BytesIO()
-        with matplotlib.rc_context({"svg.hashsalt": SVG_SALT}), warnings.catch_warnings():
-            warnings.filterwarnings(                             # (ids from a fixed salt)
-                "ignore", message="constrained_layout not applied", category=UserWarning)
-            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-        files[f"figures/{name}.svg"] = buf.getvalue()
+        with np.errstate(all="ignore"):      # values near float64's ends (a weight scale
+            files.update(_saved(name, fig))  # of 1e308) are drawn clipped, not warned of
+        pngs[name] = files[f"figures/{name}.png"]
     files["data.json"] = dumps(data).encode()
     files["report.md"] = _markdown(title, intro, header, sections).encode()
     files["index.html"] = _html(title, intro, header, sections, pngs).encode()
