@@ -4,6 +4,7 @@ nothing, and tables that named a gate bias a cell does not have. Each test faile
 its fix (an out-of-memory kill, a bare IndexError, a matplotlib warning, silence)."""
 
 import json
+import math
 
 import pytest
 
@@ -66,3 +67,15 @@ def test_the_sweep_table_shows_no_gate_bias_for_a_cell_without_one(tmp_path):
     assert len(rows) == 6
     assert all(row.split(" | ")[2] == "—" for row in rows if row.startswith("| rnn_tanh"))
     assert {row.split(" | ")[2] for row in rows if row.startswith("| gru")} == {"0", "1"}
+
+
+def test_zero_drive_at_or_below_the_edge_of_chaos_has_q_star_zero():
+    """With no inputs or biases the only fixed point for sw <= 1 is q* = 0, which the
+    iteration nears only as 1/(2t) at sw = 1: it gave chi < 1 and a theory timescale of
+    998 steps where chi is exactly 1 (gradients keep their size)."""
+    from gradlab import theory
+    assert theory.mean_field(1.0, input_scale=0.0) == (0.0, 1.0)
+    assert theory.mean_field_rate(1.0, input_scale=0.0) == 0.0
+    assert theory.mean_field_rate(0.9, input_scale=0.0) == pytest.approx(math.log(0.9), rel=1e-14)
+    q, chi = theory.mean_field(1.1, input_scale=0.0)     # a positive fixed point above it
+    assert q > 0.1 and chi == pytest.approx(1.0101893643, rel=1e-8)
