@@ -97,7 +97,7 @@ ESTIMATES = {"report": report_bytes, "sweep": flow_bytes, "bench": bench_bytes,
 
 
 def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64",
-                     device="cpu", lyapunov=True):
+                     device="cpu", lyapunov=True, steps_option="--steps"):
     """Refuse a `job` ("report", "sweep", "bench", "bench --lyapunov") whose largest cell
     cannot fit."""
     from .registry import cell as lookup
@@ -108,7 +108,8 @@ def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64
                         itemsize=itemsize)
                for c in map(lookup, cells))
     return ensure_fits(need, what=f"gradlab {job} at hidden {hidden}, inputs {inputs}, "
-                                  f"steps {steps}, batch {batch}", device=device)
+                                  f"steps {steps}, batch {batch}", device=device,
+                       advice=f"--hidden, {steps_option} or --batch")
 
 
 def ensure_check_fits(cell, hidden, inputs, batch, *, available=None):

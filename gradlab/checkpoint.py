@@ -136,8 +136,11 @@ def parse_arch(spec):
     kind = kind.strip()
     if kind not in KINDS:
         raise GradlabError(f"--arch {spec!r}: unknown kind {kind!r}; valid: {', '.join(KINDS)}")
-    values = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
+    values, items = {}, [s.strip() for s in rest.split(",")]
+    if any(items) and not all(items):      # 'hidden=4,' or 'a,,b': a typo, not dropped
+        raise GradlabError(f"--arch {spec!r} has an empty entry; separate key=value pairs "
+                           "with single commas")
+    for item in filter(None, items):
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or key not in KEYS:

@@ -217,7 +217,10 @@ def test_init_refuses_a_size_that_cannot_fit():
 @pytest.mark.parametrize("args", [["bench", "--cells", "lstm,,gru"],
                                   ["bench", "--lyapunov", "2", "--cells", "lstm,,gru"],
                                   ["verify", "--cells", "lstm,"],
-                                  ["sweep", "--weight-scales", "1,,2", "--out", "{tmp}"]])
+                                  ["sweep", "--weight-scales", "1,,2", "--out", "{tmp}"],
+                                  ["train", "--tasks", "adding:3,", "--out", "{tmp}"],
+                                  ["report", "--model", "{tmp}.pt", "--arch",
+                                   "lstm:hidden=4,inputs=2,", "--out", "{tmp}"]])
 def test_an_empty_entry_in_a_list_is_refused(args, tmp_path):
     """'lstm,,gru' and '1,,2' ran with the empty entry dropped: a typo taken silently."""
     result = invoke(*[a.format(tmp=tmp_path / "out") for a in args])

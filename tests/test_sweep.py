@@ -320,3 +320,10 @@ def test_the_header_holds_the_sweep_as_it_was_run(tmp_path, monkeypatch):
     assert_ok(invoke(*args))
     header = (out / "report.md").read_text(encoding="utf-8")
     assert "| command | gradlab sweep --cells rnn_tanh --weight-scales 0.5,2 " in header
+
+
+def test_a_max_steps_that_cannot_fit_is_named(tmp_path):
+    """The memory refusal advised '--hidden, --steps or --batch' for a huge --max-steps."""
+    result = invoke("sweep", "--cells", "rnn_tanh", "--max-steps", "99999999999", "--out",
+                    tmp_path / "s")
+    assert_one_line_error(result, "use a smaller --hidden, --max-steps or --batch")

@@ -195,7 +195,8 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     resolve_device(grid.device)
     budget.ensure_cells_fit("sweep", cells, grid.hidden, grid.inputs,
                             max(grid.steps, grid.max_steps), grid.batch,
-                            dtype=grid.dtype, device=grid.device, lyapunov=False)
+                            dtype=grid.dtype, device=grid.device, lyapunov=False,
+                            steps_option="--max-steps")
     before = outputs.snapshot(out)
     with Progress(len(points), "swept") as progress:
         measured = sw.run_points(grid, points, progress=lambda p: progress())

@@ -59,9 +59,11 @@ class LearnSetup:
 def parse_tasks(spec):
     """'adding:10,adding:25,copy:25' -> (("adding", 10), ...); one line on a bad entry."""
     out = []
-    for part in (p.strip() for p in str(spec).split(",")):
-        if not part:
-            continue
+    parts = [p.strip() for p in str(spec).split(",")]
+    if any(parts) and not all(parts):      # 'adding:3,' or 'a,,b': a typo, not dropped
+        raise GradlabError(f"--tasks {spec!r} has an empty entry; separate the entries "
+                           "with single commas")
+    for part in filter(None, parts):
         name, _, delay = part.partition(":")
         try:
             value = int(delay)
