@@ -73,3 +73,52 @@ def test_a_cell_without_parameters_is_refused_when_declared(params):
         @gradlab.declare(state="h", params=params, source="test")
         def free(s):
             return gradlab.tanh(0.5 * s.h)
+
+
+def test_a_jacobian_copied_or_pickled_still_evaluates():
+    """deepcopy and pickle of J dropped its cell, so J.at then refused, 'changed by subs'."""
+    import copy
+    import pickle
+    cell = gradlab.cell("lstm")
+    J = cell.jacobian()
+    params = cell.init_params(3, 2, seed=0)
+    state, x = (torch.rand(2, 3, dtype=D),) * 2, torch.rand(2, 2, dtype=D)
+    for other in (copy.deepcopy(J), pickle.loads(pickle.dumps(J)), copy.copy(J)):
+        assert other == J and torch.equal(other.at(params, state, x), J.at(params, state, x))
+    assert copy.deepcopy(cell) is cell and pickle.loads(pickle.dumps(cell)) is cell
+
+
+def test_a_users_cell_is_not_pickled_by_a_reference_that_cannot_load():
+    @gradlab.declare(state="h", params="W", source="test")
+    def mine(s):
+        return gradlab.tanh(s.W @ s.h)
+    import pickle
+    with pytest.raises(GradlabError, match="declared in your code"):
+        pickle.dumps(mine)
+
+
+def test_one_let_returned_for_two_parts_gets_a_name_for_each():
+    """'return a, a' printed '∂a/∂h' on two rows of the Jacobian, and the repr never said
+    which let is which part's new value."""
+    @gradlab.declare(state="h c", params="W U b", source="test")
+    def twin(s):
+        a = s.let("a", gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b) + 0.5 * s.c)
+        return a, a
+    J = twin.jacobian()
+    assert J.outs == ("a", "c'")
+    assert "new state: h' = a" in repr(twin) and "c' = a" in repr(twin)
+    params = twin.init_params(3, 2, seed=0)
+    state, x = (torch.rand(2, 3, dtype=D), torch.rand(2, 3, dtype=D)), torch.rand(2, 2, dtype=D)
+    new = twin.step_fn()(params, state, x)
+    assert torch.equal(new[0], new[1])
+
+
+@pytest.mark.parametrize("params, let", [("W exp", "a"), ("W", "tanh"), ("W σ", "a"),
+                                         ("W diag", "a"), ("W", "log")])
+def test_a_name_that_prints_as_a_function_is_refused(params, let):
+    """A parameter named exp printed h' = exp tanh(...), which reads as exp applied to tanh;
+    a scalar named σ read as the sigmoid."""
+    with pytest.raises(GradlabError, match="is how a function prints"):
+        @gradlab.declare(state="h", params=params, source="test")
+        def clash(s):
+            return s.let(let, gradlab.tanh(s.W @ s.h))

@@ -227,11 +227,11 @@ def test_wrong_x_shape(what, backend):
         fn(params, state, conv(torch.cat([x, x])))
     msg = str(err.value)
     assert "(4, 3)" in msg and "(2, 4)" in msg, msg
-    # x with the wrong input size m: U_* (n, m) no longer fits
+    # x with the wrong input size m: named as x's, against U_* (n, m) that no longer fits
     with pytest.raises(gradlab.GradlabError) as err:
         fn(params, state, conv(torch.zeros(2, 5, dtype=torch.float64)))
     msg = str(err.value)
-    assert "(4, 3)" in msg and "(4, 5)" in msg, msg
+    assert msg.startswith("x has 5 inputs a step (shape (2, 5))") and "(4, 3)" in msg, msg
 
 
 def test_wrong_state_part_shape():

@@ -238,8 +238,9 @@ class Flow:
             values = self.log_norm("spectral") - self.log_norm("min_singular")
         return values if lag is None else values[:, self._lag(lag)]
 
-    def condition(self, lag):
-        """Condition number of P_lag per sequence, (B,) (inf where it overflows float64)."""
+    def condition(self, lag=None):
+        """Condition number of P_lag per sequence, (B,), or of every P_k, (B, T), for lag
+        None (inf where it overflows float64)."""
         with np.errstate(over="ignore"):
             return np.exp(self.log_condition(lag))
 

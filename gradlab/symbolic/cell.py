@@ -194,11 +194,25 @@ class Cell:
         language): a stacked cell runs it once per layer on renamed symbols."""
         return self._fn
 
+    # a Cell is immutable: copies are itself, and a registered one pickles by its name
+    __copy__ = lambda self: self                                  # noqa: E731
+    __deepcopy__ = lambda self, memo: self                        # noqa: E731
+
+    def __reduce__(self):
+        from .. import registry
+        if not registry.builtin(self):
+            raise GradlabError(f"cell '{self.name}' is declared in your code, not gradlab's "
+                               "catalogue: pickle its params and declare it again to load")
+        return registry.cell, (self.name,)
+
     def __repr__(self):
         from .printing import text
         head = f"{self.name}: state ({', '.join(self.state_names)})   {self.source}"
         lets = getattr(self, "lets", {})     # (not yet there while it is being declared)
-        return "\n".join([head, *(f"  {text(s)} = {text(e)}" for s, e in lets.items())])
+        outs = [(p, text(o)) for p, o in zip(self.state_names, getattr(self, "outputs", ()))]
+        named = [f"{p}' = {o}" for p, o in outs if o != f"{p}'"]    # a let returned as is
+        return "\n".join([head, *(f"  {text(s)} = {text(e)}" for s, e in lets.items()),
+                          *([f"  new state: {', '.join(named)}"] if named else [])])
 
     def _repr_markdown_(self):
         from .printing import latex, prose
@@ -259,7 +273,8 @@ class Cell:
             if getattr(value.expr, "shape", None) != old.shape:
                 raise GradlabError(f"the new value of state part '{part}' must be an n-vector, "
                                    f"got {value.expr}")
-            if value.owner is not builder or not isinstance(value.expr, MatrixSymbol):
+            if value.owner is not builder or not isinstance(value.expr, MatrixSymbol) \
+                    or value.expr in symbols:     # one let for two parts: each its own name
                 value = builder.let(f"{part}'", value)
             other = str(value.expr).rstrip("'")
             if str(value.expr).endswith("'") and other != part and other in parts:

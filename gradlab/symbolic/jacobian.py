@@ -110,6 +110,9 @@ class Jacobian(BlockMatrix):
         J._cell, J._wrt = cell, wrt
         return J
 
+    def __getstate__(self):            # copies and pickles keep the cell `at` evaluates
+        return {"_cell": getattr(self, "_cell", None), "_wrt": getattr(self, "_wrt", None)}
+
     outs = property(lambda self: tuple(str(p) for p in self.args[1]))
     ins = property(lambda self: tuple(str(p) for p in self.args[2]))
     parts = property(lambda self: tuple(str(p) for p in self.args[3]))

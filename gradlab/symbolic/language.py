@@ -11,11 +11,10 @@
 `@` is the matrix product, `*` and `/` are elementwise (scalars broadcast), `1 - z` means
 the all-ones vector minus z, `W.T` is a transpose and `s.I` (or `gradlab.I`) the n x n
 identity. The elementwise functions (tanh, sigmoid, relu, softplus, exp, log, abs,
-maximum, minimum) come from the activation table, `activations.TABLE`. Underneath, every value is a plain SymPy matrix expression
-(MatMul, HadamardProduct, ElementwiseApplyFunction, ...) over symbols whose sizes are the
-SymPy symbols n (hidden) and m (input): nothing here depends on a numeric size. Inside
-a declaration they are `s.hidden_size` and `s.input_size`; `s.n` and `s.m` are whatever the
-cell declares under those names (xLSTM's state parts n and m, say).
+maximum, minimum) come from the activation table, `activations.TABLE`. Every value is a
+plain SymPy matrix expression over symbols whose sizes are the SymPy symbols n (hidden)
+and m (input), `s.hidden_size` and `s.input_size`: nothing depends on a numeric size
+(`s.n` and `s.m` are whatever the cell declares under those names, as xLSTM's parts).
 """
 
 import builtins
@@ -296,6 +295,7 @@ def _named(v, what):
 LET_NAME = re.compile(r"[^\W\d_][\w'^]*(?<!\^)~?'*")
 
 RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
+FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag")
 
 
 def check_name(name, what):
@@ -313,7 +313,12 @@ def check_name(name, what):
     if name in RESERVED:
         return (f"{what} name {name!r} is reserved: s.{name} is the builder's own "
                 f"({', '.join(RESERVED)} are)")
-    return None
+    return _function_name(name, what)
+
+
+def _function_name(name, what):      # "exp tanh(...)" would read as exp applied to tanh
+    return (f"{what} name {name!r} is how a function prints ({name}(...)), so the equations "
+            "would read wrong; choose another") if name in FUNCTION_NAMES else None
 
 
 class Builder:
@@ -374,6 +379,8 @@ class Builder:
             raise GradlabError(f"let name {name!r} is not a name: a letter, then letters, "
                                "digits, _, ^ or primes ('), then maybe ~ (ñ) and primes, e.g. "
                                "\"c'\", \"n~\", \"sigma_r^2\"")
+        if why := _function_name(name, "let"):
+            raise GradlabError(why)
         expr = _value(value).expr
         if not isinstance(expr, sp.MatrixExpr) or expr.shape[1] != 1:
             raise GradlabError(f"'{name}' must be a vector, got {_shape(expr)} "
