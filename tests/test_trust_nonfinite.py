@@ -197,7 +197,8 @@ def test_report_shows_words_for_growth(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| rnn_relu |"))
     assert row.split(" | ")[3] == "gradients grow", row
     row = next(line for line in md.splitlines() if line.startswith("| rnn_tanh |"))
-    assert row.split(" | ")[11] == "gradients grow", row         # theory ξ
+    assert row.split(" | ")[12] == "gradients grow", row         # theory ξ (after the
+    assert float(row.split(" | ")[11]) < 0, row           # measured Frobenius rate)
     assert "ξ = -" not in md and "rnn_relu: rate " in md and ", gradients grow" in md
 
 
