@@ -62,14 +62,19 @@ def write_part(grid, shard, points, out, **where):
 
 
 def check_merge_target(out, dirs):
-    """Refuse an --out that is or holds one of the part directories being merged: writing
-    the report there would delete it."""
+    """Refuse an --out that is one of the part directories being merged (writing the
+    report there would replace its part), or holds one (a report and the parts it was
+    merged from are kept apart, so that neither is taken for the other)."""
     target = pathlib.Path(out).resolve()
     for d in dirs:
         where = pathlib.Path(d).resolve()
-        if where == target or target in where.parents:
+        if where == target:
+            raise GradlabError(f"--out {str(out)!r} is {str(d)!r}, one of the parts being "
+                               "merged: writing the report there would replace its part; "
+                               "choose another --out")
+        if target in where.parents:
             raise GradlabError(f"--out {str(out)!r} holds {str(d)!r}, one of the parts being "
-                               "merged, and writing the report would delete it; choose "
+                               "merged: keep the report apart from its parts; choose "
                                "another --out")
 
 
