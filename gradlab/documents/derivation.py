@@ -1,5 +1,6 @@
 """Derivation documents: one Markdown page per cell, LaTeX that renders on GitHub."""
 
+import pathlib
 import re
 
 from .. import outputs, registry
@@ -101,6 +102,14 @@ def kept_rows(path, pages):
             and page not in INDEX_PAGES and owned(path, manifest, page)]
 
 
+def _page(out, name):
+    """The text of <out>/<name>.md, or None."""
+    try:
+        return (pathlib.Path(out) / f"{name}.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def write_all(out, names=None, *, force=False, cell_files=()):
     """Write <out>/<cell>.md for every cell (names, or Cell objects; all by default) and
     the index <out>/README.md; returns the paths. Nothing is written if a derivation fails.
@@ -115,6 +124,12 @@ def write_all(out, names=None, *, force=False, cell_files=()):
                            f"{clash[0]}.md would be the index page "
                            f"{taken[f'{clash[0]}.md'.lower()]}; rename the cell (names "
                            f"{', '.join(p[:-3] for p in INDEX_PAGES)} are taken)")
+    shadow = [c.name for c in cells if c.name in registry.cells() and not registry.builtin(c)
+              and _page(out, c.name) == markdown(registry.cell(c.name))]
+    if shadow:                 # the page there is the built-in's: not replaced by yours
+        raise GradlabError(f"cell {shadow[0]!r} is yours but shares the name of gradlab's "
+                           f"built-in {shadow[0]}, whose page {shadow[0]}.md is in "
+                           f"{str(out)!r}; rename the cell, or write to another --out")
     pages = {f"{c.name}.md": markdown(c) for c in cells}     # derive everything first
     pages.update({"conventions.md": reference.CONVENTIONS, "theory.md": reference.THEORY,
                   "tour.md": TOUR})
