@@ -45,25 +45,44 @@ def _sech2(u):
     return 1.0 / np.cosh(np.clip(u, -350, 350)) ** 2
 
 
+def _tanh2(q):
+    """E[tanh(sqrt(q) z)^2], without the cancellation of 1 - E[sech^2] at small q."""
+    if q <= 0.25:
+        z, w = _gauss()
+        return float(w @ np.tanh(math.sqrt(q) * z) ** 2)
+    return 1.0 - _expect(_sech2, q)
+
+
 def mean_field(weight_scale, *, input_scale=1.0, bias_scale=0.0, input_power=1.0,
                iterations=500, tol=1e-14):
     """(q*, chi) for W ~ N(0, sw^2/n), U ~ N(0, sv^2/m), b ~ N(0, sb^2), R = |x|^2/m.
     Squares are products, not powers: a scale beyond 1e154 gives q* = inf and chi = nan
-    (float ** 2 would raise OverflowError)."""
+    (float ** 2 would raise OverflowError).
+
+    q* is the root of f(q) = sw^2 E[tanh^2] + drive - q, found by bisection (at most
+    `iterations` halvings, to `tol` relative): iterating the map instead nears q* only as
+    1/(2t) at the edge of chaos (sw = 1, small drive), which left q* 14x too large and the
+    rate on the wrong side of 0 just above it. With no drive, q* = 0 for sw <= 1 (the only
+    fixed point) and the positive root above it."""
+    sw2 = weight_scale * weight_scale
     drive = input_scale * input_scale * input_power + bias_scale * bias_scale
-    q = 1.0
-    for _ in range(iterations):       # tanh^2 = 1 - sech^2
-        q_next = weight_scale * weight_scale * (1.0 - _expect(_sech2, q)) + drive
-        if abs(q_next - q) <= tol * max(q, 1.0):
-            q = q_next
-            break
-        q = q_next
-    if drive == 0 and weight_scale * weight_scale <= 1:
-        # no inputs or biases and sw <= 1: q* = 0 is the only fixed point, which the
-        # iteration nears only as 1 / (2 t) at sw = 1 (q = 1e-3 after 500 steps, a rate
-        # of -0.001 where chi is exactly 1)
-        q = 0.0
-    chi = weight_scale * weight_scale * _expect(lambda u: _sech2(u) ** 2, q)
+    if not math.isfinite(sw2 + drive):
+        q = math.inf
+    elif sw2 == 0 or (drive == 0 and sw2 <= 1):
+        q = drive
+    else:
+        f = lambda q: sw2 * _tanh2(q) + drive - q                    # noqa: E731
+        lo, hi = drive, sw2 + drive               # f(lo) >= 0 > f(hi): tanh^2 < 1
+        while lo == 0 and f(hi / 2) <= 0:         # no drive: f > 0 only below q*
+            hi /= 2
+        lo = lo or hi / 2
+        for _ in range(iterations):
+            if hi - lo <= tol * hi:
+                break
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if f(mid) > 0 else (lo, mid)
+        q = 0.5 * (lo + hi)
+    chi = sw2 * _expect(lambda u: _sech2(u) ** 2, q)
     return q, chi
 
 

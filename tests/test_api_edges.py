@@ -2,6 +2,7 @@
 probe of the Python API): a state of size 0, a tensor on the meta device, the wrong
 input width, and a constant whose value (not its numbers) is beyond float64."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,3 +123,29 @@ def test_a_name_that_prints_as_a_function_is_refused(params, let):
         @gradlab.declare(state="h", params=params, source="test")
         def clash(s):
             return s.let(let, gradlab.tanh(s.W @ s.h))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_identity_dynamics_have_no_decay_not_a_rounding_rate(dtype):
+    """W = I (or orthogonal) read rate -5e-19 ('a decay of timescale 1.9e18 steps') or
+    +1e-16 ('gradients grow'); a slope within rounding of 0 is 0."""
+    from gradlab.flow import NO_DECAY
+
+    @gradlab.declare(state="h", params="W U b", source="test")
+    def linear(s):
+        return s.W @ s.h + s.U @ s.x + s.b
+    n = 7
+    gen = torch.Generator().manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=D))[0]
+    for W in (torch.eye(n, dtype=D), Q):
+        params = {"W": W, "U": torch.randn(n, 3, generator=gen, dtype=D),
+                  "b": torch.zeros(n, dtype=D)}
+        params = {k: v.to(dtype) for k, v in params.items()}
+        flow = gradlab.gradient_flow(linear, params, torch.randn(60, 3, 3, generator=gen))
+        for kind in ("spectral", "frobenius"):
+            assert flow.rate(kind) == 0.0 and flow.why(kind) == NO_DECAY
+            assert flow.timescale(kind) == float("inf")
+    assert gradlab.gradient_flow(linear, {"W": 0.9 * Q, "U": params["U"].double(),
+                                          "b": params["b"].double()},
+                                 torch.randn(60, 3, 3, dtype=D)).rate() == pytest.approx(
+        np.log(0.9), rel=1e-12)

@@ -459,3 +459,19 @@ def test_a_lyapunov_run_that_overflows_is_named_in_the_table(tmp_path):
     row = [line for line in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
            .splitlines() if line.startswith("| rnn_relu |")][0]
     assert "state overflowed (over 4T steps)" in row and "| nan |" not in row
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_the_theory_reads_the_inputs_the_report_draws(scale):
+    """Setup.xs draws x ~ N(0, s^2), so R = s^2 and the input drive is s^2 R = s^4; the
+    theory assumed R = 1 whatever --input-scale (rnn_tanh at s = 0.5: it predicted a decay,
+    -0.017, where the cell grows, +0.050 measured at n = 300)."""
+    setup = Setup(cells=("rnn_tanh",), hidden=6, inputs=3, steps=8, batch=2,
+                  weight_scale=1.5, input_scale=scale)
+    xs = setup.xs(400)
+    assert float((xs ** 2).mean()) == pytest.approx(scale ** 2, rel=0.1)
+    s = measure(setup, "rnn_tanh")["summary"]
+    assert s["theory"] == pytest.approx(theory.mean_field_rate(
+        1.5, input_scale=scale, bias_scale=0.0, input_power=scale ** 2), rel=1e-12)
+    assert s["theory"] != pytest.approx(theory.mean_field_rate(1.5, input_scale=scale),
+                                        rel=1e-3)

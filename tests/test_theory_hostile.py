@@ -79,3 +79,28 @@ def test_zero_drive_at_or_below_the_edge_of_chaos_has_q_star_zero():
     assert theory.mean_field_rate(0.9, input_scale=0.0) == pytest.approx(math.log(0.9), rel=1e-14)
     q, chi = theory.mean_field(1.1, input_scale=0.0)     # a positive fixed point above it
     assert q > 0.1 and chi == pytest.approx(1.0101893643, rel=1e-8)
+
+
+@pytest.mark.parametrize("sw, sb, sv", [(1.0, 1e-4, 0.0), (1.0, 1e-3, 0.0), (0.999, 1e-3, 0.0),
+                                        (1.001, 0.0, 0.0), (1.5, 0.0, 1.0), (3.0, 0.5, 1.0)])
+def test_mean_field_fixed_point_against_quadrature_at_and_near_the_edge(sw, sb, sv):
+    """500 plain iterations from q = 1 stopped short near sw = 1 (q* 14x too large at
+    sb = 1e-4; at sw = 1.001 with no drive the rate came out ordered, -5.8e-4, where it is
+    chaotic, +6.6e-7). The reference: brentq on the fixed-point equation, quad expectations."""
+    from scipy import integrate, optimize
+    from gradlab import theory
+
+    def expect(f, q):
+        return integrate.quad(lambda z: f(math.sqrt(q) * z) * math.exp(-z * z / 2)
+                              / math.sqrt(2 * math.pi), -40, 40, limit=400, epsabs=1e-15,
+                              epsrel=1e-13)[0]
+    drive = sv * sv + sb * sb
+    fixed = lambda q: sw * sw * expect(lambda u: math.tanh(u) ** 2, q) + drive - q  # noqa: E731
+    q_star = optimize.brentq(fixed, (sw * sw - 1) / (4 * sw * sw) if drive == 0 else drive,
+                             sw * sw + drive, xtol=1e-300, rtol=1e-14)
+    chi = sw * sw * expect(lambda u: 1 / math.cosh(u) ** 4, q_star)
+    q, c = theory.mean_field(sw, input_scale=sv, bias_scale=sb)
+    assert q == pytest.approx(q_star, rel=1e-8)
+    assert c == pytest.approx(chi, rel=1e-9)
+    assert math.copysign(1, theory.mean_field_rate(sw, input_scale=sv, bias_scale=sb)) \
+        == math.copysign(1, math.log(chi))

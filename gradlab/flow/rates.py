@@ -19,11 +19,14 @@ GROW = "gradients grow"              # rate > 0, timescale inf
 NO_DECAY = "no decay within T"       # rate 0, timescale inf
 
 
-def slope(y):
+def slope(y, eps=np.finfo(np.float64).eps):
     """(least-squares slope of y (L,) against 1..L, why it is not a plain number or None).
 
     nan or +inf anywhere (an overflowed product: nothing to fit) gives nan, before -inf
-    anywhere (an exactly zero product: infinitely fast decay) gives -inf."""
+    anywhere (an exactly zero product: infinitely fast decay) gives -inf. A slope whose
+    change over the L lags is within rounding (64 eps of the values' size; eps of the
+    dtype the norms were computed in) is 0: identity dynamics read -5e-19, "a decay with
+    a timescale of 1.9e18 steps", or +1e-16, "gradients grow"."""
     if (np.isnan(y) | np.isposinf(y)).any():
         return math.nan, NOT_FINITE
     if np.isneginf(y).any():
@@ -32,7 +35,10 @@ def slope(y):
         return math.nan, ONE_LAG
     x = np.arange(1, len(y) + 1, dtype=np.float64)
     x -= x.mean()
-    return float(np.dot(x, y - y.mean()) / np.dot(x, x)), None
+    rate = float(np.dot(x, y - y.mean()) / np.dot(x, x))
+    if abs(rate) * len(y) <= 64 * eps * (1 + float(np.abs(y).max())):
+        return 0.0, None
+    return rate, None
 
 
 def slope_stderr(logs):

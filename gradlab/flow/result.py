@@ -202,7 +202,7 @@ class Flow:
                                f"(both in 1..{self.T})")
         if self._finite_lags() < stop:     # P_stop reads s_{T-stop}..s_{T-1}; s_T is the
             return math.nan, OVERFLOW      # state a loss reads
-        rate, why = slope(y[start - 1:stop])
+        rate, why = slope(y[start - 1:stop], torch.finfo(self._xs.dtype).eps)
         return rate, SINGULAR if why == ZERO and kind == "min_singular" else why
 
     def _finite_lags(self):

@@ -129,8 +129,9 @@ def _theory(setup, cell, params):
     """Predicted per-step rate (natural log) where theory gives one, with its name."""
     known = registry.builtin(cell)       # a user's cell may share a built-in's name
     if known and cell.name == "rnn_tanh" and setup.init == "gaussian":
-        return "mean-field ½ ln χ", theory.mean_field_rate(
-            setup.weight_scale, input_scale=setup.input_scale, bias_scale=setup.bias_scale)
+        return "mean-field ½ ln χ", theory.mean_field_rate(          # x ~ N(0, s^2): R = s^2
+            setup.weight_scale, input_scale=setup.input_scale, bias_scale=setup.bias_scale,
+            input_power=setup.input_scale * setup.input_scale)
     if (known and cell.name in GATED_EXACT and setup.weight_scale == 0
             and setup.input_scale == 0 and setup.bias_scale == 0):
         return "exact ln σ(gate bias)", theory.gate_rate(setup.gate_bias)
@@ -140,6 +141,7 @@ def _theory(setup, cell, params):
         try:       # a cell mean field cannot read has no theory; an overflowing one: nan
             predicted = mean_field(cell, weight_scale=setup.weight_scale,
                                    bias_scale=setup.bias_scale, input_scale=setup.input_scale,
+                                   input_power=setup.input_scale * setup.input_scale,
                                    gate_bias=setup.gate_bias, method="dynamic",
                                    units=THEORY_UNITS, steps=T, inputs=setup.inputs,
                                    lags=(max(1, T // 4), T), seed=setup.seed).rate
