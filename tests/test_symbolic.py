@@ -283,3 +283,32 @@ def test_relu_slope_at_zero_is_zero(backend):
     assert torch.equal(J[0], torch.diag(torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)))
     reference = jacrev(lambda h: torch.relu(h))(state[0][0])
     assert torch.equal(J[0], reference)
+
+
+def test_a_diagonal_times_a_sum_of_diagonals_is_diagonal():
+    """The peephole LSTM's ∂h'/∂c is diag(.) (diag(.) + diag(.) + diag(f)): read term by
+    term it was called dense, and the documents said it 'multiplies the gradient by weight
+    matrices' (nine blocks across the LSTM variants). Its lowered diagonal is exact."""
+    import torch
+    from gradlab.symbolic.structure import kind
+
+    @gradlab.declare(state="c", params={"p": "n", "U": "n m"}, source="test")
+    def elementwise(s):
+        r = s.let("r", gradlab.sigmoid(s.p * s.c) * s.c + s.U @ s.x)
+        return gradlab.tanh(r)
+    assert elementwise.jacobian()["c", "c"].kind == "diagonal"
+    for name in ("peephole_lstm", "lstm_nig", "lstm_cifg", "lstm_fgr"):
+        J = gradlab.cell(name).jacobian()
+        assert J["h", "c"].kind == "diagonal", name
+    J = gradlab.cell("peephole_lstm").jacobian_fn("state")
+    cell = gradlab.cell("peephole_lstm")
+    params = cell.init_params(4, 3, seed=0)
+    state = (torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64))
+    x = torch.randn(2, 3, dtype=torch.float64)
+    block = J(params, state, x)[:, :4, 4:]                       # ∂h'/∂c
+    assert torch.count_nonzero(block - torch.diag_embed(block.diagonal(dim1=1, dim2=2))) == 0
+    step = lambda c: cell.step_fn()(params, (state[0], c), x)[0]          # noqa: E731
+    exact = torch.func.jacrev(step)(state[1])                            # (2, 4, 2, 4)
+    exact = torch.stack([exact[b, :, b] for b in range(2)])
+    assert torch.allclose(block, exact, rtol=1e-13, atol=1e-15)
+    assert kind(gradlab.cell("lstm").jacobian()["h", "h"]) == "dense"

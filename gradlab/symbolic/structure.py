@@ -29,9 +29,27 @@ def terms(expr):
     return expr.args if isinstance(expr, MatAdd) else (expr,)
 
 
-def _diagonal(term):
-    mats = term.as_coeff_matrices()[1] if isinstance(term, MatMul) else [term]
-    return all(isinstance(m, (DiagMatrix, Identity)) for m in mats)
+def _diag_vector(m):
+    """The diagonal of `m` as an n-vector expression if `m` is diagonal by its form, else
+    None: diag(u) -> u, I -> ones, a product of diagonals -> their elementwise product, a
+    sum of them -> the sum. Sums inside products count (the peephole LSTM's ∂h'/∂c is
+    diag(.) (diag(.) + diag(.) + diag(f))): read term by term they were called dense."""
+    if isinstance(m, DiagMatrix):
+        return m.args[0]
+    if isinstance(m, (Identity, ZeroMatrix)):
+        return (OneMatrix if isinstance(m, Identity) else ZeroMatrix)(m.shape[0], 1)
+    if isinstance(m, MatAdd):
+        vectors = [_diag_vector(a) for a in m.args]
+        return None if any(v is None for v in vectors) else sp.MatAdd(*vectors)
+    if isinstance(m, MatMul):
+        coeff, mats = m.as_coeff_matrices()
+        vectors = [_diag_vector(a) for a in mats]
+        if any(v is None for v in vectors):
+            return None
+        kept = [v for v, a in zip(vectors, mats) if not isinstance(a, Identity)]
+        vector = sp.hadamard_product(*kept) if kept else OneMatrix(m.shape[0], 1)
+        return vector if coeff == 1 else coeff * vector
+    return None
 
 
 def _outer(product):
@@ -71,7 +89,7 @@ def kind(expr, coupled=True):
     expr = plain(expr)
     if isinstance(expr, ZeroMatrix):
         return "zero"
-    if all(_diagonal(t) for t in terms(expr)):
+    if _diag_vector(expr) is not None:
         return "diagonal"
     if not coupled:
         return "dense"
@@ -99,14 +117,7 @@ def _matrices(expr):
 def diagonal(expr):
     """The diagonal of a 'diagonal' block as an n-vector expression: diag(u) diag(v) -> u * v,
     I -> the all-ones vector, so lowered code holds n numbers per row, not n x n."""
-    expr = plain(expr)
-    if kind(expr, coupled=False) != "diagonal":
+    vector = _diag_vector(plain(expr))
+    if vector is None or isinstance(plain(expr), ZeroMatrix):
         raise ValueError(f"not a diagonal block: {expr}")
-    n = expr.shape[0]
-    vectors = []
-    for term in terms(expr):
-        coeff, mats = term.as_coeff_matrices() if isinstance(term, MatMul) else (1, [term])
-        parts = [m.args[0] for m in mats if isinstance(m, DiagMatrix)]
-        vector = sp.hadamard_product(*parts) if parts else OneMatrix(n, 1)
-        vectors.append(vector if coeff == 1 else coeff * vector)
-    return sp.MatAdd(*vectors) if len(vectors) > 1 else vectors[0]
+    return vector
