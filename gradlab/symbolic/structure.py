@@ -29,6 +29,18 @@ def terms(expr):
     return expr.args if isinstance(expr, MatAdd) else (expr,)
 
 
+def _is_diagonal(m):
+    """Is `m` diagonal by its form (see `_diag_vector`)? Stops at the first factor or term
+    that is not, building nothing: a stack's dense cross-layer blocks are huge."""
+    if isinstance(m, (DiagMatrix, Identity, ZeroMatrix)):
+        return True
+    if isinstance(m, MatAdd):
+        return all(_is_diagonal(a) for a in m.args)
+    if isinstance(m, MatMul):
+        return all(_is_diagonal(a) for a in m.as_coeff_matrices()[1])
+    return False
+
+
 def _diag_vector(m):
     """The diagonal of `m` as an n-vector expression if `m` is diagonal by its form, else
     None: diag(u) -> u, I -> ones, a product of diagonals -> their elementwise product, a
@@ -38,14 +50,13 @@ def _diag_vector(m):
         return m.args[0]
     if isinstance(m, (Identity, ZeroMatrix)):
         return (OneMatrix if isinstance(m, Identity) else ZeroMatrix)(m.shape[0], 1)
+    if not _is_diagonal(m):
+        return None
     if isinstance(m, MatAdd):
-        vectors = [_diag_vector(a) for a in m.args]
-        return None if any(v is None for v in vectors) else sp.MatAdd(*vectors)
+        return sp.MatAdd(*map(_diag_vector, m.args))
     if isinstance(m, MatMul):
         coeff, mats = m.as_coeff_matrices()
         vectors = [_diag_vector(a) for a in mats]
-        if any(v is None for v in vectors):
-            return None
         kept = [v for v, a in zip(vectors, mats) if not isinstance(a, Identity)]
         vector = sp.hadamard_product(*kept) if kept else OneMatrix(m.shape[0], 1)
         return vector if coeff == 1 else coeff * vector
@@ -89,7 +100,7 @@ def kind(expr, coupled=True):
     expr = plain(expr)
     if isinstance(expr, ZeroMatrix):
         return "zero"
-    if _diag_vector(expr) is not None:
+    if _is_diagonal(expr):
         return "diagonal"
     if not coupled:
         return "dense"
