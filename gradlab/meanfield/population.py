@@ -28,6 +28,7 @@ from sympy import Identity, MatAdd, MatMul, MatrixSymbol, OneMatrix, Transpose
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from ..errors import GradlabError, real
+from ..symbolic.printing import text
 from ..lowering.backends import backend
 from ..lowering.codeprinter import ArrayPrinter, identifier
 from ..lowering.lower import block_terms
@@ -134,8 +135,11 @@ class Population:
                     raise GradlabError(f"mean field: cell '{cell.name}' multiplies "
                                        f"{len(mats)} matrices in {expr}; only M @ v is read")
                 if not new_fields:
-                    raise GradlabError(f"mean field: the Jacobian of cell '{cell.name}' "
-                                       f"holds {expr}, which no equation computes")
+                    raise GradlabError(
+                        f"mean field cannot read cell '{cell.name}': its Jacobian applies "
+                        f"{text(MatMul(*mats))} on its own, which no equation computes (a "
+                        "combination of weights such as W - W.T is read in an equation, "
+                        "not term by term in its Jacobian)")
                 inner = MatMul(*mats) if coeff != 1 else expr
                 if inner not in self._memo:
                     self._memo[inner] = self._field(mats[0], self._rewrite(mats[1]), expr)
