@@ -1,5 +1,6 @@
 """The cell registry: built-in cells register themselves; lookups list the valid names."""
 
+import contextlib
 import importlib
 import importlib.util
 import pathlib
@@ -68,6 +69,21 @@ def _user_cell(spec, Cell):
     return found
 
 
+@contextlib.contextmanager
+def _on_path(folder):
+    """`folder` first on sys.path for the block (the file's neighbours import), then as
+    before: importing a cell file leaves the process's path as it found it."""
+    folder = str(folder)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
+
+
 def load(spec, what="cell"):
     """(module, where, name) for "path/to/file.py:NAME" or "package.module:NAME": the file
     or module imported (and so run), once per process; every failure one line."""
@@ -89,8 +105,8 @@ def load(spec, what="cell"):
             loader = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(loader)
             sys.modules[module_name] = module
-            try:
-                with no_exit():
+            try:     # its folder on the path while it loads, as `python path.py` has it
+                with no_exit(), _on_path(path.resolve().parent):
                     loader.loader.exec_module(module)
             except GradlabError:
                 del sys.modules[module_name]
@@ -103,8 +119,8 @@ def load(spec, what="cell"):
         if not all(part.isidentifier() for part in where.split(".")):
             raise GradlabError(f"{what} {spec!r}: {where!r} is neither a .py file nor a module "
                                "name (package.module)")
-        try:
-            with no_exit():
+        try:     # from the working directory too, as `python -m` would find it
+            with no_exit(), _on_path(pathlib.Path.cwd()):
                 module = importlib.import_module(where)
         except GradlabError:
             raise

@@ -148,3 +148,32 @@ def test_spectral_norm_of_a_diagonal_product_whose_top_entry_changes_places(monk
     gates = torch.sigmoid(xs @ params["U"].T + params["b"])          # (T, B, n)
     exact = torch.cumsum(gates.flip(0).log(), 0).max(-1).values.T      # (B, T)
     assert np.abs(got.log_norm("spectral") - exact.numpy()).max() < 1e-10
+
+
+def test_a_cell_file_imports_its_neighbours_and_a_module_is_found_from_here(
+        tmp_path, monkeypatch):
+    """README: a file is imported 'as python path.py would', which puts its folder on the
+    path; 'from fns import _J' in a checked file failed with ModuleNotFoundError, and
+    package.module:NAME was not found from the working directory. The path is left as it
+    was found."""
+    import sys
+    (tmp_path / "helpers.py").write_text("SOURCE = 'neighbour'\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    cell_text = ("import gradlab\nfrom helpers import SOURCE\n\n\n"
+                 "@gradlab.declare(state='h', params='W U b', source=SOURCE)\n"
+                 "def plain(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)\n")
+    (tmp_path / "mine.py").write_text(cell_text)
+    (tmp_path / "pkg" / "mod.py").write_text(cell_text.replace("from helpers", "from .helpers")
+                                             .replace("SOURCE = ", ""))
+    (tmp_path / "pkg" / "helpers.py").write_text("SOURCE = 'in a package'\n")
+    before = list(sys.path)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    assert gradlab.cell(f"{tmp_path / 'mine.py'}:plain").source == "neighbour"
+    monkeypatch.chdir(tmp_path)
+    assert gradlab.cell("pkg.mod:plain").source == "in a package"
+    assert sys.path == before
+    for name in ("helpers", "pkg", "pkg.mod", "pkg.helpers"):      # this test's modules
+        sys.modules.pop(name, None)
