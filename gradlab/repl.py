@@ -12,7 +12,9 @@ from .errors import GradlabError
 HOWTO = (
     "gradlab shell: gradlab, torch, sympy and every catalogue cell (lstm, gru, ...) are loaded.\n"
     "  print(lstm); J = lstm.jacobian(); J['c', 'c']; J.terms('h', 'h'); J.explicit(n=2)\n"
-    "  p = lstm.init_params(hidden=4, inputs=3); J.at(p, state, x); help(gradlab.Jacobian)\n")
+    "  p = lstm.init_params(hidden=4, inputs=3); s = (torch.rand(2, 4, dtype=torch.float64),) * 2\n"
+    "  J.at(p, s, torch.rand(2, 3, dtype=torch.float64)); help(gradlab.Jacobian)\n"
+    "  tanh, sigmoid, ... here are the declaration language's (symbolic): torch.tanh for numbers\n")
 
 
 def namespace():

@@ -130,7 +130,16 @@ def test_the_shell_namespace_has_gradlab_torch_and_every_cell():
     for name in gradlab.cells():
         assert ns[name] is gradlab.cell(name)
     assert "abs" not in ns and ns["maximum"] is gradlab.maximum
-    assert len(HOWTO.splitlines()) == 3
+    assert len(HOWTO.splitlines()) == 5
+
+
+def test_the_howto_lines_run_as_printed():
+    """Its 'J.at(p, state, x)' raised NameError: state and x were never defined."""
+    ns = namespace()
+    lines = [line.strip() for line in HOWTO.splitlines()[1:4]]
+    code = "\n".join(line.replace("; help(gradlab.Jacobian)", "") for line in lines)
+    exec(code.replace("print(lstm); ", ""), ns)                       # noqa: S102
+    assert ns["J"].at(ns["p"], ns["s"], torch.rand(2, 3, dtype=torch.float64)).shape == (2, 8, 8)
 
 
 @pytest.mark.parametrize("plain", [True, False], ids=["code.interact", "ipython"])
