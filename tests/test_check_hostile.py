@@ -331,3 +331,26 @@ def test_a_numerator_answer_declared_denominator_is_told_so():
     assert "--layout numerator" in text
     transposed = check_jacobian(lambda P, s, x: EXACT(P, s, x).mT, CELL, PARAMS)
     assert "denominator layout (rows are inputs)" in transposed.diagnosis[0]
+
+
+def test_an_input_jacobian_in_the_other_layout_is_diagnosed_not_refused():
+    """With m != n an answer in denominator layout, (B, m, n), exited 2 as a wrong shape;
+    the square case was already told it is the transpose."""
+    params = CELL.init_params(8, 4, seed=0)
+    K = CELL.jacobian_fn("input")
+    told = check_jacobian(lambda P, s, x: K(P, s, x).mT, CELL, params, wrt="input")
+    assert not told.ok and "that of denominator layout" in told.diagnosis[0]
+    assert "it is right" in told.diagnosis[0]
+    wrong = check_jacobian(lambda P, s, x: 2 * K(P, s, x).mT, CELL, params, wrt="input")
+    assert not wrong.ok and "still wrong" in wrong.diagnosis[0]
+    assert check_jacobian(lambda P, s, x: K(P, s, x).mT, CELL, params, wrt="input",
+                          layout="denominator").ok
+
+
+def test_a_block_named_with_its_prime_is_read():
+    """--block "h',h" was refused although J["h'", "h"] reads that block."""
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 2, seed=0)
+    J = lstm.jacobian_fn("state")
+    assert check_jacobian(lambda P, s, x: J(P, s, x)[:, :3, :3], lstm, params,
+                          block=("h'", "h")).ok

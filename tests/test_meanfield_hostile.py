@@ -203,3 +203,10 @@ def test_a_weight_combination_is_refused_in_words():
     with pytest.raises(GradlabError, match=r"cannot read cell 'antisymmetric': its Jacobian "
                                            r"applies W h on its own.*W - W\.T"):
         mean_field(antisymmetric)
+
+
+def test_a_report_that_is_not_a_function_is_refused_first():
+    """critical_init(report=3) ran a measurement, then raised TypeError: 'int' object is
+    not callable."""
+    with pytest.raises(GradlabError, match="report must be a function"):
+        critical_init("gru", 50, report=3)

@@ -108,6 +108,9 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
         raise GradlabError(f"tolerance must be in (0, 1), got {tolerance!r}")
     hidden, inputs = integer(hidden, "hidden", 1), integer(inputs, "inputs", 1)
     measurements, seed = integer(measurements, "measurements", 1), check_seed(seed)
+    if report is not None and not callable(report):
+        raise GradlabError(f"report must be a function report(knob, value, timescale) or "
+                           f"None, got {type(report).__name__}")
     steps = measure_steps(timescale) if steps is None else integer(steps, "steps", 3)
     checked = Scales(weight_scale=weight_scale, bias_scale=bias_scale,
                      input_scale=input_scale, gate_bias=gate_bias)    # one line if bad

@@ -181,6 +181,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     ins = cell.state_names if wrt == "state" else (cell.input_name,)
     if block is not None:
         given, block = block, tuple(block) if isinstance(block, (tuple, list)) else ()
+        if len(block) == 2 and isinstance(block[0], str) and block[0].endswith("'"):
+            block = (block[0][:-1], block[1])          # ("h'", "h"), as J["h'", "h"] reads
         if len(block) != 2 or block[0] not in cell.state_names or block[1] not in ins:
             raise GradlabError(f"block {given!r} is not (out part, in part) with parts from "
                                f"{', '.join(cell.state_names)} and {', '.join(ins)}")
@@ -189,6 +191,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     rows, cols = exact.shape[1:]
     shape = (rows, cols) if layout == "numerator" else (cols, rows)
     theirs, one_by_one, dtype = batched_jacobian(fn, params, state, x, shape)
+    if tuple(theirs.shape[1:]) != shape:      # (B, cols, rows): the other layout's shape
+        return _other_shape(theirs, exact, layout, blocks)
     if layout == "denominator":
         theirs = theirs.transpose(1, 2)
     finite = torch.isfinite(theirs)
@@ -215,6 +219,19 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol)
     return Result(ok, Error(absolute, relative), max(blocks.keys, key=errors.get), errors,
                   diagnosis, x.shape[0])
+
+
+def _other_shape(theirs, exact, layout, blocks):
+    """The Result for an answer shaped as the other layout's (B, cols, rows), rows != cols."""
+    flipped = theirs if layout == "denominator" else theirs.transpose(1, 2)
+    error = _relative(flipped, exact)
+    other = "numerator" if layout == "denominator" else "denominator"
+    said = (f"Your Jacobian has shape {tuple(theirs.shape)}, that of {other} layout "
+            f"(rows are {'outputs' if other == 'numerator' else 'inputs'}); read so, it is "
+            + ("right" if error <= 1e-9 else f"still wrong (max relative error {error:.3g})")
+            + f": pass layout={other!r} (--layout {other}), or transpose it.")
+    return Result(False, Error(math.nan, error), blocks.keys[0],
+                  {k: math.nan for k in blocks.keys}, [said], theirs.shape[0])
 
 
 def _exact(cell, wrt, params, state, x):

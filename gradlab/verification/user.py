@@ -79,6 +79,8 @@ def batched_jacobian(fn, params, state, x, shape):
     out, dtype = real_answer(out)    # not real numbers: wrong, batched or not
     if out.ndim == 2 and B == 1:
         out = out[None]
+    if tuple(out.shape) == (B, shape[1], shape[0]):   # the other layout: told by check
+        return out, False, dtype
     if tuple(out.shape) != (B, *shape):
         if out.ndim == 2:                             # one sample at a time
             single, dtype = per_sample(fn, params, state, x, shape)
