@@ -124,9 +124,11 @@ def check_target(out, *, force=False, cell_files=(), what="--out"):
     probe = path
     while not probe.exists():
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is not writable "
-                           "(or not a folder)")
+    if not probe.is_dir():
+        raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is a file, not a "
+                           "folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is not writable")
     return path
 
 

@@ -273,3 +273,13 @@ def test_write_torch_leaves_no_file_when_interrupted(tmp_path, monkeypatch):
     assert torch.load(tmp_path / "m.pt")["w"].shape == (2,)
     with pytest.raises(gradlab.GradlabError, match="exists"):
         checkpoint.save_new({"w": torch.zeros(2)}, tmp_path / "m.pt")
+
+
+@pytest.mark.parametrize("command", [["derive", "lstm"], ["report", "--cells", "rnn_tanh"]])
+def test_an_out_under_a_file_is_named_as_such(tmp_path, command):
+    """derive said 'File exists' and report 'is not writable (or not a folder)' of an
+    --out below a regular file."""
+    (tmp_path / "afile").write_text("mine")
+    result = invoke(*command, "--out", tmp_path / "afile" / "sub")
+    assert_one_line_error(result, "afile' is a file, not a folder")
+    assert (tmp_path / "afile").read_text() == "mine"
