@@ -262,3 +262,23 @@ def test_transpose_of_a_vector_is_refused_and_identity_reads_I():
     msg = _refusal(lambda s: tanh(s.W @ s.h + s.U @ s.x + s.b) + s.h.T @ s.h)
     assert "h.T" in msg and "column vectors" in msg, msg
     assert str(gradlab.I) == "I"
+
+
+def test_reductions_print_as_written_in_text_and_latex():
+    """LaTeX printed norm(r) as the italic product 'norm_{r}' and sum(r) as 'sum_{r}'; the
+    text mixed '‖r‖**2' with '^', wrote '^-1/2' and took diag of a scalar."""
+    import gradlab
+    from gradlab.symbolic.printing import latex, text
+
+    @gradlab.declare(state="h", params="W U b", source="test")
+    def reduced(s):
+        r = s.let("r", s.W @ s.h + s.U @ s.x + s.b)
+        return r / gradlab.norm(r) + gradlab.sum(r) * s.h
+    J = reduced.jacobian()
+    printed, typeset = str(J), J._repr_latex_()
+    assert "**" not in printed and "^-" not in printed and "diag(1/2" not in printed
+    assert "‖r‖^2" in printed and "(rᵀ r)^(-1/2)" in printed
+    assert r"\left\lVert r \right\rVert" in typeset and r"\Sigma_{r}" in typeset
+    assert "norm_" not in typeset and "sum_" not in typeset
+    lets = {text(k): latex(k) for k in reduced.lets}
+    assert lets["‖r‖"] == r"\left\lVert r \right\rVert" and lets["Σ_r"] == r"\Sigma_{r}"

@@ -55,6 +55,9 @@ class MatrixLatexPrinter(LatexPrinter):
         if base.endswith("~"):
             return super()._deal_with_super_sub(base.rstrip("~") + "tilde",
                                                 style=style) + primes
+        for prefix, form in (("norm_", r"\left\lVert %s \right\rVert"), ("sum_", r"\Sigma_{%s}")):
+            if string.startswith(prefix) and len(string) > len(prefix):  # norm(r), sum(r)
+                return form % self._deal_with_super_sub(string[len(prefix):], style=style)
         return super()._deal_with_super_sub(string, style=style)
 
     def _print_MatAdd(self, expr):
@@ -95,8 +98,9 @@ class MatrixLatexPrinter(LatexPrinter):
         return (r"%s^{T}" % arg if isinstance(expr.arg, sp.MatrixSymbol)
                 else r"\left(%s\right)^{T}" % arg)
 
-    def _print_DiagMatrix(self, expr):
-        return r"\operatorname{diag}\left(%s\right)" % self._print(expr.args[0])
+    def _print_DiagMatrix(self, expr):      # of a 1 x 1 (a reduction's slope): the scalar
+        inner = self._print(expr.args[0])
+        return inner if expr.shape == (1, 1) else r"\operatorname{diag}\left(%s\right)" % inner
 
     def _print_HadamardProduct(self, expr):
         return r" \odot ".join(self.parenthesize(a, 60) if isinstance(a, sp.MatAdd)
@@ -125,6 +129,12 @@ def _text_name(name):
     if name.startswith("norm_"):
         return f"‖{name[5:]}‖"
     return name.replace("mu_", "μ_").replace("sigma_", "σ_").replace("sum_", "Σ_")
+
+
+def _exponent(printed):
+    """An exponent as written after ^: bare if a plain name or count, else in parentheses
+    (x^(-1/2), not x^-1/2)."""
+    return printed if re.fullmatch(r"\w+", printed) else f"({printed})"
 
 
 class MatrixTextPrinter(StrPrinter):
@@ -167,8 +177,12 @@ class MatrixTextPrinter(StrPrinter):
     def _print_Dummy(self, expr):
         return expr.name
 
-    def _print_DiagMatrix(self, expr):
-        return f"diag({self._print(expr.args[0])})"
+    def _print_DiagMatrix(self, expr):      # of a 1 x 1 (a reduction's slope): the scalar
+        inner = self._print(expr.args[0])
+        return inner if expr.shape == (1, 1) else f"diag({inner})"
+
+    def _print_Pow(self, expr, rational=False):     # ‖r‖^2, not ‖r‖**2: one notation, ^
+        return super()._print_Pow(expr, rational).replace("**", "^")
 
     def _print_HadamardProduct(self, expr):
         return " ⊙ ".join(f"({self._print(a)})" if isinstance(a, sp.MatAdd) or (
@@ -179,7 +193,7 @@ class MatrixTextPrinter(StrPrinter):
         base = self._print(expr.base)
         if not isinstance(expr.base, sp.MatrixSymbol):
             base = f"({base})"
-        return f"{base}^{self._print(expr.exp)}"
+        return f"{base}^{_exponent(self._print(expr.exp))}"
 
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()
