@@ -149,3 +149,12 @@ def test_identity_dynamics_have_no_decay_not_a_rounding_rate(dtype):
                                           "b": params["b"].double()},
                                  torch.randn(60, 3, 3, dtype=D)).rate() == pytest.approx(
         np.log(0.9), rel=1e-12)
+
+
+def test_a_lyapunov_result_prints_as_a_summary():
+    """Its repr dumped every row of `running` (T - discard rows)."""
+    cell = gradlab.cell("gru")
+    result = gradlab.lyapunov(cell, cell.init_params(4, 2, seed=0),
+                              torch.randn(500, 3, 2, dtype=D), 2)
+    shown = repr(result)
+    assert shown.startswith("Lyapunov(mean=[") and "steps=500" in shown and len(shown) < 200

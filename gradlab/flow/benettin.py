@@ -53,6 +53,12 @@ class Lyapunov:
     discard: int
     steps: int
 
+    def __repr__(self):      # a summary: the arrays hold B k and (T - discard) k numbers
+        B, k = self.exponents.shape
+        shown = ", ".join(f"{m:.4g} ± {e:.2g}" for m, e in zip(self.mean, self.stderr))
+        return (f"Lyapunov(mean=[{shown}], sequences={B}, steps={self.steps}, "
+                f"discard={self.discard}; .exponents (B, k), .running (steps, k))")
+
 
 def _step_blocks(rows, cell_kinds, steps):
     """Per step j, the blocks [a][b] of J_j: (B, n, n), (B, n, 1) for a diagonal block,
