@@ -149,13 +149,14 @@ def drift_caption(setup, cells, names):
     (growth of at least DRIFT_GROWTH), with no claim the numbers do not make."""
     T = setup.steps
     early = max(1, T // 10)
-    growth, parts = {}, []
-    for name in names:
+    growth, parts, said = {}, [], {}
+    for name in [n for n in cells if "drift" in cells[n]]:     # the others too, for below
         rms = np.asarray(cells[name]["drift"]["rms"], dtype=np.float64)
         a, b = rms[early], rms[-1]
         growth[name] = math.inf if not np.isfinite(b) else b / a if a > 0 else math.nan
-        parts.append(f"{name} {a:.3g} → {b:.3g} (×{growth[name]:.3g})" if np.isfinite(b)
-                     else f"{name} {a:.3g} → overflow")
+        said[name] = (f"{name} {a:.3g} → {b:.3g} (×{growth[name]:.3g})" if np.isfinite(b)
+                      else f"{name} {a:.3g} → overflow")
+    parts = [said[n] for n in names]
     text = (f"Measured at initialisation (gate bias {setup.gate_bias:g}, input scale "
             f"{setup.input_scale:g}), the RMS of the state from step {early} to step {T}: "
             + "; ".join(parts) + ". ")
@@ -170,12 +171,16 @@ def drift_caption(setup, cells, names):
         most = max(grew, key=lambda n: growth[n])
         text += f" (most: {most}). "
     elif "prototype_lstm" in names:
-        text += (f"No state here grows by ×{DRIFT_GROWTH:g} or more: at initialisation, with "
+        text += (f"None of these grows by ×{DRIFT_GROWTH:g} or more: at initialisation, with "
                  "these settings, the prototype LSTM shows no internal state drift. The seed "
                  "places the drift in the early stage of training; `gradlab train` measures "
                  "it there (reports/learnability/). ")
     else:
-        text += f"No state here grows by ×{DRIFT_GROWTH:g} or more. "
+        text += f"None of these grows by ×{DRIFT_GROWTH:g} or more. "
+    others = [said[n] for n in growth if n not in names and growth[n] >= DRIFT_GROWTH]
+    if others:
+        text += (f"Of the report's other cells, these grow by ×{DRIFT_GROWTH:g} or more over "
+                 f"the same steps: {'; '.join(others)}. ")
     return text + ("Below: the share of gate values beyond 0.05 or 0.95 (saturated gates "
                    "pass no gradient).")
 
@@ -213,10 +218,35 @@ def paths_caption(cells):
                  f"way, so they can keep gradient for many steps): {', '.join(diagonal)}. ")
     if dense:
         text += f"Through weight matrices and squashing: {', '.join(dense)}. "
-    text += ("The paths differ in the first lags; at long lags every block of the product "
-             "falls at one rate, the product's top Lyapunov exponent, since each step mixes "
-             "the parts.")
-    return text
+    return text + _one_rate_words(cells)
+
+
+def _one_rate_words(cells):
+    """Whether each cell's blocks already fall at one rate, λ₁, over lags T/2..T: each step
+    mixes the parts, so they do at lags long against the timescale, which T may not be."""
+    agree, apart = [], []
+    for name, d in cells.items():
+        if "paths" not in d:
+            continue
+        lam, T = float(d["summary"]["lyapunov"][0]), len(d["lags"])
+        k = np.arange(T // 2, T) + 1.0
+        slopes = [np.polyfit(k, np.asarray(v, dtype=np.float64)[T // 2:] * math.log(10), 1)[0]
+                  for v in d["paths"].values() if np.isfinite(v[T // 2:]).all()]
+        if not slopes or not math.isfinite(lam):
+            continue
+        if max(abs(v - lam) for v in slopes) <= 0.1 * abs(lam) + 0.002:
+            agree.append(name)
+        else:
+            apart.append(f"{name} (slopes {min(slopes):.3g} to {max(slopes):.3g} against λ₁ = "
+                         f"{lam:.3g})")
+    text = ("The paths differ in the first lags. Each step mixes the parts, so at lags long "
+            "against the timescale every block falls at one rate, the top Lyapunov exponent "
+            "λ₁")
+    if agree:
+        text += f"; over lags T/2..T the blocks' slopes are within 10 % of λ₁ for {', '.join(agree)}"
+    if apart:
+        text += f"; not yet within T for {', '.join(apart)}"
+    return text + "."
 
 
 def build(setup, cells, command, model_note=None):

@@ -21,6 +21,7 @@ from .. import registry, theory
 from ..errors import GradlabError
 from .figures import timescale_contours, timescale_crossings
 from .measurements import Setup, check_cell_name, rate_words, states_finite
+from .phase_words import gate_words, theory_text, theory_words, vanilla_words
 from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, \
     gradient_flow, slope_stderr
 from .publish import Section, write_report
@@ -229,13 +230,6 @@ def theory_grid(grid, skip=()):
             "levels": list(THEORY_LEVELS), "timescale": cells, "curves": curves}
 
 
-def theory_words(theory):
-    o = theory["options"]
-    return (f"{theory['method']} mean field (gradlab.meanfield: N = {o['units']} units, "
-            f"m = {o['inputs']} inputs, T = {o['steps']}, fitted over lags "
-            f"{o['lags'][0]}..{o['lags'][1]})")
-
-
 def _heatmaps(grid, points, critical, theory=None):
     cells = list(grid.cells)
     cols = min(len(cells), 2)
@@ -307,39 +301,6 @@ def _table_row(p, gated=True):
             p.get("rate_stderr", math.nan), shown_xi, p.get("horizon")]
 
 
-def _theory_text(grid, points, theory):
-    """What drew the contours, and how far they are from the measured map (computed here
-    from the same numbers, at the points where both have a converged timescale)."""
-    ws, gb = list(grid.weight_scales), list(grid.gate_biases)
-    ratios = []
-    for p in (p for p in points if p["cell"] in theory["timescale"]):
-        xi = theory["timescale"][p["cell"]][gb.index(p["gate_bias"])][
-            ws.index(p["weight_scale"])]
-        if p["rate"] < 0 and p.get("converged", True) and 0 < p["timescale"] < math.inf \
-                and 0 < xi < math.inf:
-            ratios.append(abs(math.log10(xi / p["timescale"])))
-    units = theory["options"]["units"]
-    text = (f"White lines: the timescales ξ = {', '.join(map(str, theory['levels']))} steps "
-            f"of {theory_words(theory)}, for the same initialisation and inputs, over the "
-            f"measurement at n = {grid.hidden}" + (
-                f" (the theory's {units} units stand for the large-width limit, so part of "
-                "any difference is the measurement's finite width)."
-                if units > grid.hidden else "."))
-    left = [c for c in grid.cells if c not in theory["timescale"]]
-    if left:
-        text += (f" No theory is drawn for {', '.join(left)}: a merge of shards does not "
-                 "import cell files, and the theory needs the cell's equations.")
-    if theory["curves"]:
-        text += (" A cell with no gate bias has one curve over the weight scale: its lines "
-                 "mark where it crosses each timescale.")
-    if ratios:
-        text += (f" At {'the one point' if len(ratios) == 1 else f'the {len(ratios)} points'}"
-                 f" where both have a converged ξ, theory and measurement differ by a factor "
-                 f"of {10 ** float(np.median(ratios)):.2f} at the median (at most "
-                 f"{10 ** max(ratios):.3g}).")
-    return text
-
-
 def report(grid, points, out, *, force=False, command="gradlab sweep", import_cells=True,
            **where):
     """Write the phase-diagram report; `where` (cell_files, expect, notice) goes on to
@@ -371,8 +332,7 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
               "horizon T"],
              [_table_row(p, gated[p["cell"]]) for p in points])
     text = ("Each panel: the timescale of gradient memory over the initialisation grid. "
-            "Gates let memory grow with the gate bias at any weight scale; the vanilla "
-            "RNN's memory depends on the weight scale alone and peaks at the edge of chaos.")
+            + gate_words(grid, points) + vanilla_words(grid, points)).rstrip()
     if critical is not None:
         text += f" Mean-field theory puts rnn_tanh's critical line χ = 1 at σ_w = {critical:.3f}."
     open_ = sum(p["rate"] < 0 and not p.get("converged", True) for p in points)
@@ -386,7 +346,7 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
     if overflowed:
         text += (f" {overflowed} of {len(points)} points have no measurement (marked ×: "
                  "state overflowed).")
-    text += " " + _theory_text(grid, points, theory)
+    text += " " + theory_text(grid, points, theory)
     sections = [Section("Phase diagram", text, "phase"), Section("Every grid point", table=table)]
     data = {"grid": grid.as_dict(), "critical_weight_scale": critical, "points": points,
             "theory": theory}

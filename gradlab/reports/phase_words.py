@@ -1,0 +1,140 @@
+"""The phase diagram's words, computed from its points: what the gate bias does to each
+gated cell's memory, where a cell with no gate keeps it longest, and what the theory's
+contours show (and, where its curve leaps to infinity within one step, what they cannot).
+Nothing here is said that the points do not show."""
+
+import math
+
+import numpy as np
+
+RISE = 1e-9      # a timescale "falls" as the gate bias rises only by more than this share
+
+
+def memory(p):
+    """A point's timescale as an order: inf where gradients do not decay (grow, or keep
+    their size), 0 for an exactly zero product, None where nothing was measured."""
+    rate = p["rate"]
+    if not isinstance(rate, (int, float)) or math.isnan(rate):
+        return None
+    if rate == -math.inf:
+        return 0.0
+    return float(p["timescale"]) if rate < 0 else math.inf
+
+
+def gate_words(grid, points):
+    """Whether each gated cell's memory grows with the gate bias at every weight scale,
+    and where it does not, with one example."""
+    holds, fails = [], []
+    for cell, gated in zip(grid.cells, grid.gates()):
+        if not gated:
+            continue
+        falls = []
+        for ws in grid.weight_scales:
+            column = sorted((p["gate_bias"], memory(p)) for p in points
+                            if p["cell"] == cell and p["weight_scale"] == ws
+                            and memory(p) is not None)
+            drop = next(((a, b) for a, b in zip(column, column[1:])
+                         if b[1] < a[1] * (1 - RISE)), None)
+            if drop is not None:
+                falls.append((ws, drop))
+        if not falls:
+            holds.append(cell)
+            continue
+        ws, ((g1, x1), (g2, x2)) = falls[0]
+        fails.append(f"{cell} at σ_w = {', '.join(f'{w:g}' for w, _ in falls)} (at σ_w = "
+                     f"{ws:g}, ξ = {_xi(x1)} at gate bias {g1:g} against {_xi(x2)} at {g2:g})")
+    text = ""
+    if holds:
+        text += (f"The gate bias lengthens the memory of {', '.join(holds)} at every weight "
+                 "scale measured. ")
+    if fails:
+        text += f"It does not everywhere for {'; '.join(fails)}. "
+    return text
+
+
+def vanilla_words(grid, points):
+    """Where each cell with no gate bias keeps memory longest, and where gradients grow."""
+    text = ""
+    for cell, gated in zip(grid.cells, grid.gates()):
+        if gated:
+            continue
+        row = sorted((p["weight_scale"], memory(p)) for p in points
+                     if p["cell"] == cell and memory(p) is not None)
+        finite = [(ws, x) for ws, x in row if math.isfinite(x)]
+        grows = [ws for ws, x in row if x == math.inf]
+        text += f"{cell} has no gate: its memory depends on the weight scale alone"
+        if finite:
+            ws, x = max(finite, key=lambda r: r[1])
+            text += f", longest among the decays at σ_w = {ws:g} (ξ = {x:.3g})"
+        if grows and all(x == math.inf for w, x in row if w >= min(grows)):
+            text += f"; gradients do not decay from σ_w = {min(grows):g} on"
+        elif grows:
+            text += f"; gradients do not decay at σ_w = {', '.join(f'{w:g}' for w in grows)}"
+        text += ". "
+    return text
+
+
+def _xi(x):
+    return "∞" if x == math.inf else f"{x:.3g}"
+
+
+def unplaced_crossings(theory, levels):
+    """Where a theory curve (a cell with no gate bias) leaps from a finite timescale to
+    inf between neighbouring points: the levels it passes there, whose lines cannot be
+    placed; [(cell, levels, weight scale before, after, the finite value)]."""
+    out = []
+    for cell, curve in theory.get("curves", {}).items():
+        ws, ts = curve["weight_scale"], np.asarray(curve["timescale"], dtype=np.float64)
+        for i in range(len(ts) - 1):
+            a, b = ts[i], ts[i + 1]
+            if np.isnan(a) or np.isnan(b) or np.isfinite(a) == np.isfinite(b):
+                continue
+            finite = a if np.isfinite(a) else b
+            passed = [lv for lv in levels if lv > finite]
+            if passed:
+                out.append((cell, passed, ws[i], ws[i + 1], float(finite)))
+    return out
+
+
+def theory_words(theory):
+    o = theory["options"]
+    return (f"{theory['method']} mean field (gradlab.meanfield: N = {o['units']} units, "
+            f"m = {o['inputs']} inputs, T = {o['steps']}, fitted over lags "
+            f"{o['lags'][0]}..{o['lags'][1]})")
+
+
+def theory_text(grid, points, theory):
+    """What drew the contours, and how far they are from the measured map (computed here
+    from the same numbers, at the points where both have a converged timescale)."""
+    ws, gb = list(grid.weight_scales), list(grid.gate_biases)
+    ratios = []
+    for p in (p for p in points if p["cell"] in theory["timescale"]):
+        xi = theory["timescale"][p["cell"]][gb.index(p["gate_bias"])][
+            ws.index(p["weight_scale"])]
+        if p["rate"] < 0 and p.get("converged", True) and 0 < p["timescale"] < math.inf \
+                and 0 < xi < math.inf:
+            ratios.append(abs(math.log10(xi / p["timescale"])))
+    units = theory["options"]["units"]
+    text = (f"White lines: the timescales ξ = {', '.join(map(str, theory['levels']))} steps "
+            f"of {theory_words(theory)}, for the same initialisation and inputs, over the "
+            f"measurement at n = {grid.hidden}" + (
+                f" (the theory's {units} units stand for the large-width limit, so part of "
+                "any difference is the measurement's finite width)."
+                if units > grid.hidden else "."))
+    left = [c for c in grid.cells if c not in theory["timescale"]]
+    if left:
+        text += (f" No theory is drawn for {', '.join(left)}: a merge of shards does not "
+                 "import cell files, and the theory needs the cell's equations.")
+    if theory["curves"]:
+        text += (" A cell with no gate bias has one curve over the weight scale: its lines "
+                 "mark where it crosses each timescale.")
+    for cell, passed, a, b, finite in unplaced_crossings(theory, theory["levels"]):
+        text += (f" {cell}'s curve passes ξ = {', '.join(f'{v:g}' for v in passed)} between "
+                 f"σ_w = {a:.4g} and {b:.4g}, where it leaps from {finite:.3g} to ∞ (no "
+                 "decay): those lines are not drawn.")
+    if ratios:
+        text += (f" At {'the one point' if len(ratios) == 1 else f'the {len(ratios)} points'}"
+                 f" where both have a converged ξ, theory and measurement differ by a factor "
+                 f"of {10 ** float(np.median(ratios)):.2f} at the median (at most "
+                 f"{10 ** max(ratios):.3g}).")
+    return text
