@@ -3,6 +3,7 @@
 in `cli` call the library with what these return."""
 
 import math
+import pathlib
 import shlex
 import sys
 import time
@@ -55,7 +56,14 @@ def check_report_target(out, *, force=False, figures=(), cell_files=(), files=RE
     one the report writes (its pages, data and the `figures` every run draws) refused now,
     before any measurement, in the words `outputs.write_files` would use at the end."""
     from . import outputs
+    from .ownership import read_manifest
     path = outputs.check_target(out, force=force, cell_files=cell_files)
+    theirs = {pathlib.PurePosixPath(rel).stem for rel in read_manifest(path)
+              if rel.startswith("figures/")}
+    if figures and theirs and not theirs & set(figures) and not force:
+        raise GradlabError(f"--out {str(out)!r} holds another kind of gradlab report (its "
+                           f"figures: {', '.join(sorted(theirs))}), which this one would "
+                           "replace; choose another --out, or pass --force to replace it")
     names = [*files, *(f"figures/{f}.{e}" for f in figures for e in ("png", "svg"))]
     outputs.in_the_way(out, path, [*names, outputs.MANIFEST])
     return path
@@ -103,7 +111,8 @@ DTYPE = click.Choice(["float64", "float32"])
 # --force, the same for every command that writes a folder gradlab owns (gradlab.outputs)
 FORCE = click.option("--force", is_flag=True,
                      help="Write into --out even if it holds files gradlab did not write "
-                          "(they are kept; only gradlab's own files are ever replaced).")
+                          "(they are kept; only gradlab's own files are ever replaced), or "
+                          "another kind of gradlab report (which is replaced).")
 
 
 class Progress:

@@ -283,3 +283,19 @@ def test_an_out_under_a_file_is_named_as_such(tmp_path, command):
     result = invoke(*command, "--out", tmp_path / "afile" / "sub")
     assert_one_line_error(result, "afile' is a file, not a folder")
     assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_report_of_another_kind_is_not_replaced_without_force(tmp_path):
+    """gradlab sweep --out DIR, where DIR held a gradient-decay report, deleted that
+    report's figures without a word (they were gradlab's, but the user's report)."""
+    out = tmp_path / "mix"
+    small = ["--hidden", "2", "--steps", "3", "--batch", "1"]
+    assert_ok(invoke("report", "--cells", "rnn_tanh", *small, "--out", out))
+    before = listing(out)
+    sweep = ["sweep", "--cells", "rnn_tanh", "--weight-scales", "1", "--gate-biases", "0",
+             *small, "--out", out]
+    assert_one_line_error(invoke(*sweep), "holds another kind of gradlab report")
+    assert listing(out) == before
+    assert_ok(invoke("report", "--cells", "rnn_tanh", *small, "--out", out))   # same kind
+    assert_ok(invoke(*sweep, "--force"))
+    assert "figures/phase.png" in listing(out) and "figures/decay.png" not in listing(out)
