@@ -128,7 +128,10 @@ def findings(cells):
         elif math.isnan(s["rate"]):
             line = f"{name}: no rate, {words} (λ₁ = {lyap:.3g})"
         elif s["rate"] == -math.inf:
-            line = f"{name}: rate -∞, {words} (ξ = 0 steps, λ₁ = {lyap:.3g})"
+            zero, B = s.get("zero_sequences", 0), s.get("sequences", 0)
+            some = (f" in {zero} of {B} sequences, so their mean log norm is -∞"
+                    if 0 < zero < B else "")
+            line = f"{name}: rate -∞, {words}{some} (ξ = 0 steps, λ₁ = {lyap:.3g})"
         else:
             line = f"{name}: rate {s['rate']:.3g} per step, {words} (λ₁ = {lyap:.3g})"
         if s["theory"] is not None:

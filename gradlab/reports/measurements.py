@@ -188,6 +188,9 @@ def measure(setup, name, model=None):
         "rate": rate, "timescale": xi, "status": status,
         # spread of the rate over sequences, and whether T is long enough for xi
         "rate_stderr": slope_stderr(log_spec) if measured else math.nan,
+        # the mean log norm is -inf where one sequence's product is: how many were
+        "zero_sequences": int(np.isneginf(log_spec).any(axis=1).sum()) if finite else 0,
+        "sequences": int(log_spec.shape[0]),
         "converged": bool(rate < 0 and CONVERGED * xi <= T) if status is None else None,
         "horizon_1e-3": flow.horizon(1e-3) if measured else math.nan,
         "horizon_1e-6": flow.horizon(1e-6) if measured else math.nan,
