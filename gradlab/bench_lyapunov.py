@@ -41,8 +41,7 @@ import time
 import numpy as np
 import torch
 
-from .errors import GradlabError, derived_seed
-from .options import entries
+from .errors import GradlabError, derived_seed, entries
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 GRADLAB_CELLS = {"lstm": "lstm", "gru": "gru_torch"}     # what from_torch makes of each

@@ -41,7 +41,7 @@ import pathlib
 import re
 import warnings
 
-from .errors import GradlabError
+from .errors import GradlabError, entries
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
          "lstm": ("LSTM", {}), "gru": ("GRU", {})}
@@ -136,11 +136,8 @@ def parse_arch(spec):
     kind = kind.strip()
     if kind not in KINDS:
         raise GradlabError(f"--arch {spec!r}: unknown kind {kind!r}; valid: {', '.join(KINDS)}")
-    values, items = {}, [s.strip() for s in rest.split(",")]
-    if any(items) and not all(items):      # 'hidden=4,' or 'a,,b': a typo, not dropped
-        raise GradlabError(f"--arch {spec!r} has an empty entry; separate key=value pairs "
-                           "with single commas")
-    for item in filter(None, items):
+    values = {}
+    for item in entries(rest, "--arch"):          # 'hidden=4,' refused, not dropped
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or key not in KEYS:

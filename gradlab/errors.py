@@ -76,3 +76,13 @@ def flag(value, what):
     if not (isinstance(value, bool) or numpy_bool or zero_one):
         raise GradlabError(f"{what} must be True or False, got {value!r}")
     return bool(value)
+
+
+def entries(value, what):
+    """The comma-separated entries of `value`, stripped; an empty one between commas (a
+    typo like 'lstm,,gru') refused rather than dropped. An empty `value` gives []."""
+    items = [v.strip() for v in str(value).split(",")]
+    if any(items) and not all(items):
+        raise GradlabError(f"{what} {value!r} has an empty entry; separate the entries "
+                           "with single commas")
+    return [v for v in items if v]

@@ -11,17 +11,7 @@ import time
 import click
 
 from . import progress
-from .errors import GradlabError
-
-
-def entries(value, what):
-    """The comma-separated entries of `value`, stripped; an empty one between commas (a
-    typo like 'lstm,,gru') refused rather than dropped. An empty `value` gives []."""
-    items = [v.strip() for v in str(value).split(",")]
-    if any(items) and not all(items):
-        raise GradlabError(f"{what} {value!r} has an empty entry; separate the entries "
-                           "with single commas")
-    return [v for v in items if v]
+from .errors import GradlabError, entries
 
 
 def cell_list(value):

@@ -16,7 +16,7 @@ from .charlm import CharSetup, train_charlm
 from .loop import LEARNED, PARTLY, TrainSetup, criterion_text, train
 from .tasks import make
 from .. import registry
-from ..errors import GradlabError
+from ..errors import GradlabError, entries
 from ..reports.gradient_decay import device_name, versions
 from ..reports.publish import Section, write_report
 
@@ -59,11 +59,7 @@ class LearnSetup:
 def parse_tasks(spec):
     """'adding:10,adding:25,copy:25' -> (("adding", 10), ...); one line on a bad entry."""
     out = []
-    parts = [p.strip() for p in str(spec).split(",")]
-    if any(parts) and not all(parts):      # 'adding:3,' or 'a,,b': a typo, not dropped
-        raise GradlabError(f"--tasks {spec!r} has an empty entry; separate the entries "
-                           "with single commas")
-    for part in filter(None, parts):
+    for part in entries(spec, "--tasks"):       # 'adding:3,' refused, not dropped
         name, _, delay = part.partition(":")
         try:
             value = int(delay)
