@@ -12,6 +12,7 @@ import numpy as np
 from . import figures as fg
 from .. import registry
 from ..flow import CONVERGED
+from ..flow.rates import slope
 from .measurements import Setup, check_cell_name, measure, rate_words
 from .publish import Section, write_report
 
@@ -152,7 +153,7 @@ def drift_caption(setup, cells, names):
     (growth of at least DRIFT_GROWTH), with no claim the numbers do not make."""
     T = setup.steps
     early = max(1, T // 10)
-    growth, parts, said = {}, [], {}
+    growth, said = {}, {}
     for name in [n for n in cells if "drift" in cells[n]]:     # the others too, for below
         rms = np.asarray(cells[name]["drift"]["rms"], dtype=np.float64)
         a, b = rms[early], rms[-1]
@@ -224,6 +225,9 @@ def paths_caption(cells):
     return text + _one_rate_words(cells)
 
 
+ONE_RATE, ONE_RATE_ABS = 0.1, 0.002   # a block's slope "at" λ₁: within 10 % of it, or 0.002
+
+
 def _one_rate_words(cells):
     """Whether each cell's blocks already fall at one rate, λ₁, over lags T/2..T: each step
     mixes the parts, so they do at lags long against the timescale, which T may not be."""
@@ -232,12 +236,12 @@ def _one_rate_words(cells):
         if "paths" not in d:
             continue
         lam, T = float(d["summary"]["lyapunov"][0]), len(d["lags"])
-        k = np.arange(T // 2, T) + 1.0
-        slopes = [np.polyfit(k, np.asarray(v, dtype=np.float64)[T // 2:] * math.log(10), 1)[0]
-                  for v in d["paths"].values() if np.isfinite(v[T // 2:]).all()]
+        tails = [np.asarray(v, dtype=np.float64)[T // 2:] * math.log(10)
+                 for v in d["paths"].values()]
+        slopes = [slope(y)[0] for y in tails if len(y) > 1 and np.isfinite(y).all()]
         if not slopes or not math.isfinite(lam):
             continue
-        if max(abs(v - lam) for v in slopes) <= 0.1 * abs(lam) + 0.002:
+        if max(abs(v - lam) for v in slopes) <= ONE_RATE * abs(lam) + ONE_RATE_ABS:
             agree.append(name)
         else:
             apart.append(f"{name} (slopes {min(slopes):.3g} to {max(slopes):.3g} against λ₁ = "
@@ -246,7 +250,8 @@ def _one_rate_words(cells):
             "against the timescale every block falls at one rate, the top Lyapunov exponent "
             "λ₁")
     if agree:
-        text += f"; over lags T/2..T the blocks' slopes are within 10 % of λ₁ for {', '.join(agree)}"
+        text += (f"; over lags T/2..T the blocks' slopes are within {ONE_RATE:.0%} of λ₁ "
+                 f"(or {ONE_RATE_ABS:g}) for {', '.join(agree)}")
     if apart:
         text += f"; not yet within T for {', '.join(apart)}"
     return text + "."
