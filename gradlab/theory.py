@@ -47,9 +47,8 @@ def _sech2(u):
 
 def _tanh2(q):
     """E[tanh(sqrt(q) z)^2], without the cancellation of 1 - E[sech^2] at small q."""
-    if q <= 0.25:
-        z, w = _gauss()
-        return float(w @ np.tanh(math.sqrt(q) * z) ** 2)
+    if q <= 0.25:                        # Gauss-Hermite (tanh^2 is smooth there)
+        return _expect(lambda u: np.tanh(u) ** 2, q)
     return 1.0 - _expect(_sech2, q)
 
 
