@@ -128,6 +128,21 @@ def test_scaled_sum_is_the_sum(name):
     np.testing.assert_allclose(np.asarray(first), C + v * A, rtol=1e-15, atol=1e-15)
 
 
+@pytest.mark.parametrize("shapes", [[(4, 3, 1), (3, 3)], [(1, 3, 1), (4, 1, 3), (3, 3)],
+                                    [(0, 3, 1), (3, 3)], [(2, 1, 3, 1), (5, 3, 3)]])
+def test_torch_scaled_sum_broadcasts_as_torch_does(shapes):
+    terms = [(None, torch.ones(s, dtype=torch.float64)) for s in shapes]
+    got = backend("torch").scaled_sum(*terms)
+    assert got.shape == torch.broadcast_shapes(*shapes)
+    assert bool((got == len(shapes)).all())
+
+
+def test_torch_scaled_sum_refuses_shapes_that_do_not_broadcast():
+    terms = [(None, torch.ones(2, 3)), (None, torch.ones(4, 3))]
+    with pytest.raises(RuntimeError):
+        backend("torch").scaled_sum(*terms)
+
+
 def test_workspace_hands_out_the_same_arrays_after_reset():
     ws = F.Workspace()
     a = ws.empty((2, 3), dtype=torch.float64, device="cpu")

@@ -50,8 +50,10 @@ def _torch():
         """sum of v * M over (v, M) terms (v None: M alone): one output, from
         empty(shape, dtype=, device=), written in place (addcmul_) rather than a
         temporary per product and per sum."""
-        shape = torch.broadcast_shapes(*(a.shape for term in terms for a in term
-                                         if a is not None))
+        shapes = {a.shape for term in terms for a in term if a is not None}
+        # one shape (most sums): no broadcast to work out (torch.broadcast_shapes is
+        # Python, ~0.1 ms a call, as much as the sum itself at small sizes)
+        shape = next(iter(shapes)) if len(shapes) == 1 else broadcast(shapes)
         if torch.is_grad_enabled() and any(a is not None and a.requires_grad
                                            for term in terms for a in term):
             return functools.reduce(torch.add, (M if v is None else v * M
@@ -68,6 +70,18 @@ def _torch():
             else:
                 out.addcmul_(v, M)
         return out
+
+    def broadcast(shapes):
+        """torch.broadcast_shapes(*shapes), worked out here for shapes that broadcast
+        (torch's own for the error of those that do not)."""
+        out = [1] * max(map(len, shapes))
+        for s in shapes:
+            for i, d in enumerate(s, len(out) - len(s)):
+                if d != 1 and out[i] != d:
+                    if out[i] != 1:
+                        return torch.broadcast_shapes(*shapes)
+                    out[i] = d
+        return torch.Size(out)
 
     def matmul(a, b):
         """a @ b; for a weight a (r, k) times a batch of columns b (B, k, 1), one GEMM
