@@ -338,3 +338,75 @@ def test_check_lyapunov_never_passes_a_transposed_routine_without_a_caveat(T):
     result = gradlab.check_lyapunov(transposed, cell, params, xs, 2)
     assert (not result.ok and "reverse time order" in result.diagnosis[0]) or \
         (result.ok and "cannot tell" in result.diagnosis[0]), str(result)
+
+
+def test_a_wrong_factor_in_one_term_is_not_pinned_on_its_first_factor():
+    """sigma'(i) written as i: the term diag(o ⊙ (1 - tanh(c')^2)) diag(g ⊙ i ⊙ (1 - i)) W_i
+    of dh'/dh was blamed on its first factor, diag(o ⊙ (1 - tanh(c')^2)), which is right;
+    and the dc'/dh line named another factor. Both now name the term and its factors."""
+    lstm = gradlab.cell("lstm")
+    P = lstm.init_params(5, 3, weight_scale=1.5, bias_scale=0.5, seed=1)
+
+    def wrong(P, state, x):
+        h, c = state
+        pre = lambda a: lin(h, P[f"W_{a}"]) + lin(x, P[f"U_{a}"]) + P[f"b_{a}"]  # noqa: E731
+        i, f, o, g = sig(pre("i")), sig(pre("f")), sig(pre("o")), tanh(pre("g"))
+        c2 = f * c + i * g
+        dc_dh = (D(c * f * (1 - f)) @ P["W_f"] + D(g * i) @ P["W_i"]      # slope of i: i
+                 + D(i * (1 - g ** 2)) @ P["W_g"])
+        k = D(o * (1 - tanh(c2) ** 2))
+        dh_dh = D(tanh(c2) * o * (1 - o)) @ P["W_o"] + k @ dc_dh
+        top = torch.cat([dh_dh, k @ D(f)], -1)
+        return torch.cat([top, torch.cat([dc_dh, D(f)], -1)], 1)
+
+    result = gradlab.check_jacobian(wrong, lstm, P)
+    assert not result.ok and len(result.diagnosis) == 2, result.diagnosis
+    for line in result.diagnosis:
+        assert "diag(g ⊙ i ⊙ (1 - i)) W_i is off row by row" in line, line
+        assert "diagonal factors" in line and ", 1 - i, is written wrong or missing" in line
+    assert "the factor diag(o" not in " ".join(result.diagnosis)
+
+
+def test_a_derivation_without_biases_is_told_so_and_checks_at_zero_biases(tmp_path):
+    lstm = gradlab.cell("lstm")
+    P = lstm.init_params(4, 3, weight_scale=1.5, bias_scale=0.5, seed=2)
+
+    def no_bias(P, state, x):
+        zero = {k: torch.zeros_like(v) if k.startswith("b_") else v for k, v in P.items()}
+        return lstm_jacobian(zero, state, x)
+
+    result = gradlab.check_jacobian(no_bias, lstm, P)
+    assert not result.ok
+    assert result.diagnosis == [
+        "Your Jacobian is the exact one with the biases (b_i, b_f, b_g, b_o) set to zero: "
+        "your derivation leaves them out. If the model has no biases, check it at zero "
+        "biases (--bias-scale 0, or params with zero biases)."]
+    assert gradlab.check_jacobian(no_bias, lstm, lstm.init_params(4, 3, seed=2)).ok
+
+
+def test_one_block_for_the_whole_jacobian_is_pointed_at_block(tmp_path):
+    (tmp_path / "mine.py").write_text(textwrap.dedent('''
+        import torch
+        def h_only(params, state, x):
+            return torch.zeros(x.shape[0], state[0].shape[1], state[0].shape[1],
+                               dtype=torch.float64)
+        '''))
+    result = invoke("check", f"{tmp_path / 'mine.py'}:h_only", "--cell", "lstm")
+    assert_one_line_error(result, "(8, 8) is the shape of one block: to check one, pass "
+                                  "block=('h', 'h') (--block h,h)")
+
+
+def test_check_cli_draws_at_the_scales_given(tmp_path):
+    (tmp_path / "mine.py").write_text(textwrap.dedent('''
+        import torch
+        from torch.func import jacrev, vmap
+        def rnn(params, state, x):      # a bias-free model's Jacobian
+            W, U = params["W"], params["U"]
+            f = lambda h, x: torch.tanh(h @ W.T + x @ U.T)
+            return vmap(jacrev(f))(state[0], x)
+        '''))
+    spec = f"{tmp_path / 'mine.py'}:rnn"
+    told = invoke("check", spec, "--cell", "rnn_tanh")
+    assert told.exit_code == 1 and "with the biases (b) set to zero" in told.output
+    fine = invoke("check", spec, "--cell", "rnn_tanh", "--bias-scale", "0")
+    assert fine.exit_code == 0 and fine.output.startswith("agrees:"), fine.output

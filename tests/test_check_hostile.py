@@ -3,6 +3,7 @@ that misbehaves: nothing it does can read as "agrees" (exiting 0, a tolerance of
 inf, a complex or non-finite result), and anything that is not an answer is one line
 naming it, never a traceback. Each case was a false pass or a raw error before."""
 
+import re
 import sys
 import textwrap
 
@@ -159,7 +160,9 @@ def test_check_lyapunov_refuses_runs_too_short_to_judge_and_checks_each_row():
     assert check_lyapunov(mine, gru, p, xs, 2).ok
     shifted = lambda P, xs, k: mine(P, xs, k) + np.array([[1.0], [-1.0]])   # noqa: E731
     result = check_lyapunov(shifted, gru, p, xs, 2)
-    assert not result.ok and "sequence 0" in result.diagnosis[0]
+    # both rows are off by 1: which one is named first depends on rounding (torch 2.4
+    # named sequence 1, 2.13 sequence 0)
+    assert not result.ok and re.search(r"sequence [01] is 1 from", result.diagnosis[0])
 
     def writes(P, xs, k):
         P["W_hh"].mul_(0.0) if "W_hh" in P else next(iter(P.values())).mul_(0.0)

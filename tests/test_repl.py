@@ -74,6 +74,23 @@ def test_terms_that_share_a_right_factor_are_collected_without_changing_numbers(
     assert diff.applyfunc(sp.expand).is_zero_matrix
 
 
+def test_collecting_terms_that_share_a_repeated_factor():
+    """a ⊙ h and a ⊙ a share one a, not two: collecting them left nothing of a ⊙ a and
+    raised IndexError inside jacobian()."""
+    @gradlab.declare(state="h", params="W U b", source="test")
+    def selfgate(s):
+        a = s.let("a", gradlab.sigmoid(s.W @ s.h + s.U @ s.x + s.b))
+        return a * s.h + a * a
+
+    J = selfgate.jacobian()
+    assert str(J["h", "h"]) == "diag((h + 2 a) ⊙ a ⊙ (1 - a)) W + diag(a)"
+    raw = selfgate.jacobian_blocks()[0][0]
+    at = {sp.Symbol("n", integer=True, positive=True): 2,
+          sp.Symbol("m", integer=True, positive=True): 2}
+    diff = J["h", "h"].expr.xreplace(at).as_explicit() - raw.xreplace(at).as_explicit()
+    assert diff.applyfunc(sp.expand).is_zero_matrix
+
+
 @pytest.mark.parametrize("name", ["lstm", "gru", "rnn_tanh"])
 def test_at_is_the_lowered_jacobian_and_blocks_slice_it(name):
     cell = gradlab.cell(name)

@@ -7,8 +7,8 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SEED, Progress, cell_files, \
-    cells_option, strip_cell
+from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SCALE, SEED, Progress, \
+    cell_files, cells_option, strip_cell
 
 
 @click.command()
@@ -101,7 +101,12 @@ def verify(names, device, dtype, seed):
 @click.option("--batch", type=POSITIVE, default=4, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--rtol", type=FRACTION, default=1e-8, show_default=True)
-def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, rtol):
+@click.option("--weight-scale", type=SCALE, default=1.5, show_default=True,
+              help="Weights drawn at this scale (large enough that every term counts).")
+@click.option("--bias-scale", type=SCALE, default=0.5, show_default=True,
+              help="Biases drawn at this scale; 0 for a derivation without biases.")
+def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, rtol,
+          weight_scale, bias_scale):
     """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
     exact one; exit 0 when it agrees (and stdout starts "agrees:"), 1 with a diagnosis
     when it does not, 2 when FUNCTION fails or exits. A FUNCTION that ends the process
@@ -112,6 +117,7 @@ def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, 
     budget.ensure_check_fits(cell_name, hidden, inputs, batch)
     parts = None if block is None else tuple(p.strip() for p in block.split(","))
     result = check_spec(function, cell_name, hidden=hidden, inputs=inputs, seed=seed,
+                        weight_scale=weight_scale, bias_scale=bias_scale,
                         wrt=wrt, layout=layout, block=parts, batch=batch, rtol=rtol)
     click.echo(str(result))
     if not result.ok:

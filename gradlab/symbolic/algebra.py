@@ -10,6 +10,10 @@ Jacobian small and readable:
     u * 1 = u        diag(1) = I      u^-1 * u = 1
 """
 
+import functools
+import operator
+from collections import Counter
+
 import sympy as sp
 from sympy import HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
@@ -137,16 +141,30 @@ def collect(expr):
     return add(*terms)
 
 
+def _take(factors, counts):
+    """(the factors counted in `counts`, the rest), each in the order given."""
+    left, taken, rest = Counter(counts), [], []
+    for f in factors:
+        if left[f]:
+            left[f] -= 1
+            taken.append(f)
+        else:
+            rest.append(f)
+    return taken, rest
+
+
 def _collected(members, right):
     if len(members) == 1:
         (c, v), = members
         return scale(c, mul(diag(v), *right))
     factors = [list(v.args) if isinstance(v, HadamardProduct) else [v] for _, v in members]
-    common = [f for f in factors[0] if all(f in fs for fs in factors[1:])]
+    # common factors as a multiset: a ⊙ h and a ⊙ a share one a, not two
+    shared = functools.reduce(operator.and_, (Counter(fs) for fs in factors))
+    common = _take(factors[0], shared)[0]
     negative = all(c.could_extract_minus_sign() for c, _ in members)
     sign = -1 if negative else 1
-    rest = [hadamard(*[f for f in fs if f not in common]) if len(fs) > len(common)
-            else OneMatrix(*members[0][1].shape) for fs in factors]
+    rest = [hadamard(*left) if left else OneMatrix(*members[0][1].shape)
+            for left in (_take(fs, shared)[1] for fs in factors)]
     parts = [scale(sign * c, r) for (c, _), r in zip(members, rest)]
     total = MatAdd(*parts) if any(isinstance(p, MatAdd) for p in parts) else add(*parts)
     return scale(sign, mul(diag(hadamard(total, *common)), *right))

@@ -59,7 +59,7 @@ def real_answer(a, what="the function under test"):
     return a.detach().to(dtype=torch.float64, device="cpu"), a.dtype
 
 
-def batched_jacobian(fn, params, state, x, shape):
+def batched_jacobian(fn, params, state, x, shape, hints=None):
     """The user's Jacobian, batched (B, rows, cols), float64 on the CPU, whether it came
     one sample at a time, and the dtype it came in. A function written for one sample
     ((n,) vectors in, (S, S) out) may fail on a batch, or return a 2-D array for it: then
@@ -85,8 +85,10 @@ def batched_jacobian(fn, params, state, x, shape):
         if out.ndim == 2:                             # one sample at a time
             single, dtype = per_sample(fn, params, state, x, shape)
             return single, True, dtype
+        hint = (hints or {}).get(tuple(out.shape[-2:]))
         raise GradlabError(f"the function under test returned shape {tuple(out.shape)}; "
-                           f"expected ({B}, {shape[0]}, {shape[1]}) or {shape} per sample")
+                           f"expected ({B}, {shape[0]}, {shape[1]}) or {shape} per sample"
+                           + (f"; {tuple(out.shape[-2:])} is {hint}" if hint else ""))
     return out, False, dtype
 
 

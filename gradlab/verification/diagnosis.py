@@ -1,0 +1,222 @@
+"""What a wrong Jacobian's difference from the exact one says, in the derivation's terms.
+
+`diagnose` tries, in turn: the transpose (the other layout), the state parts in another
+order, weights read in another gate order, biases left out, and then, block by block, the
+terms of the derivation: a term missing, doubled, sign-flipped or scaled (least squares
+over the evaluated terms), or a term wrong row by row (a diagonal factor, such as an
+activation's slope, written wrong). What none of these explains is said to be so, with
+the worst entries.
+"""
+
+import itertools
+import math
+
+import torch
+from sympy import HadamardProduct, MatMul
+from sympy.matrices.expressions.diagonal import DiagMatrix
+
+from ..interop import GATES
+from ..lowering.lower import terms_function
+from ..symbolic.printing import text
+
+EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
+
+
+def relative(a, b):
+    scale = float(b.abs().max()) or 1.0
+    return float((a - b).abs().max()) / scale
+
+
+ROUNDOFF = 64         # eps of the largest exact entry: what an exactly-zero block may hold
+
+
+def block_error(a, b, whole):
+    """The relative error of one block of yours (a) against the exact (b), on the block's
+    own scale. An exactly-zero block has none to be relative to: entries beyond round-off
+    of the whole Jacobian (ROUNDOFF eps of its largest entry) are wrong throughout, an
+    infinite relative error, however small (5e-9 in a zero block used to pass, as an
+    absolute error)."""
+    if bool((b == 0).all()):
+        tiny = ROUNDOFF * torch.finfo(a.dtype).eps * (float(whole.abs().max()) or 1.0)
+        return 0.0 if float(a.abs().max()) <= tiny else math.inf
+    return relative(a, b)
+
+
+def exact_jacobian(cell, wrt, params, state, x):
+    return cell.jacobian_fn(wrt)(params, state, x).to(dtype=torch.float64, device="cpu")
+
+
+def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
+    close = lambda a, b: relative(a, b) <= max(rtol, 1e-9)      # noqa: E731
+    if theirs.shape[1] == theirs.shape[2] and close(theirs.transpose(1, 2), exact):
+        other = "numerator" if layout == "denominator" else "denominator"
+        if other == "numerator":
+            return ["You passed layout='denominator', but your Jacobian is in numerator "
+                    "layout (rows are outputs, J[i, j] = ∂out_i/∂in_j, as torch.func.jacrev):"
+                    " pass layout='numerator' (--layout numerator), the default."]
+        return ["Your Jacobian is the transpose of the exact one: it is in denominator layout "
+                "(rows are inputs). gradlab uses numerator layout, J[i, j] = ∂out_i/∂in_j, "
+                "as torch.func.jacrev; transpose it or pass layout='denominator' (--layout "
+                "denominator)."]
+    parts = cell.state_names
+    if blocks.block is None and wrt == "state" and len(parts) > 1:
+        for order in itertools.permutations(range(len(parts))):
+            if list(order) == list(range(len(parts))):
+                continue
+            n = blocks.n
+            idx = torch.cat([torch.arange(k * n, (k + 1) * n) for k in order])
+            if close(theirs, exact[:, idx][:, :, idx]):
+                return [f"Your state parts are in the order ({', '.join(parts[k] for k in order)}"
+                        f"); gradlab's state is ({', '.join(parts)}). Reorder the rows and "
+                        "columns of your blocks."]
+    found = gate_order(cell, params, state, x, theirs, wrt, blocks, close) \
+        or without_biases(cell, params, state, x, theirs, wrt, blocks, close)
+    if found:
+        return found
+    terms = terms_function(cell, wrt, "torch")(params, state, x)
+    sentences = []
+    unexplained = []
+    for key in blocks.keys:
+        mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
+        if block_error(mine, ref, exact) <= rtol:
+            continue
+        said = explain_block(key, mine - ref, terms.get(key, []), float(ref.abs().max()) or 1.0)
+        if said:
+            sentences += said
+        else:
+            unexplained.append(key)
+    for key in unexplained:
+        sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: no missing, extra, sign-flipped or "
+                         "rescaled term explains the difference. Worst entries "
+                         + worst_entries(blocks.part(theirs, key), blocks.part(exact, key))
+                         + ".")
+    return sentences
+
+
+def explain_block(key, D, terms, scale):
+    """Sentences naming the terms whose wrong coefficients (or slopes) explain D."""
+    name = f"∂{key[0]}'/∂{key[1]}"
+    if not terms:
+        return [f"Block {name} is exactly zero, but yours is not (largest entry "
+                f"{float(D.abs().max()):.3g}): that block has no term at all."]
+    T = torch.stack([v.to(dtype=torch.float64, device="cpu") for _, v in terms])  # (K, B, n, w)
+    A = T.reshape(len(terms), -1).T
+    d = D.reshape(-1)
+    coef = torch.linalg.lstsq(A, d[:, None]).solution[:, 0]
+    residual = float((A @ coef - d).abs().max()) / scale
+    if residual <= EXPLAINED:
+        out = []
+        for (term, _), c in zip(terms, coef.tolist()):
+            c = round(c, 10)           # a factor 1 + 1e-7 is still told (rtol 1e-8)
+            if abs(c) < 1e-9:
+                continue
+            shown = text(term)
+            if abs(c + 1) < 1e-6:
+                out.append(f"Block {name}: the term {shown} is missing.")
+            elif abs(c + 2) < 1e-6:
+                out.append(f"Block {name}: the term {shown} has the wrong sign.")
+            elif abs(c - 1) < 1e-6:
+                out.append(f"Block {name}: the term {shown} appears twice (an extra copy).")
+            else:
+                out.append(f"Block {name}: the term {shown} is scaled by {1 + c:.10g} "
+                           "instead of 1 (a wrong constant factor).")
+        return out
+    for factor, group in by_leading_factor(terms):      # terms sharing a wrong slope
+        V = sum(value.to(dtype=torch.float64, device="cpu") for _, value in group)
+        norm = (V * V).sum(-1)
+        w = torch.where(norm > 0, (D * V).sum(-1) / norm.clamp_min(1e-300), torch.zeros_like(norm))
+        if (float(w.abs().max()) > 0
+                and float((w[..., None] * V - D).abs().max()) / scale <= EXPLAINED):
+            ratio = (1 + w)[norm > 0]
+            times = f"{float(ratio.min()):.4g} to {float(ratio.max()):.4g}"
+            if len(group) > 1:
+                shown = " and ".join(text(t) for t, _ in group)
+                return [f"Block {name}: the factor {text(factor)}, which {shown} share, is "
+                        f"wrong: yours is it times {times}, row by row, not 1 (an "
+                        "activation's slope written wrong?)."]
+            (term, _), = group          # one term: the row ratio cannot say which factor
+            candidates = ", ".join(text(f) for f in diagonal_factors(term))
+            return [f"Block {name}: the term {text(term)} is off row by row (yours is it "
+                    f"times {times}, not 1): one of its diagonal factors, {candidates}, is "
+                    "written wrong or missing (an activation's slope?)."]
+    return []
+
+
+def diagonal_factors(term):
+    """The elementwise factors of every diag(...) in a term, in order, each once."""
+    args = term.args if isinstance(term, MatMul) else (term,)
+    out = []
+    for a in args:
+        if isinstance(a, DiagMatrix):
+            v = a.args[0]
+            for f in (v.args if isinstance(v, HadamardProduct) else (v,)):
+                if f not in out:
+                    out.append(f)
+    return out
+
+
+def by_leading_factor(terms):
+    """Groups of terms that share their leftmost diag(...) factor, largest first: a slope
+    written wrong changes that factor in every term it leads."""
+    groups = {}
+    for term, value in terms:
+        args = term.args if isinstance(term, MatMul) else (term,)
+        lead = next((a for a in args if isinstance(a, DiagMatrix)), None)
+        if lead is not None:
+            groups.setdefault(lead, []).append((term, value))
+    singles = [(t.args[0] if isinstance(t, MatMul) else t, [(t, v)]) for t, v in terms]
+    return sorted(groups.items(), key=lambda g: -len(g[1])) + singles
+
+
+def gate_order(cell, params, state, x, theirs, wrt, blocks, close):
+    """Weights read in another gate order (torch stacks gates in GATES order)."""
+    gates = GATES.get(cell.name)
+    if not gates:
+        return []
+    for order in itertools.permutations(gates):
+        if order == gates:
+            continue
+        swap = dict(zip(gates, order))
+        moved = {}
+        for p, v in params.items():
+            head, _, g = p.rpartition("_")
+            g0 = g[1:] if cell.name == "gru_torch" and p.startswith("b_") else g
+            if g0 in swap and head:
+                prefix = p[:len(p) - len(g0)]
+                moved[p] = params[prefix + swap[g0]]
+            else:
+                moved[p] = v
+        other = blocks.select(exact_jacobian(cell, wrt, moved, state, x))
+        if close(theirs, other):
+            return [f"Your Jacobian is the exact one for weights read in gate order "
+                    f"({', '.join(order)}); torch stacks the gates as ({', '.join(gates)}) in "
+                    "weight_ih, weight_hh and the biases. Split them in that order."]
+    return []
+
+
+def without_biases(cell, params, state, x, theirs, wrt, blocks, close):
+    """A derivation that leaves the biases out (a bias-free model's code), told apart
+    from one that is wrong: exact once every nonzero bias (b*, a vector) is zero."""
+    biases = [p for p in cell.param_names if p.startswith("b") and cell.param_shapes[p][1] == 1
+              and bool((params[p] != 0).any())]
+    if not biases:
+        return []
+    zeroed = {p: torch.zeros_like(v) if p in biases else v for p, v in params.items()}
+    if not close(theirs, blocks.select(exact_jacobian(cell, wrt, zeroed, state, x))):
+        return []
+    return [f"Your Jacobian is the exact one with the biases ({', '.join(biases)}) set to "
+            "zero: your derivation leaves them out. If the model has no biases, check it "
+            "at zero biases (--bias-scale 0, or params with zero biases)."]
+
+
+def worst_entries(mine, ref, count=3):
+    diff = (mine - ref).abs().reshape(-1)
+    top = torch.topk(diff, min(count, diff.numel())).indices
+    B, r, c = mine.shape
+    out = []
+    for i in top.tolist():
+        b, rest = divmod(i, r * c)
+        row, col = divmod(rest, c)
+        out.append(f"[sample {b}, {row}, {col}] yours {float(mine[b, row, col]):.6g}, exact "
+                   f"{float(ref[b, row, col]):.6g}")
+    return "; ".join(out)
