@@ -270,7 +270,7 @@ def test_write_torch_leaves_no_file_when_interrupted(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     monkeypatch.undo()
     checkpoint.save_new({"w": torch.zeros(2)}, tmp_path / "m.pt")
-    assert torch.load(tmp_path / "m.pt")["w"].shape == (2,)
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["w"].shape == (2,)
     with pytest.raises(gradlab.GradlabError, match="exists"):
         checkpoint.save_new({"w": torch.zeros(2)}, tmp_path / "m.pt")
 

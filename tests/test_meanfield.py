@@ -310,7 +310,7 @@ def test_cli_init_small_run_writes_torch(tmp_path):
                                       "32", "--inputs", "4", "--write-torch", str(target)])
     assert result.exit_code == 0, result.output
     assert "--gate-bias" in result.output and "measured at n = 32" in result.output
-    state = torch.load(target)
+    state = torch.load(target, weights_only=True)
     assert state["weight_hh"].shape == (96, 32)
 
 

@@ -125,3 +125,13 @@ def test_a_module_in_half_precision_or_with_integer_states_is_one_line():
     with pytest.raises(GradlabError, match=r"returned \[torch.int64\]: a state is real"):
         gradlab.gradient_flow(IntegerStep(), xs.double(),
                               state0=torch.zeros(2, 4, dtype=torch.float64)).log_norm()
+
+
+def test_two_names_that_print_alike_are_refused():
+    """mu_r and μ_r both print as μ_r: the equations read h' = μ_r ⊙ μ_r."""
+    with pytest.raises(gradlab.GradlabError, match="'mu_r' and 'μ_r' both print as μ_r"):
+        @gradlab.declare(state="h", params="W V U b", source="test")
+        def twins(s):
+            a = s.let("mu_r", gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b))
+            b = s.let("μ_r", gradlab.sigmoid(s.V @ s.h))
+            return a * b
