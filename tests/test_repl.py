@@ -1,6 +1,7 @@
 """Exploring Jacobians in a REPL (issue 12): readable reprs, Jacobians taken apart, rich
 display through IPython's formatter, and `gradlab shell`."""
 
+import math
 import subprocess
 import sys
 
@@ -184,3 +185,48 @@ def test_shell_without_a_standard_input_is_one_line():
                           timeout=120, preexec_fn=lambda: __import__("os").close(0))
     assert done.returncode == 2 and "internal error" not in done.stderr
     assert done.stderr.strip().count("\n") == 0 and "standard input" in done.stderr
+
+
+def test_sympy_printers_show_blocks_and_jacobians_as_derive_does():
+    J = gradlab.cell("lstm").jacobian()
+    block = J["c", "h"]
+    assert sp.sstr(block) == str(block) and sp.latex(block) == block.latex()
+    for shown in (sp.pretty(J), sp.pretty(block), sp.pretty(gradlab.cell("lstm").equations()[0]),
+                  str(block.T), str(-block), str(2 * block), str(block + block),
+                  str(J["h", "c"] @ block), str(block.doit())):
+        assert not any(raw in shown for raw in ("DiagMatrix", "Lambda", "Hadamard", "_d")), shown
+    assert sp.pretty(J).splitlines()[1].startswith("∂h'/∂c = ")     # left-aligned lines
+    assert str(block.T).startswith("W_fᵀ diag(c ⊙ f ⊙ (1 - f))")
+    assert (2 * block).expr == 2 * block.expr and (-block).expr == -block.expr
+
+
+def test_names_with_superscripts_and_small_floats_print_so_they_render():
+    @gradlab.declare(state="h", params="W U b", source="test")
+    def sq(s):
+        v = s.let("s_r^2", gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return 0.5 * v + s.h
+
+    block = sq.jacobian()["h", "h"]
+    assert "(s_r^2)^2" in str(block)
+    assert r"\left(s^{2}_{r}\right)^{2}" in block.latex()       # not s^{2}_{r}^{2}
+
+    @gradlab.declare(state="h", params="W U b", source="test")
+    def ln(s):
+        a = s.let("a", s.W @ s.h + s.U @ s.x + s.b)
+        return gradlab.tanh(a / gradlab.sqrt(gradlab.var(a) + 1e-5))
+
+    shown = ln.equations().latex()
+    assert "10^{-5}" in shown and "1e-05" not in shown
+    assert "1e-05" in str(ln)                                        # text keeps e-notation
+
+
+def test_check_results_display_as_they_print():
+    from IPython.lib.pretty import pretty
+    gru = gradlab.cell("gru")
+    params = gru.init_params(3, 2, seed=0)
+    result = gradlab.check_jacobian(lambda P, s, x: torch.zeros(x.shape[0], 2, 3,
+                                                                dtype=torch.float64),
+                                    gru, params, wrt="input")
+    assert pretty(result) == str(result)
+    assert str(result).startswith("differs: no error to measure over 4 samples\n")
+    assert math.isnan(result.max_error)

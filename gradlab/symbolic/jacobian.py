@@ -17,6 +17,7 @@ import numbers
 import sympy as sp
 from sympy import BlockMatrix, MatAdd, MatrixSymbol
 from sympy.core.symbol import Str
+from sympy.printing.pretty.stringpict import prettyForm
 
 from . import algebra as al
 from .derive import Chain
@@ -216,8 +217,28 @@ class Jacobian(BlockMatrix):
             line.replace(" = ", " &= ", 1) for line in self._lines(latex, "latex")) \
             + "\n\\end{aligned}"
 
+    def _pretty(self, printer):
+        return _pretty_lines(self._sympystr(printer))
+
     def _repr_latex_(self):
         return f"$${self._latex(None)}$$"
+
+
+def _pretty_lines(printed):
+    """Lines for SymPy's pretty printer, left-aligned (it centres lines of unequal width)."""
+    lines = printed.split("\n")
+    width = max(len(line) for line in lines)
+    return prettyForm("\n".join(line.ljust(width) for line in lines))
+
+
+def _expr(value):
+    return value.expr if isinstance(value, Expression) else value
+
+
+def _wrapped(value):
+    """A matrix expression that SymPy hands back (J["c", "h"].T, .doit()) as an
+    Expression, so that it prints as derive does; anything else as it is."""
+    return Expression(value) if isinstance(value, sp.MatrixExpr) else value
 
 
 class Expression:
@@ -230,10 +251,35 @@ class Expression:
     def _sympy_(self):
         return self.expr
 
-    def __getattr__(self, name):           # shape, free_symbols, atoms, xreplace, ...
+    def __getattr__(self, name):           # shape, free_symbols, atoms, xreplace, T, ...
         if name.startswith("__") or name == "expr":
             raise AttributeError(name)
-        return getattr(self.expr, name)
+        value = getattr(self.expr, name)
+        if not callable(value):
+            return _wrapped(value)
+        return lambda *args, **kwargs: _wrapped(value(*args, **kwargs))
+
+    # SymPy's arithmetic on the expression, the result printed as derive prints
+    def __neg__(self):
+        return Expression(-self.expr)
+
+    __add__ = lambda self, other: Expression(self.expr + _expr(other))        # noqa: E731
+    __radd__ = lambda self, other: Expression(_expr(other) + self.expr)       # noqa: E731
+    __sub__ = lambda self, other: Expression(self.expr - _expr(other))        # noqa: E731
+    __rsub__ = lambda self, other: Expression(_expr(other) - self.expr)       # noqa: E731
+    __mul__ = lambda self, other: Expression(self.expr * _expr(other))        # noqa: E731
+    __rmul__ = lambda self, other: Expression(_expr(other) * self.expr)       # noqa: E731
+    __matmul__ = lambda self, other: Expression(self.expr @ _expr(other))     # noqa: E731
+    __rmatmul__ = lambda self, other: Expression(_expr(other) @ self.expr)    # noqa: E731
+
+    def _sympystr(self, printer):          # sympy.sstr / pretty / latex of a block: ours
+        return text(self.expr)
+
+    def _pretty(self, printer):
+        return prettyForm(text(self.expr))
+
+    def _latex(self, printer):
+        return latex(self.expr)
 
     def __eq__(self, other):
         return self.expr == (other.expr if isinstance(other, Expression) else other)
@@ -315,6 +361,9 @@ class Equation(sp.Equality):
 
     def _latex(self, printer):
         return f"{latex(self.lhs)} = {latex(self.rhs)}"
+
+    def _pretty(self, printer):
+        return prettyForm(self._sympystr(printer))
 
 
 class Equations(list):

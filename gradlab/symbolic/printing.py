@@ -90,8 +90,14 @@ class MatrixLatexPrinter(LatexPrinter):
         return r"\left(%s\right).\left(%s\right)" % (self._print(expr.function),
                                                       ", ".join(args))
 
-    def _print_Float(self, expr):
-        return _float(expr)
+    def _print_Float(self, expr):            # 1e-05 would typeset as 1 e - 05
+        mantissa, _, exponent = _float(expr).partition("e")
+        if not exponent:
+            return mantissa
+        power = r"10^{%d}" % int(exponent)
+        if float(mantissa) in (1, -1):
+            return power if float(mantissa) == 1 else "-" + power
+        return r"%s \cdot %s" % (mantissa, power)
 
     def _print_Transpose(self, expr):
         arg = self._print(expr.arg)
@@ -108,7 +114,8 @@ class MatrixLatexPrinter(LatexPrinter):
 
     def _print_HadamardPower(self, expr):
         base = self._print(expr.base)
-        if not isinstance(expr.base, (sp.MatrixSymbol, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction)):
+        if not isinstance(expr.base, (sp.MatrixSymbol, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction)) \
+                or "^" in base and isinstance(expr.base, sp.MatrixSymbol):  # s_r^2, squared
             base = r"\left(%s\right)" % base
         return r"%s^{%s}" % (base, self._print(expr.exp))
 
@@ -191,7 +198,7 @@ class MatrixTextPrinter(StrPrinter):
 
     def _print_HadamardPower(self, expr):
         base = self._print(expr.base)
-        if not isinstance(expr.base, sp.MatrixSymbol):
+        if not isinstance(expr.base, sp.MatrixSymbol) or "^" in base:   # (s_r^2)^2
             base = f"({base})"
         return f"{base}^{_exponent(self._print(expr.exp))}"
 

@@ -54,10 +54,16 @@ class Result:
     checked: int                     # samples compared
 
     def __str__(self):
-        head = ("agrees" if self.ok else "differs") + (
-            f": max relative error {self.max_error.relative:.3g} (absolute "
-            f"{self.max_error.absolute:.3g}) over {self.checked} samples")
+        if math.isnan(self.max_error.relative):   # nan entries, or another shape
+            head = f"differs: no error to measure over {self.checked} samples"
+        else:
+            head = ("agrees" if self.ok else "differs") + (
+                f": max relative error {self.max_error.relative:.3g} (absolute "
+                f"{self.max_error.absolute:.3g}) over {self.checked} samples")
         return "\n".join([head, *self.diagnosis])
+
+    def _repr_pretty_(self, p, cycle):     # IPython and notebooks show what print shows
+        p.text(str(self))
 
 
 def _sample(cell, params, batch, seed, states):
@@ -210,7 +216,9 @@ def _other_shape(theirs, exact, layout, blocks):
             f"(rows are {'outputs' if other == 'numerator' else 'inputs'}); read so, it is "
             + ("right" if error <= 1e-9 else f"still wrong (max relative error {error:.3g})")
             + f": pass layout={other!r} (--layout {other}), or transpose it.")
-    return Result(False, Error(math.nan, error), blocks.keys[0],
+    # no error to give: the answer is not the Jacobian's shape (read as the other
+    # layout's, `error` is in the sentence)
+    return Result(False, Error(math.nan, math.nan), blocks.keys[0],
                   {k: math.nan for k in blocks.keys}, [said], theirs.shape[0])
 
 

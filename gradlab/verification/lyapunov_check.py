@@ -38,6 +38,9 @@ class LyapunovResult:
         head = ("agrees" if self.ok else "differs") + f": max |difference| {self.max_error:.3g}"
         return "\n".join([head, *self.diagnosis])
 
+    def _repr_pretty_(self, p, cycle):     # IPython and notebooks show what print shows
+        p.text(str(self))
+
 
 def _trajectory_jacobians(cell, params, xs):
     """J_1..J_T (T, B, S, S) along the run from a zero state, by the lowered Jacobian."""
