@@ -410,3 +410,17 @@ def test_check_cli_draws_at_the_scales_given(tmp_path):
     assert told.exit_code == 1 and "with the biases (b) set to zero" in told.output
     fine = invoke("check", spec, "--cell", "rnn_tanh", "--bias-scale", "0")
     assert fine.exit_code == 0 and fine.output.startswith("agrees:"), fine.output
+
+
+def test_a_weight_used_transposed_is_named():
+    """min-char-rnn's backward with Whh where Whh.T belongs, as a Jacobian: diag(1 - h'^2) W^T."""
+    rnn = gradlab.cell("rnn_tanh")
+    P = rnn.init_params(5, 3, weight_scale=1.5, bias_scale=0.5, seed=3)
+
+    def transposed(P, state, x):
+        h2 = tanh(lin(state[0], P["W"]) + lin(x, P["U"]) + P["b"])
+        return D(1 - h2 ** 2) @ P["W"].T
+
+    result = gradlab.check_jacobian(transposed, rnn, P)
+    assert result.diagnosis == ["Block ∂h'/∂h: in the term diag(1 - h'^2) W, yours has Wᵀ "
+                                "where W belongs (a weight transposed)."]

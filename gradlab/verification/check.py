@@ -13,6 +13,8 @@ mistakes people make when they derive a Jacobian by hand, in the terms of the de
                 evaluated, and the combination of them that explains the difference found
                 by least squares
     slope       a term whose diagonal factor is wrong row by row (an activation's slope)
+    weight      a term diag(v) W with W used transposed
+    biases      biases left out (exact with every bias zero)
     gates       weights read in another gate order (torch stacks i, f, g, o / r, z, n)
     batch       right one sample at a time, wrong on a batch (it does not broadcast)
 

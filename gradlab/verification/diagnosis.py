@@ -12,7 +12,7 @@ import itertools
 import math
 
 import torch
-from sympy import HadamardProduct, MatMul
+from sympy import HadamardProduct, MatMul, MatrixSymbol
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from ..interop import GATES
@@ -80,7 +80,10 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
         mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
         if block_error(mine, ref, exact) <= rtol:
             continue
-        said = explain_block(key, mine - ref, terms.get(key, []), float(ref.abs().max()) or 1.0)
+        said = explain_block(key, mine - ref, terms.get(key, []),
+                             float(ref.abs().max()) or 1.0) \
+            or transposed_weights(key, mine - ref, terms.get(key, []), params,
+                                  float(ref.abs().max()) or 1.0)
         if said:
             sentences += said
         else:
@@ -140,6 +143,34 @@ def explain_block(key, D, terms, scale):
                     f"times {times}, not 1): one of its diagonal factors, {candidates}, is "
                     "written wrong or missing (an activation's slope?)."]
     return []
+
+
+def transposed_weights(key, D, terms, params, scale):
+    """Sentences naming the terms diag(v) W whose W the difference D says was used
+    transposed (diag(v) W^T: min-char-rnn's backward with Whh where Whh.T belongs), or
+    [] when that does not explain D."""
+    names, columns = [], []
+    for term, value in terms:
+        args = term.args if isinstance(term, MatMul) else (term,)
+        W = params.get(str(args[-1])) if isinstance(args[-1], MatrixSymbol) else None
+        if W is None or W.dim() != 2 or W.shape[0] != W.shape[1] or W.shape[0] < 2 or \
+                not all(isinstance(a, DiagMatrix) for a in args[:-1]):
+            continue
+        W = W.to(dtype=torch.float64, device="cpu")
+        value = value.to(dtype=torch.float64, device="cpu")              # diag(v) W: rows
+        v = (value * W).sum(-1) / (W * W).sum(-1).clamp_min(1e-300)      # v_i W_i
+        names.append((term, args[-1]))
+        columns.append((v[..., None] * W.T - value).reshape(-1))
+    if not columns:
+        return []
+    A, d = torch.stack(columns, 1), D.reshape(-1)
+    a = torch.linalg.lstsq(A, d[:, None]).solution[:, 0]
+    if float((A @ a - d).abs().max()) / scale > EXPLAINED or \
+            not all(abs(c) < 1e-6 or abs(c - 1) < 1e-6 for c in a.tolist()):
+        return []
+    return [f"Block ∂{key[0]}'/∂{key[1]}: in the term {text(term)}, yours has {text(W)}ᵀ "
+            f"where {text(W)} belongs (a weight transposed)."
+            for (term, W), c in zip(names, a.tolist()) if abs(c - 1) < 1e-6]
 
 
 def diagonal_factors(term):
