@@ -58,7 +58,9 @@ def test_names_beyond_ascii_lower_to_code_that_runs(name):
                           jacobian_by_autograd(cell, params, state, x)) < TIGHT
 
 
-@pytest.mark.parametrize("name", ["50%", "a&b", "a{", "$a$", "#", "1", "<i>a</i>", "_a", "a^"])
+# the last four: LaTeX and text would read them differently (a^{b c}, d^{x}, e^{x}_{})
+@pytest.mark.parametrize("name", ["50%", "a&b", "a{", "$a$", "#", "1", "<i>a</i>", "_a", "a^",
+                                  "a^b^c", "d__x", "e^x_", "x_"])
 def test_a_let_name_with_a_meaning_in_latex_or_markdown_is_refused(name):
     with pytest.raises(GradlabError, match="is not a name"):
         @declare(state="h", params="W U b", source="a test", name="odd_let")

@@ -292,7 +292,7 @@ def _named(v, what):
 
 # A let name: printed as it is in text, LaTeX and Markdown, so nothing there may have a
 # meaning of its own (%, &, {, $, <); a letter first, so that it never reads as a number
-LET_NAME = re.compile(r"[^\W\d_][\w'^]*(?<!\^)~?'*")
+LET_NAME = re.compile(r"(?!.*__)[^\W\d_][\w']*(?:\^[\w']+)?(?<!_)~?'*")  # printable as one
 
 RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
 FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag")
@@ -377,8 +377,8 @@ class Builder:
         """Name a vector (or a 1 x 1 reduction); later equations and the Jacobians use the name."""
         if not isinstance(name, str) or not LET_NAME.fullmatch(name):
             raise GradlabError(f"let name {name!r} is not a name: a letter, then letters, "
-                               "digits, _, ^ or primes ('), then maybe ~ (ñ) and primes, e.g. "
-                               "\"c'\", \"n~\", \"sigma_r^2\"")
+                               "digits, _ (not __, not last) or primes ('), at most one ^, then "
+                               "maybe ~ (ñ) and primes, e.g. \"c'\", \"n~\", \"sigma_r^2\"")
         if why := _function_name(name, "let"):
             raise GradlabError(why)
         expr = _value(value).expr
