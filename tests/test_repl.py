@@ -230,3 +230,15 @@ def test_check_results_display_as_they_print():
     assert pretty(result) == str(result)
     assert str(result).startswith("differs: no error to measure over 4 samples\n")
     assert math.isnan(result.max_error)
+
+
+def test_substituted_blocks_read_as_a_derivation_would():
+    """f = 1 left diag(c ⊙ 1 ⊙ (1 - 1)) W_f and diag(1) after simplify()."""
+    lstm = gradlab.cell("lstm")
+    J = lstm.jacobian()
+    f, W_f = lstm.symbol("f"), lstm.symbol("W_f")
+    S = J.subs({f: sp.OneMatrix(*f.shape)}).simplify()
+    assert str(S["c", "h"]) == "diag(g ⊙ i ⊙ (1 - i)) W_i + diag(i ⊙ (1 - g^2)) W_g"
+    assert str(S["c", "c"]) == "I" and str(S["h", "c"]) == "diag(o ⊙ (1 - (tanh(c'))^2))"
+    assert str(J["c", "h"].subs(W_f, sp.ZeroMatrix(*W_f.shape))) == \
+        "diag(g ⊙ i ⊙ (1 - i)) W_i + diag(i ⊙ (1 - g^2)) W_g"

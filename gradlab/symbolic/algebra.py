@@ -27,13 +27,37 @@ def add(*terms, shape=None):
     """Sum of matrix expressions, dropping zeros; `shape` is used when nothing is left."""
     flat = [a for t in terms for a in (t.args if isinstance(t, MatAdd) else (t,))]
     counts = {}
-    for t in flat:                       # u + u = 2 u: merge terms that are the same
+    for t in flat:                       # u + u = 2 u, u - u = 0: merge the same terms
         if not is_zero(t):
-            counts[t] = counts.get(t, 0) + 1
-    kept = [t if k == 1 else scale(k, t) for t, k in counts.items()]
+            c, base = _coeff_base(t)
+            counts[base] = counts.get(base, 0) + c
+    kept = [t if k == 1 else scale(k, t) for t, k in counts.items() if k != 0]
     if not kept:
         return ZeroMatrix(*(shape if shape is not None else terms[0].shape))
     return kept[0] if len(kept) == 1 else MatAdd(*kept)
+
+
+def _coeff_base(t):
+    """(c, base) with t = c base, c a number: a term's numeric coefficient split off."""
+    if isinstance(t, MatMul):
+        c, mats = t.as_coeff_matrices()
+        if c.is_number and c != 1 and mats:
+            return c, mats[0] if len(mats) == 1 else MatMul(*mats)
+    return sp.S.One, t
+
+
+def rebuild(expr):
+    """expr with these identities applied again throughout: what subs leaves (f = 1 gives
+    diag(c ⊙ 1 ⊙ (1 - 1)) W_f) reads as the derivation would (nothing: the term is 0)."""
+    if not isinstance(expr, sp.MatrixExpr) or not expr.args \
+            or isinstance(expr, sp.MatrixSymbol):
+        return expr
+    args = [rebuild(a) for a in expr.args]
+    for kind, build in ((MatAdd, lambda *a: add(*a, shape=expr.shape)), (MatMul, mul),
+                        (HadamardProduct, hadamard), (DiagMatrix, diag)):
+        if isinstance(expr, kind):
+            return build(*args)
+    return expr.func(*args)
 
 
 def scale(c, a):

@@ -185,7 +185,7 @@ class Jacobian(BlockMatrix):
 
     def simplify(self, **kwargs):
         """Every block through SymPy's simplify (and collected again); still evaluable."""
-        J = Jacobian([[al.collect(sp.simplify(b, **kwargs)) for b in row]
+        J = Jacobian([[al.collect(al.rebuild(sp.simplify(b, **kwargs))) for b in row]
                       for row in self.blocks.tolist()], self.outs, self.ins, self.parts)
         J._cell, J._wrt = getattr(self, "_cell", None), getattr(self, "_wrt", None)
         return J
@@ -311,10 +311,10 @@ class Expression:
 
     def subs(self, *args, **kwargs):
         """SymPy's subs on the expression (printed as derive does)."""
-        return Expression(self.expr.subs(*args, **kwargs))
+        return Expression(al.collect(al.rebuild(self.expr.subs(*args, **kwargs))))
 
     def simplify(self, **kwargs):
-        return Expression(al.collect(sp.simplify(self.expr, **kwargs)))
+        return Expression(al.collect(al.rebuild(sp.simplify(self.expr, **kwargs))))
 
 
 class Block(Expression):
