@@ -6,6 +6,7 @@ GRU's (R2RT form) from its equations; the LSTM's and torch GRU's through torch.f
 of a plain torch step, then broken on purpose."""
 
 import math
+import re
 import textwrap
 
 import numpy as np
@@ -424,3 +425,40 @@ def test_a_weight_used_transposed_is_named():
     result = gradlab.check_jacobian(transposed, rnn, P)
     assert result.diagnosis == ["Block ∂h'/∂h: in the term diag(1 - h'^2) W, yours has Wᵀ "
                                 "where W belongs (a weight transposed)."]
+
+
+def test_the_other_gru_convention_and_swapped_gates_are_named(gru):
+    """h' = (1 - z) h + z h~ checked against Cho's h' = z h + (1 - z) h~ is gru's exact
+    Jacobian with z's parameters negated (sigma(-a) = 1 - z); r and z read the other way
+    round is it with their parameters swapped."""
+    cell, params = gru
+    flip = {p: -params[p] for p in ("W_z", "U_z", "b_z")}
+    swap = {f"{a}_{g}": params[f"{a}_{h}"] for a in "WUb" for g, h in (("r", "z"), ("z", "r"))}
+    other = gradlab.check_jacobian(lambda P, s, x: gru_jacobian(dict(P, **flip), s, x),
+                                   cell, params)
+    assert other.diagnosis[0].startswith(
+        "Your Jacobian is the exact one with the parameters of z (W_z, U_z, b_z) negated, "
+        "which turns a sigmoid gate z into 1 - z")
+    swapped = gradlab.check_jacobian(lambda P, s, x: gru_jacobian(dict(P, **swap), s, x),
+                                     cell, params)
+    assert swapped.diagnosis == [
+        "Your Jacobian is the exact one with the parameters of r and z swapped (W_r ↔ W_z, "
+        "U_r ↔ U_z, b_r ↔ b_z): your derivation uses r where z belongs and z where r belongs."]
+
+
+@pytest.mark.parametrize("n, words", [
+    (4, "Your Jacobian has the batch last, (rows, columns, B), read here as (B, rows, columns)"),
+    (5, "(5, 5, 4) is (rows, columns, B), the batch last: put it first")])
+def test_a_jacobian_with_the_batch_last_is_told_so(n, words):
+    rnn = gradlab.cell("rnn_tanh")
+    P = rnn.init_params(n, 3, weight_scale=1.5, bias_scale=0.5, seed=3)
+
+    def batch_last(P, state, x):
+        h2 = tanh(lin(state[0], P["W"]) + lin(x, P["U"]) + P["b"])
+        return (D(1 - h2 ** 2) @ P["W"]).permute(1, 2, 0)
+
+    if n == 4:                               # B = S: the shape cannot tell, the numbers do
+        assert words in gradlab.check_jacobian(batch_last, rnn, P).diagnosis[0]
+    else:
+        with pytest.raises(gradlab.GradlabError, match=re.escape(words)):
+            gradlab.check_jacobian(batch_last, rnn, P)

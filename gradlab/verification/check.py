@@ -15,6 +15,8 @@ mistakes people make when they derive a Jacobian by hand, in the terms of the de
     slope       a term whose diagonal factor is wrong row by row (an activation's slope)
     weight      a term diag(v) W with W used transposed
     biases      biases left out (exact with every bias zero)
+    gate swap   two gates' parameters swapped; a gate z written as 1 - z (its parameters
+                negated: the GRUs' two conventions); the batch axis last
     gates       weights read in another gate order (torch stacks i, f, g, o / r, z, n)
     batch       right one sample at a time, wrong on a batch (it does not broadcast)
 

@@ -58,6 +58,10 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
                 "(rows are inputs). gradlab uses numerator layout, J[i, j] = ∂out_i/∂in_j, "
                 "as torch.func.jacrev; transpose it or pass layout='denominator' (--layout "
                 "denominator)."]
+    if len(set(theirs.shape)) == 1 and close(theirs.permute(2, 0, 1), exact):
+        return ["Your Jacobian has the batch last, (rows, columns, B), read here as (B, "
+                "rows, columns) since all three are equal: put the batch first "
+                "(J.permute(2, 0, 1) in torch, np.moveaxis(J, -1, 0) in numpy)."]
     parts = cell.state_names
     if blocks.block is None and wrt == "state" and len(parts) > 1:
         for order in itertools.permutations(range(len(parts))):
@@ -69,8 +73,8 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
                 return [f"Your state parts are in the order ({', '.join(parts[k] for k in order)}"
                         f"); gradlab's state is ({', '.join(parts)}). Reorder the rows and "
                         "columns of your blocks."]
-    found = gate_order(cell, params, state, x, theirs, wrt, blocks, close) \
-        or without_biases(cell, params, state, x, theirs, wrt, blocks, close)
+    found = next((said for test in (gate_order, without_biases, swapped_gates, negated_gate)
+                  if (said := test(cell, params, state, x, theirs, wrt, blocks, close))), [])
     if found:
         return found
     terms = terms_function(cell, wrt, "torch")(params, state, x)
@@ -238,6 +242,49 @@ def without_biases(cell, params, state, x, theirs, wrt, blocks, close):
     return [f"Your Jacobian is the exact one with the biases ({', '.join(biases)}) set to "
             "zero: your derivation leaves them out. If the model has no biases, check it "
             "at zero biases (--bias-scale 0, or params with zero biases)."]
+
+
+def gate_groups(cell):
+    """{gate: its parameters}, by the last letter of each name's suffix: W_z, U_z, b_z
+    (and gru_torch's b_iz, b_hz) are z's."""
+    groups = {}
+    for p in cell.param_names:
+        head, _, suffix = p.rpartition("_")
+        if head and suffix:
+            groups.setdefault(suffix[-1], []).append(p)
+    return groups
+
+
+def swapped_gates(cell, params, state, x, theirs, wrt, blocks, close):
+    """Two gates' parameters swapped (a derivation with r where z belongs, and z for r)."""
+    groups = gate_groups(cell)
+    for a, b in itertools.combinations(groups, 2):
+        pairs = {p: p[:-1] + b for p in groups[a]}
+        if sorted(pairs.values()) != sorted(groups[b]) or any(
+                params[p].shape != params[q].shape for p, q in pairs.items()):
+            continue
+        moved = dict(params, **{p: params[q] for p, q in pairs.items()},
+                     **{q: params[p] for p, q in pairs.items()})
+        if close(theirs, blocks.select(exact_jacobian(cell, wrt, moved, state, x))):
+            shown = ", ".join(f"{p} ↔ {q}" for p, q in pairs.items())
+            return [f"Your Jacobian is the exact one with the parameters of {a} and {b} "
+                    f"swapped ({shown}): your derivation uses {a} where {b} belongs and {b} "
+                    f"where {a} belongs."]
+    return []
+
+
+def negated_gate(cell, params, state, x, theirs, wrt, blocks, close):
+    """A gate's parameters negated: for a sigmoid gate z, sigma(-a) = 1 - z, so this is a
+    derivation with 1 - z where the cell has z (the GRUs' two conventions)."""
+    for g, names in gate_groups(cell).items():
+        flipped = dict(params, **{p: -params[p] for p in names})
+        if close(theirs, blocks.select(exact_jacobian(cell, wrt, flipped, state, x))):
+            return [f"Your Jacobian is the exact one with the parameters of {g} "
+                    f"({', '.join(names)}) negated, which turns a sigmoid gate {g} into "
+                    f"1 - {g}: your derivation has 1 - {g} where the cell has {g} (GRUs are "
+                    "written both ways, h' = z h + (1 - z) h~ and h' = (1 - z) h + z h~; "
+                    f"`gradlab derive {cell.name}` shows this cell's)."]
+    return []
 
 
 def worst_entries(mine, ref, count=3):

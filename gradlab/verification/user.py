@@ -85,10 +85,14 @@ def batched_jacobian(fn, params, state, x, shape, hints=None):
         if out.ndim == 2:                             # one sample at a time
             single, dtype = per_sample(fn, params, state, x, shape)
             return single, True, dtype
-        hint = (hints or {}).get(tuple(out.shape[-2:]))
+        said = ""
+        if tuple(out.shape) == (*shape, B):
+            said = f"; {tuple(out.shape)} is (rows, columns, B), the batch last: put it first"
+        elif (hints or {}).get(tuple(out.shape[-2:])):
+            said = f"; {tuple(out.shape[-2:])} is {hints[tuple(out.shape[-2:])]}"
         raise GradlabError(f"the function under test returned shape {tuple(out.shape)}; "
                            f"expected ({B}, {shape[0]}, {shape[1]}) or {shape} per sample"
-                           + (f"; {tuple(out.shape[-2:])} is {hint}" if hint else ""))
+                           + said)
     return out, False, dtype
 
 
