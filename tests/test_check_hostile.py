@@ -6,6 +6,7 @@ naming it, never a traceback. Each case was a false pass or a raw error before."
 import re
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -253,7 +254,10 @@ def test_os_exit_in_code_under_test_is_an_error_not_a_pass(tmp_path):
     common = ("--cell", "rnn_tanh", "--hidden", "3", "--inputs", "2")
     done = run_cli("check", "fn_exits.py:jac", *common, cwd=tmp_path)
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert done.stderr.strip() == "gradlab: error: the function under test called os._exit(0)"
+    assert done.stdout == ""                  # what the function prints goes to stderr
+    assert done.stderr.strip().splitlines() == [
+        "agrees: max relative error 0 (absolute 0) over 4 samples",
+        "gradlab: error: the function under test called os._exit(0)"]
     done = run_cli("check", "module_exits.py:jac", *common, cwd=tmp_path)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "it called os._exit(0) at " in done.stderr and "module_exits.py:2" in done.stderr
@@ -292,7 +296,8 @@ def test_a_small_wrong_factor_is_told_with_its_digits():
     exact = lstm.jacobian_fn("state")
     for factor, shown in ((1 + 1e-6, "1.000001"), (1 + 1e-7, "1.0000001")):
         result = check_jacobian(lambda P, s, x: exact(P, s, x) * factor, lstm, params)
-        assert not result.ok and f"is scaled by {shown} instead of 1" in result.diagnosis[0]
+        assert not result.ok and f"the exact one times {shown}: a factor on every entry" \
+            in result.diagnosis[0]
 
 
 def test_check_lyapunov_refuses_more_exponents_than_the_state_has():
@@ -357,3 +362,84 @@ def test_a_block_named_with_its_prime_is_read():
     J = lstm.jacobian_fn("state")
     assert check_jacobian(lambda P, s, x: J(P, s, x)[:, :3, :3], lstm, params,
                           block=("h'", "h")).ok
+
+
+def test_draws_that_cannot_tell_are_inconclusive_not_agreement(tmp_path):
+    """Weights of scale 0 (or gates saturated by huge weights) make terms vanish at every
+    sample: an all-zero Jacobian 'agreed' with rnn_tanh's, and an LSTM derivation with no
+    weight term agreed at --weight-scale 1e5. At n = 1 a weight is its own transpose."""
+    rnn = gradlab.cell("rnn_tanh")
+    zeros = lambda P, s, x: torch.zeros(x.shape[0], s[0].shape[1], s[0].shape[1],  # noqa
+                                        dtype=torch.float64)
+    result = check_jacobian(zeros, rnn, rnn.init_params(4, 3, weight_scale=0.0, seed=1))
+    assert not result.ok and result.inconclusive
+    assert str(result).startswith("inconclusive: max relative error 0")
+    assert "1 term(s) of the exact Jacobian are within rtol of zero at every sample " \
+           "(diag(1 - h'^2) W in ∂h'/∂h)" in result.diagnosis[0]
+    exact = rnn.jacobian_fn("state")
+    result = check_jacobian(lambda P, s, x: exact(P, s, x).mT, rnn, rnn.init_params(1, 2))
+    assert not result.ok and result.inconclusive and "n = 1" in result.diagnosis[0]
+    assert check_jacobian(exact, rnn, rnn.init_params(4, 3, weight_scale=1.5, seed=1)).ok
+    (tmp_path / "zero.py").write_text(textwrap.dedent("""
+        import torch
+        def jac(params, state, x):
+            return torch.zeros(x.shape[0], state[0].shape[1], state[0].shape[1],
+                               dtype=torch.float64)
+    """))
+    done = run_cli("check", "zero.py:jac", "--cell", "rnn_tanh", "--weight-scale", "0",
+                   cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout.startswith("inconclusive:"), done.stdout
+
+
+def test_a_gain_named_like_a_bias_is_not_called_one(tmp_path):
+    """'beta' multiplies: zeroing it zeroes the Jacobian, which any zero answer matched,
+    and the advice to check at --bias-scale 0 then passed it."""
+    (tmp_path / "gain.py").write_text(textwrap.dedent("""
+        import torch
+        import gradlab
+
+        @gradlab.declare(state="h", params="W U beta", source="test")
+        def gain(s):
+            return gradlab.tanh(s.beta * (s.W @ s.h + s.U @ s.x))
+
+        def zeros(params, state, x):
+            return torch.zeros(x.shape[0], state[0].shape[1], state[0].shape[1],
+                               dtype=torch.float64)
+    """))
+    done = run_cli("check", "gain.py:zeros", "--cell", "gain.py:gain", cwd=tmp_path)
+    assert done.returncode == 1 and "biases" not in done.stdout, done.stdout
+    assert "is missing" in done.stdout
+    done = run_cli("check", "gain.py:zeros", "--cell", "gain.py:gain", "--bias-scale", "0",
+                   cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout.startswith("inconclusive:"), done.stdout
+
+
+def test_whole_jacobian_factors_and_sample_dependence_are_named():
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 2, seed=0, weight_scale=1.5, bias_scale=0.5)
+    exact = lstm.jacobian_fn("state")
+    doubled = check_jacobian(lambda P, s, x: 2 * exact(P, s, x), lstm, params)
+    assert doubled.diagnosis == ["Your whole Jacobian is the exact one doubled: a factor on "
+                                 "every entry, not a mistake in one term."]
+    first = check_jacobian(lambda P, s, x: exact(P, tuple(t[:1].expand_as(t) for t in s), x),
+                           lstm, params)
+    assert first.diagnosis[0].startswith("Sample(s) 0 agree and 1, 2, 3 do not")
+    assert "yours is diagonal, as diag(f) is, but entry by entry" in " ".join(first.diagnosis)
+
+
+def test_answers_torch_or_numpy_cannot_hold_plainly_are_read_or_refused():
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 2, seed=0, weight_scale=1.5, bias_scale=0.5)
+    exact = lstm.jacobian_fn("state")
+    longdouble = lambda P, s, x: exact(P, s, x).numpy().astype(np.longdouble)  # noqa: E731
+    assert check_jacobian(longdouble, lstm, params).ok
+    nested = lambda P, s, x: torch.nested.as_nested_tensor(list(exact(P, s, x)))  # noqa
+    with pytest.raises(GradlabError, match="returned a nested tensor; expected one array"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")                  # torch: nested tensors are a prototype
+        check_jacobian(nested, lstm, params)
+    grads = {k: v.clone().requires_grad_() for k, v in params.items()}
+    assert check_jacobian(lambda P, s, x: exact(P, s, x).detach(), lstm, grads).ok
+    h, c = (torch.randn(2, 3, dtype=torch.float64) for _ in range(2))
+    listed = check_jacobian(exact, lstm, params, states=[h.tolist(), c.tolist()])
+    assert listed.ok and listed.checked == 2

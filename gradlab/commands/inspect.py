@@ -109,7 +109,9 @@ def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, 
           weight_scale, bias_scale):
     """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
     exact one; exit 0 when it agrees (and stdout starts "agrees:"), 1 with a diagnosis
-    when it does not, 2 when FUNCTION fails or exits. A FUNCTION that ends the process
+    when it does not, or "inconclusive:" when the drawn parameters leave a term of the
+    Jacobian at zero everywhere, 2 when FUNCTION fails or exits (what it prints goes to
+    stderr). A FUNCTION that ends the process
     itself (os._exit) cannot be caught: a script should also look for "agrees:"."""
     from .. import budget
     from ..verification.check import check_spec

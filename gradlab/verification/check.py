@@ -27,12 +27,14 @@ import dataclasses
 import math
 import numbers
 
+import numpy as np
 import torch
 
 from .. import budget, registry
-from ..errors import GradlabError, check_seed, choice, integer
+from ..errors import GradlabError, check_seed, choice, derived_seed, integer
 from ..flow.bound import as_real, check_params, hidden_size
-from .diagnosis import block_error, diagnose, exact_jacobian, relative
+from .diagnosis import block_error, diagnose, exact_jacobian, relative, unseen, \
+    unseen_words
 from .user import batched_jacobian, lower_precision, right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
@@ -56,12 +58,15 @@ class Result:
     block_errors: dict               # {(out part, in part): relative error}
     diagnosis: list                  # plain sentences
     checked: int                     # samples compared
+    inconclusive: bool = False       # it agrees, but these draws cannot tell (a term of
+                                     # the exact Jacobian vanishes at every sample)
 
     def __str__(self):
         if math.isnan(self.max_error.relative):   # nan entries, or another shape
             head = f"differs: no error to measure over {self.checked} samples"
         else:
-            head = ("agrees" if self.ok else "differs") + (
+            head = ("agrees" if self.ok else "inconclusive" if self.inconclusive
+                    else "differs") + (
                 f": max relative error {self.max_error.relative:.3g} (absolute "
                 f"{self.max_error.absolute:.3g}) over {self.checked} samples")
         return "\n".join([head, *self.diagnosis])
@@ -79,7 +84,8 @@ def _sample(cell, params, batch, seed, states):
 
     if states is not None:
         pair = (isinstance(states, (tuple, list)) and len(states) == 2
-                and isinstance(states[0], (tuple, list)))
+                and isinstance(states[0], (tuple, list)) and len(states[0]) > 0
+                and np.ndim(states[0][0]) == 2)     # (state parts, x), not h as a list
         state = states[0] if pair else (
             tuple(states) if isinstance(states, (tuple, list)) else (states,))
         if len(state) != len(cell.state_names):
@@ -95,7 +101,7 @@ def _sample(cell, params, batch, seed, states):
     m = next((params[p].shape[1] for p in cell.param_names
               if params[p].ndim == 2 and str(cell.param_shapes[p][1]) == "m"), 1)
     budget.ensure_check_fits(cell, n, m, B)            # as `gradlab check` does
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(derived_seed(seed, 1))   # not the params' stream
     draw = lambda *shape: (0.8 * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa
                            ).to(dtype=first.dtype, device=first.device)
     if states is None:
@@ -132,7 +138,9 @@ class Blocks:
 
 def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=None, batch=4,
                    seed=0, rtol=None, states=None):
-    """Compare `fn(params, state, x)` with gradlab's exact Jacobian; a `Result`.
+    """Compare `fn(params, state, x)` with gradlab's exact Jacobian; a `Result` (ok only
+    when it agrees at draws where every term of the exact Jacobian carries weight; else
+    `inconclusive`, with the terms that vanish).
     rtol: the largest relative error that agrees (default 1e-8, 1e-5 for float32 params).
 
     wrt: "state" ((B, S, S)) or "input" ((B, S, m)); layout: "numerator" (rows are
@@ -150,6 +158,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
     seed = check_seed(seed)
     check_params(cell, params)
+    params = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in params.items()}
     state, x = _sample(cell, params, batch, seed, states)
     for name, t in zip((*cell.state_names, cell.input_name), (*state, x)):
         if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[0] < 1:
@@ -205,10 +214,13 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         fn, params, state, x, shape, layout, exact, rtol)
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
                                               relative, rtol)
+    faint = unseen(cell, params, state, x, exact, blocks, wrt, rtol)
     diagnosis = [] if ok else batch_only or rounded or diagnose(
-        cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol)
-    return Result(ok, Error(absolute, relative), max(blocks.keys, key=errors.get), errors,
-                  diagnosis, x.shape[0])
+        cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, bool(faint))
+    return Result(ok and not faint, Error(absolute, relative),
+                  max(blocks.keys, key=errors.get), errors,
+                  diagnosis + (unseen_words(faint, ok) if faint else []), x.shape[0],
+                  inconclusive=ok and bool(faint))
 
 
 def _other_shape(theirs, exact, layout, blocks):

@@ -10,6 +10,7 @@ the worst entries.
 
 import itertools
 import math
+import re
 
 import torch
 from sympy import HadamardProduct, MatMul, MatrixSymbol
@@ -46,7 +47,8 @@ def exact_jacobian(cell, wrt, params, state, x):
     return cell.jacobian_fn(wrt)(params, state, x).to(dtype=torch.float64, device="cpu")
 
 
-def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
+def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol,
+             degenerate=False):
     close = lambda a, b: relative(a, b) <= max(rtol, 1e-9)      # noqa: E731
     if theirs.shape[1] == theirs.shape[2] and close(theirs.transpose(1, 2), exact):
         other = "numerator" if layout == "denominator" else "denominator"
@@ -62,6 +64,13 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
         return ["Your Jacobian has the batch last, (rows, columns, B), read here as (B, "
                 "rows, columns) since all three are equal: put the batch first "
                 "(J.permute(2, 0, 1) in torch, np.moveaxis(J, -1, 0) in numpy)."]
+    terms = terms_function(cell, wrt, "torch")(params, state, x)
+    c = float((theirs * exact).sum() / (exact * exact).sum().clamp_min(1e-300))
+    several = sum(len(terms.get(k, [])) for k in blocks.keys) > 1   # else: that term's
+    if several and abs(c - 1) > 1e-9 and close(theirs, c * exact):
+        how = {-1: "negated", 2: "doubled", 0: "zero"}.get(round(c, 9), f"times {c:.10g}")
+        return [f"Your whole Jacobian is the exact one {how}: a factor on every entry, "
+                "not a mistake in one term."]
     parts = cell.state_names
     if blocks.block is None and wrt == "state" and len(parts) > 1:
         for order in itertools.permutations(range(len(parts))):
@@ -73,12 +82,14 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol):
                 return [f"Your state parts are in the order ({', '.join(parts[k] for k in order)}"
                         f"); gradlab's state is ({', '.join(parts)}). Reorder the rows and "
                         "columns of your blocks."]
-    found = next((said for test in (gate_order, without_biases, swapped_gates, negated_gate)
+    # (other parameters compared at degenerate draws, where every Jacobian is ~0, would
+    # match by accident)
+    tests = () if degenerate else (gate_order, without_biases, swapped_gates, negated_gate)
+    found = next((said for test in tests
                   if (said := test(cell, params, state, x, theirs, wrt, blocks, close))), [])
     if found:
         return found
-    terms = terms_function(cell, wrt, "torch")(params, state, x)
-    sentences = []
+    sentences = by_sample(theirs, exact, rtol)
     unexplained = []
     for key in blocks.keys:
         mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
@@ -143,6 +154,12 @@ def explain_block(key, D, terms, scale):
                         "activation's slope written wrong?)."]
             (term, _), = group          # one term: the row ratio cannot say which factor
             candidates = ", ".join(text(f) for f in diagonal_factors(term))
+            args = term.args if isinstance(term, MatMul) else (term,)
+            if all(isinstance(a, DiagMatrix) for a in args):   # any diagonal error fits this
+                return [f"Block {name}: yours is diagonal, as {text(term)} is, but entry by "
+                        f"entry it is that times {times}, not 1: one of its factors, "
+                        f"{candidates}, is written wrong or missing, or evaluated at other "
+                        "states."]
             return [f"Block {name}: the term {text(term)} is off row by row (yours is it "
                     f"times {times}, not 1): one of its diagonal factors, {candidates}, is "
                     "written wrong or missing (an activation's slope?)."]
@@ -229,19 +246,71 @@ def gate_order(cell, params, state, x, theirs, wrt, blocks, close):
     return []
 
 
+def unseen(cell, params, state, x, exact, blocks, wrt, rtol):
+    """What these draws cannot see: the terms of the exact Jacobian within rtol of zero at
+    every sample (saturated gates, weights of scale 0), which a derivation could leave
+    out and still agree, as words; ["n = 1"] at n = 1, where a weight is its own
+    transpose; [] when every term carries weight."""
+    if blocks.n == 1:
+        return ["n = 1"]
+    terms = terms_function(cell, wrt, "torch")(params, state, x)
+    faint = []
+    for key in blocks.keys:
+        scale = float(blocks.part(exact, key).abs().max())
+        for term, value in terms.get(key, []):
+            if float(value.abs().max()) <= rtol * scale or scale == 0:
+                faint.append(f"{text(term)} in ∂{key[0]}'/∂{key[1]}")
+    return faint
+
+
+def unseen_words(faint, agrees):
+    """The sentence for `unseen`'s answer: why an agreement proves nothing, or why a
+    diagnosis at these draws may not hold."""
+    again = ("Check at other parameters (gradlab check's defaults: --weight-scale 1.5 "
+             "--bias-scale 0.5).")
+    if faint == ["n = 1"]:
+        return [("Inconclusive" if agrees else "Note") + ": at n = 1 every weight is its own "
+                "transpose, so a transposed weight or the other layout cannot be seen. Check "
+                "at n >= 2 (--hidden)."]
+    shown = "; ".join(faint[:3]) + (", ..." if len(faint) > 3 else "")
+    if agrees:
+        return [f"Inconclusive: at these draws {len(faint)} term(s) of the exact Jacobian are "
+                f"within rtol of zero at every sample ({shown}), so a derivation without "
+                "them would agree too (saturated gates, or weights or biases of scale 0). "
+                + again]
+    return [f"Note: at these draws {len(faint)} term(s) of the exact Jacobian are within "
+            f"rtol of zero at every sample ({shown}): what is said above may not hold at "
+            "other points. " + again]
+
+
 def without_biases(cell, params, state, x, theirs, wrt, blocks, close):
     """A derivation that leaves the biases out (a bias-free model's code), told apart
     from one that is wrong: exact once every nonzero bias (b*, a vector) is zero."""
-    biases = [p for p in cell.param_names if p.startswith("b") and cell.param_shapes[p][1] == 1
-              and bool((params[p] != 0).any())]
+    biases = [p for p in cell.param_names if re.fullmatch(r"b(_\w*|\d*)", p)
+              and cell.param_shapes[p][1] == 1 and bool((params[p] != 0).any())]
     if not biases:
         return []
     zeroed = {p: torch.zeros_like(v) if p in biases else v for p, v in params.items()}
-    if not close(theirs, blocks.select(exact_jacobian(cell, wrt, zeroed, state, x))):
+    other = blocks.select(exact_jacobian(cell, wrt, zeroed, state, x))
+    if not bool(other.abs().max() > 0) or not close(theirs, other):   # (a gain, not a bias)
         return []
     return [f"Your Jacobian is the exact one with the biases ({', '.join(biases)}) set to "
             "zero: your derivation leaves them out. If the model has no biases, check it "
             "at zero biases (--bias-scale 0, or params with zero biases)."]
+
+
+def by_sample(theirs, exact, rtol):
+    """A sentence when some samples agree and others do not (a function that reads one
+    sample's state for all, or an index), else []."""
+    B = theirs.shape[0]
+    scale = float(exact.abs().max()) or 1.0
+    good = [b for b in range(B) if float((theirs[b] - exact[b]).abs().max()) / scale <= rtol]
+    if not good or len(good) == B:
+        return []
+    bad = [b for b in range(B) if b not in good]
+    return [f"Sample(s) {', '.join(map(str, good))} agree and {', '.join(map(str, bad))} do "
+            "not: your function depends on which sample it is given (one sample's state used "
+            "for all, an index, or a broadcast)."]
 
 
 def gate_groups(cell):

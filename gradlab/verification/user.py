@@ -3,11 +3,34 @@ what it returns, so that nothing it does can pass for an answer: an exception or
 sys.exit or os._exit is one GradlabError, and only an array of real numbers is a result.
 A Jacobian may come batched or one sample at a time (`batched_jacobian`)."""
 
+import contextlib
+import io
+import sys
+
 import numpy as np
 import torch
 
 from ..errors import GradlabError
 from ..exits import ExitCalled, no_exit
+
+
+class _ToStderr(io.TextIOBase):
+    """What the function under test prints goes to stderr; closing it closes nothing."""
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        sys.stderr.flush()
+
+    def close(self):
+        pass
+
+
+_TO_STDERR = _ToStderr()
 
 
 class Exited(GradlabError):
@@ -18,8 +41,8 @@ def call_user(fn, *args):
     """fn(*args) for the function under test: whatever it raises, and sys.exit or
     os._exit, is one GradlabError (a check that exits 0 must not read as "agrees")."""
     try:
-        with no_exit():
-            return fn(*args)
+        with no_exit(), contextlib.redirect_stdout(_TO_STDERR):   # our stdout stays ours:
+            return fn(*args)                                      # it starts "agrees:"
     except KeyboardInterrupt:                         # the user's Ctrl-C, not the code's
         raise
     except (SystemExit, ExitCalled) as err:
@@ -38,6 +61,23 @@ def real_array(a, what="the function under test"):
 
 def real_answer(a, what="the function under test"):
     """(`real_array(a)`, the torch dtype it came in)."""
+    given = type(a).__name__
+    try:
+        return _real_answer(a, what)
+    except GradlabError:
+        raise
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
+        raise GradlabError(f"{what} returned a {given} that cannot be read as an array of "
+                           f"real numbers: {' '.join(str(err).split())[:200]}") from None
+
+
+def _real_answer(a, what):
+    if isinstance(a, torch.Tensor) and (a.is_nested or a.is_quantized):
+        if a.is_nested:
+            raise GradlabError(f"{what} returned a nested tensor; expected one array")
+        a = a.dequantize()                            # quantized: the numbers it stands for
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f" and a.dtype.itemsize > 8:
+        a = a.astype(np.float64)                      # long double: read at float64
     if not isinstance(a, torch.Tensor):
         given = type(a).__name__
         try:
