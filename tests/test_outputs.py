@@ -408,8 +408,14 @@ def test_a_signal_while_writing_file_by_file_lands_after_the_last_file(tmp_path,
             signal.raise_signal(signal.SIGINT)         # Ctrl-C mid-write
         real(target, data)
     monkeypatch.setattr(outputs, "_atomic_bytes", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        outputs.write_files(out, SECOND, force=True)
+    # Python's own Ctrl-C handler, whatever the process inherited: a shell starts a
+    # background job with SIGINT ignored, and then no Ctrl-C reaches gradlab at all
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            outputs.write_files(out, SECOND, force=True)
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert read_tree(out, SECOND) and len(calls) > 3
     assert not (out / "figures" / "decay.png").exists()      # the old report is gone whole
 
