@@ -443,3 +443,11 @@ def test_answers_torch_or_numpy_cannot_hold_plainly_are_read_or_refused():
     h, c = (torch.randn(2, 3, dtype=torch.float64) for _ in range(2))
     listed = check_jacobian(exact, lstm, params, states=[h.tolist(), c.tolist()])
     assert listed.ok and listed.checked == 2
+
+
+def test_an_all_zero_answer_is_said_to_be_zero():
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 2, seed=0, weight_scale=1.5, bias_scale=0.5)
+    exact = lstm.jacobian_fn("state")
+    result = check_jacobian(lambda P, s, x: 0 * exact(P, s, x), lstm, params)
+    assert result.diagnosis == ["Your Jacobian is zero throughout: every term is missing."]

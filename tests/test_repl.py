@@ -242,3 +242,11 @@ def test_substituted_blocks_read_as_a_derivation_would():
     assert str(S["c", "c"]) == "I" and str(S["h", "c"]) == "diag(o ⊙ (1 - (tanh(c'))^2))"
     assert str(J["c", "h"].subs(W_f, sp.ZeroMatrix(*W_f.shape))) == \
         "diag(g ⊙ i ⊙ (1 - i)) W_i + diag(i ⊙ (1 - g^2)) W_g"
+
+
+def test_an_explicit_matrix_from_a_block_stays_a_sympy_matrix():
+    J = gradlab.cell("lstm").jacobian()
+    n = sp.Symbol("n", integer=True, positive=True)
+    explicit = J["c", "c"].xreplace({n: 2}).as_explicit()
+    assert isinstance(explicit, sp.MatrixBase) and sp.Matrix(explicit).shape == (2, 2)
+    assert explicit[0, 1] == 0

@@ -238,7 +238,8 @@ def _expr(value):
 def _wrapped(value):
     """A matrix expression that SymPy hands back (J["c", "h"].T, .doit()) as an
     Expression, so that it prints as derive does; anything else as it is."""
-    return Expression(value) if isinstance(value, sp.MatrixExpr) else value
+    symbolic = isinstance(value, sp.MatrixExpr) and not isinstance(value, sp.MatrixBase)
+    return Expression(value) if symbolic else value      # an explicit Matrix stays one
 
 
 class Expression:

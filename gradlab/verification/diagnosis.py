@@ -68,7 +68,9 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol,
     c = float((theirs * exact).sum() / (exact * exact).sum().clamp_min(1e-300))
     several = sum(len(terms.get(k, [])) for k in blocks.keys) > 1   # else: that term's
     if several and abs(c - 1) > 1e-9 and close(theirs, c * exact):
-        how = {-1: "negated", 2: "doubled", 0: "zero"}.get(round(c, 9), f"times {c:.10g}")
+        if round(c, 9) == 0:
+            return ["Your Jacobian is zero throughout: every term is missing."]
+        how = {-1: "negated", 2: "doubled"}.get(round(c, 9), f"times {c:.10g}")
         return [f"Your whole Jacobian is the exact one {how}: a factor on every entry, "
                 "not a mistake in one term."]
     parts = cell.state_names
