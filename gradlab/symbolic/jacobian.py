@@ -277,7 +277,7 @@ class Expression:
         return text(self.expr)
 
     def _pretty(self, printer):
-        return prettyForm(text(self.expr))
+        return _pretty_lines(text(self.expr))
 
     def _latex(self, printer):
         return latex(self.expr)
@@ -364,7 +364,7 @@ class Equation(sp.Equality):
         return f"{latex(self.lhs)} = {latex(self.rhs)}"
 
     def _pretty(self, printer):
-        return prettyForm(self._sympystr(printer))
+        return _pretty_lines(self._sympystr(printer))
 
 
 class Equations(list):

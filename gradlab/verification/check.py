@@ -33,6 +33,7 @@ import torch
 from .. import budget, registry
 from ..errors import GradlabError, check_seed, choice, derived_seed, integer
 from ..flow.bound import as_real, check_params, hidden_size
+from ..lowering.lower import terms_function
 from .diagnosis import block_error, diagnose, exact_jacobian, relative, unseen, \
     unseen_words
 from .user import batched_jacobian, lower_precision, right_one_by_one
@@ -214,9 +215,10 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         fn, params, state, x, shape, layout, exact, rtol)
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
                                               relative, rtol)
-    faint = unseen(cell, params, state, x, exact, blocks, wrt, rtol)
+    terms = terms_function(cell, wrt, "torch")(params, state, x)    # evaluated once
+    faint = unseen(terms, exact, blocks, rtol)
     diagnosis = [] if ok else batch_only or rounded or diagnose(
-        cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, bool(faint))
+        cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms, bool(faint))
     return Result(ok and not faint, Error(absolute, relative),
                   max(blocks.keys, key=errors.get), errors,
                   diagnosis + (unseen_words(faint, ok) if faint else []), x.shape[0],

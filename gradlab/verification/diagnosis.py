@@ -17,7 +17,6 @@ from sympy import HadamardProduct, MatMul, MatrixSymbol
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from ..interop import GATES
-from ..lowering.lower import terms_function
 from ..symbolic.printing import text
 
 EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
@@ -47,8 +46,10 @@ def exact_jacobian(cell, wrt, params, state, x):
     return cell.jacobian_fn(wrt)(params, state, x).to(dtype=torch.float64, device="cpu")
 
 
-def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol,
+def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
              degenerate=False):
+    """Sentences saying what is wrong with `theirs`; `terms` is `terms_function`'s
+    evaluation of the exact Jacobian's terms at (params, state, x)."""
     close = lambda a, b: relative(a, b) <= max(rtol, 1e-9)      # noqa: E731
     if theirs.shape[1] == theirs.shape[2] and close(theirs.transpose(1, 2), exact):
         other = "numerator" if layout == "denominator" else "denominator"
@@ -64,7 +65,6 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol,
         return ["Your Jacobian has the batch last, (rows, columns, B), read here as (B, "
                 "rows, columns) since all three are equal: put the batch first "
                 "(J.permute(2, 0, 1) in torch, np.moveaxis(J, -1, 0) in numpy)."]
-    terms = terms_function(cell, wrt, "torch")(params, state, x)
     c = float((theirs * exact).sum() / (exact * exact).sum().clamp_min(1e-300))
     several = sum(len(terms.get(k, [])) for k in blocks.keys) > 1   # else: that term's
     if several and abs(c - 1) > 1e-9 and close(theirs, c * exact):
@@ -248,14 +248,13 @@ def gate_order(cell, params, state, x, theirs, wrt, blocks, close):
     return []
 
 
-def unseen(cell, params, state, x, exact, blocks, wrt, rtol):
+def unseen(terms, exact, blocks, rtol):
     """What these draws cannot see: the terms of the exact Jacobian within rtol of zero at
     every sample (saturated gates, weights of scale 0), which a derivation could leave
     out and still agree, as words; ["n = 1"] at n = 1, where a weight is its own
     transpose; [] when every term carries weight."""
     if blocks.n == 1:
         return ["n = 1"]
-    terms = terms_function(cell, wrt, "torch")(params, state, x)
     faint = []
     for key in blocks.keys:
         scale = float(blocks.part(exact, key).abs().max())
