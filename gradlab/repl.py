@@ -34,6 +34,13 @@ def namespace():
     return ns
 
 
+def _interactive(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 def start(*, plain=False, stdout=None):
     """Print the how-to and start IPython (or the plain console: `plain`, or no IPython)."""
     out = stdout or sys.stdout
@@ -50,6 +57,9 @@ def start(*, plain=False, stdout=None):
     out.write(HOWTO)
     out.flush()
     if ipython is not None:
-        ipython.start_ipython(argv=["--no-banner"], user_ns=ns)
+        argv = ["--no-banner"]
+        if not _interactive(sys.stdin):       # commands piped in: end at their end, with
+            argv.append("--TerminalInteractiveShell.confirm_exit=False")  # no question
+        ipython.start_ipython(argv=argv, user_ns=ns)
     else:
         code.interact(banner="", local=ns, exitmsg="")

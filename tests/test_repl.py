@@ -171,6 +171,18 @@ def test_gradlab_shell_runs_what_it_is_fed(plain):
     assert "diag(f)" in done.stdout and "h' = z ⊙ h + (1 - z) ⊙ h~" in done.stdout
 
 
+@pytest.mark.parametrize("plain", [True, False], ids=["code.interact", "ipython"])
+def test_gradlab_shell_ends_where_piped_commands_end(plain):
+    """Commands piped in without exit(): the shell ends at their end, asking nothing
+    (IPython asked "Do you really want to exit ([y]/n)?" of a pipe)."""
+    args = ["shell", "--plain"] if plain else ["shell"]
+    done = subprocess.run([sys.executable, "-c", "from gradlab.cli import main; main()",
+                           *args], input="print(6 * 7)\n", capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "42" in done.stdout and "exit" not in done.stdout + done.stderr
+
+
 def test_shell_is_a_cli_command():
     result = invoke("shell", "--help")
     assert result.exit_code == 0 and "--plain" in result.output
