@@ -262,3 +262,51 @@ def test_an_explicit_matrix_from_a_block_stays_a_sympy_matrix():
     explicit = J["c", "c"].xreplace({n: 2}).as_explicit()
     assert isinstance(explicit, sp.MatrixBase) and sp.Matrix(explicit).shape == (2, 2)
     assert explicit[0, 1] == 0
+
+
+def _entries(expr, n=2):
+    """expr's entries at n = m = 2, its matrix symbols replaced by fixed random numbers."""
+    expr = sp.sympify(expr)
+    sizes = {sp.Symbol(s, integer=True, positive=True): n for s in "nm"}
+    g = torch.Generator().manual_seed(0)
+    numbers = {}
+    for M in sorted(expr.atoms(sp.MatrixSymbol), key=str):
+        rows, cols = (int(d.xreplace(sizes)) for d in M.shape)
+        numbers[M] = sp.Matrix(torch.rand(rows, cols, generator=g, dtype=torch.float64).tolist())
+    return sp.Matrix(expr.xreplace(numbers).xreplace(sizes).doit().as_explicit()).evalf()
+
+
+def _close(a, b):
+    return a.shape == b.shape and max(abs(x) for x in (a - b)) < 1e-12
+
+
+def test_whole_jacobian_arithmetic_is_a_block_matrix_printed_as_derive_does():
+    """J.T, J * J, J @ J and J**2 are block matrices of the blocks' products, equal
+    entry by entry to the products of J written out, and they print without SymPy's
+    internals (J.T printed DiagMatrix(HadamardProduct(...)) and J * J ended in **2)."""
+    J = gradlab.cell("gru").jacobian()
+    whole = _entries(J)
+    for shown, want in ((J.T, whole.T), (J * J, whole * whole), (J @ J, whole * whole),
+                        (J**3, whole**3), (J.T * J, whole.T * whole)):
+        assert isinstance(shown, BlockMatrix)
+        assert _close(_entries(shown), want)
+        for printed in (str(shown), sp.pretty(shown), sp.latex(shown)):
+            assert not any(raw in printed for raw in INTERNALS + ("**", "Hadamard")), printed
+    lstm = gradlab.cell("lstm").jacobian()
+    assert str(lstm.T).startswith("[[(W_fᵀ diag(c ⊙ f ⊙ (1 - f)) + ")
+    assert str(lstm.T).endswith("[diag(o ⊙ (1 - (tanh(c'))^2) ⊙ f), diag(f)]]")
+    assert sp.latex(lstm.T).startswith(r"\begin{bmatrix}")
+
+
+def test_a_block_has_matrix_powers_and_divides_by_numbers():
+    J = gradlab.cell("lstm").jacobian()
+    block = J["c", "c"]
+    assert str(block**2) == "(diag(f))^2" and str(block**-1) == "(diag(f))^(-1)"
+    assert str(block / 2) == "1/2 diag(f)"
+    assert _close(_entries(block**2), _entries(block) ** 2)
+    assert _close(_entries(block / 2), _entries(block) / 2)
+    for bad, words in ((lambda: block**0.5, "whole number"), (lambda: block / block, "number"),
+                       (lambda: block / 0, "zero"),
+                       (lambda: gradlab.cell("gru").jacobian("input")["h", "x"]**2, "square")):
+        with pytest.raises(GradlabError, match=words):
+            bad()

@@ -308,7 +308,7 @@ class Cell:
     def equations(self):
         """The update equations, in order: SymPy `Eq(name, definition)`s that print as
         `gradlab derive` does (a list; `Equations.latex()` for all of them)."""
-        from .jacobian import Equation, Equations
+        from .expressions import Equation, Equations
         return Equations(Equation(sym, expr) for sym, expr in self.lets.items())
 
     def jacobian_blocks(self, wrt="state"):

@@ -17,12 +17,11 @@ import numbers
 import sympy as sp
 from sympy import BlockMatrix, MatAdd, MatrixSymbol
 from sympy.core.symbol import Str
-from sympy.printing.pretty.stringpict import prettyForm
 
 from . import algebra as al
 from .derive import Chain
+from .expressions import Block, Blocks, pretty_lines
 from .printing import Partial, block_name, latex, text
-from .structure import kind, terms as block_terms
 from ..errors import GradlabError, GradlabIndexError
 
 _MATRIX_NODES = (sp.MatMul, sp.MatrixExpr)   # sums, products and every other matrix node
@@ -67,21 +66,6 @@ def _name_sums(expr, subs, keep):
     return expr.func(*(_name_sums(a, subs, keep) for a in expr.args))
 
 
-EXPLICIT_MAX = 12        # entries written out one by one: n = 20 already takes seconds
-
-
-def _sizes(n, m):
-    from .language import SIZES
-    sizes = {}
-    for what, k in (("n", n), ("m", m)):
-        if isinstance(k, bool) or not isinstance(k, (numbers.Integral, sp.Integer)) \
-                or not 1 <= k <= EXPLICIT_MAX:
-            raise GradlabError(f"explicit({what}={k!r}): give a small positive integer size, "
-                               f"1..{EXPLICIT_MAX} (every entry is written out)")
-        sizes[SIZES[what]] = int(k)
-    return sizes
-
-
 def _key(key):
     """An index as written inside J[...]."""
     return ", ".join(map(repr, key)) if isinstance(key, tuple) else repr(key)
@@ -91,7 +75,7 @@ def _backend(x):
     return "numpy" if type(x).__module__.split(".")[0] == "numpy" else "torch"
 
 
-class Jacobian(BlockMatrix):
+class Jacobian(Blocks):
     """d(new state parts) / d(state parts or input): a BlockMatrix with named blocks."""
 
     def __new__(cls, blocks, outs, ins, parts=None):
@@ -204,180 +188,20 @@ class Jacobian(BlockMatrix):
 
     def _sympystr(self, printer):
         if self._nested(printer):
-            return "[" + ", ".join("[" + ", ".join(text(b) for b in row) + "]"
-                                   for row in self.blocks.tolist()) + "]"
+            return super()._sympystr(printer)
         return "\n".join(self._lines(text, "text"))
 
     def _latex(self, printer):
         if self._nested(printer):
-            return r"\begin{bmatrix}" + r" \\ ".join(" & ".join(latex(b) for b in row)
-                                                    for row in self.blocks.tolist()) \
-                + r"\end{bmatrix}"
+            return super()._latex(printer)
         return "\\begin{aligned}\n" + " \\\\\n".join(
             line.replace(" = ", " &= ", 1) for line in self._lines(latex, "latex")) \
             + "\n\\end{aligned}"
 
     def _pretty(self, printer):
-        return _pretty_lines(self._sympystr(printer))
+        return pretty_lines(self._sympystr(printer))
 
     def _repr_latex_(self):
         return f"$${self._latex(None)}$$"
 
 
-def _pretty_lines(printed):
-    """Lines for SymPy's pretty printer, left-aligned (it centres lines of unequal width)."""
-    lines = printed.split("\n")
-    width = max(len(line) for line in lines)
-    return prettyForm("\n".join(line.ljust(width) for line in lines))
-
-
-def _expr(value):
-    return value.expr if isinstance(value, Expression) else value
-
-
-def _wrapped(value):
-    """A matrix expression that SymPy hands back (J["c", "h"].T, .doit()) as an
-    Expression, so that it prints as derive does; anything else as it is."""
-    symbolic = isinstance(value, sp.MatrixExpr) and not isinstance(value, sp.MatrixBase)
-    return Expression(value) if symbolic else value      # an explicit Matrix stays one
-
-
-class Expression:
-    """A SymPy matrix expression that prints as `gradlab derive` does; `expr` is the SymPy
-    object, SymPy's methods reach it, and it compares equal to it."""
-
-    def __init__(self, expr):
-        self.expr = expr
-
-    def _sympy_(self):
-        return self.expr
-
-    def __getattr__(self, name):           # shape, free_symbols, atoms, xreplace, T, ...
-        if name.startswith("__") or name == "expr":
-            raise AttributeError(name)
-        value = getattr(self.expr, name)
-        if not callable(value):
-            return _wrapped(value)
-        return lambda *args, **kwargs: _wrapped(value(*args, **kwargs))
-
-    # SymPy's arithmetic on the expression, the result printed as derive prints
-    def __neg__(self):
-        return Expression(-self.expr)
-
-    __add__ = lambda self, other: Expression(self.expr + _expr(other))        # noqa: E731
-    __radd__ = lambda self, other: Expression(_expr(other) + self.expr)       # noqa: E731
-    __sub__ = lambda self, other: Expression(self.expr - _expr(other))        # noqa: E731
-    __rsub__ = lambda self, other: Expression(_expr(other) - self.expr)       # noqa: E731
-    __mul__ = lambda self, other: Expression(self.expr * _expr(other))        # noqa: E731
-    __rmul__ = lambda self, other: Expression(_expr(other) * self.expr)       # noqa: E731
-    __matmul__ = lambda self, other: Expression(self.expr @ _expr(other))     # noqa: E731
-    __rmatmul__ = lambda self, other: Expression(_expr(other) @ self.expr)    # noqa: E731
-
-    def _sympystr(self, printer):          # sympy.sstr / pretty / latex of a block: ours
-        return text(self.expr)
-
-    def _pretty(self, printer):
-        return _pretty_lines(text(self.expr))
-
-    def _latex(self, printer):
-        return latex(self.expr)
-
-    def __eq__(self, other):
-        return self.expr == (other.expr if isinstance(other, Expression) else other)
-
-    def __hash__(self):
-        return hash(self.expr)
-
-    def __repr__(self):
-        return text(self.expr)
-
-    __str__ = __repr__
-
-    def _repr_latex_(self):
-        return f"$${latex(self.expr)}$$"
-
-    def latex(self):
-        return latex(self.expr)
-
-    @property
-    def kind(self):
-        """'zero', 'diagonal', 'rank-one coupled' or 'dense'."""
-        return kind(self.expr)
-
-    def explicit(self, n=2, m=None):
-        """A SymPy Matrix with explicit entries at hidden size n (input size m, n by
-        default)."""
-        sizes = _sizes(n, n if m is None else m)
-        return sp.Matrix(self.expr.xreplace(sizes).as_explicit())
-
-    def subs(self, *args, **kwargs):
-        """SymPy's subs on the expression (printed as derive does)."""
-        return Expression(al.collect(al.rebuild(self.expr.subs(*args, **kwargs))))
-
-    def simplify(self, **kwargs):
-        return Expression(al.collect(al.rebuild(sp.simplify(self.expr, **kwargs))))
-
-
-class Block(Expression):
-    """One block ∂out/∂wrt of a Jacobian; `at` gives its numbers."""
-
-    def __init__(self, jacobian, i, j):
-        super().__init__(jacobian.blocks[i, j])
-        self.jacobian, self.i, self.j = jacobian, i, j
-        self.out, self.wrt = jacobian.outs[i], jacobian.ins[j]
-
-    def _repr_latex_(self):
-        return f"$${block_name(self.out, self.wrt, 'latex')} = {latex(self.expr)}$$"
-
-    def terms(self):
-        """The terms of the block's sum (one term if it is not a sum), each printable."""
-        return Terms(Expression(t) for t in block_terms(self.expr))
-
-    def at(self, params, state, x, backend=None):
-        """This block's numbers, batched: (B, n, n) or (B, n, m)."""
-        full = self.jacobian.at(params, state, x, backend)
-        n = state[0].shape[-1] if isinstance(state, (tuple, list)) else state.shape[-1]
-        cols = slice(self.j * n, (self.j + 1) * n) if self.jacobian._wrt == "state" \
-            else slice(None)
-        return full[:, self.i * n:(self.i + 1) * n, cols]
-
-
-class Terms(list):
-    """A block's terms: a list of `Expression`s, printed in derive's notation."""
-
-    def __repr__(self):
-        return "[" + ", ".join(map(repr, self)) + "]"
-
-    __str__ = __repr__
-
-
-class Equation(sp.Equality):
-    """name = definition, one update equation; prints as `gradlab derive` does."""
-
-    def __new__(cls, lhs, rhs):
-        return sp.Equality.__new__(cls, lhs, rhs, evaluate=False)
-
-    def _sympystr(self, printer):
-        return f"{text(self.lhs)} = {text(self.rhs)}"
-
-    def _latex(self, printer):
-        return f"{latex(self.lhs)} = {latex(self.rhs)}"
-
-    def _pretty(self, printer):
-        return _pretty_lines(self._sympystr(printer))
-
-
-class Equations(list):
-    """A cell's update equations: one per line, in derive's notation."""
-
-    def __repr__(self):
-        return "\n".join(str(e) for e in self)
-
-    __str__ = __repr__
-
-    def latex(self):
-        return "\\begin{aligned}\n" + " \\\\\n".join(
-            f"{latex(e.lhs)} &= {latex(e.rhs)}" for e in self) + "\n\\end{aligned}"
-
-    def _repr_latex_(self):
-        return f"$${self.latex()}$$"

@@ -217,6 +217,19 @@ class MatrixTextPrinter(StrPrinter):
         arg = self._print(expr.arg)
         return f"({arg})ᵀ" if not isinstance(expr.arg, sp.MatrixSymbol) else f"{arg}ᵀ"
 
+    def _print_MatPow(self, expr):          # (J)^2 and W^2, not **: one notation, ^
+        base = self._print(expr.base)
+        if not isinstance(expr.base, (sp.MatrixSymbol, sp.BlockMatrix)):
+            base = f"({base})"
+        return f"{base}^{_exponent(self._print(expr.exp))}"
+
+    def _print_Inverse(self, expr):
+        return self._print_MatPow(sp.MatPow(expr.arg, -1, evaluate=False))
+
+    def _print_BlockMatrix(self, expr):     # J.T, block_collapse(J * J): rows of blocks
+        return "[" + ", ".join("[" + ", ".join(self._print(b) for b in row) + "]"
+                               for row in expr.blocks.tolist()) + "]"
+
     def _print_OneMatrix(self, expr):
         return "1ᵀ" if expr.shape[0] == 1 else "1"
 
