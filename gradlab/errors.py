@@ -17,6 +17,14 @@ class GradlabIndexError(GradlabError, IndexError):
     """An index out of range: a GradlabError that is also Python's IndexError."""
 
 
+class GradlabKeyError(GradlabError, KeyError):
+    """A key that names nothing: a GradlabError that is also Python's KeyError (printed
+    as its message, not as KeyError's quoted repr)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
 def choice(value, valid, what):
     """`value` if it is one of `valid`, else a GradlabError naming it and the valid ones."""
     if value not in valid:

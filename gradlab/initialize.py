@@ -60,18 +60,21 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
                 input_scale=1.0, gate_bias=0.0, seed=0, dtype=torch.float64, device="cpu"):
     """dict of parameter name -> tensor for `cell` at hidden size n and input size m.
     hidden, inputs: positive integers (numpy's too); the scales real numbers >= 0 and
-    gate_bias a real number (nan or inf give non-finite weights); seed an integer in
+    gate_bias a real number, all finite (nan or inf would give nan or inf weights
+    silently; a state driven to overflow takes a large finite scale); seed an integer in
     [0, 2**63); device one torch sees here."""
+    if isinstance(cell, str):                   # a registered name, as everywhere else
+        from .registry import cell as lookup
+        cell = lookup(cell)
     n, m = _positive(hidden, "hidden"), _positive(inputs, "inputs")
     if init not in SCHEMES:
         raise GradlabError(f"unknown init {init!r}; valid: {', '.join(SCHEMES)}")
     dtype = as_dtype(dtype)
-    # nan and inf pass: non-finite weights are how a caller drives a flow to overflow,
-    # which every measurement then marks ("state overflowed"); a sign never flips a scale
-    weight_scale, bias_scale, input_scale = (real(v, what, low=0, finite=False) for v, what in (
+    # a sign never flips a scale; nan or inf is refused, not turned into weights
+    weight_scale, bias_scale, input_scale = (real(v, what, low=0) for v, what in (
         (weight_scale, "weight_scale"), (bias_scale, "bias_scale"),
         (input_scale, "input_scale")))
-    gate_bias = real(gate_bias, "gate_bias", finite=False)
+    gate_bias = real(gate_bias, "gate_bias")
     device = torch_device(device)
     gen = torch.Generator().manual_seed(check_seed(seed))
     ensure_params_fit(cell, n, m, device=device)

@@ -96,15 +96,16 @@ def mean_field_rate(weight_scale, **kwargs):
 
 
 def timescale(rate):
-    """xi = -1 / rate for a decay (rate < 0): the steps for a gradient norm to fall by e.
-    0 for an instant drop (rate -inf); inf when it never falls (rate >= 0: gradients grow
-    or keep their size, the limit of -1 / rate as the rate rises to 0); nan for nan. Never
-    negative (as Flow.timescale): a growth rate is reported as the rate, not as a time."""
+    """xi = -1 / (2 rate) for a decay (rate < 0): the steps for the squared gradient norm
+    (the mean squared gradient) to fall by e; -1 / ln chi for the mean-field rate
+    (1/2) ln chi. 0 for an instant drop (rate -inf); inf when it never falls (rate >= 0:
+    gradients grow or keep their size); nan for nan. Never negative (as Flow.timescale):
+    a growth rate is reported as the rate, not as a time."""
     if math.isnan(rate):
         return math.nan
     if rate == -math.inf:
         return 0.0
-    return math.inf if rate >= 0 else -1.0 / rate
+    return math.inf if rate >= 0 else -0.5 / rate
 
 
 def pascanu_rate(W, gamma=1.0):

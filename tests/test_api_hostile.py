@@ -169,22 +169,25 @@ def test_block_is_a_pair_of_parts(flow):
 @pytest.mark.parametrize("what", ["weight_scale", "bias_scale", "input_scale"])
 @pytest.mark.parametrize("value", [-1.0, -math.inf, "1", None, True])
 def test_init_scales_are_non_negative_real_numbers(what, value):
-    refused(rf"{what} must be a real number >= 0, got {re_repr(value)}", LSTM.init_params,
+    refused(rf"{what} must be a finite real number >= 0, got {re_repr(value)}", LSTM.init_params,
             3, 2, **{what: value})
 
 
 @pytest.mark.parametrize("value", ["1", None, False])
 def test_init_gate_bias_is_a_real_number(value):
-    refused(rf"gate_bias must be a real number, got {value!r}", LSTM.init_params, 3, 2,
+    refused(rf"gate_bias must be a finite real number, got {value!r}", LSTM.init_params, 3, 2,
             gate_bias=value)
 
 
-def test_init_non_finite_scales_give_non_finite_weights_on_purpose():
-    """nan and inf stay allowed: a caller drives a flow to overflow with them, and the
-    report marks it (tests/test_trust_nonfinite.py); only the sign and the type are
-    checked."""
-    params = LSTM.init_params(np.int64(3), 2, weight_scale=math.nan, seed=np.uint8(1))
-    assert torch.isnan(params["W_i"]).all() and torch.isfinite(params["U_i"]).all()
+@pytest.mark.parametrize("option", ["weight_scale", "bias_scale", "input_scale", "gate_bias"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_init_non_finite_options_are_refused(option, value):
+    """nan or inf became nan or inf weights without a word; a large finite scale is still
+    how a caller drives a flow to overflow (tests/test_trust_nonfinite.py)."""
+    with pytest.raises(GradlabError, match=rf"^{option} must be a finite real number"):
+        LSTM.init_params(3, 2, **{option: value})
+    big = LSTM.init_params(3, 2, weight_scale=1e300)
+    assert torch.isfinite(big["W_i"]).all()
 
 
 def test_init_numpy_scales_and_sizes_are_accepted():

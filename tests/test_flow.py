@@ -271,7 +271,7 @@ def test_ten_thousand_steps_stay_exact():
     logs = np.log(d.abs().numpy())[None, :] * k[:, None]
     assert relative(flow.log_norm("frobenius")[0], log_root_sum_squares(logs)) < TOL
     assert flow.rate() == pytest.approx(math.log(0.9), rel=1e-12)
-    assert flow.timescale() == pytest.approx(-1 / math.log(0.9), rel=1e-12)
+    assert flow.timescale() == pytest.approx(-1 / (2 * math.log(0.9)), rel=1e-12)
     # the norm falls below 1e-3 of its lag-1 value after (k - 1) ln 0.9 < ln 1e-3
     assert flow.horizon(1e-3) == math.floor(math.log(1e-3) / math.log(0.9)) + 2
     assert flow.log_condition(T)[0] == pytest.approx(T * math.log(3), rel=1e-12)

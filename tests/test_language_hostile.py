@@ -102,7 +102,7 @@ def test_a_jacobian_inside_an_expression_prints_as_a_matrix_not_as_equations():
         shown = str(expr)
         assert "∂" not in shown and "\n" not in shown
         assert "diag(f)" in shown
-    assert str(-J).startswith("-[[") and str(J @ J).endswith("]]**2")
+    assert str(-J).startswith("-[[") and str(J @ J).startswith("[[")
     assert sympy.latex(2 * J).startswith(r"2 \begin{bmatrix}")
     assert str(J).startswith("∂h'/∂h = ")             # on its own: the equations, as before
 

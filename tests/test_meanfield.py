@@ -107,7 +107,7 @@ def test_annealed_forgets_faster_than_a_gated_cell_measured():
 def test_annealed_gap_against_a_small_fresh_measurement():
     """The same direction against a measurement made here (gru, n = 128)."""
     predicted = mean_field("gru", weight_scale=1.0, bias_scale=0.1, gate_bias=1.0).rate
-    measured = -1 / measure_timescale(gradlab.cell("gru"), {
+    measured = -1 / 2 / measure_timescale(gradlab.cell("gru"), {
         "weight_scale": 1.0, "bias_scale": 0.1, "gate_bias": 1.0},
         hidden=128, inputs=32, steps=120, batch=2)
     assert predicted < 1.15 * measured     # about 35 % faster decay
@@ -224,7 +224,7 @@ def test_timescale_never_negative():
     grow = mean_field("rnn_tanh", weight_scale=3.0)
     assert grow.rate > 0 and grow.timescale == math.inf
     decay = mean_field("rnn_tanh", weight_scale=0.5)
-    assert decay.timescale == pytest.approx(-1 / decay.rate)
+    assert decay.timescale == pytest.approx(-1 / (2 * decay.rate))
     grid = timescale_grid("rnn_tanh", [0.5, 3.0], [0.0, 2.0])
     assert grid.shape == (2, 2) and (grid >= 0).all() and grid[0, 1] == math.inf
     assert (grid[0] == grid[1]).all()          # no gate bias: one row

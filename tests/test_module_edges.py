@@ -115,6 +115,10 @@ def test_a_dead_product_has_a_horizon_of_one_step():
     assert flow.horizon(1e-3) == 1 and summary["horizon_1e-3"] == 1
 
 
-def test_lyapunov_of_a_module_points_to_from_torch():
-    with pytest.raises(GradlabError, match=r"got GRU; for a torch module, .*from_torch"):
-        gradlab.lyapunov(torch.nn.GRU(2, 3), _xs(), 2)
+def test_lyapunov_of_a_module_is_that_of_its_flow():
+    """lyapunov(module, xs, k) goes through from_torch as gradient_flow(module, xs) does
+    (it was refused, pointing to from_torch)."""
+    module = torch.nn.GRU(2, 3).double()
+    xs = _xs().double()
+    assert (gradlab.lyapunov(module, xs, 2).mean
+            == gradlab.gradient_flow(module, xs).lyapunov(2)).all()

@@ -79,9 +79,9 @@ def test_sweep_data_json(whole):
         rate = float(p["rate"])
         timescale = float(p["timescale"])
         assert math.isfinite(rate)
-        assert timescale == (math.inf if rate >= 0 else pytest.approx(-1 / rate))
-        # a decay's horizon grew until it held 4 timescales, or hit the budget (240)
-        assert p["horizon"] >= 12 and (rate >= 0 or p["converged"] == (4 * timescale
+        assert timescale == (math.inf if rate >= 0 else pytest.approx(-1 / (2 * rate)))
+        # a decay's horizon grew until it held 8 timescales, or hit the budget (240)
+        assert p["horizon"] >= 12 and (rate >= 0 or p["converged"] == (8 * timescale
                                                                           <= p["horizon"]))
         assert p["rate_stderr"] > 0
     by = {(p["cell"], p["weight_scale"], p["gate_bias"]): float(p["rate"]) for p in points}
@@ -119,7 +119,7 @@ def test_sweep_draws_the_theory_contours(whole):
     values = [float(v) for v in curve["timescale"]] + [v for row in gru for v in row]
     finite = [v for v in values if 0 < v < math.inf]
     crossed = [lv for lv in theory["levels"] if min(finite) < lv < max(finite)]
-    assert crossed == [3, 10, 30]
+    assert crossed == [3, 10]
     for level in theory["levels"]:
         assert (f"<!-- {level} -->" in svg) == (level in crossed), level
     assert "white lines: ξ of dynamic mean field" in svg
@@ -307,7 +307,7 @@ def test_an_unconverged_timescale_is_shown_as_measured_not_as_a_bound():
          "rate_stderr": 0.001, "timescale": 13.19, "horizon": 16, "converged": False,
          "status": None}
     assert sweep._mark(p) == "~"
-    assert sweep._table_row(p)[5] == "13.19 (not converged: T < 4 ξ)"
+    assert sweep._table_row(p)[5] == "13.19 (not converged: T < 8 ξ)"
 
 
 def test_the_header_holds_the_sweep_as_it_was_run(tmp_path, monkeypatch):

@@ -185,8 +185,12 @@ def test_gate_rate_of_a_very_negative_gate():
 
 
 def test_timescale():
-    assert theory.timescale(-0.5) == 2
-    assert theory.timescale(-2.0) == 0.5
+    # xi = -1 / (2 rate): the squared norm falls by e in xi steps; -1 / ln chi (Schoenholz)
+    assert theory.timescale(-0.5) == 1
+    assert theory.timescale(-2.0) == 0.25
+    chi = theory.mean_field(1.5)[1]
+    assert theory.timescale(theory.mean_field_rate(1.5)) == pytest.approx(-1 / math.log(chi),
+                                                                         rel=1e-12)
     assert theory.timescale(0) == math.inf
     # growth: no timescale (it never falls by e), inf, never negative (as Flow.timescale)
     assert theory.timescale(0.25) == math.inf

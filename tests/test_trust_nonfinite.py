@@ -70,23 +70,33 @@ def test_report_at_weight_scale_nan_is_no_traceback(tmp_path):
         assert "state overflowed" in (out / "report.md").read_text()
 
 
-def test_report_api_at_weight_scale_nan_marks_the_overflow(tmp_path):
-    """Through the library (the CLI may refuse nan up front): every cell measured, the
-    overflow nan in data.json and words in the table, never a LinAlgError."""
+def test_report_api_refuses_a_nan_weight_scale(tmp_path):
+    """Through the library as through the CLI: nan weights are refused in one line, before
+    anything is written (they were drawn, and every cell marked as overflowed)."""
     setup = Setup(cells=("rnn_tanh", "lstm"), weight_scale=math.nan, steps=10, hidden=4,
+                  batch=2, inputs=3)
+    with pytest.raises(GradlabError, match=r"^weight_scale must be a finite real number"):
+        rp.report(setup, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_api_marks_an_overflow_and_never_raises(tmp_path, expcell):
+    """An overflowing state through the library: every cell measured, the overflow nan in
+    data.json and words in the table, never a LinAlgError."""
+    setup = Setup(cells=("rnn_tanh", expcell), weight_scale=2.0, steps=10, hidden=4,
                   batch=2, inputs=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = rp.report(setup, tmp_path / "r")
     data = load(out)
-    for name in ("rnn_tanh", "lstm"):
-        s = data["cells"][name]["summary"]
-        assert s["rate"] == "nan" and s["timescale"] == "nan", s
-        assert s["status"] == F.OVERFLOW
-        assert s["horizon_1e-3"] == "nan"            # not null ("never within T")
+    s = data["cells"][expcell]["summary"]
+    assert s["rate"] == "nan" and s["timescale"] == "nan", s
+    assert s["status"] == F.OVERFLOW
+    assert s["horizon_1e-3"] == "nan"                # not null ("never within T")
+    assert isinstance(data["cells"]["rnn_tanh"]["summary"]["rate"], float)
     md = (out / "report.md").read_text()
-    assert "| rnn_tanh | state overflowed | nan | state overflowed |" in md
-    assert "rnn_tanh: no rate, state overflowed" in md
+    assert f"| {expcell} | state overflowed | nan | state overflowed |" in md
+    assert f"{expcell}: no rate, state overflowed" in md
 
 
 def test_user_exp_cell_report_marks_the_overflow(tmp_path, expcell):
@@ -177,7 +187,7 @@ def test_growth_has_no_negative_timescale():
     assert theory.timescale(0.25) == math.inf and theory.timescale(0.0) == math.inf
     decaying = relu_flow(0.3, 20, torch.float64)
     assert decaying.rate() < 0 and decaying.why() is None
-    assert decaying.timescale() == pytest.approx(-1 / decaying.rate())
+    assert decaying.timescale() == pytest.approx(-1 / (2 * decaying.rate()))
 
 
 def test_report_shows_words_for_growth(tmp_path):

@@ -39,7 +39,9 @@ def normalized_lstm(s):
 @register
 @declare(state="s", params=GATED, gate_bias="b_f", source=R2RT)
 def pseudo_lstm(s):
-    """Gates and candidate read tanh(s), a bounded view of the unbounded state."""
+    """Gates and candidate read tanh(s), a bounded view of the unbounded state. The
+    cell's output is that view, phi(s') = tanh(s'); the state and every Jacobian here
+    are those of s itself (the recurrence), not of the output."""
     return _write(s, s.let("phi", tanh(s.s)))
 
 

@@ -65,9 +65,10 @@ MEASUREMENTS = 5          # `gradlab init` measures at most this often (critical
 @click.command("init")
 @click.argument("cell")
 @click.option("--timescale", type=Number(above=1.0), required=True,
-              help="Target gradient timescale in steps: the Frobenius norm of ds_T/ds_(T-k), "
-                   "the mean squared gradient the mean-field theory predicts, falls by e "
-                   "(the spectral norm, the report's ξ, falls more slowly: printed too).")
+              help="Target gradient timescale ξ in steps: the mean squared gradient the "
+                   "mean-field theory predicts, (1/n) ||ds_T/ds_(T-k)||_F^2, falls by e in ξ "
+                   "steps (the spectral norm, the report's ξ, falls more slowly: printed "
+                   "too).")
 @click.option("--hidden", type=POSITIVE, default=512, show_default=True,
               help="Width n the correction measures at.")
 @click.option("--inputs", type=POSITIVE, default=32, show_default=True, help="Input size m.")

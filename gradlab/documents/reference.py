@@ -122,7 +122,9 @@ choice is each declaration's `gate_bias` argument ("-b_i" marks a flipped sign).
 
 `init="gaussian"` (the default) draws recurrent weights with entries N(0, weight_scale²/n),
 input weights N(0, input_scale²/m) and biases N(0, bias_scale²), then adds the gate bias;
-this is the scaling the mean-field theory assumes. `"orthogonal"` uses weight_scale times
+this is the scaling the mean-field theory assumes. Diagonal weights (the peepholes p_*,
+n-vectors not named b*) are N(0, weight_scale²), with no 1/n: a peephole times a
+unit-variance state then has the variance a row of W gives. `"orthogonal"` uses weight_scale times
 an orthogonal matrix for the recurrent weights, `"torch"` PyTorch's default uniform draw.
 Correctness checks run in float64; on CUDA they turn TF32 off.
 """
@@ -162,12 +164,12 @@ and each step multiplies the mean squared entry of P_k by
     χ = σ_w² E[tanh'(√q z)²],   tanh' = 1 - tanh².
 
 So (1/n) ||P_k||_F² ≈ χ^k: the log norm changes by ½ ln χ per step (the theory's "rate",
-as `Flow.rate("frobenius")` measures it), and the norm falls by a factor e in -1/rate =
--2/ln χ steps: the theory's "timescale", in the same units as `Flow.timescale`.
-(Schoenholz et al.'s depth scale ξ = -1/ln χ is the same time for the squared norm, half
-of it. The spectral norm, `Flow.rate()`'s default, has the same rate in the limit of long
-products, but over a finite window it falls more slowly where many directions decay at
-nearby rates: for a GRU at n = 128, T = 300, 130 steps against the Frobenius norm's 90.)
+as `Flow.rate("frobenius")` measures it), and the mean squared gradient falls by a factor
+e in ξ = -1/ln χ = -1/(2 rate) steps: the theory's "timescale" (Schoenholz et al.'s depth
+scale), in the same units as `Flow.timescale`; the norm itself falls by e in 2ξ. (The
+spectral norm, `Flow.rate()`'s default, has the same rate in the limit of long products,
+but over a finite window it falls more slowly where many directions decay at nearby
+rates: for a GRU at n = 128, T = 300, ξ = 65 steps against the Frobenius norm's 45.)
 χ < 1 is the ordered phase, where gradients vanish; χ > 1 the chaotic one, where they
 explode; χ = 1 is
 the critical line the phase diagram draws. gradlab evaluates the Gaussian expectations by Gauss-Hermite

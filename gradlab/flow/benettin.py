@@ -167,7 +167,8 @@ def exponents_along(bound, xs, states, k, seed, discard, pad=None):
                     running=running.numpy(), discard=discard, steps=steps)
 
 
-def lyapunov(cell, params, xs, k=8, *, discard=0, state0=None, seed=0, reverse=False):
+def lyapunov(cell, params=None, xs=None, k=8, *, discard=0, state0=None, seed=0,
+             reverse=False):
     """Top-k Lyapunov exponents of `cell` along inputs xs (T, B, m) from state0 (zeros by
     default), per sequence, with their mean, standard error and running estimate: a
     `Lyapunov`. Benettin's method: Q_t R_t = J_t Q_{t-1} from a random orthonormal Q_0
@@ -182,11 +183,30 @@ def lyapunov(cell, params, xs, k=8, *, discard=0, state0=None, seed=0, reverse=F
     from the warm state s_W with the warm basis Q_W.
 
     Cost per step: one Jacobian (a chunk of steps per lowered call), J Q block by block
-    (S^2 k), one thin QR."""
+    (S^2 k), one thin QR. A torch module goes as in gradient_flow: `lyapunov(module, xs,
+    k)`, its weights its own."""
     seed = check_seed(seed)
+    pad = None
+    if isinstance(cell, torch.nn.Module):
+        if isinstance(xs, numbers.Integral) and not isinstance(xs, bool) and k == 8:
+            xs, k = None, xs                       # lyapunov(module, xs, k)
+        if params is not None and xs is not None:
+            raise GradlabError("a torch module carries its own weights: call "
+                               "lyapunov(module, xs, k), without params")
+        from .module import from_module
+        cell, params, xs, bound, pad = from_module(cell, params if xs is None else xs,
+                                                   state0, reverse)
+        if bound is not None:
+            bound, xs, state0 = bound
+            _check(k, discard, xs.shape[0])
+            return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard,
+                                   pad=pad)
+    if params is None or xs is None:
+        raise GradlabError("lyapunov(cell, params, xs, k) needs params and xs (or "
+                           "lyapunov(module, xs, k) for a torch module)")
     cell, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
     _check(k, discard, xs.shape[0])
-    return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard)
+    return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard, pad=pad)
 
 
 def lyapunov_mean(cell, params, xs, k=8, *, state0=None, reverse=False, seed=0, discard=0):

@@ -5,9 +5,11 @@ import math
 
 import numpy as np
 
+from .. import theory
+
 
 # Why a rate or timescale is not a plain number (`Flow.why`): None when the rate is finite
-# and negative, so the timescale -1 / rate is a positive number of steps.
+# and negative, so the timescale -1 / (2 rate) is a positive number of steps.
 OVERFLOW = "state overflowed"        # rate nan: a state the products read is inf or nan
 NOT_FINITE = "norm not finite"       # rate nan: finite states, but a norm is nan or +inf
                                      # (a Jacobian overflowed)
@@ -54,15 +56,11 @@ def slope_stderr(logs):
     return float(slopes.std(ddof=1) / math.sqrt(B))
 
 
-CONVERGED = 4    # a timescale is converged when the run is at least this many of it
+CONVERGED = 8    # a timescale is converged when the run is at least this many of it (the
+                 # norm then falls by e^4 over the run)
 
 
 def timescale_of_rate(rate):
-    """xi = -1 / rate for a decay (rate < 0): steps for a gradient norm to fall by e. 0 at
-    rate -inf (an exactly zero product); inf at rate >= 0 (it never falls: growth, or no
-    decay, the limit of -1 / rate as rate -> 0-); nan at rate nan. Never negative."""
-    if math.isnan(rate):
-        return math.nan
-    if rate == -math.inf:
-        return 0.0
-    return math.inf if rate >= 0 else -1.0 / rate
+    """xi = -1 / (2 rate) for a decay: the steps for the squared gradient norm (the mean
+    squared gradient) to fall by e (`theory.timescale`, where the cases are)."""
+    return theory.timescale(rate)

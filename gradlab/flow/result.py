@@ -172,7 +172,7 @@ class Flow:
         over lags start..stop (default all). A float, always (`why` says what a value that
         is not a plain number means):
 
-            < 0     gradients vanish (finite: timescale -1 / rate);
+            < 0     gradients vanish (finite: timescale -1 / (2 rate));
             >= 0    gradients grow (> 0) or keep their size (0);
             -inf    a product is exactly zero (every unit of a ReLU cell dead, W = 0):
                     infinitely fast decay, a genuine measurement;
@@ -210,7 +210,8 @@ class Flow:
         return int(self._reach().min())
 
     def timescale(self, kind="spectral", **options):
-        """xi = -1 / rate (steps for the gradient to fall by e) when gradients decay, a
+        """xi = -1 / (2 rate) (steps for the squared norm to fall by e; the norm falls by e
+        in 2 xi) when gradients decay, a
         positive number; 0 at rate -inf (an exactly zero product); inf when they do not
         decay (rate >= 0: they grow, or keep their size); nan with a nan rate. Never
         negative: `why` tells growth from no decay (`timescale_of_rate`)."""

@@ -153,12 +153,25 @@ def bind(cell, what, backend_name, *, empty=None):
     return namespace[what]
 
 
+FLOATS = ("float32", "float64")       # what the lowered code computes in
+
+
 def require_params(cell, params):
-    """Refuse params that lack any of the cell's parameters, naming them."""
+    """Refuse params that lack any of the cell's parameters, or hold other arrays, naming
+    them (an extra array is a sign of the wrong cell: an LSTM with a projection read as
+    'lstm' would drop its W_r and measure another model). Entries that are not arrays (a
+    note, a config) are left alone."""
     missing = [p for p in cell.param_names if p not in params]
     if missing:
         raise GradlabError(f"params for cell '{cell.name}' lack {', '.join(missing)}; "
                            f"expected {', '.join(cell.param_names)}")
+    extra = [k for k in params.keys()
+             if k not in cell.param_names and hasattr(params[k], "shape")]
+    if extra:
+        raise GradlabError(f"params for cell '{cell.name}' hold "
+                           f"{', '.join(k if isinstance(k, str) else repr(k) for k in extra)}"
+                           f", which it does not take; expected exactly "
+                           f"{', '.join(cell.param_names)}")
 
 
 def prepare(cell, params, state, x, backend_name=None):
@@ -198,6 +211,10 @@ def prepare(cell, params, state, x, backend_name=None):
     if len(dtypes) > 1:
         raise GradlabError(f"params, state and x of cell '{cell.name}' mix dtypes "
                            f"{', '.join(sorted(dtypes))}; use one")
+    dtype = dtypes.pop().removeprefix("torch.")
+    if dtype not in FLOATS:               # integers fail inside; float16 would run silently
+        raise GradlabError(f"params, state and x of cell '{cell.name}' are {dtype}; "
+                           f"valid: {', '.join(FLOATS)}")
     devices = {str(t.device) for t in (x, *state, *(params[p] for p in cell.param_names))
                if hasattr(t, "device") and not isinstance(t.device, str)}
     if "meta" in devices or len(devices) > 1:

@@ -3,7 +3,8 @@
     mean_field(cell, weight_scale=..., gate_bias=..., method="annealed" | "dynamic")
         .rate       per-step slope of the log Frobenius norm of P_k (Flow.rate's units:
                     1/2 ln chi for the vanilla RNN)
-        .timescale  -1 / rate, inf when gradients do not decay (never negative)
+        .timescale  -1 / (2 rate) = -1 / ln chi for the vanilla RNN (the steps in which the
+                    mean squared gradient falls by e), inf when gradients do not decay
         .moments    the statistics the theory used; .method
 
     annealed    the standard theory: fresh Gaussian weights at every step (`annealed`)

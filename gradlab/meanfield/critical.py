@@ -73,8 +73,9 @@ def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0,
 
 
 def measure_steps(timescale):
-    """The length of the sequence a timescale is measured on: 3 timescales, 100..2000."""
-    return int(min(2000, max(100, 3 * timescale)))
+    """The length of the sequence a timescale is measured on: 6 timescales (the norm falls
+    by e^3), 100..2000."""
+    return int(min(2000, max(100, 6 * timescale)))
 
 
 def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
@@ -169,7 +170,7 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
 
 def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_scale=1.0,
                    method="annealed", batch=16, **options):
-    """The theory's timescale -1/rate (inf where gradients do not decay) over a sweep grid:
+    """The theory's timescale -1/(2 rate) (inf where gradients do not decay) over a sweep grid:
     an array (len(gate_biases), len(weight_scales)), rows by gate bias as the sweep's
     heat maps. A cell without a gate bias gives the same row at every gate bias. The
     dynamic theory runs `batch` grid points at a time as one population (`dynamic.solve`:

@@ -282,7 +282,7 @@ def build(setup, cells, command, model_note=None):
                 f"{CONVERGED} of it long (T ≥ {CONVERGED} ξ); where it is not, ξ is measured over "
                 "too few steps to be the long-run value, and a longer run may give a larger or "
                 "a smaller one (the first lags, whose spectra are flat, weigh more in a short "
-                "run). ξ = −1/rate is shown only for a decay; where there is none the table "
+                "run). ξ = −1/(2 rate), the steps in which the squared norm falls by e, is shown only for a decay; where there is none the table "
                 "says why: “gradients grow” (rate > 0), “no decay within T” (rate 0), "
                 "“state overflowed” (a state became inf or nan: no measurement, nan in "
                 "data.json). Other non-finite values are shown as such.",

@@ -213,11 +213,12 @@ def read_parts(dirs):
             if key in found:
                 raise GradlabError(f"point {key!r} appears twice ({found[key][0]!r} and "
                                    f"{path!r}); each grid point must appear exactly once")
-            # a decay keeps the timescale measured (-1 / rate before rounding); other
-            # timescales follow from the rate (older parts held -1 / rate for growth too)
-            kept = q["rate"] < 0 and q["timescale"] > 0
-            found[key] = (path, {**q, "timescale": q["timescale"] if kept
-                                 else theory.timescale(q["rate"])})
+            # a decay keeps the timescale measured (-1 / (2 rate) before the rate was
+            # rounded); other timescales follow from the rate, and so do those of older
+            # parts, which held -1 / rate (for growth too)
+            xi = theory.timescale(q["rate"])
+            kept = q["rate"] < 0 and 0 < q["timescale"] and abs(q["timescale"] - xi) <= 1e-9 * xi
+            found[key] = (path, {**q, "timescale": q["timescale"] if kept else xi})
     missing = [key for key in order if key not in found]
     if missing:
         owner = {p["shard"][0]: path for p, path in zip(parts, paths)}

@@ -1,7 +1,7 @@
 """`gradlab sweep`: phase diagrams of memory, timescale over weight scale x gate bias.
 
 For every cell and every grid point (weight scale sw, gate bias g) the cell is initialised
-(gaussian, seeded), driven by i.i.d. Gaussian inputs, and the timescale xi = -1 / rate of
+(gaussian, seeded), driven by i.i.d. Gaussian inputs, and the timescale xi = -1 / (2 rate) of
 the spectral norm of d s_T / d s_{T-k} is measured (gradient_flow). For rnn_tanh the
 mean-field critical line chi = 1 (derivations/theory.md §2) is drawn: ordered (vanishing) left,
 chaotic right of it. Gated cells move their memory with the gate bias. Over every map the
@@ -158,10 +158,12 @@ def measure_point(grid, cell_name, weight_scale, gate_bias):
 
 
 def resolved(rate, steps):
-    """Is a rate told apart from 0 over `steps`: a decay (growth) by e^CONVERGED or more? A
-    slow decay's first lags can rise (the LSTM at σ_w 0.5, gate bias 4: +0.0066 a step at
-    T = 60, ξ ≈ 100 at T = 480), so small growth is measured again over a longer run."""
-    return not (rate * steps < CONVERGED if rate > 0 else -rate * steps < CONVERGED)
+    """Is a rate told apart from 0 over `steps`: a decay (growth) of the norm by
+    e^(CONVERGED / 2) or more (T >= CONVERGED xi for a decay)? A slow decay's first lags
+    can rise (the LSTM at σ_w 0.5, gate bias 4: +0.0066 a step at T = 60, ξ ≈ 50 at
+    T = 480), so small growth is measured again over a longer run."""
+    e = CONVERGED / 2
+    return not (rate * steps < e if rate > 0 else -rate * steps < e)
 
 
 def run_points(grid, points, progress=None):
@@ -245,10 +247,10 @@ def _heatmaps(grid, points, critical, theory=None):
             if p["cell"] == name:
                 rows = [gb.index(p["gate_bias"])] if gated else slice(None)
                 rate[rows, ws.index(p["weight_scale"])] = p["rate"]
-        # colour: log10 of xi = -1 / rate where gradients decay (rate -inf: xi = 0, the
+        # colour: log10 of xi = -1 / (2 rate) where gradients decay (rate -inf: xi = 0, the
         # bottom of the scale); no colour, a mark instead, where there is no timescale
         with np.errstate(divide="ignore", invalid="ignore"):
-            xi = np.where(rate < 0, -1.0 / rate, np.nan)
+            xi = np.where(rate < 0, -0.5 / rate, np.nan)
             shown = np.where(rate < 0, np.log10(np.clip(xi, 10 ** VMIN, None)), np.nan)
         image = ax.imshow(shown, origin="lower", aspect="auto", cmap="viridis", vmin=VMIN,
                           vmax=VMAX, extent=(-0.5, len(ws) - 0.5, -0.5, len(gb) - 0.5))
@@ -315,13 +317,13 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                        f"{grid.steps}, doubled up to {grid.max_steps} until T ≥ {CONVERGED} ξ, "
                        f"batch = {grid.batch}",
               "inputs": "i.i.d. N(0, 1); gaussian init, bias scale 0",
-              "timescale": "ξ = −1 / rate where gradients decay (rate < 0), rate the slope "
+              "timescale": "ξ = −1 / (2 rate) where gradients decay (rate < 0), rate the slope "
                            "of the mean log Frobenius norm of ∂s_T/∂s_{T−k} against k over "
                            "k > T/4, ± its standard error over sequences; ~ marks points "
                            f"where even T = {grid.max_steps} was under {CONVERGED} ξ (not "
                            "converged: ξ over too few steps, which a longer run may move "
                            "either way), ↑ points where gradients grow (rate > 0, no ξ; ? "
-                           f"where they rise by less than e^{CONVERGED} within that T: a slow "
+                           f"where they rise by less than e^{CONVERGED // 2} within that T: a slow "
                            "decay's first lags can), = points with no decay within T (rate "
                            "0), × points whose state overflowed (nan); a cell with no memory "
                            "gate is measured once per weight scale",

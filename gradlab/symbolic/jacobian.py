@@ -22,7 +22,7 @@ from . import algebra as al
 from .derive import Chain
 from .expressions import Block, Blocks, pretty_lines
 from .printing import Partial, block_name, latex, text
-from ..errors import GradlabError, GradlabIndexError
+from ..errors import GradlabError, GradlabIndexError, GradlabKeyError
 
 _MATRIX_NODES = (sp.MatMul, sp.MatrixExpr)   # sums, products and every other matrix node
 
@@ -73,6 +73,15 @@ def _key(key):
 
 def _backend(x):
     return "numpy" if type(x).__module__.split(".")[0] == "numpy" else "torch"
+
+
+class ByName(dict):
+    """{(out, in): value}, one entry per block; a key that names no block is refused with
+    the valid ones (a plain dict said only KeyError: ('c', 'z'))."""
+
+    def __missing__(self, key):
+        raise GradlabKeyError(f"no block {key!r}; valid: "
+                                + ", ".join(f"({o!r}, {w!r})" for o, w in self))
 
 
 class Jacobian(Blocks):
@@ -155,7 +164,7 @@ class Jacobian(Blocks):
     def explicit(self, n=2, m=None):
         """{(out, in): SymPy Matrix} of every block written entry by entry at hidden size
         n (and input size m, n by default): what a student checks by hand."""
-        return {k: b.explicit(n, m) for k, b in self.blocks_by_name().items()}
+        return ByName({k: b.explicit(n, m) for k, b in self.blocks_by_name().items()})
 
     # -- numbers -------------------------------------------------------------------------
     def at(self, params, state, x, backend=None):

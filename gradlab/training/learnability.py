@@ -295,7 +295,7 @@ def build(setup, data, command):
                 f"Criterion — {criterion_text()}. " + learned_text, "learning",
                 table=(HEADER, [_row(r, chance[r["task"]]) for r in runs])),
         Section("Gradient timescale at initialisation and during training",
-                f"ξ = −1/rate of the spectral norm of ∂s_T/∂s_(T−k), measured with "
+                f"ξ = −1/(2 rate) (the squared norm falls by e in ξ steps), rate the slope of the log spectral norm of ∂s_T/∂s_(T−k), measured with "
                 f"gradient_flow in float64 on {setup.train_setup().measure_batch} fixed task "
                 f"sequences at least {probe} steps long (the task at a longer delay where it "
                 "is shorter); words where there is no decay (“gradients grow”, “no decay "

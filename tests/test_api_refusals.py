@@ -1,0 +1,73 @@
+"""What the Python API refuses in one line, and what it accepts as gradient_flow does
+(found by a hostile probe of the API)."""
+
+import pytest
+import torch
+
+import gradlab
+from gradlab.errors import GradlabError
+from gradlab.initialize import init_params
+
+
+def _xs(T=6, B=2, m=3):
+    return torch.randn(T, B, m, generator=torch.Generator().manual_seed(0),
+                       dtype=torch.float64)
+
+
+def test_params_the_cell_does_not_take_are_refused():
+    """An LSTM with a projection read as 'lstm' dropped its W_r without a word and
+    measured another model."""
+    module = torch.nn.LSTM(3, 4, proj_size=2).double()
+    cell, params = gradlab.from_torch(module)
+    with pytest.raises(GradlabError, match=r"^params for cell 'lstm' hold W_r, which it "
+                                           r"does not take; expected exactly W_i, "):
+        gradlab.gradient_flow("lstm", params, _xs())
+    gradlab.gradient_flow(cell, params, _xs()).rate()                 # the right cell
+    lstm = gradlab.cell("lstm")
+    good = lstm.init_params(4, 3)
+    gradlab.gradient_flow(lstm, {**good, "note": "not an array"}, _xs()).rate()   # left alone
+    for extra in ({"bogus": good["W_i"]}, {1: good["W_i"]}, {"W_r": good["W_i"].numpy()}):
+        with pytest.raises(GradlabError, match="which it does not take"):
+            gradlab.gradient_flow(lstm, {**good, **extra}, _xs())
+        with pytest.raises(GradlabError, match="which it does not take"):
+            lstm.jacobian().at({**good, **extra}, (torch.zeros(2, 4, dtype=torch.float64),) * 2,
+                               torch.zeros(2, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.float16, torch.bfloat16])
+def test_jacobian_at_refuses_what_the_lowered_code_does_not_compute_in(dtype):
+    """int64 failed inside the lowered code; float16 ran at half precision in silence."""
+    lstm = gradlab.cell("lstm")
+    params = {k: v.to(dtype) for k, v in lstm.init_params(4, 3).items()}
+    with pytest.raises(GradlabError, match=rf"are {str(dtype)[6:]}; valid: float32, float64"):
+        lstm.jacobian().at(params, (torch.zeros(2, 4, dtype=dtype),) * 2,
+                           torch.zeros(2, 3, dtype=dtype))
+
+
+def test_lyapunov_takes_a_torch_module_as_gradient_flow_does():
+    module = torch.nn.LSTM(3, 4).double()
+    xs = _xs(T=30)
+    want = gradlab.gradient_flow(module, xs).lyapunov(3)
+    cell, params = gradlab.from_torch(module)
+    assert (gradlab.lyapunov(module, xs, 3).mean == want).all()
+    assert (gradlab.lyapunov(module, xs, k=3).mean == want).all()
+    assert (gradlab.lyapunov(cell, params, xs, 3).mean == want).all()
+    with pytest.raises(GradlabError, match="carries its own weights"):
+        gradlab.lyapunov(module, xs, xs)
+    with pytest.raises(GradlabError, match=r"needs params and xs"):
+        gradlab.lyapunov("lstm", xs)
+
+
+def test_a_key_naming_no_block_of_explicit_is_refused_with_the_valid_ones():
+    explicit = gradlab.cell("lstm").jacobian().explicit(n=2)
+    assert explicit["c", "c"].shape == (2, 2)
+    with pytest.raises(KeyError, match=r"no block \('c', 'z'\); valid: \('h', 'h'\)"):
+        explicit["c", "z"]
+    with pytest.raises(GradlabError):
+        explicit["c", "z"]
+
+
+def test_init_params_takes_a_registered_name():
+    assert init_params("gru", 3, 2).keys() == gradlab.cell("gru").init_params(3, 2).keys()
+    with pytest.raises(GradlabError, match="unknown cell 'bogus'"):
+        init_params("bogus", 3, 2)
