@@ -285,6 +285,27 @@ def test_an_out_under_a_file_is_named_as_such(tmp_path, command):
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+@pytest.mark.parametrize("command", [
+    ["report", "--cells", "rnn_tanh", "--hidden", "2", "--steps", "3", "--batch", "1"],
+    ["sweep", "--cells", "rnn_tanh", "--weight-scales", "1", "--gate-biases", "0",
+     "--hidden", "2", "--steps", "3", "--batch", "1"],
+    ["sweep", "--shard", "1/2", "--cells", "rnn_tanh", "--weight-scales", "1,2",
+     "--gate-biases", "0", "--hidden", "2", "--steps", "3", "--batch", "1"],
+    ["train", "--cells", "rnn_tanh", "--tasks", "adding:3", "--steps", "1", "--hidden", "2",
+     "--batch", "2", "--char-steps", "0", "--drift-steps", "1"]], ids=lambda c: c[0])
+def test_derivation_documents_are_not_replaced_by_a_report_without_force(tmp_path, command):
+    """gradlab derive --out DIR, then a report into DIR: every derivation document was
+    deleted without a word (the kind check knew reports only by their figures)."""
+    out = tmp_path / "docs"
+    assert_ok(invoke("derive", "lstm", "--out", out))
+    before = {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()}
+    assert_one_line_error(invoke(*command, "--out", out), "holds gradlab output that is "
+                                                           "not a report")
+    assert {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()} == before
+    assert_ok(invoke(*command, "--out", out, "--force"))
+    assert "lstm.md" not in listing(out)
+
+
 def test_a_report_of_another_kind_is_not_replaced_without_force(tmp_path):
     """gradlab sweep --out DIR, where DIR held a gradient-decay report, deleted that
     report's figures without a word (they were gradlab's, but the user's report)."""
