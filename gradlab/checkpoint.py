@@ -42,6 +42,7 @@ import re
 import warnings
 
 from .errors import GradlabError, entries
+from .paths import can_create_in, plain
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
          "lstm": ("LSTM", {}), "gru": ("GRU", {})}
@@ -169,6 +170,9 @@ def load_state_dict(path):
         raise GradlabError("the checkpoint path is empty; give a .pt file")
     path = pathlib.Path(path)
     if not path.is_file():
+        if path.exists():                           # /dev/null, a folder, a FIFO
+            raise GradlabError(f"checkpoint {str(path)!r} is not a regular file; give a .pt "
+                               "file")
         raise GradlabError(f"no such checkpoint file {str(path)!r}")
     try:
         with warnings.catch_warnings():   # a legacy pickle's two-line UserWarning
@@ -273,9 +277,10 @@ def new_file(path, what="--write-torch"):
     that exists (a file, a folder, a link, even a dangling one: gradlab never overwrites
     a file), or whose folder is missing or not writable; the path."""
     text = "" if path is None else str(path)
-    if text.strip() == "" or "\0" in text:
+    if text.strip() == "":
         raise GradlabError(f"{what} {text!r} is not a file path; give a new file, e.g. "
                            "model.pt")
+    plain(text, what)
     target = pathlib.Path(os.path.expanduser(text))
     if os.path.lexists(target) or text.endswith(("/", os.sep)):
         kind = ("is a symbolic link" if target.is_symlink() else "is a folder"
@@ -292,6 +297,7 @@ def new_file(path, what="--write-torch"):
                            "create it, or give a file in an existing folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise GradlabError(f"{what} {text!r}: the folder {str(folder)!r} is not writable")
+    can_create_in(folder, text, what)
     return target
 
 

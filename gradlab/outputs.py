@@ -35,6 +35,7 @@ import stat
 import tempfile
 
 from .errors import GradlabError
+from .paths import can_create_in, plain
 from .signals import uninterrupted
 from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes,
                         owned, plain_name, read_manifest)
@@ -51,8 +52,7 @@ def resolve(out, what="--out"):
     """`out` as an absolute path (links in its parents resolved, the last part kept)."""
     if out is None or str(out).strip() == "":
         raise GradlabError(f"{what} is empty; give a folder path")
-    if "\0" in str(out):
-        raise GradlabError(f"{what} {str(out)!r} holds a NUL character")
+    plain(out, what)
     path = pathlib.Path(os.path.expanduser(str(out)))
     try:
         parent = path.absolute().parent.resolve()
@@ -129,6 +129,7 @@ def check_target(out, *, force=False, cell_files=(), what="--out"):
                            "folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is not writable")
+    can_create_in(probe, str(out), what)
     return path
 
 

@@ -105,8 +105,9 @@ def load(spec, what="cell"):
             loader = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(loader)
             sys.modules[module_name] = module
-            try:     # its folder on the path while it loads, as `python path.py` has it
-                with no_exit(), _on_path(path.resolve().parent):
+            try:     # its folder on the path while it loads, as `python path.py` has it;
+                with no_exit(), _on_path(path.resolve().parent), \
+                        contextlib.redirect_stdout(sys.stderr):   # what it prints: stderr
                     loader.loader.exec_module(module)
             except GradlabError:
                 del sys.modules[module_name]
@@ -120,7 +121,8 @@ def load(spec, what="cell"):
             raise GradlabError(f"{what} {spec!r}: {where!r} is neither a .py file nor a module "
                                "name (package.module)")
         try:     # from the working directory too, as `python -m` would find it
-            with no_exit(), _on_path(pathlib.Path.cwd()):
+            with no_exit(), _on_path(pathlib.Path.cwd()), \
+                    contextlib.redirect_stdout(sys.stderr):
                 module = importlib.import_module(where)
         except GradlabError:
             raise

@@ -184,9 +184,34 @@ def test_train_with_a_diverging_rate_warns_nothing(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = invoke("train", *TRAIN, "--steps", "2", "--drift-steps", "1", "--lr",
-                        "1e308", "--out", tmp_path / "t")
+                        "1e308", "--dtype", "float64", "--out", tmp_path / "t")
     assert_ok(result)
     assert "Warning" not in result.stderr
+
+
+def test_train_refuses_a_rate_its_dtype_cannot_hold(tmp_path):
+    """--lr 1e300 in float32 ended in 'internal error (RuntimeError: value cannot be
+    converted to type float without overflow)' once training ran."""
+    out = tmp_path / "t"
+    assert_one_line_error(invoke("train", "--cells", "lstm", "--tasks", "adding:3", "--steps",
+                                 "2", "--hidden", "4", "--batch", "2", "--char-steps", "0",
+                                 "--drift-steps", "1", "--lr", "1e300", "--out", out),
+                          "--lr 1e+300 does not fit float32 (at most 3.4e+38)")
+    assert not out.exists()
+
+
+def test_a_report_at_a_huge_weight_scale_warns_nothing(tmp_path):
+    """numpy's 'invalid value encountered in reduce' leaked to stderr (a mean over +inf
+    and -inf log norms: nan, which the table already says why)."""
+    for command in (["report", "--cells", "lstm", "--weight-scale", "1e300"],
+                    ["sweep", "--cells", "lstm", "--weight-scales", "1e300",
+                     "--gate-biases", "0"]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = invoke(*command, "--hidden", "4", "--steps", "4", "--batch", "2",
+                            "--inputs", "2", "--out", tmp_path / command[0])
+        assert_ok(result)
+        assert "Warning" not in result.stderr
 
 
 def test_bench_lyapunov_refuses_a_cell_named_twice():
@@ -320,3 +345,44 @@ def test_a_report_of_another_kind_is_not_replaced_without_force(tmp_path):
     assert_ok(invoke("report", "--cells", "rnn_tanh", *small, "--out", out))   # same kind
     assert_ok(invoke(*sweep, "--force"))
     assert "figures/phase.png" in listing(out) and "figures/decay.png" not in listing(out)
+
+
+def test_what_a_function_file_prints_on_import_goes_to_stderr(tmp_path):
+    """stdout starts with the verdict: a file that printed at import put its line first."""
+    fns = tmp_path / "loud.py"
+    fns.write_text("import torch\nprint('hello from import')\n\n"
+                   "def good(params, state, x):\n"
+                   "    h = state[0] if isinstance(state, (tuple, list)) else state\n"
+                   "    a = torch.tanh(h @ params['W'].T + x @ params['U'].T + params['b'])\n"
+                   "    return torch.diag_embed(1 - a ** 2) @ params['W']\n")
+    result = invoke("check", f"{fns}:good", "--cell", "rnn_tanh")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("agrees:") and "hello from import" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["report", "--cells", "lstm", "--hidden", "4", "--steps", "4", "--batch", "2",
+     "--out", "/proc/gradlab-x"],
+    ["init", "gru_torch", "--hidden", "4", "--inputs", "2", "--timescale", "5",
+     "--write-torch", "/proc/gradlab-x.pt"]], ids=lambda c: c[0])
+def test_a_place_that_takes_no_file_is_refused_before_any_work(command):
+    """As root os.access says /proc is writable: the report ran, then failed to write."""
+    result = invoke(*command)
+    assert_one_line_error(result, "cannot write to '/proc/gradlab-x")
+    assert "measured" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("option", ["--out", "--write-torch"])
+def test_a_path_with_a_newline_is_refused(tmp_path, option):
+    """'wrote 5 files to nl' / 'name': the one line that names the output split in two."""
+    target = tmp_path / ("nl\nname" + (".pt" if option == "--write-torch" else ""))
+    command = (["derive", "lstm"] if option == "--out" else
+               ["init", "gru_torch", "--hidden", "4", "--inputs", "2", "--timescale", "5"])
+    assert_one_line_error(invoke(*command, option, target), "holds the control character")
+    assert not target.exists()
+
+
+def test_a_checkpoint_that_is_not_a_regular_file_is_named_so(tmp_path):
+    result = invoke("report", "--steps", "4", "--batch", "2", "--arch", "gru:hidden=4,inputs=2",
+                    "--model", "/dev/null", "--out", tmp_path / "r")
+    assert_one_line_error(result, "checkpoint '/dev/null' is not a regular file")

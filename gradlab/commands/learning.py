@@ -2,6 +2,7 @@
 
 Each parses its options, calls one function of the package and prints the result."""
 
+import math
 import shlex
 import sys
 
@@ -45,6 +46,10 @@ def train(names, task_spec, out, force, **options):
                                f"{options['steps']}: the drift measurement covers the first "
                                "training steps; give --drift-steps <= --steps")
         options["drift_steps"] = options["steps"]    # the default: all the steps there are
+    top = {"float32": 3.4028234663852886e38}.get(options["dtype"], math.inf)
+    if options["lr"] > top:                          # Adam holds lr in the model's dtype
+        raise GradlabError(f"--lr {options['lr']:g} does not fit {options['dtype']} (at most "
+                           f"{top:.3g}); give a smaller rate, or --dtype float64")
     setup = ln.LearnSetup(cells=tuple(cells), tasks=ln.parse_tasks(task_spec), **options)
     where = {"cell_files": cell_files(cells)}
     check_report_target(out, force=force, figures=ln.FIGURES, **where)

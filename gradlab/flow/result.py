@@ -165,7 +165,8 @@ class Flow:
         """The mean over sequences of the log norm, (T,): the curve a decay plot draws."""
         values = self.log_norm(kind) if block is None else self.block_log_norm(
             *self._pair(block), kind)
-        return values.mean(axis=0)
+        with np.errstate(invalid="ignore"):      # +inf beside -inf: nan, as `why` says
+            return values.mean(axis=0)
 
     def rate(self, kind="spectral", *, block=None, start=1, stop=None):
         """Per-step decay rate: the least-squares slope of the mean log norm against the lag,

@@ -1,0 +1,31 @@
+"""Paths a user gives gradlab to write to, refused before any work where they cannot
+work: a name with a control character (a newline would split the one line that reports
+it), or a folder that will not take a new file (as root, os.access says yes even of
+/proc; only trying tells)."""
+
+import contextlib
+import os
+import tempfile
+
+from .errors import GradlabError
+
+
+def plain(text, what):
+    """Refuse a path holding a control character (NUL, a newline, a tab, ...)."""
+    bad = next((c for c in str(text) if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise GradlabError(f"{what} {str(text)!r} holds the control character {bad!r}; "
+                           "give a name without one")
+
+
+def can_create_in(folder, shown, what):
+    """Refuse, in one line, a folder in which a new file cannot be made: one is made there
+    and removed at once."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".gradlab-probe-", dir=folder)
+    except OSError as err:
+        raise GradlabError(f"cannot write to {shown!r}: {str(folder)!r}: "
+                           f"{err.strerror or err}") from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
