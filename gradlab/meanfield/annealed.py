@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import check_seed, integer
 from .population import normal, population, start
+from .sampling import Sampled, refuse_undersampled
 
 
 def forward_fields(pop, scales, rng, N):
@@ -70,13 +71,14 @@ def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
     coeff = np.zeros(len(links))
     sigma2 = [np.prod([pop.weight_variance(k, scales) for k in c.matrices])
               for c in pop.chains]
-    sums, variances = {}, {}
+    sums, variances, sampled = {}, {}, Sampled(pop, [scales], 1, N)
     for step in range(burn_in + steps):
         env = pop.step(state, params, fields_for, N)
         state = pop.new_state(env)
         if step < burn_in:
             continue
         diags = pop.diags(env, N)
+        sampled.add(diags)
         for k, (t, s) in enumerate(links):
             value = sigma2[t]
             for a, b in zip(diags[t], diags[s]):
@@ -95,6 +97,8 @@ def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
         rho = math.nan
     else:
         rho = float(np.max(np.abs(np.linalg.eigvals(L)))) if L.size else 0.0
+    if finite:
+        refuse_undersampled(sampled.thin()[0], sampled.fewest()[0], N, scales, "annealed")
     rate = math.nan if math.isnan(rho) else 0.5 * np.log(rho) if rho > 0 else -np.inf
     moments = {"mean": {k: v[0] for k, v in sums.items()},
                "mean_square": {k: v[1] for k, v in sums.items()},

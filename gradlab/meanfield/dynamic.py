@@ -50,6 +50,9 @@ import numpy as np
 from ..errors import GradlabError, check_seed, integer
 from .checks import lags as check_lags
 from .population import normal, population
+from .sampling import Sampled, refuse_undersampled
+
+SAMPLE_EVERY = 4     # steps between the participation counts the backward pass takes
 
 
 class Fields:
@@ -186,8 +189,11 @@ def _backward(pop, scales, envs, rngs, N):
     T = len(envs)
     u = np.concatenate([g.standard_normal((parts, N)) for g in rngs], axis=1)
     curve, total, alive = np.zeros((G, T)), np.zeros(G), np.ones(G, dtype=bool)
+    sampled = Sampled(pop, scales, G, N)
     for k, env in enumerate(reversed(envs)):
         step = pop.diags(env, G * N)
+        if k % SAMPLE_EVERY == 0:
+            sampled.add(step)
         new = np.zeros_like(u)
         for t, out, into in diagonal:
             new[into] += step[t][0] * u[out]
@@ -212,7 +218,7 @@ def _backward(pop, scales, envs, rngs, N):
         curve[alive, k] = total[alive]
         scale = np.where(alive, 1 / np.sqrt(np.where(alive, size, 1.0)), 0.0)
         u = np.where(np.isfinite(new), new, 0.0) * np.repeat(scale, N)
-    return curve
+    return curve, sampled
 
 
 def _slope(curve, lags):
@@ -237,13 +243,15 @@ def solve(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed=0
     pop = population(cell)
     rngs = [np.random.default_rng(seed) for _ in scales]
     envs, vectors = _forward(pop, scales, rngs, N, T, inputs and int(inputs))
-    curves = _backward(pop, scales, envs, [np.random.default_rng([seed, 1]) for _ in scales],
-                       N)
+    curves, sampled = _backward(pop, scales, envs,
+                               [np.random.default_rng([seed, 1]) for _ in scales], N)
     overflowed = _overflowed(pop, envs, len(scales), N) \
         | ~np.array([pop.variances_finite(s) for s in scales])
-    rates = [math.nan if bad else _slope(c, (start, stop))
-             for c, bad in zip(curves, overflowed)]
-    return rates, curves, envs, vectors
+    # a group whose expectations rest on a handful of units has no rate either
+    thin = sampled.thin() & ~overflowed
+    rates = [math.nan if bad or few else _slope(c, (start, stop))
+             for c, bad, few in zip(curves, overflowed, thin)]
+    return rates, curves, envs, vectors, (thin, sampled.fewest())
 
 
 def _overflowed(pop, envs, G, N):
@@ -265,8 +273,9 @@ def dynamic(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed
     (start, stop), 1 <= start < stop <= steps, as Flow.rate fits it (default
     `checks.default_lags`: (steps // 8, steps - 20), or up to the last lag under 40
     steps)."""
-    rates, curves, envs, vectors = solve(cell, [scales], units=units, steps=steps,
-                                         inputs=inputs, lags=lags, seed=seed)
+    rates, curves, envs, vectors, (thin, counts) = solve(
+        cell, [scales], units=units, steps=steps, inputs=inputs, lags=lags, seed=seed)
+    refuse_undersampled(thin[0], counts[0], int(units), scales, "dynamic")
     pop, last = population(cell), envs[-1]
     moments = {"mean": {s.name: float(np.mean(last[s])) for s in pop.vectors},
                "mean_square": {s.name: float(np.mean(last[s] ** 2)) for s in pop.vectors},
