@@ -94,3 +94,23 @@ def entries(value, what):
         raise GradlabError(f"{what} {value!r} has an empty entry; separate the entries "
                            "with single commas")
     return [v for v in items if v]
+
+
+def arguments_checked(fn):
+    """fn, whose call with arguments its signature does not take (a misspelt option,
+    one too many) raises a one-line GradlabError naming fn and its parameters, not
+    Python's TypeError; `inspect.signature` still shows fn's own."""
+    import functools
+    import inspect
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def checked(*args, **kwargs):
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as err:
+            raise GradlabError(f"{fn.__name__}(): {err}; it takes "
+                               f"{fn.__name__}{signature}") from None
+        return fn(*args, **kwargs)
+
+    return checked

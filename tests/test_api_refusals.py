@@ -71,3 +71,54 @@ def test_init_params_takes_a_registered_name():
     assert init_params("gru", 3, 2).keys() == gradlab.cell("gru").init_params(3, 2).keys()
     with pytest.raises(GradlabError, match="unknown cell 'bogus'"):
         init_params("bogus", 3, 2)
+
+
+def test_an_expression_too_deep_for_python_is_refused_in_one_line():
+    """tanh applied 200 times over: the declaration was accepted, then gradient_flow ended
+    in a raw SyntaxError ('too many nested parentheses') from the lowered code."""
+    def deep(s):
+        e = s.h
+        for _ in range(200):
+            e = gradlab.tanh(e)
+        return e + s.W @ s.h + s.U @ s.x + s.b
+
+    cell = gradlab.declare(state="h", params="W U b", source="test")(deep)
+    with pytest.raises(GradlabError, match=r"nests too deeply .*s\.let"):
+        gradlab.gradient_flow(cell, cell.init_params(3, 2), _xs(T=3, B=1, m=2))
+
+
+def test_an_option_a_function_does_not_take_is_one_line():
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 2)
+    xs = _xs(T=4, m=2)
+    for call, word in ((lambda: gradlab.gradient_flow(lstm, params, xs, norm=("spectral",)),
+                        r"^gradient_flow\(\): got an unexpected keyword argument 'norm'; it "
+                        r"takes gradient_flow\(cell, params=None"),
+                       (lambda: gradlab.lyapunov(lstm, params, xs, 2, warmup=3),
+                        r"^lyapunov\(\): .*'warmup'"),
+                       (lambda: gradlab.check_jacobian(lambda *a: None, lstm, params, samples=3),
+                        r"^check_jacobian\(\): .*'samples'")):
+        with pytest.raises(GradlabError, match=word):
+            call()
+    with pytest.raises(TypeError, match=r"timescale\(\) got an unexpected keyword argument"):
+        gradlab.gradient_flow(lstm, params, xs).timescale(foo=1)
+
+
+def test_checks_name_a_function_that_is_not_one():
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 2)
+    with pytest.raises(GradlabError, match=r"^fn must be a function fn\(params, state, x\), "
+                                           r"got int"):
+        gradlab.check_jacobian(3, lstm, params)
+    with pytest.raises(GradlabError, match=r"^fn must be a function fn\(params, xs, k\)"):
+        gradlab.check_lyapunov(3, lstm, params, _xs(T=50, m=2), 2)
+
+
+def test_a_nan_answer_to_check_lyapunov_is_named_as_nan():
+    """It read 'differs: max |difference| inf'."""
+    import numpy as np
+    gru = gradlab.cell("gru")
+    params = gru.init_params(4, 2, seed=0)
+    result = gradlab.check_lyapunov(lambda p, xs, k: np.full(k, np.nan), gru, params,
+                                    _xs(T=400, m=2), 3)
+    assert not result.ok and "Your exponents hold nan (entries [0, 1, 2])" in str(result)

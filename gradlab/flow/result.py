@@ -210,13 +210,13 @@ class Flow:
         """The largest L with s_{T-L}..s_T finite for every sequence (-1: s_T is not)."""
         return int(self._reach().min())
 
-    def timescale(self, kind="spectral", **options):
-        """xi = -1 / (2 rate) (steps for the squared norm to fall by e; the norm falls by e
-        in 2 xi) when gradients decay, a
-        positive number; 0 at rate -inf (an exactly zero product); inf when they do not
-        decay (rate >= 0: they grow, or keep their size); nan with a nan rate. Never
-        negative: `why` tells growth from no decay (`timescale_of_rate`)."""
-        return timescale_of_rate(self.rate(kind, **options))
+    def timescale(self, kind="spectral", *, block=None, start=1, stop=None):
+        """xi = -1 / (2 rate) of `rate` (same arguments) when gradients decay: the steps
+        in which the squared norm falls by e (the norm by e in 2 xi), a positive number;
+        0 at rate -inf (an exactly zero product); inf when they do not decay (rate >= 0:
+        they grow, or keep their size); nan with a nan rate. Never negative: `why` tells
+        growth from no decay (`timescale_of_rate`)."""
+        return timescale_of_rate(self.rate(kind, block=block, start=start, stop=stop))
 
     def horizon(self, fraction=1e-3, kind="spectral"):
         """The first lag where the mean log norm falls below log(fraction) plus its lag-1

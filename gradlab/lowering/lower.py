@@ -128,8 +128,16 @@ def _repeated(exprs):
 
 @functools.lru_cache(maxsize=None)
 def code(cell, what):
-    """`source(cell, what)` compiled (cached): exec it in a namespace that holds `xp`."""
-    return compile(source(cell, what), f"<gradlab {cell.name} {what}>", "exec")
+    """`source(cell, what)` compiled (cached): exec it in a namespace that holds `xp`.
+    An expression nested past what Python's parser takes (~200 parentheses: tanh applied
+    200 times over) is refused in one line."""
+    try:
+        return compile(source(cell, what), f"<gradlab {cell.name} {what}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError) as err:
+        raise GradlabError(f"cell '{cell.name}': its {what.replace('_', ' ')} nests too "
+                           f"deeply for Python to compile ({type(err).__name__}: "
+                           f"{getattr(err, 'msg', None) or err}); name intermediate values "
+                           "with s.let so that each line stays shallow") from None
 
 
 @functools.lru_cache(maxsize=None)

@@ -148,6 +148,9 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     outputs, as torch.func.jacrev) or "denominator" (the transpose); block=("h", "h") when
     fn gives one block (an LSTM analysed on h alone); states: a state tuple of (B, n)
     tensors (x drawn at random) or a pair (state tuple, x), e.g. points of a trajectory."""
+    if not callable(fn):
+        raise GradlabError(f"fn must be a function fn(params, state, x), got "
+                           f"{type(fn).__name__}")
     cell = registry.cell(cell)
     choice(wrt, ("state", "input"), "wrt")
     choice(layout, LAYOUTS, "layout")

@@ -178,6 +178,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     row too. When xs is so short that gradlab's own estimate moves by more than
     RESOLUTION of the exponents with the start vector, it refuses to judge (GradlabError)
     unless given an atol."""
+    if not callable(fn):
+        raise GradlabError(f"fn must be a function fn(params, xs, k), got {type(fn).__name__}")
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise GradlabError(f"k must be a positive integer, got {k!r}")
     k = int(k)
@@ -206,6 +208,11 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     yours, k = yours[:min(k, S)], min(k, S)
     variants = list(_variants(cell, J, k, T))
     exact, floor = variants[0][1], variants[0][3][0]
+    if np.isnan(yours).any():                  # no distance to measure: say so, not "inf"
+        where = np.flatnonzero(np.isnan(yours)).tolist()
+        return LyapunovResult(False, yours, exact, math.nan, [
+            f"Your exponents hold nan (entries {where}); exact: "
+            f"{np.round(exact, 4).tolist()}."])
     size = lambda v, f: float(np.max(np.abs(v[np.isfinite(v) & (v > f)]),      # noqa: E731
                                      initial=1.0))
     tolerances = [atol if atol is not None else
