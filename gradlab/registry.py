@@ -55,7 +55,8 @@ def cell(name):
     try:
         return CELLS[name]
     except KeyError:
-        raise GradlabError(f"unknown cell {name!r}; valid cells: {', '.join(CELLS)}, or "
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise GradlabError(f"unknown cell {shown!r}; valid cells: {', '.join(CELLS)}, or "
                            "path/to/file.py:NAME for a cell of your own") from None
 
 

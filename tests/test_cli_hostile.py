@@ -386,3 +386,27 @@ def test_a_checkpoint_that_is_not_a_regular_file_is_named_so(tmp_path):
     result = invoke("report", "--steps", "4", "--batch", "2", "--arch", "gru:hidden=4,inputs=2",
                     "--model", "/dev/null", "--out", tmp_path / "r")
     assert_one_line_error(result, "checkpoint '/dev/null' is not a regular file")
+
+
+def test_small_messages_read_as_written(tmp_path):
+    """--block h printed a Python tuple, ('h',); an object answer is named by its type;
+    a 5000-character cell name came back whole; two splits' shards read as one with a
+    shard missing."""
+    fns = tmp_path / "fns.py"
+    fns.write_text("class Evil:\n    pass\n\n"
+                   "def obj(params, state, x):\n    return Evil()\n")
+    assert_one_line_error(invoke("check", f"{fns}:obj", "--cell", "rnn_tanh", "--block", "h"),
+                          "block 'h' is not (out part, in part) with parts from h and h, "
+                          "e.g. h,h")
+    assert_one_line_error(invoke("check", f"{fns}:obj", "--cell", "rnn_tanh"),
+                          "returned Evil; expected an array of real numbers")
+    result = invoke("derive", "x" * 5000)
+    assert_one_line_error(result, "unknown cell 'xxx")
+    assert len(result.stderr) < 700
+    small = ["--cells", "rnn_tanh", "--gate-biases", "0", "--hidden", "2", "--steps", "3",
+             "--batch", "1"]
+    five = ["sweep", *small, "--weight-scales", "1,2,3,4,5"]
+    assert_ok(invoke(*five, "--shard", "1/2", "--out", tmp_path / "a"))
+    assert_ok(invoke(*five, "--shard", "2/5", "--out", tmp_path / "b"))
+    assert_one_line_error(invoke("sweep", "merge", tmp_path / "a", tmp_path / "b", "--out",
+                                 tmp_path / "m"), "the shards come from different splits: ")

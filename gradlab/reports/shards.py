@@ -198,6 +198,12 @@ def read_parts(dirs):
             raise GradlabError(f"the shards come from different sweeps (their grids differ): "
                                f"{path!r} against {paths[0]!r}")
     total = parts[0]["shard"][1]
+    other = next((path for p, path in zip(parts, paths) if p["shard"][1] != total), None)
+    if other is not None:
+        split = next(p["shard"] for p, path in zip(parts, paths) if path == other)
+        raise GradlabError(f"the shards come from different splits: {paths[0]!r} is "
+                           f"{parts[0]['shard'][0]}/{total}, {other!r} is "
+                           f"{split[0]}/{split[1]}; merge the N parts of one --shard I/N split")
     seen = sorted(p["shard"][0] for p in parts)
     if seen != list(range(1, total + 1)) or any(p["shard"][1] != total for p in parts):
         missing = sorted(set(range(1, total + 1)) - set(seen))

@@ -67,7 +67,8 @@ def real_answer(a, what="the function under test"):
     except GradlabError:
         raise
     except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
-        raise GradlabError(f"{what} returned a {given} that cannot be read as an array of "
+        raise GradlabError(f"{what} returned an object of type {given} that cannot be read "
+                           f"as an array of "
                            f"real numbers: {' '.join(str(err).split())[:200]}") from None
 
 
