@@ -181,8 +181,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         if len(block) == 2 and isinstance(block[0], str) and block[0].endswith("'"):
             block = (block[0][:-1], block[1])          # ("h'", "h"), as J["h'", "h"] reads
         if len(block) != 2 or block[0] not in cell.state_names or block[1] not in ins:
-            shown = ",".join(map(str, given)) if isinstance(given, (tuple, list)) else given
-            raise GradlabError(f"block {shown!r} is not (out part, in part) with parts from "
+            raise GradlabError(f"block {given!r} is not (out part, in part) with parts from "
                                f"{', '.join(cell.state_names)} and {', '.join(ins)}, e.g. "
                                f"{cell.state_names[0]},{ins[0]}")
     blocks = Blocks(cell.state_names, ins, n, n if wrt == "state" else x.shape[-1], block)
