@@ -35,9 +35,6 @@ __all__ = ["GradlabError", *_HOMES]
 
 
 SUBMODULES = ("testing",)      # `gradlab.testing` without importing it first
-# the API's functions: a call with an option they do not take is one GradlabError
-CHECKED = ("gradient_flow", "lyapunov", "check_jacobian", "check_lyapunov", "mean_field",
-           "critical_init", "from_torch", "to_torch", "stack", "cell", "cells")
 
 
 def __getattr__(name):
@@ -47,9 +44,6 @@ def __getattr__(name):
     if home is None:
         raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{home}", __name__), name)
-    if name in CHECKED:
-        from .errors import arguments_checked
-        value = arguments_checked(value)
     globals()[name] = value
     return value
 

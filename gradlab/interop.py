@@ -49,7 +49,7 @@ nn.GRUCell) computing exactly what a gradlab cell computes with given parameters
 
 import re
 
-from .errors import GradlabError
+from .errors import GradlabError, arguments_checked
 from .registry import builtin, cell
 
 # torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
@@ -200,6 +200,7 @@ def wide_input(module):
     return bool(getattr(module, "bidirectional", False)) and getattr(module, "num_layers", 1) > 1
 
 
+@arguments_checked
 def from_torch(module, direction=None):
     """(Cell, params) computing exactly what `module` computes, every layer: a stacked cell
     (gradlab.symbolic.stack) for num_layers > 1. `direction` ("forward" / "backward") is
@@ -353,6 +354,7 @@ def _checked_sizes(c, params):
     return n, m
 
 
+@arguments_checked
 def to_torch(c, params):
     """The torch cell module (nn.RNNCell, nn.LSTMCell or nn.GRUCell) that computes what the
     gradlab cell `c` computes with `params`, on their dtype and device: from_torch's inverse.

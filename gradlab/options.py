@@ -51,10 +51,11 @@ def check_report_target(out, *, force=False, figures=(), cell_files=(), files=RE
     manifest = read_manifest(path)
     if manifest and not all(f in manifest for f in files) and not force:
         shown = sorted(manifest)
-        raise GradlabError(f"--out {str(out)!r} holds gradlab output that is not a report "
-                           f"({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''}: "
-                           "derivation documents, or a benchmark), which this report would "
-                           "replace; choose another --out, or pass --force to replace it")
+        kind = "a report" if files == REPORT_FILES else "a sweep part"
+        raise GradlabError(f"--out {str(out)!r} holds gradlab output that is not {kind} "
+                           f"({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''}), "
+                           "which this run would replace; choose another --out, or pass "
+                           "--force to replace it")
     theirs = {pathlib.PurePosixPath(rel).stem for rel in manifest
               if rel.startswith("figures/")}
     if figures and theirs and not theirs & set(figures) and not force:

@@ -122,3 +122,50 @@ def test_a_nan_answer_to_check_lyapunov_is_named_as_nan():
     result = gradlab.check_lyapunov(lambda p, xs, k: np.full(k, np.nan), gru, params,
                                     _xs(T=400, m=2), 3)
     assert not result.ok and "Your exponents hold nan (entries [0, 1, 2])" in str(result)
+
+
+def test_entries_that_are_not_parameter_arrays_still_pass():
+    """Scalars and 0-d tensors are notes, not weights; a check's function gets every entry
+    (a helper array of its own too) while gradlab's side reads the cell's parameters."""
+    import numpy as np
+    rnn = gradlab.cell("rnn_tanh")
+    params = rnn.init_params(3, 2)
+    gradlab.gradient_flow(rnn, {**params, "lr": np.float64(0.1), "step": torch.tensor(3)},
+                          _xs(T=4, m=2)).rate()
+
+    def mine(P, state, x):
+        h = state[0] if isinstance(state, (tuple, list)) else state
+        a = torch.tanh(h @ P["W_T"] + x @ P["U"].T + P["b"])
+        return torch.diag_embed(1 - a ** 2) @ P["W"]
+
+    helper = {**params, "W_T": params["W"].T.clone()}
+    assert gradlab.check_jacobian(mine, rnn, helper).ok
+    gradlab.testing.assert_jacobian(mine, rnn, helper)
+    gru = gradlab.cell("gru")
+    q = gru.init_params(4, 2)
+    exponents = lambda P, xs, k: gradlab.lyapunov(                             # noqa: E731
+        gru, {n: v for n, v in P.items() if n != "extra"}, xs, k).mean
+    assert gradlab.check_lyapunov(exponents, gru, {**q, "extra": q["W"].clone()},
+                                  _xs(T=2000, m=2), 2).ok
+
+
+def test_the_api_functions_pickle_and_are_the_modules_own():
+    """Wrapped on export, they could not be pickled (multiprocessing) and were not the
+    objects their modules hold."""
+    import pickle
+    for name in ("gradient_flow", "lyapunov", "check_jacobian", "check_lyapunov",
+                 "mean_field", "critical_init", "from_torch", "to_torch", "stack"):
+        fn = getattr(gradlab, name)
+        assert pickle.loads(pickle.dumps(fn)) is fn
+    assert gradlab.gradient_flow is gradlab.flow.gradient_flow
+
+
+def test_a_zero_state_with_no_input_is_exact_not_undersampled():
+    """input_scale 0: c = 0 exactly in c f (1 - f), and the theory was refused as resting
+    on 0 unit draws; the quick theory critical_init probes with at gate bias 12 was too."""
+    from gradlab.meanfield.critical import _theory_timescale
+    for name in ("lstm", "gru", "minimal_rnn"):
+        for method in ("annealed", "dynamic"):
+            assert gradlab.mean_field(name, input_scale=0.0, method=method).rate < 0
+    _theory_timescale(gradlab.cell("lstm"), dict(weight_scale=3.0, bias_scale=0.1,
+                                                 input_scale=1.0, gate_bias=12.0))

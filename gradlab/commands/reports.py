@@ -155,7 +155,7 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
 @click.option("--hidden", type=POSITIVE, default=32, show_default=True)
 @click.option("--inputs", type=POSITIVE, default=8, show_default=True)
 @click.option("--steps", type=POSITIVE, default=60, show_default=True,
-              help="First horizon T; doubled until T is 4 timescales or --max-steps.")
+              help="First horizon T; doubled until T is 8 timescales or --max-steps.")
 @click.option("--max-steps", type=POSITIVE, default=240, show_default=True)
 @click.option("--batch", type=POSITIVE, default=8, show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)

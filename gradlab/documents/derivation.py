@@ -117,7 +117,11 @@ def write_all(out, names=None, *, force=False, cell_files=()):
     file is never overwritten, and a folder holding others is written into only with
     `force`."""
     cells = [registry.cell(c) for c in (names or registry.cells())]
-    outputs.check_target(out, force=force, cell_files=cell_files)   # before any derivation
+    path = outputs.check_target(out, force=force, cell_files=cell_files)   # before any work
+    if not force and {"index.html", "data.json"} <= set(read_manifest(path)):
+        raise GradlabError(f"--out {str(out)!r} holds a gradlab report, whose next run would "
+                           "replace documents written beside it; choose another folder, or "
+                           "pass --force to write them there anyway")
     taken = {p.lower(): p for p in INDEX_PAGES}
     clash = [c.name for c in cells if f"{c.name}.md".lower() in taken]
     if clash:

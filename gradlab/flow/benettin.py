@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .. import progress
-from ..errors import GradlabError, check_seed
+from ..errors import GradlabError, arguments_checked, check_seed
 from .bound import kinds, setup
 from .linalg import thin_qr
 from .walk import chunk_lags
@@ -167,6 +167,7 @@ def exponents_along(bound, xs, states, k, seed, discard, pad=None):
                     running=running.numpy(), discard=discard, steps=steps)
 
 
+@arguments_checked
 def lyapunov(cell, params=None, xs=None, k=8, *, discard=0, state0=None, seed=0,
              reverse=False):
     """Top-k Lyapunov exponents of `cell` along inputs xs (T, B, m) from state0 (zeros by

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import torch
 
-from ..errors import GradlabError, check_seed, flag, integer, real
+from ..errors import GradlabError, arguments_checked, check_seed, flag, integer, real
 from .benettin import exponents_along
 from .bound import setup
 from .lanczos import tolerance
@@ -317,6 +317,7 @@ def check(value, valid, what):
     return value
 
 
+@arguments_checked
 def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
                   norms=("spectral", "frobenius"), blocks=True, seed=0, rtol=None):
     """Jacobian products P_k = d s_T / d s_{T-k} of `cell` over inputs xs (T, B, m), k=1..T.

@@ -174,7 +174,7 @@ def require_params(cell, params):
         raise GradlabError(f"params for cell '{cell.name}' lack {', '.join(missing)}; "
                            f"expected {', '.join(cell.param_names)}")
     extra = [k for k in params.keys()
-             if k not in cell.param_names and hasattr(params[k], "shape")]
+             if k not in cell.param_names and getattr(params[k], "ndim", 0) >= 1]
     if extra:
         raise GradlabError(f"params for cell '{cell.name}' hold "
                            f"{', '.join(k if isinstance(k, str) else repr(k) for k in extra)}"

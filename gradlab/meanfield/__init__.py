@@ -26,7 +26,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from ..budget import ensure_meanfield_fits
-from ..errors import GradlabError
+from ..errors import GradlabError, arguments_checked
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
@@ -58,6 +58,7 @@ class MeanField:
         return timescale_of(self.rate)
 
 
+@arguments_checked
 def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_bias=0.0,
                input_power=1.0, method="annealed", **options):
     """The mean-field prediction for `cell` (a name or Cell) initialised as

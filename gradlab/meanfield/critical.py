@@ -5,12 +5,14 @@ import math
 
 import numpy as np
 
-from ..errors import GradlabError, check_seed, derived_seed, integer, real
+from ..errors import (GradlabError, arguments_checked, check_seed, derived_seed, integer,
+                      real)
 from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
 from .dynamic import solve
 from .population import Scales, overflow_is_nan
+from .sampling import Undersampled
 
 QUICK = {"units": 4000, "burn_in": 60, "steps": 120}   # annealed, for searches and grids
 
@@ -21,8 +23,14 @@ def _knob(c):
 
 
 def _theory_timescale(c, options):
-    with overflow_is_nan():     # an overflowing theory is nan, with no warning
-        return timescale_of(annealed(c, Scales(**options), **QUICK)[0])
+    """The quick annealed theory's timescale; nan where it overflows (with no warning) or
+    rests on too few unsaturated units (`Undersampled`): the search then has no theory
+    there, as it has none where the theory overflows."""
+    try:
+        with overflow_is_nan():
+            return timescale_of(annealed(c, Scales(**options), **QUICK)[0])
+    except Undersampled:
+        return math.nan
 
 
 def _theory_start(c, knob, target, options):
@@ -56,7 +64,7 @@ def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0,
     10 (the first lags are transients; at least two lags), of the Frobenius norm (the
     mean squared gradient, which the mean-field theory predicts: derivations/theory.md
     §2) or of the spectral norm (kind="spectral": `Flow.timescale`'s default and the
-    report's ξ; over a finite window it falls more slowly: 130 against 90 steps for a GRU
+    report's ξ; over a finite window it falls more slowly: 65 against 45 steps for a GRU
     at n = 128, T = 300)."""
     if kind not in NORMS:
         raise GradlabError(f"unknown norm {kind!r}; valid: {', '.join(NORMS)}")
@@ -78,6 +86,7 @@ def measure_steps(timescale):
     return int(min(2000, max(100, 6 * timescale)))
 
 
+@arguments_checked
 def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
                   bias_scale=0.1, input_scale=1.0, gate_bias=0.0, tolerance=0.1,
                   measurements=5, steps=None, seed=0, report=None):
@@ -88,7 +97,7 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     The knob is the gate bias where the cell declares one, else the weight scale; the
     other options are kept. It starts where the annealed mean-field theory puts the
     timescale, then corrects by secant steps on the knob against log(measured timescale)
-    (gradient_flow, one sequence of `steps` = 3 x timescale by default, 100..2000), at most
+    (gradient_flow, one sequence of `steps` = 6 x timescale by default, 100..2000), at most
     `measurements` runs, until the measurement is within `tolerance` of the target.
     Deterministic for a seed. Returns {"options": init_params keywords, their values flat,
     "knob", "predicted_timescale" (theory, where the search starts: the target),

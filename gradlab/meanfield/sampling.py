@@ -14,10 +14,13 @@ At 20,000 units and 300 steps the annealed theory rests on ~4,500 draws at weigh
 1e3 and ~600 at 1e4 (both right to 0.5 %); at 1e5 on a few dozen, at 1e6 on none.
 """
 
+import math
+
 import numpy as np
 
 from ..errors import GradlabError
 
+WIDE = 10.0           # a field this wide (weight, bias or input scale) can saturate units
 MIN_UNITS = 50        # fewer unit draws than this carry an expectation: noise, where they
 SHARE = 0.05          # are also under this share of all the draws (a small population
                       # whose units all take part is as good as it can be)
@@ -36,6 +39,11 @@ class Sampled:
     def __init__(self, pop, scales, G, N):
         self.pop, self.G, self.N, self.steps = pop, G, N, 0
         self.draws = 0
+        # only fields this wide saturate units to a derivative of 0 to working precision;
+        # below it a zero is exact (a zero state with no input: c = 0 in c f (1 - f))
+        self.wide = np.array([max(s.weight_scale, s.bias_scale,
+                                  s.input_scale * math.sqrt(s.input_power)) > WIDE
+                              for s in scales])
         chains = pop.chains
         self.var = np.array([[float(np.prod([pop.weight_variance(k, s) for k in c.matrices]))
                               for c in chains] for s in scales])          # (G, chains)
@@ -83,8 +91,10 @@ class Sampled:
 
     def thin(self):
         """Per group, whether its expectations rest on too few draws (`fewest`): under
-        MIN_UNITS, and under SHARE of all the draws taken."""
-        return self.fewest() < min(MIN_UNITS, SHARE * self.draws)
+        MIN_UNITS, and under SHARE of all the draws taken, where its fields are WIDE
+        enough to saturate units (a heavy tail of a narrow field, a gate bias of 12 in
+        sigma'(12 + 3 z), is a negligible term estimated roughly, not saturation)."""
+        return self.wide & (self.fewest() < min(MIN_UNITS, SHARE * self.draws))
 
 
 def refuse_undersampled(thin, count, N, scales, method):

@@ -34,7 +34,7 @@ import functools
 
 from .cell import Cell
 from .language import Value, n
-from ..errors import GradlabError, flag, integer
+from ..errors import GradlabError, arguments_checked, flag, integer
 
 MAX_LAYERS = 64
 
@@ -123,6 +123,7 @@ def _layer_outputs(layer_cell, out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
+@arguments_checked
 def stack(layer_cell, layers, name=None, exogenous=False):
     """The cell of `layers` copies of `layer_cell` (a Cell or a cell's name; not itself
     a stack) stacked as torch stacks them

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from .. import budget, registry
-from ..errors import GradlabError, check_seed, choice, derived_seed, integer
+from ..errors import (GradlabError, arguments_checked, check_seed, choice, derived_seed,
+                      integer)
 from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import terms_function
 from .diagnosis import block_error, diagnose, exact_jacobian, relative, unseen, \
@@ -137,6 +138,7 @@ class Blocks:
         return M if self.block else self.cut(M, key)
 
 
+@arguments_checked
 def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=None, batch=4,
                    seed=0, rtol=None, states=None):
     """Compare `fn(params, state, x)` with gradlab's exact Jacobian; a `Result` (ok only
@@ -161,8 +163,13 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real) or not 0 < rtol < 1:
         raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
     seed = check_seed(seed)
-    check_params(cell, params)
-    params = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+    if not isinstance(params, dict):
+        check_params(cell, params)                   # refuses it, in one line
+    # fn gets every entry (a helper array of the user's too); gradlab's own side reads the
+    # cell's parameters only
+    yours = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in params.items()}
+    params = {k: yours[k] for k in cell.param_names if k in yours}
+    check_params(cell, yours if len(params) < len(cell.param_names) else params)
     state, x = _sample(cell, params, batch, seed, states)
     for name, t in zip((*cell.state_names, cell.input_name), (*state, x)):
         if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[0] < 1:
@@ -194,7 +201,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         one = (n, blocks.width) if layout == "numerator" else (blocks.width, n)
         hints[one] = (f"the shape of one block: to check one, pass block=('{o}', '{i}') "
                       f"(--block {o},{i})")
-    theirs, one_by_one, dtype = batched_jacobian(fn, params, state, x, shape, hints)
+    theirs, one_by_one, dtype = batched_jacobian(fn, yours, state, x, shape, hints)
     if tuple(theirs.shape[1:]) != shape:      # (B, cols, rows): the other layout's shape
         return _other_shape(theirs, exact, layout, blocks)
     if layout == "denominator":
@@ -216,7 +223,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     ok = relative <= rtol and all(e <= rtol for e in errors.values())
     relative = max(relative, *errors.values())
     batch_only = None if ok or one_by_one or x.shape[0] == 1 else right_one_by_one(
-        fn, params, state, x, shape, layout, exact, rtol)
+        fn, yours, state, x, shape, layout, exact, rtol)
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
                                               relative, rtol)
     terms = terms_function(cell, wrt, "torch")(params, state, x)    # evaluated once

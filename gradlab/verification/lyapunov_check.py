@@ -21,7 +21,8 @@ import numbers
 import numpy as np
 import torch
 
-from ..errors import GradlabError
+from .. import registry
+from ..errors import GradlabError, arguments_checked
 from ..flow.bound import setup
 from .user import call_user, real_array
 
@@ -161,6 +162,7 @@ def _variants(cell, J, k, T):
                    lowest(runs, floor, c))
 
 
+@arguments_checked
 def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     """Compare the user's `fn(params, xs, k)` with gradlab's exponents on inputs xs
     (T, B, m) from a zero state; a `LyapunovResult`. `atol`: per-step exponents agree when
@@ -187,15 +189,19 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     if given and (isinstance(atol, bool) or not isinstance(atol, numbers.Real)
                   or not 0 < atol < math.inf):
         raise GradlabError(f"atol must be a positive finite number, got {atol!r}")
-    # xs as gradlab.lyapunov takes it: real numbers, (T, B, m), on the params' dtype
-    cell, _, xs, _ = setup(cell, params, xs)
+    # xs as gradlab.lyapunov takes it: real numbers, (T, B, m), on the params' dtype; the
+    # cell's own parameters for gradlab's side (fn gets every entry, a helper of its own too)
+    cell = registry.cell(cell)
+    own = {p: params[p] for p in cell.param_names if p in params} \
+        if isinstance(params, dict) else params
+    cell, _, xs, _ = setup(cell, own, xs)
     if not bool(torch.isfinite(xs).all()):
         raise GradlabError("xs holds nan or inf: there are no exact exponents to compare with")
     copy = {name: v.clone() if isinstance(v, torch.Tensor) else v      # entries the cell
             for name, v in params.items()} if isinstance(params, dict) else params  # ignores
     got = call_user(fn, copy, xs.detach().clone(), k)       # copies: fn may write into them
     yours, rows = _mean(got), real_array(got).numpy()
-    J = _trajectory_jacobians(cell, params, xs)
+    J = _trajectory_jacobians(cell, own, xs)
     T, S = J.shape[0], J.shape[-1]
     if k > S and yours.shape == (S,):                 # capped at the state size, as gradlab
         k = S
