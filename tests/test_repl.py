@@ -310,3 +310,13 @@ def test_a_block_has_matrix_powers_and_divides_by_numbers():
                        (lambda: gradlab.cell("gru").jacobian("input")["h", "x"]**2, "square")):
         with pytest.raises(GradlabError, match=words):
             bad()
+
+
+def test_a_product_of_jacobians_refuses_part_names_in_one_line():
+    """(J**2)["c", "c"] and J.T["h", "c"] ended in SymPy's SympifyError: 'c'."""
+    J = gradlab.cell("lstm").jacobian()
+    for shown in (J**2, J.T):
+        with pytest.raises(GradlabError, match=r"has no named blocks; take blocks from the "
+                                               r"Jacobian itself"):
+            shown["c", "c"]
+    assert str(J["c", "c"]) == "diag(f)"

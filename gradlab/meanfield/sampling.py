@@ -11,7 +11,7 @@ wrong past it (-1.03 at 1e5, -inf at 1e6, where gradients grow: 5.44 and 6.59).
 The count of units a mean rests on is the participation ratio (sum x)^2 / sum x^2 of
 x = D^2 over the unit draws: their number where all weigh alike, 1 where one carries it.
 At 20,000 units and 300 steps the annealed theory rests on ~4,500 draws at weight scale
-1e3 and ~600 at 1e4 (both right to 0.5 %); at 1e5 on a few dozen, at 1e6 on none.
+1e3 and ~600 at 1e4 (both right to 0.5 %); at 1e5 on 4, at 1e6 on none.
 """
 
 import math

@@ -36,6 +36,16 @@ class Blocks(BlockMatrix):
     derive prints a block, [[A, B], [C, D]]; products, powers and transposes of it are
     block matrices again (of the blocks' products), not SymPy's unevaluated MatMul."""
 
+    def __getitem__(self, key):
+        """Entries as SymPy's BlockMatrix gives them; a pair of part names (which only a
+        cell's own Jacobian has) refused in one line, not SymPy's SympifyError."""
+        if isinstance(key, str) or (isinstance(key, tuple) and any(isinstance(k, str)
+                                                                   for k in key)):
+            raise GradlabError(f"[{key!r}]: this block matrix (a transpose or product of "
+                               "Jacobians) has no named blocks; take blocks from the "
+                               "Jacobian itself, e.g. J['c', 'c'], and multiply those")
+        return super().__getitem__(key)
+
     def _sympystr(self, printer):
         return "[" + ", ".join("[" + ", ".join(text(b) for b in row) + "]"
                                for row in self.blocks.tolist()) + "]"
