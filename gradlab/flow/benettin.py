@@ -18,8 +18,9 @@ import torch
 
 from .. import progress
 from ..errors import GradlabError, arguments_checked, check_seed
-from .bound import kinds, setup
+from .bound import kinds
 from .linalg import thin_qr
+from .module import bind_call
 from .walk import chunk_lags
 
 # Bytes of dense Jacobian blocks per chunk of steps on a CPU. Benettin's loop has nothing
@@ -187,25 +188,10 @@ def lyapunov(cell, params=None, xs=None, k=8, *, discard=0, state0=None, seed=0,
     (S^2 k), one thin QR. A torch module goes as in gradient_flow: `lyapunov(module, xs,
     k)`, its weights its own."""
     seed = check_seed(seed)
-    pad = None
-    if isinstance(cell, torch.nn.Module):
-        if isinstance(xs, numbers.Integral) and not isinstance(xs, bool) and k == 8:
-            xs, k = None, xs                       # lyapunov(module, xs, k)
-        if params is not None and xs is not None:
-            raise GradlabError("a torch module carries its own weights: call "
-                               "lyapunov(module, xs, k), without params")
-        from .module import from_module
-        cell, params, xs, bound, pad = from_module(cell, params if xs is None else xs,
-                                                   state0, reverse)
-        if bound is not None:
-            bound, xs, state0 = bound
-            _check(k, discard, xs.shape[0])
-            return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard,
-                                   pad=pad)
-    if params is None or xs is None:
-        raise GradlabError("lyapunov(cell, params, xs, k) needs params and xs (or "
-                           "lyapunov(module, xs, k) for a torch module)")
-    cell, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
+    if isinstance(cell, torch.nn.Module) and isinstance(xs, numbers.Integral) \
+            and not isinstance(xs, bool) and k == 8:
+        xs, k = None, xs                           # lyapunov(module, xs, k)
+    bound, xs, state0, pad = bind_call(cell, params, xs, state0, reverse, "lyapunov")
     _check(k, discard, xs.shape[0])
     return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard, pad=pad)
 

@@ -24,7 +24,7 @@ import sympy as sp
 import torch
 
 from ..errors import GradlabError, flag
-from .bound import as_inputs
+from .bound import as_inputs, setup
 
 
 class ModuleCell:
@@ -257,6 +257,27 @@ def from_module(module, xs, state0, reverse):
             xs = direction_inputs(module, xs, direction)
         return cell, params, xs, None, padded(module)
     return None, {}, xs, prepare(module, xs, state0, reverse), None
+
+
+def bind_call(cell, params, xs, state0, reverse, call):
+    """(bound, xs, state0, padding) for `call` ("gradient_flow", "lyapunov") of a cell
+    with params, or of a torch module with its inputs in the params' place (its weights
+    are its own): the one check of the arguments both take."""
+    if isinstance(cell, torch.nn.Module):
+        if params is not None and xs is not None:
+            raise GradlabError(f"a torch module carries its own weights: call "
+                               f"{call}(module, xs), without params")
+        cell, params, xs, bound, padding = from_module(cell, params if xs is None else xs,
+                                                       state0, reverse)
+        if bound is not None:
+            return (*bound, padding)
+    else:
+        padding = None
+    if params is None or xs is None:
+        raise GradlabError(f"{call}(cell, params, xs) needs params and xs (or "
+                           f"{call}(module, xs) for a torch module)")
+    _, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
+    return bound, xs, state0, padding
 
 
 def padded(module):

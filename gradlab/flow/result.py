@@ -7,10 +7,9 @@ import torch
 
 from ..errors import GradlabError, arguments_checked, check_seed, flag, integer, real
 from .benettin import exponents_along
-from .bound import setup
 from .lanczos import tolerance
 from .loss import check_cut, kept_fraction, loss_vector, loss_walk
-from .module import from_module
+from .module import bind_call
 from .rates import GROW, NO_DECAY, OVERFLOW, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
 
@@ -365,22 +364,9 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
         check(kind, NORMS, "norm")
     seed, reverse = check_seed(seed), flag(reverse, "reverse")
     blocks = flag(blocks, "blocks")
-    bound, padding = None, None
-    if isinstance(cell, torch.nn.Module):
-        if params is not None and xs is not None:
-            raise GradlabError("a torch module carries its own weights: call "
-                               "gradient_flow(module, xs), without params")
-        xs = params if xs is None else xs
-        cell, params, xs, bound, padding = from_module(cell, xs, state0, reverse)
-        if padding is not None and "min_singular" in norms:
-            raise GradlabError(NO_MIN_SINGULAR)
-    if params is None or xs is None:
-        raise GradlabError("gradient_flow(cell, params, xs) needs params and xs "
-                           "(or gradient_flow(module, xs) for a torch module)")
-    if bound is not None:
-        bound, xs, state0 = bound
-    else:
-        cell, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
+    bound, xs, state0, padding = bind_call(cell, params, xs, state0, reverse, "gradient_flow")
+    if padding is not None and "min_singular" in norms:
+        raise GradlabError(NO_MIN_SINGULAR)
     tolerance(xs.dtype, rtol)                                    # refuse a bad rtol now
     states = bound.states(xs, state0)
     wanted = tuple(dict.fromkeys((*norms, "frobenius")))

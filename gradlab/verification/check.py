@@ -37,7 +37,7 @@ from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import terms_function
 from .diagnosis import block_error, diagnose, exact_jacobian, relative, unseen, \
     unseen_words
-from .user import batched_jacobian, lower_precision, right_one_by_one
+from .user import batched_jacobian, cell_part, lower_precision, right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
 
@@ -165,11 +165,9 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     seed = check_seed(seed)
     if not isinstance(params, dict):
         check_params(cell, params)                   # refuses it, in one line
-    # fn gets every entry (a helper array of the user's too); gradlab's own side reads the
-    # cell's parameters only
     yours = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in params.items()}
-    params = {k: yours[k] for k in cell.param_names if k in yours}
-    check_params(cell, yours if len(params) < len(cell.param_names) else params)
+    params = cell_part(cell, yours)                  # gradlab's side; fn gets `yours`
+    check_params(cell, params)
     state, x = _sample(cell, params, batch, seed, states)
     for name, t in zip((*cell.state_names, cell.input_name), (*state, x)):
         if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[0] < 1:

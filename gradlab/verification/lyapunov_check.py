@@ -24,7 +24,7 @@ import torch
 from .. import registry
 from ..errors import GradlabError, arguments_checked
 from ..flow.bound import setup
-from .user import call_user, real_array
+from .user import call_user, cell_part, real_array
 
 
 @dataclasses.dataclass
@@ -192,8 +192,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     # xs as gradlab.lyapunov takes it: real numbers, (T, B, m), on the params' dtype; the
     # cell's own parameters for gradlab's side (fn gets every entry, a helper of its own too)
     cell = registry.cell(cell)
-    own = {p: params[p] for p in cell.param_names if p in params} \
-        if isinstance(params, dict) else params
+    own = cell_part(cell, params)
     cell, _, xs, _ = setup(cell, own, xs)
     if not bool(torch.isfinite(xs).all()):
         raise GradlabError("xs holds nan or inf: there are no exact exponents to compare with")

@@ -53,6 +53,17 @@ def call_user(fn, *args):
                            f"{' '.join(str(err).split())}") from None
 
 
+def cell_part(cell, params):
+    """The entries of a user's params that are the cell's parameters: what gradlab's side
+    of a check reads, while the function under test gets every entry (a helper array of
+    its own is not an extra to refuse). The params as given where they are not a dict or
+    lack one of the cell's (the refusal then names what is missing)."""
+    if not isinstance(params, dict):
+        return params
+    own = {k: params[k] for k in cell.param_names if k in params}
+    return own if len(own) == len(cell.param_names) else params
+
+
 def real_array(a, what="the function under test"):
     """What the user returned as a float64 CPU tensor, refusing anything that is not an
     array of real numbers (None, a string, ragged lists, complex: no part is dropped)."""
