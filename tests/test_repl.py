@@ -212,6 +212,14 @@ def test_sympy_printers_show_blocks_and_jacobians_as_derive_does():
     assert (2 * block).expr == 2 * block.expr and (-block).expr == -block.expr
 
 
+def test_each_side_of_an_update_equation_prints_as_derive_does():
+    first, last = gradlab.cell("lstm").equations()[0], gradlab.cell("lstm").equations()[-1]
+    assert str(first.rhs) == "σ(W_i h + U_i x + b_i)"       # was Lambda(_d, sigmoid(_d)).(...)
+    assert str(last.lhs) == "h'" and str(last.rhs) == "o ⊙ tanh(c')"
+    assert first.rhs == first.args[1] and sp.sympify(first.rhs) == first.args[1]
+    assert {str(s) for s in first.rhs.free_symbols} == {"W_i", "h", "U_i", "x", "b_i"}
+
+
 def test_names_with_superscripts_and_small_floats_print_so_they_render():
     @gradlab.declare(state="h", params="W U b", source="test")
     def sq(s):

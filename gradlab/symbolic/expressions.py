@@ -242,11 +242,15 @@ class Equation(sp.Equality):
     def __new__(cls, lhs, rhs):
         return sp.Equality.__new__(cls, lhs, rhs, evaluate=False)
 
+    # each side prints as derive does too (SymPy's own code reads self.args)
+    lhs = property(lambda self: _wrapped(self.args[0]))
+    rhs = property(lambda self: _wrapped(self.args[1]))
+
     def _sympystr(self, printer):
-        return f"{text(self.lhs)} = {text(self.rhs)}"
+        return f"{text(self.args[0])} = {text(self.args[1])}"
 
     def _latex(self, printer):
-        return f"{latex(self.lhs)} = {latex(self.rhs)}"
+        return f"{latex(self.args[0])} = {latex(self.args[1])}"
 
     def _pretty(self, printer):
         return pretty_lines(self._sympystr(printer))
@@ -262,7 +266,7 @@ class Equations(list):
 
     def latex(self):
         return "\\begin{aligned}\n" + " \\\\\n".join(
-            f"{latex(e.lhs)} &= {latex(e.rhs)}" for e in self) + "\n\\end{aligned}"
+            f"{latex(e.args[0])} &= {latex(e.args[1])}" for e in self) + "\n\\end{aligned}"
 
     def _repr_latex_(self):
         return f"$${self.latex()}$$"
