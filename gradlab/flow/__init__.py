@@ -84,7 +84,7 @@ from .walk import CHUNK_BYTES
 from .workspace import Workspace
 
 DTYPES = (torch.float32, torch.float64)
-# (quad, lin) of the default spectral tolerance per dtype, as `lanczos.tolerance` gives it
+# quad = 2 rtol of the default spectral tolerance per dtype, as `lanczos.tolerance` gives it
 TOLERANCE = {dtype: tolerance(dtype) for dtype in DTYPES}
 
 __all__ = ["BLOCK_NORMS", "CHUNK_BYTES", "CONVERGED", "DENSE_BELOW", "DTYPES", "Flow", "GROW",

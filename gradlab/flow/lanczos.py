@@ -9,25 +9,24 @@ before it suggest (`subspace.Pace`), and stops on a residual bound. What that
 bound cannot certify in SUBSPACE_CHECKS checks (a spectrum too flat for it) goes to block
 Lanczos on A, from its top Ritz vector and a fresh random one.
 
-Lanczos stops per matrix, with no host synchronisation per matrix, on a residual rule:
-the Weyl bound (the top residual rho) or the Kato-Temple bound for the top c Ritz values
-as a cluster (||R_c||^2 / gap_c), relative to theta, below 2 rtol (sigma = sqrt(theta):
-half the relative error). The Weyl bound is rigorous; Kato-Temple needs the true gap, for
-which the gap to the next Ritz value stands in only once that Ritz pair has converged
-too, and a Krylov method cannot prove that nothing lies above its top Ritz value (a fresh
-random vector and the trace guard it). So Lanczos's bound is a stopping rule, not a
-proof. Whatever has not converged in LANCZOS_STEPS, and every matrix with S <=
-DENSE_BELOW, gets svdvals.
+Lanczos stops per matrix, with no host synchronisation per matrix, on the same bound as
+the subspace iteration (`subspace.certified`), over every Ritz pair of its basis: a
+proof, in exact arithmetic, that sqrt(top Ritz value) is within rtol of sigma_max, never
+a rule of thumb. (It once stopped on a residual rule, the Weyl or Kato-Temple bound with
+the Ritz gaps standing in for the true ones; on a near-isometry, an orthogonal W with
+small inputs, whose singular values all lie within 1e-4 of the top, that rule accepted
+values 150x outside rtol.) What the bound cannot prove within LANCZOS_STEPS, a spectrum
+too flat for any iteration, and every matrix with S <= DENSE_BELOW, gets svdvals.
 """
 
-import math
 import numbers
 
 import torch
 
 from ..errors import GradlabError
 from .linalg import nan_where, thin_qr, top_singular
-from .subspace import COLD_LEVEL, FIRST_CHECK, SUBSPACE_BLOCK, Pace, next_level, powered, subspace
+from .subspace import (COLD_LEVEL, FIRST_CHECK, SUBSPACE_BLOCK, Pace, certified, next_level,
+                       powered, subspace)
 from .workspace import Workspace
 
 DENSE_BELOW = 24          # S <= this: svdvals is cheaper than Lanczos and exact
@@ -45,9 +44,8 @@ RTOL = {torch.float64: 1e-11, torch.float32: 5e-7}
 
 
 def tolerance(dtype, rtol=None):
-    """(quad, lin) for `lanczos`: stop when the bound on the relative error of the top
-    eigenvalue of M M^T is below quad = 2 rtol and the top residual below lin (so the
-    Ritz gaps that stand in for the true ones in the quadratic bound are credible)."""
+    """quad = 2 rtol: a matrix is done when the bound on the relative error of the top
+    eigenvalue of M M^T is below quad (sigma = sqrt(lambda): half the relative error)."""
     if rtol is None:
         if dtype not in RTOL:
             raise GradlabError(f"spectral norms are computed in float32 or float64, "
@@ -55,8 +53,7 @@ def tolerance(dtype, rtol=None):
         rtol = RTOL[dtype]
     if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real) or not 0 < rtol < 1:
         raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
-    quad = 2.0 * float(rtol)
-    return quad, min(1e-3, math.sqrt(10 * quad))
+    return 2.0 * float(rtol)
 
 
 def orthonormal_rows(W, V):
@@ -76,19 +73,26 @@ def orthonormal_rows(W, V):
     return torch.where(keep[..., None], Q, 0)
 
 
-def lanczos(M, U, tol, trace):
+def lanczos(M, U, quad, trace):
     """Largest singular value of each M (N, S, S): block Lanczos with full
     reorthogonalisation on A = M M^T, from the orthonormal rows U (N, p, S); trace (N,)
     is ||M||_F^2, the sum of A's eigenvalues.
 
     Vectors are kept as rows, (A V)^T = (V^T M) M^T, which is the fast layout for a thin
-    block against a square matrix. Returns sigma (N,) and the top-p Ritz vectors as rows
-    (N, p, S), in ascending order."""
-    quad, lin = tol
+    block against a square matrix. A matrix is accepted on the bound of subspace.py
+    (`certified`, over every Ritz pair of the basis): nothing is accepted that the
+    bound does not prove within rtol. What it cannot prove, the matrices whose trace
+    the basis cannot account for (a flat spectrum: a near-isometry has every singular
+    value within 1e-4 of the top, and no Krylov method can tell its top from the
+    rest), and whatever is left after LANCZOS_STEPS get svdvals. Returns sigma (N,) and
+    the top-p Ritz vectors as rows (N, p, S), in ascending order."""
     N, p, S = U.shape
+    eps = torch.finfo(M.dtype).eps
     qmax = min(S, LANCZOS_BASIS * p)
     sigma, ritz = M.new_zeros(N), U.clone()
     idx = torch.arange(N, device=M.device)
+    # as in `subspace`: the Ritz values' sum is short of its exact value by up to ~q S eps
+    trace = trace + (qmax + 1) * S * eps
     # the basis V and A V as rows, in buffers filled block by block (no copies as it grows)
     Vb, AVb = M.new_empty(N, qmax, S), M.new_empty(N, qmax, S)
     Vb[:, :p], AVb[:, :p] = U, (U @ M) @ M.mT
@@ -100,47 +104,35 @@ def lanczos(M, U, tol, trace):
         if it >= LANCZOS_FIRST_CHECK or last or q + p > qmax:
             H = V @ AV.mT
             theta, Y = torch.linalg.eigh(0.5 * (H + H.mT))           # ascending
-            top = theta[:, -1].clamp_min(0)                          # (Na,)
-            Yk = Y[:, :, -p - 1:].mT                                 # (Na, p + 1, q)
-            ritzk = Yk @ V                                           # top p + 1 Ritz vectors
-            rk = torch.linalg.vector_norm(Yk @ AV - theta[:, -p - 1:, None] * ritzk,
-                                          dim=-1) ** 2               # their residuals^2
-            Yp, best, r2 = Yk[:, 1:], ritzk[:, 1:], rk[:, 1:]        # the top p (q >= 2p)
-            rho = r2[:, -1].sqrt()                                   # the top one's residual
-            # the top c Ritz values as one cluster: each is within ||R_c||^2 / gap_c of an
-            # eigenvalue, gap_c = theta_c - theta_{c+1}; a near-degenerate top (gated
-            # cells) is certified as a cluster long before its members separate. The gap
-            # stands in for the true one only where theta_{c+1} has converged too (its
-            # residual below lin): an unconverged one, right after a restart, lies far
-            # below its eigenvalue and was seen to make the bound 5x too small
-            down = theta.flip(-1)
-            gaps = down[:, :p] - down[:, 1:p + 1]
-            cluster = (r2.flip(-1).cumsum(-1) / gaps.clamp_min(torch.finfo(M.dtype).tiny))
-            credible = rk.flip(-1)[:, 1:] <= (lin * top[:, None]) ** 2   # theta_{c+1}
-            cluster = torch.where(credible, cluster, math.inf)
-            bound = torch.minimum(rho, cluster.min(-1).values)
-            # A residual bound says theta is near *an* eigenvalue, not the largest: a warm
-            # start that is an exact eigenvector (a diagonal product whose top entry has
-            # changed places) has residual 0. So the other p - 1 Ritz pairs, grown from the
-            # fresh random vector, must have converged too (then nothing they can reach
-            # lies above theta), unless theta is over half the trace, where no other
-            # eigenvalue can exceed it
-            explored = (r2[:, :-1] <= (lin * top[:, None]) ** 2).all(-1)
-            dominant = 2 * top * (1 - quad) > trace
-            ok = (bound <= quad * top) & (rho <= lin * top) & (explored | dominant)
+            theta, Y = theta.flip(-1), Y.flip(-1)                    # descending
+            X = Y.mT @ V                                             # Ritz vectors, rows
+            top = theta[:, 0].clamp_min(0)                           # (Na,)
+            # residuals, each taken larger by its possible rounding (as in `subspace`)
+            slack = 2 * S * eps * theta.clamp_min(0).sqrt()
+            r2 = (torch.linalg.vector_norm(Y.mT @ AV - theta[..., None] * X, dim=-1)
+                  + slack) ** 2
+            ok = certified(theta, r2, trace) <= quad * top
+            best, Yp = X[:, :p].flip(1), Y[:, :, :p].flip(-1).mT     # top p, ascending
             new = ok & ~done
             sigma[idx[new]] = top[new].sqrt()
             ritz[idx[new]] = best[new]
             done = done | ok
-            left = ~done
+            # the trace beyond what a full basis could hold: theta_1 + sum of the top
+            # qmax Ritz values <= (qmax + 1) lambda_1 must exceed it for the bound to
+            # apply at all. Where even 2x that is short, more steps are no use (cost only:
+            # such a matrix gets svdvals either way)
+            hopeless = ~done & (2 * (qmax + 1) * top < trace)
+            left = ~done & ~hopeless
             count = int(left.sum())
-            if count == 0:
-                return sigma, ritz
-            if last:
+            if count == 0 or last:
                 break
             if 2 * count <= len(idx):                                 # iterate on the rest;
-                idx, M, Vb, AVb, Yp, best, trace, done = (            # copying M costs a
-                    a[left] for a in (idx, M, Vb, AVb, Yp, best, trace, done))  # pass over it
+                gone = idx[hopeless]                                  # copying M costs a
+                if len(gone):
+                    sigma[gone] = top_singular(M[hopeless])
+                    ritz[gone] = best[hopeless]                       # pass over it
+                idx, M, Vb, AVb, Yp, best, trace, done = (
+                    a[left] for a in (idx, M, Vb, AVb, Yp, best, trace, done))
                 V, AV = Vb[:, :q], AVb[:, :q]
             if q + p > qmax:                                          # restart: top Ritz block
                 Vb[:, :p], AVb[:, :p] = best, Yp @ AV
@@ -148,9 +140,10 @@ def lanczos(M, U, tol, trace):
         W = orthonormal_rows(AVb[:, q - p:q], Vb[:, :q])
         Vb[:, q:q + p], AVb[:, q:q + p] = W, (W @ M) @ M.mT
         q += p
-    rest = idx[left]                                                  # not converged:
-    sigma[rest] = top_singular(M[left])                               # exact, at SVD cost
-    ritz[rest] = best[left]
+    rest = ~done
+    if bool(rest.any()):                                              # not proven:
+        sigma[idx[rest]] = top_singular(M[rest])                      # exact, at SVD cost
+        ritz[idx[rest]] = best[rest]
     return sigma, ritz
 
 
@@ -266,7 +259,7 @@ class Spectral:
             work = self.buffer(rows[0], N, S, 2 if level else 0)
             X, xscale, xtrace, log_f = powered(rows, level, work, scale, fro)
             last = torch.arange(N, device=U.device) >= N - B     # the next warm start
-            s, ritz, rest, checks = subspace(X, U, tol[0] * 2 ** level, xscale, xtrace,
+            s, ritz, rest, checks = subspace(X, U, tol * 2 ** level, xscale, xtrace,
                                              first_check=self.pace.plain,
                                              keep=last)
             if level:                        # s = lambda_max(X / F), X = A^(2^(level - 1))
