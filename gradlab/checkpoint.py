@@ -41,7 +41,7 @@ import pathlib
 import re
 import warnings
 
-from .errors import GradlabError, entries
+from .errors import GradlabError, entries, non_ascii
 from .paths import can_create_in, plain
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
@@ -99,6 +99,8 @@ class Model(tuple):
 
 
 def _integer(key, value, spec):
+    if non_ascii(value.strip()):
+        raise GradlabError(f"--arch {spec!r}: {key}={non_ascii(value.strip())}")
     try:
         number = int(value)
     except ValueError:

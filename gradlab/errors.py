@@ -3,6 +3,7 @@ plain arguments (integers, seeds, real numbers, flags) that every entry point sh
 
 import math
 import numbers
+import unicodedata
 
 
 class GradlabError(ValueError):
@@ -84,6 +85,20 @@ def flag(value, what):
     if not (isinstance(value, bool) or numpy_bool or zero_one):
         raise GradlabError(f"{what} must be True or False, got {value!r}")
     return bool(value)
+
+
+def non_ascii(text):
+    """Why `text`, a number as typed on the command line, is refused, or None: gradlab
+    reads numbers in ASCII only, in every option (--hidden, --seed, --arch, --shard,
+    --tasks, --weight-scales, ...). Python's int() and float() also read other scripts'
+    digits (full-width １６, Arabic-Indic ١٦) and Unicode spaces; a value that reads one
+    way to one parser and is refused by another, or that a reader may take for another
+    number, is refused everywhere instead, with its ASCII spelling where there is one."""
+    if not isinstance(text, str) or text.isascii():
+        return None
+    plain = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+    hint = f"; write {plain!r}" if plain.isascii() else ""
+    return f"{text!r} is not written in ASCII digits 0-9{hint}"
 
 
 def entries(value, what):

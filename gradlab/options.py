@@ -11,7 +11,7 @@ import time
 import click
 
 from . import progress
-from .errors import GradlabError, entries
+from .errors import GradlabError, entries, non_ascii
 
 
 def cell_list(value):
@@ -81,6 +81,8 @@ class Number(click.ParamType):
         self.low, self.above, self.below = low, above, below
 
     def convert(self, value, param, ctx):
+        if non_ascii(value):
+            self.fail(non_ascii(value), param, ctx)
         if isinstance(value, float):
             number = value
         else:
@@ -99,8 +101,18 @@ class Number(click.ParamType):
         return number
 
 
-POSITIVE = click.IntRange(min=1)
-SEED = click.IntRange(0, 2 ** 63 - 1)          # what torch.Generator.manual_seed takes
+class Integer(click.IntRange):
+    """click.IntRange in ASCII digits only (`errors.non_ascii`): int() also reads '１６',
+    which gradlab's own parsers (--arch, --shard, --tasks) refuse."""
+
+    def convert(self, value, param, ctx):
+        if non_ascii(value):
+            self.fail(non_ascii(value), param, ctx)
+        return super().convert(value, param, ctx)
+
+
+POSITIVE = Integer(min=1)
+SEED = Integer(0, 2 ** 63 - 1)                 # what torch.Generator.manual_seed takes
 SCALE = Number(low=0.0)
 FRACTION = Number(above=0.0, below=1.0)        # a relative tolerance: 0 < rtol < 1
 FINITE = Number()
@@ -167,6 +179,9 @@ def notice(message):
 
 def floats(value, what, low=None):
     """A comma-separated list of distinct finite numbers (none below `low`)."""
+    bad = next((non_ascii(v) for v in entries(value, what) if non_ascii(v)), None)
+    if bad:
+        raise GradlabError(f"{what} {value!r}: {bad}")
     try:
         values = tuple(float(v) for v in entries(value, what))
     except ValueError:

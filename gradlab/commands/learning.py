@@ -9,8 +9,8 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Number, Progress, \
-    cell_files, cells_option, check_report_target, given, invoked, notice, plural
+from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, Number, \
+    Progress, cell_files, cells_option, check_report_target, given, invoked, notice, plural
 
 
 @click.command()
@@ -27,7 +27,7 @@ from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Numbe
 @click.option("--gate-bias", type=FINITE, default=1.0, show_default=True)
 @click.option("--drift-steps", type=POSITIVE, default=50, show_default=True,
               help="The early training steps the drift measurement covers.")
-@click.option("--char-steps", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--char-steps", type=Integer(min=0), default=200, show_default=True,
               help="Steps of the character-level LSTM (0: leave it out).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)

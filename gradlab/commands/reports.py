@@ -7,9 +7,9 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Progress, \
-    REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, invoked, notice, \
-    open_page
+from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
+    Progress, REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, \
+    invoked, notice, open_page
 
 
 @click.command()
@@ -99,11 +99,11 @@ def report(names, out, force, open_, model, arch, **options):
 @click.option("--batch", type=POSITIVE, default=8, show_default=True)
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
 @click.option("--dtype", type=DTYPE, default="float64", show_default=True)
-@click.option("--repeats", type=click.IntRange(1, 1000), default=3, show_default=True,
+@click.option("--repeats", type=Integer(1, 1000), default=3, show_default=True,
               help="Best of N.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--lyapunov", "lyapunov_k", type=click.IntRange(1, 4096), default=None,
+@click.option("--lyapunov", "lyapunov_k", type=Integer(1, 4096), default=None,
               metavar="K", help="Instead: time gradlab.lyapunov (top K exponents) against a "
               "published QR implementation (lstm, gru; e.g. --cells lstm,gru --steps 1000).")
 def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_json,

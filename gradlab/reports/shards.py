@@ -11,15 +11,17 @@ import pathlib
 import re
 
 from .. import theory
-from ..errors import GradlabError
+from ..errors import GradlabError, non_ascii
 from .publish import dumps, loads
 from .sweep import PART, STATUSES, Grid, is_int, is_number
 
 
 def parse_shard(text):
-    """'I/N' -> (I, N) with 1 <= I <= N."""
+    """'I/N' -> (I, N) with 1 <= I <= N, in ASCII digits (`errors.non_ascii`)."""
+    if non_ascii(text):
+        raise GradlabError(f"--shard {non_ascii(text)} (I/N, e.g. 2/8)")
     match = re.fullmatch(r"([0-9]+)/([0-9]+)", text) if isinstance(text, str) else None
-    if match is None:                  # ASCII digits only: int() reads '１' and ' 1 ' too
+    if match is None:                  # digits only: int() reads ' 1', '+1' and '1_0' too
         raise GradlabError(f"--shard {text!r} is not I/N (e.g. 2/8)")
     i, n = int(match[1]), int(match[2])
     if not 1 <= i <= n:

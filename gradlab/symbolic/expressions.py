@@ -1,13 +1,12 @@
 """What a Jacobian is taken apart into, as objects that print as `gradlab derive` does:
-`Blocks` (a block matrix: J.T, J @ J), `Expression` (any matrix expression SymPy hands
-back), `Block` (one block of a Jacobian, with its numbers), `Terms`, and a cell's update
-`Equation`s. The Jacobian itself is in jacobian.py.
+`Expression` (any matrix expression SymPy hands back, J**-1), `Block` (one block of a
+Jacobian, with its numbers), `Terms`, and a cell's update `Equation`s. Block matrices
+(J.T, J @ J, J + J, 2 J) are in blocks.py, the Jacobian itself in jacobian.py.
 """
 
 import numbers
 
 import sympy as sp
-from sympy import BlockMatrix
 from sympy.printing.pretty.stringpict import prettyForm
 
 from . import algebra as al
@@ -31,66 +30,6 @@ def _sizes(n, m):
     return sizes
 
 
-class Blocks(BlockMatrix):
-    """A block matrix made from a Jacobian (J.T, J * J): rows of blocks, printed as
-    derive prints a block, [[A, B], [C, D]]; products, powers and transposes of it are
-    block matrices again (of the blocks' products), not SymPy's unevaluated MatMul."""
-
-    def __getitem__(self, key):
-        """Entries as SymPy's BlockMatrix gives them; a pair of part names (which only a
-        cell's own Jacobian has) refused in one line, not SymPy's SympifyError."""
-        if isinstance(key, str) or (isinstance(key, tuple) and any(isinstance(k, str)
-                                                                   for k in key)):
-            raise GradlabError(f"[{key!r}]: this block matrix (a transpose or product of "
-                               "Jacobians) has no named blocks; take blocks from the "
-                               "Jacobian itself, e.g. J['c', 'c'], and multiply those")
-        return super().__getitem__(key)
-
-    def _sympystr(self, printer):
-        return "[" + ", ".join("[" + ", ".join(text(b) for b in row) + "]"
-                               for row in self.blocks.tolist()) + "]"
-
-    def _latex(self, printer):
-        return r"\begin{bmatrix}" + r" \\ ".join(" & ".join(latex(b) for b in row)
-                                                for row in self.blocks.tolist()) \
-            + r"\end{bmatrix}"
-
-    def _pretty(self, printer):
-        return pretty_lines(self._sympystr(printer))
-
-    def _repr_latex_(self):
-        return f"$${self._latex(None)}$$"
-
-    # arithmetic whose result is a block matrix: one of the blocks' products
-    def _eval_transpose(self):
-        return Blocks(BlockMatrix._eval_transpose(self).blocks)
-
-    def __matmul__(self, other):
-        if isinstance(other, BlockMatrix):
-            return _product(self, other)
-        return super().__matmul__(other)
-
-    def __mul__(self, other):
-        if isinstance(other, BlockMatrix):
-            return _product(self, other)
-        return super().__mul__(other)
-
-    def __pow__(self, k):
-        if isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1:
-            out = self
-            for _ in range(int(k) - 1):
-                out = _product(out, self)
-            return out
-        return super().__pow__(k)
-
-
-def _product(a, b):
-    """a b for block matrices, as one block matrix of the blocks' products."""
-    out = sp.block_collapse(sp.MatMul(a, b))
-    return Blocks(out.blocks if isinstance(out, BlockMatrix) else [[out]])  # 1 x 1: [[ab]]
-
-
-
 def pretty_lines(printed):
     """Lines for SymPy's pretty printer, left-aligned (it centres lines of unequal width)."""
     lines = printed.split("\n")
@@ -98,11 +37,12 @@ def pretty_lines(printed):
     return prettyForm("\n".join(line.ljust(width) for line in lines))
 
 
-def _expr(value):
+def sympy_of(value):
+    """The SymPy object of an Expression; anything else as it is."""
     return value.expr if isinstance(value, Expression) else value
 
 
-def _wrapped(value):
+def as_expression(value):
     """A matrix expression that SymPy hands back (J["c", "h"].T, .doit()) as an
     Expression, so that it prints as derive does; anything else as it is."""
     symbolic = isinstance(value, sp.MatrixExpr) and not isinstance(value, sp.MatrixBase)
@@ -124,21 +64,21 @@ class Expression:
             raise AttributeError(name)
         value = getattr(self.expr, name)
         if not callable(value):
-            return _wrapped(value)
-        return lambda *args, **kwargs: _wrapped(value(*args, **kwargs))
+            return as_expression(value)
+        return lambda *args, **kwargs: as_expression(value(*args, **kwargs))
 
     # SymPy's arithmetic on the expression, the result printed as derive prints
     def __neg__(self):
         return Expression(-self.expr)
 
-    __add__ = lambda self, other: Expression(self.expr + _expr(other))        # noqa: E731
-    __radd__ = lambda self, other: Expression(_expr(other) + self.expr)       # noqa: E731
-    __sub__ = lambda self, other: Expression(self.expr - _expr(other))        # noqa: E731
-    __rsub__ = lambda self, other: Expression(_expr(other) - self.expr)       # noqa: E731
-    __mul__ = lambda self, other: Expression(self.expr * _expr(other))        # noqa: E731
-    __rmul__ = lambda self, other: Expression(_expr(other) * self.expr)       # noqa: E731
-    __matmul__ = lambda self, other: Expression(self.expr @ _expr(other))     # noqa: E731
-    __rmatmul__ = lambda self, other: Expression(_expr(other) @ self.expr)    # noqa: E731
+    __add__ = lambda self, other: Expression(self.expr + sympy_of(other))        # noqa: E731
+    __radd__ = lambda self, other: Expression(sympy_of(other) + self.expr)       # noqa: E731
+    __sub__ = lambda self, other: Expression(self.expr - sympy_of(other))        # noqa: E731
+    __rsub__ = lambda self, other: Expression(sympy_of(other) - self.expr)       # noqa: E731
+    __mul__ = lambda self, other: Expression(self.expr * sympy_of(other))        # noqa: E731
+    __rmul__ = lambda self, other: Expression(sympy_of(other) * self.expr)       # noqa: E731
+    __matmul__ = lambda self, other: Expression(self.expr @ sympy_of(other))     # noqa: E731
+    __rmatmul__ = lambda self, other: Expression(sympy_of(other) @ self.expr)    # noqa: E731
 
     def __pow__(self, k):                  # a matrix power: b @ b, for a square block
         if not (isinstance(k, numbers.Integral) and not isinstance(k, bool)):
@@ -243,8 +183,8 @@ class Equation(sp.Equality):
         return sp.Equality.__new__(cls, lhs, rhs, evaluate=False)
 
     # each side prints as derive does too (SymPy's own code reads self.args)
-    lhs = property(lambda self: _wrapped(self.args[0]))
-    rhs = property(lambda self: _wrapped(self.args[1]))
+    lhs = property(lambda self: as_expression(self.args[0]))
+    rhs = property(lambda self: as_expression(self.args[1]))
 
     def _sympystr(self, printer):
         return f"{text(self.args[0])} = {text(self.args[1])}"

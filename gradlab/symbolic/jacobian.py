@@ -20,7 +20,8 @@ from sympy.core.symbol import Str
 
 from . import algebra as al
 from .derive import Chain
-from .expressions import Block, Blocks, pretty_lines
+from .blocks import Blocks
+from .expressions import Block, pretty_lines
 from .printing import Partial, block_name, latex, text
 from ..errors import GradlabError, GradlabIndexError, GradlabKeyError
 
@@ -189,10 +190,9 @@ class Jacobian(Blocks):
                 zip(((o, w) for o in self.outs for w in self.ins), self.blocks)]
 
     def _nested(self, printer):
-        """True where J is printed inside a larger expression (-J, 2 J, J @ J, J**2): its
-        lines "∂h'/∂h = ..." would then read as equations that the expression does not
-        satisfy (-J printed with the sign on its first line only), so it prints as a
-        plain block matrix there."""
+        """True where J is printed inside a larger expression (J**-1, J + W): its lines
+        "∂h'/∂h = ..." would then read as equations that the expression does not satisfy,
+        so it prints as a plain block matrix there."""
         return printer is not None and getattr(printer, "_print_level", 1) > 1
 
     def _sympystr(self, printer):

@@ -16,7 +16,7 @@ from .charlm import CharSetup, train_charlm
 from .loop import LEARNED, PARTLY, TrainSetup, criterion_text, train
 from .tasks import make
 from .. import registry
-from ..errors import GradlabError, entries
+from ..errors import GradlabError, entries, non_ascii
 from ..reports.gradient_decay import device_name, versions
 from ..reports.publish import Section, write_report
 
@@ -61,6 +61,8 @@ def parse_tasks(spec):
     out = []
     for part in entries(spec, "--tasks"):       # 'adding:3,' refused, not dropped
         name, _, delay = part.partition(":")
+        if non_ascii(delay):
+            raise GradlabError(f"--tasks entry {part!r}: delay {non_ascii(delay)}")
         try:
             value = int(delay)
         except ValueError:
