@@ -206,11 +206,13 @@ def _case(kind, dtype, n, m, T, B, k, repeats, seed):
 
 
 def bench_cells(names, device="cpu"):
-    """The cells `gradlab bench --lyapunov --cells NAMES` times, checked: lstm and gru, on
-    the CPU (the reference job of the published code)."""
+    """The cells `gradlab bench --lyapunov --cells NAMES` times, checked: lstm and gru
+    ('all': both), on the CPU (the reference job of the published code)."""
     if device != "cpu":
         raise GradlabError(f"bench --lyapunov runs on the CPU (the published baseline's "
                            f"reference job), got --device {device}")
+    if isinstance(names, str) and names.strip() == "all":    # all that the baseline has
+        return list(MODULES)
     cells = entries(names, "--cells")
     if not cells:
         raise GradlabError(f"--cells {names!r} names no cell; valid: {', '.join(MODULES)}")

@@ -156,3 +156,9 @@ def test_more_exponents_than_the_state_holds_are_refused():
         run_lyapunov_bench(["lstm"], hidden=2, steps=3, batch=1, k=5)
     with pytest.raises(GradlabError, match="state of gru at hidden 2 has 2"):
         run_lyapunov_bench(["lstm", "gru"], hidden=2, steps=3, batch=1, k=3)
+
+
+def test_all_cells_with_lyapunov_means_the_cells_the_baseline_has():
+    """--help says --cells takes 'all'; with --lyapunov that was refused as a cell name."""
+    from gradlab.bench_lyapunov import bench_cells
+    assert bench_cells("all") == ["lstm", "gru"] == bench_cells(" all ")

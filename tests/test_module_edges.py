@@ -122,3 +122,33 @@ def test_lyapunov_of_a_module_is_that_of_its_flow():
     xs = _xs().double()
     assert (gradlab.lyapunov(module, xs, 2).mean
             == gradlab.gradient_flow(module, xs).lyapunov(2)).all()
+
+
+def test_a_step_that_leaves_autograd_fails_in_one_line_when_differentiated():
+    """The forward run needs no gradient, so a step through numpy runs; its Jacobian (by
+    torch.func.jacrev, on the first norm read) was a raw RuntimeError."""
+    class ViaNumpy(torch.nn.Module):
+        def forward(self, x, h):
+            return torch.tensor(h.detach().numpy() * 0.5)
+
+    flow = gradlab.gradient_flow(ViaNumpy(), torch.randn(5, 2, 3, dtype=torch.float64),
+                                 state0=torch.ones(2, 4, dtype=torch.float64))
+    with pytest.raises(gradlab.GradlabError, match=r"jacrev of ViaNumpy.*differentiable"):
+        flow.rate()
+
+
+@pytest.mark.parametrize("k", [2.5, True, "3", 0])
+def test_a_bad_k_in_the_module_form_of_lyapunov_is_named_as_k(k):
+    xs = torch.randn(10, 2, 3, dtype=torch.float64)
+    with pytest.raises(gradlab.GradlabError, match=r"^k must be a positive integer"):
+        gradlab.lyapunov(torch.nn.GRU(3, 4).double(), xs, k)
+
+
+def test_sparse_arrays_are_refused_in_one_line():
+    p = gradlab.cell("lstm").init_params(hidden=4, inputs=3, seed=0)
+    xs = torch.randn(10, 2, 3, dtype=torch.float64)
+    with pytest.raises(gradlab.GradlabError, match=r"^x of cell 'lstm' is a sparse_coo"):
+        gradlab.gradient_flow("lstm", p, xs.to_sparse())
+    q = {**p, "W_i": p["W_i"].to_sparse()}
+    with pytest.raises(gradlab.GradlabError, match=r"param 'W_i' .* sparse_coo .*to_dense"):
+        gradlab.lyapunov("lstm", q, xs, 2)

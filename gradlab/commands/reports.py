@@ -92,7 +92,7 @@ def report(names, out, force, open_, model, arch, **options):
 
 @click.command()
 @click.option("--cells", "names", default="lstm", show_default=True,
-              help="Comma-separated cells, or 'all'.")
+              help="Comma-separated cells, or 'all' (with --lyapunov: lstm, gru).")
 @click.option("--hidden", type=POSITIVE, default=64, show_default=True)
 @click.option("--inputs", type=POSITIVE, default=None, help="Input size m [default: hidden].")
 @click.option("--steps", type=POSITIVE, default=64, show_default=True)

@@ -164,7 +164,17 @@ class ModuleBound:
                     raise
                 except Exception:       # fused kernels, data-dependent control flow, ...
                     self.vmap = False
-            return torch.stack([jacrev(one, argnums=argnum)(a, b) for a, b in zip(s, x)])
+            try:
+                return torch.stack([jacrev(one, argnums=argnum)(a, b) for a, b in zip(s, x)])
+            except GradlabError:
+                raise
+            except Exception as err:    # a step torch.func cannot differentiate, one line
+                raise GradlabError(
+                    f"torch.func.jacrev of {type(self.module).__name__}(x, state) failed: "
+                    f"{type(err).__name__}: {' '.join(str(err).split())}; gradlab takes a "
+                    "module's Jacobians by autodiff, so its step must be differentiable "
+                    "torch code (no .numpy(), .item() or in-place writes to its inputs)"
+                ) from None
 
     def blocks(self, state, x, steps):
         J = self._jacrev(0, state[0], x)

@@ -223,6 +223,11 @@ def prepare(cell, params, state, x, backend_name=None):
     if dtype not in FLOATS:               # integers fail inside; float16 would run silently
         raise GradlabError(f"params, state and x of cell '{cell.name}' are {dtype}; "
                            f"valid: {', '.join(FLOATS)}")
+    for what, a in named:                  # sparse, quantized, ...: nothing below reads them
+        layout = str(getattr(a, "layout", "torch.strided")).removeprefix("torch.")
+        if layout != "strided":
+            raise GradlabError(f"{what} of cell '{cell.name}' is a {layout} tensor; give a "
+                               "dense one (.to_dense())")
     devices = {str(t.device) for t in (x, *state, *(params[p] for p in cell.param_names))
                if hasattr(t, "device") and not isinstance(t.device, str)}
     if "meta" in devices or len(devices) > 1:
