@@ -29,10 +29,11 @@ Norms of every P_k, per sequence, natural log, lag k at column k-1:
                   (P P^T)^8, every later chunk from the previous chunk's top 8 Ritz
                   vectors (range(P_k) holds range(P_{k+1}), and P_k is numerically of low
                   rank past the first lags) on P P^T or a power of it, each stopped on a
-                  residual bound, rounding allowed for (subspace.py); block Lanczos, on a
-                  rule, for what that bound cannot certify. The relative error of sigma is below
-                  `rtol` (default 1e-11 in float64; worst seen 9.7e-12 against svdvals);
-                  svdvals for any matrix Lanczos leaves unconverged, and for S <= 24.
+                  residual bound, rounding allowed for (subspace.py); block Lanczos, on
+                  the same bound, for what the iteration cannot certify; svdvals for what
+                  neither proves (a flat spectrum) and for S <= 24. The relative error of
+                  sigma is below `rtol` (default 1e-11 in float64; worst seen 9.7e-12
+                  against svdvals).
                   Cost: a few thin passes over P per lag (and three products per lag in
                   the first chunk), not an SVD (~11 products) per lag, and no host
                   synchronisation per lag.

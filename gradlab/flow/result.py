@@ -338,9 +338,9 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
     seed:    for the random starts of the spectral iteration (results do not depend on it
              beyond rounding).
     rtol:    relative accuracy of every spectral norm and smallest singular value, as a
-             bound on each: a residual bound (with an allowance for rounding) where the
-             subspace iteration certifies, a residual rule where Lanczos takes over
-             (default 1e-11 in float64, 5e-7 in float32; the worst error seen against
+             bound on each: a residual bound (with an allowance for rounding), proven by
+             the subspace iteration or by Lanczos, else svdvals (default 1e-11 in
+             float64, 5e-7 in float32; the worst error seen against
              torch.linalg.matrix_norm(ord=2) in float64 is 9.7e-12; in float32 rounding
              adds ~sqrt(S) eps). A looser one (1e-6 is plenty for a decay rate) costs
              fewer iterations.
