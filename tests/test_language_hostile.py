@@ -102,8 +102,10 @@ def test_a_jacobian_inside_an_expression_prints_as_a_matrix_not_as_equations():
         shown = str(expr)
         assert "∂" not in shown and "\n" not in shown
         assert "diag(f)" in shown
-    assert str(-J).startswith("-[[") and str(J @ J).startswith("[[")
-    assert sympy.latex(2 * J).startswith(r"2 \begin{bmatrix}")
+    # -J and 2 J are block matrices of the blocks' negatives and multiples, as J @ J is
+    assert all(str(e).startswith("[[") for e in (-J, 2 * J, J @ J))
+    assert "-diag(f)" in str(-J) and "2 diag(f)" in str(2 * J)
+    assert sympy.latex(2 * J).startswith(r"\begin{bmatrix}")
     assert str(J).startswith("∂h'/∂h = ")             # on its own: the equations, as before
 
 

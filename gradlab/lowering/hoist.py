@@ -12,6 +12,8 @@ grouped together, so the loop does one addition where it did several.
 import sympy as sp
 from sympy import MatAdd, MatrixExpr, MatrixSymbol
 
+from ..symbolic.dag import free_symbols
+
 
 class Split:
     """`before`: (symbol, expr) computed from params and inputs, all steps at once, in
@@ -29,6 +31,10 @@ def split(cell):
     varying = set(cell.state_symbols)     # symbols whose value changes with the state
     inputs = {x}                          # symbols that depend on the input, not the state
     before, named, lets = [], {}, {}
+    found, rewritten = {}, {}    # each distinct subexpression read and rewritten once
+
+    def free(expr):
+        return free_symbols([expr], found)
 
     taken = {str(s) for s in (*cell.lets, *cell.param_symbols, *cell.state_symbols, x)}
 
@@ -43,10 +49,15 @@ def split(cell):
         return named[expr]
 
     def movable(expr):
-        free = expr.free_symbols
-        return not (free & varying) and bool(free & inputs)
+        symbols = free(expr)
+        return not (symbols & varying) and bool(symbols & inputs)
 
     def rewrite(expr):
+        if expr not in rewritten:
+            rewritten[expr] = rewrite_once(expr)
+        return rewritten[expr]
+
+    def rewrite_once(expr):
         if expr in inputs:                  # x, or a let moved out whole: carried as itself
             return expr
         if isinstance(expr, MatrixExpr) and movable(expr):
@@ -54,9 +65,9 @@ def split(cell):
         if not isinstance(expr, sp.Basic) or not expr.args or isinstance(expr, MatrixSymbol):
             return expr
         if isinstance(expr, MatAdd):
-            fixed = [a for a in expr.args if not (a.free_symbols & varying)]
-            if 1 < len(fixed) < len(expr.args) and any(a.free_symbols & inputs for a in fixed):
-                rest = [rewrite(a) for a in expr.args if a.free_symbols & varying]
+            fixed = [a for a in expr.args if not (free(a) & varying)]
+            if 1 < len(fixed) < len(expr.args) and any(free(a) & inputs for a in fixed):
+                rest = [rewrite(a) for a in expr.args if free(a) & varying]
                 return MatAdd(*rest, name(MatAdd(*fixed)))
         args = [rewrite(a) for a in expr.args]
         return expr.func(*args) if args != list(expr.args) else expr
@@ -68,6 +79,6 @@ def split(cell):
         else:
             lets[sym] = rewrite(expr)
             varying.add(sym)
-    used = set(cell.outputs).union(*(e.free_symbols for e in lets.values()))
+    used = set(cell.outputs) | free_symbols(lets.values(), found)
     carried = [s for s in (x, *(s for s, _ in before)) if s in used]
     return Split(before, carried, lets)

@@ -74,8 +74,17 @@ def _function(what, args, lets, rows):
     needed = _needed_lets(lets, outs)
     printer = ArrayPrinter(names)
     lines = [f"def {what}(n, m, like, {', '.join(names[a] for a in args)}):"]
-    lines += [f"    {names[s]} = {printer.definition(e)}" for s, e in lets.items()
-              if s in needed]
+    shared = []            # subterms a let holds more than once, each computed once
+    for s, e in lets.items():
+        if s in needed:
+            for sub in _repeated([e]):
+                if sub not in names:
+                    shared.append(sub)
+                    lines.append(f"    s{len(shared) - 1} = {printer.definition(sub)}")
+                    names[sub] = f"s{len(shared) - 1}"
+            lines.append(f"    {names[s]} = {printer.definition(e)}")
+    for sub in shared:     # the blocks name their own shared subterms, below
+        del names[sub]
     for k, sub in enumerate(_repeated(outs)):
         name = f"t{k}"
         lines.append(f"    {name} = {printer.definition(sub)}")

@@ -18,6 +18,8 @@ import sympy as sp
 from sympy import HadamardPower, HadamardProduct, Identity, MatAdd, MatMul, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
+from .dag import once
+
 
 def is_zero(a):
     return isinstance(a, ZeroMatrix) or a == 0
@@ -49,6 +51,10 @@ def _coeff_base(t):
 def rebuild(expr):
     """expr with these identities applied again throughout: what subs leaves (f = 1 gives
     diag(c ⊙ 1 ⊙ (1 - 1)) W_f) reads as the derivation would (nothing: the term is 0)."""
+    return once(_rebuild_node, expr)
+
+
+def _rebuild_node(expr, rebuild):
     if not isinstance(expr, sp.MatrixExpr) or not expr.args \
             or isinstance(expr, sp.MatrixSymbol):
         return expr
@@ -140,6 +146,10 @@ def collect(expr):
     (Hadamard factors common to all of them stay outside the sum; if every c is negative,
     -diag(...) R). The GRU's diag(h ⊙ z ⊙ (1 - z)) W_z - diag(h~ ⊙ z ⊙ (1 - z)) W_z reads
     diag((h - h~) ⊙ z ⊙ (1 - z)) W_z. The same matrix, written shorter: for reading."""
+    return once(_collect_node, expr)
+
+
+def _collect_node(expr, collect):
     if not isinstance(expr, sp.MatrixExpr) or not expr.args \
             or isinstance(expr, sp.MatrixSymbol):
         return expr

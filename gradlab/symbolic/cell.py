@@ -10,6 +10,7 @@ from sympy import MatrixSymbol
 from .language import SIZES, Builder, Value, check_name, n, parameter_symbol
 from .derive import Chain
 from .equations import check_constants, check_symbols
+from .dag import free_symbols
 from ..errors import GradlabError, choice
 
 WRT = ("state", "input")
@@ -236,7 +237,7 @@ class Cell:
                                f"{_line(err)}") from None
         check_constants(self.name, builder.lets)
         check_symbols(self.name, builder.lets, builder.declared())
-        used = set().union(*(e.free_symbols for e in builder.lets.values()))
+        used = free_symbols(builder.lets.values())
         unused = [p for p in self.param_names if builder._symbols[p] not in used]
         if unused:
             raise GradlabError(f"cell '{self.name}': parameter(s) {', '.join(unused)} "

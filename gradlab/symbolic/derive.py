@@ -52,13 +52,26 @@ class Chain:
     def __init__(self, lets, wrt):
         self.lets, self.wrt, self.k = lets, wrt, wrt.shape[0]
         self._totals = {}
+        # a subexpression shared by several parents (e = e + tanh(W e), unrolled: each e
+        # inside the next twice) is read and derived once; SymPy's free_symbols and a
+        # plain recursion read it once per occurrence, 2^depth times
+        self._jacs, self._depends = {}, {}
         self.dependent = {wrt}
         for sym, expr in lets.items():
-            if expr.free_symbols & self.dependent:
+            if self.depends(expr):
                 self.dependent.add(sym)
 
     def depends(self, expr):
-        return bool(getattr(expr, "free_symbols", set()) & self.dependent)
+        """Does expr involve wrt, directly or through a let? (Lets refer only to earlier
+        lets, so an answer kept while `dependent` still grows stays right.)"""
+        if not isinstance(expr, sp.Basic):
+            return False
+        known = self._depends.get(expr)
+        if known is None:
+            known = expr in self.dependent or (not isinstance(expr, MatrixSymbol) and any(
+                self.depends(a) for a in expr.args))
+            self._depends[expr] = known
+        return known
 
     def total(self, sym):
         """d sym / d wrt, with sym a let-bound quantity or wrt itself."""
@@ -69,6 +82,13 @@ class Chain:
         return self._totals[sym]
 
     def jac(self, expr, named=None):
+        """d expr / d wrt, derived once per (subexpression, name)."""
+        key = (expr, named)
+        if key not in self._jacs:
+            self._jacs[key] = self._derive(expr, named)
+        return self._jacs[key]
+
+    def _derive(self, expr, named):
         rows = expr.shape[0] if isinstance(expr, sp.MatrixExpr) else 1
         if not self.depends(expr):
             return ZeroMatrix(rows, self.k)

@@ -7,16 +7,20 @@ import sympy as sp
 
 from ..errors import GradlabError
 from .printing import text
+from .dag import free_symbols, subexpressions
+
+_NOT_FINITE = (sp.zoo, sp.oo, -sp.oo, sp.nan)
 
 
 def check_constants(name, lets):
     """Refuse a constant no float64 holds: inf, nan, a division by zero, 1e309."""
     for symbol, expr in lets.items():
-        if expr.has(sp.zoo, sp.oo, -sp.oo, sp.nan):
+        parts = subexpressions(expr)     # each once: a shared subtree is not read again
+        if any(p in _NOT_FINITE for p in parts):
             raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                "holds a constant that is not finite (a division by zero, "
                                f"inf or nan): {text(expr)}")
-        for number in expr.atoms(sp.Number):
+        for number in (p for p in parts if isinstance(p, sp.Number)):
             if not abs(number) < sp.Float(sys.float_info.max):
                 raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                    f"holds the constant {sp.Float(number, 3)}, beyond "
@@ -30,11 +34,20 @@ def check_constants(name, lets):
 
 
 def _constant_terms(expr):
-    """The largest sub-expressions of `expr` free of symbols that are not plain numbers."""
-    if isinstance(expr, sp.Expr) and not getattr(expr, "is_Matrix", False) \
-            and expr.is_number and not isinstance(expr, sp.Number):
-        return [expr]
-    return [term for arg in expr.args for term in _constant_terms(arg)]
+    """The largest sub-expressions of `expr` free of symbols that are not plain numbers,
+    each once, in the order they are written."""
+    found, seen, todo = [], set(), [expr]
+    while todo:
+        e = todo.pop()
+        if e in seen:
+            continue
+        seen.add(e)
+        if isinstance(e, sp.Expr) and not getattr(e, "is_Matrix", False) \
+                and e.is_number and not isinstance(e, sp.Number):
+            found.append(e)
+        else:
+            todo.extend(reversed(e.args))
+    return found
 
 
 def check_symbols(name, lets, declared):
@@ -42,7 +55,7 @@ def check_symbols(name, lets, declared):
     language) and the imaginary unit: a cell is real, and its equations name only
     what it declares."""
     for symbol, expr in lets.items():
-        stray = sorted(str(s) for s in expr.free_symbols - declared)
+        stray = sorted(str(s) for s in free_symbols([expr]) - declared)
         if stray:
             size = {"n": " (the hidden size is s.hidden_size)",
                     "m": " (the input size is s.input_size)"}.get(stray[0], "")
@@ -50,7 +63,7 @@ def check_symbols(name, lets, declared):
                                f"'{stray[0]}', a symbol the cell does not declare{size}: "
                                "an equation may use its state parts, parameters, input, "
                                "let names and the sizes s.hidden_size, s.input_size")
-        if expr.has(sp.I):
+        if sp.I in subexpressions(expr):
             raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                f"holds the imaginary unit I: cells are real: {text(expr)}")
     shown = {}                  # mu_r and μ_r both print as μ_r: the equations would lie

@@ -21,7 +21,9 @@ from sympy.core.symbol import Str
 from . import algebra as al
 from .derive import Chain
 from .blocks import Blocks
+from .dag import once
 from .expressions import Block, pretty_lines
+from .structure import atoms
 from .printing import Partial, block_name, latex, text
 from ..errors import GradlabError, GradlabIndexError, GradlabKeyError
 
@@ -44,7 +46,7 @@ def readable_blocks(cell, wrt):
                 if isinstance(q, MatrixSymbol) and isinstance(J, MatAdd)}
         for i, block in enumerate(blocks):
             rows[i][j] = al.collect(_name_sums(block, subs, keep=block))
-        used = set().union(*(r[j].atoms(Partial) for r in rows))
+        used = atoms([r[j] for r in rows], Partial)
         for J, p in subs.items():
             if p in used and p.out not in cell.outputs:
                 named.append((p, al.collect(_name_sums(J, subs, keep=J))))
@@ -52,7 +54,12 @@ def readable_blocks(cell, wrt):
 
 
 def _name_sums(expr, subs, keep):
-    """Replace each sum in `subs` by its name, also where it was merged into a larger sum."""
+    """Replace each sum in `subs` by its name, also where it was merged into a larger sum
+    (each distinct subexpression once)."""
+    return once(lambda e, again: _name_sums_node(e, subs, keep, again), expr)
+
+
+def _name_sums_node(expr, subs, keep, again):
     if expr in subs and expr != keep:
         return subs[expr]
     if not expr.args or isinstance(expr, MatrixSymbol) or not isinstance(expr, _MATRIX_NODES):
@@ -63,8 +70,8 @@ def _name_sums(expr, subs, keep):
             if J != keep and isinstance(J, MatAdd) and set(J.args) < set(terms):
                 terms = [p] + [t for t in terms if t not in J.args]
         if terms != list(expr.args):
-            return MatAdd(*(_name_sums(t, subs, keep) for t in terms))
-    return expr.func(*(_name_sums(a, subs, keep) for a in expr.args))
+            return MatAdd(*(again(t) for t in terms))
+    return expr.func(*(again(a) for a in expr.args))
 
 
 def _key(key):

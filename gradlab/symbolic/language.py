@@ -28,6 +28,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from . import algebra as al
 from .activations import TABLE, by_language_name
+from .dag import doit
 from .pairwise import Pairwise
 from .printing import text
 from ..lowering.codeprinter import identifier
@@ -72,7 +73,7 @@ class Value:
         return Value(self.expr.T)
 
     def __matmul__(self, other):
-        a, b = self.expr, _expr(_value(other))
+        a, b = self.expr, _value(other).expr
         if not isinstance(a, sp.MatrixExpr) or not isinstance(b, sp.MatrixExpr) \
                 or a.shape[1] != b.shape[0]:
             raise GradlabError(f"cannot multiply {text(a)} ({_shape(a)}) by {text(b)} "
@@ -135,14 +136,10 @@ class Value:
 def _nonzero(v, what):
     """Refuse to divide by a value that is zero whatever the state (h - h): every number
     derived from it would be inf or nan."""
-    e = v.expr.doit() if isinstance(v.expr, sp.Basic) else v.expr
+    e = doit(v.expr) if isinstance(v.expr, sp.Basic) else v.expr
     if e == 0 or isinstance(e, sp.ZeroMatrix) or getattr(e, "is_zero", None) is True:
         raise GradlabError(f"cannot {what.format(text(v.expr))}: it is zero for every state and "
                            "input (a division by zero)")
-
-
-def _expr(v):
-    return v.expr if isinstance(v, Value) else v
 
 
 def _value(v):

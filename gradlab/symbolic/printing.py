@@ -12,6 +12,12 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from .activations import TABLE
+from .dag import nesting, written_size
+from ..errors import GradlabError
+
+# nodes written out past which an expression is refused, not printed: megabytes of one
+# formula, seconds to print (an unrolled e = e + tanh(W e) doubles with every level)
+LONGEST = 10 ** 6
 
 
 def _function_name(expr):
@@ -271,11 +277,22 @@ def prose(words):
 
 
 def latex(expr):
-    return MatrixLatexPrinter().doprint(expr)
+    return MatrixLatexPrinter().doprint(printable(expr))
 
 
 def text(expr):
-    return MatrixTextPrinter().doprint(expr)
+    return MatrixTextPrinter().doprint(printable(expr))
+
+
+def printable(expr):
+    """expr, if it is short enough to write out; else a one-line GradlabError (counting
+    takes time linear in its distinct subexpressions, printing in its written size)."""
+    if isinstance(expr, sp.Basic) and (size := written_size([expr])) > LONGEST:
+        raise GradlabError(f"an expression nested {nesting(expr)} deep is {size:,} symbols "
+                           "and operations long written out (a value used twice is written "
+                           "twice, at every level): too long to print; name intermediate "
+                           "values with s.let so that each equation stays short")
+    return expr
 
 
 def block_name(out, wrt, fmt):

@@ -12,6 +12,9 @@ import sympy as sp
 from sympy import Identity, MatAdd, MatMul, MatrixSymbol, OneMatrix, ZeroMatrix
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
+from . import algebra as al
+from .dag import REWRITTEN, once, written_size
+
 
 def plain(expr):
     """The SymPy expression of a block: a `Block` gives its expression, a Jacobian of one
@@ -29,16 +32,21 @@ def terms(expr):
     return expr.args if isinstance(expr, MatAdd) else (expr,)
 
 
-def _is_diagonal(m):
+def _is_diagonal(m, known=None):
     """Is `m` diagonal by its form (see `_diag_vector`)? Stops at the first factor or term
-    that is not, building nothing: a stack's dense cross-layer blocks are huge."""
-    if isinstance(m, (DiagMatrix, Identity, ZeroMatrix)):
-        return True
-    if isinstance(m, MatAdd):
-        return all(_is_diagonal(a) for a in m.args)
-    if isinstance(m, MatMul):
-        return all(_is_diagonal(a) for a in m.as_coeff_matrices()[1])
-    return False
+    that is not, building nothing: a stack's dense cross-layer blocks are huge. `known`
+    holds the answers so far, so that a shared subexpression is read once."""
+    known = {} if known is None else known
+    if m not in known:
+        if isinstance(m, (DiagMatrix, Identity, ZeroMatrix)):
+            known[m] = True
+        elif isinstance(m, MatAdd):
+            known[m] = all(_is_diagonal(a, known) for a in m.args)
+        elif isinstance(m, MatMul):
+            known[m] = all(_is_diagonal(a, known) for a in m.as_coeff_matrices()[1])
+        else:
+            known[m] = False
+    return known[m]
 
 
 def _diag_vector(m):
@@ -46,19 +54,27 @@ def _diag_vector(m):
     None: diag(u) -> u, I -> ones, a product of diagonals -> their elementwise product, a
     sum of them -> the sum. Sums inside products count (the peephole LSTM's ∂h'/∂c is
     diag(.) (diag(.) + diag(.) + diag(f))): read term by term they were called dense."""
+    known, sizes = {}, {}
+    return once(lambda node, again: _diag_node(node, again, known, sizes), m)
+
+
+def _diag_node(m, again, known, sizes):
     if isinstance(m, DiagMatrix):
         return m.args[0]
     if isinstance(m, (Identity, ZeroMatrix)):
         return (OneMatrix if isinstance(m, Identity) else ZeroMatrix)(m.shape[0], 1)
-    if not _is_diagonal(m):
+    if not _is_diagonal(m, known):
         return None
     if isinstance(m, MatAdd):
-        return sp.MatAdd(*map(_diag_vector, m.args))
+        return sp.MatAdd(*map(again, m.args))
     if isinstance(m, MatMul):
         coeff, mats = m.as_coeff_matrices()
-        vectors = [_diag_vector(a) for a in mats]
+        vectors = [again(a) for a in mats]
         kept = [v for v, a in zip(vectors, mats) if not isinstance(a, Identity)]
-        vector = sp.hadamard_product(*kept) if kept else OneMatrix(m.shape[0], 1)
+        # SymPy's hadamard_product (a doit) rewrites each occurrence of every node below:
+        # past dag.REWRITTEN the product of the diagonals is built as it stands
+        product = sp.hadamard_product if written_size(kept, sizes) <= REWRITTEN else al.hadamard
+        vector = product(*kept) if kept else OneMatrix(m.shape[0], 1)
         return vector if coeff == 1 else coeff * vector
     return None
 
