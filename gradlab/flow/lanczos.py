@@ -37,15 +37,21 @@ LANCZOS_STEPS = 20        # block steps before svdvals takes over: by then they 
 LANCZOS_FIRST_CHECK = 3   # block steps before the first convergence check (measured: with
                           # a warm start no matrix converged in fewer, and each check costs
                           # an eigh per matrix)
-# Default relative accuracy of each spectral norm (`gradient_flow(rtol=)`), as the bound
-# above. In float64 the error seen against svdvals is below 1e-11 (worst 9.7e-12); in
-# float32 rounding in the passes over M adds ~sqrt(S) eps (5.4e-7 seen at S = 128).
+# Default relative accuracy of each spectral norm (`gradient_flow(rtol=)`), of the
+# matrices as the walk holds them (the rounding in forming a product is any float chain's,
+# not the norm's). In float64 the bound takes all of rtol, rounding being ~1e-15; the error
+# seen against svdvals is below 1e-11 (worst 9.7e-12). In float32 rounding in the passes
+# over M adds ~1e-7 to the Ritz values (a bound of 5e-7 gave errors up to 6.0e-7 at S =
+# 256), so the bound takes half of rtol and leaves the rest to rounding (FLOAT32_SHARE).
 RTOL = {torch.float64: 1e-11, torch.float32: 5e-7}
+FLOAT32_SHARE = 0.5
 
 
 def tolerance(dtype, rtol=None):
-    """quad = 2 rtol: a matrix is done when the bound on the relative error of the top
-    eigenvalue of M M^T is below quad (sigma = sqrt(lambda): half the relative error)."""
+    """quad = 2 rtol (float32: 2 rtol FLOAT32_SHARE): a matrix is done when the bound on
+    the relative error of the top eigenvalue of M M^T is below quad (sigma = sqrt(lambda):
+    half the relative error). What the bound cannot reach in float32 (rtol at rounding
+    level) ends in svdvals, taken in float64."""
     if rtol is None:
         if dtype not in RTOL:
             raise GradlabError(f"spectral norms are computed in float32 or float64, "
@@ -53,7 +59,7 @@ def tolerance(dtype, rtol=None):
         rtol = RTOL[dtype]
     if isinstance(rtol, bool) or not isinstance(rtol, numbers.Real) or not 0 < rtol < 1:
         raise GradlabError(f"rtol must be a number in (0, 1), got {rtol!r}")
-    return 2.0 * float(rtol)
+    return 2.0 * float(rtol) * (FLOAT32_SHARE if dtype == torch.float32 else 1.0)
 
 
 def orthonormal_rows(W, V):
@@ -263,7 +269,7 @@ class Spectral:
                                              first_check=self.pace.plain,
                                              keep=last)
             if level:                        # s = lambda_max(X / F), X = A^(2^(level - 1))
-                s = ((s.log() + log_f) * 0.5 ** level).exp()
+                s = ((s.double().log() + log_f.double()) * 0.5 ** level).exp().to(s.dtype)
             sigma = s / scale
             if len(rest):                    # not certified: Lanczos on M^ from the top
                 U = torch.cat([U.new_zeros(len(rest), 1, S),          # Ritz vector and a

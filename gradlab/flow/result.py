@@ -337,13 +337,16 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
              are computed on first use. blocks: also the norms of the per-part blocks.
     seed:    for the random starts of the spectral iteration (results do not depend on it
              beyond rounding).
-    rtol:    relative accuracy of every spectral norm and smallest singular value, as a
-             bound on each: a residual bound (with an allowance for rounding), proven by
-             the subspace iteration or by Lanczos, else svdvals (default 1e-11 in
-             float64, 5e-7 in float32; the worst error seen against
-             torch.linalg.matrix_norm(ord=2) in float64 is 9.7e-12; in float32 rounding
-             adds ~sqrt(S) eps). A looser one (1e-6 is plenty for a decay rate) costs
-             fewer iterations.
+    rtol:    relative accuracy of every spectral norm and smallest singular value of
+             the products as computed, as a bound on each: a residual bound (with an
+             allowance for rounding), proven by the subspace iteration or by Lanczos,
+             else svdvals (default 1e-11 in float64, 5e-7 in float32, of which the bound
+             takes half and rounding the rest; the worst error seen against
+             torch.linalg.matrix_norm(ord=2) in float64 is 9.7e-12). Forming the
+             products rounds as any float chain does (more where a product is
+             ill-conditioned), and the inverse chain behind min_singular adds ~cond(J_t)
+             eps a step: rtol does not cover those. A looser rtol (1e-6 is plenty for a
+             decay rate) costs fewer iterations.
 
     Shapes and dtypes are checked here, once; the cell runs forward here (`states`);
     the backward walk for the norms waits until a norm is read (`Flow`). params and xs are
