@@ -125,8 +125,9 @@ def test_init_that_misses_its_target_exits_1_with_a_warning(args, tmp_path):
     target = tmp_path / "x.pt"
     result = invoke(*args, *(["--write-torch", str(target)] if args[0] == "lstm" else []))
     assert result.exit_code == 1, result.output
-    warning = [line for line in result.stderr.splitlines()
-               if line.strip() and ": measured " not in line]          # not the progress
+    warning = [line for line in result.stderr.splitlines()      # not the progress (an
+               if line.strip() and ": measured " not in line        # item's own steps show
+               and not line.startswith("gradlab: item ")]           # on a slow machine)
     assert len(warning) == 1 and warning[0].startswith("gradlab: warning: did not reach")
     assert not target.exists() and "wrote" not in result.stdout
 
