@@ -37,7 +37,7 @@ from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import terms_function
 from .diagnosis import block_error, diagnose, exact_jacobian, relative, unseen, \
     unseen_words
-from .user import batched_jacobian, cell_part, lower_precision, right_one_by_one
+from .user import Exited, batched_jacobian, cell_part, lower_precision, right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
 
@@ -228,10 +228,57 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     faint = unseen(terms, exact, blocks, rtol)
     diagnosis = [] if ok else batch_only or rounded or diagnose(
         cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms, bool(faint))
+    if ok and not faint:                             # the verdict is at the params given
+        diagnosis = _with_biases(fn, cell, params, yours, state, x, shape, layout, wrt,
+                                 blocks, rtol, seed, theirs)
     return Result(ok and not faint, Error(absolute, relative),
                   max(blocks.keys, key=errors.get), errors,
                   diagnosis + (unseen_words(faint, ok) if faint else []), x.shape[0],
                   inconclusive=ok and bool(faint))
+
+
+def _with_biases(fn, cell, params, yours, state, x, shape, layout, wrt, blocks, rtol, seed,
+                 theirs):
+    """[a note] where fn agreed, but the params' all-zero vectors (biases of scale 0, as
+    init_params gives by default) hide what it does with them: with them drawn nonzero, fn
+    (if it reads params: its answer changes) disagrees. A derivation without b_hn agrees at
+    b_hn = 0, and no draw of states can show it: right for a model without that bias
+    (which is checked at zero biases), wrong for one with it. [] where nothing hides."""
+    zero = [p for p in cell.param_names if params[p].ndim == 1 and params[p].numel()
+            and not bool(params[p].any())]
+    if not zero:
+        return []
+    gen = torch.Generator().manual_seed(derived_seed(seed, 2))
+    noise = {p: torch.randn(params[p].shape, generator=gen, dtype=torch.float64
+                            ).to(params[p]) for p in cell.param_names}
+    # the zero vectors drawn nonzero, every other array moved by ~10% (so that a fn that
+    # reads params, but not those vectors, answers differently: told from a closure)
+    drawn = {p: 0.5 * noise[p] if p in zero else params[p] * (1 + 0.1 * noise[p])
+             for p in cell.param_names}
+    try:
+        again, _, _ = batched_jacobian(fn, {**yours, **drawn}, state, x, shape)
+    except Exited:
+        raise
+    except GradlabError:             # fails only there: the verdict at the params given
+        return []
+    if tuple(again.shape[1:]) != shape:
+        return []
+    again = again.transpose(1, 2) if layout == "denominator" else again
+    if not bool(torch.isfinite(again).all()) or torch.equal(again, theirs):
+        return []                    # fn does not read params (a closure): nothing to see
+    exact = blocks.select(exact_jacobian(cell, wrt, {**params, **drawn}, state, x))
+    absolute = float((again - exact).abs().max())
+    relative = absolute / (float(exact.abs().max()) or 1.0)
+    errors = {k: block_error(blocks.part(again, k), blocks.part(exact, k), exact)
+              for k in blocks.keys}
+    relative = max(relative, *errors.values())
+    if relative <= rtol:
+        return []
+    return [f"Note: it agrees at the params given, where {', '.join(zero)} are all zero, but "
+            f"not with them drawn nonzero (N(0, 0.25) each entry, the other params moved by "
+            f"~10%): max relative error {relative:.3g}. Your derivation leaves a term with "
+            "them out or gets it wrong: right for a model without them, wrong for one with "
+            "them (check at nonzero biases: gradlab check's default --bias-scale 0.5)."]
 
 
 def _other_shape(theirs, exact, layout, blocks):

@@ -149,7 +149,10 @@ def batched_jacobian(fn, params, state, x, shape, hints=None):
 
 
 def copied(params):
-    return {k: v.clone() for k, v in params.items()}
+    """A copy of each array entry for one call (fn may write into them); other entries
+    (a float, a string: the user's own helpers) as they are."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v.copy()
+            if isinstance(v, np.ndarray) else v for k, v in params.items()}
 
 
 def per_sample(fn, params, state, x, shape):
@@ -162,7 +165,7 @@ def per_sample(fn, params, state, x, shape):
         if tuple(one.shape) != shape:
             raise GradlabError(f"the function under test returned shape {tuple(one.shape)} "
                                f"for one sample; expected {shape}")
-        rows.append(one)
+        rows.append(one.clone())      # fn may return one buffer it writes each call
     return torch.stack(rows), dtype
 
 
