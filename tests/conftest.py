@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import sympy as sp
 import torch
 from torch.func import jacrev, vmap
 
@@ -157,3 +158,16 @@ def sample_jacobians(step, params, state, x, *, batched=False):
 
     return tuple(torch.diagonal(jacrev(whole, argnums=a)(s, x), dim1=0, dim2=2).permute(2, 0, 1)
                  for a in (0, 1))                                    # (B, S, B, in) -> (B, S, in)
+
+
+def entries_at(expr, n=2):
+    """A symbolic matrix expression's entries at n = m = 2, its matrix symbols replaced
+    by fixed random numbers: what printing and block algebra must leave unchanged."""
+    expr = sp.sympify(expr)
+    sizes = {sp.Symbol(s, integer=True, positive=True): n for s in "nm"}
+    g = torch.Generator().manual_seed(0)
+    numbers = {}
+    for M in sorted(expr.atoms(sp.MatrixSymbol), key=str):
+        rows, cols = (int(d.xreplace(sizes)) for d in M.shape)
+        numbers[M] = sp.Matrix(torch.rand(rows, cols, generator=g, dtype=torch.float64).tolist())
+    return sp.Matrix(expr.xreplace(numbers).xreplace(sizes).doit().as_explicit()).evalf()

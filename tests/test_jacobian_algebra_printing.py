@@ -13,22 +13,11 @@ import torch
 from sympy import BlockMatrix
 
 import gradlab
+from conftest import entries_at
 from gradlab import GradlabError
 
 RAW = ("**", "*[[", "⋅", "Lambda", "_d", "DiagMatrix", "HadamardProduct", "Inverse(",
        "MatMul(", "MatAdd(")
-
-
-def _entries(expr, n=2):
-    """expr's entries at n = m = 2, its matrix symbols replaced by fixed random numbers."""
-    expr = sp.sympify(expr)
-    sizes = {sp.Symbol(s, integer=True, positive=True): n for s in "nm"}
-    g = torch.Generator().manual_seed(0)
-    numbers = {}
-    for M in sorted(expr.atoms(sp.MatrixSymbol), key=str):
-        rows, cols = (int(d.xreplace(sizes)) for d in M.shape)
-        numbers[M] = sp.Matrix(torch.rand(rows, cols, generator=g, dtype=torch.float64).tolist())
-    return sp.Matrix(expr.xreplace(numbers).xreplace(sizes).doit().as_explicit()).evalf()
 
 
 def _close(a, b):
@@ -75,11 +64,11 @@ def test_inverse_prints_as_a_block_matrix_to_the_minus_one(lstm, rnn):
 
 
 def test_inverse_is_the_inverse_of_j_written_out(lstm):
-    whole = _entries(lstm)
-    assert _close(_entries(lstm**-1), whole.inv())
-    assert _close(_entries(lstm**-2), whole.inv() ** 2)
-    assert _close(_entries(lstm.inverse()), whole.inv())
-    assert _close(_entries(lstm**-1 @ lstm), sp.eye(4)) and str(lstm**-1 @ lstm) == "I"
+    whole = entries_at(lstm)
+    assert _close(entries_at(lstm**-1), whole.inv())
+    assert _close(entries_at(lstm**-2), whole.inv() ** 2)
+    assert _close(entries_at(lstm.inverse()), whole.inv())
+    assert _close(entries_at(lstm**-1 @ lstm), sp.eye(4)) and str(lstm**-1 @ lstm) == "I"
 
 
 def test_sums_and_multiples_are_block_matrices_of_the_blocks(lstm, rnn):
@@ -99,13 +88,13 @@ def test_sums_and_multiples_are_block_matrices_of_the_blocks(lstm, rnn):
 
 
 def test_sums_and_multiples_equal_the_arithmetic_on_j_written_out(lstm):
-    whole = _entries(lstm)
+    whole = entries_at(lstm)
     x = sp.Symbol("x")
     for shown, want in ((lstm + lstm, 2 * whole), (2 * lstm, 2 * whole), (-lstm, -whole),
                         (lstm - lstm, 0 * whole), (lstm / 2, whole / 2),
                         (lstm + lstm.T, whole + whole.T), (lstm @ lstm - lstm, whole**2 - whole),
                         ((x * lstm).subs(x, 3), 3 * whole)):
-        assert _close(_entries(shown), want)
+        assert _close(entries_at(shown), want)
 
 
 def test_a_sum_or_multiple_has_no_named_blocks(lstm):

@@ -13,7 +13,7 @@ from sympy import BlockMatrix
 import gradlab
 from gradlab import GradlabError
 from gradlab.repl import HOWTO, namespace
-from conftest import invoke, random_inputs, relative_error
+from conftest import entries_at, invoke, random_inputs, relative_error
 
 INTERNALS = ("Lambda", "_d", "DiagMatrix", "HadamardProduct", "Eq(")
 
@@ -272,18 +272,6 @@ def test_an_explicit_matrix_from_a_block_stays_a_sympy_matrix():
     assert explicit[0, 1] == 0
 
 
-def _entries(expr, n=2):
-    """expr's entries at n = m = 2, its matrix symbols replaced by fixed random numbers."""
-    expr = sp.sympify(expr)
-    sizes = {sp.Symbol(s, integer=True, positive=True): n for s in "nm"}
-    g = torch.Generator().manual_seed(0)
-    numbers = {}
-    for M in sorted(expr.atoms(sp.MatrixSymbol), key=str):
-        rows, cols = (int(d.xreplace(sizes)) for d in M.shape)
-        numbers[M] = sp.Matrix(torch.rand(rows, cols, generator=g, dtype=torch.float64).tolist())
-    return sp.Matrix(expr.xreplace(numbers).xreplace(sizes).doit().as_explicit()).evalf()
-
-
 def _close(a, b):
     return a.shape == b.shape and max(abs(x) for x in (a - b)) < 1e-12
 
@@ -293,11 +281,11 @@ def test_whole_jacobian_arithmetic_is_a_block_matrix_printed_as_derive_does():
     entry by entry to the products of J written out, and they print without SymPy's
     internals (J.T printed DiagMatrix(HadamardProduct(...)) and J * J ended in **2)."""
     J = gradlab.cell("gru").jacobian()
-    whole = _entries(J)
+    whole = entries_at(J)
     for shown, want in ((J.T, whole.T), (J * J, whole * whole), (J @ J, whole * whole),
                         (J**3, whole**3), (J.T * J, whole.T * whole)):
         assert isinstance(shown, BlockMatrix)
-        assert _close(_entries(shown), want)
+        assert _close(entries_at(shown), want)
         for printed in (str(shown), sp.pretty(shown), sp.latex(shown)):
             assert not any(raw in printed for raw in INTERNALS + ("**", "Hadamard")), printed
     lstm = gradlab.cell("lstm").jacobian()
@@ -311,8 +299,8 @@ def test_a_block_has_matrix_powers_and_divides_by_numbers():
     block = J["c", "c"]
     assert str(block**2) == "(diag(f))^2" and str(block**-1) == "(diag(f))^(-1)"
     assert str(block / 2) == "1/2 diag(f)"
-    assert _close(_entries(block**2), _entries(block) ** 2)
-    assert _close(_entries(block / 2), _entries(block) / 2)
+    assert _close(entries_at(block**2), entries_at(block) ** 2)
+    assert _close(entries_at(block / 2), entries_at(block) / 2)
     for bad, words in ((lambda: block**0.5, "whole number"), (lambda: block / block, "number"),
                        (lambda: block / 0, "zero"),
                        (lambda: gradlab.cell("gru").jacobian("input")["h", "x"]**2, "square")):
