@@ -212,14 +212,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
             f"Your Jacobian holds {int((~finite).sum())} entries that are nan or inf, e.g. "
             f"[{b}, {i}, {j}] = {float(theirs[b, i, j])} where the exact value is "
             f"{float(exact[b, i, j]):.6g}."], x.shape[0])
-    absolute = float((theirs - exact).abs().max())
-    relative = absolute / (float(exact.abs().max()) or 1.0)
-    errors = {k: block_error(blocks.part(theirs, k), blocks.part(exact, k), exact)
-              for k in blocks.keys}
-    # every block on its own scale too: a block wrong throughout (diag(f) left out) is
-    # small against a block a million times larger, and must not pass for it
-    ok = relative <= rtol and all(e <= rtol for e in errors.values())
-    relative = max(relative, *errors.values())
+    absolute, relative, errors = _errors(theirs, exact, blocks)
+    ok = relative <= rtol
     batch_only = None if ok or one_by_one or x.shape[0] == 1 else right_one_by_one(
         fn, yours, state, x, shape, layout, exact, rtol)
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
@@ -235,6 +229,17 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                   max(blocks.keys, key=errors.get), errors,
                   diagnosis + (unseen_words(faint, ok) if faint else []), x.shape[0],
                   inconclusive=ok and bool(faint))
+
+
+def _errors(theirs, exact, blocks):
+    """(largest absolute error, largest relative error, {block: relative error}): relative
+    to the whole Jacobian and to every block on its own scale too, since a block wrong
+    throughout (diag(f) left out) is small against a block a million times larger, and
+    must not pass for it."""
+    absolute = float((theirs - exact).abs().max())
+    errors = {k: block_error(blocks.part(theirs, k), blocks.part(exact, k), exact)
+              for k in blocks.keys}
+    return absolute, max(absolute / (float(exact.abs().max()) or 1.0), *errors.values()), errors
 
 
 def _with_biases(fn, cell, params, yours, state, x, shape, layout, wrt, blocks, rtol, seed,
@@ -267,11 +272,7 @@ def _with_biases(fn, cell, params, yours, state, x, shape, layout, wrt, blocks, 
     if not bool(torch.isfinite(again).all()) or torch.equal(again, theirs):
         return []                    # fn does not read params (a closure): nothing to see
     exact = blocks.select(exact_jacobian(cell, wrt, {**params, **drawn}, state, x))
-    absolute = float((again - exact).abs().max())
-    relative = absolute / (float(exact.abs().max()) or 1.0)
-    errors = {k: block_error(blocks.part(again, k), blocks.part(exact, k), exact)
-              for k in blocks.keys}
-    relative = max(relative, *errors.values())
+    relative = _errors(again, exact, blocks)[1]
     if relative <= rtol:
         return []
     return [f"Note: it agrees at the params given, where {', '.join(zero)} are all zero, but "
