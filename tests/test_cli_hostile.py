@@ -269,7 +269,8 @@ def test_init_never_counts_an_unmeasured_timescale_as_reached(monkeypatch):
     """inf (no decay) scored as e^10 = 22026 steps: a target near it 'converged' on inf."""
     import gradlab.meanfield.critical as critical
     monkeypatch.setattr(critical, "measure_timescale", lambda *a, **k: float("inf"))
-    found = critical.critical_init("lstm", 22000, hidden=4, inputs=2, measurements=3)
+    found = critical.critical_init("lstm", 22000, hidden=4, inputs=2, measurements=3,
+                                   steps=30000)
     assert not found["converged"]
 
 

@@ -64,7 +64,7 @@ def train(names, task_spec, out, force, **options):
     click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
 
 
-MEASUREMENTS = 5          # `gradlab init` measures at most this often (critical_init's default)
+MEASUREMENTS = 8          # `gradlab init` measures at most this often (critical_init's default)
 
 
 @click.command("init")
@@ -109,7 +109,11 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
                 else "") + f"; torch ships: {', '.join(MODULES)}")
         target = new_file(write_torch, "--write-torch")
     from .. import budget
-    from ..meanfield.critical import measure_steps
+    from ..meanfield.critical import longest_timescale, measure_steps
+    if timescale > longest_timescale(measure_steps(timescale)):
+        raise GradlabError(f"--timescale {timescale:g} is longer than gradlab init can "
+                           f"measure: at most {longest_timescale(measure_steps(timescale))} "
+                           f"steps (one sequence of {measure_steps(timescale)})")
     budget.ensure_init_fits(c, hidden, inputs, measure_steps(timescale))
     with Progress(MEASUREMENTS, f"init {c.name}: measured") as progress:
         found = critical_init(c, timescale, hidden=hidden, inputs=inputs,

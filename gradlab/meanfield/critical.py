@@ -75,9 +75,29 @@ def measure_timescale(c, options, *, hidden, inputs, steps, batch=1, seed=0,
     xs = make_inputs("gaussian", steps, batch, inputs, seed=derived_seed(seed, 1),
                      dtype=torch.float64)
     flow = gradient_flow(c, params, xs, norms=(kind,), blocks=False)
+    start, stop = _window(steps)
+    return timescale_of(flow.rate(kind, start=start, stop=stop))
+
+
+def longest_timescale(steps):
+    """The longest timescale a measurement over `steps` can see decay: its fitted lags
+    span it (1490 at 2000 steps, `measure_steps`' longest)."""
+    start, stop = _window(steps)
+    return stop - start
+
+
+def _window(steps):
+    """The lags a measurement over `steps` fits (first to last)."""
     start = max(1, steps // 4)
-    rate = flow.rate(kind, start=start, stop=max(start + 1, steps - 10))
-    return timescale_of(rate)
+    return start, max(start + 1, steps - 10)
+
+
+def _steps_for(timescale):
+    """The fewest steps whose fitted lags span `timescale`."""
+    steps = max(3, math.ceil(timescale * 4 / 3))
+    while _window(steps)[1] - _window(steps)[0] < timescale:
+        steps += 1
+    return steps
 
 
 def measure_steps(timescale):
@@ -86,20 +106,74 @@ def measure_steps(timescale):
     return int(min(2000, max(100, 6 * timescale)))
 
 
+def _search(miss, x, step, *, positive, measurements, within):
+    """Turn the knob until miss(x) (log measured / target timescale; +inf too long or not
+    measured, -inf too short) is within `within`, at most `measurements` calls; returns
+    (|miss|, x) of the closest. The timescale grows with the knob (a larger gate bias or
+    weight scale keeps gradients longer), so every measurement says which side the target
+    lies on: until the target is bracketed the search steps that way, doubling the step
+    each time (a theory far off costs a few measurements, not one per 0.5), then narrows
+    the bracket by secant (through both ends, or where one end was never measured through
+    the other and its neighbour; by bisection where neither exists or the slope is wrong). It
+    never measures a knob value twice (the measurement is deterministic), and a weight
+    scale stays positive (halved towards 0)."""
+    seen = {}
+    while len(seen) < measurements and x not in seen:
+        seen[x] = y = miss(x)
+        if abs(y) <= within:
+            break
+        short = [(v, m) for v, m in seen.items() if m < 0]
+        long = [(v, m) for v, m in seen.items() if m > 0]
+        lo, hi = max(short, default=None), min(long, default=None)
+        if lo is not None and hi is not None and lo[0] < hi[0]:      # bracketed
+            (a, ya), (b, yb) = lo, hi
+            x = 0.5 * (a + b)
+            ends = (lo, hi) if math.isfinite(ya) and math.isfinite(yb) else _finite_side(
+                short if math.isfinite(ya) else long, lo if math.isfinite(ya) else hi)
+            if ends is not None:                                     # secant, kept inside
+                (u, yu), (v, yv) = ends
+                if (yv - yu) / (v - u) > 0:
+                    x = float(np.clip(u - yu * (v - u) / (yv - yu), a + 0.1 * (b - a),
+                                      b - 0.1 * (b - a)))
+        elif y > 0 or (hi is not None and lo is None):               # too long: go down
+            x = hi[0] - step
+            if positive and x <= 0:
+                x = hi[0] / 2
+            step *= 2
+        else:                                                        # too short: go up
+            x = lo[0] + step
+            step *= 2
+    return min((abs(m), v) for v, m in seen.items())
+
+
+def _finite_side(side, end):
+    """The bracket's finite `end` and its nearest finite neighbour on the same side of
+    the target (a secant through them reaches into a bracket whose other end was never
+    measured), or None."""
+    others = [p for p in side if p != end and math.isfinite(p[1])]
+    if not math.isfinite(end[1]) or not others:
+        return None
+    return min(others, key=lambda p: abs(p[0] - end[0])), end
+
+
 @arguments_checked
 def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
                   bias_scale=0.1, input_scale=1.0, gate_bias=0.0, tolerance=0.1,
-                  measurements=5, steps=None, seed=0, report=None):
+                  measurements=8, steps=None, seed=0, report=None):
     """init_params options whose gradients decay with `timescale` steps at width `hidden`:
     the timescale of the Frobenius norm of P_k, the mean squared gradient, which is what
     the mean-field theory predicts (`measure_timescale`).
 
     The knob is the gate bias where the cell declares one, else the weight scale; the
     other options are kept. It starts where the annealed mean-field theory puts the
-    timescale, then corrects by secant steps on the knob against log(measured timescale)
-    (gradient_flow, one sequence of `steps` = 6 x timescale by default, 100..2000), at most
-    `measurements` runs, until the measurement is within `tolerance` of the target.
-    Deterministic for a seed. Returns {"options": init_params keywords, their values flat,
+    timescale, then corrects it by measurement (gradient_flow, one sequence of `steps` = 6 x
+    timescale by default, 100..2000): steps towards the target, doubling, until it is
+    bracketed, then secant or bisection inside the bracket (`_search`), at most
+    `measurements` runs, until the measurement is within `tolerance` of the target. A
+    target the fit cannot see decay (the fitted lags span less than one timescale: above
+    1490 steps at the default length) is refused; pass a longer `steps`. The measurement is
+    of the weights `seed` draws: at small widths another seed's differ (rnn_tanh at n = 20:
+    by about 10 %). Deterministic for a seed. Returns {"options": init_params keywords, their values flat,
     "knob", "predicted_timescale" (theory, where the search starts: the target),
     "theory_timescale" (theory at the options returned), "measured_timescale",
     "spectral_timescale" (the spectral norm's at the options returned, measured the same
@@ -121,7 +195,16 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     if report is not None and not callable(report):
         raise GradlabError(f"report must be a function report(knob, value, timescale) or "
                            f"None, got {type(report).__name__}")
-    steps = measure_steps(timescale) if steps is None else integer(steps, "steps", 3)
+    given = steps is not None
+    steps = integer(steps, "steps", 3) if given else measure_steps(timescale)
+    window = _window(steps)
+    if longest_timescale(steps) < timescale:
+        raise GradlabError(
+            f"critical_init: timescale {timescale:g} is longer than a measurement over "
+            f"{steps} steps can see decay (it fits lags {window[0]}..{window[1]}, "
+            + (f"less than one timescale); pass steps >= {_steps_for(timescale)}"
+               if given or _steps_for(timescale) <= 10 ** 6 else "less than one timescale)")
+            + ("" if given else f" (the default is {steps})"))
     checked = Scales(weight_scale=weight_scale, bias_scale=bias_scale,
                      input_scale=input_scale, gate_bias=gate_bias)    # one line if bad
     options = {k: getattr(checked, k) for k in ("weight_scale", "bias_scale", "input_scale",
@@ -147,26 +230,12 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
         return math.log(t) - math.log(timescale)
 
     history = []
-    x0, y0 = start, miss(start)
-    best = (abs(y0), x0)
-    step = 0.5 if knob == "gate_bias" else 0.05
-    x1 = x0 - math.copysign(step, y0)
-    while len(history) < measurements and abs(y0) > math.log1p(tolerance):
-        y1 = miss(x1)
-        best = min(best, (abs(y1), x1))
-        if abs(y1) <= math.log1p(tolerance):
-            break
-        slope = (y1 - y0) / (x1 - x0) if x1 != x0 else 0.0
-        x0, y0 = x1, y1
-        if slope == 0 or not math.isfinite(slope):
-            x1 = x1 - math.copysign(step, y1)
-        else:
-            x1 = x1 - float(np.clip(y1 / slope, -3.0, 3.0))
-        if knob == "weight_scale" and x1 <= 0:       # a scale is never negative: halve
-            x1 = x0 / 2                              # towards 0 instead (n = 4 went there)
+    best = _search(miss, start, 0.5 if knob == "gate_bias" else 0.05,
+                   positive=knob == "weight_scale", measurements=measurements,
+                   within=math.log1p(tolerance))
     value = best[1]
     options[knob] = float(value)
-    measured = dict(history)[value]
+    measured = dict(history)[float(value)]
     spectral = measure_timescale(c, options, hidden=hidden, inputs=inputs, steps=steps,
                                  seed=seed, kind="spectral")
     return {**options, "options": dict(options), "knob": knob, "hidden": hidden,

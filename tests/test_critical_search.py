@@ -1,0 +1,91 @@
+"""critical_init's search on the knob, against measurements made up here (monkeypatched
+`measure_timescale`), so each case is exact and fast: a measurement that is inf beside a
+finite one, a theory far off, a target no measurement of the default length can see."""
+
+import math
+
+import pytest
+
+import gradlab.meanfield.critical as critical
+from gradlab.errors import GradlabError
+from gradlab.meanfield import critical_init
+
+from conftest import assert_one_line_error, invoke
+
+
+def measuring(monkeypatch, curve):
+    """Replace the measurement by curve(knob value); returns the values asked for."""
+    asked = []
+
+    def measure(cell, options, **kw):
+        knob = "gate_bias" if cell.gate_bias else "weight_scale"
+        asked.append(options[knob])
+        return curve(options[knob])
+    monkeypatch.setattr(critical, "measure_timescale", measure)
+    return asked
+
+
+def test_an_inf_beside_a_finite_measurement_is_bracketed_not_alternated(monkeypatch):
+    """rnn_tanh N = 100: 1.84 measured 50, 1.89 inf, and the secant step (slope not
+    finite) went back to 1.84: six measurements, two distinct knob values."""
+    edge = 1.87
+
+    def curve(w):     # steep up to the edge of chaos, no decay past it
+        return math.inf if w >= edge else 50.0 * (edge - 1.84) / (edge - w)
+    start = critical._theory_start    # the theory's start, kept: the search is under test
+    asked = measuring(monkeypatch, curve)
+    found = critical_init("rnn_tanh", 100, hidden=4, inputs=2, measurements=8)
+    assert len(set(asked[:-1])) == len(asked) - 1          # the last is the spectral one
+    assert found["converged"], found["measurements"]
+    assert curve(found["weight_scale"]) == pytest.approx(100, rel=0.1)
+    assert start is critical._theory_start
+
+
+def test_a_theory_far_off_costs_a_few_measurements(monkeypatch):
+    """lstm: the annealed theory's gate bias is far too steep; the search walked down 0.5
+    per inf measurement and ran out of measurements at N = 100."""
+    monkeypatch.setattr(critical, "_theory_start", lambda *a: 4.5)
+
+    def curve(b):     # the target lies at gate bias 2.6, inf from 2.9 up
+        return math.inf if b >= 2.9 else 100.0 * math.exp(3.0 * (b - 2.6))
+    asked = measuring(monkeypatch, curve)
+    found = critical_init("lstm", 100, hidden=4, inputs=2, measurements=8)
+    assert found["converged"], found["measurements"]
+    assert found["gate_bias"] == pytest.approx(2.6, abs=0.04)
+    assert asked[:4] == [4.5, 4.0, 3.0, 1.0]               # the step doubles
+    assert len(asked) - 1 <= 6
+
+
+def test_the_weight_scale_stays_positive_while_it_is_lowered(monkeypatch):
+    asked = measuring(monkeypatch, lambda w: 20.0 * w / 0.01)
+    found = critical_init("rnn_tanh", 20, weight_scale=0.3, hidden=4, inputs=2,
+                          measurements=12)
+    assert min(asked) > 0 and found["converged"]
+    assert found["weight_scale"] == pytest.approx(0.01, rel=0.1)
+
+
+def test_the_search_stops_rather_than_measure_one_value_twice(monkeypatch):
+    """Not monotone (noise near an edge): the closest measured comes back, unconverged."""
+    asked = measuring(monkeypatch, lambda w: 5.0 if w < 1.0 else math.inf)
+    found = critical_init("rnn_tanh", 20, hidden=4, inputs=2, measurements=40)
+    values = asked[:-1]
+    assert len(set(values)) == len(values) and not found["converged"]
+    assert found["measured_timescale"] in (5.0, math.inf)
+
+
+def test_a_target_the_measurement_cannot_see_is_refused(monkeypatch):
+    """The default measurement is 2000 steps at most, fitted over lags 500..1990: a
+    timescale of 22000 was searched for in a window where the norm hardly falls."""
+    asked = measuring(monkeypatch, lambda v: 1.0)
+    with pytest.raises(GradlabError, match=r"^critical_init: timescale 22000 is longer "
+                       r"than a measurement over 2000 steps can see decay .*pass steps >= "
+                       r"29346 \(the default is 2000\)$"):
+        critical_init("gru", 22000, hidden=4, inputs=2)
+    with pytest.raises(GradlabError, match=r"over 100 steps .*pass steps >= 2002$"):
+        critical_init("gru", 1492, hidden=4, inputs=2, steps=100)
+    assert critical.longest_timescale(2000) == 1490 and not asked
+    critical_init("gru", 1490, hidden=4, inputs=2, measurements=1)     # just measurable
+    assert len(asked) == 2
+    result = invoke("init", "gru", "--timescale", "1500", "--hidden", "4", "--inputs", "2")
+    assert_one_line_error(result, "--timescale 1500 is longer than gradlab init can "
+                                  "measure: at most 1490 steps")
