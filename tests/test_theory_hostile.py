@@ -35,7 +35,7 @@ def test_init_reports_each_measurement_as_it_goes():
     assert result.exit_code in (0, 1), result.output
     lines = [line for line in result.stderr.splitlines() if "init gru: measured" in line]
     assert lines and lines[0].startswith("gradlab: init gru: measured gate-bias ")
-    assert lines[0].endswith("(1/5)") and ": timescale " in lines[0]
+    assert lines[0].endswith("(1/8)") and ": timescale " in lines[0]
 
 
 def test_a_state_that_stays_zero_is_said_not_warned_about(tmp_path):
