@@ -186,9 +186,13 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         if len(block) == 2 and isinstance(block[0], str) and block[0].endswith("'"):
             block = (block[0][:-1], block[1])          # ("h'", "h"), as J["h'", "h"] reads
         if len(block) != 2 or block[0] not in cell.state_names or block[1] not in ins:
-            raise GradlabError(f"block {given!r} is not (out part, in part) with parts from "
-                               f"{', '.join(cell.state_names)} and {', '.join(ins)}, e.g. "
-                               f"{cell.state_names[0]},{ins[0]}")
+            if len(cell.state_names) == len(ins) == 1:
+                raise GradlabError(f"block {given!r} is not a block of {cell.name}'s "
+                                   f"Jacobian: it has one, ({cell.state_names[0]}, {ins[0]}), "
+                                   f"the whole (leave block out)")
+            raise GradlabError(f"block {given!r} is not (out part, in part): the out part one "
+                               f"of {', '.join(cell.state_names)}, the in part one of "
+                               f"{', '.join(ins)}; e.g. {cell.state_names[0]},{ins[-1]}")
     blocks = Blocks(cell.state_names, ins, n, n if wrt == "state" else x.shape[-1], block)
     exact = blocks.select(exact_jacobian(cell, wrt, params, state, x))
     rows, cols = exact.shape[1:]
