@@ -129,9 +129,8 @@ def check_target(out, *, force=False, cell_files=(), what="--out"):
                            "folder")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is not writable")
-    if probe != path:       # a folder to make: try (an existing one is written into as is)
-        can_create_in(probe, str(out), what)
-    return path
+    can_create_in(probe, str(out), what)   # the folder itself, or where it will be made:
+    return path                            # only trying tells (a read-only mount, /proc)
 
 
 # -- locking and leftovers -----------------------------------------------------------------

@@ -4,6 +4,7 @@ it), or a folder that will not take a new file (as root, os.access says yes even
 /proc; only trying tells)."""
 
 import contextlib
+import errno
 import os
 import tempfile
 
@@ -18,10 +19,21 @@ def plain(text, what):
                            "give a name without one")
 
 
+UNNAMED_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT)
+
+
 def can_create_in(folder, shown, what):
-    """Refuse, in one line, a folder in which a new file cannot be made: one is made there
-    and removed at once."""
+    """Refuse, in one line, a folder in which a new file cannot be made: one is made there.
+    Where the file system can (Linux's O_TMPFILE) the file has no name, so a run killed
+    at this moment leaves nothing in the folder; elsewhere it is named and removed at once."""
     try:
+        if hasattr(os, "O_TMPFILE"):
+            try:
+                os.close(os.open(folder, os.O_TMPFILE | os.O_WRONLY, 0o600))
+                return
+            except OSError as err:
+                if err.errno not in UNNAMED_UNSUPPORTED:
+                    raise
         fd, probe = tempfile.mkstemp(prefix=".gradlab-probe-", dir=folder)
     except OSError as err:
         raise GradlabError(f"cannot write to {shown!r}: {str(folder)!r}: "
