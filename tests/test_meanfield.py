@@ -278,6 +278,15 @@ def test_critical_init_reaches_its_target_at_a_small_width():
     assert found["predicted_timescale"] > 0
     params = gradlab.cell("gru").init_params(64, 8, **options)
     assert params["W_z"].shape == (64, 64)
+    # a dict of init_params options (DESIGN: "returning a dict of init_params options"),
+    # what it measured beside them as attributes, read as items too
+    assert dict(found) == options and len(found) == 4 and "converged" in found
+    assert found.measured_timescale == found["measured_timescale"] == measured
+    assert found.get("knob") == "gate_bias" and found.get("nothing", 3) == 3
+    same = gradlab.cell("gru").init_params(64, 8, **found)
+    assert all(torch.equal(same[k], params[k]) for k in params)
+    with pytest.raises(KeyError):
+        found["nothing"]
 
 
 @pytest.mark.parametrize("args,message", [

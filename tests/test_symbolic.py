@@ -10,7 +10,7 @@ import sympy as sp
 import torch
 from torch.func import jacrev
 from sympy import (BlockMatrix, HadamardPower, HadamardProduct, Identity, MatAdd, MatMul,
-                   OneMatrix, ZeroMatrix)
+                   MatrixSymbol, OneMatrix, ZeroMatrix)
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 import gradlab
@@ -135,6 +135,35 @@ def test_lstm_np_equals_lstm_under_the_parameter_map(size):
     for wrt in ("state", "input"):
         assert relative_error(np_.jacobian_fn(wrt)(mapped, state, x),
                               lstm.jacobian_fn(wrt)(params, state, x)) <= EXACT
+
+
+def commuted(e):
+    """e as a string in which the arguments of every commutative operation are sorted (and
+    a Lambda's dummy is unnamed): equal for expressions that are the same terms and
+    factors in another order."""
+    if isinstance(e, sp.Lambda):
+        return type(e).__name__ + str(e.expr.func)
+    if not e.args:
+        return str(e)
+    kids = [commuted(a) for a in e.args]
+    if isinstance(e, (MatAdd, HadamardProduct, sp.Add, sp.Mul)):
+        kids.sort()
+    return f"{type(e).__name__}({', '.join(kids)})"
+
+
+@pytest.mark.parametrize("wrt", ["state", "input"])
+def test_lstm_np_and_lstm_have_one_jacobian_symbolically(wrt):
+    """Exact in the symbols: every block of lstm's Jacobian, its names mapped to
+    lstm_np's, is lstm_np's block (the same terms; SymPy orders them by name, so the
+    lowered sums add them in another order and agree numerically to rounding only)."""
+    lstm, np_ = gradlab.cell("lstm"), gradlab.cell("lstm_np")
+    names = {q: p for p, q in LSTM_NP.items()} | {"g": "z"}
+    for row_a, row_b in zip(lstm.jacobian_blocks(wrt), np_.jacobian_blocks(wrt)):
+        for a, b in zip(row_a, row_b):
+            mapped = a.xreplace({s: MatrixSymbol(names.get(s.name, s.name), *s.shape)
+                                 for s in a.atoms(MatrixSymbol)})
+            assert commuted(mapped) == commuted(b)
+    assert commuted(lstm.jacobian_blocks(wrt)[0][0]) != commuted(np_.jacobian_blocks(wrt)[0][0])
 
 
 # -- theory.md §3: the constant error carousel -----------------------------------------------

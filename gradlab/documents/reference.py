@@ -200,8 +200,10 @@ These need no approximation, and the tests hold gradlab to them to round-off:
 - The constant error carousel (Hochreiter & Schmidhuber 1997): with the forget gate fixed
   at 1 (lstm_nfg) and nothing from c feeding the input gate, the cell path's Jacobian
   ∂c_t/∂c_(t-1) is the identity.
-- lstm_np and lstm are one function under two sets of names, so their Jacobians agree
-  exactly.
+- lstm_np and lstm are one function under two sets of names, so their Jacobians are
+  exactly the same expressions under the renaming (W_g as W_z, g as z), block for block and
+  term for term. Numerically they agree to rounding (about 1e-16), not bit for bit: the
+  lowered code adds the same terms in the order SymPy gives them, which follows the names.
 
 ## 4. Gated cells, approximately
 

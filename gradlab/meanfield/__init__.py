@@ -31,7 +31,7 @@ from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
 from ..errors import check_seed
-from .critical import critical_init, measure_timescale, timescale_grid
+from .critical import CriticalInit, critical_init, measure_timescale, timescale_grid
 from .dynamic import dynamic
 from .population import Scales, overflow_is_nan, population
 from .probe import probe_curve, probe_rate
@@ -71,7 +71,13 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
 
     The rate is that of the Frobenius norm of the products (the mean squared gradient),
     so compare it with `Flow.rate("frobenius")`: `Flow.rate()` takes the spectral norm by
-    default, which decays more slowly (gru at n = 128: -0.204 against -0.218)."""
+    default, which decays more slowly (gru at n = 128: -0.204 against -0.218).
+
+    Both methods sample a population over a finite run, so near a critical point where the
+    state itself decays slowly they miss by what the run has not reached: rnn_tanh at
+    weight_scale 1 with no input and no bias (exact rate 0: the closed form, gradlab.theory.
+    mean_field_rate) gives -0.0023 after the default burn_in of 100 steps, -0.0002 after 2000
+    (derivations/theory.md §2); the dynamic theory's inputs are white unless inputs=m."""
     if not isinstance(method, str) or method not in METHODS:
         raise GradlabError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     c = as_cell(cell)
