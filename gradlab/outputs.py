@@ -244,6 +244,7 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
             ours = not path.exists() or made_here(path)
             with uninterrupted():
                 if not (ours and not others and _whole(path, files)):
+                    in_the_way(out, path, (*files, MANIFEST), what)   # saved meanwhile
                     _each(path, files)
     except OSError as err:
         raise GradlabError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
@@ -279,6 +280,10 @@ def _whole(path, files):
         (tmp / MARK).unlink()
         if not _exchange(tmp, path):
             (tmp / MARK).touch()
+            return False
+        if foreign(tmp):      # tmp holds the old folder, and the user saved a file there
+            _exchange(tmp, path)               # while this run built the new one: put it
+            (tmp / MARK).touch()               # back; the caller writes file by file
             return False
         (tmp / MARK).touch()                   # tmp now holds the old folder: gradlab's
         return True
