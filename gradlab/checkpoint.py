@@ -41,8 +41,8 @@ import pathlib
 import re
 import warnings
 
-from .errors import GradlabError, entries, non_ascii
-from .paths import can_create_in, plain
+from .errors import GradlabError, entries, non_ascii, not_whole
+from .paths import can_create_in, name_fits, plain
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
          "lstm": ("LSTM", {}), "gru": ("GRU", {})}
@@ -99,13 +99,10 @@ class Model(tuple):
 
 
 def _integer(key, value, spec):
-    if non_ascii(value.strip()):
-        raise GradlabError(f"--arch {spec!r}: {key}={non_ascii(value.strip())}")
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1 or str(number) != value.strip():
+    if not_whole(value):
+        raise GradlabError(f"--arch {spec!r}: {key}={not_whole(value)}")
+    number = int(value)
+    if number < 1:
         raise GradlabError(f"--arch {spec!r}: {key}={value!r} is not a positive integer")
     return number
 
@@ -284,6 +281,7 @@ def new_file(path, what="--write-torch"):
                            "model.pt")
     plain(text, what)
     target = pathlib.Path(os.path.expanduser(text))
+    name_fits(target.name, text, what)
     if os.path.lexists(target) or text.endswith(("/", os.sep)):
         kind = ("is a symbolic link" if target.is_symlink() else "is a folder"
                 if target.is_dir() or text.endswith(("/", os.sep)) else "exists")

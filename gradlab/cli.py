@@ -51,7 +51,9 @@ class Gradlab(click.Group):
             code = 2
         except BrokenPipeError:
             code = 0 if standalone_mode else 1      # `gradlab cells | head`: not an error
-        except Exception as e:
+        except SystemExit:
+            raise
+        except BaseException as e:           # GeneratorExit, a user's own BaseException
             if os.environ.get("GRADLAB_DEBUG"):
                 raise
             kind = type(e).__name__

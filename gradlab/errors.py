@@ -3,6 +3,7 @@ plain arguments (integers, seeds, real numbers, flags) that every entry point sh
 
 import math
 import numbers
+import re
 import unicodedata
 
 
@@ -99,6 +100,37 @@ def non_ascii(text):
     plain = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
     hint = f"; write {plain!r}" if plain.isascii() else ""
     return f"{text!r} is not written in ASCII digits 0-9{hint}"
+
+
+def not_whole(text):
+    """Why `text`, an integer as typed on the command line, is refused, or None. One
+    grammar for every option (--hidden, --seed, --arch, --tasks, ...): ASCII digits,
+    a minus sign allowed (a range check then names the bound), spaces around ignored.
+    Python's int() also reads '+1', '1_0' and other scripts' digits; those are refused,
+    with their plain spelling."""
+    if not isinstance(text, str):
+        return None
+    if non_ascii(text):
+        return non_ascii(text)
+    if re.fullmatch(r"-?[0-9]+", text.strip()):
+        return None
+    try:
+        plain = int(text)
+    except ValueError:
+        return f"{text!r} is not a whole number (digits 0-9)"
+    return f"{text!r} is not written in digits 0-9 alone; write '{plain}'"
+
+
+def not_decimal(text):
+    """Why `text`, a real number as typed, is refused, or None (then float() reads it): as
+    `not_whole`, no digit separators ('1_0' is 10 to Python, a typo to a reader)."""
+    if not isinstance(text, str):
+        return None
+    if non_ascii(text):
+        return non_ascii(text)
+    if "_" in text:
+        return f"{text!r} holds '_'; write the number without separators"
+    return None
 
 
 def entries(value, what):

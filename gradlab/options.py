@@ -3,6 +3,7 @@
 in `cli` call the library with what these return."""
 
 import math
+import os
 import pathlib
 import shlex
 import sys
@@ -11,7 +12,7 @@ import time
 import click
 
 from . import progress
-from .errors import GradlabError, entries, non_ascii
+from .errors import GradlabError, entries, non_ascii, not_decimal, not_whole
 
 
 def cell_list(value):
@@ -81,8 +82,8 @@ class Number(click.ParamType):
         self.low, self.above, self.below = low, above, below
 
     def convert(self, value, param, ctx):
-        if non_ascii(value):
-            self.fail(non_ascii(value), param, ctx)
+        if not_decimal(value):
+            self.fail(not_decimal(value), param, ctx)
         if isinstance(value, float):
             number = value
         else:
@@ -102,13 +103,17 @@ class Number(click.ParamType):
 
 
 class Integer(click.IntRange):
-    """click.IntRange in ASCII digits only (`errors.non_ascii`): int() also reads '１６',
-    which gradlab's own parsers (--arch, --shard, --tasks) refuse."""
+    """click.IntRange in gradlab's one integer grammar (`errors.not_whole`): int() also
+    reads '１６', '+1' and '1_0', which gradlab's own parsers (--arch, --shard, --tasks)
+    refuse."""
 
     def convert(self, value, param, ctx):
-        if non_ascii(value):
-            self.fail(non_ascii(value), param, ctx)
+        if not_whole(value):
+            self.fail(not_whole(value) + self._bounds(), param, ctx)
         return super().convert(value, param, ctx)
+
+    def _bounds(self):
+        return "" if self.min is None else f" (an integer >= {self.min})"
 
 
 POSITIVE = Integer(min=1)
@@ -179,7 +184,7 @@ def notice(message):
 
 def floats(value, what, low=None):
     """A comma-separated list of distinct finite numbers (none below `low`)."""
-    bad = next((non_ascii(v) for v in entries(value, what) if non_ascii(v)), None)
+    bad = next((not_decimal(v) for v in entries(value, what) if not_decimal(v)), None)
     if bad:
         raise GradlabError(f"{what} {value!r}: {bad}")
     try:
@@ -197,6 +202,28 @@ def floats(value, what, low=None):
     return values
 
 
+class Command(click.Command):
+    """A click command that refuses a value option given twice: click keeps the last one
+    silently (`--cells rnn_tanh --cells lstm` reported the lstm alone)."""
+
+    def parse_args(self, ctx, args):
+        if not ctx.resilient_parsing:
+            try:
+                order = self.make_parser(ctx).parse_args(args=list(args))[2]
+            except click.UsageError:
+                order = ()                   # the real parse below says what is wrong
+            seen = set()
+            for param in order:
+                if (isinstance(param, click.Option) and not param.multiple
+                        and not param.count and not param.is_flag):
+                    if param in seen:
+                        raise click.UsageError(
+                            f"{param.opts[0]} is given more than once; give it once (a list "
+                            "goes in one value, comma-separated: --cells rnn_tanh,lstm)", ctx)
+                    seen.add(param)
+        return super().parse_args(ctx, args)
+
+
 def given(name):
     """Whether the running command's option `name` was given (command line or environment),
     not left at its default."""
@@ -205,11 +232,18 @@ def given(name):
                       click.core.ParameterSource.ENVIRONMENT)
 
 
+def shown(path):
+    """A path for the terminal: bytes that are not UTF-8 (a name made elsewhere) as \\xff,
+    where printing the name itself would fail (an output stream that encodes strictly)."""
+    return os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+
+
 def invoked(words):
     """The command line as run ("gradlab sweep --cells lstm ..."), for a report's header,
     when this process runs `gradlab <words>`; else (called from Python) "gradlab <words>"."""
-    if sys.argv[1:1 + len(words.split())] == words.split():
-        return "gradlab " + shlex.join(sys.argv[1:])
+    if sys.argv[1:1 + len(words.split())] == words.split():   # bytes no UTF-8 reads (a
+        return "gradlab " + shlex.join(                        # path's) shown as \xff
+            os.fsencode(a).decode("utf-8", "backslashreplace") for a in sys.argv[1:])
     return "gradlab " + words
 
 
@@ -229,7 +263,7 @@ def open_page(path):
     except (OSError, subprocess.TimeoutExpired):
         failed = True
     if failed:
-        click.echo(f"gradlab: no browser opened the report; open {path} yourself", err=True)
+        click.echo(f"gradlab: no browser opened the report; open {shown(path)} yourself", err=True)
 
 
 def plural(count, noun):

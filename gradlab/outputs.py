@@ -35,13 +35,12 @@ import stat
 import tempfile
 
 from .errors import GradlabError
-from .paths import can_create_in, plain
+from .paths import NAME_MAX, can_create_in, name_fits, plain
 from .signals import uninterrupted
 from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes,
                         owned, plain_name, read_manifest)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
-NAME_MAX = 255                  # bytes in one name (Linux, macOS)
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
 # what mkstemp / mkdtemp append to a prefix: eight characters from [a-z0-9_]
 LEFTOVER = re.compile(r"^\.(?P<target>.+)\.gradlab-[a-z0-9_]{8}(?P<tmp>\.tmp)?$")
@@ -199,6 +198,8 @@ def _check_names(files):
     for rel in files:
         if not plain_name(rel):
             raise GradlabError(f"refusing to write {rel!r}: not a plain name inside the folder")
+        for part in pathlib.PurePosixPath(rel).parts:
+            name_fits(part, rel, "refusing to write")
 
 
 def _fill(folder, files):

@@ -10,6 +10,8 @@ import tempfile
 
 from .errors import GradlabError
 
+NAME_MAX = 255                  # bytes in one name (Linux, macOS)
+
 
 def plain(text, what):
     """Refuse a path holding a control character (NUL, a newline, a tab, ...)."""
@@ -41,3 +43,11 @@ def can_create_in(folder, shown, what):
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)
+
+
+def name_fits(name, shown, what):
+    """Refuse, in one line, a name (one part of a path) longer than a file name may be."""
+    size = len(os.fsencode(name))
+    if size > NAME_MAX:
+        raise GradlabError(f"{what} {shown[:40]!r}...: its name {name[:20]!r}... is {size} "
+                           f"bytes long; a file name may be at most {NAME_MAX}")

@@ -110,10 +110,10 @@ def load(spec, what="cell"):
                 with no_exit(), _on_path(path.resolve().parent), \
                         contextlib.redirect_stdout(sys.stderr):   # what it prints: stderr
                     loader.loader.exec_module(module)
-            except GradlabError:
+            except (GradlabError, KeyboardInterrupt):
                 del sys.modules[module_name]
                 raise
-            except (Exception, SystemExit, ExitCalled) as err:  # not KeyboardInterrupt
+            except BaseException as err:    # SystemExit, GeneratorExit, its own kinds too
                 del sys.modules[module_name]
                 raise GradlabError(f"cannot load {where} (in {what} {spec!r}): "
                                    f"{_describe(err)}") from None
@@ -125,9 +125,9 @@ def load(spec, what="cell"):
             with no_exit(), _on_path(pathlib.Path.cwd()), \
                     contextlib.redirect_stdout(sys.stderr):
                 module = importlib.import_module(where)
-        except GradlabError:
+        except (GradlabError, KeyboardInterrupt):
             raise
-        except (Exception, SystemExit, ExitCalled) as err:
+        except BaseException as err:
             raise GradlabError(f"cannot import {where!r} (in {what} {spec!r}): "
                                f"{_describe(err)}") from None
     return module, where, attr

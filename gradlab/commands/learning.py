@@ -9,11 +9,12 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, Number, \
-    Progress, cell_files, cells_option, check_report_target, given, invoked, notice, plural
+from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Command, Integer, \
+    Number, Progress, cell_files, cells_option, check_report_target, given, invoked, notice, \
+    plural, shown
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--cells", "names", default=None,
               help="Comma-separated cells, or 'all' (default: rnn_tanh, lstm, gru, "
                    "prototype_lstm, normalized_lstm, pseudo_lstm).")
@@ -61,13 +62,13 @@ def train(names, task_spec, out, force, **options):
     with Progress(total, "trained") as progress:
         path = ln.report(setup, out, force=force, command=command, progress=progress,
                          expect=before, notice=notice, **where)
-    click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
+    click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
 
 
 MEASUREMENTS = 8          # `gradlab init` measures at most this often (critical_init's default)
 
 
-@click.command("init")
+@click.command("init", cls=Command)
 @click.argument("cell")
 @click.option("--timescale", type=Number(above=1.0), required=True,
               help="Target gradient timescale ξ in steps: the mean squared gradient the "
@@ -144,5 +145,5 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
         from ..interop import to_torch
         params = c.init_params(hidden, inputs, seed=seed, **opts)
         save_new(to_torch(c, params).state_dict(), target, "--write-torch")
-        click.echo(f"  wrote {write_torch} (gradlab report --model {shlex.quote(write_torch)} "
+        click.echo(f"  wrote {shown(write_torch)} (gradlab report --model {shlex.quote(write_torch)} "
                    f"--arch {CELL_ARCH[c.name]}:hidden={hidden},inputs={inputs})")

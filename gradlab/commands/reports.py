@@ -7,12 +7,12 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
+from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Command, Integer, \
     Progress, REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, \
-    invoked, notice, open_page
+    invoked, notice, open_page, shown
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--cells", "names", default=None,
               help="Comma-separated cells, or 'all' (default: rnn_tanh and the seed's gated "
                    "cells). path/to/file.py:NAME imports, and so runs, that file.")
@@ -85,12 +85,12 @@ def report(names, out, force, open_, model, arch, **options):
         path = rp.report(setup, out, force=force, command=command, progress=progress,
                          expect=before, notice=notice, models=models,
                          model_note=model_note, **where)
-    click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
+    click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
     if open_:
         open_page(path / "index.html")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--cells", "names", default="lstm", show_default=True,
               help="Comma-separated cells, or 'all' (with --lyapunov: lstm, gru).")
 @click.option("--hidden", type=POSITIVE, default=64, show_default=True)
@@ -203,11 +203,11 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     if part:
         path = shards.write_part(grid, part, measured, out, force=force, expect=before,
                              notice=notice, **where)
-        click.echo(f"wrote {path}")
+        click.echo(f"wrote {shown(path)}")
         return
     path = sw.report(grid, measured, out, force=force, command=invoked("sweep"),
                      expect=before, notice=notice, **where)
-    click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
+    click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
 
 
 @sweep.command()
@@ -225,4 +225,4 @@ def merge(dirs, out, force):
     before = outputs.snapshot(out)
     path = sw.report(grid, points, out, force=force, command=invoked("sweep merge"),
                      expect=before, notice=notice, import_cells=False)
-    click.echo(f"wrote {path}/index.html, report.md, data.json and figures/")
+    click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")

@@ -149,8 +149,11 @@ def render(*, title, intro, header, sections, figures, data):
             files.update(_saved(name, fig))  # of 1e308) are drawn clipped, not warned of
         pngs[name] = files[f"figures/{name}.png"]
     files["data.json"] = dumps(data).encode()
-    files["report.md"] = _markdown(title, intro, header, sections).encode()
-    files["index.html"] = _html(title, intro, header, sections, pngs).encode()
+    # a name that is not UTF-8 (a path's bytes) is written escaped, never fails the write
+    files["report.md"] = _markdown(title, intro, header, sections).encode(
+        "utf-8", "backslashreplace")
+    files["index.html"] = _html(title, intro, header, sections, pngs).encode(
+        "utf-8", "backslashreplace")
     return files
 
 

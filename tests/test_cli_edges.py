@@ -1,0 +1,100 @@
+"""The command line at the edges a hostile probe found: an import that raises a
+BaseException, an --out whose name is not UTF-8, names too long for the file system, an
+option given twice, and integers spelt as Python reads them but a reader may not."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import assert_ok, assert_one_line_error, invoke
+
+TINY = ["--hidden", "2", "--inputs", "1", "--steps", "2", "--batch", "1"]
+
+
+@pytest.fixture(autouse=True)
+def elsewhere(tmp_path, monkeypatch):
+    """Run in a folder of the test's own: a command these tests expect refused, if it ran,
+    would write its default --out (reports/...) where it stands."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.parametrize("body,kind", [
+    ('class Boom(BaseException):\n    pass\n\nraise Boom("x")\n', "Boom"),
+    ('raise GeneratorExit("bye")\n', "GeneratorExit"),
+])
+def test_a_file_that_raises_a_base_exception_on_import_is_one_line(tmp_path, body, kind):
+    """A BaseException that is not an Exception escaped as a 38-line traceback, exit 1."""
+    bad = tmp_path / "bad.py"
+    bad.write_text(body)
+    for args in (["derive", f"{bad}:c"], ["check", f"{bad}:f", "--cell", "rnn_tanh"],
+                 ["verify", "--cells", f"{bad}:c"],
+                 ["report", "--cells", f"{bad}:c", *TINY, "--out", tmp_path / "r"]):
+        assert_one_line_error(invoke(*args), f"cannot load {bad}")
+        assert kind in invoke(*args).stderr
+
+
+def test_an_out_whose_name_is_not_utf8_is_written_with_the_name_escaped(tmp_path):
+    """The command line went into report.md after all the work, and could not be encoded:
+    an 'internal error'. Run as a user runs it, so that the command line is the real one."""
+    out = os.path.join(os.fsencode(tmp_path), b"r\xff")
+    run = subprocess.run([sys.executable, "-c", "from gradlab.cli import main; main()",
+                          "report", "--cells", "rnn_tanh", *TINY, "--out", out],
+                         capture_output=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr
+    with open(os.path.join(out, b"report.md"), encoding="utf-8") as f:
+        assert "r\\\\xff" in f.read()                 # markdown escapes the backslash
+    assert b"wrote " in run.stdout
+    result = invoke("report", "--cells", "rnn_tanh", *TINY, "--out",
+                    os.fsdecode(out + b"2"))    # the "wrote" line, to a strict stream
+    assert_ok(result)
+    assert "r\\xff2/index.html" in result.stdout
+
+
+def test_a_file_name_too_long_is_refused_before_any_work(tmp_path):
+    """--write-torch with a 303-byte name ran the whole search, printed its results, then
+    failed; a cell named with 300 characters was derived, then failed at the write."""
+    target = tmp_path / ("x" * 300 + ".pt")
+    result = invoke("init", "lstm", "--timescale", "3", "--hidden", "4", "--inputs", "2",
+                    "--write-torch", target)
+    assert_one_line_error(result, "is 303 bytes long; a file name may be at most 255")
+    assert "measured" not in result.stderr
+    cell = tmp_path / "long.py"
+    cell.write_text("import gradlab\n"
+                    f"@gradlab.declare(state='h', params='W U b', source='t', name='{'c' * 300}')\n"
+                    "def f(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)\n")
+    assert_one_line_error(invoke("derive", f"{cell}:f", "--out", tmp_path / "d"),
+                          "is 303 bytes long; a file name may be at most 255")
+
+
+@pytest.mark.parametrize("args,option", [
+    (["report", "--cells", "rnn_tanh", "--cells", "lstm"], "--cells"),
+    (["report", "--hidden", "2", "--hidden", "3"], "--hidden"),
+    (["derive", "--out", "a", "--out", "b"], "--out"),
+])
+def test_an_option_given_twice_is_refused(args, option):
+    """click kept the last value: --cells rnn_tanh --cells lstm reported the lstm alone."""
+    assert_one_line_error(invoke(*args), f"{option} is given more than once; give it once")
+
+
+def test_a_flag_given_twice_is_fine(tmp_path):
+    assert_ok(invoke("derive", "rnn_tanh", "--force", "--force", "--out", tmp_path / "d"))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["report", "--hidden", "1_0"], "'1_0' is not written in digits 0-9 alone; write '10'"),
+    (["report", "--hidden", "+1"], "'+1' is not written in digits 0-9 alone; write '1'"),
+    (["report", "--hidden", "0x4"], "'0x4' is not a whole number (digits 0-9) (an integer "
+                                    ">= 1)"),
+    (["report", "--weight-scale", "1_0"], "'1_0' holds '_'"),
+    (["sweep", "--weight-scales", "1_0"], "'1_0' holds '_'"),
+    (["train", "--tasks", "adding:1_0"], "delay '1_0' is not written in digits 0-9 alone"),
+    (["train", "--tasks", "adding:+5"], "delay '+5' is not written in digits 0-9 alone"),
+    (["report", "--arch", "lstm:hidden=1_0,inputs=2", "--model", "m.pt"],
+     "hidden='1_0' is not written in digits 0-9 alone; write '10'"),
+])
+def test_one_integer_grammar_in_every_option(args, message):
+    """--hidden 1_0 read as 10 while --shard 1_0/2_0 and --arch hidden=1_0 were refused."""
+    assert_one_line_error(invoke(*args), message)
