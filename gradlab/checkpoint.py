@@ -137,7 +137,12 @@ def parse_arch(spec):
     if kind not in KINDS:
         raise GradlabError(f"--arch {spec!r}: unknown kind {kind!r}; valid: {', '.join(KINDS)}")
     values = {}
-    for item in entries(rest, "--arch"):          # 'hidden=4,' refused, not dropped
+    try:
+        items = entries(rest, "--arch")          # 'hidden=4,' refused, not dropped
+    except GradlabError:
+        raise GradlabError(f"--arch {spec!r} has an empty entry; separate key=value entries "
+                           "with single commas") from None
+    for item in items:
         key, eq, value = item.partition("=")
         key = key.strip()
         if not eq or key not in KEYS:

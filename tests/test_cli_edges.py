@@ -98,3 +98,9 @@ def test_a_flag_given_twice_is_fine(tmp_path):
 def test_one_integer_grammar_in_every_option(args, message):
     """--hidden 1_0 read as 10 while --shard 1_0/2_0 and --arch hidden=1_0 were refused."""
     assert_one_line_error(invoke(*args), message)
+
+
+def test_an_arch_with_an_empty_entry_is_quoted_whole():
+    """It was quoted back without its kind: --arch 'hidden=4,inputs=2,' has an empty entry."""
+    assert_one_line_error(invoke("report", "--arch", "lstm:hidden=4,inputs=2,", "--model",
+                                 "m.pt"), "--arch 'lstm:hidden=4,inputs=2,' has an empty entry")
