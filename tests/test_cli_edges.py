@@ -104,3 +104,10 @@ def test_an_arch_with_an_empty_entry_is_quoted_whole():
     """It was quoted back without its kind: --arch 'hidden=4,inputs=2,' has an empty entry."""
     assert_one_line_error(invoke("report", "--arch", "lstm:hidden=4,inputs=2,", "--model",
                                  "m.pt"), "--arch 'lstm:hidden=4,inputs=2,' has an empty entry")
+
+
+def test_python_dash_m_gradlab_is_the_command_line():
+    run = subprocess.run([sys.executable, "-m", "gradlab", "derive", "--hidden"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.strip() == "gradlab: error: No such option '--hidden'."

@@ -1,0 +1,5 @@
+"""`python -m gradlab ...`: the same command line as `gradlab ...`."""
+
+from .cli import main
+
+main()
