@@ -8,9 +8,13 @@ import sys
 
 import pytest
 
+import gradlab
 from conftest import assert_ok, assert_one_line_error, invoke
 
 TINY = ["--hidden", "2", "--inputs", "1", "--steps", "2", "--batch", "1"]
+# a subprocess imports the gradlab this test process imported, wherever it runs
+SAME = {**os.environ, "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.path.dirname(os.path.dirname(gradlab.__file__))}
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +45,7 @@ def test_an_out_whose_name_is_not_utf8_is_written_with_the_name_escaped(tmp_path
     out = os.path.join(os.fsencode(tmp_path), b"r\xff")
     run = subprocess.run([sys.executable, "-c", "from gradlab.cli import main; main()",
                           "report", "--cells", "rnn_tanh", *TINY, "--out", out],
-                         capture_output=True, timeout=600,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         capture_output=True, timeout=600, env=SAME)
     assert run.returncode == 0, run.stderr
     with open(os.path.join(out, b"report.md"), encoding="utf-8") as f:
         assert "r\\\\xff" in f.read()                 # markdown escapes the backslash
@@ -108,6 +111,6 @@ def test_an_arch_with_an_empty_entry_is_quoted_whole():
 
 def test_python_dash_m_gradlab_is_the_command_line():
     run = subprocess.run([sys.executable, "-m", "gradlab", "derive", "--hidden"],
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=SAME)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.strip() == "gradlab: error: No such option '--hidden'."
