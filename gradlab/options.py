@@ -202,28 +202,6 @@ def floats(value, what, low=None):
     return values
 
 
-class Command(click.Command):
-    """A click command that refuses a value option given twice: click keeps the last one
-    silently (`--cells rnn_tanh --cells lstm` reported the lstm alone)."""
-
-    def parse_args(self, ctx, args):
-        if not ctx.resilient_parsing:
-            try:
-                order = self.make_parser(ctx).parse_args(args=list(args))[2]
-            except click.UsageError:
-                order = ()                   # the real parse below says what is wrong
-            seen = set()
-            for param in order:
-                if (isinstance(param, click.Option) and not param.multiple
-                        and not param.count and not param.is_flag):
-                    if param in seen:
-                        raise click.UsageError(
-                            f"{param.opts[0]} is given more than once; give it once (a list "
-                            "goes in one value, comma-separated: --cells rnn_tanh,lstm)", ctx)
-                    seen.add(param)
-        return super().parse_args(ctx, args)
-
-
 def given(name):
     """Whether the running command's option `name` was given (command line or environment),
     not left at its default."""

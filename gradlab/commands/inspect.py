@@ -7,11 +7,11 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SCALE, SEED, Command, Progress, \
+from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SCALE, SEED, Progress, \
     cell_files, cells_option, shown, strip_cell
 
 
-@click.command(cls=Command)
+@click.command()
 def cells():
     """List the registered cells: name, state parts, source."""
     from .. import registry
@@ -23,7 +23,7 @@ def cells():
         click.echo(f"{name:<{width}}  {state:<13}  {source}")
 
 
-@click.command(cls=Command)
+@click.command()
 @click.argument("cell", required=False)
 @click.option("--all", "every", is_flag=True, help="Every registered cell (needs --out).")
 @click.option("--latex", is_flag=True, help="Print LaTeX instead of plain text.")
@@ -54,7 +54,7 @@ def derive(cell, every, latex, out, force):
     click.echo(document.terminal(cell, as_latex=latex))
 
 
-@click.command(cls=Command)
+@click.command()
 @click.option("--cells", "names", default=None, help="Comma-separated cells (default: all); "
               "a cell may be path/to/file.py:NAME.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
@@ -88,7 +88,7 @@ def verify(names, device, dtype, seed):
         sys.exit(1)
 
 
-@click.command(cls=Command)
+@click.command()
 @click.argument("function")
 @click.option("--cell", "cell_name", required=True, help="The cell FUNCTION claims to "
               "differentiate (a name, or path/to/file.py:NAME).")
@@ -128,7 +128,7 @@ def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, 
         sys.exit(1)
 
 
-@click.command(cls=Command)
+@click.command()
 @click.option("--plain", is_flag=True, help="Python's own console even if IPython is there.")
 def shell(plain):
     """A Python prompt with gradlab, torch and every catalogue cell loaded (IPython when

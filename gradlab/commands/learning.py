@@ -9,12 +9,12 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Command, Integer, \
+from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
     Number, Progress, cell_files, cells_option, check_report_target, given, invoked, notice, \
     plural, shown
 
 
-@click.command(cls=Command)
+@click.command()
 @click.option("--cells", "names", default=None,
               help="Comma-separated cells, or 'all' (default: rnn_tanh, lstm, gru, "
                    "prototype_lstm, normalized_lstm, pseudo_lstm).")
@@ -68,7 +68,7 @@ def train(names, task_spec, out, force, **options):
 MEASUREMENTS = 8          # `gradlab init` measures at most this often (critical_init's default)
 
 
-@click.command("init", cls=Command)
+@click.command("init")
 @click.argument("cell")
 @click.option("--timescale", type=Number(above=1.0), required=True,
               help="Target gradient timescale ξ in steps: the mean squared gradient the "

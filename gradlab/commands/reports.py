@@ -7,12 +7,12 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Command, Integer, \
+from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
     Progress, REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, \
     invoked, notice, open_page, shown
 
 
-@click.command(cls=Command)
+@click.command()
 @click.option("--cells", "names", default=None,
               help="Comma-separated cells, or 'all' (default: rnn_tanh and the seed's gated "
                    "cells). path/to/file.py:NAME imports, and so runs, that file.")
@@ -90,7 +90,7 @@ def report(names, out, force, open_, model, arch, **options):
         open_page(path / "index.html")
 
 
-@click.command(cls=Command)
+@click.command()
 @click.option("--cells", "names", default="lstm", show_default=True,
               help="Comma-separated cells, or 'all' (with --lyapunov: lstm, gru).")
 @click.option("--hidden", type=POSITIVE, default=64, show_default=True)
