@@ -106,3 +106,17 @@ def test_python_dash_m_gradlab_is_the_command_line():
                          capture_output=True, text=True, timeout=300, env=SAME)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.strip() == "gradlab: error: No such option '--hidden'."
+
+
+def test_verify_says_when_the_equations_themselves_give_nan(tmp_path):
+    """log of a negative pre-activation: both backends agree on nan, and verify blamed the
+    numpy backend ('FAIL (non-finite)') for what the declared equations do."""
+    cell = tmp_path / "logcell.py"
+    cell.write_text("import gradlab\nfrom gradlab import log\n\n"
+                    "@gradlab.declare(state='h', params='W U b', source='t')\n"
+                    "def logcell(s):\n    return log(s.W @ s.h + s.U @ s.x + s.b)\n")
+    result = invoke("verify", "--cells", f"{cell}:logcell")
+    assert result.exit_code == 1
+    rows = [line for line in result.stdout.splitlines() if "numpy backend" in line]
+    assert any("FAIL (the equations give nan or inf here)" in r for r in rows)
+    assert not any("FAIL (non-finite)" in r for r in rows)

@@ -76,7 +76,9 @@ def verify(names, device, dtype, seed):
         click.echo(f"\n{c.name}  ({device}, {dtype})")
         click.echo(f"  {'check':<8} {'against':<40} {'max rel error':>13}  {'tolerance':>9}")
         for ch in checks:
-            mark = "ok" if ch.passed else "FAIL" if ch.finite else "FAIL (non-finite)"
+            mark = "ok" if ch.passed else "FAIL" if ch.finite else (
+                "FAIL (the equations give nan or inf here)" if ch.undefined
+                else "FAIL (non-finite)")
             click.echo(f"  {ch.what:<8} {ch.reference:<40} {ch.error:>13.2e}  "
                        f"{ch.tolerance:>9.0e}  {mark}")
         note = independence_note(c, checks)

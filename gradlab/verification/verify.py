@@ -49,6 +49,8 @@ class Check:
     error: float       # max relative error (nan where either side is not finite)
     tolerance: float
     independent: bool = False   # the reference does not come from the declared equations
+    undefined: bool = False     # gradlab's own value is nan or inf: the declared equations
+                                # give no number at the drawn values (log of a negative)
 
     @property
     def finite(self):
@@ -202,5 +204,6 @@ def _checks(cell, device, dtype, sizes, batch, seed):
             with np.errstate(all="ignore"):   # a nan here is reported as a failure
                 theirs = theirs()
             checks.append(Check(cell.name, what, "numpy backend" + where,
-                                relative_error(theirs, ours), tol))
+                                relative_error(theirs, ours), tol,
+                                undefined=not bool(torch.isfinite(ours).all())))
     return checks
