@@ -90,11 +90,16 @@ class Arch:
 class Model(tuple):
     """A model to report: the pair (cell, params), and `inputs`, None or the function
     taking the report's input sequence xs (T, B, m) to the one the cell reads, in the
-    cell's own time order (a direction of a bidirectional module)."""
+    cell's own time order (a direction of a bidirectional module). `module` and `reverse`:
+    the torch module it came from and its direction, so that a measurement can take it
+    whole (`gradient_flow(module, xs, reverse=)` knows which state entries are the zero
+    padding of a projected LSTM); `padding`: those entries, (S,) bool, or None."""
 
-    def __new__(cls, cell, params, inputs=None):
+    def __new__(cls, cell, params, inputs=None, module=None, reverse=False):
         self = super().__new__(cls, (cell, params))
-        self.inputs = inputs
+        self.inputs, self.module, self.reverse = inputs, module, reverse
+        from .flow.module import padded
+        self.padding = None if module is None else padded(module)
         return self
 
 
@@ -338,14 +343,15 @@ def _entries(kind, label, module):
     direction reading its own sequence (`Model.inputs`; the module docstring)."""
     from .interop import DIRECTIONS, direction_inputs, from_torch
     if not module.bidirectional:
-        return {f"{kind} ({label})": Model(*from_torch(module))}
+        return {f"{kind} ({label})": Model(*from_torch(module), module=module)}
 
     def reader(direction):
         def inputs(xs):
             wide = direction_inputs(module, xs, direction)
             return wide.flip(0) if direction == "backward" else wide
         return inputs
-    return {f"{kind} ({label}, {d})": Model(*from_torch(module, direction=d), inputs=reader(d))
+    return {f"{kind} ({label}, {d})": Model(*from_torch(module, direction=d), inputs=reader(d),
+                                            module=module, reverse=d == "backward")
             for d in DIRECTIONS}
 
 

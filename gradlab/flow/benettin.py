@@ -189,8 +189,9 @@ def lyapunov(cell, params=None, xs=None, k=8, *, discard=0, state0=None, seed=0,
     k)`, its weights its own."""
     seed = check_seed(seed)
     if isinstance(cell, torch.nn.Module) and xs is not None and k == 8 \
-            and not hasattr(xs, "shape") and not isinstance(xs, (list, tuple)):
+            and np.ndim(xs) == 0:
         xs, k = None, xs                 # lyapunov(module, xs, k), k checked below as k
+                                         # (a number of any kind: np.int64(3) too)
     bound, xs, state0, pad = bind_call(cell, params, xs, state0, reverse, "lyapunov")
     _check(k, discard, xs.shape[0])
     return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard, pad=pad)

@@ -48,8 +48,10 @@ def kept_fraction(input_logs, K):
     return float(torch.exp(kept - total).mean())
 
 
-def loss_walk(bound, states, xs, v):
-    """log ||dL/ds_t|| and log ||dL/dx_t|| (each (T, B)) for L = <v, s_T>, by VJPs."""
+def loss_walk(bound, states, xs, v, columns=None):
+    """log ||dL/ds_t|| and log ||dL/dx_t|| (each (T, B)) for L = <v, s_T>, by VJPs;
+    `columns`: count only the first so many input columns (a module's own input within
+    the wide one a direction of a bidirectional stack reads), else all."""
     T, B = xs.shape[:2]
     S, m = bound.S, bound.m
     empty = functools.partial(torch.empty, dtype=xs.dtype, device=xs.device)
@@ -69,5 +71,5 @@ def loss_walk(bound, states, xs, v):
             if progress.due(T - t, T):
                 progress.advance("loss gradients", T - t + 1, T)
     state_log = scale.frobenius(slice(0, T))           # row t: s_t, t = 0..T
-    inputs = torch.linalg.vector_norm(gx, dim=-1).double().log()
+    inputs = torch.linalg.vector_norm(gx[..., :columns], dim=-1).double().log()
     return state_log, scale.log(slice(1, T + 1)) + inputs

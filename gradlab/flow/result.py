@@ -9,6 +9,7 @@ from ..errors import GradlabError, arguments_checked, check_seed, flag, integer,
 from .benettin import exponents_along
 from .lanczos import tolerance
 from .loss import check_cut, kept_fraction, loss_vector, loss_walk
+from .bound import as_inputs
 from .module import bind_call
 from .rates import GROW, NO_DECAY, OVERFLOW, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
@@ -40,12 +41,16 @@ class Flow:
     Attributes: cell, xs (T, B, m) as analysed (flipped when `reverse`), state0 and
     states (one (T+1, B, n) tensor per state part, s_0..s_T), T, B, n, S, parts (the
     state part names), reverse, seed, padding (state entries that are zero padding: the
-    h of an nn.LSTM with proj_size p < n holds n - p of them; 0 otherwise).
+    h of an nn.LSTM with proj_size p < n holds n - p of them; 0 otherwise), input_width
+    (the columns of xs that are the input: for a direction of a bidirectional stack of
+    nn modules, xs is the wide input x' and the module's own input is its first m columns;
+    None: all of them).
     """
 
     def __init__(self, cell, bound, xs, state0, states, *, reverse, seed, rtol=None,
-                 norms=(), blocks=False, padding=None):
+                 norms=(), blocks=False, padding=None, input_width=None):
         self.cell, self._xs, self._state0, self._states = cell, xs, state0, states
+        self.input_width = input_width
         # state entries that are zero padding (proj_size): how many, and which (S,) bool
         self._pad = padding
         self.padding = 0 if padding is None else int(padding.sum())
@@ -256,12 +261,14 @@ class Flow:
     def loss_grad_norms(self, v=None, *, seed=0, log=False):
         """For L = <v, s_T> (v random unit from `seed` unless given): {"state": ||dL/ds_t||,
         "input": ||dL/dx_t||}, each (B, T) with column t for time step t: s_t is the state
-        that xs[t] meets (s_0 = state0, lag T - t from s_T) and x_t = xs[t]. Natural logs
+        that xs[t] meets (s_0 = state0, lag T - t from s_T) and x_t = xs[t] (its first
+        `input_width` columns: a bidirectional stack's own input, not the other
+        direction's states within the wide input). Natural logs
         with log=True (exact where the norms underflow); by VJPs, O(T B S^2)."""
         seed, log = check_seed(seed), flag(log, "log")
         if v is not None or seed not in self._loss:     # a random v is kept per seed
             state, inputs = loss_walk(self._bound, self._states, self._xs,
-                                       self.loss_vector(v, seed=seed))
+                                       self.loss_vector(v, seed=seed), self.input_width)
             lags = self.T - np.arange(self.T)                 # column t: lag T - t
             found = {"state": self._overflowed(_numpy(state), lags),
                      "input": self._overflowed(_numpy(inputs), lags)}
@@ -316,6 +323,15 @@ def check(value, valid, what):
     return value
 
 
+def _own_width(module, xs):
+    """The width of a torch module's own input where a direction reads a wider one (a
+    bidirectional stack: `interop.wide_input`), else None."""
+    from ..interop import wide_input
+    if not isinstance(module, torch.nn.Module) or xs is None or not wide_input(module):
+        return None
+    return as_inputs(xs).shape[-1]
+
+
 @arguments_checked
 def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
                   norms=("spectral", "frobenius"), blocks=True, seed=0, rtol=None):
@@ -367,6 +383,7 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
         check(kind, NORMS, "norm")
     seed, reverse = check_seed(seed), flag(reverse, "reverse")
     blocks = flag(blocks, "blocks")
+    width = _own_width(cell, params if xs is None else xs)
     bound, xs, state0, padding = bind_call(cell, params, xs, state0, reverse, "gradient_flow")
     if padding is not None and "min_singular" in norms:
         raise GradlabError(NO_MIN_SINGULAR)
@@ -374,4 +391,4 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
     states = bound.states(xs, state0)
     wanted = tuple(dict.fromkeys((*norms, "frobenius")))
     return Flow(bound.cell, bound, xs, state0, states, reverse=reverse, seed=seed, rtol=rtol,
-                norms=wanted, blocks=blocks, padding=padding)
+                norms=wanted, blocks=blocks, padding=padding, input_width=width)

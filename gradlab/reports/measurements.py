@@ -164,7 +164,10 @@ def measure(setup, name, model=None):
     cell = registry.cell(name) if model is None else model[0]
     params = setup.params(cell) if model is None else model[1]
     xs = _model_xs(model, setup.xs())
-    flow = gradient_flow(cell, params, xs, norms=("spectral", "frobenius", "min_singular"))
+    module, keep = getattr(model, "module", None), _kept(model)
+    norms = ("spectral", "frobenius") + (("min_singular",) if keep is None else ())
+    flow = (gradient_flow(cell, params, xs, norms=norms) if module is None else
+            gradient_flow(module, setup.xs(), reverse=model.reverse, norms=norms))
     T, mid = setup.steps, max(1, setup.steps // 2)
     finite = states_finite(flow)
     nan = np.full((setup.batch, T), np.nan)
@@ -177,11 +180,14 @@ def measure(setup, name, model=None):
     long_xs = _model_xs(model, setup.xs(LYAPUNOV_SPAN * T))
     lyap, lyap_err = np.full(LYAPUNOV_K, np.nan), math.nan
     if _runs_finite(cell, params, long_xs):
-        result = lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T)
+        result = (lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T) if module is None
+                  else lyapunov(module, setup.xs(LYAPUNOV_SPAN * T), k=LYAPUNOV_K, discard=T,
+                                reverse=model.reverse))
         lyap, lyap_err = result.mean, float(result.stderr[0])
     label, predicted = _theory(setup, cell, params) if model is None else (None, None)
     with np.errstate(invalid="ignore", over="ignore"):
-        conds = flow.log_condition(mid) if finite else nan[:, 0]
+        conds = (nan[:, 0] if not finite else flow.log_condition(mid) if keep is None
+                 else _log_condition(cell, params, flow, mid, keep))
         cond = float(np.median(conds)) * LOG10E if not np.isnan(conds).all() else math.nan
     xi = theory.timescale(rate)
     out["summary"] = {
@@ -211,21 +217,50 @@ def measure(setup, name, model=None):
         out["path_kinds"] = {f"{b}->{a}": kind(blocks[i][j], coupled=False)
                              for i, a in enumerate(cell.state_names)
                              for j, b in enumerate(cell.state_names)}
-    out["spectrum"] = _spectrum(cell, params, flow)
+    out["spectrum"] = _spectrum(cell, params, flow, keep)
     loss = (_overflow_to_nan(flow.loss_grad_norms(log=True)["input"]) * LOG10E if finite
             else nan)
     out["loss_input_log10"] = _quartiles(loss)
-    out["drift"] = _drift(cell, params, flow)
+    out["drift"] = _drift(cell, params, flow, keep)
     ks = sorted({int(k) for k in np.unique(np.geomspace(1, T, num=min(T, 24)).round())})
     out["bptt"] = {"K": ks, "fraction": [flow.bptt_fraction(k) if finite else math.nan
                                          for k in ks]}
     return out
 
 
-def _spectrum(cell, params, flow):
-    """Singular values of the last single-step Jacobian J_T, sorted, median over sequences."""
+def _kept(model):
+    """The state entries that are the model's own, (S,) bool, or None for all of them: a
+    projected LSTM's h is padded with zeros that no product, spectrum or RMS may count."""
+    padding = getattr(model, "padding", None)
+    return None if padding is None else ~padding
+
+
+def _restricted(J, keep):
+    return J if keep is None else J[:, keep][:, :, keep]
+
+
+def _log_condition(cell, params, flow, k, keep):
+    """ln cond(P_k) on the kept entries, (B,): P_k formed step by step (J_T ... J_(T-k+1)),
+    for a model whose padded entries make every product singular (no inverse chain)."""
+    J = cell.jacobian_fn("state")
+    T = flow.xs.shape[0]
+    P = None
+    for t in range(T, T - k, -1):       # J_t at (s_(t-1), x_t)
+        Jt = _restricted(J(params, tuple(s[t - 1] for s in flow.states), flow.xs[t - 1])
+                         .to(torch.float64), keep)
+        P = Jt if P is None else P @ Jt
+    if not bool(torch.isfinite(P).all()):
+        return np.full(P.shape[0], np.nan)
+    sv = torch.linalg.svdvals(P)
+    return (torch.log(sv[:, 0]) - torch.log(sv[:, -1])).cpu().numpy()
+
+
+def _spectrum(cell, params, flow, keep=None):
+    """Singular values of the last single-step Jacobian J_T on the kept entries, sorted,
+    median over sequences."""
     state = tuple(s[-2] for s in flow.states)
-    J = cell.jacobian_fn("state")(params, state, flow.xs[-1]).to(torch.float64)
+    J = _restricted(cell.jacobian_fn("state")(params, state, flow.xs[-1]).to(torch.float64),
+                    keep)
     if not bool(torch.isfinite(J).all()):
         return np.full(J.shape[-1], np.nan)
     try:
@@ -235,10 +270,12 @@ def _spectrum(cell, params, flow):
     return np.median(sv.cpu().numpy(), axis=0)
 
 
-def _drift(cell, params, flow):
-    """RMS of the state over time and the share of gate values that are saturated."""
+def _drift(cell, params, flow, keep=None):
+    """RMS of the state (its kept entries) over time and the share of gate values that
+    are saturated."""
     T1, B = flow.states[0].shape[:2]
     state = torch.cat(flow.states, -1).to(torch.float64)              # (T+1, B, S)
+    state = state if keep is None else state[..., keep]
     ok = torch.isfinite(state).all(-1)                               # (T+1, B)
     # an overflowed state (or one whose square overflows) has no RMS: nan, not inf
     rms = torch.sqrt((state ** 2).mean(-1))

@@ -1,0 +1,67 @@
+"""Reports and flows of torch stacks whose state or input gradlab widens: a projected
+LSTM's h is padded with zeros (which made every product singular in the report: cond = inf,
+zeros in the single-step spectrum, a diluted state RMS), and a direction of a bidirectional
+stack reads the other direction's states beside its input (counted as input before)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import gradlab
+from gradlab.errors import derived_seed
+from gradlab.flow.inputs import make_inputs
+from gradlab.flow.module import TorchStep
+from gradlab.interop import direction_inputs
+
+from conftest import assert_ok, invoke
+
+
+def test_a_projected_lstm_report_measures_torch_state_not_the_padding(tmp_path):
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(3, 4, num_layers=2, proj_size=2)
+    torch.save(module.state_dict(), tmp_path / "proj.pt")
+    assert_ok(invoke("report", "--model", tmp_path / "proj.pt", "--arch",
+                     "lstm:hidden=4,inputs=3,layers=2,proj=2", "--steps", "6", "--batch", "2",
+                     "--out", tmp_path / "out"))
+    entry = json.loads((tmp_path / "out" / "data.json").read_text())["cells"]["lstm (trained)"]
+    xs = make_inputs("gaussian", 6, 2, 3, seed=derived_seed(0, 1))
+    own = gradlab.gradient_flow(TorchStep(module.double()), xs, norms=("spectral",
+                                                                       "min_singular"))
+    cond = np.median(own.log_condition(3)) / np.log(10)
+    assert np.isclose(entry["summary"]["log10_condition_mid"], cond, rtol=1e-8)
+    spectrum = np.asarray(entry["spectrum"], dtype=float)
+    assert len(spectrum) == 2 * (2 + 4) and (spectrum > 0).all()     # layers x (p + n)
+    states = own.states[0]                                           # torch's own state
+    rms = np.median(states.pow(2).mean(-1).sqrt().numpy(), axis=1)
+    assert np.allclose(entry["drift"]["rms"], rms, rtol=1e-10, atol=0)
+
+
+def test_a_bidirectional_stack_counts_only_its_own_input_as_input():
+    torch.manual_seed(0)
+    module = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True).double()
+    xs = torch.randn(6, 2, 3, dtype=torch.float64)
+    flow = gradlab.gradient_flow(module, xs)
+    assert tuple(flow.xs.shape) == (6, 2, 7) and flow.input_width == 3
+    got = flow.loss_grad_norms(log=True)["input"]
+    cell, params = gradlab.from_torch(module, direction="forward")
+    wide = direction_inputs(module, xs, "forward").clone().requires_grad_()
+    state = tuple(torch.zeros(2, 4, dtype=torch.float64) for _ in cell.state_names)
+    for t in range(6):
+        state = cell.step_fn("torch")(params, state, wide[t])
+    loss = (torch.cat(state, -1) * flow.loss_vector()).sum()
+    grad, = torch.autograd.grad(loss, wide)
+    want = grad[..., :3].norm(dim=-1).log().T.numpy()                # (B, T)
+    assert np.allclose(got, want, rtol=1e-12, atol=0)
+    assert gradlab.gradient_flow(torch.nn.GRU(3, 4).double(), xs).input_width is None
+
+
+def test_lyapunov_of_a_module_takes_k_as_any_integer():
+    """np.int64(3) was read as xs: 'a torch module carries its own weights'."""
+    module = torch.nn.GRUCell(3, 4).double()
+    xs = torch.randn(20, 2, 3, dtype=torch.float64)
+    want = gradlab.lyapunov(module, xs, 3).mean
+    assert np.array_equal(gradlab.lyapunov(module, xs, np.int64(3)).mean, want)
+    with pytest.raises(gradlab.GradlabError, match=r"^k must be a positive integer"):
+        gradlab.lyapunov(module, xs, torch.tensor(3))      # named as k, not taken for xs
