@@ -81,8 +81,13 @@ heaviside = _function("heaviside", lambda x: sp.S.Zero, value_at_zero=sp.S.Half)
 sigmoid = _function("sigmoid", lambda x: sigmoid(x) * (1 - sigmoid(x)))
 relu = _function("relu", lambda x: step(x))
 softplus = _function("softplus", lambda x: sigmoid(x))
-maximum = _function("maximum", lambda a, b: (heaviside(a - b), heaviside(b - a)), nargs=2)
-minimum = _function("minimum", lambda a, b: (heaviside(b - a), heaviside(a - b)), nargs=2)
+# H(a - b) read from a and b as computed, not from their difference rearranged: at a tie
+# (a == b as the step computes them) exactly 1/2, where a sum SymPy reorders could round
+# to +-1e-17 and give one argument all of the gradient and the other none
+above = _function("above", lambda a, b: (sp.S.Zero, sp.S.Zero), nargs=2)
+above.eval = classmethod(lambda cls, a, b: sp.S.Half if a == b else None)
+maximum = _function("maximum", lambda a, b: (above(a, b), above(b, a)), nargs=2)
+minimum = _function("minimum", lambda a, b: (above(b, a), above(a, b)), nargs=2)
 
 _np_sigmoid = (lambda np: lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)))  # exact, no overflow
 
@@ -133,5 +138,9 @@ activation(None, step, text="θ({})", latex=r"\theta\left({}\right)",
            torch=lambda torch: lambda a: (a > 0).to(a.dtype))
 activation(None, heaviside, text="H({})", latex=r"H\left({}\right)",
            numpy=lambda np: lambda a: np.heaviside(a, 0.5), torch=_torch_heaviside)
+activation(None, above, text="H({} - {})", latex=r"H\left({} - {}\right)",
+           numpy=lambda np: lambda a, b: np.heaviside(np.subtract(a, b), 0.5),
+           torch=lambda torch: lambda a, b: _torch_heaviside(torch)(
+               torch.as_tensor(a) - torch.as_tensor(b)))
 activation(None, sp.sign, text="sign({})", latex=r"\operatorname{{sign}}\left({}\right)",
            numpy=call("sign"), torch=call("sign"))

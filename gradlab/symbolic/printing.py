@@ -90,7 +90,7 @@ class MatrixLatexPrinter(LatexPrinter):
         return r"\operatorname{%s}\left(%s\right)" % (name, arg)
 
     def _print_Pairwise(self, expr):
-        args = [self._print(a) for a in expr.operands]
+        args = _subtrahend(expr, [self._print(a) for a in expr.operands], r"\left(%s\right)")
         if expr.name in TABLE:
             return TABLE[expr.name].latex.format(*args)
         return r"\left(%s\right).\left(%s\right)" % (self._print(expr.function),
@@ -171,7 +171,7 @@ class MatrixTextPrinter(StrPrinter):
         return f"{name}({arg})"
 
     def _print_Pairwise(self, expr):
-        args = [self._print(a) for a in expr.operands]
+        args = _subtrahend(expr, [self._print(a) for a in expr.operands], "(%s)")
         if expr.name in TABLE:
             return TABLE[expr.name].text.format(*args)
         a, b = expr.function.variables
@@ -181,7 +181,8 @@ class MatrixTextPrinter(StrPrinter):
     def _print_Function(self, expr):
         name = type(expr).__name__
         if name in TABLE:
-            return TABLE[name].text.format(*(self._print(a) for a in expr.args))
+            return TABLE[name].text.format(*_subtrahend(
+                expr, [self._print(a) for a in expr.args], "(%s)"))
         return super()._print_Function(expr)
 
     def _print_Float(self, expr):
@@ -311,3 +312,14 @@ def cell_latex(cell):
             lines += [r"%s &= %s" % (block_name(out, s, "latex"), latex(b))
                       for s, b in zip(ins, row)]
     return "$$\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}$$"
+
+
+def _subtrahend(expr, args, parens):
+    """The printed arguments of `expr`, the second in `parens` where it is subtracted (H(a
+    - b), `activations.above`) and is a sum: H(h - (c + b)), not H(h - c + b)."""
+    name = getattr(expr, "name", None) or type(expr).__name__
+    operands = getattr(expr, "operands", None) or expr.args
+    if name == "above" and isinstance(operands[1], (sp.Add, sp.MatAdd)) \
+            or name == "above" and args[1].startswith("-"):
+        return [args[0], parens % args[1]]
+    return args
