@@ -55,3 +55,14 @@ def test_the_tie_function_prints_its_subtrahend_in_parentheses():
     def m(s):
         return maximum(s.W @ s.h, s.h + s.b)
     assert str(m.jacobian()) == "∂h'/∂h = diag(H(W h - (h + b))) W + diag(H(h + b - W h))"
+
+
+def test_a_matrix_power_prints_as_taken_entry_by_entry():
+    """W ** 2 computes W ⊙ W but printed W^2 (and W ** -1 as W^(-1)), a matrix power."""
+    @gradlab.declare(state="h", params="W", source="test")
+    def powers(s):
+        return gradlab.tanh((s.W ** 2) @ s.h + (s.W ** -1) @ s.h)
+    text = str(powers.jacobian())
+    assert "W^∘2" in text and "W^∘(-1)" in text and "W^2" not in text
+    assert r"W^{\circ 2}" in powers.jacobian()._repr_latex_()
+    assert "h'^2" in text                                    # a vector's power: as before

@@ -123,7 +123,8 @@ class MatrixLatexPrinter(LatexPrinter):
         if not isinstance(expr.base, (sp.MatrixSymbol, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction)) \
                 or "^" in base and isinstance(expr.base, sp.MatrixSymbol):  # s_r^2, squared
             base = r"\left(%s\right)" % base
-        return r"%s^{%s}" % (base, self._print(expr.exp))
+        ring = r"\circ " if _is_matrix(expr.base) else ""     # W^{∘2}: entry by entry
+        return r"%s^{%s%s}" % (base, ring, self._print(expr.exp))
 
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}^{T}" if expr.shape[0] == 1 else r"\mathbf{1}"
@@ -207,7 +208,8 @@ class MatrixTextPrinter(StrPrinter):
         base = self._print(expr.base)
         if not isinstance(expr.base, sp.MatrixSymbol) or "^" in base:   # (s_r^2)^2
             base = f"({base})"
-        return f"{base}^{_exponent(self._print(expr.exp))}"
+        ring = "∘" if _is_matrix(expr.base) else ""      # W^∘2, not the matrix power W^2
+        return f"{base}^{ring}{_exponent(self._print(expr.exp))}"
 
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()
@@ -228,7 +230,8 @@ class MatrixTextPrinter(StrPrinter):
         base = self._print(expr.base)
         if not isinstance(expr.base, (sp.MatrixSymbol, sp.BlockMatrix)):
             base = f"({base})"
-        return f"{base}^{_exponent(self._print(expr.exp))}"
+        ring = "∘" if _is_matrix(expr.base) else ""      # W^∘2, not the matrix power W^2
+        return f"{base}^{ring}{_exponent(self._print(expr.exp))}"
 
     def _print_Inverse(self, expr):
         return self._print_MatPow(sp.MatPow(expr.arg, -1, evaluate=False))
@@ -323,3 +326,10 @@ def _subtrahend(expr, args, parens):
             or name == "above" and args[1].startswith("-"):
         return [args[0], parens % args[1]]
     return args
+
+
+def _is_matrix(expr):
+    """Is `expr` a matrix, not a vector or scalar? A power of one is taken entry by entry
+    (HadamardPower), which the notation must say: W^2 reads as the matrix power W W."""
+    rows, cols = expr.shape
+    return rows != 1 and cols != 1
