@@ -230,8 +230,7 @@ class MatrixTextPrinter(StrPrinter):
         base = self._print(expr.base)
         if not isinstance(expr.base, (sp.MatrixSymbol, sp.BlockMatrix)):
             base = f"({base})"
-        ring = "∘" if _is_matrix(expr.base) else ""      # W^∘2, not the matrix power W^2
-        return f"{base}^{ring}{_exponent(self._print(expr.exp))}"
+        return f"{base}^{_exponent(self._print(expr.exp))}"
 
     def _print_Inverse(self, expr):
         return self._print_MatPow(sp.MatPow(expr.arg, -1, evaluate=False))
