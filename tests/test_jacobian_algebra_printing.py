@@ -7,6 +7,8 @@ matrix, J + 2, sums of differently split matrices) is refused in one line.
 Before: J**-1 printed [[...]]**(-1), J + J and 2 * J printed 2*[[...]] (2⋅[[...]] pretty),
 -J printed -[[...]], and J**-1 of an input Jacobian (2n x m) was accepted."""
 
+import re
+
 import pytest
 import sympy as sp
 import torch
@@ -155,3 +157,25 @@ def test_an_input_jacobian_keeps_what_it_has(rnn):
     assert str(gram**-1) == "[[Uᵀ (diag(1 - h'^2))^2 U]]^(-1)"
     _in_derive_notation(gram**-1)
     assert str(K + K) == "[[2 diag(1 - h'^2) U]]"
+
+
+def test_a_single_block_checks_its_arithmetic_as_a_whole_jacobian_does():
+    """J["c", "c"] + Ji["c", "x"] (n x n plus n x m) and Ji["c", "x"] @ J["c", "c"] were
+    accepted; A + 1 and A * 'a' raised SymPy's TypeError."""
+    lstm = gradlab.cell("lstm")
+    J, Ji = lstm.jacobian(), lstm.jacobian("input")
+    A, B, C = J["c", "c"], Ji["c", "x"], J["h", "c"]
+    assert str(A - C) == "diag(f) - diag(o ⊙ (1 - (tanh(c'))^2) ⊙ f)"
+    assert str(2 * A) == str(A * 2) == "2 diag(f)"
+    assert (A @ B).shape == B.shape
+    for bad, message in [
+            (lambda: A + B, "a block of shape n x n cannot be added to one of shape n x m"),
+            (lambda: B @ A, "n x m @ n x n: the sizes do not chain"),
+            (lambda: A @ 2, "a block multiplies (@) a matrix (another block, a weight), "
+                            "not int; scale it with * instead"),
+            (lambda: A + 1, "a block adds to a matrix of its shape"),
+            (lambda: 1 - A, "a block adds to a matrix of its shape"),
+            (lambda: A * "a", "a block scales by a number, not by str"),
+            (lambda: A * C, "a block * a matrix is ambiguous here")]:
+        with pytest.raises(GradlabError, match="^" + re.escape(message)):
+            bad()

@@ -49,6 +49,10 @@ def as_expression(value):
     return Expression(value) if symbolic else value      # an explicit Matrix stays one
 
 
+def _size(m):
+    return " x ".join(str(d) for d in m.shape)
+
+
 class Expression:
     """A SymPy matrix expression that prints as `gradlab derive` does; `expr` is the SymPy
     object, SymPy's methods reach it, and it compares equal to it."""
@@ -71,14 +75,48 @@ class Expression:
     def __neg__(self):
         return Expression(-self.expr)
 
-    __add__ = lambda self, other: Expression(self.expr + sympy_of(other))        # noqa: E731
-    __radd__ = lambda self, other: Expression(sympy_of(other) + self.expr)       # noqa: E731
-    __sub__ = lambda self, other: Expression(self.expr - sympy_of(other))        # noqa: E731
-    __rsub__ = lambda self, other: Expression(sympy_of(other) - self.expr)       # noqa: E731
-    __mul__ = lambda self, other: Expression(self.expr * sympy_of(other))        # noqa: E731
-    __rmul__ = lambda self, other: Expression(sympy_of(other) * self.expr)       # noqa: E731
-    __matmul__ = lambda self, other: Expression(self.expr @ sympy_of(other))     # noqa: E731
-    __rmatmul__ = lambda self, other: Expression(sympy_of(other) @ self.expr)    # noqa: E731
+    __add__ = lambda self, other: self._sum(other, 1, False)                     # noqa: E731
+    __radd__ = lambda self, other: self._sum(other, 1, True)                     # noqa: E731
+    __sub__ = lambda self, other: self._sum(other, -1, False)                    # noqa: E731
+    __rsub__ = lambda self, other: self._sum(other, -1, True)                    # noqa: E731
+    __mul__ = lambda self, other: Expression(self.expr * self._number(other, "*"))  # noqa
+    __rmul__ = lambda self, other: Expression(self._number(other, "*") * self.expr)  # noqa
+    __matmul__ = lambda self, other: self._product(other, False)                 # noqa: E731
+    __rmatmul__ = lambda self, other: self._product(other, True)                 # noqa: E731
+
+    def _matrix(self, other, op):
+        """`other` as a SymPy matrix expression, or a one-line refusal naming `op`."""
+        other = sympy_of(other)
+        if not isinstance(other, (sp.MatrixExpr, sp.MatrixBase)):
+            what = ("adds to a matrix of its shape" if op == "+" else
+                    "multiplies (@) a matrix")
+            raise GradlabError(f"a block {what} (another block, a weight), not "
+                               f"{type(other).__name__}" + (
+                                   "; scale it with * instead" if op == "@" else ""))
+        return other
+
+    def _number(self, other, op):
+        other = sympy_of(other)
+        if isinstance(other, (sp.MatrixExpr, sp.MatrixBase)):
+            raise GradlabError(f"a block {op} a matrix is ambiguous here (* is entrywise "
+                               "in the cell language): use @ for the matrix product")
+        if not isinstance(other, (numbers.Number, sp.Expr)) or isinstance(other, bool):
+            raise GradlabError(f"a block scales by a number, not by {type(other).__name__}")
+        return other
+
+    def _sum(self, other, sign, left):
+        other = self._matrix(other, "+")
+        if tuple(other.shape) != tuple(self.expr.shape):
+            raise GradlabError(f"a block of shape {_size(self.expr)} cannot be added to one "
+                               f"of shape {_size(other)}")
+        return Expression(other + sign * self.expr if left else self.expr + sign * other)
+
+    def _product(self, other, left):
+        other = self._matrix(other, "@")
+        a, b = (other, self.expr) if left else (self.expr, other)
+        if a.shape[1] != b.shape[0]:
+            raise GradlabError(f"{_size(a)} @ {_size(b)}: the sizes do not chain")
+        return Expression(a @ b)
 
     def __pow__(self, k):                  # a matrix power: b @ b, for a square block
         if not (isinstance(k, numbers.Integral) and not isinstance(k, bool)):
