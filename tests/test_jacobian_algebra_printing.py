@@ -179,3 +179,22 @@ def test_a_single_block_checks_its_arithmetic_as_a_whole_jacobian_does():
             (lambda: A * C, "a block * a matrix is ambiguous here")]:
         with pytest.raises(GradlabError, match="^" + re.escape(message)):
             bad()
+
+
+def test_subs_replaces_a_matrix_by_one_of_its_shape_and_refuses_in_one_line():
+    """J.subs(W_f, a 2 x 2 Matrix) raised SymPy's multi-line ValueError; J.subs(f, W_f) (a
+    vector by a matrix) was accepted and printed diag(W_f)."""
+    lstm = gradlab.cell("lstm")
+    J = lstm.jacobian()
+    W_f, f = lstm.symbol("W_f"), lstm.symbol("f")
+    n = sp.Symbol("n", integer=True, positive=True)
+    for args, message in [((W_f, sp.Matrix([[1, 2], [3, 4]])), "subs: W_f is n x n"),
+                          ((f, W_f), "subs: f is n x 1; it is replaced by a matrix of that "
+                                     "shape, not W_f (n x n)"),
+                          (({W_f: f},), "subs: W_f is n x n"),
+                          ((n, -1), "subs: The dimension specification -1 should be")]:
+        with pytest.raises(GradlabError, match="^" + re.escape(message)):
+            J.subs(*args)
+        with pytest.raises(GradlabError, match="^subs: "):
+            J["c", "h"].subs(*args)
+    assert "W_f" not in str(J.subs(W_f, sp.ZeroMatrix(n, n))["c", "h"])

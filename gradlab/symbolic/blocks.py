@@ -11,7 +11,7 @@ import numbers
 import sympy as sp
 from sympy import BlockMatrix
 
-from .expressions import Expression, as_expression, pretty_lines, sympy_of
+from .expressions import Expression, as_expression, pretty_lines, substituted, sympy_of
 from .printing import latex, text
 from ..errors import GradlabError
 
@@ -21,6 +21,10 @@ class Blocks(BlockMatrix):
     derive prints a block, [[A, B], [C, D]]; products, powers, transposes, sums and
     multiples of it are block matrices again (of the blocks' products, sums, ...), not
     SymPy's MatMul; J**-1 prints [[A, B], [C, D]]^(-1); what means nothing is refused."""
+
+    def subs(self, *args, **kwargs):
+        """SymPy's subs, checked (`expressions.substituted`)."""
+        return substituted(super().subs, args, kwargs)
 
     def __getitem__(self, key):
         """Entries as SymPy's BlockMatrix gives them; a pair of part names (which only a

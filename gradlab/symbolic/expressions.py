@@ -53,6 +53,25 @@ def _size(m):
     return " x ".join(str(d) for d in m.shape)
 
 
+def substituted(subs, args, kwargs):
+    """subs(*args, **kwargs), a SymPy subs, with a matrix replaced by a matrix of its shape
+    only (a vector put for a matrix printed as nonsense) and what SymPy refuses (a size
+    of -1, rows that do not line up) said in one line."""
+    pairs = (args[0].items() if len(args) == 1 and isinstance(args[0], dict) else
+             args[0] if len(args) == 1 else [args] if len(args) == 2 else ())
+    for old, new in pairs:
+        old, new = sympy_of(old), sympy_of(new)
+        if isinstance(old, sp.MatrixExpr) and (
+                not hasattr(new, "shape") or tuple(new.shape) != tuple(old.shape)):
+            raise GradlabError(f"subs: {old} is {_size(old)}; it is replaced by a matrix of "
+                               f"that shape, not {new} ("
+                               + (_size(new) if hasattr(new, "shape") else "a scalar") + ")")
+    try:
+        return subs(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise GradlabError(f"subs: {' '.join(str(err).split())}") from None
+
+
 class Expression:
     """A SymPy matrix expression that prints as `gradlab derive` does; `expr` is the SymPy
     object, SymPy's methods reach it, and it compares equal to it."""
@@ -174,8 +193,8 @@ class Expression:
         return sp.Matrix(self.expr.xreplace(sizes).as_explicit())
 
     def subs(self, *args, **kwargs):
-        """SymPy's subs on the expression (printed as derive does)."""
-        return Expression(al.collect(al.rebuild(self.expr.subs(*args, **kwargs))))
+        """SymPy's subs on the expression (printed as derive does), checked (`substituted`)."""
+        return Expression(al.collect(al.rebuild(substituted(self.expr.subs, args, kwargs))))
 
     def simplify(self, **kwargs):
         return Expression(al.collect(al.rebuild(sp.simplify(self.expr, **kwargs))))
