@@ -28,10 +28,30 @@ def namespace():
     from gradlab.symbolic import language
     ns = {"gradlab": gradlab, "torch": torch, "sympy": sympy, "sp": sympy,
           "declare": gradlab.declare, "I": language.I, "mean": language.mean,
-          "var": language.var, "sqrt": language.sqrt, "norm": language.norm}
+          "var": language.var, "sqrt": language.sqrt, "norm": language.norm,
+          "sum": language.sum}          # Python's own sum for anything not symbolic
     ns.update({k: v for k, v in language.FUNCTIONS.items() if k != "abs"})  # abs(): Python's
     ns.update({name: registry.cell(name) for name in registry.cells()})
     return ns
+
+
+def one_line_errors(shell):
+    """Have an IPython shell print a GradlabError as gradlab prints one, in one line (its
+    traceback is of gradlab's insides, not of what was typed); other errors as usual."""
+    def show(shell, etype, value, tb, tb_offset=None):
+        print(f"gradlab: error: {value}", file=sys.stderr)
+    shell.set_custom_exc((GradlabError,), show)
+
+
+class Console(code.InteractiveConsole):
+    """Python's console, printing a GradlabError in one line (`one_line_errors`)."""
+
+    def showtraceback(self):
+        value = sys.exc_info()[1]
+        if isinstance(value, GradlabError):
+            self.write(f"gradlab: error: {value}\n")
+        else:
+            super().showtraceback()
 
 
 def _interactive(stream):
@@ -60,6 +80,8 @@ def start(*, plain=False, stdout=None):
         argv = ["--no-banner"]
         if not _interactive(sys.stdin):       # commands piped in: end at their end, with
             argv.append("--TerminalInteractiveShell.confirm_exit=False")  # no question
+        argv.append("--InteractiveShellApp.exec_lines=['from gradlab.repl import "
+                    "one_line_errors; one_line_errors(get_ipython())']")
         ipython.start_ipython(argv=argv, user_ns=ns)
     else:
-        code.interact(banner="", local=ns, exitmsg="")
+        Console(locals=ns).interact(banner="", exitmsg="")

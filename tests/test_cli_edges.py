@@ -120,3 +120,31 @@ def test_verify_says_when_the_equations_themselves_give_nan(tmp_path):
     rows = [line for line in result.stdout.splitlines() if "numpy backend" in line]
     assert any("FAIL (the equations give nan or inf here)" in r for r in rows)
     assert not any("FAIL (non-finite)" in r for r in rows)
+
+
+def test_the_shell_prints_a_gradlab_error_in_one_line_and_has_sum():
+    """J['q', 'c'] at the prompt printed a traceback (40 coloured lines under IPython); the
+    namespace had mean, var, norm and sqrt but not the language's sum."""
+    from gradlab import repl
+    from gradlab.symbolic import language
+    ns = repl.namespace()
+    assert ns["sum"] is language.sum and ns["sum"]([1, 2]) == 3
+    out = []
+    console = repl.Console(locals=ns)
+    console.write = out.append
+    console.push("lstm.jacobian()['q', 'c']")
+    assert out == ["gradlab: error: no output 'q' in this Jacobian; valid: h, c\n"]
+
+    class Shell:
+        def set_custom_exc(self, kinds, handler):
+            self.kinds, self.handler = kinds, handler
+    shell = Shell()
+    repl.one_line_errors(shell)
+    assert shell.kinds == (gradlab.GradlabError,)
+
+
+def test_the_ipython_shell_prints_a_gradlab_error_in_one_line():
+    run = subprocess.run([sys.executable, "-m", "gradlab", "shell"], input="lstm.jacobian()"
+                         "['q', 'c']\n", capture_output=True, text=True, timeout=300, env=SAME)
+    assert "gradlab: error: no output 'q' in this Jacobian; valid: h, c" in run.stderr
+    assert "Traceback" not in run.stdout + run.stderr
