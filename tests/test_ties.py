@@ -66,3 +66,12 @@ def test_a_matrix_power_prints_as_taken_entry_by_entry():
     assert "W^∘2" in text and "W^∘(-1)" in text and "W^2" not in text
     assert r"W^{\circ 2}" in powers.jacobian()._repr_latex_()
     assert "h'^2" in text                                    # a vector's power: as before
+
+
+def test_a_let_cannot_be_named_as_the_identity_prints():
+    """s.let("I", ...) printed 2 diag(I ⊙ (1 - I^2)) W + 0.5 I: one name, two meanings."""
+    import pytest
+    with pytest.raises(gradlab.GradlabError, match="let name 'I' is how the identity prints"):
+        @gradlab.declare(state="h", params="W", source="test")
+        def named_i(s):
+            return s.let("I", gradlab.tanh(s.W @ s.h)) + 0.5 * s.h

@@ -378,6 +378,8 @@ class Builder:
                                "maybe ~ (ñ) and primes, e.g. \"c'\", \"n~\", \"sigma_r^2\"")
         if why := _function_name(name, "let"):
             raise GradlabError(why)
+        if name == "I":      # printed, it would be the identity: 0.5 I read as 0.5 times I
+            raise GradlabError("let name 'I' is how the identity prints (s.I); choose another")
         expr = _value(value).expr
         if not isinstance(expr, sp.MatrixExpr) or expr.shape[1] != 1:
             raise GradlabError(f"'{name}' must be a vector, got {_shape(expr)} "
