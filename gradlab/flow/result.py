@@ -7,9 +7,9 @@ import torch
 
 from ..errors import GradlabError, arguments_checked, check_seed, flag, integer, real
 from .benettin import exponents_along
+from .bound import as_inputs
 from .lanczos import tolerance
 from .loss import check_cut, kept_fraction, loss_vector, loss_walk
-from .bound import as_inputs
 from .module import bind_call
 from .rates import GROW, NO_DECAY, OVERFLOW, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
