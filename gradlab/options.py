@@ -219,9 +219,8 @@ def shown(path):
 def invoked(words):
     """The command line as run ("gradlab sweep --cells lstm ..."), for a report's header,
     when this process runs `gradlab <words>`; else (called from Python) "gradlab <words>"."""
-    if sys.argv[1:1 + len(words.split())] == words.split():   # bytes no UTF-8 reads (a
-        return "gradlab " + shlex.join(                        # path's) shown as \xff
-            os.fsencode(a).decode("utf-8", "backslashreplace") for a in sys.argv[1:])
+    if sys.argv[1:1 + len(words.split())] == words.split():
+        return "gradlab " + shlex.join(shown(a) for a in sys.argv[1:])
     return "gradlab " + words
 
 

@@ -145,5 +145,6 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
         from ..interop import to_torch
         params = c.init_params(hidden, inputs, seed=seed, **opts)
         save_new(to_torch(c, params).state_dict(), target, "--write-torch")
-        click.echo(f"  wrote {shown(write_torch)} (gradlab report --model {shlex.quote(write_torch)} "
-                   f"--arch {CELL_ARCH[c.name]}:hidden={hidden},inputs={inputs})")
+        click.echo(f"  wrote {shown(write_torch)} (gradlab report --model "
+                   f"{shlex.quote(shown(write_torch))} --arch {CELL_ARCH[c.name]}:"
+                   f"hidden={hidden},inputs={inputs})")

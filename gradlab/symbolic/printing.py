@@ -321,10 +321,10 @@ def _subtrahend(expr, args, parens):
     - b), `activations.above`) and is a sum: H(h - (c + b)), not H(h - c + b)."""
     name = getattr(expr, "name", None) or type(expr).__name__
     operands = getattr(expr, "operands", None) or expr.args
-    if name == "above" and isinstance(operands[1], (sp.Add, sp.MatAdd)) \
-            or name == "above" and args[1].startswith("-"):
-        return [args[0], parens % args[1]]
-    return args
+    if name != "above" or not (isinstance(operands[1], (sp.Add, sp.MatAdd))
+                               or args[1].startswith("-")):
+        return args
+    return [args[0], parens % args[1]]
 
 
 def _is_matrix(expr):

@@ -16,7 +16,7 @@ from .charlm import CharSetup, train_charlm
 from .loop import LEARNED, PARTLY, TrainSetup, criterion_text, train
 from .tasks import make
 from .. import registry
-from ..errors import GradlabError, entries, non_ascii, not_whole
+from ..errors import GradlabError, entries, not_whole
 from ..reports.gradient_decay import device_name, versions
 from ..reports.publish import Section, write_report
 
@@ -61,14 +61,14 @@ def parse_tasks(spec):
     out = []
     for part in entries(spec, "--tasks"):       # 'adding:3,' refused, not dropped
         name, _, delay = part.partition(":")
-        try:
-            value = int(delay)
-        except ValueError:
-            value = None
-        if value is None and not non_ascii(delay):
-            raise GradlabError(f"--tasks entry {part!r} is not NAME:DELAY (e.g. adding:25)")
-        if not_whole(delay):                    # '+5', '1_0', '２５': one grammar
+        if not_whole(delay):
+            try:                                # '+5', '1_0', '２５': numbers int() reads,
+                int(delay)                      # spelt otherwise than gradlab reads them
+            except ValueError:
+                raise GradlabError(f"--tasks entry {part!r} is not NAME:DELAY (e.g. "
+                                   "adding:25)") from None
             raise GradlabError(f"--tasks entry {part!r}: delay {not_whole(delay)}")
+        value = int(delay)
         try:
             make(name, value)                   # refuses a bad name or delay, one line
         except GradlabError as err:
