@@ -51,6 +51,7 @@ import re
 
 from .errors import GradlabError, arguments_checked
 from .registry import builtin, cell
+from .torch_guards import module_kind, refuse_hooks, refuse_meta
 
 # torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
 GATES = {"lstm": ("i", "f", "g", "o"), "lstm_proj": ("i", "f", "g", "o"),
@@ -68,53 +69,6 @@ def layer_cell(name):
         from .catalogue.lstm import lstm_proj
         return lstm_proj
     return cell(name)
-
-
-def _kind(module):
-    import torch.nn as nn
-
-    bases = (nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU, nn.GRUCell)
-    base = next((b for b in type(module).__mro__ if b in bases), None)
-    if base is not None and type(module).forward is not base.forward:
-        raise GradlabError(f"{type(module).__name__} overrides {base.__name__}.forward, so it "
-                           f"may compute something else than {base.__name__}, which is what "
-                           "gradlab would derive; measure what it runs by jacrev, "
-                           "gradlab.gradient_flow(gradlab.flow.module.TorchStep(module), xs)")
-    if isinstance(module, (nn.RNN, nn.RNNCell)):
-        return f"rnn_{module.nonlinearity}"
-    if isinstance(module, (nn.LSTM, nn.LSTMCell)):
-        return "lstm_proj" if getattr(module, "proj_size", 0) else "lstm"
-    if isinstance(module, (nn.GRU, nn.GRUCell)):
-        return "gru_torch"
-    raise GradlabError(f"from_torch takes nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU or "
-                       f"nn.GRUCell, got {type(module).__name__}")
-
-
-def _refuse_hooks(module):
-    """A forward (pre-)hook can change what the module computes (its inputs, its output,
-    or its weights, as the old torch.nn.utils.weight_norm and spectral_norm do), and
-    gradlab would derive the plain module: refused. torch.nn.utils.parametrizations
-    (no hook: the weight is computed when read) are read as they are."""
-    from torch.nn.modules import module as base
-
-    own = [name for name in ("_forward_pre_hooks", "_forward_hooks")
-           if getattr(module, name, None)]
-    every = [name for name in ("_global_forward_pre_hooks", "_global_forward_hooks")
-             if getattr(base, name, None)]
-    if own or every:
-        where = "it has" if own else "torch has global"
-        kind = (own or every)[0].removeprefix("_global").strip("_").replace("_", " ")[:-1]
-        raise GradlabError(f"{type(module).__name__} cannot be read as the plain module: "
-                           f"{where} a {kind} (weight_norm and spectral_norm of "
-                           "torch.nn.utils register one), which may change what it "
-                           "computes; remove it, or use torch.nn.utils.parametrizations")
-
-
-def _refuse_meta(module):
-    """A module whose parameters are on the meta device holds no weights to copy."""
-    if any(t.device.type == "meta" for t in module.parameters()):
-        raise GradlabError(f"{type(module).__name__}'s parameters are on the meta device, "
-                           "which holds no numbers; move the module to cpu or cuda")
 
 
 def _weights(module, suffix=""):
@@ -139,7 +93,7 @@ def _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh):
     """Refuse weights whose shapes are not what the module's sizes say (a weight replaced
     by hand): torch would fail in its own words, or a cell module compute with them."""
     n, p, _ = _sizes(module)
-    gates = len(GATES.get(_kind(module), "h"))       # the RNN's one block
+    gates = len(GATES.get(module_kind(module), "h"))       # the RNN's one block
     rows = gates * n
     for name, t, shape in ((f"weight_ih{suffix}", w_ih, (rows, w_ih.shape[-1])),
                            (f"weight_hh{suffix}", w_hh, (rows, p)),
@@ -208,9 +162,9 @@ def from_torch(module, direction=None):
     with reverse=True, and with num_layers > 1 a half reads `direction_inputs(module, xs,
     direction)`, not xs. proj_size > 0: lstm_proj, h zero padded to n entries (torch's p
     first; `state_sizes`). The module docstring has every mapping."""
-    name = _kind(module)
-    _refuse_meta(module)
-    _refuse_hooks(module)
+    name = module_kind(module)
+    refuse_meta(module)
+    refuse_hooks(module)
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in module.parameters()})
     if any(d not in ("float32", "float64") for d in dtypes) or len(dtypes) > 1:
         raise GradlabError(f"{type(module).__name__}'s weights are {', '.join(dtypes)}; "
@@ -260,7 +214,7 @@ def state_sizes(module):
     """{state part of from_torch(module)'s cell: how many of its leading entries are
     torch's}: n for every part except the h of an LSTM with proj_size p (p: its entries
     p.. are the zero padding). The same for both directions."""
-    name = _kind(module)
+    name = module_kind(module)
     layers = getattr(module, "num_layers", None)
     n, p, _ = _sizes(module) if layers else (module.hidden_size, module.hidden_size, 0)
     parts = layer_cell(name).state_names
@@ -302,8 +256,8 @@ def direction_inputs(module, xs, direction):
     dtype and device: pass it with reverse=(direction == "backward")."""
     import torch
 
-    _kind(module)
-    _refuse_meta(module)
+    module_kind(module)
+    refuse_meta(module)
     if not hasattr(module, "num_layers"):
         raise GradlabError(f"direction_inputs takes nn.RNN, nn.LSTM or nn.GRU, got "
                            f"{type(module).__name__} (a cell module reads xs itself)")

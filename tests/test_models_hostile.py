@@ -155,3 +155,36 @@ def test_a_weight_of_the_wrong_shape_is_named():
     cell.weight_hh = torch.nn.Parameter(torch.randn(6, 4))
     with pytest.raises(GradlabError, match=r"GRUCell.weight_hh has shape \(6, 4\)"):
         gradlab.from_torch(cell)
+
+
+class CalledGRUCell(torch.nn.GRUCell):
+    """Scales its input in __call__, leaving forward as GRUCell's."""
+
+    def __call__(self, x, hx=None):
+        return super().__call__(3 * x, hx)
+
+
+class PermutedGRU(torch.nn.GRU):
+    """Doubles its initial state in permute_hidden, which GRU.forward calls."""
+
+    def permute_hidden(self, hx, permutation):
+        return None if hx is None else 2 * hx
+
+
+class InitOnlyLSTM(torch.nn.LSTM):
+    """Only its constructor is its own: it computes what nn.LSTM does."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+
+
+def test_every_way_of_replacing_what_the_base_class_computes_is_refused():
+    replaced = torch.nn.GRUCell(3, 4).double()
+    replaced.forward = lambda x, hx=None: torch.nn.GRUCell.forward(replaced, 3 * x, hx)
+    for module, needle in [(CalledGRUCell(3, 4), "CalledGRUCell overrides GRUCell.__call__"),
+                           (PermutedGRU(3, 4), "PermutedGRU overrides GRU.permute_hidden"),
+                           (replaced, "this GRUCell has its own forward")]:
+        with pytest.raises(GradlabError, match=needle + ".*TorchStep"):
+            gradlab.from_torch(module.double())
+    cell, params = gradlab.from_torch(InitOnlyLSTM(3, 4).double())
+    assert cell.name == "lstm"
