@@ -335,6 +335,13 @@ def load_model(path, arch, *, dtype="float64", device="cpu"):
     module = arch.module(dtype=dtype, device=device)
     with torch.no_grad():
         module.load_state_dict(state)
+    for name, value in module.state_dict().items():   # finite in the file: in --dtype too?
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            big = float(state[name].abs().max())
+            raise GradlabError(
+                f"{str(path)!r}: {arch.prefix + name!r} holds {big:.3g}, beyond "
+                f"{str(value.dtype).removeprefix('torch.')}'s range "
+                f"({torch.finfo(value.dtype).max:.3g}); use --dtype float64")
     return module
 
 

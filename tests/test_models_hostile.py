@@ -94,6 +94,20 @@ def test_checkpoints_that_are_not_dense_tensors_are_refused(tmp_path):
         assert not out.exists()
 
 
+def test_a_weight_beyond_float32s_range_is_refused_under_dtype_float32(tmp_path):
+    module = torch.nn.LSTM(3, 4).double()
+    state = {k: v for k, v in module.state_dict().items()}
+    state["weight_hh_l0"] = state["weight_hh_l0"].clone()
+    state["weight_hh_l0"][0, 0] = 1e300                           # finite in float64
+    torch.save(state, tmp_path / "big.pt")
+    out = tmp_path / "out"
+    result = invoke(*REPORT, "--out", out, "--model", tmp_path / "big.pt",
+                    "--arch", "lstm:hidden=4,inputs=3", "--dtype", "float32")
+    assert_one_line_error(result, "'weight_hh_l0' holds 1e+300, beyond float32's range "
+                                  "(3.4e+38); use --dtype float64")
+    assert not out.exists()
+
+
 def test_a_layer_count_beyond_the_stack_limit_is_refused_at_once(tmp_path):
     torch.save(torch.nn.LSTM(3, 4).state_dict(), tmp_path / "lstm.pt")
     out = tmp_path / "out"
