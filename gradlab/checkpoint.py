@@ -165,9 +165,11 @@ def parse_arch(spec):
                            f"not {kind}; valid keys for {kind}: "
                            f"{', '.join(k for k in KEYS if k != 'proj')}")
     if proj is not None and proj >= values["hidden"]:
-        raise GradlabError(f"--arch {spec!r}: proj={proj} must be below hidden="
-                           f"{values['hidden']} (torch's proj_size < hidden_size); valid: "
-                           f"1..{values['hidden'] - 1}")
+        hidden = values["hidden"]
+        valid = (f"valid: 1..{hidden - 1}" if hidden > 1 else
+                 "hidden=1 leaves none: hidden must be at least 2 for a projection")
+        raise GradlabError(f"--arch {spec!r}: proj={proj} must be below hidden={hidden} "
+                           f"(torch's proj_size < hidden_size); {valid}")
     return Arch(kind=kind, **values)
 
 

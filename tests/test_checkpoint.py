@@ -140,6 +140,9 @@ def test_arch_spec_bidirectional_proj_prefix():
     ("rnn:hidden=6,inputs=3,proj=2", "applies to lstm only"),
     ("lstm:hidden=6,inputs=3,proj=6", "proj=6 must be below hidden=6 (torch's proj_size < "
                                       "hidden_size); valid: 1..5"),
+    ("lstm:hidden=1,inputs=3,proj=1", "proj=1 must be below hidden=1 (torch's proj_size < "
+                                      "hidden_size); hidden=1 leaves none: hidden must be "
+                                      "at least 2 for a projection"),
     ("lstm:hidden=6,inputs=3,proj=0", "proj='0' is not a positive integer"),
     ("lstm:hidden=6,inputs=3,bidirectional=2", "bidirectional='2' is not 1, 0, true or false"),
     ("lstm:hidden=6,inputs=3,prefix=rnn/x", "prefix='rnn/x' is not the start of a state-dict"),
