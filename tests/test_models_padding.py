@@ -4,6 +4,7 @@ zeros in the single-step spectrum, a diluted state RMS), and a direction of a bi
 stack reads the other direction's states beside its input (counted as input before)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -65,3 +66,30 @@ def test_lyapunov_of_a_module_takes_k_as_any_integer():
     assert np.array_equal(gradlab.lyapunov(module, xs, np.int64(3)).mean, want)
     with pytest.raises(gradlab.GradlabError, match=r"^k must be a positive integer"):
         gradlab.lyapunov(module, xs, torch.tensor(3))      # named as k, not taken for xs
+
+
+def test_a_projected_lstm_takes_its_initial_state_as_torch_holds_it():
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(3, 6, proj_size=2).double()
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    h0, c0 = torch.randn(2, 2, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64)
+    flow = gradlab.gradient_flow(module, xs, state0=(h0, c0))
+    out, _ = module(xs, (h0[None], c0[None]))
+    assert torch.allclose(flow.states[0][1:, :, :2], out, rtol=1e-12, atol=0)
+    assert (flow.states[0][:, :, 2:] == 0).all()
+    by_hand = gradlab.gradient_flow(module, xs, state0=(torch.cat([h0, 0 * c0[:, :4]], 1), c0))
+    assert np.array_equal(flow.log_norm(), by_hand.log_norm())
+    for bad, needle in [((torch.zeros(2, 3), c0), "state0 part 'h' has shape (2, 3)"),
+                        ((h0, torch.zeros(2, 5)), "state0 part 'c' has shape (2, 5)")]:
+        with pytest.raises(gradlab.GradlabError, match=re.escape(
+                needle + "; this LSTM(proj_size=2) takes h as (B, 2), c as (B, 6)")):
+            gradlab.gradient_flow(module, xs, state0=bad)
+
+
+def test_a_mis_sized_state_part_is_the_one_named():
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(6, 3, seed=0)
+    xs = torch.zeros(4, 2, 3, dtype=torch.float64)
+    with pytest.raises(gradlab.GradlabError,
+                       match=re.escape("state part 'h' has shape (2, 2), expected (B, n) = (2, 6)")):
+        gradlab.gradient_flow(cell, params, xs, state0=(torch.zeros(2, 2), torch.zeros(2, 6)))

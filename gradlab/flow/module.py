@@ -277,10 +277,13 @@ def bind_call(cell, params, xs, state0, reverse, call):
         if params is not None and xs is not None:
             raise GradlabError(f"a torch module carries its own weights: call "
                                f"{call}(module, xs), without params")
+        module = cell
         cell, params, xs, bound, padding = from_module(cell, params if xs is None else xs,
                                                        state0, reverse)
         if bound is not None:
             return (*bound, padding)
+        if padding is not None and state0 is not None:
+            state0 = padded_state0(module, state0)
     else:
         padding = None
     if params is None or xs is None:
@@ -288,6 +291,28 @@ def bind_call(cell, params, xs, state0, reverse, call):
                            f"{call}(module, xs) for a torch module)")
     _, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
     return bound, xs, state0, padding
+
+
+def padded_state0(module, state0):
+    """state0 for from_torch(module)'s cell, given as torch holds it: an LSTM with
+    proj_size p takes each h as (B, p), which the cell holds as (B, n), zeros after p
+    (gradlab's own (B, n) is taken as it is)."""
+    from ..interop import state_sizes
+    sizes = state_sizes(module)
+    parts = tuple(state0) if isinstance(state0, (tuple, list)) else (state0,)
+    if len(parts) != len(sizes):
+        return state0                       # the cell's own check names the count
+    full, out = max(sizes.values()), []
+    for (name, size), part in zip(sizes.items(), parts):
+        width = getattr(part, "shape", (None,))[-1] if getattr(part, "ndim", 0) else None
+        if width not in (size, full):
+            want = ", ".join(f"{q} as (B, {v})" for q, v in sizes.items())
+            raise GradlabError(f"state0 part {name!r} has shape {tuple(part.shape)}; this "
+                               f"{type(module).__name__}(proj_size={min(sizes.values())}) "
+                               f"takes {want}")
+        out.append(torch.nn.functional.pad(torch.as_tensor(part), (0, full - width))
+                   if width < full else part)
+    return tuple(out)
 
 
 def padded(module):

@@ -223,7 +223,11 @@ def prepare(cell, params, state, x, backend_name=None):
         if s.ndim != 2:
             raise GradlabError(f"state part '{part}' has shape {tuple(s.shape)}, expected "
                                f"(B, n) with B = {B} from x {tuple(x.shape)}")
-    n = state[0].shape[-1]
+    # n as most parameters declared (n, .) say, so that a mis-sized state part is the one
+    # named, not its neighbours (the first part's size, where no parameter says)
+    votes = [params[p].shape[0] for p in cell.param_names
+             if str(cell.param_shapes[p][0]) == "n" and params[p].ndim >= 1]
+    n = max(set(votes), key=votes.count) if votes else state[0].shape[-1]
     dtypes = {str(t.dtype) for t in (x, *state, *(params[p] for p in cell.param_names))}
     if len(dtypes) > 1:
         raise GradlabError(f"params, state and x of cell '{cell.name}' mix dtypes "
