@@ -24,10 +24,21 @@ OUT_OF_MEMORY = "out of memory; use a smaller --hidden, --steps or --batch"
 NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a command, carried past click's main (which would print an empty
+    line for a KeyboardInterrupt before its own Abort)."""
+
+
 class Gradlab(click.Group):
     """A group whose errors are one line on stderr, never a traceback: exit 2 for anything
     a user can fix (and for an unforeseen failure, which is named as one), 130 on Ctrl-C.
     GRADLAB_DEBUG=1 lets an unforeseen exception through with its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
         try:
@@ -37,7 +48,7 @@ class Gradlab(click.Group):
         except NO_ARGS as e:
             e.show()
             code = e.exit_code
-        except (click.exceptions.Abort, KeyboardInterrupt):
+        except (click.exceptions.Abort, KeyboardInterrupt, Interrupted):
             click.echo("gradlab: interrupted", err=True)
             code = 130
         except click.ClickException as e:

@@ -424,3 +424,13 @@ def test_derive_refuses_to_write_beside_a_report(tmp_path):
     assert_ok(invoke(*small, "--out", out))
     assert_one_line_error(invoke("derive", "rnn_tanh", "--out", out), "holds a gradlab report")
     assert "rnn_tanh.md" not in listing(out)
+
+
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch):
+    """click printed an empty line of its own before 'gradlab: interrupted'."""
+    from gradlab import device
+    monkeypatch.setattr(device, "resolve", lambda *a, **k: (_ for _ in ()).throw(
+        KeyboardInterrupt()))
+    result = invoke("report", "--out", tmp_path / "r")
+    assert result.exit_code == 130
+    assert result.stderr == "gradlab: interrupted\n" and result.stdout == ""
