@@ -434,3 +434,17 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, monkeypatch):
     result = invoke("report", "--out", tmp_path / "r")
     assert result.exit_code == 130
     assert result.stderr == "gradlab: interrupted\n" and result.stdout == ""
+
+
+def test_verify_labels_a_files_cell_by_its_spec_beside_the_builtin_it_shadows(tmp_path,
+                                                                              monkeypatch):
+    """Both were printed as 'rnn_tanh', so a reader could not tell which passed."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.py").write_text(
+        "import gradlab\n"
+        "@gradlab.declare(state='h', params='W U b', source='mine')\n"
+        "def rnn_tanh(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)\n")
+    result = invoke("verify", "--cells", "rnn_tanh,mine.py:rnn_tanh")
+    assert_ok(result)
+    headers = [line for line in result.stdout.splitlines() if "(cpu, float64)" in line]
+    assert headers == ["rnn_tanh  (cpu, float64)", "mine.py:rnn_tanh  (cpu, float64)"]

@@ -65,15 +65,16 @@ def verify(names, device, dtype, seed):
     from .. import registry
     from ..device import resolve as resolve_device
     from ..verification.verify import independence_note, summarize, verify_cell
-    chosen = [registry.cell(n) for n in cells_option(names, registry.cells())]
+    # labelled as given: a file's cell as path/to/file.py:NAME (it may share a built-in's name)
+    chosen = [(spec, registry.cell(spec)) for spec in cells_option(names, registry.cells())]
     resolve_device(device)
     results = []
     with Progress(len(chosen), "verified") as progress:    # as every long command shows it
-        for c in chosen:
-            results.append((c, verify_cell(c, device=device, dtype=dtype, seed=seed)))
-            progress(c.name)
-    for c, checks in results:
-        click.echo(f"\n{c.name}  ({device}, {dtype})")
+        for label, c in chosen:
+            results.append((label, c, verify_cell(c, device=device, dtype=dtype, seed=seed)))
+            progress(label)
+    for label, c, checks in results:
+        click.echo(f"\n{label}  ({device}, {dtype})")
         click.echo(f"  {'check':<8} {'against':<40} {'max rel error':>13}  {'tolerance':>9}")
         for ch in checks:
             mark = "ok" if ch.passed else "FAIL" if ch.finite else (
@@ -84,7 +85,7 @@ def verify(names, device, dtype, seed):
         note = independence_note(c, checks)
         if note:
             click.echo(f"  {note}")
-    summary = summarize(ch for _, checks in results for ch in checks)
+    summary = summarize(ch for _, _, checks in results for ch in checks)
     click.echo(f"\n{summary}")
     if summary.failed:
         sys.exit(1)
