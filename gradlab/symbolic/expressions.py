@@ -10,12 +10,13 @@ import sympy as sp
 from sympy.printing.pretty.stringpict import prettyForm
 
 from . import algebra as al
+from .explicit import entries
 from .printing import block_name, latex, text
 from .structure import kind, terms as block_terms
 from ..errors import GradlabError
 
 
-EXPLICIT_MAX = 12        # entries written out one by one: n = 20 already takes seconds
+EXPLICIT_MAX = 12        # entries written out one by one (n = 12: 144 per n x n block)
 
 
 def _sizes(n, m):
@@ -189,8 +190,7 @@ class Expression:
     def explicit(self, n=2, m=None):
         """A SymPy Matrix with explicit entries at hidden size n (input size m, n by
         default)."""
-        sizes = _sizes(n, n if m is None else m)
-        return sp.Matrix(self.expr.xreplace(sizes).as_explicit())
+        return entries(self.expr, _sizes(n, n if m is None else m))
 
     def subs(self, *args, **kwargs):
         """SymPy's subs on the expression (printed as derive does), checked (`substituted`)."""
