@@ -19,6 +19,11 @@ class GradlabIndexError(GradlabError, IndexError):
     """An index out of range: a GradlabError that is also Python's IndexError."""
 
 
+class GradlabTypeError(GradlabError, TypeError):
+    """An operation the object does not offer (iterating a Jacobian): a GradlabError
+    that is also Python's TypeError, so that `iterable(x)` tests still read False."""
+
+
 class GradlabKeyError(GradlabError, KeyError):
     """A key that names nothing: a GradlabError that is also Python's KeyError (printed
     as its message, not as KeyError's quoted repr)."""

@@ -329,3 +329,17 @@ def test_a_product_of_jacobians_refuses_part_names_in_one_line():
                                                r"Jacobian itself"):
             shown["c", "c"]
     assert str(J["c", "c"]) == "diag(f)"
+
+
+def test_block_names_read_alike_in_every_view():
+    """explicit() refused ("c'", "c") though J["c'", "c"] took it; J.terms("c") gave the
+    (c, h) block alone, silently; list(J) said 'J[0]: index a block'."""
+    J = gradlab.cell("lstm").jacobian()
+    assert J.explicit(n=2)[("c'", "c")] == J.explicit(n=2)[("c", "c")]
+    assert list(J.terms("c")) == [("c", "h"), ("c", "c")]
+    assert list(J.terms(wrt="c")) == [("h", "c"), ("c", "c")]
+    assert [str(t) for t in J.terms("c'")[("c", "c")]] == ["diag(f)"]
+    with pytest.raises(TypeError, match=r"not iterated block by block; J.blocks_by_name\(\)"):
+        list(J)
+    with pytest.raises(GradlabError, match="no output 'z' in this Jacobian; valid: h, c"):
+        J.terms("z")

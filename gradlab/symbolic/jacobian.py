@@ -25,7 +25,7 @@ from .dag import once
 from .expressions import Block, pretty_lines
 from .structure import atoms
 from .printing import Partial, block_name, latex, text
-from ..errors import GradlabError, GradlabIndexError, GradlabKeyError
+from ..errors import GradlabError, GradlabIndexError, GradlabKeyError, GradlabTypeError
 
 _MATRIX_NODES = (sp.MatMul, sp.MatrixExpr)   # sums, products and every other matrix node
 
@@ -88,6 +88,10 @@ class ByName(dict):
     the valid ones (a plain dict said only KeyError: ('c', 'z'))."""
 
     def __missing__(self, key):
+        if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
+            plain = tuple(k.rstrip("'") for k in key)     # ("c'", "c"): the new c, as J[]
+            if plain != key and plain in self:
+                return self[plain]
         raise GradlabKeyError(f"no block {key!r}; valid: "
                                 + ", ".join(f"({o!r}, {w!r})" for o, w in self))
 
@@ -159,15 +163,24 @@ class Jacobian(Blocks):
                         f"0..{cols - 1} (negative from the end)")
         return Block(self, int(key[0]) % rows, int(key[1]) % cols)
 
+    def __iter__(self):
+        raise GradlabTypeError("a Jacobian is not iterated block by block; "
+                               "J.blocks_by_name() gives {(out, in): block}, and J.parts and "
+                               "J.ins the names of its rows and columns")
+
     def blocks_by_name(self):
         """{(out, in): Block} for every block, rows first."""
         return {(o, w): self.block(o, w) for o in self.parts for w in self.ins}
 
     def terms(self, out=None, wrt=None):
-        """The terms of one block (a list), or {(out, in): terms} of every block."""
-        if out is not None or wrt is not None:
-            return self.block(out or self.parts[0], wrt or self.ins[0]).terms()
-        return {k: b.terms() for k, b in self.blocks_by_name().items()}
+        """The terms of one block (a list) given both names; else {(out, in): terms} of
+        every block, or of out's row or wrt's column where one name is given."""
+        if out is not None and wrt is not None:
+            return self.block(out, wrt).terms()
+        rows = self.parts if out is None else (self.parts[self._index(out, self.parts,
+                                                                      "output", self.outs)],)
+        cols = self.ins if wrt is None else (self.ins[self._index(wrt, self.ins, "input")],)
+        return ByName({(o, w): self.block(o, w).terms() for o in rows for w in cols})
 
     def explicit(self, n=2, m=None):
         """{(out, in): SymPy Matrix} of every block written entry by entry at hidden size
