@@ -282,3 +282,22 @@ def test_reductions_print_as_written_in_text_and_latex():
     assert "norm_" not in typeset and "sum_" not in typeset
     lets = {text(k): latex(k) for k in reduced.lets}
     assert lets["‖r‖"] == r"\left\lVert r \right\rVert" and lets["Σ_r"] == r"\Sigma_{r}"
+
+
+def test_numbers_in_vector_sums_and_scalar_factors_print_as_one_reads_them():
+    """a + 2 printed 'a + 2 1' (read 21), and ‖a‖'s derivative '2 a 1/2 (aᵀ a)^(-1/2)'."""
+    @gradlab.declare(state="h", params="W U b", source="test")
+    def shifted(s):
+        a = s.let("a", s.W @ s.h + s.U @ s.x + s.b)
+        return gradlab.tanh(a + 2) * (3 - s.h) + a * gradlab.norm(a)
+
+    assert "h' = tanh(a + 2) ⊙ (3 - h) + ‖a‖ a" in str(shifted.equations())
+    J = str(shifted.jacobian())
+    assert "a (aᵀ a)^(-1/2) aᵀ W" in J and " 1/2" not in J and "2 1" not in J
+
+
+def test_scalar_products_are_juxtaposed_and_negative_powers_are_fractions():
+    """The normalized LSTM's Jacobian printed '1/(n*(σ_r^2 + 1)^(3/2))', the only '*' in
+    a notation where a product is juxtaposition; 1/‖r‖^2 printed as ‖r‖^(-2)."""
+    printed = str(gradlab.cell("normalized_lstm").jacobian())
+    assert "1/(n (σ_r^2 + 1)^(3/2))" in printed and "*" not in printed

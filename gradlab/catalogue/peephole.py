@@ -60,7 +60,7 @@ lstm_nog = register(peephole_family("lstm_nog", "No output gate: o = 1.", output
 lstm_niaf = register(peephole_family(
     "lstm_niaf", "No input activation: z = W_z h + U_z x + b_z.", input_activation=False))
 lstm_noaf = register(peephole_family(
-    "lstm_noaf", "No output activation: h' = c' * o.", output_activation=False))
+    "lstm_noaf", "No output activation: h' = o ⊙ c'.", output_activation=False))
 lstm_np = register(peephole_family(
     "lstm_np", "No peepholes: the same function as lstm, up to names.", peepholes=False))
 lstm_cifg = register(peephole_family(

@@ -130,7 +130,12 @@ def hadamard(*factors):
 
 
 def diag(v):
-    """diag(v) for a column vector v; diag(1) is the identity."""
+    """diag(v) for a column vector v; diag(1) is the identity; diag(c v) = c diag(v) for a
+    number c, so that the number joins the product's own (2 a 1/2 ... read a ...)."""
+    if isinstance(v, MatMul):
+        c, ms = v.as_coeff_matrices()
+        if c != 1 and ms:
+            return scale(c, diag(ms[0] if len(ms) == 1 else MatMul(*ms)))
     if isinstance(v, OneMatrix):
         return Identity(v.shape[0])
     if is_zero(v):

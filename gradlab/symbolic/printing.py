@@ -196,7 +196,12 @@ class MatrixTextPrinter(StrPrinter):
         inner = self._print(expr.args[0])
         return inner if expr.shape == (1, 1) else f"diag({inner})"
 
+    def _print_Mul(self, expr, **kwargs):          # 1/(n (σ^2 + 1)), not n*(..): a product
+        return super()._print_Mul(expr, **kwargs).replace("*", " ")   # is juxtaposition
+
     def _print_Pow(self, expr, rational=False):     # ‖r‖^2, not ‖r‖**2: one notation, ^
+        if expr.exp.is_Rational and expr.exp < -1:     # 1/‖r‖^2, as 2/‖r‖^2 reads
+            return "1/" + self._print(sp.Pow(expr.base, -expr.exp, evaluate=False))
         return super()._print_Pow(expr, rational).replace("**", "^")
 
     def _print_HadamardProduct(self, expr):
@@ -213,6 +218,9 @@ class MatrixTextPrinter(StrPrinter):
 
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()
+        if coeff.is_Number and len(mats) == 1 and isinstance(mats[0], sp.OneMatrix) \
+                and mats[0].shape[1] == 1:
+            return self._print(coeff)       # 2 𝟏 as 2, as 1 - h reads 𝟏 - h ("2 1" read 21)
         parts = [f"({self._print(m)})" if isinstance(m, (sp.MatAdd, sp.HadamardProduct))
                  else self._print(m) for m in mats]
         if coeff == -1:
