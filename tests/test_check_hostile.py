@@ -451,3 +451,17 @@ def test_an_all_zero_answer_is_said_to_be_zero():
     exact = lstm.jacobian_fn("state")
     result = check_jacobian(lambda P, s, x: 0 * exact(P, s, x), lstm, params)
     assert result.diagnosis == ["Your Jacobian is zero throughout: every term is missing."]
+
+
+def test_the_default_rtol_is_the_documented_1e_8_and_float32_reads_it_as_1e_5():
+    import inspect
+    default = inspect.signature(gradlab.check_jacobian).parameters["rtol"].default
+    assert default == 1e-8 and repr(default) == "1e-08"
+    cell = gradlab.cell("gru")
+    params = cell.init_params(5, 3, seed=0, dtype=torch.float32)
+    exact = cell.jacobian_fn("state", "torch")
+
+    def rounded(p, state, x):                    # off by what float32 rounding leaves
+        return exact(p, state, x) * (1 + 3e-7)
+    assert gradlab.check_jacobian(rounded, cell, params).ok
+    assert not gradlab.check_jacobian(rounded, cell, params, rtol=1e-8).ok

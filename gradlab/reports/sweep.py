@@ -2,7 +2,8 @@
 
 For every cell and every grid point (weight scale sw, gate bias g) the cell is initialised
 (gaussian, seeded), driven by i.i.d. Gaussian inputs, and the timescale xi = -1 / (2 rate) of
-the spectral norm of d s_T / d s_{T-k} is measured (gradient_flow). For rnn_tanh the
+the Frobenius norm of d s_T / d s_{T-k}, past the first quarter of the lags, is measured
+(gradient_flow; at long lags its slope is the spectral norm's: `measure_point`). For rnn_tanh the
 mean-field critical line chi = 1 (derivations/theory.md §2) is drawn: ordered (vanishing) left,
 chaotic right of it. Gated cells move their memory with the gate bias. Over every map the
 theory's contours of chosen timescales are drawn (`theory_grid`: dynamic mean field,
