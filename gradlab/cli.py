@@ -11,7 +11,7 @@ import sys
 import click
 
 from .commands import inspect, learning, reports
-from .errors import GradlabError
+from .errors import GradlabError, Interrupted
 from .options import allocator_failed
 
 
@@ -22,11 +22,6 @@ def _one_line(message):
 OUT_OF_MEMORY = "out of memory; use a smaller --hidden, --steps or --batch"
 # click >= 8.2: a bare group invocation; click prints the help on stderr, exit 2
 NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
-class Interrupted(Exception):
-    """Ctrl-C during a command, carried past click's main (which would print an empty
-    line for a KeyboardInterrupt before its own Abort)."""
 
 
 class Gradlab(click.Group):

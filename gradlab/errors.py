@@ -19,6 +19,11 @@ class GradlabIndexError(GradlabError, IndexError):
     """An index out of range: a GradlabError that is also Python's IndexError."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a command, carried past click's main (which prints an empty line for
+    a KeyboardInterrupt before its own Abort); the CLI prints 'gradlab: interrupted'."""
+
+
 class GradlabTypeError(GradlabError, TypeError):
     """An operation the object does not offer (iterating a Jacobian): a GradlabError
     that is also Python's TypeError, so that `iterable(x)` tests still read False."""
