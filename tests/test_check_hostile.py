@@ -465,3 +465,59 @@ def test_the_default_rtol_is_the_documented_1e_8_and_float32_reads_it_as_1e_5():
         return exact(p, state, x) * (1 + 3e-7)
     assert gradlab.check_jacobian(rounded, cell, params).ok
     assert not gradlab.check_jacobian(rounded, cell, params, rtol=1e-8).ok
+
+
+def test_draws_that_cannot_tell_a_swap_apart_are_inconclusive():
+    """A transposed W passed as 'agrees' where W is symmetric (orthogonal init at n = 2 is
+    often a reflection); a state read as (c, h) passed where h = c at every sample."""
+    rnn = gradlab.cell("rnn_tanh")
+
+    def transposed(params, state, x):
+        a = state[0] @ params["W"].T + x @ params["U"].T + params["b"]
+        return (1 - torch.tanh(a) ** 2)[:, :, None] * params["W"].T
+    params = rnn.init_params(2, 3, init="orthogonal", bias_scale=0.5, seed=2)
+    assert torch.equal(params["W"], params["W"].T)
+    result = gradlab.check_jacobian(transposed, rnn, params)
+    assert not result.ok and result.inconclusive and "W = Wᵀ" in str(result)
+    lstm = gradlab.cell("lstm")
+    exact = lstm.jacobian_fn("state")
+    params = lstm.init_params(6, 3, weight_scale=1.5, bias_scale=0.5, seed=0)
+    h = 0.8 * torch.randn(4, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    swapped = gradlab.check_jacobian(lambda p, s, x: exact(p, s[::-1], x), lstm, params,
+                                     states=(h,) * 2)
+    assert swapped.inconclusive and "h = c at every sample" in str(swapped)
+    assert gradlab.check_jacobian(exact, lstm, params, states=(h, -h)).ok
+
+
+def test_a_cell_undefined_at_the_drawn_states_is_refused_not_blamed_on_fn():
+    @gradlab.declare(state="h", params="W U", source="test")
+    def rooted(s):
+        return gradlab.sqrt(s.h) + s.W @ s.h + s.U @ s.x
+    params = rooted.init_params(5, 3, weight_scale=1.5)
+    exact = rooted.jacobian_fn("state")
+    with pytest.raises(GradlabError, match="holds 55 entries that are nan or inf at the drawn "
+                                           "states.*pass states= where the cell is defined"):
+        gradlab.check_jacobian(exact, rooted, params)
+    h = torch.rand(4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.1
+    assert gradlab.check_jacobian(exact, rooted, params, states=(h,)).ok
+
+
+def test_an_answer_whose_conversion_raises_anything_is_one_line():
+    class Lazy:
+        def __array__(self, dtype=None, copy=None):
+            raise ZeroDivisionError("materialising")
+    rnn = gradlab.cell("rnn_tanh")
+    with pytest.raises(GradlabError, match="cannot be read as an array of real numbers: "
+                                           "ZeroDivisionError: materialising"):
+        gradlab.check_jacobian(lambda p, s, x: Lazy(), rnn, rnn.init_params(4, 2))
+
+
+def test_assert_jacobian_warns_when_zero_biases_hide_a_wrong_term():
+    gru = gradlab.cell("gru_torch")
+    exact = gru.jacobian_fn("state")
+    without = lambda p, s, x: exact({**p, "b_hn": torch.zeros_like(p["b_hn"])}, s, x)  # noqa
+    with pytest.warns(UserWarning, match="not with them drawn nonzero"):
+        gradlab.testing.assert_jacobian(without, gru, gru.init_params(8, 4, seed=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gradlab.testing.assert_jacobian(exact, gru, gru.init_params(8, 4, seed=0))

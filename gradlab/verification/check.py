@@ -35,8 +35,8 @@ from ..errors import (GradlabError, arguments_checked, check_seed, choice, deriv
                       integer)
 from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import terms_function
-from .diagnosis import block_error, diagnose, exact_jacobian, relative, unseen, \
-    unseen_words
+from .diagnosis import alike, alike_words, block_error, diagnose, exact_jacobian, relative, \
+    unseen, unseen_words
 from .user import Exited, batched_jacobian, cell_part, lower_precision, right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
@@ -138,7 +138,6 @@ class Blocks:
         return M if self.block else self.cut(M, key)
 
 
-@arguments_checked
 class DefaultRtol(float):
     """The default rtol, 1e-8 (as the signature shows), which float32 params read as
     1e-5: rounding alone puts a float32 Jacobian ~1e-7 away from the exact one."""
@@ -147,6 +146,7 @@ class DefaultRtol(float):
 DEFAULT_RTOL = DefaultRtol(1e-8)
 
 
+@arguments_checked
 def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=None, batch=4,
                    seed=0, rtol=DEFAULT_RTOL, states=None):
     """Compare `fn(params, state, x)` with gradlab's exact Jacobian; a `Result` (ok only
@@ -203,6 +203,13 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                                f"{', '.join(ins)}; e.g. {cell.state_names[0]},{ins[-1]}")
     blocks = Blocks(cell.state_names, ins, n, n if wrt == "state" else x.shape[-1], block)
     exact = blocks.select(exact_jacobian(cell, wrt, params, state, x))
+    if not bool(torch.isfinite(exact).all()):
+        where = "given" if states is not None else "drawn"
+        raise GradlabError(f"the exact Jacobian of cell '{cell.name}' holds "
+                           f"{int((~torch.isfinite(exact)).sum())} entries that are nan or inf "
+                           f"at the {where} states: its equations give no number there (a "
+                           "sqrt or log of a negative value?); pass states= where the cell "
+                           "is defined")
     rows, cols = exact.shape[1:]
     shape = (rows, cols) if layout == "numerator" else (cols, rows)
     hints = {}
@@ -232,15 +239,19 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                                               relative, rtol)
     terms = terms_function(cell, wrt, "torch")(params, state, x)    # evaluated once
     faint = unseen(terms, exact, blocks, rtol)
+    same = [] if faint == ["n = 1"] else alike(cell, params, state, wrt, rtol)
     diagnosis = [] if ok else batch_only or rounded or diagnose(
-        cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms, bool(faint))
-    if ok and not faint:                             # the verdict is at the params given
+        cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
+        bool(faint or same))
+    if ok and not (faint or same):                   # the verdict is at the params given
         diagnosis = _with_biases(fn, cell, params, yours, state, x, shape, layout, wrt,
                                  blocks, rtol, seed, theirs)
-    return Result(ok and not faint, Error(absolute, relative),
+    doubt = bool(faint or same)
+    return Result(ok and not doubt, Error(absolute, relative),
                   max(blocks.keys, key=errors.get), errors,
-                  diagnosis + (unseen_words(faint, ok) if faint else []), x.shape[0],
-                  inconclusive=ok and bool(faint))
+                  diagnosis + (alike_words(same, ok) if same else [])
+                  + (unseen_words(faint, ok) if faint else []), x.shape[0],
+                  inconclusive=ok and doubt)
 
 
 def _errors(theirs, exact, blocks):

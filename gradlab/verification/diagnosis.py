@@ -264,6 +264,32 @@ def unseen(terms, exact, blocks, rtol):
     return faint
 
 
+def alike(cell, params, state, wrt, rtol):
+    """What these draws cannot tell apart, as words: a nonzero square weight equal to its
+    transpose within rtol (an orthogonal init at n = 2 is often a reflection, symmetric),
+    so W and W^T give one Jacobian; two state parts equal at every sample (the states
+    (h,) * 2), so a derivation reading them in the wrong order gives one too."""
+    found = []
+    for p in cell.param_names:
+        w = params[p]
+        if w.ndim == 2 and w.shape[0] == w.shape[1] > 1 and bool(w.any()) and \
+                float((w - w.mT).abs().max()) <= rtol * float(w.abs().max()):
+            found.append(f"{p} = {p}ᵀ")
+    if wrt == "state":
+        names = cell.state_names
+        found += [f"{a} = {b} at every sample" for i, a in enumerate(names)
+                  for b, t in zip(names[i + 1:], state[i + 1:]) if torch.equal(state[i], t)]
+    return found
+
+
+def alike_words(same, agrees):
+    """The sentence for `alike`'s answer."""
+    return [("Inconclusive" if agrees else "Note") + f": at these draws {'; '.join(same)}, "
+            "so a derivation that swaps them (a transposed weight, state parts read in the "
+            "wrong order) would agree too. Check at other parameters or states (gradlab "
+            "check's defaults draw them apart)."]
+
+
 def unseen_words(faint, agrees):
     """The sentence for `unseen`'s answer: why an agreement proves nothing, or why a
     diagnosis at these draws may not hold."""
@@ -273,6 +299,7 @@ def unseen_words(faint, agrees):
         return [("Inconclusive" if agrees else "Note") + ": at n = 1 every weight is its own "
                 "transpose, so a transposed weight or the other layout cannot be seen. Check "
                 "at n >= 2 (--hidden)."]
+
     shown = "; ".join(faint[:3]) + (", ..." if len(faint) > 3 else "")
     if agrees:
         return [f"Inconclusive: at these draws {len(faint)} term(s) of the exact Jacobian are "
