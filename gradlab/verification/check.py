@@ -35,8 +35,8 @@ from ..errors import (GradlabError, arguments_checked, check_seed, choice, deriv
                       integer)
 from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import terms_function
-from .diagnosis import alike, alike_words, block_error, diagnose, exact_jacobian, relative, \
-    unseen, unseen_words
+from .blind import alike, alike_words, unseen, unseen_words
+from .diagnosis import block_error, diagnose, exact_jacobian, relative
 from .user import Exited, batched_jacobian, cell_part, lower_precision, right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")

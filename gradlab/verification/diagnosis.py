@@ -46,6 +46,16 @@ def exact_jacobian(cell, wrt, params, state, x):
     return cell.jacobian_fn(wrt)(params, state, x).to(dtype=torch.float64, device="cpu")
 
 
+def _orders(k):
+    """State orders a mix-up may give: every one for up to 5 parts; beyond (a stack's h1,
+    c1, h2, ...: 10! orders at 5 layers took minutes) one pair swapped, or all reversed."""
+    if k <= 5:
+        return itertools.permutations(range(k))
+    swaps = [tuple(j if t == i else i if t == j else t for t in range(k))
+             for i, j in itertools.combinations(range(k), 2)]
+    return [tuple(reversed(range(k))), *swaps]
+
+
 def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
              degenerate=False):
     """Sentences saying what is wrong with `theirs`; `terms` is `terms_function`'s
@@ -75,7 +85,7 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
                 "not a mistake in one term."]
     parts = cell.state_names
     if blocks.block is None and wrt == "state" and len(parts) > 1:
-        for order in itertools.permutations(range(len(parts))):
+        for order in _orders(len(parts)):
             if list(order) == list(range(len(parts))):
                 continue
             n = blocks.n
@@ -246,69 +256,6 @@ def gate_order(cell, params, state, x, theirs, wrt, blocks, close):
                     f"({', '.join(order)}); torch stacks the gates as ({', '.join(gates)}) in "
                     "weight_ih, weight_hh and the biases. Split them in that order."]
     return []
-
-
-def unseen(terms, exact, blocks, rtol):
-    """What these draws cannot see: the terms of the exact Jacobian within rtol of zero at
-    every sample (saturated gates, weights of scale 0), which a derivation could leave
-    out and still agree, as words; ["n = 1"] at n = 1, where a weight is its own
-    transpose; [] when every term carries weight."""
-    if blocks.n == 1:
-        return ["n = 1"]
-    faint = []
-    for key in blocks.keys:
-        scale = float(blocks.part(exact, key).abs().max())
-        for term, value in terms.get(key, []):
-            if float(value.abs().max()) <= rtol * scale or scale == 0:
-                faint.append(f"{text(term)} in ∂{key[0]}'/∂{key[1]}")
-    return faint
-
-
-def alike(cell, params, state, wrt, rtol):
-    """What these draws cannot tell apart, as words: a nonzero square weight equal to its
-    transpose within rtol (an orthogonal init at n = 2 is often a reflection, symmetric),
-    so W and W^T give one Jacobian; two state parts equal at every sample (the states
-    (h,) * 2), so a derivation reading them in the wrong order gives one too."""
-    found = []
-    for p in cell.param_names:
-        w = params[p]
-        if w.ndim == 2 and w.shape[0] == w.shape[1] > 1 and bool(w.any()) and \
-                float((w - w.mT).abs().max()) <= rtol * float(w.abs().max()):
-            found.append(f"{p} = {p}ᵀ")
-    if wrt == "state":
-        names = cell.state_names
-        found += [f"{a} = {b} at every sample" for i, a in enumerate(names)
-                  for b, t in zip(names[i + 1:], state[i + 1:]) if torch.equal(state[i], t)]
-    return found
-
-
-def alike_words(same, agrees):
-    """The sentence for `alike`'s answer."""
-    return [("Inconclusive" if agrees else "Note") + f": at these draws {'; '.join(same)}, "
-            "so a derivation that swaps them (a transposed weight, state parts read in the "
-            "wrong order) would agree too. Check at other parameters or states (gradlab "
-            "check's defaults draw them apart)."]
-
-
-def unseen_words(faint, agrees):
-    """The sentence for `unseen`'s answer: why an agreement proves nothing, or why a
-    diagnosis at these draws may not hold."""
-    again = ("Check at other parameters (gradlab check's defaults: --weight-scale 1.5 "
-             "--bias-scale 0.5).")
-    if faint == ["n = 1"]:
-        return [("Inconclusive" if agrees else "Note") + ": at n = 1 every weight is its own "
-                "transpose, so a transposed weight or the other layout cannot be seen. Check "
-                "at n >= 2 (--hidden)."]
-
-    shown = "; ".join(faint[:3]) + (", ..." if len(faint) > 3 else "")
-    if agrees:
-        return [f"Inconclusive: at these draws {len(faint)} term(s) of the exact Jacobian are "
-                f"within rtol of zero at every sample ({shown}), so a derivation without "
-                "them would agree too (saturated gates, or weights or biases of scale 0). "
-                + again]
-    return [f"Note: at these draws {len(faint)} term(s) of the exact Jacobian are within "
-            f"rtol of zero at every sample ({shown}): what is said above may not hold at "
-            "other points. " + again]
 
 
 def without_biases(cell, params, state, x, theirs, wrt, blocks, close):

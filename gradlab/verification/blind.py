@@ -1,0 +1,73 @@
+"""What a check's draws cannot see, where an agreement proves nothing: terms of the exact
+Jacobian that vanish at every sample (`unseen`: saturated gates, weights of scale 0, and
+every weight at n = 1, its own transpose), and things the draws cannot tell apart
+(`alike`: a symmetric weight and its transpose, two equal state parts); and the
+sentences that say so (`unseen_words`, `alike_words`).
+"""
+
+import torch
+
+from ..symbolic.printing import text
+
+
+def unseen(terms, exact, blocks, rtol):
+    """What these draws cannot see: the terms of the exact Jacobian within rtol of zero at
+    every sample (saturated gates, weights of scale 0), which a derivation could leave
+    out and still agree, as words; ["n = 1"] at n = 1, where a weight is its own
+    transpose; [] when every term carries weight."""
+    if blocks.n == 1:
+        return ["n = 1"]
+    faint = []
+    for key in blocks.keys:
+        scale = float(blocks.part(exact, key).abs().max())
+        for term, value in terms.get(key, []):
+            if float(value.abs().max()) <= rtol * scale or scale == 0:
+                faint.append(f"{text(term)} in ∂{key[0]}'/∂{key[1]}")
+    return faint
+
+
+def alike(cell, params, state, wrt, rtol):
+    """What these draws cannot tell apart, as words: a nonzero square weight equal to its
+    transpose within rtol (an orthogonal init at n = 2 is often a reflection, symmetric),
+    so W and W^T give one Jacobian; two state parts equal at every sample (the states
+    (h,) * 2), so a derivation reading them in the wrong order gives one too."""
+    found = []
+    for p in cell.param_names:
+        w = params[p]
+        if w.ndim == 2 and w.shape[0] == w.shape[1] > 1 and bool(w.any()) and \
+                float((w - w.mT).abs().max()) <= rtol * float(w.abs().max()):
+            found.append(f"{p} = {p}ᵀ")
+    if wrt == "state":
+        names = cell.state_names
+        found += [f"{a} = {b} at every sample" for i, a in enumerate(names)
+                  for b, t in zip(names[i + 1:], state[i + 1:]) if torch.equal(state[i], t)]
+    return found
+
+
+def alike_words(same, agrees):
+    """The sentence for `alike`'s answer."""
+    return [("Inconclusive" if agrees else "Note") + f": at these draws {'; '.join(same)}, "
+            "so a derivation that swaps them (a transposed weight, state parts read in the "
+            "wrong order) would agree too. Check at other parameters or states (gradlab "
+            "check's defaults draw them apart)."]
+
+
+def unseen_words(faint, agrees):
+    """The sentence for `unseen`'s answer: why an agreement proves nothing, or why a
+    diagnosis at these draws may not hold."""
+    again = ("Check at other parameters (gradlab check's defaults: --weight-scale 1.5 "
+             "--bias-scale 0.5).")
+    if faint == ["n = 1"]:
+        return [("Inconclusive" if agrees else "Note") + ": at n = 1 every weight is its own "
+                "transpose, so a transposed weight or the other layout cannot be seen. Check "
+                "at n >= 2 (--hidden)."]
+
+    shown = "; ".join(faint[:3]) + (", ..." if len(faint) > 3 else "")
+    if agrees:
+        return [f"Inconclusive: at these draws {len(faint)} term(s) of the exact Jacobian are "
+                f"within rtol of zero at every sample ({shown}), so a derivation without "
+                "them would agree too (saturated gates, or weights or biases of scale 0). "
+                + again]
+    return [f"Note: at these draws {len(faint)} term(s) of the exact Jacobian are within "
+            f"rtol of zero at every sample ({shown}): what is said above may not hold at "
+            "other points. " + again]
