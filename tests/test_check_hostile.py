@@ -544,3 +544,26 @@ def test_a_deep_stack_is_checked_without_multiplying_out_its_cross_layer_blocks(
         return exact(p, tuple(s), x)[:, idx][:, :, idx]
     result = gradlab.check_jacobian(reordered, cell, params, batch=2)
     assert not result.ok and "Your state parts are in the order (c3, h3, c2" in str(result)
+
+
+def test_float32_rounding_is_said_to_be_rounding_not_a_wrong_term():
+    """A right GRU Jacobian computed in float32 and returned as float64 was told as five
+    terms 'scaled by 0.9999999889 (a wrong constant factor)'."""
+    gru = gradlab.cell("gru")
+    exact = gru.jacobian_fn("state")
+    params = gru.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+
+    def in_float32(p, state, x):
+        return exact({k: v.float() for k, v in p.items()}, tuple(s.float() for s in state),
+                     x.float()).double()
+    result = check_jacobian(in_float32, gru, params)
+    assert not result.ok and "what float32 rounding leaves" in str(result)
+    assert "constant factor" not in str(result)
+
+    def one_sample(p, state, x):                  # one sample off by 1e-7: a mistake
+        out = exact(p, state, x).clone()
+        out[1] *= 1 + 1e-7
+        return out
+    told = str(check_jacobian(one_sample, gru, params))
+    assert "Sample(s) 0, 2, 3 agree and 1 do not" in told
+    assert "rounding" not in told and "times 1 to 1" not in told

@@ -37,7 +37,8 @@ from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import terms_function
 from .blind import alike, alike_words, unseen, unseen_words
 from .diagnosis import block_error, diagnose, exact_jacobian, relative
-from .user import Exited, batched_jacobian, cell_part, lower_precision, right_one_by_one
+from .user import Exited, batched_jacobian, cell_part, float32_rounding, lower_precision, \
+    right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
 
@@ -235,8 +236,9 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     ok = relative <= rtol
     batch_only = None if ok or one_by_one or x.shape[0] == 1 else right_one_by_one(
         fn, yours, state, x, shape, layout, exact, rtol)
-    rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
-                                              relative, rtol)
+    rounded = None if ok else (
+        lower_precision(dtype, params[cell.param_names[0]].dtype, relative, rtol)
+        or float32_rounding(theirs, exact, relative, params[cell.param_names[0]].dtype))
     terms = terms_function(cell, wrt, "torch")(params, state, x)    # evaluated once
     faint = unseen(terms, exact, blocks, rtol)
     same = [] if faint == ["n = 1"] else alike(cell, params, state, wrt, rtol)

@@ -133,8 +133,10 @@ def explain_block(key, D, terms, scale):
     A = T.reshape(len(terms), -1).T
     d = D.reshape(-1)
     coef = torch.linalg.lstsq(A, d[:, None]).solution[:, 0]
-    residual = float((A @ coef - d).abs().max()) / scale
-    if residual <= EXPLAINED:
+    misfit = float((A @ coef - d).abs().max())
+    # explained: to EXPLAINED of the block's scale, and to 1e-3 of the difference itself
+    # (a difference below EXPLAINED, rounding, would otherwise fit any coefficients)
+    if misfit / scale <= EXPLAINED and misfit <= 1e-3 * float(d.abs().max()):
         out = []
         for (term, _), c in zip(terms, coef.tolist()):
             c = round(c, 10)           # a factor 1 + 1e-7 is still told (rtol 1e-8)
@@ -155,7 +157,7 @@ def explain_block(key, D, terms, scale):
         V = sum(value.to(dtype=torch.float64, device="cpu") for _, value in group)
         norm = (V * V).sum(-1)
         w = torch.where(norm > 0, (D * V).sum(-1) / norm.clamp_min(1e-300), torch.zeros_like(norm))
-        if (float(w.abs().max()) > 0
+        if (float(w.abs().max()) > 1e-4        # a slope wrong, not its last digits
                 and float((w[..., None] * V - D).abs().max()) / scale <= EXPLAINED):
             ratio = (1 + w)[norm > 0]
             times = f"{float(ratio.min()):.4g} to {float(ratio.max()):.4g}"
@@ -339,6 +341,7 @@ def worst_entries(mine, ref, count=3):
     for i in top.tolist():
         b, rest = divmod(i, r * c)
         row, col = divmod(rest, c)
-        out.append(f"[sample {b}, {row}, {col}] yours {float(mine[b, row, col]):.6g}, exact "
-                   f"{float(ref[b, row, col]):.6g}")
+        a, e = float(mine[b, row, col]), float(ref[b, row, col])
+        digits = next((d for d in (6, 9, 12, 17) if f"{a:.{d}g}" != f"{e:.{d}g}"), 17)
+        out.append(f"[sample {b}, {row}, {col}] yours {a:.{digits}g}, exact {e:.{digits}g}")
     return "; ".join(out)

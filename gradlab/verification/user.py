@@ -192,6 +192,31 @@ def right_one_by_one(fn, params, state, x, shape, layout, exact, rtol):
             f"product over the batch dimension, or a (B, n) tensor read as one sample's)."]
 
 
+def float32_rounding(theirs, exact, relative, params_dtype):
+    """The diagnosis of a float64 answer off by what float32 rounding leaves (up to 64
+    float32 eps relative, on most entries: a float32 tensor or constant somewhere in fn),
+    or None. One entry off by 1e-7 is a mistake, not rounding: most must differ, and in
+    both directions."""
+    eps = torch.finfo(torch.float32).eps
+    if params_dtype != torch.float64 or relative > 64 * eps:
+        return None
+    scale = float(exact.abs().max()) or 1.0
+    nonzero = exact != 0
+    D = theirs - exact
+    differ = (D.abs() > 1e-3 * eps * scale) & nonzero
+    if int(differ.sum()) < 0.5 * int(nonzero.sum()):
+        return None
+    # rounding goes both ways at random: a factor 1 + 1e-7 on every entry is a mistake
+    up = int(((D * exact > 0) & differ).sum())
+    if min(up, int(differ.sum()) - up) < 0.1 * int(differ.sum()):
+        return None
+    return [f"Its error, {relative:.3g} relative on most entries, is what float32 rounding "
+            f"leaves ({eps:.1e}): your function may be right, computed in float32 somewhere "
+            "(a float32 tensor or constant, or torch's default dtype) and returned as "
+            "float64. Compute in float64 throughout, or pass rtol=1e-5 (--rtol) to check it "
+            "at float32's precision."]
+
+
 def lower_precision(dtype, params_dtype, relative, rtol):
     """The diagnosis of an answer in a dtype coarser than the params' whose error its own
     rounding can explain (float32 against float64: a relative error up to ~1e-6; whole
