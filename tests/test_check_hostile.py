@@ -17,7 +17,7 @@ from gradlab import check_lyapunov
 from gradlab.errors import GradlabError
 from gradlab.verification.check import check_jacobian
 
-from conftest import assert_one_line_error, invoke
+from conftest import assert_one_line_error, invoke, janet_cell
 
 CELL = gradlab.cell("rnn_tanh")
 PARAMS = CELL.init_params(3, 2, seed=0)
@@ -567,3 +567,23 @@ def test_float32_rounding_is_said_to_be_rounding_not_a_wrong_term():
     told = str(check_jacobian(one_sample, gru, params))
     assert "Sample(s) 0, 2, 3 agree and 1 do not" in told
     assert "rounding" not in told and "times 1 to 1" not in told
+
+
+def test_a_row_error_in_one_of_two_terms_sharing_a_weight_names_both():
+    """JANET's d h'/d h has diag(h ⊙ f ⊙ (1 - f)) W_f and -diag(h~ ⊙ f ⊙ (1 - f)) W_f: a
+    slope wrong in the second was blamed on the first, which fits it as well."""
+    janet = janet_cell()
+    params = janet.init_params(5, 3, weight_scale=1.5, bias_scale=0.5, seed=0)
+
+    def wrong(P, state, x):
+        (h,) = state
+        f = torch.sigmoid(h @ P["W_f"].T + x @ P["U_f"].T + P["b_f"])
+        g = torch.sigmoid(h @ P["W_f"].T + x @ P["U_f"].T + P["b_f"] - 1)   # f's slope, wrong
+        ht = torch.tanh(h @ P["W"].T + x @ P["U"].T + P["b"])
+        D = torch.diag_embed
+        return (D(f) + D(h * f * (1 - f)) @ P["W_f"] - D(ht * g * (1 - g)) @ P["W_f"]
+                + D((1 - f) * (1 - ht ** 2)) @ P["W"])
+    told = str(gradlab.check_jacobian(wrong, janet, params))
+    assert "a term ending in W_f is off row by row" in told and "cannot tell which" in told
+    assert "diag(h ⊙ f ⊙ (1 - f)) W_f or -diag(h~ ⊙ f ⊙ (1 - f)) W_f" in told or \
+        "diag(h~ ⊙ f ⊙ (1 - f)) W_f or diag(h ⊙ f ⊙ (1 - f)) W_f" in told, told

@@ -169,6 +169,14 @@ def explain_block(key, D, terms, scale):
             (term, _), = group          # one term: the row ratio cannot say which factor
             candidates = ", ".join(text(f) for f in diagonal_factors(term))
             args = term.args if isinstance(term, MatMul) else (term,)
+            alike = [t for t, _ in terms if t != term and _after_diagonals(t) is not None
+                     and _after_diagonals(t) == _after_diagonals(term)]
+            if alike:                   # diag(u) W and diag(v) W: either fits a row error
+                shown = " or ".join(text(t) for t in (term, *alike))
+                return [f"Block {name}: a term ending in {text(_after_diagonals(term))} is "
+                        f"off row by row (yours is it times {times}, not 1, read as "
+                        f"{text(term)}); these draws cannot tell which: {shown}. One of "
+                        "its diagonal factors is written wrong or missing."]
             if all(isinstance(a, DiagMatrix) for a in args):   # any diagonal error fits this
                 return [f"Block {name}: yours is diagonal, as {text(term)} is, but entry by "
                         f"entry it is that times {times}, not 1: one of its factors, "
@@ -219,6 +227,13 @@ def diagonal_factors(term):
                 if f not in out:
                     out.append(f)
     return out
+
+
+def _after_diagonals(term):
+    """The product of a term's factors after its leading diag(...) ones, or None."""
+    args = term.args if isinstance(term, MatMul) else (term,)
+    rest = [a for a in args if not isinstance(a, DiagMatrix) and getattr(a, "is_Matrix", 0)]
+    return None if not rest else rest[0] if len(rest) == 1 else MatMul(*rest)
 
 
 def by_leading_factor(terms):
