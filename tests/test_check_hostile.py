@@ -587,3 +587,21 @@ def test_a_row_error_in_one_of_two_terms_sharing_a_weight_names_both():
     assert "a term ending in W_f is off row by row" in told and "cannot tell which" in told
     assert "diag(h ⊙ f ⊙ (1 - f)) W_f or -diag(h~ ⊙ f ⊙ (1 - f)) W_f" in told or \
         "diag(h~ ⊙ f ⊙ (1 - f)) W_f or diag(h ⊙ f ⊙ (1 - f)) W_f" in told, told
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
+                    reason="needs a longdouble wider than float64 (x86)")
+def test_an_accurate_jacobian_at_saturated_units_is_judged_by_a_finer_reference():
+    """With every unit saturated (b = 14), gradlab's 1 - h'^2 keeps ~4 digits: an fn that
+    computes sech^2 accurately was told 'a wrong constant factor 1.000000053'."""
+    rnn = gradlab.cell("rnn_tanh")
+    params = rnn.init_params(6, 3, weight_scale=0.5, seed=0)
+    params["b"] = torch.full((6,), 14.0, dtype=torch.float64)
+
+    def accurate(p, state, x, factor=1.0):
+        a = state[0] @ p["W"].T + x @ p["U"].T + p["b"]
+        return (1 / torch.cosh(a) ** 2)[:, :, None] * p["W"] * factor
+    result = gradlab.check_jacobian(accurate, rnn, params)
+    assert result.ok and "evaluation in extended precision" in str(result)
+    wrong = gradlab.check_jacobian(lambda p, s, x: accurate(p, s, x, 1.01), rnn, params)
+    assert not wrong.ok and "scaled by 1.01 instead of 1" in str(wrong)
