@@ -100,7 +100,7 @@ def lowest(runs, floor, scale=1.0):
     spread of ~1e-3 and is still checked; one it cannot (a singular J's null space)
     scatters by 0.01-0.8 between start vectors."""
     with np.errstate(invalid="ignore"):
-        width = np.nan_to_num(runs.max(0) - runs.min(0), nan=0.0)
+        width = np.nan_to_num(runs.max(0) - runs.min(0), nan=0.0, posinf=np.inf)
     low = runs[0] <= floor
     return (floor * scale, np.where(low, SPREAD * width + ROUNDOFF, 0.0) * abs(scale),
             low & (width > NOISY))
