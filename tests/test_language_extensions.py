@@ -301,3 +301,33 @@ def test_scalar_products_are_juxtaposed_and_negative_powers_are_fractions():
     a notation where a product is juxtaposition; 1/‖r‖^2 printed as ‖r‖^(-2)."""
     printed = str(gradlab.cell("normalized_lstm").jacobian())
     assert "1/(n (σ_r^2 + 1)^(3/2))" in printed and "*" not in printed
+
+
+def test_a_transposed_product_is_a_product_not_an_elementwise_power():
+    """(W @ W).T became SymPy's matrix power (Wᵀ)^2, which the lowering printed as ** (W ⊙
+    W, transposed): the step and the Jacobian were both wrong, the same way, so verify
+    passed."""
+    torch.manual_seed(0)
+    W, U = torch.randn(3, 3, dtype=torch.float64), torch.randn(3, 2, dtype=torch.float64)
+    h, x = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 2, dtype=torch.float64)
+
+    @gradlab.declare(state="h", params="W U", source="test")
+    def squared(s):
+        return (s.W @ s.W + s.W).T @ gradlab.tanh(s.h) + s.U @ s.x
+
+    def by_hand(hh, xx):
+        return torch.tanh(hh) @ (W @ W + W) + xx @ U.T
+    params = {"W": W, "U": U}
+    assert "(Wᵀ Wᵀ + Wᵀ) tanh(h)" in str(squared.equations())
+    assert torch.allclose(squared.step_fn()(params, (h,), x)[0], by_hand(h, x), rtol=1e-13)
+    jac = torch.func.vmap(torch.func.jacrev(lambda a, b: by_hand(a[None], b[None])[0]))(h, x)
+    assert torch.allclose(squared.jacobian().at(params, (h,), x), jac, rtol=1e-13)
+
+
+def test_a_matrix_power_reaching_the_lowering_is_a_product():
+    from gradlab.lowering.codeprinter import ArrayPrinter
+    W = sp.MatrixSymbol("W", 3, 3)
+    printed = ArrayPrinter({W: "W"}).doprint(sp.MatPow(W, 3))
+    assert printed == "xp.matmul(W, xp.matmul(W, W))"
+    with pytest.raises(gradlab.GradlabError, match="cannot lower the matrix power"):
+        ArrayPrinter({W: "W"}).doprint(sp.MatPow(W, -1))

@@ -155,6 +155,17 @@ class ArrayPrinter(StrPrinter):
                 acc = f"xp.matmul({self._print(f)}, {acc})"
         return acc if coeff == 1 else f"({self._print(coeff)} * {acc})"
 
+    def _print_MatPow(self, expr):          # W^2 as W W: ** is elementwise in the backends
+        k = expr.exp
+        if not (k.is_Integer and k > 0):
+            raise GradlabError(f"cannot lower the matrix power {text(expr)}: only a positive "
+                               "whole power (a product of the matrix with itself) lowers")
+        base = self._print(expr.base)
+        acc = base
+        for _ in range(int(k) - 1):
+            acc = f"xp.matmul({base}, {acc})"
+        return acc
+
     def _print_HadamardProduct(self, expr):
         return "(" + " * ".join(self._print(a) for a in expr.args) + ")"
 

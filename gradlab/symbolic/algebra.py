@@ -112,6 +112,28 @@ def mul(*factors):
     return MatMul(coeff, *mats) if coeff != 1 else MatMul(*mats)
 
 
+def transposed(a):
+    """a^T pushed down to the symbols: (A B)^T = B^T A^T, (A + B)^T = A^T + B^T, a
+    diagonal is its own, (A^T)^T = A. SymPy's own .T turns (W W)^T into the matrix power
+    (W^T)^2, which nothing downstream reads as a product."""
+    if isinstance(a, MatMul):
+        c, ms = a.as_coeff_matrices()
+        return mul(c, *(transposed(m) for m in reversed(ms)))
+    if isinstance(a, MatAdd):
+        return add(*(transposed(t) for t in a.args), shape=a.shape[::-1])
+    if isinstance(a, HadamardProduct):
+        return hadamard(*(transposed(f) for f in a.args))
+    if isinstance(a, sp.Transpose):
+        return a.arg
+    if isinstance(a, (DiagMatrix, Identity)):
+        return a
+    if isinstance(a, (OneMatrix, ZeroMatrix)):
+        return type(a)(a.shape[1], a.shape[0])
+    if isinstance(a, sp.MatPow) and a.exp.is_Integer and a.exp > 0:
+        return mul(*[transposed(a.base)] * int(a.exp))
+    return sp.Transpose(a)
+
+
 def hadamard(*factors):
     """Elementwise product, dropping all-ones factors."""
     flat = []

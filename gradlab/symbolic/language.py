@@ -70,7 +70,7 @@ class Value:
             raise GradlabError(f"{text(self.expr)}.T: {text(self.expr)} is a vector, and "
                                "the language has column vectors only; for a sum over units "
                                "write sum(u * v)")
-        return Value(self.expr.T)
+        return Value(al.transposed(self.expr))
 
     def __matmul__(self, other):
         a, b = self.expr, _value(other).expr
