@@ -331,3 +331,24 @@ def test_a_matrix_power_reaching_the_lowering_is_a_product():
     assert printed == "xp.matmul(W, xp.matmul(W, W))"
     with pytest.raises(gradlab.GradlabError, match="cannot lower the matrix power"):
         ArrayPrinter({W: "W"}).doprint(sp.MatPow(W, -1))
+
+
+def test_a_composed_function_on_a_diagonal_block_lowers_for_the_flow():
+    """∂h'/∂c of σ(σ(c)) is diagonal, lowered as its diagonal through the merged function
+    y -> σ(σ(y)), which the printer refused: J.at and verify worked, gradient_flow and
+    report did not."""
+    @gradlab.declare(state="h c", params="W U", source="test")
+    def nested(s):
+        return (sigmoid(sigmoid(s.c)) ** 2 + s.W @ s.h + s.U @ s.x,
+                0.5 * s.h + exp(gradlab.tanh(s.c)))
+    params = nested.init_params(3, 2, seed=0)
+    xs = torch.randn(5, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    flow = gradlab.gradient_flow(nested, params, xs, norms=("spectral",))
+    h, c = (s[-2] for s in flow.states)
+
+    def step(hh, cc, xx):
+        return torch.cat([torch.sigmoid(torch.sigmoid(cc)) ** 2 + hh @ params["W"].T
+                          + xx @ params["U"].T, 0.5 * hh + torch.exp(torch.tanh(cc))])
+    J = torch.cat(vmap(jacrev(step, argnums=(0, 1)))(h, c, xs[-1]), -1)
+    assert torch.allclose(torch.linalg.matrix_norm(J, ord=2).log(),
+                          torch.as_tensor(flow.log_norm("spectral")[:, 0]), rtol=1e-10)

@@ -26,6 +26,7 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from sympy.printing.str import StrPrinter
 
 from ..errors import GradlabError
+from ..symbolic.activations import TABLE
 from ..symbolic.printing import text
 
 
@@ -177,8 +178,18 @@ class ArrayPrinter(StrPrinter):
         body = fn.expr.xreplace({fn.variables[0]: sp.Dummy("arg")})
         if isinstance(body, sp.Function) and len(body.args) == 1 and body.args[0].is_Dummy:
             return f"xp.{type(body).__name__}({self._print(arg)})"
-        raise GradlabError(f"cannot lower {text(expr)}: an elementwise function must be one "
-                           "function of the activation table, applied to the whole vector")
+        # a composition the chain rule merged (y -> σ(σ(y)) on a diagonal block): the body
+        # printed with the variable standing for the vector, if every function is the table's
+        unknown = [f for f in body.atoms(sp.Function) if type(f).__name__ not in TABLE]
+        if unknown:
+            raise GradlabError(f"cannot lower {text(expr)}: {type(unknown[0]).__name__} is not "
+                               "a function of the activation table")
+        variable = fn.variables[0]
+        self.names[variable] = f"({self._print(arg)})"
+        try:
+            return self._print(fn.expr)
+        finally:
+            del self.names[variable]
 
     def _print_Pairwise(self, expr):
         if expr.name is None:
