@@ -605,3 +605,50 @@ def test_an_accurate_jacobian_at_saturated_units_is_judged_by_a_finer_reference(
     assert result.ok and "evaluation in extended precision" in str(result)
     wrong = gradlab.check_jacobian(lambda p, s, x: accurate(p, s, x, 1.01), rnn, params)
     assert not wrong.ok and "scaled by 1.01 instead of 1" in str(wrong)
+
+
+def test_check_lyapunov_refuses_exponents_smaller_than_it_resolves():
+    """Near the edge (exponents ~ -1e-3) a 0.1 floor on their size let zeros and a log10
+    answer 'agree' at T = 3000."""
+    torch.manual_seed(1)
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(8, 4, seed=0, gate_bias=8, weight_scale=0.3)
+    xs = torch.randn(3000, 2, 4, dtype=torch.float64)
+    zeros = lambda p, x, k: torch.zeros(x.shape[1], k, dtype=torch.float64)  # noqa: E731
+    with pytest.raises(GradlabError, match="xs is too short to check exponents"):
+        check_lyapunov(zeros, lstm, params, xs, 4)
+
+
+def test_check_lyapunov_passes_gradlab_where_a_relu_unit_dies_at_some_steps():
+    """Whether an exponent comes out -inf or -8.39 depends on the start vector where ReLU
+    units die at some steps: gradlab's own seed 2 failed its check, with the headline
+    'max |difference| 0'."""
+    torch.manual_seed(1)
+    relu = gradlab.cell("rnn_relu")
+    params = relu.init_params(8, 4, seed=0, weight_scale=2.0)
+    xs = torch.randn(600, 2, 4, dtype=torch.float64)
+    own = lambda p, x, k: gradlab.lyapunov(relu, p, x, k, seed=2).exponents  # noqa: E731
+    assert check_lyapunov(own, relu, params, xs, 8).ok
+    shift = np.array([[0.5] + [0.0] * 7, [0.0] * 8])         # sequence 0 is finite
+    result = check_lyapunov(lambda p, x, k: own(p, x, k) + shift, relu, params, xs, 8)
+    assert not result.ok and 0.49 < float(result.max_error) < 0.51     # not "0"
+
+
+def test_check_lyapunov_refuses_a_trajectory_that_overflows():
+    torch.manual_seed(1)
+    relu = gradlab.cell("rnn_relu")
+    params = relu.init_params(8, 4, seed=0, weight_scale=4.0)
+    xs = torch.randn(1000, 1, 4, dtype=torch.float64)
+    own = lambda p, x, k: gradlab.lyapunov(relu, p, x, k).exponents         # noqa: E731
+    with pytest.raises(GradlabError, match="the state overflows"):
+        check_lyapunov(own, relu, params, xs, 3)
+
+
+def test_assert_lyapunov_warns_when_a_mistake_would_agree_too():
+    torch.manual_seed(1)
+    relu = gradlab.cell("rnn_relu")
+    params = relu.init_params(8, 4, seed=0, weight_scale=2.0)
+    xs = torch.randn(600, 2, 4, dtype=torch.float64)[:, :1]
+    own = lambda p, x, k: gradlab.lyapunov(relu, p, x, k, seed=2).exponents  # noqa: E731
+    with pytest.warns(UserWarning, match="cannot tell the exact exponents from"):
+        gradlab.testing.assert_lyapunov(own, relu, params, xs, 8)
