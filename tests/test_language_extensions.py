@@ -3,6 +3,8 @@ scalars, constants as written, log/abs/maximum/minimum/softplus, sum/norm, shape
 for, errors in the language's notation, one activation table; each new cell checked
 against a hand-written torch step and torch.func.jacrev in float64."""
 
+import re
+
 import pytest
 import sympy as sp
 import torch
@@ -352,3 +354,17 @@ def test_a_composed_function_on_a_diagonal_block_lowers_for_the_flow():
     J = torch.cat(vmap(jacrev(step, argnums=(0, 1)))(h, c, xs[-1]), -1)
     assert torch.allclose(torch.linalg.matrix_norm(J, ord=2).log(),
                           torch.as_tensor(flow.log_norm("spectral")[:, 0]), rtol=1e-10)
+
+
+@pytest.mark.parametrize("body, needle", [
+    (lambda s: s.h + log(0 * s.h) + s.W @ s.h, "holds log(0), the same in every entry, and "
+                                              "not a finite real number"),
+    (lambda s: log(-1 + 0 * s.h) + s.W @ s.h, "holds log(-1)"),
+    (lambda s: s.h * norm(norm(s.let("r", s.W @ s.h))), "norm() takes a named vector; ‖r‖ is "
+                                                        "a scalar"),
+])
+def test_constant_vectors_and_reductions_of_scalars_are_refused_in_one_line(body, needle):
+    """log(0 h) lowered to a step of -inf; norm(norm(r)) said "AttributeError: 'Symbol'
+    object has no attribute 'shape'"."""
+    with pytest.raises(GradlabError, match=re.escape(needle)):
+        declare(state="h", params="W", source="test", name="odd")(body)

@@ -4,6 +4,7 @@ the cell declares. Both are checked when a cell is declared, naming the equation
 import sys
 
 import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from ..errors import GradlabError
 from .printing import text
@@ -20,6 +21,13 @@ def check_constants(name, lets):
             raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                "holds a constant that is not finite (a division by zero, "
                                f"inf or nan): {text(expr)}")
+        for p in parts:                  # log(0 h): a function of a constant vector
+            at = _constant_entry(p.expr) if isinstance(p, ElementwiseApplyFunction) else None
+            value = None if at is None else sp.sympify(p.function(at))
+            if value is not None and not (value.is_finite and value.is_extended_real):
+                raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
+                                   f"holds {text(p)}, the same in every entry, and not a "
+                                   "finite real number")
         for number in (p for p in parts if isinstance(p, sp.Number)):
             if not abs(number) < sp.Float(sys.float_info.max):
                 raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
@@ -31,6 +39,18 @@ def check_constants(name, lets):
                 raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                    f"holds the constant {text(value)} = {sp.Float(size, 3)}"
                                    ", beyond float64's range (1.8e308)")
+
+
+def _constant_entry(v):
+    """The one value of every entry of a constant vector (0, c 1), else None."""
+    if isinstance(v, sp.ZeroMatrix):
+        return sp.S.Zero
+    if isinstance(v, sp.OneMatrix):
+        return sp.S.One
+    if isinstance(v, sp.MatMul) and len(v.args) == 2 and isinstance(v.args[1], sp.OneMatrix) \
+            and v.args[0].is_number:
+        return v.args[0]
+    return None
 
 
 def _constant_terms(expr):

@@ -54,9 +54,7 @@ class Value:
     def __init__(self, expr, owner=None):
         self.expr, self.owner = expr, owner   # owner: the Builder that named it, if any
 
-    @property
-    def is_vector(self):
-        return isinstance(self.expr, sp.MatrixExpr)
+    is_vector = property(lambda self: isinstance(self.expr, sp.MatrixExpr))
 
     def __repr__(self):
         return text(self.expr)
@@ -282,6 +280,8 @@ def norm(v):
 def _named(v, what):
     if not (isinstance(v, Value) and v.owner is not None):
         raise GradlabError(f"{what}() takes a named vector: bind it first, r = s.let('r', ...)")
+    if not v.is_vector:
+        raise GradlabError(f"{what}() takes a named vector; {text(v.expr)} is a scalar")
     # the vector's own name in the reduction's (mu_a' for a', so it differs from mu_a),
     # a ~ spelled out (n~: mu_ntilde, read μ_ñ), so that sigma_ntilde^2 is a name too
     return v, v.expr.name.replace("~", "tilde")
