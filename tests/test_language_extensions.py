@@ -368,3 +368,12 @@ def test_constant_vectors_and_reductions_of_scalars_are_refused_in_one_line(body
     object has no attribute 'shape'"."""
     with pytest.raises(GradlabError, match=re.escape(needle)):
         declare(state="h", params="W", source="test", name="odd")(body)
+
+
+def test_the_all_ones_matrix_prints_as_an_outer_product():
+    """(I + 1) h printed '(1 + I) h', read as 2 h; it is (I + 1 1ᵀ) h."""
+    @gradlab.declare(state="h", params="W U", source="test")
+    def ones(s):
+        return (s.I + 1) @ s.h + s.W @ s.h + s.U @ s.x
+    assert "(1 1ᵀ + I) h" in str(ones.equations())
+    assert r"\mathbf{1} \mathbf{1}^{T}" in ones.jacobian()._repr_latex_()

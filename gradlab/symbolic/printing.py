@@ -127,7 +127,9 @@ class MatrixLatexPrinter(LatexPrinter):
         return r"%s^{%s%s}" % (base, ring, self._print(expr.exp))
 
     def _print_OneMatrix(self, expr):
-        return r"\mathbf{1}^{T}" if expr.shape[0] == 1 else r"\mathbf{1}"
+        rows, cols = expr.shape
+        return r"\mathbf{1}^{T}" if rows == 1 else r"\mathbf{1}" if cols == 1 else \
+            r"\mathbf{1} \mathbf{1}^{T}"
 
     def _print_Identity(self, expr):
         return "I"
@@ -247,8 +249,9 @@ class MatrixTextPrinter(StrPrinter):
         return "[" + ", ".join("[" + ", ".join(self._print(b) for b in row) + "]"
                                for row in expr.blocks.tolist()) + "]"
 
-    def _print_OneMatrix(self, expr):
-        return "1ᵀ" if expr.shape[0] == 1 else "1"
+    def _print_OneMatrix(self, expr):       # 1 1ᵀ for the all-ones matrix: I + 1 read 2
+        rows, cols = expr.shape
+        return "1ᵀ" if rows == 1 else "1" if cols == 1 else "1 1ᵀ"
 
     def _print_Identity(self, expr):
         return "I"
