@@ -37,7 +37,9 @@ def module_kind(module):
 # what a subclass may define without changing what the module computes
 HARMLESS = {"__init__", "__repr__", "extra_repr", "reset_parameters", "__doc__", "__module__",
             "__qualname__", "__dict__", "__weakref__", "__annotations__", "__firstlineno__",
-            "__static_attributes__"}
+            "__static_attributes__", "__getstate__", "__setstate__", "__deepcopy__",
+            "__copy__", "__reduce__", "__reduce_ex__"}   # (torch's parametrized classes
+                                                         # define the copying ones)
 
 
 def _overridden(module, base):
