@@ -652,3 +652,14 @@ def test_assert_lyapunov_warns_when_a_mistake_would_agree_too():
     own = lambda p, x, k: gradlab.lyapunov(relu, p, x, k, seed=2).exponents  # noqa: E731
     with pytest.warns(UserWarning, match="cannot tell the exact exponents from"):
         gradlab.testing.assert_lyapunov(own, relu, params, xs, 8)
+
+
+def test_check_lyapunov_names_a_wrong_row_count_whatever_the_values():
+    """(B', k) with B' != B was named only when the mean happened to agree."""
+    gru = gradlab.cell("gru")
+    params = gru.init_params(4, 2, seed=0, weight_scale=1.5)
+    xs = torch.randn(500, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    two = lambda p, x, k: gradlab.lyapunov(gru, p, x, k).exponents[:2] + 5    # noqa: E731
+    with pytest.raises(GradlabError, match=re.escape("returned 2 rows; xs holds 3 sequences "
+                                                     "(expected (2,) or (3, 2))")):
+        check_lyapunov(two, gru, params, xs, 2)

@@ -212,6 +212,9 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             for name, v in params.items()} if isinstance(params, dict) else params  # ignores
     got = call_user(fn, copy, xs.detach().clone(), k)       # copies: fn may write into them
     yours, rows = _mean(got), real_array(got).numpy()
+    if rows.ndim == 2 and rows.shape[0] != xs.shape[1]:       # one row per sequence, or not
+        raise GradlabError(f"the function under test returned {rows.shape[0]} rows; xs holds "
+                           f"{xs.shape[1]} sequences (expected ({k},) or ({xs.shape[1]}, {k}))")
     J = _trajectory_jacobians(cell, own, xs)
     T, S = J.shape[0], J.shape[-1]
     if k > S and yours.shape == (S,):                 # capped at the state size, as gradlab
