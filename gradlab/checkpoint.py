@@ -339,7 +339,8 @@ def load_model(path, arch, *, dtype="float64", device="cpu"):
         module.load_state_dict(state)
     for name, value in module.state_dict().items():   # finite in the file: in --dtype too?
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            big = float(state[name].abs().max())
+            flat = state[name].flatten()
+            big = float(flat[flat.abs().argmax()])
             raise GradlabError(
                 f"{str(path)!r}: {arch.prefix + name!r} holds {big:.3g}, beyond "
                 f"{str(value.dtype).removeprefix('torch.')}'s range "

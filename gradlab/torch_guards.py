@@ -38,8 +38,8 @@ def module_kind(module):
 HARMLESS = {"__init__", "__repr__", "extra_repr", "reset_parameters", "__doc__", "__module__",
             "__qualname__", "__dict__", "__weakref__", "__annotations__", "__firstlineno__",
             "__static_attributes__", "__getstate__", "__setstate__", "__deepcopy__",
-            "__copy__", "__reduce__", "__reduce_ex__"}   # (torch's parametrized classes
-                                                         # define the copying ones)
+            "__copy__", "__reduce__", "__reduce_ex__", "__init_subclass__",
+            "__class_getitem__"}   # (torch's parametrized classes define copying ones)
 
 
 def _overridden(module, base):
@@ -48,6 +48,8 @@ def _overridden(module, base):
     classes = type(module).__mro__
     for cls in (None, *classes[:classes.index(base)]):
         for name, value in vars(module if cls is None else cls).items():
+            if cls is None and name.startswith("_"):      # torch's own (compile() sets
+                continue                                  # _compiled_call_impl)
             if name not in HARMLESS and hasattr(base, name) and (
                     callable(value) or isinstance(value, (staticmethod, classmethod))):
                 return (f"this {type(module).__name__} has its own {name}" if cls is None

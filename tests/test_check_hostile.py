@@ -663,3 +663,35 @@ def test_check_lyapunov_names_a_wrong_row_count_whatever_the_values():
     with pytest.raises(GradlabError, match=re.escape("returned 2 rows; xs holds 3 sequences "
                                                      "(expected (2,) or (3, 2))")):
         check_lyapunov(two, gru, params, xs, 2)
+
+
+def test_review_small_missing_term_is_named_not_called_rounding():
+    """A missing W_f term, small at a saturated forget gate, was told as float32 rounding
+    with advice to loosen rtol, under which it passed."""
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(6, 3, weight_scale=1.5, bias_scale=0.5, seed=0)
+    params["b_f"] = params["b_f"] + 17.0
+    exact = lstm.jacobian_fn("state")
+    without = lambda p, s, x: exact({**p, "W_f": torch.zeros_like(p["W_f"])}, s, x)  # noqa
+    told = str(check_jacobian(without, lstm, params))
+    assert "rounding" not in told and "W_f is missing" in told
+
+
+def test_review_orders_of_a_deep_stack_include_torchs_grouping():
+    from gradlab.verification.diagnosis import _orders
+    parts = ["h1", "c1", "h2", "c2", "h3", "c3", "h4", "c4"]
+    orders = list(_orders(parts))
+    assert (0, 2, 4, 6, 1, 3, 5, 7) in orders and len(orders) < 40
+
+
+def test_review_assert_jacobian_does_not_warn_on_a_correct_answer():
+    rnn = gradlab.cell("rnn_tanh")
+    params = rnn.init_params(6, 3, weight_scale=0.5, seed=0)
+    params["b"] = torch.full((6,), 14.0, dtype=torch.float64)
+
+    def accurate(p, state, x):
+        a = state[0] @ p["W"].T + x @ p["U"].T + p["b"]
+        return (1 / torch.cosh(a) ** 2)[:, :, None] * p["W"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gradlab.testing.assert_jacobian(accurate, rnn, params)

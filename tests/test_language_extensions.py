@@ -377,3 +377,26 @@ def test_the_all_ones_matrix_prints_as_an_outer_product():
         return (s.I + 1) @ s.h + s.W @ s.h + s.U @ s.x
     assert "(1 1ᵀ + I) h" in str(ones.equations())
     assert r"\mathbf{1} \mathbf{1}^{T}" in ones.jacobian()._repr_latex_()
+
+
+def test_review_finite_functions_of_constant_vectors_are_accepted():
+    """σ(2) stays unevaluated in SymPy (is_finite None): it was refused as not finite."""
+    @gradlab.declare(state="h", params="W U", source="test")
+    def shifted(s):
+        return sigmoid(2 + 0 * s.h) + gradlab.tanh(s.W @ s.h + s.U @ s.x)
+    params = shifted.init_params(3, 2, seed=0)
+    h, x = torch.zeros(1, 3, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64)
+    assert torch.allclose(shifted.step_fn()(params, (h,), x)[0],
+                          torch.full((1, 3), torch.sigmoid(torch.tensor(2.0)).item(),
+                                     dtype=torch.float64))
+
+
+def test_review_a_mis_sized_parameter_of_a_two_parameter_cell_is_the_one_named():
+    @gradlab.declare(state="h", params="W U", source="test")
+    def two(s):
+        return gradlab.tanh(s.W @ s.h + s.U @ s.x)
+    params = two.init_params(5, 2, seed=0)
+    params["U"] = torch.zeros(4, 2, dtype=torch.float64)
+    with pytest.raises(GradlabError, match=re.escape("param 'U'")):
+        two.jacobian().at(params, (torch.zeros(3, 5, dtype=torch.float64),),
+                          torch.zeros(3, 2, dtype=torch.float64))

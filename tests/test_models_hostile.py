@@ -5,6 +5,7 @@ code, and absurd layer counts. Each test failed before its fix (wrong numbers me
 silently, a bare torch error, or a hang)."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -202,3 +203,22 @@ def test_every_way_of_replacing_what_the_base_class_computes_is_refused():
             gradlab.from_torch(module.double())
     cell, params = gradlab.from_torch(InitOnlyLSTM(3, 4).double())
     assert cell.name == "lstm"
+
+
+def test_review_a_compiled_module_is_read_as_the_plain_one():
+    module = torch.nn.LSTM(3, 4).double()
+    with warnings.catch_warnings():            # (torch's own deprecations, at compile)
+        warnings.simplefilter("ignore")
+        module.compile()                       # sets _compiled_call_impl on the instance
+    cell, _ = gradlab.from_torch(module)
+    assert cell.name == "lstm"
+
+
+def test_review_a_projected_lstms_state0_may_be_nested_lists():
+    module = torch.nn.LSTM(3, 4, proj_size=2).double()
+    xs = torch.randn(5, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    h0, c0 = [[0.1, 0.2], [0.3, 0.4]], [[0.0] * 4, [0.5] * 4]
+    flow = gradlab.gradient_flow(module, xs, state0=(h0, c0))
+    out, _ = module(xs, (torch.tensor(h0, dtype=torch.float64)[None],
+                         torch.tensor(c0, dtype=torch.float64)[None]))
+    assert torch.allclose(flow.states[0][1:, :, :2], out, rtol=1e-12, atol=0)

@@ -20,6 +20,7 @@ vmap(jacrev(step)) over the batch, or one jacrev per sequence where vmap cannot 
 module (torch's fused RNN kernels). `Flow.symbolic` is False for it.
 """
 
+import numpy as np
 import sympy as sp
 import torch
 
@@ -304,14 +305,22 @@ def padded_state0(module, state0):
         return state0                       # the cell's own check names the count
     full, out = max(sizes.values()), []
     for (name, size), part in zip(sizes.items(), parts):
-        width = getattr(part, "shape", (None,))[-1] if getattr(part, "ndim", 0) else None
-        if width not in (size, full):
+        shape = tuple(np.shape(part)) if not isinstance(part, torch.Tensor) else tuple(part.shape)
+        width = shape[-1] if shape else None
+        if width == full:
+            out.append(part)                 # gradlab's own (B, n): the cell's check reads it
+            continue
+        if width != size:
             want = ", ".join(f"{q} as (B, {v})" for q, v in sizes.items())
-            raise GradlabError(f"state0 part {name!r} has shape {tuple(part.shape)}; this "
+            raise GradlabError(f"state0 part {name!r} has shape {shape}; this "
                                f"{type(module).__name__}(proj_size={min(sizes.values())}) "
                                f"takes {want}")
-        out.append(torch.nn.functional.pad(torch.as_tensor(part), (0, full - width))
-                   if width < full else part)
+        if isinstance(part, torch.Tensor):
+            out.append(torch.nn.functional.pad(part, (0, full - width)))
+        else:                                # a list or array: numbers as float64 reads them
+            a = np.asarray(part)
+            a = a if a.dtype.kind == "f" else a.astype(np.float64)
+            out.append(np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, full - width)]))
     return tuple(out)
 
 

@@ -252,7 +252,8 @@ def prepare(cell, params, state, x, backend_name=None):
     # named, not its neighbours (the first part's size, where no parameter says)
     votes = [params[p].shape[0] for p in cell.param_names
              if str(cell.param_shapes[p][0]) == "n" and params[p].ndim >= 1]
-    n = max(set(votes), key=votes.count) if votes else state[0].shape[-1]
+    votes += [s.shape[-1] for s in state]            # the state parts vote too; a tie goes
+    n = max(set(votes), key=lambda v: (votes.count(v), -votes.index(v)))   # to the first
     dtypes = {str(t.dtype) for t in (x, *state, *(params[p] for p in cell.param_names))}
     if len(dtypes) > 1:
         raise GradlabError(f"params, state and x of cell '{cell.name}' mix dtypes "

@@ -24,7 +24,9 @@ def check_constants(name, lets):
         for p in parts:                  # log(0 h): a function of a constant vector
             at = _constant_entry(p.expr) if isinstance(p, ElementwiseApplyFunction) else None
             value = None if at is None else sp.sympify(p.function(at))
-            if value is not None and not (value.is_finite and value.is_extended_real):
+            # (σ(2) stays unevaluated: is_finite None, not False; only a sure no refuses)
+            if value is not None and (value.is_finite is False
+                                      or value.is_extended_real is False):
                 raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                    f"holds {text(p)}, the same in every entry, and not a "
                                    "finite real number")

@@ -19,6 +19,7 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 from ..interop import GATES
 from ..symbolic.printing import text
 
+UNEXPLAINED = "no missing, extra, sign-flipped"    # a block no term explains, as said
 EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
 
 
@@ -46,14 +47,20 @@ def exact_jacobian(cell, wrt, params, state, x):
     return cell.jacobian_fn(wrt)(params, state, x).to(dtype=torch.float64, device="cpu")
 
 
-def _orders(k):
-    """State orders a mix-up may give: every one for up to 5 parts; beyond (a stack's h1,
-    c1, h2, ...: 10! orders at 5 layers took minutes) one pair swapped, or all reversed."""
-    if k <= 5:
+def _orders(parts):
+    """State orders a mix-up may give: every one for up to 6 parts; beyond (a stack's h1,
+    c1, h2, ...: 10! orders at 5 layers took minutes) one pair swapped, all reversed, and
+    the parts grouped by kind (h1, h2, ..., c1, c2, ...: torch's h_n and c_n), or the
+    other way round."""
+    k = len(parts)
+    if k <= 6:
         return itertools.permutations(range(k))
+    kinds = [re.sub(r"\d+$", "", p) for p in parts]
+    grouped = tuple(sorted(range(k), key=lambda i: (kinds.index(kinds[i]), i)))
+    inverse = tuple(sorted(range(k), key=grouped.__getitem__))
     swaps = [tuple(j if t == i else i if t == j else t for t in range(k))
              for i, j in itertools.combinations(range(k), 2)]
-    return [tuple(reversed(range(k))), *swaps]
+    return [grouped, inverse, tuple(reversed(range(k))), *swaps]
 
 
 def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
@@ -85,7 +92,7 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
                 "not a mistake in one term."]
     parts = cell.state_names
     if blocks.block is None and wrt == "state" and len(parts) > 1:
-        for order in _orders(len(parts)):
+        for order in _orders(parts):
             if list(order) == list(range(len(parts))):
                 continue
             n = blocks.n
@@ -116,7 +123,7 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
         else:
             unexplained.append(key)
     for key in unexplained:
-        sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: no missing, extra, sign-flipped or "
+        sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: {UNEXPLAINED} or "
                          "rescaled term explains the difference. Worst entries "
                          + worst_entries(blocks.part(theirs, key), blocks.part(exact, key))
                          + ".")
@@ -157,8 +164,9 @@ def explain_block(key, D, terms, scale):
         V = sum(value.to(dtype=torch.float64, device="cpu") for _, value in group)
         norm = (V * V).sum(-1)
         w = torch.where(norm > 0, (D * V).sum(-1) / norm.clamp_min(1e-300), torch.zeros_like(norm))
+        misfit = float((w[..., None] * V - D).abs().max())
         if (float(w.abs().max()) > 1e-4        # a slope wrong, not its last digits
-                and float((w[..., None] * V - D).abs().max()) / scale <= EXPLAINED):
+                and misfit / scale <= EXPLAINED and misfit <= 1e-3 * float(D.abs().max())):
             ratio = (1 + w)[norm > 0]
             times = f"{float(ratio.min()):.4g} to {float(ratio.max()):.4g}"
             if len(group) > 1:

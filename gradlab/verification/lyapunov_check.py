@@ -91,7 +91,7 @@ def _distance(a, b, low=None):
             below = (a <= floor) & (b <= floor)
             d = np.where(below, np.maximum(d - slack, 0.0), d)
             d[below & noisy & (np.isinf(a) | np.isinf(b))] = 0.0
-            d[a <= ceiling + ROUNDOFF] = 0.0                 # nan ceiling: never
+            d[a <= ceiling] = 0.0                            # nan ceiling: never
     return float(np.max(np.where(np.isnan(d), np.inf, d)))
 
 
@@ -110,8 +110,8 @@ def lowest(runs, floor, scale=1.0):
         width = np.nan_to_num(runs.max(0) - runs.min(0), nan=0.0, posinf=np.inf)
     low = runs[0] <= floor
     mixed = np.isneginf(runs).any(0) & np.isfinite(runs).any(0)
-    ceiling = np.where(mixed, np.max(np.where(np.isfinite(runs), runs, -np.inf), axis=0),
-                       np.nan)
+    ceiling = np.where(mixed, np.max(np.where(np.isfinite(runs), runs, -np.inf), axis=0)
+                       + ROUNDOFF, np.nan)
     return (floor * scale, np.where(low, SPREAD * width + ROUNDOFF, 0.0) * abs(scale),
             low & (width > NOISY), ceiling * scale)
 
@@ -143,10 +143,10 @@ REVERSED = ("the transposed Jacobian in each QR step (Q R = J_t^T Q): that measu
             "product in reverse time order, J_1 J_2 ⋯ J_T, not J_T ⋯ J_1")
 SEEDS = 3          # start vectors whose spread sets the default tolerance
 SPREAD = 4         # default atol: this many times that spread
-RESOLUTION = 0.05  # refuse to check when that atol exceeds 5 % of the largest exponent:
-                   # on too short a run anything near would pass (near the edge of
-                   # chaos, exponents of -1e-3, zeros and log10 of them passed at T = 3000;
-                   # a 0.1 floor on the exponents' size let them)
+RESOLUTION = 0.05  # refuse to check when that atol exceeds 5 % of the largest exponent
+                   # (at least of 0.1): on too short a run anything near would pass
+HALF = 0.5         # or half of it, however small: near the edge of chaos (exponents of
+                   # -1e-3, atol 1.3e-3 at T = 3000) zeros and log10 of them passed
 
 
 def _variants(cell, J, k, T):
@@ -239,9 +239,9 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                   max(SPREAD * (spread if math.isfinite(spread) else 0.0), 1e-6 * size(v, f))
                   for _, v, spread, (f, _, _, _) in variants]
     distance = [_distance(yours, v, low) for _, v, _, low in variants]
-    scale = max(float(np.max(np.abs(exact[np.isfinite(exact) & (exact > floor)]),
-                             initial=0.0)), 1e-6 / RESOLUTION)
-    if atol is None and tolerances[0] > RESOLUTION * scale:
+    largest = float(np.max(np.abs(exact[np.isfinite(exact) & (exact > floor)]), initial=0.0))
+    if atol is None and (tolerances[0] > RESOLUTION * max(largest, 0.1)
+                         or tolerances[0] > HALF * max(largest, 2e-5)):
         raise GradlabError(
             f"xs is too short to check exponents: over {T} steps gradlab's own estimates "
             f"differ by {tolerances[0] / SPREAD:.3g} between start vectors, so any answer "
