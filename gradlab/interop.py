@@ -51,7 +51,8 @@ import re
 
 from .errors import GradlabError, arguments_checked
 from .registry import builtin, cell
-from .torch_guards import module_kind, refuse_hooks, refuse_meta
+from .torch_guards import (module_kind, refuse_hooks, refuse_meta, refuse_nonfinite,
+                           unwrap)
 
 # torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
 GATES = {"lstm": ("i", "f", "g", "o"), "lstm_proj": ("i", "f", "g", "o"),
@@ -162,9 +163,11 @@ def from_torch(module, direction=None):
     with reverse=True, and with num_layers > 1 a half reads `direction_inputs(module, xs,
     direction)`, not xs. proj_size > 0: lstm_proj, h zero padded to n entries (torch's p
     first; `state_sizes`). The module docstring has every mapping."""
+    module = unwrap(module)                  # torch.compile, DataParallel: the same weights
     name = module_kind(module)
     refuse_meta(module)
     refuse_hooks(module)
+    refuse_nonfinite(module)
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in module.parameters()})
     if any(d not in ("float32", "float64") for d in dtypes) or len(dtypes) > 1:
         raise GradlabError(f"{type(module).__name__}'s weights are {', '.join(dtypes)}; "

@@ -16,6 +16,7 @@ from .errors import GradlabError
 def module_kind(module):
     import torch.nn as nn
 
+    refuse_quantized(module)
     bases = (nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU, nn.GRUCell)
     base = next((b for b in type(module).__mro__ if b in bases), None)
     changed = _overridden(module, base) if base is not None else None
@@ -25,13 +26,46 @@ def module_kind(module):
                            "what gradlab would derive; measure what it runs by jacrev, "
                            "gradlab.gradient_flow(gradlab.flow.module.TorchStep(module), xs)")
     if isinstance(module, (nn.RNN, nn.RNNCell)):
-        return f"rnn_{module.nonlinearity}"
+        return f"rnn_{_nonlinearity(module)}"
     if isinstance(module, (nn.LSTM, nn.LSTMCell)):
         return "lstm_proj" if getattr(module, "proj_size", 0) else "lstm"
     if isinstance(module, (nn.GRU, nn.GRUCell)):
         return "gru_torch"
     raise GradlabError(f"from_torch takes nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU or "
                        f"nn.GRUCell, got {type(module).__name__}")
+
+
+def _nonlinearity(module):
+    """tanh or relu, as torch runs it: nn.RNN's forward picks its kernel from `mode`, set
+    when it was built; nn.RNNCell's reads `nonlinearity` at every call. A module whose
+    two disagree (nonlinearity set after construction) is refused: which one it runs
+    depends on the class, and a reader of the module would take the wrong one."""
+    import torch.nn as nn
+
+    kind = module.nonlinearity
+    if isinstance(module, nn.RNN):
+        runs = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}.get(module.mode)
+        if runs != kind:
+            raise GradlabError(f"this RNN's nonlinearity is {kind!r} but its mode is "
+                               f"{module.mode!r}, which is what torch runs (mode is set "
+                               "when the module is built): build the module with the "
+                               "nonlinearity you want, nn.RNN(..., nonlinearity=...)")
+    if kind not in ("tanh", "relu"):
+        raise GradlabError(f"{type(module).__name__}(nonlinearity={kind!r}): torch runs "
+                           "tanh or relu only")
+    return kind
+
+
+def refuse_quantized(module):
+    """A quantized module (torch.ao.quantization) computes with integer kernels that
+    torch autograd cannot differentiate: its Jacobians would come back as zeros."""
+    for sub in module.modules():
+        where = type(sub).__module__
+        if ".quantized" in where or ".quantizable" in where:
+            inner = "" if sub is module else f" (it holds a quantized {type(sub).__name__})"
+            raise GradlabError(f"{type(module).__name__} is quantized ({where}){inner}: "
+                               "torch autograd cannot differentiate its kernels; measure "
+                               "the float module it was made from")
 
 
 # what a subclass may define without changing what the module computes
@@ -68,6 +102,10 @@ def refuse_hooks(module):
            if getattr(module, name, None)]
     every = [name for name in ("_global_forward_pre_hooks", "_global_forward_hooks")
              if getattr(base, name, None)]
+    if own and _pruned(module):
+        raise GradlabError(f"{type(module).__name__} is pruned (torch.nn.utils.prune keeps "
+                           "weight_orig and a mask, applied by a forward pre-hook): make "
+                           "the pruning permanent with prune.remove(module, name) first")
     if own or every:
         where = "it has" if own else "torch has global"
         kind = (own or every)[0].removeprefix("_global").strip("_").replace("_", " ")[:-1]
@@ -75,6 +113,56 @@ def refuse_hooks(module):
                            f"{where} a {kind} (weight_norm and spectral_norm of "
                            "torch.nn.utils register one), which may change what it "
                            "computes; remove it, or use torch.nn.utils.parametrizations")
+
+
+def refuse_nonfinite(module):
+    """Weights holding nan or inf have no Jacobian to derive: refused by name."""
+    import torch
+
+    for name, t in module.named_parameters():
+        if not bool(torch.isfinite(t).all()):
+            raise GradlabError(f"{type(module).__name__}'s {name} holds nan or inf: there is "
+                               "no Jacobian to measure")
+
+
+def unwrap(module):
+    """The module a wrapper runs with the same weights (torch.compile's OptimizedModule,
+    nn.DataParallel and DistributedDataParallel: `.module` / `._orig_mod`), else module
+    itself; a container or TorchScript copy of torch's recurrent modules is refused with
+    the way to the module itself (they do not take the protocol's (x, state))."""
+    import torch
+
+    seen = 0
+    while seen < 8:
+        seen += 1
+        inner = getattr(module, "_orig_mod", None)
+        if isinstance(inner, torch.nn.Module):                    # torch.compile
+            module = inner
+        elif isinstance(module, (torch.nn.DataParallel,
+                                 torch.nn.parallel.DistributedDataParallel)):
+            module = module.module
+        else:
+            break
+    recurrent = (torch.nn.RNNBase, torch.nn.RNNCellBase)
+    if isinstance(module, torch.jit.ScriptModule):
+        name = getattr(module, "original_name", type(module).__name__)
+        if name in ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"):
+            raise GradlabError(f"a TorchScript {name}: gradlab reads the nn.{name} itself; "
+                               "pass the module before torch.jit.script")
+    if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)):
+        inside = [i for i, m in enumerate(module) if isinstance(m, recurrent)]
+        if inside:
+            raise GradlabError(f"{type(module).__name__} holding a "
+                               f"{type(module[inside[0]]).__name__} at [{inside[0]}]: pass "
+                               f"the recurrent module itself (module[{inside[0]}])")
+    return module
+
+
+def _pruned(module):
+    from torch.nn.utils import prune
+
+    return any(isinstance(h, prune.BasePruningMethod)
+               for h in getattr(module, "_forward_pre_hooks", {}).values())
 
 
 def refuse_meta(module):

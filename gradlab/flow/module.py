@@ -25,7 +25,9 @@ import sympy as sp
 import torch
 
 from ..errors import GradlabError, flag
+from ..torch_guards import refuse_quantized, unwrap
 from .bound import as_inputs, setup
+from .initial import module_state0, structure
 
 
 class ModuleCell:
@@ -89,10 +91,6 @@ class TorchStep(torch.nn.Module):
         return zeros if len(zeros) > 1 else zeros[0]
 
 
-def _structure(state):
-    return tuple(state) if isinstance(state, (tuple, list)) else (state,)
-
-
 class ModuleBound:
     """A module's step and its jacrev Jacobians, in the flattened state (see the module
     docstring); the interface of `bound.Bound` that the walks read."""
@@ -102,7 +100,7 @@ class ModuleBound:
     def __init__(self, module, state0, m):
         self.module, self.m = module, m
         self.tuple = isinstance(state0, (tuple, list))
-        parts = _structure(state0)
+        parts = structure(state0)
         self.shapes = [tuple(p.shape[1:]) for p in parts]
         self.sizes = [int(torch.Size(s).numel()) for s in self.shapes]
         self.B, self.S = parts[0].shape[0], sum(self.sizes)
@@ -111,7 +109,7 @@ class ModuleBound:
         self.vmap = True
 
     def flatten(self, state):
-        return torch.cat([p.reshape(p.shape[0], -1) for p in _structure(state)], -1)
+        return torch.cat([p.reshape(p.shape[0], -1) for p in structure(state)], -1)
 
     def unflatten(self, flat):
         parts = [c.reshape(flat.shape[0], *s)
@@ -121,16 +119,16 @@ class ModuleBound:
     def step(self, flat, x):
         new = self.module(x, self.unflatten(flat))
         if isinstance(new, (tuple, list)) != self.tuple or \
-                [tuple(p.shape) for p in _structure(new)] != [(flat.shape[0], *s)
+                [tuple(p.shape) for p in structure(new)] != [(flat.shape[0], *s)
                                                               for s in self.shapes]:
-            got = [tuple(p.shape) for p in _structure(new)] if isinstance(
+            got = [tuple(p.shape) for p in structure(new)] if isinstance(
                 new, (tuple, list, torch.Tensor)) else type(new).__name__
             raise GradlabError(f"{type(self.module).__name__}(x, state) returned {got}; the "
                                f"protocol wants the new state shaped as state0: "
                                f"{[(flat.shape[0], *s) for s in self.shapes]}")
-        if not all(p.is_floating_point() for p in _structure(new)):
+        if not all(p.is_floating_point() for p in structure(new)):
             raise GradlabError(f"{type(self.module).__name__}(x, state) returned "
-                               f"{[p.dtype for p in _structure(new)]}: a state is real numbers")
+                               f"{[p.dtype for p in structure(new)]}: a state is real numbers")
         return self.flatten(new)
 
     def states(self, xs, state0):
@@ -148,7 +146,35 @@ class ModuleBound:
                     raise GradlabError(f"{type(self.module).__name__}(x, state) failed at "
                                        f"step {t + 1}: {type(err).__name__}: "
                                        f"{' '.join(str(err).split())}") from None
+        if T:
+            self.probe(out[0, :1], xs[0, :1])
         return (out,)
+
+    def probe(self, s, x):
+        """Refuse a step that autodiff sees as independent of the state while it is not
+        (a step under torch.no_grad(), a .detach() or .item() of the state): its
+        Jacobians would come back as zeros, a product "exactly zero". One vector-Jacobian
+        product at the first step; where it is zero, a central difference says whether
+        the step moves with the state after all."""
+        gen = torch.Generator().manual_seed(0)
+        with torch.enable_grad():
+            s1 = s.detach().clone().requires_grad_(True)
+            new = self.step(s1, x)
+            v = torch.randn(new.shape, generator=gen, dtype=torch.float64).to(new)
+            grad = torch.autograd.grad((new * v).sum(), s1, allow_unused=True)[0] \
+                if new.requires_grad else None
+        if grad is not None and bool(grad.any()):
+            return
+        u = torch.randn(s.shape, generator=gen, dtype=torch.float64).to(s)
+        eps = torch.finfo(s.dtype).eps
+        h = eps ** 0.5 * (1 + float(s.abs().max()))
+        with torch.no_grad():
+            moved = (self.step(s + h * u, x) - self.step(s - h * u, x)).abs().max()
+        if float(moved) > 1e3 * eps * (1 + float(new.detach().abs().max())):
+            raise GradlabError(
+                f"{type(self.module).__name__}(x, state) moves with the state, but autodiff "
+                "sees no dependence on it (a step under torch.no_grad(), or a .detach(), "
+                ".item() or .numpy() of the state): its Jacobians would all be zero")
 
     def _jacrev(self, argnum, s, x):
         """(N, S, S) or (N, S, m): per-sample jacrev, by vmap where the module allows it."""
@@ -189,27 +215,6 @@ def torch_recurrent(module):
     return isinstance(module, (torch.nn.RNNBase, torch.nn.RNNCellBase))
 
 
-def _state0(module, state0, B, like):
-    if state0 is None:
-        given = getattr(module, "state0", None)
-        if given is None:
-            raise GradlabError(f"{type(module).__name__} gives no initial state: pass "
-                               "state0= (a (B, ...) tensor or tuple of them) or give the "
-                               "module a state0 attribute")
-        if callable(given) and not isinstance(given, torch.Tensor):
-            state0 = given(B)
-        else:
-            state0 = type(_structure(given))(p.expand(B, *p.shape) for p in _structure(given)) \
-                if isinstance(given, (tuple, list)) else given.expand(B, *given.shape)
-    parts = _structure(state0)
-    if not parts or not all(isinstance(p, torch.Tensor) and p.ndim >= 2 and p.shape[0] == B
-                            for p in parts):
-        raise GradlabError(f"state0 must be a (B, ...) tensor or a tuple of them with B = {B}, "
-                           f"got {[getattr(p, 'shape', type(p).__name__) for p in parts]}")
-    parts = tuple(p.to(like).detach() for p in parts)
-    return parts if isinstance(state0, (tuple, list)) else parts[0]
-
-
 # layers that act differently in training mode: a Jacobian of one is noise, or changes it
 NOISY = tuple(getattr(torch.nn, name) for name in (
     "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
@@ -237,6 +242,7 @@ def prepare(module, xs, state0, reverse):
         raise GradlabError(f"{type(module).__name__} is measured symbolically "
                            "(gradlab.from_torch); wrap it as TorchStep(module) to measure "
                            "it by jacrev")
+    refuse_quantized(module)
     like = next(iter(module.parameters()), None)
     if like is not None and like.device.type == "meta":
         raise GradlabError(f"{type(module).__name__}'s parameters are on the meta device, "
@@ -249,7 +255,7 @@ def prepare(module, xs, state0, reverse):
                            "measures float32 or float64 (module.double() and float xs)")
     xs = xs.to(dtype=like.dtype, device=like.device)
     xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()    # a copy, as `setup`
-    state0 = _state0(module, state0, xs.shape[1], xs)
+    state0 = module_state0(module, state0, xs.shape[1], xs)
     bound = ModuleBound(module, state0, xs.shape[2])
     return bound, xs, (bound.flatten(state0),)
 
@@ -275,6 +281,7 @@ def bind_call(cell, params, xs, state0, reverse, call):
     with params, or of a torch module with its inputs in the params' place (its weights
     are its own): the one check of the arguments both take."""
     if isinstance(cell, torch.nn.Module):
+        cell = unwrap(cell)                  # torch.compile, DataParallel: the same weights
         if params is not None and xs is not None:
             raise GradlabError(f"a torch module carries its own weights: call "
                                f"{call}(module, xs), without params")
