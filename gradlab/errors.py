@@ -161,13 +161,23 @@ def arguments_checked(fn):
     import inspect
     signature = inspect.signature(fn)
 
+    name = fn.__qualname__ if "<" not in fn.__qualname__ else fn.__name__   # Flow.rate
+
     @functools.wraps(fn)
     def checked(*args, **kwargs):
         try:
             signature.bind(*args, **kwargs)
         except TypeError as err:
-            raise GradlabError(f"{fn.__name__}(): {err}; it takes "
-                               f"{fn.__name__}{signature}") from None
+            raise GradlabError(f"{name}(): {err}; it takes {name}{signature}") from None
         return fn(*args, **kwargs)
 
     return checked
+
+
+def methods_checked(cls):
+    """cls with `arguments_checked` on each of its public methods (a class decorator)."""
+    for attr, value in list(vars(cls).items()):
+        if not attr.startswith("_") and callable(value) and not isinstance(
+                value, (type, staticmethod, classmethod)):
+            setattr(cls, attr, arguments_checked(value))
+    return cls

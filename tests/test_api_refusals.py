@@ -100,7 +100,8 @@ def test_an_option_a_function_does_not_take_is_one_line():
                         r"^check_jacobian\(\): .*'samples'")):
         with pytest.raises(GradlabError, match=word):
             call()
-    with pytest.raises(TypeError, match=r"timescale\(\) got an unexpected keyword argument"):
+    with pytest.raises(GradlabError, match=r"^Flow.timescale\(\): got an unexpected keyword "
+                                           r"argument 'foo'; it takes Flow.timescale\("):
         gradlab.gradient_flow(lstm, params, xs).timescale(foo=1)
 
 

@@ -178,7 +178,27 @@ def check_params(cell, params):
     if device.type == "meta":
         raise GradlabError("params are on the meta device, which holds no numbers; move "
                            "them to cpu or cuda")
+    _same_width(cell, params)
     return dtype, device
+
+
+def _same_width(cell, params):
+    """Every (n, m) param reads the same m: where they disagree, the odd one out is named
+    (not x, which the caller may never have passed, nor a param that is right)."""
+    widths = {p: params[p].shape[1] for p in cell.param_names
+              if dims(cell)[p][1] and params[p].dim() == 2}
+    counts = {}
+    for m in widths.values():
+        counts[m] = counts.get(m, 0) + 1
+    if len(counts) < 2:
+        return
+    common = max(counts, key=lambda m: (counts[m], -list(widths.values()).index(m)))
+    odd = next(p for p, m in widths.items() if m != common)
+    rest = [p for p, m in widths.items() if m == common]
+    raise GradlabError(f"param '{odd}' of cell '{cell.name}' has shape "
+                       f"{tuple(params[odd].shape)}, for {widths[odd]} inputs a step, but "
+                       f"{', '.join(rest)} {'have' if len(rest) > 1 else 'has'} {common}: "
+                       "every input weight reads the same x")
 
 
 def as_real(value, what, dtype=None, device=None):
@@ -213,12 +233,20 @@ def as_inputs(xs, dtype=None, device=None):
     return xs if dtype is None else xs.to(dtype=dtype, device=device)
 
 
-def hidden_size(cell, params):
+def hidden_size(cell, params, state0=None):
     """n, the state size, as the first dimension most of the parameters declared (n, .)
     agree on: a single mis-shaped one (or a scalar) is then named by the shape check
-    against the others, not taken as the truth."""
+    against the others, not taken as the truth. A cell whose parameters are all scalars
+    reads n from state0, where given."""
     votes = [params[p].shape[0] for p in cell.param_names
              if dims(cell)[p][0] and params[p].dim() >= 1]
+    first = state0[0] if isinstance(state0, (tuple, list)) and state0 else state0
+    if not votes and len(np.shape(first)) == 2 and not any(dims(cell)[p][0]
+                                                          for p in cell.param_names):
+        return int(np.shape(first)[1])
+    if not any(dims(cell)[p][0] for p in cell.param_names):
+        raise GradlabError(f"no parameter of cell '{cell.name}' has the state size n: pass "
+                           "state0= (a (B, n) tensor per state part) to give it")
     if not votes:
         raise GradlabError(f"params for cell '{cell.name}' give no state size: "
                            + ", ".join(f"{p} has shape {tuple(params[p].shape)}, expected "
@@ -237,12 +265,19 @@ def setup(cell, params, xs, state0=None, reverse=False):
     every shape checked: the one check of a gradient_flow / lyapunov / run_states call."""
     cell = lookup(cell)
     dtype, device = check_params(cell, params)
+    bad = [p for p in cell.param_names if params[p].layout == torch.strided   # (others:
+           and params[p].is_floating_point()                                  # refused
+           and not bool(torch.isfinite(params[p]).all())]                     # below)
+    if bad:                              # (nan states would be reported as an overflow)
+        raise GradlabError(f"param{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} "
+                           f"of cell '{cell.name}' hold{'' if len(bad) > 1 else 's'} nan or "
+                           "inf: there is no trajectory or Jacobian to measure")
     # a copy (flip makes one too): the walk reads xs when a norm is first read, and the
     # caller's in-place changes (to a tensor, or a numpy array torch shares) must miss it
     xs = as_inputs(xs, dtype, device)
     xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()
     T, B, m = xs.shape
-    n = hidden_size(cell, params)
+    n = hidden_size(cell, params, state0)
     for p in cell.param_names:           # the inputs' width, named as xs's (not as a param's)
         if dims(cell)[p][1] and params[p].dim() == 2 \
                 and params[p].shape[1] != m:

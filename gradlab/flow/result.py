@@ -5,7 +5,8 @@ import math
 import numpy as np
 import torch
 
-from ..errors import GradlabError, arguments_checked, check_seed, flag, integer, real
+from ..errors import (GradlabError, arguments_checked, check_seed, flag, integer,
+                      methods_checked, real)
 from .benettin import exponents_along
 from .bound import as_inputs
 from .lanczos import tolerance
@@ -29,6 +30,7 @@ def _exp(logs):
         return {k: np.exp(a) for k, a in logs.items()}
 
 
+@methods_checked
 class Flow:
     """The gradient flow of one cell over one batch of input sequences.
 

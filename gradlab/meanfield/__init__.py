@@ -83,6 +83,12 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
     c = as_cell(cell)
     scales = Scales(weight_scale=weight_scale, bias_scale=bias_scale, input_scale=input_scale,
                     gate_bias=gate_bias, input_power=input_power)    # each checked
+    known = [k for k in inspect.signature(METHODS[method]).parameters
+             if k not in ("cell", "scales")]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise GradlabError(f"mean_field(method={method!r}) takes no option {unknown[0]!r}; "
+                           f"its options: {', '.join(known)}")
     options["seed"] = check_seed(options.get("seed", 0))
     population(c)          # reads the declaration (refuses what it cannot read, one line)
     defaults = inspect.signature(METHODS[method]).parameters

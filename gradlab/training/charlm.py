@@ -25,6 +25,7 @@ from ..flow import gradient_flow, lyapunov
 from ..initialize import as_dtype
 from ..interop import from_torch
 from ..reports.measurements import rate_words, states_finite, timescale_of
+from .loop import diverged
 
 ALPHABET = string.printable[:-2]    # printable ASCII less \x0b \x0c; index 0 is '0'
 
@@ -117,6 +118,9 @@ def _flow(model, held, setup):
     ids = _windows(held, starts, setup.measure_steps).to(setup.device)
     with torch.no_grad():
         xs = model.embed(ids).double()
+    if not all(bool(torch.isfinite(v).all()) for v in params.values()) \
+            or not bool(torch.isfinite(xs).all()):
+        return diverged(cell_path_rate=math.nan)
     flow = gradient_flow(cell, params, xs)
     if not states_finite(flow):
         return {"rate": math.nan, "timescale": math.nan, "why": "state overflowed",

@@ -84,6 +84,7 @@ def _sample(cell, params, batch, seed, states):
     first = params[cell.param_names[0]]
 
     def tensor(t, name):
+        t = t.detach() if isinstance(t, torch.Tensor) else t      # (a graph: values only)
         return as_real(t, f"states: {name}", first.dtype, first.device)
 
     if states is not None:
@@ -189,6 +190,13 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     if bad:
         raise GradlabError(f"{', '.join(bad)} hold(s) nan or inf: the exact Jacobian there is "
                            "not a number to compare with")
+    fn_state, fn_x = state, x                        # what fn is given: the params' dtype
+    if params[cell.param_names[0]].dtype == torch.float32:
+        # gradlab's side in float64 from the same values (exact in float64): its reference
+        # is the exact Jacobian there, not one rounded to float32 (an rtol below ~1e-7
+        # called a right answer wrong)
+        params = {p: t.double() for p, t in params.items()}
+        state, x = tuple(s.double() for s in state), x.double()
     n = state[0].shape[-1]
     ins = cell.state_names if wrt == "state" else (cell.input_name,)
     if block is not None:
@@ -220,7 +228,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         one = (n, blocks.width) if layout == "numerator" else (blocks.width, n)
         hints[one] = (f"the shape of one block: to check one, pass block=('{o}', '{i}') "
                       f"(--block {o},{i})")
-    theirs, one_by_one, dtype = batched_jacobian(fn, yours, state, x, shape, hints)
+    theirs, one_by_one, dtype = batched_jacobian(fn, yours, fn_state, fn_x, shape, hints)
+    theirs = theirs.to(exact.dtype)
     if tuple(theirs.shape[1:]) != shape:      # (B, cols, rows): the other layout's shape
         return _other_shape(theirs, exact, layout, blocks)
     if layout == "denominator":
@@ -241,7 +250,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         absolute, relative, errors = _errors(theirs, exact, blocks)
         ok = relative <= rtol
     batch_only = None if ok or one_by_one or x.shape[0] == 1 else right_one_by_one(
-        fn, yours, state, x, shape, layout, exact, rtol)
+        fn, yours, fn_state, fn_x, shape, layout, exact, rtol)
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
                                               relative, rtol)
     terms = terms_function(cell, wrt, "torch")(params, state, x)    # evaluated once
@@ -255,8 +264,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         diagnosis = float32_rounding(theirs, exact, relative,
                                      params[cell.param_names[0]].dtype) or diagnosis
     if ok and not (faint or same):                   # the verdict is at the params given
-        diagnosis = _with_biases(fn, cell, params, yours, state, x, shape, layout, wrt,
-                                 blocks, rtol, seed, theirs)
+        diagnosis = _with_biases(fn, cell, params, yours, (state, x), (fn_state, fn_x),
+                                 shape, layout, wrt, blocks, rtol, seed, theirs)
     doubt = bool(faint or same)
     return Result(ok and not doubt, Error(absolute, relative),
                   max(blocks.keys, key=errors.get), errors,
@@ -300,8 +309,8 @@ def _errors(theirs, exact, blocks):
     return absolute, max(absolute / (float(exact.abs().max()) or 1.0), *errors.values()), errors
 
 
-def _with_biases(fn, cell, params, yours, state, x, shape, layout, wrt, blocks, rtol, seed,
-                 theirs):
+def _with_biases(fn, cell, params, yours, point, fn_point, shape, layout, wrt, blocks, rtol,
+                 seed, theirs):
     """[a note] where fn agreed, but the params' all-zero vectors (biases of scale 0, as
     init_params gives by default) hide what it does with them: with them drawn nonzero, fn
     (if it reads params: its answer changes) disagrees. A derivation without b_hn agrees at
@@ -319,17 +328,19 @@ def _with_biases(fn, cell, params, yours, state, x, shape, layout, wrt, blocks, 
     drawn = {p: 0.5 * noise[p] if p in zero else params[p] * (1 + 0.1 * noise[p])
              for p in cell.param_names}
     try:
-        again, _, _ = batched_jacobian(fn, {**yours, **drawn}, state, x, shape)
+        again, _, _ = batched_jacobian(fn, {**yours, **{p: v.to(fn_point[1].dtype)
+                                                         for p, v in drawn.items()}},
+                                       *fn_point, shape)
     except Exited:
         raise
     except GradlabError:             # fails only there: the verdict at the params given
         return []
     if tuple(again.shape[1:]) != shape:
         return []
-    again = again.transpose(1, 2) if layout == "denominator" else again
+    again = (again.transpose(1, 2) if layout == "denominator" else again).to(theirs.dtype)
     if not bool(torch.isfinite(again).all()) or torch.equal(again, theirs):
         return []                    # fn does not read params (a closure): nothing to see
-    exact = blocks.select(exact_jacobian(cell, wrt, {**params, **drawn}, state, x))
+    exact = blocks.select(exact_jacobian(cell, wrt, {**params, **drawn}, *point))
     relative = _errors(again, exact, blocks)[1]
     if relative <= rtol:
         return []

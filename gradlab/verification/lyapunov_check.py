@@ -223,7 +223,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         raise GradlabError(f"the function under test returned {k} exponents, but a state "
                            f"of size {S} has only {S}; expected ({S},) or (B, {S})")
     if yours.shape != (k,):
-        raise GradlabError(f"the function under test returned shape {np.shape(got)}; "
+        raise GradlabError(f"the function under test returned shape {tuple(np.shape(got))}; "
                            f"expected ({k},) or (B, {k})")
     yours, k = yours[:min(k, S)], min(k, S)
     variants = list(_variants(cell, J, k, T))

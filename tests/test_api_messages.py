@@ -1,0 +1,104 @@
+"""What a hostile probe of the Python API found: a right float32 answer called wrong at a
+fine rtol (gradlab's reference was itself float32), a wrong-width input weight blamed on
+x and on a right one, Flow methods raising Python's TypeError, mean_field's options not
+named, and torch's formatting and warnings leaking into messages."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch.func import jacrev, vmap
+
+import gradlab
+from gradlab import GradlabError
+
+D = torch.float64
+
+
+def _rnn(dtype):
+    """rnn_tanh's Jacobian by autograd, computed in `dtype` (the params converted)."""
+    def fn(p, s, x):
+        p = {k: v.to(dtype) for k, v in p.items()}
+        step = lambda h, u: torch.tanh(p["W"] @ h + p["U"] @ u + p["b"])      # noqa: E731
+        return vmap(jacrev(step))(s[0].to(dtype), x.to(dtype))
+    return fn
+
+
+def _params32():
+    cell = gradlab.cell("rnn_tanh")
+    params = cell.init_params(4, 3, weight_scale=1.5, bias_scale=0.5, seed=1)
+    return cell, {k: v.float() for k, v in params.items()}
+
+
+def test_float32_params_are_judged_against_the_exact_jacobian_at_a_fine_rtol():
+    """The reference was evaluated in float32 (an entry 2.08e-7 where the exact one is
+    1.56e-7), so an exact float64 answer 'differed' by 1.05e-7 at rtol 1e-8."""
+    cell, params = _params32()
+    result = gradlab.check_jacobian(_rnn(D), cell, params, rtol=1e-8)
+    assert result.ok and float(result.max_error.relative) < 1e-14
+
+
+def test_a_float32_answer_at_a_fine_rtol_is_said_to_be_float32_rounding():
+    cell, params = _params32()
+    result = gradlab.check_jacobian(_rnn(torch.float32), cell, params, rtol=1e-8)
+    assert not result.ok
+    assert "returned float32 numbers" in str(result) and "within what that rounding" \
+        in str(result)
+    assert gradlab.check_jacobian(_rnn(torch.float32), cell, params).ok     # default 1e-5
+    wrong = lambda p, s, x: _rnn(torch.float32)(p, s, x).mT                 # noqa: E731
+    assert "transpose" in str(gradlab.check_jacobian(wrong, cell, params))
+
+
+def test_an_input_weight_of_another_width_is_named_not_x_or_a_right_one():
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(4, 3, seed=1)
+    params["U_i"] = torch.zeros(4, 5, dtype=D)
+    want = (r"^param 'U_i' of cell 'lstm' has shape \(4, 5\), for 5 inputs a step, but "
+            r"U_f, U_g, U_o have 3")
+    with pytest.raises(GradlabError, match=want):
+        gradlab.check_jacobian(_rnn(D), lstm, params)
+    for m in (3, 5):
+        with pytest.raises(GradlabError, match=want):
+            gradlab.gradient_flow(lstm, params, torch.zeros(5, 2, m, dtype=D))
+
+
+def test_flow_methods_called_wrongly_name_their_signature():
+    gru = gradlab.cell("gru")
+    flow = gradlab.gradient_flow(gru, gru.init_params(4, 3, seed=0), torch.zeros(6, 2, 3,
+                                                                                dtype=D))
+    with pytest.raises(GradlabError, match=r"^Flow.rate\(\): too many positional arguments; "
+                                           r"it takes Flow.rate\(self, kind='spectral', \*"):
+        flow.rate("spectral", ("h", "h"))
+    with pytest.raises(GradlabError, match=r"^Flow.timescale\(\): got an unexpected keyword "):
+        flow.timescale(kidn="spectral")
+    assert flow.rate() == flow.rate("spectral")          # right calls are untouched
+
+
+def test_mean_field_names_its_methods_options():
+    with pytest.raises(GradlabError, match=r"^mean_field\(method='annealed'\) takes no option "
+                                           r"'foo'; its options: units, burn_in, steps, seed$"):
+        gradlab.mean_field("rnn_tanh", foo=1)
+    with pytest.raises(GradlabError, match=r"^mean_field\(method='dynamic'\) takes no option "
+                                           r"'burn_in'; its options: units, steps, inputs"):
+        gradlab.mean_field("rnn_tanh", method="dynamic", burn_in=1)
+
+
+def test_check_lyapunov_shows_shapes_as_tuples():
+    cell = gradlab.cell("rnn_tanh")
+    params = cell.init_params(4, 3, seed=1)
+    xs = torch.randn(30, 2, 3, generator=torch.Generator().manual_seed(0), dtype=D)
+    with pytest.raises(GradlabError, match=r"returned shape \(2, 2, 2\); expected \(2,\)"):
+        gradlab.check_lyapunov(lambda p, x, k: torch.zeros(2, 2, 2), cell, params, xs, 2,
+                               atol=0.1)
+
+
+def test_states_that_carry_a_graph_are_read_without_torch_s_warning():
+    cell = gradlab.cell("rnn_tanh")
+    params = cell.init_params(4, 3, seed=1, bias_scale=0.5)
+    h = torch.randn(2, 4, dtype=D, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = gradlab.check_jacobian(_rnn(D), cell, params,
+                                        states=((h,), torch.randn(2, 3, dtype=D)))
+    assert result.ok
