@@ -227,6 +227,10 @@ def select(state, arch):
     under = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if not under:
         names = list(state)
+        if any(k.startswith(("weight_ih", "weight_hh")) for k in names):
+            raise GradlabError(f"no checkpoint key starts with prefix={prefix!r}: the file's "
+                               f"keys are a module's own ({', '.join(map(repr, names[:2]))}"
+                               f"{', ...' if len(names) > 2 else ''}); drop prefix=")
         raise GradlabError(f"no checkpoint key starts with prefix={prefix!r}; the file's "
                            f"keys begin {', '.join(map(repr, names[:4]))}"
                            + (f" ... ({len(names)} in all)" if len(names) > 4 else "")

@@ -33,10 +33,20 @@ def cells_option(value, default):
         return registry.cells()
     chosen = [c.name if ":" not in spec else spec
               for spec, c in zip(entries(value, "--cells"), cell_list(value))]
-    twice = [n for k, n in enumerate(chosen) if n in chosen[:k]]
+    same = [_identity(n) for n in chosen]          # a file's cell by its file and name
+    twice = [n for k, n in enumerate(chosen) if same[k] in same[:k]]
     if twice:
         raise GradlabError(f"--cells {value!r} names a cell twice ({twice[0]}); name each once")
     return chosen
+
+
+def _identity(spec):
+    """What a --cells entry names: a built-in by its name, FILE:NAME by the file's real
+    path and the name (cf/janet.py:janet and cf/./janet.py:janet are one cell)."""
+    if ":" not in spec:
+        return spec
+    path, name = spec.rsplit(":", 1)
+    return (os.path.realpath(os.path.expanduser(path)), name)
 
 
 REPORT_FILES = ("index.html", "report.md", "data.json")
@@ -96,7 +106,10 @@ class Number(click.ParamType):
         if self.low is not None and number < self.low:
             self.fail(f"{value!r} is below {self.low:g}", param, ctx)
         if self.above is not None and number <= self.above:
-            self.fail(f"{value!r} is not above {self.above:g}", param, ctx)
+            mantissa = str(value).lower().split("e")[0]
+            small = " (too small for a float: it rounds to 0)" if number == 0 and any(
+                c in "123456789" for c in mantissa) else ""
+            self.fail(f"{value!r} is not above {self.above:g}{small}", param, ctx)
         if self.below is not None and number >= self.below:
             self.fail(f"{value!r} is not below {self.below:g}", param, ctx)
         return number

@@ -160,9 +160,9 @@ def test_merge_refuses_a_missing_shard(shards, tmp_path):
 
 def test_merge_refuses_a_duplicated_shard(shards, tmp_path):
     result = invoke("sweep", "merge", shards[0], shards[0], shards[1], "--out", tmp_path / "m")
-    assert_one_line_error(result, "exactly once")
+    assert_one_line_error(result, "is given twice: give each shard directory once")
     assert_one_line_error(invoke("sweep", "merge", shards[0], shards[0], "--out",
-                                 tmp_path / "m"), "exactly once")
+                                 tmp_path / "m"), "is given twice")
     assert listing(tmp_path) == []
 
 

@@ -24,7 +24,8 @@ from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integ
               help="Adam steps per cell and task.")
 @click.option("--hidden", type=POSITIVE, default=32, show_default=True)
 @click.option("--batch", type=POSITIVE, default=32, show_default=True)
-@click.option("--lr", type=SCALE, default=1e-2, show_default=True)
+@click.option("--lr", type=Number(above=0.0), default=1e-2, show_default=True,
+              help="Adam's learning rate (above 0).")
 @click.option("--gate-bias", type=FINITE, default=1.0, show_default=True)
 @click.option("--drift-steps", type=POSITIVE, default=50, show_default=True,
               help="The early training steps the drift measurement covers.")

@@ -171,6 +171,11 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
 def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     """Phase diagram: gradient timescale over weight scale x gate bias, per cell."""
     if ctx.invoked_subcommand is not None:
+        early = [p.opts[0] for p in ctx.command.params if p.name and given(p.name)]
+        if early:        # sweep's options, which merge would silently drop
+            raise GradlabError(f"{', '.join(early)} given before '{ctx.invoked_subcommand}': "
+                               f"those are options of a sweep; `gradlab sweep merge DIRS "
+                               "[--out DIR] [--force]` takes its own after 'merge'")
         return
     from .. import budget, outputs
     from ..reports import shards

@@ -67,6 +67,8 @@ def check_merge_target(out, dirs):
     """Refuse an --out that is one of the part directories being merged (writing the
     report there would replace its part), or holds one (a report and the parts it was
     merged from are kept apart, so that neither is taken for the other)."""
+    from ..outputs import resolve
+    resolve(out)                         # an empty or unusable --out, in the usual words
     target = pathlib.Path(out).resolve()
     for d in dirs:
         where = pathlib.Path(d).resolve()
@@ -185,11 +187,17 @@ def read_parts(dirs):
     """(grid, points) from shard directories; refuses a part that is not one (truncated,
     empty, binary, wrong types), parts of different sweeps, gaps and overlaps: together the
     parts must hold every grid point exactly once, and nothing else."""
-    parts, paths = [], []
+    parts, paths, real = [], [], {}
     for d in dirs:
         path = pathlib.Path(d) / PART
         if not path.is_file():
             raise GradlabError(f"{str(d)!r} holds no {PART}: not a sweep shard directory")
+        if path.resolve() in real:
+            same = real[path.resolve()]
+            raise GradlabError((f"{same!r} is given twice" if same == str(d) else
+                                f"{same!r} and {str(d)!r} are the same directory")
+                               + ": give each shard directory once")
+        real[path.resolve()] = str(d)
         parts.append(_read_part(path))
         paths.append(str(path))
     if not parts:
