@@ -302,6 +302,12 @@ def prepare(cell, params, state, x, backend_name=None):
     return n, m, B, args
 
 
+def _size(dim, n, m):
+    """A declared length (n, m, or an expression in them) at the sizes of a call."""
+    dim = sp.sympify(dim)
+    return int(dim.subs({v: n if v.name == "n" else m for v in dim.free_symbols}))
+
+
 def _full(xp, a, shape):
     """a as an array of exactly `shape` that owns its memory (a block may broadcast)."""
     return a if tuple(a.shape) == shape else xp.contiguous(xp.broadcast_to(a, shape))
@@ -323,12 +329,14 @@ def step_function(cell, backend_name):
 @functools.lru_cache(maxsize=None)
 def values_function(cell, backend_name):
     fn, xp = compiled(cell, "values", backend_name), backend(backend_name)
-    names = [str(s) for s in cell.lets if isinstance(s, sp.MatrixSymbol)]
+    lets = [s for s in cell.lets if isinstance(s, sp.MatrixSymbol)]
+    names = [str(s) for s in lets]
 
     def values(params, state, x):
         n, m, B, args = prepare(cell, params, state, x, backend_name)
         rows = fn(n, m, x, *args)
-        return {k: _full(xp, row[0], (B, n, 1))[:, :, 0] for k, row in zip(names, rows)}
+        return {k: _full(xp, row[0], (B, _size(s.shape[0], n, m), 1))[:, :, 0]
+                for k, s, row in zip(names, lets, rows)}
 
     values.__doc__ = f"Every named vector of {cell.name} (gates, candidates, new state), batched."
     return values

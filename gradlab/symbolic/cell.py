@@ -2,12 +2,13 @@
 
 import functools
 import keyword
-import linecache
 
 import sympy as sp
 from sympy import MatrixSymbol
 
-from .language import SIZES, Builder, Value, check_name, n, parameter_symbol
+from .language import SIZES, Builder, Value, n, parameter_symbol
+from .mistakes import FOREIGN, line_of, where
+from .names import check_name
 from .derive import Chain
 from .equations import check_constants, check_symbols
 from .dag import free_symbols
@@ -224,17 +225,17 @@ class Cell:
         body = " \\\\\n".join(f"{latex(s)} &= {latex(e)}" for s, e in self.lets.items())
         return "\n".join(lines + ["$$\\begin{aligned}\n" + body + "\n\\end{aligned}$$"])
 
-    # -- declaration ---------------------------------------------------------------------
     def _build(self, fn):
         builder = Builder(self.name, self.state_names, self.param_shapes, self.input_name)
         try:
             out = fn(builder)
             outputs = self._bind_outputs(builder, out)
         except (GradlabError, sp.ShapeError) as err:
-            raise GradlabError(f"cell '{self.name}'{_where(fn, err)}: {_line(err)}") from None
+            raise GradlabError(f"cell '{self.name}'{where(fn, err)}: {line_of(err)}") from None
         except Exception as err:   # a Python slip in the declaration (s.W.T, a typo, ...)
-            raise GradlabError(f"cell '{self.name}'{_where(fn, err)}: {type(err).__name__}: "
-                               f"{_line(err)}") from None
+            foreign = "Value" in str(err) and isinstance(err, TypeError)   # np.tanh(...)
+            raise GradlabError(f"cell '{self.name}'{where(fn, err)}: {type(err).__name__}: "
+                               f"{line_of(err)}" + FOREIGN * foreign) from None
         check_constants(self.name, builder.lets)
         check_symbols(self.name, builder.lets, builder.declared())
         used = free_symbols(builder.lets.values())
@@ -381,20 +382,3 @@ class Cell:
         from ..lowering.lower import jacobian_function
         return jacobian_function(self, choice(wrt, WRT, "wrt"), choice(backend, BACKENDS,
                                                                        "backend"))
-
-
-def _line(err):
-    return " ".join(str(err).split())
-
-
-def _where(fn, err):
-    """' at equation `...` (file:line)' for the line of `fn` an error was raised from."""
-    tb, line = err.__traceback__, None
-    while tb is not None:
-        if tb.tb_frame.f_code is fn.__code__:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    if line is None:
-        return ""
-    text = linecache.getline(fn.__code__.co_filename, line).strip()
-    return f", equation `{text}` ({fn.__code__.co_filename}:{line})"

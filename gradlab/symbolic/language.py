@@ -18,9 +18,7 @@ and m (input), `s.hidden_size` and `s.input_size`: nothing depends on a numeric 
 """
 
 import builtins
-import keyword
 import numbers
-import re
 
 import sympy as sp
 from sympy import HadamardPower, Identity, MatrixSymbol, OneMatrix
@@ -29,6 +27,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from . import algebra as al
 from .activations import TABLE, by_language_name
 from .dag import doit
+from .names import LET_NAME, function_name
 from .pairwise import Pairwise
 from .printing import text
 from ..lowering.codeprinter import identifier
@@ -80,6 +79,21 @@ class Value:
 
     __rmatmul__ = lambda self, other: _value(other) @ self       # noqa: E731
     __abs__ = lambda self: abs(self)                             # noqa: E731
+    __pos__ = lambda self: self                                  # noqa: E731
+    __array_ufunc__ = None       # numpy's ufuncs refuse it; its operators defer to these
+    __hash__ = object.__hash__
+
+    def __bool__(self):          # `if g:`, `a and b`: Python would decide, not the equations
+        raise GradlabError(f"{text(self.expr)} is symbolic: Python's if, and, or and not "
+                           "cannot decide on it; write the choice into the equations "
+                           "(maximum, minimum, relu, sigmoid, ...)")
+
+    def __eq__(self, other):     # `mean(z) == 0` was always False: a branch taken silently
+        if isinstance(other, Value):
+            return self is other
+        return self.__bool__()
+
+    __ne__ = lambda self, other: not self.__eq__(other)          # noqa: E731
 
     def __add__(self, other):
         return _combine(self, other, "add")
@@ -281,38 +295,8 @@ def _named(v, what):
         raise GradlabError(f"{what}() takes a named vector; {text(v.expr)} is a scalar")
     # the vector's own name in the reduction's (mu_a' for a', so it differs from mu_a),
     # a ~ spelled out (n~: mu_ntilde, read μ_ñ), so that sigma_ntilde^2 is a name too
-    return v, v.expr.name.replace("~", "tilde")
-
-
-# A let name: printed as it is in text, LaTeX and Markdown, so nothing there may have a
-# meaning of its own (%, &, {, $, <); a letter first, so that it never reads as a number
-LET_NAME = re.compile(r"(?!.*__)[^\W\d_][\w']*(?:\^[\w']+)?(?<!_)~?'*")  # printable as one
-
-RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
-FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag")
-
-
-def check_name(name, what):
-    """Refuse a state part, parameter or input name a declaration cannot use as `s.NAME`.
-
-    Returns None if `name` is usable, else the reason (one line, naming the rule)."""
-    if not isinstance(name, str):
-        return f"{what} name {name!r} is a {type(name).__name__}, not a string"
-    if not name.isidentifier():
-        return f"{what} name {name!r} is not a Python identifier (letters, digits, _)"
-    if keyword.iskeyword(name):
-        return f"{what} name {name!r} is a Python keyword; s.{name} cannot be written"
-    if name.startswith("_"):
-        return f"{what} name {name!r} starts with '_', which gradlab keeps for itself"
-    if name in RESERVED:
-        return (f"{what} name {name!r} is reserved: s.{name} is the builder's own "
-                f"({', '.join(RESERVED)} are)")
-    return _function_name(name, what)
-
-
-def _function_name(name, what):      # "exp tanh(...)" would read as exp applied to tanh
-    return (f"{what} name {name!r} is how a function prints ({name}(...)), so the equations "
-            "would read wrong; choose another") if name in FUNCTION_NAMES else None
+    # (and a ^ spelled out: var of r^2 is sigma_rpow2^2, not sigma_r^2^2, nor μ_r^2)
+    return v, v.expr.name.replace("~", "tilde").replace("^", "pow")
 
 
 class Builder:
@@ -373,7 +357,7 @@ class Builder:
             raise GradlabError(f"let name {name!r} is not a name: a letter, then letters, "
                                "digits, _ (not __, not last) or primes ('), at most one ^, then "
                                "maybe ~ (ñ) and primes, e.g. \"c'\", \"n~\", \"sigma_r^2\"")
-        if why := _function_name(name, "let"):
+        if why := function_name(name, "let"):
             raise GradlabError(why)
         if name == "I":      # printed, it would be the identity: 0.5 I read as 0.5 times I
             raise GradlabError("let name 'I' is how the identity prints (s.I); choose another")

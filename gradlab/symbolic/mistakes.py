@@ -1,0 +1,27 @@
+"""How a declaration that fails is reported: the equation line it failed on (in its
+function, a functools.partial's or a callable object's), and what a numpy, torch or math
+function applied to a symbolic value means there."""
+
+import linecache
+
+
+FOREIGN = ("; numpy's, torch's and math's functions cannot take a symbolic value: use "
+           "gradlab's (gradlab.tanh, sigmoid, relu, exp, log, sqrt, maximum, ...)")
+
+
+def line_of(err):
+    """An exception's text on one line."""
+    return " ".join(str(err).split())
+
+
+def where(fn, err):
+    """' at equation `...` (file:line)' for the line of `fn` an error was raised from."""
+    fn = getattr(fn, "func", fn)                    # a functools.partial: its function
+    code = getattr(fn, "__code__", getattr(type(fn).__call__, "__code__", None))
+    tb, lines = err.__traceback__, []
+    while tb is not None:
+        lines, tb = lines + [tb.tb_lineno] * (tb.tb_frame.f_code is code), tb.tb_next
+    if not lines:
+        return ""
+    text = linecache.getline(code.co_filename, lines[-1]).strip()   # ('' in a console)
+    return f"{f', equation `{text}`' if text else ''} ({code.co_filename}:{lines[-1]})"

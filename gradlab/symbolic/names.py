@@ -1,0 +1,39 @@
+"""The names a declaration may give: state parts, parameters, the input and lets.
+
+Each is written as `s.NAME` in a declaration and printed as it is in text, LaTeX and
+Markdown, so a name may not be Python's (a keyword), gradlab's (a leading _, the
+builder's own attributes) or read as a function or an operator in the printed equations.
+"""
+
+import keyword
+import re
+
+# A let name: printed as it is in text, LaTeX and Markdown, so nothing there may have a
+# meaning of its own (%, &, {, $, <); a letter first, so that it never reads as a number
+LET_NAME = re.compile(r"(?!.*__)[^\W\d_][\w']*(?:\^[\w']+)?(?<!_)~?'*")  # printable as one
+
+RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
+FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag")
+
+
+def check_name(name, what):
+    """Refuse a state part, parameter or input name a declaration cannot use as `s.NAME`.
+
+    Returns None if `name` is usable, else the reason (one line, naming the rule)."""
+    if not isinstance(name, str):
+        return f"{what} name {name!r} is a {type(name).__name__}, not a string"
+    if not name.isidentifier():
+        return f"{what} name {name!r} is not a Python identifier (letters, digits, _)"
+    if keyword.iskeyword(name):
+        return f"{what} name {name!r} is a Python keyword; s.{name} cannot be written"
+    if name.startswith("_"):
+        return f"{what} name {name!r} starts with '_', which gradlab keeps for itself"
+    if name in RESERVED:
+        return (f"{what} name {name!r} is reserved: s.{name} is the builder's own "
+                f"({', '.join(RESERVED)} are)")
+    return function_name(name, what)
+
+
+def function_name(name, what):      # "exp tanh(...)" would read as exp applied to tanh
+    return (f"{what} name {name!r} is how a function prints ({name}(...)), so the equations "
+            "would read wrong; choose another") if name in FUNCTION_NAMES else None

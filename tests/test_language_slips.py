@@ -1,0 +1,153 @@
+"""What a hostile probe of the declaration language found: named m-vectors stretched to n
+entries by values_fn (wrong numbers, or a crash in `gradlab report`), Python branches on
+symbolic values taken silently, a functools.partial's error lost in a traceback, numpy's
+functions named only by numpy, var of a let named r^2, and a cell whose parameters are
+all scalars unusable in gradient_flow."""
+
+import functools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.func import jacrev
+
+import gradlab
+from gradlab import GradlabError, mean, relu, sigmoid, tanh, var
+
+D = torch.float64
+
+
+def _mvec(s):
+    y = s.let("y", tanh(s.U.T @ s.h + s.x))                      # an m-vector
+    f = s.let("f", sigmoid(s.W_f @ s.h + s.U_f @ s.x + s.b_f))
+    return f * s.h + (1 - f) * tanh(s.W @ s.h + s.U @ y)
+
+
+MVEC = gradlab.declare(state="h", params="W U W_f U_f b_f", gate_bias="b_f", source="test",
+                       name="mvec")(_mvec)
+
+
+@pytest.mark.parametrize("n,m", [(3, 1), (2, 3), (4, 6)])
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_a_named_m_vector_keeps_its_m_entries(n, m, backend):
+    p = MVEC.init_params(hidden=n, inputs=m, seed=0, bias_scale=0.5)
+    gen = torch.Generator().manual_seed(1)
+    h, x = torch.randn(2, n, generator=gen, dtype=D), torch.randn(2, m, generator=gen, dtype=D)
+    want = torch.tanh(h @ p["U"] + x)
+    if backend == "numpy":
+        p, h, x = {k: v.numpy() for k, v in p.items()}, h.numpy(), x.numpy()
+    got = MVEC.values_fn(backend)(p, (h,), x)
+    assert tuple(got["y"].shape) == (2, m) and tuple(got["f"].shape) == (2, n)
+    np.testing.assert_allclose(np.asarray(got["y"]), want.numpy(), rtol=1e-14)
+
+
+def test_a_report_measures_a_cell_with_a_named_m_vector(tmp_path):
+    params = MVEC.init_params(hidden=4, inputs=3, seed=0)
+    xs = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(0), dtype=D)
+    flow = gradlab.gradient_flow(MVEC, params, xs)
+
+    def step(h, x):
+        y = torch.tanh(params["U"].T @ h + x)
+        f = torch.sigmoid(params["W_f"] @ h + params["U_f"] @ x + params["b_f"])
+        return f * h + (1 - f) * torch.tanh(params["W"] @ h + params["U"] @ y)
+
+    hs = [torch.zeros(4, dtype=D)]
+    for t in range(6):
+        hs.append(step(hs[-1], xs[t, 0]))
+    P = jacrev(step)(hs[5], xs[5, 0])
+    assert math.isclose(flow.log_norm()[0, 0], float(torch.linalg.matrix_norm(P, 2).log()),
+                        rel_tol=1e-12)
+
+
+def _declare(fn, params="W U"):
+    return gradlab.declare(state="h", params=params, source="test", name=fn.__name__)(fn)
+
+
+def test_a_python_branch_on_a_symbolic_value_is_refused():
+    def branchy(s):
+        a = s.W @ s.h + s.U @ s.x
+        return s.g * (tanh(a) if s.g else relu(a))
+
+    def equals(s):
+        z = s.let("z", tanh(s.W @ s.h + s.U @ s.x))
+        return z if mean(z) == 0 else -z          # was always False: -z, silently
+
+    with pytest.raises(GradlabError, match=r"g is symbolic: Python's if, and, or and not "
+                                           r"cannot decide on it"):
+        _declare(branchy, {"W": "n n", "U": "n m", "g": "1"})
+    with pytest.raises(GradlabError, match=r"μ_z is symbolic"):
+        _declare(equals)
+
+
+@pytest.mark.parametrize("module", ["np", "torch", "math"])
+def test_numpy_torch_and_math_functions_point_to_gradlab_s(module):
+    f = {"np": np.tanh, "torch": torch.tanh, "math": math.tanh}[module]
+
+    def foreign(s):
+        return f(s.W @ s.h + s.U @ s.x)
+
+    with pytest.raises(GradlabError, match=r"cannot take a symbolic value: use gradlab's "
+                                           r"\(gradlab.tanh"):
+        _declare(foreign)
+
+
+def test_numpy_scalars_and_unary_plus_still_work():
+    def scaled(s):
+        return +(np.float64(2) * tanh(s.W @ s.h + s.U @ s.x))
+
+    assert "2.0 diag" in str(_declare(scaled).jacobian())
+
+
+def test_a_partial_or_callable_declaration_reports_its_own_error():
+    def body(s, k):
+        return tanh(s.W @ s.x) * k
+
+    with pytest.raises(GradlabError, match=r"^cell 'scaled', equation `return tanh\(s.W @ s.x\) \* k` "
+                                           r"\(.*test_language_slips.py:\d+\): cannot multiply W "
+                                           r"\(n x n\) by x \(m x 1\)"):
+        gradlab.declare(state="h", params="W U", source="t", name="scaled")(
+            functools.partial(body, k=2))
+
+    class Step:
+        def __call__(self, s):
+            return tanh(s.W @ s.x)
+
+    with pytest.raises(GradlabError, match=r"^cell 'obj', equation .*: cannot multiply W"):
+        gradlab.declare(state="h", params="W U", source="t", name="obj")(Step())
+
+    def good(s, k):
+        return tanh(s.W @ s.h + s.U @ s.x) * k
+
+    cell = gradlab.declare(state="h", params="W U", source="t", name="twice")(
+        functools.partial(good, k=2))
+    assert str(cell.jacobian()).startswith("∂h'/∂h = 2 diag")
+
+
+def test_var_of_a_let_named_with_a_power_spells_it_out():
+    def v2(s):
+        r = s.let("r^2", tanh(s.W @ s.h + s.U @ s.x))
+        return r * var(r) + mean(r)
+
+    shown = str(_declare(v2).jacobian())
+    assert "σ_rpow2^2" in shown and "μ_rpow2" in shown
+
+
+def test_a_cell_of_scalar_parameters_reads_n_from_state0():
+    def onlyscalar(s):
+        return tanh(s.g * s.h)
+
+    cell = _declare(onlyscalar, {"g": "1"})
+    p = cell.init_params(hidden=3, inputs=2, seed=0)
+    xs = torch.zeros(4, 2, 2, dtype=D)
+    with pytest.raises(GradlabError, match=r"^no parameter of cell 'onlyscalar' has the "
+                                           r"state size n: pass state0="):
+        gradlab.gradient_flow(cell, p, xs)
+    h0 = torch.randn(2, 3, generator=torch.Generator().manual_seed(0), dtype=D)
+    flow = gradlab.gradient_flow(cell, p, xs, state0=h0)
+    h = h0[0]
+    for _ in range(4):                               # h_T = tanh(g h_{T-1}), T = 4
+        h = torch.tanh(p["g"] * h)
+    lag1 = torch.diag(1 - h ** 2) * p["g"]           # dh_T / dh_{T-1}
+    assert math.isclose(flow.log_norm()[0, 0], float(torch.linalg.matrix_norm(lag1, 2).log()),
+                        rel_tol=1e-12)
