@@ -7,7 +7,9 @@ from ..registry import register
 
 @register
 @declare(state="h", params="W_r W_z W_n U_r U_z U_n b_ir b_iz b_in b_hr b_hz b_hn",
-         gate_bias="b_iz", source="torch nn.GRU / nn.GRUCell (cuDNN form); Cho et al. 2014")
+         gate_bias="b_iz",
+         source="torch nn.GRU / nn.GRUCell (cuDNN form: r after the matrix, a variant of "
+                "Cho et al. 2014)")
 def gru_torch(s):
     """torch's GRU: r gates the whole recurrent term W_n h + b_hn, not h itself."""
     r = s.let("r", sigmoid(s.U_r @ s.x + s.b_ir + s.W_r @ s.h + s.b_hr))

@@ -31,7 +31,8 @@ def prototype_lstm(s):
 @register
 @declare(state="s", params=GATED, gate_bias="b_f", source=R2RT)
 def normalized_lstm(s):
-    """The prototype with its new state scaled to unit variance over the units of each sample."""
+    """The prototype with its new state divided by sqrt(var + 1), the variance taken over
+    the units of each sample: bounded, with a variance just below 1 once it is large."""
     r = s.let("r", _write(s, s.s))
     return r / sqrt(var(r) + 1)
 
