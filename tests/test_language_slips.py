@@ -151,3 +151,16 @@ def test_a_cell_of_scalar_parameters_reads_n_from_state0():
     lag1 = torch.diag(1 - h ** 2) * p["g"]           # dh_T / dh_{T-1}
     assert math.isclose(flow.log_norm()[0, 0], float(torch.linalg.matrix_norm(lag1, 2).log()),
                         rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["θ", "theta", "H"])
+def test_a_name_that_prints_as_a_derivative_s_function_is_refused(name):
+    """relu' prints θ(v) (LaTeX \\theta) and a tie H(v): a parameter θ read 'θ diag(θ(W h +
+    U x)) W', its own symbol and the step function alike."""
+    def scaled(s):
+        return getattr(s, name) * relu(s.W @ s.h + s.U @ s.x)
+
+    with pytest.raises(GradlabError, match=rf"parameter name '{name}' is how a function "
+                                           r"prints"):
+        gradlab.declare(state="h", params={"W": "n n", "U": "n m", name: "1"}, source="t",
+                        name="scaled")(scaled)

@@ -253,8 +253,9 @@ the predicted rate, in Flow.rate's units.
   predicts -0.129, 21 % steeper than at m = 32, while `inputs=32` gives -0.094 to -0.105
   over two seeds and `inputs=8` -0.075 to -0.089. The theory is itself a sample: over four
   seeds the LSTM's rate at weight scale 1, gate bias 2 ranges over -0.048..-0.052 with
-  the default population, and by about ±10 % with the report's 1024 units and T = 200;
-  agreement closer than that is partly luck. The report and the phase diagram draw it.
+  the default population, and by about ±10 % with 1024 units (the report's) over T = 200
+  steps (the report runs T = 100); agreement closer than that is partly luck. The report
+  and the phase diagram draw it.
 
 ## 5. Lyapunov exponents by QR
 

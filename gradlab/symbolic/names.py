@@ -13,7 +13,8 @@ import re
 LET_NAME = re.compile(r"(?!.*__)[^\W\d_][\w']*(?:\^[\w']+)?(?<!_)~?'*")  # printable as one
 
 RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
-FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag")
+FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag",
+                  "θ", "theta", "H")     # relu' prints θ(v) (LaTeX \theta), a tie H(v)
 
 
 def check_name(name, what):

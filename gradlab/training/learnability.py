@@ -165,8 +165,8 @@ def vanilla_findings(runs):
     if all(math.isfinite(v) for v in med.values()):
         lines.append(f"After training, the median ratio of gradient timescale to delay is "
                      f"{_fmt(med['learned'])} where a cell learned and "
-                     f"{_fmt(med['not learned'])} where it did not (ξ = ∞, no decay over the "
-                     f"probe, counts as 10⁶).")
+                     f"{_fmt(med['not learned'])} where it did not fully (partly or not "
+                     f"at all; ξ = ∞, no decay over the probe, counts as 10⁶).")
     return " ".join(lines), numbers
 
 
