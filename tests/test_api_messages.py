@@ -102,3 +102,33 @@ def test_states_that_carry_a_graph_are_read_without_torch_s_warning():
         result = gradlab.check_jacobian(_rnn(D), cell, params,
                                         states=((h,), torch.randn(2, 3, dtype=D)))
     assert result.ok
+
+
+def _linear():
+    cell = gradlab.declare(state="h", params="W U b", source="test", name="linear")(
+        lambda s: s.W @ s.h + s.U @ s.x + s.b)
+    params = cell.init_params(6, 2, seed=0, weight_scale=1.0)
+    xs = torch.randn(2000, 1, 2, dtype=D, generator=torch.Generator().manual_seed(0))
+    return cell, params, xs
+
+
+def _eigen_exponents(params, xs, k):
+    """A linear cell's exponents: the log-moduli of W's eigenvalues, as a reversed view."""
+    return np.sort(np.log(np.abs(np.linalg.eigvals(params["W"].numpy()))))[::-1][:k]
+
+
+def test_check_lyapunov_reads_a_reversed_numpy_view():
+    """A [::-1] view has a negative stride, which torch.as_tensor refuses: the answer
+    was called 'an object that cannot be read as an array of real numbers'."""
+    cell, params, xs = _linear()
+    assert gradlab.check_lyapunov(_eigen_exponents, cell, params, xs, 3, atol=0.01).ok
+
+
+def test_check_lyapunov_names_the_simplest_mistake_that_matches():
+    """A constant Jacobian cannot tell reverse time from forward: log10 exponents were
+    diagnosed as 'transposed Jacobian and log base 10', log base 10 alone as an aside."""
+    cell, params, xs = _linear()
+    result = gradlab.check_lyapunov(lambda p, x, k: _eigen_exponents(p, x, k) / np.log(10),
+                                    cell, params, xs, 3, atol=0.01)
+    assert not result.ok
+    assert result.diagnosis[0] == "Your exponents match log base 10 instead of the natural log."

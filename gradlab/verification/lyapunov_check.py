@@ -274,7 +274,10 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             f"within {atol:.3g} too. Inputs with structure in time (periodic, a trained "
             "model's data) separate forward from reverse time."]
         return LyapunovResult(True, yours, exact, error, note)
-    best = int(np.argmin([d / tol for d, tol in zip(distance, tolerances)]))
+    # among the variants that match, the simplest (fewest mistakes), then the closest
+    matching = [i for i, (d, tol) in enumerate(zip(distance, tolerances)) if d <= tol]
+    best = min(matching, key=lambda i: (len(variants[i][0]), distance[i] / tolerances[i])) \
+        if matching else int(np.argmin([d / t for d, t in zip(distance, tolerances)]))
     if distance[best] <= tolerances[best]:
         mistakes = variants[best][0]
         also = [m for i, ((m, _, _, _), d, tol) in enumerate(zip(variants, distance,
