@@ -162,13 +162,16 @@ def arguments_checked(fn):
     signature = inspect.signature(fn)
 
     name = fn.__qualname__ if "<" not in fn.__qualname__ else fn.__name__   # Flow.rate
+    method = "." in name and next(iter(signature.parameters), None) == "self"
+    shown = signature.replace(parameters=list(signature.parameters.values())[1:]) \
+        if method else signature                      # flow.rate(kind=...): no self
 
     @functools.wraps(fn)
     def checked(*args, **kwargs):
         try:
             signature.bind(*args, **kwargs)
         except TypeError as err:
-            raise GradlabError(f"{name}(): {err}; it takes {name}{signature}") from None
+            raise GradlabError(f"{name}(): {err}; it takes {name}{shown}") from None
         return fn(*args, **kwargs)
 
     return checked

@@ -61,7 +61,7 @@ def refuse_quantized(module):
     torch autograd cannot differentiate: its Jacobians would come back as zeros."""
     for sub in module.modules():
         where = type(sub).__module__
-        if ".quantized" in where or ".quantizable" in where:
+        if where.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
             inner = "" if sub is module else f" (it holds a quantized {type(sub).__name__})"
             raise GradlabError(f"{type(module).__name__} is quantized ({where}){inner}: "
                                "torch autograd cannot differentiate its kernels; measure "
@@ -116,13 +116,14 @@ def refuse_hooks(module):
 
 
 def refuse_nonfinite(module):
-    """Weights holding nan or inf have no Jacobian to derive: refused by name."""
+    """Weights holding nan have no trajectory to follow: refused by name. (An inf is
+    taken as IEEE arithmetic takes it: an inf bias pins a gate at 0 or 1.)"""
     import torch
 
     for name, t in module.named_parameters():
-        if not bool(torch.isfinite(t).all()):
-            raise GradlabError(f"{type(module).__name__}'s {name} holds nan or inf: there is "
-                               "no Jacobian to measure")
+        if bool(torch.isnan(t).any()):
+            raise GradlabError(f"{type(module).__name__}'s {name} holds nan: there is no "
+                               "trajectory or Jacobian to measure")
 
 
 def unwrap(module):
@@ -149,7 +150,8 @@ def unwrap(module):
         if name in ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"):
             raise GradlabError(f"a TorchScript {name}: gradlab reads the nn.{name} itself; "
                                "pass the module before torch.jit.script")
-    if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)):
+    if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)) and type(module).forward \
+            in (torch.nn.Sequential.forward, torch.nn.Module.forward):   # not its own step
         inside = [i for i, m in enumerate(module) if isinstance(m, recurrent)]
         if inside:
             raise GradlabError(f"{type(module).__name__} holding a "

@@ -96,17 +96,27 @@ def test_nan_weights_are_refused_by_name_not_explained_as_overflow():
     gru = torch.nn.GRU(3, 4).double()
     with torch.no_grad():
         gru.weight_hh_l0[0, 0] = float("nan")
-    with pytest.raises(GradlabError, match=r"^GRU's weight_hh_l0 holds nan or inf"):
+    with pytest.raises(GradlabError, match=r"^GRU's weight_hh_l0 holds nan: there is no "):
         gradlab.gradient_flow(gru, _xs())
     cell = gradlab.cell("gru")
     params = cell.init_params(4, 3, seed=1)
-    params["b"] = torch.full((4,), float("inf"), dtype=D)    # gave a finite rate, -0.209
+    params["W"] = torch.full((4, 4), float("nan"), dtype=D)  # was 'the state overflows'
     for call in (lambda: gradlab.gradient_flow(cell, params, _xs()).rate(),
                  lambda: gradlab.lyapunov(cell, params, _xs(), 2),
                  lambda: gradlab.check_lyapunov(lambda p, xs, k: np.zeros(k), cell, params,
                                                 _xs(T=30), 2, atol=0.1)):
-        with pytest.raises(GradlabError, match=r"^param 'b' of cell 'gru' holds nan or inf"):
+        with pytest.raises(GradlabError, match=r"^param 'W' of cell 'gru' holds nan: "):
             call()
+
+
+def test_an_inf_bias_that_pins_a_gate_is_measured():
+    """IEEE arithmetic gives b_f = +inf a forget gate of exactly 1 and a finite trajectory:
+    measured as it was, not refused."""
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(3, 3, seed=1)
+    params["b_f"] = torch.full((3,), float("inf"), dtype=D)
+    flow = gradlab.gradient_flow(lstm, params, _xs())
+    assert np.isfinite(flow.log_norm()).all() and flow.why() is not None
 
 
 def test_a_pruned_module_is_told_to_make_its_pruning_permanent():
@@ -189,3 +199,53 @@ def test_a_prefix_on_a_module_s_own_checkpoint_says_drop_it():
     with pytest.raises(GradlabError, match=r"^no checkpoint key starts with prefix='x': the "
                                            r"file's keys are a module's own .*; drop prefix=$"):
         select(state, parse_arch("gru:hidden=4,inputs=3,prefix=x"))
+
+
+class Pair(torch.nn.ModuleList):
+    """Two stacked GRU cells with a step of their own: a container that is a step."""
+    def forward(self, x, state):
+        h1 = self[0](x, state[0])
+        return h1, self[1](h1, state[1])
+
+
+def test_a_container_with_its_own_step_is_measured_not_refused():
+    module = Pair([torch.nn.GRUCell(3, 4), torch.nn.GRUCell(4, 4)]).double()
+    zeros = torch.zeros(2, 4, dtype=D)
+    flow = gradlab.gradient_flow(module, _xs(), state0=(zeros, zeros))
+    assert np.isfinite(flow.log_norm()).all()
+
+
+def test_inference_mode_kinks_and_zero_derivatives_pass_the_autodiff_probe():
+    """The probe refuses only a step with no autograd path to its state: a caller's
+    inference mode, relu at its kink (torch's relu'(0) = 0) and floor are the step's own
+    derivatives, measured as before."""
+    step = Step()
+    zeros = torch.zeros(2, 4, dtype=D)
+    want = gradlab.gradient_flow(step, _xs(), state0=zeros).log_norm()
+    with torch.inference_mode():
+        got = gradlab.gradient_flow(step, _xs(), state0=zeros).log_norm()
+    np.testing.assert_array_equal(got, want)
+
+    class Kink(Step):
+        def forward(self, x, h):
+            return torch.relu(torch.nn.functional.linear(torch.cat([x, h], -1),
+                                                         self.a.weight))
+
+    class Floor(Step):
+        def forward(self, x, h):
+            return torch.floor(h) + self.a(torch.cat([x, 0 * h], -1))
+
+    xs = _xs()
+    xs[:2, 0] = 0                                  # sequence 0 starts at the kink
+    for cls in (Kink, Floor):
+        flow = gradlab.gradient_flow(cls(), xs, state0=zeros)
+        assert flow.log_norm().shape == (2, 6)
+
+
+def test_only_torch_s_quantized_namespaces_are_quantized():
+    class Mine(Step):
+        pass
+
+    Mine.__module__ = "myproject.quantized.cells"
+    flow = gradlab.gradient_flow(Mine(), _xs(), state0=torch.zeros(2, 4, dtype=D))
+    assert np.isfinite(flow.log_norm()).all()

@@ -235,3 +235,14 @@ def test_train_tiny_run(tmp_path):
     assert [(r["cell"], r["task"], r["delay"]) for r in data["runs"]] == [
         ("rnn_tanh", "copy", 2), ("gru", "copy", 2)]
     assert data["charlm"] is None and "trained gru copy@2" in result.stderr
+
+
+def test_a_char_lm_whose_weights_diverged_is_recorded_not_crashed():
+    """from_torch refuses nan weights; the character model's flow checkpoint read them
+    through it and ended the whole training run."""
+    setup = charlm.CharSetup(hidden=3, embed=2, measure_steps=6, measure_batch=1)
+    model = charlm.CharLSTM(len(charlm.ALPHABET) + 1, setup)
+    with torch.no_grad():
+        model.lstm.weight_hh_l0[0, 0] = float("nan")
+    record = charlm._flow(model, charlm.encode("hello world, hello world"), setup)
+    assert record["why"] == "weights diverged" and math.isnan(record["rate"])

@@ -267,11 +267,11 @@ def setup(cell, params, xs, state0=None, reverse=False):
     dtype, device = check_params(cell, params)
     bad = [p for p in cell.param_names if params[p].layout == torch.strided   # (others:
            and params[p].is_floating_point()                                  # refused
-           and not bool(torch.isfinite(params[p]).all())]                     # below)
-    if bad:                              # (nan states would be reported as an overflow)
+           and bool(torch.isnan(params[p]).any())]                            # below)
+    if bad:     # (nan states were reported as an overflow; an inf bias may pin a gate)
         raise GradlabError(f"param{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} "
-                           f"of cell '{cell.name}' hold{'' if len(bad) > 1 else 's'} nan or "
-                           "inf: there is no trajectory or Jacobian to measure")
+                           f"of cell '{cell.name}' hold{'' if len(bad) > 1 else 's'} nan: "
+                           "there is no trajectory or Jacobian to measure")
     # a copy (flip makes one too): the walk reads xs when a norm is first read, and the
     # caller's in-place changes (to a tensor, or a numpy array torch shares) must miss it
     xs = as_inputs(xs, dtype, device)

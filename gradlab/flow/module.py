@@ -153,17 +153,23 @@ class ModuleBound:
     def probe(self, s, x):
         """Refuse a step that autodiff sees as independent of the state while it is not
         (a step under torch.no_grad(), a .detach() or .item() of the state): its
-        Jacobians would come back as zeros, a product "exactly zero". One vector-Jacobian
-        product at the first step; where it is zero, a central difference says whether
-        the step moves with the state after all."""
+        Jacobians would come back as zeros, a product "exactly zero". The new state at
+        the first step has no autograd path to the old one at all (a path whose gradient
+        is zero, relu at its kink or floor, is the step's own derivative); where it has
+        none, a central difference says whether the step moves with the state after all.
+        (Run outside inference mode, which a caller's would otherwise turn off autograd.)"""
         gen = torch.Generator().manual_seed(0)
-        with torch.enable_grad():
-            s1 = s.detach().clone().requires_grad_(True)
-            new = self.step(s1, x)
-            v = torch.randn(new.shape, generator=gen, dtype=torch.float64).to(new)
-            grad = torch.autograd.grad((new * v).sum(), s1, allow_unused=True)[0] \
-                if new.requires_grad else None
-        if grad is not None and bool(grad.any()):
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                s1 = s.detach().clone().requires_grad_(True)
+                new = self.step(s1, x.clone())
+                grad = torch.autograd.grad(new.sum(), s1, allow_unused=True)[0] \
+                    if new.requires_grad else None
+        except GradlabError:
+            raise
+        except Exception:                    # (weights made in inference mode, ...): jacrev
+            return                           # names what autodiff cannot do, in one line
+        if grad is not None:
             return
         u = torch.randn(s.shape, generator=gen, dtype=torch.float64).to(s)
         eps = torch.finfo(s.dtype).eps

@@ -233,7 +233,8 @@ class Cell:
         except (GradlabError, sp.ShapeError) as err:
             raise GradlabError(f"cell '{self.name}'{where(fn, err)}: {line_of(err)}") from None
         except Exception as err:   # a Python slip in the declaration (s.W.T, a typo, ...)
-            foreign = "Value" in str(err) and isinstance(err, TypeError)   # np.tanh(...)
+            foreign = isinstance(err, TypeError) and any(   # np.tanh, torch.tanh, math.tanh
+                k in str(err) for k in ("ufunc", "must be Tensor", "must be real number"))
             raise GradlabError(f"cell '{self.name}'{where(fn, err)}: {type(err).__name__}: "
                                f"{line_of(err)}" + FOREIGN * foreign) from None
         check_constants(self.name, builder.lets)

@@ -111,6 +111,8 @@ def _cell_of(model):
 
 def _flow(model, held, setup):
     """Gradient flow of the model's LSTM on held-out text (its embedded characters)."""
+    if any(bool(torch.isnan(p).any()) for p in model.parameters()):
+        return diverged(cell_path_rate=math.nan)      # (from_torch refuses nan weights)
     cell, params = _cell_of(model)
     gen = torch.Generator().manual_seed(derived_seed(setup.seed, 3))
     starts = torch.randint(0, len(held) - setup.measure_steps, (setup.measure_batch,),
@@ -118,9 +120,6 @@ def _flow(model, held, setup):
     ids = _windows(held, starts, setup.measure_steps).to(setup.device)
     with torch.no_grad():
         xs = model.embed(ids).double()
-    if not all(bool(torch.isfinite(v).all()) for v in params.values()) \
-            or not bool(torch.isfinite(xs).all()):
-        return diverged(cell_path_rate=math.nan)
     flow = gradient_flow(cell, params, xs)
     if not states_finite(flow):
         return {"rate": math.nan, "timescale": math.nan, "why": "state overflowed",

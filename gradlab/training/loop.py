@@ -150,7 +150,7 @@ def flow_checkpoint(model, xs):
     """Gradient flow of the current parameters on the inputs `xs`, in float64."""
     params = {k: v.detach().to(torch.float64) for k, v in model.params.items()}
     xs = xs.to(torch.float64)
-    if not all(bool(torch.isfinite(v).all()) for v in params.values()):
+    if any(bool(torch.isnan(v).any()) for v in params.values()):
         return diverged()
     flow = gradient_flow(model.cell, params, xs)
     if states_finite(flow):
@@ -163,12 +163,12 @@ def flow_checkpoint(model, xs):
             "words": rate_words(rate, why), "lyapunov": lyap}
 
 
-DIVERGED = "weights diverged"              # training left a weight nan or inf
+DIVERGED = "weights diverged"              # training left a weight nan
 
 
 def diverged(**more):
-    """The record of a flow checkpoint whose weights training left nan or inf: no
-    trajectory to measure."""
+    """The record of a flow checkpoint whose weights training left nan: no trajectory to
+    measure."""
     return {"rate": math.nan, "timescale": math.nan, "why": DIVERGED, "words": DIVERGED,
             "lyapunov": math.nan, **more}
 

@@ -325,8 +325,8 @@ def _with_biases(fn, cell, params, yours, point, fn_point, shape, layout, wrt, b
                             ).to(params[p]) for p in cell.param_names}
     # the zero vectors drawn nonzero, every other array moved by ~10% (so that a fn that
     # reads params, but not those vectors, answers differently: told from a closure)
-    drawn = {p: 0.5 * noise[p] if p in zero else params[p] * (1 + 0.1 * noise[p])
-             for p in cell.param_names}
+    drawn = {p: (0.5 * noise[p] if p in zero else params[p] * (1 + 0.1 * noise[p])).to(
+        fn_point[1].dtype).to(params[p].dtype) for p in cell.param_names}   # fn's values
     try:
         again, _, _ = batched_jacobian(fn, {**yours, **{p: v.to(fn_point[1].dtype)
                                                          for p, v in drawn.items()}},

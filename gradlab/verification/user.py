@@ -101,7 +101,7 @@ def _real_answer(a, what):
             raise GradlabError(f"{what} returned {given}" + (
                 f" of {a.dtype}" if given in ("ndarray", "list", "tuple") else "")
                 + "; expected an array of real numbers")
-        a = torch.as_tensor(np.ascontiguousarray(a))     # (a reversed view: [::-1])
+        a = torch.as_tensor(a.copy() if any(s < 0 for s in a.strides) else a)   # ([::-1])
     if a.is_complex() or a.dtype == torch.bool:
         raise GradlabError(f"{what} returned a {a.dtype} tensor; expected real numbers")
     if a.device.type == "meta":
