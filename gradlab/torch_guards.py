@@ -5,9 +5,11 @@ their cell modules) from its weights alone. A module that computes something els
 those weights say is refused, in one line, rather than measured as its base class: one
 whose class or instance replaces a method the base class computes with (forward,
 __call__, or one forward calls, such as permute_hidden), one with a forward hook (the old
-weight_norm and spectral_norm), and one whose weights are on the meta device. What such
-a module does run can still be measured, by jacrev, through
-`gradlab.flow.module.TorchStep`.
+weight_norm and spectral_norm, pruning), an nn.RNN whose nonlinearity disagrees with the
+mode torch runs, one whose weights are on the meta device or hold nan, and a quantized
+one (its integer kernels have no autograd). What such a module does run can still be
+measured, by jacrev, through `gradlab.flow.module.TorchStep`. Wrappers that run a module
+with its own weights (torch.compile, DataParallel) are unwrapped (`unwrap`).
 """
 
 from .errors import GradlabError
@@ -133,9 +135,7 @@ def unwrap(module):
     the way to the module itself (they do not take the protocol's (x, state))."""
     import torch
 
-    seen = 0
-    while seen < 8:
-        seen += 1
+    for _ in range(8):                       # (wrappers of wrappers; never a loop)
         inner = getattr(module, "_orig_mod", None)
         if isinstance(inner, torch.nn.Module):                    # torch.compile
             module = inner

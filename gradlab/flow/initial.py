@@ -73,7 +73,7 @@ def _tensor(part, what):
         a = np.asarray(part)
     except Exception:                        # ragged lists and the like
         a = np.asarray(None)
-    if a.dtype.kind not in "fiu" or a.dtype.kind == "b":
+    if a.dtype.kind not in "fiu":
         raise GradlabError(f"{what} must hold real numbers (tensors, arrays or lists), got "
                            f"{type(part).__name__}" + (f" of {a.dtype}" if a.ndim else ""))
     return torch.as_tensor(a.astype(np.float64) if a.dtype.kind != "f" else a)
