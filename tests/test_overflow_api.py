@@ -6,6 +6,7 @@ and loss gradients 0 where gradients in fact exploded (hostile-input review)."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import gradlab
@@ -47,3 +48,34 @@ def test_only_what_reads_the_overflowed_state_is_nan():
     assert np.isnan(result.mean).all()         # the mean over sequences reads sequence 0
     clean = gradlab.gradient_flow(cell, p, xs[:, 1:], blocks=False).log_norm()
     np.testing.assert_allclose(spectral[1], clean[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,scale", [(torch.float64, 1e155), (torch.float32, 1e20),
+                                         (torch.float64, 1e-170)])
+def test_jacobians_of_huge_or_tiny_weights_keep_finite_norms(dtype, scale):
+    """A Jacobian with entries past 1e154 (float32: 1.8e19) overflowed the sum of squares
+    of its Frobenius norm at lag 1 (inf, then nan at every later lag, 'norm not finite'),
+    though every state was finite; entries below 1e-154 lost their digits to underflow.
+    Checked against each P_k formed from the Jacobians divided by the scale."""
+    cell = gradlab.cell("rnn_relu")
+    params = {k: v.to(dtype) for k, v in cell.init_params(4, 3, seed=2, weight_scale=scale,
+                                                          bias_scale=1.0).items()}
+    xs = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    flow = gradlab.gradient_flow(cell, params, xs.to(dtype))
+    states = cell.step_fn("torch")
+    h = [torch.zeros(2, 4, dtype=torch.float64)]
+    p64 = {k: v.double() for k, v in params.items()}
+    for t in range(2):                   # (a third step would overflow the state itself)
+        h.append(states(p64, (h[-1],), xs[t])[0])
+    J = cell.jacobian_fn()(p64, (torch.cat(h[:-1]),), xs.reshape(4, 3)).view(2, 2, 4, 4)
+    P = torch.eye(4, dtype=torch.float64).expand(2, 4, 4)
+    for k in range(1, 3):
+        P = P @ (J[2 - k] / scale)                                 # P_k / scale^k
+        want = {"frobenius": torch.linalg.matrix_norm(P).log() + k * math.log(scale),
+                "spectral": torch.linalg.matrix_norm(P, 2).log() + k * math.log(scale)}
+        for kind, value in want.items():
+            got = torch.as_tensor(flow.log_norm(kind)[:, k - 1])
+            live = torch.isfinite(value)
+            assert torch.equal(torch.isfinite(got), live), (kind, k, got, value)
+            rtol = 1e-12 if dtype == torch.float64 else 1e-5
+            torch.testing.assert_close(got[live], value[live], rtol=rtol, atol=0)

@@ -229,7 +229,7 @@ class Flow:
         value (the norm below `fraction` of the lag-1 norm); None if it never does; nan
         where the log norms are nan (a state that overflowed: `why`), as the rate is; 1
         where the lag-1 product is already exactly zero (rate -inf, timescale 0)."""
-        if real(fraction, "fraction") <= 0 or fraction >= 1:
+        if real(fraction, "fraction (a number in (0, 1))") <= 0 or fraction >= 1:
             raise GradlabError(f"fraction must be in (0, 1), got {fraction!r}")
         y = self.mean_log_norm(kind)
         if np.isnan(y).any():                     # no comparison with nan means anything

@@ -25,6 +25,7 @@ class Scale:
         self.e = torch.empty(B, dtype=torch.int32, device=device)
         self.one = torch.ones(B, dtype=dtype, device=device)
         self.drift = self.DRIFT[dtype] if torch.device(device).type == "cpu" else 0
+        self.small = torch.finfo(dtype).tiny ** 0.5          # below: squares lose digits
         # one view per row, made once: a select per call costs as much as a small kernel
         self.rows = tuple(zip(self.mants.unbind(0), self.exps.unbind(0),
                               self.applied.unbind(0)))
@@ -33,9 +34,9 @@ class Scale:
         """Record log ||M|| for row k - 1 (M has sequences on axis `batch`); rescale M in
         place when its norm has drifted far from 1."""
         mant, exp, applied = self.rows[k - 1]
-        norm = torch.linalg.vector_norm(M, dim=tuple(range(batch + 1, M.ndim)))
-        if batch:                           # leading slabs: combine their norms (faster
-            norm = torch.linalg.vector_norm(norm, dim=tuple(range(batch)))   # than one pass)
+        norm = self.norm(M, batch)
+        if self.drift and bool((~torch.isfinite(norm) | (norm < self.small)).any()):
+            norm = self.norm(M, batch, exact=True)    # (CPU: where GPU runs sync-free)
         torch.frexp(norm, out=(mant, self.e))                   # norm = m 2^e; 0 -> 0, 0
         torch.add(self.total, self.e, out=exp)
         if not self.drift or int(self.e.abs().max()) > self.drift:
@@ -43,6 +44,21 @@ class Scale:
             M.mul_(torch.ldexp(self.one, -self.e).view([-1 if d == batch else 1
                                                           for d in range(M.ndim)]))
         applied.copy_(self.total)
+
+    def norm(self, M, batch, exact=False):
+        """||M||_F per sequence (axis `batch`). Its sum of squares overflows for entries
+        past ~1e154 (float64; 1.8e19 in float32) and loses digits below ~1e-154, which a
+        single Jacobian of huge or tiny weights reaches before any rescale: `exact`
+        divides each sequence by its largest entry first (an amax and a pass more)."""
+        rest = tuple(d for d in range(M.ndim) if d != batch)
+        if exact:
+            big = M.abs().amax(dim=rest, keepdim=True)
+            safe = torch.where((big > 0) & torch.isfinite(big), big, 1)
+            return self.norm(M / safe, batch) * safe.reshape(-1)
+        norm = torch.linalg.vector_norm(M, dim=tuple(range(batch + 1, M.ndim)))
+        if batch:                           # leading slabs: combine their norms (faster
+            norm = torch.linalg.vector_norm(norm, dim=tuple(range(batch)))   # than one pass)
+        return norm
 
     def log(self, rows):
         """E ln 2 at rows (a slice), float64 (lags, B): add the log of a norm of the
