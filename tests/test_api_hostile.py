@@ -155,9 +155,9 @@ def test_start_after_stop_is_refused(flow):
     refused(r"lags 4\.\.2 are empty", flow.rate, start=4, stop=2)
 
 
-@pytest.mark.parametrize("fraction", ["a", None, math.nan, True])
+@pytest.mark.parametrize("fraction", ["a", None, math.nan, True, 0, 1, math.inf, -0.5])
 def test_horizon_fraction_is_a_real_number(flow, fraction):
-    refused(r"fraction must be a finite real number", flow.horizon, fraction)
+    refused(r"fraction must be a number in \(0, 1\), got ", flow.horizon, fraction)
 
 
 def test_block_is_a_pair_of_parts(flow):

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ..errors import (GradlabError, arguments_checked, check_seed, flag, integer,
-                      methods_checked, real)
+                      methods_checked)
 from .benettin import exponents_along
 from .bound import as_inputs
 from .lanczos import tolerance
@@ -229,8 +229,9 @@ class Flow:
         value (the norm below `fraction` of the lag-1 norm); None if it never does; nan
         where the log norms are nan (a state that overflowed: `why`), as the rate is; 1
         where the lag-1 product is already exactly zero (rate -inf, timescale 0)."""
-        if real(fraction, "fraction (a number in (0, 1))") <= 0 or fraction >= 1:
-            raise GradlabError(f"fraction must be in (0, 1), got {fraction!r}")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) \
+                or not 0 < fraction < 1:                     # (nan fails the comparison)
+            raise GradlabError(f"fraction must be a number in (0, 1), got {fraction!r}")
         y = self.mean_log_norm(kind)
         if np.isnan(y).any():                     # no comparison with nan means anything
             return math.nan
