@@ -164,3 +164,34 @@ def test_a_name_that_prints_as_a_derivative_s_function_is_refused(name):
                                            r"prints"):
         gradlab.declare(state="h", params={"W": "n n", "U": "n m", name: "1"}, source="t",
                         name="scaled")(scaled)
+
+
+def test_display_hooks_of_a_cell_too_long_to_print_never_raise():
+    """IPython swallows an exception from _repr_latex_ and shows nothing (or the
+    traceback, for repr): each hook gives a short line or None, the repr says why."""
+    def deep(s):
+        e = s.h
+        for _ in range(18):
+            e = e + tanh(s.W @ e + s.U @ s.x + s.b)
+        return e
+
+    cell = _declare(deep, "W U b")
+    J = cell.jacobian()
+    assert cell._repr_latex_() is None and cell._repr_markdown_() is None
+    assert J._repr_latex_() is None
+    assert "equations not shown: an expression nested" in repr(cell)
+    assert repr(J).startswith("<Jacobian d(h')/d(h): an expression nested")
+    with pytest.raises(GradlabError, match="too long to print"):
+        str(J)                                     # asked for in so many words: says why
+
+
+@pytest.mark.parametrize("name", ["σ²", "a'_b", "r^2", "xⁿ"])
+def test_a_power_of_a_scripted_name_is_one_superscript_in_latex(name):
+    """'σ²^{2}' and "a'_{b}^{2}" are double superscripts, which TeX and KaTeX refuse."""
+    def squared(s):
+        return s.let(name, tanh(s.W @ s.h + s.U @ s.x + s.b)) * s.h
+
+    latex = _declare(squared, "W U b").jacobian()._repr_latex_()
+    assert r"\right)^{2}" in latex
+    for bad in ("²^{", "ⁿ^{", "'_{b}^{", "^{2}^{"):
+        assert bad not in latex

@@ -211,12 +211,22 @@ class Cell:
         from .printing import text
         head = f"{self.name}: state ({', '.join(self.state_names)})   {self.source}"
         lets = getattr(self, "lets", {})     # (not yet there while it is being declared)
-        outs = [(p, text(o)) for p, o in zip(self.state_names, getattr(self, "outputs", ()))]
-        named = [f"{p}' = {o}" for p, o in outs if o != f"{p}'"]    # a let returned as is
-        return "\n".join([head, *(f"  {text(s)} = {text(e)}" for s, e in lets.items()),
-                          *([f"  new state: {', '.join(named)}"] if named else [])])
+        try:                                 # (a display hook never raises)
+            outs = [(p, text(o)) for p, o in zip(self.state_names, getattr(self, "outputs",
+                                                                            ()))]
+            named = [f"{p}' = {o}" for p, o in outs if o != f"{p}'"]  # a let returned as is
+            return "\n".join([head, *(f"  {text(s)} = {text(e)}" for s, e in lets.items()),
+                              *([f"  new state: {', '.join(named)}"] if named else [])])
+        except GradlabError as err:
+            return f"{head}\n  (equations not shown: {line_of(err)})"
 
     def _repr_markdown_(self):
+        try:
+            return self._markdown()
+        except GradlabError:
+            return None                      # (IPython then shows the repr)
+
+    def _markdown(self):
         from .printing import latex, prose
         lines = [f"**{self.name}**: state ({', '.join(self.state_names)}); "
                  f"{prose(self.source)}", ""]
@@ -343,7 +353,10 @@ class Cell:
         return cell_latex(self)
 
     def _repr_latex_(self):
-        return self.latex()
+        try:
+            return self.latex()
+        except GradlabError:
+            return None
 
     # -- numbers -------------------------------------------------------------------------
     def init_params(self, hidden, inputs, **options):

@@ -24,6 +24,7 @@ from .blocks import Blocks
 from .dag import once
 from .expressions import Block, pretty_lines
 from .structure import atoms
+from .mistakes import line_of
 from .printing import Partial, block_name, latex, text
 from ..errors import GradlabError, GradlabIndexError, GradlabKeyError, GradlabTypeError
 
@@ -230,7 +231,18 @@ class Jacobian(Blocks):
     def _pretty(self, printer):
         return pretty_lines(self._sympystr(printer))
 
+    # a display hook never raises: IPython would show nothing, or a traceback
+    def __repr__(self):
+        try:
+            return super().__repr__()
+        except GradlabError as err:          # too long to print
+            return (f"<Jacobian d({', '.join(self.outs)})/d({', '.join(self.ins)}): "
+                    f"{line_of(err)}>")
+
     def _repr_latex_(self):
-        return f"$${self._latex(None)}$$"
+        try:
+            return f"$${self._latex(None)}$$"
+        except GradlabError:
+            return None                      # (IPython then shows the repr)
 
 

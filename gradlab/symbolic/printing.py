@@ -54,6 +54,12 @@ def _join_terms(expr, show):
     return "".join(parts)
 
 
+# a symbol whose LaTeX already carries a superscript (^, ², ⁿ, or a prime before a
+# subscript: a'_b): a power of it is written in parentheses, as TeX refuses a double
+# superscript (h'^{2} alone is fine: TeX merges the prime into it)
+SCRIPTED = re.compile("\\^|'.*_|[\u00b2\u00b3\u00b9\u2070-\u209f]")
+
+
 class MatrixLatexPrinter(LatexPrinter):
     def _deal_with_super_sub(self, string, style="plain"):
         # n~ is ñ (as ntilde is): a ~ left in LaTeX is a space, and n~ would read as n
@@ -121,8 +127,8 @@ class MatrixLatexPrinter(LatexPrinter):
     def _print_HadamardPower(self, expr):
         base = self._print(expr.base)
         if not isinstance(expr.base, (sp.MatrixSymbol, sp.matrices.expressions.applyfunc.ElementwiseApplyFunction)) \
-                or "^" in base and isinstance(expr.base, sp.MatrixSymbol):  # s_r^2, squared
-            base = r"\left(%s\right)" % base
+                or isinstance(expr.base, sp.MatrixSymbol) and SCRIPTED.search(base):
+            base = r"\left(%s\right)" % base   # s_r^2, a', σ² squared: one superscript
         ring = r"\circ " if _is_matrix(expr.base) else ""     # W^{∘2}: entry by entry
         return r"%s^{%s%s}" % (base, ring, self._print(expr.exp))
 
