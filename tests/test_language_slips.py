@@ -195,3 +195,11 @@ def test_a_power_of_a_scripted_name_is_one_superscript_in_latex(name):
     assert r"\right)^{2}" in latex
     for bad in ("²^{", "ⁿ^{", "'_{b}^{", "^{2}^{"):
         assert bad not in latex
+
+
+def test_reduction_letters_replace_only_a_name_s_start():
+    def named(s):
+        return s.let("emu_x", tanh(s.W @ s.h + s.U @ s.x + s.b)) * s.h
+
+    shown = repr(_declare(named, "W U b"))
+    assert "emu_x = tanh" in shown and "eμ_x" not in shown

@@ -39,6 +39,9 @@ class ModuleCell:
         self.name, self.S = name, S
         self.state_names, self.input_name = ("state",), "x"
 
+    def __repr__(self):
+        return f"<{self.name}: one dense state of size {self.S}, Jacobians by jacrev>"
+
     def jacobian_blocks(self, wrt="state"):
         return [[sp.MatrixSymbol("J", self.S, self.S)]]
 

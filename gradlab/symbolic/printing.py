@@ -150,7 +150,10 @@ def _text_name(name):
     name = re.sub(r"tilde(?='*(\^2)?$)", "~", name)
     if name.startswith("norm_"):
         return f"‖{name[5:]}‖"
-    return name.replace("mu_", "μ_").replace("sigma_", "σ_").replace("sum_", "Σ_")
+    for word, letter in (("mu_", "μ_"), ("sigma_", "σ_"), ("sum_", "Σ_")):
+        if name.startswith(word):            # at the start only, as LaTeX reads it: a
+            return letter + name[len(word):]  # let named emu_x is emu_x, not eμ_x
+    return name
 
 
 def _exponent(printed):
