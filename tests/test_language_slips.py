@@ -203,3 +203,11 @@ def test_reduction_letters_replace_only_a_name_s_start():
 
     shown = repr(_declare(named, "W U b"))
     assert "emu_x = tanh" in shown and "eμ_x" not in shown
+
+
+def test_a_stack_s_new_states_carry_the_subscripts_of_its_old_ones():
+    """A 2-layer LSTM showed c_{1} beside c1' (read as two symbols); mu_a' stays
+    \\mu_{a'}, the mean of a'."""
+    cell, _ = gradlab.from_torch(torch.nn.LSTM(4, 4, num_layers=2))
+    latex = cell.jacobian()["h2", "c1"]._repr_latex_()
+    assert r"\partial h_{2}'" in latex and r"c_{2}'" in latex and "c2'" not in latex

@@ -70,7 +70,9 @@ class MatrixLatexPrinter(LatexPrinter):
         for prefix, form in (("norm_", r"\left\lVert %s \right\rVert"), ("sum_", r"\Sigma_{%s}")):
             if string.startswith(prefix) and len(string) > len(prefix):  # norm(r), sum(r)
                 return form % self._deal_with_super_sub(string[len(prefix):], style=style)
-        return super()._deal_with_super_sub(string, style=style)
+        if primes and base and "_" not in base:   # a stack's h1' as h_{1}', as h1 is h_{1}
+            return super()._deal_with_super_sub(base, style=style) + primes   # (mu_a' is
+        return super()._deal_with_super_sub(string, style=style)             # \mu_{a'})
 
     def _print_MatAdd(self, expr):
         return _join_terms(expr, self._print)
