@@ -190,7 +190,7 @@ def test_a_module_state0_that_fails_or_is_not_numbers_is_one_line():
         gradlab.gradient_flow(Forgets(), _xs())
     step = Step()
     step.state0 = "zeros"
-    with pytest.raises(GradlabError, match=r"^state0 must hold real numbers .*got str$"):
+    with pytest.raises(GradlabError, match=r"^state0 must be an array of real numbers, got str"):
         gradlab.gradient_flow(step, _xs())
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import GradlabError
+from .bound import as_real
 
 
 def structure(state):
@@ -25,7 +26,7 @@ def _one_part(state):
     if isinstance(state, (tuple, list)) and plain(state):
         try:
             return np.asarray(state, dtype=np.float64)
-        except ValueError:                   # ragged: _tensor names it
+        except ValueError:                   # ragged: as_real names it
             return state
     return state
 
@@ -53,27 +54,12 @@ def module_state0(module, state0, B, like):
                                    ) from None
         else:                                # one sequence's state, expanded over B
             given = _one_part(given)
-            one = tuple(_tensor(p, "state0") for p in structure(given))
+            one = tuple(as_real(p, "state0") for p in structure(given))
             state0 = type(structure(given))(p.expand(B, *p.shape) for p in one) \
                 if isinstance(given, (tuple, list)) else one[0].expand(B, *one[0].shape)
-    parts = tuple(_tensor(p, "state0") for p in structure(state0))
+    parts = tuple(as_real(p, "state0") for p in structure(state0))
     if not parts or not all(p.ndim >= 2 and p.shape[0] == B for p in parts):
         raise GradlabError(f"state0 must be a (B, ...) tensor or a tuple of them with B = {B}, "
                            f"got shapes {[tuple(p.shape) for p in parts]}")
     parts = tuple(p.to(like).detach() for p in parts)
     return parts if isinstance(state0, (tuple, list)) else parts[0]
-
-
-def _tensor(part, what):
-    """A state part as a tensor: a tensor as it is, an array or nested list of real
-    numbers converted (float64 as numpy reads them), anything else refused by name."""
-    if isinstance(part, torch.Tensor):
-        return part
-    try:
-        a = np.asarray(part)
-    except Exception:                        # ragged lists and the like
-        a = np.asarray(None)
-    if a.dtype.kind not in "fiu":
-        raise GradlabError(f"{what} must hold real numbers (tensors, arrays or lists), got "
-                           f"{type(part).__name__}" + (f" of {a.dtype}" if a.ndim else ""))
-    return torch.as_tensor(a.astype(np.float64) if a.dtype.kind != "f" else a)
