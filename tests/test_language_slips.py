@@ -6,6 +6,7 @@ all scalars unusable in gradient_flow."""
 
 import functools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -211,3 +212,41 @@ def test_a_stack_s_new_states_carry_the_subscripts_of_its_old_ones():
     cell, _ = gradlab.from_torch(torch.nn.LSTM(4, 4, num_layers=2))
     latex = cell.jacobian()["h2", "c1"]._repr_latex_()
     assert r"\partial h_{2}'" in latex and r"c_{2}'" in latex and "c2'" not in latex
+
+
+@pytest.mark.parametrize("name, shown", [("hprime", r"\mathit{hprime}"),
+                                         ("xnorm", r"\mathit{xnorm}"),
+                                         ("rabs", r"\mathit{rabs}"),
+                                         ("hbar", r"\bar{h}"), ("ctilde", r"\tilde{c}")])
+def test_a_let_never_reads_in_latex_as_the_new_state_a_norm_or_a_constant(name, shown):
+    """SymPy's LaTeX printed a let hprime as h' (beside the new state h'), xnorm as
+    ‖x‖ (the norm of the input), rabs as |r| and hbar as Planck's ħ."""
+    def named(s):
+        return s.let(name, tanh(s.W @ s.h + s.U @ s.x + s.b)) * s.h
+
+    latex = _declare(named, "W U b").jacobian()._repr_latex_()
+    assert shown in latex
+    for misread in ("{h}'", r"\left\|", r"\left|", r"\hbar"):
+        assert misread not in latex
+
+
+@pytest.mark.parametrize("name, reads", [("norm_r", "norm(r), printed ‖r‖"),
+                                         ("sum_q", "sum(q), printed Σ_q")])
+def test_a_name_a_reduction_gives_is_refused_to_the_user(name, reads):
+    """A let norm_r = tanh(...) printed as ‖r‖ = tanh(...); the reductions keep their
+    names (norm(r) is still norm_r) and a state part or parameter may not take them."""
+    def named(s):
+        return s.let(name, tanh(s.W @ s.h + s.U @ s.x + s.b)) * s.h
+
+    with pytest.raises(GradlabError, match=rf"let name '{name}' is the name gradlab gives "
+                                           rf"{re.escape(reads)}; choose another"):
+        _declare(named, "W U b")
+    with pytest.raises(GradlabError, match=rf"parameter name '{name}' is the name gradlab"):
+        gradlab.declare(state="h", params={"W": "n n", name: "n"}, source="t",
+                        name="c")(lambda s: s.W @ s.h)
+
+    def reduced(s):
+        r = s.let(name[-1], tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return (gradlab.norm(r) if name.startswith("norm") else gradlab.sum(r)) * s.h
+
+    assert name in {str(let) for let in _declare(reduced, "W U b").lets}

@@ -27,7 +27,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from . import algebra as al
 from .activations import TABLE, by_language_name
 from .dag import doit
-from .names import LET_NAME, function_name
+from .names import LET_NAME, function_name, reduction_name
 from .pairwise import Pairwise
 from .printing import text
 from ..lowering.codeprinter import identifier
@@ -278,14 +278,14 @@ def sum(v, *rest):     # noqa: A001 - a plain iterable goes to builtins.sum
     if not isinstance(v, Value):
         return builtins.sum(v, *rest)
     v, name = _named(v, "sum")
-    return v.owner.let(f"sum_{name}", Value(al.mul(OneMatrix(1, v.expr.shape[0]), v.expr)))
+    return v.owner._let(f"sum_{name}", Value(al.mul(OneMatrix(1, v.expr.shape[0]), v.expr)))
 
 
 def norm(v):
     """The Euclidean norm over the units of a named vector r, as the scalar ‖r‖."""
     v, name = _named(v, "norm")
     squares = al.mul(sp.Transpose(v.expr), v.expr)
-    return v.owner.let(f"norm_{name}", Value(HadamardPower(squares, sp.S.Half)))
+    return v.owner._let(f"norm_{name}", Value(HadamardPower(squares, sp.S.Half)))
 
 
 def _named(v, what):
@@ -361,6 +361,11 @@ class Builder:
             raise GradlabError(why)
         if name == "I":      # printed, it would be the identity: 0.5 I read as 0.5 times I
             raise GradlabError("let name 'I' is how the identity prints (s.I); choose another")
+        if why := reduction_name(name, "let"):
+            raise GradlabError(why)
+        return self._let(name, value)
+
+    def _let(self, name, value):     # let, for the reductions too (norm_r, sum_r)
         expr = _value(value).expr
         if not isinstance(expr, sp.MatrixExpr) or expr.shape[1] != 1:
             raise GradlabError(f"'{name}' must be a vector, got {_shape(expr)} "

@@ -32,9 +32,17 @@ def check_name(name, what):
     if name in RESERVED:
         return (f"{what} name {name!r} is reserved: s.{name} is the builder's own "
                 f"({', '.join(RESERVED)} are)")
-    return function_name(name, what)
+    return function_name(name, what) or reduction_name(name, what)
 
 
 def function_name(name, what):      # "exp tanh(...)" would read as exp applied to tanh
     return (f"{what} name {name!r} is how a function prints ({name}(...)), so the equations "
             "would read wrong; choose another") if name in FUNCTION_NAMES else None
+
+
+def reduction_name(name, what):     # a let norm_r would print as ‖r‖, the norm of r
+    for prefix, reads in (("norm_", "norm({0}), printed ‖{0}‖"), ("sum_", "sum({0}), printed Σ_{0}")):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return (f"{what} name {name!r} is the name gradlab gives "
+                    f"{reads.format(name[len(prefix):])}; choose another")
+    return None

@@ -8,7 +8,8 @@ SymPy's `Lambda(_d, ...)` dummies.
 import re
 
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
+from sympy.printing.conventions import split_super_sub
+from sympy.printing.latex import LatexPrinter, modifier_dict, translate
 from sympy.printing.str import StrPrinter
 
 from .activations import TABLE
@@ -59,8 +60,33 @@ def _join_terms(expr, show):
 # superscript (h'^{2} alone is fine: TeX merges the prime into it)
 SCRIPTED = re.compile("\\^|'.*_|[\u00b2\u00b3\u00b9\u2070-\u209f]")
 
+# SymPy's name endings that would make a let read as something else in LaTeX: hprime as
+# h' (the new state), xnorm as the norm of x, rabs and rmag as |r|, ravg as <r>; such a
+# name is printed as written. hbar is h with a bar, as abar is a with one (not Planck's ħ).
+LITERAL_ENDINGS = ("prime", "prm", "norm", "abs", "mag", "avg")
+BY_LENGTH = sorted(modifier_dict, key=len, reverse=True)
+
+
+def _translate(piece):
+    """SymPy's `translate` (greek letters, hat, bar, tilde, dot...), but a name ending in
+    one of LITERAL_ENDINGS is written as it is."""
+    if piece.lower() in ("hbar", "hslash"):
+        return r"\bar{%s}" % piece[0]
+    for key in BY_LENGTH:
+        if piece.lower().endswith(key) and len(piece) > len(key):
+            if key in LITERAL_ENDINGS:
+                return r"\mathit{%s}" % piece
+            return modifier_dict[key](_translate(piece[:-len(key)]))
+    return translate(piece)
+
 
 class MatrixLatexPrinter(LatexPrinter):
+    def _split_super_sub(self, name):
+        if name is None or "{" in name or self._settings["disable_split_super_sub"]:
+            return super()._split_super_sub(name)
+        name, supers, subs = split_super_sub(name)
+        return _translate(name), [_translate(p) for p in supers], [_translate(p) for p in subs]
+
     def _deal_with_super_sub(self, string, style="plain"):
         # n~ is ñ (as ntilde is): a ~ left in LaTeX is a space, and n~ would read as n
         base, primes = re.fullmatch(r"(.*?)('*)", string).groups()
