@@ -250,3 +250,39 @@ def test_a_name_a_reduction_gives_is_refused_to_the_user(name, reads):
         return (gradlab.norm(r) if name.startswith("norm") else gradlab.sum(r)) * s.h
 
     assert name in {str(let) for let in _declare(reduced, "W U b").lets}
+
+
+def test_a_reduction_takes_a_state_part_input_or_parameter_by_its_own_name():
+    """mean(s.h) was refused ('bind it first') though h is named; a matrix is refused
+    as one, not as 'mu_W must be a vector'."""
+    def reduced(s):
+        return tanh(s.W @ s.h + s.U @ s.x + s.b) * gradlab.mean(s.h) + var(s.b) * gradlab.norm(s.x)
+
+    cell = _declare(reduced, "W U b")
+    shown = str(cell.equations())
+    assert "μ_h = 1/n 1ᵀ h" in shown and "‖x‖ = (xᵀ x)^(1/2)" in shown and "σ_b^2" in shown
+    p = cell.init_params(hidden=3, inputs=2, seed=0, bias_scale=0.5)
+    gen = torch.Generator().manual_seed(2)
+    h, x = torch.randn(3, generator=gen, dtype=D), torch.randn(2, generator=gen, dtype=D)
+
+    def step(h, x):                                  # independent: as a user writes it
+        b = p["b"]
+        return (torch.tanh(p["W"] @ h + p["U"] @ x + b) * h.mean()
+                + ((b - b.mean()) ** 2).mean() * torch.linalg.vector_norm(x))
+
+    got = cell.jacobian_fn()(p, (h[None],), x[None])[0]
+    torch.testing.assert_close(got, jacrev(step)(h, x), rtol=1e-13, atol=1e-15)
+    with pytest.raises(GradlabError, match=r"mean\(\) takes a named vector; W is a matrix "
+                                           r"\(n x n\)"):
+        def matrix(s):
+            return s.h * mean(s.W)
+        _declare(matrix, "W U b")
+
+
+def test_a_state_part_returned_for_another_is_that_part_s_new_value():
+    def swapped(s):
+        return s.c, s.h + tanh(s.W @ s.h)
+
+    cell = gradlab.declare(state="h c", params="W", source="t", name="swapped")(swapped)
+    assert [str(s) for s in cell.lets] == ["h'", "c'"]
+    assert "h' = c" in str(cell.equations())

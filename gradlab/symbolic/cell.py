@@ -286,7 +286,7 @@ class Cell:
             if getattr(value.expr, "shape", None) != old.shape:
                 raise GradlabError(f"the new value of state part '{part}' must be an n-vector, "
                                    f"got {value.expr}")
-            if value.owner is not builder or not isinstance(value.expr, MatrixSymbol) \
+            if value.owner is not builder or value.expr not in builder.lets \
                     or value.expr in symbols:     # one let for two parts: each its own name
                 value = builder.let(f"{part}'", value)
             other = str(value.expr).rstrip("'")

@@ -293,6 +293,9 @@ def _named(v, what):
         raise GradlabError(f"{what}() takes a named vector: bind it first, r = s.let('r', ...)")
     if not v.is_vector:
         raise GradlabError(f"{what}() takes a named vector; {text(v.expr)} is a scalar")
+    if v.expr.shape[1] != 1:
+        raise GradlabError(f"{what}() takes a named vector; {text(v.expr)} is a matrix "
+                           f"({v.expr.shape[0]} x {v.expr.shape[1]})")
     # the vector's own name in the reduction's (mu_a' for a', so it differs from mu_a),
     # a ~ spelled out (n~: mu_ntilde, read μ_ñ), so that sigma_ntilde^2 is a name too
     # (and a ^ spelled out: var of r^2 is sigma_rpow2^2, not sigma_r^2^2, nor μ_r^2)
@@ -345,7 +348,7 @@ class Builder:
         if name.startswith("__") or "_symbols" not in self.__dict__:
             raise AttributeError(name)
         try:
-            return Value(self._symbols[name])
+            return Value(self._symbols[name], owner=self)    # named: mean(s.h) works
         except KeyError:
             valid = ", ".join(self._symbols)
             raise GradlabError(f"'{name}' is not declared in cell '{self._cell}'; "
