@@ -286,3 +286,16 @@ def test_a_state_part_returned_for_another_is_that_part_s_new_value():
     cell = gradlab.declare(state="h c", params="W", source="t", name="swapped")(swapped)
     assert [str(s) for s in cell.lets] == ["h'", "c'"]
     assert "h' = c" in str(cell.equations())
+
+
+def test_two_names_that_typeset_alike_are_refused():
+    """h1 and h_1 both printed h_{1}: 'h' = h_{1} ⊙ h_{1}' hid which was which."""
+    def two(s):
+        return s.let("h1", tanh(s.W @ s.h)) * s.let("h_1", tanh(s.U @ s.x))
+
+    with pytest.raises(GradlabError, match=r"'h_1' and 'h1' would print alike \(\$h_\{1\}\$\) "
+                                           r"in the derivation's LaTeX; rename one"):
+        _declare(two)
+    with pytest.raises(GradlabError, match=r"^cell 'parts': 'h_1' and 'h1' would print alike"):
+        gradlab.declare(state="h1 h_1", params="W", source="t", name="parts")(
+            lambda s: (tanh(s.W @ s.h1), s.h_1 + s.h1))

@@ -29,7 +29,7 @@ from .activations import TABLE, by_language_name
 from .dag import doit
 from .names import LET_NAME, function_name, reduction_name
 from .pairwise import Pairwise
-from .printing import text
+from .printing import latex, text
 from ..lowering.codeprinter import identifier
 from ..errors import GradlabError
 
@@ -318,6 +318,15 @@ class Builder:
         # identifier in the lowered code -> the name that has it (h' and h_p both print
         # as v_h_p: two such names would be one variable)
         self._printed = {identifier(str(s)): str(s) for s in self._symbols.values()}
+        self._typeset = {}    # LaTeX -> the name that prints so (h1 and h_1 are both h_{1})
+        for sym in self._symbols.values():
+            self._typesets(str(sym), sym, f"cell '{cell_name}': ")
+
+    def _typesets(self, name, sym, where=""):
+        shown = latex(sym)
+        if self._typeset.setdefault(shown, name) != name:
+            raise GradlabError(f"{where}{name!r} and {self._typeset[shown]!r} would print alike "
+                               f"(${shown}$) in the derivation's LaTeX; rename one")
 
     def declared(self):
         """Every symbol an equation may use: the state parts, the input, the parameters,
@@ -383,6 +392,7 @@ class Builder:
         if printed in self._printed:
             raise GradlabError(f"let name {name!r} and {self._printed[printed]!r} would be the "
                                f"same variable ({printed}) in the lowered code; rename one")
+        self._typesets(name, sym)
         self._printed[printed] = name
         self._lets[sym] = expr
         return Value(sym, owner=self)
