@@ -343,3 +343,14 @@ def test_block_names_read_alike_in_every_view():
         list(J)
     with pytest.raises(GradlabError, match="no output 'z' in this Jacobian; valid: h, c"):
         J.terms("z")
+
+
+def test_explicit_blocks_show_in_gradlab_s_notation_in_a_notebook():
+    """J.explicit(2) was a plain dict: a notebook printed it with SymPy's LaTeX, where
+    n~ is n followed by a TeX space. Its blocks now read as the derivation does."""
+    cell = gradlab.declare(state="h", params="W U", source="t", name="tilded")(
+        lambda s: s.let("n~", gradlab.tanh(s.W @ s.h + s.U @ s.x)) * s.h)
+    shown = cell.jacobian().explicit(2)._repr_latex_()
+    assert shown.startswith("$$\\begin{aligned}\n\\frac{\\partial h'}{\\partial h} &= ")
+    assert r"{\tilde{n}}_{1,0}" in shown and "n~" not in shown
+    assert cell.jacobian().terms()._repr_latex_() is None      # lists of terms: no LaTeX

@@ -96,6 +96,18 @@ class ByName(dict):
         raise GradlabKeyError(f"no block {key!r}; valid: "
                                 + ", ".join(f"({o!r}, {w!r})" for o, w in self))
 
+    def _repr_latex_(self):    # a notebook shows J.explicit(2) in gradlab's notation (n~ as
+        """Blocks that are SymPy matrices, as LaTeX; None otherwise (never raises)."""
+        if not self or not all(isinstance(v, sp.MatrixBase) for v in self.values()):
+            return None                                         # ñ, not a TeX space)
+        try:
+            rows = [r"\frac{\partial %s}{\partial %s} &= %s" % (
+                latex(sp.Symbol(f"{o}'")), latex(sp.Symbol(w)), latex(v))
+                for (o, w), v in self.items()]
+        except GradlabError:                                    # too long to print
+            return None
+        return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
+
 
 class Jacobian(Blocks):
     """d(new state parts) / d(state parts or input): a BlockMatrix with named blocks."""
