@@ -697,3 +697,55 @@ def test_review_assert_jacobian_does_not_warn_on_a_correct_answer():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gradlab.testing.assert_jacobian(accurate, rnn, params)
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
+                    reason="longdouble is float64 here: no extended reference to doubt")
+def test_an_exact_jacobian_at_saturated_units_is_never_called_wrong():
+    """At biases of 16 every 1 - h'^2 loses ~14 digits in float64 and ~10 in longdouble;
+    the exact sech^2(a) W was called 'differs 9.8e-08', blamed on float32, against an
+    extended reference that was itself that far off. It is inconclusive; a wrong
+    derivation still differs."""
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=0.1, bias_scale=0.0, seed=0)
+    p["b"] = torch.full((8,), 16.0, dtype=torch.float64)
+
+    def pre(p, s, x):
+        return s[0] @ p["W"].T + x @ p["U"].T + p["b"]
+
+    def sech2(p, s, x):
+        return (1 / torch.cosh(pre(p, s, x)) ** 2)[..., :, None] * p["W"]
+
+    result = check_jacobian(sech2, rnn, p)
+    assert not result.ok and result.inconclusive
+    assert str(result).startswith("inconclusive: ") and "float32" not in str(result)
+    assert "may itself be off by up to" in str(result)
+    twice = check_jacobian(lambda p, s, x: 2 * sech2(p, s, x), rnn, p)
+    assert str(twice).startswith("differs: ") and not twice.inconclusive
+
+
+def test_a_user_cell_named_like_a_built_in_is_diagnosed_as_its_own(tmp_path, monkeypatch):
+    """The gate-order diagnosis looked torch's gates up by the cell's name: a user's
+    two-gate cell named lstm crashed it (KeyError: 'W_g', 'internal error', exit 2)."""
+    (tmp_path / "mycell.py").write_text(textwrap.dedent('''
+        import gradlab
+        from gradlab import sigmoid, tanh
+        @gradlab.declare(state="h", params="W_i U_i b_i W_f U_f b_f", source="my notes")
+        def lstm(s):
+            i = s.let("i", sigmoid(s.W_i @ s.h + s.U_i @ s.x + s.b_i))
+            f = s.let("f", sigmoid(s.W_f @ s.h + s.U_f @ s.x + s.b_f))
+            return i * tanh(s.h) + f * s.h
+        '''))
+    (tmp_path / "myfn.py").write_text(textwrap.dedent('''
+        import torch
+        def jac(p, state, x):
+            h, = state
+            i = torch.sigmoid(h @ p["W_i"].T + x @ p["U_i"].T + p["b_i"])
+            f = torch.sigmoid(h @ p["W_f"].T + x @ p["U_f"].T + p["b_f"])
+            D = torch.diag_embed          # the f gate's term diag(h f (1 - f)) W_f left out
+            return D(i * (1 - torch.tanh(h) ** 2)) + D(torch.tanh(h) * i * (1 - i)) @ p["W_i"] + D(f)
+        '''))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("check", "myfn.py:jac", "--cell", "mycell.py:lstm")
+    assert result.exit_code == 1, result.output
+    assert "the term diag(h ⊙ f ⊙ (1 - f)) W_f is missing" in result.output

@@ -249,6 +249,11 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         exact, lost = finer
         absolute, relative, errors = _errors(theirs, exact, blocks)
         ok = relative <= rtol
+        unsure = 4 * lost * np.finfo(np.longdouble).eps / np.finfo(np.float64).eps
+        if not ok and relative <= unsure:       # within what the finer one may be off by
+            return Result(False, Error(absolute, relative), max(blocks.keys, key=errors.get),
+                          errors, [FINER_NOTE.format(lost), UNSURE_NOTE.format(
+                              unsure, relative)], x.shape[0], inconclusive=True)
     batch_only = None if ok or one_by_one or x.shape[0] == 1 else right_one_by_one(
         fn, yours, fn_state, fn_x, shape, layout, exact, rtol)
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
@@ -279,6 +284,11 @@ FINER_NOTE = ("Note: gradlab's own float64 evaluation of the exact Jacobian is o
               "relative at these draws (digits lost to cancellation, such as 1 - h'^2 at "
               "saturated units); yours is compared with its evaluation in extended precision "
               "instead.")
+
+
+UNSURE_NOTE = ("That evaluation keeps only ~3 more digits, so it may itself be off by up to "
+               "{:.2g}: an error of {:.3g} cannot be told from its rounding. Check at less "
+               "saturated params (smaller weights or biases).")
 
 
 def _finer(cell, wrt, params, state, x, blocks, exact, rtol):

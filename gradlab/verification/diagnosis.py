@@ -16,7 +16,7 @@ import torch
 from sympy import HadamardProduct, MatMul, MatrixSymbol
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
-from ..interop import GATES
+from ..interop import GATES, layer_cell
 from ..symbolic.printing import text
 
 UNEXPLAINED = "no missing, extra, sign-flipped"    # a block no term explains, as said
@@ -259,8 +259,9 @@ def by_leading_factor(terms):
 
 def gate_order(cell, params, state, x, theirs, wrt, blocks, close):
     """Weights read in another gate order (torch stacks gates in GATES order)."""
-    gates = GATES.get(cell.name)
-    if not gates:
+    gates = GATES.get(cell.name) if cell.name in GATES and layer_cell(cell.name) is cell \
+        else None
+    if not gates:                        # (a user's cell named lstm stacks nothing)
         return []
     for order in itertools.permutations(gates):
         if order == gates:
