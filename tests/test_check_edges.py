@@ -1,8 +1,10 @@
 """Edges of checking a user's Jacobian found by a hostile probe: a function that reuses
 its output buffer (a numpy habit), params holding a plain number beside the arrays, and
-biases of scale 0, at which a derivation that leaves a bias out agrees."""
+biases of scale 0 (or states given at 0), at which a derivation that leaves a term out
+agrees."""
 
 import numpy as np
+import pytest
 import torch
 
 import gradlab
@@ -67,3 +69,33 @@ def test_a_right_derivation_at_zero_biases_and_a_closure_get_no_note():
     assert gradlab.check_jacobian(exact, cell, params).diagnosis == []
     closure = lambda p, s, x: exact(params, s, x)                  # noqa: E731
     assert gradlab.check_jacobian(closure, cell, params).diagnosis == []
+
+
+def _pre(p, s, x, with_h=True, with_x=True):
+    return (s[0] @ p["W"].T if with_h else 0) + (x @ p["U"].T if with_x else 0) + p["b"]
+
+
+@pytest.mark.parametrize("left_out, zero", [("h", "h"), ("x", "x")])
+def test_zero_states_given_that_hide_a_left_out_term_are_noted(left_out, zero):
+    """A pre-activation without W h agrees at h = 0 (without U x at x = 0): it passed
+    assert_jacobian silently; it agrees there, with a note, and assert_jacobian warns."""
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+
+    def wrong(p, s, x):
+        h = torch.tanh(_pre(p, s, x, with_h=left_out != "h", with_x=left_out != "x"))
+        return (1 - h ** 2)[..., :, None] * p["W"]
+
+    gen = torch.Generator().manual_seed(5)
+    h = torch.zeros(4, 8, dtype=torch.float64) if zero == "h" else \
+        torch.randn(4, 8, generator=gen, dtype=torch.float64)
+    x = torch.zeros(4, 4, dtype=torch.float64) if zero == "x" else \
+        torch.randn(4, 4, generator=gen, dtype=torch.float64)
+    result = gradlab.check_jacobian(wrong, rnn, p, states=((h,), x))
+    assert result.ok and len(result.diagnosis) == 1
+    assert result.diagnosis[0].startswith(f"Note: it agrees at the states given, where {zero} "
+                                          "is all zero, but not with it drawn nonzero")
+    with pytest.warns(UserWarning, match="it agrees at the states given"):
+        gradlab.testing.assert_jacobian(wrong, rnn, p, states=((h,), x))
+    right = rnn.jacobian_fn("state")
+    assert gradlab.check_jacobian(right, rnn, p, states=((h,), x)).diagnosis == []

@@ -36,12 +36,12 @@ from ..errors import (GradlabError, arguments_checked, check_seed, choice, deriv
 from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import extended_jacobian, terms_function
 from .blind import alike, alike_words, unseen, unseen_words
-from .diagnosis import UNEXPLAINED, block_error, diagnose, exact_jacobian, relative
+from .diagnosis import UNEXPLAINED, diagnose, exact_jacobian, measured, relative
+from .hidden import Asked, with_biases, with_states
 from .user import Exited, batched_jacobian, cell_part, float32_rounding, lower_precision, \
     right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
-BIAS_NOTE = "Note: it agrees at the params given"   # what assert_jacobian warns with
 
 
 class Error(float):
@@ -242,12 +242,12 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
             f"Your Jacobian holds {int((~finite).sum())} entries that are nan or inf, e.g. "
             f"[{b}, {i}, {j}] = {float(theirs[b, i, j])} where the exact value is "
             f"{float(exact[b, i, j]):.6g}."], x.shape[0])
-    absolute, relative, errors = _errors(theirs, exact, blocks)
+    absolute, relative, errors = measured(theirs, exact, blocks)
     ok = relative <= rtol
     finer = None if ok else _finer(cell, wrt, params, state, x, blocks, exact, rtol)
     if finer is not None:     # gradlab's float64 reference lost digits: the finer one judges
         exact, lost = finer
-        absolute, relative, errors = _errors(theirs, exact, blocks)
+        absolute, relative, errors = measured(theirs, exact, blocks)
         ok = relative <= rtol
         unsure = 4 * lost * np.finfo(np.longdouble).eps / np.finfo(np.float64).eps
         if not ok and relative <= unsure:       # within what the finer one may be off by
@@ -269,8 +269,9 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         diagnosis = float32_rounding(theirs, exact, relative,
                                      params[cell.param_names[0]].dtype) or diagnosis
     if ok and not (faint or same):                   # the verdict is at the params given
-        diagnosis = _with_biases(fn, cell, params, yours, (state, x), (fn_state, fn_x),
-                                 shape, layout, wrt, blocks, rtol, seed, theirs)
+        asked = Asked(fn, cell, params, yours, (state, x), (fn_state, fn_x), shape, layout,
+                      wrt, blocks, rtol, seed, theirs)
+        diagnosis = with_biases(asked) + with_states(asked)
     doubt = bool(faint or same)
     return Result(ok and not doubt, Error(absolute, relative),
                   max(blocks.keys, key=errors.get), errors,
@@ -304,61 +305,8 @@ def _finer(cell, wrt, params, state, x, blocks, exact, rtol):
     if fine is None:
         return None
     fine = blocks.select(torch.as_tensor(fine))
-    lost = _errors(exact, fine, blocks)[1]
+    lost = measured(exact, fine, blocks)[1]
     return (fine, lost) if lost > rtol / 10 else None
-
-
-def _errors(theirs, exact, blocks):
-    """(largest absolute error, largest relative error, {block: relative error}): relative
-    to the whole Jacobian and to every block on its own scale too, since a block wrong
-    throughout (diag(f) left out) is small against a block a million times larger, and
-    must not pass for it."""
-    absolute = float((theirs - exact).abs().max())
-    errors = {k: block_error(blocks.part(theirs, k), blocks.part(exact, k), exact)
-              for k in blocks.keys}
-    return absolute, max(absolute / (float(exact.abs().max()) or 1.0), *errors.values()), errors
-
-
-def _with_biases(fn, cell, params, yours, point, fn_point, shape, layout, wrt, blocks, rtol,
-                 seed, theirs):
-    """[a note] where fn agreed, but the params' all-zero vectors (biases of scale 0, as
-    init_params gives by default) hide what it does with them: with them drawn nonzero, fn
-    (if it reads params: its answer changes) disagrees. A derivation without b_hn agrees at
-    b_hn = 0, and no draw of states can show it: right for a model without that bias
-    (which is checked at zero biases), wrong for one with it. [] where nothing hides."""
-    zero = [p for p in cell.param_names if params[p].ndim == 1 and params[p].numel()
-            and not bool(params[p].any())]
-    if not zero:
-        return []
-    gen = torch.Generator().manual_seed(derived_seed(seed, 2))
-    noise = {p: torch.randn(params[p].shape, generator=gen, dtype=torch.float64
-                            ).to(params[p]) for p in cell.param_names}
-    # the zero vectors drawn nonzero, every other array moved by ~10% (so that a fn that
-    # reads params, but not those vectors, answers differently: told from a closure)
-    drawn = {p: (0.5 * noise[p] if p in zero else params[p] * (1 + 0.1 * noise[p])).to(
-        fn_point[1].dtype).to(params[p].dtype) for p in cell.param_names}   # fn's values
-    try:
-        again, _, _ = batched_jacobian(fn, {**yours, **{p: v.to(fn_point[1].dtype)
-                                                         for p, v in drawn.items()}},
-                                       *fn_point, shape)
-    except Exited:
-        raise
-    except GradlabError:             # fails only there: the verdict at the params given
-        return []
-    if tuple(again.shape[1:]) != shape:
-        return []
-    again = (again.transpose(1, 2) if layout == "denominator" else again).to(theirs.dtype)
-    if not bool(torch.isfinite(again).all()) or torch.equal(again, theirs):
-        return []                    # fn does not read params (a closure): nothing to see
-    exact = blocks.select(exact_jacobian(cell, wrt, {**params, **drawn}, *point))
-    relative = _errors(again, exact, blocks)[1]
-    if relative <= rtol:
-        return []
-    return [f"{BIAS_NOTE}, where {', '.join(zero)} are all zero, but "
-            f"not with them drawn nonzero (N(0, 0.25) each entry, the other params moved by "
-            f"~10%): max relative error {relative:.3g}. Your derivation leaves a term with "
-            "them out or gets it wrong: right for a model without them, wrong for one with "
-            "them (check at nonzero biases: gradlab check's default --bias-scale 0.5)."]
 
 
 def _other_shape(theirs, exact, layout, blocks):

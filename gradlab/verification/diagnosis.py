@@ -43,6 +43,17 @@ def block_error(a, b, whole):
     return relative(a, b)
 
 
+def measured(theirs, exact, blocks):
+    """(largest absolute error, largest relative error, {block: relative error}): relative
+    to the whole Jacobian and to every block on its own scale too, since a block wrong
+    throughout (diag(f) left out) is small against a block a million times larger, and
+    must not pass for it."""
+    absolute = float((theirs - exact).abs().max())
+    errors = {k: block_error(blocks.part(theirs, k), blocks.part(exact, k), exact)
+              for k in blocks.keys}
+    return absolute, max(absolute / (float(exact.abs().max()) or 1.0), *errors.values()), errors
+
+
 def exact_jacobian(cell, wrt, params, state, x):
     return cell.jacobian_fn(wrt)(params, state, x).to(dtype=torch.float64, device="cpu")
 
