@@ -99,3 +99,72 @@ def test_zero_states_given_that_hide_a_left_out_term_are_noted(left_out, zero):
         gradlab.testing.assert_jacobian(wrong, rnn, p, states=((h,), x))
     right = rnn.jacobian_fn("state")
     assert gradlab.check_jacobian(right, rnn, p, states=((h,), x)).diagnosis == []
+
+
+def test_states_or_params_equal_to_within_rounding_are_inconclusive():
+    """The guard against draws that cannot tell two things apart needed bit-equal state
+    parts: (h, h + 1e-12) passed a derivation reading (c, h) as (h, c); equal gate
+    weights hid gates read swapped."""
+    lstm = gradlab.cell("lstm")
+    p = lstm.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+    exact = lstm.jacobian_fn("state")
+    h = 0.8 * torch.randn(4, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    swapped = gradlab.check_jacobian(lambda p, s, x: exact(p, (s[1], s[0]), x), lstm, p,
+                                     states=(h, h + 1e-12))
+    assert not swapped.ok and swapped.inconclusive
+    assert "at these draws h = c at every sample" in str(swapped)
+    q = {**p, "W_f": p["W_i"].clone(), "U_f": p["U_i"].clone(), "b_f": p["b_i"].clone()}
+
+    def gates_swapped(p, s, x):
+        p = dict(p)
+        for a, b in (("W_i", "W_f"), ("U_i", "U_f"), ("b_i", "b_f")):
+            p[a], p[b] = p[b], p[a]
+        return exact(p, s, x)
+
+    result = gradlab.check_jacobian(gates_swapped, lstm, q)
+    assert result.inconclusive and "W_i = W_f; U_i = U_f; b_i = b_f" in str(result)
+    assert gradlab.check_jacobian(exact, lstm, p).diagnosis == []      # apart: no doubt
+
+
+def test_a_uniform_error_is_not_blamed_on_sample_dependence():
+    """Samples of small entries were within rtol of the whole Jacobian's scale under a
+    uniform 3e-8 error and 'agreed', beside the right diagnosis (scaled by 1.00000003)."""
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+    exact = rnn.jacobian_fn("state")
+    result = str(gradlab.check_jacobian(lambda p, s, x: exact(p, s, x) * (1 + 3e-8), rnn, p))
+    assert "scaled by 1.00000003" in result and "depends on which sample" not in result
+
+    def first_sample_for_all(p, s, x):
+        return exact(p, tuple(t[:1].expand_as(t) for t in s), x[:1].expand_as(x))
+
+    assert "Sample(s) 0 agree and 1, 2, 3 do not" in str(
+        gradlab.check_jacobian(first_sample_for_all, rnn, p))
+
+
+def test_a_float8_answer_is_not_offered_an_rtol_that_is_refused():
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+    exact = rnn.jacobian_fn("state")
+    said = str(gradlab.check_jacobian(
+        lambda p, s, x: exact(p, s, x).to(torch.float8_e4m3fn), rnn, p))
+    assert "rtol=" not in said and "no check can tell a term left out from rounding" in said
+    halved = str(gradlab.check_jacobian(lambda p, s, x: exact(p, s, x).float(), rnn, p,
+                                        rtol=1e-9))
+    assert "or pass rtol=8e-06 (--rtol) to check it at float32's precision" in halved
+
+
+def test_a_batch_answered_with_one_matrix_is_said_to_be_checked_sample_by_sample():
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+    exact = rnn.jacobian_fn("state")
+
+    def folds(p, s, x):
+        if x.ndim == 2:
+            return exact(p, s, x).mean(0)
+        return exact(p, tuple(t[None] for t in s), x[None])[0]
+
+    result = gradlab.check_jacobian(folds, rnn, p)
+    assert result.ok and "given a batch of 4, your function returned one 8 x 8 matrix" in \
+        result.diagnosis[-1]
+    assert gradlab.check_jacobian(exact, rnn, p).diagnosis == []

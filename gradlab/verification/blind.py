@@ -26,29 +26,40 @@ def unseen(terms, exact, blocks, rtol):
     return faint
 
 
+ALIKE = 100      # two arrays within ALIKE rtol of each other give Jacobians within ~rtol
+
+
+def _close(a, b, rtol):
+    scale = max(float(a.abs().max()), float(b.abs().max()))
+    return scale > 0 and float((a - b).abs().max()) <= ALIKE * rtol * scale
+
+
 def alike(cell, params, state, wrt, rtol):
     """What these draws cannot tell apart, as words: a nonzero square weight equal to its
-    transpose within rtol (an orthogonal init at n = 2 is often a reflection, symmetric),
-    so W and W^T give one Jacobian; two state parts equal at every sample (the states
-    (h,) * 2), so a derivation reading them in the wrong order gives one too."""
-    found = []
-    for p in cell.param_names:
+    transpose (an orthogonal init at n = 2 is often a reflection, symmetric), so W and W^T
+    give one Jacobian; two params of one shape equal (W_i = W_f: gates read swapped give
+    one Jacobian); two state parts equal at every sample (the states (h,) * 2), so a
+    derivation reading them in the wrong order gives one too. Equal means within ALIKE
+    rtol: h and h + 1e-12 hid a swap as well as h and h."""
+    found, names = [], cell.param_names
+    for i, p in enumerate(names):
         w = params[p]
-        if w.ndim == 2 and w.shape[0] == w.shape[1] > 1 and bool(w.any()) and \
-                float((w - w.mT).abs().max()) <= rtol * float(w.abs().max()):
+        if w.ndim == 2 and w.shape[0] == w.shape[1] > 1 and _close(w, w.mT, rtol):
             found.append(f"{p} = {p}ᵀ")
+        found += [f"{p} = {q}" for q in names[i + 1:]
+                  if params[q].shape == w.shape and w.numel() > 1 and _close(w, params[q], rtol)]
     if wrt == "state":
-        names = cell.state_names
-        found += [f"{a} = {b} at every sample" for i, a in enumerate(names)
-                  for b, t in zip(names[i + 1:], state[i + 1:]) if torch.equal(state[i], t)]
+        parts = cell.state_names
+        found += [f"{a} = {b} at every sample" for i, a in enumerate(parts)
+                  for b, t in zip(parts[i + 1:], state[i + 1:]) if _close(state[i], t, rtol)]
     return found
 
 
 def alike_words(same, agrees):
     """The sentence for `alike`'s answer."""
     return [("Inconclusive" if agrees else "Note") + f": at these draws {'; '.join(same)}, "
-            "so a derivation that swaps them (a transposed weight, state parts read in the "
-            "wrong order) would agree too. Check at other parameters or states (gradlab "
+            "so a derivation that swaps them (a transposed weight, gates or state parts read "
+            "in the wrong order) would agree too. Check at other parameters or states (gradlab "
             "check's defaults draw them apart)."]
 
 

@@ -38,7 +38,7 @@ from ..lowering.lower import extended_jacobian, terms_function
 from .blind import alike, alike_words, unseen, unseen_words
 from .diagnosis import UNEXPLAINED, diagnose, exact_jacobian, measured, relative
 from .hidden import Asked, with_biases, with_states
-from .user import Exited, batched_jacobian, cell_part, float32_rounding, lower_precision, \
+from .user import COLLAPSED, Exited, batched_jacobian, cell_part, float32_rounding, lower_precision, \
     right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
@@ -264,7 +264,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     diagnosis = [] if ok else batch_only or rounded or diagnose(
         cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
         bool(faint or same))
-    if not (ok or batch_only or rounded) and all(UNEXPLAINED in d for d in diagnosis):
+    if not (ok or batch_only or rounded or same) and all(UNEXPLAINED in d for d in diagnosis):
         # no term explains it (a small missing term would): float32 rounding may
         diagnosis = float32_rounding(theirs, exact, relative,
                                      params[cell.param_names[0]].dtype) or diagnosis
@@ -273,6 +273,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                       wrt, blocks, rtol, seed, theirs)
         diagnosis = with_biases(asked) + with_states(asked)
     doubt = bool(faint or same)
+    if one_by_one == COLLAPSED:
+        diagnosis = diagnosis + [COLLAPSED_NOTE.format(x.shape[0], *shape)]
     return Result(ok and not doubt, Error(absolute, relative),
                   max(blocks.keys, key=errors.get), errors,
                   ([] if finer is None else [FINER_NOTE.format(lost)]) + diagnosis
@@ -287,6 +289,10 @@ FINER_NOTE = ("Note: gradlab's own float64 evaluation of the exact Jacobian is o
               "instead.")
 
 
+COLLAPSED_NOTE = ("Note: given a batch of {}, your function returned one {} x {} matrix, so it "
+                  "was checked one sample at a time, as a function written for one sample; "
+                  "if it takes batches, it folds them into one matrix (a mean or sum over "
+                  "the batch?).")
 UNSURE_NOTE = ("That evaluation keeps only ~3 more digits, so it may itself be off by up to "
                "{:.2g}: an error of {:.3g} cannot be told from its rounding. Check at less "
                "saturated params (smaller weights or biases).")

@@ -316,10 +316,13 @@ def by_sample(theirs, exact, rtol):
     sample's state for all, or an index), else []."""
     B = theirs.shape[0]
     scale = float(exact.abs().max()) or 1.0
-    good = [b for b in range(B) if float((theirs[b] - exact[b]).abs().max()) / scale <= rtol]
-    if not good or len(good) == B:
+    error = [float((theirs[b] - exact[b]).abs().max()) / scale for b in range(B)]
+    # agree: far within rtol (a sample of small entries is within rtol of the whole's
+    # scale under a uniform error, and is no sign of sample dependence); do not: beyond it
+    good = [b for b in range(B) if error[b] <= rtol / 100]
+    bad = [b for b in range(B) if error[b] > rtol]
+    if not good or len(good) + len(bad) < B or not bad:
         return []
-    bad = [b for b in range(B) if b not in good]
     return [f"Sample(s) {', '.join(map(str, good))} agree and {', '.join(map(str, bad))} do "
             "not: your function depends on which sample it is given (one sample's state used "
             "for all, an index, or a broadcast)."]

@@ -112,9 +112,13 @@ def _real_answer(a, what):
     return a.detach().to(dtype=torch.float64, device="cpu"), a.dtype
 
 
+COLLAPSED = "collapsed"      # a batch answered with one (rows, cols) matrix
+
+
 def batched_jacobian(fn, params, state, x, shape, hints=None):
     """The user's Jacobian, batched (B, rows, cols), float64 on the CPU, whether it came
-    one sample at a time, and the dtype it came in. A function written for one sample
+    one sample at a time (COLLAPSED where a batch of B > 1 was answered with one matrix of
+    the Jacobian's shape), and the dtype it came in. A function written for one sample
     ((n,) vectors in, (S, S) out) may fail on a batch, or return a 2-D array for it: then
     it is called per sample."""
     B = x.shape[0]
@@ -137,7 +141,7 @@ def batched_jacobian(fn, params, state, x, shape, hints=None):
     if tuple(out.shape) != (B, *shape):
         if out.ndim == 2:                             # one sample at a time
             single, dtype = per_sample(fn, params, state, x, shape)
-            return single, True, dtype
+            return single, COLLAPSED if tuple(out.shape) == shape else True, dtype
         said = ""
         if tuple(out.shape) == (*shape, B):
             said = f"; {tuple(out.shape)} is (rows, columns, B), the batch last: put it first"
@@ -227,9 +231,11 @@ def lower_precision(dtype, params_dtype, relative, rtol):
     eps = torch.finfo(dtype).eps
     if eps <= torch.finfo(params_dtype).eps or relative > 64 * eps:
         return None
-    name = str(dtype).removeprefix("torch.")
+    name, wide = str(dtype).removeprefix("torch."), str(params_dtype).removeprefix("torch.")
+    coarse = max(64 * eps, relative * 2)      # an rtol that would pass it: none, past 1e-2
     return [f"Your function returned {name} numbers (rounding {eps:.1e}), and its error, "
             f"{relative:.3g} relative, is within what that rounding explains: it may be "
-            f"right, computed in {name}. Compute in {str(params_dtype).removeprefix('torch.')}"
-            f", or pass rtol={max(64 * eps, relative * 2):.0e} (--rtol) to check it at {name}'s "
-            "precision."]
+            f"right, computed in {name}. Compute in {wide}" + (
+                f", or pass rtol={coarse:.0e} (--rtol) to check it at {name}'s precision."
+                if coarse < 1e-2 else f" (at {name}'s precision no check can tell a term "
+                "left out from rounding).")]
