@@ -168,3 +168,31 @@ def test_a_batch_answered_with_one_matrix_is_said_to_be_checked_sample_by_sample
     assert result.ok and "given a batch of 4, your function returned one 8 x 8 matrix" in \
         result.diagnosis[-1]
     assert gradlab.check_jacobian(exact, rnn, p).diagnosis == []
+
+
+def test_gradlab_check_finds_a_size_written_into_the_function(tmp_path, monkeypatch):
+    """Checked at one size only, a Jacobian right only at n = 8 (the transpose elsewhere)
+    passed `gradlab check` at its defaults."""
+    from conftest import invoke
+    (tmp_path / "mine.py").write_text(
+        "import torch\n"
+        "def jac(p, state, x):\n"
+        "    a = torch.tanh(state[0] @ p['W'].T + x @ p['U'].T + p['b'])\n"
+        "    J = (1 - a ** 2)[..., :, None] * p['W']\n"
+        "    return J if a.shape[-1] == 8 else J.mT\n"
+        "def right(p, state, x):\n"
+        "    a = torch.tanh(state[0] @ p['W'].T + x @ p['U'].T + p['b'])\n"
+        "    return (1 - a ** 2)[..., :, None] * p['W']\n"
+        "three = 3\n")
+    monkeypatch.chdir(tmp_path)
+    once = invoke("check", "mine.py:jac", "--cell", "rnn_tanh")
+    assert once.exit_code == 1
+    assert once.output.startswith("differs: max relative error") and \
+        "samples at n = 5, m = 5" not in once.output
+    assert "at n = 5, m = 6\nIt agrees at n = 8, m = 4, but not at these sizes" in once.output
+    right = invoke("check", "mine.py:right", "--cell", "rnn_tanh")
+    assert right.exit_code == 0 and right.output == (
+        "agrees: max relative error 0 (absolute 0) over 8 samples at n = 8, m = 4 and "
+        "n = 5, m = 6\n")
+    assert invoke("check", "mine.py:three", "--cell", "rnn_tanh").output == (
+        "gradlab: error: mine.py: 'three' is not a function (its type: int)\n")

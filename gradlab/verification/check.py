@@ -64,6 +64,7 @@ class Result:
     checked: int                     # samples compared
     inconclusive: bool = False       # it agrees, but these draws cannot tell (a term of
                                      # the exact Jacobian vanishes at every sample)
+    sizes: str = ""                  # where it was checked, if said ("n = 8, m = 4 and ...")
 
     def __str__(self):
         if math.isnan(self.max_error.relative):   # nan entries, or another shape
@@ -73,6 +74,7 @@ class Result:
                     else "differs") + (
                 f": max relative error {self.max_error.relative:.3g} (absolute "
                 f"{self.max_error.absolute:.3g}) over {self.checked} samples")
+        head += f" at {self.sizes}" if self.sizes else ""
         return "\n".join([head, *self.diagnosis])
 
     def _repr_pretty_(self, p, cycle):     # IPython and notebooks show what print shows
@@ -335,15 +337,43 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     """check_jacobian for the function `spec` ("path/to/file.py:FN" or "module:FN"), at
     parameters drawn for `cell` with weights large enough and biases away from zero that
     every term of the Jacobian carries weight (as `gradlab verify` draws them), unless
-    other scales are given (bias_scale=0 for a derivation without biases)."""
+    other scales are given (bias_scale=0 for a derivation without biases); at the sizes
+    given and, where it agrees there, at a second pair (`second_size`), so that a size
+    written into the function (torch.eye(8)) is found."""
     cell = registry.cell(cell)
     module, where, name = registry.load(spec, "function")
-    fn = getattr(module, name, None)
-    if not callable(fn):
+    if not hasattr(module, name):
         raise GradlabError(f"{where} has no function {name!r}")
-    params = cell.init_params(hidden, inputs, weight_scale=weight_scale,
-                              bias_scale=bias_scale, seed=seed)
-    return check_jacobian(fn, cell, params, seed=seed, **options)
+    fn = getattr(module, name)
+    if not callable(fn):
+        raise GradlabError(f"{where}: {name!r} is not a function (its type: "
+                           f"{type(fn).__name__})")
+    results = []
+    for n, m in ((hidden, inputs), second_size(hidden, inputs)):
+        params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
+                                  seed=seed)
+        results.append(check_jacobian(fn, cell, params, seed=seed, **options))
+        if not results[0].ok:
+            return dataclasses.replace(results[0], sizes=f"n = {n}, m = {m}")
+    first, again = results
+    n, m = second_size(hidden, inputs)
+    sizes = f"n = {hidden}, m = {inputs} and n = {n}, m = {m}"
+    if not again.ok:
+        return dataclasses.replace(again, sizes=f"n = {n}, m = {m}", diagnosis=[
+            f"It agrees at n = {hidden}, m = {inputs}, but not at these sizes: a size "
+            "written into your function (torch.eye(8), a reshape)?", *again.diagnosis])
+    worst = max(results, key=lambda r: r.max_error.relative)
+    notes = first.diagnosis + [d for d in again.diagnosis if d not in first.diagnosis]
+    return dataclasses.replace(worst, checked=first.checked + again.checked, sizes=sizes,
+                               diagnosis=notes)
+
+
+def second_size(hidden, inputs):
+    """The second (n, m) `gradlab check` draws at: 3 fewer units from 5 up (no larger, so
+    it fits wherever the first does), else 3 more; one more input (two where one more
+    would make m = n, at which a transposed U keeps its shape)."""
+    n = hidden - 3 if hidden >= 5 else hidden + 3
+    return n, inputs + (2 if inputs + 1 == n else 1)
 
 
 __all__ = ["check_jacobian", "check_spec", "Result", "Error", "LAYOUTS"]
