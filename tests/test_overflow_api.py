@@ -79,3 +79,17 @@ def test_jacobians_of_huge_or_tiny_weights_keep_finite_norms(dtype, scale):
             assert torch.equal(torch.isfinite(got), live), (kind, k, got, value)
             rtol = 1e-12 if dtype == torch.float64 else 1e-5
             torch.testing.assert_close(got[live], value[live], rtol=rtol, atol=0)
+
+
+def test_a_product_zero_only_in_floating_point_is_not_called_exactly_zero():
+    """Every tanh unit saturated past ~19 rounds 1 - h'^2 to 0 (as torch's autograd does):
+    the true log norms are finite (-194, -228 here), so 'product exactly zero' was false;
+    the reason now says 'product zero' and the docs say where a zero can come from."""
+    rnn = gradlab.cell("rnn_tanh")
+    p = {"W": torch.full((1, 1), 100.0, dtype=torch.float64),
+         "U": torch.zeros(1, 1, dtype=torch.float64), "b": torch.zeros(1, dtype=torch.float64)}
+    xs = torch.zeros(2, 1, 1, dtype=torch.float64)
+    flow = gradlab.gradient_flow(rnn, p, xs, state0=torch.full((1, 1), 0.2, dtype=torch.float64))
+    assert np.isneginf(flow.log_norm()).all()
+    assert flow.why() == gradlab.flow.ZERO == "product zero"
+    assert "in floating point" in type(flow).rate.__doc__

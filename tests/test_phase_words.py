@@ -72,10 +72,10 @@ def test_a_batch_rate_of_minus_infinity_says_how_many_sequences_died():
     """One sequence with an exactly zero product makes the mean log norm, and so the
     batch's rate, -inf; the findings said 'product exactly zero' as of the whole batch."""
     from gradlab.reports.gradient_decay import findings
-    summary = {"rate": -math.inf, "status": "product exactly zero", "lyapunov": [-0.5],
+    summary = {"rate": -math.inf, "status": "product zero", "lyapunov": [-0.5],
                "theory": None, "zero_sequences": 1, "sequences": 2}
     text = findings({"rnn_relu": {"summary": summary}})
-    assert "rnn_relu: rate -∞, product exactly zero in 1 of 2 sequences, so their mean log " \
+    assert "rnn_relu: rate -∞, product zero in 1 of 2 sequences, so their mean log " \
            "norm is -∞ (ξ = 0 steps" in text
     summary["zero_sequences"] = 2
     assert "of 2 sequences" not in findings({"rnn_relu": {"summary": summary}})

@@ -13,7 +13,9 @@ from .. import theory
 OVERFLOW = "state overflowed"        # rate nan: a state the products read is inf or nan
 NOT_FINITE = "norm not finite"       # rate nan: finite states, but a norm is nan or +inf
                                      # (a Jacobian overflowed)
-ZERO = "product exactly zero"        # rate -inf, timescale 0: gradients vanish at once
+ZERO = "product zero"                # rate -inf, timescale 0: gradients vanish at once,
+                                     # exactly (a dead ReLU cell, W = 0) or in floating
+                                     # point (every tanh unit saturated: 1 - h'^2 = 0)
 SINGULAR = "product singular"        # min_singular rate -inf: some direction is lost at
                                      # once (a dead unit), though the product is not zero
 ONE_LAG = "one lag: no slope"        # rate nan: a slope needs two lags

@@ -181,8 +181,11 @@ class Flow:
 
             < 0     gradients vanish (finite: timescale -1 / (2 rate));
             >= 0    gradients grow (> 0) or keep their size (0);
-            -inf    a product is exactly zero (every unit of a ReLU cell dead, W = 0):
-                    infinitely fast decay, a genuine measurement;
+            -inf    a product is zero: exactly (every unit of a ReLU cell dead, W = 0),
+                    infinitely fast decay; or in floating point, where at some step every
+                    unit of a tanh or sigmoid cell is saturated past what it resolves (a
+                    pre-activation beyond ~19 rounds 1 - h'^2 to 0, as in torch's
+                    autograd): a decay faster than floating point can follow;
             nan     no measurement: a state the products read overflowed (inf or nan;
                     then its Jacobians are meaningless, even where they come out as exact
                     zeros), a norm overflowed, or a single lag.
@@ -192,7 +195,7 @@ class Flow:
     def why(self, kind="spectral", *, block=None, start=1, stop=None):
         """Why `rate` / `timescale` (same arguments) is not a plain decay, or None when the
         rate is finite and negative: OVERFLOW "state overflowed" (rate nan), NOT_FINITE
-        "norm not finite" (nan), ONE_LAG (nan), ZERO "product exactly zero" (rate -inf,
+        "norm not finite" (nan), ONE_LAG (nan), ZERO "product zero" (rate -inf,
         timescale 0; for min_singular SINGULAR "product singular"), GROW "gradients grow"
         (rate > 0, timescale inf), NO_DECAY "no decay within T" (rate 0, timescale inf)."""
         rate, reason = self._rate(kind, block, start, stop)
