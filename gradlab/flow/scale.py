@@ -40,10 +40,16 @@ class Scale:
                                                       # a list read costs ~1 us, torch ~20)
         torch.frexp(norm, out=(mant, self.e))                   # norm = m 2^e; 0 -> 0, 0
         torch.add(self.total, self.e, out=exp)
-        if not self.drift or int(self.e.abs().max()) > self.drift:
+        drifted = self.drift and int(self.e.abs().max())
+        if not self.drift or drifted > self.drift:
             self.total += self.e
-            M.mul_(torch.ldexp(self.one, -self.e).view([-1 if d == batch else 1
-                                                          for d in range(M.ndim)]))
+            shape = [-1 if d == batch else 1 for d in range(M.ndim)]
+            if drifted > 1000:     # 2^-e alone overflows past 2^1023 (subnormal entries)
+                half = torch.div(self.e, 2, rounding_mode="trunc")
+                M.mul_(torch.ldexp(self.one, -half).view(shape))
+                M.mul_(torch.ldexp(self.one, half - self.e).view(shape))
+            else:
+                M.mul_(torch.ldexp(self.one, -self.e).view(shape))
         applied.copy_(self.total)
 
     def norm(self, M, batch, exact=False):
