@@ -108,3 +108,17 @@ def test_subnormal_weights_are_measured_not_overflowed():
                 - k * 300 * math.log(10) for k in range(1, 5)]
         np.testing.assert_allclose(flow.log_norm(kind)[0], want, rtol=1e-12)
     assert flow.why() is None
+
+
+def test_flow_state0_is_a_copy_and_make_inputs_refuses_a_missing_device():
+    lstm = gradlab.cell("lstm")
+    s0 = (torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64))
+    flow = gradlab.gradient_flow(lstm, lstm.init_params(3, 2), torch.zeros(4, 2, 2,
+                                 dtype=torch.float64), state0=s0)
+    s0[0].fill_(5.0)                   # the caller's tensor changes; the flow's does not
+    assert bool((flow.state0[0] == 1).all())
+    if not torch.cuda.is_available():
+        with pytest.raises(gradlab.GradlabError, match="torch sees no CUDA device"):
+            gradlab.flow.make_inputs("gaussian", 3, 2, 2, device="cuda")
+    with pytest.raises(gradlab.GradlabError, match="unknown device 'tpu'; valid: cpu, cuda"):
+        gradlab.flow.make_inputs("gaussian", 3, 2, 2, device="tpu")

@@ -51,7 +51,8 @@ class Flow:
 
     def __init__(self, cell, bound, xs, state0, states, *, reverse, seed, rtol=None,
                  norms=(), blocks=False, padding=None, input_width=None):
-        self.cell, self._xs, self._state0, self._states = cell, xs, state0, states
+        self.cell, self._xs, self._states = cell, xs, states
+        self._state0 = tuple(s.clone() for s in state0)     # the caller's may change
         self.input_width = input_width
         # state entries that are zero padding (proj_size): how many, and which (S,) bool
         self._pad = padding
@@ -183,9 +184,8 @@ class Flow:
             >= 0    gradients grow (> 0) or keep their size (0);
             -inf    a product is zero: exactly (every unit of a ReLU cell dead, W = 0),
                     infinitely fast decay; or in floating point, where at some step every
-                    unit of a tanh or sigmoid cell is saturated past what it resolves (a
-                    pre-activation beyond ~19 rounds 1 - h'^2 to 0, as in torch's
-                    autograd): a decay faster than floating point can follow;
+                    tanh unit is saturated past it (a pre-activation beyond ~19 rounds 1 -
+                    h'^2 to 0, as in autograd): decay faster than floating point follows;
             nan     no measurement: a state the products read overflowed (inf or nan;
                     then its Jacobians are meaningless, even where they come out as exact
                     zeros), a norm overflowed, or a single lag.
