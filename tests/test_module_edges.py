@@ -153,3 +153,37 @@ def test_sparse_arrays_are_refused_in_one_line():
     q = {**p, "W_i": p["W_i"].to_sparse()}
     with pytest.raises(gradlab.GradlabError, match=r"param 'W_i' .* sparse_coo .*to_dense"):
         gradlab.lyapunov("lstm", q, xs, 2)
+
+
+class _Step(torch.nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+        self.lin = torch.nn.Linear(3 + 4, 4).double()
+
+    def forward(self, x, h):
+        z = self.lin(torch.cat([x, h], -1))
+        if self.kind == "noisy":
+            z = z + torch.randn_like(h)
+        elif self.kind == "centred":
+            z = z - z.mean(0, keepdim=True)
+        return torch.tanh(z)
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("noisy", r"_Step\(x, state\) gave two different new states for one \(x, state\): it "
+              r"draws noise"),
+    ("centred", r"_Step\(x, state\) mixes the sequences of a batch")])
+def test_a_step_that_draws_noise_or_mixes_the_batch_is_refused(kind, said):
+    """A step with torch.randn in forward measured states from one draw and Jacobians from
+    others (two calls differed by 3.6 in a log norm); one centring over the batch gave
+    each sequence's Jacobian without the mean's share, a silent 'product zero'."""
+    torch.manual_seed(0)
+    xs = torch.randn(5, 3, 3, dtype=torch.float64)
+    h0 = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(GradlabError, match=said):
+        gradlab.gradient_flow(_Step(kind), xs, state0=h0)
+    with pytest.raises(GradlabError, match=said):
+        gradlab.lyapunov(_Step(kind), xs, 2, state0=h0)
+    plain = gradlab.gradient_flow(_Step("plain"), xs, state0=h0)
+    assert np.isfinite(plain.log_norm()).all()
