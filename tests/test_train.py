@@ -246,3 +246,21 @@ def test_a_char_lm_whose_weights_diverged_is_recorded_not_crashed():
         model.lstm.weight_hh_l0[0, 0] = float("nan")
     record = charlm._flow(model, charlm.encode("hello world, hello world"), setup)
     assert record["why"] == "weights diverged" and math.isnan(record["rate"])
+
+
+def test_a_file_cell_is_trained_under_the_name_it_was_given(tmp_path, monkeypatch):
+    """A file's cell was recorded by its declared name: the figures' colours, keyed by
+    the spec, then failed (KeyError, after all the training), and one declared as lstm
+    was merged with the built-in lstm in the findings."""
+    (tmp_path / "shadow.py").write_text(
+        "import gradlab\nfrom gradlab import tanh\n"
+        "@gradlab.declare(state='h', params='W U b', source='mine', name='lstm')\n"
+        "def c(s):\n    return tanh(s.W @ s.h + s.U @ s.x + s.b)\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("train", "--cells", "lstm,shadow.py:c", "--tasks", "adding:3", "--steps",
+                    "3", "--hidden", "4", "--batch", "2", "--char-steps", "0", "--out", "r")
+    assert_ok(result)
+    data = loads((tmp_path / "r" / "data.json").read_text())
+    assert [r["cell"] for r in data["runs"]] == ["lstm", "shadow.py:c"]
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| lstm | adding | 3 |" in report and "| shadow.py:c | adding | 3 |" in report

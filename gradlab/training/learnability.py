@@ -98,7 +98,8 @@ def run(setup, *, progress=None):
     train_setup, runs = setup.train_setup(), []
     for name in setup.cells:
         for task, delay in setup.tasks:
-            runs.append(train(name, make(task, delay), train_setup))
+            runs.append({**train(name, make(task, delay), train_setup), "cell": name})
+            # (labelled as given: a file's cell may share a built-in's name, as in report)
             if progress is not None:
                 progress(f"{name} {task}@{delay}")
     char = train_charlm(setup.char_setup(), progress=progress) if setup.char_steps else None
