@@ -24,6 +24,10 @@ OUT_OF_MEMORY = "out of memory; use a smaller --hidden, --steps or --batch"
 NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+class PipeClosed(Exception):
+    """The reader of stdout went away: not an error (exit 0, as `cat` and `ls` do)."""
+
+
 class Gradlab(click.Group):
     """A group whose errors are one line on stderr, never a traceback: exit 2 for anything
     a user can fix (and for an unforeseen failure, which is named as one), 130 on Ctrl-C.
@@ -34,6 +38,8 @@ class Gradlab(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise Interrupted() from None
+        except BrokenPipeError:          # `gradlab cells | head`: click would exit 1 on it
+            raise PipeClosed() from None
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
         try:
@@ -55,8 +61,12 @@ class Gradlab(click.Group):
         except MemoryError:
             click.echo(f"gradlab: error: {OUT_OF_MEMORY}", err=True)
             code = 2
-        except BrokenPipeError:
-            code = 0 if standalone_mode else 1      # `gradlab cells | head`: not an error
+        except (BrokenPipeError, PipeClosed):
+            try:                 # nothing more reaches the reader: flush into /dev/null
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):    # (no real stdout: a test's runner)
+                pass
+            code = 0                                # `gradlab cells | head`: not an error
         except SystemExit:
             raise
         except BaseException as e:           # GeneratorExit, a user's own BaseException

@@ -148,3 +148,13 @@ def test_the_ipython_shell_prints_a_gradlab_error_in_one_line():
                          "['q', 'c']\n", capture_output=True, text=True, timeout=300, env=SAME)
     assert "gradlab: error: no output 'q' in this Jacobian; valid: h, c" in run.stderr
     assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_error():
+    """`gradlab cells | true` exited 1 (click's own EPIPE exit, before gradlab's handler):
+    a script under `set -o pipefail` failed. It exits 0 and prints nothing more."""
+    with subprocess.Popen([sys.executable, "-m", "gradlab", "cells"], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        proc.stdout.close()                           # gone before gradlab writes a line
+        assert proc.wait(timeout=120) == 0
+        assert proc.stderr.read() == b""
