@@ -424,3 +424,15 @@ def test_a_name_too_long_for_the_temporary_folder_is_refused_before_any_work(tmp
     out = tmp_path / ("c" * 240)
     assert_one_line_error(invoke("report", *TINY, "--out", str(out)), "at most 237 bytes")
     assert not out.exists()
+
+
+def test_one_set_of_derived_pages_has_one_index_whatever_was_derived_when(tmp_path):
+    """Re-deriving lstm into a folder of every cell moved its row to the top of the index:
+    the committed derivations/README.md would change with what was run last."""
+    for order in (["gru", "lstm"], ["lstm", "gru"], ["gru", "lstm", "gru"]):
+        out = tmp_path / "-".join(order)
+        for cells in order:
+            assert invoke("derive", cells, "--out", out).exit_code == 0
+        rows = [line for line in (out / "README.md").read_text().splitlines()
+                if line.startswith("| [`")]
+        assert [r.split("`")[1] for r in rows] == ["gru", "lstm"]     # the catalogue's order
