@@ -11,7 +11,7 @@ import sys
 import click
 
 from .commands import inspect, learning, reports
-from .errors import GradlabError, Interrupted
+from .errors import GradlabError, Interrupted, PipeClosed
 from .options import allocator_failed
 
 
@@ -22,10 +22,6 @@ def _one_line(message):
 OUT_OF_MEMORY = "out of memory; use a smaller --hidden, --steps or --batch"
 # click >= 8.2: a bare group invocation; click prints the help on stderr, exit 2
 NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
-class PipeClosed(Exception):
-    """The reader of stdout went away: not an error (exit 0, as `cat` and `ls` do)."""
 
 
 class Gradlab(click.Group):

@@ -24,6 +24,11 @@ class Interrupted(Exception):
     a KeyboardInterrupt before its own Abort); the CLI prints 'gradlab: interrupted'."""
 
 
+class PipeClosed(Exception):
+    """The reader of stdout went away (`gradlab cells | head`), carried past click's main
+    (which exits 1 on it): not an error, exit 0, as `cat` and `ls` do."""
+
+
 class GradlabTypeError(GradlabError, TypeError):
     """An operation the object does not offer (iterating a Jacobian): a GradlabError
     that is also Python's TypeError, so that `iterable(x)` tests still read False."""

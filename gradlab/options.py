@@ -57,7 +57,7 @@ def check_report_target(out, *, force=False, figures=(), cell_files=(), files=RE
     one the report writes (its pages, data and the `figures` every run draws) refused now,
     before any measurement, in the words `outputs.write_files` would use at the end."""
     from . import outputs
-    from .ownership import read_manifest
+    from .ownership import other_kind, read_manifest
     path = outputs.check_target(out, force=force, cell_files=cell_files)
     manifest = read_manifest(path)
     if manifest and not all(f in manifest for f in files) and not force:
@@ -67,12 +67,8 @@ def check_report_target(out, *, force=False, figures=(), cell_files=(), files=RE
                            f"({', '.join(shown[:3])}{', ...' if len(shown) > 3 else ''}), "
                            "which this run would replace; choose another --out, or pass "
                            "--force to replace it")
-    theirs = {pathlib.PurePosixPath(rel).stem for rel in manifest
-              if rel.startswith("figures/")}
-    if figures and theirs and not theirs & set(figures) and not force:
-        raise GradlabError(f"--out {str(out)!r} holds another kind of gradlab report (its "
-                           f"figures: {', '.join(sorted(theirs))}), which this one would "
-                           "replace; choose another --out, or pass --force to replace it")
+    if not force and (refusal := other_kind(manifest, figures, out)):
+        raise GradlabError(refusal)
     names = [*files, *(f"figures/{f}.{e}" for f in figures for e in ("png", "svg"))]
     outputs.in_the_way(out, path, [*names, outputs.MANIFEST])
     return path

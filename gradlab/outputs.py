@@ -38,7 +38,7 @@ from .errors import GradlabError
 from .paths import NAME_MAX, can_create_in, name_fits, plain
 from .signals import uninterrupted
 from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes,
-                        owned, plain_name, read_manifest)
+                        other_kind, owned, plain_name, read_manifest)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
@@ -210,7 +210,7 @@ def _fill(folder, files):
 
 
 def write_files(out, files, *, replace=True, force=False, cell_files=(), what="--out",
-                expect=None, notice=None, complete=None):
+                expect=None, notice=None, complete=None, kind=()):
     """Write {relative path: bytes} into the folder `out`, which gradlab then owns.
 
     replace=True (a report): the files gradlab wrote there before and does not write now
@@ -220,7 +220,8 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
     `snapshot` taken when the run began; if another run wrote here since, `notice` is
     told (with one sentence) before this run's output replaces it. `complete(path)`, if
     given, returns more {relative path: bytes} computed under the lock from what the
-    folder holds then (an index of the pages another run left there)."""
+    folder holds then (an index of the pages another run left there). `kind`: a report's
+    figure names, so that another kind of report is not replaced without `force`."""
     _check_names(files)
     path = refuse_unsafe(out, cell_files=cell_files, what=what)
     try:
@@ -232,6 +233,8 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
                        "output replaces it")
             if complete is not None:
                 files = {**files, **complete(path)}
+            if kind and not force and (refusal := other_kind(read_manifest(path), kind, out)):
+                raise GradlabError(refusal)          # (written meanwhile: checked at start too)
             others = in_the_way(out, check_target(out, force=force, cell_files=cell_files,
                                                   what=what), (*files, MANIFEST), what)
             if not replace:

@@ -111,3 +111,14 @@ def foreign(folder):
 
     walk(folder, "")
     return found
+
+
+def other_kind(manifest, figures, out):
+    """The one-line refusal when the folder's `manifest` lists another kind of report than
+    one drawing `figures` (their names; none of theirs among them), else None."""
+    theirs = {pathlib.PurePosixPath(rel).stem for rel in manifest if rel.startswith("figures/")}
+    if figures and theirs and not theirs & set(figures):
+        return (f"--out {str(out)!r} holds another kind of gradlab report (its figures: "
+                f"{', '.join(sorted(theirs))}), which this one would replace; choose another "
+                "--out, or pass --force to replace it")
+    return None

@@ -46,3 +46,24 @@ def test_a_gradlab_file_edited_while_a_rerun_writes_is_refused_not_overwritten(
         outputs.write_files(out, FILES)
     assert (out / "report.md").read_bytes() == b"my edit"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_another_kind_of_report_written_meanwhile_is_not_replaced_without_force(tmp_path):
+    """The kind was checked when a run began, not when it wrote: a gradient-decay report
+    replaced a sweep finished meanwhile, with only a note."""
+    from matplotlib.figure import Figure
+    from gradlab.reports.publish import write_report
+
+    def report(names, **options):
+        figs = {name: Figure() for name in names}
+        return write_report(tmp_path / "r", title="t", intro="i", header={}, sections=[],
+                            figures=figs, data={}, **options)
+
+    report(["phase", "timescales"])               # a sweep finished while this run worked
+    with pytest.raises(GradlabError, match=r"holds another kind of gradlab report \(its "
+                                           r"figures: phase, timescales\)"):
+        report(["decay", "spectra"])
+    assert (tmp_path / "r" / "figures" / "phase.png").is_file()
+    report(["decay", "spectra"], force=True)
+    assert not (tmp_path / "r" / "figures" / "phase.png").exists()
+    report(["decay", "spectra"])                  # its own kind: replaced, as ever

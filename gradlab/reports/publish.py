@@ -163,7 +163,7 @@ def write_report(out, *, title, intro, header, sections, figures, data, force=Fa
     replaces only what it wrote); `where` passes cell_files, expect and notice on."""
     files = render(title=title, intro=intro, header=header, sections=sections,
                    figures=figures, data=data)
-    return write_files(out, files, replace=True, force=force, **where)
+    return write_files(out, files, replace=True, force=force, kind=tuple(figures), **where)
 
 
 def _markdown(title, intro, header, sections):
