@@ -38,3 +38,13 @@ def test_training_steps_are_heard():
     with progress.listening(lambda what, done, total: heard.append((what, done, total))):
         train(gradlab.cell("rnn_tanh"), TASKS["adding"](3), setup)
     assert [d for w, d, t in heard if w == "training"] == list(range(1, 8))
+
+
+def test_dynamic_mean_field_is_heard():
+    """A report's theory at T = 3000 ran ~55 s with nothing shown: its two loops over the
+    steps now report as the flow's do."""
+    heard = []
+    with progress.listening(lambda what, done, total: heard.append((what, done, total))):
+        gradlab.mean_field("lstm", method="dynamic", units=16, steps=12)
+    for what in ("mean-field forward", "mean-field backward"):
+        assert [d for w, d, t in heard if w == what] == list(range(1, 13))

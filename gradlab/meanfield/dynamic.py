@@ -47,6 +47,7 @@ import numbers
 
 import numpy as np
 
+from .. import progress
 from ..errors import GradlabError, check_seed, integer
 from .checks import lags as check_lags
 from .population import normal, population
@@ -154,6 +155,8 @@ def _forward(pop, scales, rngs, N, T, inputs):
         env = pop.step(state, params, fields_for, G * N)
         state = pop.new_state(env)
         envs.append(env)
+        if progress.due(t, T):
+            progress.advance("mean-field forward", t + 1, T)
     return envs, vectors
 
 
@@ -218,6 +221,8 @@ def _backward(pop, scales, envs, rngs, N):
         curve[alive, k] = total[alive]
         scale = np.where(alive, 1 / np.sqrt(np.where(alive, size, 1.0)), 0.0)
         u = np.where(np.isfinite(new), new, 0.0) * np.repeat(scale, N)
+        if progress.due(k, T):
+            progress.advance("mean-field backward", k + 1, T)
     return curve, sampled
 
 
