@@ -202,7 +202,12 @@ def floats(value, what, low=None):
         raise GradlabError(f"{what} {value!r} is not a comma-separated list of numbers") \
             from None
     if not values or len(set(values)) != len(values):
-        raise GradlabError(f"{what} {value!r} needs one or more distinct numbers")
+        texts = entries(value, what)
+        twice = next(((a, b) for i, a in enumerate(texts) for b in texts[i + 1:]
+                      if float(a) == float(b)), None)
+        said = "" if twice is None else f": {twice[0]} is given twice" if twice[0] == twice[1] \
+            else f": {twice[0]} and {twice[1]} are one float64 ({float(twice[0]):g})"
+        raise GradlabError(f"{what} {value!r} needs one or more distinct numbers{said}")
     if not all(math.isfinite(v) for v in values):
         raise GradlabError(f"{what} {value!r} holds a value that is not a finite number")
     below = [v for v in values if low is not None and v < low]

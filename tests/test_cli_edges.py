@@ -158,3 +158,17 @@ def test_a_reader_that_goes_away_is_not_an_error():
         proc.stdout.close()                           # gone before gradlab writes a line
         assert proc.wait(timeout=120) == 0
         assert proc.stderr.read() == b""
+
+
+def test_option_slips_are_named_as_typed(tmp_path, monkeypatch):
+    """'1e-400,0' said only 'needs distinct numbers' (1e-400 is 0 in float64); '1,1' did
+    not name the repeat; --block , showed ('', '')."""
+    for value, said in (("1e-400,0", "1e-400 and 0 are one float64 (0)"),
+                        ("0.5,1,0.5", "0.5 is given twice")):
+        assert_one_line_error(invoke("sweep", "--weight-scales", value, "--out", "unused"),
+                              f"--weight-scales {value!r} needs one or more distinct "
+                              f"numbers: {said}")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.py").write_text("def f(p, s, x):\n    return None\n")
+    assert_one_line_error(invoke("check", "x.py:f", "--cell", "lstm", "--block", ","),
+                          "block ',' is not (out part, in part)")

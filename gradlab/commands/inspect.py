@@ -121,7 +121,7 @@ def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, 
     cell_name = strip_cell(cell_name)
     budget.ensure_check_fits(cell_name, hidden, inputs, batch)
     parts = None if block is None else tuple(p.strip() for p in block.split(","))
-    if parts is not None and len(parts) != 2:
+    if parts is not None and (len(parts) != 2 or not all(parts)):
         parts = block                        # named as typed (--block h), not as a tuple
     result = check_spec(function, cell_name, hidden=hidden, inputs=inputs, seed=seed,
                         weight_scale=weight_scale, bias_scale=bias_scale,

@@ -128,7 +128,7 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
     opts = found["options"]
     click.echo(f"{c.name}: " + " ".join(f"--{k.replace('_', '-')} {v:.4g}"
                                          for k, v in opts.items()) + f" (seed {seed})")
-    click.echo(f"  timescale: target {timescale:g}, theory (annealed mean field) "
+    click.echo(f"  timescale: target {timescale:.12g}, theory (annealed mean field) "
                f"{found['theory_timescale']:.4g} at these options (the search started "
                f"where it says {found['predicted_timescale']:.4g}), measured at n = {hidden} "
                f"{found['measured_timescale']:.4g} steps "
@@ -136,7 +136,7 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
     click.echo(f"  the spectral norm at these options (Flow.timescale(), the report's ξ): "
                f"{found['spectral_timescale']:.4g} steps")
     if not found["converged"]:
-        click.echo(f"gradlab: warning: did not reach timescale {timescale:g}: the closest "
+        click.echo(f"gradlab: warning: did not reach timescale {timescale:.12g}: the closest "
                    f"measured at n = {hidden} is {found['measured_timescale']:.4g} steps, "
                    f"not within {found['tolerance']:.0%}, after "
                    f"{plural(len(found['measurements']), 'measurement')}"
