@@ -176,7 +176,9 @@ def lyapunov(cell, params=None, xs=None, k=8, *, discard=0, state0=None, seed=0,
     `Lyapunov`. Benettin's method: Q_t R_t = J_t Q_{t-1} from a random orthonormal Q_0
     (seeded torch.Generator().manual_seed(seed).randn(B, S, k), float64, orthonormalised),
     the i-th exponent the mean of log |R_t[i, i]| over steps t = discard+1..T. k is capped
-    at S.
+    at S. Each sequence starts from its own row of that draw (independent starts, whose
+    transients average out in the mean), so over a short T a sequence's exponents move,
+    by O(1/T), with B and its place in the batch; `discard` removes that transient.
 
     discard: the first `discard` steps are a warm-up: the state and the basis Q evolve
     through them (Q turns towards the leading directions, the state forgets state0), but
