@@ -293,9 +293,54 @@ def test_two_names_that_typeset_alike_are_refused():
     def two(s):
         return s.let("h1", tanh(s.W @ s.h)) * s.let("h_1", tanh(s.U @ s.x))
 
-    with pytest.raises(GradlabError, match=r"'h_1' and 'h1' would print alike \(\$h_\{1\}\$\) "
-                                           r"in the derivation's LaTeX; rename one"):
+    with pytest.raises(GradlabError, match=r"'h_1' and 'h1' would print alike \(\$h_\{1\}\$ "
+                                           r"in the derivation's LaTeX\); rename one"):
         _declare(two)
     with pytest.raises(GradlabError, match=r"^cell 'parts': 'h_1' and 'h1' would print alike"):
         gradlab.declare(state="h1 h_1", params="W", source="t", name="parts")(
             lambda s: (tanh(s.W @ s.h1), s.h_1 + s.h1))
+
+
+@pytest.mark.parametrize("name, said", [
+    ("r^2'", "has a prime or ~ after its ^"), ("x^2~", "has a prime or ~ after its ^"),
+    ("W^T", "reads as a transpose in LaTeX")])
+def test_a_let_name_that_breaks_or_misreads_latex_is_refused(name, said):
+    """r^2' is r^{2}' (a double superscript TeX and KaTeX refuse); W^T read as Wᵀ."""
+    def named(s):
+        return s.let(name, tanh(s.W @ s.h + s.U @ s.x + s.b)) * s.h
+
+    with pytest.raises(GradlabError, match=re.escape(f"let name {name!r} {said}")):
+        _declare(named, "W U b")
+
+
+@pytest.mark.parametrize("name, said", [("sigma", "is how a function prints"),
+                                        ("W__T", "has '__' or a final '_'"),
+                                        ("h_", "has '__' or a final '_'")])
+def test_a_parameter_name_that_prints_as_something_else_is_refused(name, said):
+    """sigma printed as the sigmoid's σ; W__T as W^T; h_ as h."""
+    with pytest.raises(GradlabError, match=re.escape(f"parameter name {name!r} {said}")):
+        gradlab.declare(state="h", params={"W": "n n", name: "1"}, source="t",
+                        name="c")(lambda s: s.W @ s.h)
+
+
+def test_a_reduction_of_a_scripted_let_is_one_superscript_in_latex():
+    """norm(q^2) printed q^{2}^{T} q^{2}: a transpose of a scripted name is parenthesised."""
+    def normed(s):
+        q = s.let("q^2", tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return q * gradlab.norm(q)
+
+    latex = _declare(normed, "W U b")._repr_latex_()
+    assert r"\left(q^{2}\right)^{T} q^{2}" in latex and "}^{T}" not in latex.replace(
+        r"\right)^{T}", "")
+
+
+def test_a_let_that_prints_as_a_reduction_s_name_is_refused():
+    """A let μ_a beside mean(a) printed μ_a = 2 a and μ_a = 1/n 1ᵀ a (scalars escaped the
+    check, which compared matrix names only)."""
+    def twins(s):
+        a = s.let("a", tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return s.let("μ_a", 2 * a) * mean(a)
+
+    with pytest.raises(GradlabError, match=r"'mu_a' and 'μ_a' would print alike \(μ_a in "
+                                           r"its text\); rename one"):
+        _declare(twins, "W U b")

@@ -88,11 +88,3 @@ def check_symbols(name, lets, declared):
         if sp.I in subexpressions(expr):
             raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                f"holds the imaginary unit I: cells are real: {text(expr)}")
-    shown = {}                  # mu_r and μ_r both print as μ_r: the equations would lie
-    for symbol in sorted(declared, key=str):
-        if isinstance(symbol, sp.MatrixSymbol):
-            other = shown.setdefault(text(symbol), symbol)
-            if other is not symbol:
-                raise GradlabError(f"cell '{name}': the names '{other}' and '{symbol}' both "
-                                   f"print as {text(symbol)}, so the equations would not "
-                                   "tell them apart; rename one")

@@ -27,7 +27,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from . import algebra as al
 from .activations import TABLE, by_language_name
 from .dag import doit
-from .names import LET_NAME, function_name, reduction_name
+from .names import LET_NAME, function_name, reduction_name, scripted_name
 from .pairwise import Pairwise
 from .printing import latex, text
 from ..lowering.codeprinter import identifier
@@ -322,11 +322,12 @@ class Builder:
         for sym in self._symbols.values():
             self._typesets(str(sym), sym, f"cell '{cell_name}': ")
 
-    def _typesets(self, name, sym, where=""):
-        shown = latex(sym)
-        if self._typeset.setdefault(shown, name) != name:
-            raise GradlabError(f"{where}{name!r} and {self._typeset[shown]!r} would print alike "
-                               f"(${shown}$) in the derivation's LaTeX; rename one")
+    def _typesets(self, name, sym, where=""):     # in LaTeX, or as text (μ_a and mu_a)
+        for shown, form in ((latex(sym), "${}$ in the derivation's LaTeX"),
+                            (text(sym), "{} in its text")):
+            if self._typeset.setdefault(shown, name) != name:
+                raise GradlabError(f"{where}{name!r} and {self._typeset[shown]!r} would print "
+                                   f"alike ({form.format(shown)}); rename one")
 
     def declared(self):
         """Every symbol an equation may use: the state parts, the input, the parameters,
@@ -373,7 +374,7 @@ class Builder:
             raise GradlabError(why)
         if name == "I":      # printed, it would be the identity: 0.5 I read as 0.5 times I
             raise GradlabError("let name 'I' is how the identity prints (s.I); choose another")
-        if why := reduction_name(name, "let"):
+        if why := reduction_name(name, "let") or scripted_name(name, "let"):
             raise GradlabError(why)
         return self._let(name, value)
 

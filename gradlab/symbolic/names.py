@@ -14,7 +14,8 @@ LET_NAME = re.compile(r"(?!.*__)[^\W\d_][\w']*(?:\^[\w']+)?(?<!_)~?'*")  # print
 
 RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
 FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag",
-                  "θ", "theta", "H")     # relu' prints θ(v) (LaTeX \theta), a tie H(v)
+                  "θ", "theta", "H", "sigma")   # relu' prints θ(v) (LaTeX \theta), a tie
+                                                # H(v); σ(v) is LaTeX \sigma(v), as sigma is
 
 
 def check_name(name, what):
@@ -29,6 +30,9 @@ def check_name(name, what):
         return f"{what} name {name!r} is a Python keyword; s.{name} cannot be written"
     if name.startswith("_"):
         return f"{what} name {name!r} starts with '_', which gradlab keeps for itself"
+    if "__" in name or name.endswith("_"):     # LaTeX: W__T is W^{T}, h_ is h
+        return (f"{what} name {name!r} has '__' or a final '_', which print as a superscript "
+                "or as nothing in LaTeX (W__T as W^T, h_ as h); choose another")
     if name in RESERVED:
         return (f"{what} name {name!r} is reserved: s.{name} is the builder's own "
                 f"({', '.join(RESERVED)} are)")
@@ -45,4 +49,16 @@ def reduction_name(name, what):     # a let norm_r would print as ‖r‖, the n
         if name.startswith(prefix) and len(name) > len(prefix):
             return (f"{what} name {name!r} is the name gradlab gives "
                     f"{reads.format(name[len(prefix):])}; choose another")
+    return None
+
+
+def scripted_name(name, what):     # r^2' or x^2~: the prime or tilde would sit on the 2
+    if "^" not in name:
+        return None
+    power = name[name.index("^") + 1:]
+    if "'" in power or "~" in power:
+        return (f"{what} name {name!r} has a prime or ~ after its ^, which LaTeX would set "
+                f"on the exponent (or refuse); put it before the ^, as r'^2")
+    if power == "T":
+        return f"{what} name {name!r} reads as a transpose in LaTeX; choose another"
     return None

@@ -141,8 +141,8 @@ class MatrixLatexPrinter(LatexPrinter):
 
     def _print_Transpose(self, expr):
         arg = self._print(expr.arg)
-        return (r"%s^{T}" % arg if isinstance(expr.arg, sp.MatrixSymbol)
-                else r"\left(%s\right)^{T}" % arg)
+        return (r"%s^{T}" % arg if isinstance(expr.arg, sp.MatrixSymbol)   # q^2 or a'_b:
+                and not SCRIPTED.search(arg) else r"\left(%s\right)^{T}" % arg)  # (q^{2})^{T}
 
     def _print_DiagMatrix(self, expr):      # of a 1 x 1 (a reduction's slope): the scalar
         inner = self._print(expr.args[0])
