@@ -196,3 +196,56 @@ def test_gradlab_check_finds_a_size_written_into_the_function(tmp_path, monkeypa
         "n = 5, m = 6\n")
     assert invoke("check", "mine.py:three", "--cell", "rnn_tanh").output == (
         "gradlab: error: mine.py: 'three' is not a function (its type: int)\n")
+
+
+def test_a_coarse_rtol_does_not_make_random_weights_alike():
+    """Params within 100 rtol were 'equal': at rtol 0.01 a random W was its own transpose
+    and W_i = W_f, so the exact Jacobian was 'inconclusive'."""
+    for name in ("lstm", "rnn_tanh"):
+        cell = gradlab.cell(name)
+        p = cell.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+        assert gradlab.check_jacobian(cell.jacobian_fn("state"), cell, p, rtol=0.05).ok
+
+
+def test_a_float32_answer_that_reads_one_sample_for_all_is_named():
+    lstm = gradlab.cell("lstm")
+    p = {k: v.float() for k, v in lstm.init_params(8, 4, weight_scale=1.5, bias_scale=0.5,
+                                                   seed=0).items()}
+    exact = lstm.jacobian_fn("state")
+
+    def first_for_all(p, s, x):
+        return exact(p, tuple(t[:1].expand_as(t) for t in s), x[:1].expand_as(x))
+
+    assert "Sample(s) 0 agree and 1, 2, 3 do not" in str(
+        gradlab.check_jacobian(first_for_all, lstm, p))
+
+
+def test_a_float16_answer_is_offered_an_rtol_it_can_pass():
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+    exact = rnn.jacobian_fn("state")
+    half = lambda p, s, x: exact(p, s, x).half()        # noqa: E731
+    said = str(gradlab.check_jacobian(half, rnn, p))
+    assert "or pass rtol=6e-02 (--rtol) to check it at float16's precision" in said
+    assert gradlab.check_jacobian(half, rnn, p, rtol=6e-2).ok
+
+
+def test_gradlab_check_says_where_a_size_written_in_fails_and_notes_once(tmp_path,
+                                                                         monkeypatch):
+    from conftest import invoke
+    (tmp_path / "mine.py").write_text(
+        "import torch\n"
+        "def pre(p, state, x):\n"
+        "    return torch.tanh(state[0] @ p['W'].T + x @ p['U'].T)\n"
+        "def eye8(p, state, x):\n"
+        "    a = pre(p, state, x)\n"
+        "    return (1 - a ** 2)[..., :, None] * p['W'] + 0 * torch.eye(8)\n"
+        "def nob(p, state, x):\n"
+        "    a = pre(p, state, x)\n"
+        "    return (1 - a ** 2)[..., :, None] * p['W']\n")
+    monkeypatch.chdir(tmp_path)
+    failed = invoke("check", "mine.py:eye8", "--cell", "rnn_tanh", "--bias-scale", "0")
+    assert failed.exit_code == 2 and failed.output.startswith(
+        "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 5, m = 6: ")
+    noted = invoke("check", "mine.py:nob", "--cell", "rnn_tanh", "--bias-scale", "0")
+    assert noted.exit_code == 0 and noted.output.count("Note: it agrees at the params") == 1

@@ -111,11 +111,12 @@ def verify(names, device, dtype, seed):
 def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, rtol,
           weight_scale, bias_scale):
     """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
-    exact one, at --hidden/--inputs and then at a second pair of sizes; exit 0 when it agrees (and stdout starts "agrees:"), 1 with a diagnosis
-    when it does not, or "inconclusive:" when the drawn parameters leave a term of the
-    Jacobian at zero everywhere, 2 when FUNCTION fails or exits (what it prints goes to
-    stderr). A FUNCTION that ends the process
-    itself (os._exit) cannot be caught: a script should also look for "agrees:"."""
+    exact one, at --hidden/--inputs and then at a second pair of sizes; exit 0 when it
+    agrees (and stdout starts "agrees:"), 1 with a diagnosis when it does not, or
+    "inconclusive:" when the draws cannot tell (a term of the Jacobian at zero everywhere,
+    two params alike), 2 when FUNCTION fails or exits (what it prints goes to stderr). A
+    FUNCTION that ends the process itself (os._exit) cannot be caught: a script should
+    also look for "agrees:"."""
     from .. import budget
     from ..verification.check import check_spec
     cell_name = strip_cell(cell_name)

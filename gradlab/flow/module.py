@@ -179,7 +179,7 @@ class ModuleBound:
     def probe(self, s, x):
         """Refuse a step that autodiff sees as independent of the state while it is not
         (a step under torch.no_grad(), a .detach() or .item() of the state): its
-        Jacobians would come back as zeros, a product "exactly zero". The new state at
+        Jacobians would come back as zeros, a "product zero". The new state at
         the first step has no autograd path to the old one at all (a path whose gradient
         is zero, relu at its kink or floor, is the step's own derivative); where it has
         none, a central difference says whether the step moves with the state after all.

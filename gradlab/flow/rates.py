@@ -27,7 +27,7 @@ def slope(y, eps=np.finfo(np.float64).eps):
     """(least-squares slope of y (L,) against 1..L, why it is not a plain number or None).
 
     nan or +inf anywhere (an overflowed product: nothing to fit) gives nan, before -inf
-    anywhere (an exactly zero product: infinitely fast decay) gives -inf. A slope whose
+    anywhere (a zero product: decay faster than float can follow) gives -inf. A slope whose
     change over the L lags is within rounding (64 eps of the values' size; eps of the
     dtype the norms were computed in) is 0: identity dynamics read -5e-19, "a decay with
     a timescale of 1.9e18 steps", or +1e-16, "gradients grow"."""

@@ -222,7 +222,7 @@ class Flow:
     def timescale(self, kind="spectral", *, block=None, start=1, stop=None):
         """xi = -1 / (2 rate) of `rate` (same arguments) when gradients decay: the steps
         in which the squared norm falls by e (the norm by e in 2 xi), a positive number;
-        0 at rate -inf (an exactly zero product); inf when they do not decay (rate >= 0:
+        0 at rate -inf (a product zero); inf when they do not decay (rate >= 0:
         they grow, or keep their size); nan with a nan rate. Never negative: `why` tells
         growth from no decay (`timescale_of_rate`)."""
         return timescale_of_rate(self.rate(kind, block=block, start=start, stop=stop))
@@ -231,7 +231,7 @@ class Flow:
         """The first lag where the mean log norm falls below log(fraction) plus its lag-1
         value (the norm below `fraction` of the lag-1 norm); None if it never does; nan
         where the log norms are nan (a state that overflowed: `why`), as the rate is; 1
-        where the lag-1 product is already exactly zero (rate -inf, timescale 0)."""
+        where the lag-1 product is already zero (rate -inf, timescale 0)."""
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)) \
                 or not 0 < fraction < 1:                     # (nan fails the comparison)
             raise GradlabError(f"fraction must be a number in (0, 1), got {fraction!r}")

@@ -26,6 +26,7 @@ class Scale:
         self.one = torch.ones(B, dtype=dtype, device=device)
         self.drift = self.DRIFT[dtype] if torch.device(device).type == "cpu" else 0
         self.small = torch.finfo(dtype).tiny ** 0.5          # below: squares lose digits
+        self.half = int(math.log2(torch.finfo(dtype).max)) // 2   # past: 2^-e in 2 steps
         # one view per row, made once: a select per call costs as much as a small kernel
         self.rows = tuple(zip(self.mants.unbind(0), self.exps.unbind(0),
                               self.applied.unbind(0)))
@@ -44,7 +45,7 @@ class Scale:
         if not self.drift or drifted > self.drift:
             self.total += self.e
             shape = [-1 if d == batch else 1 for d in range(M.ndim)]
-            if drifted > 1000:     # 2^-e alone overflows past 2^1023 (subnormal entries)
+            if drifted > self.half:    # 2^-e alone may overflow (subnormal entries)
                 half = torch.div(self.e, 2, rounding_mode="trunc")
                 M.mul_(torch.ldexp(self.one, -half).view(shape))
                 M.mul_(torch.ldexp(self.one, half - self.e).view(shape))

@@ -66,8 +66,8 @@ def _rate_cell(rate, status):
 
 
 def _timescale_cell(rate, timescale, status):
-    """A timescale as the table shows it: a positive number of steps for a decay (0 for an
-    exactly zero product), else words ("gradients grow", "no decay within T", "state
+    """A timescale as the table shows it: a positive number of steps for a decay (0 for a
+    zero product), else words ("gradients grow", "no decay within T", "state
     overflowed"): never a negative number."""
     words = rate_words(rate, status)
     return timescale if words is None or rate == -math.inf else words

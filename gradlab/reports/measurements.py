@@ -63,7 +63,7 @@ FLOOR = -1e300    # stands in for -inf while percentiles interpolate (-inf - -in
 
 
 def _quartiles(values):
-    """(median, q1, q3) over sequences (axis 0); -inf (an exactly zero norm) stays -inf,
+    """(median, q1, q3) over sequences (axis 0); -inf (a zero norm) stays -inf,
     nan (an overflowed state) stays nan."""
     values = np.where(values == -np.inf, FLOOR, values)
     q = np.percentile(values, [50, 25, 75], axis=0)

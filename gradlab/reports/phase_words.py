@@ -12,7 +12,7 @@ RISE = 1e-9      # a timescale "falls" as the gate bias rises only by more than 
 
 def memory(p):
     """A point's timescale as an order: inf where gradients do not decay (grow, or keep
-    their size), 0 for an exactly zero product, None where nothing was measured."""
+    their size), 0 for a zero product, None where nothing was measured."""
     rate = p["rate"]
     if not isinstance(rate, (int, float)) or math.isnan(rate):
         return None

@@ -27,11 +27,13 @@ def unseen(terms, exact, blocks, rtol):
 
 
 ALIKE = 100      # two arrays within ALIKE rtol of each other give Jacobians within ~rtol
+APART = 1e-4     # ... but at a coarse rtol (1e-2, a float16 answer's), arrays that far
+                 # apart are not "equal": random weights differ by O(1)
 
 
 def _close(a, b, rtol):
     scale = max(float(a.abs().max()), float(b.abs().max()))
-    return scale > 0 and float((a - b).abs().max()) <= ALIKE * rtol * scale
+    return scale > 0 and float((a - b).abs().max()) <= min(ALIKE * rtol, APART) * scale
 
 
 def alike(cell, params, state, wrt, rtol):

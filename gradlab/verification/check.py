@@ -348,22 +348,30 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     if not callable(fn):
         raise GradlabError(f"{where}: {name!r} is not a function (its type: "
                            f"{type(fn).__name__})")
-    results = []
-    for n, m in ((hidden, inputs), second_size(hidden, inputs)):
+    def at(n, m):
         params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
                                   seed=seed)
-        results.append(check_jacobian(fn, cell, params, seed=seed, **options))
-        if not results[0].ok:
-            return dataclasses.replace(results[0], sizes=f"n = {n}, m = {m}")
-    first, again = results
+        return check_jacobian(fn, cell, params, seed=seed, **options)
+
+    first = at(hidden, inputs)
+    if not first.ok:
+        return dataclasses.replace(first, sizes=f"n = {hidden}, m = {inputs}")
     n, m = second_size(hidden, inputs)
+    try:
+        again = at(n, m)
+    except Exited:
+        raise
+    except GradlabError as err:        # torch.eye(8) in it: it fails only at other sizes
+        raise GradlabError(f"it agrees at n = {hidden}, m = {inputs}, but at a second size, "
+                           f"n = {n}, m = {m}: {err} (a size written into it?)") from None
     sizes = f"n = {hidden}, m = {inputs} and n = {n}, m = {m}"
     if not again.ok:
         return dataclasses.replace(again, sizes=f"n = {n}, m = {m}", diagnosis=[
             f"It agrees at n = {hidden}, m = {inputs}, but not at these sizes: a size "
             "written into your function (torch.eye(8), a reshape)?", *again.diagnosis])
-    worst = max(results, key=lambda r: r.max_error.relative)
-    notes = first.diagnosis + [d for d in again.diagnosis if d not in first.diagnosis]
+    worst = max((first, again), key=lambda r: r.max_error.relative)
+    said = {d.split(",")[0] for d in first.diagnosis}      # a note of one kind once
+    notes = first.diagnosis + [d for d in again.diagnosis if d.split(",")[0] not in said]
     return dataclasses.replace(worst, checked=first.checked + again.checked, sizes=sizes,
                                diagnosis=notes)
 

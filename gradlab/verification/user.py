@@ -232,10 +232,11 @@ def lower_precision(dtype, params_dtype, relative, rtol):
     if eps <= torch.finfo(params_dtype).eps or relative > 64 * eps:
         return None
     name, wide = str(dtype).removeprefix("torch."), str(params_dtype).removeprefix("torch.")
-    coarse = max(64 * eps, relative * 2)      # an rtol that would pass it: none, past 1e-2
+    coarse = max(64 * eps, relative * 2)      # an rtol that would pass it (below 1: float8's
+                                              # 64 eps is 8, which rtol cannot be)
     return [f"Your function returned {name} numbers (rounding {eps:.1e}), and its error, "
             f"{relative:.3g} relative, is within what that rounding explains: it may be "
             f"right, computed in {name}. Compute in {wide}" + (
                 f", or pass rtol={coarse:.0e} (--rtol) to check it at {name}'s precision."
-                if coarse < 1e-2 else f" (at {name}'s precision no check can tell a term "
+                if coarse < 1 else f" (at {name}'s precision no check can tell a term "
                 "left out from rounding).")]
