@@ -344,3 +344,14 @@ def test_a_let_that_prints_as_a_reduction_s_name_is_refused():
     with pytest.raises(GradlabError, match=r"'mu_a' and 'μ_a' would print alike \(μ_a in "
                                            r"its text\); rename one"):
         _declare(twins, "W U b")
+
+
+def test_python_s_max_or_a_comparison_points_to_maximum():
+    """max(a, b) on symbolic values said only "'>' not supported between instances of
+    'Value' and 'Value'"."""
+    def biggest(s):
+        return max(tanh(s.W @ s.h + s.U @ s.x), s.h)
+
+    with pytest.raises(GradlabError, match=r"a symbolic value has no order \(Python's max, "
+                                           r"min, <, > compare\): use gradlab.maximum\(a, b\)"):
+        _declare(biggest)

@@ -7,7 +7,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from .language import SIZES, Builder, Value, n, parameter_symbol
-from .mistakes import FOREIGN, line_of, where
+from .mistakes import hint, line_of, where
 from .names import check_name
 from .derive import Chain
 from .equations import check_constants, check_symbols
@@ -243,10 +243,8 @@ class Cell:
         except (GradlabError, sp.ShapeError) as err:
             raise GradlabError(f"cell '{self.name}'{where(fn, err)}: {line_of(err)}") from None
         except Exception as err:   # a Python slip in the declaration (s.W.T, a typo, ...)
-            foreign = isinstance(err, TypeError) and any(   # np.tanh, torch.tanh, math.tanh
-                k in str(err) for k in ("ufunc", "must be Tensor", "must be real number"))
             raise GradlabError(f"cell '{self.name}'{where(fn, err)}: {type(err).__name__}: "
-                               f"{line_of(err)}" + FOREIGN * foreign) from None
+                               f"{line_of(err)}{hint(err)}") from None
         check_constants(self.name, builder.lets)
         check_symbols(self.name, builder.lets, builder.declared())
         used = free_symbols(builder.lets.values())

@@ -7,6 +7,18 @@ import linecache
 
 FOREIGN = ("; numpy's, torch's and math's functions cannot take a symbolic value: use "
            "gradlab's (gradlab.tanh, sigmoid, relu, exp, log, sqrt, maximum, ...)")
+COMPARED = ("; a symbolic value has no order (Python's max, min, <, > compare): use "
+            "gradlab.maximum(a, b), gradlab.minimum(a, b) or relu")
+
+
+def hint(err):
+    """What a Python slip on a symbolic value means: FOREIGN, COMPARED or nothing."""
+    said = str(err)
+    if not isinstance(err, TypeError):
+        return ""
+    if any(k in said for k in ("ufunc", "must be Tensor", "must be real number")):
+        return FOREIGN                                 # np.tanh, torch.tanh, math.tanh
+    return COMPARED if "not supported between instances" in said else ""
 
 
 def line_of(err):
