@@ -355,3 +355,30 @@ def test_python_s_max_or_a_comparison_points_to_maximum():
     with pytest.raises(GradlabError, match=r"a symbolic value has no order \(Python's max, "
                                            r"min, <, > compare\): use gradlab.maximum\(a, b\)"):
         _declare(biggest)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numpy"])
+def test_norm_has_torch_s_slope_at_zero_so_the_zero_state_is_measured(backend):
+    """(h^T h)^(-1/2), the slope of ||h||, is inf at h = 0, and its products with h nan:
+    ||h|| h and ||h||^2 b, differentiable there with slope 0, gave an all-nan Jacobian at
+    gradient_flow's default zero state (its last lag's norms and the rate nan)."""
+    def normed(s):
+        return (tanh(s.W @ s.h + s.U @ s.x + s.b) + 0.5 * gradlab.norm(s.h) * s.h
+                + gradlab.norm(s.h) ** 2 * s.b)
+
+    cell = _declare(normed, "W U b")
+    p = cell.init_params(hidden=4, inputs=3, bias_scale=1.0, seed=0)
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(0), dtype=D)
+
+    def step(h, x):
+        r = torch.linalg.vector_norm(h)
+        return torch.tanh(p["W"] @ h + p["U"] @ x + p["b"]) + 0.5 * r * h + r ** 2 * p["b"]
+
+    h0 = torch.zeros(2, 4, dtype=D)
+    args = (p, (h0,), x) if backend == "torch" else (
+        {k: v.numpy() for k, v in p.items()}, (h0.numpy(),), x.numpy())
+    got = torch.as_tensor(cell.jacobian_fn("state", backend)(*args))
+    for b in range(2):
+        torch.testing.assert_close(got[b], jacrev(step)(h0[b], x[b]), rtol=1e-13, atol=1e-15)
+    xs = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(1), dtype=D) * 0.1
+    assert np.isfinite(gradlab.gradient_flow(cell, p, xs).log_norm()).all()

@@ -26,6 +26,7 @@ def _numpy():
         ones=lambda r, c, like: np.ones((r, c), **like_kw(like)),
         **implementations("numpy", np),     # the activation table: tanh, sigmoid, ...
         sqrt=np.sqrt,
+        gram_power=lambda g, k: np.where(g == 0, 0.0, np.where(g == 0, 1.0, g) ** k),
         asarray=np.asarray,
         broadcast_to=np.broadcast_to,
         contiguous=np.ascontiguousarray,
@@ -103,6 +104,7 @@ def _torch():
         ones=lambda r, c, like: torch.ones((r, c), **like_kw(like)),
         **implementations("torch", torch),  # the activation table: tanh, sigmoid, ...
         sqrt=torch.sqrt,
+        gram_power=lambda g, k: torch.where(g == 0, 0.0, torch.where(g == 0, 1.0, g) ** k),
         asarray=torch.as_tensor,
         broadcast_to=torch.broadcast_to,
         contiguous=lambda a: a.contiguous(),

@@ -54,6 +54,12 @@ def constant(expr):
     return repr(value)
 
 
+def _gram(e):
+    """Is `e` r^T r for a vector r (a norm's square)?"""
+    return (isinstance(e, sp.MatMul) and len(e.args) == 2 and isinstance(e.args[0], sp.Transpose)
+            and e.args[0].arg == e.args[1] and e.args[1].shape[1] == 1)
+
+
 class ArrayPrinter(StrPrinter):
     """Prints one expression, using `names` for symbols and already-computed subterms."""
 
@@ -171,7 +177,12 @@ class ArrayPrinter(StrPrinter):
         return "(" + " * ".join(self._print(a) for a in expr.args) + ")"
 
     def _print_HadamardPower(self, expr):
-        return f"({self._print(expr.base)} ** {self._print(expr.exp)})"
+        base, exp = self._print(expr.base), self._print(expr.exp)
+        if expr.exp.is_negative and _gram(expr.base):
+            # (r^T r)^(-1/2), the slope of ||r||: at r = 0 torch's subgradient, 0, where the
+            # power is inf and its products with r (zero) nan: ||h|| h has slope 0 at h = 0
+            return f"xp.gram_power({base}, {exp})"
+        return f"({base} ** {exp})"
 
     def _print_ElementwiseApplyFunction(self, expr):
         fn, arg = expr.function, expr.expr
