@@ -249,3 +249,16 @@ def test_gradlab_check_says_where_a_size_written_in_fails_and_notes_once(tmp_pat
         "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 5, m = 6: ")
     noted = invoke("check", "mine.py:nob", "--cell", "rnn_tanh", "--bias-scale", "0")
     assert noted.exit_code == 0 and noted.output.count("Note: it agrees at the params") == 1
+
+
+def test_at_a_coarse_rtol_a_nearly_symmetric_weight_is_still_alike():
+    """Capping 'alike' at 1e-4 let W symmetric to ~1e-3 pass a W^T derivation at rtol
+    1e-2; the cap is max(rtol, 1e-4)."""
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+    A = torch.randn(8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    p["W"] = (p["W"] + p["W"].T) / 2 + 2e-4 * A
+    exact = rnn.jacobian_fn("state")
+    result = gradlab.check_jacobian(lambda q, s, x: exact({**q, "W": q["W"].T}, s, x), rnn, p,
+                                    rtol=1e-2)
+    assert not result.ok and result.inconclusive and "W = Wᵀ" in str(result)

@@ -267,3 +267,19 @@ class _Shrinks(nn.Module):
 
 def lambda_module():
     return _Shrinks()
+
+
+def test_a_stacked_let_keeps_its_power_and_tilde_after_the_layer_number():
+    """layer_name put the layer after the ^: r^2 became r^21, r^22 (powers 21 and 22), and
+    a let h~ could not be stacked at all ('h~1' is not a name)."""
+    from gradlab.symbolic.stack import layer_name
+    assert [layer_name(n, 2) for n in ("W_i", "c'", "r^2", "h~", "n~'")] == [
+        "W_i2", "c2'", "r2^2", "h2~", "n2~'"]
+
+    def tilded(s):
+        h = s.let("h~", gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return 0.5 * h + 0.5 * s.h
+
+    cell = gradlab.declare(state="h", params="W U b", source="t", name="tilded")(tilded)
+    shown = str(gradlab.stack(cell, 2).equations())
+    assert "h1~ = tanh(W1 h1 + U1 x + b1)" in shown and "h2~ = tanh(" in shown

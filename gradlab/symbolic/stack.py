@@ -31,6 +31,7 @@ that hold layer l-1's other half). The layer must read its input only as P @ x.
 """
 
 import functools
+import re
 
 from .cell import Cell
 from .language import Value, n
@@ -40,8 +41,9 @@ MAX_LAYERS = 64
 
 
 def layer_name(name, layer):
-    """A layer's copy of a name: `W_i` -> `W_i2`, `c'` -> `c2'` (primes stay last)."""
-    base = name.rstrip("'")
+    """A layer's copy of a name: `W_i` -> `W_i2`, `c'` -> `c2'`, `r^2` -> `r2^2`, `h~` ->
+    `h2~` (the number before any ^, ~ or primes: r^22 would read as a power 22)."""
+    base = re.match(r"[^\^~']*", name)[0]
     return f"{base}{layer}{name[len(base):]}"
 
 

@@ -238,5 +238,5 @@ def lower_precision(dtype, params_dtype, relative, rtol):
             f"{relative:.3g} relative, is within what that rounding explains: it may be "
             f"right, computed in {name}. Compute in {wide}" + (
                 f", or pass rtol={coarse:.0e} (--rtol) to check it at {name}'s precision."
-                if coarse < 1 else f" (at {name}'s precision no check can tell a term "
+                if float(f"{coarse:.0e}") < 1 else f" (at {name}'s precision no check can tell a term "
                 "left out from rounding).")]
