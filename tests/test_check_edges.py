@@ -71,6 +71,18 @@ def test_a_right_derivation_at_zero_biases_and_a_closure_get_no_note():
     assert gradlab.check_jacobian(closure, cell, params).diagnosis == []
 
 
+def _drawn(name):
+    """(cell, params drawn as gradlab check draws them, the exact Jacobian function)."""
+    cell = gradlab.cell(name)
+    return cell, cell.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0), \
+        cell.jacobian_fn("state")
+
+
+def _first_sample_for_all(exact):
+    """A Jacobian that reads sample 0's state and input for every sample."""
+    return lambda p, s, x: exact(p, tuple(t[:1].expand_as(t) for t in s), x[:1].expand_as(x))
+
+
 def _pre(p, s, x, with_h=True, with_x=True):
     return (s[0] @ p["W"].T if with_h else 0) + (x @ p["U"].T if with_x else 0) + p["b"]
 
@@ -129,23 +141,16 @@ def test_states_or_params_equal_to_within_rounding_are_inconclusive():
 def test_a_uniform_error_is_not_blamed_on_sample_dependence():
     """Samples of small entries were within rtol of the whole Jacobian's scale under a
     uniform 3e-8 error and 'agreed', beside the right diagnosis (scaled by 1.00000003)."""
-    rnn = gradlab.cell("rnn_tanh")
-    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
-    exact = rnn.jacobian_fn("state")
+    rnn, p, exact = _drawn("rnn_tanh")
     result = str(gradlab.check_jacobian(lambda p, s, x: exact(p, s, x) * (1 + 3e-8), rnn, p))
     assert "scaled by 1.00000003" in result and "depends on which sample" not in result
 
-    def first_sample_for_all(p, s, x):
-        return exact(p, tuple(t[:1].expand_as(t) for t in s), x[:1].expand_as(x))
-
     assert "Sample(s) 0 agree and 1, 2, 3 do not" in str(
-        gradlab.check_jacobian(first_sample_for_all, rnn, p))
+        gradlab.check_jacobian(_first_sample_for_all(exact), rnn, p))
 
 
 def test_a_float8_answer_is_not_offered_an_rtol_that_is_refused():
-    rnn = gradlab.cell("rnn_tanh")
-    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
-    exact = rnn.jacobian_fn("state")
+    rnn, p, exact = _drawn("rnn_tanh")
     said = str(gradlab.check_jacobian(
         lambda p, s, x: exact(p, s, x).to(torch.float8_e4m3fn), rnn, p))
     assert "rtol=" not in said and "no check can tell a term left out from rounding" in said
@@ -155,9 +160,7 @@ def test_a_float8_answer_is_not_offered_an_rtol_that_is_refused():
 
 
 def test_a_batch_answered_with_one_matrix_is_said_to_be_checked_sample_by_sample():
-    rnn = gradlab.cell("rnn_tanh")
-    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
-    exact = rnn.jacobian_fn("state")
+    rnn, p, exact = _drawn("rnn_tanh")
 
     def folds(p, s, x):
         if x.ndim == 2:
@@ -208,22 +211,14 @@ def test_a_coarse_rtol_does_not_make_random_weights_alike():
 
 
 def test_a_float32_answer_that_reads_one_sample_for_all_is_named():
-    lstm = gradlab.cell("lstm")
-    p = {k: v.float() for k, v in lstm.init_params(8, 4, weight_scale=1.5, bias_scale=0.5,
-                                                   seed=0).items()}
-    exact = lstm.jacobian_fn("state")
-
-    def first_for_all(p, s, x):
-        return exact(p, tuple(t[:1].expand_as(t) for t in s), x[:1].expand_as(x))
-
+    lstm, p, exact = _drawn("lstm")
+    p = {k: v.float() for k, v in p.items()}
     assert "Sample(s) 0 agree and 1, 2, 3 do not" in str(
-        gradlab.check_jacobian(first_for_all, lstm, p))
+        gradlab.check_jacobian(_first_sample_for_all(exact), lstm, p))
 
 
 def test_a_float16_answer_is_offered_an_rtol_it_can_pass():
-    rnn = gradlab.cell("rnn_tanh")
-    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
-    exact = rnn.jacobian_fn("state")
+    rnn, p, exact = _drawn("rnn_tanh")
     half = lambda p, s, x: exact(p, s, x).half()        # noqa: E731
     said = str(gradlab.check_jacobian(half, rnn, p))
     assert "or pass rtol=6e-02 (--rtol) to check it at float16's precision" in said
