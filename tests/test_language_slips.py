@@ -382,3 +382,13 @@ def test_norm_has_torch_s_slope_at_zero_so_the_zero_state_is_measured(backend):
         torch.testing.assert_close(got[b], jacrev(step)(h0[b], x[b]), rtol=1e-13, atol=1e-15)
     xs = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(1), dtype=D) * 0.1
     assert np.isfinite(gradlab.gradient_flow(cell, p, xs).log_norm()).all()
+
+
+def test_a_let_named_as_the_new_state_but_not_returned_says_so():
+    """It said only "'h'' is already defined"."""
+    def twice(s):
+        return 2 * s.let("h'", tanh(s.W @ s.h + s.U @ s.x))
+
+    with pytest.raises(GradlabError, match="a let is named h', the name of the new h, but "
+                                           "the declaration returns another value for h"):
+        _declare(twice)

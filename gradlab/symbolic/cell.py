@@ -7,7 +7,7 @@ import sympy as sp
 from sympy import MatrixSymbol
 
 from .language import SIZES, Builder, Value, n, parameter_symbol
-from .mistakes import hint, line_of, where
+from .mistakes import NEW_NAME_TAKEN, hint, line_of, where
 from .names import check_name
 from .derive import Chain
 from .equations import check_constants, check_symbols
@@ -286,6 +286,8 @@ class Cell:
                                    f"got {value.expr}")
             if value.owner is not builder or value.expr not in builder.lets \
                     or value.expr in symbols:     # one let for two parts: each its own name
+                if any(str(s) == f"{part}'" for s in builder.lets):   # a let h' not returned
+                    raise GradlabError(NEW_NAME_TAKEN.format(part))
                 value = builder.let(f"{part}'", value)
             other = str(value.expr).rstrip("'")
             if str(value.expr).endswith("'") and other != part and other in parts:

@@ -7,6 +7,8 @@ import linecache
 
 FOREIGN = ("; numpy's, torch's and math's functions cannot take a symbolic value: use "
            "gradlab's (gradlab.tanh, sigmoid, relu, exp, log, sqrt, maximum, ...)")
+NEW_NAME_TAKEN = ("a let is named {0}', the name of the new {0}, but the declaration returns "
+                  "another value for {0}: return that let, or give it another name")
 COMPARED = ("; a symbolic value has no order (Python's max, min, <, > compare): use "
             "gradlab.maximum(a, b), gradlab.minimum(a, b) or relu")
 
