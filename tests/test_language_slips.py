@@ -392,3 +392,16 @@ def test_a_let_named_as_the_new_state_but_not_returned_says_so():
     with pytest.raises(GradlabError, match="a let is named h', the name of the new h, but "
                                            "the declaration returns another value for h"):
         _declare(twice)
+
+
+def test_norm_and_sum_of_a_scripted_let_print_its_name():
+    """norm(q^2) printed ‖qpow_2‖ (its name spelled out for var's sake) and q^2ᵀ."""
+    def normed(s):
+        q = s.let("q^2", tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return q * gradlab.norm(q) + gradlab.sum(q) * s.h
+
+    cell = _declare(normed, "W U b")
+    shown, latex = str(cell.equations()), cell._repr_latex_()
+    assert "‖q^2‖ = ((q^2)ᵀ q^2)^(1/2)" in shown and "Σ_q^2 = 1ᵀ q^2" in shown
+    assert r"\left\lVert q^{2} \right\rVert" in latex and r"\Sigma_{q^{2}}" in latex
+    assert "pow" not in shown + latex

@@ -277,18 +277,18 @@ def sum(v, *rest):     # noqa: A001 - a plain iterable goes to builtins.sum
     Python's sum (so `from gradlab import *` leaves sum([1, 2]) working)."""
     if not isinstance(v, Value):
         return builtins.sum(v, *rest)
-    v, name = _named(v, "sum")
+    v, name = _named(v, "sum", power="^")
     return v.owner._let(f"sum_{name}", Value(al.mul(OneMatrix(1, v.expr.shape[0]), v.expr)))
 
 
 def norm(v):
     """The Euclidean norm over the units of a named vector r, as the scalar ‖r‖."""
-    v, name = _named(v, "norm")
+    v, name = _named(v, "norm", power="^")
     squares = al.mul(sp.Transpose(v.expr), v.expr)
     return v.owner._let(f"norm_{name}", Value(HadamardPower(squares, sp.S.Half)))
 
 
-def _named(v, what):
+def _named(v, what, power="pow"):
     if not (isinstance(v, Value) and v.owner is not None):
         raise GradlabError(f"{what}() takes a named vector: bind it first, r = s.let('r', ...)")
     if not v.is_vector:
@@ -298,8 +298,9 @@ def _named(v, what):
                            f"({v.expr.shape[0]} x {v.expr.shape[1]})")
     # the vector's own name in the reduction's (mu_a' for a', so it differs from mu_a),
     # a ~ spelled out (n~: mu_ntilde, read μ_ñ), so that sigma_ntilde^2 is a name too
-    # (and a ^ spelled out: var of r^2 is sigma_rpow2^2, not sigma_r^2^2, nor μ_r^2)
-    return v, v.expr.name.replace("~", "tilde").replace("^", "pow")
+    # (and a ^ spelled out: var of r^2 is sigma_rpow2^2, not sigma_r^2^2, nor μ_r^2;
+    # norm and sum keep it, printed around the name: ‖r^2‖, Σ_{r^2})
+    return v, v.expr.name.replace("~", "tilde").replace("^", power)
 
 
 class Builder:

@@ -271,7 +271,8 @@ class MatrixTextPrinter(StrPrinter):
 
     def _print_Transpose(self, expr):
         arg = self._print(expr.arg)
-        return f"({arg})ᵀ" if not isinstance(expr.arg, sp.MatrixSymbol) else f"{arg}ᵀ"
+        return f"{arg}ᵀ" if isinstance(expr.arg, sp.MatrixSymbol) and not SCRIPTED.search(arg) \
+            else f"({arg})ᵀ"                                   # (q^2)ᵀ, not q^2ᵀ
 
     def _print_MatPow(self, expr):          # (J)^2 and W^2, not **: one notation, ^
         base = self._print(expr.base)
