@@ -118,6 +118,13 @@ class Population:
         self._vector_fns = {f.symbol: self._compile(f.vector, extra=list(lets))
                             for f in self.fields if not f.is_input}
         self.chains = self._chains()
+        keys = {key for c in self.chains for key in c.matrices}
+        both = sorted(name for name, transposed in keys if not transposed and (name, True) in keys)
+        if both:              # W - W.T, W + W.T: fields of W and of W^T are not independent
+            raise GradlabError(f"mean field cannot read cell '{cell.name}': it reads "
+                               f"{both[0]} and {both[0]}ᵀ together (as in W - Wᵀ), whose "
+                               "fields are correlated, not the independent ones the theory "
+                               "draws (W - Wᵀ keeps a norm the theory would see decay)")
         self._diag_fns = [[self._compile(d, extra=list(lets)) for d in c.diags]
                           for c in self.chains]
 
