@@ -256,3 +256,17 @@ def test_a_weight_read_with_its_own_transpose_is_refused(sign):
         with pytest.raises(gradlab.GradlabError, match="mean field cannot read cell 'paired': "
                                                        "it reads W and Wᵀ together"):
             gradlab.mean_field(cell, method=method)
+
+
+def test_a_cell_whose_new_state_does_not_read_the_old_is_an_instant_drop():
+    """tanh(U x) has no chain from s to s': mean field crashed on an empty array
+    (ValueError, 'internal error' in gradlab init); the gradient is gone at once."""
+    import gradlab
+
+    def constant(s):
+        return gradlab.tanh(s.U @ s.x)
+
+    cell = gradlab.declare(state="h", params="U", source="t", name="constant")(constant)
+    for method, options in (("annealed", {}), ("dynamic", {"units": 32, "steps": 20})):
+        result = gradlab.mean_field(cell, method=method, **options)
+        assert result.rate == -math.inf and result.timescale == 0

@@ -69,9 +69,9 @@ class Sampled:
         """Per group, the fewest unit draws (pooled over steps) that a chain carrying at
         least DOMINANT of the gain, or any chain through weights, rests on (0: a level
         zero at every draw, all saturated); inf where there is nothing to sample."""
-        if not self.steps:
-            return np.full(self.G, np.inf)
         chains = len(self.s1)
+        if not self.steps or not chains:           # (no chain: s' does not read s)
+            return np.full(self.G, np.inf)
         units = np.full((self.G, chains), np.inf)
         for c in range(chains):
             for s1, s2 in zip(self.s1[c], self.s2[c]):
