@@ -27,7 +27,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from . import algebra as al
 from .activations import TABLE, by_language_name
 from .dag import doit
-from .names import LET_NAME, function_name, reduction_name, scripted_name
+from .names import check_let_name
 from .pairwise import Pairwise
 from .printing import latex, text
 from ..lowering.codeprinter import identifier
@@ -367,15 +367,7 @@ class Builder:
 
     def let(self, name, value):
         """Name a vector (or a 1 x 1 reduction); later equations and the Jacobians use the name."""
-        if not isinstance(name, str) or not LET_NAME.fullmatch(name):
-            raise GradlabError(f"let name {name!r} is not a name: a letter, then letters, "
-                               "digits, _ (not __, not last) or primes ('), at most one ^, then "
-                               "maybe ~ (ñ) and primes, e.g. \"c'\", \"n~\", \"sigma_r^2\"")
-        if why := function_name(name, "let"):
-            raise GradlabError(why)
-        if name == "I":      # printed, it would be the identity: 0.5 I read as 0.5 times I
-            raise GradlabError("let name 'I' is how the identity prints (s.I); choose another")
-        if why := reduction_name(name, "let") or scripted_name(name, "let"):
+        if why := check_let_name(name):
             raise GradlabError(why)
         return self._let(name, value)
 

@@ -39,6 +39,19 @@ def check_name(name, what):
     return function_name(name, what) or reduction_name(name, what)
 
 
+def check_let_name(name):
+    """Refuse a let name that is not one, or prints as something else (a function, the
+    identity, a reduction's name, a power with a prime on it); None if usable."""
+    if not isinstance(name, str) or not LET_NAME.fullmatch(name):
+        return (f"let name {name!r} is not a name: a letter, then letters, digits, _ (not __, "
+                "not last) or primes ('), at most one ^, then maybe ~ (ñ) and primes, e.g. "
+                "\"c'\", \"n~\", \"sigma_r^2\"")
+    if name == "I":      # printed, it would be the identity: 0.5 I read as 0.5 times I
+        return "let name 'I' is how the identity prints (s.I); choose another"
+    return (function_name(name, "let") or reduction_name(name, "let")
+            or scripted_name(name, "let"))
+
+
 def function_name(name, what):      # "exp tanh(...)" would read as exp applied to tanh
     return (f"{what} name {name!r} is how a function prints ({name}(...)), so the equations "
             "would read wrong; choose another") if name in FUNCTION_NAMES else None
