@@ -368,7 +368,8 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     if not again.ok:
         return dataclasses.replace(again, sizes=f"n = {n}, m = {m}", diagnosis=[
             f"It agrees at n = {hidden}, m = {inputs}, but not at these sizes: a size "
-            "written into your function (torch.eye(8), a reshape)?", *again.diagnosis])
+            "written into your function (torch.eye(8), a reshape)?"] * (
+                not again.inconclusive) + again.diagnosis)   # (inconclusive: draws can't tell)
     worst = max((first, again), key=lambda r: r.max_error.relative)
     said = {d.split(",")[0] for d in first.diagnosis}      # a note of one kind once
     notes = first.diagnosis + [d for d in again.diagnosis if d.split(",")[0] not in said]
