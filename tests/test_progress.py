@@ -48,3 +48,13 @@ def test_dynamic_mean_field_is_heard():
         gradlab.mean_field("lstm", method="dynamic", units=16, steps=12)
     for what in ("mean-field forward", "mean-field backward"):
         assert [d for w, d, t in heard if w == what] == list(range(1, 13))
+
+
+def test_annealed_mean_field_is_heard():
+    """The annealed theory (gradlab.mean_field's default) ran 17 s at steps=2000 with
+    nothing for a listener to show: its loop over the steps reports as the dynamic one's."""
+    heard = []
+    with progress.listening(lambda what, done, total: heard.append((what, done, total))):
+        gradlab.mean_field("lstm", units=16, burn_in=3, steps=5)
+    assert [(d, t) for w, d, t in heard if w == "annealed mean field"] == \
+        [(d, 8) for d in range(1, 9)]

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 
+from .. import progress
 from ..errors import check_seed, integer
 from .population import normal, population, start
 from .sampling import Sampled, refuse_undersampled
@@ -72,9 +73,12 @@ def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
     sigma2 = [np.prod([pop.weight_variance(k, scales) for k in c.matrices])
               for c in pop.chains]
     sums, variances, sampled = {}, {}, Sampled(pop, [scales], 1, N)
-    for step in range(burn_in + steps):
+    total = burn_in + steps
+    for step in range(total):
         env = pop.step(state, params, fields_for, N)
         state = pop.new_state(env)
+        if progress.due(step, total):
+            progress.advance("annealed mean field", step + 1, total)
         if step < burn_in:
             continue
         diags = pop.diags(env, N)
