@@ -9,7 +9,8 @@ from ..registry import register
 @declare(state="h", params="U b_z W V b_u", gate_bias="b_u",
          source="Chen, Pennington & Schoenholz 2018 (arXiv 1806.05394)")
 def minimal_rnn(s):
-    """The minimalRNN: the input is mapped once, and u blends it into the state."""
+    """The minimalRNN: the input is mapped once, z = Phi(x), and u blends it into the
+    state. The paper leaves the map Phi open; here it is tanh(U x + b_z)."""
     z = s.let("z", tanh(s.U @ s.x + s.b_z))
     u = s.let("u", sigmoid(s.W @ s.h + s.V @ z + s.b_u))
     return u * s.h + (1 - u) * z

@@ -50,7 +50,9 @@ def pseudo_lstm(s):
 @declare(state="h", params="W_r U_r b_r W_z U_z b_z W U b", gate_bias="b_z",
          source="Cho et al. 2014; " + R2RT)
 def gru(s):
-    """The GRU: forget is 1 - write (z keeps), so the state stays bounded."""
+    """The GRU: forget is 1 - write (z keeps), so the state stays bounded. The reset r
+    acts before the matrix, W (r h), as Cho et al. write it; torch's nn.GRU acts after
+    it (gru_torch)."""
     r = s.let("r", sigmoid(s.W_r @ s.h + s.U_r @ s.x + s.b_r))
     z = s.let("z", sigmoid(s.W_z @ s.h + s.U_z @ s.x + s.b_z))
     candidate = s.let("htilde", tanh(s.W @ (r * s.h) + s.U @ s.x + s.b))
