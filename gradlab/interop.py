@@ -52,7 +52,7 @@ import re
 from .errors import GradlabError, arguments_checked
 from .registry import builtin, cell
 from .torch_guards import (module_kind, refuse_hooks, refuse_meta, refuse_nonfinite,
-                           unwrap)
+                           refuse_updating, unwrap)
 
 # torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
 GATES = {"lstm": ("i", "f", "g", "o"), "lstm_proj": ("i", "f", "g", "o"),
@@ -86,24 +86,35 @@ def _weights(module, suffix=""):
         b_ih = b_hh = torch.zeros(w_hh.shape[0], dtype=w_hh.dtype, device=w_hh.device)
     w_hr = (getattr(module, f"weight_hr{suffix}").detach().clone()
             if getattr(module, "proj_size", 0) else None)
-    _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh)
+    _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh, w_hr)
     return w_ih, w_hh, b_ih, b_hh, w_hr
 
 
-def _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh):
+def _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh, w_hr=None):
     """Refuse weights whose shapes are not what the module's sizes say (a weight replaced
-    by hand): torch would fail in its own words, or a cell module compute with them."""
-    n, p, _ = _sizes(module)
+    by hand): torch would fail in its own words, or a cell module compute with them, and
+    gradlab would pad a narrow one with zeros and measure a network torch cannot run."""
+    n, p, m = _sizes(module)
     gates = len(GATES.get(module_kind(module), "h"))       # the RNN's one block
-    rows = gates * n
-    for name, t, shape in ((f"weight_ih{suffix}", w_ih, (rows, w_ih.shape[-1])),
-                           (f"weight_hh{suffix}", w_hh, (rows, p)),
-                           (f"bias_ih{suffix}", b_ih, (rows,)),
-                           (f"bias_hh{suffix}", b_hh, (rows,))):
+    rows, proj = gates * n, bool(getattr(module, "proj_size", 0))
+    layer = re.match(r"_l(\d+)", suffix)
+    h = f"{'proj_size' if proj else 'hidden_size'} {p}"
+    if layer is None or layer.group(1) == "0":
+        width, reads = m, f"input_size {m}"
+    else:                                   # an upper layer reads the h below (both halves)
+        two = bool(getattr(module, "bidirectional", False))
+        width, reads = (2 * p, f"2 x {h}") if two else (p, h)
+    rows_are = f"{gates} x hidden_size {n} rows"
+    checks = [(f"weight_ih{suffix}", w_ih, (rows, width), f"{rows_are}, {reads} columns"),
+              (f"weight_hh{suffix}", w_hh, (rows, p), f"{rows_are}, {h} columns"),
+              (f"bias_ih{suffix}", b_ih, (rows,), rows_are),
+              (f"bias_hh{suffix}", b_hh, (rows,), rows_are)]
+    if w_hr is not None:
+        checks.append((f"weight_hr{suffix}", w_hr, (p, n), f"proj_size {p} x hidden_size {n}"))
+    for name, t, shape, says in checks:
         if tuple(t.shape) != shape:
             raise GradlabError(f"{type(module).__name__}.{name} has shape {tuple(t.shape)}, "
-                               f"not {shape} as the module's sizes say ({gates} x "
-                               f"hidden_size {n} rows)")
+                               f"not {shape} as the module's sizes say ({says})")
 
 
 def layer_params(name, w_ih, w_hh, b_ih, b_hh, w_hr=None):
@@ -168,6 +179,7 @@ def from_torch(module, direction=None):
     refuse_meta(module)
     refuse_hooks(module)
     refuse_nonfinite(module)
+    refuse_updating(module)
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in module.parameters()})
     if any(d not in ("float32", "float64") for d in dtypes) or len(dtypes) > 1:
         raise GradlabError(f"{type(module).__name__}'s weights are {', '.join(dtypes)}; "
@@ -287,27 +299,24 @@ def direction_inputs(module, xs, direction):
 def _checked_sizes(c, params):
     """(n, m) of a params dict for the one-layer cell `c`, every name, type, dtype, device
     and shape checked (as gradient_flow checks them), refused in one line."""
-    from .flow.bound import check_params
+    from .flow.bound import check_params, hidden_size
 
     check_params(c, params)
-    first = params[c.param_names[0]]
-    u = "U" if c.name.startswith("rnn_") else "U_" + GATES[c.name][0]
-    for p, t in ((c.param_names[0], first), (u, params[u])):
-        if t.ndim != 2:
-            raise GradlabError(f"param '{p}' of cell '{c.name}' has shape {tuple(t.shape)}, "
-                               f"expected a matrix ({'n, m' if p == u else 'n, n'})")
-    n, m = first.shape[0], params[u].shape[1]
-    if n == 0:
-        raise GradlabError(f"param '{c.param_names[0]}' of cell '{c.name}' has shape "
-                           f"{tuple(first.shape)}: the hidden size n must be at least 1")
+    n = hidden_size(c, params)          # the sizes most parameters agree on, so that
+    wide = [params[p].shape[1] for p, (_, cols) in c.param_shapes.items()    # the odd one
+            if str(cols) == "m" and params[p].ndim == 2]                     # out is named
+    m = max(set(wide), key=lambda v: (wide.count(v), -wide.index(v))) if wide else 0
     sizes = {"n": n, "m": m, "1": 1}
     for p, (rows, cols) in c.param_shapes.items():
         expected = (sizes[str(rows)],) if str(cols) == "1" else (sizes[str(rows)],
                                                                  sizes[str(cols)])
         if tuple(params[p].shape) != expected:
             raise GradlabError(f"param '{p}' of cell '{c.name}' has shape "
-                               f"{tuple(params[p].shape)}, expected {expected} (n = {n} from "
-                               f"{c.param_names[0]}, m = {m} from {u})")
+                               f"{tuple(params[p].shape)}, expected {expected} (n = {n}, "
+                               f"m = {m}: what most of its parameters say)")
+    if m == 0:
+        raise GradlabError(f"params of cell '{c.name}' give an input size of 0; a torch "
+                           "module needs input_size >= 1")
     return n, m
 
 

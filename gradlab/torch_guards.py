@@ -18,6 +18,12 @@ from .errors import GradlabError
 def module_kind(module):
     import torch.nn as nn
 
+    if not isinstance(module, nn.Module):
+        raise GradlabError(f"from_torch takes nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU "
+                           f"or nn.GRUCell, got " + (
+                               f"the class {module.__name__} (a module is built from it: "
+                               f"{module.__name__}(input_size, hidden_size))"
+                               if isinstance(module, type) else type(module).__name__))
     refuse_quantized(module)
     bases = (nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU, nn.GRUCell)
     base = next((b for b in type(module).__mro__ if b in bases), None)
@@ -115,6 +121,36 @@ def refuse_hooks(module):
                            f"{where} a {kind} (weight_norm and spectral_norm of "
                            "torch.nn.utils register one), which may change what it "
                            "computes; remove it, or use torch.nn.utils.parametrizations")
+
+
+def refuse_updating(module):
+    """A parametrization that updates its buffers whenever its weight is read
+    (spectral_norm's power iteration, in training mode): every step would see another
+    weight, two runs would disagree, and the user's module would change. Found by reading
+    each parametrized weight once and putting back any buffer that moved."""
+    import torch
+
+    for owner in module.modules():
+        found = getattr(owner, "parametrizations", None)
+        if not isinstance(found, torch.nn.ModuleDict):
+            continue
+        for name, chain in found.items():
+            kept = [(b, b.detach().clone()) for b in chain.buffers()]
+            if not kept:
+                continue
+            with torch.no_grad():
+                getattr(owner, name)
+                moved = [not torch.equal(b, old) for b, old in kept]
+                for b, old in kept:
+                    b.copy_(old)
+            if any(moved):
+                kind = next(type(p).__name__.lstrip("_") for p in chain if any(
+                    True for _ in p.buffers()))
+                raise GradlabError(
+                    f"{type(owner).__name__}.{name} is parametrized by {kind}, which "
+                    "updates its buffers whenever the weight is read (training mode): "
+                    "each step would see another weight (and your module would change); "
+                    "call module.eval() first")
 
 
 def refuse_nonfinite(module):

@@ -215,9 +215,10 @@ def test_to_torch_checks_its_params(setup):
     bad = {**params, "W_f": torch.zeros(2, 2, dtype=torch.float64)}
     refused(r"param 'W_f' of cell 'lstm' has shape \(2, 2\), expected \(3, 3\)",
             gradlab.to_torch, "lstm", bad)
-    refused(r"param 'W_i' of cell 'lstm' has shape \(3,\), expected a matrix",
+    refused(r"param 'W_i' of cell 'lstm' has shape \(3,\), expected \(3, 3\)",
             gradlab.to_torch, "lstm", {**params, "W_i": torch.zeros(3, dtype=torch.float64)})
-    refused(r"params must hold torch tensors", gradlab.to_torch, "lstm",
+    refused(r"param 'W_i' of cell 'lstm' is a ndarray, not a torch tensor", gradlab.to_torch,
+            "lstm",
             {k: v.numpy() for k, v in params.items()})
     refused(r"params mix dtypes", gradlab.to_torch, "lstm",
             {**params, "W_i": params["W_i"].float()})

@@ -165,9 +165,17 @@ def check_params(cell, params):
         raise GradlabError(f"params must be a dict of tensors for cell '{cell.name}' "
                            f"({', '.join(cell.param_names)}), got {got}")
     tensors = [params[p] for p in cell.param_names if p in params]
-    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
-        raise GradlabError(f"params must hold torch tensors named "
-                           f"{', '.join(cell.param_names)}")
+    if not tensors:                  # none of the names: another cell's params, say
+        raise GradlabError(f"params hold none of the parameters of cell '{cell.name}' ("
+                           f"{', '.join(cell.param_names)}); got "
+                           f"{', '.join(map(str, list(params)[:6]))}"
+                           + (", ..." if len(params) > 6 else ""))
+    odd = next((p for p in cell.param_names if p in params
+                and not isinstance(params[p], torch.Tensor)), None)
+    if odd is not None:
+        raise GradlabError(f"param '{odd}' of cell '{cell.name}' is a "
+                           f"{type(params[odd]).__name__}, not a torch tensor (torch."
+                           "as_tensor makes one)")
     lower.require_params(cell, params)
     dtype, device = tensors[0].dtype, tensors[0].device
     if any(t.dtype != dtype or t.device != device for t in tensors):

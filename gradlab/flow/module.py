@@ -25,7 +25,7 @@ import sympy as sp
 import torch
 
 from ..errors import GradlabError, flag
-from ..torch_guards import refuse_quantized, unwrap
+from ..torch_guards import refuse_nonfinite, refuse_quantized, refuse_updating, unwrap
 from .bound import as_inputs, setup
 from .initial import module_state0, structure
 
@@ -261,6 +261,7 @@ def refuse_noisy(module):
     noisy += [f"{type(m).__name__}(dropout={m.dropout})" for m in module.modules()
               if isinstance(m, torch.nn.RNNBase) and m.training and m.dropout > 0
               and m.num_layers > 1]                 # dropout between stacked layers
+    refuse_updating(module)
     if noisy:
         raise GradlabError(f"{type(module).__name__} is in training mode with {noisy[0]}: "
                            "each step would draw new noise or update running statistics "
@@ -280,6 +281,7 @@ def prepare(module, xs, state0, reverse):
         raise GradlabError(f"{type(module).__name__}'s parameters are on the meta device, "
                            "which holds no numbers; move the module to cpu or cuda")
     refuse_noisy(module)
+    refuse_nonfinite(module)              # (as from_torch: no trajectory to follow)
     xs = as_inputs(xs)
     like = like if like is not None and like.is_floating_point() else xs
     if like.dtype not in (torch.float32, torch.float64):
