@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from .errors import integer, real
+
 QUADRATURE_POINTS = 100   # Gauss-Hermite: exact for polynomials to degree 199, ample here
 
 
@@ -63,6 +65,16 @@ def mean_field(weight_scale, *, input_scale=1.0, bias_scale=0.0, input_power=1.0
     1/(2t) at the edge of chaos (sw = 1, small drive), which left q* 14x too large and the
     rate on the wrong side of 0 just above it. With no drive, q* = 0 for sw <= 1 (the only
     fixed point) and the positive root above it."""
+    return _solved(real(weight_scale, "weight_scale", finite=False),
+                   real(input_scale, "input_scale", finite=False),
+                   real(bias_scale, "bias_scale", finite=False),
+                   real(input_power, "input_power", 0, finite=False),
+                   integer(iterations, "iterations", 1), real(tol, "tol", 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _solved(weight_scale, input_scale, bias_scale, input_power, iterations, tol):
+    """mean_field's (q*, chi), its arguments checked (and hashable: floats)."""
     sw2 = weight_scale * weight_scale
     drive = input_scale * input_scale * input_power + bias_scale * bias_scale
     if not math.isfinite(sw2 + drive):
@@ -101,6 +113,7 @@ def timescale(rate):
     (1/2) ln chi. 0 for an instant drop (rate -inf); inf when it never falls (rate >= 0:
     gradients grow or keep their size); nan for nan. Never negative (as Flow.timescale):
     a growth rate is reported as the rate, not as a time."""
+    rate = real(rate, "rate", finite=False)
     if math.isnan(rate):
         return math.nan
     if rate == -math.inf:
@@ -111,6 +124,7 @@ def timescale(rate):
 def pascanu_rate(W, gamma=1.0):
     """ln(gamma ||W||_2) for a weight matrix W (torch or numpy): -inf for W = 0, nan when W
     holds inf or nan (no norm to take: numpy's SVD would raise LinAlgError)."""
+    gamma = real(gamma, "gamma", finite=False)
     W = np.asarray(W.detach().cpu() if hasattr(W, "detach") else W, dtype=np.float64)
     if not np.isfinite(W).all():
         return math.nan
@@ -125,5 +139,5 @@ def pascanu_rate(W, gamma=1.0):
 
 def gate_rate(preactivation):
     """ln sigma(a): the exact per-step log of a gated product at constant gate input a."""
-    a = float(preactivation)
+    a = real(preactivation, "preactivation", finite=False)
     return -math.log1p(math.exp(-a)) if a > -30 else a - math.log1p(math.exp(a))

@@ -168,8 +168,19 @@ def exponents_along(bound, xs, states, k, seed, discard, pad=None):
                     running=running.numpy(), discard=discard, steps=steps)
 
 
+class _Unset:
+    """xs not given (lyapunov(module, xs, k) passes k where a cell's call passes xs, and an
+    explicit None there is a k of None, refused, not the default k)."""
+
+    def __repr__(self):
+        return "None"
+
+
+UNSET = _Unset()
+
+
 @arguments_checked
-def lyapunov(cell, params=None, xs=None, k=8, *, discard=0, state0=None, seed=0,
+def lyapunov(cell, params=None, xs=UNSET, k=8, *, discard=0, state0=None, seed=0,
              reverse=False):
     """Top-k Lyapunov exponents of `cell` along inputs xs (T, B, m) from state0 (zeros by
     default), per sequence, with their mean, standard error and running estimate: a
@@ -190,10 +201,11 @@ def lyapunov(cell, params=None, xs=None, k=8, *, discard=0, state0=None, seed=0,
     (S^2 k), one thin QR. A torch module goes as in gradient_flow: `lyapunov(module, xs,
     k)`, its weights its own."""
     seed = check_seed(seed)
-    if isinstance(cell, torch.nn.Module) and xs is not None and k == 8 \
+    if isinstance(cell, torch.nn.Module) and xs is not UNSET and k == 8 \
             and np.ndim(xs) == 0:
-        xs, k = None, xs                 # lyapunov(module, xs, k), k checked below as k
-                                         # (a number of any kind: np.int64(3) too)
+        xs, k = UNSET, xs                # lyapunov(module, xs, k), k checked below as k
+                                         # (a number of any kind: np.int64(3) too; None)
+    xs = None if xs is UNSET else xs
     bound, xs, state0, pad = bind_call(cell, params, xs, state0, reverse, "lyapunov")
     _check(k, discard, xs.shape[0])
     return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard, pad=pad)

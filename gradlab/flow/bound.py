@@ -295,10 +295,21 @@ def setup(cell, params, xs, state0=None, reverse=False):
     if state0 is None:
         state0 = tuple(torch.zeros(B, n, dtype=dtype, device=device) for _ in cell.state_names)
     else:
-        state0 = tuple(state0) if isinstance(state0, (tuple, list)) else (state0,)
+        rows = isinstance(state0, list) and _depth(state0) == 2   # [[...], ...]: one
+        state0 = tuple(state0) if isinstance(state0, (tuple, list)) and not rows \
+            else (state0,)                                          # (B, n) part, not B
         state0 = tuple(as_real(s, f"state0[{i}]", dtype, device)
                        for i, s in enumerate(state0))
     return cell, Bound(cell, params, state0, xs[0]), xs, state0
+
+
+def _depth(value):
+    """How deep a nested list of plain numbers goes (0 for a number), or -1 if it is
+    anything else (holds arrays, tensors, strings, or is empty)."""
+    if isinstance(value, (list, tuple)):
+        inner = {_depth(v) for v in value}
+        return 1 + inner.pop() if len(inner) == 1 and -1 not in inner and value else -1
+    return 0 if isinstance(value, (int, float)) and not isinstance(value, bool) else -1
 
 
 def run_states(cell, params, xs, state0=None, *, reverse=False):

@@ -313,8 +313,9 @@ def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_sc
     points = [(i, j) for j in range(len(weight_scales)) for i in range(len(rows))]
     grid = np.empty((len(gate_biases), len(weight_scales)))
     if method == "dynamic":
-        for k in range(0, len(points), max(1, int(batch))):
-            chunk = points[k:k + max(1, int(batch))]
+        batch = integer(batch, "batch", 1)
+        for k in range(0, len(points), batch):
+            chunk = points[k:k + batch]
             scales = [Scales(weight_scale=weight_scales[j], bias_scale=bias_scale,
                              input_scale=input_scale, gate_bias=rows[i])      # checked
                       for i, j in chunk]

@@ -14,7 +14,7 @@ Flow.rate fits it. With 32 probes it matches gradient_flow's Frobenius rate to 0
 import numpy as np
 import torch
 
-from ..errors import derived_seed
+from ..errors import GradlabError, derived_seed, integer
 from ..flow import make_inputs
 from ..flow.bound import setup
 from ..lowering.lower import compiled
@@ -28,7 +28,7 @@ def probe_curve(cell, params, xs, *, probes=32, seed=0):
     cell, bound, xs, state0 = setup(as_cell(cell), params, xs)
     states = bound.states(xs, state0)
     T, B, m = xs.shape
-    n, K = bound.n, int(probes)
+    n, K = bound.n, integer(probes, "probes", 1)
     step = compiled(cell, "step", "torch")
     gen = torch.Generator().manual_seed(int(seed))
     vs = [torch.randn(B * K, n, 1, generator=gen, dtype=xs.dtype) for _ in states]
@@ -56,6 +56,11 @@ def probe_rate(cell, options, *, hidden, inputs, steps, batch=2, probes=32, seed
     seeded by `seed`), fitted over lags (start, stop) (default `checks.default_lags`:
     (steps // 8, steps - 20), or up to the last lag under 40 steps)."""
     c = as_cell(cell)
+    steps = integer(steps, "steps", 2)              # a slope needs two lags
+    integer(probes, "probes", 1)
+    if options is None or not isinstance(options, dict):
+        raise GradlabError(f"options must be a dict of init_params options (weight_scale, "
+                           f"gate_bias, ...), got {type(options).__name__}")
     start, stop = check_lags(lags, steps)
     params = c.init_params(hidden, inputs, seed=seed, **options)
     xs = make_inputs("gaussian", steps, batch, inputs, seed=derived_seed(seed, 1))
