@@ -83,17 +83,20 @@ def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
             continue
         diags = pop.diags(env, N)
         sampled.add(diags)
-        for k, (t, s) in enumerate(links):
-            value = sigma2[t]
-            for a, b in zip(diags[t], diags[s]):
+        for k, (t, s) in enumerate(links):     # sums here, divided once below: 300
+            value = sigma2[t]                   # terms of 1/300 add to 1 - 1.1e-16, and
+            for a, b in zip(diags[t], diags[s]):     # an exact rate 0 became 9e14 steps
                 value *= float(np.mean(a * b))
-            coeff[k] += value / steps
+            coeff[k] += value
         for sym in pop.vectors:
             v = env[sym]
             m1, m2 = sums.get(sym.name, (0.0, 0.0))
-            sums[sym.name] = (m1 + float(np.mean(v)) / steps, m2 + float(np.mean(v * v)) / steps)
+            sums[sym.name] = (m1 + float(np.mean(v)), m2 + float(np.mean(v * v)))
         for name, var in fields_for.variance.items():
-            variances[name] = variances.get(name, 0.0) + var / steps
+            variances[name] = variances.get(name, 0.0) + var
+    coeff /= steps
+    sums = {name: (m1 / steps, m2 / steps) for name, (m1, m2) in sums.items()}
+    variances = {name: var / steps for name, var in variances.items()}
     L = transfer(pop, links, coeff, len(cell.state_names))
     finite = np.isfinite(coeff).all() and all(np.isfinite(v).all() for v in sums.values()) \
         and pop.variances_finite(scales)
