@@ -30,6 +30,23 @@ def test_the_gate_sentence_names_where_memory_falls_with_the_bias():
     assert pw.gate_words(GRID, points).startswith("The gate bias lengthens the memory of gru")
 
 
+def test_the_gate_sentence_does_not_call_an_unchanged_memory_longer():
+    """A probe found 'lengthens the memory ... at every weight scale' beside a table whose
+    every point at sigma_w = 1e10 was xi = 0 at both gate biases, and beside a grid of one
+    gate bias (nothing compared)."""
+    points = [point("gru", 1.0, 0.0, -0.5, 2.0), point("gru", 1.0, 2.0, -0.1, 10.0),
+              point("gru", 3.0, 0.0, -math.inf, 0.0), point("gru", 3.0, 2.0, -math.inf, 0.0)]
+    text = pw.gate_words(GRID, points)
+    assert "lengthens the memory of gru" not in text
+    assert "It never shortens it, and leaves it unchanged at some weight scales, for gru " \
+           "(unchanged at σ_w = 3: ξ = 0)" in text
+    points[2:] = [point("gru", 3.0, 0.0, 0.1, math.inf), point("gru", 3.0, 2.0, 0.2, math.inf)]
+    assert "unchanged at σ_w = 3: ξ = ∞" in pw.gate_words(GRID, points)
+    one = Grid(cells=("gru",), weight_scales=(1.0, 3.0), gate_biases=(0.0,))
+    assert pw.gate_words(one, [point("gru", 1.0, 0.0, -0.5, 2.0),
+                               point("gru", 3.0, 0.0, -0.1, 10.0)]) == ""
+
+
 def test_the_vanilla_sentence_says_where_memory_is_longest_and_where_it_grows():
     points = [point("rnn_tanh", 1.0, 0.0, -0.2, 5.0), point("rnn_tanh", 3.0, 0.0, 0.1, math.inf)]
     text = pw.vanilla_words(GRID, points)

@@ -22,13 +22,16 @@ def memory(p):
 
 
 def gate_words(grid, points):
-    """Whether each gated cell's memory grows with the gate bias at every weight scale,
-    and where it does not, with one example."""
-    holds, fails = [], []
+    """What a larger gate bias does to each gated cell's memory, per weight scale: longer
+    everywhere, never shorter but unchanged somewhere (named), or shorter somewhere (with
+    one example). Nothing where the grid has one gate bias (nothing to compare)."""
+    if len(grid.gate_biases) < 2:
+        return ""
+    holds, flat, fails = [], [], []
     for cell, gated in zip(grid.cells, grid.gates()):
         if not gated:
             continue
-        falls = []
+        falls, same = [], []
         for ws in grid.weight_scales:
             column = sorted((p["gate_bias"], memory(p)) for p in points
                             if p["cell"] == cell and p["weight_scale"] == ws
@@ -37,16 +40,26 @@ def gate_words(grid, points):
                          if b[1] < a[1] * (1 - RISE)), None)
             if drop is not None:
                 falls.append((ws, drop))
-        if not falls:
+            elif len(column) > 1 and not any(b[1] > a[1] * (1 + RISE)
+                                             for a, b in zip(column, column[1:])):
+                same.append((ws, column[0][1]))          # no longer anywhere: unchanged
+        if falls:
+            ws, ((g1, x1), (g2, x2)) = falls[0]
+            fails.append(f"{cell} at σ_w = {', '.join(f'{w:g}' for w, _ in falls)} (at σ_w "
+                         f"= {ws:g}, ξ = {_xi(x1)} at gate bias {g1:g} against {_xi(x2)} at "
+                         f"{g2:g})")
+        elif same:
+            flat.append(f"{cell} (unchanged at σ_w = "
+                        + ", ".join(f"{w:g}: ξ = {_xi(x)}" for w, x in same) + ")")
+        else:
             holds.append(cell)
-            continue
-        ws, ((g1, x1), (g2, x2)) = falls[0]
-        fails.append(f"{cell} at σ_w = {', '.join(f'{w:g}' for w, _ in falls)} (at σ_w = "
-                     f"{ws:g}, ξ = {_xi(x1)} at gate bias {g1:g} against {_xi(x2)} at {g2:g})")
     text = ""
     if holds:
         text += (f"The gate bias lengthens the memory of {', '.join(holds)} at every weight "
                  "scale measured. ")
+    if flat:
+        text += ("It never shortens it, and leaves it unchanged at some weight scales, for "
+                 f"{'; '.join(flat)}. ")
     if fails:
         text += f"It does not everywhere for {'; '.join(fails)}. "
     return text
