@@ -262,8 +262,11 @@ def build(setup, cells, command, model_note=None):
     says, in the header, which checkpoint the model entries come from."""
     col = fg.colors(cells)
     drift = [n for n in DRIFT_CELLS if n in cells]
-    figs = {"decay": fg.decay(cells, col), "spectra": fg.spectra(cells, col),
-            "loss": fg.loss(cells, col), "bptt": fg.bptt(cells, col)}
+    # a log axis over values near 1e300 (weight scale 1e300) is autoscaled past float64 by
+    # matplotlib's margins: clipped, as publish draws it, not warned of on the terminal
+    with np.errstate(all="ignore"):
+        figs = {"decay": fg.decay(cells, col), "spectra": fg.spectra(cells, col),
+                "loss": fg.loss(cells, col), "bptt": fg.bptt(cells, col)}
     sections = [
         Section("Decay of the gradient across time steps",
                 "The spectral norm of ∂s_T/∂s_{T−k}: how much of a gradient at step T can "

@@ -178,7 +178,7 @@ def measure(setup, name, model=None):
     # a curve with nan in it (an overflowed norm) has no horizon either
     measured = finite and not np.isnan(log_spec).any()
     long_xs = _model_xs(model, setup.xs(LYAPUNOV_SPAN * T))
-    lyap, lyap_err = np.full(LYAPUNOV_K, np.nan), math.nan
+    lyap, lyap_err = np.full(min(LYAPUNOV_K, flow.S), np.nan), math.nan   # (k capped at S)
     if _runs_finite(cell, params, long_xs):
         result = (lyapunov(cell, params, long_xs, k=LYAPUNOV_K, discard=T) if module is None
                   else lyapunov(module, setup.xs(LYAPUNOV_SPAN * T), k=LYAPUNOV_K, discard=T,

@@ -73,8 +73,10 @@ def parse_tasks(spec):
             make(name, value)                   # refuses a bad name or delay, one line
         except GradlabError as err:
             raise GradlabError(f"--tasks entry {part!r}: {err}") from None
+        if (name, value) in out:                # '02' and '2' are one delay
+            raise GradlabError(f"--tasks {spec!r} names the task {name}:{value} twice")
         out.append((name, value))
-    if not out or len(set(out)) != len(out):
+    if not out:
         raise GradlabError(f"--tasks {spec!r} needs one or more distinct NAME:DELAY entries")
     return tuple(out)
 

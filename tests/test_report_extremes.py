@@ -1,0 +1,34 @@
+"""A gradient-decay report at a weight scale near float64's end, and `gradlab train`'s
+duplicate tasks, as a probe ran them: a matplotlib overflow warning reached the terminal
+(its log axis autoscaled past 1e308), a 2-unit rnn_relu reported four nan Lyapunov
+exponents where its state has two, and '--tasks adding:02,adding:2' did not say which
+task it named twice."""
+
+import json
+import warnings
+
+import pytest
+
+from gradlab.errors import GradlabError
+from gradlab.training.learnability import parse_tasks
+from conftest import assert_ok, invoke
+
+
+def test_a_report_at_weight_scale_1e300_is_quiet_and_sized(tmp_path):
+    out = tmp_path / "big"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # any warning on the way is a failure
+        result = invoke("report", "--out", out, "--cells", "rnn_relu,lstm", "--hidden", "2",
+                        "--inputs", "1", "--batch", "2", "--steps", "4",
+                        "--weight-scale", "1e300")
+    assert_ok(result)
+    assert "Warning" not in result.output
+    cells = json.loads((out / "data.json").read_text())["cells"]
+    assert len(cells["rnn_relu"]["summary"]["lyapunov"]) == 2      # S = 2, not k = 4
+    assert len(cells["lstm"]["summary"]["lyapunov"]) == 4
+
+
+def test_a_task_named_twice_is_named():
+    with pytest.raises(GradlabError, match=r"names the task adding:2 twice"):
+        parse_tasks("adding:02,adding:2")
+    assert parse_tasks("adding:2,copy:2") == (("adding", 2), ("copy", 2))
