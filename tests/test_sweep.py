@@ -327,3 +327,24 @@ def test_a_max_steps_that_cannot_fit_is_named(tmp_path):
     result = invoke("sweep", "--cells", "rnn_tanh", "--max-steps", "99999999999", "--out",
                     tmp_path / "s")
     assert_one_line_error(result, "use a smaller --hidden, --max-steps or --batch")
+
+
+def test_a_cell_mean_field_cannot_read_is_swept_without_theory(tmp_path, blank_heatmaps):
+    """The README's antisymmetric RNN (W - W.T) was measured at every point, then the
+    theory refused it and the sweep exited 2 having written nothing; now the map is
+    written and the text says why that cell has no lines."""
+    path = tmp_path / "cells.py"
+    path.write_text(
+        "import gradlab\nfrom gradlab import tanh\n\n\n"
+        "@gradlab.declare(state='h', params={'W': 'n n', 'V': 'n m', 'b': 'n', 'gamma': '1'},"
+        " source='test')\ndef antisym(s):\n"
+        "    return s.h + 0.1 * tanh((s.W - s.W.T - s.gamma * s.I) @ s.h + s.V @ s.x + s.b)\n")
+    out = tmp_path / "s"
+    assert_ok(invoke("sweep", "--cells", f"{path}:antisym,rnn_tanh", "--weight-scales", "1,2",
+                     "--gate-biases", "0,1", "--hidden", "3", "--inputs", "2", "--steps", "4",
+                     "--max-steps", "8", "--batch", "2", "--out", out))
+    data = json.loads((out / "data.json").read_text())
+    assert list(data["theory"]["unread"]) == [f"{path}:antisym"]
+    assert "rnn_tanh" in data["theory"]["timescale"]
+    assert f"No theory is drawn for {path}:antisym: mean field cannot read cell" in \
+        (out / "report.md").read_text()

@@ -134,7 +134,10 @@ def theory_text(grid, points, theory):
                 f" (the theory's {units} units stand for the large-width limit, so part of "
                 "any difference is the measurement's finite width)."
                 if units > grid.hidden else "."))
-    left = [c for c in grid.cells if c not in theory["timescale"]]
+    unread = theory.get("unread", {})
+    for cell, why in unread.items():
+        text += f" No theory is drawn for {cell}: {why.rstrip('.')}."
+    left = [c for c in grid.cells if c not in theory["timescale"] and c not in unread]
     if left:
         text += (f" No theory is drawn for {', '.join(left)}: a merge of shards does not "
                  "import cell files, and the theory needs the cell's equations.")

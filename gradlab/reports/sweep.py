@@ -216,8 +216,12 @@ def theory_grid(grid, skip=()):
         return timescale_grid(name, weight_scales, gate_biases, bias_scale=0.0,
                               input_scale=1.0, method="dynamic", batch=32, **run)
 
-    cells = {name: timescales(name, grid.weight_scales, grid.gate_biases).tolist()
-             for name in grid.cells if name not in skip}
+    cells, unread = {}, {}
+    for name in (c for c in grid.cells if c not in skip):
+        try:
+            cells[name] = timescales(name, grid.weight_scales, grid.gate_biases).tolist()
+        except GradlabError as err:      # a cell mean field cannot read (W.T, say): no
+            unread[name] = str(err)      # lines for it, the measured map all the same
     # a cell with no gate bias: its timescale is a curve over the weight scale, drawn
     # finely (THEORY_FINE points per interval between neighbours of the axis)
     curves = {}
@@ -230,7 +234,8 @@ def theory_grid(grid, skip=()):
                             "timescale": timescales(name, ws.tolist(),
                                                     grid.gate_biases[:1])[0].tolist()}
     return {"method": "dynamic", "options": options, "bias_scale": 0.0, "input_scale": 1.0,
-            "levels": list(THEORY_LEVELS), "timescale": cells, "curves": curves}
+            "levels": list(THEORY_LEVELS), "timescale": cells, "curves": curves,
+            "unread": unread}
 
 
 def _heatmaps(grid, points, critical, theory=None):
