@@ -136,3 +136,32 @@ def test_two_names_that_print_alike_are_refused():
             a = s.let("mu_r", gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b))
             b = s.let("μ_r", gradlab.sigmoid(s.V @ s.h))
             return a * b
+
+
+def test_a_declaration_that_changes_as_it_runs_is_refused():
+    """A declaration reading random numbers gave another constant at every `gradlab
+    derive`, passed verify, and two sweep shards (each importing the file) measured two
+    different cells; one doubling a global made gradlab.stack layers 2x, 4x, 8x the
+    declared cell. Both are now refused when declared."""
+    import random
+
+    counter = [1.0]
+
+    def doubling(s):
+        counter[0] *= 2
+        return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b) * counter[0]
+
+    def drawing(s):
+        return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b) * random.random()
+
+    for fn in (doubling, drawing):
+        with pytest.raises(GradlabError, match=f"cell '{fn.__name__}' gives other equations "
+                                               "each time its declaration runs"):
+            gradlab.declare(state="h", params="W U b", source="test")(fn)
+
+    def seeded(s):                       # the same numbers at every run: one cell
+        rng = random.Random(0)
+        return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b) * rng.random()
+
+    cell = gradlab.declare(state="h", params="W U b", source="test")(seeded)
+    assert len(gradlab.stack(cell, 2).state_names) == 2

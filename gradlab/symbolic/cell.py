@@ -10,7 +10,7 @@ from .language import SIZES, Builder, Value, n, parameter_symbol
 from .mistakes import NEW_NAME_TAKEN, hint, line_of, where
 from .names import check_name
 from .derive import Chain
-from .equations import check_constants, check_symbols
+from .equations import check_constants, check_symbols, repeatable
 from .dag import free_symbols
 from ..errors import GradlabError, choice
 
@@ -188,7 +188,7 @@ class Cell:
         self.param_names = tuple(self.param_shapes)
         _check_gate_bias(name, gate_bias, self.param_shapes)
         self._fn = fn
-        self.lets, self.outputs = self._build(fn)
+        self.lets, self.outputs = repeatable(name, self._build(fn), lambda: self._build(fn))
 
     @property
     def declaration(self):

@@ -1,6 +1,7 @@
 """What a declaration's equations may hold: finite real constants, and only the symbols
 the cell declares. Both are checked when a cell is declared, naming the equation."""
 
+import re
 import sys
 
 import sympy as sp
@@ -11,6 +12,25 @@ from .printing import text
 from .dag import free_symbols, subexpressions
 
 _NOT_FINITE = (sp.zoo, sp.oo, -sp.oo, sp.nan)
+
+
+def repeatable(name, built, again):
+    """`built`, a declaration's (lets, outputs), if building it `again()` gives the same
+    equations; else a GradlabError: a declaration that reads random numbers or state it
+    changes (a global counter) is another cell each time it runs, and a stack, which runs
+    it once per layer, would stack cells other than the one declared (x2, x4, x8)."""
+    if _written(again()) != _written(built):
+        raise GradlabError(f"cell '{name}' gives other equations each time its declaration "
+                           "runs (it reads random numbers, or state that changes as it "
+                           "runs): a cell's equations must be one function of its symbols")
+    return built
+
+
+def _written(built):
+    """(lets, outputs) in full (srepr), but for the indices sympy gives each Dummy (the
+    bound variable of an elementwise function: new at every build)."""
+    lets, outputs = built
+    return re.sub(r"dummy_index=\d+", "", sp.srepr((tuple(lets.items()), outputs)))
 
 
 def check_constants(name, lets):
