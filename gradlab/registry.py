@@ -65,9 +65,17 @@ def _user_cell(spec, Cell):
     found = getattr(module, attr, None)
     if not isinstance(found, Cell):
         cells_there = [k for k, v in vars(module).items() if isinstance(v, Cell)]
-        raise GradlabError(f"{where} has no cell {attr!r}; cells there: "
+        what = ("" if found is None and not hasattr(module, attr) else
+                f" ({attr!r} there is {_article(type(found).__name__)}" + (
+                    ": declare it with @gradlab.declare(state=..., params=..., source=...)"
+                    if callable(found) else "") + ")")
+        raise GradlabError(f"{where} has no cell {attr!r}{what}; cells there: "
                            f"{', '.join(cells_there) or 'none'}")
     return found
+
+
+def _article(word):
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 @contextlib.contextmanager

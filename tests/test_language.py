@@ -200,6 +200,14 @@ def test_bad_user_cell_specs(tmp_path, monkeypatch):
     path.write_text(JANET_FILE)
     with pytest.raises(GradlabError, match=r"no cell 'jannet'.*cells there: janet"):
         gradlab.cell(f"{path}:jannet")
+    other = tmp_path / "not_cells.py"
+    other.write_text("COUNT = 42\n\n\ndef step(s):\n    return s.h\n")
+    with pytest.raises(GradlabError, match=r"no cell 'COUNT' \('COUNT' there is an int\); "
+                                           r"cells there: none"):
+        gradlab.cell(f"{other}:COUNT")
+    with pytest.raises(GradlabError, match=r"'step' there is a function: declare it with "
+                                           r"@gradlab.declare"):
+        gradlab.cell(f"{other}:step")
     with pytest.raises(GradlabError, match="no such file"):
         gradlab.cell(f"{tmp_path / 'missing.py'}:janet")
     with pytest.raises(GradlabError, match="cannot import 'usercells_nowhere_at_all'"):
