@@ -262,3 +262,34 @@ def test_reductions_of_a_primed_and_an_unprimed_name_are_two_quantities():
     params, state, x = random_inputs(cell, 5, 3, 2)
     assert relative_error(cell.jacobian_fn()(params, state, x),
                           jacobian_by_autograd(cell, params, state, x)) < TIGHT
+
+
+def test_names_that_print_or_read_as_something_else_are_refused():
+    """A param 'Wᵀ' printed exactly as W's transpose (W.T), a let 'Ι' (Greek iota) as the
+    identity and 'hʹ' (U+02B9) as h', and a state part 'ﬁ' was read by Python as s.fi,
+    then 'not declared'. Names Python reads otherwise (NFKC) and these lookalikes are
+    refused when declared."""
+    def body(s):
+        return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)
+
+    for kwargs, says in (({"state": "h", "params": "W Wᵀ U b"}, r"'Wᵀ' is read by Python as "
+                          r"'WT' when written s.Wᵀ"),
+                         ({"state": "ﬁ", "params": "W U b"}, r"'ﬁ' is read by Python as 'fi'"),
+                         ({"state": "h", "params": "W U b Ι"}, r"'Ι' prints as the identity")):
+        with pytest.raises(GradlabError, match=says):
+            gradlab.declare(source="test", **kwargs)(body)
+
+    for name, says in (("Wᵀ", r"holds 'ᵀ' \(U\+1D40\), which prints as a transpose"),
+                       ("І", "prints as the identity"),
+                       ("hʹ", r"holds 'ʹ' \(U\+02B9\), which prints as a prime; write a prime "
+                              "as '")):
+        def named(s, name=name):
+            a = s.let(name, s.W @ s.h)
+            return gradlab.tanh(a + s.U @ s.x + s.b)
+        with pytest.raises(GradlabError, match=says):
+            gradlab.declare(state="h", params="W U b", source="test")(named)
+
+    def squared(s):                       # σ², c' and n~ stay names
+        a = s.let("σ²", s.W @ s.h)
+        return gradlab.tanh(a + s.U @ s.x + s.b)
+    gradlab.declare(state="h", params="W U b", source="test")(squared)

@@ -7,12 +7,16 @@ builder's own attributes) or read as a function or an operator in the printed eq
 
 import keyword
 import re
+import unicodedata
 
 # A let name: printed as it is in text, LaTeX and Markdown, so nothing there may have a
 # meaning of its own (%, &, {, $, <); a letter first, so that it never reads as a number
 LET_NAME = re.compile(r"(?!.*__)[^\W\d_][\w']*(?:\^[\w']+)?(?<!_)~?'*")  # printable as one
 
-RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
+RESERVED = ("let", "hidden_size", "input_size", "I")
+# letters that print as the identity I, and marks that print as a transpose or a prime
+LIKE_I = ("Ι", "І", "Ӏ", "ǀ", "|")               # Greek, Cyrillic, palochka, click
+LIKE_MARKS = ("ᵀ", "ʹ", "′", "″", "ˈ", "‵")   # what a Builder offers besides the symbols
 FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag",
                   "θ", "theta", "H", "sigma")   # relu' prints θ(v) (LaTeX \theta), a tie
                                                 # H(v); σ(v) is LaTeX \sigma(v), as sigma is
@@ -33,10 +37,15 @@ def check_name(name, what):
     if "__" in name or name.endswith("_"):     # LaTeX: W__T is W^{T}, h_ is h
         return (f"{what} name {name!r} has '__' or a final '_', which print as a superscript "
                 "or as nothing in LaTeX (W__T as W^T, h_ as h); choose another")
+    if unicodedata.normalize("NFKC", name) != name:      # Python reads s.ﬁ as s.fi
+        return (f"{what} name {name!r} is read by Python as "
+                f"{unicodedata.normalize('NFKC', name)!r} when written s.{name}; choose "
+                "another")
     if name in RESERVED:
         return (f"{what} name {name!r} is reserved: s.{name} is the builder's own "
                 f"({', '.join(RESERVED)} are)")
-    return function_name(name, what) or reduction_name(name, what)
+    return (function_name(name, what) or reduction_name(name, what)
+            or lookalike(name, what))
 
 
 def check_let_name(name):
@@ -44,12 +53,24 @@ def check_let_name(name):
     identity, a reduction's name, a power with a prime on it); None if usable."""
     if not isinstance(name, str) or not LET_NAME.fullmatch(name):
         return (f"let name {name!r} is not a name: a letter, then letters, digits, _ (not __, "
-                "not last) or primes ('), at most one ^, then maybe ~ (ñ) and primes, e.g. "
+                "not last) or primes ('), at most one ^ with a letter or digit after it, then "
+                "maybe ~ (ñ) and primes, e.g. "
                 "\"c'\", \"n~\", \"sigma_r^2\"")
     if name == "I":      # printed, it would be the identity: 0.5 I read as 0.5 times I
         return "let name 'I' is how the identity prints (s.I); choose another"
     return (function_name(name, "let") or reduction_name(name, "let")
-            or scripted_name(name, "let"))
+            or scripted_name(name, "let") or lookalike(name, "let"))
+
+
+def lookalike(name, what):     # Wᵀ would print as W's transpose, Ι (iota) as the identity
+    if name in LIKE_I:
+        return (f"{what} name {name!r} prints as the identity I; choose another")
+    mark = next((c for c in name if c in LIKE_MARKS), None)
+    if mark is not None:
+        return (f"{what} name {name!r} holds {mark!r} (U+{ord(mark):04X}), which prints as "
+                + ("a transpose (W.T is W's own); choose another" if mark == "ᵀ" else
+                   "a prime; write a prime as '"))
+    return None
 
 
 def function_name(name, what):      # "exp tanh(...)" would read as exp applied to tanh
