@@ -34,7 +34,7 @@ _HOMES = {
 __all__ = ["GradlabError", *_HOMES]
 
 
-SUBMODULES = ("testing",)      # `gradlab.testing` without importing it first
+SUBMODULES = ("testing", "interop")   # `gradlab.testing` without importing it first
 
 
 def __getattr__(name):
