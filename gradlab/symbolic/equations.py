@@ -1,7 +1,7 @@
 """What a declaration's equations may hold: finite real constants, and only the symbols
 the cell declares. Both are checked when a cell is declared, naming the equation."""
 
-import re
+import hashlib
 import sys
 
 import sympy as sp
@@ -27,10 +27,30 @@ def repeatable(name, built, again):
 
 
 def _written(built):
-    """(lets, outputs) in full (srepr), but for the indices sympy gives each Dummy (the
-    bound variable of an elementwise function: new at every build)."""
+    """A digest of each let and output of a declaration's (lets, outputs): the exact tree
+    (srepr of every leaf), but for the index sympy gives each Dummy (the bound variable of
+    an elementwise function, new at every build). Each shared subtree is read once: srepr
+    of the whole expands a DAG into its tree, exponential for a let used many times."""
+    memo = {}
+
+    def digest(root):
+        stack = [(root, False)]
+        while stack:
+            e, ready = stack.pop()
+            if id(e) in memo:
+                continue
+            if not ready and e.args:
+                stack.append((e, True))
+                stack.extend((a, False) for a in e.args if id(a) not in memo)
+                continue
+            text_ = (f"Dummy {e.name}" if isinstance(e, sp.Dummy) else
+                     type(e).__name__ + "(" + ",".join(memo[id(a)] for a in e.args) + ")"
+                     if e.args else sp.srepr(e))
+            memo[id(e)] = hashlib.sha256(text_.encode()).hexdigest()
+        return memo[id(root)]
+
     lets, outputs = built
-    return re.sub(r"dummy_index=\d+", "", sp.srepr((tuple(lets.items()), outputs)))
+    return [(digest(k), digest(v)) for k, v in lets.items()], [digest(o) for o in outputs]
 
 
 def check_constants(name, lets):
