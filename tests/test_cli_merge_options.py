@@ -73,3 +73,38 @@ def test_a_learning_rate_of_zero_and_an_rtol_that_rounds_to_zero_are_refused(tmp
                           "'--lr': '0' is not above 0")
     assert_one_line_error(invoke("check", "x.py:f", "--cell", "gru", "--rtol", "1e-400"),
                           "'1e-400' is not above 0 (too small for a float: it rounds to 0)")
+
+
+def test_a_merged_report_says_how_its_parts_were_made(tmp_path, monkeypatch):
+    """A merged phase diagram recorded only 'gradlab sweep merge DIRS': its own text could
+    not say how to make it again. The parts now keep their sweep command."""
+    import sys
+    dirs = [tmp_path / f"p{i}" for i in (1, 2)]
+    for i, d in enumerate(dirs, 1):
+        argv = ["gradlab", "sweep", *GRID, "--shard", f"{i}/2", "--out", str(d)]
+        monkeypatch.setattr(sys, "argv", argv)
+        assert_ok(invoke(*argv[1:]))
+    argv = ["gradlab", "sweep", "merge", *map(str, dirs), "--out", str(tmp_path / "m")]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert_ok(invoke(*argv[1:]))
+    text = (tmp_path / "m" / "report.md").read_text()
+    assert "(of parts made by: gradlab sweep --cells rnn_tanh" in text
+    assert f"--shard 2/2 --out {dirs[1]})" in text
+
+
+def test_parts_of_a_cell_file_edited_between_shards_are_not_merged(tmp_path):
+    """Each shard imports the cell file itself: a file edited between two shards gave two
+    different cells, merged as one. Parts now carry the equations' fingerprint."""
+    cell = tmp_path / "c.py"
+    cell.write_text(JANET_SOURCE)
+    grid = ["--cells", f"{cell}:janet", *GRID[2:]]
+    assert_ok(invoke("sweep", *grid, "--shard", "1/2", "--out", tmp_path / "p1"))
+    import sys                      # the next shard as another process would: the file
+    for name in [m for m in sys.modules if m.startswith("gradlab_user_")]:   # read anew
+        del sys.modules[name]
+    cell.write_text(JANET_SOURCE.replace("(1 - f) * candidate", "(1 - f) * 0.5 * candidate"))
+    assert JANET_SOURCE != cell.read_text()
+    assert_ok(invoke("sweep", *grid, "--shard", "2/2", "--out", tmp_path / "p2"))
+    assert_one_line_error(invoke("sweep", "merge", tmp_path / "p1", tmp_path / "p2", "--out",
+                                 tmp_path / "m"),
+                          f"the shards measured different equations for {cell}:janet")

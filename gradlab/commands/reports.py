@@ -207,7 +207,7 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
         measured = sw.run_points(grid, points, progress=lambda p: progress())
     if part:
         path = shards.write_part(grid, part, measured, out, force=force, expect=before,
-                             notice=notice, **where)
+                                 notice=notice, command=invoked("sweep"), **where)
         click.echo(f"wrote {shown(path)}")
         return
     path = sw.report(grid, measured, out, force=force, command=invoked("sweep"),
@@ -226,8 +226,11 @@ def merge(dirs, out, force):
     from ..reports import sweep as sw
     shards.check_merge_target(out, dirs)
     grid, points = shards.read_parts(dirs)
+    made = shards.part_commands(dirs)    # how the parts were made, for the header
+    command = invoked("sweep merge") + (f" (of parts made by: {'; '.join(made)})"
+                                        if made else "")
     check_report_target(out, force=force, figures=sw.FIGURES)
     before = outputs.snapshot(out)
-    path = sw.report(grid, points, out, force=force, command=invoked("sweep merge"),
+    path = sw.report(grid, points, out, force=force, command=command,
                      expect=before, notice=notice, import_cells=False)
     click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")

@@ -5,6 +5,7 @@ come from one sweep (same grid and settings), are well formed, and cover the gri
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import pathlib
@@ -14,6 +15,8 @@ from .. import theory
 from ..errors import GradlabError, non_ascii
 from .publish import dumps, loads
 from .sweep import PART, STATUSES, Grid, is_int, is_number
+
+PART_KEYS = ("grid", "gated", "shard", "points", "command", "equations")
 
 
 def parse_shard(text):
@@ -52,13 +55,23 @@ def default_out(shard):
     return "reports/phase-diagram"
 
 
-def write_part(grid, shard, points, out, **where):
-    """Write <out>/part.json; `where` (force, expect, notice, cell_files) goes to
+def equations(grid):
+    """{cell spec: SHA-256 of its equations as printed} for the grid's cells of files: a
+    merge does not import them, so parts of a file edited between shards are told apart by
+    this, not merged as one cell."""
+    from .. import registry
+    return {c: hashlib.sha256(repr(registry.cell(c)).encode()).hexdigest()
+            for c in grid.cells if ":" in c}
+
+
+def write_part(grid, shard, points, out, *, command=None, **where):
+    """Write <out>/part.json, with the command that made it (`command`) and the
+    fingerprint of each file cell's equations; `where` (force, expect, notice, cell_files) goes to
     `outputs.write_files`, which writes through a temporary file removed on any failure
     (a full disk: one-line GradlabError, no part.json.tmp left)."""
     from ..outputs import write_files
     data = dumps({"grid": grid.as_dict(), "gated": list(grid.gates()), "shard": list(shard),
-                  "points": points})
+                  "points": points, "command": command, "equations": equations(grid)})
     path = write_files(out, {PART: data.encode()}, replace=True, **where)
     return pathlib.Path(path) / PART
 
@@ -134,8 +147,11 @@ def _read_part(path):
     if not isinstance(part, dict):
         raise bad(f"holds a {type(part).__name__}, expected an object with grid, shard, "
                   "points")
-    if not {"grid", "shard", "points"} <= set(part) <= {"grid", "gated", "shard", "points"}:
-        raise bad(f"keys {sorted(part)}, expected ['gated', 'grid', 'points', 'shard']")
+    if not {"grid", "shard", "points"} <= set(part) <= set(PART_KEYS):
+        raise bad(f"keys {sorted(part)}, expected {sorted(PART_KEYS)}")
+    if not isinstance(part.get("command") or "", str) or not isinstance(
+            part.get("equations") or {}, dict):
+        raise bad("command must be a string and equations an object")
     g = part["grid"]
     fields = [f.name for f in dataclasses.fields(Grid) if f.compare]
     if not isinstance(g, dict) or set(g) != set(fields):
@@ -180,7 +196,8 @@ def _read_part(path):
         problem = _point_problem(p, grid)
         if problem:
             raise bad(f"point {k}: {problem}")
-    return {"grid": grid, "shard": tuple(shard), "points": points}
+    return {"grid": grid, "shard": tuple(shard), "points": points,
+            "command": part.get("command"), "equations": part.get("equations") or {}}
 
 
 def read_parts(dirs):
@@ -242,4 +259,18 @@ def read_parts(dirs):
         raise GradlabError(f"the parts lack {len(missing)} grid point(s), e.g. "
                            f"{missing[0]!r}, which {should!r} should hold; each grid point "
                            "must appear exactly once")
+    for cell in (c for c in grid.cells if ":" in c):     # a file edited between shards
+        prints = {p["equations"].get(cell) for p in parts} - {None}   # (None: older parts)
+        if len(prints) > 1:
+            raise GradlabError(f"the shards measured different equations for {cell} (its "
+                               "file changed between them); re-run every shard with the "
+                               "same file")
     return grid, [found[key][1] for key in order]
+
+
+def part_commands(dirs):
+    """The commands that made the parts in `dirs` (read by `read_parts` first), in shard
+    order, where they recorded one."""
+    parts = sorted((_read_part(pathlib.Path(d) / PART) for d in dirs),
+                   key=lambda p: p["shard"][0])
+    return [p["command"] for p in parts if p["command"]]
