@@ -13,10 +13,10 @@ import unicodedata
 # meaning of its own (%, &, {, $, <); a letter first, so that it never reads as a number
 LET_NAME = re.compile(r"(?!.*__)[^\W\d_][\w']*(?:\^[\w']+)?(?<!_)~?'*")  # printable as one
 
-RESERVED = ("let", "hidden_size", "input_size", "I")
+RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
 # letters that print as the identity I, and marks that print as a transpose or a prime
 LIKE_I = ("Ι", "І", "Ӏ", "ǀ", "|")               # Greek, Cyrillic, palochka, click
-LIKE_MARKS = ("ᵀ", "ʹ", "′", "″", "ˈ", "‵")   # what a Builder offers besides the symbols
+LIKE_MARKS = ("ᵀ", "ʹ", "′", "″", "ˈ", "‵")
 FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag",
                   "θ", "theta", "H", "sigma")   # relu' prints θ(v) (LaTeX \theta), a tie
                                                 # H(v); σ(v) is LaTeX \sigma(v), as sigma is
