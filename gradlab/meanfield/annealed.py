@@ -83,9 +83,9 @@ def annealed(cell, scales, *, units=20000, burn_in=100, steps=300, seed=0):
             continue
         diags = pop.diags(env, N)
         sampled.add(diags)
-        for k, (t, s) in enumerate(links):     # sums here, divided once below: 300
-            value = sigma2[t]                   # terms of 1/300 add to 1 - 1.1e-16, and
-            for a, b in zip(diags[t], diags[s]):     # an exact rate 0 became 9e14 steps
+        for k, (t, s) in enumerate(links):     # sums here, divided once below: 120
+            value = sigma2[t]                   # terms of 1/120 summed short of 1, and
+            for a, b in zip(diags[t], diags[s]):     # an exact rate 0 became -5.6e-16
                 value *= float(np.mean(a * b))
             coeff[k] += value
         for sym in pop.vectors:
