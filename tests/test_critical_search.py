@@ -89,3 +89,14 @@ def test_a_target_the_measurement_cannot_see_is_refused(monkeypatch):
     result = invoke("init", "gru", "--timescale", "1500", "--hidden", "4", "--inputs", "2")
     assert_one_line_error(result, "--timescale 1500 is longer than gradlab init can "
                                   "measure: at most 1490 steps")
+
+
+def test_when_nothing_is_measured_the_closest_is_the_first_try():
+    """Every attempt at gru_torch with weight scale 1e300 measured inf, and the options
+    printed as 'the closest' were the last and smallest knob the search walked down to
+    (gate bias -51.5), not the first, the theory's own start."""
+    seen = {}
+    found = critical._search(lambda x: seen.setdefault(x, math.inf), 2.0, 0.5,
+                             positive=False, measurements=6, within=0.1)
+    assert list(seen)[0] == 2.0 and min(seen) < 2.0
+    assert found == (math.inf, 2.0)

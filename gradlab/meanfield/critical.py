@@ -185,7 +185,10 @@ def _search(miss, x, step, *, positive, measurements, within):
         else:                                                        # too short: go up
             x = lo[0] + step
             step *= 2
-    return min((abs(m), v) for v, m in seen.items())
+    # the closest; among equals (every one inf: never measured), the first, nearest the
+    # theory's start, not the smallest knob the search walked down to
+    v, m = min(seen.items(), key=lambda item: abs(item[1]))
+    return abs(m), v
 
 
 def _finite_side(side, end):
