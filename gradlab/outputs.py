@@ -37,7 +37,7 @@ import tempfile
 from .errors import GradlabError
 from .paths import NAME_MAX, can_create_in, name_fits, plain
 from .signals import uninterrupted
-from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes,
+from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes, nested,
                         other_kind, owned, plain_name, read_manifest)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
@@ -116,10 +116,12 @@ def check_target(out, *, force=False, cell_files=(), what="--out"):
     path = refuse_unsafe(out, cell_files=cell_files, what=what)
     others = foreign(path)
     if others and not force:
+        inner = nested(others)           # gradlab's, but another report's (a subfolder)
         raise GradlabError(
-            f"{what} {str(out)!r} holds {len(others)} file(s) gradlab did not write (e.g. "
-            f"{others[0]!r}); pass --force to write beside them (they are never deleted), "
-            "or choose an empty folder")
+            f"{what} {str(out)!r} holds {len(others)} file(s) "
+            f"{'not of this report' if inner else 'gradlab did not write'} (e.g. "
+            f"{others[0]!r}{inner}); pass --force to write beside them (they are never "
+            "deleted), or choose an empty folder")
     probe = path
     while not probe.exists():
         probe = probe.parent

@@ -113,6 +113,14 @@ def foreign(folder):
     return found
 
 
+def nested(others):
+    """'; <sub> is another report's folder' where the files `foreign` lists hold one of
+    gradlab's own manifests in a subfolder (a report written inside this one: gradlab
+    wrote those files, but not as part of this folder's report), else ''."""
+    sub = next((o for o in others if o.endswith("/" + MANIFEST)), None)
+    return f"; {sub.rsplit('/', 1)[0]!r} is another report's folder" if sub else ""
+
+
 def other_kind(manifest, figures, out):
     """The one-line refusal when the folder's `manifest` lists another kind of report than
     one drawing `figures` (their names; none of theirs among them), else None."""

@@ -436,3 +436,18 @@ def test_one_set_of_derived_pages_has_one_index_whatever_was_derived_when(tmp_pa
         rows = [line for line in (out / "README.md").read_text().splitlines()
                 if line.startswith("| [`")]
         assert [r.split("`")[1] for r in rows] == ["gru", "lstm"]     # the catalogue's order
+
+
+def test_a_report_inside_the_folder_is_named_as_another_reports(tmp_path):
+    """A report written into a subfolder, then --out the folder above: refused (right),
+    but its files were called files 'gradlab did not write'."""
+    from gradlab.outputs import check_target
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / ".gradlab-manifest.json").write_text("{}")
+    with pytest.raises(GradlabError, match=r"not of this report \(e.g. 'sub/.gradlab-manifest"
+                                           r".json'; 'sub' is another report's folder\)"):
+        check_target(tmp_path)
+    (tmp_path / "mine.txt").write_text("x")
+    (tmp_path / "sub" / ".gradlab-manifest.json").unlink()
+    with pytest.raises(GradlabError, match="gradlab did not write"):
+        check_target(tmp_path)
