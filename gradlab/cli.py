@@ -6,6 +6,7 @@ Only click loads at start; SymPy and torch load inside the commands that need th
 """
 
 import os
+import signal
 import sys
 
 import click
@@ -97,4 +98,7 @@ for command in (inspect.cells, inspect.derive, inspect.verify, inspect.check, in
 
 
 def main():
-    cli.main(prog_name="gradlab")
+    try:
+        cli.main(prog_name="gradlab")
+    finally:    # the work is over: a Ctrl-C during the interpreter's shutdown (a probe
+        signal.signal(signal.SIGINT, signal.SIG_IGN)    # saw one) is no traceback, no 130

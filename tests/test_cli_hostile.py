@@ -448,3 +448,19 @@ def test_verify_labels_a_files_cell_by_its_spec_beside_the_builtin_it_shadows(tm
     assert_ok(result)
     headers = [line for line in result.stdout.splitlines() if "(cpu, float64)" in line]
     assert headers == ["rnn_tanh  (cpu, float64)", "mine.py:rnn_tanh  (cpu, float64)"]
+
+
+def test_a_ctrl_c_after_the_work_is_done_is_ignored(monkeypatch):
+    """A SIGINT landing as a sweep finished (report written) printed 'KeyboardInterrupt'
+    from the interpreter's shutdown, with exit status 0. Once `main` is done, SIGINT is
+    ignored."""
+    import signal
+    import sys
+    from gradlab import cli
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(sys, "argv", ["gradlab", "cells"])
+    try:
+        cli.main()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
