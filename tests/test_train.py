@@ -264,3 +264,25 @@ def test_a_file_cell_is_trained_under_the_name_it_was_given(tmp_path, monkeypatc
     assert [r["cell"] for r in data["runs"]] == ["lstm", "shadow.py:c"]
     report = (tmp_path / "r" / "report.md").read_text()
     assert "| lstm | adding | 3 |" in report and "| shadow.py:c | adding | 3 |" in report
+
+
+def test_a_run_whose_loss_blows_up_between_points_is_diverged():
+    """At lr 1e30 the training loss was inf at step 1, but the only measurement point was
+    step 0, so the verdict came from the initial test loss ('not learned'; a late blow-up
+    could have read 'learned'). The model is measured where it diverged, and the run is
+    'diverged'."""
+    setup = loop.TrainSetup(hidden=3, batch=2, steps=30, lr=1e30, checkpoints=1,
+                            drift_steps=0, probe_steps=4, test_batch=4, measure_batch=2)
+    record = loop.train("rnn_tanh", tasks.TASKS["adding"](3), setup)
+    assert record["verdict"] == "diverged"
+    stopped = len(record["loss"]) - 1
+    assert not math.isfinite(record["loss"][-1]) and record["final"]["step"] == stopped > 0
+
+
+@pytest.mark.parametrize("field,value,says", [
+    ("lr", math.nan, "lr must be a finite real number"), ("lr", 0, "lr must be"),
+    ("batch", 0, "batch must be an integer >= 1"), ("steps", -3, "steps must be an integer"),
+    ("clip", math.nan, "clip must be a finite real number")])
+def test_a_train_setup_refuses_numbers_no_run_can_use(field, value, says):
+    with pytest.raises(GradlabError, match=says):
+        loop.TrainSetup(**{field: value})

@@ -22,7 +22,7 @@ import math
 import torch
 
 from .. import progress, registry
-from ..errors import GradlabError
+from ..errors import GradlabError, integer, real
 from ..flow import gradient_flow, lyapunov
 from ..initialize import as_dtype
 from ..reports.measurements import SATURATED, rate_words, states_finite, timescale_of
@@ -48,6 +48,18 @@ class TrainSetup:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
+
+    def __post_init__(self):
+        """Numbers a run can use, refused in one line (the CLI checks its options; a
+        TrainSetup made in Python with lr=nan or batch=0 ran to a verdict on nothing)."""
+        for name in ("hidden", "batch", "steps", "checkpoints", "measure_batch",
+                     "probe_steps", "test_batch"):
+            integer(getattr(self, name), name, 1)
+        integer(self.drift_steps, "drift_steps", 0)
+        if real(self.lr, "lr", 0) == 0:
+            raise GradlabError("lr must be a finite real number > 0, got 0")
+        real(self.clip, "clip", 0)
+        real(self.gate_bias, "gate_bias")
 
     def checkpoint_steps(self):
         """Training steps (0 = initialisation) at which the gradient flow is measured:
@@ -214,6 +226,7 @@ def train(cell, task, setup, *, seed=None):
         point = {"step": step, **flow_checkpoint(model, probe.xs), **evaluate(model, test)}
         record["checkpoints"].append(point)
 
+    stopped = None                       # the step whose training loss was not finite
     for step in range(setup.steps + 1):
         if step in marks:
             checkpoint(step)
@@ -230,17 +243,23 @@ def train(cell, task, setup, *, seed=None):
         record["saturation"].append(saturated)
         optimizer.zero_grad()
         if not torch.isfinite(loss):
-            break                          # diverged: the record says where
+            stopped = step                 # diverged: the record says where
+            break
         loss.backward()
         if setup.clip:
             torch.nn.utils.clip_grad_norm_(model.leaves(), setup.clip)
         optimizer.step()
         if progress.due(step, setup.steps):
             progress.advance("training", step + 1, setup.steps)
+    if stopped is not None and record["checkpoints"][-1]["step"] != stopped:
+        checkpoint(stopped)              # the model as it diverged, not an earlier point
     final = record["checkpoints"][-1]
     record["final"] = {"loss": final["loss"], "accuracy": final["accuracy"],
                        "step": final["step"]}
-    record["verdict"] = verdict(task, final["loss"], final["accuracy"])
+    # a run whose training loss left the finite numbers diverged, whatever an earlier
+    # point's test loss says (it was judged 'not learned', or could be 'learned', on it)
+    record["verdict"] = ("diverged" if stopped is not None else
+                         verdict(task, final["loss"], final["accuracy"]))
     return record
 
 
