@@ -14,6 +14,9 @@ dependency is (`delay`).
     copy(delay, L)   Symbols 1..K at steps 0..L-1, blanks (symbol 0) after, a cue at step
                      delay - 1; the output at step t is the input at step t - delay
                      (the recall steps delay..delay+L-1 are the ones scored). Chance: ln K.
+                     A delayed recall of L symbols (`gradlab train` uses L = 1), not the
+                     copy task of Arjovsky et al. 2016 (10 symbols, every step scored,
+                     chance 10 ln 8 / (T + 20)): its results are not theirs to compare.
     parity(T)        A bit (+-1) at every step; the target is the parity (XOR) of all T
                      bits, read at the end. Chance: ln 2, accuracy 1/2.
 """
