@@ -14,33 +14,33 @@ DEVICES = ("cpu", "cuda")
 
 
 def resolve(device):
-    """torch.device for "cpu" or "cuda" (refused, one line, where torch sees no CUDA device)."""
+    """torch.device for a device torch knows and this machine has ("cpu", "cuda",
+    "cuda:1", "cpu:0", a torch.device), refused in one line naming it otherwise: the one
+    rule every command and function applies."""
     import torch
 
-    name = device.type if isinstance(device, torch.device) else device
-    if name not in DEVICES:
-        raise GradlabError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GradlabError("device 'cuda' asked for but torch sees no CUDA device; valid "
-                           "here: cpu")
-    return torch.device(device)
-
-
-def torch_device(device):
-    """torch.device for a device name or object ("cpu", "cuda", "cuda:1", ...), refused in
-    one line when torch does not know it or it is not on this machine."""
-    import torch
-
+    shown = str(device) if isinstance(device, torch.device) else device
     try:
         found = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise GradlabError(f"unknown device {device!r}; valid: {', '.join(DEVICES)}") from None
-    resolve(found.type)
+        raise GradlabError(f"unknown device {shown!r}; valid: {', '.join(DEVICES)} (or "
+                           "cuda:N)") from None
+    if found.type not in DEVICES:
+        raise GradlabError(f"unknown device {shown!r}; valid: {', '.join(DEVICES)} (or "
+                           "cuda:N)")
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise GradlabError(f"device {shown!r} asked for but torch sees no CUDA device; "
+                           "valid here: cpu")
     if found.type == "cuda" and found.index is not None \
             and found.index >= torch.cuda.device_count():
-        raise GradlabError(f"device {device!r} is not available here; valid: cuda:0.."
+        raise GradlabError(f"device {shown!r} is not available here; valid: cuda:0.."
                            f"cuda:{torch.cuda.device_count() - 1}, cpu")
     return found
+
+
+def torch_device(device):
+    """`resolve` (kept under this name for its callers)."""
+    return resolve(device)
 
 
 @contextlib.contextmanager

@@ -389,3 +389,21 @@ def test_check_lyapunov_still_checks_exponents_qr_resolves_far_below_the_top():
         fn = lambda p, x, k, w=wrong: torch.tensor([exact[0], w])           # noqa: E731
         assert not gradlab.check_lyapunov(fn, cell, params, xs, 2).ok
     assert gradlab.check_lyapunov(lambda p, x, k: torch.tensor(exact), cell, params, xs, 2).ok
+
+
+def test_verify_cell_checks_its_arguments_and_devices_follow_one_rule():
+    """verify_cell took batch=0 to a torch RuntimeError, sizes=[(1, 1, 1)] to a Python
+    ValueError and batch=1e9 to the OOM killer; and it refused 'cpu:0', which init_params
+    takes, and named 'cuda:1' unknown where it is only absent here."""
+    from gradlab.verification.verify import verify_cell
+    refused("batch must be an integer >= 1, got 0", verify_cell, "rnn_tanh", sizes=[(2, 2)],
+            batch=0)
+    refused(r"sizes must be a list of \(n, m\) pairs", verify_cell, "lstm", sizes=[(1, 1, 1)])
+    refused(r"verify_cell at n = 2, m = 2, batch 1000000000 needs about", verify_cell, "lstm",
+            sizes=[(2, 2)], batch=10 ** 9)
+    assert all(c.error <= c.tolerance for c in verify_cell("rnn_tanh", device="cpu:0",
+                                                         sizes=[(2, 2)]))
+    if not torch.cuda.is_available():
+        refused("device 'cuda:1' asked for but torch sees no CUDA device", verify_cell,
+                "rnn_tanh", device="cuda:1")
+    refused("unknown device 'meta'", verify_cell, "rnn_tanh", device=torch.device("meta"))

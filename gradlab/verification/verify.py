@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch.func import jacrev, vmap
 
-from .. import registry
+from .. import budget, registry
 from ..device import exact_float32, resolve
-from ..errors import derived_seed
+from ..errors import GradlabError, check_seed, derived_seed, integer
 from ..initialize import as_dtype
 from ..interop import MODULES, to_torch
 
@@ -155,8 +155,19 @@ def _module(cell, params):
 def verify_cell(cell, *, device="cpu", dtype="float64", sizes=None, batch=3, seed=0):
     """Every check for one cell; `sizes` is a list of (n, m), random ones by default.
     float32 is compared as true float32 (TF32 off during the checks, then as it was)."""
+    cell, batch, seed = registry.cell(cell), integer(batch, "batch", 1), check_seed(seed)
+    if sizes is not None:                # as the checks read them: pairs of sizes >= 1
+        if not isinstance(sizes, (list, tuple)) or not sizes or not all(
+                isinstance(p, (list, tuple)) and len(p) == 2 for p in sizes):
+            raise GradlabError(f"sizes must be a list of (n, m) pairs, got {sizes!r}")
+        sizes = [(integer(n, "n", 1), integer(m, "m", 1)) for n, m in sizes]
+        for n, m in sizes:               # the Jacobians and references, not only params
+            budget.ensure_fits(budget.flow_bytes(
+                hidden=n, inputs=m, steps=1, batch=batch, parts=len(cell.state_names),
+                params=len(cell.param_names)), what=f"verify_cell at n = {n}, m = {m}, "
+                f"batch {batch}", advice="sizes or batch")
     with exact_float32():
-        return _checks(registry.cell(cell), device, dtype, sizes, batch, seed)
+        return _checks(cell, device, dtype, sizes, batch, seed)
 
 
 def _checks(cell, device, dtype, sizes, batch, seed):
