@@ -407,3 +407,11 @@ def test_verify_cell_checks_its_arguments_and_devices_follow_one_rule():
         refused("device 'cuda:1' asked for but torch sees no CUDA device", verify_cell,
                 "rnn_tanh", device="cuda:1")
     refused("unknown device 'meta'", verify_cell, "rnn_tanh", device=torch.device("meta"))
+
+
+def test_a_half_precision_params_dict_is_named_as_the_params():
+    """'unsupported dtype torch.float16' did not say the params were float16 (xs is cast
+    to the params' dtype, so they are the ones to change)."""
+    params = {k: v.half() for k, v in LSTM.init_params(3, 2, seed=0).items()}
+    refused(r"params of cell 'lstm': unsupported dtype torch.float16", gradlab.gradient_flow,
+            LSTM, params, torch.zeros(3, 2, 2))

@@ -182,7 +182,10 @@ def check_params(cell, params):
         raise GradlabError("params mix dtypes or devices: "
                            + ", ".join(f"{p}: {params[p].dtype} on {params[p].device}"
                                        for p in cell.param_names if p in params))
-    as_dtype(dtype)
+    try:
+        as_dtype(dtype)
+    except GradlabError as err:          # which argument: the params (xs is cast to them)
+        raise GradlabError(f"params of cell '{cell.name}': {err}") from None
     if device.type == "meta":
         raise GradlabError("params are on the meta device, which holds no numbers; move "
                            "them to cpu or cuda")
