@@ -112,16 +112,17 @@ def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64
                        advice=f"--hidden, {steps_option} or --batch")
 
 
-def ensure_check_fits(cell, hidden, inputs, batch, *, available=None):
-    """`gradlab check`: the exact Jacobians (B, S, S), the function's own and their
-    difference, and the cell's weights; one step of a flow covers them."""
+def ensure_check_fits(cell, hidden, inputs, batch, *, available=None, job="gradlab check",
+                      advice="--hidden, --inputs or --batch"):
+    """`gradlab check` (and verify_cell, `job`): the exact Jacobians (B, S, S), the
+    function's own or a reference's and their difference, and the cell's weights; one
+    step of a flow covers them."""
     from .registry import cell as lookup
     c = lookup(cell)
     need = flow_bytes(hidden=hidden, inputs=inputs, steps=1, batch=batch,
                       parts=len(c.state_names), params=len(c.param_names))
-    return ensure_fits(need, what=f"gradlab check at hidden {hidden}, inputs {inputs}, batch "
-                                  f"{batch}", available=available,
-                       advice="--hidden, --inputs or --batch")
+    return ensure_fits(need, what=f"{job} at hidden {hidden}, inputs {inputs}, batch "
+                                  f"{batch}", available=available, advice=advice)
 
 
 def ensure_params_fit(cell, hidden, inputs, *, device="cpu", available=None):

@@ -38,11 +38,6 @@ def resolve(device):
     return found
 
 
-def torch_device(device):
-    """`resolve` (kept under this name for its callers)."""
-    return resolve(device)
-
-
 @contextlib.contextmanager
 def exact_float32():
     """TF32 off inside the block (matmul and cuDNN), the caller's settings restored after."""

@@ -23,7 +23,7 @@ import numbers
 import torch
 
 from .budget import ensure_params_fit
-from .device import torch_device
+from .device import resolve
 from .errors import GradlabError, check_seed, real
 from .registry import builtin
 
@@ -75,7 +75,7 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
         (weight_scale, "weight_scale"), (bias_scale, "bias_scale"),
         (input_scale, "input_scale")))
     gate_bias = real(gate_bias, "gate_bias")
-    device = torch_device(device)
+    device = resolve(device)
     gen = torch.Generator().manual_seed(check_seed(seed))
     ensure_params_fit(cell, n, m, device=device)
 

@@ -399,7 +399,7 @@ def test_verify_cell_checks_its_arguments_and_devices_follow_one_rule():
     refused("batch must be an integer >= 1, got 0", verify_cell, "rnn_tanh", sizes=[(2, 2)],
             batch=0)
     refused(r"sizes must be a list of \(n, m\) pairs", verify_cell, "lstm", sizes=[(1, 1, 1)])
-    refused(r"verify_cell at n = 2, m = 2, batch 1000000000 needs about", verify_cell, "lstm",
+    refused(r"verify_cell at hidden 2, inputs 2, batch 1000000000 needs about", verify_cell, "lstm",
             sizes=[(2, 2)], batch=10 ** 9)
     assert all(c.error <= c.tolerance for c in verify_cell("rnn_tanh", device="cpu:0",
                                                          sizes=[(2, 2)]))

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from ..device import torch_device
+from ..device import resolve
 from ..errors import GradlabError, check_seed, integer, real
 from ..initialize import as_dtype
 
@@ -28,7 +28,7 @@ def make_inputs(kind, T, B, m, *, scale=1.0, seed=0, dtype=torch.float64, device
     R = ||x||^2/m = scale^2, derivations/theory.md §2); "constant", one N(0, scale^2) vector per
     sequence held for all T steps (exact results, derivations/theory.md §3); or a tensor (T, B, m),
     returned on `device` in `dtype` (then T, B, m are checked against it)."""
-    dtype, device = as_dtype(dtype), torch_device(device)
+    dtype, device = as_dtype(dtype), resolve(device)
     if isinstance(kind, (torch.Tensor, np.ndarray)):
         xs = torch.as_tensor(kind)
         if tuple(xs.shape) != (T, B, m):

@@ -57,7 +57,6 @@ def probe_rate(cell, options, *, hidden, inputs, steps, batch=2, probes=32, seed
     (steps // 8, steps - 20), or up to the last lag under 40 steps)."""
     c = as_cell(cell)
     steps = integer(steps, "steps", 2)              # a slope needs two lags
-    integer(probes, "probes", 1)
     if options is None or not isinstance(options, dict):
         raise GradlabError(f"options must be a dict of init_params options (weight_scale, "
                            f"gate_bias, ...), got {type(options).__name__}")

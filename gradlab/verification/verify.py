@@ -162,10 +162,8 @@ def verify_cell(cell, *, device="cpu", dtype="float64", sizes=None, batch=3, see
             raise GradlabError(f"sizes must be a list of (n, m) pairs, got {sizes!r}")
         sizes = [(integer(n, "n", 1), integer(m, "m", 1)) for n, m in sizes]
         for n, m in sizes:               # the Jacobians and references, not only params
-            budget.ensure_fits(budget.flow_bytes(
-                hidden=n, inputs=m, steps=1, batch=batch, parts=len(cell.state_names),
-                params=len(cell.param_names)), what=f"verify_cell at n = {n}, m = {m}, "
-                f"batch {batch}", advice="sizes or batch")
+            budget.ensure_check_fits(cell, n, m, batch, job="verify_cell",
+                                     advice="sizes or batch")
     with exact_float32():
         return _checks(cell, device, dtype, sizes, batch, seed)
 
