@@ -100,3 +100,26 @@ def test_when_nothing_is_measured_the_closest_is_the_first_try():
                              positive=False, measurements=6, within=0.1)
     assert list(seen)[0] == 2.0 and min(seen) < 2.0
     assert found == (math.inf, 2.0)
+
+
+def test_past_a_small_networks_peak_the_search_turns_down(monkeypatch):
+    """rnn_tanh at n = 2: the measured timescale peaks near weight scale 1 and falls on
+    both sides, while the theory starts the search at 1.8. The search used to walk up
+    (8.2 at its last measurement) and end at the start; now it turns down and finds the
+    peak's side, and there a reachable target."""
+    def curve(w):                          # peak 12 at w = 1, falling on both sides
+        return 12.0 / (1.0 + 4.0 * (w - 1.0) ** 2)
+    asked = measuring(monkeypatch, curve)
+    found = critical_init("rnn_tanh", 10, hidden=2, inputs=2, measurements=8)
+    assert found["converged"], found["measurements"]
+    assert curve(found["weight_scale"]) == pytest.approx(10, rel=0.1)
+    assert found["weight_scale"] < asked[0]
+
+
+def test_a_monotone_curve_is_searched_as_before(monkeypatch):
+    """The turn needs the largest knob measured to be shorter than the smallest: on a
+    timescale that grows with the knob the search only steps up."""
+    asked = measuring(monkeypatch, lambda w: 2.0 * w)
+    critical_init("rnn_tanh", 100, hidden=2, inputs=2, measurements=8)
+    ups = asked[:-1]
+    assert all(b > a for a, b in zip(ups, ups[1:]))

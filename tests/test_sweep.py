@@ -5,8 +5,10 @@ import math
 import sys
 
 import pytest
+import torch
 from matplotlib.figure import Figure
 
+from gradlab.errors import GradlabError
 from gradlab.meanfield import mean_field
 from gradlab.reports import sweep
 from conftest import assert_ok, assert_one_line_error, invoke, listing
@@ -348,3 +350,13 @@ def test_a_cell_mean_field_cannot_read_is_swept_without_theory(tmp_path, blank_h
     assert "rnn_tanh" in data["theory"]["timescale"]
     assert f"No theory is drawn for {path}:antisym: mean field cannot read cell" in \
         (out / "report.md").read_text()
+
+
+def test_grid_takes_torch_device_and_dtype_objects():
+    """A Python user passes torch.float32 / torch.device("cpu") as everywhere else in
+    gradlab; the grid records their names (a part file holds strings)."""
+    grid = sweep.Grid(cells=("lstm",), device=torch.device("cpu"), dtype=torch.float32)
+    assert (grid.device, grid.dtype) == ("cpu", "float32")
+    assert grid == sweep.Grid(cells=("lstm",), dtype="float32")
+    with pytest.raises(GradlabError, match="dtype 'float16'"):
+        sweep.Grid(cells=("lstm",), dtype=torch.float16)

@@ -156,9 +156,13 @@ def _search(miss, x, step, *, positive, measurements, within):
     lies on: until the target is bracketed the search steps that way, doubling the step
     each time (a theory far off costs a few measurements, not one per 0.5), then narrows
     the bracket by secant (through both ends, or where one end was never measured through
-    the other and its neighbour; by bisection where neither exists or the slope is wrong). It
-    never measures a knob value twice (the measurement is deterministic), and a weight
-    scale stays positive (halved towards 0)."""
+    the other and its neighbour; by bisection where neither exists or the slope is wrong).
+    Where that rule fails (too short, and the largest knob measured shorter than the
+    smallest: a small network past its peak, rnn_tanh at n = 2 peaks near weight scale 1
+    while the theory's critical point is 1.8), it steps down from the smallest instead,
+    and a bracket is then any two neighbouring knobs on either side of the target (the
+    narrowest). It never measures a knob value twice (the measurement is deterministic),
+    and a weight scale stays positive (halved towards 0)."""
     seen = {}
     while len(seen) < measurements and x not in seen:
         seen[x] = y = miss(x)
@@ -167,6 +171,8 @@ def _search(miss, x, step, *, positive, measurements, within):
         short = [(v, m) for v, m in seen.items() if m < 0]
         long = [(v, m) for v, m in seen.items() if m > 0]
         lo, hi = max(short, default=None), min(long, default=None)
+        ordered = sorted(seen.items())
+        brackets = [(p, q) for p, q in zip(ordered, ordered[1:]) if (p[1] < 0) != (q[1] < 0)]
         if lo is not None and hi is not None and lo[0] < hi[0]:      # bracketed
             (a, ya), (b, yb) = lo, hi
             x = 0.5 * (a + b)
@@ -175,12 +181,21 @@ def _search(miss, x, step, *, positive, measurements, within):
             if ends is not None:                                     # secant, kept inside
                 (u, yu), (v, yv) = ends
                 if (yv - yu) / (v - u) > 0:
-                    x = float(np.clip(u - yu * (v - u) / (yv - yu), a + 0.1 * (b - a),
-                                      b - 0.1 * (b - a)))
+                    x = _inside(u - yu * (v - u) / (yv - yu), a, b)
+        elif brackets:                       # the timescale falls as the knob grows here
+            (a, ya), (b, yb) = min(brackets, key=lambda pq: pq[1][0] - pq[0][0])
+            x = 0.5 * (a + b)
+            if math.isfinite(ya) and math.isfinite(yb):              # secant
+                x = _inside(a - ya * (b - a) / (yb - ya), a, b)
         elif y > 0 or (hi is not None and lo is None):               # too long: go down
             x = hi[0] - step
             if positive and x <= 0:
                 x = hi[0] / 2
+            step *= 2
+        elif len(short) > 1 and max(short)[1] < min(short)[1]:      # too short, shorter
+            x = min(short)[0] - step                                 # still up the knob:
+            if positive and x <= 0:                                  # past the peak, go
+                x = min(short)[0] / 2                                # down
             step *= 2
         else:                                                        # too short: go up
             x = lo[0] + step
@@ -189,6 +204,11 @@ def _search(miss, x, step, *, positive, measurements, within):
     # theory's start, not the smallest knob the search walked down to
     v, m = min(seen.items(), key=lambda item: abs(item[1]))
     return abs(m), v
+
+
+def _inside(x, a, b):
+    """x kept inside the bracket (a, b), a tenth of it away from either end."""
+    return float(np.clip(x, a + 0.1 * (b - a), b - 0.1 * (b - a)))
 
 
 def _finite_side(side, end):

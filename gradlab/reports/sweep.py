@@ -16,6 +16,7 @@ import dataclasses
 import math
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from .. import registry, theory
@@ -86,6 +87,10 @@ class Grid:
                 raise GradlabError(f"grid {what} must be a positive integer, got {value!r}")
         if not is_int(self.seed):
             raise GradlabError(f"grid seed must be an integer, got {self.seed!r}")
+        # torch's own objects name the same choices (torch.float32, torch.device("cpu"))
+        for what, value in (("device", self.device), ("dtype", self.dtype)):
+            if isinstance(value, (torch.device, torch.dtype)):
+                object.__setattr__(self, what, str(value).removeprefix("torch."))
         if self.device not in DEVICES or self.dtype not in DTYPES:
             raise GradlabError(f"grid device {self.device!r} / dtype {self.dtype!r}: valid "
                                f"{', '.join(DEVICES)} / {', '.join(DTYPES)}")
