@@ -2,7 +2,9 @@
 
 Roles come from each parameter's declared shape: n x n matrices are recurrent (W_*, V,
 R_*), n x m matrices read the input (U_*), n-vectors named b* are biases and other
-n-vectors are diagonal weights (the peepholes p_*).
+n-vectors are diagonal weights (the peepholes p_*). A scalar (shape "1 1") follows the
+same rule: one named b* is a bias (zero at the default bias_scale 0), any other is drawn as
+a diagonal weight, N(0, weight_scale^2).
 
     gaussian    recurrent ~ N(0, weight_scale^2 / n), input ~ N(0, input_scale^2 / m),
                 bias ~ N(0, bias_scale^2), diagonal ~ N(0, weight_scale^2)

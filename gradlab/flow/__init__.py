@@ -42,8 +42,10 @@ Norms of every P_k, per sequence, natural log, lag k at column k-1:
                   passes): it resolves sigma_min / sigma_max far below 1e-16, which
                   svdvals of P_k could not; each solve adds its rounding, ~cond(J_t) eps
                   relative (a linear step with cond(J) = 1e8 gave 1e-9 over 32 lags, at
-                  1e12 6e-6), which rtol does not cover. From the first exactly singular
-                  J_t on, every longer product is singular: -inf. Computed on request.
+                  1e12 6e-6), which rtol does not cover. From the first J_t singular to
+                  working precision on (an LU pivot below S eps of the largest: cond(J_t)
+                  past ~1 / (S eps), where its sigma_min is rounding), every longer
+                  product is reported singular: -inf. Computed on request.
 Blocks of P_k (out part, in part), e.g. the LSTM's cell path ("c", "c"), get spectral and
 Frobenius norms in the same walk. What a loss L = <v, s_T> sees, ||dL/ds_t|| and
 ||dL/dx_t||, comes from vector-Jacobian products, O(T B S^2) (`Flow.loss_grad_norms`).
