@@ -2,7 +2,7 @@
 
 Roles come from each parameter's declared shape: n x n matrices are recurrent (W_*, V,
 R_*), n x m matrices read the input (U_*), n-vectors named b* are biases and other
-n-vectors are diagonal weights (the peepholes p_*). A scalar (shape "1 1") follows the
+n-vectors are diagonal weights (the peepholes p_*). A scalar (declared "1") follows the
 same rule: one named b* is a bias (zero at the default bias_scale 0), any other is drawn as
 a diagonal weight, N(0, weight_scale^2).
 

@@ -125,8 +125,8 @@ choice is each declaration's `gate_bias` argument ("-b_i" marks a flipped sign).
 input weights N(0, input_scale²/m) and biases N(0, bias_scale²), then adds the gate bias;
 this is the scaling the mean-field theory assumes. Diagonal weights (the peepholes p_*,
 n-vectors not named b*) are N(0, weight_scale²), with no 1/n: a peephole times a
-unit-variance state then has the variance a row of W gives. A scalar parameter (shape
-`1 1`) follows the same rule: named b*, it is a bias (zero at the default bias_scale 0);
+unit-variance state then has the variance a row of W gives. A scalar parameter (declared
+`"1"`) follows the same rule: named b*, it is a bias (zero at the default bias_scale 0);
 otherwise it is drawn as a diagonal weight. `"orthogonal"` uses weight_scale times
 an orthogonal matrix for the recurrent weights, `"torch"` PyTorch's default uniform draw.
 Correctness checks run in float64; on CUDA they turn TF32 off.
