@@ -16,7 +16,9 @@ a diagonal weight, N(0, weight_scale^2).
                 a cell torch ships with two (rnn_tanh, rnn_relu, lstm: b = bias_ih +
                 bias_hh) is the sum of two such draws, as a fresh torch module's is
 
-`gate_bias` is then added to the bias that sets the memory gate (derivations/conventions.md).
+`gate_bias` is then added to the bias that sets the memory gate (derivations/conventions.md),
+every layer's in a stack (`cell.gate_biases`). A cell with no such bias (the vanilla RNNs,
+lstm_nfg) takes it and changes nothing, so that one value can go to every cell compared.
 """
 
 import math
@@ -108,8 +110,7 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
         else:
             value = normal(*size, std=weight_scale)
         params[name] = value
-    if gate_bias and cell.gate_bias:
-        sign, name = (-1.0, cell.gate_bias[1:]) if cell.gate_bias.startswith("-") else (
-            1.0, cell.gate_bias)
+    for signed in cell.gate_biases if gate_bias else ():
+        sign, name = (-1.0, signed[1:]) if signed.startswith("-") else (1.0, signed)
         params[name] = params[name] + sign * gate_bias
     return {k: v.to(dtype=dtype, device=device) for k, v in params.items()}

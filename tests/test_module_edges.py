@@ -187,3 +187,30 @@ def test_a_step_that_draws_noise_or_mixes_the_batch_is_refused(kind, said):
         gradlab.lyapunov(_Step(kind), xs, 2, state0=h0)
     plain = gradlab.gradient_flow(_Step("plain"), xs, state0=h0)
     assert np.isfinite(plain.log_norm()).all()
+
+
+class _Hidden(torch.nn.Module):
+    """Noise, or a count of calls, that multiplies the state: invisible at a zero state0."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind, self.calls = kind, 0
+        self.W = torch.nn.Parameter(0.9 * torch.eye(4, dtype=torch.float64))
+
+    def forward(self, x, h):
+        self.calls += 1
+        gain = 1 + (0.5 * torch.randn_like(h) if self.kind == "noisy" else 0.01 * self.calls)
+        return torch.tanh(h @ self.W.T * gain + x.sum(-1, keepdim=True))
+
+
+@pytest.mark.parametrize("kind", ["noisy", "counting"])
+def test_noise_that_a_zero_state_hides_is_still_refused(kind):
+    """The check replayed only the first step, from state0: noise or a call counter that
+    multiplies the state changed nothing there, and a zero state0 let the walk measure
+    states of one draw with Jacobians of others (its rate moved from run to run). The last
+    step is replayed too."""
+    torch.manual_seed(0)
+    xs = torch.randn(20, 2, 3, dtype=torch.float64)
+    h0 = torch.zeros(2, 4, dtype=torch.float64)
+    with pytest.raises(GradlabError, match=r"gave two different new states .* keeps a count"):
+        gradlab.gradient_flow(_Hidden(kind), xs, state0=h0)

@@ -283,3 +283,22 @@ def test_a_stacked_let_keeps_its_power_and_tilde_after_the_layer_number():
     cell = gradlab.declare(state="h", params="W U b", source="t", name="tilded")(tilded)
     shown = str(gradlab.stack(cell, 2).equations())
     assert "h1~ = tanh(W1 h1 + U1 x + b1)" in shown and "h2~ = tanh(" in shown
+
+
+def test_gate_bias_reaches_every_layer_of_a_stack():
+    """init_params(gate_bias=5) on a 3-layer LSTM moved b_f1 alone: layers 2 and 3 kept
+    forgetting at the rate of gate bias 0. Every layer's gate bias moves, with its sign
+    (the CIFG's forget gate is 1 - i: b_i goes down); a cell without one is unchanged."""
+    st = gradlab.stack("lstm", 3)
+    before, after = st.init_params(4, 3), st.init_params(4, 3, gate_bias=5.0)
+    moved = sorted(k for k in after if not torch.equal(after[k], before[k]))
+    assert moved == ["b_f1", "b_f2", "b_f3"]
+    assert all(torch.allclose(after[k] - before[k], torch.full_like(after[k], 5.0))
+               for k in moved)
+    cifg = gradlab.stack("lstm_cifg", 2)
+    low, high = cifg.init_params(4, 3), cifg.init_params(4, 3, gate_bias=1.0)
+    assert all(torch.allclose(high[k] - low[k], torch.full_like(low[k], -1.0))
+               for k in ("b_i1", "b_i2"))
+    rnn = gradlab.cell("rnn_tanh")
+    assert all(torch.equal(a, b) for a, b in zip(rnn.init_params(4, 3).values(),
+                                                  rnn.init_params(4, 3, gate_bias=1.0).values()))

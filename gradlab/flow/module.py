@@ -151,14 +151,18 @@ class ModuleBound:
                                        f"{' '.join(str(err).split())}") from None
         if T:
             self.probe(out[0, :1], xs[0, :1])
-            self.consistent(out[0], xs[0], out[1])
+            # at the first step and the last: a zero state0 hides noise (or a call
+            # counter) that multiplies the state, which the last state shows
+            for t in sorted({0, T - 1}):
+                self.consistent(out[t], xs[t], out[t + 1])
         return (out,)
 
     def consistent(self, s0, x0, s1):
         """Refuse a step whose new state is not a function of its own sequence's (x, state):
         one that draws noise (torch.randn in forward: the states would come from one draw,
         the Jacobians from others) or mixes the batch (a mean over it: each sequence's
-        Jacobian, taken on its own, would miss it). s1 = step(s0, x0) as the walk took it."""
+        Jacobian, taken on its own, would miss it). s1 = step(s0, x0) as the walk took it
+        (`states` asks at the first step and at the last)."""
         with torch.no_grad():
             again = self.step(s0, x0)
             alone = self.step(s0[:1], x0[:1]) if s0.shape[0] > 1 else s1[:1]
@@ -167,8 +171,8 @@ class ModuleBound:
         name = f"{type(self.module).__name__}(x, state)"
         if float((again - s1).abs().max()) > tol:
             raise GradlabError(f"{name} gave two different new states for one (x, state): "
-                               "it draws noise (torch.randn, dropout in forward?), so its "
-                               "Jacobians would not be those of the states measured; make "
+                               "it draws noise (torch.randn, dropout in forward?) or keeps "
+                               "a count of its calls, so its Jacobians would not be those of the states measured; make "
                                "it deterministic (module.eval(), no noise)")
         if float((alone - s1[:1]).abs().max()) > tol:
             raise GradlabError(f"{name} mixes the sequences of a batch (sequence 0's new "

@@ -176,6 +176,7 @@ class Cell:
     def __init__(self, fn, *, name, state, params, source, gate_bias=None, inputs="x"):
         _check_cell_name(name)
         self.name, self.source, self.gate_bias = name, source, gate_bias
+        self.gate_biases = (gate_bias,) if gate_bias else ()   # all init moves (a stack: more)
         self.doc = " ".join((fn.__doc__ or "").split())
         self.state_names = _names(name, "state", state)
         specs = _param_specs(name, params)

@@ -180,10 +180,11 @@ def _stack(layer_cell, layers, name, exogenous):
                                        f"the split weight {exogenous_name(p, l)!r} has the "
                                        "name of a stacked parameter")
                 params[exogenous_name(p, l)] = f"{rows} m"
-    gate_bias = layer_cell.gate_bias
-    if gate_bias is not None:   # layer 1's memory gate, as gradlab's init sets it
+    gate_bias, every = layer_cell.gate_bias, ()
+    if gate_bias is not None:   # named by layer 1's; init_params sets every layer's
         sign = "-" if gate_bias.startswith("-") else ""
-        gate_bias = sign + layer_name(gate_bias.lstrip("-"), 1)
+        every = tuple(sign + layer_name(gate_bias.lstrip("-"), l) for l in range(1, layers + 1))
+        gate_bias = every[0]
 
     def declaration(s):
         inputs, new = getattr(s, x), {}
@@ -210,4 +211,5 @@ def _stack(layer_cell, layers, name, exogenous):
                    source=f"{layers} stacked layers of {layer_cell.name}{one_way} "
                           f"({layer_cell.source})", gate_bias=gate_bias)
     stacked.stacked = True           # `stack` refuses to stack it again
+    stacked.gate_biases = every
     return stacked
