@@ -11,8 +11,9 @@ torch until something needs them.
 """
 
 import importlib
+import inspect
 
-from .errors import GradlabError
+from .errors import GradlabError, arguments_checked
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,8 @@ def __getattr__(name):
     if home is None:
         raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{home}", __name__), name)
+    if inspect.isfunction(value) and not hasattr(value, "__wrapped__"):
+        value = arguments_checked(value)   # a call its signature does not take: one line
     globals()[name] = value
     return value
 

@@ -185,6 +185,9 @@ def from_torch(module, direction=None):
         raise GradlabError(f"{type(module).__name__}'s weights are {', '.join(dtypes)}; "
                            "gradlab measures one of float32, float64 (module.double() or "
                            "module.float())")
+    if module.hidden_size < 1:                     # torch builds one; nothing to measure
+        raise GradlabError(f"{type(module).__name__} has hidden_size "
+                           f"{module.hidden_size}; gradlab measures a hidden size >= 1")
     if not hasattr(module, "num_layers"):          # a cell module: nn.LSTMCell, ...
         if direction not in (None, "forward"):
             raise GradlabError(f"{type(module).__name__} has one direction; direction="

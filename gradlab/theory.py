@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .errors import integer, real
+from .errors import GradlabError, integer, real
 
 QUADRATURE_POINTS = 100   # Gauss-Hermite: exact for polynomials to degree 199, ample here
 
@@ -122,10 +122,21 @@ def timescale(rate):
 
 
 def pascanu_rate(W, gamma=1.0):
-    """ln(gamma ||W||_2) for a weight matrix W (torch or numpy): -inf for W = 0, nan when W
+    """ln(gamma ||W||_2) for a real 2-D weight matrix W (torch or numpy) and gamma >= 0 (a
+    bound on the activation's slope): -inf for W = 0 or gamma 0, nan when W
     holds inf or nan (no norm to take: numpy's SVD would raise LinAlgError)."""
-    gamma = real(gamma, "gamma", finite=False)
-    W = np.asarray(W.detach().cpu() if hasattr(W, "detach") else W, dtype=np.float64)
+    gamma = real(gamma, "gamma", low=0, finite=False)     # a bound on |sigma'|: >= 0
+    if hasattr(W, "detach"):                         # torch: any real dtype (bfloat16 too)
+        W = W.detach().cpu()
+        W = W.double() if W.is_floating_point() else W
+    try:
+        W = np.asarray(W)
+    except (TypeError, ValueError) as err:            # ragged lists, odd objects
+        raise GradlabError(f"pascanu_rate: W is no array of numbers ({err})") from None
+    if W.ndim != 2 or W.dtype.kind not in "iuf":
+        raise GradlabError(f"pascanu_rate: W must be a 2-D array of real numbers, got "
+                           f"{W.ndim}-D {W.dtype}")
+    W = W.astype(np.float64)
     if not np.isfinite(W).all():
         return math.nan
     try:

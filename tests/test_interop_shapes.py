@@ -107,3 +107,11 @@ def test_to_torch_names_the_odd_parameter_out():
     with pytest.raises(GradlabError, match=r"none of the parameters of cell 'gru_torch'.*"
                                            r"got W_i, W_f"):
         gradlab.to_torch("gru_torch", params)
+
+
+def test_a_cell_module_of_hidden_size_zero_is_refused_at_once():
+    """torch builds nn.GRUCell(3, 0) (nn.GRU refuses it); from_torch returned a cell and
+    (0, 0) weights, refused only later by whatever measured them."""
+    with pytest.raises(GradlabError, match=r"GRUCell has hidden_size 0; gradlab measures "
+                                           r"a hidden size >= 1"):
+        gradlab.from_torch(torch.nn.GRUCell(3, 0))

@@ -6,10 +6,12 @@ its fix (an out-of-memory kill, a bare IndexError, a matplotlib warning, silence
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
 import gradlab
-from gradlab import GradlabError
+from gradlab import GradlabError, theory
 from gradlab.meanfield import timescale_grid
 from conftest import assert_ok, assert_one_line_error, invoke
 
@@ -104,3 +106,22 @@ def test_mean_field_fixed_point_against_quadrature_at_and_near_the_edge(sw, sb, 
     assert c == pytest.approx(chi, rel=1e-9)
     assert math.copysign(1, theory.mean_field_rate(sw, input_scale=sv, bias_scale=sb)) \
         == math.copysign(1, math.log(chi))
+
+
+@pytest.mark.parametrize("W, gamma, said", [
+    (np.eye(2), -1, r"gamma must be a real number >= 0, got -1"),
+    (1j * np.eye(2), 1.0, r"2-D array of real numbers, got 2-D complex128"),
+    ("W", 1.0, r"got 0-D"),
+    (np.ones(3), 1.0, r"got 1-D float64"),
+    (np.array([[True]]), 1.0, r"got 2-D bool"),
+    ([[1.0, 2.0], [3.0]], 1.0, r"W is no array of numbers")])
+def test_pascanu_rate_refuses_what_has_no_spectral_norm(W, gamma, said):
+    """A negative gamma gave -inf, a complex W -inf with numpy's ComplexWarning (its norm
+    is 1: rate 0), a vector was taken as a matrix (0.549), a string a raw ValueError."""
+    with pytest.raises(GradlabError, match=said):
+        theory.pascanu_rate(W, gamma)
+
+
+def test_pascanu_rate_of_torch_half_precision():
+    assert theory.pascanu_rate(3 * torch.eye(2, dtype=torch.bfloat16)) == pytest.approx(
+        math.log(3))

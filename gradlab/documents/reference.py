@@ -230,8 +230,9 @@ the predicted rate, in Flow.rate's units.
 - **annealed**: the standard theory. Every field is drawn afresh at every step, as if W
   were redrawn each step. For the vanilla RNN it is the closed form above (to 1e-3). For
   gated cells it forgets too fast: against n = 1024 measurements (bias scale 0.1, weight
-  scale 1 and 1.5, gate bias 0 to 2) it predicts rates 27-76 % too steep for the GRU and
-  61-197 % for the LSTM, and far more where the measured rate is near zero: at n = 512,
+  scale 1 and 1.5, gate bias 0 to 2, m = 32, two seeds each) it predicts rates 26-71 % too
+  steep for the GRU and 28-197 % for the LSTM (28 % and 46 % at gate bias 0, growing with
+  it), and far more where the measured rate is near zero: at n = 512,
   weight scale 1.5, gate bias 2, the LSTM measures -0.0096 ± 0.0023 (three seeds) and the
   annealed theory predicts -0.120, twelve times as steep (the dynamic theory: -0.012). So
   `critical_init`, which starts from it, begins the LSTM's search at too large a gate bias
