@@ -214,3 +214,18 @@ def test_noise_that_a_zero_state_hides_is_still_refused(kind):
     h0 = torch.zeros(2, 4, dtype=torch.float64)
     with pytest.raises(GradlabError, match=r"gave two different new states .* keeps a count"):
         gradlab.gradient_flow(_Hidden(kind), xs, state0=h0)
+
+
+def test_a_projected_lstms_state0_padding_must_be_zero():
+    """nn.LSTM(proj_size=p): gradlab holds h as (B, n), entries p.. zero padding. A (B, n)
+    h with nonzero padding was taken (flow.states showed it, as if torch's h had n
+    entries); a ragged list raised numpy's ValueError."""
+    module = torch.nn.LSTM(3, 6, proj_size=2).double()
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    h, c = torch.zeros(2, 6, dtype=torch.float64), torch.zeros(2, 6, dtype=torch.float64)
+    assert np.isfinite(gradlab.gradient_flow(module, xs, state0=(h, c)).rate())
+    h[:, 4] = 1.0
+    with pytest.raises(GradlabError, match=r"state0 part 'h' has nonzero entries past 2"):
+        gradlab.gradient_flow(module, xs, state0=(h, c))
+    with pytest.raises(GradlabError, match=r"state0 part 'h' is no \(B, width\) array"):
+        gradlab.gradient_flow(module, xs, state0=([[1.0] * 6, [1.0, 2.0]], c))

@@ -350,10 +350,21 @@ def padded_state0(module, state0):
         return state0                       # the cell's own check names the count
     full, out = max(sizes.values()), []
     for (name, size), part in zip(sizes.items(), parts):
-        shape = tuple(np.shape(part)) if not isinstance(part, torch.Tensor) else tuple(part.shape)
+        try:
+            shape = tuple(np.shape(part))
+        except ValueError:                   # rows of different lengths
+            raise GradlabError(f"state0 part {name!r} is no (B, width) array: its rows "
+                               "differ in length") from None
         width = shape[-1] if shape else None
-        if width == full:
-            out.append(part)                 # gradlab's own (B, n): the cell's check reads it
+        if width == full:                    # gradlab's own (B, n): the cell's check reads
+            tail = part[..., size:] if size < full and isinstance(part, torch.Tensor) \
+                else np.asarray(part)[..., size:] if size < full and np.ndim(part) == 2 else None
+            if tail is not None and bool((tail != 0).any()):   # it, but not its padding
+                raise GradlabError(f"state0 part {name!r} has nonzero entries past {size}: "
+                                   f"they pad torch's h (proj_size {size}) to {full} and "
+                                   "are zero; give h as (B, "
+                                   f"{size}) or zeros there")
+            out.append(part)
             continue
         if width != size:
             want = ", ".join(f"{q} as (B, {v})" for q, v in sizes.items())
