@@ -189,15 +189,24 @@ def test_train_with_a_diverging_rate_warns_nothing(tmp_path):
     assert "Warning" not in result.stderr
 
 
-def test_train_refuses_a_rate_its_dtype_cannot_hold(tmp_path):
+@pytest.mark.parametrize("lr", ["1e300", "1e38"])
+def test_train_refuses_a_rate_its_dtype_cannot_hold(tmp_path, lr):
     """--lr 1e300 in float32 ended in 'internal error (RuntimeError: value cannot be
-    converted to type float without overflow)' once training ran."""
+    converted to type float without overflow)' once training ran; so did 1e38, below the
+    float32 maximum the check then used: Adam's first step is 10 lr."""
     out = tmp_path / "t"
     assert_one_line_error(invoke("train", "--cells", "lstm", "--tasks", "adding:3", "--steps",
                                  "2", "--hidden", "4", "--batch", "2", "--char-steps", "0",
-                                 "--drift-steps", "1", "--lr", "1e300", "--out", out),
-                          "--lr 1e+300 does not fit float32 (at most 3.4e+38)")
+                                 "--drift-steps", "1", "--lr", lr, "--out", out),
+                          f"--lr {float(lr):g} does not fit float32: Adam's first step is "
+                          "10 lr, so at most 3.4e+37")
     assert not out.exists()
+
+
+def test_train_takes_the_largest_float32_rate(tmp_path):
+    assert_ok(invoke("train", "--cells", "rnn_tanh", "--tasks", "adding:2", "--steps", "2",
+                     "--hidden", "2", "--batch", "2", "--char-steps", "0", "--drift-steps",
+                     "1", "--lr", "3.4e37", "--out", tmp_path / "t"))
 
 
 def test_a_report_at_a_huge_weight_scale_warns_nothing(tmp_path):

@@ -32,3 +32,20 @@ def test_a_task_named_twice_is_named():
     with pytest.raises(GradlabError, match=r"names the task adding:2 twice"):
         parse_tasks("adding:02,adding:2")
     assert parse_tasks("adding:2,copy:2") == (("adding", 2), ("copy", 2))
+
+
+def test_singular_values_near_the_float64_limit_are_kept_and_the_figure_drawn(tmp_path):
+    """rnn_relu, orthogonal W at weight scale 1e308, an even batch: numpy's median of the
+    two sequences' top singular values (each ~1e308) overflowed to inf with a
+    RuntimeWarning and data.json said 'inf'; drawn on a log axis with its margins, 1e308
+    made matplotlib's transform singular (an internal error)."""
+    out = tmp_path / "edge"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = invoke("report", "--out", out, "--cells", "rnn_relu", "--init",
+                        "orthogonal", "--weight-scale", "1e308", "--hidden", "3", "--steps",
+                        "4", "--batch", "2")
+    assert_ok(result)
+    top = json.loads((out / "data.json").read_text())["cells"]["rnn_relu"]["spectrum"][0]
+    assert isinstance(top, float) and 1e307 < top < 1.8e308
+    assert (out / "figures" / "spectra.png").stat().st_size > 0

@@ -286,3 +286,12 @@ def test_a_run_whose_loss_blows_up_between_points_is_diverged():
 def test_a_train_setup_refuses_numbers_no_run_can_use(field, value, says):
     with pytest.raises(GradlabError, match=says):
         loop.TrainSetup(**{field: value})
+
+
+def test_a_train_setup_refuses_a_float32_rate_adam_cannot_hold():
+    """TrainSetup(lr=1e38) in float32 trained into torch's 'value cannot be converted to
+    type float without overflow' at Adam's first step (10 lr); float64 runs (to a
+    divergence verdict)."""
+    with pytest.raises(GradlabError, match=r"lr 1e\+38 does not fit float32: .* at most 3.4e\+37"):
+        loop.TrainSetup(lr=1e38)
+    assert loop.TrainSetup(lr=1e38, dtype="float64").lr == 1e38

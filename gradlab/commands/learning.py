@@ -2,7 +2,6 @@
 
 Each parses its options, calls one function of the package and prints the result."""
 
-import math
 import shlex
 import sys
 
@@ -41,6 +40,7 @@ def train(names, task_spec, out, force, **options):
     from .. import outputs
     from ..device import resolve as resolve_device
     from ..training import learnability as ln
+    from ..training.loop import largest_lr
     cells = cells_option(names, ln.DEFAULT_CELLS)
     if options["drift_steps"] > options["steps"]:
         if given("drift_steps"):
@@ -48,10 +48,11 @@ def train(names, task_spec, out, force, **options):
                                f"{options['steps']}: the drift measurement covers the first "
                                "training steps; give --drift-steps <= --steps")
         options["drift_steps"] = options["steps"]    # the default: all the steps there are
-    top = {"float32": 3.4028234663852886e38}.get(options["dtype"], math.inf)
-    if options["lr"] > top:                          # Adam holds lr in the model's dtype
-        raise GradlabError(f"--lr {options['lr']:g} does not fit {options['dtype']} (at most "
-                           f"{top:.3g}); give a smaller rate, or --dtype float64")
+    top = largest_lr(options["dtype"])               # Adam's first step, 10 lr, in the
+    if options["lr"] > top:                          # model's dtype
+        raise GradlabError(f"--lr {options['lr']:g} does not fit {options['dtype']}: Adam's "
+                           f"first step is 10 lr, so at most {top:.3g}; give a smaller rate"
+                           + (", or --dtype float64" if options["dtype"] != "float64" else ""))
     setup = ln.LearnSetup(cells=tuple(cells), tasks=ln.parse_tasks(task_spec), **options)
     where = {"cell_files": cell_files(cells)}
     check_report_target(out, force=force, figures=ln.FIGURES, **where)

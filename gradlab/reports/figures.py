@@ -99,10 +99,17 @@ def paths(cells, col):
 def spectra(cells, col):
     """Singular values of one step's Jacobian J_T, largest first (median over sequences)."""
     fig, ax = _figure()
+    drawn = [1.0]                       # a log axis past 1e+-300 (with margins) overflows
     for name, d in cells.items():
         sv = np.asarray(d["spectrum"], dtype=np.float64)
-        ax.semilogy(np.arange(1, len(sv) + 1) / len(sv), np.where(sv > 0, sv, np.nan),
-                    color=col[name], label=_label(name, sv))
+        fits = (sv >= 1e-300) & (sv <= 1e300)
+        past = bool((np.isfinite(sv) & (sv > 0) & ~fits).any())
+        drawn += list(sv[fits])
+        ax.semilogy(np.arange(1, len(sv) + 1) / len(sv), np.where(fits, sv, np.nan),
+                    color=col[name], label=f"{name} (values past 1e±300 not drawn)"
+                    if past else _label(name, np.where(sv > 0, sv, np.nan)))
+    ax.set_ylim(min(drawn) / 3, max(drawn) * 3)
+    ax.set_xlim(0, 1.02)
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set(xlabel="singular value index / state size", ylabel="σ_i(J_T)",
            title="One step's Jacobian: singular values")

@@ -267,7 +267,17 @@ def _spectrum(cell, params, flow, keep=None):
         sv = torch.linalg.svdvals(J)
     except torch.linalg.LinAlgError:            # did not converge: no numbers, no crash
         return np.full(J.shape[-1], np.nan)
-    return np.median(sv.cpu().numpy(), axis=0)
+    return median(sv.cpu().numpy(), axis=0)
+
+
+def median(a, axis):
+    """np.median of numbers >= 0 (nan where any is nan or inf), without overflow: numpy
+    averages the two middle values of an even count as (lo + hi) / 2, inf for two near
+    1e308; lo + (hi - lo) / 2 is the same number."""
+    a = np.sort(np.where(np.isfinite(a), a, np.nan), axis=axis)       # nan sorts last
+    count = a.shape[axis]
+    lo, hi = np.take(a, (count - 1) // 2, axis=axis), np.take(a, count // 2, axis=axis)
+    return np.where(np.isnan(a).any(axis=axis), np.nan, lo + (hi - lo) / 2)
 
 
 def _drift(cell, params, flow, keep=None):
@@ -280,7 +290,7 @@ def _drift(cell, params, flow, keep=None):
     # an overflowed state (or one whose square overflows) has no RMS: nan, not inf
     rms = torch.sqrt((state ** 2).mean(-1))
     rms = torch.where(ok & torch.isfinite(rms), rms, math.nan).cpu().numpy()
-    out = {"rms": np.median(rms, axis=1)}
+    out = {"rms": median(rms, axis=1)}
     if cell.gates:
         flat = tuple(s[:-1].reshape((T1 - 1) * B, -1) for s in flow.states)
         values = cell.values_fn()(params, flat, flow.xs.reshape((T1 - 1) * B, -1))

@@ -31,6 +31,16 @@ from .tasks import TASKS, Task, copy
 WRITE_GATES = {"i": False, "z": True}      # gate name -> is the write gate 1 - gate?
 
 
+def largest_lr(dtype):
+    """The largest learning rate Adam can take in `dtype`: its first step is lr / (1 -
+    beta1) = 10 lr, a Python float that torch converts to the weights' dtype, which
+    refuses a float32 past its range (3.4e37 for lr). In float64 the step is at worst inf,
+    and the weights diverge (a verdict of their own): no limit."""
+    if as_dtype(dtype) == torch.float64:
+        return math.inf
+    return torch.finfo(as_dtype(dtype)).max * (1 - 0.9)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSetup:
     hidden: int = 32
@@ -58,6 +68,10 @@ class TrainSetup:
         integer(self.drift_steps, "drift_steps", 0)
         if real(self.lr, "lr", 0) == 0:
             raise GradlabError("lr must be a finite real number > 0, got 0")
+        if self.lr > largest_lr(self.dtype):
+            raise GradlabError(f"lr {self.lr:g} does not fit {self.dtype}: Adam's first "
+                               f"step is 10 lr, so at most {largest_lr(self.dtype):.3g}; "
+                               "give a smaller rate, or dtype float64")
         real(self.clip, "clip", 0)
         real(self.gate_bias, "gate_bias")
 
