@@ -192,11 +192,12 @@ def test_gradlab_check_finds_a_size_written_into_the_function(tmp_path, monkeypa
     assert once.exit_code == 1
     assert once.output.startswith("differs: max relative error") and \
         "samples at n = 5, m = 5" not in once.output
-    assert "at n = 5, m = 6\nIt agrees at n = 8, m = 4, but not at these sizes" in once.output
+    assert ("at n = 11, m = 5, B = 7\nIt agrees at n = 8, m = 4, B = 4, but not at these "
+            "sizes") in once.output
     right = invoke("check", "mine.py:right", "--cell", "rnn_tanh")
     assert right.exit_code == 0 and right.output == (
-        "agrees: max relative error 0 (absolute 0) over 8 samples at n = 8, m = 4 and "
-        "n = 5, m = 6\n")
+        "agrees: max relative error 0 (absolute 0) over 11 samples at n = 8, m = 4, B = 4 "
+        "and n = 11, m = 5, B = 7\n")
     assert invoke("check", "mine.py:three", "--cell", "rnn_tanh").output == (
         "gradlab: error: mine.py: 'three' is not a function (its type: int)\n")
 
@@ -241,7 +242,8 @@ def test_gradlab_check_says_where_a_size_written_in_fails_and_notes_once(tmp_pat
     monkeypatch.chdir(tmp_path)
     failed = invoke("check", "mine.py:eye8", "--cell", "rnn_tanh", "--bias-scale", "0")
     assert failed.exit_code == 2 and failed.output.startswith(
-        "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 5, m = 6: ")
+        "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 11, m = 5, "
+        "B = 7: ")
     noted = invoke("check", "mine.py:nob", "--cell", "rnn_tanh", "--bias-scale", "0")
     assert noted.exit_code == 0 and noted.output.count("Note: it agrees at the params") == 1
 
@@ -257,3 +259,40 @@ def test_at_a_coarse_rtol_a_nearly_symmetric_weight_is_still_alike():
     result = gradlab.check_jacobian(lambda q, s, x: exact({**q, "W": q["W"].T}, s, x), rnn, p,
                                     rtol=1e-2)
     assert not result.ok and result.inconclusive and "W = Wᵀ" in str(result)
+
+
+def test_gradlab_check_looks_past_the_first_size_and_batch(tmp_path, monkeypatch):
+    """The second size was always smaller (n = 8, then 5) and the batch the same: a
+    Jacobian wrong only on units past 8 (rows built in chunks of 8), or only on sequences
+    past 4 (a batch handled 4 at a time), was certified 'agrees'."""
+    from conftest import invoke
+    (tmp_path / "mine.py").write_text(
+        "import torch\n"
+        "def right(p, state, x):\n"
+        "    a = torch.tanh(state[0] @ p['W'].T + x @ p['U'].T + p['b'])\n"
+        "    return (1 - a ** 2)[..., :, None] * p['W']\n"
+        "def units(p, state, x):\n"
+        "    J = right(p, state, x)\n"
+        "    return torch.cat([J[..., :8, :], J[..., 8:, :].flip(-1)], -2)\n"
+        "def sequences(p, state, x):\n"
+        "    J = right(p, state, x)\n"
+        "    return torch.cat([J[:4], J[4:].mT])\n")
+    monkeypatch.chdir(tmp_path)
+    for name in ("units", "sequences"):
+        result = invoke("check", f"mine.py:{name}", "--cell", "rnn_tanh")
+        assert result.exit_code == 1 and "at n = 11, m = 5, B = 7\nIt agrees at n = 8" in \
+            result.output, (name, result.output)
+    assert invoke("check", "mine.py:right", "--cell", "rnn_tanh").exit_code == 0
+
+
+def test_scales_that_overflow_are_named_as_the_scales(tmp_path, monkeypatch):
+    """--bias-scale 1e308 said 'b_i, b_f, b_g, b_o hold(s) nan or inf': params the user
+    never gave; the options they gave are named."""
+    from conftest import assert_one_line_error, invoke
+    (tmp_path / "mine.py").write_text(
+        "import gradlab\nJ = gradlab.cell('lstm').jacobian_fn('state')\n"
+        "def good(p, state, x):\n    return J(p, state, x)\n")
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(invoke("check", "mine.py:good", "--cell", "lstm", "--bias-scale",
+                                 "1e308"),
+                          "weight_scale 1.5, bias_scale 1e+308 draw inf in b_")

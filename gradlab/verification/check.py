@@ -348,27 +348,35 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     if not callable(fn):
         raise GradlabError(f"{where}: {name!r} is not a function (its type: "
                            f"{type(fn).__name__})")
-    def at(n, m):
+    def at(n, m, batch):
         params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
                                   seed=seed)
-        return check_jacobian(fn, cell, params, seed=seed, **options)
+        bad = [p for p, t in params.items() if not bool(torch.isfinite(t).all())]
+        if bad:                           # the scales, not params the user never gave
+            raise GradlabError(f"weight_scale {weight_scale:g}, bias_scale {bias_scale:g} draw "
+                               f"inf in {', '.join(bad)}; give scales below 1e300")
+        return check_jacobian(fn, cell, params, seed=seed, **{**options, "batch": batch})
 
-    first = at(hidden, inputs)
+    batch = options.pop("batch", 4)
+    first = at(hidden, inputs, batch)
     if not first.ok:
         return dataclasses.replace(first, sizes=f"n = {hidden}, m = {inputs}")
     n, m = second_size(hidden, inputs)
+    b = batch + 3 if n > hidden else batch        # larger where it is small: chunks of B
     try:
-        again = at(n, m)
+        again = at(n, m, b)
     except Exited:
         raise
     except GradlabError as err:        # torch.eye(8) in it: it fails only at other sizes
         raise GradlabError(f"it agrees at n = {hidden}, m = {inputs}, but at a second size, "
-                           f"n = {n}, m = {m}: {err} (a size written into it?)") from None
-    sizes = f"n = {hidden}, m = {inputs} and n = {n}, m = {m}"
+                           f"n = {n}, m = {m}, B = {b}: {err} (a size written into it?)") \
+            from None
+    sizes = f"n = {hidden}, m = {inputs}, B = {batch} and n = {n}, m = {m}, B = {b}"
     if not again.ok:
-        return dataclasses.replace(again, sizes=f"n = {n}, m = {m}", diagnosis=[
-            f"It agrees at n = {hidden}, m = {inputs}, but not at these sizes: a size "
-            "written into your function (torch.eye(8), a reshape)?"] * (
+        return dataclasses.replace(again, sizes=f"n = {n}, m = {m}, B = {b}", diagnosis=[
+            f"It agrees at n = {hidden}, m = {inputs}, B = {batch}, but not at these sizes: "
+            "a size written into your function (torch.eye(8), a reshape, units or "
+            "sequences taken in fixed chunks)?"] * (
                 not again.inconclusive) + again.diagnosis)   # (inconclusive: draws can't tell)
     worst = max((first, again), key=lambda r: r.max_error.relative)
     said = {d.split(",")[0] for d in first.diagnosis}      # a note of one kind once
@@ -378,10 +386,12 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
 
 
 def second_size(hidden, inputs):
-    """The second (n, m) `gradlab check` draws at: 3 fewer units from 5 up (no larger, so
-    it fits wherever the first does), else 3 more; one more input (two where one more
-    would make m = n, at which a transposed U keeps its shape)."""
-    n = hidden - 3 if hidden >= 5 else hidden + 3
+    """The second (n, m) `gradlab check` draws at: 3 more units up to n = 64 (a function
+    wrong only past the first size, or on units in chunks of 8, is found at the default
+    n = 8; `check_spec` then takes 3 more sequences too), 3 fewer above (so that it fits
+    wherever the first does); one more input (two where one more would make m = n, at
+    which a transposed U keeps its shape)."""
+    n = hidden + 3 if hidden <= 64 else hidden - 3
     return n, inputs + (2 if inputs + 1 == n else 1)
 
 
