@@ -171,6 +171,10 @@ def test_a_batch_answered_with_one_matrix_is_said_to_be_checked_sample_by_sample
     assert result.ok and "given a batch of 4, your function returned one 8 x 8 matrix" in \
         result.diagnosis[-1]
     assert gradlab.check_jacobian(exact, rnn, p).diagnosis == []
+    # in a test suite, a pass on one sample at a time is said too (it passed silently)
+    from gradlab.testing import assert_jacobian
+    with pytest.warns(UserWarning, match=r"assert_jacobian: Note: given a batch of 4"):
+        assert_jacobian(folds, rnn, p)
 
 
 def test_gradlab_check_finds_a_size_written_into_the_function(tmp_path, monkeypatch):
@@ -296,3 +300,15 @@ def test_scales_that_overflow_are_named_as_the_scales(tmp_path, monkeypatch):
     assert_one_line_error(invoke("check", "mine.py:good", "--cell", "lstm", "--bias-scale",
                                  "1e308"),
                           "weight_scale 1.5, bias_scale 1e+308 draw inf in b_")
+
+
+def test_terms_hidden_by_a_zero_state_part_name_that_part():
+    """A right LSTM Jacobian checked at c = 0 was 'inconclusive' for 'saturated gates, or
+    weights or biases of scale 0': the cause was the c the user gave."""
+    lstm = gradlab.cell("lstm")
+    p = lstm.init_params(8, 4, weight_scale=1.5, bias_scale=0.5)
+    h = torch.randn(4, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    said = str(gradlab.check_jacobian(lstm.jacobian_fn("state"), lstm, p,
+                                      states=(h, torch.zeros(4, 8, dtype=torch.float64))))
+    assert said.startswith("inconclusive") and "(c is all zero at the states given" in said
+    assert "Check at states where c is not all zero" in said

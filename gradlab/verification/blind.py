@@ -65,11 +65,18 @@ def alike_words(same, agrees):
             "check's defaults draw them apart)."]
 
 
-def unseen_words(faint, agrees):
+def unseen_words(faint, agrees, zero=()):
     """The sentence for `unseen`'s answer: why an agreement proves nothing, or why a
-    diagnosis at these draws may not hold."""
+    diagnosis at these draws may not hold; `zero`: the state parts (or input) given all
+    zero, which then come first among the causes."""
     again = ("Check at other parameters (gradlab check's defaults: --weight-scale 1.5 "
              "--bias-scale 0.5).")
+    cause = "saturated gates, or weights or biases of scale 0"
+    if zero:
+        named = f"{', '.join(zero)} {'is' if len(zero) == 1 else 'are'}"
+        cause = f"{named} all zero at the states given, or {cause}"
+        again = (f"Check at states where {named} not all zero (leave states out to draw "
+                 "them), or at other parameters.")
     if faint == ["n = 1"]:
         return [("Inconclusive" if agrees else "Note") + ": at n = 1 every weight is its own "
                 "transpose, so a transposed weight or the other layout cannot be seen. Check "
@@ -79,8 +86,13 @@ def unseen_words(faint, agrees):
     if agrees:
         return [f"Inconclusive: at these draws {len(faint)} term(s) of the exact Jacobian are "
                 f"within rtol of zero at every sample ({shown}), so a derivation without "
-                "them would agree too (saturated gates, or weights or biases of scale 0). "
-                + again]
+                f"them would agree too ({cause}). " + again]
     return [f"Note: at these draws {len(faint)} term(s) of the exact Jacobian are within "
             f"rtol of zero at every sample ({shown}): what is said above may not hold at "
             "other points. " + again]
+
+
+def zero_parts(cell, state, x):
+    """The names of the state parts (and the input) that are all zero at every sample."""
+    return [name for name, t in zip((*cell.state_names, cell.input_name), (*state, x))
+            if t.numel() and not bool(t.any())]

@@ -35,7 +35,7 @@ from ..errors import (GradlabError, arguments_checked, check_seed, choice, deriv
                       integer)
 from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import extended_jacobian, terms_function
-from .blind import alike, alike_words, unseen, unseen_words
+from .blind import alike, alike_words, unseen, unseen_words, zero_parts
 from .diagnosis import UNEXPLAINED, diagnose, exact_jacobian, measured, relative
 from .hidden import Asked, with_biases, with_states
 from .user import COLLAPSED, Exited, batched_jacobian, cell_part, float32_rounding, lower_precision, \
@@ -281,7 +281,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                   max(blocks.keys, key=errors.get), errors,
                   ([] if finer is None else [FINER_NOTE.format(lost)]) + diagnosis
                   + (alike_words(same, ok) if same else [])
-                  + (unseen_words(faint, ok) if faint else []), x.shape[0],
+                  + (unseen_words(faint, ok, zero_parts(cell, state, x)) if faint else []),
+                  x.shape[0],
                   inconclusive=ok and doubt)
 
 
