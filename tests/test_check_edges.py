@@ -312,3 +312,20 @@ def test_terms_hidden_by_a_zero_state_part_name_that_part():
                                       states=(h, torch.zeros(4, 8, dtype=torch.float64))))
     assert said.startswith("inconclusive") and "(c is all zero at the states given" in said
     assert "Check at states where c is not all zero" in said
+
+
+def test_errors_at_some_samples_are_told_from_a_borrowed_sample():
+    """A derivation wrong only where units saturate was told 'your function depends on
+    which sample it is given (one sample's state used for all ...)'; that is said only
+    where each wrong answer is another sample's exact Jacobian."""
+    from gradlab.verification.diagnosis import by_sample
+    exact = torch.randn(4, 3, 3, generator=torch.Generator().manual_seed(0),
+                        dtype=torch.float64)
+    some = exact.clone()
+    some[2:] += 0.5
+    said = by_sample(some, exact, 1e-8)[0]
+    assert said.startswith("Sample(s) 0, 1 agree and 2, 3 do not: your function is wrong at "
+                           "some points only")
+    borrowed = exact[:1].expand(4, 3, 3)
+    assert "each wrong one is another sample's exact Jacobian" in by_sample(
+        borrowed, exact, 1e-8)[0]
