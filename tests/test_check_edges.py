@@ -329,3 +329,20 @@ def test_errors_at_some_samples_are_told_from_a_borrowed_sample():
     borrowed = exact[:1].expand(4, 3, 3)
     assert "each wrong one is another sample's exact Jacobian" in by_sample(
         borrowed, exact, 1e-8)[0]
+
+
+@pytest.mark.parametrize("axes, said", [
+    ((2, 4), "Each of your blocks is transposed in place"),
+    ((1, 3), "Your blocks are each right but placed transposed")])
+def test_blocks_placed_or_transposed_are_named(axes, said):
+    """An LSTM Jacobian with each 2 x 2 block transposed in place, or with dh'/dc and
+    dc'/dh exchanged, got only 'no missing, extra, sign-flipped or rescaled term explains
+    the difference'."""
+    lstm = gradlab.cell("lstm")
+    p = lstm.init_params(8, 4, weight_scale=1.5, bias_scale=0.5)
+    exact = lstm.jacobian_fn("state")
+
+    def moved(q, s, x):
+        J = exact(q, s, x)
+        return J.reshape(-1, 2, 8, 2, 8).transpose(*axes).reshape(J.shape)
+    assert said in str(gradlab.check_jacobian(moved, lstm, p))

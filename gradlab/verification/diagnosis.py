@@ -1,11 +1,10 @@
 """What a wrong Jacobian's difference from the exact one says, in the derivation's terms.
 
 `diagnose` tries, in turn: the transpose (the other layout), the state parts in another
-order, weights read in another gate order, biases left out, and then, block by block, the
-terms of the derivation: a term missing, doubled, sign-flipped or scaled (least squares
-over the evaluated terms), or a term wrong row by row (a diagonal factor, such as an
-activation's slope, written wrong). What none of these explains is said to be so, with
-the worst entries.
+order, blocks placed or each transposed, weights in another gate order, biases left out,
+then block by block the derivation's terms: one missing, doubled, sign-flipped or scaled
+(least squares over the evaluated terms), or wrong row by row (a diagonal factor, such as
+an activation's slope, written wrong). What none explains is said so, worst entries shown.
 """
 
 import itertools
@@ -112,6 +111,15 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
                 return [f"Your state parts are in the order ({', '.join(parts[k] for k in order)}"
                         f"); gradlab's state is ({', '.join(parts)}). Reorder the rows and "
                         "columns of your blocks."]
+        k, n = len(parts), blocks.n      # the blocks right, placed wrong, or each transposed
+        grid = theirs.reshape(-1, k, n, k, n) if theirs.shape[1:] == (k * n, k * n) else None
+        if grid is not None and close(grid.transpose(1, 3).reshape(theirs.shape), exact):
+            return ["Your blocks are each right but placed transposed: your block (a, b) is "
+                    "gradlab's ∂b'/∂a, the exact one's block (b, a). Put ∂out'/∂in at block "
+                    "row out, column in (numerator layout, block by block)."]
+        if grid is not None and close(grid.transpose(2, 4).reshape(theirs.shape), exact):
+            return ["Each of your blocks is transposed in place (denominator layout within "
+                    "the blocks, numerator across them): transpose every block."]
     # (other parameters compared at degenerate draws, where every Jacobian is ~0, would
     # match by accident)
     tests = () if degenerate else (gate_order, without_biases, swapped_gates, negated_gate)
