@@ -299,7 +299,8 @@ def gate_order(cell, params, state, x, theirs, wrt, blocks, close):
         if close(theirs, other):
             return [f"Your Jacobian is the exact one for weights read in gate order "
                     f"({', '.join(order)}); torch stacks the gates as ({', '.join(gates)}) in "
-                    "weight_ih, weight_hh and the biases. Split them in that order."]
+                    "weight_ih, weight_hh and the biases: split them in that order, or, "
+                    "reading gradlab's named params, use each gate's own."]
     return []
 
 
