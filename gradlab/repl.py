@@ -26,11 +26,12 @@ def namespace():
     import gradlab
     from gradlab import registry
     from gradlab.symbolic import language
-    ns = {"gradlab": gradlab, "torch": torch, "sympy": sympy, "sp": sympy,
-          "declare": gradlab.declare, "I": language.I, "mean": language.mean,
-          "var": language.var, "sqrt": language.sqrt, "norm": language.norm,
-          "sum": language.sum}          # Python's own sum for anything not symbolic
-    ns.update({k: v for k, v in language.FUNCTIONS.items() if k != "abs"})  # abs(): Python's
+    ns = {"gradlab": gradlab, "torch": torch, "sympy": sympy, "sp": sympy}
+    # gradlab's own exports (a call they do not take: one line), Python's sum for anything
+    # not symbolic, Python's abs()
+    ns.update({k: getattr(gradlab if k in gradlab.__all__ else language, k)
+               for k in ("declare", "I", "mean", "var", "sqrt", "norm", "sum",
+                         *language.FUNCTIONS) if k != "abs"})
     ns.update({name: registry.cell(name) for name in registry.cells()})
     return ns
 

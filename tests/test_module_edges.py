@@ -229,3 +229,20 @@ def test_a_projected_lstms_state0_padding_must_be_zero():
         gradlab.gradient_flow(module, xs, state0=(h, c))
     with pytest.raises(GradlabError, match=r"state0 part 'h' is no \(B, width\) array"):
         gradlab.gradient_flow(module, xs, state0=([[1.0] * 6, [1.0, 2.0]], c))
+
+
+def test_a_module_changed_after_gradient_flow_changes_nothing_measured():
+    """The walk runs when a norm is first read, and it took its Jacobians from the module
+    as it was then: weights scaled by 3 after gradient_flow gave a rate (-0.158) of
+    neither model (-0.911 before, -0.504 after). The module is copied at the call."""
+    torch.manual_seed(0)
+    xs = torch.randn(30, 2, 3, dtype=torch.float64)
+    h0 = torch.zeros(2, 4, dtype=torch.float64)
+    step = _Step("plain")
+    flow, before = gradlab.gradient_flow(step, xs, state0=h0), \
+        gradlab.gradient_flow(step, xs, state0=h0).rate()
+    with torch.no_grad():
+        for p in step.parameters():
+            p.mul_(3)
+    assert flow.rate() == before
+    assert gradlab.gradient_flow(step, xs, state0=h0).rate() != before

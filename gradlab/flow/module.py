@@ -20,6 +20,8 @@ vmap(jacrev(step)) over the batch, or one jacrev per sequence where vmap cannot 
 module (torch's fused RNN kernels). `Flow.symbolic` is False for it.
 """
 
+import copy
+
 import numpy as np
 import sympy as sp
 import torch
@@ -294,6 +296,10 @@ def prepare(module, xs, state0, reverse):
     xs = xs.to(dtype=like.dtype, device=like.device)
     xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()    # a copy, as `setup`
     state0 = module_state0(module, state0, xs.shape[1], xs)
+    try:       # the Flow's walk runs later: a copy, so that an optimizer step (or any change
+        module = copy.deepcopy(module)     # to the module) afterwards changes nothing
+    except Exception:                      # (a module that cannot be copied: as it is)
+        pass
     bound = ModuleBound(module, state0, xs.shape[2])
     return bound, xs, (bound.flatten(state0),)
 
