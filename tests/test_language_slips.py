@@ -184,6 +184,12 @@ def test_display_hooks_of_a_cell_too_long_to_print_never_raise():
     assert repr(J).startswith("<Jacobian d(h')/d(h): an expression nested")
     with pytest.raises(GradlabError, match="too long to print"):
         str(J)                                     # asked for in so many words: says why
+    # a block and its terms too (their hooks raised "too long to print")
+    block = J["h", "h"]
+    assert repr(block).startswith("<expression: an expression nested")
+    assert block._repr_latex_() is None and repr(block.terms()).startswith("[")
+    with pytest.raises(GradlabError, match="too long to print"):
+        str(block)
 
 
 @pytest.mark.parametrize("name", ["σ²", "a'_b", "r^2", "xⁿ"])

@@ -11,6 +11,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 
 from . import algebra as al
 from .explicit import entries
+from .mistakes import line_of
 from .printing import block_name, latex, text
 from .structure import kind, terms as block_terms
 from ..errors import GradlabError
@@ -171,13 +172,20 @@ class Expression:
     def __hash__(self):
         return hash(self.expr)
 
-    def __repr__(self):
+    def __repr__(self):              # a display never raises: IPython would show a traceback
+        try:
+            return text(self.expr)
+        except GradlabError as err:  # too long to print
+            return f"<expression: {line_of(err)}>"
+
+    def __str__(self):               # asked for in so many words: says why it cannot
         return text(self.expr)
 
-    __str__ = __repr__
-
     def _repr_latex_(self):
-        return f"$${latex(self.expr)}$$"
+        try:
+            return f"$${latex(self.expr)}$$"
+        except GradlabError:
+            return None              # (IPython then shows the repr)
 
     def latex(self):
         return latex(self.expr)
@@ -209,7 +217,10 @@ class Block(Expression):
         self.out, self.wrt = jacobian.outs[i], jacobian.ins[j]
 
     def _repr_latex_(self):
-        return f"$${block_name(self.out, self.wrt, 'latex')} = {latex(self.expr)}$$"
+        try:
+            return f"$${block_name(self.out, self.wrt, 'latex')} = {latex(self.expr)}$$"
+        except GradlabError:
+            return None
 
     def terms(self):
         """The terms of the block's sum (one term if it is not a sum), each printable."""
