@@ -346,3 +346,17 @@ def test_blocks_placed_or_transposed_are_named(axes, said):
         J = exact(q, s, x)
         return J.reshape(-1, 2, 8, 2, 8).transpose(*axes).reshape(J.shape)
     assert said in str(gradlab.check_jacobian(moved, lstm, p))
+
+
+def test_a_check_result_copies_and_pickles():
+    """copy.deepcopy and pickle of any result raised TypeError: Error.__new__() missing
+    'relative' (a float subclass with two arguments)."""
+    import copy
+    import pickle
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(4, 3, weight_scale=1.5, bias_scale=0.5)
+    result = gradlab.check_jacobian(lambda q, s, x: 2 * rnn.jacobian_fn("state")(q, s, x),
+                                    rnn, p)
+    for again in (copy.deepcopy(result), pickle.loads(pickle.dumps(result))):
+        assert str(again) == str(result)
+        assert again.max_error.absolute == result.max_error.absolute

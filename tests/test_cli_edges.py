@@ -128,7 +128,7 @@ def test_the_shell_prints_a_gradlab_error_in_one_line_and_has_sum():
     from gradlab import repl
     from gradlab.symbolic import language
     ns = repl.namespace()
-    assert ns["sum"] is language.sum and ns["sum"]([1, 2]) == 3
+    assert ns["sum"] is gradlab.sum and ns["sum"]([1, 2]) == 3 and ns["sum"]([1], start=2) == 3
     out = []
     console = repl.Console(locals=ns)
     console.write = out.append

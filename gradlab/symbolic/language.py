@@ -272,11 +272,11 @@ def var(v):
     return v.owner.let(f"sigma_{name}^2", Value(al.scale(1 / rows, spread)))
 
 
-def sum(v, *rest):     # noqa: A001 - a plain iterable goes to builtins.sum
+def sum(v, *rest, **start):     # noqa: A001 - a plain iterable goes to builtins.sum
     """The sum over the units of a named vector r, as the scalar Σ_r; anything else is
-    Python's sum (so `from gradlab import *` leaves sum([1, 2]) working)."""
+    Python's sum (so `from gradlab import *` leaves sum([1, 2], start=5) working)."""
     if not isinstance(v, Value):
-        return builtins.sum(v, *rest)
+        return builtins.sum(v, *rest, **start)
     v, name = _named(v, "sum", power="^")
     return v.owner._let(f"sum_{name}", Value(al.mul(OneMatrix(1, v.expr.shape[0]), v.expr)))
 

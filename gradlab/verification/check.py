@@ -45,14 +45,15 @@ LAYOUTS = ("numerator", "denominator")
 
 
 class Error(float):
-    """The largest relative error (a float, compared with rtol), with `.absolute` and
-    `.relative` beside it."""
+    """The largest relative error (a float, compared with rtol), `.absolute`, `.relative`."""
 
     def __new__(cls, absolute, relative):
         self = super().__new__(cls, relative)
         self.absolute, self.relative = absolute, relative
         return self
 
+    def __reduce__(self):            # copy and pickle (float's own drops `absolute`)
+        return Error, (self.absolute, self.relative)
 
 @dataclasses.dataclass
 class Result:
@@ -388,10 +389,9 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
 
 def second_size(hidden, inputs):
     """The second (n, m) `gradlab check` draws at: 3 more units up to n = 64 (a function
-    wrong only past the first size, or on units in chunks of 8, is found at the default
-    n = 8; `check_spec` then takes 3 more sequences too), 3 fewer above (so that it fits
-    wherever the first does); one more input (two where one more would make m = n, at
-    which a transposed U keeps its shape)."""
+    wrong past the first size, or on units in chunks of 8, is found; `check_spec` takes 3
+    more sequences too), 3 fewer above (it fits where the first does); one more input (two
+    where one more would make m = n, at which a transposed U keeps its shape)."""
     n = hidden + 3 if hidden <= 64 else hidden - 3
     return n, inputs + (2 if inputs + 1 == n else 1)
 
