@@ -198,3 +198,19 @@ def test_subs_replaces_a_matrix_by_one_of_its_shape_and_refuses_in_one_line():
         with pytest.raises(GradlabError, match="^subs: "):
             J["c", "h"].subs(*args)
     assert "W_f" not in str(J.subs(W_f, sp.ZeroMatrix(n, n))["c", "h"])
+
+
+def test_subs_by_a_name_or_a_lookalike_symbol_is_refused_not_ignored():
+    """J.subs("f", 0) and a MatrixSymbol('f', Symbol('n'), 1) of the user's own returned
+    the expression unchanged (SymPy matches neither), so a substitution silently did
+    nothing; the second was also refused as 'f is n x 1 ... not 0 (n x 1)'."""
+    import sympy as sp
+    lstm = gradlab.cell("lstm")
+    J, n = lstm.jacobian(), sp.Symbol("n")
+    for old in ("f", sp.MatrixSymbol("f", n, 1)):
+        for expr in (J, J["c", "h"]):
+            with pytest.raises(GradlabError, match=r"not a symbol of this expression .* "
+                                                   r"cell.symbol\('f'\)"):
+                expr.subs(old, sp.ZeroMatrix(n, 1))
+    f = lstm.symbol("f")
+    assert "W_f" not in str(J["c", "h"].subs(f, sp.ZeroMatrix(*f.shape)))

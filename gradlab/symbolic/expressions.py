@@ -61,7 +61,14 @@ def substituted(subs, args, kwargs):
     of -1, rows that do not line up) said in one line."""
     pairs = (args[0].items() if len(args) == 1 and isinstance(args[0], dict) else
              args[0] if len(args) == 1 else [args] if len(args) == 2 else ())
+    held = getattr(subs, "__self__", None)                       # the expression itself
+    names = {str(a): a for a in held.atoms(sp.MatrixSymbol, sp.Symbol)} if held else {}
     for old, new in pairs:
+        if isinstance(old, str) or (isinstance(old, (sp.MatrixSymbol, sp.Symbol)) and
+                                    str(old) in names and names[str(old)] != old):
+            raise GradlabError(f"subs: {old!r} is not a symbol of this expression (SymPy "
+                               "would leave it unchanged, silently); take it from the cell: "
+                               f"cell.symbol({str(old)!r})")
         old, new = sympy_of(old), sympy_of(new)
         if isinstance(old, sp.MatrixExpr) and (
                 not hasattr(new, "shape") or tuple(new.shape) != tuple(old.shape)):
