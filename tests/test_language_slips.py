@@ -347,8 +347,8 @@ def test_a_let_that_prints_as_a_reduction_s_name_is_refused():
         a = s.let("a", tanh(s.W @ s.h + s.U @ s.x + s.b))
         return s.let("μ_a", 2 * a) * mean(a)
 
-    with pytest.raises(GradlabError, match=r"'mu_a' and 'μ_a' would print alike \(μ_a in "
-                                           r"its text\); rename one"):
+    with pytest.raises(GradlabError, match=r"'mu_a' and 'μ_a' would print alike \(\$\\mu_\{a\}\$ "
+                                           r"in the derivation's LaTeX\); rename one"):
         _declare(twins, "W U b")
 
 
@@ -411,3 +411,14 @@ def test_norm_and_sum_of_a_scripted_let_print_its_name():
     assert "‖q^2‖ = ((q^2)ᵀ q^2)^(1/2)" in shown and "Σ_q^2 = 1ᵀ q^2" in shown
     assert r"\left\lVert q^{2} \right\rVert" in latex and r"\Sigma_{q^{2}}" in latex
     assert "pow" not in shown + latex
+
+
+@pytest.mark.parametrize("a, b", [("alpha", "α"), ("n~", "ñ"), ("ell", "ℓ"), ("Gamma", "Γ")])
+def test_names_that_render_as_one_glyph_are_refused(a, b):
+    """alpha and α were both accepted and both render as α: the LaTeX of h' = alpha ⊙ α
+    showed α ⊙ α. The clash check compared LaTeX source (\\alpha against α)."""
+    def both(s):
+        first = s.let(a, tanh(s.W @ s.h + s.U @ s.x + s.b))
+        return first * s.let(b, tanh(s.W @ s.h))
+    with pytest.raises(GradlabError, match=r"would print alike"):
+        _declare(both, "W U b")

@@ -130,7 +130,8 @@ def test_a_module_in_half_precision_or_with_integer_states_is_one_line():
 def test_two_names_that_print_alike_are_refused():
     """mu_r and μ_r both print as μ_r: the equations read h' = μ_r ⊙ μ_r."""
     with pytest.raises(gradlab.GradlabError, match="'μ_r' and 'mu_r' would print alike "
-                                                   r"\(μ_r in its text\); rename one"):
+                                                   r"\(\$\\mu_\{r\}\$ in the derivation's "
+                                                   r"LaTeX\); rename one"):
         @gradlab.declare(state="h", params="W V U b", source="test")
         def twins(s):
             a = s.let("mu_r", gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b))

@@ -27,7 +27,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from . import algebra as al
 from .activations import TABLE, by_language_name
 from .dag import doit
-from .names import check_let_name
+from .names import check_let_name, rendered
 from .pairwise import Pairwise
 from .printing import latex, text
 from ..lowering.codeprinter import identifier
@@ -324,8 +324,8 @@ class Builder:
             self._typesets(str(sym), sym, f"cell '{cell_name}': ")
 
     def _typesets(self, name, sym, where=""):     # in LaTeX, or as text (μ_a and mu_a)
-        for shown, form in ((latex(sym), "${}$ in the derivation's LaTeX"),
-                            (text(sym), "{} in its text")):
+        for shown, form in ((rendered(latex(sym)), "${}$ in the derivation's LaTeX"),
+                            (text(sym), "{} in its text")):     # (α is alpha in LaTeX)
             if self._typeset.setdefault(shown, name) != name:
                 raise GradlabError(f"{where}{name!r} and {self._typeset[shown]!r} would print "
                                    f"alike ({form.format(shown)}); rename one")

@@ -96,3 +96,22 @@ def scripted_name(name, what):     # r^2' or x^2~: the prime or tilde would sit 
     if power == "T":
         return f"{what} name {name!r} reads as a transpose in LaTeX; choose another"
     return None
+
+
+def rendered(tex):
+    """LaTeX as it looks: Greek letters and ℓ written as their commands, a combining tilde
+    as tilde{...}, so that α and alpha (or ñ and n~) compare as the one glyph they render."""
+    out = []
+    for ch in unicodedata.normalize("NFD", tex):
+        name = unicodedata.name(ch, "")
+        if name.startswith(("GREEK SMALL LETTER ", "GREEK CAPITAL LETTER ")):
+            word = name.rsplit(" ", 1)[-1].lower()
+            out.append("\\" + (word if "SMALL" in name else word.capitalize()))
+        elif ch == "ℓ":
+            out.append("\\ell")
+        elif ch == "\u0303" and out:
+            out[-1] = "\\tilde{" + out[-1] + "}"
+        else:
+            out.append(ch)
+    return "".join(out).replace(" ", "")
+
