@@ -360,3 +360,12 @@ def test_a_check_result_copies_and_pickles():
     for again in (copy.deepcopy(result), pickle.loads(pickle.dumps(result))):
         assert str(again) == str(result)
         assert again.max_error.absolute == result.max_error.absolute
+
+
+def test_a_result_is_true_only_where_it_agrees():
+    """`if check_jacobian(...)` was true for every result, a 'differs' included."""
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(4, 3, weight_scale=1.5, bias_scale=0.5)
+    exact = rnn.jacobian_fn("state")
+    assert gradlab.check_jacobian(exact, rnn, p)
+    assert not gradlab.check_jacobian(lambda q, s, x: 2 * exact(q, s, x), rnn, p)

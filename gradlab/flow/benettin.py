@@ -31,7 +31,7 @@ from .walk import chunk_lags
 QR_CHUNK_BYTES = 4 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)     # arrays: compared by identity, hashable
 class Lyapunov:
     """Top-k Lyapunov exponents (per step, natural log), in decreasing order up to
     finite-T fluctuation; the first is the long-lag rate of ||P_k||_2.

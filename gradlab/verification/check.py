@@ -67,6 +67,9 @@ class Result:
                                      # the exact Jacobian vanishes at every sample)
     sizes: str = ""                  # where it was checked, if said ("n = 8, m = 4 and ...")
 
+    def __bool__(self):              # `if check_jacobian(...)`: true only where it agrees
+        return bool(self.ok)
+
     def __str__(self):
         if math.isnan(self.max_error.relative):   # nan entries, or another shape
             head = f"differs: no error to measure over {self.checked} samples"
@@ -119,8 +122,7 @@ def _sample(cell, params, batch, seed, states):
 
 @dataclasses.dataclass(frozen=True)
 class Blocks:
-    """Where each block sits in a Jacobian (rows: the state parts; columns: the state parts
-    or the input), and the one block checked, if one is named."""
+    """Where each block sits in a Jacobian (rows: state parts; columns: state parts or x)."""
     outs: tuple
     ins: tuple
     n: int
@@ -145,8 +147,7 @@ class Blocks:
 
 
 class DefaultRtol(float):
-    """The default rtol, 1e-8 (as the signature shows), which float32 params read as
-    1e-5: rounding alone puts a float32 Jacobian ~1e-7 away from the exact one."""
+    """The default rtol, 1e-8, read as 1e-5 for float32 params (their rounding is ~1e-7)."""
 
 
 DEFAULT_RTOL = DefaultRtol(1e-8)

@@ -27,13 +27,16 @@ from ..flow.bound import setup
 from .user import call_user, cell_part, real_array
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)       # arrays: compared by identity
 class LyapunovResult:
     ok: bool
     yours: np.ndarray            # (k,): the user's exponents (mean over sequences)
     exact: np.ndarray            # (k,): gradlab's on the same trajectory
     max_error: float             # max |yours - exact|
     diagnosis: list
+
+    def __bool__(self):              # `if check_lyapunov(...)`: true only where it agrees
+        return bool(self.ok)
 
     def __str__(self):
         head = ("agrees" if self.ok else "differs") + f": max |difference| {self.max_error:.3g}"
