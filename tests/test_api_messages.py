@@ -132,3 +132,10 @@ def test_check_lyapunov_names_the_simplest_mistake_that_matches():
                                     cell, params, xs, 3, atol=0.01)
     assert not result.ok
     assert result.diagnosis[0] == "Your exponents match log base 10 instead of the natural log."
+
+
+def test_dir_lists_the_submodules_the_readme_uses():
+    """dir(gradlab) left out testing, interop and __version__: tab completion could not
+    find gradlab.testing, which the README uses."""
+    import gradlab
+    assert {"testing", "interop", "__version__", "gradient_flow"} <= set(dir(gradlab))
