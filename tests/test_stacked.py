@@ -302,3 +302,12 @@ def test_gate_bias_reaches_every_layer_of_a_stack():
     rnn = gradlab.cell("rnn_tanh")
     assert all(torch.equal(a, b) for a, b in zip(rnn.init_params(4, 3).values(),
                                                   rnn.init_params(4, 3, gate_bias=1.0).values()))
+
+
+def test_pickling_a_stack_says_how_to_make_it_again():
+    """A stack (or a from_torch cell) was refused as 'declared in your code ... declare it
+    again': the user declared nothing."""
+    import pickle
+    with pytest.raises(gradlab.GradlabError, match=r"not in gradlab's catalogue \(declared, "
+                                                   r"stacked or from a torch module\)"):
+        pickle.dumps(gradlab.stack("gru", 2))

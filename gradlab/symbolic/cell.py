@@ -204,8 +204,9 @@ class Cell:
     def __reduce__(self):
         from .. import registry
         if not registry.builtin(self):
-            raise GradlabError(f"cell '{self.name}' is declared in your code, not gradlab's "
-                               "catalogue: pickle its params and declare it again to load")
+            raise GradlabError(f"cell '{self.name}' is not in gradlab's catalogue (declared, "
+                               "stacked or from a torch module): pickle its params and make "
+                               "it again to load (declare, stack, from_torch)")
         return registry.cell, (self.name,)
 
     def __repr__(self):
