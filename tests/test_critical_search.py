@@ -123,3 +123,20 @@ def test_a_monotone_curve_is_searched_as_before(monkeypatch):
     critical_init("rnn_tanh", 100, hidden=2, inputs=2, measurements=8)
     ups = asked[:-1]
     assert all(b > a for a, b in zip(ups, ups[1:]))
+
+
+def test_the_result_cannot_be_changed_to_contradict_itself_but_copies(monkeypatch):
+    """found["gate_bias"] = -5 worked, and the repr still said measured 10.04, converged:
+    the result now refuses a change (its options copy into a plain dict) and still copies
+    and pickles whole."""
+    import copy
+    import pickle
+    measuring(monkeypatch, lambda w: 2.0 * w)
+    found = critical_init("rnn_tanh", 3, hidden=2, inputs=2, measurements=3)
+    with pytest.raises(GradlabError, match=r"cannot change; copy its options"):
+        found["weight_scale"] = 5.0
+    with pytest.raises(GradlabError, match=r"cannot change"):
+        found.update(weight_scale=5.0)
+    assert {**found, "weight_scale": 5.0}["weight_scale"] == 5.0
+    for again in (copy.deepcopy(found), pickle.loads(pickle.dumps(found))):
+        assert again == found and repr(again) == repr(found)

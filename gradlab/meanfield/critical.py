@@ -106,6 +106,10 @@ def measure_steps(timescale):
     return int(min(2000, max(100, 6 * timescale)))
 
 
+def _critical_init(options, found):
+    return CriticalInit(options, **found)
+
+
 class CriticalInit(dict):
     """What `critical_init` found: a dict of init_params options (weight_scale, bias_scale,
     input_scale, gate_bias), so that `cell.init_params(n, m, **found)` builds the network,
@@ -130,6 +134,16 @@ class CriticalInit(dict):
     @property
     def options(self):
         return dict(self)
+
+    def _refuse(self, *args, **kwargs):     # the options measured, and what was measured
+        raise GradlabError("critical_init's result is what it measured, and cannot change; "
+                           "copy its options to change one: {**found, 'gate_bias': 2.0}")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self):                  # copy and pickle: made again, not item by item
+        return _critical_init, (dict(self), dict(self.__dict__))
 
     def __missing__(self, key):
         if key in self.FOUND:
