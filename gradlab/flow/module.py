@@ -173,9 +173,9 @@ class ModuleBound:
         name = f"{type(self.module).__name__}(x, state)"
         if float((again - s1).abs().max()) > tol:
             raise GradlabError(f"{name} gave two different new states for one (x, state): "
-                               "it draws noise (torch.randn, dropout in forward?) or keeps "
-                               "a count of its calls, so its Jacobians would not be those of the states measured; make "
-                               "it deterministic (module.eval(), no noise)")
+                               "it draws noise (torch.randn, dropout in forward?) or counts "
+                               "its calls, so its Jacobians are not those of the states "
+                               "measured; make it deterministic (module.eval(), no noise)")
         if float((alone - s1[:1]).abs().max()) > tol:
             raise GradlabError(f"{name} mixes the sequences of a batch (sequence 0's new "
                                "state changes with the others: a mean or norm over the "

@@ -55,6 +55,7 @@ class Error(float):
     def __reduce__(self):            # copy and pickle (float's own drops `absolute`)
         return Error, (self.absolute, self.relative)
 
+
 @dataclasses.dataclass
 class Result:
     ok: bool
@@ -66,9 +67,7 @@ class Result:
     inconclusive: bool = False       # it agrees, but these draws cannot tell (a term of
                                      # the exact Jacobian vanishes at every sample)
     sizes: str = ""                  # where it was checked, if said ("n = 8, m = 4 and ...")
-
-    def __bool__(self):              # `if check_jacobian(...)`: true only where it agrees
-        return bool(self.ok)
+    __bool__ = lambda self: bool(self.ok)    # noqa: E731 - `if check_jacobian(...)`: agrees
 
     def __str__(self):
         if math.isnan(self.max_error.relative):   # nan entries, or another shape
