@@ -214,3 +214,13 @@ def test_subs_by_a_name_or_a_lookalike_symbol_is_refused_not_ignored():
                 expr.subs(old, sp.ZeroMatrix(n, 1))
     f = lstm.symbol("f")
     assert "W_f" not in str(J["c", "h"].subs(f, sp.ZeroMatrix(*f.shape)))
+
+
+def test_a_combination_of_jacobians_refuses_at_in_one_line():
+    """J.T.at(...) raised AttributeError: 'Blocks' object has no attribute 'at'."""
+    lstm = gradlab.cell("lstm")
+    J = lstm.jacobian()
+    for combined in (J.T, J @ J, 2 * J):
+        with pytest.raises(GradlabError, match=r"has no lowered numbers of its own: take "
+                                               r"J.at\(...\) and combine those"):
+            combined.at({}, (), None)

@@ -36,6 +36,12 @@ class Blocks(BlockMatrix):
                                "the Jacobian itself, e.g. J['c', 'c'], and combine those")
         return super().__getitem__(key)
 
+    def at(self, *args, **kwargs):
+        """Refused: only a cell's own Jacobian (and its blocks) is lowered to numbers."""
+        raise GradlabError("this block matrix (a transpose, product, sum or multiple of "
+                           "Jacobians) has no lowered numbers of its own: take J.at(...) "
+                           "and combine those (J.at(...).mT for J.T)")
+
     def _sympystr(self, printer):
         return "[" + ", ".join("[" + ", ".join(text(b) for b in row) + "]"
                                for row in self.blocks.tolist()) + "]"
