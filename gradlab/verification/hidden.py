@@ -12,6 +12,7 @@ import dataclasses
 import torch
 
 from ..errors import GradlabError, derived_seed
+from .blind import zero_parts
 from .diagnosis import exact_jacobian, measured
 from .user import Exited, batched_jacobian
 
@@ -100,7 +101,7 @@ def with_states(asked):
     cell = asked.cell
     names = (*cell.state_names, cell.input_name)
     ours, theirs = (*asked.point[0], asked.point[1]), (*asked.fn_point[0], asked.fn_point[1])
-    zero = [name for name, t in zip(names, ours) if t.numel() and not bool(t.any())]
+    zero = zero_parts(cell, *asked.point)
     if not zero:
         return []
     gen = torch.Generator().manual_seed(derived_seed(asked.seed, 3))
