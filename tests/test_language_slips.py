@@ -422,3 +422,17 @@ def test_names_that_render_as_one_glyph_are_refused(a, b):
         return first * s.let(b, tanh(s.W @ s.h))
     with pytest.raises(GradlabError, match=r"would print alike"):
         _declare(both, "W U b")
+
+
+@pytest.mark.parametrize("extra", [(5,), ()], ids=["start", "keyword"])
+def test_sum_of_a_named_vector_refuses_a_start_it_would_drop(extra):
+    """sum(r, 5) and sum(r, start=2) declared h' = tanh(r + Σ_r 1 + b): the 5 and the
+    start were dropped without a word (Python's own sum adds them)."""
+    kwargs = {} if extra else {"start": 2}
+
+    def started(s):
+        r = s.let("r", s.W @ s.h)
+        return tanh(r + gradlab.sum(r, *extra, **kwargs) + s.b)
+    with pytest.raises(GradlabError, match=r"takes the vector alone, got also (5|start=2)"):
+        _declare(started, "W b")
+    assert gradlab.sum([1, 2], start=5) == 8 and gradlab.sum([[1]], []) == [1]

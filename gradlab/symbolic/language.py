@@ -277,6 +277,10 @@ def sum(v, *rest, **start):     # noqa: A001 - a plain iterable goes to builtins
     Python's sum (so `from gradlab import *` leaves sum([1, 2], start=5) working)."""
     if not isinstance(v, Value):
         return builtins.sum(v, *rest, **start)
+    if rest or start:       # builtins' start (or a slip) would be dropped without a word
+        extra = ", ".join([repr(a) for a in rest] + [f"{k}={a!r}" for k, a in start.items()])
+        raise GradlabError(f"sum() of a named vector takes the vector alone, got also "
+                           f"{extra}: add a term outside it, sum(r) + 2")
     v, name = _named(v, "sum", power="^")
     return v.owner._let(f"sum_{name}", Value(al.mul(OneMatrix(1, v.expr.shape[0]), v.expr)))
 
