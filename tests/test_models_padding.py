@@ -93,3 +93,42 @@ def test_a_mis_sized_state_part_is_the_one_named():
     with pytest.raises(gradlab.GradlabError,
                        match=re.escape("state part 'h' has shape (2, 2), expected (B, n) = (2, 6)")):
         gradlab.gradient_flow(cell, params, xs, state0=(torch.zeros(2, 2), torch.zeros(2, 6)))
+
+
+def test_lyapunov_of_a_projected_lstm_as_cell_and_params_is_minus_inf_past_its_state():
+    """from_torch's (cell, params) of an LSTM with proj_size 2 < hidden 4 gave 8 finite
+    exponents, the last two QR's round-off (-71.6, -73.1) where the padded entries make
+    every J_t singular: exactly -inf. The module's own call stops at its 6."""
+    torch.manual_seed(0)
+    module = torch.nn.LSTM(3, 4, proj_size=2).double()
+    xs = torch.randn(400, 2, 3, dtype=torch.float64)
+    cell, params = gradlab.from_torch(module)
+    mean = gradlab.lyapunov(cell, params, xs, 8).mean
+    assert np.isneginf(mean[6:]).all() and np.isfinite(mean[:6]).all()
+    assert np.array_equal(gradlab.gradient_flow(cell, params, xs).lyapunov(8), mean)
+    own = gradlab.lyapunov(module, xs, 8).mean                 # Q_0 off the padding
+    assert own.shape == (6,) and np.abs(own - mean[:6]).max() < 0.05
+
+
+def test_check_lyapunov_takes_round_off_where_exact_zeros_make_an_exponent_minus_inf():
+    """A plain QR loop (as published code is written) reports QR's round-off where a dead
+    ReLU unit makes J_t Q lose rank; gradlab's exact exponent there is -inf. Both agree."""
+    torch.manual_seed(1)
+    relu = gradlab.cell("rnn_relu")
+    params = relu.init_params(8, 4, seed=0, weight_scale=2.0)
+    xs = torch.randn(600, 2, 4, dtype=torch.float64)
+
+    def plain(p, x, k):
+        h = torch.zeros(x.shape[1], 8, dtype=torch.float64)
+        Q = torch.linalg.qr(torch.randn(x.shape[1], 8, k, dtype=torch.float64))[0]
+        total = torch.zeros(x.shape[1], k, dtype=torch.float64)
+        for t in range(x.shape[0]):
+            a = h @ p["W"].T + x[t] @ p["U"].T + p["b"]
+            h = torch.relu(a)
+            Q, R = torch.linalg.qr((a > 0).double()[:, :, None] * p["W"] @ Q)
+            total += R.diagonal(dim1=-2, dim2=-1).abs().log()
+        return total / x.shape[0]
+    rounded = plain(params, xs, 8)[0, 2].item()      # sequence 0 (1 is -inf throughout)
+    assert np.isfinite(rounded)                     # round-off, where the exact is -inf
+    assert np.isneginf(gradlab.lyapunov(relu, params, xs, 8).exponents[0, 2])
+    assert gradlab.testing.check_lyapunov(plain, relu, params, xs, 8).ok

@@ -118,6 +118,7 @@ def log_stretches(bound, xs, states, k, seed, pad=None):
     cell_kinds = kinds(bound.cell)
     C = chunk_steps(T, B, n, cell_kinds, xs.dtype, xs.device)
     logs = torch.empty(T, B, k, dtype=xs.dtype, device=xs.device)
+    order = torch.arange(k, device=xs.device)
     Y = torch.empty(B, S, k, dtype=xs.dtype, device=xs.device)
     with torch.no_grad():
         for t0 in range(0, T, C):                                  # steps t0+1..t1
@@ -128,6 +129,11 @@ def log_stretches(bound, xs, states, k, seed, pad=None):
                 _times(blocks, cell_kinds, Q, Y, n)                # J_{t+1} Q, t = t0 + j
                 Q, diag = thin_qr(Y)
                 torch.log(diag.abs(), out=logs[t0 + j])
+                # z exactly zero rows (a proj_size LSTM's padding, a dead ReLU): rank(Y)
+                # <= S - z, so |R[i, i]| is exactly 0 for i >= S - z, where QR leaves
+                # round-off (-71 for an exponent that is -inf)
+                rank = S - (Y == 0).all(-1).sum(-1)                           # (B,)
+                logs[t0 + j].masked_fill_(order[None] >= rank[:, None], -math.inf)
                 if progress.due(t0 + j, T):
                     progress.advance("Lyapunov QR", t0 + j + 1, T)
     return logs.double()
@@ -190,6 +196,11 @@ def lyapunov(cell, params=None, xs=UNSET, k=8, *, discard=0, state0=None, seed=0
     at S. Each sequence starts from its own row of that draw (independent starts, whose
     transients average out in the mean), so over a short T a sequence's exponents move,
     by O(1/T), with B and its place in the batch; `discard` removes that transient.
+    Where J_t Q has z rows of exact zeros (a from_torch proj_size LSTM's padding, dead
+    ReLU units), exponents k > S - z are -inf, as in exact arithmetic. A direction that
+    shrinks by more than ~10 S eps a step against the first without exact zeros (a
+    J_t of lower rank: rnn_tanh with W of rank 1) is QR's round-off, near log eps
+    (-36 in float64), not a measurement.
 
     discard: the first `discard` steps are a warm-up: the state and the basis Q evolve
     through them (Q turns towards the leading directions, the state forgets state0), but

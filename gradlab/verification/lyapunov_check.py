@@ -60,17 +60,31 @@ def _trajectory_jacobians(cell, params, xs):
 
 
 def exponents(J, k, *, transpose=False, seed=0):
-    """Top-k exponents (B, k) of the product of J (T, B, S, S) by repeated QR, per step."""
+    """Top-k exponents (B, k) of the product of J (T, B, S, S) by repeated QR, per step
+    (the exact ones of `exponent_pair`)."""
+    return exponent_pair(J, k, transpose=transpose, seed=seed)[0]
+
+
+def exponent_pair(J, k, *, transpose=False, seed=0):
+    """Top-k exponents (B, k) of the product of J (T, B, S, S) by repeated QR, per step, as
+    (exact, rounded): where J_t Q has z rows of exact zeros (a dead ReLU unit), rank <= S
+    - z, and exact takes |R[i, i]| = 0 for i >= S - z, as gradlab.lyapunov does; rounded
+    keeps QR's round-off there, which published code reports (finite, start-dependent)."""
     T, B, S, _ = J.shape
     gen = torch.Generator().manual_seed(seed)
     Q = torch.linalg.qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0].to(J)
     total = torch.zeros(B, k, dtype=torch.float64)
+    rounded, order = total.clone(), torch.arange(k)
     for Jt in J:
         M = Jt.mT if transpose else Jt
-        a, tau = torch.geqrf(M @ Q)          # Householder QR (torch.linalg.qr is slow on
+        Y = M @ Q
+        a, tau = torch.geqrf(Y)              # Householder QR (torch.linalg.qr is slow on
         Q = torch.linalg.householder_product(a, tau)     # small thin matrices on the CPU)
-        total += torch.diagonal(a, dim1=-2, dim2=-1).abs().log().double().cpu()
-    return (total / T).numpy()
+        logs = torch.diagonal(a, dim1=-2, dim2=-1).abs().log().double().cpu()
+        rounded += logs
+        rank = S - (Y == 0).all(-1).sum(-1).cpu()
+        total += logs.masked_fill(order[None] >= rank[:, None], -math.inf)
+    return (total / T).numpy(), (rounded / T).numpy()
 
 
 def _mean(a):
@@ -102,18 +116,21 @@ ROUNDOFF = 0.1      # per step: what two round-off estimates below the floor may
 NOISY = 0.01        # a spread over start vectors beyond this below the floor: round-off
 
 
-def lowest(runs, floor, scale=1.0):
+def lowest(runs, floor, scale=1.0, rounded=None):
     """(floor, slack, noisy) for `_distance` from gradlab's estimates `runs` (SEEDS, k)
     and their `floor` (`resolvable`), in units `scale` times the natural log per step.
     Below the floor an exponent is allowed SPREAD times its own spread over start vectors
     plus ROUNDOFF: a direction QR resolves there (a diagonal J, exp(-46) a step) keeps a
     spread of ~1e-3 and is still checked; one it cannot (a singular J's null space)
-    scatters by 0.01-0.8 between start vectors."""
+    scatters by 0.01-0.8 between start vectors. `rounded`: the same runs with QR's
+    round-off kept where exact zeros make an exponent -inf (`exponents`): up to the
+    highest of those agrees there too."""
     with np.errstate(invalid="ignore"):
         width = np.nan_to_num(runs.max(0) - runs.min(0), nan=0.0, posinf=np.inf)
     low = runs[0] <= floor
-    mixed = np.isneginf(runs).any(0) & np.isfinite(runs).any(0)
-    ceiling = np.where(mixed, np.max(np.where(np.isfinite(runs), runs, -np.inf), axis=0)
+    every = runs if rounded is None else np.concatenate([runs, rounded])
+    mixed = np.isneginf(runs).any(0) & np.isfinite(every).any(0)
+    ceiling = np.where(mixed, np.max(np.where(np.isfinite(every), every, -np.inf), axis=0)
                        + ROUNDOFF, np.nan)
     return (floor * scale, np.where(low, SPREAD * width + ROUNDOFF, 0.0) * abs(scale),
             low & (width > NOISY), ceiling * scale)
@@ -168,13 +185,13 @@ def _variants(cell, J, k, T):
     scales = [*SCALES, *((f"the sum over steps, not the mean per step{w and ', and ' + w}",
                           c * T) for w, c in SCALES)]
     for mistakes, M, transpose in structures:
-        runs = np.stack([exponents(M, k, transpose=transpose, seed=s).mean(0)
-                         for s in range(SEEDS)])
+        both = [exponent_pair(M, k, transpose=transpose, seed=s) for s in range(SEEDS)]
+        runs, rounded = (np.stack([pair[i].mean(0) for pair in both]) for i in (0, 1))
         floor = float(resolvable(runs[0], M)[0])
         spread = _spread(runs, floor)
         for words, c in scales:
             yield (tuple(m for m in (*mistakes, words) if m), runs[0] * c, spread * abs(c),
-                   lowest(runs, floor, c))
+                   lowest(runs, floor, c, rounded))
 
 
 @arguments_checked
@@ -252,14 +269,15 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             "more steps (estimates converge as 1/T) or an explicit atol")
     error, atol = distance[0], tolerances[0]
     if error <= atol and rows.ndim == 2:             # per sequence too, not just the mean
-        runs = np.stack([exponents(J, k, seed=s) for s in range(SEEDS)])   # (SEEDS, B, k)
+        both = [exponent_pair(J, k, seed=s) for s in range(SEEDS)]
+        runs, rounded = (np.stack([pair[i] for pair in both]) for i in (0, 1))  # (SEEDS, B, k)
         if rows.shape[0] != runs.shape[1]:
             raise GradlabError(f"the function under test returned {rows.shape[0]} rows; xs "
                                f"holds {runs.shape[1]} sequences")
         floors = resolvable(runs[0], J)[:, 0]                          # per sequence
         spread = max(_spread(runs[:, b], floors[b]) for b in range(runs.shape[1]))
         tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact, floor))
-        off = [_distance(r, runs[0, b], lowest(runs[:, b], floors[b]))
+        off = [_distance(r, runs[0, b], lowest(runs[:, b], floors[b], 1.0, rounded[:, b]))
                for b, r in enumerate(rows[:, :k])]
         worst = int(np.argmax(off))
         if off[worst] > tol:
