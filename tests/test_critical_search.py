@@ -140,3 +140,16 @@ def test_the_result_cannot_be_changed_to_contradict_itself_but_copies(monkeypatc
     assert {**found, "weight_scale": 5.0}["weight_scale"] == 5.0
     for again in (copy.deepcopy(found), pickle.loads(pickle.dumps(found))):
         assert again == found and repr(again) == repr(found)
+
+
+def test_within_ten_percent_means_the_relative_difference_both_ways():
+    """9.083 steps for a target of 10 is 9.2 % short, within the 10 % the help promises,
+    but the search's test |log(measured / target)| <= log(1.1) said 'not within 10%'
+    (exit 1). Short of the target it must accept down to 0.9 of it, not 1 / 1.1."""
+    seen = []
+    found = critical._search(lambda x: seen.append(x) or math.log(0.908), 1.0, 0.5,
+                             positive=False, measurements=5,
+                             within=(math.log1p(-0.1), math.log1p(0.1)))
+    assert len(seen) == 1 and found[1] == 1.0
+    result = critical_init("rnn_tanh", 10, hidden=8, inputs=4)
+    assert 0.9 <= result.measured_timescale / 10 < 1 / 1.1 and result.converged

@@ -164,7 +164,8 @@ class CriticalInit(dict):
 
 def _search(miss, x, step, *, positive, measurements, within):
     """Turn the knob until miss(x) (log measured / target timescale; +inf too long or not
-    measured, -inf too short) is within `within`, at most `measurements` calls; returns
+    measured, -inf too short) is within `within` (a bound on |miss|, or the pair low,
+    high), at most `measurements` calls; returns
     (|miss|, x) of the closest. The timescale grows with the knob (a larger gate bias or
     weight scale keeps gradients longer), so every measurement says which side the target
     lies on: until the target is bracketed the search steps that way, doubling the step
@@ -177,10 +178,11 @@ def _search(miss, x, step, *, positive, measurements, within):
     and a bracket is then any two neighbouring knobs on either side of the target (the
     narrowest). It never measures a knob value twice (the measurement is deterministic),
     and a weight scale stays positive (halved towards 0)."""
+    low, high = within if isinstance(within, tuple) else (-within, within)
     seen = {}
     while len(seen) < measurements and x not in seen:
         seen[x] = y = miss(x)
-        if abs(y) <= within:
+        if low <= y <= high:
             break
         short = [(v, m) for v, m in seen.items() if m < 0]
         long = [(v, m) for v, m in seen.items() if m > 0]
@@ -318,7 +320,7 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     history = []
     best = _search(miss, start, 0.5 if knob == "gate_bias" else 0.05,
                    positive=knob == "weight_scale", measurements=measurements,
-                   within=math.log1p(tolerance))
+                   within=(math.log1p(-tolerance), math.log1p(tolerance)))
     value = best[1]
     options[knob] = float(value)
     measured = dict(history)[float(value)]
@@ -329,7 +331,7 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
                         theory_timescale=_theory_timescale(c, options),
                         measured_timescale=measured, spectral_timescale=spectral,
                         measurements=history, tolerance=tolerance,
-                        converged=bool(best[0] <= math.log1p(tolerance)))
+                        converged=bool(abs(measured / timescale - 1) <= tolerance))
 
 
 def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_scale=1.0,
