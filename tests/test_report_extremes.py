@@ -49,3 +49,16 @@ def test_singular_values_near_the_float64_limit_are_kept_and_the_figure_drawn(tm
     top = json.loads((out / "data.json").read_text())["cells"]["rnn_relu"]["spectrum"][0]
     assert isinstance(top, float) and 1e307 < top < 1.8e308
     assert (out / "figures" / "spectra.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("scale", ["1e300", "1e280"])
+def test_the_spectra_figure_of_unbounded_cells_at_huge_weights_is_drawn(tmp_path, scale):
+    """prototype, normalized and pseudo LSTM at weight scale 1e280..1e305: one step's
+    singular values reach ~1e300, inside the 1e+-300 the figure drew, and matplotlib's
+    decade ticks overflowed at savefig: 'internal error (OverflowError: cannot convert
+    float infinity to integer)', no report."""
+    out = tmp_path / "big"
+    result = invoke("report", "--out", out, "--cells", "prototype_lstm,pseudo_lstm",
+                    "--hidden", "4", "--batch", "2", "--steps", "5", "--weight-scale", scale)
+    assert_ok(result)
+    assert (out / "figures" / "spectra.png").stat().st_size > 0
