@@ -50,7 +50,11 @@ class Gradlab(click.Group):
             click.echo("gradlab: interrupted", err=True)
             code = 130
         except click.ClickException as e:
-            click.echo(f"gradlab: error: {_one_line(e.format_message())}", err=True)
+            message = e.format_message()
+            group = getattr(getattr(e, "ctx", None), "command", None)
+            if message.startswith("No such command") and isinstance(group, click.Group):
+                message += " Valid: " + ", ".join(group.list_commands(e.ctx)) + "."
+            click.echo(f"gradlab: error: {_one_line(message)}", err=True)
             code = e.exit_code
         except GradlabError as e:
             click.echo(f"gradlab: error: {_one_line(e)}", err=True)

@@ -473,3 +473,15 @@ def test_a_ctrl_c_after_the_work_is_done_is_ignored(monkeypatch):
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.parametrize("args, valid", [(["nosuch"], "Valid: bench, cells, check"),
+                                         (["sweep", "nosuch"], "Valid: merge.")])
+def test_an_unknown_command_lists_the_valid_ones(args, valid):
+    """'No such command' named neither the commands there are nor where to look."""
+    assert_one_line_error(invoke(*args), valid)
+
+
+def test_derive_refuses_force_without_out():
+    """derive lstm --force printed and ignored --force, where --latex with --out is refused."""
+    assert_one_line_error(invoke("derive", "lstm", "--force"), "--force is for --out")

@@ -42,6 +42,9 @@ def derive(cell, every, latex, out, force):
         raise GradlabError("--out is empty; give a folder path")
     if every and not out:
         raise GradlabError("--all writes documents: give --out DIR")
+    if force and not out:
+        raise GradlabError("--force is for --out (replacing files there); printing to the "
+                           "terminal replaces nothing")
     if latex and out:
         raise GradlabError("--latex prints to the terminal, and --out writes Markdown "
                            "documents; give one of them")
