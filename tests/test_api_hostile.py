@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import sympy
 import torch
 
 import gradlab
@@ -415,3 +416,46 @@ def test_a_half_precision_params_dict_is_named_as_the_params():
     params = {k: v.half() for k, v in LSTM.init_params(3, 2, seed=0).items()}
     refused(r"params of cell 'lstm': unsupported dtype torch.float16", gradlab.gradient_flow,
             LSTM, params, torch.zeros(3, 2, 2))
+
+
+def test_a_nested_tensor_is_named_not_torch_internal_error():
+    """A nested tensor as xs reached 'RuntimeError: Internal error: NestedTensorImpl
+    doesn't support sizes. Please file an issue.' in gradient_flow, lyapunov and J.at."""
+    gru = gradlab.cell("gru")
+    params = gru.init_params(3, 2, seed=0)
+    xs = torch.randn(4, 2, 2, dtype=torch.float64)
+    nested = torch.nested.nested_tensor([xs[:, 0], xs[:, 1]], layout=torch.jagged)
+    for call in (lambda: gradlab.gradient_flow(gru, params, nested),
+                 lambda: gradlab.lyapunov(gru, params, nested, 2)):
+        with pytest.raises(GradlabError, match="xs is a nested tensor"):
+            call()
+    state = torch.nested.nested_tensor([torch.zeros(1, 3, dtype=torch.float64)],
+                                       layout=torch.jagged)
+    with pytest.raises(GradlabError, match="state part 'h' .* got a nested tensor"):
+        gru.jacobian().at(params, (state,), xs[0])
+
+
+def test_a_masked_array_with_masked_entries_is_refused():
+    """np.asarray dropped the mask: masked inputs were measured as their hidden data."""
+    gru = gradlab.cell("gru")
+    params = gru.init_params(3, 2, seed=0)
+    xs = np.random.default_rng(0).normal(size=(4, 2, 2))
+    with pytest.raises(GradlabError, match="masked array with masked entries"):
+        gradlab.gradient_flow(gru, params, np.ma.masked_array(xs, mask=xs > 1))
+    plain = gradlab.gradient_flow(gru, params, np.ma.masked_array(xs)).log_norm("frobenius")
+    assert np.array_equal(plain, gradlab.gradient_flow(gru, params, xs).log_norm("frobenius"))
+
+
+def test_len_and_malformed_subs_of_a_jacobian_are_one_line():
+    """len(J) raised Python's TypeError; J.subs() SymPy's 'missing 1 required positional
+    argument: arg1', J.subs(f) 'cannot unpack non-iterable MatrixElement object'."""
+    lstm = gradlab.cell("lstm")
+    J, f = lstm.jacobian(), lstm.symbol("f")
+    with pytest.raises(GradlabError, match=r"no len\(\).*len\(J.parts\)"):
+        len(J)
+    assert J
+    for args in [(), (f,), (f, 0, 1), ([f],)]:
+        with pytest.raises(GradlabError, match=r"subs takes \(old, new\)"):
+            J.subs(*args)
+    zero = sympy.ZeroMatrix(*f.shape)
+    assert str(J.subs({f: zero})) == str(J.subs([(f, zero)])) == str(J.subs(f, zero))

@@ -216,6 +216,12 @@ def as_real(value, what, dtype=None, device=None):
     """`value` (a tensor, numpy array or nested list of real numbers) as a tensor, on
     `dtype` and `device` where given; a string, None, complex, bool or meta tensor refused."""
     given = type(value).__name__
+    if getattr(value, "is_nested", False):
+        raise GradlabError(f"{what} is a nested tensor; give one dense tensor (sequences "
+                           "padded to one length)")
+    if np.ma.is_masked(value):                # np.asarray would drop the mask: refuse it
+        raise GradlabError(f"{what} is a masked array with masked entries; give plain "
+                           "numbers (e.g. .filled(0))")
     try:     # lists through numpy: Python floats stay float64 (torch reads them as float32)
         if not isinstance(value, (torch.Tensor, np.ndarray)):
             value = np.asarray(value)

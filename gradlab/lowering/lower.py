@@ -232,9 +232,10 @@ def prepare(cell, params, state, x, backend_name=None):
     named = [("x", x), *((f"state part '{p}'", t) for p, t in zip(cell.state_names, state)),
              *((f"param '{p}'", params[p]) for p in cell.param_names)]
     for what, a in named:
-        if not hasattr(a, "shape") or not hasattr(a, "ndim") or not hasattr(a, "dtype"):
+        got = "a nested tensor" if getattr(a, "is_nested", False) else type(a).__name__
+        if got.startswith("a ") or not all(hasattr(a, k) for k in ("shape", "ndim", "dtype")):
             raise GradlabError(f"{what} of cell '{cell.name}' must be an array (a torch "
-                               f"tensor or a numpy array), got {type(a).__name__}")
+                               f"tensor or a numpy array), got {got}")
     libraries = {type(a).__module__.split(".")[0] for _, a in named}
     if len(libraries) > 1 or backend_name is not None and libraries != {backend_name}:
         given = " and ".join(sorted(libraries))

@@ -60,7 +60,11 @@ def substituted(subs, args, kwargs):
     only (a vector put for a matrix printed as nonsense) and what SymPy refuses (a size
     of -1, rows that do not line up) said in one line."""
     pairs = (args[0].items() if len(args) == 1 and isinstance(args[0], dict) else
-             args[0] if len(args) == 1 else [args] if len(args) == 2 else ())
+             args[0] if len(args) == 1 else [args] if len(args) == 2 else None)
+    if pairs is None or not isinstance(pairs, (list, tuple, set, type({}.items()))) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+        raise GradlabError("subs takes (old, new), a dict {old: new} or a list of (old, new) "
+                           f"pairs, got {', '.join(map(repr, args)) or 'nothing'}")
     held = getattr(subs, "__self__", None)                       # the expression itself
     names = {str(a): a for a in held.atoms(sp.MatrixSymbol, sp.Symbol)} if held else {}
     for old, new in pairs:

@@ -181,6 +181,13 @@ class Jacobian(Blocks):
                                "J.blocks_by_name() gives {(out, in): block}, and J.parts and "
                                "J.ins the names of its rows and columns")
 
+    def __len__(self):           # its size is symbolic (n per part); the blocks are counted
+        raise GradlabTypeError("a Jacobian has no len(): its size is n per state part; "
+                               "len(J.parts) and len(J.ins) count its block rows and columns")
+
+    def __bool__(self):          # (with __len__ defined, truth would call it)
+        return True
+
     def blocks_by_name(self):
         """{(out, in): Block} for every block, rows first."""
         return {(o, w): self.block(o, w) for o in self.parts for w in self.ins}
