@@ -246,3 +246,34 @@ def test_a_module_changed_after_gradient_flow_changes_nothing_measured():
             p.mul_(3)
     assert flow.rate() == before
     assert gradlab.gradient_flow(step, xs, state0=h0).rate() != before
+
+
+def test_a_step_that_changes_its_state_in_place_is_named():
+    """h.mul_(0.5) inside forward changed the stored state (views of it reach the module)
+    and was then diagnosed as 'draws noise ... or counts its calls'."""
+    class InPlace(torch.nn.Module):
+        state0 = torch.zeros(3, dtype=torch.float64)
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.eye(3, dtype=torch.float64))
+
+        def forward(self, x, h):
+            h.mul_(0.5)
+            return torch.tanh(h @ self.w + x)
+    xs = torch.randn(5, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(GradlabError, match="changes the state it is given in place"):
+        gradlab.gradient_flow(InPlace(), xs)
+
+
+def test_a_step_returning_none_is_named_as_returning_it():
+    """'failed at step 1: AttributeError: NoneType object has no attribute shape' blamed
+    the module for gradlab's own output check."""
+    class Nothing(torch.nn.Module):
+        state0 = torch.zeros(3, dtype=torch.float64)
+
+        def forward(self, x, h):
+            return None
+    xs = torch.zeros(2, 1, 3, dtype=torch.float64)
+    with pytest.raises(GradlabError, match=r"returned NoneType; the protocol wants"):
+        gradlab.gradient_flow(Nothing(), xs)

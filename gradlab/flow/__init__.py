@@ -71,6 +71,7 @@ Modules, one concern each:
     result      Flow, gradient_flow
     module      ModuleBound: a torch module's own step, Jacobians by jacrev (the fallback
                 for what gradlab cannot declare; Flow.symbolic is False)
+    torch_step  TorchStep: torch's nn.RNN/LSTM/GRU as such a step (a cross-check)
 """
 
 
