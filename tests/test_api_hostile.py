@@ -459,3 +459,14 @@ def test_len_and_malformed_subs_of_a_jacobian_are_one_line():
             J.subs(*args)
     zero = sympy.ZeroMatrix(*f.shape)
     assert str(J.subs({f: zero})) == str(J.subs([(f, zero)])) == str(J.subs(f, zero))
+
+
+def test_stacking_a_cell_that_never_reads_its_input_is_refused():
+    """stack(noinput, 2) declared h1' = tanh(W1 h1 + b1), h2' = tanh(W2 h2 + b2): two
+    layers with nothing between them, since layer l reads layer l-1 through x."""
+    @gradlab.declare(state="h", params="W b", source="test", name="noinput")
+    def noinput(s):
+        return gradlab.tanh(s.W @ s.h + s.b)
+    with pytest.raises(GradlabError, match="never reads its input x.*not be connected"):
+        gradlab.stack(noinput, 2)
+    assert gradlab.stack(noinput, 1).state_names == ("h1",)

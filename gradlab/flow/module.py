@@ -80,7 +80,7 @@ class ModuleBound:
                for p in structure(new)]                          # None: 'NoneType'
         if isinstance(new, (tuple, list)) != self.tuple or \
                 got != [(flat.shape[0], *s) for s in self.shapes]:
-            got = got if isinstance(new, (tuple, list)) else got[0]
+            got = got if isinstance(new, (tuple, list, torch.Tensor)) else type(new).__name__
             raise GradlabError(f"{type(self.module).__name__}(x, state) returned {got}; the "
                                f"protocol wants the new state shaped as state0: "
                                f"{[(flat.shape[0], *s) for s in self.shapes]}")

@@ -34,6 +34,7 @@ import functools
 import re
 
 from .cell import Cell
+from .dag import free_symbols
 from .language import Value, n
 from ..errors import GradlabError, arguments_checked, flag, integer
 
@@ -140,6 +141,11 @@ def stack(layer_cell, layers, name=None, exogenous=False):
                            "layer numbers would collide; stack the one-layer cell instead, "
                            "stack(layer, layers)")
     layers = integer(layers, "layers", 1, MAX_LAYERS)
+    if layers > 1 and layer_cell.input_symbol not in free_symbols(
+            [*layer_cell.lets.values(), *layer_cell.outputs]):
+        raise GradlabError(f"cannot stack '{layer_cell.name}': it never reads its input "
+                           f"{layer_cell.input_name}, through which layer l reads layer "
+                           f"l-1, so its {layers} layers would not be connected")
     return _stack(layer_cell, layers, name, flag(exogenous, "exogenous"))
 
 
