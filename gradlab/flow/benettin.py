@@ -9,6 +9,7 @@ which on a CPU costs a fraction of torch.linalg.qr at these small sizes. On a CP
 holds QR_CHUNK_BYTES of dense Jacobian blocks (`chunk_steps`), so that it stays in cache.
 """
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -70,6 +71,27 @@ def _step_blocks(rows, cell_kinds, steps):
             for j in range(steps)]
 
 
+def zero_lines(rows, cell_kinds):
+    """(steps, B, 1): the most rows, or columns, of exact zeros in each J_t, from its
+    blocks [a][b] ((steps, B, n, n), (steps, B, n, 1) diagonal, None for a zero one); 0
+    for a J that is zero throughout (its R is then zero: log -inf already)."""
+    shown = [b for row in rows for b in row if b is not None]
+    if not shown:
+        return 0
+    every = torch.ones(shown[0].shape[:-1], dtype=torch.bool, device=shown[0].device)
+
+    def zero(block, kind, dim):          # (steps, B, n): line i of the block is zero
+        if block is None or kind == "zero":
+            return every
+        return (block == 0)[..., 0] if kind == "diagonal" else (block == 0).all(dim)
+    parts, both = range(len(rows)), functools.partial(functools.reduce, torch.logical_and)
+    zero_rows = sum(both([zero(rows[a][b], cell_kinds[a][b], -1) for b in parts]).sum(-1)
+                    for a in parts)
+    zero_columns = sum(both([zero(rows[a][b], cell_kinds[a][b], -2) for a in parts]).sum(-1)
+                       for b in parts)
+    return torch.maximum(zero_rows, zero_columns)[..., None]
+
+
 def _times(blocks, cell_kinds, Q, out, n):
     """out (B, S, k) <- J Q from J's compact blocks, part by part."""
     for a, row in enumerate(blocks):
@@ -119,6 +141,7 @@ def log_stretches(bound, xs, states, k, seed, pad=None):
     C = chunk_steps(T, B, n, cell_kinds, xs.dtype, xs.device)
     logs = torch.empty(T, B, k, dtype=xs.dtype, device=xs.device)
     order = torch.arange(k, device=xs.device)
+    tiny = math.log(S * torch.finfo(xs.dtype).eps)       # round-off, relative to the top
     Y = torch.empty(B, S, k, dtype=xs.dtype, device=xs.device)
     with torch.no_grad():
         for t0 in range(0, T, C):                                  # steps t0+1..t1
@@ -129,13 +152,15 @@ def log_stretches(bound, xs, states, k, seed, pad=None):
                 _times(blocks, cell_kinds, Q, Y, n)                # J_{t+1} Q, t = t0 + j
                 Q, diag = thin_qr(Y)
                 torch.log(diag.abs(), out=logs[t0 + j])
-                # z exactly zero rows (a proj_size LSTM's padding, a dead ReLU): rank(Y)
-                # <= S - z, so |R[i, i]| is exactly 0 for i >= S - z, where QR leaves
-                # round-off (-71 for an exponent that is -inf)
-                rank = S - (Y == 0).all(-1).sum(-1)                           # (B,)
-                logs[t0 + j].masked_fill_(order[None] >= rank[:, None], -math.inf)
                 if progress.due(t0 + j, T):
                     progress.advance("Lyapunov QR", t0 + j + 1, T)
+            # J_t with z exactly zero rows or columns (a proj_size LSTM's padding, a dead
+            # ReLU) has rank <= S - z, and so has J_t Q: |R[i, i]| is exactly 0 for i >=
+            # S - z, where QR leaves round-off (-71 for an exponent that is -inf). Looked
+            # for (a pass over J) only where some |R[i, i]| is that small against the top
+            chunk = logs[t0:t1]
+            if k > 1 and bool((chunk < chunk.amax(-1, keepdim=True) + tiny).any()):
+                chunk.masked_fill_(S - zero_lines(rows, cell_kinds) <= order, -math.inf)
     return logs.double()
 
 
