@@ -354,3 +354,37 @@ def test_explicit_blocks_show_in_gradlab_s_notation_in_a_notebook():
     assert shown.startswith("$$\\begin{aligned}\n\\frac{\\partial h'}{\\partial h} &= ")
     assert r"{\tilde{n}}_{1,0}" in shown and "n~" not in shown
     assert cell.jacobian().terms()._repr_latex_() is None      # lists of terms: no LaTeX
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm_noaf", "peephole_lstm", "mgu"])
+def test_a_cells_latex_shows_the_blocks_its_jacobian_shows(name):
+    """cell.latex() (a notebook's display of a cell) printed the blocks uncollected: the
+    GRU's diag(h z (1-z)) W_z + ... - diag(h~ z (1-z)) W_z where J and `gradlab derive`
+    show diag((h - h~) z (1-z)) W_z."""
+    from gradlab.symbolic.printing import latex
+    cell = gradlab.cell(name)
+    shown = cell._repr_latex_()
+    for wrt in ("state", "input"):
+        for block in cell.jacobian(wrt).blocks:
+            assert latex(block) in shown
+
+
+def test_subs_of_a_size_and_diff_that_recurses_say_what_to_do():
+    """J.subs(Symbol('n'), 3) pointed to cell.symbol('n'), which raises; a cell with a
+    parameter named n had its subs refused or not by set order; J.diff(W_f) and
+    J['c', 'c'].diff(f) ended in a RecursionError traceback (SymPy's matrix calculus)."""
+    lstm = gradlab.cell("lstm")
+    J = lstm.jacobian()
+    for old in (sp.Symbol("n"), "m"):
+        with pytest.raises(GradlabError, match=r"is a size, which subs does not set"):
+            J.subs(old, 3)
+
+    @gradlab.declare(state="h", params={"W": "n n", "n": "1"}, source="test", name="scaled")
+    def scaled(s):
+        return gradlab.tanh(s.W @ s.h * s.n)
+    assert str(scaled.jacobian().subs(scaled.symbol("n"), 3)) == "∂h'/∂h = 3 diag(1 - h'^2) W"
+    with pytest.raises(GradlabError, match=r"take it from the cell: cell.symbol\('n'\)"):
+        scaled.jacobian().subs("n", 3)
+    for call in (lambda: J.diff(lstm.symbol("W_f")), lambda: J["c", "c"].diff(lstm.symbol("f"))):
+        with pytest.raises(GradlabError, match="SymPy recursed without end"):
+            call()

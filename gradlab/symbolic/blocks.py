@@ -11,7 +11,7 @@ import numbers
 import sympy as sp
 from sympy import BlockMatrix
 
-from .expressions import Expression, as_expression, pretty_lines, substituted, sympy_of
+from .expressions import Expression, as_expression, bounded, pretty_lines, substituted, sympy_of
 from .printing import latex, text
 from ..errors import GradlabError
 
@@ -25,6 +25,10 @@ class Blocks(BlockMatrix):
     def subs(self, *args, **kwargs):
         """SymPy's subs, checked (`expressions.substituted`)."""
         return substituted(super().subs, args, kwargs)
+
+    def diff(self, *args, **kwargs):
+        """SymPy's diff, or one line where it recurses without end (it does on these)."""
+        return bounded(super().diff, "diff", args, kwargs)
 
     def __getitem__(self, key):
         """Entries as SymPy's BlockMatrix gives them; a pair of part names (which only a

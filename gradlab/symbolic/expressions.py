@@ -66,10 +66,18 @@ def substituted(subs, args, kwargs):
         raise GradlabError("subs takes (old, new), a dict {old: new} or a list of (old, new) "
                            f"pairs, got {', '.join(map(repr, args)) or 'nothing'}")
     held = getattr(subs, "__self__", None)                       # the expression itself
-    names = {str(a): a for a in held.atoms(sp.MatrixSymbol, sp.Symbol)} if held else {}
+    names = {}                       # name -> its symbols (a parameter n beside the size n)
+    for a in (held.atoms(sp.MatrixSymbol, sp.Symbol) if held else ()):
+        names.setdefault(str(a), set()).add(a)
+    sizes = {sp.Symbol(d, integer=True, positive=True) for d in ("n", "m")}
     for old, new in pairs:
+        if str(old) in ("n", "m") and isinstance(old, (str, sp.Symbol)) \
+                and not names.get(str(old), set()) - sizes:        # no parameter so named
+            raise GradlabError(f"subs: {old} is a size, which subs does not set: "
+                               f"J.explicit({old}=3) writes the blocks out at a size, and "
+                               "J.at(...) takes the sizes from its arrays")
         if isinstance(old, str) or (isinstance(old, (sp.MatrixSymbol, sp.Symbol)) and
-                                    str(old) in names and names[str(old)] != old):
+                                    old not in names.get(str(old), {old})):
             raise GradlabError(f"subs: {old!r} is not a symbol of this expression (SymPy "
                                "would leave it unchanged, silently); take it from the cell: "
                                f"cell.symbol({str(old)!r})")
@@ -83,6 +91,17 @@ def substituted(subs, args, kwargs):
         return subs(*args, **kwargs)
     except (ValueError, TypeError) as err:
         raise GradlabError(f"subs: {' '.join(str(err).split())}") from None
+
+
+def bounded(method, name, args, kwargs):
+    """A SymPy method's result, or one line where it recurses without end (diff of a
+    diag(...) block: SymPy's matrix calculus does, on expressions like these)."""
+    try:
+        return method(*args, **kwargs)
+    except RecursionError:
+        raise GradlabError(f"{name}: SymPy recursed without end on this expression (its "
+                           "matrix calculus cannot take it); J.explicit(n=2) gives the "
+                           "blocks entry by entry, where SymPy's diff works") from None
 
 
 class Expression:
@@ -101,7 +120,7 @@ class Expression:
         value = getattr(self.expr, name)
         if not callable(value):
             return as_expression(value)
-        return lambda *args, **kwargs: as_expression(value(*args, **kwargs))
+        return lambda *args, **kwargs: as_expression(bounded(value, name, args, kwargs))
 
     # SymPy's arithmetic on the expression, the result printed as derive prints
     def __neg__(self):

@@ -359,7 +359,7 @@ def cell_latex(cell):
     """The update equations and every Jacobian block as one LaTeX `aligned` display."""
     lines = [r"%s &= %s" % (latex(s), latex(e)) for s, e in cell.lets.items()]
     for wrt, ins in (("state", cell.state_symbols), ("input", (cell.input_symbol,))):
-        for out, row in zip(cell.outputs, cell.jacobian_blocks(wrt)):
+        for out, row in zip(cell.outputs, cell.jacobian(wrt).blocks.tolist()):  # collected
             lines += [r"%s &= %s" % (block_name(out, s, "latex"), latex(b))
                       for s, b in zip(ins, row)]
     return "$$\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}$$"
