@@ -388,3 +388,16 @@ def test_subs_of_a_size_and_diff_that_recurses_say_what_to_do():
     for call in (lambda: J.diff(lstm.symbol("W_f")), lambda: J["c", "c"].diff(lstm.symbol("f"))):
         with pytest.raises(GradlabError, match="SymPy recursed without end"):
             call()
+
+
+def test_a_stacks_tilde_names_print_as_the_single_cells_do():
+    """A GRU prints h~, its stack printed htilde1 (in LaTeX h̃₁); a let named tilde alone
+    stays a word."""
+    shown = str(gradlab.stack("gru", 2).equations())
+    assert "h~1 = tanh(W1 (r1 ⊙ h1)" in shown and "htilde" not in shown
+    assert "(h2 - h~2) ⊙ z2" in str(gradlab.stack("gru", 2).jacobian())
+
+    @gradlab.declare(state="h", params="W b", source="test", name="worded")
+    def worded(s):
+        return s.let("tilde", gradlab.tanh(s.W @ s.h + s.b))
+    assert "tilde = tanh(W h + b)" in str(worded.equations())

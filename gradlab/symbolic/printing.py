@@ -173,9 +173,9 @@ class MatrixLatexPrinter(LatexPrinter):
 
 
 def _text_name(name):
-    """stilde -> s~, mu_r -> μ_r, sigma_r^2 -> σ_r^2, sum_r -> Σ_r, norm_r -> ‖r‖: the
-    names as a reader writes them."""
-    name = re.sub(r"tilde(?='*(\^2)?$)", "~", name)
+    """stilde -> s~ (a stack's htilde2 -> h~2), mu_r -> μ_r, sigma_r^2 -> σ_r^2, sum_r ->
+    Σ_r, norm_r -> ‖r‖: the names as a reader writes them."""
+    name = re.sub(r"(?<=\w)tilde(?=\d*'*(\^2)?$)", "~", name)
     if name.startswith("norm_"):
         return f"‖{name[5:]}‖"
     for word, letter in (("mu_", "μ_"), ("sigma_", "σ_"), ("sum_", "Σ_")):
