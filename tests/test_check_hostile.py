@@ -750,3 +750,45 @@ def test_a_user_cell_named_like_a_built_in_is_diagnosed_as_its_own(tmp_path, mon
     result = invoke("check", "myfn.py:jac", "--cell", "mycell.py:lstm")
     assert result.exit_code == 1, result.output
     assert "the term diag(h ⊙ f ⊙ (1 - f)) W_f is missing" in result.output
+
+
+def test_check_lyapunov_does_not_name_a_mistake_it_cannot_tell_from_none():
+    """A correct Benettin loop shifted by 0.01 was told 'Your exponents match the
+    transposed Jacobian (reverse time)', on inputs where the exact exponents and the
+    reverse-time ones are themselves within the tolerance of each other."""
+    torch.manual_seed(0)
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(8, 4, weight_scale=1.5, bias_scale=0.5)
+    xs = torch.randn(300, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    own = lambda P, x, k: gradlab.lyapunov(lstm, P, x, k).mean   # noqa: E731
+    result = check_lyapunov(lambda P, x, k: own(P, x, k) - 0.017, lstm, params, xs, 4)
+    assert not result.ok and "reverse" not in str(result).split("lie near")[0]
+    assert "cannot be told" in str(result)
+
+
+def test_check_lyapunov_refuses_a_mean_that_a_zero_product_hides():
+    """Two of four sequences hit a step with every ReLU unit dead: the mean exact exponents
+    were -inf, and a function returning -inf (or anything log2 / summed of a mean) 'agreed'
+    with max |difference| 0."""
+    relu = gradlab.cell("rnn_relu")
+    params = relu.init_params(8, 4, weight_scale=1.5, bias_scale=0.5)
+    xs = torch.randn(500, 4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    with pytest.raises(GradlabError, match=r"a mean hides what is to check.*\(4, 2\)"):
+        check_lyapunov(lambda P, x, k: np.full(k, -np.inf), relu, params, xs, 2)
+    rows = lambda P, x, k: gradlab.lyapunov(relu, P, x, k).exponents   # noqa: E731
+    assert check_lyapunov(rows, relu, params, xs, 2).ok
+
+
+def test_check_lyapunov_refuses_per_sequence_rows_too_short_to_judge():
+    """Rows per sequence at T = 100 were checked with a tolerance (0.19) larger than the
+    exponents themselves (-0.15): a log2 mistake passed."""
+    relu = gradlab.cell("rnn_relu")
+    params = relu.init_params(8, 4, weight_scale=1.5, bias_scale=0.5)
+    xs = torch.randn(100, 4, 4, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    log2 = lambda P, x, k: gradlab.lyapunov(relu, P, x, k).exponents / np.log(2)  # noqa: E731
+    try:
+        result = check_lyapunov(log2, relu, params, xs, 2)
+    except GradlabError as err:
+        assert "too short" in str(err)
+    else:
+        assert not result.ok

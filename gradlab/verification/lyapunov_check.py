@@ -267,6 +267,11 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             f"differ by {tolerances[0] / SPREAD:.3g} between start vectors, so any answer "
             f"within {tolerances[0]:.3g} of {np.round(exact, 4).tolist()} would pass; give "
             "more steps (estimates converge as 1/T) or an explicit atol")
+    if rows.ndim == 1 and np.isneginf(exact).all() and np.isfinite(exponents(J, k)).any():
+        raise GradlabError(   # (every sequence -inf, a zero W: then the mean is the answer)
+            "the exact mean exponents are all -inf (some sequence's product is exactly "
+            "zero, e.g. every ReLU unit dead at a step) while others are finite, so a mean "
+            f"hides what is to check; return one row per sequence, ({xs.shape[1]}, {k})")
     error, atol = distance[0], tolerances[0]
     if error <= atol and rows.ndim == 2:             # per sequence too, not just the mean
         both = [exponent_pair(J, k, seed=s) for s in range(SEEDS)]
@@ -277,6 +282,13 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         floors = resolvable(runs[0], J)[:, 0]                          # per sequence
         spread = max(_spread(runs[:, b], floors[b]) for b in range(runs.shape[1]))
         tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact, floor))
+        top = float(np.max(np.abs(np.where(runs[0] > floors[:, None], runs[0], 0.0)),
+                           initial=0.0))
+        if not given and tol > HALF * max(top, 2e-5):    # (rows spread more than means)
+            raise GradlabError(
+                f"xs is too short to check each sequence's exponents: over {T} steps "
+                f"gradlab's own differ by {tol / SPREAD:.3g} between start vectors, so "
+                f"any within {tol:.3g} would pass; give more steps or an explicit atol")
         off = [_distance(r, runs[0, b], lowest(runs[:, b], floors[b], 1.0, rounded[:, b]))
                for b, r in enumerate(rows[:, :k])]
         worst = int(np.argmax(off))
@@ -299,6 +311,14 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     matching = [i for i, (d, tol) in enumerate(zip(distance, tolerances)) if d <= tol]
     best = min(matching, key=lambda i: (len(variants[i][0]), distance[i] / tolerances[i])) \
         if matching else int(np.argmin([d / t for d, t in zip(distance, tolerances)]))
+    near = _distance(variants[best][1], exact, variants[0][3]) if matching else math.inf
+    if distance[best] <= tolerances[best] and near <= tolerances[0] + tolerances[best]:
+        return LyapunovResult(False, yours, exact, error, [
+            f"Your exponents differ from the exact ones (by {error:.3g}, beyond the "
+            f"tolerance {atol:.3g}) and lie near {'; '.join(variants[best][0])}; but on "
+            f"these inputs that is only {near:.3g} from the exact ones, so which mistake it "
+            "is cannot be told. Inputs with structure in time (periodic, a trained model's "
+            "data) and more steps separate them."])
     if distance[best] <= tolerances[best]:
         mistakes = variants[best][0]
         also = [m for i, ((m, _, _, _), d, tol) in enumerate(zip(variants, distance,
