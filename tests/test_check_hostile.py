@@ -792,3 +792,23 @@ def test_check_lyapunov_refuses_per_sequence_rows_too_short_to_judge():
         assert "too short" in str(err)
     else:
         assert not result.ok
+
+
+def test_a_right_float32_jacobian_at_saturated_units_is_inconclusive_not_wrong():
+    """float32 params, every tanh unit at pre-activation ~5: torch's own jacrev and the hand
+    form diag(1 - t^2) W were rejected ('off row by row ... an activation's slope?'), as
+    1 - t^2 in float32 loses digits there; at W = 100 randn they were called 'scaled by
+    0.99993' or 'another sample's exact Jacobian'."""
+    from torch.func import jacrev, vmap
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, dtype=torch.float32)
+    p["b"], p["W"], p["U"] = p["b"] * 0 + 5.0, p["W"] * 0.1, p["U"] * 0.1
+
+    def own(P, s, x):
+        return vmap(jacrev(lambda h, u: torch.tanh(P["W"] @ h + P["U"] @ u + P["b"])))(s[0], x)
+    result = check_jacobian(own, rnn, p)
+    assert not result.ok and result.inconclusive and "float32 cannot tell" in str(result)
+    wrong = check_jacobian(lambda P, s, x: own(P, s, x) * 1.01, rnn, p)
+    assert not wrong.ok and not wrong.inconclusive and "1.01" in str(wrong)
+    calm = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, dtype=torch.float32)
+    assert check_jacobian(own, rnn, calm).ok

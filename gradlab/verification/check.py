@@ -21,6 +21,8 @@ mistakes people make when they derive a Jacobian by hand, in the terms of the de
     batch       right one sample at a time, wrong on a batch (it does not broadcast)
 
 and, when nothing simple explains the difference, says so and shows the worst entries.
+Where the reference itself is short of digits (precision.py: float64 at saturated units,
+or float32 params, whose own evaluation there loses more than rtol) it says so.
 """
 
 import dataclasses
@@ -34,10 +36,11 @@ from .. import budget, registry
 from ..errors import (GradlabError, arguments_checked, check_seed, choice, derived_seed,
                       integer)
 from ..flow.bound import as_real, check_params, hidden_size
-from ..lowering.lower import extended_jacobian, terms_function
+from ..lowering.lower import terms_function
 from .blind import alike, alike_words, unseen, unseen_words, zero_parts
 from .diagnosis import UNEXPLAINED, diagnose, exact_jacobian, measured, relative
 from .hidden import Asked, with_biases, with_states
+from .precision import FINER_NOTE, UNSURE_NOTE, extended_reference, float32_loses
 from .user import COLLAPSED, Exited, batched_jacobian, cell_part, float32_rounding, lower_precision, \
     right_one_by_one
 
@@ -247,7 +250,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
             f"{float(exact[b, i, j]):.6g}."], x.shape[0])
     absolute, relative, errors = measured(theirs, exact, blocks)
     ok = relative <= rtol
-    finer = None if ok else _finer(cell, wrt, params, state, x, blocks, exact, rtol)
+    finer = None if ok else extended_reference(cell, wrt, params, state, x, blocks, exact,
+                                                  rtol)
     if finer is not None:     # gradlab's float64 reference lost digits: the finer one judges
         exact, lost = finer
         absolute, relative, errors = measured(theirs, exact, blocks)
@@ -257,6 +261,11 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
             return Result(False, Error(absolute, relative), max(blocks.keys, key=errors.get),
                           errors, [FINER_NOTE.format(lost), UNSURE_NOTE.format(
                               unsure, relative)], x.shape[0], inconclusive=True)
+    loses = None if ok or fn_x.dtype != torch.float32 else float32_loses(
+        cell, wrt, params, fn_state, fn_x, blocks, exact, relative, rtol)
+    if loses:                    # float32 itself cannot tell, at these draws
+        return Result(False, Error(absolute, relative), max(blocks.keys, key=errors.get),
+                      errors, [loses], x.shape[0], inconclusive=True)
     batch_only = None if ok or one_by_one or x.shape[0] == 1 else right_one_by_one(
         fn, yours, fn_state, fn_x, shape, layout, exact, rtol)
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
@@ -287,38 +296,10 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                   inconclusive=ok and doubt)
 
 
-FINER_NOTE = ("Note: gradlab's own float64 evaluation of the exact Jacobian is off by {:.2g} "
-              "relative at these draws (digits lost to cancellation, such as 1 - h'^2 at "
-              "saturated units); yours is compared with its evaluation in extended precision "
-              "instead.")
-
-
 COLLAPSED_NOTE = ("Note: given a batch of {}, your function returned one {} x {} matrix, so it "
                   "was checked one sample at a time, as a function written for one sample; "
                   "if it takes batches, it folds them into one matrix (a mean or sum over "
                   "the batch?).")
-UNSURE_NOTE = ("That evaluation keeps only ~3 more digits, so it may itself be off by up to "
-               "{:.2g}: an error of {:.3g} cannot be told from its rounding. Check at less "
-               "saturated params (smaller weights or biases).")
-
-
-def _finer(cell, wrt, params, state, x, blocks, exact, rtol):
-    """(the exact Jacobian evaluated in extended precision, how far gradlab's float64 one
-    is from it) where that is more than rtol / 10 (every unit saturated: 1 - h'^2 at h'
-    within 1e-12 of 1 keeps ~4 digits), else None. Only float64 params on an x86
-    longdouble."""
-    if params[cell.param_names[0]].dtype != torch.float64:
-        return None
-    numpy = lambda t: t.detach().cpu().numpy()                      # noqa: E731
-    fine = extended_jacobian(cell, wrt, {p: numpy(params[p]) for p in cell.param_names},
-                             tuple(map(numpy, state)), numpy(x))
-    if fine is None:
-        return None
-    fine = blocks.select(torch.as_tensor(fine))
-    lost = measured(exact, fine, blocks)[1]
-    return (fine, lost) if lost > rtol / 10 else None
-
-
 def _other_shape(theirs, exact, layout, blocks):
     """The Result for an answer shaped as the other layout's (B, cols, rows), rows != cols."""
     flipped = theirs if layout == "denominator" else theirs.transpose(1, 2)
