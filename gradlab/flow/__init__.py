@@ -42,7 +42,11 @@ Norms of every P_k, per sequence, natural log, lag k at column k-1:
                   passes): it resolves sigma_min / sigma_max far below 1e-16, which
                   svdvals of P_k could not; each solve adds its rounding, ~cond(J_t) eps
                   relative (a linear step with cond(J) = 1e8 gave 1e-9 over 32 lags, at
-                  1e12 6e-6), which rtol does not cover. From the first J_t singular to
+                  1e12 6e-6), which rtol does not cover; and sigma_min moves with the
+                  rounding of the Jacobians' own entries (1 - h'^2 at a saturated unit)
+                  by up to cond(P_k) times it: rnn_tanh at weight scale 3, cond(P_20) ~
+                  e^130, was 3e-3 off 60-digit arithmetic (a float64 jacrev chain 7e-3,
+                  on the same states). From the first J_t singular to
                   working precision on (an LU pivot below S eps of the largest: cond(J_t)
                   past ~1 / (S eps), where its sigma_min is rounding), every longer
                   product is reported singular: -inf. Computed on request.
