@@ -144,8 +144,8 @@ class Flow:
         return self._log[kind].copy()
 
     def block_log_norm(self, out_part, in_part, kind="spectral"):
-        """log of the norm of the (out_part, in_part) block of P_k, (B, T): for the LSTM
-        ("c", "c") is the cell path d c_T / d c_{T-k} and ("h", "h") the hidden path. The
+        """log of the norm ("spectral" or "frobenius") of the (out_part, in_part) block of
+        P_k, (B, T): the LSTM's ("c", "c") is the cell path d c_T / d c_{T-k}. The
         block shares the product's normalisation, so a block that vanishes relative to the
         whole product (below 1e-308 of it) reads -inf."""
         check(kind, BLOCK_NORMS, "block norm")
