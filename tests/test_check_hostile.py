@@ -812,3 +812,23 @@ def test_a_right_float32_jacobian_at_saturated_units_is_inconclusive_not_wrong()
     assert not wrong.ok and not wrong.inconclusive and "1.01" in str(wrong)
     calm = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, dtype=torch.float32)
     assert check_jacobian(own, rnn, calm).ok
+
+
+def test_at_saturated_float64_units_an_answer_that_rounds_as_gradlab_does_is_not_certified():
+    """b = 16, every tanh unit saturated: 1 - tanh^2 in float64 keeps ~3 digits. The hand
+    form, rounding as gradlab's own float64 evaluation does, 'agreed' with error 0, while
+    the more accurate sech^2 form was inconclusive. Both are judged against the extended
+    evaluation now: neither is certified, a wrong one still differs."""
+    rnn = gradlab.cell("rnn_tanh")
+    p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5)
+    p["b"], p["W"], p["U"] = p["b"] * 0 + 16.0, p["W"] * 0.1, p["U"] * 0.1
+
+    def pre(P, s, x):
+        return x @ P["U"].T + s[0] @ P["W"].T + P["b"]
+    hand = lambda P, s, x: (1 - torch.tanh(pre(P, s, x)) ** 2)[:, :, None] * P["W"]  # noqa
+    sech = lambda P, s, x: (1 / torch.cosh(pre(P, s, x)) ** 2)[:, :, None] * P["W"]  # noqa
+    for fn in (hand, sech):
+        result = check_jacobian(fn, rnn, p)
+        assert not result.ok and result.inconclusive, str(result)
+    wrong = check_jacobian(lambda P, s, x: sech(P, s, x) * 1.01, rnn, p)
+    assert not wrong.ok and not wrong.inconclusive

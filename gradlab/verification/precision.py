@@ -39,23 +39,33 @@ def extended_reference(cell, wrt, params, state, x, blocks, exact, rtol):
     return (fine, lost) if lost > rtol / 10 else None
 
 
-FLOAT32_SLACK = 8     # another order of the same float32 operations may lose this much more
-FLOAT32_NOTE = ("Inconclusive: at these draws the exact formulas evaluated in float32 are "
-                "themselves off by {:.2g} relative (cancellation, such as 1 - h'^2 at "
-                "saturated units), and yours, {:.3g}, is within {}x that: float32 cannot tell "
-                "a right answer from this one here. Check in float64, or at less saturated "
-                "params (smaller weights or biases).")
+SLACK = 8             # another order of the same operations may lose this much more
+PRECISION_NOTE = ("Inconclusive: at these draws the exact formulas evaluated in {} are "
+                  "themselves off by {:.2g} relative (cancellation, such as 1 - h'^2 at "
+                  "saturated units), and yours, {:.3g}, is within {}x that: {} cannot tell "
+                  "a right answer from this one here. Check at less saturated params "
+                  "(smaller weights or biases){}.")
+
+
+def within_rounding(dtype, lost, relative):
+    """The note for an answer off by `relative` where `dtype` evaluation of the exact
+    formulas is off by `lost`, if within SLACK times that, else None."""
+    if relative > SLACK * lost:
+        return None
+    name = str(dtype).removeprefix("torch.")
+    return PRECISION_NOTE.format(name, lost, relative, SLACK, name,
+                                 ", or in float64" if dtype == torch.float32 else "")
 
 
 def float32_loses(cell, wrt, params, state, x, blocks, exact, relative, rtol):
     """The note for a float32 answer off by `relative` where float32 evaluation of the
     exact Jacobian (params, state, x: the float32 values the answer was computed from)
     loses more than rtol / 10 and more than float32 rounding anywhere (a cancellation),
-    and the answer is within FLOAT32_SLACK times that, else None."""
+    and the answer is within SLACK times that, else None."""
     own = exact_jacobian(cell, wrt, {p: t.float() for p, t in params.items()},
                          tuple(s.float() for s in state), x.float())
     lost = measured(blocks.select(own).to(exact.dtype), exact, blocks)[1]
     rounding = 64 * torch.finfo(torch.float32).eps       # what float32 leaves anywhere
-    if lost <= max(rtol / 10, rounding) or relative > FLOAT32_SLACK * lost:
+    if lost <= max(rtol / 10, rounding):
         return None
-    return FLOAT32_NOTE.format(lost, relative, FLOAT32_SLACK)
+    return within_rounding(torch.float32, lost, relative)
