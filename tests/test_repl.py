@@ -376,8 +376,10 @@ def test_subs_of_a_size_and_diff_that_recurses_say_what_to_do():
     lstm = gradlab.cell("lstm")
     J = lstm.jacobian()
     for old in (sp.Symbol("n"), "m"):
-        with pytest.raises(GradlabError, match=r"is a size, which subs does not set"):
+        with pytest.raises(GradlabError, match=r"is not the size (n|m) of this expression"):
             J.subs(old, 3)
+    size = sp.Symbol("n", integer=True, positive=True)
+    assert J.subs(size, 3)["c", "h"].shape == (3, 3)      # the size itself: SymPy's subs
 
     @gradlab.declare(state="h", params={"W": "n n", "n": "1"}, source="test", name="scaled")
     def scaled(s):

@@ -71,11 +71,11 @@ def substituted(subs, args, kwargs):
         names.setdefault(str(a), set()).add(a)
     sizes = {sp.Symbol(d, integer=True, positive=True) for d in ("n", "m")}
     for old, new in pairs:
-        if str(old) in ("n", "m") and isinstance(old, (str, sp.Symbol)) \
-                and not names.get(str(old), set()) - sizes:        # no parameter so named
-            raise GradlabError(f"subs: {old} is a size, which subs does not set: "
-                               f"J.explicit({old}=3) writes the blocks out at a size, and "
-                               "J.at(...) takes the sizes from its arrays")
+        if str(old) in ("n", "m") and isinstance(old, (str, sp.Symbol)) and old not in \
+                sizes and not names.get(str(old), set()) - sizes:   # no parameter so named
+            raise GradlabError(f"subs: {old!r} is not the size {old} of this expression, "
+                               f"Symbol({str(old)!r}, integer=True, positive=True); "
+                               f"J.explicit({old}=3) writes the blocks out at a size")
         if isinstance(old, str) or (isinstance(old, (sp.MatrixSymbol, sp.Symbol)) and
                                     old not in names.get(str(old), {old})):
             raise GradlabError(f"subs: {old!r} is not a symbol of this expression (SymPy "
