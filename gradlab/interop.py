@@ -51,8 +51,8 @@ import re
 
 from .errors import GradlabError, arguments_checked
 from .registry import builtin, cell
-from .torch_guards import (module_kind, refuse_hooks, refuse_meta, refuse_nonfinite,
-                           refuse_updating, unwrap)
+from .torch_guards import (module_kind, refuse_changed_flags, refuse_hooks, refuse_meta,
+                           refuse_nonfinite, refuse_updating, unwrap)
 
 # torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
 GATES = {"lstm": ("i", "f", "g", "o"), "lstm_proj": ("i", "f", "g", "o"),
@@ -178,6 +178,7 @@ def from_torch(module, direction=None):
     name = module_kind(module)
     refuse_meta(module)
     refuse_hooks(module)
+    refuse_changed_flags(module)
     refuse_nonfinite(module)
     refuse_updating(module)
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in module.parameters()})

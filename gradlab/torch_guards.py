@@ -136,13 +136,17 @@ def refuse_updating(module):
             continue
         for name, chain in found.items():
             kept = [(b, b.detach().clone()) for b in chain.buffers()]
-            if not kept:
-                continue
             with torch.no_grad():
-                getattr(owner, name)
+                first, again = getattr(owner, name).clone(), getattr(owner, name)
                 moved = [not torch.equal(b, old) for b, old in kept]
                 for b, old in kept:
                     b.copy_(old)
+            if not torch.equal(first, again) and not any(moved):     # no buffer: it draws
+                raise GradlabError(
+                    f"{type(owner).__name__}.{name} is parametrized by "
+                    f"{type(chain[0]).__name__}, which gives another weight each time it is "
+                    "read (random?): there is no one network to measure; make it "
+                    "deterministic (module.eval(), or fix its draw)")
             if any(moved):
                 kind = next(type(p).__name__.lstrip("_") for p in chain if any(
                     True for _ in p.buffers()))
@@ -151,6 +155,36 @@ def refuse_updating(module):
                     "updates its buffers whenever the weight is read (training mode): "
                     "each step would see another weight (and your module would change); "
                     "call module.eval() first")
+
+
+def refuse_changed_flags(module):
+    """A module whose weights are not the set its flags (bias, num_layers, bidirectional,
+    proj_size) say: a flag changed after it was built. torch's nn.RNN/LSTM/GRU would fail
+    at forward, a cell module would use the tensors it holds, and gradlab reads the
+    flags: refused, naming the weight."""
+    import re
+    import torch
+
+    if isinstance(module, torch.nn.RNNCellBase):
+        suffixes = [""]
+    else:
+        ways = ["", "_reverse"] if module.bidirectional else [""]
+        suffixes = [f"_l{k}{w}" for k in range(module.num_layers) for w in ways]
+    kinds = ["weight_ih", "weight_hh"] + ["bias_ih", "bias_hh"] * bool(module.bias) \
+        + ["weight_hr"] * bool(getattr(module, "proj_size", 0))
+    expected = {k + s for s in suffixes for k in kinds}
+    held = {n for n, _ in module.named_parameters(recurse=False)} | set(
+        getattr(module, "parametrizations", None) or ())
+    held = {n for n in held if re.fullmatch(r"(weight|bias)_(ih|hh|hr)(_l\d+(_reverse)?)?", n)}
+    odd = sorted(held - expected) or sorted(expected - held)
+    if odd:
+        flags = ", ".join(f"{f}={getattr(module, f)!r}" for f in (
+            "bias", "num_layers", "bidirectional", "proj_size") if hasattr(module, f))
+        extra = bool(held - expected)
+        raise GradlabError(f"{type(module).__name__} {'holds' if extra else 'lacks'} {odd[0]}"
+                           f", which its flags ({flags}) {'do not make' if extra else 'make'}:"
+                           " a flag changed after it was built? build it with the flags it "
+                           "runs")
 
 
 def refuse_nonfinite(module):

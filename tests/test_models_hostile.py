@@ -5,6 +5,7 @@ code, and absurd layer counts. Each test failed before its fix (wrong numbers me
 silently, a bare torch error, or a hang)."""
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -222,3 +223,45 @@ def test_review_a_projected_lstms_state0_may_be_nested_lists():
     out, _ = module(xs, (torch.tensor(h0, dtype=torch.float64)[None],
                          torch.tensor(c0, dtype=torch.float64)[None]))
     assert torch.allclose(flow.states[0][1:, :, :2], out, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("build, change, says", [
+    (lambda: torch.nn.GRUCell(3, 4), {"bias": False}, "GRUCell holds bias_hh"),
+    (lambda: torch.nn.LSTM(3, 4, 2), {"bias": False}, "LSTM holds bias_hh_l0"),
+    (lambda: torch.nn.LSTM(3, 4, 3), {"num_layers": 2}, "LSTM holds bias_hh_l2"),
+    (lambda: torch.nn.LSTM(3, 4, 2), {"num_layers": 3}, "LSTM lacks bias_hh_l2"),
+    (lambda: torch.nn.LSTM(3, 4, bidirectional=True), {"bidirectional": False},
+     "holds bias_hh_l0_reverse"),
+    (lambda: torch.nn.LSTM(3, 4), {"proj_size": 2}, "LSTM lacks weight_hr_l0")])
+def test_a_flag_changed_after_building_is_refused_naming_the_weight(build, change, says):
+    """GRUCell(...).bias = False was measured with zero biases, while torch's cell forward
+    uses the tensors it holds (log norms off by 2.5); nn.LSTM's changed num_layers,
+    bidirectional or bias measured a network torch cannot run, or raised AttributeError."""
+    module = build().double()
+    for flag, value in change.items():
+        setattr(module, flag, value)
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    with pytest.raises(GradlabError, match=re.escape(says) + ".*a flag changed after it"):
+        gradlab.gradient_flow(module, xs)
+
+
+def test_a_parametrization_that_draws_a_new_weight_each_read_is_refused():
+    """weight + 0.1 randn as a parametrization (no buffer to see move) was measured as one
+    draw: two runs of the same call disagreed."""
+    from torch.nn.utils import parametrize
+
+    class Noise(torch.nn.Module):
+        def forward(self, w):
+            return w + 0.1 * torch.randn_like(w)
+
+    class Double(torch.nn.Module):
+        def forward(self, w):
+            return 2 * w
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    noisy = torch.nn.GRU(3, 4).double().eval()
+    parametrize.register_parametrization(noisy, "weight_hh_l0", Noise())
+    with pytest.raises(GradlabError, match="by Noise, which gives another weight each time"):
+        gradlab.gradient_flow(noisy, xs)
+    steady = torch.nn.GRU(3, 4).double()
+    parametrize.register_parametrization(steady, "weight_hh_l0", Double())
+    assert gradlab.gradient_flow(steady, xs).log_norm("frobenius").shape == (2, 5)
