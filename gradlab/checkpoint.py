@@ -35,14 +35,12 @@ cell): `gradlab report --model init.pt --arch lstm:hidden=N,inputs=M`.
 """
 
 import dataclasses
-import io
-import os
 import pathlib
 import re
 import warnings
 
 from .errors import GradlabError, entries, non_ascii, not_whole
-from .paths import can_create_in, name_fits, plain
+from .new_files import new_file, save_new  # noqa: F401 (gradlab.checkpoint's, as before)
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
          "lstm": ("LSTM", {}), "gru": ("GRU", {})}
@@ -201,8 +199,12 @@ def load_state_dict(path):
                            "module or another object") from None
     if not isinstance(state, dict) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        inner = [k for k, v in state.items() if isinstance(v, dict)] \
+            if isinstance(state, dict) else []      # {"model": state_dict, "epoch": 3}
         raise GradlabError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict "
-                           "of named tensors; save module.state_dict()")
+                           "of named tensors; save module.state_dict()" + (
+                               f" (its {inner[0]!r} is a dict: torch.save(checkpoint"
+                               f"[{inner[0]!r}], path) may be it)" if inner else ""))
     odd = next(((k, v) for k, v in state.items()
                 if v.layout != torch.strided or v.device.type == "meta"), None)
     if odd is not None:
@@ -268,8 +270,15 @@ def check_state_dict(state, arch):
     expected = {k: tuple(v.shape) for k, v in arch.module().state_dict().items()}
     unexpected = [k for k in state if k not in expected]
     if unexpected:
+        odd = unexpected[0]
         cell = (" (a torch cell's state dict is read only as a one-layer, one-direction "
-                "module without proj)" if unexpected[0] in CELL_KEYS else "")
+                "module without proj)" if odd in CELL_KEYS else
+                " (saved pruned: prune.remove(module, name) before state_dict())"
+                if odd.endswith(("_orig", "_mask")) else
+                " (saved parametrized: parametrize.remove_parametrizations(module, name) "
+                "before state_dict())" if odd.startswith("parametrizations.") else
+                f" (saved from a wrapper? try prefix={_guess(list(state))[7:]})"
+                if not where and odd.endswith("weight_ih_l0") and odd != "weight_ih_l0" else "")
         raise GradlabError(f"checkpoint key {where + unexpected[0]!r} is not in {arch} "
                            f"(expected keys{' after the prefix' if where else ''}: "
                            f"{', '.join(expected)}){cell}")
@@ -285,52 +294,6 @@ def check_state_dict(state, arch):
             raise GradlabError(f"checkpoint {where + key!r} holds {state[key].dtype}, not "
                                "floats")
     return state
-
-
-def new_file(path, what="--write-torch"):
-    """Refuse, before any work, a path a new checkpoint may not be written to: empty, one
-    that exists (a file, a folder, a link, even a dangling one: gradlab never overwrites
-    a file), or whose folder is missing or not writable; the path."""
-    text = "" if path is None else str(path)
-    if text.strip() == "":
-        raise GradlabError(f"{what} {text!r} is not a file path; give a new file, e.g. "
-                           "model.pt")
-    plain(text, what)
-    target = pathlib.Path(os.path.expanduser(text))
-    name_fits(target.name, text, what)
-    if os.path.lexists(target) or text.endswith(("/", os.sep)):
-        kind = ("is a symbolic link" if target.is_symlink() else "is a folder"
-                if target.is_dir() or text.endswith(("/", os.sep)) else "exists")
-        raise GradlabError(f"{what} {text!r} {kind}; give a new file (gradlab never "
-                           "overwrites one)")
-    folder = target.absolute().parent
-    above = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), None)
-    if above is not None and not above.is_dir():
-        raise GradlabError(f"{what} {text!r}: {str(above)!r} is a file, not a folder; give "
-                           "a file in an existing folder")
-    if not folder.is_dir():
-        raise GradlabError(f"{what} {text!r}: the folder {str(folder)!r} does not exist; "
-                           "create it, or give a file in an existing folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise GradlabError(f"{what} {text!r}: the folder {str(folder)!r} is not writable")
-    can_create_in(folder, text, what)
-    return target
-
-
-def save_new(state, path, what="--write-torch"):
-    """torch.save(state) to `path` as a new file (never replacing one), atomically
-    (`outputs.write_new`): a kill or Ctrl-C leaves no file there or the whole one."""
-    import torch
-
-    from .outputs import write_new
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    try:
-        write_new(path, buffer.getvalue())
-    except OSError as err:
-        raise GradlabError(f"{what} {str(path)!r}: {err.strerror or err}") from None
-    return path
 
 
 def load_model(path, arch, *, dtype="float64", device="cpu"):

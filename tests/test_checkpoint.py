@@ -11,7 +11,7 @@ from torch import nn
 import gradlab
 from gradlab.checkpoint import Arch, load_model, model_entries, parse_arch
 from gradlab.cli import cli
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, invoke
 
 ARCH = "lstm:layers=2,hidden=6,inputs=3"
 
@@ -267,3 +267,26 @@ def test_write_torch_under_a_file_says_so(tmp_path):
     result = run("init", "gru_torch", "--timescale", "5", "--hidden", "8", "--write-torch",
                  str(target))
     assert_one_line_error(result, "is a file, not a folder")
+
+
+def test_a_checkpoint_saved_the_usual_wrong_ways_is_told_how_to_save_it(tmp_path):
+    """A pruned or parametrized module's state dict, a DataParallel one without prefix=,
+    and {"model": state_dict, "epoch": 3} were refused without a word on what to do."""
+    from torch.nn.utils import parametrizations, prune
+    plain = torch.nn.LSTM(3, 4)
+    pruned = torch.nn.LSTM(3, 4)
+    prune.l1_unstructured(pruned, "weight_hh_l0", 0.3)
+    normed = torch.nn.LSTM(3, 4)
+    parametrizations.weight_norm(normed, "weight_hh_l0")
+    cases = {"wrapped": ({"model": plain.state_dict(), "epoch": 3},
+                         "its 'model' is a dict: torch.save(checkpoint['model'], path)"),
+             "pruned": (pruned.state_dict(), "saved pruned: prune.remove(module, name)"),
+             "normed": (normed.state_dict(), "parametrize.remove_parametrizations"),
+             "parallel": ({"module." + k: v for k, v in plain.state_dict().items()},
+                          "saved from a wrapper? try prefix=module.")}
+    for name, (state, says) in cases.items():
+        torch.save(state, tmp_path / f"{name}.pt")
+        result = invoke("report", "--model", tmp_path / f"{name}.pt", "--arch",
+                        "lstm:hidden=4,inputs=3", "--out", tmp_path / name, "--steps", "4",
+                        "--batch", "2")
+        assert_one_line_error(result, says)
