@@ -178,10 +178,10 @@ def from_torch(module, direction=None):
     name = module_kind(module)
     refuse_meta(module)
     refuse_hooks(module)
-    refuse_changed_flags(module)
+    weights = refuse_changed_flags(module)       # its own: not a submodule's beside them
     refuse_nonfinite(module)
     refuse_updating(module)
-    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in module.parameters()})
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in weights})
     if any(d not in ("float32", "float64") for d in dtypes) or len(dtypes) > 1:
         raise GradlabError(f"{type(module).__name__}'s weights are {', '.join(dtypes)}; "
                            "gradlab measures one of float32, float64 (module.double() or "

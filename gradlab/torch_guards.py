@@ -161,7 +161,7 @@ def refuse_changed_flags(module):
     """A module whose weights are not the set its flags (bias, num_layers, bidirectional,
     proj_size) say: a flag changed after it was built. torch's nn.RNN/LSTM/GRU would fail
     at forward, a cell module would use the tensors it holds, and gradlab reads the
-    flags: refused, naming the weight."""
+    flags: refused, naming the weight. Else the tensors its weights are made of (a list)."""
     import re
     import torch
 
@@ -177,6 +177,10 @@ def refuse_changed_flags(module):
         getattr(module, "parametrizations", None) or ())
     held = {n for n in held if re.fullmatch(r"(weight|bias)_(ih|hh|hr)(_l\d+(_reverse)?)?", n)}
     odd = sorted(held - expected) or sorted(expected - held)
+    if not odd:            # a parametrized weight by its originals (a read may update it)
+        chains = getattr(module, "parametrizations", None) or {}
+        return [t for n in sorted(expected) for t in (
+            chains[n].parameters() if n in chains else (getattr(module, n),))]
     if odd:
         flags = ", ".join(f"{f}={getattr(module, f)!r}" for f in (
             "bias", "num_layers", "bidirectional", "proj_size") if hasattr(module, f))

@@ -265,3 +265,15 @@ def test_a_parametrization_that_draws_a_new_weight_each_read_is_refused():
     steady = torch.nn.GRU(3, 4).double()
     parametrize.register_parametrization(steady, "weight_hh_l0", Double())
     assert gradlab.gradient_flow(steady, xs).log_norm("frobenius").shape == (2, 5)
+
+
+def test_a_submodule_beside_the_weights_does_not_set_the_dtype():
+    """A float32 nn.Linear attached to a float64 LSTM was read as one of its weights:
+    "LSTM's weights are float32, float64", though its own are all float64."""
+    lstm = torch.nn.LSTM(3, 4).double()
+    lstm.extra = torch.nn.Linear(2, 2)
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    plain = torch.nn.LSTM(3, 4).double()
+    plain.load_state_dict({k: v for k, v in lstm.state_dict().items() if "extra" not in k})
+    assert np.array_equal(gradlab.gradient_flow(lstm, xs).log_norm("frobenius"),
+                          gradlab.gradient_flow(plain, xs).log_norm("frobenius"))
