@@ -185,7 +185,9 @@ it loosens, most near the edge, where the state does not settle: at weight scale
 and the measured rate is slightly positive (+0.001 to +0.007 over n = 512 and 1024, T =
 200 to 400) where the theory predicts slow decay (-0.004; the dynamic theory of §4:
 -0.011). At weight scale 1.0 the closed form predicts -0.034 where the measurement gives
--0.013 ± 0.002 (the dynamic theory -0.014). At the edge itself with neither input nor
+-0.013 ± 0.002 (the dynamic theory -0.014; an independent check at n = 1024, T = 300
+measured -0.0083, +0.0013 and -0.0202 over three seeds: near the edge single runs scatter
+by about 0.01). At the edge itself with neither input nor
 bias (σ_w = 1, σ_b = 0) the fixed point is q = 0, reached only as 1/t: the exact rate is
 0, while the sampled annealed theory after its default burn-in of 100 steps gives -0.0023
 (burn_in=2000: -0.0002). A step away from that point (σ_w 0.98 or 1.02, or σ_b = 0.01) the
@@ -236,7 +238,9 @@ the predicted rate, in Flow.rate's units.
   weight scale 1.5, gate bias 2, the LSTM measures -0.0096 ± 0.0023 (three seeds) and the
   annealed theory predicts -0.120, twelve times as steep (the dynamic theory: -0.012). So
   `critical_init`, which starts from it, begins the LSTM's search at too large a gate bias
-  and steps down to the target by measurement. For the peephole LSTM it is far off: each unit's peephole weights
+  and steps down to the target by measurement: for a timescale of 50 at n = 128 its first
+  three measurements found no decay at all, and the default 8 measurements ended at 33.4
+  steps, not converged; measurements=16 reached 50.1 in 10. For the peephole LSTM it is far off: each unit's peephole weights
   persist, and so does its cell, so its gains are correlated across steps, which redrawing
   cannot see. At n = 256 (weight scale 1, bias scale 0.1, gate bias 0) it predicts -0.45
   per step where three measurements give -0.004 to -0.023 (the dynamic theory: +0.004).
@@ -249,7 +253,12 @@ the predicted rate, in Flow.rate's units.
   gradient independence); the diagonal gains multiply along each unit's own history.
   Against n = 1024 measurements it is within 4 % for the GRU, the LSTM and minimal_rnn
   from ordered to near-critical settings (7 % at the LSTM's weight scale 1.5, gate bias 2,
-  where single measurements scatter by 17 %). By default the inputs are white fields, as
+  where single measurements scatter by 17 %; an independent check found 12 % at weight
+  scale 1, gate bias 2 over T = 200, 0-10 % over T = 400, and, with steps=200, its own
+  estimate spread by about ±20 % over seeds near the edge). The annealed theory can get
+  even the sign wrong there: at n = 128, weight scale 1, gate bias 4.26, the LSTM's
+  gradients measured growing (+0.008 to +0.021 a step), the dynamic theory said +0.011,
+  the annealed -0.0175. By default the inputs are white fields, as
   for a wide input (m large); with `inputs=m` they are exactly U x_t for an input of size
   m, which matters where the gates read the input: minimal_rnn at weight scale 2, gate
   bias 2 (n = 1024) measures -0.076, -0.104 and -0.119 at m = 8, 32 and 1024; the default
