@@ -153,3 +153,13 @@ def test_within_ten_percent_means_the_relative_difference_both_ways():
     assert len(seen) == 1 and found[1] == 1.0
     result = critical_init("rnn_tanh", 10, hidden=8, inputs=4)
     assert 0.9 <= result.measured_timescale / 10 < 1 / 1.1 and result.converged
+
+
+def test_init_takes_more_measurements_and_says_so_when_it_ran_out(tmp_path, monkeypatch):
+    """An LSTM target of 50 steps at n = 128 ended 'not within 10%' after the fixed 8
+    measurements, with no way to ask for more from the CLI."""
+    monkeypatch.chdir(tmp_path)
+    short = invoke("init", "lstm", "--timescale", "50", "--hidden", "64", "--measurements", "2")
+    assert short.exit_code == 1 and "more --measurements (now 2) may reach it" in short.stderr
+    assert_one_line_error(invoke("init", "lstm", "--timescale", "50", "--measurements", "0"),
+                          "--measurements")

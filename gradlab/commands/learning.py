@@ -86,13 +86,16 @@ MEASUREMENTS = 8          # `gradlab init` measures at most this often (critical
 @click.option("--gate-bias", type=FINITE, default=0.0, show_default=True,
               help="Kept for a cell without a gate bias (then the weight scale is tuned).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--measurements", type=click.IntRange(1, 64), default=MEASUREMENTS,
+              show_default=True, help="Measure at most this often (a gated cell's search "
+              "near the edge may need 16).")
 @click.option("--write-torch", "write_torch", type=click.Path(), default=None,
               help="Save the torch cell module's state dict here (a new file in an existing "
                    "folder, checked before any work; torch-shipped cells). `gradlab report "
                    "--model FILE --arch KIND:hidden=N,inputs=M` reads it (the command "
                    "prints the --arch).")
 def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale, gate_bias,
-          seed, write_torch):
+          seed, measurements, write_torch):
     """Critical initialisation: init_params options whose gradients decay over TIMESCALE
     steps, from mean-field theory corrected by measurement at --hidden.
 
@@ -118,11 +121,11 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
                            f"measure: at most {longest_timescale(measure_steps(timescale))} "
                            f"steps (one sequence of {measure_steps(timescale)})")
     budget.ensure_init_fits(c, hidden, inputs, measure_steps(timescale))
-    with Progress(MEASUREMENTS, f"init {c.name}: measured") as progress:
+    with Progress(measurements, f"init {c.name}: measured") as progress:
         found = critical_init(c, timescale, hidden=hidden, inputs=inputs,
                               weight_scale=weight_scale, bias_scale=bias_scale,
                               input_scale=input_scale, gate_bias=gate_bias, seed=seed,
-                              measurements=MEASUREMENTS,
+                              measurements=measurements,
                               report=lambda knob, value, measured: progress(
                                   f"{knob.replace('_', '-')} {value:.4g}: timescale "
                                   f"{measured:.4g}"))
@@ -141,7 +144,9 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
                    f"measured at n = {hidden} is {found['measured_timescale']:.4g} steps, "
                    f"not within {found['tolerance']:.0%}, after "
                    f"{plural(len(found['measurements']), 'measurement')}"
-                   + ("; --write-torch not written" if target is not None else ""), err=True)
+                   + ("; --write-torch not written" if target is not None else "")
+                   + (f"; more --measurements (now {measurements}) may reach it"
+                      if len(found["measurements"]) >= measurements else ""), err=True)
         sys.exit(1)
     if target is not None:
         from ..interop import to_torch
