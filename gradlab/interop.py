@@ -51,7 +51,7 @@ import re
 
 from .errors import GradlabError, arguments_checked
 from .registry import builtin, cell
-from .torch_guards import (module_kind, refuse_changed_flags, refuse_hooks, refuse_meta,
+from .torch_guards import (module_kind, own_weights, refuse_hooks, refuse_meta,
                            refuse_nonfinite, refuse_updating, unwrap)
 
 # torch stacks the gates' rows in this order in weight_ih, weight_hh, bias_ih, bias_hh
@@ -178,7 +178,7 @@ def from_torch(module, direction=None):
     name = module_kind(module)
     refuse_meta(module)
     refuse_hooks(module)
-    weights = refuse_changed_flags(module)       # its own: not a submodule's beside them
+    weights = own_weights(module)               # its own: not a submodule's beside them
     refuse_nonfinite(module)
     refuse_updating(module)
     dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in weights})

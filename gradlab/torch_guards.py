@@ -157,11 +157,12 @@ def refuse_updating(module):
                     "call module.eval() first")
 
 
-def refuse_changed_flags(module):
-    """A module whose weights are not the set its flags (bias, num_layers, bidirectional,
-    proj_size) say: a flag changed after it was built. torch's nn.RNN/LSTM/GRU would fail
-    at forward, a cell module would use the tensors it holds, and gradlab reads the
-    flags: refused, naming the weight. Else the tensors its weights are made of (a list)."""
+def own_weights(module):
+    """The tensors the module's weights are made of (a parametrized weight by its
+    originals, unread: a read may update it). A module whose weights are not the set its
+    flags (bias, num_layers, bidirectional, proj_size) make, a flag changed after it was
+    built, is refused naming the odd weight: torch's nn.RNN/LSTM/GRU would fail at
+    forward, a cell module would use the tensors it holds, and gradlab reads the flags."""
     import re
     import torch
 
@@ -173,22 +174,21 @@ def refuse_changed_flags(module):
     kinds = ["weight_ih", "weight_hh"] + ["bias_ih", "bias_hh"] * bool(module.bias) \
         + ["weight_hr"] * bool(getattr(module, "proj_size", 0))
     expected = {k + s for s in suffixes for k in kinds}
-    held = {n for n, _ in module.named_parameters(recurse=False)} | set(
-        getattr(module, "parametrizations", None) or ())
+    chains = getattr(module, "parametrizations", None) or {}
+    held = {n for n, _ in module.named_parameters(recurse=False)} | set(chains)
     held = {n for n in held if re.fullmatch(r"(weight|bias)_(ih|hh|hr)(_l\d+(_reverse)?)?", n)}
-    odd = sorted(held - expected) or sorted(expected - held)
-    if not odd:            # a parametrized weight by its originals (a read may update it)
-        chains = getattr(module, "parametrizations", None) or {}
-        return [t for n in sorted(expected) for t in (
-            chains[n].parameters() if n in chains else (getattr(module, n),))]
-    if odd:
+    extra, missing = sorted(held - expected), sorted(expected - held)
+    if extra or missing:
         flags = ", ".join(f"{f}={getattr(module, f)!r}" for f in (
             "bias", "num_layers", "bidirectional", "proj_size") if hasattr(module, f))
-        extra = bool(held - expected)
-        raise GradlabError(f"{type(module).__name__} {'holds' if extra else 'lacks'} {odd[0]}"
-                           f", which its flags ({flags}) {'do not make' if extra else 'make'}:"
-                           " a flag changed after it was built? build it with the flags it "
-                           "runs")
+        raise GradlabError(f"{type(module).__name__} "
+                           + (f"holds {extra[0]}, which its flags ({flags}) do not make"
+                              if extra else f"lacks {missing[0]}, which its flags ({flags}) "
+                              "make")
+                           + ": a flag changed after it was built? build it with the flags "
+                           "it runs")
+    return [t for n in sorted(expected)
+            for t in (chains[n].parameters() if n in chains else (getattr(module, n),))]
 
 
 def refuse_nonfinite(module):

@@ -221,8 +221,8 @@ def lyapunov(cell, params=None, xs=UNSET, k=8, *, discard=0, state0=None, seed=0
     at S. Each sequence starts from its own row of that draw (independent starts, whose
     transients average out in the mean), so over a short T a sequence's exponents move,
     by O(1/T), with B and its place in the batch; `discard` removes that transient.
-    Where J_t Q has z rows of exact zeros (a from_torch proj_size LSTM's padding, dead
-    ReLU units), exponents k > S - z are -inf, as in exact arithmetic. A direction that
+    Where J_t has z rows or columns of exact zeros (a from_torch proj_size LSTM's
+    padding, dead ReLU units), exponents k > S - z are -inf, as in exact arithmetic. A direction that
     shrinks by more than ~10 S eps a step against the first without exact zeros (a
     J_t of lower rank: rnn_tanh with W of rank 1) is QR's round-off, near log eps
     (-36 in float64), not a measurement.
