@@ -333,9 +333,12 @@ def to_torch(c, params):
 
     c = cell(c)
     if c.name not in MODULES or not builtin(c):
-        raise GradlabError(f"cell '{c.name}' has no torch module (" + (
+        raise GradlabError(f"cell '{c.name}' has no torch cell module (" + (
             "a cell of your own that shares a built-in's name; " if c.name in MODULES
-            else "") + f"torch ships: {', '.join(MODULES)}, gradlab's built-in cells)")
+            else "to_torch builds one layer of a torch cell; build nn.LSTM(num_layers=..., "
+            "proj_size=...) yourself and read it with from_torch; " if getattr(c, "stacked", False)
+            or c.name == "lstm_proj" else "")
+            + f"torch ships: {', '.join(MODULES)}, gradlab's built-in cells)")
     cls, options = MODULES[c.name]
     n, m = _checked_sizes(c, params)
     first = params[c.param_names[0]]

@@ -277,3 +277,12 @@ def test_a_submodule_beside_the_weights_does_not_set_the_dtype():
     plain.load_state_dict({k: v for k, v in lstm.state_dict().items() if "extra" not in k})
     assert np.array_equal(gradlab.gradient_flow(lstm, xs).log_norm("frobenius"),
                           gradlab.gradient_flow(plain, xs).log_norm("frobenius"))
+
+
+def test_to_torch_of_a_stack_or_projected_lstm_says_what_to_build_instead():
+    """'has no torch module (torch ships: ... lstm ...)' for lstm_x2 and lstm_proj, which
+    nn.LSTM computes: it named no way forward."""
+    from gradlab.catalogue.lstm import lstm_proj
+    for cell in (gradlab.stack("lstm", 2), lstm_proj):
+        with pytest.raises(GradlabError, match=r"build nn.LSTM\(num_layers=..., proj_size="):
+            gradlab.to_torch(cell, {})
