@@ -67,9 +67,10 @@ def exponents(J, k, *, transpose=False, seed=0):
 
 def exponent_pair(J, k, *, transpose=False, seed=0):
     """Top-k exponents (B, k) of the product of J (T, B, S, S) by repeated QR, per step, as
-    (exact, rounded): where J_t Q has z rows of exact zeros (a dead ReLU unit), rank <= S
-    - z, and exact takes |R[i, i]| = 0 for i >= S - z, as gradlab.lyapunov does; rounded
-    keeps QR's round-off there, which published code reports (finite, start-dependent)."""
+    (exact, rounded): where J_t has z rows or columns of exact zeros (a dead ReLU unit),
+    rank <= S - z, and exact takes |R[i, i]| = 0 for i >= S - z, by gradlab.lyapunov's
+    rule; rounded keeps QR's round-off there, which published code reports (finite,
+    start-dependent)."""
     T, B, S, _ = J.shape
     gen = torch.Generator().manual_seed(seed)
     Q = torch.linalg.qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0].to(J)
@@ -77,12 +78,12 @@ def exponent_pair(J, k, *, transpose=False, seed=0):
     rounded, order = total.clone(), torch.arange(k)
     for Jt in J:
         M = Jt.mT if transpose else Jt
-        Y = M @ Q
-        a, tau = torch.geqrf(Y)              # Householder QR (torch.linalg.qr is slow on
+        a, tau = torch.geqrf(M @ Q)          # Householder QR (torch.linalg.qr is slow on
         Q = torch.linalg.householder_product(a, tau)     # small thin matrices on the CPU)
         logs = torch.diagonal(a, dim1=-2, dim2=-1).abs().log().double().cpu()
         rounded += logs
-        rank = S - (Y == 0).all(-1).sum(-1).cpu()
+        zero = M == 0
+        rank = S - torch.maximum(zero.all(-1).sum(-1), zero.all(-2).sum(-1)).cpu()
         total += logs.masked_fill(order[None] >= rank[:, None], -math.inf)
     return (total / T).numpy(), (rounded / T).numpy()
 
