@@ -170,6 +170,22 @@ def test_exploding_relu_rate_is_nan_not_minus_infinity():
     assert math.isnan(flow.rate("frobenius", start=1, stop=3))
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_bad_input_is_named_not_called_an_overflow(bad, reverse):
+    """An inf or nan in xs makes the states not finite from there on. That is the input's
+    doing: `why` names it, and keeps "state overflowed" for states that really grew."""
+    cell = gradlab.cell("lstm")
+    p = cell.init_params(4, 3, seed=0)
+    xs = torch.randn(6, 2, 3, dtype=torch.float64)
+    xs[2, 1, 0] = bad
+    flow = gradlab.gradient_flow(cell, p, xs, reverse=reverse)
+    assert math.isnan(flow.rate())
+    assert flow.why() == F.INPUT == "input not finite"
+    clean = gradlab.gradient_flow(cell, p, torch.nan_to_num(xs, posinf=0.0), reverse=reverse)
+    assert clean.why() is None
+
+
 def test_dead_relu_is_a_genuine_zero_product():
     """Every unit dead (finite states, pre-activations < 0): J = 0 exactly. That is
     infinitely fast decay: rate -inf, timescale 0, and `why` says so."""

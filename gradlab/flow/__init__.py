@@ -86,7 +86,7 @@ from .bound import Bound, run_states
 from .inputs import INPUTS, make_inputs
 from .lanczos import (DENSE_BELOW, LANCZOS_BASIS, LANCZOS_BLOCK, LANCZOS_FIRST_CHECK,
                       LANCZOS_STEPS, RTOL, Spectral, tolerance)
-from .rates import (CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, SINGULAR,
+from .rates import (CONVERGED, GROW, INPUT, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, SINGULAR,
                     ZERO, slope_stderr, timescale_of_rate)
 from .result import BLOCK_NORMS, NORMS, Flow, gradient_flow
 from .scale import LN2, Scale
@@ -98,7 +98,7 @@ DTYPES = (torch.float32, torch.float64)
 TOLERANCE = {dtype: tolerance(dtype) for dtype in DTYPES}
 
 __all__ = ["BLOCK_NORMS", "CHUNK_BYTES", "CONVERGED", "DENSE_BELOW", "DTYPES", "Flow", "GROW",
-           "INPUTS",
+           "INPUT", "INPUTS",
            "LANCZOS_BASIS", "LANCZOS_BLOCK", "LANCZOS_FIRST_CHECK", "LANCZOS_STEPS", "LN2",
            "Bound", "Lyapunov", "NORMS", "NO_DECAY", "NOT_FINITE", "ONE_LAG", "OVERFLOW", "RTOL",
            "Scale", "SINGULAR", "Spectral", "Workspace", "TOLERANCE", "ZERO", "gradient_flow",

@@ -11,6 +11,8 @@ from .. import theory
 # Why a rate or timescale is not a plain number (`Flow.why`): None when the rate is finite
 # and negative, so the timescale -1 / (2 rate) is a positive number of steps.
 OVERFLOW = "state overflowed"        # rate nan: a state the products read is inf or nan
+INPUT = "input not finite"           # rate nan: an input the products read (or one before
+                                     # them, which the state carried on) is inf or nan
 NOT_FINITE = "norm not finite"       # rate nan: finite states, but a norm is nan or +inf
                                      # (a Jacobian overflowed)
 ZERO = "product zero"                # rate -inf, timescale 0: gradients vanish at once,

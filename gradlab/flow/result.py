@@ -12,7 +12,8 @@ from .bound import as_inputs
 from .lanczos import tolerance
 from .loss import check_cut, kept_fraction, loss_vector, loss_walk
 from .module import bind_call
-from .rates import GROW, NO_DECAY, OVERFLOW, SINGULAR, ZERO, slope, timescale_of_rate
+from .reach import reach, unreadable
+from .rates import GROW, NO_DECAY, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
 
 NORMS = ("spectral", "frobenius", "min_singular")
@@ -116,14 +117,9 @@ class Flow:
                 self._log.setdefault(kind, self._overflowed(_numpy(value), self.lags))
 
     def _reach(self):
-        """(B,) per sequence the largest L with s_{T-L}..s_T and x_{T-L}..x_{T-1} finite
-        (-1: s_T is not): lag k reads J_t at (s_{t-1}, x_{t-1}) for t = T-k+1..T."""
+        """(B,) per sequence how many lags can be read (reach.py)."""
         if not hasattr(self, "_reach_of"):
-            ok = torch.stack([torch.isfinite(s).flatten(2).all(2) for s in self._states]).all(0)
-            ok[:-1] &= torch.isfinite(self._xs).all(2)
-            t = torch.arange(self.T + 1, device=ok.device)[:, None]
-            last = torch.where(ok, -1, t).max(0).values.cpu()           # last bad time
-            self._reach_of = torch.where(last >= 0, self.T - last - 1, self.T).numpy()
+            self._reach_of = reach(self._states, self._xs)
         return self._reach_of
 
     def _overflowed(self, a, lags):
@@ -186,15 +182,16 @@ class Flow:
                     infinitely fast decay; or in floating point, where at some step every
                     tanh unit is saturated past it (a pre-activation beyond ~19 rounds 1 -
                     h'^2 to 0, as in autograd): decay faster than floating point follows;
-            nan     no measurement: a state the products read overflowed (inf or nan;
-                    then its Jacobians are meaningless, even where they come out as exact
-                    zeros), a norm overflowed, or a single lag.
+            nan     no measurement: a state the products read overflowed, or an input
+                    was inf or nan (then its Jacobians are meaningless, even where they
+                    come out as exact zeros), a norm overflowed, or a single lag.
         """
         return self._rate(kind, block, start, stop)[0]
 
     def why(self, kind="spectral", *, block=None, start=1, stop=None):
         """Why `rate` / `timescale` (same arguments) is not a plain decay, or None when the
-        rate is finite and negative: OVERFLOW "state overflowed" (rate nan), NOT_FINITE
+        rate is finite and negative: OVERFLOW "state overflowed" (rate nan), INPUT "input
+        not finite" (rate nan: an inf or nan in xs, not an overflow), NOT_FINITE
         "norm not finite" (nan), ONE_LAG (nan), ZERO "product zero" (rate -inf,
         timescale 0; for min_singular SINGULAR "product singular"), GROW "gradients grow"
         (rate > 0, timescale inf), NO_DECAY "no decay within T" (rate 0, timescale inf)."""
@@ -211,7 +208,7 @@ class Flow:
             raise GradlabError(f"lags {start}..{stop} are empty: start must be <= stop "
                                f"(both in 1..{self.T})")
         if self._finite_lags() < stop:     # P_stop reads s_{T-stop}..s_{T-1}; s_T is the
-            return math.nan, OVERFLOW      # state a loss reads
+            return math.nan, unreadable(self._reach(), self._xs, stop)    # a loss reads
         rate, why = slope(y[start - 1:stop], torch.finfo(self._xs.dtype).eps)
         return rate, SINGULAR if why == ZERO and kind == "min_singular" else why
 
