@@ -233,6 +233,16 @@ def test_each_side_of_an_update_equation_prints_as_derive_does():
     assert {str(s) for s in first.rhs.free_symbols} == {"W_i", "h", "U_i", "x", "b_i"}
 
 
+def test_a_cells_named_quantities_print_as_derive_writes_them():
+    """cell.lets is a dict {symbol: expression}; at the prompt it reads as `derive` does,
+    not as SymPy's Lambda(_d, sigmoid(_d)).(...)."""
+    lets = gradlab.cell("gru").lets
+    assert isinstance(lets, dict) and [str(s) for s in lets][-1] == "h'"
+    assert repr(lets).splitlines() == [str(e) for e in gradlab.cell("gru").equations()]
+    assert "Lambda" not in repr(lets) and "_d" not in repr(lets)
+    assert r"\tilde{h} &=" in lets._repr_latex_()
+
+
 def test_names_with_superscripts_and_small_floats_print_so_they_render():
     @gradlab.declare(state="h", params="W U b", source="test")
     def sq(s):

@@ -11,6 +11,7 @@ from .mistakes import NEW_NAME_TAKEN, hint, line_of, where
 from .names import check_name
 from .derive import Chain
 from .equations import check_constants, check_symbols, repeatable
+from .expressions import Equation, Equations, Lets
 from .dag import free_symbols
 from ..errors import GradlabError, choice
 
@@ -254,7 +255,7 @@ class Cell:
         if unused:
             raise GradlabError(f"cell '{self.name}': parameter(s) {', '.join(unused)} "
                                "declared but used by no equation")
-        return builder.lets, outputs
+        return Lets(builder.lets), outputs
 
     def _bind_outputs(self, builder, out):
         parts = self.state_names
@@ -323,7 +324,6 @@ class Cell:
     def equations(self):
         """The update equations, in order: SymPy `Eq(name, definition)`s that print as
         `gradlab derive` does (a list; `Equations.latex()` for all of them)."""
-        from .expressions import Equation, Equations
         return Equations(Equation(sym, expr) for sym, expr in self.lets.items())
 
     def jacobian_blocks(self, wrt="state"):

@@ -294,6 +294,20 @@ class Equation(sp.Equality):
         return pretty_lines(self._sympystr(printer))
 
 
+class Lets(dict):
+    """A cell's named quantities, {symbol: expression} in the order declared: a dict
+    that prints as `gradlab derive` writes them, one per line."""
+
+    def __repr__(self):
+        return "\n".join(f"{text(s)} = {text(e)}" for s, e in self.items())
+
+    __str__ = __repr__
+
+    def _repr_latex_(self):
+        return "$$\\begin{aligned}\n" + " \\\\\n".join(
+            f"{latex(s)} &= {latex(e)}" for s, e in self.items()) + "\n\\end{aligned}$$"
+
+
 class Equations(list):
     """A cell's update equations: one per line, in derive's notation."""
 
