@@ -233,6 +233,26 @@ def test_each_side_of_an_update_equation_prints_as_derive_does():
     assert {str(s) for s in first.rhs.free_symbols} == {"W_i", "h", "U_i", "x", "b_i"}
 
 
+@pytest.mark.parametrize("name", gradlab.cells())
+def test_a_cells_jacobian_prints_the_lines_derive_prints(name):
+    """The LSTM's ∂h'/∂h reads "... ∂c'/∂h", not ∂c'/∂h written out again inside it;
+    the normalized LSTM's ∂r/∂s gets a line of its own, as in `gradlab derive`."""
+    from gradlab.documents.derivation import terminal
+    cell = gradlab.cell(name)
+    derived = [line.strip() for line in terminal(name).splitlines() if "∂" in line]
+    printed = (str(cell.jacobian()) + "\n" + str(cell.jacobian("input"))).splitlines()
+    assert printed == derived
+
+
+def test_a_changed_jacobian_still_names_a_block_it_reuses():
+    """After simplify (a new object) the cell's sums are still written by name where one
+    block holds another; J["h", "h"] alone is written out in full (no name dangles)."""
+    J = gradlab.cell("lstm").jacobian().simplify()
+    hh = str(J).splitlines()[0]
+    assert hh.startswith("∂h'/∂h = ") and hh.endswith("∂c'/∂h")
+    assert "∂" not in str(J["h", "h"]) and "W_f" in str(J["h", "h"])
+
+
 def test_a_cells_named_quantities_print_as_derive_writes_them():
     """cell.lets is a dict {symbol: expression}; at the prompt it reads as `derive` does,
     not as SymPy's Lambda(_d, sigmoid(_d)).(...)."""

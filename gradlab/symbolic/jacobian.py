@@ -226,8 +226,27 @@ class Jacobian(Blocks):
 
     # -- printing ------------------------------------------------------------------------
     def _lines(self, show, fmt):
-        return [f"{block_name(o, w, fmt)} = {show(b)}" for (o, w), b in
-                zip(((o, w) for o in self.outs for w in self.ins), self.blocks)]
+        """One line a block; a block that is a sum and recurs inside another block of its
+        column (the LSTM's ∂c'/∂h inside ∂h'/∂h) is written there by name, as derive does.
+        A cell's own Jacobian prints exactly as derive does, with the reused Jacobians of
+        quantities that are not state parts (the normalized LSTM's ∂r/∂s) on lines of
+        their own, first."""
+        cell = getattr(self, "_cell", None)
+        if cell is not None and self is cell.jacobian(self._wrt):
+            named, rows = readable_blocks(cell, self._wrt)
+            return [f"{show(p)} = {show(J)}" for p, J in named] + [
+                f"{block_name(o, w, fmt)} = {show(b)}" for (o, w), b in
+                zip(((o, w) for o in self.outs for w in self.ins), sum(rows, []))]
+        rows = self.blocks.tolist()
+        lines = []
+        for i, o in enumerate(self.outs):
+            for j, w in enumerate(self.ins):
+                subs = {r[j]: Partial(MatrixSymbol(out, r[j].shape[0], 1),
+                                      MatrixSymbol(w, r[j].shape[1], 1))
+                        for out, r in zip(self.outs, rows) if isinstance(r[j], MatAdd)}
+                named = _name_sums(rows[i][j], subs, keep=rows[i][j])
+                lines.append(f"{block_name(o, w, fmt)} = {show(named)}")
+        return lines
 
     def _nested(self, printer):
         """True where J is printed inside a larger expression (J**-1, J + W): its lines
