@@ -133,6 +133,32 @@ def test_subs_and_simplify_work_as_in_sympy():
     assert str(J.simplify()["c", "c"]) == "diag(f)"
 
 
+def test_subs_of_a_whole_jacobian_reads_as_the_derivation_would():
+    """Forget gate open (f = 1): ∂c'/∂c is I and the forget-gate term of ∂c'/∂h is gone,
+    as J["c", "c"].subs gives it, not diag(1) and diag(c ⊙ 1 ⊙ (1 - 1)) W_f."""
+    lstm = gradlab.cell("lstm")
+    f = lstm.symbol("f")
+    J = lstm.jacobian().subs(f, sp.OneMatrix(*f.shape))
+    assert str(J["c", "c"]) == "I" and "W_f" not in str(J["c", "h"])
+    assert str(J["h", "c"]) == "diag(o ⊙ (1 - (tanh(c'))^2))"
+    assert str(J["c", "h"]) == str(lstm.jacobian()["c", "h"].subs(f, sp.OneMatrix(*f.shape)))
+    shut = lstm.jacobian().subs(f, sp.ZeroMatrix(*f.shape))
+    assert str(shut["c", "c"]) == "0" and shut["c", "c"].shape == f.shape[:1] * 2
+
+
+def test_doit_keeps_every_block_its_shape_and_its_numbers():
+    """SymPy's DiagMatrix(ZeroMatrix(n, 1)).doit() is (n, 1): J.doit() after a subs that
+    zeroes a gate ended in ValueError from BlockMatrix. A cell's own J.doit() still
+    evaluates, to the same numbers."""
+    lstm = gradlab.cell("lstm")
+    f = lstm.symbol("f")
+    shut = lstm.jacobian().subs(f, sp.ZeroMatrix(*f.shape)).doit()
+    assert str(shut["c", "c"]) == "0" and shut.shape == lstm.jacobian().shape
+    J = lstm.jacobian()
+    args = random_inputs(lstm, 3, 2, 1)
+    assert torch.equal(J.doit().at(*args), J.at(*args))
+
+
 def _formats(obj):
     from IPython.core.formatters import DisplayFormatter
     data, _ = DisplayFormatter().format(obj)

@@ -217,6 +217,31 @@ class Jacobian(Blocks):
                                "hand: substitute into the numbers instead")
         return self._cell.jacobian_fn(self._wrt, backend or _backend(x))(params, state, x)
 
+    def _tidied(self, blocks, cell=None):
+        """A Jacobian of these blocks (rows of expressions) with the derivation's
+        identities applied again (`algebra.rebuild`: a term with a factor 1 - 1 is 0)
+        and collected; `cell`: the cell whose numbers they still are (`at`)."""
+        J = Jacobian([[al.collect(al.rebuild(b)) for b in row] for row in blocks],
+                     self.outs, self.ins, self.parts)
+        J._cell, J._wrt = cell, (self._wrt if cell is not None else None)
+        return J
+
+    def subs(self, *args, **kwargs):
+        """SymPy's subs, checked, each block then reading as the derivation would:
+        J.subs(f, OneMatrix(n, 1)) has ∂c'/∂c = I, not diag(1), and no term in
+        diag(c ⊙ 1 ⊙ (1 - 1)). Its numbers are no longer the cell's (`at` refuses)."""
+        J = super().subs(*args, **kwargs)
+        return self._tidied(J.blocks.tolist()) if isinstance(J, Jacobian) else J
+
+    def doit(self, **hints):
+        """SymPy's doit on every block (where SymPy's own gives a block of the wrong
+        shape, as DiagMatrix(ZeroMatrix(n, 1)).doit() does, the block as rebuilt)."""
+        def done(b):
+            d = b.doit(**hints)
+            return d if d.shape == b.shape else b
+        return self._tidied([[done(b) for b in row] for row in self.blocks.tolist()],
+                            getattr(self, "_cell", None))
+
     def simplify(self, **kwargs):
         """Every block through SymPy's simplify (and collected again); still evaluable."""
         J = Jacobian([[al.collect(al.rebuild(sp.simplify(b, **kwargs))) for b in row]
