@@ -150,6 +150,15 @@ def test_scalar_parameter_is_one_learnable_number():
     assert "gamma" not in str(antisymmetric.gates)
 
 
+def test_a_scalar_parameter_given_as_a_bare_number_says_how_to_give_it():
+    params = antisymmetric.init_params(3, 2, seed=0)
+    params["gamma"] = torch.tensor(0.5, dtype=torch.float64)              # shape ()
+    state, x = (torch.zeros(2, 3, dtype=torch.float64),), torch.zeros(2, 2, dtype=torch.float64)
+    with pytest.raises(GradlabError, match=r"'gamma' .* has shape \(\), expected \(1,\) .*"
+                       r"a scalar parameter has shape \(1,\), \[0.5\] not 0.5$"):
+        antisymmetric.step_fn()(params, state, x)
+
+
 @pytest.mark.parametrize("fn, torch_fn", [(maximum, torch.maximum), (minimum, torch.minimum)])
 def test_maximum_and_minimum_split_ties_like_torch(fn, torch_fn):
     @declare(state="h", params="W U b", source="t")

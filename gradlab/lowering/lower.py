@@ -223,8 +223,7 @@ def prepare(cell, params, state, x, backend_name=None):
     if not callable(getattr(params, "keys", None)) or not callable(getattr(params, "get", None)):
         raise GradlabError(f"params of cell '{cell.name}' must be a dict of name -> array "
                            f"({', '.join(cell.param_names)}), got {type(params).__name__}")
-    if not isinstance(state, (tuple, list)):
-        state = (state,)
+    state = state if isinstance(state, (tuple, list)) else (state,)
     if len(state) != len(cell.state_names):
         raise GradlabError(f"cell '{cell.name}' takes a state of {len(cell.state_names)} "
                            f"part(s) ({', '.join(cell.state_names)}), got {len(state)}")
@@ -294,9 +293,10 @@ def prepare(cell, params, state, x, backend_name=None):
                 raise GradlabError(f"x has {m} inputs a step (shape {tuple(x.shape)}), but "
                                    f"param '{p}' of cell '{cell.name}' has shape "
                                    f"{tuple(value.shape)}, for {value.shape[1]} inputs")
+            scalar = ": a scalar parameter has shape (1,), [0.5] not 0.5" if shape == (1, 1) else ""
             raise GradlabError(f"param '{p}' of cell '{cell.name}' has shape "
                                f"{tuple(value.shape)}, expected {expected} (n = {n} from the "
-                               f"state, m = {m} from x {tuple(x.shape)})")
+                               f"state, m = {m} from x {tuple(x.shape)}){scalar}")
         args.append(value[:, None] if vector else value)
     args += [s[:, :, None] for s in state]
     args.append(x[:, :, None])

@@ -253,15 +253,8 @@ class Jacobian(Blocks):
     def _lines(self, show, fmt):
         """One line a block; a block that is a sum and recurs inside another block of its
         column (the LSTM's ∂c'/∂h inside ∂h'/∂h) is written there by name, as derive does.
-        A cell's own Jacobian prints exactly as derive does, with the reused Jacobians of
-        quantities that are not state parts (the normalized LSTM's ∂r/∂s) on lines of
-        their own, first."""
-        cell = getattr(self, "_cell", None)
-        if cell is not None and self is cell.jacobian(self._wrt):
-            named, rows = readable_blocks(cell, self._wrt)
-            return [f"{show(p)} = {show(J)}" for p, J in named] + [
-                f"{block_name(o, w, fmt)} = {show(b)}" for (o, w), b in
-                zip(((o, w) for o in self.outs for w in self.ins), sum(rows, []))]
+        (derive also names the reused Jacobian of a quantity that is not a state part, the
+        normalized LSTM's ∂r/∂s, on a line of its own; here each line is a block.)"""
         rows = self.blocks.tolist()
         lines = []
         for i, o in enumerate(self.outs):
