@@ -112,6 +112,22 @@ def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64
                        advice=f"--hidden, {steps_option} or --batch")
 
 
+def ensure_walk_fits(call, cell, xs, state0):
+    """`gradient_flow` and `lyapunov` called from Python (the CLI checks its options
+    before this): the states of xs (T, B, m) from state0 (B, n) per part, and the
+    (B, S, S) products and Jacobians, refused in one line before the forward run where
+    they cannot fit (a notebook kernel would swap, or die, instead)."""
+    T, B, m = xs.shape
+    parts = len(state0)
+    S = sum(s.shape[-1] for s in state0)
+    need = flow_bytes(hidden=-(-S // parts), inputs=m, steps=T, batch=B, parts=parts,
+                      params=len(getattr(cell, "param_names", ())) or 1,
+                      itemsize=xs.element_size())
+    return ensure_fits(need, what=f"{call} at state size S = {S}, T = {T} steps, batch "
+                                  f"B = {B} ({str(xs.dtype).removeprefix('torch.')})",
+                       device=xs.device, advice="hidden size, fewer steps or a smaller batch")
+
+
 def ensure_check_fits(cell, hidden, inputs, batch, *, available=None, job="gradlab check",
                       advice="--hidden, --inputs or --batch"):
     """`gradlab check` (and verify_cell, `job`): the exact Jacobians (B, S, S), the

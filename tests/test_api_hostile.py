@@ -470,3 +470,22 @@ def test_stacking_a_cell_that_never_reads_its_input_is_refused():
     with pytest.raises(GradlabError, match="never reads its input x.*not be connected"):
         gradlab.stack(noinput, 2)
     assert gradlab.stack(noinput, 1).state_names == ("h1",)
+
+
+@pytest.mark.parametrize("call", ["gradient_flow", "lyapunov"])
+def test_a_walk_that_cannot_fit_is_refused_before_the_forward_run(monkeypatch, call):
+    """From Python too (the CLI checks its options itself): the estimate against the
+    memory free, both in one line, before any state is computed; a kernel would otherwise
+    swap for minutes and end in torch's allocator error."""
+    import gradlab.budget
+    monkeypatch.setattr(gradlab.budget, "available_bytes", lambda device="cpu": 10 ** 6)
+    params = LSTM.init_params(64, 4, seed=0)
+    xs = torch.randn(50, 8, 4, dtype=torch.float64)
+    ran = []
+    monkeypatch.setattr(F.Bound, "states", lambda *a, **k: ran.append(1))
+    with pytest.raises(GradlabError, match=r"^" + call + r" at state size S = 128, T = 50 "
+                       r"steps, batch B = 8 \(float64\) needs about .* of memory but 977 kB "
+                       r"is available on cpu; use a smaller hidden size, fewer steps or a "
+                       r"smaller batch$"):
+        getattr(gradlab, call)(LSTM, params, xs)
+    assert ran == []

@@ -26,6 +26,7 @@ import numpy as np
 import sympy as sp
 import torch
 
+from ..budget import ensure_walk_fits
 from ..errors import GradlabError, flag
 from ..torch_guards import refuse_nonfinite, refuse_quantized, refuse_updating, unwrap
 from .bound import as_inputs, setup
@@ -281,7 +282,14 @@ def from_module(module, xs, state0, reverse):
 def bind_call(cell, params, xs, state0, reverse, call):
     """(bound, xs, state0, padding) for `call` ("gradient_flow", "lyapunov") of a cell
     with params, or of a torch module with its inputs in the params' place (its weights
-    are its own): the one check of the arguments both take."""
+    are its own): the one check of the arguments both take, and of the memory they need
+    (`budget.ensure_walk_fits`)."""
+    bound, xs, state0, padding = _bind(cell, params, xs, state0, reverse, call)
+    ensure_walk_fits(call, bound.cell, xs, state0)
+    return bound, xs, state0, padding
+
+
+def _bind(cell, params, xs, state0, reverse, call):
     if isinstance(cell, torch.nn.Module):
         cell = unwrap(cell)                  # torch.compile, DataParallel: the same weights
         if params is not None and xs is not None:
