@@ -1,35 +1,79 @@
-"""Progress of long loops, for whoever listens (the CLI), at no cost to anyone else.
+"""Progress of long loops: on stderr by default, or for whoever listens (the CLI).
 
-The loops over time steps (the forward run, the backward walk, Lyapunov's QR iteration)
-call `advance(what, done, total)` every so often; `listening(fn)` makes `fn` hear those
-calls for the duration of a `with` block, in this thread and context only. Nothing is
-printed by the library itself.
+The loops over time steps (the forward run, the backward walk, Lyapunov's QR iteration,
+training) call `advance(what, done, total)` at every step. With no listener, a loop that
+has run for more than SILENT seconds says how far it is on stderr, one line every SILENT
+seconds and one when it ends, so a long call from Python or a notebook is never silent:
+
+    gradlab: backward walk: step 1,200 of 10,000 (10 s)
+
+`listening(fn)` makes `fn(what, done, total)` hear every step instead, for the duration of
+a `with` block, in this thread and context only (the CLI draws its own bar that way);
+`listening(None)` silences it.
 """
 
 import contextlib
 import contextvars
+import sys
+import time
+
+SILENT = 10.0            # seconds a loop runs before its first line, and between lines
+
+
+class _Stderr:
+    """The default listener: a line on stderr every SILENT seconds of one loop."""
+
+    def __init__(self):
+        self.what, self.done, self.start, self.last = None, 0, 0.0, 0.0
+
+    def __call__(self, what, done, total):
+        now = time.monotonic()
+        if what != self.what or done <= self.done:           # a new loop
+            self.what, self.start, self.last = what, now, now
+        self.done = done
+        spoke = self.last > self.start
+        if now - self.last >= SILENT or (spoke and done == total):
+            self.last = now
+            end = " done" if done == total else ""
+            try:
+                print(f"gradlab: {what}: step {done:,} of {total:,}{end} "
+                      f"({now - self.start:.0f} s)", file=sys.stderr, flush=True)
+            except (OSError, ValueError):           # a closed or broken stderr: no word
+                pass
+
 
 _LISTENER = contextvars.ContextVar("gradlab_progress", default=None)
 
 
+def _listener():
+    listener = _LISTENER.get()
+    if listener is None:                     # first use in this context: its own printer
+        listener = _Stderr()
+        _LISTENER.set(listener)
+    return listener
+
+
+def _silent(what, done, total):
+    pass
+
+
 def advance(what, done, total):
     """Report that `done` of `total` steps of `what` ("forward", "backward", ...) are done."""
-    listener = _LISTENER.get()
-    if listener is not None:
-        listener(what, done, total)
+    _listener()(what, done, total)
 
 
 def due(step, total):
-    """Should a loop at `step` (0-based) of `total` report now? At every step while
-    someone listens (the listener decides how often to show it: a step of a large state
-    can take seconds, so a fixed count of steps could leave minutes silent), else never."""
-    return _LISTENER.get() is not None
+    """Should a loop at `step` (0-based) of `total` report now? At every step, but where
+    progress is silenced (`listening(None)`): the listener decides how often to show it (a
+    step of a large state can take seconds, so a fixed count of steps could leave minutes
+    silent)."""
+    return _LISTENER.get() is not _silent
 
 
 @contextlib.contextmanager
 def listening(fn):
-    """Within the block, fn(what, done, total) hears every `advance`."""
-    token = _LISTENER.set(fn)
+    """Within the block, fn(what, done, total) hears every `advance`; None: nothing does."""
+    token = _LISTENER.set(_silent if fn is None else fn)
     try:
         yield
     finally:

@@ -22,10 +22,34 @@ def test_every_step_of_each_loop_is_heard_while_someone_listens():
     assert all(t == 5 for _, _, t in heard)
 
 
-def test_no_listener_no_reports():
-    assert not progress.due(0, 1) and not progress.due(255, 1000)
+def test_silenced_no_reports():
+    with progress.listening(None):
+        assert not progress.due(0, 1) and not progress.due(255, 1000)
     with progress.listening(lambda *a: None):
         assert progress.due(0, 1000)
+
+
+def test_a_long_call_from_python_says_how_far_it_is_on_stderr(monkeypatch, capsys):
+    """No listener (Python, a notebook): a loop longer than SILENT seconds prints a line
+    every SILENT seconds and one when it ends; a short one prints nothing."""
+    clock = iter(range(0, 1000, 4))                   # each step takes 4 "seconds"
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress, "SILENT", 10.0)
+    with progress.listening(progress._Stderr()):
+        for done in range(1, 8):
+            progress.advance("backward walk", done, 7)
+        for done in (1, 2):                                   # a new, short loop
+            progress.advance("forward run", done, 2)
+    assert capsys.readouterr().err.splitlines() == [
+        "gradlab: backward walk: step 4 of 7 (12 s)",
+        "gradlab: backward walk: step 7 of 7 done (24 s)"]
+
+
+def test_a_real_call_is_quiet_when_it_is_quick(capsys):
+    cell = gradlab.cell("lstm")
+    gradlab.gradient_flow(cell, cell.init_params(3, 2, seed=0),
+                          torch.randn(5, 2, 2, dtype=torch.float64)).log_norm()
+    assert capsys.readouterr().err == ""
 
 
 def test_training_steps_are_heard():
