@@ -489,3 +489,32 @@ def test_a_walk_that_cannot_fit_is_refused_before_the_forward_run(monkeypatch, c
                        r"smaller batch$"):
         getattr(gradlab, call)(LSTM, params, xs)
     assert ran == []
+
+
+@pytest.mark.parametrize("edit", [
+    lambda c: c.lets.pop(next(iter(c.lets))),
+    lambda c: c.lets.clear(),
+    lambda c: c.lets.update({}),
+    lambda c: c.param_shapes.__delitem__("b_i"),
+    lambda c: c.param_shapes.__setitem__("W_i", 1),
+    lambda c: setattr(c, "name", "oops"),
+    lambda c: setattr(c, "state_names", ("h",)),
+])
+def test_a_catalogue_cell_cannot_be_edited_for_the_whole_session(edit):
+    """gradlab.cell("lstm") is one shared object: popping a let dropped a term from every
+    later Jacobian, silently; deleting a shape made init_params leave out b_i."""
+    cell = gradlab.cell("lstm")
+    before = str(cell.jacobian()), dict(cell.param_shapes), cell.name
+    with pytest.raises(GradlabError, match="fixed once"):
+        edit(cell)
+    again = gradlab.cell("lstm")
+    assert (str(again.jacobian()), dict(again.param_shapes), again.name) == before
+    assert sorted(again.init_params(3, 2)) == sorted(before[1])
+
+
+def test_a_cells_fixed_parts_still_copy_and_pickle():
+    import copy
+    import pickle
+    cell = gradlab.cell("gru")
+    assert pickle.loads(pickle.dumps(cell.param_shapes)) == cell.param_shapes
+    assert copy.deepcopy(cell.lets) == cell.lets and dict(cell.lets) == cell.lets

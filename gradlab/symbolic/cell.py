@@ -12,6 +12,7 @@ from .names import check_name
 from .derive import Chain
 from .equations import check_constants, check_symbols, repeatable
 from .expressions import Equation, Equations, Lets
+from .frozen import FrozenDict, shape_of
 from .dag import free_symbols
 from ..errors import GradlabError, choice
 
@@ -50,29 +51,6 @@ def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None,
     return wrap
 
 
-SHAPES = {("n",): "n", ("n", "1"): "n", ("n", "n"): "n n", ("n", "m"): "n m", ("1",): "1",
-          ("1", "1"): "1"}
-BY_NAME = (("W", "n n"), ("V", "n n"), ("R", "n n"), ("U", "n m"), ("b", "n"), ("p", "n"))
-
-
-def _shape_of(name, spec=None):
-    """(rows, cols) of a parameter, from its shape spec or else from its name's first
-    letter (W*, V*, R*: n x n; U*: n x m; b*, p*: n); any other name must be given one."""
-    if spec is None:
-        spec = next((shape for first, shape in BY_NAME if name.startswith(first)), None)
-        if spec is None:
-            raise GradlabError(
-                f"parameter {name!r} has no shape gradlab can infer from its name (W*, V*, "
-                f"R*: n x n; U*: n x m; b*, p*: n-vectors); give it one, e.g. "
-                f"params={{..., {name!r}: \"1\"}} for a learnable scalar, \"n\", \"n n\" "
-                "or \"n m\"")
-    dims = spec.split() if isinstance(spec, str) else spec
-    dims = tuple(str(d) for d in dims) if isinstance(dims, (tuple, list)) else None
-    if dims not in SHAPES:
-        raise GradlabError(f"parameter '{name}' has shape {spec!r}; use 'n', 'n n', 'n m' or "
-                           "'1' (a scalar)")
-    dims = dims + ("1",) if len(dims) == 1 else dims
-    return tuple(SIZES[d] for d in dims)
 
 
 def _refuse(cell, why):
@@ -184,7 +162,7 @@ class Cell:
         self.input_name = inputs
         _check_names(name, self.state_names, tuple(specs), inputs)
         try:
-            self.param_shapes = {p: _shape_of(p, s) for p, s in specs.items()}
+            self.param_shapes = FrozenDict({p: shape_of(p, s) for p, s in specs.items()})
         except GradlabError as err:
             _refuse(name, err)
         self.param_names = tuple(self.param_shapes)
@@ -197,6 +175,18 @@ class Cell:
         """The declaration function the cell was built from (its equations, in the
         language): a stacked cell runs it once per layer on renamed symbols."""
         return self._fn
+
+    FIXED = ("name", "source", "gate_bias", "doc", "state_names", "param_shapes",
+             "param_names", "input_name", "lets", "outputs")
+
+    def __setattr__(self, key, value):
+        """What a cell is (its name, parts, parameters, equations) is set once: the
+        catalogue's cells are shared, and a rename or an edit would change them for every
+        later gradlab.cell(...) in the session."""
+        if key in self.FIXED and key in self.__dict__:
+            raise GradlabError(f"cell '{self.name}': {key} is fixed once the cell is "
+                               "declared; declare a new cell (gradlab.declare) for another")
+        super().__setattr__(key, value)
 
     # a Cell is immutable: copies are itself, and a registered one pickles by its name
     __copy__ = lambda self: self                                  # noqa: E731

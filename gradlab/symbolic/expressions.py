@@ -11,6 +11,7 @@ from sympy.printing.pretty.stringpict import prettyForm
 
 from . import algebra as al
 from .explicit import entries
+from .frozen import FrozenDict
 from .mistakes import line_of
 from .printing import block_name, latex, text
 from .structure import kind, terms as block_terms
@@ -294,7 +295,7 @@ class Equation(sp.Equality):
         return pretty_lines(self._sympystr(printer))
 
 
-class Lets(dict):
+class Lets(FrozenDict):
     """A cell's named quantities, {symbol: expression} in the order declared: a dict
     that prints as `gradlab derive` writes them, one per line."""
 
