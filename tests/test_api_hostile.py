@@ -518,3 +518,30 @@ def test_a_cells_fixed_parts_still_copy_and_pickle():
     cell = gradlab.cell("gru")
     assert pickle.loads(pickle.dumps(cell.param_shapes)) == cell.param_shapes
     assert copy.deepcopy(cell.lets) == cell.lets and dict(cell.lets) == cell.lets
+
+
+def test_what_a_flow_measured_cannot_be_rebound():
+    """flow.T = 3 changed rate() and summary()["T"], silently; flow.revrse = True (a typo)
+    was taken as if it meant something."""
+    params = LSTM.init_params(3, 2, seed=0)
+    flow = gradlab.gradient_flow(LSTM, params, F.make_inputs("gaussian", 6, 2, 2, seed=1))
+    rate = flow.rate()
+    with pytest.raises(GradlabError, match="^a Flow's T is fixed: call gradient_flow again"):
+        flow.T = 3
+    with pytest.raises(GradlabError, match="^a Flow has no attribute 'revrse'; options are "
+                       "given to gradient_flow$"):
+        flow.revrse = True
+    assert flow.rate() == rate and flow.T == 6 and flow.summary()["T"] == 6
+
+
+def test_a_flow_of_a_catalogue_cell_pickles_and_measures_the_same():
+    """Pickling raised AttributeError: Can't pickle local object 'Bound.lowered.<locals>
+    .call'. The lowered code is not pickled; it is lowered again on load."""
+    import pickle
+    params = LSTM.init_params(3, 2, seed=0)
+    flow = gradlab.gradient_flow(LSTM, params, F.make_inputs("gaussian", 6, 2, 2, seed=1))
+    fresh = pickle.loads(pickle.dumps(flow))               # before any walk
+    assert fresh.rate() == flow.rate()
+    np.testing.assert_array_equal(fresh.log_norm("frobenius"), flow.log_norm("frobenius"))
+    walked = pickle.loads(pickle.dumps(flow))              # after, with its norms
+    np.testing.assert_array_equal(walked.lyapunov(2), flow.lyapunov(2))

@@ -68,6 +68,9 @@ class Bound:
                            for a in args[:len(cell.param_names)])
         self.functions = {}                  # what -> lowered function
 
+    def __getstate__(self):              # a pickle holds no code: it is lowered again
+        return {**self.__dict__, "functions": {}}
+
     def lowered(self, what):
         """The lowered `what` (see `lower.source`) bound to the torch backend, its in-place
         sums written into a workspace of its own, reset at each call."""

@@ -364,3 +364,12 @@ def padded(module):
     if all(v == full for v in sizes.values()):
         return None
     return torch.cat([torch.arange(full) >= v for v in sizes.values()])
+
+
+def own_width(module, xs):
+    """The width of a torch module's own input where a direction reads a wider one (a
+    bidirectional stack: `interop.wide_input`), else None."""
+    from ..interop import wide_input
+    if not isinstance(module, torch.nn.Module) or xs is None or not wide_input(module):
+        return None
+    return as_inputs(xs).shape[-1]

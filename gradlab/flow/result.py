@@ -11,7 +11,7 @@ from .benettin import exponents_along
 from .bound import as_inputs
 from .lanczos import tolerance
 from .loss import check_cut, kept_fraction, loss_vector, loss_walk
-from .module import bind_call
+from .module import bind_call, own_width
 from .reach import reach, unreadable
 from .rates import GROW, NO_DECAY, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
@@ -65,6 +65,15 @@ class Flow:
         self.n, self.S, self.parts = bound.n, bound.S, cell.state_names
         self._log, self._block, self._loss = {}, {}, {}
         self._pending = (tuple(norms), bool(blocks))    # asked for, not yet walked
+
+    def __setattr__(self, key, value):
+        """What was measured is fixed (flow.T = 3 changed rate(), silently; flow.revrse =
+        True was taken): only the Flow's own caches, private, are set after it is made."""
+        if not key.startswith("_") and "_pending" in self.__dict__:
+            raise GradlabError(f"a Flow's {key} is fixed: call gradient_flow again for "
+                               "another analysis" if hasattr(self, key) else f"a Flow has "
+                               f"no attribute {key!r}; options are given to gradient_flow")
+        super().__setattr__(key, value)
 
     # copies: the walk reads the originals later, so changing these in place changes nothing
     xs = property(lambda self: self._xs.clone(), doc="xs (T, B, m) as analysed (a copy)")
@@ -326,15 +335,6 @@ def check(value, valid, what):
     return value
 
 
-def _own_width(module, xs):
-    """The width of a torch module's own input where a direction reads a wider one (a
-    bidirectional stack: `interop.wide_input`), else None."""
-    from ..interop import wide_input
-    if not isinstance(module, torch.nn.Module) or xs is None or not wide_input(module):
-        return None
-    return as_inputs(xs).shape[-1]
-
-
 @arguments_checked
 def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
                   norms=("spectral", "frobenius"), blocks=True, seed=0, rtol=None):
@@ -386,7 +386,7 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
         check(kind, NORMS, "norm")
     seed, reverse = check_seed(seed), flag(reverse, "reverse")
     blocks = flag(blocks, "blocks")
-    width = _own_width(cell, params if xs is None else xs)
+    width = own_width(cell, params if xs is None else xs)
     bound, xs, state0, padding = bind_call(cell, params, xs, state0, reverse, "gradient_flow")
     if padding is not None and "min_singular" in norms:
         raise GradlabError(NO_MIN_SINGULAR)
