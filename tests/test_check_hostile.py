@@ -3,6 +3,7 @@ that misbehaves: nothing it does can read as "agrees" (exiting 0, a tolerance of
 inf, a complex or non-finite result), and anything that is not an answer is one line
 naming it, never a traceback. Each case was a false pass or a raw error before."""
 
+import pathlib
 import re
 import sys
 import textwrap
@@ -44,7 +45,8 @@ def only_batches(P, s, x):
     (lambda P, s, x: None, {}, "returned NoneType"),
     (lambda P, s, x: "abc", {}, "returned str"),
     (lambda P, s, x: [[1.0, 2.0], [3.0]], {}, "ragged list"),
-    (only_batches, {}, "raised RuntimeError: I only do batches"),
+    (only_batches, {}, f"test_check_hostile.py:{only_batches.__code__.co_firstlineno + 2} "
+                       "in only_batches: I only do batches"),
     (EXACT, {"seed": 1.5}, "seed must be an integer"),
     (EXACT, {"states": ([0.1, 0.2, 0.3],)}, "states: h must be a (B, size) tensor"),
     (EXACT, {"states": (torch.zeros(2, 3), torch.zeros(2, 3))}, "2 state part(s) given"),
@@ -140,7 +142,7 @@ def test_numpy_numbers_and_other_base_exceptions():
 
     def generator_exit(P, s, x):
         raise GeneratorExit("stop")
-    with pytest.raises(GradlabError, match="raised GeneratorExit: stop"):
+    with pytest.raises(GradlabError, match="raised GeneratorExit at .* in generator_exit: stop"):
         check_jacobian(generator_exit, CELL, PARAMS)
 
 
@@ -233,8 +235,24 @@ def test_a_batch_error_and_a_per_sample_error_are_both_named():
     with pytest.raises(GradlabError) as err:
         check_jacobian(fails, CELL, PARAMS, batch=3)
     message = str(err.value)
-    assert "ValueError: no, ndim 2 (on a batch of 3)" in message
-    assert "one sample at a time, the function under test raised ValueError: no, ndim 1" in message
+    at = f"at {pathlib.Path(__file__)}:{fails.__code__.co_firstlineno + 1} in fails"
+    assert f"ValueError {at}: no, ndim 2 (on a batch of 3)" in message
+    assert f"one sample at a time, the function under test raised ValueError {at}: no, ndim 1" \
+        in message
+
+
+def test_an_error_in_the_users_code_says_which_line_of_it_raised(tmp_path, monkeypatch):
+    """Where the function's own line raised, not torch's or gradlab's: the line that
+    called torch.matmul, with the shapes torch names."""
+    (tmp_path / "mine_lines.py").write_text(
+        "import torch\n\n\ndef wrong(params, state, x):\n"
+        "    return torch.zeros(3, 4) @ torch.zeros(5, 6)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from mine_lines import wrong
+    with pytest.raises(GradlabError, match=r"^the function under test raised RuntimeError at "
+                       r"mine_lines\.py:5 in wrong: mat1 and mat2 shapes cannot be multiplied"):
+        check_jacobian(wrong, CELL, PARAMS, batch=2)
 
 
 def run_cli(*args, cwd):

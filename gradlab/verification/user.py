@@ -5,7 +5,9 @@ A Jacobian may come batched or one sample at a time (`batched_jacobian`)."""
 
 import contextlib
 import io
+import os
 import sys
+import traceback
 
 import numpy as np
 import torch
@@ -49,8 +51,24 @@ def call_user(fn, *args):
         how = "sys.exit" if isinstance(err, SystemExit) else "os._exit"
         raise Exited(f"the function under test called {how}({err.code!r})") from None
     except BaseException as err:                      # noqa: BLE001  (the user's code)
-        raise GradlabError(f"the function under test raised {type(err).__name__}: "
-                           f"{' '.join(str(err).split())}") from None
+        raise GradlabError(f"the function under test raised {type(err).__name__}"
+                           f"{where_raised(err)}: {' '.join(str(err).split())}") from None
+
+
+def where_raised(err):
+    """" at file:line in name" of the innermost frame of the user's own code that `err`
+    passed through (not gradlab's, torch's or Python's own: where a torch call in the
+    user's function raised, the line that called it), or "" where there is none."""
+    import sysconfig
+    ours = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] + [
+        os.path.abspath(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib", "platlib")]
+    found = ""
+    for frame, line in traceback.walk_tb(err.__traceback__):
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not any(path.startswith(root + os.sep) for root in ours):
+            shown = os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+            found = f" at {shown}:{line} in {frame.f_code.co_name}"
+    return found
 
 
 def cell_part(cell, params):
