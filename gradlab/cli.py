@@ -13,7 +13,7 @@ import click
 
 from .commands import inspect, learning, reports
 from .errors import GradlabError, Interrupted, PipeClosed
-from .options import allocator_failed
+from .options import allocator_failed, echo
 
 
 def _one_line(message):
@@ -47,20 +47,20 @@ class Gradlab(click.Group):
             e.show()
             code = e.exit_code
         except (click.exceptions.Abort, KeyboardInterrupt, Interrupted):
-            click.echo("gradlab: interrupted", err=True)
+            echo("gradlab: interrupted", err=True)
             code = 130
         except click.ClickException as e:
             message = e.format_message()
             group = getattr(getattr(e, "ctx", None), "command", None)
             if message.startswith("No such command") and isinstance(group, click.Group):
                 message += " Valid: " + ", ".join(group.list_commands(e.ctx)) + "."
-            click.echo(f"gradlab: error: {_one_line(message)}", err=True)
+            echo(f"gradlab: error: {_one_line(message)}", err=True)
             code = e.exit_code
         except GradlabError as e:
-            click.echo(f"gradlab: error: {_one_line(e)}", err=True)
+            echo(f"gradlab: error: {_one_line(e)}", err=True)
             code = 2
         except MemoryError:
-            click.echo(f"gradlab: error: {OUT_OF_MEMORY}", err=True)
+            echo(f"gradlab: error: {OUT_OF_MEMORY}", err=True)
             code = 2
         except (BrokenPipeError, PipeClosed):
             try:                 # nothing more reaches the reader: flush into /dev/null
@@ -83,7 +83,7 @@ class Gradlab(click.Group):
             else:
                 message = (f"internal error ({kind}: {_one_line(e)[:300]}); rerun with "
                            "GRADLAB_DEBUG=1 for the traceback and please report it")
-            click.echo(f"gradlab: error: {message}", err=True)
+            echo(f"gradlab: error: {message}", err=True)
             code = 2
         if standalone_mode:
             sys.exit(code)

@@ -171,7 +171,7 @@ class Progress:
             self.bar.update(1, item)
         else:
             name = f" {item}" if item is not None else ""
-            click.echo(f"gradlab: {self.label}{name} ({self.done}/{self.total})", err=True)
+            echo(f"gradlab: {self.label}{name} ({self.done}/{self.total})", err=True)
 
     def steps(self, what, done, total):
         now = time.monotonic()
@@ -183,12 +183,28 @@ class Progress:
             self.bar.label = f"{self.label} ({where})"
             self.bar.render_progress()
         else:
-            click.echo(f"gradlab: item {self.done + 1} of {self.total}, {where}", err=True)
+            echo(f"gradlab: item {self.done + 1} of {self.total}, {where}", err=True)
+
+
+def echo(message="", *, err=False, nl=True):
+    """click.echo that a reader who went away cannot stop (`| head`, `| true`, `2>&-`, a
+    full disk): the work goes on and the exit status stays the verdict's (a disagreeing
+    `check` piped into `true` exited 0, and a report whose progress line met a closed
+    stderr was dropped, exit 0). The stream then goes to /dev/null, so later writes and
+    the interpreter's last flush are dropped too."""
+    try:
+        click.echo(message, err=err, nl=nl)
+    except (OSError, ValueError):
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), (sys.stderr if err else sys.stdout)
+                    .fileno())
+        except (OSError, ValueError, AttributeError):    # (no real stream: a test runner)
+            pass
 
 
 def notice(message):
     """A note on stderr that is not an error."""
-    click.echo(f"gradlab: note: {message}", err=True)
+    echo(f"gradlab: note: {message}", err=True)
 
 
 def floats(value, what, low=None):
@@ -254,7 +270,7 @@ def open_page(path):
     except (OSError, subprocess.TimeoutExpired):
         failed = True
     if failed:
-        click.echo(f"gradlab: no browser opened the report; open {shown(path)} yourself", err=True)
+        echo(f"gradlab: no browser opened the report; open {shown(path)} yourself", err=True)
 
 
 def plural(count, noun):

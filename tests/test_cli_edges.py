@@ -160,6 +160,38 @@ def test_a_reader_that_goes_away_is_not_an_error():
         assert proc.stderr.read() == b""
 
 
+def _gone(args, cwd, close):
+    """gradlab ARGS with the reader of stdout or stderr (`close`) gone before it writes."""
+    with subprocess.Popen([sys.executable, "-m", "gradlab", *args], cwd=cwd, env=SAME,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        getattr(proc, close).close()
+        code = proc.wait(timeout=600)
+        rest = {"stdout": proc.stderr, "stderr": proc.stdout}[close].read()
+    return code, rest
+
+
+def test_a_reader_gone_does_not_change_the_verdict(tmp_path):
+    """`gradlab check ... | true` exited 0 for a function that disagrees (the verdict
+    line met the closed pipe, and that was taken for `cells | head`): it is still 1."""
+    (tmp_path / "fn.py").write_text("import torch\n\n\ndef bad(params, state, x):\n"
+                                    "    B, n = state[0].shape\n"
+                                    "    return torch.zeros(B, n, n, dtype=torch.float64)\n")
+    code, _ = _gone(["check", "--cell", "rnn_tanh", "--hidden", "3", "--inputs", "2",
+                     "--batch", "2", "fn.py:bad"], tmp_path, "stdout")
+    assert code == 1
+
+
+def test_a_closed_stderr_drops_progress_not_the_work(tmp_path):
+    """`gradlab report ... 2>&1 | head -1` exited 0 with no report: the second progress
+    line met the closed pipe and ended the run. The report is written, exit 0; and a bad
+    value is still exit 2 with no one to read its line."""
+    code, _ = _gone(["report", "--cells", "rnn_tanh,lstm", "--hidden", "3", "--steps", "5",
+                     "--batch", "2", "--out", "r"], tmp_path, "stderr")
+    assert code == 0 and (tmp_path / "r" / "report.md").is_file()
+    code, out = _gone(["report", "--cells", "nosuch"], tmp_path, "stderr")
+    assert code == 2 and out == b""
+
+
 def test_option_slips_are_named_as_typed(tmp_path, monkeypatch):
     """'1e-400,0' said only 'needs distinct numbers' (1e-400 is 0 in float64); '1,1' did
     not name the repeat; --block , showed ('', '')."""

@@ -8,7 +8,7 @@ import click
 
 from ..errors import GradlabError
 from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SCALE, SEED, Progress, \
-    cell_files, cells_option, shown, strip_cell
+    echo, cell_files, cells_option, shown, strip_cell
 
 
 @click.command()
@@ -18,9 +18,9 @@ def cells():
     rows = [(c.name, ", ".join(c.state_names), c.source)
             for c in map(registry.cell, registry.cells())]
     width = max(len(r[0]) for r in rows)
-    click.echo(f"{'cell':<{width}}  {'state':<13}  source")
+    echo(f"{'cell':<{width}}  {'state':<13}  source")
     for name, state, source in rows:
-        click.echo(f"{name:<{width}}  {state:<13}  {source}")
+        echo(f"{name:<{width}}  {state:<13}  {source}")
 
 
 @click.command()
@@ -52,9 +52,9 @@ def derive(cell, every, latex, out, force):
         names = registry.cells() if every else [registry.cell(cell)]
         written = document.write_all(out, names, force=force,
                                      cell_files=cell_files([cell] if cell else []))
-        click.echo(f"wrote {len(written)} files to {shown(out)}")
+        echo(f"wrote {len(written)} files to {shown(out)}")
         return
-    click.echo(document.terminal(cell, as_latex=latex))
+    echo(document.terminal(cell, as_latex=latex))
 
 
 @click.command()
@@ -77,19 +77,19 @@ def verify(names, device, dtype, seed):
             results.append((label, c, verify_cell(c, device=device, dtype=dtype, seed=seed)))
             progress(label)
     for label, c, checks in results:
-        click.echo(f"\n{label}  ({device}, {dtype})")
-        click.echo(f"  {'check':<8} {'against':<40} {'max rel error':>13}  {'tolerance':>9}")
+        echo(f"\n{label}  ({device}, {dtype})")
+        echo(f"  {'check':<8} {'against':<40} {'max rel error':>13}  {'tolerance':>9}")
         for ch in checks:
             mark = "ok" if ch.passed else "FAIL" if ch.finite else (
                 "FAIL (the equations give nan or inf here)" if ch.undefined
                 else "FAIL (non-finite)")
-            click.echo(f"  {ch.what:<8} {ch.reference:<40} {ch.error:>13.2e}  "
+            echo(f"  {ch.what:<8} {ch.reference:<40} {ch.error:>13.2e}  "
                        f"{ch.tolerance:>9.0e}  {mark}")
         note = independence_note(c, checks)
         if note:
-            click.echo(f"  {note}")
+            echo(f"  {note}")
     summary = summarize(ch for _, _, checks in results for ch in checks)
-    click.echo(f"\n{summary}")
+    echo(f"\n{summary}")
     if summary.failed:
         sys.exit(1)
 
@@ -130,7 +130,7 @@ def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, 
     result = check_spec(function, cell_name, hidden=hidden, inputs=inputs, seed=seed,
                         weight_scale=weight_scale, bias_scale=bias_scale,
                         wrt=wrt, layout=layout, block=parts, batch=batch, rtol=rtol)
-    click.echo(str(result))
+    echo(str(result))
     if not result.ok:
         sys.exit(1)
 

@@ -9,8 +9,8 @@ import click
 
 from ..errors import GradlabError
 from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
-    Number, Progress, cell_files, cells_option, check_report_target, given, invoked, notice, \
-    plural, shown
+    Number, Progress, cell_files, cells_option, check_report_target, echo, given, invoked, \
+    notice, plural, shown
 
 
 @click.command()
@@ -64,7 +64,7 @@ def train(names, task_spec, out, force, **options):
     with Progress(total, "trained") as progress:
         path = ln.report(setup, out, force=force, command=command, progress=progress,
                          expect=before, notice=notice, **where)
-    click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
+    echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
 
 
 MEASUREMENTS = 8          # `gradlab init` measures at most this often (critical_init's default)
@@ -130,17 +130,17 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
                                   f"{knob.replace('_', '-')} {value:.4g}: timescale "
                                   f"{measured:.4g}"))
     opts = found["options"]
-    click.echo(f"{c.name}: " + " ".join(f"--{k.replace('_', '-')} {v:.4g}"
+    echo(f"{c.name}: " + " ".join(f"--{k.replace('_', '-')} {v:.4g}"
                                          for k, v in opts.items()) + f" (seed {seed})")
-    click.echo(f"  timescale: target {timescale:.12g}, theory (annealed mean field) "
+    echo(f"  timescale: target {timescale:.12g}, theory (annealed mean field) "
                f"{found['theory_timescale']:.4g} at these options (the search started "
                f"where it says {found['predicted_timescale']:.4g}), measured at n = {hidden} "
                f"{found['measured_timescale']:.4g} steps "
                f"({plural(len(found['measurements']), 'measurement')}; Frobenius norm)")
-    click.echo(f"  the spectral norm at these options (Flow.timescale(), the report's ξ): "
+    echo(f"  the spectral norm at these options (Flow.timescale(), the report's ξ): "
                f"{found['spectral_timescale']:.4g} steps")
     if not found["converged"]:
-        click.echo(f"gradlab: warning: did not reach timescale {timescale:.12g}: the closest "
+        echo(f"gradlab: warning: did not reach timescale {timescale:.12g}: the closest "
                    f"measured at n = {hidden} is {found['measured_timescale']:.4g} steps, "
                    f"not within {found['tolerance']:.0%}, after "
                    f"{plural(len(found['measurements']), 'measurement')}"
@@ -152,6 +152,6 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
         from ..interop import to_torch
         params = c.init_params(hidden, inputs, seed=seed, **opts)
         save_new(to_torch(c, params).state_dict(), target, "--write-torch")
-        click.echo(f"  wrote {shown(write_torch)} (gradlab report --model "
+        echo(f"  wrote {shown(write_torch)} (gradlab report --model "
                    f"{shlex.quote(shown(write_torch))} --arch {CELL_ARCH[c.name]}:"
                    f"hidden={hidden},inputs={inputs})")

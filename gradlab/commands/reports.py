@@ -8,8 +8,8 @@ import click
 
 from ..errors import GradlabError
 from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
-    Progress, REPORT_FILES, cell_files, cells_option, check_report_target, floats, given, \
-    invoked, notice, open_page, shown
+    Progress, REPORT_FILES, cell_files, cells_option, check_report_target, echo, floats, \
+    given, invoked, notice, open_page, shown
 
 
 @click.command()
@@ -85,7 +85,7 @@ def report(names, out, force, open_, model, arch, **options):
         path = rp.report(setup, out, force=force, command=command, progress=progress,
                          expect=before, notice=notice, models=models,
                          model_note=model_note, **where)
-    click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
+    echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
     if open_:
         open_page(path / "index.html")
 
@@ -123,7 +123,7 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
                 results += run_lyapunov_bench([name], hidden, steps, batch, lyapunov_k,
                                               (dtype,), repeats, seed, inputs=inputs or hidden)
                 progress(name)
-        click.echo(dumps(results) if as_json else format_lyapunov_table(results),
+        echo(dumps(results) if as_json else format_lyapunov_table(results),
                    nl=not as_json)
         return
     from .. import budget
@@ -140,10 +140,10 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
             results += run_bench([name], hidden, steps, batch, device, dtype, seed=seed,
                                  repeats=repeats, inputs=inputs)
             progress(name)
-    click.echo(dumps(results) if as_json else format_table(results), nl=not as_json)
+    echo(dumps(results) if as_json else format_table(results), nl=not as_json)
     problem = disagreement(results, dtype)
     if problem:
-        click.echo(f"gradlab: {problem}", err=True)
+        echo(f"gradlab: {problem}", err=True)
         sys.exit(1)
 
 
@@ -208,11 +208,11 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
     if part:
         path = shards.write_part(grid, part, measured, out, force=force, expect=before,
                                  notice=notice, command=invoked("sweep"), **where)
-        click.echo(f"wrote {shown(path)}")
+        echo(f"wrote {shown(path)}")
         return
     path = sw.report(grid, measured, out, force=force, command=invoked("sweep"),
                      expect=before, notice=notice, **where)
-    click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
+    echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
 
 
 @sweep.command()
@@ -233,4 +233,4 @@ def merge(dirs, out, force):
     before = outputs.snapshot(out)
     path = sw.report(grid, points, out, force=force, command=command,
                      expect=before, notice=notice, import_cells=False)
-    click.echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
+    echo(f"wrote {shown(path)}/index.html, report.md, data.json and figures/")
