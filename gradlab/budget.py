@@ -109,7 +109,7 @@ def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64
                for c in map(lookup, cells))
     return ensure_fits(need, what=f"gradlab {job} at hidden {hidden}, inputs {inputs}, "
                                   f"steps {steps}, batch {batch}", device=device,
-                       advice=f"--hidden, {steps_option} or --batch")
+                       advice=f"--hidden, --inputs, {steps_option} or --batch")
 
 
 def ensure_walk_fits(call, cell, xs, state0):
@@ -125,7 +125,7 @@ def ensure_walk_fits(call, cell, xs, state0):
                       itemsize=xs.element_size())
     return ensure_fits(need, what=f"{call} at state size S = {S}, T = {T} steps, batch "
                                   f"B = {B} ({str(xs.dtype).removeprefix('torch.')})",
-                       device=xs.device, advice="hidden size, fewer steps or a smaller batch")
+                       device=xs.device, advice="hidden size, fewer inputs or steps, or a smaller batch")
 
 
 def ensure_check_fits(cell, hidden, inputs, batch, *, available=None, job="gradlab check",

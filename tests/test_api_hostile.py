@@ -485,8 +485,8 @@ def test_a_walk_that_cannot_fit_is_refused_before_the_forward_run(monkeypatch, c
     monkeypatch.setattr(F.Bound, "states", lambda *a, **k: ran.append(1))
     with pytest.raises(GradlabError, match=r"^" + call + r" at state size S = 128, T = 50 "
                        r"steps, batch B = 8 \(float64\) needs about .* of memory but 977 kB "
-                       r"is available on cpu; use a smaller hidden size, fewer steps or a "
-                       r"smaller batch$"):
+                       r"is available on cpu; use a smaller hidden size, fewer inputs or "
+                       r"steps, or a smaller batch$"):
         getattr(gradlab, call)(LSTM, params, xs)
     assert ran == []
 
