@@ -77,11 +77,16 @@ def test_flow_methods_called_wrongly_name_their_signature():
 
 def test_mean_field_names_its_methods_options():
     with pytest.raises(GradlabError, match=r"^mean_field\(method='annealed'\) takes no option "
-                                           r"'foo'; its options: units, burn_in, steps, seed$"):
+                                           r"'foo'; valid: weight_scale, .*, gate_bias, "
+                                           r"input_power, method, and the method's own: "
+                                           r"units, burn_in, steps, seed$"):
         gradlab.mean_field("rnn_tanh", foo=1)
     with pytest.raises(GradlabError, match=r"^mean_field\(method='dynamic'\) takes no option "
-                                           r"'burn_in'; its options: units, steps, inputs"):
+                                           r"'burn_in'; valid: .* the method's own: units, "
+                                           r"steps, inputs"):
         gradlab.mean_field("rnn_tanh", method="dynamic", burn_in=1)
+    with pytest.raises(GradlabError, match=r"'gatebias'; valid: .*gate_bias"):   # a typo
+        gradlab.mean_field("lstm", gatebias=2.0)
 
 
 def test_check_lyapunov_shows_shapes_as_tuples():

@@ -88,7 +88,8 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise GradlabError(f"mean_field(method={method!r}) takes no option {unknown[0]!r}; "
-                           f"its options: {', '.join(known)}")
+                           "valid: weight_scale, bias_scale, input_scale, gate_bias, "
+                           f"input_power, method, and the method's own: {', '.join(known)}")
     options["seed"] = check_seed(options.get("seed", 0))
     population(c)          # reads the declaration (refuses what it cannot read, one line)
     defaults = inspect.signature(METHODS[method]).parameters
