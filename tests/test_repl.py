@@ -179,6 +179,8 @@ def test_rich_display_through_ipython(what):
         assert data["text/plain"] == "diag(f)" and r"\operatorname{diag}\left(f\right)" in latex
     if what == "cell":
         assert "text/markdown" in data and "**lstm**" in data["text/markdown"]
+        # Jupyter prefers the Markdown: it shows the Jacobian as the LaTeX does
+        assert data["text/markdown"].endswith(latex) and r"\partial c'" in latex
 
 
 def test_the_shell_namespace_has_gradlab_torch_and_every_cell():

@@ -219,14 +219,13 @@ class Cell:
         except GradlabError:
             return None                      # (IPython then shows the repr)
 
-    def _markdown(self):
-        from .printing import latex, prose
+    def _markdown(self):       # (Jupyter shows this before the LaTeX: it has it all too)
+        from .printing import prose
         lines = [f"**{self.name}**: state ({', '.join(self.state_names)}); "
                  f"{prose(self.source)}", ""]
         if self.doc:
             lines += [prose(self.doc), ""]
-        body = " \\\\\n".join(f"{latex(s)} &= {latex(e)}" for s, e in self.lets.items())
-        return "\n".join(lines + ["$$\\begin{aligned}\n" + body + "\n\\end{aligned}$$"])
+        return "\n".join(lines + [self.latex()])
 
     def _build(self, fn):
         builder = Builder(self.name, self.state_names, self.param_shapes, self.input_name)
