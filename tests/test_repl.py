@@ -159,6 +159,16 @@ def test_doit_keeps_every_block_its_shape_and_its_numbers():
     assert torch.equal(J.doit().at(*args), J.at(*args))
 
 
+def test_as_explicit_at_a_symbolic_size_names_the_ways_to_numbers():
+    """SymPy said only "Matrix with symbolic shape cannot be represented explicitly"."""
+    J = gradlab.cell("gru").jacobian()
+    with pytest.raises(GradlabError, match=r"^as_explicit needs numeric sizes.*J\.explicit\("
+                       r"n=2\).*J\.subs\(Symbol\('n', integer=True, positive=True\), 2\)"):
+        J.as_explicit()
+    n = sp.Symbol("n", integer=True, positive=True)
+    assert J.subs(n, 2).as_explicit().shape == (2, 2)
+
+
 def _formats(obj):
     from IPython.core.formatters import DisplayFormatter
     data, _ = DisplayFormatter().format(obj)

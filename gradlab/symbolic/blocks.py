@@ -40,6 +40,16 @@ class Blocks(BlockMatrix):
                                "the Jacobian itself, e.g. J['c', 'c'], and combine those")
         return super().__getitem__(key)
 
+    def as_explicit(self):
+        """SymPy's, once the sizes are numbers; with n (and m) symbolic, one line naming
+        the ways to numbers instead of SymPy's "symbolic shape" ValueError."""
+        if not all(isinstance(d, (int, sp.Integer)) for d in self.shape):
+            raise GradlabError("as_explicit needs numeric sizes, and this has n (or m) "
+                               "symbolic: J.explicit(n=2) writes each block out entry by "
+                               "entry, or substitute the sizes first: J.subs(Symbol('n', "
+                               "integer=True, positive=True), 2).as_explicit()")
+        return super().as_explicit()
+
     def at(self, *args, **kwargs):
         """Refused: only a cell's own Jacobian (and its blocks) is lowered to numbers."""
         raise GradlabError("this block matrix (a transpose, product, sum or multiple of "
