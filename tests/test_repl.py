@@ -480,3 +480,19 @@ def test_a_stacks_tilde_names_print_as_the_single_cells_do():
     def worded(s):
         return s.let("tilde", gradlab.tanh(s.W @ s.h + s.b))
     assert "tilde = tanh(W h + b)" in str(worded.equations())
+
+
+def test_the_examples_in_docstrings_run_as_written():
+    """`pytest --doctest-modules gradlab` found gradlab undefined in the Jacobian module's
+    example, and its Matrix printed on one line where SymPy prints three."""
+    import doctest
+    import importlib
+    import pkgutil
+    tried = 0
+    for info in pkgutil.walk_packages(gradlab.__path__, "gradlab."):
+        if info.name.endswith("__main__"):
+            continue
+        result = doctest.testmod(importlib.import_module(info.name), report=False)
+        assert result.failed == 0, info.name
+        tried += result.attempted
+    assert tried >= 4

@@ -1,10 +1,13 @@
 """A cell's Jacobian as an object to take apart: blocks by name, terms, entries, numbers.
 
+    >>> import gradlab
     >>> J = gradlab.cell("lstm").jacobian()
     >>> J["c", "c"]                       # the block ∂c'/∂c, by state-part names
     diag(f)
     >>> J.explicit(n=2)[("c", "c")]       # written out entry by entry at n = 2
-    Matrix([[f[0, 0], 0], [0, f[1, 0]]])
+    Matrix([
+    [f[0, 0],       0],
+    [      0, f[1, 0]]])
 
 `Jacobian` is a SymPy `BlockMatrix` (rows: the new state parts; columns: the state parts,
 or the input) that prints as `gradlab derive` does; its blocks are the derived ones with
