@@ -24,6 +24,7 @@ lstm_nfg) takes it and changes nothing, so that one value can go to every cell c
 import math
 import numbers
 
+import numpy as np
 import torch
 
 from .budget import ensure_params_fit
@@ -39,7 +40,11 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def as_dtype(dtype):
-    """torch.float32 / torch.float64 from a dtype or its name; anything else is refused."""
+    """torch.float32 / torch.float64 from a dtype, numpy's (np.float32, np.dtype("float64"))
+    or its name; anything else is refused."""
+    if type(dtype).__module__.split(".")[0] == "numpy" or (
+            isinstance(dtype, type) and issubclass(dtype, np.floating)):
+        dtype = np.dtype(dtype).name
     found = DTYPES.get(dtype) if isinstance(dtype, str) else (
         dtype if dtype in DTYPES.values() else None)
     if found is None:

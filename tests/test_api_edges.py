@@ -158,3 +158,20 @@ def test_a_lyapunov_result_prints_as_a_summary():
                               torch.randn(500, 3, 2, dtype=D), 2)
     shown = repr(result)
     assert shown.startswith("Lyapunov(mean=[") and "steps=500" in shown and len(shown) < 200
+
+
+@pytest.mark.parametrize("given, dtype", [(np.float32, torch.float32),
+                                          (np.dtype("float64"), torch.float64),
+                                          ("float32", torch.float32)])
+def test_init_params_takes_a_numpy_dtype_as_its_torch_one(given, dtype):
+    """np.float32 was refused: "unsupported dtype <class 'numpy.float32'>; valid: float32,
+    float64", naming as valid the very type given."""
+    params = gradlab.cell("gru").init_params(3, 2, dtype=given, seed=0)
+    assert all(p.dtype == dtype for p in params.values())
+
+
+@pytest.mark.parametrize("given", [np.float16, np.dtype("int32"), None])
+def test_init_params_still_refuses_what_is_not_float32_or_float64(given):
+    with pytest.raises(gradlab.GradlabError, match=r"^unsupported dtype .*; valid: float32, "
+                                                   r"float64$"):
+        gradlab.cell("gru").init_params(3, 2, dtype=given)
