@@ -3,8 +3,8 @@
 Ownership, not a flag, decides what may be deleted. Every folder gradlab writes holds a
 manifest, `.gradlab-manifest.json`, naming each file it wrote with the SHA-256 of the bytes
 it wrote (read in `ownership`). A file is gradlab's to replace or delete only while it is
-listed there, is a plain file (not a link) and still has those bytes; anything else in the folder (a file
-the user added or edited, a link, a folder of theirs) is left exactly as it is. `force`
+listed there, is a plain file (not a link) and still has those bytes; anything else (a
+file the user added or edited, a link, a folder of theirs) is left as it is. `force`
 lets gradlab write its files into a folder that also holds such files; it never lets it
 delete or overwrite one. Some folders are refused outright (`refuse_unsafe`): a filesystem
 root, the home folder, the current folder or one above it, a repository's root, a folder
@@ -15,10 +15,9 @@ the kernel when a process dies), so concurrent runs to one place take turns and 
 lost. A folder gradlab owns whole is built beside its target and swapped in with one
 atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`): at every instant either the old or
 the new folder is at the path, complete. Where the folder also holds the user's files, or
-the exchange is not available, each file is replaced atomically on its own
-(`os.replace`) and the manifest last. Temporary names start with `.<target>.gradlab-`; a
-later run removes what a killed run left.
-A single new file (`write_new`: a checkpoint) is staged the same way and hard-linked into
+the exchange (or the parent folder) is not available, each file is replaced atomically
+on its own (`os.replace`) and the manifest last. Temporary names start with
+`.<target>.gradlab-`; a later run removes what a killed run left. A single new file (`write_new`: a checkpoint) is staged the same way and hard-linked into
 place, so it never replaces a file.
 """
 
@@ -102,8 +101,8 @@ def refuse_unsafe(out, *, cell_files=(), what="--out"):
 
 
 def snapshot(out):
-    """What gradlab has written at `out` now (its manifest's bytes, or b"" if none): a run
-    compares it before and after its work to see whether another run wrote there meanwhile."""
+    """What gradlab has written at `out` now (its manifest's bytes, or b""): a run compares
+    it before and after its work (did another run write there meanwhile?)."""
     try:
         return (resolve(out) / MANIFEST).read_bytes()
     except (OSError, GradlabError):
@@ -139,19 +138,18 @@ def check_target(out, *, force=False, cell_files=(), what="--out"):
 def locked(parent):
     """Hold an exclusive lock on the folder `parent` (no file is created for it)."""
     fd = os.open(parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
+    try:                  # (closing releases the lock)
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)      # closing releases the lock
+        os.close(fd)
 
 
 def clean_leftovers(path):
-    """Remove what a killed run writing `path` left, and nothing else: beside it, the
-    temporary folders of `_whole` (named .<name>.gradlab-<8 random characters>, holding
+    """Remove what a killed run writing `path` left, and nothing else (call with the lock
+    held): beside it, `_whole`'s folders (.<name>.gradlab-<8 random characters>, holding
     the unfinished-mark, nothing, or only files gradlab wrote); inside it, the temporary
-    files of `_atomic_bytes` for files its manifest lists (.<file>.gradlab-<8>.tmp next
-    to that file). Call with the lock held."""
+    files of `_atomic_bytes` (.<file>.gradlab-<8>.tmp) of files its manifest lists."""
     for entry in list(os.scandir(path.parent)):
         match = LEFTOVER.match(entry.name)
         if not match or match["target"] != path.name or match["tmp"]:
@@ -216,14 +214,13 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
     """Write {relative path: bytes} into the folder `out`, which gradlab then owns.
 
     replace=True (a report): the files gradlab wrote there before and does not write now
-    are removed, so the folder holds exactly this output. replace=False (derivation
-    documents): the folder's other files of gradlab's stay. Files gradlab did not write are
-    never touched; one in the way of a file to be written is refused. `expect`: the
-    `snapshot` taken when the run began; if another run wrote here since, `notice` is
-    told (with one sentence) before this run's output replaces it. `complete(path)`, if
-    given, returns more {relative path: bytes} computed under the lock from what the
-    folder holds then (an index of the pages another run left there). `kind`: a report's
-    figure names, so that another kind of report is not replaced without `force`."""
+    are removed. replace=False (derivation documents): its other files of gradlab's stay.
+    Files gradlab did not write are never touched; one in the way is refused. `expect`: the
+    `snapshot` taken when the run began; if another run wrote here since, `notice` is told
+    before this run's output replaces it. `complete(path)`, if given, returns more
+    {relative path: bytes} computed under the lock from what the folder holds then (an
+    index of another run's pages). `kind`: a report's figure names, so that another kind
+    of report is not replaced without `force`."""
     _check_names(files)
     path = refuse_unsafe(out, cell_files=cell_files, what=what)
     try:
@@ -271,8 +268,12 @@ def in_the_way(out, path, names, what="--out"):
 
 
 def _whole(path, files):
-    """Build the folder beside `path` and swap it in; False if the system cannot swap."""
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}{TEMP_TAG}", dir=path.parent))
+    """Build the folder beside `path` and swap it in; False if the system cannot swap, or
+    the parent folder is not writable (the caller then writes file by file)."""
+    try:
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}{TEMP_TAG}", dir=path.parent))
+    except PermissionError:        # (a folder that does not exist yet: check_target told)
+        return False
     try:
         (tmp / MARK).touch()
         os.chmod(tmp, 0o777 & ~_umask())       # mkdtemp's 0700 is for secrets, not reports
@@ -299,8 +300,7 @@ def _whole(path, files):
 
 
 def _keep_mode(old, new):
-    """Give the folder `new`, about to replace `old`, old's permissions and group (a
-    folder the user made private stays private)."""
+    """Give the folder `new`, about to replace `old`, old's mode and group (private stays)."""
     st = os.stat(old)
     with contextlib.suppress(OSError):
         os.chown(new, -1, st.st_gid)

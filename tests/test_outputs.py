@@ -67,6 +67,21 @@ def test_a_rerun_replaces_gradlabs_own_files_and_removes_stale_ones(tmp_path):
     assert outputs.foreign(out) == []
 
 
+def test_a_report_in_a_read_only_parent_is_rewritten_file_by_file(tmp_path, monkeypatch):
+    """The folder is writable but its parent is not (chmod 555): the swap beside it cannot
+    be built there, and the run failed after all its work ("Permission denied"). It writes
+    into the folder file by file instead, gradlab's stale files removed as ever."""
+    out = tmp_path / "r"
+    outputs.write_files(out, REPORT)
+
+    def no_write_in_parent(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+    monkeypatch.setattr(outputs.tempfile, "mkdtemp", no_write_in_parent)
+    outputs.write_files(out, SECOND)
+    assert read_tree(out, SECOND) and not (out / "figures" / "decay.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"] and outputs.foreign(out) == []
+
+
 @pytest.mark.parametrize("force", [False, True])
 def test_a_folder_of_the_users_is_never_deleted(tmp_path, force):
     out = home_like(tmp_path / "home")
