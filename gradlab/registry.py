@@ -107,7 +107,10 @@ def load(spec, what="cell"):
     if where.endswith(".py"):
         path = pathlib.Path(where)
         if not path.is_file():
-            raise GradlabError(f"no such file {where!r} (in {what} {spec!r})")
+            kind = ("a folder" if path.is_dir() else "a fifo or a device"
+                    if path.exists() else None)
+            raise GradlabError(f"{where!r} is {kind}, not a Python file (in {what} {spec!r})"
+                               if kind else f"no such file {where!r} (in {what} {spec!r})")
         module_name = f"gradlab_user_{abs(hash(str(path.resolve())))}"
         module = sys.modules.get(module_name)
         if module is None:

@@ -236,6 +236,16 @@ def _readme_example():
     return found[0]
 
 
+def test_a_cell_file_that_is_a_folder_or_a_fifo_is_named_as_such(tmp_path):
+    """Both said "no such file", though the path is there."""
+    (tmp_path / "d.py").mkdir()
+    with pytest.raises(GradlabError, match=r"^'.*d\.py' is a folder, not a Python file"):
+        gradlab.cell(f"{tmp_path / 'd.py'}:janet")
+    os.mkfifo(tmp_path / "f.py")
+    with pytest.raises(GradlabError, match=r"^'.*f\.py' is a fifo or a device, not a Python"):
+        gradlab.cell(f"{tmp_path / 'f.py'}:janet")
+
+
 def _files_and_commands(body, lang):
     """The files a shell block writes (cat > F <<'TAG' ... TAG) and its gradlab commands."""
     if lang == "python":
