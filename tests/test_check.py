@@ -29,15 +29,17 @@ def lin(v, W):
 
 
 def gru_jacobian(P, state, x, *, drop=False, flip=False, transpose=False, slope=False,
-                 extra=False, half=False):
-    """d h'/d h of h' = z h + (1 - z) tanh(W (r h) + U x + b), by hand, optionally wrong."""
+                 extra=False, half=False, wrong_way=()):
+    """d h'/d h of h' = z h + (1 - z) tanh(W (r h) + U x + b), by hand, optionally wrong;
+    `wrong_way`: the weights used transposed."""
     (h,) = state
     r = sig(lin(h, P["W_r"]) + lin(x, P["U_r"]) + P["b_r"])
     z = sig(lin(h, P["W_z"]) + lin(x, P["U_z"]) + P["b_z"])
     ht = tanh(lin(r * h, P["W"]) + lin(x, P["U"]) + P["b"])
-    dz = D(z * (1 - z)) @ P["W_z"]
-    dr = D(r * (1 - r)) @ P["W_r"]
-    dht = D((1 - ht) if slope else (1 - ht ** 2)) @ P["W"] @ (D(r) + D(h) @ dr)
+    W = {k: P[k].T if k in wrong_way else P[k] for k in ("W", "W_z", "W_r")}
+    dz = D(z * (1 - z)) @ W["W_z"]
+    dr = D(r * (1 - r)) @ W["W_r"]
+    dht = D((1 - ht) if slope else (1 - ht ** 2)) @ W["W"] @ (D(r) + D(h) @ dr)
     J = D(z) + (-1 if flip else 1) * D(h) @ dz + (0.5 if half else 1) * D(1 - z) @ dht
     if not drop:
         J = J - D(ht) @ dz
@@ -66,6 +68,11 @@ def test_a_correct_hand_derived_jacobian_passes(gru):
     ({"half": True}, "is scaled by 0.5 instead of 1"),
     ({"transpose": True}, "transpose of the exact one"),
     ({"slope": True}, "the factor diag((1 - z) ⊙ (1 - h~^2))"),
+    # a transposed weight inside a term, or after a minus sign, not only diag(v) W: each
+    # was "no missing, extra, sign-flipped or rescaled term explains the difference"
+    ({"wrong_way": ("W_z",)}, "in the term -diag(h~ ⊙ z ⊙ (1 - z)) W_z, yours has W_zᵀ"),
+    ({"wrong_way": ("W",)}, "in the term diag((1 - z) ⊙ (1 - h~^2)) W diag(r), yours has Wᵀ"),
+    ({"wrong_way": ("W_r",)}, "W diag(h ⊙ r ⊙ (1 - r)) W_r, yours has W_rᵀ where W_r belongs"),
 ])
 def test_each_mistake_is_named(gru, mistake, words):
     cell, params = gru

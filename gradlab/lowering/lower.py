@@ -22,6 +22,7 @@ import sympy as sp
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from . import hoist
+from .terms import MAX_TERMS, block_terms, term_count, transposes  # noqa: F401
 from .backends import backend
 from .codeprinter import ArrayPrinter, identifier
 from ..errors import GradlabError
@@ -35,7 +36,8 @@ def source(cell, what):
     split in two (`hoist`): `step_inputs`, the state-free part for any number of rows
     at once, and `step_hoisted`, the rest, which takes its results as extra arguments;
     or `terms_state` / `terms_input`: one row per block (row-major), the block's terms
-    (`block_terms`), for taking a Jacobian apart numerically."""
+    (`block_terms`), for taking a Jacobian apart numerically; `transposed_state` /
+    `transposed_input` the same for `transposes` (the terms with a weight transposed)."""
     args = [*cell.param_symbols, *cell.state_symbols, cell.input_symbol]
     lets = cell.lets
     if what == "step":
@@ -55,41 +57,12 @@ def source(cell, what):
     elif what.startswith("terms_"):
         rows = [list(block_terms(b)) or [None]
                 for row in cell.jacobian_blocks(what.removeprefix("terms_")) for b in row]
+    elif what.startswith("transposed_"):
+        rows = [[v for _, _, v in transposes(b)] or [None]
+                for row in cell.jacobian_blocks(what.removeprefix("transposed_")) for b in row]
     else:
         rows = cell.jacobian_blocks(what.removeprefix("jacobian_"))
     return _function(what, args, lets, rows)
-
-
-# Terms a block may be multiplied out into: a deep stack's cross-layer block has ~4^L (L
-# LSTM layers: 64 at L = 3, multiplied out in 7 s; 256 at L = 4, minutes), kept whole
-MAX_TERMS = 64
-
-
-def term_count(expr, known=None):
-    """How many terms multiplying out every product of sums in expr gives (at most: equal
-    terms are not merged), without multiplying anything out."""
-    known = {} if known is None else known
-    if expr not in known:
-        if isinstance(expr, sp.MatAdd):
-            known[expr] = sum(term_count(a, known) for a in expr.args)
-        elif isinstance(expr, sp.MatMul):
-            known[expr] = math.prod(term_count(a, known) for a in expr.args
-                                    if getattr(a, "is_Matrix", False))
-        else:
-            known[expr] = 1
-    return known[expr]
-
-
-def block_terms(block):
-    """The terms of a Jacobian block with every product of sums multiplied out (the LSTM's
-    d h'/d h has four): a sum of these is the block. A zero block has none; a block of
-    more than MAX_TERMS is its own one term."""
-    if isinstance(block, sp.ZeroMatrix):
-        return ()
-    if term_count(block) > MAX_TERMS:
-        return (block,)
-    expanded = block.expand()
-    return tuple(expanded.args) if isinstance(expanded, sp.MatAdd) else (expanded,)
 
 
 def _function(what, args, lets, rows):
@@ -396,5 +369,24 @@ def terms_function(cell, wrt, backend_name):
         rows = fn(n, m, x, *args)
         return {key: [(t, _full(xp, v, (B, n, width))) for t, v in zip(ts, row) if v is not None]
                 for key, ts, row in zip(keys, terms, rows)}
+
+    return evaluate
+
+
+def transposed_function(cell, wrt, backend_name):
+    """f(params, state, x) -> {(out part, in part): [(term, W, (B, n, w) array), ...]}:
+    each term of each block with one square weight factor W written W^T (`transposes`),
+    evaluated: what a Jacobian with that weight transposed holds in place of the term."""
+    fn, xp = compiled(cell, f"transposed_{wrt}", backend_name), backend(backend_name)
+    ins = cell.state_names if wrt == "state" else (cell.input_name,)
+    keys = [(a, b) for a in cell.state_names for b in ins]
+    found = [transposes(b) for row in cell.jacobian_blocks(wrt) for b in row]
+
+    def evaluate(params, state, x):
+        n, m, B, args = prepare(cell, params, state, x, backend_name)
+        width = n if wrt == "state" else m
+        rows = fn(n, m, x, *args)
+        return {key: [(t, W, _full(xp, v, (B, n, width))) for (t, W, _), v in zip(ts, row)
+                      if v is not None] for key, ts, row in zip(keys, found, rows)}
 
     return evaluate

@@ -16,6 +16,7 @@ from sympy import HadamardProduct, MatMul, MatrixSymbol
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from ..interop import GATES, layer_cell
+from ..lowering.lower import transposed_function
 from ..symbolic.printing import text
 
 UNEXPLAINED = "no missing, extra, sign-flipped"    # a block no term explains, as said
@@ -133,10 +134,10 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
         mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
         if block_error(mine, ref, exact) <= rtol:
             continue
-        said = explain_block(key, mine - ref, terms.get(key, []),
-                             float(ref.abs().max()) or 1.0) \
-            or transposed_weights(key, mine - ref, terms.get(key, []), params,
-                                  float(ref.abs().max()) or 1.0)
+        scale = float(ref.abs().max()) or 1.0
+        said = explain_block(key, mine - ref, terms.get(key, []), scale) \
+            or transposed_weights(key, mine - ref, terms.get(key, []),
+                                  transposed(cell, wrt, params, state, x).get(key, []), scale)
         if said:
             sentences += said
         else:
@@ -215,32 +216,28 @@ def explain_block(key, D, terms, scale):
     return []
 
 
-def transposed_weights(key, D, terms, params, scale):
-    """Sentences naming the terms diag(v) W whose W the difference D says was used
-    transposed (diag(v) W^T: min-char-rnn's backward with Whh where Whh.T belongs), or
-    [] when that does not explain D."""
-    names, columns = [], []
-    for term, value in terms:
-        args = term.args if isinstance(term, MatMul) else (term,)
-        W = params.get(str(args[-1])) if isinstance(args[-1], MatrixSymbol) else None
-        if W is None or W.dim() != 2 or W.shape[0] != W.shape[1] or W.shape[0] < 2 or \
-                not all(isinstance(a, DiagMatrix) for a in args[:-1]):
-            continue
-        W = W.to(dtype=torch.float64, device="cpu")
-        value = value.to(dtype=torch.float64, device="cpu")              # diag(v) W: rows
-        v = (value * W).sum(-1) / (W * W).sum(-1).clamp_min(1e-300)      # v_i W_i
-        names.append((term, args[-1]))
-        columns.append((v[..., None] * W.T - value).reshape(-1))
-    if not columns:
+def transposed_weights(key, D, terms, variants, scale):
+    """Sentences naming the terms whose square weight W the difference D says was used
+    transposed (diag(v) W^T, -diag(u) W_z^T, W^T diag(r): min-char-rnn's backward with Whh
+    where Whh.T belongs), from `variants` [(term, W, the term with W^T evaluated)] and the
+    evaluated `terms`; [] when no set of them explains D."""
+    values = dict(terms)
+    found = [(t, W, v - values[t]) for t, W, v in variants if t in values]
+    if not found:
         return []
-    A, d = torch.stack(columns, 1), D.reshape(-1)
-    a = torch.linalg.lstsq(A, d[:, None]).solution[:, 0]
-    if float((A @ a - d).abs().max()) / scale > EXPLAINED or \
+    A, d = torch.stack([c.double().cpu().reshape(-1) for *_, c in found], 1), D.reshape(-1)
+    a = torch.linalg.lstsq(A, d.double().cpu()[:, None]).solution[:, 0]
+    if float((A @ a - d.double().cpu()).abs().max()) / scale > EXPLAINED or \
             not all(abs(c) < 1e-6 or abs(c - 1) < 1e-6 for c in a.tolist()):
         return []
     return [f"Block ∂{key[0]}'/∂{key[1]}: in the term {text(term)}, yours has {text(W)}ᵀ "
             f"where {text(W)} belongs (a weight transposed)."
-            for (term, W), c in zip(names, a.tolist()) if abs(c - 1) < 1e-6]
+            for (term, W, _), c in zip(found, a.tolist()) if abs(c - 1) < 1e-6]
+
+
+def transposed(cell, wrt, params, state, x):
+    """`transposed_function`'s variants of every term, at (params, state, x)."""
+    return transposed_function(cell, wrt, "torch")(params, state, x)
 
 
 def diagonal_factors(term):
