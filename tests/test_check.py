@@ -420,6 +420,18 @@ def test_check_cli_draws_at_the_scales_given(tmp_path):
     assert fine.exit_code == 0 and fine.output.startswith("agrees:"), fine.output
 
 
+def test_a_wrong_diagonal_term_in_a_dense_block_is_not_called_a_diagonal_block(gru):
+    """GRU with diag(1 - z) for diag(z): it said "Block ∂h'/∂h: yours is diagonal", of a
+    dense block; the term is the diagonal one."""
+    cell, params = gru
+    z_of = lambda P, h, x: sig(lin(h, P["W_z"]) + lin(x, P["U_z"]) + P["b_z"])  # noqa: E731
+    result = gradlab.check_jacobian(lambda P, s, x: gru_jacobian(P, s, x) - D(z_of(P, s[0], x))
+                                    + D(1 - z_of(P, s[0], x)), cell, params)
+    said = " ".join(result.diagnosis)
+    assert "the diagonal term diag(z) is off entry by entry" in said, said
+    assert "yours is diagonal" not in said
+
+
 def test_a_weight_used_transposed_is_named():
     """min-char-rnn's backward with Whh where Whh.T belongs, as a Jacobian: diag(1 - h'^2) W^T."""
     rnn = gradlab.cell("rnn_tanh")

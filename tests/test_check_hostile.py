@@ -443,7 +443,7 @@ def test_whole_jacobian_factors_and_sample_dependence_are_named():
     first = check_jacobian(lambda P, s, x: exact(P, tuple(t[:1].expand_as(t) for t in s), x),
                            lstm, params)
     assert first.diagnosis[0].startswith("Sample(s) 0 agree and 1, 2, 3 do not")
-    assert "yours is diagonal, as diag(f) is, but entry by entry" in " ".join(first.diagnosis)
+    assert "the diagonal term diag(f) is off entry by entry" in " ".join(first.diagnosis)
 
 
 def test_answers_torch_or_numpy_cannot_hold_plainly_are_read_or_refused():
@@ -577,7 +577,18 @@ def test_float32_rounding_is_said_to_be_rounding_not_a_wrong_term():
                      x.float()).double()
     result = check_jacobian(in_float32, gru, params)
     assert not result.ok and "what float32 rounding leaves" in str(result)
+    assert "every entry is a float32 number" in str(result)
     assert "constant factor" not in str(result)
+
+    def differences(p, state, x):                 # float64 throughout: finite differences
+        step = gru.step_fn()
+        h, eps = state[0], 1e-6
+        base = step(p, (h,), x)[0]
+        return torch.stack([(step(p, (h + eps * torch.eye(8, dtype=h.dtype)[j],), x)[0]
+                             - base) / eps for j in range(8)], -1)
+    told = str(check_jacobian(differences, gru, params))
+    assert "finite differences leave errors of this size" in told
+    assert "every entry is a float32 number" not in told and "rtol=1e-5" not in told
 
     def one_sample(p, state, x):                  # one sample off by 1e-7: a mistake
         out = exact(p, state, x).clone()

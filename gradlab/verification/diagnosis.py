@@ -206,8 +206,8 @@ def explain_block(key, D, terms, scale):
                         f"{text(term)}); these draws cannot tell which: {shown}. One of "
                         "its diagonal factors is written wrong or missing."]
             if all(isinstance(a, DiagMatrix) for a in args):   # any diagonal error fits this
-                return [f"Block {name}: yours is diagonal, as {text(term)} is, but entry by "
-                        f"entry it is that times {times}, not 1: one of its factors, "
+                return [f"Block {name}: the diagonal term {text(term)} is off entry by "
+                        f"entry (yours is it times {times}, not 1): one of its factors, "
                         f"{candidates}, is written wrong or missing, or evaluated at other "
                         "states."]
             return [f"Block {name}: the term {text(term)} is off row by row (yours is it "

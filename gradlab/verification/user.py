@@ -232,11 +232,17 @@ def float32_rounding(theirs, exact, relative, params_dtype):
     up = int(((D * exact > 0) & differ).sum())
     if min(up, int(differ.sum()) - up) < 0.1 * int(differ.sum()):
         return None
-    return [f"Its error, {relative:.3g} relative on most entries, is what float32 rounding "
-            f"leaves ({eps:.1e}): your function may be right, computed in float32 somewhere "
-            "(a float32 tensor or constant, or torch's default dtype) and returned as "
-            "float64. Compute in float64 throughout, or pass rtol=1e-5 (--rtol) to check it "
-            "at float32's precision."]
+    if bool((theirs.float().double() == theirs).all()):     # float32 numbers, returned
+        return [f"Its error, {relative:.3g} relative on most entries, is what float32 "
+                f"rounding leaves ({eps:.1e}), and every entry is a float32 number: your "
+                "function may be right, computed in float32 (a float32 tensor or constant, "
+                "or torch's default dtype) and returned as float64. Compute in float64 "
+                "throughout, or pass rtol=1e-5 (--rtol) to check it at float32's precision."]
+    return [f"Its error, {relative:.3g} relative on most entries, is about what float32 "
+            f"rounding leaves ({eps:.1e}). If part of your function computes in float32 (a "
+            "float32 tensor or constant, or torch's default dtype), it may be right: compute "
+            "in float64 throughout to tell. If it computes in float64 throughout, this is an "
+            "error of its own, not rounding (finite differences leave errors of this size)."]
 
 
 def lower_precision(dtype, params_dtype, relative, rtol):
