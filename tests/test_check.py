@@ -446,6 +446,23 @@ def test_a_weight_used_transposed_is_named():
                                 "where W belongs (a weight transposed)."]
 
 
+def test_a_slope_broadcast_along_the_wrong_axis_is_named():
+    """(1 - h'^2)[:, None, :] * W scales W's columns: W diag(v) where diag(v) W belongs,
+    the numpy slip v * W; it was "no ... term explains the difference"."""
+    rnn = gradlab.cell("rnn_tanh")
+    P = rnn.init_params(5, 3, weight_scale=1.5, bias_scale=0.5, seed=3)
+
+    def columns(P, state, x):
+        h2 = tanh(lin(state[0], P["W"]) + lin(x, P["U"]) + P["b"])
+        return (1 - h2 ** 2)[:, None, :] * P["W"]
+
+    result = gradlab.check_jacobian(columns, rnn, P)
+    assert result.diagnosis == ["Block ∂h'/∂h: in the term diag(1 - h'^2) W, yours has "
+                                "diag(1 - h'^2) on the other side of the weight, scaling its "
+                                "columns where it scales rows (a vector broadcast along the "
+                                "wrong axis: v * W for v[:, None] * W in numpy)."]
+
+
 def test_the_other_gru_convention_and_swapped_gates_are_named(gru):
     """h' = (1 - z) h + z h~ checked against Cho's h' = z h + (1 - z) h~ is gru's exact
     Jacobian with z's parameters negated (sigma(-a) = 1 - z); r and z read the other way

@@ -22,7 +22,7 @@ import sympy as sp
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from . import hoist
-from .terms import MAX_TERMS, block_terms, term_count, transposes  # noqa: F401
+from .terms import MAX_TERMS, block_terms, slips, term_count  # noqa: F401
 from .backends import backend
 from .codeprinter import ArrayPrinter, identifier
 from ..errors import GradlabError
@@ -36,8 +36,8 @@ def source(cell, what):
     split in two (`hoist`): `step_inputs`, the state-free part for any number of rows
     at once, and `step_hoisted`, the rest, which takes its results as extra arguments;
     or `terms_state` / `terms_input`: one row per block (row-major), the block's terms
-    (`block_terms`), for taking a Jacobian apart numerically; `transposed_state` /
-    `transposed_input` the same for `transposes` (the terms with a weight transposed)."""
+    (`block_terms`), for taking a Jacobian apart numerically; `slips_state` /
+    `slips_input` the same for `slips` (the terms as a hand derivation may get them)."""
     args = [*cell.param_symbols, *cell.state_symbols, cell.input_symbol]
     lets = cell.lets
     if what == "step":
@@ -57,9 +57,9 @@ def source(cell, what):
     elif what.startswith("terms_"):
         rows = [list(block_terms(b)) or [None]
                 for row in cell.jacobian_blocks(what.removeprefix("terms_")) for b in row]
-    elif what.startswith("transposed_"):
-        rows = [[v for _, _, v in transposes(b)] or [None]
-                for row in cell.jacobian_blocks(what.removeprefix("transposed_")) for b in row]
+    elif what.startswith("slips_"):
+        rows = [[v for _, _, v in slips(b)] or [None]
+                for row in cell.jacobian_blocks(what.removeprefix("slips_")) for b in row]
     else:
         rows = cell.jacobian_blocks(what.removeprefix("jacobian_"))
     return _function(what, args, lets, rows)
@@ -373,14 +373,14 @@ def terms_function(cell, wrt, backend_name):
     return evaluate
 
 
-def transposed_function(cell, wrt, backend_name):
-    """f(params, state, x) -> {(out part, in part): [(term, W, (B, n, w) array), ...]}:
-    each term of each block with one square weight factor W written W^T (`transposes`),
-    evaluated: what a Jacobian with that weight transposed holds in place of the term."""
-    fn, xp = compiled(cell, f"transposed_{wrt}", backend_name), backend(backend_name)
+def slips_function(cell, wrt, backend_name):
+    """f(params, state, x) -> {(out part, in part): [(term, slip, (B, n, w) array), ...]}:
+    each term of each block as a hand derivation may get it wrong (`slips`), evaluated:
+    what a Jacobian with that slip holds in place of the term."""
+    fn, xp = compiled(cell, f"slips_{wrt}", backend_name), backend(backend_name)
     ins = cell.state_names if wrt == "state" else (cell.input_name,)
     keys = [(a, b) for a in cell.state_names for b in ins]
-    found = [transposes(b) for row in cell.jacobian_blocks(wrt) for b in row]
+    found = [slips(b) for row in cell.jacobian_blocks(wrt) for b in row]
 
     def evaluate(params, state, x):
         n, m, B, args = prepare(cell, params, state, x, backend_name)

@@ -1,9 +1,10 @@
 """A Jacobian block as the sum of its terms, multiplied out, and the terms as a hand
-derivation may get them wrong: with a weight transposed (`transposes`)."""
+derivation may get them wrong (`slips`): a weight transposed, columns scaled for rows."""
 
 import math
 
 import sympy as sp
+from sympy.matrices.expressions.diagonal import DiagMatrix
 
 # Terms a block may be multiplied out into: a deep stack's cross-layer block has ~4^L (L
 # LSTM layers: 64 at L = 3, multiplied out in 7 s; 256 at L = 4, minutes), kept whole
@@ -37,16 +38,22 @@ def block_terms(block):
     return tuple(expanded.args) if isinstance(expanded, sp.MatAdd) else (expanded,)
 
 
-def transposes(block):
-    """((term, W, variant), ...): for each term of the block (`block_terms`) and each square
-    weight W that is a factor of it (diag(v) W, W diag(r), -diag(u) W_z ...), the term
-    with that one factor written W^T, the classic slip of a hand derivation (min-char-rnn's
-    backward uses Whh where Whh.T belongs). Weights inside a diag(...) are not factors."""
+def slips(block):
+    """((term, (kind, factor), variant), ...): each term of the block (`block_terms`) as a
+    hand derivation may get it wrong, a slip at a time. kind "transposed": a square weight
+    W that is a factor of the term (diag(v) W, W diag(r), -diag(u) W_z ...) written W^T
+    (min-char-rnn's backward uses Whh where Whh.T belongs). kind "columns": diag(v) W
+    written W diag(v), the columns scaled where the rows belong (v broadcast along the
+    wrong axis: v * W in numpy). Weights inside a diag(...) are not factors."""
     out = []
     for term in block_terms(block):
         args = term.args if isinstance(term, sp.MatMul) else (term,)
         for i, W in enumerate(args):
-            if isinstance(W, sp.MatrixSymbol) and W.shape[0] == W.shape[1] != 1:
-                out.append((term, W, sp.MatMul(*args[:i], W.T, *args[i + 1:])
-                            if len(args) > 1 else W.T))
+            if not (isinstance(W, sp.MatrixSymbol) and W.shape[0] == W.shape[1] != 1):
+                continue
+            out.append((term, ("transposed", W), sp.MatMul(*args[:i], W.T, *args[i + 1:])
+                        if len(args) > 1 else W.T))
+            if i and isinstance(args[i - 1], DiagMatrix):
+                out.append((term, ("columns", args[i - 1]),
+                            sp.MatMul(*args[:i - 1], W, args[i - 1], *args[i + 1:])))
     return tuple(out)

@@ -3,8 +3,9 @@
 `diagnose` tries, in turn: the transpose (the other layout), the state parts in another
 order, blocks placed or each transposed, weights in another gate order, biases left out,
 then block by block the derivation's terms: one missing, doubled, sign-flipped or scaled
-(least squares over the evaluated terms), or wrong row by row (a diagonal factor, such as
-an activation's slope, written wrong). What none explains is said so, worst entries shown.
+(least squares over the evaluated terms), wrong row by row (a diagonal factor, such as
+an activation's slope, written wrong), or written with a slip (slips.py: a weight
+transposed, a vector scaling columns where it scales rows). What none explains is said so, worst entries shown.
 """
 
 import itertools
@@ -16,8 +17,8 @@ from sympy import HadamardProduct, MatMul, MatrixSymbol
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from ..interop import GATES, layer_cell
-from ..lowering.lower import transposed_function
 from ..symbolic.printing import text
+from .slips import slip_variants, slipped
 
 UNEXPLAINED = "no missing, extra, sign-flipped"    # a block no term explains, as said
 EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
@@ -136,8 +137,9 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
             continue
         scale = float(ref.abs().max()) or 1.0
         said = explain_block(key, mine - ref, terms.get(key, []), scale) \
-            or transposed_weights(key, mine - ref, terms.get(key, []),
-                                  transposed(cell, wrt, params, state, x).get(key, []), scale)
+            or slipped(key, mine - ref, terms.get(key, []),
+                       slip_variants(cell, wrt, params, state, x).get(key, []), scale,
+                       EXPLAINED)
         if said:
             sentences += said
         else:
@@ -214,30 +216,6 @@ def explain_block(key, D, terms, scale):
                     f"times {times}, not 1): one of its diagonal factors, {candidates}, is "
                     "written wrong or missing (an activation's slope?)."]
     return []
-
-
-def transposed_weights(key, D, terms, variants, scale):
-    """Sentences naming the terms whose square weight W the difference D says was used
-    transposed (diag(v) W^T, -diag(u) W_z^T, W^T diag(r): min-char-rnn's backward with Whh
-    where Whh.T belongs), from `variants` [(term, W, the term with W^T evaluated)] and the
-    evaluated `terms`; [] when no set of them explains D."""
-    values = dict(terms)
-    found = [(t, W, v - values[t]) for t, W, v in variants if t in values]
-    if not found:
-        return []
-    A, d = torch.stack([c.double().cpu().reshape(-1) for *_, c in found], 1), D.reshape(-1)
-    a = torch.linalg.lstsq(A, d.double().cpu()[:, None]).solution[:, 0]
-    if float((A @ a - d.double().cpu()).abs().max()) / scale > EXPLAINED or \
-            not all(abs(c) < 1e-6 or abs(c - 1) < 1e-6 for c in a.tolist()):
-        return []
-    return [f"Block ∂{key[0]}'/∂{key[1]}: in the term {text(term)}, yours has {text(W)}ᵀ "
-            f"where {text(W)} belongs (a weight transposed)."
-            for (term, W, _), c in zip(found, a.tolist()) if abs(c - 1) < 1e-6]
-
-
-def transposed(cell, wrt, params, state, x):
-    """`transposed_function`'s variants of every term, at (params, state, x)."""
-    return transposed_function(cell, wrt, "torch")(params, state, x)
 
 
 def diagonal_factors(term):
