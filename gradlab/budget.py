@@ -26,9 +26,10 @@ def available_bytes(device="cpu"):
     """Memory free for a new job on `device`, in bytes (None where it cannot be read)."""
     if str(device).startswith("cuda"):
         import torch
-        try:
-            return int(torch.cuda.mem_get_info()[0])
-        except (RuntimeError, AssertionError):
+        try:                 # torch's cache of freed blocks is free to torch's next arrays
+            cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+            return int(torch.cuda.mem_get_info(device)[0]) + cached
+        except (RuntimeError, AssertionError, ValueError):
             return None
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
@@ -118,11 +119,11 @@ def ensure_walk_fits(call, cell, xs, state0):
     (B, S, S) products and Jacobians, refused in one line before the forward run where
     they cannot fit (a notebook kernel would swap, or die, instead)."""
     T, B, m = xs.shape
-    parts = len(state0)
     S = sum(s.shape[-1] for s in state0)
-    need = flow_bytes(hidden=-(-S // parts), inputs=m, steps=T, batch=B, parts=parts,
-                      params=len(getattr(cell, "param_names", ())) or 1,
-                      itemsize=xs.element_size())
+    # what any of them certainly keeps (the CLI's estimate is generous; a refusal here must
+    # never stop a call that fits): the states and hoisted inputs, and a running product
+    # with a Jacobian and the product of the two, (B, S, S) each
+    need = xs.element_size() * (2 * (T + 1) * B * (S + m) + 3 * B * S * S)
     return ensure_fits(need, what=f"{call} at state size S = {S}, T = {T} steps, batch "
                                   f"B = {B} ({str(xs.dtype).removeprefix('torch.')})",
                        device=xs.device, advice="hidden size, fewer inputs or steps, or a smaller batch")

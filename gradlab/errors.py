@@ -34,6 +34,11 @@ class GradlabTypeError(GradlabError, TypeError):
     that is also Python's TypeError, so that `iterable(x)` tests still read False."""
 
 
+class GradlabAttributeError(GradlabError, AttributeError):
+    """An attribute that may not be set (what a cell is, what a Flow measured): a
+    GradlabError that is also Python's AttributeError, as a frozen dataclass's refusal is."""
+
+
 class GradlabKeyError(GradlabError, KeyError):
     """A key that names nothing: a GradlabError that is also Python's KeyError (printed
     as its message, not as KeyError's quoted repr)."""

@@ -2,6 +2,7 @@
 --cells and number lists, and progress on stderr. Parsing and printing only: the commands
 in `cli` call the library with what these return."""
 
+import errno
 import math
 import os
 import pathlib
@@ -187,14 +188,19 @@ class Progress:
 
 
 def echo(message="", *, err=False, nl=True):
-    """click.echo that a reader who went away cannot stop (`| head`, `| true`, `2>&-`, a
-    full disk): the work goes on and the exit status stays the verdict's (a disagreeing
-    `check` piped into `true` exited 0, and a report whose progress line met a closed
-    stderr was dropped, exit 0). The stream then goes to /dev/null, so later writes and
-    the interpreter's last flush are dropped too."""
+    """click.echo that a reader who went away cannot stop (`| head`, `| true`, `>&-`): the
+    work goes on and the exit status stays the verdict's (a disagreeing `check` piped into
+    `true` exited 0, and a report whose progress line met a closed stderr was dropped,
+    exit 0). The stream then goes to /dev/null, so later writes and the interpreter's last
+    flush are dropped too. On stdout, the output itself, any other failure (a full disk)
+    is an error; on stderr, where only notes and progress go, none stops the work."""
     try:
         click.echo(message, err=err, nl=nl)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as failed:
+        gone = isinstance(failed, BrokenPipeError) or getattr(failed, "errno", None) == \
+            errno.EBADF or (isinstance(failed, ValueError) and "closed file" in str(failed))
+        if not (err or gone):
+            raise
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), (sys.stderr if err else sys.stdout)
                     .fileno())

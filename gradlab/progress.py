@@ -1,19 +1,21 @@
 """Progress of long loops: on stderr by default, or for whoever listens (the CLI).
 
 The loops over time steps (the forward run, the backward walk, Lyapunov's QR iteration,
-training) call `advance(what, done, total)` at every step. With no listener, a loop that
-has run for more than SILENT seconds says how far it is on stderr, one line every SILENT
-seconds and one when it ends, so a long call from Python or a notebook is never silent:
+training) call `advance(what, done, total)` at every step. With no listener, work that
+has gone on for more than SILENT seconds says how far it is on stderr, one line every
+SILENT seconds (and one when a loop it spoke of ends), so a long call from Python or a
+notebook is never silent:
 
     gradlab: backward walk: step 1,200 of 10,000 (10 s)
 
 `listening(fn)` makes `fn(what, done, total)` hear every step instead, for the duration of
-a `with` block, in this thread and context only (the CLI draws its own bar that way);
-`listening(None)` silences it.
+a `with` block, in this thread and context only (the CLI draws its own bar that way;
+a thread started inside the block has a context of its own); `listening(None)` silences it.
 """
 
 import contextlib
 import contextvars
+import math
 import sys
 import time
 
@@ -21,23 +23,29 @@ SILENT = 10.0            # seconds a loop runs before its first line, and betwee
 
 
 class _Stderr:
-    """The default listener: a line on stderr every SILENT seconds of one loop."""
+    """The default listener: a line on stderr every SILENT seconds of steady work. The
+    clock runs from the first step after SILENT seconds with none, whatever loops take
+    turns meanwhile (training, and the flows it measures between its steps); a loop it
+    spoke of says so when it ends."""
+
+    clock = staticmethod(time.monotonic)
 
     def __init__(self):
-        self.what, self.done, self.start, self.last = None, 0, 0.0, 0.0
+        self.begun = self.seen = self.last = -math.inf
+        self.spoke = None                     # the loop last spoken of, until it ends
 
     def __call__(self, what, done, total):
-        now = time.monotonic()
-        if what != self.what or done <= self.done:           # a new loop
-            self.what, self.start, self.last = what, now, now
-        self.done = done
-        spoke = self.last > self.start
-        if now - self.last >= SILENT or (spoke and done == total):
-            self.last = now
+        now = self.clock()
+        if now - self.seen >= SILENT:         # work again after a pause: a new clock
+            self.begun = self.last = now
+        self.seen = now
+        ending = done == total and self.spoke == what
+        if (now - self.last >= SILENT or ending) and sys.stderr is not None:
+            self.last, self.spoke = now, None if done == total else what
             end = " done" if done == total else ""
             try:
                 print(f"gradlab: {what}: step {done:,} of {total:,}{end} "
-                      f"({now - self.start:.0f} s)", file=sys.stderr, flush=True)
+                      f"({now - self.begun:.0f} s)", file=sys.stderr, flush=True)
             except (OSError, ValueError):           # a closed or broken stderr: no word
                 pass
 

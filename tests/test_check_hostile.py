@@ -241,6 +241,16 @@ def test_a_batch_error_and_a_per_sample_error_are_both_named():
         in message
 
 
+def test_an_error_raised_with_the_working_folder_gone_is_still_one_line(tmp_path,
+                                                                         monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    with pytest.raises(GradlabError, match="raised LinAlgError at .* in <lambda>: Singular"):
+        check_jacobian(lambda P, s, x: np.linalg.inv(np.zeros((3, 3))), CELL, PARAMS)
+
+
 def test_an_error_in_the_users_code_says_which_line_of_it_raised(tmp_path, monkeypatch):
     """Where the function's own line raised, not torch's or gradlab's: the line that
     called torch.matmul, with the shapes torch names."""

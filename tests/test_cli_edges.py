@@ -192,6 +192,17 @@ def test_a_closed_stderr_drops_progress_not_the_work(tmp_path):
     assert code == 2 and out == b""
 
 
+def test_a_full_disk_under_stdout_is_still_an_error(tmp_path):
+    """Output that cannot be written is an error, not a reader that went away: `gradlab
+    cells > /dev/full` must not exit 0 with nothing written."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "gradlab", "cells"], stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=120, env=SAME)
+    assert run.returncode == 2 and "No space left on device" in run.stderr
+
+
 def test_option_slips_are_named_as_typed(tmp_path, monkeypatch):
     """'1e-400,0' said only 'needs distinct numbers' (1e-400 is 0 in float64); '1,1' did
     not name the repeat; --block , showed ('', '')."""

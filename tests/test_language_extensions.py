@@ -155,7 +155,7 @@ def test_a_scalar_parameter_given_as_a_bare_number_says_how_to_give_it():
     params["gamma"] = torch.tensor(0.5, dtype=torch.float64)              # shape ()
     state, x = (torch.zeros(2, 3, dtype=torch.float64),), torch.zeros(2, 2, dtype=torch.float64)
     with pytest.raises(GradlabError, match=r"'gamma' .* has shape \(\), expected \(1,\) .*"
-                       r"a scalar parameter has shape \(1,\), \[0.5\] not 0.5$"):
+                       r"a scalar parameter holds one number in shape \(1,\), as \[x\] not as a 0-d x$"):
         antisymmetric.step_fn()(params, state, x)
 
 

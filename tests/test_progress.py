@@ -33,7 +33,7 @@ def test_a_long_call_from_python_says_how_far_it_is_on_stderr(monkeypatch, capsy
     """No listener (Python, a notebook): a loop longer than SILENT seconds prints a line
     every SILENT seconds and one when it ends; a short one prints nothing."""
     clock = iter(range(0, 1000, 4))                   # each step takes 4 "seconds"
-    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(progress._Stderr, "clock", staticmethod(lambda: next(clock)))
     monkeypatch.setattr(progress, "SILENT", 10.0)
     with progress.listening(progress._Stderr()):
         for done in range(1, 8):
@@ -82,3 +82,35 @@ def test_annealed_mean_field_is_heard():
         gradlab.mean_field("lstm", units=16, burn_in=3, steps=5)
     assert [(d, t) for w, d, t in heard if w == "annealed mean field"] == \
         [(d, 8) for d in range(1, 9)]
+
+
+def test_loops_taking_turns_are_timed_together(monkeypatch, capsys):
+    """Training with a flow measured between its steps: the clock restarted at every
+    change of loop, and a call of minutes said nothing. It runs while the work does."""
+    clock = iter(range(0, 1000, 3))
+    monkeypatch.setattr(progress._Stderr, "clock", staticmethod(lambda: next(clock)))
+    monkeypatch.setattr(progress, "SILENT", 10.0)
+    with progress.listening(progress._Stderr()):
+        for step in range(1, 7):
+            progress.advance("training", step, 6)
+            progress.advance("forward run", 1, 1)                # 3 "seconds" each
+    assert capsys.readouterr().err.splitlines() == [
+        "gradlab: training: step 3 of 6 (12 s)", "gradlab: training: step 5 of 6 (24 s)",
+        "gradlab: training: step 6 of 6 done (30 s)"]
+
+
+def test_with_no_listener_a_long_call_prints_and_a_silenced_one_does_not(monkeypatch,
+                                                                         capsys):
+    """The default wiring itself: a fresh context (a new session) prints to stderr."""
+    import contextvars
+    monkeypatch.setattr(progress, "SILENT", 0.0)
+    cell = gradlab.cell("rnn_tanh")
+    params = cell.init_params(3, 2, seed=0)
+    xs = torch.randn(4, 1, 2, dtype=torch.float64)
+    contextvars.Context().run(lambda: gradlab.gradient_flow(cell, params, xs).log_norm())
+    heard = capsys.readouterr().err.splitlines()
+    assert heard and all(line.startswith("gradlab: ") for line in heard)
+    assert "gradlab: forward run: step 1 of 4 (0 s)" in heard
+    with progress.listening(None):
+        gradlab.gradient_flow(cell, params, xs).log_norm()
+    assert capsys.readouterr().err == ""

@@ -146,6 +146,13 @@ def test_subs_of_a_whole_jacobian_reads_as_the_derivation_would():
     assert str(shut["c", "c"]) == "0" and shut["c", "c"].shape == f.shape[:1] * 2
 
 
+def test_a_subs_that_changes_nothing_keeps_the_numbers():
+    J = gradlab.cell("lstm").jacobian()
+    same = J.subs(sp.Symbol("unused"), 1)
+    assert same is J and same.at(*random_inputs(gradlab.cell("lstm"), 3, 2, 1)).shape == \
+        (1, 6, 6)
+
+
 def test_doit_keeps_every_block_its_shape_and_its_numbers():
     """SymPy's DiagMatrix(ZeroMatrix(n, 1)).doit() is (n, 1): J.doit() after a subs that
     zeroes a gate ended in ValueError from BlockMatrix. A cell's own J.doit() still
@@ -163,8 +170,11 @@ def test_as_explicit_at_a_symbolic_size_names_the_ways_to_numbers():
     """SymPy said only "Matrix with symbolic shape cannot be represented explicitly"."""
     J = gradlab.cell("gru").jacobian()
     with pytest.raises(GradlabError, match=r"^as_explicit needs numeric sizes.*J\.explicit\("
-                       r"n=2\).*J\.subs\(Symbol\('n', integer=True, positive=True\), 2\)"):
+                       r"n=2\).*J\.subs\(\{Symbol\('n', integer=True, positive=True\): 2\}\)"):
         J.as_explicit()
+    with pytest.raises(GradlabError, match=r"positive=True\): 2, Symbol\('m', integer=True, "
+                       r"positive=True\): 1\}\)\.as_explicit\(\)$"):
+        gradlab.cell("gru").jacobian("input").as_explicit()       # m too, where it is one
     n = sp.Symbol("n", integer=True, positive=True)
     assert J.subs(n, 2).as_explicit().shape == (2, 2)
 

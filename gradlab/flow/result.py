@@ -5,8 +5,8 @@ import math
 import numpy as np
 import torch
 
-from ..errors import (GradlabError, arguments_checked, check_seed, flag, integer,
-                      methods_checked)
+from ..errors import (GradlabAttributeError, GradlabError, arguments_checked, check_seed,
+                      flag, integer, methods_checked)
 from .benettin import exponents_along
 from .bound import as_inputs
 from .lanczos import tolerance
@@ -70,9 +70,10 @@ class Flow:
         """What was measured is fixed (flow.T = 3 changed rate(), silently; flow.revrse =
         True was taken): only the Flow's own caches, private, are set after it is made."""
         if not key.startswith("_") and "_pending" in self.__dict__:
-            raise GradlabError(f"a Flow's {key} is fixed: call gradient_flow again for "
-                               "another analysis" if hasattr(self, key) else f"a Flow has "
-                               f"no attribute {key!r}; options are given to gradient_flow")
+            raise GradlabAttributeError(
+                f"a Flow's {key} is fixed: call gradient_flow again for another analysis"
+                if hasattr(self, key) else f"a Flow has no attribute {key!r}; options are "
+                "given to gradient_flow")
         super().__setattr__(key, value)
 
     # copies: the walk reads the originals later, so changing these in place changes nothing

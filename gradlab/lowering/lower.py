@@ -266,7 +266,8 @@ def prepare(cell, params, state, x, backend_name=None):
                 raise GradlabError(f"x has {m} inputs a step (shape {tuple(x.shape)}), but "
                                    f"param '{p}' of cell '{cell.name}' has shape "
                                    f"{tuple(value.shape)}, for {value.shape[1]} inputs")
-            scalar = ": a scalar parameter has shape (1,), [0.5] not 0.5" if shape == (1, 1) else ""
+            scalar = (": a scalar parameter holds one number in shape (1,), as [x] not as "
+                      "a 0-d x") if shape == (1, 1) and value.ndim == 0 else ""
             raise GradlabError(f"param '{p}' of cell '{cell.name}' has shape "
                                f"{tuple(value.shape)}, expected {expected} (n = {n} from the "
                                f"state, m = {m} from x {tuple(x.shape)}){scalar}")

@@ -44,10 +44,13 @@ class Blocks(BlockMatrix):
         """SymPy's, once the sizes are numbers; with n (and m) symbolic, one line naming
         the ways to numbers instead of SymPy's "symbolic shape" ValueError."""
         if not all(isinstance(d, (int, sp.Integer)) for d in self.shape):
+            sizes = ", ".join(f"Symbol('{s}', integer=True, positive=True): {v}" for s, v in
+                              (("n", 2), ("m", 1)) if any(str(d.free_symbols) == "{%s}" % s
+                                                          for d in self.shape))
             raise GradlabError("as_explicit needs numeric sizes, and this has n (or m) "
                                "symbolic: J.explicit(n=2) writes each block out entry by "
-                               "entry, or substitute the sizes first: J.subs(Symbol('n', "
-                               "integer=True, positive=True), 2).as_explicit()")
+                               f"entry, or substitute the sizes first: J.subs({{{sizes}}})"
+                               ".as_explicit()")
         return super().as_explicit()
 
     def at(self, *args, **kwargs):

@@ -14,7 +14,7 @@ from .equations import check_constants, check_symbols, repeatable
 from .expressions import Equation, Equations, Lets
 from .frozen import FrozenDict, shape_of
 from .dag import free_symbols
-from ..errors import GradlabError, choice
+from ..errors import GradlabAttributeError, GradlabError, choice
 
 WRT = ("state", "input")
 BACKENDS = ("torch", "numpy")
@@ -169,6 +169,7 @@ class Cell:
         _check_gate_bias(name, gate_bias, self.param_shapes)
         self._fn = fn
         self.lets, self.outputs = repeatable(name, self._build(fn), lambda: self._build(fn))
+        self._made = True
 
     @property
     def declaration(self):
@@ -176,17 +177,25 @@ class Cell:
         language): a stacked cell runs it once per layer on renamed symbols."""
         return self._fn
 
-    FIXED = ("name", "source", "gate_bias", "doc", "state_names", "param_shapes",
-             "param_names", "input_name", "lets", "outputs")
+    FIXED = ("name", "source", "gate_bias", "gate_biases", "doc", "state_names",
+             "param_shapes", "param_names", "input_name", "lets", "outputs", "stacked")
 
     def __setattr__(self, key, value):
-        """What a cell is (its name, parts, parameters, equations) is set once: the
-        catalogue's cells are shared, and a rename or an edit would change them for every
-        later gradlab.cell(...) in the session."""
-        if key in self.FIXED and key in self.__dict__:
-            raise GradlabError(f"cell '{self.name}': {key} is fixed once the cell is "
-                               "declared; declare a new cell (gradlab.declare) for another")
+        """What a cell is (its name, parts, parameters, equations, the biases init moves)
+        is set once, when it is made (`stack` sets its own two then): the catalogue's
+        cells are shared, and an edit would change them for every later gradlab.cell(...)
+        in the session."""
+        self._unfixed(key)
         super().__setattr__(key, value)
+
+    def __delattr__(self, key):
+        self._unfixed(key)
+        super().__delattr__(key)
+
+    def _unfixed(self, key):
+        if key in self.FIXED and self.__dict__.get("_made"):
+            raise GradlabAttributeError(f"cell '{self.name}': {key} is fixed once the cell "
+                                        "is declared; declare a new cell (gradlab.declare)")
 
     # a Cell is immutable: copies are itself, and a registered one pickles by its name
     __copy__ = lambda self: self                                  # noqa: E731

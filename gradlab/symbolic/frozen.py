@@ -2,7 +2,7 @@
 and the shape a parameter is given or takes from its name (`shape_of`)."""
 
 from .language import SIZES
-from ..errors import GradlabError
+from ..errors import GradlabError, GradlabTypeError
 
 
 class FrozenDict(dict):
@@ -10,9 +10,9 @@ class FrozenDict(dict):
     shared by every caller, so an edit would change them for the whole session)."""
 
     def _fixed(self, *args, **kwargs):
-        raise GradlabError("a cell's parameters and equations are fixed once it is declared; "
-                           "declare a new cell (gradlab.declare) or copy this into a dict "
-                           "first, dict(...)")
+        raise GradlabTypeError("a cell's parameters and equations are fixed once it is "
+                               "declared: this mapping takes no changes; declare a new cell "
+                               "(gradlab.declare), or copy it first, dict(...)")
 
     __setitem__ = __delitem__ = __ior__ = _fixed
     pop = popitem = clear = update = setdefault = _fixed

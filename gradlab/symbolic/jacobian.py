@@ -234,6 +234,8 @@ class Jacobian(Blocks):
         J.subs(f, OneMatrix(n, 1)) has ∂c'/∂c = I, not diag(1), and no term in
         diag(c ⊙ 1 ⊙ (1 - 1)). Its numbers are no longer the cell's (`at` refuses)."""
         J = super().subs(*args, **kwargs)
+        if J == self:                          # nothing to substitute: still the cell's
+            return self
         return self._tidied(J.blocks.tolist()) if isinstance(J, Jacobian) else J
 
     def doit(self, **hints):

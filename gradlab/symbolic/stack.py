@@ -216,6 +216,6 @@ def _stack(layer_cell, layers, name, exogenous):
     stacked = Cell(declaration, name=name, state=state, params=params, inputs=x,
                    source=f"{layers} stacked layers of {layer_cell.name}{one_way} "
                           f"({layer_cell.source})", gate_bias=gate_bias)
-    stacked.stacked = True           # `stack` refuses to stack it again
-    stacked.gate_biases = every
+    object.__setattr__(stacked, "stacked", True)    # `stack` refuses to stack it again
+    object.__setattr__(stacked, "gate_biases", every)   # (set as it is made: Cell.FIXED)
     return stacked

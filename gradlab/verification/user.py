@@ -59,14 +59,25 @@ def where_raised(err):
     """" at file:line in name" of the innermost frame of the user's own code that `err`
     passed through (not gradlab's, torch's or Python's own: where a torch call in the
     user's function raised, the line that called it), or "" where there is none."""
+    import site
     import sysconfig
-    ours = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))] + [
-        os.path.abspath(sysconfig.get_paths()[k]) for k in ("stdlib", "purelib", "platlib")]
+    try:
+        here = os.getcwd()
+    except OSError:                    # (the working folder was removed)
+        here = None
+    ours = [os.path.dirname(os.path.dirname(__file__))] + [
+        sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")] + [
+        p for p in (*getattr(site, "getsitepackages", list)(), site.USER_SITE) if p]
+    ours = [os.path.normpath(p) for p in ours if os.path.isabs(p)]
     found = ""
     for frame, line in traceback.walk_tb(err.__traceback__):
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not any(path.startswith(root + os.sep) for root in ours):
-            shown = os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+        path = frame.f_code.co_filename
+        path = os.path.join(here, path) if here and not os.path.isabs(path) else path
+        parts = set(path.split(os.sep))
+        if not (any(path.startswith(root + os.sep) for root in ours)
+                or parts & {"site-packages", "dist-packages"}):
+            shown = os.path.relpath(path, here) if here and path.startswith(here + os.sep) \
+                else path
             found = f" at {shown}:{line} in {frame.f_code.co_name}"
     return found
 
