@@ -328,7 +328,7 @@ def test_a_max_steps_that_cannot_fit_is_named(tmp_path):
     """The memory refusal advised '--hidden, --steps or --batch' for a huge --max-steps."""
     result = invoke("sweep", "--cells", "rnn_tanh", "--max-steps", "99999999999", "--out",
                     tmp_path / "s")
-    assert_one_line_error(result, "use a smaller --hidden, --max-steps or --batch")
+    assert_one_line_error(result, "use a smaller --hidden, --inputs, --max-steps or --batch")
 
 
 def test_a_cell_mean_field_cannot_read_is_swept_without_theory(tmp_path, blank_heatmaps):
