@@ -241,6 +241,18 @@ def test_a_batch_error_and_a_per_sample_error_are_both_named():
         in message
 
 
+def test_one_matrix_for_a_batch_says_so_when_one_sample_at_a_time_fails():
+    """A batch answered with one (n, n) matrix was told only as the per-sample call's
+    error (diag(): Got 0D), never that the batched call returned (n, n)."""
+    def first_only(P, s, x):
+        h = torch.tanh(s[0] @ P["W"].T + x @ P["U"].T + P["b"])
+        return torch.diag(1 - h[0] ** 2) @ P["W"]
+    with pytest.raises(GradlabError, match=r"^the function under test returned shape \(3, 3\) "
+                       r"for a batch of 4 \(expected \(4, 3, 3\)\); called one sample at a "
+                       r"time, the function under test raised RuntimeError"):
+        check_jacobian(first_only, CELL, PARAMS, batch=4)
+
+
 def test_an_error_raised_with_the_working_folder_gone_is_still_one_line(tmp_path,
                                                                          monkeypatch):
     gone = tmp_path / "gone"

@@ -169,7 +169,13 @@ def batched_jacobian(fn, params, state, x, shape, hints=None):
         return out, False, dtype
     if tuple(out.shape) != (B, *shape):
         if out.ndim == 2:                             # one sample at a time
-            single, dtype = per_sample(fn, params, state, x, shape)
+            try:
+                single, dtype = per_sample(fn, params, state, x, shape)
+            except GradlabError as one:
+                raise GradlabError(f"the function under test returned shape "
+                                   f"{tuple(out.shape)} for a batch of {B} (expected ({B}, "
+                                   f"{shape[0]}, {shape[1]})); called one sample at a time, "
+                                   f"{one}") from None
             return single, COLLAPSED if tuple(out.shape) == shape else True, dtype
         said = ""
         if tuple(out.shape) == (*shape, B):
