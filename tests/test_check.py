@@ -463,6 +463,23 @@ def test_a_slope_broadcast_along_the_wrong_axis_is_named():
                                 "wrong axis: v * W for v[:, None] * W in numpy)."]
 
 
+def test_a_block_written_in_another_blocks_place_is_named():
+    """∂h'/∂c put where ∂c'/∂h belongs (or two blocks' rows swapped) was "no ... term
+    explains the difference": each such block is named as the exact block it is."""
+    lstm = gradlab.cell("lstm")
+    P = lstm.init_params(4, 3, weight_scale=1.5, bias_scale=0.5, seed=0)
+    exact = lstm.jacobian_fn("state")
+
+    def misplaced(P, state, x):
+        J = exact(P, state, x).clone()
+        J[:, 4:, :4] = J[:, :4, 4:]
+        return J
+
+    assert gradlab.check_jacobian(misplaced, lstm, P).diagnosis == [
+        "Block ∂c'/∂h: yours is gradlab's ∂h'/∂c, a block written in the wrong place (rows "
+        "are the new state's parts, columns the old state's)."]
+
+
 def test_the_other_gru_convention_and_swapped_gates_are_named(gru):
     """h' = (1 - z) h + z h~ checked against Cho's h' = z h + (1 - z) h~ is gru's exact
     Jacobian with z's parameters negated (sigma(-a) = 1 - z); r and z read the other way

@@ -144,6 +144,15 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
             sentences += said
         else:
             unexplained.append(key)
+    for key in list(unexplained):       # a block that is another one, placed here
+        mine = blocks.part(theirs, key)
+        other = next((k for k in blocks.keys if k != key and blocks.part(exact, k).shape
+                      == mine.shape and close(mine, blocks.part(exact, k))), None)
+        if other is not None and not close(blocks.part(exact, key), blocks.part(exact, other)):
+            unexplained.remove(key)
+            sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: yours is gradlab's "
+                             f"∂{other[0]}'/∂{other[1]}, a block written in the wrong place "
+                             "(rows are the new state's parts, columns the old state's).")
     for key in unexplained:
         sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: {UNEXPLAINED} or "
                          "rescaled term explains the difference. Worst entries "
