@@ -359,35 +359,33 @@ def terms_function(cell, wrt, backend_name):
     """f(params, state, x) -> {(out part, in part): [(term, (B, n, w) array), ...]}: every
     term of every block of the state (or input) Jacobian, evaluated; a block's terms sum to
     the block as `jacobian_function` gives it."""
-    fn, xp = compiled(cell, f"terms_{wrt}", backend_name), backend(backend_name)
-    ins = cell.state_names if wrt == "state" else (cell.input_name,)
-    keys = [(a, b) for a in cell.state_names for b in ins]
-    terms = [block_terms(b) for row in cell.jacobian_blocks(wrt) for b in row]
-
-    def evaluate(params, state, x):
-        n, m, B, args = prepare(cell, params, state, x, backend_name)
-        width = n if wrt == "state" else m
-        rows = fn(n, m, x, *args)
-        return {key: [(t, _full(xp, v, (B, n, width))) for t, v in zip(ts, row) if v is not None]
-                for key, ts, row in zip(keys, terms, rows)}
-
-    return evaluate
+    return _labelled(cell, wrt, backend_name, "terms",
+                     [[(t,) for t in block_terms(b)] for row in cell.jacobian_blocks(wrt)
+                      for b in row])
 
 
+@functools.lru_cache(maxsize=None)
 def slips_function(cell, wrt, backend_name):
     """f(params, state, x) -> {(out part, in part): [(term, slip, (B, n, w) array), ...]}:
     each term of each block as a hand derivation may get it wrong (`slips`), evaluated:
     what a Jacobian with that slip holds in place of the term."""
-    fn, xp = compiled(cell, f"slips_{wrt}", backend_name), backend(backend_name)
+    return _labelled(cell, wrt, backend_name, "slips",
+                     [[(t, slip) for t, slip, _ in slips(b)]
+                      for row in cell.jacobian_blocks(wrt) for b in row])
+
+
+def _labelled(cell, wrt, backend_name, what, labels):
+    """f(params, state, x) -> {(out part, in part): [(*label, (B, n, w) array), ...]} for
+    the lowered `what`_`wrt`, whose row for each block holds one value per label."""
+    fn, xp = compiled(cell, f"{what}_{wrt}", backend_name), backend(backend_name)
     ins = cell.state_names if wrt == "state" else (cell.input_name,)
     keys = [(a, b) for a in cell.state_names for b in ins]
-    found = [slips(b) for row in cell.jacobian_blocks(wrt) for b in row]
 
     def evaluate(params, state, x):
         n, m, B, args = prepare(cell, params, state, x, backend_name)
         width = n if wrt == "state" else m
         rows = fn(n, m, x, *args)
-        return {key: [(t, W, _full(xp, v, (B, n, width))) for (t, W, _), v in zip(ts, row)
-                      if v is not None] for key, ts, row in zip(keys, found, rows)}
+        return {key: [(*label, _full(xp, v, (B, n, width))) for label, v in zip(ls, row)
+                      if v is not None] for key, ls, row in zip(keys, labels, rows)}
 
     return evaluate
