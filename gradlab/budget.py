@@ -126,7 +126,8 @@ def ensure_walk_fits(call, cell, xs, state0):
     need = xs.element_size() * (2 * (T + 1) * B * (S + m) + 3 * B * S * S)
     return ensure_fits(need, what=f"{call} at state size S = {S}, T = {T} steps, batch "
                                   f"B = {B} ({str(xs.dtype).removeprefix('torch.')})",
-                       device=xs.device, advice="hidden size, fewer inputs or steps, or a smaller batch")
+                       device=xs.device,
+                       advice="hidden size, fewer inputs or steps, or a smaller batch")
 
 
 def ensure_check_fits(cell, hidden, inputs, batch, *, available=None, job="gradlab check",

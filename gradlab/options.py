@@ -5,7 +5,6 @@ in `cli` call the library with what these return."""
 import errno
 import math
 import os
-import pathlib
 import shlex
 import sys
 import time
@@ -13,7 +12,7 @@ import time
 import click
 
 from . import progress
-from .errors import GradlabError, entries, non_ascii, not_decimal, not_whole
+from .errors import GradlabError, entries, not_decimal, not_whole
 
 
 def cell_list(value):

@@ -8,7 +8,6 @@ import torch
 from ..errors import (GradlabAttributeError, GradlabError, arguments_checked, check_seed,
                       flag, integer, methods_checked)
 from .benettin import exponents_along
-from .bound import as_inputs
 from .lanczos import tolerance
 from .loss import check_cut, kept_fraction, loss_vector, loss_walk
 from .module import bind_call, own_width

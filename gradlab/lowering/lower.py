@@ -13,7 +13,6 @@ state-free part and the rest (`step_inputs`, `step_hoisted`; see `hoist`).
 """
 
 import functools
-import math
 import types
 from collections import Counter
 

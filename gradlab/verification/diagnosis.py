@@ -13,7 +13,7 @@ import math
 import re
 
 import torch
-from sympy import HadamardProduct, MatMul, MatrixSymbol
+from sympy import HadamardProduct, MatMul
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from ..interop import GATES, layer_cell
