@@ -506,3 +506,12 @@ def test_the_examples_in_docstrings_run_as_written():
         assert result.failed == 0, info.name
         tried += result.attempted
     assert tried >= 4
+
+
+def test_sympys_mathml_printer_reads_blocks_and_equations():
+    """sympy.mathml(J["c", "h"]) ended in AttributeError: 'str' object has no attribute
+    'toxml' (the wrapper reached SymPy's fallback printer as a string)."""
+    lstm = gradlab.cell("lstm")
+    for obj in (lstm.jacobian()["c", "h"], lstm.equations()[0]):
+        assert sp.mathml(obj).startswith("<apply>")
+        assert sp.mathml(obj, printer="presentation").startswith("<mrow>")

@@ -115,6 +115,11 @@ class Expression:
     def _sympy_(self):
         return self.expr
 
+    def _mathml_content(self, printer):          # (SymPy's printers look these up by name,
+        return printer._print(self.expr)           # not through __getattr__)
+
+    _mathml_presentation = _mathml_content
+
     def __getattr__(self, name):           # shape, free_symbols, atoms, xreplace, T, ...
         if name.startswith("__") or name == "expr":
             raise AttributeError(name)
