@@ -52,6 +52,18 @@ def test_one_shard_directory_given_twice_is_named(parts, tmp_path):
                                  tmp_path / "m"), "are the same directory")
 
 
+def test_a_shard_that_is_missing_or_a_file_is_named_as_such(tmp_path):
+    """Both said "holds no part.json", of a path that is not there or not a folder."""
+    (tmp_path / "afile").write_text("x")
+    assert_one_line_error(invoke("sweep", "merge", str(tmp_path / "nowhere")),
+                          "nowhere': no such folder: not a sweep shard directory")
+    assert_one_line_error(invoke("sweep", "merge", str(tmp_path / "afile")),
+                          "afile': a file, not a folder: not a sweep shard directory")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke("sweep", "merge", str(tmp_path / "empty")),
+                          "empty': holds no part.json: not a sweep shard directory")
+
+
 def test_an_empty_out_for_merge_is_said_to_be_empty(parts):
     assert_one_line_error(invoke("sweep", "merge", *parts, "--out", ""),
                           "--out is empty; give a folder path")

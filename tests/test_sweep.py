@@ -185,7 +185,7 @@ def test_merge_refuses_a_directory_without_a_part(shards, tmp_path):
     assert_one_line_error(result, "part.json")
     assert str(empty) in result.stderr
     assert_one_line_error(invoke("sweep", "merge", tmp_path / "absent", "--out", out),
-                          "part.json")
+                          "absent': no such folder: not a sweep shard directory")
     assert listing(tmp_path) == ["empty"]
 
 

@@ -208,7 +208,10 @@ def read_parts(dirs):
     for d in dirs:
         path = pathlib.Path(d) / PART
         if not path.is_file():
-            raise GradlabError(f"{str(d)!r} holds no {PART}: not a sweep shard directory")
+            what = ("no such folder" if not pathlib.Path(d).exists() else "a file, not a "
+                    "folder" if not pathlib.Path(d).is_dir() else f"holds no {PART}")
+            raise GradlabError(f"{str(d)!r}: {what}: not a sweep shard directory (each is "
+                               "the --out of one `gradlab sweep --shard I/N`)")
         if path.resolve() in real:
             same = real[path.resolve()]
             raise GradlabError((f"{same!r} is given twice" if same == str(d) else
