@@ -17,8 +17,8 @@ atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`): at every instant either th
 the new folder is at the path, complete. Where the folder also holds the user's files, or
 the exchange (or the parent folder) is not available, each file is replaced atomically
 on its own (`os.replace`) and the manifest last. Temporary names start with
-`.<target>.gradlab-`; a later run removes what a killed run left. A single new file (`write_new`: a checkpoint) is staged the same way and hard-linked into
-place, so it never replaces a file.
+`.<target>.gradlab-`; a later run removes what a killed run left. A new file (`write_new`:
+a checkpoint) is staged the same way and hard-linked into place: it never replaces one.
 """
 
 import contextlib
@@ -37,7 +37,7 @@ from .errors import GradlabError
 from .paths import NAME_MAX, can_create_in, name_fits, plain
 from .signals import uninterrupted
 from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes, nested,
-                        other_kind, owned, plain_name, read_manifest)
+                        other_kind, owned, owner_above, plain_name, read_manifest)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
@@ -67,21 +67,19 @@ def refuse_unsafe(out, *, cell_files=(), what="--out"):
     path = resolve(out, what)
     shown = str(out)
     room = NAME_MAX - len(f".{TEMP_TAG}xxxxxxxx")     # the temporary folder's name is longer
-    if len(os.fsencode(path.name)) > room:
-        raise GradlabError(f"{what} {shown[:40]!r}...: its last part is "
-                           f"{len(os.fsencode(path.name))} bytes long; gradlab can write a "
-                           f"folder whose name is at most {room} bytes")
+    if (size := len(os.fsencode(path.name))) > room:
+        raise GradlabError(f"{what} {shown[:40]!r}...: its last part is {size} bytes "
+                           f"long; gradlab's folder names are at most {room} bytes")
     if path.is_symlink():
         raise GradlabError(f"{what} {shown!r} is a symbolic link; gradlab writes only into "
-                           "real folders (give the folder it points to, or another path)")
+                           "real folders")
     if path.exists() and not path.is_dir():
         raise GradlabError(f"{what} {shown!r} is a file, not a folder; give a folder path")
     if path == pathlib.Path(path.anchor):
         raise GradlabError(f"{what} {shown!r} is a filesystem root; give a folder of its own")
     home = pathlib.Path.home().resolve()
     if path == home:
-        raise GradlabError(f"{what} {shown!r} is the home folder; give a folder of its own, "
-                           "e.g. ~/gradlab-report")
+        raise GradlabError(f"{what} {shown!r} is the home folder; give a folder of its own")
     cwd = pathlib.Path.cwd().resolve()
     if path == cwd or path in cwd.parents:
         raise GradlabError(f"{what} {shown!r} is the current folder or one above it; give "
@@ -93,10 +91,12 @@ def refuse_unsafe(out, *, cell_files=(), what="--out"):
             raise GradlabError(f"{what} {shown!r} is the root of a repository (it holds "
                                f"{marker}); give a folder of its own inside it")
     for cell_file in cell_files:
-        holder = pathlib.Path(cell_file).resolve()
-        if path in holder.parents:
+        if path in pathlib.Path(cell_file).resolve().parents:
             raise GradlabError(f"{what} {shown!r} holds the cell file {str(cell_file)!r} "
                                "being used; write elsewhere")
+    if (above := owner_above(path)) is not None:
+        raise GradlabError(f"{what} {shown!r} is part of gradlab's output in {str(above)!r}; "
+                           "give a folder of its own")
     return path
 
 

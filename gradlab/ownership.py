@@ -51,6 +51,17 @@ def read_manifest(folder):
     return listed
 
 
+def owner_above(path):
+    """The nearest folder above `path` whose gradlab output holds files inside `path` (a
+    report's figures/ is part of that report, not a folder of its own), or None."""
+    path = pathlib.Path(path)
+    for above in path.parents:
+        inside = path.relative_to(above).as_posix() + "/"
+        if any(rel.startswith(inside) for rel in read_manifest(above)):
+            return above
+    return None
+
+
 def manifest_bytes(files, pending=None, made=False):
     """The manifest for {relative path: bytes}: sorted, so the same files give the same
     bytes. `pending` {relative path: sha256}: bytes still there until a write file by file

@@ -67,6 +67,20 @@ def test_a_rerun_replaces_gradlabs_own_files_and_removes_stale_ones(tmp_path):
     assert outputs.foreign(out) == []
 
 
+def test_a_folder_inside_gradlabs_own_output_is_not_a_folder_of_its_own(tmp_path):
+    """--out r/figures (part of report r) said it "holds 2 file(s) gradlab did not write";
+    gradlab wrote them, as part of r, and they must not be taken over either way."""
+    out = tmp_path / "r"
+    outputs.write_files(out, REPORT)
+    for force in (False, True):
+        with pytest.raises(GradlabError, match=r"^--out '.*figures' is part of gradlab's "
+                                               r"output in '.*r'; give a folder of its own$"):
+            outputs.check_target(out / "figures", force=force)
+    assert read_tree(out, REPORT)
+    outputs.check_target(out)                          # the report itself, as ever
+    outputs.check_target(tmp_path / "beside")
+
+
 def test_a_report_in_a_read_only_parent_is_rewritten_file_by_file(tmp_path, monkeypatch):
     """The folder is writable but its parent is not (chmod 555): the swap beside it cannot
     be built there, and the run failed after all its work ("Permission denied"). It writes
