@@ -39,7 +39,7 @@ import pathlib
 import re
 import warnings
 
-from .errors import GradlabError, entries, non_ascii, not_whole
+from .errors import GradlabError, entries, not_whole
 from .new_files import new_file, save_new  # noqa: F401 (gradlab.checkpoint's, as before)
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),

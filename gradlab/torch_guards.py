@@ -19,8 +19,8 @@ def module_kind(module):
     import torch.nn as nn
 
     if not isinstance(module, nn.Module):
-        raise GradlabError(f"from_torch takes nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU "
-                           f"or nn.GRUCell, got " + (
+        raise GradlabError("from_torch takes nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU "
+                           "or nn.GRUCell, got " + (
                                f"the class {module.__name__} (a module is built from it: "
                                f"{module.__name__}(input_size, hidden_size))"
                                if isinstance(module, type) else type(module).__name__))

@@ -206,7 +206,7 @@ class Spectral:
         """sigma_max of each M whose transpose is the row slabs `rows` stacked ((N, w_a,
         S) each: the walk holds P^T as one slab per state part, so no copy assembles
         it) -> (N,), N = lags * B'."""
-        N, S = rows[0].shape[0], rows[0].shape[-1]
+        N = rows[0].shape[0]
         if lags < 1 or N % lags:
             raise GradlabError(f"{N} matrices do not make {lags} lags of equal batches")
         # A matrix holding inf or nan (a Jacobian evaluated at an overflowed state) has no

@@ -140,7 +140,7 @@ def vanilla_findings(runs):
         beyond = [c for c in gated if numbers[task]["longest"][c] > v_best]
         behind = [c for c in gated if numbers[task]["longest"][c] < v_best]
         if g_best > v_best:
-            verdict = (f"As the seed claims, gates let cells learn longer dependencies here: "
+            verdict = ("As the seed claims, gates let cells learn longer dependencies here: "
                        + (f"the longest delay a vanilla RNN learned is {v_best}, " if v_best
                           else "the vanilla RNN learned at none of the delays tried, ")
                        + f"while {', '.join(beyond)} learned up to {g_best}")

@@ -5,8 +5,6 @@ every weight at n = 1, its own transpose), and things the draws cannot tell apar
 sentences that say so (`unseen_words`, `alike_words`).
 """
 
-import torch
-
 from ..symbolic.printing import text
 
 
