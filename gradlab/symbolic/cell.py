@@ -11,7 +11,7 @@ from .mistakes import NEW_NAME_TAKEN, hint, line_of, where
 from .names import check_name
 from .derive import Chain
 from .equations import check_constants, check_symbols, repeatable
-from .expressions import Equation, Equations, Lets
+from .expressions import Lets
 from .frozen import FrozenDict, shape_of
 from .dag import free_symbols
 from ..errors import GradlabAttributeError, GradlabError, choice
@@ -49,8 +49,6 @@ def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None,
         return Cell(fn, name=fn.__name__ if name is None else name, state=state,
                     params=params, source=source, gate_bias=gate_bias, inputs=inputs)
     return wrap
-
-
 
 
 def _refuse(cell, why):
@@ -322,7 +320,7 @@ class Cell:
     def equations(self):
         """The update equations, in order: SymPy `Eq(name, definition)`s that print as
         `gradlab derive` does (a list; `Equations.latex()` for all of them)."""
-        return Equations(Equation(sym, expr) for sym, expr in self.lets.items())
+        return self.lets.equations()
 
     def jacobian_blocks(self, wrt="state"):
         """Rows of blocks d out_part / d in_part (numerator layout), as a list of lists."""

@@ -302,16 +302,18 @@ class Equation(sp.Equality):
 
 class Lets(FrozenDict):
     """A cell's named quantities, {symbol: expression} in the order declared: a dict
-    that prints as `gradlab derive` writes them, one per line."""
+    that prints as its `equations()` do, as `gradlab derive` writes them."""
+
+    def equations(self):
+        return Equations(Equation(s, e) for s, e in self.items())
 
     def __repr__(self):
-        return "\n".join(f"{text(s)} = {text(e)}" for s, e in self.items())
+        return repr(self.equations())
 
     __str__ = __repr__
 
     def _repr_latex_(self):
-        return "$$\\begin{aligned}\n" + " \\\\\n".join(
-            f"{latex(s)} &= {latex(e)}" for s, e in self.items()) + "\n\\end{aligned}$$"
+        return self.equations()._repr_latex_()
 
 
 class Equations(list):
