@@ -97,3 +97,12 @@ def test_citations_are_of_documents_in_the_repository():
         for m in re.finditer(r"\b(CELLS|THEORY|DESIGN)\.md\b", path.read_text(errors="ignore")):
             found.append(f"{name}: {m.group(0)}")
     assert not found, found
+
+
+def test_the_top_level_holds_only_the_project():
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    top = {name.split("/")[0] for name in tracked}
+    allowed = {"pyproject.toml", "gradlab", "derivations", "tests", "reports", "README.md",
+               ".ci", ".gitignore"}
+    assert top <= allowed, sorted(top - allowed)
