@@ -12,12 +12,29 @@ from . import exits
 from .exits import ExitCalled, no_exit
 
 CELLS = {}
+USER_MODULE = "gradlab_user_"   # a cell file, loaded by path, is this module + a number
 
 
 def builtin(c):
     """Is `c` the registered cell of its name (not a user's cell that shares the name)?
     What gradlab knows by name (torch modules, closed-form theory, oracles) is only for it."""
     return CELLS.get(getattr(c, "name", None)) is c
+
+
+def spec_of(c):
+    """Where a cell declared outside the catalogue can be found again, as `cell` takes it
+    ("path/to/file.py:NAME" for a cell file, else "package.module:NAME"): the name it is
+    bound to at the top level of the module its declaration was written in; None where
+    it is bound to none (declared inside a function)."""
+    fn = getattr(c, "declaration", None)
+    module = sys.modules.get(getattr(fn, "__module__", None) or "")
+    for attr, value in list(vars(module).items()) if module is not None else ():
+        if value is c and attr.isidentifier():
+            file = getattr(module, "__file__", None)
+            if module.__name__.startswith(USER_MODULE) and file:
+                return f"{file}:{attr}"
+            return f"{module.__name__}:{attr}"
+    return None
 
 
 def register(cell):
@@ -111,7 +128,7 @@ def load(spec, what="cell"):
                     if path.exists() else None)
             raise GradlabError(f"{where!r} is {kind}, not a Python file (in {what} {spec!r})"
                                if kind else f"no such file {where!r} (in {what} {spec!r})")
-        module_name = f"gradlab_user_{abs(hash(str(path.resolve())))}"
+        module_name = f"{USER_MODULE}{abs(hash(str(path.resolve())))}"
         module = sys.modules.get(module_name)
         if module is None:
             loader = importlib.util.spec_from_file_location(module_name, path)

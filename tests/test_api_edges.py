@@ -94,8 +94,24 @@ def test_a_users_cell_is_not_pickled_by_a_reference_that_cannot_load():
     def mine(s):
         return gradlab.tanh(s.W @ s.h)
     import pickle
-    with pytest.raises(GradlabError, match="not in gradlab's catalogue \\(declared"):
+    with pytest.raises(GradlabError, match="cell 'mine' cannot be pickled: .* not bound to a "
+                                           "name at the top level of the module"):
         pickle.dumps(mine)
+
+
+def test_a_cell_declared_at_a_modules_top_level_pickles_by_that_name(tmp_path):
+    """As pickle refers to a function: a cell file's cell, and lstm_proj (from_torch of
+    proj_size, declared in the catalogue but not registered), load as the same Cell."""
+    import pickle
+    (tmp_path / "mycells.py").write_text(
+        "import gradlab\n"
+        "@gradlab.declare(state='h', params='W', source='mine')\n"
+        "def janet(s):\n"
+        "    return gradlab.tanh(s.W @ s.h)\n")
+    mine = gradlab.cell(f"{tmp_path / 'mycells.py'}:janet")
+    assert pickle.loads(pickle.dumps(mine)) is mine
+    proj, _ = gradlab.from_torch(torch.nn.LSTM(3, 4, proj_size=2).double())
+    assert pickle.loads(pickle.dumps(proj)) is proj
 
 
 def test_one_let_returned_for_two_parts_gets_a_name_for_each():

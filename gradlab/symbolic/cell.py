@@ -176,7 +176,8 @@ class Cell:
         return self._fn
 
     FIXED = ("name", "source", "gate_bias", "gate_biases", "doc", "state_names",
-             "param_shapes", "param_names", "input_name", "lets", "outputs", "stacked")
+             "param_shapes", "param_names", "input_name", "lets", "outputs", "stacked",
+             "made_by")
 
     def __setattr__(self, key, value):
         """What a cell is (its name, parts, parameters, equations, the biases init moves)
@@ -200,12 +201,22 @@ class Cell:
     __deepcopy__ = lambda self, memo: self                        # noqa: E731
 
     def __reduce__(self):
+        """A catalogue cell pickles by its name, a stack by how it was stacked, a cell
+        declared at the top level of a module by that module and name (as pickle refers
+        to a function); any other declared cell cannot be pickled."""
         from .. import registry
-        if not registry.builtin(self):
-            raise GradlabError(f"cell '{self.name}' is not in gradlab's catalogue (declared, "
-                               "stacked or from a torch module): pickle its params and make "
-                               "it again to load (declare, stack, from_torch)")
-        return registry.cell, (self.name,)
+        if registry.builtin(self):
+            return registry.cell, (self.name,)
+        if self.__dict__.get("made_by") is not None:
+            return self.made_by
+        spec = registry.spec_of(self)
+        if spec is not None:
+            return registry.cell, (spec,)
+        raise GradlabError(f"cell '{self.name}' cannot be pickled: it is not in gradlab's "
+                           "catalogue, not a stack, and not bound to a name at the top level "
+                           "of the module that declares it, by which pickle could find it "
+                           "again; declare it at a module's top level, or pickle its params "
+                           "and declare it again to load")
 
     def __repr__(self):
         from .printing import text

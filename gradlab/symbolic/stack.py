@@ -169,6 +169,7 @@ def _refuse_collisions(layer_cell, layers):
 
 @functools.lru_cache(maxsize=None)
 def _stack(layer_cell, layers, name, exogenous):
+    made_by = (stack, (layer_cell, layers, name, exogenous))     # how pickle makes it again
     parts, x = layer_cell.state_names, layer_cell.input_name
     state = [layer_name(p, l) for l in range(1, layers + 1) for p in parts]
     split = tuple(p for p, (_, cols) in layer_cell.param_shapes.items()
@@ -218,4 +219,5 @@ def _stack(layer_cell, layers, name, exogenous):
                           f"({layer_cell.source})", gate_bias=gate_bias)
     object.__setattr__(stacked, "stacked", True)    # `stack` refuses to stack it again
     object.__setattr__(stacked, "gate_biases", every)   # (set as it is made: Cell.FIXED)
+    object.__setattr__(stacked, "made_by", made_by)
     return stacked
