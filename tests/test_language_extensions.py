@@ -369,6 +369,12 @@ def test_a_composed_function_on_a_diagonal_block_lowers_for_the_flow():
     (lambda s: s.h + log(0 * s.h) + s.W @ s.h, "holds log(0), the same in every entry, and "
                                               "not a finite real number"),
     (lambda s: log(-1 + 0 * s.h) + s.W @ s.h, "holds log(-1)"),
+    # a finite constant beyond float64 (exp(1000) stepped to inf with a finite Jacobian),
+    # the imaginary unit as a power, and either inside another function
+    (lambda s: gradlab.exp(1000 + 0 * s.h) + s.W @ s.h, "holds exp(1000), the same in"),
+    (lambda s: gradlab.sqrt(-1 + 0 * s.h) + s.W @ s.h, "holds (-1)^(1/2), the same in"),
+    (lambda s: gradlab.maximum(0 * s.h, gradlab.exp(800 + 2 * (0 * s.h))) + s.W @ s.h,
+     "holds exp(800)"),
     (lambda s: s.h * norm(norm(s.let("r", s.W @ s.h))), "norm() takes a named vector; ‖r‖ is "
                                                         "a scalar"),
 ])

@@ -9,7 +9,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from ..errors import GradlabError
 from .printing import text
-from .dag import free_symbols, subexpressions
+from .dag import fold, free_symbols, subexpressions
 
 _NOT_FINITE = (sp.zoo, sp.oo, -sp.oo, sp.nan)
 
@@ -61,15 +61,19 @@ def check_constants(name, lets):
             raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                "holds a constant that is not finite (a division by zero, "
                                f"inf or nan): {text(expr)}")
-        for p in parts:                  # log(0 h): a function of a constant vector
-            at = _constant_entry(p.expr) if isinstance(p, ElementwiseApplyFunction) else None
-            value = None if at is None else sp.sympify(p.function(at))
+        entries = constant_entries(expr)  # log(0 h), exp(1000 + 0 h), sqrt(-1 + 0 h):
+        for p, value in entries.items():  # a function of a constant vector, each entry
+            if value is _VARIES or not isinstance(p, (ElementwiseApplyFunction,
+                                                      sp.HadamardPower)):
+                continue
             # (σ(2) stays unevaluated: is_finite None, not False; only a sure no refuses)
-            if value is not None and (value.is_finite is False
-                                      or value.is_extended_real is False):
+            size = abs(value.evalf(30)) if value.is_number else None
+            if value.is_finite is False or value.is_extended_real is False or (
+                    size is not None and size.is_real and not size < sp.Float(
+                        sys.float_info.max)):
                 raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                    f"holds {text(p)}, the same in every entry, and not a "
-                                   "finite real number")
+                                   "finite real number float64 holds")
         for number in (p for p in parts if isinstance(p, sp.Number)):
             if not abs(number) < sp.Float(sys.float_info.max):
                 raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
@@ -83,16 +87,37 @@ def check_constants(name, lets):
                                    ", beyond float64's range (1.8e308)")
 
 
-def _constant_entry(v):
-    """The one value of every entry of a constant vector (0, c 1), else None."""
-    if isinstance(v, sp.ZeroMatrix):
-        return sp.S.Zero
-    if isinstance(v, sp.OneMatrix):
-        return sp.S.One
-    if isinstance(v, sp.MatMul) and len(v.args) == 2 and isinstance(v.args[1], sp.OneMatrix) \
-            and v.args[0].is_number:
-        return v.args[0]
-    return None
+_VARIES = object()        # an entry that is not one constant
+
+
+def constant_entries(expr):
+    """{subexpression: the one value of its every entry} for each of expr's subexpressions
+    (_VARIES where they differ or depend on a symbol): 0, 1, c 1, f(c 1), (c 1)^k, and
+    their sums and multiples are constant vectors."""
+    def own(e):
+        if isinstance(e, sp.ZeroMatrix):
+            return sp.S.Zero
+        if isinstance(e, sp.OneMatrix):
+            return sp.S.One
+        if not getattr(e, "is_Matrix", False):
+            return e if isinstance(e, sp.Expr) and e.is_number else _VARIES
+        return _VARIES if isinstance(e, sp.MatrixSymbol) else None   # from its arguments
+
+    def combine(e, values):
+        if not isinstance(e, (ElementwiseApplyFunction, sp.HadamardPower, sp.MatMul,
+                              sp.MatAdd)):
+            return _VARIES               # (its arguments are read: a constant inside)
+        if any(v is _VARIES for v in values[isinstance(e, ElementwiseApplyFunction):]):
+            return _VARIES
+        if isinstance(e, ElementwiseApplyFunction):
+            return sp.sympify(e.function(values[1]))
+        if isinstance(e, sp.HadamardPower):
+            return values[0] ** values[1]
+        if isinstance(e, sp.MatMul):
+            return (sp.Mul(*values) if sum(getattr(a, "is_Matrix", False) for a in e.args)
+                    == 1 else _VARIES)
+        return sp.Add(*values)
+    return fold([expr], own, combine)
 
 
 def _constant_terms(expr):
