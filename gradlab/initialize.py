@@ -84,6 +84,14 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
         (weight_scale, "weight_scale"), (bias_scale, "bias_scale"),
         (input_scale, "input_scale")))
     gate_bias = real(gate_bias, "gate_bias")
+    if init == "torch":                 # its draw has no scale: a scale would do nothing
+        scaled = [f"{what}={value:g}" for what, value, default in (
+            ("weight_scale", weight_scale, 1.0), ("bias_scale", bias_scale, 0.0),
+            ("input_scale", input_scale, 1.0)) if value != default]
+        if scaled:
+            raise GradlabError(f"init='torch' draws PyTorch's default uniform init, which "
+                               f"takes no scale: {scaled[0]} would change nothing; leave it "
+                               "out, or use init='gaussian' or 'orthogonal'")
     device = resolve(device)
     gen = torch.Generator().manual_seed(check_seed(seed))
     ensure_params_fit(cell, n, m, device=device)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import gradlab
+from gradlab import GradlabError
 from gradlab.symbolic.language import n as N_SYMBOL
 from conftest import ALL
 
@@ -36,17 +37,18 @@ def expected_shape(cell, name, n, m):
 def test_shapes_dtype_and_determinism(name, scheme):
     cell = gradlab.cell(name)
     n, m = 3, 2
-    a = cell.init_params(n, m, init=scheme, bias_scale=0.5, seed=4)
+    scale = {} if scheme == "torch" else {"bias_scale": 0.5}     # torch's takes none
+    a = cell.init_params(n, m, init=scheme, **scale, seed=4)
     assert tuple(a) == cell.param_names
     for p, v in a.items():
         assert tuple(v.shape) == expected_shape(cell, p, n, m), p
         assert v.dtype == torch.float64 and v.device.type == "cpu"
         assert torch.isfinite(v).all()
-    b = cell.init_params(n, m, init=scheme, bias_scale=0.5, seed=4)
+    b = cell.init_params(n, m, init=scheme, **scale, seed=4)
     assert all(torch.equal(a[p], b[p]) for p in a)
-    c = cell.init_params(n, m, init=scheme, bias_scale=0.5, seed=5)
+    c = cell.init_params(n, m, init=scheme, **scale, seed=5)
     assert not any(torch.equal(a[p], c[p]) for p in a)
-    f32 = cell.init_params(n, m, init=scheme, bias_scale=0.5, seed=4, dtype="float32")
+    f32 = cell.init_params(n, m, init=scheme, **scale, seed=4, dtype="float32")
     assert all(f32[p].dtype == torch.float32 and torch.equal(f32[p], a[p].float()) for p in a)
 
 
@@ -204,3 +206,23 @@ def test_init_on_cuda():
     P = gradlab.cell("lstm").init_params(4, 3, seed=2, device="cuda", dtype="float32")
     cpu = gradlab.cell("lstm").init_params(4, 3, seed=2, dtype="float32")
     assert all(v.device.type == "cuda" and torch.equal(v.cpu(), cpu[k]) for k, v in P.items())
+
+
+def test_torch_init_refuses_a_scale_it_would_ignore():
+    """init='torch' returned PyTorch's default draw bit for bit whatever weight_scale,
+    bias_scale or input_scale said: a user's scale silently did nothing."""
+    lstm = gradlab.cell("lstm")
+    for option in ({"weight_scale": 5}, {"bias_scale": 3}, {"input_scale": 0.5}):
+        (name, value), = option.items()
+        with pytest.raises(GradlabError, match=f"init='torch' .* takes no scale: "
+                                               f"{name}={value:g} would change nothing"):
+            lstm.init_params(6, 3, init="torch", **option)
+    assert lstm.init_params(6, 3, init="torch", weight_scale=1.0, bias_scale=0.0)
+
+
+def test_init_params_options_are_taken_by_name():
+    """A third positional argument (init_params(8, 3, "orthogonal")) raised a bare
+    TypeError from Python, where every other misuse is one GradlabError line."""
+    with pytest.raises(GradlabError, match="takes its options by name: 'orthogonal' was "
+                                           "given third; options: init, weight_scale"):
+        gradlab.cell("lstm").init_params(8, 3, "orthogonal")

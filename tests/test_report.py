@@ -438,12 +438,17 @@ def test_the_paths_caption_names_each_self_path_by_its_symbolic_structure(tmp_pa
 
 
 def test_drift_caption_and_init_line_claim_nothing_not_measured(tmp_path):
-    assert_ok(invoke("report", "--cells", "prototype_lstm", "--hidden", "3", "--inputs",
-                     "2", "--steps", "8", "--batch", "2", "--init", "torch", "--weight-scale",
-                     "3", "--out", tmp_path / "r"))
+    run = ("report", "--cells", "prototype_lstm", "--hidden", "3", "--inputs", "2", "--steps",
+           "8", "--batch", "2", "--init", "torch")
+    assert_ok(invoke(*run, "--out", tmp_path / "r"))
     text = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     assert "bounded cells" not in text                      # none was measured
-    assert "scales do not apply" in text and "weight scale 3" not in text
+    assert "scales do not apply" in text and "weight scale" not in text
+    # a scale torch's draw would ignore is refused, not reported as ignored
+    assert_one_line_error(invoke(*run, "--weight-scale", "3", "--out", tmp_path / "s"),
+                          "--weight-scale 3 scales the gaussian and orthogonal draws; --init "
+                          "torch draws PyTorch's default uniform init, which takes no scale")
+    assert not (tmp_path / "s").exists()
 
 
 def test_an_empty_model_path_is_named_as_empty(tmp_path):

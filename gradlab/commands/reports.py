@@ -26,7 +26,8 @@ from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integ
 @click.option("--bias-scale", type=SCALE, default=0.0, show_default=True)
 @click.option("--input-scale", type=SCALE, default=1.0, show_default=True,
               help="Inputs are i.i.d. N(0, scale²), and the input weights U are drawn with "
-                   "this scale too (gaussian init: N(0, scale²/m)); 0 gives zero inputs.")
+                   "this scale too (gaussian init: N(0, scale²/m); --init torch: the inputs "
+                   "only); 0 gives zero inputs.")
 @click.option("--gate-bias", type=FINITE, default=1.0, show_default=True,
               help="Added to each cell's memory-gate bias (positive keeps); 1 is the usual "
                    "forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015).")
@@ -73,6 +74,13 @@ def report(names, out, force, open_, model, arch, **options):
         raise GradlabError(f"{flag} sets how the --cells are drawn, and a report of --model "
                            f"alone draws none (the model's weights are its own, its init "
                            f"entry torch's): leave {flag} out, or add --cells")
+    scaled = [k for k, default in (("weight_scale", 1.0), ("bias_scale", 0.0))
+              if options["init"] == "torch" and options[k] != default]
+    if scaled:                  # torch's draw takes no scale
+        flag = "--" + scaled[0].replace("_", "-")
+        raise GradlabError(f"{flag} {options[scaled[0]]:g} scales the gaussian and orthogonal "
+                           f"draws; --init torch draws PyTorch's default uniform init, which "
+                           f"takes no scale: leave {flag} out, or choose another --init")
     where = {"cell_files": cell_files(cells)}
     check_report_target(out, force=force, figures=rp.FIGURES, **where)
     setup = rp.Setup(cells=tuple(cells), **options)

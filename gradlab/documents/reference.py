@@ -116,7 +116,9 @@ keeps of its memory, signed so that a positive value always means "remember long
 | minimal_rnn | b_u | u, which multiplies the old h |
 | mgu | b_f, with the sign flipped | 1 - f multiplies the old h |
 
-The vanilla RNNs and lstm_nfg (whose forget gate is fixed at 1) have no such bias. The
+The vanilla RNNs and lstm_nfg (whose forget gate is fixed at 1) have no such bias:
+for them `gate_bias` changes nothing, so that one value serves a comparison of mixed cells
+(`gradlab report --gate-bias`). The
 choice is each declaration's `gate_bias` argument ("-b_i" marks a flipped sign).
 
 ## Initialisation
@@ -128,7 +130,10 @@ n-vectors not named b*) are N(0, weight_scale²), with no 1/n: a peephole times 
 unit-variance state then has the variance a row of W gives. A scalar parameter (declared
 `"1"`) follows the same rule: named b*, it is a bias (zero at the default bias_scale 0);
 otherwise it is drawn as a diagonal weight. `"orthogonal"` uses weight_scale times
-an orthogonal matrix for the recurrent weights, `"torch"` PyTorch's default uniform draw.
+an orthogonal matrix for the recurrent weights, `"torch"` PyTorch's default uniform draw,
+U(-1/sqrt(n), 1/sqrt(n)) for every parameter (the sum of two such draws for a bias that
+torch keeps as two, b_ih + b_hh), which takes no scale (a weight_scale,
+bias_scale or input_scale other than its default is refused).
 Correctness checks run in float64; on CUDA they turn TF32 off.
 """
 

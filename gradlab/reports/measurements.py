@@ -47,10 +47,12 @@ class Setup:
     dtype: str = "float64"
 
     def params(self, cell):
-        return cell.init_params(self.hidden, self.inputs, init=self.init,
-                                weight_scale=self.weight_scale, bias_scale=self.bias_scale,
-                                input_scale=self.input_scale, gate_bias=self.gate_bias,
-                                seed=self.seed, dtype=as_dtype(self.dtype), device=self.device)
+        scales = {} if self.init == "torch" else dict(   # (torch's draw takes none; the
+            weight_scale=self.weight_scale, bias_scale=self.bias_scale,   # input scale
+            input_scale=self.input_scale)                     # still scales the inputs)
+        return cell.init_params(self.hidden, self.inputs, init=self.init, **scales,
+                                gate_bias=self.gate_bias, seed=self.seed,
+                                dtype=as_dtype(self.dtype), device=self.device)
 
     def xs(self, steps=None):
         kind = "gaussian" if self.input_scale else "zeros"

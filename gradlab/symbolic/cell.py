@@ -1,14 +1,14 @@
 """`Cell`: one recurrent cell, declared once in SymPy; everything else is derived from it."""
 
 import functools
-import keyword
 
 import sympy as sp
 from sympy import MatrixSymbol
 
 from .language import SIZES, Builder, Value, n, parameter_symbol
 from .mistakes import NEW_NAME_TAKEN, hint, line_of, where
-from .names import check_name
+from .declared import (check_cell_name, check_gate_bias, check_names, param_specs, refuse,
+                       state_parts)
 from .derive import Chain
 from .equations import check_constants, check_symbols, repeatable
 from .expressions import Lets
@@ -51,98 +51,6 @@ def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None,
     return wrap
 
 
-def _refuse(cell, why):
-    raise GradlabError(f"cell {cell!r}: {why}")
-
-
-def _check_cell_name(name):
-    """A cell's name is a file name (`gradlab derive --out`) and a registry key."""
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise GradlabError(f"cell name {name!r} is not a plain Python identifier (letters, "
-                           "digits, _; not a keyword): it names the cell's files, so give "
-                           "name='my_cell' or rename the function")
-
-
-def _names(cell, what, value):
-    """`state=` as "h c" or a sequence of names, each checked."""
-    if isinstance(value, str):
-        names = tuple(value.split())
-    elif isinstance(value, (tuple, list)):
-        names = tuple(value)
-    else:
-        _refuse(cell, f"{what}= must be a string of names (\"h c\") or a list of them, got "
-                      f"{type(value).__name__}")
-    if not names:
-        _refuse(cell, f"{what}= {value!r} names no part; give at least one, e.g. \"h\"")
-    for p in names:
-        why = check_name(p, "state part")
-        if why:
-            _refuse(cell, f"state={value!r}: {why}")
-    return names
-
-
-def _param_specs(cell, params):
-    """`params=` as "W U b", a list of names, or a dict {name: shape}, each name checked."""
-    if isinstance(params, dict):
-        names, specs = list(params), dict(params)
-    elif isinstance(params, str):
-        names = params.split()
-        specs = dict.fromkeys(names)
-    elif isinstance(params, (tuple, list)):
-        names = list(params)
-        specs = dict.fromkeys(p for p in names if isinstance(p, str))
-    else:
-        _refuse(cell, f"params= must be a string of names (\"W U b\"), a list or a dict "
-                      f"{{name: shape}}, got {type(params).__name__}")
-    if not names:       # the params carry the dtype, device and sizes every call reads
-        _refuse(cell, "params= names no parameter; a cell needs at least one (e.g. \"W\")")
-    for p in names:
-        why = check_name(p, "parameter")
-        if why:
-            _refuse(cell, f"params: {why}")
-    twice = sorted({p for p in names if names.count(p) > 1})
-    if twice:
-        _refuse(cell, f"parameter {twice[0]!r} is declared twice in params; each parameter "
-                      "needs its own name")
-    return specs
-
-
-def _check_names(cell, state, params, inputs):
-    """Every name once across state, input and parameters; h' (the new h, printed h_p in
-    lowered code) not shadowed by a declared h_p."""
-    why = check_name(inputs, "input")
-    if why:
-        _refuse(cell, f"inputs={inputs!r}: {why}")
-    seen = {}
-    for role, names in (("state part", state), ("input", (inputs,)), ("parameter", params)):
-        for p in names:
-            if p in seen:
-                again = "twice" if seen[p] == role else f"as {_a(seen[p])} and as {_a(role)}"
-                _refuse(cell, f"{p!r} is declared {again}; each state part, input and "
-                              "parameter needs its own name")
-            seen[p] = role
-    for p in state:
-        if f"{p}_p" in seen:
-            _refuse(cell, f"{seen[f'{p}_p']} {p}_p would be the same variable as the new "
-                          f"state part {p}' in the lowered code; rename {p}_p")
-
-
-def _a(role):
-    return ("an " if role[0] in "aeiou" else "a ") + role
-
-
-def _check_gate_bias(cell, gate_bias, shapes):
-    if gate_bias is None:
-        return
-    biases = [p for p, s in shapes.items() if s[1] == sp.S.One and s[0] != sp.S.One]
-    name = gate_bias[1:] if isinstance(gate_bias, str) and gate_bias.startswith("-") \
-        else gate_bias
-    if name not in biases:
-        valid = ", ".join(biases) or "none (declare an n-vector parameter)"
-        _refuse(cell, f"gate_bias={gate_bias!r} names no n-vector parameter; valid: {valid} "
-                      "(or '-NAME' where the gate forgets)")
-
-
 class Cell:
     """A recurrent cell: its SymPy update equations and what gradlab derives from them.
 
@@ -151,20 +59,20 @@ class Cell:
     """
 
     def __init__(self, fn, *, name, state, params, source, gate_bias=None, inputs="x"):
-        _check_cell_name(name)
+        check_cell_name(name)
         self.name, self.source, self.gate_bias = name, source, gate_bias
         self.gate_biases = (gate_bias,) if gate_bias else ()   # all init moves (a stack: more)
         self.doc = " ".join((fn.__doc__ or "").split())
-        self.state_names = _names(name, "state", state)
-        specs = _param_specs(name, params)
+        self.state_names = state_parts(name, "state", state)
+        specs = param_specs(name, params)
         self.input_name = inputs
-        _check_names(name, self.state_names, tuple(specs), inputs)
+        check_names(name, self.state_names, tuple(specs), inputs)
         try:
             self.param_shapes = FrozenDict({p: shape_of(p, s) for p, s in specs.items()})
         except GradlabError as err:
-            _refuse(name, err)
+            refuse(name, err)
         self.param_names = tuple(self.param_shapes)
-        _check_gate_bias(name, gate_bias, self.param_shapes)
+        check_gate_bias(name, gate_bias, self.param_shapes)
         self._fn = fn
         self.lets, self.outputs = repeatable(name, self._build(fn), lambda: self._build(fn))
         self._made = True
@@ -368,13 +276,19 @@ class Cell:
             return None
 
     # -- numbers -------------------------------------------------------------------------
-    def init_params(self, hidden, inputs, **options):
-        """Random parameters; see `gradlab.initialize.init_params` for the schemes. A
-        scalar parameter (shape "1") is one number, stored with shape (1,)."""
+    def init_params(self, hidden, inputs, *extra, **options):
+        """Random parameters {name: tensor} at hidden size n and input size m, with
+        options init="gaussian" | "orthogonal" | "torch", weight_scale=1.0,
+        bias_scale=0.0, input_scale=1.0, gate_bias=0.0, seed=0, dtype=torch.float64,
+        device="cpu" (`gradlab.initialize.init_params` says what each draws). A scalar
+        parameter (shape "1") is one number, stored with shape (1,)."""
         import inspect
         from ..initialize import init_params
         known = [k for k, v in inspect.signature(init_params).parameters.items()
                  if v.kind is inspect.Parameter.KEYWORD_ONLY]
+        if extra:
+            raise GradlabError(f"init_params(hidden, inputs, ...) takes its options by name: "
+                               f"{extra[0]!r} was given third; options: {', '.join(known)}")
         unknown = [k for k in options if k not in known]
         if unknown:
             raise GradlabError(f"init_params: unknown option {unknown[0]!r}; valid: "
