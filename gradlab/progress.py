@@ -81,6 +81,10 @@ def due(step, total):
 @contextlib.contextmanager
 def listening(fn):
     """Within the block, fn(what, done, total) hears every `advance`; None: nothing does."""
+    if fn is not None and not callable(fn):
+        from .errors import GradlabError
+        raise GradlabError(f"listening(fn) takes a function fn(what, done, total) or None "
+                           f"(silence), got {type(fn).__name__} {fn!r:.60}")
     token = _LISTENER.set(_silent if fn is None else fn)
     try:
         yield

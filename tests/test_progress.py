@@ -2,6 +2,7 @@
 show it), at no cost without one. Loops reported every 256 steps, so a report on a large
 model (a step of S = 1024, B = 16 takes seconds) printed nothing for over ten minutes."""
 
+import pytest
 import torch
 
 import gradlab
@@ -114,3 +115,12 @@ def test_with_no_listener_a_long_call_prints_and_a_silenced_one_does_not(monkeyp
     with progress.listening(None):
         gradlab.gradient_flow(cell, params, xs).log_norm()
     assert capsys.readouterr().err == ""
+
+
+def test_listening_refuses_what_is_not_a_function():
+    """listening("x") was taken, and the analysis later failed deep inside with
+    "TypeError: 'str' object is not callable"."""
+    with pytest.raises(gradlab.GradlabError, match="listening\\(fn\\) takes a function "
+                                                   "fn\\(what, done, total\\) or None"):
+        with progress.listening("x"):
+            pass
