@@ -22,7 +22,7 @@ BACKENDS = ("torch", "numpy")
 
 def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None, name=None,
             inputs="x"):
-    """Turn a declaration function into a `Cell`.
+    """Turn a declaration function into a `Cell`; state, params and source are required.
 
     state:     the state parts, in order, e.g. "h c".
     params:    parameter names in order, e.g. "W U b" (W*, V*, R*: n x n; U*: n x m;
@@ -225,10 +225,12 @@ class Cell:
 
     @property
     def state_symbols(self):
+        """A MatrixSymbol (n x 1) per state part, in `state_names` order."""
         return tuple(MatrixSymbol(p, n, 1) for p in self.state_names)
 
     @property
     def input_symbol(self):
+        """The input x as a MatrixSymbol (m x 1)."""
         return MatrixSymbol(self.input_name, SIZES["m"], 1)
 
     @property
@@ -266,6 +268,7 @@ class Cell:
                            self.state_names)
 
     def latex(self):
+        """The equations and the state Jacobian's blocks in LaTeX (what a notebook shows)."""
         from .printing import cell_latex
         return cell_latex(self)
 
