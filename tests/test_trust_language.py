@@ -369,3 +369,20 @@ def test_too_many_values_for_the_state_say_so():
         def three(s):
             a = tanh(s.W @ s.h + s.U @ s.x + s.b)
             return a, a, a
+
+
+def test_a_let_no_new_state_reads_is_refused():
+    """An LSTM whose output gate o is computed and never applied (h' = tanh(c')) was
+    declared, verified and checked as correct: its W_o, U_o, b_o counted as used because
+    an equation (o's own) named them."""
+    from gradlab import sigmoid, tanh
+
+    def forgot_o(s):
+        f = s.let("f", sigmoid(s.W_f @ s.h + s.b_f))
+        s.let("o", sigmoid(s.W_o @ s.h + s.b_o))
+        c2 = s.let("c'", f * s.c + tanh(s.W @ s.h + s.U @ s.x))
+        return tanh(c2), c2
+    with pytest.raises(gradlab.GradlabError, match="cell 'forgot_o': o is computed but no "
+                                                   "new state reads it, directly or through "
+                                                   "other lets"):
+        gradlab.declare(state="h c", params="W_f b_f W_o b_o W U", source="test")(forgot_o)

@@ -10,10 +10,9 @@ from .mistakes import NEW_NAME_TAKEN, hint, line_of, where
 from .declared import (check_cell_name, check_gate_bias, check_names, param_specs, refuse,
                        state_parts)
 from .derive import Chain
-from .equations import check_constants, check_symbols, repeatable
+from .equations import check_constants, check_reached, check_symbols, repeatable
 from .expressions import Lets
 from .frozen import FrozenDict, shape_of
-from .dag import free_symbols
 from ..errors import GradlabAttributeError, GradlabError, choice
 
 WRT = ("state", "input")
@@ -165,11 +164,8 @@ class Cell:
                                f"{line_of(err)}{hint(err)}") from None
         check_constants(self.name, builder.lets)
         check_symbols(self.name, builder.lets, builder.declared())
-        used = free_symbols(builder.lets.values())
-        unused = [p for p in self.param_names if builder._symbols[p] not in used]
-        if unused:
-            raise GradlabError(f"cell '{self.name}': parameter(s) {', '.join(unused)} "
-                               "declared but used by no equation")
+        check_reached(self.name, builder.lets, outputs,
+                      list(zip(self.param_names, self.param_symbols)))
         return Lets(builder.lets), outputs
 
     def _bind_outputs(self, builder, out):

@@ -153,3 +153,26 @@ def check_symbols(name, lets, declared):
         if sp.I in subexpressions(expr):
             raise GradlabError(f"cell '{name}': the equation for {text(symbol)} "
                                f"holds the imaginary unit I: cells are real: {text(expr)}")
+
+
+def check_reached(name, lets, outputs, params):
+    """Refuse what the new state never reads, directly or through lets: a let (an output
+    gate computed and never applied) or a parameter: slips the Jacobian cannot show, the
+    derivation being exact for the equations as written. (A state part no equation reads
+    is a design, a shift register c' = h or a part driven by x alone, and is taken.)"""
+    reached, todo = set(), list(outputs)
+    while todo:
+        symbol = todo.pop()
+        if symbol not in reached:
+            reached.add(symbol)
+            if symbol in lets:
+                todo.extend(free_symbols([lets[symbol]]) - reached)
+    dead = [s for s in lets if s not in reached]
+    if dead:
+        raise GradlabError(f"cell '{name}': {text(dead[0])} is computed but no new state "
+                           "reads it, directly or through other lets (a gate never "
+                           "applied?): use it, or leave it out")
+    unused = [p for p, symbol in params if symbol not in reached]
+    if unused:
+        raise GradlabError(f"cell '{name}': parameter(s) {', '.join(unused)} declared but "
+                           "used by no equation")
