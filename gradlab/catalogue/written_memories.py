@@ -1,4 +1,4 @@
-"""The seed's path from RNN to LSTM: R2RT, "Written Memories" (2016).
+"""The essay's path from RNN to LSTM: R2RT, "Written Memories" (2016).
 
 Gates are selective writes (i), reads (o) and forgets (f, really "keep"). The prototype's
 state is unbounded and drifts; the normalized LSTM, the pseudo LSTM and the GRU bound it.

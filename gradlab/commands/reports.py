@@ -14,7 +14,7 @@ from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integ
 
 @click.command()
 @click.option("--cells", "names", default=None,
-              help="Comma-separated cells, or 'all' (default: rnn_tanh and the seed's gated "
+              help="Comma-separated cells, or 'all' (default: rnn_tanh and the essay's gated "
                    "cells). path/to/file.py:NAME imports, and so runs, that file.")
 @click.option("--hidden", type=POSITIVE, default=64, show_default=True, help="Hidden size n.")
 @click.option("--inputs", type=POSITIVE, default=8, show_default=True, help="Input size m.")

@@ -1,4 +1,4 @@
-"""`gradlab report`: the seed's story, vanilla against gated, told with measurements.
+"""`gradlab report`: the essay's story, vanilla against gated, told with measurements.
 
 Builds every number (experiment.measure), draws the figures (figures), and writes one
 report directory (publish): index.html, report.md, figures/*.png|svg, data.json.
@@ -15,6 +15,7 @@ from ..flow import CONVERGED
 from ..flow.rates import slope
 from .measurements import Setup, check_cell_name, measure, rate_words
 from .publish import Section, write_report
+from ..catalogue.written_memories import R2RT as ESSAY
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "gru_torch", "prototype_lstm", "pseudo_lstm",
                  "normalized_lstm", "peephole_lstm")
@@ -176,7 +177,7 @@ def drift_caption(setup, cells, names):
         text += f" (most: {most}). "
     elif "prototype_lstm" in names:
         text += (f"None of these grows by ×{DRIFT_GROWTH:g} or more: at initialisation, with "
-                 "these settings, the prototype LSTM shows no internal state drift. The seed "
+                 "these settings, the prototype LSTM shows no internal state drift. The essay "
                  "places the drift in the early stage of training; `gradlab train` measures "
                  "it there (reports/learnability/). ")
     else:
@@ -185,7 +186,7 @@ def drift_caption(setup, cells, names):
     if others:
         text += (f"Of the report's other cells, these grow by ×{DRIFT_GROWTH:g} or more over "
                  f"the same steps: {'; '.join(others)}. ")
-    return text + ("Below: the share of gate values beyond 0.05 or 0.95 (saturated gates "
+    return text + ("Below: the share of gate values below 0.05 or above 0.95 (saturated gates "
                    "pass no gradient).")
 
 
@@ -317,7 +318,8 @@ def build(setup, cells, command, model_note=None):
     data = {"setup": setup_dict, "convention": CONVENTION, "cells": cells,
             **({"model": model_note} if model_note else {})}
     intro = ("Why vanilla RNNs forget and gated cells remember, measured: exact Jacobian "
-             "products from gradlab's symbolic derivations, with theory drawn over them.")
+             "products from gradlab's symbolic derivations, with theory drawn over them. "
+             f"“The essay” is {ESSAY}, whose story it follows.")
     return "Gradient decay across time steps", intro, header, sections, figs, data
 
 

@@ -3,7 +3,7 @@
 Trains every cell on every (task, delay) (loop.train), the character LSTM (charlm), and
 writes reports/learnability/ through publish.write_report. Every sentence that makes a
 claim is computed from the measured numbers (`vanilla_findings`, `drift_findings`): when
-the measurement disagrees with the seed, the report says so.
+the measurement disagrees with the essay, the report says so.
 """
 
 import dataclasses
@@ -19,6 +19,7 @@ from .. import registry
 from ..errors import GradlabError, entries, not_whole
 from ..reports.gradient_decay import device_name, versions
 from ..reports.publish import Section, write_report
+from ..catalogue.written_memories import R2RT as ESSAY
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "prototype_lstm", "normalized_lstm",
                  "pseudo_lstm")
@@ -140,15 +141,15 @@ def vanilla_findings(runs):
         beyond = [c for c in gated if numbers[task]["longest"][c] > v_best]
         behind = [c for c in gated if numbers[task]["longest"][c] < v_best]
         if g_best > v_best:
-            verdict = ("As the seed claims, gates let cells learn longer dependencies here: "
+            verdict = ("As the essay claims, gates let cells learn longer dependencies here: "
                        + (f"the longest delay a vanilla RNN learned is {v_best}, " if v_best
                           else "the vanilla RNN learned at none of the delays tried, ")
                        + f"while {', '.join(beyond)} learned up to {g_best}")
         elif g_best == 0:
-            verdict = ("The measurement does not show the seed's claim here: neither the "
+            verdict = ("The measurement does not show the essay's claim here: neither the "
                        "vanilla RNN nor any gated cell learned at any delay")
         else:
-            verdict = (f"The measurement does not show the seed's claim here: no gated cell "
+            verdict = (f"The measurement does not show the essay's claim here: no gated cell "
                        f"learned a longer delay than the vanilla RNN (longest: vanilla "
                        f"{v_best}, gated {g_best})")
         if behind:
@@ -231,20 +232,20 @@ def drift_findings(runs, early):
     text.append(f"Criterion: a state drifts if its RMS grows to at least ×{DRIFT:g} its "
                 f"step-0 value and above {LARGE:g} (the range of a tanh-bounded state).")
     if drifts and not drifted_too:
-        verdict = ("As the seed claims, the prototype's state drifts early in training while "
+        verdict = ("As the essay claims, the prototype's state drifts early in training while "
                    "the bounded cells' states do not")
     elif drifts:
-        verdict = (f"The prototype's state drifts early in training, as the seed claims, but "
-                   f"so does the state of {', '.join(drifted_too)}, which the seed says is "
-                   "bounded; the measurement disagrees with the seed there")
+        verdict = (f"The prototype's state drifts early in training, as the essay claims, but "
+                   f"so does the state of {', '.join(drifted_too)}, which the essay says is "
+                   "bounded; the measurement disagrees with the essay there")
     else:
-        verdict = (f"The measurement disagrees with the seed: the prototype's state did not "
+        verdict = (f"The measurement disagrees with the essay: the prototype's state did not "
                    f"drift over the first {early} training steps")
     already = math.isfinite(p["lyapunov_init"]) and p["lyapunov_init"] > 0
-    verdict += (("; its dynamics were chaotic (λ₁ > 0), as the seed's “chaotic” says"
+    verdict += (("; its dynamics were chaotic (λ₁ > 0), as the essay's “chaotic” says"
                  + (", but already at initialisation, before any training." if already
                     else ".") if chaotic else "; its dynamics were not chaotic (λ₁ ≤ 0), "
-                 "against the seed's “chaotic”.") if math.isfinite(p["lyapunov_max"])
+                 "against the essay's “chaotic”.") if math.isfinite(p["lyapunov_max"])
                 else ".")
     text.append(verdict)
     numbers = {"cells": per, "early_steps": early, "criterion": DRIFT,
@@ -308,7 +309,7 @@ def build(setup, data, command):
                 "within T”): drawn as triangles at the top. λ₁: top Lyapunov exponent on the "
                 "same sequences. The dotted line is ξ = delay.", "timescales"),
         Section("Internal state drift early in training",
-                "The seed: the prototype LSTM's unbounded state “very often becomes large "
+                "The essay: the prototype LSTM's unbounded state “very often becomes large "
                 "and chaotic at the write step in the early stage of training”; the "
                 "normalized LSTM, the pseudo LSTM and the GRU bound it. Measured: the RMS of "
                 "the state at the last time step of each training batch, and the mean write "
@@ -330,7 +331,8 @@ def build(setup, data, command):
            "findings": {"vanilla_vs_gated": learned_numbers, "drift": drift_numbers}}
     intro = ("Does a cell's gradient timescale predict whether it learns a long dependency? "
              "Each cell is trained on synthetic long-range tasks made in code, with its "
-             "gradient flow measured at checkpoints; the text is computed from the numbers.")
+             "gradient flow measured at checkpoints; the text is computed from the numbers. "
+             f"“The essay” is {ESSAY}, whose claims it tests.")
     return "Learnability: gradient decay against learning", intro, header, sections, figs, out
 
 
