@@ -123,8 +123,8 @@ def test_drift_text_says_when_the_prototype_does_not_drift():
     runs = [fake_run("prototype_lstm", 10, "learned", FLAT),
             fake_run("gru", 10, "learned", FLAT)]
     text, numbers = ln.drift_findings(runs, 20)
-    assert "disagrees with the seed" in text and "did not drift" in text
-    assert not numbers["prototype_drifts"] and "As the seed claims" not in text
+    assert "disagrees with the essay" in text and "did not drift" in text
+    assert not numbers["prototype_drifts"] and "As the essay claims" not in text
     assert "not chaotic" in text
 
 
@@ -133,24 +133,24 @@ def test_drift_text_confirms_the_seed_only_when_measured():
             fake_run("gru", 10, "learned", FLAT), fake_run("pseudo_lstm", 10, "learned", FLAT)]
     text, numbers = ln.drift_findings(runs, 20)
     assert numbers["prototype_drifts"] and numbers["prototype_chaotic"]
-    assert "As the seed claims" in text and "×16" in text and "disagrees" not in text
+    assert "As the essay claims" in text and "×16" in text and "disagrees" not in text
     runs[1] = fake_run("gru", 10, "learned", list(np.linspace(0.1, 0.9, 20)))
     text, numbers = ln.drift_findings(runs, 20)     # x9, but within the unit range: no drift
-    assert numbers["bounded_drifting"] == [] and "As the seed claims" in text
+    assert numbers["bounded_drifting"] == [] and "As the essay claims" in text
     runs[1] = fake_run("gru", 10, "learned", GROWING)              # a bounded cell drifts too
     text, numbers = ln.drift_findings(runs, 20)
-    assert numbers["bounded_drifting"] == ["gru"] and "disagrees with the seed there" in text
+    assert numbers["bounded_drifting"] == ["gru"] and "disagrees with the essay there" in text
 
 
 def test_vanilla_text_follows_the_verdicts():
     runs = [fake_run("rnn_tanh", 10, "learned", FLAT), fake_run("rnn_tanh", 50, "not learned", FLAT),
             fake_run("lstm", 10, "learned", FLAT), fake_run("lstm", 50, "learned", FLAT)]
     text, numbers = ln.vanilla_findings(runs)
-    assert "As the seed claims" in text and numbers["adding"]["claim_holds"]
+    assert "As the essay claims" in text and numbers["adding"]["claim_holds"]
     runs[1] = fake_run("rnn_tanh", 50, "learned", FLAT)
     runs[3] = fake_run("lstm", 50, "partly", FLAT)
     text, numbers = ln.vanilla_findings(runs)
-    assert "does not show the seed's claim" in text and not numbers["adding"]["claim_holds"]
+    assert "does not show the essay's claim" in text and not numbers["adding"]["claim_holds"]
     assert "lstm learned less far than the vanilla RNN (50)" in text
 
 
