@@ -126,3 +126,34 @@ def test_a_short_unrolled_update_still_prints_in_full():
     text = terminal(unrolled(3))
     assert "h' = h + tanh(W h + U x + b) + tanh(W (h + tanh(W h + U x + b)) + U x + b)" in text
     assert "∂h'/∂h = I + diag(" in text
+
+
+def test_a_long_chain_of_lets_derives_lowers_and_checks_exactly():
+    """120 lets, each tanh(W v) + b of the one before (an inner loop unrolled): deriving
+    the last let's total from the first recursed 120 deep through SymPy (a bare
+    RecursionError), and its Jacobian block, a product of 240 factors, printed as 240
+    nested calls, which Python's parser refuses ('name intermediate values with s.let':
+    every value had a name)."""
+    @gradlab.declare(state="h", params="W U b", source="test")
+    def inner_loop(s):
+        v = s.h
+        for k in range(120):
+            v = s.let(f"v{k}", tanh(s.W @ v) + s.b)
+        return v + s.U @ s.x
+
+    params, state, x = random_inputs(inner_loop, 3, 2, 2, seed=5)
+
+    def oracle(P, st, xx):
+        v = st[0]
+        for _ in range(120):
+            v = torch.tanh(v @ P["W"].T) + P["b"]
+        return (v + xx @ P["U"].T,)
+    by_autograd = sample_jacobians(oracle, params, state, x)
+    for wrt, expected in zip(("state", "input"), by_autograd):
+        assert relative_error(inner_loop.jacobian_fn(wrt)(params, state, x), expected) < 1e-12
+        numpy = inner_loop.jacobian_fn(wrt, backend="numpy")(
+            {k: v.numpy() for k, v in params.items()}, tuple(s.numpy() for s in state),
+            x.numpy())
+        assert relative_error(torch.as_tensor(numpy), expected) < 1e-12
+    assert gradlab.check_jacobian(lambda P, st, xx: inner_loop.jacobian_fn()(P, st, xx),
+                                  inner_loop, params).ok

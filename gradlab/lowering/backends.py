@@ -32,7 +32,19 @@ def _numpy():
         contiguous=np.ascontiguousarray,
         cat=lambda arrays, axis: np.concatenate(arrays, axis=axis),
         scaled_sum=_numpy_scaled_sum,
+        product=_product(np.matmul),
     )
+
+
+def _product(matmul):
+    def product(acc, *factors):
+        """A long product applied to acc factor by factor, right to left, as one call
+        (printed nested, 100 factors passed the ~200 parentheses Python's parser takes):
+        a factor (v,) is diag(v), multiplied as the broadcast v * acc."""
+        for f in factors:
+            acc = f[0] * acc if isinstance(f, tuple) else matmul(f, acc)
+        return acc
+    return product
 
 
 def _numpy_scaled_sum(*terms):
@@ -110,6 +122,7 @@ def _torch():
         contiguous=lambda a: a.contiguous(),
         cat=lambda arrays, axis: torch.cat(arrays, dim=axis),
         scaled_sum=scaled_sum,
+        product=_product(matmul),
     )
 
 

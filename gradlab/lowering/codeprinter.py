@@ -29,6 +29,10 @@ from ..errors import GradlabError
 from ..symbolic.activations import TABLE
 from ..symbolic.printing import text
 
+# factors past which a product prints as one xp.product call rather than nested calls (a
+# chain of 100 lets gave a 200-factor Jacobian block, past Python's ~200 parentheses)
+LONG_PRODUCT = 16
+
 
 def identifier(name):
     """A Python identifier for a symbol name: h' -> h_p, sigma_r^2 -> sigma_r_2, and any
@@ -155,7 +159,11 @@ class ArrayPrinter(StrPrinter):
             left = mats[-2]
             acc = f"({self._print(left)} * {acc})"
             mats = mats[:-1]
-        for f in reversed(mats[:-1]):
+        if len(mats) > LONG_PRODUCT:          # one call, not a nesting per factor
+            acc = f"xp.product({acc}, " + ", ".join(
+                f"({self._print(f.args[0])},)" if isinstance(f, DiagMatrix) else self._print(f)
+                for f in reversed(mats[:-1])) + ")"
+        for f in reversed(mats[:-1]) if len(mats) <= LONG_PRODUCT else ():
             if isinstance(f, DiagMatrix):
                 acc = f"({self._print(f.args[0])} * {acc})"
             else:
