@@ -515,3 +515,54 @@ def test_a_jacobian_with_the_batch_last_is_told_so(n, words):
     else:
         with pytest.raises(gradlab.GradlabError, match=re.escape(words)):
             gradlab.check_jacobian(batch_last, rnn, P)
+
+
+def test_the_reset_applied_after_the_matrix_is_named_for_chos_gru(gru):
+    """torch's GRU convention, h~ = tanh(r ⊙ (W h) + U x + b), checked against Cho's gru
+    was 'no ... term explains the difference'; and diag(r) written on the wrong side of W
+    (diag(r) W for W diag(r)) likewise."""
+    cell, params = gru
+    torch_gru = gradlab.cell("gru_torch")
+    zero = torch.zeros_like(params["b"])
+    as_torch = {"W_n": params["W"], "U_n": params["U"], "b_ir": params["b_r"],
+                "b_iz": params["b_z"], "b_in": params["b"], "b_hr": zero, "b_hz": zero,
+                "b_hn": zero, **{k: params[k] for k in ("W_r", "W_z", "U_r", "U_z")}}
+    after = gradlab.check_jacobian(lambda P, s, x: torch_gru.jacobian_fn()(as_torch, s, x),
+                                   cell, params)
+    assert not after.ok and after.diagnosis[0].startswith(
+        "Your Jacobian is that of the GRU with its reset applied after the matrix")
+
+    def wrong_side(P, state, x):              # diag(r) W where W diag(r) belongs
+        (h,) = state
+        r = sig(lin(h, P["W_r"]) + lin(x, P["U_r"]) + P["b_r"])
+        J = gru_jacobian(P, state, x)
+        z = sig(lin(h, P["W_z"]) + lin(x, P["U_z"]) + P["b_z"])
+        ht = tanh(lin(r * h, P["W"]) + lin(x, P["U"]) + P["b"])
+        left = D((1 - z) * (1 - ht ** 2))
+        return J - left @ P["W"] @ D(r) + left @ D(r) @ P["W"]
+    said = gradlab.check_jacobian(wrong_side, cell, params).diagnosis
+    assert said == ["Block ∂h'/∂h: in the term diag((1 - z) ⊙ (1 - h~^2)) W diag(r), yours "
+                    "has diag(r) on the other side of the weight, scaling its rows where it "
+                    "scales columns (applied after the product where it belongs before it, "
+                    "as r ⊙ (W h) for W (r ⊙ h): the GRU's reset, in torch's convention and "
+                    "Cho's)."]
+
+
+@pytest.mark.parametrize("name", ["rnn_relu", "indrnn"])
+def test_a_forgotten_relu_slope_is_named(name):
+    """relu's slope θ(a) is 0 or 1: where it is 0 the exact row is zero, so the row-by-row
+    ratio that names a forgotten tanh' cannot name it ('no ... term explains')."""
+    if name == "indrnn":
+        cell = gradlab.declare(state="h", params={"u": "n", "W": "n m", "b": "n"},
+                               source="test", name="indrnn")(
+            lambda s: gradlab.relu(s.u * s.h + s.W @ s.x + s.b))
+        forgot = lambda P, s, x: D(P["u"].expand(x.shape[0], -1))        # noqa: E731
+        factor, term = "θ(u ⊙ h + W x + b)", "diag(θ(u ⊙ h + W x + b) ⊙ u)"
+    else:
+        cell = gradlab.cell(name)
+        forgot = lambda P, s, x: P["W"].expand(x.shape[0], -1, -1)       # noqa: E731
+        factor, term = "θ(W h + U x + b)", "diag(θ(W h + U x + b)) W"
+    params = cell.init_params(8, 3, bias_scale=0.5, seed=0)
+    assert gradlab.check_jacobian(forgot, cell, params).diagnosis == [
+        f"Block ∂h'/∂h: in the term {term}, yours leaves out the factor {factor} (an "
+        "activation's slope?)."]

@@ -44,11 +44,17 @@ def slips(block):
     W that is a factor of the term (diag(v) W, W diag(r), -diag(u) W_z ...) written W^T
     (min-char-rnn's backward uses Whh where Whh.T belongs). kind "columns": diag(v) W
     written W diag(v), the columns scaled where the rows belong (v broadcast along the
-    wrong axis: v * W in numpy). Weights inside a diag(...) are not factors."""
+    wrong axis: v * W in numpy); kind "rows": W diag(v) written diag(v) W. kind "missing":
+    one elementwise factor of a diag(...) left out (relu's slope, which is 0 or 1, forgotten:
+    a row-by-row ratio cannot name a factor that is 0). Weights inside a diag(...) are not
+    factors."""
     out = []
     for term in block_terms(block):
         args = term.args if isinstance(term, sp.MatMul) else (term,)
         for i, W in enumerate(args):
+            if isinstance(W, DiagMatrix):
+                out.extend((term, ("missing", f), variant)
+                           for f, variant in _without_each_factor(args, i, term.shape))
             if not (isinstance(W, sp.MatrixSymbol) and W.shape[0] == W.shape[1] != 1):
                 continue
             out.append((term, ("transposed", W), sp.MatMul(*args[:i], W.T, *args[i + 1:])
@@ -56,4 +62,22 @@ def slips(block):
             if i and isinstance(args[i - 1], DiagMatrix):
                 out.append((term, ("columns", args[i - 1]),
                             sp.MatMul(*args[:i - 1], W, args[i - 1], *args[i + 1:])))
+            if i + 1 < len(args) and isinstance(args[i + 1], DiagMatrix):
+                out.append((term, ("rows", args[i + 1]),
+                            sp.MatMul(*args[:i], args[i + 1], W, *args[i + 2:])))
     return tuple(out)
+
+
+def _without_each_factor(args, i, shape):
+    """(factor, the term without it) for each elementwise factor of the diag(...) at
+    args[i]: diag(f * g) without f is diag(g); diag(f) without f is no factor at all."""
+    v = args[i].args[0]
+    factors = v.args if isinstance(v, sp.HadamardProduct) else (v,)
+    for k, f in enumerate(factors):
+        rest = factors[:k] + factors[k + 1:]
+        kept = [DiagMatrix(rest[0] if len(rest) == 1 else sp.HadamardProduct(*rest))] \
+            if rest else []
+        others = [*args[:i], *kept, *args[i + 1:]]
+        matrices = [a for a in others if getattr(a, "is_Matrix", False)]
+        yield f, (sp.MatMul(*others) if matrices else
+                  sp.MatMul(*others, sp.Identity(shape[0])))

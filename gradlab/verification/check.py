@@ -38,7 +38,8 @@ from ..errors import (GradlabError, arguments_checked, check_seed, choice, deriv
 from ..flow.bound import as_real, check_params, hidden_size
 from ..lowering.lower import terms_function
 from .blind import alike, alike_words, unseen, unseen_words, zero_parts
-from .diagnosis import UNEXPLAINED, diagnose, exact_jacobian, measured, relative
+from .conventions import exact_jacobian
+from .diagnosis import UNEXPLAINED, diagnose, measured, relative
 from .hidden import Asked, with_biases, with_states
 from .precision import (FINER_NOTE, UNSURE_NOTE, extended_reference, float32_loses,
                         within_rounding)

@@ -16,7 +16,7 @@ import torch
 from sympy import HadamardProduct, MatMul
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
-from ..interop import GATES, layer_cell
+from .conventions import gate_order, negated_gate, reset_after, swapped_gates, without_biases
 from ..symbolic.printing import text
 from .slips import slip_variants, slipped
 
@@ -53,10 +53,6 @@ def measured(theirs, exact, blocks):
     errors = {k: block_error(blocks.part(theirs, k), blocks.part(exact, k), exact)
               for k in blocks.keys}
     return absolute, max(absolute / (float(exact.abs().max()) or 1.0), *errors.values()), errors
-
-
-def exact_jacobian(cell, wrt, params, state, x):
-    return cell.jacobian_fn(wrt)(params, state, x).to(dtype=torch.float64, device="cpu")
 
 
 def _orders(parts):
@@ -124,7 +120,8 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
                     "the blocks, numerator across them): transpose every block."]
     # (other parameters compared at degenerate draws, where every Jacobian is ~0, would
     # match by accident)
-    tests = () if degenerate else (gate_order, without_biases, swapped_gates, negated_gate)
+    tests = () if degenerate else (gate_order, without_biases, swapped_gates, negated_gate,
+                                   reset_after)
     found = next((said for test in tests
                   if (said := test(cell, params, state, x, theirs, wrt, blocks, close))), [])
     if found:
@@ -260,50 +257,6 @@ def by_leading_factor(terms):
     return sorted(groups.items(), key=lambda g: -len(g[1])) + singles
 
 
-def gate_order(cell, params, state, x, theirs, wrt, blocks, close):
-    """Weights read in another gate order (torch stacks gates in GATES order)."""
-    gates = GATES.get(cell.name) if cell.name in GATES and layer_cell(cell.name) is cell \
-        else None
-    if not gates:                        # (a user's cell named lstm stacks nothing)
-        return []
-    for order in itertools.permutations(gates):
-        if order == gates:
-            continue
-        swap = dict(zip(gates, order))
-        moved = {}
-        for p, v in params.items():
-            head, _, g = p.rpartition("_")
-            g0 = g[1:] if cell.name == "gru_torch" and p.startswith("b_") else g
-            if g0 in swap and head:
-                prefix = p[:len(p) - len(g0)]
-                moved[p] = params[prefix + swap[g0]]
-            else:
-                moved[p] = v
-        other = blocks.select(exact_jacobian(cell, wrt, moved, state, x))
-        if close(theirs, other):
-            return [f"Your Jacobian is the exact one for weights read in gate order "
-                    f"({', '.join(order)}); torch stacks the gates as ({', '.join(gates)}) in "
-                    "weight_ih, weight_hh and the biases: split them in that order, or, "
-                    "reading gradlab's named params, use each gate's own."]
-    return []
-
-
-def without_biases(cell, params, state, x, theirs, wrt, blocks, close):
-    """A derivation that leaves the biases out (a bias-free model's code), told apart
-    from one that is wrong: exact once every nonzero bias (b*, a vector) is zero."""
-    biases = [p for p in cell.param_names if re.fullmatch(r"b(_\w*|\d*)", p)
-              and cell.param_shapes[p][1] == 1 and bool((params[p] != 0).any())]
-    if not biases:
-        return []
-    zeroed = {p: torch.zeros_like(v) if p in biases else v for p, v in params.items()}
-    other = blocks.select(exact_jacobian(cell, wrt, zeroed, state, x))
-    if not bool(other.abs().max() > 0) or not close(theirs, other):   # (a gain, not a bias)
-        return []
-    return [f"Your Jacobian is the exact one with the biases ({', '.join(biases)}) set to "
-            "zero: your derivation leaves them out. If the model has no biases, check it "
-            "at zero biases (--bias-scale 0, or params with zero biases)."]
-
-
 def by_sample(theirs, exact, rtol):
     """A sentence when some samples agree and others do not (a function that reads one
     sample's state for all, or an index), else []."""
@@ -325,49 +278,6 @@ def by_sample(theirs, exact, rtol):
                 "all, an index, or a broadcast)."]
     return [f"{head}: your function is wrong at some points only (a term wrong only where "
             "units saturate, a branch on the state's values, or one on the sample's index)."]
-
-
-def gate_groups(cell):
-    """{gate: its parameters}, by the last letter of each name's suffix: W_z, U_z, b_z
-    (and gru_torch's b_iz, b_hz) are z's."""
-    groups = {}
-    for p in cell.param_names:
-        head, _, suffix = p.rpartition("_")
-        if head and suffix:
-            groups.setdefault(suffix[-1], []).append(p)
-    return groups
-
-
-def swapped_gates(cell, params, state, x, theirs, wrt, blocks, close):
-    """Two gates' parameters swapped (a derivation with r where z belongs, and z for r)."""
-    groups = gate_groups(cell)
-    for a, b in itertools.combinations(groups, 2):
-        pairs = {p: p[:-1] + b for p in groups[a]}
-        if sorted(pairs.values()) != sorted(groups[b]) or any(
-                params[p].shape != params[q].shape for p, q in pairs.items()):
-            continue
-        moved = dict(params, **{p: params[q] for p, q in pairs.items()},
-                     **{q: params[p] for p, q in pairs.items()})
-        if close(theirs, blocks.select(exact_jacobian(cell, wrt, moved, state, x))):
-            shown = ", ".join(f"{p} ↔ {q}" for p, q in pairs.items())
-            return [f"Your Jacobian is the exact one with the parameters of {a} and {b} "
-                    f"swapped ({shown}): your derivation uses {a} where {b} belongs and {b} "
-                    f"where {a} belongs."]
-    return []
-
-
-def negated_gate(cell, params, state, x, theirs, wrt, blocks, close):
-    """A gate's parameters negated: for a sigmoid gate z, sigma(-a) = 1 - z, so this is a
-    derivation with 1 - z where the cell has z (the GRUs' two conventions)."""
-    for g, names in gate_groups(cell).items():
-        flipped = dict(params, **{p: -params[p] for p in names})
-        if close(theirs, blocks.select(exact_jacobian(cell, wrt, flipped, state, x))):
-            return [f"Your Jacobian is the exact one with the parameters of {g} "
-                    f"({', '.join(names)}) negated, which turns a sigmoid gate {g} into "
-                    f"1 - {g}: your derivation has 1 - {g} where the cell has {g} (GRUs are "
-                    "written both ways, h' = z h + (1 - z) h~ and h' = (1 - z) h + z h~; "
-                    f"`gradlab derive {cell.name}` shows this cell's)."]
-    return []
 
 
 def worst_entries(mine, ref, count=3):

@@ -13,7 +13,8 @@ import torch
 
 from ..errors import GradlabError, derived_seed
 from .blind import zero_parts
-from .diagnosis import exact_jacobian, measured
+from .conventions import exact_jacobian
+from .diagnosis import measured
 from .user import Exited, batched_jacobian
 
 BIAS_NOTE = "Note: it agrees at the params given"      # what assert_jacobian warns with

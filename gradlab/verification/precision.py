@@ -8,7 +8,8 @@ answer may be off (`float32_loses`)."""
 import torch
 
 from ..lowering.lower import extended_jacobian
-from .diagnosis import exact_jacobian, measured
+from .conventions import exact_jacobian
+from .diagnosis import measured
 
 
 FINER_NOTE = ("Note: gradlab's own float64 evaluation of the exact Jacobian is off by {:.2g} "

@@ -29,11 +29,20 @@ def slipped(key, D, terms, variants, scale, explained):
         if abs(c - 1) < 1e-6 and kind == "transposed":
             said.append(f"Block ∂{key[0]}'/∂{key[1]}: in the term {text(term)}, yours has "
                         f"{text(f)}ᵀ where {text(f)} belongs (a weight transposed).")
-        elif abs(c - 1) < 1e-6:
+        elif abs(c - 1) < 1e-6 and kind == "missing":
+            said.append(f"Block ∂{key[0]}'/∂{key[1]}: in the term {text(term)}, yours leaves "
+                        f"out the factor {text(f)} (an activation's slope?).")
+        elif abs(c - 1) < 1e-6 and kind == "columns":
             said.append(f"Block ∂{key[0]}'/∂{key[1]}: in the term {text(term)}, yours has "
                         f"{text(f)} on the other side of the weight, scaling its columns "
                         "where it scales rows (a vector broadcast along the wrong axis: v "
                         "* W for v[:, None] * W in numpy).")
+        elif abs(c - 1) < 1e-6:
+            said.append(f"Block ∂{key[0]}'/∂{key[1]}: in the term {text(term)}, yours has "
+                        f"{text(f)} on the other side of the weight, scaling its rows where "
+                        "it scales columns (applied after the product where it belongs "
+                        "before it, as r ⊙ (W h) for W (r ⊙ h): the GRU's reset, in "
+                        "torch's convention and Cho's).")
     return said
 
 
