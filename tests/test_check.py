@@ -566,3 +566,19 @@ def test_a_forgotten_relu_slope_is_named(name):
     assert gradlab.check_jacobian(forgot, cell, params).diagnosis == [
         f"Block ∂h'/∂h: in the term {term}, yours leaves out the factor {factor} (an "
         "activation's slope?)."]
+
+
+def test_float32_rounding_is_not_named_as_wrongly_scaled_terms(gru):
+    """With float32 params and one term really missing, right terms were said to be
+    'scaled by 1.000000073 instead of 1 (a wrong constant factor)': float32 rounding."""
+    cell, params = gru
+    p32 = {k: v.float() for k, v in params.items()}
+    said = gradlab.check_jacobian(lambda P, s, x: gru_jacobian(P, s, x, drop=True), cell,
+                                  p32).diagnosis
+    assert said == ["Block ∂h'/∂h: the term -diag(h~ ⊙ z ⊙ (1 - z)) W_z is missing."]
+    # float64 params, a float32 answer, a small term missing: that term alone, not the
+    # rounding of the others
+    small = dict(params, W_z=params["W_z"] * 1e-3)
+    said = gradlab.check_jacobian(lambda P, s, x: gru_jacobian(P, s, x, drop=True).float(),
+                                  cell, small).diagnosis
+    assert said == ["Block ∂h'/∂h: the term -diag(h~ ⊙ z ⊙ (1 - z)) W_z is missing."]

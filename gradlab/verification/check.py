@@ -281,7 +281,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     same = [] if faint == ["n = 1"] else alike(cell, params, state, wrt, rtol)
     diagnosis = [] if ok else batch_only or rounded or diagnose(
         cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
-        bool(faint or same))
+        bool(faint or same), answer=dtype)
     if not (ok or batch_only or rounded or same) and all(UNEXPLAINED in d for d in diagnosis):
         # no term explains it (a small missing term would): float32 rounding may
         diagnosis = float32_rounding(theirs, exact, relative,

@@ -72,9 +72,10 @@ def _orders(parts):
 
 
 def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
-             degenerate=False):
+             degenerate=False, answer=None):
     """Sentences saying what is wrong with `theirs`; `terms` is `terms_function`'s
-    evaluation of the exact Jacobian's terms at (params, state, x)."""
+    evaluation of the exact Jacobian's terms at (params, state, x); `answer`: the dtype
+    the function returned (its rounding is not a slip)."""
     close = lambda a, b: relative(a, b) <= max(rtol, 1e-9)      # noqa: E731
     if theirs.shape[1] == theirs.shape[2] and close(theirs.transpose(1, 2), exact):
         other = "numerator" if layout == "denominator" else "denominator"
@@ -127,13 +128,18 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
     if found:
         return found
     sentences = by_sample(theirs, exact, rtol)
+    # a term's coefficient off by less than this is rounding, not a slip (float32 params:
+    # ~1e-7, and a right term was said to be "scaled by 1.000000073")
+    noise = max(10 * torch.finfo(t).eps for t in (params[cell.param_names[0]].dtype,
+                                                  answer or torch.float64))
+    floor = max(1e-9, rtol / 10, noise)
     unexplained = []
     for key in blocks.keys:
         mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
-        if block_error(mine, ref, exact) <= rtol:
+        if block_error(mine, ref, exact) <= max(rtol, 10 * noise):   # (rounding)
             continue
         scale = float(ref.abs().max()) or 1.0
-        said = explain_block(key, mine - ref, terms.get(key, []), scale) \
+        said = explain_block(key, mine - ref, terms.get(key, []), scale, floor, noise) \
             or slipped(key, mine - ref, terms.get(key, []),
                        slip_variants(cell, wrt, params, state, x).get(key, []), scale,
                        EXPLAINED)
@@ -158,8 +164,10 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
     return sentences
 
 
-def explain_block(key, D, terms, scale):
-    """Sentences naming the terms whose wrong coefficients (or slopes) explain D."""
+def explain_block(key, D, terms, scale, floor=1e-9, noise=0.0):
+    """Sentences naming the terms whose wrong coefficients (or slopes) explain D; a
+    coefficient within `floor` of right is not named, nor one within what rounding of
+    `noise` relative to the block's scale makes of a term that small."""
     name = f"∂{key[0]}'/∂{key[1]}"
     if not terms:
         return [f"Block {name} is exactly zero, but yours is not (largest entry "
@@ -173,16 +181,18 @@ def explain_block(key, D, terms, scale):
     # (a difference below EXPLAINED, rounding, would otherwise fit any coefficients)
     if misfit / scale <= EXPLAINED and misfit <= 1e-3 * float(d.abs().max()):
         out = []
-        for (term, _), c in zip(terms, coef.tolist()):
+        for (term, value), c in zip(terms, coef.tolist()):
             c = round(c, 10)           # a factor 1 + 1e-7 is still told (rtol 1e-8)
-            if abs(c) < 1e-9:
+            size = float(value.abs().max())
+            tol = max(1e-6, noise * scale / size if size > 0 else 0.0)
+            if abs(c) < max(floor, tol):
                 continue
             shown = text(term)
-            if abs(c + 1) < 1e-6:
+            if abs(c + 1) < tol:
                 out.append(f"Block {name}: the term {shown} is missing.")
-            elif abs(c + 2) < 1e-6:
+            elif abs(c + 2) < tol:
                 out.append(f"Block {name}: the term {shown} has the wrong sign.")
-            elif abs(c - 1) < 1e-6:
+            elif abs(c - 1) < tol:
                 out.append(f"Block {name}: the term {shown} appears twice (an extra copy).")
             else:
                 out.append(f"Block {name}: the term {shown} is scaled by {1 + c:.10g} "
