@@ -184,8 +184,9 @@ def explain_block(key, D, terms, scale, floor=1e-9, noise=0.0):
         for (term, value), c in zip(terms, coef.tolist()):
             c = round(c, 10)           # a factor 1 + 1e-7 is still told (rtol 1e-8)
             size = float(value.abs().max())
-            tol = max(1e-6, noise * scale / size if size > 0 else 0.0)
-            if abs(c) < max(floor, tol):
+            rounding = noise * scale / size if size > 0 else 0.0
+            tol = max(1e-6, rounding)
+            if abs(c) < max(floor, rounding):
                 continue
             shown = text(term)
             if abs(c + 1) < tol:
