@@ -43,7 +43,9 @@ def __getattr__(name):
         return importlib.import_module(f".{name}", __name__)
     home = _HOMES.get(name)
     if home is None:
-        raise AttributeError(f"module 'gradlab' has no attribute {name!r}")
+        language = ", ".join(k for k, v in _HOMES.items() if v == "symbolic.language")
+        raise AttributeError(f"module 'gradlab' has no attribute {name!r} (the cell "
+                             f"language's functions: {language})")
     value = getattr(importlib.import_module(f".{home}", __name__), name)
     if inspect.isfunction(value) and not hasattr(value, "__wrapped__"):
         value = arguments_checked(value)   # a call its signature does not take: one line

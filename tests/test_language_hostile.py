@@ -293,3 +293,23 @@ def test_names_that_print_or_read_as_something_else_are_refused():
         a = s.let("σ²", s.W @ s.h)
         return gradlab.tanh(a + s.U @ s.x + s.b)
     gradlab.declare(state="h", params="W U b", source="test")(squared)
+
+
+def test_numpy_reading_an_equation_is_refused_by_name_and_numpy_scalars_are_numbers():
+    """np.dot(W, h) was 'cannot multiply elementwise W (n x n) and h (n x 1)' (numpy made
+    it an elementwise product of objects), np.mean(v) 'cannot use np.int64(1)', and a
+    numpy integer scalar was refused outright; an unknown activation named none."""
+    import numpy as np
+
+    def declared(body):
+        return gradlab.declare(state="h", params="W b", source="test", name="odd")(body)
+    for body in (lambda s: gradlab.tanh(np.dot(s.W, s.h) + s.b),
+                 lambda s: np.mean(s.W @ s.h + s.b) + s.h):
+        with pytest.raises(GradlabError, match="numpy cannot read .*: a cell's equations are "
+                                               "symbolic; write W @ h for a matrix product"):
+            declared(body)
+    two = declared(lambda s: gradlab.tanh(s.W @ s.h) * np.int64(2) + s.b)
+    assert str(two.equations()[-1]).startswith("h' = 2 tanh(W h)")
+    with pytest.raises(AttributeError, match="no attribute 'gelu' \\(the cell language's "
+                                             "functions: sigmoid, tanh, relu"):
+        gradlab.gelu

@@ -83,6 +83,11 @@ class Value:
     __array_ufunc__ = None       # numpy's ufuncs refuse it; its operators defer to these
     __hash__ = object.__hash__
 
+    def __array__(self, *args, **kwargs):   # np.dot(W, h), np.mean(v): numpy would read
+        raise GradlabError(f"numpy cannot read {text(self.expr)}: a cell's equations are "
+                           "symbolic; write W @ h for a matrix product and the language's "
+                           "own functions (mean, sum, tanh, sigmoid, ...) for the rest")
+
     def __bool__(self):          # `if g:`, `a and b`: Python would decide, not the equations
         raise GradlabError(f"{text(self.expr)} is symbolic: Python's if, and, or and not "
                            "cannot decide on it; write the choice into the equations "
@@ -156,6 +161,10 @@ def _value(v):
         return v
     if isinstance(v, bool):
         raise GradlabError(f"cannot use {v!r} (bool) in a cell equation")
+    if isinstance(v, numbers.Integral) and type(v).__module__ == "numpy":
+        v = int(v)                 # np.int64(2): as 2
+    elif isinstance(v, numbers.Real) and type(v).__module__ == "numpy":
+        v = float(v)               # np.float32(0.5): as 0.5
     if isinstance(v, float):       # kept as written: 0.5 stays 0.5 (nsimplify gave log(2))
         return Value(sp.Float(v))
     if isinstance(v, (int, sp.Expr)) and not isinstance(v, sp.MatrixExpr):
