@@ -582,3 +582,22 @@ def test_float32_rounding_is_not_named_as_wrongly_scaled_terms(gru):
     said = gradlab.check_jacobian(lambda P, s, x: gru_jacobian(P, s, x, drop=True).float(),
                                   cell, small).diagnosis
     assert said == ["Block ∂h'/∂h: the term -diag(h~ ⊙ z ⊙ (1 - z)) W_z is missing."]
+
+
+def test_a_missing_term_that_vanishes_at_some_samples_is_named_alone():
+    """At saturated draws the missing term is ~0 in some samples, which then agree: the
+    diagnosis named the term and also said 'your function is wrong at some points only
+    (... a branch on the state's values ...)', a second, vaguer story for the same slip."""
+    cell = gradlab.cell("gru")
+    params = cell.init_params(9, 3, weight_scale=30, bias_scale=10, seed=2)
+
+    def no_reset_path(P, state, x):
+        (h,) = state
+        r = sig(lin(h, P["W_r"]) + lin(x, P["U_r"]) + P["b_r"])
+        z = sig(lin(h, P["W_z"]) + lin(x, P["U_z"]) + P["b_z"])
+        ht = tanh(lin(r * h, P["W"]) + lin(x, P["U"]) + P["b"])
+        return (D(z) + D((h - ht) * z * (1 - z)) @ P["W_z"]
+                + D((1 - z) * (1 - ht ** 2)) @ P["W"] @ D(r))
+    said = gradlab.check_jacobian(no_reset_path, cell, params).diagnosis
+    assert said == ["Block ∂h'/∂h: the term diag((1 - z) ⊙ (1 - h~^2)) W diag(h ⊙ r ⊙ "
+                    "(1 - r)) W_r is missing."]

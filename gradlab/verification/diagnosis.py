@@ -21,6 +21,7 @@ from ..symbolic.printing import text
 from .slips import slip_variants, slipped
 
 UNEXPLAINED = "no missing, extra, sign-flipped"    # a block no term explains, as said
+SOME_POINTS = "wrong at some points only"
 EXPLAINED = 1e-6          # a diagnosis must explain the difference to this relative residual
 
 
@@ -161,6 +162,8 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
                          "rescaled term explains the difference. Worst entries "
                          + worst_entries(blocks.part(theirs, key), blocks.part(exact, key))
                          + ".")
+    if sentences and SOME_POINTS in sentences[0] and len(sentences) > 1 and not unexplained:
+        sentences = sentences[1:]    # a term that vanishes at some samples says it better
     return sentences
 
 
@@ -287,7 +290,7 @@ def by_sample(theirs, exact, rtol):
         return [f"{head}: each wrong one is another sample's exact Jacobian, so your "
                 "function depends on which sample it is given (one sample's state used for "
                 "all, an index, or a broadcast)."]
-    return [f"{head}: your function is wrong at some points only (a term wrong only where "
+    return [f"{head}: your function is {SOME_POINTS} (a term wrong only where "
             "units saturate, a branch on the state's values, or one on the sample's index)."]
 
 
