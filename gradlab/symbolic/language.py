@@ -8,13 +8,11 @@
         c = s.let("c'", f * s.c + i * g)
         return o * tanh(c), c
 
-`@` is the matrix product, `*` and `/` are elementwise (scalars broadcast), `1 - z` means
-the all-ones vector minus z, `W.T` is a transpose and `s.I` (or `gradlab.I`) the n x n
-identity. The elementwise functions (tanh, sigmoid, relu, softplus, exp, log, abs,
-maximum, minimum) come from the activation table, `activations.TABLE`. Every value is a
-plain SymPy matrix expression over symbols whose sizes are the SymPy symbols n (hidden)
-and m (input), `s.hidden_size` and `s.input_size`: nothing depends on a numeric size
-(`s.n` and `s.m` are whatever the cell declares under those names, as xLSTM's parts).
+`@` is the matrix product, `*` and `/` elementwise (scalars broadcast), `1 - z` the
+all-ones vector minus z, `W.T` a transpose, `s.I` (or `gradlab.I`) the n x n identity; the
+elementwise functions come from the activation table, `activations.TABLE`. Every value is
+a SymPy matrix expression whose sizes are the symbols n (hidden) and m (input),
+`s.hidden_size` and `s.input_size` (`s.n` and `s.m` are what the cell declares so).
 """
 
 import builtins
@@ -85,8 +83,7 @@ class Value:
 
     def __array__(self, *args, **kwargs):   # np.dot(W, h), np.mean(v): numpy would read
         raise GradlabError(f"numpy cannot read {text(self.expr)}: a cell's equations are "
-                           "symbolic; write W @ h for a matrix product and the language's "
-                           "own functions (mean, sum, tanh, sigmoid, ...) for the rest")
+                           "symbolic; write W @ h for a matrix product, and mean, sum, tanh, ...")
 
     def __bool__(self):          # `if g:`, `a and b`: Python would decide, not the equations
         raise GradlabError(f"{text(self.expr)} is symbolic: Python's if, and, or and not "
@@ -161,10 +158,8 @@ def _value(v):
         return v
     if isinstance(v, bool):
         raise GradlabError(f"cannot use {v!r} (bool) in a cell equation")
-    if isinstance(v, numbers.Integral) and type(v).__module__ == "numpy":
-        v = int(v)                 # np.int64(2): as 2
-    elif isinstance(v, numbers.Real) and type(v).__module__ == "numpy":
-        v = float(v)               # np.float32(0.5): as 0.5
+    if isinstance(v, numbers.Real) and type(v).__module__ == "numpy":   # np.int64(2): 2
+        v = int(v) if isinstance(v, numbers.Integral) else float(v)
     if isinstance(v, float):       # kept as written: 0.5 stays 0.5 (nsimplify gave log(2))
         return Value(sp.Float(v))
     if isinstance(v, (int, sp.Expr)) and not isinstance(v, sp.MatrixExpr):
