@@ -3,6 +3,7 @@
 import contextlib
 import importlib
 import importlib.util
+import os
 import pathlib
 import sys
 import traceback
@@ -98,8 +99,13 @@ def _article(word):
 @contextlib.contextmanager
 def _on_path(folder):
     """`folder` first on sys.path for the block (the file's neighbours import), then as
-    before: importing a cell file leaves the process's path as it found it."""
+    before: importing a cell file leaves the process's path, and its working directory,
+    as it found them (a file that called os.chdir moved a relative --out elsewhere)."""
     folder = str(folder)
+    try:
+        cwd = os.getcwd()
+    except OSError:                      # a working directory since removed: nothing to keep
+        cwd = None
     added = folder not in sys.path
     if added:
         sys.path.insert(0, folder)
@@ -108,6 +114,8 @@ def _on_path(folder):
     finally:
         if added and folder in sys.path:
             sys.path.remove(folder)
+        if cwd is not None and os.getcwd() != cwd:
+            os.chdir(cwd)
 
 
 def load(spec, what="cell"):

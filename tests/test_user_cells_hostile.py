@@ -3,6 +3,7 @@ theory) is only for its own cell of that name; a torch module measured by jacrev
 return one state per sequence and must not be in training mode with noise; a user's words
 in a declaration cannot inject markup. Each case was wrong or unguarded before."""
 
+import pathlib
 import textwrap
 
 import pytest
@@ -180,3 +181,19 @@ def test_a_declaration_sharing_one_value_many_times_is_compared_once_per_value()
 
     cell = gradlab.declare(state="h", params="W U b", source="test")(shared)
     assert cell.state_names == ("h",)
+
+
+def test_a_cell_file_that_changes_directory_moves_nothing(tmp_path, monkeypatch):
+    """A cell file that called os.chdir("/") as it loaded moved a relative --out there
+    (report wrote /cfo/index.html), and a relative cell path was then 'no such file'."""
+    (tmp_path / "away").mkdir()
+    (tmp_path / "mover.py").write_text(
+        "import os\nos.chdir('away')\nimport gradlab\n"
+        "@gradlab.declare(state='h', params='W U b', source='test')\n"
+        "def c(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("report", "--cells", "mover.py:c", "--hidden", "3", "--inputs", "2",
+                    "--steps", "4", "--batch", "2", "--out", "out")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "index.html").is_file() and not (tmp_path / "away" / "out").exists()
+    assert pathlib.Path.cwd() == tmp_path
