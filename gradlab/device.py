@@ -49,3 +49,20 @@ def exact_float32():
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def one_thread(device):
+    """On the CPU, one thread for the block: float32 sums then come out the same whatever
+    the machine's thread count (with two, the character model's bits moved in the 7th
+    digit, and its timescales after), and these small models train no slower for it."""
+    if device != "cpu":
+        yield
+        return
+    import torch
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)

@@ -295,3 +295,21 @@ def test_a_train_setup_refuses_a_float32_rate_adam_cannot_hold():
     with pytest.raises(GradlabError, match=r"lr 1e\+38 does not fit float32: .* at most 3.4e\+37"):
         loop.TrainSetup(lr=1e38)
     assert loop.TrainSetup(lr=1e38, dtype="float64").lr == 1e38
+
+
+def test_the_report_is_the_same_whatever_the_thread_count(tmp_path):
+    """The character model's float32 sums depend on torch's thread count: its bits moved
+    in the 7th digit between OMP_NUM_THREADS=1 and 2, for the same seed."""
+    import torch
+    run = ("train", "--cells", "rnn_tanh", "--tasks", "adding:3", "--hidden", "4", "--steps",
+           "5", "--batch", "2", "--drift-steps", "2", "--char-steps", "3")
+    saved = torch.get_num_threads()
+    try:
+        for threads, out in ((2, "a"), (1, "b")):
+            torch.set_num_threads(threads)
+            result = invoke(*run, "--out", tmp_path / out)
+            assert result.exit_code == 0, result.output
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.get_num_threads() == saved
+    assert (tmp_path / "a" / "data.json").read_bytes() == (tmp_path / "b" / "data.json").read_bytes()

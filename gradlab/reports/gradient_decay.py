@@ -44,7 +44,8 @@ def device_name(device):
     import torch
     if device == "cuda":
         return torch.cuda.get_device_name()
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({platform.machine()}, {threads} thread{'s' if threads != 1 else ''})"
 
 
 def run(setup, *, progress=None, models=None):

@@ -20,6 +20,7 @@ from ..errors import GradlabError, entries, not_whole
 from ..reports.gradient_decay import device_name, versions
 from ..reports.publish import Section, write_report
 from ..catalogue.written_memories import R2RT as ESSAY
+from ..device import one_thread
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "prototype_lstm", "normalized_lstm",
                  "pseudo_lstm")
@@ -371,10 +372,12 @@ def check(setup):
 
 
 def report(setup, out, *, force=False, command="gradlab train", progress=None, **where):
-    """Train, measure and write the learnability report at `out`; returns its path."""
+    """Train, measure and write the learnability report at `out` (on one CPU thread:
+    `one_thread`); returns its path."""
     check(setup)
-    data = run(setup, progress=progress)
-    title, intro, header, sections, figs, data = build(setup, data, command)
+    with one_thread(setup.device):
+        data = run(setup, progress=progress)
+        title, intro, header, sections, figs, data = build(setup, data, command)
     return write_report(out, title=title, intro=intro, header=header, sections=sections,
                         figures=figs, data=data, force=force, **where)
 
