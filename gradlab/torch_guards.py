@@ -175,7 +175,8 @@ def own_weights(module):
         + ["weight_hr"] * bool(getattr(module, "proj_size", 0))
     expected = {k + s for s in suffixes for k in kinds}
     chains = getattr(module, "parametrizations", None) or {}
-    held = {n for n, _ in module.named_parameters(recurse=False)} | set(chains)
+    held = {n for n, _ in module.named_parameters(recurse=False, remove_duplicate=False)} \
+        | set(chains)                     # (a weight tied to another is still held)
     held = {n for n in held if re.fullmatch(r"(weight|bias)_(ih|hh|hr)(_l\d+(_reverse)?)?", n)}
     extra, missing = sorted(held - expected), sorted(expected - held)
     if extra or missing:
