@@ -300,3 +300,13 @@ def test_a_module_with_tied_weights_is_measured_as_its_untied_copy():
     xs = torch.randn(4, 2, 5, dtype=torch.float64)
     assert np.array_equal(gradlab.gradient_flow(tied, xs).log_norm(),
                           gradlab.gradient_flow(untied, xs).log_norm())
+
+
+def test_a_packed_sequence_is_refused_by_name():
+    """It was 'xs must be an array of real numbers, got PackedSequence: setting an array
+    element with a sequence. The requested array has an inhomogeneous shape ...'."""
+    packed = torch.nn.utils.rnn.pack_sequence([torch.randn(5, 3, dtype=torch.float64),
+                                               torch.randn(3, 3, dtype=torch.float64)])
+    with pytest.raises(GradlabError, match="xs is a PackedSequence; give one dense "
+                                           "\\(T, B, m\\) tensor"):
+        gradlab.gradient_flow(torch.nn.LSTM(3, 4).double(), packed)

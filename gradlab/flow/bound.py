@@ -219,6 +219,10 @@ def as_real(value, what, dtype=None, device=None):
     """`value` (a tensor, numpy array or nested list of real numbers) as a tensor, on
     `dtype` and `device` where given; a string, None, complex, bool or meta tensor refused."""
     given = type(value).__name__
+    if isinstance(value, torch.nn.utils.rnn.PackedSequence):
+        raise GradlabError(f"{what} is a PackedSequence; give one dense (T, B, m) tensor "
+                           "(torch.nn.utils.rnn.pad_packed_sequence pads it; every sequence "
+                           "is then measured over all T steps)")
     if getattr(value, "is_nested", False):
         raise GradlabError(f"{what} is a nested tensor; give one dense tensor (sequences "
                            "padded to one length)")
