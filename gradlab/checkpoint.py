@@ -171,6 +171,13 @@ def parse_arch(spec):
     return Arch(kind=kind, **values)
 
 
+def _first_sentence(message, limit=160):
+    """A library's error message to its first sentence, whole words, at most `limit`."""
+    words = " ".join(message.split())
+    first = re.split(r"(?<=[.!?])\s", words, maxsplit=1)[0]
+    return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + " ..."
+
+
 def load_state_dict(path):
     """The state dict in `path`, read with torch.load(weights_only=True) only."""
     import torch
@@ -182,7 +189,19 @@ def load_state_dict(path):
         if path.exists():                           # /dev/null, a folder, a FIFO
             raise GradlabError(f"checkpoint {str(path)!r} is not a regular file; give a .pt "
                                "file")
+        if path.is_symlink():
+            raise GradlabError(f"checkpoint {str(path)!r} is a symbolic link to no file (a "
+                               "missing target, or a loop of links)")
         raise GradlabError(f"no such checkpoint file {str(path)!r}")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if not head:
+        raise GradlabError(f"checkpoint {str(path)!r} is empty; save module.state_dict() "
+                           "with torch.save")
+    if head[:1] not in (b"P", b"\x80"):          # torch.save: a zip (PK), or a pickle
+        raise GradlabError(f"{str(path)!r} is not a file torch.save wrote (neither its zip "
+                           f"format nor a pickle; it begins {head!r}); save "
+                           "module.state_dict() with torch.save")
     try:
         with warnings.catch_warnings():   # a legacy pickle's two-line UserWarning
             warnings.simplefilter("ignore")
@@ -193,7 +212,7 @@ def load_state_dict(path):
         said = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))
         why = (f"it pickles {found.group(1) or found.group(2)}" if found else
                said.group(1).strip()[:120] if said else
-               f"{type(err).__name__}: {' '.join(str(err).split())[:120]}")
+               f"{type(err).__name__}: {_first_sentence(str(err))}")
         raise GradlabError(f"{str(path)!r} is not a plain state dict: torch.load(weights_only="
                            f"True) refused it ({why}); save module.state_dict(), not the "
                            "module or another object") from None

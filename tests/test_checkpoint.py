@@ -1,6 +1,7 @@
 """`gradlab report --model PATH --arch SPEC`: a checkpoint, loaded safely, checked, reported."""
 
 import json
+import re
 import os
 
 import pytest
@@ -290,3 +291,23 @@ def test_a_checkpoint_saved_the_usual_wrong_ways_is_told_how_to_save_it(tmp_path
                         "lstm:hidden=4,inputs=3", "--out", tmp_path / name, "--steps", "4",
                         "--batch", "2")
         assert_one_line_error(result, says)
+
+
+def test_checkpoint_files_that_are_not_torch_saves_are_named_for_what_they_are(tmp_path):
+    """A text file was refused as '(KeyError: 101)', a truncated save with torch's message
+    cut mid-word ('... If yo)', and a loop of links as 'no such checkpoint file'."""
+    from gradlab.checkpoint import load_state_dict
+    (tmp_path / "text.pt").write_text("hello, not a checkpoint\n")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save(nn.LSTM(3, 4).state_dict(), tmp_path / "whole.pt")
+    data = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    os.symlink(tmp_path / "b.pt", tmp_path / "a.pt")
+    os.symlink(tmp_path / "a.pt", tmp_path / "b.pt")
+    for name, words in (("text.pt", "is not a file torch.save wrote (neither its zip format "
+                                    "nor a pickle; it begins b'he')"),
+                        ("empty.pt", "is empty"),
+                        ("cut.pt", "failed finding central directory.); save"),
+                        ("a.pt", "is a symbolic link to no file")):
+        with pytest.raises(gradlab.GradlabError, match=re.escape(words)):
+            load_state_dict(tmp_path / name)
