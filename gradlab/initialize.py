@@ -126,4 +126,13 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
     for signed in cell.gate_biases if gate_bias else ():
         sign, name = (-1.0, signed[1:]) if signed.startswith("-") else (1.0, signed)
         params[name] = params[name] + sign * gate_bias
-    return {k: v.to(dtype=dtype, device=device) for k, v in params.items()}
+    out = {k: v.to(dtype=dtype, device=device) for k, v in params.items()}
+    bad = next((k for k, v in out.items() if not bool(torch.isfinite(v).all())), None)
+    if bad is not None:                  # 1e300 in float32: inf, silently
+        given = ", ".join(f"{k}={v:g}" for k, v in (
+            ("weight_scale", weight_scale), ("bias_scale", bias_scale),
+            ("input_scale", input_scale), ("gate_bias", gate_bias)))
+        raise GradlabError(f"init_params: {bad} overflows {str(dtype).removeprefix('torch.')} "
+                           f"(beyond {torch.finfo(dtype).max:.3g}) at {given}; use smaller "
+                           "values, or float64")
+    return out

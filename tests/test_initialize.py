@@ -226,3 +226,13 @@ def test_init_params_options_are_taken_by_name():
     with pytest.raises(GradlabError, match="takes its options by name: 'orthogonal' was "
                                            "given third; options: init, weight_scale"):
         gradlab.cell("lstm").init_params(8, 3, "orthogonal")
+
+
+def test_params_that_overflow_their_dtype_are_refused():
+    """gate_bias=1e300 in float32 gave b_z = inf, and a flow of nan, without a word."""
+    with pytest.raises(GradlabError, match="init_params: b_z overflows float32 \\(beyond "
+                                           "3.4e\\+38\\) at .*gate_bias=1e\\+300"):
+        gradlab.cell("gru").init_params(3, 2, gate_bias=1e300, dtype=torch.float32)
+    with pytest.raises(GradlabError, match="init_params: W overflows float32"):
+        gradlab.cell("rnn_tanh").init_params(3, 2, weight_scale=1e300, dtype="float32")
+    assert torch.isfinite(gradlab.cell("gru").init_params(3, 2, gate_bias=1e300)["b_z"]).all()
