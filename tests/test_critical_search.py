@@ -14,12 +14,14 @@ from conftest import assert_one_line_error, invoke
 
 
 def measuring(monkeypatch, curve):
-    """Replace the measurement by curve(knob value); returns the values asked for."""
+    """Replace the measurement by curve(knob value); returns the values the search asked
+    for (not the result's spectral and fresh measurements)."""
     asked = []
 
     def measure(cell, options, **kw):
         knob = "gate_bias" if cell.gate_bias else "weight_scale"
-        asked.append(options[knob])
+        if kw.get("kind", "frobenius") == "frobenius" and kw.get("sequences") is None:
+            asked.append(options[knob])
         return curve(options[knob])
     monkeypatch.setattr(critical, "measure_timescale", measure)
     return asked
@@ -35,7 +37,7 @@ def test_an_inf_beside_a_finite_measurement_is_bracketed_not_alternated(monkeypa
     start = critical._theory_start    # the theory's start, kept: the search is under test
     asked = measuring(monkeypatch, curve)
     found = critical_init("rnn_tanh", 100, hidden=4, inputs=2, measurements=8)
-    assert len(set(asked[:-1])) == len(asked) - 1          # the last is the spectral one
+    assert len(set(asked)) == len(asked)
     assert found["converged"], found["measurements"]
     assert curve(found["weight_scale"]) == pytest.approx(100, rel=0.1)
     assert start is critical._theory_start
@@ -53,7 +55,7 @@ def test_a_theory_far_off_costs_a_few_measurements(monkeypatch):
     assert found["converged"], found["measurements"]
     assert found["gate_bias"] == pytest.approx(2.6, abs=0.04)
     assert asked[:4] == [4.5, 4.0, 3.0, 1.0]               # the step doubles
-    assert len(asked) - 1 <= 6
+    assert len(asked) <= 6
 
 
 def test_the_weight_scale_stays_positive_while_it_is_lowered(monkeypatch):
@@ -68,7 +70,7 @@ def test_the_search_stops_rather_than_measure_one_value_twice(monkeypatch):
     """Not monotone (noise near an edge): the closest measured comes back, unconverged."""
     asked = measuring(monkeypatch, lambda w: 5.0 if w < 1.0 else math.inf)
     found = critical_init("rnn_tanh", 20, hidden=4, inputs=2, measurements=40)
-    values = asked[:-1]
+    values = asked
     assert len(set(values)) == len(values) and not found["converged"]
     assert found["measured_timescale"] in (5.0, math.inf)
 
@@ -85,7 +87,7 @@ def test_a_target_the_measurement_cannot_see_is_refused(monkeypatch):
         critical_init("gru", 1492, hidden=4, inputs=2, steps=100)
     assert critical.longest_timescale(2000) == 1490 and not asked
     critical_init("gru", 1490, hidden=4, inputs=2, measurements=1)     # just measurable
-    assert len(asked) == 2
+    assert len(asked) == 1
     result = invoke("init", "gru", "--timescale", "1500", "--hidden", "4", "--inputs", "2")
     assert_one_line_error(result, "--timescale 1500 is longer than gradlab init can "
                                   "measure: at most 1490 steps")
@@ -121,7 +123,7 @@ def test_a_monotone_curve_is_searched_as_before(monkeypatch):
     timescale that grows with the knob the search only steps up."""
     asked = measuring(monkeypatch, lambda w: 2.0 * w)
     critical_init("rnn_tanh", 100, hidden=2, inputs=2, measurements=8)
-    ups = asked[:-1]
+    ups = asked
     assert all(b > a for a, b in zip(ups, ups[1:]))
 
 
@@ -152,7 +154,10 @@ def test_within_ten_percent_means_the_relative_difference_both_ways():
                              within=(math.log1p(-0.1), math.log1p(0.1)))
     assert len(seen) == 1 and found[1] == 1.0
     result = critical_init("rnn_tanh", 10, hidden=8, inputs=4)
-    assert 0.9 <= result.measured_timescale / 10 < 1 / 1.1 and result.converged
+    assert 0.9 <= result.measured_timescale / 10 < 1 / 1.1       # accepted: the search
+    assert len(result.measurements) < 8                          # stopped there
+    # converged only if the fresh sequences agree too (at n = 8 they scatter)
+    assert result.converged == (abs(result.fresh_timescale / 10 - 1) <= 0.1)
 
 
 def test_init_takes_more_measurements_and_says_so_when_it_ran_out(tmp_path, monkeypatch):
@@ -163,3 +168,20 @@ def test_init_takes_more_measurements_and_says_so_when_it_ran_out(tmp_path, monk
     assert short.exit_code == 1 and "more --measurements (now 2) may reach it" in short.stderr
     assert_one_line_error(invoke("init", "lstm", "--timescale", "50", "--measurements", "0"),
                           "--measurements")
+
+
+def test_a_result_its_fresh_sequences_do_not_confirm_is_not_converged(tmp_path, monkeypatch):
+    """gradlab init lstm --timescale 30 --hidden 32 exited 0 on one sequence's 28.65
+    steps, where four fresh sequences at the same options give hundreds: the result is
+    measured again, and init says so and exits 1."""
+    def measure(cell, options, **kw):
+        return 500.0 if kw.get("sequences") is not None else 29.0
+    monkeypatch.setattr(critical, "measure_timescale", measure)
+    found = critical_init("lstm", 30, hidden=4, inputs=2)
+    assert found.measured_timescale == 29.0 and found.fresh_timescale == 500.0
+    assert not found.converged
+    monkeypatch.chdir(tmp_path)
+    result = invoke("init", "lstm", "--timescale", "30", "--hidden", "4", "--inputs", "2")
+    assert result.exit_code == 1
+    assert ("timescale 30 not confirmed: the search's sequence gave 29 steps, 4 fresh ones "
+            "500, not within 10%") in result.stderr

@@ -68,6 +68,7 @@ def train(names, task_spec, out, force, **options):
 
 
 MEASUREMENTS = 8          # `gradlab init` measures at most this often (critical_init's default)
+MAX_MEASUREMENTS = 64     # and at most this often when asked (--measurements)
 
 
 @click.command("init")
@@ -86,7 +87,7 @@ MEASUREMENTS = 8          # `gradlab init` measures at most this often (critical
 @click.option("--gate-bias", type=FINITE, default=0.0, show_default=True,
               help="Kept for a cell without a gate bias (then the weight scale is tuned).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--measurements", type=click.IntRange(1, 64), default=MEASUREMENTS,
+@click.option("--measurements", type=click.IntRange(1, MAX_MEASUREMENTS), default=MEASUREMENTS,
               show_default=True, help="Measure at most this often (a gated cell's search "
               "near the edge may need 16).")
 @click.option("--write-torch", "write_torch", type=click.Path(), default=None,
@@ -115,7 +116,7 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
                 else "") + f"; torch ships: {', '.join(MODULES)}")
         target = new_file(write_torch, "--write-torch")
     from .. import budget
-    from ..meanfield.critical import longest_timescale, measure_steps
+    from ..meanfield.critical import FRESH, longest_timescale, measure_steps
     if timescale > longest_timescale(measure_steps(timescale)):
         raise GradlabError(f"--timescale {timescale:g} is longer than gradlab init can "
                            f"measure: at most {longest_timescale(measure_steps(timescale))} "
@@ -139,14 +140,25 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
                f"({plural(len(found['measurements']), 'measurement')}; Frobenius norm)")
     echo(f"  the spectral norm at these options (Flow.timescale(), the report's ξ): "
                f"{found['spectral_timescale']:.4g} steps")
+    echo(f"  measured again on {FRESH} fresh sequences: {found['fresh_timescale']:.4g} steps")
+    near = abs(found["measured_timescale"] / timescale - 1) <= found["tolerance"]
+    if not found["converged"] and near:          # the search's sequence only
+        echo(f"gradlab: warning: timescale {timescale:.12g} not confirmed: the search's "
+             f"sequence gave {found['measured_timescale']:.4g} steps, {FRESH} fresh ones "
+             f"{found['fresh_timescale']:.4g}, not within {found['tolerance']:.0%}: at n = "
+             f"{hidden} the timescale scatters from sequence to sequence (a wider --hidden "
+             "measures it more steadily)"
+             + ("; --write-torch not written" if target is not None else ""), err=True)
+        sys.exit(1)
     if not found["converged"]:
+        more = len(found["measurements"]) >= measurements and measurements < MAX_MEASUREMENTS
         echo(f"gradlab: warning: did not reach timescale {timescale:.12g}: the closest "
                    f"measured at n = {hidden} is {found['measured_timescale']:.4g} steps, "
                    f"not within {found['tolerance']:.0%}, after "
                    f"{plural(len(found['measurements']), 'measurement')}"
                    + ("; --write-torch not written" if target is not None else "")
                    + (f"; more --measurements (now {measurements}) may reach it"
-                      if len(found["measurements"]) >= measurements else ""), err=True)
+                      if more else ""), err=True)
         sys.exit(1)
     if target is not None:
         from ..interop import to_torch
