@@ -134,5 +134,5 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
             ("input_scale", input_scale), ("gate_bias", gate_bias)))
         raise GradlabError(f"init_params: {bad} overflows {str(dtype).removeprefix('torch.')} "
                            f"(beyond {torch.finfo(dtype).max:.3g}) at {given}; use smaller "
-                           "values, or float64")
+                           "values" + (", or float64" if dtype != torch.float64 else ""))
     return out

@@ -299,7 +299,8 @@ def test_scales_that_overflow_are_named_as_the_scales(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert_one_line_error(invoke("check", "mine.py:good", "--cell", "lstm", "--bias-scale",
                                  "1e308"),
-                          "weight_scale 1.5, bias_scale 1e+308 draw inf in b_")
+                          "b_i overflows float64 (beyond 1.8e+308) at weight_scale=1.5, "
+                          "bias_scale=1e+308, input_scale=1, gate_bias=0; use smaller values")
 
 
 def test_terms_hidden_by_a_zero_state_part_name_that_part():

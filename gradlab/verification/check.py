@@ -339,11 +339,7 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
                            f"{type(fn).__name__})")
     def at(n, m, batch):
         params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
-                                  seed=seed)
-        bad = [p for p, t in params.items() if not bool(torch.isfinite(t).all())]
-        if bad:                           # the scales, not params the user never gave
-            raise GradlabError(f"weight_scale {weight_scale:g}, bias_scale {bias_scale:g} draw "
-                               f"inf in {', '.join(bad)}; give scales below 1e300")
+                                  seed=seed)      # (scales that overflow: refused there)
         return check_jacobian(fn, cell, params, seed=seed, **{**options, "batch": batch})
 
     batch = options.pop("batch", 4)
