@@ -198,15 +198,21 @@ def load_state_dict(path):
     if not head:
         raise GradlabError(f"checkpoint {str(path)!r} is empty; save module.state_dict() "
                            "with torch.save")
-    if head[:1] not in (b"P", b"\x80"):          # torch.save: a zip (PK), or a pickle
-        raise GradlabError(f"{str(path)!r} is not a file torch.save wrote (neither its zip "
-                           f"format nor a pickle; it begins {head!r}); save "
-                           "module.state_dict() with torch.save")
     try:
         with warnings.catch_warnings():   # a legacy pickle's two-line UserWarning
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:            # weights_only refuses whatever is not plain data
+        if head[:1] not in (b"P", b"\x80", b"L", b"("):   # zip, pickle (protocols 0-1: L, ()
+            raise GradlabError(f"{str(path)!r} is not a file torch.save wrote (neither its "
+                               f"zip format nor a pickle; it begins {head!r}); save "
+                               "module.state_dict() with torch.save") from None
+        protocol = re.search(r"Unsupported operand (\d+)", str(err))
+        if protocol:
+            raise GradlabError(f"{str(path)!r} was saved with a pickle protocol "
+                               f"torch.load(weights_only=True) cannot read (operand "
+                               f"{protocol.group(1)}); save it again with torch.save's "
+                               "default protocol") from None
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|unsupported GLOBAL ([\w.]+)",
                           str(err))
         said = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(err))

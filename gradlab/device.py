@@ -56,10 +56,10 @@ def one_thread(device):
     """On the CPU, one thread for the block: float32 sums then come out the same whatever
     the machine's thread count (with two, the character model's bits moved in the 7th
     digit, and its timescales after), and these small models train no slower for it."""
-    if device != "cpu":
+    import torch
+    if torch.device(device).type != "cpu":
         yield
         return
-    import torch
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -302,12 +302,16 @@ def test_checkpoint_files_that_are_not_torch_saves_are_named_for_what_they_are(t
     torch.save(nn.LSTM(3, 4).state_dict(), tmp_path / "whole.pt")
     data = (tmp_path / "whole.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    torch.save(nn.LSTM(3, 4).state_dict(), tmp_path / "old.pt", pickle_protocol=0,
+               _use_new_zipfile_serialization=False)       # a real torch.save, unreadable
     os.symlink(tmp_path / "b.pt", tmp_path / "a.pt")
     os.symlink(tmp_path / "a.pt", tmp_path / "b.pt")
     for name, words in (("text.pt", "is not a file torch.save wrote (neither its zip format "
                                     "nor a pickle; it begins b'he')"),
                         ("empty.pt", "is empty"),
                         ("cut.pt", "failed finding central directory.); save"),
-                        ("a.pt", "is a symbolic link to no file")):
+                        ("a.pt", "is a symbolic link to no file"),
+                        ("old.pt", "was saved with a pickle protocol torch.load(weights_only="
+                                   "True) cannot read")):
         with pytest.raises(gradlab.GradlabError, match=re.escape(words)):
             load_state_dict(tmp_path / name)

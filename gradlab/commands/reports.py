@@ -74,13 +74,6 @@ def report(names, out, force, open_, model, arch, **options):
         raise GradlabError(f"{flag} sets how the --cells are drawn, and a report of --model "
                            f"alone draws none (the model's weights are its own, its init "
                            f"entry torch's): leave {flag} out, or add --cells")
-    scaled = [k for k, default in (("weight_scale", 1.0), ("bias_scale", 0.0))
-              if options["init"] == "torch" and options[k] != default]
-    if scaled:                  # torch's draw takes no scale
-        flag = "--" + scaled[0].replace("_", "-")
-        raise GradlabError(f"{flag} {options[scaled[0]]:g} scales the gaussian and orthogonal "
-                           f"draws; --init torch draws PyTorch's default uniform init, which "
-                           f"takes no scale: leave {flag} out, or choose another --init")
     where = {"cell_files": cell_files(cells)}
     check_report_target(out, force=force, figures=rp.FIGURES, **where)
     setup = rp.Setup(cells=tuple(cells), **options)

@@ -112,7 +112,8 @@ def constant_entries(expr):
         if isinstance(e, ElementwiseApplyFunction):
             return sp.sympify(e.function(values[1]))
         if isinstance(e, sp.HadamardPower):
-            return values[0] ** values[1]
+            return sp.Pow(values[0], values[1], evaluate=False)   # (10^(10^8): not
+                                                                  # written out, judged)
         if isinstance(e, sp.MatMul):
             return (sp.Mul(*values) if sum(getattr(a, "is_Matrix", False) for a in e.args)
                     == 1 else _VARIES)

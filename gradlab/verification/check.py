@@ -43,7 +43,8 @@ from .diagnosis import UNEXPLAINED, diagnose, measured, relative
 from .hidden import Asked, with_biases, with_states
 from .precision import (FINER_NOTE, UNSURE_NOTE, extended_reference, float32_loses,
                         within_rounding)
-from .user import COLLAPSED, Exited, batched_jacobian, cell_part, float32_rounding, lower_precision, \
+from .user import COLLAPSED, Exited, batched_jacobian, cell_part, coarsest, float32_rounding, \
+    lower_precision, \
     right_one_by_one
 
 LAYOUTS = ("numerator", "denominator")
@@ -199,7 +200,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         raise GradlabError(f"{', '.join(bad)} hold(s) nan or inf: the exact Jacobian there is "
                            "not a number to compare with")
     fn_state, fn_x = state, x                        # what fn is given: the params' dtype
-    if params[cell.param_names[0]].dtype == torch.float32:
+    given_dtype = params[cell.param_names[0]].dtype
+    if given_dtype == torch.float32:
         # gradlab's side in float64 from the same values (exact in float64): its reference
         # is the exact Jacobian there, not one rounded to float32 (an rtol below ~1e-7
         # called a right answer wrong)
@@ -281,7 +283,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     same = [] if faint == ["n = 1"] else alike(cell, params, state, wrt, rtol)
     diagnosis = [] if ok else batch_only or rounded or diagnose(
         cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
-        bool(faint or same), answer=dtype)
+        bool(faint or same), answer=coarsest(dtype, given_dtype))
     if not (ok or batch_only or rounded or same) and all(UNEXPLAINED in d for d in diagnosis):
         # no term explains it (a small missing term would): float32 rounding may
         diagnosis = float32_rounding(theirs, exact, relative,

@@ -75,8 +75,9 @@ def _orders(parts):
 def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
              degenerate=False, answer=None):
     """Sentences saying what is wrong with `theirs`; `terms` is `terms_function`'s
-    evaluation of the exact Jacobian's terms at (params, state, x); `answer`: the dtype
-    the function returned (its rounding is not a slip)."""
+    evaluation of the exact Jacobian's terms at (params, state, x); `answer`: the
+    coarsest of the dtype the function returned and the params' (its rounding is not a
+    slip)."""
     close = lambda a, b: relative(a, b) <= max(rtol, 1e-9)      # noqa: E731
     if theirs.shape[1] == theirs.shape[2] and close(theirs.transpose(1, 2), exact):
         other = "numerator" if layout == "denominator" else "denominator"
@@ -129,15 +130,18 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
     if found:
         return found
     sentences = by_sample(theirs, exact, rtol)
-    # a term's coefficient off by less than this is rounding, not a slip (float32 params:
-    # ~1e-7, and a right term was said to be "scaled by 1.000000073")
-    noise = max(10 * torch.finfo(t).eps for t in (params[cell.param_names[0]].dtype,
-                                                  answer or torch.float64))
-    floor = max(1e-9, rtol / 10, noise)
-    unexplained = []
+    # a term's coefficient off by less than this is rounding, not a slip (float32: ~1e-7,
+    # and a right term was said to be "scaled by 1.000000073"); a block within 64 eps of
+    # the answer's precision is rounding too (as `user.lower_precision` reads it)
+    eps = torch.finfo(answer if answer is not None and answer.is_floating_point
+                      else torch.float64).eps
+    noise, floor = 10 * eps, max(1e-9, rtol / 10, 10 * eps)
+    unexplained, rounded = [], []
     for key in blocks.keys:
         mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
-        if block_error(mine, ref, exact) <= max(rtol, 10 * noise):   # (rounding)
+        error = block_error(mine, ref, exact)
+        if error <= rtol or error <= 64 * eps:
+            rounded += [(error, key)] if error > rtol else []
             continue
         scale = float(ref.abs().max()) or 1.0
         said = explain_block(key, mine - ref, terms.get(key, []), scale, floor, noise) \
@@ -157,6 +161,8 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
             sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: yours is gradlab's "
                              f"∂{other[0]}'/∂{other[1]}, a block written in the wrong place "
                              "(rows are the new state's parts, columns the old state's).")
+    if not sentences and not unexplained and rounded:     # wrong only at rounding level:
+        unexplained = [max(rounded)[1]]                    # the worst block, shown
     for key in unexplained:
         sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: {UNEXPLAINED} or "
                          "rescaled term explains the difference. Worst entries "

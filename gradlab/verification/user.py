@@ -262,6 +262,12 @@ def float32_rounding(theirs, exact, relative, params_dtype):
             "error of its own, not rounding (finite differences leave errors of this size)."]
 
 
+def coarsest(*dtypes):
+    """The floating dtype of the largest eps among `dtypes` (float64 where none is)."""
+    floats = [d for d in dtypes if d.is_floating_point] or [torch.float64]
+    return max(floats, key=lambda d: torch.finfo(d).eps)
+
+
 def lower_precision(dtype, params_dtype, relative, rtol):
     """The diagnosis of an answer in a dtype coarser than the params' whose error its own
     rounding can explain (float32 against float64: a relative error up to ~1e-6; whole
