@@ -173,10 +173,24 @@ def test_as_explicit_at_a_symbolic_size_names_the_ways_to_numbers():
                        r"n=2\).*J\.subs\(\{Symbol\('n', integer=True, positive=True\): 2\}\)"):
         J.as_explicit()
     with pytest.raises(GradlabError, match=r"positive=True\): 2, Symbol\('m', integer=True, "
-                       r"positive=True\): 1\}\)\.as_explicit\(\)$"):
+                       r"positive=True\): 1\}\)\.as_explicit\(\) \(SymPy's, slow past "
+                       r"n = 4\)$"):
         gradlab.cell("gru").jacobian("input").as_explicit()       # m too, where it is one
     n = sp.Symbol("n", integer=True, positive=True)
     assert J.subs(n, 2).as_explicit().shape == (2, 2)
+    # that way has no cap of its own: n = 100000 ran for ever (64 took 42 s)
+    with pytest.raises(GradlabError, match=r"^as_explicit would write 100000 x 100000 = "
+                       r"10,000,000,000 entries through SymPy \(at most 1,024"):
+        J.subs(n, 100000).as_explicit()
+
+
+def test_simplify_refuses_an_option_sympy_would_ignore():
+    """J.simplify(bogus_option=123) returned a Jacobian: SymPy ignores unknown keywords."""
+    J = gradlab.cell("rnn_tanh").jacobian()
+    with pytest.raises(GradlabError, match="simplify: unknown option 'bogus_option'; SymPy's "
+                                           "simplify takes ratio, measure"):
+        J.simplify(bogus_option=123)
+    assert J.simplify(ratio=2) == J.simplify()
 
 
 def _formats(obj):

@@ -15,6 +15,8 @@ from .expressions import Expression, as_expression, bounded, pretty_lines, subst
 from .printing import latex, text
 from ..errors import GradlabError
 
+AS_EXPLICIT_MAX = 1024    # entries SymPy's as_explicit is asked to write (32 x 32)
+
 
 class Blocks(BlockMatrix):
     """A block matrix made from a Jacobian (J.T, J * J): rows of blocks, printed as
@@ -49,8 +51,14 @@ class Blocks(BlockMatrix):
                                                           for d in self.shape))
             raise GradlabError("as_explicit needs numeric sizes, and this has n (or m) "
                                "symbolic: J.explicit(n=2) writes each block out entry by "
-                               f"entry, or substitute the sizes first: J.subs({{{sizes}}})"
-                               ".as_explicit()")
+                               f"entry (fast), or substitute the sizes first: J.subs("
+                               f"{{{sizes}}}).as_explicit() (SymPy's, slow past n = 4)")
+        rows, cols = (int(d) for d in self.shape)
+        if rows * cols > AS_EXPLICIT_MAX:        # SymPy's: 42 s at 64 x 64, hours beyond
+            raise GradlabError(f"as_explicit would write {rows} x {cols} = {rows * cols:,} "
+                               f"entries through SymPy (at most {AS_EXPLICIT_MAX:,}: 64 x 64 "
+                               "took 42 s); J.explicit(n) writes blocks entry by entry for "
+                               "n up to 12")
         return super().as_explicit()
 
     def at(self, *args, **kwargs):

@@ -248,7 +248,15 @@ class Jacobian(Blocks):
                             getattr(self, "_cell", None))
 
     def simplify(self, **kwargs):
-        """Every block through SymPy's simplify (and collected again); still evaluable."""
+        """Every block through SymPy's simplify (and collected again); still evaluable.
+        kwargs: simplify's own options (ratio, measure, rational, inverse, doit)."""
+        import inspect
+        known = [k for k, p in inspect.signature(sp.simplify).parameters.items()
+                 if p.kind is p.POSITIONAL_OR_KEYWORD and k != "expr"]
+        unknown = [k for k in kwargs if k not in known]
+        if unknown:                          # SymPy's simplify would ignore it silently
+            raise GradlabError(f"simplify: unknown option {unknown[0]!r}; SymPy's simplify "
+                               f"takes {', '.join(known)}")
         J = Jacobian([[al.collect(al.rebuild(sp.simplify(b, **kwargs))) for b in row]
                       for row in self.blocks.tolist()], self.outs, self.ins, self.parts)
         J._cell, J._wrt = getattr(self, "_cell", None), getattr(self, "_wrt", None)
