@@ -262,16 +262,17 @@ the predicted rate, in Flow.rate's units.
   scale 1, gate bias 2 over T = 200, 0-10 % over T = 400, and, with steps=200, its own
   estimate spread by about ±20 % over seeds near the edge). The annealed theory can get
   even the sign wrong there: at n = 128, weight scale 1, gate bias 4.26, the LSTM's
-  gradients measured growing (+0.008 to +0.021 a step), the dynamic theory said +0.011,
-  the annealed -0.0175. By default the inputs are white fields, as
+  gradients measured growing (+0.008 to +0.021 a step), the dynamic theory said +0.010
+  to +0.011, the annealed -0.016 to -0.0175 (bias scale 0.1 or 0). By default the inputs are white fields, as
   for a wide input (m large); with `inputs=m` they are exactly U x_t for an input of size
   m, which matters where the gates read the input: minimal_rnn at weight scale 2, gate
   bias 2 (n = 1024) measures -0.076, -0.104 and -0.119 at m = 8, 32 and 1024; the default
-  predicts -0.129, 21 % steeper than at m = 32, while `inputs=32` gives -0.094 to -0.105
+  predicts -0.129, 24 % steeper than at m = 32, while `inputs=32` gives -0.094 to -0.105
   over two seeds and `inputs=8` -0.075 to -0.089. The theory is itself a sample: over four
   seeds the LSTM's rate at weight scale 1, gate bias 2 ranges over -0.048..-0.052 with
-  the default population, and by about ±10 % with 1024 units (the report's) over T = 200
-  steps (the report runs T = 100); agreement closer than that is partly luck. The report
+  the default population (1024 units), and by about ±10 % with the report's m = 8 inputs
+  and lags 50..200 over T = 200 steps (the report runs T = 100); agreement closer than
+  that is partly luck. The report
   and the phase diagram draw it.
 
 ## 5. Lyapunov exponents by QR
