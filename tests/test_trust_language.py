@@ -307,7 +307,7 @@ def test_nan_counts_as_a_failure_and_as_the_worst_error():
     assert math.isnan(worst_error([ok, bad])) and math.isnan(worst_error([bad, ok]))
     summary = summarize([ok, bad, ok, inf])
     assert (summary.passed, summary.failed, summary.nonfinite) == (2, 2, 2)
-    assert str(summary) == ("2 passed, 2 failed; worst relative error nan "
+    assert str(summary) == ("2 passed, 2 failed (c); worst relative error nan "
                             "(2 non-finite results)")
     assert str(summarize([ok])) == "1 passed, 0 failed; worst relative error 3.34e-16"
 
@@ -320,7 +320,7 @@ def test_verify_reports_nan_as_a_failure(tmp_path):
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output
     last = result.stdout.strip().splitlines()[-1]
-    assert "failed; worst relative error nan (" in last and "non-finite" in last, last
+    assert "failed (rooty); worst relative error nan (" in last and "non-finite" in last, last
     assert "FAIL (non-finite)" in result.stdout
 
 
@@ -386,3 +386,26 @@ def test_a_let_no_new_state_reads_is_refused():
                                                    "new state reads it, directly or through "
                                                    "other lets"):
         gradlab.declare(state="h c", params="W_f b_f W_o b_o W U", source="test")(forgot_o)
+
+
+@pytest.mark.parametrize("what", ["jacobian_state_blocks", "step_hoisted"])
+def test_verify_checks_the_lowered_functions_gradient_flow_runs(monkeypatch, what):
+    """verify compared jacobian_state and step with their references, but gradient_flow
+    (and so bench and report) runs jacobian_state_blocks and step_hoisted, lowered apart:
+    either one wrong passed verify ('22 passed, 0 failed')."""
+    from gradlab.lowering import lower
+
+    @declare(state="h", params="W U b", source="test", name=f"faulty_{what}")
+    def faulty(s):
+        return tanh(s.W @ s.h + s.U @ s.x + s.b)
+    bind = lower.bind
+
+    def wrong(cell, name, backend, **kw):
+        fn = bind(cell, name, backend, **kw)
+        if cell is not faulty or name != what:
+            return fn
+        return lambda *args: [[None if b is None else 1.5 * b for b in row] for row in fn(*args)]
+    monkeypatch.setattr(lower, "bind", wrong)
+    summary = verify.summarize(verify.verify_cell(faulty, sizes=[(3, 2)]))
+    assert summary.failed == 1 and summary.failing == (f"faulty_{what}",)
+    assert str(summary).startswith(f"6 passed, 1 failed (faulty_{what}); worst")

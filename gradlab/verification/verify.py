@@ -10,6 +10,9 @@ reports the max relative error  max|a - b| / max|b|:
     J input     lowered d s'/d x          vs jacrev of the lowered step
     torch.nn    step and both Jacobians   vs nn.RNNCell / nn.LSTMCell / nn.GRUCell
     numpy       numpy backend             vs torch backend
+    flow        gradient_flow's own path  vs the lowered step and d s'/d s (its compacted
+                (hoisted step, blocks)       blocks and its step split around the inputs
+                                             are lowered apart: `flow_path`)
 
 Only the oracle and torch.nn checks are independent of the declared equations: jacrev of
 the lowered step and the numpy backend are computed from the same declaration, so for a
@@ -80,9 +83,11 @@ class Summary:
     failed: int
     nonfinite: int     # failures whose error is nan or inf: the result was not a number
     worst: float       # worst_error of every check
+    failing: tuple = ()  # the cells with a failed check, in order
 
     def __str__(self):
-        line = f"{self.passed} passed, {self.failed} failed; worst relative error "
+        line = f"{self.passed} passed, {self.failed} failed" + (
+            f" ({', '.join(self.failing)})" if self.failing else "") + "; worst relative error "
         if math.isfinite(self.worst):
             return line + f"{self.worst:.2e}"
         return line + f"{self.worst} ({self.nonfinite} non-finite result" + \
@@ -93,8 +98,9 @@ def summarize(checks):
     """Counts and worst error over `checks` (non-finite errors count as failures)."""
     checks = list(checks)
     failed = sum(not c.passed for c in checks)
+    failing = tuple(dict.fromkeys(c.cell for c in checks if not c.passed))
     return Summary(len(checks) - failed, failed, sum(not c.finite for c in checks),
-                   worst_error(checks))
+                   worst_error(checks), failing)
 
 
 def independence_note(cell, checks):
@@ -203,6 +209,11 @@ def _checks(cell, device, dtype, sizes, batch, seed):
                                 independent))
             checks.append(Check(cell.name, "J input", label + where, relative_error(Jx, rJx),
                                 tol, independent))
+        flow_J, flow_new = flow_path(cell, params, state, x)
+        checks.append(Check(cell.name, "step", "gradient_flow's hoisted step" + where,
+                            relative_error(flow_new, torch.cat(new, -1)), tol))
+        checks.append(Check(cell.name, "J state", "gradient_flow's blocks" + where,
+                            relative_error(flow_J, J), tol))
         cpu = lambda t: t.detach().cpu().numpy()   # noqa: E731
         np_args = ({k: cpu(v) for k, v in params.items()}, tuple(map(cpu, state)), cpu(x))
         for what, ours, theirs in (
@@ -216,3 +227,16 @@ def _checks(cell, device, dtype, sizes, batch, seed):
                                 relative_error(theirs, ours), tol,
                                 undefined=not bool(torch.isfinite(ours).all())))
     return checks
+
+
+def flow_path(cell, params, state, x):
+    """The state Jacobian and the new state as gradient_flow computes them, from lowered
+    functions of their own: the compacted blocks (`jacobian_state_blocks`) assembled, and
+    the step split around its state-free part (`step_inputs`, `step_hoisted`)."""
+    from ..flow.bound import Bound
+    bound = Bound(cell, params, state, x)
+    J = bound.jacobian("state", state, x, out=x.new_empty(x.shape[0], bound.S, bound.S))
+    J = J.clone()                        # (valid until the next call: a workspace's)
+    states = [torch.stack([s, torch.empty_like(s)]) for s in state]
+    bound.run(states, x[None])
+    return J, torch.cat([s[1] for s in states], -1)
