@@ -231,7 +231,7 @@ def run_bench(cells, hidden, steps, batch, device="cpu", dtype="float64", seed=0
     m = hidden if inputs is None else inputs
     with exact_float32():
         return [_bench_one(registry.cell(name), hidden, m, steps, batch, device, dtype, seed,
-                           repeats) for name in cells]
+                           repeats, label=name) for name in cells]
 
 
 def _spread(times, a, b):
@@ -245,14 +245,19 @@ def _spread(times, a, b):
             "min": min(rounds), "median": float(np.median(rounds)), "max": max(rounds)}
 
 
-def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
+def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats, label=None):
     params = cell.init_params(n, m, seed=seed, dtype=dtype, device=device)
     xs = make_inputs("gaussian", T, B, m, seed=derived_seed(seed, 1), dtype=dtype, device=device)
     S = n * len(cell.state_names)
+    shown = label or cell.name           # as given: a file's cell as path/to/file.py:NAME
     label, step = baseline_step(cell, params)
     step.parts = cell.state_names
     both = ("spectral", "frobenius")
     P = chained_products(step, S, xs)            # every P_k once, to time the SVDs alone
+    if not bool(torch.isfinite(P).all()):        # (SVDs raise on them: nothing to time)
+        raise GradlabError(f"cell '{shown}': its products are not finite at these params "
+                           f"(n = {n}, seed {seed}): the state or a Jacobian is nan or inf, "
+                           "and there is nothing to time (gradlab verify --cells shows where)")
     runs = {
         "gradient_flow": lambda: _flow(cell, params, xs, both),
         "gradient_flow_products": lambda: _flow(cell, params, xs, ("frobenius",)),
@@ -274,7 +279,7 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats):
     gf, gfp = "gradient_flow", "gradient_flow_products"
     norm_cost = [a - b for b, a in paired(times, gfp, gf)] or [seconds[gf] - seconds[gfp]]
     return {
-        "cell": cell.name, "baseline": label, "device": str(device),
+        "cell": shown, "baseline": label, "device": str(device),
         "dtype": str(dtype).removeprefix("torch."), "hidden": n, "inputs": m, "steps": T,
         "batch": B, "state_size": S, "repeats": repeats,
         "runs": {name: len(counted(t)) for name, t in times.items()},
@@ -350,5 +355,7 @@ def format_table(results):
             "autograd, " + _ratio(f["whole"]["func"]) + " over torch.func",
             "  agreement (max relative error vs gradient_flow): "
             + ", ".join(f"{k} {v:.1e}" for k, v in r["agreement"].items()),
+            "  (a time: its method's best run; a ratio: at the best times within the rounds "
+            "both methods ran, so not always the quotient of the times shown)",
         ]
     return "\n".join(lines)

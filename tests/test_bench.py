@@ -17,7 +17,7 @@ from gradlab import bench
 from gradlab.bench import baseline_step, format_table, run_bench
 from gradlab.interop import to_torch
 
-from conftest import invoke, janet_cell
+from conftest import assert_one_line_error, invoke, janet_cell
 
 
 def test_baselines_step_with_torch_modules_or_plain_torch():
@@ -120,3 +120,21 @@ def test_agreement_leaves_out_lags_the_baseline_cannot_hold():
     off[0, 1] += 1e-6
     assert relative_error(off, ours, torch.float64) == pytest.approx(1e-6, rel=1e-3)
     assert relative_error(baseline[:, :2] - 1.0, ours[:, :2], torch.float64) > 0.6
+
+
+def test_a_cell_whose_products_are_not_finite_is_refused_by_name(tmp_path, monkeypatch):
+    """log of a pre-activation that goes negative: nan states, and bench ended in
+    'internal error (_LinAlgError: linalg.svd: ... non-finite values)'; and a file's cell
+    that shares a built-in's name was labelled by the bare name in the JSON and table."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lg.py").write_text(
+        "import gradlab\n@gradlab.declare(state='h', params='W U b', source='t')\n"
+        "def lg(s):\n    return gradlab.log(s.W @ s.h + s.U @ s.x + s.b)\n"
+        "@gradlab.declare(state='h', params='W U b', source='t')\n"
+        "def lstm(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)\n")
+    small = ("--hidden", "4", "--steps", "4", "--batch", "2", "--repeats", "1")
+    assert_one_line_error(invoke("bench", "--cells", "lg.py:lg", *small),
+                          "cell 'lg.py:lg': its products are not finite at these params")
+    result = invoke("bench", "--cells", "lg.py:lstm", *small, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["cell"] == "lg.py:lstm"
