@@ -65,6 +65,20 @@ def _role(name, shape):
     return "input" if str(cols) == "m" else "recurrent"
 
 
+SCALE_DEFAULTS = {"weight_scale": 1.0, "bias_scale": 0.0, "input_scale": 1.0}
+
+
+def refuse_unused_scales(init, **scales):
+    """init 'torch' draws PyTorch's default uniform init, which takes no scale: a scale
+    given other than its default would silently change nothing, and is refused."""
+    scaled = [f"{k}={v:g}" for k, v in scales.items() if init == "torch"
+              and v != SCALE_DEFAULTS[k]]
+    if scaled:
+        raise GradlabError(f"init='torch' draws PyTorch's default uniform init, which takes "
+                           f"no scale: {scaled[0]} would change nothing; leave it out, or "
+                           "use init='gaussian' or 'orthogonal'")
+
+
 def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias_scale=0.0,
                 input_scale=1.0, gate_bias=0.0, seed=0, dtype=torch.float64, device="cpu"):
     """dict of parameter name -> tensor for `cell` at hidden size n and input size m.
@@ -84,14 +98,8 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
         (weight_scale, "weight_scale"), (bias_scale, "bias_scale"),
         (input_scale, "input_scale")))
     gate_bias = real(gate_bias, "gate_bias")
-    if init == "torch":                 # its draw has no scale: a scale would do nothing
-        scaled = [f"{what}={value:g}" for what, value, default in (
-            ("weight_scale", weight_scale, 1.0), ("bias_scale", bias_scale, 0.0),
-            ("input_scale", input_scale, 1.0)) if value != default]
-        if scaled:
-            raise GradlabError(f"init='torch' draws PyTorch's default uniform init, which "
-                               f"takes no scale: {scaled[0]} would change nothing; leave it "
-                               "out, or use init='gaussian' or 'orthogonal'")
+    refuse_unused_scales(init, weight_scale=weight_scale, bias_scale=bias_scale,
+                         input_scale=input_scale)
     device = resolve(device)
     gen = torch.Generator().manual_seed(check_seed(seed))
     ensure_params_fit(cell, n, m, device=device)

@@ -117,15 +117,16 @@ class CriticalInit(dict):
     input_scale, gate_bias), so that `cell.init_params(n, m, **found)` builds the network,
     and beside them, as attributes, what the search measured: knob, hidden, inputs, steps,
     seed, predicted_timescale, theory_timescale, measured_timescale, spectral_timescale,
-    fresh_timescale, measurements, tolerance, converged, and options (the four as a plain
-    dict).
+    fresh_timescale, measurements, tolerance, reached, converged, and options (the four as
+    a plain dict).
 
     Those are also read as items (found["converged"], "converged" in found, found.get):
     they are not keys, so iterating, len, items and ** unpacking see the options only."""
 
     FOUND = ("knob", "hidden", "inputs", "steps", "seed", "predicted_timescale",
              "theory_timescale", "measured_timescale", "spectral_timescale",
-             "fresh_timescale", "measurements", "tolerance", "converged", "options")
+             "fresh_timescale", "measurements", "tolerance", "reached", "converged",
+             "options")
 
     def __init__(self, options, **found):
         super().__init__(options)
@@ -269,7 +270,8 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     theory_timescale (theory at the options returned), measured_timescale,
     spectral_timescale (the spectral norm's at the options returned, measured the same
     way: `Flow.timescale`'s default and the report's ξ, longer), measurements [(knob value,
-    measured timescale), ...], fresh_timescale, tolerance, and converged: whether the
+    measured timescale), ...], fresh_timescale, tolerance, reached (the search's
+    measurement is within `tolerance` of the target) and converged: whether the
     search's measurement and the fresh one are both within `tolerance` of the target (when
     not, the options are the closest measured, and say nothing reliable about the
     target); each an attribute, and read as an item too.
@@ -342,7 +344,7 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
                         theory_timescale=_theory_timescale(c, options),
                         measured_timescale=measured, spectral_timescale=spectral,
                         fresh_timescale=fresh, measurements=history, tolerance=tolerance,
-                        converged=within(measured) and within(fresh))
+                        reached=within(measured), converged=within(measured) and within(fresh))
 
 
 def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_scale=1.0,

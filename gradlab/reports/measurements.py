@@ -19,7 +19,7 @@ from ..errors import GradlabError, derived_seed
 from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, \
     make_inputs, run_states, slope_stderr
 from ..flow.benettin import lyapunov
-from ..initialize import as_dtype
+from ..initialize import as_dtype, refuse_unused_scales
 from ..symbolic.structure import kind
 
 LOG10E = 1 / math.log(10)
@@ -46,16 +46,9 @@ class Setup:
     device: str = "cpu"
     dtype: str = "float64"
 
-    def __post_init__(self):
-        scaled = [k for k, default in (("weight_scale", 1.0), ("bias_scale", 0.0))
-                  if self.init == "torch" and getattr(self, k) != default]
-        if scaled:                  # torch's draw takes no scale (the input scale: inputs)
-            flag, default = "--" + scaled[0].replace("_", "-"), scaled[0] == "weight_scale"
-            raise GradlabError(f"{scaled[0]} {getattr(self, scaled[0]):g} ({flag}) scales the "
-                               f"gaussian and orthogonal draws; init 'torch' (--init torch) "
-                               f"draws PyTorch's default uniform init, which takes no scale: "
-                               f"leave {scaled[0]} at its default, {int(default)}, or choose "
-                               "another init")
+    def __post_init__(self):        # (the input scale also scales the inputs: kept)
+        refuse_unused_scales(self.init, weight_scale=self.weight_scale,
+                             bias_scale=self.bias_scale)
 
     def params(self, cell):
         scales = {} if self.init == "torch" else dict(   # (torch's draw takes none; the

@@ -247,9 +247,6 @@ class Cell:
     def _blocks(self, wrt):
         ins = self.state_symbols if wrt == "state" else (self.input_symbol,)
         chains = [Chain(self.lets, s) for s in ins]
-        for chain in chains:     # each let's total in order, reading the earlier ones'
-            for sym in self.lets:               # (from the last, a chain of 100 lets
-                chain.total(sym)                # recursed 100 deep through SymPy)
         return tuple(tuple(c.total(out) for c in chains) for out in self.outputs)
 
     def jacobian(self, wrt="state"):

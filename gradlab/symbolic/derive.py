@@ -78,6 +78,14 @@ class Chain:
         if sym == self.wrt:
             return Identity(self.k)
         if sym not in self._totals:
+            # the lets before it first, in order, each reading only earlier ones already
+            # derived: from the last alone, a chain of 100 lets recursed 100 deep through
+            # SymPy (a RecursionError)
+            for earlier in self.lets:
+                if earlier == sym:
+                    break
+                if earlier in self.dependent and earlier not in self._totals:
+                    self._totals[earlier] = self.jac(self.lets[earlier], named=earlier)
             self._totals[sym] = self.jac(self.lets[sym], named=sym)
         return self._totals[sym]
 

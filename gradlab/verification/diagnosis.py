@@ -129,7 +129,7 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
                   if (said := test(cell, params, state, x, theirs, wrt, blocks, close))), [])
     if found:
         return found
-    sentences = by_sample(theirs, exact, rtol)
+    sampled, sentences = by_sample(theirs, exact, rtol), []
     # a term's coefficient off by less than this is rounding, not a slip (float32: ~1e-7,
     # and a right term was said to be "scaled by 1.000000073"); a block within 64 eps of
     # the answer's precision is rounding too (as `user.lower_precision` reads it)
@@ -161,15 +161,18 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
             sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: yours is gradlab's "
                              f"∂{other[0]}'/∂{other[1]}, a block written in the wrong place "
                              "(rows are the new state's parts, columns the old state's).")
-    if not sentences and not unexplained and rounded:     # wrong only at rounding level:
+    if not (sampled or sentences or unexplained) and rounded:   # rounding level only:
         unexplained = [max(rounded)[1]]                    # the worst block, shown
+    # where named terms explain every wrong block, "wrong at some points only" is a
+    # vaguer story for the same slip (a term that vanishes at saturated samples)
+    if sentences and not unexplained and sampled and SOME_POINTS in sampled[0]:
+        sampled = []
+    sentences = sampled + sentences
     for key in unexplained:
         sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: {UNEXPLAINED} or "
                          "rescaled term explains the difference. Worst entries "
                          + worst_entries(blocks.part(theirs, key), blocks.part(exact, key))
                          + ".")
-    if sentences and SOME_POINTS in sentences[0] and len(sentences) > 1 and not unexplained:
-        sentences = sentences[1:]    # a term that vanishes at some samples says it better
     return sentences
 
 
