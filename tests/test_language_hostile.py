@@ -213,6 +213,29 @@ def test_an_exponent_that_is_not_a_number_is_one_error():
                           jacobian_by_autograd(cell, params, state, x)) < TIGHT
 
 
+def test_a_non_ascii_name_prints_as_latex_pdflatex_reads():
+    """A state hα and weights Wα, Uβ printed their letters raw (pdflatex stops at α in
+    math mode): each Greek letter is its command, braced apart from the letters after it,
+    an accent its command, a script digit a script, any other letter \\text{}."""
+    from gradlab.symbolic.unicode_latex import ascii_latex
+    cell = declare(state="hα", params={"Wα": "n n", "Uβ": "n m", "bé": "n"},
+                   source="a test", name="greek")(
+        lambda s: tanh(getattr(s, "Wα") @ getattr(s, "hα") + getattr(s, "Uβ") @ s.x
+                       + getattr(s, "bé")))
+    shown = cell.latex()
+    assert shown.isascii(), shown
+    assert r"W{\alpha} h{\alpha}" in shown and r"U{\beta}" in shown and r"b\acute{e}" in shown
+    assert ascii_latex("bø") == r"b\text{ø}" and ascii_latex("x₁ω²Γ") == \
+        r"x_{1}{\omega}^{2}{\Gamma}" and ascii_latex("hα") == r"h{\alpha}"
+    assert ascii_latex("ΑΒ") == "AB"                 # capitals with no command: Latin look
+    with pytest.raises(GradlabError, match=r"'Ab' and 'Αb' would print alike"):
+        declare(state="h", params={"Αb": "n n", "Ab": "n n"}, source="a test",
+                name="lookalike")(lambda s: tanh(getattr(s, "Αb") @ s.h + s.Ab @ s.h))
+    with pytest.raises(GradlabError, match=r"'alpha' and 'α' would print alike"):
+        declare(state="h", params={"α": "n n", "alpha": "n n"}, source="a test",
+                name="spelled")(lambda s: tanh(getattr(s, "α") @ s.h + s.alpha @ s.h))
+
+
 def test_a_trailing_tilde_prints_as_a_tilde_in_latex():
     from gradlab.symbolic.printing import latex
     @declare(state="h", params="W U b W_n U_n b_n", source="a test", name="tilde")

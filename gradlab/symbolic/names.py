@@ -100,7 +100,9 @@ def scripted_name(name, what):     # r^2' or x^2~: the prime or tilde would sit 
 
 def rendered(tex):
     """LaTeX as it looks: Greek letters and ℓ written as their commands, a combining tilde
-    as tilde{...}, so that α and alpha (or ñ and n~) compare as the one glyph they render."""
+    as tilde{...}, so that α and alpha (or ñ and n~) compare as the one glyph they render
+    (a command braced apart from the letters after it, {\\alpha}x, as the command)."""
+    tex = re.sub(r"\{(\\[A-Za-z]+)\}", r"\1", tex)
     out = []
     for ch in unicodedata.normalize("NFD", tex):
         name = unicodedata.name(ch, "")

@@ -14,6 +14,7 @@ from sympy.printing.str import StrPrinter
 
 from .activations import TABLE
 from .dag import nesting, written_size
+from .unicode_latex import ascii_latex
 from ..errors import GradlabError
 
 # nodes written out past which an expression is refused, not printed: megabytes of one
@@ -69,15 +70,16 @@ BY_LENGTH = sorted(modifier_dict, key=len, reverse=True)
 
 def _translate(piece):
     """SymPy's `translate` (greek letters, hat, bar, tilde, dot...), but a name ending in
-    one of LITERAL_ENDINGS is written as it is."""
+    one of LITERAL_ENDINGS is written as it is; a non-ASCII letter (hα) as pdflatex reads
+    it (`unicode_latex`)."""
     if piece.lower() in ("hbar", "hslash"):
         return r"\bar{%s}" % piece[0]
     for key in BY_LENGTH:
         if piece.lower().endswith(key) and len(piece) > len(key):
             if key in LITERAL_ENDINGS:
-                return r"\mathit{%s}" % piece
+                return r"\mathit{%s}" % ascii_latex(piece)
             return modifier_dict[key](_translate(piece[:-len(key)]))
-    return translate(piece)
+    return ascii_latex(translate(piece))
 
 
 class MatrixLatexPrinter(LatexPrinter):
