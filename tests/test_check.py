@@ -446,6 +446,34 @@ def test_a_weight_used_transposed_is_named():
                                 "where W belongs (a weight transposed)."]
 
 
+def test_an_input_weight_used_transposed_is_named_where_its_shape_hides_it():
+    """At m = n, diag(1 - h'^2) U^T has U's shape: it was "no missing, extra, sign-flipped
+    or rescaled term explains the difference"; the LSTM's U_o the same way."""
+    rnn = gradlab.cell("rnn_tanh")
+    P = rnn.init_params(5, 5, weight_scale=1.5, bias_scale=0.5, seed=3)
+
+    def transposed(P, state, x):
+        h2 = tanh(lin(state[0], P["W"]) + lin(x, P["U"]) + P["b"])
+        return D(1 - h2 ** 2) @ P["U"].T
+
+    result = gradlab.check_jacobian(transposed, rnn, P, wrt="input")
+    assert result.diagnosis == ["Block ∂h'/∂x: in the term diag(1 - h'^2) U, yours has Uᵀ "
+                                "where U belongs (a weight transposed)."]
+    lstm = gradlab.cell("lstm")
+    P = lstm.init_params(4, 4, weight_scale=1.5, bias_scale=0.5, seed=1)
+    exact = lstm.jacobian_fn("input")
+    o_of = lambda P, s, x: sig(lin(s[0], P["W_o"]) + lin(x, P["U_o"]) + P["b_o"])  # noqa: E731
+
+    def slipped(P, s, x):                 # d h'/d x's term diag(tanh(c') o (1 - o)) U_o
+        c2 = lstm.step_fn("torch")(P, s, x)[1]
+        o = o_of(P, s, x)
+        wrong = D(torch.tanh(c2) * o * (1 - o)) @ (P["U_o"].T - P["U_o"])
+        return exact(P, s, x) + torch.cat([wrong, torch.zeros_like(wrong)], 1)
+
+    said = " ".join(gradlab.check_jacobian(slipped, lstm, P, wrt="input").diagnosis)
+    assert "yours has U_oᵀ where U_o belongs" in said, said
+
+
 def test_a_slope_broadcast_along_the_wrong_axis_is_named():
     """(1 - h'^2)[:, None, :] * W scales W's columns: W diag(v) where diag(v) W belongs,
     the numpy slip v * W; it was "no ... term explains the difference"."""

@@ -21,7 +21,8 @@ import sympy as sp
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from . import hoist
-from .terms import MAX_TERMS, block_terms, slips, term_count  # noqa: F401
+from .terms import (M, MAX_TERMS, N, block_terms, slips, square_slips,  # noqa: F401
+                    term_count)
 from .backends import backend
 from .codeprinter import ArrayPrinter, identifier
 from ..errors import GradlabError
@@ -36,7 +37,8 @@ def source(cell, what):
     at once, and `step_hoisted`, the rest, which takes its results as extra arguments;
     or `terms_state` / `terms_input`: one row per block (row-major), the block's terms
     (`block_terms`), for taking a Jacobian apart numerically; `slips_state` /
-    `slips_input` the same for `slips` (the terms as a hand derivation may get them)."""
+    `slips_input` the same for `slips` (the terms as a hand derivation may get them), and
+    `square_slips_input` for `square_slips`."""
     args = [*cell.param_symbols, *cell.state_symbols, cell.input_symbol]
     lets = cell.lets
     if what == "step":
@@ -56,9 +58,13 @@ def source(cell, what):
     elif what.startswith("terms_"):
         rows = [list(block_terms(b)) or [None]
                 for row in cell.jacobian_blocks(what.removeprefix("terms_")) for b in row]
-    elif what.startswith("slips_"):
-        rows = [[v for _, _, v in slips(b)] or [None]
-                for row in cell.jacobian_blocks(what.removeprefix("slips_")) for b in row]
+    elif what.startswith(("slips_", "square_slips_")):
+        kind, wrt = what.rsplit("_", 1)
+        rows = [[v for _, _, v in SLIPS[kind](b)] or [None]
+                for row in cell.jacobian_blocks(wrt) for b in row]
+        if kind == "square_slips":          # its variants read m as n: so do its symbols
+            args = [a.xreplace({M: N}) for a in args]
+            lets = {s.xreplace({M: N}): e.xreplace({M: N}) for s, e in lets.items()}
     else:
         rows = cell.jacobian_blocks(what.removeprefix("jacobian_"))
     return _function(what, args, lets, rows)
@@ -363,13 +369,17 @@ def terms_function(cell, wrt, backend_name):
                       for b in row])
 
 
+SLIPS = {"slips": slips, "square_slips": square_slips}
+
+
 @functools.lru_cache(maxsize=None)
-def slips_function(cell, wrt, backend_name):
+def slips_function(cell, wrt, backend_name, kind="slips"):
     """f(params, state, x) -> {(out part, in part): [(term, slip, (B, n, w) array), ...]}:
     each term of each block as a hand derivation may get it wrong (`slips`), evaluated:
-    what a Jacobian with that slip holds in place of the term."""
-    return _labelled(cell, wrt, backend_name, "slips",
-                     [[(t, slip) for t, slip, _ in slips(b)]
+    what a Jacobian with that slip holds in place of the term. kind="square_slips": those
+    that keep their shape only where m = n (`square_slips`; call it there alone)."""
+    return _labelled(cell, wrt, backend_name, kind,
+                     [[(t, slip) for t, slip, _ in SLIPS[kind](b)]
                       for row in cell.jacobian_blocks(wrt) for b in row])
 
 

@@ -9,6 +9,8 @@ from sympy.matrices.expressions.diagonal import DiagMatrix
 # Terms a block may be multiplied out into: a deep stack's cross-layer block has ~4^L (L
 # LSTM layers: 64 at L = 3, multiplied out in 7 s; 256 at L = 4, minutes), kept whole
 MAX_TERMS = 64
+# the sizes n and m as the cell language declares them (equal as SymPy symbols)
+N, M = sp.symbols("n m", integer=True, positive=True)
 
 
 def term_count(expr, known=None):
@@ -65,6 +67,24 @@ def slips(block):
             if i + 1 < len(args) and isinstance(args[i + 1], DiagMatrix):
                 out.append((term, ("rows", args[i + 1]),
                             sp.MatMul(*args[:i], args[i + 1], W, *args[i + 2:])))
+    return tuple(out)
+
+
+def square_slips(block):
+    """The slips of kind "transposed" that keep their shape only where m = n: a weight U of
+    shape (n, m) in a term of an input Jacobian, diag(v) U, written diag(v) U^T. Each
+    variant reads m as n, so it is evaluated only where the sizes agree (at n != m a
+    transposed U cannot even be multiplied, and the function under test fails first)."""
+    out = []
+    for term in block_terms(block):
+        square = term.xreplace({M: N})
+        args = square.args if isinstance(square, sp.MatMul) else (square,)
+        for i, W in enumerate(args):
+            if not isinstance(W, sp.MatrixSymbol) or \
+                    sp.MatrixSymbol(W.name, N, M) not in term.atoms(sp.MatrixSymbol):
+                continue
+            out.append((term, ("transposed", sp.MatrixSymbol(W.name, N, M)),
+                        sp.MatMul(*args[:i], W.T, *args[i + 1:]) if len(args) > 1 else W.T))
     return tuple(out)
 
 

@@ -74,5 +74,10 @@ def _sentences(key, fits):
 
 
 def slip_variants(cell, wrt, params, state, x):
-    """`slips_function`'s variants of every term, at (params, state, x)."""
-    return slips_function(cell, wrt, "torch")(params, state, x)
+    """`slips_function`'s variants of every term, at (params, state, x); of an input
+    Jacobian where m = n, those of a transposed (n, m) weight too."""
+    found = slips_function(cell, wrt, "torch")(params, state, x)
+    if wrt == "input" and x.shape[-1] == state[0].shape[-1]:
+        square = slips_function(cell, wrt, "torch", "square_slips")(params, state, x)
+        found = {key: found.get(key, []) + square.get(key, []) for key in {*found, *square}}
+    return found
