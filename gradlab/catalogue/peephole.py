@@ -45,7 +45,8 @@ def peephole_family(name, change, *, input_gate=True, forget_gate=True, output_g
         h = (tanh(c) if output_activation else c) * o
         return (h, c, i, f, o) if gate_recurrence else (h, c)
 
-    peephole_lstm.__doc__ = change
+    peephole_lstm.__doc__ = change if name == "peephole_lstm" else (
+        f"{change} One change to peephole_lstm (the vanilla LSTM of Greff et al.).")
     memory = "-b_i" if coupled else ("b_f" if forget_gate else None)
     source = GREFF if name != "peephole_lstm" else "Gers & Schmidhuber 2000; " + GREFF
     return declare(name=name, state="h c i f o" if gate_recurrence else "h c", params=" ".join(
