@@ -28,7 +28,6 @@ import errno
 import fcntl
 import os
 import pathlib
-import re
 import shutil
 import stat
 import tempfile
@@ -36,13 +35,12 @@ import tempfile
 from .errors import GradlabError
 from .paths import NAME_MAX, can_create_in, name_fits, plain
 from .signals import uninterrupted
-from .ownership import (MANIFEST, TEMP_TAG, digest, foreign, made_here, manifest_bytes, nested,
-                        other_kind, owned, owner_above, plain_name, read_manifest)
+from .ownership import (LEFTOVER, MANIFEST, TEMP_TAG, digest, foreign, made_here,
+                        manifest_bytes, nested, other_kind, owned, owner_above, plain_name,
+                        read_manifest)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
-# what mkstemp / mkdtemp append to a prefix: eight characters from [a-z0-9_]
-LEFTOVER = re.compile(r"^\.(?P<target>.+)\.gradlab-[a-z0-9_]{8}(?P<tmp>\.tmp)?$")
 
 
 # -- where gradlab refuses to write ------------------------------------------------------

@@ -7,9 +7,12 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 
 MANIFEST = ".gradlab-manifest.json"
 TEMP_TAG = ".gradlab-"          # temporary names: .<target name>.gradlab-<random>
+# what mkstemp / mkdtemp append to a prefix: eight characters from [a-z0-9_]
+LEFTOVER = re.compile(r"^\.(?P<target>.+)\.gradlab-[a-z0-9_]{8}(?P<tmp>\.tmp)?$")
 
 
 def digest(data):
@@ -101,7 +104,8 @@ def owned(folder, manifest, rel):
 
 def foreign(folder):
     """Relative paths in `folder` that gradlab did not write (or that changed since), sorted:
-    files, links, and empty folders (written "name/"). The manifest itself is gradlab's."""
+    files, links, and empty folders (written "name/"). The manifest itself is gradlab's,
+    and so is what a killed run left of a file it lists (`leftover`)."""
     folder = pathlib.Path(folder)
     if not folder.is_dir() or folder.is_symlink():
         return []
@@ -117,11 +121,23 @@ def foreign(folder):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 walk(entry.path, rel + "/")
-            elif not owned(folder, manifest, rel):
+            elif not owned(folder, manifest, rel) and not leftover(entry, prefix, manifest):
                 found.append(rel)
 
     walk(folder, "")
     return found
+
+
+def leftover(entry, prefix, manifest):
+    """Is `entry` (a DirEntry in the subfolder `prefix` of a folder whose manifest lists
+    `manifest`) the temporary file a killed run left of a listed file or of the manifest,
+    .<name>.gradlab-<8>.tmp, which the next run removes (`outputs.clean_leftovers`)?
+    Counted as the user's, it refused that run before it could remove it."""
+    match = LEFTOVER.match(entry.name)
+    if not (match and match["tmp"] and entry.is_file(follow_symlinks=False)):
+        return False
+    target = prefix + match["target"]
+    return target in manifest or target == MANIFEST
 
 
 def nested(others):

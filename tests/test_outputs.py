@@ -285,6 +285,29 @@ def test_a_leftover_of_a_killed_run_is_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".r.gradlab-mine", "r"]
 
 
+def test_a_killed_runs_temporary_file_does_not_refuse_the_rerun(tmp_path):
+    """A kill while writing file by file (into a folder the user made) left
+    ..gradlab-manifest.json.gradlab-XXXXXXXX.tmp; the rerun's early check counted it as
+    the user's and refused without --force, before the clean-up that removes it."""
+    out = tmp_path / "mine"
+    out.mkdir()                                   # the user's: written file by file
+    outputs.write_files(out, REPORT)
+    left = [out / "..gradlab-manifest.json.gradlab-pbbe_uhw.tmp",
+            out / ".report.md.gradlab-abcd1234.tmp",
+            out / "figures" / ".decay.png.gradlab-x_1y2z3w.tmp"]
+    for path in left:
+        path.write_bytes(b"half")
+    assert outputs.foreign(out) == []
+    outputs.check_target(out)                     # no --force needed
+    outputs.write_files(out, SECOND)
+    assert read_tree(out, SECOND) and not any(path.exists() for path in left)
+    theirs = out / ".notes.txt.gradlab-abcd1234.tmp"     # of no file gradlab lists: kept
+    theirs.write_bytes(b"user")
+    assert outputs.foreign(out) == [theirs.name]
+    with pytest.raises(GradlabError, match="holds 1 file"):
+        outputs.check_target(out)
+
+
 KILLER = textwrap.dedent("""
     import os, pathlib, shutil, signal, sys
     from gradlab import outputs
