@@ -35,6 +35,7 @@ cell): `gradlab report --model init.pt --arch lstm:hidden=N,inputs=M`.
 """
 
 import dataclasses
+import hashlib
 import pathlib
 import re
 import warnings
@@ -382,5 +383,10 @@ def report_models(path, spec, options):
                            device=options["device"])
     both = (", each direction on its own (the backward one reading the inputs backwards)"
             if arch.bidirectional else "")
-    return models, (f"{path} ({arch}), against the same architecture at torch's default "
-                    f"initialisation (seed {options['seed']}){both}")
+    sha = hashlib.sha256()          # which checkpoint, whatever path names it
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    sha = sha.hexdigest()[:16]
+    return models, (f"{path} (sha256 {sha}..., {arch}), against the same architecture at "
+                    f"torch's default initialisation (seed {options['seed']}){both}")

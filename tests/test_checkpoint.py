@@ -1,5 +1,6 @@
 """`gradlab report --model PATH --arch SPEC`: a checkpoint, loaded safely, checked, reported."""
 
+import hashlib
 import json
 import re
 import os
@@ -73,6 +74,8 @@ def test_report_on_a_checkpoint(checkpoint, tmp_path):
     assert sorted(data["cells"]) == ["lstm (init)", "lstm (trained)"]
     assert data["setup"]["hidden"] == 6 and data["setup"]["inputs"] == 3
     assert ARCH in data["model"]
+    # which checkpoint, pinned by its bytes (the path alone names whatever is there now)
+    assert f"sha256 {hashlib.sha256(path.read_bytes()).hexdigest()[:16]}..." in data["model"]
     trained, init = (data["cells"][f"lstm ({k})"]["summary"]["rate"] for k in ("trained", "init"))
     assert trained != init
     text = (out / "report.md").read_text()
