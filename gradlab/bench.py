@@ -38,7 +38,7 @@ import time
 import numpy as np
 import torch
 
-from . import registry
+from . import __version__, registry
 from .device import exact_float32, resolve
 from .errors import GradlabError, derived_seed
 from .flow import gradient_flow, make_inputs
@@ -283,7 +283,8 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats, label=None):
         "dtype": str(dtype).removeprefix("torch."), "hidden": n, "inputs": m, "steps": T,
         "batch": B, "state_size": S, "repeats": repeats,
         "runs": {name: len(counted(t)) for name, t in times.items()},
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "gradlab": __version__,
         "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                         else platform.processor() or platform.machine()),
         "seconds": seconds,

@@ -41,6 +41,7 @@ import time
 import numpy as np
 import torch
 
+from . import __version__
 from .errors import GradlabError, derived_seed, entries
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -197,6 +198,7 @@ def _case(kind, dtype, n, m, T, B, k, repeats, seed):
         "cell": kind, "gradlab_cell": cell.name, "dtype": str(dtype).removeprefix("torch."),
         "hidden": n, "inputs": m, "steps": T, "batch": B, "k": min(k, S), "state_size": S,
         "threads": torch.get_num_threads(), "repeats": repeats,
+        "torch": torch.__version__, "gradlab": __version__,
         "gradlab_seconds": min(times["gradlab"]), "baseline_seconds": min(times["baseline"]),
         "gradlab_runs": times["gradlab"], "baseline_runs": times["baseline"],
         "ratio": {"best": min(times["baseline"]) / min(times["gradlab"]),

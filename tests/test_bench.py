@@ -50,6 +50,7 @@ def test_bench_agrees_where_lanczos_runs(name, hidden):
     assert r["state_size"] == 32
     assert r["max_relative_error"] <= 1e-10, r["agreement"]
     json.dumps(r)
+    assert (r["torch"], r["gradlab"]) == (torch.__version__, gradlab.__version__)  # what ran
     for factor in ("autograd", "func"):
         spread = r["factors"]["whole"][factor]
         assert spread["min"] <= spread["median"] <= spread["max"]

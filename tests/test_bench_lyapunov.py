@@ -107,6 +107,7 @@ def test_run_lyapunov_bench_returns_its_documented_fields():
         assert r["gradlab_cell"] == {"lstm": "lstm", "gru": "gru_torch"}[r["cell"]]
         assert (r["hidden"], r["inputs"], r["steps"], r["batch"], r["k"], r["threads"],
                 r["repeats"]) == (N, M, 12, B, K, 1, 2)
+        assert (r["torch"], r["gradlab"]) == (torch.__version__, gradlab.__version__)
         assert len(r["gradlab_runs"]) == len(r["baseline_runs"]) == 2
         assert r["gradlab_seconds"] == min(r["gradlab_runs"]) > 0
         assert r["baseline_seconds"] == min(r["baseline_runs"]) > 0
