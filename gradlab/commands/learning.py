@@ -81,11 +81,16 @@ MAX_MEASUREMENTS = 64     # and at most this often when asked (--measurements)
 @click.option("--hidden", type=POSITIVE, default=512, show_default=True,
               help="Width n the correction measures at.")
 @click.option("--inputs", type=POSITIVE, default=32, show_default=True, help="Input size m.")
-@click.option("--weight-scale", type=SCALE, default=1.0, show_default=True)
+@click.option("--weight-scale", type=SCALE, default=1.0, show_default=True,
+              help="Kept for a gated cell; for a cell without a gate bias it is what init "
+                   "searches (from where the theory puts the timescale: a value here is not "
+                   "used).")
 @click.option("--bias-scale", type=SCALE, default=0.1, show_default=True)
 @click.option("--input-scale", type=SCALE, default=1.0, show_default=True)
 @click.option("--gate-bias", type=FINITE, default=0.0, show_default=True,
-              help="Kept for a cell without a gate bias (then the weight scale is tuned).")
+              help="What init searches for a gated cell (from where the theory puts the "
+                   "timescale: a value here is not used); a cell without a gate bias has "
+                   "none to set.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--measurements", type=click.IntRange(1, MAX_MEASUREMENTS), default=MEASUREMENTS,
               show_default=True, help="Measure at most this often (a gated cell's search "

@@ -249,8 +249,9 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     the timescale of the Frobenius norm of P_k, the mean squared gradient, which is what
     the mean-field theory predicts (`measure_timescale`).
 
-    The knob is the gate bias where the cell declares one, else the weight scale; the
-    other options are kept. It starts where the annealed mean-field theory puts the
+    The knob is the gate bias where the cell declares one, else the weight scale (a value
+    given for it is not used: the search starts from the theory); the other options are
+    kept. It starts where the annealed mean-field theory puts the
     timescale, then corrects it by measurement (gradient_flow, one sequence of `steps` = 6 x
     timescale by default, 100..2000): steps towards the target, doubling, until it is
     bracketed, then secant or bisection inside the bracket (`_search`), at most

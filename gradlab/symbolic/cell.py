@@ -28,6 +28,8 @@ def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None,
                b*, p*: n), or a dict {name: "n m"} to give shapes explicitly.
     source:    the paper or document the equations come from.
     gate_bias: the bias that sets the memory gate ("b_f"; "-b_f" where the gate forgets).
+    name:      the cell's name (default: the function's __name__).
+    inputs:    the name of the input vector in the equations (default "x": s.x).
     """
     missing = [k for k, v in (("state", state), ("params", params), ("source", source))
                if v is None]
@@ -55,6 +57,8 @@ class Cell:
 
     Jacobians are in numerator layout (J[i, j] = d out_i / d in_j, as torch.func.jacrev);
     a multi-part state (h, c) gives the block matrix with parts in `state_names` order.
+    Made by `declare` (whose arguments, name, state, params, source, gate_bias and inputs,
+    are this constructor's), from a declaration function `fn` of s.
     """
 
     def __init__(self, fn, *, name, state, params, source, gate_bias=None, inputs="x"):

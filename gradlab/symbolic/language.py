@@ -43,7 +43,8 @@ def parameter_symbol(name, shape):
 
 
 class Value:
-    """A vector (a SymPy column matrix expression) or a scalar (a SymPy expression)."""
+    """A value of the cell language: a vector (a SymPy column matrix expression), a matrix
+    (a weight W, or I = gradlab.I = s.I, the n x n identity) or a scalar."""
 
     __array_priority__ = 1000
     __slots__ = ("expr", "owner")
@@ -130,8 +131,7 @@ class Value:
             return self * Value(HadamardPower(other.expr, -1))
         return self * Value(1 / other.expr)
 
-    def __rtruediv__(self, other):
-        return _value(other) / self
+    __rtruediv__ = lambda self, other: _value(other) / self      # noqa: E731
 
     def __pow__(self, k):
         if not isinstance(k, (numbers.Real, sp.Number)) or isinstance(k, bool):
