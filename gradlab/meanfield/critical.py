@@ -250,12 +250,12 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     the mean-field theory predicts (`measure_timescale`).
 
     The knob is the gate bias where the cell declares one, else the weight scale (a value
-    given for it is not used: the search starts from the theory); the other options are
-    kept. It starts where the annealed mean-field theory puts the
-    timescale, then corrects it by measurement (gradient_flow, one sequence of `steps` = 6 x
-    timescale by default, 100..2000): steps towards the target, doubling, until it is
-    bracketed, then secant or bisection inside the bracket (`_search`), at most
-    `measurements` runs, until the measurement is within `tolerance` of the target. A
+    given for it is not used); the other options are kept. It starts where the annealed
+    mean-field theory puts the timescale, then corrects it by measurement (gradient_flow,
+    one sequence of `steps` = 6 x timescale by default, 100..2000): steps towards the
+    target, doubling, until it is bracketed, then secant or bisection inside the bracket
+    (`_search`), at most `measurements` runs, until the measurement is within `tolerance`
+    of the target. A
     target the fit cannot see decay (the fitted lags span less than one timescale: above
     1490 steps at the default length) is refused; pass a longer `steps`. The measurement is
     of the weights `seed` draws, on one input sequence: other seeds and other sequences
