@@ -370,3 +370,31 @@ def test_a_result_is_true_only_where_it_agrees():
     exact = rnn.jacobian_fn("state")
     assert gradlab.check_jacobian(exact, rnn, p)
     assert not gradlab.check_jacobian(lambda q, s, x: 2 * exact(q, s, x), rnn, p)
+
+
+def test_a_block_whose_terms_the_draws_cannot_tell_apart_names_no_coefficient():
+    """A stack's ∂h2'/∂x has 49 terms; 4 sequences at n = 3, m = 3 give 36 entries, and
+    any difference fits them: a transposed U_z1 was told as 49 terms "scaled by" factors
+    from -43.9 to 31.6. Now the block says its terms cannot be told apart there, and more
+    sequences name the slip."""
+    from torch.func import jacrev, vmap
+    cell = gradlab.stack("peephole_lstm", 2)
+    step, exact = cell.step_fn("torch"), cell.jacobian_fn("input")
+    params = cell.init_params(3, 3, seed=0, weight_scale=1.5, bias_scale=0.5)
+
+    def by_bias(P, s, x, b):                 # d state'/d b: the factor before U_z1
+        def one(bias, s1, x1):
+            Q = dict(P)
+            Q[b] = bias
+            return torch.cat([o[0] for o in step(Q, tuple(t[None] for t in s1), x1[None])])
+        return vmap(jacrev(one), in_dims=(None, 0, 0))(P[b], s, x)
+
+    def transposed(P, s, x):
+        return exact(P, s, x) + by_bias(P, s, x, "b_z1") @ (P["U_z1"].T - P["U_z1"])
+
+    said = " ".join(gradlab.check_jacobian(transposed, cell, params, wrt="input").diagnosis)
+    assert "scaled by" not in said, said
+    assert "Its 49 terms are not independent over these draws' 36 entries" in said, said
+    more = " ".join(gradlab.check_jacobian(transposed, cell, params, wrt="input",
+                                           batch=16).diagnosis)
+    assert "scaled by" not in more and "yours has U_z1ᵀ where U_z1 belongs" in more, more
