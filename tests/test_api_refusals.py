@@ -123,6 +123,7 @@ def test_a_nan_answer_to_check_lyapunov_is_named_as_nan():
     result = gradlab.check_lyapunov(lambda p, xs, k: np.full(k, np.nan), gru, params,
                                     _xs(T=400, m=2), 3)
     assert not result.ok and "Your exponents hold nan (entries [0, 1, 2])" in str(result)
+    assert "take log |R_ii|" in str(result)
 
 
 def test_entries_that_are_not_parameter_arrays_still_pass():

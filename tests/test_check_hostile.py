@@ -718,6 +718,10 @@ def test_check_lyapunov_names_a_wrong_row_count_whatever_the_values():
     with pytest.raises(GradlabError, match=re.escape("returned 2 rows; xs holds 3 sequences "
                                                      "(expected (2,) or (3, 2))")):
         check_lyapunov(two, gru, params, xs, 2)
+    flipped = lambda p, x, k: gradlab.lyapunov(gru, p, x, k).exponents.T     # noqa: E731
+    with pytest.raises(GradlabError, match=re.escape("(expected (2,) or (3, 2); yours is "
+                                                     "its transpose)")):
+        check_lyapunov(flipped, gru, params, xs, 2)
 
 
 def test_review_small_missing_term_is_named_not_called_rounding():

@@ -267,7 +267,9 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     yours, rows = _mean(got), real_array(got).numpy()
     if rows.ndim == 2 and rows.shape[0] != xs.shape[1]:       # one row per sequence, or not
         raise GradlabError(f"the function under test returned {rows.shape[0]} rows; xs holds "
-                           f"{xs.shape[1]} sequences (expected ({k},) or ({xs.shape[1]}, {k}))")
+                           f"{xs.shape[1]} sequences (expected ({k},) or ({xs.shape[1]}, {k})"
+                           + ("; yours is its transpose" if rows.shape == (k, xs.shape[1])
+                              else "") + ")")
     J = _trajectory_jacobians(cell, own, xs)
     T, S = J.shape[0], J.shape[-1]
     if k > S and yours.shape == (S,):                 # capped at the state size, as gradlab
@@ -285,7 +287,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         where = np.flatnonzero(np.isnan(yours)).tolist()
         return LyapunovResult(False, yours, exact, math.nan, [
             f"Your exponents hold nan (entries {where}); exact: "
-            f"{np.round(exact, 4).tolist()}."])
+            f"{np.round(exact, 4).tolist()}. (A log of R's diagonal without abs? R_ii < 0 "
+            "where QR flips a sign: take log |R_ii|.)"])
     size = lambda v, f: float(np.max(np.abs(v[np.isfinite(v) & (v > f)]),      # noqa: E731
                                      initial=1.0))
     tolerances = [atol if atol is not None else
