@@ -911,3 +911,14 @@ def test_check_lyapunov_says_when_sequences_or_exponents_cannot_be_told_apart():
     assert "two of the exact exponents are only" in " ".join(wide.diagnosis)
     distinct = check_lyapunov(lambda p, x, k: rows, gru, params, xs, 3, atol=1e-9)
     assert not any("lie within" in d or "only" in d for d in distinct.diagnosis)
+
+
+def test_check_lyapunov_names_exponents_out_of_order():
+    """An exact permutation of the right exponents was "match no combination of ..."."""
+    gru = gradlab.cell("gru")
+    params = gru.init_params(4, 2, seed=0, weight_scale=1.5)
+    xs = torch.randn(800, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mixed = lambda p, x, k: gradlab.lyapunov(gru, p, x, k).mean[::-1].copy()   # noqa: E731
+    result = check_lyapunov(mixed, gru, params, xs, 3)
+    assert not result.ok and len(result.diagnosis) == 1, result.diagnosis
+    assert result.diagnosis[0].startswith("Your exponents are the exact ones out of order")

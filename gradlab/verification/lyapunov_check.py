@@ -235,15 +235,17 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     random start vectors (finite-T estimates from different start vectors differ by
     O(1/T)), at least 1e-6 of the largest exponent's size.
 
-    When they differ, every combination of the mistakes published code makes (reverse
-    time, a partial state, another log base, a sum over steps) is tried and the one the
-    user's exponents match is named, all its mistakes together. When they agree but a
-    mistaken variant agrees as well (on inputs without time structure the reverse-time
-    product can have the same exponents), the result says the check cannot tell them
-    apart on these inputs; so it does where exponents lie within the tolerance of each
-    other, or a sequence's of another's or of the mean (`blind_spots`). A function that
-    returns one row per sequence is checked row by row too. When xs is so short that gradlab's own estimate moves by more than
-    RESOLUTION of the exponents with the start vector, it refuses to judge (GradlabError)
+    When they differ, the right exponents out of order are named as such, and every
+    combination of the mistakes published code makes (reverse time, a partial state,
+    another log base, a sum over steps) is tried and the one the user's exponents match
+    is named, all its mistakes together. When they agree but a mistaken variant agrees as
+    well (on inputs without time structure the reverse-time product can have the same
+    exponents), the result says the check cannot tell them apart on these inputs; so it
+    does where exponents lie within the tolerance of each other, or a sequence's of
+    another's or of the mean (`blind_spots`). A function that returns one row per
+    sequence is checked row by row too. When xs is so short that gradlab's own estimate
+    moves by more than RESOLUTION of the exponents with the start vector, it refuses to
+    judge (GradlabError)
     unless given an atol."""
     if not callable(fn):
         raise GradlabError(f"fn must be a function fn(params, xs, k), got {type(fn).__name__}")
@@ -344,6 +346,11 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             f"within {atol:.3g} too. Inputs with structure in time (periodic, a trained "
             "model's data) separate forward from reverse time."]
         return LyapunovResult(True, yours, exact, error, note)
+    ordered = np.sort(yours)[::-1]               # the right exponents, in another order
+    if _distance(ordered, exact, variants[0][3]) <= atol:
+        return LyapunovResult(False, yours, exact, error, [
+            f"Your exponents are the exact ones out of order (sorted, they agree within "
+            f"{atol:.3g}): give them largest first, as QR's diagonal orders them."])
     # among the variants that match, the simplest (fewest mistakes), then the closest
     matching = [i for i, (d, tol) in enumerate(zip(distance, tolerances)) if d <= tol]
     best = min(matching, key=lambda i: (len(variants[i][0]), distance[i] / tolerances[i])) \
