@@ -245,8 +245,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     another's or of the mean (`blind_spots`). A function that returns one row per
     sequence is checked row by row too. When xs is so short that gradlab's own estimate
     moves by more than RESOLUTION of the exponents with the start vector, it refuses to
-    judge (GradlabError)
-    unless given an atol."""
+    judge (GradlabError) unless given an atol."""
     if not callable(fn):
         raise GradlabError(f"fn must be a function fn(params, xs, k), got {type(fn).__name__}")
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
