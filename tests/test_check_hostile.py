@@ -922,3 +922,25 @@ def test_check_lyapunov_names_exponents_out_of_order():
     result = check_lyapunov(mixed, gru, params, xs, 3)
     assert not result.ok and len(result.diagnosis) == 1, result.diagnosis
     assert result.diagnosis[0].startswith("Your exponents are the exact ones out of order")
+
+
+def test_check_lyapunov_names_the_cell_part_alone():
+    """Only the first state part (h) was tried alone: a QR loop over the LSTM's c block,
+    diag(f), matched "no combination"."""
+    lstm = gradlab.cell("lstm")
+    params = lstm.init_params(5, 3, seed=0, weight_scale=1.5, bias_scale=0.5)
+    xs = torch.randn(600, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    jacobian = lstm.jacobian_fn("state")
+
+    def c_alone(p, x, k):
+        h, c = gradlab.flow.run_states(lstm, p, x)
+        Q = torch.linalg.qr(torch.randn(x.shape[1], 5, k, dtype=torch.float64))[0]
+        total = 0
+        for t in range(x.shape[0]):
+            Q, R = torch.linalg.qr(jacobian(p, (h[t], c[t]), x[t])[:, 5:, 5:] @ Q)
+            total = total + R.diagonal(dim1=-2, dim2=-1).abs().log()
+        return (total / x.shape[0]).mean(0)
+
+    result = check_lyapunov(c_alone, lstm, params, xs, 3)
+    assert not result.ok and result.diagnosis[0].startswith(
+        "Your exponents match the state part c alone"), result.diagnosis

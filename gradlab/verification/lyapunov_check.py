@@ -177,11 +177,11 @@ def _variants(cell, J, k, T):
     (the O(1/T) effect of the start), low what `_distance` allows below it (`lowest`)."""
     n = J.shape[-1] // len(cell.state_names)
     structures = [((), J, False), ((REVERSED,), J, True)]
-    if len(cell.state_names) > 1 and k <= n:
-        part = (f"the state part {cell.state_names[0]} alone (the other parts held fixed): "
-                f"gradlab's state is ({', '.join(cell.state_names)}), and every part "
-                "carries gradient")
-        sub = J[:, :, :n, :n].contiguous()
+    for i, name in enumerate(cell.state_names if len(cell.state_names) > 1 and k <= n
+                             else ()):       # each part alone (h, and c: its diag(f))
+        part = (f"the state part {name} alone (the other parts held fixed): gradlab's "
+                f"state is ({', '.join(cell.state_names)}), and every part carries gradient")
+        sub = J[:, :, i * n:(i + 1) * n, i * n:(i + 1) * n].contiguous()
         structures += [((part,), sub, False), ((REVERSED, part), sub, True)]
     scales = [*SCALES, *((f"the sum over steps, not the mean per step{w and ', and ' + w}",
                           c * T) for w, c in SCALES)]
