@@ -9,7 +9,7 @@ wrong, and says which one the user's matches:
     reverse time   a QR step on the transposed Jacobian, Q_t R_t = J_t^T Q_{t-1}: the
                    product J_1 J_2 ... J_T, the dynamics run backwards (its spectrum differs
                    from the forward one, e.g. under periodic input)
-    partial state  the first state part alone (an LSTM analysed on h with c frozen)
+    partial state  one state part alone (an LSTM analysed on h with c frozen, or on c)
     log base       log2 or log10 instead of the natural log
     not averaged   the sum over steps instead of the mean per step
 """
