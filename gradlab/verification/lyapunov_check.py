@@ -195,34 +195,35 @@ def _variants(cell, J, k, T):
                    lowest(runs, floor, c, rounded))
 
 
-def blind_spots(exact, floor, per_sequence, atol, ndim):
+def blind_spots(exact, floor, per_sequence, atol, ndim, given=False):
     """Sentences for a passing check that these inputs cannot tell some wrong answers from
     the right one, because the exact exponents (k,) above `floor`, or each sequence's own
-    (`per_sequence`, (B, k)), lie within `atol` of one another: exponents that close pass
-    in any order or averaged together (a mean over the wrong axis, where B = k), and a
-    sequence's own exponents pass for the mean, or for another sequence's row (one row
-    for all, rows in another order). Measured: at B = 4, T = 300 such wrong answers
-    agreed in 3 and 4 of 9 runs, with nothing said."""
-    out = []
-    top = np.sort(exact[np.isfinite(exact) & (exact > floor)])
+    (`per_sequence`, (B, k)), lie within `atol` (a row's tolerance where `ndim` is 2) of
+    one another: exponents that close pass in any order or averaged together (a mean over
+    the wrong axis, where B = k), and a sequence's own exponents pass for the mean, or for
+    another sequence's row (one row for all, rows in another order). Measured: at B = 4,
+    T = 300 such wrong answers agreed in 3 and 4 of 9 runs, with nothing said."""
+    out, more = [], "" if given else " More steps narrow the tolerance."
+    above = np.isfinite(exact) & (exact > floor)
+    top = np.sort(exact[above])
     gap = float(np.min(np.diff(top))) if len(top) > 1 else math.inf
     if gap <= atol:
         out.append(f"But two of the exact exponents are only {gap:.3g} apart, within the "
                    f"tolerance {atol:.3g}: an answer with those out of order or averaged "
-                   "together would agree too. More steps narrow the tolerance.")
+                   f"together would agree too.{more}")
     B = per_sequence.shape[0]
-    others = [(a, b) for i, a in enumerate(per_sequence)
-              for b in ([exact] if ndim == 1 else np.delete(per_sequence, i, 0))]
-    with np.errstate(invalid="ignore"):
-        near = min((float(np.max(np.abs(a - b)[np.isfinite(a - b)], initial=0.0))
-                    for a, b in others), default=math.inf)
+    rows = per_sequence[:, above]                    # (noise below the floor says nothing)
+    pairs = [(a, b) for i, a in enumerate(rows)
+             for b in ([exact[above]] if ndim == 1 else np.delete(rows, i, 0))]
+    near = min((_distance(a, b) for a, b in pairs), default=math.inf) if above.any() \
+        else math.inf
     if B > 1 and near <= atol:
         wrong = ("one sequence's answer given as the mean" if ndim == 1 else
                  "rows given for the wrong sequence, or one row for all")
         whose = "the mean" if ndim == 1 else "another sequence's"
         out.append(f"But one sequence's own exponents lie within {near:.3g} of {whose} "
-                   f"(tolerance {atol:.3g}): {wrong} would agree too. Inputs that differ more between "
-                   "sequences, or more steps, tell them apart.")
+                   f"(tolerance {atol:.3g}): {wrong} would agree too. Inputs that differ "
+                   f"more between sequences tell them apart.{more}")
     return out
 
 
@@ -310,6 +311,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             "zero, e.g. every ReLU unit dead at a step) while others are finite, so a mean "
             f"hides what is to check; return one row per sequence, ({xs.shape[1]}, {k})")
     error, atol = distance[0], tolerances[0]
+    row_tol = atol                                   # a row's tolerance, where rows come
     if error <= atol and rows.ndim == 2:             # per sequence too, not just the mean
         both = [exponent_pair(J, k, seed=s) for s in range(SEEDS)]
         runs, rounded = (np.stack([pair[i] for pair in both]) for i in (0, 1))  # (SEEDS, B, k)
@@ -319,6 +321,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         floors = resolvable(runs[0], J)[:, 0]                          # per sequence
         spread = max(_spread(runs[:, b], floors[b]) for b in range(runs.shape[1]))
         tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact, floor))
+        row_tol = tol
         top = float(np.max(np.abs(np.where(runs[0] > floors[:, None], runs[0], 0.0)),
                            initial=0.0))
         if not given and tol > HALF * max(top, 2e-5):    # (rows spread more than means)
@@ -338,7 +341,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     if error <= atol:
         alike = [m for (m, v, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
                  if d <= tol and not np.array_equal(v, exact)]   # (all -inf: a zero product)
-        note = blind_spots(exact, floor, exponent_pair(J, k, seed=0)[0], atol, rows.ndim)
+        note = blind_spots(exact, floor, exponent_pair(J, k, seed=0)[0],
+                           atol if rows.ndim == 1 else row_tol, rows.ndim, given)
         note += [] if not alike else [
             "But on these inputs the check cannot tell the exact exponents from "
             f"{len(alike)} mistaken variant(s) (e.g. {'; '.join(alike[0])}): they agree "
