@@ -228,6 +228,14 @@ def test_a_non_ascii_name_prints_as_latex_pdflatex_reads():
     assert ascii_latex("bø") == r"b\text{ø}" and ascii_latex("x₁ω²Γ") == \
         r"x_{1}{\omega}^{2}{\Gamma}" and ascii_latex("hα") == r"h{\alpha}"
     assert ascii_latex("ΑΒ") == "AB"                 # capitals with no command: Latin look
+    assert ascii_latex("çå") == r"\text{ç}\text{å}"  # marks with no math accent: kept whole
+    # scripts TeX takes: a run of digits is one script, a name's script braced before a
+    # subscript or a prime (r_{1}_{t} and r^{2}' are double scripts, refused by TeX)
+    scripts = declare(state="h", params="W U b", source="a test", name="scripts")(
+        lambda s: s.let("r²'", tanh(s.W @ s.let("r₁_t", tanh(s.W @ s.let(
+            "r₁₂", tanh(s.W @ s.h + s.U @ s.x + s.b)))))) * s.h).latex()
+    assert r"r_{12} &= " in scripts and r"{r_{1}}_{t} &= " in scripts, scripts
+    assert r"{r^{2}}' &= " in scripts, scripts
     with pytest.raises(GradlabError, match=r"'Ab' and 'Αb' would print alike"):
         declare(state="h", params={"Αb": "n n", "Ab": "n n"}, source="a test",
                 name="lookalike")(lambda s: tanh(getattr(s, "Αb") @ s.h + s.Ab @ s.h))

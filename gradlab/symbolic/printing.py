@@ -87,7 +87,10 @@ class MatrixLatexPrinter(LatexPrinter):
         if name is None or "{" in name or self._settings["disable_split_super_sub"]:
             return super()._split_super_sub(name)
         name, supers, subs = split_super_sub(name)
-        return _translate(name), [_translate(p) for p in supers], [_translate(p) for p in subs]
+        base = _translate(name)               # r₁ is r_{1}: braced before _t or ^2 (TeX
+        if (supers or subs) and re.search(r"[_^]\{[^{}]*\}$", base):   # refuses r_{1}_{t})
+            base = "{%s}" % base
+        return base, [_translate(p) for p in supers], [_translate(p) for p in subs]
 
     def _deal_with_super_sub(self, string, style="plain"):
         # n~ is ñ (as ntilde is): a ~ left in LaTeX is a space, and n~ would read as n
@@ -99,7 +102,10 @@ class MatrixLatexPrinter(LatexPrinter):
             if string.startswith(prefix) and len(string) > len(prefix):  # norm(r), sum(r)
                 return form % self._deal_with_super_sub(string[len(prefix):], style=style)
         if primes and base and "_" not in base:   # a stack's h1' as h_{1}', as h1 is h_{1}
-            return super()._deal_with_super_sub(base, style=style) + primes   # (mu_a' is
+            body = super()._deal_with_super_sub(base, style=style)            # (mu_a' is
+            if re.search(r"\^\{[^{}]*\}$", body):        # r²': {r^{2}}', one superscript
+                body = "{%s}" % body
+            return body + primes
         return super()._deal_with_super_sub(string, style=style)             # \mu_{a'})
 
     def _print_MatAdd(self, expr):

@@ -6,7 +6,8 @@ letter in math mode. Each Greek letter becomes its command (α as {\\alpha}, bra
 that αx stays two letters; Greek capitals that look like Latin ones as those letters),
 an accented letter its accent command (ñ as \\tilde{n}, as n~ prints), sub- and
 superscript digits a script, and any other non-ASCII character is set as text (\\text{ø},
-which amsmath and a UTF-8 document accept).
+which amsmath and a UTF-8 document accept for the Latin letters LaTeX's utf8 input
+knows; other scripts need a font that has them).
 """
 
 import unicodedata
@@ -57,18 +58,41 @@ def _script(name):
     return None
 
 
+def _split(char):
+    """An accented character as its base and marks where every mark has a math accent
+    (é as e and an acute), else the character whole (ç: pdflatex knows it, not its
+    cedilla alone)."""
+    parts = unicodedata.normalize("NFD", char)
+    return parts if all(c in ACCENTS for c in parts[1:]) else char
+
+
 def ascii_latex(text):
     """`text` (LaTeX from SymPy, perhaps holding non-ASCII characters) with each such
-    character written as LaTeX that pdflatex reads; ASCII text is returned as it is."""
+    character written as LaTeX that pdflatex reads; ASCII text is returned as it is. A
+    run of script digits is one script (r₁₂ as r_{12}), and a name that ends in a
+    superscript before a prime is braced ({r^{2}}', not the double superscript r^{2}')."""
     if text.isascii():
         return text
-    out = []
-    for char in unicodedata.normalize("NFD", text):
-        if char.isascii():
+    out, scripts = [], []                   # scripts: (mark, digits) of the current run
+    chars = [c for char in text for c in _split(char)]
+    for i, char in enumerate(chars):
+        name = unicodedata.name(char, "")
+        script = _script(name)
+        if script is not None:
+            if scripts and scripts[-1][0] == script[0]:
+                scripts[-1][1].append(script[2:-1])
+            else:
+                scripts.append((script[0], [script[2:-1]]))
+            if i + 1 < len(chars) and _script(unicodedata.name(chars[i + 1], "")):
+                continue
+            out.append("".join("%s{%s}" % (m, "".join(d)) for m, d in scripts))
+            if scripts[-1][0] == "^" and i + 1 < len(chars) and chars[i + 1] == "'":
+                out = ["{" + "".join(out) + "}"]
+            scripts = []
+        elif char.isascii():
             out.append(char)
         elif char in ACCENTS and out:            # on the letter before it
             out[-1] = "\\%s{%s}" % (ACCENTS[char], out[-1])
         else:
-            name = unicodedata.name(char, "")
-            out.append(_greek(name) or _script(name) or "\\text{%s}" % char)
+            out.append(_greek(name) or "\\text{%s}" % char)
     return "".join(out)
