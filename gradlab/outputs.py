@@ -37,7 +37,7 @@ from .paths import NAME_MAX, can_create_in, name_fits, plain
 from .signals import uninterrupted
 from .ownership import (LEFTOVER, MANIFEST, TEMP_TAG, digest, foreign, made_here,
                         manifest_bytes, nested, other_kind, owned, owner_above, plain_name,
-                        read_manifest)
+                        read_manifest, temp_stem)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
@@ -164,9 +164,10 @@ def clean_leftovers(path):
         if not any(path.joinpath(*folders[:i + 1]).is_symlink() for i in range(len(folders))):
             names.setdefault(path.joinpath(*folders), set()).add(name)
     for folder, listed in names.items():
+        stems = {temp_stem(name) for name in listed}          # as temporary names carry them
         for entry in list(os.scandir(folder)) if folder.is_dir() else ():
             match = LEFTOVER.match(entry.name)
-            if (match and match["tmp"] and match["target"] in listed
+            if (match and match["tmp"] and match["target"] in stems
                     and entry.is_file(follow_symlinks=False)):
                 os.unlink(entry.path)
 
@@ -332,16 +333,10 @@ def _each(path, files):
     _atomic_bytes(path / MANIFEST, manifest_bytes(files, made=made))
 
 
-def _stem(name):
-    """A file's name as its temporary files carry it: at most 200 bytes, so that with
-    `.`, TEMP_TAG, mkstemp's 8 characters and `.tmp` it still fits in a name."""
-    return os.fsdecode(os.fsencode(name)[:200])
-
-
 def _staged(target, data):
     """A temporary file beside `target` (.<stem>.gradlab-XXXXXXXX.tmp) holding `data`,
     with the mode a new file gets (mkstemp's 0600 is for secrets)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{_stem(target.name)}{TEMP_TAG}", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".{temp_stem(target.name)}{TEMP_TAG}", suffix=".tmp",
                                dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -374,7 +369,7 @@ def write_new(target, data):
     with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
         for entry in entries:
             match = LEFTOVER.match(entry.name)
-            if (match and match["tmp"] and match["target"] == _stem(target.name)
+            if (match and match["tmp"] and match["target"] == temp_stem(target.name)
                     and entry.is_file(follow_symlinks=False)):
                 os.unlink(entry.path)
     tmp = _staged(target, data)

@@ -15,6 +15,12 @@ TEMP_TAG = ".gradlab-"          # temporary names: .<target name>.gradlab-<rando
 LEFTOVER = re.compile(r"^\.(?P<target>.+)\.gradlab-[a-z0-9_]{8}(?P<tmp>\.tmp)?$")
 
 
+def temp_stem(name):
+    """A file's name as its temporary files carry it: at most 200 bytes, so that with
+    `.`, TEMP_TAG, mkstemp's 8 characters and `.tmp` it still fits in a name."""
+    return os.fsdecode(os.fsencode(name)[:200])
+
+
 def digest(data):
     return hashlib.sha256(data).hexdigest()
 
@@ -136,8 +142,8 @@ def leftover(entry, prefix, manifest):
     match = LEFTOVER.match(entry.name)
     if not (match and match["tmp"] and entry.is_file(follow_symlinks=False)):
         return False
-    target = prefix + match["target"]
-    return target in manifest or target == MANIFEST
+    return match["target"] in {temp_stem(rel[len(prefix):]) for rel in (*manifest, MANIFEST)
+                               if rel.startswith(prefix) and "/" not in rel[len(prefix):]}
 
 
 def nested(others):

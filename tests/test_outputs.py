@@ -301,6 +301,12 @@ def test_a_killed_runs_temporary_file_does_not_refuse_the_rerun(tmp_path):
     outputs.check_target(out)                     # no --force needed
     outputs.write_files(out, SECOND)
     assert read_tree(out, SECOND) and not any(path.exists() for path in left)
+    long = "a" * 230 + ".md"                  # its temporary name carries 200 bytes of it
+    outputs.write_files(out, {long: b"1"})
+    (out / f".{long[:200]}.gradlab-abcd1234.tmp").write_bytes(b"half")
+    assert outputs.foreign(out) == []
+    outputs.write_files(out, {long: b"2"})
+    assert sorted(p.name for p in out.iterdir()) == [".gradlab-manifest.json", long]
     theirs = out / ".notes.txt.gradlab-abcd1234.tmp"     # of no file gradlab lists: kept
     theirs.write_bytes(b"user")
     assert outputs.foreign(out) == [theirs.name]
