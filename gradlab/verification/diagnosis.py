@@ -161,15 +161,16 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
             sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: yours is gradlab's "
                              f"∂{other[0]}'/∂{other[1]}, a block written in the wrong place "
                              "(rows are the new state's parts, columns the old state's).")
-    if not (sampled or sentences or unexplained) and rounded:   # rounding level only:
-        unexplained = [max(rounded)[1]]                    # the worst block, shown
+    at_rounding = not (sampled or sentences or unexplained) and rounded
+    if at_rounding:                                   # rounding level only: the worst
+        unexplained = [max(rounded)[1]]               # block, shown (no slip to name)
     # where named terms explain every wrong block, "wrong at some points only" is a
     # vaguer story for the same slip (a term that vanishes at saturated samples)
     if sentences and not unexplained and sampled and SOME_POINTS in sampled[0]:
         sampled = []
     sentences = sampled + sentences
     for key in unexplained:
-        alike = confounded(terms.get(key, []))
+        alike = None if at_rounding else confounded(terms.get(key, []))
         sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: {UNEXPLAINED} or "
                          "rescaled term explains the difference. Worst entries "
                          + worst_entries(blocks.part(theirs, key), blocks.part(exact, key))
