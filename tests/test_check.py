@@ -459,6 +459,13 @@ def test_an_input_weight_used_transposed_is_named_where_its_shape_hides_it():
     result = gradlab.check_jacobian(transposed, rnn, P, wrt="input")
     assert result.diagnosis == ["Block ∂h'/∂x: in the term diag(1 - h'^2) U, yours has Uᵀ "
                                 "where U belongs (a weight transposed)."]
+
+    def columns(P, state, x):             # (1 - h'^2)[:, None, :] * U: U diag(v)
+        h2 = tanh(lin(state[0], P["W"]) + lin(x, P["U"]) + P["b"])
+        return P["U"] @ D(1 - h2 ** 2)
+
+    said = " ".join(gradlab.check_jacobian(columns, rnn, P, wrt="input").diagnosis)
+    assert "on the other side of the weight, scaling its columns" in said, said
     lstm = gradlab.cell("lstm")
     P = lstm.init_params(4, 4, weight_scale=1.5, bias_scale=0.5, seed=1)
     exact = lstm.jacobian_fn("input")

@@ -71,20 +71,19 @@ def slips(block):
 
 
 def square_slips(block):
-    """The slips of kind "transposed" that keep their shape only where m = n: a weight U of
-    shape (n, m) in a term of an input Jacobian, diag(v) U, written diag(v) U^T. Each
-    variant reads m as n, so it is evaluated only where the sizes agree (at n != m a
-    transposed U cannot even be multiplied, and the function under test fails first)."""
+    """The slips that keep their shape only where m = n: those of a weight U of shape
+    (n, m) in a term of an input Jacobian, diag(v) U written diag(v) U^T (transposed) or
+    U diag(v) (columns). They are `slips` of the term with m read as n, less those it has
+    at any m, so they are evaluated only where the sizes agree (at n != m such a term
+    cannot even be formed, and the function under test fails first)."""
     out = []
     for term in block_terms(block):
+        if not any(w.shape == (N, M) for w in term.atoms(sp.MatrixSymbol)):
+            continue
         square = term.xreplace({M: N})
-        args = square.args if isinstance(square, sp.MatMul) else (square,)
-        for i, W in enumerate(args):
-            if not isinstance(W, sp.MatrixSymbol) or \
-                    sp.MatrixSymbol(W.name, N, M) not in term.atoms(sp.MatrixSymbol):
-                continue
-            out.append((term, ("transposed", sp.MatrixSymbol(W.name, N, M)),
-                        sp.MatMul(*args[:i], W.T, *args[i + 1:]) if len(args) > 1 else W.T))
+        known = {v.xreplace({M: N}) for _, _, v in slips(term)}
+        out.extend((term, slip, v) for _, slip, v in slips(square)
+                   if slip[0] != "missing" and v not in known)
     return tuple(out)
 
 
