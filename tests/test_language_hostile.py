@@ -239,6 +239,9 @@ def test_a_non_ascii_name_prints_as_latex_pdflatex_reads():
     with pytest.raises(GradlabError, match=r"'Ab' and 'Αb' would print alike"):
         declare(state="h", params={"Αb": "n n", "Ab": "n n"}, source="a test",
                 name="lookalike")(lambda s: tanh(getattr(s, "Αb") @ s.h + s.Ab @ s.h))
+    with pytest.raises(GradlabError, match=r"parameter name 'Η' is how a function prints"):
+        declare(state="h", params={"Η": "n n"}, source="a test", name="eta")(  # Greek Eta:
+            lambda s: tanh(getattr(s, "Η") @ s.h))                           # H, a tie's
     with pytest.raises(GradlabError, match=r"'alpha' and 'α' would print alike"):
         declare(state="h", params={"α": "n n", "alpha": "n n"}, source="a test",
                 name="spelled")(lambda s: tanh(getattr(s, "α") @ s.h + s.alpha @ s.h))

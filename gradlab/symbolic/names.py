@@ -18,8 +18,8 @@ RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers b
 LIKE_I = ("Ι", "І", "Ӏ", "ǀ", "|")               # Greek, Cyrillic, palochka, click
 LIKE_MARKS = ("ᵀ", "ʹ", "′", "″", "ˈ", "‵")
 FUNCTION_NAMES = ("tanh", "σ", "relu", "softplus", "exp", "log", "max", "min", "sign", "diag",
-                  "θ", "theta", "H", "sigma")   # relu' prints θ(v) (LaTeX \theta), a tie
-                                                # H(v); σ(v) is LaTeX \sigma(v), as sigma is
+                  "θ", "theta", "H", "Η", "sigma")  # relu' prints θ(v) (LaTeX \theta), a
+                                # tie H(v) (Greek Eta Η prints as H); σ(v) is LaTeX \sigma(v)
 
 
 def check_name(name, what):
