@@ -229,6 +229,7 @@ def test_a_non_ascii_name_prints_as_latex_pdflatex_reads():
         r"x_{1}{\omega}^{2}{\Gamma}" and ascii_latex("hα") == r"h{\alpha}"
     assert ascii_latex("ΑΒ") == "AB"                 # capitals with no command: Latin look
     assert ascii_latex("çå") == r"\text{ç}\text{å}"  # marks with no math accent: kept whole
+    assert ascii_latex("ϑϕφε") == r"{\vartheta}{\phi}{\varphi}{\varepsilon}"   # as they look
     # scripts TeX takes: a run of digits is one script, a name's script braced before a
     # subscript or a prime (r_{1}_{t} and r^{2}' are double scripts, refused by TeX)
     scripts = declare(state="h", params="W U b", source="a test", name="scripts")(

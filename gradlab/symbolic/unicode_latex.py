@@ -24,8 +24,13 @@ ACCENTS = {"\u0300": "grave", "\u0301": "acute", "\u0302": "hat", "\u0303": "til
            "\u030c": "check", "\u20d7": "vec"}
 SMALL = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota",
          "kappa", "lambda", "mu", "nu", "xi", "pi", "rho", "sigma", "varsigma", "tau",
-         "upsilon", "phi", "chi", "psi", "omega"}
-SMALL_SPELLING = {"lamda": "lambda", "final sigma": "varsigma"}
+         "upsilon", "phi", "chi", "psi", "omega", "varphi", "varepsilon"}
+SYMBOLS = {"MICRO SIGN": "{\\mu}", "SCRIPT SMALL L": "{\\ell}",      # letter variants
+           "GREEK THETA SYMBOL": "{\\vartheta}", "GREEK PHI SYMBOL": "{\\phi}",
+           "GREEK LUNATE EPSILON SYMBOL": "{\\epsilon}", "GREEK RHO SYMBOL": "{\\varrho}",
+           "GREEK PI SYMBOL": "{\\varpi}"}
+SMALL_SPELLING = {"lamda": "lambda", "final sigma": "varsigma",    # (φ and ε as their
+                  "phi": "varphi", "epsilon": "varepsilon"}        # Unicode forms look)
 
 
 def _greek(name):
@@ -41,7 +46,7 @@ def _greek(name):
             return "o"
         word = SMALL_SPELLING.get(letter, letter)
         return "{\\%s}" % word if word in SMALL else None
-    return {"MICRO SIGN": "{\\mu}", "SCRIPT SMALL L": "{\\ell}"}.get(name)
+    return SYMBOLS.get(name)
 
 
 def _script(name):
