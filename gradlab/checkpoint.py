@@ -368,6 +368,14 @@ def model_entries(path, arch, *, seed=0, dtype="float64", device="cpu"):
     return {**_entries(arch.kind, "trained", trained), **_entries(arch.kind, "init", fresh)}
 
 
+def _sha256(path):
+    """The SHA-256 of the file's bytes (hex); None where it cannot be read."""
+    try:                            # (torch.load holds the whole file in memory too)
+        return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
 def report_models(path, spec, options):
     """`gradlab report --model PATH --arch SPEC`: (models for the report, its header note),
     or (None, None) without --model; sets options' hidden and inputs from the
@@ -379,14 +387,13 @@ def report_models(path, spec, options):
         return None, None
     arch = parse_arch(spec)
     options.update(hidden=arch.hidden, inputs=arch.inputs)
+    before = _sha256(path)          # which checkpoint, whatever path names it: the bytes
     models = model_entries(path, arch, seed=options["seed"], dtype=options["dtype"],
-                           device=options["device"])
+                           device=options["device"])          # measured (else refused)
+    if _sha256(path) != before:
+        raise GradlabError(f"checkpoint {str(path)!r} changed while it was read; run again")
     both = (", each direction on its own (the backward one reading the inputs backwards)"
             if arch.bidirectional else "")
-    sha = hashlib.sha256()          # which checkpoint, whatever path names it
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    sha = sha.hexdigest()[:16]
-    return models, (f"{path} (sha256 {sha}..., {arch}), against the same architecture at "
-                    f"torch's default initialisation (seed {options['seed']}){both}")
+    return models, (f"{path} (sha256 {before[:16]}..., {arch}), against the same "
+                    f"architecture at torch's default initialisation (seed {options['seed']})"
+                    f"{both}")

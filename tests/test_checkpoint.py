@@ -318,3 +318,21 @@ def test_checkpoint_files_that_are_not_torch_saves_are_named_for_what_they_are(t
                                    "True) cannot read")):
         with pytest.raises(gradlab.GradlabError, match=re.escape(words)):
             load_state_dict(tmp_path / name)
+
+
+def test_a_checkpoint_replaced_while_it_is_read_is_refused(checkpoint, monkeypatch):
+    """The note names the checkpoint by the hash of its bytes: those must be the bytes
+    measured, not a file put there while the weights were loaded."""
+    from gradlab import checkpoint as ck
+    path, _ = checkpoint
+    loading = ck.model_entries
+
+    def then_replaced(*args, **kwargs):
+        models = loading(*args, **kwargs)
+        torch.save(nn.LSTM(3, 6, num_layers=2).state_dict(), path)
+        return models
+    options = {"seed": 0, "dtype": "float64", "device": "cpu"}
+    ck.report_models(path, ARCH, dict(options))                       # unchanged: fine
+    monkeypatch.setattr(ck, "model_entries", then_replaced)
+    with pytest.raises(gradlab.GradlabError, match="changed while it was read; run again"):
+        ck.report_models(path, ARCH, dict(options))
