@@ -311,7 +311,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             "zero, e.g. every ReLU unit dead at a step) while others are finite, so a mean "
             f"hides what is to check; return one row per sequence, ({xs.shape[1]}, {k})")
     error, atol = distance[0], tolerances[0]
-    row_tol = atol                                   # a row's tolerance, where rows come
+    row_tol, per_sequence = atol, None               # each row's tolerance and exponents
     if error <= atol and rows.ndim == 2:             # per sequence too, not just the mean
         both = [exponent_pair(J, k, seed=s) for s in range(SEEDS)]
         runs, rounded = (np.stack([pair[i] for pair in both]) for i in (0, 1))  # (SEEDS, B, k)
@@ -321,7 +321,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         floors = resolvable(runs[0], J)[:, 0]                          # per sequence
         spread = max(_spread(runs[:, b], floors[b]) for b in range(runs.shape[1]))
         tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact, floor))
-        row_tol = tol
+        row_tol, per_sequence = tol, runs[0]
         top = float(np.max(np.abs(np.where(runs[0] > floors[:, None], runs[0], 0.0)),
                            initial=0.0))
         if not given and tol > HALF * max(top, 2e-5):    # (rows spread more than means)
@@ -341,8 +341,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     if error <= atol:
         alike = [m for (m, v, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
                  if d <= tol and not np.array_equal(v, exact)]   # (all -inf: a zero product)
-        note = blind_spots(exact, floor, exponent_pair(J, k, seed=0)[0],
-                           atol if rows.ndim == 1 else row_tol, rows.ndim, given)
+        note = blind_spots(exact, floor, exponent_pair(J, k, seed=0)[0]
+                           if per_sequence is None else per_sequence, row_tol, rows.ndim, given)
         note += [] if not alike else [
             "But on these inputs the check cannot tell the exact exponents from "
             f"{len(alike)} mistaken variant(s) (e.g. {'; '.join(alike[0])}): they agree "
