@@ -75,7 +75,8 @@ def _sentences(key, fits):
 
 def slip_variants(cell, wrt, params, state, x):
     """`slips_function`'s variants of every term, at (params, state, x); of an input
-    Jacobian where m = n, those of a transposed (n, m) weight too."""
+    Jacobian where m = n, also those that keep their shape only there (`square_slips`:
+    an (n, m) weight transposed, or its columns scaled for its rows)."""
     found = slips_function(cell, wrt, "torch")(params, state, x)
     if wrt == "input" and x.shape[-1] == state[0].shape[-1]:
         square = slips_function(cell, wrt, "torch", "square_slips")(params, state, x)
