@@ -11,7 +11,7 @@ import torch
 
 import gradlab
 from gradlab import flow as F
-from gradlab.lowering import hoist
+from gradlab.lowering import arguments, hoist
 from gradlab.lowering import lower
 from gradlab.lowering.backends import backend
 from gradlab.symbolic.language import mean, sigmoid, tanh
@@ -24,7 +24,7 @@ def lowered(cell, what):
 
 
 def call(cell, what, params, state, x):
-    n, m, B, args = lower.prepare(cell, params, state, x)
+    n, m, B, args = arguments.prepare(cell, params, state, x)
     return lowered(cell, what)(n, m, x, *args)
 
 
@@ -73,7 +73,7 @@ def test_hoisted_step_is_the_step(name, size):
     n, m, B = size
     params, state, x = random_inputs(cell, n, m, B, seed=12)
     want = call(cell, "step", params, state, x)
-    _, _, _, args = lower.prepare(cell, params, state, x)
+    _, _, _, args = arguments.prepare(cell, params, state, x)
     pargs = args[:len(cell.param_names)]
     pre = [r for (r,) in lowered(cell, "step_inputs")(n, m, x, *pargs, x[:, :, None])]
     got = lowered(cell, "step_hoisted")(n, m, x, *pargs, *(s[:, :, None] for s in state), *pre)
@@ -218,7 +218,7 @@ def test_a_scalar_let_of_the_input_moves_out_of_the_loop():
     assert [str(s) for s in plan.carried] == ["mu_u"]
     n, m, B = 4, 3, 2
     params, state, x = random_inputs(input_gain, n, m, B, seed=20)
-    _, _, _, args = lower.prepare(input_gain, params, state, x)
+    _, _, _, args = arguments.prepare(input_gain, params, state, x)
     pargs = args[:len(input_gain.param_names)]
     (pre,), = lowered(input_gain, "step_inputs")(n, m, x, *pargs, x[:, :, None])
     (got,), = lowered(input_gain, "step_hoisted")(n, m, x, *pargs, state[0][:, :, None], pre)

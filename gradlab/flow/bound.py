@@ -1,7 +1,7 @@
 """A cell's lowered step and Jacobians bound to one params dict, checked once; the forward run.
 
 Everything is checked here, once per `gradient_flow` / `lyapunov` / `run_states` call
-(`setup`, `lower.prepare`); the lowered functions are then called step after step with
+(`setup`, `arguments.prepare`); the lowered functions are then called step after step with
 no check at all.
 """
 
@@ -13,7 +13,7 @@ import torch
 from .. import progress
 from ..errors import GradlabError, flag
 from ..initialize import as_dtype
-from ..lowering import lower
+from ..lowering import arguments, lower
 from ..registry import cell as lookup
 from .workspace import Workspace
 
@@ -57,7 +57,7 @@ class Bound:
     call of the same one in the same thread, and no longer."""
 
     def __init__(self, cell, params, state0, x0):
-        n, m, B, args = lower.prepare(cell, params, state0, x0)
+        n, m, B, args = arguments.prepare(cell, params, state0, x0)
         self.cell, self.n, self.m, self.B = cell, n, m, B
         self.parts = len(cell.state_names)
         self.S = n * self.parts
@@ -179,7 +179,7 @@ def check_params(cell, params):
         raise GradlabError(f"param '{odd}' of cell '{cell.name}' is a "
                            f"{type(params[odd]).__name__}, not a torch tensor (torch."
                            "as_tensor makes one)")
-    lower.require_params(cell, params)
+    arguments.require_params(cell, params)
     dtype, device = tensors[0].dtype, tensors[0].device
     if any(t.dtype != dtype or t.device != device for t in tensors):
         raise GradlabError("params mix dtypes or devices: "
