@@ -56,3 +56,26 @@ def test_rows_read_in_any_order_and_a_zero_norm():
     assert logs[2].tolist() == pytest.approx([70 * math.log(2)] * 2, rel=1e-15)
     assert logs[1].tolist() == pytest.approx([71 * math.log(2)] * 2, rel=1e-15)  # 1 * 2^71
     assert logs[0].tolist() == [-math.inf, -math.inf]
+
+
+def test_a_nan_sequence_anywhere_in_the_batch_takes_the_careful_norm(monkeypatch):
+    """min and max skip a nan that is not first in the list: the check must not."""
+    calls = []
+    norm = Scale.norm
+
+    def counted(self, M, batch, exact=False):
+        calls.append(exact)
+        return norm(self, M, batch, exact)
+
+    monkeypatch.setattr(Scale, "norm", counted)
+    for where in range(3):
+        calls.clear()
+        values = [1.0, 2.0, 3.0]
+        values[where] = math.nan
+        scale = Scale(1, 3, torch.float64, "cpu")
+        scale(torch.tensor(values, dtype=torch.float64)[:, None], 1)
+        assert calls[:2] == [False, True], where          # the careful norm was taken
+        logs = scale.frobenius(slice(0, 1))[0].tolist()
+        assert math.isnan(logs[where])
+        assert [v for i, v in enumerate(logs) if i != where] == pytest.approx(
+            [math.log(v) for i, v in enumerate(values) if i != where], rel=1e-15)

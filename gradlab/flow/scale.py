@@ -41,7 +41,8 @@ class Scale:
         if self.drift:                     # (CPU: where GPU runs sync-free; a list read
             values = norm.tolist()         # costs ~1 us, a torch kernel ~3-20)
             low, high = min(values), max(values)
-            if not self.small <= low <= high < math.inf:       # (nan fails it too)
+            # (min and max skip a nan that is not first in the list; the sum does not)
+            if not self.small <= low <= high < math.inf or math.isnan(sum(values)):
                 norm = self.norm(M, batch, exact=True)
                 values = norm.tolist()
                 drifted = max(abs(math.frexp(v)[1]) for v in values)
