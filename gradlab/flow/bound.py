@@ -6,6 +6,7 @@ no check at all.
 """
 
 import functools
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from .. import progress
 from ..errors import GradlabError, flag
 from ..initialize import as_dtype
 from ..lowering import arguments, lower
+from ..lowering.backends import transformed
 from ..registry import cell as lookup
 from .workspace import Workspace
 
@@ -119,9 +121,9 @@ class Bound:
         T = xs.shape[0]
         states = tuple(torch.empty((T + 1, *s.shape), dtype=s.dtype, device=s.device)
                        for s in state0)
-        for buf, s in zip(states, state0):
-            buf[0].copy_(s)
-        with torch.no_grad():
+        with torch.no_grad():              # (a state0 that requires grad: the states do
+            for buf, s in zip(states, state0):    # not, as nothing here is differentiable)
+                buf[0].copy_(s)
             self.run(states, xs)
         return states
 
@@ -163,8 +165,8 @@ class Bound:
 
 def check_params(cell, params):
     """(dtype, device) of a params dict for `cell`, refusing anything else with a message."""
-    if not isinstance(params, dict) or not params:
-        got = "an empty dict" if isinstance(params, dict) else type(params).__name__
+    if not isinstance(params, Mapping) or not params:
+        got = "an empty dict" if isinstance(params, Mapping) else type(params).__name__
         raise GradlabError(f"params must be a dict of tensors for cell '{cell.name}' "
                            f"({', '.join(cell.param_names)}), got {got}")
     tensors = [params[p] for p in cell.param_names if p in params]
@@ -180,6 +182,9 @@ def check_params(cell, params):
                            f"{type(params[odd]).__name__}, not a torch tensor (torch."
                            "as_tensor makes one)")
     arguments.require_params(cell, params)
+    traced = next((p for p in cell.param_names if transformed(params[p])), None)
+    if traced is not None:
+        raise GradlabError(TRACED.format(f"param '{traced}'"))
     dtype, device = tensors[0].dtype, tensors[0].device
     if any(t.dtype != dtype or t.device != device for t in tensors):
         raise GradlabError("params mix dtypes or devices: "
@@ -229,11 +234,16 @@ def as_real(value, what, dtype=None, device=None):
     if np.ma.is_masked(value):                # np.asarray would drop the mask: refuse it
         raise GradlabError(f"{what} is a masked array with masked entries; give plain "
                            "numbers (e.g. .filled(0))")
+    if transformed(value):
+        raise GradlabError(TRACED.format(what))
     try:     # lists through numpy: Python floats stay float64 (torch reads them as float32)
         if not isinstance(value, (torch.Tensor, np.ndarray)):
             value = np.asarray(value)
             if value.dtype.kind not in "biufc":
                 raise TypeError(f"entries of numpy dtype {value.dtype}")
+        elif isinstance(value, np.ndarray) and (not value.flags.writeable
+                                                or any(s < 0 for s in value.strides)):
+            value = np.array(value)      # torch takes neither (gradlab copies xs anyway)
         t = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as err:
         raise GradlabError(f"{what} must be an array of real numbers, got "
@@ -242,10 +252,17 @@ def as_real(value, what, dtype=None, device=None):
         raise GradlabError(f"{what} must hold real numbers, got dtype {t.dtype}")
     if t.device.type == "meta":
         raise GradlabError(f"{what} is on the meta device, which holds no numbers")
+    if t.layout != torch.strided:
+        raise GradlabError(f"{what} is a {str(t.layout).removeprefix('torch.')} tensor; "
+                           "give a dense one (.to_dense())")
     return t if dtype is None else t.to(dtype=dtype, device=device)
 
 
 INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+TRACED = ("{} is traced by a torch.func transform (grad, vmap, jacrev): gradlab runs the "
+          "cell and the walk without autograd, so nothing it measures can be differentiated "
+          "or batched by one; call it on plain tensors (the Jacobians themselves: "
+          "cell.jacobian_fn)")
 
 
 def as_inputs(xs, dtype=None, device=None):

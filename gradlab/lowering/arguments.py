@@ -5,6 +5,7 @@ directly."""
 
 import functools
 
+import numpy as np
 import sympy as sp
 
 from ..errors import GradlabError
@@ -37,6 +38,25 @@ def rows_of_n(cell):
     return tuple(p for p in cell.param_names if str(cell.param_shapes[p][0]) == "n")
 
 
+def library(a):
+    """"torch" or "numpy" for their arrays and any subclass of one (nn.Parameter, a user's
+    Tensor subclass, np.matrix), else the package the type comes from."""
+    roots = [c.__module__.split(".")[0] for c in type(a).__mro__]
+    return next((r for r in roots if r in ("torch", "numpy")), roots[0])
+
+
+def plain(a, what, cell):
+    """A numpy array of a subclass as the plain ndarray lowered code computes with: the
+    subclass would compute otherwise (np.matrix's * is a matrix product and it keeps two
+    axes; a masked array carries its mask along). Masked entries are refused."""
+    if type(a) is np.ndarray or not isinstance(a, np.ndarray):
+        return a
+    if np.ma.is_masked(a):
+        raise GradlabError(f"{what} of cell '{cell.name}' is a masked array with masked "
+                           "entries; give plain numbers (e.g. .filled(0))")
+    return np.asarray(a)
+
+
 def prepare(cell, params, state, x, backend_name=None):
     """Check the shapes and dtypes of one call's arguments; return (n, m, B, argument
     arrays with matrix axes last), ready for a lowered function: `fn(n, m, x, *args)`.
@@ -56,12 +76,16 @@ def prepare(cell, params, state, x, backend_name=None):
         if got.startswith("a ") or not all(hasattr(a, k) for k in ("shape", "ndim", "dtype")):
             raise GradlabError(f"{what} of cell '{cell.name}' must be an array (a torch "
                                f"tensor or a numpy array), got {got}")
-    libraries = {type(a).__module__.split(".")[0] for _, a in named}
+    libraries = {library(a) for _, a in named}
     if len(libraries) > 1 or backend_name is not None and libraries != {backend_name}:
         given = " and ".join(sorted(libraries))
         raise GradlabError(f"params, state and x of cell '{cell.name}' are {given} arrays"
                            + (f" for the {backend_name} backend" if backend_name else "")
                            + "; give one kind, the backend's (numpy arrays or torch tensors)")
+    if libraries == {"numpy"}:
+        x, state = plain(x, "x", cell), tuple(plain(s, f"state part '{p}'", cell)
+                                              for p, s in zip(cell.state_names, state))
+        params = {p: plain(params[p], f"param '{p}'", cell) for p in cell.param_names}
     if tuple(x.shape[:-1]) == () or x.ndim != 2:
         raise GradlabError(f"x has shape {tuple(x.shape)}, expected (B, m)")
     B, m = x.shape

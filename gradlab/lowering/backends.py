@@ -56,6 +56,16 @@ def _numpy_scaled_sum(*terms):
     return out
 
 
+def transformed(a):
+    """Is `a` a tensor that a torch.func transform (vmap, grad, jacrev) is tracing? vmap
+    has no rule for writing into an array (out=, in-place sums), and nothing computed
+    without autograd can be differentiated by grad."""
+    import torch
+    wrapped = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor",
+                      None)
+    return wrapped is not None and isinstance(a, torch.Tensor) and bool(wrapped(a))
+
+
 def _torch():
     import torch
 
@@ -67,10 +77,10 @@ def _torch():
         # one shape (most sums): no broadcast to work out (torch.broadcast_shapes is
         # Python, ~0.1 ms a call, as much as the sum itself at small sizes)
         shape = next(iter(shapes)) if len(shapes) == 1 else broadcast(shapes)
-        if torch.is_grad_enabled() and any(a is not None and a.requires_grad
-                                           for term in terms for a in term):
-            return functools.reduce(torch.add, (M if v is None else v * M
-                                                for v, M in terms))   # out= has no autograd
+        if any(a is not None and (a.requires_grad and torch.is_grad_enabled()
+                                  or transformed(a)) for term in terms for a in term):
+            return functools.reduce(torch.add, (M if v is None else v * M   # out= has no
+                                                for v, M in terms))   # autograd, nor vmap
         (v, M), rest = terms[0], terms[1:]
         out = empty(shape, dtype=M.dtype, device=M.device)
         if v is None:

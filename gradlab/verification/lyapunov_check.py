@@ -55,8 +55,9 @@ def _trajectory_jacobians(cell, params, xs):
                            "state: there are no exact exponents to compare with; use smaller "
                            "weights or shorter xs")
     step_jacobian = cell.jacobian_fn("state")
-    return torch.stack([step_jacobian(params, tuple(s[t] for s in states), xs[t])
-                        for t in range(xs.shape[0])])
+    with torch.no_grad():                 # (params that require grad: numbers, no graph)
+        return torch.stack([step_jacobian(params, tuple(s[t] for s in states), xs[t])
+                            for t in range(xs.shape[0])])
 
 
 def exponents(J, k, *, transpose=False, seed=0):
