@@ -5,10 +5,13 @@ sys.exit is an exception (SystemExit), which the callers turn into one GradlabEr
 os._exit is not: it ends the process at once with the status it is given, so a routine
 that printed "agrees: ..." and called os._exit(0) would read as a pass to a shell or a
 CI job. While such code runs, os._exit (and posix._exit, the same function) raises
-`ExitCalled` instead."""
+`ExitCalled` instead, and what it prints goes to stderr (`guarded`)."""
 
 import contextlib
+import io
 import os
+import sys
+import threading
 
 
 class ExitCalled(BaseException):
@@ -34,15 +37,50 @@ def _refuse(code):
     raise ExitCalled(code)
 
 
+class _ToStderr(io.TextIOBase):
+    """What code under test prints goes to stderr; closing it closes nothing."""
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        sys.stderr.flush()
+
+    def close(self):
+        pass
+
+
+_TO_STDERR = _ToStderr()
+_LOCK = threading.Lock()
+_held = {"depth": 0, "saved": None}     # guards open now, and what the first one replaced
+
+
 @contextlib.contextmanager
-def no_exit():
-    """os._exit raises ExitCalled inside the block; restored after it, however it ends."""
-    homes = [os, _native()]
-    saved = [(home, home._exit) for home in homes]
-    for home, _ in saved:
-        home._exit = _refuse
+def guarded():
+    """Inside the block os._exit raises ExitCalled and sys.stdout writes to stderr (what
+    gradlab prints on stdout, such as "agrees:", stays its own); both restored after it,
+    however it ends. Both are the process's, so blocks open in several threads at once
+    share one replacement, put in by the first and taken out by the last (each restoring
+    what it found, in whatever order they ended, left stdout and os._exit replaced for
+    good)."""
+    with _LOCK:
+        if not _held["depth"]:
+            homes = [os, _native()]
+            _held["saved"] = ([(home, home._exit) for home in homes], sys.stdout)
+            for home in homes:
+                home._exit = _refuse
+            sys.stdout = _TO_STDERR
+        _held["depth"] += 1
     try:
         yield
     finally:
-        for home, original in saved:
-            home._exit = original
+        with _LOCK:
+            _held["depth"] -= 1
+            if not _held["depth"]:
+                exits, stdout = _held["saved"]
+                for home, original in exits:
+                    home._exit = original
+                sys.stdout, _held["saved"] = stdout, None

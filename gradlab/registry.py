@@ -6,11 +6,12 @@ import importlib.util
 import os
 import pathlib
 import sys
+import threading
 import traceback
 
 from .errors import GradlabError
 from . import exits
-from .exits import ExitCalled, no_exit
+from .exits import ExitCalled, guarded
 
 CELLS = {}
 USER_MODULE = "gradlab_user_"   # a cell file, loaded by path, is this module + a number
@@ -137,29 +138,14 @@ def load(spec, what="cell"):
             raise GradlabError(f"{where!r} is {kind}, not a Python file (in {what} {spec!r})"
                                if kind else f"no such file {where!r} (in {what} {spec!r})")
         module_name = f"{USER_MODULE}{abs(hash(str(path.resolve())))}"
-        module = sys.modules.get(module_name)
-        if module is None:
-            loader = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(loader)
-            sys.modules[module_name] = module
-            try:     # its folder on the path while it loads, as `python path.py` has it;
-                with no_exit(), _on_path(path.resolve().parent), \
-                        contextlib.redirect_stdout(sys.stderr):   # what it prints: stderr
-                    loader.loader.exec_module(module)
-            except (GradlabError, KeyboardInterrupt):
-                del sys.modules[module_name]
-                raise
-            except BaseException as err:    # SystemExit, GeneratorExit, its own kinds too
-                del sys.modules[module_name]
-                raise GradlabError(f"cannot load {where} (in {what} {spec!r}): "
-                                   f"{_describe(err)}") from None
+        with _LOADING:       # (a second thread would find the module half run, and no cell)
+            module = _load_file(path, module_name, where, what, spec)
     else:
         if not all(part.isidentifier() for part in where.split(".")):
             raise GradlabError(f"{what} {spec!r}: {where!r} is neither a .py file nor a module "
                                "name (package.module)")
         try:     # from the working directory too, as `python -m` would find it
-            with no_exit(), _on_path(pathlib.Path.cwd()), \
-                    contextlib.redirect_stdout(sys.stderr):
+            with guarded(), _on_path(pathlib.Path.cwd()):
                 module = importlib.import_module(where)
         except (GradlabError, KeyboardInterrupt):
             raise
@@ -167,6 +153,29 @@ def load(spec, what="cell"):
             raise GradlabError(f"cannot import {where!r} (in {what} {spec!r}): "
                                f"{_describe(err)}") from None
     return module, where, attr
+
+
+_LOADING = threading.RLock()        # a file loads once, however many threads ask for it
+
+
+def _load_file(path, module_name, where, what, spec):
+    """The module of the file at `path`, run once per process (as `module_name`)."""
+    module = sys.modules.get(module_name)
+    if module is None:
+        loader = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[module_name] = module
+        try:         # its folder on the path while it loads, as `python path.py` has it;
+            with guarded(), _on_path(path.resolve().parent):   # what it prints: stderr
+                loader.loader.exec_module(module)
+        except (GradlabError, KeyboardInterrupt):
+            del sys.modules[module_name]
+            raise
+        except BaseException as err:        # SystemExit, GeneratorExit, its own kinds too
+            del sys.modules[module_name]
+            raise GradlabError(f"cannot load {where} (in {what} {spec!r}): "
+                               f"{_describe(err)}") from None
+    return module
 
 
 def _describe(err):

@@ -19,7 +19,7 @@ import torch
 
 from .. import progress
 from ..errors import GradlabError, arguments_checked, check_seed
-from .bound import kinds
+from .bound import exclusive, kinds
 from .linalg import thin_qr
 from .module import bind_call
 from .walk import chunk_lags
@@ -174,6 +174,7 @@ def _check(k, discard, T):
     return int(k), int(discard)
 
 
+@exclusive
 def exponents_along(bound, xs, states, k, seed, discard, pad=None):
     """The `Lyapunov` result along stored states (see `lyapunov`); `pad` (S,) marks the
     state entries that are zero padding, and k is capped at the state's true dimension."""

@@ -6,6 +6,7 @@ no check at all.
 """
 
 import functools
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -50,6 +51,29 @@ def assemble(rows, j, out):
     return out
 
 
+def exclusive(fn):
+    """fn(bound, ...), a walk over a Bound's steps, alone on that Bound in its thread. A
+    walk holds what the lowered Jacobians returned (valid until their next call, `Bound`)
+    across the progress listener's calls; a listener that asked the same Flow for another
+    number mid-walk ran a second walk, which overwrote them: the first then returned
+    wrong norms, and kept them. That is refused; other threads have workspaces of their
+    own."""
+    @functools.wraps(fn)
+    def alone(bound, *args, **kwargs):
+        me, walking = threading.get_ident(), vars(bound).setdefault("walking", set())
+        if me in walking:
+            raise GradlabError("a walk over this Flow's steps is running in this thread "
+                               "already (a progress listener asked it for more mid-walk): "
+                               "ask once the walk returns, or name every norm wanted in "
+                               "gradient_flow(norms=...)")
+        walking.add(me)
+        try:
+            return fn(bound, *args, **kwargs)
+        finally:
+            walking.discard(me)
+    return alone
+
+
 class Bound:
     """A cell's lowered step and Jacobians bound to one params dict and batch size.
 
@@ -71,7 +95,7 @@ class Bound:
         self.functions = {}                  # what -> lowered function
 
     def __getstate__(self):              # a pickle holds no code: it is lowered again
-        return {**self.__dict__, "functions": {}}
+        return {**self.__dict__, "functions": {}, "walking": set()}
 
     def lowered(self, what):
         """The lowered `what` (see `lower.source`) bound to the torch backend, its in-place

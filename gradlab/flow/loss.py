@@ -7,7 +7,7 @@ import torch
 
 from .. import progress
 from ..errors import GradlabError
-from .bound import as_real
+from .bound import as_real, exclusive
 from .scale import Scale
 
 
@@ -48,6 +48,7 @@ def kept_fraction(input_logs, K):
     return float(torch.exp(kept - total).mean())
 
 
+@exclusive
 def loss_walk(bound, states, xs, v, columns=None):
     """log ||dL/ds_t|| and log ||dL/dx_t|| (each (T, B)) for L = <v, s_T>, by VJPs;
     `columns`: count only the first so many input columns (a module's own input within

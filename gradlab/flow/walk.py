@@ -14,6 +14,7 @@ import torch
 
 from .. import progress
 from ..errors import derived_seed
+from .bound import exclusive
 from .chain import Chain
 from .lanczos import Spectral
 from .scale import Scale
@@ -39,6 +40,7 @@ def chunk_lags(T, B, S, dtype, device, buffers):
     return max(1, min(T, budget // (buffers * matrices), cap))
 
 
+@exclusive
 def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     """One backward pass: log norms of every P_k (and its blocks), as (T, B) tensors;
     spectral norms (and smallest singular values) to relative accuracy `rtol`."""

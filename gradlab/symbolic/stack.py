@@ -32,6 +32,7 @@ that hold layer l-1's other half). The layer must read its input only as P @ x.
 
 import functools
 import re
+import threading
 
 from .cell import Cell
 from .dag import free_symbols
@@ -146,7 +147,11 @@ def stack(layer_cell, layers, name=None, exogenous=False):
         raise GradlabError(f"cannot stack '{layer_cell.name}': it never reads its input "
                            f"{layer_cell.input_name}, through which layer l reads layer "
                            f"l-1, so its {layers} layers would not be connected")
-    return _stack(layer_cell, layers, name, flag(exogenous, "exogenous"))
+    with _MAKING:        # (lru_cache does not lock: two threads would make two Cells)
+        return _stack(layer_cell, layers, name, flag(exogenous, "exogenous"))
+
+
+_MAKING = threading.RLock()
 
 
 def _refuse_collisions(layer_cell, layers):

@@ -3,36 +3,14 @@ what it returns, so that nothing it does can pass for an answer: an exception or
 sys.exit or os._exit is one GradlabError, and only an array of real numbers is a result.
 A Jacobian may come batched or one sample at a time (`batched_jacobian`)."""
 
-import contextlib
-import io
 import os
-import sys
 import traceback
 
 import numpy as np
 import torch
 
 from ..errors import GradlabError
-from ..exits import ExitCalled, no_exit
-
-
-class _ToStderr(io.TextIOBase):
-    """What the function under test prints goes to stderr; closing it closes nothing."""
-
-    def writable(self):
-        return True
-
-    def write(self, text):
-        return sys.stderr.write(text)
-
-    def flush(self):
-        sys.stderr.flush()
-
-    def close(self):
-        pass
-
-
-_TO_STDERR = _ToStderr()
+from ..exits import ExitCalled, guarded
 
 
 class Exited(GradlabError):
@@ -43,8 +21,8 @@ def call_user(fn, *args):
     """fn(*args) for the function under test: whatever it raises, and sys.exit or
     os._exit, is one GradlabError (a check that exits 0 must not read as "agrees")."""
     try:
-        with no_exit(), contextlib.redirect_stdout(_TO_STDERR):   # our stdout stays ours:
-            return fn(*args)                                      # it starts "agrees:"
+        with guarded():                    # our stdout stays ours: it starts "agrees:"
+            return fn(*args)
     except KeyboardInterrupt:                         # the user's Ctrl-C, not the code's
         raise
     except (SystemExit, ExitCalled) as err:
