@@ -18,6 +18,8 @@ mistakes people make when they derive a Jacobian by hand, in the terms of the de
     gate swap   two gates' parameters swapped; a gate z written as 1 - z (its parameters
                 negated: the GRUs' two conventions); the batch axis last
     gates       weights read in another gate order (torch stacks i, f, g, o / r, z, n)
+    step        square weights transposed in the step itself (h @ W for W h), not only in
+                a term of the derivative
     batch       right one sample at a time, wrong on a batch (it does not broadcast)
 
 and, when nothing simple explains the difference, says so and shows the worst entries.

@@ -121,3 +121,23 @@ def reset_after(cell, params, state, x, theirs, wrt, blocks, close):
                 "gru_torch); this cell, Cho's, applies it before: h~ = tanh(W (r ⊙ h) + U x "
                 "+ b). Check against --cell gru_torch, or move the reset."]
     return []
+
+
+def transposed_weights(cell, params, state, x, theirs, wrt, blocks, close):
+    """Square weights read transposed in the step itself (a row-vector convention, h @ W
+    where the cell has W h), every one of them or one alone: the Jacobian of another
+    cell, exact for it. (A weight transposed in the derivative alone is a slip of one
+    term: slips.py names those.)"""
+    square = [p for p in cell.param_names if params[p].ndim == 2
+              and params[p].shape[0] == params[p].shape[1] > 1]
+    for chosen in [square] + ([[p] for p in square] if len(square) > 1 else []):
+        moved = dict(params, **{p: params[p].mT for p in chosen})
+        if chosen and close(theirs, blocks.select(exact_jacobian(cell, wrt, moved, state, x))):
+            names = ", ".join(chosen)
+            return [f"Your Jacobian is the exact one for the step with {names} transposed: "
+                    f"yours reads {'each of them' if len(chosen) > 1 else names} as its "
+                    "transpose (h @ W where the cell has W h, the row-vector convention), "
+                    "in the step itself, not only in the derivative. Transpose "
+                    f"{'them' if len(chosen) > 1 else 'it'} in your step, or check against "
+                    "params holding the transposes."]
+    return []
