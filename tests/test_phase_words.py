@@ -24,8 +24,8 @@ def test_the_gate_sentence_names_where_memory_falls_with_the_bias():
               point("gru", 3.0, 0.0, 0.01, math.inf), point("gru", 3.0, 2.0, -0.02, 50.0)]
     text = pw.gate_words(GRID, points)
     assert "lengthens" not in text
-    assert "It does not everywhere for gru at σ_w = 3 (at σ_w = 3, ξ = ∞ at gate bias 0 " \
-           "against 50 at 2)" in text
+    assert "The gate bias does not lengthen it everywhere for gru at σ_w = 3 (at σ_w = 3, " \
+           "ξ = ∞ at gate bias 0 against 50 at 2)" in text
     points[2] = point("gru", 3.0, 0.0, -0.05, 20.0)
     assert pw.gate_words(GRID, points).startswith("The gate bias lengthens the memory of gru")
 
@@ -38,8 +38,8 @@ def test_the_gate_sentence_does_not_call_an_unchanged_memory_longer():
               point("gru", 3.0, 0.0, -math.inf, 0.0), point("gru", 3.0, 2.0, -math.inf, 0.0)]
     text = pw.gate_words(GRID, points)
     assert "lengthens the memory of gru" not in text
-    assert "It never shortens it, and leaves it unchanged at some weight scales, for gru " \
-           "(unchanged at σ_w = 3: ξ = 0)" in text
+    assert "The gate bias never shortens the memory, and leaves it unchanged at some " \
+           "weight scales, for gru (unchanged at σ_w = 3: ξ = 0)" in text
     points[2:] = [point("gru", 3.0, 0.0, 0.1, math.inf), point("gru", 3.0, 2.0, 0.2, math.inf)]
     assert "unchanged at σ_w = 3: ξ = ∞" in pw.gate_words(GRID, points)
     one = Grid(cells=("gru",), weight_scales=(1.0, 3.0), gate_biases=(0.0,))

@@ -91,7 +91,7 @@ def test_theory_lines_are_drawn_over_rnn_tanh(full):
     """matplotlib writes each text of an SVG as a comment: the legend names the lines."""
     out, _ = full
     svg = (out / "figures" / "decay.svg").read_text()
-    assert "<!-- rnn_tanh: mean-field" in svg and "<!-- rnn_tanh: Pascanu bound" in svg
+    assert "<!-- rnn_tanh: mean-field" in svg and "<!-- rnn_tanh: Pascanu, lag 1" in svg
     drift = (out / "figures" / "drift.svg").read_text()
     assert "<!-- gru -->" in drift                         # gru is one of the bounded cells
     assert "<!-- lstm -->" not in drift

@@ -9,6 +9,7 @@ drawn"), and the summary table says where they occurred.
 import math
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.figure import Figure
 
 PALETTE = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
@@ -36,6 +37,16 @@ def _finite(a):
     return np.where(np.isfinite(a), a, np.nan)
 
 
+def _dots(values):
+    """A marker where a curve has one finite point only (T = 1): a line of one point is
+    not drawn at all, and the figure looked empty while its data held a value."""
+    return {"marker": "o", "ms": 4} if np.isfinite(_finite(values)).sum() == 1 else {}
+
+
+HALO = [patheffects.withStroke(linewidth=2.2, foreground="black")]   # white on white too
+BOX = {"boxstyle": "round,pad=0.15", "facecolor": "black", "alpha": 0.55, "linewidth": 0}
+
+
 def _label(name, values, d=None):
     """A legend entry: the cell's name, with what went wrong where nothing of `values` can
     be drawn (an overflowed state: "state overflowed, not drawn"), or, for the decay
@@ -57,17 +68,17 @@ def decay(cells, col):
     for name, d in cells.items():
         k, q = np.asarray(d["lags"]), d["decay_log10"]
         ax.plot(k, _finite(q["median"]), color=col[name], lw=1.8,
-                label=_label(name, q["median"], d))
+                label=_label(name, q["median"], d), **_dots(q["median"]))
         ax.fill_between(k, _finite(q["q1"]), _finite(q["q3"]), color=col[name], alpha=0.15,
                         lw=0)
         s = d["summary"]
         start = _finite(q["median"])[0]
         if s["theory"] is not None and np.isfinite(start) and np.isfinite(s["theory"]):
             ax.plot(k, start + (k - 1) * s["theory"] * LOG10E, color=col[name], ls="--",
-                    lw=1.2, label=f"{name}: {s['theory_label']}")
+                    lw=1.2, label=f"{name}: {s['theory_label']}", **_dots(k))
         if "pascanu_rate" in d and np.isfinite(start) and np.isfinite(d["pascanu_rate"]):
             ax.plot(k, start + (k - 1) * d["pascanu_rate"] * LOG10E, color=col[name], ls=":",
-                    lw=1.2, label=f"{name}: Pascanu bound (‖W‖₂)^k")
+                    lw=1.2, label=f"{name}: Pascanu, lag 1 × ‖W‖₂^(k−1)", **_dots(k))
     ax.set(xlabel="lag k (steps back from s_T)", ylabel="log₁₀ ‖∂s_T / ∂s_{T−k}‖₂",
            title="How far gradients reach back")
     if np.isfinite(measured).any():        # frame the measurements; theory lines may leave
@@ -89,7 +100,7 @@ def paths(cells, col):
             if a != b and len(d["state"]) > 2:
                 continue                                # keep five-part states legible
             ax.plot(k, _finite(values), color=col[name], ls=styles[i % len(styles)],
-                    label=_label(f"{name}: ∂{b}_T/∂{a}_(T−k)", values))
+                    label=_label(f"{name}: ∂{b}_T/∂{a}_(T−k)", values), **_dots(values))
     ax.set(xlabel="lag k", ylabel="log₁₀ ‖block of ∂s_T/∂s_{T−k}‖₂",
            title="Cell path against hidden path")
     _finish(ax, legend=bool(multi))
@@ -125,7 +136,8 @@ def loss(cells, col):
     for name, d in cells.items():
         q = d["loss_input_log10"]
         t = np.arange(len(q["median"]))
-        ax.plot(t, _finite(q["median"]), color=col[name], label=_label(name, q["median"]))
+        ax.plot(t, _finite(q["median"]), color=col[name], label=_label(name, q["median"]),
+                **_dots(q["median"]))
         ax.fill_between(t, _finite(q["q1"]), _finite(q["q3"]), color=col[name], alpha=0.12,
                         lw=0)
     ax.set(xlabel="time step t (the loss reads s_T at the right)",
@@ -144,10 +156,11 @@ def drift(cells, col, names, title="State RMS over time"):
         d = cells[name]["drift"]
         rms = _finite(d["rms"])
         positive = positive or bool(np.any(np.asarray(rms, dtype=float) > 0))
-        top.plot(np.arange(len(rms)), rms, color=col[name], label=_label(name, rms))
+        top.plot(np.arange(len(rms)), rms, color=col[name], label=_label(name, rms),
+                 **_dots(rms))
         if "saturation" in d:
             bottom.plot(np.arange(1, len(d["saturation"]) + 1), _finite(d["saturation"]),
-                        color=col[name], label=name)
+                        color=col[name], label=name, **_dots(d["saturation"]))
     # log scale where there is something positive to show (all zero: a state that never
     # moved, and matplotlib warned on stderr)
     top.set(ylabel="RMS of the state", title=title, yscale="log" if positive else "linear")
@@ -195,7 +208,10 @@ def timescale_contours(ax, timescale, levels, color="white"):
         return []
     lines = ax.contour(np.arange(z.shape[1]), np.arange(z.shape[0]), np.ma.masked_invalid(z),
                        levels=shown, colors=color, linewidths=1.0)
-    ax.clabel(lines, fmt={m: f"{10 ** m:g}" for m in shown}, fontsize=6, colors=color)
+    lines.set(path_effects=HALO)        # (a white line crossing no-data cells, which are
+    for text in ax.clabel(lines, fmt={m: f"{10 ** m:g}" for m in shown}, fontsize=6,
+                          colors=color):                  # white too, was invisible there)
+        text.set_bbox(BOX)     # (a box, not a halo: SVG keeps a boxed label as text)
     return [10 ** m for m in shown]
 
 
@@ -215,12 +231,13 @@ def timescale_crossings(ax, positions, timescale, levels, *, axis="x", color="wh
                 continue
             at = pos[i] + (m - a) / (b - a) * (pos[i + 1] - pos[i])
             if axis == "x":
-                ax.axvline(at, color=color, lw=1.0)
+                ax.axvline(at, color=color, lw=1.0, path_effects=HALO)
                 ax.text(at, 0.02, f"{level:g}", color=color, fontsize=6, ha="right",
-                        va="bottom", rotation=90, transform=ax.get_xaxis_transform())
+                        va="bottom", rotation=90, transform=ax.get_xaxis_transform(),
+                        bbox=BOX)
             else:
-                ax.axhline(at, color=color, lw=1.0)
+                ax.axhline(at, color=color, lw=1.0, path_effects=HALO)
                 ax.text(0.02, at, f"{level:g}", color=color, fontsize=6, va="bottom",
-                        transform=ax.get_yaxis_transform())
+                        transform=ax.get_yaxis_transform(), bbox=BOX)
             drawn.append(level)
     return drawn

@@ -87,11 +87,12 @@ def table_row(name, d):
     s = d["summary"]
     status = s.get("status")
     predicted = s["theory"]
-    return [name, _rate_cell(s["rate"], status), s.get("rate_stderr", math.nan),
+    return [name, _rate_cell(s["rate"], status), _stderr_cell(s.get("rate_stderr", math.nan)),
             _timescale_cell(s["rate"], s["timescale"], status), _converged_cell(s),
             s["horizon_1e-3"], s["horizon_1e-6"], s["log10_condition_mid"],
             _lyapunov_cell(float(s["lyapunov"][0])),
-            "—" if math.isnan(float(s["lyapunov"][0])) else s.get("lyapunov_stderr", math.nan),
+            "—" if math.isnan(float(s["lyapunov"][0]))
+            else _stderr_cell(s.get("lyapunov_stderr", math.nan)),
             predicted, _frobenius_cell(s, predicted),
             s["theory_timescale"] if predicted is None or math.isnan(predicted)
             else _timescale_cell(predicted, s["theory_timescale"], None),
@@ -114,6 +115,23 @@ TABLE_HEADER = ["cell", "rate / step", "± (sequences)", "timescale ξ",
                 "± (sequences)", "theory rate", "measured Frobenius rate", "theory ξ", "theory"]
 
 
+def _lyap_words(lyap):
+    """λ₁ in a sentence: its value, or why there is none (as the table says it)."""
+    if math.isnan(lyap):
+        return "no λ₁: its state overflowed over 4T steps"
+    return f"λ₁ = {_num(lyap)}"
+
+
+def _num(x):
+    """x to 3 digits, with ∞ for an infinity (as the table shows it)."""
+    return ("-∞" if x < 0 else "∞") if math.isinf(x) else f"{x:.3g}"
+
+
+def _stderr_cell(err):
+    """A standard error, or — where there is none (one sequence, or one lag)."""
+    return "—" if isinstance(err, float) and math.isnan(err) else err
+
+
 def findings(cells):
     """A few sentences with the measured numbers, for the top of the report; words, not
     numbers, where a rate is not a plain decay (an overflowed state, growth)."""
@@ -127,18 +145,21 @@ def findings(cells):
             spread = f" ± {err:.2g}" if math.isfinite(err) else ""
             line = (f"{name}: rate {s['rate']:.3g}{spread} per step (ξ = {s['timescale']:.3g} "
                     f"steps{'' if s.get('converged', True) else f', not converged: T < {CONVERGED} ξ'}"
-                    f", λ₁ = {lyap:.3g})")
+                    f", {_lyap_words(lyap)})")
+            if math.isfinite(err) and abs(s["rate"]) < 2 * err:
+                line += (", within two standard errors of 0: no clear decay within T "
+                         "(a longer run or more sequences would tell)")
         elif math.isnan(s["rate"]):
-            line = f"{name}: no rate, {words} (λ₁ = {lyap:.3g})"
+            line = f"{name}: no rate, {words} ({_lyap_words(lyap)})"
         elif s["rate"] == -math.inf:
             zero, B = s.get("zero_sequences", 0), s.get("sequences", 0)
             some = (f" in {zero} of {B} sequences, so their mean log norm is -∞"
                     if 0 < zero < B else "")
-            line = f"{name}: rate -∞, {words}{some} (ξ = 0 steps, λ₁ = {lyap:.3g})"
+            line = f"{name}: rate -∞, {words}{some} (ξ = 0 steps, {_lyap_words(lyap)})"
         else:
-            line = f"{name}: rate {s['rate']:.3g} per step, {words} (λ₁ = {lyap:.3g})"
+            line = f"{name}: rate {s['rate']:.3g} per step, {words} ({_lyap_words(lyap)})"
         if s["theory"] is not None:
-            line += f", {s['theory_label']} predicts {s['theory']:.3g}"
+            line += f", {s['theory_label']} predicts {_num(s['theory'])}"
             frobenius = s.get("rate_frobenius", math.nan)
             if math.isfinite(frobenius):
                 line += f" (Frobenius-norm rate measured: {frobenius:.3g})"
@@ -281,9 +302,10 @@ def build(setup, cells, command, model_note=None):
         Section("Summary", "Rate: least-squares slope of the mean natural-log spectral norm "
                 "against the lag. Horizon: first lag where the norm falls below 10⁻³ "
                 "(10⁻⁶) of its lag-1 value (— if it never does within T). λ₁: top Lyapunov "
-                "exponent by QR over 4T steps (derivations/theory.md §5); it should match the "
-                "rate. ±: the standard error over sequences (of the per-sequence slopes, and of "
-                "the per-sequence exponents). A timescale is converged when the run is at least "
+                "exponent by QR over 4T steps (derivations/theory.md §5); the rate tends to "
+                "it as T grows. ±: the standard error over sequences (of the per-sequence "
+                "slopes, and of the per-sequence exponents; — with one sequence or one lag). "
+                "Theory columns: — where no theory of the cell applies at these settings. A timescale is converged when the run is at least "
                 f"{CONVERGED} of it long (T ≥ {CONVERGED} ξ); where it is not, ξ is measured over "
                 "too few steps to be the long-run value, and a longer run may give a larger or "
                 "a smaller one (the first lags, whose spectra are flat, weigh more in a short "
@@ -318,7 +340,8 @@ def build(setup, cells, command, model_note=None):
               "versions": ", ".join(f"{k} {v}" for k, v in versions().items())}
     data = {"setup": setup_dict, "convention": CONVENTION, "cells": cells,
             **({"model": model_note} if model_note else {})}
-    intro = ("Why vanilla RNNs forget and gated cells remember, measured: exact Jacobian "
+    intro = ("How far gradients reach back through vanilla and gated cells, measured: exact "
+             "Jacobian "
              "products from gradlab's symbolic derivations, with theory drawn over them. "
              f"“The essay” is {ESSAY}, whose story it follows.")
     return "Gradient decay across time steps", intro, header, sections, figs, data

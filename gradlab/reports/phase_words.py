@@ -31,11 +31,12 @@ def gate_words(grid, points):
     for cell, gated in zip(grid.cells, grid.gates()):
         if not gated:
             continue
-        falls, same = [], []
+        falls, same, compared = [], [], 0
         for ws in grid.weight_scales:
             column = sorted((p["gate_bias"], memory(p)) for p in points
                             if p["cell"] == cell and p["weight_scale"] == ws
                             and memory(p) is not None)
+            compared += len(column) > 1
             drop = next(((a, b) for a, b in zip(column, column[1:])
                          if b[1] < a[1] * (1 - RISE)), None)
             if drop is not None:
@@ -51,17 +52,17 @@ def gate_words(grid, points):
         elif same:
             flat.append(f"{cell} (unchanged at σ_w = "
                         + ", ".join(f"{w:g}: ξ = {_xi(x)}" for w, x in same) + ")")
-        else:
+        elif compared:              # (no column of two measured points: nothing to say)
             holds.append(cell)
     text = ""
     if holds:
         text += (f"The gate bias lengthens the memory of {', '.join(holds)} at every weight "
                  "scale measured. ")
     if flat:
-        text += ("It never shortens it, and leaves it unchanged at some weight scales, for "
-                 f"{'; '.join(flat)}. ")
+        text += ("The gate bias never shortens the memory, and leaves it unchanged at some "
+                 f"weight scales, for {'; '.join(flat)}. ")
     if fails:
-        text += f"It does not everywhere for {'; '.join(fails)}. "
+        text += f"The gate bias does not lengthen it everywhere for {'; '.join(fails)}. "
     return text
 
 

@@ -157,7 +157,8 @@ def measure_point(grid, cell_name, weight_scale, gate_bias):
             break
         steps *= 2
     xi = theory.timescale(rate)
-    converged = resolved(rate, steps) or status not in (None, GROW)
+    # (no rate, nan: nothing converged; one lag has no slope, which a longer run gives)
+    converged = not math.isnan(rate) and (resolved(rate, steps) or status not in (None, GROW))
     return {"cell": cell_name, "weight_scale": weight_scale, "gate_bias": gate_bias,
             "rate": rate, "rate_stderr": stderr, "timescale": xi, "status": status,
             "horizon": steps, "converged": converged}
@@ -169,7 +170,7 @@ def resolved(rate, steps):
     can rise (the LSTM at σ_w 0.5, gate bias 4: +0.0066 a step at T = 60, ξ ≈ 50 at
     T = 480), so small growth is measured again over a longer run."""
     e = CONVERGED / 2
-    return not (rate * steps < e if rate > 0 else -rate * steps < e)
+    return rate * steps >= e if rate > 0 else -rate * steps >= e      # (nan: not resolved)
 
 
 def run_points(grid, points, progress=None):
@@ -268,7 +269,8 @@ def _heatmaps(grid, points, critical, theory=None):
         for p in (p for p in points if p["cell"] == name and _mark(p)):
             ax.text(ws.index(p["weight_scale"]), gb.index(p["gate_bias"]) if gated
                     else len(gb) // 2, _mark(p), ha="center", va="center", fontsize=9,
-                    color={"~": "white", "=": "black", "×": "black"}.get(_mark(p), "red"))
+                    color={"~": "white", "=": "black", "×": "black", "–": "black"}.get(
+                        _mark(p), "red"))
         if theory is not None and name in theory["curves"]:
             curve = theory["curves"][name]
             timescale_crossings(ax, curve["position"], curve["timescale"], theory["levels"])
@@ -283,8 +285,13 @@ def _heatmaps(grid, points, critical, theory=None):
             ax.legend(fontsize=7, loc="upper left")
     for ax in axes[len(cells):]:
         ax.set_visible(False)
-    if image is not None:
-        fig.colorbar(image, ax=list(axes[:len(cells)]), label="log₁₀ timescale ξ (steps)")
+    if image is not None:       # (an arrow where some ξ lies past the colours' range)
+        xis = [-0.5 / p["rate"] for p in points if p["rate"] < 0]      # (-inf: ξ = 0)
+        extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
+                  (True, True): "both"}[(any(x < 10 ** VMIN for x in xis),
+                                         any(x > 10 ** VMAX for x in xis))]
+        fig.colorbar(image, ax=list(axes[:len(cells)]), label="log₁₀ timescale ξ (steps)",
+                     extend=extend)
     if theory is not None:
         fig.suptitle("colour: measured ξ; white lines: ξ of " + theory_words(theory)
                      + ", labelled in steps", fontsize=8)
@@ -292,10 +299,13 @@ def _heatmaps(grid, points, critical, theory=None):
 
 
 def _mark(p):
-    """× overflow, = no decay within T, ↑ growth (? too small to tell), ~ not converged."""
+    """× overflow, – one lag (no slope), = no decay within T, ↑ growth (? too small to
+    tell), ~ not converged."""
     rate, done = p["rate"], p.get("converged", True)
-    return ("×" if math.isnan(rate) else "=" if rate == 0 else ("↑" if done else "?")
-            if rate > 0 else "~" if not done else None)
+    if math.isnan(rate):
+        return "–" if p.get("status") == ONE_LAG else "×"
+    return ("=" if rate == 0 else ("↑" if done else "?") if rate > 0
+            else "~" if not done else None)
 
 
 def _table_row(p, gated=True):
@@ -336,7 +346,8 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                            "either way), ↑ points where gradients grow (rate > 0, no ξ; ? "
                            f"where they rise by less than e^{CONVERGED // 2} within that T: a slow "
                            "decay's first lags can), = points with no decay within T (rate "
-                           "0), × points whose state overflowed (nan); a cell with no memory "
+                           "0), × points whose state overflowed (nan), – points with one lag "
+                           "(T = 1: no slope); a cell with no memory "
                            "gate is measured once per weight scale",
               "theory": f"white contours: ξ = {', '.join(map(str, theory['levels']))} steps "
                         f"of {theory_words(theory)}, same init and inputs"}
@@ -353,12 +364,16 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
         text += (f" {open_} of {len(points)} points did not converge within T = "
                  f"{grid.max_steps} (marked ~).")
     if unsure := sum(p["rate"] > 0 and not p.get("converged", True) for p in points):
-        text += (f" At {unsure} points the norm rises too little within T = "
+        text += (f" At {unsure} point{'s' if unsure > 1 else ''} the norm rises too little "
+                 f"within T = "
                  f"{grid.max_steps} to tell growth from a slow decay (marked ?).")
-    overflowed = sum(isinstance(p["rate"], float) and math.isnan(p["rate"]) for p in points)
-    if overflowed:
+    unmeasured = [_mark(p) for p in points if math.isnan(p["rate"])]
+    if overflowed := unmeasured.count("×"):
         text += (f" {overflowed} of {len(points)} points have no measurement (marked ×: "
                  "state overflowed).")
+    if one := unmeasured.count("–"):
+        text += (f" {one} of {len(points)} points have one lag only (T = 1), so no rate "
+                 "(marked –).")
     text += " " + theory_text(grid, points, theory)
     sections = [Section("Phase diagram", text, "phase"), Section("Every grid point", table=table)]
     data = {"grid": grid.as_dict(), "critical_weight_scale": critical, "points": points,

@@ -1,0 +1,80 @@
+"""What the reports say at the edges agrees with their data: a sweep at T = 1 (one lag, no
+slope) is not 'state overflowed' and claims nothing of the gate bias; a single lag is drawn;
+contours stay visible over cells with no colour; a colour bar says where ξ lies past it;
+a rate within its noise is not presented as a decay; non-finite values read as the table
+reads them."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from gradlab.reports import figures, gradient_decay, sweep
+from conftest import assert_ok, invoke
+
+SMALL = ("--hidden", "8", "--batch", "2", "--seed", "0")
+
+
+def test_a_sweep_of_one_lag_says_so_and_claims_nothing(tmp_path):
+    out = tmp_path / "sw"
+    assert_ok(invoke("sweep", "--cells", "rnn_tanh,lstm", "--weight-scales", "1,2",
+                     "--gate-biases", "0,1", "--steps", "1", "--max-steps", "1", *SMALL,
+                     "--out", out))
+    points = json.loads((out / "data.json").read_text())["points"]
+    assert {p["status"] for p in points} == {"one lag: no slope"}
+    assert not any(p["converged"] for p in points)           # nothing measured, nothing got there
+    text = (out / "report.md").read_text()
+    assert "6 of 6 points have one lag only (T = 1), so no rate (marked –)" in text
+    words = text.split("## Phase diagram")[1].split("## Every grid point")[0]
+    assert "overflowed" not in words and "lengthens" not in words
+    assert (out / "figures" / "phase.svg").read_text().count("<!-- – -->") == 6   # the marks
+
+
+def test_one_lag_is_doubled_to_two_where_the_horizon_allows():
+    """A nan rate (one lag) counted as resolved and stopped the doubling at T = 1."""
+    grid = sweep.Grid(cells=("rnn_tanh",), weight_scales=(1.0,), gate_biases=(0.0,),
+                      hidden=8, inputs=8, steps=1, max_steps=2, batch=2)
+    p = sweep.measure_point(grid, "rnn_tanh", 1.0, 0.0)
+    assert p["horizon"] == 2 and math.isfinite(p["rate"])
+
+
+def test_a_single_lag_is_drawn_as_a_point():
+    cells = {"rnn_tanh": {"lags": [1], "decay_log10": {"median": [0.15], "q1": [0.1],
+                                                       "q3": [0.2]},
+                          "summary": {"status": "one lag: no slope", "theory": None}}}
+    fig = figures.decay(cells, figures.colors(cells))
+    (line,) = [ln for ln in fig.axes[0].get_lines() if ln.get_label().startswith("rnn_tanh")]
+    assert line.get_marker() == "o"
+
+
+def test_contours_are_outlined_and_the_colour_bar_extends_past_its_range():
+    fig = Figure()
+    ax = fig.add_subplot()
+    timescale = np.array([[2.0, 5.0, np.nan], [4.0, 20.0, np.nan], [8.0, 40.0, np.nan]])
+    assert figures.timescale_contours(ax, timescale, [3, 10, 30]) == pytest.approx([3, 10, 30])
+    lines = ax.collections[-1]
+    assert lines.get_path_effects()                   # a dark halo: white on white shows
+    grid = sweep.Grid(cells=("rnn_tanh",), weight_scales=(0.01, 1.0), gate_biases=(0.0,),
+                      hidden=4, inputs=4, steps=10, max_steps=10, batch=2)
+    points = [{"cell": "rnn_tanh", "weight_scale": w, "gate_bias": 0.0, "rate": r,
+               "timescale": -0.5 / r, "status": None, "converged": True}
+              for w, r in ((0.01, -5.0), (1.0, -0.1))]        # ξ = 0.1, below 10^-0.5
+    fig = sweep._heatmaps(grid, points, None)
+    assert fig.axes[-1].get_label() == "<colorbar>"
+    assert fig.axes[-1]._colorbar.extend == "min"
+
+
+def test_a_rate_within_its_noise_is_not_read_as_a_decay_and_nan_reads_as_words():
+    def summary(rate, err, lyap):
+        return {"summary": {"rate": rate, "rate_stderr": err, "timescale": -0.5 / rate,
+                            "status": None, "converged": True, "lyapunov": [lyap],
+                            "theory": -math.inf, "theory_label": "mean field"}}
+    text = gradient_decay.findings({"lstm": summary(-0.00479, 0.0099, math.nan),
+                                    "gru": summary(-0.2, 0.01, -0.25)})
+    assert "lstm: rate -0.00479 ± 0.0099 per step" in text
+    assert "within two standard errors of 0: no clear decay within T" in text
+    assert "λ₁ = nan" not in text and "no λ₁: its state overflowed over 4T steps" in text
+    assert "predicts -∞" in text and "predicts -inf" not in text
+    assert text.count("no clear decay") == 1                   # gru's -0.2 ± 0.01 is one
