@@ -95,7 +95,7 @@ def test_report_api_marks_an_overflow_and_never_raises(tmp_path, expcell):
     assert s["horizon_1e-3"] == "nan"                # not null ("never within T")
     assert isinstance(data["cells"]["rnn_tanh"]["summary"]["rate"], float)
     md = (out / "report.md").read_text()
-    assert f"| {expcell} | state overflowed | nan | state overflowed |" in md
+    assert f"| {expcell} | state overflowed | — | state overflowed |" in md
     assert f"{expcell}: no rate, state overflowed" in md
 
 
