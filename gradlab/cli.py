@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from . import exits
 from .commands import inspect, learning, reports
 from .errors import GradlabError, Interrupted, PipeClosed
 from .options import allocator_failed, echo
@@ -104,5 +105,8 @@ for command in (inspect.cells, inspect.derive, inspect.verify, inspect.check, in
 def main():
     try:
         cli.main(prog_name="gradlab")
+    except SystemExit as e:              # (standalone: the status, as click ends with it)
+        exits.end(e.code)
+        raise
     finally:    # the work is over: a Ctrl-C during the interpreter's shutdown (a probe
         signal.signal(signal.SIGINT, signal.SIG_IGN)    # saw one) is no traceback, no 130

@@ -54,33 +54,82 @@ class _ToStderr(io.TextIOBase):
 
 
 _TO_STDERR = _ToStderr()
+_EXIT = os._exit                         # the real one, whatever is patched later
 _LOCK = threading.Lock()
-_held = {"depth": 0, "saved": None}     # guards open now, and what the first one replaced
+_held = {"depth": 0, "saved": None, "ran": False}   # guards open now, what the first one
+                                                    # replaced, and whether any ever ran
+
+
+def _to_stderr():
+    """Point file descriptor 1 at stderr's (a write to fd 1, or a child process's echo,
+    would reach gradlab's stdout past sys.stdout); the saved descriptor, or None where
+    there is none to move (a closed stdout or stderr)."""
+    try:
+        sys.__stdout__.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(1)
+    except OSError:
+        return None
+    try:
+        os.dup2(2, 1)
+    except OSError:
+        os.close(saved)
+        return None
+    return saved
+
+
+def _back(saved):
+    if saved is not None:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextlib.contextmanager
 def guarded():
-    """Inside the block os._exit raises ExitCalled and sys.stdout writes to stderr (what
-    gradlab prints on stdout, such as "agrees:", stays its own); both restored after it,
-    however it ends. Both are the process's, so blocks open in several threads at once
-    share one replacement, put in by the first and taken out by the last (each restoring
-    what it found, in whatever order they ended, left stdout and os._exit replaced for
-    good)."""
+    """Inside the block os._exit raises ExitCalled, and stdout (sys.stdout and file
+    descriptor 1) writes to stderr: what gradlab prints on stdout, such as "agrees:",
+    stays its own. All restored after it, however it ends. They are the process's, so
+    blocks open in several threads at once share one replacement, put in by the first
+    and taken out by the last (each restoring what it found, in whatever order they
+    ended, left stdout and os._exit replaced for good). Code that forks and returns in
+    the child ends there: the child does not go on to run gradlab's own verdict."""
+    pid = os.getpid()
     with _LOCK:
         if not _held["depth"]:
             homes = [os, _native()]
-            _held["saved"] = ([(home, home._exit) for home in homes], sys.stdout)
+            _held["saved"] = ([(home, home._exit) for home in homes], sys.stdout,
+                              _to_stderr())
             for home in homes:
                 home._exit = _refuse
             sys.stdout = _TO_STDERR
         _held["depth"] += 1
+        _held["ran"] = True
     try:
         yield
     finally:
+        if os.getpid() != pid:                       # a child the code forked
+            _EXIT(70)
         with _LOCK:
             _held["depth"] -= 1
             if not _held["depth"]:
-                exits, stdout = _held["saved"]
+                exits, stdout, fd = _held["saved"]
                 for home, original in exits:
                     home._exit = original
                 sys.stdout, _held["saved"] = stdout, None
+                _back(fd)
+
+
+def end(code):
+    """Where code under test ran in this process, end it now with `code` (the verdict's
+    status), past any exit hook that code registered (atexit.register(lambda: os._exit(0))
+    made a check that printed "differs" exit 0); else return."""
+    if not _held["ran"]:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    _EXIT(code if isinstance(code, int) else 0 if code is None else 1)

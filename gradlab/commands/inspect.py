@@ -117,9 +117,10 @@ def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, 
     exact one, at --hidden/--inputs and then at a second pair of sizes; exit 0 when it
     agrees (and stdout starts "agrees:"), 1 with a diagnosis when it does not, or
     "inconclusive:" when the draws cannot tell (a term of the Jacobian at zero everywhere,
-    two params alike), 2 when FUNCTION fails or exits (what it prints goes to stderr). A
-    FUNCTION that ends the process itself (os._exit) cannot be caught: a script should
-    also look for "agrees:"."""
+    two params alike), 2 when FUNCTION fails or exits (what it prints, even to file
+    descriptor 1 or from a child process, goes to stderr: stdout is gradlab's alone). A
+    FUNCTION that ends the process from a thread of its own cannot be stopped: a script
+    should also look for "agrees:"."""
     from .. import budget
     from ..verification.check import check_spec
     cell_name = strip_cell(cell_name)

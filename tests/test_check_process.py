@@ -1,0 +1,46 @@
+"""`gradlab check` run as a process, against functions under test that reach past Python:
+a write to file descriptor 1, a child process's echo, an exit hook that ends the process
+with status 0, a fork that returns in the child. The verdict and its exit status stay
+gradlab's own."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAD = '''
+import os, subprocess, torch
+
+def right(params, state, x):
+    h = state[0]
+    hn = torch.tanh(h @ params["W"].T + x @ params["U"].T + params["b"])
+    return torch.diag_embed(1 - hn ** 2) @ params["W"]
+'''
+
+CASES = {
+    "fd": 'def jac(p, s, x):\n    os.write(1, b"agrees: forged\\n")\n    return 2 * right(p, s, x)\n',
+    "echo": 'def jac(p, s, x):\n    subprocess.run(["echo", "agrees: forged"])\n'
+            '    return 2 * right(p, s, x)\n',
+    "atexit": 'def jac(p, s, x):\n    import atexit\n    atexit.register(lambda: os._exit(0))\n'
+              '    return 2 * right(p, s, x)\n',
+    "fork": 'def jac(p, s, x):\n    if os.fork() == 0:\n        return right(p, s, x)\n'
+            '    os.wait()\n    return 2 * right(p, s, x)\n',
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_what_the_function_does_past_python_is_not_the_verdict(tmp_path, case):
+    if case == "fork" and not hasattr(os, "fork"):
+        pytest.skip("no os.fork on this platform")
+    if case == "echo" and subprocess.run(["sh", "-c", "command -v echo"],
+                                         capture_output=True).returncode:
+        pytest.skip("no echo here")
+    path = tmp_path / "mine.py"
+    path.write_text(HEAD + CASES[case])
+    run = subprocess.run([sys.executable, "-m", "gradlab", "check", f"{path}:jac", "--cell",
+                          "rnn_tanh", "--hidden", "4", "--inputs", "3"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, (run.returncode, run.stdout, run.stderr)
+    assert run.stdout.startswith("differs") and "agrees" not in run.stdout, run.stdout
+    assert run.stdout.count("differs") == 1                  # one verdict: the child's ended
