@@ -136,7 +136,8 @@ DTYPE = click.Choice(["float64", "float32"])
 FORCE = click.option("--force", is_flag=True,
                      help="Write into --out even if it holds files gradlab did not write "
                           "(they are kept; only gradlab's own files are ever replaced), or "
-                          "another kind of gradlab report (which is replaced).")
+                          "another kind of gradlab report (a report or sweep replaces it; "
+                          "derive writes its documents beside it).")
 
 
 class Progress:
