@@ -63,7 +63,8 @@ def _interactive(stream):
 
 
 def start(*, plain=False, stdout=None):
-    """Print the how-to and start IPython (or the plain console: `plain`, or no IPython)."""
+    """Print the how-to and start IPython (or the plain console: `plain`, no IPython, or
+    commands piped in rather than typed)."""
     out = stdout or sys.stdout
     if sys.stdin is None or out is None:          # started with stdin or stdout closed
         raise GradlabError("gradlab shell needs a standard input and output to talk to; "
@@ -77,10 +78,10 @@ def start(*, plain=False, stdout=None):
             ipython = None
     out.write(HOWTO)
     out.flush()
-    if ipython is not None:
+    if ipython is not None and _interactive(sys.stdin):
+        # (commands piped in go to the plain console: IPython's would colour the output,
+        # print its prompts, and end 0 on sys.exit(3))
         argv = ["--no-banner"]
-        if not _interactive(sys.stdin):       # commands piped in: end at their end, with
-            argv.append("--TerminalInteractiveShell.confirm_exit=False")  # no question
         argv.append("--InteractiveShellApp.exec_lines=['from gradlab.repl import "
                     "one_line_errors; one_line_errors(get_ipython())']")
         ipython.start_ipython(argv=argv, user_ns=ns)

@@ -143,11 +143,22 @@ def test_the_shell_prints_a_gradlab_error_in_one_line_and_has_sum():
     assert shell.kinds == (gradlab.GradlabError,)
 
 
-def test_the_ipython_shell_prints_a_gradlab_error_in_one_line():
+def test_a_piped_shell_prints_a_gradlab_error_in_one_line():
     run = subprocess.run([sys.executable, "-m", "gradlab", "shell"], input="lstm.jacobian()"
                          "['q', 'c']\n", capture_output=True, text=True, timeout=300, env=SAME)
     assert "gradlab: error: no output 'q' in this Jacobian; valid: h, c" in run.stderr
     assert "Traceback" not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("line, code", [("import sys; sys.exit(3)", 3), ("exit(5)", 5)])
+def test_a_piped_shell_ends_with_the_status_its_commands_ask_for(line, code):
+    """Piped into IPython, sys.exit(3) ended 0 (with IPython's warning on stderr) and exit(5)
+    raised a TypeError traceback; --plain ended 3. Piped commands go to the plain console,
+    which also prints no colours and no In [1]: prompts."""
+    run = subprocess.run([sys.executable, "-m", "gradlab", "shell"], input=line + "\n",
+                         capture_output=True, text=True, timeout=300, env=SAME)
+    assert run.returncode == code, (run.returncode, run.stderr)
+    assert "Traceback" not in run.stderr and "\x1b[" not in run.stdout
 
 
 def test_a_reader_that_goes_away_is_not_an_error():
