@@ -34,14 +34,35 @@ def _native():
 
 
 def _refuse(code):
+    if os.getpid() != _held["pid"]:      # a child the code forked (multiprocessing's own
+        _EXIT(code)                      # end of one): its exit is no verdict of ours
     raise ExitCalled(code)
 
 
 class _ToStderr(io.TextIOBase):
-    """What code under test prints goes to stderr; closing it closes nothing."""
+    """What code under test prints goes to stderr; closing it closes nothing. Whatever
+    else a stream offers (encoding, buffer, fileno) is stderr's."""
 
     def writable(self):
         return True
+
+    @property
+    def encoding(self):
+        return sys.stderr.encoding
+
+    @property
+    def errors(self):
+        return sys.stderr.errors
+
+    @property
+    def buffer(self):
+        return sys.stderr.buffer
+
+    def fileno(self):
+        return sys.stderr.fileno()
+
+    def isatty(self):
+        return sys.stderr.isatty()
 
     def write(self, text):
         return sys.stderr.write(text)
@@ -56,18 +77,23 @@ class _ToStderr(io.TextIOBase):
 _TO_STDERR = _ToStderr()
 _EXIT = os._exit                         # the real one, whatever is patched later
 _LOCK = threading.Lock()
-_held = {"depth": 0, "saved": None, "ran": False}   # guards open now, what the first one
-                                                    # replaced, and whether any ever ran
+_held = {"depth": 0, "saved": None, "ran": False, "pid": None}   # guards open now, what
+                                    # the first replaced, whether any ever ran, and where
+
+
+def _flush(*streams):
+    for stream in streams:
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
 
 
 def _to_stderr():
     """Point file descriptor 1 at stderr's (a write to fd 1, or a child process's echo,
     would reach gradlab's stdout past sys.stdout); the saved descriptor, or None where
     there is none to move (a closed stdout or stderr)."""
-    try:
-        sys.__stdout__.flush()
-    except (AttributeError, OSError, ValueError):
-        pass
+    _flush(sys.stdout, sys.__stdout__)      # what gradlab wrote goes out first
     try:
         saved = os.dup(1)
     except OSError:
@@ -81,9 +107,25 @@ def _to_stderr():
 
 
 def _back(saved):
+    """fd 1 back where it was, after what the code left in stdout's buffer has gone to
+    stderr (a write to sys.__stdout__ without a flush would otherwise reach stdout)."""
+    _flush(sys.__stdout__)
     if saved is not None:
-        os.dup2(saved, 1)
-        os.close(saved)
+        try:
+            os.dup2(saved, 1)
+        except OSError:                  # (the code closed it: stdout stays on stderr)
+            pass
+        finally:
+            if _open(saved):
+                os.close(saved)
+
+
+def _open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -101,6 +143,7 @@ def guarded():
             homes = [os, _native()]
             _held["saved"] = ([(home, home._exit) for home in homes], sys.stdout,
                               _to_stderr())
+            _held["pid"] = pid
             for home in homes:
                 home._exit = _refuse
             sys.stdout = _TO_STDERR
@@ -127,9 +170,7 @@ def end(code):
     made a check that printed "differs" exit 0); else return."""
     if not _held["ran"]:
         return
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, OSError, ValueError):
-            pass
+    if code is not None and not isinstance(code, int):     # sys.exit("message"), as
+        print(code, file=sys.stderr)                       # Python prints it
+    _flush(sys.stdout, sys.stderr)
     _EXIT(code if isinstance(code, int) else 0 if code is None else 1)

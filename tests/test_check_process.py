@@ -26,6 +26,8 @@ CASES = {
               '    return 2 * right(p, s, x)\n',
     "fork": 'def jac(p, s, x):\n    if os.fork() == 0:\n        return right(p, s, x)\n'
             '    os.wait()\n    return 2 * right(p, s, x)\n',
+    "buffered": 'import sys\ndef jac(p, s, x):\n    sys.__stdout__.write("agrees: forged\\n")\n'
+                '    return 2 * right(p, s, x)\n',
 }
 
 
@@ -38,9 +40,37 @@ def test_what_the_function_does_past_python_is_not_the_verdict(tmp_path, case):
         pytest.skip("no echo here")
     path = tmp_path / "mine.py"
     path.write_text(HEAD + CASES[case])
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}   # (buffers kept)
     run = subprocess.run([sys.executable, "-m", "gradlab", "check", f"{path}:jac", "--cell",
                           "rnn_tanh", "--hidden", "4", "--inputs", "3"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 1, (run.returncode, run.stdout, run.stderr)
     assert run.stdout.startswith("differs") and "agrees" not in run.stdout, run.stdout
     assert run.stdout.count("differs") == 1                  # one verdict: the child's ended
+
+
+def test_a_multiprocessing_child_of_the_function_ends_with_its_own_status(tmp_path):
+    """A fork child ends itself by os._exit(0), which the guard had turned into an
+    exception: the child ended 70 (or 1, with a traceback)."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no os.fork on this platform")
+    path = tmp_path / "mine.py"
+    path.write_text(HEAD + f"""
+import multiprocessing
+
+def noop():
+    pass
+
+def jac(p, s, x):
+    child = multiprocessing.get_context("fork").Process(target=noop)
+    child.start()
+    child.join()
+    with open({str(tmp_path / "code.txt")!r}, "a") as f:
+        f.write(str(child.exitcode) + "\\n")
+    return right(p, s, x)
+""")
+    run = subprocess.run([sys.executable, "-m", "gradlab", "check", f"{path}:jac", "--cell",
+                          "rnn_tanh", "--hidden", "4", "--inputs", "3"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.startswith("agrees"), run.stderr
+    assert set((tmp_path / "code.txt").read_text().split()) == {"0"}
