@@ -138,8 +138,8 @@ def load(spec, what="cell"):
             raise GradlabError(f"{where!r} is {kind}, not a Python file (in {what} {spec!r})"
                                if kind else f"no such file {where!r} (in {what} {spec!r})")
         module_name = f"{USER_MODULE}{abs(hash(str(path.resolve())))}"
-        with _LOADING:       # (a second thread would find the module half run, and no cell)
-            module = _load_file(path, module_name, where, what, spec)
+        with _lock_of(module_name):     # (a second thread would find it half run, and no
+            module = _load_file(path, module_name, where, what, spec)           # cell)
     else:
         if not all(part.isidentifier() for part in where.split(".")):
             raise GradlabError(f"{what} {spec!r}: {where!r} is neither a .py file nor a module "
@@ -155,7 +155,14 @@ def load(spec, what="cell"):
     return module, where, attr
 
 
-_LOADING = threading.RLock()        # a file loads once, however many threads ask for it
+_LOCKS, _LOCKS_LOCK = {}, threading.Lock()
+
+
+def _lock_of(module_name):
+    """The lock of one file's loading: it loads once, however many threads ask for it, and
+    a file whose import loads another file in a thread of its own does not wait on itself."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(module_name, threading.RLock())
 
 
 def _load_file(path, module_name, where, what, spec):

@@ -93,3 +93,67 @@ def test_a_listener_that_asks_the_same_flow_mid_walk_is_refused_not_misled():
     with progress.listening(lambda *a: flow.lyapunov(2)):      # (its own walk, too)
         with pytest.raises(GradlabError, match="running in this thread already"):
             flow.loss_grad_norms(seed=5)
+
+
+INNER = '''
+import gradlab
+
+@gradlab.declare(state="h", params="W U b", source="a test")
+def inner(s):
+    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)
+'''
+
+OUTER = '''
+import sys, threading
+import gradlab
+sys.stdout.buffer.write(b"")           # a file's import may use what a stream offers
+assert sys.stdout.encoding
+found = []
+t = threading.Thread(target=lambda: found.append(gradlab.cell({inner!r})))
+t.start()
+t.join(timeout=60)
+assert found, "the thread loading another file waited on this one"
+
+@gradlab.declare(state="h", params="W U b", source="a test")
+def outer(s):
+    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)
+'''
+
+
+def test_a_cell_file_may_load_another_in_a_thread_and_use_its_stdout(tmp_path):
+    """One lock for every file made a thread that loads another file wait on the file
+    whose import started it; stdout was moved to an object with no buffer or encoding."""
+    (tmp_path / "inner_cells.py").write_text(INNER)
+    (tmp_path / "outer_cells.py").write_text(
+        OUTER.format(inner=f"{tmp_path / 'inner_cells.py'}:inner"))
+    assert gradlab.cell(f"{tmp_path / 'outer_cells.py'}:outer").name == "outer"
+
+
+class _Step(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3 + 5, 5).double()
+
+    def forward(self, x, h):
+        return torch.tanh(self.lin(torch.cat([x, h], -1)))
+
+
+def test_a_listener_may_ask_a_torch_module_flow_for_more_mid_walk():
+    """A module's steps come fresh from jacrev: a second walk overwrites nothing of the
+    first, and is not refused."""
+    torch.manual_seed(0)
+    step = _Step()
+    xs = torch.randn(24, 2, 3, dtype=torch.float64)
+    h0 = torch.zeros(2, 5, dtype=torch.float64)
+    want = gradlab.gradient_flow(step, xs, state0=h0).log_norm("spectral")
+    flow = gradlab.gradient_flow(step, xs, state0=h0)
+    asked = []
+
+    def listener(what, done, total):
+        if what == "backward walk" and not asked:
+            asked.append(None)                  # (the inner walk calls the listener too)
+            asked[0] = flow.log_norm("min_singular")
+
+    with progress.listening(listener):
+        got = flow.log_norm("spectral")
+    assert asked[0] is not None and np.array_equal(got, want)

@@ -7,6 +7,7 @@ no check at all.
 
 import functools
 import threading
+import weakref
 from collections.abc import Mapping
 
 import numpy as np
@@ -57,10 +58,12 @@ def exclusive(fn):
     across the progress listener's calls; a listener that asked the same Flow for another
     number mid-walk ran a second walk, which overwrote them: the first then returned
     wrong norms, and kept them. That is refused; other threads have workspaces of their
-    own."""
+    own, and a torch module's steps (ModuleBound: fresh arrays from jacrev) none."""
     @functools.wraps(fn)
     def alone(bound, *args, **kwargs):
-        me, walking = threading.get_ident(), vars(bound).setdefault("walking", set())
+        if not isinstance(bound, Bound):
+            return fn(bound, *args, **kwargs)
+        me, walking = threading.get_ident(), _WALKING.setdefault(bound, set())
         if me in walking:
             raise GradlabError("a walk over this Flow's steps is running in this thread "
                                "already (a progress listener asked it for more mid-walk): "
@@ -72,6 +75,10 @@ def exclusive(fn):
         finally:
             walking.discard(me)
     return alone
+
+
+_WALKING = weakref.WeakKeyDictionary()     # Bound -> the threads walking it now (kept out
+                                           # of the Bound: a copy or pickle starts idle)
 
 
 class Bound:
@@ -95,7 +102,7 @@ class Bound:
         self.functions = {}                  # what -> lowered function
 
     def __getstate__(self):              # a pickle holds no code: it is lowered again
-        return {**self.__dict__, "functions": {}, "walking": set()}
+        return {**self.__dict__, "functions": {}}
 
     def lowered(self, what):
         """The lowered `what` (see `lower.source`) bound to the torch backend, its in-place
@@ -283,10 +290,10 @@ def as_real(value, what, dtype=None, device=None):
 
 
 INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-TRACED = ("{} is traced by a torch.func transform (grad, vmap, jacrev): gradlab runs the "
-          "cell and the walk without autograd, so nothing it measures can be differentiated "
-          "or batched by one; call it on plain tensors (the Jacobians themselves: "
-          "cell.jacobian_fn)")
+TRACED = ("{} is traced by a torch.func transform (grad, vmap, jacrev, ...): gradlab runs "
+          "the cell and the walk without autograd, so nothing it measures can be "
+          "differentiated or batched by one; call it on plain tensors (the Jacobians "
+          "themselves: cell.jacobian_fn)")
 
 
 def as_inputs(xs, dtype=None, device=None):

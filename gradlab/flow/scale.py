@@ -81,6 +81,9 @@ class Scale:
         measured there and the exponents before and after each row's rescale."""
         if self.read is None or self.read[0] != (rows.start, rows.stop, rows.step):
             picked = range(*rows.indices(len(self.norms)))
+            if not picked:                                      # no rows: (0, B) arrays
+                none = self.total.new_empty((0, len(self.one)))
+                return self.one.new_empty((0, len(self.one))), none, none
             mant, e = torch.frexp(torch.stack([self.norms[i] for i in picked]))
             exps = torch.stack([self.before[i] for i in picked]) + e
             after = torch.stack([self.after[i] for i in picked])
