@@ -74,3 +74,16 @@ def jac(p, s, x):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.startswith("agrees"), run.stderr
     assert set((tmp_path / "code.txt").read_text().split()) == {"0"}
+
+
+def test_a_message_to_sys_exit_is_printed_once_code_under_test_has_run(tmp_path):
+    """After a cell file loaded (code under test ran), the CLI ends by the real os._exit,
+    which printed nothing of sys.exit('bye'): Python prints it, so gradlab does."""
+    cells = tmp_path / "few.py"
+    cells.write_text('import gradlab\n\n@gradlab.declare(state="h", params="W U b", '
+                     'source="a test")\ndef few(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x'
+                     ' + s.b)\n')
+    run = subprocess.run([sys.executable, "-m", "gradlab", "shell", "--plain"], cwd=tmp_path,
+                         input=f"gradlab.cell({str(cells) + ':few'!r})\nimport sys\n"
+                               "sys.exit('bye')\n", capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and run.stderr.rstrip().endswith("bye"), run.stderr
