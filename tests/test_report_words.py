@@ -78,3 +78,14 @@ def test_a_rate_within_its_noise_is_not_read_as_a_decay_and_nan_reads_as_words()
     assert "λ₁ = nan" not in text and "no λ₁: its state overflowed over 4T steps" in text
     assert "predicts -∞" in text and "predicts -inf" not in text
     assert text.count("no clear decay") == 1                   # gru's -0.2 ± 0.01 is one
+
+
+def test_a_report_of_one_step_says_nothing_a_single_step_cannot_show(tmp_path):
+    out = tmp_path / "r"
+    assert_ok(invoke("report", "--cells", "lstm,prototype_lstm,gru", "--steps", "1", *SMALL,
+                     "--out", out))
+    text = (out / "report.md").read_text()
+    assert "log₁₀ cond(P_k), k = 1 |" in text and "k = T/2" not in text
+    assert "from step 1 to step 1" not in text and "(×1)" not in text
+    assert "over T = 1 step there is no growth to measure" in text
+    assert "The paths differ in the first lags" not in text

@@ -132,6 +132,13 @@ def _stderr_cell(err):
     return "—" if isinstance(err, float) and math.isnan(err) else err
 
 
+def table_header(cells):
+    """TABLE_HEADER with the lag the condition numbers are read at (T/2, but 1 at T = 1)."""
+    lags = {d["summary"].get("condition_lag") for d in cells.values()} - {None}
+    return [f"log₁₀ cond(P_k), k = {lags.pop()}" if h.startswith("log₁₀ cond") and
+            len(lags) == 1 else h for h in TABLE_HEADER]
+
+
 def findings(cells):
     """A few sentences with the measured numbers, for the top of the report; words, not
     numbers, where a rate is not a plain decay (an overflowed state, growth)."""
@@ -176,6 +183,11 @@ def drift_caption(setup, cells, names):
     (growth of at least DRIFT_GROWTH), with no claim the numbers do not make."""
     T = setup.steps
     early = max(1, T // 10)
+    if early >= T:                        # (T = 1: "from step 1 to step 1", "×1")
+        return (f"Measured at initialisation: over T = {T} step there is no growth to "
+                "measure; the RMS of the state at step 1: " + "; ".join(
+                    f"{n} {float(np.asarray(cells[n]['drift']['rms'], dtype=np.float64)[-1]):.3g}"
+                    for n in names) + ".")
     growth, said = {}, {}
     for name in [n for n in cells if "drift" in cells[n]]:     # the others too, for below
         rms = np.asarray(cells[name]["drift"]["rms"], dtype=np.float64)
@@ -269,9 +281,10 @@ def _one_rate_words(cells):
         else:
             apart.append(f"{name} (slopes {min(slopes):.3g} to {max(slopes):.3g} against λ₁ = "
                          f"{lam:.3g})")
-    text = ("The paths differ in the first lags. Each step mixes the parts, so at lags long "
-            "against the timescale every block falls at one rate, the top Lyapunov exponent "
-            "λ₁")
+    lags = max(len(d.get("lags", ())) for d in cells.values())
+    text = ("The paths differ in the first lags. " if lags > 2 else "") + (
+        "Each step mixes the parts, so at lags long against the timescale every block "
+        "falls at one rate, the top Lyapunov exponent λ₁")
     if agree:
         text += (f"; over lags T/2..T the blocks' slopes are within {ONE_RATE:.0%} of λ₁ "
                  f"(or {ONE_RATE_ABS:g}) for {', '.join(agree)}")
@@ -314,7 +327,7 @@ def build(setup, cells, command, model_note=None):
                 "says why: “gradients grow” (rate > 0), “no decay within T” (rate 0), "
                 "“state overflowed” (a state became inf or nan: no measurement, nan in "
                 "data.json). Other non-finite values are shown as such.",
-                table=(TABLE_HEADER, [table_row(n, d) for n, d in cells.items()]))]
+                table=(table_header(cells), [table_row(n, d) for n, d in cells.items()]))]
     if any("paths" in d for d in cells.values()):
         figs["paths"] = fg.paths(cells, col)
         sections.append(Section("The LSTM's two paths", paths_caption(cells), "paths"))
