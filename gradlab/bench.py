@@ -38,7 +38,7 @@ import time
 import numpy as np
 import torch
 
-from . import __version__, registry
+from . import __version__, progress, registry
 from .device import exact_float32, resolve
 from .errors import GradlabError, derived_seed
 from .flow import gradient_flow, make_inputs
@@ -80,6 +80,7 @@ def best(runs, device, repeats):
     times = {name: [] for name in runs}
     results = {}
     for name, fn in runs.items():
+        progress.advance(f"timing {name}, warm-up round", 1, repeats + 1)
         first, results[name] = _timed(fn, device)
         times[name].append(first if first > WARM_UP_LIMIT else math.nan)
 
@@ -92,7 +93,10 @@ def best(runs, device, repeats):
     while any(wanted(name) for name in runs):
         for name, fn in runs.items():
             seconds = math.nan
-            if wanted(name):
+            if wanted(name):                 # (rounds past `repeats`: the quick ones only)
+                done = len(counted(times[name])) + 1
+                progress.advance(f"timing {name}, run {done} of at least {repeats}", done,
+                                 max(repeats, done))
                 seconds, results[name] = _timed(fn, device)
             times[name].append(seconds)
     return times, results

@@ -139,3 +139,14 @@ def test_a_cell_whose_products_are_not_finite_is_refused_by_name(tmp_path, monke
     result = invoke("bench", "--cells", "lg.py:lstm", *small, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["cell"] == "lg.py:lstm"
+
+
+def test_best_says_which_method_and_run_it_is_timing():
+    """A long bench showed only the flows' own steps, restarting at every run, with no
+    word of which method or how many runs were left."""
+    from gradlab import progress
+    heard = []
+    with progress.listening(lambda what, done, total: heard.append((what, done, total))):
+        bench.best({"a": lambda: 1, "b": lambda: 2}, "cpu", 2)
+    assert ("timing a, warm-up round", 1, 3) in heard
+    assert ("timing b, run 2 of at least 2", 2, 2) in heard
