@@ -76,14 +76,17 @@ def jac(p, s, x):
     assert set((tmp_path / "code.txt").read_text().split()) == {"0"}
 
 
-def test_a_message_to_sys_exit_is_printed_once_code_under_test_has_run(tmp_path):
-    """After a cell file loaded (code under test ran), the CLI ends by the real os._exit,
-    which printed nothing of sys.exit('bye'): Python prints it, so gradlab does."""
+def test_the_shell_ends_as_python_does_after_a_cell_file_loaded(tmp_path):
+    """The shell's status is no verdict: after code under test ran (a cell file loaded) it
+    still ends as Python does, printing sys.exit's message and running exit hooks (IPython
+    saves the session's history in one), not by the real os._exit as check does."""
     cells = tmp_path / "few.py"
     cells.write_text('import gradlab\n\n@gradlab.declare(state="h", params="W U b", '
                      'source="a test")\ndef few(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x'
                      ' + s.b)\n')
     run = subprocess.run([sys.executable, "-m", "gradlab", "shell", "--plain"], cwd=tmp_path,
-                         input=f"gradlab.cell({str(cells) + ':few'!r})\nimport sys\n"
+                         input=f"gradlab.cell({str(cells) + ':few'!r})\nimport atexit, sys\n"
+                               "atexit.register(lambda: sys.stderr.write('hook ran\\n'))\n"
                                "sys.exit('bye')\n", capture_output=True, text=True, timeout=300)
-    assert run.returncode == 1 and run.stderr.rstrip().endswith("bye"), run.stderr
+    assert run.returncode == 1 and "bye" in run.stderr, run.stderr
+    assert run.stderr.rstrip().endswith("hook ran"), run.stderr
