@@ -70,7 +70,6 @@ def start(*, plain=False, stdout=None):
     if sys.stdin is None or out is None:          # started with stdin or stdout closed
         raise GradlabError("gradlab shell needs a standard input and output to talk to; "
                            "run it from a terminal, or pipe commands into it")
-
     exits.no_verdict()                 # (its exit hooks run: IPython's saves the history)
     ns = namespace()
     ipython = None
