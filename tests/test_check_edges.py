@@ -398,3 +398,15 @@ def test_a_block_whose_terms_the_draws_cannot_tell_apart_names_no_coefficient():
     more = " ".join(gradlab.check_jacobian(transposed, cell, params, wrt="input",
                                            batch=16).diagnosis)
     assert "scaled by" not in more and "yours has U_z1ᵀ where U_z1 belongs" in more, more
+
+
+def test_check_reports_its_stages_as_progress():
+    """A check of a slow function (or at n = 1500) was silent for its whole run: it now
+    reports its stages through gradlab.progress, which prints a line on long work."""
+    from gradlab import progress
+    cell = gradlab.cell("rnn_tanh")
+    heard = []
+    with progress.listening(lambda what, done, total: heard.append((what, done, total))):
+        gradlab.check_jacobian(cell.jacobian_fn("state"), cell, cell.init_params(3, 2))
+    assert [w for w, *_ in heard] == ["check: the exact Jacobian", "check: your function",
+                                      "check: the comparison and its diagnosis"]

@@ -34,7 +34,7 @@ import numbers
 import numpy as np
 import torch
 
-from .. import budget, registry
+from .. import budget, progress, registry
 from ..errors import (GradlabError, arguments_checked, check_seed, choice, derived_seed,
                       integer)
 from ..flow.bound import as_real, check_params, hidden_size
@@ -224,6 +224,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                                f"of {', '.join(cell.state_names)}, the in part one of "
                                f"{', '.join(ins)}; e.g. {cell.state_names[0]},{ins[-1]}")
     blocks = Blocks(cell.state_names, ins, n, n if wrt == "state" else x.shape[-1], block)
+    progress.advance("check: the exact Jacobian", 1, 3)    # (a line only on long work)
     exact = blocks.select(exact_jacobian(cell, wrt, params, state, x))
     if not bool(torch.isfinite(exact).all()):
         where = "given" if states is not None else "drawn"
@@ -240,6 +241,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         one = (n, blocks.width) if layout == "numerator" else (blocks.width, n)
         hints[one] = (f"the shape of one block: to check one, pass block=('{o}', '{i}') "
                       f"(--block {o},{i})")
+    progress.advance("check: your function", 2, 3)
     theirs, one_by_one, dtype = batched_jacobian(fn, yours, fn_state, fn_x, shape, hints)
     theirs = theirs.to(exact.dtype)
     if tuple(theirs.shape[1:]) != shape:      # (B, cols, rows): the other layout's shape
@@ -280,6 +282,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         fn, yours, fn_state, fn_x, shape, layout, exact, rtol)
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
                                               relative, rtol)
+    progress.advance("check: the comparison and its diagnosis", 3, 3)
     terms = terms_function(cell, wrt, "torch")(params, state, x)    # evaluated once
     faint = unseen(terms, exact, blocks, rtol)
     same = [] if faint == ["n = 1"] else alike(cell, params, state, wrt, rtol)
