@@ -169,12 +169,10 @@ def end(code):
     """Where code under test ran in this process, end it now with `code` (the verdict's
     status), past any exit hook that code registered (atexit.register(lambda: os._exit(0))
     made a check that printed "differs" exit 0); else return."""
-    if not (_held["ran"] and _held["verdict"]):
-        return
-    if code is not None and not isinstance(code, int):     # sys.exit("message"), as
-        print(code, file=sys.stderr)                       # Python prints it
+    if not (_held["ran"] and _held["verdict"]) or not isinstance(code, (int, type(None))):
+        return                           # (a message to print: Python's own end prints it)
     _flush(sys.stdout, sys.stderr)
-    _EXIT(code if isinstance(code, int) else 0 if code is None else 1)
+    _EXIT(code or 0)
 
 
 def no_verdict():
