@@ -80,6 +80,21 @@ def test_a_rate_within_its_noise_is_not_read_as_a_decay_and_nan_reads_as_words()
     assert text.count("no clear decay") == 1                   # gru's -0.2 ± 0.01 is one
 
 
+def test_a_run_long_enough_for_xi_is_not_called_settled_where_lambda_1_differs():
+    """T >= 8 xi while a fast transient holds the slope 3.6x from lambda_1 (peephole_lstm
+    at T = 100 once): the column must not read as a plain 'yes'."""
+    def row(rate, lyap):
+        d = {"summary": {"rate": rate, "rate_stderr": 0.001, "timescale": -0.5 / rate,
+                         "status": None, "converged": True, "lyapunov": [lyap],
+                         "lyapunov_stderr": 0.001, "theory": None, "theory_label": None,
+                         "horizon_1e-3": 10, "horizon_1e-6": 20, "log10_condition_mid": 1.0,
+                         "theory_timescale": math.nan}}
+        return gradient_decay.table_row("c", d)[4]
+    assert row(-0.1, -0.028) == "yes, but λ₁ is -0.028: the rate is not yet the long-run one"
+    assert row(-0.19, -0.199) == "yes"                  # within 10 %: settled
+    assert row(-0.1, math.nan) == "yes"                 # no λ₁ to compare with
+
+
 def test_a_report_of_one_step_says_nothing_a_single_step_cannot_show(tmp_path):
     out = tmp_path / "r"
     assert_ok(invoke("report", "--cells", "lstm,prototype_lstm,gru", "--steps", "1", *SMALL,

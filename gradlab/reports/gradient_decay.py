@@ -75,12 +75,20 @@ def _timescale_cell(rate, timescale, status):
     return timescale if words is None or rate == -math.inf else words
 
 
+ONE_RATE, ONE_RATE_ABS = 0.1, 0.002   # a slope "at" λ₁: within 10 % of it, or 0.002
+
+
 def _converged_cell(s):
     """Whether T is at least CONVERGED timescales, in words (— where there is no decay)."""
     converged = s.get("converged")
     if converged is None:
         return "—"
-    return "yes" if converged else f"no: T < {CONVERGED} ξ, too short a run to fix ξ"
+    if not converged:
+        return f"no: T < {CONVERGED} ξ, too short a run to fix ξ"
+    lam = float(s["lyapunov"][0])
+    if math.isfinite(lam) and abs(s["rate"] - lam) > ONE_RATE * abs(lam) + ONE_RATE_ABS:
+        return f"yes, but λ₁ is {lam:.3g}: the rate is not yet the long-run one"
+    return "yes"
 
 
 def table_row(name, d):
@@ -260,9 +268,6 @@ def paths_caption(cells):
     return text + _one_rate_words(cells)
 
 
-ONE_RATE, ONE_RATE_ABS = 0.1, 0.002   # a block's slope "at" λ₁: within 10 % of it, or 0.002
-
-
 def _one_rate_words(cells):
     """Whether each cell's blocks already fall at one rate, λ₁, over lags T/2..T: each step
     mixes the parts, so they do at lags long against the timescale, which T may not be."""
@@ -323,7 +328,10 @@ def build(setup, cells, command, model_note=None):
                 f"{CONVERGED} of it long (T ≥ {CONVERGED} ξ); where it is not, ξ is measured over "
                 "too few steps to be the long-run value, and a longer run may give a larger or "
                 "a smaller one (the first lags, whose spectra are flat, weigh more in a short "
-                "run). ξ = −1/(2 rate), the steps in which the squared norm falls by e, is shown only for a decay; where there is none the table "
+                f"run). Where it is, the rate may still differ from λ₁, the long-run rate: "
+                f"by more than {ONE_RATE:.0%} of λ₁ (or {ONE_RATE_ABS:g}), the column says so. "
+                "ξ = −1/(2 rate), the steps in which the squared norm falls by e, is shown "
+                "only for a decay; where there is none the table "
                 "says why: “gradients grow” (rate > 0), “no decay within T” (rate 0), "
                 "“state overflowed” (a state became inf or nan: no measurement, nan in "
                 "data.json). Other non-finite values are shown as such.",
