@@ -355,7 +355,7 @@ def test_params_and_xs_changed_in_place_after_the_call_change_nothing(setup):
 
 def test_check_lyapunov_ignores_entries_the_cell_does_not_read():
     params = dict(LSTM.init_params(3, 2, seed=1), note="not a tensor")
-    xs = F.make_inputs("gaussian", 400, 2, 2, seed=2)
+    xs = F.make_inputs("gaussian", 1000, 2, 2, seed=2)
     mine = lambda p, x, k: gradlab.lyapunov(LSTM, p, x, k).mean           # noqa: E731
     assert gradlab.check_lyapunov(mine, LSTM, params, xs, 2).ok
 
@@ -370,7 +370,7 @@ def test_check_lyapunov_passes_gradlab_past_a_singular_jacobians_rank():
         params = cell.init_params(4, 3, seed=0)
         if zero:
             params = {k: torch.zeros_like(v) for k, v in params.items()}
-        xs = torch.randn(600, 2, 3, dtype=torch.float64, generator=gen)
+        xs = torch.randn(1500, 2, 3, dtype=torch.float64, generator=gen)
         mine = lambda p, x, k, c=cell: gradlab.lyapunov(c, p, x, k).mean    # noqa: E731
         assert gradlab.check_lyapunov(mine, cell, params, xs, 8).ok
         wrong = lambda p, x, k, m=mine: m(p, x, k).clip(min=-10)             # noqa: E731

@@ -667,7 +667,7 @@ def test_check_lyapunov_refuses_exponents_smaller_than_it_resolves():
     params = lstm.init_params(8, 4, seed=0, gate_bias=8, weight_scale=0.3)
     xs = torch.randn(3000, 2, 4, dtype=torch.float64)
     zeros = lambda p, x, k: torch.zeros(x.shape[1], k, dtype=torch.float64)  # noqa: E731
-    with pytest.raises(GradlabError, match="xs is too short to check exponents"):
+    with pytest.raises(gradlab.GradlabError, match="xs is too short to check exponents"):
         check_lyapunov(zeros, lstm, params, xs, 4)
 
 
@@ -901,10 +901,14 @@ def test_check_lyapunov_says_when_sequences_or_exponents_cannot_be_told_apart():
                      dtype=torch.float64)
     rows = torch.as_tensor(gradlab.lyapunov(gru, params, xs, 3).exponents)
     for wrong in (rows.roll(1, 0), rows[:1].expand(4, 3).clone(), rows[0]):
-        result = check_lyapunov(lambda p, x, k, w=wrong: w, gru, params, xs, 3)
+        # (T = 300 is too short for the default tolerance to judge the top exponent,
+        # 0.17, to 5 %: given as wide as it once was, the blind spot is still said)
+        result = check_lyapunov(lambda p, x, k, w=wrong: w, gru, params, xs, 3, atol=0.02)
         said = " ".join(result.diagnosis)
-        assert "one sequence's own exponents lie within" in said, (result.ok, said)
-    right = check_lyapunov(lambda p, x, k: rows, gru, params, xs, 3)
+        assert not result.ok or "one sequence's own exponents lie within" in said, said
+    with pytest.raises(gradlab.GradlabError, match="xs is too short to check exponents"):
+        check_lyapunov(lambda p, x, k: rows, gru, params, xs, 3)
+    right = check_lyapunov(lambda p, x, k: rows, gru, params, xs, 3, atol=0.02)
     assert right.ok and "rows given for the wrong sequence, or one row for all" in \
         " ".join(right.diagnosis)
     wide = check_lyapunov(lambda p, x, k: rows, gru, params, xs, 3, atol=5.0)
@@ -914,7 +918,7 @@ def test_check_lyapunov_says_when_sequences_or_exponents_cannot_be_told_apart():
     # a row is held to its own tolerance, wider than the mean's: rows rolled passed
     # silently where the closest sequences were 0.030 apart, the mean's tolerance 0.0247
     params = gru.init_params(5, 3, weight_scale=2.0, bias_scale=0.3, seed=8)
-    xs = torch.randn(300, 4, 3, generator=torch.Generator().manual_seed(108),
+    xs = torch.randn(800, 4, 3, generator=torch.Generator().manual_seed(108),
                      dtype=torch.float64)
     rows = torch.as_tensor(gradlab.lyapunov(gru, params, xs, 3).exponents)
     rolled = check_lyapunov(lambda p, x, k: rows.roll(1, 0), gru, params, xs, 3)
