@@ -159,7 +159,7 @@ def test_a_float8_answer_is_not_offered_an_rtol_that_is_refused():
     assert "or pass rtol=8e-06 (--rtol) to check it at float32's precision" in halved
 
 
-def test_a_batch_answered_with_one_matrix_is_said_to_be_checked_sample_by_sample():
+def test_a_batch_answered_with_one_matrix_is_inconclusive():
     rnn, p, exact = _drawn("rnn_tanh")
 
     def folds(p, s, x):
@@ -167,13 +167,16 @@ def test_a_batch_answered_with_one_matrix_is_said_to_be_checked_sample_by_sample
             return exact(p, s, x).mean(0)
         return exact(p, tuple(t[None] for t in s), x[None])[0]
 
+    # it agreed, with a note: the batch's mean (or sample 0's answer for all) is no
+    # Jacobian of a batch, and no per-sample check can tell it from right
     result = gradlab.check_jacobian(folds, rnn, p)
-    assert result.ok and "given a batch of 4, your function returned one 8 x 8 matrix" in \
-        result.diagnosis[-1]
+    assert not result.ok and result.inconclusive
+    assert "Given a batch of 4, your function returned one 8 x 8 matrix" in result.diagnosis[-1]
+    assert str(result).startswith("inconclusive")
     assert gradlab.check_jacobian(exact, rnn, p).diagnosis == []
-    # in a test suite, a pass on one sample at a time is said too (it passed silently)
+    assert gradlab.check_jacobian(folds, rnn, p, batch=1).ok    # one sample: it is right
     from gradlab.testing import assert_jacobian
-    with pytest.warns(UserWarning, match=r"assert_jacobian: Note: given a batch of 4"):
+    with pytest.raises(AssertionError, match="Given a batch of 4"):
         assert_jacobian(folds, rnn, p)
 
 
@@ -196,12 +199,12 @@ def test_gradlab_check_finds_a_size_written_into_the_function(tmp_path, monkeypa
     assert once.exit_code == 1
     assert once.output.startswith("differs: max relative error") and \
         "samples at n = 5, m = 5" not in once.output
-    assert ("at n = 11, m = 5, B = 7\nIt agrees at n = 8, m = 4, B = 4, but not at these "
+    assert ("at n = 17, m = 5, B = 17\nIt agrees at n = 8, m = 4, B = 4, but not at these "
             "sizes") in once.output
     right = invoke("check", "mine.py:right", "--cell", "rnn_tanh")
     assert right.exit_code == 0 and right.output == (
-        "agrees: max relative error 0 (absolute 0) over 11 samples at n = 8, m = 4, B = 4 "
-        "and n = 11, m = 5, B = 7\n")
+        "agrees: max relative error 0 (absolute 0) over 25 samples at n = 8, m = 4, B = 4 "
+        "and n = 17, m = 5, B = 17 (and again at the first, other draws)\n")
     assert invoke("check", "mine.py:three", "--cell", "rnn_tanh").output == (
         "gradlab: error: mine.py: 'three' is not a function (its type: int)\n")
 
@@ -246,8 +249,8 @@ def test_gradlab_check_says_where_a_size_written_in_fails_and_notes_once(tmp_pat
     monkeypatch.chdir(tmp_path)
     failed = invoke("check", "mine.py:eye8", "--cell", "rnn_tanh", "--bias-scale", "0")
     assert failed.exit_code == 2 and failed.output.startswith(
-        "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 11, m = 5, "
-        "B = 7: ")
+        "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 17, m = 5, "
+        "B = 17: ")
     noted = invoke("check", "mine.py:nob", "--cell", "rnn_tanh", "--bias-scale", "0")
     assert noted.exit_code == 0 and noted.output.count("Note: it agrees at the params") == 1
 
@@ -284,7 +287,7 @@ def test_gradlab_check_looks_past_the_first_size_and_batch(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     for name in ("units", "sequences"):
         result = invoke("check", f"mine.py:{name}", "--cell", "rnn_tanh")
-        assert result.exit_code == 1 and "at n = 11, m = 5, B = 7\nIt agrees at n = 8" in \
+        assert result.exit_code == 1 and "at n = 17, m = 5, B = 17\nIt agrees at n = 8" in \
             result.output, (name, result.output)
     assert invoke("check", "mine.py:right", "--cell", "rnn_tanh").exit_code == 0
 

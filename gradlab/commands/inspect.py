@@ -114,15 +114,16 @@ def verify(names, device, dtype, seed):
 def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, rtol,
           weight_scale, bias_scale):
     """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
-    exact one, at --hidden/--inputs and then at a second pair of sizes; exit 0 when it
-    agrees (and stdout starts "agrees:"), 1 with a diagnosis when it does not, or
+    exact one, at --hidden/--inputs, then at a second pair of sizes and at the first with
+    other draws; exit 0 when it agrees (and stdout starts "agrees:"), 1 with a diagnosis
+    when it does not, or
     "inconclusive:" when the draws cannot tell (a term of the Jacobian at zero everywhere,
     two params alike), 2 when FUNCTION fails or exits (what it prints, even to file
     descriptor 1 or from a child process, goes to stderr: stdout is gradlab's alone). A
     FUNCTION that ends the process from a thread of its own cannot be stopped: a script
     should also look for "agrees:"."""
     from .. import budget
-    from ..verification.check import check_spec
+    from ..verification.spec import check_spec
     cell_name = strip_cell(cell_name)
     budget.ensure_check_fits(cell_name, hidden, inputs, batch)
     parts = None if block is None else tuple(p.strip() for p in block.split(","))

@@ -2,8 +2,9 @@
 
 `check_jacobian(fn, cell, params)` evaluates a user's `fn(params, state, x)` (torch or
 numpy; (B, S, S), or (S, S) for one sample: a function that fails on a batch, or
-returns one matrix for it, is called one sample at a time) at random states and inputs,
-or at the ones given, and compares it with gradlab's lowered Jacobian. When they differ it looks for the
+returns one matrix for it, is called one sample at a time, and the second is at best
+inconclusive: it folds a batch into one matrix) at random states and inputs, or at the
+ones given, and compares it with gradlab's lowered Jacobian. When they differ it looks for the
 mistakes people make when they derive a Jacobian by hand, in the terms of the derivation:
 
     layout      the transpose (denominator layout: rows are inputs)
@@ -297,7 +298,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         asked = Asked(fn, cell, params, yours, (state, x), (fn_state, fn_x), shape, layout,
                       wrt, blocks, rtol, seed, theirs)
         diagnosis = with_biases(asked) + with_states(asked)
-    doubt = bool(faint or same)
+    doubt = bool(faint or same) or (ok and one_by_one == COLLAPSED)
     if one_by_one == COLLAPSED:
         diagnosis = diagnosis + [COLLAPSED_NOTE.format(x.shape[0], *shape)]
     return Result(ok and not doubt, Error(absolute, relative),
@@ -309,10 +310,12 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                   inconclusive=ok and doubt)
 
 
-COLLAPSED_NOTE = ("Note: given a batch of {}, your function returned one {} x {} matrix, so it "
-                  "was checked one sample at a time, as a function written for one sample; "
-                  "if it takes batches, it folds them into one matrix (a mean or sum over "
-                  "the batch?).")
+COLLAPSED_NOTE = ("Given a batch of {}, your function returned one {} x {} matrix: one sample "
+                  "at a time it was checked as a function written for one sample, but for "
+                  "a batch it folds the samples into one matrix (a mean or sum over the "
+                  "batch?) or answers one sample for all, which no check of one sample can "
+                  "tell from right; return (B, rows, cols) for a batch, or check with "
+                  "batch=1 (--batch 1).")
 def _other_shape(theirs, exact, layout, blocks):
     """The Result for an answer shaped as the other layout's (B, cols, rows), rows != cols."""
     flipped = theirs if layout == "denominator" else theirs.transpose(1, 2)
@@ -328,62 +331,4 @@ def _other_shape(theirs, exact, layout, blocks):
                   {k: math.nan for k in blocks.keys}, [said], theirs.shape[0])
 
 
-def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias_scale=0.5,
-               **options):
-    """check_jacobian for the function `spec` ("path/to/file.py:FN" or "module:FN"), at
-    parameters drawn for `cell` with weights large enough and biases away from zero that
-    every term of the Jacobian carries weight (as `gradlab verify` draws them), unless
-    other scales are given (bias_scale=0 for a derivation without biases); at the sizes
-    given and, where it agrees there, at a second pair (`second_size`), so that a size
-    written into the function (torch.eye(8)) is found."""
-    cell = registry.cell(cell)
-    module, where, name = registry.load(spec, "function")
-    if not hasattr(module, name):
-        raise GradlabError(f"{where} has no function {name!r}")
-    fn = getattr(module, name)
-    if not callable(fn):
-        raise GradlabError(f"{where}: {name!r} is not a function (its type: "
-                           f"{type(fn).__name__})")
-    def at(n, m, batch):
-        params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
-                                  seed=seed)      # (scales that overflow: refused there)
-        return check_jacobian(fn, cell, params, seed=seed, **{**options, "batch": batch})
-
-    batch = options.pop("batch", 4)
-    first = at(hidden, inputs, batch)
-    if not first.ok:
-        return dataclasses.replace(first, sizes=f"n = {hidden}, m = {inputs}")
-    n, m = second_size(hidden, inputs)
-    b = batch + 3 if n > hidden else batch        # larger where it is small: chunks of B
-    try:
-        again = at(n, m, b)
-    except Exited:
-        raise
-    except GradlabError as err:        # torch.eye(8) in it: it fails only at other sizes
-        raise GradlabError(f"it agrees at n = {hidden}, m = {inputs}, but at a second size, "
-                           f"n = {n}, m = {m}, B = {b}: {err} (a size written into it?)") \
-            from None
-    sizes = f"n = {hidden}, m = {inputs}, B = {batch} and n = {n}, m = {m}, B = {b}"
-    if not again.ok:
-        return dataclasses.replace(again, sizes=f"n = {n}, m = {m}, B = {b}", diagnosis=[
-            f"It agrees at n = {hidden}, m = {inputs}, B = {batch}, but not at these sizes: "
-            "a size written into your function (torch.eye(8), a reshape, units or "
-            "sequences taken in fixed chunks)?"] * (
-                not again.inconclusive) + again.diagnosis)   # (inconclusive: draws can't tell)
-    worst = max((first, again), key=lambda r: r.max_error.relative)
-    said = {d.split(",")[0] for d in first.diagnosis}      # a note of one kind once
-    notes = first.diagnosis + [d for d in again.diagnosis if d.split(",")[0] not in said]
-    return dataclasses.replace(worst, checked=first.checked + again.checked, sizes=sizes,
-                               diagnosis=notes)
-
-
-def second_size(hidden, inputs):
-    """The second (n, m) `gradlab check` draws at: 3 more units up to n = 64 (a function
-    wrong past the first size, or on units in chunks of 8, is found; `check_spec` takes 3
-    more sequences too), 3 fewer above (it fits where the first does); one more input (two
-    where one more would make m = n, at which a transposed U keeps its shape)."""
-    n = hidden + 3 if hidden <= 64 else hidden - 3
-    return n, inputs + (2 if inputs + 1 == n else 1)
-
-
-__all__ = ["check_jacobian", "check_spec", "Result", "Error", "LAYOUTS"]
+__all__ = ["check_jacobian", "Result", "Error", "LAYOUTS"]

@@ -116,7 +116,8 @@ def _real_answer(a, what):
                            "numbers; expected real numbers")
     if a.layout != torch.strided:
         a = a.to_dense()                              # sparse: the same numbers, dense
-    return a.detach().to(dtype=torch.float64, device="cpu"), a.dtype
+    # a copy: an answer in a buffer the function reuses changes under us on its next call
+    return a.detach().to(dtype=torch.float64, device="cpu", copy=True), a.dtype
 
 
 COLLAPSED = "collapsed"      # a batch answered with one (rows, cols) matrix

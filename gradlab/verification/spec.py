@@ -1,0 +1,94 @@
+"""`gradlab check FILE.py:FN`: a function named on the command line, checked at draws
+chosen so that the common ways to be right at one draw only are found.
+
+One draw can be fooled by what does not depend on the numbers: a size written into the
+function (torch.eye(8)), units or sequences taken in fixed chunks (a power of two, a
+chunk of 8 or 16 read where the next begins), or answers kept from an earlier call (a
+cache keyed by shape). So the function is checked at the sizes given, at a second pair
+of sizes past the usual chunk widths (`second_size`), and at the first sizes again with
+other weights and states.
+"""
+
+import dataclasses
+
+from .. import registry
+from ..errors import GradlabError, derived_seed
+from .check import check_jacobian
+from .user import Exited
+
+CHUNKS = 16      # the second size crosses chunks of 8 and of 16 units and sequences
+
+
+def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias_scale=0.5,
+               **options):
+    """check_jacobian for the function `spec` ("path/to/file.py:FN" or "module:FN"), at
+    parameters drawn for `cell` with weights large enough and biases away from zero that
+    every term of the Jacobian carries weight (as `gradlab verify` draws them), unless
+    other scales are given (bias_scale=0 for a derivation without biases); at the sizes
+    given and, where it agrees there, at a second pair (`second_size`) and at the first
+    sizes with other weights and states (a function that keeps answers from an earlier
+    call agrees only at the draw it kept)."""
+    cell = registry.cell(cell)
+    module, where, name = registry.load(spec, "function")
+    if not hasattr(module, name):
+        raise GradlabError(f"{where} has no function {name!r}")
+    fn = getattr(module, name)
+    if not callable(fn):
+        raise GradlabError(f"{where}: {name!r} is not a function (its type: "
+                           f"{type(fn).__name__})")
+
+    def at(n, m, batch, draw=seed):
+        params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
+                                  seed=draw)      # (scales that overflow: refused there)
+        return check_jacobian(fn, cell, params, seed=draw, **{**options, "batch": batch})
+
+    batch = options.pop("batch", 4)
+    first = at(hidden, inputs, batch)
+    if not first.ok:
+        return dataclasses.replace(first, sizes=f"n = {hidden}, m = {inputs}")
+    n, m = second_size(hidden, inputs)
+    b = max(batch + 3, CHUNKS + 1) if n > hidden else batch   # past chunks of sequences
+    try:
+        again = at(n, m, b)
+    except Exited:
+        raise
+    except GradlabError as err:        # torch.eye(8) in it: it fails only at other sizes
+        raise GradlabError(f"it agrees at n = {hidden}, m = {inputs}, but at a second size, "
+                           f"n = {n}, m = {m}, B = {b}: {err} (a size written into it?)") \
+            from None
+    sizes = f"n = {hidden}, m = {inputs}, B = {batch} and n = {n}, m = {m}, B = {b}"
+    if not again.ok:
+        return dataclasses.replace(again, sizes=f"n = {n}, m = {m}, B = {b}", diagnosis=[
+            f"It agrees at n = {hidden}, m = {inputs}, B = {batch}, but not at these sizes: "
+            "a size written into your function (torch.eye(8), a reshape, units or "
+            "sequences taken in fixed chunks)?"] * (
+                not again.inconclusive) + again.diagnosis)   # (inconclusive: draws can't tell)
+    other = at(hidden, inputs, batch, draw=derived_seed(seed, 3))
+    if not other.ok:
+        return dataclasses.replace(other, sizes=f"n = {hidden}, m = {inputs}, B = {batch}, "
+                                   "other weights and states", diagnosis=[
+            f"It agrees at {sizes}, but not at the first sizes with other weights and "
+            "states drawn: does your function keep an answer from an earlier call (a "
+            "cache keyed by shape)?"] * (not other.inconclusive) + other.diagnosis)
+    worst = max((first, again, other), key=lambda r: r.max_error.relative)
+    said = {d.split(",")[0] for d in first.diagnosis}      # a note of one kind once
+    notes = list(first.diagnosis)
+    for result in (again, other):
+        notes += [d for d in result.diagnosis if d.split(",")[0] not in said]
+        said |= {d.split(",")[0] for d in result.diagnosis}
+    return dataclasses.replace(worst, checked=first.checked + again.checked + other.checked,
+                               sizes=sizes + " (and again at the first, other draws)",
+                               diagnosis=notes)
+
+
+def second_size(hidden, inputs):
+    """The second (n, m) `gradlab check` draws at: n = 17 or more up to n = 64 (9 more
+    units: a function wrong past the first size, or on units in chunks of 8 or 16, is
+    found; `check_spec` takes at least 17 sequences too), 3 fewer above (it fits where the
+    first does); one more input (two where one more would make m = n, at which a
+    transposed U keeps its shape)."""
+    n = max(hidden + 3, CHUNKS + 1) if hidden <= 64 else hidden - 3
+    return n, inputs + (2 if inputs + 1 == n else 1)
+
+
+__all__ = ["check_spec", "second_size"]

@@ -1,0 +1,138 @@
+"""A wrong answer that is right at the draws checked must not be called right: chunks of
+units or sequences wider than the sizes checked, answers kept from an earlier call, a
+batch folded into one matrix, an answer in a buffer the function reuses, and a Lyapunov
+tolerance set by exponents far below the top one (each once agreed)."""
+
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import gradlab
+from gradlab.testing import assert_jacobian
+from conftest import invoke
+
+RNN = textwrap.dedent('''\
+    import torch
+
+    def slope(P, S, X):
+        return 1 - torch.tanh(S[0] @ P["W"].T + X @ P["U"].T + P["b"].reshape(-1)) ** 2
+
+    def sequences_in_chunks(P, S, X, chunk=8):
+        # every chunk reads the first chunk's states: right for B <= 8
+        h, out = S[0], []
+        for i in range(0, h.shape[0], chunk):
+            k = len(h[i:i + chunk])
+            a = h[:k] @ P["W"].T + X[i:i + k] @ P["U"].T + P["b"].reshape(-1)
+            out.append((1 - torch.tanh(a) ** 2)[:, :, None] * P["W"])
+        return torch.cat(out)
+
+    def units_in_chunks(P, S, X, chunk=16):
+        # later chunks of rows take the first chunk's slope: right for n <= 16
+        s, n, rows = slope(P, S, X), P["W"].shape[0], []
+        for i in range(0, n, chunk):
+            k = min(chunk, n - i)
+            rows.append(s[:, :k, None] * P["W"][i:i + k])
+        return torch.cat(rows, 1)
+
+    _kept = {}
+
+    def kept_by_shape(P, S, X):
+        # the weights of the first call at each shape, kept: stale after a weight update
+        key = (tuple(P["W"].shape), tuple(S[0].shape))
+        if key not in _kept:
+            _kept[key] = ({k: v.clone() for k, v in P.items()}, S[0].clone(), X.clone())
+        Q, h, x = _kept[key]
+        return slope(Q, (h,), x)[:, :, None] * Q["W"]
+    ''')
+
+
+@pytest.mark.parametrize("fn, why", [
+    ("sequences_in_chunks", "sequences taken in fixed chunks"),
+    ("units_in_chunks", "sequences taken in fixed chunks"),     # (one sentence for both)
+    ("kept_by_shape", "keep an answer from an earlier call")])
+def test_gradlab_check_finds_what_one_draw_at_the_usual_sizes_hides(tmp_path, monkeypatch,
+                                                                     fn, why):
+    (tmp_path / "mine.py").write_text(RNN)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("check", f"mine.py:{fn}", "--cell", "rnn_tanh")
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("differs") and why in result.output
+
+
+def test_gradlab_check_still_agrees_with_a_right_function_at_every_draw(tmp_path, monkeypatch):
+    (tmp_path / "mine.py").write_text(RNN + textwrap.dedent('''
+        def right(P, S, X):
+            return slope(P, S, X)[:, :, None] * P["W"]
+        '''))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("check", "mine.py:right", "--cell", "rnn_tanh")
+    assert result.exit_code == 0, result.output
+    assert "n = 8, m = 4, B = 4 and n = 17, m = 5, B = 17" in result.output
+
+
+def test_an_answer_in_a_reused_buffer_is_read_before_the_next_call_overwrites_it():
+    """A numpy function writing into one buffer per shape (out=) that forgets the bias:
+    at zero biases the note that it is wrong with biases was lost, as the second call
+    overwrote the first answer and both looked alike (a closure over fixed weights)."""
+    cell = gradlab.cell("rnn_tanh")
+    params = cell.init_params(8, 4, weight_scale=1.5, bias_scale=0.0, seed=0)
+    buffers = {}
+
+    def no_bias(P, S, X):
+        W, U = np.asarray(P["W"]), np.asarray(P["U"])
+        a = np.asarray(S[0]) @ W.T + np.asarray(X) @ U.T                   # b forgotten
+        out = buffers.setdefault(a.shape, np.empty((*a.shape, W.shape[1])))
+        return np.multiply((1 - np.tanh(a) ** 2)[:, :, None], W[None], out=out)
+
+    with pytest.warns(UserWarning, match="assert_jacobian: .*but not with it drawn nonzero"):
+        assert_jacobian(no_bias, cell, params)
+
+
+def _qr_exponents(cell, P, xs, k, shift=0):
+    """Exponents by QR from the identity; shift=1 takes J at the state after the step."""
+    step, jac = cell.step_fn(), cell.jacobian_fn("state")
+    T, B, _ = xs.shape
+    s = tuple(torch.zeros(B, P["W_i"].shape[0], dtype=xs.dtype) for _ in cell.state_names)
+    states = [s]
+    for t in range(T):
+        s = step(P, s, xs[t])
+        states.append(s)
+    at = states[shift:shift + T]                     # one Jacobian call for all T steps
+    J = jac(P, tuple(torch.cat([s[i] for s in at]) for i in range(len(s))),
+            xs.reshape(T * B, -1)).reshape(T, B, *jac_shape(s))
+    Q = torch.eye(J.shape[-1], dtype=xs.dtype)[:, :k].expand(B, -1, k).clone()
+    total = torch.zeros(B, k, dtype=xs.dtype)
+    for t in range(T):
+        Q, R = torch.linalg.qr(J[t] @ Q)
+        total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log()
+    return (total / T).mean(0)
+
+
+def jac_shape(state):
+    S = sum(part.shape[-1] for part in state)
+    return S, S
+
+
+def test_check_lyapunov_judges_the_top_exponent_at_its_own_scale():
+    """With every exponent asked for (k = S = 16), the tolerance was measured against
+    the most negative (-5.05): a top exponent 30 % off (-0.44 for -0.34) agreed, and so
+    did a Jacobian taken after the step at k = 4, T = 300. Too short a run is refused."""
+    lstm = gradlab.cell("lstm")
+    P = lstm.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=3)
+    gen = torch.Generator().manual_seed(5)
+    short = 0.8 * torch.randn(100, 4, 4, dtype=torch.float64, generator=gen)
+    right = _qr_exponents(lstm, P, short, 16)
+    top_off = right.clone()
+    top_off[0] *= 1.3
+    for answer in (right, top_off):
+        with pytest.raises(gradlab.GradlabError, match="xs is too short to check exponents"):
+            gradlab.check_lyapunov(lambda p, x, k, a=answer: a, lstm, P, short, 16)
+    gen = torch.Generator().manual_seed(5)
+    long = 0.8 * torch.randn(1200, 4, 4, dtype=torch.float64, generator=gen)
+    assert gradlab.check_lyapunov(lambda p, x, k: _qr_exponents(lstm, p, x, k), lstm, P,
+                                  long, 4).ok
+    after = gradlab.check_lyapunov(lambda p, x, k: _qr_exponents(lstm, p, x, k, shift=1),
+                                   lstm, P, long, 4)
+    assert not after.ok
