@@ -218,8 +218,8 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
     `snapshot` taken when the run began; if another run wrote here since, `notice` is told
     before this run's output replaces it. `complete(path)`, if given, returns more
     {relative path: bytes} computed under the lock from what the folder holds then (an
-    index of another run's pages). `kind`: a report's figure names, so that another kind
-    of report is not replaced without `force`."""
+    index of another run's pages). `kind`: the figures every report of its kind draws, so
+    that another kind of report is not replaced without `force`."""
     _check_names(files)
     path = refuse_unsafe(out, cell_files=cell_files, what=what)
     try:

@@ -156,9 +156,11 @@ def nested(others):
 
 def other_kind(manifest, figures, out):
     """The one-line refusal when the folder's `manifest` lists another kind of report than
-    one drawing `figures` (their names; none of theirs among them), else None."""
+    one whose every report draws `figures` (their names: a report of that kind lists them
+    all), else None. Sharing a figure is not enough: a gradient-decay report of gated
+    cells draws `drift` too, which a learnability report replaced without --force."""
     theirs = {pathlib.PurePosixPath(rel).stem for rel in manifest if rel.startswith("figures/")}
-    if figures and theirs and not theirs & set(figures):
+    if figures and theirs and not set(figures) <= theirs:
         return (f"--out {str(out)!r} holds another kind of gradlab report (its figures: "
                 f"{', '.join(sorted(theirs))}), which this one would replace; choose another "
                 "--out, or pass --force to replace it")

@@ -357,6 +357,22 @@ def test_a_report_of_another_kind_is_not_replaced_without_force(tmp_path):
     assert "figures/phase.png" in listing(out) and "figures/decay.png" not in listing(out)
 
 
+def test_a_report_sharing_a_figure_is_still_another_kind(tmp_path):
+    """A gradient-decay report of gated cells draws `drift`, which every learnability
+    report draws too: `gradlab train --out` replaced it without --force, exit 0."""
+    out = tmp_path / "decay"
+    small = ["--hidden", "2", "--steps", "3", "--batch", "1"]
+    assert_ok(invoke("report", "--cells", "rnn_tanh,gru", *small, "--out", out))
+    before = listing(out)
+    assert "figures/drift.png" in before
+    train = ["train", "--cells", "rnn_tanh", "--tasks", "adding:3", "--steps", "2",
+             "--hidden", "2", "--batch", "2", "--char-steps", "0", "--drift-steps", "1",
+             "--out", out]
+    assert_one_line_error(invoke(*train), "holds another kind of gradlab report")
+    assert listing(out) == before
+    assert_ok(invoke("report", "--cells", "rnn_tanh,gru", *small, "--out", out))  # its own
+
+
 def test_what_a_function_file_prints_on_import_goes_to_stderr(tmp_path):
     """stdout starts with the verdict: a file that printed at import put its line first."""
     fns = tmp_path / "loud.py"

@@ -57,7 +57,7 @@ def test_another_kind_of_report_written_meanwhile_is_not_replaced_without_force(
     def report(names, **options):
         figs = {name: Figure() for name in names}
         return write_report(tmp_path / "r", title="t", intro="i", header={}, sections=[],
-                            figures=figs, data={}, **options)
+                            figures=figs, data={}, kind=names, **options)
 
     report(["phase", "timescales"])               # a sweep finished while this run worked
     with pytest.raises(GradlabError, match=r"holds another kind of gradlab report \(its "

@@ -88,7 +88,8 @@ def write(out, *, figures=None, data=None, force=False):
                 Section("Second", figure="two")]
     data = {"x": [1.0, math.nan], "y": np.array([math.inf])} if data is None else data
     return write_report(out, title="T <1>", intro="intro", header={"seed": 0, "rate": math.nan},
-                        sections=sections, figures=figures, data=data, force=force)
+                        sections=sections, figures=figures, data=data, kind=tuple(figures),
+                        force=force)
 
 
 def test_write_report_writes_every_file(tmp_path):
@@ -299,7 +300,7 @@ def test_publish_module_exports(tmp_path):
     out = tmp_path / "via_module"
     assert outputs.check_target(out) == out.resolve() and not out.exists()
     publish.write_report(out, title="t", intro="i", header={}, sections=[], figures={},
-                         data={"x": [1.0, math.inf]})
+                         data={"x": [1.0, math.inf]}, kind=())
     assert strict_loads((out / "data.json").read_text()) == {"x": [1.0, "inf"]}
     assert (out / "index.html").is_file() and (out / "report.md").is_file()
 

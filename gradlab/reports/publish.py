@@ -157,13 +157,14 @@ def render(*, title, intro, header, sections, figures, data):
     return files
 
 
-def write_report(out, *, title, intro, header, sections, figures, data, force=False,
+def write_report(out, *, title, intro, header, sections, figures, data, kind, force=False,
                  **where):
     """Render the report and write it at `out` atomically (`outputs.write_files`: gradlab
-    replaces only what it wrote); `where` passes cell_files, expect and notice on."""
+    replaces only what it wrote); `kind`: the figures every report of its kind draws
+    (`ownership.other_kind`); `where` passes cell_files, expect and notice on."""
     files = render(title=title, intro=intro, header=header, sections=sections,
                    figures=figures, data=data)
-    return write_files(out, files, replace=True, force=force, kind=tuple(figures), **where)
+    return write_files(out, files, replace=True, force=force, kind=tuple(kind), **where)
 
 
 def _markdown(title, intro, header, sections):

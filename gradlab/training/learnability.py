@@ -379,7 +379,7 @@ def report(setup, out, *, force=False, command="gradlab train", progress=None, *
         data = run(setup, progress=progress)
         title, intro, header, sections, figs, data = build(setup, data, command)
     return write_report(out, title=title, intro=intro, header=header, sections=sections,
-                        figures=figs, data=data, force=force, **where)
+                        figures=figs, data=data, force=force, kind=FIGURES, **where)
 
 
 __all__ = ["DEFAULT_CELLS", "DEFAULT_TASKS", "LearnSetup", "parse_tasks", "run", "build",
