@@ -14,7 +14,7 @@ import click
 from . import exits
 from .commands import inspect, learning, reports
 from .errors import GradlabError, Interrupted, PipeClosed
-from .options import allocator_failed, echo
+from .options import allocator_failed, echo, lenient_streams
 
 
 def _one_line(message):
@@ -103,6 +103,7 @@ for command in (inspect.cells, inspect.derive, inspect.verify, inspect.check, in
 
 
 def main():
+    lenient_streams()
     try:
         cli.main(prog_name="gradlab")
     except SystemExit as e:              # (standalone: the status, as click ends with it)

@@ -199,12 +199,28 @@ def echo(message="", *, err=False, nl=True):
     except (OSError, ValueError) as failed:
         gone = isinstance(failed, BrokenPipeError) or getattr(failed, "errno", None) == \
             errno.EBADF or (isinstance(failed, ValueError) and "closed file" in str(failed))
-        if not (err or gone):
-            raise
+        if not (err or gone):                 # (a full disk: said to be stdout's, not
+            raise GradlabError(                   # the report's, written whole before it)
+                f"cannot write to standard output: {getattr(failed, 'strerror', None) or failed}"
+            ) from None
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), (sys.stderr if err else sys.stdout)
                     .fileno())
         except (OSError, ValueError, AttributeError):    # (no real stream: a test runner)
+            pass
+
+
+def lenient_streams():
+    """stdout and stderr in an encoding that cannot hold gradlab's symbols (σ, ∂, ξ:
+    PYTHONIOENCODING=latin-1, a cp1252 console) write them escaped (\\u03c3), not fail
+    half-way through the output (click forces UTF-8 only on an ASCII stream)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None and stream.errors == "strict":
+                "σ∂ξλ₁≥−—".encode(stream.encoding)
+        except UnicodeEncodeError:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, LookupError, ValueError):    # not a plain text stream
             pass
 
 

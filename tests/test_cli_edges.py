@@ -211,7 +211,8 @@ def test_a_full_disk_under_stdout_is_still_an_error(tmp_path):
     with open("/dev/full", "w") as full:
         run = subprocess.run([sys.executable, "-m", "gradlab", "cells"], stdout=full,
                              stderr=subprocess.PIPE, text=True, timeout=120, env=SAME)
-    assert run.returncode == 2 and "No space left on device" in run.stderr
+    assert run.returncode == 2 and run.stderr == (
+        "gradlab: error: cannot write to standard output: No space left on device\n")
 
 
 def test_option_slips_are_named_as_typed(tmp_path, monkeypatch):
