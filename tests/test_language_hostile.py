@@ -348,3 +348,13 @@ def test_numpy_reading_an_equation_is_refused_by_name_and_numpy_scalars_are_numb
     with pytest.raises(AttributeError, match="no attribute 'gelu' \\(the cell language's "
                                              "functions: sigmoid, tanh, relu"):
         gradlab.gelu
+
+
+@pytest.mark.parametrize("name", ["declared", "lets"])
+def test_a_name_the_builder_answers_itself_is_reserved(name):
+    """A parameter called `declared` made s.declared the builder's method: the error read
+    "cannot use <bound method Builder.declared ...> (method)"."""
+    with pytest.raises(gradlab.GradlabError, match=f"parameter name '{name}' is reserved"):
+        @gradlab.declare(state="h", params=f"W U {name}", source="t")
+        def cell(s):
+            return gradlab.tanh(s.W @ s.h + s.U @ s.x + getattr(s, name))

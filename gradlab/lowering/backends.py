@@ -10,7 +10,7 @@ import types
 
 import numpy as np
 
-from ..symbolic.activations import implementations
+from ..symbolic.activations import generation, implementations
 
 
 def _numpy():
@@ -139,6 +139,11 @@ def _torch():
 LOADERS = {"numpy": _numpy, "torch": _torch}
 
 
-@functools.lru_cache(maxsize=None)
 def backend(name):
+    """The namespace of backend `name`, with every activation registered so far."""
+    return _built(name, generation())
+
+
+@functools.lru_cache(maxsize=None)
+def _built(name, registered):
     return LOADERS[name]()

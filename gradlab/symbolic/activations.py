@@ -36,11 +36,33 @@ class Activation:
         return self.text.count("{}")
 
 
+_generation = [0]     # bumped by each registration: backends built before it are stale
+
+
+def generation():
+    """How many activations were registered so far (`lowering.backends` rebuilds its
+    namespaces when it grows: one registered after a cell was lowered is found)."""
+    return _generation[0]
+
+
 def activation(language, function, *, text, latex, numpy, torch, key=None):
-    """Register an activation; `language` None for a function only derivatives use."""
+    """Register an activation; `language` None for a function only derivatives use. A
+    key (the SymPy function's name) or language name already taken by another function is
+    refused: a hard sigmoid named `sigmoid` silently replaced the one every LSTM runs."""
+    from ..errors import GradlabError
     key = key or function.__name__
+    taken = TABLE.get(key)
+    if taken is not None and taken.function is not function:
+        raise GradlabError(f"an activation {key!r} is registered already ({taken.text.format('v')}"
+                           f"); give yours a function of another name, or key=")
+    clash = next((a for a in TABLE.values() if language and a.language == language
+                  and a.key != key), None)
+    if clash is not None:
+        raise GradlabError(f"the language name {language!r} is taken by the activation "
+                           f"{clash.key!r}; choose another")
     TABLE[key] = Activation(key, function, text=text, latex=latex, numpy=numpy, torch=torch,
                             language=language)
+    _generation[0] += 1
     return function
 
 
@@ -89,7 +111,14 @@ above.eval = classmethod(lambda cls, a, b: sp.S.Half if a == b else None)
 maximum = _function("maximum", lambda a, b: (above(a, b), above(b, a)), nargs=2)
 minimum = _function("minimum", lambda a, b: (above(b, a), above(a, b)), nargs=2)
 
-_np_sigmoid = (lambda np: lambda a: 0.5 * (1.0 + np.tanh(0.5 * a)))  # exact, no overflow
+def _np_sigmoid(np):
+    """numpy's sigmoid, to rounding over the whole line and without overflow: 1 / (1 +
+    e^-a) for a >= 0, e^a / (1 + e^a) below. (0.5 (1 + tanh(a / 2)) cancels for a < 0:
+    off by 1.7e-4 at a = -30, exactly 0 below -37, where log(sigmoid(a)) became -inf.)"""
+    def sigmoid(a):
+        e = np.exp(-np.abs(a))
+        return np.where(np.asarray(a) >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return sigmoid
 
 
 def _torch_pair(name):

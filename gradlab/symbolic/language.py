@@ -92,8 +92,8 @@ class Value:
                            "(maximum, minimum, relu, sigmoid, ...)")
 
     def __eq__(self, other):     # `mean(z) == 0` was always False: a branch taken silently
-        if isinstance(other, Value):
-            return self is other
+        if self is other:          # (and `a == s.h` always False: each s.h is a new Value)
+            return True
         return self.__bool__()
 
     __ne__ = lambda self, other: not self.__eq__(other)          # noqa: E731

@@ -13,7 +13,7 @@ import unicodedata
 # meaning of its own (%, &, {, $, <); a letter first, so that it never reads as a number
 LET_NAME = re.compile(r"(?!.*__)[^\W\d_][\w']*(?:\^[\w']+)?(?<!_)~?'*")  # printable as one
 
-RESERVED = ("let", "hidden_size", "input_size", "I")   # what a Builder offers besides the symbols
+RESERVED = ("let", "hidden_size", "input_size", "I", "declared", "lets")   # a Builder's own
 # letters that print as the identity I, and marks that print as a transpose or a prime
 LIKE_I = ("Ι", "І", "Ӏ", "ǀ", "|")               # Greek, Cyrillic, palochka, click
 LIKE_MARKS = ("ᵀ", "ʹ", "′", "″", "ˈ", "‵")
