@@ -39,8 +39,9 @@ weight_ih_l0 with zero columns for the rest of x'; layer l's U{l} is its own dir
 columns of weight_ih (forward h first in torch's concat, backward h second), U{l}_x the
 other direction's, placed at layer l-1's columns of x' (zeros elsewhere).
 `direction_inputs(module, xs, direction)` builds x' from xs by running the module's own
-layers (torch's kernels, zero initial state): pass it to gradient_flow, or let
-`gradient_flow(module, xs, reverse=...)` do it. The Jacobian is then that of the
+layers (torch's kernels, zero initial state, or the direction's own `state0=`: with L > 2
+the other direction reads its outputs): pass it to gradient_flow, or let
+`gradient_flow(module, xs, reverse=..., state0=...)` do it. The Jacobian is then that of the
 direction's step with the other half fixed: d s'/d s of one direction's state.
 
 `to_torch` is the inverse for one layer: the torch cell module (nn.RNNCell, nn.LSTMCell,
@@ -266,13 +267,16 @@ def _one_layer(module, k):
     return one
 
 
-def direction_inputs(module, xs, direction):
+def direction_inputs(module, xs, direction, state0=None):
     """The sequence a direction of `module` reads, from its input sequence xs (T, B, m):
     for a bidirectional module with num_layers = L > 1, x' = concat(x_t, the other
     direction's h of layers 1..L-1 at t), (T, B, m + (L-1)*p), computed by running the
-    module's own layers on xs from zero initial states (the module docstring); for any
-    other torch recurrent module, xs itself. Always in natural time order, on the module's
-    dtype and device: pass it with reverse=(direction == "backward")."""
+    module's own layers on xs from zero initial states (the module docstring), or, for
+    this direction, from `state0` (its state as from_torch's cell holds it: h1, c1, h2,
+    ..., (B, n) each): from layer 2 on the other direction reads this one's outputs, so
+    with L > 2 they depend on it. For any other torch recurrent module, xs itself. Always
+    in natural time order, on the module's dtype and device: pass it with
+    reverse=(direction == "backward")."""
     import torch
 
     module_kind(module)
@@ -295,9 +299,28 @@ def direction_inputs(module, xs, direction):
     inputs, halves = xs, []
     with torch.no_grad():
         for k in range(module.num_layers - 1):
-            inputs, _ = _one_layer(module, k)(inputs)
+            start = None if state0 is None else _layer_state(module, state0, k, direction)
+            inputs, _ = _one_layer(module, k)(inputs, start)
             halves.append(inputs[..., other])
     return torch.cat([xs, *halves], -1)
+
+
+def _layer_state(module, state0, k, direction):
+    """torch's initial state of bidirectional layer k, this direction's from `state0` (the
+    stacked cell's parts, (B, n) each; torch's h is the first p entries of its h), the
+    other direction's zero."""
+    import torch
+
+    n, p, _ = _sizes(module)
+    per = len(state0) // module.num_layers
+    mine = state0[k * per:(k + 1) * per]
+    side = 0 if direction == "forward" else 1
+    out = []
+    for part, width in zip(mine, (p, n)):
+        both = part.new_zeros(2, part.shape[0], width)
+        both[side] = part[:, :width]
+        out.append(both)
+    return out[0] if per == 1 else tuple(out)
 
 
 def _checked_sizes(c, params):
