@@ -104,3 +104,19 @@ def test_a_report_of_one_step_says_nothing_a_single_step_cannot_show(tmp_path):
     assert "from step 1 to step 1" not in text and "(×1)" not in text
     assert "over T = 1 step there is no growth to measure" in text
     assert "The paths differ in the first lags" not in text
+
+
+def test_a_theory_curve_leaping_to_infinity_says_it_is_its_horizon_not_the_critical_line():
+    """The theory's curve leapt to ∞ (no decay) at σ_w = 1.833 while the same caption put
+    the critical line at 1.856, where theory still decays: ∞ is its finite horizon's."""
+    from gradlab.reports import phase_words
+    grid = sweep.Grid(cells=("rnn_tanh",), weight_scales=(1.75, 1.833), gate_biases=(0.0,),
+                      hidden=8, inputs=8, steps=8, max_steps=32, batch=2)
+    theory = {"method": "dynamic", "levels": [3, 10, 30], "unread": {},
+              "options": {"units": 256, "inputs": 8, "steps": 32, "lags": [8, 32]},
+              "timescale": {"rnn_tanh": [[17.9, math.inf]]},
+              "curves": {"rnn_tanh": {"weight_scale": [1.75, 1.833],
+                                      "timescale": [17.9, math.inf]}}}
+    text = phase_words.theory_text(grid, [], theory)
+    assert "leaps from 17.9 to ∞ (no decay within its T = 32 steps" in text
+    assert "the leap can come before the critical line" in text

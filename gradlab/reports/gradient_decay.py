@@ -318,8 +318,9 @@ def build(setup, cells, command, model_note=None):
                 "typically falls more slowly; the two rates meet at λ₁ as T grows. "
                 + findings(cells), "decay"),
         Section("Summary", "Rate: least-squares slope of the mean natural-log spectral norm "
-                "against the lag. Horizon: first lag where the norm falls below 10⁻³ "
-                "(10⁻⁶) of its lag-1 value (— if it never does within T). λ₁: top Lyapunov "
+                "against the lag. Horizon: first lag where that mean (the geometric mean "
+                "norm; the figure draws the median, which can cross sooner) falls below "
+                "10⁻³ (10⁻⁶) of its lag-1 value (— if it never does within T). λ₁: top Lyapunov "
                 "exponent by QR over 4T steps (derivations/theory.md §5); the rate tends to "
                 "it as T grows. ±: the standard error over sequences (of the per-sequence "
                 "slopes, and of the per-sequence exponents; — where there is none: one "

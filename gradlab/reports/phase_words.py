@@ -148,7 +148,9 @@ def theory_text(grid, points, theory):
     for cell, passed, a, b, finite in unplaced_crossings(theory, theory["levels"]):
         text += (f" {cell}'s curve passes ξ = {', '.join(f'{v:g}' for v in passed)} between "
                  f"σ_w = {a:.4g} and {b:.4g}, where it leaps from {finite:.3g} to ∞ (no "
-                 "decay): those lines are not drawn.")
+                 f"decay within its T = {theory['options']['steps']} steps, over which a "
+                 "timescale much longer than T reads as none: the leap can come before the "
+                 "critical line): those lines are not drawn.")
     if ratios:
         text += (f" At {'the one point' if len(ratios) == 1 else f'the {len(ratios)} points'}"
                  f" where both have a converged ξ, theory and measurement differ by a factor "

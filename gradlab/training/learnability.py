@@ -132,9 +132,11 @@ def vanilla_findings(runs):
         tried = sorted({r["delay"] for r in runs if r["task"] == task})
         numbers[task] = {"learned_at": learned, "longest": {c: max(v, default=0)
                                                             for c, v in learned.items()}}
+        partly = {c: _delays(runs, c, task, ("partly",)) for c in cells}
         lines.append(f"{task}: " + "; ".join(
-            f"{c} learned at delay {_list(learned[c])}" if learned[c] else
-            f"{c} learned at none of the delays tried ({_list(tried)})" for c in cells) + ".")
+            (f"{c} learned at delay {_list(learned[c])}" if learned[c] else
+             f"{c} learned at none of the delays tried ({_list(tried)})")
+            + (f", partly at {_list(partly[c])}" if partly[c] else "") for c in cells) + ".")
         if not vanilla or not gated:
             continue
         v_best = max(numbers[task]["longest"][c] for c in vanilla)
