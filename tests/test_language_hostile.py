@@ -5,6 +5,7 @@ larger expression. Each test failed before its fix (wrong numbers, a false equat
 a bare Python error)."""
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -358,3 +359,23 @@ def test_a_name_the_builder_answers_itself_is_reserved(name):
         @gradlab.declare(state="h", params=f"W U {name}", source="t")
         def cell(s):
             return gradlab.tanh(s.W @ s.h + s.U @ s.x + getattr(s, name))
+
+
+@pytest.mark.parametrize("body, said", [
+    (lambda s: sympy.sin(s.h), "SymPy's own functions cannot take a symbolic value"),
+    (lambda s: 2 ** s.h, "write gradlab.exp(math.log(2) * h) for 2 ** h")])
+def test_a_slip_python_or_sympy_rejects_says_what_to_write(body, said):
+    """They ended in SympifyError's and TypeError's own words, with no pointer."""
+    with pytest.raises(gradlab.GradlabError, match=re.escape(said)):
+        @gradlab.declare(state="h", params="W U b", source="t")
+        def cell(s):
+            return tanh(s.W @ s.h + s.U @ s.x + s.b) + body(s)
+
+
+def test_mean_field_names_an_expression_it_cannot_read_in_the_cells_own_notation():
+    """It printed SymPy's internals: HadamardPower(W, 2)*h, Lambda(_d, tanh(_d)).(W)*h."""
+    @gradlab.declare(state="h", params="W U b", source="t")
+    def squared(s):
+        return tanh(s.W ** 2 @ s.h + s.U @ s.x + s.b)
+    with pytest.raises(gradlab.GradlabError, match=re.escape("cannot read W^∘2 h in cell")):
+        gradlab.mean_field(squared, weight_scale=1.0, steps=4)

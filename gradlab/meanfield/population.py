@@ -140,7 +140,8 @@ class Population:
             if any(_has_weight(cell, m) for m in mats[:-1]):
                 if len(mats) != 2:
                     raise GradlabError(f"mean field: cell '{cell.name}' multiplies "
-                                       f"{len(mats)} matrices in {expr}; only M @ v is read")
+                                       f"{len(mats)} matrices in {text(expr)}; only M @ v "
+                                       "is read")
                 if not new_fields:
                     raise GradlabError(
                         f"mean field cannot read cell '{cell.name}': its Jacobian applies "
@@ -170,13 +171,13 @@ class Population:
             matrix = MatAdd(*(p for _, p in keep)) if len(keep) > 1 else keep[0][1]
         weights = _weights(cell, matrix)
         if weights is None:
-            raise GradlabError(f"mean field: cannot read {expr} in cell '{cell.name}' as a "
+            raise GradlabError(f"mean field: cannot read {text(expr)} in cell '{cell.name}' as a "
                                "Gaussian field (a weight, its transpose, or a numeric "
                                "combination of them, times a vector)")
         is_input = vector == cell.input_symbol
         if not is_input and cell.input_symbol in vector.free_symbols:
             raise GradlabError(f"mean field: cell '{cell.name}' reads the input through "
-                               f"{expr}; only U @ x is read")
+                               f"{text(expr)}; only U @ x is read")
         shapes = {cell.param_shapes[w][1] for w, _ in weights}
         if is_input != (shapes == {cell.input_symbol.shape[0]}):
             raise GradlabError(f"mean field: {expr} in cell '{cell.name}' mixes input and "

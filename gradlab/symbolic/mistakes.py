@@ -13,13 +13,25 @@ COMPARED = ("; a symbolic value has no order (Python's max, min, <, > compare): 
             "gradlab.maximum(a, b), gradlab.minimum(a, b) or relu")
 
 
+POWER = ("; a number to a symbolic power is not in the language: write "
+         "gradlab.exp(math.log(2) * h) for 2 ** h")
+SYMPY = ("; SymPy's own functions cannot take a symbolic value of a cell: use gradlab's "
+         "(gradlab.tanh, sigmoid, exp, ...), or register one in the activation table "
+         "(gradlab.symbolic.activations.activation) and call gradlab.elementwise(sympy.sin)(h)")
+
+
 def hint(err):
-    """What a Python slip on a symbolic value means: FOREIGN, COMPARED or nothing."""
+    """What a Python slip on a symbolic value means: FOREIGN, COMPARED, POWER, SYMPY or
+    nothing."""
     said = str(err)
+    if type(err).__name__ == "SympifyError" and "Value" in said:
+        return SYMPY                                   # sympy.sin(s.h)
     if not isinstance(err, TypeError):
         return ""
     if any(k in said for k in ("ufunc", "must be Tensor", "must be real number")):
         return FOREIGN                                 # np.tanh, torch.tanh, math.tanh
+    if "** or pow()" in said and "'Value'" in said:
+        return POWER                                   # 2 ** s.h
     return COMPARED if "not supported between instances" in said else ""
 
 
