@@ -226,13 +226,13 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
         path.parent.mkdir(parents=True, exist_ok=True)
         with locked(path.parent):
             clean_leftovers(path)
+            if kind and not force and (refusal := other_kind(read_manifest(path), kind, out)):
+                raise GradlabError(refusal)          # (written meanwhile: checked at start too)
             if expect is not None and notice is not None and snapshot(out) != expect:
                 notice(f"another run wrote {str(out)!r} while this one worked; this run's "
                        "output replaces it")
             if complete is not None:
                 files = {**files, **complete(path)}
-            if kind and not force and (refusal := other_kind(read_manifest(path), kind, out)):
-                raise GradlabError(refusal)          # (written meanwhile: checked at start too)
             others = in_the_way(out, check_target(out, force=force, cell_files=cell_files,
                                                   what=what), (*files, MANIFEST), what)
             if not replace:
@@ -260,8 +260,11 @@ def in_the_way(out, path, names, what="--out"):
     blocked = [rel for rel in names if any(
         rel == o.rstrip("/") or o.startswith(rel + "/")
         or (not o.endswith("/") and rel.startswith(o + "/")) for o in others)]
-    if blocked:
-        raise GradlabError(f"{what} {str(out)!r}: {blocked[0]!r} is in the way and gradlab "
+    if blocked:            # named as what is there: a link `figures`, not figures/decay.png
+        rel = blocked[0]
+        shown = next((o for o in others if not o.endswith("/") and rel.startswith(o + "/")),
+                     rel)
+        raise GradlabError(f"{what} {str(out)!r}: {shown!r} is in the way and gradlab "
                            "did not write it; move it away or choose another folder")
     return others
 

@@ -153,6 +153,19 @@ def test_report_refuses_a_user_file_in_the_way_before_measuring(tmp_path):
     assert listing(tmp_path) == ["r", "r/figures", "r/figures/decay.png"]
 
 
+def test_a_linked_figures_folder_is_named_as_what_is_in_the_way(tmp_path):
+    """A link `figures` to a folder of the user's was refused as 'figures/decay.png' in
+    the way: a file the user never made."""
+    out, mine = tmp_path / "r", tmp_path / "mine"
+    mine.mkdir()
+    out.mkdir()
+    (out / "figures").symlink_to(mine)
+    result = invoke("report", "--cells", "rnn_tanh", "--hidden", "2", "--inputs", "1",
+                    "--steps", "3", "--batch", "1", "--out", out, "--force")
+    assert_one_line_error(result, "'figures' is in the way")
+    assert list(mine.iterdir()) == []
+
+
 def test_verify_accepts_all(monkeypatch):
     import gradlab.verification.verify as verify
 

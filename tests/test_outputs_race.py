@@ -59,10 +59,14 @@ def test_another_kind_of_report_written_meanwhile_is_not_replaced_without_force(
         return write_report(tmp_path / "r", title="t", intro="i", header={}, sections=[],
                             figures=figs, data={}, kind=names, **options)
 
+    from gradlab import outputs
+    before = outputs.snapshot(tmp_path / "r")      # the run began: nothing there
     report(["phase", "timescales"])               # a sweep finished while this run worked
+    notes = []
     with pytest.raises(GradlabError, match=r"holds another kind of gradlab report \(its "
                                            r"figures: phase, timescales\)"):
-        report(["decay", "spectra"])
+        report(["decay", "spectra"], expect=before, notice=notes.append)
+    assert notes == []            # not 'this run's output replaces it', then the refusal
     assert (tmp_path / "r" / "figures" / "phase.png").is_file()
     report(["decay", "spectra"], force=True)
     assert not (tmp_path / "r" / "figures" / "phase.png").exists()
