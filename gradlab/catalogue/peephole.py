@@ -1,8 +1,10 @@
 """The peephole LSTM and Greff et al.'s eight variants of it, each a change to one definition.
 
 Greff, Srivastava, Koutnik, Steunebrink & Schmidhuber 2015, "LSTM: A Search Space Odyssey"
-(arXiv 1503.04069). The "vanilla" LSTM there is Gers & Schmidhuber 2000's: gates see the
-cell through diagonal peepholes p, the output gate the new cell c'.
+(arXiv 1503.04069). The "vanilla" LSTM there is the one of Graves & Schmidhuber 2005:
+the forget gate of Gers et al. 2000 and the peepholes of Gers & Schmidhuber 2000 (gates
+see the cell through diagonal peepholes p, the output gate the new cell c'), trained
+with full gradients through time.
 """
 
 from ..symbolic.cell import declare
