@@ -24,7 +24,7 @@ architecture at torch's default initialisation side by side: "lstm (trained)" an
 forward)", "lstm (trained, backward)", ... . The backward direction is measured on the
 report's input sequence read backwards (its own time order, what reverse=True does), and
 with layers > 1 each direction reads the other direction's layer outputs on that
-sequence as a fixed input (`interop.direction_inputs`, carried as `Model.inputs`).
+sequence as a fixed input (`bidirectional.direction_inputs`, carried as `Model.inputs`).
 proj: h is zero padded to hidden entries (gradlab.interop), which leaves every norm of
 the gradient flow unchanged.
 
@@ -344,7 +344,8 @@ def load_model(path, arch, *, dtype="float64", device="cpu"):
 def _entries(kind, label, module):
     """{"KIND (label)": Model}, or one per direction for a bidirectional module, each
     direction reading its own sequence (`Model.inputs`; the module docstring)."""
-    from .interop import DIRECTIONS, direction_inputs, from_torch
+    from .bidirectional import direction_inputs
+    from .interop import DIRECTIONS, from_torch
     if not module.bidirectional:
         return {f"{kind} ({label})": Model(*from_torch(module), module=module)}
 

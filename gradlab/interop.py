@@ -38,11 +38,10 @@ layers 1..L-1 at t), m + (L-1)*p wide (p = proj_size or hidden_size). Layer 1's 
 weight_ih_l0 with zero columns for the rest of x'; layer l's U{l} is its own direction's
 columns of weight_ih (forward h first in torch's concat, backward h second), U{l}_x the
 other direction's, placed at layer l-1's columns of x' (zeros elsewhere).
-`direction_inputs(module, xs, direction)` builds x' from xs by running the module's own
-layers (torch's kernels, zero initial state, or the direction's own `state0=`: with L > 2
-the other direction reads its outputs): pass it to gradient_flow, or let
-`gradient_flow(module, xs, reverse=..., state0=...)` do it. The Jacobian is then that of the
-direction's step with the other half fixed: d s'/d s of one direction's state.
+`direction_inputs(module, xs, direction)` (gradlab.bidirectional, also here) builds x'
+from xs: pass it to gradient_flow, or let `gradient_flow(module, xs, reverse=...)` do it.
+The Jacobian is then that of the direction's step with the other half fixed: d s'/d s of
+one direction's state.
 
 `to_torch` is the inverse for one layer: the torch cell module (nn.RNNCell, nn.LSTMCell,
 nn.GRUCell) computing exactly what a gradlab cell computes with given parameters.
@@ -95,7 +94,7 @@ def _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh, w_hr=None):
     """Refuse weights whose shapes are not what the module's sizes say (a weight replaced
     by hand): torch would fail in its own words, or a cell module compute with them, and
     gradlab would pad a narrow one with zeros and measure a network torch cannot run."""
-    n, p, m = _sizes(module)
+    n, p, m = module_sizes(module)
     gates = len(GATES.get(module_kind(module), "h"))       # the RNN's one block
     rows, proj = gates * n, bool(getattr(module, "proj_size", 0))
     layer = re.match(r"_l(\d+)", suffix)
@@ -134,7 +133,7 @@ def layer_params(name, w_ih, w_hh, b_ih, b_hh, w_hr=None):
     return {p: params[p] for p in layer_cell(name).param_names}
 
 
-def _direction(module, direction):
+def check_direction(module, direction):
     """The weight-name suffix of the direction asked for ("" or "_reverse")."""
     bidirectional = getattr(module, "bidirectional", False)
     if direction is None and not bidirectional:
@@ -156,7 +155,7 @@ def _pad(t, rows, cols, at=0):
     return out
 
 
-def _sizes(module):
+def module_sizes(module):
     """(n, p, m): hidden size, h's torch size (proj_size or n), input size."""
     n = module.hidden_size
     return n, getattr(module, "proj_size", 0) or n, module.input_size
@@ -196,9 +195,9 @@ def from_torch(module, direction=None):
                                f"{direction!r} does not apply")
         return cell(name), {p: t.contiguous()
                             for p, t in layer_params(name, *_weights(module)).items()}
-    rev = _direction(module, direction)
+    rev = check_direction(module, direction)
     layers, wide = module.num_layers, wide_input(module)
-    n, p, m = _sizes(module)
+    n, p, m = module_sizes(module)
     width = m + (layers - 1) * p if wide else m
     own = int(rev == "_reverse")                   # which half of an upper layer's input
     per_layer, split = [], []
@@ -236,91 +235,13 @@ def state_sizes(module):
     p.. are the zero padding). The same for both directions."""
     name = module_kind(module)
     layers = getattr(module, "num_layers", None)
-    n, p, _ = _sizes(module) if layers else (module.hidden_size, module.hidden_size, 0)
+    n, p, _ = module_sizes(module) if layers else (module.hidden_size, module.hidden_size, 0)
     parts = layer_cell(name).state_names
     sizes = {q: (p if q == "h" else n) for q in parts}
     if not layers or layers == 1:
         return sizes
     from .symbolic.stack import layer_name
     return {layer_name(q, k): s for k in range(1, layers + 1) for q, s in sizes.items()}
-
-
-def _one_layer(module, k):
-    """Layer k (from 0) of a bidirectional module as its own one-layer module, both
-    directions, torch's weights: torch's kernels compute what layer k computes."""
-    import torch
-    import torch.nn as nn
-
-    cls = next(c for c in (nn.LSTM, nn.GRU, nn.RNN) if isinstance(module, c))
-    n, p, m = _sizes(module)
-    like = next(module.parameters())
-    options = {"nonlinearity": module.nonlinearity} if cls is nn.RNN else {}
-    if getattr(module, "proj_size", 0):
-        options["proj_size"] = p
-    with torch.random.fork_rng(devices=[]):        # its init draws must not move the user's
-        one = cls(m if k == 0 else 2 * p, n, num_layers=1, bias=module.bias,
-                  bidirectional=True, **options).to(dtype=like.dtype, device=like.device)
-    pattern = re.compile(rf"^(\w+?)_l{k}(_reverse)?$")
-    state = {f"{found.group(1)}_l0{found.group(2) or ''}": v.detach()
-             for name, v in module.named_parameters() if (found := pattern.match(name))}
-    one.load_state_dict(state)
-    return one
-
-
-def direction_inputs(module, xs, direction, state0=None):
-    """The sequence a direction of `module` reads, from its input sequence xs (T, B, m):
-    for a bidirectional module with num_layers = L > 1, x' = concat(x_t, the other
-    direction's h of layers 1..L-1 at t), (T, B, m + (L-1)*p), computed by running the
-    module's own layers on xs from zero initial states (the module docstring), or, for
-    this direction, from `state0` (its state as from_torch's cell holds it: h1, c1, h2,
-    ..., (B, n) each): from layer 2 on the other direction reads this one's outputs, so
-    with L > 2 they depend on it. For any other torch recurrent module, xs itself. Always
-    in natural time order, on the module's dtype and device: pass it with
-    reverse=(direction == "backward")."""
-    import torch
-
-    module_kind(module)
-    refuse_meta(module)
-    if not hasattr(module, "num_layers"):
-        raise GradlabError(f"direction_inputs takes nn.RNN, nn.LSTM or nn.GRU, got "
-                           f"{type(module).__name__} (a cell module reads xs itself)")
-    _direction(module, direction)
-    like = next(module.parameters())
-    _, p, m = _sizes(module)
-    from .flow.bound import as_inputs
-    xs = as_inputs(xs)                   # real numbers, (T, B, .) with T, B >= 1
-    if xs.shape[2] != m:
-        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, {m}) (time "
-                           f"first, whatever batch_first says) with T >= 1")
-    xs = xs.to(dtype=like.dtype, device=like.device)
-    if not wide_input(module):
-        return xs
-    other = slice(p, 2 * p) if direction == "forward" else slice(0, p)
-    inputs, halves = xs, []
-    with torch.no_grad():
-        for k in range(module.num_layers - 1):
-            start = None if state0 is None else _layer_state(module, state0, k, direction)
-            inputs, _ = _one_layer(module, k)(inputs, start)
-            halves.append(inputs[..., other])
-    return torch.cat([xs, *halves], -1)
-
-
-def _layer_state(module, state0, k, direction):
-    """torch's initial state of bidirectional layer k, this direction's from `state0` (the
-    stacked cell's parts, (B, n) each; torch's h is the first p entries of its h), the
-    other direction's zero."""
-    import torch
-
-    n, p, _ = _sizes(module)
-    per = len(state0) // module.num_layers
-    mine = state0[k * per:(k + 1) * per]
-    side = 0 if direction == "forward" else 1
-    out = []
-    for part, width in zip(mine, (p, n)):
-        both = part.new_zeros(2, part.shape[0], width)
-        both[side] = part[:, :width]
-        out.append(both)
-    return out[0] if per == 1 else tuple(out)
 
 
 def _checked_sizes(c, params):
@@ -385,3 +306,10 @@ def to_torch(c, params):
                             ("bias_hh", b_hh)):
             getattr(module, name).copy_(value)
     return module
+
+
+def __getattr__(name):          # interop.direction_inputs, as documented: a module of its own
+    if name == "direction_inputs":
+        from .bidirectional import direction_inputs
+        return direction_inputs
+    raise AttributeError(f"module 'gradlab.interop' has no attribute {name!r}")

@@ -217,11 +217,12 @@ def lenient_streams():
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None and stream.errors == "strict":
-                "σ∂ξλ₁≥−—".encode(stream.encoding)
-        except UnicodeEncodeError:
-            stream.reconfigure(errors="backslashreplace")
-        except (AttributeError, LookupError, ValueError):    # not a plain text stream
-            pass
+                try:
+                    "σ∂ξλ₁≥−—".encode(stream.encoding)
+                except UnicodeEncodeError:
+                    stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, LookupError, ValueError, TypeError):   # not a plain
+            pass                                                      # text stream
 
 
 def notice(message):

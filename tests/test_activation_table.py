@@ -96,3 +96,23 @@ def test_two_symbolic_values_compared_are_refused():
         def unequal(s):
             a = tanh(s.W @ s.h + s.U @ s.x + s.b)
             return a if a != s.h else s.h
+
+
+def test_a_cell_file_imported_twice_registers_its_activation_again():
+    """A check file importing the cell file that --cell names runs it twice: the second
+    registration of the same activation was refused."""
+    def register():
+        f = activations._function("hardtanh_twice", lambda x: sp.S.Zero)
+        return activations.activation(
+            "hardtanh_twice", f, text="ht({})", latex=r"\mathrm{ht}\left({}\right)",
+            numpy=lambda np: lambda a: np.clip(a, -1, 1),
+            torch=lambda t: lambda a: t.clamp(a, -1, 1))
+    try:
+        first, second = register(), register()
+        assert first is not second and activations.TABLE["hardtanh_twice"].function is second
+        with pytest.raises(GradlabError, match=r"'maximum' is registered already \(max\(u, v\)\)"):
+            activations.activation("mymax", activations._function("maximum", lambda a, b: (a, b),
+                                                                   nargs=2),
+                                   text="max({}, {})", latex="M", numpy=None, torch=None)
+    finally:
+        del activations.TABLE["hardtanh_twice"]

@@ -58,7 +58,7 @@ def test_gradlab_check_finds_what_one_draw_at_the_usual_sizes_hides(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     result = invoke("check", f"mine.py:{fn}", "--cell", "rnn_tanh")
     assert result.exit_code == 1, result.output
-    assert result.output.startswith("differs") and why in result.output
+    assert result.stdout.startswith("differs") and why in result.stdout     # (stderr: progress)
 
 
 def test_gradlab_check_still_agrees_with_a_right_function_at_every_draw(tmp_path, monkeypatch):
@@ -69,7 +69,7 @@ def test_gradlab_check_still_agrees_with_a_right_function_at_every_draw(tmp_path
     monkeypatch.chdir(tmp_path)
     result = invoke("check", "mine.py:right", "--cell", "rnn_tanh")
     assert result.exit_code == 0, result.output
-    assert "n = 8, m = 4, B = 4 and n = 17, m = 5, B = 17" in result.output
+    assert "n = 8, m = 4, B = 4 and n = 17, m = 5, B = 17" in result.stdout
 
 
 def test_an_answer_in_a_reused_buffer_is_read_before_the_next_call_overwrites_it():
@@ -131,8 +131,11 @@ def test_check_lyapunov_judges_the_top_exponent_at_its_own_scale():
             gradlab.check_lyapunov(lambda p, x, k, a=answer: a, lstm, P, short, 16)
     gen = torch.Generator().manual_seed(5)
     long = 0.8 * torch.randn(1200, 4, 4, dtype=torch.float64, generator=gen)
-    assert gradlab.check_lyapunov(lambda p, x, k: _qr_exponents(lstm, p, x, k), lstm, P,
-                                  long, 4).ok
+    right = _qr_exponents(lstm, P, long, 4)
+    assert gradlab.check_lyapunov(lambda p, x, k: right, lstm, P, long, 4).ok
+    top_off = right.clone()
+    top_off[0] *= 1.3                              # judged, and wrong, on a long enough run
+    assert not gradlab.check_lyapunov(lambda p, x, k: top_off, lstm, P, long, 4).ok
     after = gradlab.check_lyapunov(lambda p, x, k: _qr_exponents(lstm, p, x, k, shift=1),
                                    lstm, P, long, 4)
     assert not after.ok

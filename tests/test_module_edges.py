@@ -4,6 +4,7 @@ padding of an LSTM with proj_size leaking into random starts, and a Flow whose e
 states could be changed under its lazy walk."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -309,3 +310,21 @@ def test_a_deep_bidirectional_module_runs_from_the_state0_given(kind, direction)
         mine = mine.flip(0)                          # analysed in reverse time
     top = flow.states[2 if kind == "gru" else 4][1:, :, :width]      # layer 3's h
     assert torch.allclose(top, mine, atol=1e-14, rtol=0)
+
+
+def test_direction_inputs_refuses_a_state0_it_cannot_read_in_one_line():
+    """Its state0 (public since it reads one) took torch's (2L, B, H) tensor or too few
+    parts to a raw AttributeError, a float32 one to torch's dtype RuntimeError."""
+    from gradlab.interop import direction_inputs
+    module = torch.nn.GRU(2, 3, num_layers=3, bidirectional=True).double()
+    xs = torch.randn(5, 2, 2, dtype=torch.float64)
+    for state0, needle in ((torch.zeros(6, 2, 3), "one (B, width) part each for h1, h2, h3; "
+                                                  "got Tensor"),
+                           ((torch.zeros(2, 3),) * 2, "got 2 parts"),
+                           ((torch.zeros(2, 4),) * 3, "state0 part 'h1' has shape (2, 4); "
+                                                     "expected (2, 3)")):
+        with pytest.raises(GradlabError, match=re.escape(needle)):
+            direction_inputs(module, xs, "forward", state0=state0)
+    single = (torch.zeros(2, 3, dtype=torch.float32),) * 3          # read on the module's
+    assert torch.equal(direction_inputs(module, xs, "forward", state0=single),   # dtype
+                       direction_inputs(module, xs, "forward"))

@@ -72,7 +72,7 @@ def _cell(lam, slopes, T=40, rms=(1.0, 1.0)):
 def test_one_rate_is_claimed_only_where_the_blocks_reach_it():
     cells = {"lstm": _cell(-0.2, [-0.199, -0.201]), "peephole_lstm": _cell(0.002, [-0.03, -0.008])}
     text = paths_caption(cells)
-    assert "within 10% of λ₁ (or 0.002) for lstm" in text
+    assert "within 10% of λ₁ plus 0.002 for lstm" in text
     assert "not yet within T for peephole_lstm (slopes -0.03 to -0.008 against λ₁ = 0.002)" in text
 
 

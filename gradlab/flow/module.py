@@ -268,7 +268,8 @@ def from_module(module, xs, state0, reverse):
     bidirectional multi-layer one's direction reads `direction_inputs`); else (None, {},
     xs, the module's (bound, xs, state0) from `gradlab.flow.module.prepare`), by jacrev."""
     if torch_recurrent(module):
-        from ..interop import direction_inputs, from_torch, wide_input
+        from ..bidirectional import direction_inputs
+        from ..interop import from_torch, wide_input
         refuse_noisy(module)              # gradlab derives the eval-mode step
         bidirectional = getattr(module, "bidirectional", False)
         direction = ("backward" if reverse else "forward") if bidirectional else None
@@ -311,7 +312,8 @@ def _bind(cell, params, xs, state0, reverse, call):
     if module is not None and getattr(module, "num_layers", 1) > 2 \
             and any(bool(part.any()) for part in state0):
         # from layer 2 on the other direction reads this one's outputs: from its state0
-        from ..interop import direction_inputs, wide_input
+        from ..bidirectional import direction_inputs
+        from ..interop import wide_input
         if wide_input(module):
             direction = "backward" if flag(reverse, "reverse") else "forward"
             xs = direction_inputs(module, given, direction, state0=state0)

@@ -346,7 +346,7 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
              `gradient_flow(module, xs)`: nn.RNN / nn.LSTM / nn.GRU (and their cells) go
              through `from_torch` to their symbolic cells (a bidirectional one's backward
              half with reverse=True, each half of a multi-layer one reading the other's
-             outputs on xs, `interop.direction_inputs`); any other module is one recurrent step
+             outputs on xs, `bidirectional.direction_inputs`); any other module is one recurrent step
              `module(x, state) -> state` measured by torch.func.jacrev, not symbolically
              (`Flow.symbolic` is False; the protocol: `gradlab.flow.module`).
     state0:  tuple of (B, n) per state part (zeros by default).

@@ -12,7 +12,7 @@ class TorchStep(torch.nn.Module):
     batch-first parts (B, layers, size) of one direction: the protocol's form, for
     measuring a module by jacrev (`gradient_flow(TorchStep(module), xs)`). One direction
     of a bidirectional module with num_layers > 1 has no step of its own here (layer 2
-    reads the other direction too): `from_torch` and `interop.direction_inputs` have it."""
+    reads the other direction too): `from_torch` and `bidirectional.direction_inputs` have it."""
 
     def __init__(self, module, direction="forward"):
         if direction not in ("forward", "backward"):

@@ -180,7 +180,7 @@ class Population:
                                f"{text(expr)}; only U @ x is read")
         shapes = {cell.param_shapes[w][1] for w, _ in weights}
         if is_input != (shapes == {cell.input_symbol.shape[0]}):
-            raise GradlabError(f"mean field: {expr} in cell '{cell.name}' mixes input and "
+            raise GradlabError(f"mean field: {text(expr)} in cell '{cell.name}' mixes input and "
                                "recurrent weights")
         symbol = MatrixSymbol(f"phi{len(self.fields)}", self.cell.state_symbols[0].shape[0], 1)
         self.fields.append(Field(symbol, vector, weights, is_input))

@@ -75,7 +75,7 @@ def _timescale_cell(rate, timescale, status):
     return timescale if words is None or rate == -math.inf else words
 
 
-ONE_RATE, ONE_RATE_ABS = 0.1, 0.002   # a slope "at" λ₁: within 10 % of it, or 0.002
+ONE_RATE, ONE_RATE_ABS = 0.1, 0.002   # a slope "at" λ₁: within 10 % of it plus 0.002
 
 
 def _converged_cell(s):
@@ -292,7 +292,7 @@ def _one_rate_words(cells):
         "falls at one rate, the top Lyapunov exponent λ₁")
     if agree:
         text += (f"; over lags T/2..T the blocks' slopes are within {ONE_RATE:.0%} of λ₁ "
-                 f"(or {ONE_RATE_ABS:g}) for {', '.join(agree)}")
+                 f"plus {ONE_RATE_ABS:g} for {', '.join(agree)}")
     if apart:
         text += f"; not yet within T for {', '.join(apart)}"
     return text + "."
@@ -330,7 +330,7 @@ def build(setup, cells, command, model_note=None):
                 "too few steps to be the long-run value, and a longer run may give a larger or "
                 "a smaller one (the first lags, whose spectra are flat, weigh more in a short "
                 f"run). Where it is, the rate may still differ from λ₁, the long-run rate: "
-                f"by more than {ONE_RATE:.0%} of λ₁ (or {ONE_RATE_ABS:g}), the column says so. "
+                f"by more than {ONE_RATE:.0%} of λ₁ plus {ONE_RATE_ABS:g}, the column says so. "
                 "ξ = −1/(2 rate), the steps in which the squared norm falls by e, is shown "
                 "only for a decay; where there is none the table "
                 "says why: “gradients grow” (rate > 0), “no decay within T” (rate 0), "

@@ -21,6 +21,7 @@ H(0) = 1/2, as torch.maximum and torch.minimum do.
 import sympy as sp
 
 TABLE = {}   # SymPy function name (lowered code calls xp.<name>) -> Activation
+BUILTIN = set()   # the keys of gradlab's own entries (filled once they are registered)
 
 
 class Activation:
@@ -48,13 +49,18 @@ def generation():
 def activation(language, function, *, text, latex, numpy, torch, key=None):
     """Register an activation; `language` None for a function only derivatives use. A
     key (the SymPy function's name) or language name already taken by another function is
-    refused: a hard sigmoid named `sigmoid` silently replaced the one every LSTM runs."""
+    refused (a hard sigmoid named `sigmoid` silently replaced the one every LSTM runs),
+    unless it is the same registration again (a cell file imported twice) of an entry
+    that is not gradlab's own."""
     from ..errors import GradlabError
     key = key or function.__name__
     taken = TABLE.get(key)
-    if taken is not None and taken.function is not function:
-        raise GradlabError(f"an activation {key!r} is registered already ({taken.text.format('v')}"
-                           f"); give yours a function of another name, or key=")
+    again = taken is not None and key not in BUILTIN and (
+        taken.text, taken.latex, taken.language) == (text, latex, language)
+    if taken is not None and taken.function is not function and not again:
+        shown = taken.text.format(*"uvw"[:taken.arity])
+        raise GradlabError(f"an activation {key!r} is registered already ({shown}); give "
+                           "yours a function of another name, or key=")
     clash = next((a for a in TABLE.values() if language and a.language == language
                   and a.key != key), None)
     if clash is not None:
@@ -173,3 +179,4 @@ activation(None, above, text="H({} - {})", latex=r"H\left({} - {}\right)",
                torch.as_tensor(a) - torch.as_tensor(b)))
 activation(None, sp.sign, text="sign({})", latex=r"\operatorname{{sign}}\left({}\right)",
            numpy=call("sign"), torch=call("sign"))
+BUILTIN.update(TABLE)            # gradlab's own entries: never replaced

@@ -46,9 +46,8 @@ from .diagnosis import UNEXPLAINED, diagnose, measured, relative
 from .hidden import Asked, with_biases, with_states
 from .precision import (FINER_NOTE, UNSURE_NOTE, extended_reference, float32_loses,
                         within_rounding)
-from .user import COLLAPSED, Exited, batched_jacobian, cell_part, coarsest, float32_rounding, \
-    lower_precision, \
-    right_one_by_one
+from .user import (COLLAPSED, batched_jacobian, cell_part, coarsest, float32_rounding,
+                   lower_precision, right_one_by_one)
 
 LAYOUTS = ("numerator", "denominator")
 

@@ -325,9 +325,12 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         spread = max(_spread(runs[:, b], floors[b]) for b in range(runs.shape[1]))
         tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact, floor))
         row_tol, per_sequence = tol, runs[0]
-        top = float(np.max(np.abs(np.where(runs[0] > floors[:, None], runs[0], 0.0)),
-                           initial=0.0))
-        if not given and tol > HALF * max(top, 2e-5):    # (rows spread more than means)
+        # each sequence's top exponent sets its scale (as the mean's does), the smallest
+        # of them: the most negative one let a row's top be 50 % off. Rows spread more
+        # than their mean, which is held to RESOLUTION; a row is held to HALF
+        tops = [abs(float(r[0])) for r, f in zip(runs[0], floors) if np.isfinite(r[0]) and
+                r[0] > f]
+        if not given and tol > HALF * max(min(tops, default=0.0), 2e-5):
             raise GradlabError(
                 f"xs is too short to check each sequence's exponents: over {T} steps "
                 f"gradlab's own differ by {tol / SPREAD:.3g} between start vectors, so "

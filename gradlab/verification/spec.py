@@ -47,7 +47,8 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     if not first.ok:
         return dataclasses.replace(first, sizes=f"n = {hidden}, m = {inputs}")
     n, m = second_size(hidden, inputs)
-    b = max(batch + 3, CHUNKS + 1) if n > hidden else batch   # past chunks of sequences
+    # past chunks of sequences; one sample stays one (a function written for a sample)
+    b = max(batch + 3, CHUNKS + 1) if n > hidden and batch > 1 else batch
     try:
         again = at(n, m, b)
     except Exited:
@@ -82,11 +83,11 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
 
 
 def second_size(hidden, inputs):
-    """The second (n, m) `gradlab check` draws at: n = 17 or more up to n = 64 (9 more
-    units: a function wrong past the first size, or on units in chunks of 8 or 16, is
-    found; `check_spec` takes at least 17 sequences too), 3 fewer above (it fits where the
-    first does); one more input (two where one more would make m = n, at which a
-    transposed U keeps its shape)."""
+    """The second (n, m) `gradlab check` draws at: up to n = 64, 3 more units and at least
+    17 (a function wrong past the first size, or on units in chunks of 8 or 16, is found;
+    `check_spec` takes at least 17 sequences too, unless given one), 3 fewer above (it
+    fits where the first does, with as many sequences); one more input (two where one
+    more would make m = n, at which a transposed U keeps its shape)."""
     n = max(hidden + 3, CHUNKS + 1) if hidden <= 64 else hidden - 3
     return n, inputs + (2 if inputs + 1 == n else 1)
 
