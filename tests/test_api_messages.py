@@ -3,6 +3,7 @@ fine rtol (gradlab's reference was itself float32), a wrong-width input weight b
 x and on a right one, Flow methods raising Python's TypeError, mean_field's options not
 named, and torch's formatting and warnings leaking into messages."""
 
+import re
 import warnings
 
 import numpy as np
@@ -144,3 +145,21 @@ def test_dir_lists_the_submodules_the_readme_uses():
     find gradlab.testing, which the README uses."""
     import gradlab
     assert {"testing", "interop", "__version__", "gradient_flow"} <= set(dir(gradlab))
+
+
+def test_a_misspelt_option_on_a_cell_jacobian_or_block_is_one_line():
+    """Cell, Jacobian and Block methods let Python's TypeError through (an IPython
+    traceback), where gradlab's functions and Flow's methods named the signature."""
+    import inspect
+    lstm = gradlab.cell("lstm")
+    J = lstm.jacobian()
+    p = lstm.init_params(4, 3)
+    s = (torch.zeros(2, 4, dtype=torch.float64),) * 2
+    for call, said in ((lambda: lstm.jacobian(wtr="input"), "Cell.jacobian(wrt='state')"),
+                       (lambda: lstm.step_fn(backed="numpy"), "Cell.step_fn(backend='torch')"),
+                       (lambda: J.explicit(N=2), "Jacobian.explicit(n=2, m=None)"),
+                       (lambda: J.terms(outt="c"), "Jacobian.terms(out=None, wrt=None)"),
+                       (lambda: J["c", "h"].at(p, s), "Block.at(params, state, x, backend=None)")):
+        with pytest.raises(gradlab.GradlabError, match=re.escape(f"it takes {said}")):
+            call()
+    assert str(inspect.signature(lstm.jacobian)) == "(wrt='state')"       # still its own

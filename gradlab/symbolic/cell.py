@@ -13,7 +13,7 @@ from .derive import Chain
 from .equations import check_constants, check_reached, check_symbols, repeatable
 from .expressions import Lets
 from .frozen import FrozenDict, shape_of
-from ..errors import GradlabAttributeError, GradlabError, choice
+from ..errors import GradlabAttributeError, GradlabError, choice, methods_checked
 
 WRT = ("state", "input")
 BACKENDS = ("torch", "numpy")
@@ -52,6 +52,7 @@ def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None,
     return wrap
 
 
+@methods_checked      # a misspelt option is one line naming the method, not a TypeError
 class Cell:
     """A recurrent cell: its SymPy update equations and what gradlab derives from them.
 

@@ -15,7 +15,7 @@ from .frozen import FrozenDict
 from .mistakes import line_of
 from .printing import block_name, latex, text
 from .structure import kind, terms as block_terms
-from ..errors import GradlabError
+from ..errors import GradlabError, arguments_checked
 
 
 EXPLICIT_MAX = 12        # entries written out one by one (n = 12: 144 per n x n block)
@@ -258,10 +258,12 @@ class Block(Expression):
         except GradlabError:
             return None
 
+    @arguments_checked
     def terms(self):
         """The terms of the block's sum (one term if it is not a sum), each printable."""
         return Terms(Expression(t) for t in block_terms(self.expr))
 
+    @arguments_checked
     def at(self, params, state, x, backend=None):
         """This block's numbers, batched: (B, n, n) or (B, n, m)."""
         full = self.jacobian.at(params, state, x, backend)

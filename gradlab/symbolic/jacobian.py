@@ -29,7 +29,8 @@ from .expressions import Block, pretty_lines
 from .structure import atoms
 from .mistakes import line_of
 from .printing import Partial, block_name, latex, text
-from ..errors import GradlabError, GradlabIndexError, GradlabKeyError, GradlabTypeError
+from ..errors import (GradlabError, GradlabIndexError, GradlabKeyError, GradlabTypeError,
+                      arguments_checked)
 
 _MATRIX_NODES = (sp.MatMul, sp.MatrixExpr)   # sums, products and every other matrix node
 
@@ -151,6 +152,7 @@ class Jacobian(Blocks):
         valid = ", ".join(p.rstrip("'") for p in names)
         raise GradlabError(f"no {what} {name!r} in this Jacobian; valid: {valid}")
 
+    @arguments_checked     # a misspelt option: one line, not Python's TypeError
     def block(self, out, wrt):
         """The block ∂out'/∂wrt, by state-part names ("c" or "c'" for the new c)."""
         i = self._index(out, self.parts, "output", self.outs)
@@ -195,6 +197,7 @@ class Jacobian(Blocks):
         """{(out, in): Block} for every block, rows first."""
         return {(o, w): self.block(o, w) for o in self.parts for w in self.ins}
 
+    @arguments_checked
     def terms(self, out=None, wrt=None):
         """The terms of one block (a list) given both names; else {(out, in): terms} of
         every block, or of out's row or wrt's column where one name is given."""
@@ -205,12 +208,14 @@ class Jacobian(Blocks):
         cols = self.ins if wrt is None else (self.ins[self._index(wrt, self.ins, "input")],)
         return ByName({(o, w): self.block(o, w).terms() for o in rows for w in cols})
 
+    @arguments_checked
     def explicit(self, n=2, m=None):
         """{(out, in): SymPy Matrix} of every block written entry by entry at hidden size
         n (and input size m, n by default): what a student checks by hand."""
         return ByName({k: b.explicit(n, m) for k, b in self.blocks_by_name().items()})
 
     # -- numbers -------------------------------------------------------------------------
+    @arguments_checked
     def at(self, params, state, x, backend=None):
         """The Jacobian at (params, state, x), batched: (B, S, S) or (B, S, m), from the
         cell's lowered code (`cell.jacobian_fn`); torch or numpy after the arguments."""
