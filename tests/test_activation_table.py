@@ -116,3 +116,23 @@ def test_a_cell_file_imported_twice_registers_its_activation_again():
                                    text="max({}, {})", latex="M", numpy=None, torch=None)
     finally:
         del activations.TABLE["hardtanh_twice"]
+
+
+def test_explicit_entries_with_numbers_put_in_are_numbers():
+    """J.explicit(n) of rnn_relu kept gradlab's θ after numbers were put in: evalf left
+    0.3*step(0.69), float() said 'Cannot convert complex to float', lambdify NameError."""
+    from sympy.matrices.expressions.matexpr import MatrixElement
+
+    @gradlab.declare(state="h", params="W U b", source="test")
+    def clipped(s):
+        return gradlab.minimum(gradlab.maximum(s.W @ s.h + s.U @ s.x + s.b, -1.0), 1.0)
+
+    for cell in (gradlab.cell("rnn_relu"), clipped):
+        entry = next(iter(cell.jacobian().explicit(n=1, m=1).values()))[0, 0]
+        number = entry.xreplace({a: sp.Float(0.3) for a in entry.atoms(MatrixElement)})
+        assert float(number) == pytest.approx(0.3, abs=1e-15)       # W = 0.3, unit active
+        assert float(sp.lambdify([], number)()) == pytest.approx(0.3, abs=1e-15)
+    assert activations.step(sp.Float(-0.5)) == 0 and activations.heaviside(0) == sp.S.Half
+    assert activations.above(2, 2) == sp.S.Half and activations.relu(sp.Float(-1.0)) == 0
+    x = sp.Symbol("x")
+    assert activations.step(x).func is activations.step           # symbols stay symbolic

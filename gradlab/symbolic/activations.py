@@ -72,9 +72,16 @@ def activation(language, function, *, text, latex, numpy, torch, key=None):
     return function
 
 
-def _function(name, derivative, nargs=1, value_at_zero=None):
+def _numbers(args):
+    """Are all `args` SymPy numbers a comparison can order (not nan)?"""
+    return all(isinstance(a, sp.Number) and a is not sp.nan for a in args)
+
+
+def _function(name, derivative, nargs=1, value_at_zero=None, at_number=None):
     """A SymPy function class whose derivative is `derivative(*args)` (a tuple of partial
-    derivatives for several arguments), printed through the table."""
+    derivatives for several arguments), printed through the table; `at_number(*args)`
+    its value at numbers (None: left as it is, as SymPy leaves tanh(1)), so that
+    J.explicit(n) with numbers put in evaluates (θ(0.48) is 1)."""
     def fdiff(self, argindex=1):
         d = derivative(*self.args)
         return d[argindex - 1] if isinstance(d, tuple) else d
@@ -83,9 +90,12 @@ def _function(name, derivative, nargs=1, value_at_zero=None):
         body = TABLE[name].latex.format(*(printer._print(a) for a in self.args))
         return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
 
-    namespace = {"nargs": nargs, "fdiff": fdiff, "_latex": _latex}
-    if value_at_zero is not None:
-        namespace["eval"] = classmethod(lambda cls, x: value_at_zero if x == 0 else None)
+    def eval(cls, *args):
+        if value_at_zero is not None and args[0] == 0:
+            return value_at_zero
+        return at_number(*args) if at_number is not None and _numbers(args) else None
+
+    namespace = {"nargs": nargs, "fdiff": fdiff, "_latex": _latex, "eval": classmethod(eval)}
     return type(name, (sp.Function,), namespace)
 
 
@@ -104,18 +114,33 @@ def by_language_name():
     return {a.language: a for a in TABLE.values() if a.language}
 
 
-step = _function("step", lambda x: sp.S.Zero)                 # θ(v), θ(0) = 0: relu'
-heaviside = _function("heaviside", lambda x: sp.S.Zero, value_at_zero=sp.S.Half)
-sigmoid = _function("sigmoid", lambda x: sigmoid(x) * (1 - sigmoid(x)))
-relu = _function("relu", lambda x: step(x))
-softplus = _function("softplus", lambda x: sigmoid(x))
+def _positive(x):
+    return sp.S.One if x > 0 else sp.S.Zero
+
+
+def _at_float(f):       # a transcendental value: only where SymPy would give one (floats)
+    return lambda x: f(x) if x.is_Float else None
+
+
+step = _function("step", lambda x: sp.S.Zero, at_number=_positive)  # θ(v), θ(0) = 0: relu'
+heaviside = _function("heaviside", lambda x: sp.S.Zero, value_at_zero=sp.S.Half,
+                      at_number=_positive)
+sigmoid = _function("sigmoid", lambda x: sigmoid(x) * (1 - sigmoid(x)),
+                    at_number=_at_float(lambda x: 1 / (1 + sp.exp(-x))))
+relu = _function("relu", lambda x: step(x), at_number=lambda x: x if x > 0 else sp.S.Zero)
+softplus = _function("softplus", lambda x: sigmoid(x),
+                     at_number=_at_float(lambda x: sp.log(1 + sp.exp(x))))
 # H(a - b) read from a and b as computed, not from their difference rearranged: at a tie
 # (a == b as the step computes them) exactly 1/2, where a sum SymPy reorders could round
 # to +-1e-17 and give one argument all of the gradient and the other none
-above = _function("above", lambda a, b: (sp.S.Zero, sp.S.Zero), nargs=2)
-above.eval = classmethod(lambda cls, a, b: sp.S.Half if a == b else None)
-maximum = _function("maximum", lambda a, b: (above(a, b), above(b, a)), nargs=2)
-minimum = _function("minimum", lambda a, b: (above(b, a), above(a, b)), nargs=2)
+above = _function("above", lambda a, b: (sp.S.Zero, sp.S.Zero), nargs=2,
+                  at_number=lambda a, b: _positive(a - b))
+above.eval = classmethod(lambda cls, a, b: sp.S.Half if a == b else
+                         _positive(a - b) if _numbers((a, b)) else None)
+maximum = _function("maximum", lambda a, b: (above(a, b), above(b, a)), nargs=2,
+                    at_number=sp.Max)
+minimum = _function("minimum", lambda a, b: (above(b, a), above(a, b)), nargs=2,
+                    at_number=sp.Min)
 
 def _np_sigmoid(np):
     """numpy's sigmoid, to rounding over the whole line and without overflow: 1 / (1 +
