@@ -163,3 +163,13 @@ def test_a_misspelt_option_on_a_cell_jacobian_or_block_is_one_line():
         with pytest.raises(gradlab.GradlabError, match=re.escape(f"it takes {said}")):
             call()
     assert str(inspect.signature(lstm.jacobian)) == "(wrt='state')"       # still its own
+
+
+def test_a_matrix_put_in_at_another_n_says_which_n():
+    """J.subs(f, OneMatrix(Symbol('n'), 1)) said 'f is n x 1; ... not 1 (n x 1)': two
+    shapes that print alike."""
+    import sympy as sp
+    lstm = gradlab.cell("lstm")
+    with pytest.raises(gradlab.GradlabError, match=re.escape(
+            "its n is not the size n, Symbol('n', integer=True, positive=True)")):
+        lstm.jacobian().subs(lstm.symbol("f"), sp.OneMatrix(sp.Symbol("n"), 1))

@@ -85,9 +85,14 @@ def substituted(subs, args, kwargs):
         old, new = sympy_of(old), sympy_of(new)
         if isinstance(old, sp.MatrixExpr) and (
                 not hasattr(new, "shape") or tuple(new.shape) != tuple(old.shape)):
+            foreign = {str(d) for d in getattr(new, "free_symbols", ()) if str(d) in
+                       ("n", "m") and d not in sizes} if hasattr(new, "shape") else ()
             raise GradlabError(f"subs: {old} is {_size(old)}; it is replaced by a matrix of "
                                f"that shape, not {new} ("
-                               + (_size(new) if hasattr(new, "shape") else "a scalar") + ")")
+                               + (_size(new) if hasattr(new, "shape") else "a scalar") + ")"
+                               + "".join(f": its {d} is not the size {d}, Symbol({d!r}, "
+                                         "integer=True, positive=True)"
+                                         for d in sorted(foreign)[:1]))
     try:
         return subs(*args, **kwargs)
     except (ValueError, TypeError) as err:
