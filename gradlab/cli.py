@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from . import exits
+from . import exits, progress
 from .commands import inspect, learning, reports
 from .errors import GradlabError, Interrupted, PipeClosed
 from .options import allocator_failed, echo, lenient_streams
@@ -40,6 +40,7 @@ class Gradlab(click.Group):
             raise PipeClosed() from None
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        progress.new_command()
         try:
             return super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:

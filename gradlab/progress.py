@@ -65,6 +65,15 @@ def _silent(what, done, total):
     pass
 
 
+def new_command():
+    """A command begins: the default printer's clock starts afresh (in one process running
+    several commands, as a test suite does, the last one's clock would time this one and
+    a progress line land in the middle of a short command's output). A listener of the
+    caller's, or silence, stays as it is."""
+    if isinstance(_LISTENER.get(), _Stderr):
+        _LISTENER.set(_Stderr())
+
+
 def advance(what, done, total):
     """Report that `done` of `total` steps of `what` ("forward", "backward", ...) are done."""
     _listener()(what, done, total)

@@ -124,3 +124,24 @@ def test_listening_refuses_what_is_not_a_function():
                                                    "fn\\(what, done, total\\) or None"):
         with progress.listening("x"):
             pass
+
+
+def test_each_command_starts_the_default_clock_afresh(monkeypatch):
+    """In one process running many commands (a test suite), the first command's clock
+    timed them all: a 'step 1 of 3 (67 s)' line landed in a short check's output."""
+    from conftest import invoke
+    clock = iter(range(0, 100000, 4))
+    monkeypatch.setattr(progress._Stderr, "clock", staticmethod(lambda: next(clock)))
+    earlier = progress._Stderr()
+    with progress.listening(earlier):
+        for step in range(8):
+            progress.advance("an earlier command", step, 100)       # its clock runs
+        result = invoke("cells")
+        assert result.exit_code == 0 and "gradlab: " not in result.stderr
+        assert progress._LISTENER.get() is not earlier                # a fresh printer
+        assert isinstance(progress._LISTENER.get(), progress._Stderr)
+    mine = []
+    with progress.listening(lambda *args: mine.append(args)):
+        invoke("cells")
+        assert progress._LISTENER.get() is not None and not isinstance(
+            progress._LISTENER.get(), progress._Stderr)             # a caller's own: kept
