@@ -413,3 +413,19 @@ def test_check_reports_its_stages_as_progress():
         gradlab.check_jacobian(cell.jacobian_fn("state"), cell, cell.init_params(3, 2))
     assert [w for w, *_ in heard] == ["check: the exact Jacobian", "check: your function",
                                       "check: the comparison and its diagnosis"]
+
+
+def test_a_float32_answer_without_its_biases_is_named_as_such():
+    """Vogt et al.'s gru_jac (bias-free path, float32 output) on a model with biases:
+    'no term explains the difference' at the default rtol, where matching the mistake to
+    the answer's own float32 rounding names it."""
+    gru = gradlab.cell("gru_torch")
+    p = gru.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
+    exact = gru.jacobian_fn("state")
+
+    def no_biases_float32(q, s, x):
+        zero = {k: (torch.zeros_like(v) if k.startswith("b_") else v) for k, v in q.items()}
+        return exact(zero, s, x).float()
+
+    result = gradlab.check_jacobian(no_biases_float32, gru, p)
+    assert not result.ok and "the exact one with the biases" in result.diagnosis[0]
