@@ -181,7 +181,7 @@ def arguments_checked(fn):
         try:
             signature.bind(*args, **kwargs)
         except TypeError as err:
-            raise GradlabError(f"{name}(): {err}; it takes {name}{shown}") from None
+            raise GradlabTypeError(f"{name}(): {err}; it takes {name}{shown}") from None
         return fn(*args, **kwargs)
 
     return checked

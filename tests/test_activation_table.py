@@ -136,3 +136,21 @@ def test_explicit_entries_with_numbers_put_in_are_numbers():
     assert activations.above(2, 2) == sp.S.Half and activations.relu(sp.Float(-1.0)) == 0
     x = sp.Symbol("x")
     assert activations.step(x).func is activations.step           # symbols stay symbolic
+
+
+def test_ties_between_an_integer_and_a_float_split_the_gradient():
+    """0 and 0.0 compare unequal in SymPy: H(0.0) and a max's tie at (0, 0.0) gave 0,
+    no gradient to either argument, where the backends give 1/2 each."""
+    from sympy.matrices.expressions.matexpr import MatrixElement
+    assert activations.heaviside(sp.Float(0.0)) == sp.S.Half
+    assert activations.above(0, sp.Float(0.0)) == activations.above(sp.Float(0.0), 0) == \
+        sp.S.Half
+
+    @gradlab.declare(state="h", params="W U", source="test")
+    def floor_at_zero(s):
+        return gradlab.maximum(s.W @ s.h + s.U @ s.x, 0)
+
+    entry = floor_at_zero.jacobian().explicit(n=1, m=1)[("h", "h")][0, 0]
+    values = {a: (sp.Integer(1) if a.parent.name == "W" else sp.Float(0.0))
+              for a in entry.atoms(MatrixElement)}
+    assert float(entry.xreplace(values)) == 0.5           # as J.at gives at the tie

@@ -173,3 +173,17 @@ def test_a_matrix_put_in_at_another_n_says_which_n():
     with pytest.raises(gradlab.GradlabError, match=re.escape(
             "its n is not the size n, Symbol('n', integer=True, positive=True)")):
         lstm.jacobian().subs(lstm.symbol("f"), sp.OneMatrix(sp.Symbol("n"), 1))
+
+
+def test_a_weight_put_in_at_another_n_says_which_n():
+    import sympy as sp
+    lstm = gradlab.cell("lstm")
+    with pytest.raises(gradlab.GradlabError, match=re.escape("its n is not the size n")):
+        lstm.jacobian().subs(lstm.symbol("W_f"),
+                             sp.MatrixSymbol("V", sp.Symbol("n"), sp.Symbol("n")))
+
+
+def test_a_misspelt_option_is_also_a_type_error():
+    """A caller's `except TypeError` around a call still catches it."""
+    with pytest.raises(TypeError):
+        gradlab.cell("lstm").jacobian(wtr="input")

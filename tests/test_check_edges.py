@@ -429,3 +429,17 @@ def test_a_float32_answer_without_its_biases_is_named_as_such():
 
     result = gradlab.check_jacobian(no_biases_float32, gru, p)
     assert not result.ok and "the exact one with the biases" in result.diagnosis[0]
+
+
+def test_a_bfloat16_answer_with_a_wrong_block_is_not_called_a_factor_on_every_entry():
+    """Matching mistakes at the answer's rounding took bfloat16's 64 eps, 0.5: a halved
+    block read as 'the exact one times 0.965, a factor on every entry'."""
+    lstm, p, exact = _drawn("lstm")
+
+    def halved(q, s, x):
+        J = exact(q, s, x).clone()
+        J[:, :8, :8] *= 0.5
+        return J.to(torch.bfloat16)
+
+    said = " ".join(gradlab.check_jacobian(halved, lstm, p).diagnosis)
+    assert "a factor on every entry" not in said

@@ -91,7 +91,8 @@ def _function(name, derivative, nargs=1, value_at_zero=None, at_number=None):
         return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
 
     def eval(cls, *args):
-        if value_at_zero is not None and args[0] == 0:
+        if value_at_zero is not None and (args[0] == 0 or _numbers(args[:1])
+                                          and args[0].is_zero):     # Float(0.0) too
             return value_at_zero
         return at_number(*args) if at_number is not None and _numbers(args) else None
 
@@ -119,7 +120,7 @@ def _positive(x):
 
 
 def _at_float(f):       # a transcendental value: only where SymPy would give one (floats)
-    return lambda x: f(x) if x.is_Float else None
+    return lambda x: f(x).evalf() if x.is_Float else None
 
 
 step = _function("step", lambda x: sp.S.Zero, at_number=_positive)  # θ(v), θ(0) = 0: relu'
@@ -135,8 +136,8 @@ softplus = _function("softplus", lambda x: sigmoid(x),
 # to +-1e-17 and give one argument all of the gradient and the other none
 above = _function("above", lambda a, b: (sp.S.Zero, sp.S.Zero), nargs=2,
                   at_number=lambda a, b: _positive(a - b))
-above.eval = classmethod(lambda cls, a, b: sp.S.Half if a == b else
-                         _positive(a - b) if _numbers((a, b)) else None)
+above.eval = classmethod(lambda cls, a, b: sp.S.Half if a == b or _numbers((a, b)) and (
+    a - b).is_zero else _positive(a - b) if _numbers((a, b)) else None)   # (0 and 0.0 tie)
 maximum = _function("maximum", lambda a, b: (above(a, b), above(b, a)), nargs=2,
                     at_number=sp.Max)
 minimum = _function("minimum", lambda a, b: (above(b, a), above(a, b)), nargs=2,

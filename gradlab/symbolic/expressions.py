@@ -85,8 +85,9 @@ def substituted(subs, args, kwargs):
         old, new = sympy_of(old), sympy_of(new)
         if isinstance(old, sp.MatrixExpr) and (
                 not hasattr(new, "shape") or tuple(new.shape) != tuple(old.shape)):
-            foreign = {str(d) for d in getattr(new, "free_symbols", ()) if str(d) in
-                       ("n", "m") and d not in sizes} if hasattr(new, "shape") else ()
+            dims = [d for d in getattr(new, "shape", ()) if isinstance(d, sp.Basic)]
+            foreign = {str(s) for d in dims for s in d.free_symbols
+                       if str(s) in ("n", "m") and s not in sizes}
             raise GradlabError(f"subs: {old} is {_size(old)}; it is replaced by a matrix of "
                                f"that shape, not {new} ("
                                + (_size(new) if hasattr(new, "shape") else "a scalar") + ")"
