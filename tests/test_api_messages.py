@@ -187,3 +187,13 @@ def test_a_misspelt_option_is_also_a_type_error():
     """A caller's `except TypeError` around a call still catches it."""
     with pytest.raises(TypeError):
         gradlab.cell("lstm").jacobian(wtr="input")
+
+
+def test_a_block_is_named_by_position_in_block_and_terms_as_in_indexing():
+    """J[0, 1] worked, J.block(0, 1) and J.terms(0, 1) said 'no output 0'."""
+    J = gradlab.cell("lstm").jacobian()
+    assert (J.block(0, 1).out, J.block(0, 1).wrt) == (J[0, 1].out, J[0, 1].wrt) == ("h'", "c")
+    assert J.block(-1, "h").out == "c'"
+    assert [str(t) for t in J.terms(0, 1)] == [str(t) for t in J.terms("h", "c")]
+    with pytest.raises(gradlab.GradlabError, match=r"no output at position 5 .*0\.\.1 \(h, c"):
+        J.block(5, 0)

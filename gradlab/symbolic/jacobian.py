@@ -143,7 +143,13 @@ class Jacobian(Blocks):
     # -- blocks by name ------------------------------------------------------------------
     def _index(self, name, names, what, aliases=()):
         """The position of `name` among the state parts `names` (primed or not), or else
-        among `aliases` (the outputs' own names, e.g. hnew)."""
+        among `aliases` (the outputs' own names, e.g. hnew); an integer is a position, as
+        in J[i, j] (negative from the end)."""
+        if isinstance(name, numbers.Integral) and not isinstance(name, bool):
+            if -len(names) <= name < len(names):
+                return int(name) % len(names)
+            raise GradlabIndexError(f"no {what} at position {name} in this Jacobian: "
+                                    f"0..{len(names) - 1} ({', '.join(names)})")
         key = str(name)
         for group in (names, aliases):
             for k, p in enumerate(group):
@@ -154,7 +160,8 @@ class Jacobian(Blocks):
 
     @arguments_checked     # a misspelt option: one line, not Python's TypeError
     def block(self, out, wrt):
-        """The block ∂out'/∂wrt, by state-part names ("c" or "c'" for the new c)."""
+        """The block ∂out'/∂wrt, by state-part names ("c" or "c'" for the new c) or
+        positions (as J[i, j])."""
         i = self._index(out, self.parts, "output", self.outs)
         j = self._index(wrt, self.ins, "input")
         return Block(self, i, j)
