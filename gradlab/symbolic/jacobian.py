@@ -114,7 +114,13 @@ class ByName(dict):
 
 
 class Jacobian(Blocks):
-    """d(new state parts) / d(state parts or input): a BlockMatrix with named blocks."""
+    """d(new state parts) / d(state parts or input): a BlockMatrix with named blocks.
+
+    J["c", "h"] or J.block("c", "h") (or by position, J[1, 0]): one block ∂c'/∂h, with
+    .terms() and .at(params, state, x); J.terms(): every block's terms by name;
+    J.explicit(n=2): each block entry by entry at a size; J.at(params, state, x): the
+    numbers, (B, S, S) or (B, S, m); J.parts and J.ins: the names of its rows and columns.
+    (The rest of help() is SymPy's BlockMatrix, which it is.)"""
 
     def __new__(cls, blocks, outs, ins, parts=None):
         plain = BlockMatrix(blocks.tolist() if isinstance(blocks, sp.MatrixBase) else blocks)
