@@ -197,3 +197,7 @@ def test_a_block_is_named_by_position_in_block_and_terms_as_in_indexing():
     assert [str(t) for t in J.terms(0, 1)] == [str(t) for t in J.terms("h", "c")]
     with pytest.raises(gradlab.GradlabError, match=r"no output at position 5 .*0\.\.1 \(h, c"):
         J.block(5, 0)
+    explicit = J.explicit(2)                              # 'no block (0, 1)' before
+    assert explicit[0, 1] == explicit["h", "c"] and explicit[-1, -1] == explicit["c", "c"]
+    with pytest.raises(gradlab.GradlabError, match=r"no block \(2, 0\); valid: \('h', 'h'\)"):
+        explicit[2, 0]

@@ -97,6 +97,11 @@ class ByName(dict):
             plain = tuple(k.rstrip("'") for k in key)     # ("c'", "c"): the new c, as J[]
             if plain != key and plain in self:
                 return self[plain]
+        if isinstance(key, tuple) and len(key) == 2 and all(       # (i, j): by position,
+                isinstance(k, numbers.Integral) and not isinstance(k, bool) for k in key):
+            outs, ins = (list(dict.fromkeys(k[a] for k in self)) for a in (0, 1))  # as J[]
+            if -len(outs) <= key[0] < len(outs) and -len(ins) <= key[1] < len(ins):
+                return self[outs[key[0]], ins[key[1]]]
         raise GradlabKeyError(f"no block {key!r}; valid: "
                                 + ", ".join(f"({o!r}, {w!r})" for o, w in self))
 
