@@ -72,6 +72,18 @@ def activation(language, function, *, text, latex, numpy, torch, key=None):
     return function
 
 
+def in_table(fn, arity):
+    """Refuse a function the table does not hold: the backends could not run it (SymPy
+    would differentiate sympy.atan, and the lowered code then fail)."""
+    from ..errors import GradlabError
+    if not any(a.function is fn and a.arity == arity for a in TABLE.values()):
+        names = ", ".join(a.language for a in TABLE.values() if a.language and a.arity == arity)
+        raise GradlabError(f"{getattr(fn, '__name__', repr(fn))} is not a "
+                           f"{'one' if arity == 1 else 'two'}-argument function of the "
+                           f"activation table ({names}); register it with "
+                           "gradlab.symbolic.activations.activation(...) first")
+
+
 def _numbers(args):
     """Are all `args` SymPy numbers a comparison can order (not nan)?"""
     return all(isinstance(a, sp.Number) and a is not sp.nan for a in args)

@@ -23,7 +23,7 @@ from sympy import HadamardPower, Identity, MatrixSymbol, OneMatrix
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from . import algebra as al
-from .activations import TABLE, by_language_name
+from .activations import by_language_name, in_table
 from .dag import doit
 from .names import check_let_name, rendered
 from .pairwise import Pairwise
@@ -188,22 +188,10 @@ def _combine(a, b, verb):
     return Value(a.expr + b.expr)
 
 
-def _in_table(fn, arity):
-    """Refuse a function the activation table does not hold: the backends could not
-    run it (SymPy would differentiate sympy.atan, and the lowered code then fail)."""
-    known = [a for a in TABLE.values() if a.function is fn and a.arity == arity]
-    if not known:
-        names = ", ".join(a.language for a in TABLE.values() if a.language and a.arity == arity)
-        raise GradlabError(f"{getattr(fn, '__name__', repr(fn))} is not a "
-                           f"{'one' if arity == 1 else 'two'}-argument function of the "
-                           f"activation table ({names}); register it with "
-                           "gradlab.symbolic.activations.activation(...) first")
-
-
 def elementwise(fn, name=None):
     """Lift a scalar SymPy function (one of the activation table's) to act on every entry
     of a vector (or on a scalar)."""
-    _in_table(fn, 1)
+    in_table(fn, 1)
 
     def apply(v):
         v = _value(v)
@@ -216,7 +204,7 @@ def elementwise(fn, name=None):
 def pairwise(fn, name=None):
     """Lift a two-argument SymPy function to act entry by entry on two vectors (a scalar
     broadcasts); one of the activation table's."""
-    _in_table(fn, 2)
+    in_table(fn, 2)
 
     def apply(a, b):
         a, b = _value(a), _value(b)
