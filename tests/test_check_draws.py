@@ -36,6 +36,12 @@ RNN = textwrap.dedent('''\
             rows.append(s[:, :k, None] * P["W"][i:i + k])
         return torch.cat(rows, 1)
 
+    def wrong_past_three(P, S, X):
+        # a term halved where |h| > 3 (a clamp in the user's forward): the usual draws,
+        # N(0, 0.8^2), reach 2.96 at most
+        big = (S[0].abs() > 3).to(S[0].dtype)
+        return slope(P, S, X)[:, :, None] * P["W"] * (1 - 0.5 * big[:, None, :])
+
     _kept = {}
 
     def kept_by_shape(P, S, X):
@@ -51,7 +57,8 @@ RNN = textwrap.dedent('''\
 @pytest.mark.parametrize("fn, why", [
     ("sequences_in_chunks", "sequences taken in fixed chunks"),
     ("units_in_chunks", "sequences taken in fixed chunks"),     # (one sentence for both)
-    ("kept_by_shape", "keep an answer from an earlier call")])
+    ("kept_by_shape", "keep an answer from an earlier call"),
+    ("wrong_past_three", "or go wrong at large states (|h| > 3)")])
 def test_gradlab_check_finds_what_one_draw_at_the_usual_sizes_hides(tmp_path, monkeypatch,
                                                                      fn, why):
     (tmp_path / "mine.py").write_text(RNN)

@@ -6,10 +6,12 @@ function (torch.eye(8)), units or sequences taken in fixed chunks (a power of tw
 chunk of 8 or 16 read where the next begins), or answers kept from an earlier call (a
 cache keyed by shape). So the function is checked at the sizes given, at a second pair
 of sizes past the usual chunk widths (`second_size`), and at the first sizes again with
-other weights and states.
+other weights and states drawn wider (a term wrong only at large states).
 """
 
 import dataclasses
+
+import torch
 
 from .. import registry
 from ..errors import GradlabError, derived_seed
@@ -17,6 +19,7 @@ from .check import check_jacobian
 from .user import Exited
 
 CHUNKS = 16      # the second size crosses chunks of 8 and of 16 units and sequences
+WIDE = 2.0       # the third draw's states: N(0, 2^2), where the others' are N(0, 0.8^2)
 
 
 def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias_scale=0.5,
@@ -26,8 +29,9 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     every term of the Jacobian carries weight (as `gradlab verify` draws them), unless
     other scales are given (bias_scale=0 for a derivation without biases); at the sizes
     given and, where it agrees there, at a second pair (`second_size`) and at the first
-    sizes with other weights and states (a function that keeps answers from an earlier
-    call agrees only at the draw it kept)."""
+    sizes with other weights and states WIDE times as wide (a function that keeps answers
+    from an earlier call agrees only at the draw it kept; one wrong only at |h| > 3 agreed
+    at every narrow draw)."""
     cell = registry.cell(cell)
     module, where, name = registry.load(spec, "function")
     if not hasattr(module, name):
@@ -37,10 +41,14 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
         raise GradlabError(f"{where}: {name!r} is not a function (its type: "
                            f"{type(fn).__name__})")
 
-    def at(n, m, batch, draw=seed):
+    def at(n, m, batch, draw=seed, spread=None):
         params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
                                   seed=draw)      # (scales that overflow: refused there)
-        return check_jacobian(fn, cell, params, seed=draw, **{**options, "batch": batch})
+        states = None if spread is None else tuple(spread * torch.randn(
+            batch, n, generator=torch.Generator().manual_seed(derived_seed(draw, 1)),
+            dtype=torch.float64) for _ in cell.state_names)
+        return check_jacobian(fn, cell, params, seed=draw, states=states,
+                              **{**options, "batch": batch})
 
     batch = options.pop("batch", 4)
     first = at(hidden, inputs, batch)
@@ -64,13 +72,14 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
             "a size written into your function (torch.eye(8), a reshape, units or "
             "sequences taken in fixed chunks)?"] * (
                 not again.inconclusive) + again.diagnosis)   # (inconclusive: draws can't tell)
-    other = at(hidden, inputs, batch, draw=derived_seed(seed, 3))
+    other = at(hidden, inputs, batch, draw=derived_seed(seed, 3), spread=WIDE)
     if not other.ok:
         return dataclasses.replace(other, sizes=f"n = {hidden}, m = {inputs}, B = {batch}, "
-                                   "other weights and states", diagnosis=[
+                                   "other weights, wider states", diagnosis=[
             f"It agrees at {sizes}, but not at the first sizes with other weights and "
-            "states drawn: does your function keep an answer from an earlier call (a "
-            "cache keyed by shape)?"] * (not other.inconclusive) + other.diagnosis)
+            f"states drawn {WIDE:g}x as wide: does your function keep an answer from an "
+            "earlier call (a cache keyed by shape), or go wrong at large states (|h| > 3)?"
+        ] * (not other.inconclusive) + other.diagnosis)
     worst = max((first, again, other), key=lambda r: r.max_error.relative)
     said = {d.split(",")[0] for d in first.diagnosis}      # a note of one kind once
     notes = list(first.diagnosis)
