@@ -274,8 +274,8 @@ def from_module(module, xs, state0, reverse):
         bidirectional = getattr(module, "bidirectional", False)
         direction = ("backward" if reverse else "forward") if bidirectional else None
         cell, params = from_torch(module, direction=direction)
-        if wide_input(module):
-            xs = direction_inputs(module, xs, direction)
+        if wide_input(module):            # from layer 2 on the other direction reads this
+            xs = direction_inputs(module, xs, direction, state0=state0)   # one's outputs
         return cell, params, xs, None, padded(module)
     return None, {}, xs, prepare(module, xs, state0, reverse), None
 
@@ -291,14 +291,14 @@ def bind_call(cell, params, xs, state0, reverse, call):
 
 
 def _bind(cell, params, xs, state0, reverse, call):
-    module = None
     if isinstance(cell, torch.nn.Module):
         cell = unwrap(cell)                  # torch.compile, DataParallel: the same weights
         if params is not None and xs is not None:
             raise GradlabError(f"a torch module carries its own weights: call "
                                f"{call}(module, xs), without params")
-        module, given = cell, params if xs is None else xs
-        cell, params, xs, bound, padding = from_module(cell, given, state0, reverse)
+        module = cell
+        cell, params, xs, bound, padding = from_module(cell, params if xs is None else xs,
+                                                       state0, reverse)
         if bound is not None:
             return (*bound, padding)
         if padding is not None and state0 is not None:
@@ -309,15 +309,6 @@ def _bind(cell, params, xs, state0, reverse, call):
         raise GradlabError(f"{call}(cell, params, xs) needs params and xs (or "
                            f"{call}(module, xs) for a torch module)")
     _, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
-    if module is not None and getattr(module, "num_layers", 1) > 2 \
-            and any(bool(part.any()) for part in state0):
-        # from layer 2 on the other direction reads this one's outputs: from its state0
-        from ..bidirectional import direction_inputs
-        from ..interop import wide_input
-        if wide_input(module):
-            direction = "backward" if flag(reverse, "reverse") else "forward"
-            xs = direction_inputs(module, given, direction, state0=state0)
-            _, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
     return bound, xs, state0, padding
 
 

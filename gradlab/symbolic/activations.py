@@ -146,8 +146,7 @@ softplus = _function("softplus", lambda x: sigmoid(x),
 # H(a - b) read from a and b as computed, not from their difference rearranged: at a tie
 # (a == b as the step computes them) exactly 1/2, where a sum SymPy reorders could round
 # to +-1e-17 and give one argument all of the gradient and the other none
-above = _function("above", lambda a, b: (sp.S.Zero, sp.S.Zero), nargs=2,
-                  at_number=lambda a, b: _positive(a - b))
+above = _function("above", lambda a, b: (sp.S.Zero, sp.S.Zero), nargs=2)
 above.eval = classmethod(lambda cls, a, b: sp.S.Half if a == b or _numbers((a, b)) and (
     a - b).is_zero else _positive(a - b) if _numbers((a, b)) else None)   # (0 and 0.0 tie)
 maximum = _function("maximum", lambda a, b: (above(a, b), above(b, a)), nargs=2,
