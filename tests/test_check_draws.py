@@ -28,8 +28,8 @@ RNN = textwrap.dedent('''\
             out.append((1 - torch.tanh(a) ** 2)[:, :, None] * P["W"])
         return torch.cat(out)
 
-    def units_in_chunks(P, S, X, chunk=16):
-        # later chunks of rows take the first chunk's slope: right for n <= 16
+    def units_in_chunks(P, S, X, chunk=32):
+        # later chunks of rows take the first chunk's slope: right for n <= 32
         s, n, rows = slope(P, S, X), P["W"].shape[0], []
         for i in range(0, n, chunk):
             k = min(chunk, n - i)
@@ -41,6 +41,21 @@ RNN = textwrap.dedent('''\
         # N(0, 0.8^2), reach 2.96 at most
         big = (S[0].abs() > 3).to(S[0].dtype)
         return slope(P, S, X)[:, :, None] * P["W"] * (1 - 0.5 * big[:, None, :])
+
+    def wrong_at_large_inputs(P, S, X):
+        # the input clamped to +-3 inside the slope: right at every N(0, 0.8^2) draw
+        return slope(P, S, X.clamp(-3, 3))[:, :, None] * P["W"]
+
+    def wrong_past_four_and_a_half(P, S, X):
+        # a term halved where |h| > 4.5: states N(0, 2^2) reached 4.1 at seed 0
+        big = (S[0].abs() > 4.5).to(S[0].dtype)
+        return slope(P, S, X)[:, :, None] * P["W"] * (1 - 0.5 * big[:, None, :])
+
+    _calls = [0]
+
+    def wrong_from_the_fourth_call(P, S, X):
+        _calls[0] += 1
+        return slope(P, S, X)[:, :, None] * P["W"] * (1.01 if _calls[0] >= 4 else 1)
 
     _kept = {}
 
@@ -58,7 +73,10 @@ RNN = textwrap.dedent('''\
     ("sequences_in_chunks", "sequences taken in fixed chunks"),
     ("units_in_chunks", "sequences taken in fixed chunks"),     # (one sentence for both)
     ("kept_by_shape", "keep an answer from an earlier call"),
-    ("wrong_past_three", "or go wrong at large states (|h| > 3)")])
+    ("wrong_past_three", "or go wrong at large states or inputs (|h| > 3)"),
+    ("wrong_past_four_and_a_half", "or go wrong at large states or inputs (|h| > 3)"),
+    ("wrong_at_large_inputs", "or go wrong at large states or inputs (|h| > 3)"),
+    ("wrong_from_the_fourth_call", "asked the first question again it answered otherwise")])
 def test_gradlab_check_finds_what_one_draw_at_the_usual_sizes_hides(tmp_path, monkeypatch,
                                                                      fn, why):
     (tmp_path / "mine.py").write_text(RNN)
@@ -76,7 +94,46 @@ def test_gradlab_check_still_agrees_with_a_right_function_at_every_draw(tmp_path
     monkeypatch.chdir(tmp_path)
     result = invoke("check", "mine.py:right", "--cell", "rnn_tanh")
     assert result.exit_code == 0, result.output
-    assert "n = 8, m = 4, B = 4 and n = 17, m = 5, B = 17" in result.stdout
+    assert "n = 8, m = 4, B = 4 and n = 33, m = 5, B = 33" in result.stdout
+
+
+LSTM = textwrap.dedent('''\
+    import torch
+    from torch.func import jacrev, vmap
+
+    def step(P, h, c, x):
+        a = lambda g: h @ P["W_" + g].T + x @ P["U_" + g].T + P["b_" + g]
+        i, f, o = (torch.sigmoid(a(g)) for g in "ifo")
+        c2 = f * c + i * torch.tanh(a("g"))
+        return torch.cat([o * torch.tanh(c2), c2])
+
+    def right(P, S, X):
+        n = S[0].shape[1]
+        one = lambda s, x: step(P, s[:n], s[n:], x)
+        return vmap(jacrev(one))(torch.cat(S, 1), X)
+    ''')
+
+
+PEEPHOLE = LSTM.replace('''    i, f, o = (torch.sigmoid(a(g)) for g in "ifo")
+    c2 = f * c + i * torch.tanh(a("g"))
+''', '''    i, f = (torch.sigmoid(a(g) + P["p_" + g] * c) for g in "if")
+    c2 = f * c + i * torch.tanh(a("z"))
+    o = torch.sigmoid(a("o") + P["p_o"] * c2)
+''')
+
+
+@pytest.mark.parametrize("cell, source", [("lstm", LSTM), ("peephole_lstm", PEEPHOLE)],
+                         ids=["lstm", "peephole_lstm"])
+def test_gradlab_check_agrees_with_a_right_function_of_two_state_parts(tmp_path, monkeypatch,
+                                                                       cell, source):
+    # the third draw once gave every state part the same numbers (h = c at every
+    # sample), so no right LSTM Jacobian agreed: "inconclusive", exit 1
+    assert source.count("sigmoid") == (1 if cell == "lstm" else 2)
+    (tmp_path / "mine.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("check", "mine.py:right", "--cell", cell)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("agrees: ")
 
 
 def test_an_answer_in_a_reused_buffer_is_read_before_the_next_call_overwrites_it():

@@ -199,12 +199,12 @@ def test_gradlab_check_finds_a_size_written_into_the_function(tmp_path, monkeypa
     assert once.exit_code == 1
     assert once.output.startswith("differs: max relative error") and \
         "samples at n = 5, m = 5" not in once.output
-    assert ("at n = 17, m = 5, B = 17\nIt agrees at n = 8, m = 4, B = 4, but not at these "
+    assert ("at n = 33, m = 5, B = 33\nIt agrees at n = 8, m = 4, B = 4, but not at these "
             "sizes") in once.output
     right = invoke("check", "mine.py:right", "--cell", "rnn_tanh")
     assert right.exit_code == 0 and right.output == (
-        "agrees: max relative error 0 (absolute 0) over 25 samples at n = 8, m = 4, B = 4 "
-        "and n = 17, m = 5, B = 17 (and again at the first, other draws)\n")
+        "agrees: max relative error 0 (absolute 0) over 45 samples at n = 8, m = 4, B = 4 "
+        "and n = 33, m = 5, B = 33 (and at the first sizes with other draws, and asked again)\n")
     assert invoke("check", "mine.py:three", "--cell", "rnn_tanh").output == (
         "gradlab: error: mine.py: 'three' is not a function (its type: int)\n")
 
@@ -249,8 +249,8 @@ def test_gradlab_check_says_where_a_size_written_in_fails_and_notes_once(tmp_pat
     monkeypatch.chdir(tmp_path)
     failed = invoke("check", "mine.py:eye8", "--cell", "rnn_tanh", "--bias-scale", "0")
     assert failed.exit_code == 2 and failed.output.startswith(
-        "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 17, m = 5, "
-        "B = 17: ")
+        "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 33, m = 5, "
+        "B = 33: ")
     noted = invoke("check", "mine.py:nob", "--cell", "rnn_tanh", "--bias-scale", "0")
     assert noted.exit_code == 0 and noted.output.count("Note: it agrees at the params") == 1
 
@@ -287,7 +287,7 @@ def test_gradlab_check_looks_past_the_first_size_and_batch(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     for name in ("units", "sequences"):
         result = invoke("check", f"mine.py:{name}", "--cell", "rnn_tanh")
-        assert result.exit_code == 1 and "at n = 17, m = 5, B = 17\nIt agrees at n = 8" in \
+        assert result.exit_code == 1 and "at n = 33, m = 5, B = 33\nIt agrees at n = 8" in \
             result.output, (name, result.output)
     assert invoke("check", "mine.py:right", "--cell", "rnn_tanh").exit_code == 0
 
@@ -443,3 +443,35 @@ def test_a_bfloat16_answer_with_a_wrong_block_is_not_called_a_factor_on_every_en
 
     said = " ".join(gradlab.check_jacobian(halved, lstm, p).diagnosis)
     assert "a factor on every entry" not in said
+
+
+def test_the_worst_entries_shown_are_the_ones_that_differ():
+    """One entry off by 1e-6 was shown beside two entries that agree to the last digit,
+    printed as equal ("yours -0.1546..., exact -0.1546...")."""
+    cell = gradlab.cell("rnn_tanh")
+    params = cell.init_params(8, 4, seed=0, weight_scale=1.5, bias_scale=0.5)
+    exact = cell.jacobian_fn("state")
+
+    def mine(p, state, x):
+        J = exact(p, state, x).clone()
+        J[0, 3, 5] += 1e-6
+        return J
+    result = gradlab.check_jacobian(mine, cell, params)
+    said = " ".join(result.diagnosis)
+    assert not result.ok and "Worst entry [sample 0, 3, 5] yours " in said
+    assert said.count("yours") == 1
+
+
+def test_a_slope_off_by_a_millionth_is_told_with_the_digits_that_show_it():
+    """diag(f) + 1e-6 I was told as "yours is it times 1 to 1, not 1"."""
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(8, 4, seed=0, weight_scale=1.5, bias_scale=0.5)
+    exact = cell.jacobian_fn("state")
+
+    def mine(p, state, x):
+        J = exact(p, state, x).clone()
+        J[:, 8:, 8:] += 1e-6 * torch.eye(8, dtype=J.dtype)
+        return J
+    result = gradlab.check_jacobian(mine, cell, params)
+    said = " ".join(result.diagnosis)
+    assert not result.ok and "times 1 to 1," not in said and "times 1.0000" in said, said

@@ -176,7 +176,7 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
     for key in unexplained:
         alike = None if at_rounding else confounded(terms.get(key, []))
         sentences.append(f"Block ∂{key[0]}'/∂{key[1]}: {UNEXPLAINED} or "
-                         "rescaled term explains the difference. Worst entries "
+                         "rescaled term explains the difference. "
                          + worst_entries(blocks.part(theirs, key), blocks.part(exact, key))
                          + "." + (f" (Its {alike[0]} terms are not independent over these "
                                   f"draws' {alike[1]} entries, so no slip in them can be "
@@ -246,7 +246,7 @@ def explain_block(key, D, terms, scale, floor=1e-9, noise=0.0):
         if (float(w.abs().max()) > 1e-4        # a slope wrong, not its last digits
                 and misfit / scale <= EXPLAINED and misfit <= 1e-3 * float(D.abs().max())):
             ratio = (1 + w)[norm > 0]
-            times = f"{float(ratio.min()):.4g} to {float(ratio.max()):.4g}"
+            times = ratio_range(float(ratio.min()), float(ratio.max()))
             if len(group) > 1:
                 shown = " and ".join(text(t) for t, _ in group)
                 return [f"Block {name}: the factor {text(factor)}, which {shown} share, is "
@@ -330,9 +330,22 @@ def by_sample(theirs, exact, rtol):
             "units saturate, a branch on the state's values, or one on the sample's index)."]
 
 
+def ratio_range(lo, hi):
+    """'lo to hi' with the fewest digits (4 at least) that tell each from 1 and the two
+    apart: 1.000001 to 1.0000025, not 1 to 1."""
+    for d in (4, 6, 8, 10, 12, 17):
+        a, b = f"{lo:.{d}g}", f"{hi:.{d}g}"
+        if (a != "1" or lo == 1) and (b != "1" or hi == 1) and (a != b or lo == hi):
+            break
+    return f"{a} to {b}"
+
+
 def worst_entries(mine, ref, count=3):
+    """The `count` entries that differ most, each where it is off by at least 1/1000 of the
+    worst (an entry off by rounding, printed as equal, says nothing)."""
     diff = (mine - ref).abs().reshape(-1)
-    top = torch.topk(diff, min(count, diff.numel())).indices
+    values, top = torch.topk(diff, min(count, diff.numel()))
+    top = top[values >= values[:1] * 1e-3]
     B, r, c = mine.shape
     out = []
     for i in top.tolist():
@@ -341,4 +354,4 @@ def worst_entries(mine, ref, count=3):
         a, e = float(mine[b, row, col]), float(ref[b, row, col])
         digits = next((d for d in (6, 9, 12, 17) if f"{a:.{d}g}" != f"{e:.{d}g}"), 17)
         out.append(f"[sample {b}, {row}, {col}] yours {a:.{digits}g}, exact {e:.{digits}g}")
-    return "; ".join(out)
+    return ("Worst entries " if len(out) > 1 else "Worst entry ") + "; ".join(out)

@@ -4,9 +4,11 @@ chosen so that the common ways to be right at one draw only are found.
 One draw can be fooled by what does not depend on the numbers: a size written into the
 function (torch.eye(8)), units or sequences taken in fixed chunks (a power of two, a
 chunk of 8 or 16 read where the next begins), or answers kept from an earlier call (a
-cache keyed by shape). So the function is checked at the sizes given, at a second pair
-of sizes past the usual chunk widths (`second_size`), and at the first sizes again with
-other weights and states drawn wider (a term wrong only at large states).
+cache keyed by shape), or answers that change from call to call. So the function is
+checked at the sizes given, at a second pair of sizes past the usual chunk widths
+(`second_size`), at the first sizes again with other weights and with states and inputs
+drawn wider (a term wrong only at large states), and is asked the first question once
+more (its answer must not change).
 """
 
 import dataclasses
@@ -18,8 +20,8 @@ from ..errors import GradlabError, derived_seed
 from .check import check_jacobian
 from .user import Exited
 
-CHUNKS = 16      # the second size crosses chunks of 8 and of 16 units and sequences
-WIDE = 2.0       # the third draw's states: N(0, 2^2), where the others' are N(0, 0.8^2)
+CHUNKS = 32      # the second size crosses chunks of 8, 16 and 32 units and sequences
+WIDE = 3.0       # the third draw's states and inputs: N(0, 3^2), the others' N(0, 0.8^2)
 
 
 def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias_scale=0.5,
@@ -29,9 +31,10 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     every term of the Jacobian carries weight (as `gradlab verify` draws them), unless
     other scales are given (bias_scale=0 for a derivation without biases); at the sizes
     given and, where it agrees there, at a second pair (`second_size`) and at the first
-    sizes with other weights and states WIDE times as wide (a function that keeps answers
-    from an earlier call agrees only at the draw it kept; one wrong only at |h| > 3 agreed
-    at every narrow draw)."""
+    sizes with other weights and states and inputs WIDE times as wide (a function that
+    keeps answers from an earlier call agrees only at the draw it kept; one wrong only at
+    |h| > 3 agreed at every narrow draw), and at the first draw once more (an answer that
+    changes from call to call: random, or counting its calls)."""
     cell = registry.cell(cell)
     module, where, name = registry.load(spec, "function")
     if not hasattr(module, name):
@@ -44,9 +47,13 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     def at(n, m, batch, draw=seed, spread=None):
         params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
                                   seed=draw)      # (scales that overflow: refused there)
-        states = None if spread is None else tuple(spread * torch.randn(
-            batch, n, generator=torch.Generator().manual_seed(derived_seed(draw, 1)),
-            dtype=torch.float64) for _ in cell.state_names)
+        states = None
+        if spread is not None:           # one stream for all: each part, and x, its own
+            gen = torch.Generator().manual_seed(derived_seed(draw, 2))
+            states = (tuple(spread * torch.randn(batch, n, generator=gen,
+                                                 dtype=torch.float64)
+                            for _ in cell.state_names),
+                      spread * torch.randn(batch, m, generator=gen, dtype=torch.float64))
         return check_jacobian(fn, cell, params, seed=draw, states=states,
                               **{**options, "batch": batch})
 
@@ -75,26 +82,36 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     other = at(hidden, inputs, batch, draw=derived_seed(seed, 3), spread=WIDE)
     if not other.ok:
         return dataclasses.replace(other, sizes=f"n = {hidden}, m = {inputs}, B = {batch}, "
-                                   "other weights, wider states", diagnosis=[
+                                   "other weights, wider states and inputs", diagnosis=[
             f"It agrees at {sizes}, but not at the first sizes with other weights and "
-            f"states drawn {WIDE:g}x as wide: does your function keep an answer from an "
-            "earlier call (a cache keyed by shape), or go wrong at large states (|h| > 3)?"
-        ] * (not other.inconclusive) + other.diagnosis)
+            f"states and inputs drawn {WIDE:g}x as wide: does your function keep an answer "
+            "from an earlier call (a cache keyed by shape), or go wrong at large states or "
+            "inputs (|h| > 3)?"] * (not other.inconclusive) + other.diagnosis)
+    repeat = at(hidden, inputs, batch)
+    if not repeat.ok:
+        return dataclasses.replace(repeat, sizes=f"n = {hidden}, m = {inputs}, B = {batch}, "
+                                   "asked again", diagnosis=[
+            f"It agrees at {sizes} and at other draws, but asked the first question again it "
+            "answered otherwise: does your function draw random numbers, or change with "
+            "the number of times it is called?"] * (not repeat.inconclusive)
+            + repeat.diagnosis)
     worst = max((first, again, other), key=lambda r: r.max_error.relative)
     said = {d.split(",")[0] for d in first.diagnosis}      # a note of one kind once
     notes = list(first.diagnosis)
     for result in (again, other):
         notes += [d for d in result.diagnosis if d.split(",")[0] not in said]
         said |= {d.split(",")[0] for d in result.diagnosis}
-    return dataclasses.replace(worst, checked=first.checked + again.checked + other.checked,
-                               sizes=sizes + " (and again at the first, other draws)",
+    return dataclasses.replace(worst, checked=first.checked + again.checked + other.checked
+                               + repeat.checked,
+                               sizes=sizes + " (and at the first sizes with other draws, "
+                               "and asked again)",
                                diagnosis=notes)
 
 
 def second_size(hidden, inputs):
     """The second (n, m) `gradlab check` draws at: up to n = 64, 3 more units and at least
-    17 (a function wrong past the first size, or on units in chunks of 8 or 16, is found;
-    `check_spec` takes at least 17 sequences too, unless given one), 3 fewer above (it
+    33 (a function wrong past the first size, or on units in chunks of 8, 16 or 32, is
+    found; `check_spec` takes at least 33 sequences too, unless given one), 3 fewer above (it
     fits where the first does, with as many sequences); one more input (two where one
     more would make m = n, at which a transposed U keeps its shape)."""
     n = max(hidden + 3, CHUNKS + 1) if hidden <= 64 else hidden - 3
