@@ -43,14 +43,22 @@ def __getattr__(name):
         return importlib.import_module(f".{name}", __name__)
     home = _HOMES.get(name)
     if home is None:
-        language = ", ".join(k for k, v in _HOMES.items() if v == "symbolic.language")
-        raise AttributeError(f"module 'gradlab' has no attribute {name!r} (the cell "
-                             f"language's functions: {language})")
+        raise AttributeError(f"module 'gradlab' has no attribute {name!r} ({_hint(name)})")
     value = getattr(importlib.import_module(f".{home}", __name__), name)
     if inspect.isfunction(value) and not hasattr(value, "__wrapped__"):
         value = arguments_checked(value)   # a call its signature does not take: one line
     globals()[name] = value
     return value
+
+
+def _hint(name):
+    """Where a name that gradlab does not hold lives, or what it does hold."""
+    if not name.startswith("_"):
+        from .symbolic.cell import Cell
+        if hasattr(Cell, name):
+            return f"it is a cell's own: gradlab.cell('lstm').{name}"
+    language = ", ".join(k for k, v in _HOMES.items() if v == "symbolic.language")
+    return f"the cell language's functions: {language}"
 
 
 def __dir__():                     # tab completion finds gradlab.testing, gradlab.interop

@@ -148,9 +148,24 @@ def test_subs_of_a_whole_jacobian_reads_as_the_derivation_would():
 
 def test_a_subs_that_changes_nothing_keeps_the_numbers():
     J = gradlab.cell("lstm").jacobian()
-    same = J.subs(sp.Symbol("unused"), 1)
+    f = gradlab.cell("lstm").symbol("f")
+    same = J.subs(f, f)
     assert same is J and same.at(*random_inputs(gradlab.cell("lstm"), 3, 2, 1)).shape == \
         (1, 6, 6)
+
+
+@pytest.mark.parametrize("old", [sp.Symbol("unused"), "another cell's f", "the bias b_f"])
+def test_a_subs_of_a_symbol_the_expression_does_not_hold_is_refused(old):
+    """SymPy leaves it unchanged, silently: J.subs(b_f, ...) (the biases live inside the
+    gate values, not in J) or another cell's symbol read as done."""
+    gru, lstm = gradlab.cell("gru"), gradlab.cell("lstm")
+    J = (gru if old == "another cell's f" else lstm).jacobian()
+    old = {"another cell's f": lstm.symbol("f"),
+           "the bias b_f": lstm.symbol("b_f")}.get(old, old)
+    for target in (J, J["h", "h"]):
+        with pytest.raises(gradlab.GradlabError, match=f"subs: {old} does not occur in "
+                           "this expression .*; its symbols: "):
+            target.subs(old, 1)
 
 
 def test_doit_keeps_every_block_its_shape_and_its_numbers():

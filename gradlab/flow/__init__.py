@@ -61,6 +61,8 @@ along the same states; `run_states` the forward run alone.
 Modules, one concern each:
     inputs      make_inputs: input sequences by name
     workspace   Workspace: arrays the lowered in-place sums write into, reused
+    arrays      as_real, as_inputs, converted: a user's xs and state0 as tensors on the
+                params' dtype (a value the cast would make inf refused)
     bound       Bound: the lowered step and Jacobians bound to params, checked once;
                 setup (the one check of a call), run_states (the forward run)
     linalg      thin_qr (geqrf + Householder product), top_singular

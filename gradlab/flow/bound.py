@@ -14,11 +14,13 @@ import numpy as np
 import torch
 
 from .. import progress
+from ..budget import ensure_walk_fits
 from ..errors import GradlabError, flag
 from ..initialize import as_dtype
 from ..lowering import arguments, lower
 from ..lowering.backends import transformed
 from ..registry import cell as lookup
+from .arrays import TRACED, as_inputs, as_real, converted, depth
 from .workspace import Workspace
 
 
@@ -251,60 +253,6 @@ def _same_width(cell, params):
                        "every input weight reads the same x")
 
 
-def as_real(value, what, dtype=None, device=None):
-    """`value` (a tensor, numpy array or nested list of real numbers) as a tensor, on
-    `dtype` and `device` where given; a string, None, complex, bool or meta tensor refused."""
-    given = type(value).__name__
-    if isinstance(value, torch.nn.utils.rnn.PackedSequence):
-        raise GradlabError(f"{what} is a PackedSequence; give one dense (T, B, m) tensor "
-                           "(torch.nn.utils.rnn.pad_packed_sequence pads it; every sequence "
-                           "is then measured over all T steps)")
-    if getattr(value, "is_nested", False):
-        raise GradlabError(f"{what} is a nested tensor; give one dense tensor (sequences "
-                           "padded to one length)")
-    if np.ma.is_masked(value):                # np.asarray would drop the mask: refuse it
-        raise GradlabError(f"{what} is a masked array with masked entries; give plain "
-                           "numbers (e.g. .filled(0))")
-    if transformed(value):
-        raise GradlabError(TRACED.format(what))
-    try:     # lists through numpy: Python floats stay float64 (torch reads them as float32)
-        if not isinstance(value, (torch.Tensor, np.ndarray)):
-            value = np.asarray(value)
-            if value.dtype.kind not in "biufc":
-                raise TypeError(f"entries of numpy dtype {value.dtype}")
-        elif isinstance(value, np.ndarray) and (not value.flags.writeable
-                                                or any(s < 0 for s in value.strides)):
-            value = np.array(value)      # torch takes neither (gradlab copies xs anyway)
-        t = torch.as_tensor(value)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise GradlabError(f"{what} must be an array of real numbers, got "
-                           f"{given}: {' '.join(str(err).split())}") from None
-    if t.is_complex() or not (t.is_floating_point() or t.dtype in INTEGERS):
-        raise GradlabError(f"{what} must hold real numbers, got dtype {t.dtype}")
-    if t.device.type == "meta":
-        raise GradlabError(f"{what} is on the meta device, which holds no numbers")
-    if t.layout != torch.strided:
-        raise GradlabError(f"{what} is a {str(t.layout).removeprefix('torch.')} tensor; "
-                           "give a dense one (.to_dense())")
-    return t if dtype is None else t.to(dtype=dtype, device=device)
-
-
-INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-TRACED = ("{} is traced by a torch.func transform (grad, vmap, jacrev, ...): gradlab runs "
-          "the cell and the walk without autograd, so nothing it measures can be "
-          "differentiated or batched by one; call it on plain tensors (the Jacobians "
-          "themselves: cell.jacobian_fn)")
-
-
-def as_inputs(xs, dtype=None, device=None):
-    """xs as a (T, B, m) tensor of real numbers with T, B >= 1 (on dtype/device if given)."""
-    xs = as_real(xs, "xs")
-    if xs.ndim != 3 or xs.shape[0] < 1 or xs.shape[1] < 1:
-        raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, m) with "
-                           "T >= 1 steps and B >= 1 sequences")
-    return xs if dtype is None else xs.to(dtype=dtype, device=device)
-
-
 def hidden_size(cell, params, state0=None):
     """n, the state size, as the first dimension most of the parameters declared (n, .)
     agree on: a single mis-shaped one (or a scalar) is then named by the shape check
@@ -332,9 +280,10 @@ def hidden_size(cell, params, state0=None):
     return n
 
 
-def setup(cell, params, xs, state0=None, reverse=False):
+def setup(cell, params, xs, state0=None, reverse=False, call="run_states"):
     """(cell, bound, xs (T, B, m), state0 tuple), everything on the params' dtype/device,
-    every shape checked: the one check of a gradient_flow / lyapunov / run_states call."""
+    every shape checked: the one check of a gradient_flow / lyapunov / run_states call
+    (`call`, named where the memory it needs is refused, before xs is copied)."""
     cell = lookup(cell)
     dtype, device = check_params(cell, params)
     bad = [p for p in cell.param_names if params[p].layout == torch.strided   # (others:
@@ -346,10 +295,12 @@ def setup(cell, params, xs, state0=None, reverse=False):
                            "there is no trajectory or Jacobian to measure")
     # a copy (flip makes one too): the walk reads xs when a norm is first read, and the
     # caller's in-place changes (to a tensor, or a numpy array torch shares) must miss it
-    xs = as_inputs(xs, dtype, device)
-    xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()
+    xs = as_inputs(xs)                                   # (not copied yet)
     T, B, m = xs.shape
     n = hidden_size(cell, params, state0)
+    ensure_walk_fits(call, T, B, m, n * len(cell.state_names), dtype, device)
+    xs = converted(xs, "xs", dtype, device)
+    xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()
     for p in cell.param_names:           # the inputs' width, named as xs's (not as a param's)
         if dims(cell)[p][1] and params[p].dim() == 2 \
                 and params[p].shape[1] != m:
@@ -359,21 +310,17 @@ def setup(cell, params, xs, state0=None, reverse=False):
     if state0 is None:
         state0 = tuple(torch.zeros(B, n, dtype=dtype, device=device) for _ in cell.state_names)
     else:
-        rows = isinstance(state0, list) and _depth(state0) == 2   # [[...], ...]: one
+        rows = isinstance(state0, list) and depth(state0) == 2   # [[...], ...]: one
         state0 = tuple(state0) if isinstance(state0, (tuple, list)) and not rows \
             else (state0,)                                          # (B, n) part, not B
         state0 = tuple(as_real(s, f"state0[{i}]", dtype, device)
                        for i, s in enumerate(state0))
+        bad = next((i for i, s in enumerate(state0) if s.is_floating_point()
+                    and not bool(torch.isfinite(s).all())), None)
+        if bad is not None:      # (reported as an overflow of the run, which it was not)
+            raise GradlabError(f"state0[{bad}] holds nan or inf: there is no trajectory "
+                               "to measure from it")
     return cell, Bound(cell, params, state0, xs[0]), xs, state0
-
-
-def _depth(value):
-    """How deep a nested list of plain numbers goes (0 for a number), or -1 if it is
-    anything else (holds arrays, tensors, strings, or is empty)."""
-    if isinstance(value, (list, tuple)):
-        inner = {_depth(v) for v in value}
-        return 1 + inner.pop() if len(inner) == 1 and -1 not in inner and value else -1
-    return 0 if isinstance(value, (int, float)) and not isinstance(value, bool) else -1
 
 
 def run_states(cell, params, xs, state0=None, *, reverse=False):

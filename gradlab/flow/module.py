@@ -286,7 +286,8 @@ def bind_call(cell, params, xs, state0, reverse, call):
     are its own): the one check of the arguments both take, and of the memory they need
     (`budget.ensure_walk_fits`)."""
     bound, xs, state0, padding = _bind(cell, params, xs, state0, reverse, call)
-    ensure_walk_fits(call, bound.cell, xs, state0)
+    T, B, m = xs.shape                  # (a module's own xs, built after setup's check)
+    ensure_walk_fits(call, T, B, m, sum(s.shape[-1] for s in state0), xs.dtype, xs.device)
     return bound, xs, state0, padding
 
 
@@ -308,7 +309,7 @@ def _bind(cell, params, xs, state0, reverse, call):
     if params is None or xs is None:
         raise GradlabError(f"{call}(cell, params, xs) needs params and xs (or "
                            f"{call}(module, xs) for a torch module)")
-    _, bound, xs, state0 = setup(cell, params, xs, state0, reverse)
+    _, bound, xs, state0 = setup(cell, params, xs, state0, reverse, call)
     return bound, xs, state0, padding
 
 

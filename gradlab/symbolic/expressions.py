@@ -82,6 +82,11 @@ def substituted(subs, args, kwargs):
             raise GradlabError(f"subs: {old!r} is not a symbol of this expression (SymPy "
                                "would leave it unchanged, silently); take it from the cell: "
                                f"cell.symbol({str(old)!r})")
+        if held is not None and isinstance(old, (sp.MatrixSymbol, sp.Symbol)) and \
+                str(old) not in names and old not in sizes:
+            raise GradlabError(f"subs: {old} does not occur in this expression (SymPy would "
+                               "leave it unchanged, silently); its symbols: "
+                               + ", ".join(sorted(set(names) - {"n", "m"})))
         old, new = sympy_of(old), sympy_of(new)
         if isinstance(old, sp.MatrixExpr) and (
                 not hasattr(new, "shape") or tuple(new.shape) != tuple(old.shape)):
