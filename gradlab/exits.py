@@ -65,10 +65,16 @@ class _ToStderr(io.TextIOBase):
         return sys.stderr.isatty()
 
     def write(self, text):
-        return sys.stderr.write(text)
+        """Written to stderr where it can be; dropped where it cannot (a full disk, a
+        closed stream), as gradlab's own notes are: what the code under test prints
+        must not decide its verdict."""
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError, AttributeError):
+            return len(text)
 
     def flush(self):
-        sys.stderr.flush()
+        _flush(sys.stderr)
 
     def close(self):
         pass

@@ -213,7 +213,12 @@ def echo(message="", *, err=False, nl=True):
 def lenient_streams():
     """stdout and stderr in an encoding that cannot hold gradlab's symbols (σ, ∂, ξ:
     PYTHONIOENCODING=latin-1, a cp1252 console) write them escaped (\\u03c3), not fail
-    half-way through the output (click forces UTF-8 only on an ASCII stream)."""
+    half-way through the output (click forces UTF-8 only on an ASCII stream). A stream
+    closed before gradlab started (`2>&-`: Python's is then None, and progress on it
+    ended the work) goes to /dev/null: the work and its exit status stand."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None and stream.errors == "strict":

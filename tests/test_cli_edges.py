@@ -227,3 +227,38 @@ def test_option_slips_are_named_as_typed(tmp_path, monkeypatch):
     (tmp_path / "x.py").write_text("def f(p, s, x):\n    return None\n")
     assert_one_line_error(invoke("check", "x.py:f", "--cell", "lstm", "--block", ","),
                           "block ',' is not (out part, in part)")
+
+
+def _closed_stderr(args, cwd):
+    """gradlab run with file descriptor 2 closed before it starts (`2>&-`)."""
+    return subprocess.run([sys.executable, "-m", "gradlab", *args], cwd=cwd, timeout=300,
+                          stdout=subprocess.PIPE, text=True, env=SAME,
+                          preexec_fn=lambda: os.close(2))
+
+
+def test_a_stderr_closed_before_gradlab_starts_stops_no_work(tmp_path):
+    """Python's sys.stderr is then None, and the progress shown on it ended every command
+    that shows progress: exit 2, nothing written, nothing said."""
+    run = _closed_stderr(["report", "--cells", "rnn_tanh", "--hidden", "3", "--steps", "3",
+                          "--batch", "1", "--out", "ra"], tmp_path)
+    assert run.returncode == 0 and (tmp_path / "ra" / "index.html").is_file()
+
+
+def test_what_a_checked_function_prints_cannot_decide_its_verdict(tmp_path):
+    """A right function that prints, with stderr on a full disk or closed, was "the
+    function under test raised OSError": exit 2 (its prints go to stderr)."""
+    (tmp_path / "mine.py").write_text(
+        "import gradlab\n"
+        "exact = gradlab.cell('rnn_tanh').jacobian_fn('state')\n"
+        "def f(p, s, x):\n"
+        "    print('debug' * 1000)\n"
+        "    return exact(p, s, x)\n")
+    args = ["check", "mine.py:f", "--cell", "rnn_tanh"]
+    runs = [_closed_stderr(args, tmp_path)]
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "w") as full:
+            runs.append(subprocess.run([sys.executable, "-m", "gradlab", *args], cwd=tmp_path,
+                                       stdout=subprocess.PIPE, stderr=full, text=True,
+                                       timeout=300, env=SAME))
+    for run in runs:
+        assert run.returncode == 0 and run.stdout.startswith("agrees: "), run.stdout
