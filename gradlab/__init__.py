@@ -11,6 +11,7 @@ torch until something needs them.
 """
 
 import importlib
+import importlib.util
 import inspect
 
 from .errors import GradlabError, arguments_checked
@@ -53,8 +54,8 @@ def __getattr__(name):
 
 def _hint(name):
     """Where a name that gradlab does not hold lives, or what it does hold."""
-    if not name.startswith("_"):
-        from .symbolic.cell import Cell
+    if not name.startswith("_") and not importlib.util.find_spec(f"{__name__}.{name}"):
+        from .symbolic.cell import Cell           # (not for `from . import submodule`)
         if hasattr(Cell, name):
             return f"it is a cell's own: gradlab.cell('lstm').{name}"
     language = ", ".join(k for k, v in _HOMES.items() if v == "symbolic.language")

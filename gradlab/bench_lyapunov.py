@@ -207,6 +207,16 @@ def _case(kind, dtype, n, m, T, B, k, repeats, seed):
     }
 
 
+def ensure_k_fits(cells, hidden, k):
+    """Refuse k exponents where a cell's state has fewer entries (before any timing)."""
+    sizes = {c: 2 * hidden if c == "lstm" else hidden for c in cells}   # LSTM: (h, c)
+    small = min(sizes, key=sizes.get)
+    if k > sizes[small]:
+        raise GradlabError(f"k = {k} exponents, but the state of {small} at hidden {hidden} "
+                           f"has {sizes[small]} entries; give k (--lyapunov) at most "
+                           f"{sizes[small]}")
+
+
 def bench_cells(names, device="cpu"):
     """The cells `gradlab bench --lyapunov --cells NAMES` times, checked: lstm and gru
     ('all': both), on the CPU (the reference job of the published code)."""
@@ -252,12 +262,7 @@ def run_lyapunov_bench(cells=("lstm", "gru"), hidden=64, steps=1000, batch=8, k=
                         (repeats, "repeats"), (inputs, "inputs")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise GradlabError(f"{what} must be a positive integer, got {value!r}")
-    sizes = {c: 2 * hidden if c == "lstm" else hidden for c in cells}   # LSTM: (h, c)
-    small = min(sizes, key=sizes.get)
-    if k > sizes[small]:
-        raise GradlabError(f"k = {k} exponents, but the state of {small} at hidden {hidden} "
-                           f"has {sizes[small]} entries; give k (--lyapunov) at most "
-                           f"{sizes[small]}")
+    ensure_k_fits(cells, hidden, k)
     saved = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))

@@ -144,3 +144,40 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
                            f"(beyond {torch.finfo(dtype).max:.3g}) at {given}; use smaller "
                            "values" + (", or float64" if dtype != torch.float64 else ""))
     return out
+
+
+def ensure_drawable(cells, hidden, inputs, *, dtype, flags, **values):
+    """Refuse, before any work, options whose weights overflow dtype for one of `cells`
+    (a gate bias of 1e308 in float32 was refused only after the cells before it had been
+    measured). values: init_params options, each a number or the numbers a sweep takes
+    (drawn at the smallest and largest); flags: the option each is given as, named in the
+    one line."""
+    import itertools
+
+    from .registry import cell as lookup
+    extremes = {k: sorted({min(v), max(v)}) if isinstance(v, (tuple, list)) else [v]
+                for k, v in values.items()}
+
+    def overflows(cell, drawn):
+        try:
+            init_params(cell, hidden, inputs, dtype=dtype, **drawn)
+        except GradlabError as err:
+            if "overflows" not in str(err):
+                raise
+            return True
+        return False
+    for name in cells:
+        cell = lookup(name)
+        for combo in itertools.product(*extremes.values()):
+            drawn = dict(zip(extremes, combo))
+            if not overflows(cell, drawn):
+                continue
+            text = str(as_dtype(dtype)).removeprefix("torch.")
+            named = [k for k in drawn if k in flags]       # the one(s) that overflow alone
+            alone = [k for k in named if overflows(cell, {
+                key: v for key, v in drawn.items() if key == k or key not in flags})]
+            given = " and ".join(f"{flags[k]} {drawn[k]:g}" for k in alone or named)
+            raise GradlabError(f"{given or 'these options'}: the weights of cell "
+                               f"'{cell.name}' overflow {text} (beyond "
+                               f"{torch.finfo(as_dtype(dtype)).max:.3g}); use smaller values"
+                               + (", or --dtype float64" if text != "float64" else ""))

@@ -188,7 +188,8 @@ def _load_file(path, module_name, where, what, spec):
 def _describe(err):
     """One line: what was raised, where in the user's code, and its message."""
     if isinstance(err, SyntaxError):
-        return f"SyntaxError at {err.filename}:{err.lineno}: {err.msg}"
+        at = f" at {err.filename}:{err.lineno}" if err.filename else ""   # (null bytes:
+        return f"SyntaxError{at}: {err.msg}"                              # no place)
     frames = [f for f in traceback.extract_tb(err.__traceback__)
               if not f.filename.startswith("<frozen") and f.filename not in (__file__, exits.__file__)
               and pathlib.Path(f.filename).parent.name != "importlib"]

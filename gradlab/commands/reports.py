@@ -80,6 +80,14 @@ def report(names, out, force, open_, model, arch, **options):
     budget.ensure_cells_fit("report", [*cells, *(c for c, _ in (models or {}).values())],
                             setup.hidden, setup.inputs, setup.steps,
                             setup.batch, dtype=setup.dtype, device=setup.device)
+    scales = {} if setup.init == "torch" else dict(
+        weight_scale=setup.weight_scale, bias_scale=setup.bias_scale,
+        input_scale=setup.input_scale)
+    from ..initialize import ensure_drawable
+    ensure_drawable(cells, setup.hidden, setup.inputs, dtype=setup.dtype, init=setup.init,
+                    gate_bias=setup.gate_bias, **scales, flags={
+                        "weight_scale": "--weight-scale", "bias_scale": "--bias-scale",
+                        "input_scale": "--input-scale", "gate_bias": "--gate-bias"})
     command = invoked("report")
     before = outputs.snapshot(out)
     with Progress(len(cells) + len(models or {}), "measured") as progress:
@@ -112,9 +120,11 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
           lyapunov_k):
     """Time gradient_flow against autograd, torch.func and the bare bmm floor."""
     if lyapunov_k is not None:
-        from ..bench_lyapunov import bench_cells, format_lyapunov_table, run_lyapunov_bench
+        from ..bench_lyapunov import (bench_cells, ensure_k_fits, format_lyapunov_table,
+                                      run_lyapunov_bench)
         from ..reports.publish import dumps
         cells = bench_cells(names, device)
+        ensure_k_fits(cells, hidden, lyapunov_k)
         from .. import budget
         from ..bench_lyapunov import GRADLAB_CELLS
         budget.ensure_cells_fit("bench --lyapunov", [GRADLAB_CELLS[c] for c in cells], hidden,
@@ -204,6 +214,10 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
                             max(grid.steps, grid.max_steps), grid.batch,
                             dtype=grid.dtype, device=grid.device, lyapunov=False,
                             steps_option="--max-steps")
+    from ..initialize import ensure_drawable
+    ensure_drawable(cells, grid.hidden, grid.inputs, dtype=grid.dtype,
+                    weight_scale=grid.weight_scales, gate_bias=grid.gate_biases,
+                    flags={"weight_scale": "--weight-scales", "gate_bias": "--gate-biases"})
     before = outputs.snapshot(out)
     with Progress(len(points), "swept") as progress:
         measured = sw.run_points(grid, points, progress=lambda p: progress())

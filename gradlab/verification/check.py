@@ -29,6 +29,7 @@ or float32 params, whose own evaluation there loses more than rtol) it says so.
 """
 
 import dataclasses
+import inspect
 import math
 import numbers
 
@@ -175,6 +176,9 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     if not callable(fn):
         raise GradlabError(f"fn must be a function fn(params, state, x), got "
                            f"{type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):       # (its call returns a coroutine, never run)
+        raise GradlabError("fn is an async function (async def): gradlab calls it as a plain "
+                           "function, fn(params, state, x), and reads what it returns")
     cell = registry.cell(cell)
     choice(wrt, ("state", "input"), "wrt")
     choice(layout, LAYOUTS, "layout")

@@ -15,6 +15,7 @@ wrong, and says which one the user's matches:
 """
 
 import dataclasses
+import inspect
 import math
 import numbers
 
@@ -250,6 +251,9 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     to judge (GradlabError) unless given an atol."""
     if not callable(fn):
         raise GradlabError(f"fn must be a function fn(params, xs, k), got {type(fn).__name__}")
+    if inspect.iscoroutinefunction(fn):       # (its call returns a coroutine, never run)
+        raise GradlabError("fn is an async function (async def): gradlab calls it as a plain "
+                           "function, fn(params, xs, k), and reads what it returns")
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise GradlabError(f"k must be a positive integer, got {k!r}")
     k = int(k)

@@ -1,0 +1,76 @@
+"""Options refused before any work, found by a hostile probe of the command line: a gate
+bias whose weights overflow the dtype (refused after the first cells were measured),
+more Lyapunov exponents than a later cell's state holds (after the first was timed),
+a report into the folder of a cell given as package.module:NAME, a long list with a
+repeat (20 s, echoed whole), -0 shown as "-0.0", an async or binary function file."""
+
+from conftest import assert_one_line_error, invoke
+
+
+def test_weights_that_overflow_the_dtype_are_refused_before_any_cell_is_measured(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["report", "--cells", "rnn_tanh,gru", "--hidden", "4", "--steps", "5", "--batch",
+          "2", "--gate-bias", "1e308", "--dtype", "float32", "--out", "r"],
+         "--gate-bias 1e+308: the weights of cell 'gru' overflow float32"),
+        (["sweep", "--cells", "rnn_tanh,gru", "--hidden", "4", "--inputs", "2", "--steps",
+          "5", "--max-steps", "5", "--batch", "2", "--weight-scales", "1,2",
+          "--gate-biases", "0,1e308", "--dtype", "float32", "--out", "s"],
+         "--gate-biases 1e+308: the weights of cell 'gru' overflow float32"),
+        (["train", "--cells", "rnn_tanh,gru", "--hidden", "4", "--steps", "3", "--batch",
+          "2", "--gate-bias", "1e308", "--dtype", "float32", "--out", "t"],
+         "--gate-bias 1e+308: the weights of cell 'gru' overflow float32")]
+    for args, said in cases:
+        result = invoke(*args)
+        assert_one_line_error(result, said)
+        assert "measured" not in result.stderr and "swept" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_more_exponents_than_a_later_cells_state_holds_are_refused_before_timing():
+    result = invoke("bench", "--lyapunov", "6", "--cells", "lstm,gru", "--hidden", "4",
+                    "--steps", "4", "--batch", "2", "--repeats", "1")
+    assert_one_line_error(result, "k = 6 exponents, but the state of gru at hidden 4")
+    assert "timed" not in result.stderr
+
+
+def test_a_report_is_not_written_into_the_folder_of_a_cell_module(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "modc").mkdir()
+    (tmp_path / "modc" / "cells.py").write_text(
+        "import gradlab\nfrom gradlab import tanh\n\n"
+        "@gradlab.declare(state='h', params='W U b', source='mine')\n"
+        "def janet_mod(s):\n    return tanh(s.W @ s.h + s.U @ s.x + s.b)\n")
+    result = invoke("report", "--cells", "modc.cells:janet_mod", "--hidden", "3", "--steps",
+                    "4", "--batch", "2", "--out", "modc", "--force")
+    assert_one_line_error(result, "holds the cell file")
+    assert sorted(p.name for p in (tmp_path / "modc").iterdir() if p.name != "__pycache__") \
+        == ["cells.py"]
+
+
+def test_a_long_list_with_a_repeat_is_refused_at_once_and_shown_cut_short(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    value = ",".join(str(i) for i in range(20000)) + ",5"
+    result = invoke("sweep", "--weight-scales", value, "--out", "s")
+    assert_one_line_error(result, "5 is given twice")
+    assert len(result.stderr) < 300 and "..." in result.stderr
+
+
+def test_minus_zero_is_zero():
+    from gradlab.options import SCALE, floats
+    assert str(SCALE.convert("-0", None, None)) == "0.0"
+    assert [str(v) for v in floats("-0,1", "--weight-scales")] == ["0.0", "1.0"]
+
+
+def test_an_async_function_and_a_file_with_null_bytes_are_named_in_one_line(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "asyncf.py").write_text("async def f(p, s, x):\n    return 1\n")
+    (tmp_path / "binary.py").write_bytes(b"def f(p, s, x):\n    return 1\x00\n")
+    assert_one_line_error(invoke("check", "asyncf.py:f", "--cell", "rnn_tanh"),
+                          "fn is an async function (async def)")
+    assert_one_line_error(invoke("check", "binary.py:f", "--cell", "rnn_tanh"),
+                          "SyntaxError: source code string cannot contain null bytes")
