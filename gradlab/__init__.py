@@ -54,8 +54,12 @@ def __getattr__(name):
 
 def _hint(name):
     """Where a name that gradlab does not hold lives, or what it does hold."""
-    if not name.startswith("_") and not importlib.util.find_spec(f"{__name__}.{name}"):
-        from .symbolic.cell import Cell           # (not for `from . import submodule`)
+    try:
+        module = importlib.util.find_spec(f"{__name__}.{name}")     # `from . import x`
+    except (ImportError, ValueError):                               # ("a.b": no module)
+        module = None
+    if not name.startswith("_") and module is None:
+        from .symbolic.cell import Cell
         if hasattr(Cell, name):
             return f"it is a cell's own: gradlab.cell('lstm').{name}"
     language = ", ".join(k for k, v in _HOMES.items() if v == "symbolic.language")

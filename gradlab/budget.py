@@ -113,17 +113,18 @@ def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64
                        advice=f"--hidden, --inputs, {steps_option} or --batch")
 
 
-def ensure_walk_fits(call, T, B, m, S, dtype, device):
+def ensure_walk_fits(call, T, B, m, S, dtype, device, products=True):
     """`gradient_flow`, `lyapunov` and `run_states` called from Python (the CLI checks its
-    options before this): the states of xs (T, B, m) at state size S, and the (B, S, S)
-    products and Jacobians, in dtype, refused in one line before xs is copied where they
-    cannot fit (a notebook kernel would swap, or die, instead)."""
+    options before this): the states of xs (T, B, m) at state size S, and where the call
+    builds them (`products`) the (B, S, S) products and Jacobians, in dtype, refused in
+    one line before xs is copied where they cannot fit (a notebook kernel would swap, or
+    die, instead)."""
     # what any of them certainly keeps (the CLI's estimate is generous; a refusal here must
     # never stop a call that fits): the states and hoisted inputs (and xs, copied), and a
     # running product with a Jacobian and the product of the two, (B, S, S) each
     import torch
     size = torch.finfo(dtype).bits // 8
-    need = size * (2 * (T + 1) * B * (S + m) + 3 * B * S * S)
+    need = size * (2 * (T + 1) * B * (S + m) + 3 * B * S * S * bool(products))
     return ensure_fits(need, what=f"{call} at state size S = {S}, T = {T} steps, batch "
                                   f"B = {B} ({str(dtype).removeprefix('torch.')})",
                        device=device,

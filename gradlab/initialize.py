@@ -156,7 +156,7 @@ def ensure_drawable(cells, hidden, inputs, *, dtype, flags, **values):
 
     from .registry import cell as lookup
     extremes = {k: sorted({min(v), max(v)}) if isinstance(v, (tuple, list)) else [v]
-                for k, v in values.items()}
+                for k, v in values.items()}                 # (seed: drawn as the run is)
 
     def overflows(cell, drawn):
         try:

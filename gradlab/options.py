@@ -225,9 +225,13 @@ def lenient_streams():
     half-way through the output (click forces UTF-8 only on an ASCII stream). A stream
     closed before gradlab started (`2>&-`: Python's is then None, and progress on it
     ended the work) goes to /dev/null: the work and its exit status stand."""
-    for name in ("stdout", "stderr"):
-        if getattr(sys, name) is None:
-            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        if getattr(sys, name) is None:           # its descriptor is /dev/null's, then: a
+            null = os.open(os.devnull, os.O_WRONLY)    # checked function writing to fd 1
+            if null != fd:                             # or 2 reaches nothing of gradlab's
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None and stream.errors == "strict":
@@ -253,11 +257,13 @@ def floats(value, what, low=None):
     bad = next((not_decimal(v) for v in texts if not_decimal(v)), None)
     if bad:
         raise GradlabError(f"{what} {shown}: {bad}")
-    try:
-        values = tuple(float(v) + 0.0 for v in texts)        # (-0 is 0)
-    except ValueError:
-        raise GradlabError(f"{what} {shown} is not a comma-separated list of numbers") \
-            from None
+    def number(v):
+        try:
+            return float(v) + 0.0                           # (-0 is 0)
+        except ValueError:
+            raise GradlabError(f"{what} {shown}: {v!r} is not a number; give a "
+                               "comma-separated list of numbers") from None
+    values = tuple(number(v) for v in texts)
     if not values or len(set(values)) != len(values):
         first, twice = {}, None                  # (one pass: 20,000 entries took 20 s)
         for text, v in zip(texts, values):
@@ -266,10 +272,11 @@ def floats(value, what, low=None):
                 break
             first[v] = text
         said = "" if twice is None else f": {twice[0]} is given twice" if twice[0] == twice[1] \
-            else f": {twice[0]} and {twice[1]} are one float64 ({float(twice[0]):g})"
+            else f": {twice[0]} and {twice[1]} are one float64 ({float(twice[0]) + 0.0:g})"
         raise GradlabError(f"{what} {shown} needs one or more distinct numbers{said}")
-    if not all(math.isfinite(v) for v in values):
-        raise GradlabError(f"{what} {shown} holds a value that is not a finite number")
+    odd = next((t for t, v in zip(texts, values) if not math.isfinite(v)), None)
+    if odd is not None:
+        raise GradlabError(f"{what} {shown}: {odd!r} is not a finite number")
     below = [v for v in values if low is not None and v < low]
     if below:
         raise GradlabError(f"{what} {shown}: {below[0]:g} is below {low:g}")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import gradlab
+import gradlab.flow
 from gradlab.errors import GradlabError
 
 LSTM, RNN = gradlab.cell("lstm"), gradlab.cell("rnn_tanh")
@@ -77,3 +78,26 @@ def test_a_cells_method_asked_of_gradlab_says_whose_it_is():
         gradlab.init_params
     with pytest.raises(AttributeError, match=r"the cell language's functions: sigmoid"):
         gradlab.no_such_name
+
+
+def test_a_forward_run_is_not_refused_for_products_it_never_builds(monkeypatch):
+    """The memory check counted B S^2 products for run_states, probe_curve and
+    check_lyapunov too, refusing runs that fit (n = 4096: 24 GB asked, 150 MB used)."""
+    import gradlab.budget as budget
+    asked = []
+    real = budget.ensure_fits
+    monkeypatch.setattr(budget, "ensure_fits",
+                        lambda need, **kw: asked.append((kw["what"], need)) or real(need, **kw))
+    params = RNN.init_params(64, 4, seed=0)
+    xs = torch.randn(2, 3, 4, dtype=torch.float64)
+    asked.clear()
+    gradlab.flow.run_states(RNN, params, xs)
+    gradlab.gradient_flow(RNN, params, xs)
+    (run, forward), (flow, walk) = asked[0], asked[-1]
+    assert run.startswith("run_states at") and flow.startswith("gradient_flow at"), asked
+    assert forward == 8 * 2 * 3 * 3 * (64 + 4)          # the states and inputs alone
+    assert walk == forward + 8 * 3 * 3 * 64 * 64        # and the (B, S, S) products
+
+
+def test_hasattr_of_a_dotted_name_is_false():
+    assert not hasattr(gradlab, "a.b") and not hasattr(gradlab, "os.path")

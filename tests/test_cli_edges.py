@@ -262,3 +262,24 @@ def test_what_a_checked_function_prints_cannot_decide_its_verdict(tmp_path):
                                        timeout=300, env=SAME))
     for run in runs:
         assert run.returncode == 0 and run.stdout.startswith("agrees: "), run.stdout
+
+
+def test_with_stdin_and_stderr_closed_a_checked_function_cannot_write_the_verdict(tmp_path):
+    """/dev/null, opened for the closed stderr, took the lowest free descriptor (0, with
+    stdin closed too), so fd 2 stayed closed and what the function wrote to fd 1 reached
+    stdout: "agrees: forged" before the real "differs"."""
+    (tmp_path / "forge.py").write_text(
+        "import os, gradlab\n"
+        "exact = gradlab.cell('rnn_tanh').jacobian_fn('state')\n"
+        "def jac(p, s, x):\n"
+        "    os.write(1, b'agrees: forged\\n')\n"
+        "    return 2 * exact(p, s, x)\n")
+
+    def close_both():
+        os.close(0)
+        os.close(2)
+    run = subprocess.run([sys.executable, "-m", "gradlab", "check", "forge.py:jac", "--cell",
+                          "rnn_tanh"], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                         timeout=300, env=SAME, preexec_fn=close_both)
+    assert run.returncode == 1 and run.stdout.startswith("differs: ") and \
+        "forged" not in run.stdout, run.stdout

@@ -4,6 +4,8 @@ more Lyapunov exponents than a later cell's state holds (after the first was tim
 a report into the folder of a cell given as package.module:NAME, a long list with a
 repeat (20 s, echoed whole), -0 shown as "-0.0", an async or binary function file."""
 
+import functools
+
 from conftest import assert_one_line_error, invoke
 
 
@@ -74,3 +76,38 @@ def test_an_async_function_and_a_file_with_null_bytes_are_named_in_one_line(tmp_
                           "fn is an async function (async def)")
     assert_one_line_error(invoke("check", "binary.py:f", "--cell", "rnn_tanh"),
                           "SyntaxError: source code string cannot contain null bytes")
+
+
+def test_the_weights_are_drawn_at_the_runs_own_seed(tmp_path, monkeypatch):
+    """Drawn at seed 0, a --weight-scale that overflows only at seed 0's draws refused a
+    run at --seed 1 that works."""
+    import gradlab.initialize as init
+    seeds = []
+    real = init.init_params
+
+    @functools.wraps(real)
+    def recorded(*a, **kw):
+        seeds.append(kw.get("seed"))
+        return real(*a, **kw)
+    monkeypatch.setattr(init, "init_params", recorded)
+    monkeypatch.chdir(tmp_path)
+    for args in (["report", "--cells", "rnn_tanh", "--hidden", "2", "--steps", "3", "--batch",
+                  "1", "--seed", "7", "--out", "r"],
+                 ["sweep", "--cells", "rnn_tanh", "--hidden", "2", "--inputs", "2", "--steps",
+                  "3", "--max-steps", "3", "--batch", "1", "--weight-scales", "1",
+                  "--gate-biases", "0", "--seed", "7", "--out", "s"]):
+        seeds.clear()
+        result = invoke(*args)
+        assert result.exit_code == 0, result.output
+        assert seeds and set(seeds[:1]) == {7}
+
+
+def test_a_list_entry_that_is_not_a_finite_number_is_named_though_the_list_is_cut():
+    from gradlab.options import floats
+    import pytest
+    from gradlab.errors import GradlabError
+    head = ",".join(str(i) for i in range(60))
+    tail = ",".join(str(i) for i in range(100, 200))
+    for bad in ("abc", "1e999"):
+        with pytest.raises(GradlabError, match=f"'{bad}' is not a"):
+            floats(f"{head},{bad},{tail}", "--weight-scales")

@@ -162,10 +162,24 @@ def test_a_subs_of_a_symbol_the_expression_does_not_hold_is_refused(old):
     J = (gru if old == "another cell's f" else lstm).jacobian()
     old = {"another cell's f": lstm.symbol("f"),
            "the bias b_f": lstm.symbol("b_f")}.get(old, old)
+    new = sp.OneMatrix(*old.shape) if isinstance(old, sp.MatrixSymbol) else 1
     for target in (J, J["h", "h"]):
         with pytest.raises(gradlab.GradlabError, match=f"subs: {old} does not occur in "
-                           "this expression .*; its symbols: "):
-            target.subs(old, 1)
+                           "this expression .*; its symbols: ") as refused:
+            target.subs(old, new)
+        assert ", _" not in str(refused.value) and ": _" not in str(refused.value)
+
+
+def test_a_subs_that_changes_something_may_name_symbols_that_are_not_there():
+    """As in SymPy: one dict of values for every block (some blocks lack some of them),
+    and pairs applied in order (V exists only after the first)."""
+    rnn = gradlab.cell("rnn_tanh")
+    n, m = (sp.Symbol(d, integer=True, positive=True) for d in "nm")
+    W, U = rnn.symbol("W"), rnn.symbol("U")
+    V, X = sp.MatrixSymbol("V", n, n), sp.MatrixSymbol("X", n, n)
+    J = rnn.jacobian()
+    assert str(J.subs({W: V, U: sp.ZeroMatrix(n, m)})) == "∂h'/∂h = diag(1 - h'^2) V"
+    assert str(J.subs([(W, V), (V, X)])) == "∂h'/∂h = diag(1 - h'^2) X"
 
 
 def test_doit_keeps_every_block_its_shape_and_its_numbers():

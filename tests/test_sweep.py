@@ -235,7 +235,7 @@ def test_empty_shard_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("option,value,needle", [
-    ("--weight-scales", "a,b", "not a comma-separated list"),
+    ("--weight-scales", "a,b", "'a' is not a number; give a comma-separated list"),
     ("--weight-scales", "1,1", "distinct"),
     ("--weight-scales", ",", "distinct"),
     ("--gate-biases", "0,x", "not a comma-separated list"),

@@ -115,8 +115,8 @@ def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, 
           weight_scale, bias_scale):
     """Check your Jacobian FUNCTION (path/to/file.py:FN, FN(params, state, x)) against the
     exact one, at --hidden/--inputs, then at a second pair of sizes, at the first with
-    other draws, and at the first again (an answer must not change); exit 0 when it agrees (and stdout starts "agrees:"), 1 with a diagnosis
-    when it does not, or
+    other draws, and at the first again (an answer must not change); exit 0 when it
+    agrees (and stdout starts "agrees:"), 1 with a diagnosis when it does not, or
     "inconclusive:" when the draws cannot tell (a term of the Jacobian at zero everywhere,
     two params alike), 2 when FUNCTION fails or exits (what it prints, even to file
     descriptor 1 or from a child process, goes to stderr: stdout is gradlab's alone). A

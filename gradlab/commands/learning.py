@@ -60,7 +60,7 @@ def train(names, task_spec, out, force, **options):
     ln.ensure_fits(setup)
     from ..initialize import ensure_drawable
     ensure_drawable(cells, setup.hidden, 1, dtype=setup.dtype, gate_bias=setup.gate_bias,
-                    flags={"gate_bias": "--gate-bias"})
+                    seed=setup.seed, flags={"gate_bias": "--gate-bias"})
     command = invoked("train")
     before = outputs.snapshot(out)
     total = len(cells) * len(setup.tasks) + (1 if setup.char_steps else 0)

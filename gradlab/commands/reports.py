@@ -85,7 +85,7 @@ def report(names, out, force, open_, model, arch, **options):
         input_scale=setup.input_scale)
     from ..initialize import ensure_drawable
     ensure_drawable(cells, setup.hidden, setup.inputs, dtype=setup.dtype, init=setup.init,
-                    gate_bias=setup.gate_bias, **scales, flags={
+                    gate_bias=setup.gate_bias, seed=setup.seed, **scales, flags={
                         "weight_scale": "--weight-scale", "bias_scale": "--bias-scale",
                         "input_scale": "--input-scale", "gate_bias": "--gate-bias"})
     command = invoked("report")
@@ -215,7 +215,7 @@ def sweep(ctx, names, weight_scales, gate_biases, shard, out, force, **options):
                             dtype=grid.dtype, device=grid.device, lyapunov=False,
                             steps_option="--max-steps")
     from ..initialize import ensure_drawable
-    ensure_drawable(cells, grid.hidden, grid.inputs, dtype=grid.dtype,
+    ensure_drawable(cells, grid.hidden, grid.inputs, dtype=grid.dtype, seed=grid.seed,
                     weight_scale=grid.weight_scales, gate_bias=grid.gate_biases,
                     flags={"weight_scale": "--weight-scales", "gate_bias": "--gate-biases"})
     before = outputs.snapshot(out)

@@ -283,7 +283,8 @@ def hidden_size(cell, params, state0=None):
 def setup(cell, params, xs, state0=None, reverse=False, call="run_states"):
     """(cell, bound, xs (T, B, m), state0 tuple), everything on the params' dtype/device,
     every shape checked: the one check of a gradient_flow / lyapunov / run_states call
-    (`call`, named where the memory it needs is refused, before xs is copied)."""
+    (`call`, named where the memory it needs is refused, before xs is copied; only
+    gradient_flow and lyapunov build (B, S, S) Jacobians)."""
     cell = lookup(cell)
     dtype, device = check_params(cell, params)
     bad = [p for p in cell.param_names if params[p].layout == torch.strided   # (others:
@@ -298,7 +299,8 @@ def setup(cell, params, xs, state0=None, reverse=False, call="run_states"):
     xs = as_inputs(xs)                                   # (not copied yet)
     T, B, m = xs.shape
     n = hidden_size(cell, params, state0)
-    ensure_walk_fits(call, T, B, m, n * len(cell.state_names), dtype, device)
+    ensure_walk_fits(call, T, B, m, n * len(cell.state_names), dtype, device,
+                     products=call in ("gradient_flow", "lyapunov"))
     xs = converted(xs, "xs", dtype, device)
     xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()
     for p in cell.param_names:           # the inputs' width, named as xs's (not as a param's)

@@ -25,7 +25,7 @@ from .checks import lags as check_lags
 def probe_curve(cell, params, xs, *, probes=32, seed=0):
     """(B, T) array: 1/2 ln of the mean over `probes` random v of ||v^T P_k||^2, per
     sequence of xs (T, B, m), lag k at column k - 1."""
-    cell, bound, xs, state0 = setup(as_cell(cell), params, xs)
+    cell, bound, xs, state0 = setup(as_cell(cell), params, xs, call="probe_curve")
     states = bound.states(xs, state0)
     T, B, m = xs.shape
     n, K = bound.n, integer(probes, "probes", 1)

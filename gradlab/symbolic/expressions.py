@@ -71,6 +71,7 @@ def substituted(subs, args, kwargs):
     for a in (held.atoms(sp.MatrixSymbol, sp.Symbol) if held else ()):
         names.setdefault(str(a), set()).add(a)
     sizes = {sp.Symbol(d, integer=True, positive=True) for d in ("n", "m")}
+    absent = []                      # symbols the expression does not hold
     for old, new in pairs:
         if str(old) in ("n", "m") and isinstance(old, (str, sp.Symbol)) and old not in \
                 sizes and not names.get(str(old), set()) - sizes:   # no parameter so named
@@ -84,9 +85,7 @@ def substituted(subs, args, kwargs):
                                f"cell.symbol({str(old)!r})")
         if held is not None and isinstance(old, (sp.MatrixSymbol, sp.Symbol)) and \
                 str(old) not in names and old not in sizes:
-            raise GradlabError(f"subs: {old} does not occur in this expression (SymPy would "
-                               "leave it unchanged, silently); its symbols: "
-                               + ", ".join(sorted(set(names) - {"n", "m"})))
+            absent.append(old)
         old, new = sympy_of(old), sympy_of(new)
         if isinstance(old, sp.MatrixExpr) and (
                 not hasattr(new, "shape") or tuple(new.shape) != tuple(old.shape)):
@@ -100,9 +99,15 @@ def substituted(subs, args, kwargs):
                                          "integer=True, positive=True)"
                                          for d in sorted(foreign)[:1]))
     try:
-        return subs(*args, **kwargs)
+        done = subs(*args, **kwargs)
     except (ValueError, TypeError) as err:
         raise GradlabError(f"subs: {' '.join(str(err).split())}") from None
+    if absent and done == held:      # nothing changed, and something named is not there
+        raise GradlabError(f"subs: {absent[0]} does not occur in this expression (SymPy "
+                           "would leave it unchanged, silently); its symbols: "
+                           + ", ".join(sorted(k for k in names
+                                              if k not in ("n", "m") and not k.startswith("_"))))
+    return done
 
 
 def bounded(method, name, args, kwargs):

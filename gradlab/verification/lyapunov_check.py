@@ -265,7 +265,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     # cell's own parameters for gradlab's side (fn gets every entry, a helper of its own too)
     cell = registry.cell(cell)
     own = cell_part(cell, params)
-    cell, _, xs, _ = setup(cell, own, xs)
+    cell, _, xs, _ = setup(cell, own, xs, call="check_lyapunov")
     if not bool(torch.isfinite(xs).all()):
         raise GradlabError("xs holds nan or inf: there are no exact exponents to compare with")
     copy = {name: v.clone() if isinstance(v, torch.Tensor) else v      # entries the cell

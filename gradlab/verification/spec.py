@@ -3,7 +3,7 @@ chosen so that the common ways to be right at one draw only are found.
 
 One draw can be fooled by what does not depend on the numbers: a size written into the
 function (torch.eye(8)), units or sequences taken in fixed chunks (a power of two, a
-chunk of 8 or 16 read where the next begins), or answers kept from an earlier call (a
+chunk of 8, 16 or 32 read where the next begins), or answers kept from an earlier call (a
 cache keyed by shape), or answers that change from call to call. So the function is
 checked at the sizes given, at a second pair of sizes past the usual chunk widths
 (`second_size`), at the first sizes again with other weights and with states and inputs
