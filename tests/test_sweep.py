@@ -238,7 +238,7 @@ def test_empty_shard_is_refused(tmp_path):
     ("--weight-scales", "a,b", "'a' is not a number; give a comma-separated list"),
     ("--weight-scales", "1,1", "distinct"),
     ("--weight-scales", ",", "distinct"),
-    ("--gate-biases", "0,x", "not a comma-separated list"),
+    ("--gate-biases", "0,x", "'x' is not a number; give a comma-separated list"),
     ("--gate-biases", "2,2.0", "distinct"),
 ])
 def test_bad_grid_values(option, value, needle, tmp_path):
