@@ -7,7 +7,7 @@ import os
 import pathlib
 
 from .errors import GradlabError
-from .paths import can_create_in, name_fits, plain
+from .paths import can_create_in, name_fits, path_fits, plain
 
 
 def new_file(path, what="--write-torch"):
@@ -21,6 +21,7 @@ def new_file(path, what="--write-torch"):
     plain(text, what)
     target = pathlib.Path(os.path.expanduser(text))
     name_fits(target.name, text, what)
+    path_fits(target.absolute(), text, what)
     if os.path.lexists(target) or text.endswith(("/", os.sep)):
         kind = ("is a symbolic link" if target.is_symlink() else "is a folder"
                 if target.is_dir() or text.endswith(("/", os.sep)) else "exists")

@@ -33,7 +33,7 @@ import stat
 import tempfile
 
 from .errors import GradlabError
-from .paths import NAME_MAX, can_create_in, name_fits, plain
+from .paths import NAME_MAX, can_create_in, name_fits, path_fits, plain
 from .signals import uninterrupted
 from .ownership import (LEFTOVER, MANIFEST, TEMP_TAG, digest, foreign, made_here,
                         manifest_bytes, nested, other_kind, owned, owner_above, plain_name,
@@ -50,6 +50,7 @@ def resolve(out, what="--out"):
         raise GradlabError(f"{what} is empty; give a folder path")
     plain(out, what)
     path = pathlib.Path(os.path.expanduser(str(out)))
+    path_fits(path.absolute(), out, what, spare=128)    # (figures/..., the temporary name)
     try:
         parent = path.absolute().parent.resolve()
     except (OSError, RuntimeError) as err:

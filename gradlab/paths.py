@@ -11,6 +11,7 @@ import tempfile
 from .errors import GradlabError
 
 NAME_MAX = 255                  # bytes in one name (Linux, macOS)
+PATH_MAX = 4096                 # bytes in a whole path, with its NUL (Linux)
 
 
 def plain(text, what):
@@ -51,3 +52,13 @@ def name_fits(name, shown, what):
     if size > NAME_MAX:
         raise GradlabError(f"{what} {shown[:40]!r}...: its name {name[:20]!r}... is {size} "
                            f"bytes long; a file name may be at most {NAME_MAX}")
+
+
+def path_fits(path, shown, what, spare=0):
+    """Refuse, in one line naming `what`, a path too long for the system (with `spare`
+    bytes left for the names gradlab writes under it), not OSError's "File name too
+    long" echoing it whole."""
+    size = len(os.fsencode(str(path)))
+    if size + spare >= PATH_MAX:
+        raise GradlabError(f"{what} {str(shown)[:40]!r}...: the path is {size} bytes long; "
+                           f"a path may be at most {PATH_MAX - 1 - spare} bytes here")

@@ -111,3 +111,15 @@ def test_a_list_entry_that_is_not_a_finite_number_is_named_though_the_list_is_cu
     for bad in ("abc", "1e999"):
         with pytest.raises(GradlabError, match=f"'{bad}' is not a"):
             floats(f"{head},{bad},{tail}", "--weight-scales")
+
+
+def test_a_path_longer_than_the_system_takes_is_named_as_the_option(tmp_path, monkeypatch):
+    """It ended in "File name too long: '<5 KB path>'", not naming --out."""
+    monkeypatch.chdir(tmp_path)
+    long = "/".join(["a" * 200] * 25)
+    assert_one_line_error(invoke("report", "--cells", "rnn_tanh", "--hidden", "2", "--steps",
+                                 "3", "--batch", "1", "--out", long),
+                          "--out 'aaaa")
+    assert_one_line_error(invoke("init", "gru_torch", "--timescale", "5", "--hidden", "4",
+                                 "--write-torch", long + ".pt"), "--write-torch 'aaaa")
+    assert list(tmp_path.iterdir()) == []
