@@ -38,9 +38,11 @@ def can_create_in(folder, shown, what):
                 if err.errno not in UNNAMED_UNSUPPORTED:
                     raise
         fd, probe = tempfile.mkstemp(prefix=".gradlab-probe-", dir=folder)
-    except OSError as err:
-        raise GradlabError(f"cannot write to {shown!r}: {str(folder)!r}: "
-                           f"{err.strerror or err}") from None
+    except OSError as err:       # (/proc says ENOENT of a folder that is there)
+        why = "it takes no new files" if err.errno == errno.ENOENT and os.path.isdir(folder) \
+            else err.strerror or err
+        raise GradlabError(f"{what} {shown!r}: cannot write in {str(folder)!r}: {why}") \
+            from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.unlink(probe)

@@ -405,9 +405,11 @@ def test_what_a_function_file_prints_on_import_goes_to_stderr(tmp_path):
     ["init", "gru_torch", "--hidden", "4", "--inputs", "2", "--timescale", "5",
      "--write-torch", "/proc/gradlab-x.pt"]], ids=lambda c: c[0])
 def test_a_place_that_takes_no_file_is_refused_before_any_work(command):
-    """As root os.access says /proc is writable: the report ran, then failed to write."""
+    """As root os.access says /proc is writable: the report ran, then failed to write.
+    /proc's ENOENT ("'/proc': No such file or directory") is told as what it means."""
     result = invoke(*command)
-    assert_one_line_error(result, "cannot write to '/proc/gradlab-x")
+    assert_one_line_error(result, f"{command[-2]} '/proc/gradlab-x")
+    assert "cannot write in '/proc': it takes no new files" in result.stderr
     assert "measured" not in result.stderr and result.stdout == ""
 
 

@@ -32,7 +32,7 @@ def test_an_existing_folder_that_takes_no_file_is_refused_before_work(tmp_path, 
     monkeypatch.setattr(gradlab.paths.tempfile, "mkstemp", mkstemp)
     result = invoke("report", "--cells", "rnn_tanh", "--hidden", "4", "--inputs", "2",
                     "--steps", "4", "--batch", "1", "--out", out)
-    assert_one_line_error(result, f"cannot write to {str(out)!r}: {str(out)!r}: "
+    assert_one_line_error(result, f"--out {str(out)!r}: cannot write in {str(out)!r}: "
                                   "Read-only file system")
     assert list(out.iterdir()) == []
 
