@@ -80,12 +80,9 @@ def report(names, out, force, open_, model, arch, **options):
     budget.ensure_cells_fit("report", [*cells, *(c for c, _ in (models or {}).values())],
                             setup.hidden, setup.inputs, setup.steps,
                             setup.batch, dtype=setup.dtype, device=setup.device)
-    scales = {} if setup.init == "torch" else dict(
-        weight_scale=setup.weight_scale, bias_scale=setup.bias_scale,
-        input_scale=setup.input_scale)
     from ..initialize import ensure_drawable
-    ensure_drawable(cells, setup.hidden, setup.inputs, dtype=setup.dtype, init=setup.init,
-                    gate_bias=setup.gate_bias, seed=setup.seed, **scales, flags={
+    ensure_drawable(cells, setup.hidden, setup.inputs, dtype=setup.dtype,
+                    **setup.draw_options(), flags={
                         "weight_scale": "--weight-scale", "bias_scale": "--bias-scale",
                         "input_scale": "--input-scale", "gate_bias": "--gate-bias"})
     command = invoked("report")

@@ -285,10 +285,7 @@ def bind_call(cell, params, xs, state0, reverse, call):
     with params, or of a torch module with its inputs in the params' place (its weights
     are its own): the one check of the arguments both take, and of the memory they need
     (`budget.ensure_walk_fits`)."""
-    bound, xs, state0, padding = _bind(cell, params, xs, state0, reverse, call)
-    T, B, m = xs.shape                  # (a module's own xs, built after setup's check)
-    ensure_walk_fits(call, T, B, m, sum(s.shape[-1] for s in state0), xs.dtype, xs.device)
-    return bound, xs, state0, padding
+    return _bind(cell, params, xs, state0, reverse, call)
 
 
 def _bind(cell, params, xs, state0, reverse, call):
@@ -300,7 +297,11 @@ def _bind(cell, params, xs, state0, reverse, call):
         module = cell
         cell, params, xs, bound, padding = from_module(cell, params if xs is None else xs,
                                                        state0, reverse)
-        if bound is not None:
+        if bound is not None:            # a module's own step, not through setup:
+            _, xs_, state0_ = bound        # its memory checked here
+            T, B, m = xs_.shape
+            ensure_walk_fits(call, T, B, m, sum(s.shape[-1] for s in state0_), xs_.dtype,
+                             xs_.device)
             return (*bound, padding)
         if padding is not None and state0 is not None:
             state0 = padded_state0(module, state0)

@@ -50,12 +50,15 @@ class Setup:
         refuse_unused_scales(self.init, weight_scale=self.weight_scale,
                              bias_scale=self.bias_scale)
 
-    def params(self, cell):
+    def draw_options(self):
+        """The init_params options every cell is drawn with (besides sizes and dtype)."""
         scales = {} if self.init == "torch" else dict(   # (torch's draw takes none; the
             weight_scale=self.weight_scale, bias_scale=self.bias_scale,   # input scale
             input_scale=self.input_scale)                     # still scales the inputs)
-        return cell.init_params(self.hidden, self.inputs, init=self.init, **scales,
-                                gate_bias=self.gate_bias, seed=self.seed,
+        return dict(init=self.init, **scales, gate_bias=self.gate_bias, seed=self.seed)
+
+    def params(self, cell):
+        return cell.init_params(self.hidden, self.inputs, **self.draw_options(),
                                 dtype=as_dtype(self.dtype), device=self.device)
 
     def xs(self, steps=None):
