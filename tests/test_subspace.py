@@ -165,6 +165,31 @@ def test_next_level_walks_down_and_back_up(monkeypatch):
     assert np.isfinite(got).all()
 
 
+
+def test_a_certified_cold_chunk_lets_the_next_go_down():
+    """The first chunk starts from random rows, so the steps it took say nothing of the
+    spectrum: certified throughout, however many checks that took, it sends the next
+    chunk a level down (on the LSTM at n = 64 this saved a chunk at level 3, ~10 % of
+    the norms' time)."""
+    from gradlab.flow.subspace import COLD_LEVEL, DESCEND
+    g = torch.Generator().manual_seed(0)
+    S, lags, B = 48, 2, 3
+    flat = torch.randn(lags * B, S, S, generator=g, dtype=torch.float64)
+    checks = []
+    original = F.lanczos.subspace
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        checks.append(out[3])
+        return out
+    spectral = F.Spectral(0, torch.float64)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(F.lanczos, "subspace", spy)
+        got = spectral(flat, lags)
+    assert ((got / torch.linalg.svdvals(flat)[:, 0] - 1).abs() <= RTOL).all()
+    assert checks[0] > DESCEND                     # slow, from its random start
+    assert spectral.level == COLD_LEVEL - 1
+
 @pytest.mark.parametrize("dtype,scales,rtol", [
     (torch.float64, (1e-300, 1e-150, 1e-20, 1e-12, 1.0, 1e150, 1e300), RTOL),
     (torch.float32, (1e-20, 1e-3, 0.02, 1.0, 1e18), 1e-6)])

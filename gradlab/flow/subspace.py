@@ -173,8 +173,9 @@ def next_level(level, checks, certified_all):
     about twice the steps, and saves a product per matrix), one higher where some were
     not certified at all, else the same. A running product's spectrum decays as the lags
     grow, so the level walks down from COLD_LEVEL: on the LSTM at n = 64 and 128 it is
-    3 for the first lags and 0 from lag 33 at n = 64 (chunks of 8 lags; one level a
-    chunk at the soonest), and against always iterating on A it halved
+    3 for the first lags and 0 from lag 25 at n = 64 (chunks of 8 lags; one level a
+    chunk at the soonest; the cold first chunk's own steps are not counted, see
+    Spectral.measure), and against always iterating on A it halved
     the cost of the first 24 lags (measured at S = 128 and 256). It decides cost only:
     every value is certified whatever the level."""
     if not certified_all:
