@@ -229,6 +229,25 @@ def test_option_slips_are_named_as_typed(tmp_path, monkeypatch):
                           "block ',' is not (out part, in part)")
 
 
+def test_a_block_of_two_names_is_named_as_typed(tmp_path):
+    """--block x,y said "block ('x', 'y') is not (out part, in part)", a Python tuple,
+    where the same line names a block as it is typed (e.g. h,c); spaces around the names
+    are still read past."""
+    (tmp_path / "x.py").write_text(
+        "import gradlab\nJ = gradlab.cell('lstm').jacobian_fn('state')\n"
+        "def f(p, s, x):\n    n = s[0].shape[-1]\n    return J(p, s, x)[:, :n, n:]\n")
+    for value in ("x,y", "h, z"):
+        result = invoke("check", "x.py:f", "--cell", "lstm", "--block", value)
+        assert_one_line_error(result, f"block {value!r} is not (out part, in part): the out "
+                              "part one of h, c, the in part one of h, c; e.g. h,c")
+        assert "('" not in result.stderr, result.stderr
+    assert_one_line_error(invoke("check", "x.py:f", "--cell", "rnn_tanh", "--block", "x,y"),
+                          "block 'x,y' is not a block of rnn_tanh's Jacobian: it has one, "
+                          "(h, h), the whole (leave block out)")
+    right = invoke("check", "x.py:f", "--cell", "lstm", "--block", " h , c")
+    assert right.exit_code == 0 and right.stdout.startswith("agrees:"), right.output
+
+
 def _closed_stderr(args, cwd):
     """gradlab run with file descriptor 2 closed before it starts (`2>&-`)."""
     return subprocess.run([sys.executable, "-m", "gradlab", *args], cwd=cwd, timeout=300,

@@ -440,7 +440,7 @@ def test_small_messages_read_as_written(tmp_path):
                           "block 'h' is not a block of rnn_tanh's Jacobian: it has one, "
                           "(h, h), the whole (leave block out)")
     assert_one_line_error(invoke("check", f"{fns}:obj", "--cell", "lstm", "--block", "h,x"),
-                          "block ('h', 'x') is not (out part, in part): the out part one of "
+                          "block 'h,x' is not (out part, in part): the out part one of "
                           "h, c, the in part one of h, c; e.g. h,c")
     assert_one_line_error(invoke("check", f"{fns}:obj", "--cell", "rnn_tanh"),
                           "returned Evil; expected an array of real numbers")

@@ -126,12 +126,9 @@ def check(function, cell_name, wrt, block, layout, hidden, inputs, batch, seed, 
     from ..verification.spec import check_spec
     cell_name = strip_cell(cell_name)
     budget.ensure_check_fits(cell_name, hidden, inputs, batch)
-    parts = None if block is None else tuple(p.strip() for p in block.split(","))
-    if parts is not None and (len(parts) != 2 or not all(parts)):
-        parts = block                        # named as typed (--block h), not as a tuple
     result = check_spec(function, cell_name, hidden=hidden, inputs=inputs, seed=seed,
-                        weight_scale=weight_scale, bias_scale=bias_scale,
-                        wrt=wrt, layout=layout, block=parts, batch=batch, rtol=rtol)
+                        weight_scale=weight_scale, bias_scale=bias_scale,   # --block as typed
+                        wrt=wrt, layout=layout, block=block, batch=batch, rtol=rtol)
     echo(str(result))
     if not result.ok:
         sys.exit(1)

@@ -170,9 +170,10 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     rtol: the largest relative error that agrees (default 1e-8, 1e-5 for float32 params).
 
     wrt: "state" ((B, S, S)) or "input" ((B, S, m)); layout: "numerator" (rows are
-    outputs, as torch.func.jacrev) or "denominator" (the transpose); block=("h", "h") when
-    fn gives one block (an LSTM analysed on h alone); states: a state tuple of (B, n)
-    tensors (x drawn at random) or a pair (state tuple, x), e.g. points of a trajectory."""
+    outputs, as torch.func.jacrev) or "denominator" (the transpose); block=("h", "h") (or
+    "h,h", as --block reads it) when fn gives one block (an LSTM analysed on h alone);
+    states: a state tuple of (B, n) tensors (x drawn at random) or a pair (state tuple,
+    x), e.g. points of a trajectory."""
     if not callable(fn):
         raise GradlabError(f"fn must be a function fn(params, state, x), got "
                            f"{type(fn).__name__}")
@@ -216,7 +217,9 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     n = state[0].shape[-1]
     ins = cell.state_names if wrt == "state" else (cell.input_name,)
     if block is not None:
-        given, block = block, tuple(block) if isinstance(block, (tuple, list)) else ()
+        given = block          # named as given: --block x,y as typed, not as a tuple
+        block = tuple(p.strip() for p in block.split(",")) if isinstance(block, str) else \
+            tuple(block) if isinstance(block, (tuple, list)) else ()
         if len(block) == 2 and isinstance(block[0], str) and block[0].endswith("'"):
             block = (block[0][:-1], block[1])          # ("h'", "h"), as J["h'", "h"] reads
         if len(block) != 2 or block[0] not in cell.state_names or block[1] not in ins:
