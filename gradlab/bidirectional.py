@@ -60,12 +60,13 @@ def direction_inputs(module, xs, direction, state0=None):
     check_direction(module, direction)
     like = next(module.parameters())
     _, p, m = module_sizes(module)
+    from .flow.arrays import converted
     from .flow.bound import as_inputs
     xs = as_inputs(xs)                   # real numbers, (T, B, .) with T, B >= 1
     if xs.shape[2] != m:
         raise GradlabError(f"xs has shape {tuple(xs.shape)}, expected (T, B, {m}) (time "
                            f"first, whatever batch_first says) with T >= 1")
-    xs = xs.to(dtype=like.dtype, device=like.device)
+    xs = converted(xs, "xs", like.dtype, like.device)
     if not wide_input(module):
         return xs
     other = slice(p, 2 * p) if direction == "forward" else slice(0, p)

@@ -115,6 +115,12 @@ def _check_weights(module, suffix, w_ih, w_hh, b_ih, b_hh, w_hr=None):
         if tuple(t.shape) != shape:
             raise GradlabError(f"{type(module).__name__}.{name} has shape {tuple(t.shape)}, "
                                f"not {shape} as the module's sizes say ({says})")
+    clash = b_ih.isinf() & b_hh.isinf() & (b_ih != b_hh)   # inf + -inf: nan
+    if bool(clash.any()):
+        i = int(clash.nonzero()[0, 0])
+        raise GradlabError(f"{type(module).__name__}.bias_ih{suffix}[{i}] + bias_hh{suffix}"
+                           f"[{i}] is {float(b_ih[i])} + {float(b_hh[i])}, which is nan: that "
+                           "gate has no value (torch computes nan there too)")
 
 
 def layer_params(name, w_ih, w_hh, b_ih, b_hh, w_hr=None):

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import GradlabError
+from .arrays import converted
 from .bound import as_real
 
 
@@ -61,5 +62,10 @@ def module_state0(module, state0, B, like):
     if not parts or not all(p.ndim >= 2 and p.shape[0] == B for p in parts):
         raise GradlabError(f"state0 must be a (B, ...) tensor or a tuple of them with B = {B}, "
                            f"got shapes {[tuple(p.shape) for p in parts]}")
-    parts = tuple(p.to(like).detach() for p in parts)
+    parts = tuple(converted(p, "state0" if len(parts) == 1 else f"state0[{i}]", like.dtype,
+                            like.device).detach() for i, p in enumerate(parts))
+    bad = next((i for i, p in enumerate(parts) if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:          # (a nan state would be reported as an overflow of the run)
+        raise GradlabError(f"state0{'' if len(parts) == 1 else f'[{bad}]'} holds nan or inf: "
+                           "there is no trajectory to measure from it")
     return parts if isinstance(state0, (tuple, list)) else parts[0]

@@ -29,6 +29,7 @@ import torch
 from ..budget import ensure_walk_fits
 from ..errors import GradlabError, flag
 from ..torch_guards import refuse_nonfinite, refuse_quantized, refuse_updating, unwrap
+from .arrays import converted
 from .bound import as_inputs, setup
 from .initial import module_state0, structure
 from .torch_step import TorchStep  # noqa: F401 (gradlab.flow.module.TorchStep, as before)
@@ -252,7 +253,7 @@ def prepare(module, xs, state0, reverse):
     if like.dtype not in (torch.float32, torch.float64):
         raise GradlabError(f"{type(module).__name__} computes in {like.dtype}; gradlab "
                            "measures float32 or float64 (module.double() and float xs)")
-    xs = xs.to(dtype=like.dtype, device=like.device)
+    xs = converted(xs, "xs", like.dtype, like.device)
     xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()    # a copy, as `setup`
     state0 = module_state0(module, state0, xs.shape[1], xs)
     try:       # the Flow's walk runs later: a copy, so that an optimizer step (or any change
