@@ -53,18 +53,36 @@ def _without_b_hn(p, s, x):
         + D((1 - z) * (1 - nt ** 2)) @ (D(a * r * (1 - r)) @ p["W_r"] + D(r) @ p["W_n"]) + D(z)
 
 
-def test_at_zero_biases_a_derivation_that_leaves_one_out_agrees_with_a_note():
+def test_at_zero_biases_a_derivation_that_leaves_one_out_differs():
     """At the params given (every bias 0, init_params' default) it is right, as for a
-    model without biases; the note says it is wrong once they are not zero."""
+    model without biases, but it is wrong once they are not zero: it differs (it was
+    certified, with a note, which a test suite's `assert result.ok` never reads), at the
+    error found with them drawn, and the note says where it agrees."""
     cell = gradlab.cell("gru_torch")
     result = gradlab.check_jacobian(_without_b_hn, cell, cell.init_params(8, 4, seed=0))
-    assert result.ok
+    assert not result.ok and not result.inconclusive and result.max_error > 1e-3
+    assert str(result).startswith(f"differs: max relative error {result.max_error:.3g}")
     assert len(result.diagnosis) == 1 and result.diagnosis[0].startswith(
-        "Note: it agrees at the params given, where b_ir, b_iz, b_in, b_hr, b_hz, b_hn are "
+        "It agrees at the params given, where b_ir, b_iz, b_in, b_hr, b_hz, b_hn are "
         "all zero, but not with them drawn nonzero")
+    assert result.worst_block == ("h", "h") and result.block_errors[("h", "h")] > 1e-3
     with_bias = cell.init_params(8, 4, seed=0, bias_scale=0.5)
     assert not gradlab.check_jacobian(_without_b_hn, cell, with_bias).ok
 
+
+
+def test_a_bias_read_wrongly_is_not_certified_at_zero_biases():
+    """2 b + 0.1 b^2 for b is right at b = 0 and for no model with biases: certified, with
+    a note a test suite's `assert result.ok` never reads; it differs."""
+    lstm = gradlab.cell("lstm")
+    exact = lstm.jacobian_fn("state")
+
+    def doubled(p, s, x):
+        return exact({k: 2 * v + 0.1 * v ** 2 if k.startswith("b_") else v
+                      for k, v in p.items()}, s, x)
+    result = gradlab.check_jacobian(doubled, lstm, lstm.init_params(6, 3, weight_scale=1.5))
+    assert not result and not result.inconclusive and result.max_error > 1e-2
+    assert "nor is it there the exact Jacobian of a model without them" in str(result)
 
 def test_a_right_derivation_at_zero_biases_and_a_closure_get_no_note():
     cell = gradlab.cell("gru_torch")
@@ -81,7 +99,8 @@ def _pre(p, s, x, with_h=True, with_x=True):
 @pytest.mark.parametrize("left_out, zero", [("h", "h"), ("x", "x")])
 def test_zero_states_given_that_hide_a_left_out_term_are_noted(left_out, zero):
     """A pre-activation without W h agrees at h = 0 (without U x at x = 0): it passed
-    assert_jacobian silently; it agrees there, with a note, and assert_jacobian warns."""
+    assert_jacobian silently, then with a warning; it differs, with a note saying it
+    agrees at the states given, and assert_jacobian fails."""
     rnn = gradlab.cell("rnn_tanh")
     p = rnn.init_params(8, 4, weight_scale=1.5, bias_scale=0.5, seed=0)
 
@@ -95,10 +114,10 @@ def test_zero_states_given_that_hide_a_left_out_term_are_noted(left_out, zero):
     x = torch.zeros(4, 4, dtype=torch.float64) if zero == "x" else \
         torch.randn(4, 4, generator=gen, dtype=torch.float64)
     result = gradlab.check_jacobian(wrong, rnn, p, states=((h,), x))
-    assert result.ok and len(result.diagnosis) == 1
-    assert result.diagnosis[0].startswith(f"Note: it agrees at the states given, where {zero} "
+    assert not result.ok and not result.inconclusive and len(result.diagnosis) == 1
+    assert result.diagnosis[0].startswith(f"It agrees at the states given, where {zero} "
                                           "is all zero, but not with it drawn nonzero")
-    with pytest.warns(UserWarning, match="it agrees at the states given"):
+    with pytest.raises(AssertionError, match="It agrees at the states given"):
         gradlab.testing.assert_jacobian(wrong, rnn, p, states=((h,), x))
     right = rnn.jacobian_fn("state")
     assert gradlab.check_jacobian(right, rnn, p, states=((h,), x)).diagnosis == []
@@ -186,7 +205,7 @@ def test_gradlab_check_says_where_a_size_written_in_fails_and_notes_once(tmp_pat
         "gradlab: error: it agrees at n = 8, m = 4, but at a second size, n = 33, m = 5, "
         "B = 33: ")
     noted = invoke("check", "mine.py:nob", "--cell", "rnn_tanh", "--bias-scale", "0")
-    assert noted.exit_code == 0 and noted.output.count("Note: it agrees at the params") == 1
+    assert noted.exit_code == 0 and noted.output.count("It agrees at the params given") == 1
 
 
 def test_at_a_coarse_rtol_a_nearly_symmetric_weight_is_still_alike():

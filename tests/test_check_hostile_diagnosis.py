@@ -180,12 +180,20 @@ def test_draws_that_cannot_tell_a_swap_apart_are_inconclusive():
     assert gradlab.check_jacobian(exact, lstm, params, states=(h, -h)).ok
 
 
-def test_assert_jacobian_warns_when_zero_biases_hide_a_wrong_term():
+def test_assert_jacobian_fails_when_zero_biases_hide_a_wrong_term():
+    """Without b_hn alone (the other biases kept) a derivation is right for no model but
+    the bias-free one: it warned, and passed; it fails. Without every bias it is right for
+    a model without biases, as zero biases given say: it warns, and passes."""
     gru = gradlab.cell("gru_torch")
     exact = gru.jacobian_fn("state")
     without = lambda p, s, x: exact({**p, "b_hn": torch.zeros_like(p["b_hn"])}, s, x)  # noqa
-    with pytest.warns(UserWarning, match="not with them drawn nonzero"):
+    with pytest.raises(AssertionError, match="nor is it there the exact Jacobian of a model "
+                                             "without them"):
         gradlab.testing.assert_jacobian(without, gru, gru.init_params(8, 4, seed=0))
+    free = lambda p, s, x: exact({k: torch.zeros_like(v) if k.startswith("b_") else v  # noqa
+                                  for k, v in p.items()}, s, x)
+    with pytest.warns(UserWarning, match="right for a model without them only"):
+        gradlab.testing.assert_jacobian(free, gru, gru.init_params(8, 4, seed=0))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gradlab.testing.assert_jacobian(exact, gru, gru.init_params(8, 4, seed=0))

@@ -166,7 +166,11 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                    seed=0, rtol=DEFAULT_RTOL, states=None):
     """Compare `fn(params, state, x)` with gradlab's exact Jacobian; a `Result` (ok only
     when it agrees at draws where every term of the exact Jacobian carries weight; else
-    `inconclusive`, with the terms that vanish).
+    `inconclusive`, with the terms that vanish). Where it agrees at the params or states
+    given but their all-zero biases, state parts or inputs hide a term it gets wrong (it
+    differs with them drawn nonzero), it differs, at the error found there; except for a
+    derivation that leaves those biases out altogether, right for a model without them,
+    as zero biases given say: it agrees, with a note.
     rtol: the largest relative error that agrees (default 1e-8, 1e-5 for float32 params).
 
     wrt: "state" ((B, S, S)) or "input" ((B, S, m)); layout: "numerator" (rows are
@@ -303,7 +307,13 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     if ok and not (faint or same):                   # the verdict is at the params given
         asked = Asked(fn, cell, params, yours, (state, x), (fn_state, fn_x), shape, layout,
                       wrt, blocks, rtol, seed, theirs)
-        diagnosis = with_biases(asked) + with_states(asked)
+        hidden = with_biases(asked) + with_states(asked)
+        wrong = [e for _, e in hidden if e is not None]
+        if wrong:                   # right only where the values given hide a term: wrong
+            absolute, relative, errors = max(wrong, key=lambda e: e[1])
+            return Result(False, Error(absolute, relative), max(blocks.keys, key=errors.get),
+                          errors, [note for note, _ in hidden], x.shape[0])
+        diagnosis = [note for note, _ in hidden]     # a bias-free model's, at zero biases
     doubt = bool(faint or same) or (ok and one_by_one == COLLAPSED)
     if one_by_one == COLLAPSED:
         diagnosis = diagnosis + [COLLAPSED_NOTE.format(x.shape[0], *shape)]

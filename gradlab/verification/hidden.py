@@ -3,8 +3,13 @@
 A term that carries a bias, a state part or the input vanishes where that vector is all
 zero, and nothing measured there can show it: a derivation without b_hn agrees at b_hn =
 0, one that leaves W h out of a pre-activation agrees at h = 0, one without U x at x = 0.
-Where fn agreed at such values, it is asked again with them drawn nonzero, and a note
-(which `assert_jacobian` warns with) says where it then disagrees.
+Where fn agreed at such values, it is asked again with them drawn nonzero; where it then
+disagrees, the verdict is "differs", at the error found there, with a note that says so: a
+function of params and states that is wrong for some of them is wrong, however the values
+given happened to hide it (`init_params` gives zero biases by default). One exception: a
+derivation that leaves out every bias the params give as zero is the exact Jacobian of a
+model without them, which is what zero biases given may well describe: it agrees, with a
+note.
 """
 
 import dataclasses
@@ -17,8 +22,8 @@ from .conventions import exact_jacobian
 from .diagnosis import measured
 from .user import Exited, batched_jacobian
 
-BIAS_NOTE = "Note: it agrees at the params given"      # what assert_jacobian warns with
-STATE_NOTE = "Note: it agrees at the states given"
+BIAS_NOTE = "It agrees at the params given"
+STATE_NOTE = "It agrees at the states given"
 
 
 @dataclasses.dataclass
@@ -56,16 +61,20 @@ class Asked:
         return answer if bool(torch.isfinite(answer).all()) else None
 
     def error(self, answer, params, point):
+        """(absolute, relative, {block: relative}) of answer at params and point."""
         exact = self.blocks.select(exact_jacobian(self.cell, self.wrt, params, *point))
-        return measured(answer, exact, self.blocks)[1]
+        return measured(answer, exact, self.blocks)
 
 
 def with_biases(asked):
-    """[a note] where fn agreed, but the params' all-zero vectors (biases of scale 0, as
-    init_params gives by default) hide what it does with them: with them drawn nonzero, fn
-    disagrees: right for a model without that bias (which is checked at zero biases), wrong
-    for one with it. [] where nothing hides, or fn does not read params (a closure over a
-    model's weights is right or wrong for that model, which is checked)."""
+    """[(note, errors)] where fn agreed, but the params' all-zero vectors (biases of scale 0,
+    as init_params gives by default) hide what it does with them: with them drawn nonzero,
+    fn disagrees. errors is None where its answer there is the exact Jacobian with them
+    all zero: a derivation that leaves them out, right for a model without them, as the
+    params given say (it agrees, with the note); else fn is wrong for every model (a bias
+    read wrongly, or one of them left out and the rest kept): it differs. [] where nothing
+    hides, or fn does not read params (a closure over a model's weights is right or wrong
+    for that model, which is checked)."""
     cell, params, fn_dtype = asked.cell, asked.params, asked.fn_point[1].dtype
     zero = [p for p in cell.param_names if params[p].ndim == 1 and params[p].numel()
             and not bool(params[p].any())]
@@ -85,19 +94,27 @@ def with_biases(asked):
     where = f"{BIAS_NOTE}, where {', '.join(zero)} {'is' if len(zero) == 1 else 'are'} all zero"
     if torch.equal(answer, asked.theirs):
         return []         # fn does not read params (a closure): right for the model it reads
-    relative = asked.error(answer, {**params, **drawn}, asked.point)
-    if relative <= asked.rtol:
+    errors = asked.error(answer, {**params, **drawn}, asked.point)
+    if errors[1] <= asked.rtol:
         return []
     them = "it" if len(zero) == 1 else "them"
-    return [f"{where}, but not with {them} drawn nonzero (N(0, 0.25) each entry, the other "
-            f"params moved by ~10%): max relative error {relative:.3g}. Your derivation "
-            f"leaves a term with {them} out or gets it wrong: right for a model without {them}, "
-            f"wrong for one with {them} (check at nonzero biases: gradlab check's default "
-            "--bias-scale 0.5)."]
+    without = asked.error(answer, {**params, **drawn, **{p: params[p] for p in zero}},
+                          asked.point)
+    if without[1] <= asked.rtol:             # the exact Jacobian of a model without them
+        return [(f"{where}, but not with {them} drawn nonzero (N(0, 0.25) each entry, the "
+                 f"other params moved by ~10%): max relative error {errors[1]:.3g}. There it "
+                 f"is the exact Jacobian with {them} at zero: your derivation leaves {them} "
+                 f"out, right for a model without {them} only (gradlab check draws nonzero "
+                 "biases: --bias-scale 0.5 by default).", None)]
+    return [(f"{where}, but not with {them} drawn nonzero (N(0, 0.25) each entry, the other "
+             f"params moved by ~10%): max relative error {errors[1]:.3g}, nor is it there the "
+             f"exact Jacobian of a model without {them}. Your derivation gets a term with "
+             f"{them} wrong, or leaves out some of {them} and keeps the rest: right for no "
+             "model with other values of them.", errors)]
 
 
 def with_states(asked):
-    """[a note] where fn agreed at states given with a part (or the input) all zero, and
+    """[(note, errors)] where fn agreed at states given with a part (or the input) all zero, and
     disagrees with that part drawn nonzero (N(0, 0.64) each entry, as drawn states are)."""
     cell = asked.cell
     names = (*cell.state_names, cell.input_name)
@@ -112,11 +129,11 @@ def with_states(asked):
     answer = asked.again(asked.yours, (tuple(fn_drawn[:-1]), fn_drawn[-1]))
     if answer is None:
         return []
-    relative = asked.error(answer, asked.params, (tuple(drawn[:-1]), drawn[-1]))
-    if relative <= asked.rtol:
+    errors = asked.error(answer, asked.params, (tuple(drawn[:-1]), drawn[-1]))
+    if errors[1] <= asked.rtol:
         return []
-    return [f"{STATE_NOTE}, where {', '.join(zero)} {'is' if len(zero) == 1 else 'are'} "
-            f"all zero, but not with {'it' if len(zero) == 1 else 'them'} drawn nonzero "
-            f"(N(0, 0.64) each entry): max relative error {relative:.3g}. Your derivation "
-            "leaves out, or gets wrong, a term that vanishes there (a W h or U x inside an "
-            "activation?); check at states drawn nonzero (leave states out)."]
+    return [(f"{STATE_NOTE}, where {', '.join(zero)} {'is' if len(zero) == 1 else 'are'} "
+             f"all zero, but not with {'it' if len(zero) == 1 else 'them'} drawn nonzero "
+             f"(N(0, 0.64) each entry): max relative error {errors[1]:.3g}. Your derivation "
+             "leaves out, or gets wrong, a term that vanishes there (a W h or U x inside an "
+             "activation?)", errors)]
