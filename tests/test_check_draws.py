@@ -66,6 +66,22 @@ RNN = textwrap.dedent('''\
             _kept[key] = ({k: v.clone() for k, v in P.items()}, S[0].clone(), X.clone())
         Q, h, x = _kept[key]
         return slope(Q, (h,), x)[:, :, None] * Q["W"]
+
+    _by_weights, _by_states = {}, {}
+
+    def kept_by_weights(P, S, X):
+        # memoised per model: the first answer for these weights, whatever the states
+        key = tuple(P[k].numpy().tobytes() for k in sorted(P))
+        if key not in _by_weights:
+            _by_weights[key] = slope(P, S, X)[:, :, None] * P["W"]
+        return _by_weights[key]
+
+    def kept_by_states(P, S, X):
+        # memoised per point: the first answer at these states, whatever the weights
+        key = (S[0].numpy().tobytes(), X.numpy().tobytes())
+        if key not in _by_states:
+            _by_states[key] = slope(P, S, X)[:, :, None] * P["W"]
+        return _by_states[key]
     ''')
 
 
@@ -73,6 +89,8 @@ RNN = textwrap.dedent('''\
     ("sequences_in_chunks", "sequences taken in fixed chunks"),
     ("units_in_chunks", "sequences taken in fixed chunks"),     # (one sentence for both)
     ("kept_by_shape", "keep an answer from an earlier call"),
+    ("kept_by_weights", "(a cache keyed by shape or by the weights)"),   # both agreed
+    ("kept_by_states", "(a cache keyed by the states or inputs)"),
     ("wrong_past_three", "or go wrong at large states or inputs (|h| > 3)"),
     ("wrong_past_four_and_a_half", "or go wrong at large states or inputs (|h| > 3)"),
     ("wrong_at_large_inputs", "or go wrong at large states or inputs (|h| > 3)"),

@@ -4,11 +4,12 @@ chosen so that the common ways to be right at one draw only are found.
 One draw can be fooled by what does not depend on the numbers: a size written into the
 function (torch.eye(8)), units or sequences taken in fixed chunks (a power of two, a
 chunk of 8, 16 or 32 read where the next begins), or answers kept from an earlier call (a
-cache keyed by shape), or answers that change from call to call. So the function is
-checked at the sizes given, at a second pair of sizes past the usual chunk widths
-(`second_size`), at the first sizes again with other weights and with states and inputs
-drawn wider (a term wrong only at large states), and is asked the first question once
-more (its answer must not change).
+cache keyed by shape, by the weights or by the states), or answers that change from call
+to call. So the function is checked at the sizes given, at a second pair of sizes past
+the usual chunk widths (`second_size`), at the first sizes and weights with states and
+inputs drawn wider (a term wrong only at large states; an answer kept for the weights),
+at the first states and inputs with other weights (an answer kept for the states), and
+is asked the first question once more (its answer must not change).
 """
 
 import dataclasses
@@ -30,11 +31,12 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     parameters drawn for `cell` with weights large enough and biases away from zero that
     every term of the Jacobian carries weight (as `gradlab verify` draws them), unless
     other scales are given (bias_scale=0 for a derivation without biases); at the sizes
-    given and, where it agrees there, at a second pair (`second_size`) and at the first
-    sizes with other weights and states and inputs WIDE times as wide (a function that
-    keeps answers from an earlier call agrees only at the draw it kept; one wrong only at
-    |h| > 3 agreed at every narrow draw), and at the first draw once more (an answer that
-    changes from call to call: random, or counting its calls)."""
+    given and, where it agrees there, at a second pair (`second_size`), at the first
+    sizes and weights with states and inputs WIDE times as wide (a function that keeps
+    answers from an earlier call agrees only at the draw it kept; one wrong only at
+    |h| > 3 agreed at every narrow draw), at the first states and inputs with other
+    weights (an answer kept for the states), and at the first draw once more (an answer
+    that changes from call to call: random, or counting its calls)."""
     cell = registry.cell(cell)
     module, where, name = registry.load(spec, "function")
     if not hasattr(module, name):
@@ -44,9 +46,11 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
         raise GradlabError(f"{where}: {name!r} is not a function (its type: "
                            f"{type(fn).__name__})")
 
-    def at(n, m, batch, draw=seed, spread=None):
+    def at(n, m, batch, draw=seed, spread=None, weights=None):
+        """The check at sizes n, m, batch: states and inputs drawn from `draw` (at `spread`
+        if given), weights from `weights` (else `draw` too)."""
         params = cell.init_params(n, m, weight_scale=weight_scale, bias_scale=bias_scale,
-                                  seed=draw)      # (scales that overflow: refused there)
+                                  seed=draw if weights is None else weights)
         states = None
         if spread is not None:           # one stream for all: each part, and x, its own
             gen = torch.Generator().manual_seed(derived_seed(draw, 2))
@@ -79,14 +83,14 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
             "a size written into your function (torch.eye(8), a reshape, units or "
             "sequences taken in fixed chunks)?"] * (
                 not again.inconclusive) + again.diagnosis)   # (inconclusive: draws can't tell)
-    other = at(hidden, inputs, batch, draw=derived_seed(seed, 3), spread=WIDE)
+    other = at(hidden, inputs, batch, draw=derived_seed(seed, 3), spread=WIDE, weights=seed)
     if not other.ok:
         return dataclasses.replace(other, sizes=f"n = {hidden}, m = {inputs}, B = {batch}, "
-                                   "other weights, wider states and inputs", diagnosis=[
-            f"It agrees at {sizes}, but not at the first sizes with other weights and "
-            f"states and inputs drawn {WIDE:g}x as wide: does your function keep an answer "
-            "from an earlier call (a cache keyed by shape), or go wrong at large states or "
-            "inputs (|h| > 3)?"] * (not other.inconclusive) + other.diagnosis)
+                                   "the first weights, wider states and inputs", diagnosis=[
+            f"It agrees at {sizes}, but not at the first sizes and weights with states and "
+            f"inputs drawn {WIDE:g}x as wide: does your function keep an answer from an "
+            "earlier call (a cache keyed by shape or by the weights), or go wrong at large "
+            "states or inputs (|h| > 3)?"] * (not other.inconclusive) + other.diagnosis)
     repeat = at(hidden, inputs, batch)
     if not repeat.ok:
         return dataclasses.replace(repeat, sizes=f"n = {hidden}, m = {inputs}, B = {batch}, "
@@ -95,14 +99,21 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
             "answered otherwise: does your function draw random numbers, or change with "
             "the number of times it is called?"] * (not repeat.inconclusive)
             + repeat.diagnosis)
-    worst = max((first, again, other), key=lambda r: r.max_error.relative)
+    swapped = at(hidden, inputs, batch, weights=derived_seed(seed, 4))
+    if not swapped.ok:
+        return dataclasses.replace(swapped, sizes=f"n = {hidden}, m = {inputs}, B = {batch}, "
+                                   "the first states and inputs, other weights", diagnosis=[
+            f"It agrees at {sizes}, but not at the first states and inputs with other "
+            "weights: does your function keep an answer from an earlier call (a cache keyed "
+            "by the states or inputs)?"] * (not swapped.inconclusive) + swapped.diagnosis)
+    worst = max((first, again, other, swapped), key=lambda r: r.max_error.relative)
     said = {d.split(",")[0] for d in first.diagnosis}      # a note of one kind once
     notes = list(first.diagnosis)
-    for result in (again, other):
+    for result in (again, other, swapped):
         notes += [d for d in result.diagnosis if d.split(",")[0] not in said]
         said |= {d.split(",")[0] for d in result.diagnosis}
     return dataclasses.replace(worst, checked=first.checked + again.checked + other.checked
-                               + repeat.checked,
+                               + swapped.checked + repeat.checked,
                                sizes=sizes + " (and at the first sizes with other draws, "
                                "and asked again)",
                                diagnosis=notes)
