@@ -171,7 +171,7 @@ def test_gradlab_check_finds_a_size_written_into_the_function(tmp_path, monkeypa
             "sizes") in once.output
     right = invoke("check", "mine.py:right", "--cell", "rnn_tanh")
     assert right.exit_code == 0 and right.output == (
-        "agrees: max relative error 0 (absolute 0) over 45 samples at n = 8, m = 4, B = 4 "
+        "agrees: max relative error 0 (absolute 0) over 49 samples at n = 8, m = 4, B = 4 "
         "and n = 33, m = 5, B = 33 (and at the first sizes with other draws, and asked again)\n")
     assert invoke("check", "mine.py:three", "--cell", "rnn_tanh").output == (
         "gradlab: error: mine.py: 'three' is not a function (its type: int)\n")
