@@ -370,9 +370,17 @@ def model_entries(path, arch, *, seed=0, dtype="float64", device="cpu"):
 
 
 def _sha256(path):
-    """The SHA-256 of the file's bytes (hex); None where it cannot be read."""
-    try:                            # (torch.load holds the whole file in memory too)
-        return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+    """The SHA-256 of the file's bytes (hex), read in blocks; None where it cannot be read
+    or is not a regular file (/dev/zero never ends, a FIFO waits for a writer forever:
+    `load_state_dict` refuses those by name)."""
+    try:
+        if not pathlib.Path(path).is_file():
+            return None
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
     except (OSError, ValueError):
         return None
 

@@ -336,3 +336,19 @@ def test_a_checkpoint_replaced_while_it_is_read_is_refused(checkpoint, monkeypat
     monkeypatch.setattr(ck, "model_entries", then_replaced)
     with pytest.raises(gradlab.GradlabError, match="changed while it was read; run again"):
         ck.report_models(path, ARCH, dict(options))
+
+
+def test_a_fifo_given_as_checkpoint_is_refused_before_it_is_read(tmp_path):
+    """--model on a FIFO (or /dev/zero) was hashed whole before any check: it waited for a
+    writer forever (or filled memory, then said "out of memory")."""
+    import subprocess
+    import sys
+    fifo = tmp_path / "ff.pt"
+    os.mkfifo(fifo)
+    done = subprocess.run([sys.executable, "-m", "gradlab", "report", "--model", str(fifo),
+                           "--arch", "lstm:hidden=8,inputs=4", "--steps", "10", "--batch", "2",
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.endswith("is not a regular file; give a .pt "
+                                                         "file\n"), done.stderr
+    assert not (tmp_path / "r").exists()
