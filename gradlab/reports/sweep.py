@@ -66,7 +66,7 @@ class Grid:
     def __post_init__(self):
         """Refuse, in one line, a grid that could not be measured, drawn or merged: cell
         names that are not identifiers or NAME specs (`check_cell_name`), axes that are not
-        distinct finite numbers, sizes that are not positive integers."""
+        distinct finite numbers, sizes that are not positive integers; the axes sorted."""
         if not isinstance(self.cells, (tuple, list)) or not self.cells:
             raise GradlabError(f"grid cells must be a non-empty list of names, got "
                                f"{self.cells!r}")
@@ -81,6 +81,10 @@ class Grid:
                     or len(set(values)) != len(values)):
                 raise GradlabError(f"grid {what} {values!r}: need one or more distinct "
                                    "finite numbers")
+            # ascending, whatever order they came in: the figures' axes and the theory's
+            # curves interpolate along them (given 2, 0.5, 1, the critical line was drawn
+            # at the column labelled 1)
+            object.__setattr__(self, what, tuple(sorted(values)))
         for what in ("hidden", "inputs", "steps", "max_steps", "batch"):
             value = getattr(self, what)
             if not is_int(value) or value < 1:
