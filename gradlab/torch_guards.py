@@ -193,19 +193,14 @@ def own_weights(module):
 
 
 def refuse_nonfinite(module):
-    """Weights holding nan have no trajectory to follow: refused by name; so are weight
-    matrices holding inf (times a zero state or input entry: nan). An inf bias is taken
-    as IEEE arithmetic takes it: it pins a gate at 0 or 1."""
+    """Weights holding nan have no trajectory to follow: refused by name. (An inf is
+    taken as IEEE arithmetic takes it: an inf bias pins a gate at 0 or 1.)"""
     import torch
 
     for name, t in module.named_parameters():
         if bool(torch.isnan(t).any()):
             raise GradlabError(f"{type(module).__name__}'s {name} holds nan: there is no "
                                "trajectory or Jacobian to measure")
-        if t.dim() >= 2 and bool(torch.isinf(t).any()):
-            raise GradlabError(f"{type(module).__name__}'s {name} holds inf: an infinite "
-                               "weight times a zero state or input entry is nan, so there "
-                               "is no trajectory to measure (an infinite bias may pin a gate)")
 
 
 def unwrap(module):

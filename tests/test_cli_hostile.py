@@ -96,7 +96,7 @@ def test_merge_does_not_import_a_cell_file(janet_parts, tmp_path):
 
 @pytest.mark.parametrize("field, value", [("horizon", -5), ("horizon", 2.5),
                                           ("timescale", -3), ("rate_stderr", -1),
-                                          ("rate", "inf")])
+                                          ("rate", "inf"), ("rate", float("nan"))])
 def test_merge_refuses_a_tampered_number(janet_parts, tmp_path, field, value):
     _, dirs = janet_parts
     copies = [tmp_path / d.name for d in dirs]
@@ -106,6 +106,10 @@ def test_merge_refuses_a_tampered_number(janet_parts, tmp_path, field, value):
     data = json.loads(part.read_text())
     data["points"][0][field] = value
     part.write_text(json.dumps(data))
+    result = invoke("sweep", "merge", *copies, "--out", tmp_path / "m")
+    assert_one_line_error(result, "is not what gradlab wrote there: its SHA-256 is not")
+    assert str(part) in result.stderr
+    (copies[0] / ".gradlab-manifest.json").unlink()      # a part with no manifest: read
     result = invoke("sweep", "merge", *copies, "--out", tmp_path / "m")
     assert_one_line_error(result, f"{field} = ")
     assert str(part) in result.stderr

@@ -296,13 +296,6 @@ def setup(cell, params, xs, state0=None, reverse=False, call="run_states"):
         raise GradlabError(f"param{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} "
                            f"of cell '{cell.name}' hold{'' if len(bad) > 1 else 's'} nan: "
                            "there is no trajectory or Jacobian to measure")
-    wide = next((p for p in cell.param_names if params[p].layout == torch.strided
-                 and params[p].is_floating_point() and params[p].dim() >= 2
-                 and bool(torch.isinf(params[p]).any())), None)
-    if wide is not None:         # (its nan states were reported as an overflow)
-        raise GradlabError(f"param '{wide}' of cell '{cell.name}' holds inf: an infinite "
-                           "weight times a zero state or input entry is nan, so there is no "
-                           "trajectory to measure (an infinite bias may pin a gate)")
     # a copy (flip makes one too): the walk reads xs when a norm is first read, and the
     # caller's in-place changes (to a tensor, or a numpy array torch shares) must miss it
     xs = as_inputs(xs)                                   # (not copied yet)

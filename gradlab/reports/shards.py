@@ -12,6 +12,7 @@ import pathlib
 import re
 
 from .. import theory
+from ..ownership import MANIFEST, read_manifest
 from ..errors import GradlabError, non_ascii
 from .publish import dumps, loads
 from .sweep import PART, STATUSES, Grid, is_int, is_number
@@ -111,6 +112,8 @@ def _point_problem(p, grid):
         return f"horizon = {p['horizon']!r} is not a whole number of steps from 1 to {top}"
     if p["rate"] == math.inf:
         return "rate = inf is not a measured rate (finite, -inf or nan)"
+    if math.isnan(p["rate"]) and p.get("status") is None:
+        return "rate = nan with no status saying why (the sweep writes one with every nan)"
     if p["rate_stderr"] < 0:
         return f"rate_stderr = {p['rate_stderr']!r} is negative"
     if p["timescale"] < 0 and not p["rate"] > 0:      # older parts: -1 / rate for growth
@@ -125,6 +128,10 @@ def _read_part(path):
         raw = path.read_bytes()
     except OSError as err:
         raise GradlabError(f"cannot read {where!r}: {err.strerror or err}") from None
+    written = read_manifest(path.parent).get(PART)
+    if written and hashlib.sha256(raw).hexdigest() not in written:
+        raise GradlabError(f"{where!r} is not what gradlab wrote there: its SHA-256 is not "
+                           f"the one {MANIFEST} lists (edited since?); run that shard again")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
