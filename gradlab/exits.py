@@ -83,9 +83,21 @@ class _ToStderr(io.TextIOBase):
 _TO_STDERR = _ToStderr()
 _EXIT = os._exit                         # the real one, whatever is patched later
 _LOCK = threading.Lock()
-_held = {"depth": 0, "saved": None, "ran": False, "pid": None, "verdict": True}  # guards
-    # open now, what the first replaced, whether any ever ran, where, and whether the
-    # process's status is a verdict (`end`)
+_held = {"depth": 0, "saved": None, "ran": False, "pid": None, "verdict": True,  # guards
+         "threads": []}
+    # open now, what the first replaced, whether any ever ran, where, whether the
+    # process's status is a verdict (`end`), and the codes of os._exit called in threads
+
+
+def _thread_exit(args, hook):
+    """threading.excepthook while a guard is open: os._exit called in a thread the code
+    started (its ExitCalled ends that thread) is noted, for the guard to raise where the
+    code was called, not printed as a traceback while the verdict goes on ("agrees")."""
+    if isinstance(args.exc_value, ExitCalled):
+        with _LOCK:
+            _held["threads"].append(args.exc_value.code)
+        return
+    hook(args)
 
 
 def _flush(*streams):
@@ -149,24 +161,32 @@ def guarded():
         if not _held["depth"]:
             homes = [os, _native()]
             _held["saved"] = ([(home, home._exit) for home in homes], sys.stdout,
-                              _to_stderr())
+                              _to_stderr(), threading.excepthook)
             _held["pid"] = pid
             for home in homes:
                 home._exit = _refuse
             sys.stdout = _TO_STDERR
+            hook = threading.excepthook
+            threading.excepthook = lambda args: _thread_exit(args, hook)
         _held["depth"] += 1
         _held["ran"] = True
+        seen = len(_held["threads"])
     try:
         yield
+        with _LOCK:
+            late = _held["threads"][seen:]
+        if late:                          # os._exit in a thread the code started
+            raise ExitCalled(late[0])
     finally:
         if os.getpid() != pid:                       # a child the code forked
             _EXIT(70)
         with _LOCK:
             _held["depth"] -= 1
             if not _held["depth"]:
-                exits, stdout, fd = _held["saved"]
+                exits, stdout, fd, hook = _held["saved"]
                 for home, original in exits:
                     home._exit = original
+                threading.excepthook = hook
                 sys.stdout, _held["saved"] = stdout, None
                 _back(fd)
 

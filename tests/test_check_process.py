@@ -90,3 +90,36 @@ def test_the_shell_ends_as_python_does_after_a_cell_file_loaded(tmp_path):
                                "sys.exit('bye')\n", capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "bye" in run.stderr, run.stderr
     assert run.stderr.rstrip().endswith("hook ran"), run.stderr
+
+
+def test_os_exit_in_a_thread_the_function_starts_is_an_error_not_a_pass(tmp_path):
+    """os._exit(0) from a thread the function started and joined: the thread's traceback
+    was printed (its ExitCalled), and then "agrees", exit 0."""
+    import subprocess
+    import sys
+    (tmp_path / "fns.py").write_text(
+        "import os\nimport threading\nimport torch\n"
+        "def jac(params, state, x):\n"
+        "    t = threading.Thread(target=lambda: os._exit(0))\n"
+        "    t.start()\n"
+        "    t.join()\n"
+        "    n = state[0].shape[1]\n"
+        "    return torch.zeros(x.shape[0], n, n, dtype=torch.float64)\n")
+    done = subprocess.run([sys.executable, "-m", "gradlab", "check", "fns.py:jac", "--cell",
+                           "rnn_tanh", "--hidden", "3", "--inputs", "2"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+    assert done.stderr == "gradlab: error: the function under test called os._exit(0)\n"
+    import os
+    import threading
+    import gradlab
+    hook, cell = threading.excepthook, gradlab.cell("rnn_tanh")
+
+    def jac(params, state, x):
+        t = threading.Thread(target=lambda: os._exit(3))
+        t.start()
+        t.join()
+        return cell.jacobian_fn("state")(params, state, x)
+    with pytest.raises(gradlab.GradlabError, match=r"called os._exit\(3\)"):
+        gradlab.check_jacobian(jac, cell, cell.init_params(3, 2))
+    assert threading.excepthook is hook                      # put back as it was
