@@ -46,14 +46,23 @@ def one_line_errors(shell):
 
 
 class Console(code.InteractiveConsole):
-    """Python's console, printing a GradlabError in one line (`one_line_errors`)."""
+    """Python's console, printing a GradlabError in one line (`one_line_errors`), and
+    noting that an error was shown (`failed`): commands piped in end with status 1 after
+    one, as `python < script` does, so a script's failed assert is not a pass."""
+
+    failed = False
 
     def showtraceback(self):
+        self.failed = True
         value = sys.exc_info()[1]
         if isinstance(value, GradlabError):
             self.write(f"gradlab: error: {value}\n")
         else:
             super().showtraceback()
+
+    def showsyntaxerror(self, filename=None, **options):
+        self.failed = True
+        super().showsyntaxerror(filename, **options)
 
 
 def _interactive(stream):
@@ -88,4 +97,9 @@ def start(*, plain=False, stdout=None):
                     "one_line_errors; one_line_errors(get_ipython())']")
         ipython.start_ipython(argv=argv, user_ns=ns)
     else:
-        Console(locals=ns).interact(banner="", exitmsg="")
+        if "" not in sys.path:         # as Python's own prompt: the current folder's modules
+            sys.path.insert(0, "")
+        console = Console(locals=ns)
+        console.interact(banner="", exitmsg="")
+        if console.failed and not _interactive(sys.stdin):
+            raise SystemExit(1)        # piped in: an error ends it as failed

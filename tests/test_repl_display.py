@@ -3,6 +3,7 @@ python, SymPy's printers (text, pretty, LaTeX, MathML) writing what `gradlab der
 writes, rich display through IPython's formatter, the docstrings' examples, and
 `gradlab shell`."""
 
+import functools
 import math
 import subprocess
 import sys
@@ -269,3 +270,20 @@ def test_sympys_mathml_printer_reads_blocks_and_equations():
     for obj in (lstm.jacobian()["c", "h"], lstm.equations()[0]):
         assert sp.mathml(obj).startswith("<apply>")
         assert sp.mathml(obj, printer="presentation").startswith("<mrow>")
+
+
+@pytest.mark.parametrize("plain", [True, False], ids=["code.interact", "ipython"])
+def test_piped_commands_that_fail_end_the_shell_with_status_1(plain, tmp_path):
+    """A failed assert piped in printed its traceback and ended 0: a script checking a
+    Jacobian this way passed. The current folder's modules import, as at Python's own
+    prompt (`from base import ...` failed)."""
+    (tmp_path / "base.py").write_text("def f():\n    return 7\n")
+    args = ["shell", "--plain"] if plain else ["shell"]
+    run = functools.partial(subprocess.run, [sys.executable, "-c", "from gradlab.cli import "
+                            "main; main()", *args], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path)
+    done = run(input="from base import f\nprint(f() * 6)\n")
+    assert done.returncode == 0 and "42" in done.stdout, done.stdout + done.stderr
+    done = run(input="assert 1 == 2\nprint('went on')\n")
+    assert done.returncode == 1 and "AssertionError" in done.stderr, done.stderr
+    assert "went on" in done.stdout                    # (each line runs, as before)
