@@ -192,7 +192,8 @@ def test_subs_replaces_a_matrix_by_one_of_its_shape_and_refuses_in_one_line():
                           ((f, W_f), "subs: f is n x 1; it is replaced by a matrix of that "
                                      "shape, not W_f (n x n)"),
                           (({W_f: f},), "subs: W_f is n x n"),
-                          ((n, -1), "subs: The dimension specification -1 should be")]:
+                          ((n, -1), "subs: the size n is a positive integer (every "
+                                    "block's shape is written in it), not -1")]:
         with pytest.raises(GradlabError, match="^" + re.escape(message)):
             J.subs(*args)
         with pytest.raises(GradlabError, match="^subs: "):

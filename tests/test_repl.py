@@ -302,3 +302,13 @@ def test_subs_of_a_size_and_diff_that_recurses_say_what_to_do():
     for call in (lambda: J.diff(lstm.symbol("W_f")), lambda: J["c", "c"].diff(lstm.symbol("f"))):
         with pytest.raises(GradlabError, match="SymPy recursed without end"):
             call()
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, True, sp.Rational(1, 2)])
+def test_a_size_is_put_to_a_positive_integer_only(size):
+    """J.subs(n, 0) was accepted, silently: blocks of no rows."""
+    n = sp.Symbol("n", integer=True, positive=True)
+    J = gradlab.cell("lstm").jacobian()
+    with pytest.raises(GradlabError, match=r"^subs: the size n is a positive integer"):
+        J.subs(n, size)
+    assert J.subs(n, 3)["c", "c"].shape == (3, 3)

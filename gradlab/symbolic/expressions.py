@@ -73,6 +73,11 @@ def substituted(subs, args, kwargs):
     sizes = {sp.Symbol(d, integer=True, positive=True) for d in ("n", "m")}
     absent = []                      # symbols the expression does not hold
     for old, new in pairs:
+        if old in sizes and not (isinstance(new, numbers.Integral) and not isinstance(new, bool)
+                                 and new >= 1 or isinstance(new, sp.Integer) and new >= 1
+                                 or isinstance(new, sp.Basic) and not new.is_number):
+            raise GradlabError(f"subs: the size {old} is a positive integer (every block's "
+                               f"shape is written in it), not {new!r}")
         if str(old) in ("n", "m") and isinstance(old, (str, sp.Symbol)) and old not in \
                 sizes and not names.get(str(old), set()) - sizes:   # no parameter so named
             raise GradlabError(f"subs: {old!r} is not the size {old} of this expression, "
