@@ -17,8 +17,9 @@ atomic exchange (Linux `renameat2(RENAME_EXCHANGE)`): at every instant either th
 the new folder is at the path, complete. Where the folder also holds the user's files, or
 the exchange (or the parent folder) is not available, each file is replaced atomically
 on its own (`os.replace`) and the manifest last. Temporary names start with
-`.<target>.gradlab-`; a later run removes what a killed run left. A new file (`write_new`:
-a checkpoint) is staged the same way and hard-linked into place: it never replaces one.
+`.<target>.gradlab-`; a later run removes what a killed run left, and a failed write the
+folders it made above its target. A new file (`write_new`: a checkpoint) is staged the
+same way and hard-linked into place: it never replaces one.
 """
 
 import contextlib
@@ -33,7 +34,8 @@ import stat
 import tempfile
 
 from .errors import GradlabError
-from .paths import NAME_MAX, can_create_in, name_fits, path_fits, plain
+from .paths import NAME_MAX, can_create_in, missing_folders, name_fits, path_fits, plain
+from .paths import remove_empty
 from .signals import uninterrupted
 from .ownership import (LEFTOVER, MANIFEST, TEMP_TAG, digest, foreign, made_here,
                         manifest_bytes, nested, other_kind, owned, owner_above, plain_name,
@@ -115,11 +117,10 @@ def check_target(out, *, force=False, cell_files=(), what="--out"):
     others = foreign(path)
     if others and not force:
         inner = nested(others)           # gradlab's, but another report's (a subfolder)
-        raise GradlabError(
-            f"{what} {str(out)!r} holds {len(others)} file(s) "
-            f"{'not of this report' if inner else 'gradlab did not write'} (e.g. "
-            f"{others[0]!r}{inner}); pass --force to write beside them (they are never "
-            "deleted), or choose an empty folder")
+        raise GradlabError(f"{what} {str(out)!r} holds {len(others)} file(s) "
+                           f"{'not of this report' if inner else 'gradlab did not write'} "
+                           f"(e.g. {others[0]!r}{inner}); pass --force to write beside "
+                           "them (they are never deleted), or choose an empty folder")
     probe = path
     while not probe.exists():
         probe = probe.parent
@@ -223,6 +224,7 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
     that another kind of report is not replaced without `force`."""
     _check_names(files)
     path = refuse_unsafe(out, cell_files=cell_files, what=what)
+    made = missing_folders(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with locked(path.parent):
@@ -249,8 +251,10 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
                 if not (ours and not others and _whole(path, files)):
                     in_the_way(out, path, (*files, MANIFEST), what)   # saved meanwhile
                     _each(path, files)
-    except OSError as err:
-        raise GradlabError(f"cannot write {str(out)!r}: {err.strerror or err}") from None
+    except BaseException as err:         # (the folders it made above --out: if empty, gone)
+        remove_empty(made)
+        raise (GradlabError(f"cannot write {str(out)!r}: {err.strerror or err}") if
+               isinstance(err, OSError) else err) from None
     return path
 
 
@@ -258,9 +262,8 @@ def in_the_way(out, path, names, what="--out"):
     """The entries of `path` gradlab did not write (`foreign`), refusing in one line when one
     sits where a name in `names` (relative paths gradlab is about to write) would go."""
     others = foreign(path)
-    blocked = [rel for rel in names if any(
-        rel == o.rstrip("/") or o.startswith(rel + "/")
-        or (not o.endswith("/") and rel.startswith(o + "/")) for o in others)]
+    blocked = [rel for rel in names if any(rel == o.rstrip("/") or o.startswith(rel + "/")
+               or (not o.endswith("/") and rel.startswith(o + "/")) for o in others)]
     if blocked:            # named as what is there: a link `figures`, not figures/decay.png
         rel = blocked[0]
         shown = next((o for o in others if not o.endswith("/") and rel.startswith(o + "/")),

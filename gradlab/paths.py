@@ -6,6 +6,7 @@ it), or a folder that will not take a new file (as root, os.access says yes even
 import contextlib
 import errno
 import os
+import pathlib
 import tempfile
 
 from .errors import GradlabError
@@ -64,3 +65,19 @@ def path_fits(path, shown, what, spare=0):
     if size + spare >= PATH_MAX:
         raise GradlabError(f"{what} {str(shown)[:40]!r}...: the path is {size} bytes long; "
                            f"a path may be at most {PATH_MAX - 1 - spare} bytes here")
+
+
+def missing_folders(path):
+    """The folders above `path` that do not exist yet, deepest first: those a write into
+    `path` makes (`remove_empty` takes them away again if it fails)."""
+    return [p for p in pathlib.Path(path).parents if not os.path.lexists(p)]
+
+
+def remove_empty(folders):
+    """Remove each of `folders` (deepest first) while it is empty; stop at the first that
+    is not, or cannot be removed: a write that failed leaves no folders it made behind."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return

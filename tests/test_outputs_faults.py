@@ -243,3 +243,18 @@ def test_a_signal_while_writing_file_by_file_lands_after_the_last_file(tmp_path,
         signal.signal(signal.SIGINT, before)
     assert read_tree(out, SECOND) and len(calls) > 3
     assert not (out / "figures" / "decay.png").exists()      # the old report is gone whole
+
+
+def test_a_failed_write_takes_away_the_folders_it_made_above_its_target(tmp_path, monkeypatch):
+    """--out tiny/a/b/r on a full disk: refused in one line, but the empty tiny/a/b it had
+    made stayed. Folders that were there before stay."""
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(outputs, "_whole", full)
+    monkeypatch.setattr(outputs, "_each", full)
+    (tmp_path / "kept").mkdir()
+    out = tmp_path / "kept" / "a" / "b" / "r"
+    with pytest.raises(GradlabError, match=r"cannot write .*: No space left on device$"):
+        outputs.write_files(out, {"report.md": b"x"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
+    assert list((tmp_path / "kept").iterdir()) == []
