@@ -35,13 +35,13 @@ cell): `gradlab report --model init.pt --arch lstm:hidden=N,inputs=M`.
 """
 
 import dataclasses
-import hashlib
 import pathlib
 import re
 import warnings
 
 from .errors import GradlabError, entries, not_whole
 from .new_files import new_file, save_new  # noqa: F401 (gradlab.checkpoint's, as before)
+from .ownership import file_digest
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
          "lstm": ("LSTM", {}), "gru": ("GRU", {})}
@@ -369,22 +369,6 @@ def model_entries(path, arch, *, seed=0, dtype="float64", device="cpu"):
     return {**_entries(arch.kind, "trained", trained), **_entries(arch.kind, "init", fresh)}
 
 
-def _sha256(path):
-    """The SHA-256 of the file's bytes (hex), read in blocks; None where it cannot be read
-    or is not a regular file (/dev/zero never ends, a FIFO waits for a writer forever:
-    `load_state_dict` refuses those by name)."""
-    try:
-        if not pathlib.Path(path).is_file():
-            return None
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
-    except (OSError, ValueError):
-        return None
-
-
 def report_models(path, spec, options):
     """`gradlab report --model PATH --arch SPEC`: (models for the report, its header note),
     or (None, None) without --model; sets options' hidden and inputs from the
@@ -396,10 +380,10 @@ def report_models(path, spec, options):
         return None, None
     arch = parse_arch(spec)
     options.update(hidden=arch.hidden, inputs=arch.inputs)
-    before = _sha256(path)          # which checkpoint, whatever path names it: the bytes
+    before = file_digest(path)          # which checkpoint, whatever path names it: the bytes
     models = model_entries(path, arch, seed=options["seed"], dtype=options["dtype"],
                            device=options["device"])          # measured (else refused)
-    if _sha256(path) != before:
+    if file_digest(path) != before:
         raise GradlabError(f"checkpoint {str(path)!r} changed while it was read; run again")
     both = (", each direction on its own (the backward one reading the inputs backwards)"
             if arch.bidirectional else "")

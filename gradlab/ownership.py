@@ -25,6 +25,21 @@ def digest(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def file_digest(path):
+    """The SHA-256 of a file's bytes (hex), read in blocks; None where it cannot be read
+    or is not a regular file (/dev/zero never ends, a FIFO waits for a writer forever)."""
+    try:
+        if not pathlib.Path(path).is_file():
+            return None
+        sha = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
+        return sha.hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
 def plain_name(rel):
     """Is `rel` a plain relative path inside a folder (no root, no '.' or '..', not the
     manifest or a temporary name)? The only names gradlab writes, deletes or trusts."""
