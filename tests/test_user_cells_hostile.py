@@ -197,3 +197,31 @@ def test_a_cell_file_that_changes_directory_moves_nothing(tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "index.html").is_file() and not (tmp_path / "away" / "out").exists()
     assert pathlib.Path.cwd() == tmp_path
+
+
+def test_a_cell_that_steps_to_nan_has_no_jacobian_to_agree_with(tmp_path, monkeypatch):
+    """h' = tanh(W h + U x + b) + log(-exp(h)) is nan everywhere, but the derivative of
+    its log term is 1: a Jacobian of tanh's plus I "agreed" with it, exit 0."""
+    (tmp_path / "logneg.py").write_text(textwrap.dedent('''
+        import gradlab
+        from gradlab import tanh, log, exp
+
+        @gradlab.declare(state="h", params="W U b", source="a log of a negative")
+        def c(s):
+            return tanh(s.W @ s.h + s.U @ s.x + s.b) + log(-exp(s.h))
+        '''))
+    (tmp_path / "mine.py").write_text(textwrap.dedent('''
+        import torch
+
+        def fn(params, state, x):
+            h = state[0]
+            a = h @ params["W"].T + x @ params["U"].T + params["b"]
+            return torch.diag_embed(1 - torch.tanh(a) ** 2) @ params["W"] + torch.eye(h.shape[1])
+        '''))
+    monkeypatch.chdir(tmp_path)
+    result = invoke("check", "mine.py:fn", "--cell", "logneg.py:c")
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert result.stderr == ("gradlab: error: cell 'c' steps to nan or inf at the drawn states: "
+                             "its equations give no number there (a sqrt or log of a negative "
+                             "value?), so neither has a Jacobian; pass states= where the cell "
+                             "is defined\n")

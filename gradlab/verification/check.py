@@ -244,6 +244,13 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                            f"at the {where} states: its equations give no number there (a "
                            "sqrt or log of a negative value?); pass states= where the cell "
                            "is defined")
+    stepped = cell.step_fn()(params, state, x)     # a finite Jacobian of a step that is not
+    if not all(bool(torch.isfinite(s).all()) for s in stepped):     # (log(-exp(h)): d = 1)
+        where = "given" if states is not None else "drawn"
+        raise GradlabError(f"cell '{cell.name}' steps to nan or inf at the {where} states: its "
+                           "equations give no number there (a sqrt or log of a negative "
+                           "value?), so neither has a Jacobian; pass states= where the cell "
+                           "is defined")
     rows, cols = exact.shape[1:]
     shape = (rows, cols) if layout == "numerator" else (cols, rows)
     hints = {}
