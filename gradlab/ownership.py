@@ -76,11 +76,14 @@ def read_manifest(folder):
 
 
 def owner_above(path):
-    """The nearest folder above `path` whose gradlab output holds files inside `path` (a
-    report's figures/ is part of that report, not a folder of its own), or None."""
+    """The nearest folder above `path` whose gradlab output holds files inside `path` or
+    inside a folder between them (a report's figures/ is part of that report, not a folder
+    of its own, and so is figures/x: a report there would be written into another's), or
+    None."""
     path = pathlib.Path(path)
     for above in path.parents:
-        inside = path.relative_to(above).as_posix() + "/"
+        parts = path.relative_to(above).parts
+        inside = tuple("/".join(parts[:k]) + "/" for k in range(1, len(parts) + 1))
         if any(rel.startswith(inside) for rel in read_manifest(above)):
             return above
     return None

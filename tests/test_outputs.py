@@ -306,3 +306,14 @@ def test_a_report_inside_the_folder_is_named_as_another_reports(tmp_path):
     (tmp_path / "sub" / ".gradlab-manifest.json").unlink()
     with pytest.raises(GradlabError, match="gradlab did not write"):
         check_target(tmp_path)
+
+
+def test_a_folder_inside_another_reports_folder_is_refused(tmp_path):
+    """--out q/figures was refused as part of q's report, but --out q/figures/x was
+    written, into q's figures/; q's next run then refused q itself until --force."""
+    outputs.write_files(tmp_path / "q", {"report.md": b"r", "figures/decay.png": b"p"})
+    for inner in ("figures", "figures/x", "figures/x/y"):
+        with pytest.raises(GradlabError, match=r"is part of gradlab's output in "):
+            outputs.write_files(tmp_path / "q" / inner, {"report.md": b"s"})
+    assert sorted(p.name for p in (tmp_path / "q" / "figures").iterdir()) == ["decay.png"]
+    outputs.write_files(tmp_path / "q" / "other", {"report.md": b"s"})   # beside: its own
