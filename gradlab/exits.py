@@ -92,7 +92,10 @@ _held = {"depth": 0, "saved": None, "ran": False, "pid": None, "verdict": True, 
 def _thread_exit(args, hook):
     """threading.excepthook while a guard is open: os._exit called in a thread the code
     started (its ExitCalled ends that thread) is noted, for the guard to raise where the
-    code was called, not printed as a traceback while the verdict goes on ("agrees")."""
+    code was called, not printed as a traceback while the verdict goes on ("agrees").
+    Noted for the process: with guards open in several threads at once, the first to
+    close raises it. (A thread that calls os._exit after every guard has closed ends the
+    process, as it would without gradlab.)"""
     if isinstance(args.exc_value, ExitCalled):
         with _LOCK:
             _held["threads"].append(args.exc_value.code)
@@ -187,6 +190,7 @@ def guarded():
                 for home, original in exits:
                     home._exit = original
                 threading.excepthook = hook
+                _held["threads"].clear()
                 sys.stdout, _held["saved"] = stdout, None
                 _back(fd)
 

@@ -34,7 +34,7 @@ import stat
 import tempfile
 
 from .errors import GradlabError
-from .paths import NAME_MAX, can_create_in, missing_folders, name_fits, path_fits, plain
+from .paths import NAME_MAX, can_create_in, make_parents, name_fits, path_fits, plain
 from .paths import remove_empty
 from .signals import uninterrupted
 from .ownership import (LEFTOVER, MANIFEST, TEMP_TAG, digest, foreign, made_here,
@@ -224,9 +224,9 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
     that another kind of report is not replaced without `force`."""
     _check_names(files)
     path = refuse_unsafe(out, cell_files=cell_files, what=what)
-    made = missing_folders(path)
+    made = []                            # folders this write makes above --out
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_parents(path, made)
         with locked(path.parent):
             clean_leftovers(path)
             if kind and not force and (refusal := other_kind(read_manifest(path), kind, out)):

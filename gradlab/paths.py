@@ -67,10 +67,16 @@ def path_fits(path, shown, what, spare=0):
                            f"a path may be at most {PATH_MAX - 1 - spare} bytes here")
 
 
-def missing_folders(path):
-    """The folders above `path` that do not exist yet, deepest first: those a write into
-    `path` makes (`remove_empty` takes them away again if it fails)."""
-    return [p for p in pathlib.Path(path).parents if not os.path.lexists(p)]
+def make_parents(path, made):
+    """Make the folders above `path` that are missing, as mkdir -p does, appending to
+    `made` (deepest first) only those this call created itself: not one that another
+    process made meanwhile (`remove_empty` takes them away again if the write fails)."""
+    for folder in reversed(pathlib.Path(path).parents):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue
+        made.insert(0, folder)
 
 
 def remove_empty(folders):

@@ -47,8 +47,9 @@ def one_line_errors(shell):
 
 class Console(code.InteractiveConsole):
     """Python's console, printing a GradlabError in one line (`one_line_errors`), and
-    noting that an error was shown (`failed`): commands piped in end with status 1 after
-    one, as `python < script` does, so a script's failed assert is not a pass."""
+    noting that an error was shown (`failed`): commands piped in all run, as at a prompt,
+    and then end with status 1 if one failed (unless an exit() gave its own), so a
+    script's failed assert is not a pass."""
 
     failed = False
 
@@ -97,9 +98,14 @@ def start(*, plain=False, stdout=None):
                     "one_line_errors; one_line_errors(get_ipython())']")
         ipython.start_ipython(argv=argv, user_ns=ns)
     else:
-        if "" not in sys.path:         # as Python's own prompt: the current folder's modules
+        added = "" not in sys.path     # as Python's own prompt: the current folder's modules
+        if added:
             sys.path.insert(0, "")
-        console = Console(locals=ns)
-        console.interact(banner="", exitmsg="")
+        try:
+            console = Console(locals=ns)
+            console.interact(banner="", exitmsg="")
+        finally:
+            if added and "" in sys.path:
+                sys.path.remove("")
         if console.failed and not _interactive(sys.stdin):
             raise SystemExit(1)        # piped in: an error ends it as failed

@@ -258,3 +258,20 @@ def test_a_failed_write_takes_away_the_folders_it_made_above_its_target(tmp_path
         outputs.write_files(out, {"report.md": b"x"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
     assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_only_folders_this_write_made_are_noted_for_removal(tmp_path, monkeypatch):
+    """The folders to take away after a failed write were those missing before it began,
+    so one another run made meanwhile was counted as this run's: now only those whose
+    os.mkdir this call made succeed."""
+    from gradlab import paths
+    real = os.mkdir
+
+    def racing(folder, *args):
+        if pathlib.Path(folder) == tmp_path / "a":      # another run makes it first
+            real(folder, *args)
+        return real(folder, *args)
+    monkeypatch.setattr(paths.os, "mkdir", racing)
+    made = []
+    paths.make_parents(tmp_path / "a" / "b" / "r", made)
+    assert made == [tmp_path / "a" / "b"] and (tmp_path / "a" / "b").is_dir()
