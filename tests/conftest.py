@@ -2,6 +2,9 @@
 running the CLI and checking what it says, the JANET test cell, and per-sample Jacobians by
 torch.func.jacrev (the independent reference every Jacobian test compares against)."""
 
+import hashlib
+import os
+import pathlib
 import random
 import textwrap
 
@@ -171,3 +174,27 @@ def entries_at(expr, n=2):
         rows, cols = (int(d.xreplace(sizes)) for d in M.shape)
         numbers[M] = sp.Matrix(torch.rand(rows, cols, generator=g, dtype=torch.float64).tolist())
     return sp.Matrix(expr.xreplace(numbers).xreplace(sizes).doit().as_explicit()).evalf()
+
+
+def tree(root):
+    """{relative path: sha256 of bytes, or '<dir>' / '-> target'} for everything below root."""
+    root = pathlib.Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = "-> " + os.readlink(p)
+        elif p.is_dir():
+            out[rel] = "<dir>"
+        else:
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def relative(logs, reference_logs):
+    """max |a / b - 1| given natural logs a and b (equal -inf entries agree)."""
+    a = np.asarray(logs)
+    b = np.broadcast_to(reference_logs, a.shape)
+    both = np.isneginf(a) & np.isneginf(b)
+    assert not (np.isneginf(a) ^ np.isneginf(b)).any(), "one side is -inf, the other not"
+    return float(np.max(np.abs(np.expm1(a[~both] - b[~both])), initial=0.0))

@@ -18,7 +18,7 @@ from torch.func import jacrev, vmap
 import gradlab
 from gradlab import flow as F
 from gradlab.verification.oracles import ORACLES
-from conftest import ALL, flat_step
+from conftest import ALL, flat_step, relative
 
 pytestmark = pytest.mark.usefixtures("strict_numpy")
 
@@ -28,13 +28,7 @@ pytestmark = pytest.mark.usefixtures("strict_numpy")
 TOL = 1e-10
 
 
-def relative(logs, reference_logs):
-    """max |a / b - 1| given natural logs a and b (equal -inf entries agree)."""
-    a = np.asarray(logs)
-    b = np.broadcast_to(reference_logs, a.shape)
-    both = np.isneginf(a) & np.isneginf(b)
-    assert not (np.isneginf(a) ^ np.isneginf(b)).any(), "one side is -inf, the other not"
-    return float(np.max(np.abs(np.expm1(a[~both] - b[~both])), initial=0.0))
+
 
 
 def log_root_sum_squares(logs, axis=-1):

@@ -12,6 +12,7 @@ import torch
 import gradlab
 from gradlab import flow as F
 from gradlab.bench import run_bench
+from conftest import relative
 
 pytestmark = pytest.mark.usefixtures("strict_numpy")
 
@@ -21,13 +22,7 @@ pytestmark = pytest.mark.usefixtures("strict_numpy")
 TOL = 1e-10
 
 
-def relative(logs, reference_logs):
-    """max |a / b - 1| given natural logs a and b (equal -inf entries agree)."""
-    a = np.asarray(logs)
-    b = np.broadcast_to(reference_logs, a.shape)
-    both = np.isneginf(a) & np.isneginf(b)
-    assert not (np.isneginf(a) ^ np.isneginf(b)).any(), "one side is -inf, the other not"
-    return float(np.max(np.abs(np.expm1(a[~both] - b[~both])), initial=0.0))
+
 
 
 def params_for(cell, n, m, seed=0, **options):

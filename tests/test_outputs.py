@@ -6,9 +6,6 @@ ownership (where `--force` deleted a whole folder). Faults while writing:
 test_outputs_faults.py."""
 
 import errno
-import hashlib
-import os
-import pathlib
 import textwrap
 
 import pytest
@@ -16,7 +13,7 @@ import pytest
 from gradlab import outputs
 from gradlab.errors import GradlabError
 
-from conftest import assert_one_line_error, invoke
+from conftest import assert_one_line_error, invoke, tree
 
 REPORT = {"index.html": b"<html>1</html>", "report.md": b"# one\n", "data.json": b"{}\n",
           "figures/decay.png": b"png1", "figures/decay.svg": b"svg1"}
@@ -25,19 +22,7 @@ SECOND = {"index.html": b"<html>2</html>", "report.md": b"# two\n", "data.json":
 TINY = ("--cells", "rnn_tanh", "--hidden", "3", "--inputs", "2", "--steps", "4", "--batch", "2")
 
 
-def tree(root):
-    """{relative path: sha256 of bytes, or '<dir>' / '-> target'} for everything below root."""
-    root = pathlib.Path(root)
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        if p.is_symlink():
-            out[rel] = "-> " + os.readlink(p)
-        elif p.is_dir():
-            out[rel] = "<dir>"
-        else:
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+
 
 
 def home_like(root):

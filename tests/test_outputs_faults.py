@@ -5,7 +5,6 @@ report written meanwhile), and a signal while writing file by file lands after t
 file."""
 
 import errno
-import hashlib
 import os
 import pathlib
 import signal
@@ -17,6 +16,7 @@ import pytest
 
 from gradlab import outputs
 from gradlab.errors import GradlabError
+from conftest import tree
 
 REPORT = {"index.html": b"<html>1</html>", "report.md": b"# one\n", "data.json": b"{}\n",
           "figures/decay.png": b"png1", "figures/decay.svg": b"svg1"}
@@ -24,19 +24,7 @@ SECOND = {"index.html": b"<html>2</html>", "report.md": b"# two\n", "data.json":
           "figures/loss.png": b"png2"}
 
 
-def tree(root):
-    """{relative path: sha256 of bytes, or '<dir>' / '-> target'} for everything below root."""
-    root = pathlib.Path(root)
-    out = {}
-    for p in sorted(root.rglob("*")):
-        rel = str(p.relative_to(root))
-        if p.is_symlink():
-            out[rel] = "-> " + os.readlink(p)
-        elif p.is_dir():
-            out[rel] = "<dir>"
-        else:
-            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+
 
 
 def read_tree(out, files):
