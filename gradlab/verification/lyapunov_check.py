@@ -26,6 +26,7 @@ from .. import registry
 from ..errors import GradlabError, arguments_checked
 from ..flow.bound import setup
 from .user import call_user, cell_part, real_array
+from .volume import volume_mismatch
 
 
 @dataclasses.dataclass(eq=False)       # arrays: compared by identity
@@ -348,7 +349,9 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                 f"from its exact exponents (tolerance {tol:.3g}): yours "
                 f"{np.round(rows[worst, :k], 4).tolist()}, exact "
                 f"{np.round(runs[0][worst], 4).tolist()}."])
-    if error <= atol:
+    if error <= atol:                # and over all S exponents, where no start vector counts
+        if (volume := volume_mismatch(fn, params, xs, J, S * atol if given else 0.0)):
+            return LyapunovResult(False, yours, exact, error, [volume])
         alike = [m for (m, v, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
                  if d <= tol and not np.array_equal(v, exact)]   # (all -inf: a zero product)
         note = blind_spots(exact, floor, exponent_pair(J, k, seed=0)[0]
