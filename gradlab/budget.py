@@ -113,18 +113,20 @@ def ensure_cells_fit(job, cells, hidden, inputs, steps, batch, *, dtype="float64
                        advice=f"--hidden, --inputs, {steps_option} or --batch")
 
 
-def ensure_walk_fits(call, T, B, m, S, dtype, device, products=True):
+def ensure_walk_fits(call, T, B, m, S, dtype, device, products=True, rows=0):
     """`gradient_flow`, `lyapunov` and `run_states` called from Python (the CLI checks its
     options before this): the states of xs (T, B, m) at state size S, and where the call
     builds them (`products`) the (B, S, S) products and Jacobians, in dtype, refused in
     one line before xs is copied where they cannot fit (a notebook kernel would swap, or
-    die, instead)."""
+    die, instead). `rows`: the inputs' part of each step, hoisted out of the loop for all
+    T at once (4n for an LSTM's gates)."""
     # what any of them certainly keeps (the CLI's estimate is generous; a refusal here must
     # never stop a call that fits): the states and hoisted inputs (and xs, copied), and a
     # running product with a Jacobian and the product of the two, (B, S, S) each
+    # (measured, lstm n = 16, m = 5, B = 1, T = 80,000: 167 numbers a step; this, 138)
     import torch
     size = torch.finfo(dtype).bits // 8
-    need = size * (2 * (T + 1) * B * (S + m) + 3 * B * S * S * bool(products))
+    need = size * (2 * (T + 1) * B * (S + m) + T * B * rows + 3 * B * S * S * bool(products))
     return ensure_fits(need, what=f"{call} at state size S = {S}, T = {T} steps, batch "
                                   f"B = {B} ({str(dtype).removeprefix('torch.')})",
                        device=device,
@@ -166,14 +168,16 @@ def ensure_meanfield_fits(cell, method, units, steps, *, available=None):
                        available=available, advice="units=")
 
 
-def ensure_init_fits(cell, hidden, inputs, steps, *, available=None):
-    """`gradlab init`: the flows it measures on, one sequence of `steps` at `hidden`."""
+def ensure_init_fits(cell, hidden, inputs, steps, *, available=None, job="gradlab init",
+                     advice="--hidden or --inputs"):
+    """`gradlab init` (critical_init, `job`): the flows it measures on, one sequence of
+    `steps` at `hidden`."""
     from .registry import cell as lookup
     c = lookup(cell)
     need = flow_bytes(hidden=hidden, inputs=inputs, steps=steps, batch=1,
                       parts=len(c.state_names), params=len(c.param_names))
-    return ensure_fits(need, what=f"gradlab init at hidden {hidden}, inputs {inputs}",
-                       available=available, advice="--hidden or --inputs")
+    return ensure_fits(need, what=f"{job} at hidden {hidden}, inputs {inputs}, steps {steps}",
+                       available=available, advice=advice)
 
 
 GATES = {"rnn": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}     # weight blocks per torch kind

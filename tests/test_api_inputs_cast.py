@@ -95,7 +95,8 @@ def test_a_forward_run_is_not_refused_for_products_it_never_builds(monkeypatch):
     gradlab.gradient_flow(RNN, params, xs)
     (run, forward), (flow, walk) = asked[0], asked[-1]
     assert run.startswith("run_states at") and flow.startswith("gradient_flow at"), asked
-    assert forward == 8 * 2 * 3 * 3 * (64 + 4)          # the states and inputs alone
+    assert forward == 8 * (2 * 3 * 3 * (64 + 4)          # the states and inputs alone,
+                           + 2 * 3 * 64)                 # and W x + b hoisted for all T
     assert walk == forward + 8 * 3 * 3 * 64 * 64        # and the (B, S, S) products
 
 

@@ -185,3 +185,16 @@ def test_a_result_its_fresh_sequences_do_not_confirm_is_not_converged(tmp_path, 
     assert result.exit_code == 1
     assert ("timescale 30 not confirmed: the search's sequence gave 29 steps, 4 fresh ones "
             "500, not within 10%") in result.stderr
+
+
+def test_a_measurement_that_cannot_fit_is_refused_in_one_line(monkeypatch):
+    """critical_init('lstm', 5, hidden=16, steps=10**7) was killed by the kernel's
+    OOM killer: the CLI checked the memory, the library did not."""
+    import gradlab.budget
+    monkeypatch.setattr(gradlab.budget, "available_bytes", lambda device="cpu": 10 ** 9)
+    asked = measuring(monkeypatch, lambda v: 5.0)
+    with pytest.raises(GradlabError, match=r"^critical_init at hidden 16, inputs 32, steps "
+                       r"10000000 needs about .* of memory but 954 MB is available on cpu; "
+                       r"use a smaller hidden, inputs or steps$"):
+        critical_init("lstm", 5, hidden=16, steps=10 ** 7)
+    assert asked == []

@@ -23,6 +23,8 @@ from ..registry import cell as lookup
 from .arrays import TRACED, as_inputs, as_real, converted, depth
 from .workspace import Workspace
 
+VIEW_CHUNK = 4096       # steps whose per-step views the forward run holds at once
+
 
 @functools.lru_cache(maxsize=None)
 def kinds(cell):
@@ -135,19 +137,23 @@ class Bound:
 
     def run(self, states, xs):
         """Fill states[part][1..T] ((T+1, B, n) each, [0] given) by the hoisted step.
-        Every per-step view is made once, before the loop: on the CPU at small sizes a
-        step is a few dozen tiny kernels, and each view or select costs as much as one."""
+        Every per-step view is made once per chunk of VIEW_CHUNK steps, before its loop:
+        on the CPU at small sizes a step is a few dozen tiny kernels, and each view or
+        select costs as much as one; a view costs ~0.5 KB too, so not all T at once."""
         step = self.lowered("step_hoisted")
         T = xs.shape[0]
-        pre = [p.unbind(0) for p in self.inputs(xs)]                # per step (B, r, 1)
-        cols = [s.unsqueeze(-1).unbind(0) for s in states]          # per step (B, n, 1)
+        inputs = self.inputs(xs)                                    # (T, B, r, 1) each
         head = (self.n, self.m, states[0], *self.pargs)
-        for t in range(T):
-            rows = step(*head, *(c[t] for c in cols), *(p[t] for p in pre))
-            for c, (row,) in zip(cols, rows):
-                c[t + 1].copy_(row)
-            if progress.due(t, T):
-                progress.advance("forward run", t + 1, T)
+        for t0 in range(0, T, VIEW_CHUNK):
+            t1 = min(t0 + VIEW_CHUNK, T)
+            pre = [p[t0:t1].unbind(0) for p in inputs]              # per step (B, r, 1)
+            cols = [s[t0:t1 + 1].unsqueeze(-1).unbind(0) for s in states]   # (B, n, 1)
+            for i in range(t1 - t0):
+                rows = step(*head, *(c[i] for c in cols), *(p[i] for p in pre))
+                for c, (row,) in zip(cols, rows):
+                    c[i + 1].copy_(row)
+                if progress.due(t0 + i, T):
+                    progress.advance("forward run", t0 + i + 1, T)
 
     def states(self, xs, state0):
         """States s_0..s_T along xs (T, B, m) from state0: one (T+1, B, n) tensor per part."""
@@ -302,7 +308,8 @@ def setup(cell, params, xs, state0=None, reverse=False, call="run_states"):
     T, B, m = xs.shape
     n = hidden_size(cell, params, state0)
     ensure_walk_fits(call, T, B, m, n * len(cell.state_names), dtype, device,
-                     products=call in ("gradient_flow", "lyapunov"))
+                     products=call in ("gradient_flow", "lyapunov"),
+                     rows=n * sum(1 for p in cell.param_names if dims(cell)[p][1]))
     xs = converted(xs, "xs", dtype, device)
     xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()
     for p in cell.param_names:           # the inputs' width, named as xs's (not as a param's)

@@ -90,6 +90,13 @@ class Scale:
             self.read = ((rows.start, rows.stop, rows.step), (mant, exps, after))
         return self.read[1]
 
+    def release(self, rows):
+        """Drop what was recorded at rows (a slice) once they are read: a (B,) tensor a row
+        costs ~1 KB, which over 10^6 steps is more than the states."""
+        for i in range(*rows.indices(len(self.norms))):
+            self.norms[i] = self.before[i] = self.after[i] = None
+        self.read = None
+
     def log(self, rows):
         """E ln 2 at rows (a slice), float64 (lags, B): add the log of a norm of the
         matrix as it was left (rescaled or not) to get that norm of the product."""

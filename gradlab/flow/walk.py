@@ -139,4 +139,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
                     Mb = X.permute(0, 1, 4, 2, 5, 3).reshape(lags * B * parts * parts, n, n)
                     sig = btop(Mb, lags).view(lags, B, parts, parts)
                     out["block_spectral"][rows] = base[..., None, None] + sig.double().log()
+            scale.release(rows)
+            if inverse:
+                rscale.release(rows)
     return out
