@@ -101,9 +101,13 @@ def mean_field_rate(weight_scale, **kwargs):
     """Per-step slope of the log gradient norm predicted by mean-field theory: (1/2) ln chi;
     -inf at chi = 0 (weight scale 0: the product is exactly zero), nan where chi is nan
     (a non-finite weight scale)."""
-    chi = mean_field(weight_scale, **kwargs)[1]
+    q, chi = mean_field(weight_scale, **kwargs)
     if math.isnan(chi):
         return math.nan
+    if chi == 0 and weight_scale != 0:      # sw^2 underflowed (|sw| < 1.5e-154): in logs
+        fold = _expect(lambda u: _sech2(u) ** 2, q)
+        return math.log(abs(float(weight_scale))) + 0.5 * math.log(fold) if fold > 0 \
+            else -math.inf
     return 0.5 * math.log(chi) if chi > 0 else -math.inf
 
 

@@ -131,6 +131,17 @@ def test_init_that_misses_its_target_exits_1_with_a_warning(args, tmp_path):
     assert not target.exists() and "wrote" not in result.stdout
 
 
+def test_init_says_when_the_theory_has_no_timescale():
+    """A theory that overflows is said so, not printed "nan" twice ("nan at these options
+    (the search started where it says nan)")."""
+    result = invoke("lstm", "--timescale", "5", "--hidden", "4", "--inputs", "2",
+                    "--weight-scale", "1e200", "--measurements", "1")
+    assert result.exit_code == 1, result.output
+    assert "theory (annealed mean field) none at these options (its population overflows " \
+        "float64) (with none to aim at, the search started at gate-bias 12)" in result.stdout
+    assert "nan" not in result.stdout, result.stdout
+
+
 def test_init_refuses_a_target_no_measurement_can_see_before_any_work(tmp_path):
     """--timescale 1e308 was searched for (five measurements of 2000 steps, each "inf"),
     then reported as missed: no measurement of 2000 steps sees that decay."""
@@ -286,3 +297,21 @@ def test_an_exact_rate_zero_stays_zero():
 
     rate, _ = annealed(gradlab.cell(keeps), Scales(), units=64, burn_in=60, steps=120)
     assert rate == 0.0
+
+
+def test_a_weight_scale_whose_square_underflows_is_not_an_exact_zero():
+    """weight_scale 1e-300 squares to 0 in float64: rnn_tanh's rate read -inf (the
+    timescale of an exactly zero product) where it is finite, about ln 1e-300 = -691 a
+    step. The closed form now takes it in logs, and meets the population's rate where the
+    square is still representable; mean_field refuses, in one line, what it cannot."""
+    from gradlab.theory import mean_field_rate
+    assert mean_field_rate(1e-160) == pytest.approx(mean_field("rnn_tanh", weight_scale=1e-160).rate,
+                                                    rel=1e-6)
+    assert mean_field_rate(1e-300) == pytest.approx(math.log(1e-300) + (
+        mean_field_rate(1e-100) - math.log(1e-100)), rel=1e-12)
+    with pytest.raises(GradlabError, match=r"^mean_field: at weight_scale=1e-300 the weight "
+                       r"variance \(its square\) underflows float64 .* at least 1.5e-154, "
+                       r"or 0 for the exact zero"):
+        mean_field("rnn_tanh", weight_scale=1e-300)
+    assert mean_field("rnn_tanh", weight_scale=0.0).rate == -math.inf      # exactly zero
+    assert math.isfinite(mean_field("lstm", weight_scale=1e-300).rate)    # the forget path

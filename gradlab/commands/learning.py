@@ -2,6 +2,7 @@
 
 Each parses its options, calls one function of the package and prints the result."""
 
+import math
 import shlex
 import sys
 
@@ -141,9 +142,17 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
     opts = found["options"]
     echo(f"{c.name}: " + " ".join(f"--{k.replace('_', '-')} {v:.4g}"
                                          for k, v in opts.items()) + f" (seed {seed})")
-    echo(f"  timescale: target {timescale:.12g}, theory (annealed mean field) "
-               f"{found['theory_timescale']:.4g} at these options (the search started "
-               f"where it says {found['predicted_timescale']:.4g}), measured at n = {hidden} "
+    theory, aimed = found["theory_timescale"], found["predicted_timescale"]
+    start = found["measurements"][0][0] if found["measurements"] else None
+    how = "mean field in closed form" if c.name == "rnn_tanh" and registry.builtin(c) \
+        else "annealed mean field"
+    echo(f"  timescale: target {timescale:.12g}, theory ({how}) "
+               + (f"{theory:.4g} at these options" if not math.isnan(theory) else
+                  "none at these options (its population overflows float64)")
+               + (f" (the search started where it says {aimed:.4g})" if not math.isnan(aimed)
+                  else f" (with none to aim at, the search started at {found.knob.replace('_', '-')} "
+                  f"{start:.4g})" if start is not None else "")
+               + f", measured at n = {hidden} "
                f"{found['measured_timescale']:.4g} steps "
                f"({plural(len(found['measurements']), 'measurement')}; Frobenius norm)")
     echo(f"  the spectral norm at these options (Flow.timescale(), the report's ξ): "

@@ -22,7 +22,9 @@
 """
 
 import inspect
+import math
 import numbers
+import sys
 from dataclasses import dataclass, field
 
 from ..budget import ensure_meanfield_fits
@@ -42,6 +44,7 @@ __all__ = ["MeanField", "mean_field", "critical_init", "timescale_grid", "measur
            "probe_curve", "probe_rate", "METHODS"]
 
 
+UNDERFLOW = math.sqrt(sys.float_info.min)   # a scale whose square is below float64's normals
 ROUNDING = 1e-13      # per step: far below any rate a population of samples resolves
 
 
@@ -102,6 +105,13 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
             rate, moments = METHODS[method](c, scales, **options)
     except TypeError as err:
         raise GradlabError(f"mean_field method {method!r}: {err}") from None
+    if rate == -math.inf and 0 < abs(scales.weight_scale) < UNDERFLOW:
+        raise GradlabError(
+            f"mean_field: at weight_scale={scales.weight_scale:g} the weight variance "
+            f"(its square) underflows float64 to 0, and the rate would read -inf, as if "
+            f"every product were exactly zero; it is finite (about ln weight_scale a "
+            f"step): give a weight_scale of at least {UNDERFLOW:.2g}, or 0 for the exact "
+            "zero (gradlab.theory.mean_field_rate has rnn_tanh's in closed form)")
     # a rate within rounding of 0 (identity dynamics: chi = 1 + 1e-16) is 0: "no decay",
     # not "gradients grow" with a timescale of 1e15 steps
     rate = 0.0 if abs(rate) < ROUNDING else float(rate)
