@@ -304,3 +304,39 @@ def test_check_reports_its_stages_as_progress():
         gradlab.check_jacobian(cell.jacobian_fn("state"), cell, cell.init_params(3, 2))
     assert [w for w, *_ in heard] == ["check: the exact Jacobian", "check: your function",
                                       "check: the comparison and its diagnosis"]
+
+
+def test_a_function_that_fails_where_zero_values_are_drawn_nonzero_does_not_agree():
+    """Asked again with the zero biases (or a zero state part) drawn nonzero, a function
+    that raised there, or answered nan, was left as it agreed: a derivation that holds
+    only at zero biases (and says so by refusing others) passed. It is inconclusive, with
+    a note, and assert_jacobian fails."""
+    cell = gradlab.cell("gru_torch")
+    params, exact = cell.init_params(8, 4, seed=0), cell.jacobian_fn("state")
+
+    def only_at_zero_biases(p, s, x):
+        if any(bool(v.any()) for v in p.values() if v.ndim == 1):
+            raise ValueError("this derivation assumes zero biases")
+        return exact(p, s, x)
+
+    rnn = gradlab.cell("rnn_tanh")
+    right = rnn.jacobian_fn("state")
+
+    def only_at_zero_h(p, s, x):
+        return right(p, s, x) if not bool(s[0].any()) else torch.full((4, 8, 8), np.nan,
+                                                                      dtype=torch.float64)
+
+    result = gradlab.check_jacobian(only_at_zero_biases, cell, params)
+    assert not result.ok and result.inconclusive, str(result)
+    assert "asked again with them drawn nonzero (N(0, 0.25) each entry) it failed" in \
+        result.diagnosis[0] and "the terms they carry are unchecked" in result.diagnosis[0]
+    with pytest.raises(AssertionError, match="the terms they carry are unchecked"):
+        gradlab.testing.assert_jacobian(only_at_zero_biases, cell, params)
+    p = rnn.init_params(8, 4, weight_scale=1.5, seed=0, bias_scale=0.5)
+    x = torch.randn(4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    at_zero_h = ((torch.zeros(4, 8, dtype=torch.float64),), x)
+    result = gradlab.check_jacobian(only_at_zero_h, rnn, p, states=at_zero_h)
+    assert not result.ok and result.inconclusive, str(result)
+    assert result.diagnosis[0].startswith("It agrees at the states given, where h is all "
+                                          "zero, but asked again with it drawn nonzero")
+    assert gradlab.check_jacobian(right, rnn, p, states=at_zero_h).ok      # a right one

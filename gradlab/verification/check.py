@@ -44,7 +44,7 @@ from ..lowering.lower import terms_function
 from .blind import alike, alike_words, unseen, unseen_words, zero_parts
 from .conventions import exact_jacobian
 from .diagnosis import UNEXPLAINED, diagnose, measured, relative
-from .hidden import Asked, with_biases, with_states
+from .hidden import UNASKED, Asked, with_biases, with_states
 from .precision import (FINER_NOTE, UNSURE_NOTE, extended_reference, float32_loses,
                         within_rounding)
 from .user import (COLLAPSED, batched_jacobian, cell_part, coarsest, float32_rounding,
@@ -311,17 +311,19 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
         # no term explains it (a small missing term would): float32 rounding may
         diagnosis = float32_rounding(theirs, exact, relative,
                                      params[cell.param_names[0]].dtype) or diagnosis
+    unchecked = False
     if ok and not (faint or same):                   # the verdict is at the params given
         asked = Asked(fn, cell, params, yours, (state, x), (fn_state, fn_x), shape, layout,
                       wrt, blocks, rtol, seed, theirs)
         hidden = with_biases(asked) + with_states(asked)
-        wrong = [e for _, e in hidden if e is not None]
+        unchecked = any(e is UNASKED for _, e in hidden)
+        wrong = [e for _, e in hidden if e is not None and e is not UNASKED]
         if wrong:                   # right only where the values given hide a term: wrong
             absolute, relative, errors = max(wrong, key=lambda e: e[1])
             return Result(False, Error(absolute, relative), max(blocks.keys, key=errors.get),
                           errors, [note for note, _ in hidden], x.shape[0])
         diagnosis = [note for note, _ in hidden]     # a bias-free model's, at zero biases
-    doubt = bool(faint or same) or (ok and one_by_one == COLLAPSED)
+    doubt = bool(faint or same or unchecked) or (ok and one_by_one == COLLAPSED)
     if one_by_one == COLLAPSED:
         diagnosis = diagnosis + [COLLAPSED_NOTE.format(x.shape[0], *shape)]
     return Result(ok and not doubt, Error(absolute, relative),

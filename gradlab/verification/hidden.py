@@ -24,6 +24,18 @@ from .user import Exited, batched_jacobian
 
 BIAS_NOTE = "It agrees at the params given"
 STATE_NOTE = "It agrees at the states given"
+UNASKED = "unasked"       # errors of a note where fn gave no answer with them nonzero
+
+
+def unasked(where, many, drawn):
+    """The note where fn answered at the values given but not with those all-zero vectors
+    drawn nonzero (`many`: more than one): the terms they carry went unchecked, which is
+    no agreement (inconclusive)."""
+    them, they = ("them", "they carry") if many else ("it", "it carries")
+    return [(f"{where}, but asked again with {them} drawn nonzero ({drawn}) it failed, or "
+             f"answered with nan, inf or another shape: the terms {they} are unchecked, "
+             "and a derivation right only where they vanish would pass. Give values where "
+             f"{'they are' if many else 'it is'} not all zero.", UNASKED)]
 
 
 @dataclasses.dataclass
@@ -47,7 +59,7 @@ class Asked:
 
     def again(self, yours, fn_point):
         """fn's answer at other params or another point, as `theirs` is; None where fn
-        fails or answers in another shape only there (the verdict stands where asked)."""
+        fails or answers in another shape or non-finite only there (`unasked`)."""
         try:
             answer, _, _ = batched_jacobian(self.fn, yours, *fn_point, self.shape)
         except Exited:
@@ -96,9 +108,9 @@ def with_biases(asked):
         fn_dtype).to(params[p].dtype) for p in cell.param_names}   # fn's values
     answer = asked.again({**asked.yours, **{p: v.to(fn_dtype) for p, v in drawn.items()}},
                          asked.fn_point)
-    if answer is None:
-        return []
     where = f"{BIAS_NOTE}, where {', '.join(zero)} {'is' if len(zero) == 1 else 'are'} all zero"
+    if answer is None:
+        return unasked(where, len(zero) > 1, "N(0, 0.25) each entry")
     if torch.equal(answer, asked.theirs):
         return []         # fn does not read params (a closure): right for the model it reads
     errors = asked.error(answer, {**params, **drawn}, asked.point)
@@ -135,7 +147,9 @@ def with_states(asked):
     drawn = [d.to(t) for d, t in zip(fn_drawn, ours)]       # the same values, gradlab's side
     answer = asked.again(asked.yours, (tuple(fn_drawn[:-1]), fn_drawn[-1]))
     if answer is None:
-        return []
+        return unasked(f"{STATE_NOTE}, where {', '.join(zero)} "
+                       f"{'is' if len(zero) == 1 else 'are'} all zero",
+                       len(zero) > 1, "N(0, 0.64) each entry")
     errors = asked.error(answer, asked.params, (tuple(drawn[:-1]), drawn[-1]))
     if errors[1] <= max(asked.rtol, rounding(theirs[-1].dtype)):
         return []
