@@ -123,3 +123,23 @@ def test_a_path_longer_than_the_system_takes_is_named_as_the_option(tmp_path, mo
     assert_one_line_error(invoke("init", "gru_torch", "--timescale", "5", "--hidden", "4",
                                  "--write-torch", long + ".pt"), "--write-torch 'aaaa")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_command_never_loads_matplotlib(tmp_path):
+    """report, sweep and train imported matplotlib before reading --cells: a refused
+    command built matplotlib's font cache in $HOME (seconds, on a fresh machine) and
+    left it there. Each runs in a fresh process, with HOME a folder of its own."""
+    import os
+    import subprocess
+    import sys
+    probe = ("import sys; from click.testing import CliRunner; from gradlab.cli import cli; "
+             "r = CliRunner().invoke(cli, sys.argv[1:]); "
+             "print(r.exit_code, 'matplotlib' in sys.modules)")
+    env = {**os.environ, "HOME": str(tmp_path)}
+    env.pop("MPLCONFIGDIR", None)
+    for command in ("report", "sweep", "train"):
+        out = subprocess.run([sys.executable, "-c", probe, command, "--cells", "nosuch",
+                              "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                             env=env, cwd=tmp_path, timeout=300).stdout.split()
+        assert out == ["2", "False"], (command, out)
+    assert list(tmp_path.iterdir()) == []

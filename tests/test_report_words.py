@@ -120,3 +120,15 @@ def test_a_theory_curve_leaping_to_infinity_says_it_is_its_horizon_not_the_criti
     text = phase_words.theory_text(grid, [], theory)
     assert "leaps from 17.9 to ∞ (no decay within its T = 32 steps" in text
     assert "the leap can come before the critical line" in text
+
+
+def test_a_report_of_one_lag_says_so_in_every_rate_column(tmp_path):
+    """At T = 1 the rate column said "one lag: no slope" and the measured Frobenius rate
+    beside the theory said "nan"."""
+    out = tmp_path / "r"
+    assert_ok(invoke("report", "--cells", "rnn_tanh", "--steps", "1", *SMALL, "--out", out))
+    (row,) = [line for line in (out / "report.md").read_text().splitlines()
+              if line.startswith("| rnn_tanh |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[gradient_decay.TABLE_HEADER.index("measured Frobenius rate")] == \
+        "one lag: no slope" and "nan" not in row, row

@@ -9,7 +9,6 @@ import platform
 
 import numpy as np
 
-from . import figures as fg
 from .. import registry
 from ..flow import CONVERGED
 from ..flow.rates import slope
@@ -109,7 +108,8 @@ def table_row(name, d):
 
 def _frobenius_cell(s, predicted):
     """The measured Frobenius-norm rate, the quantity a theory rate predicts (— without one)."""
-    return "—" if predicted is None else s.get("rate_frobenius", math.nan)
+    return "—" if predicted is None else _rate_cell(s.get("rate_frobenius", math.nan),
+                                                    s.get("status"))   # (T = 1: one lag)
 
 
 def _lyapunov_cell(lyap):
@@ -301,6 +301,7 @@ def _one_rate_words(cells):
 def build(setup, cells, command, model_note=None):
     """(title, intro, header, sections, figures, data) for `write_report`; `model_note`
     says, in the header, which checkpoint the model entries come from."""
+    from . import figures as fg       # here: a refused report never loads matplotlib
     col = fg.colors(cells)
     drift = [n for n in DRIFT_CELLS if n in cells]
     # a log axis over values near 1e300 (weight scale 1e300) is autoscaled past float64 by

@@ -17,7 +17,6 @@ import math
 import re
 import warnings
 
-import matplotlib
 import numpy as np
 
 from ..outputs import write_files
@@ -125,7 +124,8 @@ th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}
 
 def _saved(name, fig):
     """{figures/NAME.png: bytes, figures/NAME.svg: bytes} of one figure."""
-    files = {}
+    import matplotlib        # here, not above: a refused command never loads it (its
+    files = {}               # first import builds a font cache in $HOME)
     buf = io.BytesIO()
     with warnings.catch_warnings():     # a long label (a cell file's path) leaves the
         warnings.filterwarnings(        # layout no room: drawn as it is, not an error

@@ -17,11 +17,9 @@ import math
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from .. import registry, theory
 from ..errors import GradlabError
-from .figures import timescale_contours, timescale_crossings
 from .measurements import Setup, check_cell_name, rate_words, states_finite
 from .phase_words import gate_words, theory_text, theory_words, vanilla_words
 from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, \
@@ -249,6 +247,8 @@ def theory_grid(grid, skip=()):
 
 
 def _heatmaps(grid, points, critical, theory=None):
+    from matplotlib.figure import Figure       # here: a refused sweep never loads it
+    from .figures import timescale_contours, timescale_crossings
     cells = list(grid.cells)
     cols = min(len(cells), 2)
     rows = math.ceil(len(cells) / cols)

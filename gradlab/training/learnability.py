@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 
-from . import figures as fg
 from .charlm import CharSetup, train_charlm
 from .loop import LEARNED, PARTLY, TrainSetup, criterion_text, train
 from .tasks import make
@@ -291,6 +290,7 @@ def build(setup, data, command):
     runs, char = data["runs"], data.get("charlm")
     tasks = {t: make(t, d) for t, d in setup.tasks}
     chance = {t: task.chance_loss for t, task in tasks.items()}
+    from . import figures as fg          # here: a refused train never loads matplotlib
     col = fg.colors(setup.cells)
     learned_text, learned_numbers = vanilla_findings(runs)
     drift_text, drift_numbers = drift_findings(runs, setup.drift_steps)
