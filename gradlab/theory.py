@@ -12,6 +12,7 @@
 
 import functools
 import math
+import sys
 
 import numpy as np
 
@@ -104,7 +105,8 @@ def mean_field_rate(weight_scale, **kwargs):
     q, chi = mean_field(weight_scale, **kwargs)
     if math.isnan(chi):
         return math.nan
-    if chi == 0 and weight_scale != 0:      # sw^2 underflowed (|sw| < 1.5e-154): in logs
+    if chi < sys.float_info.min and weight_scale != 0:    # sw^2 underflowed, or lost
+        # digits as a subnormal (|sw| < 1.5e-154): in logs
         fold = _expect(lambda u: _sech2(u) ** 2, q)
         return math.log(abs(float(weight_scale))) + 0.5 * math.log(fold) if fold > 0 \
             else -math.inf

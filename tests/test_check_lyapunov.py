@@ -27,9 +27,9 @@ def periodic_inputs(T=300, B=2, m=3, period=3, scale=2.0, seed=0):
     return base.repeat(T // period, 1, 1)
 
 
-def benettin(transpose=False, part=None, base=math.e, steps=0, skip=0):
-    """A user's routine: jacrev Jacobians along the run and a QR step per step (`steps`
-    more in the mean's denominator than it has, `skip` steps left out)."""
+def benettin(transpose=False, part=None, base=math.e, steps=0, skip=0, every=1):
+    """A user's routine: jacrev Jacobians along the run and a QR step per step, or every
+    `every` steps (`steps` more in the mean's denominator than it has, `skip` left out)."""
     def fn(P, xs, k):
         step = gradlab.cell("lstm").step_fn("torch")
         T, B, _ = xs.shape
@@ -48,9 +48,11 @@ def benettin(transpose=False, part=None, base=math.e, steps=0, skip=0):
         gen = torch.Generator().manual_seed(7)
         Q = torch.linalg.qr(torch.randn(B, J.shape[-1], k, generator=gen, dtype=xs.dtype))[0]
         total = torch.zeros(B, k, dtype=xs.dtype)
-        for Jt in J[skip:]:
-            Q, R = torch.linalg.qr((Jt.mT if transpose else Jt) @ Q)
-            total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log() / math.log(base)
+        for t, Jt in enumerate(J[skip:], start=skip + 1):
+            Q = (Jt.mT if transpose else Jt) @ Q
+            if t % every == 0 or t == T:
+                Q, R = torch.linalg.qr(Q)
+                total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log() / math.log(base)
         return total / (T - skip + steps)
     return fn
 
@@ -149,3 +151,25 @@ def test_a_right_routine_on_saturated_gates_is_not_called_wrong_by_the_sum(weigh
     xs = periodic_inputs(scale=weight_scale, seed=seed)
     result = gradlab.check_lyapunov(benettin(), cell, params, xs, 2, atol=0.02)
     assert result.ok, str(result)
+
+
+def in_float32(fn):
+    """The routine run on a float32 model, its answer given back in float64."""
+    return lambda P, xs, k: fn({n: v.float() for n, v in P.items()}, xs.float(), k).double()
+
+
+@pytest.mark.parametrize("routine", [benettin(every=5), benettin(every=10),
+                                     in_float32(benettin())],
+                         ids=["QR every 5 steps", "QR every 10 steps", "a float32 model"])
+def test_right_routines_that_do_not_resolve_the_full_spectrum_to_rounding_agree(
+        lstm_case, routine):
+    """Found by a review: asked for all S exponents, these miss the sum by more than
+    rounding (float32 by 4e-5; QR every 10 steps leaves the smallest exponents unresolved
+    and misses by 3.4), and were called wrong for the top k they get right. A miss below
+    a tenth of |sum| / T is no O(1/T) mistake's, and a routine whose S exponents stray
+    from the exact ones is not judged by their sum; the mistakes still are."""
+    cell, params, xs = lstm_case
+    result = gradlab.check_lyapunov(routine, cell, params, xs, 2)
+    assert result.ok, str(result)
+    wrong = gradlab.check_lyapunov(in_float32(benettin(steps=-1)), cell, params, xs, 2)
+    assert not wrong.ok and "mean_t log |det J_t|" in str(wrong), str(wrong)

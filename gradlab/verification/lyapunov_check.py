@@ -25,6 +25,7 @@ import torch
 from .. import registry
 from ..errors import GradlabError, arguments_checked
 from ..flow.bound import setup
+from .trajectory import parted_jacobians, trajectory_jacobians
 from .user import call_user, cell_part, real_array
 from .volume import volume_mismatch
 
@@ -46,20 +47,6 @@ class LyapunovResult:
 
     def _repr_pretty_(self, p, cycle):     # IPython and notebooks show what print shows
         p.text(str(self))
-
-
-def _trajectory_jacobians(cell, params, xs):
-    """J_1..J_T (T, B, S, S) along the run from a zero state, by the lowered Jacobian."""
-    from ..flow import run_states
-    states = run_states(cell, params, xs)
-    if not all(bool(torch.isfinite(s).all()) for s in states):
-        raise GradlabError("the state overflows (becomes inf or nan) along xs from a zero "
-                           "state: there are no exact exponents to compare with; use smaller "
-                           "weights or shorter xs")
-    step_jacobian = cell.jacobian_fn("state")
-    with torch.no_grad():                 # (params that require grad: numbers, no graph)
-        return torch.stack([step_jacobian(params, tuple(s[t] for s in states), xs[t])
-                            for t in range(xs.shape[0])])
 
 
 def exponents(J, k, *, transpose=False, seed=0):
@@ -173,7 +160,7 @@ HALF = 0.5         # or half of it, however small: near the edge of chaos (expon
                    # -1e-3, atol 1.3e-3 at T = 3000) zeros and log10 of them passed
 
 
-def _variants(cell, J, k, T):
+def _variants(cell, J, k, T, drift=0.0):
     """(mistakes, exponents (k,), spread, low) for every combination of the mistakes
     published code makes, the exact exponents first (no mistakes); spread is the largest
     range of the exponents above the floor (`resolvable`) over SEEDS random start vectors
@@ -192,7 +179,7 @@ def _variants(cell, J, k, T):
         both = [exponent_pair(M, k, transpose=transpose, seed=s) for s in range(SEEDS)]
         runs, rounded = (np.stack([pair[i].mean(0) for pair in both]) for i in (0, 1))
         floor = float(resolvable(runs[0], M)[0])
-        spread = _spread(runs, floor)
+        spread = max(_spread(runs, floor), drift)     # (a trajectory's own, if it parts)
         for words, c in scales:
             yield (tuple(m for m in (*mistakes, words) if m), runs[0] * c, spread * abs(c),
                    lowest(runs, floor, c, rounded))
@@ -278,7 +265,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                            f"{xs.shape[1]} sequences (expected ({k},) or ({xs.shape[1]}, {k})"
                            + ("; yours is its transpose" if rows.shape == (k, xs.shape[1])
                               else "") + ")")
-    J = _trajectory_jacobians(cell, own, xs)
+    J = trajectory_jacobians(cell, own, xs)
     T, S = J.shape[0], J.shape[-1]
     if k > S and yours.shape == (S,):                 # capped at the state size, as gradlab
         k = S
@@ -289,7 +276,13 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         raise GradlabError(f"the function under test returned shape {tuple(np.shape(got))}; "
                            f"expected ({k},) or (B, {k})")
     yours, k = yours[:min(k, S)], min(k, S)
-    variants = list(_variants(cell, J, k, T))
+    J2 = parted_jacobians(cell, own, xs)      # (a chaotic run parts from its neighbour)
+    with np.errstate(invalid="ignore"):       # (B, k): how far exponents move with it
+        drift = np.zeros((xs.shape[1], k)) if J2 is None else np.nan_to_num(
+            np.abs(exponents(J2, k) - exponents(J, k)), nan=0.0, posinf=0.0)
+    variants = list(_variants(cell, J, k, T, float(np.abs(drift.mean(0)).max())))
+    apart = "" if J2 is None else (" or along a run that rounding alone parts from this "
+                                   "one (the trajectory is chaotic)")
     exact, floor = variants[0][1], variants[0][3][0]
     if np.isnan(yours).any():                  # no distance to measure: say so, not "inf"
         where = np.flatnonzero(np.isnan(yours)).tolist()
@@ -310,7 +303,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                          or tolerances[0] > HALF * max(top, 2e-5)):
         raise GradlabError(
             f"xs is too short to check exponents: over {T} steps gradlab's own estimates "
-            f"differ by {tolerances[0] / SPREAD:.3g} between start vectors, so any answer "
+            f"differ by {tolerances[0] / SPREAD:.3g} between start vectors{apart}, so any answer "
             f"within {tolerances[0]:.3g} of {np.round(exact, 4).tolist()} would pass; give "
             "more steps (estimates converge as 1/T) or an explicit atol")
     if rows.ndim == 1 and np.isneginf(exact).all() and np.isfinite(exponents(J, k)).any():
@@ -327,7 +320,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             raise GradlabError(f"the function under test returned {rows.shape[0]} rows; xs "
                                f"holds {runs.shape[1]} sequences")
         floors = resolvable(runs[0], J)[:, 0]                          # per sequence
-        spread = max(_spread(runs[:, b], floors[b]) for b in range(runs.shape[1]))
+        spread = max(max(_spread(runs[:, b], floors[b]), float(drift[b].max()))
+                     for b in range(runs.shape[1]))
         tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact, floor))
         row_tol, per_sequence = tol, runs[0]
         # each sequence's top exponent sets its scale (as the mean's does), the smallest
@@ -338,7 +332,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         if not given and tol > HALF * max(min(tops, default=0.0), 2e-5):
             raise GradlabError(
                 f"xs is too short to check each sequence's exponents: over {T} steps "
-                f"gradlab's own differ by {tol / SPREAD:.3g} between start vectors, so "
+                f"gradlab's own differ by {tol / SPREAD:.3g} between start vectors{apart}, so "
                 f"any within {tol:.3g} would pass; give more steps or an explicit atol")
         off = [_distance(r, runs[0, b], lowest(runs[:, b], floors[b], 1.0, rounded[:, b]))
                for b, r in enumerate(rows[:, :k])]
@@ -350,7 +344,9 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                 f"{np.round(rows[worst, :k], 4).tolist()}, exact "
                 f"{np.round(runs[0][worst], 4).tolist()}."])
     if error <= atol:                # and over all S exponents, where no start vector counts
-        if (volume := volume_mismatch(fn, params, xs, J, S * atol if given else 0.0)):
+        if (volume := volume_mismatch(fn, params, xs, J, k=k, near=row_tol, slack=S * atol
+                                      * given, full=lambda: exponent_pair(J, S)[0],
+                                      parted=J2)):
             return LyapunovResult(False, yours, exact, error, [volume])
         alike = [m for (m, v, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
                  if d <= tol and not np.array_equal(v, exact)]   # (all -inf: a zero product)
