@@ -12,7 +12,7 @@ from torch.func import jacrev, vmap
 
 import gradlab
 from gradlab.errors import GradlabError
-from gradlab.verification.trajectory import parted_jacobians
+from gradlab.verification.trajectory import trajectories
 
 
 def rnn_benettin(fn_steps=0):
@@ -46,7 +46,7 @@ def chaotic(T):
 
 def test_a_right_routine_on_a_chaotic_run_is_never_called_wrong():
     cell, params, xs = chaotic(2000)
-    assert parted_jacobians(cell, params, xs) is not None
+    assert trajectories(cell, params, xs)[1] is not None
     with pytest.raises(GradlabError, match="or along a run that rounding alone parts from "
                        r"this one \(the trajectory is chaotic\)"):
         gradlab.check_lyapunov(rnn_benettin(), cell, params, xs, 2)
@@ -57,7 +57,7 @@ def test_a_contracting_run_does_not_part():
     params = cell.init_params(16, 3, weight_scale=0.8, seed=1)
     xs = torch.randn(300, 2, 3, generator=torch.Generator().manual_seed(0),
                      dtype=torch.float64)
-    assert parted_jacobians(cell, params, xs) is None
+    assert trajectories(cell, params, xs)[1] is None
     assert gradlab.check_lyapunov(rnn_benettin(), cell, params, xs, 2).ok
     wrong = gradlab.check_lyapunov(rnn_benettin(fn_steps=-1), cell, params, xs, 2)
     assert not wrong.ok, str(wrong)

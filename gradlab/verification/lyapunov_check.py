@@ -25,7 +25,7 @@ import torch
 from .. import registry
 from ..errors import GradlabError, arguments_checked
 from ..flow.bound import setup
-from .trajectory import parted_jacobians, trajectory_jacobians
+from .trajectory import trajectories
 from .user import call_user, cell_part, real_array
 from .volume import volume_mismatch
 
@@ -265,7 +265,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                            f"{xs.shape[1]} sequences (expected ({k},) or ({xs.shape[1]}, {k})"
                            + ("; yours is its transpose" if rows.shape == (k, xs.shape[1])
                               else "") + ")")
-    J = trajectory_jacobians(cell, own, xs)
+    J, J2 = trajectories(cell, own, xs)       # (J2: a chaotic run parted by rounding)
     T, S = J.shape[0], J.shape[-1]
     if k > S and yours.shape == (S,):                 # capped at the state size, as gradlab
         k = S
@@ -276,7 +276,6 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         raise GradlabError(f"the function under test returned shape {tuple(np.shape(got))}; "
                            f"expected ({k},) or (B, {k})")
     yours, k = yours[:min(k, S)], min(k, S)
-    J2 = parted_jacobians(cell, own, xs)      # (a chaotic run parts from its neighbour)
     with np.errstate(invalid="ignore"):       # (B, k): how far exponents move with it
         drift = np.zeros((xs.shape[1], k)) if J2 is None else np.nan_to_num(
             np.abs(exponents(J2, k) - exponents(J, k)), nan=0.0, posinf=0.0)

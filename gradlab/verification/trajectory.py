@@ -35,19 +35,23 @@ def trajectory_jacobians(cell, params, xs, states=None):
                             for t in range(xs.shape[0])])
 
 
-def parted_jacobians(cell, params, xs):
-    """The Jacobians along xs with xs[0] moved by ULPS eps (relative, fixed signs), or
-    None where that run stays within PARTED of the first at every step (it has not parted:
-    a contracting trajectory forgets the move)."""
+def trajectories(cell, params, xs):
+    """(J, parted): the Jacobians along xs (`trajectory_jacobians`), and along xs with
+    xs[0] moved by ULPS eps (relative, fixed signs) where that run parts from the first
+    by more than PARTED at some step; else None (a contracting trajectory forgets the
+    move, and a run that overflows has nothing to add)."""
     from ..flow import run_states
+    first = run_states(cell, params, xs)
+    J = trajectory_jacobians(cell, params, xs, first)
     eps = torch.finfo(xs.dtype).eps
     sign = torch.where(torch.arange(xs[0].numel()).view(xs[0].shape) % 2 == 0, 1.0, -1.0)
+    nudge = ULPS * eps * sign.to(xs)
     moved = xs.clone()
-    moved[0] = xs[0] * (1 + ULPS * eps * sign.to(xs)) + (xs[0] == 0) * ULPS * eps * sign.to(xs)
-    first, second = run_states(cell, params, xs), run_states(cell, params, moved)
+    moved[0] = xs[0] * (1 + nudge) + (xs[0] == 0) * nudge
+    second = run_states(cell, params, moved)
     if not all(bool(torch.isfinite(s).all()) for s in second):
-        return None
+        return J, None
     scale = max(float(s.abs().max()) for s in first) + 1.0
     apart = max(float((a - b).abs().max()) for a, b in zip(first, second))
-    return trajectory_jacobians(cell, params, moved, second) if apart > PARTED * scale \
-        else None
+    return J, (trajectory_jacobians(cell, params, moved, second) if apart > PARTED * scale
+               else None)
