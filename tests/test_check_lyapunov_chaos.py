@@ -61,3 +61,14 @@ def test_a_contracting_run_does_not_part():
     assert gradlab.check_lyapunov(rnn_benettin(), cell, params, xs, 2).ok
     wrong = gradlab.check_lyapunov(rnn_benettin(fn_steps=-1), cell, params, xs, 2)
     assert not wrong.ok, str(wrong)
+
+
+def test_an_atol_below_what_rounding_moves_a_chaotic_run_by_is_said_so():
+    """An explicit atol is the user's to give; where it is below what gradlab's own
+    exponents move along a run parted by rounding, a "differs" says so, and what would
+    judge the routine."""
+    cell, params, xs = chaotic(2000)
+    result = gradlab.check_lyapunov(rnn_benettin(), cell, params, xs, 2, atol=1e-4)
+    assert not result.ok
+    assert result.diagnosis[-1].startswith("But the trajectory is chaotic: along a run that "
+                                           "rounding alone parts from it"), str(result)

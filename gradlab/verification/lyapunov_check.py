@@ -282,10 +282,17 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     variants = list(_variants(cell, J, k, T, float(np.abs(drift.mean(0)).max())))
     apart = "" if J2 is None else (" or along a run that rounding alone parts from this "
                                    "one (the trajectory is chaotic)")
+    caveat = [] if not (given and J2 is not None and SPREAD * drift.max() > atol) else [
+        f"But the trajectory is chaotic: along a run that rounding alone parts from it, "
+        f"gradlab's own exponents move by up to {drift.max():.3g}, so a right routine may "
+        f"miss atol {atol:.3g}; at least {SPREAD * drift.max():.3g} (or none) judges it."]
+
+    def differs(err, words):           # (a verdict "differs", with the caveat if any)
+        return LyapunovResult(False, yours, exact, err, words + caveat)
     exact, floor = variants[0][1], variants[0][3][0]
     if np.isnan(yours).any():                  # no distance to measure: say so, not "inf"
         where = np.flatnonzero(np.isnan(yours)).tolist()
-        return LyapunovResult(False, yours, exact, math.nan, [
+        return differs(math.nan, [
             f"Your exponents hold nan (entries {where}); exact: "
             f"{np.round(exact, 4).tolist()}. (A log of R's diagonal without abs? R_ii < 0 "
             "where QR flips a sign: take log |R_ii|.)"])
@@ -337,7 +344,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                for b, r in enumerate(rows[:, :k])]
         worst = int(np.argmax(off))
         if off[worst] > tol:
-            return LyapunovResult(False, yours, exact, off[worst], [
+            return differs(off[worst], [
                 f"The mean over sequences agrees, but sequence {worst} is {off[worst]:.3g} "
                 f"from its exact exponents (tolerance {tol:.3g}): yours "
                 f"{np.round(rows[worst, :k], 4).tolist()}, exact "
@@ -346,7 +353,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         if (volume := volume_mismatch(fn, params, xs, J, k=k, near=row_tol, slack=S * atol
                                       * given, full=lambda: exponent_pair(J, S)[0],
                                       parted=J2)):
-            return LyapunovResult(False, yours, exact, error, [volume])
+            return differs(error, [volume])
         alike = [m for (m, v, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
                  if d <= tol and not np.array_equal(v, exact)]   # (all -inf: a zero product)
         note = blind_spots(exact, floor, exponent_pair(J, k, seed=0)[0]
@@ -359,7 +366,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         return LyapunovResult(True, yours, exact, error, note)
     ordered = np.sort(yours)[::-1]               # the right exponents, in another order
     if _distance(ordered, exact, variants[0][3]) <= atol:
-        return LyapunovResult(False, yours, exact, error, [
+        return differs(error, [
             f"Your exponents are the exact ones out of order (sorted, they agree within "
             f"{atol:.3g}): give them largest first, as QR's diagonal orders them."])
     # among the variants that match, the simplest (fewest mistakes), then the closest
@@ -368,7 +375,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         if matching else int(np.argmin([d / t for d, t in zip(distance, tolerances)]))
     near = _distance(variants[best][1], exact, variants[0][3]) if matching else math.inf
     if distance[best] <= tolerances[best] and near <= tolerances[0] + tolerances[best]:
-        return LyapunovResult(False, yours, exact, error, [
+        return differs(error, [
             f"Your exponents differ from the exact ones (by {error:.3g}, beyond the "
             f"tolerance {atol:.3g}) and lie near {'; '.join(variants[best][0])}; but on "
             f"these inputs that is only {near:.3g} from the exact ones, so which mistake it "
@@ -379,7 +386,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         also = [m for i, ((m, _, _, _), d, tol) in enumerate(zip(variants, distance,
                                                                   tolerances))
                 if i not in (0, best) and d <= tol]
-        return LyapunovResult(False, yours, exact, error, [
+        return differs(error, [
             f"Your exponents match {' and '.join(mistakes)}." if len(mistakes) == 1 else
             "Your exponents match these mistakes together: " + "; ".join(
                 f"({i}) {m}" for i, m in enumerate(mistakes, 1)) + "."] + ([
@@ -387,7 +394,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             f"{'; '.join(also[0])}), so the diagnosis cannot be more certain; inputs with "
             "structure in time separate forward from reverse time."] if also else []))
     shown = ", ".join(f"{a:.4g} vs {b:.4g}" for a, b in zip(yours, exact))
-    return LyapunovResult(False, yours, exact, error, [
+    return differs(error, [
         "Your exponents differ from the exact ones (beyond the tolerance "
         f"{atol:.3g}) and match no combination of: the transposed Jacobian (reverse time), "
         f"a partial state, another log base, a sum over steps. Yours vs exact: {shown}."])
