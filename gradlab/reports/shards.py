@@ -251,6 +251,11 @@ def read_parts(dirs):
     for p, path in zip(parts, paths):
         for q in p["points"]:
             key = (q["cell"], q["weight_scale"], q["gate_bias"])
+            axis = grid.gate_axis(q["cell"]) if q["cell"] in grid.cells else ()
+            if key not in order and len(axis) == 1 and q["gate_bias"] in grid.gate_biases:
+                # a cell without a gate bias is measured at one of the grid's, the first:
+                # of the list as typed, in parts written before the axes were sorted
+                q, key = {**q, "gate_bias": axis[0]}, (*key[:2], axis[0])
             if key not in order:
                 raise GradlabError(f"{path!r} holds point {key!r}, which is not on the grid")
             if key in found:
