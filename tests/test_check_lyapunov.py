@@ -13,7 +13,7 @@ from torch.func import jacrev, vmap
 
 import gradlab
 from gradlab.testing import assert_lyapunov
-from gradlab.verification.lyapunov_check import exponents
+from gradlab.verification.exponents import exponents
 
 
 # --- Lyapunov ----------------------------------------------------------------------------

@@ -25,6 +25,8 @@ import torch
 from .. import registry
 from ..errors import GradlabError, arguments_checked
 from ..flow.bound import setup
+from .exponents import (SPREAD, distance as _distance, exponent_pair, exponents, lowest,
+                        resolvable, roundoff_roof, spread as _spread)
 from .trajectory import trajectories
 from .user import call_user, cell_part, real_array
 from .volume import volume_mismatch
@@ -49,122 +51,29 @@ class LyapunovResult:
         p.text(str(self))
 
 
-def exponents(J, k, *, transpose=False, seed=0):
-    """Top-k exponents (B, k) of the product of J (T, B, S, S) by repeated QR, per step
-    (the exact ones of `exponent_pair`)."""
-    return exponent_pair(J, k, transpose=transpose, seed=seed)[0]
-
-
-def exponent_pair(J, k, *, transpose=False, seed=0):
-    """Top-k exponents (B, k) of the product of J (T, B, S, S) by repeated QR, per step, as
-    (exact, rounded): where J_t has z rows or columns of exact zeros (a dead ReLU unit),
-    rank <= S - z, and exact takes |R[i, i]| = 0 for i >= S - z, by gradlab.lyapunov's
-    rule; rounded keeps QR's round-off there, which published code reports (finite,
-    start-dependent)."""
-    T, B, S, _ = J.shape
-    gen = torch.Generator().manual_seed(seed)
-    Q = torch.linalg.qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0].to(J)
-    total = torch.zeros(B, k, dtype=torch.float64)
-    rounded, order = total.clone(), torch.arange(k)
-    for Jt in J:
-        M = Jt.mT if transpose else Jt
-        a, tau = torch.geqrf(M @ Q)          # Householder QR (torch.linalg.qr is slow on
-        Q = torch.linalg.householder_product(a, tau)     # small thin matrices on the CPU)
-        logs = torch.diagonal(a, dim1=-2, dim2=-1).abs().log().double().cpu()
-        rounded += logs
-        zero = M == 0
-        rank = S - torch.maximum(zero.all(-1).sum(-1), zero.all(-2).sum(-1)).cpu()
-        total += logs.masked_fill(order[None] >= rank[:, None], -math.inf)
-    return (total / T).numpy(), (rounded / T).numpy()
-
-
 def _mean(a):
     a = real_array(a).numpy()
     return a.mean(0) if a.ndim == 2 else a
-
-
-def _distance(a, b, low=None):
-    """max |a - b|, where equal infinities (a zero product: -inf) are 0 apart and a nan
-    is infinitely far from anything. `low` (floor, slack, noisy, ceiling), from `lowest`:
-    where both exponents are at or below the floor, they may differ by slack (per
-    exponent) more; where gradlab's own estimates of one are noisy (round-off), an exact
-    -inf against them is no difference; and where its start vectors give -inf for one
-    and a finite value for another (a ReLU unit dead at some steps), anything at or
-    below the highest of them (ceiling, else nan) agrees."""
-    with np.errstate(invalid="ignore"):
-        d = np.abs(a - b)
-        d[a == b] = 0.0
-        if low is not None:
-            floor, slack, noisy, ceiling = low
-            below = (a <= floor) & (b <= floor)
-            d = np.where(below, np.maximum(d - slack, 0.0), d)
-            d[below & noisy & (np.isinf(a) | np.isinf(b))] = 0.0
-            d[a <= ceiling] = 0.0                            # nan ceiling: never
-    return float(np.max(np.where(np.isnan(d), np.inf, d)))
-
-
-ROUNDOFF = 0.1      # per step: what two round-off estimates below the floor may differ by
-NOISY = 0.01        # a spread over start vectors beyond this below the floor: round-off
-
-
-def lowest(runs, floor, scale=1.0, rounded=None):
-    """(floor, slack, noisy) for `_distance` from gradlab's estimates `runs` (SEEDS, k)
-    and their `floor` (`resolvable`), in units `scale` times the natural log per step.
-    Below the floor an exponent is allowed SPREAD times its own spread over start vectors
-    plus ROUNDOFF: a direction QR resolves there (a diagonal J, exp(-46) a step) keeps a
-    spread of ~1e-3 and is still checked; one it cannot (a singular J's null space)
-    scatters by 0.01-0.8 between start vectors. `rounded`: the same runs with QR's
-    round-off kept where exact zeros make an exponent -inf (`exponents`): up to the
-    highest of those agrees there too."""
-    with np.errstate(invalid="ignore"):
-        width = np.nan_to_num(runs.max(0) - runs.min(0), nan=0.0, posinf=np.inf)
-    low = runs[0] <= floor
-    every = runs if rounded is None else np.concatenate([runs, rounded])
-    mixed = np.isneginf(runs).any(0) & np.isfinite(every).any(0)
-    ceiling = np.where(mixed, np.max(np.where(np.isfinite(every), every, -np.inf), axis=0)
-                       + ROUNDOFF, np.nan)
-    return (floor * scale, np.where(low, SPREAD * width + ROUNDOFF, 0.0) * abs(scale),
-            low & (width > NOISY), ceiling * scale)
-
-
-def resolvable(values, J):
-    """The lowest exponent a QR iteration on J resolves, given its estimates `values`
-    (..., k), per row: log(10 S eps) per step below the largest. A direction that shrinks
-    faster than that against the top one (a singular J_t's null space: exactly -inf)
-    comes out of each QR step as round-off, near log eps but different from run to run
-    (lstm_nog, whose J has rank n: -36.23 against -36.18), unless J keeps it apart (a
-    diagonal J): `lowest` says how far two such estimates may differ."""
-    S, eps = J.shape[-1], torch.finfo(J.dtype).eps
-    with np.errstate(invalid="ignore"):
-        top = np.max(np.where(np.isfinite(values), values, -np.inf), axis=-1, keepdims=True)
-    return top + math.log(10 * S * eps)
-
-
-def _spread(runs, floor):
-    """The largest range over start vectors (axis 0) of the exponents above `floor`."""
-    with np.errstate(invalid="ignore"):                   # -inf - -inf: a zero product
-        width = runs.max(0) - runs.min(0)
-    return float(np.nan_to_num(np.max(np.where(runs[0] > floor, width, 0.0),
-                                      initial=0.0), nan=0.0))
 
 
 SCALES = (("", 1.0), ("log base 2 instead of the natural log", 1 / math.log(2)),
           ("log base 10 instead of the natural log", 1 / math.log(10)))
 REVERSED = ("the transposed Jacobian in each QR step (Q R = J_t^T Q): that measures the "
             "product in reverse time order, J_1 J_2 ⋯ J_T, not J_T ⋯ J_1")
-SEEDS = 3          # start vectors whose spread sets the default tolerance
-SPREAD = 4         # default atol: this many times that spread
+SEEDS = 3          # start vectors whose spread sets the default tolerance (SPREAD times)
+MORE = 16          # and before calling an answer wrong by it: 3 lie close by chance
 RESOLUTION = 0.05  # refuse to check when that atol exceeds 5 % of the top exponent
                    # (at least of 0.1): on too short a run anything near would pass
 HALF = 0.5         # or half of it, however small: near the edge of chaos (exponents of
                    # -1e-3, atol 1.3e-3 at T = 3000) zeros and log10 of them passed
 
 
-def _variants(cell, J, k, T, drift=0.0):
+def _variants(cell, J, k, T, drift=0.0, eps=0.0, seeds=SEEDS):
     """(mistakes, exponents (k,), spread, low) for every combination of the mistakes
     published code makes, the exact exponents first (no mistakes); spread is the largest
-    range of the exponents above the floor (`resolvable`) over SEEDS random start vectors
-    (the O(1/T) effect of the start), low what `_distance` allows below it (`lowest`)."""
+    range of the exponents above the floor (`resolvable`) over `seeds` random start
+    vectors (the O(1/T) effect of the start), low what `_distance` allows below it
+    (`lowest`, with round-off in precision `eps` where exact zeros make an exponent -inf)."""
     n = J.shape[-1] // len(cell.state_names)
     structures = [((), J, False), ((REVERSED,), J, True)]
     for i, name in enumerate(cell.state_names if len(cell.state_names) > 1 and k <= n
@@ -176,13 +85,14 @@ def _variants(cell, J, k, T, drift=0.0):
     scales = [*SCALES, *((f"the sum over steps, not the mean per step{w and ', and ' + w}",
                           c * T) for w, c in SCALES)]
     for mistakes, M, transpose in structures:
-        both = [exponent_pair(M, k, transpose=transpose, seed=s) for s in range(SEEDS)]
+        both = [exponent_pair(M, k, transpose=transpose, seed=s) for s in range(seeds)]
         runs, rounded = (np.stack([pair[i].mean(0) for pair in both]) for i in (0, 1))
         floor = float(resolvable(runs[0], M)[0])
         spread = max(_spread(runs, floor), drift)     # (a trajectory's own, if it parts)
+        roof = roundoff_roof(M, k, eps).mean(0)
         for words, c in scales:
             yield (tuple(m for m in (*mistakes, words) if m), runs[0] * c, spread * abs(c),
-                   lowest(runs, floor, c, rounded))
+                   lowest(runs, floor, c, rounded, roof))
 
 
 def blind_spots(exact, floor, per_sequence, atol, ndim, given=False):
@@ -279,7 +189,10 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     with np.errstate(invalid="ignore"):       # (B, k): how far exponents move with it
         drift = np.zeros((xs.shape[1], k)) if J2 is None else np.nan_to_num(
             np.abs(exponents(J2, k) - exponents(J, k)), nan=0.0, posinf=0.0)
-    variants = list(_variants(cell, J, k, T, float(np.abs(drift.mean(0)).max())))
+    answered = real_array(got).dtype                # round-off in the coarser precision
+    eps = max(torch.finfo(d).eps for d in (answered, J.dtype) if d.is_floating_point)
+    move = float(np.abs(drift.mean(0)).max())
+    variants = list(_variants(cell, J, k, T, move, eps))
     apart = "" if J2 is None else (" or along a run that rounding alone parts from this "
                                    "one (the trajectory is chaotic)")
     caveat = [] if not (given and J2 is not None and SPREAD * drift.max() > atol) else [
@@ -298,15 +211,24 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             "where QR flips a sign: take log |R_ii|.)"])
     size = lambda v, f: float(np.max(np.abs(v[np.isfinite(v) & (v > f)]),      # noqa: E731
                                      initial=1.0))
-    tolerances = [atol if atol is not None else
-                  max(SPREAD * (spread if math.isfinite(spread) else 0.0), 1e-6 * size(v, f))
-                  for _, v, spread, (f, _, _, _) in variants]
+    tolerance = lambda v, spread, f: atol if given else max(                 # noqa: E731
+        SPREAD * (spread if math.isfinite(spread) else 0.0), 1e-6 * size(v, f))
+    tolerances = [tolerance(v, spread, low[0]) for _, v, spread, low in variants]
     distance = [_distance(yours, v, low) for _, v, _, low in variants]
     # the scale is the top exponent's: one atol judges them all, and with many asked
     # the most negative (-5 against a top of -0.34, k = S = 16) let the top be 20 % off
     top = float(abs(exact[0])) if math.isfinite(exact[0]) and exact[0] > floor else 0.0
-    if atol is None and (tolerances[0] > RESOLUTION * max(top, 0.1)
-                         or tolerances[0] > HALF * max(top, 2e-5)):
+    coarse = lambda tol: not given and (tol > RESOLUTION * max(top, 0.1)       # noqa: E731
+                                        or tol > HALF * max(top, 2e-5))
+    if not coarse(tolerances[0]) and distance[0] > tolerances[0]:
+        variants[0] = next(_variants(cell, J, k, T, move, eps, MORE))  # before "differs":
+        (_, v, spread, low), distance[0] = variants[0], _distance(      # MORE start vectors
+            yours, exact, variants[0][3])
+        tolerances[0] = max(tolerances[0], tolerance(v, spread, low[0]))
+        short = coarse(tolerances[0]) and distance[0] <= tolerances[0]  # (else wrong even so)
+    else:
+        short = coarse(tolerances[0])
+    if short:
         raise GradlabError(
             f"xs is too short to check exponents: over {T} steps gradlab's own estimates "
             f"differ by {tolerances[0] / SPREAD:.3g} between start vectors{apart}, so any answer "
@@ -320,28 +242,36 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     error, atol = distance[0], tolerances[0]
     row_tol, per_sequence = atol, None               # each row's tolerance and exponents
     if error <= atol and rows.ndim == 2:             # per sequence too, not just the mean
-        both = [exponent_pair(J, k, seed=s) for s in range(SEEDS)]
-        runs, rounded = (np.stack([pair[i] for pair in both]) for i in (0, 1))  # (SEEDS, B, k)
-        if rows.shape[0] != runs.shape[1]:
-            raise GradlabError(f"the function under test returned {rows.shape[0]} rows; xs "
-                               f"holds {runs.shape[1]} sequences")
-        floors = resolvable(runs[0], J)[:, 0]                          # per sequence
-        spread = max(max(_spread(runs[:, b], floors[b]), float(drift[b].max()))
-                     for b in range(runs.shape[1]))
-        tol = atol if given else max(SPREAD * spread, 1e-6 * size(exact, floor))
-        row_tol, per_sequence = tol, runs[0]
+        roofs = roundoff_roof(J, k, eps)
+
+        def per_row(seeds):       # (runs, floors, tolerance, how far each row is) from seeds
+            both = [exponent_pair(J, k, seed=s) for s in range(seeds)]
+            runs, rounded = (np.stack([pair[i] for pair in both]) for i in (0, 1))  # (.., B, k)
+            floors = resolvable(runs[0], J)[:, 0]                          # per sequence
+            spread = max(max(_spread(runs[:, b], floors[b]), float(drift[b].max()))
+                         for b in range(runs.shape[1]))
+            off = [_distance(r, runs[0, b], lowest(runs[:, b], floors[b], 1.0,
+                                                    rounded[:, b], roofs[b]))
+                   for b, r in enumerate(rows[:, :k])]
+            return runs, floors, tolerance(exact, spread, floor), off
+        runs, floors, tol, off = per_row(SEEDS)
         # each sequence's top exponent sets its scale (as the mean's does), the smallest
         # of them: the most negative one let a row's top be 50 % off. Rows spread more
         # than their mean, which is held to RESOLUTION; a row is held to HALF
-        tops = [abs(float(r[0])) for r, f in zip(runs[0], floors) if np.isfinite(r[0]) and
-                r[0] > f]
-        if not given and tol > HALF * max(min(tops, default=0.0), 2e-5):
+        rough = lambda tol: not given and tol > HALF * max(min(                 # noqa: E731
+            [abs(float(r[0])) for r, f in zip(runs[0], floors) if np.isfinite(r[0]) and
+             r[0] > f], default=0.0), 2e-5)
+        short = rough(tol)
+        if not short and max(off) > tol:             # before "differs": MORE start vectors
+            runs, floors, more, off = per_row(MORE)
+            tol = max(tol, more)
+            short = rough(tol) and max(off) <= tol   # (else wrong even so)
+        row_tol, per_sequence = tol, runs[0]
+        if short:
             raise GradlabError(
                 f"xs is too short to check each sequence's exponents: over {T} steps "
                 f"gradlab's own differ by {tol / SPREAD:.3g} between start vectors{apart}, so "
                 f"any within {tol:.3g} would pass; give more steps or an explicit atol")
-        off = [_distance(r, runs[0, b], lowest(runs[:, b], floors[b], 1.0, rounded[:, b]))
-               for b, r in enumerate(rows[:, :k])]
         worst = int(np.argmax(off))
         if off[worst] > tol:
             return differs(off[worst], [
@@ -350,9 +280,10 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
                 f"{np.round(rows[worst, :k], 4).tolist()}, exact "
                 f"{np.round(runs[0][worst], 4).tolist()}."])
     if error <= atol:                # and over all S exponents, where no start vector counts
-        if (volume := volume_mismatch(fn, params, xs, J, k=k, near=row_tol, slack=S * atol
-                                      * given, full=lambda: exponent_pair(J, S)[0],
-                                      parted=J2)):
+        volume, unjudged = volume_mismatch(fn, params, xs, J, k=k, near=row_tol, slack=S
+                                           * atol * given, parted=J2,
+                                           full=lambda: exponent_pair(J, S)[0])
+        if volume:
             return differs(error, [volume])
         alike = [m for (m, v, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
                  if d <= tol and not np.array_equal(v, exact)]   # (all -inf: a zero product)
@@ -363,7 +294,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             f"{len(alike)} mistaken variant(s) (e.g. {'; '.join(alike[0])}): they agree "
             f"within {atol:.3g} too. Inputs with structure in time (periodic, a trained "
             "model's data) separate forward from reverse time."]
-        return LyapunovResult(True, yours, exact, error, note)
+        return LyapunovResult(True, yours, exact, error, note + [unjudged] * bool(unjudged))
     ordered = np.sort(yours)[::-1]               # the right exponents, in another order
     if _distance(ordered, exact, variants[0][3]) <= atol:
         return differs(error, [

@@ -17,7 +17,9 @@ import torch
 from ..errors import GradlabError
 
 ULPS = 4                 # how far xs[0] moves, in units of the dtype's eps (relative)
-PARTED = 1e-9            # states further apart than this (relative): the runs parted
+PARTED = 1e-9            # states further apart than this (relative): the runs parted,
+ROUNDED = 1e4            # or than this many eps (float32 runs differ by an ulp or two
+                         # for a while after the move, and contract no further)
 
 
 def trajectory_jacobians(cell, params, xs, states=None):
@@ -38,8 +40,8 @@ def trajectory_jacobians(cell, params, xs, states=None):
 def trajectories(cell, params, xs):
     """(J, parted): the Jacobians along xs (`trajectory_jacobians`), and along xs with
     xs[0] moved by ULPS eps (relative, fixed signs) where that run parts from the first
-    by more than PARTED at some step; else None (a contracting trajectory forgets the
-    move, and a run that overflows has nothing to add)."""
+    by more than PARTED (or ROUNDED eps) at some step; else None (a contracting
+    trajectory forgets the move, and a run that overflows has nothing to add)."""
     from ..flow import run_states
     first = run_states(cell, params, xs)
     J = trajectory_jacobians(cell, params, xs, first)
@@ -53,5 +55,5 @@ def trajectories(cell, params, xs):
         return J, None
     scale = max(float(s.abs().max()) for s in first) + 1.0
     apart = max(float((a - b).abs().max()) for a, b in zip(first, second))
-    return J, (trajectory_jacobians(cell, params, moved, second) if apart > PARTED * scale
-               else None)
+    return J, (trajectory_jacobians(cell, params, moved, second)
+               if apart > max(PARTED, ROUNDED * eps) * scale else None)

@@ -44,8 +44,10 @@ def rounding(J, eps):
 
 
 def volume_mismatch(fn, params, xs, J, *, k, near, full, slack=0.0, parted=None):
-    """A sentence saying how the sum of fn(params, xs, S) misses mean_t log |det J_t|, or
-    None where it meets it, cannot be asked or cannot be judged.
+    """(miss, caveat): a sentence saying how the sum of fn(params, xs, S) misses mean_t
+    log |det J_t|, or None where it meets it; and where it cannot be asked, or misses
+    where it cannot be judged, a sentence saying errors of order 1/T went unchecked (a
+    routine off by one step passes the top-k comparison: the caveat is all that shows).
 
     It meets it within plain rounding (or `slack`), and within FLOOR |sum| / T: the
     mistakes hunted here miss by about |sum| / T each (a mean over T - 1 steps, a warm-up),
@@ -61,17 +63,21 @@ def volume_mismatch(fn, params, xs, J, *, k, near, full, slack=0.0, parted=None)
     T, B, S = J.shape[0], J.shape[1], J.shape[-1]
     params = {name: v.clone() if isinstance(v, torch.Tensor) else v      # copies: fn may
               for name, v in params.items()} if isinstance(params, dict) else params  # write
+    unasked = (f"But asked for all {S} exponents, your routine {{}}, so errors of order "
+               f"1/T, which the top {k} cannot show (a mean over T - 1 steps, a warm-up, the "
+               "first step skipped), went unchecked: the sum of all S exponents, the one "
+               "thing every start vector agrees on, is what finds them.")
     try:
         got, dtype = real_answer(call_user(fn, params, xs.detach().clone(), S))
     except Exited:
         raise
-    except Exception:                   # noqa: BLE001 (a routine written for k < S only)
-        return None
+    except Exception as err:            # noqa: BLE001 (a routine written for k < S only)
+        return None, unasked.format(f"failed ({' '.join(str(err).split())[:120]})")
     rows = got.numpy()
     if rows.shape not in ((S,), (B, S)):
-        return None
+        return None, unasked.format(f"returned shape {rows.shape}, not ({S},) or ({B}, {S})")
     eps = max(torch.finfo(d).eps for d in (dtype, xs.dtype, J.dtype) if d.is_floating_point)
-    want = torch.linalg.slogdet(J)[1].mean(0).numpy()                 # (B,)
+    want = torch.linalg.slogdet(J.double())[1].mean(0).numpy()                 # (B,)
     if rows.ndim == 1:                                                 # their mean
         want, sums, scale = np.array([want.mean()]), rows.sum()[None], np.abs(rows).sum()[None]
     else:
@@ -79,7 +85,7 @@ def volume_mismatch(fn, params, xs, J, *, k, near, full, slack=0.0, parted=None)
     per_step = np.where(np.isfinite(want), np.maximum(np.abs(want), 1.0), np.inf) / T
     tol = np.maximum(64 * S * eps * np.maximum(scale, 1.0) + slack, FLOOR * per_step)
     if parted is not None:
-        other = torch.linalg.slogdet(parted)[1].mean(0).numpy()
+        other = torch.linalg.slogdet(parted.double())[1].mean(0).numpy()
         other = other if rows.ndim == 2 else np.array([other.mean()])
         with np.errstate(invalid="ignore"):
             tol = tol + PARTED * np.nan_to_num(np.abs(other - want), nan=0.0, posinf=0.0)
@@ -87,7 +93,7 @@ def volume_mismatch(fn, params, xs, J, *, k, near, full, slack=0.0, parted=None)
         off = np.abs(sums - want)
         off = np.where(np.isnan(off), np.inf, off)
     if (off <= tol).all():
-        return None
+        return None, None
     # where it misses: does fn resolve all S at all, and can rounding keep log |det|?
     exact = full()                                                    # (B, S)
     exact = exact if rows.ndim == 2 else exact.mean(0, keepdims=True)
@@ -98,18 +104,32 @@ def volume_mismatch(fn, params, xs, J, *, k, near, full, slack=0.0, parted=None)
     drift, judged = rounding(J, eps)
     if rows.ndim == 1:
         drift, judged = np.array([drift.mean()]), np.array([judged.all()])
-    tol, judged = tol + drift, judged & resolved
-    off = np.where(judged, off, 0.0)
+    which = lambda i: f"sequence {i}'s" if rows.ndim == 2 else "their mean's"    # noqa: E731
+    unjudged = (off > tol) & ~((off > tol + drift) & judged & resolved)
+    caveat = None
+    if unjudged.any():                  # it misses where rounding or fn's spectrum may be why
+        i = int(np.argmax(np.where(unjudged, off - tol, -np.inf)))
+        why = (f"your exponents stray from gradlab's by up to {stray[i].max():.3g}, so "
+               f"your routine does not resolve all {S} (re-orthonormalised every few steps, "
+               f"not every step?)" if not resolved[i] else "some J_t are near singular (a saturated "
+               f"gate), and there rounding in precision {eps:.2g} may move log |det J_t| by "
+               f"up to {QR_CONSTANT} S^2 eps kappa(J_t): {drift[i]:.3g} on the mean")
+        caveat = (f"But asked for all {S} exponents, yours sum to {sums[i]:.10g} ({which(i)}), "
+                  f"{off[i]:.3g} from mean_t log |det J_t| = {want[i]:.10g} "
+                  f"({off[i] * T / max(abs(want[i]), 1.0):.2g} times |sum| / T; an error of order "
+                  f"1/T misses by about 1), and the sum cannot judge here: {why}. An error of "
+                  f"order 1/T would pass the top {k} unseen.")
+    tol = tol + drift
+    off = np.where(judged & resolved, off, 0.0)
     worst = int(np.argmax(off - tol))
     if off[worst] <= tol[worst]:
-        return None
-    which = f"sequence {worst}'s" if rows.ndim == 2 else "their mean's"
+        return None, caveat
     return (f"Your top {k} agree, but asked for all {S} exponents, yours sum to "
-            f"{sums[worst]:.10g} ({which}), and the sum of all exponents is mean_t log |det "
+            f"{sums[worst]:.10g} ({which(worst)}), and the sum of all exponents is mean_t log |det "
             f"J_t| = {want[worst]:.10g} exactly, whatever the start vector (QR's |R_ii| "
             f"multiply to |det J_t| at every step): off by {off[worst]:.3g}, "
             f"{off[worst] * T / max(abs(want[worst]), 1.0):.2g} times |sum| / T. An error of "
             f"order 1/T, which the comparison of the top {k} cannot see: the mean over T - 1 "
             f"steps, or over {T} steps of which some were skipped (a warm-up, the first "
             "step), or the inputs shifted by a step? Exponents are the mean over all T steps "
-            "from a zero state.")
+            "from a zero state."), None
