@@ -13,10 +13,11 @@ import gradlab
 from gradlab.errors import GradlabError
 
 
-def routine(name, *, start=7, every=1, steps=0, rows=True, dtype=None):
+def routine(name, *, start=7, every=1, steps=0, rows=True, dtype=None, transpose=False):
     """A published-style routine for any cell: its run by the cell's torch step, jacrev
     Jacobians, torch.linalg.qr every `every` steps from a random start (seed `start`),
-    `steps` more in the mean's denominator than it has; in `dtype` if given."""
+    `steps` more in the mean's denominator than it has; in `dtype` if given; with J_t^T in
+    the QR step if `transpose` (reverse time)."""
     cell = gradlab.cell(name)
     step, parts = cell.step_fn("torch"), len(cell.state_names)
 
@@ -40,7 +41,7 @@ def routine(name, *, start=7, every=1, steps=0, rows=True, dtype=None):
         Q = torch.linalg.qr(torch.randn(B, S, k, generator=gen, dtype=torch.float64))[0]
         Q, total = Q.to(xs.dtype), torch.zeros(B, k, dtype=xs.dtype)
         for t, Jt in enumerate(J, start=1):
-            Q = Jt @ Q
+            Q = (Jt.mT if transpose else Jt) @ Q
             if t % every == 0 or t == T:
                 Q, R = torch.linalg.qr(Q)
                 total += torch.diagonal(R, dim1=-2, dim2=-1).abs().log()
@@ -146,3 +147,54 @@ def test_a_routine_that_cannot_be_asked_for_all_exponents_is_said_so(lstm_case):
     result = gradlab.check_lyapunov(lambda P, x, k: fixed, cell, params, xs, 2)
     assert result.ok and "your routine returned shape (2, 2), not (8,) or (2, 8)" in \
         result.diagnosis[-1], str(result)
+
+
+def test_round_off_above_the_exponent_before_it_is_no_round_off():
+    """One step in 2400 with six dead units makes the third exponent -inf; the round-off
+    roof alone (mean log |J_t|_F) sat above the top exponent, and -0.2 or +0.5 in its
+    place agreed. A round-off value also lies below the exponent before it."""
+    cell = gradlab.cell("rnn_relu")
+    params = cell.init_params(8, 3, weight_scale=1.5, seed=5)
+    xs = torch.randn(2400, 2, 3, generator=torch.Generator().manual_seed(5),
+                     dtype=torch.float64)[:, :1].contiguous()
+    right = routine("rnn_relu", start=5)
+    assert np.isneginf(gradlab.lyapunov(cell, params, xs, 3).exponents[0, 2])
+    assert gradlab.check_lyapunov(right, cell, params, xs, 3).ok
+    for value in (-0.2, 0.5):
+        def wrong(P, x, k, value=value):
+            out = right(P, x, k).clone()
+            out[:, 2] = value
+            return out
+        assert not gradlab.check_lyapunov(wrong, cell, params, xs, 3).ok, value
+
+
+def test_reverse_time_within_the_wider_tolerance_is_said_so():
+    """After 16 start vectors widened the exact exponents' tolerance, a reverse-time
+    routine (gru, period-3 inputs) agreed with nothing said: the variant was still judged
+    at the tolerance of 3. It is judged at the wider one too, and the pass says the check
+    cannot tell them apart."""
+    cell = gradlab.cell("gru")
+    params = cell.init_params(2, 3, weight_scale=2.0, seed=1)
+    base = 2.0 * torch.randn(3, 1, 3, generator=torch.Generator().manual_seed(1),
+                             dtype=torch.float64)
+    xs = base.repeat(201, 1, 1)[:600].contiguous()
+    result = gradlab.check_lyapunov(routine("gru", start=19, transpose=True), cell, params,
+                                    xs, 2)
+    assert not result.ok or "cannot tell the exact exponents from" in str(result), str(result)
+
+
+def test_dead_units_leave_the_sum_unable_to_judge_and_it_is_said_so():
+    cell = gradlab.cell("rnn_relu")
+    params = cell.init_params(8, 3, weight_scale=1.5, seed=5)
+    xs = torch.randn(2400, 1, 3, generator=torch.Generator().manual_seed(5),
+                     dtype=torch.float64)
+    result = gradlab.check_lyapunov(routine("rnn_relu", start=5), cell, params, xs, 2)
+    assert result.ok and "some J_t are exactly singular" in str(result), str(result)
+
+
+def test_nan_when_asked_for_all_exponents_is_named_as_such(lstm_case):
+    cell, params, xs = lstm_case
+    right = routine("lstm")
+    fn = lambda P, x, k: right(P, x, k) if k < 8 else torch.full((2, 8), math.nan)  # noqa
+    result = gradlab.check_lyapunov(fn, cell, params, xs, 2)
+    assert not result.ok and "yours hold nan or inf" in result.diagnosis[0], str(result)

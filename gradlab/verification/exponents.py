@@ -103,13 +103,21 @@ def lowest(runs, floor, scale=1.0, rounded=None, roof=None):
     spread of ~1e-3 and is still checked; one it cannot (a singular J's null space)
     scatters by 0.01-0.8 between start vectors. `rounded`: the same runs with QR's
     round-off kept where exact zeros make an exponent -inf (`exponents`): up to the
-    highest of those agrees there too, and up to `roof` (k,), from `roundoff_roof`."""
+    highest of those agrees there too, and up to `roof` (k,), from `roundoff_roof`, but
+    no higher than the highest estimate of any exponent before it (plus SPREAD times its
+    spread): the roof alone sat at mean log |J_t|_F, above the top exponent, where one
+    step in 2400 was rank-deficient, and let any value below it pass."""
     with np.errstate(invalid="ignore"):
         width = np.nan_to_num(runs.max(0) - runs.min(0), nan=0.0, posinf=np.inf)
     low = runs[0] <= floor
     every = runs if rounded is None else np.concatenate([runs, rounded])
-    top = np.max(np.where(np.isfinite(every), every, -np.inf), axis=0) + ROUNDOFF
-    top = top if roof is None else np.maximum(top, roof)
+    highest = np.max(np.where(np.isfinite(every), every, -np.inf), axis=0)
+    top = highest + ROUNDOFF
+    if roof is not None:      # and below the exponent before it: QR orders its diagonal
+        above = np.where(np.isfinite(highest), highest + SPREAD * np.where(
+            np.isfinite(width), width, 0.0), np.inf)
+        order = np.minimum.accumulate(np.concatenate([[np.inf], above[:-1]]))
+        top = np.maximum(top, np.minimum(roof, order))
     ceiling = np.where(np.isneginf(runs).any(0), top, np.nan)
     return (floor * scale, np.where(low, SPREAD * width + ROUNDOFF, 0.0) * abs(scale),
             low & (width > NOISY), ceiling * scale)

@@ -286,7 +286,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
         if volume:
             return differs(error, [volume])
         alike = [m for (m, v, _, _), d, tol in zip(variants[1:], distance[1:], tolerances[1:])
-                 if d <= tol and not np.array_equal(v, exact)]   # (all -inf: a zero product)
+                 if d <= max(tol, atol)                  # (the exact one's, if wider: MORE)
+                 and not np.array_equal(v, exact)]       # (all -inf: a zero product)
         note = blind_spots(exact, floor, exponent_pair(J, k, seed=0)[0]
                            if per_sequence is None else per_sequence, row_tol, rows.ndim, given)
         note += [] if not alike else [

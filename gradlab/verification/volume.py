@@ -63,6 +63,12 @@ def volume_mismatch(fn, params, xs, J, *, k, near, full, slack=0.0, parted=None)
     T, B, S = J.shape[0], J.shape[1], J.shape[-1]
     params = {name: v.clone() if isinstance(v, torch.Tensor) else v      # copies: fn may
               for name, v in params.items()} if isinstance(params, dict) else params  # write
+    want = torch.linalg.slogdet(J.double())[1].mean(0).numpy()                 # (B,)
+    if np.isneginf(want).any():         # a J_t singular exactly (dead units): no sum to meet
+        return None, (f"But some J_t are exactly singular (a dead unit at a step), so the sum "
+                      f"of all {S} exponents is -inf and says nothing: errors of order 1/T, "
+                      f"which the top {k} cannot show (a mean over T - 1 steps, a warm-up, the "
+                      "first step skipped), went unchecked here.")
     unasked = (f"But asked for all {S} exponents, your routine {{}}, so errors of order "
                f"1/T, which the top {k} cannot show (a mean over T - 1 steps, a warm-up, the "
                "first step skipped), went unchecked: the sum of all S exponents, the one "
@@ -77,11 +83,11 @@ def volume_mismatch(fn, params, xs, J, *, k, near, full, slack=0.0, parted=None)
     if rows.shape not in ((S,), (B, S)):
         return None, unasked.format(f"returned shape {rows.shape}, not ({S},) or ({B}, {S})")
     eps = max(torch.finfo(d).eps for d in (dtype, xs.dtype, J.dtype) if d.is_floating_point)
-    want = torch.linalg.slogdet(J.double())[1].mean(0).numpy()                 # (B,)
+    finite = np.where(np.isfinite(rows), np.abs(rows), 0.0)
     if rows.ndim == 1:                                                 # their mean
-        want, sums, scale = np.array([want.mean()]), rows.sum()[None], np.abs(rows).sum()[None]
+        want, sums, scale = np.array([want.mean()]), rows.sum()[None], finite.sum()[None]
     else:
-        sums, scale = rows.sum(-1), np.abs(rows).sum(-1)
+        sums, scale = rows.sum(-1), finite.sum(-1)
     per_step = np.where(np.isfinite(want), np.maximum(np.abs(want), 1.0), np.inf) / T
     tol = np.maximum(64 * S * eps * np.maximum(scale, 1.0) + slack, FLOOR * per_step)
     if parted is not None:
@@ -94,6 +100,12 @@ def volume_mismatch(fn, params, xs, J, *, k, near, full, slack=0.0, parted=None)
         off = np.where(np.isnan(off), np.inf, off)
     if (off <= tol).all():
         return None, None
+    if not np.isfinite(sums).all():     # no rounding makes a finite sum nan or infinite
+        i = int(np.argmax(~np.isfinite(sums)))
+        return (f"Your top {k} agree, but asked for all {S} exponents, yours hold nan or inf "
+                f"({'sequence %d' % i if rows.ndim == 2 else 'their mean'}: sum {sums[i]}), "
+                f"where the sum of all exponents is mean_t log |det J_t| = {want[i]:.10g}, "
+                "finite (QR's |R_ii| multiply to |det J_t| at every step)."), None
     # where it misses: does fn resolve all S at all, and can rounding keep log |det|?
     exact = full()                                                    # (B, S)
     exact = exact if rows.ndim == 2 else exact.mean(0, keepdims=True)
