@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from . import __version__, progress, registry
+from .batching import fallback_quiet
 from .device import exact_float32, resolve
 from .errors import GradlabError, derived_seed
 from .flow import gradient_flow, make_inputs
@@ -175,8 +176,9 @@ def chained_products(step, S, xs):
         states = [torch.zeros(B, S, dtype=xs.dtype, device=xs.device)]
         for t in range(T - 1):
             states.append(torch.cat(step(states[-1].split(n, -1), xs[t]), -1))
-    J = torch.func.vmap(torch.func.jacrev(single))(torch.stack(states).reshape(T * B, S),
-                                                   xs.reshape(T * B, m)).view(T, B, S, S)
+    with fallback_quiet():           # (CUDA nn.LSTMCell: vmap runs it sample by sample)
+        J = torch.func.vmap(torch.func.jacrev(single))(
+            torch.stack(states).reshape(T * B, S), xs.reshape(T * B, m)).view(T, B, S, S)
     P = [J[T - 1]]
     for t in range(T - 1, 0, -1):
         P.append(torch.bmm(P[-1], J[t - 1]))

@@ -26,6 +26,7 @@ import numpy as np
 import sympy as sp
 import torch
 
+from ..batching import fallback_quiet
 from ..budget import ensure_walk_fits
 from ..errors import GradlabError, flag
 from ..torch_guards import refuse_nonfinite, refuse_quantized, refuse_updating, unwrap
@@ -184,7 +185,8 @@ class ModuleBound:
         with torch.enable_grad():
             if self.vmap:
                 try:
-                    return vmap(jacrev(one, argnums=argnum))(s, x)
+                    with fallback_quiet():     # (CUDA nn.LSTMCell: no batching rule)
+                        return vmap(jacrev(one, argnums=argnum))(s, x)
                 except GradlabError:
                     raise
                 except Exception:       # fused kernels, data-dependent control flow, ...

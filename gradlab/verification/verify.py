@@ -29,6 +29,7 @@ import torch
 from torch.func import jacrev, vmap
 
 from .. import budget, registry
+from ..batching import fallback_quiet
 from ..device import exact_float32, resolve
 from ..errors import GradlabError, check_seed, derived_seed, integer
 from ..initialize import as_dtype
@@ -134,7 +135,8 @@ def jacobians(step, params, state, x):
     """(d s'/d s, d s'/d x), batched, by torch.func.jacrev of a one-sample step."""
     f = flat_step(step, params, state[0].shape[-1])
     s = torch.cat(state, -1)
-    return vmap(jacrev(f, 0))(s, x), vmap(jacrev(f, 1))(s, x)
+    with fallback_quiet():          # (the CUDA nn.LSTMCell's fused kernel: no batching rule)
+        return vmap(jacrev(f, 0))(s, x), vmap(jacrev(f, 1))(s, x)
 
 
 def sample(cell, n, m, batch, *, seed, dtype, device):
