@@ -1,19 +1,17 @@
 """How fast `gradient_flow` is, against the way a competent user would get the same numbers.
 
 The work: for one cell, inputs xs (T, B, m) from a zero state, the products
-P_k = d s_T / d s_{T-k} for k = 1..T and the spectral norm of every one. The baselines use
-the step a user would write, not gradlab's: for the cells torch ships (rnn_tanh, rnn_relu,
-lstm, gru_torch) torch's own nn.RNNCell / nn.LSTMCell / nn.GRUCell with the same weights
-(`interop.to_torch`); for the other built-in cells a plain eager torch step written by hand
-(`verification.oracles`: `h @ W.T` products, no validation); only a user's own cell, for
-which no plain step exists, is stepped by gradlab's lowered code (and the table says so).
+P_k = d s_T / d s_{T-k} for k = 1..T and the spectral norm of every one. The baselines
+(gradlab/baselines.py) step the cell the way a user would, not gradlab's way: torch's own
+nn cell where torch ships one, else a plain eager step; only a user's own cell is stepped
+by gradlab's lowered code (and the table says so).
 
     gradient_flow   gradient_flow(norms=("spectral", "frobenius"), blocks=False)
     autograd        the baseline step run with requires_grad, every state kept, rows of
                     every P_k from ONE batched backward pass (torch.autograd.grad with
                     is_grads_batched=True), norms by torch.linalg.matrix_norm(ord=2)
-    func            torch.func.vmap(jacrev(step)) at every step, chained products, the
-                    same matrix_norm(ord=2)
+    func            ONE torch.func.vmap(jacrev(step)) over every stored state, chained
+                    products, the same matrix_norm(ord=2)
     floor           T bare torch.bmm of (B, S, S): the matrix products alone
     svd             torch.linalg.matrix_norm(ord=2) of all T products at once: what the
                     baselines' spectral norms cost
@@ -39,13 +37,11 @@ import numpy as np
 import torch
 
 from . import __version__, progress, registry
-from .batching import fallback_quiet
+from .baselines import autograd, baseline_step, chained_products, floor, func
 from .device import exact_float32, resolve
 from .errors import GradlabError, derived_seed
 from .flow import gradient_flow, make_inputs
 from .initialize import as_dtype
-from .interop import MODULES, to_torch
-from .verification.oracles import ORACLES
 
 FAST, FAST_BUDGET, FAST_RUNS = 0.25, 1.5, 100   # seconds, seconds, runs: see best (the
                           # best of 15 runs of a 5 ms job gave 0.84-1.16x where 300 paired
@@ -120,89 +116,6 @@ def _flow(cell, params, xs, norms):
     return spectral, flow.log_norm("frobenius")
 
 
-def baseline_step(cell, params):
-    """(label, step(state tuple, x) -> state tuple): the step a user would write."""
-    builtin = registry.builtin(cell)
-    if builtin and cell.name in MODULES:
-        module = to_torch(cell, params).requires_grad_(False)   # gradients wrt states only
-        two = cell.name == "lstm"
-
-        def step(state, x):
-            out = module(x, state if two else state[0])
-            return tuple(out) if two else (out,)
-        return f"torch.nn.{MODULES[cell.name][0]}", step
-    if builtin and cell.name in ORACLES:
-        oracle = ORACLES[cell.name]
-        return "plain torch step", lambda state, x: oracle(params, state, x)
-    lowered = cell.step_fn("torch")
-    return ("gradlab's lowered step (a user cell has no plain torch step)",
-            lambda state, x: lowered(params, state, x))
-
-
-def _norms(P, wanted):
-    """log spectral and Frobenius norms of P (T, B, S, S) as (B, T) float64 numpy arrays,
-    or just the last product when norms are not wanted."""
-    if not wanted:
-        return P[-1]
-    return [torch.linalg.matrix_norm(P, ord=o).log().T.detach()
-            .to(dtype=torch.float64, device="cpu").numpy() for o in (2, "fro")]
-
-
-def _autograd(step, S, xs, norms):
-    """Rows of every P_k from one batched backward pass over the retained states."""
-    T, B, _ = xs.shape
-    n = S // len(step.parts)
-    s = torch.zeros(B, S, dtype=xs.dtype, device=xs.device, requires_grad=True)
-    states = [s]
-    for t in range(T):
-        states.append(torch.cat(step(states[-1].split(n, -1), xs[t]), -1))
-    eye = torch.eye(S, dtype=xs.dtype, device=xs.device)[:, None, :].expand(S, B, S)
-    rows = torch.autograd.grad(states[T], states[:T], grad_outputs=eye, is_grads_batched=True)
-    P = torch.stack(rows[::-1]).transpose(1, 2)                     # (T, B, S, S): P_k
-    return _norms(P, norms)
-
-
-def chained_products(step, S, xs):
-    """P_1 .. P_T (T, B, S, S): every J_t from ONE vmap(jacrev(step)) over the T B stored
-    states (per step it was T calls, 2.3-4.6x slower at n = 16-32), chained back from s_T
-    by T bmm calls."""
-    T, B, m = xs.shape
-    n = S // len(step.parts)
-
-    def single(s, x):                                                  # (S,), (m,) -> (S,)
-        return torch.cat(step(tuple(p[None] for p in s.split(n)), x[None]), -1)[0]
-
-    with torch.no_grad():
-        states = [torch.zeros(B, S, dtype=xs.dtype, device=xs.device)]
-        for t in range(T - 1):
-            states.append(torch.cat(step(states[-1].split(n, -1), xs[t]), -1))
-    with fallback_quiet():           # (CUDA nn.LSTMCell: vmap runs it sample by sample)
-        J = torch.func.vmap(torch.func.jacrev(single))(
-            torch.stack(states).reshape(T * B, S), xs.reshape(T * B, m)).view(T, B, S, S)
-    P = [J[T - 1]]
-    for t in range(T - 1, 0, -1):
-        P.append(torch.bmm(P[-1], J[t - 1]))
-    return torch.stack(P)
-
-
-def _func(step, S, xs, norms):
-    return _norms(chained_products(step, S, xs), norms)
-
-
-def _floor(T, B, S, dtype, device):
-    gen = torch.Generator().manual_seed(0)
-    A, J = (torch.randn(B, S, S, generator=gen, dtype=torch.float64).div(math.sqrt(S))
-            .to(dtype=dtype, device=device) for _ in range(2))
-    out = torch.empty_like(A)
-
-    def floor():
-        for _ in range(T):
-            torch.bmm(A, J, out=out)
-        return out
-
-    return floor
-
-
 def relative_error(logs, reference, dtype):
     """max |a / b - 1| over every lag and sequence, given natural logs a and b, where the
     baseline can hold the value: the baselines' norms are not scaled, and the Frobenius
@@ -267,11 +180,11 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats, label=None):
     runs = {
         "gradient_flow": lambda: _flow(cell, params, xs, both),
         "gradient_flow_products": lambda: _flow(cell, params, xs, ("frobenius",)),
-        "autograd": lambda: _autograd(step, S, xs, True),
-        "autograd_products": lambda: _autograd(step, S, xs, False),
-        "func": lambda: _func(step, S, xs, True),
-        "func_products": lambda: _func(step, S, xs, False),
-        "floor": _floor(T, B, S, dtype, device),
+        "autograd": lambda: autograd(step, S, xs, True),
+        "autograd_products": lambda: autograd(step, S, xs, False),
+        "func": lambda: func(step, S, xs, True),
+        "func_products": lambda: func(step, S, xs, False),
+        "floor": floor(T, B, S, dtype, device),
         "svd": lambda: torch.linalg.matrix_norm(P, ord=2),
     }
     times, results = best(runs, device, repeats)

@@ -1,0 +1,93 @@
+"""The bench's baselines where torch's own cell would handicap them: a step vmap cannot
+batch (nn.LSTMCell and nn.GRUCell on CUDA run fused kernels without a batching rule) is
+detected, and the cell's arithmetic is written out with the module's own weights instead,
+computing exactly the same step and the same Jacobians."""
+
+import warnings
+
+import pytest
+import torch
+
+import gradlab
+from gradlab import baselines
+from gradlab.interop import to_torch
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru_torch"])
+def test_unfused_step_is_the_module_step(name):
+    """The written-out step of nn.LSTMCell / nn.GRUCell gives the module's own output
+    (torch's gate order and bias placement), and gradlab's step, in float64."""
+    cell = gradlab.cell(name)
+    params = cell.init_params(6, 4, weight_scale=1.5, bias_scale=0.5, seed=3)
+    module = to_torch(cell, params)
+    g = torch.Generator().manual_seed(0)
+    state = tuple(torch.randn(5, 6, generator=g, dtype=torch.float64) for _ in cell.state_names)
+    x = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    with torch.no_grad():
+        theirs = module(x, state if name == "lstm" else state[0])
+        got = baselines.unfused(module)(state, x)
+    theirs = tuple(theirs) if name == "lstm" else (theirs,)
+    ours = cell.step_fn("torch")(params, state, x)
+    for a, b, c in zip(got, theirs, ours):
+        torch.testing.assert_close(a, b, rtol=1e-15, atol=1e-15)
+        torch.testing.assert_close(a, c, rtol=1e-13, atol=1e-14)
+
+
+def test_vmappable_tells_a_per_sample_fallback():
+    """A step whose op has no batching rule (cummax, on any device) is reported, even
+    where warnings are errors; torch's LSTM cell on the CPU is not."""
+    def cumulative(state, x):
+        (h,) = state
+        return (torch.cummax(h + x, -1)[0],)
+    cumulative.parts = ("h",)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not baselines.vmappable(cumulative, 4, 4, torch.float64, "cpu")
+    cell = gradlab.cell("lstm")
+    _, step = baselines.baseline_step(cell, cell.init_params(4, 3, seed=0))
+    assert baselines.vmappable(step, 8, 3, torch.float64, "cpu")
+
+
+@pytest.mark.parametrize("name, module", [("lstm", "LSTMCell"), ("gru_torch", "GRUCell")])
+def test_a_cell_vmap_cannot_batch_is_stepped_unfused(monkeypatch, name, module):
+    """Where vmap would run torch's cell sample by sample (as on CUDA), baseline_step
+    says so and steps the written-out cell: the same products P_k as the module's."""
+    cell = gradlab.cell(name)
+    params = cell.init_params(5, 3, weight_scale=1.5, seed=2)
+    xs = gradlab.flow.make_inputs("gaussian", 6, 2, 3, seed=4)
+    S = 5 * len(cell.state_names)
+    label, step = baselines.baseline_step(cell, params)
+    assert label == f"torch.nn.{module}"
+    step.parts = cell.state_names
+    expected = baselines.chained_products(step, S, xs)
+    monkeypatch.setattr(baselines, "vmappable", lambda *args: False)
+    label, step = baselines.baseline_step(cell, params)
+    assert label.startswith(f"torch.nn.{module}'s weights, stepped unfused")
+    assert "no vmap batching rule" in label
+    step.parts = cell.state_names
+    torch.testing.assert_close(baselines.chained_products(step, S, xs), expected,
+                               rtol=1e-13, atol=1e-15)
+    rows = baselines.autograd(step, S, xs, False)
+    torch.testing.assert_close(rows, expected[-1], rtol=1e-13, atol=1e-15)
+
+
+def test_func_baseline_in_chunks_gives_the_same_products(monkeypatch):
+    """Past FUNC_BYTES of temporaries the func baseline vmaps in chunks of samples: the
+    same Jacobians, so the same products, to rounding."""
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(4, 3, seed=5)
+    xs = gradlab.flow.make_inputs("gaussian", 5, 3, 3, seed=6)
+    _, step = baselines.baseline_step(cell, params)
+    step.parts = cell.state_names
+    whole = baselines.chained_products(step, 8, xs)
+    calls = []
+    original = torch.func.vmap
+
+    def spy(fn, *args, **kwargs):
+        calls.append(kwargs.get("chunk_size"))
+        return original(fn, *args, **kwargs)
+    monkeypatch.setattr(torch.func, "vmap", spy)
+    monkeypatch.setattr(baselines, "FUNC_BYTES", 4 * 8 * 8 * 8 * 8)     # 4 samples a chunk
+    torch.testing.assert_close(baselines.chained_products(step, 8, xs), whole,
+                               rtol=1e-14, atol=1e-16)
+    assert calls == [4]
