@@ -117,8 +117,9 @@ def norms(P, wanted):
             .to(dtype=torch.float64, device="cpu").numpy() for o in (2, "fro")]
 
 
-def autograd(step, S, xs, wanted):
-    """Rows of every P_k from one batched backward pass over the retained states."""
+def autograd_products(step, S, xs):
+    """P_1 .. P_T (T, B, S, S), their rows from one batched backward pass over the
+    retained states."""
     T, B, _ = xs.shape
     n = S // len(step.parts)
     s = torch.zeros(B, S, dtype=xs.dtype, device=xs.device, requires_grad=True)
@@ -127,8 +128,11 @@ def autograd(step, S, xs, wanted):
         states.append(torch.cat(step(states[-1].split(n, -1), xs[t]), -1))
     eye = torch.eye(S, dtype=xs.dtype, device=xs.device)[:, None, :].expand(S, B, S)
     rows = torch.autograd.grad(states[T], states[:T], grad_outputs=eye, is_grads_batched=True)
-    P = torch.stack(rows[::-1]).transpose(1, 2)                     # (T, B, S, S): P_k
-    return norms(P, wanted)
+    return torch.stack(rows[::-1]).transpose(1, 2)
+
+
+def autograd(step, S, xs, wanted):
+    return norms(autograd_products(step, S, xs), wanted)
 
 
 def chained_products(step, S, xs):

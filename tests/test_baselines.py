@@ -91,3 +91,31 @@ def test_func_baseline_in_chunks_gives_the_same_products(monkeypatch):
     torch.testing.assert_close(baselines.chained_products(step, 8, xs), whole,
                                rtol=1e-14, atol=1e-16)
     assert calls == [4]
+
+
+def test_svds_timed_apart_compose_the_baselines(monkeypatch):
+    """Where the SVDs are timed once (CUDA, forced here on the CPU), each baseline's time
+    with norms is its products' time plus the SVDs' best, its rounds are its products'
+    rounds, and agreement comes from the SVDs of func's products and autograd's own
+    Frobenius norms; the table says so."""
+    from gradlab import bench
+    calls = []
+    original = torch.linalg.matrix_norm
+
+    def spy(A, ord="fro", *args, **kwargs):
+        if ord == 2:
+            calls.append(A.shape)
+        return original(A, ord, *args, **kwargs)
+    monkeypatch.setattr(bench, "svds_apart", lambda device: True)
+    monkeypatch.setattr(torch.linalg, "matrix_norm", spy)
+    (r,) = bench.run_bench(["lstm"], hidden=14, steps=6, batch=2, repeats=2)
+    assert r["svds_apart"] is True
+    s = r["seconds"]
+    for name in ("autograd", "func"):
+        assert s[name] == pytest.approx(s[f"{name}_products"] + s["svd"], rel=1e-12)
+        assert r["runs"][name] == r["runs"][f"{name}_products"]
+    assert set(r["agreement"]) == {"spectral_func", "frobenius_func", "frobenius_autograd"}
+    assert r["max_relative_error"] <= 1e-10, r["agreement"]
+    assert all(shape == (6, 2, 28, 28) for shape in calls)   # only the "svd" runs
+    assert len(calls) == r["runs"]["svd"] + 1                 # and its warm-up round
+    assert "SVDs were timed once" in bench.format_table([r])
