@@ -18,7 +18,8 @@ weights, F.linear products, the gates as torch documents them), and the label sa
     func       ONE torch.func.vmap(jacrev(step)) over all T B stored states, the
                Jacobians chained by bmm
     floor      T bare torch.bmm of (B, S, S): the matrix products alone
-Both baselines take spectral norms by torch.linalg.matrix_norm(ord=2) when asked.
+Both baselines take spectral norms by torch.linalg.matrix_norm(ord=2) when asked (on a
+CUDA device the bench times those SVDs once instead, `bench.svds_apart`).
 """
 
 import math
@@ -29,13 +30,15 @@ import torch.nn.functional as F
 
 from . import registry
 from .batching import FALLBACK, fallback_quiet
+from .budget import available_bytes
 from .interop import MODULES, to_torch
 from .verification.oracles import ORACLES
 
-# Bytes of temporaries one vmap(jacrev(step)) call may hold: a sample's backward holds a
-# few (S, gates) arrays per cotangent, taken as 8 S^2 elements; past this the func
-# baseline vmaps in chunks of samples (vmap's chunk_size), as a user whose device ran out
-# of memory would (n = 256, T = 256, B = 32 in float32 would otherwise want ~70 GB).
+# Bytes of temporaries one vmap(jacrev(step)) call may hold (at most half of the
+# device's free memory where that can be read): a sample's backward holds a few (S, gates)
+# arrays per cotangent, taken as 8 S^2 elements; past this the func baseline vmaps in
+# chunks of samples (vmap's chunk_size), as a user whose device ran out of memory would
+# (n = 256, T = 256, B = 32 in float32 would otherwise want ~70 GB).
 FUNC_BYTES = 16 << 30
 
 
@@ -99,12 +102,30 @@ def single_sample(step, S):
 
 def vmappable(step, S, m, dtype, device):
     """False if vmap(jacrev(step)) on two samples falls back to running some op sample by
-    sample (torch warns so: the op has no batching rule), else True."""
+    sample (the op has no batching rule), else True. Asked of torch with its fallback
+    switched off, where this torch can (the op then raises "hit the vmap fallback"), and
+    from the warning torch gives otherwise."""
     states = torch.zeros(2, S, dtype=dtype, device=device)
     xs = torch.zeros(2, m, dtype=dtype, device=device)
+    jac = torch.func.vmap(torch.func.jacrev(single_sample(step, S)))
+    functorch = getattr(torch._C, "_functorch", None)
+    switch = getattr(functorch, "_set_vmap_fallback_enabled", None)
+    state = getattr(functorch, "_is_vmap_fallback_enabled", None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        torch.func.vmap(torch.func.jacrev(single_sample(step, S)))(states, xs)
+        if switch is None or state is None:
+            jac(states, xs)
+        else:
+            was = state()
+            switch(False)
+            try:
+                jac(states, xs)
+            except RuntimeError as error:
+                if "vmap fallback" in str(error):
+                    return False
+                raise
+            finally:
+                switch(was)
     return not any(FALLBACK in str(w.message) for w in caught)
 
 
@@ -145,7 +166,9 @@ def chained_products(step, S, xs):
         states = [torch.zeros(B, S, dtype=xs.dtype, device=xs.device)]
         for t in range(T - 1):
             states.append(torch.cat(step(states[-1].split(n, -1), xs[t]), -1))
-    chunk = max(1, FUNC_BYTES // (8 * S * S * xs.element_size()))
+    free = available_bytes(xs.device)
+    room = FUNC_BYTES if free is None else min(FUNC_BYTES, free // 2)
+    chunk = max(1, room // (8 * S * S * xs.element_size()))
     jac = torch.func.vmap(torch.func.jacrev(single_sample(step, S)),
                           chunk_size=chunk if chunk < T * B else None)
     with fallback_quiet():           # (a user's own step may still fall back: same numbers)

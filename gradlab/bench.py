@@ -27,7 +27,8 @@ Timing: the methods take turns in rounds (`best`), so load from elsewhere hits t
 each ratio is given for the best times and as its spread (min, median, max) over the
 rounds. The baselines do not renormalise, so keep T where ||P_k|| stays inside the dtype's
 range. Agreement is the largest relative error of a baseline's per-lag spectral and
-Frobenius norms against gradient_flow's.
+Frobenius norms against gradient_flow's (where the SVDs are timed apart, `svds_apart`, the
+spectral norms compared are those of func's products, and autograd's are not taken).
 """
 
 import math
@@ -309,7 +310,8 @@ def format_table(results):
             "both methods ran, so not always the quotient of the times shown)",
         ]
         if r.get("svds_apart"):
-            lines.append(f"  (on {r['device']} the SVDs were timed once, apart: a baseline's "
-                         "time with norms is its products' plus the SVDs' best; their "
-                         "spectral norms are the SVDs of func's products)")
+            lines.append(f"  (on {r['device']} the SVDs were timed apart, best of "
+                         f"{r['runs']['svd']}: a baseline's time with norms is its products' "
+                         "plus the SVDs' best, and the spectral norms compared are the SVDs "
+                         "of func's products; autograd's are not taken)")
     return "\n".join(lines)

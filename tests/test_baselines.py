@@ -118,4 +118,22 @@ def test_svds_timed_apart_compose_the_baselines(monkeypatch):
     assert r["max_relative_error"] <= 1e-10, r["agreement"]
     assert all(shape == (6, 2, 28, 28) for shape in calls)   # only the "svd" runs
     assert len(calls) == r["runs"]["svd"] + 1                 # and its warm-up round
-    assert "SVDs were timed once" in bench.format_table([r])
+    assert f"SVDs were timed apart, best of {r['runs']['svd']}:" in bench.format_table([r])
+
+
+def test_vmappable_asks_torch_even_with_its_warning_off():
+    """With torch's fallback warning switched off the probe still tells (it asks with the
+    fallback itself switched off, and restores it)."""
+    functorch = torch._C._functorch
+    if not hasattr(functorch, "_set_vmap_fallback_enabled"):
+        pytest.skip("this torch cannot switch vmap's fallback off")
+
+    def cumulative(state, x):
+        return (torch.cummax(state[0] + x, -1)[0],)
+    cumulative.parts = ("h",)
+    functorch._set_vmap_fallback_warning_enabled(False)
+    try:
+        assert not baselines.vmappable(cumulative, 4, 4, torch.float64, "cpu")
+    finally:
+        functorch._set_vmap_fallback_warning_enabled(True)
+    assert functorch._is_vmap_fallback_enabled()
