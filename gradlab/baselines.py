@@ -23,16 +23,16 @@ CUDA device the bench times those SVDs once instead, `bench.svds_apart`).
 """
 
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
 
 from . import registry
-from .batching import FALLBACK, fallback_quiet
+from .batching import fallback_quiet, falls_back
 from .budget import available_bytes
 from .interop import MODULES, to_torch
 from .verification.oracles import ORACLES
+from .verification.verify import flat_step
 
 # Bytes of temporaries one vmap(jacrev(step)) call may hold (at most half of the
 # device's free memory where that can be read): a sample's backward holds a few (S, gates)
@@ -93,40 +93,15 @@ def unfused(module):
 
 def single_sample(step, S):
     """step as a function of one state (S,) and one input (m,) -> (S,), for vmap(jacrev)."""
-    n = S // len(step.parts)
-
-    def single(s, x):
-        return torch.cat(step(tuple(p[None] for p in s.split(n)), x[None]), -1)[0]
-    return single
+    return flat_step(lambda params, state, x: step(state, x), None, S // len(step.parts))
 
 
 def vmappable(step, S, m, dtype, device):
     """False if vmap(jacrev(step)) on two samples falls back to running some op sample by
-    sample (the op has no batching rule), else True. Asked of torch with its fallback
-    switched off, where this torch can (the op then raises "hit the vmap fallback"), and
-    from the warning torch gives otherwise."""
-    states = torch.zeros(2, S, dtype=dtype, device=device)
-    xs = torch.zeros(2, m, dtype=dtype, device=device)
+    sample (the op has no batching rule), else True."""
     jac = torch.func.vmap(torch.func.jacrev(single_sample(step, S)))
-    functorch = getattr(torch._C, "_functorch", None)
-    switch = getattr(functorch, "_set_vmap_fallback_enabled", None)
-    state = getattr(functorch, "_is_vmap_fallback_enabled", None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if switch is None or state is None:
-            jac(states, xs)
-        else:
-            was = state()
-            switch(False)
-            try:
-                jac(states, xs)
-            except RuntimeError as error:
-                if "vmap fallback" in str(error):
-                    return False
-                raise
-            finally:
-                switch(was)
-    return not any(FALLBACK in str(w.message) for w in caught)
+    return not falls_back(jac, torch.zeros(2, S, dtype=dtype, device=device),
+                          torch.zeros(2, m, dtype=dtype, device=device))
 
 
 def norms(P, wanted):
