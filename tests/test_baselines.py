@@ -121,6 +121,32 @@ def test_svds_timed_apart_compose_the_baselines(monkeypatch):
     assert f"SVDs were timed apart, best of {r['runs']['svd']}:" in bench.format_table([r])
 
 
+def test_svds_apart_of_many_matrices_are_timed_on_every_stride_th_lag(monkeypatch):
+    """Past SVD_SAMPLE matrices the SVDs timed apart are those of every stride-th lag
+    (T = 7, B = 2 at a sample of 6: stride 3, lags 0, 3, 6), their time scaled by T over
+    the lags timed; the spectral norms compared are those lags', and the table says so."""
+    from gradlab import bench
+    calls = []
+    original = torch.linalg.matrix_norm
+
+    def spy(A, ord="fro", *args, **kwargs):
+        if ord == 2:
+            calls.append(A.shape)
+        return original(A, ord, *args, **kwargs)
+    monkeypatch.setattr(bench, "svds_apart", lambda device: True)
+    monkeypatch.setattr(bench, "SVD_SAMPLE", 6)
+    monkeypatch.setattr(torch.linalg, "matrix_norm", spy)
+    monkeypatch.setattr(bench, "_timed", lambda fn, device: (1.0, fn()))   # 1 s a run
+    (r,) = bench.run_bench(["gru"], hidden=5, steps=7, batch=2, repeats=2)
+    assert r["svd_stride"] == 3 and set(calls) == {(3, 2, 5, 5)}
+    assert r["seconds"]["svd"] == pytest.approx(7 / 3, rel=1e-12)
+    assert r["seconds"]["func"] == pytest.approx(1 + 7 / 3, rel=1e-12)
+    assert r["max_relative_error"] <= 1e-10, r["agreement"]
+    assert "spectral_func" in r["agreement"]
+    assert "of one lag in 3 (6 of 14 matrices" in bench.format_table([r])
+    assert bench.svd_stride(7, 2, apart=False) == 1
+
+
 def test_vmappable_asks_torch_even_with_its_warning_off():
     """With torch's fallback warning switched off the probe still tells (it asks with the
     fallback itself switched off, and restores it)."""
