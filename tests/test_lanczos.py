@@ -116,3 +116,29 @@ def test_float32_values_the_subspace_bound_certifies_stay_within_rtol(monkeypatc
                      dtype=torch.float64).float()
     gradlab.gradient_flow(cell, params, xs, norms=("spectral",)).log_norm("spectral")
     assert worst and max(worst) <= L.RTOL[torch.float32], max(worst)
+
+
+def test_what_a_low_level_misses_is_escalated_not_svded(monkeypatch):
+    """The LSTM at n = 256 in float32 (S = 512): past the first lags the level policy
+    steps down, and at level 1 most of a lag's matrices went uncertified to Lanczos, which
+    cannot prove them on A either, and on to svdvals (17 of 128 here; ~37 ms each on this
+    CPU, ~100 ms on CUDA). Escalated a level they are certified in one check: svdvals is
+    left to the first lag's bare Jacobians, and the values match the ones svdvals gave."""
+    from gradlab import registry
+    from gradlab.flow import make_inputs
+    seen = []
+    top_singular = L.top_singular
+    monkeypatch.setattr(L, "top_singular", lambda M: seen.append(len(M)) or top_singular(M))
+    cell = registry.cell("lstm")
+    params = cell.init_params(256, 256, seed=0, dtype=torch.float32)
+    xs = make_inputs("gaussian", 16, 8, 256, seed=1, dtype=torch.float32)
+
+    def norms():
+        seen.clear()
+        flow = gradlab.gradient_flow(cell, params, xs, norms=("spectral",), blocks=False)
+        return flow.log_norm(), sum(seen)
+    escalated, svds = norms()
+    monkeypatch.setattr(L, "ESCALATE", 0)
+    plain, plain_svds = norms()
+    assert plain_svds >= 15 and svds <= 8, (plain_svds, svds)
+    np.testing.assert_allclose(np.exp(escalated - plain), 1, rtol=1.2e-6, atol=0)

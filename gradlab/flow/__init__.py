@@ -29,7 +29,8 @@ Norms of every P_k, per sequence, natural log, lag k at column k-1:
                   (P P^T)^8, every later chunk from the previous chunk's top 8 Ritz
                   vectors (range(P_k) holds range(P_{k+1}), and P_k is numerically of low
                   rank past the first lags) on P P^T or a power of it, each stopped on a
-                  residual bound, rounding allowed for (subspace.py); block Lanczos, on
+                  residual bound, rounding allowed for (subspace.py); what a chunk's
+                  level leaves uncertified, again a level higher; block Lanczos, on
                   the same bound, for what the iteration cannot certify; svdvals for what
                   neither proves (a flat spectrum) and for S <= 24. The relative error of
                   sigma is below `rtol` (default 1e-11 in float64; worst seen 9.7e-12
