@@ -142,3 +142,29 @@ def test_what_a_low_level_misses_is_escalated_not_svded(monkeypatch):
     plain, plain_svds = norms()
     assert plain_svds >= 15 and svds <= 8, (plain_svds, svds)
     np.testing.assert_allclose(np.exp(escalated - plain), 1, rtol=1.2e-6, atol=0)
+
+
+def test_a_flat_top_is_not_escalated(monkeypatch):
+    """A near-isometry (an orthogonal W, inputs of 1e-3: every sigma of every product near
+    1) cannot be certified at any level, so `escalate` sends it straight on to Lanczos and
+    svdvals instead of powering it twice more (which made such a walk 1.3-1.9x slower)."""
+    from gradlab import registry
+    from gradlab.flow import make_inputs
+    runs = []
+    subspace = L.subspace
+    monkeypatch.setattr(L, "subspace", lambda *a, **k: runs.append(1) or subspace(*a, **k))
+    cell = registry.cell("rnn_tanh")
+    params = cell.init_params(64, 64, seed=0)
+    g = torch.Generator().manual_seed(0)
+    params["W"] = torch.linalg.qr(torch.randn(64, 64, generator=g, dtype=torch.float64))[0]
+    xs = make_inputs("gaussian", 8, 2, 64, seed=1, scale=1e-3)
+
+    def spectral():
+        runs.clear()
+        flow = gradlab.gradient_flow(cell, params, xs, norms=("spectral",), blocks=False)
+        return flow.log_norm(), len(runs)
+    escalated, count = spectral()
+    monkeypatch.setattr(L, "ESCALATE", 0)
+    plain, plain_count = spectral()
+    assert count == plain_count
+    np.testing.assert_allclose(escalated, plain, rtol=0, atol=1e-14)
