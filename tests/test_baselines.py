@@ -3,6 +3,7 @@ batch (nn.LSTMCell and nn.GRUCell on CUDA run fused kernels without a batching r
 detected, and the cell's arithmetic is written out with the module's own weights instead,
 computing exactly the same step and the same Jacobians."""
 
+import math
 import warnings
 
 import pytest
@@ -163,3 +164,16 @@ def test_vmappable_asks_torch_even_with_its_warning_off():
     finally:
         functorch._set_vmap_fallback_warning_enabled(True)
     assert functorch._is_vmap_fallback_enabled()
+
+
+def test_a_baselines_nan_is_a_disagreement_not_left_out():
+    """Where gradient_flow has a value and a baseline has nan (an SVD that failed, say),
+    the error is inf; lags below the floor gradient_flow's norm is compared at stay out."""
+    import numpy as np
+
+    from gradlab import bench
+    reference = np.array([[0.0, -1.0, -1e4]])
+    assert bench.relative_error(np.array([[0.0, np.nan, 0.0]]), reference,
+                                torch.float64) == math.inf
+    assert bench.relative_error(np.array([[0.0, -1.0, np.nan]]), reference,
+                                torch.float64) == 0.0
