@@ -260,8 +260,9 @@ SVD_SAMPLE = 256
 def svd_stride(T, B, apart):
     """Every how many lags the SVDs are timed: 1 (all of them), or where the SVDs are
     timed apart and T B > SVD_SAMPLE, the least stride that keeps to SVD_SAMPLE matrices
-    (their cost is the same per matrix there: one call each)."""
-    return max(1, math.ceil(T * B / SVD_SAMPLE)) if apart else 1
+    (at least one lag's B). Their time is an extrapolation: one call per matrix there, but
+    not the same time per matrix (cuSOLVER retries some with a slower driver)."""
+    return math.ceil(T / max(1, SVD_SAMPLE // B)) if apart else 1
 
 
 def _compose(times, results, P, step, S, xs, stride=1):
