@@ -94,11 +94,9 @@ def test_func_baseline_in_chunks_gives_the_same_products(monkeypatch):
     assert calls == [4]
 
 
-def test_svds_timed_apart_compose_the_baselines(monkeypatch):
-    """Where the SVDs are timed once (CUDA, forced here on the CPU), each baseline's time
-    with norms is its products' time plus the SVDs' best, its rounds are its products'
-    rounds, and agreement comes from the SVDs of func's products and autograd's own
-    Frobenius norms; the table says so."""
+def svds_forced_apart(monkeypatch):
+    """bench.svds_apart forced on (as on CUDA); returns the list the shapes of every
+    spectral matrix_norm call go into."""
     from gradlab import bench
     calls = []
     original = torch.linalg.matrix_norm
@@ -109,6 +107,16 @@ def test_svds_timed_apart_compose_the_baselines(monkeypatch):
         return original(A, ord, *args, **kwargs)
     monkeypatch.setattr(bench, "svds_apart", lambda device: True)
     monkeypatch.setattr(torch.linalg, "matrix_norm", spy)
+    return calls
+
+
+def test_svds_timed_apart_compose_the_baselines(monkeypatch):
+    """Where the SVDs are timed once (CUDA, forced here on the CPU), each baseline's time
+    with norms is its products' time plus the SVDs' best, its rounds are its products'
+    rounds, and agreement comes from the SVDs of func's products and autograd's own
+    Frobenius norms; the table says so."""
+    from gradlab import bench
+    calls = svds_forced_apart(monkeypatch)
     (r,) = bench.run_bench(["lstm"], hidden=14, steps=6, batch=2, repeats=2)
     assert r["svds_apart"] is True
     s = r["seconds"]
@@ -127,16 +135,8 @@ def test_svds_apart_of_many_matrices_are_timed_on_every_stride_th_lag(monkeypatc
     (T = 7, B = 2 at a sample of 6: stride 3, lags 0, 3, 6), their time scaled by T over
     the lags timed; the spectral norms compared are those lags', and the table says so."""
     from gradlab import bench
-    calls = []
-    original = torch.linalg.matrix_norm
-
-    def spy(A, ord="fro", *args, **kwargs):
-        if ord == 2:
-            calls.append(A.shape)
-        return original(A, ord, *args, **kwargs)
-    monkeypatch.setattr(bench, "svds_apart", lambda device: True)
+    calls = svds_forced_apart(monkeypatch)
     monkeypatch.setattr(bench, "SVD_SAMPLE", 6)
-    monkeypatch.setattr(torch.linalg, "matrix_norm", spy)
     monkeypatch.setattr(bench, "_timed", lambda fn, device: (1.0, fn()))   # 1 s a run
     (r,) = bench.run_bench(["gru"], hidden=5, steps=7, batch=2, repeats=2)
     assert r["svd_stride"] == 3 and set(calls) == {(3, 2, 5, 5)}

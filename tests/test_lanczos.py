@@ -118,6 +118,18 @@ def test_float32_values_the_subspace_bound_certifies_stay_within_rtol(monkeypatc
     assert worst and max(worst) <= L.RTOL[torch.float32], max(worst)
 
 
+def with_and_without_escalation(monkeypatch, cell, params, xs, count, reset):
+    """(log spectral norms, count()) of a walk as it is, then with ESCALATE = 0; reset()
+    before each."""
+    out = []
+    for escalate in (L.ESCALATE, 0):
+        monkeypatch.setattr(L, "ESCALATE", escalate)
+        reset()
+        flow = gradlab.gradient_flow(cell, params, xs, norms=("spectral",), blocks=False)
+        out.append((flow.log_norm(), count()))
+    return out
+
+
 def test_what_a_low_level_misses_is_escalated_not_svded(monkeypatch):
     """The LSTM at n = 256 in float32 (S = 512): past the first lags the level policy
     steps down, and at level 1 most of a lag's matrices went uncertified to Lanczos, which
@@ -133,13 +145,8 @@ def test_what_a_low_level_misses_is_escalated_not_svded(monkeypatch):
     params = cell.init_params(256, 256, seed=0, dtype=torch.float32)
     xs = make_inputs("gaussian", 16, 8, 256, seed=1, dtype=torch.float32)
 
-    def norms():
-        seen.clear()
-        flow = gradlab.gradient_flow(cell, params, xs, norms=("spectral",), blocks=False)
-        return flow.log_norm(), sum(seen)
-    escalated, svds = norms()
-    monkeypatch.setattr(L, "ESCALATE", 0)
-    plain, plain_svds = norms()
+    (escalated, svds), (plain, plain_svds) = with_and_without_escalation(
+        monkeypatch, cell, params, xs, lambda: sum(seen), seen.clear)
     assert plain_svds >= 15 and svds <= 8, (plain_svds, svds)
     np.testing.assert_allclose(np.exp(escalated - plain), 1, rtol=1.2e-6, atol=0)
 
@@ -159,12 +166,7 @@ def test_a_flat_top_is_not_escalated(monkeypatch):
     params["W"] = torch.linalg.qr(torch.randn(64, 64, generator=g, dtype=torch.float64))[0]
     xs = make_inputs("gaussian", 8, 2, 64, seed=1, scale=1e-3)
 
-    def spectral():
-        runs.clear()
-        flow = gradlab.gradient_flow(cell, params, xs, norms=("spectral",), blocks=False)
-        return flow.log_norm(), len(runs)
-    escalated, count = spectral()
-    monkeypatch.setattr(L, "ESCALATE", 0)
-    plain, plain_count = spectral()
+    (escalated, count), (plain, plain_count) = with_and_without_escalation(
+        monkeypatch, cell, params, xs, lambda: len(runs), runs.clear)
     assert count == plain_count
     np.testing.assert_allclose(escalated, plain, rtol=0, atol=1e-14)
