@@ -152,7 +152,7 @@ def lanczos(M, U, quad, trace):
         Vb[:, q:q + p], AVb[:, q:q + p] = W, (W @ M) @ M.mT
         q += p
     rest = ~done
-    if bool(rest.any()):
+    if bool(rest.any()):                                              # not proven:
         sigma[idx[rest]] = top_singular(M[rest])                      # exact, at SVD cost
         ritz[idx[rest]] = best[rest]
     return sigma, ritz
@@ -229,8 +229,8 @@ class Spectral:
         U = thin_qr(ritz[rest].mT)[0].mT
         theta = torch.linalg.eigvalsh(apply(tuple(r[rest] for r in rows), U, scale[rest])[0])
         theta = theta.clamp_min(0)                                       # ascending
-        q, left = 2 ** MAX_LEVEL, ((fro[rest] * scale[rest]) ** 2 - theta.sum(-1)).clamp_min(0)
-        hopeful = theta[:, 0] ** (q - 1) * left < 0.5 * theta[:, -1] ** q
+        q, beyond = 2 ** MAX_LEVEL, ((fro[rest] * scale[rest]) ** 2 - theta.sum(-1)).clamp_min(0)
+        hopeful = theta[:, 0] ** (q - 1) * beyond < 0.5 * theta[:, -1] ** q
         flat, rest = rest[~hopeful], rest[hopeful]
         for _ in range(ESCALATE):
             if not len(rest):
