@@ -45,9 +45,11 @@ LANCZOS_FIRST_CHECK = 3   # block steps before the first convergence check (meas
 # seen against svdvals is below 1e-11 (worst 9.7e-12). In float32 rounding in the passes
 # over M adds ~1e-7 to the Ritz values (a bound of 5e-7 gave errors up to 6.0e-7 at S =
 # 256), so the bound takes half of rtol and leaves the rest to rounding (FLOAT32_SHARE).
-# That rest is measured, not bounded: rounding grows with S, and at S = 512 (LSTM, n = 256,
-# T = 64, B = 8) it took one value to 5.04e-7 against the default 5e-7 (values up to 4.6e-7
-# above the exact one, which no iteration can reach). Float64 gives the bound.
+# That rest is measured, not bounded: at S = 512 (LSTM, n = 256, T = 64, B = 8) it took one
+# value to 5.04e-7 against the default 5e-7 (values up to 4.6e-7 above the exact one, which
+# no iteration can reach). So what is certified on A itself (level 0: every lag past the
+# first few) is certified again in float64 (`Spectral.in_float64`): worst error seen since
+# 2.1e-7 there (2.4e-7 for a GRU at S = 128), from values certified on a power of A.
 RTOL = {torch.float64: 1e-11, torch.float32: 5e-7}
 FLOAT32_SHARE = 0.5
 
@@ -207,6 +209,37 @@ class Spectral:
         Frobenius norm (the walk has it already: one pass over M fewer)."""
         return self.of_rows((M.mT,), lags, fro)
 
+    def in_float64(self, rows, rest, sigma, ritz):
+        """float32 matrices the subspace iteration certified on A (level 0), all but
+        `rest`: the bound again in float64, from their Ritz vectors, one Rayleigh-Ritz
+        step on the matrices as held (exact in float64), at the whole rtol less an ulp
+        for rounding the result to float32. In float32 the bound takes only half of rtol
+        and leaves the rest to rounding, which is measured, not bounded: at S = 512 it
+        took a value to 5.04e-7 against rtol 5e-7, with values up to 4.6e-7 above the
+        exact one, which no iteration can reach. Where the float64 bound holds (it
+        needs no more steps: the float32 vectors are as good as float32 rounding
+        lets them be), sigma is its value; elsewhere the float32 value stays. Costs a
+        float64 copy of those matrices and two thin passes over it: the float32 norms of
+        an LSTM took 1.31 -> 1.72 s at S = 512 (n = 256, T = 64, B = 8), 111 -> 227 ms at
+        S = 128 (n = 64, T = 256, B = 8), where without it rounding alone put values
+        3.8e-7 above the exact ones, past its half of rtol."""
+        done = torch.ones(len(sigma), dtype=torch.bool, device=sigma.device)
+        done[rest] = False
+        idx = done.nonzero().squeeze(-1)
+        if not len(idx):
+            return
+        part = tuple(r[idx].double() for r in rows)
+        fro = torch.linalg.vector_norm(torch.stack(
+            [torch.linalg.vector_norm(r, dim=(-2, -1)) for r in part]), dim=0)
+        scale = torch.where(fro > 0, 1 / fro, 1)
+        rtol = RTOL[torch.float32] if self.rtol is None else self.rtol
+        quad = max(2 * (rtol - torch.finfo(torch.float32).eps / 2), 0.0)
+        s, _, left, _ = subspace(part, thin_qr(ritz[idx].double().mT)[0].mT, quad, scale,
+                                 (fro * scale) ** 2, steps=1, first_check=0)
+        good = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
+        good[left] = False
+        sigma[idx[good]] = (s[good] / scale[good]).to(sigma.dtype)
+
     def escalate(self, rows, level, rest, sigma, ritz, scale, fro, tol):
         """The matrices `rest` that subspace iteration at `level` did not certify, run
         again ESCALATE times from their last Ritz vectors, each time a level higher (up to
@@ -309,12 +342,15 @@ class Spectral:
             work = self.buffer(rows[0], N, S, 2 if level else 0)
             X, xscale, xtrace, log_f = powered(rows, level, work, scale, fro)
             last = torch.arange(N, device=U.device) >= N - B     # the next warm start
+            wide = level == 0 and rows[0].dtype == torch.float32   # (see in_float64)
             s, ritz, rest, checks = subspace(X, U, tol * 2 ** level, xscale, xtrace,
                                              first_check=self.pace.plain,
-                                             keep=last)
+                                             keep=None if wide else last)
             if level:                        # s = lambda_max(X / F), X = A^(2^(level - 1))
                 s = ((s.double().log() + log_f.double()) * 0.5 ** level).exp().to(s.dtype)
             sigma = s / scale
+            if wide:
+                self.in_float64(rows, rest, sigma, ritz)
             rest = self.escalate(rows, level, rest, sigma, ritz, scale, fro, tol)
             if len(rest):                    # not certified: Lanczos on M^ from the top
                 U = torch.cat([U.new_zeros(len(rest), 1, S),          # Ritz vector and a

@@ -359,10 +359,11 @@ def gradient_flow(cell, params=None, xs=None, *, state0=None, reverse=False,
     rtol:    relative accuracy of every spectral norm and smallest singular value of
              the products as computed, as a bound on each: a residual bound (with an
              allowance for rounding), proven by the subspace iteration or by Lanczos,
-             else svdvals (default 1e-11 in float64; 5e-7 in float32, of which the
-             bound takes half and float32 rounding the rest, measured, not bounded: it
-             reached 5.04e-7 at S = 512; the worst error seen against
-             torch.linalg.matrix_norm(ord=2) in float64 is 9.7e-12). Forming the
+             else svdvals (default 1e-11 in float64; 5e-7 in float32, the bound taken
+             in float64 past the first lags, and before them half for the bound and
+             half for float32 rounding, measured, not bounded; the worst errors seen
+             against torch.linalg.matrix_norm(ord=2) in float64 are 9.7e-12 in float64
+             and 2.4e-7 in float32). Forming the
              products rounds as any float chain does (more where a product is
              ill-conditioned), and the inverse chain behind min_singular adds ~cond(J_t)
              eps a step: rtol does not cover those. A looser rtol (1e-6 is plenty for a
