@@ -160,6 +160,15 @@ def lanczos(M, U, quad, trace):
     return sigma, ritz
 
 
+def unpowered(s, log_f, level, scale):
+    """sigma_max of M from subspace's s at `level`: s = lambda_max(X / F) with X =
+    A^(2^(level - 1)), A = M^ M^^T, M^ = scale M, log F = log_f (`powered`; at level 0,
+    s = sigma_max(M^) itself)."""
+    if level:
+        s = ((s.double().log() + log_f.double()) * 0.5 ** level).exp().to(s.dtype)
+    return s / scale
+
+
 def power_of_two(x, e):
     """x (N, ...) times 2^e (N,) per leading index, exactly, in two factors so that
     neither 2^(e/2) overflows for e beyond the exponent range of x's dtype."""
@@ -274,8 +283,7 @@ class Spectral:
             X, xscale, xtrace, log_f = powered(part, level, work, scale[rest], fro[rest])
             start = thin_qr(ritz[rest].mT)[0].mT
             s, found, left, _ = subspace(X, start, tol * 2 ** level, xscale, xtrace)
-            s = ((s.double().log() + log_f.double()) * 0.5 ** level).exp().to(s.dtype)
-            sigma[rest], ritz[rest] = s / scale[rest], found
+            sigma[rest], ritz[rest] = unpowered(s, log_f, level, scale[rest]), found
             rest = rest[left]
         return torch.cat([flat, rest])
 
@@ -346,9 +354,7 @@ class Spectral:
             s, ritz, rest, checks = subspace(X, U, tol * 2 ** level, xscale, xtrace,
                                              first_check=self.pace.plain,
                                              keep=None if wide else last)
-            if level:                        # s = lambda_max(X / F), X = A^(2^(level - 1))
-                s = ((s.double().log() + log_f.double()) * 0.5 ** level).exp().to(s.dtype)
-            sigma = s / scale
+            sigma = unpowered(s, log_f, level, scale)
             if wide:
                 self.in_float64(rows, rest, sigma, ritz)
             rest = self.escalate(rows, level, rest, sigma, ritz, scale, fro, tol)
