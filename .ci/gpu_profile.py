@@ -2,10 +2,11 @@
 
 The bench says how gradient_flow compares; this says why. Best of REPEATS wall times of
 the forward run alone (`run_states`), the products (forward and walk, Frobenius norms),
-the same with per-lag spectral norms, and the bmm floor; then torch's profiler over one
-products run and one with spectral norms: how many kernels each launched, their summed
-device time against the wall time (a wall time far above the kernels' time is launch
-and host overhead), and the ops that launched the most.
+the same with per-lag spectral norms, and the bmm floor, each with the steps recorded as
+CUDA graphs (gradlab.flow.graphs, the default) and eagerly; then torch's profiler over
+one products run and one with spectral norms, eager and recorded: how many kernels each
+launched, their summed device time against the wall time (a wall time far above the
+kernels' time is launch and host overhead), and the ops that launched the most.
 
     python .ci/gpu_profile.py [--device cuda] [--hidden 256] [--steps 256] [--batch 32]
 """
@@ -20,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 from gradlab import gradient_flow, registry
 from gradlab.device import exact_float32
 from gradlab.errors import derived_seed
-from gradlab.flow import make_inputs, run_states
+from gradlab.flow import graphs, make_inputs, run_states
 
 
 def sync(device):
@@ -100,17 +101,25 @@ def main():
             "floor (T bmm)": lambda: [torch.bmm(M, M, out=out) for _ in range(T)],
         }
         print(f"lstm n={n} T={T} B={B} float32 on {device}, TF32 off; best and median of "
-              f"{a.repeats}")
+              f"{a.repeats}, with the steps recorded as CUDA graphs (gradlab.flow.graphs) "
+              "and eagerly")
         for name, fn in runs.items():
-            b, med = best(fn, device, a.repeats)
-            print(f"  {name:28}{1e3 * b:10.1f} ms{1e3 * med:10.1f} ms")
-        for name in ("products (forward + walk)", "with spectral norms"):
-            launches, device_s, wall, top = kernels(runs[name], device)
-            what = "kernels" if device.type == "cuda" else "top-level aten ops"
-            print(f"{name}: {launches} {what} ({launches / T:.1f} a step), device time "
-                  f"{1e3 * device_s:.1f} ms of {1e3 * wall:.1f} ms wall (profiled)")
-            for op, count, s in top:
-                print(f"    {op:36}{count:8d}{1e3 * s:10.2f} ms")
+            cells = []
+            for recorded in (True, False):
+                graphs.ENABLED = recorded
+                b, med = best(fn, device, a.repeats)
+                cells.append(f"{1e3 * b:10.1f} ms{1e3 * med:10.1f} ms")
+            print(f"  {name:28}" + "   |".join(cells))
+        for recorded in (False, True):
+            graphs.ENABLED = recorded
+            for name in ("products (forward + walk)", "with spectral norms"):
+                launches, device_s, wall, top = kernels(runs[name], device)
+                what = "kernels" if device.type == "cuda" else "top-level aten ops"
+                print(f"{name}, {'recorded' if recorded else 'eager'}: {launches} {what} "
+                      f"({launches / T:.1f} a step), device time {1e3 * device_s:.1f} ms of "
+                      f"{1e3 * wall:.1f} ms wall (profiled)")
+                for op, count, s in top[:8 if recorded else 12]:
+                    print(f"    {op:36}{count:8d}{1e3 * s:10.2f} ms")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from ..initialize import as_dtype
 from ..lowering import arguments, lower
 from ..lowering.backends import transformed
 from ..registry import cell as lookup
+from . import graphs
 from .arrays import TRACED, as_inputs, as_real, converted, depth
 from .workspace import Workspace
 
@@ -136,24 +137,55 @@ class Bound:
                 for (r,) in rows]
 
     def run(self, states, xs):
-        """Fill states[part][1..T] ((T+1, B, n) each, [0] given) by the hoisted step.
-        Every per-step view is made once per chunk of VIEW_CHUNK steps, before its loop:
-        on the CPU at small sizes a step is a few dozen tiny kernels, and each view or
-        select costs as much as one; a view costs ~0.5 KB too, so not all T at once."""
-        step = self.lowered("step_hoisted")
+        """Fill states[part][1..T] ((T+1, B, n) each, [0] given) by the hoisted step: on a
+        GPU in recorded chunks (`graphs`), else step by step. Every per-step view is made
+        once per chunk of VIEW_CHUNK steps, before its loop: on the CPU at small sizes a
+        step is a few dozen tiny kernels, and each view or select costs as much as one; a
+        view costs ~0.5 KB too, so not all T at once."""
         T = xs.shape[0]
         inputs = self.inputs(xs)                                    # (T, B, r, 1) each
-        head = (self.n, self.m, states[0], *self.pargs)
+        if graphs.wanted(xs.device, T):
+            return self.run_recorded(states, inputs, T)
         for t0 in range(0, T, VIEW_CHUNK):
             t1 = min(t0 + VIEW_CHUNK, T)
             pre = [p[t0:t1].unbind(0) for p in inputs]              # per step (B, r, 1)
             cols = [s[t0:t1 + 1].unsqueeze(-1).unbind(0) for s in states]   # (B, n, 1)
-            for i in range(t1 - t0):
-                rows = step(*head, *(c[i] for c in cols), *(p[i] for p in pre))
-                for c, (row,) in zip(cols, rows):
-                    c[i + 1].copy_(row)
-                if progress.due(t0 + i, T):
-                    progress.advance("forward run", t0 + i + 1, T)
+            self.steps(cols, pre, t1 - t0, t0, T)
+
+    def steps(self, cols, pre, count, t0=0, T=None):
+        """`count` steps: cols[part][i + 1] <- the step from cols[..][i] and pre[..][i]."""
+        step, head = self.lowered("step_hoisted"), (self.n, self.m, cols[0][0], *self.pargs)
+        for i in range(count):
+            rows = step(*head, *(c[i] for c in cols), *(p[i] for p in pre))
+            for c, (row,) in zip(cols, rows):
+                c[i + 1].copy_(row)
+            if T is not None and progress.due(t0 + i, T):
+                progress.advance("forward run", t0 + i + 1, T)
+
+    def run_recorded(self, states, inputs, T):
+        """`run` in chunks of K steps on static arrays, the steps of a chunk recorded once
+        as a CUDA graph and replayed for the next (`graphs`); the last T mod K eagerly."""
+        K = graphs.chunk_steps(T)
+        cols = [s.new_empty(K + 1, *s.shape[1:]) for s in states]   # static (K+1, B, n)
+        pre = [p.new_empty(K, *p.shape[1:]) for p in inputs]       # static (K, B, r, 1)
+        views = ([c.unsqueeze(-1).unbind(0) for c in cols], [p.unbind(0) for p in pre])
+        run = None
+        for t0 in range(0, T - T % K, K):
+            for c, s in zip(cols, states):
+                c[0].copy_(s[t0])
+            for p, q in zip(pre, inputs):
+                p.copy_(q[t0:t0 + K])
+            if run is None:
+                run = graphs.record(lambda: self.steps(*views, K), states[0].device)
+            else:
+                run()
+            for c, s in zip(cols, states):
+                s[t0 + 1:t0 + K + 1].copy_(c[1:])
+            if progress.due(t0 + K - 1, T):
+                progress.advance("forward run", t0 + K, T)
+        t0 = T - T % K                                             # the rest, eagerly
+        pre = [p[t0:].unbind(0) for p in inputs]
+        self.steps([s[t0:].unsqueeze(-1).unbind(0) for s in states], pre, T - t0, t0, T)
 
     def states(self, xs, state0):
         """States s_0..s_T along xs (T, B, m) from state0: one (T+1, B, n) tensor per part."""

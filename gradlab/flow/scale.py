@@ -12,7 +12,8 @@ class Scale:
     frexp), log ||P_k|| = (E + e) ln 2 + ln m, where E is the sum of the exponents already
     divided out: integers, so nothing rounds as they add up over 10,000 steps. Q is
     multiplied by 2^-e (exact: a power of two) once e drifts past +-DRIFT[dtype] (on
-    CUDA at every step, which costs no host sync); in between it is left as it is.
+    CUDA at every step, which costs no host sync, by at most 2^+-half a step so that the
+    factor cannot overflow); in between it is left as it is.
 
     A call records references, not copies: the norm it measured and E before and after
     it (E is replaced, never changed in place). On the CPU at small sizes every kernel
@@ -26,6 +27,7 @@ class Scale:
         self.total = torch.zeros(B, dtype=torch.int64, device=device)      # E
         self.norms, self.before, self.after = [None] * T, [None] * T, [None] * T
         self.one = torch.ones(B, dtype=dtype, device=device)
+        self.base = torch.tensor(0.5, dtype=dtype, device=device)      # 0.5^e = 2^-e
         self.drift = self.DRIFT[dtype] if torch.device(device).type == "cpu" else 0
         # ||M|| has frexp exponent e in [-drift, drift] exactly when it lies in [lo, hi)
         self.lo, self.hi = 2.0 ** (-self.drift - 1), 2.0 ** self.drift
@@ -48,10 +50,14 @@ class Scale:
                 drifted = max(abs(math.frexp(v)[1]) for v in values)
             elif low < self.lo or high >= self.hi:
                 drifted = max(abs(math.frexp(v)[1]) for v in values)
-        if not self.drift or drifted > self.drift:
+        shape = [-1 if d == batch else 1 for d in range(M.ndim)]
+        if not self.drift:             # a GPU: no host read; 2^-e as 0.5^e in one kernel,
+            e = torch.frexp(norm)[1].clamp_(-self.half, self.half)     # at most 2^+-half
+            self.total = before + e    # at a time (the rest at the next step): 2^-e
+            M.mul_(torch.pow(self.base, e).view(shape))   # alone could overflow
+        elif drifted > self.drift:
             e = torch.frexp(norm)[1]                            # norm = m 2^e; 0 -> 0, 0
             self.total = before + e
-            shape = [-1 if d == batch else 1 for d in range(M.ndim)]
             if drifted > self.half:    # 2^-e alone may overflow (subnormal entries)
                 half = torch.div(e, 2, rounding_mode="trunc")
                 M.mul_(torch.ldexp(self.one, -half).view(shape))
@@ -71,6 +77,8 @@ class Scale:
             big = M.abs().amax(dim=rest, keepdim=True)
             safe = torch.where((big > 0) & torch.isfinite(big), big, 1)
             return self.norm(M / safe, batch) * safe.reshape(-1)
+        if batch and not self.drift:        # a GPU: one kernel (each costs a launch)
+            return torch.linalg.vector_norm(M, dim=tuple(d for d in range(M.ndim) if d != batch))
         norm = torch.linalg.vector_norm(M, dim=tuple(range(batch + 1, M.ndim)))
         if batch:                           # leading slabs: combine their norms (faster
             norm = torch.linalg.vector_norm(norm, dim=tuple(range(batch)))   # than one pass)
@@ -84,11 +92,16 @@ class Scale:
             if not picked:                                      # no rows: (0, B) arrays
                 none = self.total.new_empty((0, len(self.one)))
                 return self.one.new_empty((0, len(self.one))), none, none
-            mant, e = torch.frexp(torch.stack([self.norms[i] for i in picked]))
-            exps = torch.stack([self.before[i] for i in picked]) + e
-            after = torch.stack([self.after[i] for i in picked])
+            norms, before, after = self.recorded(picked)
+            mant, e = torch.frexp(norms)
+            exps = before + e
             self.read = ((rows.start, rows.stop, rows.step), (mant, exps, after))
         return self.read[1]
+
+    def recorded(self, picked):
+        """The norms, and E before and after, recorded at rows `picked` (a range)."""
+        return tuple(torch.stack([a[i] for i in picked])
+                     for a in (self.norms, self.before, self.after))
 
     def release(self, rows):
         """Drop what was recorded at rows (a slice) once they are read: a (B,) tensor a row
@@ -112,3 +125,45 @@ class Scale:
         """log ||P||_F = (E + e) ln 2 + ln m at rows: -inf where the product is zero."""
         mant, exps, _ = self._rows(rows)
         return exps.double() * LN2 + mant.double().log()
+
+
+class Ring(Scale):
+    """Scale's GPU form for the backward walk, where a chunk of lags can be recorded as a
+    CUDA graph (`graphs`): a call writes its records in place (out=), into a ring of C
+    rows (row k - 1 in slot (k - 1) mod C), so every chunk of C lags writes the very
+    arrays the recorded one did, and E after the last slot is where the next chunk's
+    first lag starts. Rows are read a chunk at a time, chunks aligned on C, in order, each
+    before the next is written (as the walk reads them)."""
+
+    def __init__(self, T, B, dtype, device, C):
+        super().__init__(T, B, dtype, device)
+        if self.drift:
+            raise ValueError("Ring is the GPU's Scale: it rescales at every step")
+        self.C = C
+        self.ring = torch.empty(C, B, dtype=dtype, device=device)          # norms
+        self.ends = torch.zeros(C, B, dtype=torch.int64, device=device)   # E after each
+        self.start = torch.zeros(B, dtype=torch.int64, device=device)     # E before slot 0
+
+    def __call__(self, M, k, batch=0):
+        slot = (k - 1) % self.C
+        before = self.total if k == 1 else self.ends[slot - 1]        # (slot 0: slot C - 1)
+        if slot == 0:
+            self.start.copy_(before)
+        rest = tuple(d for d in range(M.ndim) if d != batch)
+        torch.linalg.vector_norm(M, dim=rest, out=self.ring[slot])
+        e = torch.frexp(self.ring[slot])[1].clamp_(-self.half, self.half)
+        torch.add(before, e, out=self.ends[slot])
+        M.mul_(torch.pow(self.base, e).view([-1 if d == batch else 1 for d in range(M.ndim)]))
+        self.read = None
+
+    def recorded(self, picked):
+        first, count = picked.start % self.C, len(picked)
+        if picked.step != 1 or first + count > self.C:
+            raise ValueError(f"rows {picked} are not within one chunk of {self.C}")
+        ends = self.ends[first:first + count]
+        before = torch.cat([self.start[None] if first == 0 else self.ends[first - 1:first],
+                            ends[:-1]])
+        return self.ring[first:first + count].clone(), before, ends.clone()
+
+    def release(self, rows):
+        self.read = None

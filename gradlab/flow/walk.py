@@ -2,7 +2,8 @@
 
 The Jacobians of a chunk of C steps come from one lowered call; the products of the chunk
 are formed one lag after another from the previous (`Chain`), scaled exactly (`Scale`),
-and their norms taken for the whole chunk at once (`Spectral`): the iterations of the
+by `Products`, which on a GPU replays the full chunks from a recorded CUDA graph; their
+norms are taken for the whole chunk at once (`Spectral`): the iterations of the
 spectral norm never synchronise with the host per lag. C is set by a byte budget
 (CHUNK_BYTES), so memory beyond the states is O(C B S^2), never O(T B S^2).
 """
@@ -12,12 +13,13 @@ import math
 
 import torch
 
-from .. import progress
 from ..errors import derived_seed
-from .bound import exclusive
+from . import graphs
+from .bound import Bound, exclusive
 from .chain import Chain
 from .lanczos import Spectral
-from .scale import Scale
+from .products import Products
+from .scale import Ring, Scale
 from .workspace import Workspace
 
 # Bytes of running products kept per chunk (C lags at once): large enough that the
@@ -62,7 +64,6 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
     keep = spectral or inverse or blocks
     Qs = empty(ping, chain.g, C, B, chain.w, S) if keep else empty(2, chain.g, B, chain.w, S)
     alternate = None if keep else [(q, q.unbind(0)) for q in Qs]
-    scale = Scale(T, B, dtype, device)   # P_k^T = Q_k 2^(E_k), ||Q_k||_F within 2^+-DRIFT
     logs = functools.partial(torch.empty, T, B, dtype=torch.float64, device=device)
     out = {"frobenius": logs()}           # log ||P_k||_F, lag k at row k - 1
     scratch = Workspace()                 # work arrays the Spectral objects share
@@ -83,42 +84,35 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
             out["block_spectral"] = logs(parts, parts)
             btop = Spectral(derived_seed(seed, 2), dtype, rtol, scratch)
 
+    # on a GPU the full chunks are recorded as CUDA graphs (products.py) where nothing runs
+    # per lag besides the products: their scale then writes into a ring of C rows (Ring)
+    record = isinstance(bound, Bound) and not inverse and graphs.wanted(device, T)
+    scale = (Ring(T, B, dtype, device, C) if record else Scale(T, B, dtype, device))
+    products = Products(bound, chain, states, xs, scale, C, Qs if keep else None, alternate,
+                        record)
+
+    def invert(i, k, j, J):               # R_k = P_k^{-1} 2^(-r_k), lag k, after its product
+        Jk = chain.dense(J, j, jdense)
+        last = eye if k == 1 else R[i - 1] if i else R0
+        LU, pivots, info = torch.linalg.lu_factor_ex(Jk)
+        torch.linalg.lu_solve(LU, pivots, last, out=R[i])
+        # singular to working precision, by numpy's matrix_rank rule on the pivots (a
+        # pivot below S eps of the largest): its sigma_min is noise
+        u = LU.diagonal(dim1=-2, dim2=-1).abs()
+        bad = (info > 0) | (u.amin(-1) <= S * eps * u.amax(-1)) \
+            | ~torch.isfinite(R[i]).all(dim=(-2, -1))
+        singular[:] = torch.where(bad, singular.clamp_max(k), singular)
+        torch.where(bad[:, None, None], eye, R[i], out=R[i])              # keep finite
+        rscale(R[i], k)
+
     with torch.no_grad():
         for c, k0 in enumerate(range(1, T + 1, C)):                       # lags k0..k1
             k1 = min(k0 + C - 1, T)
             lags, rows = k1 - k0 + 1, slice(k0 - 1, k1)
-            lo, hi = T - k1, T - k0 + 1         # J_t for t = lo+1..hi at (s_{t-1}, xs[t-1])
-            J = chain.jacobians(tuple(s[lo:hi].reshape(-1, n) for s in states),
-                                xs[lo:hi].reshape(lags * B, -1), lags)   # [a][b][j]: lag k1-j
-            Jt = chain.transposed(J, lags)
-            if keep:
-                Q = Qs[c % ping]
-                slabs = [(q, q.unbind(0)) for q in Q[:, :lags].unbind(1)]
-            R, R0 = (Rs[c % ping], Rs[(c - 1) % ping, C - 1]) if inverse else (None, None)
-            for i in range(lags):
-                k, j = k0 + i, lags - 1 - i
-                cur = slabs[i] if keep else alternate[k % 2]     # P_k^T: (g, B, w, S), slabs
-                if k == 1:
-                    chain.first(Jt[j], cur[0])
-                else:                                            # from P_{k-1}^T, which is
-                    chain.step(Jt[j], held[1], cur[1])           # still held (ping-pong)
-                scale(cur[0], k, batch=1)
-                held = cur
-                if progress.due(k - 1, T):
-                    progress.advance("backward walk", k, T)
-                if inverse:
-                    Jk = chain.dense(J, j, jdense)
-                    last = eye if k == 1 else R[i - 1] if i else R0
-                    LU, pivots, info = torch.linalg.lu_factor_ex(Jk)
-                    torch.linalg.lu_solve(LU, pivots, last, out=R[i])
-                    # singular to working precision, by numpy's matrix_rank rule on the
-                    # pivots (a pivot below S eps of the largest): its sigma_min is noise
-                    u = LU.diagonal(dim1=-2, dim2=-1).abs()
-                    bad = (info > 0) | (u.amin(-1) <= S * eps * u.amax(-1)) \
-                        | ~torch.isfinite(R[i]).all(dim=(-2, -1))
-                    singular = torch.where(bad, singular.clamp_max(k), singular)
-                    torch.where(bad[:, None, None], eye, R[i], out=R[i])  # keep finite
-                    rscale(R[i], k)
+            if inverse:
+                R, R0 = Rs[c % ping], Rs[(c - 1) % ping, C - 1]
+            products(c, k0, lags, invert if inverse else None)
+            Q = Qs[c % ping] if keep else None
             base = scale.log(rows)                                        # (lags, B)
             out["frobenius"][rows] = scale.frobenius(rows)
             if spectral:   # sigma(P) with P = (P^T)^T: left vectors live at time T (warm)
