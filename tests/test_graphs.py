@@ -20,8 +20,8 @@ def chunked(monkeypatch):
 
 
 def test_chunk_steps():
-    assert [graphs.chunk_steps(T) for T in (1, 24, 100, 256, 1024, 10 ** 6)] == \
-        [8, 8, 10, 16, 32, 64]
+    assert [graphs.chunk_steps(T) for T in (1, 24, 256, 1024, 4096, 10 ** 6)] == \
+        [8, 8, 8, 16, 32, 64]
 
 
 def test_wanted_only_on_cuda_for_long_enough_loops():

@@ -75,11 +75,23 @@ def test_hoisted_step_is_the_step(name, size):
     want = call(cell, "step", params, state, x)
     _, _, _, args = arguments.prepare(cell, params, state, x)
     pargs = args[:len(cell.param_names)]
-    pre = [r for (r,) in lowered(cell, "step_inputs")(n, m, x, *pargs, x[:, :, None])]
-    got = lowered(cell, "step_hoisted")(n, m, x, *pargs, *(s[:, :, None] for s in state), *pre)
+    plan = hoist.plan(cell)
+    pre = {s: torch.broadcast_to(r, (B, *r.shape[-2:])) for s, (r,) in
+           zip(plan.carried, lowered(cell, "step_inputs")(n, m, x, *pargs, x[:, :, None]))}
+    index = {p: k for k, p in enumerate(cell.param_symbols)}
+    stacked = [torch.cat([pre[p] for _, p, _ in st.members], -2) for st in plan.stacks]
+    weights = [torch.cat([pargs[index[W]] for W, _, _ in st.members]) for st in plan.stacks]
+    got = lowered(cell, "step_hoisted")(n, m, x, *pargs, *(s[:, :, None] for s in state),
+                                        *(pre[s] for s in plan.loop), *stacked, *weights)
     for (a,), (b,) in zip(got, want):
         assert relative_error(torch.broadcast_to(a, (B, n, 1)), b) < 1e-15
-    plan = hoist.split(cell)
+    numpy = lower.compiled(cell, "step_hoisted", "numpy")   # the numpy backend's stacks
+    as_np = [a.numpy() if isinstance(a, torch.Tensor) else a for a in
+             (*pargs, *(s[:, :, None] for s in state), *(pre[s] for s in plan.loop),
+              *stacked, *weights)]
+    with np.errstate(all="ignore"):
+        for (a,), (b,) in zip(numpy(n, m, x.numpy(), *as_np), want):
+            assert relative_error(np.array(np.broadcast_to(a, (B, n, 1))), b) < 1e-15
     states = set(cell.state_symbols)
     for _, expr in plan.before:
         assert not expr.free_symbols & states
@@ -93,7 +105,29 @@ def test_lstm_input_projections_move_out_of_the_loop():
     assert plan.carried == [s for s, _ in plan.before]
     assert str(plan.lets[lstm.symbol("i")]) == "Lambda(_d, sigmoid(_d)).(W_i*h + pre0)"
     body = lower.source(lstm, "step_hoisted").split("\n", 1)[1]   # after the signature
-    assert "matmul(v_U" not in body and body.count("xp.matmul(") == 4
+    assert "matmul(v_U" not in body and "xp.matmul(" not in body      # the gates: stacked
+
+
+def test_gate_products_on_one_state_part_are_stacked():
+    """W_k s + pre_k on one state part s, two or more: one Stack, its members in the
+    order the lets read them; a product on a let (the GRU's W (r * h)), one with no pre
+    (torch's GRU: W_n h + b_hn) or a lone one (the tanh RNN) stays as it is."""
+    def members(name):
+        plan = hoist.plan(gradlab.cell(name))
+        return [(str(st.operand), [(str(W), str(p)) for W, p, _ in st.members])
+                for st in plan.stacks]
+
+    assert members("lstm") == [("h", [("W_i", "pre0"), ("W_f", "pre1"), ("W_g", "pre2"),
+                                      ("W_o", "pre3")])]
+    assert members("gru") == [("h", [("W_r", "pre0"), ("W_z", "pre1")])]
+    assert members("gru_torch") == [("h", [("W_r", "pre0"), ("W_z", "pre1")])]
+    assert members("rnn_tanh") == [] and members("minimal_rnn") == []
+    assert [W for _, m in members("lstm_fgr") for W, _ in m] == ["W_z", "W_i", "W_f", "W_o"]
+    gru = hoist.plan(gradlab.cell("gru"))
+    assert [str(s) for s in gru.loop] == ["pre2"]                 # W (r * h) + pre2
+    assert str(gru.stacks[0].weight.shape) == "(2*n, n)"
+    body = lower.source(gradlab.cell("gru_torch"), "step_hoisted")
+    assert "xp.matmul(v_W_n, v_h)" in body and body.count("xp.affine(") == 1
 
 
 def test_a_let_of_the_input_alone_moves_out_whole():

@@ -17,7 +17,7 @@ from .. import progress
 from ..budget import ensure_walk_fits
 from ..errors import GradlabError, flag
 from ..initialize import as_dtype
-from ..lowering import arguments, lower
+from ..lowering import arguments, hoist, lower
 from ..lowering.backends import transformed
 from ..registry import cell as lookup
 from . import graphs
@@ -129,12 +129,24 @@ class Bound:
 
     def inputs(self, xs):
         """The state-free part of every step (`hoist`), for xs (T, B, m) at once: a list
-        of (T, B, r, 1) tensors, the extra arguments of the hoisted step."""
+        of (T, B, r, 1) tensors, the hoisted step's per-step arguments (those its loop
+        reads as they are, then each stack's pres, `hoist.Stack`)."""
         T, B, m = xs.shape
         rows = self.lowered("step_inputs")(self.n, self.m, xs, *self.pargs,
                                            xs.reshape(T * B, m, 1))
-        return [torch.broadcast_to(r, (T * B, *r.shape[-2:])).reshape(T, B, *r.shape[-2:])
-                for (r,) in rows]
+        plan = hoist.plan(self.cell)
+        carried = {s: torch.broadcast_to(r, (T * B, *r.shape[-2:])).reshape(T, B, *r.shape[-2:])
+                   for s, (r,) in zip(plan.carried, rows)}
+        return [carried[s] for s in plan.loop] + [
+            torch.cat([carried[pre] for _, pre, _ in st.members], dim=-2) for st in plan.stacks]
+
+    @functools.cached_property
+    def weights(self):
+        """Each stack's weight [W_1; W_2; ...] (`hoist.Stack`), formed once: the hoisted
+        step's last arguments."""
+        index = {p: k for k, p in enumerate(self.cell.param_symbols)}
+        return tuple(torch.cat([self.pargs[index[W]] for W, _, _ in st.members])
+                     for st in hoist.plan(self.cell).stacks)
 
     def run(self, states, xs):
         """Fill states[part][1..T] ((T+1, B, n) each, [0] given) by the hoisted step: on a
@@ -156,7 +168,7 @@ class Bound:
         """`count` steps: cols[part][i + 1] <- the step from cols[..][i] and pre[..][i]."""
         step, head = self.lowered("step_hoisted"), (self.n, self.m, cols[0][0], *self.pargs)
         for i in range(count):
-            rows = step(*head, *(c[i] for c in cols), *(p[i] for p in pre))
+            rows = step(*head, *(c[i] for c in cols), *(p[i] for p in pre), *self.weights)
             for c, (row,) in zip(cols, rows):
                 c[i + 1].copy_(row)
             if T is not None and progress.due(t0 + i, T):

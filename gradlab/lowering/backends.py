@@ -33,6 +33,8 @@ def _numpy():
         cat=lambda arrays, axis: np.concatenate(arrays, axis=axis),
         scaled_sum=_numpy_scaled_sum,
         product=_product(np.matmul),
+        affine=lambda W, v, b: np.matmul(W, v) + b,
+        split_rows=lambda a, rows: np.split(a, np.cumsum(rows)[:-1], axis=-2),
     )
 
 
@@ -114,6 +116,14 @@ def _torch():
             return torch.nn.functional.linear(b[..., 0], a).unsqueeze(-1)
         return torch.matmul(a, b)
 
+    def affine(W, v, b):
+        """W @ v + b for a weight W (r, k), columns v (B, k, 1) and b (B, r, 1): one addmm
+        (b + v W^T) reading W once; any other shapes (a vmap's), matmul and a sum."""
+        if W.ndim == 2 and v.ndim == 3 and v.shape[-1] == 1 and b.ndim == 3 \
+                and b.shape[-1] == 1 and b.shape[0] == v.shape[0]:
+            return torch.addmm(b[..., 0], v[..., 0], W.t()).unsqueeze(-1)
+        return matmul(W, v) + b
+
     def like_kw(like):
         return {"dtype": like.dtype, "device": like.device}
 
@@ -133,6 +143,8 @@ def _torch():
         cat=lambda arrays, axis: torch.cat(arrays, dim=axis),
         scaled_sum=scaled_sum,
         product=_product(matmul),
+        affine=affine,
+        split_rows=lambda a, rows: a.split(list(rows), dim=-2),
     )
 
 

@@ -35,7 +35,8 @@ def source(cell, what):
     `jacobian_state` / `jacobian_input` (rows of blocks), `jacobian_state_blocks` (the
     state Jacobian's blocks compacted by their structure, see `_compact`), or the step
     split in two (`hoist`): `step_inputs`, the state-free part for any number of rows
-    at once, and `step_hoisted`, the rest, which takes its results as extra arguments;
+    at once, and `step_hoisted`, the rest, which takes its results as extra arguments
+    (those the loop reads as they are, then the stacked pres and weights of its gates);
     or `terms_state` / `terms_input`: one row per block (row-major), the block's terms
     (`block_terms`), for taking a Jacobian apart numerically; `slips_state` /
     `slips_input` the same for `slips` (the terms as a hand derivation may get them), and
@@ -49,13 +50,15 @@ def source(cell, what):
     elif what == "jacobian_state_blocks":
         rows = [[_compact(b) for b in row] for row in cell.jacobian_blocks("state")]
     elif what == "step_inputs":
-        plan = hoist.split(cell)
+        plan = hoist.plan(cell)
         args, lets = [*cell.param_symbols, cell.input_symbol], dict(plan.before)
         rows = [[sym] for sym in plan.carried]
     elif what == "step_hoisted":
-        plan = hoist.split(cell)
-        args = [*cell.param_symbols, *cell.state_symbols, *plan.carried]
+        plan = hoist.plan(cell)
+        args = [*cell.param_symbols, *cell.state_symbols, *plan.loop,
+                *(st.pre for st in plan.stacks), *(st.weight for st in plan.stacks)]
         lets, rows = plan.lets, [[sym] for sym in cell.outputs]
+        return _function(what, args, lets, rows, plan.stacks)
     elif what.startswith("terms_"):
         rows = [list(block_terms(b)) or [None]
                 for row in cell.jacobian_blocks(what.removeprefix("terms_")) for b in row]
@@ -71,13 +74,20 @@ def source(cell, what):
     return _function(what, args, lets, rows)
 
 
-def _function(what, args, lets, rows):
-    """def what(n, m, like, *args): the needed lets, shared subterms, then rows of blocks."""
-    names = {s: identifier(s.name) for s in (*args, *lets)}
+def _function(what, args, lets, rows, stacks=()):
+    """def what(n, m, like, *args): the stacked gates (`hoist.Stack`), the needed lets,
+    shared subterms, then rows of blocks."""
+    gates = [g for st in stacks for _, _, g in st.members]
+    names = {s: identifier(s.name) for s in (*args, *lets, *gates)}
     outs = [e for row in rows for e in row if e is not None]
     needed = _needed_lets(lets, outs)
     printer = ArrayPrinter(names)
     lines = [f"def {what}(n, m, like, {', '.join(names[a] for a in args)}):"]
+    for st in stacks:                 # gate_k = rows of [W_1; W_2; ...] s + [pre_1; ...]
+        rows_k = ", ".join(printer._print(r) for r in st.rows)
+        lines.append(f"    {', '.join(names[g] for _, _, g in st.members)} = xp.split_rows("
+                     f"xp.affine({names[st.weight]}, {names[st.operand]}, {names[st.pre]}), "
+                     f"({rows_k},))")
     shared = []            # subterms a let holds more than once, each computed once
     for s, e in lets.items():
         if s in needed:
