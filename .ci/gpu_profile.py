@@ -75,6 +75,80 @@ def kernels(fn, device):
     return launches, device_s, wall, top
 
 
+def norms(cell, params, xs, device):
+    """Where the per-lag spectral norms' time goes: each chunk's time and level
+    (Spectral.measure), how many matrices went on to escalate, Lanczos and svdvals, and
+    the float64 re-certification (in_float64); then the profiler's ops by device time."""
+    from gradlab.flow import lanczos as L
+    chunks, calls = [], {"escalate": 0, "lanczos": 0, "svdvals": 0, "in_float64 s": 0.0}
+    originals = {name: getattr(L, name) for name in ("lanczos", "top_singular")}
+    methods = {name: getattr(L.Spectral, name) for name in ("measure", "escalate",
+                                                            "in_float64")}
+
+    def measure(self, rows, lags, fro, finite):
+        level = L.COLD_LEVEL if self.warm is None else self.level
+        sync(device)
+        start = time.perf_counter()
+        out = methods["measure"](self, rows, lags, fro, finite)
+        sync(device)
+        chunks.append((level, rows[0].shape[0], time.perf_counter() - start))
+        return out
+
+    def escalate(self, rows, level, rest, *args):
+        calls["escalate"] += len(rest)
+        return methods["escalate"](self, rows, level, rest, *args)
+
+    def in_float64(self, *args):
+        sync(device)
+        start = time.perf_counter()
+        methods["in_float64"](self, *args)
+        sync(device)
+        calls["in_float64 s"] += time.perf_counter() - start
+
+    def counted(name, key):
+        def fn(M, *args):
+            calls[key] += M.shape[0]
+            return originals[name](M, *args)
+        return fn
+
+    def run():
+        gradient_flow(cell, params, xs, norms=("spectral", "frobenius"),
+                      blocks=False).log_norm()
+
+    run()                                                     # warm-up
+    L.Spectral.measure, L.Spectral.escalate = measure, escalate
+    L.Spectral.in_float64 = in_float64
+    L.lanczos, L.top_singular = counted("lanczos", "lanczos"), counted("top_singular",
+                                                                       "svdvals")
+    try:
+        sync(device)
+        start = time.perf_counter()
+        run()
+        sync(device)
+        wall = time.perf_counter() - start
+    finally:
+        for name, fn in methods.items():
+            setattr(L.Spectral, name, fn)
+        for name, fn in originals.items():
+            setattr(L, name, fn)
+    total = sum(t for *_, t in chunks)
+    print(f"spectral norms, one walk: {1e3 * wall:.0f} ms wall, {1e3 * total:.0f} ms in "
+          f"Spectral.measure over {len(chunks)} chunks of {chunks[0][1]} matrices "
+          "(timed with a sync each)")
+    for level in sorted({lv for lv, *_ in chunks}, reverse=True):
+        times = [t for lv, _, t in chunks if lv == level]
+        print(f"    level {level}: {len(times):3d} chunks, {1e3 * sum(times):8.1f} ms "
+              f"({1e3 * min(times):.1f}-{1e3 * max(times):.1f} ms a chunk)")
+    print(f"    matrices to escalate {calls['escalate']}, to Lanczos {calls['lanczos']}, to "
+          f"svdvals {calls['svdvals']}; in_float64 {1e3 * calls['in_float64 s']:.0f} ms")
+    launches, device_s, wall, top = kernels(run, device)
+    print(f"spectral norms and products, one walk: {launches} kernels, device time "
+          f"{1e3 * device_s:.1f} ms of {1e3 * wall:.1f} ms wall (profiled); the ops by "
+          "device time:")
+    for op, count, s in top:
+        print(f"    {op:36}{count:8d}{1e3 * s:10.2f} ms")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda")
@@ -82,6 +156,8 @@ def main():
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--norms", action="store_true",
+                        help="only where the spectral norms' time goes")
     a = parser.parse_args()
     device = torch.device(a.device)
     n, T, B = a.hidden, a.steps, a.batch
@@ -93,6 +169,9 @@ def main():
         S = 2 * n
         M = torch.randn(B, S, S, device=device) / S ** 0.5
         out = torch.empty_like(M)
+        if a.norms:
+            print(f"lstm n={n} T={T} B={B} float32 on {device}, TF32 off")
+            return norms(cell, params, xs, device)
         runs = {
             "forward (run_states)": lambda: run_states(cell, params, xs),
             "products (forward + walk)": lambda: gradient_flow(
