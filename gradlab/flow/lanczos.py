@@ -25,7 +25,7 @@ import numbers
 import torch
 
 from ..errors import GradlabError
-from .linalg import nan_where, thin_qr, top_singular
+from .linalg import nan_where, orthonormalized, thin_qr, top_singular
 from .subspace import (COLD_LEVEL, FIRST_CHECK, MAX_LEVEL, SUBSPACE_BLOCK, Pace, apply,
                        certified, next_level, powered, subspace)
 from .workspace import Workspace
@@ -211,7 +211,7 @@ class Spectral:
         if not bool(empty.any()):
             return W
         fresh = torch.randn(W.shape, generator=self.gen, dtype=torch.float32).to(W)
-        return thin_qr(torch.where(empty[..., None], fresh, W).mT)[0].mT
+        return orthonormalized(torch.where(empty[..., None], fresh, W).mT).mT
 
     def __call__(self, M, lags, fro=None):
         """sigma_max of M (lags * B', S, S) -> (lags * B',); fro, if given, is each M's
@@ -243,7 +243,7 @@ class Spectral:
         scale = torch.where(fro > 0, 1 / fro, 1)
         rtol = RTOL[torch.float32] if self.rtol is None else self.rtol
         quad = max(2 * (rtol - torch.finfo(torch.float32).eps / 2), 0.0)
-        s, _, left, _ = subspace(part, thin_qr(ritz[idx].double().mT)[0].mT, quad, scale,
+        s, _, left, _ = subspace(part, orthonormalized(ritz[idx].double().mT).mT, quad, scale,
                                  (fro * scale) ** 2, steps=1, first_check=0)
         good = torch.ones(len(idx), dtype=torch.bool, device=idx.device)
         good[left] = False
@@ -268,7 +268,7 @@ class Spectral:
         # the failed run left, the part of A^q beyond them is about theta_k^(q-1) times
         # the trace they leave, and the bound needs it below theta_1^q (halved, for
         # rounding and unconverged values), at q = 2^MAX_LEVEL at least
-        U = thin_qr(ritz[rest].mT)[0].mT
+        U = orthonormalized(ritz[rest].mT).mT
         theta = torch.linalg.eigvalsh(apply(tuple(r[rest] for r in rows), U, scale[rest])[0])
         theta = theta.clamp_min(0)                                       # ascending
         q, beyond = 2 ** MAX_LEVEL, ((fro[rest] * scale[rest]) ** 2 - theta.sum(-1)).clamp_min(0)
@@ -281,7 +281,7 @@ class Spectral:
             part = tuple(r[rest] for r in rows)
             work = self.buffer(part[0], len(rest), part[0].shape[-1], 2)
             X, xscale, xtrace, log_f = powered(part, level, work, scale[rest], fro[rest])
-            start = thin_qr(ritz[rest].mT)[0].mT
+            start = orthonormalized(ritz[rest].mT).mT
             s, found, left, _ = subspace(X, start, tol * 2 ** level, xscale, xtrace)
             sigma[rest], ritz[rest] = unpowered(s, log_f, level, scale[rest]), found
             rest = rest[left]
@@ -366,7 +366,7 @@ class Spectral:
                                      tol, (fro[rest] * r) ** 2)
                 sigma[rest] = found / r
                 ritz[rest, :p] = top.flip(1)                          # converged: top first
-                ritz[rest] = thin_qr(ritz[rest].mT)[0].mT            # with the rest: a basis
+                ritz[rest] = orthonormalized(ritz[rest].mT).mT            # with the rest: a basis
             # the level policy counts the steps a chunk took as if it had checked from
             # FIRST_CHECK on (so skipping checks does not change the level it picks); a
             # random start's steps say nothing of the spectrum, so a cold chunk that was
@@ -383,5 +383,5 @@ class Spectral:
         # start on rotated by eigh's vectors, whose rounding would otherwise add up, and
         # the Ritz values of a start off by d from orthonormal are off by d (float32,
         # 32 such chunks: 1.5e-6 instead of 4e-7)
-        self.warm = thin_qr(ritz[N - B:, :k].mT)[0].mT
+        self.warm = orthonormalized(ritz[N - B:, :k].mT).mT
         return nan_where(sigma, finite)

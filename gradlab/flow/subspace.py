@@ -32,7 +32,7 @@ import math
 
 import torch
 
-from .linalg import thin_qr
+from .linalg import orthonormalized
 
 SUBSPACE_BLOCK = 8        # vectors carried from chunk to chunk (sigma_9 / sigma_1 decides
                           # the rate; an eigh of order 8 costs ~6 us a matrix on the CPU)
@@ -127,7 +127,7 @@ def subspace(rows, U, quad, scale, trace, steps=None, first_check=FIRST_CHECK, k
                 idx, AU, X, trace, scale, done, want = (
                     a[left] for a in (idx, AU, X, trace, scale, done, want))
             last_X = X
-        U = thin_qr(AU.mT)[0].mT                                 # span(A U), orthonormal
+        U = orthonormalized(AU.mT).mT                            # span(A U), orthonormal
     rest = ~done
     if steps > first_check:
         ritz[idx[rest]] = last_X[rest]
