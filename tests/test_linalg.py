@@ -81,3 +81,19 @@ def test_spectral_norms_through_cholesky_qr(name, dtype, monkeypatch):
     rtol = {torch.float64: 1e-11, torch.float32: 5e-7}[dtype]
     for a, b in zip(*runs):
         assert np.all(np.isfinite(a)) and np.max(np.abs(np.expm1(a - b))) <= 2.5 * rtol
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cholesky_qr_on_cuda(dtype):
+    """On a GPU orthonormalized takes Cholesky QR by default: the span of Householder's
+    Q on the CPU, orthonormal to working precision, and a rank-deficient block redone
+    by thin_qr."""
+    A = random((9, 512, 8), dtype)
+    A[3, :, 5] = 0
+    Q = linalg.orthonormalized(A.cuda()).cpu()
+    H = linalg.thin_qr(A.double())[0]
+    assert off_orthonormal(Q) <= 512 * torch.finfo(dtype).eps
+    keep = [i for i in range(9) if i != 3]
+    assert float((Q[keep].double() @ Q[keep].double().mT - H[keep] @ H[keep].mT).abs().max()) \
+        < 1e3 * torch.finfo(dtype).eps
