@@ -55,6 +55,12 @@ Blocks of P_k (out part, in part), e.g. the LSTM's cell path ("c", "c"), get spe
 Frobenius norms in the same walk. What a loss L = <v, s_T> sees, ||dL/ds_t|| and
 ||dL/dx_t||, comes from vector-Jacobian products, O(T B S^2) (`Flow.loss_grad_norms`).
 
+On a GPU each step is a few dozen small kernels, and launching them one by one from
+Python leaves the device idle; there the forward run and the walk's products record the
+kernels of a chunk of steps once as a CUDA graph and replay it on static arrays for the
+next chunks (`graphs`, `products`), and the gates that multiply one state part are one
+product with the stacked weights everywhere (`hoist.stack`).
+
 `gradient_flow` checks its arguments once and runs the cell forward; the walk waits
 until a norm is read (`Flow`). `lyapunov` (gradlab.lyapunov) is Benettin's QR iteration
 along the same states; `run_states` the forward run alone.
@@ -64,13 +70,17 @@ Modules, one concern each:
     workspace   Workspace: arrays the lowered in-place sums write into, reused
     arrays      as_real, as_inputs, converted: a user's xs and state0 as tensors on the
                 params' dtype (a value the cast would make inf refused)
+    graphs      record: a chunk of steps as a CUDA graph, replayed (GPU only)
     bound       Bound: the lowered step and Jacobians bound to params, checked once;
                 setup (the one check of a call), run_states (the forward run)
-    linalg      thin_qr (geqrf + Householder product), top_singular
+    linalg      thin_qr (geqrf + Householder product), orthonormalized (on a GPU by
+                Cholesky QR), top_singular
     subspace    certified subspace iteration for sigma_max, on a power of P P^T
     lanczos     Spectral (chunk after chunk), block Lanczos, the tolerance
     chain       Chain: the running product, transposed, in slabs by block structure
-    scale       Scale: a product's norm as an exact power of two and a mantissa
+    scale       Scale: a product's norm as an exact power of two and a mantissa; Ring,
+                its form for recorded chunks
+    products    Products: a chunk's running products, eager or replayed
     walk        walk: the backward pass over chunks of lags, every norm
     loss        loss_walk: what a loss at the end sees of each step
     rates       slope, slope_stderr, timescale_of_rate, why a rate is not a plain number
