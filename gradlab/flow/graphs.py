@@ -13,8 +13,11 @@ of K steps of launches. The same kernels run on the same arrays as eagerly.
     ...                                  # later chunks: copy in, again(), copy out
 
 `record` returns body itself where no graph is recorded (a CPU, `ENABLED` off, or a body
-whose capture fails: one that reads a value back to the host), so the caller's loop is
-the same either way.
+whose capture fails: one that reads a value back to the host, or runs out of memory), so
+the caller's loop is the same either way. A graph keeps the memory its chunk's
+temporaries took while it is held (the walk's: the chunk's Jacobian blocks, about C B
+S^2 numbers, for each of its at most four graphs), until the call that recorded it
+returns.
 """
 
 import math
