@@ -124,6 +124,7 @@ def test_gate_products_on_one_state_part_are_stacked():
     assert members("rnn_tanh") == [] and members("minimal_rnn") == []
     assert [W for _, m in members("lstm_fgr") for W, _ in m] == ["W_z", "W_i", "W_f", "W_o"]
     gru = hoist.plan(gradlab.cell("gru"))
+    assert members("prototype_lstm")[0][1][0] == ("W_i", "pre0")
     assert [str(s) for s in gru.loop] == ["pre2"]                 # W (r * h) + pre2
     assert str(gru.stacks[0].weight.shape) == "(2*n, n)"
     body = lower.source(gradlab.cell("gru_torch"), "step_hoisted")
@@ -283,3 +284,24 @@ def test_the_input_itself_is_carried_into_the_loop():
     plan = hoist.split(cell)
     assert plan.before == [] and plan.carried == [x]
     assert plan.lets[out] == cell.lets[out]
+
+
+def test_a_scalar_parameter_times_a_state_part_is_no_gate_product():
+    """a h + U x + b, a a scalar parameter, beside a state part's other gates: left as it
+    is (a stack of it would need a weight matrix a scalar does not have)."""
+    @gradlab.declare(state="h", params={"W": "n n", "V": "n n", "U": "n m", "b": "n",
+                                        "a": "1"}, source="a test cell")
+    def scalar_gate(s):
+        f = s.let("f", sigmoid(s.a * s.h + s.U @ s.x + s.b))
+        g = s.let("g", sigmoid(s.V @ s.h + s.U @ s.x))
+        return f * s.h + (1 - f) * g * tanh(s.W @ s.h + s.U @ s.x)
+
+    plan = hoist.plan(scalar_gate)
+    assert [str(W) for W, _, _ in plan.stacks[0].members] == ["V", "W"]
+    params = scalar_gate.init_params(3, 2, seed=0)
+    xs = torch.randn(5, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    states = F.run_states(scalar_gate, params, xs)
+    step, s = scalar_gate.step_fn("torch"), torch.zeros(2, 3, dtype=torch.float64)
+    for t in range(5):
+        (s,) = step(params, (s,), xs[t])
+    assert relative_error(states[0][-1], s) < 1e-14

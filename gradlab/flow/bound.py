@@ -130,7 +130,8 @@ class Bound:
     def inputs(self, xs):
         """The state-free part of every step (`hoist`), for xs (T, B, m) at once: a list
         of (T, B, r, 1) tensors, the hoisted step's per-step arguments (those its loop
-        reads as they are, then each stack's pres, `hoist.Stack`)."""
+        reads as they are, then each stack's pres, `hoist.Stack`). The stacked pres are
+        formed from the separate ones, so for a moment both are held."""
         T, B, m = xs.shape
         rows = self.lowered("step_inputs")(self.n, self.m, xs, *self.pargs,
                                            xs.reshape(T * B, m, 1))

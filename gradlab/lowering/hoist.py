@@ -124,7 +124,8 @@ def stack(split, cell):
 
     def pair(expr):      # (W, s, pre) of a MatAdd holding W s + pre (s: the first part
         products = [t for t in expr.args if isinstance(t, MatMul) and len(t.args) == 2
-                    and t.args[0] in params and t.args[1] in states]    # that has a W s)
+                    and isinstance(t.args[0], MatrixSymbol) and t.args[0] in params
+                    and t.args[1] in states]       # that has a W s; a scalar a s is no W s)
         summands = [t for t in expr.args if t in pres]
         if products and len(summands) == 1:
             return (*min(products, key=lambda t: order[t.args[1]]).args, summands[0])
