@@ -144,7 +144,7 @@ def _torch():
         scaled_sum=scaled_sum,
         product=_product(matmul),
         affine=affine,
-        split_rows=lambda a, rows: a.split(list(rows), dim=-2),
+        split_rows=lambda a, rows: a.split_with_sizes(list(rows), dim=-2),
     )
 
 
