@@ -50,14 +50,12 @@ class Scale:
                 drifted = max(abs(math.frexp(v)[1]) for v in values)
             elif low < self.lo or high >= self.hi:
                 drifted = max(abs(math.frexp(v)[1]) for v in values)
-        shape = [-1 if d == batch else 1 for d in range(M.ndim)]
-        if not self.drift:             # a GPU: no host read; 2^-e as 0.5^e in one kernel,
-            e = torch.frexp(norm)[1].clamp_(-self.half, self.half)     # at most 2^+-half
-            self.total = before + e    # at a time (the rest at the next step): 2^-e
-            M.mul_(torch.pow(self.base, e).view(shape))   # alone could overflow
+        if not self.drift:             # a GPU: no host read
+            self.total = before + self.shrink(M, norm, batch)
         elif drifted > self.drift:
             e = torch.frexp(norm)[1]                            # norm = m 2^e; 0 -> 0, 0
             self.total = before + e
+            shape = [-1 if d == batch else 1 for d in range(M.ndim)]
             if drifted > self.half:    # 2^-e alone may overflow (subnormal entries)
                 half = torch.div(e, 2, rounding_mode="trunc")
                 M.mul_(torch.ldexp(self.one, -half).view(shape))
@@ -66,6 +64,14 @@ class Scale:
                 M.mul_(torch.ldexp(self.one, -e).view(shape))
         self.norms[k - 1], self.before[k - 1], self.after[k - 1] = norm, before, self.total
         self.read = None
+
+    def shrink(self, M, norm, batch):
+        """The GPU's rescale, with no host read: M times 2^-e for norm = m 2^e, e clamped
+        to +-half (2^-e alone could overflow; the rest goes at the next step), 2^-e as
+        0.5^e in one kernel. Returns e, the exponent divided out."""
+        e = torch.frexp(norm)[1].clamp_(-self.half, self.half)
+        M.mul_(torch.pow(self.base, e).view([-1 if d == batch else 1 for d in range(M.ndim)]))
+        return e
 
     def norm(self, M, batch, exact=False):
         """||M||_F per sequence (axis `batch`). Its sum of squares overflows for entries
@@ -151,9 +157,7 @@ class Ring(Scale):
             self.start.copy_(before)
         rest = tuple(d for d in range(M.ndim) if d != batch)
         torch.linalg.vector_norm(M, dim=rest, out=self.ring[slot])
-        e = torch.frexp(self.ring[slot])[1].clamp_(-self.half, self.half)
-        torch.add(before, e, out=self.ends[slot])
-        M.mul_(torch.pow(self.base, e).view([-1 if d == batch else 1 for d in range(M.ndim)]))
+        torch.add(before, self.shrink(M, self.ring[slot], batch), out=self.ends[slot])
         self.read = None
 
     def recorded(self, picked):
