@@ -69,11 +69,7 @@ def split(cell):
 
     def name(expr):
         if expr not in named:
-            k = len(named)
-            while f"pre{k}" in taken:
-                k += 1
-            taken.add(f"pre{k}")
-            named[expr] = MatrixSymbol(f"pre{k}", *expr.shape)
+            named[expr] = fresh("pre", expr.shape, taken, len(named))
             before.append((named[expr], expr))
         return named[expr]
 
@@ -113,6 +109,15 @@ def split(cell):
     return Split(before, carried, lets)
 
 
+def fresh(stem, shape, taken, k=0):
+    """A MatrixSymbol named stem + the first number from k on that `taken` (a set of
+    names, added to) does not hold."""
+    while f"{stem}{k}" in taken:
+        k += 1
+    taken.add(f"{stem}{k}")
+    return MatrixSymbol(f"{stem}{k}", *shape)
+
+
 def stack(split, cell):
     """`split` with its gate products stacked (see the module's doc): every MatAdd term
     pair W s + pre (W a parameter, s a state part, pre carried) becomes a gate symbol,
@@ -145,21 +150,14 @@ def stack(split, cell):
         visit(expr)
     taken = {str(s) for s in (*split.lets, *params, *states, *split.carried)}
 
-    def fresh(stem, shape):
-        k = 0
-        while f"{stem}{k}" in taken:
-            k += 1
-        taken.add(f"{stem}{k}")
-        return MatrixSymbol(f"{stem}{k}", *shape)
-
     stacks, gates = [], {}
     for s, pairs in found.items():
         if len(pairs) < 2:
             continue
-        members = [(W, pre, fresh("gate", (W.shape[0], 1))) for W, pre in pairs]
+        members = [(W, pre, fresh("gate", (W.shape[0], 1), taken)) for W, pre in pairs]
         rows = sp.Add(*(W.shape[0] for W, _ in pairs))
-        stacks.append(Stack(s, members, fresh("weights", (rows, s.shape[0])),
-                            fresh("pres", (rows, 1))))
+        stacks.append(Stack(s, members, fresh("weights", (rows, s.shape[0]), taken),
+                            fresh("pres", (rows, 1), taken)))
         gates.update({(W, s, pre): g for W, pre, g in members})
     if not stacks:
         return split
