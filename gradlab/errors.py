@@ -4,6 +4,7 @@ plain arguments (integers, seeds, real numbers, flags) that every entry point sh
 import math
 import numbers
 import re
+import sys
 import unicodedata
 
 
@@ -108,6 +109,28 @@ def flag(value, what):
     return bool(value)
 
 
+def callback(fn, what, signature, usage=None):
+    """fn, checked to be a function that takes len(signature) positional arguments (or
+    None, passed through): a one-line error now rather than a TypeError from deep in the
+    work that calls it. `signature` names the arguments, for the message, which `usage`
+    begins if given."""
+    if fn is None:
+        return fn
+    usage = usage or f"{what} must be a function {what}({', '.join(signature)}) or None"
+    if not callable(fn):
+        raise GradlabError(f"{usage}, got {type(fn).__name__} {fn!r:.60}")
+    import inspect
+    try:
+        shape = inspect.signature(fn)
+    except (TypeError, ValueError):        # a builtin without a signature: let it try
+        return fn
+    try:
+        shape.bind(*signature)
+    except TypeError as err:
+        raise GradlabError(f"{usage}, got one that cannot be called so: {err}") from None
+    return fn
+
+
 def non_ascii(text):
     """Why `text`, a number as typed on the command line, is refused, or None: gradlab
     reads numbers in ASCII only, in every option (--hidden, --seed, --arch, --shard,
@@ -166,7 +189,11 @@ def entries(value, what):
 def arguments_checked(fn):
     """fn, whose call with arguments its signature does not take (a misspelt option,
     one too many) raises a one-line GradlabError naming fn and its parameters, not
-    Python's TypeError; `inspect.signature` still shows fn's own."""
+    Python's TypeError; `inspect.signature` still shows fn's own. fn runs with torch's
+    default device the CPU: gradlab computes where the tensors it is given lie (or where
+    a `device` argument says), and draws its random numbers on the CPU, from seeded CPU
+    generators, so that a seed gives the same numbers on any machine; under
+    torch.set_default_device("cuda") those draws would otherwise fail or move."""
     import functools
     import inspect
     signature = inspect.signature(fn)
@@ -182,6 +209,10 @@ def arguments_checked(fn):
             signature.bind(*args, **kwargs)
         except TypeError as err:
             raise GradlabTypeError(f"{name}(): {err}; it takes {name}{shown}") from None
+        torch = sys.modules.get("torch")          # (not imported: its default is the CPU)
+        if torch is not None and torch.get_default_device().type != "cpu":
+            with torch.device("cpu"):             # see `arguments_checked`
+                return fn(*args, **kwargs)
         return fn(*args, **kwargs)
 
     return checked

@@ -109,7 +109,7 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
     ensure_params_fit(cell, n, m, device=device)
 
     def normal(*shape, std):
-        return torch.randn(*shape, generator=gen, dtype=torch.float64) * std
+        return torch.randn(*shape, generator=gen, dtype=torch.float64, device="cpu") * std
 
     params = {}
     for name, shape in cell.param_shapes.items():
@@ -121,8 +121,8 @@ def init_params(cell, hidden, inputs, *, init="gaussian", weight_scale=1.0, bias
         if init == "torch":
             bound = 1 / math.sqrt(n)
             draws = 2 if role == "bias" and cell.name in TWO_BIASES and builtin(cell) else 1
-            value = sum((torch.rand(*size, generator=gen, dtype=torch.float64) * 2 - 1)
-                        * bound for _ in range(draws))
+            value = sum((torch.rand(*size, generator=gen, dtype=torch.float64,
+                                    device="cpu") * 2 - 1) * bound for _ in range(draws))
         elif role == "recurrent" and init == "orthogonal":
             q, r = torch.linalg.qr(normal(n, n, std=1.0))
             value = weight_scale * q * torch.sign(torch.diagonal(r))   # Haar-uniform

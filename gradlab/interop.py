@@ -293,8 +293,9 @@ def to_torch(c, params):
     n, m = _checked_sizes(c, params)
     first = params[c.param_names[0]]
     with torch.random.fork_rng(devices=[]):        # its init draws must not move the user's
-        module = getattr(torch.nn, cls)(m, n, **options)    # random stream (the weights
-    module = module.to(dtype=first.dtype, device=first.device)   # are overwritten below)
+        module = getattr(torch.nn, cls)(m, n, **options,    # random stream (the weights
+                                        dtype=first.dtype,  # are overwritten below)
+                                        device=first.device)
     if c.name.startswith("rnn_"):
         w_hh, w_ih, b_ih, b_hh = params["W"], params["U"], params["b"], torch.zeros_like(params["b"])
     else:

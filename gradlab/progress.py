@@ -90,10 +90,9 @@ def due(step, total):
 @contextlib.contextmanager
 def listening(fn):
     """Within the block, fn(what, done, total) hears every `advance`; None: nothing does."""
-    if fn is not None and not callable(fn):
-        from .errors import GradlabError
-        raise GradlabError(f"listening(fn) takes a function fn(what, done, total) or None "
-                           f"(silence), got {type(fn).__name__} {fn!r:.60}")
+    from .errors import callback
+    callback(fn, "fn", ("what", "done", "total"), "listening(fn) takes a function "
+             "fn(what, done, total) or None (silence)")
     token = _LISTENER.set(_silent if fn is None else fn)
     try:
         yield

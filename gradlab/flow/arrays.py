@@ -33,7 +33,9 @@ def as_real(value, what, dtype=None, device=None):
         elif isinstance(value, np.ndarray) and (not value.flags.writeable
                                                 or any(s < 0 for s in value.strides)):
             value = np.array(value)      # torch takes neither (gradlab copies xs anyway)
-        t = torch.as_tensor(value)
+        # on the device it is on (numpy: the CPU), whatever torch.set_default_device says
+        t = torch.as_tensor(value, device=value.device if isinstance(value, torch.Tensor)
+                            else "cpu")
     except (TypeError, ValueError, RuntimeError) as err:
         raise GradlabError(f"{what} must be an array of real numbers, got "
                            f"{given}: {' '.join(str(err).split())}") from None

@@ -133,7 +133,7 @@ def log_stretches(bound, xs, states, k, seed, pad=None):
     n, S = bound.n, bound.S
     k = min(k, S if pad is None else S - int(pad.sum()))
     gen = torch.Generator().manual_seed(int(seed))
-    Q0 = torch.randn(B, S, k, generator=gen, dtype=torch.float64)
+    Q0 = torch.randn(B, S, k, generator=gen, dtype=torch.float64, device="cpu")
     if pad is not None:
         Q0[:, pad] = 0
     Q = thin_qr(Q0)[0].to(xs)
@@ -192,10 +192,10 @@ def exponents_along(bound, xs, states, k, seed, discard, pad=None):
     # without a floating-point warning
     sums = logs.cumsum(0)
     per = sums[-1] / steps                                            # (B, k)
-    count = torch.arange(1, steps + 1, dtype=torch.float64)[:, None]
+    count = torch.arange(1, steps + 1, dtype=torch.float64, device="cpu")[:, None]
     running = sums.mean(1) / count
     stderr = (per.std(0, correction=1) / math.sqrt(B) if B > 1
-              else torch.full(per.shape[1:], math.nan, dtype=torch.float64))
+              else torch.full(per.shape[1:], math.nan, dtype=torch.float64, device="cpu"))
     return Lyapunov(exponents=per.numpy(), mean=per.mean(0).numpy(), stderr=stderr.numpy(),
                     running=running.numpy(), discard=discard, steps=steps)
 

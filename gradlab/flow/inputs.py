@@ -9,15 +9,15 @@ from ..initialize import as_dtype
 
 
 def _zeros(T, B, m, gen, dtype):
-    return torch.zeros(T, B, m, dtype=dtype)
+    return torch.zeros(T, B, m, dtype=dtype, device="cpu")
 
 
 def _gaussian(T, B, m, gen, dtype):
-    return torch.randn(T, B, m, generator=gen, dtype=dtype)
+    return torch.randn(T, B, m, generator=gen, dtype=dtype, device="cpu")
 
 
 def _constant(T, B, m, gen, dtype):
-    return torch.randn(1, B, m, generator=gen, dtype=dtype).expand(T, B, m).clone()
+    return torch.randn(1, B, m, generator=gen, dtype=dtype, device="cpu").expand(T, B, m).clone()
 
 
 INPUTS = {"zeros": _zeros, "gaussian": _gaussian, "constant": _constant}
@@ -30,7 +30,7 @@ def make_inputs(kind, T, B, m, *, scale=1.0, seed=0, dtype=torch.float64, device
     returned on `device` in `dtype` (then T, B, m are checked against it)."""
     dtype, device = as_dtype(dtype), resolve(device)
     if isinstance(kind, (torch.Tensor, np.ndarray)):
-        xs = torch.as_tensor(kind)
+        xs = torch.as_tensor(kind, device=kind.device if isinstance(kind, torch.Tensor) else "cpu")
         if tuple(xs.shape) != (T, B, m):
             raise GradlabError(f"inputs have shape {tuple(xs.shape)}, expected (T, B, m) = "
                                f"({T}, {B}, {m})")

@@ -210,7 +210,7 @@ class Spectral:
         empty = torch.linalg.vector_norm(W, dim=-1) == 0                  # (N, p)
         if not bool(empty.any()):
             return W
-        fresh = torch.randn(W.shape, generator=self.gen, dtype=torch.float32).to(W)
+        fresh = torch.randn(W.shape, generator=self.gen, dtype=torch.float32, device="cpu").to(W)
         return orthonormalized(torch.where(empty[..., None], fresh, W).mT).mT
 
     def __call__(self, M, lags, fro=None):

@@ -17,7 +17,7 @@ def loss_vector(v, S, B, like, seed=0, pad=None):
     (zero padding of the state, which no loss reads)."""
     if v is None:
         gen = torch.Generator().manual_seed(int(seed))
-        v = torch.randn(S, generator=gen, dtype=torch.float64)
+        v = torch.randn(S, generator=gen, dtype=torch.float64, device="cpu")
         if pad is not None:
             v[pad] = 0
         v = v / torch.linalg.vector_norm(v)

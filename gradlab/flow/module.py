@@ -164,7 +164,7 @@ class ModuleBound:
             return                           # names what autodiff cannot do, in one line
         if grad is not None:
             return
-        u = torch.randn(s.shape, generator=gen, dtype=torch.float64).to(s)
+        u = torch.randn(s.shape, generator=gen, dtype=torch.float64, device="cpu").to(s)
         eps = torch.finfo(s.dtype).eps
         h = eps ** 0.5 * (1 + float(s.abs().max()))
         with torch.no_grad():

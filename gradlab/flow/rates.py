@@ -25,24 +25,33 @@ GROW = "gradients grow"              # rate > 0, timescale inf
 NO_DECAY = "no decay within T"       # rate 0, timescale inf
 
 
-def slope(y, eps=np.finfo(np.float64).eps):
+def slope(y, eps=np.finfo(np.float64).eps, lasting=True):
     """(least-squares slope of y (L,) against 1..L, why it is not a plain number or None).
 
     nan or +inf anywhere (an overflowed product: nothing to fit) gives nan, before -inf
-    anywhere (a zero product: decay faster than float can follow) gives -inf. A slope whose
-    change over the L lags is within rounding (64 eps of the values' size; eps of the
-    dtype the norms were computed in) is 0: identity dynamics read -5e-19, "a decay with
-    a timescale of 1.9e18 steps", or +1e-16, "gradients grow"."""
+    (a zero product: decay faster than float can follow) gives -inf. A whole product once
+    zero stays zero (P_{k+1} = P_k J), so -inf anywhere gives -inf. A block of it need
+    not (`lasting` False): a cell whose h' reads the old c has d h'/d h = 0 at lag 1 and
+    not after. For a block, -inf at the last lag gives -inf, and -inf at earlier lags
+    only drops those lags from the fit. A slope whose change over the L lags is within
+    rounding is 0: identity dynamics read -5e-19, "a decay with a timescale of 1.9e18
+    steps", or +1e-16, "gradients grow". Rounding is 64 eps of the dtype the norms were
+    computed in (each log norm is good to a few of them, whatever its size) plus 64
+    float64 eps of the values' size (they are held in float64)."""
+    y = np.asarray(y, dtype=np.float64)
     if (np.isnan(y) | np.isposinf(y)).any():
         return math.nan, NOT_FINITE
-    if np.isneginf(y).any():
+    zero = np.isneginf(y)
+    if zero.any() and (lasting or zero[-1]):
         return -math.inf, ZERO
+    x = np.arange(1, len(y) + 1, dtype=np.float64)[~zero]
+    y = y[~zero]
     if len(y) < 2:
         return math.nan, ONE_LAG
-    x = np.arange(1, len(y) + 1, dtype=np.float64)
     x -= x.mean()
     rate = float(np.dot(x, y - y.mean()) / np.dot(x, x))
-    if abs(rate) * len(y) <= 64 * eps * (1 + float(np.abs(y).max())):
+    tiny = 64 * (eps + np.finfo(np.float64).eps * float(np.abs(y).max()))
+    if abs(rate) * (x[-1] - x[0] + 1) <= tiny:
         return 0.0, None
     return rate, None
 

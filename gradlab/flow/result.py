@@ -14,7 +14,6 @@ from .module import bind_call, own_width
 from .reach import reach, unreadable
 from .rates import GROW, NO_DECAY, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
-
 NORMS = ("spectral", "frobenius", "min_singular")
 BLOCK_NORMS = ("spectral", "frobenius")
 
@@ -190,7 +189,8 @@ class Flow:
             -inf    a product is zero: exactly (every unit of a ReLU cell dead, W = 0),
                     infinitely fast decay; or in floating point, where at some step every
                     tanh unit is saturated past it (a pre-activation beyond ~19 rounds 1 -
-                    h'^2 to 0, as in autograd): decay faster than floating point follows;
+                    h'^2 to 0, as in autograd): decay faster than floating point follows
+                    (a block: zero at lag stop; its zeros before are left out of the fit);
             nan     no measurement: a state the products read overflowed, or an input
                     was inf or nan (then its Jacobians are meaningless, even where they
                     come out as exact zeros), a norm overflowed, or a single lag.
@@ -218,7 +218,8 @@ class Flow:
                                f"(both in 1..{self.T})")
         if self._finite_lags() < stop:     # P_stop reads s_{T-stop}..s_{T-1}; s_T is the
             return math.nan, unreadable(self._reach(), self._xs, stop)    # a loss reads
-        rate, why = slope(y[start - 1:stop], torch.finfo(self._xs.dtype).eps)
+        rate, why = slope(y[start - 1:stop], torch.finfo(self._xs.dtype).eps,
+                          lasting=block is None)
         return rate, SINGULAR if why == ZERO and kind == "min_singular" else why
 
     def _finite_lags(self):

@@ -6,8 +6,8 @@ import math
 import numpy as np
 
 from ..budget import ensure_init_fits
-from ..errors import (GradlabError, arguments_checked, check_seed, derived_seed, integer,
-                      real)
+from ..errors import (GradlabError, arguments_checked, callback, check_seed, derived_seed,
+                      integer, real)
 from ..registry import builtin, cell as as_cell
 from ..theory import mean_field_rate, timescale as timescale_of
 from .annealed import annealed
@@ -295,9 +295,7 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
         raise GradlabError(f"tolerance must be in (0, 1), got {tolerance!r}")
     hidden, inputs = integer(hidden, "hidden", 1), integer(inputs, "inputs", 1)
     measurements, seed = integer(measurements, "measurements", 1), check_seed(seed)
-    if report is not None and not callable(report):
-        raise GradlabError(f"report must be a function report(knob, value, timescale) or "
-                           f"None, got {type(report).__name__}")
+    report = callback(report, "report", ("knob", "value", "timescale"))
     given = steps is not None
     steps = integer(steps, "steps", 3) if given else measure_steps(timescale)
     window = _window(steps)

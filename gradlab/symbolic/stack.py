@@ -2,9 +2,10 @@
 
 A stacked recurrent network (torch's nn.LSTM(num_layers=L)) updates its layers in order at
 every step: layer 1 reads the input x_t, layer l >= 2 reads the NEW h of layer l-1 at the
-same step. `stack` writes that as one declaration, generated from the layer cell's own
-declaration function: it runs the layer's equations once per layer against a view of the
-builder in which every symbol carries the layer's number,
+same step (a layer cell with no part named h: its first state part). `stack` writes that
+as one declaration, generated from the layer cell's own declaration function: it runs the
+layer's equations once per layer against a view of the builder in which every symbol
+carries the layer's number,
 
     state parts  h, c        ->  h1, c1, h2, c2, ...        (layer by layer)
     parameters   W_i, b_f    ->  W_i1, b_f1, W_i2, ...      (an n x m one is n x n above
@@ -130,11 +131,11 @@ def _layer_outputs(layer_cell, out):
 @arguments_checked
 def stack(layer_cell, layers, name=None, exogenous=False):
     """The cell of `layers` copies of `layer_cell` (a Cell or a cell's name; not itself
-    a stack) stacked as torch stacks them
-    (layer l reads layer l-1's new first state part, h): state h1, c1, h2, c2, ...; a
-    parameter P of layer l is P{l}. `exogenous`: layers 2.. also read the input x through
-    weights P{l}_x (one direction of a bidirectional stack; the module docstring).
-    Cached: the same stack is the same Cell."""
+    a stack) stacked as torch stacks them (layer l reads layer l-1's new h, or its first
+    state part where it has no h): state h1, c1, h2, c2, ...; a parameter P of layer l is
+    P{l}. `exogenous`: layers 2.. also read the input x through weights P{l}_x (one
+    direction of a bidirectional stack; the module docstring). Cached: the same stack is
+    the same Cell."""
     from ..registry import cell
     layer_cell = cell(layer_cell)
     if getattr(layer_cell, "stacked", False):
@@ -176,6 +177,7 @@ def _refuse_collisions(layer_cell, layers):
 def _stack(layer_cell, layers, name, exogenous):
     made_by = (stack, (layer_cell, layers, name, exogenous))     # how pickle makes it again
     parts, x = layer_cell.state_names, layer_cell.input_name
+    fed = "h" if "h" in parts else parts[0]       # the part the next layer reads
     state = [layer_name(p, l) for l in range(1, layers + 1) for p in parts]
     split = tuple(p for p, (_, cols) in layer_cell.param_shapes.items()
                   if exogenous and str(cols) == "m")
@@ -209,14 +211,14 @@ def _stack(layer_cell, layers, name, exogenous):
                 if str(getattr(value.expr, "name", "")) != target:
                     value = s.let(target, value)
                 new[layer_name(p, l)] = value
-            inputs = new[layer_name(parts[0], l)]
+            inputs = new[layer_name(fed, l)]
             inputs = _SplitInput(inputs, getattr(s, x)) if split else inputs
         return new
 
     wide = (f", and x (layers 2.. through {', '.join(exogenous_name(p, 2) for p in split)}, "
             "...)") if split else ""
     declaration.__doc__ = (f"{layers} layers of {layer_cell.name}, layer l reading layer "
-                           f"l-1's new {parts[0]}{wide}. {layer_cell.doc}")
+                           f"l-1's new {fed}{wide}. {layer_cell.doc}")
     name = name or f"{layer_cell.name}_x{layers}" + ("_bidir" if exogenous else "")
     one_way = " (one direction of a bidirectional stack)" if exogenous else ""
     stacked = Cell(declaration, name=name, state=state, params=params, inputs=x,

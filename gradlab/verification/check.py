@@ -121,7 +121,8 @@ def _sample(cell, params, batch, seed, states):
               if params[p].ndim == 2 and str(cell.param_shapes[p][1]) == "m"), 1)
     budget.ensure_check_fits(cell, n, m, B)            # as `gradlab check` does
     gen = torch.Generator().manual_seed(derived_seed(seed, 1))   # not the params' stream
-    draw = lambda *shape: (0.8 * torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa
+    draw = lambda *shape: (0.8 * torch.randn(*shape, generator=gen, dtype=torch.float64,  # noqa
+                                              device="cpu")
                            ).to(dtype=first.dtype, device=first.device)
     if states is None:
         state = tuple(draw(B, n) for _ in cell.state_names)
