@@ -68,15 +68,22 @@ def _role(name, shape):
 SCALE_DEFAULTS = {"weight_scale": 1.0, "bias_scale": 0.0, "input_scale": 1.0}
 
 
-def refuse_unused_scales(init, **scales):
+def refuse_unused_scales(init, flags=None, **scales):
     """init 'torch' draws PyTorch's default uniform init, which takes no scale: a scale
-    given other than its default would silently change nothing, and is refused."""
-    scaled = [f"{k}={v:g}" for k, v in scales.items() if init == "torch"
-              and v != SCALE_DEFAULTS[k]]
+    given other than its default would silently change nothing, and is refused; named
+    as `flags` says (the command line's --weight-scale) where given."""
+    if flags is None:
+        scaled = [f"{k}={v:g}" for k, v in scales.items() if init == "torch"
+                  and v != SCALE_DEFAULTS[k]]
+        init, other = "init='torch'", "init='gaussian' or 'orthogonal'"
+    else:
+        scaled = [f"{flags[k]} {v:g}" for k, v in scales.items() if init == "torch"
+                  and v != SCALE_DEFAULTS[k]]
+        init, other = "--init torch", "--init gaussian or orthogonal"
     if scaled:
-        raise GradlabError(f"init='torch' draws PyTorch's default uniform init, which takes "
+        raise GradlabError(f"{init} draws PyTorch's default uniform init, which takes "
                            f"no scale: {scaled[0]} would change nothing; leave it out, or "
-                           "use init='gaussian' or 'orthogonal'")
+                           f"use {other}")
 
 
 class WeightsOverflow(GradlabError):

@@ -39,7 +39,7 @@ from .paths import remove_empty
 from .signals import uninterrupted
 from .ownership import (LEFTOVER, MANIFEST, TEMP_TAG, digest, foreign, made_here,
                         manifest_bytes, nested, other_kind, owned, owner_above, plain_name,
-                        read_manifest, temp_stem)
+                        read_manifest, readable_foreign, temp_stem)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
 REPOSITORY_MARKERS = (".git", ".hg", ".svn")
@@ -114,7 +114,7 @@ def check_target(out, *, force=False, cell_files=(), what="--out"):
     """Refuse early (before any work) a folder gradlab may not write. Without `force` the
     folder must be new, empty, or hold only files gradlab wrote there."""
     path = refuse_unsafe(out, cell_files=cell_files, what=what)
-    others = foreign(path)
+    others = readable_foreign(out, path, what)
     if others and not force:
         inner = nested(others)           # gradlab's, but another report's (a subfolder)
         raise GradlabError(f"{what} {str(out)!r} holds {len(others)} file(s) "
@@ -261,7 +261,7 @@ def write_files(out, files, *, replace=True, force=False, cell_files=(), what="-
 def in_the_way(out, path, names, what="--out"):
     """The entries of `path` gradlab did not write (`foreign`), refusing in one line when one
     sits where a name in `names` (relative paths gradlab is about to write) would go."""
-    others = foreign(path)
+    others = readable_foreign(out, path, what)
     blocked = [rel for rel in names if any(rel == o.rstrip("/") or o.startswith(rel + "/")
                or (not o.endswith("/") and rel.startswith(o + "/")) for o in others)]
     if blocked:            # named as what is there: a link `figures`, not figures/decay.png

@@ -9,6 +9,8 @@ import os
 import pathlib
 import re
 
+from .errors import GradlabError
+
 MANIFEST = ".gradlab-manifest.json"
 TEMP_TAG = ".gradlab-"          # temporary names: .<target name>.gradlab-<random>
 # what mkstemp / mkdtemp append to a prefix: eight characters from [a-z0-9_]
@@ -150,6 +152,19 @@ def foreign(folder):
 
     walk(folder, "")
     return found
+
+
+def readable_foreign(out, path, what="--out"):
+    """`foreign(path)`, refused in one line naming `what` where a folder in it cannot be
+    read (gradlab must see what is there before it writes beside it)."""
+    try:
+        return foreign(path)
+    except OSError as err:
+        inside = err.filename if err.filename is not None else path
+        raise GradlabError(f"{what} {str(out)!r}: cannot read {str(inside)!r} in it "
+                           f"({(err.strerror or str(err)).lower()}); gradlab looks at what "
+                           "a folder holds before it writes there: make it readable, or "
+                           "choose another folder") from None
 
 
 def leftover(entry, prefix, manifest):

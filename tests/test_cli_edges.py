@@ -302,3 +302,12 @@ def test_with_stdin_and_stderr_closed_a_checked_function_cannot_write_the_verdic
                          timeout=300, env=SAME, preexec_fn=close_both)
     assert run.returncode == 1 and run.stdout.startswith("differs: ") and \
         "forged" not in run.stdout, run.stdout
+
+
+def test_init_without_a_cell_lists_the_cells():
+    """`gradlab init` said click's "Missing argument 'CELL'." and named no cell, where
+    `gradlab derive` lists them."""
+    for args in (("init",), ("init", "--timescale", "5")):
+        result = invoke(*args)
+        assert_one_line_error(result, "give a CELL (valid cells: rnn_tanh, ")
+        assert "lstm" in result.output

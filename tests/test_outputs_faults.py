@@ -263,3 +263,23 @@ def test_only_folders_this_write_made_are_noted_for_removal(tmp_path, monkeypatc
     made = []
     paths.make_parents(tmp_path / "a" / "b" / "r", made)
     assert made == [tmp_path / "a" / "b"] and (tmp_path / "a" / "b").is_dir()
+
+
+def test_a_folder_inside_out_that_cannot_be_read_is_one_line_naming_out(tmp_path, monkeypatch):
+    """A subfolder of --out at mode 000 (as a user without root sees it) gave the bare
+    "Permission denied: '.../sec'", which named neither --out nor what to do."""
+    out = tmp_path / "u1"
+    (out / "sec").mkdir(parents=True)
+    real = os.scandir
+
+    def scandir(path="."):
+        if pathlib.Path(path).name == "sec":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(GradlabError) as err:
+        outputs.check_target(out)
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(f"--out {str(out)!r}: cannot read ")
+    assert "sec" in text and "permission denied" in text and "choose another folder" in text

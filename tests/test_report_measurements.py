@@ -218,8 +218,9 @@ def test_drift_caption_and_init_line_claim_nothing_not_measured(tmp_path):
     assert "scales do not apply" in text and "weight scale" not in text
     # a scale torch's draw would ignore is refused, not reported as ignored
     assert_one_line_error(invoke(*run, "--weight-scale", "3", "--out", tmp_path / "s"),
-                          "init='torch' draws PyTorch's default uniform init, which takes "
-                          "no scale: weight_scale=3 would change nothing")
+                          "--init torch draws PyTorch's default uniform init, which takes "
+                          "no scale: --weight-scale 3 would change nothing; leave it out, or "
+                          "use --init gaussian or orthogonal")
     with pytest.raises(GradlabError, match="no scale: bias_scale=0.5 would change nothing"):
         Setup(cells=("rnn_tanh",), init="torch", bias_scale=0.5)
     assert not (tmp_path / "s").exists()

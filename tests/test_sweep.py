@@ -206,8 +206,8 @@ def test_merge_refuses_an_out_that_holds_a_part(tmp_path, monkeypatch):
     parts = ["reports/phase-diagram-shards/1-of-2", "reports/phase-diagram-shards/2-of-2"]
     assert listing(tmp_path) == ["reports", "reports/phase-diagram-shards", *(
         f for p in parts for f in (p, p + "/.gradlab-manifest.json", p + "/part.json"))]
-    for out in ("reports/phase-diagram-shards", parts[1]):
-        for force in ([], ["--force"]):
+    for out in ("reports/phase-diagram-shards", parts[1], parts[0] + "/sub"):   # above,
+        for force in ([], ["--force"]):                                          # at, inside
             result = invoke("sweep", "merge", *parts, "--out", out, *force)
             assert_one_line_error(result, "one of the parts being merged")
     assert len(listing(tmp_path)) == 8

@@ -55,6 +55,7 @@ def report(names, out, force, open_, model, arch, **options):
     from ..reports import gradient_decay as rp
     from ..device import resolve as resolve_device
     from ..checkpoint import parse_arch, report_models
+    from ..initialize import SCALE_DEFAULTS, refuse_unused_scales
     resolve_device(options["device"])
     if model is not None and arch is not None:      # sizes from --arch, checked first
         shape = parse_arch(arch)
@@ -76,6 +77,9 @@ def report(names, out, force, open_, model, arch, **options):
                            f"entry torch's): leave {flag} out, or add --cells")
     where = {"cell_files": cell_files(cells)}
     check_report_target(out, force=force, figures=rp.FIGURES, **where)
+    refuse_unused_scales(options["init"], {k: "--" + k.replace("_", "-") for k in
+                                           SCALE_DEFAULTS}, weight_scale=options["weight_scale"],
+                         bias_scale=options["bias_scale"])
     setup = rp.Setup(cells=tuple(cells), **options)
     budget.ensure_cells_fit("report", [*cells, *(c for c, _ in (models or {}).values())],
                             setup.hidden, setup.inputs, setup.steps,

@@ -79,8 +79,8 @@ def write_part(grid, shard, points, out, *, command=None, **where):
 
 def check_merge_target(out, dirs):
     """Refuse an --out that is one of the part directories being merged (writing the
-    report there would replace its part), or holds one (a report and the parts it was
-    merged from are kept apart, so that neither is taken for the other)."""
+    report there would replace its part), holds one, or lies inside one (a report and the
+    parts it was merged from are kept apart, so that neither is taken for the other)."""
     from ..outputs import resolve
     resolve(out)                         # an empty or unusable --out, in the usual words
     target = pathlib.Path(out).resolve()
@@ -93,6 +93,10 @@ def check_merge_target(out, dirs):
         if target in where.parents:
             raise GradlabError(f"--out {str(out)!r} holds {str(d)!r}, one of the parts being "
                                "merged: keep the report apart from its parts; choose "
+                               "another --out")
+        if where in target.parents:
+            raise GradlabError(f"--out {str(out)!r} is inside {str(d)!r}, one of the parts "
+                               "being merged: keep the report apart from its parts; choose "
                                "another --out")
 
 
