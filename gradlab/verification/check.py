@@ -44,7 +44,7 @@ from ..lowering.lower import terms_function
 from .blind import alike, alike_words, unseen, unseen_words, zero_parts
 from .conventions import exact_jacobian
 from .diagnosis import UNEXPLAINED, diagnose, measured, relative
-from .hidden import UNASKED, Asked, with_biases, with_states
+from .hidden import UNASKED, Asked, with_biases, with_states, with_units
 from .precision import (FINER_NOTE, UNSURE_NOTE, extended_reference, float32_loses,
                         within_rounding)
 from .user import (COLLAPSED, batched_jacobian, cell_part, coarsest, float32_rounding,
@@ -316,7 +316,7 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     if ok and not (faint or same):                   # the verdict is at the params given
         asked = Asked(fn, cell, params, yours, (state, x), (fn_state, fn_x), shape, layout,
                       wrt, blocks, rtol, seed, theirs)
-        hidden = with_biases(asked) + with_states(asked)
+        hidden = with_biases(asked) + with_units(asked) + with_states(asked)
         unchecked = any(e is UNASKED for _, e in hidden)
         wrong = [e for _, e in hidden if e is not None and e is not UNASKED]
         if wrong:                   # right only where the values given hide a term: wrong

@@ -9,7 +9,10 @@ function of params and states that is wrong for some of them is wrong, however t
 given happened to hide it (`init_params` gives zero biases by default). One exception: a
 derivation that leaves out every bias the params give as zero is the exact Jacobian of a
 model without them, which is what zero biases given may well describe: it agrees, with a
-note.
+note. A value of 1 hides a factor in the same way (a gain g of all ones, torch's
+LayerNorm default: g x agrees with x; gamma^2 with gamma at gamma = 1): fn is asked again
+with such params drawn away from 1 (`with_units`), and a derivation that then leaves them
+out is inconclusive, not certified.
 """
 
 import dataclasses
@@ -104,8 +107,10 @@ def with_biases(asked):
                             ).to(params[p]) for p in cell.param_names}
     # the zero vectors drawn nonzero, every other array moved by ~10% (so that a fn that
     # reads params, but not those vectors, answers differently: told from a closure)
-    drawn = {p: (0.5 * noise[p] if p in zero else params[p] * (1 + 0.1 * noise[p])).to(
-        fn_dtype).to(params[p].dtype) for p in cell.param_names}   # fn's values
+    fixed = unit_params(cell, params)           # (moved by `with_units`, blamed there)
+    drawn = {p: (0.5 * noise[p] if p in zero else params[p] if p in fixed else
+                 params[p] * (1 + 0.1 * noise[p])).to(fn_dtype).to(params[p].dtype)
+             for p in cell.param_names}                          # fn's values
     answer = asked.again({**asked.yours, **{p: v.to(fn_dtype) for p, v in drawn.items()}},
                          asked.fn_point)
     where = f"{BIAS_NOTE}, where {', '.join(zero)} {'is' if len(zero) == 1 else 'are'} all zero"
@@ -130,6 +135,72 @@ def with_biases(asked):
              f"exact Jacobian of a model without {them}. Your derivation gets a term with "
              f"{them} wrong, or leaves out some of {them} and keeps the rest (right only "
              "where those are zero).", errors)]
+
+
+def unit_params(cell, params):
+    """{name: what} for the params whose values hide a factor or a term: every entry 1 (a
+    gain g, a scalar gamma: g x agrees with x, gamma^2 with gamma), a square matrix that
+    is the identity (W^T, W^2 agree with W), or every entry zero where it is not a vector
+    (`with_biases` has those): a weight matrix or a scalar at zero hides every term it
+    multiplies."""
+    found = {}
+    for p in cell.param_names:
+        v = params[p]
+        if not v.numel():
+            continue
+        if bool((v == 1).all()):
+            found[p] = "all ones" if v.numel() > 1 else "1"
+        elif v.ndim == 2 and v.shape[0] == v.shape[1] and torch.equal(
+                v, torch.eye(v.shape[0], dtype=v.dtype, device=v.device)):
+            found[p] = "the identity"
+        elif v.ndim != 1 and not bool(v.any()):
+            found[p] = "all zero" if v.numel() > 1 else "0"
+    return found
+
+
+def with_units(asked):
+    """[(note, errors)] where fn agreed at params with entries all 1, an identity, or a zero
+    matrix or scalar (`unit_params`), and disagrees with those drawn away from it (N(0,
+    0.25) added to each entry, every other param but zero biases moved by ~10%): it
+    differs. An answer there that is the exact Jacobian with them at their given values
+    leaves them out: right for a model that fixes them so (a layer norm without a gain),
+    not for the cell given, which reads them; unlike zero biases (which init_params gives
+    by default), nothing is certified so: inconclusive (UNASKED), with a note."""
+    cell, params, fn_dtype = asked.cell, asked.params, asked.fn_point[1].dtype
+    special = unit_params(cell, params)
+    if not special:
+        return []
+    gen = torch.Generator().manual_seed(derived_seed(asked.seed, 4))
+    noise = {p: torch.randn(params[p].shape, generator=gen, dtype=torch.float64,
+                            device="cpu").to(params[p]) for p in cell.param_names}
+    zero = [p for p in cell.param_names if params[p].ndim == 1 and params[p].numel()
+            and not bool(params[p].any())]
+    drawn = {p: (params[p] + 0.5 * noise[p] if p in special else params[p] if p in zero
+                 else params[p] * (1 + 0.1 * noise[p])).to(fn_dtype).to(params[p].dtype)
+             for p in cell.param_names}
+    answer = asked.again({**asked.yours, **{p: v.to(fn_dtype) for p, v in drawn.items()}},
+                         asked.fn_point)
+    named = " and ".join(f"{p} is {what}" for p, what in special.items())
+    where = f"{BIAS_NOTE}, where {named}"
+    them = "it" if len(special) == 1 else "them"
+    if answer is None:
+        return unasked(where, len(special) > 1, "N(0, 0.25) added to each entry")
+    if torch.equal(answer, asked.theirs):
+        return []         # fn does not read params (a closure): right for the model it reads
+    errors = asked.error(answer, {**params, **drawn}, asked.point)
+    if errors[1] <= max(asked.rtol, rounding(fn_dtype)):
+        return []
+    kept = asked.error(answer, {**params, **drawn, **{p: params[p] for p in special}},
+                       asked.point)
+    moved = (f"but not with {them} drawn away from that (N(0, 0.25) added to each entry, the "
+             f"other params moved by ~10%): max relative error {errors[1]:.3g}.")
+    if kept[1] <= asked.rtol:               # the exact Jacobian with them as given
+        return [(f"{where}, {moved} There it is the exact Jacobian with {them} as given: "
+                 f"your derivation leaves {them} out, right only for a model that fixes "
+                 f"{them} so, not for this cell. Give other values to check {them}.", UNASKED)]
+    return [(f"{where}, {moved} Your derivation gets a term with {them} wrong that "
+             f"{'these values hide' if len(special) > 1 else 'this value hides'} (a factor "
+             "left out, a square or a transpose where the value itself belongs).", errors)]
 
 
 def with_states(asked):
