@@ -154,3 +154,40 @@ def test_ties_between_an_integer_and_a_float_split_the_gradient():
     values = {a: (sp.Integer(1) if a.parent.name == "W" else sp.Float(0.0))
               for a in entry.atoms(MatrixElement)}
     assert float(entry.xreplace(values)) == 0.5           # as J.at gives at the tie
+
+
+def test_an_activation_that_cannot_run_is_refused_when_registered():
+    """A registration whose implementation does not exist (numpy.cube) was taken, and every
+    cell's lowered Jacobian then failed with a raw AttributeError; one whose text had no
+    {} gave a function of no arguments."""
+    import sympy
+
+    import numpy  # noqa: F401  (imported: its implementation is tried at once)
+    cube = sympy.Function("cube_probe")
+    bad = [dict(text="cube({})", latex="c({})", numpy=activations.call("cube"),
+                torch=activations.call("cube")),
+           dict(text="cube", latex="c", numpy=activations.call("tanh"),
+                torch=activations.call("tanh")),
+           dict(text="cube({})", latex="c({}, {})", numpy=activations.call("tanh"),
+                torch=activations.call("tanh")),
+           dict(text="cube({})", latex="c({})", numpy=3, torch=activations.call("tanh")),
+           dict(text="cube({})", latex="c({})", numpy=lambda np: 3,
+                torch=activations.call("tanh"))]
+    for kw in bad:
+        with pytest.raises(GradlabError, match="activation 'cube_probe'") as err:
+            activations.activation(None, cube, **kw)
+        assert "\n" not in str(err.value)
+        assert "cube_probe" not in activations.TABLE
+    lstm = gradlab.cell("lstm")                       # every cell still lowers and runs
+    assert lstm.step_fn("torch") is not None
+
+
+def test_an_implementation_that_fails_when_built_is_named(monkeypatch):
+    from gradlab.symbolic.activations import Activation, implementations
+    monkeypatch.setitem(activations.TABLE, "late_probe", Activation(
+        "late_probe", None, text="late({})", latex="late({})",
+        numpy=lambda np: np.no_such_thing, torch=lambda t: t.tanh))
+    with pytest.raises(GradlabError, match="activation 'late_probe' has no numpy "
+                                           "implementation: its numpy= failed with "
+                                           "AttributeError"):
+        implementations("numpy", __import__("numpy"))

@@ -327,3 +327,16 @@ def test_a_deep_stack_is_checked_without_multiplying_out_its_cross_layer_blocks(
         return exact(p, tuple(s), x)[:, idx][:, :, idx]
     result = gradlab.check_jacobian(reordered, cell, params, batch=2)
     assert not result.ok and "Your state parts are in the order (c3, h3, c2" in str(result)
+
+
+def test_a_pair_of_one_dimensional_states_is_named_as_such():
+    """states=((h[0],), x[0]) said "2 state part(s) given; cell 'rnn_tanh' has h": the pair
+    was read as two state parts, where its arrays lack the batch dimension."""
+    rnn = gradlab.cell("rnn_tanh")
+    params = rnn.init_params(3, 2)
+    h, x = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    fn = lambda p, s, x: torch.zeros(x.shape[0], 3, 3, dtype=torch.float64)     # noqa: E731
+    with pytest.raises(GradlabError, match=r"states: a pair \(state parts, x\) of 1-D arrays; "
+                                           r"each must be \(B, size\)"):
+        gradlab.check_jacobian(fn, rnn, params, states=((h[0],), x[0]))
+    assert not gradlab.check_jacobian(fn, rnn, params, states=((h,), x)).ok

@@ -210,3 +210,22 @@ def test_names_that_render_as_one_glyph_are_refused(a, b):
         return first * s.let(b, tanh(s.W @ s.h))
     with pytest.raises(GradlabError, match=r"would print alike"):
         _declare(both, "W U b")
+
+
+def test_a_reduction_whose_name_is_taken_says_which_reduction_took_it():
+    """mean(r) of a vector named apow2, beside mean of a^2 (both mu_apow2), said only
+    "'mu_apow2' is already defined", a name the user never wrote."""
+    from gradlab import mean, tanh
+
+    def spelled_alike(s):
+        return mean(s.let("a^2", tanh(s.W @ s.h))) * mean(s.let("apow2", s.h)) * s.h + s.U @ s.x
+
+    def let_first(s):
+        s.let("mu_a", s.h)
+        return mean(s.let("a", s.W @ s.h)) * s.h + s.U @ s.x
+
+    for body, why in ((spelled_alike, "mean(apow2) names its value 'mu_apow2'"),
+                      (let_first, "mean(a) names its value 'mu_a'")):
+        with pytest.raises(gradlab.GradlabError, match=re.escape(why)) as err:
+            gradlab.declare(state="h", params="W U", source="a test", name="alike")(body)
+        assert "\n" not in str(err.value) and "rename" in str(err.value)

@@ -53,7 +53,10 @@ def activation(language, function, *, text, latex, numpy, torch, key=None):
     unless it is the same registration again (a cell file imported twice) of an entry
     that is not gradlab's own."""
     from ..errors import GradlabError
-    key = key or function.__name__
+    key = key or getattr(function, "__name__", None)
+    if not isinstance(key, str) or not key.isidentifier():
+        raise GradlabError(f"an activation needs a SymPy function (or key=) whose name is a "
+                           f"Python identifier, got {key!r}")
     taken = TABLE.get(key)
     again = taken is not None and key not in BUILTIN and (
         taken.text, taken.latex, taken.language) == (text, latex, language)
@@ -66,10 +69,36 @@ def activation(language, function, *, text, latex, numpy, torch, key=None):
     if clash is not None:
         raise GradlabError(f"the language name {language!r} is taken by the activation "
                            f"{clash.key!r}; choose another")
+    _refuse_unrunnable(key, function, text, latex, numpy, torch)
     TABLE[key] = Activation(key, function, text=text, latex=latex, numpy=numpy, torch=torch,
                             language=language)
     _generation[0] += 1
     return function
+
+
+def _refuse_unrunnable(key, function, text, latex, numpy, torch):
+    """One line now, where the lowered code of every cell would otherwise fail later: text
+    and latex with one {} per argument (1 or 2), and numpy and torch functions of the
+    module (`call(name)` for module.name; what they give is checked where a backend is
+    built, `implementations`, so that registering imports neither)."""
+    from ..errors import GradlabError
+    arity = text.count("{}") if isinstance(text, str) else 0
+    nargs = getattr(function, "nargs", None)
+    if arity not in (1, 2) or not isinstance(latex, str) or latex.count("{}") != arity:
+        raise GradlabError(f"activation {key!r}: text and latex must be str.format templates "
+                           "with one {} per argument (1 or 2), e.g. text=\"cube({})\", got "
+                           f"text={text!r}, latex={latex!r}")
+    if isinstance(nargs, sp.FiniteSet) and arity not in nargs:
+        raise GradlabError(f"activation {key!r}: text {text!r} takes {arity} argument(s), "
+                           f"its function {sorted(nargs)}")
+    import sys
+    for backend, make in (("numpy", numpy), ("torch", torch)):
+        if not callable(make):
+            raise GradlabError(f"activation {key!r}: {backend}= must be a function of the "
+                               f"{backend} module giving the implementation, e.g. "
+                               f"call('tanh'), got {type(make).__name__}")
+        if backend in sys.modules:        # imported already: try it now (else when built)
+            _implementation(key, backend, make, sys.modules[backend])
 
 
 def in_table(fn, arity):
@@ -118,8 +147,24 @@ def call(attr):
 
 
 def implementations(backend, module):
-    """{key: implementation} of every activation for one backend ("numpy" or "torch")."""
-    return {key: getattr(a, backend)(module) for key, a in TABLE.items()}
+    """{key: implementation} of every activation for one backend ("numpy" or "torch"); a
+    registration whose implementation cannot be made is named in one line."""
+    return {key: _implementation(key, backend, getattr(a, backend), module)
+            for key, a in TABLE.items()}
+
+
+def _implementation(key, backend, make, module):
+    """make(module), the implementation, or a one-line error naming the activation."""
+    from ..errors import GradlabError
+    try:
+        found = make(module)
+    except Exception as err:               # (a user's lambda: any error is its problem)
+        raise GradlabError(f"activation {key!r} has no {backend} implementation: its "
+                           f"{backend}= failed with {type(err).__name__}: {err}") from None
+    if not callable(found):
+        raise GradlabError(f"activation {key!r}: its {backend}= gave "
+                           f"{type(found).__name__}, not a function")
+    return found
 
 
 def by_language_name():

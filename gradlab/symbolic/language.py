@@ -252,7 +252,8 @@ def mean(v):
     """The mean over the units of a named vector r, as the scalar mu_r."""
     v, name = _named(v, "mean")
     ones = OneMatrix(1, v.expr.shape[0])
-    return v.owner.let(f"mu_{name}", Value(al.scale(1 / v.expr.shape[0], al.mul(ones, v.expr))))
+    return v.owner._let(f"mu_{name}", Value(al.scale(1 / v.expr.shape[0], al.mul(ones, v.expr))),
+                        by=f"mean({v.expr.name})", checked=True)
 
 
 def var(v):
@@ -261,7 +262,8 @@ def var(v):
     centred = (v - mean(v)).expr
     rows = centred.shape[0]
     spread = al.mul(sp.Transpose(centred), centred)
-    return v.owner.let(f"sigma_{name}^2", Value(al.scale(1 / rows, spread)))
+    return v.owner._let(f"sigma_{name}^2", Value(al.scale(1 / rows, spread)),
+                        by=f"var({v.expr.name})", checked=True)
 
 
 def sum(v, *rest, **start):     # noqa: A001 - a plain iterable goes to builtins.sum
@@ -274,14 +276,16 @@ def sum(v, *rest, **start):     # noqa: A001 - a plain iterable goes to builtins
         raise GradlabError(f"sum() of a named vector takes the vector alone, got also "
                            f"{extra}: add a term outside it, sum(r) + 2")
     v, name = _named(v, "sum", power="^")
-    return v.owner._let(f"sum_{name}", Value(al.mul(OneMatrix(1, v.expr.shape[0]), v.expr)))
+    return v.owner._let(f"sum_{name}", Value(al.mul(OneMatrix(1, v.expr.shape[0]), v.expr)),
+                        by=f"sum({v.expr.name})")
 
 
 def norm(v):
     """The Euclidean norm over the units of a named vector r, as the scalar ‖r‖."""
     v, name = _named(v, "norm", power="^")
     squares = al.mul(sp.Transpose(v.expr), v.expr)
-    return v.owner._let(f"norm_{name}", Value(HadamardPower(squares, sp.S.Half)))
+    return v.owner._let(f"norm_{name}", Value(HadamardPower(squares, sp.S.Half)),
+                        by=f"norm({v.expr.name})")
 
 
 def _named(v, what, power="pow"):
@@ -367,7 +371,9 @@ class Builder:
             raise GradlabError(why)
         return self._let(name, value)
 
-    def _let(self, name, value):     # let, for the reductions too (norm_r, sum_r)
+    def _let(self, name, value, by=None, checked=False):   # let, and the reductions' (mu_r
+        if checked and (why := check_let_name(name)):          # by mean(r), as let checks)
+            raise GradlabError(why)
         expr = _value(value).expr
         if not isinstance(expr, sp.MatrixExpr) or expr.shape[1] != 1:
             raise GradlabError(f"'{name}' must be a vector, got {_shape(expr)} "
@@ -377,7 +383,10 @@ class Builder:
         if previous is not None and previous == expr:
             return Value(sym, owner=self)    # the same reduction asked for twice
         if name in self._symbols or any(str(s) == name for s in self._lets):
-            raise GradlabError(f"'{name}' is already defined in cell '{self._cell}'")
+            raise GradlabError(f"'{name}' is already defined in cell '{self._cell}'" + (
+                f": {by} names its value {name!r}, and a name given before (or another "
+                "reduction's, whose vector's name spells the same) has it; rename that "
+                "one, or the vector" if by else ""))
         printed = identifier(name)
         if printed in self._printed:
             raise GradlabError(f"let name {name!r} and {self._printed[printed]!r} would be the "
