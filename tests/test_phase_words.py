@@ -96,3 +96,20 @@ def test_a_batch_rate_of_minus_infinity_says_how_many_sequences_died():
            "norm is -∞ (ξ = 0 steps" in text
     summary["zero_sequences"] = 2
     assert "of 2 sequences" not in findings({"rnn_relu": {"summary": summary}})
+
+
+def test_a_rise_too_small_to_tell_is_not_called_growth():
+    """The committed report said "gradients do not decay from σ_w = 2 on" where its own
+    table marked σ_w = 2 "gradients grow? (too slowly to tell from a slow decay)"."""
+    from types import SimpleNamespace
+
+    from gradlab.reports.phase_words import memory, vanilla_words
+    grid = SimpleNamespace(cells=("rnn_tanh",), gates=lambda: [False])
+    point = lambda ws, rate, ts, done=True: {"cell": "rnn_tanh", "weight_scale": ws,  # noqa
+                                             "rate": rate, "timescale": ts, "converged": done}
+    points = [point(1.0, -0.2, 2.5), point(2.0, 0.007, float("inf"), done=False),
+              point(2.5, 0.05, float("inf")), point(3.0, 0.09, float("inf"))]
+    assert memory(points[1]) is None and memory(points[2]) == float("inf")
+    text = vanilla_words(grid, points)
+    assert "do not decay from σ_w = 2.5 on" in text
+    assert "at σ_w = 2 the norm rises too little to tell growth from a slow decay" in text

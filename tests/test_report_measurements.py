@@ -255,3 +255,19 @@ def test_the_theory_reads_the_inputs_the_report_draws(scale):
         1.5, input_scale=scale, bias_scale=0.0, input_power=scale ** 2), rel=1e-12)
     assert s["theory"] != pytest.approx(theory.mean_field_rate(1.5, input_scale=scale),
                                         rel=1e-3)
+
+
+def test_a_theory_of_a_zero_product_is_shown_as_minus_infinity(tmp_path):
+    """At weight and input scale 0, dynamic mean field predicts -inf for rnn_relu (a zero
+    product): the table said "dynamic mean field" beside an empty theory rate and hid the
+    measured Frobenius rate (-inf), where rnn_tanh's row said "predicts -∞"."""
+    out = tmp_path / "r"
+    assert_ok(invoke("report", "--cells", "rnn_relu", "--hidden", "4", "--inputs", "2",
+                     "--steps", "6", "--batch", "2", "--weight-scale", "0", "--input-scale",
+                     "0", "--out", out))
+    s = load(out)["cells"]["rnn_relu"]
+    s = s.get("summary", s)
+    assert (s["theory"], s["theory_label"]) == ("-inf", "dynamic mean field")
+    row = next(line for line in (out / "report.md").read_text(encoding="utf-8").splitlines()
+               if line.startswith("| rnn_relu |"))
+    assert row.split(" | ")[10:13] == ["-∞", "-∞", "0"], row

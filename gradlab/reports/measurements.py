@@ -156,7 +156,9 @@ def _theory(setup, cell, params):
                                    lags=(max(1, T // 4), T), seed=setup.seed).rate
         except GradlabError:
             return None, None
-        return "dynamic mean field", predicted if math.isfinite(predicted) else None
+        if math.isnan(predicted) or predicted == math.inf:     # (overflow: no theory)
+            return None, None
+        return "dynamic mean field", predicted          # -inf: a zero product, as measured
     return None, None
 
 

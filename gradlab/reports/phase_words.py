@@ -12,13 +12,19 @@ RISE = 1e-9      # a timescale "falls" as the gate bias rises only by more than 
 
 def memory(p):
     """A point's timescale as an order: inf where gradients do not decay (grow, or keep
-    their size), 0 for a zero product, None where nothing was measured."""
+    their size), 0 for a zero product, None where nothing was measured, or where the norm
+    rises too little within T to tell growth from a slow decay (`unsure`: marked ?)."""
     rate = p["rate"]
-    if not isinstance(rate, (int, float)) or math.isnan(rate):
+    if not isinstance(rate, (int, float)) or math.isnan(rate) or unsure(p):
         return None
     if rate == -math.inf:
         return 0.0
     return float(p["timescale"]) if rate < 0 else math.inf
+
+
+def unsure(p):
+    """A rise too small within T to tell growth from a slow decay (the table's ?)."""
+    return p["rate"] > 0 and not p.get("converged", True)
 
 
 def gate_words(grid, points):
@@ -84,6 +90,10 @@ def vanilla_words(grid, points):
             text += f"; gradients do not decay from σ_w = {min(grows):g} on"
         elif grows:
             text += f"; gradients do not decay at σ_w = {', '.join(f'{w:g}' for w in grows)}"
+        doubt = sorted({p["weight_scale"] for p in points if p["cell"] == cell and unsure(p)})
+        if doubt:
+            text += (f"; at σ_w = {', '.join(f'{w:g}' for w in doubt)} the norm rises too "
+                     "little to tell growth from a slow decay")
         text += ". "
     return text
 
