@@ -88,6 +88,26 @@ def rounding(dtype):
     return 100 * torch.finfo(dtype).eps
 
 
+def asked_again(asked, drawn, held, unanswered):
+    """fn asked again at params `drawn` (fn's dtype, as given to it): the notes to give as
+    they are, `unasked(*unanswered)` where it gives no answer there (`Asked.again`), []
+    where it agrees there within rtol (or rounding) or answers as before (it does not
+    read params: a closure, right for the model it reads); else (its errors there, its
+    errors against the exact Jacobian with the params `held` at their given values)."""
+    fn_dtype = asked.fn_point[1].dtype
+    answer = asked.again({**asked.yours, **{p: v.to(fn_dtype) for p, v in drawn.items()}},
+                         asked.fn_point)
+    if answer is None:
+        return unasked(*unanswered)
+    if torch.equal(answer, asked.theirs):
+        return []
+    errors = asked.error(answer, {**asked.params, **drawn}, asked.point)
+    if errors[1] <= max(asked.rtol, rounding(fn_dtype)):
+        return []
+    return errors, asked.error(answer, {**asked.params, **drawn,
+                                        **{p: asked.params[p] for p in held}}, asked.point)
+
+
 def with_biases(asked):
     """[(note, errors)] where fn agreed, but the params' all-zero vectors (biases of scale 0,
     as init_params gives by default) hide what it does with them: with them drawn nonzero,
@@ -111,19 +131,12 @@ def with_biases(asked):
     drawn = {p: (0.5 * noise[p] if p in zero else params[p] if p in fixed else
                  params[p] * (1 + 0.1 * noise[p])).to(fn_dtype).to(params[p].dtype)
              for p in cell.param_names}                          # fn's values
-    answer = asked.again({**asked.yours, **{p: v.to(fn_dtype) for p, v in drawn.items()}},
-                         asked.fn_point)
     where = f"{BIAS_NOTE}, where {', '.join(zero)} {'is' if len(zero) == 1 else 'are'} all zero"
-    if answer is None:
-        return unasked(where, len(zero) > 1, "N(0, 0.25) each entry")
-    if torch.equal(answer, asked.theirs):
-        return []         # fn does not read params (a closure): right for the model it reads
-    errors = asked.error(answer, {**params, **drawn}, asked.point)
-    if errors[1] <= max(asked.rtol, rounding(fn_dtype)):
-        return []
+    found = asked_again(asked, drawn, zero, (where, len(zero) > 1, "N(0, 0.25) each entry"))
+    if isinstance(found, list):
+        return found
+    errors, without = found
     them = "it" if len(zero) == 1 else "them"
-    without = asked.error(answer, {**params, **drawn, **{p: params[p] for p in zero}},
-                          asked.point)
     if without[1] <= asked.rtol:             # the exact Jacobian of a model without them
         return [(f"{where}, but not with {them} drawn nonzero (N(0, 0.25) each entry, the "
                  f"other params moved by ~10%): max relative error {errors[1]:.3g}. There it "
@@ -178,20 +191,14 @@ def with_units(asked):
     drawn = {p: (params[p] + 0.5 * noise[p] if p in special else params[p] if p in zero
                  else params[p] * (1 + 0.1 * noise[p])).to(fn_dtype).to(params[p].dtype)
              for p in cell.param_names}
-    answer = asked.again({**asked.yours, **{p: v.to(fn_dtype) for p, v in drawn.items()}},
-                         asked.fn_point)
     named = " and ".join(f"{p} is {what}" for p, what in special.items())
     where = f"{BIAS_NOTE}, where {named}"
     them = "it" if len(special) == 1 else "them"
-    if answer is None:
-        return unasked(where, len(special) > 1, "N(0, 0.25) added to each entry")
-    if torch.equal(answer, asked.theirs):
-        return []         # fn does not read params (a closure): right for the model it reads
-    errors = asked.error(answer, {**params, **drawn}, asked.point)
-    if errors[1] <= max(asked.rtol, rounding(fn_dtype)):
-        return []
-    kept = asked.error(answer, {**params, **drawn, **{p: params[p] for p in special}},
-                       asked.point)
+    found = asked_again(asked, drawn, special,
+                        (where, len(special) > 1, "N(0, 0.25) added to each entry"))
+    if isinstance(found, list):
+        return found
+    errors, kept = found
     moved = (f"but not with {them} drawn away from that (N(0, 0.25) added to each entry, the "
              f"other params moved by ~10%): max relative error {errors[1]:.3g}.")
     if kept[1] <= asked.rtol:               # the exact Jacobian with them as given
