@@ -88,15 +88,23 @@ def derived_seed(seed, k):
 
 def real(value, what, low=None, finite=True):
     """`value` as a float if it is a real number (not a bool, not a string), finite unless
-    `finite` is False (then nan and inf pass), not below `low` where given, else a
-    GradlabError naming it."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) \
-        and (math.isfinite(value) or not finite) and not (low is not None and value < low)
+    `finite` is False (then nan and inf pass, and an integer past float's range reads as
+    inf of its sign), not below `low` where given, else a GradlabError naming it."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok:
+        try:
+            number = float(value)
+        except OverflowError:                 # an integer past float's range (10**400)
+            number = math.inf if value > 0 else -math.inf
+        ok = (math.isfinite(number) or not finite) and not (low is not None and number < low)
     if not ok:
         kind = "a finite real number" if finite else "a real number"
         at_least = "" if low is None else f" >= {low}"
-        raise GradlabError(f"{what} must be {kind}{at_least}, got {value!r}")
-    return float(value)
+        shown = repr(value)
+        if len(shown) > 40:                   # (a 400-digit integer, named by its size)
+            shown = f"{shown[:12]}... ({len(shown)} characters)"
+        raise GradlabError(f"{what} must be {kind}{at_least}, got {shown}")
+    return number
 
 
 def flag(value, what):

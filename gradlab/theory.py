@@ -78,6 +78,8 @@ def _solved(weight_scale, input_scale, bias_scale, input_power, iterations, tol)
     """mean_field's (q*, chi), its arguments checked (and hashable: floats)."""
     sw2 = weight_scale * weight_scale
     drive = input_scale * input_scale * input_power + bias_scale * bias_scale
+    if math.isnan(sw2 + drive):           # no number to solve for: none to give
+        return math.nan, math.nan
     if not math.isfinite(sw2 + drive):
         q = math.inf
     elif sw2 == 0 or (drive == 0 and sw2 <= 1):
@@ -145,13 +147,16 @@ def pascanu_rate(W, gamma=1.0):
     W = W.astype(np.float64)
     if not np.isfinite(W).all():
         return math.nan
-    try:
-        norm = gamma * float(np.linalg.norm(W, 2))
+    top = float(np.abs(W).max()) if W.size else 0.0
+    if top == 0 or gamma == 0:
+        return -math.inf if not (gamma == math.inf and top == 0) else math.nan
+    try:         # of W / max|W|, logged apart: a finite W whose norm overflows has a log
+        norm = float(np.linalg.norm(W / top, 2))
     except np.linalg.LinAlgError:
         return math.nan
     if math.isnan(norm):
         return math.nan
-    return math.log(norm) if norm > 0 else -math.inf
+    return math.log(gamma) + math.log(top) + math.log(norm)
 
 
 def gate_rate(preactivation):
