@@ -33,9 +33,10 @@ def _one_layer(module, k):
     with torch.random.fork_rng(devices=[]):        # its init draws must not move the user's
         one = cls(m if k == 0 else 2 * p, n, num_layers=1, bias=module.bias,
                   bidirectional=True, **options).to(dtype=like.dtype, device=like.device)
-    pattern = re.compile(rf"^(\w+?)_l{k}(_reverse)?$")
-    state = {f"{found.group(1)}_l0{found.group(2) or ''}": v.detach()
-             for name, v in module.named_parameters() if (found := pattern.match(name))}
+    # each weight as the module computes it (getattr): a parametrized one (weight_norm,
+    # orthogonal) is not among named_parameters under its own name
+    state = {name: getattr(module, re.sub(r"_l0(?=_reverse$|$)", f"_l{k}", name)).detach()
+             for name in one.state_dict()}
     one.load_state_dict(state)
     return one
 

@@ -291,9 +291,11 @@ def check_state_dict(state, arch):
     """Refuse, in one line, a state dict whose names (under the prefix) or shapes are not
     `arch`'s; the tensors to load, the prefix taken off (a torch cell's names read as
     layer 0's: the module docstring)."""
-    state = _as_layer(select(state, arch), arch)
+    names, state = list(state), _as_layer(select(state, arch), arch)
     where = arch.prefix
     expected = {k: tuple(v.shape) for k, v in arch.module().state_dict().items()}
+    guess = _guess(names)[7:] if any(k.endswith("weight_ih_l0") and k != where + "weight_ih_l0"
+                                     for k in names) else None
     unexpected = [k for k in state if k not in expected]
     if unexpected:
         odd = unexpected[0]
@@ -303,8 +305,7 @@ def check_state_dict(state, arch):
                 if odd.endswith(("_orig", "_mask")) else
                 " (saved parametrized: parametrize.remove_parametrizations(module, name) "
                 "before state_dict())" if odd.startswith("parametrizations.") else
-                f" (saved from a wrapper? try prefix={_guess(list(state))[7:]})"
-                if not where and odd.endswith("weight_ih_l0") and odd != "weight_ih_l0" else "")
+                f" (saved from a wrapper? try prefix={guess})" if guess else "")
         raise GradlabError(f"checkpoint key {where + unexpected[0]!r} is not in {arch} "
                            f"(expected keys{' after the prefix' if where else ''}: "
                            f"{', '.join(expected)}){cell}")

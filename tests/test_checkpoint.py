@@ -287,7 +287,14 @@ def test_a_checkpoint_saved_the_usual_wrong_ways_is_told_how_to_save_it(tmp_path
              "pruned": (pruned.state_dict(), "saved pruned: prune.remove(module, name)"),
              "normed": (normed.state_dict(), "parametrize.remove_parametrizations"),
              "parallel": ({"module." + k: v for k, v in plain.state_dict().items()},
-                          "saved from a wrapper? try prefix=module.")}
+                          "saved from a wrapper? try prefix=module."),
+             # a whole model whose embedding comes first: its first key is no RNN weight
+             "whole": ({"emb.weight": torch.zeros(5, 3),
+                        **{"rnn." + k: v for k, v in plain.state_dict().items()},
+                        "head.weight": torch.zeros(2, 4)},
+                       "'emb.weight' is not in lstm:layers=1,hidden=4,inputs=3 (expected keys: "
+                       "weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0) (saved from a "
+                       "wrapper? try prefix=rnn.)")}
     for name, (state, says) in cases.items():
         torch.save(state, tmp_path / f"{name}.pt")
         result = invoke("report", "--model", tmp_path / f"{name}.pt", "--arch",

@@ -311,3 +311,22 @@ def test_a_packed_sequence_is_refused_by_name():
     with pytest.raises(GradlabError, match="xs is a PackedSequence; give one dense "
                                            "\\(T, B, m\\) tensor"):
         gradlab.gradient_flow(torch.nn.LSTM(3, 4).double(), packed)
+
+
+def test_a_parametrized_weight_below_the_top_of_a_bidirectional_stack():
+    """weight_norm on weight_ih_l0 of a 2-layer bidirectional LSTM: direction_inputs built
+    layer 1 from named_parameters, where the weight is
+    parametrizations.weight_ih_l0.original, and load_state_dict raised RuntimeError."""
+    from torch.nn.utils.parametrizations import weight_norm
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True).double()
+    weight_norm(lstm, "weight_ih_l0")
+    with torch.no_grad():                                   # moves the weight it computes
+        lstm.parametrizations.weight_ih_l0.original0.mul_(1.7)
+    plain = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True).double()
+    plain.load_state_dict({name: getattr(lstm, name).detach() for name in plain.state_dict()})
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    for reverse in (False, True):
+        got = gradlab.gradient_flow(lstm, xs, reverse=reverse).log_norm()
+        expected = gradlab.gradient_flow(plain, xs, reverse=reverse).log_norm()
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-13)
