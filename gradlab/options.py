@@ -329,6 +329,15 @@ def plural(count, noun):
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def cell_given(ctx, param, value):
+    """A required CELL argument's callback: the value, or a one-line error listing the
+    cells (click's own 'Missing argument' names none, and comes after missing options)."""
+    if value is None:
+        from . import registry
+        raise GradlabError(f"give a CELL (valid cells: {', '.join(registry.cells())})")
+    return value
+
+
 def strip_cell(name):
     """A cell name or spec as given on the command line, without surrounding spaces (as
     --cells reads each of its names)."""

@@ -10,8 +10,8 @@ import click
 
 from ..errors import GradlabError
 from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
-    Number, Progress, cell_files, cells_option, check_report_target, echo, given, invoked, \
-    notice, plural, shown
+    Number, Progress, cell_files, cell_given, cells_option, check_report_target, echo, \
+    given, invoked, notice, plural, shown
 
 
 @click.command()
@@ -75,16 +75,8 @@ MEASUREMENTS = 8          # `gradlab init` measures at most this often (critical
 MAX_MEASUREMENTS = 64     # and at most this often when asked (--measurements)
 
 
-def _cell_given(ctx, param, value):
-    """CELL, or a one-line error listing the cells (before click asks for --timescale)."""
-    if value is None:
-        from .. import registry
-        raise GradlabError(f"give a CELL (valid cells: {', '.join(registry.cells())})")
-    return value
-
-
 @click.command("init")
-@click.argument("cell", required=False, callback=_cell_given, metavar="CELL")
+@click.argument("cell", required=False, callback=cell_given, metavar="CELL")
 @click.option("--timescale", type=Number(above=1.0), required=True,
               help="Target gradient timescale ξ in steps: the mean squared gradient the "
                    "mean-field theory predicts, (1/n) ||ds_T/ds_(T-k)||_F^2, falls by e in ξ "
