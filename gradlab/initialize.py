@@ -72,14 +72,10 @@ def refuse_unused_scales(init, flags=None, **scales):
     """init 'torch' draws PyTorch's default uniform init, which takes no scale: a scale
     given other than its default would silently change nothing, and is refused; named
     as `flags` says (the command line's --weight-scale) where given."""
-    if flags is None:
-        scaled = [f"{k}={v:g}" for k, v in scales.items() if init == "torch"
-                  and v != SCALE_DEFAULTS[k]]
-        init, other = "init='torch'", "init='gaussian' or 'orthogonal'"
-    else:
-        scaled = [f"{flags[k]} {v:g}" for k, v in scales.items() if init == "torch"
-                  and v != SCALE_DEFAULTS[k]]
-        init, other = "--init torch", "--init gaussian or orthogonal"
+    scaled = [f"{k}={v:g}" if flags is None else f"{flags[k]} {v:g}"
+              for k, v in scales.items() if init == "torch" and v != SCALE_DEFAULTS[k]]
+    init, other = (("init='torch'", "init='gaussian' or 'orthogonal'") if flags is None
+                   else ("--init torch", "--init gaussian or orthogonal"))
     if scaled:
         raise GradlabError(f"{init} draws PyTorch's default uniform init, which takes "
                            f"no scale: {scaled[0]} would change nothing; leave it out, or "

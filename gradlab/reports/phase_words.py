@@ -24,7 +24,8 @@ def memory(p):
 
 def unsure(p):
     """A rise too small within T to tell growth from a slow decay (the table's ?)."""
-    return p["rate"] > 0 and not p.get("converged", True)
+    rate = p["rate"]
+    return isinstance(rate, (int, float)) and rate > 0 and not p.get("converged", True)
 
 
 def gate_words(grid, points):

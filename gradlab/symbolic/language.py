@@ -371,8 +371,9 @@ class Builder:
             raise GradlabError(why)
         return self._let(name, value)
 
-    def _let(self, name, value, by=None, checked=False):   # let, and the reductions' (mu_r
-        if checked and (why := check_let_name(name)):          # by mean(r), as let checks)
+    def _let(self, name, value, by=None, checked=False):
+        """let, and the reductions' names (mu_r `by` mean(r); `checked` as let checks)."""
+        if checked and (why := check_let_name(name)):
             raise GradlabError(why)
         expr = _value(value).expr
         if not isinstance(expr, sp.MatrixExpr) or expr.shape[1] != 1:

@@ -102,12 +102,10 @@ def _sample(cell, params, batch, seed, states):
         return as_real(t, f"states: {name}", first.dtype, first.device)
 
     if states is not None:
-        pair = (isinstance(states, (tuple, list)) and len(states) == 2
-                and isinstance(states[0], (tuple, list)) and len(states[0]) > 0
-                and np.ndim(states[0][0]) == 2)     # (state parts, x), not h as a list
-        if (not pair and isinstance(states, (tuple, list)) and len(states) == 2
-                and isinstance(states[0], (tuple, list)) and len(states[0]) > 0
-                and all(np.ndim(t) == 1 for t in (*states[0], states[1]))):
+        shaped = (isinstance(states, (tuple, list)) and len(states) == 2
+                  and isinstance(states[0], (tuple, list)) and len(states[0]) > 0)
+        pair = shaped and np.ndim(states[0][0]) == 2    # (state parts, x), not h as a list
+        if shaped and all(np.ndim(t) == 1 for t in (*states[0], states[1])):
             raise GradlabError("states: a pair (state parts, x) of 1-D arrays; each must be "
                                "(B, size), a batch of samples: add the batch dimension "
                                "(h[None], x[None] for one sample)")
