@@ -74,6 +74,11 @@ class Flow:
                 "given to gradient_flow")
         super().__setattr__(key, value)
 
+    def __delattr__(self, key):        # refused where setting is: del flow.T broke the Flow
+        if not key.startswith("_"):
+            self.__setattr__(key, None)
+        super().__delattr__(key)
+
     # copies: the walk reads the originals later, so changing these in place changes nothing
     xs = property(lambda self: self._xs.clone(), doc="xs (T, B, m) as analysed (a copy)")
     state0 = property(lambda self: tuple(s.clone() for s in self._state0), doc="s_0 (a copy)")
@@ -216,15 +221,11 @@ class Flow:
         if start > stop:
             raise GradlabError(f"lags {start}..{stop} are empty: start must be <= stop "
                                f"(both in 1..{self.T})")
-        if self._finite_lags() < stop:     # P_stop reads s_{T-stop}..s_{T-1}; s_T is the
-            return math.nan, unreadable(self._reach(), self._xs, stop)    # a loss reads
+        if int(self._reach().min()) < stop:   # every sequence's P_stop reads s_{T-stop}..
+            return math.nan, unreadable(self._reach(), self._xs, stop)     # s_{T-1}
         rate, why = slope(y[start - 1:stop], torch.finfo(self._xs.dtype).eps,
                           lasting=block is None)
         return rate, SINGULAR if why == ZERO and kind == "min_singular" else why
-
-    def _finite_lags(self):
-        """The largest L with s_{T-L}..s_T finite for every sequence (-1: s_T is not)."""
-        return int(self._reach().min())
 
     def timescale(self, kind="spectral", *, block=None, start=1, stop=None):
         """xi = -1 / (2 rate) of `rate` (same arguments) when gradients decay: the steps
@@ -255,16 +256,13 @@ class Flow:
         lag; inf where P_k is singular, nan where it is zero."""
         with np.errstate(invalid="ignore"):
             values = self.log_norm("spectral") - self.log_norm("min_singular")
-        return values if lag is None else values[:, self._lag(lag)]
+        return values if lag is None else values[:, integer(lag, "lag", 1, self.T) - 1]
 
     def condition(self, lag=None):
         """Condition number of P_lag per sequence, (B,), or of every P_k, (B, T), for lag
         None (inf where it overflows float64)."""
         with np.errstate(over="ignore"):
             return np.exp(self.log_condition(lag))
-
-    def _lag(self, lag):
-        return integer(lag, "lag", 1, self.T) - 1
 
     # -- what a loss sees -------------------------------------------------------------------
     def loss_vector(self, v=None, *, seed=0):
