@@ -67,10 +67,10 @@ def as_inputs(xs, dtype=None, device=None):
     return xs if dtype is None else converted(xs, "xs", dtype, device)
 
 
-def converted(t, what, dtype, device=None):
+def converted(t, what, dtype, device=None, whose="the params' dtype"):
     """t on dtype and device; a finite value that the cast makes infinite (float64 1e39 to
-    float32) refused in one line, naming it: the run would otherwise report an overflow
-    of a state that was never there."""
+    float32) refused in one line, naming it (and `whose` dtype it is): the run would
+    otherwise report an overflow of a state that was never there."""
     out = t.to(dtype=dtype, device=device)
     narrowed = out.is_floating_point() and t.dtype != out.dtype and (
         not t.is_floating_point() or torch.finfo(t.dtype).max > torch.finfo(out.dtype).max)
@@ -80,8 +80,8 @@ def converted(t, what, dtype, device=None):
         if bool(lost.any()):
             big = float(given[lost].abs().max())
             raise GradlabError(f"{what} holds {big:.3g}, beyond the range of "
-                               f"{str(out.dtype).removeprefix('torch.')} (the params' "
-                               f"dtype: at most {torch.finfo(out.dtype).max:.3g})")
+                               f"{str(out.dtype).removeprefix('torch.')} ({whose}: at "
+                               f"most {torch.finfo(out.dtype).max:.3g})")
     return out
 
 
