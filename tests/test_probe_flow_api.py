@@ -58,3 +58,29 @@ def test_make_inputs_refuses_a_kind_that_is_no_name_and_sizes_past_memory():
             F.make_inputs, "gaussian", 10 ** 12, 10 ** 12, 10 ** 12)
     xs = np.arange(24.0).reshape(3, 2, 4)         # what is fine stays fine
     assert torch.equal(F.make_inputs(xs, 3, 2, 4), torch.as_tensor(xs))
+
+
+@pytest.mark.parametrize("dtype, big", [(torch.float64, 1e307), (torch.float32, 1e37)])
+def test_a_finite_jacobian_whose_norm_passes_the_dtype_max_is_measured(dtype, big):
+    """J = big * ones (50, 50) at a finite state has ||J||_2 = ||J||_F = 50 big, past the
+    dtype's largest float though each entry is not: lag 1 read +inf ('norm not finite')
+    in both norms, where it is log(50 big)."""
+    n = 50
+    params = {"W": torch.full((n, n), big, dtype=dtype), "U": torch.zeros(n, 2, dtype=dtype),
+              "b": torch.ones(n, dtype=dtype)}                    # s_1 = relu(1) = 1
+    flow = gradlab.gradient_flow("rnn_relu", params, torch.zeros(1, 1, 2, dtype=dtype))
+    rtol = 1e-13 if dtype == torch.float64 else 1e-7
+    for kind in ("spectral", "frobenius"):
+        np.testing.assert_allclose(flow.log_norm(kind), [[np.log(n) + np.log(big)]], rtol=rtol)
+
+
+def test_a_loss_vector_whose_norm_passes_the_float_max_is_measured():
+    """v of entries 1.7e308 (finite; ||v|| past float64's max) read ||dL/dx_T|| = inf:
+    every norm is that of v = 1 times 1.7e308."""
+    flow = gradlab.gradient_flow(GRU, GRU.init_params(3, 2, seed=1),
+                                 F.make_inputs("gaussian", 4, 2, 2, seed=3))
+    one = flow.loss_grad_norms(torch.ones(3, dtype=torch.float64), log=True)
+    big = flow.loss_grad_norms(torch.full((3,), 1.7e308, dtype=torch.float64), log=True)
+    for part in ("state", "input"):
+        np.testing.assert_allclose(big[part], one[part] + np.log(1.7e308), rtol=1e-14)
+

@@ -46,6 +46,11 @@ class Scale:
             # (min and max skip a nan that is not first in the list; the sum does not)
             if not self.small <= low <= high < math.inf or math.isnan(sum(values)):
                 norm = self.norm(M, batch, exact=True)
+                if math.inf in norm.tolist():   # finite entries, a norm past the dtype's
+                    rest = tuple(d for d in range(M.ndim) if d != batch)   # max: largest
+                    big = torch.where(torch.isinf(norm), M.abs().amax(dim=rest), 0)
+                    before = self.total = before + self.shrink(M, big, batch)  # brought
+                    norm = self.norm(M, batch, exact=True)    # to 2^(e - half) first
                 values = norm.tolist()
                 drifted = max(abs(math.frexp(v)[1]) for v in values)
             elif low < self.lo or high >= self.hi:
