@@ -84,3 +84,17 @@ def test_a_loss_vector_whose_norm_passes_the_float_max_is_measured():
     for part in ("state", "input"):
         np.testing.assert_allclose(big[part], one[part] + np.log(1.7e308), rtol=1e-14)
 
+
+@pytest.mark.parametrize("tiny", [1e-308, 1e-310])
+def test_min_singular_of_an_invertible_jacobian_of_tiny_entries_is_measured(tiny):
+    """J_t = W of entries ~1e-308 is invertible (log sigma_min = -710.55 k at 1e-308), but
+    its inverse overflowed float64, and every lag read -inf, 'product singular'."""
+    W = torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    params = {"W": W * tiny, "U": torch.zeros(3, 2, dtype=torch.float64),
+              "b": torch.zeros(3, dtype=torch.float64)}                # h = 0: J_t = W
+    flow = gradlab.gradient_flow("rnn_tanh", params, torch.zeros(3, 1, 2, dtype=torch.float64),
+                                 norms=("min_singular",))
+    want = [float(torch.linalg.svdvals(torch.linalg.matrix_power(W, k))[-1].log())
+            + k * np.log(tiny) for k in (1, 2, 3)]
+    np.testing.assert_allclose(flow.log_norm("min_singular")[0], want, rtol=1e-12)
+    assert flow.why("min_singular") is None

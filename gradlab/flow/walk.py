@@ -17,7 +17,7 @@ from ..errors import derived_seed
 from . import graphs
 from .bound import Bound, exclusive
 from .chain import Chain
-from .lanczos import Spectral
+from .lanczos import Spectral, power_of_two
 from .products import Products
 from .scale import Ring, Scale
 from .workspace import Workspace
@@ -93,6 +93,11 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
 
     def invert(i, k, j, J):               # R_k = P_k^{-1} 2^(-r_k), lag k, after its product
         Jk = chain.dense(J, j, jdense)
+        # J_t 2^-e, its largest entry in [1/2, 1) (exact): a J_t of entries near 1e-308
+        # is invertible, but its inverse overflowed and read as singular; 2^e goes to r_k
+        e = torch.frexp(Jk.abs().amax(dim=(-2, -1)))[1].long()        # (0: zero, inf, nan)
+        Jk = power_of_two(Jk, -e)
+        rscale.total = rscale.total - e
         last = eye if k == 1 else R[i - 1] if i else R0
         LU, pivots, info = torch.linalg.lu_factor_ex(Jk)
         torch.linalg.lu_solve(LU, pivots, last, out=R[i])
