@@ -98,3 +98,11 @@ def test_min_singular_of_an_invertible_jacobian_of_tiny_entries_is_measured(tiny
             + k * np.log(tiny) for k in (1, 2, 3)]
     np.testing.assert_allclose(flow.log_norm("min_singular")[0], want, rtol=1e-12)
     assert flow.why("min_singular") is None
+
+
+@pytest.mark.parametrize("T", ["3", 3.0, True])
+def test_make_inputs_checks_the_sizes_a_tensor_is_held_against(T):
+    """With a tensor, T, B and m were only compared with its shape: T = 3.0 was taken,
+    and T = '3' read 'inputs have shape (3, 2, 4), expected (T, B, m) = (3, 2, 4)'."""
+    refused(f"^T must be an integer >= 1, got {T!r}$", F.make_inputs, torch.zeros(3, 2, 4),
+            T, 2, 4)

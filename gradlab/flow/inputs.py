@@ -31,6 +31,7 @@ def make_inputs(kind, T, B, m, *, scale=1.0, seed=0, dtype=torch.float64, device
     sequence held for all T steps (exact results, derivations/theory.md §3); or a tensor (T, B, m),
     returned on `device` in `dtype` (then T, B, m are checked against it)."""
     dtype, device = as_dtype(dtype), resolve(device)
+    T, B, m = (integer(value, what, low=1) for value, what in ((T, "T"), (B, "B"), (m, "m")))
     if isinstance(kind, (torch.Tensor, np.ndarray)):     # real numbers, kept finite by the
         xs = as_real(kind, "inputs")                     # cast (as gradient_flow's xs)
         if tuple(xs.shape) != (T, B, m):
@@ -40,7 +41,6 @@ def make_inputs(kind, T, B, m, *, scale=1.0, seed=0, dtype=torch.float64, device
     if not isinstance(kind, str) or kind not in INPUTS:
         raise GradlabError(f"unknown inputs {kind!r}; valid: {', '.join(INPUTS)} or a "
                            "tensor (T, B, m)")
-    T, B, m = (integer(value, what, low=1) for value, what in ((T, "T"), (B, "B"), (m, "m")))
     ensure_fits(2 * 8 * T * B * m, what=f"inputs of T = {T} steps, batch {B}, width {m}",
                 device=device, advice="T, B or m")        # drawn in float64, then cast
     gen = torch.Generator().manual_seed(check_seed(seed))
