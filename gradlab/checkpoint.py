@@ -179,8 +179,10 @@ def _first_sentence(message, limit=160):
     return first if len(first) <= limit else first[:limit].rsplit(" ", 1)[0] + " ..."
 
 
-def load_state_dict(path):
-    """The state dict in `path`, read with torch.load(weights_only=True) only."""
+def load_state_dict(path, prefix=""):
+    """The state dict in `path`, read with torch.load(weights_only=True) only; the tensors
+    under `prefix` (all without one) checked dense and finite (a whole model's others, a
+    causal mask of -inf, are not the module's: `select` drops them)."""
     import torch
 
     if str(path).strip() == "":                     # pathlib reads '' as '.'
@@ -231,14 +233,15 @@ def load_state_dict(path):
                            "of named tensors; save module.state_dict()" + (
                                f" (its {inner[0]!r} is a dict: torch.save(checkpoint"
                                f"[{inner[0]!r}], path) may be it)" if inner else ""))
-    odd = next(((k, v) for k, v in state.items()
+    under = {k: v for k, v in state.items() if k.startswith(prefix)}
+    odd = next(((k, v) for k, v in under.items()
                 if v.layout != torch.strided or v.device.type == "meta"), None)
     if odd is not None:
         what = "a meta tensor (no numbers)" if odd[1].device.type == "meta" else \
             f"a {str(odd[1].layout).removeprefix('torch.')} tensor"
         raise GradlabError(f"{str(path)!r}: {odd[0]!r} is {what}; a checkpoint holds dense "
                            "tensors (save module.state_dict() of the trained module)")
-    bad = next((k for k, v in state.items()
+    bad = next((k for k, v in under.items()
                 if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:            # a diverged training run: no weights to measure
         raise GradlabError(f"{str(path)!r}: {bad!r} holds nan or inf; a checkpoint's weights "
@@ -327,7 +330,7 @@ def load_model(path, arch, *, dtype="float64", device="cpu"):
     """The torch module of `arch` with the checkpoint's weights, checked."""
     import torch
 
-    state = check_state_dict(load_state_dict(path), arch)
+    state = check_state_dict(load_state_dict(path, arch.prefix), arch)
     module = arch.module(dtype=dtype, device=device)
     with torch.no_grad():
         module.load_state_dict(state)

@@ -1,0 +1,36 @@
+"""Real torch models at their edges: what a hostile probe of checkpoints, from_torch and
+to_torch found."""
+
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from gradlab.checkpoint import load_model, parse_arch
+from gradlab.cli import cli
+
+
+class WithMask(nn.Module):
+    """A whole model: its recurrent module `rnn`, a head, and a causal mask of -inf."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = nn.LSTM(3, 4, num_layers=2), nn.Linear(4, 2)
+        self.register_buffer("mask", torch.full((3, 3), float("-inf")).triu(1))
+
+
+def test_tensors_outside_the_prefix_are_ignored_even_when_not_finite(tmp_path):
+    """prefix= ignores the names not under it, but a -inf causal mask beside the module
+    refused the whole file ("'mask' holds nan or inf")."""
+    torch.manual_seed(0)
+    model, path = WithMask(), tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    spec = "lstm:layers=2,hidden=4,inputs=3,prefix=rnn."
+    loaded = load_model(path, parse_arch(spec))
+    assert all(torch.equal(a, b.double()) for a, b in zip(loaded.state_dict().values(),
+                                                          model.rnn.state_dict().values()))
+    state = model.state_dict()
+    state["rnn.weight_hh_l1"][0, 0] = float("nan")        # under the prefix: still refused
+    torch.save(state, path)
+    result = CliRunner().invoke(cli, ["report", "--model", str(path), "--arch", spec,
+                                      "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "'rnn.weight_hh_l1' holds nan or inf" in result.output
