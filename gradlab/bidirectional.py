@@ -15,7 +15,7 @@ import re
 
 from .errors import GradlabError
 from .interop import check_direction, module_sizes, state_sizes, wide_input
-from .torch_guards import module_kind, refuse_meta
+from .torch_guards import module_kind, refuse_meta, unwrap
 
 
 def _one_layer(module, k):
@@ -53,6 +53,7 @@ def direction_inputs(module, xs, direction, state0=None):
     reverse=(direction == "backward")."""
     import torch
 
+    module = unwrap(module)                  # torch.compile, DataParallel: as from_torch
     module_kind(module)
     refuse_meta(module)
     if not hasattr(module, "num_layers"):

@@ -239,6 +239,7 @@ def state_sizes(module):
     """{state part of from_torch(module)'s cell: how many of its leading entries are
     torch's}: n for every part except the h of an LSTM with proj_size p (p: its entries
     p.. are the zero padding). The same for both directions."""
+    module = unwrap(module)                  # torch.compile, DataParallel: as from_torch
     name = module_kind(module)
     layers = getattr(module, "num_layers", None)
     n, p, _ = module_sizes(module) if layers else (module.hidden_size, module.hidden_size, 0)

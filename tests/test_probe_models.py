@@ -1,6 +1,8 @@
 """Real torch models at their edges: what a hostile probe of checkpoints, from_torch and
 to_torch found."""
 
+import warnings
+
 import torch
 from click.testing import CliRunner
 from torch import nn
@@ -34,3 +36,22 @@ def test_tensors_outside_the_prefix_are_ignored_even_when_not_finite(tmp_path):
     result = CliRunner().invoke(cli, ["report", "--model", str(path), "--arch", spec,
                                       "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "'rnn.weight_hh_l1' holds nan or inf" in result.output
+
+
+def test_direction_inputs_and_state_sizes_take_the_wrappers_from_torch_takes():
+    """from_torch(torch.compile(m), direction=...) worked, but the inputs that direction
+    reads, direction_inputs(torch.compile(m), xs, ...), and state_sizes refused the same
+    module: "from_torch takes nn.RNN, ..., got OptimizedModule"."""
+    from gradlab.bidirectional import direction_inputs
+    from gradlab.interop import state_sizes
+    torch.manual_seed(0)
+    module = nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2).double()
+    xs = torch.randn(5, 2, 3, dtype=torch.float64)
+    with warnings.catch_warnings():            # (torch's own deprecations, at compile)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        compiled = torch.compile(module)
+    for wrapped in (compiled, nn.DataParallel(module)):
+        assert torch.equal(direction_inputs(wrapped, xs, "backward"),
+                           direction_inputs(module, xs, "backward"))
+        assert state_sizes(wrapped) == state_sizes(module) == {"h1": 2, "c1": 4, "h2": 2,
+                                                               "c2": 4}
