@@ -127,7 +127,8 @@ def refuse_updating(module):
     """A parametrization that updates its buffers whenever its weight is read
     (spectral_norm's power iteration, in training mode): every step would see another
     weight, two runs would disagree, and the user's module would change. Found by reading
-    each parametrized weight once and putting back any buffer that moved."""
+    each parametrized weight once and putting back any buffer that moved. One that
+    computes nan from finite originals is refused as weights holding nan are."""
     import torch
 
     for owner in module.modules():
@@ -141,6 +142,12 @@ def refuse_updating(module):
                 moved = [not torch.equal(b, old) for b, old in kept]
                 for b, old in kept:
                     b.copy_(old)
+            if bool(first.isnan().any()) and not any(moved):   # (nan != nan: no draw)
+                at = list(map(int, first.isnan().nonzero()[0]))
+                raise GradlabError(
+                    f"{type(owner).__name__}.{name} is parametrized by "
+                    f"{type(chain[0]).__name__.lstrip('_')}, which computes nan from its "
+                    f"originals (at {at}): there is no trajectory or Jacobian to measure")
             if not torch.equal(first, again) and not any(moved):     # no buffer: it draws
                 raise GradlabError(
                     f"{type(owner).__name__}.{name} is parametrized by "

@@ -3,12 +3,16 @@ to_torch found."""
 
 import warnings
 
+import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
 
+from gradlab import from_torch, gradient_flow
 from gradlab.checkpoint import load_model, parse_arch
 from gradlab.cli import cli
+from gradlab.errors import GradlabError
 
 
 class WithMask(nn.Module):
@@ -55,3 +59,30 @@ def test_direction_inputs_and_state_sizes_take_the_wrappers_from_torch_takes():
                            direction_inputs(module, xs, "backward"))
         assert state_sizes(wrapped) == state_sizes(module) == {"h1": 2, "c1": 4, "h2": 2,
                                                                "c2": 4}
+
+
+def test_a_parametrization_computing_nan_is_named_as_nan_not_as_random():
+    """weight_norm with a zero row of v computes 0/0 = nan; as nan != nan, the weight read
+    twice differed and it was refused as "gives another weight each time it is read
+    (random?)", for the module and the jacrev path alike."""
+    module = weight_norm(nn.GRU(3, 4).double(), "weight_hh_l0")
+    with torch.no_grad():
+        module.parametrizations.weight_hh_l0.original1[2].zero_()
+    needle = r"weight_hh_l0 is parametrized by WeightNorm, which computes nan .*\(at \[2, 0\]\)"
+    with pytest.raises(GradlabError, match=needle):
+        from_torch(module)
+
+    class Step(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = weight_norm(nn.RNNCell(3, 4).double(), "weight_hh")
+
+        def forward(self, x, h):
+            return self.cell(x, h)
+
+    step = Step()
+    with torch.no_grad():
+        step.cell.parametrizations.weight_hh.original1[1].zero_()
+    with pytest.raises(GradlabError, match="computes nan from its originals"):
+        gradient_flow(step, torch.randn(4, 2, 3, dtype=torch.float64),
+                      state0=torch.zeros(2, 4, dtype=torch.float64))
