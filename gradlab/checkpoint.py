@@ -51,6 +51,9 @@ EXAMPLE = "lstm:layers=2,hidden=256,inputs=64"
 PREFIX = re.compile(r"[\w.]+")
 CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")     # a torch cell's names
 CELL_ARCH = {"rnn_tanh": "rnn", "rnn_relu": "rnn_relu", "lstm": "lstm", "gru_torch": "gru"}
+HOOKED = (("_mask", "pruned: prune.remove(module, name)"),
+          ("_u", "with torch.nn.utils.spectral_norm: remove_spectral_norm(module, name)"),
+          ("_g", "with torch.nn.utils.weight_norm: remove_weight_norm(module, name)"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,10 +305,11 @@ def check_state_dict(state, arch):
     unexpected = [k for k in state if k not in expected]
     if unexpected:
         odd = unexpected[0]
+        base = re.sub(r"_(orig|mask|u|v|g)$", "", odd)        # what a forward hook saved
+        hooked = next((how for end, how in HOOKED if base != odd and base + end in state), None)
         cell = (" (a torch cell's state dict is read only as a one-layer, one-direction "
                 "module without proj)" if odd in CELL_KEYS else
-                " (saved pruned: prune.remove(module, name) before state_dict())"
-                if odd.endswith(("_orig", "_mask")) else
+                f" (saved {hooked} before state_dict())" if hooked else
                 " (saved parametrized: parametrize.remove_parametrizations(module, name) "
                 "before state_dict())" if odd.startswith("parametrizations.") else
                 f" (saved from a wrapper? try prefix={guess})" if guess else "")

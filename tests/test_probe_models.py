@@ -7,6 +7,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
+from torch.nn.utils import prune
 from torch.nn.utils.parametrizations import weight_norm
 
 from gradlab import from_torch, gradient_flow
@@ -86,3 +87,24 @@ def test_a_parametrization_computing_nan_is_named_as_nan_not_as_random():
     with pytest.raises(GradlabError, match="computes nan from its originals"):
         gradient_flow(step, torch.randn(4, 2, 3, dtype=torch.float64),
                       state0=torch.zeros(2, 4, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("hook, needle", [
+    (lambda m: torch.nn.utils.spectral_norm(m, "weight_hh_l0"),
+     "'weight_hh_l0_orig' is not in .* \\(saved with torch.nn.utils.spectral_norm: "
+     "remove_spectral_norm\\(module, name\\) before state_dict\\(\\)\\)$"),
+    (lambda m: torch.nn.utils.weight_norm(m, "weight_hh_l0"),
+     "'weight_hh_l0_g' is not in .*remove_weight_norm\\(module, name\\) before"),
+    (lambda m: prune.l1_unstructured(m, "weight_hh_l0", 0.5),
+     "'weight_hh_l0_orig' is not in .*saved pruned: .*prune.remove\\(module, name\\)")])
+def test_a_checkpoint_saved_with_a_weight_hook_is_told_which_hook_to_remove(tmp_path, hook,
+                                                                            needle):
+    """The old spectral_norm saves weight_orig, _u and _v: it was told "saved pruned:
+    prune.remove(module, name)", which cannot undo it; weight_norm's _g and _v had no hint."""
+    module = nn.GRU(3, 4)
+    with warnings.catch_warnings():                  # (torch deprecates the old hooks)
+        warnings.simplefilter("ignore")
+        hook(module)
+    torch.save(module.state_dict(), tmp_path / "hooked.pt")
+    with pytest.raises(GradlabError, match=needle):
+        load_model(tmp_path / "hooked.pt", parse_arch("gru:hidden=4,inputs=3"))
