@@ -39,8 +39,10 @@ def module_kind(module):
         return "lstm_proj" if getattr(module, "proj_size", 0) else "lstm"
     if isinstance(module, (nn.GRU, nn.GRUCell)):
         return "gru_torch"
+    name = type(module).__name__          # torch.ao.nn.quantizable.LSTM is no nn.LSTM
+    got = f"{type(module).__module__}.{name}" if name in (b.__name__ for b in bases) else name
     raise GradlabError(f"from_torch takes nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU or "
-                       f"nn.GRUCell, got {type(module).__name__}")
+                       f"nn.GRUCell, got {got}")
 
 
 def _nonlinearity(module):
@@ -66,10 +68,15 @@ def _nonlinearity(module):
 
 def refuse_quantized(module):
     """A quantized module (torch.ao.quantization) computes with integer kernels that
-    torch autograd cannot differentiate: its Jacobians would come back as zeros."""
+    torch autograd cannot differentiate: its Jacobians would come back as zeros.
+    (FloatFunctional lives beside them but computes in float, as the quantizable LSTM
+    and modules prepared for quantization-aware training hold it.)"""
+    from torch.ao.nn.quantized import FloatFunctional
+
     for sub in module.modules():
         where = type(sub).__module__
-        if where.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
+        if where.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")) and \
+                not isinstance(sub, FloatFunctional):
             inner = "" if sub is module else f" (it holds a quantized {type(sub).__name__})"
             raise GradlabError(f"{type(module).__name__} is quantized ({where}){inner}: "
                                "torch autograd cannot differentiate its kernels; measure "

@@ -108,3 +108,29 @@ def test_a_checkpoint_saved_with_a_weight_hook_is_told_which_hook_to_remove(tmp_
     torch.save(module.state_dict(), tmp_path / "hooked.pt")
     with pytest.raises(GradlabError, match=needle):
         load_model(tmp_path / "hooked.pt", parse_arch("gru:hidden=4,inputs=3"))
+
+
+def test_float_functional_is_float_not_quantized():
+    """A step holding torch.ao.nn.quantized.FloatFunctional (a module prepared for
+    quantization-aware training; the quantizable LSTM) computes in float and autograd
+    differentiates it, but it was refused: "is quantized ... (it holds a quantized
+    FloatFunctional): torch autograd cannot differentiate its kernels"."""
+    from torch.ao.nn.quantized import FloatFunctional
+
+    class Step(nn.Module):
+        def __init__(self, functional):
+            super().__init__()
+            self.a, self.add = nn.Linear(7, 4).double(), functional
+
+        def forward(self, x, h):
+            new = torch.tanh(self.a(torch.cat([x, h], -1)))
+            return self.add.add(h, new) if self.add is not None else h + new
+
+    torch.manual_seed(0)
+    xs, h0 = torch.randn(5, 2, 3, dtype=torch.float64), torch.zeros(2, 4, dtype=torch.float64)
+    step, plain = Step(FloatFunctional()), Step(None)
+    plain.a.load_state_dict(step.a.state_dict())
+    got = gradient_flow(step, xs, state0=h0).log_norm()
+    assert (got == gradient_flow(plain, xs, state0=h0).log_norm()).all()
+    with pytest.raises(GradlabError, match=r"got torch\.ao\.nn\.quantizable\..*\.LSTM$"):
+        from_torch(torch.ao.nn.quantizable.LSTM(3, 4))    # not an nn.LSTM, by name
