@@ -228,15 +228,15 @@ def load_state_dict(path, prefix=""):
         raise GradlabError(f"{str(path)!r} is not a plain state dict: torch.load(weights_only="
                            f"True) refused it ({why}); save module.state_dict(), not the "
                            "module or another object") from None
-    if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        inner = [k for k, v in state.items() if isinstance(v, dict)] \
-            if isinstance(state, dict) else []      # {"model": state_dict, "epoch": 3}
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state) or not all(
+            isinstance(v, torch.Tensor) for k, v in state.items() if k.startswith(prefix)):
+        inner = [k for k, v in state.items() if isinstance(v, dict) and str(k).startswith(
+            prefix)] if isinstance(state, dict) else []     # {"model": state_dict, "epoch": 3}
         raise GradlabError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict "
                            "of named tensors; save module.state_dict()" + (
                                f" (its {inner[0]!r} is a dict: torch.save(checkpoint"
                                f"[{inner[0]!r}], path) may be it)" if inner else ""))
-    under = {k: v for k, v in state.items() if k.startswith(prefix)}
+    under = {k: v for k, v in state.items() if k.startswith(prefix)}   # not a whole model's
     odd = next(((k, v) for k, v in under.items()
                 if v.layout != torch.strided or v.device.type == "meta"), None)
     if odd is not None:

@@ -134,3 +134,24 @@ def test_float_functional_is_float_not_quantized():
     assert (got == gradient_flow(plain, xs, state0=h0).log_norm()).all()
     with pytest.raises(GradlabError, match=r"got torch\.ao\.nn\.quantizable\..*\.LSTM$"):
         from_torch(torch.ao.nn.quantizable.LSTM(3, 4))    # not an nn.LSTM, by name
+
+
+def test_another_modules_extra_state_outside_the_prefix_is_ignored(tmp_path):
+    """A whole model's state dict, saved as told, holding a submodule's _extra_state (a
+    dict: get_extra_state) beside model.rnn was refused with prefix=rnn. as "holds a
+    OrderedDict, not a state dict of named tensors", advising to save the extra state."""
+    class Config(nn.Module):
+        def get_extra_state(self):
+            return {"vocab": 100}
+
+        def set_extra_state(self, state):
+            pass
+
+    model = nn.Module()
+    model.rnn, model.config = nn.GRU(3, 4), Config()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    loaded = load_model(tmp_path / "model.pt", parse_arch("gru:hidden=4,inputs=3,prefix=rnn."))
+    assert torch.equal(loaded.weight_hh_l0, model.rnn.weight_hh_l0.double())
+    with pytest.raises(GradlabError, match="holds a OrderedDict, not a state dict of named "
+                                           "tensors"):      # under the prefix: still refused
+        load_model(tmp_path / "model.pt", parse_arch("gru:hidden=4,inputs=3,prefix=config."))
