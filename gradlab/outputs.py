@@ -275,10 +275,10 @@ def in_the_way(out, path, names, what="--out"):
 
 def _whole(path, files):
     """Build the folder beside `path` and swap it in; False if the system cannot swap, or
-    the parent folder is not writable (the caller then writes file by file)."""
+    the parent takes no new folder (read-only, EROFS too): the caller writes file by file."""
     try:
         tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}{TEMP_TAG}", dir=path.parent))
-    except PermissionError:        # (a folder that does not exist yet: check_target told)
+    except OSError:            # (a folder that does not exist yet: check_target told)
         return False
     try:
         (tmp / MARK).touch()
