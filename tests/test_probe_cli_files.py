@@ -7,6 +7,8 @@ import tempfile
 from gradlab import outputs
 from gradlab.ownership import read_manifest
 
+from conftest import assert_one_line_error, invoke, tree
+
 FIRST = {"index.html": b"<html>1</html>", "data.json": b"{}\n"}
 SECOND = {"index.html": b"<html>2</html>", "data.json": b"{\"a\": 2}\n"}
 
@@ -30,3 +32,17 @@ def test_own_folder_under_a_read_only_mount_is_written_file_by_file(tmp_path, mo
     assert {rel: (out / rel).read_bytes() for rel in SECOND} == SECOND
     assert set(read_manifest(out)) == set(SECOND)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_merge_refuses_a_part_named_with_a_tilde(tmp_path, monkeypatch):
+    """`sweep merge ~/p1 ~/p2 --out=~/p1` (no shell expands the ~ after '='): --out is
+    written with ~ expanded, so it is the part ~/p1, and is refused as one; compared
+    unexpanded it passed, and with --force the report replaced the part."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("p1", "p2"):
+        (tmp_path / name).mkdir()
+    before = tree(tmp_path)
+    result = invoke("sweep", "merge", tmp_path / "p1", tmp_path / "p2", "--out=~/p1",
+                    "--force")
+    assert_one_line_error(result, "one of the parts being merged")
+    assert tree(tmp_path) == before

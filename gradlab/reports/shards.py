@@ -82,8 +82,9 @@ def check_merge_target(out, dirs):
     report there would replace its part), holds one, or lies inside one (a report and the
     parts it was merged from are kept apart, so that neither is taken for the other)."""
     from ..outputs import resolve
-    resolve(out)                         # an empty or unusable --out, in the usual words
-    target = pathlib.Path(out).resolve()
+    # --out as the report is written there (~ expanded: `--out=~/p1`, which no shell
+    # expands, named the part ~/p1 and passed); an empty or unusable one refused as usual
+    target = resolve(out)
     for d in dirs:
         where = pathlib.Path(d).resolve()
         if where == target:
