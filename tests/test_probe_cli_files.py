@@ -46,3 +46,14 @@ def test_merge_refuses_a_part_named_with_a_tilde(tmp_path, monkeypatch):
                     "--force")
     assert_one_line_error(result, "one of the parts being merged")
     assert tree(tmp_path) == before
+
+
+def test_derive_refuses_a_sweep_part_folder_as_it_refuses_a_report(tmp_path):
+    """Documents written beside a sweep part (`sweep --shard I/N --out DIR`) were removed,
+    without a word, by that shard's next run, which replaces the folder; derive refuses a
+    report's folder for that reason, and now a part's too (--force writes them anyway)."""
+    part = tmp_path / "1-of-2"
+    outputs.write_files(part, {"part.json": b"{}\n"})
+    before = tree(tmp_path)
+    assert_one_line_error(invoke("derive", "lstm", "--out", part), "a sweep part")
+    assert tree(tmp_path) == before

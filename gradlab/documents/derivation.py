@@ -122,8 +122,10 @@ def write_all(out, names=None, *, force=False, cell_files=()):
     `force`."""
     cells = [registry.cell(c) for c in (names or registry.cells())]
     path = outputs.check_target(out, force=force, cell_files=cell_files)   # before any work
-    if not force and {"index.html", "data.json"} <= set(read_manifest(path)):
-        raise GradlabError(f"--out {str(out)!r} holds a gradlab report, whose next run would "
+    held = set(read_manifest(path))      # a report's, or a sweep part's (`sweep --shard`)
+    if not force and ({"index.html", "data.json"} <= held or "part.json" in held):
+        what = "a gradlab report" if "data.json" in held else "a sweep part (part.json)"
+        raise GradlabError(f"--out {str(out)!r} holds {what}, whose next run would "
                            "replace documents written beside it; choose another folder, or "
                            "pass --force to write them there anyway")
     taken = {p.lower(): p for p in INDEX_PAGES}
