@@ -58,7 +58,7 @@ def _manifest(folder):
     try:
         data = None if path.is_symlink() or not path.is_file() else json.loads(
             path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):   # (nested too deep)
         return None
     return data if isinstance(data, dict) and data.get("written by") == "gradlab" else None
 

@@ -57,3 +57,18 @@ def test_derive_refuses_a_sweep_part_folder_as_it_refuses_a_report(tmp_path):
     before = tree(tmp_path)
     assert_one_line_error(invoke("derive", "lstm", "--out", part), "a sweep part")
     assert tree(tmp_path) == before
+
+
+def test_a_manifest_nested_too_deep_to_parse_is_the_users_file(tmp_path):
+    """A file named .gradlab-manifest.json that json cannot parse for its depth (forged,
+    or a user's own) is not gradlab's, like any other that is not its manifest: it raised
+    RecursionError, an "internal error", at that folder and at every --out below it."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / ".gradlab-manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    before = tree(tmp_path)
+    assert_one_line_error(invoke("derive", "lstm", "--out", mine), "gradlab did not write")
+    assert tree(tmp_path) == before
+    result = invoke("derive", "lstm", "--out", mine / "docs")
+    assert result.exit_code == 0, result.output
+    assert (mine / "docs" / "lstm.md").is_file()
