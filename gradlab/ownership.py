@@ -136,21 +136,25 @@ def foreign(folder):
     if not folder.is_dir() or folder.is_symlink():
         return []
     manifest, ours, found = read_manifest(folder), _manifest(folder) is not None, []
-
-    def walk(d, prefix):
-        entries = sorted(os.scandir(d), key=lambda e: e.name)
-        if prefix and not entries:
-            found.append(prefix)
-        for entry in entries:
-            rel = prefix + entry.name
-            if rel == MANIFEST and ours:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                walk(entry.path, rel + "/")
-            elif not owned(folder, manifest, rel) and not leftover(entry, prefix, manifest):
-                found.append(rel)
-
-    walk(folder, "")
+    # depth first, each folder's entries by name; a stack of the folders being read, not
+    # recursion: a user's tree 1,000 folders deep raised RecursionError
+    walking = [("", iter(sorted(os.scandir(folder), key=lambda e: e.name)))]
+    while walking:
+        prefix, entries = walking[-1]
+        entry = next(entries, None)
+        if entry is None:
+            walking.pop()
+            continue
+        rel = prefix + entry.name
+        if rel == MANIFEST and ours:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            inside = sorted(os.scandir(entry.path), key=lambda e: e.name)
+            if not inside:
+                found.append(rel + "/")
+            walking.append((rel + "/", iter(inside)))
+        elif not owned(folder, manifest, rel) and not leftover(entry, prefix, manifest):
+            found.append(rel)
     return found
 
 

@@ -72,3 +72,25 @@ def test_a_manifest_nested_too_deep_to_parse_is_the_users_file(tmp_path):
     result = invoke("derive", "lstm", "--out", mine / "docs")
     assert result.exit_code == 0, result.output
     assert (mine / "docs" / "lstm.md").is_file()
+
+
+def test_a_folder_holding_a_deep_tree_is_looked_through(tmp_path):
+    """gradlab reads what a folder holds before writing there; a user's tree 1,100
+    folders deep (a path of 2,200 bytes, well within the system's) raised RecursionError
+    there, an "internal error", where the folder is to be refused as the user's."""
+    mine = tmp_path / "mine"
+    deep = mine
+    for _ in range(1100):
+        deep = deep / "a"
+        deep.mkdir(parents=deep.parent == mine)
+    (deep / "notes.txt").write_text("mine\n")
+    try:
+        assert_one_line_error(invoke("derive", "lstm", "--out", mine), "gradlab did not write")
+        result = invoke("derive", "lstm", "--out", mine, "--force")
+        assert result.exit_code == 0, result.output
+        assert (deep / "notes.txt").read_text() == "mine\n" and (mine / "lstm.md").is_file()
+    finally:        # from the bottom up: shutil.rmtree (pytest's cleanup) recurses too
+        (deep / "notes.txt").unlink()
+        while deep != mine:
+            deep.rmdir()
+            deep = deep.parent
