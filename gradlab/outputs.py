@@ -189,8 +189,8 @@ def _exchange(a, b):
                           ctypes.c_uint]
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+    err = ctypes.get_errno()    # (EBUSY: b is a mount point, such as a volume: it cannot move)
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EBUSY):
         return False
     raise OSError(err, os.strerror(err), str(b))
 

@@ -3,6 +3,7 @@ failing on the code before its fix."""
 
 import errno
 import tempfile
+from types import SimpleNamespace
 
 from gradlab import outputs
 from gradlab.ownership import read_manifest
@@ -94,3 +95,22 @@ def test_a_folder_holding_a_deep_tree_is_looked_through(tmp_path):
         while deep != mine:
             deep.rmdir()
             deep = deep.parent
+
+
+def test_own_folder_that_is_a_mount_point_is_written_file_by_file(tmp_path, monkeypatch):
+    """A folder gradlab made, then mounted where it is (a container's volume): the atomic
+    swap cannot move a mount point (renameat2 answers EBUSY), and the write goes file by
+    file, as where the system has no swap; it ended in "Device or resource busy"."""
+    out = tmp_path / "report"
+    outputs.write_files(out, FIRST)
+
+    def renameat2(*args):
+        return -1
+
+    monkeypatch.setattr(outputs.ctypes, "CDLL", lambda *a, **k: SimpleNamespace(
+        renameat2=renameat2))
+    monkeypatch.setattr(outputs.ctypes, "get_errno", lambda: errno.EBUSY)
+    outputs.write_files(out, SECOND)
+    assert {rel: (out / rel).read_bytes() for rel in SECOND} == SECOND
+    assert set(read_manifest(out)) == set(SECOND)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
