@@ -238,7 +238,7 @@ def unwrap(module):
         name = getattr(module, "original_name", type(module).__name__)
         if name in ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"):
             raise GradlabError(f"a TorchScript {name}: gradlab reads the nn.{name} itself; "
-                               "pass the module before torch.jit.script")
+                               "pass the module before torch.jit.script or trace")
     if isinstance(module, (torch.nn.Sequential, torch.nn.ModuleList)) and type(module).forward \
             in (torch.nn.Sequential.forward, torch.nn.Module.forward):   # not its own step
         inside = [i for i, m in enumerate(module) if isinstance(m, recurrent)]

@@ -88,8 +88,14 @@ def test_containers_and_torchscript_copies_say_which_module_to_pass():
     with warnings.catch_warnings():                   # (newer torch deprecates it)
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(gru)
-    with pytest.raises(GradlabError, match=r"^a TorchScript GRU: .*before torch.jit.script$"):
+    with pytest.raises(GradlabError, match=r"^a TorchScript GRU: .*before torch.jit.script "
+                                           r"or trace$"):
         gradlab.gradient_flow(scripted, _xs())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")               # (TracerWarning, deprecation)
+        traced = torch.jit.trace(gru, (_xs()[0],))
+    with pytest.raises(GradlabError, match=r"^a TorchScript GRU: .*or trace$"):
+        gradlab.gradient_flow(traced, _xs())
 
 
 def test_nan_weights_are_refused_by_name_not_explained_as_overflow():
