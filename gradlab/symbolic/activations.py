@@ -18,10 +18,17 @@ maximum(a, b) or minimum(a, b) ties (a = b) each argument gets half the gradient
 H(0) = 1/2, as torch.maximum and torch.minimum do.
 """
 
+import keyword
+
 import sympy as sp
 
 TABLE = {}   # SymPy function name (lowered code calls xp.<name>) -> Activation
 BUILTIN = set()   # the keys of gradlab's own entries (filled once they are registered)
+# what every backend namespace (`lowering.backends`) holds besides the table's entries: a
+# key among them (sp.sqrt's is "sqrt") broke every cell's lowered code, built-ins too
+BACKEND_NAMES = ("name", "matmul", "mT", "eye", "zeros", "ones", "sqrt", "gram_power",
+                 "asarray", "broadcast_to", "contiguous", "cat", "scaled_sum", "product",
+                 "affine", "split_rows")
 
 
 class Activation:
@@ -54,9 +61,12 @@ def activation(language, function, *, text, latex, numpy, torch, key=None):
     that is not gradlab's own."""
     from ..errors import GradlabError
     key = key or getattr(function, "__name__", None)
-    if not isinstance(key, str) or not key.isidentifier():
+    if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
         raise GradlabError(f"an activation needs a SymPy function (or key=) whose name is a "
-                           f"Python identifier, got {key!r}")
+                           f"Python identifier, not a keyword, got {key!r}")
+    if key in BACKEND_NAMES:        # the lowered code calls xp.<key>: it would be theirs
+        raise GradlabError(f"an activation's key {key!r} is a name the lowered code uses "
+                           f"for its own ({', '.join(BACKEND_NAMES)}); give key=")
     taken = TABLE.get(key)
     again = taken is not None and key not in BUILTIN and (
         taken.text, taken.latex, taken.language) == (text, latex, language)
