@@ -46,3 +46,53 @@ def test_backend_names_are_the_namespaces_own(name):
     from gradlab.lowering.backends import backend
     own = set(vars(backend(name))) - set(activations.TABLE)
     assert own == set(activations.BACKEND_NAMES)
+
+
+def autograd_of(cell):
+    """The Jacobian of a one-part cell's own step, by torch autograd (right by definition)."""
+    import torch
+    step = cell.step_fn()
+
+    def jacobian(p, state, x):
+        one = lambda h, u: step(p, (h[None],), u[None])[0][0]      # noqa: E731
+        return torch.func.vmap(torch.func.jacrev(one))(state[0], x)
+    return jacobian
+
+
+def test_check_refuses_a_cell_whose_own_activation_has_a_wrong_derivative():
+    """An activation registered with a SymPy derivative that is not its implementation's
+    made check_jacobian certify a derivation with that wrong derivative and call the true
+    Jacobian (torch autograd of the step) wrong."""
+    class probe_cube(sp.Function):
+        def fdiff(self, argindex=1):
+            return 2 * self.args[0] ** 2            # not 3 a^2
+
+    activations.activation("probe_cube", probe_cube, text="cube({})", latex="cube({})",
+                           numpy=lambda np: lambda a: a ** 3,
+                           torch=lambda torch: lambda a: a ** 3)
+    cube = gradlab.elementwise(probe_cube)
+
+    @gradlab.declare(state="h", params="W U b", source="t")
+    def probe_cubic(s):
+        return cube(s.W @ s.h + s.U @ s.x + s.b)
+
+    params = probe_cubic.init_params(5, 3)
+    for fn in (autograd_of(probe_cubic), probe_cubic.jacobian_fn()):
+        with pytest.raises(GradlabError, match="probe_cube registered with a derivative"):
+            gradlab.check_jacobian(fn, probe_cubic, params)
+
+    class probe_cube_right(sp.Function):
+        def fdiff(self, argindex=1):
+            return 3 * self.args[0] ** 2
+
+    activations.activation("probe_cube_right", probe_cube_right, text="cube3({})",
+                           latex="cube3({})", numpy=lambda np: lambda a: a ** 3,
+                           torch=lambda torch: lambda a: a ** 3)
+    right = gradlab.elementwise(probe_cube_right)
+
+    @gradlab.declare(state="h", params="W U b", source="t")
+    def probe_cubic_right(s):
+        return right(s.W @ s.h + s.U @ s.x + s.b)
+
+    assert gradlab.check_jacobian(autograd_of(probe_cubic_right), probe_cubic_right,
+                                  probe_cubic_right.init_params(5, 3)).ok

@@ -49,6 +49,7 @@ from .precision import (FINER_NOTE, UNSURE_NOTE, extended_reference, float32_los
                         within_rounding)
 from .user import (COLLAPSED, batched_jacobian, cell_part, coarsest, float32_rounding,
                    lower_precision, right_one_by_one)
+from .verify import own_activations_mismatch
 
 LAYOUTS = ("numerator", "denominator")
 
@@ -241,7 +242,10 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                                f"{', '.join(ins)}; e.g. {cell.state_names[0]},{ins[-1]}")
     blocks = Blocks(cell.state_names, ins, n, n if wrt == "state" else x.shape[-1], block)
     progress.advance("check: the exact Jacobian", 1, 3)    # (a line only on long work)
-    exact = blocks.select(exact_jacobian(cell, wrt, params, state, x))
+    whole = exact_jacobian(cell, wrt, params, state, x)
+    if (why := own_activations_mismatch(cell, wrt, params, state, x, whole)) is not None:
+        raise GradlabError(why)
+    exact = blocks.select(whole)
     if not bool(torch.isfinite(exact).all()):
         where = "given" if states is not None else "drawn"
         raise GradlabError(f"the exact Jacobian of cell '{cell.name}' holds "

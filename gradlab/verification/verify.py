@@ -25,6 +25,7 @@ import dataclasses
 import math
 
 import numpy as np
+import sympy as sp
 import torch
 from torch.func import jacrev, vmap
 
@@ -34,6 +35,7 @@ from ..device import exact_float32, resolve
 from ..errors import GradlabError, check_seed, derived_seed, integer
 from ..initialize import as_dtype
 from ..interop import MODULES, to_torch
+from ..symbolic.activations import BUILTIN
 
 # float64 agrees with autograd to a few ulps (~1e-16) times the handful of terms in a
 # Jacobian entry; 1e-10 leaves six orders of margin yet catches any wrong term. float32's
@@ -137,6 +139,33 @@ def jacobians(step, params, state, x):
     s = torch.cat(state, -1)
     with fallback_quiet():          # (the CUDA nn.LSTMCell's fused kernel: no batching rule)
         return vmap(jacrev(f, 0))(s, x), vmap(jacrev(f, 1))(s, x)
+
+
+def own_activations_mismatch(cell, wrt, params, state, x, exact):
+    """A sentence where `exact`, the cell's lowered Jacobian wrt "state" or "input" at
+    float64 params, is not jacrev of its own lowered step, as only an activation a user
+    registered can make (its SymPy derivative not its implementation's, or an
+    implementation not elementwise); None where they agree, where jacrev cannot run the
+    step, or where the cell uses gradlab's own activations alone (`verify` tests those)."""
+    own = sorted({type(f).__name__ for e in cell.lets.values()
+                  for f in e.atoms(sp.Function)} - BUILTIN)
+    if not own:
+        return None
+    try:
+        J = jacobians(cell.step_fn(), params, state, x)[0 if wrt == "state" else 1]
+    except Exception:           # noqa: BLE001 - (a user's implementation jacrev cannot run)
+        return None
+    error = relative_error(exact, J)
+    if math.isnan(error) or error <= OWN_RTOL:
+        return None
+    return (f"cell '{cell.name}': its derivation is not the Jacobian of its own step "
+            f"(torch autograd of it differs by {error:.3g} relative), so no derivation can "
+            f"be checked against it: the activation(s) {', '.join(own)} registered with a "
+            "derivative that is not their implementation's, or an implementation that is "
+            "not elementwise (gradlab verify names the blocks)")
+
+
+OWN_RTOL = 1e-6        # float64 both ways: a wrong derivative is off by O(1)
 
 
 def sample(cell, n, m, batch, *, seed, dtype, device):
