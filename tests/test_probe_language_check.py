@@ -96,3 +96,35 @@ def test_check_refuses_a_cell_whose_own_activation_has_a_wrong_derivative():
 
     assert gradlab.check_jacobian(autograd_of(probe_cubic_right), probe_cubic_right,
                                   probe_cubic_right.init_params(5, 3)).ok
+
+
+def test_check_of_a_deeply_nested_cell_takes_the_terms_apart_quickly():
+    """Taking a block apart into its terms ran SymPy's expand, which multiplied out the
+    scalar slope of nested activations too: a dozen tanh's made check_jacobian (and
+    gradlab check) run for minutes, at 2^12 terms of one term of the block."""
+    import functools
+    import signal
+    import time
+
+    @gradlab.declare(state="h", params="W U b", source="t")
+    def probe_deep(s):
+        return functools.reduce(lambda a, _: gradlab.tanh(a), range(14),
+                                s.W @ s.h + s.U @ s.x + s.b)
+
+    def too_slow(*_):
+        raise TimeoutError("check_jacobian of a 14-deep cell took over 20 s")
+
+    params = probe_deep.init_params(4, 3, weight_scale=1.5)
+    exact = probe_deep.jacobian_fn()
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(20)
+    try:
+        start = time.perf_counter()
+        assert gradlab.check_jacobian(exact, probe_deep, params).ok
+        wrong = gradlab.check_jacobian(lambda p, s, x: exact(p, s, x).transpose(1, 2),
+                                       probe_deep, params)
+        assert time.perf_counter() - start < 3
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert not wrong.ok and "transpose" in str(wrong), str(wrong)
