@@ -269,10 +269,7 @@ def _checked_sizes(c, params):
             raise GradlabError(f"param '{p}' of cell '{c.name}' has shape "
                                f"{tuple(params[p].shape)}, expected {expected} (n = {n}, "
                                f"m = {m}: what most of its parameters say)")
-    if m == 0:
-        raise GradlabError(f"params of cell '{c.name}' give an input size of 0; a torch "
-                           "module needs input_size >= 1")
-    return n, m
+    return n, m                         # (m = 0: torch's cell modules take input_size 0)
 
 
 @arguments_checked

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import prune
 from torch.nn.utils.parametrizations import weight_norm
 
+import gradlab
 from gradlab import from_torch, gradient_flow
 from gradlab.checkpoint import load_model, parse_arch
 from gradlab.cli import cli
@@ -152,3 +153,19 @@ def test_another_modules_extra_state_outside_the_prefix_is_ignored(tmp_path):
     with pytest.raises(GradlabError, match="holds a OrderedDict, not a state dict of named "
                                            "tensors"):      # under the prefix: still refused
         load_model(tmp_path / "model.pt", parse_arch("gru:hidden=4,inputs=3,prefix=config."))
+
+
+@pytest.mark.parametrize("module", ["GRUCell", "LSTMCell", "RNNCell"])
+def test_to_torch_builds_a_cell_of_input_size_zero_as_torch_does(module):
+    """torch's cell modules take input_size 0, and from_torch reads them; to_torch refused
+    its inverse, saying a torch module needs input_size >= 1."""
+    torch.manual_seed(0)
+    original = getattr(torch.nn, module)(0, 4).double()
+    back = gradlab.to_torch(*gradlab.from_torch(original))
+    x, h = torch.zeros(2, 0, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64)
+    state = (h, h) if module == "LSTMCell" else h
+    with torch.no_grad():
+        want, got = original(x, state), back(x, state)
+    want, got = (w[0] if isinstance(w, tuple) else w for w in (want, got))
+    # (exact but for the order of a sum: nn.RNNCell and LSTMCell's two biases are one b)
+    torch.testing.assert_close(got, want, rtol=1e-15, atol=1e-15)
