@@ -55,6 +55,25 @@ def _tanh2(q):
     return 1.0 - _expect(_sech2, q)
 
 
+# tanh u - u = sum_k c_k u^(2k+1), k = 1..6 (the next term is 1.5e-3 u^15)
+_TANH_SERIES = (-1 / 3, 2 / 15, -17 / 315, 62 / 2835, -1382 / 155925, 21844 / 6081075)
+
+
+def _tanh_minus(u):
+    """tanh(u) - u, without cancellation at small |u| (a series below 0.1: relative
+    error 1e-14 there; 3 eps / u^2 < 1e-13 from the direct difference above it)."""
+    u2 = u * u
+    series = u * u2 * np.polyval(_TANH_SERIES[::-1], u2)
+    return np.where(np.abs(u) < 0.1, series, np.tanh(u) - u)
+
+
+def _tanh2_excess(q):
+    """E[tanh(sqrt(q) z)^2] - q (about -2 q^2 at small q), for q <= 1/4: computed as
+    E[(tanh u - u)(tanh u + u)], where E[tanh^2] - q lost every digit once 2 q^2 fell
+    below eps q (q < 1e-16) and left the fixed point at sw = 1 to rounding."""
+    return _expect(lambda u: _tanh_minus(u) * (np.tanh(u) + u), q)
+
+
 def mean_field(weight_scale, *, input_scale=1.0, bias_scale=0.0, input_power=1.0,
                iterations=500, tol=1e-14):
     """(q*, chi) for W ~ N(0, sw^2/n), U ~ N(0, sv^2/m), b ~ N(0, sb^2), R = |x|^2/m.
@@ -85,15 +104,16 @@ def _solved(weight_scale, input_scale, bias_scale, input_power, iterations, tol)
     elif sw2 == 0 or (drive == 0 and sw2 <= 1):
         q = drive
     else:
-        f = lambda q: sw2 * _tanh2(q) + drive - q                    # noqa: E731
+        f = lambda q: sw2 * _tanh2(q) + drive - q if q > 0.25 else \
+            (sw2 - 1) * q + sw2 * _tanh2_excess(q) + drive              # noqa: E731
         lo, hi = drive, sw2 + drive               # f(lo) >= 0 > f(hi): tanh^2 < 1
         while lo == 0 and f(hi / 2) <= 0:         # no drive: f > 0 only below q*
             hi /= 2
         lo = lo or hi / 2
         for _ in range(iterations):
             if hi - lo <= tol * hi:
-                break
-            mid = 0.5 * (lo + hi)
+                break           # halving the log where the bracket spans decades (a drive
+            mid = math.sqrt(lo) * math.sqrt(hi) if hi > 4 * lo else 0.5 * (lo + hi)  # 1e-300)
             lo, hi = (mid, hi) if f(mid) > 0 else (lo, mid)
         q = 0.5 * (lo + hi)
     chi = sw2 * _expect(lambda u: _sech2(u) ** 2, q)

@@ -1,0 +1,30 @@
+"""Probe of the theory and the reports: independent values gradlab is held to."""
+
+import math
+
+import pytest
+
+from gradlab import theory
+
+
+@pytest.mark.parametrize("sb", [1e-12, 1e-16, 1e-20, 1e-100])
+def test_fixed_point_at_the_edge_of_chaos_with_a_tiny_bias(sb):
+    """At sw = 1 with drive sb^2 alone, q* solves E[tanh^2(sqrt(q) z)] - q = -sb^2, whose
+    left side is -2 q^2 (1 + O(q)): q* = sb / sqrt(2). Computed as E[tanh^2] - q it lost
+    every digit once 2 q^2 fell below eps q: q* was 1e-4 off at sb = 1e-12, 80 % at 1e-16,
+    3e4 times too small at 1e-20 and 1e-34 at 1e-50 (the rounding of the expectation,
+    not the fixed point, decided the bisection)."""
+    q, chi = theory.mean_field(1.0, input_scale=0.0, bias_scale=sb)
+    assert q == pytest.approx(sb / math.sqrt(2), rel=1e-9, abs=0)
+    assert chi == pytest.approx(1.0, abs=1e-11)
+
+
+def test_chi_just_above_the_edge_follows_its_expansion():
+    """With no drive, sw^2 = 1 + e gives q* = e/2 + O(e^2) and chi = 1 + e^2/3 + O(e^3):
+    (chi - 1) / (e/2)^2 tends to 4/3. The cancelling fixed-point equation drifted to 1.377
+    at sw = 1 + 1e-7."""
+    sw = 1 + 1e-7
+    e = sw * sw - 1
+    q, chi = theory.mean_field(sw, input_scale=0.0)
+    assert q == pytest.approx(e / 2, rel=1e-6, abs=0)
+    assert (chi - 1) / (e / 2) ** 2 == pytest.approx(4 / 3, rel=2e-3)
