@@ -131,7 +131,10 @@ class Integer(click.IntRange):
         return super().convert(value, param, ctx)
 
     def _bounds(self):
-        return "" if self.min is None else f" (an integer >= {self.min})"
+        if self.min is None:
+            return ""
+        return f" (an integer >= {self.min})" if self.max is None else \
+            f" (an integer in {self.min}..{self.max})"
 
 
 POSITIVE = Integer(min=1)

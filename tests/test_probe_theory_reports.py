@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from conftest import assert_one_line_error, invoke
 from gradlab import theory
 
 
@@ -28,3 +29,14 @@ def test_chi_just_above_the_edge_follows_its_expansion():
     q, chi = theory.mean_field(sw, input_scale=0.0)
     assert q == pytest.approx(e / 2, rel=1e-6, abs=0)
     assert (chi - 1) / (e / 2) ** 2 == pytest.approx(4 / 3, rel=2e-3)
+
+
+@pytest.mark.parametrize("value, said", [
+    ("1_0", "'1_0' is not written in digits 0-9 alone; write '10' (an integer in 1..64)"),
+    ("+1", "'+1' is not written in digits 0-9 alone; write '1'"),
+    ("0", "0 is not in the range 1<=x<=64")])
+def test_init_measurements_in_the_one_integer_grammar(value, said):
+    """--measurements was click's own IntRange, which read '1_0' as 10 and '+1' as 1 (and
+    ran the search) where every other integer option refuses them."""
+    assert_one_line_error(invoke("init", "rnn_tanh", "--timescale", "5", "--hidden", "2",
+                                 "--measurements", value), said)

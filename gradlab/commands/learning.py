@@ -96,7 +96,7 @@ MAX_MEASUREMENTS = 64     # and at most this often when asked (--measurements)
                    "timescale: a value here is not used); a cell without a gate bias has "
                    "none to set.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--measurements", type=click.IntRange(1, MAX_MEASUREMENTS), default=MEASUREMENTS,
+@click.option("--measurements", type=Integer(1, MAX_MEASUREMENTS), default=MEASUREMENTS,
               show_default=True, help="Measure at most this often (a gated cell's search "
               "near the edge may need 16).")
 @click.option("--write-torch", "write_torch", type=click.Path(), default=None,
