@@ -40,3 +40,19 @@ def test_init_measurements_in_the_one_integer_grammar(value, said):
     ran the search) where every other integer option refuses them."""
     assert_one_line_error(invoke("init", "rnn_tanh", "--timescale", "5", "--hidden", "2",
                                  "--measurements", value), said)
+
+
+def test_condition_number_of_a_multiple_of_the_identity_is_one():
+    """A GRU with zero weights and inputs has P_k = sigma(2)^k I, cond 1; the spectral and
+    smallest-singular norms, computed apart, rounded its log to -2.2e-16, which the report's
+    table printed as log10 cond = -9.643e-17 (a condition number below 1)."""
+    import numpy as np
+    import gradlab
+    from gradlab.reports.measurements import Setup
+    setup = Setup(cells=("gru",), hidden=8, inputs=8, steps=20, batch=2, weight_scale=0.0,
+                  input_scale=0.0, gate_bias=2.0)
+    cell = gradlab.cell("gru")
+    flow = gradlab.gradient_flow(cell, setup.params(cell), setup.xs(),
+                                 norms=("spectral", "min_singular"))
+    assert np.array_equal(flow.log_condition(), np.zeros((2, 20)))
+    assert np.array_equal(flow.condition(10), np.ones(2))

@@ -253,9 +253,10 @@ class Flow:
 
     def log_condition(self, lag=None):
         """log of the condition number sigma_max / sigma_min of P_k: (B, T), or (B,) at one
-        lag; inf where P_k is singular, nan where it is zero."""
-        with np.errstate(invalid="ignore"):
-            values = self.log_norm("spectral") - self.log_norm("min_singular")
+        lag; inf where P_k is singular, nan where it is zero; >= 0 (the norms, apart, put a
+        multiple of I at -2.2e-16)."""
+        with np.errstate(invalid="ignore"):     # (np.maximum keeps nan)
+            values = np.maximum(self.log_norm("spectral") - self.log_norm("min_singular"), 0)
         return values if lag is None else values[:, integer(lag, "lag", 1, self.T) - 1]
 
     def condition(self, lag=None):
