@@ -248,8 +248,11 @@ def lyapunov(cell, params=None, xs=UNSET, k=8, *, discard=0, state0=None, seed=0
     return exponents_along(bound, xs, bound.states(xs, state0), k, seed, discard, pad=pad)
 
 
-def lyapunov_mean(cell, params, xs, k=8, *, state0=None, reverse=False, seed=0, discard=0):
+@arguments_checked
+def lyapunov_mean(cell, params=None, xs=UNSET, k=8, *, state0=None, reverse=False, seed=0,
+                  discard=0):
     """The mean over sequences of the top-k Lyapunov exponents, (k,): `lyapunov(...).mean`
-    (gradlab.flow.lyapunov, as the reports call it)."""
+    (gradlab.flow.lyapunov, as the reports call it); a torch module as in `lyapunov`:
+    lyapunov_mean(module, xs, k)."""
     return lyapunov(cell, params, xs, k, discard=discard, state0=state0, seed=seed,
                     reverse=reverse).mean
