@@ -133,8 +133,14 @@ def autograd(step, S, xs, wanted):
 
 def chained_products(step, S, xs):
     """P_1 .. P_T (T, B, S, S): every J_t from ONE vmap(jacrev(step)) over the T B stored
-    states (per step it was T calls, 2.3-4.6x slower at n = 16-32; in chunks of samples
-    past FUNC_BYTES), chained back from s_T by T bmm calls."""
+    states (`jacobians`), chained back from s_T by T bmm calls (`chain`)."""
+    return chain(jacobians(step, S, xs))
+
+
+def jacobians(step, S, xs):
+    """J_1 .. J_T (T, B, S, S), J_t = d s_t / d s_{t-1}: ONE vmap(jacrev(step)) over the T B
+    stored states (per step it was T calls, 2.3-4.6x slower at n = 16-32; in chunks of
+    samples past FUNC_BYTES)."""
     T, B, m = xs.shape
     n = S // len(step.parts)
     with torch.no_grad():
@@ -148,7 +154,13 @@ def chained_products(step, S, xs):
                           chunk_size=chunk if chunk < T * B else None)
     with fallback_quiet():           # (a user's own step may still fall back: same numbers)
         J = jac(torch.stack(states).reshape(T * B, S), xs.reshape(T * B, m))
-    J = J.view(T, B, S, S)
+    return J.view(T, B, S, S)
+
+
+def chain(J):
+    """P_1 .. P_T (T, B, S, S) of the Jacobians J (T, B, S, S): P_1 = J_T, P_k = P_{k-1}
+    J_{T-k+1}, by T - 1 bmm calls."""
+    T = J.shape[0]
     P = [J[T - 1]]
     for t in range(T - 1, 0, -1):
         P.append(torch.bmm(P[-1], J[t - 1]))

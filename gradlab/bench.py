@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from . import __version__, progress, registry
-from .baselines import (autograd, autograd_products, baseline_step, chained_products, floor,
-                        func)
+from .baselines import (autograd, autograd_products, baseline_step, chain, floor, func,
+                        jacobians)
 from .device import exact_float32, resolve
 from .errors import GradlabError, derived_seed
 from .flow import gradient_flow, make_inputs
@@ -123,13 +123,21 @@ def relative_error(logs, reference, dtype):
     """max |a / b - 1| over every lag and sequence, given natural logs a and b, where the
     baseline can hold the value: the baselines' norms are not scaled, and the Frobenius
     norm squares entries, which underflow below sqrt(tiny) (1e-154 in float64) long before
-    the norm itself does; lags where gradient_flow's norm is below 1e6 sqrt(tiny) are left
-    out (gradient_flow carries an exact power-of-two scale). A baseline's nan where
-    gradient_flow has a value is a disagreement (inf), never left out."""
-    floor = 0.5 * math.log(torch.finfo(dtype).tiny) + math.log(1e6)
+    the norm itself does, and overflow above sqrt(max) (1e154) long before the dtype's
+    range ends. A lag is compared where either norm lies within 1e6 of those bounds
+    (gradient_flow carries an exact power-of-two scale, so its norm is right beyond them);
+    it is left out only where neither does, so gradient_flow's -inf or 1e-300 where a
+    baseline holds 1 is a disagreement. A nan where the other has a value (gradient_flow's
+    anywhere, a baseline's where gradient_flow's lies within the bounds) is a disagreement
+    (inf), never left out."""
+    info = torch.finfo(dtype)
+    low = 0.5 * math.log(info.tiny) + math.log(1e6)
+    high = 0.5 * math.log(info.max) - math.log(1e6)
+    logs, reference = np.asarray(logs), np.asarray(reference)
     with np.errstate(invalid="ignore", over="ignore"):      # (inf: a disagreement)
         error = np.abs(np.expm1(logs - reference))
-    error = error[np.asarray(reference) > floor]
+    held = [(a > low) & (a < high) for a in (logs, reference)]
+    error = error[held[0] | held[1] | (np.isnan(reference) & ~np.isnan(logs))]
     return float(np.where(np.isnan(error), math.inf, error).max()) if error.size else 0.0
 
 
@@ -176,11 +184,20 @@ def _bench_one(cell, n, m, T, B, device, dtype, seed, repeats, label=None):
     label, step = baseline_step(cell, params)
     step.parts = cell.state_names
     both = ("spectral", "frobenius")
-    P = chained_products(step, S, xs)            # every P_k once, to time the SVDs alone
-    if not bool(torch.isfinite(P).all()):        # (SVDs raise on them: nothing to time)
+    J = jacobians(step, S, xs)
+    if not bool(torch.isfinite(J).all()):        # (SVDs raise on them: nothing to time)
         raise GradlabError(f"cell '{shown}': its products are not finite at these params "
                            f"(n = {n}, seed {seed}): the state or a Jacobian is nan or inf, "
                            "and there is nothing to time (gradlab verify --cells shows where)")
+    P = chain(J)                                 # every P_k once, to time the SVDs alone
+    del J
+    if not bool(torch.isfinite(P).all()):        # finite Jacobians, a product past the range
+        k = int((~torch.isfinite(P)).flatten(1).any(1).int().argmax()) + 1
+        raise GradlabError(f"cell '{shown}': its products overflow "
+                           f"{str(dtype).removeprefix('torch.')} from lag {k} of T = {T} "
+                           f"(n = {n}, seed {seed}; the states and Jacobians are finite), "
+                           "and the baselines do not rescale: give fewer --steps"
+                           + (" or --dtype float64" if dtype == torch.float32 else ""))
     runs = {
         "gradient_flow": lambda: _flow(cell, params, xs, both),
         "gradient_flow_products": lambda: _flow(cell, params, xs, ("frobenius",)),
