@@ -127,9 +127,8 @@ def relative_error(logs, reference, dtype):
     range ends. A lag is compared where either norm lies within 1e6 of those bounds
     (gradient_flow carries an exact power-of-two scale, so its norm is right beyond them);
     it is left out only where neither does, so gradient_flow's -inf or 1e-300 where a
-    baseline holds 1 is a disagreement. A nan where the other has a value (gradient_flow's
-    anywhere, a baseline's where gradient_flow's lies within the bounds) is a disagreement
-    (inf), never left out."""
+    baseline holds 1 is a disagreement. A nan where the other has a value is a
+    disagreement (inf), never left out."""
     info = torch.finfo(dtype)
     low = 0.5 * math.log(info.tiny) + math.log(1e6)
     high = 0.5 * math.log(info.max) - math.log(1e6)
