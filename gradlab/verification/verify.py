@@ -141,6 +141,10 @@ def jacobians(step, params, state, x):
         return vmap(jacrev(f, 0))(s, x), vmap(jacrev(f, 1))(s, x)
 
 
+OWN_RTOL = 1e-6        # (own_activations_mismatch) float64 both ways: a wrong derivative is
+                       # off by O(1)
+
+
 def own_activations_mismatch(cell, wrt, params, state, x, exact):
     """A sentence where `exact`, the cell's lowered Jacobian wrt "state" or "input" at
     float64 params, is not jacrev of its own lowered step, as only an activation a user
@@ -163,9 +167,6 @@ def own_activations_mismatch(cell, wrt, params, state, x, exact):
             f"be checked against it: the activation(s) {', '.join(own)} registered with a "
             "derivative that is not their implementation's, or an implementation that is "
             "not elementwise (gradlab verify names the blocks)")
-
-
-OWN_RTOL = 1e-6        # float64 both ways: a wrong derivative is off by O(1)
 
 
 def sample(cell, n, m, batch, *, seed, dtype, device):
