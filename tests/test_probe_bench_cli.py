@@ -60,3 +60,26 @@ def test_products_that_overflow_are_not_blamed_on_the_state_or_jacobians(tmp_pat
                     "--batch", "1", "--repeats", "1", "--dtype", "float32")
     assert_one_line_error(result, "its products overflow float32 from lag")
     assert "--dtype float64" in result.stderr and "nan or inf" not in result.stderr
+
+
+def test_bench_lyapunov_exits_1_when_the_exponents_disagree(monkeypatch):
+    """`gradlab bench --lyapunov` printed its table and exited 0 whatever the two methods
+    computed: exponents 0.3 apart (or nan) passed, where the main bench exits 1."""
+    from gradlab import bench_lyapunov
+
+    def fake(cells, hidden, steps, batch, k, dtypes, repeats, seed, inputs):
+        return [{"cell": cells[0], "dtype": dtypes[0], "gradlab_seconds": 1.0,
+                 "baseline_seconds": 2.0, "max_abs_difference": difference,
+                 "ratio": {"best": 2.0, "min": 2.0, "median": 2.0, "max": 2.0}}]
+    monkeypatch.setattr(bench_lyapunov, "run_lyapunov_bench", fake)
+    for difference in (0.3, math.nan, 2e-10):
+        result = invoke("bench", "--lyapunov", "2", "--cells", "gru", "--hidden", "4")
+        assert result.exit_code == 1, (difference, result.output)
+        assert result.stderr.strip().splitlines()[-1:] == [
+            f"gradlab: gradlab and the published baseline disagree: gru float64 exponents "
+            f"differ by {difference:.2e} > 1e-10"]
+    difference = 1e-15
+    result = invoke("bench", "--lyapunov", "2", "--cells", "gru", "--hidden", "4")
+    assert result.exit_code == 0 and "disagree" not in result.stderr, result.output
+    assert bench_lyapunov.lyapunov_disagreement(
+        [{"cell": "lstm", "dtype": "float32", "max_abs_difference": 3e-7}]) is None

@@ -122,7 +122,7 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
     """Time gradient_flow against autograd, torch.func and the bare bmm floor."""
     if lyapunov_k is not None:
         from ..bench_lyapunov import (bench_cells, ensure_k_fits, format_lyapunov_table,
-                                      run_lyapunov_bench)
+                                      lyapunov_disagreement, run_lyapunov_bench)
         from ..reports.publish import dumps
         cells = bench_cells(names, device)
         ensure_k_fits(cells, hidden, lyapunov_k)
@@ -138,6 +138,10 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
                 progress(name)
         echo(dumps(results) if as_json else format_lyapunov_table(results),
                    nl=not as_json)
+        problem = lyapunov_disagreement(results)
+        if problem:
+            echo(f"gradlab: {problem}", err=True)
+            sys.exit(1)
         return
     from .. import budget
     from ..bench import disagreement, format_table, run_bench
