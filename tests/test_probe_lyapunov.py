@@ -70,3 +70,17 @@ def test_flow_lyapunov_refuses_a_misspelt_option_in_one_line():
     xs = torch.zeros(4, 1, 2, dtype=torch.float64)
     with pytest.raises(gradlab.GradlabError, match="unexpected keyword argument 'discrad'"):
         gradlab.flow.lyapunov(cell, params, xs, 2, discrad=1)
+
+
+def test_flow_lyapunov_draws_q0_with_the_flows_seed():
+    """Flow.lyapunov took seed=0 whatever seed gradient_flow was given, so
+    gradient_flow(..., seed=5).lyapunov(k) was not gradlab.lyapunov(..., seed=5).mean."""
+    import gradlab
+    params = gradlab.cell("gru").init_params(5, 3, seed=1, dtype=torch.float64)
+    xs = torch.randn(6, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    flow = gradlab.gradient_flow("gru", params, xs, seed=5)
+    five = gradlab.lyapunov("gru", params, xs, 3, seed=5).mean
+    zero = gradlab.lyapunov("gru", params, xs, 3, seed=0).mean
+    assert np.abs(five - zero).max() > 1e-6          # at T = 6, Q_0 shows
+    assert np.array_equal(flow.lyapunov(3), five)
+    assert np.array_equal(flow.lyapunov(3, seed=0), zero)

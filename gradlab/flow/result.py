@@ -298,11 +298,12 @@ class Flow:
         check_cut(K)                                          # before any walk
         return kept_fraction(self.loss_grad_norms(v, seed=seed, log=True)["input"], K)
 
-    def lyapunov(self, k=8, *, seed=0, discard=0):
+    def lyapunov(self, k=8, *, seed=None, discard=0):
         """Top-k Lyapunov exponents along this flow's inputs and initial state, the mean
-        over sequences (k,) (`gradlab.lyapunov(...).mean`; no norm is computed for it)."""
-        return exponents_along(self._bound, self._xs, self._states, k, check_seed(seed),
-                               discard, pad=self._pad).mean
+        over sequences (k,) (`gradlab.lyapunov(...).mean`, Q_0 from `seed`, by default
+        gradient_flow's; no norm is computed for it)."""
+        return exponents_along(self._bound, self._xs, self._states, k, self.seed if seed is
+                               None else check_seed(seed), discard, pad=self._pad).mean
 
     def summary(self):
         """Plain numbers (JSON-ready) from the norms computed so far."""
