@@ -180,6 +180,7 @@ def pascanu_rate(W, gamma=1.0):
 
 
 def gate_rate(preactivation):
-    """ln sigma(a): the exact per-step log of a gated product at constant gate input a."""
+    """ln sigma(a): the exact per-step log of a gated product at constant gate input a
+    (0.0, not -0.0, where -e^-a underflows: past a ~ 745 in float64)."""
     a = real(preactivation, "preactivation", finite=False)
-    return -math.log1p(math.exp(-a)) if a > -30 else a - math.log1p(math.exp(a))
+    return (-math.log1p(math.exp(-a)) if a > -30 else a - math.log1p(math.exp(a))) + 0.0
