@@ -84,3 +84,18 @@ def test_flow_lyapunov_draws_q0_with_the_flows_seed():
     assert np.abs(five - zero).max() > 1e-6          # at T = 6, Q_0 shows
     assert np.array_equal(flow.lyapunov(3), five)
     assert np.array_equal(flow.lyapunov(3, seed=0), zero)
+
+
+def test_lyapunov_with_jacobian_entries_near_the_float64_max():
+    """J_t Q overflowed where J_t's entries neared 1.8e308 (weights ~1e308), and R held
+    inf and nan: exponents inf and nan for a finite trajectory. With J = W c at T = 1 (every
+    ReLU on), the exponents are those of W plus ln c."""
+    import gradlab
+    params = gradlab.cell("rnn_relu").init_params(8, 3, seed=0, dtype=torch.float64)
+    params["b"] = params["b"].abs() + 1                       # every unit on: J = W
+    xs = torch.randn(1, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    W = torch.rand(8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) + 1
+    big = gradlab.lyapunov("rnn_relu", dict(params, W=W * 2.0 ** 1022), xs, 2).exponents
+    small = gradlab.lyapunov("rnn_relu", dict(params, W=W), xs, 2).exponents
+    assert np.isfinite(big).all(), big
+    np.testing.assert_allclose(big - 1022 * math.log(2), small, rtol=0, atol=1e-12)

@@ -20,6 +20,7 @@ import torch
 from .. import progress
 from ..errors import GradlabError, arguments_checked, check_seed
 from .bound import exclusive, kinds
+from .lanczos import power_of_two
 from .linalg import thin_qr
 from .module import bind_call
 from .walk import chunk_lags
@@ -114,6 +115,19 @@ def _times(blocks, cell_kinds, Q, out, n):
             target.zero_()
 
 
+def _scaled_down(blocks):
+    """One J_t's blocks (`_step_blocks`) divided by 2^e, e (B,) the binary exponent of
+    each sequence's largest |entry| (frexp; 0 where that is zero or not finite), exact,
+    and e ln 2 (B,): the scaled J_t times Q cannot overflow."""
+    shown = [b for row in blocks for b in row if b is not None]
+    if not shown:
+        return blocks, torch.zeros(())
+    big = torch.stack([b.abs().flatten(1).amax(1) for b in shown]).amax(0)
+    e = torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)
+    return ([[None if b is None else power_of_two(b, -e) for b in row] for row in blocks],
+            e.to(big.dtype) * math.log(2))
+
+
 def chunk_steps(T, B, n, cell_kinds, dtype, device):
     """Steps whose Jacobians one lowered call evaluates: QR_CHUNK_BYTES of dense blocks on a
     CPU; elsewhere walk's budget (`chunk_lags`), where a large chunk amortises launches."""
@@ -148,12 +162,23 @@ def log_stretches(bound, xs, states, k, seed, pad=None):
             t1 = min(t0 + C, T)
             rows = bound.blocks(tuple(s[t0:t1].reshape(-1, n) for s in states),
                                 xs[t0:t1].reshape((t1 - t0) * B, -1), t1 - t0)
-            for j, blocks in enumerate(_step_blocks(rows, cell_kinds, t1 - t0)):
+            start, steps = Q, _step_blocks(rows, cell_kinds, t1 - t0)
+            for j, blocks in enumerate(steps):
                 _times(blocks, cell_kinds, Q, Y, n)                # J_{t+1} Q, t = t0 + j
                 Q, diag = thin_qr(Y)
                 torch.log(diag.abs(), out=logs[t0 + j])
                 if progress.due(t0 + j, T):
                     progress.advance("Lyapunov QR", t0 + j + 1, T)
+            # entries of J_t near the dtype's largest (weights ~1e308) overflow J_t Q and
+            # leave nan or inf in R: the chunk again from its start, each J_t divided by
+            # the power of two of its largest entry (exact), the log of it added back
+            if bool((logs[t0:t1].isnan() | (logs[t0:t1] == math.inf)).any()):
+                Q = start
+                for j, blocks in enumerate(steps):
+                    blocks, shift = _scaled_down(blocks)
+                    _times(blocks, cell_kinds, Q, Y, n)
+                    Q, diag = thin_qr(Y)
+                    torch.log(diag.abs(), out=logs[t0 + j]).add_(shift[:, None])
             # J_t with z exactly zero rows or columns (a proj_size LSTM's padding, a dead
             # ReLU) has rank <= S - z, and so has J_t Q: |R[i, i]| is exactly 0 for i >=
             # S - z, where QR leaves round-off (-71 for an exponent that is -inf). Looked
