@@ -71,7 +71,8 @@ def load_state_dict(path, prefix=""):
         raise GradlabError(f"{str(path)!r} holds a {type(state).__name__}, not a state dict "
                            "of named tensors; save module.state_dict()" + (
                                f" (its {inner[0]!r} is a dict: torch.save(checkpoint"
-                               f"[{inner[0]!r}], path) may be it)" if inner else ""))
+                               f"[{inner[0]!r}], path) may be it)" if inner else
+                               _odd_entry(state, prefix)))
     under = {k: v for k, v in state.items() if k.startswith(prefix)}   # not a whole model's
     odd = next(((k, v) for k, v in under.items()
                 if v.layout != torch.strided or v.device.type == "meta"), None)
@@ -86,3 +87,22 @@ def load_state_dict(path, prefix=""):
         raise GradlabError(f"{str(path)!r}: {bad!r} holds nan or inf; a checkpoint's weights "
                            "must be finite (was it saved after training diverged?)")
     return state
+
+
+def _odd_entry(state, prefix):
+    """Which entry of a dict keeps it from being a state dict, in words: a key that is no
+    name, or a value under `prefix` that is no tensor ({'bias_hh_l0': 3}); else ''."""
+    import torch
+
+    if not isinstance(state, dict):
+        return ""
+    key = next((k for k in state if not isinstance(k, str)), None)
+    if key is not None:
+        return f" (its key {key!r} ({type(key).__name__}) is not a name)"
+    key = next((k for k, v in state.items() if k.startswith(prefix) and
+                not isinstance(v, torch.Tensor)), None)
+    if key is None:
+        return ""
+    value = repr(state[key])
+    value = value if len(value) <= 40 else value[:37] + "..."
+    return f" (its {key!r} is {value} ({type(state[key]).__name__}), not a tensor)"
