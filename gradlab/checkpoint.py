@@ -3,7 +3,8 @@
     gradlab report --model model.pt --arch lstm:layers=2,hidden=256,inputs=64
 
 An architecture is KIND:key=value,... with KIND one of rnn (tanh), rnn_relu, lstm, gru
-(torch's nn.RNN, nn.RNN(nonlinearity="relu"), nn.LSTM, nn.GRU) and the keys
+(torch's nn.RNN, nn.RNN(nonlinearity="relu"), nn.LSTM, nn.GRU; a state dict does not
+record an RNN's nonlinearity, so rnn's tanh is said wherever it is read) and the keys
 
     hidden   hidden_size (required)        layers         num_layers (default 1)
     inputs   input_size (required)         bias           1 / 0, true / false (default 1)
@@ -44,6 +45,10 @@ from .state_file import load_state_dict  # noqa: F401 (gradlab.checkpoint's, as 
 
 KINDS = {"rnn": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
          "lstm": ("LSTM", {}), "gru": ("GRU", {})}
+# what a KIND takes for granted that the state dict cannot say: said where it is read
+ASSUMED = {"rnn": "--arch rnn reads the checkpoint as nn.RNN with nonlinearity='tanh' (a "
+                  "state dict does not record the nonlinearity); use --arch rnn_relu:... "
+                  "for one built with nonlinearity='relu'"}
 KEYS = ("layers", "hidden", "inputs", "bias", "bidirectional", "proj", "prefix")
 FLAGS = ("bias", "bidirectional")
 EXAMPLE = "lstm:layers=2,hidden=256,inputs=64"
@@ -299,10 +304,11 @@ def model_entries(path, arch, *, seed=0, dtype="float64", device="cpu"):
     return {**_entries(arch.kind, "trained", trained), **_entries(arch.kind, "init", fresh)}
 
 
-def report_models(path, spec, options):
+def report_models(path, spec, options, notice=None):
     """`gradlab report --model PATH --arch SPEC`: (models for the report, its header note),
     or (None, None) without --model; sets options' hidden and inputs from the
-    architecture. The two options go together."""
+    architecture. The two options go together. What the architecture assumes (`ASSUMED`:
+    rnn is tanh) goes to `notice` and into the note."""
     if (path is None) != (spec is None):
         raise GradlabError(f"--model and --arch go together: --model PATH --arch "
                            f"KIND:key=value,... (e.g. {EXAMPLE})")
@@ -317,6 +323,9 @@ def report_models(path, spec, options):
         raise GradlabError(f"checkpoint {str(path)!r} changed while it was read; run again")
     both = (", each direction on its own (the backward one reading the inputs backwards)"
             if arch.bidirectional else "")
+    assumed = ASSUMED.get(arch.kind)
+    if assumed and notice is not None:
+        notice(assumed)
     return models, (f"{path} (sha256 {before[:16]}..., {arch}), against the same "
                     f"architecture at torch's default initialisation (seed {options['seed']})"
-                    f"{both}")
+                    f"{both}" + (f"; {assumed}" if assumed else ""))

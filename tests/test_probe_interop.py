@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from gradlab.checkpoint import load_state_dict
+from gradlab.checkpoint import load_state_dict, report_models
 from gradlab.errors import GradlabError
 
 
@@ -25,3 +25,21 @@ def test_a_state_dict_with_one_entry_that_is_no_tensor_names_it(tmp_path, entry,
     with pytest.raises(GradlabError) as err:
         load_state_dict(tmp_path / "model.pt")
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "rnn_relu"])
+def test_reading_an_rnn_checkpoint_says_it_assumes_tanh(tmp_path, kind):
+    """A state dict cannot tell an nn.RNN's relu from its tanh, and `--arch rnn` read a
+    relu model as tanh without a word (report and stderr alike): the assumption is now
+    said on stderr and in the report's note, with the kind that reads a relu model."""
+    torch.save(nn.RNN(3, 4, nonlinearity="relu").state_dict(), tmp_path / "relu.pt")
+    heard = []
+    options = {"seed": 0, "dtype": "float64", "device": "cpu"}
+    models, note = report_models(tmp_path / "relu.pt", f"{kind}:hidden=4,inputs=3", options,
+                                 notice=heard.append)
+    assert len(models) == 2
+    if kind == "rnn":
+        assert len(heard) == 1 and "nonlinearity='tanh'" in heard[0]
+        assert "rnn_relu" in heard[0] and "\n" not in heard[0] and heard[0] in note
+    else:
+        assert heard == [] and "tanh" not in note

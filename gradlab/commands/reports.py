@@ -44,7 +44,8 @@ from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integ
                    "--arch, and the report holds the model alone unless --cells is given.")
 @click.option("--arch", default=None, metavar="KIND:key=value,...",
               help="The checkpoint's architecture, e.g. lstm:layers=2,hidden=256,inputs=64; "
-                   "KIND rnn, rnn_relu, lstm or gru; keys hidden, inputs (required), layers "
+                   "KIND rnn (nn.RNN, tanh), rnn_relu, lstm or gru; keys hidden, inputs "
+                   "(required), layers "
                    "(default 1), bias (1/0, default 1), bidirectional (1/0, default 0; both "
                    "directions are reported), proj (lstm's proj_size), prefix (e.g. rnn. to "
                    "read model.rnn from a whole model's state dict). Every tensor name and "
@@ -66,7 +67,7 @@ def report(names, out, force, open_, model, arch, **options):
                                    f"come from --arch; leave --{key} out")
         budget.ensure_arch_fits(shape, options["steps"], options["batch"],
                                 dtype=options["dtype"], device=options["device"])
-    models, model_note = report_models(model, arch, options)
+    models, model_note = report_models(model, arch, options, notice=notice)
     cells = cells_option(names, () if models else rp.DEFAULT_CELLS)
     unused = [k for k in ("init", "weight_scale", "bias_scale", "gate_bias")
               if models and not cells and given(k)]
