@@ -49,6 +49,11 @@ def load_state_dict(path, prefix=""):
             raise GradlabError(f"{str(path)!r} is not a file torch.save wrote (neither its "
                                f"zip format nor a pickle; it begins {head!r}); save "
                                "module.state_dict() with torch.save") from None
+        other = _other_zip(path) if head == b"PK" else None
+        if other:
+            raise GradlabError(f"{str(path)!r} is {other}, not one torch.save wrote (its "
+                               "zip format holds a folder with data.pkl); save "
+                               "module.state_dict() with torch.save") from None
         protocol = re.search(r"Unsupported operand (\d+)", str(err))
         if protocol:
             raise GradlabError(f"{str(path)!r} was saved with a pickle protocol "
@@ -106,3 +111,21 @@ def _odd_entry(state, prefix):
     value = repr(state[key])
     value = value if len(value) <= 40 else value[:37] + "..."
     return f" (its {key!r} is {value} ({type(state[key]).__name__}), not a tensor)"
+
+
+def _other_zip(path):
+    """What a whole zip file torch.load cannot read is, in words ("a zip archive of
+    'a.txt'"), or None where it looks like torch.save's (some folder's data.pkl) or is
+    damaged (torch's own words say that): torch says "[enforce fail at
+    inline_container.cc:180] ." of a zip it did not write."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):   # truncated: "failed finding
+        return None                                     # central directory"
+    if any(n.count("/") == 1 and n.endswith("/data.pkl") for n in names):
+        return None
+    shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"a zip archive of {shown}" if names else "an empty zip archive"

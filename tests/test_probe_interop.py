@@ -43,3 +43,20 @@ def test_reading_an_rnn_checkpoint_says_it_assumes_tanh(tmp_path, kind):
         assert "rnn_relu" in heard[0] and "\n" not in heard[0] and heard[0] in note
     else:
         assert heard == [] and "tanh" not in note
+
+
+@pytest.mark.parametrize("names", [("notes.txt",), ()])
+def test_a_zip_file_torch_did_not_write_is_named_for_what_it_is(tmp_path, names):
+    """A zip archive of other files (or none) was refused with torch's own words,
+    "[enforce fail at inline_container.cc:180] .", which say nothing of the file."""
+    import zipfile
+
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in names:
+            archive.writestr(name, "not weights")
+    with pytest.raises(GradlabError) as err:
+        load_state_dict(path)
+    said = str(err.value)
+    assert ("a zip archive of 'notes.txt'" if names else "an empty zip archive") in said
+    assert "enforce fail" not in said and "save module.state_dict() with torch.save" in said
