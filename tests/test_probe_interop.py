@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import gradlab
 from gradlab.checkpoint import load_state_dict, report_models
 from gradlab.errors import GradlabError
 
@@ -60,3 +61,17 @@ def test_a_zip_file_torch_did_not_write_is_named_for_what_it_is(tmp_path, names)
     said = str(err.value)
     assert ("a zip archive of 'notes.txt'" if names else "an empty zip archive") in said
     assert "enforce fail" not in said and "save module.state_dict() with torch.save" in said
+
+
+def test_a_projected_lstms_state0_in_torchs_layout_is_refused_with_the_shape_given():
+    """torch's (h0, c0) of an LSTM with proj_size, (1, B, p) and (1, B, n), was padded to
+    (1, B, n) before it was checked and refused as "state part 'h' has shape (1, 2, 4)": a
+    shape the user never gave, and no word of the (B, p) that is asked for."""
+    lstm = nn.LSTM(3, 4, proj_size=2).double()
+    xs = torch.zeros(3, 2, 3, dtype=torch.float64)
+    h0, c0 = torch.zeros(1, 2, 2, dtype=torch.float64), torch.zeros(1, 2, 4, dtype=torch.float64)
+    with pytest.raises(GradlabError) as err:
+        gradlab.gradient_flow(lstm, xs, state0=(h0, c0))
+    assert "has shape (1, 2, 2)" in str(err.value) and "h as (B, 2)" in str(err.value)
+    flow = gradlab.gradient_flow(lstm, xs, state0=(h0[0], c0[0]))       # (B, p), (B, n)
+    assert flow.log_norm().shape == (2, 3)

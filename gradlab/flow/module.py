@@ -333,7 +333,7 @@ def padded_state0(module, state0):
         except ValueError:                   # rows of different lengths
             raise GradlabError(f"state0 part {name!r} is no (B, width) array: its rows "
                                "differ in length") from None
-        width = shape[-1] if shape else None
+        width = shape[-1] if len(shape) == 2 else None    # torch's (1, B, p): refused
         if width == full:                    # gradlab's own (B, n): the cell's check reads
             tail = part[..., size:] if size < full and isinstance(part, torch.Tensor) \
                 else np.asarray(part)[..., size:] if size < full and np.ndim(part) == 2 else None
