@@ -76,8 +76,9 @@ def test_a_float16_answer_is_offered_an_rtol_it_can_pass():
     rnn, p, exact = _drawn("rnn_tanh")
     half = lambda p, s, x: exact(p, s, x).half()        # noqa: E731
     said = str(gradlab.check_jacobian(half, rnn, p))
-    assert "or pass rtol=6e-02 (--rtol) to check it at float16's precision" in said
-    assert gradlab.check_jacobian(half, rnn, p, rtol=6e-2).ok
+    # (what float16 rounding explains here, 8 eps: its 64 eps, 6e-02, passed a 3% error)
+    assert "or pass rtol=8e-03 (--rtol) to check it at float16's precision" in said
+    assert gradlab.check_jacobian(half, rnn, p, rtol=8e-3).ok
 
 
 def test_errors_at_some_samples_are_told_from_a_borrowed_sample():

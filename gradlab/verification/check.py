@@ -45,8 +45,8 @@ from .blind import alike, alike_words, unseen, unseen_words, zero_parts
 from .conventions import exact_jacobian
 from .diagnosis import UNEXPLAINED, diagnose, measured, relative
 from .hidden import UNASKED, Asked, with_biases, with_states, with_units
-from .precision import (FINER_NOTE, UNSURE_NOTE, extended_reference, float32_loses,
-                        within_rounding)
+from .precision import (FINER_NOTE, UNSURE_NOTE, extended_reference, float32_lost,
+                        float32_loses, rounding_explains, within_rounding)
 from .user import (COLLAPSED, batched_jacobian, cell_part, coarsest, float32_rounding,
                    lower_precision, right_one_by_one)
 from .verify import own_activations_mismatch
@@ -307,15 +307,20 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
                       errors, [loses], x.shape[0], inconclusive=True)
     batch_only = None if ok or one_by_one or x.shape[0] == 1 else right_one_by_one(
         fn, yours, fn_state, fn_x, shape, layout, exact, rtol)
+    # what rounding in the answer's precision explains (for float16 or bfloat16, measured
+    # from float32's evaluation of the exact formulas here: their 64 eps, up to 0.5, let a
+    # term left out pass for rounding)
+    explains = rounding_explains(coarsest(dtype, given_dtype), lambda: float32_lost(
+        cell, wrt, params, fn_state, fn_x, blocks, exact))
     rounded = None if ok else lower_precision(dtype, params[cell.param_names[0]].dtype,
-                                              relative, rtol)
+                                              relative, rtol, explains)
     progress.advance("check: the comparison and its diagnosis", 3, 3)
     terms = terms_function(cell, wrt, "torch")(params, state, x)    # evaluated once
     faint = unseen(terms, exact, blocks, rtol)
     same = [] if faint == ["n = 1"] else alike(cell, params, state, wrt, rtol)
     diagnosis = [] if ok else batch_only or rounded or diagnose(
         cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
-        bool(faint or same), answer=coarsest(dtype, given_dtype))
+        bool(faint or same), answer=coarsest(dtype, given_dtype), rounding=explains)
     if not (ok or batch_only or rounded or same) and all(UNEXPLAINED in d for d in diagnosis):
         # no term explains it (a small missing term would): float32 rounding may
         diagnosis = float32_rounding(theirs, exact, relative,

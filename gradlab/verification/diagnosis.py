@@ -74,11 +74,12 @@ def _orders(parts):
 
 
 def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, terms,
-             degenerate=False, answer=None):
+             degenerate=False, answer=None, rounding=None):
     """Sentences saying what is wrong with `theirs`; `terms` is `terms_function`'s
     evaluation of the exact Jacobian's terms at (params, state, x); `answer`: the
     coarsest of the dtype the function returned and the params' (its rounding is not a
-    slip)."""
+    slip); `rounding`: the relative error that rounding explains in it (64 eps of
+    `answer` where not given)."""
     # a float32 answer matches a mistake to its own rounding: a float32 routine without
     # its biases, 0.48 off, was "no term explains the difference" at rtol 1e-8
     eps = torch.finfo(answer if answer is not None and answer.is_floating_point
@@ -137,14 +138,15 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
         return found
     sampled, sentences = by_sample(theirs, exact, rtol), []
     # a term's coefficient off by less than this is rounding, not a slip (float32: ~1e-7,
-    # and a right term was said to be "scaled by 1.000000073"); a block within 64 eps of
-    # the answer's precision is rounding too (as `user.lower_precision` reads it)
+    # and a right term was said to be "scaled by 1.000000073"); a block within what the
+    # answer's precision explains is rounding too (as `user.lower_precision` reads it)
     noise, floor = 10 * eps, max(1e-9, rtol / 10, 10 * eps)
+    rounding = 64 * eps if rounding is None else rounding
     unexplained, rounded = [], []
     for key in blocks.keys:
         mine, ref = blocks.part(theirs, key), blocks.part(exact, key)
         error = block_error(mine, ref, exact)
-        if error <= rtol or error <= 64 * eps:
+        if error <= rtol or error <= rounding:
             rounded += [(error, key)] if error > rtol else []
             continue
         scale = float(ref.abs().max()) or 1.0

@@ -58,14 +58,33 @@ def within_rounding(dtype, lost, relative):
                                  ", or in float64" if dtype == torch.float32 else "")
 
 
+def float32_lost(cell, wrt, params, state, x, blocks, exact):
+    """How far float32 evaluation of the exact Jacobian at (params, state, x) is from
+    `exact` (relative, as `measured` reads it)."""
+    own = exact_jacobian(cell, wrt, {p: t.float() for p, t in params.items()},
+                         tuple(s.float() for s in state), x.float())
+    return measured(blocks.select(own).to(exact.dtype), exact, blocks)[1]
+
+
+def rounding_explains(dtype, lost32):
+    """The largest relative error rounding in `dtype` explains in an answer: 64 eps for
+    float32 and finer (what their sums may leave anywhere); for coarser ones (float16,
+    bfloat16, float8, whose 64 eps is 0.06 to 8: a term left out, or a block scaled by
+    0.8, passed for rounding) SLACK times what the exact formulas lose evaluated at that
+    precision, read from float32's loss (`lost32()`, called only then) in eps, at least
+    1 eps: a right answer computed in float16 or bfloat16 is off by about 1-2 eps."""
+    eps, eps32 = torch.finfo(dtype).eps, torch.finfo(torch.float32).eps
+    if eps <= eps32:
+        return 64 * eps
+    return SLACK * eps * max(1.0, lost32() / eps32)
+
+
 def float32_loses(cell, wrt, params, state, x, blocks, exact, relative, rtol):
     """The note for a float32 answer off by `relative` where float32 evaluation of the
     exact Jacobian (params, state, x: the float32 values the answer was computed from)
     loses more than rtol / 10 and more than float32 rounding anywhere (a cancellation),
     and the answer is within SLACK times that, else None."""
-    own = exact_jacobian(cell, wrt, {p: t.float() for p, t in params.items()},
-                         tuple(s.float() for s in state), x.float())
-    lost = measured(blocks.select(own).to(exact.dtype), exact, blocks)[1]
+    lost = float32_lost(cell, wrt, params, state, x, blocks, exact)
     rounding = 64 * torch.finfo(torch.float32).eps       # what float32 leaves anywhere
     if lost <= max(rtol / 10, rounding):
         return None

@@ -247,19 +247,20 @@ def coarsest(*dtypes):
     return max(floats, key=lambda d: torch.finfo(d).eps)
 
 
-def lower_precision(dtype, params_dtype, relative, rtol):
+def lower_precision(dtype, params_dtype, relative, rtol, explains):
     """The diagnosis of an answer in a dtype coarser than the params' whose error its own
-    rounding can explain (float32 against float64: a relative error up to ~1e-6; whole
-    numbers: any), or None."""
+    rounding can explain (within `explains`, `precision.rounding_explains` for that dtype:
+    float32 against float64, a relative error up to ~8e-6; whole numbers: any), or None."""
     if not dtype.is_floating_point:
         return [f"Your function returned {str(dtype).removeprefix('torch.')} numbers: a "
                 "Jacobian of real numbers, rounded to whole numbers. Return floats."]
     eps = torch.finfo(dtype).eps
-    if eps <= torch.finfo(params_dtype).eps or relative > 64 * eps:
+    if eps <= torch.finfo(params_dtype).eps or relative > explains:
         return None
     name, wide = str(dtype).removeprefix("torch."), str(params_dtype).removeprefix("torch.")
-    coarse = max(64 * eps, relative * 2)      # an rtol that would pass it (below 1: float8's
-                                              # 64 eps is 8, which rtol cannot be)
+    coarse = max(explains, relative * 2)      # an rtol that would pass it (below 1: float8's
+                                              # rounding explains 1 or more, which rtol
+                                              # cannot be)
     return [f"Your function returned {name} numbers (rounding {eps:.1e}), and its error, "
             f"{relative:.3g} relative, is within what that rounding explains: it may be "
             f"right, computed in {name}. Compute in {wide}" + (
