@@ -16,6 +16,7 @@ from .rates import GROW, NO_DECAY, SINGULAR, ZERO, slope, timescale_of_rate
 from .walk import walk
 NORMS = ("spectral", "frobenius", "min_singular")
 BLOCK_NORMS = ("spectral", "frobenius")
+FLOWS = type("Seed", (), {"__repr__": lambda self: "gradient_flow's"})()   # Flow.lyapunov's
 
 
 def _numpy(a):
@@ -45,8 +46,7 @@ class Flow:
     h of an nn.LSTM with proj_size p < n holds n - p of them; 0 otherwise), input_width
     (the columns of xs that are the input: for a direction of a bidirectional stack of
     nn modules, xs is the wide input x' and the module's own input is its first m columns;
-    None: all of them).
-    """
+    None: all of them)."""
 
     def __init__(self, cell, bound, xs, state0, states, *, reverse, seed, rtol=None,
                  norms=(), blocks=False, padding=None, input_width=None):
@@ -298,12 +298,12 @@ class Flow:
         check_cut(K)                                          # before any walk
         return kept_fraction(self.loss_grad_norms(v, seed=seed, log=True)["input"], K)
 
-    def lyapunov(self, k=8, *, seed=None, discard=0):
+    def lyapunov(self, k=8, *, seed=FLOWS, discard=0):
         """Top-k Lyapunov exponents along this flow's inputs and initial state, the mean
         over sequences (k,) (`gradlab.lyapunov(...).mean`, Q_0 from `seed`, by default
         gradient_flow's; no norm is computed for it)."""
         return exponents_along(self._bound, self._xs, self._states, k, self.seed if seed is
-                               None else check_seed(seed), discard, pad=self._pad).mean
+                               FLOWS else check_seed(seed), discard, pad=self._pad).mean
 
     def summary(self):
         """Plain numbers (JSON-ready) from the norms computed so far."""
