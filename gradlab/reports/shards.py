@@ -82,6 +82,9 @@ def check_merge_target(out, dirs):
     report there would replace its part), holds one, or lies inside one (a report and the
     parts it was merged from are kept apart, so that neither is taken for the other)."""
     from ..outputs import resolve
+    for d in dirs:              # '' is no folder: read as '.', it was named as the part
+        if not str(d).strip():  # that --out lay inside
+            shard_dir(d)
     # --out as the report is written there (~ expanded: `--out=~/p1`, which no shell
     # expands, named the part ~/p1 and passed); an empty or unusable one refused as usual
     target = resolve(out)
@@ -99,6 +102,21 @@ def check_merge_target(out, dirs):
             raise GradlabError(f"--out {str(out)!r} is inside {str(d)!r}, one of the parts "
                                "being merged: keep the report apart from its parts; choose "
                                "another --out")
+
+
+def shard_dir(d):
+    """`d` as a Path if it is a shard directory (a folder holding part.json), else a
+    one-line GradlabError naming it: an empty DIR is refused as such, not read as '.'."""
+    if not str(d).strip():
+        raise GradlabError(f"shard directory {str(d)!r} is empty; give the --out folder of "
+                           "each `gradlab sweep --shard I/N`")
+    where = pathlib.Path(d)
+    if not (where / PART).is_file():
+        what = ("no such folder" if not where.exists() else "a file, not a folder"
+                if not where.is_dir() else f"holds no {PART}")
+        raise GradlabError(f"{str(d)!r}: {what}: not a sweep shard directory (each is "
+                           "the --out of one `gradlab sweep --shard I/N`)")
+    return where
 
 
 # --- reading parts: every field checked, one line naming the file --------------------------
@@ -218,12 +236,7 @@ def read_parts(dirs):
     parts must hold every grid point exactly once, and nothing else."""
     parts, paths, real = [], [], {}
     for d in dirs:
-        path = pathlib.Path(d) / PART
-        if not path.is_file():
-            what = ("no such folder" if not pathlib.Path(d).exists() else "a file, not a "
-                    "folder" if not pathlib.Path(d).is_dir() else f"holds no {PART}")
-            raise GradlabError(f"{str(d)!r}: {what}: not a sweep shard directory (each is "
-                               "the --out of one `gradlab sweep --shard I/N`)")
+        path = shard_dir(d) / PART
         if path.resolve() in real:
             same = real[path.resolve()]
             raise GradlabError((f"{same!r} is given twice" if same == str(d) else
