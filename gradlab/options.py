@@ -333,12 +333,14 @@ def plural(count, noun):
 
 
 def cell_given(ctx, param, value):
-    """A required CELL argument's callback: the value, or a one-line error listing the
-    cells (click's own 'Missing argument' names none, and comes after missing options)."""
+    """A required CELL argument's callback: the value without surrounding spaces (as
+    `strip_cell`: derive and check read ' lstm' as lstm, and so does init), or a one-line
+    error listing the cells (click's own 'Missing argument' names none, and comes after
+    missing options)."""
     if value is None:
         from . import registry
         raise GradlabError(f"give a CELL (valid cells: {', '.join(registry.cells())})")
-    return value
+    return strip_cell(value)
 
 
 def strip_cell(name):
