@@ -1,16 +1,22 @@
-"""Signals held back while gradlab writes its files (`outputs.write_files`): a Ctrl-C or
-a kill that arrives mid-write takes effect once the write is whole."""
+"""Signals held back while gradlab writes its files (`outputs.write_files`): a Ctrl-C, a
+kill or a hangup that arrives mid-write takes effect once the write is whole."""
 
 import contextlib
 import signal
 import threading
 
 
+# Ctrl-C, a kill, and the terminal (or ssh session) closing: each ends a process by default
+HELD = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+             if hasattr(signal, name))
+
+
 @contextlib.contextmanager
 def uninterrupted():
-    """Hold SIGINT and SIGTERM back while files are written: a Ctrl-C or kill lands once
-    the folder is whole and new, not between two files of a write file by file, which
-    mixed two reports. Python-level handlers that only note the signal, then
+    """Hold SIGINT, SIGTERM and SIGHUP back while files are written: a Ctrl-C, a kill or a
+    closed terminal lands once the folder is whole and new, not between two files of a
+    write file by file, which mixed two reports. Python-level handlers that only note the
+    signal, then
     the signal raised again under the previous ones (a blocked signal mask would not do:
     the kernel hands a process's signal to any thread, and torch's threads take it)."""
     if threading.current_thread() is not threading.main_thread():
@@ -18,13 +24,13 @@ def uninterrupted():
         return
     caught = []
     before = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
-              for s in (signal.SIGINT, signal.SIGTERM)}
+              for s in HELD}
     try:
         yield
     finally:
         for s, handler in before.items():
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
-        # SIGTERM first: raising SIGINT raises KeyboardInterrupt here, and a SIGTERM after
-        # it would never be delivered
-        for s in sorted(set(caught), key=lambda s: s != signal.SIGTERM):
+        # SIGTERM and SIGHUP first: raising SIGINT raises KeyboardInterrupt here, and a
+        # signal after it would never be delivered
+        for s in sorted(set(caught), key=lambda s: s == signal.SIGINT):
             signal.raise_signal(s)

@@ -1,9 +1,18 @@
 """Probe of the command line against hostile paths and file-system situations: each test
 fails on the code before its fix."""
 
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
 import pytest
 
+import gradlab
 from conftest import assert_one_line_error, invoke
+
+ROOT = pathlib.Path(gradlab.__file__).resolve().parent.parent   # the gradlab under test
 
 
 @pytest.mark.parametrize("dirs", [[""], [" "], ["part", ""]])
@@ -26,3 +35,40 @@ def test_init_reads_a_cell_with_spaces_around_as_derive_and_check_do():
     (a timescale past what init measures) shows the cell was read."""
     result = invoke("init", " lstm ", "--timescale", "5000000")
     assert_one_line_error(result, "--timescale 5e+06 is longer than gradlab init can measure")
+
+
+HANGUP = '''
+import os, signal, sys
+from gradlab import outputs
+out = sys.argv[1]
+outputs.write_files(out, {name: b"old" for name in ("data.json", "index.html", "report.md")},
+                    force=True)
+real, calls = outputs._atomic_bytes, []
+def hangup(target, data):
+    calls.append(target)
+    if len(calls) == 3:                      # the manifest, data.json, then this
+        os.kill(os.getpid(), signal.SIGHUP)
+    real(target, data)
+outputs._atomic_bytes = hangup
+outputs.write_files(out, {name: b"new" for name in ("data.json", "index.html", "report.md")},
+                    force=True)
+'''
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP on this system")
+def test_a_hangup_while_writing_file_by_file_lands_after_the_last_file(tmp_path):
+    """The terminal or ssh session closing (SIGHUP) while a report is replaced file by file
+    (a user's file beside it) killed gradlab between two files: data.json and index.html
+    of the new report beside report.md of the old. Held back as Ctrl-C and kill are, it
+    lands once the report is whole."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine\n")
+    done = subprocess.run([sys.executable, "-c", HANGUP, str(out)], timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True)
+    assert done.returncode == -signal.SIGHUP, done.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.suffix != ".txt"
+            and not p.name.startswith(".")} == {"data.json": b"new", "index.html": b"new",
+                                                 "report.md": b"new"}
+    assert (out / "mine.txt").read_text() == "mine\n"
+    assert "pending" not in (out / ".gradlab-manifest.json").read_text()
