@@ -5,6 +5,7 @@ Only click loads at start; SymPy and torch load inside the commands that need th
 `gradlab --help` is instant.
 """
 
+import functools
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from . import exits, progress
 from .commands import inspect, learning, reports
 from .errors import GradlabError, Interrupted, PipeClosed
 from .options import allocator_failed, echo, lenient_streams
+from .paths import ensure_working_folder
 
 
 def _one_line(message):
@@ -38,6 +40,28 @@ class Gradlab(click.Group):
             raise Interrupted() from None
         except BrokenPipeError:          # `gradlab cells | head`: click would exit 1 on it
             raise PipeClosed() from None
+
+    def add_command(self, cmd, name=None):
+        super().add_command(self.in_a_working_folder(cmd), name)
+
+    @classmethod
+    def in_a_working_folder(cls, command):
+        """`command` (and its subcommands), whose work begins by refusing a current folder
+        that no longer exists (`paths.ensure_working_folder`): after its options are read,
+        so that --help still answers; a group's callback leaves it to its subcommand."""
+        callback = command.callback
+
+        @functools.wraps(callback)
+        def checked(*args, **kwargs):
+            if click.get_current_context().invoked_subcommand is None:
+                ensure_working_folder()
+            return callback(*args, **kwargs)
+
+        if callback is not None:
+            command.callback = checked
+        for sub in getattr(command, "commands", {}).values():
+            cls.in_a_working_folder(sub)
+        return command
 
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
         progress.new_command()

@@ -23,6 +23,18 @@ def plain(text, what):
                            "give a name without one")
 
 
+def ensure_working_folder():
+    """Refuse, in one line, to work in a current folder that no longer exists (removed
+    while a shell was in it): every relative path would fail later as a bare "No such file
+    or directory" naming nothing, and torch cannot even load there."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise GradlabError("the current folder no longer exists (it was removed while this "
+                           "shell was in it); cd to a folder that exists and run again") \
+            from None
+
+
 UNNAMED_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT)
 
 

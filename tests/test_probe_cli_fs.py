@@ -72,3 +72,19 @@ def test_a_hangup_while_writing_file_by_file_lands_after_the_last_file(tmp_path)
                                                  "report.md": b"new"}
     assert (out / "mine.txt").read_text() == "mine\n"
     assert "pending" not in (out / ".gradlab-manifest.json").read_text()
+
+
+def test_a_current_folder_since_removed_is_named_not_a_bare_no_such_file(tmp_path,
+                                                                         monkeypatch):
+    """Run from a folder removed while the shell was in it, `derive lstm --out /abs/path`
+    ended in "gradlab: error: No such file or directory", naming nothing (and commands that
+    load torch in Intel MKL's "FATAL ERROR: Cannot load libtorch_cpu.so"); --help still
+    answers there."""
+    def gone():
+        raise FileNotFoundError(2, "No such file or directory")
+    monkeypatch.setattr(os, "getcwd", gone)
+    result = invoke("derive", "lstm", "--out", tmp_path / "docs")
+    assert_one_line_error(result, "the current folder no longer exists")
+    assert list(tmp_path.iterdir()) == []
+    for args in (["derive", "--help"], ["sweep", "merge", "--help"]):
+        assert invoke(*args).exit_code == 0
