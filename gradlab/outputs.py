@@ -370,17 +370,17 @@ def write_new(target, data):
     """Write `data` to `target` as a new file, atomically and never replacing one: staged
     beside it, then hard-linked into place (the link fails if `target` exists), so a kill
     at any point leaves no file there or the whole one, never an empty file that refuses
-    every rerun. What a killed call left beside it is removed first. Raises OSError
-    (FileExistsError where `target` exists)."""
+    every rerun. Under the folder's lock, what a killed call left beside it is removed
+    first. Raises OSError (FileExistsError where `target` exists)."""
     target = pathlib.Path(target)
-    with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
-        for entry in entries:
-            match = LEFTOVER.match(entry.name)
-            if (match and match["tmp"] and match["target"] == temp_stem(target.name)
-                    and entry.is_file(follow_symlinks=False)):
-                os.unlink(entry.path)
-    tmp = _staged(target, data)
-    try:
+    with locked(target.parent):
+        with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
+            for entry in entries:
+                match = LEFTOVER.match(entry.name)
+                if (match and match["tmp"] and match["target"] == temp_stem(target.name)
+                        and entry.is_file(follow_symlinks=False)):
+                    os.unlink(entry.path)
+        tmp = _staged(target, data)
         try:
             os.link(tmp, target)
         except OSError as err:                   # a filesystem without hard links: a
@@ -389,9 +389,9 @@ def write_new(target, data):
             if os.path.lexists(target):          # just before it
                 raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST)) from None
             os.rename(tmp, target)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _umask():

@@ -6,6 +6,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -88,3 +89,35 @@ def test_a_current_folder_since_removed_is_named_not_a_bare_no_such_file(tmp_pat
     assert list(tmp_path.iterdir()) == []
     for args in (["derive", "--help"], ["sweep", "merge", "--help"]):
         assert invoke(*args).exit_code == 0
+
+
+def test_two_runs_writing_one_new_file_leave_one_whole_and_refuse_the_other(tmp_path,
+                                                                            monkeypatch):
+    """Two `init --write-torch same.pt` at once: the second one's sweep of a killed run's
+    leftovers removed the first one's staged file before it was linked into place, and the
+    first failed "No such file or directory" (the folder is there). Under the folder's
+    lock the first writes its file whole, and the second is told it exists."""
+    from gradlab import outputs
+    target, second, real = tmp_path / "same.pt", {}, outputs._staged
+
+    def run_second():
+        try:
+            outputs.write_new(target, b"second")
+        except OSError as err:
+            second["error"] = err
+
+    def staged(path, data):
+        tmp = real(path, data)
+        if data == b"first":                     # the second run starts meanwhile
+            thread = threading.Thread(target=run_second)
+            thread.start()
+            thread.join(0.5)                     # (with the lock it waits for the first)
+            second["thread"] = thread
+        return tmp
+
+    monkeypatch.setattr(outputs, "_staged", staged)
+    outputs.write_new(target, b"first")
+    second["thread"].join(10)
+    assert target.read_bytes() == b"first"
+    assert isinstance(second.get("error"), FileExistsError), second
+    assert [p.name for p in tmp_path.iterdir()] == ["same.pt"]
