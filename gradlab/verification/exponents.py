@@ -23,6 +23,10 @@ import torch
 
 ROUNDOFF = 0.1      # per step: what two round-off estimates below the floor may differ by
 NOISY = 0.01        # a spread over start vectors beyond this below the floor: round-off
+BAND = 10.0         # and so is an estimate within this (per step) below the floor: where
+                    # QR leaves a zero direction (~eps |J_t| a step; lstm_nog, T = 1500:
+                    # 4.5 below it, spread 0.0098), not where it resolves one (a diagonal
+                    # J: exp(-46), 14 below)
 SPREAD = 4          # default atol: this many times the spread over start vectors
 QR_CONSTANT = 8     # QR's round-off |E| <= QR_CONSTANT * S * eps * |J_t|, generously
 
@@ -101,7 +105,8 @@ def lowest(runs, floor, scale=1.0, rounded=None, roof=None):
     Below the floor an exponent is allowed SPREAD times its own spread over start vectors
     plus ROUNDOFF: a direction QR resolves there (a diagonal J, exp(-46) a step) keeps a
     spread of ~1e-3 and is still checked; one it cannot (a singular J's null space)
-    scatters by 0.01-0.8 between start vectors. `rounded`: the same runs with QR's
+    scatters by 0.01-0.8 between start vectors, less on long runs, and lies within BAND
+    of the floor (where an exact -inf against it is no difference either). `rounded`: the same runs with QR's
     round-off kept where exact zeros make an exponent -inf (`exponents`): up to the
     highest of those agrees there too, and up to `roof` (k,), from `roundoff_roof`, but
     no higher than the highest estimate of any exponent before it (plus SPREAD times its
@@ -120,7 +125,7 @@ def lowest(runs, floor, scale=1.0, rounded=None, roof=None):
         top = np.maximum(top, np.minimum(roof, order))
     ceiling = np.where(np.isneginf(runs).any(0), top, np.nan)
     return (floor * scale, np.where(low, SPREAD * width + ROUNDOFF, 0.0) * abs(scale),
-            low & (width > NOISY), ceiling * scale)
+            low & ((width > NOISY) | (runs[0] > floor - BAND)), ceiling * scale)
 
 
 def resolvable(values, J):
