@@ -13,6 +13,7 @@ is asked the first question once more (its answer must not change).
 """
 
 import dataclasses
+import inspect
 
 import torch
 
@@ -40,7 +41,11 @@ def check_spec(spec, cell, *, hidden=8, inputs=4, seed=0, weight_scale=1.5, bias
     cell = registry.cell(cell)
     module, where, name = registry.load(spec, "function")
     if not hasattr(module, name):
-        raise GradlabError(f"{where} has no function {name!r}")
+        there = [k for k, v in vars(module).items()       # its own, not those it imports
+                 if inspect.isfunction(v) and v.__module__ == module.__name__
+                 and not k.startswith("_")]
+        raise GradlabError(f"{where} has no function {name!r}; functions there: "
+                           f"{', '.join(there) or 'none'}")
     fn = getattr(module, name)
     if not callable(fn):
         raise GradlabError(f"{where}: {name!r} is not a function (its type: "
