@@ -134,9 +134,9 @@ class Grid:
 def measure_point(grid, cell_name, weight_scale, gate_bias):
     """rate (with its standard error over sequences), timescale (never negative) and status
     (`Flow.why`: None for a plain decay) at one grid point, measured over a horizon that
-    doubles from grid.steps up to grid.max_steps until the rate is `resolved`; `converged`
-    says whether it got there. The rate is the slope of the mean log Frobenius norm over
-    the lags past the first quarter (the transient of the first lags left out): at long
+    doubles from grid.steps (the last at grid.max_steps) until the rate is `resolved`;
+    `converged` says whether it got there. The rate is the slope of the mean log Frobenius
+    norm over the lags past the first quarter (the transient of the first lags left out): at long
     lags it has the spectral norm's slope (both tend to λ₁), at the cost of the products
     alone. An overflowed state gives nan, not an exception."""
     cell = registry.cell(cell_name)
@@ -155,9 +155,11 @@ def measure_point(grid, cell_name, weight_scale, gate_bias):
         rate = flow.rate("frobenius", start=start)
         status = flow.why("frobenius", start=start)
         stderr = slope_stderr(flow.log_norm("frobenius")[:, start - 1:])
-        if resolved(rate, steps) or 2 * steps > grid.max_steps:
+        if resolved(rate, steps) or steps >= grid.max_steps:
             break
-        steps *= 2
+        # the last run at max_steps, the T the header and captions name: 10 doubled
+        # under --max-steps 30 stopped at 20, and "not converged within T = 30" was untrue
+        steps = min(2 * steps, grid.max_steps)
     xi = theory.timescale(rate)
     # (no rate, nan: nothing converged; one lag has no slope, which a longer run gives)
     converged = not math.isnan(rate) and (resolved(rate, steps) or status not in (None, GROW))
