@@ -2,6 +2,7 @@
 holds, and nothing they say is contradicted by the figure's own data."""
 
 from gradlab.reports import sweep
+from gradlab.reports.phase_words import critical_words
 
 
 def _grid(**kw):
@@ -18,3 +19,33 @@ def test_sweep_runs_its_last_horizon_at_max_steps():
     p = sweep.measure_point(grid, "lstm", 1.0, 3.0)
     assert not p["converged"]                       # (slow: never resolved within 30)
     assert p["horizon"] == 30
+
+
+CRITICAL = 1.8555891011     # sweep.critical_weight_scale(), rnn_tanh's χ = 1 (bisection)
+
+
+def _critical_line(grid):
+    points = [{"cell": "rnn_tanh", "weight_scale": w, "gate_bias": 0.0, "rate": -0.5,
+               "rate_stderr": 0.01, "timescale": 1.0, "status": None, "horizon": 5,
+               "converged": True} for w in grid.weight_scales]
+    figure = sweep._heatmaps(grid, points, CRITICAL)
+    return [line for line in figure.axes[0].get_lines() if "χ = 1" in str(line.get_label())]
+
+
+def test_sweep_draws_no_critical_line_off_its_weight_axis():
+    """rnn_tanh's χ = 1 lies at σ_w ≈ 1.856: on a grid of 0.5, 1, 1.5, np.interp clamped it
+    to the last column and the map drew a line labelled σ_w = 1.86 at the column labelled
+    1.5. Off the axis it is not drawn, and the caption says so."""
+    grid = _grid(weight_scales=(0.5, 1.0, 1.5))
+    assert _critical_line(grid) == []
+    assert critical_words(CRITICAL, grid.weight_scales) == (
+        " Mean-field theory puts rnn_tanh's critical line χ = 1 at σ_w = 1.856, outside the "
+        "weight scales measured (0.5 to 1.5): not drawn.")
+
+
+def test_sweep_draws_the_critical_line_where_it_lies_on_the_axis():
+    grid = _grid(weight_scales=(0.5, 1.0, 2.0))
+    [line] = _critical_line(grid)
+    assert line.get_xdata()[0] == 1 + (CRITICAL - 1) / (2 - 1)  # between the columns 1, 2
+    assert critical_words(CRITICAL, grid.weight_scales) == (
+        " Mean-field theory puts rnn_tanh's critical line χ = 1 at σ_w = 1.856.")

@@ -99,6 +99,22 @@ def vanilla_words(grid, points):
     return text
 
 
+def on_axis(critical, weight_scales):
+    """Does the critical weight scale lie within the grid's weight scales, where the map
+    can draw its line?"""
+    return critical is not None and min(weight_scales) <= critical <= max(weight_scales)
+
+
+def critical_words(critical, weight_scales):
+    """Where mean field puts rnn_tanh's critical line, and that it is not drawn where it
+    lies off the map (it was drawn on the last column, labelled with its own σ_w)."""
+    text = f" Mean-field theory puts rnn_tanh's critical line χ = 1 at σ_w = {critical:.3f}"
+    if not on_axis(critical, weight_scales):
+        text += (f", outside the weight scales measured ({min(weight_scales):g} to "
+                 f"{max(weight_scales):g}): not drawn")
+    return text + "."
+
+
 def _xi(x):
     return "∞" if x == math.inf else f"{x:.3g}"
 

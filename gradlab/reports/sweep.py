@@ -21,7 +21,8 @@ import torch
 from .. import registry, theory
 from ..errors import GradlabError
 from .measurements import Setup, check_cell_name, rate_words, states_finite
-from .phase_words import gate_words, theory_text, theory_words, vanilla_words
+from .phase_words import critical_words, gate_words, on_axis, theory_text, theory_words, \
+    vanilla_words
 from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, \
     gradient_flow, slope_stderr
 from .publish import Section, write_report
@@ -285,8 +286,8 @@ def _heatmaps(grid, points, critical, theory=None):
         ax.set_xticks(range(len(ws)), [f"{w:g}" for w in ws], fontsize=7)
         ax.set_yticks(range(len(gb)), [f"{g:g}" for g in gb], fontsize=7)
         ax.set(title=name, xlabel="weight scale σ_w", ylabel="gate bias")
-        if name == "rnn_tanh" and critical is not None:
-            x = np.interp(critical, ws, range(len(ws)))
+        if name == "rnn_tanh" and on_axis(critical, ws):    # (np.interp put one past the
+            x = np.interp(critical, ws, range(len(ws)))     # axis on its last column)
             ax.axvline(x, color="#ff7f0e", ls="--", lw=1.5, label=f"χ = 1 (σ_w = {critical:.2f})")
             ax.legend(fontsize=7, loc="upper left")
     for ax in axes[len(cells):]:
@@ -364,7 +365,7 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
     text = ("Each panel: the timescale of gradient memory over the initialisation grid. "
             + gate_words(grid, points) + vanilla_words(grid, points)).rstrip()
     if critical is not None:
-        text += f" Mean-field theory puts rnn_tanh's critical line χ = 1 at σ_w = {critical:.3f}."
+        text += critical_words(critical, grid.weight_scales)
     open_ = sum(p["rate"] < 0 and not p.get("converged", True) for p in points)
     if open_:
         text += (f" {open_} of {len(points)} points did not converge within T = "
