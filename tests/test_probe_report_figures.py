@@ -1,6 +1,8 @@
 """Probe of the reports' figures and captions: every number they show is one data.json
 holds, and nothing they say is contradicted by the figure's own data."""
 
+from matplotlib.figure import Figure
+
 from gradlab.reports import sweep
 from gradlab.reports.phase_words import critical_words
 
@@ -49,3 +51,19 @@ def test_sweep_draws_the_critical_line_where_it_lies_on_the_axis():
     assert line.get_xdata()[0] == 1 + (CRITICAL - 1) / (2 - 1)  # between the columns 1, 2
     assert critical_words(CRITICAL, grid.weight_scales) == (
         " Mean-field theory puts rnn_tanh's critical line χ = 1 at σ_w = 1.856.")
+
+
+def test_sweep_header_names_the_lags_its_rate_is_fitted_over(tmp_path, monkeypatch):
+    """measure_point fits lags max(1, T // 4)..T: the header said "over k > T/4", which
+    leaves out the lag T/4 that the fit includes (15 of 15..60 at the default T = 60)."""
+    grid = _grid(steps=12, max_steps=12)
+    theory = {"method": "dynamic", "options": {"units": 4, "steps": 12, "inputs": 2,
+                                               "lags": [3, 12], "seed": 0},
+              "levels": [3], "timescale": {}, "curves": {}, "unread": {}}
+    monkeypatch.setattr(sweep, "theory_grid", lambda *a, **k: theory)
+    monkeypatch.setattr(sweep, "_heatmaps", lambda *a, **k: Figure(figsize=(1, 1)))
+    point = sweep.measure_point(grid, "rnn_tanh", 1.0, 0.0)
+    sweep.report(grid, [point], tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "against k from ⌊T/4⌋ (at least 1) to T," in text
+    assert "k \\> T/4" not in text

@@ -346,10 +346,11 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                        f"batch = {grid.batch}",
               "inputs": "i.i.d. N(0, 1); gaussian init, bias scale 0",
               "timescale": "ξ = −1 / (2 rate) where gradients decay (rate < 0), rate the slope "
-                           "of the mean log Frobenius norm of ∂s_T/∂s_{T−k} against k over "
-                           "k > T/4, ± its standard error over sequences; ~ marks points "
-                           f"where even T = {grid.max_steps} was under {CONVERGED} ξ (not "
-                           "converged: ξ over too few steps, which a longer run may move "
+                           "of the mean log Frobenius norm of ∂s_T/∂s_{T−k} against k from "
+                           "⌊T/4⌋ (at least 1) to T, ± its standard error over sequences; "
+                           f"~ marks points where even T = {grid.max_steps} was under "
+                           f"{CONVERGED} ξ (not converged: ξ over too few steps, which a "
+                           "longer run may move "
                            "either way), ↑ points where gradients grow (rate > 0, no ξ; ? "
                            f"where they rise by less than e^{CONVERGED // 2} within that T: a slow "
                            "decay's first lags can), = points with no decay within T (rate "
