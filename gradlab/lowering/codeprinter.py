@@ -46,11 +46,14 @@ def identifier(name):
 
 def constant(expr):
     """A number-valued SymPy expression (no symbol in it) as a float literal, evaluated
-    by the activation table's numpy implementations; refused where it is not finite."""
+    by the activation table's numpy implementations; refused where it is not finite.
+    Each Float goes in as the exact rational it holds: lambdify prints a Float with its
+    15 decimal digits, and 1/3 lowered as 0.333333333333333 (17 are needed)."""
     import numpy as np
     from ..symbolic.activations import implementations
+    exact = expr.xreplace({f: sp.Rational(f) for f in expr.atoms(sp.Float)})
     try:
-        value = float(sp.lambdify((), expr, [implementations("numpy", np), "numpy"])())
+        value = float(sp.lambdify((), exact, [implementations("numpy", np), "numpy"])())
     except (OverflowError, TypeError, ValueError, ZeroDivisionError):
         value = math.nan
     if not math.isfinite(value):

@@ -1,0 +1,30 @@
+"""Edges a hostile probe of the cell language and of what a REPL or notebook shows found."""
+
+import torch
+
+import gradlab
+
+
+def _probe_cell(c, name):
+    @gradlab.declare(state="h", params="W U b", source="probe", name=name)
+    def probe(s):
+        return (s.W @ s.h + s.U @ s.x + s.b) * c
+    return probe
+
+
+def test_a_float_constant_is_lowered_with_every_digit_it_holds():
+    """lambdify printed a Float with 15 digits, so h' = (1/3) v ran as 0.333333333333333 v
+    (and 123456789.12345679 as 123456789.123457): the code computed another cell than the
+    one declared and printed."""
+    for c in (1 / 3, 123456789.12345679, 2 / 3):
+        cell = _probe_cell(c, "probe_digits")
+        params = cell.init_params(2, 1)
+        params = {k: torch.zeros_like(v) if k != "b" else torch.ones_like(v)
+                  for k, v in params.items()}
+        state, x = (torch.zeros(1, 2, dtype=torch.float64),), torch.zeros(1, 1,
+                                                                         dtype=torch.float64)
+        for backend in ("torch", "numpy"):
+            args = (params, state, x) if backend == "torch" else (
+                {k: v.numpy() for k, v in params.items()}, (state[0].numpy(),), x.numpy())
+            new = cell.step_fn(backend)(*args)[0]
+            assert new.tolist() == [[c, c]], (backend, c, new)
