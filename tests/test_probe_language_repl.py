@@ -28,3 +28,18 @@ def test_a_float_constant_is_lowered_with_every_digit_it_holds():
                 {k: v.numpy() for k, v in params.items()}, (state[0].numpy(),), x.numpy())
             new = cell.step_fn(backend)(*args)[0]
             assert new.tolist() == [[c, c]], (backend, c, new)
+
+
+def test_tab_completion_on_a_block_offers_the_sympy_attributes_it_reaches():
+    """A block reaches SymPy's shape, T, free_symbols, xreplace through __getattr__, but
+    dir() (what a prompt's completer lists) held only Expression's own: b.sh<TAB> gave
+    nothing."""
+    import rlcompleter
+    block = gradlab.cell("lstm").jacobian()["c", "c"]
+    assert {"shape", "T", "free_symbols", "xreplace", "terms", "at"} <= set(dir(block))
+    assert "expr_free_symbols" not in dir(block)       # SymPy's deprecated one: a warning
+    completer = rlcompleter.Completer({"b": block})
+    assert completer.complete("b.sha", 0) == "b.shape"
+    assert completer.complete("b.xrep", 0) == "b.xreplace("
+    term = gradlab.cell("lstm").jacobian().terms("h", "h")[0]
+    assert "shape" in dir(term)

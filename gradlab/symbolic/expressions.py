@@ -18,6 +18,7 @@ from .structure import kind, terms as block_terms
 from ..errors import GradlabError, arguments_checked
 
 
+DEPRECATED = ("expr_free_symbols",)   # SymPy's, which warns when a completer reads it
 EXPLICIT_MAX = 12        # entries written out one by one (n = 12: 144 per n x n block)
 
 
@@ -148,6 +149,10 @@ class Expression:
         if not callable(value):
             return as_expression(value)
         return lambda *args, **kwargs: as_expression(bounded(value, name, args, kwargs))
+
+    def __dir__(self):     # tab completion offers what __getattr__ reaches (b.shape, b.T),
+        return sorted({*super().__dir__(), *(a for a in dir(self.expr)    # less SymPy's
+                                             if not a.startswith("_") and a not in DEPRECATED)})
 
     # SymPy's arithmetic on the expression, the result printed as derive prints
     def __neg__(self):
