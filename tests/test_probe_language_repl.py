@@ -43,3 +43,36 @@ def test_tab_completion_on_a_block_offers_the_sympy_attributes_it_reaches():
     assert completer.complete("b.xrep", 0) == "b.xreplace("
     term = gradlab.cell("lstm").jacobian().terms("h", "h")[0]
     assert "shape" in dir(term)
+
+
+def test_equations_too_long_to_print_display_without_raising():
+    """cell.equations(), cell.lets and one Equation raised GradlabError from repr and
+    _repr_latex_ where an equation is too long to print (IPython showed a traceback),
+    though the cell, its Jacobian and its blocks display a one-line note there."""
+    import pytest
+    from gradlab.errors import GradlabError
+
+    @gradlab.declare(state="h", params="W U b", source="probe")
+    def probe_long(s):
+        v = s.let("a", s.W @ s.h + s.U @ s.x + s.b)
+        for _ in range(24):                     # each level writes v out twice
+            v = gradlab.tanh(v) * v
+        return v
+
+    def displayed(shown):        # as plain strings: a failure here prints no huge object
+        try:
+            return repr(shown), shown._repr_latex_() is None
+        except GradlabError as err:
+            return f"raised: {err}", False
+
+    for shown in (probe_long.equations(), probe_long.lets, probe_long.equations()[-1]):
+        printed, no_latex = displayed(shown)
+        assert "h' = <expression: " in printed and "too long to print" in printed, printed
+        assert no_latex
+    assert displayed(probe_long.equations())[0].startswith("a = W h + U x + b\n")
+    with pytest.raises(GradlabError, match="too long to print"):
+        str(probe_long.equations())             # asked for in so many words: says why not
+    lstm = gradlab.cell("lstm")
+    assert repr(lstm.equations()) == str(lstm.equations()) == str(lstm.lets)
+    assert lstm.equations()[0]._repr_latex_() == (
+        r"$\displaystyle i = \sigma\left(W_{i} h + U_{i} x + b_{i}\right)$")

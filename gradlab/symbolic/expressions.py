@@ -327,6 +327,19 @@ class Equation(sp.Equality):
     def _pretty(self, printer):
         return pretty_lines(self._sympystr(printer))
 
+    # a display never raises (IPython would show a traceback); str() says why it cannot
+    def __repr__(self):
+        try:
+            return str(self)
+        except GradlabError as err:         # too long to print
+            return f"{text(self.args[0])} = <expression: {line_of(err)}>"
+
+    def _repr_latex_(self):
+        try:
+            return f"$\\displaystyle {self._latex(None)}$"
+        except GradlabError:
+            return None
+
 
 class Lets(FrozenDict):
     """A cell's named quantities, {symbol: expression} in the order declared: a dict
@@ -338,7 +351,8 @@ class Lets(FrozenDict):
     def __repr__(self):
         return repr(self.equations())
 
-    __str__ = __repr__
+    def __str__(self):
+        return str(self.equations())
 
     def _repr_latex_(self):
         return self.equations()._repr_latex_()
@@ -347,14 +361,18 @@ class Lets(FrozenDict):
 class Equations(list):
     """A cell's update equations: one per line, in derive's notation."""
 
-    def __repr__(self):
-        return "\n".join(str(e) for e in self)
+    def __repr__(self):                    # (an equation too long to print says so)
+        return "\n".join(repr(e) for e in self)
 
-    __str__ = __repr__
+    def __str__(self):
+        return "\n".join(str(e) for e in self)
 
     def latex(self):
         return "\\begin{aligned}\n" + " \\\\\n".join(
             f"{latex(e.args[0])} &= {latex(e.args[1])}" for e in self) + "\n\\end{aligned}"
 
     def _repr_latex_(self):
-        return f"$${self.latex()}$$"
+        try:
+            return f"$${self.latex()}$$"
+        except GradlabError:
+            return None                      # (IPython then shows the repr)
