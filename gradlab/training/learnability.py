@@ -190,10 +190,13 @@ def drift_stats(record, early):
     peak = float(ok.max()) if ok.size else math.nan
     at = int(np.nanargmax(rms)) if ok.size else -1
     lyap = [c["lyapunov"] for c in record["checkpoints"] if c["step"] <= early]
-    overflow = bool(len(rms) and not np.isfinite(rms).all())
+    # a state that is not finite is not a drift: these cells' states grow by at most 1 a
+    # step, so only weights training left nan or inf make one (growth: the finite steps')
+    broke = np.flatnonzero(~np.isfinite(rms))
     return {"task": f"{record['task']}@{record['delay']}", "rms_first": float(first),
             "rms_peak": peak, "peak_step": at,
-            "growth": math.inf if overflow else peak / first if first > 0 else math.nan,
+            "growth": peak / first if first > 0 else math.nan,
+            "not_finite_from": int(broke[0]) if broke.size else None,
             "write_first": float(write[0]) if len(write) else math.nan,
             "write_at_peak": float(write[at]) if 0 <= at < len(write) else math.nan,
             "lyapunov_max": float(np.nanmax(lyap)) if np.isfinite(lyap).any() else math.nan,
@@ -221,7 +224,7 @@ def drift_findings(runs, early):
     chaotic = math.isfinite(p["lyapunov_max"]) and p["lyapunov_max"] > 0
     text = [f"Over the first {early} training steps (on {p['task']}, where it grew most) the "
             f"prototype LSTM's state RMS went from {_fmt(p['rms_first'])} to a peak of "
-            f"{_fmt(p['rms_peak'])} at step {p['peak_step']} (×{_fmt(p['growth'])}); its "
+            f"{_fmt(p['rms_peak'])} at step {p['peak_step']} (×{_fmt(p['growth'])}{_broke(p)}); its "
             f"mean write gate was {_fmt(p['write_first'])} at step 0 and "
             f"{_fmt(p['write_at_peak'])} at the peak; its top Lyapunov exponent at the "
             f"checkpoints within those steps reached {_fmt(p['lyapunov_max'])} per step "
@@ -229,7 +232,8 @@ def drift_findings(runs, early):
             f"({'positive: nearby states separate, chaotic' if chaotic else 'not positive: not chaotic'})."]
     if bounded:
         text.append("Largest growth of the others: " + "; ".join(
-            f"{c} ×{_fmt(s['growth'])} (peak RMS {_fmt(s['rms_peak'])}, on {s['task']})"
+            f"{c} ×{_fmt(s['growth'])} (peak RMS {_fmt(s['rms_peak'])}, on {s['task']}"
+            f"{_broke(s)})"
             for c, s in bounded.items()) + ".")
     text.append(f"Criterion: a state drifts if its RMS grows to at least ×{DRIFT:g} its "
                 f"step-0 value and above {LARGE:g} (the range of a tanh-bounded state).")
@@ -254,6 +258,11 @@ def drift_findings(runs, early):
                "prototype_drifts": drifts, "bounded_drifting": drifted_too,
                "prototype_chaotic": chaotic}
     return " ".join(text), numbers
+
+
+def _broke(s):
+    k = s["not_finite_from"]
+    return "" if k is None else f"; not finite from step {k}: training diverged"
 
 
 def _drifts(s):
