@@ -36,3 +36,17 @@ def test_a_state_that_went_nan_is_not_reported_as_infinite_growth(cell):
     assert "×∞" not in text and "×1.2" in text
     assert "not finite from step 2: training diverged" in text
     assert not numbers["prototype_drifts"] and numbers["bounded_drifting"] == []
+
+
+def test_an_exponent_of_round_off_is_not_called_chaotic():
+    """Saturated gates keep the state's norm: λ₁ is 0, measured as ~1e-18 of either sign.
+    `gradlab train --cells prototype_lstm --tasks adding:10 --steps 1 --lr 1e37
+    --char-steps 0` measured 1.23e-18 and wrote 'positive: nearby states separate,
+    chaotic' and 'its dynamics were chaotic (λ₁ > 0), as the essay's “chaotic” says'."""
+    runs = [run("prototype_lstm", [0.5, 0.5], lyapunov=1.23e-18), run("gru", [0.5, 0.5])]
+    text, numbers = ln.drift_findings(runs, 2)
+    assert not numbers["prototype_chaotic"] and "were not chaotic" in text
+    assert "nearby states separate" not in text
+    runs[0] = run("prototype_lstm", [0.5, 0.5], lyapunov=0.0659)   # the committed report's
+    text, numbers = ln.drift_findings(runs, 2)
+    assert numbers["prototype_chaotic"] and "were chaotic (λ₁ > 0)" in text
