@@ -198,11 +198,11 @@ def drift_stats(record, early):
     return {"task": f"{record['task']}@{record['delay']}", "rms_first": float(first),
             "rms_peak": peak, "peak_step": at,
             "growth": peak / first if first > 0 else math.nan,
-            "not_finite_from": int(broke[0]) if broke.size else None,
             "write_first": float(write[0]) if len(write) else math.nan,
             "write_at_peak": float(write[at]) if 0 <= at < len(write) else math.nan,
             "lyapunov_max": float(np.nanmax(lyap)) if np.isfinite(lyap).any() else math.nan,
-            "lyapunov_init": float(lyap[0]) if lyap else math.nan}
+            "lyapunov_init": float(lyap[0]) if lyap else math.nan,
+            **({"not_finite_from": int(broke[0])} if broke.size else {})}   # (only then)
 
 
 def drift_findings(runs, early):
@@ -263,7 +263,7 @@ def drift_findings(runs, early):
 
 
 def _broke(s):
-    k = s["not_finite_from"]
+    k = s.get("not_finite_from")
     return "" if k is None else f"; not finite from step {k}: training diverged"
 
 
