@@ -67,3 +67,24 @@ def test_sweep_header_names_the_lags_its_rate_is_fitted_over(tmp_path, monkeypat
     text = (tmp_path / "out" / "report.md").read_text()
     assert "against k from ⌊T/4⌋ (at least 1) to T," in text
     assert "k \\> T/4" not in text
+
+
+def test_decay_caption_names_only_the_lines_the_figure_draws(tmp_path, monkeypatch):
+    """The decay caption said "dashed lines are theory, dotted the Pascanu bound" for any
+    cells; the Pascanu bound is drawn for rnn_tanh alone, so a report of the LSTM and the
+    GRU promised a dotted line it does not have."""
+    from conftest import assert_ok, invoke
+    from gradlab.reports import figures
+    for name in ("decay", "paths", "spectra", "loss", "drift", "bptt"):
+        monkeypatch.setattr(figures, name, lambda *a, **k: Figure(figsize=(1, 1)))
+    tiny = ["--steps", "12", "--hidden", "6", "--batch", "2", "--inputs", "3"]
+    said = {}
+    for cells in ("lstm,gru", "rnn_tanh,lstm"):
+        out = tmp_path / cells.replace(",", "-")
+        assert_ok(invoke("report", "--out", out, "--cells", cells, *tiny))
+        said[cells] = (out / "report.md").read_text()
+    assert "Pascanu" not in said["lstm,gru"]
+    assert "dashed lines are theory" in said["lstm,gru"]
+    assert "dashed lines are theory, dotted the Pascanu bound" in said["rnn_tanh,lstm"]
+    assert figures.decay_lines({"decay_log10": {"median": [0.0, -1.0]},
+                                "summary": {"theory": None}}) == set()

@@ -60,6 +60,15 @@ def _label(name, values, d=None):
     return name
 
 
+def decay_lines(d):
+    """The lines `decay` draws for one cell's entry beyond its measurement: a subset of
+    ("theory", "pascanu"), each where its rate and the lag-1 median are finite."""
+    start = _finite(d["decay_log10"]["median"])[0]
+    theory = d["summary"]["theory"]
+    return {kind for kind, rate in (("theory", theory), ("pascanu", d.get("pascanu_rate")))
+            if rate is not None and np.isfinite(start) and np.isfinite(rate)}
+
+
 def decay(cells, col):
     """log10 ||d s_T / d s_{T-k}||_2 against k, median and quartile band, theory on top."""
     fig, ax = _figure()
@@ -71,12 +80,11 @@ def decay(cells, col):
                 label=_label(name, q["median"], d), **_dots(q["median"]))
         ax.fill_between(k, _finite(q["q1"]), _finite(q["q3"]), color=col[name], alpha=0.15,
                         lw=0)
-        s = d["summary"]
-        start = _finite(q["median"])[0]
-        if s["theory"] is not None and np.isfinite(start) and np.isfinite(s["theory"]):
+        s, start, lines = d["summary"], _finite(q["median"])[0], decay_lines(d)
+        if "theory" in lines:
             ax.plot(k, start + (k - 1) * s["theory"] * LOG10E, color=col[name], ls="--",
                     lw=1.2, label=f"{name}: {s['theory_label']}", **_dots(k))
-        if "pascanu_rate" in d and np.isfinite(start) and np.isfinite(d["pascanu_rate"]):
+        if "pascanu" in lines:
             ax.plot(k, start + (k - 1) * d["pascanu_rate"] * LOG10E, color=col[name], ls=":",
                     lw=1.2, label=f"{name}: Pascanu, lag 1 × ‖W‖₂^(k−1)", **_dots(k))
     ax.set(xlabel="lag k (steps back from s_T)", ylabel="log₁₀ ‖∂s_T / ∂s_{T−k}‖₂",

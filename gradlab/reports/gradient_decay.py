@@ -298,6 +298,14 @@ def _one_rate_words(cells):
     return text + "."
 
 
+def lines_words(drawn):
+    """What the decay figure's other lines are, for those `drawn` ("theory", "pascanu")."""
+    said = [w for kind, w in (("theory", "dashed lines are theory"), ("pascanu", (
+        "dotted the" if "theory" in drawn else "dotted lines are the") + " Pascanu bound"))
+        if kind in drawn]
+    return "; " + ", ".join(said) if said else ""
+
+
 def build(setup, cells, command, model_note=None):
     """(title, intro, header, sections, figures, data) for `write_report`; `model_note`
     says, in the header, which checkpoint the model entries come from."""
@@ -313,7 +321,8 @@ def build(setup, cells, command, model_note=None):
         Section("Decay of the gradient across time steps",
                 "The spectral norm of ∂s_T/∂s_{T−k}: how much of a gradient at step T can "
                 "reach k steps back. Lines are medians over sequences, bands the "
-                "interquartile range; dashed lines are theory, dotted the Pascanu bound. A theory "
+                "interquartile range" + lines_words(set().union(
+                    *(fg.decay_lines(d) for d in cells.values()))) + ". A theory "
                 "rate is that of the mean squared gradient, the Frobenius norm, which the "
                 "summary measures beside it; over a finite T the spectral norm drawn here "
                 "typically falls more slowly; the two rates meet at λ₁ as T grows. "
