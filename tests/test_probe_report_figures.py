@@ -88,3 +88,18 @@ def test_decay_caption_names_only_the_lines_the_figure_draws(tmp_path, monkeypat
     assert "dashed lines are theory, dotted the Pascanu bound" in said["rnn_tanh,lstm"]
     assert figures.decay_lines({"decay_log10": {"median": [0.0, -1.0]},
                                 "summary": {"theory": None}}) == set()
+
+
+def test_drift_caption_of_a_state_that_stays_at_zero(tmp_path, monkeypatch):
+    """With no input and no bias the state stays exactly 0, and the drift caption read
+    "prototype_lstm 0 → 0 (×nan)": 0 / 0. A state that stays at 0 does not grow (×1)."""
+    from conftest import assert_ok, invoke
+    from gradlab.reports import figures
+    for name in ("decay", "paths", "spectra", "loss", "drift", "bptt"):
+        monkeypatch.setattr(figures, name, lambda *a, **k: Figure(figsize=(1, 1)))
+    out = tmp_path / "r"
+    assert_ok(invoke("report", "--out", out, "--cells", "prototype_lstm", "--steps", "12",
+                     "--hidden", "6", "--batch", "2", "--inputs", "3", "--input-scale", "0",
+                     "--bias-scale", "0"))
+    text = (out / "report.md").read_text()
+    assert "prototype_lstm 0 → 0 (×1)" in text and "×nan" not in text

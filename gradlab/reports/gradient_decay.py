@@ -200,13 +200,13 @@ def drift_caption(setup, cells, names):
     for name in [n for n in cells if "drift" in cells[n]]:     # the others too, for below
         rms = np.asarray(cells[name]["drift"]["rms"], dtype=np.float64)
         a, b = rms[early], rms[-1]
-        growth[name] = math.inf if not np.isfinite(b) else b / a if a > 0 else math.nan
+        growth[name] = (math.inf if not np.isfinite(b) else b / a if a > 0 else 1.0 if a == b
+                        else math.inf if a == 0 else math.nan)      # (0 -> 0: no growth)
         said[name] = (f"{name} {a:.3g} → {b:.3g} (×{growth[name]:.3g})" if np.isfinite(b)
                       else f"{name} {a:.3g} → overflow")
-    parts = [said[n] for n in names]
     text = (f"Measured at initialisation (gate bias {setup.gate_bias:g}, input scale "
             f"{setup.input_scale:g}), the RMS of the state from step {early} to step {T}: "
-            + "; ".join(parts) + ". ")
+            + "; ".join(said[n] for n in names) + ". ")
     bounded = [n for n in names if n != "prototype_lstm"]
     grew = [n for n in names if growth[n] >= DRIFT_GROWTH]
     if "prototype_lstm" in grew and not set(grew) & set(bounded):
