@@ -103,3 +103,24 @@ def test_drift_caption_of_a_state_that_stays_at_zero(tmp_path, monkeypatch):
                      "--bias-scale", "0"))
     text = (out / "report.md").read_text()
     assert "prototype_lstm 0 → 0 (×1)" in text and "×nan" not in text
+
+
+def test_sweep_promises_no_contours_it_cannot_draw(tmp_path, monkeypatch):
+    """The header said "white contours: ξ = ... of dynamic mean field" and the figure's
+    title "white lines: ξ of ..." where no cell had a theory (file cells in a merge, cells
+    mean field cannot read): lines that are not there."""
+    grid = _grid(cells=("rnn_tanh", "gru"), steps=12, max_steps=12)
+    theory = {"method": "dynamic", "options": {"units": 4, "steps": 12, "inputs": 2,
+                                               "lags": [3, 12], "seed": 0},
+              "levels": [3], "timescale": {}, "curves": {}, "unread": {}}
+    monkeypatch.setattr(sweep, "theory_grid", lambda *a, **k: dict(theory))
+    points = [sweep.measure_point(grid, c, 1.0, 0.0) for c in grid.cells]
+    sweep.report(grid, points, tmp_path / "none")
+    text = (tmp_path / "none" / "report.md").read_text()
+    assert "white contours" not in text and "| theory | none: mean field reads none" in text
+    title = sweep._heatmaps(grid, points, None, theory)._suptitle     # (matplotlib 3.5+)
+    assert title is None or "white lines" not in title.get_text()
+    theory["timescale"] = {"gru": [[5.0]]}
+    sweep.report(grid, points, tmp_path / "some")
+    text = (tmp_path / "some" / "report.md").read_text()
+    assert "white contours: ξ = 3 steps" in text and "; none for rnn_tanh" in text

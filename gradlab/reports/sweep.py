@@ -299,7 +299,7 @@ def _heatmaps(grid, points, critical, theory=None):
                                          any(x > 10 ** VMAX for x in xis))]
         fig.colorbar(image, ax=list(axes[:len(cells)]), label="log₁₀ timescale ξ (steps)",
                      extend=extend)
-    if theory is not None:
+    if theory is not None and theory["timescale"]:           # (lines for some cell)
         fig.suptitle("colour: measured ξ; white lines: ξ of " + theory_words(theory)
                      + ", labelled in steps", fontsize=8)
     return fig
@@ -339,6 +339,7 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
     critical = critical_weight_scale() if "rnn_tanh" in grid.cells else None
     theory = theory_grid(grid, skip=() if import_cells else
                          [c for c in grid.cells if ":" in c])
+    unread = [c for c in grid.cells if c not in theory["timescale"]]     # (no contours)
     header = {"command": command, "seed": grid.seed, "device": grid.device,
               "dtype": grid.dtype,
               "sizes": f"hidden n = {grid.hidden}, inputs m = {grid.inputs}, T = "
@@ -357,8 +358,11 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                            "0), × points whose state overflowed (nan), – points with one lag "
                            "(T = 1: no slope); a cell with no memory "
                            "gate is measured once per weight scale",
-              "theory": f"white contours: ξ = {', '.join(map(str, theory['levels']))} steps "
-                        f"of {theory_words(theory)}, same init and inputs"}
+              "theory": (f"white contours: ξ = {', '.join(map(str, theory['levels']))} steps "
+                         f"of {theory_words(theory)}, same init and inputs"
+                         + (f"; none for {', '.join(unread)}" if unread else "")
+                         if theory["timescale"] else "none: mean field reads none of these "
+                         "cells")}
     gated = dict(zip(grid.cells, grid.gates()))
     table = (["cell", "weight scale", "gate bias", "rate / step", "± (s.e.)", "timescale ξ",
               "horizon T"],
