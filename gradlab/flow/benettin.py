@@ -20,7 +20,7 @@ import torch
 from .. import progress
 from ..errors import GradlabError, arguments_checked, check_seed
 from .bound import exclusive, kinds
-from .lanczos import power_of_two
+from .lanczos import largest_exponent, power_of_two
 from .linalg import thin_qr
 from .module import bind_call
 from .walk import chunk_lags
@@ -122,10 +122,9 @@ def _scaled_down(blocks):
     shown = [b for row in blocks for b in row if b is not None]
     if not shown:
         return blocks, torch.zeros(())
-    big = torch.stack([b.abs().flatten(1).amax(1) for b in shown]).amax(0)
-    e = torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)
+    e = largest_exponent(shown)
     return ([[None if b is None else power_of_two(b, -e) for b in row] for row in blocks],
-            e.to(big.dtype) * math.log(2))
+            e.to(shown[0].dtype) * math.log(2))
 
 
 def chunk_steps(T, B, n, cell_kinds, dtype, device):

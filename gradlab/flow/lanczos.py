@@ -169,6 +169,13 @@ def unpowered(s, log_f, level, scale):
     return s / scale
 
 
+def largest_exponent(parts):
+    """e (N,): the binary exponent (frexp) of each matrix's largest |entry| across `parts`
+    ((N, ...) each), so that x 2^-e has entries below 1; 0 where it is zero or not finite."""
+    big = torch.stack([p.abs().flatten(1).amax(1) for p in parts]).amax(0)
+    return torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)
+
+
 def power_of_two(x, e):
     """x (N, ...) times 2^e (N,) per leading index, exactly, in two factors so that
     neither 2^(e/2) overflows for e beyond the exponent range of x's dtype."""
@@ -311,8 +318,7 @@ class Spectral:
         # measured as M 2^-e, max |M 2^-e| in [1/2, 1), exact, and sigma times 2^e
         odd = (~torch.isfinite(fro) | (fro < torch.finfo(fro.dtype).tiny ** 0.5)) & finite
         if bool(odd.any()):
-            big = torch.stack([r.abs().amax(dim=(-2, -1)) for r in rows]).amax(0)
-            shift = torch.where(odd & (big > 0), torch.frexp(big)[1], 0)
+            shift = torch.where(odd, largest_exponent(rows), 0)
             rows = tuple(power_of_two(r, -shift) for r in rows)
             fro = torch.linalg.vector_norm(torch.stack(
                 [torch.linalg.vector_norm(r, dim=(-2, -1)) for r in rows]), dim=0)
