@@ -11,19 +11,15 @@ import math
 
 import numpy as np
 
-from .charlm import CharSetup, train_charlm
-from .loop import LEARNED, PARTLY, TrainSetup, criterion_text, train
+from .charlm import train_charlm
+from .loop import LEARNED, PARTLY, criterion_text, train
+from .setup import DEFAULT_CELLS, DEFAULT_TASKS, LearnSetup, check, ensure_fits, parse_tasks
 from .tasks import make
-from .. import registry
-from ..errors import GradlabError, entries, not_whole
 from ..reports.gradient_decay import device_name, versions
 from ..reports.publish import Section, write_report
 from ..catalogue.written_memories import R2RT as ESSAY
 from ..device import one_thread
 
-DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "prototype_lstm", "normalized_lstm",
-                 "pseudo_lstm")
-DEFAULT_TASKS = (("adding", 10), ("adding", 30), ("copy", 20))
 VANILLA = ("rnn_tanh", "rnn_relu")
 DRIFT_CELL = "prototype_lstm"
 BOUNDED = ("normalized_lstm", "pseudo_lstm", "gru")
@@ -32,70 +28,6 @@ DRIFT = 2.0          # the state "drifts" if its RMS grows to at least 2x its st
 LARGE = 1.0          # ... and above 1, the range of a tanh- or gate-bounded state
 ROUNDOFF = 1e-12     # λ₁ within this of 0 is 0 (per step): norm-keeping steps (saturated
                      # gates) measure ~1e-17 in float64, of a sign rounding sets
-
-
-@dataclasses.dataclass(frozen=True)
-class LearnSetup:
-    cells: tuple = DEFAULT_CELLS
-    tasks: tuple = DEFAULT_TASKS          # (name, delay) pairs
-    hidden: int = 32
-    batch: int = 32
-    steps: int = 200
-    lr: float = 1e-2
-    gate_bias: float = 1.0
-    drift_steps: int = 50
-    char_steps: int = 200                 # 0: no character-level LSTM
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-
-    def train_setup(self):
-        return TrainSetup(hidden=self.hidden, batch=self.batch, steps=self.steps, lr=self.lr,
-                          gate_bias=self.gate_bias, drift_steps=self.drift_steps,
-                          seed=self.seed, device=self.device, dtype=self.dtype)
-
-    def char_setup(self):
-        return CharSetup(steps=self.char_steps, seed=self.seed, device=self.device,
-                         dtype=self.dtype)
-
-
-def parse_tasks(spec):
-    """'adding:10,adding:25,copy:25' -> (("adding", 10), ...); one line on a bad entry."""
-    out = []
-    for part in entries(spec, "--tasks"):       # 'adding:3,' refused, not dropped
-        name, _, delay = part.partition(":")
-        if not_whole(delay):
-            try:                                # '+5', '1_0', '２５': numbers int() reads,
-                int(delay)                      # spelt otherwise than gradlab reads them
-            except ValueError:
-                raise GradlabError(f"--tasks entry {part!r} is not NAME:DELAY (e.g. "
-                                   "adding:25)") from None
-            raise GradlabError(f"--tasks entry {part!r}: delay {not_whole(delay)}")
-        value = int(delay)
-        try:
-            make(name, value)                   # refuses a bad name or delay, one line
-        except GradlabError as err:
-            raise GradlabError(f"--tasks entry {part!r}: {err}") from None
-        if (name, value) in out:                # '02' and '2' are one delay
-            raise GradlabError(f"--tasks {spec!r} names the task {name}:{value} twice")
-        out.append((name, value))
-    if not out:
-        raise GradlabError(f"--tasks {spec!r} needs one or more distinct NAME:DELAY entries")
-    return tuple(out)
-
-
-def ensure_fits(setup):
-    """Refuse (one line) a run whose largest cell and task cannot fit in memory, from the
-    sizes alone, before anything is allocated (`budget.ensure_train_fits`)."""
-    from .. import budget
-    train = setup.train_setup()
-    tasks = [(f"{name}:{delay}", task.steps, task.inputs)
-             for name, delay in setup.tasks for task in (make(name, delay),)]
-    return budget.ensure_train_fits(setup.cells, tasks, setup.hidden, setup.batch,
-                                    dtype=setup.dtype, device=setup.device,
-                                    test_batch=train.test_batch,
-                                    measure_batch=train.measure_batch,
-                                    probe_steps=train.probe_steps)
 
 
 def run(setup, *, progress=None):
@@ -377,13 +309,6 @@ def _char_section(char):
                            "ξ of the cell path c → c", "λ₁"], rows))
 
 
-def check(setup):
-    for name in setup.cells:
-        registry.cell(name)
-    for task, delay in setup.tasks:
-        make(task, delay)
-
-
 def report(setup, out, *, force=False, command="gradlab train", progress=None, **where):
     """Train, measure and write the learnability report at `out` (on one CPU thread:
     `one_thread`); returns its path."""
@@ -396,4 +321,5 @@ def report(setup, out, *, force=False, command="gradlab train", progress=None, *
 
 
 __all__ = ["DEFAULT_CELLS", "DEFAULT_TASKS", "LearnSetup", "parse_tasks", "run", "build",
-           "report", "vanilla_findings", "drift_findings", "drift_stats", "check"]
+           "report", "vanilla_findings", "drift_findings", "drift_stats", "check",
+           "ensure_fits"]
