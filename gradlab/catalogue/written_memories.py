@@ -38,7 +38,7 @@ def normalized_lstm(s):
 
 
 @register
-@declare(state="s", params=GATED, gate_bias="b_f", source=R2RT)
+@declare(state="s", params=GATED, gate_bias="b_f", source=R2RT, output=tanh)
 def pseudo_lstm(s):
     """Gates and candidate read tanh(s), a bounded view of the unbounded state. The
     cell's output is that view, phi(s') = tanh(s'); the state and every Jacobian here

@@ -20,7 +20,7 @@ BACKENDS = ("torch", "numpy")
 
 
 def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None, name=None,
-            inputs="x"):
+            inputs="x", output=None):
     """Turn a declaration function into a `Cell`; state, params and source are required.
 
     state:     the state parts, in order, e.g. "h c".
@@ -30,6 +30,9 @@ def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None,
     gate_bias: the bias that sets the memory gate ("b_f"; "-b_f" where the gate forgets).
     name:      the cell's name (default: the function's __name__).
     inputs:    the name of the input vector in the equations (default "x": s.x).
+    output:    what the cell passes on (to the layer above in a `stack`), as a function of
+               the new value of its part h (or its first part), e.g. `tanh` where the
+               output is tanh(s'); default: that part itself.
     """
     missing = [k for k, v in (("state", state), ("params", params), ("source", source))
                if v is None]
@@ -48,7 +51,8 @@ def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None,
             raise GradlabError(f"declare(...): {type(fn).__name__} {fn!r} has no __name__; "
                                "give the cell one, declare(..., name='my_cell')")
         return Cell(fn, name=fn.__name__ if name is None else name, state=state,
-                    params=params, source=source, gate_bias=gate_bias, inputs=inputs)
+                    params=params, source=source, gate_bias=gate_bias, inputs=inputs,
+                    output=output)
     return wrap
 
 
@@ -58,13 +62,18 @@ class Cell:
 
     Jacobians are in numerator layout (J[i, j] = d out_i / d in_j, as torch.func.jacrev);
     a multi-part state (h, c) gives the block matrix with parts in `state_names` order.
-    Made by `declare` (whose arguments, name, state, params, source, gate_bias and inputs,
-    are this constructor's), from a declaration function `fn` of s.
+    Made by `declare` (whose arguments, name, state, params, source, gate_bias, inputs
+    and output, are this constructor's), from a declaration function `fn` of s.
     """
 
-    def __init__(self, fn, *, name, state, params, source, gate_bias=None, inputs="x"):
+    def __init__(self, fn, *, name, state, params, source, gate_bias=None, inputs="x",
+                 output=None):
         check_cell_name(name)
+        if output is not None and not callable(output):
+            raise GradlabError(f"cell '{name}': declare(output=...) is a function of the new "
+                               f"h (such as tanh) or None, got {output!r}")
         self.name, self.source, self.gate_bias = name, source, gate_bias
+        self.output = output
         self.gate_biases = (gate_bias,) if gate_bias else ()   # all init moves (a stack: more)
         self.doc = " ".join((fn.__doc__ or "").split())
         self.state_names = state_parts(name, "state", state)
@@ -89,7 +98,7 @@ class Cell:
 
     FIXED = ("name", "source", "gate_bias", "gate_biases", "doc", "state_names",
              "param_shapes", "param_names", "input_name", "lets", "outputs", "stacked",
-             "made_by")
+             "made_by", "output")
 
     def __setattr__(self, key, value):
         """What a cell is (its name, parts, parameters, equations, the biases init moves)

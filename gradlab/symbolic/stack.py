@@ -2,16 +2,18 @@
 
 A stacked recurrent network (torch's nn.LSTM(num_layers=L)) updates its layers in order at
 every step: layer 1 reads the input x_t, layer l >= 2 reads the NEW h of layer l-1 at the
-same step (a layer cell with no part named h: its first state part). `stack` writes that
-as one declaration, generated from the layer cell's own declaration function: it runs the
-layer's equations once per layer against a view of the builder in which every symbol
-carries the layer's number,
+same step (a layer cell with no part named h: its first state part), passed through the
+layer cell's declared `output` where it has one (pseudo_lstm's output is tanh(s'), not
+its state s'). `stack` writes that as one declaration, generated from the layer cell's
+own declaration function: it runs the layer's equations once per layer against a view of
+the builder in which every symbol carries the layer's number,
 
     state parts  h, c        ->  h1, c1, h2, c2, ...        (layer by layer)
     parameters   W_i, b_f    ->  W_i1, b_f1, W_i2, ...      (an n x m one is n x n above
                                                              layer 1: it reads h_{l-1}')
     named values i, c'       ->  i1, c1', i2, c2', ...
-    input        x           ->  x for layer 1, h_{l-1}' (the previous layer's new h) above
+    input        x           ->  x for layer 1, h_{l-1}' (the previous layer's new h, or
+                                 its output) above
 
 and names each layer's new state (h1', ...). The stacked Jacobian d(h1, c1, h2, ...)' /
 d(h1, c1, h2, ...) then comes from gradlab's chain rule through those names like any
@@ -132,10 +134,10 @@ def _layer_outputs(layer_cell, out):
 def stack(layer_cell, layers, name=None, exogenous=False):
     """The cell of `layers` copies of `layer_cell` (a Cell or a cell's name; not itself
     a stack) stacked as torch stacks them (layer l reads layer l-1's new h, or its first
-    state part where it has no h): state h1, c1, h2, c2, ...; a parameter P of layer l is
-    P{l}. `exogenous`: layers 2.. also read the input x through weights P{l}_x (one
-    direction of a bidirectional stack; the module docstring). Cached: the same stack is
-    the same Cell."""
+    state part where it has no h, through the layer cell's `output` if it declares one):
+    state h1, c1, h2, c2, ...; a parameter P of layer l is P{l}. `exogenous`: layers 2..
+    also read the input x through weights P{l}_x (one direction of a bidirectional stack;
+    the module docstring). Cached: the same stack is the same Cell."""
     from ..registry import cell
     layer_cell = cell(layer_cell)
     if getattr(layer_cell, "stacked", False):
@@ -212,13 +214,16 @@ def _stack(layer_cell, layers, name, exogenous):
                     value = s.let(target, value)
                 new[layer_name(p, l)] = value
             inputs = new[layer_name(fed, l)]
+            if layer_cell.output is not None:
+                inputs = layer_cell.output(inputs)
             inputs = _SplitInput(inputs, getattr(s, x)) if split else inputs
         return new
 
     wide = (f", and x (layers 2.. through {', '.join(exogenous_name(p, 2) for p in split)}, "
             "...)") if split else ""
+    read = f"new {fed}" if layer_cell.output is None else f"output (of its new {fed})"
     declaration.__doc__ = (f"{layers} layers of {layer_cell.name}, layer l reading layer "
-                           f"l-1's new {fed}{wide}. {layer_cell.doc}")
+                           f"l-1's {read}{wide}. {layer_cell.doc}")
     name = name or f"{layer_cell.name}_x{layers}" + ("_bidir" if exogenous else "")
     one_way = " (one direction of a bidirectional stack)" if exogenous else ""
     stacked = Cell(declaration, name=name, state=state, params=params, inputs=x,
