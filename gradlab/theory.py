@@ -18,6 +18,10 @@ import numpy as np
 
 from .errors import GradlabError, integer, real
 
+# the vanilla cells h' = act(W h + U x + b) and a bound gamma on |act'| (Pascanu et al.'s
+# bound (gamma ||W||_2)^k holds for each; tanh' and relu' never exceed 1)
+VANILLA_GAMMA = {"rnn_tanh": 1.0, "rnn_relu": 1.0}
+
 QUADRATURE_POINTS = 100   # Gauss-Hermite: exact for polynomials to degree 199, ample here
 
 

@@ -217,8 +217,8 @@ def measure(setup, name, model=None):
         # the Frobenius norm, which over a finite T falls faster than the spectral norm
         "rate_frobenius": flow.rate("frobenius") if finite else math.nan,
         "theory_timescale": None if predicted is None else theory.timescale(predicted)}
-    if name == "rnn_tanh":
-        out["pascanu_rate"] = theory.pascanu_rate(params["W"])
+    if registry.builtin(cell) and cell.name in theory.VANILLA_GAMMA:  # every vanilla cell
+        out["pascanu_rate"] = theory.pascanu_rate(params["W"], theory.VANILLA_GAMMA[cell.name])
     if len(cell.state_names) > 1:
         out["paths"] = {f"{a}->{b}": _quartiles((_overflow_to_nan(flow.block_log_norm(b, a))
                                                  if finite else nan) * LOG10E)["median"]
