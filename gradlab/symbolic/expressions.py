@@ -34,6 +34,20 @@ def _sizes(n, m):
     return sizes
 
 
+def block_sizes(shape, input_cols, n, m):
+    """(n, m) for a block's explicit(n, m), m = n by default: where subs fixed a size
+    (J.subs(n, 3)), another is refused in one line (SymPy would write the fixed one)."""
+    fixed = {"n": shape[0], "m": shape[1] if input_cols else None}
+    fixed = {k: int(d) for k, d in fixed.items() if isinstance(d, sp.Integer)}
+    m = fixed.get("m", n) if m is None else m
+    for what, asked in (("n", n), ("m", m)):
+        if what in fixed and isinstance(asked, numbers.Integral) and \
+                not isinstance(asked, bool) and asked != fixed[what]:
+            raise GradlabError(f"explicit({what}={asked!r}): this Jacobian's size {what} was "
+                               f"substituted (subs) to {fixed[what]}; valid: {fixed[what]}")
+    return n, m
+
+
 def pretty_lines(printed):
     """Lines for SymPy's pretty printer, left-aligned (it centres lines of unequal width)."""
     lines = printed.split("\n")
@@ -277,6 +291,12 @@ class Block(Expression):
         super().__init__(jacobian.blocks[i, j])
         self.jacobian, self.i, self.j = jacobian, i, j
         self.out, self.wrt = jacobian.outs[i], jacobian.ins[j]
+
+    def explicit(self, n=2, m=None):
+        """A SymPy Matrix with explicit entries at hidden size n (input size m, n by
+        default); where subs fixed a size (J.subs(n, 3)), at that size only."""
+        inputs = self.wrt not in self.jacobian.parts
+        return super().explicit(*block_sizes(self.expr.shape, inputs, n, m))
 
     def _repr_latex_(self):
         try:

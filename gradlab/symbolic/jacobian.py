@@ -229,7 +229,8 @@ class Jacobian(Blocks):
     @arguments_checked
     def explicit(self, n=2, m=None):
         """{(out, in): SymPy Matrix} of every block written entry by entry at hidden size
-        n (and input size m, n by default): what a student checks by hand."""
+        n (and input size m, n by default): what a student checks by hand. Where subs
+        fixed a size (J.subs(n, 3)), only that size is taken."""
         return ByName({k: b.explicit(n, m) for k, b in self.blocks_by_name().items()})
 
     # -- numbers -------------------------------------------------------------------------
