@@ -11,6 +11,8 @@ def test_explicit_refuses_a_size_other_than_the_one_subs_fixed():
     silently, where the user asked for 5."""
     J = gradlab.cell("lstm").jacobian().subs(SIZES["n"], 3)
     assert J.explicit(n=3)[("c", "c")].shape == (3, 3)
+    assert J.explicit()[("c", "c")].shape == (3, 3)             # the fixed size, by default
+    assert gradlab.cell("lstm").jacobian().explicit()[("c", "c")].shape == (2, 2)
     for call in (lambda: J.explicit(n=5), lambda: J["c", "h"].explicit(n=5)):
         with pytest.raises(gradlab.GradlabError, match=r"explicit\(n=5\).*valid: 3"):
             call()

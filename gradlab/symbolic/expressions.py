@@ -35,10 +35,11 @@ def _sizes(n, m):
 
 
 def block_sizes(shape, input_cols, n, m):
-    """(n, m) for a block's explicit(n, m), m = n by default: where subs fixed a size
-    (J.subs(n, 3)), another is refused in one line (SymPy would write the fixed one)."""
+    """(n, m) for a block's explicit(n, m): by default the size subs fixed (J.subs(n, 3)),
+    else n = 2, m = n; another than a fixed one refused (SymPy wrote the fixed one)."""
     fixed = {"n": shape[0], "m": shape[1] if input_cols else None}
     fixed = {k: int(d) for k, d in fixed.items() if isinstance(d, sp.Integer)}
+    n = fixed.get("n", 2) if n is None else n
     m = fixed.get("m", n) if m is None else m
     for what, asked in (("n", n), ("m", m)):
         if what in fixed and isinstance(asked, numbers.Integral) and \
@@ -292,9 +293,10 @@ class Block(Expression):
         self.jacobian, self.i, self.j = jacobian, i, j
         self.out, self.wrt = jacobian.outs[i], jacobian.ins[j]
 
-    def explicit(self, n=2, m=None):
+    def explicit(self, n=None, m=None):
         """A SymPy Matrix with explicit entries at hidden size n (input size m, n by
-        default); where subs fixed a size (J.subs(n, 3)), at that size only."""
+        default); where subs fixed a size (J.subs(n, 3)), at that size only (and by
+        default), else n = 2 by default."""
         inputs = self.wrt not in self.jacobian.parts
         return super().explicit(*block_sizes(self.expr.shape, inputs, n, m))
 

@@ -227,10 +227,11 @@ class Jacobian(Blocks):
         return ByName({(o, w): self.block(o, w).terms() for o in rows for w in cols})
 
     @arguments_checked
-    def explicit(self, n=2, m=None):
+    def explicit(self, n=None, m=None):
         """{(out, in): SymPy Matrix} of every block written entry by entry at hidden size
-        n (and input size m, n by default): what a student checks by hand. Where subs
-        fixed a size (J.subs(n, 3)), only that size is taken."""
+        n (2 by default; and input size m, n by default): what a student checks by hand.
+        Where subs fixed a size (J.subs(n, 3)), that size is the default and the only one
+        taken."""
         return ByName({k: b.explicit(n, m) for k, b in self.blocks_by_name().items()})
 
     # -- numbers -------------------------------------------------------------------------
