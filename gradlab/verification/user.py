@@ -11,6 +11,7 @@ import torch
 
 from ..errors import GradlabError
 from ..exits import ExitCalled, guarded
+from ..torch_state import kept
 
 
 class Exited(GradlabError):
@@ -19,9 +20,11 @@ class Exited(GradlabError):
 
 def call_user(fn, *args):
     """fn(*args) for the function under test: whatever it raises, and sys.exit or
-    os._exit, is one GradlabError (a check that exits 0 must not read as "agrees")."""
+    os._exit, is one GradlabError (a check that exits 0 must not read as "agrees"). What
+    it sets of torch's process-wide state (default device or dtype, grad mode, seed) is
+    put back after it (`torch_state.kept`)."""
     try:
-        with guarded():                    # our stdout stays ours: it starts "agrees:"
+        with guarded(), kept():            # our stdout stays ours: it starts "agrees:"
             return fn(*args)
     except KeyboardInterrupt:                         # the user's Ctrl-C, not the code's
         raise

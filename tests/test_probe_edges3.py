@@ -1,0 +1,68 @@
+"""Probed edges, third round: a function under test that changes torch's process-wide
+state or ends the check its own way, the display of what the language returns, and the
+folders the writing commands are pointed at."""
+
+import random
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import gradlab
+
+
+def _right(p, state, x):
+    pre = state[0] @ p["W"].T + x @ p["U"].T + p["b"]
+    return torch.diag_embed(1 - torch.tanh(pre) ** 2) @ p["W"]
+
+
+def _torch_state():
+    return (torch.get_default_dtype(), torch.get_default_device(), torch.is_grad_enabled(),
+            torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate(),
+            torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(),
+            sys.getrecursionlimit())
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) if isinstance(x, torch.Tensor) else
+               np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y
+               for x, y in zip(a, b))
+
+
+SETS = {
+    "default device": lambda: torch.set_default_device("meta"),
+    "default dtype": lambda: torch.set_default_dtype(torch.float16),
+    "grad mode": lambda: torch.set_grad_enabled(False),
+    "seeds": lambda: (torch.manual_seed(123), np.random.seed(1), random.seed(2)),
+    "deterministic": lambda: torch.use_deterministic_algorithms(True),
+    "threads": lambda: torch.set_num_threads(1),
+    "recursion limit": lambda: sys.setrecursionlimit(60),
+}
+
+
+@pytest.mark.parametrize("what", sorted(SETS))
+def test_what_the_function_under_test_sets_of_torch_is_put_back(what):
+    """A Jacobian that calls torch.set_default_device("meta") (or set_default_dtype,
+    set_grad_enabled(False), manual_seed...) for itself: the check went on under it (an
+    internal error, a RecursionError, on the meta device) and the caller's session kept
+    it. It agrees, and torch is left as it was found."""
+    rnn = gradlab.cell("rnn_tanh")
+    params = rnn.init_params(3, 2)
+    before = _torch_state()
+
+    def fn(p, state, x):
+        SETS[what]()
+        return _right(p, state, x)
+
+    try:
+        assert gradlab.check_jacobian(fn, rnn, params, batch=2).ok
+        assert _same(before, _torch_state())
+    finally:
+        torch.set_default_device(None)
+        torch.set_default_dtype(before[0])
+        torch.set_grad_enabled(True)
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(before[7])
+        sys.setrecursionlimit(before[8])
+
