@@ -34,3 +34,34 @@ def uninterrupted():
         # signal after it would never be delivered
         for s in sorted(set(caught), key=lambda s: s == signal.SIGINT):
             signal.raise_signal(s)
+
+
+@contextlib.contextmanager
+def noting_ctrl_c():
+    """A list that a Ctrl-C (SIGINT) arriving inside the block appends to, or None where
+    none can arrive as a KeyboardInterrupt there (outside the main thread, or SIGINT
+    ignored or left to end the process): a KeyboardInterrupt raised in the block while it
+    is an empty list (or None) is the code's own `raise KeyboardInterrupt`, not the user's
+    Ctrl-C. The handler the block found, which still handles the signal, is put back after
+    it, whatever the code in it installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    before = signal.getsignal(signal.SIGINT)
+    if not callable(before):
+        try:
+            yield None
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_DFL if before is None else before)
+        return
+    noted = []
+
+    def note(signum, frame):
+        noted.append(signum)
+        before(signum, frame)
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, before)

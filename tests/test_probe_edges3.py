@@ -3,6 +3,7 @@ state or ends the check its own way, the display of what the language returns, a
 folders the writing commands are pointed at."""
 
 import random
+import signal
 import sys
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 import gradlab
+from conftest import assert_one_line_error, invoke
 
 
 def _right(p, state, x):
@@ -65,4 +67,35 @@ def test_what_the_function_under_test_sets_of_torch_is_put_back(what):
         torch.use_deterministic_algorithms(False)
         torch.set_num_threads(before[7])
         sys.setrecursionlimit(before[8])
+
+
+def test_a_keyboard_interrupt_the_function_raises_itself_is_one_line(tmp_path, monkeypatch):
+    """`raise KeyboardInterrupt` in the function under test, with no Ctrl-C pressed, read
+    as the user's Ctrl-C: `gradlab: interrupted`, exit 130, from Python a bare
+    KeyboardInterrupt. It is the function's failure: one line naming it, exit 2."""
+    rnn = gradlab.cell("rnn_tanh")
+
+    def fn(p, state, x):
+        raise KeyboardInterrupt("stop")
+
+    with pytest.raises(gradlab.GradlabError, match=r"raised KeyboardInterrupt at .*: stop "
+                                                   r"\(no Ctrl-C was pressed\)"):
+        gradlab.check_jacobian(fn, rnn, rnn.init_params(3, 2), batch=2)
+    (tmp_path / "mine.py").write_text("def jac(p, s, x):\n    raise KeyboardInterrupt\n")
+    monkeypatch.chdir(tmp_path)
+    assert_one_line_error(invoke("check", "mine.py:jac", "--cell", "rnn_tanh"),
+                          "KeyboardInterrupt")
+
+
+def test_a_ctrl_c_inside_the_function_under_test_is_still_the_users():
+    rnn = gradlab.cell("rnn_tanh")
+
+    def fn(p, state, x):
+        signal.raise_signal(signal.SIGINT)
+        return _right(p, state, x)
+
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        gradlab.check_jacobian(fn, rnn, rnn.init_params(3, 2), batch=2)
+    assert signal.getsignal(signal.SIGINT) is handler
 

@@ -11,26 +11,44 @@ import torch
 
 from ..errors import GradlabError
 from ..exits import ExitCalled, guarded
+from ..signals import noting_ctrl_c
 from ..torch_state import kept
 
 
 class Exited(GradlabError):
-    """The function under test called sys.exit or os._exit: no answer, and no second try."""
+    """The function under test called sys.exit or os._exit, or raised KeyboardInterrupt
+    itself: no answer, and no second try."""
+
+
+def foreign(run, who):
+    """run(), code gradlab did not write (the function under test): what it prints goes
+    to stderr, and what it sets of torch's process-wide state (default device or dtype,
+    grad mode, seed) is put back after it (`torch_state.kept`). sys.exit, os._exit and a
+    KeyboardInterrupt it raises itself (no Ctrl-C arrived) are one Exited naming `who`; a
+    Ctrl-C is the user's, and goes on."""
+    noted = [None]                    # (a Ctrl-C before the block began is the user's)
+    try:
+        with guarded(), kept(), noting_ctrl_c() as noted:   # our stdout stays ours: it
+            return run()                                    # starts "agrees:"
+    except KeyboardInterrupt as err:
+        if noted:                                     # the user's Ctrl-C, not the code's
+            raise
+        said = " ".join(str(err).split())
+        raise Exited(f"{who} raised KeyboardInterrupt{where_raised(err)}"
+                     f"{': ' + said if said else ''} (no Ctrl-C was pressed)") from None
+    except (SystemExit, ExitCalled) as err:
+        how = "sys.exit" if isinstance(err, SystemExit) else "os._exit"
+        raise Exited(f"{who} called {how}({err.code!r})") from None
 
 
 def call_user(fn, *args):
-    """fn(*args) for the function under test: whatever it raises, and sys.exit or
-    os._exit, is one GradlabError (a check that exits 0 must not read as "agrees"). What
-    it sets of torch's process-wide state (default device or dtype, grad mode, seed) is
-    put back after it (`torch_state.kept`)."""
+    """fn(*args) for the function under test, run as `foreign`: whatever it raises, and
+    sys.exit or os._exit, is one GradlabError (a check that exits 0 must not read as
+    "agrees")."""
     try:
-        with guarded(), kept():            # our stdout stays ours: it starts "agrees:"
-            return fn(*args)
-    except KeyboardInterrupt:                         # the user's Ctrl-C, not the code's
+        return foreign(lambda: fn(*args), "the function under test")
+    except (Exited, KeyboardInterrupt):
         raise
-    except (SystemExit, ExitCalled) as err:
-        how = "sys.exit" if isinstance(err, SystemExit) else "os._exit"
-        raise Exited(f"the function under test called {how}({err.code!r})") from None
     except BaseException as err:                      # noqa: BLE001  (the user's code)
         raise GradlabError(f"the function under test raised {type(err).__name__}"
                            f"{where_raised(err)}: {' '.join(str(err).split())}") from None
