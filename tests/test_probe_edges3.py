@@ -99,3 +99,39 @@ def test_a_ctrl_c_inside_the_function_under_test_is_still_the_users():
         gradlab.check_jacobian(fn, rnn, rnn.init_params(3, 2), batch=2)
     assert signal.getsignal(signal.SIGINT) is handler
 
+
+class _Answer:
+    """A returned object whose reading as an array runs code of its own."""
+
+    def __init__(self, value, then):
+        self.value, self.then = value, then
+
+    def __array__(self, dtype=None, copy=None):
+        self.then()
+        return self.value.numpy()
+
+
+@pytest.mark.parametrize("how", ["sys.exit", "default device"])
+def test_reading_the_returned_object_runs_guarded(how):
+    """The object the function returns is read by its own __array__: a sys.exit(0) there
+    ended `gradlab check` with status 0 and nothing said (a pass, to a shell), and a
+    default device it set made its numbers a meta tensor. Now sys.exit is one line, and
+    what it sets is put back."""
+    rnn = gradlab.cell("rnn_tanh")
+    then = {"sys.exit": lambda: sys.exit(0),
+            "default device": lambda: torch.set_default_device("meta")}[how]
+
+    def fn(p, state, x):
+        return _Answer(_right(p, state, x), then)
+
+    try:
+        if how == "sys.exit":
+            with pytest.raises(gradlab.GradlabError,
+                               match=r"reading the _Answer the function under test "
+                                     r"returned called sys.exit\(0\)"):
+                gradlab.check_jacobian(fn, rnn, rnn.init_params(3, 2), batch=2)
+        else:
+            assert gradlab.check_jacobian(fn, rnn, rnn.init_params(3, 2), batch=2).ok
+            assert torch.get_default_device().type == "cpu"
+    finally:
+        torch.set_default_device(None)

@@ -21,7 +21,8 @@ class Exited(GradlabError):
 
 
 def foreign(run, who):
-    """run(), code gradlab did not write (the function under test): what it prints goes
+    """run(), code gradlab did not write (the function under test, or the object it
+    returned read as an array by its own __array__): what it prints goes
     to stderr, and what it sets of torch's process-wide state (default device or dtype,
     grad mode, seed) is put back after it (`torch_state.kept`). sys.exit, os._exit and a
     KeyboardInterrupt it raises itself (no Ctrl-C arrived) are one Exited naming `who`; a
@@ -101,11 +102,11 @@ def real_array(a, what="the function under test"):
 def real_answer(a, what="the function under test"):
     """(`real_array(a)`, the torch dtype it came in)."""
     given = type(a).__name__
-    try:
-        return _real_answer(a, what)
-    except GradlabError:
+    try:          # its own __array__ (code gradlab did not write) may do anything
+        return foreign(lambda: _real_answer(a, what), f"reading the {given} {what} returned")
+    except (GradlabError, KeyboardInterrupt):
         raise
-    except Exception as err:          # its own __array__ may raise anything
+    except BaseException as err:      # noqa: BLE001
         words = " ".join(str(err).split())[:200]
         kind = "" if isinstance(err, (TypeError, ValueError)) else f"{type(err).__name__}: "
         raise GradlabError(f"{what} returned an object of type {given} that cannot be read "
@@ -129,7 +130,8 @@ def _real_answer(a, what):
             raise GradlabError(f"{what} returned {given}" + (
                 f" of {a.dtype}" if given in ("ndarray", "list", "tuple") else "")
                 + "; expected an array of real numbers")
-        a = torch.as_tensor(a.copy() if any(s < 0 for s in a.strides) else a)   # ([::-1])
+        a = torch.as_tensor(a.copy() if any(s < 0 for s in a.strides) else a,   # ([::-1])
+                            device="cpu")     # (whatever the default device is)
     if a.is_complex() or a.dtype == torch.bool:
         raise GradlabError(f"{what} returned a {a.dtype} tensor; expected real numbers")
     if a.device.type == "meta":
