@@ -7,7 +7,7 @@ import os
 import pathlib
 
 from .errors import GradlabError
-from .paths import can_create_in, name_fits, path_fits, plain
+from .paths import can_create_in, name_fits, path_fits, plain, refuse_dangling
 
 
 def new_file(path, what="--write-torch"):
@@ -28,6 +28,7 @@ def new_file(path, what="--write-torch"):
         raise GradlabError(f"{what} {text!r} {kind}; give a new file (gradlab never "
                            "overwrites one)")
     folder = target.absolute().parent
+    refuse_dangling(folder, text, what)
     above = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), None)
     if above is not None and not above.is_dir():
         raise GradlabError(f"{what} {text!r}: {str(above)!r} is a file, not a folder; give "

@@ -34,8 +34,8 @@ import stat
 import tempfile
 
 from .errors import GradlabError
-from .paths import NAME_MAX, can_create_in, make_parents, name_fits, path_fits, plain
-from .paths import remove_empty
+from .paths import (NAME_MAX, can_create_in, make_parents, name_fits, path_fits, plain,
+                    refuse_dangling, remove_empty)
 from .signals import uninterrupted
 from .ownership import (LEFTOVER, MANIFEST, TEMP_TAG, digest, foreign, made_here,
                         manifest_bytes, nested, other_kind, owned, owner_above, plain_name,
@@ -53,12 +53,12 @@ def resolve(out, what="--out"):
     plain(out, what)
     path = pathlib.Path(os.path.expanduser(str(out)))
     path_fits(path.absolute(), out, what, spare=128)    # (figures/..., the temporary name)
+    refuse_dangling(path.absolute().parent, out, what)
     try:
         parent = path.absolute().parent.resolve()
     except (OSError, RuntimeError) as err:
         raise GradlabError(f"{what} {str(out)!r}: {err}") from None
-    name = path.absolute().name
-    if name in ("", ".", ".."):
+    if (name := path.absolute().name) in ("", ".", ".."):
         return pathlib.Path(os.path.normpath(path.absolute())).resolve()
     return parent / name
 

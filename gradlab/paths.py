@@ -79,6 +79,20 @@ def path_fits(path, shown, what, spare=0):
                            f"a path may be at most {PATH_MAX - 1 - spare} bytes here")
 
 
+def refuse_dangling(folder, shown, what):
+    """Refuse, in one line, a folder path through a symbolic link to nothing: the folders
+    gradlab makes (mkdir -p) would be made where the link points, anywhere, not at the
+    path given (mkdir -p itself refuses such a link)."""
+    for part in (*reversed(pathlib.Path(folder).parents), pathlib.Path(folder)):
+        if not os.path.lexists(part):
+            return
+        if os.path.islink(part) and not os.path.exists(part):
+            raise GradlabError(f"{what} {str(shown)!r}: {str(part)!r} is a symbolic link to "
+                               f"{os.readlink(part)!r}, which does not exist; gradlab makes "
+                               "no folders through it: create its target, or give another "
+                               "path")
+
+
 def make_parents(path, made):
     """Make the folders above `path` that are missing, as mkdir -p does, appending to
     `made` (deepest first) only those this call created itself: not one that another

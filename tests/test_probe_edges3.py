@@ -135,3 +135,16 @@ def test_reading_the_returned_object_runs_guarded(how):
             assert torch.get_default_device().type == "cpu"
     finally:
         torch.set_default_device(None)
+
+
+@pytest.mark.parametrize("args", [["derive", "rnn_tanh", "--out", "link/report"],
+                                  ["init", "rnn_tanh", "--timescale", "5", "--write-torch",
+                                   "link/a/model.pt"]])
+def test_no_folder_is_made_through_a_dangling_link(tmp_path, monkeypatch, args):
+    """A folder above --out that is a symbolic link to nothing: gradlab made the folders
+    where the link points (Path.resolve follows it), here outside the folder the user
+    gave, and wrote the report there; --write-torch called the link 'a file'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere" / "deep")
+    assert_one_line_error(invoke(*args), "link' is a symbolic link to")
+    assert not (tmp_path / "elsewhere").exists()
