@@ -118,6 +118,11 @@ class ByName(dict):
         return "$$\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}$$"
 
 
+def named_lines(J, fmt="text"):
+    """J's blocks as J prints them, one "∂out/∂in = ..." line each ("text" or "latex")."""
+    return J._lines(latex if fmt == "latex" else text, fmt)
+
+
 class Jacobian(Blocks):
     """d(new state parts) / d(state parts or input): a BlockMatrix with named blocks.
 

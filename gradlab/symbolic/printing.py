@@ -20,6 +20,7 @@ from ..errors import GradlabError
 # nodes written out past which an expression is refused, not printed: megabytes of one
 # formula, seconds to print (an unrolled e = e + tanh(W e) doubles with every level)
 LONGEST = 10 ** 6
+DISPLAYED = 20_000      # a cell's blocks written out in its display (~0.3 s of LaTeX)
 
 
 def _function_name(expr):
@@ -365,12 +366,19 @@ def block_name(out, wrt, fmt):
 
 
 def cell_latex(cell):
-    """The update equations and every Jacobian block as one LaTeX `aligned` display."""
+    """The update equations and every Jacobian block as one LaTeX `aligned` display (past
+    DISPLAYED nodes, as J prints them, a recurring sum named: a stack's double per layer)."""
+    from .jacobian import named_lines           # (it imports this module)
     lines = [r"%s &= %s" % (latex(s), latex(e)) for s, e in cell.lets.items()]
-    for wrt, ins in (("state", cell.state_symbols), ("input", (cell.input_symbol,))):
-        for out, row in zip(cell.outputs, cell.jacobian(wrt).blocks.tolist()):  # collected
-            lines += [r"%s &= %s" % (block_name(out, s, "latex"), latex(b))
-                      for s, b in zip(ins, row)]
+    jacobians = [cell.jacobian("state"), cell.jacobian("input")]
+    if written_size([b for J in jacobians for b in J.blocks]) > DISPLAYED:
+        lines += [line.replace(" = ", " &= ", 1) for J in jacobians
+                  for line in named_lines(J, "latex")]
+    else:
+        for J, ins in zip(jacobians, (cell.state_symbols, (cell.input_symbol,))):
+            for out, row in zip(cell.outputs, J.blocks.tolist()):  # collected
+                lines += [r"%s &= %s" % (block_name(out, s, "latex"), latex(b))
+                          for s, b in zip(ins, row)]
     return "$$\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}$$"
 
 
