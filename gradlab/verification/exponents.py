@@ -86,20 +86,23 @@ def distance(a, b, low=None):
     exponent) more; where gradlab's own estimates of one are noisy (round-off), an exact
     -inf against them is no difference; and where its start vectors give -inf for one
     and a finite value for another (a ReLU unit dead at some steps), anything at or
-    below the highest of them (ceiling, else nan) agrees."""
+    below the highest of them (ceiling, else nan) agrees; and where a came in a coarser
+    precision than gradlab's (float32), both at or below the floor of that precision
+    (coarse: `resolvable` at its eps; else -inf) are its round-off alike."""
     with np.errstate(invalid="ignore"):
         d = np.abs(a - b)
         d[a == b] = 0.0
         if low is not None:
-            floor, slack, noisy, ceiling = low
+            floor, slack, noisy, ceiling, coarse = low
             below = (a <= floor) & (b <= floor)
             d = np.where(below, np.maximum(d - slack, 0.0), d)
             d[below & noisy & (np.isinf(a) | np.isinf(b))] = 0.0
             d[a <= ceiling] = 0.0                            # nan ceiling: never
+            d[(a <= coarse) & (b <= coarse)] = 0.0           # round-off of a's precision
     return float(np.max(np.where(np.isnan(d), np.inf, d)))
 
 
-def lowest(runs, floor, scale=1.0, rounded=None, roof=None):
+def lowest(runs, floor, scale=1.0, rounded=None, roof=None, coarse=-math.inf):
     """(floor, slack, noisy) for `distance` from gradlab's estimates `runs` (SEEDS, k)
     and their `floor` (`resolvable`), in units `scale` times the natural log per step.
     Below the floor an exponent is allowed SPREAD times its own spread over start vectors
@@ -111,7 +114,8 @@ def lowest(runs, floor, scale=1.0, rounded=None, roof=None):
     highest of those agrees there too, and up to `roof` (k,), from `roundoff_roof`, but
     no higher than the highest estimate of any exponent before it (plus SPREAD times its
     spread): the roof alone sat at mean log |J_t|_F, above the top exponent, where one
-    step in 2400 was rank-deficient, and let any value below it pass."""
+    step in 2400 was rank-deficient, and let any value below it pass. `coarse`: the floor
+    of the answer's precision where it is coarser (`distance`), else -inf."""
     with np.errstate(invalid="ignore"):
         width = np.nan_to_num(runs.max(0) - runs.min(0), nan=0.0, posinf=np.inf)
     low = runs[0] <= floor
@@ -125,17 +129,18 @@ def lowest(runs, floor, scale=1.0, rounded=None, roof=None):
         top = np.maximum(top, np.minimum(roof, order))
     ceiling = np.where(np.isneginf(runs).any(0), top, np.nan)
     return (floor * scale, np.where(low, SPREAD * width + ROUNDOFF, 0.0) * abs(scale),
-            low & ((width > NOISY) | (runs[0] > floor - BAND)), ceiling * scale)
+            low & ((width > NOISY) | (runs[0] > floor - BAND)), ceiling * scale,
+            coarse * scale)
 
 
-def resolvable(values, J):
+def resolvable(values, J, eps=0.0):
     """The lowest exponent a QR iteration on J resolves, given its estimates `values`
     (..., k), per row: log(10 S eps) per step below the largest. A direction that shrinks
     faster than that against the top one (a singular J_t's null space: exactly -inf)
     comes out of each QR step as round-off, near log eps but different from run to run
     (lstm_nog, whose J has rank n: -36.23 against -36.18), unless J keeps it apart (a
     diagonal J): `lowest` says how far two such estimates may differ."""
-    S, eps = J.shape[-1], torch.finfo(J.dtype).eps
+    S, eps = J.shape[-1], max(torch.finfo(J.dtype).eps, eps)     # (eps: a coarser one)
     with np.errstate(invalid="ignore"):
         top = np.max(np.where(np.isfinite(values), values, -np.inf), axis=-1, keepdims=True)
     return top + math.log(10 * S * eps)

@@ -28,7 +28,7 @@ from ..flow.bound import setup
 from .exponents import (SPREAD, distance as _distance, exponent_pair, exponents, lowest,
                         resolvable, roundoff_roof, spread as _spread)
 from .trajectory import trajectories
-from .user import call_user, cell_part, real_array
+from .user import call_user, cell_part, real_answer, real_array
 from .volume import volume_mismatch
 
 
@@ -90,9 +90,15 @@ def _variants(cell, J, k, T, drift=0.0, eps=0.0, seeds=SEEDS):
         floor = float(resolvable(runs[0], M)[0])
         spread = max(_spread(runs, floor), drift)     # (a trajectory's own, if it parts)
         roof = roundoff_roof(M, k, eps).mean(0)
+        coarse = _coarse(resolvable(runs[0], M, eps)[0], M, eps)
         for words, c in scales:
             yield (tuple(m for m in (*mistakes, words) if m), runs[0] * c, spread * abs(c),
-                   lowest(runs, floor, c, rounded, roof))
+                   lowest(runs, floor, c, rounded, roof, coarse))
+
+
+def _coarse(floor, J, eps):
+    """The floor of the answer's precision where it is coarser than J's, else -inf."""
+    return float(floor) if eps > torch.finfo(J.dtype).eps else -math.inf
 
 
 def blind_spots(exact, floor, per_sequence, atol, ndim, given=False):
@@ -189,7 +195,7 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     with np.errstate(invalid="ignore"):       # (B, k): how far exponents move with it
         drift = np.zeros((xs.shape[1], k)) if J2 is None else np.nan_to_num(
             np.abs(exponents(J2, k) - exponents(J, k)), nan=0.0, posinf=0.0)
-    answered = real_array(got).dtype                # round-off in the coarser precision
+    answered = real_answer(got)[1]                  # round-off in the coarser precision
     eps = max(torch.finfo(d).eps for d in (answered, J.dtype) if d.is_floating_point)
     move = float(np.abs(drift.mean(0)).max())
     variants = list(_variants(cell, J, k, T, move, eps))
@@ -250,8 +256,9 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
             floors = resolvable(runs[0], J)[:, 0]                          # per sequence
             spread = max(max(_spread(runs[:, b], floors[b]), float(drift[b].max()))
                          for b in range(runs.shape[1]))
-            off = [_distance(r, runs[0, b], lowest(runs[:, b], floors[b], 1.0,
-                                                    rounded[:, b], roofs[b]))
+            coarse = resolvable(runs[0], J, eps)[:, 0]
+            off = [_distance(r, runs[0, b], lowest(runs[:, b], floors[b], 1.0, rounded[:, b],
+                                                    roofs[b], _coarse(coarse[b], J, eps)))
                    for b, r in enumerate(rows[:, :k])]
             return runs, floors, tolerance(exact, spread, floor), off
         runs, floors, tol, off = per_row(SEEDS)
