@@ -25,3 +25,27 @@ def test_round_off_is_judged_in_the_answers_precision(bottom, dtype, ok):
         e[3:] = bottom - 0.5 * np.arange(3)
         return e.astype(dtype)
     assert gradlab.check_lyapunov(routine, cell, params, xs, 6, atol=1e-2).ok is ok
+
+
+@pytest.mark.parametrize("bottom, dtype, ok", [(-36.0, np.float64, True),
+                                               (-16.0, np.float32, True),
+                                               (-5.0, np.float64, False),
+                                               (-5.0, np.float32, False)])
+def test_a_low_rank_w_without_zeros_leaves_round_off_only(bottom, dtype, ok):
+    """rnn_tanh with W = u v^T of rank 2 (no zero row): its bottom exponents are -inf,
+    and a QR routine reports its precision's round-off there (~-36 in float64); -5 is
+    not round-off in either precision (it passed: the bound there was log |J_t|_F,
+    capped only by the exponent before)."""
+    cell = gradlab.cell("rnn_tanh")
+    params = cell.init_params(4, 2, seed=0)
+    gen = torch.Generator().manual_seed(3)
+    params["W"] = 0.6 * torch.randn(4, 2, generator=gen, dtype=torch.float64) \
+        @ torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    xs = torch.randn(400, 2, 2, generator=torch.Generator().manual_seed(1),
+                     dtype=torch.float64)
+
+    def routine(params, xs, k):
+        e = np.array(gradlab.lyapunov(cell, params, xs, k).mean)
+        e[2:] = bottom
+        return e.astype(dtype)
+    assert gradlab.check_lyapunov(routine, cell, params, xs, 4, atol=1e-3).ok is ok

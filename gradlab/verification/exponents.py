@@ -75,8 +75,12 @@ def roundoff_roof(J, k, eps):
     start vectors gave -inf but one), and anything at or below this roof is it."""
     S = J.shape[-1]
     size = torch.linalg.matrix_norm(J).log().double().cpu()                     # (T, B)
-    dead = (torch.arange(k)[None, None] >= zero_rank(J).cpu()[..., None]).double()
-    return (size.mean(0)[:, None] + dead.mean(0) * math.log(QR_CONSTANT * S * eps)).numpy()
+    dead = (torch.arange(k)[None, None] >= zero_rank(J).cpu()[..., None]).double().mean(0)
+    # a direction no exact zero explains at any step is -inf only where J_t's rank is low
+    # at every step (rnn_tanh's W = u v^T): round-off at each (the bound at dead = 0,
+    # log |J_t|_F, let any value below the exponent before it pass)
+    dead = torch.where(dead > 0, dead, 1.0)
+    return (size.mean(0)[:, None] + dead * math.log(QR_CONSTANT * S * eps)).numpy()
 
 
 def distance(a, b, low=None):
