@@ -157,7 +157,7 @@ def test_a_misspelt_option_on_a_cell_jacobian_or_block_is_one_line():
     s = (torch.zeros(2, 4, dtype=torch.float64),) * 2
     for call, said in ((lambda: lstm.jacobian(wtr="input"), "Cell.jacobian(wrt='state')"),
                        (lambda: lstm.step_fn(backed="numpy"), "Cell.step_fn(backend='torch')"),
-                       (lambda: J.explicit(N=2), "Jacobian.explicit(n=2, m=None)"),
+                       (lambda: J.explicit(N=2), "Jacobian.explicit(n=None, m=None)"),
                        (lambda: J.terms(outt="c"), "Jacobian.terms(out=None, wrt=None)"),
                        (lambda: J["c", "h"].at(p, s), "Block.at(params, state, x, backend=None)")):
         with pytest.raises(gradlab.GradlabError, match=re.escape(f"it takes {said}")):
