@@ -175,7 +175,8 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     copy = {name: v.clone() if isinstance(v, torch.Tensor) else v      # entries the cell
             for name, v in params.items()} if isinstance(params, dict) else params  # ignores
     got = call_user(fn, copy, xs.detach().clone(), k)       # copies: fn may write into them
-    yours, rows = _mean(got), real_array(got).numpy()
+    answer, answered = real_answer(got)          # answered: its dtype, for round-off
+    yours, rows = _mean(got), answer.numpy()
     if rows.ndim == 2 and rows.shape[0] != xs.shape[1]:       # one row per sequence, or not
         raise GradlabError(f"the function under test returned {rows.shape[0]} rows; xs holds "
                            f"{xs.shape[1]} sequences (expected ({k},) or ({xs.shape[1]}, {k})"
@@ -195,7 +196,6 @@ def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
     with np.errstate(invalid="ignore"):       # (B, k): how far exponents move with it
         drift = np.zeros((xs.shape[1], k)) if J2 is None else np.nan_to_num(
             np.abs(exponents(J2, k) - exponents(J, k)), nan=0.0, posinf=0.0)
-    answered = real_answer(got)[1]                  # round-off in the coarser precision
     eps = max(torch.finfo(d).eps for d in (answered, J.dtype) if d.is_floating_point)
     move = float(np.abs(drift.mean(0)).max())
     variants = list(_variants(cell, J, k, T, move, eps))
