@@ -238,7 +238,7 @@ def test_whole_jacobian_arithmetic_is_a_block_matrix_printed_as_derive_does():
         for printed in (str(shown), sp.pretty(shown), sp.latex(shown)):
             assert not any(raw in printed for raw in INTERNALS + ("**", "Hadamard")), printed
     lstm = gradlab.cell("lstm").jacobian()
-    assert str(lstm.T).startswith("[[(W_fᵀ diag(c ⊙ f ⊙ (1 - f)) + ")
+    assert str(lstm.T).startswith("[[W_oᵀ diag(tanh(c') ⊙ o ⊙ (1 - o)) + (W_fᵀ diag(c ⊙ f ⊙ (1 - f)) + ")
     assert str(lstm.T).endswith("[diag(o ⊙ (1 - (tanh(c'))^2) ⊙ f), diag(f)]]")
     assert sp.latex(lstm.T).startswith(r"\begin{bmatrix}")
 

@@ -11,6 +11,7 @@ import numbers
 import sympy as sp
 from sympy import BlockMatrix
 
+from .algebra import transposed
 from .expressions import Expression, as_expression, bounded, pretty_lines, substituted, sympy_of
 from .printing import latex, text
 from ..errors import GradlabError
@@ -84,8 +85,10 @@ class Blocks(BlockMatrix):
 
     # arithmetic whose result is a block matrix: one of the blocks' products, sums or
     # multiples by a number; an inverse (no block formula gradlab shows) is an Expression
-    def _eval_transpose(self):
-        return Blocks(BlockMatrix._eval_transpose(self).blocks)
+    def _eval_transpose(self):     # block by block, pushed down to the symbols: SymPy's
+        rows = self.blocks.tolist()   # Transpose(...).doit() asked SymPy's assumptions
+        return Blocks(sp.ImmutableMatrix([[transposed(rows[i][j]) for i in range(len(rows))]
+                                          for j in range(len(rows[0]))]))
 
     def _eval_inverse(self):               # J.inverse(), Inverse(J).doit(): SymPy's own
         _square(self, "J.inverse()", "an inverse")
