@@ -315,3 +315,17 @@ def test_the_report_is_the_same_whatever_the_thread_count(tmp_path):
         torch.set_num_threads(saved)
     assert torch.get_num_threads() == saved
     assert (tmp_path / "a" / "data.json").read_bytes() == (tmp_path / "b" / "data.json").read_bytes()
+
+
+def test_charlm_figure_counts_training_steps_from_zero_as_the_drift_figure_does():
+    """Entry i of train_bits is the loss before update i (the model after i steps), as
+    entry i of a run's state_rms is: both figures put it at training step i (the loss
+    curve started at 1 while the drift figure's started at 0)."""
+    from gradlab.training import figures
+    record = {"train_bits": [6.0, 5.0, 4.0], "unigram_bits": 4.5, "corpus": "c",
+              "trained": {"bits": 3.9}}
+    line = figures.charlm(record).axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [0, 1, 2]
+    run = {"cell": "lstm", "state_rms": [1.0, 2.0, 3.0], "write_gate": [0.5] * 3}
+    top = figures.drift([run], {"lstm": "#000000"}, "t").axes[0].get_lines()[0]
+    assert list(top.get_xdata()) == list(line.get_xdata())

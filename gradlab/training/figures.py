@@ -116,7 +116,7 @@ def charlm(record):
     fig = Figure(figsize=(7.5, 3.6), layout="constrained")
     ax = fig.add_subplot()
     bits = _finite(record["train_bits"])
-    ax.plot(np.arange(1, len(bits) + 1), bits, color="#1f77b4", label="training batch")
+    ax.plot(np.arange(len(bits)), bits, color="#1f77b4", label="training batch")
     ax.axhline(record["unigram_bits"], color="grey", ls="--",
                label="character frequencies (held out)")
     ax.axhline(record["trained"]["bits"], color="#d62728", ls=":",
