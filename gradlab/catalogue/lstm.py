@@ -21,7 +21,11 @@ from ..registry import register
 @declare(state="h c", params="W_i W_f W_g W_o U_i U_f U_g U_o b_i b_f b_g b_o", gate_bias="b_f",
          source="Hochreiter & Schmidhuber 1997; Gers, Schmidhuber & Cummins 2000; torch nn.LSTM")
 def lstm(s):
-    """The basic LSTM: a cell c written additively, read through o into the shadow state h."""
+    """The basic LSTM: a cell c written additively, read through o into the shadow state h.
+    This is torch.nn.LSTM's form, not the 1997 paper's: the forget gate f is Gers et al.'s
+    (2000; Hochreiter & Schmidhuber's cell had none, f = 1) and both squashings are tanh
+    (the 1997 paper's were scaled logistic sigmoids, g = 2 tanh(a/2) and h = tanh(c/2));
+    no peepholes (those are peephole_lstm's)."""
     i = s.let("i", sigmoid(s.W_i @ s.h + s.U_i @ s.x + s.b_i))
     f = s.let("f", sigmoid(s.W_f @ s.h + s.U_f @ s.x + s.b_f))
     g = s.let("g", tanh(s.W_g @ s.h + s.U_g @ s.x + s.b_g))
