@@ -76,7 +76,8 @@ Modules, one concern each:
     linalg      thin_qr (geqrf + Householder product), orthonormalized (on a GPU by
                 Cholesky QR), top_singular
     subspace    certified subspace iteration for sigma_max, on a power of P P^T
-    lanczos     Spectral (chunk after chunk), block Lanczos, the tolerance
+    lanczos     Spectral (chunk after chunk), block Lanczos, the tolerance;
+                largest_exponent and power_of_two, exact power-of-two rescaling
     chain       Chain: the running product, transposed, in slabs by block structure
     scale       Scale: a product's norm as an exact power of two and a mantissa; Ring,
                 its form for recorded chunks
@@ -84,10 +85,14 @@ Modules, one concern each:
     walk        walk: the backward pass over chunks of lags, every norm
     loss        loss_walk: what a loss at the end sees of each step
     rates       slope, slope_stderr, timescale_of_rate, why a rate is not a plain number
+    reach       reach: how far back each sequence's products can be read (an inf or nan
+                state or input ends it), and why not further
     benettin    Lyapunov exponents: lyapunov, the Lyapunov result
     result      Flow, gradient_flow
     module      ModuleBound: a torch module's own step, Jacobians by jacrev (the fallback
                 for what gradlab cannot declare; Flow.symbolic is False)
+    initial     module_state0: the initial state of a module's run (state0= or the
+                module's own state0)
     torch_step  TorchStep: torch's nn.RNN/LSTM/GRU as such a step (a cross-check)
 """
 

@@ -1,0 +1,20 @@
+"""A new engineer's review of the codebase: what its own texts say about its layout and
+commands, held to what the code is."""
+
+import pathlib
+import re
+
+import gradlab
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "gradlab"
+
+
+def test_the_flow_package_lists_every_one_of_its_modules():
+    """flow/__init__'s "Modules, one concern each" named neither reach.py nor initial.py."""
+    import gradlab.flow
+    modules = gradlab.flow.__doc__.split("Modules, one concern")[1]
+    listed = set(re.findall(r"^    ([a-z_]+)  ", modules, re.M))
+    present = {p.stem for p in (PACKAGE / "flow").glob("*.py") if p.stem != "__init__"}
+    assert present - listed == set(), f"flow modules not listed: {present - listed}"
+    assert listed - present == set(), f"listed but not in flow/: {listed - present}"
