@@ -1,6 +1,6 @@
 """The CLI's vocabulary: option types that refuse bad values in one line, the parsing of
 --cells and number lists, and progress on stderr. Parsing and printing only: the commands
-in `cli` call the library with what these return."""
+in `gradlab.commands` call the library with what these return."""
 
 import errno
 import math
@@ -25,7 +25,8 @@ def cell_list(value):
 
 
 def cells_option(value, default):
-    """--cells for report, bench and sweep: names (or specs) as given, 'all', or the default."""
+    """--cells for report, bench, sweep, train and verify: names (or specs) as given, 'all',
+    or the default."""
     from . import registry
     if value is None:
         return list(default)

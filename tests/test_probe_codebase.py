@@ -18,3 +18,15 @@ def test_the_flow_package_lists_every_one_of_its_modules():
     present = {p.stem for p in (PACKAGE / "flow").glob("*.py") if p.stem != "__init__"}
     assert present - listed == set(), f"flow modules not listed: {present - listed}"
     assert listed - present == set(), f"listed but not in flow/: {listed - present}"
+
+
+def test_the_commands_package_names_the_module_of_each_command():
+    """gradlab/commands/__init__ said the report commands live in gradlab.cli, which holds
+    none: they are in commands/reports.py."""
+    import gradlab.commands
+    from gradlab.cli import cli
+    doc = gradlab.commands.__doc__
+    for name, command in cli.commands.items():
+        module = command.callback.__module__.rsplit(".", 1)[1]
+        assert f"`{module}` (" in doc and name in doc, (name, module)
+    assert "live in `gradlab.cli`" not in doc

@@ -1,1 +1,3 @@
-"""The `gradlab` subcommands beyond the reports (which live in `gradlab.cli`)."""
+"""The `gradlab` subcommands, which `gradlab.cli` gathers into its command group:
+`inspect` (cells, derive, verify, check, shell), `reports` (report, bench, sweep and sweep
+merge) and `learning` (train, init)."""
