@@ -30,3 +30,13 @@ def test_the_commands_package_names_the_module_of_each_command():
         module = command.callback.__module__.rsplit(".", 1)[1]
         assert f"`{module}` (" in doc and name in doc, (name, module)
     assert "live in `gradlab.cli`" not in doc
+
+
+def test_init_help_names_both_ways_it_exits_1():
+    """init exits 1 where fresh sequences do not confirm the timescale the search reached
+    (critical_init's fresh_timescale, f58348a); its --help named only 'never got there'."""
+    from click.testing import CliRunner
+    from gradlab.cli import cli
+    out = CliRunner().invoke(cli, ["init", "--help"]).output
+    words = " ".join(out.split())
+    assert "fresh" in words and "not confirmed" in words, words

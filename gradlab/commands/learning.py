@@ -109,9 +109,10 @@ def init_(cell, timescale, hidden, inputs, weight_scale, bias_scale, input_scale
     """Critical initialisation: init_params options whose gradients decay over TIMESCALE
     steps, from mean-field theory corrected by measurement at --hidden.
 
-    Exit 0 when the measured timescale is within 10 % of TIMESCALE; exit 1, with a warning
-    on stderr (and no --write-torch file), when it never got there: the options printed
-    are then only the closest measured."""
+    Exit 0 when the measured timescale is within 10 % of TIMESCALE, on the search's sequence
+    and again on fresh ones; exit 1, with a warning on stderr (and no --write-torch file),
+    when it never got there (the options printed are then only the closest measured) or
+    when the fresh sequences do not confirm it ("not confirmed")."""
     from .. import registry
     from ..checkpoint import CELL_ARCH, new_file, save_new
     from ..meanfield import critical_init
