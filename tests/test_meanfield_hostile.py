@@ -18,7 +18,7 @@ from gradlab.cli import cli
 from gradlab.errors import GradlabError
 from gradlab.interop import to_torch
 from gradlab.meanfield import critical_init, mean_field, timescale_grid
-from gradlab.meanfield.checks import default_lags
+from gradlab.meanfield.lag_window import default_lags
 from gradlab.reports.measurements import Setup, measure
 
 QUICK = dict(units=200, burn_in=5, steps=10)            # annealed, small

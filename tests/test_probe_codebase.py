@@ -40,3 +40,13 @@ def test_init_help_names_both_ways_it_exits_1():
     out = CliRunner().invoke(cli, ["init", "--help"]).output
     words = " ".join(out.split())
     assert "fresh" in words and "not confirmed" in words, words
+
+
+def test_the_mean_field_lag_window_lives_in_a_module_named_for_it():
+    """meanfield/checks.py once checked every number the mean-field API takes; since
+    a28cdd3 it holds the lag window alone (default_lags, lags), under a name that no longer
+    said so."""
+    from gradlab.meanfield import lag_window
+    assert not (PACKAGE / "meanfield" / "checks.py").exists()
+    assert lag_window.default_lags(100) == (12, 80)
+    assert lag_window.lags(None, 30) == (3, 30)

@@ -49,7 +49,7 @@ import numpy as np
 
 from .. import progress
 from ..errors import GradlabError, check_seed, integer
-from .checks import lags as check_lags
+from .lag_window import lags as check_lags
 from .population import normal, population
 from .sampling import Sampled, refuse_undersampled
 
@@ -276,7 +276,7 @@ def dynamic(cell, scales, *, units=1024, steps=400, inputs=None, lags=None, seed
     `steps` >= 3 steps from the zero state (inputs: None for white input fields, or m, the
     input size, for exact U x_t), the slope of the theory's log-norm curve over lags
     (start, stop), 1 <= start < stop <= steps, as Flow.rate fits it (default
-    `checks.default_lags`: (steps // 8, steps - 20), or up to the last lag under 40
+    `lag_window.default_lags`: (steps // 8, steps - 20), or up to the last lag under 40
     steps)."""
     rates, curves, envs, vectors, (thin, counts) = solve(
         cell, [scales], units=units, steps=steps, inputs=inputs, lags=lags, seed=seed)

@@ -19,7 +19,7 @@ from ..flow import make_inputs
 from ..flow.bound import setup
 from ..lowering.lower import compiled
 from ..registry import cell as as_cell
-from .checks import lags as check_lags
+from .lag_window import lags as check_lags
 
 
 def probe_curve(cell, params, xs, *, probes=32, seed=0):
@@ -53,7 +53,7 @@ def probe_rate(cell, options, *, hidden, inputs, steps, batch=2, probes=32, seed
     """The Frobenius-norm rate of `cell` initialised by init_params(hidden, inputs,
     seed=seed, **options) (gaussian) and driven by make_inputs("gaussian", steps, batch,
     inputs, seed=seed + 1), estimated from `probes` random probes per sequence (generator
-    seeded by `seed`), fitted over lags (start, stop) (default `checks.default_lags`:
+    seeded by `seed`), fitted over lags (start, stop) (default `lag_window.default_lags`:
     (steps // 8, steps - 20), or up to the last lag under 40 steps)."""
     c = as_cell(cell)
     steps = integer(steps, "steps", 2)              # a slope needs two lags
