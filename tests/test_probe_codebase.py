@@ -50,3 +50,20 @@ def test_the_mean_field_lag_window_lives_in_a_module_named_for_it():
     assert not (PACKAGE / "meanfield" / "checks.py").exists()
     assert lag_window.default_lags(100) == (12, 80)
     assert lag_window.lags(None, 30) == (3, 30)
+
+
+def test_jacobian_reads_the_chain_rule_s_totals_through_its_public_api():
+    """jacobian.py named the sums it shows from derive.Chain's private `_totals`; Chain
+    now says what it derived (`totals`), and jacobian.py reaches into no other module's
+    private attribute of it."""
+    from gradlab.symbolic.derive import Chain
+    lstm = gradlab.cell("lstm")
+    h = lstm.state_symbols[0]
+    chain = Chain(lstm.lets, h)
+    chain.total(lstm.outputs[0])
+    totals = chain.totals
+    assert list(totals) == [q for q in lstm.lets if q in totals]      # in the lets' order
+    assert set(lstm.outputs[:1]) <= set(totals)
+    totals.clear()                                                    # a copy: Chain keeps its own
+    assert chain.totals
+    assert "._totals" not in (PACKAGE / "symbolic" / "jacobian.py").read_text()

@@ -73,6 +73,12 @@ class Chain:
             self._depends[expr] = known
         return known
 
+    @property
+    def totals(self):
+        """let-bound quantity -> its total Jacobian d q / d wrt, for each derived so far (by
+        `total`, which derives the lets before it first), in the order of the lets."""
+        return dict(self._totals)
+
     def total(self, sym):
         """d sym / d wrt, with sym a let-bound quantity or wrt itself."""
         if sym == self.wrt:

@@ -47,7 +47,7 @@ def readable_blocks(cell, wrt):
     for j, s in enumerate(ins):
         chain = Chain(cell.lets, s)
         blocks = [chain.total(out) for out in cell.outputs]
-        subs = {J: Partial(q, s) for q, J in chain._totals.items()
+        subs = {J: Partial(q, s) for q, J in chain.totals.items()
                 if isinstance(q, MatrixSymbol) and isinstance(J, MatAdd)}
         for i, block in enumerate(blocks):
             rows[i][j] = al.collect(_name_sums(block, subs, keep=block))
