@@ -4,8 +4,11 @@
                         q*  = sw^2 E[tanh(sqrt(q*) z)^2] + sv^2 R + sb^2
                         chi = sw^2 E[tanh'(sqrt(q*) z)^2]
                     the log of a gradient norm falls by (1/2) ln chi per step.
+    mean_field_rate (1/2) ln chi, that per-step rate (in logs where chi underflows).
+    timescale       xi = -1 / (2 rate): the steps in which the mean squared gradient falls
+                    by e (-1 / ln chi for the mean-field rate).
     pascanu_rate    ln(gamma ||W||_2): the per-step log of Pascanu et al.'s bound
-                    ||P_k|| <= (gamma ||W||)^k (tanh: gamma = 1).
+                    ||P_k|| <= (gamma ||W||)^k (VANILLA_GAMMA: 1 for tanh and relu).
     gate_rate       ln sigma(a): with zero recurrent weights and a constant gate
                     pre-activation a, the gated product is sigma(a)^k I exactly.
 """

@@ -67,3 +67,14 @@ def test_jacobian_reads_the_chain_rule_s_totals_through_its_public_api():
     totals.clear()                                                    # a copy: Chain keeps its own
     assert chain.totals
     assert "._totals" not in (PACKAGE / "symbolic" / "jacobian.py").read_text()
+
+
+def test_the_theory_module_lists_every_formula_it_holds():
+    """theory.py's docstring lists its formulas; timescale and mean_field_rate, which the
+    reports, the sweep and the flow's rates all call, were not among them."""
+    import inspect
+    from gradlab import theory
+    public = [name for name, f in vars(theory).items() if inspect.isfunction(f)
+              and f.__module__ == theory.__name__ and not name.startswith("_")]
+    listed = set(re.findall(r"^    ([a-z_]+) ", theory.__doc__, re.M))
+    assert set(public) - listed == set(), set(public) - listed
