@@ -78,3 +78,15 @@ def test_the_theory_module_lists_every_formula_it_holds():
               and f.__module__ == theory.__name__ and not name.startswith("_")]
     listed = set(re.findall(r"^    ([a-z_]+) ", theory.__doc__, re.M))
     assert set(public) - listed == set(), set(public) - listed
+
+
+def test_ci_run_says_of_torch_what_its_command_and_the_readme_do():
+    """.ci/run's comment said it installs torch's CPU build so that pip pulls no CUDA one;
+    its command (README's, as written) names no CPU index, and README says pip may fetch
+    the CUDA build away from this project's machines."""
+    text = (ROOT / ".ci" / "run").read_text()
+    comment = " ".join(line.lstrip("# ") for line in text.splitlines() if line.startswith("#"))
+    command = text.splitlines()[-1]
+    assert command in (ROOT / "README.md").read_text()
+    if "--index-url" not in command:
+        assert "does not pull" not in comment and "installs the CPU build" not in comment
