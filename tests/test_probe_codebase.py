@@ -90,3 +90,15 @@ def test_ci_run_says_of_torch_what_its_command_and_the_readme_do():
     assert command in (ROOT / "README.md").read_text()
     if "--index-url" not in command:
         assert "does not pull" not in comment and "installs the CPU build" not in comment
+
+
+def test_the_readme_module_map_names_every_module_of_the_package():
+    """README's "How it works" map, completed once (a4d3336), had fallen behind: registry,
+    exits, torch_state, testing, device, batching, progress, bidirectional, new_files,
+    errors and repl were in no row."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## How it works")[1].split("\n\n")[1]
+    top = {p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("__")}
+    top |= {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    missing = {m for m in top if not re.search(rf"\b{m}(\.py|/)", section)}
+    assert not missing, sorted(missing)
