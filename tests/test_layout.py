@@ -46,6 +46,26 @@ def test_no_private_name_is_imported_across_modules():
     assert not reaches, reaches
 
 
+def test_no_private_attribute_of_another_modules_object_is_read():
+    """An object's private data (`x._name = ...` in one module) read from another module,
+    `chain._totals` or `builder._symbols[part]`: the owner's module offers a public way."""
+    owned, reads = {}, []
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets = (node.targets if isinstance(node, ast.Assign) else
+                       [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+            for target in targets:
+                for t in ast.walk(target):
+                    if isinstance(t, ast.Attribute) and t.attr.startswith("_"):
+                        owned.setdefault(t.attr, set()).add(path)
+            if (isinstance(node, ast.Attribute) and re.fullmatch(r"_[a-z]\w*", node.attr)
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                reads.append((path, node))
+    reaches = [f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node)}"
+               for path, node in reads if path not in owned.get(node.attr, {path})]
+    assert not reaches, reaches
+
+
 def test_no_private_attribute_of_another_module_is_used():
     """`lower._prepare(...)`-style reaches through a module object."""
     reaches = []

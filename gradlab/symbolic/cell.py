@@ -5,7 +5,7 @@ import functools
 import sympy as sp
 from sympy import MatrixSymbol
 
-from .language import SIZES, Builder, Value, n, parameter_symbol
+from .language import SIZES, Builder, Value, n, parameter_symbol, symbol_of
 from .mistakes import NEW_NAME_TAKEN, hint, line_of, where
 from .declared import (check_cell_name, check_gate_bias, check_names, param_specs, refuse,
                        state_parts)
@@ -205,7 +205,7 @@ class Cell:
         symbols = []
         for part, value in zip(parts, out):
             value = value if isinstance(value, Value) else Value(value)
-            old = builder._symbols[part]
+            old = symbol_of(builder, part)
             if value.expr == old:
                 raise GradlabError(f"state part '{part}' is never updated: its new value "
                                    f"is the old {part}")

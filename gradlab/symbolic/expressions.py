@@ -316,8 +316,8 @@ class Block(Expression):
         """This block's numbers, batched: (B, n, n) or (B, n, m)."""
         full = self.jacobian.at(params, state, x, backend)
         n = state[0].shape[-1] if isinstance(state, (tuple, list)) else state.shape[-1]
-        cols = slice(self.j * n, (self.j + 1) * n) if self.jacobian._wrt == "state" \
-            else slice(None)
+        cols = slice(self.j * n, (self.j + 1) * n) if self.wrt in self.jacobian.parts \
+            else slice(None)                  # a state part's columns, or all of x's
         return full[:, self.i * n:(self.i + 1) * n, cols]
 
 

@@ -303,12 +303,16 @@ def _named(v, what, power="pow"):
     return v, v.expr.name.replace("~", "tilde").replace("^", power)
 
 
+def symbol_of(builder, name):
+    """The SymPy symbol of a name declared in `builder` (whose attributes are the cell's)."""
+    return builder._symbols[name]
+
+
 class Builder:
     """The namespace a declaration function receives: parameters, state parts, x and let.
-
-    `s.NAME` is the parameter, state part or input called NAME, and nothing else: the
-    sizes are `s.hidden_size` and `s.input_size` (the SymPy symbols n and m), so a state
-    part may itself be called n or m (as in the xLSTM paper)."""
+    `s.NAME` is the parameter, state part or input called NAME, and nothing else: the sizes
+    are `s.hidden_size` and `s.input_size` (the SymPy symbols n and m), so a state part may
+    itself be called n or m (as in the xLSTM paper)."""
 
     def __init__(self, cell_name, state, params, inputs="x"):
         self._cell = cell_name
@@ -316,8 +320,7 @@ class Builder:
         self._symbols[inputs] = MatrixSymbol(inputs, m, 1)
         self._symbols.update({p: parameter_symbol(p, shape) for p, shape in params.items()})
         self._lets = {}       # let-bound symbol -> its definition, in order of declaration
-        # identifier in the lowered code -> the name that has it (h' and h_p both print
-        # as v_h_p: two such names would be one variable)
+        # lowered identifier -> the name that has it (h' and h_p, both v_h_p, would clash)
         self._printed = {identifier(str(s)): str(s) for s in self._symbols.values()}
         self._typeset = {}    # LaTeX -> the name that prints so (h1 and h_1 are both h_{1})
         for sym in self._symbols.values():
@@ -331,8 +334,7 @@ class Builder:
                                    f"alike ({form.format(shown)}); rename one")
 
     def declared(self):
-        """Every symbol an equation may use: the state parts, the input, the parameters,
-        the let-bound names and the sizes n and m."""
+        """Every symbol an equation may use: state parts, input, parameters, lets, n, m."""
         return {*self._symbols.values(), *self._lets, n, m}
 
     @property
