@@ -156,16 +156,22 @@ def ensure_params_fit(cell, hidden, inputs, *, device="cpu", available=None):
                        advice="hidden or inputs")
 
 
-def ensure_meanfield_fits(cell, method, units, steps, *, available=None):
+def ensure_meanfield_fits(cell, method, units, steps, *, inputs=None, available=None):
     """`mean_field`: a population of `units` units, a few float64 arrays per named quantity
     (annealed: ~160 B a unit per quantity measured); the dynamic theory keeps each step's
-    vectors for the backward pass (~40 B a unit, step and quantity). Twice that, and more
+    vectors for the backward pass (~40 B a unit, step and quantity), and with `inputs=m`
+    draws each input weight (units x m) and the inputs (steps x m). Twice that, and more
     for small counts, is what is asked for."""
     from .registry import cell as lookup
     quantities = len(lookup(cell).lets) + 1
-    per_unit = 8 * 40 * quantities if method == "annealed" else 8 * 10 * quantities * (steps + 10)
-    return ensure_fits(per_unit * units, what=f"mean field ({method}) of {units} units",
-                       available=available, advice="units=")
+    if method == "annealed":
+        return ensure_fits(8 * 40 * quantities * units, available=available,
+                           what=f"mean field (annealed) of {units} units", advice="units=")
+    need = 8 * 10 * quantities * (steps + 10) * units \
+        + 8 * 2 * (inputs or 0) * (quantities * units + steps)
+    return ensure_fits(need, what=f"mean field (dynamic) of {units} units over {steps} steps"
+                       + (f" with inputs={inputs}" if inputs else ""), available=available,
+                       advice="units=, steps= or inputs=" if inputs else "units= or steps=")
 
 
 def ensure_init_fits(cell, hidden, inputs, steps, *, available=None, job="gradlab init",

@@ -97,9 +97,12 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
     population(c)          # reads the declaration (refuses what it cannot read, one line)
     defaults = inspect.signature(METHODS[method]).parameters
     units, steps = (options.get(k, defaults[k].default) for k in ("units", "steps"))
+    inputs = options.get("inputs") if method == "dynamic" else None
     if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
            for v in (units, steps)):             # else the method names what is wrong
-        ensure_meanfield_fits(c, method, int(units), int(steps))
+        inputs = int(inputs) if isinstance(inputs, numbers.Integral) \
+            and not isinstance(inputs, bool) and inputs > 0 else None
+        ensure_meanfield_fits(c, method, int(units), int(steps), inputs=inputs)
     try:
         with overflow_is_nan():
             rate, moments = METHODS[method](c, scales, **options)

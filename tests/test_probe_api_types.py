@@ -1,0 +1,23 @@
+"""Hostile argument values and types through the public API: each call gives a correct
+result or one GradlabError line naming the bad value and the valid choices, refuses a
+size past memory before it allocates, and leaves the caller's tensors and torch's state
+as they were."""
+
+import pytest
+
+import gradlab
+from gradlab.errors import GradlabError
+
+
+def test_a_dynamic_mean_field_with_inputs_past_memory_is_refused_before_drawing():
+    """inputs=m draws (units x m) input weights and (steps x m) inputs: 10**9 inputs
+    asked numpy for 119 GiB (a MemoryError), unchecked by the memory estimate."""
+    with pytest.raises(GradlabError, match=r"inputs=1000000000 needs about .* smaller "
+                                           r"units=, steps= or inputs="):
+        gradlab.mean_field("gru", method="dynamic", units=16, steps=5, inputs=10**9)
+
+
+def test_a_dynamic_mean_field_past_memory_by_its_steps_names_steps():
+    """The refusal said 'use a smaller units=' where steps was what was too large."""
+    with pytest.raises(GradlabError, match=r"over 1000000000 steps .* units= or steps="):
+        gradlab.mean_field("gru", method="dynamic", units=16, steps=10**9)
