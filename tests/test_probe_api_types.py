@@ -21,3 +21,11 @@ def test_a_dynamic_mean_field_past_memory_by_its_steps_names_steps():
     """The refusal said 'use a smaller units=' where steps was what was too large."""
     with pytest.raises(GradlabError, match=r"over 1000000000 steps .* units= or steps="):
         gradlab.mean_field("gru", method="dynamic", units=16, steps=10**9)
+
+
+@pytest.mark.parametrize("name", ["", 0, False])
+def test_a_stack_named_by_an_empty_or_false_value_is_refused_as_declare_refuses_it(name):
+    """stack(..., name="") silently named the cell gru_x2 (`name or default`), where
+    declare(name="") refuses the same name in one line."""
+    with pytest.raises(GradlabError, match=r"cell name .* is not a plain Python identifier"):
+        gradlab.stack("gru", 2, name=name)

@@ -224,7 +224,8 @@ def _stack(layer_cell, layers, name, exogenous):
     read = f"new {fed}" if layer_cell.output is None else f"output (of its new {fed})"
     declaration.__doc__ = (f"{layers} layers of {layer_cell.name}, layer l reading layer "
                            f"l-1's {read}{wide}. {layer_cell.doc}")
-    name = name or f"{layer_cell.name}_x{layers}" + ("_bidir" if exogenous else "")
+    if name is None:     # (a name given, "" or 0 too, is checked as declare checks it)
+        name = f"{layer_cell.name}_x{layers}" + ("_bidir" if exogenous else "")
     one_way = " (one direction of a bidirectional stack)" if exogenous else ""
     stacked = Cell(declaration, name=name, state=state, params=params, inputs=x,
                    source=f"{layers} stacked layers of {layer_cell.name}{one_way} "
