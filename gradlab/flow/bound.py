@@ -267,6 +267,15 @@ def check_params(cell, params):
         raise GradlabError(f"param '{odd}' of cell '{cell.name}' is a "
                            f"{type(params[odd]).__name__}, not a torch tensor (torch."
                            "as_tensor makes one)")
+    for p in cell.param_names:       # before any op on them: torch's own error otherwise
+        t = params.get(p)
+        kind = None if t is None else "nested" if t.is_nested else "quantized" \
+            if t.is_quantized else str(t.layout).removeprefix("torch.")
+        if kind not in (None, "strided"):
+            raise GradlabError(f"param '{p}' of cell '{cell.name}' is a {kind} tensor; give "
+                               "a dense one" + {"nested": " (one array of the n entries)",
+                                                "quantized": " (.dequantize())"}.get(
+                                                    kind, " (.to_dense())"))
     arguments.require_params(cell, params)
     traced = next((p for p in cell.param_names if transformed(params[p])), None)
     if traced is not None:
