@@ -328,3 +328,31 @@ def test_direction_inputs_refuses_a_state0_it_cannot_read_in_one_line():
     single = (torch.zeros(2, 3, dtype=torch.float32),) * 3          # read on the module's
     assert torch.equal(direction_inputs(module, xs, "forward", state0=single),   # dtype
                        direction_inputs(module, xs, "forward"))
+
+
+class _SetsGlobals(torch.nn.Module):
+    """A protocol step whose forward sets torch's default dtype and seeds its generator."""
+
+    def __init__(self):
+        super().__init__()
+        self.W = torch.nn.Parameter(0.3 * torch.eye(3, dtype=D))
+
+    def forward(self, x, state):
+        torch.set_default_dtype(torch.float64)
+        torch.manual_seed(123)
+        return (torch.tanh(state[0] @ self.W + x),)
+
+
+def test_a_modules_global_settings_do_not_outlive_gradient_flow():
+    """The forward run and the walk keep torch's process-wide settings (torch_state.kept):
+    the caller's default dtype stayed float64 and its random state moved."""
+    dtype, rng = torch.get_default_dtype(), torch.get_rng_state()
+    try:
+        flow = gradlab.gradient_flow(_SetsGlobals(), _xs(T=4, B=2, m=3),
+                                     state0=(torch.zeros(2, 3, dtype=D),))
+        assert torch.get_default_dtype() == dtype                  # after the forward run
+        assert np.isfinite(flow.log_norm("spectral")).all()        # and after the walk
+        assert torch.get_default_dtype() == dtype
+        assert torch.equal(torch.get_rng_state(), rng)
+    finally:
+        torch.set_default_dtype(dtype)

@@ -30,6 +30,7 @@ from ..batching import fallback_quiet
 from ..budget import ensure_walk_fits
 from ..errors import GradlabError, flag
 from ..torch_guards import refuse_nonfinite, refuse_quantized, refuse_updating, unwrap
+from ..torch_state import kept
 from .arrays import converted
 from .bound import as_inputs, setup
 from .initial import module_state0, structure
@@ -93,7 +94,14 @@ class ModuleBound:
         return self.flatten(new)
 
     def states(self, xs, state0):
-        """(T+1, B, S): the flattened states s_0..s_T, one tuple entry (one part)."""
+        """(T+1, B, S): the flattened states s_0..s_T, one tuple entry (one part). Here,
+        in `blocks` and in `jacobian`, torch's process-wide settings are `kept`: a module
+        whose forward sets a default dtype or device (or draws from torch's generator)
+        leaves the caller's session as it was."""
+        with kept():
+            return self._states(xs, state0)
+
+    def _states(self, xs, state0):
         T = xs.shape[0]
         out = torch.empty(T + 1, self.B, self.S, dtype=xs.dtype, device=xs.device)
         out[0] = self.flatten(state0)
@@ -204,11 +212,13 @@ class ModuleBound:
                 ) from None
 
     def blocks(self, state, x, steps):
-        J = self._jacrev(0, state[0], x)
+        with kept():
+            J = self._jacrev(0, state[0], x)
         return [[J.detach().view(steps, x.shape[0] // steps, self.S, self.S)]]
 
     def jacobian(self, wrt, state, x, out=None):
-        return self._jacrev(0 if wrt == "state" else 1, state[0], x).detach()
+        with kept():
+            return self._jacrev(0 if wrt == "state" else 1, state[0], x).detach()
 
 
 def torch_recurrent(module):
