@@ -54,9 +54,13 @@ def flow_bytes(*, hidden, inputs, steps, batch, parts=2, params=12, itemsize=8):
     return int(SLACK * (itemsize * (square + vectors + weights) + 8 * logs))
 
 
+LYAPUNOV_SPAN = 4     # a report's Lyapunov exponents run over 4 T steps, the first T
+                      # discarded as transient (reports/measurements.py; here, torch-free)
+
+
 def report_bytes(**sizes):
-    """A report's cell: the flow, and Lyapunov exponents over 4 T steps."""
-    long = dict(sizes, steps=4 * sizes["steps"])
+    """A report's cell: the flow, and Lyapunov exponents over LYAPUNOV_SPAN T steps."""
+    long = dict(sizes, steps=LYAPUNOV_SPAN * sizes["steps"])
     return max(flow_bytes(**sizes), flow_bytes(**long))
 
 

@@ -102,3 +102,14 @@ def test_the_readme_module_map_names_every_module_of_the_package():
     top |= {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     missing = {m for m in top if not re.search(rf"\b{m}(\.py|/)", section)}
     assert not missing, sorted(missing)
+
+
+def test_a_reports_memory_estimate_follows_the_lyapunov_span(monkeypatch):
+    """budget.report_bytes counts the Lyapunov run the report makes, LYAPUNOV_SPAN T steps,
+    from the one constant measurements runs it by (it wrote 4 T by hand)."""
+    from gradlab import budget
+    from gradlab.reports import measurements
+    assert measurements.LYAPUNOV_SPAN is budget.LYAPUNOV_SPAN
+    sizes = dict(hidden=8, inputs=8, steps=100, batch=4)
+    monkeypatch.setattr(budget, "LYAPUNOV_SPAN", 10)
+    assert budget.report_bytes(**sizes) == budget.flow_bytes(**dict(sizes, steps=1000))

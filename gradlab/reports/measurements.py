@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import registry, theory
+from ..budget import LYAPUNOV_SPAN
 from ..errors import GradlabError, derived_seed
 from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, OVERFLOW, ZERO, gradient_flow, \
     make_inputs, run_states, slope_stderr
@@ -24,7 +25,6 @@ from ..symbolic.structure import kind
 
 LOG10E = 1 / math.log(10)
 SATURATED = 0.05      # a gate value below 0.05 or above 0.95 counts as saturated
-LYAPUNOV_SPAN = 4     # Lyapunov exponents over 4 T steps, the first T discarded as transient
 LYAPUNOV_K = 4
 THEORY_UNITS = 1024  # the dynamic mean-field population: the large-n limit a theory describes
 GATED_EXACT = {"lstm": ("c", "c"), "gru": None, "gru_torch": None, "minimal_rnn": None}
