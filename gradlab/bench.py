@@ -164,6 +164,23 @@ def run_bench(cells, hidden, steps, batch, device="cpu", dtype="float64", seed=0
                            repeats, label=name) for name in cells]
 
 
+def bench_each(cells, hidden, inputs, steps, batch, device="cpu", dtype="float64", *,
+               seed=0, repeats=3, progress=None):
+    """`gradlab bench`: the cells' memory checked first, all of them, then `run_bench` for
+    each in turn, `progress(name)` after each; their results, one list."""
+    from . import budget
+    resolve(device)                      # (an unknown device or no CUDA: one line, first)
+    budget.ensure_cells_fit("bench", cells, hidden, inputs or hidden, steps, batch,
+                            dtype=dtype, device=device)
+    results = []
+    for name in cells:
+        results += run_bench([name], hidden, steps, batch, device, dtype, seed=seed,
+                             repeats=repeats, inputs=inputs)
+        if progress is not None:
+            progress(name)
+    return results
+
+
 def _spread(times, a, b):
     """b's time over a's: at the best times, and min / median / max over the rounds, all
     from the rounds where both ran (so the best lies within the rounds' range: it used to

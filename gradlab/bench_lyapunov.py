@@ -274,6 +274,23 @@ def run_lyapunov_bench(cells=("lstm", "gru"), hidden=64, steps=1000, batch=8, k=
         torch.set_num_threads(saved)
 
 
+def lyapunov_each(cells, hidden, inputs, steps, batch, k, dtype="float64", *, repeats=3,
+                  seed=0, progress=None):
+    """`gradlab bench --lyapunov`: k and the memory checked first for every cell, then
+    `run_lyapunov_bench` for each in turn, `progress(name)` after each; one list."""
+    from . import budget
+    ensure_k_fits(cells, hidden, k)
+    budget.ensure_cells_fit("bench --lyapunov", [GRADLAB_CELLS[c] for c in cells], hidden,
+                            inputs, steps, batch, dtype=dtype, device="cpu")
+    results = []
+    for name in cells:
+        results += run_lyapunov_bench([name], hidden, steps, batch, k, (dtype,), repeats,
+                                      seed, inputs=inputs)
+        if progress is not None:
+            progress(name)
+    return results
+
+
 # the largest |difference| of the exponents (natural log per step) that is still
 # agreement: measured 1e-15 in float64 and 2.6e-7 in float32 at n = 64, T = 1000 (the same
 # Q_0, the same trajectory; they differ only in rounding)

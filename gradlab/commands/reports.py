@@ -121,45 +121,23 @@ def report(names, out, force, open_, model, arch, **options):
 def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_json,
           lyapunov_k):
     """Time gradient_flow against autograd, torch.func and the bare bmm floor."""
-    if lyapunov_k is not None:
-        from ..bench_lyapunov import (bench_cells, ensure_k_fits, format_lyapunov_table,
-                                      lyapunov_disagreement, run_lyapunov_bench)
-        from ..reports.publish import dumps
-        cells = bench_cells(names, device)
-        ensure_k_fits(cells, hidden, lyapunov_k)
-        from .. import budget
-        from ..bench_lyapunov import GRADLAB_CELLS
-        budget.ensure_cells_fit("bench --lyapunov", [GRADLAB_CELLS[c] for c in cells], hidden,
-                                inputs or hidden, steps, batch, dtype=dtype, device=device)
-        results = []
-        with Progress(len(cells), "timed") as progress:
-            for name in cells:
-                results += run_lyapunov_bench([name], hidden, steps, batch, lyapunov_k,
-                                              (dtype,), repeats, seed, inputs=inputs or hidden)
-                progress(name)
-        echo(dumps(results) if as_json else format_lyapunov_table(results),
-                   nl=not as_json)
-        problem = lyapunov_disagreement(results)
-        if problem:
-            echo(f"gradlab: {problem}", err=True)
-            sys.exit(1)
-        return
-    from .. import budget
-    from ..bench import disagreement, format_table, run_bench
     from ..reports.publish import dumps
-    from ..device import resolve as resolve_device
-    cells = cells_option(names, ())
-    resolve_device(device)
-    budget.ensure_cells_fit("bench", cells, hidden, inputs or hidden, steps, batch,
-                            dtype=dtype, device=device)
-    results = []
-    with Progress(len(cells), "timed") as progress:
-        for name in cells:
-            results += run_bench([name], hidden, steps, batch, device, dtype, seed=seed,
-                                 repeats=repeats, inputs=inputs)
-            progress(name)
-    echo(dumps(results) if as_json else format_table(results), nl=not as_json)
-    problem = disagreement(results, dtype)
+    if lyapunov_k is not None:
+        from ..bench_lyapunov import (bench_cells, format_lyapunov_table, lyapunov_disagreement,
+                                      lyapunov_each)
+        cells = bench_cells(names, device)
+        with Progress(len(cells), "timed") as progress:
+            results = lyapunov_each(cells, hidden, inputs or hidden, steps, batch, lyapunov_k,
+                                    dtype, repeats=repeats, seed=seed, progress=progress)
+        text, problem = format_lyapunov_table(results), lyapunov_disagreement(results)
+    else:
+        from ..bench import bench_each, disagreement, format_table
+        cells = cells_option(names, ())
+        with Progress(len(cells), "timed") as progress:
+            results = bench_each(cells, hidden, inputs, steps, batch, device, dtype,
+                                 seed=seed, repeats=repeats, progress=progress)
+        text, problem = format_table(results), disagreement(results, dtype)
+    echo(dumps(results) if as_json else text, nl=not as_json)
     if problem:
         echo(f"gradlab: {problem}", err=True)
         sys.exit(1)
