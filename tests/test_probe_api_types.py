@@ -5,6 +5,8 @@ as they were."""
 
 import warnings
 
+import numpy as np
+
 import pytest
 
 import gradlab
@@ -58,3 +60,20 @@ def test_a_sparse_or_nested_param_is_refused_by_name_in_every_call(kind, call):
                                            r"(sparse_coo|sparse_csr|nested) tensor; give a "
                                            r"dense one"):
         calls[call]()
+
+
+def test_numpy_data_of_the_other_byte_order_is_read_as_its_numbers():
+    """'>f8' arrays (data written on a big-endian machine, or by np.dtype('>f8')) are the
+    same float64 numbers: the numpy backend refused them as mixing '>f8, float64', and
+    gradient_flow's xs ended in torch's byte-order error."""
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(3, 2)
+    native = {k: v.numpy() for k, v in params.items()}
+    x, state = np.linspace(-1, 1, 4).reshape(2, 2), (np.full((2, 3), 0.1),) * 2
+    swapped = {k: v.astype(">f8") for k, v in native.items()}
+    fn = cell.jacobian_fn("state", "numpy")
+    got = fn(swapped, tuple(s.astype(">f8") for s in state), x.astype(">f8"))
+    assert np.array_equal(got, fn(native, state, x))
+    xs = np.random.default_rng(0).normal(size=(4, 2, 2))
+    flows = [gradlab.gradient_flow(cell, params, a) for a in (xs, xs.astype(">f8"))]
+    assert np.array_equal(flows[0].log_norm("spectral"), flows[1].log_norm("spectral"))

@@ -33,6 +33,8 @@ def as_real(value, what, dtype=None, device=None):
         elif isinstance(value, np.ndarray) and (not value.flags.writeable
                                                 or any(s < 0 for s in value.strides)):
             value = np.array(value)      # torch takes neither (gradlab copies xs anyway)
+        if isinstance(value, np.ndarray) and not value.dtype.isnative:   # ('>f8' data)
+            value = value.astype(value.dtype.newbyteorder("="))
         # on the device it is on (numpy: the CPU), whatever torch.set_default_device says
         t = torch.as_tensor(value, device=value.device if isinstance(value, torch.Tensor)
                             else "cpu")

@@ -48,13 +48,16 @@ def library(a):
 def plain(a, what, cell):
     """A numpy array of a subclass as the plain ndarray lowered code computes with: the
     subclass would compute otherwise (np.matrix's * is a matrix product and it keeps two
-    axes; a masked array carries its mask along). Masked entries are refused."""
-    if type(a) is np.ndarray or not isinstance(a, np.ndarray):
+    axes; a masked array carries its mask along). Masked entries are refused; data of
+    the other byte order ('>f8') is read in this machine's (it is float64 all the same)."""
+    if not isinstance(a, np.ndarray):
         return a
-    if np.ma.is_masked(a):
-        raise GradlabError(f"{what} of cell '{cell.name}' is a masked array with masked "
-                           "entries; give plain numbers (e.g. .filled(0))")
-    return np.asarray(a)
+    if type(a) is not np.ndarray:
+        if np.ma.is_masked(a):
+            raise GradlabError(f"{what} of cell '{cell.name}' is a masked array with masked "
+                               "entries; give plain numbers (e.g. .filled(0))")
+        a = np.asarray(a)
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def prepare(cell, params, state, x, backend_name=None):
