@@ -394,7 +394,7 @@ def report(setup, out, *, force=False, command="gradlab report", progress=None,
     cells = run(setup, progress=progress, models=models)
     title, intro, header, sections, figs, data = build(setup, cells, command, model_note)
     return write_report(out, title=title, intro=intro, header=header, sections=sections,
-                        figures=figs, data=data, force=force, kind=FIGURES, **where)
+                        figures=figs, data=data, force=force, kind=FIGURES, dtype=setup.dtype, **where)
 
 
 __all__ = ["DEFAULT_CELLS", "Setup", "report", "run", "build"]

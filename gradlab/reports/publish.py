@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from ..errors import GradlabError
 from ..outputs import write_files
 
 
@@ -37,28 +38,44 @@ SVG_SALT = "gradlab"      # the same figure gives the same SVG bytes, run after 
 # products whose last bits depend on the BLAS kernel and thread count; 12 digits is well
 # within what every one of them determines, so a rerun on another CPU writes the same bytes.
 DIGITS = 12
+# A run in float32 carries far fewer: its products round at 6e-8 a step and its spectral
+# norms are certified to 5e-7 relative (flow.lanczos.RTOL), so the 7th digit on is rounding
+# (a float32 report wrote 12 digits, the last 5-6 of which moved with the random start of
+# the norms' iteration, which the results do not depend on beyond rounding, and with the
+# CPU's kernels). Such a run's gradient-decay report and phase diagram write 6 (a sweep's
+# part.json keeps 12, so that a merge rounds once, as the whole sweep does).
+DTYPE_DIGITS = {"float64": DIGITS, "float32": 6}
 
 
-def jsonable(value):
-    """Numbers as JSON can hold them: floats to DIGITS significant digits, or "nan"/"inf"/
+def digits_of(dtype):
+    """The significant digits a report of a run in `dtype` (a name, or a torch dtype) writes."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPE_DIGITS:
+        raise GradlabError(f"dtype {dtype!r} has no report precision; valid: "
+                           f"{', '.join(DTYPE_DIGITS)}")
+    return DTYPE_DIGITS[name]
+
+
+def jsonable(value, digits=DIGITS):
+    """Numbers as JSON can hold them: floats to `digits` significant digits, or "nan"/"inf"/
     "-inf"; arrays as lists."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, digits) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [jsonable(v, digits) for v in value]
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return float(f"{value:.{DIGITS}g}")
+        return float(f"{value:.{digits}g}")
     return value
 
 
-def dumps(data):
-    return json.dumps(jsonable(data), sort_keys=True, indent=1, allow_nan=False) + "\n"
+def dumps(data, digits=DIGITS):
+    return json.dumps(jsonable(data, digits), sort_keys=True, indent=1, allow_nan=False) + "\n"
 
 
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -141,14 +158,15 @@ def _saved(name, fig):
     return files
 
 
-def render(*, title, intro, header, sections, figures, data):
-    """{relative path: bytes} of a report; figures maps name -> matplotlib Figure."""
+def render(*, title, intro, header, sections, figures, data, digits=DIGITS):
+    """{relative path: bytes} of a report; figures maps name -> matplotlib Figure; data.json's
+    floats to `digits` significant digits (`digits_of` the run's dtype)."""
     files, pngs = {}, {}
     for name, fig in figures.items():
         with np.errstate(all="ignore"):      # values near float64's ends (a weight scale
             files.update(_saved(name, fig))  # of 1e308) are drawn clipped, not warned of
         pngs[name] = files[f"figures/{name}.png"]
-    files["data.json"] = dumps(data).encode()
+    files["data.json"] = dumps(data, digits).encode()
     # a name that is not UTF-8 (a path's bytes) is written escaped, never fails the write
     files["report.md"] = _markdown(title, intro, header, sections).encode(
         "utf-8", "backslashreplace")
@@ -158,12 +176,13 @@ def render(*, title, intro, header, sections, figures, data):
 
 
 def write_report(out, *, title, intro, header, sections, figures, data, kind, force=False,
-                 **where):
+                 dtype="float64", **where):
     """Render the report and write it at `out` atomically (`outputs.write_files`: gradlab
     replaces only what it wrote); `kind`: the figures every report of its kind draws
-    (`ownership.other_kind`); `where` passes cell_files, expect and notice on."""
+    (`ownership.other_kind`); `dtype`: the run's, whose precision data.json's floats are
+    written to (`digits_of`); `where` passes cell_files, expect and notice on."""
     files = render(title=title, intro=intro, header=header, sections=sections,
-                   figures=figures, data=data)
+                   figures=figures, data=data, digits=digits_of(dtype))
     return write_files(out, files, replace=True, force=force, kind=tuple(kind), **where)
 
 

@@ -394,7 +394,7 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                         intro="Timescales of gradient decay over weight scale and gate bias.",
                         header=header, sections=sections,
                         figures={"phase": _heatmaps(grid, points, critical, theory)},
-                        data=data, force=force, kind=FIGURES, **where)
+                        data=data, force=force, kind=FIGURES, dtype=grid.dtype, **where)
 
 
 __all__ = ["Grid", "run_points", "report", "critical_weight_scale", "theory_grid"]
