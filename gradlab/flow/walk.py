@@ -74,6 +74,7 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
         out["min_singular"], bottom = logs(), Spectral(derived_seed(seed, 1), dtype, rtol, scratch)
         rscale = Scale(T, B, dtype, device)
         singular = torch.full((B,), T + 1, device=device)    # first lag with a singular J
+        unread = torch.full((B,), T + 1, device=device)      # first with a J not finite
         eps = torch.finfo(dtype).eps
         lag = torch.arange(1, T + 1, device=device)
         eye = torch.eye(S, dtype=dtype, device=device).expand(B, S, S)
@@ -93,6 +94,11 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
 
     def invert(i, k, j, J):               # R_k = P_k^{-1} 2^(-r_k), lag k, after its product
         Jk = chain.dense(J, j, jdense)
+        # a J_t holding inf or nan (finite states, an infinite slope: sqrt at 0) is no
+        # singular J_t: every P_k from it on is not finite, and its sigma_min nan, as its
+        # spectral norm is (its inverse failing read as singular: -inf, "product singular")
+        broken = ~torch.isfinite(Jk).all(dim=(-2, -1))
+        unread[:] = torch.where(broken, unread.clamp_max(k), unread)
         # J_t 2^-e, its largest entry in [1/2, 1) (exact): a J_t of entries near 1e-308
         # is invertible, but its inverse overflowed and read as singular; 2^e goes to r_k
         e = torch.frexp(Jk.abs().amax(dim=(-2, -1)))[1].long()        # (0: zero, inf, nan)
@@ -129,7 +135,9 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
                 big = rscale.log(rows) + bottom(Rc, lags).view(lags, B).double().log()
                 # log sigma_min(P_k) = -log ||P_k^{-1}||_2; -inf from the first singular J_t
                 gone = lag[rows, None] >= singular[None, :]
-                out["min_singular"][rows] = torch.where(gone, -math.inf, -big)
+                low = torch.where(gone, -math.inf, -big)
+                out["min_singular"][rows] = torch.where(lag[rows, None] >= unread[None, :],
+                                                        math.nan, low)
             if blocks:
                 X = chain.blocks_of(Q, lags, parts, n)
                 fro = torch.linalg.vector_norm(X, dim=(3, 5)).transpose(-1, -2)   # [out, in]
