@@ -4,6 +4,7 @@ per-lag products really are, at their edges (found by a probe of the views)."""
 import math
 
 import numpy as np
+import pytest
 import torch
 
 import gradlab
@@ -31,3 +32,31 @@ def test_min_singular_of_a_product_through_a_jacobian_not_finite_is_nan_not_sing
     assert flow.why("min_singular") == NOT_FINITE == flow.why("spectral")
     assert math.isnan(flow.timescale("min_singular"))
     assert flow.rate("min_singular", stop=4) < 0
+
+
+@gradlab.declare(state="h", params="W U b", source="a test: a linear recurrence",
+                 name="probe_linear")
+def probe_linear(s):
+    return s.W @ s.h + s.U @ s.x + s.b
+
+
+def linear_params(w, u, n=4, m=3):
+    return {"W": w * torch.eye(n, dtype=torch.float64),
+            "U": u * torch.ones(n, m, dtype=torch.float64),
+            "b": torch.zeros(n, dtype=torch.float64)}
+
+
+@pytest.mark.parametrize("u", [1e308, 1e200, 1e-200, 1e-310])
+def test_input_gradient_norms_of_huge_or_tiny_input_weights_are_exact(u):
+    """dL/dx_t = v^T W^(T-1-t) U for W = I/2: 0.5^(T-1-t) 2 u sqrt(m) for v = 1/2. Its
+    sum of squares (and at 1e308 g U itself) overflowed to inf, or underflowed to 0."""
+    T, m = 5, 3
+    xs = torch.zeros(T, 2, m, dtype=torch.float64)          # the states stay at 0
+    flow = gradlab.gradient_flow(probe_linear, linear_params(0.5, u, m=m), xs)
+    v = torch.full((4,), 0.5, dtype=torch.float64)
+    got = flow.loss_grad_norms(v, log=True)["input"]
+    want = [(T - 1 - t) * math.log(0.5) + math.log(2) + math.log(u) + 0.5 * math.log(m)
+            for t in range(T)]
+    np.testing.assert_allclose(got, np.tile(want, (2, 1)), rtol=1e-14)
+    plain = gradlab.gradient_flow(probe_linear, linear_params(0.5, 1.0, m=m), xs)
+    assert flow.bptt_fraction(2, v) == pytest.approx(plain.bptt_fraction(2, v), rel=1e-13)

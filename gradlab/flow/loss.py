@@ -8,7 +8,7 @@ import torch
 from .. import progress
 from ..errors import GradlabError
 from .bound import as_real, exclusive
-from .scale import Scale
+from .scale import LN2, Scale, log_norm
 
 
 def loss_vector(v, S, B, like, seed=0, pad=None):
@@ -60,11 +60,15 @@ def loss_walk(bound, states, xs, v, columns=None):
     g = v.expand(B, S).clone()
     scale(g, T + 1)                                    # dL/ds_T
     gx = empty(T, B, m)                                # dL/dxs[t] 2^(-e_{t+1})
+    # dL/dxs[t] = g K: K divided by the power of two of its largest entry first (exact;
+    # added back in the log), or g K of weights past ~1e154 overflowed to inf
+    kexp = torch.empty(T, B, dtype=torch.int64, device=xs.device)
     jbuf, kbuf = empty(B, S, S), empty(B, S, m)
     with torch.no_grad():
         for t in range(T, 0, -1):                      # step t reads s_{t-1}, xs[t-1]
             state = tuple(s[t - 1] for s in states)
             K = bound.jacobian("input", state, xs[t - 1], kbuf)
+            K, kexp[t - 1] = scaled_down(K)
             torch.bmm(g[:, None, :], K, out=gx[t - 1, :, None, :])
             J = bound.jacobian("state", state, xs[t - 1], jbuf)
             g = torch.bmm(g[:, None, :], J)[:, 0]
@@ -72,5 +76,17 @@ def loss_walk(bound, states, xs, v, columns=None):
             if progress.due(T - t, T):
                 progress.advance("loss gradients", T - t + 1, T)
     state_log = scale.frobenius(slice(0, T))           # row t: s_t, t = 0..T
-    inputs = torch.linalg.vector_norm(gx[..., :columns], dim=-1).double().log()
+    # (the sum of squares of entries past ~1e154 overflows: an exact norm, `log_norm`)
+    inputs = log_norm(gx[..., :columns], -1) + kexp.double() * LN2
     return state_log, scale.log(slice(1, T + 1)) + inputs
+
+
+def scaled_down(K):
+    """(K 2^-e, e) for K (B, ...), e (B,) the binary exponent of each sequence's largest
+    |entry| (0 where that is zero or not finite), in two exact factors: 2^-e alone
+    overflows for subnormal entries."""
+    big = K.abs().flatten(1).amax(1)
+    e = torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)
+    half = torch.div(e, 2, rounding_mode="floor").to(K.dtype).view(-1, *[1] * (K.ndim - 1))
+    rest = e.to(K.dtype).view_as(half) - half
+    return torch.ldexp(torch.ldexp(K, -half), -rest), e

@@ -7,6 +7,30 @@ import torch
 LN2 = math.log(2.0)
 
 
+def log_norm(x, dim):
+    """log of the 2-norm of x over the dims `dim`, float64, exact where the sum of squares
+    overflows or loses digits (entries past ~1e154 or below ~1e-139 in float64, 1.8e19
+    and 1e-12 in float32): those slices alone (one host read finds them) are divided by
+    the power of two of their largest |entry| (exact, in two factors: 2^-e alone
+    overflows for subnormal entries), whose exponent goes back into the log. -inf for a
+    zero slice; inf or nan as its entries are."""
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    fast = torch.linalg.vector_norm(x, dim=dims)
+    info = torch.finfo(x.dtype)
+    ok = ((fast >= info.tiny ** 0.5 / info.eps) & (fast < math.inf)) | fast.isnan()
+    logs = fast.double().log()
+    if bool(ok.all()):
+        return logs
+    bad = ~ok
+    sub = x.movedim(dims, tuple(range(-len(dims), 0)))[bad].flatten(1)    # (slices, rest)
+    big = sub.abs().amax(1)
+    e = torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)[:, None]
+    half = torch.div(e, 2, rounding_mode="floor")
+    sub = torch.ldexp(torch.ldexp(sub, (-half).to(x.dtype)), (half - e).to(x.dtype))
+    logs[bad] = torch.linalg.vector_norm(sub, dim=1).double().log() + e[:, 0].double() * LN2
+    return logs
+
+
 class Scale:
     """The scale of a running product, kept exactly. With ||Q||_F = m 2^e (m in [1/2, 1),
     frexp), log ||P_k|| = (E + e) ln 2 + ln m, where E is the sum of the exponents already
