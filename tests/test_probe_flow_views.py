@@ -60,3 +60,27 @@ def test_input_gradient_norms_of_huge_or_tiny_input_weights_are_exact(u):
     np.testing.assert_allclose(got, np.tile(want, (2, 1)), rtol=1e-14)
     plain = gradlab.gradient_flow(probe_linear, linear_params(0.5, 1.0, m=m), xs)
     assert flow.bptt_fraction(2, v) == pytest.approx(plain.bptt_fraction(2, v), rel=1e-13)
+
+
+@gradlab.declare(state="h c", params="W V U", source="a test: c sums the old h's",
+                 name="probe_two")
+def probe_two(s):
+    return s.W @ s.h + s.U @ s.x, s.V @ s.c + s.h
+
+
+def test_block_frobenius_far_below_the_product_is_measured_as_its_spectral_norm_is():
+    """With W = 1e-60 I and V = I the (h, h) block of P_k is 1e-60^k I, the product's
+    norm about 1: its Frobenius sum of squares underflowed from lag 3 (1e-180 of the
+    product), and rate('frobenius', block=(h, h)) read -inf, "product zero"."""
+    n, T = 2, 4
+    params = {"W": 1e-60 * torch.eye(n, dtype=torch.float64),
+              "V": torch.eye(n, dtype=torch.float64),
+              "U": torch.ones(n, 2, dtype=torch.float64)}
+    xs = torch.randn(T, 1, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    flow = gradlab.gradient_flow(probe_two, params, xs)
+    lags = np.arange(1, T + 1)
+    np.testing.assert_allclose(flow.block_log_norm("h", "h", "frobenius")[0],
+                               lags * math.log(1e-60) + 0.5 * math.log(n), rtol=1e-14)
+    assert flow.rate("frobenius", block=("h", "h")) == pytest.approx(math.log(1e-60),
+                                                                     rel=1e-13)
+    assert flow.why("frobenius", block=("h", "h")) is None

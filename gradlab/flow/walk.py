@@ -19,7 +19,7 @@ from .bound import Bound, exclusive
 from .chain import Chain
 from .lanczos import Spectral, power_of_two
 from .products import Products
-from .scale import Ring, Scale
+from .scale import Ring, Scale, log_norm
 from .workspace import Workspace
 
 # Bytes of running products kept per chunk (C lags at once): large enough that the
@@ -140,8 +140,10 @@ def walk(bound, states, xs, *, norms, blocks, seed, rtol=None):
                                                         math.nan, low)
             if blocks:
                 X = chain.blocks_of(Q, lags, parts, n)
-                fro = torch.linalg.vector_norm(X, dim=(3, 5)).transpose(-1, -2)   # [out, in]
-                out["block_frobenius"][rows] = base[..., None, None] + fro.double().log()
+                # exact (log_norm): the sum of squares of a block below ~1e-154 of the
+                # product underflowed to 0, and its Frobenius norm read -inf ("zero")
+                fro = log_norm(X, (3, 5)).transpose(-1, -2)                        # [out, in]
+                out["block_frobenius"][rows] = base[..., None, None] + fro
                 if spectral:
                     Mb = X.permute(0, 1, 4, 2, 5, 3).reshape(lags * B * parts * parts, n, n)
                     sig = btop(Mb, lags).view(lags, B, parts, parts)
