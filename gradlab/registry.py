@@ -12,6 +12,7 @@ import traceback
 from .errors import GradlabError
 from . import exits
 from .exits import ExitCalled, guarded
+from .signals import noting_ctrl_c
 
 CELLS = {}
 USER_MODULE = "gradlab_user_"   # a cell file, loaded by path, is this module + a number
@@ -144,12 +145,14 @@ def load(spec, what="cell"):
         if not all(part.isidentifier() for part in where.split(".")):
             raise GradlabError(f"{what} {spec!r}: {where!r} is neither a .py file nor a module "
                                "name (package.module)")
+        noted = [None]   # (a Ctrl-C before the block began is the user's)
         try:     # from the working directory too, as `python -m` would find it
-            with guarded(), _on_path(pathlib.Path.cwd()):
+            with guarded(), _on_path(pathlib.Path.cwd()), noting_ctrl_c() as noted:
                 module = importlib.import_module(where)
-        except (GradlabError, KeyboardInterrupt):
+        except GradlabError:
             raise
         except BaseException as err:
+            _own_interrupt(err, noted)
             raise GradlabError(f"cannot import {where!r} (in {what} {spec!r}): "
                                f"{_describe(err)}") from None
     return module, where, attr
@@ -172,17 +175,28 @@ def _load_file(path, module_name, where, what, spec):
         loader = importlib.util.spec_from_file_location(module_name, path)
         module = importlib.util.module_from_spec(loader)
         sys.modules[module_name] = module
+        noted = [None]
         try:         # its folder on the path while it loads, as `python path.py` has it;
-            with guarded(), _on_path(path.resolve().parent):   # what it prints: stderr
+            with guarded(), _on_path(path.resolve().parent), \
+                    noting_ctrl_c() as noted:                  # what it prints: stderr
                 loader.loader.exec_module(module)
-        except (GradlabError, KeyboardInterrupt):
+        except GradlabError:
             del sys.modules[module_name]
             raise
         except BaseException as err:        # SystemExit, GeneratorExit, its own kinds too
             del sys.modules[module_name]
+            _own_interrupt(err, noted)
             raise GradlabError(f"cannot load {where} (in {what} {spec!r}): "
                                f"{_describe(err)}") from None
     return module
+
+
+def _own_interrupt(err, noted):
+    """Re-raise `err` where it is the user's Ctrl-C (one arrived while the code ran, as
+    `noting_ctrl_c` noted); a KeyboardInterrupt the code raised itself is its failure,
+    one line like any other (it read as 'gradlab: interrupted', exit 130)."""
+    if isinstance(err, KeyboardInterrupt) and noted:
+        raise err
 
 
 def _describe(err):
@@ -197,4 +211,8 @@ def _describe(err):
     if isinstance(err, (SystemExit, ExitCalled)):
         how = "sys.exit" if isinstance(err, SystemExit) else "os._exit"
         return f"it called {how}({err.code!r}){at}"
-    return f"{type(err).__name__}{at}: {' '.join(str(err).split())}"
+    said = " ".join(str(err).split())
+    if isinstance(err, KeyboardInterrupt):
+        return f"it raised KeyboardInterrupt{at}{': ' + said if said else ''} (no Ctrl-C " \
+               "was pressed)"
+    return f"{type(err).__name__}{at}{': ' + said if said else ''}"
