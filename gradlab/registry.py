@@ -120,6 +120,32 @@ def _on_path(folder):
             os.chdir(cwd)
 
 
+@contextlib.contextmanager
+def _running(folder):
+    """The block runs a file or module of the user's: `folder` on the path (`_on_path`),
+    stdout on stderr and os._exit refused (`guarded`), torch's process-wide settings put
+    back after it (`_torch_kept`); yields `noting_ctrl_c`'s list."""
+    with guarded(), _on_path(folder), _torch_kept(), noting_ctrl_c() as noted:
+        yield noted
+
+
+@contextlib.contextmanager
+def _torch_kept():
+    """Where torch is imported already (every command that computes imports it before it
+    loads a cell), what the file sets of torch's process-wide state (default device and
+    dtype, grad mode, seeds) is put back after it, as after a function under test
+    (`torch_state.kept`): a file that set the default device to "meta" failed verify and
+    bench with an internal error, and a file's manual_seed moved the caller's random
+    numbers. Where torch is not (derive), nothing gradlab does later reads them, and
+    torch is not imported for it."""
+    if "torch" not in sys.modules:
+        yield
+        return
+    from .torch_state import kept
+    with kept():
+        yield
+
+
 def load(spec, what="cell"):
     """(module, where, name) for "path/to/file.py:NAME" or "package.module:NAME": the file
     or module imported (and so run), once per process; every failure one line."""
@@ -147,7 +173,7 @@ def load(spec, what="cell"):
                                "name (package.module)")
         noted = [None]   # (a Ctrl-C before the block began is the user's)
         try:     # from the working directory too, as `python -m` would find it
-            with guarded(), _on_path(pathlib.Path.cwd()), noting_ctrl_c() as noted:
+            with _running(pathlib.Path.cwd()) as noted:
                 module = importlib.import_module(where)
         except GradlabError:
             raise
@@ -177,8 +203,7 @@ def _load_file(path, module_name, where, what, spec):
         sys.modules[module_name] = module
         noted = [None]
         try:         # its folder on the path while it loads, as `python path.py` has it;
-            with guarded(), _on_path(path.resolve().parent), \
-                    noting_ctrl_c() as noted:                  # what it prints: stderr
+            with _running(path.resolve().parent) as noted:     # what it prints: stderr
                 loader.loader.exec_module(module)
         except GradlabError:
             del sys.modules[module_name]

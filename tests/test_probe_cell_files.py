@@ -37,3 +37,25 @@ def test_a_keyboard_interrupt_the_file_raises_itself_is_one_line_naming_it(tmp_p
                           f"KeyboardInterrupt at {path}:1 (no Ctrl-C was pressed)")
     with pytest.raises(GradlabError, match="interrupts.py.*raised KeyboardInterrupt"):
         gradlab.cell(f"{path}:mine")
+
+
+@pytest.mark.parametrize("before", ['torch.set_default_device("meta")\n',
+                                    "torch.set_default_dtype(torch.float16)\n"])
+def test_torchs_settings_a_file_changes_as_it_loads_do_not_reach_gradlabs_work(
+        tmp_path, before):
+    """A file that set torch's default device to "meta" failed verify with an internal
+    error (Tensor.item() on a meta tensor), and left the caller's session on "meta"."""
+    import torch
+    path = cell_file(tmp_path, "settings.py", "import torch\n" + before)
+    device, dtype = torch.get_default_device(), torch.get_default_dtype()
+    result = invoke("verify", "--cells", f"{path}:mine")
+    assert result.exit_code == 0, result.output
+    assert (torch.get_default_device(), torch.get_default_dtype()) == (device, dtype)
+
+
+def test_a_seed_a_file_sets_as_it_loads_does_not_move_the_callers_numbers(tmp_path):
+    import torch
+    path = cell_file(tmp_path, "seeds.py", "import torch\ntorch.manual_seed(7)\n")
+    state = torch.get_rng_state()
+    gradlab.cell(f"{path}:mine")
+    assert torch.equal(torch.get_rng_state(), state)
