@@ -102,22 +102,31 @@ def _article(word):
 def _on_path(folder):
     """`folder` first on sys.path for the block (the file's neighbours import), then as
     before: importing a cell file leaves the process's path, and its working directory,
-    as it found them (a file that called os.chdir moved a relative --out elsewhere)."""
+    as it found them (a file that called os.chdir moved a relative --out elsewhere; one
+    that called sys.path.clear() failed report's later imports with an internal error).
+    The folders of other loads under way (in other threads) stay on the path."""
     folder = str(folder)
     try:
         cwd = os.getcwd()
     except OSError:                      # a working directory since removed: nothing to keep
         cwd = None
+    before = list(sys.path)
     added = folder not in sys.path
     if added:
         sys.path.insert(0, folder)
+        _PLACED.append(folder)
     try:
         yield
     finally:
-        if added and folder in sys.path:
-            sys.path.remove(folder)
+        if added:
+            _PLACED.remove(folder)
+        others = [p for p in sys.path if p in _PLACED and p not in before]
+        sys.path[:] = others + before
         if cwd is not None and os.getcwd() != cwd:
             os.chdir(cwd)
+
+
+_PLACED = []     # the folders `_on_path` has put first on sys.path, for loads under way
 
 
 @contextlib.contextmanager

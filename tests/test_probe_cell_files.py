@@ -59,3 +59,18 @@ def test_a_seed_a_file_sets_as_it_loads_does_not_move_the_callers_numbers(tmp_pa
     state = torch.get_rng_state()
     gradlab.cell(f"{path}:mine")
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_file_that_changes_sys_path_as_it_loads_leaves_it_as_it_was(tmp_path, monkeypatch):
+    """One that cleared sys.path ended report in an internal error (No module named
+    'statistics', imported later); one that put a folder first kept it there for every
+    import after it."""
+    import sys
+    monkeypatch.setattr(sys, "path", list(sys.path))        # (restored, whatever happens)
+    before = list(sys.path)
+    cleared = cell_file(tmp_path, "clears.py", "import sys\nsys.path.clear()\n")
+    gradlab.cell(f"{cleared}:mine")
+    assert sys.path == before
+    first = cell_file(tmp_path, "first.py", "import sys\nsys.path.insert(0, '/elsewhere')\n")
+    gradlab.cell(f"{first}:mine")
+    assert sys.path == before
