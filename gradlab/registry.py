@@ -167,7 +167,7 @@ def load(spec, what="cell"):
                            f"package.module:NAME (one ':', a file or module before it, a {what} "
                            "name after it)")
     if where.endswith(".py"):
-        path = pathlib.Path(where)
+        path = pathlib.Path(os.path.expanduser(where))   # (as --out and --cells take ~)
         if not path.is_file():
             kind = ("a folder" if path.is_dir() else "a fifo or a device"
                     if path.exists() else None)

@@ -74,3 +74,13 @@ def test_a_file_that_changes_sys_path_as_it_loads_leaves_it_as_it_was(tmp_path, 
     first = cell_file(tmp_path, "first.py", "import sys\nsys.path.insert(0, '/elsewhere')\n")
     gradlab.cell(f"{first}:mine")
     assert sys.path == before
+
+
+def test_a_cell_file_under_the_home_folder_is_found_by_tilde(tmp_path, monkeypatch):
+    """`--cells '~/cells.py:mine'` was 'no such file', though --out takes ~ and --cells
+    already took it to tell two entries apart."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cell_file(tmp_path, "tilde.py")
+    assert gradlab.cell("~/tilde.py:mine").name == "mine"
+    result = invoke("derive", "~/tilde.py:mine")
+    assert result.exit_code == 0 and result.stdout.startswith("mine: state (h)"), result.output
