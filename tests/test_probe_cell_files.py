@@ -84,3 +84,24 @@ def test_a_cell_file_under_the_home_folder_is_found_by_tilde(tmp_path, monkeypat
     assert gradlab.cell("~/tilde.py:mine").name == "mine"
     result = invoke("derive", "~/tilde.py:mine")
     assert result.exit_code == 0 and result.stdout.startswith("mine: state (h)"), result.output
+
+
+def test_a_cell_nested_too_deep_to_print_is_one_line_and_its_repr_says_so(tmp_path):
+    """tanh(W tanh(W ... h)) 150 deep, in one expression: derive ended in an internal
+    error (SymPy's printer past Python's recursion limit), and so did the cell's repr."""
+    path = tmp_path / "deep.py"
+    path.write_text(textwrap.dedent('''
+        import gradlab
+        from gradlab import tanh
+
+
+        @gradlab.declare(state="h", params="W U b", source="test")
+        def deep(s):
+            y = s.h
+            for _ in range(150):
+                y = tanh(s.W @ y + s.U @ s.x + s.b)
+            return y
+    '''))
+    assert_one_line_error(invoke("derive", f"{path}:deep"),
+                          "deep is too deep to print; name intermediate values with s.let")
+    assert "(equations not shown: an expression nested" in repr(gradlab.cell(f"{path}:deep"))

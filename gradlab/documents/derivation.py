@@ -9,7 +9,8 @@ from . import reference
 from .tour import TOUR
 from ..ownership import owned, read_manifest
 from ..symbolic.jacobian import readable_blocks
-from ..symbolic.printing import block_name, latex, prose, text
+from ..symbolic.printing import block_name, latex, text
+from ..symbolic.words import prose
 from ..symbolic.structure import kind
 from .sentences import sentence
 

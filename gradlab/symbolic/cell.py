@@ -159,7 +159,7 @@ class Cell:
             return None                      # (IPython then shows the repr)
 
     def _markdown(self):       # (Jupyter shows this before the LaTeX: it has it all too)
-        from .printing import prose
+        from .words import prose
         lines = [f"**{self.name}**: state ({', '.join(self.state_names)}); "
                  f"{prose(self.source)}", ""]
         if self.doc:

@@ -15,6 +15,7 @@ from sympy.printing.str import StrPrinter
 from .activations import TABLE
 from .dag import nesting, written_size
 from .unicode_latex import ascii_latex
+from .words import prose  # noqa: F401  (its home until the Markdown escapes moved out)
 from ..errors import GradlabError
 
 # nodes written out past which an expression is refused, not printed: megabytes of one
@@ -327,34 +328,30 @@ class Partial(sp.MatrixExpr):
         return block_name(self.out, self.wrt, "text")
 
 
-def prose(words):
-    """A user's words (a cell's source or doc) for Markdown, on one line (a newline ended
-    the index's table row): < and > as entities and [ escaped (no tag, script or link gets
-    in through a declaration), $ and | escaped (they cannot open an equation or split a
-    table row), and \\ escaped first (\\[ and \\$ undid those escapes)."""
-    out = " ".join(str(words).split()).replace("<", "&lt;").replace(">", "&gt;")
-    for c in "\\[$|":
-        out = out.replace(c, "\\" + c)
-    return out
-
-
 def latex(expr):
-    return MatrixLatexPrinter().doprint(printable(expr))
+    return printed(MatrixLatexPrinter(), expr)
 
 
 def text(expr):
-    return MatrixTextPrinter().doprint(printable(expr))
+    return printed(MatrixTextPrinter(), expr)
 
 
-def printable(expr):
-    """expr, if it is short enough to write out; else a one-line GradlabError (counting
-    takes time linear in its distinct subexpressions, printing in its written size)."""
+def printed(printer, expr):
+    """expr by `printer`, if it is short and shallow enough to write out; else a one-line
+    GradlabError (counting takes time linear in its distinct subexpressions, printing in
+    its written size; SymPy's printers recurse per level: ~120 tanh(W ...) deep was an
+    internal RecursionError from `gradlab derive`, and from a cell's repr)."""
     if isinstance(expr, sp.Basic) and (size := written_size([expr])) > LONGEST:
         raise GradlabError(f"an expression nested {nesting(expr)} deep is {size:,} symbols "
                            "and operations long written out (a value used twice is written "
                            "twice, at every level): too long to print; name intermediate "
                            "values with s.let so that each equation stays short")
-    return expr
+    try:
+        return printer.doprint(expr)
+    except RecursionError:
+        raise GradlabError(f"an expression nested {nesting(expr)} deep is too deep to print; "
+                           "name intermediate values with s.let so that each equation "
+                           "stays short") from None
 
 
 def block_name(out, wrt, fmt):
