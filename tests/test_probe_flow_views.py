@@ -84,3 +84,26 @@ def test_block_frobenius_far_below_the_product_is_measured_as_its_spectral_norm_
     assert flow.rate("frobenius", block=("h", "h")) == pytest.approx(math.log(1e-60),
                                                                      rel=1e-13)
     assert flow.why("frobenius", block=("h", "h")) is None
+
+
+def test_summary_keeps_every_blocks_rate_where_names_run_together():
+    """Parts h, hc and ch: the blocks (h, ch) and (hc, h) were both rate_spectral_hch, one
+    rate silently lost; such a cell's keys are rate_KIND_A->B, every cell else's as before."""
+    @gradlab.declare(state="h hc ch", params="W U", source="a test")
+    def tri(s):
+        return gradlab.tanh(s.W @ s.h + s.U @ s.x), 0.5 * s.hc + 0.1 * s.h, \
+            0.9 * s.ch + 0.2 * s.hc
+    flow = gradlab.gradient_flow(tri, tri.init_params(2, 2, seed=0),
+                                 torch.randn(6, 2, 2, dtype=torch.float64))
+    flow.block_log_norm("h", "ch")
+    rates = {k: v for k, v in flow.summary().items() if k.startswith("rate_spectral_")}
+    assert len(rates) == 9
+    for a in ("h", "hc", "ch"):
+        for b in ("h", "hc", "ch"):
+            want = flow.rate(block=(a, b))
+            got = rates[f"rate_spectral_{a}->{b}"]
+            assert got == want or (math.isnan(got) and math.isnan(want))
+    lstm = gradlab.gradient_flow("lstm", gradlab.cell("lstm").init_params(2, 2),
+                                 torch.randn(4, 1, 2, dtype=torch.float64))
+    lstm.block_log_norm("h", "c")
+    assert "rate_spectral_hc" in lstm.summary()

@@ -90,10 +90,8 @@ class Flow:
                 f"{', reversed' if self.reverse else ''}"
                 f"{'' if self.symbolic else ', not symbolic: Jacobians by jacrev'}>")
 
-    @property
-    def lags(self):
-        """1..T as an int array: column k-1 of every (B, T) array is lag k."""
-        return np.arange(1, self.T + 1)
+    lags = property(lambda self: np.arange(1, self.T + 1),
+                    doc="1..T as an int array: column k-1 of every (B, T) array is lag k.")
 
     # -- norms -------------------------------------------------------------------------
     def _ensure(self, kind, blocks=False):
@@ -306,7 +304,8 @@ class Flow:
                                FLOWS else check_seed(seed), discard, pad=self._pad).mean
 
     def summary(self):
-        """Plain numbers (JSON-ready) from the norms computed so far."""
+        """Plain numbers (JSON-ready) from the norms computed so far; block (A, B)'s rate as
+        rate_KIND_AB (rate_KIND_A->B where names run together alike: parts h, hc, ch)."""
         self._walk_pending()
         out = {"cell": self.cell.name, "T": self.T, "B": self.B, "S": self.S,
                "reverse": self.reverse}
@@ -316,10 +315,11 @@ class Flow:
             out["timescale"] = self.timescale()
             out["horizon_1e-3"], out["horizon_1e-6"] = self.horizon(1e-3), self.horizon(1e-6)
             out["log_norm_lag1"] = float(self.mean_log_norm()[0])
+        pairs = [(a, b) for a in self.parts for b in self.parts]
+        sep = "" if len({a + b for a, b in pairs}) == len(pairs) else "->"
         for kind in self._block:
-            for a in self.parts:
-                for b in self.parts:
-                    out[f"rate_{kind}_{a}{b}"] = self.rate(kind, block=(a, b))
+            for a, b in pairs:
+                out[f"rate_{kind}_{a}{sep}{b}"] = self.rate(kind, block=(a, b))
         return out
 
 
