@@ -83,6 +83,9 @@ def cell(name):
 def _user_cell(spec, Cell):
     module, where, attr = load(spec, "cell")
     found = getattr(module, attr, None)
+    if not isinstance(found, Cell) and module.__name__ in _LOADING:
+        raise GradlabError(f"{where} asks for its own cell {attr!r} by path while it is "
+                           f"still loading, before that cell exists; use the cell itself")
     if not isinstance(found, Cell):
         cells_there = [k for k, v in vars(module).items() if isinstance(v, Cell)]
         what = ("" if found is None and not hasattr(module, attr) else
@@ -194,6 +197,7 @@ def load(spec, what="cell"):
 
 
 _LOCKS, _LOCKS_LOCK = {}, threading.Lock()
+_LOADING = set()   # the modules of cell files whose code is running now
 
 
 def _lock_of(module_name):
@@ -213,7 +217,11 @@ def _load_file(path, module_name, where, what, spec):
         noted = [None]
         try:         # its folder on the path while it loads, as `python path.py` has it;
             with _running(path.resolve().parent) as noted:     # what it prints: stderr
-                loader.loader.exec_module(module)
+                _LOADING.add(module_name)
+                try:
+                    loader.loader.exec_module(module)
+                finally:
+                    _LOADING.discard(module_name)
         except GradlabError:
             del sys.modules[module_name]
             raise

@@ -105,3 +105,14 @@ def test_a_cell_nested_too_deep_to_print_is_one_line_and_its_repr_says_so(tmp_pa
     assert_one_line_error(invoke("derive", f"{path}:deep"),
                           "deep is too deep to print; name intermediate values with s.let")
     assert "(equations not shown: an expression nested" in repr(gradlab.cell(f"{path}:deep"))
+
+
+def test_a_file_asking_for_its_own_cell_before_declaring_it_is_told_so(tmp_path):
+    """It was told "has no cell 'mine'; cells there: none", as if the name were wrong."""
+    path = cell_file(tmp_path, "selfish.py", "import gradlab\ngradlab.cell(__file__ + ':mine')\n")
+    with pytest.raises(GradlabError, match="its own cell 'mine' by path while it is still "
+                                           "loading"):
+        gradlab.cell(f"{path}:mine")
+    after = cell_file(tmp_path, "fine.py")                   # after it: the cell, as ever
+    after.write_text(after.read_text() + "\nsame = gradlab.cell(__file__ + ':mine')\n")
+    assert gradlab.cell(f"{after}:mine").name == "mine"
