@@ -113,17 +113,20 @@ def _on_path(folder):
         cwd = os.getcwd()
     except OSError:                      # a working directory since removed: nothing to keep
         cwd = None
-    before = list(sys.path)
-    added = folder not in sys.path
+    # the path as the caller has it: without the folders of other loads under way, which
+    # put them back themselves (kept, one that ended first left its folder on for good)
+    before = [p for p in sys.path if p not in _PLACED]
+    added = folder not in before      # (placed by another load too: on while either runs)
     if added:
-        sys.path.insert(0, folder)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         _PLACED.append(folder)
     try:
         yield
     finally:
         if added:
             _PLACED.remove(folder)
-        others = [p for p in sys.path if p in _PLACED and p not in before]
+        others = [p for p in dict.fromkeys(reversed(_PLACED)) if p not in before]
         sys.path[:] = others + before
         if cwd is not None and os.getcwd() != cwd:
             os.chdir(cwd)
