@@ -56,3 +56,34 @@ def test_a_load_that_began_during_another_leaves_no_folder_of_it_on_sys_path(
         t.join(20)
     assert not failed
     assert sys.path == before
+
+
+def test_log_norm_of_zero_slices_copies_and_rescales_nothing(monkeypatch):
+    """walk takes every block's Frobenius norm by log_norm (e0ee3f9), on every chunk, by
+    default: a stack's blocks from an upper layer to a lower one are exactly zero, and
+    each went through the rescaling pass (a gather of the slices, two ldexp), twice the
+    cost of the norms. A zero slice is -inf as it is; one that underflowed is still
+    rescaled, exactly."""
+    import math
+
+    import torch
+
+    from gradlab.flow.scale import log_norm
+
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    x[:, 1] = 0
+    want = torch.linalg.vector_norm(x, dim=(2, 3)).log()
+    real = torch.ldexp
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a zero slice was rescaled")
+
+    monkeypatch.setattr(torch, "ldexp", refuse)
+    got = log_norm(x, (2, 3))
+    assert torch.equal(got, want) and bool((got[:, 1] == -math.inf).all())
+    monkeypatch.setattr(torch, "ldexp", real)
+    x[:, 2] = 1e-200 * torch.eye(4, dtype=torch.float64)
+    got = log_norm(x, (2, 3))
+    assert bool((got[:, 1] == -math.inf).all())
+    torch.testing.assert_close(got[:, 2], torch.full((5,), math.log(2e-200),
+                                                     dtype=torch.float64), rtol=1e-15, atol=0)

@@ -13,7 +13,8 @@ def log_norm(x, dim):
     and 1e-12 in float32): those slices alone (one host read finds them) are divided by
     the power of two of their largest |entry| (exact, in two factors: 2^-e alone
     overflows for subnormal entries), whose exponent goes back into the log. -inf for a
-    zero slice; inf or nan as its entries are."""
+    zero slice (a second host read tells it from an underflow); inf or nan as its
+    entries are."""
     dims = (dim,) if isinstance(dim, int) else tuple(dim)
     fast = torch.linalg.vector_norm(x, dim=dims)
     info = torch.finfo(x.dtype)
@@ -21,7 +22,12 @@ def log_norm(x, dim):
     logs = fast.double().log()
     if bool(ok.all()):
         return logs
-    bad = ~ok
+    # a zero slice (a block no path reaches: a stack's lower layer from an upper one) is
+    # -inf as it is: its max and min (no copy, unlike the gather below) tell it from one
+    # that underflowed
+    bad = ~ok & ((x.amax(dims) != 0) | (x.amin(dims) != 0))
+    if not bool(bad.any()):
+        return logs
     sub = x.movedim(dims, tuple(range(-len(dims), 0)))[bad].flatten(1)    # (slices, rest)
     big = sub.abs().amax(1)
     e = torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)[:, None]
