@@ -246,7 +246,38 @@ def unwrap(module):
             raise GradlabError(f"{type(module).__name__} holding a "
                                f"{type(module[inside[0]]).__name__} at [{inside[0]}]: pass "
                                f"the recurrent module itself (module[{inside[0]}])")
+    held = recurrent_inside(module) if isinstance(module, torch.nn.Module) else None
+    if held and not _takes_a_step(module):
+        raise GradlabError(f"{type(module).__name__} holds an nn.{held[1]} at {held[0]} and its "
+                           "forward does not take a recurrent step (x, state): pass the "
+                           f"recurrent module itself ({held[0]})")
     return module
+
+
+def recurrent_inside(module):
+    """(where, class name) of the first torch recurrent module that `module` holds below
+    itself, as Python reaches it (`module.rnn`, `module.layers[0]`), or None: what to pass
+    instead of a model (a LightningModule, ...) whose forward is no recurrent step."""
+    import torch
+
+    for name, sub in module.named_modules():
+        if name and isinstance(sub, (torch.nn.RNNBase, torch.nn.RNNCellBase)):
+            where = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in name.split("."))
+            return f"module{where}", type(sub).__name__
+    return None
+
+
+def _takes_a_step(module):
+    """Whether module(x, state) can call its forward at all (a model's forward(x) cannot)."""
+    import inspect
+
+    try:
+        inspect.signature(module.forward).bind(None, None)
+    except TypeError:
+        return False
+    except ValueError:                     # no signature to read: let the call say
+        return True
+    return True
 
 
 def _pruned(module):

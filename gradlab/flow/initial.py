@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import GradlabError
+from ..torch_guards import recurrent_inside
 from .arrays import converted
 from .bound import as_real
 
@@ -41,9 +42,12 @@ def module_state0(module, state0, B, like):
     if state0 is None:
         given = getattr(module, "state0", None)
         if given is None:
+            held = recurrent_inside(module)
             raise GradlabError(f"{name} gives no initial state: pass "
                                "state0= (a (B, ...) tensor or tuple of them) or give the "
-                               "module a state0 attribute")
+                               "module a state0 attribute" + (
+                                   f"; or, to measure the nn.{held[1]} it holds, pass that "
+                                   f"module itself ({held[0]})" if held else ""))
         if callable(given) and not isinstance(given, torch.Tensor):
             try:
                 state0 = given(B)
