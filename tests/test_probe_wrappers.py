@@ -1,11 +1,14 @@
 """Real-world wrappers of torch's recurrent modules (found by a probe of how people hold
-their RNNs): a LightningModule-like model holding an nn.LSTM as an attribute."""
+their RNNs): a LightningModule-like model holding an nn.LSTM as an attribute, and
+TorchStep (the jacrev cross-check) given a torch.compile'd or DataParallel module."""
 
+import numpy as np
 import pytest
 import torch
 
 import gradlab
 from gradlab import GradlabError
+from gradlab.flow.module import TorchStep
 
 D = torch.float64
 
@@ -80,3 +83,17 @@ def test_a_step_holding_an_rnn_without_state0_also_names_the_rnn():
         gradlab.gradient_flow(Stepper(), _xs())
     flow = gradlab.gradient_flow(Stepper(), _xs(), state0=torch.zeros(2, 4, dtype=D))
     assert not flow.symbolic                   # a step after all, measured by jacrev
+
+
+def test_torch_step_measures_a_wrapped_module_as_the_one_inside():
+    """gradient_flow takes a DataParallel or torch.compile'd module as the module it
+    wraps; TorchStep, its cross-check, refused both ('got DataParallel (a cell module is
+    already a step ...)'). (torch.compile's first call imports dynamo, seconds: the same
+    unwrap takes its ._orig_mod, as test_module_wrappers checks for gradient_flow.)"""
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 4, proj_size=2, batch_first=True).double()
+    want = gradlab.gradient_flow(TorchStep(lstm), _xs()).log_norm()
+    for wrapped in (torch.nn.DataParallel(lstm),
+                    torch.nn.DataParallel(torch.nn.DataParallel(lstm))):
+        got = gradlab.gradient_flow(TorchStep(wrapped), _xs()).log_norm()
+        np.testing.assert_array_equal(got, want)

@@ -5,6 +5,7 @@ kernels, a cross-check of the symbolic flow `from_torch` gives (module.py: the p
 import torch
 
 from ..errors import GradlabError
+from ..torch_guards import unwrap
 
 
 class TorchStep(torch.nn.Module):
@@ -17,6 +18,7 @@ class TorchStep(torch.nn.Module):
     def __init__(self, module, direction="forward"):
         if direction not in ("forward", "backward"):
             raise GradlabError(f"direction {direction!r} is not one of: forward, backward")
+        module = unwrap(module)          # torch.compile, DataParallel: as gradient_flow
         if not isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
             raise GradlabError(f"TorchStep wraps nn.RNN, nn.LSTM or nn.GRU, got "
                                f"{type(module).__name__} (a cell module is already a step: "
