@@ -13,7 +13,7 @@ def test_prose_is_one_line_and_a_backslash_does_not_undo_its_escapes(tmp_path):
     dropped the page), and \\[ or \\$ turned the escapes of [ and $ back into a link or an
     equation."""
     from gradlab.documents.derivation import kept_rows, write_all
-    from gradlab.symbolic.printing import prose
+    from gradlab.symbolic.words import prose
     assert prose("a\n| b |\n\\[x](y) \\$z$") == "a \\| b \\| \\\\\\[x](y) \\\\\\$z\\$"
 
     @gradlab.declare(state="h", params="W U b", source="Me\n| [`x`](x.md) | h | y |")

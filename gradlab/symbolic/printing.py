@@ -15,7 +15,6 @@ from sympy.printing.str import StrPrinter
 from .activations import TABLE
 from .dag import nesting, written_size
 from .unicode_latex import ascii_latex
-from .words import prose  # noqa: F401  (its home until the Markdown escapes moved out)
 from ..errors import GradlabError
 
 # nodes written out past which an expression is refused, not printed: megabytes of one
