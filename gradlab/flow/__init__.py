@@ -76,10 +76,10 @@ Modules, one concern each:
     linalg      thin_qr (geqrf + Householder product), orthonormalized (on a GPU by
                 Cholesky QR), top_singular
     subspace    certified subspace iteration for sigma_max, on a power of P P^T
-    lanczos     Spectral (chunk after chunk), block Lanczos, the tolerance;
-                largest_exponent and power_of_two, exact power-of-two rescaling
+    lanczos     Spectral (chunk after chunk), block Lanczos, the tolerance
     chain       Chain: the running product, transposed, in slabs by block structure
-    scale       Scale: a product's norm as an exact power of two and a mantissa; Ring,
+    scale       largest_exponent, power_of_two (exact power-of-two rescaling), log_norm;
+                Scale: a product's norm as an exact power of two and a mantissa; Ring,
                 its form for recorded chunks
     products    Products: a chunk's running products, eager or replayed
     walk        walk: the backward pass over chunks of lags, every norm

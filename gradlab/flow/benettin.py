@@ -20,7 +20,7 @@ import torch
 from .. import progress
 from ..errors import GradlabError, arguments_checked, check_seed
 from .bound import exclusive, kinds
-from .lanczos import largest_exponent, power_of_two
+from .scale import largest_exponent, power_of_two
 from .linalg import thin_qr
 from .module import bind_call
 from .walk import chunk_lags

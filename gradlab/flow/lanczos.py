@@ -26,6 +26,7 @@ import torch
 
 from ..errors import GradlabError
 from .linalg import nan_where, orthonormalized, thin_qr, top_singular
+from .scale import largest_exponent, power_of_two
 from .subspace import (COLD_LEVEL, FIRST_CHECK, MAX_LEVEL, SUBSPACE_BLOCK, Pace, apply,
                        certified, next_level, powered, subspace)
 from .workspace import Workspace
@@ -167,22 +168,6 @@ def unpowered(s, log_f, level, scale):
     if level:
         s = ((s.double().log() + log_f.double()) * 0.5 ** level).exp().to(s.dtype)
     return s / scale
-
-
-def largest_exponent(parts):
-    """e (N,): the binary exponent (frexp) of each matrix's largest |entry| across `parts`
-    ((N, ...) each), so that x 2^-e has entries below 1; 0 where it is zero or not finite."""
-    big = torch.stack([p.abs().flatten(1).amax(1) for p in parts]).amax(0)
-    return torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)
-
-
-def power_of_two(x, e):
-    """x (N, ...) times 2^e (N,) per leading index, exactly, in two factors so that
-    neither 2^(e/2) overflows for e beyond the exponent range of x's dtype."""
-    half = torch.div(e, 2, rounding_mode="floor")
-    for part in (half, e - half):
-        x = torch.ldexp(x, part.view([-1] + [1] * (x.dim() - 1)).to(x.dtype))
-    return x
 
 
 class Spectral:

@@ -8,7 +8,7 @@ import torch
 from .. import progress
 from ..errors import GradlabError
 from .bound import as_real, exclusive
-from .scale import LN2, Scale, log_norm
+from .scale import LN2, Scale, largest_exponent, log_norm, power_of_two
 
 
 def loss_vector(v, S, B, like, seed=0, pad=None):
@@ -68,7 +68,8 @@ def loss_walk(bound, states, xs, v, columns=None):
         for t in range(T, 0, -1):                      # step t reads s_{t-1}, xs[t-1]
             state = tuple(s[t - 1] for s in states)
             K = bound.jacobian("input", state, xs[t - 1], kbuf)
-            K, kexp[t - 1] = scaled_down(K)
+            kexp[t - 1] = largest_exponent((K,))
+            K = power_of_two(K, -kexp[t - 1])
             torch.bmm(g[:, None, :], K, out=gx[t - 1, :, None, :])
             J = bound.jacobian("state", state, xs[t - 1], jbuf)
             g = torch.bmm(g[:, None, :], J)[:, 0]
@@ -80,13 +81,3 @@ def loss_walk(bound, states, xs, v, columns=None):
     inputs = log_norm(gx[..., :columns], -1) + kexp.double() * LN2
     return state_log, scale.log(slice(1, T + 1)) + inputs
 
-
-def scaled_down(K):
-    """(K 2^-e, e) for K (B, ...), e (B,) the binary exponent of each sequence's largest
-    |entry| (0 where that is zero or not finite), in two exact factors: 2^-e alone
-    overflows for subnormal entries."""
-    big = K.abs().flatten(1).amax(1)
-    e = torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)
-    half = torch.div(e, 2, rounding_mode="floor").to(K.dtype).view(-1, *[1] * (K.ndim - 1))
-    rest = e.to(K.dtype).view_as(half) - half
-    return torch.ldexp(torch.ldexp(K, -half), -rest), e

@@ -7,6 +7,22 @@ import torch
 LN2 = math.log(2.0)
 
 
+def largest_exponent(parts):
+    """e (N,): the binary exponent (frexp) of each matrix's largest |entry| across `parts`
+    ((N, ...) each), so that x 2^-e has entries below 1; 0 where it is zero or not finite."""
+    big = torch.stack([p.abs().flatten(1).amax(1) for p in parts]).amax(0)
+    return torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)
+
+
+def power_of_two(x, e):
+    """x (N, ...) times 2^e (N,) per leading index, exactly, in two factors so that
+    neither 2^(e/2) overflows for e beyond the exponent range of x's dtype."""
+    half = torch.div(e, 2, rounding_mode="floor")
+    for part in (half, e - half):
+        x = torch.ldexp(x, part.view([-1] + [1] * (x.dim() - 1)).to(x.dtype))
+    return x
+
+
 def log_norm(x, dim):
     """log of the 2-norm of x over the dims `dim`, float64, exact where the sum of squares
     overflows or loses digits (entries past ~1e154 or below ~1e-139 in float64, 1.8e19
@@ -29,11 +45,9 @@ def log_norm(x, dim):
     if not bool(bad.any()):
         return logs
     sub = x.movedim(dims, tuple(range(-len(dims), 0)))[bad].flatten(1)    # (slices, rest)
-    big = sub.abs().amax(1)
-    e = torch.where(torch.isfinite(big) & (big > 0), torch.frexp(big)[1], 0)[:, None]
-    half = torch.div(e, 2, rounding_mode="floor")
-    sub = torch.ldexp(torch.ldexp(sub, (-half).to(x.dtype)), (half - e).to(x.dtype))
-    logs[bad] = torch.linalg.vector_norm(sub, dim=1).double().log() + e[:, 0].double() * LN2
+    e = largest_exponent((sub,))
+    logs[bad] = torch.linalg.vector_norm(power_of_two(sub, -e), dim=1).double().log() \
+        + e.double() * LN2
     return logs
 
 

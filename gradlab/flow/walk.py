@@ -17,9 +17,9 @@ from ..errors import derived_seed
 from . import graphs
 from .bound import Bound, exclusive
 from .chain import Chain
-from .lanczos import Spectral, power_of_two
+from .lanczos import Spectral
 from .products import Products
-from .scale import Ring, Scale, log_norm
+from .scale import Ring, Scale, log_norm, power_of_two
 from .workspace import Workspace
 
 # Bytes of running products kept per chunk (C lags at once): large enough that the
