@@ -86,6 +86,10 @@ class Value:
         raise GradlabError(f"numpy cannot read {text(self.expr)}: a cell's equations are "
                            "symbolic; write W @ h for a matrix product, and mean, sum, tanh, ...")
 
+    def __call__(self, *args, **kwargs):   # I(3) as in numpy, W(h), s.h(t - 1)
+        raise GradlabError(f"{text(self.expr)} cannot be called: write W @ h for a product"
+                           " (I is the identity at the cell's size; s.h is h at t-1)")
+
     def __bool__(self):          # `if g:`, `a and b`: Python would decide, not the equations
         raise GradlabError(f"{text(self.expr)} is symbolic: Python's if, and, or and not "
                            "cannot decide on it; write the choice into the equations "
@@ -347,15 +351,10 @@ class Builder:
         """The n x n identity matrix."""
         return I
 
-    @property
-    def hidden_size(self):
-        """The hidden size n (a SymPy symbol): a state part is an n-vector."""
-        return n
-
-    @property
-    def input_size(self):
-        """The input size m (a SymPy symbol): the input is an m-vector."""
-        return m
+    hidden_size = property(lambda self: n, doc="The hidden size n (a SymPy symbol): a state "
+                           "part is an n-vector.")
+    input_size = property(lambda self: m, doc="The input size m (a SymPy symbol): the input "
+                          "is an m-vector.")
 
     def __getattr__(self, name):
         if name.startswith("__") or "_symbols" not in self.__dict__:
