@@ -58,7 +58,8 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _timed(fn, device):
+def timed(fn, device="cpu"):
+    """(wall seconds, result) of fn(), the device synchronised before and after."""
     _sync(device)
     start = time.perf_counter()
     result = fn()
@@ -81,7 +82,7 @@ def best(runs, device, repeats):
     results = {}
     for name, fn in runs.items():
         progress.advance(f"timing {name}, warm-up round", 1, repeats + 1)
-        first, results[name] = _timed(fn, device)
+        first, results[name] = timed(fn, device)
         times[name].append(first if first > WARM_UP_LIMIT else math.nan)
 
     def wanted(name):
@@ -97,7 +98,7 @@ def best(runs, device, repeats):
                 done = len(counted(times[name])) + 1
                 progress.advance(f"timing {name}, run {done} of at least {repeats}", done,
                                  max(repeats, done))
-                seconds, results[name] = _timed(fn, device)
+                seconds, results[name] = timed(fn, device)
             times[name].append(seconds)
     return times, results
 

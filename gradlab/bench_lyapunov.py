@@ -36,12 +36,12 @@ module it is given (found against a jacrev + torch.linalg.qr loop):
     so that the two agree to round-off rather than to O(1/T)).
 """
 
-import time
 
 import numpy as np
 import torch
 
 from . import __version__
+from .bench import timed
 from .errors import GradlabError, derived_seed, entries
 
 MODULES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -167,12 +167,6 @@ def seeded_basis(B, S, k, seed, dtype):
     return torch.linalg.qr(A)[0].to(dtype)
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
 def _case(kind, dtype, n, m, T, B, k, repeats, seed):
     from . import from_torch, lyapunov
     from .flow import make_inputs
@@ -191,7 +185,7 @@ def _case(kind, dtype, n, m, T, B, k, repeats, seed):
     results = {}
     for _ in range(repeats):                    # alternate, so load hits both alike
         for name, fn in runs.items():
-            seconds, results[name] = _timed(fn)
+            seconds, results[name] = timed(fn)
             times[name].append(seconds)
     rounds = [b / g for g, b in zip(times["gradlab"], times["baseline"])]
     return {
