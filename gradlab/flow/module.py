@@ -190,8 +190,8 @@ class ModuleBound:
         def one(s1, x1):
             return self.step(s1[None], x1[None])[0]
 
-        with torch.enable_grad():
-            if self.vmap:
+        with torch.inference_mode(False), torch.enable_grad():   # (a caller's: in torch
+            if self.vmap:                                          # 2.4 every J was zero)
                 try:
                     with fallback_quiet():     # (CUDA nn.LSTMCell: no batching rule)
                         return vmap(jacrev(one, argnums=argnum))(s, x)
@@ -269,9 +269,10 @@ def prepare(module, xs, state0, reverse):
     xs = xs.flip(0) if flag(reverse, "reverse") else xs.clone()    # a copy, as `setup`
     state0 = module_state0(module, state0, xs.shape[1], xs)
     try:       # the Flow's walk runs later: a copy, so that an optimizer step (or any change
-        module = copy.deepcopy(module)     # to the module) afterwards changes nothing
-    except Exception:                      # (a module that cannot be copied: as it is)
-        pass
+        with torch.inference_mode(False):  # to the module) afterwards changes nothing; made
+            module = copy.deepcopy(module)     # outside a caller's inference mode, whose
+    except Exception:                          # weights jacrev cannot use (torch 2.4)
+        pass                               # (a module that cannot be copied: as it is)
     bound = ModuleBound(module, state0, xs.shape[2])
     return bound, xs, (bound.flatten(state0),)
 
