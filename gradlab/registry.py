@@ -1,6 +1,7 @@
 """The cell registry: built-in cells register themselves; lookups list the valid names."""
 
 import contextlib
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -179,9 +180,9 @@ def load(spec, what="cell"):
                     if path.exists() else None)
             raise GradlabError(f"{where!r} is {kind}, not a Python file (in {what} {spec!r})"
                                if kind else f"no such file {where!r} (in {what} {spec!r})")
-        module_name = f"{USER_MODULE}{abs(hash(str(path.resolve())))}"
-        with _lock_of(module_name):     # (a second thread would find it half run, and no
-            module = _load_file(path, module_name, where, what, spec)           # cell)
+        file_key = f"{USER_MODULE}{abs(hash(str(path.resolve())))}"
+        with _lock_of(file_key):        # (a second thread would find it half run, and no
+            module = _load_file(path, file_key, where, what, spec)              # cell)
     else:
         if not all(part.isidentifier() for part in where.split(".")):
             raise GradlabError(f"{what} {spec!r}: {where!r} is neither a .py file nor a module "
@@ -210,8 +211,18 @@ def _lock_of(module_name):
         return _LOCKS.setdefault(module_name, threading.RLock())
 
 
-def _load_file(path, module_name, where, what, spec):
-    """The module of the file at `path`, run once per process (as `module_name`)."""
+def _load_file(path, file_key, where, what, spec):
+    """The module of the file at `path` as it reads now, run once per process for each
+    contents the file has had (as `file_key` + a digest of them): a file edited while a
+    REPL or notebook runs is run again at its next load, not served from the first, and
+    a load of an unchanged file reads it and finds the module it ran (no run)."""
+    try:
+        with open(path, "rb") as file:
+            source = file.read()
+    except OSError as err:
+        raise GradlabError(f"cannot load {where} (in {what} {spec!r}): {_describe(err)}") \
+            from None
+    module_name = f"{file_key}_{hashlib.sha256(source).hexdigest()[:16]}"
     module = sys.modules.get(module_name)
     if module is None:
         loader = importlib.util.spec_from_file_location(module_name, path)
@@ -221,8 +232,9 @@ def _load_file(path, module_name, where, what, spec):
         try:         # its folder on the path while it loads, as `python path.py` has it;
             with _running(path.resolve().parent) as noted:     # what it prints: stderr
                 _LOADING.add(module_name)
-                try:
-                    loader.loader.exec_module(module)
+                try:        # (the bytes read above, not the file read again: it may
+                    exec(loader.loader.source_to_code(source, str(path)),   # change)
+                         vars(module))
                 finally:
                     _LOADING.discard(module_name)
         except GradlabError:
