@@ -184,10 +184,11 @@ def not_decimal(text):
     return None
 
 
-def entries(value, what):
+def entries(value, what, pieces=None):
     """The comma-separated entries of `value`, stripped; an empty one between commas (a
-    typo like 'lstm,,gru') refused rather than dropped. An empty `value` gives []."""
-    items = [v.strip() for v in str(value).split(",")]
+    typo like 'lstm,,gru') refused rather than dropped. An empty `value` gives []. `pieces`:
+    `value` split already, where not every comma parts two (a cell file's path's)."""
+    items = [v.strip() for v in (str(value).split(",") if pieces is None else pieces)]
     if any(items) and not all(items):
         raise GradlabError(f"{what} {value!r} has an empty entry; separate the entries "
                            "with single commas")

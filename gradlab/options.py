@@ -15,10 +15,41 @@ from . import progress
 from .errors import GradlabError, entries, not_decimal, not_whole
 
 
+CELL_FILES = ("path/to/file.py:NAME imports, and so runs, that file; a comma inside a "
+              "file's path is part of it (a folder 'runs,2024').")
+
+
+def cell_entries(value):
+    """--cells' entries: split at its commas, but for those inside a cell file's path (a
+    folder 'runs,2024'): pieces up to the next that holds a ':' are one entry where they
+    join into FILE.py:NAME and FILE is a file, or the first is no cell's name ('/tmp/a':
+    then 'no such file' names the whole path). A path is no longer than PATH_MAX: one
+    stat a piece at most, however long the list."""
+    pieces = str(value).split(",")
+    ends = [k for k, piece in enumerate(pieces) if ":" in piece]
+    sizes = [0]
+    for piece in pieces:
+        sizes.append(sizes[-1] + len(piece) + 1)
+    joined, i, e = [], 0, 0
+    while i < len(pieces):
+        while e < len(ends) and ends[e] < i:        # the next piece with a ':', this one's
+            e += 1                                   # own (a spec itself: joins nothing)
+        j = i + 1
+        if e < len(ends) and ends[e] > i and sizes[ends[e] + 1] - sizes[i] <= 4096:
+            where = ",".join(pieces[i:ends[e] + 1]).rpartition(":")[0].strip()
+            first = pieces[i].strip()                # ('' : an empty entry, refused)
+            if where.endswith(".py") and (first and not first.isidentifier()
+                                          or os.path.isfile(os.path.expanduser(where))):
+                j = ends[e] + 1
+        joined.append(",".join(pieces[i:j]))
+        i = j
+    return entries(value, "--cells", joined)
+
+
 def cell_list(value):
     """--cells a,b,path.py:NAME -> list of Cell (validated, one line on error)."""
     from . import registry
-    names = entries(value, "--cells")
+    names = cell_entries(value)
     if not names:
         raise GradlabError(f"--cells {value!r} names no cell; valid: {', '.join(registry.cells())}")
     return [registry.cell(n) for n in names]
@@ -33,7 +64,7 @@ def cells_option(value, default):
     if value.strip() == "all":
         return registry.cells()
     chosen = [c.name if ":" not in spec else spec
-              for spec, c in zip(entries(value, "--cells"), cell_list(value))]
+              for spec, c in zip(cell_entries(value), cell_list(value))]
     same = [_identity(n) for n in chosen]          # a file's cell by its file and name
     twice = [n for k, n in enumerate(chosen) if same[k] in same[:k]]
     if twice:

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SCALE, SEED, Progress, \
+from ..options import CELL_FILES, DEVICE, DTYPE, FORCE, FRACTION, POSITIVE, SCALE, SEED, Progress, \
     echo, cell_files, cells_option, shown, strip_cell
 
 
@@ -58,8 +58,8 @@ def derive(cell, every, latex, out, force):
 
 
 @click.command()
-@click.option("--cells", "names", default=None, help="Comma-separated cells (default: all); "
-              "a cell may be path/to/file.py:NAME.")
+@click.option("--cells", "names", default=None, help="Comma-separated cells (default: all). "
+              + CELL_FILES)
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
 @click.option("--dtype", type=DTYPE, default="float64", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for sizes and values.")

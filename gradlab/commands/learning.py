@@ -9,7 +9,7 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
+from ..options import CELL_FILES, DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
     Number, Progress, cell_files, cell_given, cells_option, check_report_target, echo, \
     given, invoked, notice, plural, shown
 
@@ -17,7 +17,7 @@ from ..options import DTYPE, DEVICE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integ
 @click.command()
 @click.option("--cells", "names", default=None,
               help="Comma-separated cells, or 'all' (default: rnn_tanh, lstm, gru, "
-                   "prototype_lstm, normalized_lstm, pseudo_lstm).")
+                   "prototype_lstm, normalized_lstm, pseudo_lstm). " + CELL_FILES)
 @click.option("--tasks", "task_spec", default="adding:10,adding:30,copy:20",
               show_default=True, help="NAME:DELAY entries; NAME is adding, copy or parity.")
 @click.option("--steps", type=POSITIVE, default=200, show_default=True,

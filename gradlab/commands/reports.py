@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..errors import GradlabError
-from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
+from ..options import CELL_FILES, DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integer, \
     Progress, REPORT_FILES, cell_files, cells_option, check_report_target, echo, floats, \
     given, invoked, notice, open_page, shown
 
@@ -15,7 +15,7 @@ from ..options import DEVICE, DTYPE, FINITE, FORCE, POSITIVE, SCALE, SEED, Integ
 @click.command()
 @click.option("--cells", "names", default=None,
               help="Comma-separated cells, or 'all' (default: rnn_tanh and the essay's gated "
-                   "cells). path/to/file.py:NAME imports, and so runs, that file.")
+                   "cells). " + CELL_FILES)
 @click.option("--hidden", type=POSITIVE, default=64, show_default=True, help="Hidden size n.")
 @click.option("--inputs", type=POSITIVE, default=8, show_default=True, help="Input size m.")
 @click.option("--steps", type=POSITIVE, default=100, show_default=True, help="Sequence length T.")
@@ -103,7 +103,7 @@ def report(names, out, force, open_, model, arch, **options):
 
 @click.command()
 @click.option("--cells", "names", default="lstm", show_default=True,
-              help="Comma-separated cells, or 'all' (with --lyapunov: lstm, gru).")
+              help="Comma-separated cells, or 'all' (with --lyapunov: lstm, gru). " + CELL_FILES)
 @click.option("--hidden", type=POSITIVE, default=64, show_default=True)
 @click.option("--inputs", type=POSITIVE, default=None, help="Input size m [default: hidden].")
 @click.option("--steps", type=POSITIVE, default=64, show_default=True)
@@ -145,7 +145,8 @@ def bench(names, hidden, inputs, steps, batch, device, dtype, repeats, seed, as_
 
 @click.group(invoke_without_command=True)
 @click.option("--cells", "names", default=None,
-              help="Comma-separated cells, or 'all' (default: rnn_tanh, lstm, gru, minimal_rnn).")
+              help="Comma-separated cells, or 'all' (default: rnn_tanh, lstm, gru, "
+                   "minimal_rnn). " + CELL_FILES)
 @click.option("--weight-scales", default="0.5,0.75,1,1.25,1.5,2,2.5,3", show_default=True)
 @click.option("--gate-biases", default="-2,-1,0,1,2,3,4", show_default=True)
 @click.option("--hidden", type=POSITIVE, default=32, show_default=True)
