@@ -1,5 +1,7 @@
 """Regression tests for defects fixed in session 34 (from df769c5)."""
 
+import math
+
 import pytest
 
 import gradlab
@@ -35,3 +37,31 @@ def test_gradlab_init_defaults_are_critical_inits():
                                         "weight_scale", "gate_bias"}
     for p in shared:
         assert p.default == library[p.name].default, p.name
+
+
+def _run(cell, task, delay, loss, xi_init, xi_trained):
+    return {"cell": cell, "task": task, "delay": delay, "final": {"loss": loss},
+            "checkpoints": [{"timescale": xi_init}, {"timescale": xi_trained}]}
+
+
+def test_learnability_figures_hide_no_cell_behind_the_legend_or_another():
+    """The committed report's copy@20 panel put its legend (loc "best", 3 columns) over
+    lstm's point, ticked one delay at 19.00, 19.25, ..., and drew five cells' "gradients
+    grow" triangles at one spot, the last alone visible."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from gradlab.training import figures
+    cells = ["rnn_tanh", "lstm", "gru"]
+    col = dict(zip(cells, ["#000000", "#1f77b4", "#ff7f0e"]))
+    runs = [_run(c, "copy", 20, 0.3 * (k + 1), math.inf, math.inf)
+            for k, c in enumerate(cells)]
+    for fig in (figures.learning(runs, col, {"copy": 1.0}, ((0.1, "learned"),)),
+                figures.timescales(runs, col, cap=200)):
+        FigureCanvasAgg(fig).draw()
+        ax = fig.axes[0]
+        assert list(ax.get_xticks()) == [20]
+        legend = ax.get_legend().get_window_extent()
+        assert not legend.overlaps(ax.get_window_extent())
+    triangles = [line.get_xdata()[0] for line in fig.axes[0].get_lines()
+                 if line.get_marker() == "^"]
+    assert len(triangles) == 6 and len(set(triangles)) == 6      # 3 cells x init, trained

@@ -23,19 +23,37 @@ def _by_task(runs):
     return out
 
 
+def _delays_and_legend(ax, delays):
+    """Ticks at the delays trained (one delay had ticks at 19.00, 19.25, ...) and the
+    legend beside the panel, not on it: placed on it ("best"), it hid a cell's point."""
+    ax.set_xticks(delays, [str(d) for d in delays])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+
+
+def _dodge(cells, slots):
+    """The x of each of `slots` series of markers (k: function of delays): side by side
+    around each delay, so that equal values (several cells' "gradients grow" triangles at
+    the cap, the same loss) do not hide one another."""
+    delays = sorted({r["delay"] for rs in cells.values() for r in rs})
+    step = 0.012 * ((delays[-1] - delays[0]) or 10) if delays else 0.0
+    return [lambda d, k=k: np.asarray(d, float) + (k - (slots - 1) / 2) * step
+            for k in range(slots)]
+
+
 def learning(runs, col, chance, thresholds):
     """Final test loss over chance loss against the delay, one panel per task."""
     tasks = _by_task(runs)
     fig = Figure(figsize=(7.5, 3.6 * max(1, len(tasks))), layout="constrained")
     axes = fig.subplots(max(1, len(tasks)), 1, squeeze=False)[:, 0]
     for ax, (task, cells) in zip(axes, tasks.items()):
-        drawn = False
-        for cell, rs in cells.items():
+        drawn, at = False, _dodge(cells, len(cells))
+        for k, (cell, rs) in enumerate(cells.items()):
             rs = sorted(rs, key=lambda r: r["delay"])
             ratio = _finite([r["final"]["loss"] / chance[task] for r in rs])
             drawn = drawn or bool(np.isfinite(ratio).any())
-            ax.semilogy([r["delay"] for r in rs], ratio, marker="o", color=col[cell],
-                        label=cell)
+            ax.semilogy(at[k]([r["delay"] for r in rs]), ratio, marker="o",
+                        color=col[cell], label=cell)
         if not drawn and thresholds:       # every run diverged: frame the thresholds alone
             levels = [t for t, _ in thresholds]
             ax.set_ylim(min(levels) / 3, max(levels) * 3)
@@ -44,8 +62,7 @@ def learning(runs, col, chance, thresholds):
             ax.annotate(words, (0, t), xycoords=("axes fraction", "data"), fontsize=7,
                         color="grey", va="bottom")
         ax.set(xlabel=f"{task}: delay (steps)", ylabel="final test loss / chance loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=3)
+        _delays_and_legend(ax, sorted({r["delay"] for rs in cells.values() for r in rs}))
     axes[0].set_title("Which cells learned, by delay")
     return fig
 
@@ -58,23 +75,24 @@ def timescales(runs, col, cap):
     axes = fig.subplots(max(1, len(tasks)), 1, squeeze=False)[:, 0]
     for ax, (task, cells) in zip(axes, tasks.items()):
         delays = sorted({r["delay"] for rs in cells.values() for r in rs})
-        for cell, rs in cells.items():
+        at = _dodge(cells, 2 * len(cells))                # init and trained apart
+        for k, (cell, rs) in enumerate(cells.items()):
             rs = sorted(rs, key=lambda r: r["delay"])
-            d = [r["delay"] for r in rs]
             for which, fill, ls in ((0, "none", "--"), (-1, col[cell], "-")):
+                d = at[2 * k + (which != 0)]([r["delay"] for r in rs])
                 xi = np.array([r["checkpoints"][which]["timescale"] for r in rs], float)
                 grows = np.isposinf(xi)
                 ax.plot(d, np.where(np.isfinite(xi), xi, np.nan), ls=ls, marker="o",
                         mfc=fill, color=col[cell],
                         label=f"{cell} ({'init' if which == 0 else 'trained'})")
                 if grows.any():
-                    ax.plot(np.array(d)[grows], np.full(grows.sum(), cap), ls="none",
+                    ax.plot(d[grows], np.full(grows.sum(), cap), ls="none",
                             marker="^", mfc=fill, color=col[cell])
-        ax.plot(delays, delays, color="grey", lw=0.8, ls=":", label="ξ = delay")
+        ax.plot(delays, delays, color="grey", lw=0.8, ls=":", marker="_", ms=14,
+                label="ξ = delay")                 # (the marker: a single delay's level)
         ax.set(xlabel=f"{task}: delay (steps)", ylabel="gradient timescale ξ (steps)",
                yscale="log")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, ncol=3)
+        _delays_and_legend(ax, delays)
     axes[0].set_title("Timescale at initialisation (open) and after training (filled)")
     return fig
 
