@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 import gradlab
@@ -65,3 +66,24 @@ def test_learnability_figures_hide_no_cell_behind_the_legend_or_another():
     triangles = [line.get_xdata()[0] for line in fig.axes[0].get_lines()
                  if line.get_marker() == "^"]
     assert len(triangles) == 6 and len(set(triangles)) == 6      # 3 cells x init, trained
+
+
+def test_report_figures_drop_a_zero_rms_from_a_log_axis_and_style_paths_by_state_order():
+    """The drift figure drew the zero initial state (RMS 0 at t = 0) on its log axis as a
+    plunge off the panel; the paths figure gave each block its line style in the order
+    of the entry's dict, which data.json sorts: a report redrawn from its data.json had
+    the hidden path dashed where it had been solid."""
+    from gradlab.reports import figures
+    cells = {"lstm": {"drift": {"rms": [0.0, 0.5, 0.25, 0.0]}}}
+    top = figures.drift(cells, {"lstm": "#000000"}, ["lstm"]).axes[0]
+    line = top.get_lines()[0]
+    assert top.get_yscale() == "log" and np.isnan(line.get_ydata()[[0, 3]]).all()
+    assert "RMS 0 at 1 steps past t = 0" in line.get_label()
+    run_order = {"h->h": [0.0, -1.0], "h->c": [0.0, -2.0], "c->h": [0.0, -3.0],
+                 "c->c": [0.0, -4.0]}
+    styles = []
+    for paths in (run_order, dict(sorted(run_order.items()))):
+        entry = {"lstm": {"lags": [1, 2], "state": ["h", "c"], "paths": paths}}
+        lines = figures.paths(entry, {"lstm": "#000000"}).axes[0].get_lines()
+        styles.append({ln.get_label(): ln.get_linestyle() for ln in lines})
+    assert styles[0] == styles[1]

@@ -103,8 +103,10 @@ def paths(cells, col):
     styles = ["-", "--", ":", "-."]
     for name, d in multi.items():
         k = np.asarray(d["lags"])
-        for i, (path, values) in enumerate(d["paths"].items()):
-            a, b = path.split("->")
+        order = {part: j for j, part in enumerate(d["state"])}     # a -> b by the state's
+        pairs = sorted(d["paths"], key=lambda p: [order[q] for q in p.split("->")])  # order
+        for i, path in enumerate(pairs):           # (data.json sorts its keys: the styles
+            a, b, values = *path.split("->"), d["paths"][path]       # followed, and moved)
             if a != b and len(d["state"]) > 2:
                 continue                                # keep five-part states legible
             ax.plot(k, _finite(values), color=col[name], ls=styles[i % len(styles)],
@@ -159,18 +161,21 @@ def drift(cells, col, names, title="State RMS over time"):
     title says what was measured, the caption (computed from the numbers) what it shows."""
     fig = Figure(figsize=(7.5, 5.6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
-    positive = False
+    # log scale where there is something positive to show (all zero: a state that never
+    # moved, and matplotlib warned on stderr); there a zero RMS (the zero initial state at
+    # t = 0) is not drawn, where matplotlib drew it as a plunge off the axis
+    positive = any(np.any(_finite(cells[name]["drift"]["rms"]) > 0) for name in names)
     for name in names:
         d = cells[name]["drift"]
         rms = _finite(d["rms"])
-        positive = positive or bool(np.any(np.asarray(rms, dtype=float) > 0))
-        top.plot(np.arange(len(rms)), rms, color=col[name], label=_label(name, rms),
-                 **_dots(rms))
+        shown = np.where(rms > 0, rms, np.nan) if positive else rms
+        zeros = np.flatnonzero(rms[1:] == 0) if positive else ()
+        top.plot(np.arange(len(rms)), shown, color=col[name], **_dots(shown),
+                 label=_label(name, rms) + (f" (RMS 0 at {len(zeros)} steps past t = 0, "
+                                              "not drawn)" if len(zeros) else ""))
         if "saturation" in d:
             bottom.plot(np.arange(1, len(d["saturation"]) + 1), _finite(d["saturation"]),
                         color=col[name], label=name, **_dots(d["saturation"]))
-    # log scale where there is something positive to show (all zero: a state that never
-    # moved, and matplotlib warned on stderr)
     top.set(ylabel="RMS of the state", title=title, yscale="log" if positive else "linear")
     bottom.set(xlabel="time step t", ylabel="saturated gate share", ylim=(-0.02, 1.02))
     for ax in (top, bottom):
