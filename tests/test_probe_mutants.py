@@ -147,3 +147,35 @@ def test_a_replace_that_fails_leaves_no_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(GradlabError, match="cannot write"):
         outputs.write_files(out, {"report.md": b"# r\n"}, force=True)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_verify_fails_a_state_jacobian_off_by_one_part_in_a_million(monkeypatch):
+    """float64 verify agrees to ~1e-16: a lowered d h'/d h off by 1e-6 relative (a wrong
+    term at that weight) fails every check that compares it, however small."""
+    from gradlab.symbolic.cell import Cell
+    from gradlab.verification.verify import verify_cell
+
+    lowered = Cell.jacobian_fn
+
+    def off(self, wrt="state", backend="torch"):
+        fn = lowered(self, wrt, backend)
+        return (lambda *a: fn(*a) * (1 + 1e-6)) if wrt == "state" else fn
+
+    monkeypatch.setattr(Cell, "jacobian_fn", off)
+    checks = verify_cell("rnn_tanh", sizes=[(3, 2)])
+    state = [c for c in checks if c.what == "J state" and "numpy" not in c.reference]
+    assert state and not any(c.passed for c in state)
+    assert all(c.error == pytest.approx(1e-6, rel=1e-3) for c in state)
+
+
+def test_the_gpu_rescale_of_a_subnormal_norm_stays_finite():
+    """Scale's sync-free rescale (a GPU's: drift 0, run here on the CPU) divides out at most
+    2^half a step: 2^1073 for a norm of 4e-320 would overflow and make the product inf."""
+    from gradlab.flow.scale import Scale
+
+    scale = Scale(1, 1, torch.float64, "cpu")
+    scale.drift = 0                                   # as on a GPU
+    M = torch.tensor([[4e-320]], dtype=torch.float64)
+    scale(M, 1)
+    assert M.item() == math.ldexp(4e-320, scale.half)        # exact, and finite
+    assert scale.frobenius(slice(0, 1)).item() == pytest.approx(math.log(4e-320), rel=1e-12)
