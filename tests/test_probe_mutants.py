@@ -179,3 +179,19 @@ def test_the_gpu_rescale_of_a_subnormal_norm_stays_finite():
     scale(M, 1)
     assert M.item() == math.ldexp(4e-320, scale.half)        # exact, and finite
     assert scale.frobenius(slice(0, 1)).item() == pytest.approx(math.log(4e-320), rel=1e-12)
+
+
+def test_the_bound_is_relative_to_the_top_ritz_value():
+    """A = diag(0.125, 0.12 x 7, 0.035) (trace 1) from rows e_2..e_8 and e_1 tilted towards
+    e_9 so that theta_1 is 1e-8 short of 0.125: sigma would be 4e-8 off, so at rtol 1e-8
+    it must not be certified (a bound compared with 2 rtol, not 2 rtol theta_1, took it)."""
+    from gradlab.flow.subspace import subspace
+
+    lam = torch.tensor([0.125] + [0.12] * 7 + [0.035], dtype=torch.float64)
+    M = torch.diag(lam.sqrt())[None]
+    U = torch.eye(9, dtype=torch.float64)[:8].clone()
+    U[0, 8] = math.sqrt(1e-8 / 0.09)
+    U[0] /= U[0].norm()
+    one = torch.ones(1, dtype=torch.float64)
+    sigma, _, rest, _ = subspace((M.mT,), U[None], 2e-8, one, one, steps=1, first_check=0)
+    assert rest.tolist() == [0] or abs(sigma.item() / math.sqrt(0.125) - 1) <= 1e-8
