@@ -94,10 +94,17 @@ def test_round_off_where_the_exact_exponent_is_minus_inf_agrees():
     base = 0.3 * torch.randn(3, 4, 3, generator=torch.Generator().manual_seed(60),
                              dtype=torch.float64)
     xs = base.repeat(334, 1, 1)[:1000]
-    fn = routine("rnn_relu", start=661)
-    got = fn(params, xs, 7).numpy()
-    assert np.isfinite(got[1, 1]) and np.isneginf(gradlab.lyapunov(cell, params, xs, 7)
-                                                  .exponents[1, 1])      # (the premise)
+    reference = routine("rnn_relu", start=661)
+
+    def fn(P, x, k):
+        # torch 2.13's QR reports round-off in these two places, torch 2.4.1's an exact
+        # zero (-inf): the round-off 2.13 reports, whichever torch runs the test
+        out = reference(P, x, k).clone()
+        for (b, i), value in {(1, 1): -1.02125882, (3, 1): -0.8036386}.items():
+            out[b, i] = value if torch.isneginf(out[b, i]) else out[b, i]
+        return out
+
+    assert np.isneginf(gradlab.lyapunov(cell, params, xs, 7).exponents[1, 1])  # premise
     assert gradlab.check_lyapunov(fn, cell, params, xs, 7).ok
     lifted = lambda P, x, k: torch.where(torch.isfinite(fn(P, x, k)), fn(P, x, k),   # noqa
                                          torch.tensor(-0.2, dtype=torch.float64))
