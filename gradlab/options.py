@@ -22,9 +22,10 @@ CELL_FILES = ("path/to/file.py:NAME imports, and so runs, that file; a comma ins
 def cell_entries(value):
     """--cells' entries: split at its commas, but for those inside a cell file's path (a
     folder 'runs,2024'): pieces up to the next that holds a ':' are one entry where they
-    join into FILE.py:NAME and FILE is a file, or the first is no cell's name ('/tmp/a':
-    then 'no such file' names the whole path). A path is no longer than PATH_MAX: one
-    stat a piece at most, however long the list."""
+    join into FILE.py:NAME and FILE is a file, or the first is a path's start, no cell's
+    name ('/tmp/a', '~/a': then 'no such file' names the whole path; a typo such as
+    'rnn-tanh' stays an unknown cell). A path is no longer than PATH_MAX: one stat a
+    piece at most, however long the list."""
     pieces = str(value).split(",")
     ends = [k for k, piece in enumerate(pieces) if ":" in piece]
     sizes = [0]
@@ -38,7 +39,9 @@ def cell_entries(value):
         if e < len(ends) and ends[e] > i and sizes[ends[e] + 1] - sizes[i] <= 4096:
             where = ",".join(pieces[i:ends[e] + 1]).rpartition(":")[0].strip()
             first = pieces[i].strip()                # ('' : an empty entry, refused)
-            if where.endswith(".py") and (first and not first.isidentifier()
+            path_start = not first.isidentifier() and (first.startswith("~") or any(
+                sep and sep in first for sep in ("/", os.sep, os.altsep)))
+            if where.endswith(".py") and (path_start
                                           or os.path.isfile(os.path.expanduser(where))):
                 j = ends[e] + 1
         joined.append(",".join(pieces[i:j]))
