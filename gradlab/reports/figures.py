@@ -100,15 +100,17 @@ def paths(cells, col):
     """Per-part blocks of the product: the LSTM's cell path against its hidden path."""
     multi = {n: d for n, d in cells.items() if "paths" in d}
     fig, ax = _figure()
-    styles = ["-", "--", ":", "-."]
+    styles = ["-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2))]    # (a five-part state's five)
     for name, d in multi.items():
         k = np.asarray(d["lags"])
         order = {part: j for j, part in enumerate(d["state"])}     # a -> b by the state's
         pairs = sorted(d["paths"], key=lambda p: [order[q] for q in p.split("->")])  # order
-        for i, path in enumerate(pairs):           # (data.json sorts its keys: the styles
-            a, b, values = *path.split("->"), d["paths"][path]       # followed, and moved)
-            if a != b and len(d["state"]) > 2:
-                continue                                # keep five-part states legible
+        # (data.json sorts its keys: the styles followed, and moved); past two parts the
+        # diagonal blocks alone, keeping the figure legible, each a style of its own (the
+        # styles counted over every block gave h, i and o of h c i f o all solid lines)
+        drawn = [p for p in pairs if len(d["state"]) <= 2 or len(set(p.split("->"))) == 1]
+        for i, path in enumerate(drawn):
+            a, b, values = *path.split("->"), d["paths"][path]
             ax.plot(k, _finite(values), color=col[name], ls=styles[i % len(styles)],
                     label=_label(f"{name}: ∂{b}_T/∂{a}_(T−k)", values), **_dots(values))
     ax.set(xlabel="lag k", ylabel="log₁₀ ‖block of ∂s_T/∂s_{T−k}‖₂",
