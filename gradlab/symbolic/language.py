@@ -86,10 +86,6 @@ class Value:
         raise GradlabError(f"numpy cannot read {text(self.expr)}: a cell's equations are "
                            "symbolic; write W @ h for a matrix product, and mean, sum, tanh, ...")
 
-    def __call__(self, *args, **kwargs):   # I(3) as in numpy, W(h), s.h(t - 1)
-        raise GradlabError(f"{text(self.expr)} cannot be called: write W @ h for a product"
-                           " (I is the identity at the cell's size; s.h is h at t-1)")
-
     def __bool__(self):          # `if g:`, `a and b`: Python would decide, not the equations
         raise GradlabError(f"{text(self.expr)} is symbolic: Python's if, and, or and not "
                            "cannot decide on it; write the choice into the equations "
