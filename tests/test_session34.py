@@ -68,3 +68,16 @@ def test_report_figures_drop_a_zero_rms_from_a_log_axis_and_style_paths_by_state
         lines = figures.paths(entry, {"lstm": "#000000"}).axes[0].get_lines()
         styles.append({ln.get_label(): ln.get_linestyle() for ln in lines})
     assert styles[0] == styles[1]
+
+
+def test_markers_set_side_by_side_stay_within_their_delay():
+    """The offsets were 1.2 % of the delay range a series: with six cells (12 series) and
+    delays 10, 11, ..., 50, one delay's markers ran past the next delay's."""
+    from gradlab.training import figures
+    cells = [f"c{k}" for k in range(6)]
+    runs = [_run(c, "adding", d, 0.5, 5.0, 6.0) for c in cells for d in range(10, 51)]
+    fig = figures.timescales(runs, dict.fromkeys(cells, "#000000"), cap=500)
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label() != "ξ = delay"]
+    assert len(lines) == 12
+    for line in lines:                 # each series' markers within half a step of theirs
+        assert np.abs(line.get_xdata() - np.arange(10, 51)).max() < 0.5

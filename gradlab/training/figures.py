@@ -37,6 +37,8 @@ def _dodge(cells, slots):
     the cap, the same loss) do not hide one another."""
     delays = sorted({r["delay"] for rs in cells.values() for r in rs})
     step = 0.012 * ((delays[-1] - delays[0]) or 10) if delays else 0.0
+    if len(delays) > 1:       # one delay's markers stay clear of the next delay's
+        step = min(step, 0.6 * min(np.diff(delays)) / slots)
     return [lambda d, k=k: np.asarray(d, float) + (k - (slots - 1) / 2) * step
             for k in range(slots)]
 
