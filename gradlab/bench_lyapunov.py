@@ -36,7 +36,6 @@ module it is given (found against a jacrev + torch.linalg.qr loop):
     so that the two agree to round-off rather than to O(1/T)).
 """
 
-
 import numpy as np
 import torch
 
