@@ -219,12 +219,17 @@ def arguments_checked(fn):
         except TypeError as err:
             raise GradlabTypeError(f"{name}(): {err}; it takes {name}{shown}") from None
         torch = sys.modules.get("torch")          # (not imported: its default is the CPU)
-        if torch is not None and torch.get_default_device().type != "cpu":
+        if torch is not None and _default_device_type() != "cpu":
             with torch.device("cpu"):             # see `arguments_checked`
                 return fn(*args, **kwargs)
         return fn(*args, **kwargs)
 
     return checked
+
+
+def _default_device_type():
+    from .torch_state import default_device       # (torch is imported: `checked`)
+    return default_device().type
 
 
 def methods_checked(cls):

@@ -18,6 +18,16 @@ import numpy as np
 import torch
 
 
+def default_device():
+    """torch.get_default_device(), also under torch 2.4, whose get_default_device raises
+    AttributeError once set_default_device(None) has put the default back (it reads the
+    context that call leaves None): the CPU then, as it is."""
+    try:
+        return torch.get_default_device()
+    except AttributeError:
+        return torch.device("cpu")
+
+
 def _device_state():
     """What torch.set_default_device and `with torch.device(...)` set: the torch-function
     mode stack (a default device is a mode on it), the context set_default_device keeps,
@@ -104,13 +114,13 @@ def kept():
     when the block ends, however it ends; a setting the block did not change is left
     alone."""
     settings, put_randoms = _settings(), _random_states()
-    device, default = _device_state(), torch.get_default_device()
+    device, default = _device_state(), default_device()
     try:
         yield
     finally:
         if device is not None and not _same_device_state(device, _device_state()):
             _put_device_state(device)
-        elif device is None and torch.get_default_device() != default:   # (another torch)
+        elif device is None and default_device() != default:   # (another torch)
             torch.set_default_device(None if default.type == "cpu" else default)
         for before, now, put in settings:
             if now() != before:

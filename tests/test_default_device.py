@@ -10,11 +10,12 @@ import torch
 
 import gradlab
 from gradlab.flow import make_inputs
+from gradlab.torch_state import default_device
 
 
 @pytest.fixture
 def meta_default():
-    before = torch.get_default_device()
+    before = default_device()
     torch.set_default_device("meta")
     try:
         yield
@@ -43,7 +44,7 @@ def test_the_same_numbers_under_a_meta_default_device(meta_default):
     expected = _job()
     torch.set_default_device("meta")
     got = _job()
-    assert torch.get_default_device().type == "meta"       # left as the user set it
+    assert default_device().type == "meta"       # left as the user set it
     for key, value in expected.items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
 

@@ -9,6 +9,7 @@ import pytest
 
 import gradlab
 from gradlab.errors import GradlabError
+from gradlab.torch_state import default_device
 
 from conftest import assert_one_line_error, invoke
 
@@ -48,10 +49,10 @@ def test_torchs_settings_a_file_changes_as_it_loads_do_not_reach_gradlabs_work(
     error (Tensor.item() on a meta tensor), and left the caller's session on "meta"."""
     import torch
     path = cell_file(tmp_path, "settings.py", "import torch\n" + before)
-    device, dtype = torch.get_default_device(), torch.get_default_dtype()
+    device, dtype = default_device(), torch.get_default_dtype()
     result = invoke("verify", "--cells", f"{path}:mine")
     assert result.exit_code == 0, result.output
-    assert (torch.get_default_device(), torch.get_default_dtype()) == (device, dtype)
+    assert (default_device(), torch.get_default_dtype()) == (device, dtype)
 
 
 def test_a_seed_a_file_sets_as_it_loads_does_not_move_the_callers_numbers(tmp_path):

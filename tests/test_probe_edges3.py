@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import gradlab
+from gradlab.torch_state import default_device
 from conftest import assert_one_line_error, invoke
 
 
@@ -20,7 +21,7 @@ def _right(p, state, x):
 
 
 def _torch_state():
-    return (torch.get_default_dtype(), torch.get_default_device(), torch.is_grad_enabled(),
+    return (torch.get_default_dtype(), default_device(), torch.is_grad_enabled(),
             torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate(),
             torch.are_deterministic_algorithms_enabled(), torch.get_num_threads(),
             sys.getrecursionlimit())
@@ -132,7 +133,7 @@ def test_reading_the_returned_object_runs_guarded(how):
                 gradlab.check_jacobian(fn, rnn, rnn.init_params(3, 2), batch=2)
         else:
             assert gradlab.check_jacobian(fn, rnn, rnn.init_params(3, 2), batch=2).ok
-            assert torch.get_default_device().type == "cpu"
+            assert default_device().type == "cpu"
     finally:
         torch.set_default_device(None)
 

@@ -81,3 +81,26 @@ def test_markers_set_side_by_side_stay_within_their_delay():
     assert len(lines) == 12
     for line in lines:                 # each series' markers within half a step of theirs
         assert np.abs(line.get_xdata() - np.arange(10, 51)).max() < 0.5
+
+
+def test_torch_2_4s_get_default_device_after_a_reset_is_the_cpu(monkeypatch):
+    """torch 2.4's get_default_device raises AttributeError once set_default_device(None)
+    has run (it reads the context that call leaves None): every public call then failed
+    ('NoneType' object has no attribute 'device'), as did the rest of the test suite
+    under 2.4.1 after the first test that reset the default device."""
+    import torch
+
+    import gradlab
+    from gradlab.torch_state import default_device, kept
+
+    def broken():
+        raise AttributeError("'NoneType' object has no attribute 'device'")
+
+    monkeypatch.setattr(torch, "get_default_device", broken)
+    assert default_device() == torch.device("cpu")
+    rnn = gradlab.cell("rnn_tanh")
+    flow = gradlab.gradient_flow(rnn, rnn.init_params(3, 2, seed=0),
+                                 torch.zeros(4, 1, 2, dtype=torch.float64))
+    assert np.isfinite(flow.log_norm()).all()
+    with kept():
+        torch.manual_seed(5)
