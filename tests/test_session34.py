@@ -104,3 +104,18 @@ def test_torch_2_4s_get_default_device_after_a_reset_is_the_cpu(monkeypatch):
     assert np.isfinite(flow.log_norm()).all()
     with kept():
         torch.manual_seed(5)
+
+
+def test_a_rescale_past_2_to_the_149_keeps_the_product_under_torch_2_4s_ldexp(monkeypatch):
+    """torch 2.4's ldexp(x, e) is x * 2.0 ** e, in float32 for int exponents: the walk's
+    rescale of a Jacobian of weights 1e155 (2^-258 a factor) multiplied by 0, and every
+    norm of the flow read 'product zero' (-inf) under torch 2.4.1 (test_overflow_api)."""
+    import torch
+
+    import gradlab
+    monkeypatch.setattr(torch, "ldexp", lambda x, e: x * torch.pow(2.0, e))   # torch 2.4's
+    cell = gradlab.cell("rnn_relu")
+    params = cell.init_params(4, 3, seed=2, weight_scale=1e155, bias_scale=1.0)
+    xs = torch.randn(2, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    logs = gradlab.gradient_flow(cell, params, xs).log_norm("frobenius")
+    np.testing.assert_allclose(logs[1], [357.3255, 713.9046], rtol=1e-6)

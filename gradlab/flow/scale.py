@@ -105,12 +105,14 @@ class Scale:
             e = torch.frexp(norm)[1]                            # norm = m 2^e; 0 -> 0, 0
             self.total = before + e
             shape = [-1 if d == batch else 1 for d in range(M.ndim)]
+            # (exponents as M's floats: torch 2.4's ldexp takes 2^e in float32 from int
+            # exponents, 0 past 2^-149, and the product became zero)
             if drifted > self.half:    # 2^-e alone may overflow (subnormal entries)
                 half = torch.div(e, 2, rounding_mode="trunc")
-                M.mul_(torch.ldexp(self.one, -half).view(shape))
-                M.mul_(torch.ldexp(self.one, half - e).view(shape))
+                for part in (-half, half - e):
+                    M.mul_(torch.ldexp(self.one, part.to(M.dtype)).view(shape))
             else:
-                M.mul_(torch.ldexp(self.one, -e).view(shape))
+                M.mul_(torch.ldexp(self.one, (-e).to(M.dtype)).view(shape))
         self.norms[k - 1], self.before[k - 1], self.after[k - 1] = norm, before, self.total
         self.read = None
 
