@@ -6,6 +6,7 @@ import hashlib
 import os
 import pathlib
 import random
+import signal
 import textwrap
 
 import numpy as np
@@ -26,6 +27,15 @@ ALL = gradlab.cells()   # every registered cell: a new cell gets every registry-
 _RNG = random.Random(20240611)
 SIZES = [(1, 1, 1), (1, 3, 2), (4, 1, 1)] + [
     (_RNG.randint(2, 7), _RNG.randint(2, 5), _RNG.randint(2, 4)) for _ in range(2)]
+
+
+def pytest_configure(config):
+    """Ctrl-C as a terminal delivers it. A shell without job control starts a background
+    command (`nohup pytest ... &`, some CI runners) with SIGINT ignored, and Python then
+    installs no KeyboardInterrupt handler: the tests that press Ctrl-C in-process
+    (signal.raise_signal) saw nothing and failed for the launch, not for gradlab."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def size_id(size):
