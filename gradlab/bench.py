@@ -145,14 +145,17 @@ def run_bench(cells, hidden, steps, batch, device="cpu", dtype="float64", seed=0
               inputs=None):
     """Time gradient_flow against the baselines on the same work (see the module's text).
 
-    cells: names (or one comma-separated string); hidden = n, steps = T, batch = B;
+    cells: names (or one comma-separated string, parsed as --cells is: an empty entry
+    refused, a comma inside a cell file's path part of it); hidden = n, steps = T, batch = B;
     inputs = m (default hidden). Returns one JSON-ready dict per cell: "baseline" (the step
     the baselines use), "seconds" (best time per method), "runs", and "factors": for
     "products", "norms" and "whole", each ratio as {"best", "min", "median", "max"} over
     the rounds; "agreement" and "max_relative_error".
     """
     if isinstance(cells, str):
-        cells = [c for c in cells.split(",") if c]
+        cells = registry.cell_entries(cells, "cells")
+    if not len(cells):
+        raise GradlabError(f"cells {cells!r} names no cell; valid: {', '.join(registry.cells())}")
     dtype = as_dtype(dtype)
     for value, what in ((hidden, "hidden"), (steps, "steps"), (batch, "batch"),
                         (repeats, "repeats")):

@@ -20,33 +20,10 @@ CELL_FILES = ("path/to/file.py:NAME imports, and so runs, that file; a comma ins
 
 
 def cell_entries(value):
-    """--cells' entries: split at its commas, but for those inside a cell file's path (a
-    folder 'runs,2024'): pieces up to the next that holds a ':' are one entry where they
-    join into FILE.py:NAME and FILE is a file, or the first is a path's start, no cell's
-    name ('/tmp/a', '~/a': then 'no such file' names the whole path; a typo such as
-    'rnn-tanh' stays an unknown cell). A path is no longer than PATH_MAX: one stat a
-    piece at most, however long the list."""
-    pieces = str(value).split(",")
-    ends = [k for k, piece in enumerate(pieces) if ":" in piece]
-    sizes = [0]
-    for piece in pieces:
-        sizes.append(sizes[-1] + len(piece) + 1)
-    joined, i, e = [], 0, 0
-    while i < len(pieces):
-        while e < len(ends) and ends[e] < i:        # the next piece with a ':', this one's
-            e += 1                                   # own (a spec itself: joins nothing)
-        j = i + 1
-        if e < len(ends) and ends[e] > i and sizes[ends[e] + 1] - sizes[i] <= 4096:
-            where = ",".join(pieces[i:ends[e] + 1]).rpartition(":")[0].strip()
-            first = pieces[i].strip()                # ('' : an empty entry, refused)
-            path_start = not first.isidentifier() and (first.startswith("~") or any(
-                sep and sep in first for sep in ("/", os.sep, os.altsep)))
-            if where.endswith(".py") and (path_start
-                                          or os.path.isfile(os.path.expanduser(where))):
-                j = ends[e] + 1
-        joined.append(",".join(pieces[i:j]))
-        i = j
-    return entries(value, "--cells", joined)
+    """--cells' entries (`registry.cell_entries`: a comma inside a cell file's path is
+    part of it)."""
+    from . import registry
+    return registry.cell_entries(value, "--cells")
 
 
 def cell_list(value):
