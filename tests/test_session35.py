@@ -30,3 +30,26 @@ def test_run_bench_takes_a_cell_file_whose_folder_has_a_comma(tmp_path):
     spec = f"{folder / 'cells.py'}:mine"
     [result] = bench.run_bench(spec, 3, 3, 2, repeats=1)
     assert result["cell"] == spec
+
+
+def _run(cell, delay, loss, xi_init, xi_trained):
+    return {"cell": cell, "task": "copy", "delay": delay, "final": {"loss": loss},
+            "checkpoints": [{"timescale": xi_init}, {"timescale": xi_trained}]}
+
+
+def test_learnability_figures_say_where_a_zero_has_no_place_on_their_log_axis():
+    """A loss of exactly 0 (a task learned perfectly) or a timescale of 0 was left off
+    the log axis without a word: the cell seemed not to have run at that delay."""
+    import numpy as np
+
+    from gradlab.training import figures
+    runs = [_run("lstm", 10, 0.0, 0.0, 4.0), _run("lstm", 20, 0.5, 3.0, 5.0),
+            _run("gru", 10, 0.2, 2.0, 3.0), _run("gru", 20, 0.4, 2.0, 3.0)]
+    col = {"lstm": "#000000", "gru": "#ff7f0e"}
+    lines = figures.learning(runs, col, {"copy": 1.0}, ()).axes[0].get_lines()
+    labels = {line.get_label(): line for line in lines}
+    assert set(labels) == {"lstm (loss 0 at delay 10, not drawn)", "gru"}
+    assert np.isnan(labels["lstm (loss 0 at delay 10, not drawn)"].get_ydata()[0])
+    lines = figures.timescales(runs, col, cap=100).axes[0].get_lines()
+    assert {line.get_label() for line in lines} >= {
+        "lstm (init) (ξ ≤ 0 at delay 10, not drawn)", "lstm (trained)", "gru (init)"}

@@ -31,6 +31,15 @@ def _delays_and_legend(ax, delays):
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
 
 
+def _unplotted(label, delays, values, what):
+    """label, noting the delays whose value (finite, at most 0: a loss of exactly 0, a
+    timescale of 0) has no place on a log axis and is not drawn."""
+    off = [str(d) for d, v in zip(delays, values) if np.isfinite(v) and v <= 0]
+    if not off:
+        return label
+    return f"{label} ({what} at delay {', '.join(off)}, not drawn)"
+
+
 def _dodge(cells, slots):
     """The x of each of `slots` series of markers (k: function of delays): side by side
     around each delay, so that equal values (several cells' "gradients grow" triangles at
@@ -54,8 +63,9 @@ def learning(runs, col, chance, thresholds):
             rs = sorted(rs, key=lambda r: r["delay"])
             ratio = _finite([r["final"]["loss"] / chance[task] for r in rs])
             drawn = drawn or bool(np.isfinite(ratio).any())
-            ax.semilogy(at[k]([r["delay"] for r in rs]), ratio, marker="o",
-                        color=col[cell], label=cell)
+            delays = [r["delay"] for r in rs]
+            ax.semilogy(at[k](delays), np.where(ratio > 0, ratio, np.nan), marker="o",
+                        color=col[cell], label=_unplotted(cell, delays, ratio, "loss 0"))
         if not drawn and thresholds:       # every run diverged: frame the thresholds alone
             levels = [t for t, _ in thresholds]
             ax.set_ylim(min(levels) / 3, max(levels) * 3)
@@ -84,9 +94,10 @@ def timescales(runs, col, cap):
                 d = at[2 * k + (which != 0)]([r["delay"] for r in rs])
                 xi = np.array([r["checkpoints"][which]["timescale"] for r in rs], float)
                 grows = np.isposinf(xi)
-                ax.plot(d, np.where(np.isfinite(xi), xi, np.nan), ls=ls, marker="o",
-                        mfc=fill, color=col[cell],
-                        label=f"{cell} ({'init' if which == 0 else 'trained'})")
+                label = f"{cell} ({'init' if which == 0 else 'trained'})"
+                ax.plot(d, np.where(np.isfinite(xi) & (xi > 0), xi, np.nan), ls=ls,
+                        marker="o", mfc=fill, color=col[cell],
+                        label=_unplotted(label, [r["delay"] for r in rs], xi, "ξ ≤ 0"))
                 if grows.any():
                     ax.plot(d[grows], np.full(grows.sum(), cap), ls="none",
                             marker="^", mfc=fill, color=col[cell])
