@@ -319,11 +319,13 @@ def test_checkpoint_files_that_are_not_torch_saves_are_named_for_what_they_are(t
     for name, words in (("text.pt", "is not a file torch.save wrote (neither its zip format "
                                     "nor a pickle; it begins b'he')"),
                         ("empty.pt", "is empty"),
-                        ("cut.pt", "failed finding central directory.); save"),
+                        # (torch 2.13 ends its message with a full stop, 2.4.1 not)
+                        ("cut.pt", re.compile(r"failed finding central directory\.?\); save")),
                         ("a.pt", "is a symbolic link to no file"),
                         ("old.pt", "was saved with a pickle protocol torch.load(weights_only="
                                    "True) cannot read")):
-        with pytest.raises(gradlab.GradlabError, match=re.escape(words)):
+        pattern = words if isinstance(words, re.Pattern) else re.escape(words)
+        with pytest.raises(gradlab.GradlabError, match=pattern):
             load_state_dict(tmp_path / name)
 
 
