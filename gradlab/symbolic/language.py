@@ -25,9 +25,10 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from . import algebra as al
 from .activations import by_language_name, in_table
 from .dag import doit
-from .names import check_let_name, rendered
+from .names import check_let_name
 from .pairwise import Pairwise
-from .printing import latex, text
+from .typeset import Typeset
+from .printing import text
 from ..lowering.codeprinter import identifier
 from ..errors import GradlabError
 
@@ -322,16 +323,9 @@ class Builder:
         self._lets = {}       # let-bound symbol -> its definition, in order of declaration
         # lowered identifier -> the name that has it (h' and h_p, both v_h_p, would clash)
         self._printed = {identifier(str(s)): str(s) for s in self._symbols.values()}
-        self._typeset = {}    # LaTeX -> the name that prints so (h1 and h_1 are both h_{1})
+        self._typeset = Typeset()     # what each name prints as: none reads as another
         for sym in self._symbols.values():
-            self._typesets(str(sym), sym, f"cell '{cell_name}': ")
-
-    def _typesets(self, name, sym, where=""):     # in LaTeX, or as text (μ_a and mu_a)
-        for shown, form in ((rendered(latex(sym)), "${}$ in the derivation's LaTeX"),
-                            (text(sym), "{} in its text")):     # (α is alpha in LaTeX)
-            if self._typeset.setdefault(shown, name) != name:
-                raise GradlabError(f"{where}{name!r} and {self._typeset[shown]!r} would print "
-                                   f"alike ({form.format(shown)}); rename one")
+            self._typeset.add(str(sym), sym, f"cell '{cell_name}': ")
 
     def declared(self):
         """Every symbol an equation may use: state parts, input, parameters, lets, n, m."""
@@ -389,7 +383,7 @@ class Builder:
         if printed in self._printed:
             raise GradlabError(f"let name {name!r} and {self._printed[printed]!r} would be the "
                                f"same variable ({printed}) in the lowered code; rename one")
-        self._typesets(name, sym)
+        self._typeset.add(name, sym, f"{by} names its value {name!r}: " if by else "")
         self._printed[printed] = name
         self._lets[sym] = expr
         return Value(sym, owner=self)

@@ -1,0 +1,33 @@
+"""Edges session 35's hostile probe of the cell language found."""
+
+import pytest
+
+import gradlab
+from gradlab import GradlabError, tanh, var
+
+
+def test_a_scripted_name_never_prints_as_a_power_of_another_name():
+    """A let a^2 beside a parameter a printed h' = a^2 a^2 (the let times a's square, two
+    quantities written alike), and var(h) beside a parameter sigma_h printed its variance
+    σ_h^2 as that parameter's square; either order is refused, as are names that print
+    alike."""
+    def power_after(s):
+        return s.let("a^2", tanh(s.W @ s.h)) * s.a ** 2
+
+    def power_before(s):
+        q = s.let("a^2", tanh(s.W @ s.h))
+        return q + s.let("a", 3 * s.h) ** 2
+
+    def variance(s):
+        return tanh(s.W @ s.h) * s.sigma_h ** 2 + var(s.h)
+
+    for fn, params in ((power_after, {"a": "1", "W": "n n"}), (power_before, {"W": "n n"}),
+                       (variance, {"sigma_h": "1", "W": "n n"})):
+        with pytest.raises(GradlabError, match="print as (a|its) power") as err:
+            gradlab.declare(state="h", params=params, source="probe", name="powers")(fn)
+        assert "\n" not in str(err.value)
+
+    @gradlab.declare(state="h", params={"a": "1", "W": "n n"}, source="probe")
+    def apart(s):       # a scripted name of its own base is a name as before
+        return s.let("b^2", tanh(s.W @ s.h)) * s.a ** 2 + var(s.h)
+    assert "a^2 b^2" in repr(apart)
