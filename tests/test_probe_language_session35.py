@@ -31,3 +31,26 @@ def test_a_scripted_name_never_prints_as_a_power_of_another_name():
     def apart(s):       # a scripted name of its own base is a name as before
         return s.let("b^2", tanh(s.W @ s.h)) * s.a ** 2 + var(s.h)
     assert "a^2 b^2" in repr(apart)
+
+
+def test_a_fraction_is_an_exact_constant_and_other_objects_are_refused_in_one_line():
+    """h ** Fraction(1, 2) was taken and 0.5 * ... too, but Fraction(1, 3) * ... was
+    refused ('cannot use Fraction(1, 3)'); and an object the language cannot use was shown
+    by its repr, which for a cell is its equations, line by line (tanh(lstm) in the
+    shell printed seven lines), naming nothing the language takes."""
+    import fractions
+
+    import torch
+
+    @gradlab.declare(state="h", params="W U", source="probe")
+    def third(s):
+        return tanh(s.W @ s.h + s.U @ s.x) * fractions.Fraction(1, 3)
+
+    params = third.init_params(3, 2)
+    state, x = (torch.randn(2, 3, dtype=torch.float64),), torch.randn(2, 2, dtype=torch.float64)
+    want = torch.tanh(state[0] @ params["W"].T + x @ params["U"].T) / 3
+    assert torch.allclose(third.step_fn()(params, state, x)[0], want, rtol=1e-15, atol=0)
+    with pytest.raises(GradlabError, match=r"\(Cell\) in a cell equation; it takes") as err:
+        tanh(gradlab.cell("lstm"))
+    assert "\n" not in str(err.value)
+

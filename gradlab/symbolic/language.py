@@ -165,7 +165,12 @@ def _value(v):
         return Value(sp.Float(v))
     if isinstance(v, (int, sp.Expr)) and not isinstance(v, sp.MatrixExpr):
         return Value(sp.sympify(v))
-    raise GradlabError(f"cannot use {v!r} ({type(v).__name__}) in a cell equation")
+    if isinstance(v, numbers.Rational):        # Fraction(1, 3): exactly 1/3, as ** takes it
+        return Value(sp.Rational(v.numerator, v.denominator))
+    shown = " ".join(repr(v).split())          # (a cell's repr is its equations, on lines)
+    raise GradlabError(f"cannot use {shown[:60] + '...' * (len(shown) > 60)} "
+                       f"({type(v).__name__}) in a cell equation; it takes s's values (s.h, "
+                       "s.W, ...), numbers (2, 0.5, Fraction(1, 3)) and gradlab's functions")
 
 
 def _shape(e):
