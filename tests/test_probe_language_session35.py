@@ -54,3 +54,13 @@ def test_a_fraction_is_an_exact_constant_and_other_objects_are_refused_in_one_li
         tanh(gradlab.cell("lstm"))
     assert "\n" not in str(err.value)
 
+
+def test_a_new_state_that_is_not_an_expression_of_the_cell_is_named_by_its_type():
+    """A declaration returning a numpy array failed deep in SymPy ('Symbol' object cannot
+    be interpreted as an integer), and one returning the string 'h' was told 'got h', as
+    if it were the state part h."""
+    import numpy as np
+    for value, kind in ((np.zeros(3), "ndarray"), ("h", "str"), (None, "NoneType")):
+        with pytest.raises(GradlabError, match=rf"must be an n-vector .*\({kind}\)$"):
+            gradlab.declare(state="h", params="W", source="probe", name="odd")(
+                lambda s: value)

@@ -204,6 +204,12 @@ class Cell:
                                f"returns {len(out)} value(s) for the state ({', '.join(parts)})")
         symbols = []
         for part, value in zip(parts, out):
+            if not isinstance(value, (Value, sp.MatrixExpr)):   # np.zeros(n), "h", 3, None
+                shown = " ".join(repr(value).split())
+                raise GradlabError(f"the new value of state part '{part}' must be an n-vector "
+                                   f"of the cell's values (s.h, s.W, ...), got "
+                                   f"{shown[:60] + '...' * (len(shown) > 60)} "
+                                   f"({type(value).__name__})")
             value = value if isinstance(value, Value) else Value(value)
             old = symbol_of(builder, part)
             if value.expr == old:
