@@ -17,6 +17,13 @@ class GradlabError(ValueError):
     """
 
 
+def shown(value, width=60):
+    """repr(value) on one line, cut at `width` characters: what a message quotes of an
+    object it refuses (a cell's repr is its equations, over several lines)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= width else text[:width] + "..."
+
+
 class GradlabIndexError(GradlabError, IndexError):
     """An index out of range: a GradlabError that is also Python's IndexError."""
 
@@ -52,7 +59,7 @@ class GradlabKeyError(GradlabError, KeyError):
 def choice(value, valid, what):
     """`value` if it is one of `valid`, else a GradlabError naming it and the valid ones."""
     if value not in valid:
-        raise GradlabError(f"unknown {what} {value!r}; valid: {', '.join(map(str, valid))}")
+        raise GradlabError(f"unknown {what} {shown(value)}; valid: {', '.join(map(str, valid))}")
     return value
 
 
@@ -65,7 +72,7 @@ def integer(value, what, low=None, high=None):
         span = ("" if low is None and high is None else
                 f" >= {low}" if high is None else f" <= {high}" if low is None else
                 f" in {low}..{high}")
-        raise GradlabError(f"{what} must be an integer{span}, got {value!r}")
+        raise GradlabError(f"{what} must be an integer{span}, got {shown(value)}")
     return int(value)
 
 
@@ -77,7 +84,7 @@ def check_seed(value, what="seed"):
     ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) \
         and 0 <= value < SEEDS
     if not ok:
-        raise GradlabError(f"{what} must be an integer in [0, 2**63), got {value!r}")
+        raise GradlabError(f"{what} must be an integer in [0, 2**63), got {shown(value)}")
     return int(value)
 
 
@@ -114,7 +121,7 @@ def flag(value, what):
     numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool", "bool_")
     zero_one = isinstance(value, numbers.Integral) and value in (0, 1)
     if not (isinstance(value, bool) or numpy_bool or zero_one):
-        raise GradlabError(f"{what} must be True or False, got {value!r}")
+        raise GradlabError(f"{what} must be True or False, got {shown(value)}")
     return bool(value)
 
 
@@ -127,7 +134,7 @@ def callback(fn, what, signature, usage=None):
         return fn
     usage = usage or f"{what} must be a function {what}({', '.join(signature)}) or None"
     if not callable(fn):
-        raise GradlabError(f"{usage}, got {type(fn).__name__} {fn!r:.60}")
+        raise GradlabError(f"{usage}, got {type(fn).__name__} {shown(fn)}")
     import inspect
     try:
         shape = inspect.signature(fn)

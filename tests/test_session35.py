@@ -53,3 +53,15 @@ def test_learnability_figures_say_where_a_zero_has_no_place_on_their_log_axis():
     lines = figures.timescales(runs, col, cap=100).axes[0].get_lines()
     assert {line.get_label() for line in lines} >= {
         "lstm (init) (ξ ≤ 0 at delay 10, not drawn)", "lstm (trained)", "gru (init)"}
+
+
+def test_a_refused_object_is_quoted_on_one_line():
+    """errors.integer quoted a refused value by its repr: a cell's is its equations, so
+    gradlab.stack(cell, cell) (a cell where the layer count goes) raised a message of
+    several lines that the CLI's one line would cut."""
+    lstm = gradlab.cell("lstm")
+    with pytest.raises(gradlab.GradlabError) as err:
+        gradlab.stack(lstm, lstm)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("layers must be an integer")
+    assert len(message) < 200

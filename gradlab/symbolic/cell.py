@@ -13,7 +13,8 @@ from .derive import Chain
 from .equations import check_constants, check_reached, check_symbols, repeatable
 from .expressions import Lets
 from .frozen import FrozenDict, shape_of
-from ..errors import GradlabAttributeError, GradlabError, choice, methods_checked
+from ..errors import (GradlabAttributeError, GradlabError, choice, methods_checked,
+                      shown)
 
 WRT = ("state", "input")
 BACKENDS = ("torch", "numpy")
@@ -205,11 +206,9 @@ class Cell:
         symbols = []
         for part, value in zip(parts, out):
             if not isinstance(value, (Value, sp.MatrixExpr)):   # np.zeros(n), "h", 3, None
-                shown = " ".join(repr(value).split())
                 raise GradlabError(f"the new value of state part '{part}' must be an n-vector "
                                    f"of the cell's values (s.h, s.W, ...), got "
-                                   f"{shown[:60] + '...' * (len(shown) > 60)} "
-                                   f"({type(value).__name__})")
+                                   f"{shown(value)} ({type(value).__name__})")
             value = value if isinstance(value, Value) else Value(value)
             old = symbol_of(builder, part)
             if value.expr == old:

@@ -30,7 +30,7 @@ from .pairwise import Pairwise
 from .typeset import Typeset
 from .printing import text
 from ..lowering.codeprinter import identifier
-from ..errors import GradlabError
+from ..errors import GradlabError, shown
 
 n, m = sp.symbols("n m", integer=True, positive=True)
 SIZES = {"n": n, "m": m, "1": sp.S.One}
@@ -136,9 +136,9 @@ class Value:
 
     def __pow__(self, k):
         if not isinstance(k, (numbers.Real, sp.Number)) or isinstance(k, bool):
-            shown = text(k.expr) if isinstance(k, Value) else repr(k)
+            got = text(k.expr) if isinstance(k, Value) else shown(k)
             raise GradlabError(f"the exponent of {text(self.expr)} ** ... must be a number "
-                               f"(2, 0.5, -1), got {shown}")
+                               f"(2, 0.5, -1), got {got}")
         k = sp.sympify(k)
         if k.is_negative:
             _nonzero(self, "raise {} to the power " + str(k))
@@ -167,10 +167,9 @@ def _value(v):
         return Value(sp.sympify(v))
     if isinstance(v, numbers.Rational):        # Fraction(1, 3): exactly 1/3, as ** takes it
         return Value(sp.Rational(v.numerator, v.denominator))
-    shown = " ".join(repr(v).split())          # (a cell's repr is its equations, on lines)
-    raise GradlabError(f"cannot use {shown[:60] + '...' * (len(shown) > 60)} "
-                       f"({type(v).__name__}) in a cell equation; it takes s's values (s.h, "
-                       "s.W, ...), numbers (2, 0.5, Fraction(1, 3)) and gradlab's functions")
+    raise GradlabError(f"cannot use {shown(v)} ({type(v).__name__}) in a cell equation; "
+                       "it takes s's values (s.h, s.W, ...), numbers (2, 0.5, Fraction(1, 3)) "
+                       "and gradlab's functions")
 
 
 def _shape(e):

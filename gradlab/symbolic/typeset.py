@@ -19,7 +19,8 @@ POWER = re.compile("\\^|[\u00b2\u00b3\u00b9\u2070-\u207f]")    # where a scripte
 
 def forms(sym):
     """(shown, how) for each way `sym` prints: its LaTeX as it renders, and its text."""
-    return ((rendered(latex(sym)), "${}$ in the derivation's LaTeX"), (text(sym), "{} in its text"))
+    return ((rendered(latex(sym)), "${}$ in the derivation's LaTeX"),
+            (text(sym), "{} in its text"))
 
 
 class Typeset:
