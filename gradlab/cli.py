@@ -66,7 +66,7 @@ class Gradlab(click.Group):
     def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
         progress.new_command()
         try:
-            return super().main(args, prog_name, standalone_mode=False, **extra)
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.exceptions.Exit as e:
             code = e.exit_code
         except NO_ARGS as e:
@@ -111,6 +111,10 @@ class Gradlab(click.Group):
                            "GRADLAB_DEBUG=1 for the traceback and please report it")
             echo(f"gradlab: error: {message}", err=True)
             code = 2
+        else:     # done: standalone, it too ends by sys.exit, so that `main` ends a process
+            if not standalone_mode:   # that ran code under test past that code's exit hooks
+                return result         # (`exits.end`), as a failure does
+            code = result if type(result) is int else 0    # (click's Exit: --version, -h)
         if standalone_mode:
             sys.exit(code)
         return code
