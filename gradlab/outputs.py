@@ -34,71 +34,14 @@ import stat
 import tempfile
 
 from .errors import GradlabError
-from .paths import (NAME_MAX, can_create_in, make_parents, name_fits, path_fits, plain,
-                    refuse_dangling, remove_empty)
+from .paths import make_parents, name_fits, remove_empty
 from .signals import uninterrupted
 from .ownership import (LEFTOVER, MANIFEST, TEMP_TAG, digest, foreign, made_here,
-                        manifest_bytes, nested, other_kind, owned, owner_above, plain_name,
-                        read_manifest, readable_foreign, temp_stem)
+                        manifest_bytes, other_kind, owned, plain_name, read_manifest,
+                        readable_foreign, temp_stem)
+from .targets import check_target, refuse_unsafe, resolve   # (outputs.check_target too)
 
 MARK = ".gradlab-partial"       # inside a temporary folder: it is gradlab's, and unfinished
-REPOSITORY_MARKERS = (".git", ".hg", ".svn")
-
-
-# -- where gradlab refuses to write ------------------------------------------------------
-def resolve(out, what="--out"):
-    """`out` as an absolute path (links in its parents resolved, the last part kept)."""
-    if out is None or str(out).strip() == "":
-        raise GradlabError(f"{what} is empty; give a folder path")
-    plain(out, what)
-    path = pathlib.Path(os.path.expanduser(str(out)))
-    path_fits(path.absolute(), out, what, spare=128)    # (figures/..., the temporary name)
-    refuse_dangling(path.absolute().parent, out, what)
-    try:
-        parent = path.absolute().parent.resolve()
-    except (OSError, RuntimeError) as err:
-        raise GradlabError(f"{what} {str(out)!r}: {err}") from None
-    if (name := path.absolute().name) in ("", ".", ".."):
-        return pathlib.Path(os.path.normpath(path.absolute())).resolve()
-    return parent / name
-
-
-def refuse_unsafe(out, *, cell_files=(), what="--out"):
-    """Refuse a folder no report may take over; returns its resolved path."""
-    path = resolve(out, what)
-    shown = str(out)
-    room = NAME_MAX - len(f".{TEMP_TAG}xxxxxxxx")     # the temporary folder's name is longer
-    if (size := len(os.fsencode(path.name))) > room:
-        raise GradlabError(f"{what} {shown[:40]!r}...: its last part is {size} bytes "
-                           f"long; gradlab's folder names are at most {room} bytes")
-    if path.is_symlink():
-        raise GradlabError(f"{what} {shown!r} is a symbolic link; gradlab writes only into "
-                           "real folders")
-    if path.exists() and not path.is_dir():
-        raise GradlabError(f"{what} {shown!r} is a file, not a folder; give a folder path")
-    if path == pathlib.Path(path.anchor):
-        raise GradlabError(f"{what} {shown!r} is a filesystem root; give a folder of its own")
-    home = pathlib.Path.home().resolve()
-    if path == home:
-        raise GradlabError(f"{what} {shown!r} is the home folder; give a folder of its own")
-    cwd = pathlib.Path.cwd().resolve()
-    if path == cwd or path in cwd.parents:
-        raise GradlabError(f"{what} {shown!r} is the current folder or one above it; give "
-                           "a folder of its own, e.g. reports/mine")
-    if any(part in REPOSITORY_MARKERS for part in path.parts):
-        raise GradlabError(f"{what} {shown!r} is inside a repository's own metadata")
-    for marker in REPOSITORY_MARKERS:
-        if (path / marker).exists():
-            raise GradlabError(f"{what} {shown!r} is the root of a repository (it holds "
-                               f"{marker}); give a folder of its own inside it")
-    for cell_file in cell_files:
-        if path in pathlib.Path(cell_file).resolve().parents:
-            raise GradlabError(f"{what} {shown!r} holds the cell file {str(cell_file)!r} "
-                               "being used; write elsewhere")
-    if (above := owner_above(path)) is not None:
-        raise GradlabError(f"{what} {shown!r} is part of gradlab's output in {str(above)!r}; "
-                           "give a folder of its own")
-    return path
 
 
 def snapshot(out):
@@ -108,29 +51,6 @@ def snapshot(out):
         return (resolve(out) / MANIFEST).read_bytes()
     except (OSError, GradlabError):
         return b""
-
-
-def check_target(out, *, force=False, cell_files=(), what="--out"):
-    """Refuse early (before any work) a folder gradlab may not write. Without `force` the
-    folder must be new, empty, or hold only files gradlab wrote there."""
-    path = refuse_unsafe(out, cell_files=cell_files, what=what)
-    others = readable_foreign(out, path, what)
-    if others and not force:
-        inner = nested(others)           # gradlab's, but another report's (a subfolder)
-        raise GradlabError(f"{what} {str(out)!r} holds {len(others)} file(s) "
-                           f"{'not of this report' if inner else 'gradlab did not write'} "
-                           f"(e.g. {others[0]!r}{inner}); pass --force to write beside "
-                           "them (they are never deleted), or choose an empty folder")
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is a file, not a "
-                           "folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise GradlabError(f"cannot write to {str(out)!r}: {str(probe)!r} is not writable")
-    can_create_in(probe, str(out), what)   # the folder itself, or where it will be made:
-    return path                            # only trying tells (a read-only mount, /proc)
 
 
 # -- locking and leftovers -----------------------------------------------------------------
@@ -316,28 +236,55 @@ def _keep_mode(old, new):
 def _each(path, files):
     """Replace file by file (each atomically), remove gradlab's stale files, manifest last.
     First the manifest lists the new files with the bytes they replace as pending, so a
-    write cut short (disk full, kill) leaves every file there gradlab's, and the next run
-    can replace them; the final manifest drops the pending ones."""
+    write cut short (a kill) leaves every file there gradlab's, and the next run can
+    replace them; the final manifest drops the pending ones. A write that fails (a full
+    disk) is undone (`_undo`): the folder is left as it was."""
     before, made = read_manifest(path), made_here(path) or not path.exists()
-    path.mkdir(exist_ok=True)
-    pending = {}
-    for rel in before:
-        if owned(path, before, rel):
-            pending[rel] = digest((path / rel).read_bytes())
-    if pending or files:
-        _atomic_bytes(path / MANIFEST, manifest_bytes(files, pending, made))
-    for rel, data in files.items():
-        target = path / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_bytes(target, data)
-    for rel in before:
-        if rel not in files and owned(path, before, rel):
-            (path / rel).unlink()
-            parent = (path / rel).parent
-            while parent != path and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
-    _atomic_bytes(path / MANIFEST, manifest_bytes(files, made=made))
+    folders = []                         # the folders this write makes, deepest first
+    make_parents(path / MANIFEST, folders)
+    old = {rel: (path / rel).read_bytes() for rel in before if owned(path, before, rel)}
+    manifest = (path / MANIFEST).read_bytes() if (path / MANIFEST).is_file() else None
+    try:
+        if old or files:
+            _atomic_bytes(path / MANIFEST, manifest_bytes(
+                files, {rel: digest(data) for rel, data in old.items()}, made))
+        for rel, data in files.items():
+            make_parents(path / rel, folders)
+            _atomic_bytes(path / rel, data)
+        for rel in before:
+            if rel not in files and rel in old and owned(path, before, rel):
+                (path / rel).unlink()
+                parent = (path / rel).parent
+                while parent != path and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+        _atomic_bytes(path / MANIFEST, manifest_bytes(files, made=made))
+    except BaseException:
+        _undo(path, files, old, manifest, folders)
+        raise
+
+
+def _undo(path, files, old, manifest, folders):
+    """Put back what a failed `_each` changed: its new files out first (a full disk has room
+    again), then the files of gradlab's it replaced or removed, the folders it made, the
+    manifest last. At a failure it stops, the pending manifest naming every file there."""
+    try:
+        for rel, data in files.items():
+            target = path / rel
+            if rel not in old and target.is_file() and not target.is_symlink() and \
+                    target.read_bytes() == data:
+                target.unlink()
+        for rel, data in old.items():
+            if not (path / rel).is_file() or (path / rel).read_bytes() != data:
+                (path / rel).parent.mkdir(parents=True, exist_ok=True)
+                _atomic_bytes(path / rel, data)
+        if manifest is None:
+            (path / MANIFEST).unlink(missing_ok=True)
+        else:
+            _atomic_bytes(path / MANIFEST, manifest)
+        remove_empty(folders)
+    except OSError:
+        pass
 
 
 def _staged(target, data):

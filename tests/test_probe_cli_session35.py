@@ -35,3 +35,40 @@ def test_a_thread_a_cell_file_left_running_does_not_hold_a_finished_run(tmp_path
         CELL + "import threading, time\nthreading.Thread(target=time.sleep, args=(600,)).start()\n")
     run = _gradlab(tmp_path, "derive", "few.py:few", timeout=90)
     assert run.returncode == 0 and run.stdout.strip(), run.stderr
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("earlier", [False, True])
+@pytest.mark.parametrize("fail_at", [1, 2, 3, 4, 5])
+def test_a_write_file_by_file_that_fails_leaves_the_folder_as_it_was(tmp_path, monkeypatch,
+                                                                     earlier, fail_at):
+    """`report --force` into a folder of the user's on a full disk: the files written before
+    the disk filled stayed (figures/ and two of its figures), under a manifest naming all
+    the report's files, most of them missing; the earlier report, if any, was half replaced.
+    A failed write is now undone."""
+    from gradlab import outputs
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    if earlier:
+        outputs.write_files(out, {"report.md": b"old", "data.json": b"old",
+                                  "figures/a.png": b"old", "stale.md": b"old"}, force=True)
+    before = _tree(out)
+    real, calls = outputs._atomic_bytes, [0]
+
+    def full(target, data):
+        calls[0] += 1
+        if calls[0] == fail_at:
+            raise OSError(28, "No space left on device")
+        return real(target, data)
+
+    monkeypatch.setattr(outputs, "_atomic_bytes", full)
+    with pytest.raises(outputs.GradlabError, match="No space left on device"):
+        outputs.write_files(out, {"report.md": b"new", "data.json": b"new",
+                                  "figures/b.png": b"new", "figures/c/d.svg": b"new"},
+                            force=True)
+    assert _tree(out) == before
