@@ -43,8 +43,12 @@ def cells_option(value, default):
         return list(default)
     if value.strip() == "all":
         return registry.cells()
+    entries = cell_entries(value)
+    if "all" in entries and "all" not in registry.cells():
+        raise GradlabError(f"--cells {value!r}: 'all' stands alone (every cell); give it by "
+                           "itself or name the cells")
     chosen = [c.name if ":" not in spec else spec
-              for spec, c in zip(cell_entries(value), cell_list(value))]
+              for spec, c in zip(entries, cell_list(value))]
     same = [_identity(n) for n in chosen]          # a file's cell by its file and name
     twice = [n for k, n in enumerate(chosen) if same[k] in same[:k]]
     if twice:

@@ -65,3 +65,9 @@ def test_a_refused_object_is_quoted_on_one_line():
     message = str(err.value)
     assert "\n" not in message and message.startswith("layers must be an integer")
     assert len(message) < 200
+
+
+def test_all_among_named_cells_is_told_to_stand_alone():
+    """--cells all,lstm said "unknown cell 'all'", though 'all' is a valid --cells."""
+    from conftest import assert_one_line_error, invoke
+    assert_one_line_error(invoke("verify", "--cells", "all,lstm"), "'all' stands alone")
