@@ -62,11 +62,11 @@ def learning(runs, col, chance, thresholds):
         for k, (cell, rs) in enumerate(cells.items()):
             rs = sorted(rs, key=lambda r: r["delay"])
             ratio = _finite([r["final"]["loss"] / chance[task] for r in rs])
-            drawn = drawn or bool(np.isfinite(ratio).any())
+            drawn = drawn or bool((ratio > 0).any())    # (a loss of 0 is not drawn)
             delays = [r["delay"] for r in rs]
             ax.semilogy(at[k](delays), np.where(ratio > 0, ratio, np.nan), marker="o",
                         color=col[cell], label=_unplotted(cell, delays, ratio, "loss 0"))
-        if not drawn and thresholds:       # every run diverged: frame the thresholds alone
+        if not drawn and thresholds:    # every run diverged or lost 0: frame the thresholds
             levels = [t for t, _ in thresholds]
             ax.set_ylim(min(levels) / 3, max(levels) * 3)
         for t, words in thresholds:
