@@ -108,10 +108,10 @@ def real(value, what, low=None, finite=True):
     if not ok:
         kind = "a finite real number" if finite else "a real number"
         at_least = "" if low is None else f" >= {low}"
-        shown = repr(value)
-        if len(shown) > 40:                   # (a 400-digit integer, named by its size)
-            shown = f"{shown[:12]}... ({len(shown)} characters)"
-        raise GradlabError(f"{what} must be {kind}{at_least}, got {shown}")
+        got = " ".join(repr(value).split())   # (on one line, as `shown`: np.eye(2)'s)
+        if len(got) > 40:                     # (a 400-digit integer, named by its size)
+            got = f"{got[:12]}... ({len(got)} characters)"
+        raise GradlabError(f"{what} must be {kind}{at_least}, got {got}")
     return number
 
 

@@ -19,3 +19,15 @@ def test_a_learning_panel_whose_every_loss_is_0_is_framed_by_its_thresholds():
     fig.canvas.draw_idle()
     low, high = fig.axes[0].get_ylim()
     assert np.isclose(low, 0.1 / 3) and np.isclose(high, 0.3)
+
+
+def test_a_real_argument_check_quotes_a_refused_object_on_one_line():
+    """003b7cc put every argument check's quote on one line (errors.shown) but for
+    errors.real's, which kept its own repr: gradlab.mean_field(cell, weight_scale=
+    np.eye(2)) raised a message of two lines."""
+    import pytest
+
+    import gradlab
+    with pytest.raises(gradlab.GradlabError, match="weight_scale must be") as err:
+        gradlab.mean_field(gradlab.cell("rnn_tanh"), weight_scale=np.eye(2))
+    assert "\n" not in str(err.value) and "array([[1., 0.], [0., 1.]])" in str(err.value)
