@@ -31,3 +31,22 @@ def test_a_real_argument_check_quotes_a_refused_object_on_one_line():
     with pytest.raises(gradlab.GradlabError, match="weight_scale must be") as err:
         gradlab.mean_field(gradlab.cell("rnn_tanh"), weight_scale=np.eye(2))
     assert "\n" not in str(err.value) and "array([[1., 0.], [0., 1.]])" in str(err.value)
+
+
+def test_a_test_of_cli_main_does_not_end_the_test_run():
+    """9033305 made `cli.main` end a success by sys.exit and `exits.end`, which ends the
+    process by os._exit once code under test has run in it. test_cli_hostile called main()
+    in-process: after a test that ran a user's cell (verify), pytest itself ended there,
+    with status 0, no summary, and every later test unrun."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tests = ["tests/test_cli_hostile.py::test_verify_labels_a_files_cell_by_its_spec_beside_"
+             "the_builtin_it_shadows",
+             "tests/test_cli_hostile.py::test_a_ctrl_c_after_the_work_is_done_is_ignored"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *tests], cwd=root, capture_output=True, text=True, timeout=600,
+                          env=env)
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-2000:]
