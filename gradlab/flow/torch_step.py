@@ -23,6 +23,9 @@ class TorchStep(torch.nn.Module):
             raise GradlabError(f"TorchStep wraps nn.RNN, nn.LSTM or nn.GRU, got "
                                f"{type(module).__name__} (a cell module is already a step: "
                                "pass it to gradient_flow as it is)")
+        if direction == "backward" and not module.bidirectional:
+            raise GradlabError(f"direction='backward' needs a bidirectional module; this "
+                               f"{type(module).__name__} has one direction (use 'forward')")
         super().__init__()
         self.module, self.pick = module, int(direction == "backward")
         self.dirs = 2 if module.bidirectional else 1
@@ -32,6 +35,7 @@ class TorchStep(torch.nn.Module):
 
     def forward(self, x, state):
         lstm = isinstance(self.module, torch.nn.LSTM)
+        self._check(state, lstm)
         parts = state if lstm else (state,)
         full = []
         for s in parts:
@@ -47,6 +51,24 @@ class TorchStep(torch.nn.Module):
         new = tuple(t.view(L, self.dirs, *t.shape[1:])[:, self.pick].transpose(0, 1)
                     for t in last)
         return new if lstm else new[0]
+
+    def _check(self, state, lstm):
+        """Refuse a state not in the step's form, (B, layers, size) parts, naming that form
+        (torch would fail in its own words, about its (layers, B, size) hx)."""
+        m = self.module
+        sizes = (m.proj_size or m.hidden_size, m.hidden_size) if lstm else (m.hidden_size,)
+        parts = tuple(state) if isinstance(state, (tuple, list)) else (state,)
+        given = [tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
+                 for p in parts]
+        fits = (isinstance(state, (tuple, list)) == lstm and len(parts) == len(sizes) and
+                all(isinstance(p, torch.Tensor) and p.ndim == 3 and p.shape[1:] ==
+                    (m.num_layers, k) for p, k in zip(parts, sizes)))
+        if not fits:
+            want = " and ".join(f"(B, {m.num_layers}, {k})" for k in sizes)
+            raise GradlabError(f"TorchStep of {type(m).__name__} takes its state as "
+                               f"{'a tuple (h, c) shaped ' if lstm else ''}{want}, batch "
+                               f"first, one direction's layers (not torch's (layers, B, "
+                               f"size)); got {given if lstm or len(given) > 1 else given[0]}")
 
     def state0(self, B):
         m = self.module
