@@ -38,6 +38,7 @@ cell): `gradlab report --model init.pt --arch lstm:hidden=N,inputs=M`.
 import dataclasses
 import re
 
+from .arch_guess import hint
 from .errors import GradlabError, entries, not_whole
 from .new_files import new_file, save_new  # noqa: F401 (gradlab.checkpoint's, as before)
 from .ownership import file_digest
@@ -242,15 +243,16 @@ def check_state_dict(state, arch):
                 f" (saved from a wrapper? try prefix={guess})" if guess else "")
         raise GradlabError(f"checkpoint key {where + unexpected[0]!r} is not in {arch} "
                            f"(expected keys{' after the prefix' if where else ''}: "
-                           f"{', '.join(expected)}){cell}")
+                           f"{', '.join(expected)}){cell}{hint(state, arch)}")
     missing = [k for k in expected if k not in state]
     if missing:
         raise GradlabError(f"checkpoint lacks {where + missing[0]!r} {expected[missing[0]]}, "
-                           f"which {arch} has")
+                           f"which {arch} has{hint(state, arch)}")
     for key, shape in expected.items():
         if tuple(state[key].shape) != shape:
             raise GradlabError(f"checkpoint {where + key!r} has shape "
-                               f"{tuple(state[key].shape)}, expected {shape} for {arch}")
+                               f"{tuple(state[key].shape)}, expected {shape} for {arch}"
+                               f"{hint(state, arch)}")
         if not state[key].is_floating_point():
             raise GradlabError(f"checkpoint {where + key!r} holds {state[key].dtype}, not "
                                "floats")

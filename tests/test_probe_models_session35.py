@@ -43,3 +43,42 @@ def test_torch_step_takes_its_own_state_form():
     a = gradlab.gradient_flow(TorchStep(module), _xs(), state0=s).log_norm("frobenius")
     b = gradlab.gradient_flow(module, _xs()).log_norm("frobenius")
     assert abs(a - b).max() < 1e-12
+
+
+@pytest.mark.parametrize("module, arch, says", [
+    (nn.LSTM(3, 4, 2, proj_size=2), "lstm:hidden=4,inputs=3,layers=2",
+     "lstm:layers=2,hidden=4,inputs=3,proj=2"),
+    (nn.LSTM(3, 4, 2, bidirectional=True), "lstm:hidden=4,inputs=3,layers=2",
+     "lstm:layers=2,hidden=4,inputs=3,bidirectional=1"),
+    (nn.LSTM(3, 4, 1), "lstm:hidden=4,inputs=3,layers=2", "lstm:layers=1,hidden=4,inputs=3"),
+    (nn.GRU(3, 4, 2), "lstm:hidden=4,inputs=3,layers=2", "gru:layers=2,hidden=4,inputs=3"),
+    (nn.RNN(5, 6, 3, bias=False), "rnn_relu:hidden=4,inputs=3",
+     "rnn_relu:layers=3,hidden=6,inputs=5,bias=0"),
+    (nn.GRUCell(3, 4), "lstm:hidden=4,inputs=3,layers=2", "gru:layers=1,hidden=4,inputs=3"),
+    (nn.LSTM(3, 4, 2), "lstm:hidden=8,inputs=3,layers=2,prefix=rnn.",
+     "lstm:layers=2,hidden=4,inputs=3,prefix=rnn."),
+])
+def test_a_checkpoint_of_another_architecture_names_the_arch_it_has(tmp_path, module, arch,
+                                                                     says):
+    # was: only the odd key and the keys --arch expects, not the --arch that reads the file
+    from gradlab.checkpoint import load_model, parse_arch
+    state = module.state_dict()
+    if "prefix=" in arch:
+        state = {f"rnn.{k}": v for k, v in state.items()}
+    torch.save(state, tmp_path / "m.pt")
+    with pytest.raises(gradlab.GradlabError) as err:
+        load_model(tmp_path / "m.pt", parse_arch(arch))
+    assert str(err.value).endswith(f"; the file's names and shapes are those of --arch {says}")
+    assert "\n" not in str(err.value)
+    load_model(tmp_path / "m.pt", parse_arch(says))          # and that one reads it
+
+
+def test_no_arch_is_offered_where_none_fits(tmp_path):
+    state = nn.LSTM(3, 4).state_dict()
+    state["weight_ih_l0"] = state["weight_ih_l0"].t()        # transposed: no module's
+    torch.save(state, tmp_path / "m.pt")
+    from gradlab.checkpoint import load_model, parse_arch
+    with pytest.raises(gradlab.GradlabError) as err:
+        load_model(tmp_path / "m.pt", parse_arch("lstm:hidden=4,inputs=3"))
+    assert "has shape (3, 16), expected (16, 3)" in str(err.value)
+    assert "--arch" not in str(err.value)
