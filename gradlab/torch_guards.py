@@ -12,7 +12,7 @@ measured, by jacrev, through `gradlab.flow.module.TorchStep`. Wrappers that run 
 with its own weights (torch.compile, DataParallel) are unwrapped (`unwrap`).
 """
 
-from .errors import GradlabError
+from .errors import GradlabError, shown
 
 
 def module_kind(module):
@@ -33,6 +33,8 @@ def module_kind(module):
                            f"{base.__name__}, which is "
                            "what gradlab would derive; measure what it runs by jacrev, "
                            "gradlab.gradient_flow(gradlab.flow.module.TorchStep(module), xs)")
+    if base is not None:
+        _refuse_odd_sizes(module)
     if isinstance(module, (nn.RNN, nn.RNNCell)):
         return f"rnn_{_nonlinearity(module)}"
     if isinstance(module, (nn.LSTM, nn.LSTMCell)):
@@ -43,6 +45,19 @@ def module_kind(module):
     got = f"{type(module).__module__}.{name}" if name in (b.__name__ for b in bases) else name
     raise GradlabError(f"from_torch takes nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU or "
                        f"nn.GRUCell, got {got}")
+
+
+def _refuse_odd_sizes(module):
+    """torch builds input_size, hidden_size, num_layers and proj_size as ints (it refuses
+    4.0 or '4'); one set to something else after it was built is named, not compared
+    with numbers deep in gradlab (TypeError: '<' not supported between 'str' and 'int')."""
+    for name in ("input_size", "hidden_size", "num_layers", "proj_size"):
+        value = getattr(module, name, 0)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise GradlabError(f"{type(module).__name__}.{name} is {shown(value)} "
+                               f"({type(value).__name__}); torch builds it an int: was it "
+                               "changed after the module was built? build the module with "
+                               "the sizes it runs")
 
 
 def _nonlinearity(module):

@@ -82,3 +82,15 @@ def test_no_arch_is_offered_where_none_fits(tmp_path):
         load_model(tmp_path / "m.pt", parse_arch("lstm:hidden=4,inputs=3"))
     assert "has shape (3, 16), expected (16, 3)" in str(err.value)
     assert "--arch" not in str(err.value)
+
+
+@pytest.mark.parametrize("name, value", [("hidden_size", "4"), ("num_layers", "1"),
+                                         ("input_size", 3.0), ("proj_size", None)])
+def test_a_size_set_to_no_int_after_building_is_named(name, value):
+    # was: TypeError: '<' not supported between instances of 'str' and 'int' (hidden_size),
+    # 'str' object cannot be interpreted as an integer (num_layers)
+    module = nn.LSTM(3, 4).double()
+    setattr(module, name, value)
+    with pytest.raises(gradlab.GradlabError, match=rf"LSTM\.{name} is {value!r} "
+                       rf"\({type(value).__name__}\); torch builds it an int"):
+        gradlab.gradient_flow(module, _xs())
