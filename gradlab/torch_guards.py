@@ -164,6 +164,10 @@ def refuse_updating(module):
                 moved = [not torch.equal(b, old) for b, old in kept]
                 for b, old in kept:
                     b.copy_(old)
+            if first.device.type == "meta":
+                raise GradlabError(f"{type(owner).__name__}.{name} is parametrized by "
+                                   f"{type(chain[0]).__name__}, which computes it on the meta "
+                                   "device, which holds no numbers")
             if bool(first.isnan().any()) and not any(moved):   # (nan != nan: no draw)
                 at = list(map(int, first.isnan().nonzero()[0]))
                 raise GradlabError(

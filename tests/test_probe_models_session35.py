@@ -94,3 +94,18 @@ def test_a_size_set_to_no_int_after_building_is_named(name, value):
     with pytest.raises(gradlab.GradlabError, match=rf"LSTM\.{name} is {value!r} "
                        rf"\({type(value).__name__}\); torch builds it an int"):
         gradlab.gradient_flow(module, _xs())
+
+
+class _OnMeta(nn.Module):
+    def forward(self, w):
+        return torch.zeros(w.shape, dtype=w.dtype, device="meta")
+
+
+def test_a_parametrization_computing_the_weight_on_the_meta_device_is_refused():
+    # was: RuntimeError: Tensor.item() cannot be called on meta tensors (refuse_updating)
+    from torch.nn.utils import parametrize
+    module = nn.LSTM(3, 4).double()
+    parametrize.register_parametrization(module, "weight_hh_l0", _OnMeta(), unsafe=True)
+    with pytest.raises(gradlab.GradlabError, match=r"weight_hh_l0 is parametrized by _OnMeta, "
+                       r"which computes it on the meta device, which holds no numbers"):
+        gradlab.gradient_flow(module, _xs())
