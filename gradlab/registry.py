@@ -25,8 +25,8 @@ def cell_entries(value, what="cells"):
     empty entry ('lstm,,gru') refused. Pieces up to the next that holds a ':' are one
     entry where they join into FILE.py:NAME and FILE is a file, or the first is a path's
     start, no cell's name ('/tmp/a', '~/a': then 'no such file' names the whole path; a
-    typo such as 'rnn-tanh' stays an unknown cell). A path is no longer than PATH_MAX: one stat a
-    piece at most, however long the list."""
+    typo such as 'rnn-tanh' stays an unknown cell). A path is no longer than PATH_MAX:
+    one stat a piece at most, however long the list."""
     pieces = str(value).split(",")
     ends = [k for k, piece in enumerate(pieces) if ":" in piece]
     sizes = [0]
