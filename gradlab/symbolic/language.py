@@ -99,6 +99,12 @@ class Value:
 
     __ne__ = lambda self, other: not self.__eq__(other)          # noqa: E731
 
+    def __call__(self, *args, **kwargs):     # I(3), W(h): a value, not a function
+        size = " (I is the n x n identity: its size is the state's)" \
+            if isinstance(self.expr, Identity) else ""
+        raise GradlabError(f"{text(self.expr)} is a value of the cell language, not a "
+                           f"function: it takes no arguments{size}")
+
     def __add__(self, other):
         return _combine(self, other, "add")
 
