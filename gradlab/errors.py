@@ -213,7 +213,10 @@ def arguments_checked(fn):
     torch.set_default_device("cuda") those draws would otherwise fail or move. And it runs
     with the caller's torch.autocast off: gradlab computes in the params' dtype, and under
     a mixed-precision loop's autocast its products ran in bfloat16 (a rate off in the 3rd
-    digit, gradlab's own exact Jacobian checked as wrong)."""
+    digit, gradlab's own exact Jacobian checked as wrong). For the same reason TF32
+    matrix products (torch.backends.cuda.matmul.allow_tf32, which
+    set_float32_matmul_precision("high") turns on) are off during the call: float32
+    spectral norms are certified to 5e-7, and a TF32 product rounds at ~5e-4."""
     import functools
     import inspect
     signature = inspect.signature(fn)
@@ -237,6 +240,9 @@ def arguments_checked(fn):
                 stack.enter_context(torch.device("cpu"))
             for device_type in _autocast_on(torch):
                 stack.enter_context(torch.autocast(device_type, enabled=False))
+            if torch.backends.cuda.matmul.allow_tf32:
+                from .device import exact_float32
+                stack.enter_context(exact_float32())
             return fn(*args, **kwargs)
 
     return checked
