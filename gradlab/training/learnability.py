@@ -176,15 +176,19 @@ def drift_findings(runs, early):
                    "the bounded cells' states do not")
     elif drifts:
         verdict = (f"The prototype's state drifts early in training, as the essay claims, but "
-                   f"so does the state of {', '.join(drifted_too)}, which the essay says is "
-                   "bounded; the measurement disagrees with the essay there")
+                   f"so does the state of {', '.join(drifted_too)}, which the essay says "
+                   f"{'is' if len(drifted_too) == 1 else 'are'} bounded; the measurement "
+                   "disagrees with the essay there")
     else:
         verdict = (f"The measurement disagrees with the essay: the prototype's state did not "
                    f"drift over the first {early} training steps")
     already = math.isfinite(p["lyapunov_init"]) and p["lyapunov_init"] > ROUNDOFF
-    verdict += (("; its dynamics were chaotic (λ₁ > 0), as the essay's “chaotic” says"
+    # "the prototype's", not "its": after "so does the state of pseudo_lstm" that read as the
+    # bounded cell's dynamics, whose λ₁ was negative in the committed report
+    whose = "; the prototype's dynamics were"
+    verdict += ((f"{whose} chaotic (λ₁ > 0), as the essay's “chaotic” says"
                  + (", but already at initialisation, before any training." if already
-                    else ".") if chaotic else "; its dynamics were not chaotic (λ₁ ≤ 0 within "
+                    else ".") if chaotic else f"{whose} not chaotic (λ₁ ≤ 0 within "
                  "round-off), against the essay's “chaotic”.") if math.isfinite(p["lyapunov_max"])
                 else ".")
     text.append(verdict)

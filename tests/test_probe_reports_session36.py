@@ -1,0 +1,37 @@
+"""Probes of generated reports' words against their numbers (session 36)."""
+
+from gradlab.training import learnability as ln
+
+
+def _run(cell, rms, lyapunov):
+    """A record as loop.train makes one, trained len(rms) steps on copy@20."""
+    steps = len(rms)
+    point = {"rate": -0.1, "timescale": 10.0, "why": None, "words": None,
+             "lyapunov": lyapunov, "loss": 0.01, "accuracy": 1.0, "state_rms": 0.5,
+             "write_gate": 0.5, "saturation": 0.0}
+    return {"cell": cell, "task": "copy", "delay": 20, "steps": list(range(steps)),
+            "loss": [0.1] * steps, "state_rms": list(rms), "write_gate": [0.5] * steps,
+            "saturation": [0.0] * steps, "verdict": "learned",
+            "checkpoints": [{**point, "step": 0}, {**point, "step": steps}],
+            "final": {"loss": 0.01, "accuracy": 1.0, "step": steps}}
+
+
+def test_drift_verdict_names_whose_dynamics_were_chaotic():
+    """The committed learnability report: '... but so does the state of pseudo_lstm, which
+    the essay says is bounded; the measurement disagrees with the essay there; its dynamics
+    were chaotic (λ₁ > 0)': 'its' read as pseudo_lstm's, whose λ₁ was -0.023; the positive
+    exponent was the prototype's. Two drifting bounded cells 'are' bounded."""
+    runs = [_run("prototype_lstm", [0.7, 3.0, 5.5], 0.0659),
+            _run("pseudo_lstm", [0.55, 1.5, 2.5], -0.0234)]
+    text, numbers = ln.drift_findings(runs, 3)
+    assert numbers["prototype_chaotic"] and numbers["bounded_drifting"] == ["pseudo_lstm"]
+    assert "its dynamics" not in text
+    assert "the prototype's dynamics were chaotic (λ₁ > 0)" in text
+    assert "which the essay says is bounded" in text
+    runs.append(_run("gru", [0.3, 1.2, 2.0], -0.1))
+    text, numbers = ln.drift_findings(runs, 3)
+    assert numbers["bounded_drifting"] == ["pseudo_lstm", "gru"]
+    assert "which the essay says are bounded" in text
+    runs[0] = _run("prototype_lstm", [0.7, 3.0, 5.5], -0.05)
+    text, _ = ln.drift_findings(runs, 3)
+    assert "the prototype's dynamics were not chaotic" in text and "its dynamics" not in text
