@@ -35,3 +35,16 @@ def test_drift_verdict_names_whose_dynamics_were_chaotic():
     runs[0] = _run("prototype_lstm", [0.7, 3.0, 5.5], -0.05)
     text, _ = ln.drift_findings(runs, 3)
     assert "the prototype's dynamics were not chaotic" in text and "its dynamics" not in text
+
+
+def test_train_drift_figure_panels_share_the_training_steps():
+    """`gradlab train ... --steps 20 --drift-steps 5`: the state RMS was drawn over steps
+    0..19 and the write gate, recorded over the first 5 steps only, over 0..4 on an axis
+    of its own (the committed report: 0..199 above 0..49), reading as the whole of
+    training. Both panels share the steps, and the lower one says where the record ends."""
+    from gradlab.training import figures
+    run = {"cell": "gru", "state_rms": [0.3 + 0.01 * i for i in range(20)],
+           "write_gate": [0.27] * 5 + [float("nan")] * 15}
+    top, bottom = figures.drift([run], {"gru": "#ff7f0e"}, "t").axes
+    assert top.get_xlim() == bottom.get_xlim()
+    assert "first 5" in bottom.get_xlabel()

@@ -114,7 +114,10 @@ def drift(runs, col, title):
     """State RMS at the final step over the training steps (top) and the mean write gate
     over the first ones (bottom), one line per cell."""
     fig = Figure(figsize=(7.5, 5.6), layout="constrained")
-    top, bottom = fig.subplots(2, 1)
+    # one training-step axis for both: the write gate is recorded over the first
+    # --drift-steps steps only, and drawn on its own x range it read as the whole of
+    # training (0..49 under 0..199, with nothing to say it stopped)
+    top, bottom = fig.subplots(2, 1, sharex=True)
     # a state that stays exactly 0 (a saturated gate) has no place on a log axis: its
     # zeros are said in the legend, and only where no run has a positive value is the
     # axis linear
@@ -133,8 +136,13 @@ def drift(runs, col, title):
                         label=r["cell"])
     top.set(xlabel="training step", ylabel="state RMS at the last time step",
             yscale="log" if log else "linear", title=title)
-    bottom.set(xlabel="training step", ylabel="mean write gate (i; GRU: 1 − z)",
-               ylim=(-0.02, 1.02))
+    recorded = max((int(np.flatnonzero(np.isfinite(_finite(r["write_gate"])))[-1]) + 1
+                    for r in runs if np.isfinite(_finite(r["write_gate"])).any()), default=0)
+    steps = max((len(r["state_rms"]) for r in runs), default=0)
+    bottom.set(xlabel="training step" + (f" (write gate recorded over the first {recorded})"
+                                         if 0 < recorded < steps else ""),
+               ylabel="mean write gate (i; GRU: 1 − z)", ylim=(-0.02, 1.02))
+    top.tick_params(labelbottom=True)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
         if ax.get_lines():

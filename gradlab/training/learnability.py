@@ -262,8 +262,9 @@ def build(setup, data, command):
                 "The essay: the prototype LSTM's unbounded state “very often becomes large "
                 "and chaotic at the write step in the early stage of training”; the "
                 "normalized LSTM, the pseudo LSTM and the GRU bound it. Measured: the RMS of "
-                "the state at the last time step of each training batch, and the mean write "
-                "gate, over training (figure: each cell's run where its state grew most). "
+                "the state at the last time step of each training batch over training, and the "
+                f"mean write gate over its first {setup.drift_steps} steps (figure: each "
+                "cell's run where its state grew most). "
                 + drift_text, "drift")]
     if char is not None:
         figs["charlm"] = fg.charlm(char)
