@@ -43,3 +43,23 @@ def test_public_calls_run_without_tf32_and_leave_the_callers_setting(monkeypatch
     assert seen and not any(seen)
     assert torch.backends.cuda.matmul.allow_tf32          # the caller's setting, restored
     assert result.ok
+
+
+def test_a_gated_cells_theory_leaping_to_infinity_says_which_lines_it_cannot_draw():
+    # the LSTM's theory went 4.6 -> 9.57 -> inf along a gate-bias row: the caption listed
+    # xi = 3, 10, 30, 100, 300, and the 10 line (drawn nowhere: no finite value reaches it)
+    # was missing without a word, as the vanilla curve's leaps already were not
+    import math
+    from gradlab.reports import phase_words
+    from gradlab.reports.sweep import Grid
+    grid = Grid(cells=("lstm",), weight_scales=(1.0, 2.0, 3.0), gate_biases=(0.0, 2.0),
+                hidden=8, inputs=8, steps=8, max_steps=32, batch=2)
+    theory = {"method": "dynamic", "levels": [3, 10, 30, 100, 300], "unread": {},
+              "options": {"units": 256, "inputs": 8, "steps": 32, "lags": [8, 32]},
+              "timescale": {"lstm": [[1.5, 2.5, 3.5], [4.6, 9.57, math.inf]]}, "curves": {}}
+    text = phase_words.theory_text(grid, [], theory)
+    assert ("lstm's theory leaps from a finite timescale (at most 9.57) to ∞ between "
+            "neighbouring points of the map, passing ξ = 10, 30, 100, 300 there: those lines "
+            "cannot be placed and are not drawn.") in text
+    theory["timescale"]["lstm"][1][2] = 12.0          # no leap: nothing of the kind said
+    assert "cannot be placed" not in phase_words.theory_text(grid, [], theory)

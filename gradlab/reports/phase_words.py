@@ -137,6 +137,28 @@ def unplaced_crossings(theory, levels):
     return out
 
 
+def unplaced_levels(theory, levels):
+    """Where a gated cell's theory map leaps from finite timescales to inf between
+    neighbouring points (grid rows or columns): the levels at or above every finite value
+    it holds, which no contour can place (contours run between finite values, and such a
+    level is passed only in a leap); [(cell, levels, the largest finite value)]."""
+    out = []
+    for cell, grid in theory.get("timescale", {}).items():
+        if cell in theory.get("curves", {}):
+            continue
+        z = np.atleast_2d(np.asarray(grid, dtype=np.float64))
+        finite, inf = np.isfinite(z) & (z > 0), np.isposinf(z)
+        leaps = [(a[:, 1:] & b[:, :-1]).any() or (a[:, :-1] & b[:, 1:]).any()
+                 for a, b in ((finite, inf), (finite.T, inf.T))]
+        if not any(leaps):
+            continue
+        top = float(z[finite].max())
+        passed = [lv for lv in levels if lv >= top]
+        if passed:
+            out.append((cell, passed, top))
+    return out
+
+
 def theory_words(theory):
     o = theory["options"]
     return (f"{theory['method']} mean field (gradlab.meanfield: N = {o['units']} units, "
@@ -178,6 +200,11 @@ def theory_text(grid, points, theory):
                  f"decay within its T = {theory['options']['steps']} steps, over which a "
                  "timescale much longer than T reads as none: the leap can come before the "
                  "critical line): those lines are not drawn.")
+    for cell, passed, top in unplaced_levels(theory, theory["levels"]):
+        text += (f" {cell}'s theory leaps from a finite timescale (at most {top:.3g}) to ∞ "
+                 f"between neighbouring points of the map, passing ξ = "
+                 f"{', '.join(f'{v:g}' for v in passed)} there: those lines cannot be placed "
+                 "and are not drawn.")
     if ratios:
         text += (f" At {'the one point' if len(ratios) == 1 else f'the {len(ratios)} points'}"
                  f" where both have a converged ξ, theory and measurement differ by a factor "
