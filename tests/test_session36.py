@@ -63,3 +63,26 @@ def test_a_gated_cells_theory_leaping_to_infinity_says_which_lines_it_cannot_dra
             "cannot be placed and are not drawn.") in text
     theory["timescale"]["lstm"][1][2] = 12.0          # no leap: nothing of the kind said
     assert "cannot be placed" not in phase_words.theory_text(grid, [], theory)
+
+
+TRAIN = ("--tasks", "adding:4", "--steps", "6", "--hidden", "8", "--batch", "8",
+         "--drift-steps", "3", "--char-steps", "0")
+
+
+def test_train_without_a_drift_cell_draws_no_empty_figure_and_says_so(tmp_path):
+    # rnn_tanh and lstm: the drift figure was two empty axes (a placeholder), and with a
+    # bounded cell but no prototype the text said "no drift measurement" over its figure
+    from conftest import assert_ok, invoke
+    out = tmp_path / "r"
+    assert_ok(invoke("train", "--cells", "rnn_tanh,gru", *TRAIN, "--out", out))
+    text = (out / "report.md").read_text()
+    assert "The prototype LSTM was not trained in this run, so the essay's claim cannot be " \
+           "tested: the figure shows the state of gru alone." in text
+    assert (out / "figures" / "drift.png").exists()
+    assert_ok(invoke("train", "--cells", "rnn_tanh,lstm", *TRAIN, "--out", out))  # same kind
+    text = (out / "report.md").read_text()
+    assert "None of the cells it measures (prototype_lstm, normalized_lstm, pseudo_lstm, gru) " \
+           "was trained in this run: no drift measurement, and no figure." in text
+    assert sorted(p.name for p in (out / "figures").iterdir()) == [
+        "learning.png", "learning.svg", "timescales.png", "timescales.svg"]   # drift: gone
+    assert "figures/drift" not in text

@@ -23,7 +23,8 @@ from ..device import one_thread
 VANILLA = ("rnn_tanh", "rnn_relu")
 DRIFT_CELL = "prototype_lstm"
 BOUNDED = ("normalized_lstm", "pseudo_lstm", "gru")
-FIGURES = ("learning", "timescales", "drift")      # the figures every report draws
+FIGURES = ("learning", "timescales")      # the figures every report draws (and "drift"
+                                          # where a cell it measures was trained)
 DRIFT = 2.0          # the state "drifts" if its RMS grows to at least 2x its step-0 value
 LARGE = 1.0          # ... and above 1, the range of a tanh- or gate-bounded state
 ROUNDOFF = 1e-12     # λ₁ within this of 0 is 0 (per step): norm-keeping steps (saturated
@@ -148,8 +149,13 @@ def drift_findings(runs, early):
             best = per.get(r["cell"])
             if best is None or _key(s) > _key(best):
                 per[r["cell"]] = s
-    if DRIFT_CELL not in per:
-        return ("The prototype LSTM was not trained in this run: no drift measurement.",
+    if DRIFT_CELL not in per:           # (the figure shows the cells in `per`, if any)
+        if not per:
+            return (f"None of the cells it measures ({', '.join((DRIFT_CELL, *BOUNDED))}) "
+                    "was trained in this run: no drift measurement, and no figure.",
+                    {"cells": per})
+        return (f"The prototype LSTM was not trained in this run, so the essay's claim "
+                f"cannot be tested: the figure shows the state of {', '.join(per)} alone.",
                 {"cells": per})
     p = per[DRIFT_CELL]
     bounded = {c: per[c] for c in BOUNDED if c in per}
@@ -245,7 +251,8 @@ def build(setup, data, command):
     figs = {"learning": fg.learning(runs, col, chance, ((LEARNED, "learned"),
                                                         (PARTLY, "partly"))),
             "timescales": fg.timescales(runs, col, cap=10 * max(d for _, d in setup.tasks)),
-            "drift": fg.drift(drift_runs, col, "State RMS through training")}
+            **({"drift": fg.drift(drift_runs, col, "State RMS through training")}
+               if drift_runs else {})}            # (no empty axes where nothing was measured)
     probe = setup.train_setup().probe_steps
     sections = [
         Section("Vanilla against gated cells, across delays",
@@ -265,7 +272,7 @@ def build(setup, data, command):
                 "the state at the last time step of each training batch over training, and the "
                 f"mean write gate over its first {setup.drift_steps} steps (figure: each "
                 "cell's run where its state grew most). "
-                + drift_text, "drift")]
+                + drift_text, "drift" if drift_runs else None)]
     if char is not None:
         figs["charlm"] = fg.charlm(char)
         sections.append(_char_section(char))
