@@ -231,7 +231,9 @@ def arguments_checked(fn):
         try:
             signature.bind(*args, **kwargs)
         except TypeError as err:
-            raise GradlabTypeError(f"{name}(): {err}; it takes {name}{shown}") from None
+            said, meant = _unexpected(kwargs) or (err, None)
+            raise GradlabTypeError(f"{name}(): {said}; it takes {name}{shown}" + (
+                f"; did you mean {meant!r}?" if meant else "")) from None
         torch = sys.modules.get("torch")          # (not imported: its default is the CPU,
         if torch is None:                         # and no autocast can be on)
             return fn(*args, **kwargs)
@@ -244,6 +246,23 @@ def arguments_checked(fn):
                 from .device import exact_float32
                 stack.enter_context(exact_float32())
             return fn(*args, **kwargs)
+
+    def _unexpected(kwargs):
+        """(what is wrong, the name meant) for a keyword fn does not take, named before
+        anything missing: Python's bind says 'missing a required argument: params' for
+        to_torch(c, param=p), never naming the misspelt 'param'; None if there is none."""
+        import difflib
+        kinds = {p.name: p.kind for p in signature.parameters.values()}
+        takes = [k for k, kind in kinds.items() if kind not in (
+            inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD)]
+        for key in kwargs:
+            if key not in takes:
+                close = difflib.get_close_matches(key, takes, n=1)
+                if close or inspect.Parameter.VAR_KEYWORD not in kinds.values():
+                    return (f"got an unexpected keyword argument {key!r}",
+                            close[0] if close else None)
+        return None
 
     return checked
 
