@@ -11,11 +11,13 @@ gradlab's exact derivation, failing with a message that says what is wrong.
 
 import warnings
 
+from .errors import arguments_checked
 from .verification.check import check_jacobian
 from .verification.hidden import BIAS_NOTE
 from .verification.lyapunov_check import check_lyapunov
 
 
+@arguments_checked
 def assert_jacobian(fn, cell, params, **options):
     """AssertionError (its message the diagnosis) unless `fn(params, state, x)` is the exact
     Jacobian of `cell`; options as `gradlab.check_jacobian` (wrt, layout, block, batch,
@@ -28,10 +30,11 @@ def assert_jacobian(fn, cell, params, **options):
         raise AssertionError(str(result))
     for note in result.diagnosis:       # right at zero biases, for a model without them
         if note.startswith(BIAS_NOTE):
-            warnings.warn(f"assert_jacobian: {note}", stacklevel=2)
+            warnings.warn(f"assert_jacobian: {note}", stacklevel=3)   # (past the check)
     return result
 
 
+@arguments_checked
 def assert_lyapunov(fn, cell, params, xs, k, **options):
     """AssertionError (its message the diagnosis) unless `fn(params, xs, k)` gives the
     exact top-k Lyapunov exponents on xs; options as `gradlab.check_lyapunov`. Where a
@@ -40,5 +43,5 @@ def assert_lyapunov(fn, cell, params, xs, k, **options):
     if not result.ok:
         raise AssertionError(str(result))
     for note in result.diagnosis:     # it agrees, but so would a mistake on these inputs
-        warnings.warn(f"assert_lyapunov: {note}", stacklevel=2)
+        warnings.warn(f"assert_lyapunov: {note}", stacklevel=3)
     return result
