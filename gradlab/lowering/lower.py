@@ -26,7 +26,7 @@ from .terms import (M, MAX_TERMS, N, block_terms, slips, square_slips,  # noqa: 
 from .arguments import prepare
 from .backends import backend
 from .codeprinter import ArrayPrinter, identifier
-from ..errors import GradlabError
+from ..errors import GradlabError, arguments_checked
 from ..symbolic.structure import atoms, diagonal, kind
 
 
@@ -205,7 +205,7 @@ def step_function(cell, backend_name):
         return tuple(_full(xp, row[0], (B, n, 1))[:, :, 0] for row in rows)
 
     step.__doc__ = f"One step of {cell.name}: (params, state, x) -> new state ({backend_name})."
-    return step
+    return arguments_checked(step)       # step(param=p, ...): one line, as gradlab's own
 
 
 @functools.lru_cache(maxsize=None)
@@ -221,7 +221,7 @@ def values_function(cell, backend_name):
                 for k, s, row in zip(names, lets, rows)}
 
     values.__doc__ = f"Every named vector of {cell.name} (gates, candidates, new state), batched."
-    return values
+    return arguments_checked(values)
 
 
 @functools.lru_cache(maxsize=None)
@@ -235,7 +235,7 @@ def jacobian_function(cell, wrt, backend_name):
 
     jacobian.__doc__ = (f"d {cell.name} state' / d {wrt}, batched: (params, state, x) -> "
                         f"(B, S, {'S' if wrt == 'state' else 'm'}) ({backend_name}).")
-    return jacobian
+    return arguments_checked(jacobian)
 
 
 def _assembled(xp, rows, shape):
