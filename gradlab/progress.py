@@ -19,6 +19,8 @@ import math
 import sys
 import time
 
+from .errors import arguments_checked, callback
+
 SILENT = 10.0            # seconds a loop runs before its first line, and between lines
 
 
@@ -87,10 +89,10 @@ def due(step, total):
     return _LISTENER.get() is not _silent
 
 
+@arguments_checked                       # listening(func=f): one line, as gradlab's own
 @contextlib.contextmanager
 def listening(fn):
     """Within the block, fn(what, done, total) hears every `advance`; None: nothing does."""
-    from .errors import callback
     callback(fn, "fn", ("what", "done", "total"), "listening(fn) takes a function "
              "fn(what, done, total) or None (silence)")
     token = _LISTENER.set(_silent if fn is None else fn)
