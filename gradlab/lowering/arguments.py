@@ -67,10 +67,13 @@ def prepare(cell, params, state, x, backend_name=None):
     if not callable(getattr(params, "keys", None)) or not callable(getattr(params, "get", None)):
         raise GradlabError(f"params of cell '{cell.name}' must be a dict of name -> array "
                            f"({', '.join(cell.param_names)}), got {type(params).__name__}")
+    given = state
     state = state if isinstance(state, (tuple, list)) else (state,)
-    if len(state) != len(cell.state_names):
+    if len(state) != len(cell.state_names):       # (state=None for an LSTM: "got 1")
         raise GradlabError(f"cell '{cell.name}' takes a state of {len(cell.state_names)} "
-                           f"part(s) ({', '.join(cell.state_names)}), got {len(state)}")
+                           f"part(s) ({', '.join(cell.state_names)}), got " + (
+                               f"{len(state)}" if state is given else
+                               f"one {type(given).__name__}, not a tuple of them"))
     require_params(cell, params)
     named = [("x", x), *((f"state part '{p}'", t) for p, t in zip(cell.state_names, state)),
              *((f"param '{p}'", params[p]) for p in cell.param_names)]
