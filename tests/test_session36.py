@@ -86,3 +86,15 @@ def test_train_without_a_drift_cell_draws_no_empty_figure_and_says_so(tmp_path):
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "learning.png", "learning.svg", "timescales.png", "timescales.svg"]   # drift: gone
     assert "figures/drift" not in text
+
+
+def test_check_jacobians_memory_refusal_speaks_python_not_the_clis_flags():
+    # called from Python it said "gradlab check at hidden 4, ...; use a smaller --hidden,
+    # --inputs or --batch": flags of a command the user did not run
+    import torch
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(4, 3, seed=0)
+    with pytest.raises(gradlab.GradlabError, match=r"^check_jacobian at hidden 4, inputs 3, "
+                       r"batch 1000000000 needs about .* of memory but .* is available on "
+                       r"cpu; use a smaller hidden size, fewer inputs or a smaller batch$"):
+        gradlab.check_jacobian(lambda p, s, x: torch.zeros(1), cell, params, batch=10 ** 9)

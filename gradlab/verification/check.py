@@ -124,7 +124,8 @@ def _sample(cell, params, batch, seed, states):
     n = hidden_size(cell, params)
     m = next((params[p].shape[1] for p in cell.param_names
               if params[p].ndim == 2 and str(cell.param_shapes[p][1]) == "m"), 1)
-    budget.ensure_check_fits(cell, n, m, B)            # as `gradlab check` does
+    budget.ensure_check_fits(cell, n, m, B, job="check_jacobian",   # as `gradlab check`
+                             advice="hidden size, fewer inputs or a smaller batch")  # does
     gen = torch.Generator().manual_seed(derived_seed(seed, 1))   # not the params' stream
     draw = lambda *shape: (0.8 * torch.randn(*shape, generator=gen, dtype=torch.float64,  # noqa
                                               device="cpu")
