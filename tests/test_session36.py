@@ -98,3 +98,20 @@ def test_check_jacobians_memory_refusal_speaks_python_not_the_clis_flags():
                        r"batch 1000000000 needs about .* of memory but .* is available on "
                        r"cpu; use a smaller hidden size, fewer inputs or a smaller batch$"):
         gradlab.check_jacobian(lambda p, s, x: torch.zeros(1), cell, params, batch=10 ** 9)
+
+
+@pytest.mark.parametrize("one", ["tensor", "rows"])
+def test_one_state_part_for_a_cell_of_two_is_named_as_one_part(one):
+    # gradient_flow(lstm, ..., state0=h) said "cell 'lstm' takes a state of 2 part(s)
+    # (h, c), got 1"
+    import torch
+    cell = gradlab.cell("lstm")
+    params = cell.init_params(4, 3, seed=0)
+    h = torch.zeros(2, 4) if one == "tensor" else [[0.0] * 4] * 2
+    with pytest.raises(gradlab.GradlabError, match=r"^state0: cell 'lstm' takes a tuple of its "
+                       r"state parts \(h, c\), \(B, n\) each; got one part$"):
+        gradlab.gradient_flow(cell, params, torch.zeros(5, 2, 3), state0=h)
+    gru = gradlab.cell("gru")                       # a cell of one part takes it as it is
+    flow = gradlab.gradient_flow(gru, gru.init_params(4, 3, seed=0), torch.zeros(5, 2, 3),
+                                 state0=h)
+    assert flow.log_norm("frobenius").shape == (2, 5)

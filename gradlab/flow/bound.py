@@ -349,9 +349,8 @@ def setup(cell, params, xs, state0=None, reverse=False, call="run_states"):
     gradient_flow and lyapunov build (B, S, S) Jacobians)."""
     cell = lookup(cell)
     dtype, device = check_params(cell, params)
-    bad = [p for p in cell.param_names if params[p].layout == torch.strided   # (others:
-           and params[p].is_floating_point()                                  # refused
-           and bool(torch.isnan(params[p]).any())]                            # below)
+    bad = [p for p in cell.param_names if params[p].layout == torch.strided and  # (others:
+           params[p].is_floating_point() and bool(torch.isnan(params[p]).any())]  # below)
     if bad:     # (nan states were reported as an overflow; an inf bias may pin a gate)
         raise GradlabError(f"param{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} "
                            f"of cell '{cell.name}' hold{'' if len(bad) > 1 else 's'} nan: "
@@ -376,8 +375,11 @@ def setup(cell, params, xs, state0=None, reverse=False, call="run_states"):
         state0 = tuple(torch.zeros(B, n, dtype=dtype, device=device) for _ in cell.state_names)
     else:
         rows = isinstance(state0, list) and depth(state0) == 2   # [[...], ...]: one
-        state0 = tuple(state0) if isinstance(state0, (tuple, list)) and not rows \
-            else (state0,)                                          # (B, n) part, not B
+        one = rows or not isinstance(state0, (tuple, list))         # (B, n) part, not B
+        state0 = (state0,) if one else tuple(state0)
+        if one and len(cell.state_names) > 1:      # (an LSTM's h alone: not "got 1")
+            raise GradlabError(f"state0: cell '{cell.name}' takes a tuple of its state parts "
+                               f"({', '.join(cell.state_names)}), (B, n) each; got one part")
         state0 = tuple(as_real(s, f"state0[{i}]", dtype, device)
                        for i, s in enumerate(state0))
         bad = next((i for i, s in enumerate(state0) if s.is_floating_point()
