@@ -61,6 +61,9 @@ def test_a_gated_cells_theory_leaping_to_infinity_says_which_lines_it_cannot_dra
     assert ("lstm's theory leaps from a finite timescale (at most 9.57) to ∞ between "
             "neighbouring points of the map, passing ξ = 10, 30, 100, 300 there: those lines "
             "cannot be placed and are not drawn.") in text
+    theory["timescale"]["lstm"][1][1] = 250.0         # one level passed in the leap
+    assert "passing ξ = 300 there: that line cannot be placed and is not drawn." in \
+        phase_words.theory_text(grid, [], theory)
     theory["timescale"]["lstm"][1][2] = 12.0          # no leap: nothing of the kind said
     assert "cannot be placed" not in phase_words.theory_text(grid, [], theory)
 

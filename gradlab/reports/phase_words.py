@@ -203,8 +203,9 @@ def theory_text(grid, points, theory):
     for cell, passed, top in unplaced_levels(theory, theory["levels"]):
         text += (f" {cell}'s theory leaps from a finite timescale (at most {top:.3g}) to ∞ "
                  f"between neighbouring points of the map, passing ξ = "
-                 f"{', '.join(f'{v:g}' for v in passed)} there: those lines cannot be placed "
-                 "and are not drawn.")
+                 f"{', '.join(f'{v:g}' for v in passed)} there: "
+                 + ("those lines cannot be placed and are not drawn." if len(passed) > 1
+                    else "that line cannot be placed and is not drawn."))
     if ratios:
         text += (f" At {'the one point' if len(ratios) == 1 else f'the {len(ratios)} points'}"
                  f" where both have a converged ξ, theory and measurement differ by a factor "
