@@ -118,3 +118,17 @@ def test_one_state_part_for_a_cell_of_two_is_named_as_one_part(one):
     flow = gradlab.gradient_flow(gru, gru.init_params(4, 3, seed=0), torch.zeros(5, 2, 3),
                                  state0=h)
     assert flow.log_norm("frobenius").shape == (2, 5)
+
+
+def test_report_figures_carry_no_raw_tex_braces(tmp_path):
+    # the decay and paths axes read "log₁₀ ‖∂s_T / ∂s_{T−k}‖₂": plain text, not mathtext,
+    # so the braces were drawn as they are
+    from conftest import assert_ok, invoke
+    out = tmp_path / "r"
+    assert_ok(invoke("report", "--cells", "rnn_tanh,lstm", "--steps", "6", "--hidden", "4",
+                     "--batch", "2", "--out", out))
+    svgs = sorted((out / "figures").glob("*.svg"))
+    assert {p.stem for p in svgs} >= {"decay", "paths"}
+    for p in svgs:
+        text = p.read_text()
+        assert "_{" not in text and "∂s_(T−k)" in text or p.stem not in ("decay", "paths"), p

@@ -87,7 +87,7 @@ def decay(cells, col):
         if "pascanu" in lines:
             ax.plot(k, start + (k - 1) * d["pascanu_rate"] * LOG10E, color=col[name], ls=":",
                     lw=1.2, label=f"{name}: Pascanu, lag 1 × ‖W‖₂^(k−1)", **_dots(k))
-    ax.set(xlabel="lag k (steps back from s_T)", ylabel="log₁₀ ‖∂s_T / ∂s_{T−k}‖₂",
+    ax.set(xlabel="lag k (steps back from s_T)", ylabel="log₁₀ ‖∂s_T / ∂s_(T−k)‖₂",
            title="How far gradients reach back")
     if np.isfinite(measured).any():        # frame the measurements; theory lines may leave
         lo, hi = np.nanmin(measured), np.nanmax(measured)
@@ -113,7 +113,7 @@ def paths(cells, col):
             a, b, values = *path.split("->"), d["paths"][path]
             ax.plot(k, _finite(values), color=col[name], ls=styles[i % len(styles)],
                     label=_label(f"{name}: ∂{b}_T/∂{a}_(T−k)", values), **_dots(values))
-    ax.set(xlabel="lag k", ylabel="log₁₀ ‖block of ∂s_T/∂s_{T−k}‖₂",
+    ax.set(xlabel="lag k", ylabel="log₁₀ ‖block of ∂s_T/∂s_(T−k)‖₂",
            title="Cell path against hidden path")
     _finish(ax, legend=bool(multi))
     return fig
