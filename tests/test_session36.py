@@ -132,3 +132,19 @@ def test_report_figures_carry_no_raw_tex_braces(tmp_path):
     for p in svgs:
         text = p.read_text()
         assert "_{" not in text and "∂s_(T−k)" in text or p.stem not in ("decay", "paths"), p
+
+
+def test_a_short_training_runs_step_axes_tick_whole_steps():
+    # 20 steps ticked 0, 2.5, 5, 7.5, ...: there is no training step 2.5
+    import numpy as np
+    from gradlab.training import figures
+    runs = [{"cell": "gru", "task": "adding", "delay": 4, "state_rms": list(np.linspace(1, 2, 20)),
+             "write_gate": [0.5] * 5 + [float("nan")] * 15}]
+    fig = figures.drift(runs, {"gru": "C0"}, "t")
+    char = {"train_bits": list(np.linspace(5, 3, 20)), "unigram_bits": 4.0, "corpus": "x",
+            "trained": {"bits": 3.5}}
+    for f in (fig, figures.charlm(char)):
+        f.canvas.draw()
+        for ax in f.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..reports.figures import colors
 
@@ -144,6 +145,7 @@ def drift(runs, col, title):
                ylabel="mean write gate (i; GRU: 1 − z)", ylim=(-0.02, 1.02))
     top.tick_params(labelbottom=True)
     for ax in (top, bottom):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # (no step 2.5 in short runs)
         ax.grid(alpha=0.3)
         if ax.get_lines():
             ax.legend(fontsize=7, ncol=2)
@@ -162,6 +164,7 @@ def charlm(record):
                label="trained, held out")
     ax.set(xlabel="training step", ylabel="bits per character",
            title="Character-level LSTM on " + record["corpus"])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig
