@@ -352,9 +352,9 @@ def build(setup, cells, command, model_note=None):
     if any("paths" in d for d in cells.values()):
         figs["paths"] = fg.paths(cells, col)
         sections.append(Section("The LSTM's two paths", paths_caption(cells), "paths"))
-    sections.append(Section("Single-step Jacobians", "Singular values of J_T at the last "
-                            "step, largest first: values below 1 shrink gradients at "
-                            "every step.", "spectra"))
+    sections.append(Section("Single-step Jacobians", "Singular values of J_T at the last step, "
+                            "largest first, each the median over the sequences of the i-th "
+                            "largest: values below 1 shrink gradients at every step.", "spectra"))
     sections.append(Section("What a loss sees", "For L = ⟨v, s_T⟩ with v a random unit "
                             "vector: the norm of ∂L/∂x_t for every input.", "loss"))
     if drift:
