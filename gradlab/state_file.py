@@ -86,12 +86,36 @@ def load_state_dict(path, prefix=""):
             f"a {str(odd[1].layout).removeprefix('torch.')} tensor"
         raise GradlabError(f"{str(path)!r}: {odd[0]!r} is {what}; a checkpoint holds dense "
                            "tensors (save module.state_dict() of the trained module)")
+    under = _widened(path, under)
+    state = {**state, **under}
     bad = next((k for k, v in under.items()
                 if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:            # a diverged training run: no weights to measure
         raise GradlabError(f"{str(path)!r}: {bad!r} holds nan or inf; a checkpoint's weights "
                            "must be finite (was it saved after training diverged?)")
     return state
+
+
+def _widened(path, tensors):
+    """`tensors` with float8 values as float32, which holds each exactly (torch has no
+    isfinite for most float8 kinds: it raised NotImplementedError from inside gradlab); a
+    kind no float32 can hold (float4_e2m1fn_x2 packs two values in one element) refused
+    in one line."""
+    import torch
+
+    usual = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    out = {}
+    for key, value in tensors.items():
+        if value.is_floating_point() and value.dtype not in usual:
+            try:
+                value = value.to(torch.float32)
+            except (RuntimeError, NotImplementedError, TypeError):
+                raise GradlabError(
+                    f"{str(path)!r}: {key!r} holds {str(value.dtype).removeprefix('torch.')}, "
+                    "which gradlab cannot read; save the weights as float16, bfloat16, "
+                    "float32 or float64") from None
+        out[key] = value
+    return out
 
 
 def _odd_entry(state, prefix):
