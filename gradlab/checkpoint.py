@@ -209,6 +209,17 @@ def _guess(names):
     return f"prefix={found}" if found else "prefix=rnn."
 
 
+def _wrapper(state, where, shape):
+    """The prefix a module saved inside a wrapper has ('module.', 'enc.rnn.'), or None:
+    one under `where` before one outside it (--arch's prefix=enc. of a file holding
+    rnn.* and enc.rnn.* was told to try prefix=rnn., outside enc.), and one whose
+    weight_ih_l0 has `shape` before one of another architecture."""
+    found = [k for k in state if k.endswith("weight_ih_l0") and k != where + "weight_ih_l0"]
+    found.sort(key=lambda k: (not k.startswith(where),
+                              tuple(getattr(state[k], "shape", ())) != shape))
+    return found[0][:-len("weight_ih_l0")] if found else None
+
+
 def _one_cell(arch):
     return arch.layers == 1 and not arch.bidirectional and not arch.proj
 
@@ -225,11 +236,10 @@ def check_state_dict(state, arch):
     """Refuse, in one line, a state dict whose names (under the prefix) or shapes are not
     `arch`'s; the tensors to load, the prefix taken off (a torch cell's names read as
     layer 0's: the module docstring)."""
-    names, state = list(state), _as_layer(select(state, arch), arch)
     where = arch.prefix
     expected = {k: tuple(v.shape) for k, v in arch.module().state_dict().items()}
-    guess = _guess(names)[7:] if any(k.endswith("weight_ih_l0") and k != where + "weight_ih_l0"
-                                     for k in names) else None
+    guess = _wrapper(state, where, expected["weight_ih_l0"])
+    state = _as_layer(select(state, arch), arch)
     unexpected = [k for k in state if k not in expected]
     if unexpected:
         odd = unexpected[0]

@@ -59,3 +59,29 @@ def test_a_packed_float4_checkpoint_is_refused_naming_its_dtype(tmp_path):
                               "--steps", "4", "--batch", "2", "--out", "r"))
     assert "float4_e2m1fn_x2" in line and "float32" in line, line
     assert not (tmp_path / "r").exists()
+
+
+class _Whole(torch.nn.Module):
+    """A whole model: an LSTM at rnn., a GRU at enc.rnn., a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.LSTM(4, 8)
+        self.enc = torch.nn.ModuleDict({"rnn": torch.nn.GRU(4, 8)})
+        self.head = torch.nn.Linear(8, 2)
+
+
+@pytest.mark.parametrize("arch, says", [
+    ("gru:hidden=8,inputs=4,prefix=enc.", "try prefix=enc.rnn.)"),
+    ("gru:hidden=8,inputs=4", "try prefix=enc.rnn.)"),
+])
+def test_the_wrapper_prefix_offered_is_under_the_prefix_and_of_the_arch(tmp_path, arch, says):
+    """--arch gru:...,prefix=enc. of a file holding rnn.* (an LSTM) and enc.rnn.* (a GRU)
+    was told 'saved from a wrapper? try prefix=rnn.': a name outside the prefix given,
+    and the LSTM's, which --arch gru then refused by its shapes. The prefix offered is
+    now the one under the prefix given, whose shapes are --arch's."""
+    torch.save(_Whole().state_dict(), tmp_path / "m.pt")
+    line = _one_line(_gradlab(tmp_path, "report", "--model", "m.pt", "--arch", arch,
+                              "--steps", "4", "--batch", "2", "--out", "r"))
+    assert line.endswith(says), line
+    assert not (tmp_path / "r").exists()
