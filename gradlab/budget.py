@@ -218,7 +218,7 @@ def ensure_arch_fits(arch, steps, batch, *, dtype="float64", device="cpu", avail
     flow = report_bytes(hidden=arch.hidden * arch.layers, inputs=arch.inputs, steps=steps,
                         batch=batch, parts=parts, params=0, itemsize=itemsize)
     return ensure_fits(weights + flow, what=f"gradlab report --arch {arch}", device=device,
-                       available=available, advice="--arch hidden, --steps or --batch")
+                       available=available, advice="--arch hidden or inputs, --steps or --batch")
 
 
 def train_bytes(*, hidden, inputs, steps, batch, parts, params, itemsize=8, test_batch=256,

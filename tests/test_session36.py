@@ -148,3 +148,14 @@ def test_a_short_training_runs_step_axes_tick_whole_steps():
         for ax in f.axes:
             ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
             assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_an_arch_too_large_for_memory_names_inputs_among_what_to_shrink():
+    # --arch lstm:hidden=8,inputs=100000000000 was told "use a smaller --arch hidden,
+    # --steps or --batch", though its inputs were what did not fit
+    from gradlab import budget
+    from gradlab.checkpoint import parse_arch
+    arch = parse_arch("lstm:hidden=8,inputs=100000000000")
+    with pytest.raises(gradlab.GradlabError, match=r"use a smaller --arch hidden or inputs, "
+                       r"--steps or --batch$"):
+        budget.ensure_arch_fits(arch, 10, 2, available=1 << 30)
