@@ -7,6 +7,8 @@ import os
 import pathlib
 import random
 import signal
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -89,6 +91,16 @@ def pytest_collection_modifyitems(config, items):
 def invoke(*args):
     """Run the CLI in-process (arguments as strings); click's Result."""
     return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def run_gradlab(cwd, *args, timeout=300):
+    """Run `python -m gradlab ARGS` in a subprocess from `cwd`, this checkout's gradlab
+    first on the path (for what only a process shows: exit status, signals, the real
+    streams); subprocess's CompletedProcess, text."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "gradlab", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def assert_ok(result):

@@ -1,21 +1,14 @@
 """Session 35's hostile-input probe of the command line: each test a defect it found."""
 
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_gradlab
 
 CELL = ('import gradlab\n\n@gradlab.declare(state="h", params="W U b", source="a test")\n'
         'def few(s):\n    return gradlab.tanh(s.W @ s.h + s.U @ s.x + s.b)\n')
 
 
-def _gradlab(tmp_path, *args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-         os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "gradlab", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+_gradlab = run_gradlab
 
 
 @pytest.mark.parametrize("hook", ["os._exit(3)", "1 / 0"])

@@ -1,22 +1,15 @@
 """Session 36's hostile-input probe of the command line: each test a defect it found."""
 
-import os
-import subprocess
-import sys
 
 import pytest
+from conftest import run_gradlab
 
 torch = pytest.importorskip("torch")
 
 ARCH = "lstm:hidden=8,inputs=4"
 
 
-def _gradlab(tmp_path, *args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-         os.environ.get("PYTHONPATH", "")]))
-    return subprocess.run([sys.executable, "-m", "gradlab", *args], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=timeout, env=env)
+_gradlab = run_gradlab
 
 
 def _one_line(run):
