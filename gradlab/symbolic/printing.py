@@ -66,6 +66,7 @@ SCRIPTED = re.compile("\\^|'.*_|[\u00b2\u00b3\u00b9\u2070-\u209f]")
 # h' (the new state), xnorm as the norm of x, rabs and rmag as |r|, ravg as <r>; such a
 # name is printed as written. hbar is h with a bar, as abar is a with one (not Planck's ħ).
 LITERAL_ENDINGS = ("prime", "prm", "norm", "abs", "mag", "avg")
+REDUCED = ("mu_", "sigma_")          # the names of a mean's and a variance's values
 BY_LENGTH = sorted(modifier_dict, key=len, reverse=True)
 
 
@@ -102,12 +103,14 @@ class MatrixLatexPrinter(LatexPrinter):
         for prefix, form in (("norm_", r"\left\lVert %s \right\rVert"), ("sum_", r"\Sigma_{%s}")):
             if string.startswith(prefix) and len(string) > len(prefix):  # norm(r), sum(r)
                 return form % self._deal_with_super_sub(string[len(prefix):], style=style)
-        if primes and base and "_" not in base:   # a stack's h1' as h_{1}', as h1 is h_{1}
-            body = super()._deal_with_super_sub(base, style=style)            # (mu_a' is
+        # a stack's h1' as h_{1}' (h1 is h_{1}), a part h_a's new value as h_{a}' (not h_{a'});
+        # a reduction's mu_a' keeps its prime in the subscript: \mu_{a'}, the mean of a'
+        if primes and base and not base.startswith(REDUCED):
+            body = super()._deal_with_super_sub(base, style=style)
             if re.search(r"\^\{[^{}]*\}$", body):        # r²': {r^{2}}', one superscript
                 body = "{%s}" % body
             return body + primes
-        return super()._deal_with_super_sub(string, style=style)             # \mu_{a'})
+        return super()._deal_with_super_sub(string, style=style)
 
     def _print_MatAdd(self, expr):
         return _join_terms(expr, self._print)
