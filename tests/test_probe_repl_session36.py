@@ -26,3 +26,25 @@ def test_a_subscripted_state_parts_new_value_carries_its_prime_outside_the_subsc
     # as the digit-named parts of a stack print theirs
     assert r"h_{1}'" in gradlab.stack("rnn_tanh", 2).latex()
 
+
+
+def _documented(doc):
+    def fn(s):
+        return tanh(s.W @ s.h + s.U @ s.x)
+    fn.__doc__ = doc
+    return gradlab.declare(state="h", params="W U", source="t", name="documented")(fn)
+
+
+def test_a_docstring_cannot_open_a_block_in_the_notebook_or_the_derivation_page():
+    """A docstring starting ``` opened a code fence that turned the rest of the derivation
+    page (and the notebook's display of the cell) into code, equations included; one
+    starting #, - or 1. made a heading or a list of it."""
+    from gradlab.documents.derivation import markdown
+    for doc, opener in (("``` an unclosed fence", "```"), ("~~~ tilde fence", "~~~"),
+                        ("# A heading", "#"), ("- a list", "-"), ("1. numbered", "1."),
+                        ("=== rule", "="), ("* starred", "*")):
+        cell = _documented(doc)
+        for page in (markdown(cell), cell._repr_markdown_()):
+            line = next(ln for ln in page.splitlines() if doc.split()[-1] in ln)
+            assert not line.startswith(opener), (doc, line)
+            assert "$$" in page.split(line, 1)[1]          # the equations still follow
