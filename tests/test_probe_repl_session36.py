@@ -48,3 +48,12 @@ def test_a_docstring_cannot_open_a_block_in_the_notebook_or_the_derivation_page(
             line = next(ln for ln in page.splitlines() if doc.split()[-1] in ln)
             assert not line.startswith(opener), (doc, line)
             assert "$$" in page.split(line, 1)[1]          # the equations still follow
+
+
+def test_a_cell_without_a_docstring_has_no_empty_paragraph_on_its_page():
+    """A cell declared without a docstring had an empty doc paragraph on its derivation
+    page: three blank lines between its title and its source."""
+    from gradlab.documents.derivation import markdown
+    page = markdown(_documented(None))
+    assert "\n\n\n" not in page
+    assert page.startswith("# `documented`\n\nSource: t.\n")

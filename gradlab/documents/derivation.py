@@ -56,7 +56,7 @@ def markdown(cell):
     cell = registry.cell(cell)
     state = ", ".join(cell.state_names)
     news = ", ".join(map(str, cell.outputs))
-    lines = [f"# `{cell.name}`", "", prose(cell.doc), "",
+    lines = [f"# `{cell.name}`", "", *([prose(cell.doc), ""] if cell.doc else []),
              f"Source: {prose(cell.source)}.", "",
              f"State ({state}); parameters {', '.join(f'`{p}`' for p in cell.param_names)}.",
              "", f"> {CONVENTIONS}", "", "## Update equations", ""]
