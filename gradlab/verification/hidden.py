@@ -108,6 +108,17 @@ def asked_again(asked, drawn, held, unanswered):
                                         **{p: asked.params[p] for p in held}}, asked.point)
 
 
+NEAR = 100         # a vector within NEAR * rtol of zero hides a term as zero does: a term
+                   # that carries it moves the Jacobian by about rtol (b_hn = 1e-12 left
+                   # out of (W_n h + b_hn) agreed to 1e-13, and was certified)
+
+
+def near_zero(cell, params, rtol):
+    """The vector params (biases) whose every entry is within NEAR * rtol of zero."""
+    return [p for p in cell.param_names if params[p].ndim == 1 and params[p].numel()
+            and float(params[p].abs().max()) <= NEAR * rtol]
+
+
 def with_biases(asked):
     """[(note, errors)] where fn agreed, but the params' all-zero vectors (biases of scale 0,
     as init_params gives by default) hide what it does with them: with them drawn nonzero,
@@ -118,8 +129,7 @@ def with_biases(asked):
     hides, or fn does not read params (a closure over a model's weights is right or wrong
     for that model, which is checked)."""
     cell, params, fn_dtype = asked.cell, asked.params, asked.fn_point[1].dtype
-    zero = [p for p in cell.param_names if params[p].ndim == 1 and params[p].numel()
-            and not bool(params[p].any())]
+    zero = near_zero(cell, params, asked.rtol)
     if not zero:
         return []
     gen = torch.Generator().manual_seed(derived_seed(asked.seed, 2))
@@ -131,7 +141,9 @@ def with_biases(asked):
     drawn = {p: (0.5 * noise[p] if p in zero else params[p] if p in fixed else
                  params[p] * (1 + 0.1 * noise[p])).to(fn_dtype).to(params[p].dtype)
              for p in cell.param_names}                          # fn's values
-    where = f"{BIAS_NOTE}, where {', '.join(zero)} {'is' if len(zero) == 1 else 'are'} all zero"
+    exactly = all(not bool(params[p].any()) for p in zero)
+    where = (f"{BIAS_NOTE}, where {', '.join(zero)} {'is' if len(zero) == 1 else 'are'} all "
+             + ("zero" if exactly else f"zero or within {NEAR * asked.rtol:.3g} of it"))
     found = asked_again(asked, drawn, zero, (where, len(zero) > 1, "N(0, 0.25) each entry"))
     if isinstance(found, list):
         return found
@@ -186,8 +198,7 @@ def with_units(asked):
     gen = torch.Generator().manual_seed(derived_seed(asked.seed, 4))
     noise = {p: torch.randn(params[p].shape, generator=gen, dtype=torch.float64,
                             device="cpu").to(params[p]) for p in cell.param_names}
-    zero = [p for p in cell.param_names if params[p].ndim == 1 and params[p].numel()
-            and not bool(params[p].any())]
+    zero = near_zero(cell, params, asked.rtol)
     drawn = {p: (params[p] + 0.5 * noise[p] if p in special else params[p] if p in zero
                  else params[p] * (1 + 0.1 * noise[p])).to(fn_dtype).to(params[p].dtype)
              for p in cell.param_names}
