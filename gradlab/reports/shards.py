@@ -250,7 +250,11 @@ def read_parts(dirs):
     grid = parts[0]["grid"]
     for p, path in zip(parts, paths):
         if p["grid"] != grid or p["grid"].gated != grid.gated:
-            raise GradlabError(f"the shards come from different sweeps (their grids differ): "
+            differ = [f"{f.name} {getattr(p['grid'], f.name)!r} against "
+                      f"{getattr(grid, f.name)!r}" for f in dataclasses.fields(grid)
+                      if getattr(p["grid"], f.name) != getattr(grid, f.name)]
+            raise GradlabError(f"the shards come from different sweeps (their grids differ"
+                               f"{': ' + '; '.join(differ) if differ else ''}): "
                                f"{path!r} against {paths[0]!r}")
     total = parts[0]["shard"][1]
     other = next((path for p, path in zip(parts, paths) if p["shard"][1] != total), None)
