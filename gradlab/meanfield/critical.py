@@ -102,8 +102,9 @@ def _window(steps):
 
 
 def _steps_for(timescale):
-    """The fewest steps whose fitted lags span `timescale`."""
-    steps = max(3, math.ceil(timescale * 4 / 3))
+    """The fewest steps whose fitted lags span `timescale` (any finite one: in integers,
+    where timescale * 4 overflowed to inf past 4.5e307 and math.ceil raised)."""
+    steps = max(3, math.ceil(timescale) * 4 // 3)        # a lower bound: the loop climbs
     while _window(steps)[1] - _window(steps)[0] < timescale:
         steps += 1
     return steps
