@@ -108,6 +108,9 @@ def _solved(weight_scale, input_scale, bias_scale, input_power, iterations, tol)
         return math.nan, math.nan
     if not math.isfinite(sw2 + drive):
         q = math.inf
+        if sw2 and all(map(math.isfinite, (weight_scale, input_scale, bias_scale, input_power))):
+            return q, math.nan   # a finite scale's square overflowed: chi is finite, not
+            # the limit 0 (bias_scale 1e200 read rate -inf, "the product is exactly zero")
     elif sw2 == 0 or (drive == 0 and sw2 <= 1):
         q = drive
     else:
@@ -129,8 +132,9 @@ def _solved(weight_scale, input_scale, bias_scale, input_power, iterations, tol)
 
 def mean_field_rate(weight_scale, **kwargs):
     """Per-step slope of the log gradient norm predicted by mean-field theory: (1/2) ln chi;
-    -inf at chi = 0 (weight scale 0: the product is exactly zero), nan where chi is nan
-    (a non-finite weight scale)."""
+    -inf at chi = 0 (weight scale 0: the product is exactly zero; or an infinite drive, the
+    limit), nan where chi is nan (a non-finite weight scale, or a finite scale whose square
+    overflows: past ~1e154)."""
     q, chi = mean_field(weight_scale, **kwargs)
     if math.isnan(chi):
         return math.nan
