@@ -165,12 +165,13 @@ def pascanu_rate(W, gamma=1.0):
     bound on the activation's slope): -inf for W = 0 or gamma 0, nan when W
     holds inf or nan (no norm to take: numpy's SVD would raise LinAlgError)."""
     gamma = real(gamma, "gamma", low=0, finite=False)     # a bound on |sigma'|: >= 0
-    if hasattr(W, "detach"):                         # torch: any real dtype (bfloat16 too)
-        W = W.detach().cpu()
-        W = W.double() if W.is_floating_point() else W
     try:
+        if hasattr(W, "detach"):                     # torch: any real dtype (bfloat16 too)
+            W = W.detach().cpu()
+            W = W.double() if W.is_floating_point() else W
         W = np.asarray(W)
-    except (TypeError, ValueError) as err:            # ragged lists, odd objects
+    except (TypeError, ValueError, RuntimeError) as err:  # ragged lists, odd objects, a
+        # meta tensor (no data: NotImplementedError, a RuntimeError)
         raise GradlabError(f"pascanu_rate: W is no array of numbers ({err})") from None
     if W.ndim != 2 or W.dtype.kind not in "iuf":
         raise GradlabError(f"pascanu_rate: W must be a 2-D array of real numbers, got "
