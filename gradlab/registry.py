@@ -108,6 +108,10 @@ def cell(name):
         return CELLS[name]
     except KeyError:
         shown = name if len(name) <= 60 else name[:57] + "..."
+        if name.strip().endswith(".py"):      # a cell file, named without its cell
+            raise GradlabError(f"{shown!r} names a file, not a cell: name the cell in it as "
+                               f"{shown.strip()}:NAME (NAME: the variable its "
+                               "@gradlab.declare cell is bound to)") from None
         raise GradlabError(f"unknown cell {shown!r}; valid cells: {', '.join(CELLS)}, or "
                            "path/to/file.py:NAME for a cell of your own") from None
 
