@@ -24,3 +24,25 @@ def test_the_cli_says_the_same_for_a_cell_file_without_its_cell(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "mine.py:NAME" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _cho_jacobian(fold_b_hn):
+    """A user's derivation for torch's GRU written with the reset before the matrix."""
+    cho = gradlab.cell("gru").jacobian_fn("state")
+
+    def fn(p, state, x):
+        b = p["b_in"] + p["b_hn"] if fold_b_hn else p["b_in"]
+        return cho({"W_r": p["W_r"], "W_z": p["W_z"], "W": p["W_n"], "U_r": p["U_r"],
+                    "U_z": p["U_z"], "U": p["U_n"], "b_r": p["b_ir"] + p["b_hr"],
+                    "b_z": p["b_iz"] + p["b_hz"], "b": b}, state, x)
+    return fn
+
+
+@pytest.mark.parametrize("fold_b_hn", [True, False])
+def test_cho_s_gru_checked_against_torch_s_is_named_as_the_reset_before_the_matrix(fold_b_hn):
+    cell = gradlab.cell("gru_torch")
+    params = cell.init_params(5, 3, seed=1, bias_scale=0.5)
+    result = gradlab.check_jacobian(_cho_jacobian(fold_b_hn), cell, params)
+    assert not result.ok
+    said = " ".join(result.diagnosis)
+    assert "reset applied before the matrix" in said and "--cell gru" in said, said

@@ -123,6 +123,27 @@ def reset_after(cell, params, state, x, theirs, wrt, blocks, close):
     return []
 
 
+def reset_before(cell, params, state, x, theirs, wrt, blocks, close):
+    """torch's GRU (gru_torch, h~ = tanh(U_n x + b_in + r ⊙ (W_n h + b_hn))) derived as
+    Cho's, the reset applied before the matrix (W_n (r ⊙ h)): the exact Jacobian of gru
+    with the same weights, each gate's two biases as one, b_hn either added to b_in (a
+    derivation that moved the reset and kept b_hn outside it) or left out."""
+    if not (registry.builtin(cell) and cell.name == "gru_torch"):
+        return []
+    p = params
+    cho = {"W_r": p["W_r"], "W_z": p["W_z"], "W": p["W_n"], "U_r": p["U_r"],
+           "U_z": p["U_z"], "U": p["U_n"], "b_r": p["b_ir"] + p["b_hr"],
+           "b_z": p["b_iz"] + p["b_hz"]}
+    other = registry.cell("gru")
+    for b in (p["b_in"] + p["b_hn"], p["b_in"]):
+        if close(theirs, blocks.select(exact_jacobian(other, wrt, dict(cho, b=b), state, x))):
+            return ["Your Jacobian is that of the GRU with its reset applied before the "
+                    "matrix, h~ = tanh(W_n (r ⊙ h) + U_n x + b), as Cho et al. write it "
+                    "(gradlab's gru); this cell, torch's nn.GRU, applies it after: h~ = "
+                    "tanh(U_n x + b_in + r ⊙ (W_n h + b_hn)). Check against --cell gru, or "
+                    "move the reset."]
+    return []
+
 def transposed_weights(cell, params, state, x, theirs, wrt, blocks, close):
     """Square weights read transposed in the step itself (a row-vector convention, h @ W
     where the cell has W h), every one of them or one alone: the Jacobian of another

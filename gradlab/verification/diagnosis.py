@@ -16,7 +16,7 @@ import torch
 from sympy import HadamardProduct, MatMul
 from sympy.matrices.expressions.diagonal import DiagMatrix
 
-from .conventions import (gate_order, negated_gate, reset_after, swapped_gates,
+from .conventions import (gate_order, negated_gate, reset_after, reset_before, swapped_gates,
                           transposed_weights, without_biases)
 from ..symbolic.printing import text
 from .slips import slip_variants, slipped
@@ -131,7 +131,7 @@ def diagnose(cell, params, state, x, theirs, exact, blocks, wrt, layout, rtol, t
     # (other parameters compared at degenerate draws, where every Jacobian is ~0, would
     # match by accident)
     tests = () if degenerate else (gate_order, without_biases, swapped_gates, negated_gate,
-                                   reset_after, transposed_weights)
+                                   reset_after, reset_before, transposed_weights)
     found = next((said for test in tests
                   if (said := test(cell, params, state, x, theirs, wrt, blocks, close))), [])
     if found:
