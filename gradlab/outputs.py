@@ -320,7 +320,9 @@ def write_new(target, data):
     every rerun. Under the folder's lock, what a killed call left beside it is removed
     first. Raises OSError (FileExistsError where `target` exists)."""
     target = pathlib.Path(target)
-    with locked(target.parent):
+    # signals held from staging to linking: a kill (SIGTERM, SIGHUP: no finally runs)
+    # between them left the staged .<name>.gradlab-XXXXXXXX.tmp in the user's folder
+    with locked(target.parent), uninterrupted():
         with contextlib.suppress(OSError), os.scandir(target.parent) as entries:
             for entry in entries:
                 match = LEFTOVER.match(entry.name)
