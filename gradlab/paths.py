@@ -10,6 +10,7 @@ import pathlib
 import tempfile
 
 from .errors import GradlabError
+from .signals import uninterrupted
 
 NAME_MAX = 255                  # bytes in one name (Linux, macOS)
 PATH_MAX = 4096                 # bytes in a whole path, with its NUL (Linux)
@@ -41,7 +42,9 @@ UNNAMED_UNSUPPORTED = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOEN
 def can_create_in(folder, shown, what):
     """Refuse, in one line, a folder in which a new file cannot be made: one is made there.
     Where the file system can (Linux's O_TMPFILE) the file has no name, so a run killed
-    at this moment leaves nothing in the folder; elsewhere it is named and removed at once."""
+    at this moment leaves nothing in the folder; elsewhere it is named and removed at once,
+    with SIGINT, SIGTERM and SIGHUP held between (a kill there left .gradlab-probe-XXXXXXXX
+    in the user's folder for good: no later run knows it)."""
     try:
         if hasattr(os, "O_TMPFILE"):
             try:
@@ -50,15 +53,16 @@ def can_create_in(folder, shown, what):
             except OSError as err:
                 if err.errno not in UNNAMED_UNSUPPORTED:
                     raise
-        fd, probe = tempfile.mkstemp(prefix=".gradlab-probe-", dir=folder)
+        with uninterrupted():
+            fd, probe = tempfile.mkstemp(prefix=".gradlab-probe-", dir=folder)
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(probe)
     except OSError as err:       # (/proc says ENOENT of a folder that is there)
         why = "it takes no new files" if err.errno == errno.ENOENT and os.path.isdir(folder) \
             else err.strerror or err
         raise GradlabError(f"{what} {shown!r}: cannot write in {str(folder)!r}: {why}") \
             from None
-    os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(probe)
 
 
 def name_fits(name, shown, what):

@@ -44,3 +44,26 @@ def test_write_new_killed_between_staging_and_link_leaves_no_temp_file(tmp_path,
     assert "went on" not in done.stdout
     assert sorted(os.listdir(tmp_path)) == ["model.pt"]
     assert (tmp_path / "model.pt").read_bytes() == b"x" * 4096
+
+
+def test_writability_probe_killed_leaves_no_named_file(tmp_path):
+    """Where a file system has no O_TMPFILE (NFS, some FUSE mounts), `paths.can_create_in`
+    proves a folder writable with a named file, .gradlab-probe-XXXXXXXX, removed at once: a
+    kill between its making and its removal left it in the user's folder for good (no
+    later run knows the name). The signal now lands once it is gone."""
+    (tmp_path / "folder").mkdir()
+    done = _python("""
+        import os, signal
+        from gradlab import paths
+        del os.O_TMPFILE
+        real = os.close
+        def close(fd):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return real(fd)
+        os.close = close
+        paths.can_create_in("folder", "folder", "--out")
+        print("went on past the signal")
+    """, tmp_path)
+    assert done.returncode == -signal.SIGTERM, (done.returncode, done.stderr)
+    assert "went on" not in done.stdout
+    assert os.listdir(tmp_path / "folder") == []
