@@ -1,8 +1,8 @@
-"""Session 37 clean room: every cell re-implemented in torch from CELLS.md alone.
+"""Session 37 clean room: every cell re-implemented in torch from the cell specification alone (derivations/conventions.md).
 
 These oracles were written from the specification before reading gradlab's cell
 declarations; they check step_fn (torch and numpy), jacobian_fn (state and input, against
-torch.func.jacrev), init_params as DESIGN.md states it, and from_torch of torch's modules.
+torch.func.jacrev), init_params as the README states it, and from_torch of torch's modules.
 """
 import numpy as np
 import pytest
@@ -61,7 +61,7 @@ def lstm(P, S, x):
 
 
 def greff(P, S, x, variant):
-    """peephole_lstm and the eight variants of Greff et al. 2015 (CELLS.md)."""
+    """peephole_lstm and the eight variants of Greff et al. 2015 (derivations/conventions.md)."""
     h, c = S[0], S[1]
     peep = variant != "np"
     rec = {}
@@ -289,7 +289,7 @@ def test_orthogonal_torch_init_and_seeds(name):
     bound = 1 / n ** 0.5
     for k, v in T.items():
         if name in ("rnn_tanh", "rnn_relu", "lstm") and k[0] == "b":
-            bound_k = 2 * bound      # b = bias_ih + bias_hh: the sum of two draws (CELLS.md)
+            bound_k = 2 * bound      # b = bias_ih + bias_hh: the sum of two draws (the "torch" init)
         else:
             bound_k = bound
         assert v.abs().max() <= bound_k and v.abs().max() > 0.7 * bound, k
