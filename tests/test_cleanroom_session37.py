@@ -1,4 +1,5 @@
-"""Session 37 clean room: every cell re-implemented in torch from the cell specification alone (derivations/conventions.md).
+"""Session 37 clean room: every cell re-implemented in torch from the cell specification
+alone (derivations/conventions.md).
 
 These oracles were written from the specification before reading gradlab's cell
 declarations; they check step_fn (torch and numpy), jacobian_fn (state and input, against
