@@ -222,7 +222,23 @@ def _whole(path, files):
         return True
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_marked(tmp)
+
+
+def remove_marked(folder):
+    """Remove a temporary folder of `_whole`'s, its unfinished-mark last: a run killed
+    part way leaves the mark, by which the next run's `clean_leftovers` knows the folder
+    for gradlab's (a folder that kept some files but lost both the mark and its manifest
+    would stay beside the report for good)."""
+    for entry in list(os.scandir(folder)):
+        if entry.name == MARK:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _keep_mode(old, new):

@@ -46,3 +46,31 @@ def test_cho_s_gru_checked_against_torch_s_is_named_as_the_reset_before_the_matr
     assert not result.ok
     said = " ".join(result.diagnosis)
     assert "reset applied before the matrix" in said and "--cell gru" in said, said
+
+
+def test_a_temporary_report_folder_loses_its_mark_last(tmp_path, monkeypatch):
+    """A run killed while removing the old report folder leaves the mark, so the next run
+    knows the folder for gradlab's and removes it."""
+    import os
+
+    from gradlab import outputs
+
+    target = tmp_path / "out"
+    leftover = tmp_path / ".out.gradlab-abcdefgh"
+    (leftover / "figs").mkdir(parents=True)
+    for name in (outputs.MARK, outputs.MANIFEST, "a.md", "figs/b.png"):
+        (leftover / name).write_text("x")
+    real, calls = os.unlink, []
+
+    def killed(path, *args, **kwargs):        # the second removal never happens
+        calls.append(os.path.basename(path))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(os, "unlink", killed)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.remove_marked(leftover)
+    monkeypatch.setattr(os, "unlink", real)
+    assert (leftover / outputs.MARK).exists()
+    outputs.clean_leftovers(target)
+    assert not leftover.exists()
