@@ -1,5 +1,5 @@
 """Session 37 probe: numerical truth of gradient_flow and lyapunov against an independent
-reference written from DESIGN.md's definitions, not from gradlab's walk or QR loop.
+reference written from the definitions in the README and docstrings, not from gradlab's walk or QR loop.
 
 Reference: states by stepping `cell.step_fn("torch")`; J_t = torch.func.jacrev of one
 sequence's step in float64; P_k = d s_T / d s_{T-k} = J_T ... J_{T-k+1} multiplied out

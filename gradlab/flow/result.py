@@ -143,9 +143,9 @@ class Flow:
         return a
 
     def log_norm(self, kind="spectral"):
-        """log ||P_k|| (B, T): "spectral", "frobenius" or "min_singular" (smallest singular
-        value; -inf from the first J_t singular to working precision on: an LU pivot below
-        S eps of the largest, numpy's matrix_rank rule)."""
+        """log ||P_k|| (B, T), "spectral", "frobenius" or "min_singular": -inf where P_k is
+        0 (min_singular: from the first J_t singular to working precision on, an LU pivot
+        below S eps of the largest), nan where a state it reads overflowed (see `why`)."""
         check(kind, NORMS, "norm")
         self._ensure(kind)
         return self._log[kind].copy()
