@@ -1,6 +1,7 @@
 """`Cell`: one recurrent cell, declared once in SymPy; everything else is derived from it."""
 
 import functools
+import inspect
 
 import sympy as sp
 from sympy import MatrixSymbol
@@ -89,6 +90,7 @@ class Cell:
         check_gate_bias(name, gate_bias, self.param_shapes)
         self._fn = fn
         self.lets, self.outputs = repeatable(name, self._build(fn), lambda: self._build(fn))
+        self._check_output()
         self._made = True
 
     @property
@@ -182,6 +184,33 @@ class Cell:
         check_reached(self.name, builder.lets, outputs,
                       list(zip(self.param_names, self.param_symbols)))
         return Lets(builder.lets), outputs
+
+    def _check_output(self):
+        """declare(output=f): f applied to the new h (of a throwaway builder) must give an
+        n-vector in the language. One that cannot (torch.tanh, sum, a constant) is refused
+        here, naming its line; a stack of the cell failed later, naming gradlab's own."""
+        if self.output is None:
+            return
+        fed = "h" if "h" in self.state_names else self.state_names[0]
+        builder = Builder(self.name, self.state_names, self.param_shapes, self.input_name)
+        new = Value(MatrixSymbol(f"{fed}'", n, 1), owner=builder)
+        named = getattr(self.output, "__name__", None) or type(self.output).__name__
+        head = f"cell '{self.name}': declare(output={named})"
+        line = functools.partial(where, inspect.unwrap(self.output))   # (gradlab.maximum's
+        try:                                                     # wrapper: not its line)
+            out = self.output(new)
+        except (GradlabError, sp.ShapeError) as err:
+            raise GradlabError(f"{head}{line(err)}: {line_of(err)}") from None
+        except Exception as err:     # (a user's function: any error is its problem)
+            raise GradlabError(f"{head}{line(err)}: {type(err).__name__}: "
+                               f"{line_of(err)}{hint(err)}") from None
+        expr = out.expr if isinstance(out, Value) else out
+        if not isinstance(expr, sp.MatrixExpr) or expr.shape != (n, 1):
+            kind = (" x ".join(map(str, expr.shape)) if isinstance(expr, sp.MatrixExpr)
+                    else "scalar" if isinstance(out, Value) else type(out).__name__)
+            got = f"{shown(out)} ({kind})"
+            raise GradlabError(f"{head} must give an n-vector, a function of the new {fed} "
+                               f"({fed}' itself, tanh({fed}'), ...); it gave {got}")
 
     def _bind_outputs(self, builder, out):
         parts = self.state_names
@@ -300,7 +329,6 @@ class Cell:
         bias_scale=0.0, input_scale=1.0, gate_bias=0.0, seed=0, dtype=torch.float64,
         device="cpu" (`gradlab.initialize.init_params` says what each draws). A scalar
         parameter (shape "1") is one number, stored with shape (1,)."""
-        import inspect
         from ..initialize import init_params
         known = [k for k, v in inspect.signature(init_params).parameters.items()
                  if v.kind is inspect.Parameter.KEYWORD_ONLY]
