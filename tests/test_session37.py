@@ -74,3 +74,36 @@ def test_a_temporary_report_folder_loses_its_mark_last(tmp_path, monkeypatch):
     assert (leftover / outputs.MARK).exists()
     outputs.clean_leftovers(target)
     assert not leftover.exists()
+
+
+def test_a_let_is_reached_by_its_own_name_as_the_readme_says():
+    import torch
+
+    from gradlab import mean, tanh
+
+    def q(s):
+        s.let("a", tanh(s.W @ s.h))
+        s.let("b2", s.a * s.a)
+        return 2 * s.a + mean(s.b2) * s.a + s.U @ s.x
+    cell = gradlab.declare(state="h", params="W U", source="test", name="let_by_name")(q)
+    params = cell.init_params(4, 3, seed=0)
+    h = torch.randn(2, 4, dtype=torch.float64)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    step = cell.step_fn("torch")
+    reference = torch.func.vmap(torch.func.jacrev(
+        lambda hh, xx: step(params, (hh[None],), xx[None])[0][0]))(h, x)
+    assert torch.allclose(cell.jacobian_fn("state")(params, (h,), x), reference,
+                          rtol=1e-12, atol=1e-14)
+    a = torch.tanh(h @ params["W"].T)
+    expected = 2 * a + (a * a).mean(-1, keepdim=True) * a + x @ params["U"].T
+    assert torch.allclose(step(params, (h,), x)[0], expected, rtol=1e-13, atol=1e-14)
+
+
+def test_an_undeclared_name_lists_the_lets_among_the_declared():
+    from gradlab import tanh
+
+    def q(s):
+        s.let("a", tanh(s.W @ s.h))
+        return s.zz
+    with pytest.raises(GradlabError, match=r"'zz' is not declared .*declared: h, x, W, U, a$"):
+        gradlab.declare(state="h", params="W U", source="test", name="undeclared")(q)

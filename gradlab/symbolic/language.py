@@ -359,12 +359,12 @@ class Builder:
     def __getattr__(self, name):
         if name.startswith("__") or "_symbols" not in self.__dict__:
             raise AttributeError(name)
-        try:
-            return Value(self._symbols[name], owner=self)    # named: mean(s.h) works
-        except KeyError:
-            valid = ", ".join(self._symbols)
-            raise GradlabError(f"'{name}' is not declared in cell '{self._cell}'; "
-                               f"declared: {valid}") from None
+        found = self._symbols.get(name, next((s for s in self._lets if s.name == name), None))
+        if found is not None:                 # a part, parameter or let: mean(s.h) works
+            return Value(found, owner=self)
+        valid = ", ".join([*self._symbols, *(s.name for s in self._lets)])
+        raise GradlabError(f"'{name}' is not declared in cell '{self._cell}'; "
+                           f"declared: {valid}")
 
     def let(self, name, value):
         """Name a vector (or a 1 x 1 reduction); later equations and the Jacobians use the name."""
