@@ -250,7 +250,9 @@ def lyapunov(cell, params=None, xs=UNSET, k=8, *, discard=0, state0=None, seed=0
     padding, dead ReLU units), exponents k > S - z are -inf, as in exact arithmetic. A direction that
     shrinks by more than ~10 S eps a step against the first without exact zeros (a
     J_t of lower rank: rnn_tanh with W of rank 1) is QR's round-off, near log eps
-    (-36 in float64), not a measurement.
+    (-36 in float64), not a measurement. The exponents are in QR's column order, not
+    sorted: descending once Q has turned to the leading directions, while over tens of
+    steps neighbours can come out of order (a longer walk or `discard` settles them).
 
     discard: the first `discard` steps are a warm-up: the state and the basis Q evolve
     through them (Q turns towards the leading directions, the state forgets state0), but
