@@ -23,9 +23,13 @@ def test_a_value_called_in_a_declaration_is_one_line():
     assert "\n" not in str(err.value)
 
 
-def test_public_calls_run_without_tf32_and_leave_the_callers_setting(monkeypatch):
+def test_public_calls_run_without_tf32_and_leave_the_callers_setting():
     # set_float32_matmul_precision("high") turns TF32 on for CUDA matrix products; float32
-    # norms certified to 5e-7 would have been computed from products rounded at ~5e-4
+    # norms certified to 5e-7 would have been computed from products rounded at ~5e-4.
+    # The flag is set and put back by hand, not by monkeypatch: torch's cuBLAS flags object
+    # answers allow_tf32 from __getattr__ (nothing in its __dict__) and has no __delattr__,
+    # so pytest 9.2's monkeypatch undoes the patch with delattr, which raises
+    # AttributeError at teardown (seen with torch 2.4.1), and TF32 was left on after it
     import torch
     seen = []
 
@@ -37,11 +41,16 @@ def test_public_calls_run_without_tf32_and_leave_the_callers_setting(monkeypatch
     g = torch.Generator().manual_seed(0)
     W, U, b = (torch.randn(*shape, generator=g, dtype=torch.float64) for shape in
                ((3, 3), (3, 2), (3,)))
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    assert torch.backends.cuda.matmul.allow_tf32
-    result = gradlab.check_jacobian(fn, gradlab.cell("rnn_tanh"), {"W": W, "U": U, "b": b})
-    assert seen and not any(seen)
-    assert torch.backends.cuda.matmul.allow_tf32          # the caller's setting, restored
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        assert torch.backends.cuda.matmul.allow_tf32
+        result = gradlab.check_jacobian(fn, gradlab.cell("rnn_tanh"), {"W": W, "U": U,
+                                                                       "b": b})
+        assert seen and not any(seen)
+        assert torch.backends.cuda.matmul.allow_tf32      # the caller's setting, restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
     assert result.ok
 
 
