@@ -33,8 +33,12 @@ def test_a_float8_checkpoint_is_read_as_its_values(tmp_path, dtype):
 
 
 def test_a_float8_checkpoint_holding_nan_is_refused_as_nan(tmp_path):
-    state = {k: v.to(torch.float8_e4m3fn) for k, v in torch.nn.LSTM(4, 8).state_dict().items()}
+    # the nan is written before the cast: torch 2.4.1 has no fill for float8 ('"fill_out"
+    # not implemented for Float8_e4m3fn'); float8_e4m3fn holds nan either way
+    state = torch.nn.LSTM(4, 8).state_dict()
     state["bias_hh_l0"][3] = float("nan")
+    state = {k: v.to(torch.float8_e4m3fn) for k, v in state.items()}
+    assert torch.isnan(state["bias_hh_l0"][3].float())
     torch.save(state, tmp_path / "m.pt")
     line = _one_line(_gradlab(tmp_path, "report", "--model", "m.pt", "--arch", ARCH,
                               "--steps", "4", "--batch", "2", "--out", "r"))
