@@ -19,26 +19,31 @@ import torch
 
 
 def default_device():
-    """The device torch's factory functions make a tensor on now, as a later torch's
-    get_default_device() says it (2.13's does): the innermost `with torch.device(...)`
-    block open, else what torch.set_default_device set, else the CPU. torch 2.4's own
-    get_default_device sees only set_default_device (inside `with torch.device("meta")`
-    it says "cpu", so gradlab computed on the meta device and failed) and raises
-    AttributeError once set_default_device(None) has put the default back; hence this
-    reads both itself. A device named without an index is returned as named (no tensor
-    is made to find one)."""
+    """The device torch's factory functions make a tensor on now: the innermost `with
+    torch.device(...)` block open, else what torch.set_default_device set, else the CPU,
+    as torch.get_default_device() says it from torch 2.8 on (pytorch#148621). Before, it
+    sees only set_default_device (inside `with torch.device("meta")` torch 2.4's says
+    "cpu", so gradlab computed on the meta device and failed), and 2.4's raises
+    AttributeError once set_default_device(None) has put the default back; there this
+    reads both itself (a device named without an index is then returned as named)."""
+    if SEES_DEVICE_BLOCKS:
+        with contextlib.suppress(AttributeError):     # (then as below, whatever it was)
+            return torch.get_default_device()
     try:
         from torch.overrides import _get_current_function_mode_stack
         from torch.utils._device import DeviceContext
         modes = _get_current_function_mode_stack()
         context = getattr(torch._GLOBAL_DEVICE_CONTEXT, "device_context", None)
-    except (ImportError, AttributeError):       # a torch that keeps them otherwise
+    except (ImportError, AttributeError):       # a build that keeps them otherwise
         try:
             return torch.get_default_device()
         except AttributeError:
             return torch.device("cpu")
     found = next((m for m in reversed(modes) if isinstance(m, DeviceContext)), context)
     return torch.device("cpu") if found is None else found.device
+
+
+SEES_DEVICE_BLOCKS = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 8)
 
 
 def _device_state():
