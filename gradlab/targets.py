@@ -19,6 +19,9 @@ def resolve(out, what="--out"):
     """`out` as an absolute path (links in its parents resolved, the last part kept)."""
     if out is None or str(out).strip() == "":
         raise GradlabError(f"{what} is empty; give a folder path")
+    if str(out).strip() == "-":             # (elsewhere: standard output, which holds no folder)
+        raise GradlabError(f"{what} '-': standard output cannot hold a folder of files; "
+                           "give a folder path (./- for a folder named -)")
     plain(out, what)
     path = pathlib.Path(os.path.expanduser(str(out)))
     path_fits(path.absolute(), out, what, spare=128)    # (figures/..., the temporary name)

@@ -107,3 +107,13 @@ def test_an_undeclared_name_lists_the_lets_among_the_declared():
         return s.zz
     with pytest.raises(GradlabError, match=r"'zz' is not declared .*declared: h, x, W, U, a$"):
         gradlab.declare(state="h", params="W U", source="test", name="undeclared")(q)
+
+
+@pytest.mark.parametrize("args", [("derive", "lstm", "--out", "-"),
+                                  ("report", "--cells", "rnn_tanh", "--steps", "2", "--out", "-")])
+def test_out_dash_is_refused_not_made_a_folder_named_dash(tmp_path, args):
+    result = run_gradlab(tmp_path, *args)
+    assert result.returncode == 2
+    assert "--out '-': standard output cannot hold a folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
