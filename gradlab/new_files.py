@@ -18,6 +18,9 @@ def new_file(path, what="--write-torch"):
     if text.strip() == "":
         raise GradlabError(f"{what} {text!r} is not a file path; give a new file, e.g. "
                            "model.pt")
+    if text.strip() == "-":                 # (elsewhere: standard output; a checkpoint is binary)
+        raise GradlabError(f"{what} '-': a checkpoint is written to a file, not to standard "
+                           "output; give a new file, e.g. model.pt (./- for a file named -)")
     plain(text, what)
     target = pathlib.Path(os.path.expanduser(text))
     name_fits(target.name, text, what)

@@ -117,3 +117,12 @@ def test_out_dash_is_refused_not_made_a_folder_named_dash(tmp_path, args):
     assert "--out '-': standard output cannot hold a folder" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_torch_dash_is_refused_before_any_work(tmp_path):
+    result = run_gradlab(tmp_path, "init", "gru_torch", "--timescale", "10", "--hidden", "4",
+                         "--write-torch", "-")
+    assert result.returncode == 2
+    assert "--write-torch '-': a checkpoint is written to a file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
