@@ -103,6 +103,10 @@ def negated_gate(cell, params, state, x, theirs, wrt, blocks, close):
     return []
 
 
+# Cho's GRU's weights (gru) -> the same weights in torch's GRU (gru_torch)
+GRU_WEIGHTS = {"W_r": "W_r", "W_z": "W_z", "W": "W_n", "U_r": "U_r", "U_z": "U_z", "U": "U_n"}
+
+
 def reset_after(cell, params, state, x, theirs, wrt, blocks, close):
     """Cho's GRU (h~ = tanh(W (r ⊙ h) + U x + b)) derived as torch's, the reset applied
     after the matrix (r ⊙ (W h)): the exact Jacobian of gru_torch with the same weights
@@ -111,9 +115,9 @@ def reset_after(cell, params, state, x, theirs, wrt, blocks, close):
         return []
     p = params
     zero = torch.zeros_like(p["b"])
-    torch_params = {"W_r": p["W_r"], "W_z": p["W_z"], "W_n": p["W"], "U_r": p["U_r"],
-                    "U_z": p["U_z"], "U_n": p["U"], "b_ir": p["b_r"], "b_iz": p["b_z"],
-                    "b_in": p["b"], "b_hr": zero, "b_hz": zero, "b_hn": zero}
+    torch_params = {theirs_: p[ours] for ours, theirs_ in GRU_WEIGHTS.items()}
+    torch_params.update(b_ir=p["b_r"], b_iz=p["b_z"], b_in=p["b"], b_hr=zero, b_hz=zero,
+                        b_hn=zero)
     other = registry.cell("gru_torch")
     if close(theirs, blocks.select(exact_jacobian(other, wrt, torch_params, state, x))):
         return ["Your Jacobian is that of the GRU with its reset applied after the matrix, "
@@ -131,9 +135,8 @@ def reset_before(cell, params, state, x, theirs, wrt, blocks, close):
     if not (registry.builtin(cell) and cell.name == "gru_torch"):
         return []
     p = params
-    cho = {"W_r": p["W_r"], "W_z": p["W_z"], "W": p["W_n"], "U_r": p["U_r"],
-           "U_z": p["U_z"], "U": p["U_n"], "b_r": p["b_ir"] + p["b_hr"],
-           "b_z": p["b_iz"] + p["b_hz"]}
+    cho = {ours: p[theirs_] for ours, theirs_ in GRU_WEIGHTS.items()}
+    cho.update(b_r=p["b_ir"] + p["b_hr"], b_z=p["b_iz"] + p["b_hz"])
     other = registry.cell("gru")
     for b in (p["b_in"] + p["b_hn"], p["b_in"]):
         if close(theirs, blocks.select(exact_jacobian(other, wrt, dict(cho, b=b), state, x))):
