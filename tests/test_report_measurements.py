@@ -156,7 +156,7 @@ def test_measure_five_part_cell():
 
 def test_data_json_is_the_same_bytes_for_any_thread_count():
     """Another machine is simulated by another BLAS thread count: the numbers are written to
-    the precision they carry (12 digits), so data.json comes out byte-identical."""
+    the precision they carry (9 digits), so data.json comes out byte-identical."""
     import torch
     from gradlab.reports import gradient_decay as rp
     from gradlab.reports.publish import dumps

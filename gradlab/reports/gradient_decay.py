@@ -13,7 +13,7 @@ from .. import registry
 from ..flow import CONVERGED
 from ..flow.rates import slope
 from .measurements import Setup, check_cell_name, measure, rate_words
-from .publish import Section, write_report
+from .publish import Section, digits_of, rounded, write_report
 from ..catalogue.written_memories import R2RT as ESSAY
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "gru_torch", "prototype_lstm", "pseudo_lstm",
@@ -391,7 +391,7 @@ def report(setup, out, *, force=False, command="gradlab report", progress=None,
         if isinstance(name, str):
             check_cell_name(name)
         registry.cell(name)
-    cells = run(setup, progress=progress, models=models)
+    cells = rounded(run(setup, progress=progress, models=models), digits_of(setup.dtype))
     title, intro, header, sections, figs, data = build(setup, cells, command, model_note)
     return write_report(out, title=title, intro=intro, header=header, sections=sections,
                         figures=figs, data=data, force=force, kind=FIGURES, dtype=setup.dtype, **where)

@@ -2,8 +2,9 @@
 
 `render` turns a report's parts into bytes; `write_report` hands them to `outputs`, which
 writes them atomically into a folder gradlab owns (running again replaces what gradlab
-wrote there and nothing else). Every file is byte-for-byte reproducible for the same inputs (data.json
-with sorted keys, SVG ids from a fixed salt, no timestamps anywhere); non-finite numbers
+wrote there and nothing else). Every file is byte-for-byte reproducible for the same inputs on
+one machine (data.json with sorted keys, SVG ids from a fixed salt, no timestamps anywhere),
+and on another CPU but for a rare number at a rounding boundary (`DIGITS`); non-finite numbers
 are written as the strings "nan", "inf" and "-inf" (JSON has no literal for them) and
 never dropped.
 """
@@ -34,16 +35,24 @@ class Section:
 SVG_SALT = "gradlab"      # the same figure gives the same SVG bytes, run after run
 
 
-# Significant digits written for a float. The numbers are float64 results of long chains of
-# products whose last bits depend on the BLAS kernel and thread count; 12 digits is well
-# within what every one of them determines, so a rerun on another CPU writes the same bytes.
-DIGITS = 12
+# Significant digits written for a float64 number. The numbers come from long chains of
+# products whose last bits depend on the CPU's kernels: the default `gradlab report`, run
+# with torch, MKL and numpy held to AVX2, differed from the same run on AVX-512 in 2890 of
+# its 8008 numbers (by up to 3e-11 relative, a small singular value; most by ~1e-16). To
+# 12 digits, 4 numbers and the decay figure still differed; to 9, one: a singular value
+# on a rounding boundary (0.02116559405000001 against ...04999999). So a rerun on another
+# CPU writes the same bytes unless a number lies that close to a boundary of its 9th
+# digit, and the figures and tables, drawn from the numbers as written (`rounded`), follow.
+DIGITS = 9
+# Every float64 exactly as computed (repr's digits): a sweep's part.json, so that `sweep
+# merge` rounds once, as the whole sweep does.
+FULL_DIGITS = 17
 # A run in float32 carries far fewer: its products round at 6e-8 a step and its spectral
 # norms are certified to 5e-7 relative (flow.lanczos.RTOL), so the 7th digit on is rounding
 # (a float32 report wrote 12 digits, the last 5-6 of which moved with the random start of
 # the norms' iteration, which the results do not depend on beyond rounding, and with the
 # CPU's kernels). Such a run's gradient-decay report and phase diagram write 6 (a sweep's
-# part.json keeps 12, so that a merge rounds once, as the whole sweep does).
+# part.json keeps every digit, FULL_DIGITS).
 DTYPE_DIGITS = {"float64": DIGITS, "float32": 6}
 
 
@@ -71,6 +80,25 @@ def jsonable(value, digits=DIGITS):
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return float(f"{value:.{digits}g}")
+    return value
+
+
+def rounded(value, digits=DIGITS, keep=()):
+    """`value` with every float rounded to `digits` significant digits, as data.json writes
+    it, structure and types kept (dicts, lists, tuples, numpy arrays), the values of dict
+    keys in `keep` (a grid's coordinates, which figures look up) left as they are. A report
+    draws its figures and tables from these numbers: what it shows is what it writes, and
+    a CPU that rounds differently in the last bits draws the same pixels."""
+    if isinstance(value, dict):
+        return {k: v if k in keep else rounded(v, digits, keep) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [rounded(v, digits, keep) for v in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        flat = [float(f"{v:.{digits}g}") for v in value.ravel().tolist()]
+        return np.array(flat, dtype=value.dtype).reshape(value.shape)
+    if isinstance(value, (float, np.floating)):
+        return type(value)(float(f"{float(value):.{digits}g}"))
     return value
 
 
@@ -176,13 +204,15 @@ def render(*, title, intro, header, sections, figures, data, digits=DIGITS):
 
 
 def write_report(out, *, title, intro, header, sections, figures, data, kind, force=False,
-                 dtype="float64", **where):
+                 dtype="float64", digits=None, **where):
     """Render the report and write it at `out` atomically (`outputs.write_files`: gradlab
     replaces only what it wrote); `kind`: the figures every report of its kind draws
     (`ownership.other_kind`); `dtype`: the run's, whose precision data.json's floats are
-    written to (`digits_of`); `where` passes cell_files, expect and notice on."""
+    written to (`digits_of`), unless `digits` says how many; `where` passes cell_files,
+    expect and notice on."""
     files = render(title=title, intro=intro, header=header, sections=sections,
-                   figures=figures, data=data, digits=digits_of(dtype))
+                   figures=figures, data=data,
+                   digits=digits_of(dtype) if digits is None else digits)
     return write_files(out, files, replace=True, force=force, kind=tuple(kind), **where)
 
 

@@ -14,7 +14,7 @@ import re
 from .. import theory
 from ..ownership import MANIFEST, read_manifest
 from ..errors import GradlabError, non_ascii
-from .publish import dumps, loads
+from .publish import FULL_DIGITS, dumps, loads
 from .sweep import PART, STATUSES, Grid, is_int, is_number
 
 PART_KEYS = ("grid", "gated", "shard", "points", "command", "equations")
@@ -72,7 +72,8 @@ def write_part(grid, shard, points, out, *, command=None, **where):
     (a full disk: one-line GradlabError, no part.json.tmp left)."""
     from ..outputs import write_files
     data = dumps({"grid": grid.as_dict(), "gated": list(grid.gates()), "shard": list(shard),
-                  "points": points, "command": command, "equations": equations(grid)})
+                  "points": points, "command": command, "equations": equations(grid)},
+                 FULL_DIGITS)
     path = write_files(out, {PART: data.encode()}, replace=True, **where)
     return pathlib.Path(path) / PART
 

@@ -25,7 +25,7 @@ from .phase_words import critical_words, gate_words, on_axis, theory_text, theor
     vanilla_words
 from ..flow import CONVERGED, GROW, NO_DECAY, NOT_FINITE, ONE_LAG, OVERFLOW, ZERO, \
     gradient_flow, slope_stderr
-from .publish import Section, write_report
+from .publish import Section, digits_of, rounded, write_report
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru", "minimal_rnn")
 DEFAULT_WEIGHT_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
@@ -192,7 +192,6 @@ def critical_weight_scale(input_scale=1.0, bias_scale=0.0):
     """The weight scale where mean-field chi = 1 for rnn_tanh (bisection), or None."""
     def chi(sw):
         return theory.mean_field(sw, input_scale=input_scale, bias_scale=bias_scale)[1] - 1
-
     lo, hi = 0.05, 20.0
     if chi(lo) > 0 or chi(hi) < 0:
         return None
@@ -333,12 +332,13 @@ def _table_row(p, gated=True):
 
 def report(grid, points, out, *, force=False, command="gradlab sweep", import_cells=True,
            **where):
-    """Write the phase-diagram report; `where` (cell_files, expect, notice) goes on to
-    `publish.write_report`. import_cells=False (a merge): no cell file is imported, and
-    cells given as files get no theory."""
+    """Write the phase-diagram report, every number drawn as data.json writes it; `where`
+    (cell_files, expect, notice) goes on to `publish.write_report`. import_cells=False (a
+    merge): no cell file is imported, and cells given as files get no theory."""
     critical = critical_weight_scale() if "rnn_tanh" in grid.cells else None
-    theory = theory_grid(grid, skip=() if import_cells else
-                         [c for c in grid.cells if ":" in c])
+    theory = theory_grid(grid, skip=() if import_cells else [c for c in grid.cells if ":" in c])
+    critical, theory, points = rounded((critical, theory, points), digits_of(grid.dtype),
+                                       keep=("weight_scale", "gate_bias"))   # (axes: as given)
     unread = [c for c in grid.cells if c not in theory["timescale"]]     # (no contours)
     header = {"command": command, "seed": grid.seed, "device": grid.device,
               "dtype": grid.dtype,

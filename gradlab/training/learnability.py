@@ -25,6 +25,10 @@ DRIFT_CELL = "prototype_lstm"
 BOUNDED = ("normalized_lstm", "pseudo_lstm", "gru")
 FIGURES = ("learning", "timescales")      # the figures every report draws (and "drift"
                                           # where a cell it measures was trained)
+# Training amplifies rounding: its numbers depend on the CPU from their 3rd or 4th digit
+# (README), so no digit count makes them the same elsewhere; they are written to 12, which
+# a rerun on the same machine reproduces exactly.
+DIGITS = 12
 DRIFT = 2.0          # the state "drifts" if its RMS grows to at least 2x its step-0 value
 LARGE = 1.0          # ... and above 1, the range of a tanh- or gate-bounded state
 ROUNDOFF = 1e-12     # λ₁ within this of 0 is 0 (per step): norm-keeping steps (saturated
@@ -329,7 +333,8 @@ def report(setup, out, *, force=False, command="gradlab train", progress=None, *
         data = run(setup, progress=progress)
         title, intro, header, sections, figs, data = build(setup, data, command)
     return write_report(out, title=title, intro=intro, header=header, sections=sections,
-                        figures=figs, data=data, force=force, kind=FIGURES, **where)
+                        figures=figs, data=data, force=force, kind=FIGURES, digits=DIGITS,
+                        **where)
 
 
 __all__ = ["DEFAULT_CELLS", "DEFAULT_TASKS", "LearnSetup", "parse_tasks", "run", "build",
