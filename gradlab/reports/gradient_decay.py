@@ -343,11 +343,10 @@ def build(setup, cells, command, model_note=None):
                 "a smaller one (the first lags, whose spectra are flat, weigh more in a short "
                 f"run). Where it is, the rate may still differ from λ₁, the long-run rate: "
                 f"by more than {ONE_RATE:.0%} of λ₁ plus {ONE_RATE_ABS:g}, the column says so. "
-                "ξ = −1/(2 rate), the steps in which the squared norm falls by e, is shown "
-                "only for a decay; where there is none the table "
-                "says why: “gradients grow” (rate > 0), “no decay within T” (rate 0), "
-                "“state overflowed” (a state became inf or nan: no measurement, nan in "
-                "data.json). Other non-finite values are shown as such.",
+                "ξ = −1/(2 rate), the steps in which the squared norm falls by e, is shown only for "
+                "a decay; where there is none the table says why: “gradients grow” (rate > 0), “no "
+                "decay within T” (rate 0), “state overflowed” (a state became inf or nan: no "
+                "measurement, nan in data.json). Other non-finite values are shown as such.",
                 table=(table_header(cells), [table_row(n, d) for n, d in cells.items()]))]
     if any("paths" in d for d in cells.values()):
         figs["paths"] = fg.paths(cells, col)
@@ -394,7 +393,8 @@ def report(setup, out, *, force=False, command="gradlab report", progress=None,
     cells = rounded(run(setup, progress=progress, models=models), digits_of(setup.dtype))
     title, intro, header, sections, figs, data = build(setup, cells, command, model_note)
     return write_report(out, title=title, intro=intro, header=header, sections=sections,
-                        figures=figs, data=data, force=force, kind=FIGURES, dtype=setup.dtype, **where)
+                        figures=figs, data=data, force=force, kind=FIGURES, dtype=setup.dtype,
+                        keep=("setup",), **where)      # (what it was given: as given)
 
 
 __all__ = ["DEFAULT_CELLS", "Setup", "report", "run", "build"]

@@ -45,7 +45,8 @@ SVG_SALT = "gradlab"      # the same figure gives the same SVG bytes, run after 
 # digit, and the figures and tables, drawn from the numbers as written (`rounded`), follow.
 DIGITS = 9
 # Every float64 exactly as computed (repr's digits): a sweep's part.json, so that `sweep
-# merge` rounds once, as the whole sweep does.
+# merge` rounds once, as the whole sweep does; and what a report was given (its setup, a
+# grid's axes: `jsonable`'s keep), which 9 digits told apart no longer (1.0000000001).
 FULL_DIGITS = 17
 # A run in float32 carries far fewer: its products round at 6e-8 a step and its spectral
 # norms are certified to 5e-7 relative (flow.lanczos.RTOL), so the 7th digit on is rounding
@@ -65,15 +66,17 @@ def digits_of(dtype):
     return DTYPE_DIGITS[name]
 
 
-def jsonable(value, digits=DIGITS):
+def jsonable(value, digits=DIGITS, keep=()):
     """Numbers as JSON can hold them: floats to `digits` significant digits, or "nan"/"inf"/
-    "-inf"; arrays as lists."""
+    "-inf"; arrays as lists; the values of dict keys in `keep` (what the run was given: a
+    grid's axes, a setup) to every digit (FULL_DIGITS), as given."""
     if hasattr(value, "tolist"):
         value = value.tolist()
     if isinstance(value, dict):
-        return {str(k): jsonable(v, digits) for k, v in value.items()}
+        return {str(k): jsonable(v, FULL_DIGITS if k in keep else digits, keep)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v, digits) for v in value]
+        return [jsonable(v, digits, keep) for v in value]
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
@@ -102,8 +105,9 @@ def rounded(value, digits=DIGITS, keep=()):
     return value
 
 
-def dumps(data, digits=DIGITS):
-    return json.dumps(jsonable(data, digits), sort_keys=True, indent=1, allow_nan=False) + "\n"
+def dumps(data, digits=DIGITS, keep=()):
+    return json.dumps(jsonable(data, digits, keep), sort_keys=True, indent=1,
+                      allow_nan=False) + "\n"
 
 
 NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -186,15 +190,16 @@ def _saved(name, fig):
     return files
 
 
-def render(*, title, intro, header, sections, figures, data, digits=DIGITS):
+def render(*, title, intro, header, sections, figures, data, digits=DIGITS, keep=()):
     """{relative path: bytes} of a report; figures maps name -> matplotlib Figure; data.json's
-    floats to `digits` significant digits (`digits_of` the run's dtype)."""
+    floats to `digits` significant digits (`digits_of` the run's dtype), those under the
+    keys in `keep` as given (`jsonable`)."""
     files, pngs = {}, {}
     for name, fig in figures.items():
         with np.errstate(all="ignore"):      # values near float64's ends (a weight scale
             files.update(_saved(name, fig))  # of 1e308) are drawn clipped, not warned of
         pngs[name] = files[f"figures/{name}.png"]
-    files["data.json"] = dumps(data, digits).encode()
+    files["data.json"] = dumps(data, digits, keep).encode()
     # a name that is not UTF-8 (a path's bytes) is written escaped, never fails the write
     files["report.md"] = _markdown(title, intro, header, sections).encode(
         "utf-8", "backslashreplace")
@@ -204,15 +209,16 @@ def render(*, title, intro, header, sections, figures, data, digits=DIGITS):
 
 
 def write_report(out, *, title, intro, header, sections, figures, data, kind, force=False,
-                 dtype="float64", digits=None, **where):
+                 dtype="float64", digits=None, keep=(), **where):
     """Render the report and write it at `out` atomically (`outputs.write_files`: gradlab
     replaces only what it wrote); `kind`: the figures every report of its kind draws
     (`ownership.other_kind`); `dtype`: the run's, whose precision data.json's floats are
-    written to (`digits_of`), unless `digits` says how many; `where` passes cell_files,
-    expect and notice on."""
+    written to (`digits_of`), unless `digits` says how many, but for those under the keys
+    in `keep`, written as given (`jsonable`); `where` passes cell_files, expect and notice
+    on."""
     files = render(title=title, intro=intro, header=header, sections=sections,
                    figures=figures, data=data,
-                   digits=digits_of(dtype) if digits is None else digits)
+                   digits=digits_of(dtype) if digits is None else digits, keep=keep)
     return write_files(out, files, replace=True, force=force, kind=tuple(kind), **where)
 
 

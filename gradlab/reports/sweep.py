@@ -35,6 +35,7 @@ FIGURES = ("phase",)
 VMIN, VMAX = -0.5, 3.0      # colour range of log10 timescale: 0.3 to 1000 steps
 STATUSES = (None, OVERFLOW, NOT_FINITE, ONE_LAG, ZERO, GROW, NO_DECAY)   # Flow.why
 DEVICES, DTYPES = ("cpu", "cuda"), ("float64", "float32")
+AXES = ("weight_scale", "gate_bias", "weight_scales", "gate_biases")  # as given, every digit
 
 
 def is_int(v):
@@ -337,8 +338,8 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
     merge): no cell file is imported, and cells given as files get no theory."""
     critical = critical_weight_scale() if "rnn_tanh" in grid.cells else None
     theory = theory_grid(grid, skip=() if import_cells else [c for c in grid.cells if ":" in c])
-    critical, theory, points = rounded((critical, theory, points), digits_of(grid.dtype),
-                                       keep=("weight_scale", "gate_bias"))   # (axes: as given)
+    (critical, theory), points = rounded((critical, theory), digits_of(grid.dtype)), \
+        rounded(points, digits_of(grid.dtype), keep=AXES)      # (the axes: as given)
     unread = [c for c in grid.cells if c not in theory["timescale"]]     # (no contours)
     header = {"command": command, "seed": grid.seed, "device": grid.device,
               "dtype": grid.dtype,
@@ -351,13 +352,12 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
                            "⌊T/4⌋ (at least 1) to T, ± its standard error over sequences; "
                            f"~ marks points where even T = {grid.max_steps} was under "
                            f"{CONVERGED} ξ (not converged: ξ over too few steps, which a "
-                           "longer run may move "
-                           "either way), ↑ points where gradients grow (rate > 0, no ξ; ? "
-                           f"where they rise by less than e^{CONVERGED // 2} within that T: a slow "
-                           "decay's first lags can), = points with no decay within T (rate "
-                           "0), × points whose state overflowed (nan), – points with one lag "
-                           "(T = 1: no slope); a cell with no memory "
-                           "gate is measured once per weight scale",
+                           "longer run may move either way), ↑ points where gradients grow "
+                           f"(rate > 0, no ξ; ? where they rise by less than e^{CONVERGED // 2} "
+                           "within that T: a slow decay's first lags can), = points with no "
+                           "decay within T (rate 0), × points whose state overflowed (nan), – "
+                           "points with one lag (T = 1: no slope); a cell with no memory gate "
+                           "is measured once per weight scale",
               "theory": (f"white contours: ξ = {', '.join(map(str, theory['levels']))} steps "
                          f"of {theory_words(theory)}, same init and inputs"
                          + (f"; none for {', '.join(unread)}" if unread else "")
@@ -392,9 +392,9 @@ def report(grid, points, out, *, force=False, command="gradlab sweep", import_ce
             "theory": theory}
     return write_report(out, title="Gradient memory across initialisations",
                         intro="Timescales of gradient decay over weight scale and gate bias.",
-                        header=header, sections=sections,
+                        header=header, sections=sections, data=data, force=force, keep=AXES,
                         figures={"phase": _heatmaps(grid, points, critical, theory)},
-                        data=data, force=force, kind=FIGURES, dtype=grid.dtype, **where)
+                        kind=FIGURES, dtype=grid.dtype, **where)
 
 
 __all__ = ["Grid", "run_points", "report", "critical_weight_scale", "theory_grid"]
