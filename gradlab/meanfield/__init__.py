@@ -15,7 +15,7 @@
 
     critical_init(cell, timescale, hidden=...)   init_params options for a timescale,
                                                  corrected by measurement (`critical`)
-    timescale_grid(cell, weight_scales, gate_biases)   the theory over a sweep grid
+    timescale_grid(cell, weight_scales, gate_biases)   the theory over a sweep grid (`grid`)
     probe_rate(cell, options, hidden=...)        a measured Frobenius-norm rate from random
                                                  probes (vector-Jacobian products): what
                                                  the theory is checked against at n = 1024
@@ -33,8 +33,9 @@ from ..registry import cell as as_cell
 from ..theory import timescale as timescale_of
 from .annealed import annealed
 from ..errors import check_seed
-from .critical import CriticalInit, critical_init, measure_timescale, timescale_grid
+from .critical import CriticalInit, critical_init, measure_timescale
 from .dynamic import dynamic
+from .grid import timescale_grid
 from .population import Scales, overflow_is_nan, population
 from .probe import probe_curve, probe_rate
 

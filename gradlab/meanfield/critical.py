@@ -1,5 +1,5 @@
-"""Critical initialisation: init_params options for a chosen gradient timescale, and the
-theory's timescales over a sweep grid (for the phase diagram's contours)."""
+"""Critical initialisation: init_params options for a chosen gradient timescale (the
+theory's timescales over a sweep grid, for the phase diagram's contours: `grid`)."""
 
 import math
 
@@ -11,7 +11,6 @@ from ..errors import (GradlabError, arguments_checked, callback, check_seed, der
 from ..registry import builtin, cell as as_cell
 from ..theory import mean_field_rate, timescale as timescale_of
 from .annealed import annealed
-from .dynamic import solve
 from .population import Scales, overflow_is_nan
 from .sampling import Undersampled
 
@@ -189,9 +188,10 @@ def _search(miss, x, step, *, positive, measurements, within):
     while the theory's critical point is 1.8), it steps down from the smallest instead,
     and a bracket is then any two neighbouring knobs on either side of the target (the
     narrowest). It never measures a knob value twice (the measurement is deterministic),
-    and a weight scale stays positive (halved towards 0)."""
+    and a weight scale stays positive (halved towards 0). Each value is rounded to
+    KNOB_DIGITS before it is measured (`_decimal`)."""
     low, high = within if isinstance(within, tuple) else (-within, within)
-    seen = {}
+    seen, x = {}, _decimal(x)
     while len(seen) < measurements and x not in seen:
         seen[x] = y = miss(x)
         if low <= y <= high:
@@ -228,10 +228,24 @@ def _search(miss, x, step, *, positive, measurements, within):
         else:                                                        # too short: go up
             x = lo[0] + step
             step *= 2
+        x = _decimal(x)
     # the closest; among equals (every one inf: never measured), the first, nearest the
     # theory's start, not the smallest knob the search walked down to
     v, m = min(seen.items(), key=lambda item: abs(item[1]))
     return abs(m), v
+
+
+# The knob's values are rounded to this many significant digits before they are measured:
+# a secant step through measured timescales carries their last bits, which depend on the
+# CPU's kernels (`gradlab init gru_torch --timescale 12 --hidden 40` found gate bias
+# 2.580242608529121 with AVX-512, ...1206 with AVX2, and so wrote other checkpoint bytes).
+# Rounded, the options, the network and its file are the same on any CPU unless a step
+# lies on a rounding boundary of the 9th digit, and 9 digits still reproduce them.
+KNOB_DIGITS = 9
+
+
+def _decimal(x):
+    return float(f"{x:.{KNOB_DIGITS}g}")
 
 
 def _inside(x, a, b):
@@ -273,7 +287,10 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     again on FRESH (4) other sequences (fresh_timescale), and converged only where both are
     within tolerance (a small LSTM scatters: at n = 32 the search's sequence gave 31.7 steps
     for a target of 30, fresh sets of four 30 to 115).
-    Deterministic for a seed. Returns a `CriticalInit`: a dict of the init_params options
+    Deterministic for a seed, on another CPU too (the knob's values are rounded to
+    KNOB_DIGITS significant digits, so the last bits of the measurements, which depend
+    on the CPU's kernels, do not reach the options) unless a step lies on a rounding
+    boundary. Returns a `CriticalInit`: a dict of the init_params options
     (`cell.init_params(hidden, inputs, seed=seed, **found)` is the network measured), with
     knob, predicted_timescale (theory, where the search starts: the target),
     theory_timescale (theory at the options returned), measured_timescale,
@@ -314,7 +331,7 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     options = {k: getattr(checked, k) for k in ("weight_scale", "bias_scale", "input_scale",
                                                 "gate_bias")}
     knob = _knob(c)
-    start = _theory_start(c, knob, timescale, options)
+    start = _decimal(_theory_start(c, knob, timescale, options))
     predicted = _theory_timescale(c, {**options, knob: start})
 
     def miss(v):
@@ -354,46 +371,3 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
                         measured_timescale=measured, spectral_timescale=spectral,
                         fresh_timescale=fresh, measurements=history, tolerance=tolerance,
                         reached=within(measured), converged=within(measured) and within(fresh))
-
-
-def timescale_grid(cell, weight_scales, gate_biases, *, bias_scale=0.0, input_scale=1.0,
-                   method="annealed", batch=16, **options):
-    """The theory's timescale -1/(2 rate) (inf where gradients do not decay) over a sweep grid:
-    an array (len(gate_biases), len(weight_scales)), rows by gate bias as the sweep's
-    heat maps. A cell without a gate bias gives the same row at every gate bias. The
-    dynamic theory runs `batch` grid points at a time as one population (`dynamic.solve`:
-    each point the numbers mean_field gives it alone, with the same options)."""
-    from . import mean_field
-    c = as_cell(cell)
-    for what, values in (("weight_scales", weight_scales), ("gate_biases", gate_biases)):
-        if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") \
-                or np.ndim(values) != 1 or len(values) == 0:
-            raise GradlabError(f"timescale_grid: {what} must be a non-empty sequence of "
-                               f"numbers, got {values!r}")
-    rows = gate_biases if c.gate_bias else gate_biases[:1]
-    points = [(i, j) for j in range(len(weight_scales)) for i in range(len(rows))]
-    grid = np.empty((len(gate_biases), len(weight_scales)))
-    if method == "dynamic":
-        batch = integer(batch, "batch", 1)
-        for k in range(0, len(points), batch):
-            chunk = points[k:k + batch]
-            scales = [Scales(weight_scale=weight_scales[j], bias_scale=bias_scale,
-                             input_scale=input_scale, gate_bias=rows[i])      # checked
-                      for i, j in chunk]
-            try:
-                with overflow_is_nan():
-                    rates = solve(c, scales, **options)[0]
-            except TypeError as err:
-                raise GradlabError(f"timescale_grid method 'dynamic': {err}") from None
-            for (i, j), rate in zip(chunk, rates):
-                grid[i, j] = timescale_of(rate)
-    else:
-        if method == "annealed":
-            options = {**QUICK, **options}
-        for i, j in points:
-            grid[i, j] = mean_field(c, weight_scale=weight_scales[j], bias_scale=bias_scale,
-                                    input_scale=input_scale, gate_bias=rows[i],
-                                    method=method, **options).timescale
-    if not c.gate_bias:
-        grid[:] = grid[0]
-    return grid

@@ -1,0 +1,65 @@
+"""Outputs other than the gradient-decay report and the sweep, on a CPU that rounds
+differently: `gradlab init` and its checkpoint.
+
+Found by running each command natively (AVX-512) and with torch, MKL, numpy and OpenBLAS
+held to AVX2 (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, NPY_DISABLE_CPU_FEATURES,
+OPENBLAS_CORETYPE): `gradlab init gru_torch --timescale 12 --hidden 40 --inputs 5
+--bias-scale 0.3 --input-scale 0.5 --seed 7 --write-torch FILE` printed the same lines but
+found gate bias 2.580242608529121 on one and 2.5802426085291206 on the other (a secant
+step through measured timescales that differed by ~3e-16), so 39 entries of bias_ih, and
+the checkpoint's bytes, differed. Here another CPU is stood in for by a relative
+perturbation of ~1e-15 of every timescale measured, the size seen there.
+"""
+
+import math
+
+import numpy as np
+import torch
+
+import gradlab.meanfield.critical as critical
+from gradlab.meanfield import critical_init
+
+from conftest import assert_ok, invoke
+
+
+def measuring(monkeypatch, size, seed):
+    """Measurements from a made-up curve of the gate bias (the target of 30 steps at 2.0,
+    bent so that the search takes secant steps), each moved by a relative ~size."""
+    rng = np.random.default_rng(seed)
+
+    def measure(cell, options, **kw):
+        b = options["gate_bias"] - 2.0
+        return 30.0 * math.exp(1.3 * b + 0.4 * b * b) * (1 + size * rng.standard_normal())
+    monkeypatch.setattr(critical, "measure_timescale", measure)
+
+
+def test_critical_init_finds_the_same_options_on_a_cpu_that_rounds_differently(monkeypatch):
+    monkeypatch.setattr(critical, "_theory_start", lambda *a: 4.5)   # (the theory: not here)
+    found = []
+    for size, seed in ((0.0, 0), (1e-15, 1), (1e-15, 2)):
+        measuring(monkeypatch, size, seed)
+        found.append(critical_init("gru_torch", 30, hidden=4, inputs=2, tolerance=0.005))
+    assert found[0]["converged"] and len(found[0]["measurements"]) >= 4   # secant steps
+    assert [dict(f) for f in found[1:]] == [dict(found[0])] * 2             # exactly
+    assert [f["measurements"] for f in found[1:]] != [found[0]["measurements"]] * 2  # moved
+    # the options are the values measured, 9 significant digits
+    assert found[0]["gate_bias"] == float(f"{found[0]['gate_bias']:.9g}")
+
+
+def test_init_writes_the_same_checkpoint_on_a_cpu_that_rounds_differently(monkeypatch,
+                                                                           tmp_path):
+    monkeypatch.setattr(critical, "_theory_start", lambda *a: 4.5)
+    written = []
+    for size, seed in ((0.0, 0), (1e-15, 1)):
+        measuring(monkeypatch, size, seed)
+        (tmp_path / str(seed)).mkdir()
+        path = tmp_path / str(seed) / "gru.pt"
+        result = invoke("init", "gru_torch", "--timescale", "30", "--hidden", "4",
+                        "--inputs", "2", "--write-torch", path)
+        assert_ok(result)
+        written.append((result.stdout.replace(str(seed) + "/gru.pt", ""), path.read_bytes(),
+                        torch.load(path, weights_only=True)))
+    (text, data, tensors), (text1, data1, tensors1) = written
+    assert text == text1
+    assert all(torch.equal(tensors[k], tensors1[k]) for k in tensors)
+    assert data == data1
