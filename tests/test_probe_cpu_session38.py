@@ -63,3 +63,29 @@ def test_init_writes_the_same_checkpoint_on_a_cpu_that_rounds_differently(monkey
     assert text == text1
     assert all(torch.equal(tensors[k], tensors1[k]) for k in tensors)
     assert data == data1
+
+
+def test_a_report_on_another_thread_count_differs_in_its_device_line_alone(tmp_path):
+    """README said another CPU writes the same bytes; the gradient-decay report's header
+    records torch's thread count (`cpu (x86_64, 2 threads)`), so a machine with another
+    count writes another report.md and index.html. The numbers, data.json and the figures
+    do not depend on it; the device line is the one difference (README now says so)."""
+    from gradlab.reports import gradient_decay as rp
+    setup = rp.Setup(cells=("rnn_tanh", "lstm"), hidden=6, inputs=3, steps=12, batch=2)
+    saved, written = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = rp.report(setup, tmp_path / str(threads), command="gradlab report")
+            written.append({str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+                            if p.is_file() and p.name != ".gradlab-manifest.json"})
+    finally:
+        torch.set_num_threads(saved)
+    one, two = written
+    assert one.keys() == two.keys()
+    differ = sorted(name for name in one if one[name] != two[name])
+    assert differ == ["index.html", "report.md"]
+    for name in differ:
+        lines = [(a, b) for a, b in zip(one[name].decode().splitlines(),
+                                        two[name].decode().splitlines()) if a != b]
+        assert len(lines) == 1 and "1 thread" in lines[0][0] and "2 threads" in lines[0][1]

@@ -4,7 +4,9 @@
 writes them atomically into a folder gradlab owns (running again replaces what gradlab
 wrote there and nothing else). Every file is byte-for-byte reproducible for the same inputs on
 one machine (data.json with sorted keys, SVG ids from a fixed salt, no timestamps anywhere),
-and on another CPU but for a rare number at a rounding boundary (`DIGITS`); non-finite numbers
+and on another CPU but for a rare number at a rounding boundary (`DIGITS`) and what a header
+says of the machine (the gradient-decay report's device line names its architecture and
+torch's thread count, on which the numbers do not depend); non-finite numbers
 are written as the strings "nan", "inf" and "-inf" (JSON has no literal for them) and
 never dropped.
 """
