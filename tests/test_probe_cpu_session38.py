@@ -89,3 +89,21 @@ def test_a_report_on_another_thread_count_differs_in_its_device_line_alone(tmp_p
         lines = [(a, b) for a, b in zip(one[name].decode().splitlines(),
                                         two[name].decode().splitlines()) if a != b]
         assert len(lines) == 1 and "1 thread" in lines[0][0] and "2 threads" in lines[0][1]
+
+
+def test_a_rank_deficient_jacobians_null_singular_values_are_written_as_zero(monkeypatch):
+    """lstm_nog's h' = tanh(c') leaves J_T of rank n in 2n: its other n singular values are
+    rounding, and `gradlab report --cells all` wrote 40 such numbers (lstm_nog, lstm_fgr,
+    rnn_relu) differently with AVX2 (4.24161539e-16 against 4.72280103e-16). Another CPU
+    stood in for by moving J's entries by a relative ~1e-15 before the SVD."""
+    from gradlab.reports import gradient_decay as rp
+    from gradlab.reports.publish import rounded
+    setup = rp.Setup(cells=("lstm_nog",), hidden=6, inputs=3, steps=12, batch=3)
+    svdvals, rng, spectra = torch.linalg.svdvals, np.random.default_rng(1), []
+    for size in (0.0, 1e-15):
+        monkeypatch.setattr(torch.linalg, "svdvals", lambda J, *a, s=size, **k: svdvals(
+            J * (1 + s * torch.as_tensor(rng.standard_normal(J.shape), dtype=J.dtype)),
+            *a, **k))
+        spectra.append(rounded(rp.run(setup)["lstm_nog"]["spectrum"]))
+    assert spectra[0].tolist() == spectra[1].tolist()
+    assert (spectra[0][6:] == 0).all() and (spectra[0][:6] > 1e-3).all()
