@@ -1,10 +1,12 @@
 """gradlab: why recurrent networks forget, derived symbolically and measured exactly.
 
-    import gradlab
+    import gradlab, torch
     lstm = gradlab.cell("lstm")
     lstm.jacobian()                       # SymPy block matrix d(h', c') / d(h, c)
     params = lstm.init_params(64, 8)
+    xs = torch.randn(100, 16, 8, dtype=torch.float64)      # (T, B, m), time first
     flow = gradlab.gradient_flow(lstm, params, xs)
+    flow.rate()                           # per-step decay of log ||d s_T / d s_{T-k}||
 
 Names load lazily, so `import gradlab` (and `gradlab --help`) pulls in neither SymPy nor
 torch until something needs them.

@@ -1,6 +1,7 @@
 """Assertions for your own test suite: your hand-derived Jacobian or Lyapunov code against
 gradlab's exact derivation, failing with a message that says what is wrong.
 
+    import gradlab
     from gradlab.testing import assert_jacobian
 
     def test_my_gru_jacobian():
