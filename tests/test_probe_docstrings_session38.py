@@ -30,3 +30,19 @@ def test_the_testing_docstring_example_runs_as_written():
     namespace = {"my_gru_jacobian": gradlab.cell("gru").jacobian_fn()}   # the reader's own
     exec(_example(gradlab.testing.__doc__), namespace)
     namespace["test_my_gru_jacobian"]()
+
+
+def test_mean_field_quotes_the_gru_rates_at_the_settings_it_names():
+    # it quoted -0.204 against -0.218 with no setting: at mean_field's own defaults
+    # (gate_bias 0) the two rates are -0.38 and -0.39; they hold at gate_bias 1
+    import torch
+
+    from gradlab.flow import make_inputs
+    doc = inspect.getdoc(gradlab.mean_field)
+    assert "gate_bias=1.0" in doc
+    cell = gradlab.cell("gru")
+    params = cell.init_params(128, 8, gate_bias=1.0)
+    xs = make_inputs("gaussian", 100, 8, 8, dtype=torch.float64, seed=0)
+    flow = gradlab.gradient_flow(cell, params, xs)
+    quoted = f"{flow.rate():.3f} against {flow.rate('frobenius'):.3f}"
+    assert quoted in " ".join(doc.split())

@@ -75,7 +75,8 @@ def mean_field(cell, *, weight_scale=1.0, bias_scale=0.0, input_scale=1.0, gate_
 
     The rate is that of the Frobenius norm of the products (the mean squared gradient),
     so compare it with `Flow.rate("frobenius")`: `Flow.rate()` takes the spectral norm by
-    default, which decays more slowly (gru at n = 128: -0.204 against -0.218).
+    default, which decays more slowly (gru at n = 128, m = 8, gate_bias=1.0, over T = 100
+    steps of 8 gaussian sequences: -0.207 against -0.219).
 
     Both methods sample a population over a finite run, so near a critical point where the
     state itself decays slowly they miss by what the run has not reached: rnn_tanh at
