@@ -46,3 +46,14 @@ def test_mean_field_quotes_the_gru_rates_at_the_settings_it_names():
     flow = gradlab.gradient_flow(cell, params, xs)
     quoted = f"{flow.rate():.3f} against {flow.rate('frobenius'):.3f}"
     assert quoted in " ".join(doc.split())
+
+
+def test_critical_init_quotes_what_it_measures_and_says_its_tolerance_is_relative():
+    # it quoted 5.00 measured at timescale 5, n = 128, and "within tolerance of the
+    # target" without saying that 0.1 means 10 %: the search accepts 4.51 for 5
+    doc = " ".join(inspect.getdoc(gradlab.critical_init).split())
+    found = gradlab.critical_init("rnn_tanh", 5, hidden=128)
+    assert found.reached
+    assert f"timescale 5, n = 128: {found.measured_timescale:.2f} measured" in doc
+    assert "|measured / target - 1| <= tolerance" in doc
+    assert abs(found.measured_timescale / 5 - 1) <= found.tolerance

@@ -277,12 +277,14 @@ def critical_init(cell, timescale, *, hidden=512, inputs=32, weight_scale=1.0,
     one sequence of `steps` = 6 x timescale by default, 100..2000): steps towards the
     target, doubling, until it is bracketed, then secant or bisection inside the bracket
     (`_search`), at most `measurements` runs, until the measurement is within `tolerance` of
-    the target. A target the fit cannot see decay (the fitted lags span less than one
-    timescale: above 1490 steps at the default length) is refused; pass a longer `steps`.
+    the target, a relative one (|measured / target - 1| <= tolerance, in (0, 1): 0.1 is
+    10 %, 4.5 to 5.5 steps for a target of 5). A target the fit cannot see decay (the
+    fitted lags span less than one timescale: above 1490 steps at the default length) is
+    refused; pass a longer `steps`.
     The measurement is of the weights `seed` draws, on one input sequence: other seeds and
-    other sequences scatter about it (rnn_tanh at timescale 20, n = 512: 19.2 measured,
-    three other seeds 16.2 to 19.6; at timescale 5, n = 128: 5.00 measured, 4.2 to 4.9 over
-    four seeds of four sequences each), and as the search stops at the first measurement
+    other sequences scatter about it (rnn_tanh at timescale 20, n = 512: 19.1 measured,
+    three other seeds 17.2 to 19.1; at timescale 5, n = 128: 4.51 measured, 4.4 to 4.6 over
+    four other seeds of four sequences each), and as the search stops at the first measurement
     within tolerance, measured_timescale leans towards the target: the result is measured
     again on FRESH (4) other sequences (fresh_timescale), and converged only where both are
     within tolerance (a small LSTM scatters: at n = 32 the search's sequence gave 31.7 steps
