@@ -38,7 +38,7 @@ def assert_jacobian(fn, cell, params, **options):
 @arguments_checked
 def assert_lyapunov(fn, cell, params, xs, k, **options):
     """AssertionError (its message the diagnosis) unless `fn(params, xs, k)` gives the
-    exact top-k Lyapunov exponents on xs; options as `gradlab.check_lyapunov`. Where a
+    exact top-k Lyapunov exponents of `cell` on xs; options as `gradlab.check_lyapunov`. Where a
     mistaken variant agrees as well on these inputs, warns with that note."""
     result = check_lyapunov(fn, cell, params, xs, k, **options)
     if not result.ok:

@@ -57,3 +57,40 @@ def test_critical_init_quotes_what_it_measures_and_says_its_tolerance_is_relativ
     assert f"timescale 5, n = 128: {found.measured_timescale:.2f} measured" in doc
     assert "|measured / target - 1| <= tolerance" in doc
     assert abs(found.measured_timescale / 5 - 1) <= found.tolerance
+
+
+def _documented(obj, name):
+    import re
+    return re.search(rf"\b{re.escape(name)}\b", inspect.getdoc(obj)) is not None
+
+
+@pytest.mark.parametrize("where, names", [
+    ("declare", ["fn"]),
+    ("lyapunov", ["params", "reverse"]),
+    ("check_jacobian", ["cell", "batch", "seed"]),
+    ("check_lyapunov", ["cell"]),
+    ("Flow.lyapunov", ["discard"]),
+    ("Flow.bptt_fraction", ["v", "seed"]),
+    ("Flow.loss_vector", ["seed"]),
+    ("Cell.step_fn", ["backend"]),
+    ("Cell.values_fn", ["backend"]),
+    ("Cell.jacobian_fn", ["backend"]),
+    ("Jacobian.at", ["backend"]),
+    ("testing.assert_lyapunov", ["cell"]),
+])
+def test_every_parameter_help_shows_is_documented(where, names):
+    import gradlab.testing  # noqa: F401
+    obj = gradlab
+    for part in where.split("."):
+        obj = getattr(obj, part)
+    assert set(names) <= set(inspect.signature(obj).parameters)
+    assert [n for n in names if not _documented(obj, n)] == []
+
+
+def test_declare_refuses_fn_as_its_docstring_says():
+    def body(s):
+        return gradlab.tanh(s.W @ s.h + s.U @ s.x)
+    with pytest.raises(gradlab.GradlabError, match="decorates"):
+        gradlab.declare(body, state="h", params="W U", source="s")
+    cell = gradlab.declare(state="h", params="W U", source="s")(body)
+    assert cell.name == "body"

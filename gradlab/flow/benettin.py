@@ -261,8 +261,10 @@ def lyapunov(cell, params=None, xs=UNSET, k=8, *, discard=0, state0=None, seed=0
     from the warm state s_W with the warm basis Q_W.
 
     Cost per step: one Jacobian (a chunk of steps per lowered call), J Q block by block
-    (S^2 k), one thin QR. A torch module goes as in gradient_flow: `lyapunov(module, xs,
-    k)`, its weights its own."""
+    (S^2 k), one thin QR. params: the cell's dict of tensors, as gradient_flow's; a torch
+    module goes as in gradient_flow, without them: `lyapunov(module, xs, k)`, its weights
+    its own. reverse: along xs flipped in time (the backward half of a bidirectional
+    model), as gradient_flow's."""
     seed = check_seed(seed)
     if isinstance(cell, torch.nn.Module) and xs is not UNSET and k == 8 \
             and np.ndim(xs) == 0:

@@ -265,7 +265,7 @@ class Flow:
 
     # -- what a loss sees -------------------------------------------------------------------
     def loss_vector(self, v=None, *, seed=0):
-        """v for L = <v, s_T>: the given (S,) or (B, S) tensor, else a random unit (S,)."""
+        """v for L = <v, s_T>: the given (S,) or (B, S) tensor, else a random unit (S,) by seed."""
         return loss_vector(v, self.S, self.B, self._xs, check_seed(seed), self._pad)
 
     def loss_grad_norms(self, v=None, *, seed=0, log=False):
@@ -289,17 +289,17 @@ class Flow:
         return out if log else _exp(out)
 
     def bptt_fraction(self, K, v=None, *, seed=0):
-        """Fraction of the gradient kept by truncated BPTT over the last K steps: per
-        sequence, sum_{t >= T-K} ||dL/dx_t||^2 / sum_t ||dL/dx_t||^2 (the share of the
-        squared input-gradient mass within K steps of the loss), averaged over sequences.
-        1.0 for K >= T; nan where no gradient reaches any input."""
+        """Fraction of the gradient kept by truncated BPTT over the last K steps (L, v, seed:
+        as in `loss_grad_norms`): per sequence, sum_{t >= T-K} ||dL/dx_t||^2 / sum_t ||dL/dx_t||^2
+        (the share of the squared input-gradient mass within K steps of the loss), averaged over
+        sequences. 1.0 for K >= T; nan where no gradient reaches any input."""
         check_cut(K)                                          # before any walk
         return kept_fraction(self.loss_grad_norms(v, seed=seed, log=True)["input"], K)
 
     def lyapunov(self, k=8, *, seed=FLOWS, discard=0):
-        """Top-k Lyapunov exponents along this flow's inputs and initial state, the mean
-        over sequences (k,) (`gradlab.lyapunov(...).mean`, Q_0 from `seed`, by default
-        gradient_flow's; no norm is computed for it)."""
+        """Top-k Lyapunov exponents along this flow's inputs and initial state, the mean over
+        sequences (k,): `gradlab.lyapunov(...).mean`, Q_0 from `seed` (by default gradient_flow's),
+        the first `discard` steps a warm-up as there; no norm is computed for it."""
         return exponents_along(self._bound, self._xs, self._states, k, self.seed if seed is
                                FLOWS else check_seed(seed), discard, pad=self._pad).mean
 

@@ -24,6 +24,9 @@ BACKENDS = ("torch", "numpy")
 def declare(fn=None, /, *, state=None, params=None, source=None, gate_bias=None, name=None,
             inputs="x", output=None):
     """Turn a declaration function into a `Cell`; state, params and source are required.
+    A decorator with arguments, `@gradlab.declare(state=..., params=..., source=...)`
+    above `def cell(s): ...`, or `gradlab.declare(...)(fn)`; `fn` is not taken (declare(fn,
+    ...) is refused, naming the decorator form).
 
     state:     the state parts, in order, e.g. "h c".
     params:    parameter names in order, e.g. "W U b" (W*, V*, R*: n x n; U*: n x m;
@@ -342,12 +345,14 @@ class Cell:
         return init_params(self, hidden, inputs, **options)
 
     def step_fn(self, backend="torch"):
-        """step(params, state: tuple of (B, n), x: (B, m)) -> new state tuple."""
+        """step(params, state: tuple of (B, n), x: (B, m)) -> new state tuple; backend
+        "torch" (tensors) or "numpy" (arrays), for arguments and results alike."""
         from ..lowering.lower import step_function
         return step_function(self, choice(backend, BACKENDS, "backend"))
 
     def values_fn(self, backend="torch"):
-        """values(params, state, x) -> {name: (B, n)} for every named vector (gates, ...)."""
+        """values(params, state, x) -> {name: (B, n)} for every named vector (gates, ...);
+        backend "torch" or "numpy", as `step_fn`."""
         from ..lowering.lower import values_function
         return values_function(self, choice(backend, BACKENDS, "backend"))
 
@@ -361,7 +366,8 @@ class Cell:
                      is sigmoid)
 
     def jacobian_fn(self, wrt="state", backend="torch"):
-        """f(params, state, x) -> (B, S, S) for wrt="state", (B, S, m) for wrt="input"."""
+        """f(params, state, x) -> (B, S, S) for wrt="state", (B, S, m) for wrt="input";
+        backend "torch" or "numpy", as `step_fn`."""
         from ..lowering.lower import jacobian_function
         return jacobian_function(self, choice(wrt, WRT, "wrt"), choice(backend, BACKENDS,
                                                                        "backend"))

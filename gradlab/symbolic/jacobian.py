@@ -243,7 +243,8 @@ class Jacobian(Blocks):
     @arguments_checked
     def at(self, params, state, x, backend=None):
         """The Jacobian at (params, state, x), batched: (B, S, S) or (B, S, m), from the
-        cell's lowered code (`cell.jacobian_fn`); torch or numpy after the arguments."""
+        cell's lowered code (`cell.jacobian_fn`); backend "torch" or "numpy", by default
+        the arguments' kind."""
         if getattr(self, "_cell", None) is None:
             raise GradlabError("at() evaluates a cell's own Jacobian (cell.jacobian(), or "
                                "it simplified); this one was changed by subs or built by "

@@ -171,7 +171,8 @@ DEFAULT_RTOL = DefaultRtol(1e-8)
 @arguments_checked
 def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=None, batch=4,
                    seed=0, rtol=DEFAULT_RTOL, states=None):
-    """Compare `fn(params, state, x)` with gradlab's exact Jacobian; a `Result` (ok only
+    """Compare `fn(params, state, x)` with gradlab's exact Jacobian of `cell` (a name or
+    Cell) at `params` (its dict of tensors); a `Result` (ok only
     when it agrees at draws where every term of the exact Jacobian carries weight; else
     `inconclusive`, with the terms that vanish). Where it agrees at the params or states
     given but their all-zero biases, state parts or inputs hide a term it gets wrong (it
@@ -184,7 +185,8 @@ def check_jacobian(fn, cell, params, *, wrt="state", layout="numerator", block=N
     outputs, as torch.func.jacrev) or "denominator" (the transpose); block=("h", "h") (or
     "h,h", as --block reads it) when fn gives one block (an LSTM analysed on h alone);
     states: a state tuple of (B, n) tensors (x drawn at random) or a pair (state tuple,
-    x), e.g. points of a trajectory."""
+    x), e.g. points of a trajectory; without it, `batch` random states and inputs are
+    drawn (4 by default). seed: the draws' (states, inputs, and nonzero biases)."""
     if not callable(fn):
         raise GradlabError(f"fn must be a function fn(params, state, x), got "
                            f"{type(fn).__name__}")

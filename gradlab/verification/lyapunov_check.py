@@ -135,7 +135,7 @@ def blind_spots(exact, floor, per_sequence, atol, ndim, given=False):
 
 @arguments_checked
 def check_lyapunov(fn, cell, params, xs, k, *, atol=None):
-    """Compare the user's `fn(params, xs, k)` with gradlab's exponents on inputs xs
+    """Compare the user's `fn(params, xs, k)` with gradlab's exponents of `cell` on inputs xs
     (T, B, m) from a zero state; a `LyapunovResult`. `atol`: per-step exponents agree when
     within it. By default it is measured, for the exact exponents and for each mistaken
     variant alike: SPREAD times the largest spread of gradlab's own estimate over SEEDS
