@@ -94,3 +94,21 @@ def test_declare_refuses_fn_as_its_docstring_says():
         gradlab.declare(body, state="h", params="W U", source="s")
     cell = gradlab.declare(state="h", params="W U", source="s")(body)
     assert cell.name == "body"
+
+
+@pytest.mark.parametrize("home, name, fields", [
+    ("gradlab.verification.check", "Result",
+     ["ok", "max_error", "worst_block", "block_errors", "diagnosis", "checked",
+      "inconclusive", "sizes"]),
+    ("gradlab.verification.lyapunov_check", "LyapunovResult",
+     ["ok", "yours", "exact", "max_error", "diagnosis"]),
+])
+def test_the_check_results_say_what_their_fields_mean(home, name, fields):
+    # help(result) showed only the dataclass's generated signature
+    import dataclasses
+    import importlib
+    cls = getattr(importlib.import_module(home), name)
+    assert [f.name for f in dataclasses.fields(cls)] == fields
+    doc = inspect.getdoc(cls)
+    assert not doc.startswith(f"{name}(")
+    assert [f for f in fields if not _documented(cls, f)] == []

@@ -68,6 +68,11 @@ class Error(float):
 
 @dataclasses.dataclass
 class Result:
+    """What `check_jacobian` found: ok (also `bool(result)`: it agrees), max_error (the
+    largest relative error, an `Error` with .absolute), worst_block and block_errors
+    ({(out part, in part): relative error}), diagnosis (sentences; print(result) shows them),
+    checked (samples compared), inconclusive (it agrees, but a term of the exact Jacobian
+    vanishes at every sample) and sizes (where it was checked, if said)."""
     ok: bool
     max_error: Error                 # relative; .absolute and .relative
     worst_block: tuple               # (out part, in part) of the largest relative error

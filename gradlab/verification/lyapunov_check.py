@@ -34,6 +34,9 @@ from .volume import volume_mismatch
 
 @dataclasses.dataclass(eq=False)       # arrays: compared by identity
 class LyapunovResult:
+    """What `check_lyapunov` found: ok (also `bool(result)`), yours and exact (k,) (the
+    user's exponents, their mean over sequences, and gradlab's on the same trajectory),
+    max_error (max |yours - exact|) and diagnosis (sentences; print(result) shows them)."""
     ok: bool
     yours: np.ndarray            # (k,): the user's exponents (mean over sequences)
     exact: np.ndarray            # (k,): gradlab's on the same trajectory
