@@ -16,7 +16,7 @@ from .exits import ExitCalled, guarded
 from .signals import noting_ctrl_c
 
 CELLS = {}
-USER_MODULE = "gradlab_user_"   # a cell file, loaded by path, is this module + a number
+USER_MODULE = "gradlab_user_"   # a cell file, loaded by path, is this module + a digest
 
 
 def cell_entries(value, what="cells"):
@@ -215,7 +215,10 @@ def load(spec, what="cell"):
                     if path.exists() else None)
             raise GradlabError(f"{where!r} is {kind}, not a Python file (in {what} {spec!r})"
                                if kind else f"no such file {where!r} (in {what} {spec!r})")
-        file_key = f"{USER_MODULE}{abs(hash(str(path.resolve())))}"
+        # a digest of the path, not hash(): str hashes are salted per process, and the
+        # file's code sees its module's name (logging.getLogger(__name__), a repr)
+        digest = hashlib.sha256(os.fsencode(path.resolve())).hexdigest()[:16]
+        file_key = f"{USER_MODULE}{digest}"
         with _lock_of(file_key):        # (a second thread would find it half run, and no
             module = _load_file(path, file_key, where, what, spec)              # cell)
     else:
