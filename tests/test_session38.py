@@ -11,12 +11,14 @@ CPU writes the same bytes. Here another CPU is stood in for by a relative pertur
 
 import collections
 import json
+import re
 
 import numpy as np
 
 from gradlab.reports import gradient_decay as rp
 from gradlab.reports import shards, sweep
 from gradlab.reports.publish import DIGITS, FULL_DIGITS, jsonable, rounded
+from conftest import assert_ok, invoke
 
 
 def perturbed(value, rng, size=1e-15):
@@ -106,3 +108,30 @@ def test_a_float32_report_still_writes_six_digits(tmp_path):
     spectrum = json.loads((out / "data.json").read_text())["cells"]["rnn_tanh"]["spectrum"]
     assert all(len(f"{abs(v):.6e}".split("e")[0].replace(".", "").rstrip("0")) <= 6
                for v in spectrum if isinstance(v, float))
+
+
+def test_derive_block_table_columns_fit_their_widest_entry(tmp_path):
+    """`gradlab derive` printed each block-kind column 12 wide, and "rank-one coupled" is
+    16: a row of a two-part cell read "dense    denserank-one coupled"."""
+    (tmp_path / "two.py").write_text(
+        "import gradlab\n"
+        "from gradlab import tanh, sqrt, var\n\n\n"
+        "@gradlab.declare(state='h c', params='W U b', source='a test')\n"
+        "def two(s):\n"
+        "    r = s.let('r', tanh(s.W @ s.h + s.U @ s.x + s.b) + s.c)\n"
+        "    return r, r / sqrt(var(r) + 1)\n")
+    result = invoke("derive", f"{tmp_path / 'two.py'}:two")
+    assert_ok(result)
+    lines = result.stdout.splitlines()
+    entry = re.compile(r"rank-one coupled|\S+")
+    tables = [i for i, line in enumerate(lines) if line.endswith("Jacobian:")]
+    assert len(tables) == 2 and "rank-one coupled" in result.stdout
+    for i in tables:
+        names = lines[i + 1]
+        ends = [m.end() for m in entry.finditer(names)]
+        rows = lines[i + 2:lines.index("", i + 2)]
+        assert rows
+        for row in rows:           # every entry ends under its column's name, 2 apart
+            found = list(entry.finditer(row))[1:]
+            assert [m.end() for m in found] == ends, (names, row)
+            assert all(row[m.start() - 2:m.start()] == "  " for m in found), row

@@ -165,11 +165,13 @@ def terminal(cell, *, as_latex=False):
         shape = f"{len(rows)}x{len(rows[0])} block" if len(rows) * len(rows[0]) > 1 else "single"
         lines += ["", f"d({', '.join(map(str, cell.outputs))}) / d({', '.join(map(str, ins))})"
                       f" — {shape} {wrt} Jacobian:"]
-        width = max(len(str(s)) for s in ins) + 2
-        lines += ["  " + " " * 6 + "".join(f"{str(s):>{max(width, 12)}}" for s in ins)]
-        for out, row in zip(cell.outputs, rows):
-            lines.append(f"  {str(out):6s}" + "".join(f"{kind(b):>{max(width, 12)}}"
-                                                       for b in row))
+        kinds = [[kind(b) for b in row] for row in rows]
+        # columns as wide as their widest entry ("rank-one coupled", a long name) and a gap
+        width = max(12, *(len(str(s)) + 2 for s in ins), *(len(k) + 2 for r in kinds for k in r))
+        label = max(6, *(len(str(out)) for out in cell.outputs))
+        lines += ["  " + " " * label + "".join(f"{str(s):>{width}}" for s in ins)]
+        for out, row in zip(cell.outputs, kinds):
+            lines.append(f"  {str(out):{label}s}" + "".join(f"{k:>{width}}" for k in row))
         lines.append("")
         named, rows = readable_blocks(cell, wrt)
         lines += [f"  {show(p)} = {show(J)}" for p, J in named]
