@@ -71,6 +71,11 @@ def digits_of(dtype):
     return DTYPE_DIGITS[name]
 
 
+def significant(x, digits=DIGITS):
+    """The float x to `digits` significant digits (as data.json writes it)."""
+    return float(f"{x:.{digits}g}")
+
+
 def jsonable(value, digits=DIGITS, keep=()):
     """Numbers as JSON can hold them: floats to `digits` significant digits, or "nan"/"inf"/
     "-inf"; arrays as lists; the values of dict keys in `keep` (what the run was given: a
@@ -87,7 +92,7 @@ def jsonable(value, digits=DIGITS, keep=()):
             return "nan"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        return float(f"{value:.{digits}g}")
+        return significant(value, digits)
     return value
 
 
@@ -103,10 +108,10 @@ def rounded(value, digits=DIGITS, keep=()):
         items = [rounded(v, digits, keep) for v in value]
         return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-        flat = [float(f"{v:.{digits}g}") for v in value.ravel().tolist()]
+        flat = [significant(v, digits) for v in value.ravel().tolist()]
         return np.array(flat, dtype=value.dtype).reshape(value.shape)
     if isinstance(value, (float, np.floating)):
-        return type(value)(float(f"{float(value):.{digits}g}"))
+        return type(value)(significant(float(value), digits))
     return value
 
 
