@@ -281,7 +281,7 @@ def _spectrum(cell, params, flow, keep=None):
         sv = torch.linalg.svdvals(J)
     except torch.linalg.LinAlgError:            # did not converge: no numbers, no crash
         return np.full(J.shape[-1], np.nan)
-    tolerance = sv[:, :1] * J.shape[-1] * torch.finfo(sv.dtype).eps
+    tolerance = sv[:, :1] * (J.shape[-1] * torch.finfo(sv.dtype).eps)   # (no overflow)
     return median(torch.where(sv < tolerance, 0.0, sv).cpu().numpy(), axis=0)
 
 
