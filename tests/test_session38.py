@@ -135,3 +135,20 @@ def test_derive_block_table_columns_fit_their_widest_entry(tmp_path):
             found = list(entry.finditer(row))[1:]
             assert [m.end() for m in found] == ends, (names, row)
             assert all(row[m.start() - 2:m.start()] == "  " for m in found), row
+
+
+def test_a_round_off_answer_agrees_with_gradlabs_noisy_round_off_below_the_floor():
+    """rnn_tanh with W of rank 2: its bottom exponents are -inf, and every QR reports
+    round-off there. On one CPU gradlab's own came out -36.9 and -38.7 (start vectors 0.09
+    apart), a routine's -36, and check_lyapunov called the right routine wrong: below the
+    floor only an exact -inf was excused against noisy estimates, a finite one had to fall
+    within 4 spreads. (tests/test_lyapunov_precision.py runs the whole check.)"""
+    from gradlab.verification.exponents import distance
+    answer, exact = np.array([-0.76, -1.94, -36.0, -36.0]), np.array([-0.76, -1.94, -36.9, -38.7])
+    floor, slack = np.full(4, -33.6), np.array([0.0, 0.0, 0.46, 0.46])
+    noisy = np.array([False, False, True, True])
+    low = (floor, slack, noisy, np.full(4, np.nan), np.full(4, -np.inf))
+    assert distance(answer, exact, low) == 0.0
+    # above the floor, and below it where gradlab's estimates do not scatter, still checked
+    assert distance(answer, exact, (floor, slack, np.zeros(4, bool), *low[3:])) > 2
+    assert distance(np.array([-0.76, -1.94, -5.0, -5.0]), exact, low) > 30
