@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from . import exits, progress
+from . import __version__, exits, progress
 from .commands import inspect, learning, reports
 from .errors import GradlabError, Interrupted, PipeClosed
 from .options import allocator_failed, echo, lenient_streams
@@ -121,7 +121,7 @@ class Gradlab(click.Group):
 
 
 @click.group(cls=Gradlab, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="gradlab")
+@click.version_option(__version__, package_name="gradlab", prog_name="gradlab")  # (no lookup)
 def cli():
     """Derive recurrent cells' Jacobians with SymPy and measure how gradients decay."""
 

@@ -12,6 +12,7 @@ CPU writes the same bytes. Here another CPU is stood in for by a relative pertur
 import collections
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -152,3 +153,21 @@ def test_a_round_off_answer_agrees_with_gradlabs_noisy_round_off_below_the_floor
     # above the floor, and below it where gradlab's estimates do not scatter, still checked
     assert distance(answer, exact, (floor, slack, np.zeros(4, bool), *low[3:])) > 2
     assert distance(np.array([-0.76, -1.94, -5.0, -5.0]), exact, low) > 30
+
+
+def test_version_answers_where_gradlab_is_not_installed(monkeypatch):
+    """`python -m gradlab --version` from a source checkout (PYTHONPATH, no installed
+    package) was "internal error (RuntimeError: 'gradlab' is not installed ...)", exit 2:
+    click looked the version up in the installed package's metadata."""
+    import importlib.metadata
+    import tomllib
+    import gradlab
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    result = invoke("--version")
+    assert_ok(result)
+    assert result.stdout.strip() == f"gradlab, version {gradlab.__version__}"
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["version"] == gradlab.__version__     # one version, told alike
